@@ -1,0 +1,139 @@
+"""Value checks: each raises Invalid saying what is wrong, or returns the value to keep."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from urllib.parse import SplitResult, urlsplit
+
+import phonenumbers
+
+from recorder.config._reader import Check, Invalid, suggest
+from recorder.config.model import MEDIA_SCHEMES
+
+
+def one_of(choices: Sequence[str], *, fold_case: bool = False) -> Check:
+    def check(value: str) -> str:
+        found = value.lower() if fold_case else value
+        if found not in choices:
+            hint = suggest(value, choices)
+            raise Invalid(f"must be one of {', '.join(choices)}, got '{value}'{hint}")
+        return found
+
+    return check
+
+
+def non_empty(value: str) -> str:
+    if not value.strip():
+        raise Invalid("must not be empty")
+    return value
+
+
+def username(value: str) -> str:
+    if not value or ":" in value or value != value.strip():
+        raise Invalid("must be non-empty, without ':' or surrounding spaces (HTTP basic auth)")
+    return value
+
+
+def ari_url(value: str) -> str:
+    parts = urlsplit_or_invalid(value.strip())
+    if parts.scheme not in ("http", "https"):
+        raise Invalid(f"must be an http:// or https:// URL, got '{value}'")
+    if not parts.hostname:
+        raise Invalid(f"has no host: '{value}'")
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the URL carries a password. Credentials in URLs also end up in logs.
+        raise Invalid("must not contain credentials; use ari.username and ari.password")
+    if parts.query or parts.fragment:
+        raise Invalid(f"must not have a query or fragment: '{value}'")
+    url = value.strip().rstrip("/")
+    if url.endswith("/ari"):
+        raise Invalid(f"must not end in /ari (it is appended): use '{url[:-4]}'")
+    return url
+
+
+def urlsplit_or_invalid(value: str) -> SplitResult:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading the port is what validates it
+    except ValueError as exc:
+        raise Invalid(f"is not a valid URL: {exc}") from None
+    return parts
+
+
+def app_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise Invalid(f"must be letters, digits, '_' or '-' only, got '{value}'")
+    return value
+
+
+def dsn(value: str) -> str:
+    # Never echo the value: a DSN usually carries the database password.
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise Invalid("must be a postgresql:// (or postgres://) URL")
+    return value
+
+
+def absolute_path(value: str) -> str:
+    if not PurePosixPath(value).is_absolute():
+        raise Invalid(f"must be an absolute path, got '{value}'")
+    return value
+
+
+def media_uri(value: str) -> str:
+    if not value.startswith(MEDIA_SCHEMES) or value.endswith(":"):
+        schemes = ", ".join(MEDIA_SCHEMES)
+        raise Invalid(f"must be an ARI media URI starting with {schemes}, got '{value}'")
+    return value
+
+
+def region(value: str) -> str:
+    regions = phonenumbers.SUPPORTED_REGIONS
+    if value not in regions:
+        hint = f"; did you mean '{value.upper()}'?" if value.upper() in regions else ""
+        raise Invalid(f"must be an ISO 3166 region code such as US or GB, got '{value}'{hint}")
+    return value
+
+
+def digits_only(value: str) -> str:
+    if not re.fullmatch(r"[0-9]*", value):
+        raise Invalid(f"must be digits only (or \"\" for none), got '{value}'")
+    return value
+
+
+def regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise Invalid(f"is not a valid regular expression: {exc}") from None
+    return value
+
+
+def dial_string(placeholder: str) -> Check:
+    """An Asterisk dial string template whose only placeholder is `{placeholder}`."""
+    example = f"PJSIP/{{{placeholder}}}"
+
+    def check(value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*/\S+", value):
+            raise Invalid(f"must look like Technology/resource, e.g. {example}, got '{value}'")
+        try:
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value)]
+        except ValueError as exc:
+            raise Invalid(f"{exc}; write {{{{ or }}}} for a literal brace") from None
+        used = False
+        for name, spec, conversion in fields:
+            if name is None:
+                continue
+            if name != placeholder or spec or conversion:
+                shown = (
+                    name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                )
+                raise Invalid(f"only the placeholder {{{placeholder}}} is allowed, got {{{shown}}}")
+            used = True
+        if not used:
+            raise Invalid(f"must contain {{{placeholder}}}, e.g. {example}")
+        return value
+
+    return check

@@ -1,0 +1,218 @@
+"""Typed reads from a YAML node tree that remember the line each key was written on.
+
+yaml.compose (not yaml.safe_load) keeps the nodes' source marks, so every error can name its
+line; this module adds the type rules (no bool or number where a string belongs, no float where
+an integer belongs) and the environment overrides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+import yaml
+
+from recorder.config.model import ConfigError
+
+_TAG = "tag:yaml.org,2002:"
+_KINDS: Final = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "null": "null",
+    "timestamp": "date",
+    "seq": "list",
+    "map": "mapping",
+}
+_CONSTRUCTOR: Final = yaml.constructor.SafeConstructor()  # its int/float parsing is stateless
+
+
+class Required:
+    """Marker default: the key must be given, in the file or in its environment variable."""
+
+
+REQUIRED: Final = Required()
+Check = Callable[[str], str]
+
+
+class Invalid(ValueError):
+    """Raised by a check with what is wrong; the reader adds file, line and key path."""
+
+
+def kind(node: yaml.Node) -> str:
+    tag = str(node.tag)
+    return _KINDS.get(tag.removeprefix(_TAG), f"value tagged {tag}")
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """ "; did you mean 'x'?" for the closest choice (ignoring case), or ""."""
+    lowered = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[match[0]]}'?" if match else ""
+
+
+def line_of(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class Section:
+    """One YAML mapping: its keys (checked against `allowed`), their lines and value nodes.
+
+    `line` is where errors about a missing key point: the line of the key that introduced this
+    mapping (or of the nearest ancestor present in the file; 1 for the top level).
+    """
+
+    def __init__(
+        self,
+        file: str,
+        env: Mapping[str, str],
+        path: str,
+        line: int,
+        node: yaml.Node | None,
+        allowed: Sequence[str] | None,
+    ) -> None:
+        self.file, self.env, self.path, self.line = file, env, path, line
+        self.entries: dict[str, tuple[int, yaml.Node]] = {}
+        if node is None or kind(node) == "null":
+            return  # absent, or "ari:" with nothing under it: all defaults
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(None, f"expected a mapping, got a {kind(node)}", line)
+        for key_node, value_node in node.value:
+            key_line = line_of(key_node)
+            if key_node.tag == _TAG + "merge":
+                raise self.error(None, "merge keys (<<) are not supported", key_line)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.error(None, f"keys must be strings, got a {kind(key_node)}", key_line)
+            if kind(key_node) != "string":
+                message = f"keys must be strings, got {kind(key_node)} '{key_node.value}'"
+                raise self.error(None, message + "; quote it", key_line)
+            key = str(key_node.value)
+            if allowed is not None and key not in allowed:
+                hint = suggest(key, allowed) or f"; known keys: {', '.join(allowed)}"
+                raise self.error(key, "unknown key" + hint, key_line)
+            if key in self.entries:
+                first = self.entries[key][0]
+                raise self.error(key, f"duplicate key (first given on line {first})", key_line)
+            self.entries[key] = (key_line, value_node)
+
+    def key_path(self, key: str | None) -> str:
+        if key is None:
+            return self.path or "(top level)"
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str | None, message: str, line: int | None = None) -> ConfigError:
+        """An error about `key`: on its line if it is in the file, else on this section's."""
+        if line is None:
+            line = self.entries[key][0] if key in self.entries else self.line
+        return ConfigError(self.file, line, self.key_path(key), message)
+
+    def section(self, key: str, allowed: Sequence[str] | None) -> Section:
+        line, node = self.entries.get(key, (self.line, None))
+        return Section(self.file, self.env, self.key_path(key), line, node, allowed)
+
+    def _scalar(self, key: str, expected: str, secret: bool) -> tuple[str, yaml.ScalarNode]:
+        node = self.entries[key][1]
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(key, f"expected {expected}, got a {kind(node)}")
+        found = kind(node)
+        if found == "boolean":
+            shown = "" if secret else f" '{node.value}'"
+            quote = "; quote it" if expected == "a string" else ""
+            raise self.error(
+                key,
+                f"expected {expected}, got boolean{shown} (YAML reads unquoted "
+                f"yes/no/on/off/true/false as booleans){quote}",
+            )
+        return found, node
+
+    def text(
+        self,
+        key: str,
+        default: str | Required,
+        check: Check | None = None,
+        *,
+        env_var: str | None = None,
+        secret: bool = False,
+    ) -> str:
+        value = self.optional_text(key, default, check, env_var=env_var, secret=secret)
+        assert value is not None  # only a nullable key's null gets through as None
+        return value
+
+    def optional_text(
+        self,
+        key: str,
+        default: str | Required | None,
+        check: Check | None = None,
+        *,
+        env_var: str | None = None,
+        secret: bool = False,
+        nullable: bool = False,
+    ) -> str | None:
+        """A string: from `env_var` when that is set and non-empty, else the file, else default.
+
+        The file's value is checked even when the environment overrides it: a mistake in the
+        file should not wait to surface until the variable is unset. With `secret`, no message
+        includes the value.
+        """
+        from_env = self.env.get(env_var, "") if env_var else ""
+        value: str | None
+        if key in self.entries:
+            found, node = self._scalar(key, "a string", secret)
+            if found == "string":
+                value = str(node.value)
+            elif found == "null" and (nullable or from_env):
+                value = None  # "password:" left empty for the environment to fill is fine
+            elif found == "null":
+                raise self.error(key, "expected a string, got nothing (null)")
+            else:
+                shown = "" if secret else f" {node.value}"
+                raise self.error(key, f"expected a string, got {found}{shown}; quote it")
+        elif isinstance(default, Required):
+            if not from_env:
+                also = f" (or set environment variable {env_var})" if env_var else ""
+                raise self.error(key, "required key is missing" + also)
+            value = None
+        else:
+            value = default
+        if value is not None and check is not None:
+            try:
+                value = check(value)
+            except Invalid as exc:
+                raise self.error(key, str(exc)) from None
+        if from_env:
+            try:
+                value = check(from_env) if check else from_env
+            except Invalid as exc:
+                message = f"{exc} (from environment variable {env_var})"
+                raise ConfigError(self.file, None, self.key_path(key), message) from None
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int | None = None) -> int:
+        if key not in self.entries:
+            return default
+        found, node = self._scalar(key, "an integer", False)
+        if found != "integer":
+            raise self.error(key, f"expected an integer, got {found} '{node.value}'")
+        value = int(_CONSTRUCTOR.construct_yaml_int(node))
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self.error(key, f"must be {bounds}, got {value}")
+        return value
+
+    def seconds(self, key: str, default: float) -> float:
+        """A duration in seconds, greater than 0; an integer is fine (30 means 30.0)."""
+        if key not in self.entries:
+            return default
+        found, node = self._scalar(key, "a number", False)
+        if found == "integer":
+            value = float(_CONSTRUCTOR.construct_yaml_int(node))
+        elif found == "number":
+            value = float(_CONSTRUCTOR.construct_yaml_float(node))
+        else:
+            raise self.error(key, f"expected a number of seconds, got {found} '{node.value}'")
+        if not math.isfinite(value) or value <= 0:
+            raise self.error(key, f"must be greater than 0, got {node.value}")
+        return value

@@ -1,0 +1,227 @@
+"""load_config: the schema, walked section by section; the first problem raises ConfigError."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import yaml
+
+from recorder.config import _checks as check
+from recorder.config._reader import REQUIRED, Section, kind, line_of
+from recorder.config.model import (
+    ENV_ARI_PASSWORD,
+    ENV_ARI_URL,
+    ENV_ARI_USERNAME,
+    ENV_DATABASE_DSN,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    RECORDING_FORMATS,
+    AriConfig,
+    AsteriskConfig,
+    CallsConfig,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    DialStrings,
+    LoggingConfig,
+    Secret,
+    StorageConfig,
+)
+
+_T = TypeVar("_T")
+
+# The keys each section may have: anything else is a typo, reported with a suggestion.
+KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "": ("asterisk", "ari", "database", "storage", "calls", "logging"),
+    "asterisk": ("label",),
+    "ari": (
+        "url",
+        "username",
+        "password",
+        "app",
+        "reconnect_initial_s",
+        "reconnect_max_s",
+        "request_timeout_s",
+    ),
+    "database": ("dsn", "pool_min", "pool_max"),
+    "storage": ("spool_dir", "archive_dir", "format", "min_free_mb"),
+    "calls": (
+        "dial_timeout_s",
+        "dial_strings",
+        "consent_prompt",
+        "ringback",
+        "default_region",
+        "outside_line_prefix",
+        "extensions",
+        "departments",
+    ),
+    "calls.dial_strings": ("inbound", "outbound", "internal"),
+    "logging": ("level", "format"),
+}
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _read_asterisk(s: Section) -> AsteriskConfig:
+    return AsteriskConfig(label=s.text("label", _default(AsteriskConfig, "label"), check.non_empty))
+
+
+def _read_ari(s: Section) -> AriConfig:
+    d = AriConfig
+    initial = s.seconds("reconnect_initial_s", _default(d, "reconnect_initial_s"))
+    maximum = s.seconds("reconnect_max_s", _default(d, "reconnect_max_s"))
+    if maximum < initial:
+        key = "reconnect_max_s" if "reconnect_max_s" in s.entries else "reconnect_initial_s"
+        message = (
+            f"reconnect_max_s ({maximum:g}) must be at least reconnect_initial_s ({initial:g})"
+        )
+        raise s.error(key, message)
+    url = s.text("url", _default(d, "url"), check.ari_url, env_var=ENV_ARI_URL)
+    username = s.text("username", REQUIRED, check.username, env_var=ENV_ARI_USERNAME)
+    password = s.text("password", REQUIRED, check.non_empty, env_var=ENV_ARI_PASSWORD, secret=True)
+    return AriConfig(
+        url=url,
+        username=username,
+        password=Secret(password),
+        app=s.text("app", _default(d, "app"), check.app_name),
+        reconnect_initial_s=initial,
+        reconnect_max_s=maximum,
+        request_timeout_s=s.seconds("request_timeout_s", _default(d, "request_timeout_s")),
+    )
+
+
+def _read_database(s: Section) -> DatabaseConfig:
+    dsn = s.text("dsn", REQUIRED, check.dsn, env_var=ENV_DATABASE_DSN, secret=True)
+    pool_min = s.integer("pool_min", _default(DatabaseConfig, "pool_min"), 0)
+    pool_max = s.integer("pool_max", _default(DatabaseConfig, "pool_max"), 1)
+    if pool_max < pool_min:
+        key = "pool_max" if "pool_max" in s.entries else "pool_min"
+        raise s.error(key, f"pool_max ({pool_max}) must be at least pool_min ({pool_min})")
+    return DatabaseConfig(dsn=Secret(dsn), pool_min=pool_min, pool_max=pool_max)
+
+
+def _read_storage(s: Section) -> StorageConfig:
+    d = StorageConfig
+    spool = s.optional_text(
+        "spool_dir", str(_default(d, "spool_dir")), check.absolute_path, nullable=True
+    )
+    return StorageConfig(
+        spool_dir=None if spool is None else Path(spool),
+        archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
+        format=s.text("format", _default(d, "format"), check.one_of(RECORDING_FORMATS)),
+        min_free_mb=s.integer("min_free_mb", _default(d, "min_free_mb"), 0),
+    )
+
+
+def _read_departments(s: Section, extensions: re.Pattern[str]) -> dict[str, tuple[str, ...]]:
+    departments: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}  # extension -> the department that listed it first
+    for name, (line, node) in s.entries.items():
+        if not name.strip():
+            raise s.error(name, "department name must not be empty", line)
+        if not isinstance(node, yaml.SequenceNode):
+            raise s.error(name, f"expected a list of extensions, got a {kind(node)}", line)
+        members: list[str] = []
+        for i, item in enumerate(node.value):
+            path, item_line = f"{s.key_path(name)}[{i}]", line_of(item)
+            if not isinstance(item, yaml.ScalarNode):
+                message = f"expected an extension (a string), got a {kind(item)}"
+                raise ConfigError(s.file, item_line, path, message)
+            if kind(item) != "string":
+                # Quoting matters: YAML reads 0201 as the octal integer 129.
+                message = f"expected an extension (a string), got {kind(item)} {item.value}"
+                raise ConfigError(s.file, item_line, path, message + "; quote it")
+            ext = str(item.value)
+            if not extensions.fullmatch(ext):
+                message = f"'{ext}' does not match calls.extensions ({extensions.pattern})"
+                raise ConfigError(s.file, item_line, path, message)
+            if ext in owner:
+                first = owner[ext]
+                message = (
+                    f"extension {ext} is listed twice in {name}"
+                    if first == name
+                    else f"extension {ext} is in both {first} and {name}"
+                )
+                raise ConfigError(s.file, item_line, path, message)
+            owner[ext] = name
+            members.append(ext)
+        departments[name] = tuple(members)
+    return departments
+
+
+def _read_calls(s: Section) -> CallsConfig:
+    d, ds = CallsConfig, s.section("dial_strings", KEYS["calls.dial_strings"])
+    dial_strings = DialStrings(
+        inbound=ds.text("inbound", _default(DialStrings, "inbound"), check.dial_string("target")),
+        outbound=ds.text(
+            "outbound", _default(DialStrings, "outbound"), check.dial_string("number")
+        ),
+        internal=ds.text(
+            "internal", _default(DialStrings, "internal"), check.dial_string("target")
+        ),
+    )
+    extensions = re.compile(s.text("extensions", _default(d, "extensions").pattern, check.regex))
+    return CallsConfig(
+        dial_timeout_s=s.integer("dial_timeout_s", _default(d, "dial_timeout_s"), 1, 600),
+        dial_strings=dial_strings,
+        consent_prompt=s.text("consent_prompt", _default(d, "consent_prompt"), check.media_uri),
+        ringback=s.text("ringback", _default(d, "ringback"), check.media_uri),
+        default_region=s.text("default_region", _default(d, "default_region"), check.region),
+        outside_line_prefix=s.text(
+            "outside_line_prefix", _default(d, "outside_line_prefix"), check.digits_only
+        ),
+        extensions=extensions,
+        departments=MappingProxyType(_read_departments(s.section("departments", None), extensions)),
+    )
+
+
+def _read_logging(s: Section) -> LoggingConfig:
+    d = LoggingConfig
+    return LoggingConfig(
+        level=s.text("level", _default(d, "level"), check.one_of(LOG_LEVELS, fold_case=True)),
+        format=s.text("format", _default(d, "format"), check.one_of(LOG_FORMATS)),
+    )
+
+
+def _parse(path: Path) -> yaml.Node | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, None, None, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, None, f"cannot read: not UTF-8 ({exc.reason})") from None
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        raise ConfigError(path, line, None, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, None, f"invalid YAML: {exc}") from None
+
+
+def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
+    """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
+    path = Path(path)
+    root = Section(str(path), env, "", 1, _parse(path), KEYS[""])
+
+    def read(key: str, reader: Callable[[Section], _T]) -> _T:
+        return reader(root.section(key, KEYS[key]))
+
+    return Config(
+        asterisk=read("asterisk", _read_asterisk),
+        ari=read("ari", _read_ari),
+        database=read("database", _read_database),
+        storage=read("storage", _read_storage),
+        calls=read("calls", _read_calls),
+        logging=read("logging", _read_logging),
+        path=path,
+    )

@@ -1,0 +1,154 @@
+"""The validated configuration: frozen dataclasses, the Secret wrapper and ConfigError.
+
+Defaults live here, on the dataclasses, and the loader takes them from there, so building a
+Config in a test and loading one from YAML cannot disagree about them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+RECORDING_FORMATS: Final = ("wav", "gsm", "ulaw", "alaw", "sln16")  # what Asterisk can record
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("json", "console")
+MEDIA_SCHEMES: Final = ("sound:", "recording:", "tone:")
+ENV_ARI_PASSWORD: Final = "VERBATIM_ARI_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+ENV_ARI_URL: Final = "VERBATIM_ARI_URL"
+ENV_ARI_USERNAME: Final = "VERBATIM_ARI_USERNAME"
+ENV_DATABASE_DSN: Final = "VERBATIM_DATABASE_DSN"
+
+
+class ConfigError(Exception):
+    """A configuration problem, located: "<file>:<line>: <key.path>: <message>".
+
+    `line` is None when the value came from the environment or the file could not be read (the
+    location is then just "<file>"), and `key` is None for problems that belong to no key
+    (unreadable file, YAML syntax).
+    """
+
+    def __init__(self, file: str | Path, line: int | None, key: str | None, message: str) -> None:
+        self.file = str(file)
+        self.line = line
+        self.key = key
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return ": ".join(part for part in (where, self.key, self.message) if part)
+
+
+class Secret:
+    """A string that never shows itself in repr/str, so not in logs or tracebacks either."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class AsteriskConfig:
+    label: str = "default"  # human name of the Asterisk server/office, for logs and the UI
+
+
+@dataclass(frozen=True)
+class AriConfig:
+    username: str
+    password: Secret
+    url: str = "http://127.0.0.1:8088"  # no trailing slash; the REST API is at `base_url`
+    app: str = "verbatim"
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    request_timeout_s: float = 10.0
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/ari"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    dsn: Secret
+    pool_min: int = 1
+    pool_max: int = 5
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    archive_dir: Path
+    # None: Asterisk runs on another host, so recordings are fetched over ARI, not from disk.
+    spool_dir: Path | None = Path("/var/spool/asterisk/recording")
+    format: str = "wav"
+    min_free_mb: int = 500
+
+
+@dataclass(frozen=True)
+class DialStrings:
+    inbound: str = "PJSIP/{target}"
+    outbound: str = "PJSIP/{number}@trunk"
+    internal: str = "PJSIP/{target}"
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    dial_timeout_s: int = 30
+    dial_strings: DialStrings = field(default_factory=DialStrings)
+    consent_prompt: str = "sound:verbatim/consent"
+    ringback: str = "tone:ring"
+    default_region: str = "US"
+    outside_line_prefix: str = "9"
+    extensions: re.Pattern[str] = re.compile(r"^[0-9]{2,6}$")
+    # department -> its extensions; read-only, and the loader rejects an extension in two
+    departments: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def department_by_extension(self) -> dict[str, str]:
+        return {ext: name for name, exts in self.departments.items() for ext in exts}
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    ari: AriConfig
+    database: DatabaseConfig
+    storage: StorageConfig
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    path: Path | None = None  # the file it was loaded from
+
+
+def department_of(config: Config, extension: str) -> str | None:
+    """The department an extension belongs to, or None."""
+    for name, extensions in config.calls.departments.items():
+        if extension in extensions:
+            return name
+    return None

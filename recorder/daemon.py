@@ -1,0 +1,312 @@
+"""The daemon: feeds ARI events through the call model and executes the commands it returns.
+
+One consumer task handles events (and reconciliations) one at a time, in the order Asterisk sent
+them, so the pure model never sees concurrent changes. Work that may be slow and touches no call
+state — filing a recording into the archive — runs in its own task and reports back as an event.
+
+What happens to a call in flight when a part fails:
+- Asterisk unreachable / WebSocket dropped: Asterisk keeps bridging and recording. On reconnect
+  the daemon reads channels, bridges and each live recording's fate, and `reconcile` turns every
+  difference into the event it missed (a hangup, an answer, a finished recording → new segment).
+- PostgreSQL down: calls go on and are recorded; writes wait in memory (the newest snapshot of
+  each call, and every event row) and are retried every few seconds and before each request.
+  (A journal on disk that survives a crash during the outage is a later issue.)
+- The daemon crashes: each call's model state is stored with its row at every change; at start
+  the daemon adopts open calls of this Asterisk server and reconciles them, files recordings left
+  in the spool, and imports the dialplan's fallback (MixMonitor) recordings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from recorder.ari.client import AriClient, AriError
+from recorder.ari.connection import EventStream
+from recorder.ari.events import (
+    BridgeInfo,
+    ChannelInfo,
+    Event,
+    EventError,
+    parse_bridge,
+    parse_channel,
+)
+from recorder.model import commands as cmd
+from recorder.model.calls import step
+from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
+from recorder.model.reconcile import (
+    ABSENT,
+    LIVE,
+    QUEUED,
+    STORED,
+    AriSnapshot,
+    reconcile,
+    recordings_to_check,
+)
+from recorder.model.settings import CallSettings
+from recorder.model.state import Call, ModelState
+from recorder.persistence import Writer
+from recorder.recovery import SpoolSweeper
+from recorder.storage.archive import Archive
+
+log = structlog.get_logger("verbatim.daemon")
+
+
+class _Reconcile:
+    """Queue marker: the WebSocket (re)connected; compare the model with Asterisk."""
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        client: AriClient,
+        stream_factory: Any,
+        writer: Writer,
+        archive: Archive,
+        settings: CallSettings,
+        spool_dir: Path | None,
+        sweeper: SpoolSweeper | None = None,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.archive = archive
+        self.settings = settings
+        self.spool_dir = spool_dir
+        self.sweeper = sweeper
+        self.state = ModelState()
+        self.asterisk_id = ""
+        self.adopted = False
+        self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
+        self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = asyncio.create_task(self._consume(), name="verbatim-consumer")
+        retry = asyncio.create_task(self._retry_writes(), name="verbatim-db-retry")
+        try:
+            await self.stream.run()
+        finally:
+            consumer.cancel()
+            retry.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def stop(self) -> None:
+        await self.stream.stop()
+
+    async def _on_connected(self) -> None:
+        await self.queue.put(_Reconcile())
+
+    async def _on_event(self, event: Event) -> None:
+        if not event.asterisk_id and self.asterisk_id:
+            event = dataclasses.replace(event, asterisk_id=self.asterisk_id)
+        await self.queue.put(event)
+
+    async def _consume(self) -> None:
+        while True:
+            if self.queue.empty():
+                self.idle.set()
+            item = await self.queue.get()
+            self.idle.clear()
+            try:
+                if isinstance(item, _Reconcile):
+                    await self._reconcile()
+                else:
+                    self.state, commands = step(self.state, item, self.settings)
+                    await self._execute(commands)
+            except Exception:  # one bad event or bug must not stop every other call
+                log.exception("daemon.event_failed", item=type(item).__name__)
+
+    # --- reconciliation ------------------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        try:
+            info = await self.client.info()
+            self.asterisk_id = str(info.get("system", {}).get("entity_id") or self.asterisk_id)
+            if not self.adopted:
+                await self._adopt_open_calls()
+            snapshot = await self._snapshot()
+        except AriError as exc:
+            log.error("ari.reconcile_failed", error=str(exc))
+            return
+        self.state, commands = reconcile(self.state, snapshot, self.settings, datetime.now(UTC))
+        await self._execute(commands)
+        if self.sweeper is not None:
+            await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording))
+
+    async def _adopt_open_calls(self) -> None:
+        """After a crash: take back the calls this server's rows say were in progress."""
+        for row in await self.writer.open_calls(self.asterisk_id):
+            if row.state is None:
+                await self.writer.close_orphan(row)
+                continue
+            try:
+                call = Call.from_json(row.state)
+            except (TypeError, ValueError, KeyError) as exc:
+                log.error("call.adopt_failed", call_id=row.call_id, error=str(exc))
+                await self.writer.close_orphan(row)
+                continue
+            self.state = self.state.with_call(call)
+            log.info("call.adopted", call_id=call.call_id, phase=call.phase)
+        self.adopted = True
+
+    async def _snapshot(self) -> AriSnapshot:
+        channels: dict[str, ChannelInfo] = {}
+        for raw in await self.client.channels():
+            try:
+                info = parse_channel(raw)
+            except EventError as exc:  # one odd channel must not stop the reconciliation
+                log.error("ari.bad_channel", error=str(exc))
+                continue
+            channels[info.id] = info
+        bridges: dict[str, BridgeInfo] = {}
+        for raw in await self.client.bridges():
+            try:
+                bridge = parse_bridge(raw)
+            except EventError as exc:
+                log.error("ari.bad_bridge", error=str(exc))
+                continue
+            bridges[bridge.id] = bridge
+        fates: dict[str, str] = {}
+        for name in recordings_to_check(self.state):
+            fates[name] = await self._recording_fate(name)
+        return AriSnapshot(self.asterisk_id, channels, bridges, fates)
+
+    async def _recording_fate(self, name: str) -> str:
+        try:
+            live = await self.client.live_recording(name)
+            return QUEUED if live.get("state") == "queued" else LIVE
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            await self.client.stored_recording(name)
+            return STORED
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+        return ABSENT
+
+    # --- executing commands ------------------------------------------------------------------
+
+    async def _execute(self, commands: list[cmd.Command]) -> None:
+        for command in commands:
+            if isinstance(command, cmd.SaveCall):
+                self.writer.stage_call(command)
+            elif isinstance(command, cmd.RecordEvent):
+                self.writer.stage_event(command.event)
+            elif isinstance(command, cmd.Log):
+                _write_log(command)
+            elif isinstance(command, cmd.FileRecording):
+                await self.writer.flush()
+                self._spawn(self._file(command))
+            else:
+                await self.writer.flush()  # names and ids are stored before Asterisk hears them
+                await self._request(command)
+        await self.writer.flush()
+
+    async def _request(self, c: cmd.Command) -> None:
+        ari = self.client
+        try:
+            match c:
+                case cmd.Answer():
+                    await ari.answer(c.channel_id)
+                case cmd.CreateBridge():
+                    await ari.create_bridge(c.bridge_id, c.name)
+                case cmd.AddChannel():
+                    await ari.add_channel(c.bridge_id, c.channel_id)
+                case cmd.DestroyBridge():
+                    await ari.destroy_bridge(c.bridge_id)
+                case cmd.Play():
+                    await ari.play(c.channel_id, c.playback_id, c.media)
+                case cmd.StopPlayback():
+                    await ari.stop_playback(c.playback_id)
+                case cmd.CreateChannel():
+                    await ari.create_channel(c.channel_id, c.endpoint, c.app_args, c.originator)
+                case cmd.DialChannel():
+                    await ari.dial(c.channel_id, c.caller_id, c.timeout_s)
+                case cmd.StartRecording():
+                    await ari.record_bridge(c.bridge_id, c.name, c.format)
+                case cmd.StopRecording():
+                    await ari.stop_recording(c.name)
+                case cmd.Hangup():
+                    await ari.hangup(c.channel_id, c.reason)
+                case _:
+                    log.error("daemon.unknown_command", command=type(c).__name__)
+        except AriError as exc:
+            level = "info" if exc.status == 404 else "warning"
+            getattr(log, level)(
+                "ari.request_failed",
+                call_id=c.call_id or None,
+                command=type(c).__name__,
+                status=exc.status,
+                error=exc.message,
+            )
+            failed = CommandFailed(
+                timestamp=datetime.now(UTC),
+                asterisk_id=self.asterisk_id,
+                command=c,
+                status=exc.status,
+                message=exc.message,
+            )
+            await self.queue.put(failed)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _file(self, c: cmd.FileRecording) -> None:
+        started_at = datetime.fromisoformat(c.started_at_iso)
+        now = datetime.now(UTC)
+        try:
+            if self.spool_dir is not None:
+                src = self.spool_dir / f"{c.name}.{c.format}"
+                filed = await self.archive.file(
+                    src, call_id=c.call_id, name=c.name, started_at=started_at, fmt=c.format
+                )
+            else:
+                filed = await self.archive.file_bytes(
+                    self.client.stored_file(c.name),
+                    call_id=c.call_id,
+                    name=c.name,
+                    started_at=started_at,
+                    fmt=c.format,
+                )
+                await self.client.delete_stored(c.name)
+            event: Event = RecordingFiled(
+                timestamp=now,
+                asterisk_id=self.asterisk_id,
+                name=c.name,
+                path=str(filed.path),
+                sha256=filed.sha256,
+                bytes=filed.bytes,
+                duration_ms=filed.duration_ms,
+            )
+        except Exception as exc:  # any failure is reported on the recording, never dropped
+            log.error("recording.file_failed", call_id=c.call_id, recording=c.name, error=str(exc))
+            event = RecordingFileFailed(
+                timestamp=now, asterisk_id=self.asterisk_id, name=c.name, error=str(exc)
+            )
+        await self.queue.put(event)
+
+    async def _retry_writes(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            await self.writer.flush()
+
+
+def _write_log(c: cmd.Log) -> None:
+    fields = dict(c.fields)
+    if c.call_id:
+        fields.setdefault("call_id", c.call_id)
+    getattr(log, c.level, log.info)(c.event, **fields)

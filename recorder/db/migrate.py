@@ -1,0 +1,142 @@
+"""Apply migrations/NNNN_name.sql files in order, once each, tracked in schema_migrations.
+
+Several daemons (one per Asterisk server) may share a database and start together: the whole run
+holds a session advisory lock, so the second waits and then finds nothing left to do. Each file
+runs in its own transaction with its schema_migrations row, so a failing file leaves no trace.
+A file that changed after it was applied is an error: the database would no longer match the
+repository, and silently ignoring it hides a real schema drift.
+
+A file whose first line is `-- migrate: no-transaction` runs outside a transaction (needed for
+CREATE INDEX CONCURRENTLY on a large table); it must then be safe to re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+# Arbitrary constant identifying "verbatim schema migration" among advisory locks.
+LOCK_KEY = 0x7665726261_7469
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NO_TX = "-- migrate: no-transaction"
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    sha256     text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str  # "0001_core"
+    path: Path
+    sql: str
+    sha256: str
+
+    @property
+    def transactional(self) -> bool:
+        return not self.sql.lstrip().startswith(_NO_TX)
+
+
+def load(directory: Path) -> list[Migration]:
+    """The migration files of `directory`, in version order; other .sql names are an error."""
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory {directory} does not exist")
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = _FILE.match(path.name)
+        if not m:
+            raise MigrationError(f"migration file {path} is not named NNNN_name.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise MigrationError(
+                f"migration version {m.group(1)} used twice: {found[version].path} and {path}"
+            )
+        data = path.read_bytes()
+        found[version] = Migration(
+            version, path.stem, path, data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+        )
+    return [found[v] for v in sorted(found)]
+
+
+async def migrate(dsn_or_conn: str | Any, directory: Path | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied (empty when up to date).
+
+    `dsn_or_conn` is a DSN or an open asyncpg connection (left open, outside a transaction).
+    """
+    migrations = load(directory or DEFAULT_DIRECTORY)
+    if isinstance(dsn_or_conn, str):
+        conn = await asyncpg.connect(dsn_or_conn)
+        try:
+            return await _migrate(conn, migrations)
+        finally:
+            await conn.close()
+    return await _migrate(dsn_or_conn, migrations)
+
+
+async def _migrate(conn: Any, migrations: list[Migration]) -> list[str]:
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    try:
+        await conn.execute(_CREATE_TABLE)
+        rows = await conn.fetch("SELECT version, name, sha256 FROM schema_migrations")
+        applied = {r["version"]: (r["name"], r["sha256"]) for r in rows}
+        known = {m.version for m in migrations}
+        for version in sorted(set(applied) - known):
+            # A newer daemon migrated this database; an older one may still run (rollback).
+            log.warning("migration.unknown_applied", version=version, name=applied[version][0])
+        done: list[str] = []
+        for m in migrations:
+            if m.version in applied:
+                name, sha = applied[m.version]
+                if name != m.name or sha != m.sha256:
+                    raise MigrationError(
+                        f"migration {m.path} changed after it was applied as {name} "
+                        f"(sha256 {sha[:12]}… in schema_migrations, {m.sha256[:12]}… on disk): "
+                        "add a new migration instead of editing an applied one"
+                    )
+                continue
+            try:
+                if m.transactional:
+                    async with conn.transaction():
+                        await conn.execute(m.sql)
+                        await _record(conn, m)
+                else:
+                    await conn.execute(m.sql)
+                    await _record(conn, m)
+            except asyncpg.PostgresError as e:
+                raise MigrationError(f"migration {m.path} failed: {e}") from e
+            log.info("migration.applied", name=m.name)
+            done.append(m.name)
+        return done
+    finally:
+        # A dead connection released the lock with itself; don't mask the original error.
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def _record(conn: Any, m: Migration) -> None:
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+        m.version,
+        m.name,
+        m.sha256,
+    )

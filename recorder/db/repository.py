@@ -1,0 +1,240 @@
+"""The daemon's PostgreSQL access: upserts of call snapshots, the event log, recovery queries.
+
+Column lists come from the row dataclasses (rows.py), so a field added there and in a migration
+needs no change here. All times are timestamptz; asyncpg returns them as aware UTC datetimes, and
+naive datetimes are refused on the way in (a naive time is a bug in the caller, and asyncpg would
+silently take it as UTC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+
+T = TypeVar("T")
+
+
+def _cols(row_type: type[Any]) -> list[str]:
+    return [f.name for f in fields(row_type)]
+
+
+CALL_COLS = _cols(CallRow)
+LEG_COLS = _cols(LegRow)
+RECORDING_COLS = _cols(RecordingRow)
+EVENT_COLS = _cols(EventRow)
+
+
+def _upsert(table: str, cols: list[str], key: tuple[str, ...], set_sql: str, where: str) -> str:
+    values = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    # Identifiers come from our own dataclasses, never from input.
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {set_sql}, updated_at = now() "
+        f"WHERE {where}"
+    )
+
+
+def _set_all(cols: list[str], key: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+
+
+# An ended call never becomes active again: a late, older snapshot must not reopen it (recovery
+# would then adopt a call that is over).
+_UPSERT_CALL = _upsert(
+    "calls",
+    CALL_COLS,
+    ("call_id",),
+    _set_all(CALL_COLS, ("call_id",)),
+    "NOT (calls.status = 'ended' AND EXCLUDED.status = 'active')",
+)
+_UPSERT_LEG = _upsert(
+    "legs",
+    LEG_COLS,
+    ("asterisk_id", "channel_id"),
+    _set_all(LEG_COLS, ("asterisk_id", "channel_id")),
+    "true",
+)
+# Facts about the file, once known, stay known (COALESCE); the status rule lives in the database
+# (recording_status_may_change, migration 0001) so an older snapshot is skipped as a whole.
+_KEEP = ("started_at", "ended_at", "path", "duration_ms", "bytes", "sha256")
+_UPSERT_RECORDING = _upsert(
+    "recordings",
+    RECORDING_COLS,
+    ("asterisk_id", "name"),
+    ", ".join(
+        f"{c} = COALESCE(EXCLUDED.{c}, recordings.{c})" if c in _KEEP else f"{c} = EXCLUDED.{c}"
+        for c in RECORDING_COLS
+        if c not in ("asterisk_id", "name")
+    ),
+    "recording_status_may_change(recordings.status, EXCLUDED.status)",
+)
+_INSERT_EVENT = (
+    f"INSERT INTO call_events ({', '.join(EVENT_COLS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLS) + 1))})"
+)
+
+
+def _select(table: str, cols: list[str]) -> str:
+    return f"SELECT {', '.join(cols)} FROM {table} "  # noqa: S608 (our identifiers)
+
+
+SELECT_CALLS = _select("calls", CALL_COLS)
+SELECT_LEGS = _select("legs", LEG_COLS)
+SELECT_RECORDINGS = _select("recordings", RECORDING_COLS)
+SELECT_EVENTS = _select("call_events", EVENT_COLS)
+# Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
+UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
+
+
+def _values(row: Any, cols: list[str]) -> list[Any]:
+    values = [getattr(row, c) for c in cols]
+    for c, v in zip(cols, values, strict=True):
+        if isinstance(v, datetime) and v.utcoffset() is None:
+            raise ValueError(f"{type(row).__name__}.{c} is a naive datetime: {v!r}")
+    return values
+
+
+def _row(row_type: type[T], record: Any) -> T:
+    return row_type(**dict(record.items()))
+
+
+async def _init_connection(conn: Any) -> None:
+    for typ in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+class Repository:
+    def __init__(self, pool: Any) -> None:
+        """`pool` is an asyncpg pool whose connections were set up by `init_connection`."""
+        self.pool = pool
+
+    init_connection = staticmethod(_init_connection)
+
+    @classmethod
+    async def connect(cls, dsn: str, min_size: int = 1, max_size: int = 5) -> Repository:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def save_call(
+        self, call: CallRow, legs: Sequence[LegRow], recordings: Sequence[RecordingRow]
+    ) -> None:
+        """Upsert a call snapshot with its legs and recordings, all or nothing."""
+        call_args = _values(call, CALL_COLS)
+        # Rows are written in key order so concurrent saves lock them in the same order.
+        leg_args = [
+            _values(leg, LEG_COLS)
+            for leg in sorted(legs, key=lambda r: (r.asterisk_id, r.channel_id))
+        ]
+        rec_args = [
+            _values(rec, RECORDING_COLS)
+            for rec in sorted(recordings, key=lambda r: (r.asterisk_id, r.name))
+        ]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_UPSERT_CALL, *call_args)
+            if leg_args:
+                await conn.executemany(_UPSERT_LEG, leg_args)
+            if rec_args:
+                await conn.executemany(_UPSERT_RECORDING, rec_args)
+
+    async def save_recording(self, row: RecordingRow) -> bool:
+        """Upsert one recording; False if refused because its status would move backwards."""
+        result = await self.pool.fetchval(
+            _UPSERT_RECORDING + " RETURNING true", *_values(row, RECORDING_COLS)
+        )
+        return result is True
+
+    async def add_events(self, events: Sequence[EventRow]) -> None:
+        if not events:
+            return
+        args = [_values(e, EVENT_COLS) for e in events]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_INSERT_EVENT, args)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def call(self, call_id: str) -> CallRow | None:
+        rec = await self.pool.fetchrow(
+            SELECT_CALLS + "WHERE call_id = $1",
+            call_id,
+        )
+        return None if rec is None else _row(CallRow, rec)
+
+    async def open_calls(self, asterisk_id: str) -> list[CallRow]:
+        """This server's calls still marked active: what a restarted daemon must adopt."""
+        return await self._fetch(
+            CallRow,
+            SELECT_CALLS
+            + "WHERE asterisk_id = $1 AND status = 'active' ORDER BY started_at, call_id",
+            asterisk_id,
+        )
+
+    async def recent_calls(self, limit: int, since: datetime | None = None) -> list[CallRow]:
+        """Newest first; `since` bounds started_at from below (inclusive)."""
+        order = " ORDER BY started_at DESC, call_id DESC LIMIT $1"
+        if since is None:
+            return await self._fetch(CallRow, SELECT_CALLS + order, limit)
+        if since.utcoffset() is None:
+            raise ValueError(f"since is a naive datetime: {since!r}")
+        sql = SELECT_CALLS + "WHERE started_at >= $2" + order
+        return await self._fetch(CallRow, sql, limit, since)
+
+    async def legs(self, call_id: str) -> list[LegRow]:
+        return await self._fetch(
+            LegRow,
+            SELECT_LEGS + "WHERE call_id = $1 ORDER BY started_at, channel_id",
+            call_id,
+        )
+
+    async def recordings(self, call_id: str) -> list[RecordingRow]:
+        return await self._fetch(
+            RecordingRow,
+            SELECT_RECORDINGS + "WHERE call_id = $1 ORDER BY segment, requested_at, name",
+            call_id,
+        )
+
+    async def recording(self, asterisk_id: str, name: str) -> RecordingRow | None:
+        rec = await self.pool.fetchrow(
+            SELECT_RECORDINGS + "WHERE asterisk_id = $1 AND name = $2",
+            asterisk_id,
+            name,
+        )
+        return None if rec is None else _row(RecordingRow, rec)
+
+    async def unfiled_recordings(self, asterisk_id: str) -> list[RecordingRow]:
+        """This server's recordings not in the archive and not failed (requested, recording,
+        finished, and missing ones, which may still turn up in the spool), oldest first."""
+        return await self._fetch(
+            RecordingRow,
+            SELECT_RECORDINGS
+            + f"WHERE asterisk_id = $1 AND {UNFILED_PREDICATE} ORDER BY requested_at, name",
+            asterisk_id,
+        )
+
+    async def events(self, call_id: str) -> list[EventRow]:
+        return await self._fetch(
+            EventRow,
+            SELECT_EVENTS + "WHERE call_id = $1 ORDER BY at, id",
+            call_id,
+        )
+
+    async def _fetch(self, row_type: type[T], sql: str, *args: Any) -> list[T]:
+        return [_row(row_type, r) for r in await self.pool.fetch(sql, *args)]

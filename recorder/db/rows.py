@@ -1,0 +1,87 @@
+"""Rows the daemon writes: the contract between the call model and the database.
+
+The call model turns its state into these frozen rows; the repository upserts them. Keeping the
+rows plain (no asyncpg types) lets the model stay pure and the schema change in one place.
+Times are timezone-aware UTC datetimes. `asterisk_id` is the Asterisk server's entity id:
+channel ids and recording names are unique only per server, and several offices share a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Call.status: 'active' while the daemon handles it, 'ended' once every leg and recording is closed.
+# Call.outcome: None while in progress, then one of OUTCOMES.
+OUTCOMES = ("answered", "busy", "no_answer", "abandoned", "failed", "rejected", "interrupted")
+# Recording.status: requested (name stored, request not yet confirmed) → recording → finished
+# (Asterisk closed the file) → filed (in the archive with its hash). Or failed / missing.
+RECORDING_STATUSES = ("requested", "recording", "finished", "filed", "failed", "missing")
+
+
+@dataclass(frozen=True)
+class CallRow:
+    call_id: str
+    asterisk_id: str
+    direction: str  # inbound | outbound | internal
+    caller_number: str | None  # as presented / dialled
+    caller_e164: str | None
+    callee_number: str | None
+    callee_e164: str | None
+    extension: str | None  # the firm's extension on the call
+    department: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    status: str  # active | ended
+    fallback: bool = False  # recorded by the dialplan's MixMonitor fallback, not by the app
+    state: dict[str, Any] | None = None  # the call model's snapshot, for adoption after a crash
+
+
+@dataclass(frozen=True)
+class LegRow:
+    asterisk_id: str
+    channel_id: str
+    call_id: str
+    channel_name: str
+    role: str  # caller | callee
+    caller_name: str | None
+    caller_number: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    hangup_cause: int | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    asterisk_id: str
+    name: str
+    call_id: str
+    segment: int
+    target: str  # e.g. "bridge:<id>"
+    format: str
+    status: str
+    requested_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    path: str | None = None  # in the archive, once filed
+    duration_ms: int | None = None  # measured from the audio, not from ARI's whole seconds
+    bytes: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class EventRow:
+    call_id: str
+    asterisk_id: str
+    at: datetime
+    kind: str  # e.g. consent.played, recording.started, recording.gap, leg.hangup
+    channel_id: str | None = None
+    recording_name: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

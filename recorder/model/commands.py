@@ -1,0 +1,124 @@
+"""What the call model asks the outside world to do. Adapters execute these in order.
+
+Commands are data: the model never performs I/O, so any trace can be replayed through it and the
+resulting commands compared with what a real run did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+
+
+@dataclass(frozen=True)
+class Command:
+    call_id: str
+
+
+# --- ARI requests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer(Command):
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class CreateBridge(Command):
+    bridge_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AddChannel(Command):
+    bridge_id: str
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class DestroyBridge(Command):
+    bridge_id: str
+
+
+@dataclass(frozen=True)
+class Play(Command):
+    channel_id: str
+    playback_id: str
+    media: str
+
+
+@dataclass(frozen=True)
+class StopPlayback(Command):
+    playback_id: str
+
+
+@dataclass(frozen=True)
+class CreateChannel(Command):
+    """POST /channels/create: the leg is only dialled after its StasisStart (else Asterisk 409s)."""
+
+    channel_id: str
+    endpoint: str
+    app_args: str
+    originator: str
+
+
+@dataclass(frozen=True)
+class DialChannel(Command):
+    channel_id: str
+    caller_id: str
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class StartRecording(Command):
+    bridge_id: str
+    name: str
+    format: str
+
+
+@dataclass(frozen=True)
+class StopRecording(Command):
+    name: str
+
+
+@dataclass(frozen=True)
+class Hangup(Command):
+    channel_id: str
+    reason: str = "normal"
+
+
+# --- persistence and files ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaveCall(Command):
+    """Upsert the call's whole snapshot: a later save repairs any earlier one that failed."""
+
+    call: CallRow
+    legs: tuple[LegRow, ...]
+    recordings: tuple[RecordingRow, ...]
+
+
+@dataclass(frozen=True)
+class RecordEvent(Command):
+    event: EventRow
+
+
+@dataclass(frozen=True)
+class FileRecording(Command):
+    """Move a finished recording from Asterisk's spool into the archive, hashed and measured."""
+
+    name: str
+    format: str
+    started_at_iso: str
+
+
+@dataclass(frozen=True)
+class Log(Command):
+    """A log line the adapter writes with structlog; the model itself never logs."""
+
+    event: str
+    level: str = "info"
+    fields: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,64 @@
+"""The call model's state as database rows (recorder.db.rows), written as one snapshot."""
+
+from __future__ import annotations
+
+from recorder.db.rows import CallRow, LegRow, RecordingRow
+from recorder.model.state import Call
+
+
+def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow, ...]]:
+    call_row = CallRow(
+        call_id=call.call_id,
+        asterisk_id=call.asterisk_id,
+        direction=call.direction,
+        caller_number=call.caller_number,
+        caller_e164=call.caller_e164,
+        callee_number=call.callee_number,
+        callee_e164=call.callee_e164,
+        extension=call.extension,
+        department=call.department,
+        started_at=call.started_at,
+        answered_at=call.answered_at,
+        ended_at=call.ended_at,
+        outcome=call.outcome if call.status == "ended" else None,
+        status=call.status,
+        state=None if call.status == "ended" else call.to_json(),
+    )
+    legs = tuple(
+        LegRow(
+            asterisk_id=call.asterisk_id,
+            channel_id=leg.channel_id,
+            call_id=call.call_id,
+            channel_name=leg.channel_name,
+            role=leg.role,
+            caller_name=leg.caller_name or None,
+            caller_number=leg.caller_number or None,
+            started_at=leg.started_at,
+            answered_at=leg.answered_at,
+            ended_at=leg.ended_at,
+            hangup_cause=leg.hangup_cause,
+            outcome=leg.outcome,
+        )
+        for leg in call.legs.values()
+    )
+    recordings = tuple(
+        RecordingRow(
+            asterisk_id=call.asterisk_id,
+            name=rec.name,
+            call_id=call.call_id,
+            segment=rec.segment,
+            target=rec.target,
+            format=rec.format,
+            status=rec.status,
+            requested_at=rec.requested_at,
+            started_at=rec.started_at,
+            ended_at=rec.ended_at,
+            path=rec.path,
+            duration_ms=rec.duration_ms,
+            bytes=rec.bytes,
+            sha256=rec.sha256,
+            error=rec.error,
+        )
+        for rec in call.recordings.values()
+    )
+    return call_row, legs, recordings

@@ -1,0 +1,156 @@
+"""Bring the model in line with what Asterisk really holds, after a reconnect or a restart.
+
+Events are lost while the WebSocket is down, and a daemon that crashed lost everything after its
+last snapshot. ARI offers no event replay, so the adapter reads Asterisk's current state
+(GET /channels, GET /bridges, GET /recordings/live/{name} per recording we hold as live, with
+/recordings/stored as the fallback — ARI has no list of live recordings) and this module turns
+each difference into the event that would have told us, then runs it through `step`. So a call in
+flight keeps its state and nothing is handled by a second code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.calls import step
+from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.state import (
+    LEG_DIALING,
+    LEG_GONE,
+    LEG_NEW,
+    LEG_RINGING,
+    REC_REQUESTED,
+    Call,
+    ModelState,
+)
+
+
+class _Base(TypedDict):
+    timestamp: datetime
+    asterisk_id: str
+
+
+# What a recording we hold as live turned out to be.
+LIVE = "live"  # GET /recordings/live/{name} → recording/paused
+QUEUED = "queued"  # live but not yet started
+STORED = "stored"  # 404 live, present in /recordings/stored: it finished while we were away
+ABSENT = "absent"  # in neither: it failed or never started
+
+
+@dataclass(frozen=True)
+class AriSnapshot:
+    asterisk_id: str
+    channels: dict[str, ev.ChannelInfo] = field(default_factory=dict)
+    bridges: dict[str, ev.BridgeInfo] = field(default_factory=dict)
+    recordings: dict[str, str] = field(default_factory=dict)  # name -> LIVE|QUEUED|STORED|ABSENT
+
+
+def recordings_to_check(state: ModelState) -> list[str]:
+    """The names whose fate the adapter must look up before calling `reconcile`."""
+    return [r.name for c in state.calls.values() for r in c.live_recordings()]
+
+
+def reconcile(
+    state: ModelState, snap: AriSnapshot, settings: CallSettings, now: datetime
+) -> tuple[ModelState, list[cmd.Command]]:
+    out: list[cmd.Command] = []
+
+    def feed(event: ev.Event) -> None:
+        nonlocal state
+        state, commands = step(state, event, settings)
+        out.extend(commands)
+
+    base = _Base(timestamp=now, asterisk_id=snap.asterisk_id)
+    for call_id in list(state.calls):
+        call = state.calls.get(call_id)
+        if call is None:
+            continue
+        out.append(cmd.Log(call_id, "call.reconcile", "info", {"phase": call.phase}))
+        for event in _call_differences(call, snap, base):
+            feed(event)
+
+    # Channels in our app that no call knows: a caller whose StasisStart we never handled
+    # (the daemon died first) is taken on now; a dialled leg of a lost call is released.
+    known = set(state.by_channel)
+    for channel in snap.channels.values():
+        if channel.id in known or channel.dialplan_app != "Stasis":
+            continue
+        app, _, rest = channel.dialplan_app_data.partition(",")
+        if app != settings.app:
+            continue
+        args = tuple(a for a in rest.split(",") if a) if rest else ()
+        if args and args[0] in DIRECTIONS:
+            out.append(cmd.Log("", "call.adopt_orphan", "warning", {"channel_id": channel.id}))
+            feed(ev.StasisStart(**base, channel=channel, args=args))
+        else:
+            out.append(cmd.Log("", "call.release_orphan", "warning", {"channel_id": channel.id}))
+            out.append(cmd.Hangup("", channel.id))
+    return state, out
+
+
+def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Event]:
+    events: list[ev.Event] = []
+    bridge = snap.bridges.get(call.bridge_id)
+    members = set(bridge.channels) if bridge else set()
+    for leg in call.legs.values():
+        if leg.state == LEG_GONE:
+            continue
+        channel = snap.channels.get(leg.channel_id)
+        if channel is None:
+            # Hung up while we were away, or (a leg we meant to create) never made at all.
+            events.append(
+                ev.ChannelDestroyed(
+                    **base,
+                    channel=_ghost(leg.channel_id),
+                    cause=0,
+                    cause_txt="gone while disconnected",
+                )
+            )
+            continue
+        if leg.state == LEG_NEW and channel.dialplan_app == "Stasis":
+            events.append(ev.StasisStart(**base, channel=channel, args=("dialed", call.call_id)))
+        if leg.state in (LEG_NEW, LEG_DIALING, LEG_RINGING) and channel.state == "Up":
+            events.append(ev.Dial(**base, peer=channel, dialstatus="ANSWER"))
+        if leg.channel_id in members and not leg.in_bridge:
+            events.append(
+                ev.ChannelEnteredBridge(
+                    **base, bridge=bridge or ev.BridgeInfo(call.bridge_id), channel=channel
+                )
+            )
+        elif leg.in_bridge and leg.channel_id not in members:
+            events.append(
+                ev.ChannelLeftBridge(**base, bridge=ev.BridgeInfo(call.bridge_id), channel=channel)
+            )
+    for rec in call.live_recordings():
+        fate = snap.recordings.get(rec.name, ABSENT)
+        info = ev.RecordingInfo(rec.name, rec.format, fate, f"bridge:{call.bridge_id}")
+        if fate == LIVE and rec.status == REC_REQUESTED:
+            events.append(ev.RecordingStarted(**base, recording=info))
+        elif fate == STORED:
+            if rec.status == REC_REQUESTED:
+                events.append(ev.RecordingStarted(**base, recording=info))
+            events.append(ev.RecordingFinished(**base, recording=info))
+        elif fate == ABSENT:
+            events.append(
+                ev.RecordingFailed(
+                    **base,
+                    recording=ev.RecordingInfo(
+                        rec.name,
+                        rec.format,
+                        "failed",
+                        info.target_uri,
+                        cause="absent after reconnect",
+                    ),
+                )
+            )
+    if bridge is None and call.bridge_created and not call.bridge_destroyed:
+        events.append(ev.BridgeDestroyed(**base, bridge=ev.BridgeInfo(call.bridge_id)))
+    return events
+
+
+def _ghost(channel_id: str) -> ev.ChannelInfo:
+    return ev.ChannelInfo(id=channel_id, name="", state="Down")

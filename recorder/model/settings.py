@@ -1,0 +1,31 @@
+"""The part of the configuration the call model needs, as one frozen value passed to `step`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DIRECTIONS = ("inbound", "outbound", "internal")
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    app: str = "verbatim"
+    dial_strings: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "inbound": "PJSIP/{target}",
+            "outbound": "PJSIP/{number}@trunk",
+            "internal": "PJSIP/{target}",
+        }
+    )
+    dial_timeout_s: int = 30
+    consent_media: str = "sound:verbatim/consent"
+    ringback_media: str = "tone:ring"
+    format: str = "wav"
+    default_region: str = "US"
+    outside_line_prefix: str = "9"
+    extension_pattern: str = r"^[0-9]{2,6}$"
+    departments: Mapping[str, str] = field(default_factory=dict)  # extension -> department
+    # Attempts to start a segment before the answered party is connected anyway (and the gap
+    # reported): a caller must not be left unconnected because the recorder misbehaves.
+    max_recording_attempts: int = 3

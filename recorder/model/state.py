@@ -1,0 +1,205 @@
+"""The call model's state: calls, their legs, bridge and recording segments.
+
+Plain dataclasses that serialise to JSON, so a call's state is stored with its row and a daemon
+that crashed can adopt the call where it left it. The reducer copies a call before changing it,
+so a state handed to `step` is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Call phases, in the order a connected call passes through them.
+CONSENT = "consent"  # caller in the bridge, hearing the announcement
+DIALING = "dialing"  # target dialled, caller hears ringback
+RECORDING_PENDING = "recording_pending"  # target answered; waiting for RecordingStarted
+CONNECTING = "connecting"  # recording runs; answered leg being added to the bridge
+BRIDGED = "bridged"  # two parties in the bridge, recorded
+ENDING = "ending"  # a party left: tearing down, waiting for legs and recordings to close
+ENDED = "ended"
+
+# Leg states.
+LEG_NEW = "new"  # created, not yet in Stasis
+LEG_DIALING = "dialing"
+LEG_RINGING = "ringing"
+LEG_UP = "up"
+LEG_GONE = "gone"
+
+# Recording states (as in recorder.db.rows.RECORDING_STATUSES).
+REC_REQUESTED = "requested"
+REC_RECORDING = "recording"
+REC_FINISHED = "finished"
+REC_FILED = "filed"
+REC_FAILED = "failed"
+REC_MISSING = "missing"
+REC_LIVE = (REC_REQUESTED, REC_RECORDING)
+REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
+
+
+@dataclass
+class Leg:
+    channel_id: str
+    role: str  # caller | callee
+    channel_name: str
+    started_at: datetime
+    caller_name: str = ""
+    caller_number: str = ""
+    state: str = LEG_NEW
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    hangup_cause: int | None = None
+    outcome: str | None = None
+    in_bridge: bool = False
+    bridged_at: datetime | None = None  # last time it entered the bridge
+    bridged_total_s: float = 0.0  # seconds spent in the bridge with another party
+
+
+@dataclass
+class Recording:
+    name: str
+    segment: int
+    target: str
+    format: str
+    requested_at: datetime
+    status: str = REC_REQUESTED
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    path: str | None = None
+    duration_ms: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+    file_pending: bool = False  # asked the adapter to file it; waiting for the result
+
+    @property
+    def done(self) -> bool:
+        return self.status not in (*REC_LIVE, REC_FINISHED) and not self.file_pending
+
+
+@dataclass
+class Call:
+    call_id: str
+    asterisk_id: str
+    direction: str
+    target: str  # what the dialplan asked us to reach (extension or number)
+    started_at: datetime
+    caller_channel: str
+    bridge_id: str
+    caller_number: str | None = None
+    caller_e164: str | None = None
+    callee_number: str | None = None
+    callee_e164: str | None = None
+    extension: str | None = None
+    department: str | None = None
+    phase: str = CONSENT
+    callee_channel: str | None = None
+    playback_id: str | None = None
+    playback_kind: str | None = None  # consent | ringback
+    next_playback: int = 1
+    next_segment: int = 1
+    current_recording: str | None = None
+    recording_retries: int = 0
+    gaps: int = 0  # times a recording ended while the call was still up
+    bridge_created: bool = False
+    bridge_destroyed: bool = False
+    answered_at: datetime | None = None
+    bridged_at: datetime | None = None  # when the call first had two parties bridged
+    unbridged_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    status: str = "active"
+    legs: dict[str, Leg] = field(default_factory=dict)
+    recordings: dict[str, Recording] = field(default_factory=dict)
+
+    def copy(self) -> Call:
+        return copy.deepcopy(self)
+
+    def live_legs(self) -> list[Leg]:
+        return [leg for leg in self.legs.values() if leg.state != LEG_GONE]
+
+    def bridged_parties(self) -> list[Leg]:
+        return [leg for leg in self.legs.values() if leg.in_bridge and leg.state != LEG_GONE]
+
+    def live_recordings(self) -> list[Recording]:
+        return [r for r in self.recordings.values() if r.status in REC_LIVE]
+
+    def to_json(self) -> dict[str, Any]:
+        encoded: dict[str, Any] = _encode(asdict(self))
+        return encoded
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Call:
+        raw = dict(data)
+        legs = {k: _build(Leg, v) for k, v in raw.pop("legs", {}).items()}
+        recs = {k: _build(Recording, v) for k, v in raw.pop("recordings", {}).items()}
+        call = _build(cls, raw)
+        call.legs = legs
+        call.recordings = recs
+        return call
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$dt"}:
+            return datetime.fromisoformat(value["$dt"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _build(cls: type[T], data: dict[str, Any]) -> T:
+    # Unknown keys are dropped so a snapshot written by an older/newer daemon still loads.
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: _decode(v) for k, v in data.items() if k in names})
+
+
+@dataclass
+class ModelState:
+    """Every call the daemon handles, with indexes from ARI object ids to their call."""
+
+    calls: dict[str, Call] = field(default_factory=dict)
+    by_channel: dict[str, str] = field(default_factory=dict)
+    by_bridge: dict[str, str] = field(default_factory=dict)
+    by_recording: dict[str, str] = field(default_factory=dict)
+    by_playback: dict[str, str] = field(default_factory=dict)
+
+    def with_call(self, call: Call) -> ModelState:
+        """A new state holding `call` (replacing its old version) and its indexes."""
+        new = ModelState(
+            calls=dict(self.calls),
+            by_channel=dict(self.by_channel),
+            by_bridge=dict(self.by_bridge),
+            by_recording=dict(self.by_recording),
+            by_playback=dict(self.by_playback),
+        )
+        if call.status == "ended":
+            new.calls.pop(call.call_id, None)
+            for index in (new.by_channel, new.by_bridge, new.by_recording, new.by_playback):
+                for key in [k for k, v in index.items() if v == call.call_id]:
+                    del index[key]
+            return new
+        new.calls[call.call_id] = call
+        for leg_id in call.legs:
+            new.by_channel[leg_id] = call.call_id
+        new.by_bridge[call.bridge_id] = call.call_id
+        for name in call.recordings:
+            new.by_recording[name] = call.call_id
+        if call.playback_id:
+            new.by_playback[call.playback_id] = call.call_id
+        return new

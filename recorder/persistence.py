@@ -1,0 +1,88 @@
+"""Database writes as the daemon needs them: never blocking a call on PostgreSQL.
+
+The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
+kept while the database is away; event rows are kept in order. Both are retried before each ARI
+request and every few seconds. While PostgreSQL is down calls go on and are recorded; what is
+pending lives in memory (a disk journal that also survives a crash during an outage is planned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import structlog
+
+from recorder.db.repository import Repository
+from recorder.db.rows import CallRow, EventRow
+from recorder.model.commands import SaveCall
+
+log = structlog.get_logger("verbatim.db")
+
+
+class Writer:
+    def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0):
+        self.repo = repo
+        self._calls: dict[str, SaveCall] = {}
+        self._events: list[EventRow] = []
+        self._retry_every = retry_every_s
+        self._timeout = timeout_s
+        self._failing_since: float | None = None
+        self._next_try = 0.0
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        return len(self._calls), len(self._events)
+
+    def stage_call(self, save: SaveCall) -> None:
+        self._calls.pop(save.call_id, None)
+        self._calls[save.call_id] = save
+
+    def stage_event(self, row: EventRow) -> None:
+        self._events.append(row)
+
+    async def flush(self) -> bool:
+        """Write what is pending; False (and it stays pending) if the database is unavailable."""
+        if not self._calls and not self._events:
+            return True
+        if self._failing_since is not None and time.monotonic() < self._next_try:
+            return False
+        try:
+            async with asyncio.timeout(self._timeout):
+                for call_id in list(self._calls):
+                    save = self._calls[call_id]
+                    await self.repo.save_call(save.call, save.legs, save.recordings)
+                    if self._calls.get(call_id) is save:
+                        del self._calls[call_id]
+                if self._events:
+                    batch = list(self._events)
+                    await self.repo.add_events(batch)
+                    del self._events[: len(batch)]
+        except Exception as exc:  # the database's failure must not become the call's failure
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.error(
+                    "db.write_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    pending_calls=len(self._calls),
+                    pending_events=len(self._events),
+                )
+            self._next_try = time.monotonic() + self._retry_every
+            return False
+        if self._failing_since is not None:
+            log.warning("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
+            self._failing_since = None
+        return True
+
+    async def open_calls(self, asterisk_id: str) -> list[CallRow]:
+        return await self.repo.open_calls(asterisk_id)
+
+    async def close_orphan(self, row: CallRow) -> None:
+        """An open row whose state cannot be adopted: close it as interrupted, loudly."""
+        log.error("call.closed_unadoptable", call_id=row.call_id)
+        closed = dataclasses.replace(
+            row, status="ended", outcome="interrupted", ended_at=datetime.now(UTC), state=None
+        )
+        await self.repo.save_call(closed, [], [])

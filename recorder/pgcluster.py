@@ -1,0 +1,314 @@
+"""A private PostgreSQL cluster for development, demos and tests: never a system service.
+
+The cluster lives in one directory, listens on 127.0.0.1 only (plus a unix socket inside the data
+directory) and trusts local connections, so it must only ever be used in a private temporary
+directory. initdb and postgres refuse to run as root; when we are root they run as the `postgres`
+system user (Debian's package creates it), which then owns the data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+SUPERUSER = "postgres"
+
+
+class ClusterError(RuntimeError):
+    """PostgreSQL is missing, or the private cluster could not be created, started or used."""
+
+
+def find_bindir() -> Path:
+    """Directory holding initdb/pg_ctl/postgres: `pg_config --bindir`, else the newest Debian one.
+
+    Debian's /usr/bin/pg_config may come from libpq-dev without a server, so its answer is only
+    taken when initdb is really there.
+    """
+    tried: list[str] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            tried.append(out)
+            if (Path(out) / "initdb").is_file():
+                return Path(out)
+
+    def version(p: str) -> tuple[int, ...]:
+        digits = re.findall(r"\d+", Path(p).parent.name)
+        return tuple(int(d) for d in digits)
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+    for cand in candidates:
+        tried.append(cand)
+        if (Path(cand) / "initdb").is_file():
+            return Path(cand)
+    raise ClusterError(
+        "PostgreSQL server binaries not found: no initdb in "
+        + (", ".join(tried) if tried else "pg_config --bindir or /usr/lib/postgresql/*/bin")
+        + " (Debian: apt-get install postgresql)"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (start() retries if it is taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateCluster:
+    """initdb + pg_ctl on a directory of our own; usable as a context manager.
+
+    `fsync=False` turns off fsync, synchronous_commit and full_page_writes: a crash can lose
+    the cluster, which is fine for tests and demos and never for real data.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        fsync: bool = True,
+        bindir: Path | None = None,
+        database: str | None = "verbatim",
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port
+        self._fixed_port = port is not None
+        self.fsync = fsync
+        self._bindir = bindir
+        self.database = database
+        self.start_timeout = start_timeout
+        self.log_file = self.data_dir / "server.log"
+        self._run_as: pwd.struct_passwd | None = None
+        self._started = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def bindir(self) -> Path:
+        if self._bindir is None:
+            self._bindir = find_bindir()
+        return self._bindir
+
+    @property
+    def running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        proc = self._pg(["pg_ctl", "status", "-D", str(self.data_dir)], check=False)
+        return proc.returncode == 0
+
+    def start(self) -> None:
+        """initdb if the directory is empty, then start; adopt a cluster already running there."""
+        for tool in ("initdb", "pg_ctl", "postgres"):
+            if not (self.bindir / tool).is_file():
+                raise ClusterError(f"PostgreSQL binary {self.bindir / tool} is missing")
+        self._prepare_user()
+        self._prepare_dir()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        if self.running:
+            self._adopt()
+        else:
+            self._start_server()
+        self._started = True
+        if self.database:
+            self.create_database(self.database)
+
+    def stop(self) -> None:
+        """Fast shutdown (rolls back open transactions); a no-op if not running."""
+        if (self.data_dir / "PG_VERSION").exists() and self.running:
+            self._pg(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"])
+        self._started = False
+
+    def dsn(self, db: str = "verbatim") -> str:
+        if self.port is None:
+            raise ClusterError(f"cluster in {self.data_dir} is not started")
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{db}"
+
+    def create_database(self, name: str) -> bool:
+        """Create database `name` unless it exists; True if it was created."""
+        if not _DB_NAME.match(name):
+            raise ValueError(f"invalid database name {name!r}")
+        # `name` matched _DB_NAME above: no quote can reach the SQL.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608
+        exists = self.psql(query, db="postgres")
+        if exists.strip() == "1":
+            return False
+        self.psql(f'CREATE DATABASE "{name}"', db="postgres")
+        return True
+
+    def drop_database(self, name: str) -> None:
+        if not _DB_NAME.match(name):
+            raise ValueError(f"invalid database name {name!r}")
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', db="postgres")
+
+    def psql(self, sql: str, db: str = "verbatim") -> str:
+        """Run SQL with psql (tuples only, unaligned); returns stdout. Raises on any error."""
+        if self.port is None:
+            raise ClusterError(f"cluster in {self.data_dir} is not started")
+        cmd = [
+            str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+            "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", db, "-c", sql,
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+            raise ClusterError(f"{cmd[0]} failed on {self.data_dir}: {e}") from e
+        if proc.returncode != 0:
+            raise ClusterError(
+                f"psql failed on {self.data_dir} ({sql[:60]!r}): {proc.stderr.strip()}"
+            )
+        return proc.stdout
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _prepare_user(self) -> None:
+        if os.geteuid() != 0:
+            return
+        try:
+            self._run_as = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ClusterError(
+                "running as root, and initdb/postgres refuse root, but there is no 'postgres' "
+                "system user to run them as: create one, or run as an ordinary user"
+            ) from None
+
+    def _prepare_dir(self) -> None:
+        d = self.data_dir
+        if d.exists() and not d.is_dir():
+            raise ClusterError(f"PostgreSQL data directory {d} is not a directory")
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "PG_VERSION").exists() and any(d.iterdir()):
+            raise ClusterError(f"PostgreSQL data directory {d} is neither empty nor a cluster")
+        if self._run_as is not None:
+            os.chown(d, self._run_as.pw_uid, self._run_as.pw_gid)
+        os.chmod(d, 0o700)  # postgres refuses a group/world-readable data directory
+        if self._run_as is not None:
+            # Root can reach any path; the postgres user needs search (x) on every parent.
+            probe = self._pg(["test", "-w", str(d)], check=False, tool_in_bindir=False)
+            if probe.returncode != 0:
+                blocker = next((p for p in d.parents if not os.stat(p).st_mode & 0o001), d.parent)
+                raise ClusterError(
+                    f"the postgres user cannot reach {d}: {blocker} is not traversable "
+                    "(chmod o+x it, or put the cluster under another directory)"
+                )
+
+    def _initdb(self) -> None:
+        cmd = [
+            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+            "--encoding=UTF8", "--locale=C",
+        ]  # fmt: skip
+        if not self.fsync:
+            cmd.append("--no-sync")
+        self._pg(cmd)
+
+    def _socket_dir(self) -> str:
+        # The socket is a convenience (psql -h <dir>); TCP on loopback is what we use.
+        path = f"{self.data_dir}/.s.PGSQL.{self.port}"
+        return str(self.data_dir) if len(path.encode()) <= _MAX_SOCKET_PATH else ""
+
+    def _start_server(self) -> None:
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(attempts):
+            if not self._fixed_port:
+                self.port = free_port()
+            opts = [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={self.port}",
+                f"-c unix_socket_directories='{self._socket_dir()}'",
+            ]
+            if not self.fsync:
+                opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            cmd = [
+                "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
+                "-t", str(int(self.start_timeout)), "-o", " ".join(opts),
+            ]  # fmt: skip
+            proc = self._pg(cmd, check=False)
+            if proc.returncode == 0:
+                return
+            log = self._log_tail()
+            if attempt + 1 < attempts and "could not bind" in log:
+                continue  # someone took the port between free_port() and bind: try another
+            raise ClusterError(
+                f"pg_ctl start failed for {self.data_dir} on port {self.port}: "
+                f"{(proc.stderr or proc.stdout).strip()}\n{log}"
+            )
+
+    def _adopt(self) -> None:
+        # postmaster.pid line 4 is the port (see PostgreSQL's pidfile.h).
+        lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        port = int(lines[3])
+        if self._fixed_port and port != self.port:
+            raise ClusterError(
+                f"cluster in {self.data_dir} is already running on port {port}, not {self.port}"
+            )
+        self.port = port
+
+    def _log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def _pg(
+        self, cmd: list[str], *, check: bool = True, tool_in_bindir: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.bindir / cmd[0]) if tool_in_bindir else cmd[0], *cmd[1:]]
+        kwargs: dict[str, Any] = {}
+        if self._run_as is not None:
+            # Same effect as runuser/setpriv, without depending on either being installed.
+            kwargs = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+        env = {**os.environ, "LC_ALL": "C"}
+        if self._run_as is not None:
+            env["HOME"] = self._run_as.pw_dir
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd="/",  # the postgres user may not be allowed into our cwd
+                env=env,
+                timeout=self.start_timeout + 30,
+                **kwargs,
+            )
+        except FileNotFoundError as e:
+            raise ClusterError(f"PostgreSQL binary {argv[0]} not found") from e
+        except subprocess.TimeoutExpired as e:
+            raise ClusterError(f"{argv[0]} timed out on {self.data_dir}") from e
+        if check and proc.returncode != 0:
+            raise ClusterError(
+                f"{Path(argv[0]).name} failed for {self.data_dir} (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc

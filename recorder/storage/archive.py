@@ -1,0 +1,251 @@
+"""The recordings archive: <root>/<yyyy>/<mm>/<dd>/<call_id>/<name>.<fmt>, date in UTC.
+
+A recording is only "filed" once its bytes are durable under its final name, so files are written
+to a temporary name in the target directory, fsynced, then linked into place (link, unlike rename,
+never replaces an existing file) and the directory fsynced. The spool copy is deleted afterwards:
+the archive's modes (dirs 0750, files 0640) are the access control, a stray copy would escape it.
+
+Filing is idempotent: the same content already under the target name just drops the source. Other
+content under that name is never overwritten; the new file gets a suffix from its own hash and
+FiledRecording.conflict_with names the file it collided with, for the caller to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from recorder.storage.audio import AudioError, probe
+
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+_CHUNK = 1 << 20
+# Path components: a letter or digit first (so never "." or ".." or a hidden/temp name), then a
+# conservative set. '+' and '.' appear in the dialplan fallback's names (numbers, uniqueids).
+SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+SAFE_FORMAT = re.compile(r"^[A-Za-z0-9]{1,16}$")
+
+
+class ArchiveError(Exception):
+    """Unsafe names, unusable paths, or a spool copy that could not be deleted (then `filed`
+    says where the recording is: it is in the archive, but the spool still holds a copy)."""
+
+    def __init__(self, message: str, filed: FiledRecording | None = None) -> None:
+        super().__init__(message)
+        self.filed = filed
+
+
+@dataclass(frozen=True)
+class FiledRecording:
+    path: Path
+    sha256: str
+    bytes: int
+    duration_ms: int | None  # None when the audio could not be measured (see audio_error)
+    audio_error: str | None = None  # filed anyway: the bytes are evidence even if undecodable
+    already_filed: bool = False  # the same content was already in the archive
+    conflict_with: Path | None = None  # different content held the target name: kept both
+
+
+def _check(value: str, what: str, pattern: re.Pattern[str]) -> str:
+    if not pattern.fullmatch(value) or ".." in value:
+        raise ArchiveError(f"unsafe {what} for an archive path: {value!r}")
+    return value
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Temp:
+    """A new file in the target directory, hashed as it is written."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.path = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, FILE_MODE)  # explicit: the umask must not decide who can read recordings
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+
+    def finish(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _write_all(temp: _Temp, chunks: Iterable[bytes]) -> None:
+    for chunk in chunks:
+        temp.write(chunk)
+
+
+class Archive:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def target(self, *, call_id: str, name: str, started_at: datetime, fmt: str) -> Path:
+        """Where a recording belongs; raises ArchiveError for unsafe names."""
+        _check(call_id, "call_id", SAFE_COMPONENT)
+        _check(name, "recording name", SAFE_COMPONENT)
+        _check(fmt, "format", SAFE_FORMAT)
+        if started_at.utcoffset() is None:
+            raise ArchiveError(f"started_at is a naive datetime: {started_at!r}")
+        day = started_at.astimezone(UTC)
+        return self.root / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}" / call_id / f"{name}.{fmt}"
+
+    async def file(
+        self,
+        src: Path,
+        *,
+        call_id: str,
+        name: str,
+        started_at: datetime,
+        fmt: str,
+        delete_source: bool = True,
+    ) -> FiledRecording:
+        """Copy a spool file into the archive, then delete the spool copy."""
+        target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
+        return await asyncio.to_thread(self._file_sync, Path(src), target, delete_source)
+
+    async def file_bytes(
+        self,
+        chunks: AsyncIterable[bytes] | Iterable[bytes],
+        *,
+        call_id: str,
+        name: str,
+        started_at: datetime,
+        fmt: str,
+    ) -> FiledRecording:
+        """File a recording streamed from elsewhere (ARI's /recordings/stored/{name}/file)."""
+        target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
+        await asyncio.to_thread(self._makedirs, target.parent)
+        temp = await asyncio.to_thread(_Temp, target.parent, target.name)
+        try:
+            if isinstance(chunks, AsyncIterable):
+                async for chunk in chunks:
+                    await asyncio.to_thread(temp.write, chunk)
+            else:
+                await asyncio.to_thread(_write_all, temp, chunks)
+            await asyncio.to_thread(temp.finish)
+            return await asyncio.to_thread(self._place, temp, target)
+        except BaseException:
+            await asyncio.to_thread(temp.discard)
+            raise
+
+    # -- blocking parts, run in a worker thread ---------------------------------------------
+
+    def _makedirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        d = directory
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another filer made it meanwhile
+                d.mkdir(mode=DIR_MODE)
+                os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
+        if not directory.is_dir():
+            raise ArchiveError(f"archive directory {directory} is not a directory")
+
+    def _file_sync(self, src: Path, target: Path, delete_source: bool) -> FiledRecording:
+        # O_NOFOLLOW: a symlink planted in the spool must not pull another file into the archive.
+        try:
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise ArchiveError(f"cannot open spool file {src}: {e.strerror or e}") from e
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ArchiveError(f"not a regular file: {src}")
+            self._makedirs(target.parent)
+            temp = _Temp(target.parent, target.name)
+            try:
+                while chunk := f.read(_CHUNK):
+                    temp.write(chunk)
+                temp.finish()
+                filed = self._place(temp, target)
+            except BaseException:
+                temp.discard()
+                raise
+        if delete_source:
+            try:
+                src.unlink()
+            except OSError as e:
+                raise ArchiveError(
+                    f"filed {filed.path} but could not delete spool copy {src}: {e.strerror}",
+                    filed,
+                ) from e
+        return filed
+
+    def _place(self, temp: _Temp, target: Path) -> FiledRecording:
+        """Give the fsynced temp file its final name without ever replacing a file."""
+        sha = temp.hash.hexdigest()
+        try:
+            info = probe(temp.path)
+            duration: int | None = info.duration_ms
+            audio_error: str | None = None
+        except AudioError as e:
+            duration, audio_error = None, str(e).replace(str(temp.path), str(target))
+        conflict: Path | None = None
+        candidates = [target, target.with_name(f"{target.stem}.{sha[:12]}{target.suffix}")]
+        for dest in candidates:
+            try:
+                os.link(temp.path, dest)
+            except FileExistsError:
+                if _hash_file(dest) == sha:
+                    temp.discard()
+                    return FiledRecording(
+                        dest, sha, temp.size, duration, audio_error, True, conflict
+                    )
+                conflict = conflict or dest
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                # No hard links on this filesystem: check-then-rename, racy only between
+                # two filers of the same name, which the caller serialises anyway.
+                if dest.exists():
+                    if _hash_file(dest) == sha:
+                        temp.discard()
+                        return FiledRecording(
+                            dest, sha, temp.size, duration, audio_error, True, conflict
+                        )
+                    conflict = conflict or dest
+                    continue
+                os.rename(temp.path, dest)
+            temp.discard()
+            _fsync_dir(dest.parent)
+            return FiledRecording(dest, sha, temp.size, duration, audio_error, False, conflict)
+        raise ArchiveError(f"{target} and {candidates[1].name} both hold other content")

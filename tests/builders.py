@@ -1,0 +1,92 @@
+"""Small builders of typed ARI events for the pure model tests (no I/O, explicit times)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from recorder.ari import events as ev
+
+T0 = datetime(2026, 11, 25, 15, 0, 0, tzinfo=UTC)
+AST = "00:11:22:33:44:55"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def chan(
+    channel_id: str,
+    state: str = "Up",
+    name: str = "",
+    number: str = "",
+    app_data: str = "",
+) -> ev.ChannelInfo:
+    return ev.ChannelInfo(
+        id=channel_id,
+        name=name or f"PJSIP/{channel_id}",
+        state=state,
+        caller_number=number,
+        dialplan_app="Stasis" if app_data else "",
+        dialplan_app_data=app_data,
+    )
+
+
+def stasis_start(t: float, channel: ev.ChannelInfo, *args: str) -> ev.StasisStart:
+    return ev.StasisStart(timestamp=at(t), asterisk_id=AST, channel=channel, args=args)
+
+
+def stasis_end(t: float, channel_id: str) -> ev.StasisEnd:
+    return ev.StasisEnd(timestamp=at(t), asterisk_id=AST, channel=chan(channel_id))
+
+
+def hangup_request(t: float, channel_id: str, cause: int = 16) -> ev.ChannelHangupRequest:
+    return ev.ChannelHangupRequest(
+        timestamp=at(t), asterisk_id=AST, channel=chan(channel_id), cause=cause
+    )
+
+
+def destroyed(t: float, channel_id: str, cause: int = 16) -> ev.ChannelDestroyed:
+    return ev.ChannelDestroyed(
+        timestamp=at(t), asterisk_id=AST, channel=chan(channel_id), cause=cause
+    )
+
+
+def dial(t: float, peer_id: str, status: str, forward: str = "") -> ev.Dial:
+    return ev.Dial(
+        timestamp=at(t), asterisk_id=AST, peer=chan(peer_id), dialstatus=status, forward=forward
+    )
+
+
+def state_change(t: float, channel_id: str, state: str) -> ev.ChannelStateChange:
+    return ev.ChannelStateChange(timestamp=at(t), asterisk_id=AST, channel=chan(channel_id, state))
+
+
+def playback_finished(t: float, playback_id: str) -> ev.PlaybackFinished:
+    info = ev.PlaybackInfo(playback_id, "sound:x", "channel:x", "done")
+    return ev.PlaybackFinished(timestamp=at(t), asterisk_id=AST, playback=info)
+
+
+def recording(t: float, kind: str, name: str, cause: str = "") -> ev.RecordingEvent:
+    cls = {
+        "started": ev.RecordingStarted,
+        "finished": ev.RecordingFinished,
+        "failed": ev.RecordingFailed,
+    }[kind]
+    info = ev.RecordingInfo(name, "wav", kind, "bridge:b", cause=cause)
+    return cls(timestamp=at(t), asterisk_id=AST, recording=info)
+
+
+def entered(t: float, bridge_id: str, channel_id: str) -> ev.ChannelEnteredBridge:
+    return ev.ChannelEnteredBridge(
+        timestamp=at(t), asterisk_id=AST, bridge=ev.BridgeInfo(bridge_id), channel=chan(channel_id)
+    )
+
+
+def left(t: float, bridge_id: str, channel_id: str) -> ev.ChannelLeftBridge:
+    return ev.ChannelLeftBridge(
+        timestamp=at(t), asterisk_id=AST, bridge=ev.BridgeInfo(bridge_id), channel=chan(channel_id)
+    )
+
+
+def bridge_destroyed(t: float, bridge_id: str) -> ev.BridgeDestroyed:
+    return ev.BridgeDestroyed(timestamp=at(t), asterisk_id=AST, bridge=ev.BridgeInfo(bridge_id))

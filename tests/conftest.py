@@ -1,0 +1,115 @@
+"""Shared fixtures: a real PostgreSQL per test session, and generic helpers.
+
+PostgreSQL: one PrivateCluster per pytest session (fsync off) in a temporary directory, migrated
+once. `pg_dsn` gives each test empty tables (TRUNCATE of every table but schema_migrations);
+`repo` is a Repository on that database. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from recorder.db.migrate import migrate
+from recorder.db.repository import Repository
+from recorder.pgcluster import PrivateCluster
+
+# Set to reuse a cluster directory between runs (faster local iterations); default: a new one.
+PG_DIR_ENV = "VERBATIM_TEST_PGDIR"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PrivateCluster]:
+    """A started, migrated private cluster with database "verbatim"."""
+    keep = os.environ.get(PG_DIR_ENV)
+    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="verbatim-pg-"))
+    # mkdtemp makes 0700 dirs; the postgres user (we may be root) must be able to pass through.
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o711)
+    cluster = PrivateCluster(base / "data", fsync=False)
+    cluster.start()
+    try:
+        asyncio.run(migrate(cluster.dsn()))
+        yield cluster
+    finally:
+        cluster.stop()
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+async def truncate_all(dsn: str) -> None:
+    """Empty every table of the public schema except schema_migrations (new tables included)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS t FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            names = ", ".join(r["t"] for r in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")  # quote_ident'd
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_dsn(pg_cluster: PrivateCluster) -> str:
+    """DSN of the migrated test database, with all tables empty for this test."""
+    dsn = pg_cluster.dsn()
+    await truncate_all(dsn)
+    return dsn
+
+
+@pytest.fixture
+async def repo(pg_dsn: str) -> AsyncIterator[Repository]:
+    repository = await Repository.connect(pg_dsn, min_size=1, max_size=4)
+    try:
+        yield repository
+    finally:
+        await repository.close()
+
+
+WavWriter = Callable[..., Path]
+
+
+def write_wav(
+    path: Path,
+    seconds: float = 1.0,
+    *,
+    rate: int = 8000,
+    channels: int = 1,
+    sampwidth: int = 2,
+    frames: int | None = None,
+) -> Path:
+    """A PCM WAV of a quiet sawtooth (not silence, so hashes differ by length and rate)."""
+    n = frames if frames is not None else round(seconds * rate)
+    sample = bytearray()
+    for i in range(n):
+        v = (i % 64) * 16
+        sample += v.to_bytes(sampwidth, "little", signed=sampwidth > 1) * channels
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(sampwidth)
+        w.setframerate(rate)
+        w.writeframes(bytes(sample))
+    return path
+
+
+@pytest.fixture
+def make_wav(tmp_path: Path) -> WavWriter:
+    """make_wav("name.wav", seconds=…, rate=…, channels=…) -> path in this test's tmp_path."""
+
+    def make(name: str, seconds: float = 1.0, **kwargs: int) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_wav(path, seconds, **kwargs)
+
+    return make

@@ -1,0 +1,309 @@
+"""The pure call model, driven by hand-written event sequences: no I/O, explicit times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.calls import make_call_id, step
+from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
+from recorder.model.settings import CallSettings
+from recorder.model.state import Call, ModelState
+from tests import builders as b
+
+SETTINGS = CallSettings(departments={"201": "Intake", "305": "Family Law"})
+CALLER = "1700000000.1"
+
+
+class Run:
+    """Feeds events through `step`, keeping the state and every command it produced."""
+
+    def __init__(self, settings: CallSettings = SETTINGS) -> None:
+        self.state = ModelState()
+        self.settings = settings
+        self.commands: list[cmd.Command] = []
+        self.last: list[cmd.Command] = []
+
+    def feed(self, event: ev.Event) -> list[cmd.Command]:
+        before = self.state
+        self.state, self.last = step(self.state, event, self.settings)
+        assert (
+            before is not self.state
+            or not self.last
+            or all(isinstance(c, cmd.Log | cmd.Hangup) for c in self.last)
+        )
+        self.commands.extend(self.last)
+        return self.last
+
+    def of(self, kind: type[Any], commands: list[cmd.Command] | None = None) -> list[Any]:
+        return [c for c in (self.commands if commands is None else commands) if isinstance(c, kind)]
+
+    @property
+    def call(self) -> Call:
+        (call,) = self.state.calls.values()
+        return call
+
+    def logs(self, name: str) -> list[cmd.Log]:
+        return [c for c in self.of(cmd.Log) if c.event == name]
+
+
+def start_inbound(run: Run, target: str = "201", number: str = "+14155550100") -> str:
+    run.feed(b.stasis_start(0, b.chan(CALLER, "Ring", number=number), "inbound", target))
+    call_id = run.call.call_id
+    run.feed(b.entered(0.01, f"{call_id}-b1", CALLER))
+    return call_id
+
+
+def to_bridged(run: Run) -> tuple[str, str, str]:
+    """Drive an inbound call to the point where both parties are bridged and recorded."""
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    run.feed(b.dial(3.02, callee, "RINGING"))
+    run.feed(b.dial(5, callee, "ANSWER"))
+    name = f"{call_id}-s1"
+    run.feed(b.recording(5.01, "started", name))
+    run.feed(b.entered(5.02, f"{call_id}-b1", callee))
+    return call_id, callee, name
+
+
+def test_new_inbound_call_answers_bridges_and_plays_consent_before_anything_else() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    kinds = [type(c) for c in run.commands if not isinstance(c, cmd.Log | cmd.RecordEvent)]
+    assert kinds[:5] == [cmd.SaveCall, cmd.Answer, cmd.CreateBridge, cmd.AddChannel, cmd.Play]
+    play = run.of(cmd.Play)[0]
+    assert (play.channel_id, play.media) == (CALLER, SETTINGS.consent_media)
+    assert not run.of(cmd.CreateChannel)  # nobody is dialled before the announcement ends
+    save = run.of(cmd.SaveCall)[0]
+    assert save.call.caller_e164 == "+14155550100"
+    assert (save.call.extension, save.call.department) == ("201", "Intake")
+    assert save.call.asterisk_id == b.AST
+    assert call_id == make_call_id(b.at(0), b.AST, CALLER)
+
+
+def test_dial_happens_after_consent_and_only_after_the_leg_is_in_stasis() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    out = run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    create = run.of(cmd.CreateChannel, out)[0]
+    assert create.endpoint == "PJSIP/201"
+    assert create.app_args == f"dialed,{call_id}"
+    # the leg's id is saved before the request that creates it
+    assert out.index(run.of(cmd.SaveCall, out)[-1]) < out.index(create)
+    assert [p.media for p in run.of(cmd.Play, out)] == [SETTINGS.ringback_media]
+    assert not run.of(cmd.DialChannel)
+    out = run.feed(b.stasis_start(3.01, b.chan(create.channel_id, "Down"), "dialed", call_id))
+    (dial,) = run.of(cmd.DialChannel, out)
+    assert (dial.channel_id, dial.caller_id, dial.timeout_s) == (create.channel_id, CALLER, 30)
+
+
+def test_answered_party_joins_only_after_recording_started() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    out = run.feed(b.dial(13, callee, "ANSWER"))  # ten seconds of ringing
+    (rec,) = run.of(cmd.StartRecording, out)
+    assert rec.name == f"{call_id}-s1" and rec.bridge_id == f"{call_id}-b1"
+    assert run.of(cmd.StopPlayback, out)  # ringback stops
+    assert out.index(run.of(cmd.SaveCall, out)[-1]) < out.index(rec)  # name stored first
+    assert not [a for a in run.of(cmd.AddChannel, out) if a.channel_id == callee]
+    out = run.feed(b.recording(13.01, "started", rec.name))
+    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    run.feed(b.entered(13.02, f"{call_id}-b1", callee))
+    assert run.call.phase == "bridged"
+
+
+@pytest.mark.parametrize(
+    ("dialstatus", "outcome", "reason"),
+    [
+        ("BUSY", "busy", "busy"),
+        ("NOANSWER", "no_answer", "no_answer"),
+        ("CHANUNAVAIL", "failed", "congestion"),
+        ("CONGESTION", "failed", "congestion"),
+    ],
+)
+def test_dial_failure_ends_the_call_with_its_outcome(
+    dialstatus: str, outcome: str, reason: str
+) -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    out = run.feed(b.dial(4, callee, dialstatus))
+    assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [(CALLER, reason)]
+    run.feed(b.stasis_end(4.1, CALLER))
+    run.feed(b.destroyed(4.2, callee, 17))
+    assert run.of(cmd.DestroyBridge)  # once no leg is left
+    assert run.feed(b.destroyed(4.3, CALLER)) == []
+    assert not run.state.calls  # ended and forgotten
+    final = run.of(cmd.SaveCall)[-1]
+    assert (final.call.status, final.call.outcome) == ("ended", outcome)
+    assert final.recordings == ()  # no orphan recording: none was ever started
+    assert not run.of(cmd.StartRecording)
+
+
+def test_caller_abandoning_while_ringing_hangs_up_the_ringing_leg() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    run.feed(b.dial(3.02, callee, "RINGING"))
+    out = run.feed(b.hangup_request(6, CALLER))
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [callee]
+    run.feed(b.stasis_end(6.01, CALLER))
+    run.feed(b.stasis_end(6.02, callee))
+    final = run.of(cmd.SaveCall)[-1]
+    assert (final.call.outcome, final.call.status) == ("abandoned", "ended")
+    assert {leg.role: leg.outcome for leg in final.legs} == {
+        "caller": "hangup",
+        "callee": "cancelled",
+    }
+
+
+def test_caller_hanging_up_during_consent_leaves_no_recording_and_dials_nobody() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    out = run.feed(b.hangup_request(1, CALLER))
+    assert run.of(cmd.StopPlayback, out)
+    run.feed(b.stasis_end(1.01, CALLER))
+    assert not run.of(cmd.CreateChannel) and not run.of(cmd.StartRecording)
+    assert run.of(cmd.SaveCall)[-1].call.outcome == "abandoned"
+    # a PlaybackFinished arriving afterwards changes nothing
+    assert run.feed(b.playback_finished(1.1, f"{call_id}-p1")) == []
+
+
+def test_full_call_files_its_recording_and_logs_a_summary() -> None:
+    run = Run()
+    _call_id, callee, name = to_bridged(run)
+    out = run.feed(b.hangup_request(65, callee))
+    assert [s.name for s in run.of(cmd.StopRecording, out)] == [name]
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [CALLER]
+    run.feed(b.stasis_end(65.01, callee))
+    out = run.feed(b.recording(65.02, "finished", name))
+    (filing,) = run.of(cmd.FileRecording, out)
+    assert filing.name == name
+    run.feed(b.stasis_end(65.03, CALLER))
+    assert run.of(cmd.DestroyBridge)
+    assert run.state.calls  # still waiting for the file
+    run.feed(
+        RecordingFiled(
+            timestamp=b.at(66),
+            name=name,
+            path="/a/x.wav",
+            sha256="ab" * 32,
+            bytes=960_044,
+            duration_ms=60_000,
+        )
+    )
+    assert not run.state.calls
+    (summary,) = run.logs("call.summary")
+    assert summary.fields["seconds_recorded"] == 60.0
+    assert summary.fields["seconds_bridged"] == pytest.approx(59.98)
+    assert summary.fields["gaps"] == 0
+    final = run.of(cmd.SaveCall)[-1]
+    assert final.call.outcome == "answered" and final.call.state is None
+    (rec,) = final.recordings
+    assert (rec.status, rec.sha256, rec.duration_ms) == ("filed", "ab" * 32, 60_000)
+
+
+@pytest.mark.parametrize("kind", ["finished", "failed"])
+def test_recording_ending_mid_call_starts_a_new_segment_at_once(kind: str) -> None:
+    run = Run()
+    call_id, _callee, name = to_bridged(run)
+    out = run.feed(b.recording(30, kind, name, cause="disk full" if kind == "failed" else ""))
+    (again,) = run.of(cmd.StartRecording, out)
+    assert again.name == f"{call_id}-s2"
+    (gap,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "recording.gap"]
+    assert gap.level == "warning" and gap.fields["recording"] == name
+    assert run.of(cmd.FileRecording, out)  # whatever was written is kept
+    assert run.call.gaps == 1
+
+
+def test_recording_that_cannot_start_is_retried_then_the_call_is_connected_anyway() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    run.feed(b.dial(4, callee, "ANSWER"))
+    for attempt in range(1, 4):
+        last = run.of(cmd.StartRecording)[-1]
+        out = run.feed(
+            CommandFailed(timestamp=b.at(4 + attempt), command=last, status=500, message="boom")
+        )
+    assert len(run.of(cmd.StartRecording)) == 3
+    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    assert [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"] == [
+        "recording.failed",
+        "recording.unavailable",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("inbound", "201&PJSIP/evil"), ("inbound", "200/x"), ("inbound", ""), ("bogus", "201"), ()],
+)
+def test_bad_stasis_args_are_rejected_and_the_channel_released(args: tuple[str, ...]) -> None:
+    run = Run()
+    out = run.feed(b.stasis_start(0, b.chan(CALLER, "Ring"), *args))
+    assert not run.state.calls
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [CALLER]
+    assert [c.level for c in out if isinstance(c, cmd.Log)] == ["error"]
+
+
+@pytest.mark.parametrize(
+    ("direction", "caller", "target", "expect"),
+    [
+        ("inbound", "4155550100", "201", ("+14155550100", None, "201", "Intake")),
+        ("outbound", "305", "914155550123", (None, "+14155550123", "305", "Family Law")),
+        ("internal", "305", "201", (None, None, "305", "Family Law")),
+        ("internal", "", "201", (None, None, "201", "Intake")),
+        ("inbound", "anonymous", "18005550199", (None, "+18005550199", None, None)),
+    ],
+)
+def test_numbers_extension_and_department(
+    direction: str, caller: str, target: str, expect: tuple[str | None, ...]
+) -> None:
+    run = Run()
+    run.feed(b.stasis_start(0, b.chan(CALLER, "Ring", number=caller), direction, target))
+    row = run.of(cmd.SaveCall)[0].call
+    assert (row.caller_e164, row.callee_e164, row.extension, row.department) == expect
+    assert row.direction == direction
+
+
+def test_filing_failure_marks_the_recording_missing_and_still_ends_the_call() -> None:
+    run = Run()
+    _call_id, callee, name = to_bridged(run)
+    run.feed(b.hangup_request(20, CALLER))
+    run.feed(b.stasis_end(20.01, CALLER))
+    run.feed(b.stasis_end(20.02, callee))
+    run.feed(b.recording(20.03, "finished", name))
+    run.feed(RecordingFileFailed(timestamp=b.at(21), name=name, error="no such file"))
+    final = run.of(cmd.SaveCall)[-1]
+    assert final.call.status == "ended"
+    assert [(r.status, r.error) for r in final.recordings] == [("missing", "no such file")]
+
+
+def test_state_round_trips_through_json() -> None:
+    run = Run()
+    to_bridged(run)
+    call = run.call
+    assert Call.from_json(call.to_json()) == call
+
+
+def test_step_never_changes_the_state_it_was_given() -> None:
+    run = Run()
+    call_id, callee, _ = to_bridged(run)
+    before = run.state
+    snapshot = run.call.to_json()
+    step(before, b.hangup_request(9, callee), SETTINGS)
+    assert before.calls[call_id].to_json() == snapshot
