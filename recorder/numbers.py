@@ -84,7 +84,10 @@ def is_extension(raw: str | None, pattern: str | re.Pattern[str]) -> bool:
 
 
 def digits(raw: str | None) -> str:
-    """Only the digits of `raw`, as ASCII ("+1 (415) 555-0100" → "14155550100"), for search."""
+    """Only the digits of `raw`, as ASCII ("+1 (415) 555-0100" → "14155550100"), for search.
+
+    Of a SIP/tel URI only the user part counts: a host's digits would match any search.
+    """
     if raw is None:
         return ""
-    return "".join(str(int(ch)) for ch in raw if ch.isdecimal())
+    return "".join(str(int(ch)) for ch in _user_part(raw) if ch.isdecimal())

@@ -158,25 +158,21 @@ class Section:
         includes the value.
         """
         from_env = self.env.get(env_var, "") if env_var else ""
-        value: str | None
-        if key in self.entries:
-            found, node = self._scalar(key, "a string", secret)
-            if found == "string":
-                value = str(node.value)
-            elif found == "null" and (nullable or from_env):
-                value = None  # "password:" left empty for the environment to fill is fine
-            elif found == "null":
-                raise self.error(key, "expected a string, got nothing (null)")
-            else:
-                shown = "" if secret else f" {node.value}"
-                raise self.error(key, f"expected a string, got {found}{shown}; quote it")
-        elif isinstance(default, Required):
-            if not from_env:
-                also = f" (or set environment variable {env_var})" if env_var else ""
-                raise self.error(key, "required key is missing" + also)
-            value = None
-        else:
+        value: str | None = None
+        found, node = self._scalar(key, "a string", secret) if key in self.entries else ("", None)
+        if node is not None and found == "string":
+            value = str(node.value)
+        elif node is not None and found != "null":
+            shown = "" if secret else f" {node.value}"
+            raise self.error(key, f"expected a string, got {found}{shown}; quote it")
+        elif node is not None and not (nullable or env_var):
+            raise self.error(key, "expected a string, got nothing (null)")
+        elif node is None and not isinstance(default, Required):
             value = default
+        elif not nullable and not from_env:
+            # Missing, or null ("password:" left for the environment to fill) with no variable.
+            also = f" (or set environment variable {env_var})" if env_var else ""
+            raise self.error(key, "required key is missing" + also)
         if value is not None and check is not None:
             try:
                 value = check(value)
@@ -214,5 +210,5 @@ class Section:
         else:
             raise self.error(key, f"expected a number of seconds, got {found} '{node.value}'")
         if not math.isfinite(value) or value <= 0:
-            raise self.error(key, f"must be greater than 0, got {node.value}")
+            raise self.error(key, f"must be a finite number greater than 0, got {node.value}")
         return value

@@ -1,0 +1,141 @@
+"""Wiring: build every collaborator from the configuration, in one place, and run the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from recorder.ari.client import AriClient
+from recorder.ari.connection import EventStream
+from recorder.ari.events import Event
+from recorder.config import Config
+from recorder.daemon import Daemon
+from recorder.db.migrate import pending_migrations
+from recorder.db.repository import Repository
+from recorder.model.settings import CallSettings
+from recorder.persistence import Writer
+from recorder.recovery import SpoolSweeper
+from recorder.storage.archive import Archive
+
+log = structlog.get_logger("verbatim")
+
+
+def call_settings(config: Config) -> CallSettings:
+    calls = config.calls
+    departments = {ext: name for name, exts in calls.departments.items() for ext in exts}
+    return CallSettings(
+        app=config.ari.app,
+        dial_strings={
+            "inbound": calls.dial_strings.inbound,
+            "outbound": calls.dial_strings.outbound,
+            "internal": calls.dial_strings.internal,
+        },
+        dial_timeout_s=calls.dial_timeout_s,
+        consent_media=calls.consent_prompt,
+        ringback_media=calls.ringback,
+        format=config.storage.format,
+        default_region=calls.default_region,
+        outside_line_prefix=calls.outside_line_prefix,
+        extension_pattern=calls.extensions.pattern,
+        departments=departments,
+    )
+
+
+async def connect_database(config: Config, *, wait: bool = True) -> Repository:
+    """Connect, waiting (with a logged reason) while PostgreSQL is not up yet.
+
+    While the daemon waits, the app is not registered with Asterisk, so `Stasis()` fails and
+    the dialplan's fallback records the calls: nothing goes unrecorded.
+    """
+    delay = 1.0
+    while True:
+        try:
+            return await Repository.connect(
+                config.database.dsn.reveal(),
+                min_size=config.database.pool_min,
+                max_size=config.database.pool_max,
+            )
+        except (OSError, asyncio.TimeoutError, Exception) as exc:  # asyncpg raises many kinds
+            if not wait:
+                raise
+            log.warning("db.unavailable", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    repo: Repository
+    session: aiohttp.ClientSession
+
+
+@contextlib.asynccontextmanager
+async def build(config: Config) -> AsyncIterator[Running]:
+    repo = await connect_database(config)
+    try:
+        missing = await pending_migrations(repo.pool)
+        if missing:
+            raise SystemExit(
+                f"database schema is not up to date (missing {', '.join(missing)}): "
+                "run `verbatim migrate` first"
+            )
+        session = aiohttp.ClientSession()
+        try:
+            client = AriClient(
+                session,
+                config.ari.url,
+                config.ari.username,
+                config.ari.password.reveal(),
+                config.ari.app,
+                config.ari.request_timeout_s,
+            )
+            archive = Archive(config.storage.archive_dir)
+            spool = config.storage.spool_dir
+            sweeper = SpoolSweeper(spool, archive, repo) if spool is not None else None
+
+            def stream_factory(
+                on_connected: Callable[[], Awaitable[None]],
+                on_event: Callable[[Event], Awaitable[None]],
+            ) -> EventStream:
+                return EventStream(
+                    session,
+                    client,
+                    on_connected,
+                    on_event,
+                    config.ari.reconnect_initial_s,
+                    config.ari.reconnect_max_s,
+                )
+
+            daemon = Daemon(
+                client=client,
+                stream_factory=stream_factory,
+                writer=Writer(repo),
+                archive=archive,
+                settings=call_settings(config),
+                spool_dir=spool,
+                sweeper=sweeper,
+            )
+            yield Running(daemon, repo, session)
+        finally:
+            await session.close()
+    finally:
+        await repo.close()
+
+
+async def run(config: Config) -> None:
+    """`verbatim run`: until SIGTERM/SIGINT."""
+    async with build(config) as running:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(running.daemon.stop()))
+        log.info("verbatim.started", ari=config.ari.url, app=config.ari.app,
+                 office=config.asterisk.label)
+        await running.daemon.run()
+        log.info("verbatim.stopped")

@@ -1,0 +1,91 @@
+"""`verbatim` command line: run, migrate, check-config, calls, health, demo.
+
+Exit status: 0 success, 1 a check failed (health) or a runtime error, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from recorder.config import Config, ConfigError, load_config
+from recorder.logs import configure_logging
+
+DEFAULT_CONFIG = os.environ.get("VERBATIM_CONFIG", "/etc/verbatim/verbatim.yaml")
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(f"verbatim: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="verbatim", description="Call recording beside Asterisk.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML configuration file")
+        return sp
+
+    with_config("run", "run the daemon (connects to ARI and PostgreSQL)")
+    with_config("migrate", "apply database migrations")
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file")
+    calls = with_config("calls", "list recent calls with their legs and recordings")
+    calls.add_argument("--limit", type=int, default=20)
+    calls.add_argument("--id", dest="call_id", help="show one call's story")
+    calls.add_argument("--json", action="store_true")
+    with_config("health", "check ARI, PostgreSQL, spool and archive")
+    demo = sub.add_parser("demo", help="simulator + private PostgreSQL + daemon + scripted calls")
+    demo.add_argument("--dir", help="keep everything in this folder (default: a temp folder)")
+    demo.add_argument("--keep", action="store_true", help="leave PostgreSQL running at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        config = _load(args.file)
+        print(f"{args.file}: ok ({config.asterisk.label}, ARI {config.ari.url}, app {config.ari.app})")
+        return 0
+    if args.command == "demo":
+        from recorder.demo import run_demo
+
+        configure_logging("warning", "console")
+        return asyncio.run(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+    if args.command == "run":
+        from recorder.app import run
+
+        asyncio.run(run(config))
+        return 0
+    if args.command == "migrate":
+        from recorder.db.migrate import migrate
+
+        applied = asyncio.run(migrate(config.database.dsn.reveal()))
+        print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+        return 0
+    if args.command == "calls":
+        from recorder.report import print_calls
+
+        return asyncio.run(print_calls(config, args.limit, args.call_id, args.json))
+    if args.command == "health":
+        from recorder.health import check_health
+
+        report = asyncio.run(check_health(config))
+        print(json.dumps(report, indent=2))
+        return 0 if report["ok"] else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

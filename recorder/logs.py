@@ -1,0 +1,156 @@
+"""Logging: structlog, one JSON object per line (or a console format for people).
+
+Each line has "timestamp" (ISO 8601, UTC), "level", "event", "logger" when the logger was named,
+and the bound fields, including those bound with structlog.contextvars.bind_contextvars (e.g.
+call_id, channel_id), so every line of a call can be found by its id. Other libraries' stdlib
+logging (aiohttp, asyncpg, asyncio) is rendered into the same stream from warning up: their
+debug and info are noise here, their warnings are not.
+
+`redact_secrets` is a safety net, not the protection: secrets travel as config.Secret, whose
+repr is masked, and nobody should log them at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["LEVELS", "REDACTED", "configure_logging", "redact_secrets"]
+
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+REDACTED: Final = "***"
+# Key names whose values are never logged: ari_password, db_dsn, Authorization, access_token...
+_SECRET_KEY = re.compile(r"passw(?:or)?d|secret|token|dsn|authorization", re.IGNORECASE)
+# The password in "scheme://user:password@host", e.g. a DSN quoted in an asyncpg error message.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
+_FOREIGN_LEVEL: Final = logging.WARNING
+_META: Final = ("_record", "_from_structlog")  # ProcessorFormatter's bookkeeping, not output
+_FIRST: Final = ("timestamp", "level", "logger", "event")
+
+_handler: logging.Handler | None = None  # ours on the root logger, replaced on reconfiguration
+
+
+def _redact(value: Any) -> Any:
+    # Copies rather than edits: a dict passed as a log field is often still in use by the caller
+    # (e.g. request headers).
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\g<head>:{REDACTED}@", value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else _redact(v)
+            for k, v in value.items()
+        }
+    if type(value) in (list, tuple):  # exactly: a namedtuple cannot be rebuilt from one iterable
+        return type(value)(_redact(v) for v in value)
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: "***" for the value of any key named like a secret, at any depth, and for the
+    password part of URLs in strings."""
+    for key, value in event_dict.items():
+        if key in _META:
+            continue
+        event_dict[key] = REDACTED if _SECRET_KEY.search(key) else _redact(value)
+    return event_dict
+
+
+def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    name = record.name if record is not None else getattr(logger, "name", None)
+    if name:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+def _lead_with_essentials(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """timestamp, level, logger, event first: the order a person scans a line in."""
+    first = {k: event_dict.pop(k) for k in _FIRST if k in event_dict}
+    return {**first, **event_dict}
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """WriteLogger that keeps the name given to get_logger("verbatim.ari") for the output."""
+
+    def __init__(self, file: TextIO, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        return _NamedWriteLogger(self._file, str(args[0]) if args else None)
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO = sys.stderr) -> None:
+    """Send structlog and stdlib logging to `stream` as JSON lines or console text.
+
+    Safe to call again (tests, or reconfiguring once the config is read): it replaces what an
+    earlier call installed and leaves other root handlers alone.
+    """
+    global _handler
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    if fmt not in ("json", "console"):
+        raise ValueError(f"unknown log format {fmt!r}; expected json or console")
+    threshold = LEVELS[level.lower()]
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    render: list[Processor]
+    if fmt == "json":
+        # Tracebacks become a string field before redaction, so URLs in them are scrubbed too.
+        shared.append(structlog.processors.format_exc_info)
+        render = [_lead_with_essentials, structlog.processors.JSONRenderer()]
+    else:  # the console renderer formats exceptions itself (and warns if format_exc_info ran)
+        render = [structlog.dev.ConsoleRenderer(colors=_is_tty(stream))]
+    shared.append(redact_secrets)
+
+    structlog.configure(
+        processors=[*shared, *render],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=_NamedWriteLoggerFactory(stream),
+        context_class=dict,
+        # Not cached: module-level loggers must follow a later configure_logging (tests do it).
+        cache_logger_on_first_use=False,
+    )
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
+        )
+    )
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    root.setLevel(max(threshold, _FOREIGN_LEVEL))
+    _handler = handler
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or file-like objects without isatty
+        return False

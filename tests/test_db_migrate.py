@@ -1,0 +1,152 @@
+"""The migration runner and the schema of 0001_core, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from recorder.db import rows
+from recorder.db.migrate import DEFAULT_DIRECTORY, MigrationError, load, migrate
+from recorder.pgcluster import PrivateCluster
+
+
+@pytest.fixture
+def fresh_dsn(pg_cluster: PrivateCluster) -> Iterator[str]:
+    """An empty database of its own (the shared one stays migrated for the other tests)."""
+    name = "m_" + uuid.uuid4().hex[:12]
+    pg_cluster.create_database(name)
+    yield pg_cluster.dsn(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def mig_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "0001_first.sql").write_text("CREATE TABLE a (x int);")
+    (d / "0002_second.sql").write_text("CREATE TABLE b (y int); INSERT INTO b VALUES (1);")
+    return d
+
+
+async def test_applies_in_order_once_and_records_hashes(fresh_dsn: str, mig_dir: Path) -> None:
+    assert await migrate(fresh_dsn, mig_dir) == ["0001_first", "0002_second"]
+    assert await migrate(fresh_dsn, mig_dir) == []
+    (mig_dir / "0003_third.sql").write_text("ALTER TABLE a ADD COLUMN z text;")
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        assert await migrate(conn, mig_dir) == ["0003_third"]  # an open connection works too
+        assert not conn.is_in_transaction()
+        got = await conn.fetch("SELECT version, name, sha256, applied_at FROM schema_migrations")
+    finally:
+        await conn.close()
+    on_disk = {m.version: m.sha256 for m in load(mig_dir)}
+    assert {r["version"]: r["sha256"] for r in got} == on_disk
+    assert [r["name"] for r in sorted(got, key=lambda r: r["version"])] == [
+        "0001_first", "0002_second", "0003_third",
+    ]  # fmt: skip
+    assert all(r["applied_at"].tzinfo is not None for r in got)
+
+
+async def test_changed_applied_file_is_an_error_naming_it(fresh_dsn: str, mig_dir: Path) -> None:
+    await migrate(fresh_dsn, mig_dir)
+    (mig_dir / "0002_second.sql").write_text("CREATE TABLE b (y bigint);")
+    with pytest.raises(MigrationError, match=r"0002_second\.sql changed after it was applied"):
+        await migrate(fresh_dsn, mig_dir)
+
+
+async def test_failing_file_leaves_no_trace(fresh_dsn: str, mig_dir: Path) -> None:
+    (mig_dir / "0003_bad.sql").write_text("CREATE TABLE c (x int); SELECT * FROM nowhere;")
+    with pytest.raises(MigrationError, match=r"0003_bad\.sql failed"):
+        await migrate(fresh_dsn, mig_dir)
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [r["version"] for r in versions] == [1, 2]  # the good ones stay applied
+        assert await conn.fetchval("SELECT to_regclass('c')") is None
+        # The advisory lock was released despite the error.
+        assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_daemons_do_not_race(fresh_dsn: str, mig_dir: Path) -> None:
+    # pg_sleep widens the window: without the lock both would try CREATE TABLE a.
+    (mig_dir / "0001_first.sql").write_text("SELECT pg_sleep(0.3); CREATE TABLE a (x int);")
+    results = await asyncio.gather(*(migrate(fresh_dsn, mig_dir) for _ in range(3)))
+    assert sorted(map(len, results)) == [0, 0, 2]
+
+
+async def test_no_transaction_marker(fresh_dsn: str, mig_dir: Path) -> None:
+    await migrate(fresh_dsn, mig_dir)
+    (mig_dir / "0003_idx.sql").write_text(
+        "-- migrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_x ON a (x);\n"
+    )
+    assert await migrate(fresh_dsn, mig_dir) == ["0003_idx"]
+
+
+def test_bad_directory_contents(tmp_path: Path, mig_dir: Path) -> None:
+    with pytest.raises(MigrationError, match="does not exist"):
+        load(tmp_path / "nope")
+    (mig_dir / "3_oops.sql").write_text("")
+    with pytest.raises(MigrationError, match=r"3_oops\.sql is not named NNNN_name\.sql"):
+        load(mig_dir)
+    (mig_dir / "3_oops.sql").unlink()
+    (mig_dir / "0002_again.sql").write_text("")
+    with pytest.raises(MigrationError, match="version 0002 used twice"):
+        load(mig_dir)
+
+
+async def test_older_daemon_tolerates_newer_schema(fresh_dsn: str, mig_dir: Path) -> None:
+    await migrate(fresh_dsn, mig_dir)
+    older = mig_dir.parent / "older"
+    older.mkdir()
+    shutil.copy(mig_dir / "0001_first.sql", older)
+    assert await migrate(fresh_dsn, older) == []
+
+
+# -- the real schema --------------------------------------------------------------------------
+
+
+async def test_core_schema_matches_rows(fresh_dsn: str) -> None:
+    """Every row field is a column, nullable exactly when the field's type allows None."""
+    assert await migrate(fresh_dsn) == [m.name for m in load(DEFAULT_DIRECTORY)]
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        cols = await conn.fetch(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        )
+    finally:
+        await conn.close()
+    nullable = {(r["table_name"], r["column_name"]): r["is_nullable"] == "YES" for r in cols}
+    tables = {
+        "calls": rows.CallRow, "legs": rows.LegRow,
+        "recordings": rows.RecordingRow, "call_events": rows.EventRow,
+    }  # fmt: skip
+    for table, row_type in tables.items():
+        for f in dataclasses.fields(row_type):
+            assert (table, f.name) in nullable, f"{table}.{f.name} missing"
+            assert nullable[(table, f.name)] == ("None" in str(f.type)), f"{table}.{f.name}"
+
+
+async def test_checks_follow_rows_vocabulary(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn)
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        defs = " ".join(
+            r["d"]
+            for r in await conn.fetch(
+                "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE contype = 'c'"
+            )
+        )
+    finally:
+        await conn.close()
+    for word in (*rows.OUTCOMES, *rows.RECORDING_STATUSES):
+        assert f"'{word}'" in defs

@@ -1,0 +1,252 @@
+"""Repository against the real, migrated PostgreSQL (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import pytest
+
+from recorder.db.repository import Repository
+from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+
+T0 = datetime(2026, 11, 25, 19, 14, 25, 123456, tzinfo=UTC)
+SHA = "ab" * 32
+
+
+def call_row(call_id: str = "20261125T191425-3fa9c2d1", **kw: Any) -> CallRow:
+    base: dict[str, Any] = dict(
+        call_id=call_id, asterisk_id="pbx1", direction="inbound",
+        caller_number="030 1234567", caller_e164="+49301234567",
+        callee_number="214", callee_e164=None, extension="214", department="litigation",
+        started_at=T0, answered_at=T0 + timedelta(seconds=3), ended_at=None,
+        outcome=None, status="active",
+        state={"legs": ["a"], "n": 1, "nested": {"ok": True}},
+    )  # fmt: skip
+    base.update(kw)
+    return CallRow(**base)
+
+
+def leg_row(channel_id: str, call_id: str = "20261125T191425-3fa9c2d1", **kw: Any) -> LegRow:
+    base: dict[str, Any] = dict(
+        asterisk_id="pbx1", channel_id=channel_id, call_id=call_id,
+        channel_name=f"PJSIP/{channel_id}-0001", role="caller", caller_name="Ms. Client",
+        caller_number="+49301234567", started_at=T0, answered_at=None, ended_at=None,
+        hangup_cause=None, outcome=None,
+    )  # fmt: skip
+    base.update(kw)
+    return LegRow(**base)
+
+
+def rec_row(name: str = "20261125T191425-3fa9c2d1-s1", status: str = "requested", **kw: Any) -> RecordingRow:
+    base: dict[str, Any] = dict(
+        asterisk_id="pbx1", name=name, call_id="20261125T191425-3fa9c2d1", segment=1,
+        target="bridge:b1", format="wav", status=status, requested_at=T0,
+    )  # fmt: skip
+    if status == "filed":
+        base.update(path=f"/archive/{name}.wav", sha256=SHA, bytes=1000, duration_ms=62)
+    base.update(kw)
+    return RecordingRow(**base)
+
+
+async def test_save_call_round_trip(repo: Repository) -> None:
+    call = call_row()
+    legs = [leg_row("c2", role="callee"), leg_row("c1")]
+    recs = [rec_row(), rec_row("20261125T191425-3fa9c2d1-s2", segment=2)]
+    await repo.save_call(call, legs, recs)
+    assert await repo.call(call.call_id) == call
+    assert await repo.legs(call.call_id) == sorted(legs, key=lambda leg: leg.channel_id)
+    assert await repo.recordings(call.call_id) == recs
+    assert await repo.recording("pbx1", recs[1].name) == recs[1]
+    assert await repo.recording("pbx2", recs[1].name) is None  # names are per server
+    assert await repo.call("20000101T000000-00000000") is None
+    got = await repo.call(call.call_id)
+    assert got is not None and got.started_at.tzinfo is not None
+    assert got.started_at.utcoffset() == timedelta(0)
+
+
+async def test_save_call_updates_snapshot(repo: Repository) -> None:
+    await repo.save_call(call_row(), [leg_row("c1")], [rec_row()])
+    ended = call_row(
+        status="ended", outcome="answered", ended_at=T0 + timedelta(minutes=5), state=None
+    )
+    leg = leg_row("c1", ended_at=T0 + timedelta(minutes=5), hangup_cause=16, outcome="answered")
+    await repo.save_call(ended, [leg], [rec_row(status="finished")])
+    assert await repo.call(ended.call_id) == ended
+    assert await repo.legs(ended.call_id) == [leg]
+    assert [r.status for r in await repo.recordings(ended.call_id)] == ["finished"]
+
+
+async def test_save_call_is_all_or_nothing(repo: Repository) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await repo.save_call(call_row(), [leg_row("c1"), leg_row("c2", role="bystander")], [])
+    assert await repo.call(call_row().call_id) is None
+    assert await repo.legs(call_row().call_id) == []
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("direction", "sideways"), ("status", "paused"), ("outcome", "maybe"), ("call_id", "../x")],
+)
+async def test_call_checks(repo: Repository, field: str, value: str) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await repo.save_call(call_row(**{field: value}), [], [])
+
+
+async def test_recording_checks(repo: Repository) -> None:
+    await repo.save_call(call_row(), [], [])
+    with pytest.raises(asyncpg.CheckViolationError):
+        await repo.save_recording(rec_row(status="lost"))
+    with pytest.raises(asyncpg.CheckViolationError, match="recordings_filed_has_file"):
+        await repo.save_recording(rec_row(status="filed", path=None))
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await repo.save_recording(rec_row(call_id="20000101T000000-00000000"))
+
+
+async def test_naive_datetimes_refused(repo: Repository) -> None:
+    with pytest.raises(ValueError, match=r"CallRow\.started_at is a naive datetime"):
+        await repo.save_call(call_row(started_at=datetime(2026, 1, 1)), [], [])  # noqa: DTZ001
+    with pytest.raises(ValueError, match="naive"):
+        await repo.recent_calls(10, since=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+async def test_other_timezones_come_back_as_utc(repo: Repository) -> None:
+    berlin = timezone(timedelta(hours=1))
+    await repo.save_call(call_row(started_at=T0.astimezone(berlin)), [], [])
+    got = await repo.call(call_row().call_id)
+    assert got is not None and got.started_at == T0 and got.started_at.utcoffset() == timedelta(0)
+
+
+ORDER = ["requested", "recording", "finished", "filed"]
+
+
+def allowed(old: str, new: str) -> bool:
+    if old == new:
+        return True
+    if old == "missing":
+        return new == "filed"
+    if old in ("filed", "failed"):
+        return False
+    if new in ("failed", "missing"):
+        return True
+    return ORDER.index(new) > ORDER.index(old)
+
+
+STATUSES = ["requested", "recording", "finished", "filed", "failed", "missing"]
+
+
+@pytest.mark.parametrize("old", STATUSES)
+async def test_recording_status_only_advances(repo: Repository, old: str) -> None:
+    await repo.save_call(call_row(), [], [])
+    for i, new in enumerate(STATUSES):
+        name = f"r{i}"
+        assert await repo.save_recording(rec_row(name, old)) is True
+        # Through save_call, like a late snapshot of the call model would.
+        await repo.save_call(call_row(), [], [rec_row(name, new, error=f"to {new}")])
+        got = await repo.recording("pbx1", name)
+        assert got is not None
+        assert got.status == (new if allowed(old, new) else old), (old, new)
+        # And through save_recording, which says whether it wrote.
+        assert await repo.save_recording(rec_row(name, new)) is allowed(got.status, new)
+
+
+async def test_filed_survives_an_older_snapshot_and_keeps_its_file(repo: Repository) -> None:
+    await repo.save_call(call_row(), [], [rec_row(status="recording")])
+    filed = rec_row(status="filed", started_at=T0, ended_at=T0 + timedelta(seconds=60))
+    assert await repo.save_recording(filed)
+    await repo.save_call(call_row(status="ended", outcome="answered"), [], [rec_row(status="finished")])
+    assert await repo.recording("pbx1", filed.name) == filed
+    # Same status again without the file facts: what is known stays known.
+    assert await repo.save_recording(rec_row(status="filed", duration_ms=None, bytes=None))
+    assert await repo.recording("pbx1", filed.name) == filed
+
+
+async def test_missing_recording_found_later_is_filed(repo: Repository) -> None:
+    await repo.save_call(call_row(), [], [rec_row(status="missing", error="not on ARI")])
+    assert not await repo.save_recording(rec_row(status="finished"))
+    assert await repo.save_recording(rec_row(status="filed"))
+    got = await repo.recording("pbx1", rec_row().name)
+    assert got is not None and got.status == "filed" and got.error is None
+
+
+async def test_ended_call_is_not_reopened(repo: Repository) -> None:
+    ended = call_row(status="ended", outcome="answered", ended_at=T0 + timedelta(minutes=1))
+    await repo.save_call(ended, [], [])
+    await repo.save_call(call_row(), [leg_row("c1")], [])
+    assert await repo.call(ended.call_id) == ended
+    assert len(await repo.legs(ended.call_id)) == 1  # legs of the snapshot are still saved
+
+
+async def test_concurrent_saves_do_not_deadlock(repo: Repository) -> None:
+    await repo.save_call(call_row(), [], [])
+    recs = [rec_row(f"r{i}", segment=i) for i in range(20)]
+    legs = [leg_row(f"c{i}") for i in range(20)]
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(repo.save_call(call_row(), legs[::step], recs[::step]) for step in (1, -1) * 4)
+        ),
+        timeout=30,
+    )
+    assert len(await repo.recordings(call_row().call_id)) == 20
+
+
+async def test_open_calls_and_unfiled_recordings_per_server(repo: Repository) -> None:
+    a = call_row("20261125T191425-00000001")
+    b = call_row("20261125T191426-00000002", status="ended", outcome="busy")
+    c = call_row("20261125T191427-00000003", asterisk_id="pbx2")
+    for call in (a, b, c):
+        await repo.save_call(call, [], [])
+    assert await repo.open_calls("pbx1") == [a]
+    assert await repo.open_calls("pbx2") == [c]
+    statuses = {s: rec_row(f"r-{s}", s, call_id=a.call_id) for s in STATUSES}
+    other = rec_row("r-other", "finished", call_id=c.call_id, asterisk_id="pbx2")
+    for r in [*statuses.values(), other]:
+        await repo.save_recording(r)
+    unfiled = await repo.unfiled_recordings("pbx1")
+    assert {r.status for r in unfiled} == {"requested", "recording", "finished", "missing"}
+    assert await repo.unfiled_recordings("pbx2") == [other]
+
+
+async def test_recent_calls(repo: Repository) -> None:
+    calls = [
+        call_row(f"20261125T19{i:02d}00-0000000{i}", started_at=T0 + timedelta(minutes=i))
+        for i in range(5)
+    ]
+    for call in calls:
+        await repo.save_call(call, [], [])
+    assert await repo.recent_calls(3) == calls[::-1][:3]
+    assert await repo.recent_calls(10, since=T0 + timedelta(minutes=3)) == calls[:2:-1]
+    assert await repo.recent_calls(10, since=T0 + timedelta(days=1)) == []
+
+
+async def test_events_append_only(repo: Repository, pg_dsn: str) -> None:
+    await repo.save_call(call_row(), [], [])
+    events = [
+        EventRow(call_row().call_id, "pbx1", T0 + timedelta(seconds=1), "recording.started",
+                 recording_name="r1", detail={"target": "bridge:b1", "n": [1, 2]}),
+        EventRow(call_row().call_id, "pbx1", T0, "consent.played", channel_id="c1"),
+        EventRow(call_row().call_id, "pbx1", T0, "leg.answered", channel_id="c1"),
+    ]  # fmt: skip
+    await repo.add_events(events)
+    await repo.add_events([])
+    # Time order; the insertion order breaks ties.
+    assert await repo.events(call_row().call_id) == [events[1], events[2], events[0]]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for sql in ("UPDATE call_events SET kind = 'x'", "DELETE FROM call_events"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(sql)
+    finally:
+        await conn.close()
+    assert len(await repo.events(call_row().call_id)) == 3
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await repo.add_events([dataclasses.replace(events[0], call_id="20000101T000000-00000000")])
+
+
+async def test_ping_and_connect_errors(repo: Repository) -> None:
+    await repo.ping()
+    with pytest.raises((OSError, asyncpg.PostgresError)):
+        await Repository.connect("postgresql://postgres@127.0.0.1:1/verbatim")
