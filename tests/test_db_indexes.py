@@ -25,7 +25,8 @@ INSERT INTO calls (call_id, asterisk_id, direction, caller_number, caller_e164, 
 SELECT to_char(t, 'YYYYMMDD"T"HH24MISS') || '-' || lpad(to_hex(i), 8, '0'),
        'pbx' || (i % 2), (ARRAY['inbound', 'outbound', 'internal'])[1 + i % 3],
        '030' || (1000000 + i % 5000), '+4930' || (1000000 + i % 5000),
-       (200 + i % 50)::text, NULL, (200 + i % 50)::text, CASE WHEN i % 500 = 0 THEN 'tax' ELSE 'dept' || (i % 5) END, t,
+       (200 + i % 50)::text, NULL, (200 + i % 50)::text,
+       CASE WHEN i % 500 = 0 THEN 'tax' ELSE 'dept' || (i % 5) END, t,
        CASE WHEN i % 100 = 0 THEN 'active' ELSE 'ended' END,
        CASE WHEN i % 100 = 0 THEN NULL ELSE 'answered' END
 FROM generate_series(1, 20000) AS i,
@@ -42,10 +43,8 @@ FROM (SELECT * FROM calls ORDER BY call_id LIMIT 2000) c, generate_series(1, 5) 
 ANALYZE calls; ANALYZE recordings; ANALYZE call_events;
 """
 
-SEARCHES = {
-    "calls_started_idx": (
-        r.SELECT_CALLS + "ORDER BY started_at DESC, call_id DESC LIMIT 50", []
-    ),
+SEARCHES: dict[str, tuple[str, list[Any]]] = {
+    "calls_started_idx": (r.SELECT_CALLS + "ORDER BY started_at DESC, call_id DESC LIMIT 50", []),
     "calls_extension_started_idx": (
         r.SELECT_CALLS + "WHERE extension = $1 AND started_at >= $2 AND started_at < $3 "
         "ORDER BY started_at DESC LIMIT 50",
@@ -60,13 +59,16 @@ SEARCHES = {
         ["+49301001234"],
     ),
     "calls_caller_number_idx": (
-        r.SELECT_CALLS + "WHERE caller_number LIKE '0301001%' ORDER BY started_at DESC", []
+        r.SELECT_CALLS + "WHERE caller_number LIKE '0301001%' ORDER BY started_at DESC",
+        [],
     ),
     "calls_active_idx": (
-        r.SELECT_CALLS + "WHERE asterisk_id = $1 AND status = 'active' ORDER BY started_at", ["pbx1"]
+        r.SELECT_CALLS + "WHERE asterisk_id = $1 AND status = 'active' ORDER BY started_at",
+        ["pbx1"],
     ),
     "recordings_unfiled_idx": (
-        r.SELECT_RECORDINGS + f"WHERE asterisk_id = $1 AND {r.UNFILED_PREDICATE}", ["pbx1"]
+        r.SELECT_RECORDINGS + f"WHERE asterisk_id = $1 AND {r.UNFILED_PREDICATE}",
+        ["pbx1"],
     ),
     "recordings_call_idx": (r.SELECT_RECORDINGS + "WHERE call_id = $1", ["x"]),
     "legs_call_idx": (r.SELECT_LEGS + "WHERE call_id = $1", ["x"]),

@@ -41,7 +41,9 @@ def leg_row(channel_id: str, call_id: str = "20261125T191425-3fa9c2d1", **kw: An
     return LegRow(**base)
 
 
-def rec_row(name: str = "20261125T191425-3fa9c2d1-s1", status: str = "requested", **kw: Any) -> RecordingRow:
+def rec_row(
+    name: str = "20261125T191425-3fa9c2d1-s1", status: str = "requested", **kw: Any
+) -> RecordingRow:
     base: dict[str, Any] = dict(
         asterisk_id="pbx1", name=name, call_id="20261125T191425-3fa9c2d1", segment=1,
         target="bridge:b1", format="wav", status=status, requested_at=T0,
@@ -108,9 +110,9 @@ async def test_recording_checks(repo: Repository) -> None:
 
 async def test_naive_datetimes_refused(repo: Repository) -> None:
     with pytest.raises(ValueError, match=r"CallRow\.started_at is a naive datetime"):
-        await repo.save_call(call_row(started_at=datetime(2026, 1, 1)), [], [])  # noqa: DTZ001
+        await repo.save_call(call_row(started_at=datetime(2026, 1, 1)), [], [])
     with pytest.raises(ValueError, match="naive"):
-        await repo.recent_calls(10, since=datetime(2026, 1, 1))  # noqa: DTZ001
+        await repo.recent_calls(10, since=datetime(2026, 1, 1))
 
 
 async def test_other_timezones_come_back_as_utc(repo: Repository) -> None:
@@ -157,7 +159,9 @@ async def test_filed_survives_an_older_snapshot_and_keeps_its_file(repo: Reposit
     await repo.save_call(call_row(), [], [rec_row(status="recording")])
     filed = rec_row(status="filed", started_at=T0, ended_at=T0 + timedelta(seconds=60))
     assert await repo.save_recording(filed)
-    await repo.save_call(call_row(status="ended", outcome="answered"), [], [rec_row(status="finished")])
+    await repo.save_call(
+        call_row(status="ended", outcome="answered"), [], [rec_row(status="finished")]
+    )
     assert await repo.recording("pbx1", filed.name) == filed
     # Same status again without the file facts: what is known stays known.
     assert await repo.save_recording(rec_row(status="filed", duration_ms=None, bytes=None))

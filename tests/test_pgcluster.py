@@ -21,7 +21,7 @@ def base() -> Iterator[Path]:
     # Not tmp_path: pytest's dirs are 0700, and the postgres user (when we are root) must
     # traverse the parents of the data directory.
     path = Path(tempfile.mkdtemp(prefix="verbatim-pgtest-"))
-    os.chmod(path, 0o711)
+    os.chmod(path, 0o711)  # noqa: S103 (search only, no listing)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

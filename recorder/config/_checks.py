@@ -6,7 +6,7 @@ import re
 import string
 from collections.abc import Sequence
 from pathlib import PurePosixPath
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import phonenumbers
 
@@ -38,29 +38,24 @@ def username(value: str) -> str:
 
 
 def ari_url(value: str) -> str:
-    parts = urlsplit_or_invalid(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - reading the port is what validates it
+    except ValueError as exc:
+        raise Invalid(f"is not a valid URL: {exc}") from None
+    if parts.username is not None or parts.password is not None:
+        # Checked first so no message below echoes a password. Credentials in URLs end up in logs.
+        raise Invalid("must not contain credentials; use ari.username and ari.password")
     if parts.scheme not in ("http", "https"):
         raise Invalid(f"must be an http:// or https:// URL, got '{value}'")
     if not parts.hostname:
         raise Invalid(f"has no host: '{value}'")
-    if parts.username is not None or parts.password is not None:
-        # Not echoed: the URL carries a password. Credentials in URLs also end up in logs.
-        raise Invalid("must not contain credentials; use ari.username and ari.password")
     if parts.query or parts.fragment:
         raise Invalid(f"must not have a query or fragment: '{value}'")
     url = value.strip().rstrip("/")
     if url.endswith("/ari"):
         raise Invalid(f"must not end in /ari (it is appended): use '{url[:-4]}'")
     return url
-
-
-def urlsplit_or_invalid(value: str) -> SplitResult:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - reading the port is what validates it
-    except ValueError as exc:
-        raise Invalid(f"is not a valid URL: {exc}") from None
-    return parts
 
 
 def app_name(value: str) -> str:

@@ -54,6 +54,10 @@ def suggest(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean '{lowered[match[0]]}'?" if match else ""
 
 
+def _shown(found: str, node: yaml.ScalarNode) -> str:
+    return "nothing (null)" if found == "null" else f"{found} '{node.value}'"
+
+
 def line_of(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
@@ -165,14 +169,17 @@ class Section:
         elif node is not None and found != "null":
             shown = "" if secret else f" {node.value}"
             raise self.error(key, f"expected a string, got {found}{shown}; quote it")
-        elif node is not None and not (nullable or env_var):
-            raise self.error(key, "expected a string, got nothing (null)")
+        elif node is not None and nullable:
+            value = None
+        elif from_env:
+            pass  # absent, or null ("password:" left for the environment): the variable fills it
         elif node is None and not isinstance(default, Required):
             value = default
-        elif not nullable and not from_env:
-            # Missing, or null ("password:" left for the environment to fill) with no variable.
+        elif node is None or (env_var and isinstance(default, Required)):
             also = f" (or set environment variable {env_var})" if env_var else ""
             raise self.error(key, "required key is missing" + also)
+        else:
+            raise self.error(key, "expected a string, got nothing (null)")
         if value is not None and check is not None:
             try:
                 value = check(value)
@@ -191,7 +198,7 @@ class Section:
             return default
         found, node = self._scalar(key, "an integer", False)
         if found != "integer":
-            raise self.error(key, f"expected an integer, got {found} '{node.value}'")
+            raise self.error(key, f"expected an integer, got {_shown(found, node)}")
         value = int(_CONSTRUCTOR.construct_yaml_int(node))
         if value < low or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
@@ -208,7 +215,7 @@ class Section:
         elif found == "number":
             value = float(_CONSTRUCTOR.construct_yaml_float(node))
         else:
-            raise self.error(key, f"expected a number of seconds, got {found} '{node.value}'")
+            raise self.error(key, f"expected a number of seconds, got {_shown(found, node)}")
         if not math.isfinite(value) or value <= 0:
             raise self.error(key, f"must be a finite number greater than 0, got {node.value}")
         return value

@@ -203,7 +203,8 @@ def _parse(path: Path) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = int(mark.line) + 1 if mark is not None else None
-        raise ConfigError(path, line, None, f"invalid YAML: {exc.problem or exc}") from None
+        what = ", ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
+        raise ConfigError(path, line, None, f"invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, None, None, f"invalid YAML: {exc}") from None
 

@@ -182,13 +182,16 @@ class Archive:
 
     def _file_sync(self, src: Path, target: Path, delete_source: bool) -> FiledRecording:
         # O_NOFOLLOW: a symlink planted in the spool must not pull another file into the archive.
+        # O_NONBLOCK: opening a FIFO must not hang the filer (no effect on regular files).
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(src, flags)
         except OSError as e:
             raise ArchiveError(f"cannot open spool file {src}: {e.strerror or e}") from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ArchiveError(f"not a regular file: {src}")
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ArchiveError(f"not a regular file: {src}")
             self._makedirs(target.parent)
             temp = _Temp(target.parent, target.name)
             try:

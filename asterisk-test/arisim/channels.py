@@ -1,0 +1,250 @@
+"""Channel life: creation, Stasis entry and exit, state changes, answer and hangup.
+
+Event order and subscriptions follow the traces and res/res_stasis.c / res/stasis/app.c:
+
+* a channel that enters Stasis from the dialplan is subscribed only while in Stasis, so its
+  ChannelDestroyed is not delivered (basic_inbound, sip_caller_slow_answer); channels made by
+  /channels/create or originate with `app` are subscribed explicitly until destroyed, so they get
+  ChannelDialplan before StasisStart and ChannelDestroyed at the end (busy, sip_basic);
+* a hangup gives ChannelHangupRequest, ChannelLeftBridge, StasisEnd, then ChannelDestroyed;
+  DELETE /channels is a soft hangup (cause 32 = AST_SOFTHANGUP_EXPLICIT, soft: true); a far-end
+  hangup queues one with the hangup cause (Local: `cause`; PJSIP BYE: no cause, as traced);
+* hanging up one half of a Local pair hangs up the other with the same cause (blind_transfer).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .core import Core
+from .dialplan import DEFAULT_PJSIP_CONTEXT, PJSIP_CONTEXTS, parse_local
+from .model import (
+    CAUSE_NORMAL,
+    SOFTHANGUP_EXPLICIT,
+    CallerId,
+    Channel,
+    DialplanLocation,
+    cause_text,
+)
+
+
+class ChannelOps(Core):
+    # -------------------------------------------------------------- creation
+    def _register(self, ch: Channel) -> Channel:
+        self.channels[ch.id] = ch
+        self.emit("ChannelCreated", {"channel": ch.json()}, channels=[ch])
+        return ch
+
+    def new_local_pair(
+        self, resource: str, id1: str | None = None, id2: str | None = None
+    ) -> tuple[Channel, Channel]:
+        """Both halves of `Local/<exten>@<context>`: ";1" is the outgoing side, ";2" runs the
+        dialplan at exten@context (main/core_local.c)."""
+        exten, context = parse_local(resource)
+        suffix = self.next_unreal()
+        now = self.clock.epoch()
+        uid1 = id1 or self.new_uniqueid()
+        uid2 = id2 or self.new_uniqueid()
+        base = f"Local/{resource}-{suffix}"
+        ch1 = Channel(id=uid1, name=f"{base};1", tech="Local", resource=resource,
+                      creationtime=now, half=1, sends_media=False,
+                      dialplan=DialplanLocation(context, exten, 1))
+        ch2 = Channel(id=uid2, name=f"{base};2", tech="Local", resource=resource,
+                      creationtime=now, half=2, state="Ring", sends_media=False,
+                      dialplan=DialplanLocation(context, exten, 1))
+        ch1.peer_id, ch2.peer_id = uid2, uid1
+        self._register(ch1)
+        self._register(ch2)
+        return ch1, ch2
+
+    def new_tech_channel(
+        self, tech: str, resource: str, uid: str | None = None, state: str = "Down"
+    ) -> Channel:
+        """A channel of a phone technology (PJSIP/...), named like "PJSIP/200-00000000"."""
+        context = PJSIP_CONTEXTS.get(resource, DEFAULT_PJSIP_CONTEXT)
+        ch = Channel(
+            id=uid or self.new_uniqueid(),
+            name=f"{tech}/{resource}-{self.next_tech(tech)}",
+            tech=tech,
+            resource=resource,
+            creationtime=self.clock.epoch(),
+            state=state,
+            protocol_id=str(uuid.uuid4()) if tech == "PJSIP" else "",
+            dialplan=DialplanLocation(context, "s", 1),
+            sends_media=tech != "Local",
+        )
+        return self._register(ch)
+
+    def new_internal_pair(self, kind: str) -> tuple[str, str]:
+        """Ids (and the name counter) a Recorder/Announcer pair uses; the pair stays hidden."""
+        suffix = self.next_unreal()
+        ids = (self.new_uniqueid(), self.new_uniqueid())
+        now = self.clock.epoch()
+        for half, uid in ((1, ids[0]), (2, ids[1])):
+            ch = Channel(id=uid, name=f"{kind}/ARI-{suffix};{half}", tech=kind, resource="ARI",
+                         creationtime=now, state="Up", internal=True, half=half)
+            self.channels[uid] = ch
+        return ids
+
+    def peer(self, ch: Channel) -> Channel | None:
+        if ch.peer_id is None:
+            return None
+        other = self.channels.get(ch.peer_id)
+        return other if other is not None and not other.destroyed else None
+
+    def find_channel(self, uid: str) -> Channel | None:
+        ch = self.channels.get(uid)
+        if ch is None or ch.destroyed or ch.internal:
+            return None
+        return ch
+
+    # ---------------------------------------------------------------- state
+    def set_state(self, ch: Channel, state: str) -> None:
+        if ch.state == state or ch.destroyed:
+            return
+        ch.state = state
+        self.emit_channel("ChannelStateChange", ch)
+
+    def set_dialplan_app(self, ch: Channel, app: str, data: str) -> None:
+        """Moving to a dialplan application publishes ChannelDialplan (to current subscribers)."""
+        ch.dialplan.app_name = app
+        ch.dialplan.app_data = data
+        self.emit_channel("ChannelDialplan", ch, dialplan_app=app, dialplan_app_data=data)
+
+    def answer_channel(self, ch: Channel) -> None:
+        """The channel goes Up; for a Local half the other half is answered too."""
+        if ch.state == "Up" or ch.destroyed:
+            return
+        self.set_state(ch, "Up")
+        other = self.peer(ch)
+        if other is not None and other.state != "Up":
+            self.far_answered(other)
+
+    def set_variable(self, ch: Channel, name: str, value: str) -> None:
+        ch.variables[name] = value
+        self.emit_channel("ChannelVarset", ch, variable=name, value=value)
+
+    # --------------------------------------------------------------- Stasis
+    def enter_stasis(self, ch: Channel, app: str, args: list[str],
+                     replace: Channel | None = None) -> bool:
+        """Stasis(app,args): StasisStart, or False when the app has no WebSocket (res_stasis.c
+        stasis_app_exec: "Stasis app '%s' not registered/active")."""
+        if ch.destroyed or ch.hungup:
+            return False
+        data = ",".join([app, *args])
+        if ch.dialplan.app_name != "Stasis" or ch.dialplan.app_data != data:
+            self.set_dialplan_app(ch, "Stasis", data)
+        if not self.hub.active(app):
+            self.errors.append(f"channel {ch.name} entered Stasis({data}) with {app!r} inactive")
+            ch.variables["STASISSTATUS"] = "FAILED"
+            return False
+        ch.stasis_app = app
+        ch.stasis_args = list(args)
+        fields: dict[str, object] = {"args": list(args), "channel": ch.json()}
+        if replace is not None:
+            fields["replace_channel"] = replace.json()
+        self.emit("StasisStart", fields, channels=[ch])
+        return True
+
+    def leave_stasis(self, ch: Channel) -> None:
+        if ch.stasis_app is None:
+            return
+        self.emit_channel("StasisEnd", ch)
+        ch.stasis_app = None
+        ch.variables["STASISSTATUS"] = "SUCCESS"
+
+    # --------------------------------------------------------------- hangup
+    def hangup_channel(
+        self,
+        ch: Channel,
+        cause: int = CAUSE_NORMAL,
+        *,
+        soft: bool = False,
+        report_cause: bool = True,
+        tech_cause: int | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Hang a channel up and tear down what hangs off it, in Asterisk's event order.
+
+        soft: DELETE /channels (ChannelHangupRequest cause 32, soft: true) — `cause` is then the
+        hangup cause set before (reason_code, default 16). Otherwise a queued hangup from the far
+        end, reporting `cause` unless report_cause is False (PJSIP BYE). quiet: no
+        ChannelHangupRequest (a Snoop channel whose target went away: record_channel_in_bridge).
+        """
+        if ch.hungup or ch.destroyed:
+            return
+        ch.hungup = True
+        ch.hangup_cause = cause
+        ch.tech_cause = tech_cause
+        ch.cancel_timers()
+        if not quiet:
+            fields: dict[str, object] = {}
+            if soft:
+                fields = {"cause": SOFTHANGUP_EXPLICIT, "soft": True}
+            elif report_cause:
+                fields = {"cause": cause}
+                if tech_cause is not None:
+                    fields["tech_cause"] = tech_cause
+            self.emit_channel("ChannelHangupRequest", ch, **fields)
+        self.playbacks_on_channel_gone(ch)
+        if ch.bridge_id is not None:
+            bridge = self.bridges.get(ch.bridge_id)
+            if bridge is not None:
+                self.bridge_remove(bridge, ch)
+        self.recordings_on_channel_gone(ch)
+        self.leave_stasis(ch)
+        self.destroy_channel(ch)
+
+    def destroy_channel(self, ch: Channel) -> None:
+        if ch.destroyed:
+            return
+        ch.hungup = True
+        ch.cancel_timers()
+        ch.dialplan.app_name = ""
+        ch.dialplan.app_data = ""
+        ch.destroyed = True
+        fields: dict[str, object] = {"cause": ch.hangup_cause,
+                                     "cause_txt": cause_text(ch.hangup_cause)}
+        if ch.tech_cause is not None:
+            fields["tech_cause"] = ch.tech_cause
+        fields["channel"] = ch.json()
+        self.emit("ChannelDestroyed", fields, channels=[ch])
+        for other in list(self.channels.values()):
+            if other.snoop_of == ch.id and not other.destroyed:
+                self.hangup_channel(other, CAUSE_NORMAL, quiet=True)
+        peer = self.peer(ch)
+        if peer is not None:
+            # core_local.c: the other half gets a hangup queued with the same cause
+            self.hangup_channel(peer, ch.hangup_cause)
+
+    def far_hangup(self, ch: Channel, cause: int = CAUSE_NORMAL) -> None:
+        """The party hangs up (BYE, or the Local dialplan ends)."""
+        self.hangup_channel(ch, cause, report_cause=ch.tech != "PJSIP")
+
+    # ------------------------------------------------------------- inbound
+    def start_call(
+        self,
+        endpoint: str = "PJSIP/trunk",
+        caller_number: str = "+14155550100",
+        caller_name: str = "Client",
+        args: list[str] | None = None,
+        app: str = "verbatim",
+        tone_hz: int | None = None,
+        sends_media: bool = True,
+        exten: str | None = None,
+        channel_id: str | None = None,
+    ) -> Channel:
+        """An inbound call from `endpoint` that enters Stasis(app, args) in state Ring, as a call
+        from a SIP trunk through [from-trunk] does (trace sip_caller_slow_answer)."""
+        args = ["inbound", "201"] if args is None else list(args)
+        tech, _, resource = endpoint.partition("/")
+        ch = self.new_tech_channel(tech or "PJSIP", resource or "trunk", channel_id, state="Ring")
+        ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1" if ch.tech == "PJSIP" else ""
+        ch.caller = CallerId(caller_name, caller_number)
+        ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
+        ch.sends_media = sends_media
+        ch.dialplan.exten = exten or (args[1] if len(args) > 1 else "s")
+        ch.dialplan.priority = 2
+        if not self.enter_stasis(ch, app, args):
+            self.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
+        return ch

@@ -1,0 +1,182 @@
+"""Dialplan and endpoint behaviour: what the far end of a simulated channel does.
+
+The contexts of /work/shared/ari-traces/asterisk-etc/extensions.conf are built in (as data), so a
+Local channel such as `Local/200@targets` behaves as in the traces: `targets` answers after 1 s,
+`busy` is Busy(5), `noanswer` rings, `slow-targets` rings 6 s then answers, `silent` answers at once
+and stays silent; `inbound-test`/`from-trunk` enter Stasis(verbatim,inbound,EXTEN).
+
+PJSIP endpoints behave as SIP phones: Ringing, then answer after `answer_after` seconds (default
+1 s, like sipp's uas_answer.xml). Tests override any endpoint with `Simulator.set_endpoint`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual"]
+# Dialplan step: (application, data). Data may use ${EXTEN}.
+Step = tuple[str, str]
+
+# Distinct frequencies for parties, far enough apart for tone_map's 0.1-s windows.
+TONE_FREQUENCIES = (440, 700, 1000, 1300, 1600, 1900, 2200, 2500, 2800, 3100, 3400, 550, 850)
+
+DEFAULT_SOUNDS: dict[str, float] = {
+    # demo-congrats.gsm of the core sounds is about 17.4 s long.
+    "demo-congrats": 17.4,
+    "beep": 0.25,
+    "silence/1": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class EndpointBehaviour:
+    """How a dialled endpoint answers. `ringing`: it sends 180 Ringing first (state Ringing).
+
+    `hangup_after`: the party hangs up that many seconds after answering (None: never by itself).
+    `tone_hz` None: a fresh frequency per channel. `sends_media`: frames flow when alone in a bridge.
+    """
+
+    result: Result = "answer"
+    answer_after: float = 1.0
+    ringing: bool = True
+    tone_hz: int | None = None
+    sends_media: bool = True
+    talking: bool = True
+    hangup_after: float | None = None
+    busy_hangup_after: float = 0.0  # how long a busy line stays before hanging up
+
+
+# extensions.conf of the traces: context → [(exten pattern, steps)]
+BUILTIN_DIALPLAN: dict[str, list[tuple[str, list[Step]]]] = {
+    "from-trunk": [
+        ("_X.", [("NoOp", "inbound call to ${EXTEN}"), ("Stasis", "verbatim,inbound,${EXTEN}"),
+                 ("Hangup", "")]),
+    ],
+    "from-internal": [
+        ("_X.", [("NoOp", "internal/outbound call to ${EXTEN}"),
+                 ("Stasis", "verbatim,outbound,${EXTEN}"), ("Hangup", "")]),
+    ],
+    "caller": [
+        ("s", [("Answer", ""), ("Playback", "demo-congrats"), ("Wait", "30"), ("Hangup", "")]),
+    ],
+    "targets": [
+        ("busy", [("Busy", "5")]),
+        ("noanswer", [("Ringing", ""), ("Wait", "60")]),
+        ("_X.", [("NoOp", "target ${EXTEN} rings"), ("Wait", "1"), ("Answer", ""),
+                 ("Playback", "demo-congrats"), ("Wait", "30"), ("Hangup", "")]),
+    ],
+    "transfer-target": [
+        ("_X.", [("NoOp", "transfer to ${EXTEN}"), ("Stasis", "verbatim,transfer,${EXTEN}"),
+                 ("Hangup", "")]),
+    ],
+    "inbound-test": [
+        ("_X.", [("Stasis", "verbatim,inbound,${EXTEN}"), ("Hangup", "")]),
+    ],
+    "silent-caller": [
+        ("s", [("Answer", ""), ("Wait", "30"), ("Hangup", "")]),
+    ],
+    "slow-targets": [
+        ("silent", [("Answer", ""), ("Wait", "30")]),
+        ("_X.", [("Ringing", ""), ("Wait", "6"), ("Answer", ""), ("Playback", "demo-congrats"),
+                 ("Wait", "30")]),
+    ],
+}
+# Contexts whose parties send no audio (Answer + Wait only).
+SILENT_CONTEXTS = {("silent-caller", "s"), ("slow-targets", "silent")}
+# PJSIP endpoints of pjsip.conf: their dialplan context for inbound calls / created channels.
+PJSIP_CONTEXTS: dict[str, str] = {"trunk": "from-trunk"}
+DEFAULT_PJSIP_CONTEXT = "from-internal"
+
+
+def pattern_matches(pattern: str, exten: str) -> bool:
+    """Asterisk extension patterns: `_` prefix with X, Z, N, [..], `.` and `!`."""
+    if not pattern.startswith("_"):
+        return pattern == exten
+    rx = ""
+    i = 1
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "X":
+            rx += "[0-9]"
+        elif c == "Z":
+            rx += "[1-9]"
+        elif c == "N":
+            rx += "[2-9]"
+        elif c == ".":
+            rx += ".+"
+        elif c == "!":
+            rx += ".*"
+        elif c == "[":
+            j = pattern.index("]", i)
+            rx += "[" + pattern[i + 1 : j] + "]"
+            i = j
+        else:
+            rx += re.escape(c)
+        i += 1
+    return re.fullmatch(rx, exten) is not None
+
+
+@dataclass
+class Dialplan:
+    """Contexts (built-ins plus any a test adds), endpoint behaviours and sound lengths."""
+
+    contexts: dict[str, list[tuple[str, list[Step]]]] = field(
+        default_factory=lambda: {k: list(v) for k, v in BUILTIN_DIALPLAN.items()}
+    )
+    endpoints: dict[str, EndpointBehaviour] = field(default_factory=dict)
+    sounds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SOUNDS))
+    default_sound_seconds: float = 3.0
+    default_behaviour: EndpointBehaviour = field(default_factory=EndpointBehaviour)
+
+    def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
+        """Add (first in order) an extension to a context."""
+        self.contexts.setdefault(context, []).insert(0, (pattern, steps))
+
+    def lookup(self, context: str, exten: str) -> list[Step] | None:
+        for pattern, steps in self.contexts.get(context, []):
+            if pattern_matches(pattern, exten):
+                return [(app, data.replace("${EXTEN}", exten)) for app, data in steps]
+        return None
+
+    def sound_seconds(self, name: str) -> float:
+        return self.sounds.get(name, self.default_sound_seconds)
+
+    def set_endpoint(self, endpoint: str, **changes: object) -> EndpointBehaviour:
+        base = self.endpoints.get(endpoint, self.default_behaviour)
+        behaviour = replace(base, **changes)  # type: ignore[arg-type]
+        self.endpoints[endpoint] = behaviour
+        return behaviour
+
+    def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
+        """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""
+        return self.endpoints.get(endpoint)
+
+    def media_program(self, steps: list[Step]) -> bool:
+        """Does this dialplan make the party talk? (Answer+Wait only: a silent party)."""
+        return any(app == "Playback" for app, _ in steps)
+
+
+def parse_local(resource: str) -> tuple[str, str]:
+    """`200@targets` → (exten, context); no context → "default" (core_local.c)."""
+    resource = resource.split("/", 1)[0]
+    if "@" in resource:
+        exten, context = resource.split("@", 1)
+        return exten, context or "default"
+    return resource, "default"
+
+
+def parse_callerid(value: str) -> tuple[str, str]:
+    """(name, number) from `"Client" <+14155550100>` or `+14155550100` (main/callerid.c)."""
+    value = value.strip()
+    m = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>\s*$', value)
+    if m:
+        name, number = m.group(1).strip(), m.group(2).strip()
+    elif re.fullmatch(r"[0-9+*#()\-. ]+", value):
+        name, number = "", value
+    else:
+        name, number = value.strip('"'), ""
+    if re.fullmatch(r"\+?[0-9()\-. ]+", number):  # ast_shrink_phone_number
+        number = re.sub(r"[()\-. ]", "", number)
+    return name, number
