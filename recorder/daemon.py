@@ -291,6 +291,7 @@ class Daemon:
                 sha256=filed.sha256,
                 bytes=filed.bytes,
                 duration_ms=filed.duration_ms,
+                audio_error=filed.audio_error,
             )
         except Exception as exc:  # any failure is reported on the recording, never dropped
             log.error("recording.file_failed", call_id=c.call_id, recording=c.name, error=str(exc))

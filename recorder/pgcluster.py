@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -98,8 +99,7 @@ class PrivateCluster:
         self.database = database
         self.start_timeout = start_timeout
         self.log_file = self.data_dir / "server.log"
-        self._run_as: pwd.struct_passwd | None = None
-        self._started = False
+        self._run_as = self._service_user()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -121,7 +121,6 @@ class PrivateCluster:
         for tool in ("initdb", "pg_ctl", "postgres"):
             if not (self.bindir / tool).is_file():
                 raise ClusterError(f"PostgreSQL binary {self.bindir / tool} is missing")
-        self._prepare_user()
         self._prepare_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
@@ -129,15 +128,17 @@ class PrivateCluster:
             self._adopt()
         else:
             self._start_server()
-        self._started = True
         if self.database:
-            self.create_database(self.database)
+            try:
+                self.create_database(self.database)
+            except BaseException:
+                self.stop()  # don't leave a server behind that nobody will stop
+                raise
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open transactions); a no-op if not running."""
         if (self.data_dir / "PG_VERSION").exists() and self.running:
             self._pg(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"])
-        self._started = False
 
     def dsn(self, db: str = "verbatim") -> str:
         if self.port is None:
@@ -193,11 +194,13 @@ class PrivateCluster:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _prepare_user(self) -> None:
+    @staticmethod
+    def _service_user() -> pwd.struct_passwd | None:
+        """Who runs initdb/pg_ctl/postgres: us, or the postgres user when we are root."""
         if os.geteuid() != 0:
-            return
+            return None
         try:
-            self._run_as = pwd.getpwnam("postgres")
+            return pwd.getpwnam("postgres")
         except KeyError:
             raise ClusterError(
                 "running as root, and initdb/postgres refuse root, but there is no 'postgres' "
@@ -243,13 +246,15 @@ class PrivateCluster:
         for attempt in range(attempts):
             if not self._fixed_port:
                 self.port = free_port()
-            opts = [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={self.port}",
-                f"-c unix_socket_directories='{self._socket_dir()}'",
-            ]
+            settings = {
+                "listen_addresses": "127.0.0.1",
+                "port": str(self.port),
+                "unix_socket_directories": self._socket_dir(),
+            }
             if not self.fsync:
-                opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+                settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            # pg_ctl hands -o to /bin/sh: quote, in case the data dir's path has spaces.
+            opts = [f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items()]
             cmd = [
                 "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
                 "-t", str(int(self.start_timeout)), "-o", " ".join(opts),
@@ -267,8 +272,12 @@ class PrivateCluster:
 
     def _adopt(self) -> None:
         # postmaster.pid line 4 is the port (see PostgreSQL's pidfile.h).
-        lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-        port = int(lines[3])
+        try:
+            port = int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError) as e:
+            raise ClusterError(
+                f"cannot read the port of the cluster running in {self.data_dir}"
+            ) from e
         if self._fixed_port and port != self.port:
             raise ClusterError(
                 f"cluster in {self.data_dir} is already running on port {port}, not {self.port}"

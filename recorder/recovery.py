@@ -118,7 +118,7 @@ class SpoolSweeper:
         result = await self.archive.file(
             entry.path, call_id=call_id, name=name, started_at=entry.started_at, fmt=entry.fmt
         )
-        ended_at = entry.started_at + timedelta(milliseconds=result.duration_ms)
+        ended_at = entry.started_at + timedelta(milliseconds=result.duration_ms or 0)
         call = CallRow(
             call_id=call_id,
             asterisk_id=asterisk_id,

@@ -62,15 +62,20 @@ async def test_start_create_use_stop_restart(base: Path) -> None:
 
 
 async def test_adopts_a_cluster_already_running(base: Path) -> None:
-    c = PrivateCluster(base / "pg", fsync=False)
+    # A space in the path: the settings pg_ctl passes through /bin/sh must be quoted.
+    c = PrivateCluster(base / "my pg", fsync=False)
     c.start()
     try:
-        again = PrivateCluster(base / "pg", fsync=False)
+        assert (base / "my pg" / f".s.PGSQL.{c.port}").exists()
+        again = PrivateCluster(base / "my pg", fsync=False)
         again.start()
         assert again.port == c.port
         assert await _query(again.dsn(), "SELECT 1") == 1
         with pytest.raises(ClusterError, match="already running on port"):
-            PrivateCluster(base / "pg", port=(c.port or 0) + 1).start()
+            PrivateCluster(base / "my pg", port=(c.port or 0) + 1).start()
+        # A fresh object (say, a later `stop` command) can stop it.
+        PrivateCluster(base / "my pg").stop()
+        assert not c.running
     finally:
         c.stop()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import ClockMode, Timer, VirtualClock
-from .dialplan import TONE_FREQUENCIES, Dialplan, EndpointBehaviour
+from .dialplan import TONE_FREQUENCIES, Dialplan
 from .events import EventHub
 from .model import Bridge, Channel, LiveRecording, Playback
 from .spec import Spec, load_spec
@@ -232,23 +232,11 @@ class Core:
     def playbacks_on_channel_gone(self, ch: Channel) -> None:
         raise NotImplementedError
 
-    def run_next_command(self, ch: Channel) -> None:
-        raise NotImplementedError
-
-    def behaviour(self, ch: Channel) -> EndpointBehaviour | None:
-        raise NotImplementedError
-
     def far_answered(self, ch: Channel) -> None:
         raise NotImplementedError
 
-    def hangup_channel(self, ch: Channel, cause: int = 16, *, soft: bool = False,
-                       report_cause: bool = True, tech_cause: int | None = None,
-                       quiet: bool = False) -> None:
+    def end_bridge_recordings(self, bridge: Bridge) -> None:
         raise NotImplementedError
 
-    def set_state(self, ch: Channel, state: str) -> None:
-        raise NotImplementedError
-
-    def enter_stasis(self, ch: Channel, app: str, args: list[str],
-                     replace: Channel | None = None) -> bool:
+    def stop_bridge_playbacks(self, bridge: Bridge) -> None:
         raise NotImplementedError

@@ -180,6 +180,8 @@ class Channel:
     behaviour_key: str | None = None
     originate_app: str | None = None
     originate_args: str = ""
+    originating: bool = False  # dialled by originate (main/dial.c), not answered yet
+    origin_target: DialplanLocation | None = None
 
     @property
     def in_stasis(self) -> bool:
@@ -279,8 +281,8 @@ class LiveRecording:
     mix: tuple[int, ...] = ()  # tones currently being written
     feeding: bool = False  # frames reach the recorder (else nothing is written)
     starve_timer: Timer | None = None
-    end_timer: Timer | None = None
-    delete_file: bool = False
+    end_timer: Timer | None = None  # maxDurationSeconds
+    silence_timer: Timer | None = None  # maxSilenceSeconds
 
     def json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -310,7 +312,7 @@ class Playback:
     index: int = 0
     state: str = "queued"
     timer: Timer | None = None
-    stopped: bool = False
+    remaining: float | None = None  # seconds left while paused
 
     def json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "media_uri": self.media[self.index]}

@@ -474,6 +474,9 @@ def _on_filed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
         if isinstance(e, RecordingFiled):
             rec.path, rec.sha256, rec.bytes = e.path, e.sha256, e.bytes
             rec.duration_ms = e.duration_ms
+            if e.audio_error:  # kept as evidence, but nothing in it counts as recorded
+                rec.error = f"undecodable audio: {e.audio_error}"
+                s.log("recording.undecodable", "error", recording=rec.name, error=e.audio_error)
             if rec.status == REC_FINISHED:
                 rec.status = REC_FILED
             s.record(

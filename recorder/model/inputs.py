@@ -25,7 +25,8 @@ class RecordingFiled(Event):
     path: str = ""
     sha256: str = ""
     bytes: int = 0
-    duration_ms: int = 0
+    duration_ms: int | None = None  # None: the audio could not be measured (filed anyway)
+    audio_error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,7 @@ class Archive:
             with contextlib.suppress(FileExistsError):  # another filer made it meanwhile
                 d.mkdir(mode=DIR_MODE)
                 os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
+                _fsync_dir(d.parent)  # the new directory's name must be durable too
         if not directory.is_dir():
             raise ArchiveError(f"archive directory {directory} is not a directory")
 

@@ -1,0 +1,87 @@
+"""Bridges created by the application (res/stasis/stasis_bridge.c, res/ari/resource_bridges.c).
+
+An application learns of a bridge once one of its channels enters it (control.c
+app_subscribe_bridge): BridgeCreated is never sent to it, BridgeDestroyed is (traces). A bridge
+recording's Recorder channel is "lonely" (AST_BRIDGE_CHANNEL_FLAG_LONELY): when the last party
+leaves, it is kicked out and the recording ends at once (caller_abandons), see media.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .dialing import DialOps
+from .model import Bridge, Channel
+
+BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single",
+                "sdp_label"}
+
+
+class BridgeOps(DialOps):
+    def create_bridge(self, type_str: str | None, name: str | None,
+                      bridge_id: str | None) -> Bridge | None:
+        """None when the type combination is invalid (res_stasis.c bridge_create_common)."""
+        types = [t.strip() for t in (type_str or "mixing").split(",")]
+        mixing = "mixing" in types
+        holding = "holding" in types
+        if "video_sfu" in types:
+            mixing, holding = True, False
+        if (not mixing and not holding) or (mixing and holding):
+            return None
+        video_mode = "sfu" if "video_sfu" in types else (
+            "single" if "video_single" in types else "talker")
+        bridge = Bridge(
+            id=bridge_id or str(uuid.uuid4()),
+            name=name or "",
+            bridge_type="holding" if holding else "mixing",
+            creationtime=self.clock.epoch(),
+            video_mode=video_mode if not holding else "none",
+        )
+        bridge.settle_technology()
+        self.bridges[bridge.id] = bridge
+        self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
+        return bridge
+
+    def find_bridge(self, bridge_id: str) -> Bridge | None:
+        bridge = self.bridges.get(bridge_id)
+        return bridge if bridge is not None and not bridge.destroyed else None
+
+    def bridge_add(self, bridge: Bridge, ch: Channel) -> None:
+        """Channel joins (leaving its previous bridge first, as ast_bridge_impart moves it)."""
+        if ch.bridge_id == bridge.id:
+            return
+        if ch.bridge_id is not None:
+            old = self.bridges.get(ch.bridge_id)
+            if old is not None:
+                self.bridge_remove(old, ch)
+        if ch.stasis_app:
+            bridge.subscribed_apps.add(ch.stasis_app)
+        ch.bridge_id = bridge.id
+        bridge.channels.append(ch.id)
+        # The snapshot shows the technology from before the change (traces: simple_bridge).
+        self.emit("ChannelEnteredBridge", {"bridge": bridge.json(), "channel": ch.json()},
+                  channels=[ch], bridges=[bridge])
+        bridge.settle_technology()
+
+    def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
+        if ch.id not in bridge.channels:
+            return
+        bridge.channels.remove(ch.id)
+        ch.bridge_id = None
+        self.emit("ChannelLeftBridge", {"bridge": bridge.json(), "channel": ch.json()},
+                  channels=[ch], bridges=[bridge])
+        bridge.settle_technology()
+        if not bridge.channels:
+            # The lonely Recorder is kicked out: its recording ends now.
+            self.end_bridge_recordings(bridge)
+
+    def destroy_bridge(self, bridge: Bridge) -> None:
+        """DELETE /bridges: channels leave (they stay in Stasis), recordings end, then
+        BridgeDestroyed."""
+        for cid in list(bridge.channels):
+            self.bridge_remove(bridge, self.channels[cid])
+        self.end_bridge_recordings(bridge)
+        self.stop_bridge_playbacks(bridge)
+        bridge.destroyed = True
+        bridge.settle_technology()
+        self.emit("BridgeDestroyed", {"bridge": bridge.json()}, bridges=[bridge])

@@ -1,0 +1,303 @@
+"""Outgoing legs: /channels/create + /dial, originate, the far end's answer, and the dialplan.
+
+ARI dial (res/stasis/control.c app_control_dial) publishes Dial with the dial string and no
+caller, then one Dial per control frame the callee sends (main/bridge_channel.c: RINGING, BUSY,
+CONGESTION, ANSWER). A Local callee rings as ChannelStateChange then Dial; a PJSIP callee as Dial
+(peer still "Down") then ChannelStateChange (traces caller_abandons, sip_basic). The /dial timeout
+hangs up an unanswered channel with cause 19 (control.c bridge_timeout → hangup_channel).
+
+Originate (resource_channels.c ari_channels_handle_originate_with_id) dials through main/dial.c:
+when the callee answers, the channel goes to the app (StasisStart) or the given dialplan; on
+timeout a Dial NOANSWER is published and the channel hung up.
+"""
+
+from __future__ import annotations
+
+from .channels import ChannelOps
+from .dialplan import SILENT_CONTEXTS, EndpointBehaviour
+from .model import (
+    CAUSE_BUSY,
+    CAUSE_CONGESTION,
+    CAUSE_NO_ANSWER,
+    CAUSE_NORMAL,
+    CAUSE_REJECTED,
+    CAUSE_SUBSCRIBER_ABSENT,
+    CallerId,
+    Channel,
+    DialplanLocation,
+)
+
+_PJSIP_TECH_CAUSE = {CAUSE_BUSY: 486, CAUSE_SUBSCRIBER_ABSENT: 480, CAUSE_REJECTED: 603,
+                     CAUSE_CONGESTION: 503}
+
+
+class DialOps(ChannelOps):
+    # ---------------------------------------------------------------- parties
+    def behaviour(self, ch: Channel) -> EndpointBehaviour | None:
+        """The behaviour a test set for this endpoint, or the default one for phones."""
+        b = self.dialplan.behaviour_for(ch.behaviour_key or f"{ch.tech}/{ch.resource}")
+        if b is None and ch.tech != "Local":
+            return self.dialplan.default_behaviour
+        return b
+
+    def setup_far_party(self, ch: Channel) -> None:
+        """Tone and media flags of the party behind an outgoing channel."""
+        ch.behaviour_key = f"{ch.tech}/{ch.resource}"
+        b = self.behaviour(ch)
+        if b is not None:
+            ch.talking = b.talking
+            ch.tone_hz = b.tone_hz if b.tone_hz is not None else self.fresh_tone()
+            ch.sends_media = b.sends_media
+            return
+        other = self.peer(ch)
+        loc = other.dialplan if other is not None else ch.dialplan
+        silent = (loc.context, loc.exten) in SILENT_CONTEXTS
+        ch.tone_hz = None if silent else self.fresh_tone()
+        ch.sends_media = False
+
+    # ------------------------------------------------------------- create
+    def create_channel(
+        self,
+        endpoint: str,
+        app: str,
+        app_args: str | None,
+        channel_id: str | None = None,
+        other_id: str | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> Channel:
+        """POST /channels/create: a channel that will enter Stasis(app) without being dialled."""
+        tech, _, resource = endpoint.partition("/")
+        if tech == "Local":
+            ch, _ = self.new_local_pair(resource, channel_id, other_id)
+        else:
+            ch = self.new_tech_channel(tech, resource, channel_id)
+        ch.explicit_apps.add(app)
+        ch.ari_dialstring = resource
+        ch.variables.update(variables or {})
+        self.setup_far_party(ch)
+        args = app_args.split(",") if app_args else []
+
+        def enter() -> None:
+            if not self.enter_stasis(ch, app, args):
+                self.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
+
+        if self.create_stasis_delay > 0:
+            self.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
+        else:
+            self.defer(enter)
+        return ch
+
+    # ---------------------------------------------------------------- dial
+    def ari_dial(self, ch: Channel, caller: Channel | None, timeout: int) -> None:
+        """POST /channels/{id}/dial (after the 204: Dial events follow the reply)."""
+        if caller is not None:
+            ch.connected = CallerId(caller.caller.name, caller.caller.number)
+        ch.dialing = True
+        ch.dialed = True
+
+        def start() -> None:
+            if ch.hungup:
+                return
+            self.dial_event(ch, "", dialstring=ch.ari_dialstring or ch.resource)
+            if timeout > 0:
+                self.schedule(timeout, lambda: self._dial_timeout(ch), f"dial-timeout {ch.id}",
+                              owner=ch)
+            self.start_far_end(ch)
+
+        self.defer(start)
+
+    def _dial_timeout(self, ch: Channel) -> None:
+        if ch.state != "Up":
+            self.hangup_channel(ch, CAUSE_NO_ANSWER, soft=True)
+
+    def dial_event(self, ch: Channel, status: str, dialstring: str = "",
+                   forward: str = "") -> None:
+        if ch.dialing or ch.originating:
+            self.emit("Dial", {"dialstatus": status, "forward": forward,
+                               "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
+
+    # ------------------------------------------------------------ far end
+    def start_far_end(self, ch: Channel) -> None:
+        b = self.behaviour(ch)
+        if b is not None:
+            self._run_behaviour(ch, b)
+            return
+        other = self.peer(ch)
+        if other is not None:
+            self.run_dialplan(other, other.dialplan.context, other.dialplan.exten, 1)
+
+    def _run_behaviour(self, ch: Channel, b: EndpointBehaviour) -> None:
+        if b.result == "unavailable":
+            self.schedule(0, lambda: self._far_fail(ch, CAUSE_SUBSCRIBER_ABSENT),
+                          f"unavailable {ch.id}", owner=ch)
+            return
+        if b.ringing:
+            self.far_ringing(ch)
+        if b.result in ("answer", "busy", "congestion"):
+            self.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
+                          owner=ch)
+
+    def _far_result(self, ch: Channel, b: EndpointBehaviour) -> None:
+        if b.result == "answer":
+            self.far_answered(ch)
+            if b.hangup_after is not None:
+                self.schedule(b.hangup_after, lambda: self.far_hangup(ch), f"far-bye {ch.id}",
+                              owner=ch)
+        elif b.result == "busy":
+            self.far_busy(ch, b.busy_hangup_after)
+        else:
+            self.dial_event(ch, "CONGESTION")
+            self._far_fail(ch, CAUSE_CONGESTION)
+
+    def _far_fail(self, ch: Channel, cause: int) -> None:
+        tech_cause = _PJSIP_TECH_CAUSE.get(cause) if ch.tech == "PJSIP" else None
+        self.hangup_channel(ch, cause, tech_cause=tech_cause)
+
+    def far_ringing(self, ch: Channel) -> None:
+        if ch.state not in ("Down", "Rsrved"):
+            return
+        if ch.tech == "Local":
+            self.set_state(ch, "Ringing")
+            self.dial_event(ch, "RINGING")
+        else:
+            self.dial_event(ch, "RINGING")
+            self.set_state(ch, "Ringing")
+
+    def far_answered(self, ch: Channel) -> None:
+        """The far end of `ch` answered: Up, Dial ANSWER, and an originate goes on."""
+        if ch.destroyed or ch.hungup or ch.state == "Up":
+            return
+        self.set_state(ch, "Up")
+        self.dial_event(ch, "ANSWER")
+        ch.dialing = False
+        if ch.originating:
+            self._originate_answered(ch)
+
+    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
+        self.dial_event(ch, "BUSY")
+        ch.dialing = False
+        if ch.tech == "PJSIP":
+            self.schedule(hangup_after, lambda: self._far_fail(ch, CAUSE_BUSY),
+                          f"busy-hangup {ch.id}", owner=ch)
+
+    def far_reject(self, ch: Channel) -> None:
+        self._far_fail(ch, CAUSE_REJECTED)
+
+    # ----------------------------------------------------------- originate
+    def originate(
+        self,
+        endpoint: str,
+        *,
+        app: str | None,
+        app_args: str | None,
+        context: str | None,
+        extension: str | None,
+        priority: int,
+        caller_id: tuple[str, str] | None,
+        timeout: int,
+        channel_id: str | None,
+        other_id: str | None,
+        variables: dict[str, str],
+    ) -> Channel:
+        """POST /channels: dial `endpoint`; on answer, to Stasis(app) or context/extension."""
+        tech, _, resource = endpoint.partition("/")
+        if tech == "Local":
+            ch, ch2 = self.new_local_pair(resource, channel_id, other_id)
+            halves = [ch, ch2]
+        else:
+            ch = self.new_tech_channel(tech, resource, channel_id)
+            halves = [ch]
+        for h in halves:
+            if caller_id is not None:
+                h.caller = CallerId(*caller_id)
+                h.connected = CallerId(*caller_id)
+            h.variables.update(variables)
+            if app:
+                h.explicit_apps.add(app)  # both Local halves (resource_channels.c)
+        ch.dialplan.app_name, ch.dialplan.app_data = "AppDial2", "(Outgoing Line)"
+        self.setup_far_party(ch)
+        if tech == "Local" and not app:
+            ctx, ext = context or "default", extension or "s"
+            ch2 = halves[1]
+            ch2.tone_hz = None if (ctx, ext) in SILENT_CONTEXTS else self.fresh_tone()
+        ch.originate_app = app
+        ch.originate_args = app_args or ""
+        target = DialplanLocation(context or "default", extension or "s", priority or 1)
+        ch.originating = True
+        ch.origin_target = target
+
+        def start() -> None:
+            if ch.hungup:
+                return
+            self.dial_event(ch, "", dialstring=resource)
+            if timeout > 0:
+                self.schedule(timeout, lambda: self._originate_timeout(ch),
+                              f"originate-timeout {ch.id}", owner=ch)
+            self.start_far_end(ch)
+
+        self.defer(start)
+        return ch
+
+    def _originate_answered(self, ch: Channel) -> None:
+        ch.originating = False
+        if ch.originate_app:
+            args = ch.originate_args.split(",") if ch.originate_args else []
+            if not self.enter_stasis(ch, ch.originate_app, args):
+                self.hangup_channel(ch, CAUSE_NORMAL)
+            return
+        target = ch.origin_target or DialplanLocation()
+        self.run_dialplan(ch, target.context, target.exten, target.priority)
+
+    def _originate_timeout(self, ch: Channel) -> None:
+        if ch.state == "Up" or ch.hungup:
+            return
+        self.dial_event(ch, "NOANSWER")
+        ch.originating = False
+        self.hangup_channel(ch, 0, quiet=True)
+
+    # ------------------------------------------------------------ dialplan
+    def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
+        """Run `exten@context` on a channel outside Stasis (a Local ";2", an answered ";1")."""
+        steps = self.dialplan.lookup(context, exten)
+        ch.dialplan.context, ch.dialplan.exten = context, exten
+        if steps is None:
+            self.hangup_channel(ch, 1)
+            return
+        ch.dp_steps = steps
+        ch.dp_index = max(0, priority - 1)
+        self.dp_continue(ch)
+
+    def dp_continue(self, ch: Channel) -> None:
+        while not (ch.hungup or ch.destroyed) and ch.dp_index < len(ch.dp_steps):
+            app, data = ch.dp_steps[ch.dp_index]
+            ch.dp_index += 1
+            ch.dialplan.priority = ch.dp_index
+            self.set_dialplan_app(ch, app, data)
+            other = self.peer(ch)
+            if app == "Answer":
+                self.answer_channel(ch)
+            elif app == "Ringing":
+                if other is not None:
+                    self.far_ringing(other)
+            elif app in ("Wait", "Playback", "Busy"):
+                if app == "Playback" and ch.state != "Up":
+                    self.answer_channel(ch)
+                if app == "Busy" and other is not None:
+                    self.far_busy(other)
+                seconds = (self.dialplan.sound_seconds(data) if app == "Playback"
+                           else float(data or 0))
+                nxt = (lambda: self._busy_done(ch)) if app == "Busy" else (
+                    lambda: self.dp_continue(ch))
+                self.schedule(seconds, nxt, f"{app}({data}) {ch.name}", owner=ch)
+                return
+            elif app == "Hangup":
+                break
+            elif app == "Stasis":
+                name, *args = data.split(",")
+                if self.enter_stasis(ch, name, args):
+                    return
+        if not (ch.hungup or ch.destroyed) and not ch.in_stasis:
+            self.hangup_channel(ch, CAUSE_NORMAL)
+
+    def _busy_done(self, ch: Channel) -> None:
+        self.hangup_channel(ch, CAUSE_BUSY)

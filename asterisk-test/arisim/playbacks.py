@@ -1,0 +1,123 @@
+"""Playbacks on channels and bridges (res/res_stasis_playback.c).
+
+Per media URI: PlaybackStarted (state playing), then PlaybackContinuing (more media follow) or
+PlaybackFinished (state done). Playbacks on a channel queue behind each other, as commands on the
+channel's control queue do. `sound:` lasts its length from the sounds table (default 3 s),
+`tone:` until stopped, `recording:` the stored file's length. A channel playback is heard by that
+channel only: it never reaches a bridge recording.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .audio import wav_duration
+from .media import MediaOps
+from .model import Bridge, Channel, Playback
+
+
+class PlaybackOps(MediaOps):
+    def media_seconds(self, uri: str) -> float | None:
+        """Length of one media URI in seconds; None plays until stopped (tones)."""
+        scheme, _, rest = uri.partition(":")
+        if scheme == "sound":
+            return self.dialplan.sound_seconds(rest)
+        if scheme == "tone":
+            return None
+        if scheme == "recording":
+            path = self.find_stored(rest)
+            return wav_duration(path) if path is not None and path.suffix == ".wav" else 0.0
+        if scheme in ("digits", "characters"):
+            return 0.5 * len(rest)
+        if scheme == "number":
+            return 1.0
+        return 0.0
+
+    def new_playback(self, target: Channel | Bridge, media: list[str], lang: str | None,
+                     playback_id: str | None) -> Playback:
+        kind = "channel" if isinstance(target, Channel) else "bridge"
+        language = lang or (target.language if isinstance(target, Channel) else "en")
+        pb = Playback(id=playback_id or str(uuid.uuid4()), media=list(media),
+                      target_uri=f"{kind}:{target.id}", language=language, target_kind=kind,
+                      target_id=target.id)
+        self.playbacks[pb.id] = pb
+        if isinstance(target, Channel):
+            target.playback_queue.append(pb.id)
+            self.defer(lambda: self.run_next_command(target))
+        else:
+            self.new_internal_pair("Announcer")
+            self.defer(lambda: self._start_media(pb))
+        return pb
+
+    def run_next_command(self, ch: Channel) -> None:
+        if ch.playing is not None or ch.hungup:
+            return
+        while ch.playback_queue:
+            pb = self.playbacks.get(ch.playback_queue.pop(0))
+            if pb is not None and pb.state == "queued":
+                ch.playing = pb.id
+                self._start_media(pb)
+                return
+
+    def _emit_playback(self, etype: str, pb: Playback) -> None:
+        if pb.target_kind == "channel":
+            ch = self.channels.get(pb.target_id)
+            self.emit(etype, {"playback": pb.json()}, channels=[ch] if ch else [])
+        else:
+            bridge = self.bridges.get(pb.target_id)
+            self.emit(etype, {"playback": pb.json()}, bridges=[bridge] if bridge else [])
+
+    def _start_media(self, pb: Playback) -> None:
+        pb.state = "playing"
+        self._emit_playback("PlaybackStarted", pb)
+        seconds = self.media_seconds(pb.media[pb.index])
+        if seconds is not None:
+            pb.timer = self.schedule(seconds, lambda: self._media_done(pb), f"playback {pb.id}")
+
+    def _media_done(self, pb: Playback) -> None:
+        pb.timer = None
+        if pb.index < len(pb.media) - 1:
+            pb.state = "continuing"
+            self._emit_playback("PlaybackContinuing", pb)
+            pb.index += 1
+            self._start_media(pb)
+        else:
+            self._finish(pb)
+
+    def _finish(self, pb: Playback, publish: bool = True) -> None:
+        if pb.timer is not None:
+            pb.timer.cancel()
+            pb.timer = None
+        pb.state = "done"
+        self.playbacks.pop(pb.id, None)
+        if publish:
+            self._emit_playback("PlaybackFinished", pb)
+        if pb.target_kind == "channel":
+            ch = self.channels.get(pb.target_id)
+            if ch is not None and ch.playing == pb.id:
+                ch.playing = None
+                self.run_next_command(ch)
+
+    def stop_playback(self, pb: Playback) -> None:
+        """DELETE /playbacks/{id}: a queued one is cancelled, a playing one stopped; both end in
+        PlaybackFinished (state "done")."""
+        if pb.target_kind == "channel":
+            ch = self.channels.get(pb.target_id)
+            if ch is not None and pb.id in ch.playback_queue:
+                ch.playback_queue.remove(pb.id)
+        self._finish(pb)
+
+    def playbacks_on_channel_gone(self, ch: Channel) -> None:
+        queued, ch.playback_queue = ch.playback_queue, []
+        for pid in queued:  # the control queue is flushed: no events
+            self.playbacks.pop(pid, None)
+        if ch.playing is not None:
+            pb = self.playbacks.get(ch.playing)
+            ch.playing = None
+            if pb is not None:
+                self._finish(pb)
+
+    def stop_bridge_playbacks(self, bridge: Bridge) -> None:
+        for pb in list(self.playbacks.values()):
+            if pb.target_kind == "bridge" and pb.target_id == bridge.id:
+                self._finish(pb)
