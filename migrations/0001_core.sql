@@ -20,8 +20,9 @@ CREATE TABLE calls (
     started_at    timestamptz NOT NULL,
     answered_at   timestamptz,
     ended_at      timestamptz,
+    -- 'unknown': a fallback (MixMonitor) recording imported without the app seeing the call.
     outcome       text CHECK (outcome IN ('answered', 'busy', 'no_answer', 'abandoned', 'failed',
-                                          'rejected', 'interrupted')),
+                                          'rejected', 'interrupted', 'unknown')),
     status        text NOT NULL CHECK (status IN ('active', 'ended')),
     fallback      boolean NOT NULL DEFAULT false,
     state         jsonb,
@@ -67,8 +68,10 @@ CREATE TABLE legs (
     answered_at   timestamptz,
     ended_at      timestamptz,
     hangup_cause  integer,
+    -- A leg's own end: a dialled leg that was 'cancelled' (the caller gave up) or 'answered';
+    -- the caller's leg that 'hangup' (its party ended the call) or was 'abandoned'.
     outcome       text CHECK (outcome IN ('answered', 'busy', 'no_answer', 'abandoned', 'failed',
-                                          'rejected', 'interrupted')),
+                                          'rejected', 'interrupted', 'cancelled', 'hangup')),
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (asterisk_id, channel_id)
 );

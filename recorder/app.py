@@ -61,7 +61,7 @@ async def connect_database(config: Config, *, wait: bool = True) -> Repository:
                 min_size=config.database.pool_min,
                 max_size=config.database.pool_max,
             )
-        except (OSError, asyncio.TimeoutError, Exception) as exc:  # asyncpg raises many kinds
+        except (TimeoutError, OSError, Exception) as exc:  # asyncpg raises many kinds
             if not wait:
                 raise
             log.warning("db.unavailable", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
@@ -135,7 +135,8 @@ async def run(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(running.daemon.stop()))
-        log.info("verbatim.started", ari=config.ari.url, app=config.ari.app,
-                 office=config.asterisk.label)
+        log.info(
+            "verbatim.started", ari=config.ari.url, app=config.ari.app, office=config.asterisk.label
+        )
         await running.daemon.run()
         log.info("verbatim.stopped")

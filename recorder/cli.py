@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         config = _load(args.file)
-        print(f"{args.file}: ok ({config.asterisk.label}, ARI {config.ari.url}, app {config.ari.app})")
+        print(
+            f"{args.file}: ok ({config.asterisk.label}, ARI {config.ari.url}, app {config.ari.app})"
+        )
         return 0
     if args.command == "demo":
         from recorder.demo import run_demo

@@ -108,8 +108,13 @@ class SpoolSweeper:
                 )
             ]
         )
-        log.warning("recording.recovered", call_id=row.call_id, recording=row.name,
-                    path=str(result.path), duration_ms=result.duration_ms)
+        log.warning(
+            "recording.recovered",
+            call_id=row.call_id,
+            recording=row.name,
+            path=str(result.path),
+            duration_ms=result.duration_ms,
+        )
         return 1
 
     async def _file_fallback(self, asterisk_id: str, entry: FallbackRecording) -> int:
@@ -154,6 +159,11 @@ class SpoolSweeper:
             fallback=True,
         )
         await self.repo.save_call(call, [], [recording])
-        log.warning("recording.fallback_imported", call_id=call_id, recording=name,
-                    uniqueid=entry.uniqueid, duration_ms=result.duration_ms)
+        log.warning(
+            "recording.fallback_imported",
+            call_id=call_id,
+            recording=name,
+            uniqueid=entry.uniqueid,
+            duration_ms=result.duration_ms,
+        )
         return 1

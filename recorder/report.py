@@ -67,8 +67,12 @@ async def print_calls(config: Config, limit: int, call_id: str | None, as_json: 
         rows = [(c, await repo.legs(c.call_id), await repo.recordings(c.call_id)) for c in calls]
         if as_json:
             out = [
-                {**asdict(c), "state": None, "legs": [asdict(leg) for leg in legs],
-                 "recordings": [asdict(r) for r in recs]}
+                {
+                    **asdict(c),
+                    "state": None,
+                    "legs": [asdict(leg) for leg in legs],
+                    "recordings": [asdict(r) for r in recs],
+                }
                 for c, legs, recs in rows
             ]
             print(json.dumps(out, default=_json, indent=2))

@@ -37,24 +37,59 @@ def test_timestamp_as_asterisk_writes_it() -> None:
     assert ev.parse_timestamp("2026-11-25T19:26:35.399+0100") == ts
 
 
-CHANNEL = {"id": "1.2", "name": "PJSIP/200-1", "state": "Up", "caller": {"name": "", "number": ""},
-           "connected": {"name": "", "number": ""}, "dialplan": {"context": "x", "exten": "s",
-           "priority": 1, "app_name": "Stasis", "app_data": "verbatim,inbound,200"}}
+CHANNEL = {
+    "id": "1.2",
+    "name": "PJSIP/200-1",
+    "state": "Up",
+    "caller": {"name": "", "number": ""},
+    "connected": {"name": "", "number": ""},
+    "dialplan": {
+        "context": "x",
+        "exten": "s",
+        "priority": 1,
+        "app_name": "Stasis",
+        "app_data": "verbatim,inbound,200",
+    },
+}
 
 
 @pytest.mark.parametrize(
     ("raw", "where"),
     [
-        ({"type": "StasisStart", "timestamp": "2026-11-25T18:26:35.399+0000", "args": "x",
-          "channel": CHANNEL}, "$.args"),
-        ({"type": "StasisStart", "timestamp": "yesterday", "args": [], "channel": CHANNEL},
-         "$.timestamp"),
-        ({"type": "Dial", "timestamp": "2026-11-25T18:26:35.399+0000", "peer": CHANNEL},
-         "$.dialstatus"),
-        ({"type": "ChannelDestroyed", "timestamp": "2026-11-25T18:26:35.399+0000",
-          "cause": "16", "channel": CHANNEL}, "$.cause"),
-        ({"type": "StasisEnd", "timestamp": "2026-11-25T18:26:35.399+0000",
-          "channel": {**CHANNEL, "id": 5}}, "$.channel.id"),
+        (
+            {
+                "type": "StasisStart",
+                "timestamp": "2026-11-25T18:26:35.399+0000",
+                "args": "x",
+                "channel": CHANNEL,
+            },
+            "$.args",
+        ),
+        (
+            {"type": "StasisStart", "timestamp": "yesterday", "args": [], "channel": CHANNEL},
+            "$.timestamp",
+        ),
+        (
+            {"type": "Dial", "timestamp": "2026-11-25T18:26:35.399+0000", "peer": CHANNEL},
+            "$.dialstatus",
+        ),
+        (
+            {
+                "type": "ChannelDestroyed",
+                "timestamp": "2026-11-25T18:26:35.399+0000",
+                "cause": "16",
+                "channel": CHANNEL,
+            },
+            "$.cause",
+        ),
+        (
+            {
+                "type": "StasisEnd",
+                "timestamp": "2026-11-25T18:26:35.399+0000",
+                "channel": {**CHANNEL, "id": 5},
+            },
+            "$.channel.id",
+        ),
         ({"type": "NoSuchEvent", "timestamp": "2026-11-25T18:26:35.399+0000"}, "$.type"),
         ({"timestamp": "2026-11-25T18:26:35.399+0000"}, "$.type"),
         (["not", "an", "object"], "$"),

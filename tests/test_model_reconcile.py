@@ -38,7 +38,7 @@ def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
     snap = snapshot(
         [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: STORED}
     )
-    state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
+    _state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
     assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s2"]
     assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
@@ -62,9 +62,7 @@ def test_answer_missed_while_away_is_caught_up() -> None:
     run.feed(b.playback_finished(3, f"{call_id}-p1"))
     callee = f"{call_id}-l2"
     run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
-    snap = snapshot(
-        [b.chan(CALLER), b.chan(callee, "Up")], {f"{call_id}-b1": (CALLER,)}, {}
-    )
+    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {f"{call_id}-b1": (CALLER,)}, {})
     _state, out = reconcile(run.state, snap, SETTINGS, b.at(9))
     assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s1"]
 

@@ -107,6 +107,29 @@ class PlaybackOps(MediaOps):
                 ch.playback_queue.remove(pb.id)
         self._finish(pb)
 
+    def control_playback(self, pb: Playback, operation: str) -> bool:
+        """POST /playbacks/{id}/control; False when the media is not playing (409)."""
+        if pb.state not in ("playing", "paused"):
+            return False
+        now = self.clock.now()
+        if operation == "pause" and pb.state == "playing":
+            pb.state = "paused"
+            if pb.timer is not None:
+                pb.remaining = max(0.0, pb.timer.due - now)
+                pb.timer.cancel()
+                pb.timer = None
+        elif operation == "unpause" and pb.state == "paused":
+            pb.state = "playing"
+            if pb.remaining is not None:
+                pb.timer = self.schedule(pb.remaining, lambda: self._media_done(pb),
+                                         f"playback {pb.id}")
+                pb.remaining = None
+        elif operation == "restart" and pb.timer is not None:
+            pb.timer.cancel()
+            seconds = self.media_seconds(pb.media[pb.index]) or 0.0
+            pb.timer = self.schedule(seconds, lambda: self._media_done(pb), f"playback {pb.id}")
+        return True
+
     def playbacks_on_channel_gone(self, ch: Channel) -> None:
         queued, ch.playback_queue = ch.playback_queue, []
         for pid in queued:  # the control queue is flushed: no events

@@ -93,6 +93,16 @@ async def migrate(dsn_or_conn: str | Any, directory: Path | None = None) -> list
     return await _migrate(dsn_or_conn, migrations)
 
 
+async def pending_migrations(pool_or_conn: Any, directory: Path | None = None) -> list[str]:
+    """Names of migration files not yet applied: the daemon refuses to start on an old schema."""
+    names = [m.name for m in load(directory or DEFAULT_DIRECTORY)]
+    exists = await pool_or_conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return names
+    applied = {r["name"] for r in await pool_or_conn.fetch("SELECT name FROM schema_migrations")}
+    return [n for n in names if n not in applied]
+
+
 async def _migrate(conn: Any, migrations: list[Migration]) -> list[str]:
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:

@@ -14,7 +14,17 @@ from typing import Any
 
 # Call.status: 'active' while the daemon handles it, 'ended' once every leg and recording is closed.
 # Call.outcome: None while in progress, then one of OUTCOMES.
-OUTCOMES = ("answered", "busy", "no_answer", "abandoned", "failed", "rejected", "interrupted")
+OUTCOMES = (
+    "answered",
+    "busy",
+    "no_answer",
+    "abandoned",
+    "failed",
+    "rejected",
+    "interrupted",
+    "unknown",
+)
+LEG_OUTCOMES = (*OUTCOMES[:-1], "cancelled", "hangup")
 # Recording.status: requested (name stored, request not yet confirmed) → recording → finished
 # (Asterisk closed the file) → filed (in the archive with its hash). Or failed / missing.
 RECORDING_STATUSES = ("requested", "recording", "finished", "filed", "failed", "missing")
