@@ -135,7 +135,7 @@ class ChannelOps(Core):
         if ch.dialplan.app_name != "Stasis" or ch.dialplan.app_data != data:
             self.set_dialplan_app(ch, "Stasis", data)
         if not self.hub.active(app):
-            self.errors.append(f"channel {ch.name} entered Stasis({data}) with {app!r} inactive")
+            self.warnings.append(f"channel {ch.name} entered Stasis({data}) with {app!r} inactive")
             ch.variables["STASISSTATUS"] = "FAILED"
             return False
         ch.stasis_app = app

@@ -86,7 +86,8 @@ class Core:
         self.finished_recordings: list[LiveRecording] = []
         self.playbacks: dict[str, Playback] = {}
         self.requests: list[RequestRecord] = []
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # simulator bugs (a timer raised)
+        self.warnings: list[str] = []  # things Asterisk would log (e.g. Stasis app inactive)
         self._uniqueint = itertools.count(1)
         self._unreal_counter = itertools.count(0x26)
         self._tech_counters: dict[str, itertools.count[int]] = {}

@@ -67,15 +67,15 @@ class MediaOps(BridgeOps):
         if rec.kind == "channel":
             ch = self.channels.get(rec.target_id)
             if ch is None or ch.hungup:
-                self.finish_recording(rec, "failed", "Channel hung up")
+                self.end_recording(rec, "failed", "Channel hung up")
                 return
             if ch.bridge_id is not None:
-                self.finish_recording(rec, "failed", "Cannot record channel while in bridge")
+                self.end_recording(rec, "failed", "Cannot record channel while in bridge")
                 return
             if ch.state != "Up":
                 self.answer_channel(ch)  # record_file: ast_auto_answer
         elif self.find_bridge(rec.target_id) is None:
-            self.finish_recording(rec, "failed", "Bridge gone")
+            self.end_recording(rec, "failed", "Bridge gone")
             return
         rec.writer = WavWriter(rec.path, append=rec.if_exists == "append")
         rec.state = "recording"
@@ -89,7 +89,7 @@ class MediaOps(BridgeOps):
         if rec.end_timer is not None:
             rec.end_timer.cancel()
         left = max(0.0, rec.max_duration - rec.active_seconds)
-        rec.end_timer = self.schedule(left, lambda: self.finish_recording(rec),
+        rec.end_timer = self.schedule(left, lambda: self.end_recording(rec),
                                       f"maxDuration {rec.name}")
 
     def _emit_recording(self, etype: str, rec: LiveRecording) -> None:
@@ -102,7 +102,7 @@ class MediaOps(BridgeOps):
             self.emit(etype, fields, channels=[ch] if ch else [])
 
     # --------------------------------------------------------------- ending
-    def finish_recording(self, rec: LiveRecording, state: str = "done",
+    def end_recording(self, rec: LiveRecording, state: str = "done",
                          cause: str | None = None, delete: bool = False) -> None:
         """End a recording: RecordingFinished (done; also after cancel, which deletes the file)
         or RecordingFailed (failed, with `cause`)."""
@@ -139,12 +139,12 @@ class MediaOps(BridgeOps):
     def end_bridge_recordings(self, bridge: Bridge) -> None:
         for rec in list(self.recordings.values()):
             if rec.kind == "bridge" and rec.target_id == bridge.id:
-                self.finish_recording(rec)
+                self.end_recording(rec)
 
     def recordings_on_channel_gone(self, ch: Channel) -> None:
         for rec in list(self.recordings.values()):
             if rec.kind == "channel" and rec.target_id == ch.id:
-                self.finish_recording(rec)
+                self.end_recording(rec)
 
     # ------------------------------------------------------------ rendering
     def _mix_for(self, rec: LiveRecording) -> tuple[bool, tuple[int, ...]]:
@@ -214,7 +214,7 @@ class MediaOps(BridgeOps):
             if rec.kind == "bridge" and not rec.feeding:
                 if rec.starve_timer is None:
                     rec.starve_timer = self.schedule(
-                        STARVE_SECONDS, lambda r=rec: self.finish_recording(r),
+                        STARVE_SECONDS, lambda r=rec: self.end_recording(r),
                         f"no audio {rec.name}")
             elif rec.starve_timer is not None:
                 rec.starve_timer.cancel()
@@ -224,7 +224,7 @@ class MediaOps(BridgeOps):
                 if silent and rec.silence_timer is None:
                     left = max(0.0, rec.max_silence - rec.silence_run)
                     rec.silence_timer = self.schedule(
-                        left, lambda r=rec: self.finish_recording(r), f"maxSilence {rec.name}")
+                        left, lambda r=rec: self.end_recording(r), f"maxSilence {rec.name}")
                 elif not silent and rec.silence_timer is not None:
                     rec.silence_timer.cancel()
                     rec.silence_timer = None

@@ -82,8 +82,10 @@ class _Step:
     at: datetime
     settings: CallSettings
     out: list[cmd.Command] = field(default_factory=list)
+    dirty: bool = False
 
     def add(self, command: cmd.Command) -> None:
+        self.flush()  # what Asterisk is about to hear of is stored first
         self.out.append(command)
 
     def log(self, event: str, level: str = "info", **fields: Any) -> None:
@@ -108,8 +110,14 @@ class _Step:
         self.out.append(cmd.RecordEvent(self.call.call_id, row))
 
     def save(self) -> None:
-        call_row, legs, recs = rows_of(self.call)
-        self.out.append(cmd.SaveCall(self.call.call_id, call_row, legs, recs))
+        """Mark the call changed; one snapshot is written before the next request, or at the end."""
+        self.dirty = True
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            call_row, legs, recs = rows_of(self.call)
+            self.out.append(cmd.SaveCall(self.call.call_id, call_row, legs, recs))
 
 
 Result = tuple[ModelState, list[cmd.Command]]
@@ -134,6 +142,7 @@ def _for_call(
         return state, []
     s = _Step(state.calls[call_id].copy(), event.timestamp, settings)
     body(s)
+    s.flush()
     return state.with_call(s.call), s.out
 
 
@@ -221,6 +230,7 @@ def _new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> R
     call.bridge_created = True
     s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
     _play(s, ch.id, "consent", settings.consent_media)
+    s.flush()
     return state.with_call(call), s.out
 
 

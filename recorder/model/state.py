@@ -7,8 +7,8 @@ so a state handed to `step` is never modified.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -117,7 +117,13 @@ class Call:
     recordings: dict[str, Recording] = field(default_factory=dict)
 
     def copy(self) -> Call:
-        return copy.deepcopy(self)
+        # Legs and recordings hold only immutable values, so a shallow copy of each suffices
+        # (deepcopy made this the model's hottest path).
+        return dataclasses.replace(
+            self,
+            legs={k: dataclasses.replace(v) for k, v in self.legs.items()},
+            recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
+        )
 
     def live_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.state != LEG_GONE]
@@ -129,8 +135,10 @@ class Call:
         return [r for r in self.recordings.values() if r.status in REC_LIVE]
 
     def to_json(self) -> dict[str, Any]:
-        encoded: dict[str, Any] = _encode(asdict(self))
-        return encoded
+        data = _flat(self)
+        data["legs"] = {k: _flat(v) for k, v in self.legs.items()}
+        data["recordings"] = {k: _flat(v) for k, v in self.recordings.items()}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Call:
@@ -143,14 +151,16 @@ class Call:
         return call
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return value
+def _flat(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, datetime):
+            value = {"$dt": value.isoformat()}
+        elif isinstance(value, dict):
+            continue  # nested collections are encoded by the caller
+        out[f.name] = value
+    return out
 
 
 def _decode(value: Any) -> Any:

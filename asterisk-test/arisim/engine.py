@@ -1,0 +1,126 @@
+"""The whole simulated Asterisk, without the HTTP side, plus the control actions tests use.
+
+Every control action runs inside `action()`, like a REST call or a timer, so recordings stay
+sample-accurate around it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .dialplan import EndpointBehaviour, Result
+from .model import CAUSE_NORMAL, Channel, LiveRecording
+from .playbacks import PlaybackOps
+
+
+class ControlError(LookupError):
+    """A control action named something that does not exist."""
+
+
+class Engine(PlaybackOps):
+    # ------------------------------------------------------------ endpoints
+    def set_endpoint(
+        self,
+        endpoint: str,
+        result: Result = "answer",
+        answer_after: float = 1.0,
+        tone_hz: int | None = None,
+        sends_media: bool = True,
+        *,
+        ringing: bool = True,
+        talking: bool = True,
+        hangup_after: float | None = None,
+        busy_hangup_after: float = 0.0,
+    ) -> EndpointBehaviour:
+        """How `endpoint` ("PJSIP/201", "Local/200@targets") behaves when dialled.
+
+        result: answer | busy | noanswer | unavailable | congestion | manual (rings until the
+        test calls answer/busy/reject). Replaces the dialplan for a Local endpoint.
+        """
+        b = EndpointBehaviour(result=result, answer_after=answer_after, ringing=ringing,
+                              tone_hz=tone_hz, sends_media=sends_media, talking=talking,
+                              hangup_after=hangup_after, busy_hangup_after=busy_hangup_after)
+        self.dialplan.endpoints[endpoint] = b
+        return b
+
+    # -------------------------------------------------------------- parties
+    def _chan(self, channel_id: str) -> Channel:
+        ch = self.channels.get(channel_id)
+        if ch is None or ch.destroyed:
+            raise ControlError(f"no channel {channel_id}")
+        return ch
+
+    def start_call(self, endpoint: str = "PJSIP/trunk", caller_number: str = "+14155550100",
+                   caller_name: str = "Client", args: list[str] | None = None,
+                   app: str = "verbatim", tone_hz: int | None = None, sends_media: bool = True,
+                   exten: str | None = None, channel_id: str | None = None) -> Channel:
+        """An inbound call entering Stasis(app, args) in state Ring; see ChannelOps.start_call."""
+        with self.action():
+            return super().start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
+                                      sends_media, exten, channel_id)
+
+    def answer(self, channel_id: str) -> None:
+        """The party behind a dialled channel answers (or an inbound channel goes Up)."""
+        with self.action():
+            ch = self._chan(channel_id)
+            if ch.dialing or ch.originating:
+                self.far_answered(ch)
+            else:
+                self.answer_channel(ch)
+
+    def busy(self, channel_id: str) -> None:
+        with self.action():
+            ch = self._chan(channel_id)
+            self.far_busy(ch)
+            if ch.tech != "PJSIP":
+                self.hangup_channel(ch, 17)
+
+    def reject(self, channel_id: str) -> None:
+        with self.action():
+            self.far_reject(self._chan(channel_id))
+
+    def hangup(self, channel_id: str, cause: int = CAUSE_NORMAL) -> None:
+        """The party hangs up: ChannelHangupRequest, ChannelLeftBridge, StasisEnd (and
+        ChannelDestroyed where the app holds a subscription)."""
+        with self.action():
+            self.far_hangup(self._chan(channel_id), cause)
+
+    def set_media(self, channel_id: str, *, talking: bool | None = None,
+                  sends_media: bool | None = None, tone_hz: int | None = None) -> None:
+        """Turn a party's tone on/off, its RTP flow on/off, or change its frequency."""
+        with self.action():
+            ch = self._chan(channel_id)
+            if talking is not None:
+                ch.talking = talking
+            if sends_media is not None:
+                ch.sends_media = sends_media
+            if tone_hz is not None:
+                ch.tone_hz = tone_hz
+
+    # ----------------------------------------------------------- recordings
+    def _rec(self, name: str) -> LiveRecording:
+        rec = self.recordings.get(name)
+        if rec is None:
+            raise ControlError(f"no live recording {name}")
+        return rec
+
+    def finish_recording(self, name: str) -> None:
+        """End a live recording now, as if Asterisk stopped it (RecordingFinished)."""
+        with self.action():
+            self.end_recording(self._rec(name))
+
+    def fail_recording(self, name: str, cause: str = "Recording failed") -> None:
+        """Fail a live recording now (RecordingFailed with `cause`)."""
+        with self.action():
+            self.end_recording(self._rec(name), "failed", cause)
+
+    # -------------------------------------------------------------- reading
+    def events(self, etype: str | None = None) -> list[dict[str, Any]]:
+        """Events sent (delivered) so far, optionally of one type."""
+        return [r.event for r in self.hub.log
+                if r.delivered and (etype is None or r.event["type"] == etype)]
+
+    @property
+    def validation_errors(self) -> list[str]:
+        """Events that did not match events.json, and simulator-side errors."""
+        return list(self.hub.errors) + list(self.errors)
