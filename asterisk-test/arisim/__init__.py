@@ -1,0 +1,27 @@
+"""arisim: a simulated Asterisk 22 speaking ARI (REST + events WebSocket) on a virtual clock.
+
+    sim = Simulator(spool_dir=tmp_path, apps=["verbatim"])
+    base_url = await sim.start()          # http://127.0.0.1:PORT, ARI under /ari
+    channel = sim.start_call(args=["inbound", "201"])
+    await sim.advance(2.0)                # manual clock: timers fire, the client reacts
+    await sim.stop()
+
+See server.Simulator, control.SimControl, spec.check_request/check_event and audio.tone_map.
+"""
+
+from .audio import tone_map, tones_per_second, wav_duration
+from .control import SimControl
+from .dialplan import EndpointBehaviour
+from .server import Simulator
+from .spec import check_event, check_request
+
+__all__ = [
+    "EndpointBehaviour",
+    "SimControl",
+    "Simulator",
+    "check_event",
+    "check_request",
+    "tone_map",
+    "tones_per_second",
+    "wav_duration",
+]

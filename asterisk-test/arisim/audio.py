@@ -55,7 +55,7 @@ def _periodic(f: int, amplitude: int, start: int, count: int) -> list[int]:
     if table is None:
         period = RATE // math.gcd(f, RATE)
         w = 2.0 * math.pi * f / RATE
-        table = [int(round(amplitude * math.sin(w * i))) for i in range(period)]
+        table = [round(amplitude * math.sin(w * i)) for i in range(period)]
         _PERIOD_CACHE[key] = table
     period = len(table)
     offset = start % period
@@ -117,6 +117,14 @@ class WavWriter:
         self.samples += len(samples)
         self._fix_header()
 
+    def truncate(self, samples: int) -> None:
+        """Drop audio after `samples` (silence trimming at the end of a recording)."""
+        if self._f.closed or samples >= self.samples:
+            return
+        self.samples = samples
+        self._f.truncate(_HEADER_SIZE + 2 * samples)
+        self._fix_header()
+
     def _fix_header(self) -> None:
         self._f.seek(0)
         self._f.write(_header(self.samples * 2))
@@ -148,7 +156,7 @@ def tone_levels(
     samples: Sequence[int], freqs: Sequence[int], rate: int = RATE, window_s: float = 0.1
 ) -> list[dict[int, float]]:
     """Per window, the amplitude (int16 units) of each frequency: a DFT bin by sin/cos sums."""
-    n = max(1, int(round(rate * window_s)))
+    n = max(1, round(rate * window_s))
     tables: dict[int, tuple[list[float], list[float]]] = {}
     for f in freqs:
         w = 2.0 * math.pi * f / rate

@@ -28,6 +28,11 @@ from .model import (
 )
 
 
+# Virtual seconds a hangup queued on the other Local half takes to be read (traces busy,
+# atxfer_ami_in_stasis_bridge: about 1-2 ms).
+LOCAL_HANGUP_DELAY = 0.002
+
+
 class ChannelOps(Core):
     # -------------------------------------------------------------- creation
     def _register(self, ch: Channel) -> Channel:
@@ -163,6 +168,7 @@ class ChannelOps(Core):
         report_cause: bool = True,
         tech_cause: int | None = None,
         quiet: bool = False,
+        delay: float = 0.0,
     ) -> None:
         """Hang a channel up and tear down what hangs off it, in Asterisk's event order.
 
@@ -170,13 +176,14 @@ class ChannelOps(Core):
         hangup cause set before (reason_code, default 16). Otherwise a queued hangup from the far
         end, reporting `cause` unless report_cause is False (PJSIP BYE). quiet: no
         ChannelHangupRequest (a Snoop channel whose target went away: record_channel_in_bridge).
+        delay: virtual seconds between the ChannelHangupRequest and the teardown of a channel in
+        Stasis (a hangup queued by the other Local half is read a moment later: in
+        atxfer_ami_in_stasis_bridge the app's DELETE still finds the channel).
         """
         if ch.hungup or ch.destroyed:
             return
-        ch.hungup = True
         ch.hangup_cause = cause
         ch.tech_cause = tech_cause
-        ch.cancel_timers()
         if not quiet:
             fields: dict[str, object] = {}
             if soft:
@@ -186,6 +193,16 @@ class ChannelOps(Core):
                 if tech_cause is not None:
                     fields["tech_cause"] = tech_cause
             self.emit_channel("ChannelHangupRequest", ch, **fields)
+        if delay > 0 and ch.in_stasis:
+            self.schedule(delay, lambda: self._teardown(ch), f"hangup {ch.name}", owner=ch)
+            return
+        self._teardown(ch)
+
+    def _teardown(self, ch: Channel) -> None:
+        if ch.hungup or ch.destroyed:
+            return
+        ch.hungup = True
+        ch.cancel_timers()
         self.playbacks_on_channel_gone(ch)
         if ch.bridge_id is not None:
             bridge = self.bridges.get(ch.bridge_id)
@@ -215,7 +232,7 @@ class ChannelOps(Core):
         peer = self.peer(ch)
         if peer is not None:
             # core_local.c: the other half gets a hangup queued with the same cause
-            self.hangup_channel(peer, ch.hangup_cause)
+            self.hangup_channel(peer, ch.hangup_cause, delay=LOCAL_HANGUP_DELAY)
 
     def far_hangup(self, ch: Channel, cause: int = CAUSE_NORMAL) -> None:
         """The party hangs up (BYE, or the Local dialplan ends)."""

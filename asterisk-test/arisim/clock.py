@@ -9,6 +9,7 @@ Timestamps are formatted as Asterisk does ("2026-11-25T18:26:35.399+0000", ast_j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -21,7 +22,7 @@ ClockMode = Literal["manual", "auto"]
 
 def format_timestamp(epoch: float) -> str:
     """Asterisk's event/creationtime format: millisecond precision, "+0000" zone."""
-    ms = int(round(epoch * 1000))
+    ms = round(epoch * 1000)
     dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}+0000"
 
@@ -179,10 +180,8 @@ class VirtualClock:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _auto_loop(self) -> None:
@@ -193,10 +192,8 @@ class VirtualClock:
             self.run_due(now)
             nxt = self.pending()
             delay = 0.2 if not nxt else min(0.2, max(0.0, (nxt[0].due - now) / self.speed))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self.before_time_change(self.now())
 
 

@@ -9,9 +9,11 @@ of the change before the change applies (sample-accurate files). Behaviour lives
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +38,12 @@ class RequestRecord:
     path: str  # under /ari, e.g. /channels/123/answer
     params: dict[str, Any]
     status: int
-    t: float
+    at: float  # virtual seconds since the simulator started
     response: Any = None
 
     def json(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "params": self.params,
-                "status": self.status, "t": self.t, "response": self.response}
+                "status": self.status, "at": self.at, "response": self.response}
 
 
 class Core:
@@ -49,9 +51,9 @@ class Core:
         self,
         *,
         username: str = "verbatim",
-        password: str = "verbatim-secret",
+        password: str = "verbatim-secret",  # noqa: S107 - ari.conf of the traces
         apps: Iterable[str] | None = None,
-        spool_dir: str | Path = "/tmp/arisim-spool",
+        spool_dir: str | Path | None = None,
         sounds: dict[str, float] | None = None,
         dialplan: Dialplan | None = None,
         clock_mode: ClockMode = "manual",
@@ -59,13 +61,13 @@ class Core:
         start_epoch: float | None = None,
         asterisk_id: str = DEFAULT_ASTERISK_ID,
         spec_dir: str | None = None,
-        settle_real_s: float = 0.003,
+        settle_real_s: float = 0.01,
         create_stasis_delay: float = 0.0,
     ) -> None:
         self.username = username
         self.password = password
         self.allowed_apps = set(apps) if apps is not None else None
-        self.spool_dir = Path(spool_dir)
+        self.spool_dir = Path(spool_dir) if spool_dir else Path(tempfile.mkdtemp(prefix="arisim-"))
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.dialplan = dialplan or Dialplan()
         if sounds:
@@ -73,6 +75,8 @@ class Core:
         self.asterisk_id = asterisk_id
         self.spec: Spec = load_spec(spec_dir)
         self.clock = VirtualClock(clock_mode, speed, start_epoch)
+        # `settle` (after each timer in `advance`) waits until nothing happened for this long
+        # (real seconds): raise it for a client that takes longer to react to an event.
         self.settle_real_s = settle_real_s
         # Virtual delay between a /channels/create reply and the channel's StasisStart; while
         # it runs, /dial answers 409 "Channel not in Stasis application".
@@ -94,12 +98,29 @@ class Core:
         self._deferred: list[Callable[[], None]] | None = None
         self._depth = 0
         self._tone_cursor = 0
+        self._last_activity = 0.0
         self.clock.runner = self._run_timer
         self.clock.before_time_change = self._before_time_change
+        self.clock.settle = self.settle
 
     # ------------------------------------------------------------------ ids
     def _bump(self) -> None:
         self.activity += 1
+        with contextlib.suppress(RuntimeError):
+            self._last_activity = asyncio.get_running_loop().time()
+
+    async def settle(self) -> None:
+        """Let the client react: wait until no request is in flight, no event is queued and
+        nothing happened for `settle_real_s` (real time; gives up after 2 s of chatter)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        started = loop.time()
+        while loop.time() - started < 2.0:
+            busy = self.inflight > 0 or self.hub.pending() > 0
+            if not busy and loop.time() - self._last_activity >= self.settle_real_s:
+                return
+            await asyncio.sleep(min(0.002, self.settle_real_s / 2))
 
     def new_uniqueid(self) -> str:
         """Asterisk's "%ld.%d" of time(NULL) and a counter (main/channel.c)."""
@@ -187,6 +208,8 @@ class Core:
             targets |= b.subscribed_apps
         targets |= self.hub.subscribe_all_apps()
         event = {"type": etype, "timestamp": self.clock.timestamp(), **fields}
+        if not targets:
+            self.hub.unrouted(event)
         for app in sorted(targets):
             self.hub.send(app, event)
 

@@ -282,9 +282,11 @@ class DialOps(ChannelOps):
             elif app in ("Wait", "Playback", "Busy"):
                 if app == "Playback" and ch.state != "Up":
                     self.answer_channel(ch)
-                if app == "Busy" and other is not None:
-                    self.far_busy(other)
-                seconds = (self.dialplan.sound_seconds(data) if app == "Playback"
+                if app == "Busy":
+                    self.set_state(ch, "Busy")
+                    if other is not None:
+                        self.far_busy(other)
+                seconds = (self.dialplan.dialplan_sounds.get(data, 0.0) if app == "Playback"
                            else float(data or 0))
                 nxt = (lambda: self._busy_done(ch)) if app == "Busy" else (
                     lambda: self.dp_continue(ch))

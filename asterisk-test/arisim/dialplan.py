@@ -22,12 +22,12 @@ Step = tuple[str, str]
 # Distinct frequencies for parties, far enough apart for tone_map's 0.1-s windows.
 TONE_FREQUENCIES = (440, 700, 1000, 1300, 1600, 1900, 2200, 2500, 2800, 3100, 3400, 550, 850)
 
-DEFAULT_SOUNDS: dict[str, float] = {
-    # demo-congrats.gsm of the core sounds is about 17.4 s long.
-    "demo-congrats": 17.4,
-    "beep": 0.25,
-    "silence/1": 1.0,
-}
+# Lengths of `sound:` media played through ARI; unknown names last `default_sound_seconds`.
+DEFAULT_SOUNDS: dict[str, float] = {"beep": 0.25, "silence/1": 1.0}
+# Lengths of Playback() in the built-in dialplan. The traced Asterisk had no demo-congrats file:
+# Playback() failed at once and the channel went on to Wait(30) (GET /channels in busy,
+# atxfer_ami_in_stasis_bridge), so a missing name here lasts 0 s.
+DIALPLAN_SOUNDS: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class EndpointBehaviour:
     """How a dialled endpoint answers. `ringing`: it sends 180 Ringing first (state Ringing).
 
     `hangup_after`: the party hangs up that many seconds after answering (None: never by itself).
-    `tone_hz` None: a fresh frequency per channel. `sends_media`: frames flow when alone in a bridge.
+    `tone_hz` None: a fresh frequency per channel. `sends_media`: frames flow when the party is
+    alone in a bridge.
     """
 
     result: Result = "answer"
@@ -51,8 +52,8 @@ class EndpointBehaviour:
 # extensions.conf of the traces: context → [(exten pattern, steps)]
 BUILTIN_DIALPLAN: dict[str, list[tuple[str, list[Step]]]] = {
     "from-trunk": [
-        ("_X.", [("NoOp", "inbound call to ${EXTEN}"), ("Stasis", "verbatim,inbound,${EXTEN}"),
-                 ("Hangup", "")]),
+        ("_X.", [("NoOp", "inbound call to ${EXTEN}"),
+                 ("Stasis", "verbatim,inbound,${EXTEN}"), ("Hangup", "")]),
     ],
     "from-internal": [
         ("_X.", [("NoOp", "internal/outbound call to ${EXTEN}"),
@@ -127,6 +128,7 @@ class Dialplan:
     )
     endpoints: dict[str, EndpointBehaviour] = field(default_factory=dict)
     sounds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SOUNDS))
+    dialplan_sounds: dict[str, float] = field(default_factory=lambda: dict(DIALPLAN_SOUNDS))
     default_sound_seconds: float = 3.0
     default_behaviour: EndpointBehaviour = field(default_factory=EndpointBehaviour)
 

@@ -97,6 +97,12 @@ class Engine(PlaybackOps):
             if tone_hz is not None:
                 ch.tone_hz = tone_hz
 
+    def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
+        """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone)."""
+        with self.action():
+            ch = self._chan(channel_id)
+            self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
+
     # ----------------------------------------------------------- recordings
     def _rec(self, name: str) -> LiveRecording:
         rec = self.recordings.get(name)
@@ -124,3 +130,39 @@ class Engine(PlaybackOps):
     def validation_errors(self) -> list[str]:
         """Events that did not match events.json, and simulator-side errors."""
         return list(self.hub.errors) + list(self.errors)
+
+    # ---------------------------------------------------------------- snoop
+    def new_snoop(self, target: Channel, spy: str, whisper: str, app: str,
+                  app_args: str | None, snoop_id: str | None) -> Channel:
+        """A Snoop channel on `target` that enters Stasis(app) after the reply
+        (res/res_stasis_snoop.c; trace record_channel_in_bridge)."""
+        ch = Channel(id=snoop_id or self.new_uniqueid(),
+                     name=f"Snoop/{target.id}-{self.next_tech('Snoop')}", tech="Snoop",
+                     resource=target.id, creationtime=self.clock.epoch(), state="Up",
+                     snoop_of=target.id, spy=spy, sends_media=True)
+        self.channels[ch.id] = ch
+        args = app_args.split(",") if app_args else []
+
+        def enter() -> None:
+            if not self.enter_stasis(ch, app, args):
+                self.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
+
+        self.defer(enter)
+        return ch
+
+    def read_variable(self, ch: Channel, name: str) -> str | None:
+        """A channel variable, or one of the few dialplan functions the simulator knows."""
+        functions = {
+            "CALLERID(num)": ch.caller.number,
+            "CALLERID(name)": ch.caller.name,
+            "CONNECTEDLINE(num)": ch.connected.number,
+            "CONNECTEDLINE(name)": ch.connected.name,
+            "CHANNEL(name)": ch.name,
+            "CHANNEL(uniqueid)": ch.id,
+            "CHANNEL(state)": ch.state,
+        }
+        if name in functions:
+            return functions[name]
+        if name == "UNIQUEID":
+            return ch.id
+        return ch.variables.get(name)

@@ -24,16 +24,16 @@ from .spec import Spec
 class EventRecord:
     """One event the simulator produced for an application, sent or dropped."""
 
-    t: float
+    at: float  # virtual seconds since the simulator started
     app: str
     event: dict[str, Any]
     delivered: bool
 
     def json(self) -> dict[str, Any]:
-        return {"t": self.t, "app": self.app, "event": self.event, "delivered": self.delivered}
+        return {"at": self.at, "app": self.app, "event": self.event, "delivered": self.delivered}
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
     ws: web.WebSocketResponse
     apps: list[str]
@@ -80,6 +80,12 @@ class EventHub:
         return sum(s.queue.qsize() for s in self.sessions)
 
     # --------------------------------------------------------------- sending
+    def unrouted(self, event: dict[str, Any]) -> None:
+        """Log an event no application is subscribed to (app ""), for tests to see."""
+        out = {**event, "asterisk_id": self.asterisk_id, "application": ""}
+        self.errors.extend(f"event {out.get('type')}: {p}" for p in self.spec.check_event(out))
+        self.log.append(EventRecord(self.clock.now(), "", out, False))
+
     def send(self, app: str, event: dict[str, Any]) -> None:
         """Stamp, validate and queue one event for `app` (dropped if the app has no socket)."""
         out = dict(event)
@@ -107,9 +113,9 @@ class EventHub:
             old = state.session
             if old is not None and old is not session and not old.closed:
                 # res/stasis/app.c app_update: the previous owner learns it was replaced.
-                msg = {"type": "ApplicationReplaced", "timestamp": self.clock.timestamp(),
-                       "application": name}
-                old.queue.put_nowait(json.dumps(msg))
+                replaced = {"type": "ApplicationReplaced", "timestamp": self.clock.timestamp(),
+                            "application": name}
+                old.queue.put_nowait(json.dumps(replaced))
                 if name in old.apps:
                     old.apps.remove(name)
             state.session = session

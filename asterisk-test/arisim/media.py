@@ -15,6 +15,7 @@ record_file: "Cannot record channel while in bridge"); on a Snoop channel it rec
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .audio import RATE, WavWriter, silence, tone_samples
@@ -103,7 +104,8 @@ class MediaOps(BridgeOps):
 
     # --------------------------------------------------------------- ending
     def end_recording(self, rec: LiveRecording, state: str = "done",
-                         cause: str | None = None, delete: bool = False) -> None:
+                      cause: str | None = None, delete: bool = False,
+                      by_silence: bool = False) -> None:
         """End a recording: RecordingFinished (done; also after cancel, which deletes the file)
         or RecordingFailed (failed, with `cause`)."""
         if self.recordings.get(rec.name) is not rec:
@@ -114,16 +116,13 @@ class MediaOps(BridgeOps):
                 t.cancel()
         rec.starve_timer = rec.end_timer = rec.silence_timer = None
         if rec.writer is not None:
-            rec.writer.close()
-            samples = rec.writer.samples
             if state == "done":
-                seconds = samples // RATE
-                if rec.max_silence > 0:
-                    trailing = max(0.0, rec.silence_run - 0.2)
-                    seconds = max(0, seconds - int(trailing))
-                    talk = samples / RATE - rec.silence_total
-                    rec.talking_duration = max(0, min(seconds, int(talk)))
-                rec.duration = seconds
+                rec.duration, rec.talking_duration = _durations(rec, by_silence)
+                if by_silence and rec.silence_run > 0.2:
+                    # "trim all but the first 200ms of silence off the recording"
+                    keep = rec.writer.samples - round((rec.silence_run - 0.2) * RATE)
+                    rec.writer.truncate(max(0, keep))
+            rec.writer.close()
         rec.state = state
         rec.cause = cause
         if delete:
@@ -214,8 +213,7 @@ class MediaOps(BridgeOps):
             if rec.kind == "bridge" and not rec.feeding:
                 if rec.starve_timer is None:
                     rec.starve_timer = self.schedule(
-                        STARVE_SECONDS, lambda r=rec: self.end_recording(r),
-                        f"no audio {rec.name}")
+                        STARVE_SECONDS, self._ender(rec), f"no audio {rec.name}")
             elif rec.starve_timer is not None:
                 rec.starve_timer.cancel()
                 rec.starve_timer = None
@@ -224,10 +222,13 @@ class MediaOps(BridgeOps):
                 if silent and rec.silence_timer is None:
                     left = max(0.0, rec.max_silence - rec.silence_run)
                     rec.silence_timer = self.schedule(
-                        left, lambda r=rec: self.end_recording(r), f"maxSilence {rec.name}")
+                        left, self._ender(rec, by_silence=True), f"maxSilence {rec.name}")
                 elif not silent and rec.silence_timer is not None:
                     rec.silence_timer.cancel()
                     rec.silence_timer = None
+
+    def _ender(self, rec: LiveRecording, by_silence: bool = False) -> Callable[[], None]:
+        return lambda: self.end_recording(rec, by_silence=by_silence)
 
     # ------------------------------------------------------------ operations
     def pause_recording(self, rec: LiveRecording, paused: bool) -> None:
@@ -260,6 +261,20 @@ class MediaOps(BridgeOps):
             if p.is_file():
                 return p
         return None
+
+
+def _durations(rec: LiveRecording, by_silence: bool) -> tuple[int, int | None]:
+    """(duration, talking_duration) with main/app.c's integer arithmetic: whole seconds in
+    the file, less (silence - 200 ms) truncated to seconds when silence detection is on."""
+    assert rec.writer is not None
+    total = rec.writer.samples // RATE
+    if rec.max_silence <= 0:
+        return total, None
+    total_silence_ms = round(rec.silence_total * 1000)
+    trailing_ms = round(rec.silence_run * 1000) if by_silence else 0
+    talking = total - int((total_silence_ms - 200) / 1000) if total_silence_ms > 0 else total
+    duration = total - int((trailing_ms - 200) / 1000) if trailing_ms > 0 else total
+    return max(0, duration), max(0, talking)
 
 
 def _voice(ch: Channel) -> int | None:

@@ -168,7 +168,6 @@ class Channel:
     timers: list[Timer] = field(default_factory=list)
     playback_queue: list[str] = field(default_factory=list)
     playing: str | None = None
-    ringing: bool = False
     muted_in: bool = False
     on_hold: bool = False
     snoop_of: str | None = None
@@ -176,7 +175,6 @@ class Channel:
     # dialplan interpreter position for channels outside Stasis (see dialplan.py)
     dp_steps: list[tuple[str, str]] = field(default_factory=list)
     dp_index: int = 0
-    dp_after_stasis: bool = False
     behaviour_key: str | None = None
     originate_app: str | None = None
     originate_args: str = ""

@@ -184,47 +184,45 @@ def answer(sim: Engine, args: Args) -> ApiResponse:
     return no_content()
 
 
-def _simple(sim: Engine, args: Args, check_state: bool, attr: str, value: bool) -> ApiResponse:
-    ch = _controlled(sim, args, check_state)
-    if isinstance(ch, ApiResponse):
-        return ch
-    setattr(ch, attr, value)
-    return no_content()
+def _accept(sim: Engine, args: Args) -> ApiResponse:
+    """Indications with no simulated effect: checked like Asterisk, then 204."""
+    ch = _controlled(sim, args, check_state=True)
+    return ch if isinstance(ch, ApiResponse) else no_content()
 
 
 @route("POST /channels/{channelId}/ring")
 def ring(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", True)
+    return _accept(sim, args)
 
 
 @route("DELETE /channels/{channelId}/ring")
 def ring_stop(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 @route("POST /channels/{channelId}/progress")
 def progress(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 @route("POST /channels/{channelId}/silence")
 def start_silence(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 @route("DELETE /channels/{channelId}/silence")
 def stop_silence(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 @route("POST /channels/{channelId}/moh")
 def start_moh(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 @route("DELETE /channels/{channelId}/moh")
 def stop_moh(sim: Engine, args: Args) -> ApiResponse:
-    return _simple(sim, args, True, "ringing", False)
+    return _accept(sim, args)
 
 
 def _hold(sim: Engine, args: Args, on: bool) -> ApiResponse:
@@ -306,7 +304,7 @@ def play_with_id(sim: Engine, args: Args) -> ApiResponse:
 
 
 def record_options(sim: Engine, args: Args) -> dict[str, Any] | ApiResponse:
-    """Checks shared by channel and bridge recordings (resource_*.c and stasis_app_control_record)."""
+    """Checks shared by channel and bridge recordings (resource_*.c, stasis_app_control_record)."""
     terminate = (args.get_str("terminateOn") or "none").lower()
     if terminate not in ("none", "any", "#", "*"):
         return error(400, "terminateOn invalid")
@@ -318,7 +316,9 @@ def record_options(sim: Engine, args: Args) -> dict[str, Any] | ApiResponse:
             "max_silence": args.get_int("maxSilenceSeconds"), "beep": args.get_bool("beep")}
 
 
-def check_record_name(sim: Engine, name: str, fmt: str, opts: dict[str, Any]) -> ApiResponse | None:
+def check_record_name(
+    sim: Engine, name: str, fmt: str, opts: dict[str, Any]
+) -> ApiResponse | None:
     if fmt not in KNOWN_FORMATS:
         return error(422, "specified format is unknown on this system")
     if not name or opts["max_duration"] < 0 or opts["max_silence"] < 0:
@@ -360,9 +360,10 @@ def dial(sim: Engine, args: Args) -> ApiResponse:
     caller = sim.find_channel(caller_id) if caller_id else None
     if ch.state not in ("Down", "Rsrved"):
         return error(409, "Channel is not in the 'Down' state")
-    if ch.ari_dialstring is None or ch.dialed:
+    if ch.ari_dialstring is None:
         return error(409, "Dialing a channel not created by ARI")
-    sim.ari_dial(ch, caller, args.get_int("timeout"))
+    if not ch.dialed:
+        sim.ari_dial(ch, caller, args.get_int("timeout"))
     return no_content()
 
 

@@ -253,9 +253,9 @@ class Spec:
         if problems is None:  # a model name
             return self.validate_model(t, value, where)
         allowable = prop.get("allowableValues")
-        if not problems and allowable and allowable.get("valueType") == "LIST":
-            if value not in allowable["values"]:
-                problems.append(f"{where}: {value!r} not in {allowable['values']}")
+        if (not problems and allowable and allowable.get("valueType") == "LIST"
+                and value not in allowable["values"]):
+            problems.append(f"{where}: {value!r} not in {allowable['values']}")
         return problems
 
 
@@ -308,9 +308,9 @@ def _check_param_value(p: Param, value: Any) -> str | None:
         elif p.data_type in ("containers", "object"):
             if not isinstance(v, dict):
                 return f"parameter {p.name!r} expects an object"
-        elif p.allowable and p.allowable.get("valueType") == "LIST":
-            if str(v).strip() not in p.allowable["values"]:
-                return f"parameter {p.name!r}: {v!r} not in {p.allowable['values']}"
+        elif (p.allowable and p.allowable.get("valueType") == "LIST"
+              and str(v).strip() not in p.allowable["values"]):
+            return f"parameter {p.name!r}: {v!r} not in {p.allowable['values']}"
     return None
 
 

@@ -7,6 +7,8 @@ status 0, so callers can tell "Asterisk said no" from "Asterisk is not there".
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -42,7 +44,9 @@ class AriClient:
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/") + "/ari"
-        self._auth = aiohttp.BasicAuth(username, password)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        # A header rather than aiohttp.BasicAuth (deprecated); it never appears in logs.
+        self._headers = {"Authorization": f"Basic {token}"}
         self.app = app
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
@@ -55,14 +59,18 @@ class AriClient:
         return f"{ws}/events?app={_q(self.app)}"
 
     @property
-    def auth(self) -> aiohttp.BasicAuth:
-        return self._auth
+    def headers(self) -> dict[str, str]:
+        return self._headers
 
     async def request(self, method: str, path: str, params: Params | None = None) -> Any:
         query = {k: _param(v) for k, v in (params or {}).items()}
         try:
             async with self._session.request(
-                method, self._base + path, params=query, auth=self._auth, timeout=self._timeout
+                method,
+                self._base + path,
+                params=query,
+                headers=self._headers,
+                timeout=self._timeout,
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 400:
@@ -77,7 +85,7 @@ class AriClient:
         """Stream a binary resource (a stored recording's file) in chunks."""
         try:
             async with self._session.get(
-                self._base + path, auth=self._auth, timeout=aiohttp.ClientTimeout(total=None)
+                self._base + path, headers=self._headers, timeout=aiohttp.ClientTimeout(total=None)
             ) as resp:
                 if resp.status >= 400:
                     raise AriError(resp.status, _message(await resp.text()), "GET", path)
@@ -181,8 +189,6 @@ def _param(value: str | int | bool) -> str:
 
 
 def _message(text: str) -> str:
-    import json
-
     try:
         body = json.loads(text)
     except ValueError:

@@ -58,7 +58,7 @@ class EventStream:
     async def _session_once(self) -> str:
         try:
             async with self._session.ws_connect(
-                self._client.events_url(), auth=self._client.auth, heartbeat=20
+                self._client.events_url(), headers=self._client.headers, heartbeat=20
             ) as ws:
                 self._ws = ws
                 self.connected.set()

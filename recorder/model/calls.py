@@ -68,6 +68,10 @@ DIAL_FAILURES = {
 }
 
 
+# Q.850 causes of an unanswered dialled channel, when no Dial status said why.
+CAUSE_OUTCOMES = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+
+
 def make_call_id(at: datetime, asterisk_id: str, channel_id: str) -> str:
     """Readable, sortable and unique across offices: time plus a hash of server and channel."""
     digest = hashlib.sha256(f"{asterisk_id}/{channel_id}".encode()).hexdigest()[:8]
@@ -318,6 +322,8 @@ def _dial_status(s: _Step, e: ev.Dial) -> None:
         return
     leg.channel_name = e.peer.name or leg.channel_name
     status = e.dialstatus
+    if status:
+        leg.dialstatus = status
     if status in ("RINGING", "PROGRESS") and leg.state in (LEG_NEW, LEG_DIALING):
         leg.state = LEG_RINGING
         s.save()
@@ -586,9 +592,43 @@ def _on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
             return
         if isinstance(e, ev.ChannelDestroyed):
             leg.hangup_cause = e.cause
+            _refine_unanswered(s, leg)
         _leg_gone(s, leg)
 
     return _for_call(state, state.by_channel.get(channel_id), e, settings, body)
+
+
+def _leg_outcome(call: Call, leg: Leg) -> str:
+    if leg.role == "caller":
+        return "hangup"
+    if leg.answered_at is not None:
+        return "answered"
+    if call.outcome == "abandoned":
+        return "cancelled"
+    return "failed"
+
+
+def _refine_unanswered(s: _Step, leg: Leg) -> None:
+    """A dialled leg that ended unanswered without a Dial status: its cause tells why.
+
+    A dial timeout, a far end that rejects, or a 'busy' before any Dial event may reach us only
+    as the channel's destruction (its Q.850 cause), after the hangup request already ended the
+    call provisionally as 'failed'.
+    """
+    call = s.call
+    if leg.role != "callee" or leg.answered_at is not None or call.answered_at is not None:
+        return
+    if leg.dialstatus in DIAL_FAILURES:  # Asterisk said why: that stands
+        return
+    outcome = CAUSE_OUTCOMES.get(leg.hangup_cause or 0)
+    if (
+        outcome is None
+        or leg.outcome not in (None, "failed")
+        or call.outcome not in (None, "failed")
+    ):
+        return
+    leg.outcome = call.outcome = outcome
+    s.save()
 
 
 def _leg_gone(s: _Step, leg: Leg) -> None:
@@ -598,7 +638,7 @@ def _leg_gone(s: _Step, leg: Leg) -> None:
     leg.state = LEG_GONE
     leg.ended_at = s.at
     if leg.outcome is None:
-        leg.outcome = "answered" if leg.answered_at and leg.role == "callee" else "hangup"
+        leg.outcome = _leg_outcome(s.call, leg)
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
     _begin_end(s, leg, "normal")
     s.save()

@@ -54,6 +54,7 @@ class Leg:
     ended_at: datetime | None = None
     hangup_cause: int | None = None
     outcome: str | None = None
+    dialstatus: str = ""  # the last Dial status Asterisk reported for this leg
     in_bridge: bool = False
     bridged_at: datetime | None = None  # last time it entered the bridge
     bridged_total_s: float = 0.0  # seconds spent in the bridge with another party

@@ -1,0 +1,259 @@
+"""Test control of a running simulator: HTTP endpoints under /_sim/ and a client for them.
+
+The endpoints mirror Simulator's Python methods, for tests that run the daemon (or the simulator)
+in another process:
+
+  GET  /_sim/state                       channels, bridges (members), live/stored recordings
+  GET  /_sim/clock                       {"now", "epoch", "mode"}
+  GET  /_sim/requests?since=N            REST requests received (method, path, params, status, t)
+  GET  /_sim/events?since=N              events produced ({t, app, event, delivered})
+  GET  /_sim/errors                      {"validation": [...], "errors": [...], "warnings": [...]}
+  POST /_sim/advance      {"seconds"}    move the manual clock → {"now"}
+  POST /_sim/calls        {endpoint, caller_number, caller_name, args, app, tone_hz,
+                           sends_media, exten, channel_id}  → {"channel_id", "channel"}
+  POST /_sim/endpoints    {endpoint, result, answer_after, tone_hz, sends_media, ringing,
+                           talking, hangup_after}
+  POST /_sim/channels/{id}/answer | busy | reject
+  POST /_sim/channels/{id}/hangup {"cause"}
+  POST /_sim/channels/{id}/dtmf   {"digit", "duration_ms"}
+  POST /_sim/channels/{id}/media  {"talking", "sends_media", "tone_hz"}
+  POST /_sim/recordings/{name}/finish
+  POST /_sim/recordings/{name}/fail {"cause"}
+  POST /_sim/websockets/drop
+
+No authentication: these are for tests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from .engine import ControlError
+
+if TYPE_CHECKING:
+    from .server import Simulator
+
+
+def add_control_routes(sim: Simulator, app: web.Application) -> None:
+    r = app.router
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.body_exists:
+            return {}
+        data = json.loads(await request.text() or "{}")
+        return data if isinstance(data, dict) else {}
+
+    def since(request: web.Request) -> int:
+        return int(request.query.get("since", "0"))
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(sim.state())
+
+    async def clock(request: web.Request) -> web.Response:
+        return web.json_response({"now": sim.clock.now(), "epoch": sim.clock.epoch(),
+                                  "mode": sim.clock.mode})
+
+    async def requests(request: web.Request) -> web.Response:
+        return web.json_response([x.json() for x in sim.requests[since(request):]])
+
+    async def events(request: web.Request) -> web.Response:
+        return web.json_response([x.json() for x in sim.hub.log[since(request):]])
+
+    async def errors(request: web.Request) -> web.Response:
+        return web.json_response({"validation": sim.hub.errors, "errors": sim.errors,
+                                  "warnings": sim.warnings})
+
+    async def advance(request: web.Request) -> web.Response:
+        data = await body(request)
+        now = await sim.advance(float(data.get("seconds", 0)))
+        return web.json_response({"now": now})
+
+    async def calls(request: web.Request) -> web.Response:
+        data = await body(request)
+        ch = sim.start_call(**data)
+        return web.json_response({"channel_id": ch.id, "channel": ch.json()})
+
+    async def endpoints(request: web.Request) -> web.Response:
+        data = await body(request)
+        b = sim.set_endpoint(data.pop("endpoint"), **data)
+        return web.json_response({"result": b.result})
+
+    async def channel_action(request: web.Request) -> web.Response:
+        cid, action = request.match_info["id"], request.match_info["action"]
+        data = await body(request)
+        try:
+            if action == "answer":
+                sim.answer(cid)
+            elif action == "busy":
+                sim.busy(cid)
+            elif action == "reject":
+                sim.reject(cid)
+            elif action == "hangup":
+                sim.hangup(cid, int(data.get("cause", 16)))
+            elif action == "dtmf":
+                sim.send_dtmf(cid, str(data.get("digit", "1")), int(data.get("duration_ms", 100)))
+            elif action == "media":
+                sim.set_media(cid, talking=data.get("talking"),
+                              sends_media=data.get("sends_media"), tone_hz=data.get("tone_hz"))
+            else:
+                return web.json_response({"message": f"unknown action {action}"}, status=404)
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=404)
+        return web.json_response({"ok": True})
+
+    async def recording_action(request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        data = await body(request)
+        try:
+            if action == "finish":
+                sim.finish_recording(name)
+            elif action == "fail":
+                sim.fail_recording(name, str(data.get("cause", "Recording failed")))
+            else:
+                return web.json_response({"message": f"unknown action {action}"}, status=404)
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=404)
+        return web.json_response({"ok": True})
+
+    async def drop(request: web.Request) -> web.Response:
+        await sim.drop_websockets()
+        return web.json_response({"ok": True})
+
+    r.add_get("/_sim/state", state)
+    r.add_get("/_sim/clock", clock)
+    r.add_get("/_sim/requests", requests)
+    r.add_get("/_sim/events", events)
+    r.add_get("/_sim/errors", errors)
+    r.add_post("/_sim/advance", advance)
+    r.add_post("/_sim/calls", calls)
+    r.add_post("/_sim/endpoints", endpoints)
+    r.add_post("/_sim/channels/{id}/{action}", channel_action)
+    r.add_post("/_sim/recordings/{name:.+}/{action}", recording_action)
+    r.add_post("/_sim/websockets/drop", drop)
+
+
+class SimControl:
+    """Async client for /_sim/ (tests that run the daemon or the simulator as a subprocess)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> SimControl:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(self, method: str, path: str, data: dict[str, Any] | None = None) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.request(method, self.base_url + path, json=data) as resp:
+            payload = await resp.json()
+            if resp.status >= 400:
+                raise LookupError(payload.get("message", resp.status))
+            return payload
+
+    async def state(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/_sim/state")
+        return result
+
+    async def clock(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/_sim/clock")
+        return result
+
+    async def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", f"/_sim/requests?since={since}")
+        return result
+
+    async def events(self, since: int = 0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", f"/_sim/events?since={since}")
+        return result
+
+    async def errors(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = await self._call("GET", "/_sim/errors")
+        return result
+
+    async def advance(self, seconds: float) -> float:
+        result = await self._call("POST", "/_sim/advance", {"seconds": seconds})
+        return float(result["now"])
+
+    async def start_call(self, **options: Any) -> str:
+        result = await self._call("POST", "/_sim/calls", options)
+        return str(result["channel_id"])
+
+    async def set_endpoint(self, endpoint: str, **options: Any) -> None:
+        await self._call("POST", "/_sim/endpoints", {"endpoint": endpoint, **options})
+
+    async def answer(self, channel_id: str) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/answer")
+
+    async def busy(self, channel_id: str) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/busy")
+
+    async def reject(self, channel_id: str) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/reject")
+
+    async def hangup(self, channel_id: str, cause: int = 16) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/hangup", {"cause": cause})
+
+    async def set_media(self, channel_id: str, **media: Any) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/media", media)
+
+    async def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/dtmf",
+                         {"digit": digit, "duration_ms": duration_ms})
+
+    async def finish_recording(self, name: str) -> None:
+        await self._call("POST", f"/_sim/recordings/{name}/finish")
+
+    async def fail_recording(self, name: str, cause: str = "Recording failed") -> None:
+        await self._call("POST", f"/_sim/recordings/{name}/fail", {"cause": cause})
+
+    async def drop_websockets(self) -> None:
+        await self._call("POST", "/_sim/websockets/drop")
+
+    async def wait_for_event(
+        self, etype: str, timeout: float = 5.0,  # noqa: ASYNC109 - polling deadline
+        since: int = 0,
+                             **fields: Any) -> dict[str, Any]:
+        """Poll /_sim/events until a delivered event of `etype` (with top-level `fields`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for rec in await self.events(since):
+                ev = rec["event"]
+                if rec["delivered"] and ev["type"] == etype and all(
+                        ev.get(k) == v for k, v in fields.items()):
+                    found: dict[str, Any] = ev
+                    return found
+            if loop.time() > deadline:
+                raise TimeoutError(f"no {etype} event within {timeout}s")
+            await asyncio.sleep(0.02)
+
+    async def wait_for_request(
+        self, method: str, path_contains: str,
+        timeout: float = 5.0,  # noqa: ASYNC109 - polling deadline
+        since: int = 0,
+    ) -> dict[str, Any]:
+        """Poll /_sim/requests until the client made a matching REST request."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for r in await self.requests(since):
+                if r["method"] == method and path_contains in r["path"]:
+                    found: dict[str, Any] = r
+                    return found
+            if loop.time() > deadline:
+                raise TimeoutError(f"no {method} {path_contains} within {timeout}s")
+            await asyncio.sleep(0.02)

@@ -1,0 +1,167 @@
+"""/bridges handlers, with the checks and messages of res/ari/resource_bridges.c."""
+
+from __future__ import annotations
+
+from .engine import Engine
+from .model import Bridge, Channel
+from .rest import (
+    ApiResponse,
+    Args,
+    created,
+    error,
+    live_recording_location,
+    no_content,
+    ok,
+    route,
+)
+from .rest_channels import check_record_name, record_options
+
+
+def find_bridge(sim: Engine, bridge_id: str) -> Bridge | ApiResponse:
+    bridge = sim.find_bridge(bridge_id)
+    return bridge if bridge is not None else error(404, "Bridge not found")
+
+
+def control_list(sim: Engine, args: Args) -> list[Channel] | ApiResponse:
+    """control_list_create: 400 "Channel not found" / 422 "Channel not in Stasis application"."""
+    ids = [c for c in args.get_list("channel") if c]
+    if not ids:
+        return error(400, "Missing parameter channel")
+    out: list[Channel] = []
+    for cid in ids:
+        ch = sim.find_channel(cid)
+        if ch is None:
+            return error(400, "Channel not found")
+        if not ch.in_stasis:
+            return error(422, "Channel not in Stasis application")
+        out.append(ch)
+    return out
+
+
+@route("GET /bridges")
+def list_bridges(sim: Engine, args: Args) -> ApiResponse:
+    return ok([b.json() for b in sim.bridges.values() if not b.destroyed])
+
+
+@route("POST /bridges")
+def create(sim: Engine, args: Args) -> ApiResponse:
+    bridge_id = args.get_str("bridgeId")
+    if bridge_id and sim.find_bridge(bridge_id) is not None:
+        return error(409, f"Bridge with id '{bridge_id}' already exists")
+    bridge = sim.create_bridge(args.get_str("type"), args.get_str("name"), bridge_id or None)
+    if bridge is None:
+        return error(500, "Unable to create bridge. Possible duplicate bridge id "
+                          f"'{bridge_id or '(null)'}'")
+    return ok(bridge.json())
+
+
+@route("POST /bridges/{bridgeId}")
+def create_with_id(sim: Engine, args: Args) -> ApiResponse:
+    bridge_id = args.get_str("bridgeId") or ""
+    if sim.find_bridge(bridge_id) is not None:
+        return error(409, f"Bridge with id '{bridge_id}' already exists")
+    bridge = sim.create_bridge(args.get_str("type"), args.get_str("name"), bridge_id)
+    if bridge is None:
+        return error(500, "Unable to create bridge")
+    return ok(bridge.json())
+
+
+@route("GET /bridges/{bridgeId}")
+def get_bridge(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    return ok(found.json()) if isinstance(found, Bridge) else found
+
+
+@route("DELETE /bridges/{bridgeId}")
+def destroy(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    if isinstance(found, ApiResponse):
+        return found
+    sim.destroy_bridge(found)
+    return no_content()
+
+
+@route("POST /bridges/{bridgeId}/addChannel")
+def add_channel(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    if isinstance(found, ApiResponse):
+        return found
+    channels = control_list(sim, args)
+    if isinstance(channels, ApiResponse):
+        return channels
+    for ch in channels:
+        if any(r.kind == "channel" and r.target_id == ch.id for r in sim.recordings.values()):
+            return error(409, f"Channel {ch.id} currently recording")
+    for ch in channels:
+        if args.get_bool("mute"):
+            ch.muted_in = True
+        sim.bridge_add(found, ch)
+    return no_content()
+
+
+@route("POST /bridges/{bridgeId}/removeChannel")
+def remove_channel(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    if isinstance(found, ApiResponse):
+        return found
+    channels = control_list(sim, args)
+    if isinstance(channels, ApiResponse):
+        return channels
+    if any(ch.bridge_id != found.id for ch in channels):
+        return error(422, "Channel not in this bridge")
+    for ch in channels:
+        sim.bridge_remove(found, ch)
+    return no_content()
+
+
+def _play(sim: Engine, args: Args, playback_id: str | None) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    if isinstance(found, ApiResponse):
+        return found
+    media = [m for m in args.get_list("media") if m]
+    if not media or (playback_id and playback_id in sim.playbacks):
+        return error(500, "Failed to queue playback")
+    pb = sim.new_playback(found, media, args.get_str("lang"), playback_id)
+    return created(f"/playbacks/{pb.id}", pb.json())
+
+
+@route("POST /bridges/{bridgeId}/play")
+def play(sim: Engine, args: Args) -> ApiResponse:
+    return _play(sim, args, args.get_str("playbackId"))
+
+
+@route("POST /bridges/{bridgeId}/play/{playbackId}")
+def play_with_id(sim: Engine, args: Args) -> ApiResponse:
+    return _play(sim, args, args.get_str("playbackId"))
+
+
+@route("POST /bridges/{bridgeId}/record")
+def record(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    if isinstance(found, ApiResponse):
+        return found
+    name, fmt = args.get_str("name") or "", args.get_str("format") or ""
+    from .media import KNOWN_FORMATS
+
+    if fmt not in KNOWN_FORMATS:
+        return error(422, "specified format is unknown on this system")
+    opts = record_options(sim, args)
+    if isinstance(opts, ApiResponse):
+        return opts
+    bad = check_record_name(sim, name, fmt, opts)
+    if bad is not None:
+        return bad
+    rec = sim.new_recording("bridge", found.id, name, fmt, **opts)
+    return created(live_recording_location(name), rec.json())
+
+
+@route("POST /bridges/{bridgeId}/moh")
+def start_moh(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    return found if isinstance(found, ApiResponse) else no_content()
+
+
+@route("DELETE /bridges/{bridgeId}/moh")
+def stop_moh(sim: Engine, args: Args) -> ApiResponse:
+    found = find_bridge(sim, args.get_str("bridgeId") or "")
+    return found if isinstance(found, ApiResponse) else error(409, "Bridge isn't playing music")

@@ -1,0 +1,208 @@
+"""/recordings, /playbacks, /asterisk and /applications handlers (res/ari/resource_*.c)."""
+
+from __future__ import annotations
+
+import shutil
+
+from .clock import format_timestamp
+from .engine import Engine
+from .model import LiveRecording
+from .rest import ApiResponse, Args, error, no_content, ok, route
+
+ASTERISK_VERSION = "22.10.1"
+
+
+# ------------------------------------------------------------------ recordings
+def _live(sim: Engine, args: Args) -> LiveRecording | ApiResponse:
+    rec = sim.recordings.get(args.get_str("recordingName") or "")
+    return rec if rec is not None else error(404, "Recording not found")
+
+
+@route("GET /recordings/live/{recordingName}")
+def get_live(sim: Engine, args: Args) -> ApiResponse:
+    rec = _live(sim, args)
+    return ok(rec.json()) if isinstance(rec, LiveRecording) else rec
+
+
+def _operation(sim: Engine, args: Args, op: str) -> ApiResponse:
+    """stasis_app_recording_operation: which operations each state allows (else 409)."""
+    rec = _live(sim, args)
+    if isinstance(rec, ApiResponse):
+        return rec
+    if rec.state == "queued":
+        if op in ("cancel", "stop"):
+            sim.end_recording(rec, delete=op == "cancel")
+            return no_content()
+        return error(409, "Recording not in session")
+    if op == "stop":
+        sim.end_recording(rec)
+    elif op == "cancel":
+        sim.end_recording(rec, delete=True)
+    elif op in ("pause", "unpause"):
+        sim.pause_recording(rec, op == "pause")
+    elif op in ("mute", "unmute"):
+        rec.muted = op == "mute"
+    return no_content()
+
+
+@route("DELETE /recordings/live/{recordingName}")
+def cancel(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "cancel")
+
+
+@route("POST /recordings/live/{recordingName}/stop")
+def stop(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "stop")
+
+
+@route("POST /recordings/live/{recordingName}/pause")
+def pause(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "pause")
+
+
+@route("DELETE /recordings/live/{recordingName}/pause")
+def unpause(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "unpause")
+
+
+@route("POST /recordings/live/{recordingName}/mute")
+def mute(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "mute")
+
+
+@route("DELETE /recordings/live/{recordingName}/mute")
+def unmute(sim: Engine, args: Args) -> ApiResponse:
+    return _operation(sim, args, "unmute")
+
+
+@route("GET /recordings/stored")
+def list_stored(sim: Engine, args: Args) -> ApiResponse:
+    return ok(sim.stored_recordings())
+
+
+def _stored_json(sim: Engine, name: str) -> dict[str, str] | None:
+    path = sim.find_stored(name)
+    return {"name": name, "format": path.suffix[1:]} if path is not None else None
+
+
+@route("GET /recordings/stored/{recordingName}")
+def get_stored(sim: Engine, args: Args) -> ApiResponse:
+    found = _stored_json(sim, args.get_str("recordingName") or "")
+    return ok(found) if found else error(404, "Recording not found")
+
+
+@route("DELETE /recordings/stored/{recordingName}")
+def delete_stored(sim: Engine, args: Args) -> ApiResponse:
+    path = sim.find_stored(args.get_str("recordingName") or "")
+    if path is None:
+        return error(404, "Recording not found")
+    path.unlink()
+    return no_content()
+
+
+@route("GET /recordings/stored/{recordingName}/file")
+def get_stored_file(sim: Engine, args: Args) -> ApiResponse:
+    path = sim.find_stored(args.get_str("recordingName") or "")
+    if path is None:
+        return error(404, "Recording not found")
+    return ApiResponse(200, raw=path.read_bytes(), content_type=f"audio/{path.suffix[1:]}")
+
+
+@route("POST /recordings/stored/{recordingName}/copy")
+def copy_stored(sim: Engine, args: Args) -> ApiResponse:
+    path = sim.find_stored(args.get_str("recordingName") or "")
+    if path is None:
+        return error(404, "Recording not found")
+    dest = args.get_str("destinationRecordingName") or ""
+    if "." in dest.rsplit("/", 1)[-1]:
+        dest = dest.rsplit(".", 1)[0]
+    if not dest:
+        return error(400, "Invalid destination recording name")
+    if sim.name_escapes(dest):
+        return error(403, "Destination file path is forbidden")
+    if sim.find_stored(dest) is not None:
+        return error(409, "A recording with the same name already exists on the system")
+    target = sim.spool_dir / f"{dest}{path.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return ok({"name": dest, "format": path.suffix[1:]})
+
+
+# ------------------------------------------------------------------- playbacks
+@route("GET /playbacks/{playbackId}")
+def get_playback(sim: Engine, args: Args) -> ApiResponse:
+    pb = sim.playbacks.get(args.get_str("playbackId") or "")
+    return ok(pb.json()) if pb else error(404, "Playback not found")
+
+
+@route("DELETE /playbacks/{playbackId}")
+def stop_playback(sim: Engine, args: Args) -> ApiResponse:
+    pb = sim.playbacks.get(args.get_str("playbackId") or "")
+    if pb is None:
+        return error(404, "Playback not found")
+    sim.stop_playback(pb)
+    return no_content()
+
+
+@route("POST /playbacks/{playbackId}/control")
+def control_playback(sim: Engine, args: Args) -> ApiResponse:
+    operation = args.get_str("operation")
+    if not operation:
+        return error(400, "Missing operation")
+    if operation not in ("restart", "pause", "unpause", "reverse", "forward"):
+        return error(400, f"Invalid operation {operation}")
+    pb = sim.playbacks.get(args.get_str("playbackId") or "")
+    if pb is None:
+        return error(404, "Playback not found")
+    if not sim.control_playback(pb, operation):
+        return error(409, f"Can only {operation} while media is playing")
+    return no_content()
+
+
+# -------------------------------------------------------------------- asterisk
+@route("GET /asterisk/info")
+def info(sim: Engine, args: Args) -> ApiResponse:
+    started = format_timestamp(sim.clock.start_epoch)
+    full = {
+        "build": {"os": "Linux", "kernel": "6.1.0", "options": "", "machine": "x86_64",
+                  "date": "2026-08-06 15:45:38 UTC", "user": "arisim"},
+        "system": {"version": ASTERISK_VERSION, "entity_id": sim.asterisk_id},
+        "config": {"name": "", "default_language": "en",
+                   "setid": {"user": "asterisk", "group": "asterisk"}},
+        "status": {"startup_time": started, "last_reload_time": started},
+    }
+    only = [o for o in args.get_list("only") if o]
+    return ok({k: v for k, v in full.items() if not only or k in only})
+
+
+@route("GET /asterisk/ping")
+def ping(sim: Engine, args: Args) -> ApiResponse:
+    return ok({"asterisk_id": sim.asterisk_id, "ping": "pong",
+               "timestamp": sim.clock.timestamp()})
+
+
+# ---------------------------------------------------------------- applications
+def _application(sim: Engine, name: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "channel_ids": sorted(c.id for c in sim.live_channels() if name in c.subscribers()),
+        "bridge_ids": sorted(b.id for b in sim.bridges.values()
+                             if not b.destroyed and name in b.subscribed_apps),
+        "endpoint_ids": [],
+        "device_names": [],
+        "events_allowed": [],
+        "events_disallowed": [],
+    }
+
+
+@route("GET /applications")
+def list_applications(sim: Engine, args: Args) -> ApiResponse:
+    return ok([_application(sim, n) for n in sorted(sim.hub.apps) if sim.hub.active(n)])
+
+
+@route("GET /applications/{applicationName}")
+def get_application(sim: Engine, args: Args) -> ApiResponse:
+    name = args.get_str("applicationName") or ""
+    if not sim.hub.active(name):
+        return error(404, "Application not found")
+    return ok(_application(sim, name))

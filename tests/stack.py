@@ -1,0 +1,151 @@
+"""The whole product in one process for integration tests: simulator + daemon + real PostgreSQL.
+
+The daemon is built by `recorder.app.build` from a real Config, exactly as `verbatim run` builds
+it; only the Asterisk is simulated. `settle()` waits until the simulator, the daemon's event queue
+and its filing tasks are all quiet, so a test can advance the virtual clock step by step.
+Every REST request the daemon made is checked against Asterisk 22's spec when the stack closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arisim.server import Simulator
+
+from recorder.app import Running, build
+from recorder.config import (
+    AriConfig,
+    CallsConfig,
+    Config,
+    DatabaseConfig,
+    DialStrings,
+    LoggingConfig,
+    Secret,
+    StorageConfig,
+)
+from recorder.db.repository import Repository
+from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+
+PASSWORD = "test-ari-secret"
+
+
+def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path, **calls: Any) -> Config:
+    return Config(
+        ari=AriConfig(
+            url=base_url,
+            username="verbatim",
+            password=Secret(PASSWORD),
+            reconnect_initial_s=0.05,
+            reconnect_max_s=0.2,
+        ),
+        database=DatabaseConfig(dsn=Secret(dsn)),
+        storage=StorageConfig(archive_dir=archive, spool_dir=spool),
+        calls=CallsConfig(
+            dial_strings=DialStrings(
+                inbound="PJSIP/{target}",
+                outbound="PJSIP/{number}@trunk",
+                internal="PJSIP/{target}",
+            ),
+            **calls,
+        ),
+        logging=LoggingConfig(level="info", format="json"),
+    )
+
+
+def spec_violations(sim: Simulator) -> list[str]:
+    bad = []
+    for r in sim.requests:
+        problem = sim.spec.check_request(r.method, r.path, r.params)
+        if problem:
+            bad.append(f"{r.method} {r.path} {r.params}: {problem}")
+    return bad
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    running: Running
+    repo: Repository
+    spool: Path
+    archive: Path
+    task: asyncio.Task[None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def daemon(self) -> Any:
+        return self.running.daemon
+
+    async def settle(self) -> None:
+        """Until the simulator, the daemon's queue and its filing tasks are all quiet."""
+        for _ in range(200):
+            await self.sim.settle()
+            d = self.daemon
+            if d.queue.empty() and d.idle.is_set() and not d._tasks and not d.writer.pending[0]:
+                await asyncio.sleep(0.005)
+                if d.queue.empty() and d.idle.is_set() and not d._tasks:
+                    return
+            await asyncio.sleep(0.005)
+        raise TimeoutError("stack did not settle")
+
+    async def advance(self, seconds: float, step: float = 0.5) -> None:
+        """Advance virtual time in steps, letting the daemon react after each."""
+        left = seconds
+        while left > 1e-9:
+            chunk = min(step, left)
+            await self.sim.advance(chunk)
+            await self.settle()
+            left -= chunk
+
+    async def connected(self) -> None:
+        await asyncio.wait_for(self.daemon.stream.connected.wait(), 5)
+        await self.settle()
+
+    async def call_rows(
+        self, call_id: str
+    ) -> tuple[CallRow, list[LegRow], list[RecordingRow], list[EventRow]]:
+        call = await self.repo.call(call_id)
+        assert call is not None, f"no call row {call_id}"
+        return (
+            call,
+            await self.repo.legs(call_id),
+            await self.repo.recordings(call_id),
+            await self.repo.events(call_id),
+        )
+
+    async def only_call_id(self) -> str:
+        calls = await self.repo.recent_calls(10)
+        assert len(calls) == 1, [c.call_id for c in calls]
+        return calls[0].call_id
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True, **calls: Any
+) -> AsyncIterator[Stack]:
+    spool = tmp_path / "spool"
+    archive = tmp_path / "archive"
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+    base_url = await sim.start()
+    config = make_config(base_url, dsn, spool if spool_shared else None, archive, **calls)
+    try:
+        async with build(config) as running:
+            stack = Stack(sim, running, running.repo, spool, archive)
+            if start:
+                stack.task = asyncio.create_task(running.daemon.run())
+                await stack.connected()
+            try:
+                yield stack
+            finally:
+                if stack.task is not None:
+                    await running.daemon.stop()
+                    await asyncio.wait_for(stack.task, 5)
+        assert not sim.validation_errors, sim.validation_errors
+        violations = spec_violations(sim)
+        assert not violations, "requests the ARI spec does not allow:\n" + "\n".join(violations)
+    finally:
+        await sim.stop()

@@ -1,0 +1,184 @@
+"""End to end on the simulator: a call handed to the app is recorded, filed and indexed."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arisim.audio import tone_map
+
+from recorder.ari.events import parse_timestamp
+from tests.stack import Stack, running_stack
+
+CALLER_HZ, CALLEE_HZ = 440, 1300
+
+
+def event_time(stack: Stack, etype: str, **match: Any) -> float:
+    """Virtual seconds (since the epoch) of the first event of `etype` whose fields match."""
+    for e in stack.sim.events(etype):
+        if all(_field(e, k) == v for k, v in match.items()):
+            return parse_timestamp(e["timestamp"]).timestamp()
+    raise AssertionError(f"no {etype} {match}")
+
+
+def _field(event: dict[str, Any], dotted: str) -> Any:
+    value: Any = event
+    for part in dotted.split("__"):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def assert_both_tones(path: Path, seconds: float) -> None:
+    """The file holds both parties' tones in every 100-ms window, for `seconds` (± 100 ms)."""
+    windows = tone_map(path, [CALLER_HZ, CALLEE_HZ])
+    assert abs(len(windows) * 0.1 - seconds) <= 0.1 + 1e-6, (len(windows), seconds)
+    full = windows if len(windows) * 0.1 <= seconds else windows[:-1]
+    missing = [i for i, w in enumerate(full[:-1]) if w != {CALLER_HZ, CALLEE_HZ}]
+    assert not missing, f"windows without both tones: {missing[:10]}"
+
+
+async def run_answered_call(
+    stack: Stack, args: list[str], endpoint: str, number: str, ring_s: float, talk_s: float
+) -> tuple[str, str]:
+    stack.sim.set_endpoint(endpoint, result="answer", answer_after=ring_s, tone_hz=CALLEE_HZ)
+    caller = stack.sim.start_call(caller_number=number, args=args, tone_hz=CALLER_HZ)
+    await stack.settle()
+    await stack.advance(3.0)  # the consent prompt
+    await stack.advance(ring_s + 0.1)
+    await stack.advance(talk_s - 0.1)
+    stack.sim.hangup(caller.id)
+    await stack.settle()
+    return caller.id, await stack.only_call_id()
+
+
+@pytest.mark.parametrize(
+    ("args", "endpoint", "number", "expect"),
+    [
+        (
+            ["inbound", "201"],
+            "PJSIP/201",
+            "4155550100",
+            {
+                "direction": "inbound",
+                "caller_e164": "+14155550100",
+                "callee_e164": None,
+                "extension": "201",
+            },
+        ),
+        (
+            ["outbound", "912125550123"],
+            "PJSIP/912125550123@trunk",
+            "305",
+            {
+                "direction": "outbound",
+                "caller_e164": None,
+                "callee_e164": "+12125550123",
+                "extension": "305",
+            },
+        ),
+    ],
+)
+async def test_call_is_recorded_in_full_and_indexed(
+    tmp_path: Path,
+    pg_dsn: str,
+    args: list[str],
+    endpoint: str,
+    number: str,
+    expect: dict[str, Any],
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await run_answered_call(st, args, endpoint, number, 2.0, 10.0)
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert {k: getattr(call, k) for k in expect} == expect
+        assert (call.status, call.outcome) == ("ended", "answered")
+        assert call.asterisk_id == st.sim.asterisk_id
+        assert call.answered_at is not None and call.ended_at is not None
+        assert call.started_at < call.answered_at < call.ended_at
+        assert {leg.role for leg in legs} == {"caller", "callee"}
+        assert all(leg.asterisk_id == st.sim.asterisk_id for leg in legs)
+        (rec,) = recs
+        assert rec.status == "filed" and rec.path is not None
+        path = Path(rec.path)
+        assert path.is_relative_to(st.archive) and call_id in path.parts
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert not list(st.spool.iterdir()), "the spool copy must be gone"
+        callee = next(leg for leg in legs if leg.role == "callee")
+        joined = event_time(st, "ChannelEnteredBridge", channel__id=callee.channel_id)
+        left = event_time(st, "ChannelHangupRequest", channel__id=caller_id)
+        assert_both_tones(path, left - joined)
+        assert rec.duration_ms is not None
+        assert abs(rec.duration_ms / 1000 - (left - joined)) <= 0.1
+        kinds = [e.kind for e in events]
+        for kind in (
+            "call.started",
+            "consent.played",
+            "call.answered",
+            "recording.started",
+            "recording.filed",
+            "call.ended",
+        ):
+            assert kind in kinds, kinds
+
+
+async def test_recording_starts_before_the_answered_party_joins(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        await run_answered_call(st, ["inbound", "201"], "PJSIP/201", "4155550100", 10.0, 5.0)
+        order = [
+            e["type"]
+            for e in st.sim.events()
+            if e["type"] in ("RecordingStarted", "ChannelEnteredBridge")
+        ]
+        # the caller joins first, then the recording starts, then the callee joins
+        assert order == ["ChannelEnteredBridge", "RecordingStarted", "ChannelEnteredBridge"]
+        call_id = await st.only_call_id()
+        _call, _legs, (rec,), _ev = await st.call_rows(call_id)
+        # ten seconds of ringing, then five of conversation: all of it recorded
+        assert rec.duration_ms is not None and abs(rec.duration_ms - 5000) <= 100
+
+
+@pytest.mark.parametrize(
+    ("result", "outcome", "advance"),
+    [("busy", "busy", 2.0), ("noanswer", "no_answer", 31.0)],
+)
+async def test_unanswered_calls_end_with_their_outcome_and_no_recording(
+    tmp_path: Path, pg_dsn: str, result: str, outcome: str, advance: float
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result=result, answer_after=1.0)
+        st.sim.start_call(caller_number="4155550100", args=["inbound", "201"])
+        await st.settle()
+        await st.advance(3.0 + advance, step=1.0)
+        call_id = await st.only_call_id()
+        call, legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", outcome)
+        assert recs == []
+        assert not st.sim.recordings and not list(st.spool.iterdir())
+        assert not [c for c in st.sim.channels.values() if not c.destroyed]
+        callee = next(leg for leg in legs if leg.role == "callee")
+        assert callee.outcome == outcome
+
+
+async def test_caller_abandoning_while_it_rings(tmp_path: Path, pg_dsn: str) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="noanswer")
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"])
+        await st.settle()
+        await st.advance(6.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call_id = await st.only_call_id()
+        call, legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "abandoned")
+        assert recs == []
+        assert {leg.role: leg.outcome for leg in legs} == {
+            "caller": "hangup",
+            "callee": "cancelled",
+        }
+        # the ringing leg was hung up by the app, not left ringing (trace caller_abandons)
+        assert not [c for c in st.sim.channels.values() if not c.destroyed]
