@@ -27,7 +27,6 @@ from .model import (
     cause_text,
 )
 
-
 # Virtual seconds a hangup queued on the other Local half takes to be read (traces busy,
 # atxfer_ami_in_stasis_bridge: about 1-2 ms).
 LOCAL_HANGUP_DELAY = 0.002

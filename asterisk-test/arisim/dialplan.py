@@ -12,7 +12,7 @@ PJSIP endpoints behave as SIP phones: Ringing, then answer after `answer_after` 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual"]
@@ -145,19 +145,9 @@ class Dialplan:
     def sound_seconds(self, name: str) -> float:
         return self.sounds.get(name, self.default_sound_seconds)
 
-    def set_endpoint(self, endpoint: str, **changes: object) -> EndpointBehaviour:
-        base = self.endpoints.get(endpoint, self.default_behaviour)
-        behaviour = replace(base, **changes)  # type: ignore[arg-type]
-        self.endpoints[endpoint] = behaviour
-        return behaviour
-
     def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""
         return self.endpoints.get(endpoint)
-
-    def media_program(self, steps: list[Step]) -> bool:
-        """Does this dialplan make the party talk? (Answer+Wait only: a silent party)."""
-        return any(app == "Playback" for app, _ in steps)
 
 
 def parse_local(resource: str) -> tuple[str, str]:
