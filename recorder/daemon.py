@@ -95,10 +95,13 @@ class Daemon:
         try:
             await self.stream.run()
         finally:
-            consumer.cancel()
-            retry.cancel()
-            for task in list(self._tasks):
+            # Filing tasks are let finish (a file half-moved is worse than a slower stop).
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=30)
+            await self.writer.flush()
+            for task in (consumer, retry):
                 task.cancel()
+            await asyncio.gather(consumer, retry, return_exceptions=True)
 
     async def stop(self) -> None:
         await self.stream.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from arisim.audio import tone_map
+from arisim.server import Simulator
 
 from recorder.ari.events import parse_timestamp
 from tests.stack import Stack, running_stack
@@ -16,9 +17,9 @@ from tests.stack import Stack, running_stack
 CALLER_HZ, CALLEE_HZ = 440, 1300
 
 
-def event_time(stack: Stack, etype: str, **match: Any) -> float:
+def event_time(sim: Simulator, etype: str, **match: Any) -> float:
     """Virtual seconds (since the epoch) of the first event of `etype` whose fields match."""
-    for e in stack.sim.events(etype):
+    for e in sim.events(etype):
         if all(_field(e, k) == v for k, v in match.items()):
             return parse_timestamp(e["timestamp"]).timestamp()
     raise AssertionError(f"no {etype} {match}")
@@ -107,8 +108,8 @@ async def test_call_is_recorded_in_full_and_indexed(
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
         assert not list(st.spool.iterdir()), "the spool copy must be gone"
         callee = next(leg for leg in legs if leg.role == "callee")
-        joined = event_time(st, "ChannelEnteredBridge", channel__id=callee.channel_id)
-        left = event_time(st, "ChannelHangupRequest", channel__id=caller_id)
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=callee.channel_id)
+        left = event_time(st.sim, "ChannelHangupRequest", channel__id=caller_id)
         assert_both_tones(path, left - joined)
         assert rec.duration_ms is not None
         assert abs(rec.duration_ms / 1000 - (left - joined)) <= 0.1

@@ -275,3 +275,15 @@ async def test_bridge_playback_events(sim: Simulator, ari: AriClient) -> None:
     assert [(e["type"], e["playback"]["media_uri"]) for e in ari.events if "playback" in e] == [
         ("PlaybackStarted", "sound:beep"), ("PlaybackContinuing", "sound:beep"),
         ("PlaybackStarted", "digits:12"), ("PlaybackFinished", "digits:12")]
+
+
+async def test_terminate_on_dtmf(sim: Simulator, ari: AriClient) -> None:
+    caller = await _caller_in_bridge(sim, ari, sends_media=True)
+    await ari.call("POST", "/bridges/b/record", name="dtmf", format="wav", terminateOn="#")
+    await sim.advance(1.0)
+    sim.send_dtmf(caller, "1")
+    await sim.settle()
+    assert _finished(ari, "dtmf") == []
+    sim.send_dtmf(caller, "#")
+    await sim.settle()
+    assert [r["duration"] for r in _finished(ari, "dtmf")] == [1]

@@ -80,15 +80,10 @@ class ChannelOps(Core):
         return self._register(ch)
 
     def new_internal_pair(self, kind: str) -> tuple[str, str]:
-        """Ids (and the name counter) a Recorder/Announcer pair uses; the pair stays hidden."""
-        suffix = self.next_unreal()
-        ids = (self.new_uniqueid(), self.new_uniqueid())
-        now = self.clock.epoch()
-        for half, uid in ((1, ids[0]), (2, ids[1])):
-            ch = Channel(id=uid, name=f"{kind}/ARI-{suffix};{half}", tech=kind, resource="ARI",
-                         creationtime=now, state="Up", internal=True, half=half)
-            self.channels[uid] = ch
-        return ids
+        """Ids (and the name counter) of a Recorder/Announcer pair, which Asterisk keeps out of
+        channel lists: they are consumed, not kept ("Recorder/ARI-00000027;2" in the traces)."""
+        self.next_unreal()
+        return self.new_uniqueid(), self.new_uniqueid()
 
     def peer(self, ch: Channel) -> Channel | None:
         if ch.peer_id is None:
@@ -98,7 +93,7 @@ class ChannelOps(Core):
 
     def find_channel(self, uid: str) -> Channel | None:
         ch = self.channels.get(uid)
-        if ch is None or ch.destroyed or ch.internal:
+        if ch is None or ch.destroyed:
             return None
         return ch
 

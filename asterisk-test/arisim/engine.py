@@ -102,6 +102,13 @@ class Engine(PlaybackOps):
         with self.action():
             ch = self._chan(channel_id)
             self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
+            # terminateOn: the recorder hears the digit (main/app.c acceptdtmf)
+            for rec in list(self.recordings.values()):
+                heard = (rec.kind == "channel" and rec.target_id == ch.id) or (
+                    rec.kind == "bridge" and rec.target_id == ch.bridge_id)
+                if heard and rec.state == "recording" and (
+                        rec.terminate_on == "any" or rec.terminate_on == digit):
+                    self.end_recording(rec)
 
     # ----------------------------------------------------------- recordings
     def _rec(self, name: str) -> LiveRecording:

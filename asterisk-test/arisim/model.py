@@ -157,7 +157,6 @@ class Channel:
     bridge_id: str | None = None
     peer_id: str | None = None  # the other half of a Local pair
     half: int = 0  # 1 or 2 for Local halves
-    internal: bool = False  # Recorder/Announcer channels: not listed
     hangup_cause: int = CAUSE_NORMAL
     tech_cause: int | None = None
     hungup: bool = False

@@ -81,7 +81,7 @@ class IdMap:
         wanted = normalize_name(name)
         taken = set(self.known.values())
         for ch in sim.channels.values():
-            if not ch.internal and ch.id not in taken and normalize_name(ch.name) == wanted:
+            if ch.id not in taken and normalize_name(ch.name) == wanted:
                 self.known[trace_id] = ch.id
                 return ch.id
         return trace_id

@@ -1,0 +1,189 @@
+"""kill -9 the daemon mid-call, start it again: nothing is orphaned, the recording is filed.
+
+The daemon runs as a real process (`verbatim run`), as in production; the simulator and
+PostgreSQL stay up, as Asterisk and the database would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from arisim.server import Simulator
+
+from recorder.db.repository import Repository
+from tests.stack import PASSWORD
+from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
+
+CONFIG = """\
+ari:
+  url: "{url}"
+  username: "verbatim"
+  reconnect_initial_s: 0.05
+  reconnect_max_s: 0.2
+database:
+  pool_max: 2
+storage:
+  spool_dir: "{spool}"
+  archive_dir: "{archive}"
+logging:
+  level: "info"
+  format: "json"
+"""
+
+
+class Proc:
+    def __init__(self, config: Path, dsn: str, log: Path) -> None:
+        self.config, self.dsn, self.log = config, dsn, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "VERBATIM_ARI_PASSWORD": PASSWORD, "VERBATIM_DATABASE_DSN": self.dsn}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "recorder.cli", "run", "--config", str(self.config)],
+                stdout=out,
+                stderr=out,
+                env=env,
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    async def stop(self) -> int:
+        """SIGTERM, waiting without blocking the loop: the in-process simulator must answer
+        the daemon's WebSocket close meanwhile."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            for _ in range(200):
+                if self.proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                self.proc.kill()
+                return self.proc.wait(5)
+        return self.proc.returncode
+
+
+async def until(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await cond():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def crash_setup(
+    tmp_path: Path, dsn: str
+) -> AsyncIterator[tuple[Simulator, Proc, Repository]]:
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+    url = await sim.start()
+    config = tmp_path / "verbatim.yaml"
+    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive))
+    proc = Proc(config, dsn, tmp_path / "daemon.log")
+    repo = await Repository.connect(dsn, max_size=2)
+    try:
+        yield sim, proc, repo
+    finally:
+        code = await proc.stop() if proc.proc else 0
+        await repo.close()
+        await sim.stop()
+        log = proc.log.read_text() if proc.log.exists() else ""
+        assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
+        assert "Traceback" not in log, log[-3000:]
+
+
+async def connected(sim: Simulator) -> None:
+    async def up() -> bool:
+        return sim.hub.active("verbatim")
+
+    await until(up)
+    await sim.settle()
+
+
+async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_dsn: str) -> None:
+    async with crash_setup(tmp_path, pg_dsn) as (sim, proc, repo):
+        proc.start()
+        await connected(sim)
+        sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        caller = sim.start_call(
+            caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
+        )
+        await sim.settle()
+        for _ in range(9):  # consent, ringing, answer, recording, bridged
+            await sim.advance(0.5)
+        (call,) = await repo.recent_calls(5)
+
+        async def bridged() -> bool:
+            return any(
+                e["type"] == "ChannelEnteredBridge" and e["channel"]["id"] == f"{call.call_id}-l2"
+                for e in sim.events()
+            )
+
+        await until(bridged)
+        await sim.advance(3.0)
+        proc.kill9()
+        await sim.advance(4.0)  # the conversation goes on while no daemon runs
+        proc.start()
+        await connected(sim)
+        await sim.advance(2.0)
+        sim.hangup(caller.id)
+        await sim.settle()
+
+        async def closed() -> bool:
+            row = await repo.call(call.call_id)
+            return row is not None and row.status == "ended"
+
+        await until(closed)
+        row, recs = await repo.call(call.call_id), await repo.recordings(call.call_id)
+        assert row is not None and row.outcome == "answered" and row.state is None
+        assert [r.status for r in recs] == ["filed"]
+        assert not list((tmp_path / "spool").iterdir())
+        assert await repo.open_calls(sim.asterisk_id) == []
+        assert await repo.unfiled_recordings(sim.asterisk_id) == []
+        joined = event_time(sim, "ChannelEnteredBridge", channel__id=f"{call.call_id}-l2")
+        left = event_time(sim, "ChannelHangupRequest", channel__id=caller.id)
+        assert_both_tones(Path(recs[0].path or ""), left - joined)
+
+
+async def test_kill_9_then_call_ends_while_down_is_closed_at_start(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with crash_setup(tmp_path, pg_dsn) as (sim, proc, repo):
+        proc.start()
+        await connected(sim)
+        sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        caller = sim.start_call(
+            caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
+        )
+        await sim.settle()
+        for _ in range(12):
+            await sim.advance(0.5)
+        (call,) = await repo.recent_calls(5)
+        proc.kill9()
+        sim.hangup(caller.id)  # the call ends while no daemon runs
+        await sim.advance(6.0)
+        proc.start()
+        await connected(sim)
+
+        async def closed() -> bool:
+            row = await repo.call(call.call_id)
+            return row is not None and row.status == "ended"
+
+        await until(closed)
+        recs = await repo.recordings(call.call_id)
+        assert recs and all(r.status == "filed" for r in recs)
+        assert not list((tmp_path / "spool").iterdir())
+        assert not [c for c in sim.channels.values() if not c.destroyed and c.tech != "Recorder"]

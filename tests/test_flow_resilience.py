@@ -1,0 +1,181 @@
+"""Recordings that end mid-call, a dropped WebSocket, bad events: the call is still recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from arisim.audio import tone_map
+from structlog.testing import capture_logs
+
+from tests.stack import Stack, running_stack
+from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
+
+BOTH = {CALLER_HZ, CALLEE_HZ}
+
+
+async def bridged_call(st: Stack) -> tuple[str, str]:
+    """Start an inbound call and bring it to two parties bridged; returns (caller id, call id)."""
+    st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+    caller = st.sim.start_call(
+        caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
+    )
+    await st.settle()
+    await st.advance(4.5)
+    call_id = await st.only_call_id()
+    assert st.daemon.state.calls[call_id].phase == "bridged"
+    return caller.id, call_id
+
+
+def covered_seconds(paths: list[Path]) -> float:
+    """Seconds, over all files, of 100-ms windows holding both parties' tones."""
+    return sum(sum(1 for w in tone_map(p, sorted(BOTH)) if w == BOTH) * 0.1 for p in paths)
+
+
+async def test_recording_ended_mid_call_is_followed_by_a_new_segment(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.advance(3.0)
+        first = f"{call_id}-s1"
+        with capture_logs() as logs:
+            st.sim.finish_recording(first)
+            await st.settle()  # no virtual time passes: one event round trip
+        started = [
+            e
+            for e in st.sim.events("RecordingStarted")
+            if e["recording"]["name"] == f"{call_id}-s2"
+        ]
+        assert started, "the next segment must start at once"
+        gap_lines = [entry for entry in logs if entry["event"] == "recording.gap"]
+        assert gap_lines and gap_lines[0]["call_id"] == call_id
+        assert gap_lines[0]["recording"] == first
+        await st.advance(4.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        call, _legs, recs, events = await st.call_rows(call_id)
+        assert call.status == "ended"
+        assert [(r.name, r.status) for r in sorted(recs, key=lambda r: r.segment)] == [
+            (first, "filed"),
+            (f"{call_id}-s2", "filed"),
+        ]
+        assert "recording.gap" in [e.kind for e in events]
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=f"{call_id}-l2")
+        left = event_time(st.sim, "ChannelHangupRequest", channel__id=caller_id)
+        # two files together cover the conversation (a request round trip may be lost)
+        covered = covered_seconds([Path(r.path or "") for r in recs])
+        assert (left - joined) - 0.2 <= covered <= (left - joined) + 0.1
+
+
+async def test_recording_failed_mid_call_is_a_failed_row_and_a_new_segment(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.advance(2.0)
+        with capture_logs() as logs:
+            st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+            await st.settle()
+        assert any(e["event"] == "recording.failed" and e["log_level"] == "error" for e in logs)
+        assert f"{call_id}-s2" in st.sim.recordings
+        await st.advance(2.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        _call, _legs, recs, _events = await st.call_rows(call_id)
+        statuses = {r.name: (r.status, r.error) for r in recs}
+        assert statuses[f"{call_id}-s1"][0] == "failed"
+        assert "disk full" in (statuses[f"{call_id}-s1"][1] or "")
+        assert statuses[f"{call_id}-s2"][0] == "filed"
+
+
+async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.sim.drop_websockets()
+        # While the daemon is away, the recording ends by itself: nobody hears of it.
+        st.sim.finish_recording(f"{call_id}-s1")
+        await st.settle()
+        await st.connected()  # reconnected (backoff is tens of milliseconds in tests)
+        await st.settle()
+        assert f"{call_id}-s2" in st.sim.recordings, "reconcile must start the next segment"
+        await st.advance(3.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        assert sorted(r.status for r in recs) == ["filed", "filed"]
+        gets = [r for r in st.sim.requests if r.method == "GET"]
+        paths = {r.path for r in gets}
+        assert {
+            "/channels",
+            "/bridges",
+            f"/recordings/live/{call_id}-s1",
+            f"/recordings/stored/{call_id}-s1",
+        } <= paths
+
+
+async def test_hangup_while_disconnected_closes_the_call_after_reconnect(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.sim.drop_websockets()
+        st.sim.hangup(caller_id)
+        await st.settle()
+        await st.connected()
+        await st.settle()
+        call, legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        assert [r.status for r in recs] == ["filed"]
+        assert all(leg.ended_at is not None for leg in legs)
+        left = [c.name for c in st.sim.channels.values() if not c.destroyed]
+        print([(r.method, r.path, r.status) for r in st.sim.requests[-8:]])
+        assert not left, left
+
+
+async def test_malformed_and_unknown_events_are_logged_and_skipped(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        session = st.sim.hub.apps["verbatim"].session
+        assert session is not None
+        bad = [
+            "{not json",
+            json.dumps(
+                {
+                    "type": "StasisStart",
+                    "timestamp": "2026-11-25T18:26:35.399+0000",
+                    "args": "inbound",
+                    "channel": {},
+                }
+            ),
+            json.dumps({"type": "FromTheFuture", "timestamp": "2026-11-25T18:26:35.399+0000"}),
+        ]
+        with capture_logs() as logs:
+            for text in bad:
+                session.queue.put_nowait(text)
+            await st.settle()
+        errors = [e for e in logs if e["event"] == "ari.bad_event"]
+        assert len(errors) == 3, logs
+        assert "$.args" in errors[1]["error"] and "unknown event type" in errors[2]["error"]
+        # and the daemon still records the next call
+        caller_id, call_id = await bridged_call(st)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert call.status == "ended" and [r.status for r in recs] == ["filed"]
+
+
+async def test_every_line_about_a_call_carries_its_ids(tmp_path: Path, pg_dsn: str) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        with capture_logs() as logs:
+            caller_id, call_id = await bridged_call(st)
+            st.sim.hangup(caller_id)
+            await st.settle()
+        about_calls = [e for e in logs if e["event"].startswith(("call.", "recording."))]
+        assert about_calls and all(e.get("call_id") == call_id for e in about_calls)
+        (summary,) = [e for e in logs if e["event"] == "call.summary"]
+        assert summary["seconds_recorded"] > 0 and summary["gaps"] == 0
