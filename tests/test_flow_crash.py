@@ -74,13 +74,10 @@ class Proc:
         return self.proc.returncode
 
 
-async def until(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await cond():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
+async def until(cond: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(10):
+        while not await cond():  # noqa: ASYNC110 - polls another process's database writes
+            await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
