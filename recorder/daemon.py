@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,28 @@ from recorder.storage.archive import Archive
 log = structlog.get_logger("verbatim.daemon")
 
 
+class AsteriskClock:
+    """Asterisk's time, for what the daemon itself observes (a file filed, a request failed).
+
+    Event rows must sort with the events Asterisk stamped, and Asterisk's clock may differ from
+    ours: so our observations are stamped with the last event's time plus the time elapsed here
+    since it arrived.
+    """
+
+    def __init__(self) -> None:
+        self._base: datetime | None = None
+        self._at = 0.0
+
+    def seen(self, when: datetime) -> None:
+        if self._base is None or when >= self._base:
+            self._base, self._at = when, time.monotonic()
+
+    def now(self) -> datetime:
+        if self._base is None:
+            return datetime.now(UTC)
+        return self._base + timedelta(seconds=time.monotonic() - self._at)
+
+
 class _Reconcile:
     """Queue marker: the WebSocket (re)connected; compare the model with Asterisk."""
 
@@ -82,10 +105,12 @@ class Daemon:
         self.state = ModelState()
         self.asterisk_id = ""
         self.adopted = False
+        self.ready = asyncio.Event()  # set once the first reconciliation has run
         self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
+        self.clock = AsteriskClock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -112,6 +137,7 @@ class Daemon:
     async def _on_event(self, event: Event) -> None:
         if not event.asterisk_id and self.asterisk_id:
             event = dataclasses.replace(event, asterisk_id=self.asterisk_id)
+        self.clock.seen(event.timestamp)
         await self.queue.put(event)
 
     async def _consume(self) -> None:
@@ -141,8 +167,9 @@ class Daemon:
         except AriError as exc:
             log.error("ari.reconcile_failed", error=str(exc))
             return
-        self.state, commands = reconcile(self.state, snapshot, self.settings, datetime.now(UTC))
+        self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
         await self._execute(commands)
+        self.ready.set()
         if self.sweeper is not None:
             await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording))
 
@@ -255,7 +282,7 @@ class Daemon:
                 error=exc.message,
             )
             failed = CommandFailed(
-                timestamp=datetime.now(UTC),
+                timestamp=self.clock.now(),
                 asterisk_id=self.asterisk_id,
                 command=c,
                 status=exc.status,
@@ -270,7 +297,7 @@ class Daemon:
 
     async def _file(self, c: cmd.FileRecording) -> None:
         started_at = datetime.fromisoformat(c.started_at_iso)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             if self.spool_dir is not None:
                 src = self.spool_dir / f"{c.name}.{c.format}"

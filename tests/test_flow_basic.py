@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from arisim.audio import tone_map
+from arisim.dialplan import Result
 from arisim.server import Simulator
 
 from recorder.ari.events import parse_timestamp
@@ -148,7 +149,7 @@ async def test_recording_starts_before_the_answered_party_joins(
     [("busy", "busy", 2.0), ("noanswer", "no_answer", 31.0)],
 )
 async def test_unanswered_calls_end_with_their_outcome_and_no_recording(
-    tmp_path: Path, pg_dsn: str, result: str, outcome: str, advance: float
+    tmp_path: Path, pg_dsn: str, result: Result, outcome: str, advance: float
 ) -> None:
     async with running_stack(tmp_path, pg_dsn) as st:
         st.sim.set_endpoint("PJSIP/201", result=result, answer_after=1.0)

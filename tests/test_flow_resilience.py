@@ -132,7 +132,6 @@ async def test_hangup_while_disconnected_closes_the_call_after_reconnect(
         assert [r.status for r in recs] == ["filed"]
         assert all(leg.ended_at is not None for leg in legs)
         left = [c.name for c in st.sim.channels.values() if not c.destroyed]
-        print([(r.method, r.path, r.status) for r in st.sim.requests[-8:]])
         assert not left, left
 
 

@@ -1,0 +1,77 @@
+"""The `verbatim` command as ops staff run it: exit codes, messages, and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def verbatim(*args: str, env: dict[str, str] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recorder.cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_bad_config_exits_2_naming_file_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('ari:\n  url: "http://127.0.0.1:8088"\n  usrname: "x"\n')
+    result = verbatim("check-config", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:3: ari.usrname:" in result.stderr
+    result = verbatim("run", "--config", str(bad))
+    assert result.returncode == 2 and "ari.usrname" in result.stderr
+
+
+def test_example_config_is_valid_and_secrets_stay_out_of_output() -> None:
+    secrets = {"VERBATIM_ARI_PASSWORD": "hunter2-ari",
+               "VERBATIM_DATABASE_DSN": "postgresql://u:hunter2-db@127.0.0.1/v"}
+    result = verbatim("check-config", str(ROOT / "config" / "verbatim.example.yaml"),
+                      env=secrets)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_health_reports_each_part(tmp_path: Path, pg_dsn: str) -> None:
+    conf = tmp_path / "v.yaml"
+    conf.write_text(
+        'ari:\n  url: "http://127.0.0.1:9"\n  username: "verbatim"\n'
+        f'storage:\n  spool_dir: "{tmp_path}"\n  archive_dir: "{tmp_path / "archive"}"\n'
+        "  min_free_mb: 1\n"
+    )
+    (tmp_path / "archive").mkdir()
+    env = {"VERBATIM_ARI_PASSWORD": "pw-not-shown", "VERBATIM_DATABASE_DSN": pg_dsn}
+    result = verbatim("health", "-c", str(conf), env=env)
+    assert result.returncode == 1  # nothing listens on port 9
+    report = json.loads(result.stdout)
+    assert report["ari"]["ok"] is False and report["database"]["ok"] is True
+    assert report["archive"]["ok"] is True and report["spool"]["ok"] is True
+    assert "pw-not-shown" not in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_calls_and_shows_recordings() -> None:
+    # Not under tmp_path: pytest's folders are closed to the postgres user the demo runs as.
+    folder = Path(tempfile.mkdtemp(prefix="verbatim-demo-test-"))
+    try:
+        result = verbatim("demo", "--dir", str(folder), timeout=110)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    for outcome in ("answered", "busy", "no_answer", "abandoned"):
+        assert outcome in out
+    lines = [line for line in out.splitlines() if "-s1: " in line]
+    assert len(lines) == 2 and all("C- " not in x and "-A " not in x for x in lines), lines
+    assert "Traceback" not in result.stderr
