@@ -116,7 +116,7 @@ class Daemon:
 
     async def run(self) -> None:
         consumer = asyncio.create_task(self._consume(), name="verbatim-consumer")
-        retry = asyncio.create_task(self._retry_writes(), name="verbatim-db-retry")
+        retry = asyncio.create_task(self._periodic(), name="verbatim-periodic")
         try:
             await self.stream.run()
         finally:
@@ -330,10 +330,19 @@ class Daemon:
             )
         await self.queue.put(event)
 
-    async def _retry_writes(self) -> None:
+    async def _periodic(self, every_s: float = 5.0, sweep_every: int = 12) -> None:
+        """Retry pending database writes; now and then, file what the spool holds (fallback
+        recordings written while the app was away keep arriving after start)."""
+        ticks = 0
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(every_s)
+            ticks += 1
             await self.writer.flush()
+            if self.sweeper is not None and self.ready.is_set() and ticks % sweep_every == 0:
+                try:
+                    await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording))
+                except Exception:  # the sweep is a safety net: it must not stop the daemon
+                    log.exception("spool.sweep_failed")
 
 
 def _write_log(c: cmd.Log) -> None:

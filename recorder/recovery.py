@@ -12,6 +12,7 @@ sweep. Unknown files are logged and left alone.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,7 @@ class SpoolSweeper:
         """File what is settled; return how many files were filed."""
         filed = 0
         try:
-            entries = scan(self.spool_dir)
+            entries = await asyncio.to_thread(scan, self.spool_dir)
         except OSError as exc:
             log.error("spool.unreadable", spool_dir=str(self.spool_dir), error=str(exc))
             return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -75,3 +76,28 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
     lines = [line for line in out.splitlines() if "-s1: " in line]
     assert len(lines) == 2 and all("C- " not in x and "-A " not in x for x in lines), lines
     assert "Traceback" not in result.stderr
+
+
+async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn: str) -> None:
+    from tests.stack import running_stack
+    from tests.test_flow_resilience import bridged_call
+
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        st.sim.hangup(caller_id)
+        await st.settle()
+    conf = tmp_path / "v.yaml"
+    conf.write_text('ari:\n  username: "verbatim"\n'
+                    f'storage:\n  archive_dir: "{tmp_path / "archive"}"\n')
+    env = {"VERBATIM_ARI_PASSWORD": "x", "VERBATIM_DATABASE_DSN": pg_dsn}
+    listing = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert call_id in listing.stdout and "+14155550100" in listing.stdout
+    assert f"{call_id}-s1" in listing.stdout and "filed" in listing.stdout
+    story = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--id", call_id, env=env)
+    kinds = [line.split()[1] for line in story.stdout.splitlines() if line.startswith("  ")]
+    assert kinds.index("consent.played") < kinds.index("recording.started") < kinds.index(
+        "call.bridged") < kinds.index("call.ended")
+    as_json = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--json", env=env)
+    (row,) = json.loads(as_json.stdout)
+    assert row["call_id"] == call_id and len(row["recordings"]) == 1

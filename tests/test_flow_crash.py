@@ -97,6 +97,8 @@ async def crash_setup(
         code = await proc.stop() if proc.proc else 0
         await repo.close()
         await sim.stop()
+        assert not sim.request_problems(), sim.request_problems()
+        assert not sim.validation_errors, sim.validation_errors
         log = proc.log.read_text() if proc.log.exists() else ""
         assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
