@@ -234,6 +234,8 @@ class Daemon:
                 self.writer.stage_call(command)
             elif isinstance(command, cmd.RecordEvent):
                 self.writer.stage_event(command.event)
+            elif isinstance(command, cmd.SaveGaps):
+                self.writer.stage_gaps(command.gaps)
             elif isinstance(command, cmd.Log):
                 _write_log(command)
             elif isinstance(command, cmd.FileRecording):

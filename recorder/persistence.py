@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from recorder.db.repository import Repository
-from recorder.db.rows import CallRow, EventRow
+from recorder.db.rows import CallRow, EventRow, GapRow
 from recorder.model.commands import SaveCall
 
 log = structlog.get_logger("verbatim.db")
@@ -27,6 +27,7 @@ class Writer:
         self.repo = repo
         self._calls: dict[str, SaveCall] = {}
         self._events: list[EventRow] = []
+        self._gaps: list[GapRow] = []
         self._retry_every = retry_every_s
         self._timeout = timeout_s
         self._failing_since: float | None = None
@@ -43,9 +44,12 @@ class Writer:
     def stage_event(self, row: EventRow) -> None:
         self._events.append(row)
 
+    def stage_gaps(self, rows: tuple[GapRow, ...]) -> None:
+        self._gaps.extend(rows)
+
     async def flush(self) -> bool:
         """Write what is pending; False (and it stays pending) if the database is unavailable."""
-        if not self._calls and not self._events:
+        if not self._calls and not self._events and not self._gaps:
             return True
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
@@ -60,6 +64,10 @@ class Writer:
                     batch = list(self._events)
                     await self.repo.add_events(batch)
                     del self._events[: len(batch)]
+                if self._gaps:
+                    gaps = list(self._gaps)
+                    await self.repo.add_gaps(gaps)
+                    del self._gaps[: len(gaps)]
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recorder.config import Config
 from recorder.db.repository import Repository
-from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
 
 def _t(value: datetime | None) -> str:
@@ -83,3 +83,56 @@ async def print_calls(config: Config, limit: int, call_id: str | None, as_json: 
         return 0
     finally:
         await repo.close()
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """'24h', '7d', '90m' or an ISO date/time: how far back `verbatim coverage` looks."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"--since: expected like 24h, 7d or an ISO date, got {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def format_coverage(rows: list[tuple[CallRow, LegRow]], gaps: list[GapRow]) -> str:
+    calls = {c.call_id for c, _ in rows}
+    talked = sum(leg.talked_ms or 0 for _, leg in rows) / 1000
+    covered = sum(leg.covered_ms or 0 for _, leg in rows) / 1000
+    lines = [
+        f"calls: {len(calls)}  legs: {len(rows)}  talked: {talked:.1f}s  "
+        f"covered: {covered:.1f}s  gaps: {len(gaps)}",
+        f"{'call_id':<26} {'leg':<34} {'role':<7} {'talked':>8} {'covered':>8} {'held':>7}",
+    ]
+    for call, leg in rows:
+        if leg.talked_ms is None:
+            continue
+        lines.append(
+            f"{call.call_id:<26} {leg.channel_id:<34} {leg.role:<7} "
+            f"{(leg.talked_ms or 0) / 1000:7.2f}s {(leg.covered_ms or 0) / 1000:7.2f}s "
+            f"{(leg.held_ms or 0) / 1000:6.2f}s"
+        )
+    for g in gaps:
+        lines.append(
+            f"GAP {g.call_id} {g.channel_id} {g.starts_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+            + f" +{g.duration_ms / 1000:.2f}s {g.reason}"
+        )
+    return "\n".join(lines)
+
+
+async def print_coverage(config: Config, since_text: str) -> int:
+    try:
+        since = parse_since(since_text, datetime.now(UTC))
+    except ValueError as exc:
+        print(f"verbatim: {exc}")
+        return 2
+    repo = await Repository.connect(config.database.dsn.reveal(), min_size=1, max_size=1)
+    try:
+        rows = await repo.leg_coverage(since)
+        gaps = await repo.gaps(since)
+    finally:
+        await repo.close()
+    print(format_coverage(rows, gaps))
+    return 1 if gaps else 0

@@ -101,3 +101,30 @@ async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn:
     as_json = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--json", env=env)
     (row,) = json.loads(as_json.stdout)
     assert row["call_id"] == call_id and len(row["recordings"]) == 1
+
+
+async def test_coverage_reports_legs_and_gaps(tmp_path: Path, pg_dsn: str) -> None:
+    from tests.stack import running_stack
+    from tests.test_flow_resilience import bridged_call
+
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.advance(2.0)
+        st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+        await st.settle()
+        await st.advance(1.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+    conf = tmp_path / "v.yaml"
+    conf.write_text('ari:\n  username: "verbatim"\n'
+                    f'storage:\n  archive_dir: "{tmp_path / "archive"}"\n')
+    env = {"VERBATIM_ARI_PASSWORD": "x", "VERBATIM_DATABASE_DSN": pg_dsn}
+    out = await asyncio.to_thread(verbatim, "coverage", "-c", str(conf), "--since", "1h",
+                                  env=env)
+    assert out.returncode == 1, out.stderr  # gaps found: a non-zero status for cron jobs
+    assert out.stdout.startswith("calls: 1  legs: 2")
+    gap_lines = [line for line in out.stdout.splitlines() if line.startswith("GAP ")]
+    assert len(gap_lines) == 2 and all(call_id in line for line in gap_lines)
+    bad = await asyncio.to_thread(verbatim, "coverage", "-c", str(conf), "--since", "lately",
+                                  env=env)
+    assert bad.returncode == 2 and "--since" in bad.stdout

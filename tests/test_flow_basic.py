@@ -114,6 +114,10 @@ async def test_call_is_recorded_in_full_and_indexed(
         assert_both_tones(path, left - joined)
         assert rec.duration_ms is not None
         assert abs(rec.duration_ms / 1000 - (left - joined)) <= 0.1
+        for leg in legs:  # the coverage proof: every second talked is in the file
+            assert leg.talked_ms is not None and abs(leg.talked_ms / 1000 - (left - joined)) <= 0.1
+            assert leg.covered_ms == leg.talked_ms and leg.held_ms == 0
+        assert rec.legs is not None and sorted(rec.legs) == sorted(x.channel_id for x in legs)
         kinds = [e.kind for e in events]
         for kind in (
             "call.started",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from arisim.audio import tone_map
@@ -87,6 +88,12 @@ async def test_recording_failed_mid_call_is_a_failed_row_and_a_new_segment(
         assert statuses[f"{call_id}-s1"][0] == "failed"
         assert "disk full" in (statuses[f"{call_id}-s1"][1] or "")
         assert statuses[f"{call_id}-s2"][0] == "filed"
+        # what the failed recording spanned is a gap for both parties, never covered
+        gaps = await st.repo.gaps(datetime.now(UTC) - timedelta(days=1), call_id)
+        assert sorted(g.channel_id for g in gaps) == sorted([caller_id, f"{call_id}-l2"])
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=f"{call_id}-l2")
+        failed = event_time(st.sim, "RecordingFailed")
+        assert all(abs(g.duration_ms / 1000 - (failed - joined)) <= 0.1 for g in gaps), gaps
 
 
 async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(

@@ -89,6 +89,16 @@ class ChannelStateChange(ChannelEvent):
 
 
 @dataclass(frozen=True)
+class ChannelHold(ChannelEvent):
+    musicclass: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelUnhold(ChannelEvent):
+    pass
+
+
+@dataclass(frozen=True)
 class ChannelHangupRequest(ChannelEvent):
     cause: int | None = None
 
@@ -187,9 +197,7 @@ IGNORED = frozenset(
         "ContactStatusChange",
         "ChannelUserevent",
         "TextMessageReceived",
-        # Transfers, hold and DTMF are handled by later issues; until then they change nothing.
-        "ChannelHold",
-        "ChannelUnhold",
+        # Transfers and DTMF are handled by later issues; until then they change nothing.
         "ChannelDtmfReceived",
         "BridgeBlindTransfer",
         "BridgeAttendedTransfer",
@@ -319,6 +327,14 @@ def parse_event(data: Any) -> Event | None:
             return StasisEnd(**base, channel=r.channel(data.get("channel"), "$.channel"))
         case "ChannelStateChange":
             return ChannelStateChange(**base, channel=r.channel(data.get("channel"), "$.channel"))
+        case "ChannelHold":
+            return ChannelHold(
+                **base,
+                channel=r.channel(data.get("channel"), "$.channel"),
+                musicclass=r.str_(data, "musicclass", "$", ""),
+            )
+        case "ChannelUnhold":
+            return ChannelUnhold(**base, channel=r.channel(data.get("channel"), "$.channel"))
         case "ChannelHangupRequest":
             return ChannelHangupRequest(
                 **base,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
 T = TypeVar("T")
 
@@ -29,6 +29,7 @@ CALL_COLS = _cols(CallRow)
 LEG_COLS = _cols(LegRow)
 RECORDING_COLS = _cols(RecordingRow)
 EVENT_COLS = _cols(EventRow)
+GAP_COLS = _cols(GapRow)
 
 
 def _upsert(table: str, cols: list[str], key: tuple[str, ...], set_sql: str, where: str) -> str:
@@ -89,6 +90,11 @@ SELECT_CALLS = _select("calls", CALL_COLS)
 SELECT_LEGS = _select("legs", LEG_COLS)
 SELECT_RECORDINGS = _select("recordings", RECORDING_COLS)
 SELECT_EVENTS = _select("call_events", EVENT_COLS)
+SELECT_GAPS = _select("coverage_gaps", GAP_COLS)
+_INSERT_GAP = (
+    f"INSERT INTO coverage_gaps ({', '.join(GAP_COLS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(GAP_COLS) + 1))})"
+)
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
 
@@ -161,6 +167,39 @@ class Repository:
             _UPSERT_RECORDING + " RETURNING true", *_values(row, RECORDING_COLS)
         )
         return result is True
+
+    async def add_gaps(self, gaps: Sequence[GapRow]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                _INSERT_GAP, [_values(g, GAP_COLS) for g in gaps]
+            )
+
+    async def gaps(self, since: datetime, call_id: str | None = None) -> list[GapRow]:
+        sql = SELECT_GAPS + "WHERE starts_at >= $1"
+        args: list[Any] = [since]
+        if call_id is not None:
+            sql += " AND call_id = $2"
+            args.append(call_id)
+        return await self._fetch(GapRow, sql + " ORDER BY starts_at", *args)
+
+    async def leg_coverage(self, since: datetime) -> list[tuple[CallRow, LegRow]]:
+        """Legs of calls started since `since`, with their coverage figures (ops report)."""
+        cols = ", ".join(
+            [f"c.{x} AS c_{x}" for x in CALL_COLS] + [f"l.{x} AS l_{x}" for x in LEG_COLS]
+        )
+        sql = (  # identifiers from our own dataclasses, never from input
+            f"SELECT {cols} FROM calls c JOIN legs l USING (call_id) "  # noqa: S608
+            "WHERE c.started_at >= $1 ORDER BY c.started_at, l.started_at"
+        )
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(sql, since)
+        return [
+            (
+                CallRow(**{x: r[f"c_{x}"] for x in CALL_COLS}),
+                LegRow(**{x: r[f"l_{x}"] for x in LEG_COLS}),
+            )
+            for r in records
+        ]
 
     async def add_events(self, events: Sequence[EventRow]) -> None:
         if not events:

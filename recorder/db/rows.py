@@ -64,6 +64,9 @@ class LegRow:
     ended_at: datetime | None
     hangup_cause: int | None
     outcome: str | None
+    talked_ms: int | None = None  # the coverage proof, once the call has ended
+    covered_ms: int | None = None
+    held_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class RecordingRow:
     sha256: str | None = None
     error: str | None = None
     fallback: bool = False
+    legs: list[str] | None = None  # channel ids present in the bridge during this segment
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,16 @@ class EventRow:
     channel_id: str | None = None
     recording_name: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GapRow:
+    """An interval a leg talked that no recording holds (the coverage proof), flagged for ops."""
+
+    call_id: str
+    asterisk_id: str
+    channel_id: str
+    starts_at: datetime
+    ends_at: datetime
+    duration_ms: int
+    reason: str

@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.db.rows import EventRow
+from recorder.db.rows import EventRow, GapRow
 from recorder.model import commands as cmd
+from recorder.model.coverage import coverage
 from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
 from recorder.model.persist import rows_of
 from recorder.model.settings import DIRECTIONS, CallSettings
@@ -436,6 +437,7 @@ def _recording_ended(s: _Step, rec: Recording, failed: bool, error: str) -> None
     if rec.status not in REC_LIVE:
         return
     rec.ended_at = s.at
+    rec.legs = _legs_during(call, rec)
     if failed:
         rec.status = REC_FAILED
         rec.error = error or "failed"
@@ -455,6 +457,18 @@ def _recording_ended(s: _Step, rec: Recording, failed: bool, error: str) -> None
             _replace_segment(s, rec)
     s.save()
     _maybe_finish(s)
+
+
+def _legs_during(call: Call, rec: Recording) -> list[str]:
+    bridge = rec.target.removeprefix("bridge:")
+    start, end = rec.started_at or rec.requested_at, rec.ended_at or rec.requested_at
+    present = []
+    for leg in call.legs.values():
+        for b, entered, left in leg.spans:
+            if b == bridge and entered <= end and (left is None or left >= start):
+                present.append(leg.channel_id)
+                break
+    return present
 
 
 def _replace_segment(s: _Step, ended: Recording) -> None:
@@ -530,7 +544,7 @@ def _on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Resul
         if leg is None or e.bridge.id != call.bridge_id or leg.in_bridge:
             return
         leg.in_bridge = True
-        leg.bridged_at = s.at
+        leg.spans.append([e.bridge.id, s.at, None])
         if len(call.bridged_parties()) >= 2 and call.phase == CONNECTING:
             call.phase = BRIDGED
             if call.bridged_at is None:
@@ -545,11 +559,12 @@ def _on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Resul
 def _leave_bridge(call: Call, leg: Leg, at: datetime) -> None:
     if not leg.in_bridge:
         return
-    if leg.bridged_at is not None and len(call.bridged_parties()) >= 2:
-        leg.bridged_total_s += max(0.0, (at - leg.bridged_at).total_seconds())
     if len(call.bridged_parties()) == 2 and call.bridged_at and call.unbridged_at is None:
         call.unbridged_at = at
     leg.in_bridge = False
+    for span in leg.spans:
+        if span[2] is None:
+            span[2] = at
 
 
 def _on_left(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
@@ -572,6 +587,30 @@ def _on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings)
         _maybe_finish(s)
 
     return _for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+
+
+# --- hold ------------------------------------------------------------------------------------
+
+
+def _on_hold(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelHold | ev.ChannelUnhold)
+
+    def body(s: _Step) -> None:
+        leg = s.call.legs.get(e.channel.id)
+        if leg is None:
+            return
+        open_hold = next((h for h in leg.holds if h[1] is None), None)
+        if isinstance(e, ev.ChannelHold):
+            if open_hold is None:
+                leg.holds.append([s.at, None])
+                s.record("leg.hold", leg.channel_id, musicclass=e.musicclass)
+                s.save()
+        elif open_hold is not None:  # Asterisk sends a lone Unhold at each transfer: not a hold
+            open_hold[1] = s.at
+            s.record("leg.unhold", leg.channel_id)
+            s.save()
+
+    return _for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
 
 
 # --- hangups and the end of the call ---------------------------------------------------------
@@ -687,10 +726,18 @@ def _maybe_finish(s: _Step) -> None:
     call.phase = ENDED
     call.status = "ended"
     call.ended_at = max((leg.ended_at for leg in call.legs.values() if leg.ended_at), default=s.at)
-    recorded_ms = sum(r.duration_ms or 0 for r in call.recordings.values())
-    bridged_s = 0.0
-    if call.bridged_at is not None and call.unbridged_at is not None:
-        bridged_s = (call.unbridged_at - call.bridged_at).total_seconds()
+    proof = coverage(call, s.settings.gap_threshold_ms)
+    for channel_id, leg_cov in proof.legs.items():
+        leg = call.legs[channel_id]
+        leg.talked_ms, leg.covered_ms, leg.held_ms = (
+            leg_cov.talked_ms, leg_cov.covered_ms, leg_cov.held_ms)
+    for gap in proof.gaps:
+        s.log("recording.gap", "warning", channel_id=gap.channel_id, start=gap.start.isoformat(),
+              end=gap.end.isoformat(), duration_ms=gap.ms, reason=gap.reason)
+    if proof.gaps:
+        s.add(cmd.SaveGaps(call.call_id, tuple(
+            GapRow(call.call_id, call.asterisk_id, g.channel_id, g.start, g.end, g.ms, g.reason)
+            for g in proof.gaps)))
     s.record("call.ended", outcome=call.outcome)
     s.save()
     s.log(
@@ -702,9 +749,10 @@ def _maybe_finish(s: _Step) -> None:
             {"name": r.name, "status": r.status, "duration_ms": r.duration_ms}
             for r in call.recordings.values()
         ],
-        seconds_recorded=round(recorded_ms / 1000, 3),
-        seconds_bridged=round(bridged_s, 3),
-        gaps=call.gaps,
+        seconds_recorded=round(proof.covered_ms / 1000, 3),
+        seconds_bridged=round(proof.talked_ms / 1000, 3),
+        gaps=len(proof.gaps),
+        segments_replaced=call.gaps,
         missing=sum(1 for r in call.recordings.values() if r.status in (REC_FAILED, REC_MISSING)),
     )
 
@@ -767,6 +815,8 @@ _HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings], Result]] = {
     ev.ChannelEnteredBridge: _on_entered,
     ev.ChannelLeftBridge: _on_left,
     ev.BridgeDestroyed: _on_bridge_destroyed,
+    ev.ChannelHold: _on_hold,
+    ev.ChannelUnhold: _on_hold,
     ev.ChannelHangupRequest: _on_hangup,
     ev.StasisEnd: _on_hangup,
     ev.ChannelDestroyed: _on_hangup,

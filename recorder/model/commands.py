@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,13 @@ class SaveCall(Command):
 @dataclass(frozen=True)
 class RecordEvent(Command):
     event: EventRow
+
+
+@dataclass(frozen=True)
+class SaveGaps(Command):
+    """The coverage proof's uncovered intervals, flagged for ops."""
+
+    gaps: tuple[GapRow, ...]
 
 
 @dataclass(frozen=True)

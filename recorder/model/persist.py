@@ -38,6 +38,9 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
             ended_at=leg.ended_at,
             hangup_cause=leg.hangup_cause,
             outcome=leg.outcome,
+            talked_ms=leg.talked_ms,
+            covered_ms=leg.covered_ms,
+            held_ms=leg.held_ms,
         )
         for leg in call.legs.values()
     )
@@ -58,6 +61,7 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
             bytes=rec.bytes,
             sha256=rec.sha256,
             error=rec.error,
+            legs=list(rec.legs) or None,
         )
         for rec in call.recordings.values()
     )

@@ -29,3 +29,6 @@ class CallSettings:
     # Attempts to start a segment before the answered party is connected anyway (and the gap
     # reported): a caller must not be left unconnected because the recorder misbehaves.
     max_recording_attempts: int = 3
+    # An uncovered interval shorter than this is a request round trip between segments, not a
+    # gap worth an ops alert.
+    gap_threshold_ms: int = 250

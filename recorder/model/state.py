@@ -56,8 +56,13 @@ class Leg:
     outcome: str | None = None
     dialstatus: str = ""  # the last Dial status Asterisk reported for this leg
     in_bridge: bool = False
-    bridged_at: datetime | None = None  # last time it entered the bridge
-    bridged_total_s: float = 0.0  # seconds spent in the bridge with another party
+    # [bridge_id, entered, left or None] per stay in a bridge: the coverage proof's input.
+    spans: list[list[Any]] = field(default_factory=list)
+    # [start, end or None] per hold (ChannelHold … ChannelUnhold): reported, never a gap.
+    holds: list[list[Any]] = field(default_factory=list)
+    talked_ms: int | None = None  # the coverage proof, filled when the call ends
+    covered_ms: int | None = None
+    held_ms: int | None = None
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Recording:
     sha256: str | None = None
     error: str | None = None
     file_pending: bool = False  # asked the adapter to file it; waiting for the result
+    legs: list[str] = field(default_factory=list)  # channel ids in the bridge during it
 
     @property
     def done(self) -> bool:
@@ -118,11 +124,16 @@ class Call:
     recordings: dict[str, Recording] = field(default_factory=dict)
 
     def copy(self) -> Call:
-        # Legs and recordings hold only immutable values, so a shallow copy of each suffices
-        # (deepcopy made this the model's hottest path).
+        # Shallow copies of each leg and recording, plus their small span lists (deepcopy made
+        # this the model's hottest path).
         return dataclasses.replace(
             self,
-            legs={k: dataclasses.replace(v) for k, v in self.legs.items()},
+            legs={
+                k: dataclasses.replace(
+                    v, spans=[list(x) for x in v.spans], holds=[list(x) for x in v.holds]
+                )
+                for k, v in self.legs.items()
+            },
             recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
         )
 
@@ -156,12 +167,18 @@ def _flat(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if isinstance(value, datetime):
-            value = {"$dt": value.isoformat()}
-        elif isinstance(value, dict):
-            continue  # nested collections are encoded by the caller
-        out[f.name] = value
+        if isinstance(value, dict):
+            continue  # legs and recordings are encoded by the caller
+        out[f.name] = _enc(value)
     return out
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, list):
+        return [_enc(v) for v in value]
+    return value
 
 
 def _decode(value: Any) -> Any:

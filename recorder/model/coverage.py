@@ -1,0 +1,194 @@
+"""The coverage proof: for each leg, was every second it spent talking in a recording?
+
+Pure: computed from the call's state once its files are filed. A leg *talks* while it is in a
+bridge with at least one other party. A recording *covers* what its file really holds: Asterisk's
+bridge recorder writes frames only while the bridge mixes media (two or more parties; see
+../shared/ari-traces README: a lone silent party gives an empty file), so the file's audio length
+is laid, in order, over the times its bridge had two or more parties between RecordingStarted and
+its end. Event timestamps bound the search, but never count as recorded time by themselves, and
+ARI's whole-second `duration` is not used at all: an empty or short file is a gap.
+
+Time a leg spent on hold is reported as held, not as a gap. A recording Asterisk reported failed
+is kept as evidence but covers nothing: what it spanned is a gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from recorder.model.state import REC_FAILED, REC_MISSING, Call, Leg, Recording
+
+Span = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Gap:
+    channel_id: str
+    start: datetime
+    end: datetime
+    reason: str
+
+    @property
+    def ms(self) -> int:
+        return round((self.end - self.start).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class LegCoverage:
+    channel_id: str
+    talked_ms: int
+    covered_ms: int
+    held_ms: int
+    gaps: tuple[Gap, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallCoverage:
+    call_id: str
+    legs: dict[str, LegCoverage] = field(default_factory=dict)
+
+    @property
+    def gaps(self) -> list[Gap]:
+        return [g for leg in self.legs.values() for g in leg.gaps]
+
+    @property
+    def talked_ms(self) -> int:
+        return max((c.talked_ms for c in self.legs.values()), default=0)
+
+    @property
+    def covered_ms(self) -> int:
+        return max((c.covered_ms for c in self.legs.values()), default=0)
+
+
+def _ms(spans: list[Span]) -> int:
+    return round(sum((b - a).total_seconds() for a, b in spans) * 1000)
+
+
+def merge(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def intersect(xs: list[Span], ys: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for a, b in merge(xs):
+        for c, d in merge(ys):
+            lo, hi = max(a, c), min(b, d)
+            if hi > lo:
+                out.append((lo, hi))
+    return merge(out)
+
+
+def subtract(xs: list[Span], ys: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for a, b in merge(xs):
+        cur = a
+        for c, d in merge(ys):
+            if d <= cur or c >= b:
+                continue
+            if c > cur:
+                out.append((cur, c))
+            cur = max(cur, d)
+        if cur < b:
+            out.append((cur, b))
+    return out
+
+
+def _closed(span: list[object], end: datetime) -> tuple[str, datetime, datetime] | None:
+    bridge, entered, left = span
+    if not isinstance(bridge, str) or not isinstance(entered, datetime):
+        return None
+    return bridge, entered, left if isinstance(left, datetime) else end
+
+
+def mixing_spans(call: Call, bridge_id: str, end: datetime) -> list[Span]:
+    """When `bridge_id` held two or more parties: when Asterisk mixes and writes frames."""
+    edges: list[tuple[datetime, int]] = []
+    for leg in call.legs.values():
+        for raw in leg.spans:
+            span = _closed(raw, leg.ended_at or end)
+            if span and span[0] == bridge_id:
+                edges += [(span[1], 1), (span[2], -1)]
+    out: list[Span] = []
+    count, since = 0, None
+    for at, delta in sorted(edges, key=lambda x: (x[0], x[1])):
+        before = count
+        count += delta
+        if before < 2 <= count:
+            since = at
+        elif before >= 2 > count and since is not None:
+            out.append((since, at))
+    return merge(out)
+
+
+def talk_spans(call: Call, leg: Leg, end: datetime) -> list[Span]:
+    """When `leg` was in a bridge with at least one other party."""
+    spans: list[Span] = []
+    for raw in leg.spans:
+        span = _closed(raw, leg.ended_at or end)
+        if span:
+            spans += intersect([(span[1], span[2])], mixing_spans(call, span[0], end))
+    return merge(spans)
+
+
+def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
+    """What a recording's file covers: its audio length laid over its bridge's mixing time."""
+    if rec.status in (REC_FAILED, REC_MISSING):
+        return []  # a failed recording's file is kept as evidence, never counted as covered
+    if rec.started_at is None or not rec.duration_ms or not rec.target.startswith("bridge:"):
+        return []
+    bridge_id = rec.target.removeprefix("bridge:")
+    window = [(rec.started_at, rec.ended_at or end)]
+    left = timedelta(milliseconds=rec.duration_ms)
+    out: list[Span] = []
+    for a, b in intersect(mixing_spans(call, bridge_id, end), window):
+        if left <= timedelta(0):
+            break
+        take = min(b - a, left)
+        out.append((a, a + take))
+        left -= take
+    return out
+
+
+def hold_spans(leg: Leg, end: datetime) -> list[Span]:
+    spans: list[Span] = []
+    for start, stop in leg.holds:
+        if isinstance(start, datetime):
+            spans.append((start, stop if isinstance(stop, datetime) else (leg.ended_at or end)))
+    return merge(spans)
+
+
+def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
+    end = call.ended_at or max(
+        (leg.ended_at for leg in call.legs.values() if leg.ended_at), default=call.started_at
+    )
+    recorded: dict[str, list[Span]] = {}
+    for rec in call.recordings.values():
+        bridge = rec.target.removeprefix("bridge:")
+        recorded.setdefault(bridge, []).extend(recording_spans(call, rec, end))
+    # A party on hold puts the conversation on hold: for everyone, not only for that party.
+    on_hold = merge([h for leg in call.legs.values() for h in hold_spans(leg, end)])
+    result: dict[str, LegCoverage] = {}
+    for leg in call.legs.values():
+        talked = talk_spans(call, leg, end)
+        if not talked:
+            continue
+        bridges = {str(s[0]) for s in leg.spans}
+        covered = intersect(talked, [s for b in bridges for s in recorded.get(b, [])])
+        held = intersect(talked, on_hold)
+        missing = subtract(subtract(talked, covered), held)
+        gaps = tuple(
+            Gap(leg.channel_id, a, b, "not in any recording")
+            for a, b in missing
+            if (b - a) >= timedelta(milliseconds=threshold_ms)
+        )
+        result[leg.channel_id] = LegCoverage(
+            leg.channel_id, _ms(talked), _ms(covered), _ms(held), gaps
+        )
+    return CallCoverage(call.call_id, result)

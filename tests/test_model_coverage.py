@@ -1,0 +1,81 @@
+"""The coverage proof, table-driven: talk time per leg against what the files really hold."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from recorder.model.coverage import coverage, merge, subtract
+from recorder.model.state import Call, Leg, Recording
+from tests.builders import at
+
+B = "c-b1"
+
+
+def make_call(
+    callee_in: tuple[float, float],
+    recs: list[tuple[float, float, int, str]],
+    hold: tuple[float, float] | None = None,
+) -> Call:
+    """Caller in the bridge from 0 to the callee's leave time; recs: (start, end, ms, status)."""
+    call = Call("c", "ast", "inbound", "201", at(0), "a", B)
+    caller = Leg("a", "caller", "PJSIP/a", at(0), ended_at=at(callee_in[1]))
+    caller.spans = [[B, at(0), at(callee_in[1])]]
+    callee = Leg("b", "callee", "PJSIP/b", at(callee_in[0]), ended_at=at(callee_in[1]))
+    callee.spans = [[B, at(callee_in[0]), at(callee_in[1])]]
+    if hold:
+        callee.holds = [[at(hold[0]), at(hold[1])]]
+    call.legs = {"a": caller, "b": callee}
+    for i, (start, end, ms, status) in enumerate(recs, 1):
+        call.recordings[f"s{i}"] = Recording(
+            f"s{i}", i, f"bridge:{B}", "wav", at(start), status=status, started_at=at(start),
+            ended_at=at(end), duration_ms=ms)
+    call.ended_at = at(callee_in[1])
+    return call
+
+
+CASES = [
+    # (callee in bridge, recordings, hold, expected gaps per leg [(start, end)], covered s)
+    ("one recording covers the call", (5, 15), [(5, 15, 10_000, "filed")], None, [], 10.0),
+    ("caller alone before is not talk", (5, 15), [(4.9, 15, 10_000, "filed")], None, [], 10.0),
+    ("short file: the rest is a gap", (5, 15), [(5, 15, 6_000, "filed")], None, [(11, 15)], 6.0),
+    ("empty file: all of it is a gap", (5, 15), [(5, 15, 0, "filed")], None, [(5, 15)], 0.0),
+    ("second segment at once: no gap", (5, 15),
+     [(5, 8, 3_000, "filed"), (8, 15, 7_000, "filed")], None, [], 10.0),
+    ("second segment late: the wait is a gap", (5, 15),
+     [(5, 8, 3_000, "filed"), (9, 15, 6_000, "filed")], None, [(8, 9)], 9.0),
+    ("failed recording covers nothing", (5, 15),
+     [(5, 8, 3_000, "failed"), (8, 15, 7_000, "filed")], None, [(5, 8)], 7.0),
+    ("missing file covers nothing", (5, 15), [(5, 15, 10_000, "missing")], None, [(5, 15)], 0.0),
+    ("under the threshold is not a gap", (5, 15),
+     [(5, 8, 3_000, "filed"), (8.2, 15, 6_800, "filed")], None, [], 9.8),
+    ("hold is reported, not a gap", (5, 15),
+     [(5, 8, 3_000, "filed"), (11, 15, 4_000, "filed")], (8, 11), [], 7.0),
+]
+
+
+@pytest.mark.parametrize(("title", "callee_in", "recs", "hold", "gaps", "covered"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_coverage(title: str, callee_in: tuple[float, float],
+                  recs: list[tuple[float, float, int, str]], hold: tuple[float, float] | None,
+                  gaps: list[tuple[float, float]], covered: float) -> None:
+    proof = coverage(make_call(callee_in, recs, hold))
+    talked = callee_in[1] - callee_in[0]
+    for channel in ("a", "b"):
+        leg = proof.legs[channel]
+        assert leg.talked_ms == pytest.approx(talked * 1000)
+        assert leg.covered_ms == pytest.approx(covered * 1000)
+        assert [(g.start, g.end) for g in leg.gaps] == [(at(a), at(b)) for a, b in gaps]
+    if hold:  # one party on hold holds the conversation for both
+        for channel in ("a", "b"):
+            assert proof.legs[channel].held_ms == pytest.approx((hold[1] - hold[0]) * 1000)
+
+
+def test_interval_helpers() -> None:
+    t = at(0)
+    s = timedelta(seconds=1)
+    assert merge([(t, t + 2 * s), (t + s, t + 3 * s), (t + 5 * s, t + 6 * s)]) == [
+        (t, t + 3 * s), (t + 5 * s, t + 6 * s)]
+    assert subtract([(t, t + 10 * s)], [(t + 2 * s, t + 3 * s), (t + 9 * s, t + 12 * s)]) == [
+        (t, t + 2 * s), (t + 3 * s, t + 9 * s)]
