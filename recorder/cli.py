@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     calls.add_argument("--limit", type=int, default=20)
     calls.add_argument("--id", dest="call_id", help="show one call's story")
     calls.add_argument("--json", action="store_true")
+    cov = with_config("coverage", "per leg: seconds talked vs recorded, and every gap")
+    cov.add_argument("--since", default="24h", help="24h, 7d, 90m or an ISO date")
     with_config("health", "check ARI, PostgreSQL, spool and archive")
     demo = sub.add_parser("demo", help="simulator + private PostgreSQL + daemon + scripted calls")
     demo.add_argument("--dir", help="keep everything in this folder (default: a temp folder)")
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.report import print_calls
 
         return asyncio.run(print_calls(config, args.limit, args.call_id, args.json))
+    if args.command == "coverage":
+        from recorder.report import print_coverage
+
+        return asyncio.run(print_coverage(config, args.since))
     if args.command == "health":
         from recorder.health import check_health
 
