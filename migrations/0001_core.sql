@@ -71,7 +71,7 @@ CREATE TABLE legs (
     -- A leg's own end: a dialled leg that was 'cancelled' (the caller gave up) or 'answered';
     -- the caller's leg that 'hangup' (its party ended the call) or was 'abandoned'.
     outcome       text CHECK (outcome IN ('answered', 'busy', 'no_answer', 'abandoned', 'failed',
-                                          'rejected', 'interrupted', 'cancelled', 'hangup')),
+                                          'rejected', 'interrupted', 'cancelled', 'hangup', 'forwarded')),
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (asterisk_id, channel_id)
 );

@@ -308,3 +308,70 @@ def test_step_never_changes_the_state_it_was_given() -> None:
     snapshot = run.call.to_json()
     step(before, b.hangup_request(9, callee), SETTINGS)
     assert before.calls[call_id].to_json() == snapshot
+
+
+def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:
+    """Trace sip_forward_302_create_dial: HangupRequest (cause 23), then Dial CANCEL with
+    `forward` three times, then the leg's end; the caller must not be dropped meanwhile."""
+    run = Run()
+    call_id = start_inbound(run, target="400")
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    first = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    run.feed(b.dial(3.02, first, ""))
+    out = run.feed(b.hangup_request(3.03, first, cause=23))
+    assert not run.of(cmd.Hangup, out) and not run.of(cmd.StopPlayback, out)  # caller stays
+    for t in (3.04, 3.041, 3.042):
+        run.feed(b.dial(t, first, "CANCEL", forward="300"))
+    run.feed(b.stasis_end(3.05, first))
+    run.feed(b.destroyed(3.051, first, cause=23))
+    creates = run.of(cmd.CreateChannel)
+    assert [c.endpoint for c in creates] == ["PJSIP/400", "PJSIP/300"]
+    assert not run.of(cmd.Hangup) and run.call.phase == "dialing"
+    second = creates[1].channel_id
+    assert run.call.legs[first].outcome == "forwarded"
+    assert run.call.legs[second].forwarded_from == first
+    run.feed(b.stasis_start(3.06, b.chan(second, "Down"), "dialed", call_id))
+    run.feed(b.dial(5, second, "ANSWER"))
+    assert [r.name for r in run.of(cmd.StartRecording)] == [f"{call_id}-s1"]
+
+
+@pytest.mark.parametrize(("forward", "endpoint"), [("+14155550111", "PJSIP/+14155550111@trunk"),
+                                                   ("305", "PJSIP/305")])
+def test_forward_to_a_mobile_goes_out_the_trunk(forward: str, endpoint: str) -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    first = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    run.feed(b.dial(4, first, "CANCEL", forward=forward))
+    assert run.of(cmd.CreateChannel)[-1].endpoint == endpoint
+
+
+def test_forward_loops_end_the_call_as_failed() -> None:
+    run = Run(CallSettings(max_forwards=2))
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    for hop in range(4):
+        leg = run.call.callee_channel
+        assert leg is not None
+        run.feed(b.stasis_start(3 + hop, b.chan(leg, "Down"), "dialed", call_id))
+        run.feed(b.dial(3.5 + hop, leg, "CANCEL", forward="201" if hop % 2 else "202"))
+        if run.call.phase != "dialing":
+            break
+    assert len(run.of(cmd.CreateChannel)) == 3
+    assert run.call.outcome == "failed" and run.call.phase == "ending"
+
+
+def test_unanswered_leg_without_dial_status_takes_its_outcome_from_the_cause() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    callee = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    run.feed(b.hangup_request(23, callee, cause=32))  # an ARI /dial timeout (no NOANSWER)
+    run.feed(b.stasis_end(23.01, callee))
+    run.feed(b.destroyed(23.02, callee, cause=19))
+    run.feed(b.stasis_end(23.03, CALLER))
+    final = run.of(cmd.SaveCall)[-1]
+    assert (final.call.status, final.call.outcome) == ("ended", "no_answer")

@@ -24,7 +24,7 @@ OUTCOMES = (
     "interrupted",
     "unknown",
 )
-LEG_OUTCOMES = (*OUTCOMES[:-1], "cancelled", "hangup")
+LEG_OUTCOMES = (*OUTCOMES[:-1], "cancelled", "hangup", "forwarded")
 # Recording.status: requested (name stored, request not yet confirmed) → recording → finished
 # (Asterisk closed the file) → filed (in the archive with its hash). Or failed / missing.
 RECORDING_STATUSES = ("requested", "recording", "finished", "filed", "failed", "missing")

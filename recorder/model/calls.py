@@ -296,17 +296,36 @@ def _dial(s: _Step) -> None:
     call = s.call
     call.phase = DIALING
     _play(s, call.caller_channel, "ringback", s.settings.ringback_media)
+    _dial_leg(s, call.target)
+
+
+def _dial_leg(s: _Step, target: str, forwarded_from: str | None = None) -> None:
+    call = s.call
     leg_id = f"{call.call_id}-l{len(call.legs) + 1}"
-    call.legs[leg_id] = Leg(channel_id=leg_id, role="callee", channel_name="", started_at=s.at)
+    call.legs[leg_id] = Leg(
+        channel_id=leg_id, role="callee", channel_name="", started_at=s.at,
+        forwarded_from=forwarded_from,
+    )
     call.callee_channel = leg_id
-    template = s.settings.dial_strings[call.direction]
-    endpoint = template.replace("{target}", call.target).replace("{number}", call.target)
     s.save()  # the leg's id is stored before Asterisk hears of it
     s.add(
         cmd.CreateChannel(
-            call.call_id, leg_id, endpoint, f"dialed,{call.call_id}", call.caller_channel
+            call.call_id, leg_id, _endpoint(s.settings, call, target), f"dialed,{call.call_id}",
+            call.caller_channel,
         )
     )
+
+
+def _endpoint(settings: CallSettings, call: Call, target: str) -> str:
+    """The dial string: the call's own direction for its target; a forward to an outside
+    number (a mobile) goes out through the outbound trunk, one to an extension stays inside."""
+    if target == call.target:
+        template = settings.dial_strings[call.direction]
+    elif is_extension(target, settings.extension_pattern):
+        template = settings.dial_strings["internal"]
+    else:
+        template = settings.dial_strings["outbound"]
+    return template.replace("{target}", target).replace("{number}", target)
 
 
 def _on_dial(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
@@ -337,11 +356,28 @@ def _dial_status(s: _Step, e: ev.Dial) -> None:
         s.log("dial.failed", "info", channel_id=leg.channel_id, dialstatus=status)
         _begin_end(s, leg, reason)
     elif status == "CANCEL" and e.forward and call.phase == DIALING:
-        # Forward handling is its own issue; until then the attempt fails visibly.
-        call.outcome = leg.outcome = "failed"
-        s.record("dial.forward_not_followed", leg.channel_id, forward=e.forward)
-        s.log("dial.forward_not_followed", "warning", channel_id=leg.channel_id, forward=e.forward)
+        _forward(s, leg, e.forward)
+
+
+def _forward(s: _Step, leg: Leg, target: str) -> None:
+    """A dialled phone answered 302: a leg made with /channels/create does not follow it
+    (trace sip_forward_302_create_dial, Dial CANCEL with `forward`, three times), so the app
+    dials the new target itself, once, as a new leg of the same call."""
+    call = s.call
+    if leg.forwarded_to or leg.channel_id != call.callee_channel:
+        return  # the repeated CANCEL events of the same forward
+    leg.forwarded_to = target
+    leg.outcome = "forwarded"
+    s.record("dial.forwarded", leg.channel_id, forward=target)
+    s.log("dial.forwarded", channel_id=leg.channel_id, forward=target)
+    hops = sum(1 for x in call.legs.values() if x.forwarded_to)
+    if not TARGET_RE.match(target) or hops > s.settings.max_forwards:
+        call.outcome = "failed"
+        s.log("dial.forward_refused", "warning", channel_id=leg.channel_id, forward=target,
+              hops=hops)
         _begin_end(s, leg, "normal")
+        return
+    _dial_leg(s, target, forwarded_from=leg.channel_id)
 
 
 def _on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
@@ -627,6 +663,11 @@ def _on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
         if isinstance(e, ev.ChannelHangupRequest):
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
+            if leg.role == "callee" and leg.answered_at is None:
+                # Not yet the end: a 302 (cause 23) is followed by Dial CANCEL with `forward`
+                # (trace sip_forward_302_create_dial); the leg's end decides when it goes.
+                s.save()
+                return
             _begin_end(s, leg, "normal")
             return
         if isinstance(e, ev.ChannelDestroyed):
@@ -679,7 +720,9 @@ def _leg_gone(s: _Step, leg: Leg) -> None:
     if leg.outcome is None:
         leg.outcome = _leg_outcome(s.call, leg)
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
-    _begin_end(s, leg, "normal")
+    superseded = leg.role == "callee" and leg.channel_id != s.call.callee_channel
+    if not superseded:  # a forwarded or losing dialled leg ends alone, not the call
+        _begin_end(s, leg, "normal")
     s.save()
     _maybe_finish(s)
 

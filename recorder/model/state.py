@@ -55,6 +55,8 @@ class Leg:
     hangup_cause: int | None = None
     outcome: str | None = None
     dialstatus: str = ""  # the last Dial status Asterisk reported for this leg
+    forwarded_to: str | None = None  # this leg answered 302 to that target
+    forwarded_from: str | None = None  # this leg dials where that leg forwarded
     in_bridge: bool = False
     # [bridge_id, entered, left or None] per stay in a bridge: the coverage proof's input.
     spans: list[list[Any]] = field(default_factory=list)
