@@ -61,7 +61,8 @@ CREATE TABLE legs (
     channel_id    text NOT NULL,
     call_id       text NOT NULL REFERENCES calls (call_id),
     channel_name  text NOT NULL,
-    role          text NOT NULL CHECK (role IN ('caller', 'callee')),
+    -- 'local': a Local channel half a transfer put in the call (a conduit, not a party).
+    role          text NOT NULL CHECK (role IN ('caller', 'callee', 'local')),
     caller_name   text,
     caller_number text,
     started_at    timestamptz NOT NULL,

@@ -135,6 +135,18 @@ class ChannelLeftBridge(BridgeEvent):
 
 
 @dataclass(frozen=True)
+class BridgeBlindTransfer(Event):
+    channel: ChannelInfo = field(default_factory=lambda: ChannelInfo("", "", ""))  # transferer
+    exten: str = ""
+    context: str = ""
+    result: str = ""
+    is_external: bool = False
+    replace_channel: ChannelInfo | None = None  # the Local ;1 that took the transferer's place
+    transferee: ChannelInfo | None = None  # absent when a recorder is in the bridge (traced)
+    bridge: BridgeInfo | None = None
+
+
+@dataclass(frozen=True)
 class BridgeDestroyed(BridgeEvent):
     pass
 
@@ -199,7 +211,6 @@ IGNORED = frozenset(
         "TextMessageReceived",
         # Transfers and DTMF are handled by later issues; until then they change nothing.
         "ChannelDtmfReceived",
-        "BridgeBlindTransfer",
         "BridgeAttendedTransfer",
         "RecordingPaused",
         "RecordingUnpaused",
@@ -369,6 +380,19 @@ def parse_event(data: Any) -> Event | None:
                 **base,
                 bridge=r.bridge(data.get("bridge"), "$.bridge"),
                 channel=r.channel(data.get("channel"), "$.channel"),
+            )
+        case "BridgeBlindTransfer":
+            external = data.get("is_external", False)
+            return BridgeBlindTransfer(
+                **base,
+                channel=r.channel(data.get("channel"), "$.channel"),
+                exten=r.str_(data, "exten", "$", ""),
+                context=r.str_(data, "context", "$", ""),
+                result=r.str_(data, "result", "$", ""),
+                is_external=external if isinstance(external, bool) else False,
+                replace_channel=r.opt_channel(data, "replace_channel"),
+                transferee=r.opt_channel(data, "transferee"),
+                bridge=None if data.get("bridge") is None else r.bridge(data["bridge"], "$.bridge"),
             )
         case "BridgeDestroyed":
             return BridgeDestroyed(**base, bridge=r.bridge(data.get("bridge"), "$.bridge"))

@@ -159,7 +159,11 @@ def _on_stasis_start(state: ModelState, e: ev.Event, settings: CallSettings) -> 
     call_id = state.by_channel.get(e.channel.id)
     if call_id is not None:
         return _for_call(state, call_id, e, settings, lambda s: _dialled_leg_ready(s, e))
+    if e.replace_channel is not None and e.replace_channel.id in state.by_channel:
+        return _local_replaces(state, e, settings)
     kind = e.args[0] if e.args else ""
+    if kind == "transfer" and e.channel.name.endswith(";2"):
+        return _transfer_half(state, e, settings)
     if kind in DIRECTIONS:
         return _new_call(state, e, settings)
     # A channel we did not create and cannot place: never leave it stuck in the app.
@@ -176,15 +180,13 @@ def _dialled_leg_ready(s: _Step, e: ev.StasisStart) -> None:
     if leg is None or leg.state != LEG_NEW:
         return
     leg.channel_name = e.channel.name
-    if call.phase != DIALING:  # the caller gave up while the leg was being created
+    wanted = call.phase == DIALING or (leg.join_bridge is not None and call.phase == BRIDGED)
+    if not wanted:  # the caller gave up while the leg was being created
         s.add(cmd.Hangup(call.call_id, leg.channel_id))
         return
     leg.state = LEG_DIALING
-    s.add(
-        cmd.DialChannel(
-            call.call_id, leg.channel_id, call.caller_channel, s.settings.dial_timeout_s
-        )
-    )
+    caller = leg.via or call.caller_channel
+    s.add(cmd.DialChannel(call.call_id, leg.channel_id, caller, s.settings.dial_timeout_s))
     s.record("dial.started", leg.channel_id, target=call.target)
     s.save()
 
@@ -299,21 +301,32 @@ def _dial(s: _Step) -> None:
     _dial_leg(s, call.target)
 
 
-def _dial_leg(s: _Step, target: str, forwarded_from: str | None = None) -> None:
+def _dial_leg(
+    s: _Step,
+    target: str,
+    forwarded_from: str | None = None,
+    via: str | None = None,
+    join_bridge: str | None = None,
+) -> Leg:
     call = s.call
     leg_id = f"{call.call_id}-l{len(call.legs) + 1}"
-    call.legs[leg_id] = Leg(
+    previous = call.legs.get(forwarded_from or "")
+    leg = Leg(
         channel_id=leg_id, role="callee", channel_name="", started_at=s.at,
         forwarded_from=forwarded_from,
+        via=via or (previous.via if previous else None),
+        join_bridge=join_bridge or (previous.join_bridge if previous else None),
     )
+    call.legs[leg_id] = leg
     call.callee_channel = leg_id
     s.save()  # the leg's id is stored before Asterisk hears of it
     s.add(
         cmd.CreateChannel(
             call.call_id, leg_id, _endpoint(s.settings, call, target), f"dialed,{call.call_id}",
-            call.caller_channel,
+            leg.via or call.caller_channel,
         )
     )
+    return leg
 
 
 def _endpoint(settings: CallSettings, call: Call, target: str) -> str:
@@ -349,13 +362,20 @@ def _dial_status(s: _Step, e: ev.Dial) -> None:
         s.save()
     elif status == "ANSWER":
         _answered(s, leg)
+    elif status in DIAL_FAILURES and leg.join_bridge and call.phase == BRIDGED:
+        # A blind transfer's target did not answer: as with Asterisk's own transfer, the
+        # transferee's call ends (hearing the failure is a later refinement).
+        leg.outcome = DIAL_FAILURES[status][0]
+        s.record("transfer.failed", leg.channel_id, dialstatus=status)
+        s.log("transfer.failed", "warning", channel_id=leg.channel_id, dialstatus=status)
+        _begin_end(s, leg, DIAL_FAILURES[status][1])
     elif status in DIAL_FAILURES and call.phase == DIALING:
         outcome, reason = DIAL_FAILURES[status]
         call.outcome = leg.outcome = outcome
         s.record("dial.failed", leg.channel_id, dialstatus=status)
         s.log("dial.failed", "info", channel_id=leg.channel_id, dialstatus=status)
         _begin_end(s, leg, reason)
-    elif status == "CANCEL" and e.forward and call.phase == DIALING:
+    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.join_bridge):
         _forward(s, leg, e.forward)
 
 
@@ -399,6 +419,16 @@ def _on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> 
 
 def _answered(s: _Step, leg: Leg) -> None:
     call = s.call
+    if leg.join_bridge and call.phase == BRIDGED and leg.state not in (LEG_UP, LEG_GONE):
+        # A transfer target: the call's recording runs in the call bridge, which hears this
+        # bridge through the Local pair, so it joins at once.
+        leg.state = LEG_UP
+        leg.answered_at = s.at
+        s.record("transfer.answered", leg.channel_id)
+        s.log("transfer.answered", channel_id=leg.channel_id)
+        s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+        s.save()
+        return
     if call.phase != DIALING or leg.state == LEG_GONE:
         return
     leg.state = LEG_UP
@@ -577,7 +607,7 @@ def _on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Resul
     def body(s: _Step) -> None:
         call = s.call
         leg = call.legs.get(channel_id)
-        if leg is None or e.bridge.id != call.bridge_id or leg.in_bridge:
+        if leg is None or e.bridge.id not in call.all_bridges() or leg.in_bridge:
             return
         leg.in_bridge = True
         leg.spans.append([e.bridge.id, s.at, None])
@@ -608,7 +638,7 @@ def _on_left(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
 
     def body(s: _Step) -> None:
         leg = s.call.legs.get(e.channel.id)
-        if leg is not None and e.bridge.id == s.call.bridge_id:
+        if leg is not None and e.bridge.id in s.call.all_bridges():
             _leave_bridge(s.call, leg, s.at)
             s.save()
 
@@ -623,6 +653,93 @@ def _on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings)
         _maybe_finish(s)
 
     return _for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+
+
+# --- blind transfers ---------------------------------------------------------------------------
+# Traces blind_transfer and sip_blind_transfer_refer: a Local pair appears. Its ;1 takes the
+# transferer's place in the call bridge (StasisStart, no args, replace_channel = transferer); its
+# ;2 runs the transfer context, which sends it into the app with args ("transfer", exten) like a
+# new call. The two StasisStarts come in either order; the pair is linked by its shared name. The
+# app bridges ;2 with the dialled target in a bridge of its own: the call bridge, still recorded,
+# hears the target through the pair.
+
+
+def _local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
+    assert e.replace_channel is not None
+    replaced_id = e.replace_channel.id
+    base = e.channel.name[:-2] if e.channel.name.endswith(";1") else None
+    pending = state.pending_locals.get(base or "")
+
+    def body(s: _Step) -> None:
+        call = s.call
+        replaced = call.legs.get(replaced_id)
+        if replaced is None:
+            return
+        call.legs[e.channel.id] = Leg(
+            channel_id=e.channel.id, role="local", channel_name=e.channel.name,
+            started_at=s.at, state=LEG_UP, local_base=base, replaces=replaced_id,
+        )
+        replaced.replaced_by = e.channel.id
+        s.record("transfer.replaced", e.channel.id, replaces=replaced_id, role=replaced.role)
+        s.log("transfer.replaced", channel_id=e.channel.id, replaces=replaced_id)
+        if pending is not None:
+            _attach_target(s, pending[0], pending[1])
+        s.save()
+
+    new_state, out = _for_call(state, state.by_channel[replaced_id], e, settings, body)
+    if pending is not None and base is not None:
+        new_state.pending_locals.pop(base, None)
+    return new_state, out
+
+
+def _transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
+    base = e.channel.name[:-2]
+    exten = e.args[1] if len(e.args) > 1 else ""
+    for call in state.calls.values():
+        if any(leg.local_base == base for leg in call.legs.values()):
+            return _for_call(
+                state, call.call_id, e, settings, lambda s: _attach_target(s, e.channel, exten)
+            )
+    new_state = state.with_call_none()
+    new_state.pending_locals[base] = (e.channel, exten)
+    return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
+
+
+def _attach_target(s: _Step, half: ev.ChannelInfo, exten: str) -> None:
+    """Connect the pair's ;2 to the transfer target: a bridge of its own, then dial."""
+    call = s.call
+    base = half.name[:-2]
+    call.legs[half.id] = Leg(
+        channel_id=half.id, role="local", channel_name=half.name, started_at=s.at,
+        state=LEG_UP, local_base=base,
+    )
+    if not TARGET_RE.match(exten) or call.phase != BRIDGED:
+        s.log("transfer.refused", "warning", channel_id=half.id, exten=exten, phase=call.phase)
+        s.add(cmd.Hangup(call.call_id, half.id))
+        return
+    bridge_id = f"{call.call_id}-b{len(call.extra_bridges) + 2}"
+    call.extra_bridges.append(bridge_id)
+    s.save()
+    s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
+    s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
+    s.record("transfer.dialing", half.id, exten=exten)
+    _dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
+
+
+def _on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.BridgeBlindTransfer)
+    call_id = state.by_channel.get(e.channel.id)
+
+    def body(s: _Step) -> None:
+        s.record(
+            "transfer.blind", e.channel.id, exten=e.exten, context=e.context, result=e.result,
+            is_external=e.is_external,
+            local=e.replace_channel.id if e.replace_channel else None,
+        )
+        s.log("call.transfer", channel_id=e.channel.id, exten=e.exten, context=e.context,
+              result=e.result)
+
+    return _for_call(state, call_id, e, settings, body)
 
 
 # --- hold ------------------------------------------------------------------------------------
@@ -663,6 +780,9 @@ def _on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
         if isinstance(e, ev.ChannelHangupRequest):
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
+            if leg.replaced_by is not None:  # a transferer leaving: the call goes on
+                s.save()
+                return
             if leg.role == "callee" and leg.answered_at is None:
                 # Not yet the end: a 302 (cause 23) is followed by Dial CANCEL with `forward`
                 # (trace sip_forward_302_create_dial); the leg's end decides when it goes.
@@ -720,7 +840,9 @@ def _leg_gone(s: _Step, leg: Leg) -> None:
     if leg.outcome is None:
         leg.outcome = _leg_outcome(s.call, leg)
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
-    superseded = leg.role == "callee" and leg.channel_id != s.call.callee_channel
+    superseded = leg.replaced_by is not None or (
+        leg.role == "callee" and leg.channel_id != s.call.callee_channel
+    )
     if not superseded:  # a forwarded or losing dialled leg ends alone, not the call
         _begin_end(s, leg, "normal")
     s.save()
@@ -762,7 +884,8 @@ def _maybe_finish(s: _Step) -> None:
     if call.phase != ENDING or call.live_legs():
         return
     if call.bridge_created and not call.bridge_destroyed:
-        s.add(cmd.DestroyBridge(call.call_id, call.bridge_id))
+        for bridge_id in call.all_bridges():
+            s.add(cmd.DestroyBridge(call.call_id, bridge_id))
         call.bridge_destroyed = True  # a 404 means Asterisk already destroyed it
     if not all(r.done for r in call.recordings.values()):
         return
@@ -858,6 +981,7 @@ _HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings], Result]] = {
     ev.ChannelEnteredBridge: _on_entered,
     ev.ChannelLeftBridge: _on_left,
     ev.BridgeDestroyed: _on_bridge_destroyed,
+    ev.BridgeBlindTransfer: _on_blind_transfer,
     ev.ChannelHold: _on_hold,
     ev.ChannelUnhold: _on_hold,
     ev.ChannelHangupRequest: _on_hangup,

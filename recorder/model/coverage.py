@@ -8,6 +8,9 @@ is laid, in order, over the times its bridge had two or more parties between Rec
 its end. Event timestamps bound the search, but never count as recorded time by themselves, and
 ARI's whole-second `duration` is not used at all: an empty or short file is a gap.
 
+Bridges joined by a Local pair (a transfer) are one conversation: a recording of either covers
+talk in both, so the conversation is neither missed nor counted twice.
+
 Time a leg spent on hold is reported as held, not as a gap. A recording Asterisk reported failed
 is kept as evidence but covers nothing: what it spanned is a gap.
 """
@@ -164,6 +167,21 @@ def hold_spans(leg: Leg, end: datetime) -> list[Span]:
     return merge(spans)
 
 
+def linked_bridges(call: Call) -> dict[str, set[str]]:
+    """Bridges joined by a Local pair hear each other (a blind transfer's target is heard in
+    the recorded call bridge through ;2 → ;1), so a recording of one covers talk in the other."""
+    group: dict[str, set[str]] = {b: {b} for b in call.all_bridges()}
+    halves: dict[str, set[str]] = {}
+    for leg in call.legs.values():
+        if leg.role == "local" and leg.local_base:
+            halves.setdefault(leg.local_base, set()).update(str(x[0]) for x in leg.spans)
+    for bridges in halves.values():
+        joined = set().union(*(group.get(b, {b}) for b in bridges))
+        for b in joined:
+            group[b] = joined
+    return group
+
+
 def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     end = call.ended_at or max(
         (leg.ended_at for leg in call.legs.values() if leg.ended_at), default=call.started_at
@@ -172,14 +190,15 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     for rec in call.recordings.values():
         bridge = rec.target.removeprefix("bridge:")
         recorded.setdefault(bridge, []).extend(recording_spans(call, rec, end))
+    group = linked_bridges(call)
     # A party on hold puts the conversation on hold: for everyone, not only for that party.
     on_hold = merge([h for leg in call.legs.values() for h in hold_spans(leg, end)])
     result: dict[str, LegCoverage] = {}
     for leg in call.legs.values():
         talked = talk_spans(call, leg, end)
-        if not talked:
+        if not talked or leg.role == "local":  # Local halves are conduits, not parties
             continue
-        bridges = {str(s[0]) for s in leg.spans}
+        bridges = {b for span in leg.spans for b in group.get(str(span[0]), {str(span[0])})}
         covered = intersect(talked, [s for b in bridges for s in recorded.get(b, [])])
         held = intersect(talked, on_hold)
         missing = subtract(subtract(talked, covered), held)

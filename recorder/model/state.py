@@ -57,6 +57,12 @@ class Leg:
     dialstatus: str = ""  # the last Dial status Asterisk reported for this leg
     forwarded_to: str | None = None  # this leg answered 302 to that target
     forwarded_from: str | None = None  # this leg dials where that leg forwarded
+    # Transfers: a Local half ("local") replaces a party in a bridge, or links to a new one.
+    local_base: str | None = None  # "Local/300@transfer-target-00000047" for both halves
+    replaces: str | None = None  # the leg this Local ;1 took the place of
+    replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
+    join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
+    via: str | None = None  # a transfer target: the Local ;2 it is connected through
     in_bridge: bool = False
     # [bridge_id, entered, left or None] per stay in a bridge: the coverage proof's input.
     spans: list[list[Any]] = field(default_factory=list)
@@ -114,6 +120,7 @@ class Call:
     current_recording: str | None = None
     recording_retries: int = 0
     gaps: int = 0  # times a recording ended while the call was still up
+    extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     bridge_created: bool = False
     bridge_destroyed: bool = False
     answered_at: datetime | None = None
@@ -138,6 +145,9 @@ class Call:
             },
             recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
         )
+
+    def all_bridges(self) -> list[str]:
+        return [self.bridge_id, *self.extra_bridges]
 
     def live_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.state != LEG_GONE]
@@ -208,6 +218,20 @@ class ModelState:
     by_bridge: dict[str, str] = field(default_factory=dict)
     by_recording: dict[str, str] = field(default_factory=dict)
     by_playback: dict[str, str] = field(default_factory=dict)
+    # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
+    # base name -> (channel, exten), claimed when the ;1 arrives.
+    pending_locals: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def with_call_none(self) -> ModelState:
+        """A copy of this state, to change its own maps without touching the original."""
+        return ModelState(
+            calls=dict(self.calls),
+            by_channel=dict(self.by_channel),
+            by_bridge=dict(self.by_bridge),
+            by_recording=dict(self.by_recording),
+            by_playback=dict(self.by_playback),
+            pending_locals=dict(self.pending_locals),
+        )
 
     def with_call(self, call: Call) -> ModelState:
         """A new state holding `call` (replacing its old version) and its indexes."""
@@ -217,6 +241,7 @@ class ModelState:
             by_bridge=dict(self.by_bridge),
             by_recording=dict(self.by_recording),
             by_playback=dict(self.by_playback),
+            pending_locals=dict(self.pending_locals),
         )
         if call.status == "ended":
             new.calls.pop(call.call_id, None)
@@ -228,6 +253,8 @@ class ModelState:
         for leg_id in call.legs:
             new.by_channel[leg_id] = call.call_id
         new.by_bridge[call.bridge_id] = call.call_id
+        for bridge_id in call.extra_bridges:
+            new.by_bridge[bridge_id] = call.call_id
         for name in call.recordings:
             new.by_recording[name] = call.call_id
         if call.playback_id:

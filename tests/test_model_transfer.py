@@ -1,0 +1,114 @@
+"""Blind transfers through the pure model, in the event order of the real captures."""
+
+from __future__ import annotations
+
+import pytest
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.coverage import coverage
+from recorder.model.inputs import RecordingFiled
+from tests import builders as b
+from tests.test_model_calls import CALLER, Run, to_bridged
+
+BASE = "Local/300@transfer-target-00000047"
+L1, L2 = "1795631425.154", "1795631425.155"
+
+
+def blind(t: float, transferer: str) -> ev.BridgeBlindTransfer:
+    return ev.BridgeBlindTransfer(
+        timestamp=b.at(t), asterisk_id=b.AST, channel=b.chan(transferer), exten="300",
+        context="transfer-target", result="Success", is_external=True,
+        replace_channel=b.chan(L1, name=f"{BASE};1"),
+    )
+
+
+def transfer(run: Run, call_id: str, transferer: str, t: float, half2_first: bool) -> str:
+    """Feed a blind transfer by `transferer`; returns the target leg's id."""
+    half1 = ev.StasisStart(timestamp=b.at(t), asterisk_id=b.AST,
+                           channel=b.chan(L1, "Down", name=f"{BASE};1"), args=(),
+                           replace_channel=b.chan(transferer))
+    half2 = b.stasis_start(t, b.chan(L2, "Ring", name=f"{BASE};2"), "transfer", "300")
+    run.feed(ev.ChannelUnhold(timestamp=b.at(t), asterisk_id=b.AST, channel=b.chan(transferer)))
+    for e in ([half2, half1] if half2_first else [half1, half2]):
+        run.feed(e)
+    bridge = f"{call_id}-b1"
+    run.feed(b.left(t, bridge, transferer))
+    run.feed(b.entered(t, bridge, L1))
+    run.feed(blind(t, transferer))
+    creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
+    (create,) = [c for c in creates if c.endpoint == "PJSIP/300"]
+    return create.channel_id
+
+
+@pytest.mark.parametrize("half2_first", [True, False])
+@pytest.mark.parametrize("by", ["callee", "caller"])
+def test_blind_transfer_keeps_recording_and_dials_the_target(half2_first: bool, by: str) -> None:
+    run = Run()
+    call_id, callee, name = to_bridged(run)
+    transferer = callee if by == "callee" else CALLER
+    stayer = CALLER if by == "callee" else callee
+    target = transfer(run, call_id, transferer, 20, half2_first)
+    b2 = f"{call_id}-b2"
+    assert [c.bridge_id for c in run.of(cmd.CreateBridge)] == [f"{call_id}-b1", b2]
+    assert [a.channel_id for a in run.of(cmd.AddChannel) if a.bridge_id == b2] == [L2]
+    # the transferer's departure ends nothing: no hangup, no recording stopped
+    run.feed(b.hangup_request(20.2, transferer))
+    run.feed(b.stasis_end(20.21, transferer))
+    assert not run.of(cmd.Hangup) and not run.of(cmd.StopRecording)
+    out = run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
+    assert [(d.channel_id, d.caller_id) for d in run.of(cmd.DialChannel, out)] == [(target, L2)]
+    out = run.feed(b.dial(21, target, "ANSWER"))
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, target)]
+    assert len(run.of(cmd.StartRecording)) == 1  # the call bridge's recording goes on
+    run.feed(b.entered(21.01, b2, L2))
+    run.feed(b.entered(21.02, b2, target))
+    kinds = [c.event.kind for c in run.of(cmd.RecordEvent)]
+    assert {"transfer.replaced", "transfer.dialing", "transfer.blind",
+            "transfer.answered"} <= set(kinds)
+    # the one who stayed hangs up: the pair and the new party go too (not left to nobody)
+    out = run.feed(b.hangup_request(30, stayer))
+    assert {h.channel_id for h in run.of(cmd.Hangup, out)} == {L1, L2, target}
+    for t, leg in enumerate([stayer, L1, L2, target]):
+        run.feed(b.stasis_end(30.1 + t / 100, leg))
+    run.feed(b.recording(30.2, "finished", name))
+    assert {d.bridge_id for d in run.of(cmd.DestroyBridge)} == {f"{call_id}-b1", b2}
+    run.feed(RecordingFiled(timestamp=b.at(31), name=name, path="/x", sha256="0" * 64,
+                            bytes=1, duration_ms=round((30 - 5.02) * 1000)))
+    assert not run.state.calls
+    saved = run.of(cmd.SaveCall)[-1]
+    roles = sorted(leg.role for leg in saved.legs)
+    assert roles == ["callee", "callee", "caller", "local", "local"]
+
+
+def test_transfer_coverage_counts_the_target_through_the_local_pair() -> None:
+    run = Run()
+    call_id, callee, name = to_bridged(run)
+    target = transfer(run, call_id, callee, 20, half2_first=True)
+    run.feed(b.stasis_end(20.2, callee))
+    run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
+    run.feed(b.dial(21, target, "ANSWER"))
+    run.feed(b.entered(21.0, f"{call_id}-b2", L2))
+    run.feed(b.entered(21.0, f"{call_id}-b2", target))
+    run.feed(b.hangup_request(30, CALLER))
+    for t, leg in enumerate([CALLER, L1, L2, target]):
+        run.feed(b.stasis_end(30 + t / 1000, leg))
+    run.feed(b.recording(30.01, "finished", name))
+    call = run.call
+    call.recordings[name].duration_ms = round((30 - 5.02) * 1000)
+    call.recordings[name].status = "filed"
+    proof = coverage(call)
+    assert set(proof.legs) == {CALLER, callee, target}  # Local halves are not parties
+    assert proof.gaps == []
+    assert proof.legs[target].talked_ms == pytest.approx(9000, abs=5)
+    assert proof.legs[target].covered_ms == pytest.approx(proof.legs[target].talked_ms, abs=10)
+
+
+def test_transfer_target_busy_ends_the_call() -> None:
+    run = Run()
+    call_id, callee, _name = to_bridged(run)
+    target = transfer(run, call_id, callee, 20, half2_first=False)
+    run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
+    out = run.feed(b.dial(21, target, "BUSY"))
+    assert {h.channel_id for h in run.of(cmd.Hangup, out)} >= {CALLER, L1, L2}
+    assert run.call.outcome == "answered"  # the call itself was answered and recorded
