@@ -75,7 +75,7 @@ def reconcile(
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released.
-    known = set(state.by_channel)
+    known = set(state.by_channel) | {ch.id for ch, _ in state.pending_locals.values()}
     for channel in snap.channels.values():
         if channel.id in known or channel.dialplan_app != "Stasis":
             continue
