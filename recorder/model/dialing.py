@@ -1,0 +1,302 @@
+"""A new call, its consent announcement, dialling the target (and following forwards), and the
+answer that starts the recording.
+"""
+
+from __future__ import annotations
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.ending import (
+    begin_end,
+)
+from recorder.model.flow import (
+    DIAL_FAILURES,
+    TARGET_RE,
+    Result,
+    Step,
+    for_call,
+    make_call_id,
+    play,
+)
+from recorder.model.segments import (
+    start_segment,
+)
+from recorder.model.settings import CallSettings
+from recorder.model.state import (
+    BRIDGED,
+    CONSENT,
+    DIALING,
+    LEG_DIALING,
+    LEG_GONE,
+    LEG_NEW,
+    LEG_RINGING,
+    LEG_UP,
+    RECORDING_PENDING,
+    Call,
+    Leg,
+    ModelState,
+)
+from recorder.numbers import is_extension, normalise
+
+
+def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
+    call = s.call
+    leg = call.legs.get(e.channel.id)
+    if leg is None or leg.state != LEG_NEW:
+        return
+    leg.channel_name = e.channel.name
+    wanted = call.phase == DIALING or (leg.join_bridge is not None and call.phase == BRIDGED)
+    if not wanted:  # the caller gave up while the leg was being created
+        s.add(cmd.Hangup(call.call_id, leg.channel_id))
+        return
+    leg.state = LEG_DIALING
+    caller = leg.via or call.caller_channel
+    s.add(cmd.DialChannel(call.call_id, leg.channel_id, caller, s.settings.dial_timeout_s))
+    s.record("dial.started", leg.channel_id, target=call.target)
+    s.save()
+
+
+def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
+    ch = e.channel
+    direction = e.args[0]
+    target = e.args[1] if len(e.args) > 1 else ""
+    if not TARGET_RE.match(target):
+        return state, [
+            cmd.Log(
+                "",
+                "call.rejected",
+                "error",
+                {"channel_id": ch.id, "reason": f"invalid {direction} target {target!r}"},
+            ),
+            cmd.Hangup("", ch.id, "unallocated"),
+        ]
+    asterisk_id = e.asterisk_id
+    call_id = make_call_id(e.timestamp, asterisk_id, ch.id)
+    call = Call(
+        call_id=call_id,
+        asterisk_id=asterisk_id,
+        direction=direction,
+        target=target,
+        started_at=e.timestamp,
+        caller_channel=ch.id,
+        bridge_id=f"{call_id}-b1",
+    )
+    fill_numbers(call, ch.caller_number, settings)
+    call.legs[ch.id] = Leg(
+        channel_id=ch.id,
+        role="caller",
+        channel_name=ch.name,
+        started_at=e.timestamp,
+        caller_name=ch.caller_name,
+        caller_number=ch.caller_number,
+        state=LEG_UP,
+        answered_at=e.timestamp if ch.state == "Up" else None,
+    )
+    s = Step(call, e.timestamp, settings)
+    s.save()
+    s.record("call.started", ch.id, direction=direction, target=target)
+    s.log("call.started", channel_id=ch.id, direction=direction, target=target)
+    if ch.state != "Up":
+        s.add(cmd.Answer(call_id, ch.id))
+    s.add(cmd.CreateBridge(call_id, call.bridge_id, call_id))
+    call.bridge_created = True
+    s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
+    play(s, ch.id, "consent", settings.consent_media)
+    s.flush()
+    return state.with_call(call), s.out
+
+
+def fill_numbers(call: Call, caller_number: str, settings: CallSettings) -> None:
+    pattern = settings.extension_pattern
+    region = settings.default_region
+    call.caller_number = caller_number or None
+    call.callee_number = call.target
+    if call.direction == "inbound":
+        call.caller_e164 = normalise(caller_number, default_region=region)
+        if is_extension(call.target, pattern):
+            call.extension = call.target
+        else:  # a DID or a number: keep its E.164 form for search
+            call.callee_e164 = normalise(call.target, default_region=region)
+    elif call.direction == "outbound":
+        call.extension = caller_number if is_extension(caller_number, pattern) else None
+        call.callee_e164 = normalise(
+            call.target, default_region=region, strip_prefix=settings.outside_line_prefix
+        )
+    else:  # internal: both sides are extensions; the caller's is the call's extension
+        call.extension = caller_number if is_extension(caller_number, pattern) else call.target
+    call.department = settings.departments.get(call.extension or "")
+    if call.department is None and call.direction == "internal":
+        call.department = settings.departments.get(call.target)
+
+
+def on_playback_finished(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.PlaybackFinished)
+    return for_call(
+        state, state.by_playback.get(e.playback.id), e, settings, lambda s: playback_done(s, e)
+    )
+
+
+def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
+    call = s.call
+    if e.playback.id != call.playback_id:
+        return
+    kind = call.playback_kind
+    call.playback_id = call.playback_kind = None
+    if kind == "consent" and call.phase == CONSENT:
+        s.record("consent.played", call.caller_channel, media=s.settings.consent_media)
+        dial(s)
+
+
+def dial(s: Step) -> None:
+    call = s.call
+    call.phase = DIALING
+    play(s, call.caller_channel, "ringback", s.settings.ringback_media)
+    dial_leg(s, call.target)
+
+
+def dial_leg(
+    s: Step,
+    target: str,
+    forwarded_from: str | None = None,
+    via: str | None = None,
+    join_bridge: str | None = None,
+) -> Leg:
+    call = s.call
+    leg_id = f"{call.call_id}-l{len(call.legs) + 1}"
+    previous = call.legs.get(forwarded_from or "")
+    leg = Leg(
+        channel_id=leg_id,
+        role="callee",
+        channel_name="",
+        started_at=s.at,
+        forwarded_from=forwarded_from,
+        via=via or (previous.via if previous else None),
+        join_bridge=join_bridge or (previous.join_bridge if previous else None),
+    )
+    call.legs[leg_id] = leg
+    call.callee_channel = leg_id
+    s.save()  # the leg's id is stored before Asterisk hears of it
+    s.add(
+        cmd.CreateChannel(
+            call.call_id,
+            leg_id,
+            endpoint(s.settings, call, target),
+            f"dialed,{call.call_id}",
+            leg.via or call.caller_channel,
+        )
+    )
+    return leg
+
+
+def endpoint(settings: CallSettings, call: Call, target: str) -> str:
+    """The dial string: the call's own direction for its target; a forward to an outside
+    number (a mobile) goes out through the outbound trunk, one to an extension stays inside."""
+    if target == call.target:
+        template = settings.dial_strings[call.direction]
+    elif is_extension(target, settings.extension_pattern):
+        template = settings.dial_strings["internal"]
+    else:
+        template = settings.dial_strings["outbound"]
+    return template.replace("{target}", target).replace("{number}", target)
+
+
+def on_dial(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.Dial)
+    return for_call(
+        state, state.by_channel.get(e.peer.id), e, settings, lambda s: dial_status(s, e)
+    )
+
+
+def dial_status(s: Step, e: ev.Dial) -> None:
+    call = s.call
+    leg = call.legs.get(e.peer.id)
+    if leg is None or leg.role != "callee" or leg.state == LEG_GONE:
+        return
+    leg.channel_name = e.peer.name or leg.channel_name
+    status = e.dialstatus
+    if status:
+        leg.dialstatus = status
+    if status in ("RINGING", "PROGRESS") and leg.state in (LEG_NEW, LEG_DIALING):
+        leg.state = LEG_RINGING
+        s.save()
+    elif status == "ANSWER":
+        answered(s, leg)
+    elif status in DIAL_FAILURES and leg.join_bridge and call.phase == BRIDGED:
+        # A blind transfer's target did not answer: as with Asterisk's own transfer, the
+        # transferee's call ends (hearing the failure is a later refinement).
+        leg.outcome = DIAL_FAILURES[status][0]
+        s.record("transfer.failed", leg.channel_id, dialstatus=status)
+        s.log("transfer.failed", "warning", channel_id=leg.channel_id, dialstatus=status)
+        begin_end(s, leg, DIAL_FAILURES[status][1])
+    elif status in DIAL_FAILURES and call.phase == DIALING:
+        outcome, reason = DIAL_FAILURES[status]
+        call.outcome = leg.outcome = outcome
+        s.record("dial.failed", leg.channel_id, dialstatus=status)
+        s.log("dial.failed", "info", channel_id=leg.channel_id, dialstatus=status)
+        begin_end(s, leg, reason)
+    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.join_bridge):
+        forward(s, leg, e.forward)
+
+
+def forward(s: Step, leg: Leg, target: str) -> None:
+    """A dialled phone answered 302: a leg made with /channels/create does not follow it
+    (trace sip_forward_302_create_dial, Dial CANCEL with `forward`, three times), so the app
+    dials the new target itself, once, as a new leg of the same call."""
+    call = s.call
+    if leg.forwarded_to or leg.channel_id != call.callee_channel:
+        return  # the repeated CANCEL events of the same forward
+    leg.forwarded_to = target
+    leg.outcome = "forwarded"
+    s.record("dial.forwarded", leg.channel_id, forward=target)
+    s.log("dial.forwarded", channel_id=leg.channel_id, forward=target)
+    hops = sum(1 for x in call.legs.values() if x.forwarded_to)
+    if not TARGET_RE.match(target) or hops > s.settings.max_forwards:
+        call.outcome = "failed"
+        s.log(
+            "dial.forward_refused", "warning", channel_id=leg.channel_id, forward=target, hops=hops
+        )
+        begin_end(s, leg, "normal")
+        return
+    dial_leg(s, target, forwarded_from=leg.channel_id)
+
+
+def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelStateChange)
+
+    def body(s: Step) -> None:
+        leg = s.call.legs.get(e.channel.id)
+        if leg is None or e.channel.state != "Up":
+            return
+        if leg.role == "caller":
+            if leg.answered_at is None:
+                leg.answered_at = s.at
+                s.save()
+        else:  # an answer whose Dial event was lost still connects the call
+            answered(s, leg)
+
+    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
+
+
+def answered(s: Step, leg: Leg) -> None:
+    call = s.call
+    if leg.join_bridge and call.phase == BRIDGED and leg.state not in (LEG_UP, LEG_GONE):
+        # A transfer target: the call's recording runs in the call bridge, which hears this
+        # bridge through the Local pair, so it joins at once.
+        leg.state = LEG_UP
+        leg.answered_at = s.at
+        s.record("transfer.answered", leg.channel_id)
+        s.log("transfer.answered", channel_id=leg.channel_id)
+        s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+        s.save()
+        return
+    if call.phase != DIALING or leg.state == LEG_GONE:
+        return
+    leg.state = LEG_UP
+    leg.answered_at = call.answered_at = s.at
+    call.phase = RECORDING_PENDING
+    if call.playback_id:
+        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
+        call.playback_id = call.playback_kind = None
+    s.record("call.answered", leg.channel_id)
+    s.log("call.answered", channel_id=leg.channel_id)
+    start_segment(s)

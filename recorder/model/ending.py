@@ -1,0 +1,286 @@
+"""Bridge membership, hold, hangups and the end of a call (with its coverage proof).
+
+A party leaving ends the call (the others are hung up, the recording stopped) unless it was
+replaced by a transfer or was a dialled leg that lost (forwarded, not chosen). The call ends for
+good once every leg is gone and every recording is filed or known missing; then the coverage
+proof is computed from what the files hold.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from recorder.ari import events as ev
+from recorder.db.rows import GapRow
+from recorder.model import commands as cmd
+from recorder.model.coverage import coverage
+from recorder.model.flow import (
+    CAUSE_OUTCOMES,
+    DIAL_FAILURES,
+    Result,
+    Step,
+    for_call,
+)
+from recorder.model.settings import CallSettings
+from recorder.model.state import (
+    BRIDGED,
+    CONNECTING,
+    ENDED,
+    ENDING,
+    LEG_GONE,
+    REC_FAILED,
+    REC_MISSING,
+    Call,
+    Leg,
+    ModelState,
+)
+
+
+def on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelEnteredBridge)
+    if e.channel is None:
+        return state, []
+    channel_id = e.channel.id
+
+    def body(s: Step) -> None:
+        call = s.call
+        leg = call.legs.get(channel_id)
+        if leg is None or e.bridge.id not in call.all_bridges() or leg.in_bridge:
+            return
+        leg.in_bridge = True
+        leg.spans.append([e.bridge.id, s.at, None])
+        if len(call.bridged_parties()) >= 2 and call.phase == CONNECTING:
+            call.phase = BRIDGED
+            if call.bridged_at is None:
+                call.bridged_at = s.at
+            s.record("call.bridged", channel_id)
+            s.log("call.bridged", channel_id=channel_id, recording=call.current_recording)
+        s.save()
+
+    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+
+
+def leave_bridge(call: Call, leg: Leg, at: datetime) -> None:
+    if not leg.in_bridge:
+        return
+    if len(call.bridged_parties()) == 2 and call.bridged_at and call.unbridged_at is None:
+        call.unbridged_at = at
+    leg.in_bridge = False
+    for span in leg.spans:
+        if span[2] is None:
+            span[2] = at
+
+
+def on_left(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelLeftBridge)
+
+    def body(s: Step) -> None:
+        leg = s.call.legs.get(e.channel.id)
+        if leg is not None and e.bridge.id in s.call.all_bridges():
+            leave_bridge(s.call, leg, s.at)
+            s.save()
+
+    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+
+
+def on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.BridgeDestroyed)
+
+    def body(s: Step) -> None:
+        s.call.bridge_destroyed = True
+        maybe_finish(s)
+
+    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+
+
+def on_hold(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelHold | ev.ChannelUnhold)
+
+    def body(s: Step) -> None:
+        leg = s.call.legs.get(e.channel.id)
+        if leg is None:
+            return
+        open_hold = next((h for h in leg.holds if h[1] is None), None)
+        if isinstance(e, ev.ChannelHold):
+            if open_hold is None:
+                leg.holds.append([s.at, None])
+                s.record("leg.hold", leg.channel_id, musicclass=e.musicclass)
+                s.save()
+        elif open_hold is not None:  # Asterisk sends a lone Unhold at each transfer: not a hold
+            open_hold[1] = s.at
+            s.record("leg.unhold", leg.channel_id)
+            s.save()
+
+    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
+
+
+def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.ChannelEvent)
+    channel_id = e.channel.id
+
+    def body(s: Step) -> None:
+        leg = s.call.legs.get(channel_id)
+        if leg is None:
+            return
+        if isinstance(e, ev.ChannelHangupRequest):
+            if e.cause is not None and leg.hangup_cause is None:
+                leg.hangup_cause = e.cause
+            if leg.replaced_by is not None:  # a transferer leaving: the call goes on
+                s.save()
+                return
+            if leg.role == "callee" and leg.answered_at is None:
+                # Not yet the end: a 302 (cause 23) is followed by Dial CANCEL with `forward`
+                # (trace sip_forward_302_create_dial); the leg's end decides when it goes.
+                s.save()
+                return
+            begin_end(s, leg, "normal")
+            return
+        if isinstance(e, ev.ChannelDestroyed):
+            leg.hangup_cause = e.cause
+            refine_unanswered(s, leg)
+        leg_gone(s, leg)
+
+    return for_call(state, state.by_channel.get(channel_id), e, settings, body)
+
+
+def leg_outcome(call: Call, leg: Leg) -> str:
+    if leg.role == "caller":
+        return "hangup"
+    if leg.answered_at is not None:
+        return "answered"
+    if call.outcome == "abandoned":
+        return "cancelled"
+    return "failed"
+
+
+def refine_unanswered(s: Step, leg: Leg) -> None:
+    """A dialled leg that ended unanswered without a Dial status: its cause tells why.
+
+    A dial timeout, a far end that rejects, or a 'busy' before any Dial event may reach us only
+    as the channel's destruction (its Q.850 cause), after the hangup request already ended the
+    call provisionally as 'failed'.
+    """
+    call = s.call
+    if leg.role != "callee" or leg.answered_at is not None or call.answered_at is not None:
+        return
+    if leg.dialstatus in DIAL_FAILURES:  # Asterisk said why: that stands
+        return
+    outcome = CAUSE_OUTCOMES.get(leg.hangup_cause or 0)
+    if (
+        outcome is None
+        or leg.outcome not in (None, "failed")
+        or call.outcome not in (None, "failed")
+    ):
+        return
+    leg.outcome = call.outcome = outcome
+    s.save()
+
+
+def leg_gone(s: Step, leg: Leg) -> None:
+    if leg.state == LEG_GONE:
+        return
+    leave_bridge(s.call, leg, s.at)
+    leg.state = LEG_GONE
+    leg.ended_at = s.at
+    if leg.outcome is None:
+        leg.outcome = leg_outcome(s.call, leg)
+    s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
+    superseded = leg.replaced_by is not None or (
+        leg.role == "callee" and leg.channel_id != s.call.callee_channel
+    )
+    if not superseded:  # a forwarded or losing dialled leg ends alone, not the call
+        begin_end(s, leg, "normal")
+    s.save()
+    maybe_finish(s)
+
+
+def begin_end(s: Step, leg: Leg, reason: str) -> None:
+    """A party left or the dial failed: stop recording and release every other leg."""
+    call = s.call
+    if call.phase in (ENDING, ENDED):
+        return
+    if call.outcome is None:
+        if call.answered_at is not None:
+            call.outcome = "answered"
+        elif leg.role == "caller":
+            call.outcome = "abandoned"
+            callee = call.legs.get(call.callee_channel or "")
+            if callee is not None and callee.outcome is None:
+                callee.outcome = "cancelled"
+        else:
+            call.outcome = "failed"
+    call.phase = ENDING
+    if call.bridged_at is not None and call.unbridged_at is None:
+        call.unbridged_at = s.at
+    if call.playback_id:
+        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
+        call.playback_id = call.playback_kind = None
+    for rec in call.live_recordings():
+        s.add(cmd.StopRecording(call.call_id, rec.name))
+    for other in call.live_legs():
+        if other.channel_id != leg.channel_id:  # a leg not yet created answers 404: then gone
+            s.add(cmd.Hangup(call.call_id, other.channel_id, reason))
+    s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
+    s.save()
+
+
+def maybe_finish(s: Step) -> None:
+    call = s.call
+    if call.phase != ENDING or call.live_legs():
+        return
+    if call.bridge_created and not call.bridge_destroyed:
+        for bridge_id in call.all_bridges():
+            s.add(cmd.DestroyBridge(call.call_id, bridge_id))
+        call.bridge_destroyed = True  # a 404 means Asterisk already destroyed it
+    if not all(r.done for r in call.recordings.values()):
+        return
+    call.phase = ENDED
+    call.status = "ended"
+    call.ended_at = max((leg.ended_at for leg in call.legs.values() if leg.ended_at), default=s.at)
+    proof = coverage(call, s.settings.gap_threshold_ms)
+    for channel_id, leg_cov in proof.legs.items():
+        leg = call.legs[channel_id]
+        leg.talked_ms, leg.covered_ms, leg.held_ms = (
+            leg_cov.talked_ms,
+            leg_cov.covered_ms,
+            leg_cov.held_ms,
+        )
+    for gap in proof.gaps:
+        s.log(
+            "recording.gap",
+            "warning",
+            channel_id=gap.channel_id,
+            start=gap.start.isoformat(),
+            end=gap.end.isoformat(),
+            duration_ms=gap.ms,
+            reason=gap.reason,
+        )
+    if proof.gaps:
+        s.add(
+            cmd.SaveGaps(
+                call.call_id,
+                tuple(
+                    GapRow(
+                        call.call_id, call.asterisk_id, g.channel_id, g.start, g.end, g.ms, g.reason
+                    )
+                    for g in proof.gaps
+                ),
+            )
+        )
+    s.record("call.ended", outcome=call.outcome)
+    s.save()
+    s.log(
+        "call.summary",
+        direction=call.direction,
+        outcome=call.outcome,
+        legs=len(call.legs),
+        recordings=[
+            {"name": r.name, "status": r.status, "duration_ms": r.duration_ms}
+            for r in call.recordings.values()
+        ],
+        seconds_recorded=round(proof.covered_ms / 1000, 3),
+        seconds_bridged=round(proof.talked_ms / 1000, 3),
+        gaps=len(proof.gaps),
+        segments_replaced=call.gaps,
+        missing=sum(1 for r in call.recordings.values() if r.status in (REC_FAILED, REC_MISSING)),
+    )

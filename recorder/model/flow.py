@@ -1,0 +1,119 @@
+"""Shared pieces of the call model's steps: the per-step collector, call ids, playbacks.
+
+A step copies the one call it changes into a `Step`, which collects the commands (requests,
+saves, event rows, log lines) in order; `for_call` applies it and returns the new state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from recorder.ari import events as ev
+from recorder.db.rows import EventRow
+from recorder.model import commands as cmd
+from recorder.model.persist import rows_of
+from recorder.model.settings import CallSettings
+from recorder.model.state import (
+    Call,
+    ModelState,
+)
+
+# What the dialplan may pass as a target: it is put into a dial string, so nothing that could
+# name another technology or add options ('/', '&', ',', '@', '(' …) gets through.
+TARGET_RE = re.compile(r"^[0-9A-Za-z*#+._-]{1,64}$")
+
+# Dial statuses that end the attempt, with the call outcome and the hangup reason for the caller.
+DIAL_FAILURES = {
+    "BUSY": ("busy", "busy"),
+    "NOANSWER": ("no_answer", "no_answer"),
+    "CHANUNAVAIL": ("failed", "congestion"),
+    "CONGESTION": ("failed", "congestion"),
+}
+
+
+# Q.850 causes of an unanswered dialled channel, when no Dial status said why.
+CAUSE_OUTCOMES = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+
+
+def make_call_id(at: datetime, asterisk_id: str, channel_id: str) -> str:
+    """Readable, sortable and unique across offices: time plus a hash of server and channel."""
+    digest = hashlib.sha256(f"{asterisk_id}/{channel_id}".encode()).hexdigest()[:8]
+    return f"{at:%Y%m%dT%H%M%S}-{digest}"
+
+
+@dataclass
+class Step:
+    """Collects the commands of one step for one call."""
+
+    call: Call
+    at: datetime
+    settings: CallSettings
+    out: list[cmd.Command] = field(default_factory=list)
+    dirty: bool = False
+
+    def add(self, command: cmd.Command) -> None:
+        self.flush()  # what Asterisk is about to hear of is stored first
+        self.out.append(command)
+
+    def log(self, event: str, level: str = "info", **fields: Any) -> None:
+        self.out.append(cmd.Log(self.call.call_id, event, level, fields))
+
+    def record(
+        self,
+        kind: str,
+        channel_id: str | None = None,
+        recording: str | None = None,
+        **detail: Any,
+    ) -> None:
+        row = EventRow(
+            call_id=self.call.call_id,
+            asterisk_id=self.call.asterisk_id,
+            at=self.at,
+            kind=kind,
+            channel_id=channel_id,
+            recording_name=recording,
+            detail=detail,
+        )
+        self.out.append(cmd.RecordEvent(self.call.call_id, row))
+
+    def save(self) -> None:
+        """Mark the call changed; one snapshot is written before the next request, or at the end."""
+        self.dirty = True
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            call_row, legs, recs = rows_of(self.call)
+            self.out.append(cmd.SaveCall(self.call.call_id, call_row, legs, recs))
+
+
+Result = tuple[ModelState, list[cmd.Command]]
+
+
+def for_call(
+    state: ModelState,
+    call_id: str | None,
+    event: ev.Event,
+    settings: CallSettings,
+    body: Callable[[Step], None],
+) -> Result:
+    if call_id is None or call_id not in state.calls:
+        return state, []
+    s = Step(state.calls[call_id].copy(), event.timestamp, settings)
+    body(s)
+    s.flush()
+    return state.with_call(s.call), s.out
+
+
+def play(s: Step, channel_id: str, kind: str, media: str) -> None:
+    call = s.call
+    playback_id = f"{call.call_id}-p{call.next_playback}"
+    call.next_playback += 1
+    call.playback_id = playback_id
+    call.playback_kind = kind
+    s.add(cmd.Play(call.call_id, channel_id, playback_id, media))

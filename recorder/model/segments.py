@@ -1,0 +1,182 @@
+"""Recording segments: start one, connect the answered party once it runs, replace one that
+ends while the call is up (the gap is logged), and take in the filed file's facts.
+"""
+
+from __future__ import annotations
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.ending import (
+    maybe_finish,
+)
+from recorder.model.flow import (
+    Result,
+    Step,
+    for_call,
+)
+from recorder.model.inputs import RecordingFiled, RecordingFileFailed
+from recorder.model.settings import CallSettings
+from recorder.model.state import (
+    BRIDGED,
+    CONNECTING,
+    REC_FAILED,
+    REC_FILED,
+    REC_FINISHED,
+    REC_LIVE,
+    REC_MISSING,
+    REC_RECORDING,
+    RECORDING_PENDING,
+    Call,
+    ModelState,
+    Recording,
+)
+
+
+def start_segment(s: Step) -> None:
+    call = s.call
+    name = f"{call.call_id}-s{call.next_segment}"
+    call.recordings[name] = Recording(
+        name=name,
+        segment=call.next_segment,
+        target=f"bridge:{call.bridge_id}",
+        format=s.settings.format,
+        requested_at=s.at,
+    )
+    call.next_segment += 1
+    call.current_recording = name
+    s.save()  # the name is stored before the request: nothing Asterisk writes is nameless
+    s.add(cmd.StartRecording(call.call_id, call.bridge_id, name, s.settings.format))
+
+
+def on_recording(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.RecordingEvent)
+    name = e.recording.name
+
+    def body(s: Step) -> None:
+        rec = s.call.recordings.get(name)
+        if rec is None:
+            return
+        if isinstance(e, ev.RecordingStarted):
+            recording_started(s, rec)
+        else:
+            failed = isinstance(e, ev.RecordingFailed)
+            recording_ended(s, rec, failed, e.recording.cause or ("failed" if failed else ""))
+
+    return for_call(state, state.by_recording.get(name), e, settings, body)
+
+
+def recording_started(s: Step, rec: Recording) -> None:
+    call = s.call
+    if rec.status != "requested":
+        return
+    rec.status = REC_RECORDING
+    rec.started_at = s.at
+    s.record("recording.started", recording=rec.name, segment=rec.segment)
+    s.log("recording.started", recording=rec.name, segment=rec.segment)
+    if call.phase == RECORDING_PENDING and rec.name == call.current_recording:
+        connect_callee(s)
+    s.save()
+
+
+def connect_callee(s: Step) -> None:
+    call = s.call
+    call.phase = CONNECTING
+    if call.callee_channel:
+        s.add(cmd.AddChannel(call.call_id, call.bridge_id, call.callee_channel))
+
+
+def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
+    call = s.call
+    if rec.status not in REC_LIVE:
+        return
+    rec.ended_at = s.at
+    rec.legs = legs_during(call, rec)
+    if failed:
+        rec.status = REC_FAILED
+        rec.error = error or "failed"
+        s.record("recording.failed", recording=rec.name, error=rec.error)
+        s.log("recording.failed", "error", recording=rec.name, error=rec.error)
+    else:
+        rec.status = REC_FINISHED
+        s.record("recording.finished", recording=rec.name)
+    if not failed or rec.started_at is not None:
+        # Whatever Asterisk wrote is evidence, even from a failed recording: file it.
+        rec.file_pending = True
+        began = rec.started_at or rec.requested_at
+        s.add(cmd.FileRecording(call.call_id, rec.name, rec.format, began.isoformat()))
+    if rec.name == call.current_recording:
+        call.current_recording = None
+        if call.phase in (RECORDING_PENDING, CONNECTING, BRIDGED):
+            replace_segment(s, rec)
+    s.save()
+    maybe_finish(s)
+
+
+def legs_during(call: Call, rec: Recording) -> list[str]:
+    bridge = rec.target.removeprefix("bridge:")
+    start, end = rec.started_at or rec.requested_at, rec.ended_at or rec.requested_at
+    present = []
+    for leg in call.legs.values():
+        for b, entered, left in leg.spans:
+            if b == bridge and entered <= end and (left is None or left >= start):
+                present.append(leg.channel_id)
+                break
+    return present
+
+
+def replace_segment(s: Step, ended: Recording) -> None:
+    """The call is still up but its recording stopped: log the gap and record again at once."""
+    call = s.call
+    s.log(
+        "recording.gap",
+        "warning",
+        recording=ended.name,
+        reason=ended.error or "recording ended while the call was up",
+        since=s.at.isoformat(),
+    )
+    s.record("recording.gap", recording=ended.name, reason=ended.error or "ended mid-call")
+    call.gaps += 1
+    if call.phase == RECORDING_PENDING:
+        call.recording_retries += 1
+        if call.recording_retries >= s.settings.max_recording_attempts:
+            s.log("recording.unavailable", "error", attempts=call.recording_retries)
+            s.record("recording.unavailable", attempts=call.recording_retries)
+            connect_callee(s)
+            return
+    start_segment(s)
+
+
+def on_filed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, RecordingFiled | RecordingFileFailed)
+
+    def body(s: Step) -> None:
+        rec = s.call.recordings.get(e.name)
+        if rec is None:
+            return
+        rec.file_pending = False
+        if isinstance(e, RecordingFiled):
+            rec.path, rec.sha256, rec.bytes = e.path, e.sha256, e.bytes
+            rec.duration_ms = e.duration_ms
+            if e.audio_error:  # kept as evidence, but nothing in it counts as recorded
+                rec.error = f"undecodable audio: {e.audio_error}"
+                s.log("recording.undecodable", "error", recording=rec.name, error=e.audio_error)
+            if rec.status == REC_FINISHED:
+                rec.status = REC_FILED
+            s.record(
+                "recording.filed",
+                recording=rec.name,
+                sha256=e.sha256,
+                bytes=e.bytes,
+                duration_ms=e.duration_ms,
+            )
+            s.log("recording.filed", recording=rec.name, path=e.path, duration_ms=e.duration_ms)
+        else:
+            if rec.status == REC_FINISHED:
+                rec.status = REC_MISSING
+            rec.error = e.error
+            s.record("recording.missing", recording=rec.name, error=e.error)
+            s.log("recording.missing", "error", recording=rec.name, error=e.error)
+        s.save()
+        maybe_finish(s)
+
+    return for_call(state, state.by_recording.get(e.name), e, settings, body)

@@ -1,0 +1,126 @@
+"""Blind transfers.
+
+Traces blind_transfer and sip_blind_transfer_refer: a Local pair appears. Its ;1 takes the
+transferer's place in the call bridge (StasisStart, no args, replace_channel = transferer); its
+;2 runs the transfer context, which sends it into the app with args ("transfer", exten) like a
+new call. The two StasisStarts come in either order; the pair is linked by its shared name. The
+app bridges ;2 with the dialled target in a bridge of its own: the call bridge, still recorded,
+hears the target through the pair.
+"""
+
+from __future__ import annotations
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.dialing import (
+    dial_leg,
+)
+from recorder.model.flow import (
+    TARGET_RE,
+    Result,
+    Step,
+    for_call,
+)
+from recorder.model.settings import CallSettings
+from recorder.model.state import (
+    BRIDGED,
+    LEG_UP,
+    Leg,
+    ModelState,
+)
+
+
+def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
+    assert e.replace_channel is not None
+    replaced_id = e.replace_channel.id
+    base = e.channel.name[:-2] if e.channel.name.endswith(";1") else None
+    pending = state.pending_locals.get(base or "")
+
+    def body(s: Step) -> None:
+        call = s.call
+        replaced = call.legs.get(replaced_id)
+        if replaced is None:
+            return
+        call.legs[e.channel.id] = Leg(
+            channel_id=e.channel.id,
+            role="local",
+            channel_name=e.channel.name,
+            started_at=s.at,
+            state=LEG_UP,
+            local_base=base,
+            replaces=replaced_id,
+        )
+        replaced.replaced_by = e.channel.id
+        s.record("transfer.replaced", e.channel.id, replaces=replaced_id, role=replaced.role)
+        s.log("transfer.replaced", channel_id=e.channel.id, replaces=replaced_id)
+        if pending is not None:
+            attach_target(s, pending[0], pending[1])
+        s.save()
+
+    new_state, out = for_call(state, state.by_channel[replaced_id], e, settings, body)
+    if pending is not None and base is not None:
+        new_state.pending_locals.pop(base, None)
+    return new_state, out
+
+
+def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
+    base = e.channel.name[:-2]
+    exten = e.args[1] if len(e.args) > 1 else ""
+    for call in state.calls.values():
+        if any(leg.local_base == base for leg in call.legs.values()):
+            return for_call(
+                state, call.call_id, e, settings, lambda s: attach_target(s, e.channel, exten)
+            )
+    new_state = state.with_call_none()
+    new_state.pending_locals[base] = (e.channel, exten)
+    return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
+
+
+def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
+    """Connect the pair's ;2 to the transfer target: a bridge of its own, then dial."""
+    call = s.call
+    base = half.name[:-2]
+    call.legs[half.id] = Leg(
+        channel_id=half.id,
+        role="local",
+        channel_name=half.name,
+        started_at=s.at,
+        state=LEG_UP,
+        local_base=base,
+    )
+    if not TARGET_RE.match(exten) or call.phase != BRIDGED:
+        s.log("transfer.refused", "warning", channel_id=half.id, exten=exten, phase=call.phase)
+        s.add(cmd.Hangup(call.call_id, half.id))
+        return
+    bridge_id = f"{call.call_id}-b{len(call.extra_bridges) + 2}"
+    call.extra_bridges.append(bridge_id)
+    s.save()
+    s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
+    s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
+    s.record("transfer.dialing", half.id, exten=exten)
+    dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
+
+
+def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    assert isinstance(e, ev.BridgeBlindTransfer)
+    call_id = state.by_channel.get(e.channel.id)
+
+    def body(s: Step) -> None:
+        s.record(
+            "transfer.blind",
+            e.channel.id,
+            exten=e.exten,
+            context=e.context,
+            result=e.result,
+            is_external=e.is_external,
+            local=e.replace_channel.id if e.replace_channel else None,
+        )
+        s.log(
+            "call.transfer",
+            channel_id=e.channel.id,
+            exten=e.exten,
+            context=e.context,
+            result=e.result,
+        )
+
+    return for_call(state, call_id, e, settings, body)
