@@ -375,3 +375,64 @@ def test_unanswered_leg_without_dial_status_takes_its_outcome_from_the_cause() -
     run.feed(b.stasis_end(23.03, CALLER))
     final = run.of(cmd.SaveCall)[-1]
     assert (final.call.status, final.call.outcome) == ("ended", "no_answer")
+
+
+GROUP = CallSettings(ring_groups={"600": ("201", "202", "203")})
+
+
+def ring(run: Run) -> tuple[str, list[str]]:
+    call_id = start_inbound(run, target="600")
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
+    assert [c.endpoint for c in creates] == ["PJSIP/201", "PJSIP/202", "PJSIP/203"]
+    legs = [c.channel_id for c in creates]
+    for i, leg in enumerate(legs):
+        run.feed(b.stasis_start(3.01 + i / 100, b.chan(leg, "Down"), "dialed", call_id))
+        run.feed(b.dial(3.1, leg, "RINGING"))
+    return call_id, legs
+
+
+def test_ring_group_first_answer_wins_and_the_others_are_cancelled() -> None:
+    run = Run(GROUP)
+    call_id, (l1, l2, l3) = ring(run)
+    run.feed(b.dial(4, l2, "BUSY"))  # one member busy: the others still ring
+    run.feed(b.stasis_end(4.01, l2))
+    assert run.call.phase == "dialing" and not run.of(cmd.Hangup)
+    out = run.feed(b.dial(6, l3, "ANSWER"))
+    assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [
+        (l1, "answered_elsewhere")]
+    run.feed(b.stasis_end(6.01, l1))  # the cancelled member leaving ends nothing
+    assert [r.name for r in run.of(cmd.StartRecording)] == [f"{call_id}-s1"]
+    run.feed(b.recording(6.02, "started", f"{call_id}-s1"))
+    assert [a.channel_id for a in run.of(cmd.AddChannel)][-1] == l3
+    assert {leg: run.call.legs[leg].outcome for leg in (l1, l2)} == {l1: "cancelled",
+                                                                    l2: "busy"}
+
+
+@pytest.mark.parametrize(("statuses", "outcome"), [
+    (("BUSY", "BUSY", "BUSY"), "busy"),
+    (("BUSY", "NOANSWER", "BUSY"), "no_answer"),
+    (("CHANUNAVAIL", "BUSY", "CONGESTION"), "failed"),
+])
+def test_ring_group_nobody_answers(statuses: tuple[str, ...], outcome: str) -> None:
+    run = Run(GROUP)
+    _call_id, legs = ring(run)
+    for i, (leg, status) in enumerate(zip(legs, statuses, strict=True)):
+        run.feed(b.dial(5 + i, leg, status))
+        run.feed(b.stasis_end(5.01 + i, leg))
+    run.feed(b.stasis_end(9, CALLER))
+    final = run.of(cmd.SaveCall)[-1]
+    assert (final.call.status, final.call.outcome) == ("ended", outcome)
+    assert not run.of(cmd.StartRecording)
+
+
+def test_caller_giving_up_cancels_every_member() -> None:
+    run = Run(GROUP)
+    _call_id, legs = ring(run)
+    out = run.feed(b.hangup_request(8, CALLER))
+    assert sorted(h.channel_id for h in run.of(cmd.Hangup, out)) == sorted(legs)
+    for leg in [CALLER, *legs]:
+        run.feed(b.stasis_end(8.1, leg))
+    final = run.of(cmd.SaveCall)[-1]
+    assert final.call.outcome == "abandoned"
+    assert {x.outcome for x in final.legs if x.role == "callee"} == {"cancelled"}

@@ -8,6 +8,8 @@ from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.ending import (
     begin_end,
+    dial_outcome,
+    other_dialled_legs,
 )
 from recorder.model.flow import (
     DIAL_FAILURES,
@@ -151,7 +153,15 @@ def dial(s: Step) -> None:
     call = s.call
     call.phase = DIALING
     play(s, call.caller_channel, "ringback", s.settings.ringback_media)
-    dial_leg(s, call.target)
+    members = s.settings.ring_groups.get(call.target)
+    if not members:
+        dial_leg(s, call.target)
+        return
+    # A ring group rings every member at once; the first to answer is the callee.
+    s.record("dial.ring_group", group=call.target, members=list(members))
+    for member in members:
+        dial_leg(s, member)
+    call.callee_channel = None
 
 
 def dial_leg(
@@ -230,10 +240,12 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         begin_end(s, leg, DIAL_FAILURES[status][1])
     elif status in DIAL_FAILURES and call.phase == DIALING:
         outcome, reason = DIAL_FAILURES[status]
-        call.outcome = leg.outcome = outcome
+        leg.outcome = outcome
         s.record("dial.failed", leg.channel_id, dialstatus=status)
         s.log("dial.failed", "info", channel_id=leg.channel_id, dialstatus=status)
-        begin_end(s, leg, reason)
+        if not other_dialled_legs(call, leg):  # the last of a ring group, or the only one
+            call.outcome = dial_outcome(call)
+            begin_end(s, leg, reason)
     elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.join_bridge):
         forward(s, leg, e.forward)
 
@@ -243,7 +255,7 @@ def forward(s: Step, leg: Leg, target: str) -> None:
     (trace sip_forward_302_create_dial, Dial CANCEL with `forward`, three times), so the app
     dials the new target itself, once, as a new leg of the same call."""
     call = s.call
-    if leg.forwarded_to or leg.channel_id != call.callee_channel:
+    if leg.forwarded_to:
         return  # the repeated CANCEL events of the same forward
     leg.forwarded_to = target
     leg.outcome = "forwarded"
@@ -294,6 +306,10 @@ def answered(s: Step, leg: Leg) -> None:
     leg.state = LEG_UP
     leg.answered_at = call.answered_at = s.at
     call.phase = RECORDING_PENDING
+    call.callee_channel = leg.channel_id
+    for other in other_dialled_legs(call, leg):  # a ring group: the others stop ringing
+        other.outcome = "cancelled"
+        s.add(cmd.Hangup(call.call_id, other.channel_id, "answered_elsewhere"))
     if call.playback_id:
         s.add(cmd.StopPlayback(call.call_id, call.playback_id))
         call.playback_id = call.playback_kind = None

@@ -25,6 +25,7 @@ from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
     CONNECTING,
+    DIALING,
     ENDED,
     ENDING,
     LEG_GONE,
@@ -185,13 +186,48 @@ def leg_gone(s: Step, leg: Leg) -> None:
     if leg.outcome is None:
         leg.outcome = leg_outcome(s.call, leg)
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
-    superseded = leg.replaced_by is not None or (
-        leg.role == "callee" and leg.channel_id != s.call.callee_channel
-    )
-    if not superseded:  # a forwarded or losing dialled leg ends alone, not the call
+    if not superseded(s.call, leg):
         begin_end(s, leg, "normal")
     s.save()
     maybe_finish(s)
+
+
+def superseded(call: Call, leg: Leg) -> bool:
+    """Whether a leg's end leaves the call going: a transferer replaced by a Local channel, a
+    dialled leg that forwarded or lost a ring group while another still rings, or one that was
+    not chosen once another answered."""
+    if leg.replaced_by is not None:
+        return True
+    if leg.role != "callee":
+        return False
+    if call.phase == DIALING:
+        return bool(other_dialled_legs(call, leg))
+    return leg.channel_id != call.callee_channel
+
+
+def other_dialled_legs(call: Call, leg: Leg) -> list[Leg]:
+    """Dialled legs still ringing (or being created) besides `leg`."""
+    return [
+        x
+        for x in call.legs.values()
+        if x.role == "callee"
+        and x.channel_id != leg.channel_id
+        and x.state != LEG_GONE
+        and x.answered_at is None
+        and x.outcome not in ("busy", "no_answer", "failed", "rejected", "forwarded")
+    ]
+
+
+def dial_outcome(call: Call) -> str:
+    """The call's outcome when nobody answered: no answer if any leg rang out, else busy if
+    every leg was busy, else failed."""
+    outcomes = {x.outcome for x in call.legs.values() if x.role == "callee" and x.outcome}
+    outcomes.discard("forwarded")
+    if "no_answer" in outcomes:
+        return "no_answer"
+    if outcomes == {"busy"}:
+        return "busy"
+    return "failed"
 
 
 def begin_end(s: Step, leg: Leg, reason: str) -> None:
@@ -204,11 +240,11 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
             call.outcome = "answered"
         elif leg.role == "caller":
             call.outcome = "abandoned"
-            callee = call.legs.get(call.callee_channel or "")
-            if callee is not None and callee.outcome is None:
-                callee.outcome = "cancelled"
+            for callee in call.legs.values():
+                if callee.role == "callee" and callee.outcome is None:
+                    callee.outcome = "cancelled"
         else:
-            call.outcome = "failed"
+            call.outcome = dial_outcome(call)
     call.phase = ENDING
     if call.bridged_at is not None and call.unbridged_at is None:
         call.unbridged_at = s.at

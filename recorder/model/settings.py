@@ -32,4 +32,5 @@ class CallSettings:
     # An uncovered interval shorter than this is a request round trip between segments, not a
     # gap worth an ops alert.
     gap_threshold_ms: int = 250
+    ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # target -> members
     max_forwards: int = 5  # a forward loop (A → B → A …) ends as failed after this many hops
