@@ -62,6 +62,55 @@ async def test_control_endpoints(sim: Simulator) -> None:
     await ari.close()
 
 
+async def test_control_transfers_forwards_and_hold(sim: Simulator) -> None:
+    """The /_sim/ endpoints for hold, blind and attended transfers, forwards and the dialplan."""
+    ari = AriClient(sim)
+    await ari.connect()
+    async with SimControl(sim.base_url) as ctl:
+        await ctl.set_endpoint("PJSIP/201", answer_after=0.5)
+        with pytest.raises(LookupError):
+            await ctl.set_endpoint("PJSIP/400", result="forward")
+        await ctl.set_endpoint("PJSIP/400", result="forward", forward_to="300")
+        await ctl.add_extension("xfer", "_X.", [("Stasis", "verbatim,xfer,${EXTEN}")])
+        caller = await ctl.start_call(args=["inbound", "201"])
+        await ari.call("POST", f"/channels/{caller}/answer")
+        await ari.call("POST", "/bridges", bridgeId="b")
+        _, leg = await ari.call("POST", "/channels/create", endpoint="PJSIP/201", app="verbatim")
+        await ari.call("POST", f"/channels/{leg['id']}/dial", caller=caller)
+        await ctl.advance(0.5)
+        await ari.call("POST", "/bridges/b/addChannel", channel=f"{caller},{leg['id']}")
+        await ctl.hold(leg["id"], musicclass="default")
+        assert (await ctl.wait_for_event("ChannelHold"))["musicclass"] == "default"
+        await ctl.unhold(leg["id"])
+        out = await ctl.blind_transfer(leg["id"], "300", context="xfer", via="ami")
+        assert out["result"] == "Success"
+        start = await ctl.wait_for_event("StasisStart", args=["xfer", "300"])
+        assert start["channel"]["id"] == out["local_two"]
+        consult = await ctl.start_call(endpoint="PJSIP/202", args=["outbound", "300"])
+        await ari.call("POST", f"/channels/{consult}/answer")
+        result = await ctl.attended_transfer(caller, consult, delay=0.1, hangup_after=None)
+        assert result["result"] == "Success"
+        await ctl.advance(0.2)
+        xfer = await ctl.wait_for_event("BridgeAttendedTransfer")
+        assert xfer["destination_type"] == "application"
+        await ctl.set_endpoint("PJSIP/401", result="manual")
+        _, ringing = await ari.call("POST", "/channels", endpoint="PJSIP/401", app="verbatim")
+        await ctl.advance(0.1)
+        await ctl.forward(ringing["id"], "PJSIP/201")
+        cancel = await ctl.wait_for_event("Dial", dialstatus="CANCEL")
+        assert cancel["forwarded"]["name"].startswith("PJSIP/201-")
+        with pytest.raises(LookupError):
+            await ctl.forward(caller, "300")  # not being dialled
+        other = await ctl.start_call(endpoint="PJSIP/203", args=["outbound", "301"])
+        await ctl.abandon_transfer(out["local_one"], other)
+        with pytest.raises(LookupError):
+            await ctl.blind_transfer("nope", "300")
+        with pytest.raises(LookupError):
+            await ctl.attended_transfer("nope", other)
+        assert (await ctl.errors())["validation"] == []
+    await ari.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

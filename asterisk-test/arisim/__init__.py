@@ -14,11 +14,13 @@ from .control import SimControl
 from .dialplan import EndpointBehaviour
 from .server import Simulator
 from .spec import check_event, check_request
+from .transfers import TransferOutcome
 
 __all__ = [
     "EndpointBehaviour",
     "SimControl",
     "Simulator",
+    "TransferOutcome",
     "check_event",
     "check_request",
     "tone_map",

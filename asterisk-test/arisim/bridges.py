@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 
-from .dialing import DialOps
+from .forwards import ForwardOps
 from .model import Bridge, Channel
 
 BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single",
                 "sdp_label"}
 
 
-class BridgeOps(DialOps):
+class BridgeOps(ForwardOps):
     def create_bridge(self, type_str: str | None, name: str | None,
                       bridge_id: str | None) -> Bridge | None:
         """None when the type combination is invalid (res_stasis.c bridge_create_common)."""
@@ -63,17 +63,35 @@ class BridgeOps(DialOps):
                   channels=[ch], bridges=[bridge])
         bridge.settle_technology()
 
-    def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
+    def bridge_remove(self, bridge: Bridge, ch: Channel, swapping: bool = False) -> None:
         if ch.id not in bridge.channels:
             return
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
         self.emit("ChannelLeftBridge", {"bridge": bridge.json(), "channel": ch.json()},
                   channels=[ch], bridges=[bridge])
+        if swapping:
+            return
         bridge.settle_technology()
         if not bridge.channels:
             # The lonely Recorder is kicked out: its recording ends now.
             self.end_bridge_recordings(bridge)
+
+    def bridge_swap(self, bridge: Bridge, ch: Channel, swap: Channel) -> None:
+        """`ch` takes `swap`'s place (ast_bridge_impart with a swap channel, main/bridge.c
+        bridge_do_move): ChannelLeftBridge of `swap`, then ChannelEnteredBridge of `ch`; the
+        technology and the bridge's recordings are untouched (traces blind_transfer,
+        sip_attended_transfer_refer: softmix before and after)."""
+        self.bridge_remove(bridge, swap, swapping=True)
+        self.bridge_add(bridge, ch)
+
+    def bridge_peer(self, bridge: Bridge, ch: Channel) -> Channel | None:
+        """main/bridge.c ast_bridge_peer: the other channel of a two-channel bridge; None with
+        more (a recording's Recorder counts: traces blind_transfer, sip_attended_transfer_*)."""
+        if len(bridge.channels) + len(bridge.recorder_ids) != 2 or ch.id not in bridge.channels:
+            return None
+        others = [c for c in bridge.channels if c != ch.id]
+        return self.channels.get(others[0]) if others else None
 
     def destroy_bridge(self, bridge: Bridge) -> None:
         """DELETE /bridges: channels leave (they stay in Stasis), recordings end, then

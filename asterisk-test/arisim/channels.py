@@ -30,6 +30,10 @@ from .model import (
 # Virtual seconds a hangup queued on the other Local half takes to be read (traces busy,
 # atxfer_ami_in_stasis_bridge: about 1-2 ms).
 LOCAL_HANGUP_DELAY = 0.002
+# A half that was in Stasis is destroyed only after its Stasis thread wound down, a few ms
+# after its StasisEnd: only then is the hangup queued on the other half (trace blind_transfer:
+# the app's DELETE of ";2" 2 ms after its DELETE of ";1" found ";2" with no hangup queued).
+STASIS_EXIT_DELAY = 0.003
 
 
 class ChannelOps(Core):
@@ -79,11 +83,11 @@ class ChannelOps(Core):
         )
         return self._register(ch)
 
-    def new_internal_pair(self, kind: str) -> tuple[str, str]:
-        """Ids (and the name counter) of a Recorder/Announcer pair, which Asterisk keeps out of
-        channel lists: they are consumed, not kept ("Recorder/ARI-00000027;2" in the traces)."""
-        self.next_unreal()
-        return self.new_uniqueid(), self.new_uniqueid()
+    def new_internal_pair(self, kind: str) -> tuple[str, str, str]:
+        """Ids and the ";2" name of a Recorder/Announcer pair, which Asterisk keeps out of channel
+        lists: they are consumed, not kept ("Recorder/ARI-00000027;2" in the traces)."""
+        name = f"{kind}/ARI-{self.next_unreal()};2"
+        return self.new_uniqueid(), self.new_uniqueid(), name
 
     def peer(self, ch: Channel) -> Channel | None:
         if ch.peer_id is None:
@@ -139,17 +143,35 @@ class ChannelOps(Core):
             return False
         ch.stasis_app = app
         ch.stasis_args = list(args)
+        ch.stasis_unsubscribed = False
         fields: dict[str, object] = {"args": list(args), "channel": ch.json()}
         if replace is not None:
             fields["replace_channel"] = replace.json()
+            self.unsubscribe_replaced(replace, app)
         self.emit("StasisStart", fields, channels=[ch])
         return True
 
+    def unsubscribe_replaced(self, ch: Channel, app: str) -> None:
+        """res_stasis.c send_start_msg_snapshots (l. 1121-1123 on the 22 branch): a StasisStart
+        with replace_channel drops one reference of the app's subscription to the replaced
+        channel (app_unsubscribe_channel_id; res/stasis/app.c unsubscribe counts `interested`).
+        A created channel (two references: create + Stasis) still gets its hangup events but no
+        ChannelDestroyed; a channel that entered from the dialplan gets only its StasisEnd
+        (traces sip_blind_transfer_refer, sip_attended_transfer_refer)."""
+        if app in ch.explicit_apps:
+            ch.explicit_apps.discard(app)
+        elif ch.stasis_app == app:
+            ch.stasis_unsubscribed = True
+
     def leave_stasis(self, ch: Channel) -> None:
-        if ch.stasis_app is None:
+        """StasisEnd goes to the app's topic directly (res_stasis.c app_send_end_msg), so the
+        app gets it even when it no longer holds a subscription to the channel."""
+        app = ch.stasis_app
+        if app is None:
             return
-        self.emit_channel("StasisEnd", ch)
+        self.emit("StasisEnd", {"channel": ch.json()}, channels=[ch], apps=[app])
         ch.stasis_app = None
+        ch.stasis_unsubscribed = False
         ch.variables["STASISSTATUS"] = "SUCCESS"
 
     # --------------------------------------------------------------- hangup
@@ -163,6 +185,7 @@ class ChannelOps(Core):
         tech_cause: int | None = None,
         quiet: bool = False,
         delay: float = 0.0,
+        soft_flag: int = SOFTHANGUP_EXPLICIT,
     ) -> None:
         """Hang a channel up and tear down what hangs off it, in Asterisk's event order.
 
@@ -173,6 +196,8 @@ class ChannelOps(Core):
         delay: virtual seconds between the ChannelHangupRequest and the teardown of a channel in
         Stasis (a hangup queued by the other Local half is read a moment later: in
         atxfer_ami_in_stasis_bridge the app's DELETE still finds the channel).
+        soft_flag: the AST_SOFTHANGUP_* flag a soft hangup reports as its `cause` (main/channel.c
+        ast_softhangup): EXPLICIT (32) for DELETE /channels, DEV (1) for a transfer's target.
         """
         if ch.hungup or ch.destroyed:
             return
@@ -181,7 +206,7 @@ class ChannelOps(Core):
         if not quiet:
             fields: dict[str, object] = {}
             if soft:
-                fields = {"cause": SOFTHANGUP_EXPLICIT, "soft": True}
+                fields = {"cause": soft_flag, "soft": True}
             elif report_cause:
                 fields = {"cause": cause}
                 if tech_cause is not None:
@@ -203,10 +228,15 @@ class ChannelOps(Core):
             if bridge is not None:
                 self.bridge_remove(bridge, ch)
         self.recordings_on_channel_gone(ch)
+        was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)
-        self.destroy_channel(ch)
+        self.dial_hung_up(ch)
+        self.destroy_channel(ch, STASIS_EXIT_DELAY if was_in_stasis else 0.0)
 
-    def destroy_channel(self, ch: Channel) -> None:
+    def dial_hung_up(self, ch: Channel) -> None:
+        """Hook for dialing.py: a channel being dialled goes away."""
+
+    def destroy_channel(self, ch: Channel, peer_delay: float = 0.0) -> None:
         if ch.destroyed:
             return
         ch.hungup = True
@@ -226,7 +256,12 @@ class ChannelOps(Core):
         peer = self.peer(ch)
         if peer is not None:
             # core_local.c: the other half gets a hangup queued with the same cause
-            self.hangup_channel(peer, ch.hangup_cause, delay=LOCAL_HANGUP_DELAY)
+            cause = ch.hangup_cause
+            if peer_delay > 0:
+                self.schedule(peer_delay, lambda: self.hangup_channel(
+                    peer, cause, delay=LOCAL_HANGUP_DELAY), f"local hangup {peer.name}")
+            else:
+                self.hangup_channel(peer, cause, delay=LOCAL_HANGUP_DELAY)
 
     def far_hangup(self, ch: Channel, cause: int = CAUSE_NORMAL) -> None:
         """The party hangs up (BYE, or the Local dialplan ends)."""

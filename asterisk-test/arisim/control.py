@@ -12,11 +12,21 @@ in another process:
   POST /_sim/calls        {endpoint, caller_number, caller_name, args, app, tone_hz,
                            sends_media, exten, channel_id}  → {"channel_id", "channel"}
   POST /_sim/endpoints    {endpoint, result, answer_after, tone_hz, sends_media, ringing,
-                           talking, hangup_after}
+                           talking, hangup_after, busy_hangup_after, forward_to,
+                           state_before_dial}
+  POST /_sim/dialplan     {context, pattern, steps: [[app, data], ...]}
   POST /_sim/channels/{id}/answer | busy | reject
+  POST /_sim/channels/{id}/forward {"forward_to"}      the ringing phone answers 302
   POST /_sim/channels/{id}/hangup {"cause"}
   POST /_sim/channels/{id}/dtmf   {"digit", "duration_ms"}
   POST /_sim/channels/{id}/media  {"talking", "sends_media", "tone_hz"}
+  POST /_sim/channels/{id}/hold   {"musicclass"}        ChannelHold (the phone holds)
+  POST /_sim/channels/{id}/unhold                       ChannelUnhold
+  POST /_sim/channels/{id}/blind_transfer {exten, context, via, hangup_after}
+                                         → {"result", "local_one", "local_two"}
+  POST /_sim/attended_transfer {first_leg, second_leg, result, delay, hangup_after}
+                                         → {"result", "local_one", "local_two"}
+  POST /_sim/abandon_transfer  {first_leg, second_leg}
   POST /_sim/recordings/{name}/finish
   POST /_sim/recordings/{name}/fail {"cause"}
   POST /_sim/websockets/drop
@@ -33,7 +43,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY
 from .engine import ControlError
+from .transfers import REFER_BYE_DELAY
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -80,8 +92,37 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
 
     async def endpoints(request: web.Request) -> web.Response:
         data = await body(request)
-        b = sim.set_endpoint(data.pop("endpoint"), **data)
+        try:
+            b = sim.set_endpoint(data.pop("endpoint"), **data)
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=400)
         return web.json_response({"result": b.result})
+
+    async def dialplan(request: web.Request) -> web.Response:
+        data = await body(request)
+        sim.add_extension(str(data["context"]), str(data["pattern"]),
+                          [(str(a), str(d)) for a, d in data.get("steps", [])])
+        return web.json_response({"ok": True})
+
+    async def attended(request: web.Request) -> web.Response:
+        data = await body(request)
+        try:
+            outcome = sim.attended_transfer(
+                str(data["first_leg"]), str(data["second_leg"]),
+                result=data.get("result", "success"),
+                delay=float(data.get("delay", ATTENDED_SETUP_DELAY)),
+                hangup_after=_opt_float(data, "hangup_after", ATTENDED_BYE_DELAY))
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=404)
+        return web.json_response(outcome.json())
+
+    async def abandon(request: web.Request) -> web.Response:
+        data = await body(request)
+        try:
+            sim.abandon_transfer(str(data["first_leg"]), str(data["second_leg"]))
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=404)
+        return web.json_response({"ok": True})
 
     async def channel_action(request: web.Request) -> web.Response:
         cid, action = request.match_info["id"], request.match_info["action"]
@@ -100,6 +141,18 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
             elif action == "media":
                 sim.set_media(cid, talking=data.get("talking"),
                               sends_media=data.get("sends_media"), tone_hz=data.get("tone_hz"))
+            elif action == "forward":
+                sim.forward(cid, str(data["forward_to"]))
+            elif action == "hold":
+                sim.hold(cid, data.get("musicclass"))
+            elif action == "unhold":
+                sim.unhold(cid)
+            elif action == "blind_transfer":
+                outcome = sim.blind_transfer(
+                    cid, str(data["exten"]), str(data.get("context", "transfer-target")),
+                    via=data.get("via", "refer"),
+                    hangup_after=_opt_float(data, "hangup_after", REFER_BYE_DELAY))
+                return web.json_response(outcome.json())
             else:
                 return web.json_response({"message": f"unknown action {action}"}, status=404)
         except ControlError as exc:
@@ -132,9 +185,20 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
     r.add_post("/_sim/advance", advance)
     r.add_post("/_sim/calls", calls)
     r.add_post("/_sim/endpoints", endpoints)
+    r.add_post("/_sim/dialplan", dialplan)
+    r.add_post("/_sim/attended_transfer", attended)
+    r.add_post("/_sim/abandon_transfer", abandon)
     r.add_post("/_sim/channels/{id}/{action}", channel_action)
     r.add_post("/_sim/recordings/{name:.+}/{action}", recording_action)
     r.add_post("/_sim/websockets/drop", drop)
+
+
+def _opt_float(data: dict[str, Any], key: str, default: float) -> float | None:
+    """A float, JSON null (→ None) or the default when absent."""
+    if key not in data:
+        return default
+    value = data[key]
+    return None if value is None else float(value)
 
 
 class SimControl:
@@ -213,6 +277,48 @@ class SimControl:
     async def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
         await self._call("POST", f"/_sim/channels/{channel_id}/dtmf",
                          {"digit": digit, "duration_ms": duration_ms})
+
+    async def add_extension(self, context: str, pattern: str,
+                            steps: list[tuple[str, str]]) -> None:
+        await self._call("POST", "/_sim/dialplan",
+                         {"context": context, "pattern": pattern,
+                          "steps": [list(step) for step in steps]})
+
+    async def forward(self, channel_id: str, forward_to: str) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/forward",
+                         {"forward_to": forward_to})
+
+    async def hold(self, channel_id: str, musicclass: str | None = None) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/hold",
+                         {"musicclass": musicclass} if musicclass else {})
+
+    async def unhold(self, channel_id: str) -> None:
+        await self._call("POST", f"/_sim/channels/{channel_id}/unhold")
+
+    async def blind_transfer(self, channel_id: str, exten: str,
+                             context: str = "transfer-target", via: str = "refer",
+                             hangup_after: float | None = REFER_BYE_DELAY) -> dict[str, Any]:
+        """→ {"result", "local_one", "local_two"} (see Simulator.blind_transfer)."""
+        result: dict[str, Any] = await self._call(
+            "POST", f"/_sim/channels/{channel_id}/blind_transfer",
+            {"exten": exten, "context": context, "via": via, "hangup_after": hangup_after})
+        return result
+
+    async def attended_transfer(self, first_leg: str, second_leg: str, *,
+                                result: str = "success",
+                                delay: float = ATTENDED_SETUP_DELAY,
+                                hangup_after: float | None = ATTENDED_BYE_DELAY
+                                ) -> dict[str, Any]:
+        """→ {"result", "local_one", "local_two"} (see Simulator.attended_transfer)."""
+        outcome: dict[str, Any] = await self._call(
+            "POST", "/_sim/attended_transfer",
+            {"first_leg": first_leg, "second_leg": second_leg, "result": result,
+             "delay": delay, "hangup_after": hangup_after})
+        return outcome
+
+    async def abandon_transfer(self, first_leg: str, second_leg: str) -> None:
+        await self._call("POST", "/_sim/abandon_transfer",
+                         {"first_leg": first_leg, "second_leg": second_leg})
 
     async def finish_recording(self, name: str) -> None:
         await self._call("POST", f"/_sim/recordings/{name}/finish")

@@ -259,6 +259,9 @@ class Core:
     def far_answered(self, ch: Channel) -> None:
         raise NotImplementedError
 
+    def far_forward(self, ch: Channel, target: str) -> None:
+        raise NotImplementedError
+
     def end_bridge_recordings(self, bridge: Bridge) -> None:
         raise NotImplementedError
 

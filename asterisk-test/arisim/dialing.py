@@ -8,7 +8,14 @@ hangs up an unanswered channel with cause 19 (control.c bridge_timeout → hangu
 
 Originate (resource_channels.c ari_channels_handle_originate_with_id) dials through main/dial.c:
 when the callee answers, the channel goes to the app (StasisStart) or the given dialplan; on
-timeout a Dial NOANSWER is published and the channel hung up.
+timeout a Dial NOANSWER is published and the channel hung up. dial.c publishes its statuses with
+the device as `dialstring` (handle_frame); a dialled channel the app hangs up is read as NULL by
+monitor_dial, which publishes ast_hangup_cause_to_dial_status of its cause first.
+
+Any channel in a bridge publishes a Dial for the control frames it reads (main/bridge_channel.c
+bridge_handle_trip: RINGING, PROGRESS, PROCEEDING, ANSWER, BUSY, CONGESTION) — e.g. the Local ";1"
+a transfer put in the call bridge goes Up with a Dial ANSWER when its ";2" is answered (traces
+blind_transfer, sip_attended_transfer_refer).
 """
 
 from __future__ import annotations
@@ -112,9 +119,22 @@ class DialOps(ChannelOps):
 
     def dial_event(self, ch: Channel, status: str, dialstring: str = "",
                    forward: str = "") -> None:
-        if ch.dialing or ch.originating:
+        if ch.originating and status and not dialstring:
+            dialstring = ch.originate_device
+        if ch.dialing or ch.originating or ch.bridge_id is not None:
             self.emit("Dial", {"dialstatus": status, "forward": forward,
                                "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
+
+    def dial_hung_up(self, ch: Channel) -> None:
+        """main/dial.c monitor_dial: a channel being dialled by originate that hangs up (the
+        app's DELETE — e.g. the losers of a ring group — or the far end failing) is read as
+        NULL, and a Dial with ast_hangup_cause_to_dial_status of its cause is published before it
+        is destroyed (17 BUSY, 34 CONGESTION, 3/20 CHANUNAVAIL, else NOANSWER)."""
+        if ch.originating:
+            status = {CAUSE_BUSY: "BUSY", CAUSE_CONGESTION: "CONGESTION", 3: "CHANUNAVAIL",
+                      CAUSE_SUBSCRIBER_ABSENT: "CHANUNAVAIL"}.get(ch.hangup_cause, "NOANSWER")
+            self.dial_event(ch, status)
+            ch.originating = False
 
     # ------------------------------------------------------------ far end
     def start_far_end(self, ch: Channel) -> None:
@@ -133,7 +153,7 @@ class DialOps(ChannelOps):
             return
         if b.ringing:
             self.far_ringing(ch)
-        if b.result in ("answer", "busy", "congestion"):
+        if b.result in ("answer", "busy", "congestion", "forward"):
             self.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
                           owner=ch)
 
@@ -145,8 +165,11 @@ class DialOps(ChannelOps):
                               owner=ch)
         elif b.result == "busy":
             self.far_busy(ch, b.busy_hangup_after)
+        elif b.result == "forward":
+            self.far_forward(ch, b.forward_to or "")
         else:
             self.dial_event(ch, "CONGESTION")
+            ch.originating = False  # dial.c handle_frame drops the owner after BUSY/CONGESTION
             self._far_fail(ch, CAUSE_CONGESTION)
 
     def _far_fail(self, ch: Channel, cause: int) -> None:
@@ -156,7 +179,8 @@ class DialOps(ChannelOps):
     def far_ringing(self, ch: Channel) -> None:
         if ch.state not in ("Down", "Rsrved"):
             return
-        if ch.tech == "Local":
+        b = self.behaviour(ch)
+        if ch.tech == "Local" or (b is not None and b.state_before_dial):
             self.set_state(ch, "Ringing")
             self.dial_event(ch, "RINGING")
         else:
@@ -176,6 +200,7 @@ class DialOps(ChannelOps):
     def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
         self.dial_event(ch, "BUSY")
         ch.dialing = False
+        ch.originating = False
         if ch.tech == "PJSIP":
             self.schedule(hangup_after, lambda: self._far_fail(ch, CAUSE_BUSY),
                           f"busy-hangup {ch.id}", owner=ch)
@@ -225,18 +250,25 @@ class DialOps(ChannelOps):
         target = DialplanLocation(context or "default", extension or "s", priority or 1)
         ch.originating = True
         ch.origin_target = target
+        ch.originate_device = resource
 
         def start() -> None:
             if ch.hungup:
                 return
             self.dial_event(ch, "", dialstring=resource)
             if timeout > 0:
-                self.schedule(timeout, lambda: self._originate_timeout(ch),
-                              f"originate-timeout {ch.id}", owner=ch)
+                ch.originate_deadline = self.clock.now() + timeout
+                self.arm_originate_timeout(ch)
             self.start_far_end(ch)
 
         self.defer(start)
         return ch
+
+    def arm_originate_timeout(self, ch: Channel) -> None:
+        if ch.originate_deadline is not None:
+            self.schedule(max(0.0, ch.originate_deadline - self.clock.now()),
+                          lambda: self._originate_timeout(ch), f"originate-timeout {ch.id}",
+                          owner=ch)
 
     def _originate_answered(self, ch: Channel) -> None:
         ch.originating = False

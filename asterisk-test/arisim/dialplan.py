@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual"]
+Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual", "forward"]
 # Dialplan step: (application, data). Data may use ${EXTEN}.
 Step = tuple[str, str]
 
@@ -36,7 +36,9 @@ class EndpointBehaviour:
 
     `hangup_after`: the party hangs up that many seconds after answering (None: never by itself).
     `tone_hz` None: a fresh frequency per channel. `sends_media`: frames flow when the party is
-    alone in a bridge.
+    alone in a bridge. `result="forward"`: `answer_after` seconds after the INVITE the phone
+    answers 302 Moved Temporarily to `forward_to` ("300", or "PJSIP/300" with a technology;
+    see forwards.py).
     """
 
     result: Result = "answer"
@@ -47,6 +49,11 @@ class EndpointBehaviour:
     talking: bool = True
     hangup_after: float | None = None
     busy_hangup_after: float = 0.0  # how long a busy line stays before hanging up
+    forward_to: str | None = None  # result "forward": the 302's Contact user (or tech/resource)
+    # On 180 Ringing, chan_pjsip queues the RINGING frame (read by the dial bridge: Dial
+    # RINGING) and sets the state (ChannelStateChange) from another thread: sip_basic shows the
+    # Dial first, sip_blind_transfer_refer and sip_attended_transfer_* the state first.
+    state_before_dial: bool = False
 
 
 # extensions.conf of the traces: context → [(exten pattern, steps)]

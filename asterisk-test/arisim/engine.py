@@ -1,4 +1,7 @@
-"""The whole simulated Asterisk, without the HTTP side, plus the control actions tests use.
+"""The whole simulated Asterisk, without the HTTP side, plus the control actions tests use:
+parties (start_call, answer, busy, reject, forward, hangup, set_media, send_dtmf, hold, unhold),
+transfers (blind_transfer, attended_transfer, abandon_transfer), endpoints and dialplan
+(set_endpoint, add_extension), recordings (finish_recording, fail_recording).
 
 Every control action runs inside `action()`, like a REST call or a timer, so recordings stay
 sample-accurate around it.
@@ -8,16 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dialplan import EndpointBehaviour, Result
+from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
+from .dialplan import EndpointBehaviour, Result, Step
 from .model import CAUSE_NORMAL, Channel, LiveRecording
-from .playbacks import PlaybackOps
+from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
 
 class ControlError(LookupError):
-    """A control action named something that does not exist."""
+    """A control action named something that does not exist (or cannot be done)."""
 
 
-class Engine(PlaybackOps):
+class Engine(AttendedOps):
     # ------------------------------------------------------------ endpoints
     def set_endpoint(
         self,
@@ -31,17 +35,29 @@ class Engine(PlaybackOps):
         talking: bool = True,
         hangup_after: float | None = None,
         busy_hangup_after: float = 0.0,
+        forward_to: str | None = None,
+        state_before_dial: bool = False,
     ) -> EndpointBehaviour:
         """How `endpoint` ("PJSIP/201", "Local/200@targets") behaves when dialled.
 
         result: answer | busy | noanswer | unavailable | congestion | manual (rings until the
-        test calls answer/busy/reject). Replaces the dialplan for a Local endpoint.
+        test calls answer/busy/reject) | forward (answers 302 to `forward_to` after
+        `answer_after` s, e.g. result="forward", forward_to="300"; see forwards.py). Replaces
+        the dialplan for a Local endpoint.
         """
+        if result == "forward" and not forward_to:
+            raise ControlError("result='forward' needs forward_to")
         b = EndpointBehaviour(result=result, answer_after=answer_after, ringing=ringing,
                               tone_hz=tone_hz, sends_media=sends_media, talking=talking,
-                              hangup_after=hangup_after, busy_hangup_after=busy_hangup_after)
+                              hangup_after=hangup_after, busy_hangup_after=busy_hangup_after,
+                              forward_to=forward_to, state_before_dial=state_before_dial)
         self.dialplan.endpoints[endpoint] = b
         return b
+
+    def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
+        """Add an extension (first in order) to a dialplan context, e.g. the transfer context:
+        add_extension("transfer-target", "_X.", [("Stasis", "verbatim,transfer,${EXTEN}")])."""
+        self.dialplan.add_extension(context, pattern, [(str(a), str(d)) for a, d in steps])
 
     # -------------------------------------------------------------- parties
     def _chan(self, channel_id: str) -> Channel:
@@ -75,6 +91,15 @@ class Engine(PlaybackOps):
             if ch.tech != "PJSIP":
                 self.hangup_channel(ch, 17)
 
+    def forward(self, channel_id: str, forward_to: str) -> None:
+        """The ringing party behind a dialled channel answers 302 to `forward_to` ("300" or
+        "PJSIP/300"): followed for an originate, refused by /dial (see forwards.py)."""
+        with self.action():
+            ch = self._chan(channel_id)
+            if not (ch.dialing or ch.originating):
+                raise ControlError(f"channel {channel_id} is not being dialled")
+            self.far_forward(ch, forward_to)
+
     def reject(self, channel_id: str) -> None:
         with self.action():
             self.far_reject(self._chan(channel_id))
@@ -96,6 +121,54 @@ class Engine(PlaybackOps):
                 ch.sends_media = sends_media
             if tone_hz is not None:
                 ch.tone_hz = tone_hz
+
+    # ------------------------------------------------------ hold, transfers
+    def hold(self, channel_id: str, musicclass: str | None = None) -> None:
+        """The party puts the call on hold (re-INVITE sendonly): ChannelHold; it sends no
+        audio until `unhold` (see transfers.py)."""
+        with self.action():
+            self.party_hold(self._chan(channel_id), musicclass)
+
+    def unhold(self, channel_id: str) -> None:
+        """The party resumes the call: ChannelUnhold."""
+        with self.action():
+            self.party_unhold(self._chan(channel_id))
+
+    def blind_transfer(self, channel_id: str, exten: str, context: str = "transfer-target",
+                       via: Via = "refer",
+                       hangup_after: float | None = REFER_BYE_DELAY) -> TransferOutcome:
+        """The party on `channel_id` blind-transfers its bridge to exten@context: SIP REFER
+        (its phone then hangs up after `hangup_after` s; None: it stays) or AMI BlindTransfer
+        (`via="ami"`: the channel stays). Returns the result and the Local pair's ids."""
+        if via not in ("refer", "ami"):
+            raise ControlError(f"via must be 'refer' or 'ami', not {via!r}")
+        with self.action():
+            return self.blind_transfer_channel(self._chan(channel_id), exten, context, via,
+                                               hangup_after)
+
+    def attended_transfer(self, first_leg: str, second_leg: str, *,
+                          result: AttendedResult = "success",
+                          delay: float = ATTENDED_SETUP_DELAY,
+                          hangup_after: float | None = ATTENDED_BYE_DELAY) -> TransferOutcome:
+        """The phone holding `first_leg` (bridged with the transferee) and `second_leg` (the
+        consultation call, bridged or only in the app) sends REFER with Replaces: link or
+        application transfer, or `result="fail"` (see attended.py)."""
+        if result not in ("success", "fail"):
+            raise ControlError(f"result must be 'success' or 'fail', not {result!r}")
+        with self.action():
+            return self.attended_transfer_channels(
+                self._chan(first_leg), self._chan(second_leg), result=result, delay=delay,
+                hangup_after=hangup_after)
+
+    def abandon_transfer(self, first_leg: str, second_leg: str) -> None:
+        """The staff member gives up the consultation and returns to the caller: the phone
+        hangs up the consultation leg (BYE) and, if it held the first leg, resumes it. Asterisk
+        sees no transfer at all (no REFER): no BridgeAttendedTransfer."""
+        with self.action():
+            first, second = self._chan(first_leg), self._chan(second_leg)
+            self.hangup_channel(second, CAUSE_NORMAL)
+            if first.on_hold:
+                self.party_unhold(first)
 
     def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
         """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone)."""

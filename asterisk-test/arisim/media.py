@@ -10,6 +10,14 @@ seconds of audio in the file (ast_tellstream / 8000).
 
 A channel recording of a bridged channel is accepted (201) then fails (res_stasis_recording.c
 record_file: "Cannot record channel while in bridge"); on a Snoop channel it records what is spied.
+
+Local channels pass media through (main/core_unreal.c unreal_write queues every frame written to
+one half on the other): a Local half in a bridge sends what its other half hears — the other
+parties of the other half's bridge — so a recording of bridge A holds the tone of a party in
+bridge B that a Local pair links to A (a blind or attended transfer), and vice versa. A half
+whose other half sits in Stasis outside any bridge sends nothing; one whose other half runs the
+dialplan sends that party's tone. Frames reach a lone Local half when the other half's bridge
+mixes (softmix, three or more channels) or holds a party that sends media.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ class MediaOps(BridgeOps):
         self.recordings[name] = rec
         if kind == "bridge":
             bridge = self.bridges[target_id]
-            rec.recorder_id = self.new_internal_pair("Recorder")[1]
+            _, rec.recorder_id, rec.recorder_name = self.new_internal_pair("Recorder")
             bridge.recorder_ids.append(rec.recorder_id)
             bridge.settle_technology()
         self.defer(lambda: self._start_recording(rec))
@@ -153,19 +161,18 @@ class MediaOps(BridgeOps):
             if bridge is None or bridge.destroyed:
                 return False, ()
             parties = [self.channels[c] for c in bridge.channels]
-            tones = tuple(sorted({t for p in parties if (t := _voice(p)) is not None}))
+            tones = tuple(sorted(set().union(*(self.voice(p) for p in parties))))
             if len(parties) >= 2:
                 return True, tones
             if len(parties) == 1:
-                return parties[0].sends_media, tones
+                return self.frames_out(parties[0]), tones
             return False, ()
         ch = self.channels.get(rec.target_id)
         if ch is None or ch.destroyed:
             return False, ()
         if ch.snoop_of is not None:
             return True, self._snooped(ch)
-        t = _voice(ch)
-        return True, (t,) if t is not None else ()
+        return True, tuple(sorted(self.voice(ch)))
 
     def _snooped(self, snoop: Channel) -> tuple[int, ...]:
         """Audio a Snoop channel spies: "in" what the channel says, "out" what it hears."""
@@ -173,14 +180,52 @@ class MediaOps(BridgeOps):
         if target is None:
             return ()
         tones: set[int] = set()
-        if snoop.spy in ("in", "both") and (t := _voice(target)) is not None:
-            tones.add(t)
-        if snoop.spy in ("out", "both") and target.bridge_id is not None:
-            bridge = self.bridges.get(target.bridge_id)
-            for cid in bridge.channels if bridge else []:
-                if cid != target.id and (t := _voice(self.channels[cid])) is not None:
-                    tones.add(t)
+        if snoop.spy in ("in", "both"):
+            tones |= self.voice(target)
+        if snoop.spy in ("out", "both"):
+            tones |= self.heard(target)
         return tuple(sorted(tones))
+
+    # -------------------------------------------------------------- parties
+    def voice(self, ch: Channel, seen: frozenset[str] = frozenset()) -> frozenset[int]:
+        """The tones `ch` puts into its bridge right now (Local pass-through, see above)."""
+        if ch.destroyed or ch.muted_in or ch.on_hold:
+            return frozenset()
+        other = self.peer(ch) if ch.tech == "Local" and ch.id not in seen else None
+        if other is not None:
+            if other.bridge_id is not None:
+                return self.heard(other, seen | {ch.id})
+            if other.in_stasis:
+                return frozenset()
+        if not ch.talking or not ch.tone_hz:
+            return frozenset()
+        return frozenset((ch.tone_hz,))
+
+    def heard(self, ch: Channel, seen: frozenset[str] = frozenset()) -> frozenset[int]:
+        """The tones `ch` receives from the other parties of its bridge."""
+        bridge = self.bridges.get(ch.bridge_id or "")
+        if bridge is None:
+            return frozenset()
+        out: set[int] = set()
+        for cid in bridge.channels:
+            if cid != ch.id:
+                out |= self.voice(self.channels[cid], seen)
+        return frozenset(out)
+
+    def frames_out(self, ch: Channel, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether frames flow from `ch` into its bridge when it is alone there."""
+        if ch.destroyed:
+            return False
+        other = self.peer(ch) if ch.tech == "Local" and ch.id not in seen else None
+        if other is not None and other.bridge_id is not None:
+            bridge = self.bridges.get(other.bridge_id)
+            if bridge is None:
+                return False
+            if len(bridge.channels) + len(bridge.recorder_ids) > 2:  # softmix mixes always
+                return True
+            return any(self.frames_out(self.channels[c], seen | {ch.id})
+                       for c in bridge.channels if c != other.id)
+        return ch.sends_media and not ch.on_hold
 
     def render_media(self, t: float) -> None:
         """Write every live recording's audio from where it stopped up to virtual time t."""
@@ -275,10 +320,3 @@ def _durations(rec: LiveRecording, by_silence: bool) -> tuple[int, int | None]:
     talking = total - int((total_silence_ms - 200) / 1000) if total_silence_ms > 0 else total
     duration = total - int((trailing_ms - 200) / 1000) if trailing_ms > 0 else total
     return max(0, duration), max(0, talking)
-
-
-def _voice(ch: Channel) -> int | None:
-    """The tone a channel puts into a bridge right now (None: silent)."""
-    if ch.destroyed or not ch.talking or ch.muted_in or ch.on_hold or not ch.tone_hz:
-        return None
-    return ch.tone_hz

@@ -179,14 +179,24 @@ class Channel:
     originate_args: str = ""
     originating: bool = False  # dialled by originate (main/dial.c), not answered yet
     origin_target: DialplanLocation | None = None
+    originate_deadline: float | None = None  # virtual time the originate's dial times out
+    originate_device: str = ""  # main/dial.c channel->device: Dial `dialstring` of its statuses
+    # RDNIS after a 302 (res_pjsip_diversion.c diversion_incoming_response): shown in the JSON
+    caller_rdnis: str | None = None
+    # A StasisStart with replace_channel dropped the app's Stasis-entry subscription to this
+    # channel (res_stasis.c send_start_msg_snapshots → app_unsubscribe_channel_id)
+    stasis_unsubscribed: bool = False
 
     @property
     def in_stasis(self) -> bool:
         return self.stasis_app is not None
 
     def subscribers(self) -> set[str]:
+        """Apps holding a subscription: explicit ones (create/originate with app, a Dial
+        `forwarded`) and the Stasis app — refcounted in res/stasis/app.c, modelled as a set
+        plus `stasis_unsubscribed`."""
         apps = set(self.explicit_apps)
-        if self.stasis_app:
+        if self.stasis_app and not self.stasis_unsubscribed:
             apps.add(self.stasis_app)
         return apps
 
@@ -207,7 +217,7 @@ class Channel:
             "dialplan": self.dialplan.json(),
             "creationtime": format_timestamp(self.creationtime),
             "language": self.language,
-        }
+        } | ({"caller_rdnis": self.caller_rdnis} if self.caller_rdnis is not None else {})
 
 
 @dataclass
@@ -268,6 +278,7 @@ class LiveRecording:
     duration: int | None = None
     talking_duration: int | None = None
     recorder_id: str | None = None
+    recorder_name: str = ""  # "Recorder/ARI-00000032;2", as BRIDGEPEER / BLINDTRANSFER show it
     writer: WavWriter | None = None
     muted: bool = False
     started_at: float = 0.0

@@ -5,9 +5,11 @@ advances by the trace's `t` deltas), with the capture's channel and bridge ids r
 simulator's: bridges by the ids the simulator answered, channels by name (the capture's name with
 its counter stripped, "Local/200@targets-00000028;1" → "Local/200@targets;1", in creation order).
 Then, per channel, bridge and recording, the sequences of events and their key fields (state,
-args, dialstatus, forward, cause, recording state and duration...) are compared, ignoring
-ChannelVarset and ChannelConnectedLine. Status codes and the key fields of replies are compared
-too. Things the capture shows that no request caused (a SIP caller, its BYE) are injected.
+args, dialstatus, forward, cause, replace_channel, a transfer's result, destination and the
+bridges it names, recording state and duration...) are compared, ignoring ChannelVarset and
+ChannelConnectedLine. Status codes and the key fields of replies are compared
+too. Things the capture shows that no request caused (a SIP caller, its BYE, a phone's REFER, an
+AMI action, how a phone answers) are injected.
 """
 
 from __future__ import annotations
@@ -117,15 +119,25 @@ def _summary(ev: dict[str, Any], ch_id: Callable[[str], str],
         if key in ev:
             out += [key, normalize_name(ev[key]["name"]), ev[key]["state"]]
     for key in ("args", "dialstatus", "forward", "dialstring", "cause", "cause_txt",
-                "tech_cause", "soft", "dialplan_app", "dialplan_app_data"):
+                "tech_cause", "soft", "dialplan_app", "dialplan_app_data", "exten", "context",
+                "result", "is_external", "destination_type", "destination_application"):
         if key in ev:
             out += [key, ev[key]]
+    for key in ("transferee", "transfer_target"):  # present or not (ast_bridge_peer)
+        out += [key, key in ev]
     if "replace_channel" in ev:
         out += ["replace", ch_id(ev["replace_channel"]["id"])]
     if "forwarded" in ev:
         out += ["forwarded", normalize_name(ev["forwarded"]["name"])]
-    if "bridge" in ev:
-        out += ["bridge", br_id(ev["bridge"]["id"])]
+    for key in ("transferer_first_leg", "transferer_second_leg"):
+        if key in ev:
+            out += [key, ch_id(ev[key]["id"])]
+    for key in ("destination_link_first_leg", "destination_link_second_leg"):
+        if key in ev:
+            out += [key, normalize_name(ev[key]["name"]), ev[key]["state"]]
+    for key in ("bridge", "transferer_first_leg_bridge", "transferer_second_leg_bridge"):
+        if key in ev:
+            out += [key, br_id(ev[key]["id"])]
     if "recording" in ev:
         r = ev["recording"]
         target = r["target_uri"]
@@ -140,12 +152,13 @@ def _keys(ev: dict[str, Any], ch_id: Callable[[str], str],
     if "recording" in ev:
         return [f"recording {rec(ev['recording']['name'])}"]
     keys = []
-    for key in ("channel", "peer"):
+    for key in ("channel", "peer", "transferer_first_leg"):
         if key in ev:
             keys.append(f"channel {ch_id(ev[key]['id'])}")
             break
-    if "bridge" in ev:
-        keys.append(f"bridge {br_id(ev['bridge']['id'])}")
+    for key in ("bridge", "transferer_first_leg_bridge", "transferer_second_leg_bridge"):
+        if key in ev:
+            keys.append(f"bridge {br_id(ev[key]['id'])}")
     return keys
 
 

@@ -225,23 +225,17 @@ def stop_moh(sim: Engine, args: Args) -> ApiResponse:
     return _accept(sim, args)
 
 
-def _hold(sim: Engine, args: Args, on: bool) -> ApiResponse:
-    ch = _controlled(sim, args, check_state=True)
-    if isinstance(ch, ApiResponse):
-        return ch
-    ch.on_hold = on
-    sim.emit_channel("ChannelHold" if on else "ChannelUnhold", ch)
-    return no_content()
-
-
 @route("POST /channels/{channelId}/hold")
 def hold(sim: Engine, args: Args) -> ApiResponse:
-    return _hold(sim, args, True)
+    """control.c app_control_hold only indicates hold to the channel (ast_indicate: the party
+    hears music on hold); nothing is published — ChannelHold comes from a party holding the call
+    (main/channel.c ast_queue_hold, Simulator.hold)."""
+    return _accept(sim, args)
 
 
 @route("DELETE /channels/{channelId}/hold")
 def unhold(sim: Engine, args: Args) -> ApiResponse:
-    return _hold(sim, args, False)
+    return _accept(sim, args)
 
 
 def _mute(sim: Engine, args: Args, on: bool) -> ApiResponse:

@@ -1,0 +1,156 @@
+"""Transfers, forwards and hold on the simulator: every leg has rows, every second is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arisim.audio import tone_map
+from tests.stack import Stack, running_stack
+from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
+from tests.test_flow_resilience import bridged_call
+
+TARGET_HZ = 1900
+
+
+async def finish(st: Stack, caller_id: str, call_id: str) -> None:
+    st.sim.hangup(caller_id)
+    await st.settle()
+    await st.advance(0.1)
+    call = await st.repo.call(call_id)
+    assert call is not None and call.status == "ended", call
+
+
+@pytest.mark.parametrize("by", ["callee", "caller"])
+async def test_blind_transfer_is_recorded_without_a_gap(
+    tmp_path: Path, pg_dsn: str, by: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        caller_id, call_id = await bridged_call(st)
+        callee_id = f"{call_id}-l2"
+        await st.advance(3.0)
+        transferer, stayer = (callee_id, caller_id) if by == "callee" else (caller_id, callee_id)
+        stayer_hz = CALLER_HZ if by == "callee" else CALLEE_HZ
+        st.sim.blind_transfer(transferer, "300")
+        await st.settle()
+        await st.advance(6.0)
+        await finish(st, stayer, call_id)
+        call, legs, recs, events = await st.call_rows(call_id)
+        roles = sorted(leg.role for leg in legs)
+        assert roles == ["callee", "callee", "caller", "local", "local"]
+        assert [r.status for r in recs] == ["filed"]  # one recording, never interrupted
+        kinds = [e.kind for e in events]
+        assert "transfer.blind" in kinds and "transfer.answered" in kinds
+        gaps = [leg for leg in legs if leg.talked_ms and leg.covered_ms != leg.talked_ms]
+        assert not gaps, [(g.channel_id, g.talked_ms, g.covered_ms) for g in gaps]
+        assert await st.repo.gaps(call.started_at, call_id) == []
+        # the file: both original parties, then the one who stayed with the new party
+        windows = tone_map(Path(recs[0].path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])
+        target = next(leg for leg in legs if leg.role == "callee" and leg.channel_id != callee_id)
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=target.channel_id)
+        start = event_time(st.sim, "RecordingStarted")
+        after = [w for i, w in enumerate(windows) if start + i * 0.1 > joined + 0.1][:-1]
+        assert after and all(w == {stayer_hz, TARGET_HZ} for w in after), after[:5]
+        assert windows[0] == {CALLER_HZ, CALLEE_HZ}
+
+
+async def test_forward_302_of_a_created_leg_rings_the_new_target(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/400", result="forward", forward_to="300")
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "400"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(3.0)
+        await st.advance(2.0)
+        await st.advance(4.0)
+        call_id = await st.only_call_id()
+        await finish(st, caller.id, call_id)
+        call, legs, recs, _events = await st.call_rows(call_id)
+        assert call.outcome == "answered"
+        assert sorted((leg.role, leg.outcome) for leg in legs) == [
+            ("callee", "answered"), ("callee", "forwarded"), ("caller", "hangup")]
+        creates = [r.params.get("endpoint") for r in st.sim.requests
+                   if r.path == "/channels/create"]
+        assert creates == ["PJSIP/400", "PJSIP/300"]  # the new target dialled once
+        (rec,) = recs
+        windows = tone_map(Path(rec.path or ""), [CALLER_HZ, TARGET_HZ])
+        assert windows[:-1] and all(w == {CALLER_HZ, TARGET_HZ} for w in windows[:-1])
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+
+
+async def test_hold_and_resume_stays_recorded_and_is_reported_as_held(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        callee_id = f"{call_id}-l2"
+        await st.advance(2.0)
+        st.sim.hold(callee_id)
+        await st.settle()
+        await st.advance(3.0)
+        st.sim.unhold(callee_id)
+        await st.settle()
+        await st.advance(2.0)
+        await finish(st, caller_id, call_id)
+        _call, legs, recs, events = await st.call_rows(call_id)
+        assert [r.status for r in recs] == ["filed"]
+        kinds = [e.kind for e in events]
+        assert kinds.count("leg.hold") == 1 and kinds.count("leg.unhold") == 1
+        for leg in legs:
+            assert leg.held_ms is not None and abs(leg.held_ms - 3000) <= 100
+            assert leg.covered_ms == leg.talked_ms
+
+
+async def test_forward_on_no_answer_to_a_mobile_goes_out_the_trunk(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    mobile = "+14155550199"
+    async with running_stack(tmp_path, pg_dsn) as st:
+        # the attorney's phone rings 8 s, then forwards to their mobile (302)
+        st.sim.set_endpoint("PJSIP/201", result="forward", forward_to=mobile, answer_after=8.0)
+        st.sim.set_endpoint(f"PJSIP/{mobile}@trunk", result="answer", answer_after=2.0,
+                            tone_hz=TARGET_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(3.0 + 8.0 + 2.0 + 0.1)
+        await st.advance(5.0)
+        call_id = await st.only_call_id()
+        await finish(st, caller.id, call_id)
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert call.outcome == "answered"
+        assert "dial.forwarded" in [e.kind for e in events]
+        (rec,) = recs
+        windows = tone_map(Path(rec.path or ""), [CALLER_HZ, TARGET_HZ])
+        assert abs(len(windows) * 0.1 - 5.0) <= 0.2
+        assert all(w == {CALLER_HZ, TARGET_HZ} for w in windows[:-1])
+
+
+async def test_transfer_after_a_forward(tmp_path: Path, pg_dsn: str) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/400", result="forward", forward_to="300", answer_after=0.5)
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "400"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(3.0 + 0.5 + 1.0 + 0.1)
+        await st.advance(3.0)
+        call_id = await st.only_call_id()
+        forwarded = next(leg for leg in (await st.call_rows(call_id))[1]
+                         if leg.role == "callee" and leg.answered_at is not None)
+        st.sim.blind_transfer(forwarded.channel_id, "301")
+        await st.settle()
+        await st.advance(5.0)
+        await finish(st, caller.id, call_id)
+        _call, legs, recs, _events = await st.call_rows(call_id)
+        callees = sorted(leg.outcome or "" for leg in legs if leg.role == "callee")
+        assert callees == ["answered", "answered", "forwarded"]
+        assert [r.status for r in recs] == ["filed"]
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        assert await st.repo.gaps(_call.started_at, call_id) == []
