@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from arisim.audio import tone_map
+
 from tests.stack import Stack, running_stack
 from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
 from tests.test_flow_resilience import bridged_call
@@ -122,7 +122,7 @@ async def test_forward_on_no_answer_to_a_mobile_goes_out_the_trunk(
         await st.advance(5.0)
         call_id = await st.only_call_id()
         await finish(st, caller.id, call_id)
-        call, legs, recs, events = await st.call_rows(call_id)
+        call, _legs, recs, events = await st.call_rows(call_id)
         assert call.outcome == "answered"
         assert "dial.forwarded" in [e.kind for e in events]
         (rec,) = recs
@@ -148,9 +148,9 @@ async def test_transfer_after_a_forward(tmp_path: Path, pg_dsn: str) -> None:
         await st.settle()
         await st.advance(5.0)
         await finish(st, caller.id, call_id)
-        _call, legs, recs, _events = await st.call_rows(call_id)
+        call, legs, recs, _events = await st.call_rows(call_id)
         callees = sorted(leg.outcome or "" for leg in legs if leg.role == "callee")
         assert callees == ["answered", "answered", "forwarded"]
         assert [r.status for r in recs] == ["filed"]
         assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
-        assert await st.repo.gaps(_call.started_at, call_id) == []
+        assert await st.repo.gaps(call.started_at, call_id) == []
