@@ -26,3 +26,10 @@ CREATE TABLE coverage_gaps (
 CREATE INDEX coverage_gaps_starts_idx ON coverage_gaps (starts_at);
 CREATE INDEX coverage_gaps_call_idx ON coverage_gaps (call_id);
 CREATE INDEX coverage_gaps_flagged_idx ON coverage_gaps (detected_at) WHERE flagged;
+
+-- Consent and recording policy (recorder/policy): what was decided for the call and by which
+-- rule; the retention class drives retention and legal hold (later).
+ALTER TABLE calls
+    ADD COLUMN recorded        boolean,
+    ADD COLUMN retention_class text,
+    ADD COLUMN decided_by      text;

@@ -20,6 +20,7 @@ from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
 from recorder.model.settings import CallSettings
 from recorder.persistence import Writer
+from recorder.policy import load_policy, numbering_from
 from recorder.recovery import SpoolSweeper
 from recorder.storage.archive import Archive
 
@@ -44,6 +45,7 @@ def call_settings(config: Config) -> CallSettings:
         outside_line_prefix=calls.outside_line_prefix,
         extension_pattern=calls.extensions.pattern,
         departments=departments,
+        policy=load_policy(calls.policy_file, numbering_from(calls)),
     )
 
 
@@ -138,5 +140,8 @@ async def run(config: Config) -> None:
         log.info(
             "verbatim.started", ari=config.ari.url, app=config.ari.app, office=config.asterisk.label
         )
-        await running.daemon.run()
+        from recorder.api.server import http_if_enabled
+
+        async with http_if_enabled(config):  # the search API and page, when http.enabled
+            await running.daemon.run()
         log.info("verbatim.stopped")

@@ -1,4 +1,4 @@
-"""`verbatim` command line: run, migrate, check-config, calls, health, demo.
+"""`verbatim` command line: run, migrate, check-config, calls, health, demo, explain, prompts.
 
 Exit status: 0 success, 1 a check failed (health) or a runtime error, 2 bad usage or bad config.
 """
@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     cov = with_config("coverage", "per leg: seconds talked vs recorded, and every gap")
     cov.add_argument("--since", default="24h", help="24h, 7d, 90m or an ISO date")
     with_config("health", "check ARI, PostgreSQL, spool and archive")
+    with_config("serve", "serve the call-search API and web page (see http: in the config)")
+    from recorder.api.cli import add_users_parser
+
+    add_users_parser(sub, DEFAULT_CONFIG)
+    from recorder.policy.commands import add_parsers as add_policy_parsers
+
+    add_policy_parsers(sub)  # explain, prompts build|install
     demo = sub.add_parser("demo", help="simulator + private PostgreSQL + daemon + scripted calls")
     demo.add_argument("--dir", help="keep everything in this folder (default: a temp folder)")
     demo.add_argument("--keep", action="store_true", help="leave PostgreSQL running at the end")
@@ -56,10 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         config = _load(args.file)
+        from recorder.policy.commands import check_config_policy
+
+        try:
+            policy = check_config_policy(config)  # calls.policy_file, validated too
+        except ConfigError as exc:
+            print(f"verbatim: {exc}", file=sys.stderr)
+            return 2
         print(
             f"{args.file}: ok ({config.asterisk.label}, ARI {config.ari.url}, app {config.ari.app})"
         )
+        print(f"{args.file}: {policy}")
         return 0
+    if args.command in ("explain", "prompts"):
+        from recorder.policy.commands import run as run_policy_command
+
+        return run_policy_command(args)
     if args.command == "demo":
         from recorder.demo import run_demo
 
@@ -86,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.report import print_coverage
 
         return asyncio.run(print_coverage(config, args.since))
+    if args.command == "serve":
+        from recorder.api.server import serve
+
+        asyncio.run(serve(config))
+        return 0
+    if args.command == "users":
+        from recorder.api.cli import run_users
+
+        return asyncio.run(run_users(config, args))
     if args.command == "health":
         from recorder.health import check_health
 

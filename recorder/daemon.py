@@ -236,6 +236,8 @@ class Daemon:
                 self.writer.stage_event(command.event)
             elif isinstance(command, cmd.SaveGaps):
                 self.writer.stage_gaps(command.gaps)
+            elif isinstance(command, cmd.SaveConsent):
+                self.writer.stage_consent(command.rows)
             elif isinstance(command, cmd.Log):
                 _write_log(command)
             elif isinstance(command, cmd.FileRecording):
@@ -272,6 +274,9 @@ class Daemon:
                     await ari.stop_recording(c.name)
                 case cmd.Hangup():
                     await ari.hangup(c.channel_id, c.reason)
+                case cmd.ContinueInDialplan():
+                    await ari.continue_in_dialplan(c.channel_id, c.context, c.extension,
+                                                   c.priority)
                 case _:
                     log.error("daemon.unknown_command", command=type(c).__name__)
         except AriError as exc:

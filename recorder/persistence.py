@@ -12,12 +12,14 @@ import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, GapRow
 from recorder.model.commands import SaveCall
+from recorder.policy import add_consent_rows
 
 log = structlog.get_logger("verbatim.db")
 
@@ -28,6 +30,7 @@ class Writer:
         self._calls: dict[str, SaveCall] = {}
         self._events: list[EventRow] = []
         self._gaps: list[GapRow] = []
+        self._consent: list[Any] = []  # recorder.policy.ConsentRow
         self._retry_every = retry_every_s
         self._timeout = timeout_s
         self._failing_since: float | None = None
@@ -47,9 +50,12 @@ class Writer:
     def stage_gaps(self, rows: tuple[GapRow, ...]) -> None:
         self._gaps.extend(rows)
 
+    def stage_consent(self, rows: tuple[Any, ...]) -> None:
+        self._consent.extend(rows)
+
     async def flush(self) -> bool:
         """Write what is pending; False (and it stays pending) if the database is unavailable."""
-        if not self._calls and not self._events and not self._gaps:
+        if not self._calls and not self._events and not self._gaps and not self._consent:
             return True
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
@@ -68,6 +74,10 @@ class Writer:
                     gaps = list(self._gaps)
                     await self.repo.add_gaps(gaps)
                     del self._gaps[: len(gaps)]
+                if self._consent:
+                    consent = list(self._consent)
+                    await add_consent_rows(self.repo.pool, consent)
+                    del self._consent[: len(consent)]
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()

@@ -101,6 +101,18 @@ class Stack:
             await self.settle()
             left -= chunk
 
+    async def until_bridged(self, limit_s: float = 30.0) -> str:
+        """Advance until the (only) call has two parties bridged and recorded — past the
+        announcements policy requires; returns its call id."""
+        waited = 0.0
+        while waited < limit_s:
+            calls = list(self.daemon.state.calls.values())
+            if calls and calls[0].phase == "bridged":
+                return str(calls[0].call_id)
+            await self.advance(0.1, step=0.1)
+            waited += 0.1
+        raise TimeoutError("the call was not bridged")
+
     async def connected(self) -> None:
         await asyncio.wait_for(self.daemon.stream.connected.wait(), 5)
         await self.settle()

@@ -96,7 +96,7 @@ async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn:
     assert f"{call_id}-s1" in listing.stdout and "filed" in listing.stdout
     story = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--id", call_id, env=env)
     kinds = [line.split()[1] for line in story.stdout.splitlines() if line.startswith("  ")]
-    assert kinds.index("consent.played") < kinds.index("recording.started") < kinds.index(
+    assert kinds.index("consent.finished") < kinds.index("recording.started") < kinds.index(
         "call.bridged") < kinds.index("call.ended")
     as_json = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--json", env=env)
     (row,) = json.loads(as_json.stdout)

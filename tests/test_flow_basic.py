@@ -49,8 +49,9 @@ async def run_answered_call(
     caller = stack.sim.start_call(caller_number=number, args=args, tone_hz=CALLER_HZ)
     await stack.settle()
     await stack.advance(3.0)  # the consent prompt
-    await stack.advance(ring_s + 0.1)
-    await stack.advance(talk_s - 0.1)
+    await stack.advance(ring_s)
+    await stack.until_bridged()  # the callee's own announcement, where all-party applies
+    await stack.advance(talk_s)
     stack.sim.hangup(caller.id)
     await stack.settle()
     return caller.id, await stack.only_call_id()
@@ -121,7 +122,7 @@ async def test_call_is_recorded_in_full_and_indexed(
         kinds = [e.kind for e in events]
         for kind in (
             "call.started",
-            "consent.played",
+            "consent.finished",
             "call.answered",
             "recording.started",
             "recording.filed",

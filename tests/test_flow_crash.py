@@ -74,10 +74,23 @@ class Proc:
         return self.proc.returncode
 
 
-async def until(cond: Callable[[], Awaitable[bool]]) -> None:
+async def until(cond: Callable[[], Awaitable[bool]], sim: Simulator | None = None) -> None:
+    """Wait (real time) for `cond`; with `sim`, advance its clock 0.1 s between looks, so a
+    daemon in another process that reacts late still sees time go on (and timers fire)."""
     async with asyncio.timeout(10):
-        while not await cond():  # noqa: ASYNC110 - polls another process's database writes
+        while not await cond():  # polls another process's database writes
+            if sim is not None:
+                await sim.advance(0.1)
             await asyncio.sleep(0.02)
+
+
+async def both_bridged(sim: Simulator) -> None:
+    """Until the caller and the answered callee are both in the bridge, and recorded."""
+
+    async def done() -> bool:
+        return len(sim.events("ChannelEnteredBridge")) >= 2 and bool(sim.recordings)
+
+    await until(done, sim)  # consent, ringing, answer, recording, bridged
 
 
 @contextlib.asynccontextmanager
@@ -121,17 +134,8 @@ async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_d
             caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
         )
         await sim.settle()
-        for _ in range(9):  # consent, ringing, answer, recording, bridged
-            await sim.advance(0.5)
+        await both_bridged(sim)
         (call,) = await repo.recent_calls(5)
-
-        async def bridged() -> bool:
-            return any(
-                e["type"] == "ChannelEnteredBridge" and e["channel"]["id"] == f"{call.call_id}-l2"
-                for e in sim.events()
-            )
-
-        await until(bridged)
         await sim.advance(3.0)
         proc.kill9()
         await sim.advance(4.0)  # the conversation goes on while no daemon runs
@@ -168,8 +172,8 @@ async def test_kill_9_then_call_ends_while_down_is_closed_at_start(
             caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
         )
         await sim.settle()
-        for _ in range(12):
-            await sim.advance(0.5)
+        await both_bridged(sim)
+        await sim.advance(1.0)
         (call,) = await repo.recent_calls(5)
         proc.kill9()
         sim.hangup(caller.id)  # the call ends while no daemon runs

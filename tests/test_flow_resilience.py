@@ -22,9 +22,8 @@ async def bridged_call(st: Stack) -> tuple[str, str]:
         caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
     )
     await st.settle()
-    await st.advance(4.5)
-    call_id = await st.only_call_id()
-    assert st.daemon.state.calls[call_id].phase == "bridged"
+    call_id = await st.until_bridged()
+    await st.advance(0.5)
     return caller.id, call_id
 
 

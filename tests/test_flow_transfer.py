@@ -118,9 +118,9 @@ async def test_forward_on_no_answer_to_a_mobile_goes_out_the_trunk(
         caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
                                    tone_hz=CALLER_HZ)
         await st.settle()
-        await st.advance(3.0 + 8.0 + 2.0 + 0.1)
+        await st.advance(3.0 + 8.0 + 2.0)
+        call_id = await st.until_bridged()  # after the mobile's own announcement
         await st.advance(5.0)
-        call_id = await st.only_call_id()
         await finish(st, caller.id, call_id)
         call, _legs, recs, events = await st.call_rows(call_id)
         assert call.outcome == "answered"

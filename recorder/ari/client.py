@@ -124,6 +124,15 @@ class AriClient:
         result: dict[str, Any] = await self.request("POST", "/channels/create", params)
         return result
 
+    async def continue_in_dialplan(
+        self, channel_id: str, context: str, extension: str, priority: int
+    ) -> None:
+        await self.request(
+            "POST",
+            f"/channels/{_q(channel_id)}/continue",
+            {"context": context, "extension": extension, "priority": priority},
+        )
+
     async def dial(self, channel_id: str, caller: str, timeout_s: int) -> None:
         await self.request(
             "POST", f"/channels/{_q(channel_id)}/dial", {"caller": caller, "timeout": timeout_s}

@@ -99,6 +99,12 @@ class ChannelUnhold(ChannelEvent):
 
 
 @dataclass(frozen=True)
+class ChannelDtmfReceived(ChannelEvent):
+    digit: str = ""
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
 class ChannelHangupRequest(ChannelEvent):
     cause: int | None = None
 
@@ -210,7 +216,6 @@ IGNORED = frozenset(
         "ChannelUserevent",
         "TextMessageReceived",
         # Transfers and DTMF are handled by later issues; until then they change nothing.
-        "ChannelDtmfReceived",
         "BridgeAttendedTransfer",
         "RecordingPaused",
         "RecordingUnpaused",
@@ -343,6 +348,13 @@ def parse_event(data: Any) -> Event | None:
                 **base,
                 channel=r.channel(data.get("channel"), "$.channel"),
                 musicclass=r.str_(data, "musicclass", "$", ""),
+            )
+        case "ChannelDtmfReceived":
+            return ChannelDtmfReceived(
+                **base,
+                channel=r.channel(data.get("channel"), "$.channel"),
+                digit=r.str_(data, "digit", "$"),
+                duration_ms=r.int_(data, "duration_ms", "$") or 0,
             )
         case "ChannelUnhold":
             return ChannelUnhold(**base, channel=r.channel(data.get("channel"), "$.channel"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 from collections.abc import Sequence
@@ -132,3 +133,13 @@ def dial_string(placeholder: str) -> Check:
         return value
 
     return check
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or an address in 127.0.0.0/8 or ::1 (names other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -219,3 +219,13 @@ class Section:
         if not math.isfinite(value) or value <= 0:
             raise self.error(key, f"must be a finite number greater than 0, got {node.value}")
         return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        """true or false (YAML's yes/no/on/off spellings are booleans too)."""
+        if key not in self.entries:
+            return default
+        node = self.entries[key][1]
+        if not isinstance(node, yaml.ScalarNode) or kind(node) != "boolean":
+            shown = _shown(kind(node), node) if isinstance(node, yaml.ScalarNode) else kind(node)
+            raise self.error(key, f"expected true or false, got {shown}")
+        return bool(_CONSTRUCTOR.construct_yaml_bool(node))

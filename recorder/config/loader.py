@@ -29,6 +29,7 @@ from recorder.config.model import (
     ConfigError,
     DatabaseConfig,
     DialStrings,
+    HttpConfig,
     LoggingConfig,
     Secret,
     StorageConfig,
@@ -38,7 +39,7 @@ _T = TypeVar("_T")
 
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "": ("asterisk", "ari", "database", "storage", "calls", "logging"),
+    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -60,9 +61,20 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "outside_line_prefix",
         "extensions",
         "departments",
+        "policy_file",
     ),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
     "logging": ("level", "format"),
+    "http": (
+        "enabled",
+        "host",
+        "port",
+        "tls_cert",
+        "tls_key",
+        "secure_cookies",
+        "session_idle_s",
+        "session_max_s",
+    ),
 }
 
 
@@ -180,7 +192,13 @@ def _read_calls(s: Section) -> CallsConfig:
         ),
         extensions=extensions,
         departments=MappingProxyType(_read_departments(s.section("departments", None), extensions)),
+        policy_file=_optional_path(s, "policy_file"),
     )
+
+
+def _optional_path(s: Section, key: str) -> Path | None:
+    value = s.optional_text(key, None, check.absolute_path, nullable=True)
+    return None if value is None else Path(value)
 
 
 def _read_logging(s: Section) -> LoggingConfig:
@@ -188,6 +206,38 @@ def _read_logging(s: Section) -> LoggingConfig:
     return LoggingConfig(
         level=s.text("level", _default(d, "level"), check.one_of(LOG_LEVELS, fold_case=True)),
         format=s.text("format", _default(d, "format"), check.one_of(LOG_FORMATS)),
+    )
+
+
+def _read_http(s: Section) -> HttpConfig:
+    d = HttpConfig
+    host = s.text("host", _default(d, "host"), check.non_empty)
+    cert = s.optional_text("tls_cert", None, check.absolute_path, nullable=True)
+    key = s.optional_text("tls_key", None, check.absolute_path, nullable=True)
+    if (cert is None) != (key is None):
+        missing = "tls_key" if key is None else "tls_cert"
+        raise s.error(missing, "tls_cert and tls_key go together: give both or neither")
+    if cert is None and not check.is_loopback(host):
+        # Passwords, session cookies and recordings must not cross a network in clear.
+        raise s.error(
+            "host",
+            f"'{host}' is not a loopback address: serve it with TLS "
+            "(http.tls_cert, http.tls_key) or keep it on 127.0.0.1 behind a proxy",
+        )
+    idle = s.integer("session_idle_s", _default(d, "session_idle_s"), 60)
+    maximum = s.integer("session_max_s", _default(d, "session_max_s"), 60)
+    if maximum < idle:
+        key_ = "session_max_s" if "session_max_s" in s.entries else "session_idle_s"
+        raise s.error(key_, f"session_max_s ({maximum}) must be at least session_idle_s ({idle})")
+    return HttpConfig(
+        enabled=s.boolean("enabled", _default(d, "enabled")),
+        host=host,
+        port=s.integer("port", _default(d, "port"), 1, 65535),
+        tls_cert=None if cert is None else Path(cert),
+        tls_key=None if key is None else Path(key),
+        secure_cookies=s.boolean("secure_cookies", _default(d, "secure_cookies")),
+        session_idle_s=idle,
+        session_max_s=maximum,
     )
 
 
@@ -224,5 +274,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         storage=read("storage", _read_storage),
         calls=read("calls", _read_calls),
         logging=read("logging", _read_logging),
+        http=read("http", _read_http),
         path=path,
     )

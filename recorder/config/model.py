@@ -123,6 +123,8 @@ class CallsConfig:
     extensions: re.Pattern[str] = re.compile(r"^[0-9]{2,6}$")
     # department -> its extensions; read-only, and the loader rejects an extension in two
     departments: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # Recording/consent policy (recorder.policy); None: the built-in defaults.
+    policy_file: Path | None = None
 
     @property
     def department_by_extension(self) -> dict[str, str]:
@@ -136,6 +138,25 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The search API and web page (`verbatim serve`, or `verbatim run` when enabled)."""
+
+    enabled: bool = False  # whether `verbatim run` serves them too
+    host: str = "127.0.0.1"  # loopback unless TLS is configured (the loader enforces it)
+    port: int = 8480
+    tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve HTTPS
+    tls_key: Path | None = None
+    # Mark cookies Secure even without TLS here: for a TLS-terminating proxy on this host.
+    secure_cookies: bool = False
+    session_idle_s: int = 1800  # a session unused this long is over
+    session_max_s: int = 43200  # and none lives longer than this, used or not
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+
+@dataclass(frozen=True)
 class Config:
     ari: AriConfig
     database: DatabaseConfig
@@ -143,6 +164,7 @@ class Config:
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     path: Path | None = None  # the file it was loaded from
 
 

@@ -48,6 +48,9 @@ class CallRow:
     status: str  # active | ended
     fallback: bool = False  # recorded by the dialplan's MixMonitor fallback, not by the app
     state: dict[str, Any] | None = None  # the call model's snapshot, for adoption after a crash
+    recorded: bool | None = None  # what recording policy decided (False: metadata only)
+    retention_class: str | None = None  # from the deciding rule, for retention (later)
+    decided_by: str | None = None  # the rule(s) that decided, e.g. "rule 'Litigation'"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model.consent import on_dtmf
 from recorder.model.dialing import (
     dial,
     dialled_leg_ready,
@@ -145,6 +146,7 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings], Result]] = {
     ev.ChannelLeftBridge: on_left,
     ev.BridgeDestroyed: on_bridge_destroyed,
     ev.BridgeBlindTransfer: on_blind_transfer,
+    ev.ChannelDtmfReceived: on_dtmf,
     ev.ChannelHold: on_hold,
     ev.ChannelUnhold: on_hold,
     ev.ChannelHangupRequest: on_hangup,

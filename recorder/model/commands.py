@@ -107,6 +107,23 @@ class RecordEvent(Command):
 
 
 @dataclass(frozen=True)
+class ContinueInDialplan(Command):
+    """POST /channels/{id}/continue: an opt-out routed back to the dialplan (policy)."""
+
+    channel_id: str
+    context: str
+    extension: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class SaveConsent(Command):
+    """Consent audit rows (recorder.policy.ConsentRow): what each party heard and did."""
+
+    rows: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class SaveGaps(Command):
     """The coverage proof's uncovered intervals, flagged for ops."""
 

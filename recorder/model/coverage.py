@@ -193,6 +193,8 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     group = linked_bridges(call)
     # A party on hold puts the conversation on hold: for everyone, not only for that party.
     on_hold = merge([h for leg in call.legs.values() for h in hold_spans(leg, end)])
+    # Not recorded on purpose (policy said no, or a party refused): neither covered nor a gap.
+    unrecorded = [(call.unrecorded_since, end)] if call.unrecorded_since else []
     result: dict[str, LegCoverage] = {}
     for leg in call.legs.values():
         talked = talk_spans(call, leg, end)
@@ -201,7 +203,7 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
         bridges = {b for span in leg.spans for b in group.get(str(span[0]), {str(span[0])})}
         covered = intersect(talked, [s for b in bridges for s in recorded.get(b, [])])
         held = intersect(talked, on_hold)
-        missing = subtract(subtract(talked, covered), held)
+        missing = subtract(subtract(subtract(talked, covered), held), unrecorded)
         gaps = tuple(
             Gap(leg.channel_id, a, b, "not in any recording")
             for a, b in missing

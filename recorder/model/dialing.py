@@ -4,8 +4,11 @@ answer that starts the recording.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model.consent import audit, decide_at_start, due_for, start_prompt
 from recorder.model.ending import (
     begin_end,
     dial_outcome,
@@ -21,11 +24,13 @@ from recorder.model.flow import (
     play,
 )
 from recorder.model.segments import (
+    connect_callee,
     start_segment,
 )
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
+    CALLEE_CONSENT,
     CONSENT,
     DIALING,
     LEG_DIALING,
@@ -103,7 +108,15 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
     s.add(cmd.CreateBridge(call_id, call.bridge_id, call_id))
     call.bridge_created = True
     s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
-    play(s, ch.id, "consent", settings.consent_media)
+    if settings.policy is None:
+        play(s, ch.id, "consent", settings.consent_media)
+    else:
+        call.announcements = [asdict(a) for a in decide_at_start(s, e.timestamp)]
+        first = due_for(call, "caller", "before-bridge")
+        if first is not None:
+            start_prompt(s, ch.id, first)
+        else:  # nothing to announce (not recorded): straight to dialling
+            dial(s)
     s.flush()
     return state.with_call(call), s.out
 
@@ -140,6 +153,11 @@ def on_playback_finished(state: ModelState, e: ev.Event, settings: CallSettings)
 
 def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
     call = s.call
+    if call.prompt is not None and e.playback.id == call.prompt["playback_id"]:
+        label = str(call.prompt["to"])
+        audit(s, "finished")
+        after_prompt(s, label)
+        return
     if e.playback.id != call.playback_id:
         return
     kind = call.playback_kind
@@ -310,9 +328,36 @@ def answered(s: Step, leg: Leg) -> None:
     for other in other_dialled_legs(call, leg):  # a ring group: the others stop ringing
         other.outcome = "cancelled"
         s.add(cmd.Hangup(call.call_id, other.channel_id, "answered_elsewhere"))
+    s.record("call.answered", leg.channel_id)
+    s.log("call.answered", channel_id=leg.channel_id)
+    prompt = due_for(call, "callee", "on-answer") if call.record else None
+    if prompt is not None:
+        # The callee hears its announcement before it joins the recorded bridge (the caller
+        # keeps hearing ringback meanwhile).
+        call.phase = CALLEE_CONSENT
+        start_prompt(s, leg.channel_id, prompt)
+        return
+    connect_answered(s)
+
+
+def after_prompt(s: Step, label: str) -> None:
+    """A party's announcement is over (finished, or refused with the call going on)."""
+    call = s.call
+    if label == "caller" and call.phase == CONSENT:
+        dial(s)
+    elif label == "callee" and call.phase == CALLEE_CONSENT:
+        call.phase = RECORDING_PENDING
+        connect_answered(s)
+
+
+def connect_answered(s: Step) -> None:
+    """Ringback off; record first (the callee joins on RecordingStarted), or, when policy
+    says no recording, connect at once."""
+    call = s.call
     if call.playback_id:
         s.add(cmd.StopPlayback(call.call_id, call.playback_id))
         call.playback_id = call.playback_kind = None
-    s.record("call.answered", leg.channel_id)
-    s.log("call.answered", channel_id=leg.channel_id)
-    start_segment(s)
+    if call.record:
+        start_segment(s)
+    else:
+        connect_callee(s)

@@ -13,6 +13,7 @@ from datetime import datetime
 from recorder.ari import events as ev
 from recorder.db.rows import GapRow
 from recorder.model import commands as cmd
+from recorder.model.consent import audit
 from recorder.model.coverage import coverage
 from recorder.model.flow import (
     CAUSE_OUTCOMES,
@@ -246,6 +247,9 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
         else:
             call.outcome = dial_outcome(call)
     call.phase = ENDING
+    if call.prompt is not None:  # hung up during an announcement: on the audit as interrupted
+        s.add(cmd.StopPlayback(call.call_id, str(call.prompt["playback_id"])))
+        audit(s, "interrupted")
     if call.bridged_at is not None and call.unbridged_at is None:
         call.unbridged_at = s.at
     if call.playback_id:

@@ -23,6 +23,9 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
         outcome=call.outcome if call.status == "ended" else None,
         status=call.status,
         state=None if call.status == "ended" else call.to_json(),
+        recorded=call.record if call.decision is not None else None,
+        retention_class=(call.decision or {}).get("retention"),
+        decided_by=", ".join((call.decision or {}).get("decided_by") or []) or None,
     )
     legs = tuple(
         LegRow(

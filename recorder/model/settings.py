@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DIRECTIONS = ("inbound", "outbound", "internal")
 
@@ -33,4 +34,7 @@ class CallSettings:
     # gap worth an ops alert.
     gap_threshold_ms: int = 250
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # target -> members
+    # recorder.policy.Policy: decisions and announcements per party. None: one fixed prompt
+    # (consent_media) to the caller and every call recorded (the model's own tests).
+    policy: Any = None
     max_forwards: int = 5  # a forward loop (A → B → A …) ends as failed after this many hops

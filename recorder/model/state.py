@@ -18,6 +18,7 @@ T = TypeVar("T")
 CONSENT = "consent"  # caller in the bridge, hearing the announcement
 DIALING = "dialing"  # target dialled, caller hears ringback
 RECORDING_PENDING = "recording_pending"  # target answered; waiting for RecordingStarted
+CALLEE_CONSENT = "callee_consent"  # the answered callee hears its announcement first
 CONNECTING = "connecting"  # recording runs; answered leg being added to the bridge
 BRIDGED = "bridged"  # two parties in the bridge, recorded
 ENDING = "ending"  # a party left: tearing down, waiting for legs and recordings to close
@@ -121,6 +122,14 @@ class Call:
     recording_retries: int = 0
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
+    # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
+    # playing now, and since when the call is deliberately not recorded (never a gap).
+    record: bool = True
+    decision: dict[str, Any] | None = None
+    announcements: list[dict[str, Any]] = field(default_factory=list)
+    opted_out: list[str] = field(default_factory=list)
+    prompt: dict[str, Any] | None = None
+    unrecorded_since: datetime | None = None
     bridge_created: bool = False
     bridge_destroyed: bool = False
     answered_at: datetime | None = None
@@ -144,6 +153,7 @@ class Call:
                 for k, v in self.legs.items()
             },
             recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
+            opted_out=list(self.opted_out),
         )
 
     def all_bridges(self) -> list[str]:
@@ -178,10 +188,9 @@ class Call:
 def _flat(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, dict):
-            continue  # legs and recordings are encoded by the caller
-        out[f.name] = _enc(value)
+        if f.name in ("legs", "recordings"):
+            continue  # encoded by the caller, as maps of their own
+        out[f.name] = _enc(getattr(obj, f.name))
     return out
 
 
@@ -190,6 +199,8 @@ def _enc(value: Any) -> Any:
         return {"$dt": value.isoformat()}
     if isinstance(value, list):
         return [_enc(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _enc(v) for k, v in value.items()}
     return value
 
 
@@ -259,4 +270,6 @@ class ModelState:
             new.by_recording[name] = call.call_id
         if call.playback_id:
             new.by_playback[call.playback_id] = call.call_id
+        if call.prompt is not None:
+            new.by_playback[str(call.prompt["playback_id"])] = call.call_id
         return new

@@ -1,0 +1,190 @@
+"""p50/p95/p99 of the common call searches on 1 M (or 10 M) seeded calls.
+
+Run: .venv/bin/python -m bench.search_bench [--calls 1000000] [--runs 200] [--dir DIR --keep]
+     [--explain]
+
+Starts a private PostgreSQL (recorder.pgcluster, fsync on as in production), applies the
+migrations, seeds calls with a law office's distributions (bench/search_seed.py), then times
+each search as the API runs it: CallService.search (scoped SQL + its access-log row) on a pool
+configured like the server's. Prints figures; it is not a test. Target: p95 < 50 ms at 1 M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.search_seed import DEPARTMENTS, seed
+from recorder.api.audit import AccessLog, Origin
+from recorder.api.auth import Principal
+from recorder.api.search import NumberFilter, SearchQuery
+from recorder.api.server import create_pool
+from recorder.api.service import CallService
+from recorder.db.migrate import migrate
+from recorder.pgcluster import PrivateCluster
+
+FIRST, LAST = datetime(2024, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+ADMIN = Principal(1, "bench-admin", "admin", (), None, "token")
+Search = Callable[[random.Random], tuple[Principal, SearchQuery]]
+
+
+def _day(rng: random.Random) -> datetime:
+    return FIRST + timedelta(days=rng.randrange((LAST - FIRST).days - 31))
+
+
+def _manager(*departments: str) -> Principal:
+    return Principal(2, "bench-manager", "manager", departments, None, "token")
+
+
+def _staff(rng: random.Random) -> Principal:
+    return Principal(3, "bench-staff", "staff", (), str(201 + rng.randrange(240)), "token")
+
+
+def _digits(rng: random.Random, numbers: list[str], n: int) -> NumberFilter:
+    number = rng.choice(numbers)[2:]  # without +1
+    start = rng.randrange(len(number) - n + 1)
+    part = number[start : start + n]
+    return NumberFilter(part, None, part)
+
+
+def searches(numbers: list[str], matters: list[str]) -> dict[str, Search]:
+    depts = [d for d, _ in DEPARTMENTS]
+    week, month = timedelta(days=7), timedelta(days=30)
+    return {
+        "latest calls (admin)": lambda r: (ADMIN, SearchQuery()),
+        "deep page (cursor)": lambda r: (ADMIN, SearchQuery(after=(_day(r), "~"))),
+        "one week": lambda r: (ADMIN, SearchQuery(start=(d := _day(r)), stop=d + week)),
+        "extension, 30 days": lambda r: (ADMIN, SearchQuery(
+            extension=str(201 + r.randrange(240)), start=(d := _day(r)), stop=d + month)),
+        "extension, all time": lambda r: (ADMIN, SearchQuery(
+            extension=str(201 + r.randrange(240)))),
+        "department, 30 days": lambda r: (ADMIN, SearchQuery(
+            department=r.choice(depts), start=(d := _day(r)), stop=d + month)),
+        "manager of 2 depts, latest": lambda r: (_manager(*r.sample(depts, 2)), SearchQuery()),
+        "manager of Tax (2 %), latest": lambda r: (_manager("Tax"), SearchQuery()),
+        "manager, one week": lambda r: (_manager(r.choice(depts)),
+                                        SearchQuery(start=(d := _day(r)), stop=d + week)),
+        "staff, latest": lambda r: (_staff(r), SearchQuery()),
+        "staff, 30 days": lambda r: (_staff(r), SearchQuery(start=(d := _day(r)), stop=d + month)),
+        "full number (E.164)": lambda r: (ADMIN, SearchQuery(
+            number=NumberFilter("x", (n := r.choice(numbers)), n[1:]))),
+        "full number, manager": lambda r: (_manager(r.choice(depts)), SearchQuery(
+            number=NumberFilter("x", (n := r.choice(numbers)), n[1:]))),
+        "partial number, 4 digits": lambda r: (ADMIN, SearchQuery(number=_digits(r, numbers, 4))),
+        "partial number, 7 digits": lambda r: (ADMIN, SearchQuery(number=_digits(r, numbers, 7))),
+        "partial 4 digits, one month": lambda r: (ADMIN, SearchQuery(
+            number=_digits(r, numbers, 4), start=(d := _day(r)), stop=d + month)),
+        "partial 5 digits, staff": lambda r: (_staff(r), SearchQuery(
+            number=_digits(r, numbers, 5))),
+        "tag / matter": lambda r: (ADMIN, SearchQuery(tag=r.choice(matters))),
+        "outbound, busy, 30 days": lambda r: (ADMIN, SearchQuery(
+            direction="outbound", outcome="busy", start=(d := _day(r)), stop=d + month)),
+        "longer than 20 min": lambda r: (ADMIN, SearchQuery(min_duration_s=1200)),
+    }  # fmt: skip
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(calls: int, runs: int, folder: Path, keep: bool, explain: bool) -> None:
+    cluster = PrivateCluster(folder / "data")
+    cluster.start()
+    try:
+        dsn = cluster.dsn()
+        pool = await create_pool(dsn, 1, 2)
+        try:
+            if not await _seeded(pool, calls):
+                await migrate(dsn)
+                t0 = time.perf_counter()
+                async with pool.acquire() as conn:
+                    await seed(conn, calls)
+                    await conn.execute(
+                        "INSERT INTO users (id, name, role, departments, extension) "
+                        "OVERRIDING SYSTEM VALUE VALUES (1, 'bench-admin', 'admin', '{}', NULL), "
+                        "(2, 'bench-manager', 'manager', '{Intake}', NULL), "
+                        "(3, 'bench-staff', 'staff', '{}', '201')"
+                    )
+                print(f"seeded {calls:,} calls in {time.perf_counter() - t0:.0f} s")
+            await _measure(pool, runs, explain)
+        finally:
+            await pool.close()
+    finally:
+        if not keep:
+            cluster.stop()
+
+
+async def _seeded(pool: Any, calls: int) -> bool:
+    exists = await pool.fetchval("SELECT to_regclass('calls') IS NOT NULL")
+    return bool(exists) and await pool.fetchval("SELECT count(*) FROM calls") == calls
+
+
+async def _measure(pool: Any, runs: int, explain: bool) -> None:
+    numbers = [r[0] for r in await pool.fetch(
+        "SELECT caller_e164 FROM calls TABLESAMPLE SYSTEM (1) WHERE caller_e164 IS NOT NULL "
+        "LIMIT 2000")]  # fmt: skip
+    matters = [r[0] for r in await pool.fetch(
+        "SELECT DISTINCT tag FROM call_tags TABLESAMPLE SYSTEM (5) LIMIT 2000")]  # fmt: skip
+    service = CallService(pool, Path("/nonexistent"), AccessLog(pool))
+    origin = Origin("127.0.0.1", "search_bench")
+    rng = random.Random(7)
+    print(f"{'search':<30} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'rows':>6}")
+    worst = 0.0
+    for name, make in searches(numbers, matters).items():
+        for _ in range(5):  # warm the cache and the connection's catalog
+            await service.search(*make(rng), origin)
+        times, rows = [], []
+        for _ in range(runs):
+            principal, query = make(rng)
+            t0 = time.perf_counter()
+            page = await service.search(principal, query, origin)
+            times.append((time.perf_counter() - t0) * 1000)
+            rows.append(len(page.calls))
+        p95 = _pct(times, 0.95)
+        worst = max(worst, p95)
+        print(f"{name:<30} {_pct(times, 0.5):8.1f} {p95:8.1f} {_pct(times, 0.99):8.1f} "
+              f"{statistics.mean(rows):6.1f}")  # fmt: skip
+        if explain:
+            await _explain(pool, *make(rng))
+    print(f"worst p95: {worst:.1f} ms (each figure includes the search's access-log insert)")
+
+
+async def _explain(pool: Any, principal: Principal, query: SearchQuery) -> None:
+    from recorder.api.search import search_sql
+
+    sql, args = search_sql(principal, query)
+    plan = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+    print("\n".join("    " + r[0] for r in plan))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=1_000_000, help="e.g. 10000000 for 10 M")
+    ap.add_argument("--runs", type=int, default=200, help="timed searches per kind")
+    ap.add_argument("--dir", help="cluster folder; reused (not reseeded) when it has the calls")
+    ap.add_argument("--keep", action="store_true", help="leave PostgreSQL running")
+    ap.add_argument("--explain", action="store_true", help="print a plan per search kind")
+    args = ap.parse_args()
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="verbatim-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o711)  # noqa: S103 - the postgres user (when we are root) must pass through
+    try:
+        asyncio.run(run(args.calls, args.runs, folder, args.keep, args.explain))
+    finally:
+        if not args.dir and not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

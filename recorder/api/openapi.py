@@ -1,0 +1,220 @@
+"""The OpenAPI 3.0 document served at /api/openapi.json (a stable path: scripts and the
+schemathesis tests read it). Written by hand next to the handlers; tests run it against the
+live API with every role, so a drift between the two shows up as a failing check."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from recorder.api.audit import ACTIONS
+from recorder.api.params import MAX_LIMIT
+from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS
+from recorder.db.rows import OUTCOMES
+
+_S = {"type": "string"}
+_NS = {"type": "string", "nullable": True}
+_TIME = {"type": "string", "format": "date-time"}
+_NTIME = {"type": "string", "format": "date-time", "nullable": True}
+_NINT = {"type": "integer", "nullable": True}
+
+
+def _obj(props: dict[str, Any], *, extra: bool = True) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(props),
+        "properties": props,
+        "additionalProperties": extra,
+    }
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _q(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}}  # fmt: skip
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "Bad parameter", 401: "Not authenticated", 403: "Role lacks the permission",
+            404: "Not found, or outside your scope", 416: "Range not satisfiable",
+            503: "Database unavailable: retry"}  # fmt: skip
+    return {
+        str(s): {
+            "description": text[s],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+        for s in statuses
+        if s != 416
+    } | ({"416": {"description": text[416]}} if 416 in statuses else {})
+
+
+def _ok(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_DATE = {"type": "string", "description": "2026-03-01 (that day, UTC) or an ISO 8601 date-time"}
+_LIMIT = _q("limit", f"page size, 1..{MAX_LIMIT} (default 50)",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})  # fmt: skip
+_CURSOR = _q("cursor", "next_cursor of the previous page", _S)
+
+_SEARCH_PARAMS = [
+    _q("from", "calls that started at or after this", _DATE),
+    _q("to", "calls that started before this (a date: up to the end of that day)", _DATE),
+    _q("extension", "the firm's extension on the call", {"type": "string", "maxLength": 32}),
+    _q("number", "a phone number in any common format; a full number matches its E.164 form, "
+       "a partial one (3+ digits) any number containing those digits",
+       {"type": "string", "maxLength": 40}),
+    _q("department", "department name", {"type": "string", "maxLength": 100}),
+    _q("direction", "direction of the call", {"type": "string", "enum": list(DIRECTIONS)}),
+    _q("outcome", "how the call ended", {"type": "string", "enum": list(OUTCOMES)}),
+    _q("min_duration", "at least this many seconds long",
+       {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_S}),
+    _q("max_duration", "at most this many seconds long",
+       {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_S}),
+    _q("tag", "a tag or matter number on the call", {"type": "string", "maxLength": 100}),
+    _q("order", "by start time: desc (newest first, default) or asc",
+       {"type": "string", "enum": list(ORDERS)}),
+    _LIMIT,
+    _CURSOR,
+]  # fmt: skip
+
+_CALL = {
+    "call_id": _S, "asterisk_id": _S, "direction": {"type": "string", "enum": list(DIRECTIONS)},
+    "caller_number": _NS, "caller_e164": _NS, "callee_number": _NS, "callee_e164": _NS,
+    "extension": _NS, "department": _NS, "started_at": _TIME, "answered_at": _NTIME,
+    "ended_at": _NTIME, "duration_s": _NINT, "outcome": _NS, "status": _S,
+    "fallback": {"type": "boolean"}, "url": _S,
+}  # fmt: skip
+_SUMMARY = _CALL | {
+    "recordings": {"type": "integer", "description": "filed recordings"},
+    "recorded_ms": {"type": "integer"},
+    "tags": {"type": "array", "items": _S},
+}
+_LEG = {
+    "channel_id": _S, "channel_name": _S, "role": _S, "caller_name": _NS, "caller_number": _NS,
+    "started_at": _TIME, "answered_at": _NTIME, "ended_at": _NTIME, "hangup_cause": _NINT,
+    "outcome": _NS,
+}  # fmt: skip
+_RECORDING = {
+    "asterisk_id": _S, "name": _S, "segment": {"type": "integer"}, "format": _S, "status": _S,
+    "requested_at": _TIME, "started_at": _NTIME, "ended_at": _NTIME, "duration_ms": _NINT,
+    "bytes": _NINT, "sha256": _NS, "error": _NS, "fallback": {"type": "boolean"},
+}  # fmt: skip
+_EVENT = {"id": {"type": "integer"}, "at": _TIME, "kind": _S, "channel_id": _NS,
+          "recording_name": _NS, "detail": {"type": "object"}}  # fmt: skip
+_ACCESS = {
+    "id": {"type": "integer"}, "at": _TIME, "user_name": _S, "role": _S, "via": _S,
+    "action": {"type": "string", "enum": list(ACTIONS)}, "call_id": _NS, "asterisk_id": _NS,
+    "recording_name": _NS, "detail": {"type": "object"}, "remote": _NS, "user_agent": _NS,
+}  # fmt: skip
+
+_SCHEMAS = {
+    "Error": _obj({"status": {"type": "integer"}, "error_id": _S, "message": _S,
+                   "details": {"type": "object"}}, extra=False),
+    "Call": _obj(_SUMMARY),
+    "CallFacts": _obj(_CALL),
+    "CallPage": _obj({"calls": {"type": "array", "items": _ref("Call")},
+                      "next_cursor": _NS}, extra=False),
+    "Recording": {**_obj(_RECORDING), "properties": _RECORDING | {
+        "audio_url": {**_S, "description": "only for filed recordings"},
+        "download_url": {**_S, "description": "only for filed recordings"}}},
+    "CallDetail": _obj({
+        "call": _ref("CallFacts"),
+        "legs": {"type": "array", "items": _obj(_LEG)},
+        "recordings": {"type": "array", "items": _ref("Recording")},
+        "events": {"type": "array", "items": _obj(_EVENT)},
+        "transfers": {"type": "array", "items": _obj(_EVENT),
+                      "description": "the events of kind transfer.*"},
+        "consent": {"type": "array", "items": {"type": "object"}, "nullable": True,
+                    "description": "consent_audit rows; null where consent is not recorded"},
+        "tags": {"type": "array", "items": _S},
+    }),
+    "AccessPage": _obj({"entries": {"type": "array", "items": _obj(_ACCESS)},
+                        "next_cursor": _NS}, extra=False),
+    "Me": _obj({"name": _S, "role": _S, "departments": {"type": "array", "items": _S},
+                "extension": _NS, "permissions": {"type": "array", "items": _S}}),
+}  # fmt: skip
+
+_AUDIO = {
+    "description": "The recording (206 for a Range request)",
+    "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+}
+_RANGE = {"name": "Range", "in": "header", "required": False, "schema": _S,
+          "description": "bytes=START-[END]; a playback is logged once, not per range"}
+_CALL_ID = _path("call_id", "the call's id")
+_NAME = _path("name", "the recording's name (see a call's recordings)")
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Verbatim call search",
+            "version": "1",
+            "description": (
+                "Find and hear recorded calls. Every search, detail view, playback and download "
+                "is written to the access log. Calls outside your role's scope answer 404."
+            ),
+        },
+        "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+        "paths": {
+            "/api/openapi.json": {"get": {
+                "summary": "This document", "security": [], "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3 document",
+                                      "content": {"application/json": {}}}}}},
+            "/api/me": {"get": {
+                "summary": "Who you are and what you may do", "operationId": "me",
+                "responses": {"200": _ok("Me", "You"), **_errors(401, 503)}}},
+            "/api/calls": {"get": {
+                "summary": "Search calls (permission calls.search), newest first",
+                "operationId": "searchCalls", "parameters": _SEARCH_PARAMS,
+                "responses": {"200": _ok("CallPage", "A page of calls"),
+                              **_errors(400, 401, 403, 503)}}},
+            "/api/calls/{call_id}": {"get": {
+                "summary": "One call: legs, recordings, timeline, transfers, consent (calls.read)",
+                "operationId": "getCall", "parameters": [_CALL_ID],
+                "responses": {"200": _ok("CallDetail", "The call"),
+                              **_errors(400, 401, 403, 404, 503)}}},
+            "/api/calls/{call_id}/recordings/{name}/audio": {"get": {
+                "summary": "Stream a recording, with HTTP Range (recordings.play)",
+                "operationId": "playRecording", "parameters": [_CALL_ID, _NAME, _RANGE],
+                "responses": {"200": _AUDIO, "206": _AUDIO,
+                              **_errors(400, 401, 403, 404, 416, 503)}}},
+            "/api/calls/{call_id}/recordings/{name}/download": {"get": {
+                "summary": "Download a recording as a file (recordings.download)",
+                "operationId": "downloadRecording", "parameters": [_CALL_ID, _NAME, _RANGE],
+                "responses": {"200": _AUDIO, "206": _AUDIO,
+                              **_errors(400, 401, 403, 404, 416, 503)}}},
+            "/api/access-log": {"get": {
+                "summary": "Who searched, viewed, played or downloaded what (access_log.read)",
+                "operationId": "accessLog",
+                "parameters": [
+                    _q("from", "at or after", _DATE), _q("to", "before", _DATE),
+                    _q("user", "user name", {"type": "string", "maxLength": 64}),
+                    _q("call_id", "call id", {"type": "string", "maxLength": 128}),
+                    _q("action", "kind of access", {"type": "string", "enum": list(ACTIONS)}),
+                    _LIMIT, _CURSOR,
+                ],
+                "responses": {"200": _ok("AccessPage", "Newest first"),
+                              **_errors(400, 401, 403, 503)}}},
+        },
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                               "description": "a token from `verbatim users token NAME`"},
+                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "vb_session",
+                               "description": "the web page's session (__Host-vb_session "
+                               "over TLS)"},
+            },
+        },
+    }  # fmt: skip

@@ -1,0 +1,176 @@
+"""The API's handlers: parse → permission check (a named Permission) → service → serialize.
+
+Errors are raised (errors.ApiError) and rendered by errors.error_middleware; nothing here builds
+an error response or touches SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from recorder.api.audit import AccessLog, Origin, PlaybackTracker, parse_access_query
+from recorder.api.auth import Permission, principal_of, require
+from recorder.api.errors import not_found, unauthenticated
+from recorder.api.openapi import openapi_document
+from recorder.api.search import parse_search
+from recorder.api.serialize import detail_json, json_ok, page_json
+from recorder.api.service import AudioFile, CallService
+from recorder.api.users import UserStore
+from recorder.config import HttpConfig
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything the handlers use, built once by server.build_deps."""
+
+    users: UserStore
+    calls: CallService
+    access_log: AccessLog
+    playback: PlaybackTracker
+    http: HttpConfig
+    region: str  # calls.default_region: how numbers without +country are read
+    departments: tuple[str, ...]  # configured ones, offered by the page's search form
+
+
+DEPS: Final = web.AppKey("verbatim_deps", Deps)
+MEDIA_TYPES: Final = {
+    "wav": "audio/wav",
+    "gsm": "audio/x-gsm",
+    "ulaw": "audio/basic",
+    "alaw": "audio/x-alaw-basic",
+    "sln16": "audio/L16;rate=16000",
+}
+
+
+# What call ids (CHECK in 0001) and recording names (the daemon's <call_id>-sN, the archive's
+# safe components) look like. Anything else cannot exist: 404 without asking the database.
+_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+
+
+def path_id(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    pattern, what = (_CALL_ID, "call") if key == "call_id" else (_RECORDING_NAME, "recording")
+    if not pattern.fullmatch(value) or ".." in value:
+        raise not_found(what, **{key: value[:200]})
+    return value
+
+
+def deps(request: web.Request) -> Deps:
+    return request.app[DEPS]
+
+
+def origin(request: web.Request) -> Origin:
+    return Origin(request.remote, request.headers.get("User-Agent"))
+
+
+async def search_calls(request: web.Request) -> web.StreamResponse:
+    principal = require(request, Permission.CALLS_SEARCH)
+    query = parse_search(request.query, deps(request).region)
+    page = await deps(request).calls.search(principal, query, origin(request))
+    return json_ok(page_json(page))
+
+
+async def call_detail(request: web.Request) -> web.StreamResponse:
+    principal = require(request, Permission.CALLS_READ)
+    call_id = path_id(request, "call_id")
+    detail = await deps(request).calls.detail(principal, call_id, origin(request))
+    return json_ok(detail_json(detail))
+
+
+async def recording_audio(request: web.Request) -> web.StreamResponse:
+    return await _send_recording(request, Permission.RECORDINGS_PLAY, "play")
+
+
+async def recording_download(request: web.Request) -> web.StreamResponse:
+    return await _send_recording(request, Permission.RECORDINGS_DOWNLOAD, "download")
+
+
+async def access_log(request: web.Request) -> web.StreamResponse:
+    principal = require(request, Permission.ACCESS_LOG_READ)
+    query = parse_access_query(request.query)
+    rows, cursor = await deps(request).access_log.read(principal, query, origin(request))
+    return json_ok({"entries": rows, "next_cursor": cursor})
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    principal = principal_of(request)
+    if principal is None:
+        raise unauthenticated()
+    return json_ok(
+        {
+            "name": principal.name,
+            "role": principal.role,
+            "departments": list(principal.departments),
+            "extension": principal.extension,
+            "permissions": sorted(p.value for p in Permission if principal.may(p)),
+        }
+    )
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return json_ok(openapi_document())
+
+
+def _range_start(request: web.Request) -> tuple[bool, int | None]:
+    """(whether the Range header is usable, the first byte asked for or None without one).
+    aiohttp answers a malformed Range with 416 and sends nothing, so nothing is logged."""
+    if "Range" not in request.headers:
+        return True, None
+    try:
+        start = request.http_range.start
+    except ValueError:
+        return False, None
+    return True, -1 if start is None else start  # None here: a suffix range ("bytes=-500")
+
+
+async def _send_recording(
+    request: web.Request, permission: Permission, action: str
+) -> web.StreamResponse:
+    principal = require(request, permission)
+    call_id, name = path_id(request, "call_id"), path_id(request, "name")
+    d = deps(request)
+    audio = await d.calls.audio_file(principal, call_id, name, action, origin(request))
+    usable, start = _range_start(request)
+    key = (audio.asterisk_id, audio.name)
+    if (
+        request.method == "GET"
+        and usable
+        and d.playback.starts_playback(principal, action, key, start)
+    ):
+        await d.access_log.record(
+            principal,
+            action,
+            origin(request),
+            call_id=audio.call_id,
+            asterisk_id=audio.asterisk_id,
+            recording_name=audio.name,
+            detail={"range": request.headers.get("Range")},
+        )
+    return _file_response(audio, attachment=action == "download")
+
+
+def _file_response(audio: AudioFile, *, attachment: bool) -> web.FileResponse:
+    filename = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{audio.name}.{audio.format}")
+    disposition = "attachment" if attachment else "inline"
+    return web.FileResponse(
+        audio.path,
+        headers={
+            "Content-Type": MEDIA_TYPES.get(audio.format, "application/octet-stream"),
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/api/calls", search_calls)
+    app.router.add_get("/api/calls/{call_id}", call_detail)
+    app.router.add_get("/api/calls/{call_id}/recordings/{name}/audio", recording_audio)
+    app.router.add_get("/api/calls/{call_id}/recordings/{name}/download", recording_download)
+    app.router.add_get("/api/access-log", access_log)

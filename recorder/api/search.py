@@ -1,0 +1,172 @@
+"""Call search: the query string parsed into a SearchQuery, and the SQL built from it.
+
+Both are pure (no I/O), so the SQL a search runs can be read and tested as data. The SQL is
+keyset-paginated on (started_at, call_id), newest first by default, and always carries the
+caller's scope (scope.call_scope).
+
+Phone numbers, "matched on the normalised form": input that normalises to a valid E.164 number
+(any common format: "+1 415 555 0100", "(415) 555-0100", "0044 20 7946 0958") matches
+caller_e164/callee_e164 exactly, on their btree indexes; anything else with at least 3 digits is
+a partial number matched as a substring of the digits of every number on the call
+(calls.number_digits, trigram index).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from recorder.api import params as p
+from recorder.api.auth import Principal
+from recorder.api.errors import invalid
+from recorder.api.scope import Params, call_scope
+from recorder.db.rows import OUTCOMES
+from recorder.numbers import digits, normalise
+
+DIRECTIONS: Final = ("inbound", "outbound", "internal")
+ORDERS: Final = ("desc", "asc")
+MAX_DURATION_S: Final = 7 * 24 * 3600
+MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
+PARAMETERS: Final = (
+    "from", "to", "extension", "number", "department", "direction", "outcome",
+    "min_duration", "max_duration", "tag", "order", "limit", "cursor",
+)  # fmt: skip
+# Digits and the punctuation people write numbers with; anything else (letters, quotes, %, _,
+# semicolons) is refused rather than quietly dropped.
+_NUMBER_CHARS = re.compile(r"^[0-9+()./ \-]{1,40}$")
+_EXTENSION = r"[A-Za-z0-9_.+*#-]{1,32}"
+
+CALL_COLUMNS: Final = (
+    "call_id", "asterisk_id", "direction", "caller_number", "caller_e164", "callee_number",
+    "callee_e164", "extension", "department", "started_at", "answered_at", "ended_at",
+    "duration_s", "outcome", "status", "fallback",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NumberFilter:
+    given: str
+    e164: str | None  # a full number: exact match
+    digits: str  # otherwise: substring of the call's number digits
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    start: datetime | None = None  # started_at >= start
+    stop: datetime | None = None  # started_at < stop
+    extension: str | None = None
+    number: NumberFilter | None = None
+    department: str | None = None
+    direction: str | None = None
+    outcome: str | None = None
+    min_duration_s: int | None = None
+    max_duration_s: int | None = None
+    tag: str | None = None
+    order: str = "desc"
+    limit: int = p.DEFAULT_LIMIT
+    after: tuple[datetime, str] | None = None  # the cursor: the last row of the previous page
+
+    def filters(self) -> dict[str, Any]:
+        """What was asked, for the access log (no cursor/limit noise)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key in ("limit", "after", "order") or value is None:
+                continue
+            if key == "number":
+                value = value["given"]
+            out[key] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+def parse_number(raw: str | None, region: str) -> NumberFilter | None:
+    if raw is None:
+        return None
+    if not _NUMBER_CHARS.fullmatch(raw):
+        raise invalid(
+            "number", "may only hold digits, spaces and + ( ) - . / (at most 40)", raw
+        )
+    found = digits(raw)
+    if len(found) < MIN_PARTIAL_DIGITS:
+        raise invalid("number", f"needs at least {MIN_PARTIAL_DIGITS} digits", raw)
+    return NumberFilter(raw, normalise(raw, default_region=region), found)
+
+
+def parse_search(query: p.Query, region: str) -> SearchQuery:
+    p.reject_unknown(query, PARAMETERS)
+    start, stop = p.date_range(query)
+    low = p.integer(query, "min_duration", 0, MAX_DURATION_S)
+    high = p.integer(query, "max_duration", 0, MAX_DURATION_S)
+    if low is not None and high is not None and high < low:
+        raise invalid("max_duration", "must be at least min_duration", high)
+    cursor = p.decode_cursor(query, (datetime, str))
+    return SearchQuery(
+        start=start,
+        stop=stop,
+        extension=p.text(query, "extension", 32, _EXTENSION),
+        number=parse_number(p.single(query, "number"), region),
+        department=p.text(query, "department"),
+        direction=p.choice(query, "direction", DIRECTIONS),
+        outcome=p.choice(query, "outcome", OUTCOMES),
+        min_duration_s=low,
+        max_duration_s=high,
+        tag=p.text(query, "tag"),
+        order=p.choice(query, "order", ORDERS) or "desc",
+        limit=p.limit(query),
+        after=None if cursor is None else (cursor[0], cursor[1]),
+    )
+
+
+def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
+    """One page (limit + 1 rows: the extra one says whether there is a next page), with each
+    call's filed-recording count and length and its tags."""
+    args = Params()
+    where = [call_scope(principal, args)]
+    if q.start is not None:
+        where.append(f"c.started_at >= {args.add(q.start)}")
+    if q.stop is not None:
+        where.append(f"c.started_at < {args.add(q.stop)}")
+    for column, value in (
+        ("extension", q.extension),
+        ("department", q.department),
+        ("direction", q.direction),
+        ("outcome", q.outcome),
+    ):
+        if value is not None:
+            where.append(f"c.{column} = {args.add(value)}")
+    if q.number is not None and q.number.e164 is not None:
+        n = args.add(q.number.e164)
+        where.append(f"(c.caller_e164 = {n} OR c.callee_e164 = {n})")
+    elif q.number is not None:
+        # Digits only (checked in parse_number), so no LIKE wildcard can come from the input.
+        where.append(f"c.number_digits LIKE {args.add('%' + q.number.digits + '%')}")
+    if q.min_duration_s is not None:
+        where.append(f"c.duration_s >= {args.add(q.min_duration_s)}")
+    if q.max_duration_s is not None:
+        where.append(f"c.duration_s <= {args.add(q.max_duration_s)}")
+    if q.tag is not None:
+        tag = args.add(q.tag)
+        exists = f"SELECT 1 FROM call_tags t WHERE t.call_id = c.call_id AND t.tag = {tag}"  # noqa: S608
+        where.append(f"EXISTS ({exists})")
+    direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
+    if q.after is not None:
+        at, call_id = args.add(q.after[0]), args.add(q.after[1])
+        # The plain bound on started_at lets a (x, started_at) index range-scan; the row
+        # comparison then breaks ties between calls of the same instant.
+        where.append(f"c.started_at {cmp}= {at}")
+        where.append(f"(c.started_at, c.call_id) {cmp} ({at}, {call_id})")
+    cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
+    # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
+    sql = (
+        f"WITH page AS (SELECT {cols} FROM calls c WHERE {' AND '.join(where)} "  # noqa: S608
+        f"ORDER BY c.started_at {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}) "
+        "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
+        "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
+        "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "
+        "WHERE r.call_id = page.call_id AND r.status = 'filed') rec ON true "
+        "LEFT JOIN LATERAL (SELECT coalesce(array_agg(t.tag ORDER BY t.tag), '{}') AS tags "
+        "FROM call_tags t WHERE t.call_id = page.call_id) tags ON true "
+        f"ORDER BY page.started_at {direction}, page.call_id {direction}"
+    )
+    return sql, args.values

@@ -1,0 +1,192 @@
+"""Wiring and serving: the aiohttp application (API + web page), its middlewares, TLS.
+
+`make_app` takes its collaborators (Deps) ready-made, so tests build it on the test database;
+`serve` builds them from the configuration. Middlewares, outermost first: errors (renders every
+failure), then authentication (bearer token or session cookie → request["principal"], or
+anonymous; each handler asks for the permission it needs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from recorder.api.audit import AccessLog, PlaybackTracker
+from recorder.api.auth import PRINCIPAL
+from recorder.api.errors import Handler, error_middleware, unauthenticated
+from recorder.api.routes import DEPS, Deps, add_routes
+from recorder.api.service import CallService
+from recorder.api.users import UserStore
+from recorder.config import Config, HttpConfig
+from recorder.db.repository import Repository
+
+log = structlog.get_logger("verbatim.http")
+
+MAX_TOKEN_LENGTH: Final = 200
+_CSP = (
+    "default-src 'none'; style-src 'self'; media-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def session_cookie_name(http: HttpConfig) -> str:
+    # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and host-only.
+    return "__Host-vb_session" if secure_cookies(http) else "vb_session"
+
+
+def secure_cookies(http: HttpConfig) -> bool:
+    return http.tls or http.secure_cookies
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/static/"):
+        return await handler(request)  # public files: no session lookup per stylesheet
+    d = request.app[DEPS]
+    principal = None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+            raise unauthenticated("the Authorization header must be 'Bearer <token>'")
+        principal = await d.users.by_token(token)
+        if principal is None:
+            raise unauthenticated("unknown, revoked or disabled token")
+    else:
+        session = request.cookies.get(session_cookie_name(d.http))
+        if session and len(session) <= MAX_TOKEN_LENGTH:
+            principal = await d.users.by_session(session, d.http.session_idle_s)
+    if principal is not None:
+        request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    # Search URLs hold phone numbers: never sent to another site. (Not "no-referrer": with it
+    # browsers send "Origin: null" on the page's own form posts, defeating the Origin check.)
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Content-Security-Policy", _CSP)
+    if not request.path.startswith("/static/"):
+        h.setdefault("Cache-Control", "no-store")  # call data stays out of shared caches
+    if request.secure:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+def make_app(deps: Deps) -> web.Application:
+    from recorder.web.pages import add_routes as add_page_routes
+
+    # Requests are small (query strings, a login form): refuse large bodies early.
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=65536)
+    app[DEPS] = deps
+    add_routes(app)
+    add_page_routes(app)
+    app.on_response_prepare.append(_security_headers)
+    return app
+
+
+async def create_pool(dsn: str, min_size: int = 0, max_size: int = 5) -> Any:
+    """A pool for the API. min_size 0: the server starts and answers 503 while PostgreSQL is
+    down. Custom plans always: search parameters are skewed (a small department, a rare
+    number), and a cached generic plan picked for one would be slow for another."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=Repository.init_connection,
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
+
+
+def build_deps(config: Config, pool: Any) -> Deps:
+    access = AccessLog(pool)
+    return Deps(
+        users=UserStore(pool),
+        calls=CallService(pool, config.storage.archive_dir, access),
+        access_log=access,
+        playback=PlaybackTracker(),
+        http=config.http,
+        region=config.calls.default_region,
+        departments=tuple(config.calls.departments),
+    )
+
+
+def ssl_context(http: HttpConfig) -> ssl.SSLContext | None:
+    if not http.tls:
+        return None
+    assert http.tls_cert is not None and http.tls_key is not None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(http.tls_cert, http.tls_key)
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Config, pool: Any) -> AsyncIterator[web.AppRunner]:
+    """The API and page listening on http.host:http.port until the block ends."""
+    runner = web.AppRunner(make_app(build_deps(config, pool)), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, config.http.host, config.http.port, ssl_context=ssl_context(config.http)
+        )
+        await site.start()
+        scheme = "https" if config.http.tls else "http"
+        log.info("http.listening", url=f"{scheme}://{config.http.host}:{config.http.port}/")
+        yield runner
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def http_if_enabled(config: Config) -> AsyncIterator[None]:
+    """For `verbatim run`: serve the API and page beside the daemon when http.enabled."""
+    if not config.http.enabled:
+        yield
+        return
+    pool = await create_pool(
+        config.database.dsn.reveal(), 0, max(1, config.database.pool_max // 2)
+    )
+    try:
+        async with serving(config, pool):
+            yield
+    finally:
+        await pool.close()
+
+
+async def serve(config: Config) -> None:
+    """`verbatim serve`: the API and page alone (no ARI), until SIGTERM/SIGINT."""
+    from recorder.app import connect_database
+    from recorder.db.migrate import pending_migrations
+
+    repo = await connect_database(config)  # waits, logging why, while PostgreSQL is down
+    try:
+        missing = await pending_migrations(repo.pool)
+    finally:
+        await repo.close()
+    if missing:
+        raise SystemExit(f"database schema is not up to date (missing {', '.join(missing)}): "
+                         "run `verbatim migrate` first")  # fmt: skip
+    pool = await create_pool(
+        config.database.dsn.reveal(), config.database.pool_min, config.database.pool_max
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with serving(config, pool):
+            await stop.wait()
+    finally:
+        await pool.close()

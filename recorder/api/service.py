@@ -1,0 +1,191 @@
+"""Finding calls and their recordings for a user: scoped SQL, access-log rows, archive files.
+
+Every read goes through the user's scope in SQL (scope.call_scope), so a call out of scope is a
+404 exactly like one that does not exist. Audio files are only ever paths read from the
+recordings table, and are served only if they resolve (symlinks followed) to a regular file
+inside the configured archive root; nothing in a request becomes part of a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from recorder.api.audit import AccessLog, Origin
+from recorder.api.auth import Principal
+from recorder.api.errors import ApiError, not_found
+from recorder.api.params import encode_cursor
+from recorder.api.scope import Params, call_scope
+from recorder.api.search import CALL_COLUMNS, SearchQuery, search_sql
+
+log = structlog.get_logger(__name__)
+
+# A call's parts, by call_id (the columns of 0001; later migrations may add more).
+_LEGS = (
+    "SELECT channel_id, channel_name, role, caller_name, caller_number, started_at, "
+    "answered_at, ended_at, hangup_cause, outcome FROM legs WHERE call_id = $1 "
+    "ORDER BY started_at, channel_id"
+)
+_RECORDINGS = (
+    "SELECT asterisk_id, name, segment, format, status, requested_at, started_at, ended_at, "
+    "duration_ms, bytes, sha256, error, fallback FROM recordings WHERE call_id = $1 "
+    "ORDER BY segment, requested_at, name"
+)
+_EVENTS = (
+    "SELECT id, at, kind, channel_id, recording_name, detail FROM call_events "
+    "WHERE call_id = $1 ORDER BY at, id"
+)
+_TAGS = "SELECT coalesce(array_agg(tag ORDER BY tag), '{}') FROM call_tags WHERE call_id = $1"
+
+
+@dataclass(frozen=True)
+class Page:
+    calls: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    call_id: str
+    asterisk_id: str
+    name: str
+    format: str
+    path: Path  # resolved, inside the archive
+
+
+def _inside_archive(root: Path, stored: str) -> Path | None:
+    """The real path of `stored` if it is a regular file under `root`, else None."""
+    path = Path(stored)
+    if not path.is_absolute():
+        path = root / path
+    try:
+        real = path.resolve(strict=True)
+        real_root = root.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(real_root) or not real.is_file():
+        return None
+    return real
+
+
+class CallService:
+    def __init__(self, pool: Any, archive_root: Path, access_log: AccessLog) -> None:
+        self.pool = pool
+        self.archive_root = archive_root
+        self.access_log = access_log
+        self._consent_sql: str | bool | None = False  # False: not looked up yet
+
+    async def search(self, principal: Principal, q: SearchQuery, origin: Origin) -> Page:
+        sql, args = search_sql(principal, q)
+        rows = [dict(r.items()) for r in await self.pool.fetch(sql, *args)]
+        page, more = rows[: q.limit], len(rows) > q.limit
+        detail = {"filters": q.filters(), "results": len(page), "page": q.after is not None}
+        await self.access_log.record(principal, "search", origin, detail=detail)
+        last = page[-1] if page else None
+        cursor = encode_cursor(last["started_at"], last["call_id"]) if more and last else None
+        return Page(page, cursor)
+
+    async def detail(self, principal: Principal, call_id: str, origin: Origin) -> dict[str, Any]:
+        args = Params()
+        cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
+        sql = (
+            f"SELECT {cols} FROM calls c "  # noqa: S608 (our identifiers; values are $n)
+            f"WHERE c.call_id = {args.add(call_id)} AND {call_scope(principal, args)}"
+        )
+        call = await self.pool.fetchrow(sql, *args.values)
+        if call is None:
+            await self._denied(principal, "view", origin, call_id)
+            raise not_found("call", call_id=call_id)
+        legs = await self.pool.fetch(_LEGS, call_id)
+        recordings = await self.pool.fetch(_RECORDINGS, call_id)
+        events = await self.pool.fetch(_EVENTS, call_id)
+        tags = await self.pool.fetchval(_TAGS, call_id)
+        event_rows = [dict(e.items()) for e in events]
+        await self.access_log.record(principal, "view", origin, call_id=call_id)
+        return {
+            "call": dict(call.items()),
+            "legs": [dict(r.items()) for r in legs],
+            "recordings": [dict(r.items()) for r in recordings],
+            "events": event_rows,
+            # Transfers are events (kind transfer.*) written by the call model; shown apart too.
+            "transfers": [e for e in event_rows if "transfer" in e["kind"]],
+            "consent": await self._consent(call_id),
+            "tags": list(tags),
+        }
+
+    async def audio_file(
+        self, principal: Principal, call_id: str, name: str, action: str, origin: Origin
+    ) -> AudioFile:
+        """The recording's file, if the call is in scope and the file is in the archive."""
+        args = Params()
+        sql = (
+            "SELECT r.asterisk_id, r.name, r.format, r.status, r.path FROM recordings r "  # noqa: S608
+            "JOIN calls c ON c.call_id = r.call_id "
+            f"WHERE r.call_id = {args.add(call_id)} AND r.name = {args.add(name)} "
+            f"AND {call_scope(principal, args)}"
+        )
+        rec = await self.pool.fetchrow(sql, *args.values)
+        if rec is None:
+            await self._denied(principal, action, origin, call_id, name)
+            raise not_found("recording", call_id=call_id, name=name)
+        if rec["status"] != "filed" or rec["path"] is None:
+            raise ApiError(
+                404,
+                "recording_not_filed",
+                f"recording {name} has no file in the archive (status {rec['status']})",
+                {"call_id": call_id, "name": name, "status": rec["status"]},
+            )
+        real = await asyncio.to_thread(_inside_archive, self.archive_root, rec["path"])
+        if real is None:
+            # The database names a file we will not serve: gone, or outside the archive.
+            log.error("recording.unservable", call_id=call_id, recording=name)
+            raise ApiError(
+                404,
+                "recording_file_missing",
+                f"the file of recording {name} is not in the archive",
+                {"call_id": call_id, "name": name},
+            )
+        return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], real)
+
+    async def _denied(
+        self, principal: Principal, action: str, origin: Origin, call_id: str,
+        name: str | None = None,
+    ) -> None:
+        """Attempts on calls that do not exist or are out of scope are logged too: someone
+        probing for calls is what an auditor wants to see. (The answer is the same 404.)"""
+        await self.access_log.record(
+            principal, action, origin, call_id=call_id[:200], recording_name=name and name[:200],
+            detail={"denied": "not_found"},
+        )  # fmt: skip
+
+    async def _consent(self, call_id: str) -> list[dict[str, Any]] | None:
+        """Rows of consent_audit (the consent feature's table) for the call; None where that
+        table does not exist (yet) or has no call_id column."""
+        if self._consent_sql is False:
+            columns = {
+                r["column_name"]
+                for r in await self.pool.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = 'consent_audit'"
+                )
+            }
+            order = next((c for c in ("id", "started_at") if c in columns), "call_id")
+            self._consent_sql = (
+                "SELECT to_jsonb(a) AS row FROM consent_audit a WHERE a.call_id = $1 "  # noqa: S608
+                f"ORDER BY a.{order}"
+                if "call_id" in columns
+                else None
+            )
+        if not isinstance(self._consent_sql, str):
+            return None
+        try:
+            rows = await self.pool.fetch(self._consent_sql, call_id)
+        except asyncpg.UndefinedTableError:
+            self._consent_sql = False  # dropped or renamed since: look again next time
+            return None
+        return [r["row"] for r in rows]

@@ -1,0 +1,163 @@
+"""Consent in the call flow: the policy's decision, who hears which announcement, and opt-out.
+
+The rules themselves are recorder.policy's (pure): this module asks `decide` at the start of a
+call, plays what `announcements_at_start` says — the caller's prompt before anything else, the
+callee's (where all-party applies) when it answers and before it joins the recorded bridge, so
+no party's audio is recorded before its announcement has finished — and listens for the opt-out
+key while a prompt plays. A refusal is decided again by policy: the call goes on unrecorded, is
+routed, or ends; nothing of the refusing party is recorded. Each prompt (finished, interrupted
+or refused) becomes a consent audit row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.flow import Result, Step, for_call
+from recorder.model.settings import CallSettings
+from recorder.model.state import Call, ModelState
+from recorder.policy import (
+    Announcement,
+    CallFacts,
+    Decision,
+    Party,
+    consent_row,
+    decide,
+    jurisdiction_of,
+    mode_of,
+)
+
+
+def facts_of(call: Call) -> CallFacts:
+    return CallFacts(
+        direction=call.direction,  # type: ignore[arg-type]  # one of DIRECTIONS, checked at start
+        caller=call.caller_number,
+        callee=call.target,
+        extension=call.extension,
+        department=call.department,
+        opted_out=frozenset(call.opted_out),
+    )
+
+
+def remember(call: Call, decision: Decision) -> None:
+    call.record = decision.record
+    call.decision = {
+        "action": decision.action,
+        "record": decision.record,
+        "retention": decision.retention,
+        "decided_by": list(decision.decided_by),
+        "reason": decision.reason,
+        "then": decision.then,
+        "route_to": decision.route_to,
+    }
+
+
+def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
+    """Decide the call's recording and return the announcements due at its start."""
+    from recorder.policy import announcements_at_start
+
+    call, policy = s.call, s.settings.policy
+    assert policy is not None
+    decision = decide(facts_of(call), policy, at)
+    remember(call, decision)
+    if not decision.record:
+        call.unrecorded_since = at
+    s.record("consent.decision", call.caller_channel, **(call.decision or {}))
+    s.log("consent.decision", record=decision.record, action=decision.action,
+          decided_by=list(decision.decided_by), retention=decision.retention)
+    return announcements_at_start(
+        Party("caller", call.caller_number), Party("callee", call.target), policy,
+        recording=decision.record,
+    )
+
+
+def start_prompt(s: Step, channel_id: str, ann: Announcement) -> None:
+    call = s.call
+    playback_id = f"{call.call_id}-p{call.next_playback}"
+    call.next_playback += 1
+    call.prompt = {
+        "playback_id": playback_id, "channel_id": channel_id, "started_at": s.at,
+        **dataclasses.asdict(ann),
+    }
+    s.add(cmd.Play(call.call_id, channel_id, playback_id, ann.media))
+
+
+def due_for(call: Call, label: str, when: str) -> Announcement | None:
+    for raw in call.announcements:
+        if raw["to"] == label and raw["when"] == when:
+            return Announcement(**raw)
+    return None
+
+
+def audit(s: Step, played: str, dtmf: str | None = None, opted_out: bool = False) -> None:
+    """The consent row of the prompt that just ended (finished, interrupted or refused)."""
+    call, policy = s.call, s.settings.policy
+    prompt = call.prompt
+    if prompt is None or policy is None:
+        return
+    call.prompt = None
+    label = str(prompt["to"])
+    number = call.caller_number if label == "caller" else call.target
+    ann = Announcement(**{k: prompt[k] for k in (
+        "to", "when", "mode", "language", "prompt", "media", "opt_out_dtmf")})
+    parties = [Party("caller", call.caller_number), Party("callee", call.target)]
+    decision = decide(facts_of(call), policy, s.at)
+    row = consent_row(
+        call_id=call.call_id, asterisk_id=call.asterisk_id, channel_id=str(prompt["channel_id"]),
+        party=label, jurisdiction=jurisdiction_of(number, policy),
+        governing_mode=mode_of(parties, policy), decision=decision, announcement=ann,
+        started_at=prompt["started_at"], ended_at=s.at, played=played,  # type: ignore[arg-type]
+        dtmf=dtmf, opted_out=opted_out,
+    )
+    s.add(cmd.SaveConsent(call.call_id, (row,)))
+    s.record(f"consent.{played}", str(prompt["channel_id"]), party=label, media=ann.media,
+             mode=ann.mode, dtmf=dtmf)
+
+
+def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
+    if call.prompt is not None and call.prompt["channel_id"] == channel_id:
+        return call.prompt
+    return None
+
+
+def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    """The opt-out key pressed while that party's prompt plays: decide again, then act."""
+    assert isinstance(e, ev.ChannelDtmfReceived)
+    from recorder.model.dialing import after_prompt
+    from recorder.model.ending import begin_end
+
+    def body(s: Step) -> None:
+        call = s.call
+        prompt = prompt_playing_to(call, e.channel.id)
+        if prompt is None or not prompt.get("opt_out_dtmf") or e.digit != prompt["opt_out_dtmf"]:
+            return
+        label = str(prompt["to"])
+        call.opted_out.append(label)
+        policy = s.settings.policy
+        assert policy is not None
+        decision = decide(facts_of(call), policy, s.at)
+        remember(call, decision)
+        call.record = False
+        call.unrecorded_since = call.unrecorded_since or s.at
+        s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
+        audit(s, "interrupted", dtmf=e.digit, opted_out=True)
+        s.log("consent.opted_out", "warning", channel_id=e.channel.id, party=label,
+              then=decision.then)
+        leg = call.legs[e.channel.id]
+        if decision.then == "end":
+            call.outcome = "rejected"
+            begin_end(s, leg, "rejected")
+        elif decision.then == "route" and decision.route_to:
+            context, _, rest = decision.route_to.partition(",")
+            exten, _, priority = rest.partition(",")
+            s.add(cmd.ContinueInDialplan(call.call_id, call.caller_channel, context, exten,
+                                         int(priority or 1)))
+        else:
+            after_prompt(s, label)
+        s.save()
+
+    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)

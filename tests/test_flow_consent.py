@@ -1,0 +1,85 @@
+"""Consent on the simulator: announcements before any recording, opt-out, hang-up mid-prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recorder.ari.events import parse_timestamp
+from recorder.policy import consent_rows
+from tests.stack import running_stack
+from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
+
+
+def times(sim: object, etype: str) -> list[float]:
+    events = sim.events(etype)  # type: ignore[attr-defined]
+    return [parse_timestamp(e["timestamp"]).timestamp() for e in events]
+
+
+async def test_all_party_caller_and_callee_hear_the_prompt_before_recording(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                                   tone_hz=CALLER_HZ)  # San Francisco: all-party (CA)
+        await st.settle()
+        call_id = await st.until_bridged()
+        await st.advance(2.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        prompts = [e for e in st.sim.events("PlaybackFinished")
+                   if "consent-all-party" in e["playback"]["media_uri"]]
+        assert len(prompts) == 2  # the caller's, then the callee's
+        (recording_started,) = times(st.sim, "RecordingStarted")
+        assert all(parse_timestamp(p["timestamp"]).timestamp() <= recording_started
+                   for p in prompts)
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played, r.mode) for r in rows] == [
+            ("caller", "finished", "all-party"), ("callee", "finished", "all-party")]
+        assert rows[0].state == "CA"
+        call = await st.repo.call(call_id)
+        assert call is not None and call.recorded is True and call.retention_class
+
+
+async def test_opt_out_during_the_prompt_leaves_no_recording(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(1.0)
+        st.sim.send_dtmf(caller.id, "9")  # the default opt-out key
+        await st.settle()
+        await st.advance(4.0)
+        await st.advance(3.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call_id = await st.only_call_id()
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert recs == [] and not st.sim.finished_recordings
+        assert not list(st.spool.iterdir()) and not list(st.archive.rglob("*.wav"))
+        assert call.outcome == "answered" and call.recorded is False
+        assert all(leg.covered_ms in (None, 0) for leg in legs)
+        assert await st.repo.gaps(call.started_at, call_id) == []  # refused, not a gap
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played, r.dtmf, r.opted_out) for r in rows] == [
+            ("caller", "interrupted", "9", True)]
+        assert "consent.interrupted" in [e.kind for e in events]
+
+
+async def test_hang_up_during_the_prompt_leaves_nothing(tmp_path: Path, pg_dsn: str) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"])
+        await st.settle()
+        await st.advance(1.5)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call_id = await st.only_call_id()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "abandoned")
+        assert recs == [] and not list(st.spool.iterdir())
+        assert not [r for r in st.sim.requests if r.path == "/channels/create"]
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]
