@@ -83,3 +83,52 @@ async def test_hang_up_during_the_prompt_leaves_nothing(tmp_path: Path, pg_dsn: 
         assert not [r for r in st.sim.requests if r.path == "/channels/create"]
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]
+
+
+POLICY = """\
+jurisdiction:
+  offices:
+    - {name: New York, state: NY, extensions: [{regex: "^3"}]}
+"""
+
+
+async def test_a_party_joining_from_an_all_party_state_is_announced_to_everyone(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    target = "14155550123"  # San Francisco: all-party (a "+" would not match _X. in the dialplan)
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
+        st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.set_endpoint(f"PJSIP/{target}@trunk", result="answer", answer_after=1.0,
+                            tone_hz=1900)
+        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
+                                   tone_hz=CALLER_HZ)  # New York to New York: one-party
+        await st.settle()
+        call_id = await st.until_bridged()
+        await st.advance(2.0)
+        st.sim.blind_transfer(f"{call_id}-l2", target)
+        await st.settle()
+        await st.advance(1.5)  # the target answers
+        await st.advance(3.5)  # the all-party announcement, to both
+        await st.advance(2.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        rows = await consent_rows(st.repo.pool, call_id)
+        # (party, its own law, the prompt it heard, when): New York heard the one-party
+        # prompt at the start, then the all-party one when California joined
+        assert [(r.party, r.mode, r.prompt, r.announcement, r.played) for r in rows] == [
+            ("caller", "one-party", "consent-one-party-en", "before-bridge", "finished"),
+            ("caller", "one-party", "consent-all-party-en", "on-join", "finished"),
+            ("target1", "all-party", "consent-all-party-en", "on-join", "finished"),
+        ]
+        assert rows[-1].governing_mode == "all-party" and rows[-1].state == "CA"
+        target_leg = next(r.channel_id for r in rows if r.party == "target1")
+        joined = [e for e in st.sim.events("ChannelEnteredBridge")
+                  if e["channel"]["id"] == target_leg]
+        finished = [e for e in st.sim.events("PlaybackFinished")
+                    if e["playback"]["target_uri"] == f"channel:{target_leg}"]
+        assert joined and finished
+        assert finished[0]["timestamp"] <= joined[0]["timestamp"]  # announced, then joined
+        _call, legs, _recs, _ = await st.call_rows(call_id)
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)

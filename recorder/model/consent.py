@@ -19,12 +19,13 @@ from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.flow import Result, Step, for_call
 from recorder.model.settings import CallSettings
-from recorder.model.state import Call, ModelState
+from recorder.model.state import Call, Leg, ModelState
 from recorder.policy import (
     Announcement,
     CallFacts,
     Decision,
     Party,
+    announcements_on_join,
     consent_row,
     decide,
     jurisdiction_of,
@@ -75,15 +76,25 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
     )
 
 
-def start_prompt(s: Step, channel_id: str, ann: Announcement) -> None:
+def start_prompt(
+    s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
+    number: str | None = None,
+) -> None:
+    """Play `ann` to one channel (the party's own; a bridge is never used, so a prompt is
+    heard only by whom it is for and never lands in a recording)."""
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1
-    call.prompt = {
-        "playback_id": playback_id, "channel_id": channel_id, "started_at": s.at,
-        **dataclasses.asdict(ann),
+    call.prompts[playback_id] = {
+        "playback_id": playback_id, "channel_id": channel_id, "leg": leg_id or channel_id,
+        "number": number if number is not None else _number_of(call, ann.to),
+        "started_at": s.at, **dataclasses.asdict(ann),
     }
     s.add(cmd.Play(call.call_id, channel_id, playback_id, ann.media))
+
+
+def _number_of(call: Call, label: str) -> str | None:
+    return call.caller_number if label == "caller" else call.target
 
 
 def due_for(call: Call, label: str, when: str) -> Announcement | None:
@@ -93,23 +104,23 @@ def due_for(call: Call, label: str, when: str) -> Announcement | None:
     return None
 
 
-def audit(s: Step, played: str, dtmf: str | None = None, opted_out: bool = False) -> None:
-    """The consent row of the prompt that just ended (finished, interrupted or refused)."""
+def audit(s: Step, prompt: dict[str, Any], played: str, dtmf: str | None = None,
+          opted_out: bool = False) -> None:
+    """The consent row of a prompt that just ended (finished, interrupted or refused)."""
     call, policy = s.call, s.settings.policy
-    prompt = call.prompt
-    if prompt is None or policy is None:
+    if call.prompts.pop(str(prompt["playback_id"]), None) is None or policy is None:
         return
-    call.prompt = None
     label = str(prompt["to"])
-    number = call.caller_number if label == "caller" else call.target
     ann = Announcement(**{k: prompt[k] for k in (
         "to", "when", "mode", "language", "prompt", "media", "opt_out_dtmf")})
-    parties = [Party("caller", call.caller_number), Party("callee", call.target)]
-    decision = decide(facts_of(call), policy, s.at)
+    if played == "finished" and (call.heard.get(label) != "all-party"):
+        call.heard[label] = ann.mode
+    number = prompt.get("number")
     row = consent_row(
         call_id=call.call_id, asterisk_id=call.asterisk_id, channel_id=str(prompt["channel_id"]),
         party=label, jurisdiction=jurisdiction_of(number, policy),
-        governing_mode=mode_of(parties, policy), decision=decision, announcement=ann,
+        governing_mode=mode_of(present_parties(call), policy),
+        decision=decide(facts_of(call), policy, s.at), announcement=ann,
         started_at=prompt["started_at"], ended_at=s.at, played=played,  # type: ignore[arg-type]
         dtmf=dtmf, opted_out=opted_out,
     )
@@ -118,9 +129,49 @@ def audit(s: Step, played: str, dtmf: str | None = None, opted_out: bool = False
              mode=ann.mode, dtmf=dtmf)
 
 
+def present_parties(call: Call) -> list[Party]:
+    """The parties on the call now (not the Local conduits, not who left or was replaced)."""
+    parties = []
+    for leg in call.legs.values():
+        if leg.state == "gone" or leg.role == "local" or leg.replaced_by is not None:
+            continue
+        if leg.answered_at is None and leg.role == "callee":
+            continue
+        label = leg.party or ("caller" if leg.role == "caller" else "callee")
+        number = call.caller_number if label == "caller" else (leg.number or call.target)
+        parties.append(Party(label, number, heard=call.heard.get(label)))  # type: ignore[arg-type]
+    return parties
+
+
+def announce_join(s: Step, leg: Leg) -> bool:
+    """A transfer target answered: play what policy requires to it and to everyone present
+    (all of them when the strictest rule became all-party). True if it must wait for its own
+    announcement before joining."""
+    call, policy = s.call, s.settings.policy
+    if policy is None or not call.record:
+        return False
+    before = [p for p in present_parties(call) if p.label != leg.party]
+    newcomer = Party(leg.party or "target", leg.number, heard=None)
+    plays = announcements_on_join(before, newcomer, policy, recording=call.record)
+    waits = False
+    for ann in plays:
+        if ann.to == newcomer.label:
+            start_prompt(s, leg.channel_id, ann, leg_id=leg.channel_id, number=leg.number)
+            waits = True
+            continue
+        for other in call.legs.values():  # a present party hears it on its own channel
+            if (other.party or ("caller" if other.role == "caller" else "callee")) == ann.to \
+                    and other.state != "gone" and other.replaced_by is None:
+                start_prompt(s, other.channel_id, ann, leg_id=other.channel_id)
+    if plays:
+        s.log("consent.on_join", channel_id=leg.channel_id, prompts=[str(a) for a in plays])
+    return waits
+
+
 def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
-    if call.prompt is not None and call.prompt["channel_id"] == channel_id:
-        return call.prompt
+    for prompt in call.prompts.values():
+        if prompt["channel_id"] == channel_id:
+            return prompt
     return None
 
 
@@ -144,7 +195,7 @@ def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
         call.record = False
         call.unrecorded_since = call.unrecorded_since or s.at
         s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
-        audit(s, "interrupted", dtmf=e.digit, opted_out=True)
+        audit(s, prompt, "interrupted", dtmf=e.digit, opted_out=True)
         s.log("consent.opted_out", "warning", channel_id=e.channel.id, party=label,
               then=decision.then)
         leg = call.legs[e.channel.id]
@@ -157,7 +208,7 @@ def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
             s.add(cmd.ContinueInDialplan(call.call_id, call.caller_channel, context, exten,
                                          int(priority or 1)))
         else:
-            after_prompt(s, label)
+            after_prompt(s, label, str(prompt["leg"]))
         s.save()
 
     return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.consent import audit, decide_at_start, due_for, start_prompt
+from recorder.model.consent import announce_join, audit, decide_at_start, due_for, start_prompt
 from recorder.model.ending import (
     begin_end,
     dial_outcome,
@@ -153,10 +153,10 @@ def on_playback_finished(state: ModelState, e: ev.Event, settings: CallSettings)
 
 def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
     call = s.call
-    if call.prompt is not None and e.playback.id == call.prompt["playback_id"]:
-        label = str(call.prompt["to"])
-        audit(s, "finished")
-        after_prompt(s, label)
+    prompt = call.prompts.get(e.playback.id)
+    if prompt is not None:
+        audit(s, prompt, "finished")
+        after_prompt(s, str(prompt["to"]), str(prompt["leg"]))
         return
     if e.playback.id != call.playback_id:
         return
@@ -198,6 +198,8 @@ def dial_leg(
         channel_name="",
         started_at=s.at,
         forwarded_from=forwarded_from,
+        number=target,  # its jurisdiction, for consent when it answers
+        party=previous.party if previous else None,
         via=via or (previous.via if previous else None),
         join_bridge=join_bridge or (previous.join_bridge if previous else None),
     )
@@ -316,7 +318,8 @@ def answered(s: Step, leg: Leg) -> None:
         leg.answered_at = s.at
         s.record("transfer.answered", leg.channel_id)
         s.log("transfer.answered", channel_id=leg.channel_id)
-        s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+        if not announce_join(s, leg):  # nothing due: it joins at once
+            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
         s.save()
         return
     if call.phase != DIALING or leg.state == LEG_GONE:
@@ -340,14 +343,18 @@ def answered(s: Step, leg: Leg) -> None:
     connect_answered(s)
 
 
-def after_prompt(s: Step, label: str) -> None:
+def after_prompt(s: Step, label: str, leg_id: str) -> None:
     """A party's announcement is over (finished, or refused with the call going on)."""
     call = s.call
+    leg = call.legs.get(leg_id)
     if label == "caller" and call.phase == CONSENT:
         dial(s)
     elif label == "callee" and call.phase == CALLEE_CONSENT:
         call.phase = RECORDING_PENDING
         connect_answered(s)
+    elif leg is not None and leg.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
+        # a transfer target, announced to: now it joins (and is heard in the recording)
+        s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
 
 
 def connect_answered(s: Step) -> None:

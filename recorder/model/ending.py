@@ -247,9 +247,9 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
         else:
             call.outcome = dial_outcome(call)
     call.phase = ENDING
-    if call.prompt is not None:  # hung up during an announcement: on the audit as interrupted
-        s.add(cmd.StopPlayback(call.call_id, str(call.prompt["playback_id"])))
-        audit(s, "interrupted")
+    for prompt in list(call.prompts.values()):  # hung up during an announcement: interrupted
+        s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
+        audit(s, prompt, "interrupted")
     if call.bridged_at is not None and call.unbridged_at is None:
         call.unbridged_at = s.at
     if call.playback_id:

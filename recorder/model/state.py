@@ -64,6 +64,8 @@ class Leg:
     replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
     join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
+    party: str | None = None  # policy's label for a joining party ("target1"…)
+    number: str | None = None  # what was dialled to reach this leg (consent: its jurisdiction)
     in_bridge: bool = False
     # [bridge_id, entered, left or None] per stay in a bridge: the coverage proof's input.
     spans: list[list[Any]] = field(default_factory=list)
@@ -128,7 +130,8 @@ class Call:
     decision: dict[str, Any] | None = None
     announcements: list[dict[str, Any]] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)
-    prompt: dict[str, Any] | None = None
+    prompts: dict[str, dict[str, Any]] = field(default_factory=dict)  # playing, by playback id
+    heard: dict[str, str] = field(default_factory=dict)  # party label -> strictest mode heard
     unrecorded_since: datetime | None = None
     bridge_created: bool = False
     bridge_destroyed: bool = False
@@ -154,6 +157,8 @@ class Call:
             },
             recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
             opted_out=list(self.opted_out),
+            prompts={k: dict(v) for k, v in self.prompts.items()},
+            heard=dict(self.heard),
         )
 
     def all_bridges(self) -> list[str]:
@@ -270,6 +275,6 @@ class ModelState:
             new.by_recording[name] = call.call_id
         if call.playback_id:
             new.by_playback[call.playback_id] = call.call_id
-        if call.prompt is not None:
-            new.by_playback[str(call.prompt["playback_id"])] = call.call_id
+        for playback_id in call.prompts:
+            new.by_playback[playback_id] = call.call_id
         return new

@@ -98,7 +98,8 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
     s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
     s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
     s.record("transfer.dialing", half.id, exten=exten)
-    dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
+    leg = dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
+    leg.party = f"target{sum(1 for x in call.legs.values() if x.party) + 1}"
 
 
 def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
