@@ -45,6 +45,7 @@ def call_settings(config: Config) -> CallSettings:
         outside_line_prefix=calls.outside_line_prefix,
         extension_pattern=calls.extensions.pattern,
         departments=departments,
+        ring_groups=dict(calls.ring_groups),
         policy=load_policy(calls.policy_file, numbering_from(calls)),
     )
 

@@ -154,3 +154,30 @@ async def test_transfer_after_a_forward(tmp_path: Path, pg_dsn: str) -> None:
         assert [r.status for r in recs] == ["filed"]
         assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
         assert await st.repo.gaps(call.started_at, call_id) == []
+
+
+async def test_ring_group_of_three_one_answers(tmp_path: Path, pg_dsn: str) -> None:
+    async with running_stack(tmp_path, pg_dsn, ring_groups={"600": ("201", "202", "203")}) as st:
+        st.sim.set_endpoint("PJSIP/201", result="noanswer")
+        st.sim.set_endpoint("PJSIP/202", result="busy", answer_after=1.0)
+        st.sim.set_endpoint("PJSIP/203", result="answer", answer_after=3.0, tone_hz=CALLEE_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "600"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(3.0 + 3.0)
+        call_id = await st.until_bridged()
+        await st.advance(4.0)
+        await finish(st, caller.id, call_id)
+        call, legs, recs, _events = await st.call_rows(call_id)
+        assert call.outcome == "answered"
+        callees = {leg.channel_name.split("-")[0]: leg.outcome for leg in legs
+                   if leg.role == "callee"}
+        assert callees == {"PJSIP/201": "cancelled", "PJSIP/202": "busy",
+                           "PJSIP/203": "answered"}
+        (rec,) = recs
+        windows = tone_map(Path(rec.path or ""), [CALLER_HZ, CALLEE_HZ])
+        assert all(w == {CALLER_HZ, CALLEE_HZ} for w in windows[:-1])
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        # only the answered member was ever in the bridge
+        assert sorted(rec.legs or []) == sorted([caller.id] + [
+            leg.channel_id for leg in legs if leg.outcome == "answered" and leg.role == "callee"])

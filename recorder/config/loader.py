@@ -61,6 +61,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "outside_line_prefix",
         "extensions",
         "departments",
+        "ring_groups",
         "policy_file",
     ),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
@@ -192,8 +193,34 @@ def _read_calls(s: Section) -> CallsConfig:
         ),
         extensions=extensions,
         departments=MappingProxyType(_read_departments(s.section("departments", None), extensions)),
+        ring_groups=MappingProxyType(_read_ring_groups(s.section("ring_groups", None), extensions)),
         policy_file=_optional_path(s, "policy_file"),
     )
+
+
+def _read_ring_groups(s: Section, extensions: re.Pattern[str]) -> dict[str, tuple[str, ...]]:
+    """Group number -> the extensions it rings at once; a member may be in several groups."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for number, (line, node) in s.entries.items():
+        if not extensions.fullmatch(number):
+            message = f"group number '{number}' does not match calls.extensions"
+            raise s.error(number, f"{message} ({extensions.pattern}); quote it", line)
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise s.error(number, f"expected a non-empty list of extensions, got a {kind(node)}",
+                          line)
+        members: list[str] = []
+        for i, item in enumerate(node.value):
+            path, item_line = f"{s.key_path(number)}[{i}]", line_of(item)
+            if not isinstance(item, yaml.ScalarNode) or kind(item) != "string":
+                message = f"expected an extension (a quoted string), got {kind(item)}"
+                raise ConfigError(s.file, item_line, path, message)
+            ext = str(item.value)
+            if not extensions.fullmatch(ext) or ext == number or ext in members:
+                message = f"'{ext}' is not a distinct extension matching {extensions.pattern}"
+                raise ConfigError(s.file, item_line, path, message)
+            members.append(ext)
+        groups[number] = tuple(members)
+    return groups
 
 
 def _optional_path(s: Section, key: str) -> Path | None:

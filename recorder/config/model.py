@@ -123,6 +123,8 @@ class CallsConfig:
     extensions: re.Pattern[str] = re.compile(r"^[0-9]{2,6}$")
     # department -> its extensions; read-only, and the loader rejects an extension in two
     departments: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # ring group number -> the extensions it rings at once (the first to answer takes the call)
+    ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # Recording/consent policy (recorder.policy); None: the built-in defaults.
     policy_file: Path | None = None
 
