@@ -181,3 +181,101 @@ async def test_ring_group_of_three_one_answers(tmp_path: Path, pg_dsn: str) -> N
         # only the answered member was ever in the bridge
         assert sorted(rec.legs or []) == sorted([caller.id] + [
             leg.channel_id for leg in legs if leg.outcome == "answered" and leg.role == "callee"])
+
+
+async def consultation(st: Stack) -> tuple[str, str, str, str]:
+    """200 answers the caller, holds it, and calls 300 through the app: (caller channel,
+    first call, consultation channel, consultation call), both bridged and recorded."""
+    st.sim.set_endpoint("PJSIP/200", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+    st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+    caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "200"],
+                               tone_hz=CALLER_HZ)
+    await st.settle()
+    first_call = await st.until_bridged()
+    await st.advance(2.0)
+    st.sim.hold(f"{first_call}-l2")
+    consult = st.sim.start_call(endpoint="PJSIP/200", caller_number="200",
+                                args=["internal", "300"], tone_hz=CALLEE_HZ)
+    await st.settle()
+    for _ in range(200):
+        calls = [c for c in st.daemon.state.calls.values() if c.call_id != first_call]
+        if calls and calls[0].phase == "bridged":
+            break
+        await st.advance(0.1, step=0.1)
+    (second,) = calls
+    await st.advance(2.0)
+    return caller.id, first_call, consult.id, second.call_id
+
+
+async def test_attended_transfer_links_two_recorded_calls(tmp_path: Path, pg_dsn: str) -> None:
+    """Trace sip_attended_transfer_refer (destination "link"): 200 talks with the caller, calls
+    300 through the app (a second recorded call), then joins the caller to 300."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller, first_call, consult, second = await consultation(st)
+        outcome = st.sim.attended_transfer(f"{first_call}-l2", consult)
+        assert outcome.result == "Success"
+        await st.settle()
+        await st.advance(4.0)
+        st.sim.hangup(caller)  # either end hangs up: the whole chain goes
+        await st.settle()
+        await st.advance(0.1)
+        await st.settle()
+        for call_id, other in ((first_call, second), (second, first_call)):
+            call, legs, recs, events = await st.call_rows(call_id)
+            assert call.status == "ended", call_id
+            linked = [e for e in events if e.kind == "transfer.attended"]
+            assert linked and linked[0].detail["linked_call"] == other
+            assert linked[0].detail["destination_type"] == "link"
+            assert [r.status for r in recs] == ["filed"]  # one recording each, never stopped
+            assert sorted(leg.role for leg in legs).count("local") == 1
+            assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        assert not [c.name for c in st.sim.channels.values() if not c.destroyed]
+        # after the transfer, the caller and 300 are in each other's call's file
+        _c, _l, (rec1,), _e = await st.call_rows(first_call)
+        tail = tone_map(Path(rec1.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])[-15:-2]
+        assert tail and all(w == {CALLER_HZ, TARGET_HZ} for w in tail), tail
+
+
+async def test_failed_attended_transfer_keeps_the_first_call_recorded(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """main/bridge.c: a failed attended transfer hangs up the consultation leg; the first call
+    goes on, still recorded, and its story says the transfer failed."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller, first_call, consult, second = await consultation(st)
+        outcome = st.sim.attended_transfer(f"{first_call}-l2", consult, result="fail")
+        assert outcome.result == "Fail"
+        await st.settle()
+        await st.advance(1.0)
+        assert st.daemon.state.calls[first_call].phase == "bridged"
+        st.sim.unhold(f"{first_call}-l2")
+        await st.advance(2.0)
+        st.sim.hangup(caller)
+        await st.settle()
+        for call_id in (first_call, second):
+            call, legs, recs, _events = await st.call_rows(call_id)
+            assert call.status == "ended" and [r.status for r in recs] == ["filed"]
+            assert "local" not in {leg.role for leg in legs}
+        _c, _l, _r, events = await st.call_rows(first_call)
+        (attended,) = [e for e in events if e.kind == "transfer.attended"]
+        assert attended.detail["destination_type"] == "fail"
+
+
+async def test_abandoned_attended_transfer_returns_to_the_caller(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller, first_call, consult, second = await consultation(st)
+        st.sim.abandon_transfer(f"{first_call}-l2", consult)
+        await st.settle()
+        await st.advance(3.0)
+        second_row = await st.repo.call(second)
+        assert second_row is not None and second_row.status == "ended"
+        assert st.daemon.state.calls[first_call].phase == "bridged"
+        st.sim.hangup(caller)
+        await st.settle()
+        call, legs, recs, events = await st.call_rows(first_call)
+        assert call.status == "ended" and [r.status for r in recs] == ["filed"]
+        assert "transfer.attended" not in [e.kind for e in events]
+        held = [leg for leg in legs if leg.held_ms]
+        assert held and all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)

@@ -112,3 +112,20 @@ def test_transfer_target_busy_ends_the_call() -> None:
     out = run.feed(b.dial(21, target, "BUSY"))
     assert {h.channel_id for h in run.of(cmd.Hangup, out)} >= {CALLER, L1, L2}
     assert run.call.outcome == "answered"  # the call itself was answered and recorded
+
+
+def test_attended_application_local_half_becomes_the_unbridged_callers_replacement() -> None:
+    """Destination "application": ;2 replaces a consultation leg that was in the app but not in
+    a bridge; it becomes the call's caller and is put in the call bridge."""
+    run = Run()
+    run.feed(b.stasis_start(0, b.chan(CALLER, "Ring"), "internal", "300"))
+    call_id = run.call.call_id
+    half = ev.StasisStart(timestamp=b.at(0.5), asterisk_id=b.AST,
+                          channel=b.chan("9.2", "Up", name="Local/_attended@transfer-0001;2"),
+                          args=(), replace_channel=b.chan(CALLER))
+    out = run.feed(half)
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [
+        (f"{call_id}-b1", "9.2")]
+    assert run.call.caller_channel == "9.2"
+    run.feed(b.stasis_end(0.6, CALLER))  # the replaced leg leaving ends nothing
+    assert run.call.phase == "consent" and not run.of(cmd.Hangup)

@@ -145,3 +145,17 @@ def test_set_password(
                 monkeypatch=monkeypatch) == 0  # fmt: skip
     [row] = _query(pg_dsn, "SELECT password_hash FROM users")
     assert asyncio.run(verify_password(row["password_hash"], "another passphrase"))
+
+
+def test_database_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recorder.pgcluster import free_port
+
+    config = tmp_path / "verbatim.yaml"
+    dsn = f"postgresql://verbatim:hunter22@127.0.0.1:{free_port()}/verbatim"
+    config.write_text(
+        f'ari: {{username: v, password: s}}\ndatabase: {{dsn: "{dsn}"}}\n'
+        f'storage: {{archive_dir: "{tmp_path}"}}\n'
+    )
+    assert main(["users", "roles", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the database" in err and "hunter22" not in err

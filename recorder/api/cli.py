@@ -13,6 +13,8 @@ import getpass
 import sys
 from typing import Any
 
+import asyncpg
+
 from recorder.config import Config
 
 ROLE_NAMES = ("admin", "auditor", "manager", "staff")
@@ -89,7 +91,11 @@ async def run_users(config: Config, args: argparse.Namespace) -> int:
     from recorder.api.server import create_pool
     from recorder.api.users import UserError, UserStore
 
-    pool = await create_pool(config.database.dsn.reveal(), 1, 1)
+    try:
+        pool = await create_pool(config.database.dsn.reveal(), 1, 1)
+    except (OSError, asyncpg.PostgresError) as exc:  # the message names host/port, no password
+        print(f"verbatim: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
     store = UserStore(pool)
     command = args.users_command
     try:

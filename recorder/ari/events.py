@@ -153,6 +153,15 @@ class BridgeBlindTransfer(Event):
 
 
 @dataclass(frozen=True)
+class BridgeAttendedTransfer(Event):
+    first_leg: str = ""  # transferer_first_leg: the transferer's leg in the first call
+    second_leg: str = ""  # transferer_second_leg: its leg in the consultation call
+    destination_type: str = ""  # link | application | bridge | threeway | fail
+    result: str = ""
+    is_external: bool = False
+
+
+@dataclass(frozen=True)
 class BridgeDestroyed(BridgeEvent):
     pass
 
@@ -216,7 +225,6 @@ IGNORED = frozenset(
         "ChannelUserevent",
         "TextMessageReceived",
         # Transfers and DTMF are handled by later issues; until then they change nothing.
-        "BridgeAttendedTransfer",
         "RecordingPaused",
         "RecordingUnpaused",
     }
@@ -405,6 +413,18 @@ def parse_event(data: Any) -> Event | None:
                 replace_channel=r.opt_channel(data, "replace_channel"),
                 transferee=r.opt_channel(data, "transferee"),
                 bridge=None if data.get("bridge") is None else r.bridge(data["bridge"], "$.bridge"),
+            )
+        case "BridgeAttendedTransfer":
+            external = data.get("is_external", False)
+            return BridgeAttendedTransfer(
+                **base,
+                first_leg=r.channel(data.get("transferer_first_leg"), "$.transferer_first_leg").id,
+                second_leg=r.channel(
+                    data.get("transferer_second_leg"), "$.transferer_second_leg"
+                ).id,
+                destination_type=r.str_(data, "destination_type", "$", ""),
+                result=r.str_(data, "result", "$", ""),
+                is_external=external if isinstance(external, bool) else False,
             )
         case "BridgeDestroyed":
             return BridgeDestroyed(**base, bridge=r.bridge(data.get("bridge"), "$.bridge"))

@@ -59,7 +59,12 @@ from recorder.model.state import (
     REC_LIVE,
     ModelState,
 )
-from recorder.model.transfers import local_replaces, on_blind_transfer, transfer_half
+from recorder.model.transfers import (
+    local_replaces,
+    on_attended_transfer,
+    on_blind_transfer,
+    transfer_half,
+)
 
 
 def step(state: ModelState, event: ev.Event, settings: CallSettings) -> Result:
@@ -146,6 +151,7 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings], Result]] = {
     ev.ChannelLeftBridge: on_left,
     ev.BridgeDestroyed: on_bridge_destroyed,
     ev.BridgeBlindTransfer: on_blind_transfer,
+    ev.BridgeAttendedTransfer: on_attended_transfer,
     ev.ChannelDtmfReceived: on_dtmf,
     ev.ChannelHold: on_hold,
     ev.ChannelUnhold: on_hold,

@@ -124,6 +124,7 @@ class Call:
     recording_retries: int = 0
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
+    linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
     # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
     # playing now, and since when the call is deliberately not recorded (never a gap).
     record: bool = True

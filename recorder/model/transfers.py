@@ -33,7 +33,8 @@ from recorder.model.state import (
 def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
     assert e.replace_channel is not None
     replaced_id = e.replace_channel.id
-    base = e.channel.name[:-2] if e.channel.name.endswith(";1") else None
+    # ;1 of a blind transfer's pair; either half of an attended transfer's Local/_attended pair
+    base = e.channel.name[:-2] if e.channel.name.endswith((";1", ";2")) else None
     pending = state.pending_locals.get(base or "")
 
     def body(s: Step) -> None:
@@ -51,6 +52,14 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             replaces=replaced_id,
         )
         replaced.replaced_by = e.channel.id
+        if replaced.channel_id == call.caller_channel and not replaced.in_bridge:
+            # Attended transfer, destination "application" (trace
+            # sip_attended_transfer_unbridged): the consultation leg was in the app but not in a
+            # bridge; the Local ;2 takes its place, so it becomes the call's caller and the app
+            # finishes connecting it (into the call bridge; dialling goes on as before).
+            call.caller_channel = e.channel.id
+            call.legs[e.channel.id].role = "caller"
+            s.add(cmd.AddChannel(call.call_id, call.bridge_id, e.channel.id))
         s.record("transfer.replaced", e.channel.id, replaces=replaced_id, role=replaced.role)
         s.log("transfer.replaced", channel_id=e.channel.id, replaces=replaced_id)
         if pending is not None:
@@ -100,6 +109,33 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
     s.record("transfer.dialing", half.id, exten=exten)
     leg = dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
     leg.party = f"target{sum(1 for x in call.legs.values() if x.party) + 1}"
+
+
+def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    """BridgeAttendedTransfer: the transferer's two calls are joined (trace
+    sip_attended_transfer_refer, destination_type "link": a Local/_attended pair replaced each of
+    its legs, both bridges and both recordings go on). Each call's story says so and names the
+    other: the conversation is now in two files, one per call, each covering its own parties."""
+    assert isinstance(e, ev.BridgeAttendedTransfer)
+    first = state.by_channel.get(e.first_leg)
+    second = state.by_channel.get(e.second_leg)
+    out: list[cmd.Command] = []
+    for mine, other, leg in ((first, second, e.first_leg), (second, first, e.second_leg)):
+        if mine is None or (mine == other and leg == e.second_leg):
+            continue
+
+        def body(s: Step, other: str | None = other, leg: str = leg) -> None:
+            s.record("transfer.attended", leg, destination_type=e.destination_type,
+                     result=e.result, linked_call=other, is_external=e.is_external)
+            s.log("call.transfer", channel_id=leg, kind="attended",
+                  destination_type=e.destination_type, linked_call=other, result=e.result)
+            if other and other not in s.call.linked_calls:
+                s.call.linked_calls.append(other)
+                s.save()
+
+        state, commands = for_call(state, mine, e, settings, body)
+        out.extend(commands)
+    return state, out
 
 
 def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
