@@ -14,6 +14,7 @@ import tempfile
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -113,3 +114,28 @@ def make_wav(tmp_path: Path) -> WavWriter:
         return write_wav(path, seconds, **kwargs)
 
     return make
+
+
+@pytest.fixture
+async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A started simulator (manual clock). Every event it sent must match events.json; in a
+    module that sets CHECK_REQUESTS = True, every request it got must be one the spec allows
+    (modules testing misuse leave it off)."""
+    from arisim.testing import running_simulator
+
+    async with running_simulator(tmp_path / "spool") as s:
+        yield s
+        assert s.validation_errors == []
+        if getattr(request.module, "CHECK_REQUESTS", False):
+            assert s.request_problems() == []
+
+
+@pytest.fixture
+async def ari(sim: Any) -> AsyncIterator[Any]:
+    """A minimal ARI client connected to `sim`'s events WebSocket."""
+    from arisim.testing import AriClient
+
+    client = AriClient(sim)
+    await client.connect()
+    yield client
+    await client.close()

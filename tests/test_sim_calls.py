@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from arisim.server import Simulator
 from arisim.testing import AriClient, running_simulator
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    async with running_simulator(tmp_path / "spool") as s:
-        yield s
-        assert s.validation_errors == []
-
-
-@pytest.fixture
-async def ari(sim: Simulator) -> AsyncIterator[AriClient]:
-    client = AriClient(sim)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 def _summary(ari: AriClient, channel_id: str) -> list[tuple[Any, ...]]:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import wave
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from arisim.audio import tone_map, tones_per_second, wav_duration
 from arisim.server import Simulator
-from arisim.testing import AriClient, running_simulator
+from arisim.testing import AriClient
 
 CALLER, CALLEE = 440, 700
 BOTH = {CALLER, CALLEE}
 FREQS = [440, 700, 1000, 1300]
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    async with running_simulator(tmp_path / "spool") as s:
-        yield s
-        assert s.validation_errors == []
-
-
-@pytest.fixture
-async def ari(sim: Simulator) -> AsyncIterator[AriClient]:
-    client = AriClient(sim)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 async def _caller_in_bridge(sim: Simulator, ari: AriClient, *, sends_media: bool = False,

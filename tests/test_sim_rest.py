@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -11,21 +10,6 @@ import pytest
 from arisim.server import Simulator
 from arisim.spec import load_spec
 from arisim.testing import AriClient, running_simulator
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    async with running_simulator(tmp_path / "spool") as s:
-        yield s
-        assert s.validation_errors == []
-
-
-@pytest.fixture
-async def ari(sim: Simulator) -> AsyncIterator[AriClient]:
-    client = AriClient(sim)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 async def _answered_call(sim: Simulator, ari: AriClient) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
 import yaml
@@ -229,3 +230,23 @@ class Section:
             shown = _shown(kind(node), node) if isinstance(node, yaml.ScalarNode) else kind(node)
             raise self.error(key, f"expected true or false, got {shown}")
         return bool(_CONSTRUCTOR.construct_yaml_bool(node))
+
+
+def parse_yaml(path: Path, error: type[ConfigError]) -> yaml.Node | None:
+    """The YAML node tree of `path` (line numbers kept); `error` (ConfigError or a subclass)
+    names the file and line of anything unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(path, None, None, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(path, None, None, f"cannot read: not UTF-8 ({exc.reason})") from None
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        what = ", ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
+        raise error(path, line, None, f"invalid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise error(path, None, None, f"invalid YAML: {exc}") from None

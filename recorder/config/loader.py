@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 import yaml
 
 from recorder.config import _checks as check
-from recorder.config._reader import REQUIRED, Section, kind, line_of
+from recorder.config._reader import REQUIRED, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
     ENV_ARI_PASSWORD,
     ENV_ARI_URL,
@@ -268,28 +268,10 @@ def _read_http(s: Section) -> HttpConfig:
     )
 
 
-def _parse(path: Path) -> yaml.Node | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(path, None, None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, None, None, f"cannot read: not UTF-8 ({exc.reason})") from None
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = int(mark.line) + 1 if mark is not None else None
-        what = ", ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
-        raise ConfigError(path, line, None, f"invalid YAML: {what}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, None, None, f"invalid YAML: {exc}") from None
-
-
 def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
     path = Path(path)
-    root = Section(str(path), env, "", 1, _parse(path), KEYS[""])
+    root = Section(str(path), env, "", 1, parse_yaml(path, ConfigError), KEYS[""])
 
     def read(key: str, reader: Callable[[Section], _T]) -> _T:
         return reader(root.section(key, KEYS[key]))

@@ -17,7 +17,7 @@ from typing import Final
 import phonenumbers
 import yaml
 
-from recorder.config._reader import Invalid, Section, kind, line_of
+from recorder.config._reader import Invalid, Section, kind, line_of, parse_yaml
 from recorder.config.model import CallsConfig, ConfigError
 from recorder.policy import _fields as f
 from recorder.policy.model import (
@@ -84,24 +84,6 @@ def numbering_from(calls: CallsConfig) -> Numbering:
         extension_pattern=calls.extensions.pattern,
         departments=MappingProxyType(dict(calls.department_by_extension)),
     )
-
-
-def _parse(path: Path) -> yaml.Node | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(path, None, None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(path, None, None, f"cannot read: not UTF-8 ({exc.reason})") from None
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = int(mark.line) + 1 if mark is not None else None
-        what = ", ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
-        raise PolicyError(path, line, None, f"invalid YAML: {what}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(path, None, None, f"invalid YAML: {exc}") from None
 
 
 def _retention(s: Section) -> str | None:
@@ -296,7 +278,7 @@ def load_policy(path: Path | None, numbering: Numbering | None = None) -> Policy
         return Policy(numbering=numbering)
     path = Path(path)
     try:
-        root = Section(str(path), {}, "", 1, _parse(path), KEYS[""])
+        root = Section(str(path), {}, "", 1, parse_yaml(path, PolicyError), KEYS[""])
         defaults = root.section("defaults", KEYS["defaults"])
         zone = defaults.text("time_zone", Policy.time_zone, f.time_zone)
         default_action = f.choice(defaults, "action", ("yes", "no"), Policy.default_action)
