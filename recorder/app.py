@@ -27,6 +27,14 @@ from recorder.storage.archive import Archive
 log = structlog.get_logger("verbatim")
 
 
+def ari_client(
+    session: aiohttp.ClientSession, config: Config, timeout_s: float | None = None
+) -> AriClient:
+    ari = config.ari
+    timeout = ari.request_timeout_s if timeout_s is None else timeout_s
+    return AriClient(session, ari.url, ari.username, ari.password.reveal(), ari.app, timeout)
+
+
 def call_settings(config: Config) -> CallSettings:
     calls = config.calls
     departments = {ext: name for name, exts in calls.departments.items() for ext in exts}
@@ -91,14 +99,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
             )
         session = aiohttp.ClientSession()
         try:
-            client = AriClient(
-                session,
-                config.ari.url,
-                config.ari.username,
-                config.ari.password.reveal(),
-                config.ari.app,
-                config.ari.request_timeout_s,
-            )
+            client = ari_client(session, config)
             archive = Archive(config.storage.archive_dir)
             spool = config.storage.spool_dir
             sweeper = SpoolSweeper(spool, archive, repo) if spool is not None else None

@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from recorder.ari.client import AriClient, AriError
+from recorder.app import ari_client
+from recorder.ari.client import AriError
 from recorder.config import Config
 from recorder.db.repository import Repository
 from recorder.storage.space import check_dir
@@ -20,14 +21,7 @@ from recorder.storage.space import check_dir
 async def check_health(config: Config) -> dict[str, Any]:
     report: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        client = AriClient(
-            session,
-            config.ari.url,
-            config.ari.username,
-            config.ari.password.reveal(),
-            config.ari.app,
-            timeout_s=min(config.ari.request_timeout_s, 5.0),
-        )
+        client = ari_client(session, config, min(config.ari.request_timeout_s, 5.0))
         try:
             info = await client.info()
             report["ari"] = {
