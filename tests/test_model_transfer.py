@@ -9,7 +9,7 @@ from recorder.model import commands as cmd
 from recorder.model.coverage import coverage
 from recorder.model.inputs import RecordingFiled
 from tests import builders as b
-from tests.test_model_calls import CALLER, Run, to_bridged
+from tests.test_model_calls import CALLER, Run, start_inbound, to_bridged
 
 BASE = "Local/300@transfer-target-00000047"
 L1, L2 = "1795631425.154", "1795631425.155"
@@ -129,3 +129,43 @@ def test_attended_application_local_half_becomes_the_unbridged_callers_replaceme
     assert run.call.caller_channel == "9.2"
     run.feed(b.stasis_end(0.6, CALLER))  # the replaced leg leaving ends nothing
     assert run.call.phase == "consent" and not run.of(cmd.Hangup)
+
+
+def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> None:
+    """Trace sip_forward_302_originate: Dial CANCEL names the channel Asterisk follows the 302
+    with (a Local ;1); its ;2 enters the app like a new outbound call. It must become part of
+    this call, not a call of its own: ;2 is bridged with the new target, ;1 is the callee."""
+    run = Run()
+    call_id = start_inbound(run, target="400")
+    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    first = f"{call_id}-l2"
+    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    base = "Local/300@from-internal-00000042"
+    f1 = b.chan("9.1", "Down", name=f"{base};1")
+    run.feed(ev.Dial(timestamp=b.at(3.02), asterisk_id=b.AST, peer=b.chan(first, "Down"),
+                     dialstatus="CANCEL", forward="300", forwarded=f1))
+    out = run.feed(b.stasis_start(3.03, b.chan("9.2", "Ring", name=f"{base};2"),
+                                  "outbound", "300"))
+    assert len(run.state.calls) == 1  # not a new call
+    b2 = f"{call_id}-b2"
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, "9.2")]
+    (create,) = run.of(cmd.CreateChannel, out)
+    assert (create.endpoint, create.originator) == ("PJSIP/300", "9.2")
+    run.feed(b.destroyed(3.04, first, cause=0))
+    assert run.call.phase == "dialing" and not run.of(cmd.Hangup)
+    target = create.channel_id
+    run.feed(b.stasis_start(3.05, b.chan(target, "Down"), "dialed", call_id))
+    out = run.feed(b.dial(5, target, "ANSWER"))
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, target)]
+    out = run.feed(b.dial(5.01, "9.1", "ANSWER"))  # ;1 answers once ;2 is answered
+    assert [r.name for r in run.of(cmd.StartRecording, out)] == [f"{call_id}-s1"]
+    run.feed(b.stasis_start(5.02, b.chan("9.1", "Up", name=f"{base};1"), "dialed", call_id))
+    out = run.feed(b.recording(5.03, "started", f"{call_id}-s1"))
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [
+        (f"{call_id}-b1", "9.1")]
+    run.feed(b.entered(5.04, f"{call_id}-b1", "9.1"))
+    run.feed(b.entered(5.04, b2, "9.2"))
+    run.feed(b.entered(5.04, b2, target))
+    assert run.call.phase == "bridged"
+    out = run.feed(b.hangup_request(20, CALLER))
+    assert {h.channel_id for h in run.of(cmd.Hangup, out)} == {"9.1", "9.2", target}

@@ -60,6 +60,8 @@ from recorder.model.state import (
     ModelState,
 )
 from recorder.model.transfers import (
+    attach_forward_half,
+    forward_half,
     local_replaces,
     on_attended_transfer,
     on_blind_transfer,
@@ -83,6 +85,9 @@ def on_stasis_start(state: ModelState, e: ev.Event, settings: CallSettings) -> R
     if e.replace_channel is not None and e.replace_channel.id in state.by_channel:
         return local_replaces(state, e, settings)
     kind = e.args[0] if e.args else ""
+    followed = forward_half(state, e)
+    if followed is not None:  # a 302 followed by Asterisk (originate form): not a new call
+        return attach_forward_half(state, e, followed, settings)
     if kind == "transfer" and e.channel.name.endswith(";2"):
         return transfer_half(state, e, settings)
     if kind in DIRECTIONS:

@@ -173,7 +173,7 @@ def linked_bridges(call: Call) -> dict[str, set[str]]:
     group: dict[str, set[str]] = {b: {b} for b in call.all_bridges()}
     halves: dict[str, set[str]] = {}
     for leg in call.legs.values():
-        if leg.role == "local" and leg.local_base:
+        if leg.local_base:  # both halves of a pair, whatever their role in the call
             halves.setdefault(leg.local_base, set()).update(str(x[0]) for x in leg.spans)
     for bridges in halves.values():
         joined = set().union(*(group.get(b, {b}) for b in bridges))

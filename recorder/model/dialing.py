@@ -31,6 +31,7 @@ from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
     CALLEE_CONSENT,
+    CONNECTING,
     CONSENT,
     DIALING,
     LEG_DIALING,
@@ -266,8 +267,31 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         if not other_dialled_legs(call, leg):  # the last of a ring group, or the only one
             call.outcome = dial_outcome(call)
             begin_end(s, leg, reason)
+    elif status == "CANCEL" and e.forwarded is not None and call.phase == DIALING:
+        forward_followed(s, leg, e.forward, e.forwarded)
     elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.join_bridge):
         forward(s, leg, e.forward)
+
+
+def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) -> None:
+    """A leg made with POST /channels (originate) follows a 302 itself (trace
+    sip_forward_302_originate): Dial names the new channel, a Local ;1 that will become this
+    call's callee when it answers; its ;2 enters the app through the dialplan like a new call and
+    is linked back here by the pair's name (see transfers.attach_forward_half)."""
+    call = s.call
+    if leg.forwarded_to:
+        return
+    leg.forwarded_to = target
+    leg.outcome = "forwarded"
+    call.legs[forwarded.id] = Leg(
+        channel_id=forwarded.id, role="callee", channel_name=forwarded.name, started_at=s.at,
+        state=LEG_DIALING, forwarded_from=leg.channel_id, number=target,
+        local_base=forwarded.name[:-2] if forwarded.name.endswith(";1") else None,
+    )
+    call.callee_channel = forwarded.id
+    s.record("dial.forwarded", leg.channel_id, forward=target, followed_by=forwarded.id)
+    s.log("dial.forwarded", channel_id=leg.channel_id, forward=target, followed=True)
+    s.save()
 
 
 def forward(s: Step, leg: Leg, target: str) -> None:
@@ -311,9 +335,10 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> R
 
 def answered(s: Step, leg: Leg) -> None:
     call = s.call
-    if leg.join_bridge and call.phase == BRIDGED and leg.state not in (LEG_UP, LEG_GONE):
-        # A transfer target: the call's recording runs in the call bridge, which hears this
-        # bridge through the Local pair, so it joins at once.
+    joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
+    if leg.join_bridge and joinable and leg.state not in (LEG_UP, LEG_GONE):
+        # A transfer (or followed forward) target: the call's recording runs in the call
+        # bridge, which hears this bridge through the Local pair, so it joins at once.
         leg.state = LEG_UP
         leg.answered_at = s.at
         s.record("transfer.answered", leg.channel_id)

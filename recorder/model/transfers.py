@@ -23,7 +23,8 @@ from recorder.model.flow import (
 )
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
-    BRIDGED,
+    ENDED,
+    ENDING,
     LEG_UP,
     Leg,
     ModelState,
@@ -72,6 +73,23 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
     return new_state, out
 
 
+def forward_half(state: ModelState, e: ev.StasisStart) -> str | None:
+    """The call whose followed forward created this Local ;2, if any."""
+    if not e.channel.name.endswith(";2"):
+        return None
+    base = e.channel.name[:-2]
+    for call in state.calls.values():
+        if any(leg.local_base == base and leg.role == "callee" for leg in call.legs.values()):
+            return call.call_id
+    return None
+
+
+def attach_forward_half(state: ModelState, e: ev.StasisStart, call_id: str,
+                        settings: CallSettings) -> Result:
+    exten = e.args[1] if len(e.args) > 1 else ""
+    return for_call(state, call_id, e, settings, lambda s: attach_target(s, e.channel, exten))
+
+
 def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
     base = e.channel.name[:-2]
     exten = e.args[1] if len(e.args) > 1 else ""
@@ -97,7 +115,7 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
         state=LEG_UP,
         local_base=base,
     )
-    if not TARGET_RE.match(exten) or call.phase != BRIDGED:
+    if not TARGET_RE.match(exten) or call.phase in (ENDING, ENDED):
         s.log("transfer.refused", "warning", channel_id=half.id, exten=exten, phase=call.phase)
         s.add(cmd.Hangup(call.call_id, half.id))
         return
