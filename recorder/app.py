@@ -46,6 +46,7 @@ def call_settings(config: Config) -> CallSettings:
             "internal": calls.dial_strings.internal,
         },
         dial_timeout_s=calls.dial_timeout_s,
+        dial_method=calls.dial_method,
         consent_media=calls.consent_prompt,
         ringback_media=calls.ringback,
         format=config.storage.format,

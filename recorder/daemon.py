@@ -266,6 +266,9 @@ class Daemon:
                     await ari.stop_playback(c.playback_id)
                 case cmd.CreateChannel():
                     await ari.create_channel(c.channel_id, c.endpoint, c.app_args, c.originator)
+                case cmd.Originate():
+                    await ari.originate(c.channel_id, c.endpoint, c.app_args, c.originator,
+                                        c.timeout_s)
                 case cmd.DialChannel():
                     await ari.dial(c.channel_id, c.caller_id, c.timeout_s)
                 case cmd.StartRecording():

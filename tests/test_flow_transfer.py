@@ -279,3 +279,43 @@ async def test_abandoned_attended_transfer_returns_to_the_caller(
         assert "transfer.attended" not in [e.kind for e in events]
         held = [leg for leg in legs if leg.held_ms]
         assert held and all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+
+
+@pytest.mark.parametrize("forwarding", [False, True])
+async def test_originated_legs_are_recorded_and_a_302_is_followed(
+    tmp_path: Path, pg_dsn: str, forwarding: bool
+) -> None:
+    """calls.dial_method: originate. Asterisk follows a 302 itself (trace
+    sip_forward_302_originate): the Local pair it dials through is linked back to the call."""
+    async with running_stack(tmp_path, pg_dsn, dial_method="originate") as st:
+        if forwarding:
+            st.sim.set_endpoint("PJSIP/400", result="forward", forward_to="300",
+                                answer_after=0.5)
+        else:
+            st.sim.set_endpoint("PJSIP/400", result="answer", answer_after=1.0,
+                                tone_hz=TARGET_HZ)
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "400"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(3.0 + 0.5)
+        call_id = await st.until_bridged()
+        await st.advance(5.0)
+        await finish(st, caller.id, call_id)
+        assert len(await st.repo.recent_calls(5)) == 1  # the forwarded pair is no new call
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert call.outcome == "answered"
+        originated = [r.params["endpoint"] for r in st.sim.requests
+                      if r.method == "POST" and r.path == "/channels"]
+        # with a 302, Asterisk dials 300 itself; the daemon originates 300 for the Local ;2
+        assert originated == (["PJSIP/400", "PJSIP/300"] if forwarding else ["PJSIP/400"])
+        assert not [r for r in st.sim.requests if r.path.endswith("/dial")]
+        (rec,) = recs
+        windows = tone_map(Path(rec.path or ""), [CALLER_HZ, TARGET_HZ])
+        assert abs(len(windows) * 0.1 - 5.0) <= 0.2
+        assert all(w == {CALLER_HZ, TARGET_HZ} for w in windows[:-1])
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        if forwarding:
+            assert "dial.forwarded" in [e.kind for e in events]
+            assert sorted(leg.role for leg in legs) == ["callee", "callee", "callee", "caller",
+                                                        "local"]

@@ -133,6 +133,21 @@ class AriClient:
             {"context": context, "extension": extension, "priority": priority},
         )
 
+    async def originate(
+        self, channel_id: str, endpoint: str, app_args: str, originator: str | None,
+        timeout_s: int,
+    ) -> None:
+        params: dict[str, str | int] = {
+            "endpoint": endpoint,
+            "app": self.app,
+            "appArgs": app_args,
+            "channelId": channel_id,
+            "timeout": timeout_s,
+        }
+        if originator:
+            params["originator"] = originator
+        await self.request("POST", "/channels", params)
+
     async def dial(self, channel_id: str, caller: str, timeout_s: int) -> None:
         await self.request(
             "POST", f"/channels/{_q(channel_id)}/dial", {"caller": caller, "timeout": timeout_s}

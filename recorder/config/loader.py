@@ -54,6 +54,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "storage": ("spool_dir", "archive_dir", "format", "min_free_mb"),
     "calls": (
         "dial_timeout_s",
+        "dial_method",
         "dial_strings",
         "consent_prompt",
         "ringback",
@@ -184,6 +185,8 @@ def _read_calls(s: Section) -> CallsConfig:
     extensions = re.compile(s.text("extensions", _default(d, "extensions").pattern, check.regex))
     return CallsConfig(
         dial_timeout_s=s.integer("dial_timeout_s", _default(d, "dial_timeout_s"), 1, 600),
+        dial_method=s.text("dial_method", _default(d, "dial_method"),
+                           check.one_of(("create", "originate"))),
         dial_strings=dial_strings,
         consent_prompt=s.text("consent_prompt", _default(d, "consent_prompt"), check.media_uri),
         ringback=s.text("ringback", _default(d, "ringback"), check.media_uri),

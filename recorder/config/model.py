@@ -115,6 +115,7 @@ class DialStrings:
 @dataclass(frozen=True)
 class CallsConfig:
     dial_timeout_s: int = 30
+    dial_method: str = "create"  # create (/channels/create + /dial) | originate (POST /channels)
     dial_strings: DialStrings = field(default_factory=DialStrings)
     consent_prompt: str = "sound:verbatim/consent"
     ringback: str = "tone:ring"

@@ -128,13 +128,13 @@ def on_command_failed(state: ModelState, e: ev.Event, settings: CallSettings) ->
             s.record("consent.failed", call.caller_channel, media=failed.media)
             call.playback_id = call.playback_kind = None
             dial(s)
-        elif isinstance(failed, cmd.CreateChannel | cmd.DialChannel):
+        elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
             leg = call.legs.get(failed.channel_id)
             call.outcome = "failed"
             if leg is not None:
                 leg.outcome = "failed"
                 begin_end(s, leg, "congestion")
-                if isinstance(failed, cmd.CreateChannel):  # it never existed
+                if isinstance(failed, cmd.CreateChannel | cmd.Originate):  # it never existed
                     leg_gone(s, leg)
         elif isinstance(failed, cmd.CreateBridge):
             call.outcome = "failed"

@@ -65,6 +65,18 @@ class CreateChannel(Command):
 
 
 @dataclass(frozen=True)
+class Originate(Command):
+    """POST /channels: Asterisk dials at once and the leg enters the app when it answers (and
+    follows a 302 itself, unlike /channels/create)."""
+
+    channel_id: str
+    endpoint: str
+    app_args: str
+    originator: str
+    timeout_s: int
+
+
+@dataclass(frozen=True)
 class DialChannel(Command):
     channel_id: str
     caller_id: str

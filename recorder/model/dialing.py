@@ -50,6 +50,15 @@ from recorder.numbers import is_extension, normalise
 def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     call = s.call
     leg = call.legs.get(e.channel.id)
+    if leg is not None:
+        leg.in_stasis = True
+    if leg is not None and leg.originated:
+        # An originated leg enters the app once answered: join now if its turn has come.
+        if call.phase == CONNECTING and leg.channel_id == call.callee_channel and leg.waiting:
+            leg.waiting = False
+            s.add(cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id))
+        s.save()
+        return
     if leg is None or leg.state != LEG_NEW:
         return
     leg.channel_name = e.channel.name
@@ -207,15 +216,15 @@ def dial_leg(
     call.legs[leg_id] = leg
     call.callee_channel = leg_id
     s.save()  # the leg's id is stored before Asterisk hears of it
-    s.add(
-        cmd.CreateChannel(
-            call.call_id,
-            leg_id,
-            endpoint(s.settings, call, target),
-            f"dialed,{call.call_id}",
-            leg.via or call.caller_channel,
-        )
-    )
+    dial_string, args = endpoint(s.settings, call, target), f"dialed,{call.call_id}"
+    if s.settings.dial_method == "originate":
+        leg.originated = True
+        leg.state = LEG_DIALING
+        s.add(cmd.Originate(call.call_id, leg_id, dial_string, args,
+                            leg.via or call.caller_channel, s.settings.dial_timeout_s))
+    else:
+        s.add(cmd.CreateChannel(call.call_id, leg_id, dial_string, args,
+                                leg.via or call.caller_channel))
     return leg
 
 
@@ -327,7 +336,7 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> R
             if leg.answered_at is None:
                 leg.answered_at = s.at
                 s.save()
-        else:  # an answer whose Dial event was lost still connects the call
+        elif leg.role == "callee":  # an answer whose Dial event was lost still connects
             answered(s, leg)
 
     return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
@@ -336,13 +345,17 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> R
 def answered(s: Step, leg: Leg) -> None:
     call = s.call
     joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
-    if leg.join_bridge and joinable and leg.state not in (LEG_UP, LEG_GONE):
+    if leg.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
+        return  # a transfer/forward target joins its own bridge once; it never is "the" answer
+    if leg.join_bridge:
         # A transfer (or followed forward) target: the call's recording runs in the call
         # bridge, which hears this bridge through the Local pair, so it joins at once.
         leg.state = LEG_UP
         leg.answered_at = s.at
         s.record("transfer.answered", leg.channel_id)
         s.log("transfer.answered", channel_id=leg.channel_id)
+        if leg.via:  # the Local ;2 it is reached through answers too, so its ;1 comes Up
+            s.add(cmd.Answer(call.call_id, leg.via))
         if not announce_join(s, leg):  # nothing due: it joins at once
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
         s.save()

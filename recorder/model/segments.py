@@ -81,6 +81,10 @@ def recording_started(s: Step, rec: Recording) -> None:
 def connect_callee(s: Step) -> None:
     call = s.call
     call.phase = CONNECTING
+    callee = call.legs.get(call.callee_channel or "")
+    if callee is not None and callee.originated and not callee.in_stasis:
+        callee.waiting = True  # it joins on its StasisStart (dialing.dialled_leg_ready)
+        return
     if call.callee_channel:
         s.add(cmd.AddChannel(call.call_id, call.bridge_id, call.callee_channel))
 

@@ -20,6 +20,9 @@ class CallSettings:
         }
     )
     dial_timeout_s: int = 30
+    # How dialled legs are made: "create" (/channels/create, then /dial after its StasisStart)
+    # or "originate" (POST /channels). Both are handled, forwards included.
+    dial_method: str = "create"
     consent_media: str = "sound:verbatim/consent"
     ringback_media: str = "tone:ring"
     format: str = "wav"

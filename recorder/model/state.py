@@ -64,6 +64,9 @@ class Leg:
     replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
     join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
+    originated: bool = False  # made with POST /channels: in the app only once answered
+    in_stasis: bool = False
+    waiting: bool = False  # answered and recorded, to join the bridge on its StasisStart
     party: str | None = None  # policy's label for a joining party ("target1"…)
     number: str | None = None  # what was dialled to reach this leg (consent: its jurisdiction)
     in_bridge: bool = False
