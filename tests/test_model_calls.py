@@ -436,3 +436,23 @@ def test_caller_giving_up_cancels_every_member() -> None:
     final = run.of(cmd.SaveCall)[-1]
     assert final.call.outcome == "abandoned"
     assert {x.outcome for x in final.legs if x.role == "callee"} == {"cancelled"}
+
+
+@pytest.mark.parametrize("file_ms", [0, 20_000])
+def test_an_empty_or_short_file_is_a_gap_row_and_a_log_line(file_ms: int) -> None:
+    run = Run()
+    _call_id, callee, name = to_bridged(run)  # the callee joined at 5.02
+    run.feed(b.hangup_request(65, CALLER))
+    run.feed(b.stasis_end(65, CALLER))
+    run.feed(b.stasis_end(65, callee))
+    run.feed(b.recording(65, "finished", name))
+    run.feed(RecordingFiled(timestamp=b.at(66), name=name, path="/a/x.wav", sha256="ab" * 32,
+                            bytes=44 + file_ms * 16, duration_ms=file_ms))
+    (saved,) = run.of(cmd.SaveGaps)
+    assert sorted(g.channel_id for g in saved.gaps) == sorted([CALLER, callee])
+    talked_ms = round((65 - 5.02) * 1000)
+    assert all(g.duration_ms == talked_ms - file_ms for g in saved.gaps)
+    gap_logs = [c for c in run.logs("recording.gap") if "duration_ms" in c.fields]
+    assert len(gap_logs) == 2 and all(c.level == "warning" for c in gap_logs)
+    final = run.of(cmd.SaveCall)[-1]
+    assert {leg.covered_ms for leg in final.legs} == {file_ms}
