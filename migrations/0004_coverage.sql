@@ -33,3 +33,8 @@ ALTER TABLE calls
     ADD COLUMN recorded        boolean,
     ADD COLUMN retention_class text,
     ADD COLUMN decided_by      text;
+
+-- Calls joined by an attended transfer (the consultation and the call it was made from): the
+-- search shows them together, as one case.
+ALTER TABLE calls ADD COLUMN linked_calls text[];
+CREATE INDEX calls_linked_idx ON calls USING gin (linked_calls) WHERE linked_calls IS NOT NULL;

@@ -91,3 +91,41 @@ async def test_pagination_keeps_ties_apart(world: World) -> None:
             break
         url = f"/api/calls?limit=1&cursor={body['next_cursor']}"
     assert sorted(seen) == sorted(world.calls.values()) and len(seen) == 5
+
+
+async def test_case_filter_returns_a_call_and_the_calls_linked_to_it(pg_dsn: str) -> None:
+    """An attended transfer links the consultation call to the original (calls.linked_calls):
+    searching by case=<either call id> returns both, and nothing else."""
+    from datetime import UTC, datetime, timedelta
+
+    import asyncpg
+    from multidict import MultiDict
+
+    from recorder.api.search import parse_search, search_sql
+    from recorder.db.repository import Repository
+    from recorder.db.rows import CallRow
+
+    t0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    repo = await Repository.connect(pg_dsn, max_size=1)
+    try:
+        def row(call_id: str, minutes: int, linked: list[str] | None) -> CallRow:
+            return CallRow(call_id, "ast", "inbound", None, None, None, None, "201", "Intake",
+                           t0 + timedelta(minutes=minutes), None, None, "answered", "ended",
+                           linked_calls=linked)
+
+        await repo.save_call(row("c-original", 0, ["c-consult"]), [], [])
+        await repo.save_call(row("c-consult", 1, ["c-original"]), [], [])
+        await repo.save_call(row("c-other", 2, None), [], [])
+    finally:
+        await repo.close()
+    from recorder.api.auth import Principal
+
+    admin = Principal(1, "a", "admin", (), None, "token")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for case in ("c-original", "c-consult"):
+            sql, args = search_sql(admin, parse_search(MultiDict({"case": case}), "US"))
+            ids = {r["call_id"] for r in await conn.fetch(sql, *args)}
+            assert ids == {"c-original", "c-consult"}
+    finally:
+        await conn.close()

@@ -230,6 +230,9 @@ async def test_attended_transfer_links_two_recorded_calls(tmp_path: Path, pg_dsn
             assert sorted(leg.role for leg in legs).count("local") == 1
             assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
         assert not [c.name for c in st.sim.channels.values() if not c.destroyed]
+        for call_id, other in ((first_call, second), (second, first_call)):
+            row = await st.repo.call(call_id)
+            assert row is not None and row.linked_calls == [other]  # one case in search
         # after the transfer, the caller and 300 are in each other's call's file
         _c, _l, (rec1,), _e = await st.call_rows(first_call)
         tail = tone_map(Path(rec1.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])[-15:-2]

@@ -80,6 +80,8 @@ _SEARCH_PARAMS = [
     _q("max_duration", "at most this many seconds long",
        {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_S}),
     _q("tag", "a tag or matter number on the call", {"type": "string", "maxLength": 100}),
+    _q("case", "a call id: that call and the calls an attended transfer linked to it",
+       {"type": "string", "maxLength": 128}),
     _q("order", "by start time: desc (newest first, default) or asc",
        {"type": "string", "enum": list(ORDERS)}),
     _LIMIT,
@@ -92,6 +94,8 @@ _CALL = {
     "extension": _NS, "department": _NS, "started_at": _TIME, "answered_at": _NTIME,
     "ended_at": _NTIME, "duration_s": _NINT, "outcome": _NS, "status": _S,
     "fallback": {"type": "boolean"}, "url": _S,
+    # calls joined to this one by an attended transfer (the consultation and the original)
+    "linked_calls": {"type": "array", "items": _S, "nullable": True},
 }  # fmt: skip
 _SUMMARY = _CALL | {
     "recordings": {"type": "integer", "description": "filed recordings"},

@@ -31,8 +31,10 @@ MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
-    "min_duration", "max_duration", "tag", "order", "limit", "cursor",
+    "min_duration", "max_duration", "tag", "case", "order", "limit", "cursor",
 )  # fmt: skip
+# A call id, as the daemon makes them (time plus hash) or as a fallback import names them.
+_CALL_ID: Final = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
 # Digits and the punctuation people write numbers with; anything else (letters, quotes, %, _,
 # semicolons) is refused rather than quietly dropped.
 _NUMBER_CHARS = re.compile(r"^[0-9+()./ \-]{1,40}$")
@@ -41,7 +43,7 @@ _EXTENSION = r"[A-Za-z0-9_.+*#-]{1,32}"
 CALL_COLUMNS: Final = (
     "call_id", "asterisk_id", "direction", "caller_number", "caller_e164", "callee_number",
     "callee_e164", "extension", "department", "started_at", "answered_at", "ended_at",
-    "duration_s", "outcome", "status", "fallback",
+    "duration_s", "outcome", "status", "fallback", "linked_calls",
 )  # fmt: skip
 
 
@@ -64,6 +66,7 @@ class SearchQuery:
     min_duration_s: int | None = None
     max_duration_s: int | None = None
     tag: str | None = None
+    case: str | None = None  # a call id: that call and the calls linked to it (one case)
     order: str = "desc"
     limit: int = p.DEFAULT_LIMIT
     after: tuple[datetime, str] | None = None  # the cursor: the last row of the previous page
@@ -112,6 +115,7 @@ def parse_search(query: p.Query, region: str) -> SearchQuery:
         min_duration_s=low,
         max_duration_s=high,
         tag=p.text(query, "tag"),
+        case=p.text(query, "case", 128, _CALL_ID),
         order=p.choice(query, "order", ORDERS) or "desc",
         limit=p.limit(query),
         after=None if cursor is None else (cursor[0], cursor[1]),
@@ -149,6 +153,9 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
         tag = args.add(q.tag)
         exists = f"SELECT 1 FROM call_tags t WHERE t.call_id = c.call_id AND t.tag = {tag}"  # noqa: S608
         where.append(f"EXISTS ({exists})")
+    if q.case is not None:
+        case = args.add(q.case)
+        where.append(f"(c.call_id = {case} OR {case} = ANY(c.linked_calls))")
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
     if q.after is not None:
         at, call_id = args.add(q.after[0]), args.add(q.after[1])

@@ -51,6 +51,7 @@ class CallRow:
     recorded: bool | None = None  # what recording policy decided (False: metadata only)
     retention_class: str | None = None  # from the deciding rule, for retention (later)
     decided_by: str | None = None  # the rule(s) that decided, e.g. "rule 'Litigation'"
+    linked_calls: list[str] | None = None  # joined by an attended transfer: one case
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
         recorded=call.record if call.decision is not None else None,
         retention_class=(call.decision or {}).get("retention"),
         decided_by=", ".join((call.decision or {}).get("decided_by") or []) or None,
+        linked_calls=list(call.linked_calls) or None,
     )
     legs = tuple(
         LegRow(
