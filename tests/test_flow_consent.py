@@ -132,3 +132,41 @@ async def test_a_party_joining_from_an_all_party_state_is_announced_to_everyone(
         assert finished[0]["timestamp"] <= joined[0]["timestamp"]  # announced, then joined
         _call, legs, _recs, _ = await st.call_rows(call_id)
         assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+
+
+async def test_a_party_joining_by_attended_transfer_is_announced_like_any_joiner(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """200 (New York office) takes a New York caller (one-party), consults a San Francisco
+    number (all-party) through the app, then joins them: the caller now hears the all-party
+    announcement, as any party whose call a stricter state joins."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace('"^3"', '"^[23]"'))
+    outside = "14155550123"
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
+        st.sim.set_endpoint("PJSIP/200", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.set_endpoint(f"PJSIP/{outside}@trunk", result="answer", answer_after=1.0,
+                            tone_hz=1900)
+        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "200"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        first = await st.until_bridged()
+        await st.advance(1.0)
+        consult = st.sim.start_call(endpoint="PJSIP/200", caller_number="200",
+                                    args=["outbound", outside], tone_hz=CALLEE_HZ)
+        await st.settle()
+        for _ in range(200):
+            calls = [c for c in st.daemon.state.calls.values() if c.call_id != first]
+            if calls and calls[0].phase == "bridged":
+                break
+            await st.advance(0.1, step=0.1)
+        st.sim.attended_transfer(f"{first}-l2", consult.id)
+        await st.settle()
+        await st.advance(4.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        rows = await consent_rows(st.repo.pool, first)
+        assert [(r.party, r.prompt, r.announcement) for r in rows] == [
+            ("caller", "consent-one-party-en", "before-bridge"),
+            ("caller", "consent-all-party-en", "on-join"),
+        ]

@@ -322,3 +322,46 @@ async def test_originated_legs_are_recorded_and_a_302_is_followed(
             assert "dial.forwarded" in [e.kind for e in events]
             assert sorted(leg.role for leg in legs) == ["callee", "callee", "callee", "caller",
                                                         "local"]
+
+
+async def test_attended_transfer_to_a_consultation_not_yet_bridged(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Trace sip_attended_transfer_unbridged (destination "application"): 200 transfers while
+    its consultation leg is in the app but not yet bridged; the Local ;2 takes that leg's place
+    and the daemon finishes the consultation call to 300 for it."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/200", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "200"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        first_call = await st.until_bridged()
+        await st.advance(2.0)
+        consult = st.sim.start_call(endpoint="PJSIP/200", caller_number="200",
+                                    args=["internal", "300"], tone_hz=CALLEE_HZ)
+        outcome = st.sim.attended_transfer(f"{first_call}-l2", consult.id, delay=0.0)
+        assert outcome.result == "Success"
+        await st.settle()
+        for _ in range(300):
+            if all(c.phase == "bridged" for c in st.daemon.state.calls.values()) and len(
+                    st.daemon.state.calls) == 2:
+                break
+            await st.advance(0.1, step=0.1)
+        await st.advance(4.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        await st.advance(0.1)
+        await st.settle()
+        attended = [e for e in st.sim.events("BridgeAttendedTransfer")]
+        assert attended and attended[0]["destination_type"] == "application"
+        calls = await st.repo.recent_calls(5)
+        assert len(calls) == 2 and all(c.status == "ended" for c in calls)
+        for call in calls:
+            _c, legs, recs, _e = await st.call_rows(call.call_id)
+            assert [r.status for r in recs] == ["filed"]
+            assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        assert not [c.name for c in st.sim.channels.values() if not c.destroyed]
+        _c, _l, (rec1,), _e = await st.call_rows(first_call)
+        tail = tone_map(Path(rec1.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])[-15:-2]
+        assert tail and all(w == {CALLER_HZ, TARGET_HZ} for w in tail), tail

@@ -168,6 +168,26 @@ def announce_join(s: Step, leg: Leg) -> bool:
     return waits
 
 
+def announce_linked(s: Step, joining: list[Party]) -> None:
+    """An attended transfer joined this call's parties with `joining` (the other call's): each
+    call plays what policy requires to its own parties (the other call does the same for its
+    own), so a party who joins by attended transfer is handled like any joining party."""
+    call, policy = s.call, s.settings.policy
+    if policy is None or not call.record:
+        return
+    for newcomer in joining:
+        plays = announcements_on_join(present_parties(call), newcomer, policy, recording=True)
+        for ann in plays:
+            if ann.to == newcomer.label:
+                continue  # the newcomer hears it in its own call
+            for leg in call.legs.values():
+                label = leg.party or ("caller" if leg.role == "caller" else "callee")
+                if label == ann.to and leg.state != "gone" and leg.replaced_by is None:
+                    start_prompt(s, leg.channel_id, ann, leg_id=leg.channel_id)
+        if plays:
+            s.log("consent.on_join", joining=newcomer.number, prompts=[str(a) for a in plays])
+
+
 def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
     for prompt in call.prompts.values():
         if prompt["channel_id"] == channel_id:

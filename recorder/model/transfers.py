@@ -10,8 +10,11 @@ hears the target through the pair.
 
 from __future__ import annotations
 
+import dataclasses
+
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model.consent import announce_linked, present_parties
 from recorder.model.dialing import (
     dial_leg,
 )
@@ -138,11 +141,20 @@ def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings)
     first = state.by_channel.get(e.first_leg)
     second = state.by_channel.get(e.second_leg)
     out: list[cmd.Command] = []
+    linked = e.destination_type in ("link", "application")
+    # Who each side gains: the other call's parties, as they were before this event.
+    gains = {
+        mine: [dataclasses.replace(p, label=f"linked-{p.label}", heard=None)
+               for p in present_parties(state.calls[other])]
+        for mine, other in ((first, second), (second, first))
+        if linked and mine and other and mine != other and other in state.calls
+    }
     for mine, other, leg in ((first, second, e.first_leg), (second, first, e.second_leg)):
         if mine is None or (mine == other and leg == e.second_leg):
             continue
 
-        def body(s: Step, other: str | None = other, leg: str = leg) -> None:
+        def body(s: Step, other: str | None = other, leg: str = leg,
+                 mine: str = mine) -> None:
             s.record("transfer.attended", leg, destination_type=e.destination_type,
                      result=e.result, linked_call=other, is_external=e.is_external)
             s.log("call.transfer", channel_id=leg, kind="attended",
@@ -150,6 +162,7 @@ def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings)
             if other and other not in s.call.linked_calls:
                 s.call.linked_calls.append(other)
                 s.save()
+            announce_linked(s, gains.get(mine, []))
 
         state, commands = for_call(state, mine, e, settings, body)
         out.extend(commands)
