@@ -183,6 +183,24 @@ async def test_ring_group_of_three_one_answers(tmp_path: Path, pg_dsn: str) -> N
             leg.channel_id for leg in legs if leg.outcome == "answered" and leg.role == "callee"])
 
 
+async def assert_joined_pair_recorded(st: Stack, first_call: str) -> None:
+    """From the moment the Local ;1 joined the first call's bridge to the end, every 100 ms of
+    that call's file holds the caller and the consulted party (300), nobody else."""
+    _c, legs, (rec,), _e = await st.call_rows(first_call)
+    local = next(leg.channel_id for leg in legs if leg.role == "local")
+    consulted = next(c for c in await st.repo.recent_calls(5) if c.call_id != first_call)
+    _c2, legs2, _r2, _e2 = await st.call_rows(consulted.call_id)
+    target = next(leg.channel_id for leg in legs2 if leg.role == "callee" and leg.answered_at)
+    # connected once the pair is in the first bridge and 300 in the second
+    joined = max(event_time(st.sim, "ChannelEnteredBridge", channel__id=local),
+                 event_time(st.sim, "ChannelEnteredBridge", channel__id=target))
+    started = event_time(st.sim, "RecordingStarted", recording__name=rec.name)
+    windows = tone_map(Path(rec.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])
+    after = [w for i, w in enumerate(windows) if started + i * 0.1 >= joined + 0.1][:-1]
+    assert len(after) >= 30, len(after)
+    assert all(w == {CALLER_HZ, TARGET_HZ} for w in after), after[:5]
+
+
 async def consultation(st: Stack) -> tuple[str, str, str, str]:
     """200 answers the caller, holds it, and calls 300 through the app: (caller channel,
     first call, consultation channel, consultation call), both bridged and recorded."""
@@ -234,9 +252,7 @@ async def test_attended_transfer_links_two_recorded_calls(tmp_path: Path, pg_dsn
             row = await st.repo.call(call_id)
             assert row is not None and row.linked_calls == [other]  # one case in search
         # after the transfer, the caller and 300 are in each other's call's file
-        _c, _l, (rec1,), _e = await st.call_rows(first_call)
-        tail = tone_map(Path(rec1.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])[-15:-2]
-        assert tail and all(w == {CALLER_HZ, TARGET_HZ} for w in tail), tail
+        await assert_joined_pair_recorded(st, first_call)
 
 
 async def test_failed_attended_transfer_keeps_the_first_call_recorded(
@@ -362,6 +378,4 @@ async def test_attended_transfer_to_a_consultation_not_yet_bridged(
             assert [r.status for r in recs] == ["filed"]
             assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
         assert not [c.name for c in st.sim.channels.values() if not c.destroyed]
-        _c, _l, (rec1,), _e = await st.call_rows(first_call)
-        tail = tone_map(Path(rec1.path or ""), [CALLER_HZ, CALLEE_HZ, TARGET_HZ])[-15:-2]
-        assert tail and all(w == {CALLER_HZ, TARGET_HZ} for w in tail), tail
+        await assert_joined_pair_recorded(st, first_call)
