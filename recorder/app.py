@@ -55,6 +55,7 @@ def call_settings(config: Config) -> CallSettings:
         extension_pattern=calls.extensions.pattern,
         departments=departments,
         ring_groups=dict(calls.ring_groups),
+        controls=dict(calls.controls),
         policy=load_policy(calls.policy_file, numbering_from(calls)),
     )
 

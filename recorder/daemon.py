@@ -273,6 +273,8 @@ class Daemon:
                     await ari.dial(c.channel_id, c.caller_id, c.timeout_s)
                 case cmd.StartRecording():
                     await ari.record_bridge(c.bridge_id, c.name, c.format)
+                case cmd.PauseRecording():
+                    await ari.pause_recording(c.name, c.pause)
                 case cmd.StopRecording():
                     await ari.stop_recording(c.name)
                 case cmd.Hangup():

@@ -188,6 +188,9 @@ class AriClient:
         result: dict[str, Any] = await self.request("GET", f"/recordings/live/{_q(name)}")
         return result
 
+    async def pause_recording(self, name: str, pause: bool) -> None:
+        await self.request("POST" if pause else "DELETE", f"/recordings/live/{_q(name)}/pause")
+
     async def stop_recording(self, name: str) -> None:
         await self.request("POST", f"/recordings/live/{_q(name)}/stop")
 

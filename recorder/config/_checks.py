@@ -99,6 +99,12 @@ def digits_only(value: str) -> str:
     return value
 
 
+def dtmf_code(value: str) -> str:
+    if not re.fullmatch(r"[0-9*#A-D]{1,4}", value):
+        raise Invalid(f"must be 1 to 4 DTMF keys (0-9 * # A-D), got '{value}'")
+    return value
+
+
 def regex(value: str) -> str:
     try:
         re.compile(value)

@@ -63,8 +63,10 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "extensions",
         "departments",
         "ring_groups",
+        "controls",
         "policy_file",
     ),
+    "calls.controls": ("pause", "resume"),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
     "logging": ("level", "format"),
     "http": (
@@ -183,6 +185,15 @@ def _read_calls(s: Section) -> CallsConfig:
         ),
     )
     extensions = re.compile(s.text("extensions", _default(d, "extensions").pattern, check.regex))
+    cs = s.section("controls", KEYS["calls.controls"])
+    controls = {
+        key: value
+        for key in ("pause", "resume")
+        if (value := cs.optional_text(key, None, check.dtmf_code, nullable=True)) is not None
+    }
+    if len(controls) == 1:
+        raise cs.error(next(iter(controls)), "pause and resume go together: set both or neither",
+                       None)
     return CallsConfig(
         dial_timeout_s=s.integer("dial_timeout_s", _default(d, "dial_timeout_s"), 1, 600),
         dial_method=s.text("dial_method", _default(d, "dial_method"),
@@ -198,6 +209,7 @@ def _read_calls(s: Section) -> CallsConfig:
         departments=MappingProxyType(_read_departments(s.section("departments", None), extensions)),
         ring_groups=MappingProxyType(_read_ring_groups(s.section("ring_groups", None), extensions)),
         policy_file=_optional_path(s, "policy_file"),
+        controls=MappingProxyType(controls),
     )
 
 

@@ -126,6 +126,8 @@ class CallsConfig:
     departments: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # ring group number -> the extensions it rings at once (the first to answer takes the call)
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # In-call DTMF controls (calls in the app): {"pause": "*1", "resume": "*2"}; empty: none
+    controls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Recording/consent policy (recorder.policy); None: the built-in defaults.
     policy_file: Path | None = None
 

@@ -91,6 +91,14 @@ class StartRecording(Command):
 
 
 @dataclass(frozen=True)
+class PauseRecording(Command):
+    """POST (pause) or DELETE (resume) /recordings/live/{name}/pause."""
+
+    name: str
+    pause: bool
+
+
+@dataclass(frozen=True)
 class StopRecording(Command):
     name: str
 

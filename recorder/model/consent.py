@@ -198,13 +198,17 @@ def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
 def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
     """The opt-out key pressed while that party's prompt plays: decide again, then act."""
     assert isinstance(e, ev.ChannelDtmfReceived)
+    from recorder.model.controls import control_digit
     from recorder.model.dialing import after_prompt
     from recorder.model.ending import begin_end
 
     def body(s: Step) -> None:
         call = s.call
         prompt = prompt_playing_to(call, e.channel.id)
-        if prompt is None or not prompt.get("opt_out_dtmf") or e.digit != prompt["opt_out_dtmf"]:
+        if prompt is None:  # not during an announcement: an in-call control, perhaps
+            control_digit(s, e)
+            return
+        if not prompt.get("opt_out_dtmf") or e.digit != prompt["opt_out_dtmf"]:
             return
         label = str(prompt["to"])
         call.opted_out.append(label)

@@ -150,7 +150,10 @@ def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
     window = [(rec.started_at, rec.ended_at or end)]
     left = timedelta(milliseconds=rec.duration_ms)
     out: list[Span] = []
-    for a, b in intersect(mixing_spans(call, bridge_id, end), window):
+    # Asterisk writes no frames while the recording is paused (an in-call control).
+    paused = [(x[0], x[1] if isinstance(x[1], datetime) else end)
+              for x in call.pauses if isinstance(x[0], datetime)]
+    for a, b in subtract(intersect(mixing_spans(call, bridge_id, end), window), paused):
         if left <= timedelta(0):
             break
         take = min(b - a, left)
@@ -195,6 +198,9 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     on_hold = merge([h for leg in call.legs.values() for h in hold_spans(leg, end)])
     # Not recorded on purpose (policy said no, or a party refused): neither covered nor a gap.
     unrecorded = [(call.unrecorded_since, end)] if call.unrecorded_since else []
+    # Paused by an in-call control (a card number read out): reported, never a gap.
+    unrecorded += [(p[0], p[1] if isinstance(p[1], datetime) else end)
+                   for p in call.pauses if isinstance(p[0], datetime)]
     result: dict[str, LegCoverage] = {}
     for leg in call.legs.values():
         talked = talk_spans(call, leg, end)

@@ -40,4 +40,6 @@ class CallSettings:
     # recorder.policy.Policy: decisions and announcements per party. None: one fixed prompt
     # (consent_media) to the caller and every call recorded (the model's own tests).
     policy: Any = None
+    # In-call DTMF controls for calls in the app: {"pause": "*1", "resume": "*2"}; empty: none.
+    controls: Mapping[str, str] = field(default_factory=dict)
     max_forwards: int = 5  # a forward loop (A → B → A …) ends as failed after this many hops

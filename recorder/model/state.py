@@ -128,6 +128,8 @@ class Call:
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
+    pauses: list[list[Any]] = field(default_factory=list)  # [start, end or None]: not recorded
+    dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)
     # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
     # playing now, and since when the call is deliberately not recorded (never a gap).
     record: bool = True
@@ -163,6 +165,8 @@ class Call:
             opted_out=list(self.opted_out),
             prompts={k: dict(v) for k, v in self.prompts.items()},
             heard=dict(self.heard),
+            pauses=[list(p) for p in self.pauses],
+            dtmf=dict(self.dtmf),
         )
 
     def all_bridges(self) -> list[str]:
