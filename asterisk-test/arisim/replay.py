@@ -26,8 +26,9 @@ from typing import Any
 import aiohttp
 
 from .server import Simulator
+from .spec import SHARED
 
-TRACE_DIR = Path(os.environ.get("ARISIM_TRACE_DIR", "/work/shared/ari-traces"))
+TRACE_DIR = Path(os.environ.get("ARISIM_TRACE_DIR", str(SHARED / "ari-traces")))
 IGNORED_EVENTS = {"ChannelVarset", "ChannelConnectedLine"}
 _ID_RE = re.compile(r"\d{9,11}\.\d+")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-DEFAULT_SPEC_DIR = Path(os.environ.get("ARISIM_SPEC_DIR", "/work/shared/asterisk-ari"))
+# shared/ beside the project root (as laid for sessions and CI)
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEFAULT_SPEC_DIR = Path(os.environ.get("ARISIM_SPEC_DIR", str(SHARED / "asterisk-ari")))
 
 # res/res_ari_model.c ISO8601_PATTERN
 _DATE_RE = re.compile(
@@ -316,7 +318,7 @@ def _check_param_value(p: Param, value: Any) -> str | None:
 
 @lru_cache(maxsize=4)
 def load_spec(spec_dir: str | None = None) -> Spec:
-    """The spec from `spec_dir` (default /work/shared/asterisk-ari or $ARISIM_SPEC_DIR), cached."""
+    """The spec from `spec_dir` (default ../shared/asterisk-ari beside the project, or $ARISIM_SPEC_DIR), cached."""
     return Spec(Path(spec_dir) if spec_dir else DEFAULT_SPEC_DIR)
 
 
