@@ -318,7 +318,8 @@ def _check_param_value(p: Param, value: Any) -> str | None:
 
 @lru_cache(maxsize=4)
 def load_spec(spec_dir: str | None = None) -> Spec:
-    """The spec from `spec_dir` (default ../shared/asterisk-ari beside the project, or $ARISIM_SPEC_DIR), cached."""
+    """The spec from `spec_dir` (default: ../shared/asterisk-ari beside the project, or
+    $ARISIM_SPEC_DIR), cached."""
     return Spec(Path(spec_dir) if spec_dir else DEFAULT_SPEC_DIR)
 
 
