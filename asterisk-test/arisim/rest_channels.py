@@ -190,39 +190,17 @@ def _accept(sim: Engine, args: Args) -> ApiResponse:
     return ch if isinstance(ch, ApiResponse) else no_content()
 
 
-@route("POST /channels/{channelId}/ring")
-def ring(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("DELETE /channels/{channelId}/ring")
-def ring_stop(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("POST /channels/{channelId}/progress")
-def progress(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("POST /channels/{channelId}/silence")
-def start_silence(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("DELETE /channels/{channelId}/silence")
-def stop_silence(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("POST /channels/{channelId}/moh")
-def start_moh(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
-
-
-@route("DELETE /channels/{channelId}/moh")
-def stop_moh(sim: Engine, args: Args) -> ApiResponse:
-    return _accept(sim, args)
+# Indications with no simulated effect, each answered like Asterisk by `_accept`.
+for _key in (
+    "POST /channels/{channelId}/ring",
+    "DELETE /channels/{channelId}/ring",
+    "POST /channels/{channelId}/progress",
+    "POST /channels/{channelId}/silence",
+    "DELETE /channels/{channelId}/silence",
+    "POST /channels/{channelId}/moh",
+    "DELETE /channels/{channelId}/moh",
+):
+    route(_key)(_accept)
 
 
 @route("POST /channels/{channelId}/hold")

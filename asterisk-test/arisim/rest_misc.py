@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 
 from .clock import format_timestamp
 from .engine import Engine
@@ -45,34 +46,23 @@ def _operation(sim: Engine, args: Args, op: str) -> ApiResponse:
     return no_content()
 
 
-@route("DELETE /recordings/live/{recordingName}")
-def cancel(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "cancel")
+# Live recording operations: stasis_app_recording_operation decides per state (else 409).
+_OPERATIONS = {
+    "DELETE /recordings/live/{recordingName}": "cancel",
+    "POST /recordings/live/{recordingName}/stop": "stop",
+    "POST /recordings/live/{recordingName}/pause": "pause",
+    "DELETE /recordings/live/{recordingName}/pause": "unpause",
+    "POST /recordings/live/{recordingName}/mute": "mute",
+    "DELETE /recordings/live/{recordingName}/mute": "unmute",
+}
 
 
-@route("POST /recordings/live/{recordingName}/stop")
-def stop(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "stop")
+def _operation_handler(op: str) -> Callable[[Engine, Args], ApiResponse]:
+    return lambda sim, args: _operation(sim, args, op)
 
 
-@route("POST /recordings/live/{recordingName}/pause")
-def pause(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "pause")
-
-
-@route("DELETE /recordings/live/{recordingName}/pause")
-def unpause(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "unpause")
-
-
-@route("POST /recordings/live/{recordingName}/mute")
-def mute(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "mute")
-
-
-@route("DELETE /recordings/live/{recordingName}/mute")
-def unmute(sim: Engine, args: Args) -> ApiResponse:
-    return _operation(sim, args, "unmute")
+for _key, _op in _OPERATIONS.items():
+    route(_key)(_operation_handler(_op))
 
 
 @route("GET /recordings/stored")
