@@ -112,6 +112,12 @@ class Daemon:
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing queued, nothing being handled, no file being filed (tests and the demo wait
+        on this before moving the simulator's clock)."""
+        return self.queue.empty() and self.idle.is_set() and not self._tasks
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:

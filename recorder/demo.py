@@ -107,7 +107,7 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                     for _ in range(100):
                         await sim.settle()
                         d = running.daemon
-                        if d.queue.empty() and d.idle.is_set() and not d._tasks:
+                        if d.quiet:
                             return
                         await asyncio.sleep(0.01)
 

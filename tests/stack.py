@@ -85,9 +85,9 @@ class Stack:
         for _ in range(200):
             await self.sim.settle()
             d = self.daemon
-            if d.queue.empty() and d.idle.is_set() and not d._tasks and not d.writer.pending[0]:
+            if d.quiet and not d.writer.pending[0]:
                 await asyncio.sleep(0.005)
-                if d.queue.empty() and d.idle.is_set() and not d._tasks:
+                if d.quiet:
                     return
             await asyncio.sleep(0.005)
         raise TimeoutError("stack did not settle")

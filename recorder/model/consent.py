@@ -198,6 +198,7 @@ def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
 def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
     """The opt-out key pressed while that party's prompt plays: decide again, then act."""
     assert isinstance(e, ev.ChannelDtmfReceived)
+    # Imported here: dialing and ending import this module (announcements), not the reverse.
     from recorder.model.controls import control_digit
     from recorder.model.dialing import after_prompt
     from recorder.model.ending import begin_end

@@ -246,7 +246,7 @@ class ModelState:
     # base name -> (channel, exten), claimed when the ;1 arrives.
     pending_locals: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
-    def with_call_none(self) -> ModelState:
+    def copy(self) -> ModelState:
         """A copy of this state, to change its own maps without touching the original."""
         return ModelState(
             calls=dict(self.calls),
