@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
+from recorder.agi import AgiServer
 from recorder.ari.client import AriClient
 from recorder.ari.connection import EventStream
 from recorder.ari.events import Event
 from recorder.config import Config
 from recorder.daemon import Daemon
+from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
 from recorder.model.settings import CallSettings
@@ -32,7 +34,8 @@ def ari_client(
 ) -> AriClient:
     ari = config.ari
     timeout = ari.request_timeout_s if timeout_s is None else timeout_s
-    return AriClient(session, ari.url, ari.username, ari.password.reveal(), ari.app, timeout)
+    return AriClient(session, ari.url, ari.username, ari.password.reveal(), ari.app, timeout,
+                     subscribe_all=config.hooks.enabled)
 
 
 def call_settings(config: Config) -> CallSettings:
@@ -87,6 +90,7 @@ class Running:
     daemon: Daemon
     repo: Repository
     session: aiohttp.ClientSession
+    agi: AgiServer | None = None  # the hooks' FastAGI server, when hooks.enabled
 
 
 @contextlib.asynccontextmanager
@@ -127,8 +131,19 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 settings=call_settings(config),
                 spool_dir=spool,
                 sweeper=sweeper,
+                hook_timeout_s=config.hooks.reply_timeout_s,
+                controls=ControlQueue(repo.pool),
             )
-            yield Running(daemon, repo, session)
+            agi = None
+            if config.hooks.enabled:
+                agi = AgiServer(daemon.hooks.handlers, config.hooks.host, config.hooks.port)
+                host, port = await agi.start()
+                log.info("hooks.listening", host=host, port=port)
+            try:
+                yield Running(daemon, repo, session, agi)
+            finally:
+                if agi is not None:
+                    await agi.stop()
         finally:
             await session.close()
     finally:

@@ -19,6 +19,7 @@ What happens to a call in flight when a part fails:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,9 +38,16 @@ from recorder.ari.events import (
     parse_bridge,
     parse_channel,
 )
+from recorder.db.controls import ControlQueue
+from recorder.hookserver import HookBroker
 from recorder.model import commands as cmd
 from recorder.model.calls import step
-from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
+from recorder.model.inputs import (
+    CommandFailed,
+    ControlRequested,
+    RecordingFiled,
+    RecordingFileFailed,
+)
 from recorder.model.reconcile import (
     ABSENT,
     LIVE,
@@ -95,6 +103,8 @@ class Daemon:
         settings: CallSettings,
         spool_dir: Path | None,
         sweeper: SpoolSweeper | None = None,
+        hook_timeout_s: float = 10.0,
+        controls: ControlQueue | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -111,6 +121,10 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
+        # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
+        self.hooks = HookBroker(self.queue.put, self.clock.now, lambda: self.asterisk_id,
+                                hook_timeout_s)
+        self.controls = controls  # HTTP API control requests (control_requests rows)
 
     @property
     def quiet(self) -> bool:
@@ -121,8 +135,12 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        consumer = asyncio.create_task(self._consume(), name="verbatim-consumer")
-        retry = asyncio.create_task(self._periodic(), name="verbatim-periodic")
+        helpers = [
+            asyncio.create_task(self._consume(), name="verbatim-consumer"),
+            asyncio.create_task(self._periodic(), name="verbatim-periodic"),
+        ]
+        if self.controls is not None:
+            helpers.append(asyncio.create_task(self._control_feed(), name="verbatim-controls"))
         try:
             await self.stream.run()
         finally:
@@ -130,9 +148,9 @@ class Daemon:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=30)
             await self.writer.flush()
-            for task in (consumer, retry):
+            for task in helpers:
                 task.cancel()
-            await asyncio.gather(consumer, retry, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def stop(self) -> None:
         await self.stream.stop()
@@ -244,6 +262,14 @@ class Daemon:
                 self.writer.stage_gaps(command.gaps)
             elif isinstance(command, cmd.SaveConsent):
                 self.writer.stage_consent(command.rows)
+            elif isinstance(command, cmd.SaveTags):
+                self.writer.stage_tags(command.call_id, command.tags, command.by)
+            elif isinstance(command, cmd.HookReply):
+                await self.writer.flush()  # what the dialplan is told is stored first
+                self.hooks.deliver(command)
+            elif isinstance(command, cmd.ControlDone):
+                await self.writer.flush()
+                self._spawn(self._control_done(command))
             elif isinstance(command, cmd.Log):
                 _write_log(command)
             elif isinstance(command, cmd.FileRecording):
@@ -279,6 +305,10 @@ class Daemon:
                     await ari.dial(c.channel_id, c.caller_id, c.timeout_s)
                 case cmd.StartRecording():
                     await ari.record_bridge(c.bridge_id, c.name, c.format)
+                case cmd.Snoop():
+                    await ari.snoop(c.channel_id, c.snoop_id, c.app_args)
+                case cmd.RecordChannel():
+                    await ari.record_channel(c.channel_id, c.name, c.format)
                 case cmd.PauseRecording():
                     await ari.pause_recording(c.name, c.pause)
                 case cmd.StopRecording():
@@ -347,6 +377,52 @@ class Daemon:
                 timestamp=now, asterisk_id=self.asterisk_id, name=c.name, error=str(exc)
             )
         await self.queue.put(event)
+
+    async def _control_feed(self, every_s: float = 3.0) -> None:
+        """HTTP API controls (control_requests rows) for this server's calls, into the model:
+        woken by NOTIFY, and every few seconds anyway (a notification is lost while the
+        listening connection is down). A request for a call we do not hold is rejected."""
+        controls = self.controls
+        assert controls is not None
+        await self.ready.wait()  # our asterisk_id is known and open calls are adopted
+        wake = asyncio.Event()
+        listener = None
+        try:
+            with contextlib.suppress(Exception):  # best effort; the next poll fails them anyway
+                await controls.abandon_taken(self.asterisk_id)
+            while True:
+                try:
+                    if listener is None or listener.closed:
+                        listener = await controls.listen(self.asterisk_id, wake.set)
+                    for req in await controls.pending(self.asterisk_id):
+                        log.info("control.requested", call_id=req.call_id, action=req.action,
+                                 control_id=req.id, by=req.requested_by)
+                        await self.queue.put(ControlRequested(
+                            timestamp=self.clock.now(), asterisk_id=self.asterisk_id,
+                            request_id=req.id, call_id=req.call_id, action=req.action,
+                            tag=req.tag, by=req.requested_by,
+                        ))
+                except Exception as exc:  # the database is down: calls go on, controls wait
+                    log.warning("control.poll_failed", error=f"{type(exc).__name__}: {exc}")
+                    listener = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), every_s)
+                wake.clear()
+        finally:
+            if listener is not None and not listener.closed:
+                with contextlib.suppress(Exception):
+                    await controls.unlisten(listener)
+
+    async def _control_done(self, c: cmd.ControlDone) -> None:
+        log.info("control.done", call_id=c.call_id or None, control_id=c.request_id,
+                 status=c.status, detail=c.detail)
+        if self.controls is None:
+            return
+        try:
+            await self.controls.complete(c.request_id, c.status, c.detail)
+        except Exception as exc:  # the API shows it pending, then expired: never a crash here
+            log.error("control.complete_failed", control_id=c.request_id,
+                      error=f"{type(exc).__name__}: {exc}")
 
     async def _periodic(self, every_s: float = 5.0, sweep_every: int = 12) -> None:
         """Retry pending database writes; now and then, file what the spool holds (fallback

@@ -31,6 +31,7 @@ class Writer:
         self._events: list[EventRow] = []
         self._gaps: list[GapRow] = []
         self._consent: list[Any] = []  # recorder.policy.ConsentRow
+        self._tags: list[tuple[str, str, str]] = []  # (call_id, tag, by)
         self._retry_every = retry_every_s
         self._timeout = timeout_s
         self._failing_since: float | None = None
@@ -53,9 +54,12 @@ class Writer:
     def stage_consent(self, rows: tuple[Any, ...]) -> None:
         self._consent.extend(rows)
 
+    def stage_tags(self, call_id: str, tags: tuple[str, ...], by: str) -> None:
+        self._tags.extend((call_id, tag, by) for tag in tags)
+
     async def flush(self) -> bool:
         """Write what is pending; False (and it stays pending) if the database is unavailable."""
-        if not self._calls and not self._events and not self._gaps and not self._consent:
+        if not (self._calls or self._events or self._gaps or self._consent or self._tags):
             return True
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
@@ -78,6 +82,10 @@ class Writer:
                     consent = list(self._consent)
                     await add_consent_rows(self.repo.pool, consent)
                     del self._consent[: len(consent)]
+                if self._tags:  # after the calls: a tag row refers to its call's
+                    tags = list(self._tags)
+                    await self.repo.add_tags(tags)
+                    del self._tags[: len(tags)]
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()

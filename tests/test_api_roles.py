@@ -81,7 +81,8 @@ async def test_me_lists_permissions(world: World) -> None:
     body = await (await world.get("/api/me", "intake")).json()
     assert body["role"] == "manager" and body["departments"] == ["Intake"]
     assert body["permissions"] == [
-        "calls.read", "calls.search", "recordings.download", "recordings.play",
+        "calls.control", "calls.read", "calls.search", "recordings.download",
+        "recordings.play",
     ]  # fmt: skip
 
 

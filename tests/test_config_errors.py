@@ -527,6 +527,40 @@ CASES: list[tuple[str, int, str, str]] = [
         "logging.format",
         "must be one of json, console, got 'text'",
     ),
+    # in-call controls and hooks
+    (
+        "calls:\n  controls:\n    stop: '*3'\n" + STORAGE,
+        3,
+        "calls.controls.stop",
+        "stop and start go together: set both or neither",
+    ),
+    (
+        "calls:\n  controls:\n    pause: '*1'\n    resume: '1'\n" + STORAGE,
+        3,
+        "calls.controls.pause",
+        "'*1' and resume's '1' cannot be told apart as digits arrive: choose codes that do not "
+        "end one another",
+    ),
+    (
+        "hooks:\n  enabled: true\n  host: 0.0.0.0\n" + STORAGE,
+        3,
+        "hooks.host",
+        "'0.0.0.0' is not a loopback address: FastAGI has no authentication, so anyone who "
+        "reaches it could stop recordings; keep Asterisk on this host, or set "
+        "hooks.allow_non_loopback on a trusted network",
+    ),
+    (
+        "hooks:\n  reply_timeout_s: 0\n" + STORAGE,
+        2,
+        "hooks.reply_timeout_s",
+        "must be a finite number greater than 0, got 0",
+    ),
+    (
+        "hooks:\n  enable: true\n" + STORAGE,
+        2,
+        "hooks.enable",
+        "unknown key; did you mean 'enabled'?",
+    ),
 ]
 
 

@@ -29,18 +29,22 @@ class Permission(StrEnum):
     RECORDINGS_PLAY = "recordings.play"
     RECORDINGS_DOWNLOAD = "recordings.download"
     ACCESS_LOG_READ = "access_log.read"
+    # Pause, resume, start or stop the recording of a live call, or tag it (POST
+    # /api/calls/{id}/controls), and read such a request's outcome.
+    CALLS_CONTROL = "calls.control"
 
 
 _LISTEN = frozenset(
     {Permission.CALLS_SEARCH, Permission.CALLS_READ, Permission.RECORDINGS_PLAY}
 )
-# Least privilege: the auditor reads who accessed what, not the calls themselves; staff may
-# listen to their own calls but not take copies away.
+# Least privilege: the auditor reads who accessed what, not the calls themselves (nor acts on
+# them); staff may listen to their own calls but not take copies away. Controls act on the calls
+# of the role's scope (a manager's departments, a staff member's extension).
 ROLES: Final[dict[str, frozenset[Permission]]] = {
     "admin": frozenset(Permission),
     "auditor": frozenset({Permission.ACCESS_LOG_READ}),
-    "manager": _LISTEN | {Permission.RECORDINGS_DOWNLOAD},
-    "staff": _LISTEN,
+    "manager": _LISTEN | {Permission.RECORDINGS_DOWNLOAD, Permission.CALLS_CONTROL},
+    "staff": _LISTEN | {Permission.CALLS_CONTROL},
 }
 ROLE_SCOPES: Final[dict[str, str]] = {
     "admin": "every call",

@@ -8,8 +8,10 @@ import functools
 from typing import Any
 
 from recorder.api.audit import ACTIONS
+from recorder.api.controls import MAX_BODY
 from recorder.api.params import MAX_LIMIT
 from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS
+from recorder.db import controls
 from recorder.db.rows import OUTCOMES
 
 _S = {"type": "string"}
@@ -42,18 +44,29 @@ def _path(name: str, description: str) -> dict[str, Any]:
             "schema": {"type": "string", "minLength": 1}}  # fmt: skip
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "Bad parameter", 401: "Not authenticated", 403: "Role lacks the permission",
-            404: "Not found, or outside your scope", 416: "Range not satisfiable",
-            503: "Database unavailable: retry"}  # fmt: skip
-    return {
-        str(s): {
-            "description": text[s],
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
-        for s in statuses
-        if s != 416
-    } | ({"416": {"description": text[416]}} if 416 in statuses else {})
+_ERROR_TEXT = {
+    400: "Bad parameter. (A request line or header too long for the HTTP parser, 8 KiB, is "
+         "refused before the API sees it, in text/plain.)",
+    401: "Not authenticated", 403: "Role lacks the permission",
+    404: "Not found, or outside your scope", 409: "Conflict", 413: "Body too large",
+    415: "The body must be application/json", 416: "Range not satisfiable",
+    502: "The recorder could not carry it out", 503: "Database unavailable: retry",
+}  # fmt: skip
+
+
+def _errors(*statuses: int, texts: dict[int, str] | None = None) -> dict[str, Any]:
+    """Error responses; `texts` replace the generic descriptions of some statuses."""
+    out: dict[str, Any] = {}
+    for s in statuses:
+        description = (texts or {}).get(s, _ERROR_TEXT[s])
+        if s == 416:
+            out["416"] = {"description": description}
+            continue
+        content: dict[str, Any] = {"application/json": {"schema": _ref("Error")}}
+        if s == 400:
+            content["text/plain"] = {"schema": _S}
+        out[str(s)] = {"description": description, "content": content}
+    return out
 
 
 def _ok(schema: str, description: str) -> dict[str, Any]:
@@ -114,10 +127,37 @@ _RECORDING = {
 }  # fmt: skip
 _EVENT = {"id": {"type": "integer"}, "at": _TIME, "kind": _S, "channel_id": _NS,
           "recording_name": _NS, "detail": {"type": "object"}}  # fmt: skip
+# 'control' (requests and reads of in-call controls) is written since migration 0005.
+_ACCESS_ACTIONS = [*ACTIONS, *(["control"] if "control" not in ACTIONS else [])]
 _ACCESS = {
     "id": {"type": "integer"}, "at": _TIME, "user_name": _S, "role": _S, "via": _S,
-    "action": {"type": "string", "enum": list(ACTIONS)}, "call_id": _NS, "asterisk_id": _NS,
+    "action": {"type": "string", "enum": _ACCESS_ACTIONS}, "call_id": _NS, "asterisk_id": _NS,
     "recording_name": _NS, "detail": {"type": "object"}, "remote": _NS, "user_agent": _NS,
+}  # fmt: skip
+
+_CONTROL_ASK = {
+    "type": "object",
+    "required": ["action"],
+    "properties": {
+        "action": {"type": "string", "enum": list(controls.ACTIONS),
+                   "description": "pause/resume the recording, start/stop recording the call, "
+                   "or tag the call"},
+        "tag": {"type": "string", "minLength": 1, "maxLength": controls.MAX_TAG,
+                "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
+                "description": "with action tag only (required there): a tag or matter number, "
+                "e.g. matter:2026-0113; no control, format or separator characters"},
+    },
+    "additionalProperties": False,
+}  # fmt: skip
+_CONTROL_RESULT = {
+    "id": {"type": "integer"},
+    "status": {"type": "string", "enum": list(controls.STATUSES)},
+    "detail": _NS, "url": _S,
+}  # fmt: skip
+_CONTROL = _CONTROL_RESULT | {
+    "call_id": _S, "action": {"type": "string", "enum": list(controls.ACTIONS)}, "tag": _NS,
+    "requested_by": _S, "requested_at": _TIME, "taken_at": _NTIME, "handled_at": _NTIME,
+    "call_url": _S,
 }  # fmt: skip
 
 _SCHEMAS = {
@@ -143,6 +183,8 @@ _SCHEMAS = {
     }),
     "AccessPage": _obj({"entries": {"type": "array", "items": _obj(_ACCESS)},
                         "next_cursor": _NS}, extra=False),
+    "ControlResult": _obj(_CONTROL_RESULT),
+    "Control": _obj(_CONTROL),
     "Me": _obj({"name": _S, "role": _S, "departments": {"type": "array", "items": _S},
                 "extension": _NS, "permissions": {"type": "array", "items": _S}}),
 }  # fmt: skip
@@ -165,8 +207,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "Verbatim call search",
             "version": "1",
             "description": (
-                "Find and hear recorded calls. Every search, detail view, playback and download "
-                "is written to the access log. Calls outside your role's scope answer 404."
+                "Find and hear recorded calls, and control live ones. Every search, detail view, "
+                "playback, download and control is written to the access log. Calls outside "
+                "your role's scope answer 404."
             ),
         },
         "security": [{"bearerAuth": []}, {"cookieAuth": []}],
@@ -198,6 +241,39 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "downloadRecording", "parameters": [_CALL_ID, _NAME, _RANGE],
                 "responses": {"200": _AUDIO, "206": _AUDIO,
                               **_errors(400, 401, 403, 404, 416, 503)}}},
+            "/api/calls/{call_id}/controls": {"post": {
+                "summary": "Pause, resume, start or stop the recording of a live call, or tag "
+                           "it (calls.control)",
+                "description": (
+                    "Stored for the recorder that handles the call, which carries it out; the "
+                    "answer waits up to 3 s for it. 200: done. 202: not handled yet (see "
+                    "`url`; status pending, or taken: being carried out). 409: the call has "
+                    "ended (error_id call_ended) or the recorder refused (control_rejected, "
+                    "details.detail says why). 502: it could not be carried out "
+                    "(control_failed). Written to the access log (action control)."
+                ),
+                "operationId": "controlCall", "parameters": [_CALL_ID],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _CONTROL_ASK}}},
+                "responses": {
+                    "200": _ok("ControlResult", "Done"),
+                    "202": {**_ok("ControlResult", "Stored; not handled yet"),
+                            "headers": {"Location": {"schema": _S,
+                                                     "description": "the request's url"}}},
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 502, 503, texts={
+                        409: "The call has ended, or the recorder refused",
+                        413: f"The body is limited to {MAX_BODY} bytes"}),
+                }}},
+            "/api/controls/{control_id}": {"get": {
+                "summary": "A control request and its outcome (calls.control; the call must be "
+                           "in your scope)",
+                "operationId": "getControl",
+                "parameters": [{"name": "control_id", "in": "path", "required": True,
+                                "description": "the id a control request answered",
+                                "schema": {"type": "integer", "minimum": 1,
+                                           "maximum": 10**18 - 1}}],
+                "responses": {"200": _ok("Control", "The request"),
+                              **_errors(400, 401, 403, 404, 503)}}},
             "/api/access-log": {"get": {
                 "summary": "Who searched, viewed, played or downloaded what (access_log.read)",
                 "operationId": "accessLog",

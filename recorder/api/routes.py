@@ -14,6 +14,7 @@ from aiohttp import web
 
 from recorder.api.audit import AccessLog, Origin, PlaybackTracker, parse_access_query
 from recorder.api.auth import Permission, principal_of, require
+from recorder.api.controls import ControlService, answer, control_id, read_control, state_json
 from recorder.api.errors import not_found, unauthenticated
 from recorder.api.openapi import openapi_document
 from recorder.api.search import parse_search
@@ -29,6 +30,7 @@ class Deps:
 
     users: UserStore
     calls: CallService
+    controls: ControlService
     access_log: AccessLog
     playback: PlaybackTracker
     http: HttpConfig
@@ -88,6 +90,20 @@ async def recording_audio(request: web.Request) -> web.StreamResponse:
 
 async def recording_download(request: web.Request) -> web.StreamResponse:
     return await _send_recording(request, Permission.RECORDINGS_DOWNLOAD, "download")
+
+
+async def request_control(request: web.Request) -> web.StreamResponse:
+    principal = require(request, Permission.CALLS_CONTROL)
+    call_id = path_id(request, "call_id")
+    ask = await read_control(request, principal)
+    found = await deps(request).controls.request(principal, call_id, ask, origin(request))
+    return answer(*found, ask.action)
+
+
+async def control_state(request: web.Request) -> web.StreamResponse:
+    principal = require(request, Permission.CALLS_CONTROL)
+    state = await deps(request).controls.read(principal, control_id(request), origin(request))
+    return json_ok(state_json(state))
 
 
 async def access_log(request: web.Request) -> web.StreamResponse:
@@ -173,4 +189,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/calls/{call_id}", call_detail)
     app.router.add_get("/api/calls/{call_id}/recordings/{name}/audio", recording_audio)
     app.router.add_get("/api/calls/{call_id}/recordings/{name}/download", recording_download)
+    app.router.add_post("/api/calls/{call_id}/controls", request_control)
+    app.router.add_get("/api/controls/{control_id}", control_state)
     app.router.add_get("/api/access-log", access_log)

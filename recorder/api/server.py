@@ -21,6 +21,7 @@ from aiohttp import web
 
 from recorder.api.audit import AccessLog, PlaybackTracker
 from recorder.api.auth import PRINCIPAL
+from recorder.api.controls import ControlService
 from recorder.api.errors import Handler, error_middleware, unauthenticated
 from recorder.api.routes import DEPS, Deps, add_routes
 from recorder.api.service import CallService
@@ -87,7 +88,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def make_app(deps: Deps) -> web.Application:
     from recorder.web.pages import add_routes as add_page_routes
 
-    # Requests are small (query strings, a login form): refuse large bodies early.
+    # Requests are small (query strings, a login form, a control's JSON): refuse large bodies
+    # early.
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=65536)
     app[DEPS] = deps
     add_routes(app)
@@ -114,6 +116,7 @@ def build_deps(config: Config, pool: Any) -> Deps:
     return Deps(
         users=UserStore(pool),
         calls=CallService(pool, config.storage.archive_dir, access),
+        controls=ControlService(pool, access),
         access_log=access,
         playback=PlaybackTracker(),
         http=config.http,

@@ -41,8 +41,10 @@ class AriClient:
         password: str,
         app: str,
         timeout_s: float = 10.0,
+        subscribe_all: bool = False,
     ) -> None:
         self._session = session
+        self.subscribe_all = subscribe_all
         self._base = base_url.rstrip("/") + "/ari"
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         # A header rather than aiohttp.BasicAuth (deprecated); it never appears in logs.
@@ -56,7 +58,9 @@ class AriClient:
 
     def events_url(self) -> str:
         ws = self._base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        return f"{ws}/events?app={_q(self.app)}"
+        # subscribeAll: hook mode follows channels and bridges that are not in the app.
+        every = "&subscribeAll=true" if self.subscribe_all else ""
+        return f"{ws}/events?app={_q(self.app)}{every}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -180,6 +184,21 @@ class AriClient:
         await self.request(
             "POST",
             f"/bridges/{_q(bridge_id)}/record",
+            {"name": name, "format": fmt, "ifExists": "fail"},
+        )
+
+    async def snoop(self, channel_id: str, snoop_id: str, app_args: str) -> None:
+        """A Snoop channel hearing both directions of `channel_id`, into our app."""
+        await self.request(
+            "POST",
+            f"/channels/{_q(channel_id)}/snoop",
+            {"spy": "both", "app": self.app, "appArgs": app_args, "snoopId": snoop_id},
+        )
+
+    async def record_channel(self, channel_id: str, name: str, fmt: str) -> None:
+        await self.request(
+            "POST",
+            f"/channels/{_q(channel_id)}/record",
             {"name": name, "format": fmt, "ifExists": "fail"},
         )
 

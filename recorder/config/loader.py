@@ -29,6 +29,7 @@ from recorder.config.model import (
     ConfigError,
     DatabaseConfig,
     DialStrings,
+    HooksConfig,
     HttpConfig,
     LoggingConfig,
     Secret,
@@ -39,7 +40,7 @@ _T = TypeVar("_T")
 
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http"),
+    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -66,7 +67,8 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "controls",
         "policy_file",
     ),
-    "calls.controls": ("pause", "resume"),
+    "calls.controls": ("pause", "resume", "start", "stop"),
+    "hooks": ("enabled", "host", "port", "allow_non_loopback", "reply_timeout_s"),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
     "logging": ("level", "format"),
     "http": (
@@ -188,12 +190,20 @@ def _read_calls(s: Section) -> CallsConfig:
     cs = s.section("controls", KEYS["calls.controls"])
     controls = {
         key: value
-        for key in ("pause", "resume")
+        for key in KEYS["calls.controls"]
         if (value := cs.optional_text(key, None, check.dtmf_code, nullable=True)) is not None
     }
-    if len(controls) == 1:
-        raise cs.error(next(iter(controls)), "pause and resume go together: set both or neither",
-                       None)
+    for one, other in (("pause", "resume"), ("stop", "start")):
+        if (one in controls) != (other in controls):
+            key = one if one in controls else other
+            raise cs.error(key, f"{one} and {other} go together: set both or neither", None)
+    for key, code in controls.items():
+        clash = next((k for k, c in controls.items() if k != key and
+                      (c.endswith(code) or code.endswith(c))), None)
+        if clash is not None:
+            raise cs.error(key, f"{code!r} and {clash}'s {controls[clash]!r} cannot be told "
+                           "apart as digits arrive: choose codes that do not end one another",
+                           None)
     return CallsConfig(
         dial_timeout_s=s.integer("dial_timeout_s", _default(d, "dial_timeout_s"), 1, 600),
         dial_method=s.text("dial_method", _default(d, "dial_method"),
@@ -283,6 +293,23 @@ def _read_http(s: Section) -> HttpConfig:
     )
 
 
+def _read_hooks(s: Section) -> HooksConfig:
+    d = HooksConfig
+    host = s.text("host", _default(d, "host"), check.non_empty)
+    allow = s.boolean("allow_non_loopback", _default(d, "allow_non_loopback"))
+    if not allow and not check.is_loopback(host):
+        raise s.error("host", f"'{host}' is not a loopback address: FastAGI has no "
+                      "authentication, so anyone who reaches it could stop recordings; keep "
+                      "Asterisk on this host, or set hooks.allow_non_loopback on a trusted network")
+    return HooksConfig(
+        enabled=s.boolean("enabled", _default(d, "enabled")),
+        host=host,
+        port=s.integer("port", _default(d, "port"), 1, 65535),
+        allow_non_loopback=allow,
+        reply_timeout_s=s.seconds("reply_timeout_s", _default(d, "reply_timeout_s")),
+    )
+
+
 def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
     path = Path(path)
@@ -299,5 +326,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         calls=read("calls", _read_calls),
         logging=read("logging", _read_logging),
         http=read("http", _read_http),
+        hooks=read("hooks", _read_hooks),
         path=path,
     )

@@ -126,7 +126,7 @@ class CallsConfig:
     departments: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # ring group number -> the extensions it rings at once (the first to answer takes the call)
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    # In-call DTMF controls (calls in the app): {"pause": "*1", "resume": "*2"}; empty: none
+    # In-call DTMF controls: {"pause": "*1", "resume": "*2", "stop": "*3", "start": "*4"}
     controls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Recording/consent policy (recorder.policy); None: the built-in defaults.
     policy_file: Path | None = None
@@ -162,6 +162,21 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """The FastAGI server for dialplans that keep their calls (hook mode, dialplan/)."""
+
+    enabled: bool = False
+    # FastAGI has no authentication: whoever reaches it can pause or stop recordings. Loopback
+    # (Asterisk on this host) unless allow_non_loopback says the network is trusted.
+    host: str = "127.0.0.1"
+    port: int = 4573
+    allow_non_loopback: bool = False
+    # How long a hook waits for the recorder (the caller's snoop recording to start) before it
+    # answers FAILED and lets the dialplan go on (to its MixMonitor fallback).
+    reply_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     ari: AriConfig
     database: DatabaseConfig
@@ -170,6 +185,7 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     path: Path | None = None  # the file it was loaded from
 
 

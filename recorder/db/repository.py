@@ -174,6 +174,14 @@ class Repository:
                 _INSERT_GAP, [_values(g, GAP_COLS) for g in gaps]
             )
 
+    async def add_tags(self, tags: Sequence[tuple[str, str, str]]) -> None:
+        """(call_id, tag, by) rows; a tag a call already has is kept as it was."""
+        await self.pool.executemany(
+            "INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2, $3) "
+            "ON CONFLICT (call_id, tag) DO NOTHING",
+            list(tags),
+        )
+
     async def gaps(self, since: datetime, call_id: str | None = None) -> list[GapRow]:
         sql = SELECT_GAPS + "WHERE starts_at >= $1"
         args: list[Any] = [since]

@@ -45,6 +45,7 @@ from recorder.model.flow import (
     for_call,
     make_call_id,
 )
+from recorder.model.hooks import route
 from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
 from recorder.model.segments import (
     on_filed,
@@ -71,6 +72,9 @@ from recorder.model.transfers import (
 
 def step(state: ModelState, event: ev.Event, settings: CallSettings) -> Result:
     """Apply one event; return the new state and the commands to run, in order."""
+    hooked = route(state, event)  # calls the dialplan keeps (hook mode), and hook inputs
+    if hooked is not None:
+        return hooked(state, event, settings)
     handler = HANDLERS.get(type(event))
     if handler is None:
         return state, []

@@ -91,6 +91,25 @@ class StartRecording(Command):
 
 
 @dataclass(frozen=True)
+class Snoop(Command):
+    """POST /channels/{id}/snoop (spy both, into our app): hook mode records a channel the
+    dialplan keeps through it; the snoop dies with its channel."""
+
+    channel_id: str
+    snoop_id: str
+    app_args: str
+
+
+@dataclass(frozen=True)
+class RecordChannel(Command):
+    """POST /channels/{id}/record on a snoop channel (once it is in the app)."""
+
+    channel_id: str
+    name: str
+    format: str
+
+
+@dataclass(frozen=True)
 class PauseRecording(Command):
     """POST (pause) or DELETE (resume) /recordings/live/{name}/pause."""
 
@@ -134,6 +153,32 @@ class ContinueInDialplan(Command):
     context: str
     extension: str
     priority: int
+
+
+@dataclass(frozen=True)
+class HookReply(Command):
+    """Answer an AGI hook session: set these channel variables; play `prompts` ((file,
+    escape digits), reported back as HookPrompted) unless empty; end the session if `final`."""
+
+    session: str
+    variables: tuple[tuple[str, str], ...] = ()
+    prompts: tuple[tuple[str, str], ...] = ()
+    final: bool = True
+
+
+@dataclass(frozen=True)
+class ControlDone(Command):
+    """The outcome of an HTTP API control request (control_requests row)."""
+
+    request_id: int
+    status: str  # done | rejected | failed
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SaveTags(Command):
+    tags: tuple[str, ...]
+    by: str
 
 
 @dataclass(frozen=True)

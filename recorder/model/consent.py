@@ -82,15 +82,24 @@ def start_prompt(
 ) -> None:
     """Play `ann` to one channel (the party's own; a bridge is never used, so a prompt is
     heard only by whom it is for and never lands in a recording)."""
+    playback_id = note_prompt(s, channel_id, ann, leg_id=leg_id, number=number)
+    s.add(cmd.Play(s.call.call_id, channel_id, playback_id, ann.media))
+
+
+def note_prompt(
+    s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
+    number: str | None = None, **extra: Any,
+) -> str:
+    """Keep a prompt about to be played (by ARI, or by an AGI hook) until its audit row."""
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1
     call.prompts[playback_id] = {
         "playback_id": playback_id, "channel_id": channel_id, "leg": leg_id or channel_id,
         "number": number if number is not None else _number_of(call, ann.to),
-        "started_at": s.at, **dataclasses.asdict(ann),
+        "started_at": s.at, **dataclasses.asdict(ann), **extra,
     }
-    s.add(cmd.Play(call.call_id, channel_id, playback_id, ann.media))
+    return playback_id
 
 
 def _number_of(call: Call, label: str) -> str | None:

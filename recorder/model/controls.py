@@ -1,45 +1,180 @@
-"""In-call controls by DTMF (calls in the app): pause and resume the recording.
+"""In-call controls, the same in both modes: pause/resume, stop/start, tag.
 
-A staff member pauses while a card number is read, then resumes. Asterisk's live recording is
-paused (POST /recordings/live/{name}/pause) so the audio is not kept; the paused interval is
-stored (event rows) and excluded from the coverage proof: a pause is not a gap. Codes are keyed
-in by a party during the call (`CallSettings.controls`, e.g. "*1" pause, "*2" resume); the last
-few digits of each channel are kept to match them.
+A staff member pauses while a card number is read, then resumes; records on demand where policy
+allows; tags the matter. The controls come from DTMF codes (`CallSettings.controls`, e.g. "*1"
+pause, "*2" resume: ChannelDtmfReceived), from AGI hooks (a features.conf applicationmap key in
+a Dial() bridge) and from the HTTP API (a CRM or an IVR; control_requests rows).
+
+Pause keeps the file and pauses Asterisk's live recording (POST/DELETE
+/recordings/live/{name}/pause), so the audio is not kept. Stop ends the recording; start makes a
+new one. Every such interval is stored (event rows, `Call.pauses`) and excluded from the coverage
+proof: not recording on purpose is not a gap. Each control is idempotent (a DTMF code seen both
+as an event and through the applicationmap acts once).
+
+Policy decides what may be changed: a call it forces to be recorded cannot be stopped, one it
+never records (or a party refused) cannot be started. Pause is always allowed: it exists for
+what must not be kept (card numbers).
 """
 
 from __future__ import annotations
 
+import re
+
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.flow import Step
-from recorder.model.state import BRIDGED, REC_RECORDING
+from recorder.model.flow import Result, Step, for_call
+from recorder.model.inputs import ControlRequested
+from recorder.model.segments import start_segment
+from recorder.model.settings import CallSettings
+from recorder.model.snooping import live_recordings_of, snoop_leg
+from recorder.model.state import (
+    BRIDGED,
+    ENDED,
+    ENDING,
+    FOLLOWING,
+    LEG_GONE,
+    REC_LIVE,
+    ModelState,
+)
 
 MAX_CODE = 4  # digits kept per channel to match a control code
+ACTIONS = ("pause", "resume", "start", "stop", "tag")
+TAG_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")  # call_tags.tag's CHECK
+
+DONE, REJECTED = "done", "rejected"
+# Event rows and log lines (the interval's ends, as stored and grepped).
+EVENT_KINDS = {"pause": "recording.paused", "resume": "recording.resumed",
+               "stop": "recording.stopped", "start": "recording.on_demand"}
 
 
 def control_digit(s: Step, e: ev.ChannelDtmfReceived) -> None:
+    """A digit from a party: run the control whose code it completes."""
     call = s.call
     leg = call.legs.get(e.channel.id)
-    controls = s.settings.controls
-    if leg is None or not controls or call.phase != BRIDGED:
+    codes = s.settings.controls
+    if leg is None or not codes or call.phase not in (BRIDGED, FOLLOWING):
         return
     typed = (call.dtmf.get(leg.channel_id, "") + e.digit)[-MAX_CODE:]
     call.dtmf[leg.channel_id] = typed
-    rec = call.recordings.get(call.current_recording or "")
-    if rec is None or rec.status != REC_RECORDING:
-        return
-    open_pause = next((p for p in call.pauses if p[1] is None), None)
-    if typed.endswith(controls.get("pause", "\0")) and open_pause is None:
-        call.pauses.append([s.at, None])
-        call.dtmf[leg.channel_id] = ""
-        s.add(cmd.PauseRecording(call.call_id, rec.name, True))
-        s.record("recording.paused", leg.channel_id, recording=rec.name, by="dtmf")
-        s.log("recording.paused", channel_id=leg.channel_id, recording=rec.name, by="dtmf")
+    for action, code in codes.items():
+        if code and typed.endswith(code) and action in ACTIONS:
+            call.dtmf[leg.channel_id] = ""
+            apply(s, action, "dtmf", channel_id=leg.channel_id)
+            return
+
+
+def apply(s: Step, action: str, by: str, *, channel_id: str | None = None,
+          tag: str | None = None) -> tuple[str, str]:
+    """Run one control on the call; (done | rejected, why)."""
+    call = s.call
+    if call.phase in (ENDING, ENDED):
+        return REJECTED, "the call has ended"
+    if action == "tag":
+        return _tag(s, tag, by)
+    if action not in ACTIONS:
+        return REJECTED, f"unknown control {action!r}"
+    status, detail = {"pause": _pause, "resume": _resume, "stop": _stop, "start": _start}[
+        action](s)
+    if status == DONE and detail == "":
+        kind = EVENT_KINDS[action]
+        names = [r.name for r in s.call.recordings.values() if r.status in REC_LIVE]
+        s.record(kind, channel_id, by=by, recordings=names)
+        s.log(kind, channel_id=channel_id, by=by, recordings=names)
         s.save()
-    elif typed.endswith(controls.get("resume", "\0")) and open_pause is not None:
-        open_pause[1] = s.at
-        call.dtmf[leg.channel_id] = ""
-        s.add(cmd.PauseRecording(call.call_id, rec.name, False))
-        s.record("recording.resumed", leg.channel_id, recording=rec.name, by="dtmf")
-        s.log("recording.resumed", channel_id=leg.channel_id, recording=rec.name, by="dtmf")
+    return status, detail or action
+
+
+def _pause(s: Step) -> tuple[str, str]:
+    if s.call.open_pause("pause") is not None:
+        return DONE, "already paused"
+    live = live_recordings_of(s)
+    if not live:
+        return REJECTED, "nothing is being recorded"
+    s.call.pauses.append([s.at, None, "pause"])
+    for rec in live:
+        s.add(cmd.PauseRecording(s.call.call_id, rec.name, True))
+    return DONE, ""
+
+
+def _resume(s: Step) -> tuple[str, str]:
+    pause = s.call.open_pause("pause")
+    if pause is None:
+        return DONE, "not paused"
+    pause[1] = s.at
+    for rec in live_recordings_of(s):
+        s.add(cmd.PauseRecording(s.call.call_id, rec.name, False))
+    return DONE, ""
+
+
+def _policy_action(s: Step) -> str | None:
+    return (s.call.decision or {}).get("action")
+
+
+def _stop(s: Step) -> tuple[str, str]:
+    call = s.call
+    if s.call.open_pause("stop") is not None or not call.record:
+        return DONE, "not recording"
+    if _policy_action(s) == "force":
+        return REJECTED, "policy requires this call to be recorded"
+    pause = s.call.open_pause("pause")
+    if pause is not None:
+        pause[1] = s.at  # the stop takes over from the pause
+    call.pauses.append([s.at, None, "stop"])
+    call.current_recording = None  # Stasis mode: its end is not a gap to replace
+    for leg in call.legs.values():
+        leg.recording = None  # hook mode: likewise for each leg's snoop
+    for rec in call.recordings.values():
+        if rec.status in REC_LIVE:
+            s.add(cmd.StopRecording(call.call_id, rec.name))
+    return DONE, ""
+
+
+def _start(s: Step) -> tuple[str, str]:
+    call = s.call
+    if call.opted_out:
+        return REJECTED, f"refused by {', '.join(call.opted_out)}"
+    if _policy_action(s) == "never":
+        return REJECTED, "policy forbids recording this call"
+    stop = s.call.open_pause("stop")
+    if call.record and stop is None:
+        return DONE, "already recording"
+    if stop is not None:
+        stop[1] = s.at
+    if not call.record:  # policy said no at the start; on demand it is recorded from now
+        call.record = True
+        if call.unrecorded_since is not None:
+            call.pauses.append([call.unrecorded_since, s.at, "unrecorded"])
+            call.unrecorded_since = None
+    if call.mode == "hook":
+        for leg in call.legs.values():
+            if leg.state != LEG_GONE and (leg.in_bridge or leg.role == "caller"):
+                snoop_leg(s, leg)
+    elif call.phase == BRIDGED and call.current_recording is None:
+        start_segment(s)
+    return DONE, ""
+
+
+def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:
+    call = s.call
+    if tag is None or not TAG_RE.match(tag):
+        return REJECTED, "a tag is 1-100 characters without control characters"
+    if tag not in call.tags:
+        call.tags.append(tag)
+        s.add(cmd.SaveTags(call.call_id, (tag,), by))
+        s.record("call.tagged", tag=tag, by=by)
+        s.log("call.tagged", tag=tag, by=by)
         s.save()
+    return DONE, "tagged"
+
+
+def on_control(state: ModelState, e: ControlRequested, settings: CallSettings) -> Result:
+    """An HTTP API control request: act, and answer it (a call we do not hold is rejected)."""
+    if e.call_id not in state.calls:
+        return state, [cmd.ControlDone(e.call_id, e.request_id, REJECTED,
+                                       "no such call in progress on this server")]
+
+    def body(s: Step) -> None:
+        status, detail = apply(s, e.action, f"api:{e.by}", tag=e.tag)
+        s.add(cmd.ControlDone(s.call.call_id, e.request_id, status, detail))
+
+    return for_call(state, e.call_id, e, settings, body)

@@ -144,22 +144,31 @@ def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
     """What a recording's file covers: its audio length laid over its bridge's mixing time."""
     if rec.status in (REC_FAILED, REC_MISSING):
         return []  # a failed recording's file is kept as evidence, never counted as covered
-    if rec.started_at is None or not rec.duration_ms or not rec.target.startswith("bridge:"):
+    if rec.started_at is None or not rec.duration_ms:
         return []
-    bridge_id = rec.target.removeprefix("bridge:")
     window = [(rec.started_at, rec.ended_at or end)]
+    if rec.target.startswith("bridge:"):
+        written = intersect(mixing_spans(call, rec.target.removeprefix("bridge:"), end), window)
+    elif rec.target.startswith("snoop:"):
+        written = window  # a snoop makes frames all along, silence included
+    else:
+        return []
     left = timedelta(milliseconds=rec.duration_ms)
     out: list[Span] = []
     # Asterisk writes no frames while the recording is paused (an in-call control).
-    paused = [(x[0], x[1] if isinstance(x[1], datetime) else end)
-              for x in call.pauses if isinstance(x[0], datetime)]
-    for a, b in subtract(intersect(mixing_spans(call, bridge_id, end), window), paused):
+    for a, b in subtract(written, pause_spans(call, end)):
         if left <= timedelta(0):
             break
         take = min(b - a, left)
         out.append((a, a + take))
         left -= take
     return out
+
+
+def pause_spans(call: Call, end: datetime) -> list[Span]:
+    """Not recorded on purpose by an in-call control (pause, stop) or by policy."""
+    return [(p[0], p[1] if isinstance(p[1], datetime) else end)
+            for p in call.pauses if isinstance(p[0], datetime)]
 
 
 def hold_spans(leg: Leg, end: datetime) -> list[Span]:
@@ -191,16 +200,24 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     )
     recorded: dict[str, list[Span]] = {}
     for rec in call.recordings.values():
-        bridge = rec.target.removeprefix("bridge:")
-        recorded.setdefault(bridge, []).extend(recording_spans(call, rec, end))
+        spans = recording_spans(call, rec, end)
+        snooped = call.legs.get(rec.target.removeprefix("snoop:"))
+        if snooped is None:
+            recorded.setdefault(rec.target.removeprefix("bridge:"), []).extend(spans)
+            continue
+        # A snoop hears its leg's bridge, whichever it is: it covers that bridge while the
+        # leg is in it (a transfer moves the leg, and the snoop with it).
+        for raw in snooped.spans:
+            stay = _closed(raw, snooped.ended_at or end)
+            if stay:
+                recorded.setdefault(stay[0], []).extend(intersect(spans, [stay[1:]]))
     group = linked_bridges(call)
     # A party on hold puts the conversation on hold: for everyone, not only for that party.
     on_hold = merge([h for leg in call.legs.values() for h in hold_spans(leg, end)])
     # Not recorded on purpose (policy said no, or a party refused): neither covered nor a gap.
     unrecorded = [(call.unrecorded_since, end)] if call.unrecorded_since else []
-    # Paused by an in-call control (a card number read out): reported, never a gap.
-    unrecorded += [(p[0], p[1] if isinstance(p[1], datetime) else end)
-                   for p in call.pauses if isinstance(p[0], datetime)]
+    # Paused or stopped by an in-call control (a card number read out): never a gap.
+    unrecorded += pause_spans(call, end)
     result: dict[str, LegCoverage] = {}
     for leg in call.legs.values():
         talked = talk_spans(call, leg, end)

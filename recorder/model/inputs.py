@@ -6,9 +6,9 @@ so the model's state changes only through `step`, and a replay sees the same seq
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from recorder.ari.events import Event
+from recorder.ari.events import ChannelInfo, Event
 from recorder.model.commands import Command
 
 
@@ -33,3 +33,40 @@ class RecordingFiled(Event):
 class RecordingFileFailed(Event):
     name: str = ""
     error: str = ""
+
+
+@dataclass(frozen=True)
+class HookCalled(Event):
+    """The dialplan ran a FastAGI hook (recorder.agi) on a channel it keeps.
+
+    `session` names the AGI connection waiting for the answer (a HookReply command). `channel`
+    is built from the AGI environment (agi_uniqueid is the ARI channel id).
+    """
+
+    session: str = ""
+    hook: str = ""
+    channel: ChannelInfo = field(default_factory=lambda: ChannelInfo("", "", ""))
+    args: tuple[str, ...] = ()
+    exten: str = ""  # agi_extension: the dialplan's extension, the default target
+
+
+@dataclass(frozen=True)
+class HookPrompted(Event):
+    """The AGI session played the announcements a HookReply asked for: `digit` is the key that
+    interrupted them (None: heard to the end); `hung_up` when the channel went meanwhile."""
+
+    session: str = ""
+    channel_id: str = ""
+    digit: str | None = None
+    hung_up: bool = False
+
+
+@dataclass(frozen=True)
+class ControlRequested(Event):
+    """An in-call control from the HTTP API (a CRM, an IVR), stored in control_requests."""
+
+    request_id: int = 0
+    call_id: str = ""
+    action: str = ""  # pause | resume | start | stop | tag
+    tag: str | None = None
+    by: str = ""

@@ -25,6 +25,7 @@ from recorder.model.state import (
     LEG_RINGING,
     REC_REQUESTED,
     Call,
+    Leg,
     ModelState,
 )
 
@@ -115,7 +116,9 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
             events.append(ev.StasisStart(**base, channel=channel, args=("dialed", call.call_id)))
         if leg.state in (LEG_NEW, LEG_DIALING, LEG_RINGING) and channel.state == "Up":
             events.append(ev.Dial(**base, peer=channel, dialstatus="ANSWER"))
-        if leg.channel_id in members and not leg.in_bridge:
+        if call.mode == "hook":  # bridges the dialplan made: wherever the leg is now
+            events += _hooked_bridging(leg, channel, snap, base)
+        elif leg.channel_id in members and not leg.in_bridge:
             events.append(
                 ev.ChannelEnteredBridge(
                     **base, bridge=bridge or ev.BridgeInfo(call.bridge_id), channel=channel
@@ -149,6 +152,19 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
             )
     if bridge is None and call.bridge_created and not call.bridge_destroyed:
         events.append(ev.BridgeDestroyed(**base, bridge=ev.BridgeInfo(call.bridge_id)))
+    return events
+
+
+def _hooked_bridging(
+    leg: Leg, channel: ev.ChannelInfo, snap: AriSnapshot, base: _Base
+) -> list[ev.Event]:
+    now_in = next((b for b in snap.bridges.values() if leg.channel_id in b.channels), None)
+    was_in = str(leg.spans[-1][0]) if leg.in_bridge and leg.spans else None
+    events: list[ev.Event] = []
+    if was_in is not None and (now_in is None or now_in.id != was_in):
+        events.append(ev.ChannelLeftBridge(**base, bridge=ev.BridgeInfo(was_in), channel=channel))
+    if now_in is not None and now_in.id != was_in:
+        events.append(ev.ChannelEnteredBridge(**base, bridge=now_in, channel=channel))
     return events
 
 

@@ -4,6 +4,8 @@ ends while the call is up (the gap is logged), and take in the filed file's fact
 
 from __future__ import annotations
 
+from typing import Any
+
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.ending import (
@@ -117,15 +119,29 @@ def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
 
 
 def legs_during(call: Call, rec: Recording) -> list[str]:
-    bridge = rec.target.removeprefix("bridge:")
+    """The legs heard by a recording: those in its bridge while it ran, or, for a snoop
+    (hook mode), its leg and whoever shared a bridge with that leg meanwhile."""
     start, end = rec.started_at or rec.requested_at, rec.ended_at or rec.requested_at
-    present = []
-    for leg in call.legs.values():
-        for b, entered, left in leg.spans:
-            if b == bridge and entered <= end and (left is None or left >= start):
+
+    def stays(leg_id: str) -> list[tuple[str, Any, Any]]:
+        leg = call.legs.get(leg_id)
+        return [(b, a, z) for b, a, z in (leg.spans if leg else [])
+                if a <= end and (z is None or z >= start)]
+
+    if rec.target.startswith("snoop:"):
+        snooped = rec.target.removeprefix("snoop:")
+        windows = stays(snooped)
+        present = [snooped] if snooped in call.legs else []
+        for leg in call.legs.values():
+            if leg.channel_id != snooped and any(
+                b == wb and a <= (wz or end) and (z is None or z >= wa)
+                for b, a, z in stays(leg.channel_id) for wb, wa, wz in windows
+            ):
                 present.append(leg.channel_id)
-                break
-    return present
+        return present
+    bridge = rec.target.removeprefix("bridge:")
+    return [leg.channel_id for leg in call.legs.values() if any(b == bridge for b, _, _ in
+                                                                stays(leg.channel_id))]
 
 
 def replace_segment(s: Step, ended: Recording) -> None:

@@ -21,6 +21,7 @@ RECORDING_PENDING = "recording_pending"  # target answered; waiting for Recordin
 CALLEE_CONSENT = "callee_consent"  # the answered callee hears its announcement first
 CONNECTING = "connecting"  # recording runs; answered leg being added to the bridge
 BRIDGED = "bridged"  # two parties in the bridge, recorded
+FOLLOWING = "following"  # hook mode: the dialplan keeps the call; we follow and record its legs
 ENDING = "ending"  # a party left: tearing down, waiting for legs and recordings to close
 ENDED = "ended"
 
@@ -77,6 +78,10 @@ class Leg:
     talked_ms: int | None = None  # the coverage proof, filled when the call ends
     covered_ms: int | None = None
     held_ms: int | None = None
+    # Hook mode: the recording of this leg's snoop channel now (None: not being recorded),
+    # and the extension a blind transfer sent it to (whom its next Dial reaches).
+    recording: str | None = None
+    transferred_to: str | None = None
 
 
 @dataclass
@@ -128,7 +133,8 @@ class Call:
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
-    pauses: list[list[Any]] = field(default_factory=list)  # [start, end or None]: not recorded
+    # [start, end or None, kind]: not recorded on purpose (kind "pause", "stop", "unrecorded").
+    pauses: list[list[Any]] = field(default_factory=list)
     dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)
     # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
     # playing now, and since when the call is deliberately not recorded (never a gap).
@@ -147,6 +153,11 @@ class Call:
     ended_at: datetime | None = None
     outcome: str | None = None
     status: str = "active"
+    # Hook mode (calls the dialplan keeps, recorded through snoop channels).
+    mode: str = "stasis"  # stasis | hook
+    snoops: dict[str, str] = field(default_factory=dict)  # snoop channel id -> recording name
+    hook_sessions: dict[str, dict[str, Any]] = field(default_factory=dict)  # AGI awaiting reply
+    tags: list[str] = field(default_factory=list)
     legs: dict[str, Leg] = field(default_factory=dict)
     recordings: dict[str, Recording] = field(default_factory=dict)
 
@@ -167,7 +178,17 @@ class Call:
             heard=dict(self.heard),
             pauses=[list(p) for p in self.pauses],
             dtmf=dict(self.dtmf),
+            snoops=dict(self.snoops),
+            hook_sessions={k: dict(v) for k, v in self.hook_sessions.items()},
+            tags=list(self.tags),
         )
+
+    def open_pause(self, kind: str) -> list[Any] | None:
+        """The interval of that kind not yet closed (pauses stored before kinds were: "pause")."""
+        for p in self.pauses:
+            if p[1] is None and (p[2] if len(p) > 2 else "pause") == kind:
+                return p
+        return None
 
     def all_bridges(self) -> list[str]:
         return [self.bridge_id, *self.extra_bridges]
@@ -276,11 +297,14 @@ class ModelState:
         new.calls[call.call_id] = call
         for leg_id in call.legs:
             new.by_channel[leg_id] = call.call_id
-        new.by_bridge[call.bridge_id] = call.call_id
+        if call.bridge_id:  # hook-mode calls have no bridge of ours
+            new.by_bridge[call.bridge_id] = call.call_id
         for bridge_id in call.extra_bridges:
             new.by_bridge[bridge_id] = call.call_id
         for name in call.recordings:
             new.by_recording[name] = call.call_id
+        for snoop_id in call.snoops:
+            new.by_channel[snoop_id] = call.call_id
         if call.playback_id:
             new.by_playback[call.playback_id] = call.call_id
         for playback_id in call.prompts:

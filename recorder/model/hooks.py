@@ -1,0 +1,617 @@
+"""Hook mode: calls the dialplan keeps (Dial(), queues, ring groups), recorded by snoop.
+
+Sites that do not hand calls to Stasis call FastAGI hooks (recorder.agi) from the dialplan:
+
+- `record,<direction>,<target>` before Dial(): policy decides; the caller's announcement is
+  played by the AGI itself (STREAM FILE, the opt-out key as escape digit); then the caller's
+  snoop recording starts, and only once Asterisk says it runs does the hook answer
+  VERBATIM_STATUS=RECORDING (the dialplan dials after that: nothing said is missed).
+  `__VERBATIM_CALL_ID` is set, so every channel Dial() makes inherits the call's id.
+- `answered[,<call id>]` on the called channel before it is bridged (Dial's U() option): the
+  callee's announcement where all-party consent applies.
+- `tag,<text>…`, `department,<name>`, `policy,record|no-record`, `pause`, `resume`, `start`,
+  `stop`: see recorder.model.controls (also reachable by DTMF and the HTTP API).
+
+The call is then followed through the events of a WebSocket subscribed to everything
+(subscribeAll): a Dial from one of its legs adds the dialled channel as a leg (so do forwards,
+and the Dial a blind transfer's transferee makes from the transfer context), a channel that
+enters a bridge holding one of its legs joins it, and each leg is snooped and recorded from the
+moment it first talks (recorder.model.snooping). The dialplan owns every channel: nothing here
+answers, bridges or hangs up a party. The call ends when its last leg is gone and every snoop
+recording is filed; its coverage proof is the same as in Stasis mode.
+
+Results reach the dialplan as channel variables: VERBATIM_STATUS (RECORDING, NOT_RECORDED,
+ROUTE with VERBATIM_ROUTE=context,exten,priority, HANGUP, OK, REJECTED, FAILED, ERROR) and
+VERBATIM_ERROR or VERBATIM_DETAIL saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.consent import audit, decide_at_start, due_for, facts_of, note_prompt, remember
+from recorder.model.controls import ACTIONS, DONE, apply, control_digit, on_control
+from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
+from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
+from recorder.model.inputs import (
+    CommandFailed,
+    ControlRequested,
+    HookCalled,
+    HookPrompted,
+    RecordingFiled,
+    RecordingFileFailed,
+)
+from recorder.model.segments import on_filed
+from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.snooping import (
+    snoop_ended,
+    snoop_gone,
+    snoop_leg,
+    snoop_ready,
+    snoop_started,
+    snooped_leg,
+)
+from recorder.model.state import (
+    ENDING,
+    FOLLOWING,
+    LEG_DIALING,
+    LEG_GONE,
+    LEG_RINGING,
+    LEG_UP,
+    REC_FAILED,
+    REC_LIVE,
+    Call,
+    Leg,
+    ModelState,
+)
+from recorder.policy import decide
+
+Handler = Callable[[ModelState, Any, CallSettings], Result]
+HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
+
+
+def reply(s: Step | None, call_id: str, session: str, status: str, *,
+          final: bool = True, **variables: str) -> cmd.HookReply:
+    values = (("VERBATIM_STATUS", status), *((k, v) for k, v in variables.items()))
+    command = cmd.HookReply(call_id, session, values, (), final)
+    if s is not None:
+        s.add(command)
+    return command
+
+
+def _refuse(session: str, channel_id: str, why: str) -> list[cmd.Command]:
+    return [
+        cmd.Log("", "hook.refused", "warning", {"channel_id": channel_id, "reason": why}),
+        cmd.HookReply("", session, (("VERBATIM_STATUS", "ERROR"), ("VERBATIM_ERROR", why))),
+    ]
+
+
+# --- the hooks -------------------------------------------------------------------------------
+
+
+def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
+    call_id = state.by_channel.get(e.channel.id)
+    if e.hook == "answered" and call_id is None and e.args and e.args[0] in state.calls:
+        call_id = e.args[0]  # the called channel inherited __VERBATIM_CALL_ID before its Dial
+    call = state.calls.get(call_id or "")
+    if e.hook == "record" and call is None:
+        return new_hooked_call(state, e, settings)
+    why = None
+    if e.hook not in HOOKS:
+        why = f"unknown hook {e.hook!r}"
+    elif call is None:
+        why = "no call is being recorded on this channel (call the record hook first)"
+    elif call.mode != "hook":
+        why = "this channel's call is in the Stasis app: use DTMF or the HTTP API"
+    if why is not None:
+        return state, _refuse(e.session, e.channel.id, why)
+    assert call is not None
+
+    def body(s: Step) -> None:
+        if e.hook == "record":
+            record_leg_hook(s, e)
+        elif e.hook == "answered":
+            answered_hook(s, e)
+        elif e.hook == "department":
+            department_hook(s, e)
+        else:
+            action, tag = e.hook, None
+            if e.hook == "policy":
+                wanted = e.args[0] if e.args else ""
+                action = {"record": "start", "no-record": "stop"}.get(wanted, "")
+                if not action:
+                    reply(s, call.call_id, e.session, "ERROR",
+                          VERBATIM_ERROR=f"policy takes record or no-record, not {wanted!r}")
+                    return
+            if e.hook == "tag":
+                tags = [a for a in e.args if a] or [""]
+                for tag in tags[:-1]:
+                    apply(s, "tag", "agi", channel_id=e.channel.id, tag=tag)
+                tag = tags[-1]
+            status, detail = apply(s, action, "agi", channel_id=e.channel.id, tag=tag)
+            reply(s, call.call_id, e.session, "OK" if status == DONE else "REJECTED",
+                  VERBATIM_DETAIL=detail)
+
+    return for_call(state, call.call_id, e, settings, body)
+
+
+def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
+    from recorder.model.dialing import fill_numbers  # dialing is Stasis mode's; one helper
+
+    ch = e.channel
+    direction = e.args[0] if e.args else ""
+    target = e.args[1] if len(e.args) > 1 and e.args[1] else e.exten
+    if direction not in DIRECTIONS:
+        return state, _refuse(e.session, ch.id,
+                              f"direction must be one of {', '.join(DIRECTIONS)}, "
+                              f"not {direction!r}")
+    if not TARGET_RE.match(target):
+        return state, _refuse(e.session, ch.id, f"invalid {direction} target {target!r}")
+    call_id = make_call_id(e.timestamp, e.asterisk_id, ch.id)
+    call = Call(
+        call_id=call_id, asterisk_id=e.asterisk_id, direction=direction, target=target,
+        started_at=e.timestamp, caller_channel=ch.id, bridge_id="", phase=FOLLOWING,
+        mode="hook",
+    )
+    fill_numbers(call, ch.caller_number, settings)
+    call.legs[ch.id] = Leg(
+        channel_id=ch.id, role="caller", channel_name=ch.name, started_at=e.timestamp,
+        caller_name=ch.caller_name, caller_number=ch.caller_number, state=LEG_UP,
+        answered_at=e.timestamp if ch.state == "Up" else None,
+    )
+    s = Step(call, e.timestamp, settings)
+    s.save()
+    s.record("call.started", ch.id, direction=direction, target=target, mode="hook")
+    s.log("call.started", channel_id=ch.id, direction=direction, target=target, mode="hook")
+    if settings.policy is not None:
+        call.announcements = [asdict(a) for a in decide_at_start(s, e.timestamp)]
+        prompt = due_for(call, "caller", "before-bridge")
+    else:
+        prompt = None
+    if prompt is not None:
+        playback_id = note_prompt(s, ch.id, prompt, session=e.session)
+        call.hook_sessions[e.session] = {"hook": "record", "leg": ch.id, "prompt": playback_id}
+        s.add(cmd.HookReply(call_id, e.session, (("__VERBATIM_CALL_ID", call_id),),
+                            ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
+                            final=False))
+    else:
+        start_or_answer(s, e.session, ch.id)
+    s.flush()
+    return state.with_call(call), s.out
+
+
+def start_or_answer(s: Step, session: str, leg_id: str) -> None:
+    """Record the hooked leg and answer once it runs; or say at once why it is not recorded."""
+    call = s.call
+    leg = call.legs[leg_id]
+    if not call.record:
+        reply(s, call.call_id, session, "NOT_RECORDED", __VERBATIM_CALL_ID=call.call_id,
+              VERBATIM_DETAIL=(call.decision or {}).get("reason") or "not recorded")
+        return
+    snoop_leg(s, leg)
+    rec = call.recordings.get(leg.recording or "")
+    if rec is not None and rec.started_at is not None:
+        reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
+        return
+    call.hook_sessions[session] = {"hook": "record", "leg": leg_id}
+    s.save()
+
+
+def record_leg_hook(s: Step, e: HookCalled) -> None:
+    """`record` again on a channel of a call we follow (a transfer context, a queue member)."""
+    call = s.call
+    leg = call.legs[e.channel.id]
+    if leg.state == LEG_GONE:
+        reply(s, call.call_id, e.session, "ERROR", VERBATIM_ERROR="the channel has ended")
+        return
+    start_or_answer(s, e.session, leg.channel_id)
+
+
+def answered_hook(s: Step, e: HookCalled) -> None:
+    """The called channel, answered and not yet bridged: its announcement, where due."""
+    call = s.call
+    leg = call.legs.get(e.channel.id)
+    if leg is None:  # its Dial event is not here yet: the inherited call id placed it
+        leg = add_leg(s, e.channel, LEG_UP)
+    mark_answered(s, leg)
+    first = leg.channel_id == call.callee_channel
+    prompt = due_for(call, "callee", "on-answer") if call.record and first else None
+    if prompt is None:
+        reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
+        return
+    playback_id = note_prompt(s, leg.channel_id, prompt, session=e.session, number=call.target)
+    call.hook_sessions[e.session] = {"hook": "answered", "leg": leg.channel_id,
+                                     "prompt": playback_id}
+    s.add(cmd.HookReply(call.call_id, e.session, (),
+                        ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
+                        final=False))
+    s.save()
+
+
+def department_hook(s: Step, e: HookCalled) -> None:
+    call = s.call
+    name = e.args[0] if e.args else ""
+    known = set(s.settings.departments.values())
+    if not (0 < len(name) <= 100 and name.isprintable()) or (known and name not in known):
+        reply(s, call.call_id, e.session, "REJECTED",
+              VERBATIM_DETAIL=f"unknown department {name!r}")
+        return
+    call.department = name
+    s.record("call.department", e.channel.id, department=name)
+    s.save()
+    reply(s, call.call_id, e.session, "OK", VERBATIM_DETAIL=name)
+
+
+def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> Result:
+    """The AGI session played a prompt: audit it, and act on a refusal or go on recording."""
+
+    def body(s: Step) -> None:
+        call = s.call
+        session = call.hook_sessions.pop(e.session, None)
+        if session is None:
+            return
+        prompt = call.prompts.get(str(session.get("prompt")))
+        leg_id = str(session["leg"])
+        if prompt is None:
+            return
+        if e.hung_up:
+            audit(s, prompt, "interrupted")
+            s.save()
+            return
+        refused = e.digit is not None and e.digit == prompt.get("opt_out_dtmf")
+        if not refused:
+            audit(s, prompt, "finished")
+            if session["hook"] == "record":
+                start_or_answer(s, e.session, leg_id)
+            else:
+                reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
+            s.save()
+            return
+        label = str(prompt["to"])
+        call.opted_out.append(label)
+        policy = s.settings.policy
+        assert policy is not None  # prompts come from policy
+        decision = decide(facts_of(call), policy, s.at)
+        remember(call, decision)
+        call.record = False
+        call.unrecorded_since = call.unrecorded_since or s.at
+        audit(s, prompt, "interrupted", dtmf=e.digit, opted_out=True)
+        s.log("consent.opted_out", "warning", channel_id=leg_id, party=label, then=decision.then)
+        for leg in call.legs.values():  # nothing of the refusing party is kept
+            leg.recording = None
+        for rec in call.recordings.values():
+            if rec.status in REC_LIVE:
+                s.add(cmd.StopRecording(call.call_id, rec.name))
+        if decision.then == "end":
+            call.outcome = "rejected"
+            reply(s, call.call_id, e.session, "HANGUP", VERBATIM_DETAIL="recording refused")
+        elif decision.then == "route" and decision.route_to:
+            reply(s, call.call_id, e.session, "ROUTE", VERBATIM_ROUTE=decision.route_to)
+        else:
+            reply(s, call.call_id, e.session, "NOT_RECORDED", VERBATIM_DETAIL="refused")
+        s.save()
+
+    return for_call(state, state.by_channel.get(e.channel_id), e, settings, body)
+
+
+# --- following the call ------------------------------------------------------------------------
+
+
+def add_leg(s: Step, channel: ev.ChannelInfo, state: str, number: str | None = None) -> Leg:
+    call = s.call
+    leg = Leg(
+        channel_id=channel.id, role="callee", channel_name=channel.name, started_at=s.at,
+        caller_name=channel.caller_name, caller_number=channel.caller_number, state=state,
+        number=number or call.target,
+    )
+    call.legs[channel.id] = leg
+    s.record("leg.found", channel.id, channel=channel.name)
+    s.log("leg.found", channel_id=channel.id, channel=channel.name)
+    s.save()
+    return leg
+
+
+def mark_answered(s: Step, leg: Leg) -> None:
+    call = s.call
+    if leg.answered_at is not None or leg.state == LEG_GONE:
+        return
+    leg.state = LEG_UP
+    leg.answered_at = s.at
+    leg.outcome = None
+    if leg.role == "callee":
+        call.answered_at = call.answered_at or s.at
+        call.callee_channel = call.callee_channel or leg.channel_id
+        s.record("call.answered", leg.channel_id)
+        s.log("call.answered", channel_id=leg.channel_id)
+    s.save()
+
+
+def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str) -> Result:
+    def body(s: Step) -> None:
+        call = s.call
+        leg = call.legs.get(e.peer.id)
+        if leg is None:
+            if e.caller is None or e.caller.id not in call.legs:
+                return
+            number = transfer_exten(call, e.caller.id) or call.target
+            leg = add_leg(s, e.peer, LEG_DIALING, number)
+            s.record("dial.started", leg.channel_id, caller=e.caller.id, dialstring=e.dialstring)
+        status = e.dialstatus
+        if status:
+            leg.dialstatus = status
+        if status in ("RINGING", "PROGRESS") and leg.state == LEG_DIALING:
+            leg.state = LEG_RINGING
+        elif status == "ANSWER":
+            mark_answered(s, leg)
+        elif status in DIAL_FAILURES and leg.answered_at is None:
+            leg.outcome = DIAL_FAILURES[status][0]
+            s.record("dial.failed", leg.channel_id, dialstatus=status)
+        elif status == "CANCEL" and leg.answered_at is None:
+            leg.outcome = "forwarded" if e.forward else "cancelled"
+        s.save()
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def transfer_exten(call: Call, channel_id: str) -> str | None:
+    """A blind transfer sent this leg to dial an extension: that is whom it reaches."""
+    leg = call.legs.get(channel_id)
+    return leg.transferred_to if leg is not None else None
+
+
+def on_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: CallSettings,
+                      call_id: str) -> Result:
+    """Asterisk sends the transferee to exten@context (the same channel): its next Dial is
+    followed as a new leg. Kept as an event row, as in Stasis mode."""
+
+    def body(s: Step) -> None:
+        call = s.call
+        transferee = e.transferee.id if e.transferee else None
+        s.record("transfer.blind", e.channel.id, exten=e.exten, context=e.context,
+                 result=e.result, transferee=transferee)
+        s.log("transfer.blind", channel_id=e.channel.id, exten=e.exten, result=e.result,
+              transferee=transferee)
+        if transferee in call.legs and e.result == "Success":
+            call.legs[transferee].transferred_to = e.exten
+        s.save()
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSettings,
+               call_id: str) -> Result:
+    assert e.channel is not None
+    channel = e.channel
+
+    def body(s: Step) -> None:
+        call = s.call
+        if channel.id in call.snoops:
+            return
+        leg = call.legs.get(channel.id) or add_leg(s, channel, LEG_UP)
+        if leg.in_bridge or leg.state == LEG_GONE:
+            return
+        leg.in_bridge = True
+        leg.spans.append([e.bridge.id, s.at, None])
+        mark_answered(s, leg)
+        together = [x for x in call.legs.values()
+                    if x.in_bridge and x.spans and x.spans[-1][0] == e.bridge.id]
+        if len(together) >= 2:
+            call.bridged_at = call.bridged_at or s.at
+            s.record("call.bridged", channel.id, bridge=e.bridge.id)
+            s.log("call.bridged", channel_id=channel.id, bridge=e.bridge.id)
+        snoop_leg(s, leg)
+        s.save()
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def on_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettings,
+            call_id: str) -> Result:
+    def body(s: Step) -> None:
+        leg = s.call.legs.get(e.channel.id)
+        if leg is not None and leg.in_bridge and leg.spans and leg.spans[-1][0] == e.bridge.id:
+            leave_bridge(s.call, leg, s.at)
+            s.save()
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def on_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
+               call_id: str) -> Result:
+    """Hangups, state changes, snoops entering the app, DTMF, hold."""
+
+    def body(s: Step) -> None:
+        call = s.call
+        cid = e.channel.id
+        if cid in call.snoops:
+            if isinstance(e, ev.StasisStart):
+                snoop_ready(s, cid)
+            elif isinstance(e, ev.ChannelDestroyed):
+                snoop_gone(s, cid)
+            return
+        leg = call.legs.get(cid)
+        if leg is None:
+            return
+        if isinstance(e, ev.ChannelStateChange) and e.channel.state == "Up":
+            mark_answered(s, leg)
+        elif isinstance(e, ev.ChannelDtmfReceived):
+            control_digit(s, e)
+        elif isinstance(e, ev.ChannelHangupRequest):
+            if e.cause is not None and leg.hangup_cause is None:
+                leg.hangup_cause = e.cause
+                s.save()
+        elif isinstance(e, ev.ChannelDestroyed):
+            leg.hangup_cause = e.cause
+            hooked_leg_gone(s, leg)
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def hooked_leg_gone(s: Step, leg: Leg) -> None:
+    call = s.call
+    if leg.state == LEG_GONE:
+        return
+    leave_bridge(call, leg, s.at)
+    leg.state = LEG_GONE
+    leg.ended_at = s.at
+    if leg.outcome is None:
+        leg.outcome = ("hangup" if leg.role == "caller" else
+                       "answered" if leg.answered_at else "failed")
+    s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
+    for session, info in list(call.hook_sessions.items()):
+        if info.get("leg") == leg.channel_id:  # an AGI still waiting on a channel now gone
+            del call.hook_sessions[session]
+            reply(s, call.call_id, session, "FAILED", VERBATIM_ERROR="the channel ended")
+    if not call.live_legs() and call.phase == FOLLOWING:
+        call.phase = ENDING
+        if call.outcome is None:
+            callees = [x for x in call.legs.values() if x.role == "callee"]
+            call.outcome = ("answered" if call.answered_at else
+                            dial_outcome(call) if callees else "abandoned")
+        if call.bridged_at is not None:
+            call.unbridged_at = call.unbridged_at or s.at
+        for rec in call.live_recordings():  # each snoop dies with its channel; to be sure
+            s.add(cmd.StopRecording(call.call_id, rec.name))
+        s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
+    s.save()
+    maybe_finish(s)
+
+
+def on_recording(state: ModelState, e: ev.RecordingEvent, settings: CallSettings,
+                 call_id: str) -> Result:
+    def body(s: Step) -> None:
+        call = s.call
+        rec = call.recordings.get(e.recording.name)
+        if rec is None:
+            return
+        if isinstance(e, ev.RecordingStarted):
+            snoop_started(s, rec)
+            answer_waiting(s, snooped_leg(rec) or "", "RECORDING")
+        else:
+            failed = isinstance(e, ev.RecordingFailed)
+            snoop_ended(s, rec, failed, e.recording.cause or ("failed" if failed else ""))
+            if failed:
+                answer_waiting(s, snooped_leg(rec) or "", "FAILED")
+
+    return for_call(state, call_id, e, settings, body)
+
+
+def answer_waiting(s: Step, leg_id: str, status: str) -> None:
+    """Hook sessions waiting for this leg's recording to run get their answer."""
+    call = s.call
+    for session, info in list(call.hook_sessions.items()):
+        if info.get("leg") == leg_id and "prompt" not in info:
+            del call.hook_sessions[session]
+            reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
+            s.save()
+
+
+def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
+              call_id: str) -> Result:
+    failed = e.command
+
+    def body(s: Step) -> None:
+        call = s.call
+        if isinstance(failed, cmd.Snoop | cmd.RecordChannel):
+            name = call.snoops.get(failed.snoop_id if isinstance(failed, cmd.Snoop)
+                                   else failed.channel_id, "")
+            rec = call.recordings.get(name)
+            if rec is not None and rec.status in REC_LIVE:
+                rec.status, rec.error, rec.ended_at = REC_FAILED, f"{e.status} {e.message}", s.at
+                s.record("recording.failed", snooped_leg(rec), recording=rec.name,
+                         error=rec.error)
+                s.log("recording.failed", "error", recording=rec.name, error=rec.error)
+                leg = call.legs.get(snooped_leg(rec) or "")
+                if leg is not None and leg.recording == rec.name:
+                    leg.recording = None
+                answer_waiting(s, snooped_leg(rec) or "", "FAILED")
+                if isinstance(failed, cmd.RecordChannel):
+                    s.add(cmd.Hangup(call.call_id, failed.channel_id))
+                s.save()
+                maybe_finish(s)
+        elif not isinstance(failed, cmd.StopRecording | cmd.Hangup):
+            what = type(failed).__name__
+            s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
+            s.record("ari.request_failed", command=what, status=e.status, message=e.message)
+
+    return for_call(state, call_id, e, settings, body)
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+def route(state: ModelState, event: ev.Event) -> Callable[[ModelState, Any, CallSettings],
+                                                          Result] | None:
+    """The handler for an event of a hook-mode call (or a hook/control input); None: Stasis
+    mode's handlers take it."""
+    if isinstance(event, HookCalled):
+        return on_hook
+    if isinstance(event, HookPrompted):
+        return on_prompted
+    if isinstance(event, ControlRequested):
+        return on_control
+    if not any(c.mode == "hook" for c in state.calls.values()):
+        return None
+    call_id = _hooked_call_of(state, event)
+    if call_id is None:
+        return None
+    handler = HANDLERS.get(type(event))
+    if handler is None:
+        return lambda st, _e, _s: (st, [])  # nothing a hook-mode call needs from it
+    return lambda st, e, settings: handler(st, e, settings, call_id)
+
+
+def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
+    ids: list[str | None] = []
+    if isinstance(e, ev.StasisStart | ev.ChannelEvent | ev.BridgeBlindTransfer):
+        ids.append(state.by_channel.get(e.channel.id))
+    elif isinstance(e, ev.Dial):
+        ids += [state.by_channel.get(e.peer.id),
+                state.by_channel.get(e.caller.id) if e.caller else None]
+    elif isinstance(e, ev.ChannelEnteredBridge):
+        # a channel joining a bridge where a leg of ours talks belongs to that call
+        ids += [state.by_channel.get(e.channel.id) if e.channel else None,
+                *(state.by_channel.get(c) for c in e.bridge.channels)]
+    elif isinstance(e, ev.ChannelLeftBridge):
+        ids.append(state.by_channel.get(e.channel.id))
+    elif isinstance(e, ev.RecordingEvent):
+        ids.append(state.by_recording.get(e.recording.name))
+    elif isinstance(e, RecordingFiled | RecordingFileFailed):
+        ids.append(state.by_recording.get(e.name))
+    elif isinstance(e, CommandFailed) and e.command is not None:
+        ids.append(e.command.call_id)
+    for call_id in ids:
+        call = state.calls.get(call_id or "")
+        if call is not None and call.mode == "hook":
+            return call.call_id
+    return None
+
+
+def _shared(handler: Handler) -> Callable[[ModelState, Any, CallSettings, str], Result]:
+    return lambda state, e, settings, _call_id: handler(state, e, settings)
+
+
+HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
+    ev.StasisStart: on_channel,
+    ev.StasisEnd: on_channel,
+    ev.ChannelStateChange: on_channel,
+    ev.ChannelDtmfReceived: on_channel,
+    ev.ChannelHangupRequest: on_channel,
+    ev.ChannelDestroyed: on_channel,
+    ev.ChannelHold: _shared(on_hold),
+    ev.ChannelUnhold: _shared(on_hold),
+    ev.Dial: on_dial,
+    ev.ChannelEnteredBridge: on_entered,
+    ev.ChannelLeftBridge: on_left,
+    ev.BridgeBlindTransfer: on_blind_transfer,
+    ev.RecordingStarted: on_recording,
+    ev.RecordingFinished: on_recording,
+    ev.RecordingFailed: on_recording,
+    CommandFailed: on_failed,
+    RecordingFiled: _shared(on_filed),
+    RecordingFileFailed: _shared(on_filed),
+}

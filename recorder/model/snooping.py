@@ -1,0 +1,134 @@
+"""Recording a channel the dialplan keeps (hook mode): one snoop channel per leg, recorded.
+
+A channel outside Stasis cannot be put in our bridge, but ARI can snoop on it: POST
+/channels/{id}/snoop (spy both) makes a Snoop channel that enters our app and hears what the
+channel says and hears, wherever the dialplan bridges it (Dial(), a transfer's new bridge). The
+snoop is recorded (POST /channels/{snoop}/record; a bridged channel itself cannot be: trace
+record_channel_in_bridge) and dies with its channel, which finishes the recording.
+
+Each leg gets its own snoop when it first talks, so a transfer that takes one party away leaves
+the other's recording running. A snoop recording that ends while its leg is still up is
+replaced at once (the gap is logged), as a bridge recording is in Stasis mode.
+"""
+
+from __future__ import annotations
+
+from recorder.model import commands as cmd
+from recorder.model.ending import maybe_finish
+from recorder.model.flow import Step
+from recorder.model.segments import legs_during
+from recorder.model.state import (
+    LEG_GONE,
+    REC_FAILED,
+    REC_FINISHED,
+    REC_LIVE,
+    REC_RECORDING,
+    REC_REQUESTED,
+    Leg,
+    Recording,
+)
+
+SNOOP_PREFIX = "snoop:"
+
+
+def snooped_leg(rec: Recording) -> str | None:
+    """The leg a snoop recording hears (None for a bridge recording)."""
+    return rec.target.removeprefix(SNOOP_PREFIX) if rec.target.startswith(SNOOP_PREFIX) else None
+
+
+def snoop_of(call_snoops: dict[str, str], name: str) -> str | None:
+    return next((sid for sid, rec in call_snoops.items() if rec == name), None)
+
+
+def stopped(s: Step) -> bool:
+    """Recording is off on purpose now: a stop control, or policy/consent said no."""
+    call = s.call
+    return not call.record or call.open_pause("stop") is not None
+
+
+def snoop_leg(s: Step, leg: Leg) -> None:
+    """Start recording `leg` (nothing if it is already recorded, gone, or recording is off)."""
+    call = s.call
+    if leg.recording is not None or leg.state == LEG_GONE or stopped(s):
+        return
+    n = call.next_segment
+    call.next_segment += 1
+    name, snoop_id = f"{call.call_id}-s{n}", f"{call.call_id}-n{n}"
+    call.recordings[name] = Recording(
+        name=name, segment=n, target=f"{SNOOP_PREFIX}{leg.channel_id}",
+        format=s.settings.format, requested_at=s.at,
+    )
+    call.snoops[snoop_id] = name
+    leg.recording = name
+    s.save()  # names stored before Asterisk hears them
+    s.add(cmd.Snoop(call.call_id, leg.channel_id, snoop_id, f"snoop,{call.call_id}"))
+    s.log("recording.snoop", channel_id=leg.channel_id, recording=name, snoop=snoop_id)
+
+
+def snoop_ready(s: Step, snoop_id: str) -> None:
+    """The snoop channel entered our app: record it (or let it go, if no longer wanted)."""
+    call = s.call
+    rec = call.recordings.get(call.snoops.get(snoop_id, ""))
+    if rec is None or rec.status != REC_REQUESTED:
+        s.add(cmd.Hangup(call.call_id, snoop_id))
+        return
+    s.add(cmd.RecordChannel(call.call_id, snoop_id, rec.name, rec.format))
+
+
+def snoop_gone(s: Step, snoop_id: str) -> None:
+    """A snoop died before its recording was even asked for: nothing will come of it."""
+    rec = s.call.recordings.get(s.call.snoops.get(snoop_id, ""))
+    if rec is not None and rec.status == REC_REQUESTED and rec.started_at is None:
+        snoop_ended(s, rec, True, "snoop channel ended before recording")
+
+
+def snoop_started(s: Step, rec: Recording) -> None:
+    call = s.call
+    if rec.status != REC_REQUESTED:
+        return
+    rec.status = REC_RECORDING
+    rec.started_at = s.at
+    s.record("recording.started", snooped_leg(rec), recording=rec.name, segment=rec.segment)
+    s.log("recording.started", channel_id=snooped_leg(rec), recording=rec.name)
+    if call.open_pause("pause") is not None:
+        s.add(cmd.PauseRecording(call.call_id, rec.name, True))  # started during a pause
+    s.save()
+
+
+def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
+    """A snoop recording finished or failed: file what exists; if its leg is still up and
+    recording is wanted, snoop again at once and report the gap."""
+    call = s.call
+    if rec.status not in REC_LIVE:
+        return
+    rec.ended_at = s.at
+    rec.legs = legs_during(call, rec)
+    if failed:
+        rec.status, rec.error = REC_FAILED, error or "failed"
+        s.record("recording.failed", snooped_leg(rec), recording=rec.name, error=rec.error)
+        s.log("recording.failed", "error", recording=rec.name, error=rec.error)
+    else:
+        rec.status = REC_FINISHED
+        s.record("recording.finished", snooped_leg(rec), recording=rec.name)
+    if rec.started_at is not None:
+        rec.file_pending = True
+        s.add(cmd.FileRecording(call.call_id, rec.name, rec.format, rec.started_at.isoformat()))
+    leg = call.legs.get(snooped_leg(rec) or "")
+    if leg is not None and leg.recording == rec.name:
+        leg.recording = None
+        if leg.state != LEG_GONE and call.phase == "following" and not stopped(s):
+            s.log("recording.gap", "warning", channel_id=leg.channel_id, recording=rec.name,
+                  reason=rec.error or "snoop recording ended while the leg was up")
+            s.record("recording.gap", leg.channel_id, recording=rec.name,
+                     reason=rec.error or "ended mid-call")
+            call.gaps += 1
+            old = snoop_of(call.snoops, rec.name)
+            if old is not None:
+                s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
+            snoop_leg(s, leg)
+    s.save()
+    maybe_finish(s)
+
+
+def live_recordings_of(s: Step) -> list[Recording]:
+    return [r for r in s.call.recordings.values() if r.status == REC_RECORDING]

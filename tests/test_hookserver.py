@@ -1,0 +1,98 @@
+"""recorder.hookserver over real TCP: an AGI session becomes model inputs, and replies go back.
+
+The test plays both Asterisk (FakeAsterisk, from the FastAGI server tests) and the call model
+(reading the broker's events and delivering HookReply commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from structlog.testing import capture_logs
+
+from recorder.agi import AgiServer
+from recorder.ari.events import Event
+from recorder.hookserver import HookBroker
+from recorder.model.commands import HookReply
+from recorder.model.inputs import HookCalled, HookPrompted
+from tests.test_agi_server import UNIQUEID, FakeAsterisk
+
+
+class Model:
+    def __init__(self, timeout_s: float = 2.0) -> None:
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.broker = HookBroker(self.events.put, lambda: datetime.now(UTC), lambda: "ast-1",
+                                 reply_timeout_s=timeout_s)
+
+    async def next(self) -> Event:
+        async with asyncio.timeout(2):
+            return await self.events.get()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Model, int]]:
+    model = Model(timeout_s=0.3)
+    server = AgiServer(model.broker.handlers, port=0)
+    _, port = await server.start()
+    yield model, port
+    await server.stop()
+
+
+async def test_prompt_then_answer(served: tuple[Model, int]) -> None:
+    model, port = served
+    fake = await FakeAsterisk.connect(port)
+    await fake.send_env("record")
+    called = await model.next()
+    assert isinstance(called, HookCalled)
+    assert (called.hook, called.args, called.exten, called.asterisk_id) == (
+        "record", ("inbound", "201"), "201", "ast-1")
+    assert (called.channel.id, called.channel.caller_number) == (UNIQUEID, "+14155550100")
+    model.broker.deliver(HookReply("c1", called.session, (("__VERBATIM_CALL_ID", "c1"),),
+                                   (("verbatim/consent-en", "1"),), final=False))
+    await fake.expect('SET VARIABLE __VERBATIM_CALL_ID "c1"', "200 result=1")
+    await fake.expect('STREAM FILE "verbatim/consent-en" "1"', "200 result=49 endpos=4000")
+    prompted = await model.next()
+    assert isinstance(prompted, HookPrompted)
+    assert (prompted.session, prompted.digit, prompted.hung_up) == (called.session, "1", False)
+    model.broker.deliver(HookReply("c1", called.session, (("VERBATIM_STATUS", "NOT_RECORDED"),)))
+    await fake.expect('SET VARIABLE VERBATIM_STATUS "NOT_RECORDED"', "200 result=1")
+    await fake.expect_closed()
+    await fake.close()
+
+
+async def test_a_recorder_that_does_not_answer_lets_the_dialplan_go_on(
+    served: tuple[Model, int],
+) -> None:
+    model, port = served
+    fake = await FakeAsterisk.connect(port)
+    with capture_logs() as logs:
+        await fake.send_env("record")
+        called = await model.next()
+        assert isinstance(called, HookCalled)
+        await fake.expect('SET VARIABLE VERBATIM_STATUS "FAILED"', "200 result=1")
+        await fake.expect('SET VARIABLE VERBATIM_ERROR "the recorder did not answer"',
+                          "200 result=1")
+        await fake.expect_closed()
+        # the model's answer, too late: dropped with a warning, nothing breaks
+        model.broker.deliver(HookReply("c1", called.session, (("VERBATIM_STATUS", "OK"),)))
+    assert [e["event"] for e in logs if e["event"].startswith("hook.")] == [
+        "hook.called", "hook.timeout", "hook.reply_late"]
+    await fake.close()
+
+
+async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, int]) -> None:
+    model, port = served
+    fake = await FakeAsterisk.connect(port)
+    await fake.send_env("answered")
+    called = await model.next()
+    assert isinstance(called, HookCalled)
+    model.broker.deliver(HookReply("c1", called.session, (), (("verbatim/consent-en", "1"),),
+                                   final=False))
+    assert await fake.read_line() == 'STREAM FILE "verbatim/consent-en" "1"'
+    await fake.send("HANGUP", "200 result=-1 endpos=0")
+    prompted = await model.next()
+    assert isinstance(prompted, HookPrompted) and prompted.hung_up
+    await fake.close()

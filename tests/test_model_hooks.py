@@ -1,0 +1,244 @@
+"""Hook mode in the pure model: a call the dialplan keeps, followed and recorded by snoop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.calls import step
+from recorder.model.inputs import ControlRequested, HookCalled, HookPrompted, RecordingFiled
+from recorder.model.settings import CallSettings
+from recorder.model.state import Call, ModelState
+from tests import builders as b
+
+A, B, C = "1700000000.1", "1700000000.2", "1700000000.3"
+SETTINGS = CallSettings(controls={"pause": "*1", "resume": "*2"})
+
+
+class Run:
+    def __init__(self, settings: CallSettings = SETTINGS) -> None:
+        self.state = ModelState()
+        self.settings = settings
+        self.commands: list[cmd.Command] = []
+
+    def feed(self, event: ev.Event) -> list[cmd.Command]:
+        self.state, out = step(self.state, event, self.settings)
+        self.commands.extend(out)
+        return out
+
+    def of(self, kind: type[Any], out: list[cmd.Command] | None = None) -> list[Any]:
+        return [c for c in (self.commands if out is None else out) if isinstance(c, kind)]
+
+    @property
+    def call(self) -> Call:
+        (call,) = self.state.calls.values()
+        return call
+
+
+def hook(t: float, hook: str, channel: str, *args: str, session: str = "s1") -> HookCalled:
+    return HookCalled(timestamp=b.at(t), asterisk_id=b.AST, session=session, hook=hook,
+                      channel=b.chan(channel, number="+14155550100"), args=args, exten="201")
+
+
+def dial(t: float, caller: str, peer: str, status: str) -> ev.Dial:
+    return ev.Dial(timestamp=b.at(t), asterisk_id=b.AST, caller=b.chan(caller),
+                   peer=b.chan(peer, "Ring"), dialstatus=status)
+
+
+def snoop_runs(run: Run, t: float, out: list[cmd.Command]) -> str:
+    """The snoop the model asked for enters the app and its recording starts."""
+    (snoop,) = run.of(cmd.Snoop, out)
+    rec_cmds = run.feed(b.stasis_start(t, b.chan(snoop.snoop_id), "snoop"))
+    (record,) = run.of(cmd.RecordChannel, rec_cmds)
+    assert record.channel_id == snoop.snoop_id
+    run.feed(b.recording(t + 0.01, "started", record.name))
+    return str(record.name)
+
+
+def filed(t: float, name: str, ms: int) -> RecordingFiled:
+    return RecordingFiled(timestamp=b.at(t), asterisk_id=b.AST, name=name, path=f"/a/{name}",
+                          sha256="0" * 64, bytes=ms * 16, duration_ms=ms)
+
+
+def test_record_hook_answers_once_the_snoop_records() -> None:
+    run = Run()
+    out = run.feed(hook(0, "record", A, "inbound", "201"))
+    assert not run.of(cmd.HookReply, out)  # the dialplan waits: nothing is dialled unrecorded
+    (snoop,) = run.of(cmd.Snoop, out)
+    assert snoop.channel_id == A and run.call.mode == "hook" and run.call.target == "201"
+    name = snoop_runs(run, 0.01, out)
+    (answer,) = run.of(cmd.HookReply)
+    assert answer.session == "s1" and answer.final
+    assert dict(answer.variables)["VERBATIM_STATUS"] == "RECORDING"
+    assert dict(answer.variables)["__VERBATIM_CALL_ID"] == run.call.call_id
+    assert run.call.recordings[name].status == "recording"
+    # the same hook again (the transfer context calls it too): answered at once, no new snoop
+    again = run.feed(hook(0.5, "record", A, "inbound", "201", session="s2"))
+    assert not run.of(cmd.Snoop, again)
+    assert dict(run.of(cmd.HookReply, again)[0].variables)["VERBATIM_STATUS"] == "RECORDING"
+
+
+def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
+    run = Run()
+    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, ""))
+    run.feed(dial(1.1, A, B, "RINGING"))
+    run.feed(dial(2, A, B, "ANSWER"))
+    run.feed(b.entered(2, "x", A))
+    s2 = snoop_runs(run, 2.01, run.feed(b.entered(2, "x", B)))
+    assert run.call.answered_at == b.at(2) and run.call.callee_channel == B
+    # B transfers A to 300: A leaves for the transfer context and dials C from there
+    run.feed(ev.BridgeBlindTransfer(timestamp=b.at(5), asterisk_id=b.AST, channel=b.chan(B),
+                                    exten="300", context="transfer", result="Success",
+                                    is_external=True, transferee=b.chan(A)))
+    run.feed(b.left(5, "x", A))
+    run.feed(b.left(5, "x", B))
+    run.feed(b.destroyed(5.2, B))
+    run.feed(b.recording(5.2, "finished", s2))
+    run.feed(dial(5.5, A, C, ""))
+    assert run.call.legs[C].number == "300"
+    run.feed(dial(7, A, C, "ANSWER"))
+    run.feed(b.entered(7, "y", A))
+    s3 = snoop_runs(run, 7.01, run.feed(b.entered(7, "y", C)))
+    assert len(run.of(cmd.Snoop)) == 3  # A once (it moved bridges with its snoop), B, C
+    run.feed(b.destroyed(12, C))
+    run.feed(b.destroyed(12, A))
+    assert run.call.phase == "ending" and not run.of(cmd.Hangup)  # the dialplan owns them
+    run.feed(b.recording(12, "finished", s3))
+    run.feed(b.recording(12, "finished", s1))
+    run.feed(filed(12.1, s1, 11980))
+    run.feed(filed(12.1, s2, 3180))
+    out = run.feed(filed(12.1, s3, 4980))
+    assert not run.state.calls  # ended
+    (save,) = [c for c in run.of(cmd.SaveCall, out)]
+    legs = {leg.channel_id: leg for leg in save.legs}
+    assert legs[A].talked_ms == 8000 and legs[A].covered_ms == 8000
+    assert legs[B].talked_ms == 3000 and legs[B].covered_ms == 3000
+    assert legs[C].talked_ms == 5000 and legs[C].covered_ms == 5000
+    assert not run.of(cmd.SaveGaps)
+    assert save.call.outcome == "answered"
+    recs = {r.name: r for r in save.recordings}
+    assert set(recs[s1].legs or []) == {A, B, C} and recs[s1].target == f"snoop:{A}"
+
+
+def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() -> None:
+    run = Run()
+    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    s2 = snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    out = run.feed(b.recording(4, "failed", s1, cause="disk full"))
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]  # A is snooped again
+    assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
+    assert run.call.gaps == 1 and run.call.legs[A].recording not in (None, s1)
+    assert s2 in run.call.recordings
+
+
+def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:
+    run = Run()
+    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    s2 = snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    call_id = run.call.call_id
+    out = run.feed(ControlRequested(timestamp=b.at(3), asterisk_id=b.AST, request_id=7,
+                                    call_id=call_id, action="pause", by="crm"))
+    assert {(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)} == {(s1, True), (s2, True)}
+    assert run.of(cmd.ControlDone, out) == [cmd.ControlDone(call_id, 7, "done", "pause")]
+    # the same pause by the applicationmap hook: acknowledged, nothing done twice
+    out = run.feed(hook(3.1, "pause", B, session="s9"))
+    assert not run.of(cmd.PauseRecording, out)
+    assert dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"] == "OK"
+    out = run.feed(hook(6, "resume", A, session="s10"))
+    assert {(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)} == {(s1, False),
+                                                                            (s2, False)}
+    assert run.call.pauses[0][:2] == [b.at(3), b.at(6)]
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        (hook(0, "tag", A, "matter:1"), "no call is being recorded"),
+        (hook(0, "record", A, "sideways", "201"), "direction must be one of"),
+        (hook(0, "record", A, "inbound", "20/1"), "invalid inbound target"),
+        (hook(0, "launch", A), "unknown hook"),
+    ],
+)
+def test_bad_hooks_get_an_error_and_change_nothing(event: HookCalled, error: str) -> None:
+    run = Run()
+    out = run.feed(event)
+    (answer,) = run.of(cmd.HookReply, out)
+    values = dict(answer.variables)
+    assert values["VERBATIM_STATUS"] == "ERROR" and error in values["VERBATIM_ERROR"]
+    assert not run.state.calls
+
+
+def test_tag_department_and_policy_hooks() -> None:
+    run = Run(CallSettings(departments={"201": "Intake", "305": "Family Law"}))
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(hook(1, "tag", A, "matter:2026-0113", "note: card", session="t"))
+    assert [c.tags for c in run.of(cmd.SaveTags, out)] == [("matter:2026-0113",), ("note: card",)]
+    out = run.feed(hook(1, "department", A, "Nowhere", session="d"))
+    assert dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"] == "REJECTED"
+    run.feed(hook(1, "department", A, "Family", session="d2"))
+    assert run.call.department == "Intake"  # "Family" is not a configured department
+    out = run.feed(hook(1, "department", A, "Family Law", session="d3"))
+    assert run.call.department == "Family Law"
+    assert dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"] == "OK"
+    out = run.feed(hook(2, "policy", A, "no-record", session="p"))
+    assert run.of(cmd.StopRecording, out) and run.call.open_pause("stop") is not None
+    out = run.feed(hook(3, "policy", A, "record", session="p2"))
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]
+
+
+def policy_settings() -> CallSettings:
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    return CallSettings(policy=load_policy(None, numbering_from(CallsConfig())))
+
+
+def prompted(t: float, session: str, channel: str, digit: str | None = None) -> HookPrompted:
+    return HookPrompted(timestamp=b.at(t), asterisk_id=b.AST, session=session,
+                        channel_id=channel, digit=digit)
+
+
+def test_announcements_are_played_by_the_hook_before_anything_is_recorded() -> None:
+    run = Run(policy_settings())
+    out = run.feed(hook(0, "record", A, "inbound", "201"))  # +1 415: California, all-party
+    (ask,) = run.of(cmd.HookReply, out)
+    assert not ask.final and not run.of(cmd.Snoop, out)
+    ((media, escape),) = ask.prompts
+    assert media.startswith("verbatim/consent-all-party") and escape == "9"
+    out = run.feed(prompted(4, "s1", A))
+    assert run.of(cmd.SaveConsent, out) and run.of(cmd.Snoop, out)  # heard: now recorded
+    snoop_runs(run, 4.01, out)
+    assert dict(run.of(cmd.HookReply)[-1].variables)["VERBATIM_STATUS"] == "RECORDING"
+    # the callee (all-party) hears its own before it is bridged, and refuses
+    run.feed(dial(5, A, B, ""))
+    run.feed(dial(6, A, B, "ANSWER"))
+    out = run.feed(hook(6, "answered", B, run.call.call_id, session="s2"))
+    (ask,) = run.of(cmd.HookReply, out)
+    assert not ask.final and ask.prompts[0][1] == "9"
+    out = run.feed(prompted(8, "s2", B, digit="9"))
+    (stop,) = run.of(cmd.StopRecording, out)
+    (answer,) = run.of(cmd.HookReply, out)
+    assert answer.final and dict(answer.variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
+    assert run.call.record is False and run.call.opted_out == ["callee"]
+    # nothing more is recorded, even when the callee is bridged
+    assert not run.of(cmd.Snoop, run.feed(b.entered(8, "x", B)))
+    assert stop.name in run.call.recordings
+
+
+def test_a_caller_who_refuses_is_routed_as_policy_says() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))
+    out = run.feed(prompted(1, "s1", A, digit="9"))
+    (answer,) = run.of(cmd.HookReply, out)
+    assert answer.final and dict(answer.variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
+    assert not run.of(cmd.Snoop) and run.call.unrecorded_since == b.at(1)
+    (row,) = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
+    assert (row.played, row.opted_out, row.dtmf) == ("interrupted", True, "9")
