@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,15 +75,18 @@ class AsteriskClock:
     since it arrived.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: Callable[[], datetime] | None = None) -> None:
         self._base: datetime | None = None
         self._at = 0.0
+        self._source = source  # Asterisk's own clock, when it can be read (the simulator's)
 
     def seen(self, when: datetime) -> None:
         if self._base is None or when >= self._base:
             self._base, self._at = when, time.monotonic()
 
     def now(self) -> datetime:
+        if self._source is not None:
+            return self._source()
         if self._base is None:
             return datetime.now(UTC)
         return self._base + timedelta(seconds=time.monotonic() - self._at)
@@ -122,8 +126,8 @@ class Daemon:
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
         # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
-        self.hooks = HookBroker(self.queue.put, self.clock.now, lambda: self.asterisk_id,
-                                hook_timeout_s)
+        self.hooks = HookBroker(self.queue.put, lambda: self.clock.now(),
+                                lambda: self.asterisk_id, hook_timeout_s)
         self.controls = controls  # HTTP API control requests (control_requests rows)
 
     @property

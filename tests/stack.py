@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from recorder.config import (
     Secret,
     StorageConfig,
 )
+from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
 
@@ -146,6 +148,10 @@ async def running_stack(
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, **calls)
     try:
         async with build(config) as running:
+            # What the daemon observes itself (an API control, a hook) is stamped with the
+            # simulated Asterisk's time, as a real one's would be with its wall clock.
+            running.daemon.clock = AsteriskClock(
+                lambda: datetime.fromtimestamp(sim.clock.epoch(), UTC))
             stack = Stack(sim, running, running.repo, spool, archive)
             if start:
                 stack.task = asyncio.create_task(running.daemon.run())

@@ -1,33 +1,64 @@
-"""In-call controls by DTMF: a paused interval holds no audio, is stored, and is not a gap."""
+"""In-call controls by DTMF and by the HTTP API's control requests (Stasis mode): a paused
+interval holds no audio, is stored, and is not a gap."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from arisim.audio import tone_map
 
-from tests.stack import running_stack
+from recorder.db.controls import ControlQueue
+from tests.stack import Stack, running_stack
 from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
 from tests.test_flow_resilience import bridged_call
 
 
-async def test_pause_and_resume_by_dtmf(tmp_path: Path, pg_dsn: str) -> None:
+async def control_by_api(st: Stack, call_id: str, action: str) -> None:
+    """As the API does: a control_requests row (NOTIFY); the daemon carries it out."""
+    queue = ControlQueue(st.repo.pool)
+    request_id = await queue.submit(call_id, action, None, "crm")
+    for _ in range(300):
+        await st.settle()
+        state = await queue.get(request_id)
+        assert state is not None
+        if state.final:
+            assert (state.status, state.detail) == ("done", action)
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"control {action} not carried out")
+
+
+async def control_by_dtmf(st: Stack, channel_id: str, code: str) -> None:
+    for digit in code:
+        st.sim.send_dtmf(channel_id, digit)
+    await st.settle()
+
+
+@pytest.mark.parametrize("how", ["dtmf", "api"])
+async def test_pause_and_resume(tmp_path: Path, pg_dsn: str, how: str) -> None:
     async with running_stack(tmp_path, pg_dsn, controls={"pause": "*1", "resume": "*2"}) as st:
         caller_id, call_id = await bridged_call(st)
         callee_id = f"{call_id}-l2"
         await st.advance(2.0)
-        for digit in "*1":  # the attorney pauses: a card number is read out
-            st.sim.send_dtmf(callee_id, digit)
-        await st.settle()
+        # the attorney pauses: a card number is read out
+        if how == "dtmf":
+            await control_by_dtmf(st, callee_id, "*1")
+        else:
+            await control_by_api(st, call_id, "pause")
         await st.advance(3.0)
-        for digit in "*2":
-            st.sim.send_dtmf(callee_id, digit)
-        await st.settle()
+        if how == "dtmf":
+            await control_by_dtmf(st, callee_id, "*2")
+        else:
+            await control_by_api(st, call_id, "resume")
         await st.advance(2.0)
         st.sim.hangup(caller_id)
         await st.settle()
         call, legs, (rec,), events = await st.call_rows(call_id)
         kinds = [e.kind for e in events]
+        assert {e.detail["by"] for e in events if e.kind == "recording.paused"} == {
+            "dtmf" if how == "dtmf" else "api:crm"}
         assert kinds.count("recording.paused") == 1 and kinds.count("recording.resumed") == 1
         paused = next(e for e in events if e.kind == "recording.paused").at
         resumed = next(e for e in events if e.kind == "recording.resumed").at
