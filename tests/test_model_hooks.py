@@ -242,3 +242,17 @@ def test_a_caller_who_refuses_is_routed_as_policy_says() -> None:
     assert not run.of(cmd.Snoop) and run.call.unrecorded_since == b.at(1)
     (row,) = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
     assert (row.played, row.opted_out, row.dtmf) == ("interrupted", True, "9")
+
+
+def test_a_refused_snoop_fails_the_hook_so_the_dialplan_falls_back() -> None:
+    from recorder.model.inputs import CommandFailed
+
+    run = Run()
+    (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
+                                 status=404, message="Channel not found"))
+    (answer,) = run.of(cmd.HookReply, out)
+    assert answer.final and dict(answer.variables)["VERBATIM_STATUS"] == "FAILED"
+    assert not run.of(cmd.Snoop, out)  # not retried against a channel Asterisk says is gone
+    (rec,) = run.call.recordings.values()
+    assert (rec.status, rec.error) == ("failed", "404 Channel not found")

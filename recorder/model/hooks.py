@@ -45,7 +45,7 @@ from recorder.model.inputs import (
     RecordingFiled,
     RecordingFileFailed,
 )
-from recorder.model.segments import on_filed
+from recorder.model.segments import close_recording, on_filed
 from recorder.model.settings import DIRECTIONS, CallSettings
 from recorder.model.snooping import (
     snoop_ended,
@@ -62,7 +62,6 @@ from recorder.model.state import (
     LEG_GONE,
     LEG_RINGING,
     LEG_UP,
-    REC_FAILED,
     REC_LIVE,
     Call,
     Leg,
@@ -521,10 +520,9 @@ def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
                                    else failed.channel_id, "")
             rec = call.recordings.get(name)
             if rec is not None and rec.status in REC_LIVE:
-                rec.status, rec.error, rec.ended_at = REC_FAILED, f"{e.status} {e.message}", s.at
-                s.record("recording.failed", snooped_leg(rec), recording=rec.name,
-                         error=rec.error)
-                s.log("recording.failed", "error", recording=rec.name, error=rec.error)
+                # not retried here: a snoop refused (its channel gone) would be refused again
+                close_recording(s, rec, True, f"{e.status} {e.message}".strip(),
+                                snooped_leg(rec))
                 leg = call.legs.get(snooped_leg(rec) or "")
                 if leg is not None and leg.recording == rec.name:
                     leg.recording = None
@@ -554,8 +552,6 @@ def route(state: ModelState, event: ev.Event) -> Callable[[ModelState, Any, Call
         return on_prompted
     if isinstance(event, ControlRequested):
         return on_control
-    if not any(c.mode == "hook" for c in state.calls.values()):
-        return None
     call_id = _hooked_call_of(state, event)
     if call_id is None:
         return None

@@ -91,25 +91,32 @@ def connect_callee(s: Step) -> None:
         s.add(cmd.AddChannel(call.call_id, call.bridge_id, call.callee_channel))
 
 
-def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
+def close_recording(s: Step, rec: Recording, failed: bool, error: str,
+                    channel_id: str | None = None) -> None:
+    """A recording finished or failed (either mode): its end, who it heard, and filing."""
     call = s.call
-    if rec.status not in REC_LIVE:
-        return
     rec.ended_at = s.at
     rec.legs = legs_during(call, rec)
     if failed:
         rec.status = REC_FAILED
         rec.error = error or "failed"
-        s.record("recording.failed", recording=rec.name, error=rec.error)
+        s.record("recording.failed", channel_id, recording=rec.name, error=rec.error)
         s.log("recording.failed", "error", recording=rec.name, error=rec.error)
     else:
         rec.status = REC_FINISHED
-        s.record("recording.finished", recording=rec.name)
+        s.record("recording.finished", channel_id, recording=rec.name)
     if not failed or rec.started_at is not None:
         # Whatever Asterisk wrote is evidence, even from a failed recording: file it.
         rec.file_pending = True
         began = rec.started_at or rec.requested_at
         s.add(cmd.FileRecording(call.call_id, rec.name, rec.format, began.isoformat()))
+
+
+def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
+    call = s.call
+    if rec.status not in REC_LIVE:
+        return
+    close_recording(s, rec, failed, error)
     if rec.name == call.current_recording:
         call.current_recording = None
         if call.phase in (RECORDING_PENDING, CONNECTING, BRIDGED):

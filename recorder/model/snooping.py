@@ -16,11 +16,9 @@ from __future__ import annotations
 from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
-from recorder.model.segments import legs_during
+from recorder.model.segments import close_recording
 from recorder.model.state import (
     LEG_GONE,
-    REC_FAILED,
-    REC_FINISHED,
     REC_LIVE,
     REC_RECORDING,
     REC_REQUESTED,
@@ -101,18 +99,7 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
     call = s.call
     if rec.status not in REC_LIVE:
         return
-    rec.ended_at = s.at
-    rec.legs = legs_during(call, rec)
-    if failed:
-        rec.status, rec.error = REC_FAILED, error or "failed"
-        s.record("recording.failed", snooped_leg(rec), recording=rec.name, error=rec.error)
-        s.log("recording.failed", "error", recording=rec.name, error=rec.error)
-    else:
-        rec.status = REC_FINISHED
-        s.record("recording.finished", snooped_leg(rec), recording=rec.name)
-    if rec.started_at is not None:
-        rec.file_pending = True
-        s.add(cmd.FileRecording(call.call_id, rec.name, rec.format, rec.started_at.isoformat()))
+    close_recording(s, rec, failed, error, snooped_leg(rec))
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.recording == rec.name:
         leg.recording = None
