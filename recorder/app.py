@@ -91,6 +91,7 @@ class Running:
     repo: Repository
     session: aiohttp.ClientSession
     agi: AgiServer | None = None  # the hooks' FastAGI server, when hooks.enabled
+    agi_address: tuple[str, int] | None = None  # where it listens (port 0 in tests: chosen)
 
 
 @contextlib.asynccontextmanager
@@ -134,13 +135,13 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 hook_timeout_s=config.hooks.reply_timeout_s,
                 controls=ControlQueue(repo.pool),
             )
-            agi = None
+            agi, address = None, None
             if config.hooks.enabled:
                 agi = AgiServer(daemon.hooks.handlers, config.hooks.host, config.hooks.port)
-                host, port = await agi.start()
-                log.info("hooks.listening", host=host, port=port)
+                address = await agi.start()
+                log.info("hooks.listening", host=address[0], port=address[1])
             try:
-                yield Running(daemon, repo, session, agi)
+                yield Running(daemon, repo, session, agi, address)
             finally:
                 if agi is not None:
                     await agi.stop()

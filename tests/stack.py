@@ -25,6 +25,7 @@ from recorder.config import (
     Config,
     DatabaseConfig,
     DialStrings,
+    HooksConfig,
     LoggingConfig,
     Secret,
     StorageConfig,
@@ -36,7 +37,8 @@ from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
 PASSWORD = "test-ari-secret"
 
 
-def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path, **calls: Any) -> Config:
+def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
+                hooks: bool = False, **calls: Any) -> Config:
     return Config(
         ari=AriConfig(
             url=base_url,
@@ -56,6 +58,8 @@ def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path, **ca
             **calls,
         ),
         logging=LoggingConfig(level="info", format="json"),
+        # hook mode: the FastAGI server on a port of its own choosing (Running.agi_address)
+        hooks=HooksConfig(enabled=hooks, port=0, reply_timeout_s=5.0),
     )
 
 
@@ -139,13 +143,15 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True, **calls: Any
+    tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
+    hooks: bool = False, **calls: Any
 ) -> AsyncIterator[Stack]:
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
     base_url = await sim.start()
-    config = make_config(base_url, dsn, spool if spool_shared else None, archive, **calls)
+    config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
+                         **calls)
     try:
         async with build(config) as running:
             # What the daemon observes itself (an API control, a hook) is stamped with the

@@ -6,6 +6,10 @@
     await sim.advance(2.0)                # manual clock: timers fire, the client reacts
     await sim.stop()
 
+Hook mode (calls the dialplan keeps, followed with subscribeAll=true): start_dialplan_call,
+AGI() against a FastAGI server (agi.py: agi_sessions, wait_agi), Dial() and basic bridges,
+applicationmap DTMF features (appdial.py), blind transfers out of basic bridges (transfers.py).
+
 See server.Simulator, control.SimControl, spec.check_request/check_event and audio.tone_map.
 """
 

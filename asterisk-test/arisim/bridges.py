@@ -42,6 +42,17 @@ class BridgeOps(ForwardOps):
         self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
         return bridge
 
+    def create_basic_bridge(self) -> Bridge:
+        """ast_bridge_basic_new (main/bridge_basic.c), as ast_bridge_call makes for Dial():
+        class "basic", no creator or name, video mode none, dissolved when a party leaves."""
+        bridge = Bridge(id=str(uuid.uuid4()), name="", bridge_type="mixing",
+                        creationtime=self.clock.epoch(), video_mode="none",
+                        bridge_class="basic")
+        bridge.settle_technology()
+        self.bridges[bridge.id] = bridge
+        self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
+        return bridge
+
     def find_bridge(self, bridge_id: str) -> Bridge | None:
         bridge = self.bridges.get(bridge_id)
         return bridge if bridge is not None and not bridge.destroyed else None
@@ -76,6 +87,11 @@ class BridgeOps(ForwardOps):
         if not bridge.channels:
             # The lonely Recorder is kicked out: its recording ends now.
             self.end_bridge_recordings(bridge)
+        if bridge.bridge_class == "basic":
+            self.basic_bridge_left(bridge, ch)
+
+    def basic_bridge_left(self, bridge: Bridge, ch: Channel) -> None:
+        """Hook for appdial.py: a party left a basic bridge (it dissolves)."""
 
     def bridge_swap(self, bridge: Bridge, ch: Channel, swap: Channel) -> None:
         """`ch` takes `swap`'s place (ast_bridge_impart with a swap channel, main/bridge.c

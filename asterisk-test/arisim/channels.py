@@ -69,8 +69,14 @@ class ChannelOps(Core):
         self, tech: str, resource: str, uid: str | None = None, state: str = "Down"
     ) -> Channel:
         """A channel of a phone technology (PJSIP/...), named like "PJSIP/200-00000000"."""
+        return self._register(self.build_tech_channel(tech, resource, uid, state))
+
+    def build_tech_channel(
+        self, tech: str, resource: str, uid: str | None = None, state: str = "Down"
+    ) -> Channel:
+        """new_tech_channel without publishing it yet (ChannelCreated comes at _register)."""
         context = PJSIP_CONTEXTS.get(resource, DEFAULT_PJSIP_CONTEXT)
-        ch = Channel(
+        return Channel(
             id=uid or self.new_uniqueid(),
             name=f"{tech}/{resource}-{self.next_tech(tech)}",
             tech=tech,
@@ -81,7 +87,6 @@ class ChannelOps(Core):
             dialplan=DialplanLocation(context, "s", 1),
             sends_media=tech != "Local",
         )
-        return self._register(ch)
 
     def new_internal_pair(self, kind: str) -> tuple[str, str, str]:
         """Ids and the ";2" name of a Recorder/Announcer pair, which Asterisk keeps out of channel
@@ -231,15 +236,25 @@ class ChannelOps(Core):
         was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)
         self.dial_hung_up(ch)
+        if self.hold_destroy(ch):
+            # An application still owns the channel (a FastAGI session): it is destroyed when
+            # that ends (ast_hangup runs after the application returns).
+            ch.destroy_pending = True
+            return
         self.destroy_channel(ch, STASIS_EXIT_DELAY if was_in_stasis else 0.0)
 
     def dial_hung_up(self, ch: Channel) -> None:
         """Hook for dialing.py: a channel being dialled goes away."""
 
+    def hold_destroy(self, ch: Channel) -> bool:
+        """Hook for agi.py: True when the hung-up channel must stay until its AGI ends."""
+        return False
+
     def destroy_channel(self, ch: Channel, peer_delay: float = 0.0) -> None:
         if ch.destroyed:
             return
         ch.hungup = True
+        ch.destroy_pending = False
         ch.cancel_timers()
         ch.dialplan.app_name = ""
         ch.dialplan.app_data = ""

@@ -11,6 +11,11 @@ in another process:
   POST /_sim/advance      {"seconds"}    move the manual clock → {"now"}
   POST /_sim/calls        {endpoint, caller_number, caller_name, args, app, tone_hz,
                            sends_media, exten, channel_id}  → {"channel_id", "channel"}
+  POST /_sim/dialplan_calls {exten, context, endpoint, caller_number, caller_name, tone_hz,
+                           sends_media, channel_id}  → {"channel_id", "channel"}  (hook mode:
+                           the call runs exten@context, never in Stasis)
+  POST /_sim/applicationmap {"items": {name: [dtmf, "self"|"peer", "App(data)"]}}
+  GET  /_sim/agi?since=N                 FastAGI sessions (see agi.py)
   POST /_sim/endpoints    {endpoint, result, answer_after, tone_hz, sends_media, ringing,
                            talking, hangup_after, busy_hangup_after, forward_to,
                            state_before_dial}
@@ -89,6 +94,23 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
         data = await body(request)
         ch = sim.start_call(**data)
         return web.json_response({"channel_id": ch.id, "channel": ch.json()})
+
+    async def dialplan_calls(request: web.Request) -> web.Response:
+        data = await body(request)
+        ch = sim.start_dialplan_call(**data)
+        return web.json_response({"channel_id": ch.id, "channel": ch.json()})
+
+    async def applicationmap(request: web.Request) -> web.Response:
+        data = await body(request)
+        try:
+            sim.set_applicationmap({str(k): (str(v[0]), str(v[1]), str(v[2]))
+                                    for k, v in dict(data.get("items", {})).items()})
+        except (ValueError, IndexError, TypeError) as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response({"ok": True})
+
+    async def agi(request: web.Request) -> web.Response:
+        return web.json_response([s.json() for s in sim.agi_sessions[since(request):]])
 
     async def endpoints(request: web.Request) -> web.Response:
         data = await body(request)
@@ -184,6 +206,9 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
     r.add_get("/_sim/errors", errors)
     r.add_post("/_sim/advance", advance)
     r.add_post("/_sim/calls", calls)
+    r.add_post("/_sim/dialplan_calls", dialplan_calls)
+    r.add_post("/_sim/applicationmap", applicationmap)
+    r.add_get("/_sim/agi", agi)
     r.add_post("/_sim/endpoints", endpoints)
     r.add_post("/_sim/dialplan", dialplan)
     r.add_post("/_sim/attended_transfer", attended)
@@ -255,6 +280,36 @@ class SimControl:
     async def start_call(self, **options: Any) -> str:
         result = await self._call("POST", "/_sim/calls", options)
         return str(result["channel_id"])
+
+    async def start_dialplan_call(self, exten: str, **options: Any) -> str:
+        """A call the dialplan keeps (see Simulator.start_dialplan_call); → its channel id."""
+        result = await self._call("POST", "/_sim/dialplan_calls", {"exten": exten, **options})
+        return str(result["channel_id"])
+
+    async def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:
+        await self._call("POST", "/_sim/applicationmap",
+                         {"items": {k: list(v) for k, v in items.items()}})
+
+    async def agi_sessions(self, since: int = 0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", f"/_sim/agi?since={since}")
+        return result
+
+    async def wait_agi(self, channel: str | None = None, state: str = "done",
+                       timeout: float = 5.0,  # noqa: ASYNC109 - polling deadline
+                       ) -> dict[str, Any]:
+        """Poll /_sim/agi until a session of `channel` (id or name; None: any) is or has been
+        in `state`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for s in await self.agi_sessions():
+                if (channel is None or channel in (s["channel_id"], s["channel_name"])) and (
+                        s["state"] == state or state in s["visited"]):
+                    found: dict[str, Any] = s
+                    return found
+            if loop.time() > deadline:
+                raise TimeoutError(f"no AGI session {channel!r} in state {state!r}")
+            await asyncio.sleep(0.02)
 
     async def set_endpoint(self, endpoint: str, **options: Any) -> None:
         await self._call("POST", "/_sim/endpoints", {"endpoint": endpoint, **options})

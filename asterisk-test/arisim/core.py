@@ -22,7 +22,7 @@ from typing import Any
 from .clock import ClockMode, Timer, VirtualClock
 from .dialplan import TONE_FREQUENCIES, Dialplan
 from .events import EventHub
-from .model import Bridge, Channel, LiveRecording, Playback
+from .model import AgiSession, Bridge, Channel, LiveRecording, Playback
 from .spec import Spec, load_spec
 
 log = logging.getLogger("arisim")
@@ -63,6 +63,7 @@ class Core:
         spec_dir: str | None = None,
         settle_real_s: float = 0.01,
         create_stasis_delay: float = 0.0,
+        agi_patience_s: float = 0.5,
     ) -> None:
         self.username = username
         self.password = password
@@ -81,6 +82,11 @@ class Core:
         # Virtual delay between a /channels/create reply and the channel's StasisStart; while
         # it runs, /dial answers 409 "Channel not in Stasis application".
         self.create_stasis_delay = create_stasis_delay
+        # `settle` also waits (real seconds, at most this long after its last reply) for a
+        # FastAGI server to send its next command: virtual time stands still while it thinks.
+        self.agi_patience_s = agi_patience_s
+        self.agi_sessions: list[AgiSession] = []
+        self.agi_stopped = False
         self.activity = 0
         self.inflight = 0
         self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps)
@@ -117,7 +123,7 @@ class Core:
             await asyncio.sleep(0)
         started = loop.time()
         while loop.time() - started < 2.0:
-            busy = self.inflight > 0 or self.hub.pending() > 0
+            busy = self.inflight > 0 or self.hub.pending() > 0 or self.waiting_on_agi()
             if not busy and loop.time() - self._last_activity >= self.settle_real_s:
                 return
             await asyncio.sleep(min(0.002, self.settle_real_s / 2))
@@ -238,6 +244,10 @@ class Core:
         }
 
     # ------------------------------------------------- implemented by mixins
+    def waiting_on_agi(self) -> bool:
+        """A FastAGI session is connecting or its server is about to send a command."""
+        return False
+
     def render_media(self, t: float) -> None:
         raise NotImplementedError
 

@@ -12,6 +12,13 @@ timeout a Dial NOANSWER is published and the channel hung up. dial.c publishes i
 the device as `dialstring` (handle_frame); a dialled channel the app hangs up is read as NULL by
 monitor_dial, which publishes ast_hangup_cause_to_dial_status of its cause first.
 
+Channels outside Stasis run a small dialplan interpreter (dp_continue): Answer, Ringing, Wait,
+Playback, Busy, Set (with "_"/"__" inheritance), NoOp, Hangup, Stasis, AGI (agi.py), Dial
+(appdial.py), Gosub and Return — no labels, Goto or GotoIf: steps run in order. ${VAR} and the
+few ${FUNC(...)} that Engine.read_variable knows are substituted. When the steps run out, a
+Local half is hung up (as before); any other channel's PBX ends with ast_hangup (no
+ChannelHangupRequest), an unanswered one told busy/congestion first if its DIALSTATUS says so.
+
 Any channel in a bridge publishes a Dial for the control frames it reads (main/bridge_channel.c
 bridge_handle_trip: RINGING, PROGRESS, PROCEEDING, ANSWER, BUSY, CONGESTION) — e.g. the Local ";1"
 a transfer put in the call bridge goes Up with a Dial ANSWER when its ";2" is answered (traces
@@ -21,7 +28,7 @@ blind_transfer, sip_attended_transfer_refer).
 from __future__ import annotations
 
 from .channels import ChannelOps
-from .dialplan import SILENT_CONTEXTS, EndpointBehaviour
+from .dialplan import SILENT_CONTEXTS, EndpointBehaviour, split_app_args
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -119,6 +126,16 @@ class DialOps(ChannelOps):
 
     def dial_event(self, ch: Channel, status: str, dialstring: str = "",
                    forward: str = "") -> None:
+        run = ch.dialed_by
+        if run is not None:
+            # app_dial.c: ast_channel_publish_dial(in, c, ...) names the caller too; its ANSWER
+            # comes only once the called channel is ready to be bridged (appdial.py).
+            caller = self.channels.get(run.caller_id)
+            if status != "ANSWER" and caller is not None:
+                self.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
+                                   "dialstatus": status, "forward": forward,
+                                   "dialstring": dialstring}, channels=[caller, ch])
+            return
         if ch.originating and status and not dialstring:
             dialstring = ch.originate_device
         if ch.dialing or ch.originating or ch.bridge_id is not None:
@@ -126,14 +143,15 @@ class DialOps(ChannelOps):
                                "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
 
     def dial_hung_up(self, ch: Channel) -> None:
-        """main/dial.c monitor_dial: a channel being dialled by originate that hangs up (the
+        """A channel that Dial() rings or runs goes away (appdial.py); and main/dial.c
+        monitor_dial: a channel being dialled by originate that hangs up (the
         app's DELETE — e.g. the losers of a ring group — or the far end failing) is read as
         NULL, and a Dial with ast_hangup_cause_to_dial_status of its cause is published before it
         is destroyed (17 BUSY, 34 CONGESTION, 3/20 CHANUNAVAIL, else NOANSWER)."""
+        if ch.dialed_by is not None or ch.dial_run is not None:
+            self.app_dial_gone(ch)
         if ch.originating:
-            status = {CAUSE_BUSY: "BUSY", CAUSE_CONGESTION: "CONGESTION", 3: "CHANUNAVAIL",
-                      CAUSE_SUBSCRIBER_ABSENT: "CHANUNAVAIL"}.get(ch.hangup_cause, "NOANSWER")
-            self.dial_event(ch, status)
+            self.dial_event(ch, hangup_dial_status(ch.hangup_cause))
             ch.originating = False
 
     # ------------------------------------------------------------ far end
@@ -170,6 +188,9 @@ class DialOps(ChannelOps):
         else:
             self.dial_event(ch, "CONGESTION")
             ch.originating = False  # dial.c handle_frame drops the owner after BUSY/CONGESTION
+            if ch.dialed_by is not None:
+                self.app_dial_busy(ch, "CONGESTION")
+                return
             self._far_fail(ch, CAUSE_CONGESTION)
 
     def _far_fail(self, ch: Channel, cause: int) -> None:
@@ -194,6 +215,8 @@ class DialOps(ChannelOps):
         self.set_state(ch, "Up")
         self.dial_event(ch, "ANSWER")
         ch.dialing = False
+        if ch.dialed_by is not None:
+            self.app_dial_answered(ch)
         if ch.originating:
             self._originate_answered(ch)
 
@@ -201,6 +224,9 @@ class DialOps(ChannelOps):
         self.dial_event(ch, "BUSY")
         ch.dialing = False
         ch.originating = False
+        if ch.dialed_by is not None:
+            self.app_dial_busy(ch, "BUSY")
+            return
         if ch.tech == "PJSIP":
             self.schedule(hangup_after, lambda: self._far_fail(ch, CAUSE_BUSY),
                           f"busy-hangup {ch.id}", owner=ch)
@@ -289,7 +315,8 @@ class DialOps(ChannelOps):
 
     # ------------------------------------------------------------ dialplan
     def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
-        """Run `exten@context` on a channel outside Stasis (a Local ";2", an answered ";1")."""
+        """Run `exten@context` on a channel outside Stasis (a Local ";2", an answered ";1", a
+        call the dialplan keeps)."""
         steps = self.dialplan.lookup(context, exten)
         ch.dialplan.context, ch.dialplan.exten = context, exten
         if steps is None:
@@ -300,10 +327,14 @@ class DialOps(ChannelOps):
         self.dp_continue(ch)
 
     def dp_continue(self, ch: Channel) -> None:
+        """Run the channel's dialplan from where it stands until an application waits (a timer,
+        an AGI session, a Dial) or the steps run out (main/pbx.c __ast_pbx_run)."""
+        app = ""
         while not (ch.hungup or ch.destroyed) and ch.dp_index < len(ch.dp_steps):
-            app, data = ch.dp_steps[ch.dp_index]
+            app, raw = ch.dp_steps[ch.dp_index]
             ch.dp_index += 1
             ch.dialplan.priority = ch.dp_index
+            data = self.substitute(ch, raw)
             self.set_dialplan_app(ch, app, data)
             other = self.peer(ch)
             if app == "Answer":
@@ -318,20 +349,174 @@ class DialOps(ChannelOps):
                     self.set_state(ch, "Busy")
                     if other is not None:
                         self.far_busy(other)
-                seconds = (self.dialplan.dialplan_sounds.get(data, 0.0) if app == "Playback"
+                seconds = (self.playback_length(data) if app == "Playback"
                            else float(data or 0))
                 nxt = (lambda: self._busy_done(ch)) if app == "Busy" else (
                     lambda: self.dp_continue(ch))
                 self.schedule(seconds, nxt, f"{app}({data}) {ch.name}", owner=ch)
                 return
-            elif app == "Hangup":
+            elif app == "Set":
+                name, _, value = data.partition("=")
+                self.dp_set_variable(ch, name.strip(), value)
+            elif app == "AGI":
+                self.start_agi(ch, data)
+                return
+            elif app == "Dial":
+                self.start_dial(ch, data)
+                return
+            elif app == "Gosub":
+                self.dp_gosub(ch, data)
+                return
+            elif app in ("Return", "Hangup"):
                 break
             elif app == "Stasis":
                 name, *args = data.split(",")
                 if self.enter_stasis(ch, name, args):
                     return
-        if not (ch.hungup or ch.destroyed) and not ch.in_stasis:
+            elif app not in ("NoOp", "Log", "Verbose"):
+                self.warnings.append(f"{app}({data}) on {ch.name}: not simulated, skipped")
+        if ch.hungup or ch.destroyed or ch.in_stasis:
+            return
+        if app == "Return" and ch.dp_return is not None:
+            back, ch.dp_return = ch.dp_return, None
+            back()
+        elif app != "Hangup" and ch.dp_saved is not None and ch.dp_return is not None:
+            # a Dial U() routine ran off its end (app_stack.c gosub_run: abnormal exit): every
+            # level returns at once to app_dial
+            ch.dp_unwinding = True
+            self.dp_abort(ch)
+        elif ch.tech == "Local" or app == "Hangup":
             self.hangup_channel(ch, CAUSE_NORMAL)
+        else:
+            self.pbx_end(ch)
+
+    def dp_gosub(self, ch: Channel, data: str) -> None:
+        """Gosub([[context,]exten,]priority[(arg1[,...])]) (apps/app_stack.c): ARGn set, the
+        routine runs until Return() (or its end), then the step after the Gosub. A hangup in
+        the routine unwinds every level (dp_abort). Labels are not simulated (priority 1)."""
+        target, args = data, ""
+        if data.endswith(")") and "(" in data:
+            target, _, args = data[:-1].partition("(")
+        parts = [p.strip() for p in target.split(",")]
+        loc = ch.dialplan
+        context, exten, prio = loc.context, loc.exten, parts[-1]
+        if len(parts) >= 2:
+            exten = parts[-2]
+        if len(parts) >= 3:
+            context = parts[-3]
+        steps = self.dialplan.lookup(context, exten)
+        if steps is None or not prio.isdigit():
+            self.warnings.append(f"Gosub({data}) on {ch.name}: no such destination")
+            self.pbx_end(ch)  # gosub_exec returns -1: the PBX ends
+            return
+        saved = (ch.dp_steps, ch.dp_index, loc.context, loc.exten, ch.dp_return)
+
+        def back() -> None:
+            ch.dp_steps, ch.dp_index = saved[0], saved[1]
+            ch.dialplan.context, ch.dialplan.exten = saved[2], saved[3]
+            ch.dialplan.priority = saved[1]
+            ch.dp_return = saved[4]
+            if ch.hungup or ch.destroyed or ch.dp_unwinding:
+                self.dp_abort(ch)
+            else:
+                self.dp_continue(ch)
+
+        ch.dp_return = back
+        for i, value in enumerate(split_app_args(args) if args else [], 1):
+            self.dp_set_variable(ch, f"ARG{i}", value)
+        loc.context, loc.exten = context, exten
+        ch.dp_steps, ch.dp_index = steps, int(prio) - 1
+        self.dp_continue(ch)
+
+    def dp_abort(self, ch: Channel) -> None:
+        """The channel's PBX stops (hangup): a Gosub in progress returns to its caller."""
+        back, ch.dp_return = ch.dp_return, None
+        if back is not None:
+            back()
+
+    def playback_length(self, data: str) -> float:
+        """Playback(file[&file2][,options]): the files' lengths (missing ones: 0 s)."""
+        files = data.split(",", 1)[0]
+        return sum(self.dialplan.playback_seconds(f) for f in files.split("&") if f)
+
+    def pbx_end(self, ch: Channel) -> None:
+        """The dialplan of a channel the PBX runs ends (no Local half): __ast_pbx_run's
+        auto-fallthrough hangs it up with ast_hangup — no ChannelHangupRequest. A BUSY or
+        CONGESTION/CHANUNAVAIL DIALSTATUS is indicated first (pbx_builtins.c indicate_busy,
+        indicate_congestion: state Busy and that cause if not answered)."""
+        status = ch.variables.get("DIALSTATUS", "")
+        cause = ch.hangup_cause or CAUSE_NORMAL
+        if status in ("BUSY", "CONGESTION", "CHANUNAVAIL") and ch.state != "Up":
+            cause = CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION
+            self.set_state(ch, "Busy")
+        self.hangup_channel(ch, cause, quiet=True)
+
+    def substitute(self, ch: Channel, data: str) -> str:
+        """${VAR} and ${FUNC(arg)} in application data (pbx_substitute_variables_helper);
+        unknown names give ""."""
+        out: list[str] = []
+        i = 0
+        while i < len(data):
+            if data.startswith("${", i):
+                depth, j = 1, i + 2
+                while j < len(data) and depth:
+                    if data.startswith("${", j):
+                        depth += 1
+                        j += 2
+                        continue
+                    if data[j] == "}":
+                        depth -= 1
+                    j += 1
+                if depth:
+                    out.append(data[i:])
+                    break
+                name = self.substitute(ch, data[i + 2 : j - 1])
+                out.append(self.read_variable(ch, name) or "")
+                i = j
+            else:
+                out.append(data[i])
+                i += 1
+        return "".join(out)
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None:
+        """Set(NAME=value) (pbx_builtin_setvar_helper): a leading "_" makes the variable
+        inherited by channels this one dials (once), "__" always; ChannelVarset shows the full
+        name."""
+        if not name:
+            return
+        bare = name.lstrip("_")
+        level = min(2, len(name) - len(bare))
+        if level:
+            ch.inherit[bare] = level
+        else:
+            ch.inherit.pop(bare, None)
+        ch.variables[bare] = value
+        self.emit_channel("ChannelVarset", ch, variable=name, value=value)
+
+    def read_variable(self, ch: Channel, name: str) -> str | None:
+        raise NotImplementedError
 
     def _busy_done(self, ch: Channel) -> None:
         self.hangup_channel(ch, CAUSE_BUSY)
+
+    # ------------------------------------------------- implemented by mixins
+    def start_agi(self, ch: Channel, data: str) -> None:
+        raise NotImplementedError
+
+    def start_dial(self, ch: Channel, data: str) -> None:
+        raise NotImplementedError
+
+    def app_dial_answered(self, ch: Channel) -> None:
+        raise NotImplementedError
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None:
+        raise NotImplementedError
+
+    def app_dial_gone(self, ch: Channel) -> None:
+        raise NotImplementedError
+
+
+def hangup_dial_status(cause: int) -> str:
+    """main/channel.c ast_hangup_cause_to_dial_status (20 is AST_CAUSE_UNREGISTERED too)."""
+    return {CAUSE_BUSY: "BUSY", CAUSE_CONGESTION: "CONGESTION", 3: "CHANUNAVAIL",
+            CAUSE_SUBSCRIBER_ABSENT: "CHANUNAVAIL"}.get(cause, "NOANSWER")

@@ -126,9 +126,21 @@ def pattern_matches(pattern: str, exten: str) -> bool:
     return re.fullmatch(rx, exten) is not None
 
 
+@dataclass(frozen=True)
+class Feature:
+    """An applicationmap entry of features.conf: `name => dtmf,activate_on,app(data)`."""
+
+    name: str
+    dtmf: str
+    activate_on: Literal["self", "peer"]
+    app: str
+    app_data: str
+
+
 @dataclass
 class Dialplan:
-    """Contexts (built-ins plus any a test adds), endpoint behaviours and sound lengths."""
+    """Contexts (built-ins plus any a test adds), endpoint behaviours, sound lengths and the
+    features.conf applicationmap."""
 
     contexts: dict[str, list[tuple[str, list[Step]]]] = field(
         default_factory=lambda: {k: list(v) for k, v in BUILTIN_DIALPLAN.items()}
@@ -138,6 +150,7 @@ class Dialplan:
     dialplan_sounds: dict[str, float] = field(default_factory=lambda: dict(DIALPLAN_SOUNDS))
     default_sound_seconds: float = 3.0
     default_behaviour: EndpointBehaviour = field(default_factory=EndpointBehaviour)
+    applicationmap: dict[str, Feature] = field(default_factory=dict)
 
     def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
         """Add (first in order) an extension to a context."""
@@ -151,6 +164,20 @@ class Dialplan:
 
     def sound_seconds(self, name: str) -> float:
         return self.sounds.get(name, self.default_sound_seconds)
+
+    def playback_seconds(self, name: str) -> float:
+        """Playback() in the dialplan (or AGI EXEC): `dialplan_sounds`, then `sounds`; a name
+        in neither is a missing file and lasts 0 s (see DIALPLAN_SOUNDS)."""
+        if name in self.dialplan_sounds:
+            return self.dialplan_sounds[name]
+        return self.sounds.get(name, 0.0)
+
+    def stream_seconds(self, name: str) -> float:
+        """AGI STREAM FILE: `dialplan_sounds`, then `sounds` (unknown: default_sound_seconds,
+        as ARI `sound:` media)."""
+        if name in self.dialplan_sounds:
+            return self.dialplan_sounds[name]
+        return self.sound_seconds(name)
 
     def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""
@@ -179,3 +206,65 @@ def parse_callerid(value: str) -> tuple[str, str]:
     if re.fullmatch(r"\+?[0-9()\-. ]+", number):  # ast_shrink_phone_number
         number = re.sub(r"[()\-. ]", "", number)
     return name, number
+
+
+def split_app_args(data: str, sep: str = ",") -> list[str]:
+    """Application arguments as main/app.c ast_app_separate_args splits them: on `sep`, not
+    inside parentheses, brackets or double quotes (quotes are removed, backslash escapes)."""
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    for c in data:
+        if escaped:
+            cur.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif quoted:
+            cur.append(c)
+        elif c in "([":
+            depth += 1
+            cur.append(c)
+        elif c in ")]" and depth > 0:
+            depth -= 1
+            cur.append(c)
+        elif c == sep and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    out.append("".join(cur))
+    return out
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """Application option letters with optional `(argument)`: "gU(sub^a)" → {"g": "",
+    "U": "sub^a"} (main/app.c ast_app_parse_options)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(text):
+        letter = text[i]
+        i += 1
+        arg = ""
+        if i < len(text) and text[i] == "(":
+            depth, j = 1, i + 1
+            while j < len(text) and depth:
+                depth += {"(": 1, ")": -1}.get(text[j], 0)
+                j += 1
+            arg = text[i + 1 : j - 1] if depth == 0 else text[i + 1 :]
+            i = j
+        out[letter] = arg
+    return out
+
+
+def parse_app_call(text: str) -> tuple[str, str]:
+    """"AGI(agi://host/x,a)" → ("AGI", "agi://host/x,a"); "NoOp" → ("NoOp", "")."""
+    text = text.strip()
+    if "(" in text and text.endswith(")"):
+        name, _, rest = text.partition("(")
+        return name.strip(), rest[:-1]
+    return text, ""

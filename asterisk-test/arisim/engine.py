@@ -1,7 +1,8 @@
 """The whole simulated Asterisk, without the HTTP side, plus the control actions tests use:
-parties (start_call, answer, busy, reject, forward, hangup, set_media, send_dtmf, hold, unhold),
-transfers (blind_transfer, attended_transfer, abandon_transfer), endpoints and dialplan
-(set_endpoint, add_extension), recordings (finish_recording, fail_recording).
+parties (start_call, start_dialplan_call, answer, busy, reject, forward, hangup, set_media,
+send_dtmf, hold, unhold), transfers (blind_transfer, attended_transfer, abandon_transfer),
+endpoints and dialplan (set_endpoint, add_extension, set_applicationmap), recordings
+(finish_recording, fail_recording), FastAGI sessions (agi_sessions, wait_agi: see agi.py).
 
 Every control action runs inside `action()`, like a REST call or a timer, so recordings stay
 sample-accurate around it.
@@ -9,11 +10,12 @@ sample-accurate around it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
 from .dialplan import EndpointBehaviour, Result, Step
-from .model import CAUSE_NORMAL, Channel, LiveRecording
+from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
 
@@ -74,6 +76,31 @@ class Engine(AttendedOps):
         with self.action():
             return super().start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
                                       sends_media, exten, channel_id)
+
+    def start_dialplan_call(self, exten: str, context: str = "from-trunk",
+                            endpoint: str = "PJSIP/trunk",
+                            caller_number: str = "+14155550100", caller_name: str = "Client",
+                            tone_hz: int | None = None, sends_media: bool = True,
+                            channel_id: str | None = None) -> Channel:
+        """An inbound call the dialplan keeps (hook mode): a channel from `endpoint` in state
+        Ring that runs exten@context from priority 1 — e.g. a context a test added with
+        add_extension("hook-in", "_X.", [("AGI", "agi://127.0.0.1:PORT/in"),
+        ("Dial", "PJSIP/${EXTEN},30")]). It is never in Stasis: an app sees its events only
+        with subscribeAll=true."""
+        with self.action():
+            tech, _, resource = endpoint.partition("/")
+            ch = self.build_tech_channel(tech or "PJSIP", resource or "trunk", channel_id,
+                                         state="Ring")
+            if ch.tech == "PJSIP":
+                ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1"
+            ch.caller = CallerId(caller_name, caller_number)
+            ch.dnid = exten
+            ch.dialplan.context, ch.dialplan.exten = context, exten
+            ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
+            ch.sends_media = sends_media
+            self._register(ch)
+            self.run_dialplan(ch, context, exten, 1)
+            return ch
 
     def answer(self, channel_id: str) -> None:
         """The party behind a dialled channel answers (or an inbound channel goes Up)."""
@@ -139,7 +166,9 @@ class Engine(AttendedOps):
                        hangup_after: float | None = REFER_BYE_DELAY) -> TransferOutcome:
         """The party on `channel_id` blind-transfers its bridge to exten@context: SIP REFER
         (its phone then hangs up after `hangup_after` s; None: it stays) or AMI BlindTransfer
-        (`via="ami"`: the channel stays). Returns the result and the Local pair's ids."""
+        (`via="ami"`: the channel stays). Returns the result and the Local pair's ids. In a
+        basic (Dial) bridge the transferee itself runs exten@context and the transferer is hung
+        up by Asterisk (no Local pair; see transfers.py)."""
         if via not in ("refer", "ami"):
             raise ControlError(f"via must be 'refer' or 'ami', not {via!r}")
         with self.action():
@@ -171,10 +200,14 @@ class Engine(AttendedOps):
                 self.party_unhold(first)
 
     def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
-        """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone)."""
+        """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone). The channel
+        reads it: an AGI STREAM FILE escape digit, or a DTMF feature code of a basic bridge
+        (several digits: one send_dtmf each)."""
         with self.action():
             ch = self._chan(channel_id)
             self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
+            if not self.agi_dtmf(ch, digit):
+                self.feature_dtmf(ch, digit)
             # terminateOn: the recorder hears the digit (main/app.c acceptdtmf)
             for rec in list(self.recordings.values()):
                 heard = (rec.kind == "channel" and rec.target_id == ch.id) or (
@@ -220,7 +253,8 @@ class Engine(AttendedOps):
                      name=f"Snoop/{target.id}-{self.next_tech('Snoop')}", tech="Snoop",
                      resource=target.id, creationtime=self.clock.epoch(), state="Up",
                      snoop_of=target.id, spy=spy, sends_media=True)
-        self.channels[ch.id] = ch
+        # ast_channel_alloc publishes it (ChannelCreated, seen with subscribeAll)
+        self._register(ch)
         args = app_args.split(",") if app_args else []
 
         def enter() -> None:
@@ -240,9 +274,20 @@ class Engine(AttendedOps):
             "CHANNEL(name)": ch.name,
             "CHANNEL(uniqueid)": ch.id,
             "CHANNEL(state)": ch.state,
+            "CHANNEL(language)": ch.language,
+            "CALLERID(all)": (f'"{ch.caller.name}" <{ch.caller.number}>' if ch.caller.name
+                              else ch.caller.number),
         }
         if name in functions:
             return functions[name]
-        if name == "UNIQUEID":
-            return ch.id
+        builtins = {  # pbx_retrieve_variable
+            "UNIQUEID": ch.id,
+            "CHANNEL": ch.name,
+            "EXTEN": ch.dialplan.exten,
+            "CONTEXT": ch.dialplan.context,
+            "PRIORITY": str(ch.dialplan.priority),
+            "HANGUPCAUSE": str(ch.hangup_cause) if ch.hungup else "0",
+        }
+        if name in builtins:
+            return builtins[name]
         return ch.variables.get(name)

@@ -13,6 +13,7 @@ What happens next depends on how the leg was dialled:
   while chan_pjsip queues a hangup with cause 23 and tech_cause 302. Events: ChannelHangupRequest
   (cause 23, tech_cause 302), Dial CANCEL forward ×3, StasisEnd, ChannelDestroyed (cause 23,
   tech_cause 302) — trace sip_forward_302_create_dial. The app must dial the new target itself.
+* Dial() in the dialplan (apps/app_dial.c do_forward): followed like originate, see appdial.py.
 * POST /channels (originate, main/dial.c): monitor_dial → handle_call_forward dials
   `Local/<forward>@<FORWARD_CONTEXT or the channel's context>` (or `tech/resource` when the
   forward names a technology) through begin_dial_channel (its Dial "" is published before the app
@@ -45,10 +46,15 @@ class ForwardOps(DialOps):
         if ch.hungup or ch.destroyed or not target:
             return
         ch.caller_rdnis = ch.caller.number or ch.resource
-        if ch.originating:
+        if ch.dialed_by is not None:
+            self.app_dial_forward(ch, target)
+        elif ch.originating:
             self._follow_forward(ch, target)
         else:
             self._refuse_forward(ch, target)
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None:
+        raise NotImplementedError  # appdial.py
 
     # ---------------------------------------------------------- ARI /dial
     def _refuse_forward(self, ch: Channel, target: str) -> None:

@@ -161,7 +161,7 @@ class MediaOps(BridgeOps):
             if bridge is None or bridge.destroyed:
                 return False, ()
             parties = [self.channels[c] for c in bridge.channels]
-            tones = tuple(sorted(set().union(*(self.voice(p) for p in parties))))
+            tones = tuple(sorted(set().union(*(self.bridge_voice(p) for p in parties))))
             if len(parties) >= 2:
                 return True, tones
             if len(parties) == 1:
@@ -189,7 +189,7 @@ class MediaOps(BridgeOps):
     # -------------------------------------------------------------- parties
     def voice(self, ch: Channel, seen: frozenset[str] = frozenset()) -> frozenset[int]:
         """The tones `ch` puts into its bridge right now (Local pass-through, see above)."""
-        if ch.destroyed or ch.muted_in or ch.on_hold:
+        if ch.destroyed or ch.hungup or ch.muted_in or ch.on_hold:
             return frozenset()
         other = self.peer(ch) if ch.tech == "Local" and ch.id not in seen else None
         if other is not None:
@@ -202,15 +202,21 @@ class MediaOps(BridgeOps):
         return frozenset((ch.tone_hz,))
 
     def heard(self, ch: Channel, seen: frozenset[str] = frozenset()) -> frozenset[int]:
-        """The tones `ch` receives from the other parties of its bridge."""
+        """The tones `ch` receives from the other parties of its bridge. A suspended bridge
+        channel (running a DTMF feature's application) neither hears nor is heard
+        (main/bridge_channel.c bridge_channel_internal_suspend_nolock: technology leave)."""
         bridge = self.bridges.get(ch.bridge_id or "")
-        if bridge is None:
+        if bridge is None or ch.suspended:
             return frozenset()
         out: set[int] = set()
         for cid in bridge.channels:
             if cid != ch.id:
-                out |= self.voice(self.channels[cid], seen)
+                out |= self.bridge_voice(self.channels[cid], seen)
         return frozenset(out)
+
+    def bridge_voice(self, ch: Channel, seen: frozenset[str] = frozenset()) -> frozenset[int]:
+        """What `ch` puts into its bridge: its voice unless its bridge channel is suspended."""
+        return frozenset() if ch.suspended else self.voice(ch, seen)
 
     def frames_out(self, ch: Channel, seen: frozenset[str] = frozenset()) -> bool:
         """Whether frames flow from `ch` into its bridge when it is alone there."""

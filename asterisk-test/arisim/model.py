@@ -7,12 +7,17 @@ Playback (playbacks.json).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .audio import WavWriter
 from .clock import Timer, format_timestamp
+
+# The traced Asterisk (GET /asterisk/info, FastAGI agi_version).
+ASTERISK_VERSION = "22.10.1"
 
 # main/channel.c causes[] (cause number → text); 0 is "Unknown" (trace sip_forward_302_originate).
 CAUSES: dict[int, str] = {
@@ -186,6 +191,26 @@ class Channel:
     # A StasisStart with replace_channel dropped the app's Stasis-entry subscription to this
     # channel (res_stasis.c send_start_msg_snapshots → app_unsubscribe_channel_id)
     stasis_unsubscribed: bool = False
+    # ---- channels the dialplan keeps (hook mode: appdial.py, agi.py)
+    dnid: str = ""  # dialled number of an inbound call (agi_dnid)
+    # "_VAR"/"__VAR" set by the dialplan: name → 1 (inherited once) or 2 (always), as
+    # ast_channel_inherit_variables copies them into the channels Dial() creates
+    inherit: dict[str, int] = field(default_factory=dict)
+    dial_run: DialRun | None = None  # the Dial() this channel runs (caller)
+    dialed_by: DialRun | None = None  # the Dial() that dialled this channel (callee)
+    # what the channel does when it leaves a basic bridge: "dial" (its Dial() returns to the
+    # dialplan), "hangup" (an imparted callee: ast_bridge_run_after_goto finds no goto)
+    after_bridge: str | None = None
+    pending_goto: tuple[str, str] | None = None  # ast_async_goto target (context, exten)
+    dp_return: Callable[[], None] | None = None  # the Gosub (or Dial U()) to return from
+    dp_saved: tuple[str, str, int, str, str] | None = None  # location before a Dial U()
+    dp_unwinding: bool = False  # a U() routine ended abnormally: Gosub levels return at once
+    agi: AgiSession | None = None  # the FastAGI session running on this channel
+    destroy_pending: bool = False  # hung up while an application still owns it
+    suspended: bool = False  # bridge_channel suspended (running a DTMF feature's app)
+    features: list[str] = field(default_factory=list)  # DYNAMIC_FEATURES armed at bridge join
+    feature_digits: str = ""  # DTMF collected towards a feature code
+    feature_timer: Timer | None = None
 
     @property
     def in_stasis(self) -> bool:
@@ -233,6 +258,14 @@ class Bridge:
     technology: str = "simple_bridge"
     destroyed: bool = False
     variables: dict[str, str] = field(default_factory=dict)
+    # "stasis" (POST /bridges) or "basic" (ast_bridge_basic_new, as Dial() bridges: no creator,
+    # no name, video mode none — main/bridge_basic.c, main/stasis_bridges.c)
+    bridge_class: str = "stasis"
+    dissolved: bool = False
+
+    @property
+    def creator(self) -> str:
+        return "Stasis" if self.bridge_class == "stasis" else ""
 
     def json(self) -> dict[str, Any]:
         # A Recorder left alone shows in `channels` (traces caller_abandons, sip_basic).
@@ -241,8 +274,8 @@ class Bridge:
             "id": self.id,
             "technology": self.technology,
             "bridge_type": self.bridge_type,
-            "bridge_class": "stasis",
-            "creator": "Stasis",
+            "bridge_class": self.bridge_class,
+            "creator": self.creator,
             "name": self.name,
             "channels": shown,
             "creationtime": format_timestamp(self.creationtime),
@@ -328,3 +361,86 @@ class Playback:
             out["next_media_uri"] = self.media[self.index + 1]
         out.update(target_uri=self.target_uri, language=self.language, state=self.state)
         return out
+
+
+@dataclass
+class DialRun:
+    """A Dial() the dialplan runs on `caller_id` (apps/app_dial.c dial_exec_full)."""
+
+    caller_id: str
+    data: str
+    options: dict[str, str]
+    dialstrings: dict[str, str] = field(default_factory=dict)  # callee id → number dialled
+    going: list[str] = field(default_factory=list)  # callees still ringing (DIAL_STILLGOING)
+    reported: dict[str, str] = field(default_factory=dict)  # callee id → end status published
+    requested: int = 0  # destinations Dial() tried (numlines)
+    status: str = "NOANSWER"  # pa.status
+    peer_id: str | None = None
+    busy: int = 0
+    congestion: int = 0
+    nochan: int = 0
+    timer: Timer | None = None
+    done: bool = False
+
+
+@dataclass
+class AgiSession:
+    """One FastAGI session (res/res_agi.c launch_netscript + run_agi), for tests to await.
+
+    state: connecting | waiting (for the server's next command) | playing (a command running
+    on the virtual clock) | done. `status` is the AGISTATUS it set; `kind` says who runs it:
+    "dialplan" (AGI() in a channel's dialplan), "gosub" (a Dial U() routine on the called
+    channel), "feature" (an applicationmap DTMF feature in a basic bridge).
+    """
+
+    id: int
+    channel_id: str
+    channel_name: str
+    url: str
+    script: str
+    args: list[str]
+    kind: str
+    state: str = "connecting"
+    visited: list[str] = field(default_factory=lambda: ["connecting"])
+    env: list[str] = field(default_factory=list)  # the lines sent before the blank line
+    commands: list[str] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    status: str | None = None
+    dead: bool = False  # the channel hung up: only dead-channel commands run
+    started_at: float = 0.0  # virtual seconds
+    ended_at: float | None = None
+    error: str | None = None  # why the connection failed
+    # run-time plumbing (agi.py), not part of the record
+    result: str = "SUCCESS"  # run_agi's returnstatus so far
+    working: bool = False  # a command is being handled (settle waits)
+    hangup_sent: bool = False
+    idle_since: float = 0.0  # event-loop time of the last reply
+    wait: AgiWait | None = field(default=None, repr=False)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    writer: asyncio.StreamWriter | None = field(default=None, repr=False)
+    on_done: Callable[[AgiSession], None] | None = field(default=None, repr=False)
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        if state not in self.visited:
+            self.visited.append(state)
+
+    def json(self) -> dict[str, Any]:
+        return {"id": self.id, "channel_id": self.channel_id, "channel_name": self.channel_name,
+                "url": self.url, "script": self.script, "args": list(self.args),
+                "kind": self.kind, "state": self.state, "visited": list(self.visited),
+                "env": list(self.env), "commands": list(self.commands),
+                "replies": list(self.replies), "status": self.status, "dead": self.dead,
+                "started_at": self.started_at, "ended_at": self.ended_at, "error": self.error}
+
+
+@dataclass
+class AgiWait:
+    """An AGI command running on the virtual clock (STREAM FILE, EXEC Playback/Wait): resolved
+    with ("done" | "dtmf" | "hangup", result code)."""
+
+    future: asyncio.Future[tuple[str, int]]
+    started: float
+    escape: str = ""
+    timer: Timer | None = None
+    elapsed: float = 0.0

@@ -18,8 +18,14 @@ from .rest_channels import check_record_name, record_options
 
 
 def find_bridge(sim: Engine, bridge_id: str) -> Bridge | ApiResponse:
+    """resource_bridges.c find_bridge: 404 if unknown, 409 if not a Stasis bridge (a basic
+    bridge of Dial() exists but is not the application's)."""
     bridge = sim.find_bridge(bridge_id)
-    return bridge if bridge is not None else error(404, "Bridge not found")
+    if bridge is None:
+        return error(404, "Bridge not found")
+    if bridge.bridge_class != "stasis":
+        return error(409, "Bridge not in Stasis application")
+    return bridge
 
 
 def control_list(sim: Engine, args: Args) -> list[Channel] | ApiResponse:
@@ -68,8 +74,9 @@ def create_with_id(sim: Engine, args: Args) -> ApiResponse:
 
 @route("GET /bridges/{bridgeId}")
 def get_bridge(sim: Engine, args: Args) -> ApiResponse:
-    found = find_bridge(sim, args.get_str("bridgeId") or "")
-    return ok(found.json()) if isinstance(found, Bridge) else found
+    """Any bridge's snapshot (ast_bridge_get_snapshot_by_uniqueid), basic ones included."""
+    found = sim.find_bridge(args.get_str("bridgeId") or "")
+    return ok(found.json()) if found is not None else error(404, "Bridge not found")
 
 
 @route("DELETE /bridges/{bridgeId}")

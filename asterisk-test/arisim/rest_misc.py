@@ -7,10 +7,8 @@ from collections.abc import Callable
 
 from .clock import format_timestamp
 from .engine import Engine
-from .model import LiveRecording
+from .model import ASTERISK_VERSION, LiveRecording
 from .rest import ApiResponse, Args, error, no_content, ok, route
-
-ASTERISK_VERSION = "22.10.1"
 
 
 # ------------------------------------------------------------------ recordings

@@ -60,6 +60,7 @@ class Simulator(Engine):
         return self.base_url
 
     async def stop(self) -> None:
+        await self.stop_agi()
         await self.clock.stop()
         with self.action():
             for rec in list(self.recordings.values()):

@@ -28,9 +28,11 @@ async def running_simulator(spool_dir: Path, **options: Any) -> AsyncIterator[Si
 class AriClient:
     """A minimal ARI client for tests: REST calls and the events WebSocket, recording events."""
 
-    def __init__(self, sim: Simulator, app: str = "verbatim") -> None:
+    def __init__(self, sim: Simulator, app: str = "verbatim", *,
+                 subscribe_all: bool = False) -> None:
         self.sim = sim
         self.app = app
+        self.subscribe_all = subscribe_all
         token = base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()
         self.http = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"})
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -40,7 +42,8 @@ class AriClient:
     async def connect(self) -> None:
         import asyncio
 
-        self.ws = await self.http.ws_connect(f"{self.sim.base_url}/ari/events?app={self.app}")
+        query = f"app={self.app}" + ("&subscribeAll=true" if self.subscribe_all else "")
+        self.ws = await self.http.ws_connect(f"{self.sim.base_url}/ari/events?{query}")
         ws = self.ws
 
         async def read() -> None:

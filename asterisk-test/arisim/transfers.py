@@ -1,4 +1,5 @@
-"""Hold and blind transfers of a party in a Stasis bridge, as Asterisk 22 performs them.
+"""Hold and blind transfers of a party in a Stasis bridge, as Asterisk 22 performs them (and,
+at the end of this docstring, in a basic bridge of a call the dialplan keeps).
 
 Hold: a phone putting its call on hold (re-INVITE sendonly) makes chan_pjsip call main/channel.c
 ast_queue_hold → ChannelHold (`musicclass` only when one was given), and resuming ast_queue_unhold
@@ -37,6 +38,13 @@ context = TRANSFER_CONTEXT or the endpoint's — `transfer-target` in the traced
 * results: no bridge → "Invalid" (no `bridge`); a lone channel → "Invalid"; the extension missing
   from the dialplan → core_local.c local_call fails, the Local pair is hung up unseen, "Fail" with
   `replace_channel`; the transferer stays bridged in both.
+
+A basic bridge (Dial(), appdial.py) has no TRANSFER_BRIDGE_ONLY flag, so a two-party one takes
+ast_bridge_transfer_blind's direct path (`_blind_transfer_basic`): ChannelUnhold, BLINDTRANSFER
+on both, (REFER: SIPTRANSFER and SIPREFERRINGCONTEXT on the transferee), BridgeBlindTransfer
+(Success, `transferee`, no `replace_channel`), the transferee leaves (async goto) and runs
+exten@context from priority 1 on the same channel, the transferer leaves, BridgeDestroyed; the
+transferer is then hung up by Asterisk at once (no ChannelHangupRequest).
 """
 
 from __future__ import annotations
@@ -44,8 +52,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .appdial import DialAppOps
 from .model import CAUSE_NORMAL, Bridge, Channel
-from .playbacks import PlaybackOps
 
 Via = Literal["refer", "ami"]
 # A sipp phone sent BYE 200 ms after the NOTIFY 200 (trace sip_blind_transfer_refer: 3.040 → 3.248)
@@ -64,7 +72,7 @@ class TransferOutcome:
         return {"result": self.result, "local_one": self.local_one, "local_two": self.local_two}
 
 
-class TransferOps(PlaybackOps):
+class TransferOps(DialAppOps):
     # ------------------------------------------------------------------ hold
     def party_hold(self, ch: Channel, musicclass: str | None = None) -> None:
         """The phone puts the call on hold: ChannelHold; it sends no audio until resumed."""
@@ -119,6 +127,9 @@ class TransferOps(PlaybackOps):
         if bridge is None:
             self._publish_blind(snapshot, exten, context, "Invalid", transferer)
             return TransferOutcome("Invalid")
+        if bridge.bridge_class == "basic":
+            return self._blind_transfer_basic(transferer, bridge, exten, context, via,
+                                              hangup_after, snapshot)
         bridge_snapshot = bridge.json()
         transferee = self.bridge_peer(bridge, transferer)
         extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
@@ -150,6 +161,43 @@ class TransferOps(PlaybackOps):
         if via == "refer":
             self.bye_after_refer(transferer, hangup_after)
         return TransferOutcome("Success", one.id, two.id)
+
+    def _blind_transfer_basic(self, transferer: Channel, bridge: Bridge, exten: str,
+                              context: str, via: Via, hangup_after: float | None,
+                              snapshot: dict[str, Any]) -> TransferOutcome:
+        """ast_bridge_transfer_blind in a two-party basic bridge (a Dial() bridge): no Local
+        channel; bridge_channel_internal_queue_blind_transfer makes the transferee leave and run
+        exten@context from priority 1 (ast_async_goto; a REFER's callback sets SIPTRANSFER and
+        SIPREFERRINGCONTEXT on it first), ast_bridge_remove takes the transferer out, and the
+        bridge dissolves. The transferer, out of its bridge, is hung up at once by
+        Asterisk (its Dial() returns -1 / an imparted channel has no goto; see appdial.py) — the
+        phone's BYE after the NOTIFY finds it gone. res_pjsip_refer refuses a REFER to an
+        extension that does not exist (404: nothing happens); AMI goes ahead."""
+        if via == "refer" and self.dialplan.lookup(context, exten) is None:
+            return TransferOutcome("Fail")
+        bridge_snapshot = bridge.json()
+        transferee = self.bridge_peer(bridge, transferer)
+        extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
+        self.party_unhold(transferer)
+        if len(bridge.channels) <= 1:
+            self._publish_blind(snapshot, exten, context, "Invalid", transferer, bridge,
+                                bridge=bridge_snapshot, **extra)
+            return TransferOutcome("Invalid")
+        self.transfer_variables(transferer, bridge, "BLINDTRANSFER")
+        if transferee is None:  # more than two parties: not a Dial() bridge, not simulated
+            self._publish_blind(snapshot, exten, context, "Fail", transferer, bridge,
+                                bridge=bridge_snapshot, **extra)
+            return TransferOutcome("Fail")
+        if via == "refer":  # res_pjsip_refer.c refer_blind_callback on the transferee
+            self.dp_set_variable(transferee, "SIPTRANSFER", "yes")
+            self.dp_set_variable(transferee, "SIPREFERRINGCONTEXT", context)
+        self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
+                            bridge=bridge_snapshot, **extra)
+        transferee.pending_goto = (context, exten)
+        self.bridge_remove(bridge, transferee)
+        if via == "refer":  # moot unless the transferer's Dial() had the `g` option
+            self.bye_after_refer(transferer, hangup_after)
+        return TransferOutcome("Success")
 
     def _publish_blind(self, snapshot: dict[str, Any], exten: str, context: str, result: str,
                        transferer: Channel, in_bridge: Bridge | None = None,

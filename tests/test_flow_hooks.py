@@ -1,0 +1,197 @@
+"""Hook mode on the simulator: calls the dialplan keeps (AGI hooks + Dial()), recorded by snoop.
+
+The whole product runs: the daemon's FastAGI server, its ARI WebSocket with subscribeAll, real
+PostgreSQL; the simulator's dialplan runs AGI() against the daemon and Dial() in basic bridges.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arisim.audio import tones_per_second
+
+from recorder.ari.events import parse_timestamp
+from recorder.policy import consent_rows
+from tests.stack import Stack, running_stack
+from tests.test_flow_controls import control_by_api
+
+CALLER, CALLEE, TARGET = 440, 700, 1000
+FREQS = [CALLER, CALLEE, TARGET]
+PROMPT_S = 3.0  # the simulator's length of an unknown sound: the consent prompts
+
+
+def agi(st: Stack, hook: str) -> str:
+    assert st.running.agi_address is not None
+    _, port = st.running.agi_address
+    return f"agi://127.0.0.1:{port}/{hook}"
+
+
+def hooked_dialplan(st: Stack, *first: tuple[str, str]) -> None:
+    """[hook-in]: the record hook, then Dial(); [hook-xfer]: where blind transfers dial."""
+    st.sim.add_extension("hook-in", "_X.", [
+        *first,
+        ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
+        ("Dial", "PJSIP/${EXTEN},30"),
+    ])
+    st.sim.add_extension("hook-xfer", "_X.", [("Dial", "PJSIP/${EXTEN},30")])
+    st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
+    st.sim.set_endpoint("PJSIP/300", tone_hz=TARGET, answer_after=1.0)
+
+
+async def answered_hook(st: Stack, caller_id: str) -> None:
+    """Past the caller's announcement (played by the AGI) until the record hook answered."""
+    session = await st.sim.wait_agi(caller_id, "playing")
+    assert any(c.startswith("STREAM FILE") for c in session.commands)
+    await st.advance(PROMPT_S)
+    await st.sim.wait_agi(caller_id, "done")
+    await st.settle()
+
+
+def only_call(st: Stack) -> Any:
+    (call,) = st.daemon.state.calls.values()
+    return call
+
+
+def channel(st: Stack, prefix: str) -> Any:
+    (ch,) = [c for c in st.sim.channels.values()
+             if c.name.startswith(prefix) and not c.destroyed]
+    return ch
+
+
+def at(event: dict[str, Any]) -> float:
+    return parse_timestamp(event["timestamp"]).timestamp()
+
+
+async def test_a_dialplan_call_is_recorded_across_a_blind_transfer(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        hooked_dialplan(st)
+        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                            caller_number="+12125550100")
+        await st.settle()
+        await answered_hook(st, caller.id)
+        record_session = st.sim.agi_sessions[0]
+        assert 'SET VARIABLE VERBATIM_STATUS "RECORDING"' in record_session.commands
+        call_id = only_call(st).call_id
+        # Nothing was dialled before the caller's recording ran
+        started = [at(e) for e in st.sim.events("RecordingStarted")]
+        dialled = [at(e) for e in st.sim.events("Dial") if e["dialstatus"] == ""]
+        assert started and dialled and started[0] <= dialled[0]
+        await st.advance(1.0)  # 201 answers: Dial() bridges them
+        callee = channel(st, "PJSIP/201")
+        await st.advance(3.0)
+        outcome = st.sim.blind_transfer(callee.id, "300", context="hook-xfer")
+        assert outcome.result == "Success"
+        await st.settle()
+        await st.advance(1.0)  # 300 answers; the caller is bridged with it
+        target = channel(st, "PJSIP/300")
+        assert target.bridge_id == caller.bridge_id
+        await st.advance(3.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        by_channel = {leg.channel_id: leg for leg in legs}
+        assert set(by_channel) == {caller.id, callee.id, target.id}
+        for leg in legs:  # every second each party talked is in a file, and no gap
+            assert leg.talked_ms and leg.covered_ms is not None
+            assert leg.talked_ms - leg.covered_ms <= 250, (leg.channel_id, leg.talked_ms,
+                                                           leg.covered_ms)
+        assert abs((by_channel[caller.id].talked_ms or 0) - 6000) <= 100
+        assert await st.repo.gaps(call.started_at, call_id) == []
+        assert "transfer.blind" in [e.kind for e in events]
+        # what the files hold, second by second: the caller's snoop follows the caller
+        by_target = {r.target: r for r in recs}
+        assert {r.status for r in recs} == {"filed"}
+        caller_file = tones_per_second(Path(by_target[f"snoop:{caller.id}"].path or ""), FREQS)
+        # (recording from before Dial(): the caller alone while 201 rings, and while 300 does)
+        assert caller_file == ([{CALLER}] + [{CALLER, CALLEE}] * 3 + [{CALLER}]
+                               + [{CALLER, TARGET}] * 3)
+        callee_file = tones_per_second(Path(by_target[f"snoop:{callee.id}"].path or ""), FREQS)
+        assert callee_file == [{CALLER, CALLEE}] * 3
+        target_file = tones_per_second(Path(by_target[f"snoop:{target.id}"].path or ""), FREQS)
+        assert target_file == [{CALLER, TARGET}] * 3
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played) for r in rows][:1] == [("caller", "finished")]
+
+
+@pytest.mark.parametrize("how", ["applicationmap", "api"])
+async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: str) -> None:
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        st.sim.set_applicationmap({
+            "verbatim-pause": ("*1", "self", f"AGI({agi(st, 'pause')})"),
+            "verbatim-resume": ("*2", "self", f"AGI({agi(st, 'resume')})"),
+        })
+        hooked_dialplan(st, ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"))
+        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                            caller_number="+12125550100")
+        await st.settle()
+        await answered_hook(st, caller.id)
+        call_id = only_call(st).call_id
+        await st.advance(1.0)
+        callee = channel(st, "PJSIP/201")
+        await st.advance(2.0)
+        await control(st, how, callee.id, call_id, "pause", "*1")
+        await st.advance(3.0)
+        await control(st, how, callee.id, call_id, "resume", "*2")
+        await st.advance(2.0)
+        st.sim.hangup(callee.id)
+        await st.settle()
+
+        call, legs, recs, events = await st.call_rows(call_id)
+        paused = [e for e in events if e.kind == "recording.paused"]
+        resumed = [e for e in events if e.kind == "recording.resumed"]
+        assert len(paused) == 1 and len(resumed) == 1
+        assert paused[0].detail["by"] == ("agi" if how == "applicationmap" else "api:crm")
+        assert abs((resumed[0].at - paused[0].at).total_seconds() - 3.0) <= 0.1
+        assert set(paused[0].detail["recordings"]) == {r.name for r in recs}
+        for leg in legs:  # talked 7 s, 3 s of it paused: not recorded, and not a gap
+            assert leg.talked_ms is not None and leg.covered_ms is not None
+            assert abs(leg.talked_ms - leg.covered_ms - 3000) <= 150, (leg.talked_ms,
+                                                                       leg.covered_ms)
+        assert await st.repo.gaps(call.started_at, call_id) == []
+        for rec in recs:  # each file lacks the paused 3 s: both parties before and after
+            seconds = tones_per_second(Path(rec.path or ""), FREQS)
+            assert {CALLER, CALLEE} in seconds
+            assert all(s <= {CALLER, CALLEE} for s in seconds)
+        callee_rec = next(r for r in recs if r.target == f"snoop:{callee.id}")
+        assert abs((callee_rec.duration_ms or 0) - 4000) <= 150  # 2 s + 2 s of 7 s bridged
+        pauses = [r for r in st.sim.requests if r.path.endswith("/pause")]
+        assert sorted(r.method for r in pauses) == ["DELETE", "DELETE", "POST", "POST"]
+
+
+async def control(st: Stack, how: str, channel_id: str, call_id: str, action: str,
+                  code: str) -> None:
+    if how == "api":
+        await control_by_api(st, call_id, action)
+        return
+    before = len(st.sim.agi_sessions)
+    for digit in code:
+        st.sim.send_dtmf(channel_id, digit)
+    await st.settle()
+    session = await st.sim.wait_agi(
+        lambda s: st.sim.agi_sessions.index(s) >= before and s.script == action, "done")
+    assert 'SET VARIABLE VERBATIM_STATUS "OK"' in session.commands
+    await st.settle()
+
+
+async def test_the_hook_fails_over_to_the_dialplan_when_the_recorder_cannot_record(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        st.sim.add_extension("hook-in", "_X.", [
+            ("AGI", f"{agi(st, 'record')},sideways,${{EXTEN}}"),  # a dialplan author's typo
+            ("Dial", "PJSIP/${EXTEN},30"),
+        ])
+        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER)
+        await st.settle()
+        session = await st.sim.wait_agi(caller.id, "done")
+        assert 'SET VARIABLE VERBATIM_STATUS "ERROR"' in session.commands
+        assert any("direction must be one of" in c for c in session.commands)
+        assert session.status == "SUCCESS" and not st.daemon.state.calls
+        # the call goes on (the dialplan's own fallback decides what to record): Dial() ran
+        assert [e for e in st.sim.events("Dial") if e["dialstatus"] == ""]

@@ -1,0 +1,207 @@
+"""Hook mode: recording each party with a snoop channel, and blind transfers out of a basic
+(Dial) bridge — main/bridge.c ast_bridge_transfer_blind's two-party path: the transferee itself
+runs exten@context (ast_async_goto), no Local channel; the transferer is hung up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arisim.audio import tones_per_second
+from arisim.server import Simulator
+from arisim.testing import AriClient
+
+from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi
+
+CALLER, CALLEE, TARGET = 440, 700, 1000
+FREQS = [CALLER, CALLEE, TARGET]
+
+CHECK_REQUESTS = True
+
+
+@pytest.fixture
+async def watcher(sim: Simulator) -> AsyncIterator[AriClient]:
+    client = AriClient(sim, subscribe_all=True)
+    await client.connect()
+    yield client
+    await client.close()
+
+
+def _only(sim: Simulator, prefix: str) -> Any:
+    (ch,) = [c for c in sim.channels.values() if c.name.startswith(prefix)]
+    return ch
+
+
+async def _call(sim: Simulator) -> tuple[Any, Any]:
+    """A caller (440 Hz) whose dialplan dials 201 (700 Hz, answers after 1 s); transfers go to
+    [xfer], which dials the new target (300: 1000 Hz, answers after 1 s)."""
+    sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
+    sim.set_endpoint("PJSIP/300", tone_hz=TARGET, answer_after=1.0)
+    sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/${EXTEN},30")])
+    sim.add_extension("xfer", "_X.", [("Dial", "PJSIP/${EXTEN},30")])
+    caller = sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER)
+    await sim.settle()
+    return caller, None
+
+
+async def _snoop(ari: AriClient, channel_id: str, name: str) -> str:
+    """What the daemon does per party: a spy=both snoop into the app, recorded."""
+    status, snoop = await ari.call("POST", f"/channels/{channel_id}/snoop", spy="both",
+                                   app="verbatim", appArgs="snoop", snoopId=f"snoop-{name}")
+    assert status == 200
+    status, _ = await ari.call("POST", f"/channels/snoop-{name}/record", name=name,
+                               format="wav")
+    assert status == 201
+    return str(snoop["id"])
+
+
+def _tones(sim: Simulator, name: str) -> list[set[int]]:
+    return tones_per_second(Path(sim.spool_dir) / f"{name}.wav", FREQS)
+
+
+def _finished(ari: AriClient, name: str) -> list[dict[str, Any]]:
+    return [e["recording"] for e in ari.events
+            if e["type"] == "RecordingFinished" and e["recording"]["name"] == name]
+
+
+async def test_snoop_records_what_the_party_says_and_hears(sim: Simulator,
+                                                           watcher: AriClient) -> None:
+    """Snoops on channels outside Stasis: the caller's (from t=0) holds the caller alone while
+    201 rings, then both; each snoop ends with its channel (StasisEnd, ChannelDestroyed,
+    RecordingFinished)."""
+    caller, _ = await _call(sim)
+    snoop_a = await _snoop(watcher, caller.id, "caller")
+    await sim.advance(1.0)
+    callee = _only(sim, "PJSIP/201")
+    snoop_b = await _snoop(watcher, callee.id, "callee")
+    await sim.advance(3.0)
+    sim.hangup(callee.id)
+    await sim.settle()
+    assert _tones(sim, "caller") == [{CALLER}, {CALLER, CALLEE}, {CALLER, CALLEE},
+                                     {CALLER, CALLEE}]
+    assert _tones(sim, "callee") == [{CALLER, CALLEE}] * 3
+    assert [r["duration"] for r in _finished(watcher, "caller")] == [4]
+    assert [r["duration"] for r in _finished(watcher, "callee")] == [3]
+    for snoop in (snoop_a, snoop_b):
+        types = [e["type"] for e in watcher.events if e.get("channel", {}).get("id") == snoop]
+        assert types[0] == "ChannelCreated" and types[-2:] == ["StasisEnd", "ChannelDestroyed"]
+    assert sim.live_channels() == []
+
+
+async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriClient) -> None:
+    """201 REFERs the caller to 300: events in order, the caller runs [xfer] on its own
+    channel (no Local pair), 201 is hung up; the caller's snoop holds the caller and, once
+    bridged again, the new target."""
+    caller, _ = await _call(sim)
+    await _snoop(watcher, caller.id, "caller")
+    await sim.advance(1.0)
+    callee = _only(sim, "PJSIP/201")
+    await _snoop(watcher, callee.id, "callee")
+    await sim.advance(2.0)
+    first_bridge = caller.bridge_id
+    start = len(watcher.events)
+    outcome = sim.blind_transfer(callee.id, "300", context="xfer")
+    await sim.settle()
+    assert outcome.result == "Success" and outcome.local_one is None
+    steps = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("id"),
+              e.get("variable") or e.get("dialplan_app") or e.get("dialstatus"))
+             for e in watcher.events[start:] if e["type"] != "RecordingFinished"]
+    target = _only(sim, "PJSIP/300")
+    snoop_b = next(c for c in sim.channels.values() if c.snoop_of == callee.id)
+    assert steps == [
+        ("ChannelUnhold", callee.id, None),
+        ("ChannelVarset", callee.id, "BLINDTRANSFER"),
+        ("ChannelVarset", caller.id, "BLINDTRANSFER"),
+        ("ChannelVarset", caller.id, "SIPTRANSFER"),
+        ("ChannelVarset", caller.id, "SIPREFERRINGCONTEXT"),
+        ("BridgeBlindTransfer", callee.id, None),
+        ("ChannelLeftBridge", caller.id, None),
+        ("ChannelLeftBridge", callee.id, None),
+        ("BridgeDestroyed", None, None),
+        ("ChannelDestroyed", callee.id, None),
+        ("StasisEnd", snoop_b.id, None),
+        ("ChannelDestroyed", snoop_b.id, None),
+        ("ChannelVarset", caller.id, "DIALSTATUS"),
+        ("ChannelDialplan", caller.id, "Dial"),
+        ("ChannelVarset", caller.id, "DIALSTATUS"),
+        ("ChannelCreated", target.id, None),
+        ("ChannelVarset", target.id, "DIALEDPEERNUMBER"),
+        ("ChannelDialplan", target.id, "AppDial"),
+        ("Dial", target.id, ""),
+        ("Dial", target.id, "RINGING"),
+        ("ChannelStateChange", target.id, None),
+    ]
+    xfer = next(e for e in watcher.events if e["type"] == "BridgeBlindTransfer")
+    assert xfer["result"] == "Success" and xfer["is_external"] is True
+    assert xfer["exten"] == "300" and xfer["context"] == "xfer"
+    assert xfer["transferee"]["id"] == caller.id and "replace_channel" not in xfer
+    assert xfer["bridge"]["id"] == first_bridge
+    assert xfer["bridge"]["channels"] == [callee.id, caller.id]
+    assert caller.dialplan.context == "xfer" and caller.dialplan.exten == "300"
+    await sim.advance(1.0)
+    assert target.bridge_id == caller.bridge_id and caller.bridge_id != first_bridge
+    await sim.advance(2.0)
+    sim.hangup(caller.id)
+    await sim.settle()
+    assert _tones(sim, "caller") == [{CALLER}, {CALLER, CALLEE}, {CALLER, CALLEE}, {CALLER},
+                                     {CALLER, TARGET}, {CALLER, TARGET}]
+    assert _tones(sim, "callee") == [{CALLER, CALLEE}] * 2
+    assert sim.live_channels() == []
+
+
+async def test_caller_blind_transfers_the_callee(sim: Simulator, watcher: AriClient) -> None:
+    """The caller transfers: 201 (an imparted channel with no PBX) runs [xfer] — here an AGI,
+    then Dial(300) — and its snoop holds 201 and the new target; the caller's Dial() returns
+    and its PBX hangs it up."""
+    envs: list[dict[str, str]] = []
+
+    async def script(call: AgiCall) -> None:
+        envs.append(dict(call.env))
+        await call.send("SET VARIABLE TRANSFERRED yes")
+
+    async with FakeAgi(script) as agi:
+        caller, _ = await _call(sim)
+        sim.add_extension("xfer", "_X.", [("AGI", agi.url("transfer")),
+                                          ("Dial", "PJSIP/${EXTEN},30")])
+        await sim.advance(1.0)
+        callee = _only(sim, "PJSIP/201")
+        await _snoop(watcher, callee.id, "callee")
+        await sim.advance(2.0)
+        start = len(watcher.events)
+        sim.blind_transfer(caller.id, "300", context="xfer")
+        await sim.wait_agi(callee.id, "done")
+        await sim.settle()
+        caller_tail = [e["type"] for e in watcher.events[start:]
+                       if e.get("channel", {}).get("id") == caller.id]
+        assert caller_tail == ["ChannelUnhold", "ChannelVarset", "BridgeBlindTransfer",
+                               "ChannelLeftBridge", "ChannelVarset", "ChannelDestroyed"]
+        assert caller.destroyed and not callee.hungup
+        assert envs[0]["agi_channel"] == callee.name
+        assert (envs[0]["agi_context"], envs[0]["agi_extension"]) == ("xfer", "300")
+        assert callee.variables["TRANSFERRED"] == "yes"
+        await sim.advance(1.0)
+        target = _only(sim, "PJSIP/300")
+        assert target.bridge_id == callee.bridge_id is not None
+        await sim.advance(2.0)
+        sim.hangup(target.id)
+        await sim.settle()
+    assert _tones(sim, "callee") == [{CALLER, CALLEE}, {CALLER, CALLEE}, {CALLEE},
+                                     {CALLEE, TARGET}, {CALLEE, TARGET}]
+    xfer = next(e for e in watcher.events if e["type"] == "BridgeBlindTransfer")
+    assert xfer["channel"]["id"] == caller.id and xfer["transferee"]["id"] == callee.id
+    assert sim.live_channels() == []
+
+
+async def test_refer_to_missing_extension_is_refused(sim: Simulator,
+                                                     watcher: AriClient) -> None:
+    """res_pjsip_refer answers 404 before any transfer: nothing happens, the call goes on."""
+    caller, _ = await _call(sim)
+    await sim.advance(1.0)
+    callee = _only(sim, "PJSIP/201")
+    start = len(watcher.events)
+    outcome = sim.blind_transfer(callee.id, "999", context="nowhere")
+    await sim.settle()
+    assert outcome.result == "Fail" and watcher.events[start:] == []
+    assert callee.bridge_id == caller.bridge_id is not None
