@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from arisim.server import Simulator
 
 from recorder.app import Running, build
+from recorder.ari.events import parse_timestamp
 from recorder.config import (
     AriConfig,
     CallsConfig,
@@ -156,8 +156,7 @@ async def running_stack(
         async with build(config) as running:
             # What the daemon observes itself (an API control, a hook) is stamped with the
             # simulated Asterisk's time, as a real one's would be with its wall clock.
-            running.daemon.clock = AsteriskClock(
-                lambda: datetime.fromtimestamp(sim.clock.epoch(), UTC))
+            running.daemon.clock = AsteriskClock(lambda: parse_timestamp(sim.clock.timestamp()))
             stack = Stack(sim, running, running.repo, spool, archive)
             if start:
                 stack.task = asyncio.create_task(running.daemon.run())

@@ -15,7 +15,7 @@ from arisim.audio import tones_per_second
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
 from tests.stack import Stack, running_stack
-from tests.test_flow_controls import control_by_api
+from tests.test_flow_controls import control_by_api, control_by_dtmf
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
 FREQS = [CALLER, CALLEE, TARGET]
@@ -119,14 +119,20 @@ async def test_a_dialplan_call_is_recorded_across_a_blind_transfer(
         assert [(r.party, r.played) for r in rows][:1] == [("caller", "finished")]
 
 
-@pytest.mark.parametrize("how", ["applicationmap", "api"])
+@pytest.mark.parametrize("how", ["applicationmap", "dtmf", "api"])
 async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: str) -> None:
-    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+    # dtmf: the daemon's own codes, matched on ChannelDtmfReceived (subscribeAll) with no
+    # applicationmap; applicationmap: the AGI hooks features.conf runs, and no codes
+    codes = {"pause": "*1", "resume": "*2"} if how == "dtmf" else {}
+    async with running_stack(tmp_path, pg_dsn, hooks=True, controls=codes) as st:
         st.sim.set_applicationmap({
             "verbatim-pause": ("*1", "self", f"AGI({agi(st, 'pause')})"),
             "verbatim-resume": ("*2", "self", f"AGI({agi(st, 'resume')})"),
         })
-        hooked_dialplan(st, ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"))
+        if how == "applicationmap":
+            hooked_dialplan(st, ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"))
+        else:
+            hooked_dialplan(st)
         caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
                                             caller_number="+12125550100")
         await st.settle()
@@ -146,7 +152,8 @@ async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: s
         paused = [e for e in events if e.kind == "recording.paused"]
         resumed = [e for e in events if e.kind == "recording.resumed"]
         assert len(paused) == 1 and len(resumed) == 1
-        assert paused[0].detail["by"] == ("agi" if how == "applicationmap" else "api:crm")
+        assert paused[0].detail["by"] == {"applicationmap": "agi", "dtmf": "dtmf",
+                                          "api": "api:crm"}[how]
         assert abs((resumed[0].at - paused[0].at).total_seconds() - 3.0) <= 0.1
         assert set(paused[0].detail["recordings"]) == {r.name for r in recs}
         for leg in legs:  # talked 7 s, 3 s of it paused: not recorded, and not a gap
@@ -162,12 +169,17 @@ async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: s
         assert abs((callee_rec.duration_ms or 0) - 4000) <= 150  # 2 s + 2 s of 7 s bridged
         pauses = [r for r in st.sim.requests if r.path.endswith("/pause")]
         assert sorted(r.method for r in pauses) == ["DELETE", "DELETE", "POST", "POST"]
+        if how == "applicationmap":  # the digits reached the daemon too: each acted once
+            assert [e.kind for e in events].count("recording.paused") == 1
 
 
 async def control(st: Stack, how: str, channel_id: str, call_id: str, action: str,
                   code: str) -> None:
     if how == "api":
         await control_by_api(st, call_id, action)
+        return
+    if how == "dtmf":
+        await control_by_dtmf(st, channel_id, code)
         return
     before = len(st.sim.agi_sessions)
     for digit in code:
@@ -195,3 +207,44 @@ async def test_the_hook_fails_over_to_the_dialplan_when_the_recorder_cannot_reco
         assert session.status == "SUCCESS" and not st.daemon.state.calls
         # the call goes on (the dialplan's own fallback decides what to record): Dial() ran
         assert [e for e in st.sim.events("Dial") if e["dialstatus"] == ""]
+
+
+async def test_the_callee_hears_its_announcement_before_it_is_bridged(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        st.sim.add_extension("verbatim-answered", "s", [
+            ("AGI", f"{agi(st, 'answered')},${{ARG1}}"),
+            ("Return", ""),
+        ])
+        st.sim.add_extension("hook-in", "_X.", [
+            ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
+            ("Dial", "PJSIP/${EXTEN},30,U(verbatim-answered^${VERBATIM_CALL_ID})"),
+        ])
+        st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
+        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                            caller_number="+14155550100")  # CA: all-party
+        await st.settle()
+        await answered_hook(st, caller.id)
+        call_id = only_call(st).call_id
+        await st.advance(1.0)  # 201 answers and runs the answered hook: its announcement
+        callee = channel(st, "PJSIP/201")
+        session = await st.sim.wait_agi(callee.id, "playing")
+        assert call_id in session.args  # the inherited __VERBATIM_CALL_ID
+        assert callee.bridge_id is None  # not bridged while it hears it
+        await st.advance(PROMPT_S)
+        await st.sim.wait_agi(callee.id, "done")
+        await st.settle()
+        assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
+        await st.advance(2.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, legs, recs, _ = await st.call_rows(call_id)
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played, r.mode) for r in rows] == [
+            ("caller", "finished", "all-party"), ("callee", "finished", "all-party")]
+        callee_rec = next(r for r in recs if r.target == f"snoop:{callee.id}")
+        assert callee_rec.started_at is not None and rows[1].ended_at is not None
+        assert callee_rec.started_at >= rows[1].ended_at  # recorded only once announced
+        assert all((leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250 for leg in legs)
+        assert await st.repo.gaps(call.started_at, call_id) == []
