@@ -248,3 +248,40 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         assert callee_rec.started_at >= rows[1].ended_at  # recorded only once announced
         assert all((leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250 for leg in legs)
         assert await st.repo.gaps(call.started_at, call_id) == []
+
+
+async def test_a_transfer_while_the_daemon_is_away_is_followed_after_it_reconnects(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        hooked_dialplan(st)
+        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                            caller_number="+12125550100")
+        await st.settle()
+        await answered_hook(st, caller.id)
+        call_id = only_call(st).call_id
+        await st.advance(3.0)
+        callee = channel(st, "PJSIP/201")
+        await st.sim.drop_websockets()
+        st.sim.blind_transfer(callee.id, "300", context="hook-xfer")
+        await st.sim.advance(1.5)  # 300 answers and talks with the caller, unseen
+        target = channel(st, "PJSIP/300")
+        await st.connected()  # reconnected: reconciled with GET /channels, /bridges
+        await st.settle()
+        call = only_call(st)
+        assert target.id in call.legs and call.legs[callee.id].state == "gone"
+        assert call.legs[target.id].recording is not None  # found, and snooped
+        await st.advance(2.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        row, legs, recs, _ = await st.call_rows(call_id)
+        assert (row.status, row.outcome) == ("ended", "answered")
+        assert {leg.channel_id for leg in legs} == {caller.id, callee.id, target.id}
+        assert {r.target for r in recs} == {f"snoop:{c}" for c in (caller.id, callee.id,
+                                                                   target.id)}
+        assert {r.status for r in recs} == {"filed"}
+        caller_file = tones_per_second(Path(next(r.path for r in recs
+                                                 if r.target == f"snoop:{caller.id}") or ""),
+                                       FREQS)
+        assert caller_file[-2:] == [{CALLER, TARGET}] * 2  # the caller's snoop never stopped
+        assert await st.repo.gaps(row.started_at, call_id) == []

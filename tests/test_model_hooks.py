@@ -256,3 +256,19 @@ def test_a_refused_snoop_fails_the_hook_so_the_dialplan_falls_back() -> None:
     assert not run.of(cmd.Snoop, out)  # not retried against a channel Asterisk says is gone
     (rec,) = run.call.recordings.values()
     assert (rec.status, rec.error) == ("failed", "404 Channel not found")
+
+
+def test_a_hooked_call_survives_its_stored_snapshot() -> None:
+    """A daemon that crashed adopts a hooked call from its row's state, snoops included."""
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    run.feed(ControlRequested(timestamp=b.at(2), asterisk_id=b.AST, request_id=1,
+                              call_id=run.call.call_id, action="pause", by="crm"))
+    call = run.call
+    again = Call.from_json(call.to_json())
+    assert again == call and again.mode == "hook" and again.snoops == call.snoops
+    adopted = ModelState().with_call(again)
+    assert set(adopted.by_channel) == {A, B, *call.snoops}

@@ -128,6 +128,8 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
             events.append(
                 ev.ChannelLeftBridge(**base, bridge=ev.BridgeInfo(call.bridge_id), channel=channel)
             )
+    if call.mode == "hook":
+        events += _joined_while_away(call, snap, base)
     for rec in call.live_recordings():
         fate = snap.recordings.get(rec.name, ABSENT)
         info = ev.RecordingInfo(rec.name, rec.format, fate, f"bridge:{call.bridge_id}")
@@ -165,6 +167,21 @@ def _hooked_bridging(
         events.append(ev.ChannelLeftBridge(**base, bridge=ev.BridgeInfo(was_in), channel=channel))
     if now_in is not None and now_in.id != was_in:
         events.append(ev.ChannelEnteredBridge(**base, bridge=now_in, channel=channel))
+    return events
+
+
+def _joined_while_away(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Event]:
+    """Channels now bridged with a live leg that the call does not know (a blind transfer's
+    target answered while we were away): they join it as when seen entering."""
+    live = {leg.channel_id for leg in call.legs.values() if leg.state != LEG_GONE}
+    events: list[ev.Event] = []
+    for bridge in snap.bridges.values():
+        if not live & set(bridge.channels):
+            continue
+        for channel_id in bridge.channels:
+            channel = snap.channels.get(channel_id)
+            if channel is not None and channel_id not in call.legs:
+                events.append(ev.ChannelEnteredBridge(**base, bridge=bridge, channel=channel))
     return events
 
 
