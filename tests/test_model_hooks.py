@@ -272,3 +272,37 @@ def test_a_hooked_call_survives_its_stored_snapshot() -> None:
     assert again == call and again.mode == "hook" and again.snoops == call.snoops
     adopted = ModelState().with_call(again)
     assert set(adopted.by_channel) == {A, B, *call.snoops}
+
+
+def test_a_callee_bridged_without_its_announcement_is_reported() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))  # California: the callee must hear one
+    snoop_runs(run, 4.01, run.feed(prompted(4, "s1", A)))
+    run.feed(dial(5, A, B, ""))
+    run.feed(dial(6, A, B, "ANSWER"))  # no answered hook: Dial() had no U() option
+    run.feed(b.entered(6, "x", A))
+    out = run.feed(b.entered(6, "x", B))
+    (warning,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "consent.not_announced"]
+    assert warning.level == "warning" and warning.fields["channel_id"] == B
+
+
+def test_a_transfer_target_hears_the_join_announcement_by_its_hook() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))
+    snoop_runs(run, 4.01, run.feed(prompted(4, "s1", A)))
+    run.feed(dial(5, A, B, ""))
+    run.feed(hook(6, "answered", B, session="s2"))
+    run.feed(prompted(9, "s2", B))
+    run.feed(b.entered(9, "x", A))
+    snoop_runs(run, 9.01, run.feed(b.entered(9, "x", B)))
+    run.feed(ev.BridgeBlindTransfer(timestamp=b.at(12), asterisk_id=b.AST, channel=b.chan(B),
+                                    exten="300", context="t", result="Success",
+                                    transferee=b.chan(A)))
+    run.feed(b.left(12, "x", A))
+    run.feed(b.left(12, "x", B))
+    run.feed(b.destroyed(12, B))
+    run.feed(dial(12.5, A, C, ""))
+    out = run.feed(hook(14, "answered", C, session="s3"))
+    (ask,) = run.of(cmd.HookReply, out)
+    assert not ask.final and ask.prompts[0][0].startswith("verbatim/consent")
+    assert run.call.legs[C].party == "target1"

@@ -33,7 +33,15 @@ from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.consent import audit, decide_at_start, due_for, facts_of, note_prompt, remember
+from recorder.model.consent import (
+    audit,
+    decide_at_start,
+    due_for,
+    facts_of,
+    note_prompt,
+    present_parties,
+    remember,
+)
 from recorder.model.controls import ACTIONS, DONE, apply, control_digit, on_control
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
@@ -67,7 +75,7 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
-from recorder.policy import decide
+from recorder.policy import Announcement, Party, announcements_on_join, decide
 
 Handler = Callable[[ModelState, Any, CallSettings], Result]
 HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
@@ -217,8 +225,10 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     if leg is None:  # its Dial event is not here yet: the inherited call id placed it
         leg = add_leg(s, e.channel, LEG_UP)
     mark_answered(s, leg)
-    first = leg.channel_id == call.callee_channel
-    prompt = due_for(call, "callee", "on-answer") if call.record and first else None
+    if leg.channel_id == call.callee_channel:
+        prompt = due_for(call, "callee", "on-answer") if call.record else None
+    else:  # a transfer's (or forward's) target: what policy requires when a party joins
+        prompt = join_prompt(s, leg)
     if prompt is None:
         reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
         return
@@ -229,6 +239,23 @@ def answered_hook(s: Step, e: HookCalled) -> None:
                         ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                         final=False))
     s.save()
+
+
+def join_prompt(s: Step, leg: Leg) -> Announcement | None:
+    """The announcement a joining party hears by its hook. Those due to parties already in
+    a Dial() bridge cannot be played there (no Stasis): logged for the dialplan's author."""
+    call, policy = s.call, s.settings.policy
+    if policy is None or not call.record:
+        return None
+    leg.party = leg.party or f"target{sum(1 for x in call.legs.values() if x.party) + 1}"
+    before = [p for p in present_parties(call) if p.label != leg.party]
+    plays = announcements_on_join(before, Party(leg.party, leg.number), policy)
+    unplayed = [str(a) for a in plays if a.to != leg.party]
+    if unplayed:
+        s.log("consent.not_announced", "warning", channel_id=leg.channel_id, prompts=unplayed,
+              reason="parties in a Dial() bridge cannot hear a prompt from the recorder")
+        s.record("consent.not_announced", leg.channel_id, prompts=unplayed)
+    return next((a for a in plays if a.to == leg.party), None)
 
 
 def department_hook(s: Step, e: HookCalled) -> None:
@@ -396,6 +423,7 @@ def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSett
         leg.in_bridge = True
         leg.spans.append([e.bridge.id, s.at, None])
         mark_answered(s, leg)
+        unannounced(s, leg)
         together = [x for x in call.legs.values()
                     if x.in_bridge and x.spans and x.spans[-1][0] == e.bridge.id]
         if len(together) >= 2:
@@ -406,6 +434,18 @@ def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSett
         s.save()
 
     return for_call(state, call_id, e, settings, body)
+
+
+def unannounced(s: Step, leg: Leg) -> None:
+    """The called party is bridged, recorded, and policy wanted it announced, but the dialplan
+    ran no `answered` hook (Dial without U()): say so, loudly, when it is first bridged."""
+    call = s.call
+    if (leg.channel_id != call.callee_channel or len(leg.spans) != 1 or not call.record
+            or "callee" in call.heard or due_for(call, "callee", "on-answer") is None):
+        return
+    s.log("consent.not_announced", "warning", channel_id=leg.channel_id, party="callee",
+          reason="no answered hook ran (Dial's U(verbatim-answered) option)")
+    s.record("consent.not_announced", leg.channel_id, party="callee")
 
 
 def on_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettings,
