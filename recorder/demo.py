@@ -24,6 +24,7 @@ from recorder.config import (
     Config,
     DatabaseConfig,
     DialStrings,
+    HooksConfig,
     Secret,
     StorageConfig,
 )
@@ -54,6 +55,7 @@ class Scripted:
     ring_s: float
     talk_s: float  # conversation; for 'abandon' the caller waits this long, then hangs up
     abandon: bool = False
+    hooked: bool = False  # hook mode: the dialplan keeps the call (AGI hook, then Dial())
 
 
 SCRIPT = (
@@ -67,7 +69,11 @@ SCRIPT = (
              0.0, 0.0),
     Scripted("caller gives up while it rings", ("inbound", "204"), "6175550133", "PJSIP/204",
              "noanswer", 0.0, 5.0, abandon=True),
+    Scripted("hook mode: the dialplan keeps the call (AGI hook, Dial()); the attorney pauses "
+             "the recording while a card number is read (*1 … *2)", ("inbound", "305"),
+             "+1 212 555 0188", "PJSIP/305", "answer", 2.0, 9.0, hooked=True),
 )
+PAUSED_S = 3.0
 
 
 async def run_demo(directory: Path | None, *, keep: bool) -> int:
@@ -97,11 +103,14 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                 dial_strings=DialStrings(outbound="PJSIP/{number}@trunk"),
                 departments={"Intake": ("201", "202"), "Litigation": ("305",)},
             ),
+            hooks=HooksConfig(enabled=True, port=0),  # FastAGI on a free loopback port
         )
         try:
             async with build(config) as running:
                 task = asyncio.create_task(running.daemon.run())
                 await asyncio.wait_for(running.daemon.ready.wait(), 10)
+                assert running.agi_address is not None
+                hook_dialplan(sim, f"agi://127.0.0.1:{running.agi_address[1]}")
 
                 async def settle() -> None:
                     for _ in range(100):
@@ -157,6 +166,20 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
             await asyncio.to_thread(cluster.stop)
 
 
+def hook_dialplan(sim: object, agi: str) -> None:
+    """[demo-hooked] as dialplan/verbatim-hooks.conf shows it (without its fallback)."""
+    from arisim.server import Simulator
+
+    assert isinstance(sim, Simulator)
+    sim.set_applicationmap({"verbatim-pause": ("*1", "self", f"AGI({agi}/pause)"),
+                            "verbatim-resume": ("*2", "self", f"AGI({agi}/resume)")})
+    sim.add_extension("demo-hooked", "_X.", [
+        ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"),
+        ("AGI", f"{agi}/record,inbound,${{EXTEN}}"),
+        ("Dial", "PJSIP/${EXTEN},30"),
+    ])
+
+
 async def place(
     sim: object,
     item: Scripted,
@@ -168,11 +191,25 @@ async def place(
     assert isinstance(sim, Simulator)
     sim.set_endpoint(item.endpoint, result=item.result, answer_after=item.ring_s,
                      tone_hz=CALLEE_HZ)
-    caller = sim.start_call(caller_number=item.caller_number, args=list(item.args),
-                            tone_hz=CALLER_HZ)
+    if item.hooked:
+        caller = sim.start_dialplan_call(item.args[1], context="demo-hooked",
+                                         caller_number=item.caller_number, tone_hz=CALLER_HZ)
+    else:
+        caller = sim.start_call(caller_number=item.caller_number, args=list(item.args),
+                                tone_hz=CALLER_HZ)
     await settle()
     await advance(3.0)  # the consent announcement
-    if item.result == "answer":
+    if item.hooked:
+        await advance(item.ring_s + 2.0)
+        callee = next(c for c in sim.channels.values()
+                      if c.name.startswith(item.endpoint) and not c.destroyed)
+        for code in ("*1", "*2"):  # the applicationmap runs the pause, then the resume hook
+            for digit in code:
+                sim.send_dtmf(callee.id, digit)
+            await settle()
+            await advance(PAUSED_S if code == "*1" else item.talk_s - 2.0 - PAUSED_S)
+        sim.hangup(caller.id)
+    elif item.result == "answer":
         await advance(item.ring_s + item.talk_s)
         sim.hangup(caller.id)
     elif item.abandon:

@@ -28,7 +28,10 @@ def format_calls(rows: list[tuple[CallRow, list[LegRow], list[RecordingRow]]]) -
         f"{'ext':<6} {'department':<12} {'outcome':<10} legs  recorded"
     ]
     for call, legs, recs in rows:
-        seconds = sum((r.duration_ms or 0) for r in recs) / 1000
+        # The coverage proof's figure once the call has ended (hook mode's per-leg snoops
+        # overlap, so their lengths do not add up); the files' lengths until then.
+        covered = [leg.covered_ms for leg in legs if leg.covered_ms is not None]
+        seconds = (max(covered) if covered else sum((r.duration_ms or 0) for r in recs)) / 1000
         lines.append(
             f"{call.call_id:<26} {_t(call.started_at):<19} {call.direction:<8} "
             f"{(call.caller_e164 or call.caller_number or '-'):<14} "

@@ -73,8 +73,14 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
     out = result.stdout
     for outcome in ("answered", "busy", "no_answer", "abandoned"):
         assert outcome in out
-    lines = [line for line in out.splitlines() if "-s1: " in line]
-    assert len(lines) == 2 and all("C- " not in x and "-A " not in x for x in lines), lines
+    marks = [line.split(": ", 1)[1].split() for line in out.splitlines() if "-s" in line
+             and ": " in line and line.rstrip().endswith(("CA", "C-", "-A", "--"))]
+    # two calls in the app: both parties every second of their bridge recording
+    assert marks[0] == ["CA"] * 9 and marks[1] == ["CA"] * 5, marks
+    # hook mode: the caller's snoop from before Dial() (alone while 305 rings), the callee's
+    # from its answer; neither holds the 3 s paused while the card number was read
+    assert marks[2] == ["C-"] * 2 + ["CA"] * 6 and marks[3] == ["CA"] * 6, marks
+    assert len(marks) == 4
     assert "Traceback" not in result.stderr
 
 
