@@ -139,3 +139,14 @@ async def ari(sim: Any) -> AsyncIterator[Any]:
     await client.connect()
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def watcher(sim: Any) -> AsyncIterator[Any]:
+    """The daemon's view in hook mode: app "verbatim" with subscribeAll=true."""
+    from arisim.testing import AriClient
+
+    client = AriClient(sim, subscribe_all=True)
+    await client.connect()
+    yield client
+    await client.close()

@@ -40,13 +40,18 @@ def hooked_dialplan(st: Stack, *first: tuple[str, str]) -> None:
     st.sim.set_endpoint("PJSIP/300", tone_hz=TARGET, answer_after=1.0)
 
 
-async def answered_hook(st: Stack, caller_id: str) -> None:
-    """Past the caller's announcement (played by the AGI) until the record hook answered."""
-    session = await st.sim.wait_agi(caller_id, "playing")
+async def start_hooked(st: Stack, number: str = "+12125550100") -> tuple[Any, str]:
+    """A call into [hook-in], past the caller's announcement (played by the AGI) until the
+    record hook answered; the caller's channel and the call's id."""
+    caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                        caller_number=number)
+    await st.settle()
+    session = await st.sim.wait_agi(caller.id, "playing")
     assert any(c.startswith("STREAM FILE") for c in session.commands)
     await st.advance(PROMPT_S)
-    await st.sim.wait_agi(caller_id, "done")
+    await st.sim.wait_agi(caller.id, "done")
     await st.settle()
+    return caller, only_call(st).call_id
 
 
 def only_call(st: Stack) -> Any:
@@ -69,13 +74,9 @@ async def test_a_dialplan_call_is_recorded_across_a_blind_transfer(
 ) -> None:
     async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
         hooked_dialplan(st)
-        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
-                                            caller_number="+12125550100")
-        await st.settle()
-        await answered_hook(st, caller.id)
+        caller, call_id = await start_hooked(st)
         record_session = st.sim.agi_sessions[0]
         assert 'SET VARIABLE VERBATIM_STATUS "RECORDING"' in record_session.commands
-        call_id = only_call(st).call_id
         # Nothing was dialled before the caller's recording ran
         started = [at(e) for e in st.sim.events("RecordingStarted")]
         dialled = [at(e) for e in st.sim.events("Dial") if e["dialstatus"] == ""]
@@ -133,11 +134,7 @@ async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: s
             hooked_dialplan(st, ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"))
         else:
             hooked_dialplan(st)
-        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
-                                            caller_number="+12125550100")
-        await st.settle()
-        await answered_hook(st, caller.id)
-        call_id = only_call(st).call_id
+        _caller, call_id = await start_hooked(st)
         await st.advance(1.0)
         callee = channel(st, "PJSIP/201")
         await st.advance(2.0)
@@ -222,11 +219,7 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
             ("Dial", "PJSIP/${EXTEN},30,U(verbatim-answered^${VERBATIM_CALL_ID})"),
         ])
         st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
-        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
-                                            caller_number="+14155550100")  # CA: all-party
-        await st.settle()
-        await answered_hook(st, caller.id)
-        call_id = only_call(st).call_id
+        caller, call_id = await start_hooked(st, "+14155550100")  # CA: all-party
         await st.advance(1.0)  # 201 answers and runs the answered hook: its announcement
         callee = channel(st, "PJSIP/201")
         session = await st.sim.wait_agi(callee.id, "playing")
@@ -255,11 +248,7 @@ async def test_a_transfer_while_the_daemon_is_away_is_followed_after_it_reconnec
 ) -> None:
     async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
         hooked_dialplan(st)
-        caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
-                                            caller_number="+12125550100")
-        await st.settle()
-        await answered_hook(st, caller.id)
-        call_id = only_call(st).call_id
+        caller, call_id = await start_hooked(st)
         await st.advance(3.0)
         callee = channel(st, "PJSIP/201")
         await st.sim.drop_websockets()

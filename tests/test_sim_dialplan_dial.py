@@ -6,31 +6,14 @@ main/features.c ast_bridge_call (answer the caller, a new basic bridge) and main
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, flow
+from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, flow, only_channel
 
 CHECK_REQUESTS = True
 
-
-@pytest.fixture
-async def watcher(sim: Simulator) -> AsyncIterator[AriClient]:
-    """The daemon's view in hook mode: app "verbatim" with subscribeAll=true."""
-    client = AriClient(sim, subscribe_all=True)
-    await client.connect()
-    yield client
-    await client.close()
-
-
-def _only(sim: Simulator, prefix: str, suffix: str = "") -> Any:
-    (ch,) = [c for c in sim.channels.values()
-             if c.name.startswith(prefix) and c.name.endswith(suffix)]
-    return ch
 
 
 def _bridge_events(ari: AriClient) -> list[tuple[str, str | None, list[str]]]:
@@ -44,7 +27,7 @@ async def test_dial_bridges_caller_and_callee(sim: Simulator, watcher: AriClient
     caller = sim.start_dialplan_call("201", context="hook-in", caller_number="+14155550100",
                                      caller_name="Client", tone_hz=440)
     await sim.advance(2.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     assert flow(watcher.events, caller.id) == [
         ("ChannelCreated", "Ring"), ("ChannelDialplan", "Ring", "NoOp"),
         ("ChannelDialplan", "Ring", "Dial"), ("ChannelStateChange", "Up"),
@@ -102,7 +85,7 @@ async def test_caller_hangs_up_in_bridge(sim: Simulator, watcher: AriClient) -> 
     sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/${EXTEN},30")])
     caller = sim.start_dialplan_call("201", context="hook-in")
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     start = len(watcher.events)
     sim.hangup(caller.id)
     await sim.settle()
@@ -124,7 +107,7 @@ async def test_dial_failures(sim: Simulator, watcher: AriClient, result: str, st
                                          ("NoOp", "after ${DIALSTATUS}")])
     caller = sim.start_dialplan_call("201", context="hook-in")
     await sim.advance(6.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     assert caller.destroyed and callee.destroyed
     assert caller.variables["DIALSTATUS"] == status
     noop = [e for e in watcher.events if e["type"] == "ChannelDialplan"
@@ -144,7 +127,7 @@ async def test_caller_gives_up_while_ringing(sim: Simulator, watcher: AriClient)
     sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/201&PJSIP/202,30")])
     caller = sim.start_dialplan_call("201", context="hook-in")
     await sim.advance(2.0)
-    a, b = _only(sim, "PJSIP/201"), _only(sim, "PJSIP/202")
+    a, b = only_channel(sim, "PJSIP/201"), only_channel(sim, "PJSIP/202")
     sim.hangup(caller.id)
     await sim.settle()
     assert caller.variables["DIALSTATUS"] == "CANCEL"
@@ -159,7 +142,7 @@ async def test_ring_group_first_answer_wins(sim: Simulator, watcher: AriClient) 
     sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/201&PJSIP/202,30")])
     caller = sim.start_dialplan_call("200", context="hook-in")
     await sim.advance(1.0)
-    a, b = _only(sim, "PJSIP/201"), _only(sim, "PJSIP/202")
+    a, b = only_channel(sim, "PJSIP/201"), only_channel(sim, "PJSIP/202")
     assert flow(watcher.events, a.id)[-2:] == [("Dial", "Ringing", "CANCEL"),
                                                ("ChannelDestroyed", "Ringing", 26)]
     assert b.bridge_id == caller.bridge_id and b.bridge_id is not None
@@ -171,7 +154,7 @@ async def test_dial_local_channel(sim: Simulator, watcher: AriClient) -> None:
     sim.add_extension("hook-in", "_X.", [("Dial", "Local/${EXTEN}@targets,30")])
     caller = sim.start_dialplan_call("200", context="hook-in")
     await sim.advance(1.0)
-    one = _only(sim, "Local/200@targets-", ";1")
+    one = only_channel(sim, "Local/200@targets-", ";1")
     assert one.name.endswith(";1") and one.bridge_id == caller.bridge_id
     dials = [e for e in watcher.events if e["type"] == "Dial"]
     assert [e["dialstatus"] for e in dials] == ["", "ANSWER"]  # [targets] has no Ringing()
@@ -196,7 +179,7 @@ async def test_u_option_runs_agi_on_callee_before_bridging(sim: Simulator,
         sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/${EXTEN},30,U(hook-callee^x1)")])
         caller = sim.start_dialplan_call("201", context="hook-in")
         await sim.advance(1.0)
-        callee = _only(sim, "PJSIP/201")
+        callee = only_channel(sim, "PJSIP/201")
         session = await sim.wait_agi(callee.id, "playing")
         assert session.kind == "gosub"
         assert caller.state == "Ring" and callee.bridge_id is None
@@ -269,7 +252,7 @@ async def test_hangup_during_u_routine(sim: Simulator, watcher: AriClient, who: 
         sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/${EXTEN},30,U(sub)")])
         caller = sim.start_dialplan_call("201", context="hook-in")
         await sim.advance(1.0)
-        callee = _only(sim, "PJSIP/201")
+        callee = only_channel(sim, "PJSIP/201")
         await sim.wait_agi(callee.id, "playing")
         await sim.advance(1.0)
         sim.hangup(callee.id if who == "callee" else caller.id)
@@ -313,7 +296,7 @@ async def test_gosub_hook_before_dial(sim: Simulator, watcher: AriClient) -> Non
              if e["type"] == "ChannelDialplan" and e["channel"]["id"] == caller.id]
     assert steps == [("Gosub", "hook-in"), ("AGI", "rec"), ("Return", "rec"),
                      ("Dial", "hook-in")]
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     assert callee.variables["VERBATIM_CALL_ID"] == "c-1"  # inherited through Dial()
     assert callee.bridge_id == caller.bridge_id is not None
 
@@ -328,7 +311,7 @@ async def test_u_routine_gosub_result_abort(sim: Simulator, watcher: AriClient) 
                                          ("NoOp", "not reached")])
     caller = sim.start_dialplan_call("201", context="hook-in")
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     assert [e["dialstatus"] for e in watcher.events if e["type"] == "Dial"] == [
         "", "RINGING", "ABORT"]
     assert caller.destroyed and callee.destroyed
@@ -349,7 +332,7 @@ async def test_dial_follows_a_302(sim: Simulator, watcher: AriClient, ignore: bo
     sim.add_extension("hook-in", "_X.", [("Dial", f"PJSIP/${{EXTEN}},30{',i' if ignore else ''}")])
     caller = sim.start_dialplan_call("201", context="hook-in")
     await sim.advance(1.0)
-    original = _only(sim, "PJSIP/201")
+    original = only_channel(sim, "PJSIP/201")
     assert original.destroyed
     dials = [e for e in watcher.events if e["type"] == "Dial" and e["caller"]["id"] == caller.id]
     hangup = next(e for e in watcher.events if e["type"] == "ChannelHangupRequest")
@@ -364,7 +347,7 @@ async def test_dial_follows_a_302(sim: Simulator, watcher: AriClient, ignore: bo
         await sim.settle()
         assert caller.variables["DIALSTATUS"] == "BUSY" and caller.destroyed
         return
-    one = _only(sim, "Local/300@from-internal-", ";1")
+    one = only_channel(sim, "Local/300@from-internal-", ";1")
     assert [(e["peer"]["id"], e["dialstatus"], e["forward"]) for e in dials] == [
         (original.id, "", ""), (original.id, "RINGING", ""), (original.id, "CANCEL", "300"),
         (one.id, "", "")]
@@ -374,6 +357,6 @@ async def test_dial_follows_a_302(sim: Simulator, watcher: AriClient, ignore: bo
     assert (destroyed["cause"], destroyed["tech_cause"]) == (23, 302)
     assert one.variables["FORWARDERNAME"] == original.name
     await sim.advance(1.0)
-    target = _only(sim, "PJSIP/300")
+    target = only_channel(sim, "PJSIP/300")
     assert target.state == "Up" and one.bridge_id == caller.bridge_id is not None
     assert target.bridge_id is not None and target.bridge_id != caller.bridge_id

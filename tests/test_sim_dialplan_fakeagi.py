@@ -139,3 +139,10 @@ async def test_fake_agi_speaks_fastagi(sim: Simulator, tmp_path: Path) -> None:
     assert seen == ["200 result=0", "200 result=1", "HANGUP", ""]
     assert s.status == "SUCCESS" and s.commands == ["NOOP", 'VERBOSE "hello there" 1']
     assert agi.calls[0].network[:2] == ["agi_network: yes", "agi_network_script: x"]
+
+
+def only_channel(sim: Any, prefix: str, suffix: str = "") -> Any:
+    """The one channel whose name starts with `prefix` (and ends with `suffix`)."""
+    (ch,) = [c for c in sim.channels.values()
+             if c.name.startswith(prefix) and c.name.endswith(suffix)]
+    return ch

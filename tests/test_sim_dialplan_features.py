@@ -7,34 +7,20 @@ channel suspended — it stays in the bridge but neither sends nor hears there m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from arisim.audio import tones_per_second
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi
+from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, only_channel
 
 CALLER, CALLEE = 440, 700
 FREQS = [CALLER, CALLEE]
 
 CHECK_REQUESTS = True
 
-
-@pytest.fixture
-async def watcher(sim: Simulator) -> AsyncIterator[AriClient]:
-    client = AriClient(sim, subscribe_all=True)
-    await client.connect()
-    yield client
-    await client.close()
-
-
-def _only(sim: Simulator, prefix: str) -> Any:
-    (ch,) = [c for c in sim.channels.values() if c.name.startswith(prefix)]
-    return ch
 
 
 def _keys(sim: Simulator, channel_id: str, digits: str) -> None:
@@ -55,7 +41,7 @@ async def _bridged_call(sim: Simulator, ari: AriClient, agi: FakeAgi,
     sim.add_extension("hook-in", "_X.", steps)
     caller = sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER)
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     for ch, name in ((caller, "caller"), (callee, "callee")):
         await ari.call("POST", f"/channels/{ch.id}/snoop/snoop-{name}", spy="both",
                        app="verbatim")

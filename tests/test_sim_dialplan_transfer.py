@@ -4,34 +4,20 @@ runs exten@context (ast_async_goto), no Local channel; the transferer is hung up
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from arisim.audio import tones_per_second
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi
+from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, only_channel
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
 FREQS = [CALLER, CALLEE, TARGET]
 
 CHECK_REQUESTS = True
 
-
-@pytest.fixture
-async def watcher(sim: Simulator) -> AsyncIterator[AriClient]:
-    client = AriClient(sim, subscribe_all=True)
-    await client.connect()
-    yield client
-    await client.close()
-
-
-def _only(sim: Simulator, prefix: str) -> Any:
-    (ch,) = [c for c in sim.channels.values() if c.name.startswith(prefix)]
-    return ch
 
 
 async def _call(sim: Simulator) -> tuple[Any, Any]:
@@ -74,7 +60,7 @@ async def test_snoop_records_what_the_party_says_and_hears(sim: Simulator,
     caller, _ = await _call(sim)
     snoop_a = await _snoop(watcher, caller.id, "caller")
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     snoop_b = await _snoop(watcher, callee.id, "callee")
     await sim.advance(3.0)
     sim.hangup(callee.id)
@@ -97,7 +83,7 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
     caller, _ = await _call(sim)
     await _snoop(watcher, caller.id, "caller")
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     await _snoop(watcher, callee.id, "callee")
     await sim.advance(2.0)
     first_bridge = caller.bridge_id
@@ -108,7 +94,7 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
     steps = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("id"),
               e.get("variable") or e.get("dialplan_app") or e.get("dialstatus"))
              for e in watcher.events[start:] if e["type"] != "RecordingFinished"]
-    target = _only(sim, "PJSIP/300")
+    target = only_channel(sim, "PJSIP/300")
     snoop_b = next(c for c in sim.channels.values() if c.snoop_of == callee.id)
     assert steps == [
         ("ChannelUnhold", callee.id, None),
@@ -166,7 +152,7 @@ async def test_caller_blind_transfers_the_callee(sim: Simulator, watcher: AriCli
         sim.add_extension("xfer", "_X.", [("AGI", agi.url("transfer")),
                                           ("Dial", "PJSIP/${EXTEN},30")])
         await sim.advance(1.0)
-        callee = _only(sim, "PJSIP/201")
+        callee = only_channel(sim, "PJSIP/201")
         await _snoop(watcher, callee.id, "callee")
         await sim.advance(2.0)
         start = len(watcher.events)
@@ -182,7 +168,7 @@ async def test_caller_blind_transfers_the_callee(sim: Simulator, watcher: AriCli
         assert (envs[0]["agi_context"], envs[0]["agi_extension"]) == ("xfer", "300")
         assert callee.variables["TRANSFERRED"] == "yes"
         await sim.advance(1.0)
-        target = _only(sim, "PJSIP/300")
+        target = only_channel(sim, "PJSIP/300")
         assert target.bridge_id == callee.bridge_id is not None
         await sim.advance(2.0)
         sim.hangup(target.id)
@@ -199,7 +185,7 @@ async def test_refer_to_missing_extension_is_refused(sim: Simulator,
     """res_pjsip_refer answers 404 before any transfer: nothing happens, the call goes on."""
     caller, _ = await _call(sim)
     await sim.advance(1.0)
-    callee = _only(sim, "PJSIP/201")
+    callee = only_channel(sim, "PJSIP/201")
     start = len(watcher.events)
     outcome = sim.blind_transfer(callee.id, "999", context="nowhere")
     await sim.settle()
