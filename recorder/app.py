@@ -133,7 +133,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 spool_dir=spool,
                 sweeper=sweeper,
                 hook_timeout_s=config.hooks.reply_timeout_s,
-                controls=ControlQueue(repo.pool),
+                controls=ControlQueue(repo.pool, listen_dsn=config.database.dsn.reveal()),
             )
             agi, address = None, None
             if config.hooks.enabled:

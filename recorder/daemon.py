@@ -127,7 +127,8 @@ class Daemon:
         self.clock = AsteriskClock()
         # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
         self.hooks = HookBroker(self.queue.put, lambda: self.clock.now(),
-                                lambda: self.asterisk_id, hook_timeout_s)
+                                lambda: self.asterisk_id, hook_timeout_s,
+                                ready=self.ready.is_set)
         self.controls = controls  # HTTP API control requests (control_requests rows)
 
     @property
@@ -209,6 +210,7 @@ class Daemon:
                 continue
             try:
                 call = Call.from_json(row.state)
+                call.hook_sessions = {}  # the AGI sessions of the previous run are gone
             except (TypeError, ValueError, KeyError) as exc:
                 log.error("call.adopt_failed", call_id=row.call_id, error=str(exc))
                 await self.writer.close_orphan(row)
@@ -408,7 +410,10 @@ class Daemon:
                         ))
                 except Exception as exc:  # the database is down: calls go on, controls wait
                     log.warning("control.poll_failed", error=f"{type(exc).__name__}: {exc}")
-                    listener = None
+                    if listener is not None:
+                        with contextlib.suppress(Exception):
+                            await controls.unlisten(listener)
+                        listener = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), every_s)
                 wake.clear()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import structlog
 
-from recorder.agi import AgiHangup, AgiSession
+from recorder.agi import AgiCommandError, AgiHangup, AgiSession
 from recorder.ari.events import ChannelInfo, Event
 from recorder.model.commands import HookReply
 from recorder.model.hooks import HOOKS
@@ -33,12 +34,17 @@ class HookBroker:
         now: Callable[[], datetime],
         asterisk_id: Callable[[], str],
         reply_timeout_s: float = 10.0,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._put = put
         self._now = now
         self._asterisk_id = asterisk_id
         self._timeout = reply_timeout_s
+        self._ready = ready
         self._waiting: dict[str, asyncio.Queue[HookReply]] = {}
+        # Session ids are stored in calls' states: unique across restarts, so a reply meant
+        # for a session of the previous run can never reach one of this run.
+        self._prefix = f"agi-{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
 
     @property
@@ -56,7 +62,14 @@ class HookBroker:
 
     async def handle(self, session: AgiSession) -> None:
         req = session.request
-        sid = f"agi-{next(self._ids)}"
+        if not self._ready():
+            # Not yet connected to Asterisk (our server id unknown): a call taken now could not
+            # be adopted after a crash. The dialplan's fallback records it instead.
+            log.warning("hook.not_ready", hook=req.script, channel_id=req.uniqueid)
+            await session.set_variable("VERBATIM_STATUS", "FAILED")
+            await session.set_variable("VERBATIM_ERROR", "the recorder is starting")
+            return
+        sid = f"{self._prefix}-{next(self._ids)}"
         queue: asyncio.Queue[HookReply] = asyncio.Queue()
         self._waiting[sid] = queue
         channel = ChannelInfo(
@@ -93,6 +106,7 @@ class HookBroker:
     async def _play(self, session: AgiSession, sid: str, reply: HookReply) -> None:
         digit: str | None = None
         hung_up = False
+        error = None
         try:
             for media, escape in reply.prompts:
                 digit = await session.stream_file(media, escape)
@@ -100,9 +114,14 @@ class HookBroker:
                     break
         except AgiHangup:
             hung_up = True
+        except AgiCommandError as exc:  # e.g. the sound file is missing: result=-1
+            error = str(exc)
+            log.error("hook.prompt_failed", channel_id=session.request.uniqueid, media=media,
+                      error=error)
         await self._put(HookPrompted(
             timestamp=self._now(), asterisk_id=self._asterisk_id(), session=sid,
             channel_id=session.request.uniqueid, digit=digit or None, hung_up=hung_up,
+            error=error,
         ))
         if hung_up:
             raise AgiHangup("the channel hung up during the announcement")

@@ -341,3 +341,23 @@ def test_vocabulary_matches_the_migration() -> None:
     for word in (*c.ACTIONS, *c.STATUSES):
         assert f"'{word}'" in text
     assert f"'{c.CHANNEL}'" in text
+
+
+async def test_a_dedicated_listener_holds_none_of_the_pool(repo: Repository, pg_dsn: str) -> None:
+    """The daemon listens on a connection of its own: a pool of one still writes."""
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        queue = ControlQueue(pool, listen_dsn=pg_dsn)
+        call = await add_call(repo, "live-1")
+        woken = asyncio.Event()
+        listener = await queue.listen(AST, woken.set)
+        try:
+            assert listener.dedicated
+            async with asyncio.timeout(2):  # the pool's only connection is free
+                await queue.submit(call, "pause", None, "alice")
+            await asyncio.wait_for(woken.wait(), 5)
+        finally:
+            await queue.unlisten(listener)
+        assert listener.connection.is_closed()
+    finally:
+        await pool.close()

@@ -22,10 +22,10 @@ from tests.test_agi_server import UNIQUEID, FakeAsterisk
 
 
 class Model:
-    def __init__(self, timeout_s: float = 2.0) -> None:
+    def __init__(self, timeout_s: float = 2.0, ready: bool = True) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.broker = HookBroker(self.events.put, lambda: datetime.now(UTC), lambda: "ast-1",
-                                 reply_timeout_s=timeout_s)
+                                 reply_timeout_s=timeout_s, ready=lambda: ready)
 
     async def next(self) -> Event:
         async with asyncio.timeout(2):
@@ -96,3 +96,38 @@ async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, i
     prompted = await model.next()
     assert isinstance(prompted, HookPrompted) and prompted.hung_up
     await fake.close()
+
+
+async def test_hooks_before_the_recorder_is_connected_fail_over_at_once() -> None:
+    model = Model(ready=False)
+    server = AgiServer(model.broker.handlers, port=0)
+    _, port = await server.start()
+    try:
+        fake = await FakeAsterisk.connect(port)
+        await fake.send_env("record")
+        await fake.expect('SET VARIABLE VERBATIM_STATUS "FAILED"', "200 result=1")
+        await fake.expect('SET VARIABLE VERBATIM_ERROR "the recorder is starting"',
+                          "200 result=1")
+        await fake.expect_closed()
+        await fake.close()
+        assert model.events.empty()  # no call was started for it
+    finally:
+        await server.stop()
+
+
+async def test_session_ids_differ_from_one_run_to_the_next() -> None:
+    """A reply stored for a session of the previous run never reaches one of this run."""
+    ids = []
+    for m in (Model(), Model()):
+        server = AgiServer(m.broker.handlers, port=0)
+        _, p = await server.start()
+        fake = await FakeAsterisk.connect(p)
+        await fake.send_env("tag")
+        called = await m.next()
+        assert isinstance(called, HookCalled)
+        ids.append(called.session)
+        m.broker.deliver(HookReply("c", called.session, (("VERBATIM_STATUS", "OK"),)))
+        await fake.expect('SET VARIABLE VERBATIM_STATUS "OK"', "200 result=1")
+        await fake.close()
+        await server.stop()
+    assert ids[0] != ids[1]

@@ -306,3 +306,136 @@ def test_a_transfer_target_hears_the_join_announcement_by_its_hook() -> None:
     (ask,) = run.of(cmd.HookReply, out)
     assert not ask.final and ask.prompts[0][0].startswith("verbatim/consent")
     assert run.call.legs[C].party == "target1"
+
+
+# --- what a review found: orderings off the happy path ----------------------------------------
+
+
+def policy_from(tmp_path: Any, text: str) -> CallSettings:
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return CallSettings(policy=load_policy(path, numbering_from(CallsConfig())))
+
+
+@pytest.mark.parametrize(
+    ("policy", "why"),
+    [
+        ("do_not_record:\n  - name: Court\n    numbers: ['+14155550100']\n",
+         "on the do-not-record list (Court)"),
+        ("defaults:\n  action: no\n", "no announcement was played"),
+    ],
+)
+def test_start_on_demand_respects_what_kept_the_call_unrecorded(
+    tmp_path: Any, policy: str, why: str
+) -> None:
+    run = Run(policy_from(tmp_path, policy))
+    out = run.feed(hook(0, "record", A, "inbound", "201"))
+    assert dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
+    out = run.feed(ControlRequested(timestamp=b.at(2), asterisk_id=b.AST, request_id=3,
+                                    call_id=run.call.call_id, action="start", by="crm"))
+    (done,) = run.of(cmd.ControlDone, out)
+    assert done.status == "rejected" and why in done.detail
+    assert not run.of(cmd.Snoop)
+
+
+def test_a_stop_while_the_snoop_is_being_made_leaves_nothing_recording() -> None:
+    run = Run()
+    (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(hook(0.005, "stop", A, session="st"))
+    out = run.feed(b.stasis_start(0.01, b.chan(snoop.snoop_id), "snoop"))
+    assert not run.of(cmd.RecordChannel, out)
+    assert [c.channel_id for c in run.of(cmd.Hangup, out)] == [snoop.snoop_id]
+    (rec,) = run.call.recordings.values()
+    assert rec.status == "failed" and "cancelled" in (rec.error or "")
+    # and the hook the dialplan waits on is answered, not left to time out
+    assert dict(run.of(cmd.HookReply)[-1].variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
+
+
+def test_a_recording_that_starts_after_a_stop_is_ended_at_once() -> None:
+    run = Run()
+    out = run.feed(hook(0, "record", A, "inbound", "201"))
+    (snoop,) = run.of(cmd.Snoop, out)
+    (record,) = run.of(cmd.RecordChannel,
+                       run.feed(b.stasis_start(0.01, b.chan(snoop.snoop_id), "snoop")))
+    run.feed(hook(0.015, "stop", A, session="st"))  # its StopRecording met a 404: queued
+    out = run.feed(b.recording(0.02, "started", record.name))
+    assert [c.name for c in run.of(cmd.StopRecording, out)] == [record.name]
+
+
+def test_the_record_hook_during_a_stop_is_answered_at_once() -> None:
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(hook(1, "stop", A, session="st"))
+    out = run.feed(hook(2, "record", A, "inbound", "201", session="again"))
+    (answer,) = run.of(cmd.HookReply, out)
+    assert answer.final and dict(answer.variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
+    assert not run.call.hook_sessions
+
+
+def test_a_hang_up_during_the_announcement_is_audited() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))
+    out = run.feed(b.destroyed(1, A))  # before the AGI reports the prompt
+    (row,) = [r for c in run.of(cmd.SaveConsent, out) for r in c.rows]
+    assert row.played == "interrupted"
+    assert not run.state.calls  # ended: nothing recorded, nothing pending
+
+
+def test_a_prompt_that_cannot_be_played_is_an_error_and_the_call_is_recorded() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))
+    out = run.feed(HookPrompted(timestamp=b.at(0.1), asterisk_id=b.AST, session="s1",
+                                channel_id=A, error="STREAM FILE: result=-1"))
+    assert any(isinstance(c, cmd.Log) and c.event == "consent.failed" for c in out)
+    assert run.of(cmd.Snoop, out) and not run.of(cmd.SaveConsent, out)
+
+
+def test_a_hooked_channel_sent_into_the_app_is_given_back_to_its_dialplan() -> None:
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(b.stasis_start(1, b.chan(A), "transfer", "300"))
+    assert run.of(cmd.ContinueInDialplan, out) == [
+        cmd.ContinueInDialplan(run.call.call_id, A, "", "", 0)]
+
+
+def test_odd_events_of_a_hooked_call_do_not_reach_stasis_handlers() -> None:
+    run = Run(policy_settings())
+    run.feed(hook(0, "record", A, "inbound", "201"))
+    snoop_runs(run, 4.01, run.feed(prompted(4, "s1", A)))
+    run.feed(dial(5, A, B, "ANSWER"))
+    out = run.feed(ev.BridgeAttendedTransfer(timestamp=b.at(6), asterisk_id=b.AST, first_leg=A,
+                                             second_leg=B, destination_type="link",
+                                             result="Success"))
+    assert not run.of(cmd.Play, out) and not run.of(cmd.Hangup, out)
+    nobody = ev.ChannelEnteredBridge(timestamp=b.at(7), asterisk_id=b.AST,
+                                     bridge=ev.BridgeInfo("x", (A,)), channel=None)
+    assert run.feed(nobody) == []
+
+
+@pytest.mark.parametrize(("status", "retried"), [(500, True), (0, True), (404, False)])
+def test_a_snoop_refused_by_a_passing_fault_is_tried_again(status: int, retried: bool) -> None:
+    from recorder.model.inputs import CommandFailed
+
+    run = Run()
+    (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
+                                 status=status, message="x"))
+    assert bool(run.of(cmd.Snoop, out)) is retried
+    assert bool(run.of(cmd.HookReply, out)) is not retried  # waits for the retry instead
+
+
+def test_stasis_mode_a_segment_replacing_one_during_a_pause_is_paused_too() -> None:
+    from tests.test_model_calls import Run as StasisRun
+    from tests.test_model_calls import to_bridged
+
+    run = StasisRun(CallSettings(controls={"pause": "*1", "resume": "*2"}))
+    call_id, _, _ = to_bridged(run)
+    run.feed(ControlRequested(timestamp=b.at(20), asterisk_id=b.AST, request_id=1,
+                              call_id=call_id, action="pause", by="crm"))
+    run.feed(b.recording(21, "finished", f"{call_id}-s1"))  # ended by itself mid-pause
+    out = run.feed(b.recording(21.1, "started", f"{call_id}-s2"))
+    assert run.of(cmd.PauseRecording, out) == [cmd.PauseRecording(call_id, f"{call_id}-s2",
+                                                                  True)]

@@ -131,10 +131,14 @@ class AriClient:
     async def continue_in_dialplan(
         self, channel_id: str, context: str, extension: str, priority: int
     ) -> None:
+        # Empty values are left out: the channel then goes on at its next priority.
+        params: dict[str, str | int] = {
+            "context": context, "extension": extension, "priority": priority,
+        }
         await self.request(
             "POST",
             f"/channels/{_q(channel_id)}/continue",
-            {"context": context, "extension": extension, "priority": priority},
+            {k: v for k, v in params.items() if v},
         )
 
     async def originate(

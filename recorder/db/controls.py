@@ -185,6 +185,7 @@ class ControlListener:
     asterisk_id: str
     connection: Any
     handler: Callable[..., None]
+    dedicated: bool = False  # its own connection (closed at unlisten), not the pool's
 
     @property
     def closed(self) -> bool:
@@ -193,9 +194,12 @@ class ControlListener:
 
 
 class ControlQueue:
-    def __init__(self, pool: Any) -> None:
-        """`pool`: an asyncpg pool (or, for the single-statement methods, a connection)."""
+    def __init__(self, pool: Any, listen_dsn: str | None = None) -> None:
+        """`pool`: an asyncpg pool (or, for the single-statement methods, a connection).
+        `listen_dsn`: LISTEN on a connection of its own, not one taken from the pool for
+        the daemon's whole life (a small pool would starve its writes)."""
         self.pool = pool
+        self._listen_dsn = listen_dsn
 
     # -- the API's side ---------------------------------------------------------------------
 
@@ -295,16 +299,22 @@ class ControlQueue:
             except Exception:
                 log.exception("control.listener_failed", asterisk_id=asterisk_id)
 
-        conn = await self.pool.acquire()
+        dedicated = self._listen_dsn is not None
+        conn = (await asyncpg.connect(self._listen_dsn) if dedicated
+                else await self.pool.acquire())
         try:
             await conn.add_listener(CHANNEL, on_notify)
         except BaseException:
-            await self.pool.release(conn)
+            await (conn.close() if dedicated else self.pool.release(conn))
             raise
-        return ControlListener(asterisk_id, conn, on_notify)
+        return ControlListener(asterisk_id, conn, on_notify, dedicated)
 
     async def unlisten(self, listener: ControlListener) -> None:
         """Stop `listener` and give its connection back (a broken one is discarded)."""
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await listener.connection.remove_listener(CHANNEL, listener.handler)
-        await self.pool.release(listener.connection)
+        if listener.dedicated:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await listener.connection.close()
+        else:
+            await self.pool.release(listener.connection)

@@ -147,7 +147,8 @@ class RecordEvent(Command):
 
 @dataclass(frozen=True)
 class ContinueInDialplan(Command):
-    """POST /channels/{id}/continue: an opt-out routed back to the dialplan (policy)."""
+    """POST /channels/{id}/continue: an opt-out routed back to the dialplan (policy); with
+    empty context/extension and priority 0, to the channel's next priority."""
 
     channel_id: str
     context: str

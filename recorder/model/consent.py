@@ -54,6 +54,7 @@ def remember(call: Call, decision: Decision) -> None:
         "reason": decision.reason,
         "then": decision.then,
         "route_to": decision.route_to,
+        "do_not_record": decision.do_not_record,
     }
 
 

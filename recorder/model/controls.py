@@ -26,7 +26,7 @@ from recorder.model.flow import Result, Step, for_call
 from recorder.model.inputs import ControlRequested
 from recorder.model.segments import start_segment
 from recorder.model.settings import CallSettings
-from recorder.model.snooping import live_recordings_of, snoop_leg
+from recorder.model.snooping import live_recordings_of, snoop_leg, snoop_of
 from recorder.model.state import (
     BRIDGED,
     ENDED,
@@ -126,6 +126,9 @@ def _stop(s: Step) -> tuple[str, str]:
     for rec in call.recordings.values():
         if rec.status in REC_LIVE:
             s.add(cmd.StopRecording(call.call_id, rec.name))
+            snoop = snoop_of(call.snoops, rec.name)
+            if snoop is not None:  # hook mode: its snoop is not needed any more
+                s.add(cmd.Hangup(call.call_id, snoop))
     return DONE, ""
 
 
@@ -135,9 +138,16 @@ def _start(s: Step) -> tuple[str, str]:
         return REJECTED, f"refused by {', '.join(call.opted_out)}"
     if _policy_action(s) == "never":
         return REJECTED, "policy forbids recording this call"
+    listed = (call.decision or {}).get("do_not_record")
+    if listed:
+        return REJECTED, f"on the do-not-record list ({listed})"
     stop = s.call.open_pause("stop")
     if call.record and stop is None:
         return DONE, "already recording"
+    if not call.record and _unannounced(s):
+        # Policy did not record it, so nobody heard an announcement: recording now would be
+        # recording without one (a prompt cannot be played into a call already talking).
+        return REJECTED, "no announcement was played on this call, and policy requires one"
     if stop is not None:
         stop[1] = s.at
     if not call.record:  # policy said no at the start; on demand it is recorded from now
@@ -152,6 +162,18 @@ def _start(s: Step) -> tuple[str, str]:
     elif call.phase == BRIDGED and call.current_recording is None:
         start_segment(s)
     return DONE, ""
+
+
+def _unannounced(s: Step) -> bool:
+    """Whether policy would require announcements had the call been recorded from its start."""
+    from recorder.policy import Party, announcements_at_start
+
+    call, policy = s.call, s.settings.policy
+    if policy is None:
+        return False
+    due = announcements_at_start(Party("caller", call.caller_number),
+                                 Party("callee", call.target), policy, recording=True)
+    return any(call.heard.get(a.to) is None for a in due)
 
 
 def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:

@@ -56,6 +56,8 @@ from recorder.model.inputs import (
 from recorder.model.segments import close_recording, on_filed
 from recorder.model.settings import DIRECTIONS, CallSettings
 from recorder.model.snooping import (
+    answer_waiting,
+    reply,
     snoop_ended,
     snoop_gone,
     snoop_leg,
@@ -70,6 +72,7 @@ from recorder.model.state import (
     LEG_GONE,
     LEG_RINGING,
     LEG_UP,
+    REC_FAILED,
     REC_LIVE,
     Call,
     Leg,
@@ -79,15 +82,6 @@ from recorder.policy import Announcement, Party, announcements_on_join, decide
 
 Handler = Callable[[ModelState, Any, CallSettings], Result]
 HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
-
-
-def reply(s: Step | None, call_id: str, session: str, status: str, *,
-          final: bool = True, **variables: str) -> cmd.HookReply:
-    values = (("VERBATIM_STATUS", status), *((k, v) for k, v in variables.items()))
-    command = cmd.HookReply(call_id, session, values, (), final)
-    if s is not None:
-        s.add(command)
-    return command
 
 
 def _refuse(session: str, channel_id: str, why: str) -> list[cmd.Command]:
@@ -201,7 +195,11 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
         return
     snoop_leg(s, leg)
     rec = call.recordings.get(leg.recording or "")
-    if rec is not None and rec.started_at is not None:
+    if rec is None:  # recording is stopped (an in-call control): nothing to wait for
+        reply(s, call.call_id, session, "NOT_RECORDED", __VERBATIM_CALL_ID=call.call_id,
+              VERBATIM_DETAIL="recording is stopped on this call")
+        return
+    if rec.started_at is not None:
         reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
         return
     call.hook_sessions[session] = {"hook": "record", "leg": leg_id}
@@ -288,9 +286,17 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
             audit(s, prompt, "interrupted")
             s.save()
             return
+        if e.error is not None:
+            # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
+            # failure), and the missing announcement is an error for ops to mend.
+            call.prompts.pop(str(prompt["playback_id"]), None)
+            s.record("consent.failed", leg_id, media=prompt.get("media"), error=e.error)
+            s.log("consent.failed", "error", channel_id=leg_id, media=prompt.get("media"),
+                  error=e.error)
         refused = e.digit is not None and e.digit == prompt.get("opt_out_dtmf")
         if not refused:
-            audit(s, prompt, "finished")
+            if e.error is None:
+                audit(s, prompt, "finished")
             if session["hook"] == "record":
                 start_or_answer(s, e.session, leg_id)
             else:
@@ -408,6 +414,20 @@ def on_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: Ca
     return for_call(state, call_id, e, settings, body)
 
 
+def on_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
+                         settings: CallSettings, call_id: str) -> Result:
+    """Kept as an event row. The parties joined are followed as they enter the bridge they
+    end up in; prompts policy would play to them cannot be played in a Dial() bridge."""
+
+    def body(s: Step) -> None:
+        s.record("transfer.attended", e.first_leg, second_leg=e.second_leg,
+                 destination=e.destination_type, result=e.result)
+        s.log("transfer.attended", channel_id=e.first_leg, second_leg=e.second_leg,
+              destination=e.destination_type, result=e.result)
+
+    return for_call(state, call_id, e, settings, body)
+
+
 def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSettings,
                call_id: str) -> Result:
     assert e.channel is not None
@@ -475,7 +495,13 @@ def on_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
         leg = call.legs.get(cid)
         if leg is None:
             return
-        if isinstance(e, ev.ChannelStateChange) and e.channel.state == "Up":
+        if isinstance(e, ev.StasisStart):
+            # A hooked channel sent into the app (a dialplan mixing both modes): it would sit
+            # there silent. Give it back to its dialplan; the snoop goes on recording it.
+            s.log("hook.stasis_refused", "error", channel_id=cid, args=list(e.args),
+                  reason="the channel's call is recorded in hook mode")
+            s.add(cmd.ContinueInDialplan(call.call_id, cid, "", "", 0))
+        elif isinstance(e, ev.ChannelStateChange) and e.channel.state == "Up":
             mark_answered(s, leg)
         elif isinstance(e, ev.ChannelDtmfReceived):
             control_digit(s, e)
@@ -504,6 +530,9 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
     for session, info in list(call.hook_sessions.items()):
         if info.get("leg") == leg.channel_id:  # an AGI still waiting on a channel now gone
             del call.hook_sessions[session]
+            prompt = call.prompts.get(str(info.get("prompt")))
+            if prompt is not None:  # hung up during its announcement
+                audit(s, prompt, "interrupted")
             reply(s, call.call_id, session, "FAILED", VERBATIM_ERROR="the channel ended")
     if not call.live_legs() and call.phase == FOLLOWING:
         call.phase = ENDING
@@ -539,16 +568,6 @@ def on_recording(state: ModelState, e: ev.RecordingEvent, settings: CallSettings
     return for_call(state, call_id, e, settings, body)
 
 
-def answer_waiting(s: Step, leg_id: str, status: str) -> None:
-    """Hook sessions waiting for this leg's recording to run get their answer."""
-    call = s.call
-    for session, info in list(call.hook_sessions.items()):
-        if info.get("leg") == leg_id and "prompt" not in info:
-            del call.hook_sessions[session]
-            reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
-            s.save()
-
-
 def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
               call_id: str) -> Result:
     failed = e.command
@@ -560,15 +579,22 @@ def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
                                    else failed.channel_id, "")
             rec = call.recordings.get(name)
             if rec is not None and rec.status in REC_LIVE:
-                # not retried here: a snoop refused (its channel gone) would be refused again
                 close_recording(s, rec, True, f"{e.status} {e.message}".strip(),
                                 snooped_leg(rec))
                 leg = call.legs.get(snooped_leg(rec) or "")
                 if leg is not None and leg.recording == rec.name:
                     leg.recording = None
-                answer_waiting(s, snooped_leg(rec) or "", "FAILED")
                 if isinstance(failed, cmd.RecordChannel):
                     s.add(cmd.Hangup(call.call_id, failed.channel_id))
+                # Asterisk unreachable or in trouble: try again, a few times. A 404 (the
+                # channel is gone) or 409 would only be refused again.
+                attempts = sum(1 for r in call.recordings.values()
+                               if r.target == rec.target and r.status == REC_FAILED)
+                if (leg is not None and e.status not in (404, 409)
+                        and attempts < s.settings.max_recording_attempts):
+                    snoop_leg(s, leg)
+                else:
+                    answer_waiting(s, snooped_leg(rec) or "", "FAILED")
                 s.save()
                 maybe_finish(s)
         elif not isinstance(failed, cmd.StopRecording | cmd.Hangup):
@@ -608,10 +634,12 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
     elif isinstance(e, ev.Dial):
         ids += [state.by_channel.get(e.peer.id),
                 state.by_channel.get(e.caller.id) if e.caller else None]
-    elif isinstance(e, ev.ChannelEnteredBridge):
+    elif isinstance(e, ev.ChannelEnteredBridge) and e.channel is not None:
         # a channel joining a bridge where a leg of ours talks belongs to that call
-        ids += [state.by_channel.get(e.channel.id) if e.channel else None,
+        ids += [state.by_channel.get(e.channel.id),
                 *(state.by_channel.get(c) for c in e.bridge.channels)]
+    elif isinstance(e, ev.BridgeAttendedTransfer):
+        ids += [state.by_channel.get(e.first_leg), state.by_channel.get(e.second_leg)]
     elif isinstance(e, ev.ChannelLeftBridge):
         ids.append(state.by_channel.get(e.channel.id))
     elif isinstance(e, ev.RecordingEvent):
@@ -644,6 +672,7 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
     ev.ChannelEnteredBridge: on_entered,
     ev.ChannelLeftBridge: on_left,
     ev.BridgeBlindTransfer: on_blind_transfer,
+    ev.BridgeAttendedTransfer: on_attended_transfer,
     ev.RecordingStarted: on_recording,
     ev.RecordingFinished: on_recording,
     ev.RecordingFailed: on_recording,

@@ -59,6 +59,7 @@ class HookPrompted(Event):
     channel_id: str = ""
     digit: str | None = None
     hung_up: bool = False
+    error: str | None = None  # the prompt could not be played (a missing sound file)
 
 
 @dataclass(frozen=True)

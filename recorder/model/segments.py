@@ -75,6 +75,8 @@ def recording_started(s: Step, rec: Recording) -> None:
     rec.started_at = s.at
     s.record("recording.started", recording=rec.name, segment=rec.segment)
     s.log("recording.started", recording=rec.name, segment=rec.segment)
+    if call.open_pause("pause") is not None:  # a segment replacing one during a pause
+        s.add(cmd.PauseRecording(call.call_id, rec.name, True))
     if call.phase == RECORDING_PENDING and rec.name == call.current_recording:
         connect_callee(s)
     s.save()

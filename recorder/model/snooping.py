@@ -67,10 +67,25 @@ def snoop_ready(s: Step, snoop_id: str) -> None:
     """The snoop channel entered our app: record it (or let it go, if no longer wanted)."""
     call = s.call
     rec = call.recordings.get(call.snoops.get(snoop_id, ""))
+    if rec is not None and rec.status == REC_REQUESTED and not wanted(s, rec):
+        # stopped, refused or hung up while the snoop was being made: it records nothing
+        close_recording(s, rec, True, "cancelled before it started (stop, refusal or hangup)",
+                        snooped_leg(rec))
+        answer_waiting(s, snooped_leg(rec) or "", "NOT_RECORDED" if stopped(s) else "FAILED")
+        s.save()
+        maybe_finish(s)
     if rec is None or rec.status != REC_REQUESTED:
         s.add(cmd.Hangup(call.call_id, snoop_id))
         return
     s.add(cmd.RecordChannel(call.call_id, snoop_id, rec.name, rec.format))
+
+
+def wanted(s: Step, rec: Recording) -> bool:
+    """Whether this snoop recording should run: its leg is up, it is the leg's recording,
+    and recording is on."""
+    leg = s.call.legs.get(snooped_leg(rec) or "")
+    return (leg is not None and leg.state != LEG_GONE and leg.recording == rec.name
+            and not stopped(s))
 
 
 def snoop_gone(s: Step, snoop_id: str) -> None:
@@ -88,7 +103,9 @@ def snoop_started(s: Step, rec: Recording) -> None:
     rec.started_at = s.at
     s.record("recording.started", snooped_leg(rec), recording=rec.name, segment=rec.segment)
     s.log("recording.started", channel_id=snooped_leg(rec), recording=rec.name)
-    if call.open_pause("pause") is not None:
+    if not wanted(s, rec):  # stopped or refused while it was being started: end it now
+        s.add(cmd.StopRecording(call.call_id, rec.name))
+    elif call.open_pause("pause") is not None:
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))  # started during a pause
     s.save()
 
@@ -119,3 +136,19 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
 
 def live_recordings_of(s: Step) -> list[Recording]:
     return [r for r in s.call.recordings.values() if r.status == REC_RECORDING]
+
+
+def reply(s: Step, call_id: str, session: str, status: str, **variables: str) -> None:
+    """The final answer to an AGI hook session: VERBATIM_STATUS and other variables."""
+    values = (("VERBATIM_STATUS", status), *((k, v) for k, v in variables.items()))
+    s.add(cmd.HookReply(call_id, session, values, (), True))
+
+
+def answer_waiting(s: Step, leg_id: str, status: str) -> None:
+    """Hook sessions waiting for this leg's recording to run get their answer."""
+    call = s.call
+    for session, info in list(call.hook_sessions.items()):
+        if info.get("leg") == leg_id and "prompt" not in info:
+            del call.hook_sessions[session]
+            reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
+            s.save()
