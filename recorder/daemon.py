@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from recorder.ari.client import AriClient, AriError
-from recorder.ari.connection import EventStream
+from recorder.ari.connection import EventStream, StreamFactory
 from recorder.ari.events import (
     BridgeInfo,
     ChannelInfo,
@@ -101,7 +101,7 @@ class Daemon:
         self,
         *,
         client: AriClient,
-        stream_factory: Any,
+        stream_factory: StreamFactory,
         writer: Writer,
         archive: Archive,
         settings: CallSettings,

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -128,71 +129,59 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
 
     async def attended(request: web.Request) -> web.Response:
         data = await body(request)
-        try:
-            outcome = sim.attended_transfer(
-                str(data["first_leg"]), str(data["second_leg"]),
-                result=data.get("result", "success"),
-                delay=float(data.get("delay", ATTENDED_SETUP_DELAY)),
-                hangup_after=_opt_float(data, "hangup_after", ATTENDED_BYE_DELAY))
-        except ControlError as exc:
-            return web.json_response({"message": str(exc)}, status=404)
+        outcome = sim.attended_transfer(
+            str(data["first_leg"]), str(data["second_leg"]),
+            result=data.get("result", "success"),
+            delay=float(data.get("delay", ATTENDED_SETUP_DELAY)),
+            hangup_after=_opt_float(data, "hangup_after", ATTENDED_BYE_DELAY))
         return web.json_response(outcome.json())
 
     async def abandon(request: web.Request) -> web.Response:
         data = await body(request)
-        try:
-            sim.abandon_transfer(str(data["first_leg"]), str(data["second_leg"]))
-        except ControlError as exc:
-            return web.json_response({"message": str(exc)}, status=404)
+        sim.abandon_transfer(str(data["first_leg"]), str(data["second_leg"]))
         return web.json_response({"ok": True})
 
     async def channel_action(request: web.Request) -> web.Response:
         cid, action = request.match_info["id"], request.match_info["action"]
         data = await body(request)
-        try:
-            if action == "answer":
-                sim.answer(cid)
-            elif action == "busy":
-                sim.busy(cid)
-            elif action == "reject":
-                sim.reject(cid)
-            elif action == "hangup":
-                sim.hangup(cid, int(data.get("cause", 16)))
-            elif action == "dtmf":
-                sim.send_dtmf(cid, str(data.get("digit", "1")), int(data.get("duration_ms", 100)))
-            elif action == "media":
-                sim.set_media(cid, talking=data.get("talking"),
-                              sends_media=data.get("sends_media"), tone_hz=data.get("tone_hz"))
-            elif action == "forward":
-                sim.forward(cid, str(data["forward_to"]))
-            elif action == "hold":
-                sim.hold(cid, data.get("musicclass"))
-            elif action == "unhold":
-                sim.unhold(cid)
-            elif action == "blind_transfer":
-                outcome = sim.blind_transfer(
-                    cid, str(data["exten"]), str(data.get("context", "transfer-target")),
-                    via=data.get("via", "refer"),
-                    hangup_after=_opt_float(data, "hangup_after", REFER_BYE_DELAY))
-                return web.json_response(outcome.json())
-            else:
-                return web.json_response({"message": f"unknown action {action}"}, status=404)
-        except ControlError as exc:
-            return web.json_response({"message": str(exc)}, status=404)
+        if action == "answer":
+            sim.answer(cid)
+        elif action == "busy":
+            sim.busy(cid)
+        elif action == "reject":
+            sim.reject(cid)
+        elif action == "hangup":
+            sim.hangup(cid, int(data.get("cause", 16)))
+        elif action == "dtmf":
+            sim.send_dtmf(cid, str(data.get("digit", "1")), int(data.get("duration_ms", 100)))
+        elif action == "media":
+            sim.set_media(cid, talking=data.get("talking"),
+                          sends_media=data.get("sends_media"), tone_hz=data.get("tone_hz"))
+        elif action == "forward":
+            sim.forward(cid, str(data["forward_to"]))
+        elif action == "hold":
+            sim.hold(cid, data.get("musicclass"))
+        elif action == "unhold":
+            sim.unhold(cid)
+        elif action == "blind_transfer":
+            outcome = sim.blind_transfer(
+                cid, str(data["exten"]), str(data.get("context", "transfer-target")),
+                via=data.get("via", "refer"),
+                hangup_after=_opt_float(data, "hangup_after", REFER_BYE_DELAY))
+            return web.json_response(outcome.json())
+        else:
+            return web.json_response({"message": f"unknown action {action}"}, status=404)
         return web.json_response({"ok": True})
 
     async def recording_action(request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         data = await body(request)
-        try:
-            if action == "finish":
-                sim.finish_recording(name)
-            elif action == "fail":
-                sim.fail_recording(name, str(data.get("cause", "Recording failed")))
-            else:
-                return web.json_response({"message": f"unknown action {action}"}, status=404)
-        except ControlError as exc:
-            return web.json_response({"message": str(exc)}, status=404)
+        if action == "finish":
+            sim.finish_recording(name)
+        elif action == "fail":
+            sim.fail_recording(name, str(data.get("cause", "Recording failed")))
+        else:
+            return web.json_response({"message": f"unknown action {action}"}, status=404)
         return web.json_response({"ok": True})
 
     async def drop(request: web.Request) -> web.Response:
@@ -211,11 +200,25 @@ def add_control_routes(sim: Simulator, app: web.Application) -> None:
     r.add_get("/_sim/agi", agi)
     r.add_post("/_sim/endpoints", endpoints)
     r.add_post("/_sim/dialplan", dialplan)
-    r.add_post("/_sim/attended_transfer", attended)
-    r.add_post("/_sim/abandon_transfer", abandon)
-    r.add_post("/_sim/channels/{id}/{action}", channel_action)
-    r.add_post("/_sim/recordings/{name:.+}/{action}", recording_action)
+    r.add_post("/_sim/attended_transfer", not_found_on_error(attended))
+    r.add_post("/_sim/abandon_transfer", not_found_on_error(abandon))
+    r.add_post("/_sim/channels/{id}/{action}", not_found_on_error(channel_action))
+    r.add_post("/_sim/recordings/{name:.+}/{action}", not_found_on_error(recording_action))
     r.add_post("/_sim/websockets/drop", drop)
+
+
+def not_found_on_error(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A control naming a channel, recording or transfer the simulator does not have: 404."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except ControlError as exc:
+            return web.json_response({"message": str(exc)}, status=404)
+
+    return wrapped
 
 
 def _opt_float(data: dict[str, Any], key: str, default: float) -> float | None:

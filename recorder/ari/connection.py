@@ -95,3 +95,10 @@ class EventStream:
         self._stopping = True
         if self._ws is not None:
             await self._ws.close()
+
+
+# How the daemon gets its stream: given its two callbacks (connected, event), an EventStream
+# (the app builds the real one; tests may build one on another session).
+StreamFactory = Callable[
+    [Callable[[], Awaitable[None]], Callable[[Event], Awaitable[None]]], EventStream
+]
