@@ -60,8 +60,9 @@ def only_call(st: Stack) -> Any:
 
 
 def channel(st: Stack, prefix: str) -> Any:
+    """The live channel whose name starts with `prefix` (a Local pair: its ;1)."""
     (ch,) = [c for c in st.sim.channels.values()
-             if c.name.startswith(prefix) and not c.destroyed]
+             if c.name.startswith(prefix) and not c.destroyed and not c.name.endswith(";2")]
     return ch
 
 
@@ -274,3 +275,49 @@ async def test_a_transfer_while_the_daemon_is_away_is_followed_after_it_reconnec
                                        FREQS)
         assert caller_file[-2:] == [{CALLER, TARGET}] * 2  # the caller's snoop never stopped
         assert await st.repo.gaps(row.started_at, call_id) == []
+
+
+@pytest.mark.parametrize("how", ["forward", "ring_group"])
+async def test_forwards_and_ring_groups_of_a_dialplan_call_are_followed(
+    tmp_path: Path, pg_dsn: str, how: str
+) -> None:
+    """Dial() follows a 302 by itself, and rings several phones at once: the leg that talks is
+    found (by its Dial event from a leg of the call) and recorded; the others are noted."""
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        dial = "PJSIP/201&PJSIP/202,30" if how == "ring_group" else "PJSIP/201,30"
+        st.sim.add_extension("hook-in", "_X.", [
+            ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"), ("Dial", dial)])
+        if how == "forward":
+            st.sim.set_endpoint("PJSIP/201", result="forward", forward_to="300",
+                                answer_after=1.0)
+            # Dial() follows the 302 to Local/300@<the phone's context>, which dials 300
+            st.sim.add_extension("from-internal", "300", [("Dial", "PJSIP/300,30")])
+        else:
+            st.sim.set_endpoint("PJSIP/201", result="noanswer")
+            st.sim.set_endpoint("PJSIP/202", tone_hz=TARGET, answer_after=1.5)
+        st.sim.set_endpoint("PJSIP/300", tone_hz=TARGET, answer_after=1.0)
+        caller, call_id = await start_hooked(st)
+        await st.advance(2.5)
+        talker = channel(st, "PJSIP/300" if how == "forward" else "PJSIP/202")
+        assert talker.bridge_id is not None
+        if how == "ring_group":
+            assert talker.bridge_id == caller.bridge_id
+        else:  # the caller talks to the Local ;1, 300 to the ;2 in a bridge of its own
+            assert caller.bridge_id == channel(st, "Local/300@from-internal").bridge_id
+        await st.advance(3.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        by_channel = {leg.channel_id: leg for leg in legs}
+        assert talker.id in by_channel and by_channel[talker.id].outcome == "answered"
+        others = [leg for leg in legs if leg.role == "callee" and leg.channel_id != talker.id
+                  and not leg.channel_name.startswith("Local/")]
+        assert others and all(leg.outcome in ("forwarded", "cancelled") for leg in others)
+        assert all(leg.talked_ms in (None, 0) for leg in others)
+        talked = by_channel[talker.id]
+        assert talked.talked_ms and talked.talked_ms - (talked.covered_ms or 0) <= 250
+        target_rec = next(r for r in recs if r.target == f"snoop:{talker.id}")
+        seconds = tones_per_second(Path(target_rec.path or ""), FREQS)
+        assert len(seconds) >= 3 and all(x == {CALLER, TARGET} for x in seconds), seconds
+        assert await st.repo.gaps(call.started_at, call_id) == []

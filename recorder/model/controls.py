@@ -157,7 +157,8 @@ def _start(s: Step) -> tuple[str, str]:
             call.unrecorded_since = None
     if call.mode == "hook":
         for leg in call.legs.values():
-            if leg.state != LEG_GONE and (leg.in_bridge or leg.role == "caller"):
+            if leg.state != LEG_GONE and leg.role != "local" and (
+                    leg.in_bridge or leg.role == "caller"):
                 snoop_leg(s, leg)
     elif call.phase == BRIDGED and call.current_recording is None:
         start_segment(s)

@@ -333,18 +333,33 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
 # --- following the call ------------------------------------------------------------------------
 
 
-def add_leg(s: Step, channel: ev.ChannelInfo, state: str, number: str | None = None) -> Leg:
+def add_leg(s: Step, channel: ev.ChannelInfo, state: str, number: str | None = None,
+            role: str = "callee") -> Leg:
     call = s.call
     leg = Leg(
-        channel_id=channel.id, role="callee", channel_name=channel.name, started_at=s.at,
+        channel_id=channel.id, role=role, channel_name=channel.name, started_at=s.at,
         caller_name=channel.caller_name, caller_number=channel.caller_number, state=state,
         number=number or call.target,
+        # Dial() follows a 302 through a Local pair (Local/<target>@<context>;1 is dialled, its
+        # ;2 dials the phone): both halves are known by their common name.
+        local_base=local_base(channel.name),
     )
     call.legs[channel.id] = leg
     s.record("leg.found", channel.id, channel=channel.name)
     s.log("leg.found", channel_id=channel.id, channel=channel.name)
     s.save()
     return leg
+
+
+def local_base(name: str) -> str | None:
+    return name[:-2] if name.startswith("Local/") and name[-2:] in (";1", ";2") else None
+
+
+def local_partner(call: Call, channel: ev.ChannelInfo) -> bool:
+    """Whether `channel` is the ;2 half of a Local ;1 that is a leg of this call."""
+    base = local_base(channel.name)
+    return base is not None and channel.name.endswith(";2") and any(
+        leg.local_base == base for leg in call.legs.values())
 
 
 def mark_answered(s: Step, leg: Leg) -> None:
@@ -367,8 +382,13 @@ def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str)
         call = s.call
         leg = call.legs.get(e.peer.id)
         if leg is None:
-            if e.caller is None or e.caller.id not in call.legs:
+            if e.caller is None:
                 return
+            if e.caller.id not in call.legs:
+                if not local_partner(call, e.caller):
+                    return
+                # the ;2 half of a followed forward dials the phone: a conduit, not a party
+                add_leg(s, e.caller, LEG_UP, role="local")
             number = transfer_exten(call, e.caller.id) or call.target
             leg = add_leg(s, e.peer, LEG_DIALING, number)
             s.record("dial.started", leg.channel_id, caller=e.caller.id, dialstring=e.dialstring)
@@ -450,7 +470,8 @@ def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSett
             call.bridged_at = call.bridged_at or s.at
             s.record("call.bridged", channel.id, bridge=e.bridge.id)
             s.log("call.bridged", channel_id=channel.id, bridge=e.bridge.id)
-        snoop_leg(s, leg)
+        if leg.role != "local":  # a Local half is heard through its partner's bridge
+            snoop_leg(s, leg)
         s.save()
 
     return for_call(state, call_id, e, settings, body)
@@ -634,6 +655,9 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
     elif isinstance(e, ev.Dial):
         ids += [state.by_channel.get(e.peer.id),
                 state.by_channel.get(e.caller.id) if e.caller else None]
+        if e.caller is not None and e.caller.name.startswith("Local/"):
+            ids += [c.call_id for c in state.calls.values()
+                    if c.mode == "hook" and local_partner(c, e.caller)]
     elif isinstance(e, ev.ChannelEnteredBridge) and e.channel is not None:
         # a channel joining a bridge where a leg of ours talks belongs to that call
         ids += [state.by_channel.get(e.channel.id),
