@@ -190,3 +190,60 @@ async def test_kill_9_then_call_ends_while_down_is_closed_at_start(
         assert recs and all(r.status == "filed" for r in recs)
         assert not list((tmp_path / "spool").iterdir())
         assert not [c.name for c in sim.channels.values() if not c.destroyed]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_kill_9_mid_hooked_call_then_restart_files_every_leg(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Hook mode: the snoops go on recording in Asterisk while no daemon runs; the restarted
+    daemon adopts the call, follows it to its end and files each leg's recording."""
+    async with crash_setup(tmp_path, pg_dsn) as (sim, proc, repo):
+        port = free_port()
+        with proc.config.open("a") as conf:
+            conf.write(f"hooks:\n  enabled: true\n  port: {port}\n")
+        sim.add_extension("hook-in", "_X.", [
+            ("AGI", f"agi://127.0.0.1:{port}/record,inbound,${{EXTEN}}"),
+            ("Dial", "PJSIP/${EXTEN},30"),
+        ])
+        sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        proc.start()
+        await connected(sim)
+        caller = sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER_HZ,
+                                         caller_number="+12125550100")
+
+        async def both_snooped() -> bool:
+            return len([r for r in sim.recordings.values() if r.kind == "channel"]) >= 2
+
+        await until(both_snooped, sim)  # announcement, record hook, Dial(), answer, snoops
+        (call,) = await repo.recent_calls(5)
+        await sim.advance(2.0)
+        proc.kill9()
+        await sim.advance(4.0)  # the conversation goes on, recorded by the snoops
+        proc.start()
+        await connected(sim)
+        await sim.advance(2.0)
+        sim.hangup(caller.id)
+        await sim.settle()
+
+        async def closed() -> bool:
+            row = await repo.call(call.call_id)
+            return row is not None and row.status == "ended"
+
+        await until(closed)
+        row, recs = await repo.call(call.call_id), await repo.recordings(call.call_id)
+        assert row is not None and row.outcome == "answered"
+        assert sorted(r.target.split(":")[0] for r in recs) == ["snoop", "snoop"]
+        assert all(r.status == "filed" for r in recs), [(r.name, r.status) for r in recs]
+        assert await repo.gaps(row.started_at, call.call_id) == []
+        legs = await repo.legs(call.call_id)
+        assert all((leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250 for leg in legs)
+        assert sum(leg.talked_ms or 0 for leg in legs) >= 2 * 7000
+        assert not list((tmp_path / "spool").iterdir())
