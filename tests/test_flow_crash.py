@@ -125,6 +125,26 @@ async def connected(sim: Simulator) -> None:
     await sim.settle()
 
 
+async def crash_then_hang_up(
+    sim: Simulator, proc: Proc, repo: Repository, caller_id: str, call_id: str
+) -> None:
+    """kill -9; the conversation goes on 4 s while no daemon runs; start it again; 2 s later
+    the caller hangs up; until the call's row is closed."""
+    proc.kill9()
+    await sim.advance(4.0)
+    proc.start()
+    await connected(sim)
+    await sim.advance(2.0)
+    sim.hangup(caller_id)
+    await sim.settle()
+
+    async def closed() -> bool:
+        row = await repo.call(call_id)
+        return row is not None and row.status == "ended"
+
+    await until(closed)
+
+
 async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_dsn: str) -> None:
     async with crash_setup(tmp_path, pg_dsn) as (sim, proc, repo):
         proc.start()
@@ -137,19 +157,7 @@ async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_d
         await both_bridged(sim)
         (call,) = await repo.recent_calls(5)
         await sim.advance(3.0)
-        proc.kill9()
-        await sim.advance(4.0)  # the conversation goes on while no daemon runs
-        proc.start()
-        await connected(sim)
-        await sim.advance(2.0)
-        sim.hangup(caller.id)
-        await sim.settle()
-
-        async def closed() -> bool:
-            row = await repo.call(call.call_id)
-            return row is not None and row.status == "ended"
-
-        await until(closed)
+        await crash_then_hang_up(sim, proc, repo, caller.id, call.call_id)
         row, recs = await repo.call(call.call_id), await repo.recordings(call.call_id)
         assert row is not None and row.outcome == "answered" and row.state is None
         assert [r.status for r in recs] == ["filed"]
@@ -225,19 +233,7 @@ async def test_kill_9_mid_hooked_call_then_restart_files_every_leg(
         await until(both_snooped, sim)  # announcement, record hook, Dial(), answer, snoops
         (call,) = await repo.recent_calls(5)
         await sim.advance(2.0)
-        proc.kill9()
-        await sim.advance(4.0)  # the conversation goes on, recorded by the snoops
-        proc.start()
-        await connected(sim)
-        await sim.advance(2.0)
-        sim.hangup(caller.id)
-        await sim.settle()
-
-        async def closed() -> bool:
-            row = await repo.call(call.call_id)
-            return row is not None and row.status == "ended"
-
-        await until(closed)
+        await crash_then_hang_up(sim, proc, repo, caller.id, call.call_id)  # snoops go on
         row, recs = await repo.call(call.call_id), await repo.recordings(call.call_id)
         assert row is not None and row.outcome == "answered"
         assert sorted(r.target.split(":")[0] for r in recs) == ["snoop", "snoop"]
