@@ -439,3 +439,42 @@ def test_stasis_mode_a_segment_replacing_one_during_a_pause_is_paused_too() -> N
     out = run.feed(b.recording(21.1, "started", f"{call_id}-s2"))
     assert run.of(cmd.PauseRecording, out) == [cmd.PauseRecording(call_id, f"{call_id}-s2",
                                                                   True)]
+
+
+def test_a_channel_that_inherited_the_call_id_joins_the_call_by_the_record_hook() -> None:
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    call_id = run.call.call_id
+    out = run.feed(hook(3, "record", C, "internal", "300", call_id, session="s7"))
+    assert len(run.state.calls) == 1 and C in run.call.legs  # not a call of its own
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [C]
+    # an id that names no call (or a stale one) starts a call of its own, as without it
+    run.feed(hook(4, "record", B, "inbound", "202", "20990101T000000-deadbeef", session="s8"))
+    assert len(run.state.calls) == 2
+
+
+ODD_ARGS: list[tuple[str, ...]] = [
+    (), ("",), ("inbound",), ("inbound", ""), ("x" * 5000,), ("inbound", "201", "", "", "extra"),
+    ("inbound", "2\n01"), ("tag\x00",), ("Ωμέγα", "201"), ("record", "no-record"),
+]
+
+
+@pytest.mark.parametrize("with_call", [False, True])
+def test_every_hook_with_odd_arguments_is_answered_and_never_raises(with_call: bool) -> None:
+    run = Run(policy_settings())
+    if with_call:
+        run.feed(hook(0, "record", A, "inbound", "201"))
+        snoop_runs(run, 4.01, run.feed(prompted(4, "s1", A)))
+    from recorder.model.hooks import HOOKS
+
+    n = 0
+    for name in (*HOOKS, "", "RECORD", "../etc"):
+        for args in ODD_ARGS:
+            n += 1
+            session = f"odd{n}"
+            out = run.feed(hook(5, name, A if with_call else C, *args, session=session))
+            replies = [c for c in run.of(cmd.HookReply, out) if c.session == session]
+            waiting = any(session in c.hook_sessions for c in run.state.calls.values())
+            assert replies or waiting, (name, args)  # answered, or waiting for a recording
+            for r in replies:
+                assert r.prompts or dict(r.variables)["VERBATIM_STATUS"]

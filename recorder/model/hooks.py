@@ -96,8 +96,12 @@ def _refuse(session: str, channel_id: str, why: str) -> list[cmd.Command]:
 
 def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
     call_id = state.by_channel.get(e.channel.id)
-    if e.hook == "answered" and call_id is None and e.args and e.args[0] in state.calls:
-        call_id = e.args[0]  # the called channel inherited __VERBATIM_CALL_ID before its Dial
+    # A channel the call made (a Dial, a Local half, a queue member) inherited
+    # __VERBATIM_CALL_ID: `answered,<id>` or `record,<direction>,<target>,<id>` joins it.
+    at = {"answered": 0, "record": 2}.get(e.hook)
+    inherited = e.args[at] if at is not None and len(e.args) > at else ""
+    if call_id is None and inherited in state.calls and state.calls[inherited].mode == "hook":
+        call_id = inherited
     call = state.calls.get(call_id or "")
     if e.hook == "record" and call is None:
         return new_hooked_call(state, e, settings)
@@ -209,7 +213,7 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
 def record_leg_hook(s: Step, e: HookCalled) -> None:
     """`record` again on a channel of a call we follow (a transfer context, a queue member)."""
     call = s.call
-    leg = call.legs[e.channel.id]
+    leg = call.legs.get(e.channel.id) or add_leg(s, e.channel, LEG_UP)
     if leg.state == LEG_GONE:
         reply(s, call.call_id, e.session, "ERROR", VERBATIM_ERROR="the channel has ended")
         return
