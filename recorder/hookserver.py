@@ -108,6 +108,9 @@ class HookBroker:
         hung_up = False
         error = None
         try:
+            # STREAM FILE does not answer, and a SIP caller hears nothing before an answer
+            # (or progress): answered as Playback() and Stasis mode would.
+            await session.command("ANSWER")
             for media, escape in reply.prompts:
                 digit = await session.stream_file(media, escape)
                 if digit:

@@ -48,6 +48,7 @@ async def start_hooked(st: Stack, number: str = "+12125550100") -> tuple[Any, st
     await st.settle()
     session = await st.sim.wait_agi(caller.id, "playing")
     assert any(c.startswith("STREAM FILE") for c in session.commands)
+    assert caller.state == "Up"  # answered first: a caller not answered would hear nothing
     await st.advance(PROMPT_S)
     await st.sim.wait_agi(caller.id, "done")
     await st.settle()

@@ -53,6 +53,7 @@ async def test_prompt_then_answer(served: tuple[Model, int]) -> None:
     model.broker.deliver(HookReply("c1", called.session, (("__VERBATIM_CALL_ID", "c1"),),
                                    (("verbatim/consent-en", "1"),), final=False))
     await fake.expect('SET VARIABLE __VERBATIM_CALL_ID "c1"', "200 result=1")
+    await fake.expect("ANSWER", "200 result=0")  # a caller not answered would hear nothing
     await fake.expect('STREAM FILE "verbatim/consent-en" "1"', "200 result=49 endpos=4000")
     prompted = await model.next()
     assert isinstance(prompted, HookPrompted)
@@ -91,6 +92,7 @@ async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, i
     assert isinstance(called, HookCalled)
     model.broker.deliver(HookReply("c1", called.session, (), (("verbatim/consent-en", "1"),),
                                    final=False))
+    await fake.expect("ANSWER", "200 result=0")
     assert await fake.read_line() == 'STREAM FILE "verbatim/consent-en" "1"'
     await fake.send("HANGUP", "200 result=-1 endpos=0")
     prompted = await model.next()
