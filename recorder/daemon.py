@@ -190,6 +190,11 @@ class Daemon:
         try:
             info = await self.client.info()
             self.asterisk_id = str(info.get("system", {}).get("entity_id") or self.asterisk_id)
+            if self.client.subscribe_all:
+                try:
+                    await self.client.subscribe_everything()
+                except AriError as exc:  # hook mode would miss its calls' Dial/bridge events
+                    log.error("ari.subscribe_failed", error=str(exc))
             if not self.adopted:
                 await self._adopt_open_calls()
             snapshot = await self._snapshot()

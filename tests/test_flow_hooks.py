@@ -6,6 +6,7 @@ PostgreSQL; the simulator's dialplan runs AGI() against the daemon and Dial() in
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ async def start_hooked(st: Stack, number: str = "+12125550100") -> tuple[Any, st
     await st.advance(PROMPT_S)
     await st.sim.wait_agi(caller.id, "done")
     await st.settle()
-    return caller, only_call(st).call_id
+    return caller, str(st.daemon.state.by_channel[caller.id])
 
 
 def only_call(st: Stack) -> Any:
@@ -322,3 +323,33 @@ async def test_forwards_and_ring_groups_of_a_dialplan_call_are_followed(
         seconds = tones_per_second(Path(target_rec.path or ""), FREQS)
         assert len(seconds) >= 3 and all(x == {CALLER, TARGET} for x in seconds), seconds
         assert await st.repo.gaps(call.started_at, call_id) == []
+
+
+async def test_hook_mode_gets_every_event_even_from_an_app_asterisk_already_had(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Asterisk applies subscribeAll only when it creates the app: one still held by a channel
+    (Stasis mode ran before, or a reconnect mid-call) keeps its old subscriptions. The daemon
+    asks for every channel's and bridge's events explicitly, so hook mode still follows."""
+    from arisim.testing import AriClient
+
+    async with running_stack(tmp_path, pg_dsn, hooks=True, start=False) as st:
+        before = AriClient(st.sim)  # the app as Stasis mode left it: no subscribeAll
+        await before.connect()
+        st.sim.start_call(args=["inbound", "999"], caller_number="+13125550100")
+        await st.sim.settle()
+        await before.close()
+        st.task = asyncio.create_task(st.running.daemon.run())
+        await st.connected()
+        subscribed = [r for r in st.sim.requests
+                      if r.path == "/applications/verbatim/subscription"]
+        assert [r.method for r in subscribed] == ["POST"]
+        hooked_dialplan(st)
+        caller, call_id = await start_hooked(st)
+        await st.advance(4.0)
+        callee = channel(st, "PJSIP/201")
+        st.sim.hangup(caller.id)
+        await st.settle()
+        _, legs, recs, _ = await st.call_rows(call_id)
+        assert callee.id in {leg.channel_id for leg in legs}  # followed through Dial()
+        assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}

@@ -89,7 +89,8 @@ class Core:
         self.agi_stopped = False
         self.activity = 0
         self.inflight = 0
-        self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps)
+        self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps,
+                            app_in_use=self._app_in_use)
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
         self.recordings: dict[str, LiveRecording] = {}  # live, by name
@@ -127,6 +128,11 @@ class Core:
             if not busy and loop.time() - self._last_activity >= self.settle_real_s:
                 return
             await asyncio.sleep(min(0.002, self.settle_real_s / 2))
+
+    def _app_in_use(self, app: str) -> bool:
+        """Channels or bridges still subscribed to `app` keep it registered (app_is_finished)."""
+        return any(app in c.subscribers() for c in self.channels.values() if not c.destroyed) \
+            or any(app in b.subscribed_apps for b in self.bridges.values() if not b.destroyed)
 
     def new_uniqueid(self) -> str:
         """Asterisk's "%ld.%d" of time(NULL) and a counter (main/channel.c)."""

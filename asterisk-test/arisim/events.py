@@ -44,9 +44,17 @@ class Session:
 
 @dataclass
 class AppState:
+    """A registered Stasis app (res/res_stasis.c apps_registry). `subscribe_all`: it holds the
+    all-channels/all-bridges subscriptions — made at creation when the WebSocket asked for
+    subscribeAll (app_create with STASIS_APP_SUBSCRIBE_ALL), or later by
+    POST /applications/{app}/subscription with an empty id; dropped when its WebSocket closes
+    (stasis_app_unregister). A registration of an app that still exists (channels still
+    subscribed) is only an app_update: its subscribeAll flag is ignored."""
+
     name: str
     session: Session | None = None
     subscribe_all: bool = False
+    created_all: bool = False  # created with subscribeAll: holds no per-channel subscriptions
 
 
 class EventHub:
@@ -57,7 +65,9 @@ class EventHub:
         spec: Spec,
         on_activity: Callable[[], None],
         allowed_apps: set[str] | None = None,
+        app_in_use: Callable[[str], bool] = lambda _name: False,
     ) -> None:
+        self.app_in_use = app_in_use  # whether channels/bridges still hold a subscription
         self.clock = clock
         self.asterisk_id = asterisk_id
         self.spec = spec
@@ -109,6 +119,7 @@ class EventHub:
         session = Session(ws=ws, apps=list(apps), subscribe_all=subscribe_all)
         self.sessions.add(session)
         for name in apps:
+            fresh = name not in self.apps
             state = self.apps.setdefault(name, AppState(name))
             old = state.session
             if old is not None and old is not session and not old.closed:
@@ -119,7 +130,8 @@ class EventHub:
                 if name in old.apps:
                     old.apps.remove(name)
             state.session = session
-            state.subscribe_all = subscribe_all
+            if fresh:  # __stasis_app_register: only a new app takes the flag
+                state.subscribe_all = state.created_all = subscribe_all
         self.on_activity()
         sender = asyncio.create_task(self._sender(session))
         try:
@@ -146,10 +158,23 @@ class EventHub:
             return
         session.closed = True
         self.sessions.discard(session)
-        for state in self.apps.values():
+        for name, state in list(self.apps.items()):
             if state.session is session:
+                # stasis_app_unregister: the all-events subscriptions go; the app is shut down
+                # once nothing holds a subscription (app_is_finished), else it stays, inactive
                 state.session = None
+                state.subscribe_all = False
+                if state.created_all or not self.app_in_use(name):
+                    del self.apps[name]
         self.on_activity()
+
+    def subscribe_everything(self, app: str) -> bool:
+        """POST /applications/{app}/subscription with channel: or bridge: (no id)."""
+        state = self.apps.get(app)
+        if state is None:
+            return False
+        state.subscribe_all = True
+        return True
 
     async def _sender(self, session: Session) -> None:
         while True:

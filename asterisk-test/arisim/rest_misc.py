@@ -194,3 +194,36 @@ def get_application(sim: Engine, args: Args) -> ApiResponse:
     if not sim.hub.active(name):
         return error(404, "Application not found")
     return ok(_application(sim, name))
+
+
+@route("POST /applications/{applicationName}/subscription")
+def subscribe(sim: Engine, args: Args) -> ApiResponse:
+    """res/ari/resource_applications.c ast_ari_applications_subscribe: `eventSource` is a
+    comma-separated list of channel:{id}, bridge:{id} (no id: every channel / bridge)."""
+    name = args.get_str("applicationName") or ""
+    sources = [s for s in args.get_list("eventSource") if s]
+    if not sources:
+        return error(400, "Missing parameter eventSource")
+    if name not in sim.hub.apps:
+        return error(404, "Application not found")
+    for uri in sources:
+        scheme, sep, ident = uri.partition(":")
+        if not sep or scheme not in ("channel", "bridge", "endpoint", "deviceState"):
+            return error(400, "Invalid event source URI scheme")
+        if not ident:
+            if scheme in ("channel", "bridge"):
+                sim.hub.subscribe_everything(name)
+            continue
+        if scheme == "channel":
+            ch = sim.find_channel(ident)
+            if ch is None:
+                return error(422, "Event source does not exist")
+            ch.explicit_apps.add(name)
+        elif scheme == "bridge":
+            bridge = sim.find_bridge(ident)
+            if bridge is None:
+                return error(422, "Event source does not exist")
+            bridge.subscribed_apps.add(name)
+        else:
+            return error(422, "Event source does not exist")
+    return ok(_application(sim, name))

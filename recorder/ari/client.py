@@ -191,6 +191,13 @@ class AriClient:
             {"name": name, "format": fmt, "ifExists": "fail"},
         )
 
+    async def subscribe_everything(self) -> None:
+        """Every channel's and bridge's events, for hook mode. subscribeAll on the WebSocket is
+        applied only when Asterisk creates the app; an app still held by channels (e.g. after
+        a reconnect) keeps what it had, so the subscription is asked for explicitly."""
+        await self.request("POST", f"/applications/{_q(self.app)}/subscription",
+                           {"eventSource": "channel:,bridge:"})
+
     async def snoop(self, channel_id: str, snoop_id: str, app_args: str) -> None:
         """A Snoop channel hearing both directions of `channel_id`, into our app."""
         await self.request(
