@@ -81,7 +81,9 @@ class AsteriskClock:
         self._source = source  # Asterisk's own clock, when it can be read (the simulator's)
 
     def seen(self, when: datetime) -> None:
-        if self._base is None or when >= self._base:
+        # Only an event later than our estimate moves it: so `now` never goes back (a consent
+        # row's end before its start, an interval closed before it opened).
+        if self._base is None or when > self.now():
             self._base, self._at = when, time.monotonic()
 
     def now(self) -> datetime:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 
 from recorder.db.repository import Repository
@@ -22,6 +24,34 @@ from recorder.model.commands import SaveCall
 from recorder.policy import add_consent_rows
 
 log = structlog.get_logger("verbatim.db")
+
+# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
+# retrying cannot help, and one such row must not hold back every write after it.
+REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
+async def _write(
+    kind: str, pending: list[Any], write: Callable[[list[Any]], Awaitable[Any]]
+) -> None:
+    """Write `pending` in one batch; if PostgreSQL rejects a row, one by one, dropping (and
+    logging) the rows it rejects. What was written leaves `pending`."""
+    if not pending:
+        return
+    batch = list(pending)
+    try:
+        await write(batch)
+    except REJECTED:
+        for row in batch:
+            try:
+                await write([row])
+            except REJECTED as exc:
+                _rejected(kind, exc, getattr(row, "call_id", None))
+    del pending[: len(batch)]
+
+
+def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    log.error("db.row_rejected", kind=kind, call_id=call_id, error=error)
 
 
 class Writer:
@@ -67,25 +97,18 @@ class Writer:
             async with asyncio.timeout(self._timeout):
                 for call_id in list(self._calls):
                     save = self._calls[call_id]
-                    await self.repo.save_call(save.call, save.legs, save.recordings)
+                    try:
+                        await self.repo.save_call(save.call, save.legs, save.recordings)
+                    except REJECTED as exc:  # the next snapshot of the call may be fine
+                        _rejected("call", exc, call_id)
                     if self._calls.get(call_id) is save:
                         del self._calls[call_id]
-                if self._events:
-                    batch = list(self._events)
-                    await self.repo.add_events(batch)
-                    del self._events[: len(batch)]
-                if self._gaps:
-                    gaps = list(self._gaps)
-                    await self.repo.add_gaps(gaps)
-                    del self._gaps[: len(gaps)]
-                if self._consent:
-                    consent = list(self._consent)
-                    await add_consent_rows(self.repo.pool, consent)
-                    del self._consent[: len(consent)]
-                if self._tags:  # after the calls: a tag row refers to its call's
-                    tags = list(self._tags)
-                    await self.repo.add_tags(tags)
-                    del self._tags[: len(tags)]
+                await _write("event", self._events, self.repo.add_events)
+                await _write("gap", self._gaps, self.repo.add_gaps)
+                await _write("consent", self._consent,
+                             lambda rows: add_consent_rows(self.repo.pool, rows))
+                # after the calls: a tag row refers to its call's
+                await _write("tag", self._tags, self.repo.add_tags)
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()

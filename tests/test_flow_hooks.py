@@ -353,3 +353,29 @@ async def test_hook_mode_gets_every_event_even_from_an_app_asterisk_already_had(
         _, legs, recs, _ = await st.call_rows(call_id)
         assert callee.id in {leg.channel_id for leg in legs}  # followed through Dial()
         assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}
+
+
+async def test_a_hooked_channel_sent_into_the_app_goes_back_to_its_dialplan(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A dialplan that mixes the modes (Stasis() after the record hook): the channel is not
+    left silent in the app; it goes on to its next priority and is still followed."""
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        hooked_dialplan(st)
+        st.sim.add_extension("hook-in", "_X.", [
+            ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
+            ("Stasis", "verbatim,inbound,${EXTEN}"),
+            ("Dial", "PJSIP/${EXTEN},30"),
+        ])
+        caller, call_id = await start_hooked(st)
+        continued = [r for r in st.sim.requests if r.path == f"/channels/{caller.id}/continue"]
+        assert continued and continued[0].params == {}
+        await st.advance(3.0)
+        callee = channel(st, "PJSIP/201")
+        assert callee.bridge_id == caller.bridge_id  # Dial() ran after Stasis() returned
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert len(await st.repo.recent_calls(5)) == 1  # not a second call in the app
+        assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}
+        assert await st.repo.gaps(call.started_at, call_id) == []

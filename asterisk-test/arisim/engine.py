@@ -137,6 +137,15 @@ class Engine(AttendedOps):
         with self.action():
             self.far_hangup(self._chan(channel_id), cause)
 
+    def continue_in_dialplan(self, ch: Channel, context: str, exten: str, priority: int) -> None:
+        """The channel leaves its bridge and the app (StasisEnd), then runs exten@context from
+        `priority` (res/stasis/control.c stasis_app_control_continue)."""
+        bridge = self.find_bridge(ch.bridge_id or "")
+        if bridge is not None:
+            self.bridge_remove(bridge, ch)
+        self.leave_stasis(ch)
+        self.defer(lambda: self.run_dialplan(ch, context, exten, priority))
+
     def set_media(self, channel_id: str, *, talking: bool | None = None,
                   sends_media: bool | None = None, tone_hz: int | None = None) -> None:
         """Turn a party's tone on/off, its RTP flow on/off, or change its frequency."""

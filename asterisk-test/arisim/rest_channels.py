@@ -184,6 +184,32 @@ def answer(sim: Engine, args: Args) -> ApiResponse:
     return no_content()
 
 
+@route("POST /channels/{channelId}/continue")
+def continue_in_dialplan(sim: Engine, args: Args) -> ApiResponse:
+    """resource_channels.c ast_ari_channels_continue_in_dialplan: no context → the channel's
+    own (and its extension unless given); a context without extension → "s"; no priority →
+    the next one when neither context nor extension was given, else 1. Labels: numeric only."""
+    ch = _controlled(sim, args, check_state=True)
+    if isinstance(ch, ApiResponse):
+        return ch
+    context_arg, exten_arg = args.get_str("context") or "", args.get_str("extension") or ""
+    if context_arg:
+        context, exten = context_arg, exten_arg or "s"
+    else:
+        context, exten = ch.dialplan.context, exten_arg or ch.dialplan.exten
+    label = args.get_str("label") or ""
+    if label:
+        if not label.isdigit() or int(label) == 0:
+            return error(404, "Requested label can not be found")
+        priority = int(label)
+    else:
+        priority = args.get_int("priority", 0)
+    if priority <= 0:
+        priority = ch.dialplan.priority + 1 if not context_arg and not exten_arg else 1
+    sim.continue_in_dialplan(ch, context, exten, priority)
+    return no_content()
+
+
 def _accept(sim: Engine, args: Args) -> ApiResponse:
     """Indications with no simulated effect: checked like Asterisk, then 204."""
     ch = _controlled(sim, args, check_state=True)

@@ -224,7 +224,15 @@ IGNORED = frozenset(
         "ContactStatusChange",
         "ChannelUserevent",
         "TextMessageReceived",
-        # Transfers and DTMF are handled by later issues; until then they change nothing.
+        # Every channel's creation and the like reach a subscribeAll app (hook mode): the
+        # model follows calls by Dial and bridge events, not by these.
+        "ChannelCreated",
+        "ChannelTransfer",
+        "ApplicationUnregistered",
+        "CallBroadcast",
+        "CallClaimed",
+        "RESTResponse",
+        # The model keeps its own pause intervals (it asked for them).
         "RecordingPaused",
         "RecordingUnpaused",
     }

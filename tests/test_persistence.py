@@ -1,0 +1,54 @@
+"""The daemon's writer against real PostgreSQL: a row the database refuses is logged and
+dropped, and never holds back the writes after it; the clock it stamps rows with never goes
+back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from structlog.testing import capture_logs
+
+from recorder.daemon import AsteriskClock
+from recorder.db.repository import Repository
+from recorder.db.rows import EventRow
+from recorder.model.commands import SaveCall
+from recorder.persistence import Writer
+from tests.test_db_repository import T0, call_row
+
+
+def event(call_id: str, kind: str) -> EventRow:
+    return EventRow(call_id=call_id, asterisk_id="pbx1", at=T0, kind=kind, channel_id=None,
+                    recording_name=None, detail={})
+
+
+async def test_a_rejected_row_is_dropped_and_the_rest_is_written(repo: Repository) -> None:
+    writer = Writer(repo)
+    call = call_row()
+    writer.stage_call(SaveCall(call.call_id, call, (), ()))
+    writer.stage_event(event(call.call_id, "call.started"))
+    writer.stage_event(event("no-such-call", "call.started"))  # refused: no such call
+    writer.stage_event(event(call.call_id, "call.bridged"))
+    writer.stage_tags(call.call_id, ("matter:1", "bad\x01tag"), "agi")  # CHECK refuses one
+    with capture_logs() as logs:
+        assert await writer.flush() is True
+    assert writer.pending == (0, 0)
+    kinds = [e.kind for e in await repo.events(call.call_id)]
+    assert kinds == ["call.started", "call.bridged"]
+    tags = await repo.pool.fetch("SELECT tag FROM call_tags WHERE call_id = $1", call.call_id)
+    assert [r["tag"] for r in tags] == ["matter:1"]
+    rejected = [e for e in logs if e["event"] == "db.row_rejected"]
+    assert sorted(e["kind"] for e in rejected) == ["event", "tag"]
+    writer.stage_event(event(call.call_id, "call.ended"))  # and later writes go on
+    assert await writer.flush() is True
+    assert [e.kind for e in await repo.events(call.call_id)][-1] == "call.ended"
+
+
+def test_the_clock_never_goes_back() -> None:
+    clock = AsteriskClock()
+    clock.seen(T0)
+    first = clock.now()
+    assert first >= T0
+    clock.seen(T0 - timedelta(seconds=5))  # an event stamped earlier than our estimate
+    assert clock.now() >= first
+    clock.seen(first + timedelta(seconds=30))  # Asterisk ahead of us: we follow it
+    assert clock.now() >= first + timedelta(seconds=30)
