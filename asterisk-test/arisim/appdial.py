@@ -44,7 +44,7 @@ from collections.abc import Callable
 from .agi import AgiOps
 from .dialing import hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
-from .forwards import REDIRECTED, SIP_MOVED_TEMPORARILY
+from .forwards import REDIRECTED
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -233,12 +233,7 @@ class DialAppOps(AgiOps):
         is refused: Dial CANCEL with `forward`, then BUSY."""
         run = ch.dialed_by
         assert run is not None
-        tech_cause = SIP_MOVED_TEMPORARILY if ch.tech == "PJSIP" else None
-        ch.hangup_cause, ch.tech_cause = REDIRECTED, tech_cause
-        fields: dict[str, object] = {"cause": REDIRECTED}
-        if tech_cause is not None:
-            fields["tech_cause"] = tech_cause
-        self.emit_channel("ChannelHangupRequest", ch, **fields)
+        tech_cause = self.moved_temporarily(ch)
         ch.cancel_timers()
         caller = self.channels[run.caller_id]
         if "/" in target:

@@ -57,13 +57,19 @@ class ForwardOps(DialOps):
         raise NotImplementedError  # appdial.py
 
     # ---------------------------------------------------------- ARI /dial
-    def _refuse_forward(self, ch: Channel, target: str) -> None:
+    def moved_temporarily(self, ch: Channel) -> int | None:
+        """The phone answered 302: its channel is hung up with cause 23 (tech_cause 302 for
+        PJSIP), ChannelHangupRequest; the tech cause, for the hangup that follows."""
         tech_cause = SIP_MOVED_TEMPORARILY if ch.tech == "PJSIP" else None
         ch.hangup_cause, ch.tech_cause = REDIRECTED, tech_cause
         fields: dict[str, object] = {"cause": REDIRECTED}
         if tech_cause is not None:
             fields["tech_cause"] = tech_cause
         self.emit_channel("ChannelHangupRequest", ch, **fields)
+        return tech_cause
+
+    def _refuse_forward(self, ch: Channel, target: str) -> None:
+        tech_cause = self.moved_temporarily(ch)
 
         def trip() -> None:
             if ch.destroyed:
