@@ -170,3 +170,29 @@ async def test_a_party_joining_by_attended_transfer_is_announced_like_any_joiner
             ("caller", "consent-one-party-en", "before-bridge"),
             ("caller", "consent-all-party-en", "on-join"),
         ]
+
+
+async def test_opt_out_routed_by_policy_sends_the_caller_back_to_the_dialplan(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('opt_out:\n  then: route\n  route_to: "verbatim-optout,s,1"\n')
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
+        st.sim.add_extension("verbatim-optout", "s", [("Wait", "5"), ("Hangup", "")])
+        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        await st.advance(1.0)
+        st.sim.send_dtmf(caller.id, "9")
+        await st.settle()
+        assert (caller.dialplan.context, caller.stasis_app) == ("verbatim-optout", None)
+        continued = [r for r in st.sim.requests if r.path == f"/channels/{caller.id}/continue"]
+        assert [r.params for r in continued] == [
+            {"context": "verbatim-optout", "extension": "s", "priority": "1"}]
+        await st.advance(6.0)
+        await st.settle()
+        call_id = await st.only_call_id()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert recs == [] and call.recorded is False and call.status == "ended"
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.opted_out) for r in rows] == [("caller", True)]
