@@ -219,16 +219,27 @@ class Call:
         return call
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _flat(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(obj):
-        if f.name in ("legs", "recordings"):
-            continue  # encoded by the caller, as maps of their own
-        out[f.name] = _enc(getattr(obj, f.name))
-    return out
+    # Every change of a call writes its snapshot: this is the model's hottest path, so the
+    # field names are looked up once per class and plain values skip the encoder.
+    names = _NAMES.get(type(obj))
+    if names is None:  # legs and recordings are encoded by the caller, as maps of their own
+        names = _NAMES[type(obj)] = tuple(
+            f.name for f in fields(obj) if f.name not in ("legs", "recordings"))
+    values = obj.__dict__
+    return {n: v if v is None or type(v) in _PLAIN else _enc(v)
+            for n in names for v in (values[n],)}
+
+
+_PLAIN = frozenset({str, int, bool, float})
 
 
 def _enc(value: Any) -> Any:
+    if type(value) in _PLAIN or value is None:
+        return value
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, list):
