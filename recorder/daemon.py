@@ -39,7 +39,7 @@ from recorder.ari.events import (
     parse_bridge,
     parse_channel,
 )
-from recorder.db.controls import ControlQueue
+from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.hookserver import HookBroker
 from recorder.model import commands as cmd
 from recorder.model.calls import step
@@ -266,6 +266,7 @@ class Daemon:
     # --- executing commands ------------------------------------------------------------------
 
     async def _execute(self, commands: list[cmd.Command]) -> None:
+        refused: list[str] = []  # ARI requests of this step Asterisk refused
         for command in commands:
             if isinstance(command, cmd.SaveCall):
                 self.writer.stage_call(command)
@@ -281,6 +282,12 @@ class Daemon:
                 await self.writer.flush()  # what the dialplan is told is stored first
                 self.hooks.deliver(command)
             elif isinstance(command, cmd.ControlDone):
+                if command.status == "done" and refused:
+                    # What the control asked of Asterisk did not happen: never answer "done"
+                    # (a CRM would believe a card number was not kept).
+                    command = dataclasses.replace(
+                        command, status="failed",
+                        detail=f"Asterisk refused: {'; '.join(refused)}"[:500])
                 await self.writer.flush()
                 self._spawn(self._control_done(command))
             elif isinstance(command, cmd.Log):
@@ -290,10 +297,13 @@ class Daemon:
                 self._spawn(self._file(command))
             else:
                 await self.writer.flush()  # names and ids are stored before Asterisk hears them
-                await self._request(command)
+                problem = await self._request(command)
+                if problem is not None:
+                    refused.append(problem)
         await self.writer.flush()
 
-    async def _request(self, c: cmd.Command) -> None:
+    async def _request(self, c: cmd.Command) -> str | None:
+        """Run one ARI request; None, or what Asterisk answered when it refused."""
         ari = self.client
         try:
             match c:
@@ -350,6 +360,8 @@ class Daemon:
                 message=exc.message,
             )
             await self.queue.put(failed)
+            return f"{type(c).__name__} {exc.status} {exc.message}".strip()
+        return None
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -407,6 +419,10 @@ class Daemon:
                 try:
                     if listener is None or listener.closed:
                         listener = await controls.listen(self.asterisk_id, wake.set)
+                    # taken but never answered (the answer was lost): failed, not left hanging
+                    await controls.abandon_taken(
+                        self.asterisk_id, "no outcome was recorded for it",
+                        older_than_s=DEFAULT_EXPIRY_S)
                     for req in await controls.pending(self.asterisk_id):
                         log.info("control.requested", call_id=req.call_id, action=req.action,
                                  control_id=req.id, by=req.requested_by)
@@ -429,16 +445,19 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await controls.unlisten(listener)
 
-    async def _control_done(self, c: cmd.ControlDone) -> None:
+    async def _control_done(self, c: cmd.ControlDone, tries: int = 5) -> None:
         log.info("control.done", call_id=c.call_id or None, control_id=c.request_id,
                  status=c.status, detail=c.detail)
         if self.controls is None:
             return
-        try:
-            await self.controls.complete(c.request_id, c.status, c.detail)
-        except Exception as exc:  # the API shows it pending, then expired: never a crash here
-            log.error("control.complete_failed", control_id=c.request_id,
-                      error=f"{type(exc).__name__}: {exc}")
+        for attempt in range(tries):  # the database may be away for a moment
+            try:
+                await self.controls.complete(c.request_id, c.status, c.detail)
+                return
+            except Exception as exc:  # never a crash here: the row expires if all tries fail
+                log.error("control.complete_failed", control_id=c.request_id,
+                          attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(2.0**attempt, 10.0))
 
     async def _periodic(self, every_s: float = 5.0, sweep_every: int = 12) -> None:
         """Retry pending database writes; now and then, file what the spool holds (fallback

@@ -336,6 +336,26 @@ async def test_a_restarted_daemon_fails_what_its_predecessor_left_taken(
     assert await queue.abandon_taken(AST) == 0
 
 
+async def test_requests_left_hanging_are_failed_not_kept_forever(
+    repo: Repository, queue: ControlQueue
+) -> None:
+    call = await add_call(repo, "live-1")
+    taken = await queue.submit(call, "pause", None, "alice")
+    await queue.pending(AST)
+    waiting = await queue.submit(call, "resume", None, "alice")
+    # a poll fails only what was taken longer ago than the expiry
+    assert await queue.abandon_taken(AST, "lost", older_than_s=60) == 0
+    await repo.pool.execute(
+        "UPDATE control_requests SET taken_at = now() - interval '2 minutes', "
+        "requested_at = now() - interval '2 minutes' WHERE id = ANY($1)", [taken, waiting])
+    assert await queue.abandon_taken(AST, "lost", older_than_s=60) == 1
+    assert await queue.wait_result(taken, 0) == ("failed", "lost")
+    # and a request no recorder ever took reads as expired (its daemon may be gone)
+    state = await queue.get(waiting)
+    assert state is not None and state.status == "failed"
+    assert (state.detail or "").startswith("expired")
+
+
 def test_vocabulary_matches_the_migration() -> None:
     text = (DEFAULT_DIRECTORY / "0005_controls.sql").read_text()
     for word in (*c.ACTIONS, *c.STATUSES):

@@ -73,3 +73,35 @@ async def test_pause_and_resume(tmp_path: Path, pg_dsn: str, how: str) -> None:
         assert await st.repo.gaps(call.started_at, call_id) == []
         pauses = [r for r in st.sim.requests if r.path.endswith("/pause")]
         assert [r.method for r in pauses] == ["POST", "DELETE"]
+
+
+async def test_a_pause_asterisk_refuses_is_answered_failed_and_not_counted(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRM must never be told a card number was not kept when it was."""
+    from recorder.ari.client import AriError
+
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+
+        async def refuse(name: str, pause: bool) -> None:
+            raise AriError(500, "Internal Server Error", "POST", f"/recordings/live/{name}/pause")
+
+        monkeypatch.setattr(st.daemon.client, "pause_recording", refuse)
+        queue = ControlQueue(st.repo.pool)
+        request_id = await queue.submit(call_id, "pause", None, "crm")
+        for _ in range(300):
+            await st.settle()
+            state = await queue.get(request_id)
+            if state is not None and state.final:
+                break
+            await asyncio.sleep(0.01)
+        assert state is not None and state.status == "failed"
+        assert "Asterisk refused" in (state.detail or "")
+        await st.advance(2.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        _call, legs, _recs, events = await st.call_rows(call_id)
+        assert "recording.pause_failed" in [e.kind for e in events]
+        for leg in legs:  # the audio went on being written: all of it counts as recorded
+            assert (leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250

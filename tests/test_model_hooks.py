@@ -478,3 +478,49 @@ def test_every_hook_with_odd_arguments_is_answered_and_never_raises(with_call: b
             assert replies or waiting, (name, args)  # answered, or waiting for a recording
             for r in replies:
                 assert r.prompts or dict(r.variables)["VERBATIM_STATUS"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "stored"),
+    [
+        ("matter:2026-0113", "matter:2026-0113"),
+        ("cafe\u0301", "caf\u00e9"),  # NFD typed: one tag with the NFC spelling
+        (" matter:1", None), ("matter:1 ", None), ("\u00a0", None), ("\u3000", None),
+        ("\u0301x", None), ("a\u202eb", None), ("a\u0085b", None), ("x" * 101, None),
+        ("\ue000", None),  # private use
+    ],
+)
+def test_tags_are_stored_in_one_spelling_and_odd_ones_refused(tag: str, stored: str | None) -> None:
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(hook(1, "tag", A, tag, session="t"))
+    saved = [t for c in run.of(cmd.SaveTags, out) for t in c.tags]
+    assert saved == ([] if stored is None else [stored])
+    status = dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"]
+    assert status == ("REJECTED" if stored is None else "OK")
+
+
+def test_a_call_holds_at_most_fifty_tags() -> None:
+    from recorder.tags import MAX_TAGS_PER_CALL
+
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(hook(1, "tag", A, *[f"t{i}" for i in range(MAX_TAGS_PER_CALL)], session="t"))
+    assert len(run.call.tags) == MAX_TAGS_PER_CALL
+    out = run.feed(hook(2, "tag", A, "one-more", session="u"))
+    assert not run.of(cmd.SaveTags, out)
+    assert dict(run.of(cmd.HookReply, out)[0].variables)["VERBATIM_STATUS"] == "REJECTED"
+
+
+def test_a_pause_asterisk_refuses_is_not_kept_as_a_pause() -> None:
+    from recorder.model.inputs import CommandFailed
+
+    run = Run()
+    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(hook(1, "pause", A, session="p"))
+    (pause,) = run.of(cmd.PauseRecording, out)
+    assert run.call.open_pause("pause") is not None
+    out = run.feed(CommandFailed(timestamp=b.at(1.01), asterisk_id=b.AST, command=pause,
+                                 status=500, message="boom"))
+    assert run.call.open_pause("pause") is None and pause.name == s1
+    assert any(isinstance(c, cmd.Log) and c.event == "recording.pause_failed" for c in out)

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+import asyncpg
 from aiohttp import web
 
 from recorder.api.audit import AccessLog, Origin
@@ -180,7 +181,12 @@ class ControlService:
         except CallNotFound:
             await self._denied(principal, origin, call_id, what, "not_found")
             raise not_found("call", call_id=call_id) from None
-        status, detail = await self.queue.wait_result(request_id, self.wait_s)
+        try:
+            status, detail = await self.queue.wait_result(request_id, self.wait_s)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            # Stored already, and it will be carried out: answer with its id (202 and where to
+            # follow it), not an error that would make the caller send it twice.
+            return request_id, "pending", None
         return request_id, status, detail
 
     async def read(self, principal: Principal, request_id: int, origin: Origin) -> ControlState:

@@ -13,6 +13,7 @@ from recorder.api.params import MAX_LIMIT
 from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS
 from recorder.db import controls
 from recorder.db.rows import OUTCOMES
+from recorder.tags import MAX_TAG
 
 _S = {"type": "string"}
 _NS = {"type": "string", "nullable": True}
@@ -142,7 +143,7 @@ _CONTROL_ASK = {
         "action": {"type": "string", "enum": list(controls.ACTIONS),
                    "description": "pause/resume the recording, start/stop recording the call, "
                    "or tag the call"},
-        "tag": {"type": "string", "minLength": 1, "maxLength": controls.MAX_TAG,
+        "tag": {"type": "string", "minLength": 1, "maxLength": MAX_TAG,
                 "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
                 "description": "with action tag only (required there): a tag or matter number, "
                 "e.g. matter:2026-0113; no control, format or separator characters"},

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,19 +30,16 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
+from recorder.tags import normal_tag, tag_problem
+
 log = structlog.get_logger(__name__)
 
 ACTIONS: Final = ("pause", "resume", "start", "stop", "tag")
 STATUSES: Final = ("pending", "taken", "done", "rejected", "failed")
 FINAL_STATUSES: Final = ("done", "rejected", "failed")
 CHANNEL: Final = "verbatim_controls"  # NOTIFY channel; the payload is the asterisk_id
-MAX_TAG: Final = 100  # call_tags.tag's CHECK (0002), repeated by control_requests.tag (0005)
 # Requests no daemon took within this are failed instead of carried out late (see `pending`).
 DEFAULT_EXPIRY_S: Final = 60.0
-# Control characters (PostgreSQL's [[:cntrl:]], which the CHECK refuses), and what would make two
-# tags look alike or break a line: format characters (zero-width space, direction marks), line
-# and paragraph separators, lone surrogates (not even storable).
-_BAD_CHARACTERS: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class ControlError(Exception):
@@ -116,15 +112,6 @@ STATE_COLUMNS: Final = (
 )
 
 
-def tag_problem(tag: str) -> str | None:
-    """Why `tag` cannot be a tag, or None. The same rule as call_tags.tag, a little stricter."""
-    if not 1 <= len(tag) <= MAX_TAG:
-        return f"must be 1 to {MAX_TAG} characters"
-    if any(unicodedata.category(ch) in _BAD_CHARACTERS for ch in tag):
-        return "must not contain control, format or separator characters"
-    return None
-
-
 def check_control(action: str, tag: str | None) -> None:
     """Raise InvalidControl unless (action, tag) is a request the table accepts."""
     if action not in ACTIONS:
@@ -174,7 +161,14 @@ _COMPLETE = (
 )
 _ABANDON = (
     "UPDATE control_requests SET status = 'failed', detail = $2, handled_at = now() "
-    "WHERE asterisk_id = $1 AND status = 'taken'"
+    "WHERE asterisk_id = $1 AND status = 'taken' "
+    "AND ($3::float8 IS NULL OR taken_at < now() - make_interval(secs => $3))"
+)
+# A request no recorder took in time is failed when it is read, too: the daemon that should
+# take it may be gone (its server's id changed, the call's row left active).
+_EXPIRE_ONE = (
+    "UPDATE control_requests SET status = 'failed', detail = $2, handled_at = now() "
+    "WHERE id = $1 AND status = 'pending' AND requested_at < now() - make_interval(secs => $3)"
 )
 
 
@@ -211,6 +205,7 @@ class ControlQueue:
         sent at commit) exists once the caller's transaction commits, if `conn` is given in
         one. Raises InvalidControl, CallNotFound, or CallEnded (the call is over)."""
         check_control(action, tag)
+        tag = None if tag is None else normal_tag(tag)
         db = self.pool if conn is None else conn
         request_id = await db.fetchval(_SUBMIT, call_id, action, tag, requested_by)
         if request_id is not None:
@@ -221,6 +216,7 @@ class ControlQueue:
         raise CallEnded(call_id)
 
     async def get(self, request_id: int) -> ControlState | None:
+        await self._expire(request_id)
         row = await self.pool.fetchrow(
             f"SELECT {STATE_COLUMNS} FROM control_requests WHERE id = $1",  # noqa: S608
             request_id,
@@ -231,6 +227,7 @@ class ControlQueue:
         """(status, detail) once the request is handled, or as it stands after `timeout_s`
         ("pending" or "taken"). Polls, at 20 ms growing to 250 ms: a LISTEN would hold one of the
         API's few pooled connections per waiting request. Raises ControlNotFound."""
+        await self._expire(request_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         delay = 0.02
@@ -278,12 +275,19 @@ class ControlQueue:
         return await self.pool.fetchval(_COMPLETE, request_id, status, detail) is not None
 
     async def abandon_taken(
-        self, asterisk_id: str, detail: str = "the recorder restarted before finishing it"
-    ) -> int:
-        """At a daemon's start: fail this server's requests left taken by its predecessor.
-        How many."""
-        result = await self.pool.execute(_ABANDON, asterisk_id, detail)
+        self, asterisk_id: str, detail: str = "the recorder restarted before finishing it",
+        *, older_than_s: float | None = None,
+    ) -> int:  # fmt: skip
+        """Fail this server's requests left taken: at a daemon's start, all of them (its
+        predecessor's); on each poll, those taken longer ago than `older_than_s` (their
+        outcome was lost). How many."""
+        result = await self.pool.execute(_ABANDON, asterisk_id, detail, older_than_s)
         return int(result.split()[-1])
+
+    async def _expire(self, request_id: int) -> None:
+        await self.pool.execute(
+            _EXPIRE_ONE, request_id,
+            f"expired: no recorder took it within {DEFAULT_EXPIRY_S:g} s", DEFAULT_EXPIRY_S)
 
     async def listen(self, asterisk_id: str, callback: Callable[[], object]) -> ControlListener:
         """Call `callback()` (on the event loop; keep it quick, e.g. set an asyncio.Event)

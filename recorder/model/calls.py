@@ -22,6 +22,7 @@ from typing import Any
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.consent import on_dtmf
+from recorder.model.controls import pause_refused
 from recorder.model.dialing import (
     dial,
     dialled_leg_ready,
@@ -128,7 +129,9 @@ def on_command_failed(state: ModelState, e: ev.Event, settings: CallSettings) ->
             return
         s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
         s.record("ari.request_failed", command=what, status=e.status, message=e.message)
-        if isinstance(failed, cmd.Play) and call.phase == CONSENT:
+        if isinstance(failed, cmd.PauseRecording):
+            pause_refused(s, failed)
+        elif isinstance(failed, cmd.Play) and call.phase == CONSENT:
             s.record("consent.failed", call.caller_channel, media=failed.media)
             call.playback_id = call.playback_kind = None
             dial(s)

@@ -18,8 +18,6 @@ what must not be kept (card numbers).
 
 from __future__ import annotations
 
-import re
-
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.flow import Result, Step, for_call
@@ -36,10 +34,10 @@ from recorder.model.state import (
     REC_LIVE,
     ModelState,
 )
+from recorder.tags import MAX_TAGS_PER_CALL, normal_tag, tag_problem
 
 MAX_CODE = 4  # digits kept per channel to match a control code
 ACTIONS = ("pause", "resume", "start", "stop", "tag")
-TAG_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")  # call_tags.tag's CHECK
 
 DONE, REJECTED = "done", "rejected"
 # Event rows and log lines (the interval's ends, as stored and grepped).
@@ -104,6 +102,20 @@ def _resume(s: Step) -> tuple[str, str]:
     for rec in live_recordings_of(s):
         s.add(cmd.PauseRecording(s.call.call_id, rec.name, False))
     return DONE, ""
+
+
+def pause_refused(s: Step, failed: cmd.PauseRecording) -> None:
+    """Asterisk refused to pause a recording: audio went on being written, so the interval the
+    model opened is not true and goes (the coverage proof then counts that time as it is)."""
+    call = s.call
+    what = "recording.pause_failed" if failed.pause else "recording.resume_failed"
+    if failed.pause:
+        opened = call.open_pause("pause")
+        if opened is not None:
+            call.pauses.remove(opened)
+    s.log(what, "error", recording=failed.name)
+    s.record(what, recording=failed.name)
+    s.save()
 
 
 def _policy_action(s: Step) -> str | None:
@@ -179,8 +191,12 @@ def _unannounced(s: Step) -> bool:
 
 def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:
     call = s.call
-    if tag is None or not TAG_RE.match(tag):
-        return REJECTED, "a tag is 1-100 characters without control characters"
+    problem = "is missing" if tag is None else tag_problem(tag)
+    if problem is not None or tag is None:
+        return REJECTED, f"the tag {problem}"
+    tag = normal_tag(tag)
+    if tag not in call.tags and len(call.tags) >= MAX_TAGS_PER_CALL:
+        return REJECTED, f"a call has at most {MAX_TAGS_PER_CALL} tags"
     if tag not in call.tags:
         call.tags.append(tag)
         s.add(cmd.SaveTags(call.call_id, (tag,), by))

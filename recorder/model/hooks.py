@@ -42,7 +42,14 @@ from recorder.model.consent import (
     present_parties,
     remember,
 )
-from recorder.model.controls import ACTIONS, DONE, apply, control_digit, on_control
+from recorder.model.controls import (
+    ACTIONS,
+    DONE,
+    apply,
+    control_digit,
+    on_control,
+    pause_refused,
+)
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
@@ -626,6 +633,8 @@ def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
             what = type(failed).__name__
             s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
             s.record("ari.request_failed", command=what, status=e.status, message=e.message)
+            if isinstance(failed, cmd.PauseRecording):
+                pause_refused(s, failed)
 
     return for_call(state, call_id, e, settings, body)
 
