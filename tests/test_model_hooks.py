@@ -524,3 +524,52 @@ def test_a_pause_asterisk_refuses_is_not_kept_as_a_pause() -> None:
                                  status=500, message="boom"))
     assert run.call.open_pause("pause") is None and pause.name == s1
     assert any(isinstance(c, cmd.Log) and c.event == "recording.pause_failed" for c in out)
+
+
+def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
+    """Asterisk may optimise a followed forward's Local pair out (bridge.c
+    ast_bridge_unreal_optimize_out): the phone is moved into the caller's bridge and both
+    halves hang up. The phone's snoop moves with it; nothing is lost, nothing ends."""
+    one = ev.ChannelInfo("L1", "Local/300@from-internal-00000026;1", "Up")
+    two = ev.ChannelInfo("L2", "Local/300@from-internal-00000026;2", "Up")
+    phone = "1700000000.9"
+    run = Run()
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(ev.Dial(timestamp=b.at(1), asterisk_id=b.AST, caller=b.chan(A), peer=one,
+                     dialstatus=""))
+    run.feed(ev.Dial(timestamp=b.at(1.1), asterisk_id=b.AST, caller=two,
+                     peer=b.chan(phone, "Ring"), dialstatus=""))
+    assert run.call.legs["L2"].role == "local" and phone in run.call.legs
+    run.feed(ev.Dial(timestamp=b.at(2), asterisk_id=b.AST, caller=two, peer=b.chan(phone),
+                     dialstatus="ANSWER"))
+    run.feed(ev.Dial(timestamp=b.at(2), asterisk_id=b.AST, caller=b.chan(A), peer=one,
+                     dialstatus="ANSWER"))
+    for bridge, channel in (("y", "L2"), ("y", phone), ("x", A), ("x", "L1")):
+        out = run.feed(ev.ChannelEnteredBridge(
+            timestamp=b.at(2), asterisk_id=b.AST, bridge=ev.BridgeInfo(bridge),
+            channel=ev.ChannelInfo(channel, run.call.legs[channel].channel_name, "Up")))
+        if channel in ("L1", phone):
+            snoop_runs(run, 2.01, out)
+    # the swap, at 5 s: the phone goes to the caller's bridge; the pair leaves and dies
+    run.feed(b.left(5, "y", phone))
+    run.feed(b.entered(5, "x", phone))
+    run.feed(b.left(5, "x", "L1"))
+    run.feed(b.left(5, "y", "L2"))
+    run.feed(b.destroyed(5, "L1"))
+    run.feed(b.destroyed(5, "L2"))
+    assert run.call.phase == "following" and not run.of(cmd.Hangup)
+    assert run.call.legs[phone].recording is not None  # its snoop goes on, in bridge x
+    run.feed(b.destroyed(9, phone))
+    run.feed(b.destroyed(9, A))
+    names = {r.target: r.name for r in run.call.recordings.values()}
+    for name in names.values():
+        run.feed(b.recording(9, "finished", name))
+    ms = {f"snoop:{A}": 8990, "snoop:L1": 2990, f"snoop:{phone}": 6990}
+    last: list[cmd.Command] = []
+    for target, name in names.items():
+        last = run.feed(filed(9.1, name, ms[target]))
+    (save,) = run.of(cmd.SaveCall, last)
+    legs = {leg.channel_id: leg for leg in save.legs}
+    assert legs[phone].talked_ms == 7000 and legs[phone].covered_ms == 7000
+    assert legs[A].talked_ms == 7000 and legs[A].covered_ms == 7000
+    assert not run.of(cmd.SaveGaps)
