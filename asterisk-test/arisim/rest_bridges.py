@@ -14,7 +14,7 @@ from .rest import (
     ok,
     route,
 )
-from .rest_channels import check_record_name, record_options
+from .rest_channels import check_record_name, queue_playback, record_options
 
 
 def find_bridge(sim: Engine, bridge_id: str) -> Bridge | ApiResponse:
@@ -125,21 +125,15 @@ def _play(sim: Engine, args: Args, playback_id: str | None) -> ApiResponse:
     found = find_bridge(sim, args.get_str("bridgeId") or "")
     if isinstance(found, ApiResponse):
         return found
-    media = [m for m in args.get_list("media") if m]
-    if not media or (playback_id and playback_id in sim.playbacks):
-        return error(500, "Failed to queue playback")
-    pb = sim.new_playback(found, media, args.get_str("lang"), playback_id)
-    return created(f"/playbacks/{pb.id}", pb.json())
+    return queue_playback(sim, found, args, playback_id, "Failed to queue playback")
 
 
-@route("POST /bridges/{bridgeId}/play")
 def play(sim: Engine, args: Args) -> ApiResponse:
     return _play(sim, args, args.get_str("playbackId"))
 
 
-@route("POST /bridges/{bridgeId}/play/{playbackId}")
-def play_with_id(sim: Engine, args: Args) -> ApiResponse:
-    return _play(sim, args, args.get_str("playbackId"))
+for _key in ("POST /bridges/{bridgeId}/play", "POST /bridges/{bridgeId}/play/{playbackId}"):
+    route(_key)(play)
 
 
 @route("POST /bridges/{bridgeId}/record")

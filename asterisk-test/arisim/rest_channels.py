@@ -7,7 +7,7 @@ from typing import Any
 from .dialplan import parse_callerid
 from .engine import Engine
 from .media import KNOWN_FORMATS
-from .model import HANGUP_REASONS, Channel
+from .model import HANGUP_REASONS, Bridge, Channel
 from .rest import (
     ApiResponse,
     Args,
@@ -284,21 +284,26 @@ def _play(sim: Engine, args: Args, playback_id: str | None) -> ApiResponse:
         return error(400, "skipms cannot be negative")
     if args.get_int("offsetms", 0) < 0:
         return error(400, "offsetms cannot be negative")
+    return queue_playback(sim, ch, args, playback_id, "Failed to queue media for playback")
+
+
+def queue_playback(sim: Engine, target: Channel | Bridge, args: Args, playback_id: str | None,
+                   failure: str) -> ApiResponse:
+    """Shared by channel and bridge play: no media, or a playback id in use, is Asterisk's 500
+    (with each resource's own message)."""
     media = [m for m in args.get_list("media") if m]
     if not media or (playback_id and playback_id in sim.playbacks):
-        return error(500, "Failed to queue media for playback")
-    pb = sim.new_playback(ch, media, args.get_str("lang"), playback_id)
+        return error(500, failure)
+    pb = sim.new_playback(target, media, args.get_str("lang"), playback_id)
     return created(f"/playbacks/{pb.id}", pb.json())
 
 
-@route("POST /channels/{channelId}/play")
 def play(sim: Engine, args: Args) -> ApiResponse:
     return _play(sim, args, args.get_str("playbackId"))
 
 
-@route("POST /channels/{channelId}/play/{playbackId}")
-def play_with_id(sim: Engine, args: Args) -> ApiResponse:
-    return _play(sim, args, args.get_str("playbackId"))
+for _key in ("POST /channels/{channelId}/play", "POST /channels/{channelId}/play/{playbackId}"):
+    route(_key)(play)
 
 
 def record_options(sim: Engine, args: Args) -> dict[str, Any] | ApiResponse:
