@@ -135,6 +135,14 @@ class Stack:
             await self.repo.events(call_id),
         )
 
+    async def hang_up(
+        self, channel_id: str, call_id: str
+    ) -> tuple[CallRow, list[LegRow], list[RecordingRow], list[EventRow]]:
+        """A party hangs up; once all is quiet, the call's rows."""
+        self.sim.hangup(channel_id)
+        await self.settle()
+        return await self.call_rows(call_id)
+
     async def only_call_id(self) -> str:
         calls = await self.repo.recent_calls(10)
         assert len(calls) == 1, [c.call_id for c in calls]

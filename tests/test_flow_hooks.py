@@ -94,10 +94,7 @@ async def test_a_dialplan_call_is_recorded_across_a_blind_transfer(
         target = channel(st, "PJSIP/300")
         assert target.bridge_id == caller.bridge_id
         await st.advance(3.0)
-        st.sim.hangup(caller.id)
-        await st.settle()
-
-        call, legs, recs, events = await st.call_rows(call_id)
+        call, legs, recs, events = await st.hang_up(caller.id, call_id)
         assert (call.status, call.outcome) == ("ended", "answered")
         by_channel = {leg.channel_id: leg for leg in legs}
         assert set(by_channel) == {caller.id, callee.id, target.id}
@@ -145,10 +142,7 @@ async def test_pause_and_resume_in_hook_mode(tmp_path: Path, pg_dsn: str, how: s
         await st.advance(3.0)
         await control(st, how, callee.id, call_id, "resume", "*2")
         await st.advance(2.0)
-        st.sim.hangup(callee.id)
-        await st.settle()
-
-        call, legs, recs, events = await st.call_rows(call_id)
+        call, legs, recs, events = await st.hang_up(callee.id, call_id)
         paused = [e for e in events if e.kind == "recording.paused"]
         resumed = [e for e in events if e.kind == "recording.resumed"]
         assert len(paused) == 1 and len(resumed) == 1
@@ -233,9 +227,7 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         await st.settle()
         assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
         await st.advance(2.0)
-        st.sim.hangup(caller.id)
-        await st.settle()
-        call, legs, recs, _ = await st.call_rows(call_id)
+        call, legs, recs, _ = await st.hang_up(caller.id, call_id)
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.played, r.mode) for r in rows] == [
             ("caller", "finished", "all-party"), ("callee", "finished", "all-party")]
@@ -264,9 +256,7 @@ async def test_a_transfer_while_the_daemon_is_away_is_followed_after_it_reconnec
         assert target.id in call.legs and call.legs[callee.id].state == "gone"
         assert call.legs[target.id].recording is not None  # found, and snooped
         await st.advance(2.0)
-        st.sim.hangup(caller.id)
-        await st.settle()
-        row, legs, recs, _ = await st.call_rows(call_id)
+        row, legs, recs, _ = await st.hang_up(caller.id, call_id)
         assert (row.status, row.outcome) == ("ended", "answered")
         assert {leg.channel_id for leg in legs} == {caller.id, callee.id, target.id}
         assert {r.target for r in recs} == {f"snoop:{c}" for c in (caller.id, callee.id,
@@ -307,9 +297,7 @@ async def test_forwards_and_ring_groups_of_a_dialplan_call_are_followed(
         else:  # the caller talks to the Local ;1, 300 to the ;2 in a bridge of its own
             assert caller.bridge_id == channel(st, "Local/300@from-internal").bridge_id
         await st.advance(3.0)
-        st.sim.hangup(caller.id)
-        await st.settle()
-        call, legs, recs, _ = await st.call_rows(call_id)
+        call, legs, recs, _ = await st.hang_up(caller.id, call_id)
         assert (call.status, call.outcome) == ("ended", "answered")
         by_channel = {leg.channel_id: leg for leg in legs}
         assert talker.id in by_channel and by_channel[talker.id].outcome == "answered"
@@ -348,9 +336,7 @@ async def test_hook_mode_gets_every_event_even_from_an_app_asterisk_already_had(
         caller, call_id = await start_hooked(st)
         await st.advance(4.0)
         callee = channel(st, "PJSIP/201")
-        st.sim.hangup(caller.id)
-        await st.settle()
-        _, legs, recs, _ = await st.call_rows(call_id)
+        _, legs, recs, _ = await st.hang_up(caller.id, call_id)
         assert callee.id in {leg.channel_id for leg in legs}  # followed through Dial()
         assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}
 
@@ -373,9 +359,7 @@ async def test_a_hooked_channel_sent_into_the_app_goes_back_to_its_dialplan(
         await st.advance(3.0)
         callee = channel(st, "PJSIP/201")
         assert callee.bridge_id == caller.bridge_id  # Dial() ran after Stasis() returned
-        st.sim.hangup(caller.id)
-        await st.settle()
-        call, _legs, recs, _ = await st.call_rows(call_id)
+        call, _legs, recs, _ = await st.hang_up(caller.id, call_id)
         assert len(await st.repo.recent_calls(5)) == 1  # not a second call in the app
         assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}
         assert await st.repo.gaps(call.started_at, call_id) == []

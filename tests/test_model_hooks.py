@@ -58,6 +58,15 @@ def snoop_runs(run: Run, t: float, out: list[cmd.Command]) -> str:
     return str(record.name)
 
 
+def bridged_pair(run: Run) -> tuple[str, str]:
+    """A hooked at 0 s and recorded; B dialled, answered and bridged with A at 1 s, recorded:
+    the names of A's and B's snoop recordings."""
+    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    return s1, snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+
+
 def filed(t: float, name: str, ms: int) -> RecordingFiled:
     return RecordingFiled(timestamp=b.at(t), asterisk_id=b.AST, name=name, path=f"/a/{name}",
                           sha256="0" * 64, bytes=ms * 16, duration_ms=ms)
@@ -126,10 +135,7 @@ def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
 
 def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() -> None:
     run = Run()
-    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
-    run.feed(dial(1, A, B, "ANSWER"))
-    run.feed(b.entered(1, "x", A))
-    s2 = snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    s1, s2 = bridged_pair(run)
     out = run.feed(b.recording(4, "failed", s1, cause="disk full"))
     assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]  # A is snooped again
     assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
@@ -139,10 +145,7 @@ def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() ->
 
 def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:
     run = Run()
-    s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
-    run.feed(dial(1, A, B, "ANSWER"))
-    run.feed(b.entered(1, "x", A))
-    s2 = snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    s1, s2 = bridged_pair(run)
     call_id = run.call.call_id
     out = run.feed(ControlRequested(timestamp=b.at(3), asterisk_id=b.AST, request_id=7,
                                     call_id=call_id, action="pause", by="crm"))
@@ -261,10 +264,7 @@ def test_a_refused_snoop_fails_the_hook_so_the_dialplan_falls_back() -> None:
 def test_a_hooked_call_survives_its_stored_snapshot() -> None:
     """A daemon that crashed adopts a hooked call from its row's state, snoops included."""
     run = Run()
-    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
-    run.feed(dial(1, A, B, "ANSWER"))
-    run.feed(b.entered(1, "x", A))
-    snoop_runs(run, 1.01, run.feed(b.entered(1, "x", B)))
+    bridged_pair(run)
     run.feed(ControlRequested(timestamp=b.at(2), asterisk_id=b.AST, request_id=1,
                               call_id=run.call.call_id, action="pause", by="crm"))
     call = run.call

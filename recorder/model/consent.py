@@ -89,7 +89,7 @@ def start_prompt(
 
 def note_prompt(
     s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
-    number: str | None = None, **extra: Any,
+    number: str | None = None,
 ) -> str:
     """Keep a prompt about to be played (by ARI, or by an AGI hook) until its audit row."""
     call = s.call
@@ -98,7 +98,7 @@ def note_prompt(
     call.prompts[playback_id] = {
         "playback_id": playback_id, "channel_id": channel_id, "leg": leg_id or channel_id,
         "number": number if number is not None else _number_of(call, ann.to),
-        "started_at": s.at, **dataclasses.asdict(ann), **extra,
+        "started_at": s.at, **dataclasses.asdict(ann),
     }
     return playback_id
 

@@ -61,10 +61,9 @@ from recorder.model.inputs import (
     RecordingFileFailed,
 )
 from recorder.model.segments import close_recording, on_filed
+from recorder.model.sessions import answer_waiting, reply
 from recorder.model.settings import DIRECTIONS, CallSettings
 from recorder.model.snooping import (
-    answer_waiting,
-    reply,
     snoop_ended,
     snoop_gone,
     snoop_leg,
@@ -185,7 +184,7 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
     else:
         prompt = None
     if prompt is not None:
-        playback_id = note_prompt(s, ch.id, prompt, session=e.session)
+        playback_id = note_prompt(s, ch.id, prompt)
         call.hook_sessions[e.session] = {"hook": "record", "leg": ch.id, "prompt": playback_id}
         s.add(cmd.HookReply(call_id, e.session, (("__VERBATIM_CALL_ID", call_id),),
                             ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
@@ -241,7 +240,7 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     if prompt is None:
         reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
         return
-    playback_id = note_prompt(s, leg.channel_id, prompt, session=e.session, number=call.target)
+    playback_id = note_prompt(s, leg.channel_id, prompt, number=call.target)
     call.hook_sessions[e.session] = {"hook": "answered", "leg": leg.channel_id,
                                      "prompt": playback_id}
     s.add(cmd.HookReply(call.call_id, e.session, (),

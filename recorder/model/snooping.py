@@ -17,6 +17,7 @@ from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
 from recorder.model.segments import close_recording
+from recorder.model.sessions import answer_waiting
 from recorder.model.state import (
     LEG_GONE,
     REC_LIVE,
@@ -136,19 +137,3 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
 
 def live_recordings_of(s: Step) -> list[Recording]:
     return [r for r in s.call.recordings.values() if r.status == REC_RECORDING]
-
-
-def reply(s: Step, call_id: str, session: str, status: str, **variables: str) -> None:
-    """The final answer to an AGI hook session: VERBATIM_STATUS and other variables."""
-    values = (("VERBATIM_STATUS", status), *((k, v) for k, v in variables.items()))
-    s.add(cmd.HookReply(call_id, session, values, (), True))
-
-
-def answer_waiting(s: Step, leg_id: str, status: str) -> None:
-    """Hook sessions waiting for this leg's recording to run get their answer."""
-    call = s.call
-    for session, info in list(call.hook_sessions.items()):
-        if info.get("leg") == leg_id and "prompt" not in info:
-            del call.hook_sessions[session]
-            reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
-            s.save()
