@@ -7,14 +7,12 @@ from .model import Bridge, Channel
 from .rest import (
     ApiResponse,
     Args,
-    created,
     error,
-    live_recording_location,
     no_content,
     ok,
     route,
 )
-from .rest_channels import check_record_name, queue_playback, record_options
+from .rest_channels import queue_playback, start_recording
 
 
 def find_bridge(sim: Engine, bridge_id: str) -> Bridge | ApiResponse:
@@ -141,19 +139,11 @@ def record(sim: Engine, args: Args) -> ApiResponse:
     found = find_bridge(sim, args.get_str("bridgeId") or "")
     if isinstance(found, ApiResponse):
         return found
-    name, fmt = args.get_str("name") or "", args.get_str("format") or ""
     from .media import KNOWN_FORMATS
 
-    if fmt not in KNOWN_FORMATS:
+    if (args.get_str("format") or "") not in KNOWN_FORMATS:
         return error(422, "specified format is unknown on this system")
-    opts = record_options(sim, args)
-    if isinstance(opts, ApiResponse):
-        return opts
-    bad = check_record_name(sim, name, fmt, opts)
-    if bad is not None:
-        return bad
-    rec = sim.new_recording("bridge", found.id, name, fmt, **opts)
-    return created(live_recording_location(name), rec.json())
+    return start_recording(sim, "bridge", found.id, args)
 
 
 @route("POST /bridges/{bridgeId}/moh")

@@ -343,6 +343,12 @@ def record(sim: Engine, args: Args) -> ApiResponse:
     ch = _controlled(sim, args)
     if isinstance(ch, ApiResponse):
         return ch
+    return start_recording(sim, "channel", ch.id, args)
+
+
+def start_recording(sim: Engine, kind: str, target_id: str, args: Args) -> ApiResponse:
+    """What channel and bridge recordings share once their own checks passed: the options,
+    the name, then the live recording (201 with its location)."""
     opts = record_options(sim, args)
     if isinstance(opts, ApiResponse):
         return opts
@@ -350,7 +356,7 @@ def record(sim: Engine, args: Args) -> ApiResponse:
     bad = check_record_name(sim, name, fmt, opts)
     if bad is not None:
         return bad
-    rec = sim.new_recording("channel", ch.id, name, fmt, **opts)
+    rec = sim.new_recording(kind, target_id, name, fmt, **opts)
     return created(live_recording_location(name), rec.json())
 
 
