@@ -152,11 +152,13 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
-    hooks: bool = False, **calls: Any
+    hooks: bool = False, start_epoch: float | None = None, **calls: Any
 ) -> AsyncIterator[Stack]:
+    """The stack; `start_epoch` sets the simulated Asterisk's clock (policy's time windows)."""
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
-    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0},
+                    start_epoch=start_epoch)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
                          **calls)

@@ -140,8 +140,7 @@ async def test_transfer_after_a_forward(tmp_path: Path, pg_dsn: str) -> None:
                                    tone_hz=CALLER_HZ)
         await st.settle()
         await st.advance(3.0 + 0.5 + 1.0 + 0.1)
-        await st.advance(3.0)
-        call_id = await st.only_call_id()
+        call_id = await st.until_bridged()  # past the forward target's announcement
         forwarded = next(leg for leg in (await st.call_rows(call_id))[1]
                          if leg.role == "callee" and leg.answered_at is not None)
         st.sim.blind_transfer(forwarded.channel_id, "301")

@@ -48,7 +48,11 @@ WITH_TRANSFER = CallFacts("inbound", "+12125550100", "210", joins=(Join("201"),)
         (("no", "yes", None, None), True, "yes", "department yes"),
         (("force", "never", "no", None), True, "force", "route force"),
         (("never", "force", "yes", "force"), False, "never", "route never"),
-        (("yes", "force", "never", "never"), True, "force", "department force"),
+        (("yes", "force", "never", None), True, "force", "department force"),
+        # a never where the call arrives by transfer overrides an earlier force; not the reverse
+        (("yes", "force", "never", "never"), False, "never", "transfer never"),
+        (("force", None, None, "never"), False, "never", "transfer never"),
+        (("never", None, None, "force"), False, "never", "route never"),
         (("yes", "dontcare", "dontcare", None), True, "yes", "route yes"),
         (("no", "dontcare", None, "dontcare"), False, "no", "route no"),
         (("no", None, "yes", "no"), False, "no", "transfer no"),

@@ -17,15 +17,19 @@ from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.flow import Result, Step, for_call
+from recorder.model.flow import Result, Step, for_call, stop_recordings
 from recorder.model.settings import CallSettings
 from recorder.model.state import Call, Leg, ModelState
 from recorder.policy import (
     Announcement,
     CallFacts,
     Decision,
+    Join,
     Party,
+    Policy,
     announcements_on_join,
+    announcements_on_start,
+    call_facts,
     consent_row,
     decide,
     jurisdiction_of,
@@ -34,14 +38,25 @@ from recorder.policy import (
 
 
 def facts_of(call: Call) -> CallFacts:
-    return CallFacts(
-        direction=call.direction,  # type: ignore[arg-type]  # one of DIRECTIONS, checked at start
-        caller=call.caller_number,
-        callee=call.target,
-        extension=call.extension,
-        department=call.department,
-        opted_out=frozenset(call.opted_out),
+    """The call as policy sees it: built by `call_facts`, as `verbatim explain` builds its own,
+    from the call's path so far (joins, the ring-group member who answered, opt-outs)."""
+    return call_facts(
+        call.direction,  # type: ignore[arg-type]  # one of DIRECTIONS, checked at start
+        call.caller_number,
+        call.target,
+        did=call.did,
+        trunk=call.trunk,
+        department=call.given_department,
+        answered_by=call.answered_by,
+        joins=(Join(**j) for j in call.joins),
+        opted_out=call.opted_out,
     )
+
+
+def decision_of(call: Call, policy: Policy) -> Decision:
+    """Decide for the call's path now. Time windows are read at the call's start, as `explain
+    --at` reads them: a call does not change its rule by running past 18:00."""
+    return decide(facts_of(call), policy, call.started_at)
 
 
 def remember(call: Call, decision: Decision) -> None:
@@ -64,7 +79,7 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
 
     call, policy = s.call, s.settings.policy
     assert policy is not None
-    decision = decide(facts_of(call), policy, at)
+    decision = decision_of(call, policy)
     remember(call, decision)
     if not decision.record:
         call.unrecorded_since = at
@@ -80,11 +95,12 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
 def start_prompt(
     s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
     number: str | None = None,
-) -> None:
+) -> str:
     """Play `ann` to one channel (the party's own; a bridge is never used, so a prompt is
-    heard only by whom it is for and never lands in a recording)."""
+    heard only by whom it is for and never lands in a recording); its playback id."""
     playback_id = note_prompt(s, channel_id, ann, leg_id=leg_id, number=number)
     s.add(cmd.Play(s.call.call_id, channel_id, playback_id, ann.media))
+    return playback_id
 
 
 def note_prompt(
@@ -130,7 +146,7 @@ def audit(s: Step, prompt: dict[str, Any], played: str, dtmf: str | None = None,
         call_id=call.call_id, asterisk_id=call.asterisk_id, channel_id=str(prompt["channel_id"]),
         party=label, jurisdiction=jurisdiction_of(number, policy),
         governing_mode=mode_of(present_parties(call), policy),
-        decision=decide(facts_of(call), policy, s.at), announcement=ann,
+        decision=decision_of(call, policy), announcement=ann,
         started_at=prompt["started_at"], ended_at=s.at, played=played,  # type: ignore[arg-type]
         dtmf=dtmf, opted_out=opted_out,
     )
@@ -162,7 +178,10 @@ def announce_join(s: Step, leg: Leg) -> bool:
         return False
     before = [p for p in present_parties(call) if p.label != leg.party]
     newcomer = Party(leg.party or "target", leg.number, heard=None)
-    plays = announcements_on_join(before, newcomer, policy, recording=call.record)
+    if call.recording_due():  # policy records only from now: whoever heard nothing hears it
+        plays = announcements_on_start([*before, newcomer], policy)
+    else:
+        plays = announcements_on_join(before, newcomer, policy, recording=call.record)
     waits = False
     for ann in plays:
         if ann.to == newcomer.label:
@@ -186,7 +205,10 @@ def announce_linked(s: Step, joining: list[Party]) -> None:
     if policy is None or not call.record:
         return
     for newcomer in joining:
-        plays = announcements_on_join(present_parties(call), newcomer, policy, recording=True)
+        if call.recording_due():  # policy records only from now: whoever heard nothing hears it
+            plays = announcements_on_start([*present_parties(call), newcomer], policy)
+        else:
+            plays = announcements_on_join(present_parties(call), newcomer, policy)
         for ann in plays:
             if ann.to == newcomer.label:
                 continue  # the newcomer hears it in its own call
@@ -225,10 +247,11 @@ def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
         call.opted_out.append(label)
         policy = s.settings.policy
         assert policy is not None
-        decision = decide(facts_of(call), policy, s.at)
+        decision = decision_of(call, policy)
         remember(call, decision)
         call.record = False
         call.unrecorded_since = call.unrecorded_since or s.at
+        stop_recordings(s)  # a joining party refused: nothing more of the call is kept
         s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
         audit(s, prompt, "interrupted", dtmf=e.digit, opted_out=True)
         s.log("consent.opted_out", "warning", channel_id=e.channel.id, party=label,

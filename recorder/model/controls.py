@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.flow import Result, Step, for_call
+from recorder.model.flow import Result, Step, for_call, stop_recordings
 from recorder.model.inputs import ControlRequested
 from recorder.model.segments import start_segment
 from recorder.model.settings import CallSettings
-from recorder.model.snooping import live_recordings_of, snoop_leg, snoop_of
+from recorder.model.snooping import live_recordings_of, snoop_leg
 from recorder.model.state import (
     BRIDGED,
     ENDED,
@@ -132,15 +132,7 @@ def _stop(s: Step) -> tuple[str, str]:
     if pause is not None:
         pause[1] = s.at  # the stop takes over from the pause
     call.pauses.append([s.at, None, "stop"])
-    call.current_recording = None  # Stasis mode: its end is not a gap to replace
-    for leg in call.legs.values():
-        leg.recording = None  # hook mode: likewise for each leg's snoop
-    for rec in call.recordings.values():
-        if rec.status in REC_LIVE:
-            s.add(cmd.StopRecording(call.call_id, rec.name))
-            snoop = snoop_of(call.snoops, rec.name)
-            if snoop is not None:  # hook mode: its snoop is not needed any more
-                s.add(cmd.Hangup(call.call_id, snoop))
+    stop_recordings(s)
     return DONE, ""
 
 
@@ -164,9 +156,7 @@ def _start(s: Step) -> tuple[str, str]:
         stop[1] = s.at
     if not call.record:  # policy said no at the start; on demand it is recorded from now
         call.record = True
-        if call.unrecorded_since is not None:
-            call.pauses.append([call.unrecorded_since, s.at, "unrecorded"])
-            call.unrecorded_since = None
+        call.recorded_from(s.at)
     if call.mode == "hook":
         for leg in call.legs.values():
             if leg.state != LEG_GONE and leg.role != "local" and (

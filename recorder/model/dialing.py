@@ -9,6 +9,7 @@ from dataclasses import asdict
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.consent import announce_join, audit, decide_at_start, due_for, start_prompt
+from recorder.model.decisions import path_changed, take_path_args
 from recorder.model.ending import (
     begin_end,
     dial_outcome,
@@ -45,6 +46,14 @@ from recorder.model.state import (
     ModelState,
 )
 from recorder.numbers import is_extension, normalise
+from recorder.policy import (
+    Announcement,
+    Join,
+    Party,
+    announcements_on_join,
+    announcements_on_start,
+)
+from recorder.policy.rules import target_label
 
 
 def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
@@ -118,6 +127,7 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
     s.add(cmd.CreateBridge(call_id, call.bridge_id, call_id))
     call.bridge_created = True
     s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
+    take_path_args(s, e.args[2:], ch.name)
     if settings.policy is None:
         play(s, ch.id, "consent", settings.consent_media)
     else:
@@ -292,6 +302,7 @@ def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) 
         return
     leg.forwarded_to = target
     leg.outcome = "forwarded"
+    path_changed(s, "forward", leg.channel_id, join=Join(target, "forward"))
     call.legs[forwarded.id] = Leg(
         channel_id=forwarded.id, role="callee", channel_name=forwarded.name, started_at=s.at,
         state=LEG_DIALING, forwarded_from=leg.channel_id, number=target,
@@ -322,7 +333,9 @@ def forward(s: Step, leg: Leg, target: str) -> None:
         )
         begin_end(s, leg, "normal")
         return
-    dial_leg(s, target, forwarded_from=leg.channel_id)
+    path_changed(s, "forward", leg.channel_id, join=Join(target, "forward"))
+    new = dial_leg(s, target, forwarded_from=leg.channel_id)
+    new.party = target_label(len(call.joins) - 1)
 
 
 def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
@@ -356,7 +369,12 @@ def answered(s: Step, leg: Leg) -> None:
         s.log("transfer.answered", channel_id=leg.channel_id)
         if leg.via:  # the Local ;2 it is reached through answers too, so its ;1 comes Up
             s.add(cmd.Answer(call.call_id, leg.via))
-        if not announce_join(s, leg):  # nothing due: it joins at once
+        if announce_join(s, leg):
+            pass  # it joins once its announcement is over (after_prompt)
+        elif call.recording_due():
+            leg.waiting = True  # it joins once the recording runs
+            start_if_due(s)
+        else:  # nothing due: it joins at once
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
         s.save()
         return
@@ -371,14 +389,49 @@ def answered(s: Step, leg: Leg) -> None:
         s.add(cmd.Hangup(call.call_id, other.channel_id, "answered_elsewhere"))
     s.record("call.answered", leg.channel_id)
     s.log("call.answered", channel_id=leg.channel_id)
-    prompt = due_for(call, "callee", "on-answer") if call.record else None
-    if prompt is not None:
+    if s.settings.ring_groups.get(call.target) and leg.party is None:
+        # a ring group's member answered: it is the callee now (its extension, department)
+        path_changed(s, "ring group answer", leg.channel_id, answered_by=leg.number)
+    plays = answer_prompts(s, leg)
+    if plays:
         # The callee hears its announcement before it joins the recorded bridge (the caller
-        # keeps hearing ringback meanwhile).
+        # keeps hearing ringback meanwhile, unless it has one to hear too).
         call.phase = CALLEE_CONSENT
-        start_prompt(s, leg.channel_id, prompt)
+        for ann in plays:
+            if ann.to == "caller":
+                stop_ringback(s)
+                pid = start_prompt(s, call.caller_channel, ann)
+            else:
+                pid = start_prompt(s, leg.channel_id, ann, leg_id=leg.channel_id,
+                                   number=leg.number)
+            call.prompts[pid]["at_answer"] = True  # the callee is connected after these
         return
     connect_answered(s)
+
+
+def answer_prompts(s: Step, leg: Leg) -> list[Announcement]:
+    """What is due when the callee answers: the dialled callee's own prompt decided at the
+    start; for a ring group's member or a forward's target, what policy requires when a party
+    joins (the caller has heard its prompt); when policy records only now, every party's."""
+    call, policy = s.call, s.settings.policy
+    if not call.record:
+        return []
+    if policy is None or (leg.party is None and call.answered_by is None
+                          and not call.recording_due()):
+        prompt = due_for(call, "callee", "on-answer")
+        return [prompt] if prompt is not None else []
+    caller = Party("caller", call.caller_number, heard=call.heard.get("caller"))  # type: ignore[arg-type]
+    newcomer = Party(leg.party or "callee", leg.number)
+    if call.recording_due():
+        return announcements_on_start([caller, newcomer], policy)
+    return announcements_on_join([caller], newcomer, policy)
+
+
+def stop_ringback(s: Step) -> None:
+    call = s.call
+    if call.playback_id:
+        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
+        call.playback_id = call.playback_kind = None
 
 
 def after_prompt(s: Step, label: str, leg_id: str) -> None:
@@ -387,21 +440,33 @@ def after_prompt(s: Step, label: str, leg_id: str) -> None:
     leg = call.legs.get(leg_id)
     if label == "caller" and call.phase == CONSENT:
         dial(s)
-    elif label == "callee" and call.phase == CALLEE_CONSENT:
-        call.phase = RECORDING_PENDING
-        connect_answered(s)
     elif leg is not None and leg.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
-        # a transfer target, announced to: now it joins (and is heard in the recording)
-        s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+        # a transfer target, announced to: now it joins (and is heard in the recording), or,
+        # when policy records only from now, once the recording runs
+        if call.recording_due():
+            leg.waiting = True
+        else:
+            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+    elif call.phase == CALLEE_CONSENT and not any(
+            p.get("at_answer") for p in call.prompts.values()):
+        call.phase = RECORDING_PENDING  # every announcement due at the answer is over
+        connect_answered(s)
+    start_if_due(s)
+
+
+def start_if_due(s: Step) -> None:
+    """Policy records the bridged call from now: start once every announcement due is over."""
+    call = s.call
+    if (call.recording_due() and not call.prompts and call.phase == BRIDGED
+            and call.current_recording is None):
+        start_segment(s)
 
 
 def connect_answered(s: Step) -> None:
     """Ringback off; record first (the callee joins on RecordingStarted), or, when policy
     says no recording, connect at once."""
     call = s.call
-    if call.playback_id:
-        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
-        call.playback_id = call.playback_kind = None
+    stop_ringback(s)
     if call.record:
         start_segment(s)
     else:

@@ -36,8 +36,8 @@ from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
     decide_at_start,
+    decision_of,
     due_for,
-    facts_of,
     note_prompt,
     present_parties,
     remember,
@@ -84,7 +84,7 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
-from recorder.policy import Announcement, Party, announcements_on_join, decide
+from recorder.policy import Announcement, Party, announcements_on_join
 
 Handler = Callable[[ModelState, Any, CallSettings], Result]
 HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
@@ -317,7 +317,7 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
         call.opted_out.append(label)
         policy = s.settings.policy
         assert policy is not None  # prompts come from policy
-        decision = decide(facts_of(call), policy, s.at)
+        decision = decision_of(call, policy)
         remember(call, decision)
         call.record = False
         call.unrecorded_since = call.unrecorded_since or s.at

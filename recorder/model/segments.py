@@ -21,6 +21,7 @@ from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
     CONNECTING,
+    LEG_UP,
     REC_FAILED,
     REC_FILED,
     REC_FINISHED,
@@ -75,10 +76,16 @@ def recording_started(s: Step, rec: Recording) -> None:
     rec.started_at = s.at
     s.record("recording.started", recording=rec.name, segment=rec.segment)
     s.log("recording.started", recording=rec.name, segment=rec.segment)
+    call.recorded_from(s.at)
     if call.open_pause("pause") is not None:  # a segment replacing one during a pause
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))
     if call.phase == RECORDING_PENDING and rec.name == call.current_recording:
         connect_callee(s)
+    for leg in call.legs.values():
+        if leg.waiting and leg.join_bridge and not leg.in_bridge and leg.state == LEG_UP:
+            # a joining party policy records from now on: it joins once the recording runs
+            leg.waiting = False
+            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
     s.save()
 
 

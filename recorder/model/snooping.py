@@ -35,10 +35,6 @@ def snooped_leg(rec: Recording) -> str | None:
     return rec.target.removeprefix(SNOOP_PREFIX) if rec.target.startswith(SNOOP_PREFIX) else None
 
 
-def snoop_of(call_snoops: dict[str, str], name: str) -> str | None:
-    return next((sid for sid, rec in call_snoops.items() if rec == name), None)
-
-
 def stopped(s: Step) -> bool:
     """Recording is off on purpose now: a stop control, or policy/consent said no."""
     call = s.call
@@ -127,7 +123,7 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
             s.record("recording.gap", leg.channel_id, recording=rec.name,
                      reason=rec.error or "ended mid-call")
             call.gaps += 1
-            old = snoop_of(call.snoops, rec.name)
+            old = call.snoop_of(rec.name)
             if old is not None:
                 s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
             snoop_leg(s, leg)

@@ -122,6 +122,14 @@ class Call:
     callee_e164: str | None = None
     extension: str | None = None
     department: str | None = None
+    # The call's path as policy sees it (recorder.policy.call_facts): the DID and trunk it came
+    # in on, a department the dialplan named, the ring-group member who answered, and every
+    # party that joined by transfer or forward ({"target", "via", "attended"}), in order.
+    did: str | None = None
+    trunk: str | None = None
+    given_department: str | None = None
+    answered_by: str | None = None
+    joins: list[dict[str, Any]] = field(default_factory=list)
     phase: str = CONSENT
     callee_channel: str | None = None
     playback_id: str | None = None
@@ -174,6 +182,7 @@ class Call:
             },
             recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
             opted_out=list(self.opted_out),
+            joins=list(self.joins),
             prompts={k: dict(v) for k, v in self.prompts.items()},
             heard=dict(self.heard),
             pauses=[list(p) for p in self.pauses],
@@ -189,6 +198,21 @@ class Call:
             if p[1] is None and (p[2] if len(p) > 2 else "pause") == kind:
                 return p
         return None
+
+    def snoop_of(self, name: str) -> str | None:
+        """Hook mode: the snoop channel whose recording is `name`."""
+        return next((sid for sid, rec in self.snoops.items() if rec == name), None)
+
+    def recording_due(self) -> bool:
+        """Policy now records a call it did not (recorder.model.decisions): the announcements
+        due come first, then a recording starts; until then it stays not recorded on purpose."""
+        return self.record and self.unrecorded_since is not None
+
+    def recorded_from(self, at: datetime) -> None:
+        """A recording runs from `at`: the time policy left unrecorded ends there."""
+        if self.unrecorded_since is not None:
+            self.pauses.append([self.unrecorded_since, at, "unrecorded"])
+            self.unrecorded_since = None
 
     def all_bridges(self) -> list[str]:
         return [self.bridge_id, *self.extra_bridges]

@@ -15,9 +15,8 @@ import dataclasses
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.consent import announce_linked, present_parties
-from recorder.model.dialing import (
-    dial_leg,
-)
+from recorder.model.decisions import path_changed
+from recorder.model.dialing import dial_leg, start_if_due
 from recorder.model.flow import (
     TARGET_RE,
     Result,
@@ -32,6 +31,8 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
+from recorder.policy import Join
+from recorder.policy.rules import target_label
 
 
 def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
@@ -90,7 +91,8 @@ def forward_half(state: ModelState, e: ev.StasisStart) -> str | None:
 def attach_forward_half(state: ModelState, e: ev.StasisStart, call_id: str,
                         settings: CallSettings) -> Result:
     exten = e.args[1] if len(e.args) > 1 else ""
-    return for_call(state, call_id, e, settings, lambda s: attach_target(s, e.channel, exten))
+    return for_call(state, call_id, e, settings,
+                    lambda s: attach_target(s, e.channel, exten, forwarded=True))
 
 
 def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
@@ -106,8 +108,9 @@ def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) 
     return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
 
 
-def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
-    """Connect the pair's ;2 to the transfer target: a bridge of its own, then dial."""
+def attach_target(s: Step, half: ev.ChannelInfo, exten: str, forwarded: bool = False) -> None:
+    """Connect the pair's ;2 to the transfer target: a bridge of its own, then dial. (A
+    followed forward's target joined the call's path when the forward was seen.)"""
     call = s.call
     base = half.name[:-2]
     call.legs[half.id] = Leg(
@@ -128,8 +131,10 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str) -> None:
     s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
     s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
     s.record("transfer.dialing", half.id, exten=exten)
+    if not forwarded:
+        path_changed(s, "transfer", half.id, join=Join(exten, "transfer"))
     leg = dial_leg(s, exten, via=half.id, join_bridge=bridge_id)
-    leg.party = f"target{sum(1 for x in call.legs.values() if x.party) + 1}"
+    leg.party = target_label(len(call.joins) - 1)
 
 
 def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
@@ -149,6 +154,8 @@ def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings)
         for mine, other in ((first, second), (second, first))
         if linked and mine and other and mine != other and other in state.calls
     }
+    reached = {mine: joined_number(state, other, e) for mine, other in
+               ((first, second), (second, first)) if linked and mine and other and mine != other}
     for mine, other, leg in ((first, second, e.first_leg), (second, first, e.second_leg)):
         if mine is None or (mine == other and leg == e.second_leg):
             continue
@@ -162,11 +169,34 @@ def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings)
             if other and other not in s.call.linked_calls:
                 s.call.linked_calls.append(other)
                 s.save()
+            number = reached.get(mine)
+            if number is not None:
+                path_changed(s, "attended transfer", leg,
+                             join=Join(number, "transfer", attended=True))
             announce_linked(s, gains.get(mine, []))
+            start_if_due(s)
 
         state, commands = for_call(state, mine, e, settings, body)
         out.extend(commands)
     return state, out
+
+
+def joined_number(state: ModelState, other: str | None,
+                  e: ev.BridgeAttendedTransfer) -> str | None:
+    """Whom an attended transfer brings into a call from the `other` call: its party that is
+    not the transferer (policy's transfer target)."""
+    call = state.calls.get(other or "")
+    if call is None:
+        return None
+    for leg in call.legs.values():
+        if (leg.channel_id in (e.first_leg, e.second_leg) or leg.state == "gone"
+                or leg.role == "local" or leg.replaced_by is not None):
+            continue
+        if leg.role == "caller":
+            return call.caller_number
+        if leg.answered_at is not None:
+            return leg.number or call.target
+    return None
 
 
 def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:

@@ -60,6 +60,7 @@ from recorder.policy.announce import (
     Party,
     announcements_at_start,
     announcements_on_join,
+    announcements_on_start,
     language_for,
     mode_of,
     prompt_id,
@@ -69,7 +70,7 @@ from recorder.policy.explain import Explanation, Stage, explain
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
 from recorder.policy.loader import load_policy, numbering_from
 from recorder.policy.model import Numbering, Policy, PolicyError
-from recorder.policy.rules import CallFacts, Decision, Join, Step, decide
+from recorder.policy.rules import CallFacts, Decision, Join, Step, call_facts, decide
 
 __all__ = [
     "Announcement",
@@ -88,6 +89,8 @@ __all__ = [
     "add_consent_rows",
     "announcements_at_start",
     "announcements_on_join",
+    "announcements_on_start",
+    "call_facts",
     "consent_row",
     "consent_rows",
     "decide",

@@ -7,6 +7,9 @@
   party) is all-party, every party present that has not yet heard the all-party prompt hears
   it, the new party included. So a one-party call into which an all-party party is transferred
   is announced to everyone; an all-party call announces only to the newcomer.
+- When recording starts on a call already under way (a party joined and policy now records
+  what it did not), every party present that has not heard the governing prompt hears it first,
+  one-party wording included: nobody is recorded before an announcement.
 - Nothing is announced on a call that is not recorded.
 - `announcements.to_extensions: false` spares the firm's own extensions every prompt (staff
   consent through their employment; an outbound caller then hears nothing before the bridge),
@@ -110,4 +113,17 @@ def announcements_on_join(
         _announce(p, "on-join", mode, policy)
         for p in (*parties_before, new_party)
         if p.heard != "all-party" and not _spared(p, policy)
+    ]
+
+
+def announcements_on_start(parties: Sequence[Party], policy: Policy) -> list[Announcement]:
+    """Prompts due before recording starts on a call already under way (policy now records it
+    after a party joined): each party present that has not heard the governing prompt, in the
+    order given (the newcomer last)."""
+    mode = mode_of(parties, policy)
+    return [
+        _announce(p, "on-join", mode, policy)
+        for p in parties
+        if (p.heard is None or (mode == "all-party" and p.heard != "all-party"))
+        and not _spared(p, policy)
     ]

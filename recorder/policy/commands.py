@@ -29,7 +29,7 @@ from recorder.policy.prompts import (
     opt_out_keys,
     read_manifest,
 )
-from recorder.policy.rules import CallFacts, Join
+from recorder.policy.rules import Join, call_facts
 
 # explain needs no secret: these stand in for unset ones so a config can be read without them.
 _PLACEHOLDERS = {"VERBATIM_ARI_PASSWORD": "unused", "VERBATIM_DATABASE_DSN": "postgresql://unused"}
@@ -76,6 +76,11 @@ def add_parsers(sub: Any) -> None:
         e.add_argument(
             flag, action=_JoinAction, dest="joins", metavar="TARGET", default=[], help=help_
         )
+    e.add_argument("--answered-by", metavar="MEMBER",
+                   help="--to is a ring group and MEMBER (an extension) answers: it becomes "
+                   "the callee")
+    e.add_argument("--hangup-during", choices=("caller", "callee"),
+                   help="that party hangs up during its announcement")
     e.add_argument(
         "--opt-out",
         action="append",
@@ -149,6 +154,10 @@ def run_explain(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"verbatim: --at: not an ISO time: {args.at!r}", file=sys.stderr)
         return 2
+    if args.opt_out and policy.opt_out.dtmf is None:
+        print("verbatim: --opt-out: this policy offers no opt-out (opt_out.dtmf is null)",
+              file=sys.stderr)
+        return 2
     labels = {"caller", "callee", *(f"target{i + 1}" for i in range(len(args.joins)))}
     unknown = sorted(set(args.opt_out) - labels)
     if unknown:
@@ -158,22 +167,23 @@ def run_explain(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    facts = CallFacts(
-        direction=_direction(args, policy),
-        caller=args.caller,
-        callee=args.callee,
+    facts = call_facts(
+        _direction(args, policy),
+        args.caller,
+        args.callee,
         did=args.did,
         trunk=args.trunk,
         extension=args.extension,
         department=args.department,
-        joins=tuple(args.joins),
-        opted_out=frozenset(args.opt_out),
+        answered_by=args.answered_by,
+        joins=args.joins,
+        opted_out=args.opt_out,
     )
     folder = args.prompts or DEFAULT_DIRECTORY
     prompts = None
     if args.prompts is not None or (folder / MANIFEST).is_file():
         prompts = opt_out_keys(read_manifest(folder))
-    result = explain(facts, policy, at, prompts=prompts)
+    result = explain(facts, policy, at, prompts=prompts, hangup_during=args.hangup_during)
     print(
         json.dumps(to_json(result), indent=2) if args.json else render(result),
         end="" if not args.json else "\n",

@@ -20,6 +20,7 @@ from recorder.policy.announce import (
     Party,
     announcements_at_start,
     announcements_on_join,
+    announcements_on_start,
     mode_of,
 )
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
@@ -43,6 +44,7 @@ class Explanation:
     policy: str  # the policy file, or "built-in defaults"
     stages: tuple[Stage, ...]
     warnings: tuple[str, ...] = ()
+    hung_up: str | None = None  # the party that hung up during its announcement: the call ends
 
     @property
     def final(self) -> Stage:
@@ -53,9 +55,16 @@ def _firm_side(facts: CallFacts) -> str:
     return "caller" if facts.direction == "outbound" else "callee"
 
 
-def _recording_before(facts: CallFacts, new: set[str], policy: Policy, at: datetime) -> bool:
-    # Whether the stage's announcements play: opt-outs pressed during them do not stop them.
-    return decide(replace(facts, opted_out=facts.opted_out - new), policy, at).record
+def _due(
+    was: bool, now: bool, before: list[Party], new: Party, policy: Policy
+) -> list[Announcement]:
+    """What plays when `new` answers, as the call model does (recorder.model.decisions): the
+    join prompts on a call being recorded; every party's on a call policy records only now."""
+    if not now:
+        return []
+    if was:
+        return announcements_on_join(before, new, policy)
+    return announcements_on_start([*before, new], policy)
 
 
 def explain(
@@ -64,48 +73,84 @@ def explain(
     at: datetime,
     *,
     prompts: Mapping[str, str | None] | None = None,
+    hangup_during: str | None = None,
 ) -> Explanation:
     """Explain `facts` at `at`. `prompts` (prompt id -> the opt-out key its words announce, from
-    the prompts manifest) turns missing or mismatched prompt files into warnings."""
+    the prompts manifest) turns missing or mismatched prompt files into warnings.
+    `hangup_during` ("caller" or "callee") hangs that party up during its announcement."""
     heard: dict[str, Mode] = {}
+    pressed: set[str] = set()  # opt-outs pressed so far (facts.opted_out, as prompts play)
+    stages: list[Stage] = []
 
     def party(label: str, number: str | None) -> Party:
         return Party(label, number, heard.get(label))
 
-    def stage(title: str, f: CallFacts, present: list[Party], anns: list[Announcement]) -> Stage:
-        for a in anns:
-            heard[a.to] = strictest([a.mode, heard.get(a.to, "one-party")])
-        views = tuple((p.label, jurisdiction_of(p.number, policy)) for p in present)
-        return Stage(title, decide(f, policy, at), views, mode_of(present, policy), tuple(anns))
+    def records(f: CallFacts, also: frozenset[str] = frozenset()) -> bool:
+        return decide(replace(f, opted_out=frozenset(pressed) | also), policy, at).record
 
-    start = replace(facts, joins=())
+    def stage(title: str, f: CallFacts, present: list[Party], anns: list[Announcement]) -> bool:
+        """Add the stage; False when a party hangs up during one of its announcements."""
+        played = []
+        for a in anns:
+            played.append(a)
+            if a.to == hangup_during:
+                break
+            heard[a.to] = strictest([a.mode, heard.get(a.to, "one-party")])
+            if a.to in facts.opted_out:
+                pressed.add(a.to)
+        views = tuple((p.label, jurisdiction_of(p.number, policy)) for p in present)
+        decision = decide(replace(f, opted_out=frozenset(pressed)), policy, at)
+        stages.append(Stage(title, decision, views, mode_of(present, policy), tuple(played)))
+        return len(played) == len(anns) or played[-1].to != hangup_during
+
+    joins = facts.joins
+    start = replace(facts, joins=(), answered_by=None)
     caller, callee = party("caller", facts.caller), party("callee", facts.callee)
-    present = [caller, callee]
-    # The caller may refuse during its prompt, before the callee answers: the callee's prompt
-    # then plays only if the call is still to be recorded.
-    first = announcements_at_start(
-        caller, callee, policy, recording=_recording_before(start, {"caller", "callee"}, policy, at)
-    )
-    then = announcements_at_start(
-        caller, callee, policy, recording=_recording_before(start, {"callee"}, policy, at)
-    )
-    anns = [a for a in first if a.to == "caller"] + [a for a in then if a.to == "callee"]
-    stages = [stage("start", start, present, anns)]
-    leaving = _firm_side(facts)
-    for i, join in enumerate(facts.joins):
+    # Who answers the dialled call: the callee; a ring group's member (a stage of its own); or,
+    # when the callee forwards before answering, the forward's target (the first join).
+    callee_answers = facts.answered_by is None and not (joins and joins[0].via == "forward")
+    anns = [a for a in announcements_at_start(caller, callee, policy, recording=records(start))
+            if a.to == "caller"]
+    # A caller who refuses during its prompt spares the callee its own.
+    refused = frozenset({"caller"} & facts.opted_out if anns and hangup_during != "caller"
+                        else ())
+    if callee_answers:
+        anns += [a for a in announcements_at_start(
+            caller, callee, policy, recording=records(start, refused)) if a.to == "callee"]
+    going = stage("start", start, [caller, callee], anns)
+    if going and facts.answered_by is not None:
+        f = replace(start, answered_by=facts.answered_by)
+        member = party("callee", facts.answered_by)
+        anns = _due(stages[-1].decision.record, records(f), [party("caller", facts.caller)],
+                    member, policy)
+        going = stage(f"answered by {facts.answered_by} (ring group {facts.callee})", f,
+                      [party("caller", facts.caller), member], anns)
+    present = [party("caller", facts.caller), party("callee", facts.answered_by or facts.callee)]
+    firm, dialled = _firm_side(facts), "callee"
+    for i, join in enumerate(joins if going else ()):
         label = target_label(i)
-        f = replace(facts, joins=facts.joins[: i + 1])
-        before = [party(p.label, p.number) for p in present if join.attended or p.label != leaving]
+        f = replace(facts, joins=joins[: i + 1])
+        leaving = None if join.attended else dialled if join.via == "forward" else firm
+        before = [party(p.label, p.number) for p in present if p.label != leaving]
         new = party(label, join.target)
-        recording = _recording_before(f, {label}, policy, at)
-        anns = announcements_on_join(before, new, policy, recording=recording)
+        # a party that forwards before answering never hears a prompt
+        answers = not (i + 1 < len(joins) and joins[i + 1].via == "forward")
+        anns = _due(stages[-1].decision.record, records(f), before, new, policy) if answers else []
         present = [*before, new]
+        if leaving is not None and leaving == firm:
+            firm = label
+        dialled = label
         kind = f"attended {join.via}" if join.attended else join.via
-        stages.append(stage(f"{kind} to {join.target} ({label})", f, present, anns))
-        if not join.attended:
-            leaving = label
+        if not stage(f"{kind} to {join.target} ({label})", f, present, anns):
+            break
     where = str(policy.path) if policy.path else "built-in defaults"
-    return Explanation(facts, at, where, tuple(stages), tuple(_warnings(stages, policy, prompts)))
+    warnings = _warnings(stages, policy, prompts)
+    hung = hangup_during if any(
+        a.to == hangup_during for st in stages for a in st.announcements) else None
+    if hangup_during is not None and hung is None:
+        warnings.append(f"the {hangup_during} hears no announcement on this call: "
+                        "hanging up during one changes nothing here")
+    return Explanation(facts, at, where, tuple(stages), tuple(warnings), hung)
 
 
 def _warnings(
@@ -153,6 +198,7 @@ def to_json(e: Explanation) -> dict[str, Any]:
             for s in e.stages
         ],
         "warnings": list(e.warnings),
+        "hung_up": e.hung_up,
     }
 
 
@@ -175,7 +221,8 @@ def render(e: Explanation) -> str:
     lines = [
         f"Call       {f.direction} from {f.caller or 'withheld'} to {f.callee or '?'}"
         + (f" (DID {f.did})" if f.did else "")
-        + (f" (trunk {f.trunk})" if f.trunk else ""),
+        + (f" (trunk {f.trunk})" if f.trunk else "")
+        + (f", answered by {f.answered_by}" if f.answered_by else ""),
         f"At         {e.at.isoformat()} ({e.at.strftime('%a')})",
         f"Policy     {e.policy}",
     ]
@@ -208,5 +255,8 @@ def render(e: Explanation) -> str:
             lines += _table(rows, "    ")
         else:
             lines.append("  Announcements  none")
+    if e.hung_up:
+        lines += ["", f"The {e.hung_up} hangs up during its announcement: the call ends there, "
+                  "and nothing of it is recorded."]
     lines += [f"\nwarning: {w}" for w in e.warnings]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,10 @@ Order (docs/consent.md has examples):
     wins over everything, force included: metadata is kept, no audio.
  4. A party that opted out (the DTMF key during the announcement) is never recorded, force
     included; the call then continues, is routed, or ends as opt_out configures.
+One exception to the lock in 2: a `never` rule at a transfer point applies even after an earlier
+force. It forbids recording where the call has arrived (a privileged desk, say): that prohibition
+is honoured from the join on, whatever the call was forced by on its way in. An earlier never is
+never undone by a later force.
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ class CallFacts:
     """What policy needs to know about a call. Numbers as presented or dialled, raw.
 
     `extension`/`department` default to the firm's side of the call (the callee of inbound and
-    internal calls, the caller of outbound ones) and its department in verbatim.yaml.
+    internal calls, the caller of outbound ones; the member of a ring group who answered, when
+    `answered_by` says so) and its department in verbatim.yaml.
     Parties are labelled "caller", "callee", then "target1", "target2"... for `joins`.
+    Build one with `call_facts`, as the daemon and `verbatim explain` both do.
     """
 
     direction: Direction
@@ -61,8 +67,35 @@ class CallFacts:
     trunk: str | None = None
     extension: str | None = None
     department: str | None = None
+    answered_by: str | None = None  # the ring-group member who answered (then the callee)
     joins: tuple[Join, ...] = ()
     opted_out: frozenset[str] = field(default_factory=frozenset)  # party labels
+
+
+def call_facts(
+    direction: Direction,
+    caller: str | None,
+    callee: str | None,
+    *,
+    did: str | None = None,
+    trunk: str | None = None,
+    extension: str | None = None,
+    department: str | None = None,
+    answered_by: str | None = None,
+    joins: Iterable[Join] = (),
+    opted_out: Iterable[str] = (),
+) -> CallFacts:
+    """The one way the daemon (from a call's state) and `explain` (from its options) describe a
+    call to policy: empty text is "not known", never a number that matches nothing."""
+
+    def known(text: str | None) -> str | None:
+        return text.strip() or None if text is not None else None
+
+    return CallFacts(
+        direction, known(caller), known(callee), did=known(did), trunk=known(trunk),
+        extension=known(extension), department=known(department),
+        answered_by=known(answered_by), joins=tuple(joins), opted_out=frozenset(opted_out),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,8 @@ def e164_of(raw: str | None, policy: Policy) -> str | None:
 def firm_extension(facts: CallFacts, policy: Policy) -> str | None:
     if facts.extension is not None:
         return facts.extension
+    if facts.answered_by is not None and facts.direction != "outbound":
+        return facts.answered_by
     own = facts.caller if facts.direction == "outbound" else facts.callee
     return own if is_extension(own, policy.numbering.extension_pattern) else None
 
@@ -214,6 +249,10 @@ def decide(facts: CallFacts, policy: Policy, now: datetime) -> Decision:
         name = rule.name if rule else None
         if rule is None:
             effect = "no rule matched"
+        elif action == "force" and at.point == "transfer" and rule.action == "never":
+            by = rule_by.name if rule_by else "?"
+            effect = f"never (locked): overrides force by rule '{by}' where the call arrived"
+            action, rule_by = rule.action, rule
         elif rule_by is not None and action in ("force", "never"):
             effect = f"ignored: {action} by rule '{rule_by.name}' cannot be overridden"
         elif rule.action == "dontcare":

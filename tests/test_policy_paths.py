@@ -1,0 +1,335 @@
+"""One decision path: every row is a call path run through `verbatim explain` AND through the
+daemon on the simulator (Stasis mode), and both must agree.
+
+For each row: the same decision at each point of the path (the rule's action), the same final
+decision (recorded or not, decided by, retention class), the same announcements to the same
+parties (consent_audit rows against explain's stages), and, from the recordings' content, no
+audio of a party for any time the decision said "not recorded" (and the parties of a recorded
+call are in its files). Deleting the re-decision at a join, or the DID fact, fails rows here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arisim.audio import tone_map
+
+from recorder.config import CallsConfig
+from recorder.policy import Explanation, Join, call_facts, consent_rows, explain, load_policy
+from recorder.policy.loader import numbering_from
+from tests.stack import Stack, running_stack
+
+POLICY = """\
+defaults: {action: yes, retention: standard, time_zone: America/New_York}
+opt_out: {dtmf: "9", then: continue, when_forced: continue}
+announcements: {to_extensions: true}
+do_not_record:
+  - {name: Court clerk, numbers: ["+12135550150"]}
+  - {name: Privileged line, numbers: ["+12125550177"]}
+rules:
+  - {name: Fax trunk, match: {trunk: fax}, action: never}
+  - name: Litigation hotline
+    match: {did: ["+12125550199"]}
+    action: force
+    retention: litigation-10y
+  - {name: Intake line, match: {did: ["+12125550111"]}, action: no}
+  - {name: Internal calls, match: {direction: internal}, action: no}
+  - name: Night
+    match: {direction: inbound, time: [{days: mon-sun, hours: "22:00-06:00"}]}
+    action: no
+  - {name: HR, match: {department: HR}, action: never}
+  - {name: Litigation, match: {department: Litigation}, action: force, retention: litigation-10y}
+  - {name: Into HR, at: transfer, match: {department: HR}, action: never}
+  - name: To litigation
+    at: transfer
+    match: {department: Litigation}
+    action: force
+    retention: litigation-10y
+  - {name: Into reception, at: transfer, match: {extension: ["305"]}, action: no}
+  - name: Forwarded out
+    at: transfer
+    match: {via: forward, target: [{regex: "^\\\\+1"}]}
+    action: yes
+jurisdiction:
+  offices:
+    - {name: San Francisco, state: CA, extensions: [{regex: "^2[0-9]{2}$"}]}
+    - {name: New York, state: NY, extensions: [{regex: "^3[0-9]{2}$"}]}
+"""
+DEPARTMENTS = {"Litigation": ("210", "211"), "HR": ("250", "350")}
+RING_GROUPS = {"600": ("301", "210", "250"), "601": ("201", "202")}
+DAY = datetime.fromisoformat("2026-11-25T10:30:00-05:00")  # a Wednesday, office hours
+NIGHT = datetime.fromisoformat("2026-11-25T23:30:00-05:00")
+
+NY, SF, CHI = "+12125550100", "+14155550100", "+13125550100"
+COURT, PRIVILEGED = "+12135550150", "+12125550177"
+HOTLINE, INTAKE = "+12125550199", "+12125550111"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    direction: str = "inbound"
+    caller: str = NY
+    target: str = "301"
+    did: str | None = None
+    trunk: str = "carrier"  # inbound: the calling endpoint; outbound: the dial string's
+    at: datetime = DAY
+    forward_to: str | None = None  # the callee answers 302 to this target before answering
+    answered_by: str | None = None  # `target` is a ring group and this member answers
+    transfers: tuple[str, ...] = ()  # blind transfers by the firm's party, in order
+    opt_out: str | None = None  # the party pressing the opt-out key during its announcement
+    hangup_during: str | None = None  # the party hanging up during its announcement
+
+
+ROWS = [
+    # the call as it starts: route, department, extension, numbers
+    Row("one-party both ends"),
+    Row("all-party caller", caller=SF),
+    Row("all-party office", target="201"),
+    Row("fax trunk never", trunk="fax"),
+    Row("forced DID", did=HOTLINE),
+    Row("no DID", did=INTAKE),
+    Row("night", at=NIGHT),
+    Row("litigation department", target="210"),
+    Row("HR department", target="250"),
+    Row("court clerk calls", caller=COURT),
+    Row("privileged DID", did=PRIVILEGED),
+    Row("withheld caller", caller=""),
+    Row("Illinois caller to SF", caller=CHI, target="201"),
+    # opt-out and hang-ups during the announcement
+    Row("caller opts out", caller=SF, opt_out="caller"),
+    Row("callee opts out", caller=SF, opt_out="callee"),
+    Row("caller opts out of a forced call", did=HOTLINE, opt_out="caller"),
+    Row("caller hangs up in its prompt", caller=SF, hangup_during="caller"),
+    Row("callee hangs up in its prompt", caller=SF, hangup_during="callee"),
+    # blind transfers
+    Row("transfer within NY", transfers=("302",)),
+    Row("transfer to SF", transfers=("201",)),
+    Row("transfer into HR", transfers=("250",)),
+    Row("forced DID transferred into HR", did=HOTLINE, transfers=("250",)),
+    Row("transfer to reception", transfers=("305",)),
+    Row("no DID transferred to litigation", did=INTAKE, transfers=("210",)),
+    Row("night call transferred to litigation", at=NIGHT, transfers=("211",)),
+    Row("fax never beats a later force", trunk="fax", transfers=("210",)),
+    Row("transfer to the court clerk", transfers=("12135550150",)),
+    Row("SF caller transferred within NY", caller=SF, transfers=("302",)),
+    Row("transfer target opts out", transfers=("201",), opt_out="target1"),
+    Row("forced DID transferred to SF", did=HOTLINE, transfers=("201",)),
+    # forwards (302 before the callee answers)
+    Row("forward within NY", forward_to="302"),
+    Row("forward to SF", forward_to="201"),
+    Row("forward into HR", forward_to="250"),
+    Row("no DID forwarded to a mobile", did=INTAKE, forward_to="13125550100"),
+    Row("forward to the court clerk", forward_to="12135550150"),
+    Row("forward then transfer", forward_to="302", transfers=("201",)),
+    # ring groups: the member who answers is the callee
+    Row("ring group, NY member", target="600", answered_by="301"),
+    Row("ring group, litigation member", target="600", answered_by="210"),
+    Row("ring group, HR member", target="600", answered_by="250"),
+    Row("no DID ring group, litigation member", did=INTAKE, target="600", answered_by="210"),
+    Row("SF ring group", target="601", answered_by="202"),
+    # outbound (the firm's party is the caller)
+    Row("outbound to NY", direction="outbound", caller="301", target="912125550100",
+        trunk="trunk"),
+    Row("outbound to SF", direction="outbound", caller="301", target="914155550100",
+        trunk="trunk"),
+    Row("outbound from litigation", direction="outbound", caller="210", target="912125550100",
+        trunk="trunk"),
+    Row("outbound to the court clerk", direction="outbound", caller="301",
+        target="912135550150", trunk="trunk"),
+    # internal
+    Row("internal", direction="internal", caller="301", target="302", trunk=""),
+    Row("internal to litigation", direction="internal", caller="301", target="210", trunk=""),
+    Row("internal transferred to litigation", direction="internal", caller="301",
+        target="302", trunk="", transfers=("211",)),
+]
+
+CALLER_HZ = 440
+TONES = [1300, 1700, 2100, 2500]  # the callee (or member, or forward target), then targets
+
+
+def explained(row: Row, policy_file: Path) -> Explanation:
+    calls = CallsConfig(departments=DEPARTMENTS)
+    policy = load_policy(policy_file, numbering_from(calls))
+    joins = ((Join(row.forward_to, "forward"),) if row.forward_to else ()) + tuple(
+        Join(t, "transfer") for t in row.transfers)
+    facts = call_facts(
+        row.direction, row.caller, row.target,  # type: ignore[arg-type]
+        did=row.did, trunk=row.trunk, answered_by=row.answered_by, joins=joins,
+        opted_out=(row.opt_out,) if row.opt_out else (),
+    )
+    return explain(facts, policy, row.at, hangup_during=row.hangup_during)
+
+
+def endpoint(row: Row, number: str) -> str:
+    if row.direction == "outbound" and number == row.target:
+        return f"PJSIP/{number}@trunk"
+    return f"PJSIP/{number}" if len(number) <= 6 else f"PJSIP/{number}@trunk"
+
+
+async def until(st: Stack, done: Any, limit_s: float = 30.0) -> None:
+    """Advance virtual time until done() (or the call ended)."""
+    waited = 0.0
+    while waited < limit_s:
+        if done() or not st.daemon.state.calls:
+            return
+        await st.advance(0.1, step=0.1)
+        waited += 0.1
+    raise TimeoutError("the call did not get there")
+
+
+def prompt_to(st: Stack, label: str) -> dict[str, Any] | None:
+    for call in st.daemon.state.calls.values():
+        for prompt in call.prompts.values():
+            if prompt["to"] == label:
+                return dict(prompt)
+    return None
+
+
+async def act_in_prompt(st: Stack, row: Row, label: str) -> bool:
+    """If `label` is the row's opt-out or hang-up party: wait for its prompt, then act."""
+    if label not in (row.opt_out, row.hangup_during):
+        return False
+    await until(st, lambda: prompt_to(st, label) is not None)
+    prompt = prompt_to(st, label)
+    if prompt is None:
+        return False
+    await st.advance(1.0)
+    if row.opt_out == label:
+        st.sim.send_dtmf(prompt["channel_id"], "9")
+    else:
+        st.sim.hangup(prompt["channel_id"])
+    await st.settle()
+    return True
+
+
+def bridged(st: Stack) -> bool:
+    calls = list(st.daemon.state.calls.values())
+    return bool(calls) and calls[0].phase == "bridged" and not calls[0].prompts
+
+
+def joined(st: Stack, label: str) -> bool:
+    calls = list(st.daemon.state.calls.values())
+    return bool(calls) and any(leg.party == label and leg.in_bridge
+                               for leg in calls[0].legs.values()) and not calls[0].prompts
+
+
+async def run_on_simulator(row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path) -> dict[
+        str, Any]:
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy_file, departments=DEPARTMENTS,
+                             ring_groups=RING_GROUPS, start_epoch=row.at.timestamp()) as st:
+        tones = iter(TONES)
+        parties = {"caller": CALLER_HZ}
+        callee = row.answered_by or row.target
+        if row.answered_by:
+            for member in RING_GROUPS[row.target]:
+                st.sim.set_endpoint(endpoint(row, member), result=(
+                    "answer" if member == row.answered_by else "manual"), answer_after=1.5,
+                    tone_hz=2900 if member != row.answered_by else None)
+        if row.forward_to:
+            st.sim.set_endpoint(endpoint(row, row.target), result="forward",
+                                forward_to=row.forward_to, answer_after=0.5)
+            callee = row.forward_to
+        parties["callee" if not row.forward_to else "target1"] = hz = next(tones)
+        st.sim.set_endpoint(endpoint(row, callee), result="answer", answer_after=1.0,
+                            tone_hz=hz)
+        for i, target in enumerate(row.transfers):
+            label = f"target{i + 1 + bool(row.forward_to)}"
+            parties[label] = hz = next(tones)
+            st.sim.set_endpoint(endpoint(row, target), result="answer", answer_after=1.0,
+                                tone_hz=hz)
+        args = [row.direction, row.target] + ([f"did={row.did}"] if row.did else [])
+        caller_endpoint = f"PJSIP/{row.trunk}" if row.direction == "inbound" else (
+            f"PJSIP/{row.caller}")
+        caller = st.sim.start_call(endpoint=caller_endpoint, caller_number=row.caller,
+                                   args=args, tone_hz=CALLER_HZ)
+        await st.settle()
+        call_id = next(iter(st.daemon.state.calls))
+        ended = await act_in_prompt(st, row, "caller") and row.hangup_during == "caller"
+        if not ended and await act_in_prompt(st, row, "callee"):
+            ended = row.hangup_during == "callee"
+        if not ended:
+            await until(st, lambda: bridged(st))
+            await st.advance(2.0)
+        for i, target in enumerate(row.transfers if not ended else ()):
+            label = f"target{i + 1 + bool(row.forward_to)}"
+            call = st.daemon.state.calls[call_id]
+            firm = call.caller_channel if row.direction == "outbound" else next(
+                leg.channel_id for leg in reversed(call.legs.values())
+                if leg.in_bridge and leg.role == "callee" and leg.state != "gone")
+            st.sim.blind_transfer(firm, target)
+            await st.settle()
+            await act_in_prompt(st, row, label)
+            await until(st, lambda label=label: joined(st, label))
+            await st.advance(2.0)
+        if call_id in st.daemon.state.calls:
+            st.sim.hangup(caller.id)
+        await st.settle()
+        await st.advance(0.5)
+        row_, _legs, recs, events = await st.call_rows(call_id)
+        return {
+            "call": row_, "recordings": recs, "events": events, "parties": parties,
+            "consent": await consent_rows(st.repo.pool, call_id),
+        }
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path
+
+
+def test_the_table_has_forty_rows_or_more() -> None:
+    assert len(ROWS) >= 40 and len({r.name for r in ROWS}) == len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+async def test_explain_and_the_daemon_agree(
+    row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path
+) -> None:
+    e = explained(row, policy_file)
+    got = await run_on_simulator(row, tmp_path, pg_dsn, policy_file)
+    call, events = got["call"], got["events"]
+    # the same decision at every point of the path, and in the end
+    decisions = [ev.detail for ev in events if ev.kind == "consent.decision"]
+    assert [d["action"] for d in decisions] == [s.decision.action for s in e.stages]
+    final = e.final.decision
+    assert (call.recorded, call.decided_by, call.retention_class) == (
+        final.record, ", ".join(final.decided_by), final.retention)
+    # the same announcements to the same parties
+    heard = sorted((r.party, r.prompt, r.played) for r in got["consent"])
+    said = sorted((a.to, a.prompt) for s in e.stages for a in s.announcements)
+    assert [(p, pr) for p, pr, _ in heard] == said
+    if e.hung_up:
+        assert [played for p, _, played in heard if p == e.hung_up] == ["interrupted"]
+    # the audio: a party policy never recorded is in no file; nothing is recorded once policy
+    # stopped; a recorded call's present parties are in its files
+    tones = got["parties"]
+    recorded_when = {label: False for label in tones}
+    for stage in e.stages:
+        for label, _j in stage.parties:
+            if label in recorded_when and stage.decision.record:
+                recorded_when[label] = True
+    heard_tones: set[int] = set()
+    for rec in got["recordings"]:
+        if rec.path:
+            for window in tone_map(Path(rec.path), list(tones.values())):
+                heard_tones |= window
+    for label, hz in tones.items():
+        if not recorded_when[label] or label in (row.opt_out or "",):
+            assert hz not in heard_tones, f"{label} is in a recording policy did not allow"
+    flips = [ev.at for ev, d in zip([x for x in events if x.kind == "consent.decision"],
+                                     decisions, strict=True) if not d["record"]]
+    for rec in got["recordings"]:
+        if flips and rec.ended_at is not None and any(
+                f > (rec.started_at or rec.requested_at) for f in flips):
+            stop = min(f for f in flips if f > (rec.started_at or rec.requested_at))
+            assert rec.ended_at <= stop, f"{rec.name} ran past the policy's stop"
+    if final.record and not e.hung_up:
+        assert got["recordings"], "a call policy records has a recording"
+        assert {tones["caller"]} <= heard_tones
