@@ -109,7 +109,8 @@ async def build(config: Config) -> AsyncIterator[Running]:
             client = ari_client(session, config)
             archive = Archive(config.storage.archive_dir)
             spool = config.storage.spool_dir
-            sweeper = SpoolSweeper(spool, archive, repo) if spool is not None else None
+            sweeper = None if spool is None else SpoolSweeper(
+                spool, archive, repo, config.storage.spool_settle_s, config.storage.spool_sweep_s)
 
             def stream_factory(
                 on_connected: Callable[[], Awaitable[None]],

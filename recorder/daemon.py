@@ -14,6 +14,10 @@ What happens to a call in flight when a part fails:
 - The daemon crashes: each call's model state is stored with its row at every change; at start
   the daemon adopts open calls of this Asterisk server and reconciles them, files recordings left
   in the spool, and imports the dialplan's fallback (MixMonitor) recordings.
+
+Fallback recordings (the dialplan recorded a call itself: the app or a hook was away) are
+imported at start and on every spool sweep; in hook mode, where the daemon sees every channel,
+also `spool_settle_s` after the ChannelDestroyed of the channel a fallback file belongs to.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from recorder.ari.client import AriClient, AriError
 from recorder.ari.connection import EventStream, StreamFactory
 from recorder.ari.events import (
     BridgeInfo,
+    ChannelDestroyed,
     ChannelInfo,
     Event,
     EventError,
@@ -183,6 +188,8 @@ class Daemon:
                 else:
                     self.state, commands = step(self.state, item, self.settings)
                     await self._execute(commands)
+                    if isinstance(item, ChannelDestroyed) and self.client.subscribe_all:
+                        self._spawn(self._import_fallback(item.channel.id))
             except Exception:  # one bad event or bug must not stop every other call
                 log.exception("daemon.event_failed", item=type(item).__name__)
 
@@ -207,7 +214,35 @@ class Daemon:
         await self._execute(commands)
         self.ready.set()
         if self.sweeper is not None:
-            await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording))
+            await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
+                                     self._channel_gone)
+
+    async def _channel_gone(self, uniqueid: str) -> bool | None:
+        """Whether Asterisk's channel `uniqueid` is gone (a fallback file is complete then)."""
+        try:
+            await self.client.channel(uniqueid)
+        except AriError as exc:
+            if exc.status == 404:
+                return True
+            log.info("spool.fallback_waits", uniqueid=uniqueid, error=str(exc))
+            return None
+        return False
+
+    async def _import_fallback(self, uniqueid: str, tries: int = 3) -> None:
+        """Hook mode: a channel was destroyed; if the dialplan's fallback recorded it, import
+        the file once it is settled (MixMonitor closes it just after the channel is gone)."""
+        sweeper = self.sweeper
+        if sweeper is None or not await asyncio.to_thread(sweeper.has_fallback, uniqueid):
+            return
+        for _ in range(tries):
+            await asyncio.sleep(sweeper.settle_s)
+            try:
+                if await sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
+                                       self._channel_gone, uniqueid):
+                    return
+            except Exception:  # the periodic sweep will try again
+                log.exception("spool.sweep_failed", uniqueid=uniqueid)
+                return
 
     async def _adopt_open_calls(self) -> None:
         """After a crash: take back the calls this server's rows say were in progress."""
@@ -459,17 +494,23 @@ class Daemon:
                           attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(min(2.0**attempt, 10.0))
 
-    async def _periodic(self, every_s: float = 5.0, sweep_every: int = 12) -> None:
-        """Retry pending database writes; now and then, file what the spool holds (fallback
-        recordings written while the app was away keep arriving after start)."""
-        ticks = 0
+    async def _periodic(self, every_s: float = 5.0) -> None:
+        """Retry pending database writes every `every_s`; every `spool_sweep_s`, file what the
+        spool holds (fallback recordings written while the app was away keep arriving)."""
+        loop = asyncio.get_running_loop()
+        sweep_s = self.sweeper.sweep_s if self.sweeper is not None else every_s
+        tick = min(every_s, sweep_s)
+        last_sweep = loop.time()
         while True:
-            await asyncio.sleep(every_s)
-            ticks += 1
+            await asyncio.sleep(tick)
             await self.writer.flush()
-            if self.sweeper is not None and self.ready.is_set() and ticks % sweep_every == 0:
+            if self.sweeper is None or not self.ready.is_set():
+                continue
+            if loop.time() - last_sweep >= sweep_s - tick / 2:
+                last_sweep = loop.time()
                 try:
-                    await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording))
+                    await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
+                                             self._channel_gone)
                 except Exception:  # the sweep is a safety net: it must not stop the daemon
                     log.exception("spool.sweep_failed")
 

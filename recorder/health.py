@@ -7,15 +7,19 @@ the ARI URL is shown, the password and DSN are not.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
 from recorder.app import ari_client
-from recorder.ari.client import AriError
+from recorder.ari.client import AriClient, AriError
 from recorder.config import Config
 from recorder.db.repository import Repository
 from recorder.storage.space import check_dir
+
+# What the dialplan's fallbacks (dialplan/*.conf) play before they record; without it they refuse
+# the call, so its absence is a failed check.
+FALLBACK_SOUND: Final = "verbatim/consent"
 
 
 async def check_health(config: Config) -> dict[str, Any]:
@@ -32,6 +36,8 @@ async def check_health(config: Config) -> dict[str, Any]:
             }
         except AriError as exc:
             report["ari"] = {"ok": False, "url": config.ari.url, "error": str(exc)}
+        else:
+            report["fallback_prompt"] = await _fallback_prompt(client)
     try:
         repo = await Repository.connect(config.database.dsn.reveal(), min_size=1, max_size=1)
         try:
@@ -49,3 +55,16 @@ async def check_health(config: Config) -> dict[str, Any]:
         report[key] = {"path": str(path), **asdict(health)}
     report["ok"] = all(part.get("ok") for part in report.values() if isinstance(part, dict))
     return report
+
+
+async def _fallback_prompt(client: AriClient) -> dict[str, Any]:
+    """Does Asterisk have the fallback's announcement (GET /sounds/{soundId})?"""
+    try:
+        sound = await client.sound(FALLBACK_SOUND)
+    except AriError as exc:
+        error = (f"Asterisk has no sound {FALLBACK_SOUND}: the dialplan fallback refuses calls "
+                 "while the recorder is away; run `verbatim prompts install`"
+                 if exc.status == 404 else str(exc))
+        return {"ok": False, "sound": FALLBACK_SOUND, "error": error}
+    languages = sorted({str(f.get("language")) for f in sound.get("formats", [])})
+    return {"ok": True, "sound": FALLBACK_SOUND, "languages": languages}

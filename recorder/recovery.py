@@ -6,15 +6,20 @@ filed against their recording row. And the dialplan's fail-closed fallback: when
 connected, `Stasis()` failed and the dialplan recorded the call itself with MixMonitor (see
 dialplan/verbatim.conf); those files become calls of their own, flagged `fallback`.
 
-A file modified within `settle_s` may still be written by Asterisk and is left for the next
-sweep. Unknown files are logged and left alone.
+A fallback file is filed only once its channel is gone (Asterisk answers 404 for the uniqueid in
+its name: MixMonitor writes until the channel hangs up), and any file only once unmodified for
+`settle_s` — the MixMonitor thread closes its file just after the channel is destroyed
+(apps/app_mixmonitor.c: the channel reference goes before mixmonitor_ds_close_fs). A file not
+ready is left for the next sweep. Unknown files are logged and left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import glob
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,18 +39,37 @@ def fallback_call_id(started_at: datetime, asterisk_id: str, uniqueid: str) -> s
     return f"{started_at:%Y%m%dT%H%M%S}-{digest}"
 
 
+# Whether Asterisk's channel with this uniqueid is gone: True, False (still up), or None (Asterisk
+# cannot tell now: the file waits for the next sweep).
+ChannelGone = Callable[[str], Awaitable[bool | None]]
+
+
 class SpoolSweeper:
     def __init__(
-        self, spool_dir: Path, archive: Archive, repo: Repository, settle_s: float = 30.0
+        self, spool_dir: Path, archive: Archive, repo: Repository, settle_s: float = 5.0,
+        sweep_s: float = 15.0,
     ) -> None:
         self.spool_dir = spool_dir
         self.archive = archive
         self.repo = repo
-        self.settle = timedelta(seconds=settle_s)
+        self.settle_s = settle_s
+        self.sweep_s = sweep_s  # how often the daemon sweeps
         self._reported: set[Path] = set()
+        self._lock = asyncio.Lock()  # one sweep at a time: a file is filed once
 
-    async def sweep(self, asterisk_id: str, live_names: set[str]) -> int:
-        """File what is settled; return how many files were filed."""
+    def has_fallback(self, uniqueid: str) -> bool:
+        """Whether a fallback file of the channel `uniqueid` is in the spool. Blocking."""
+        return any(self.spool_dir.glob(f"fallback-*-{glob.escape(uniqueid)}-*"))
+
+    async def sweep(self, asterisk_id: str, live_names: set[str], channel_gone: ChannelGone,
+                    uniqueid: str | None = None) -> int:
+        """File what is ready (only the fallback files of channel `uniqueid`, if given);
+        return how many files were filed."""
+        async with self._lock:
+            return await self._sweep(asterisk_id, live_names, channel_gone, uniqueid)
+
+    async def _sweep(self, asterisk_id: str, live_names: set[str], channel_gone: ChannelGone,
+                     uniqueid: str | None) -> int:
         filed = 0
         try:
             entries = await asyncio.to_thread(scan, self.spool_dir)
@@ -53,19 +77,23 @@ class SpoolSweeper:
             log.error("spool.unreadable", spool_dir=str(self.spool_dir), error=str(exc))
             return 0
         now = datetime.now(UTC)
+        settle = timedelta(seconds=self.settle_s)
         for entry in entries:
+            if uniqueid is not None and not (
+                    isinstance(entry, FallbackRecording) and entry.uniqueid == uniqueid):
+                continue
             if isinstance(entry, UnknownFile):
                 if entry.path not in self._reported:
                     self._reported.add(entry.path)
                     log.warning("spool.unknown_file", path=str(entry.path), reason=entry.reason)
                 continue
-            if now - entry.mtime < self.settle:
+            if now - entry.mtime < settle:
                 continue
             try:
                 if isinstance(entry, OwnRecording):
                     if entry.name not in live_names:
                         filed += await self._file_own(asterisk_id, entry)
-                elif isinstance(entry, FallbackRecording):
+                elif isinstance(entry, FallbackRecording) and await channel_gone(entry.uniqueid):
                     filed += await self._file_fallback(asterisk_id, entry)
             except Exception as exc:  # one bad file must not stop the others
                 log.error("spool.file_failed", path=str(entry.path), error=str(exc))

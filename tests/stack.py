@@ -38,7 +38,8 @@ PASSWORD = "test-ari-secret"
 
 
 def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
-                hooks: bool = False, **calls: Any) -> Config:
+                hooks: bool = False, storage: dict[str, Any] | None = None,
+                **calls: Any) -> Config:
     return Config(
         ari=AriConfig(
             url=base_url,
@@ -48,7 +49,7 @@ def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
             reconnect_max_s=0.2,
         ),
         database=DatabaseConfig(dsn=Secret(dsn)),
-        storage=StorageConfig(archive_dir=archive, spool_dir=spool),
+        storage=StorageConfig(archive_dir=archive, spool_dir=spool, **(storage or {})),
         calls=CallsConfig(
             dial_strings=DialStrings(
                 inbound="PJSIP/{target}",
@@ -87,7 +88,11 @@ class Stack:
         return self.running.daemon
 
     async def settle(self) -> None:
-        """Until the simulator, the daemon's queue and its filing tasks are all quiet."""
+        """Until the simulator, the daemon's queue and its filing tasks are all quiet (a
+        daemon not started yet is quiet)."""
+        if self.task is None:
+            await self.sim.settle()
+            return
         for _ in range(200):
             await self.sim.settle()
             d = self.daemon
@@ -152,16 +157,18 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
-    hooks: bool = False, start_epoch: float | None = None, **calls: Any
+    hooks: bool = False, start_epoch: float | None = None,
+    storage: dict[str, Any] | None = None, **calls: Any
 ) -> AsyncIterator[Stack]:
-    """The stack; `start_epoch` sets the simulated Asterisk's clock (policy's time windows)."""
+    """The stack; `start_epoch` sets the simulated Asterisk's clock (policy's time windows),
+    `storage` overrides storage settings (StorageConfig fields)."""
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0},
                     start_epoch=start_epoch)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
-                         **calls)
+                         storage, **calls)
     try:
         async with build(config) as running:
             # What the daemon observes itself (an API control, a hook) is stamped with the

@@ -66,6 +66,7 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert c.storage.archive_dir == Path("/srv/archive")
     assert c.storage.format == "wav"
     assert c.storage.min_free_mb == 500
+    assert (c.storage.spool_settle_s, c.storage.spool_sweep_s) == (5.0, 15.0)
     assert c.calls.dial_timeout_s == 30
     assert c.calls.dial_strings.inbound == "PJSIP/{target}"
     assert c.calls.dial_strings.outbound == "PJSIP/{number}@trunk"
@@ -102,6 +103,8 @@ storage:
   archive_dir: "/mnt/archive"
   format: "sln16"
   min_free_mb: 0
+  spool_settle_s: 2
+  spool_sweep_s: 0.5
 calls:
   dial_timeout_s: 600
   dial_strings:
@@ -136,6 +139,7 @@ logging:
     assert c.storage.spool_dir is None
     assert c.storage.archive_dir == Path("/mnt/archive")
     assert (c.storage.format, c.storage.min_free_mb) == ("sln16", 0)
+    assert (c.storage.spool_settle_s, c.storage.spool_sweep_s) == (2.0, 0.5)
     assert c.calls.dial_timeout_s == 600
     assert c.calls.dial_strings.inbound == "Local/{target}@from-verbatim"
     assert c.calls.dial_strings.outbound == "PJSIP/{number}@trunk-{{a}}"

@@ -181,6 +181,18 @@ CASES: list[tuple[str, int, str, str]] = [
         "storage.min_free_mb",
         "must be at least 0, got -1",
     ),
+    (
+        "storage:\n  archive_dir: /a\n  spool_settle_s: 0\n",
+        3,
+        "storage.spool_settle_s",
+        "must be a finite number greater than 0, got 0",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n\n  spool_sweep_s: soon\n",
+        4,
+        "storage.spool_sweep_s",
+        "expected a number of seconds, got string 'soon'",
+    ),
     ("database:\n  pool_max: 0\n" + STORAGE, 2, "database.pool_max", "must be at least 1, got 0"),
     (
         "database:\n  pool_min: 2\n  pool_max: 1\n" + STORAGE,

@@ -274,3 +274,15 @@ async def test_stored_recordings(sim: Simulator, ari: AriClient, tmp_path: Path)
         404, {"message": "Recording not found"})
     assert await ari.call("POST", "/recordings/live/nope/stop") == (
         404, {"message": "Recording not found"})
+
+
+async def test_sounds_by_id(sim: Simulator, ari: AriClient) -> None:
+    """GET /sounds/{soundId}: a sound Asterisk has (an id with a '/' is %2F-encoded: res_ari.c
+    decodes each path segment), 404 "Sound not found" for one it lacks."""
+    sim.dialplan.sounds["verbatim/consent"] = 3.0
+    assert await ari.call("GET", "/sounds/verbatim%2Fconsent") == (
+        200, {"id": "verbatim/consent", "formats": [{"language": "en", "format": "slin"}]})
+    assert await ari.call("GET", "/sounds/verbatim%2Fmissing") == (
+        404, {"message": "Sound not found"})
+    assert await ari.call("GET", "/sounds/verbatim/consent") == (
+        404, {"message": "Resource not found"})

@@ -118,3 +118,66 @@ def test_dialplan_helpers() -> None:
     assert parse_callerid("Reception") == ("Reception", "")
     assert normalize_name("Local/200@targets-00000028;1") == "Local/200@targets;1"
     assert normalize_name("Snoop/1795631216.97-00000002") == "Snoop/*"
+
+
+@pytest.mark.parametrize(("expr", "value"), [
+    ('"FAILED" = "FAILED"', "1"),
+    ('"" = "RECORDING"', "0"),
+    ('"SUCCESS" != "SUCCESS"', "0"),
+    ('"FAILED" != "SUCCESS"', "1"),
+    ("2 < 10", "1"),  # numbers compare as numbers
+    ('"2" < "10"', "1"),
+    ("b < a", "0"),  # words as strings
+    ("1 & 0", "0"),
+    ("x & y", "x"),
+    ('"" | fallback', "fallback"),
+    ('(1 = 1) & ("a" = "b")', "0"),
+    ("", ""),
+])
+def test_dialplan_expressions(expr: str, value: str) -> None:
+    from arisim.expr import evaluate
+
+    assert evaluate(expr) == value
+
+
+@pytest.mark.parametrize(("cond", "true"), [
+    ("1", True), ("0", False), ("", False), (" ", False), ("00", False), ("yes", True),
+])
+def test_dialplan_conditions(cond: str, true: bool) -> None:
+    from arisim.expr import is_true
+
+    assert is_true(cond) is true
+
+
+@pytest.mark.parametrize(("allowed", "text", "kept"), [
+    ("0-9+", '"Client" +1 (415) 555-0100', "+14155550100"),
+    ("0-9+", "", ""),
+    ("a-c", "abcdef", "abc"),
+])
+def test_filter_function(allowed: str, text: str, kept: str) -> None:
+    from arisim.engine import filter_chars
+
+    assert filter_chars(allowed, text) == kept
+
+
+def test_extensions_conf_contexts_and_labels() -> None:
+    from arisim.dialplan import parse_extensions_conf
+
+    conf = parse_extensions_conf(
+        "; a comment\n[in]\nexten => _X.,1,NoOp(a\\;b) ; trailing\n"
+        " same => n,GotoIf($[\"${X}\" = \"1\"]?out)\n same => n(out),Hangup()\n"
+        "exten => s,1,Set(A=1)\n[other]\nexten => 100,1,Dial(PJSIP/100,30)\n"
+    )
+    assert conf == {
+        "in": [("_X.", [("NoOp", "a;b"), ("GotoIf", '$["${X}" = "1"]?out'), ("Hangup", "")],
+                {"out": 3}),
+               ("s", [("Set", "A=1")], {})],
+        "other": [("100", [("Dial", "PJSIP/100,30")], {})],
+    }
+    d = Dialplan()
+    d.load_conf("[in]\nexten => _X.,1,NoOp()\n same => n(end),Hangup()\n")
+    assert d.priority_of("in", "201", "end") == 2 and d.priority_of("in", "201", "3") == 3
+    assert d.priority_of("in", "201", "nowhere") is None
+    for bad in ("exten => _X.,1,NoOp()", "[c]\ninclude => other", "[c]\nexten => s,2,NoOp()"):
+        with pytest.raises(ValueError):
+            parse_extensions_conf(bad)

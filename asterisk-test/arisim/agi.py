@@ -396,7 +396,6 @@ class AgiOps(PlaybackOps):
         try:
             if lower in ("playback", "wait"):
                 if lower == "playback":
-                    files = data.split(",", 1)[0]
                     options = data.split(",", 1)[1] if "," in data else ""
                     if not s.dead and ch.state != "Up" and "noanswer" not in options:
                         with self.action():
@@ -410,11 +409,8 @@ class AgiOps(PlaybackOps):
                 how, _, _ = await self._agi_wait(s, seconds)
                 res = -1 if how == "hangup" else 0
                 if lower == "playback" and res == 0:
-                    missing = [f for f in files.split("&") if f and f not in
-                               self.dialplan.dialplan_sounds and f not in self.dialplan.sounds]
                     with self.action():
-                        self.dp_set_variable(ch, "PLAYBACKSTATUS",
-                                             "FAILED" if missing else "SUCCESS")
+                        self.dp_set_variable(ch, "PLAYBACKSTATUS", self.playback_status(data))
                 return f"200 result={res}\n"
             with self.action():
                 res = self._agi_exec_now(s, ch, lower, data)

@@ -246,6 +246,9 @@ class ChannelOps(Core):
     def dial_hung_up(self, ch: Channel) -> None:
         """Hook for dialing.py: a channel being dialled goes away."""
 
+    def mixmonitors_on_channel_gone(self, ch: Channel) -> None:
+        """Hook for mixmonitor.py: the channel's MixMonitor files are closed."""
+
     def hold_destroy(self, ch: Channel) -> bool:
         """Hook for agi.py: True when the hung-up channel must stay until its AGI ends."""
         return False
@@ -265,6 +268,7 @@ class ChannelOps(Core):
             fields["tech_cause"] = ch.tech_cause
         fields["channel"] = ch.json()
         self.emit("ChannelDestroyed", fields, channels=[ch])
+        self.mixmonitors_on_channel_gone(ch)
         for other in list(self.channels.values()):
             if other.snoop_of == ch.id and not other.destroyed:
                 self.hangup_channel(other, CAUSE_NORMAL, quiet=True)

@@ -22,7 +22,7 @@ from typing import Any
 from .clock import ClockMode, Timer, VirtualClock
 from .dialplan import TONE_FREQUENCIES, Dialplan
 from .events import EventHub
-from .model import AgiSession, Bridge, Channel, LiveRecording, Playback
+from .model import AgiSession, Bridge, Channel, LiveRecording, MixMonitor, Playback
 from .spec import Spec, load_spec
 
 log = logging.getLogger("arisim")
@@ -96,6 +96,9 @@ class Core:
         self.recordings: dict[str, LiveRecording] = {}  # live, by name
         self.finished_recordings: list[LiveRecording] = []
         self.playbacks: dict[str, Playback] = {}
+        self.mixmonitors: list[MixMonitor] = []  # running (mixmonitor.py)
+        self.finished_mixmonitors: list[MixMonitor] = []
+        self.dialplan_log: list[tuple[str, str, str]] = []  # Log(): channel, level, message
         self.requests: list[RequestRecord] = []
         self.errors: list[str] = []  # simulator bugs (a timer raised)
         self.warnings: list[str] = []  # things Asterisk would log (e.g. Stasis app inactive)

@@ -13,11 +13,13 @@ the device as `dialstring` (handle_frame); a dialled channel the app hangs up is
 monitor_dial, which publishes ast_hangup_cause_to_dial_status of its cause first.
 
 Channels outside Stasis run a small dialplan interpreter (dp_continue): Answer, Ringing, Wait,
-Playback, Busy, Set (with "_"/"__" inheritance), NoOp, Hangup, Stasis, AGI (agi.py), Dial
-(appdial.py), Gosub and Return — no labels, Goto or GotoIf: steps run in order. ${VAR} and the
-few ${FUNC(...)} that Engine.read_variable knows are substituted. When the steps run out, a
-Local half is hung up (as before); any other channel's PBX ends with ast_hangup (no
-ChannelHangupRequest), an unanswered one told busy/congestion first if its DIALSTATUS says so.
+Playback (PLAYBACKSTATUS), Busy, Set (with "_"/"__" inheritance), NoOp, Log, Hangup, Stasis
+(STASISSTATUS), AGI (agi.py), Dial (appdial.py), MixMonitor (mixmonitor.py), Gosub, Return, Goto
+and GotoIf with numbered or labelled priorities. ${VAR}, the few ${FUNC(...)} that
+Engine.read_variable knows and $[...] expressions (ast_expr: = != < > <= >= & |) are
+substituted. When the steps run out, a Local half is hung up (as before); any other channel's PBX
+ends with ast_hangup (no ChannelHangupRequest), an unanswered one told busy/congestion first if
+its DIALSTATUS says so.
 
 Any channel in a bridge publishes a Dial for the control frames it reads (main/bridge_channel.c
 bridge_handle_trip: RINGING, PROGRESS, PROCEEDING, ANSWER, BUSY, CONGESTION) — e.g. the Local ";1"
@@ -27,8 +29,11 @@ blind_transfer, sip_attended_transfer_refer).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .channels import ChannelOps
 from .dialplan import SILENT_CONTEXTS, EndpointBehaviour, split_app_args
+from .expr import evaluate, is_true
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -351,10 +356,24 @@ class DialOps(ChannelOps):
                         self.far_busy(other)
                 seconds = (self.playback_length(data) if app == "Playback"
                            else float(data or 0))
-                nxt = (lambda: self._busy_done(ch)) if app == "Busy" else (
-                    lambda: self.dp_continue(ch))
-                self.schedule(seconds, nxt, f"{app}({data}) {ch.name}", owner=ch)
+                self.schedule(seconds, self._dp_after(ch, app, data), f"{app}({data}) {ch.name}",
+                              owner=ch)
                 return
+            elif app in ("Goto", "GotoIf"):
+                target = data
+                if app == "GotoIf":
+                    cond, _, branches = data.partition("?")
+                    yes, _, no = branches.partition(":")
+                    target = yes if is_true(cond) else no
+                if target and not self.dp_goto(ch, target):
+                    self.warnings.append(f"{app}({data}) on {ch.name}: no such destination")
+                    self.pbx_end(ch)  # pbx_builtin_goto returns -1: the PBX ends
+                    return
+            elif app == "MixMonitor":
+                self.start_mixmonitor(ch, data)
+            elif app == "Log":
+                level, _, message = data.partition(",")
+                self.dialplan_log.append((ch.name, level.strip().upper(), message))
             elif app == "Set":
                 name, _, value = data.partition("=")
                 self.dp_set_variable(ch, name.strip(), value)
@@ -373,7 +392,7 @@ class DialOps(ChannelOps):
                 name, *args = data.split(",")
                 if self.enter_stasis(ch, name, args):
                     return
-            elif app not in ("NoOp", "Log", "Verbose"):
+            elif app not in ("NoOp", "Verbose"):
                 self.warnings.append(f"{app}({data}) on {ch.name}: not simulated, skipped")
         if ch.hungup or ch.destroyed or ch.in_stasis:
             return
@@ -397,15 +416,10 @@ class DialOps(ChannelOps):
         target, args = data, ""
         if data.endswith(")") and "(" in data:
             target, _, args = data[:-1].partition("(")
-        parts = [p.strip() for p in target.split(",")]
         loc = ch.dialplan
-        context, exten, prio = loc.context, loc.exten, parts[-1]
-        if len(parts) >= 2:
-            exten = parts[-2]
-        if len(parts) >= 3:
-            context = parts[-3]
+        context, exten, prio = self.dp_destination(ch, target)
         steps = self.dialplan.lookup(context, exten)
-        if steps is None or not prio.isdigit():
+        if steps is None or prio is None:
             self.warnings.append(f"Gosub({data}) on {ch.name}: no such destination")
             self.pbx_end(ch)  # gosub_exec returns -1: the PBX ends
             return
@@ -425,8 +439,31 @@ class DialOps(ChannelOps):
         for i, value in enumerate(split_app_args(args) if args else [], 1):
             self.dp_set_variable(ch, f"ARG{i}", value)
         loc.context, loc.exten = context, exten
-        ch.dp_steps, ch.dp_index = steps, int(prio) - 1
+        ch.dp_steps, ch.dp_index = steps, prio - 1
         self.dp_continue(ch)
+
+    def dp_destination(self, ch: Channel, target: str) -> tuple[str, str, int | None]:
+        """`[[context,]exten,]priority` from the channel's location (priority a number or a
+        label of the extension): (context, exten, priority or None)."""
+        parts = [p.strip() for p in target.split(",")]
+        loc = ch.dialplan
+        context, exten = loc.context, loc.exten
+        if len(parts) >= 2:
+            exten = parts[-2]
+        if len(parts) >= 3:
+            context = parts[-3]
+        return context, exten, self.dialplan.priority_of(context, exten, parts[-1])
+
+    def dp_goto(self, ch: Channel, target: str) -> bool:
+        """Goto (pbx_builtin_goto → ast_parseable_goto): the dialplan goes on at `target`; False
+        when it does not exist."""
+        context, exten, prio = self.dp_destination(ch, target)
+        steps = self.dialplan.lookup(context, exten)
+        if steps is None or prio is None or not 0 < prio <= len(steps):
+            return False
+        ch.dialplan.context, ch.dialplan.exten = context, exten
+        ch.dp_steps, ch.dp_index = steps, prio - 1
+        return True
 
     def dp_abort(self, ch: Channel) -> None:
         """The channel's PBX stops (hangup): a Gosub in progress returns to its caller."""
@@ -438,6 +475,25 @@ class DialOps(ChannelOps):
         """Playback(file[&file2][,options]): the files' lengths (missing ones: 0 s)."""
         files = data.split(",", 1)[0]
         return sum(self.dialplan.playback_seconds(f) for f in files.split("&") if f)
+
+    def playback_status(self, data: str) -> str:
+        """PLAYBACKSTATUS after Playback(data) ran to its end (apps/app_playback.c
+        playback_exec): FAILED when a file is missing — the others still play and the dialplan
+        goes on —, else SUCCESS."""
+        files = [f for f in data.split(",", 1)[0].split("&") if f]
+        known = self.dialplan.dialplan_sounds.keys() | self.dialplan.sounds.keys()
+        return "FAILED" if any(f not in known for f in files) else "SUCCESS"
+
+    def _dp_after(self, ch: Channel, app: str, data: str) -> Callable[[], None]:
+        """What follows Wait, Playback or Busy once its time is up."""
+        if app == "Busy":
+            return lambda: self._busy_done(ch)
+        if app == "Playback":
+            def played() -> None:
+                self.dp_set_variable(ch, "PLAYBACKSTATUS", self.playback_status(data))
+                self.dp_continue(ch)
+            return played
+        return lambda: self.dp_continue(ch)
 
     def pbx_end(self, ch: Channel) -> None:
         """The dialplan of a channel the PBX runs ends (no Local half): __ast_pbx_run's
@@ -457,7 +513,14 @@ class DialOps(ChannelOps):
         out: list[str] = []
         i = 0
         while i < len(data):
-            if data.startswith("${", i):
+            if data.startswith("$[", i):
+                end = _closing(data, i + 2, "[", "]")
+                if end < 0:
+                    out.append(data[i:])
+                    break
+                out.append(evaluate(self.substitute(ch, data[i + 2 : end])))
+                i = end + 1
+            elif data.startswith("${", i):
                 depth, j = 1, i + 2
                 while j < len(data) and depth:
                     if data.startswith("${", j):
@@ -503,6 +566,9 @@ class DialOps(ChannelOps):
     def start_agi(self, ch: Channel, data: str) -> None:
         raise NotImplementedError
 
+    def start_mixmonitor(self, ch: Channel, data: str) -> None:
+        raise NotImplementedError
+
     def start_dial(self, ch: Channel, data: str) -> None:
         raise NotImplementedError
 
@@ -520,3 +586,16 @@ def hangup_dial_status(cause: int) -> str:
     """main/channel.c ast_hangup_cause_to_dial_status (20 is AST_CAUSE_UNREGISTERED too)."""
     return {CAUSE_BUSY: "BUSY", CAUSE_CONGESTION: "CONGESTION", 3: "CHANUNAVAIL",
             CAUSE_SUBSCRIBER_ABSENT: "CHANUNAVAIL"}.get(cause, "NOANSWER")
+
+
+def _closing(text: str, start: int, opening: str, closing: str) -> int:
+    """Index of the `closing` that ends a group opened just before `start` (-1: none)."""
+    depth = 1
+    for j in range(start, len(text)):
+        if text[j] == opening:
+            depth += 1
+        elif text[j] == closing:
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1

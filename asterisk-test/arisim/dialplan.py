@@ -5,6 +5,9 @@ Local channel such as `Local/200@targets` behaves as in the traces: `targets` an
 `busy` is Busy(5), `noanswer` rings, `slow-targets` rings 6 s then answers, `silent` answers at once
 and stays silent; `inbound-test`/`from-trunk` enter Stasis(verbatim,inbound,EXTEN).
 
+`Dialplan.load_conf` reads contexts from extensions.conf text (a project's shipped dialplan),
+labels included, so tests run what is shipped (parse_extensions_conf).
+
 PJSIP endpoints behave as SIP phones: Ringing, then answer after `answer_after` seconds (default
 1 s, like sipp's uas_answer.xml). Tests override any endpoint with `Simulator.set_endpoint`.
 """
@@ -151,10 +154,34 @@ class Dialplan:
     default_sound_seconds: float = 3.0
     default_behaviour: EndpointBehaviour = field(default_factory=EndpointBehaviour)
     applicationmap: dict[str, Feature] = field(default_factory=dict)
+    # (context, pattern) -> label -> priority, for Goto/GotoIf/Gosub targets
+    labels: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
         """Add (first in order) an extension to a context."""
         self.contexts.setdefault(context, []).insert(0, (pattern, steps))
+
+    def load_conf(self, text: str, replace: dict[str, str] | None = None) -> list[str]:
+        """Add the contexts of extensions.conf `text` (each replaces a context of that name),
+        after replacing each key of `replace` by its value (e.g. a FastAGI port); returns the
+        contexts' names."""
+        for old, new in (replace or {}).items():
+            text = text.replace(old, new)
+        parsed = parse_extensions_conf(text)
+        for context, extensions in parsed.items():
+            self.contexts[context] = [(pattern, steps) for pattern, steps, _ in extensions]
+            for pattern, _, labels in extensions:
+                self.labels[(context, pattern)] = labels
+        return list(parsed)
+
+    def priority_of(self, context: str, exten: str, target: str) -> int | None:
+        """A Goto/Gosub priority: a number, or a label of the extension `exten` matches."""
+        if target.isdigit():
+            return int(target)
+        for pattern, _ in self.contexts.get(context, []):
+            if pattern_matches(pattern, exten):
+                return self.labels.get((context, pattern), {}).get(target)
+        return None
 
     def lookup(self, context: str, exten: str) -> list[Step] | None:
         for pattern, steps in self.contexts.get(context, []):
@@ -182,6 +209,47 @@ class Dialplan:
     def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""
         return self.endpoints.get(endpoint)
+
+
+ConfExtension = tuple[str, list[Step], dict[str, int]]  # pattern, steps, labels
+_CONF_LINE = re.compile(r"^(exten|same)\s*=>?\s*(.*)$")
+_PRIORITY = re.compile(r"^(\d+|n)(?:\(([A-Za-z0-9_-]+)\))?$")
+
+
+def parse_extensions_conf(text: str) -> dict[str, list[ConfExtension]]:
+    """The contexts of extensions.conf text (pbx_config.c): `[context]`, `exten =>
+    pattern,priority,App(data)` and `same => ...`; a priority is a number or `n` (the previous
+    one plus one) with an optional `(label)`; `;` starts a comment (`\\;` is a literal one).
+    What the shipped files do not use (include, switch, hints, `n+2`) is an error."""
+    contexts: dict[str, list[ConfExtension]] = {}
+    current: list[ConfExtension] | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(?<!\\);.*$", "", raw).replace("\\;", ";").strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = contexts.setdefault(line[1:-1].strip(), [])
+            continue
+        m = _CONF_LINE.match(line)
+        if m is None or current is None:
+            raise ValueError(f"line {number}: not simulated: {raw.strip()!r}")
+        parts = m.group(2).split(",", 2) if m.group(1) == "exten" else \
+            ["", *m.group(2).split(",", 1)]
+        if len(parts) != 3:
+            raise ValueError(f"line {number}: expected pattern,priority,application")
+        pattern, prio, call = (p.strip() for p in parts)
+        if m.group(1) == "exten" and (not current or current[-1][0] != pattern):
+            current.append((pattern, [], {}))
+        elif not current:
+            raise ValueError(f"line {number}: 'same' before any 'exten'")
+        _, steps, labels = current[-1]
+        pm = _PRIORITY.match(prio)
+        if pm is None or (pm.group(1) != "n" and int(pm.group(1)) != len(steps) + 1):
+            raise ValueError(f"line {number}: priority {prio!r} is not the next one")
+        if pm.group(2):
+            labels[pm.group(2)] = len(steps) + 1
+        steps.append(parse_app_call(call))
+    return contexts
 
 
 def parse_local(resource: str) -> tuple[str, str]:

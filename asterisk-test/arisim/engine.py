@@ -15,6 +15,7 @@ from typing import Any
 
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
 from .dialplan import EndpointBehaviour, Result, Step
+from .mixmonitor import AST_SPOOL_DIR
 from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
@@ -60,6 +61,12 @@ class Engine(AttendedOps):
         """Add an extension (first in order) to a dialplan context, e.g. the transfer context:
         add_extension("transfer-target", "_X.", [("Stasis", "verbatim,transfer,${EXTEN}")])."""
         self.dialplan.add_extension(context, pattern, [(str(a), str(d)) for a, d in steps])
+
+    def load_dialplan(self, text: str, replace: dict[str, str] | None = None) -> list[str]:
+        """Add the contexts of extensions.conf `text` — a shipped dialplan file, so tests run
+        what is shipped —, each key of `replace` replaced by its value first (a FastAGI port);
+        returns the contexts' names. Labels, Goto/GotoIf and $[...] work (dialing.py)."""
+        return self.dialplan.load_conf(text, replace)
 
     # -------------------------------------------------------------- parties
     def _chan(self, channel_id: str) -> Channel:
@@ -289,7 +296,12 @@ class Engine(AttendedOps):
         }
         if name in functions:
             return functions[name]
+        if name.startswith("FILTER(") and name.endswith(")"):
+            allowed, _, text = name[len("FILTER("):-1].partition(",")
+            return filter_chars(allowed, text)
         builtins = {  # pbx_retrieve_variable
+            "EPOCH": str(int(self.clock.epoch())),
+            "ASTSPOOLDIR": AST_SPOOL_DIR,
             "UNIQUEID": ch.id,
             "CHANNEL": ch.name,
             "EXTEN": ch.dialplan.exten,
@@ -300,3 +312,18 @@ class Engine(AttendedOps):
         if name in builtins:
             return builtins[name]
         return ch.variables.get(name)
+
+
+def filter_chars(allowed: str, text: str) -> str:
+    """FILTER(allowed,text) (func_strings.c filter): the characters of `text` in `allowed`,
+    where `a-z` is a range."""
+    keep: set[str] = set()
+    i = 0
+    while i < len(allowed):
+        if i + 2 < len(allowed) and allowed[i + 1] == "-":
+            keep |= {chr(c) for c in range(ord(allowed[i]), ord(allowed[i + 2]) + 1)}
+            i += 3
+        else:
+            keep.add(allowed[i])
+            i += 1
+    return "".join(c for c in text if c in keep)

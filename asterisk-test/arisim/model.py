@@ -343,6 +343,18 @@ class LiveRecording:
 
 
 @dataclass
+class MixMonitor:
+    """A MixMonitor() running on a channel (mixmonitor.py): its file, and what it writes now."""
+
+    channel_id: str
+    path: Path
+    writer: WavWriter
+    rendered_until: float
+    mix: tuple[int, ...] = ()
+    feeding: bool = True
+
+
+@dataclass
 class Playback:
     id: str
     media: list[str]

@@ -1,4 +1,4 @@
-"""/recordings, /playbacks, /asterisk and /applications handlers (res/ari/resource_*.c)."""
+"""/recordings, /playbacks, /sounds, /asterisk and /applications handlers (res/ari/resource_*.c)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,19 @@ def control_playback(sim: Engine, args: Args) -> ApiResponse:
     if not sim.control_playback(pb, operation):
         return error(409, f"Can only {operation} while media is playing")
     return no_content()
+
+
+# ---------------------------------------------------------------------- sounds
+@route("GET /sounds/{soundId}")
+def get_sound(sim: Engine, args: Args) -> ApiResponse:
+    """resource_sounds.c ast_ari_sounds_get: the Sound of a file Asterisk has (its id is the
+    path under sounds/<language>/, e.g. `verbatim/consent`, %2F-encoded in the URL: res_ari.c
+    decodes each path segment), else 404. The simulator's sounds are WAV (format slin) in the
+    default language and have no description (no `text`)."""
+    sound_id = args.get_str("soundId") or ""
+    if sound_id not in sim.dialplan.sounds and sound_id not in sim.dialplan.dialplan_sounds:
+        return error(404, "Sound not found")
+    return ok({"id": sound_id, "formats": [{"language": "en", "format": "slin"}]})
 
 
 # -------------------------------------------------------------------- asterisk

@@ -103,9 +103,19 @@ class AriClient:
         result: dict[str, Any] = await self.request("GET", "/asterisk/info")
         return result
 
+    # --- sounds ---
+    async def sound(self, sound_id: str) -> dict[str, Any]:
+        """A sound Asterisk can play (`verbatim/consent`); 404 when it has no such file."""
+        result: dict[str, Any] = await self.request("GET", f"/sounds/{_q(sound_id)}")
+        return result
+
     # --- channels ---
     async def channels(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("GET", "/channels")
+        return result
+
+    async def channel(self, channel_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/channels/{_q(channel_id)}")
         return result
 
     async def answer(self, channel_id: str) -> None:

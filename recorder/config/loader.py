@@ -52,7 +52,9 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "request_timeout_s",
     ),
     "database": ("dsn", "pool_min", "pool_max"),
-    "storage": ("spool_dir", "archive_dir", "format", "min_free_mb"),
+    "storage": (
+        "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
+    ),
     "calls": (
         "dial_timeout_s",
         "dial_method",
@@ -136,6 +138,8 @@ def _read_storage(s: Section) -> StorageConfig:
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
         format=s.text("format", _default(d, "format"), check.one_of(RECORDING_FORMATS)),
         min_free_mb=s.integer("min_free_mb", _default(d, "min_free_mb"), 0),
+        spool_settle_s=s.seconds("spool_settle_s", _default(d, "spool_settle_s")),
+        spool_sweep_s=s.seconds("spool_sweep_s", _default(d, "spool_sweep_s")),
     )
 
 

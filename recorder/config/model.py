@@ -103,6 +103,12 @@ class StorageConfig:
     spool_dir: Path | None = Path("/var/spool/asterisk/recording")
     format: str = "wav"
     min_free_mb: int = 500
+    # A spool file is filed only once unmodified this long (Asterisk may still be writing it;
+    # MixMonitor closes its file just after the channel is destroyed).
+    spool_settle_s: float = 5.0
+    # How often the spool is swept for files no call of the daemon's holds: the dialplan
+    # fallback's (hook mode also imports each one soon after its channel is destroyed).
+    spool_sweep_s: float = 15.0
 
 
 @dataclass(frozen=True)

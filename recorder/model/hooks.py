@@ -17,8 +17,10 @@ The call is then followed through the events of a WebSocket subscribed to everyt
 and the Dial a blind transfer's transferee makes from the transfer context), a channel that
 enters a bridge holding one of its legs joins it, and each leg is snooped and recorded from the
 moment it first talks (recorder.model.snooping). The dialplan owns every channel: nothing here
-answers, bridges or hangs up a party. The call ends when its last leg is gone and every snoop
-recording is filed; its coverage proof is the same as in Stasis mode.
+dials, bridges or hangs up a party. The record hook does answer the channel it runs on, to play
+the announcement (before Dial(): even a call whose extension then proves unreachable is
+answered; on a forward's Local ;2 that answers the caller's Dial()). The call ends when its last
+leg is gone and every snoop recording is filed; its coverage proof is the same as in Stasis mode.
 
 Results reach the dialplan as channel variables: VERBATIM_STATUS (RECORDING, NOT_RECORDED,
 ROUTE with VERBATIM_ROUTE=context,exten,priority, HANGUP, OK, REJECTED, FAILED, ERROR) and

@@ -1,0 +1,66 @@
+"""MixMonitor() in the dialplan (apps/app_mixmonitor.c): a WAV of what a channel says and hears.
+
+`MixMonitor(file[,options[,command]])`: a relative name goes under ${ASTSPOOLDIR}/monitor, an
+absolute one is used as it is (mixmonitor_exec); the extension is the format, and
+MIXMONITOR_FILENAME is set. The simulator writes the files Asterisk would put in
+${ASTSPOOLDIR}/recording (AST_SPOOL_DIR: asterisk.conf's default) into its spool dir, where ARI's
+recordings are too; any other place is a warning, and nothing is written.
+
+The audiohook gets both directions: what the party says (read) and what it hears (write: the
+other parties of its bridge; a prompt played to it is silence here). The mix is written from the
+start, silence included, until ast_hangup detaches the audiohook (destroy_hooks). The mixmonitor
+thread then drops its reference to the channel (ast_autochan_destroy) before it closes the file
+(mixmonitor_ds_close_fs), so ChannelDestroyed — published by the channel's destructor when the
+last reference goes — can arrive before the file is complete: the file is closed here just after
+ChannelDestroyed, and a reader must let the file settle.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from .audio import RATE, WavWriter, silence, tone_samples
+from .dialplan import split_app_args
+from .media import MediaOps
+from .model import Channel, MixMonitor
+
+AST_SPOOL_DIR = "/var/spool/asterisk"  # ${ASTSPOOLDIR}
+_RECORDING_DIR = f"{AST_SPOOL_DIR}/recording/"
+
+
+class MixMonitorOps(MediaOps):
+    def start_mixmonitor(self, ch: Channel, data: str) -> None:
+        args = split_app_args(data)
+        name = args[0].strip() if args else ""
+        path = name if name.startswith("/") else f"{AST_SPOOL_DIR}/monitor/{name}"
+        rel = path[len(_RECORDING_DIR):] if path.startswith(_RECORDING_DIR) else ""
+        if not name or not rel or self.name_escapes(rel) or PurePosixPath(rel).suffix != ".wav":
+            self.warnings.append(f"MixMonitor({data}) on {ch.name}: only .wav files in "
+                                 f"{_RECORDING_DIR} are simulated; nothing recorded")
+            return
+        local = self.spool_dir / rel
+        self.mixmonitors.append(MixMonitor(ch.id, local, WavWriter(local), self.clock.now()))
+        self.dp_set_variable(ch, "MIXMONITOR_FILENAME", path)
+
+    def mixmonitors_on_channel_gone(self, ch: Channel) -> None:
+        for mm in [m for m in self.mixmonitors if m.channel_id == ch.id]:
+            mm.writer.close()
+            self.mixmonitors.remove(mm)
+            self.finished_mixmonitors.append(mm)
+
+    def render_media(self, t: float) -> None:
+        super().render_media(t)
+        for mm in self.mixmonitors:
+            if t <= mm.rendered_until:
+                continue
+            s0, s1 = round(mm.rendered_until * RATE), round(t * RATE)
+            mm.rendered_until = t
+            if mm.feeding:
+                mm.writer.write(tone_samples(mm.mix, s0, s1 - s0) if mm.mix else silence(s1 - s0))
+
+    def media_changed(self) -> None:
+        super().media_changed()
+        for mm in self.mixmonitors:
+            ch = self.channels.get(mm.channel_id)
+            mm.feeding = ch is not None and not ch.hungup
+            mm.mix = tuple(sorted(self.voice(ch) | self.heard(ch))) if ch and mm.feeding else ()
