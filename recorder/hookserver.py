@@ -81,6 +81,7 @@ class HookBroker:
             await self._put(HookCalled(
                 timestamp=self._now(), asterisk_id=self._asterisk_id(), session=sid,
                 hook=req.script, channel=channel, args=req.args, exten=req.extension or "",
+                dnid=req.dnid if req.dnid != "unknown" else "",
             ))
             while True:
                 try:

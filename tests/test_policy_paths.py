@@ -333,3 +333,27 @@ async def test_explain_and_the_daemon_agree(
     if final.record and not e.hung_up:
         assert got["recordings"], "a call policy records has a recording"
         assert {tones["caller"]} <= heard_tones
+
+
+async def test_the_shipped_dialplan_passes_the_did_and_the_trunk(
+    tmp_path: Path, pg_dsn: str, policy_file: Path
+) -> None:
+    """dialplan/verbatim.conf hands the DID (CALLERID(dnid)) to the app; the trunk is the
+    calling endpoint: a call to 301 on the hotline DID is forced, one on the fax trunk never."""
+    root = Path(__file__).resolve().parents[1]
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy_file, departments=DEPARTMENTS,
+                             start_epoch=DAY.timestamp()) as st:
+        st.sim.load_dialplan((root / "dialplan" / "verbatim.conf").read_text())
+        st.sim.set_endpoint("PJSIP/301", answer_after=1.0)
+        for endpoint_, dnid in (("PJSIP/carrier", "+1 (212) 555-0199"), ("PJSIP/fax", "")):
+            caller = st.sim.start_dialplan_call("301", context="verbatim-inbound",
+                                                endpoint=endpoint_, caller_number=NY, dnid=dnid)
+            await st.settle()
+            await st.advance(8.0)
+            st.sim.hangup(caller.id)
+            await st.settle()
+        calls = sorted(await st.repo.recent_calls(5), key=lambda c: c.started_at)
+        assert [(c.recorded, c.decided_by, c.retention_class) for c in calls] == [
+            (True, "rule 'Litigation hotline'", "litigation-10y"),
+            (False, "rule 'Fax trunk'", "standard"),
+        ]

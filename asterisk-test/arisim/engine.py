@@ -88,7 +88,7 @@ class Engine(AttendedOps):
                             endpoint: str = "PJSIP/trunk",
                             caller_number: str = "+14155550100", caller_name: str = "Client",
                             tone_hz: int | None = None, sends_media: bool = True,
-                            channel_id: str | None = None) -> Channel:
+                            channel_id: str | None = None, dnid: str | None = None) -> Channel:
         """An inbound call the dialplan keeps (hook mode): a channel from `endpoint` in state
         Ring that runs exten@context from priority 1 — e.g. a context a test added with
         add_extension("hook-in", "_X.", [("AGI", "agi://127.0.0.1:PORT/in"),
@@ -101,7 +101,7 @@ class Engine(AttendedOps):
             if ch.tech == "PJSIP":
                 ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1"
             ch.caller = CallerId(caller_name, caller_number)
-            ch.dnid = exten
+            ch.dnid = exten if dnid is None else dnid  # a trunk context may map a DID to exten
             ch.dialplan.context, ch.dialplan.exten = context, exten
             ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
             ch.sends_media = sends_media
@@ -285,6 +285,7 @@ class Engine(AttendedOps):
         functions = {
             "CALLERID(num)": ch.caller.number,
             "CALLERID(name)": ch.caller.name,
+            "CALLERID(dnid)": ch.dnid,
             "CONNECTEDLINE(num)": ch.connected.number,
             "CONNECTEDLINE(name)": ch.connected.name,
             "CHANNEL(name)": ch.name,

@@ -52,6 +52,7 @@ from recorder.model.controls import (
     on_control,
     pause_refused,
 )
+from recorder.model.decisions import take_path_args
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
@@ -178,6 +179,9 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
     )
     s = Step(call, e.timestamp, settings)
     s.save()
+    dnid = "".join(c for c in e.dnid if c.isdigit() or c == "+")
+    take_path_args(s, ([f"did={dnid}"] if direction == "inbound" and dnid else []) + [
+        *e.args[2:]], ch.name)
     s.record("call.started", ch.id, direction=direction, target=target, mode="hook")
     s.log("call.started", channel_id=ch.id, direction=direction, target=target, mode="hook")
     if settings.policy is not None:

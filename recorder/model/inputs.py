@@ -48,6 +48,7 @@ class HookCalled(Event):
     channel: ChannelInfo = field(default_factory=lambda: ChannelInfo("", "", ""))
     args: tuple[str, ...] = ()
     exten: str = ""  # agi_extension: the dialplan's extension, the default target
+    dnid: str = ""  # agi_dnid: the number dialled on the trunk, an inbound call's DID
 
 
 @dataclass(frozen=True)
