@@ -81,6 +81,7 @@ class Row:
     forward_to: str | None = None  # the callee answers 302 to this target before answering
     answered_by: str | None = None  # `target` is a ring group and this member answers
     transfers: tuple[str, ...] = ()  # blind transfers by the firm's party, in order
+    attended: str | None = None  # then the firm's party consults this extension and links
     opt_out: str | None = None  # the party pressing the opt-out key during its announcement
     hangup_during: str | None = None  # the party hanging up during its announcement
 
@@ -119,6 +120,9 @@ ROWS = [
     Row("SF caller transferred within NY", caller=SF, transfers=("302",)),
     Row("transfer target opts out", transfers=("201",), opt_out="target1"),
     Row("forced DID transferred to SF", did=HOTLINE, transfers=("201",)),
+    Row("attended within NY", attended="302"),
+    Row("attended into HR", attended="250"),
+    Row("no DID, attended to litigation", did=INTAKE, attended="210"),
     # forwards (302 before the callee answers)
     Row("forward within NY", forward_to="302"),
     Row("forward to SF", forward_to="201"),
@@ -156,7 +160,8 @@ def explained(row: Row, policy_file: Path) -> Explanation:
     calls = CallsConfig(departments=DEPARTMENTS)
     policy = load_policy(policy_file, numbering_from(calls))
     joins = ((Join(row.forward_to, "forward"),) if row.forward_to else ()) + tuple(
-        Join(t, "transfer") for t in row.transfers)
+        Join(t, "transfer") for t in row.transfers) + (
+        (Join(row.attended, "transfer", attended=True),) if row.attended else ())
     facts = call_facts(
         row.direction, row.caller, row.target,  # type: ignore[arg-type]
         did=row.did, trunk=row.trunk, answered_by=row.answered_by, joins=joins,
@@ -242,6 +247,11 @@ async def run_on_simulator(row: Row, tmp_path: Path, pg_dsn: str, policy_file: P
             parties[label] = hz = next(tones)
             st.sim.set_endpoint(endpoint(row, target), result="answer", answer_after=1.0,
                                 tone_hz=hz)
+        attended = f"target{len(parties) - 1}"
+        if row.attended:
+            parties[attended] = hz = next(tones)
+            st.sim.set_endpoint(endpoint(row, row.attended), result="answer", answer_after=1.0,
+                                tone_hz=hz)
         args = [row.direction, row.target] + ([f"did={row.did}"] if row.did else [])
         caller_endpoint = f"PJSIP/{row.trunk}" if row.direction == "inbound" else (
             f"PJSIP/{row.caller}")
@@ -266,6 +276,8 @@ async def run_on_simulator(row: Row, tmp_path: Path, pg_dsn: str, policy_file: P
             await act_in_prompt(st, row, label)
             await until(st, lambda label=label: joined(st, label))
             await st.advance(2.0)
+        if row.attended and not ended:
+            await link_by_attended_transfer(st, call_id, row.target, row.attended)
         if call_id in st.daemon.state.calls:
             st.sim.hangup(caller.id)
         await st.settle()
@@ -275,6 +287,21 @@ async def run_on_simulator(row: Row, tmp_path: Path, pg_dsn: str, policy_file: P
             "call": row_, "recordings": recs, "events": events, "parties": parties,
             "consent": await consent_rows(st.repo.pool, call_id),
         }
+
+
+async def link_by_attended_transfer(st: Stack, call_id: str, firm: str, target: str) -> None:
+    """The firm's party calls `target` through the app (a consultation call, internal), then
+    joins the two calls (destination "link")."""
+    consult = st.sim.start_call(endpoint=f"PJSIP/{firm}", caller_number=firm,
+                                args=["internal", target], tone_hz=TONES[0])
+    await st.settle()
+    await until(st, lambda: len(st.daemon.state.calls) == 2 and all(
+        c.phase == "bridged" and not c.prompts for c in st.daemon.state.calls.values()))
+    await st.advance(1.0)
+    st.sim.attended_transfer(f"{call_id}-l2", consult.id, delay=0.0)
+    await st.settle()
+    await until(st, lambda: not any(c.prompts for c in st.daemon.state.calls.values()))
+    await st.advance(2.0)
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +330,9 @@ async def test_explain_and_the_daemon_agree(
         final.record, ", ".join(final.decided_by), final.retention)
     # the same announcements to the same parties
     heard = sorted((r.party, r.prompt, r.played) for r in got["consent"])
-    said = sorted((a.to, a.prompt) for s in e.stages for a in s.announcements)
+    # (a party joining by attended transfer hears its prompts in its own call)
+    said = sorted((a.to, a.prompt) for s in e.stages for a in s.announcements
+                  if not (row.attended and a.to == f"target{len(e.stages) - 1}"))
     assert [(p, pr) for p, pr, _ in heard] == said
     if e.hung_up:
         assert [played for p, _, played in heard if p == e.hung_up] == ["interrupted"]
@@ -357,3 +386,59 @@ async def test_the_shipped_dialplan_passes_the_did_and_the_trunk(
             (True, "rule 'Litigation hotline'", "litigation-10y"),
             (False, "rule 'Fax trunk'", "standard"),
         ]
+
+
+async def test_a_forced_call_transferred_into_a_never_department_stops_at_the_join(
+    tmp_path: Path, pg_dsn: str, policy_file: Path
+) -> None:
+    """The hotline DID forces recording; the attorney transfers the caller to HR (never at a
+    transfer point): the recording stops when the transfer lands, before HR can be heard, and
+    the file ends there — both parties in it until then, nobody after."""
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy_file, departments=DEPARTMENTS,
+                             start_epoch=DAY.timestamp()) as st:
+        st.sim.set_endpoint("PJSIP/301", answer_after=1.0, tone_hz=1300)
+        st.sim.set_endpoint("PJSIP/250", answer_after=1.0, tone_hz=2100)
+        caller = st.sim.start_call(endpoint="PJSIP/carrier", caller_number=NY,
+                                   args=["inbound", "301", f"did={HOTLINE}"], tone_hz=CALLER_HZ)
+        await st.settle()
+        call_id = await st.until_bridged()
+        await st.advance(3.0)
+        st.sim.blind_transfer(f"{call_id}-l2", "250")
+        await st.settle()
+        await st.advance(5.0)  # HR answers and talks with the caller
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, _legs, (rec,), events = await st.call_rows(call_id)
+        stop = next(e.at for e in events if e.kind == "consent.decision" and not
+                    e.detail["record"])
+        assert rec.ended_at is not None and rec.started_at is not None
+        assert abs((rec.ended_at - stop).total_seconds()) < 0.2  # stopped at the join
+        windows = tone_map(Path(rec.path or ""), [CALLER_HZ, 1300, 2100])
+        talked = round((stop - rec.started_at).total_seconds() * 10)
+        assert len(windows) <= talked + 1  # no audio after the stop
+        assert all(w == {CALLER_HZ, 1300} for w in windows[:talked - 1])
+        assert not any(2100 in w for w in windows)
+        assert (call.recorded, call.decided_by) == (False, "rule 'Into HR'")
+        assert await st.repo.gaps(call.started_at, call_id) == []  # a policy stop, not a gap
+
+
+async def test_a_call_forwarded_to_a_do_not_record_number_keeps_none_of_its_audio(
+    tmp_path: Path, pg_dsn: str, policy_file: Path
+) -> None:
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy_file, departments=DEPARTMENTS,
+                             start_epoch=DAY.timestamp()) as st:
+        st.sim.set_endpoint("PJSIP/301", result="forward", forward_to="12135550150",
+                            answer_after=0.5)
+        st.sim.set_endpoint("PJSIP/12135550150@trunk", answer_after=1.0, tone_hz=2100)
+        caller = st.sim.start_call(endpoint="PJSIP/carrier", caller_number=NY,
+                                   args=["inbound", "301"], tone_hz=CALLER_HZ)
+        await st.settle()
+        call_id = await st.until_bridged()
+        await st.advance(4.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, legs, recs, _events = await st.call_rows(call_id)
+        assert recs == [] and not list(st.archive.rglob("*.wav"))
+        assert (call.recorded, call.decided_by) == (False, "do_not_record 'Court clerk'")
+        assert any(leg.answered_at for leg in legs if leg.role == "callee")  # they did talk
+        assert await st.repo.gaps(call.started_at, call_id) == []

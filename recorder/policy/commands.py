@@ -70,7 +70,7 @@ def add_parsers(sub: Any) -> None:
     for flag, what in (
         ("--transfer-to", "a later blind transfer: the firm's party leaves, TARGET joins"),
         ("--forward-to", "a forward: TARGET takes the firm's party's place"),
-        ("--attended-transfer-to", "TARGET joins and nobody leaves"),
+        ("--attended-transfer-to", "the firm's party consults TARGET, then connects it and leaves"),
     ):
         help_ = f"{what} (repeatable; joins count in the order given: target1, target2, ...)"
         e.add_argument(

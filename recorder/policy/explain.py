@@ -2,7 +2,9 @@
 
 A stage is the call as it starts, then one per transfer/forward. On a transfer or forward the
 firm's side of the call (the callee of inbound and internal calls, the caller of outbound ones,
-later the previous target) leaves and the target joins; an attended join keeps everyone.
+later the previous target) leaves and the target joins; after an attended transfer too (the
+firm's party consulted the target, then connected it and left: its announcement is played in
+the consultation call).
 Announcements of a stage are those due when it begins; an opt-out pressed during one still lets
 it play, and from then on nothing is recorded or announced (a caller who refuses before the
 callee answers spares the callee its prompt).
@@ -130,14 +132,14 @@ def explain(
     for i, join in enumerate(joins if going else ()):
         label = target_label(i)
         f = replace(facts, joins=joins[: i + 1])
-        leaving = None if join.attended else dialled if join.via == "forward" else firm
+        leaving = dialled if join.via == "forward" else firm
         before = [party(p.label, p.number) for p in present if p.label != leaving]
         new = party(label, join.target)
         # a party that forwards before answering never hears a prompt
         answers = not (i + 1 < len(joins) and joins[i + 1].via == "forward")
         anns = _due(stages[-1].decision.record, records(f), before, new, policy) if answers else []
         present = [*before, new]
-        if leaving is not None and leaving == firm:
+        if leaving == firm:
             firm = label
         dialled = label
         kind = f"attended {join.via}" if join.attended else join.via

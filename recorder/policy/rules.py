@@ -46,7 +46,7 @@ class Join:
 
     target: str
     via: Via = "transfer"
-    attended: bool = False  # attended/conference: nobody leaves when the target joins
+    attended: bool = False  # consulted first (the target hears its prompt in that call)
 
 
 @dataclass(frozen=True)
