@@ -108,6 +108,10 @@ class AriClient:
         result: list[dict[str, Any]] = await self.request("GET", "/channels")
         return result
 
+    async def channel(self, channel_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/channels/{_q(channel_id)}")
+        return result
+
     async def answer(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{_q(channel_id)}/answer")
 

@@ -53,6 +53,7 @@ from recorder.model.controls import (
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
+    ChannelChecked,
     CommandFailed,
     ControlRequested,
     HookCalled,
@@ -64,6 +65,7 @@ from recorder.model.segments import close_recording, on_filed
 from recorder.model.sessions import answer_waiting, reply
 from recorder.model.settings import DIRECTIONS, CallSettings
 from recorder.model.snooping import (
+    check_answered,
     snoop_ended,
     snoop_gone,
     snoop_leg,
@@ -235,6 +237,8 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     mark_answered(s, leg)
     if leg.channel_id == call.callee_channel:
         prompt = due_for(call, "callee", "on-answer") if call.record else None
+    elif conduit(call, leg):  # a followed forward's ;1: the phone behind it had its own hook
+        prompt = None
     else:  # a transfer's (or forward's) target: what policy requires when a party joins
         prompt = join_prompt(s, leg)
     if prompt is None:
@@ -370,6 +374,13 @@ def local_partner(call: Call, channel: ev.ChannelInfo) -> bool:
     base = local_base(channel.name)
     return base is not None and channel.name.endswith(";2") and any(
         leg.local_base == base for leg in call.legs.values())
+
+
+def conduit(call: Call, leg: Leg) -> bool:
+    """Whether `leg` is the ;1 of a Local pair whose ;2 this call follows as a conduit."""
+    return leg.local_base is not None and any(
+        x.role == "local" and x.local_base == leg.local_base and x is not leg
+        for x in call.legs.values())
 
 
 def mark_answered(s: Step, leg: Leg) -> None:
@@ -520,7 +531,7 @@ def on_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
         if cid in call.snoops:
             if isinstance(e, ev.StasisStart):
                 snoop_ready(s, cid)
-            elif isinstance(e, ev.ChannelDestroyed):
+            elif isinstance(e, ev.StasisEnd | ev.ChannelDestroyed):
                 snoop_gone(s, cid)
             return
         leg = call.legs.get(cid)
@@ -568,9 +579,11 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
     if not call.live_legs() and call.phase == FOLLOWING:
         call.phase = ENDING
         if call.outcome is None:
-            callees = [x for x in call.legs.values() if x.role == "callee"]
+            # nobody answered: the dial failed, or the caller gave up (Dial cancelled them)
+            failed = [x for x in call.legs.values() if x.role == "callee"
+                      and x.outcome not in (None, "cancelled", "forwarded")]
             call.outcome = ("answered" if call.answered_at else
-                            dial_outcome(call) if callees else "abandoned")
+                            dial_outcome(call) if failed else "abandoned")
         if call.bridged_at is not None:
             call.unbridged_at = call.unbridged_at or s.at
         for rec in call.live_recordings():  # each snoop dies with its channel; to be sure
@@ -597,6 +610,12 @@ def on_recording(state: ModelState, e: ev.RecordingEvent, settings: CallSettings
                 answer_waiting(s, snooped_leg(rec) or "", "FAILED")
 
     return for_call(state, call_id, e, settings, body)
+
+
+def on_checked(state: ModelState, e: ChannelChecked, settings: CallSettings,
+               call_id: str) -> Result:
+    return for_call(state, call_id, e, settings,
+                    lambda s: check_answered(s, e.channel_id, e.exists))
 
 
 def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
@@ -684,6 +703,8 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
         ids.append(state.by_recording.get(e.name))
     elif isinstance(e, CommandFailed) and e.command is not None:
         ids.append(e.command.call_id)
+    elif isinstance(e, ChannelChecked):
+        ids.append(e.call_id)
     for call_id in ids:
         call = state.calls.get(call_id or "")
         if call is not None and call.mode == "hook":
@@ -713,6 +734,7 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
     ev.RecordingFinished: on_recording,
     ev.RecordingFailed: on_recording,
     CommandFailed: on_failed,
+    ChannelChecked: on_checked,
     RecordingFiled: _shared(on_filed),
     RecordingFileFailed: _shared(on_filed),
 }
