@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arisim.audio import tones_per_second
 from structlog.testing import capture_logs
 
 from recorder.policy import consent_rows
@@ -222,3 +223,55 @@ async def test_a_caller_hanging_up_during_the_announcement_is_an_abandoned_call(
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]
         assert summary(logs, call_id)["missing"] == 0
+
+
+@pytest.mark.parametrize("passes_id", [True, False])
+async def test_a_302_into_a_context_that_calls_the_record_hook_stays_one_call(
+    tmp_path: Path, pg_dsn: str, passes_id: bool
+) -> None:
+    """201 answers 302 to 300: Dial() follows it through Local/300@from-internal, whose
+    dialplan calls the record hook (as [verbatim-record] does) before it dials 300. The ;2
+    joins the caller's call by the inherited VERBATIM_CALL_ID (or, from a dialplan that does
+    not pass it, as the ;2 of a Local pair whose ;1 is a leg): one call, one announcement to
+    the caller, nothing played into the Local pair, and every second recorded."""
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        dialplan(st)
+        inherited = ",${VERBATIM_CALL_ID}" if passes_id else ""
+        st.sim.add_extension("verbatim-record", "s", [  # its fallback branch aside
+            ("AGI", f"{agi(st, 'record')},${{ARG1}},${{ARG2}}{inherited}"), ("Return", "")])
+        st.sim.add_extension("from-internal", "300", [
+            ("Gosub", "verbatim-record,s,1(internal,300)"),
+            ("Dial", "PJSIP/300,30,U(verbatim-answered^${VERBATIM_CALL_ID})")])
+        st.sim.set_endpoint("PJSIP/201", result="forward", forward_to="300", answer_after=1.0)
+        with capture_logs() as logs:
+            caller, call_id = await start_hooked(st)
+            await st.advance(2.0 + PROMPT_S + 3.0)
+            target = channel(st, "PJSIP/300")
+            local = channel(st, "Local/300@from-internal")
+            assert caller.bridge_id == local.bridge_id is not None
+            await hang_up(st, caller.id)
+        assert len(await st.repo.recent_calls(10)) == 1
+        call, legs, recs, _events = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        record_sessions = [x for x in st.sim.agi_sessions if x.script == "record"]
+        assert [x.channel_name[-2:] for x in record_sessions] == [caller.name[-2:], ";2"]
+        joined = record_sessions[1]
+        assert 'SET VARIABLE VERBATIM_STATUS "RECORDING"' in joined.commands
+        assert f'SET VARIABLE __VERBATIM_CALL_ID "{call_id}"' in joined.commands
+        played = [(x.channel_name, c) for x in st.sim.agi_sessions for c in x.commands
+                  if c.startswith(("STREAM FILE", "ANSWER"))]
+        assert [n for n, c in played if c.startswith("STREAM FILE")
+                and n != target.name] == [caller.name]  # the caller heard one announcement
+        assert not [n for n, _ in played if n.startswith("Local/")]  # nothing into the pair
+        assert troubles(logs) == []
+        line = summary(logs, call_id)
+        assert (line["missing"], line["gaps"], line["segments_replaced"]) == (0, 0, 0), line
+        assert await st.repo.gaps(call.started_at, call_id) == []
+        by_channel = {leg.channel_id: leg for leg in legs}
+        assert by_channel[local.id].role == "callee" and target.id in by_channel
+        for leg in legs:
+            assert (leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250, leg
+        assert (by_channel[target.id].talked_ms or 0) >= 2900
+        target_rec = next(r for r in recs if r.target == f"snoop:{target.id}")
+        seconds = tones_per_second(Path(target_rec.path or ""), [CALLER, CALLEE, TARGET])
+        assert len(seconds) >= 3 and all(x == {CALLER, TARGET} for x in seconds), seconds

@@ -110,6 +110,11 @@ def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
     inherited = e.args[at] if at is not None and len(e.args) > at else ""
     if call_id is None and inherited in state.calls and state.calls[inherited].mode == "hook":
         call_id = inherited
+    if call_id is None and e.hook == "record":
+        # Dial() followed a 302 to Local/<target>@<context> and that context calls the record
+        # hook on the ;2 (a dialplan that does not pass the inherited id): its ;1 is our leg
+        call_id = next((c.call_id for c in state.calls.values()
+                        if c.mode == "hook" and local_partner(c, e.channel)), None)
     call = state.calls.get(call_id or "")
     if e.hook == "record" and call is None:
         return new_hooked_call(state, e, settings)
@@ -219,11 +224,20 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
 
 
 def record_leg_hook(s: Step, e: HookCalled) -> None:
-    """`record` again on a channel of a call we follow (a transfer context, a queue member)."""
+    """`record` again on a channel of a call we follow (a transfer context, a queue member, the
+    ;2 of a forward Dial() followed through Local/<target>@<context>)."""
     call = s.call
-    leg = call.legs.get(e.channel.id) or add_leg(s, e.channel, LEG_UP)
+    leg = call.legs.get(e.channel.id) or add_leg(
+        s, e.channel, LEG_UP, role="local" if local_two(e.channel) else "callee")
     if leg.state == LEG_GONE:
         reply(s, call.call_id, e.session, "ERROR", VERBATIM_ERROR="the channel has ended")
+        return
+    if leg.role == "local":
+        # A conduit: the caller is recorded and announced already, and nothing is played here
+        # (it would answer the caller's Dial through the ;1); the phone it dials is followed
+        # and hears what policy requires of a joining party by its answered hook.
+        reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED",
+              __VERBATIM_CALL_ID=call.call_id)
         return
     start_or_answer(s, e.session, leg.channel_id)
 
@@ -369,11 +383,14 @@ def local_base(name: str) -> str | None:
     return name[:-2] if name.startswith("Local/") and name[-2:] in (";1", ";2") else None
 
 
+def local_two(channel: ev.ChannelInfo) -> bool:
+    return local_base(channel.name) is not None and channel.name.endswith(";2")
+
+
 def local_partner(call: Call, channel: ev.ChannelInfo) -> bool:
     """Whether `channel` is the ;2 half of a Local ;1 that is a leg of this call."""
     base = local_base(channel.name)
-    return base is not None and channel.name.endswith(";2") and any(
-        leg.local_base == base for leg in call.legs.values())
+    return local_two(channel) and any(leg.local_base == base for leg in call.legs.values())
 
 
 def conduit(call: Call, leg: Leg) -> bool:
