@@ -49,6 +49,7 @@ from recorder.hookserver import HookBroker
 from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.inputs import (
+    ChannelChecked,
     CommandFailed,
     ControlRequested,
     RecordingFiled,
@@ -327,6 +328,8 @@ class Daemon:
                 self._spawn(self._control_done(command))
             elif isinstance(command, cmd.Log):
                 _write_log(command)
+            elif isinstance(command, cmd.CheckChannel):
+                await self.queue.put(await self._check_channel(command))
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.flush()
                 self._spawn(self._file(command))
@@ -397,6 +400,22 @@ class Daemon:
             await self.queue.put(failed)
             return f"{type(c).__name__} {exc.status} {exc.message}".strip()
         return None
+
+    async def _check_channel(self, c: cmd.CheckChannel) -> ChannelChecked:
+        """GET /channels/{id}. A 404 is an answer (the channel is gone or being hung up), not
+        a failure; when Asterisk cannot say, the channel is taken to live on (re-recording a
+        channel that is gone costs a refused request; not re-recording one that lives, audio)."""
+        exists = True
+        try:
+            await self.client.channel(c.channel_id)
+        except AriError as exc:
+            if exc.status == 404:
+                exists = False
+            else:
+                log.warning("ari.request_failed", call_id=c.call_id or None,
+                            command=type(c).__name__, status=exc.status, error=exc.message)
+        return ChannelChecked(timestamp=self.clock.now(), asterisk_id=self.asterisk_id,
+                              call_id=c.call_id, channel_id=c.channel_id, exists=exists)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

@@ -143,9 +143,10 @@ class Stack:
     async def hang_up(
         self, channel_id: str, call_id: str
     ) -> tuple[CallRow, list[LegRow], list[RecordingRow], list[EventRow]]:
-        """A party hangs up; once all is quiet, the call's rows."""
+        """A party hangs up; once all is quiet, the call's rows. (Virtual time passes for a
+        snoop's next tick: only then do the snoops on the channels going away end.)"""
         self.sim.hangup(channel_id)
-        await self.settle()
+        await self.advance(0.02)
         return await self.call_rows(call_id)
 
     async def only_call_id(self) -> str:

@@ -373,6 +373,32 @@ async def test_hangup_line_mid_session(start_server: StartServer) -> None:
     await assert_serves(port)
 
 
+async def test_hangup_during_stream_file_is_a_hangup_not_a_failed_prompt(
+    start_server: StartServer,
+) -> None:
+    """res_agi.c answers the STREAM FILE first (result=-1) and sends HANGUP only once run_agi
+    reads the dead channel: the session asks once more, and learns of the hangup."""
+    seen: dict[str, Any] = {}
+
+    async def record(session: AgiSession) -> None:
+        try:
+            await session.stream_file("verbatim/consent-en", "1")
+        except AgiHangup as exc:
+            seen["hangup"] = exc
+
+    server, port = await start_server({"record": record})
+    fake = await FakeAsterisk.connect(port)
+    await fake.send_env()
+    await fake.expect('STREAM FILE "verbatim/consent-en" "1"', "200 result=-1 endpos=9600")
+    await fake.send("HANGUP")
+    await fake.expect("CHANNEL STATUS",
+                      "511 Command Not Permitted on a dead channel or intercept routine")
+    await fake.expect_closed()
+    await fake.close()
+    assert seen["hangup"].response.raw == "200 result=-1 endpos=9600"
+    await wait_idle(server)
+
+
 async def test_hangup_line_between_commands_and_511(start_server: StartServer) -> None:
     seen: dict[str, Any] = {}
 
@@ -524,6 +550,7 @@ async def test_stream_file_failure_is_a_command_error(start_server: StartServer)
     fake = await FakeAsterisk.connect(port)
     await fake.send_env()
     await fake.expect('STREAM FILE "verbatim/missing" ""', "200 result=-1 endpos=0")
+    await fake.expect("CHANNEL STATUS", "200 result=6")  # the channel lives: the file is missing
     await fake.expect('SET VARIABLE VERBATIM_STATUS "NOPROMPT"', "200 result=1")
     await fake.expect_closed()
     await fake.close()

@@ -136,6 +136,7 @@ async def crash_then_hang_up(
     await connected(sim)
     await sim.advance(2.0)
     sim.hangup(caller_id)
+    await sim.advance(0.02)  # a snoop ends on its next tick after its channel hung up
     await sim.settle()
 
     async def closed() -> bool:

@@ -9,7 +9,13 @@ import pytest
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.calls import step
-from recorder.model.inputs import ControlRequested, HookCalled, HookPrompted, RecordingFiled
+from recorder.model.inputs import (
+    ChannelChecked,
+    ControlRequested,
+    HookCalled,
+    HookPrompted,
+    RecordingFiled,
+)
 from recorder.model.settings import CallSettings
 from recorder.model.state import Call, ModelState
 from tests import builders as b
@@ -133,14 +139,54 @@ def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
     assert set(recs[s1].legs or []) == {A, B, C} and recs[s1].target == f"snoop:{A}"
 
 
+def checked(run: Run, t: float, channel_id: str, exists: bool) -> ChannelChecked:
+    """Asterisk's answer to the model's CheckChannel."""
+    return ChannelChecked(timestamp=b.at(t), asterisk_id=b.AST, call_id=run.call.call_id,
+                          channel_id=channel_id, exists=exists)
+
+
 def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() -> None:
     run = Run()
     s1, s2 = bridged_pair(run)
     out = run.feed(b.recording(4, "failed", s1, cause="disk full"))
+    # A's snoop ended: Asterisk is asked whether A lives (a hangup ends the snoop first)
+    assert run.of(cmd.CheckChannel, out) == [cmd.CheckChannel(run.call.call_id, A)]
+    assert not run.of(cmd.Snoop, out) and not gap_logged(out)
+    out = run.feed(checked(run, 4, A, exists=True))
     assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]  # A is snooped again
-    assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
+    assert gap_logged(out)
+    (hangup,) = run.of(cmd.Hangup, out)  # the snoop left without its recording
+    assert hangup.channel_id == f"{run.call.call_id}-n1"
     assert run.call.gaps == 1 and run.call.legs[A].recording not in (None, s1)
     assert s2 in run.call.recordings
+
+
+def gap_logged(out: list[cmd.Command]) -> bool:
+    return any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
+
+
+@pytest.mark.parametrize("order", ["checked_first", "destroyed_first"])
+def test_a_leg_hung_up_ends_its_snoop_first_and_that_is_no_gap(order: str) -> None:
+    """Asterisk's order when Dial() hangs up the callee (observed/hook_mode_basic): B leaves
+    the bridge with no ChannelHangupRequest, its snoop's recording finishes and the snoop
+    leaves the app, then B is destroyed, then the snoop."""
+    run = Run()
+    _s1, s2 = bridged_pair(run)
+    snoop = f"{run.call.call_id}-n2"
+    run.feed(b.left(4, "x", A))
+    run.feed(b.left(4, "x", B))
+    out = run.feed(b.recording(4.01, "finished", s2))
+    assert run.of(cmd.CheckChannel, out) == [cmd.CheckChannel(run.call.call_id, B)]
+    run.feed(b.stasis_end(4.01, snoop))
+    if order == "checked_first":
+        out = run.feed(checked(run, 4.01, B, exists=False))
+        out += run.feed(b.destroyed(4.01, B))
+    else:
+        out = run.feed(b.destroyed(4.01, B))
+        out += run.feed(checked(run, 4.01, B, exists=False))
+    out += run.feed(b.destroyed(4.01, snoop))
+    assert not run.of(cmd.Snoop, out) and not run.of(cmd.Hangup, out) and not gap_logged(out)
+    assert run.call.gaps == 0 and run.call.legs[B].state == "gone"
 
 
 def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:

@@ -65,14 +65,26 @@ async def test_snoop_records_what_the_party_says_and_hears(sim: Simulator,
     await sim.advance(3.0)
     sim.hangup(callee.id)
     await sim.settle()
+    assert _finished(watcher, "callee") == []  # not before the snoop's next tick
+    await sim.advance(0.01)
     assert _tones(sim, "caller") == [{CALLER}, {CALLER, CALLEE}, {CALLER, CALLEE},
                                      {CALLER, CALLEE}]
     assert _tones(sim, "callee") == [{CALLER, CALLEE}] * 3
     assert [r["duration"] for r in _finished(watcher, "caller")] == [4]
     assert [r["duration"] for r in _finished(watcher, "callee")] == [3]
-    for snoop in (snoop_a, snoop_b):
+    for spied, snoop, name in ((caller.id, snoop_a, "caller"), (callee.id, snoop_b, "callee")):
         types = [e["type"] for e in watcher.events if e.get("channel", {}).get("id") == snoop]
         assert types[0] == "ChannelCreated" and types[-2:] == ["StasisEnd", "ChannelDestroyed"]
+        # the snoop's recording and the snoop end before its spied channel is destroyed
+        # (res_stasis_snoop.c; observed/hook_mode_basic), with no ChannelHangupRequest
+        ends = [(e["type"], (e.get("channel") or e.get("recording") or {}).get("id")
+                 or e["recording"]["name"]) for e in watcher.events
+                if e["type"] in ("RecordingFinished", "StasisEnd", "ChannelDestroyed",
+                                 "ChannelHangupRequest")
+                and (e.get("channel", {}).get("id") in (spied, snoop)
+                     or e.get("recording", {}).get("name") == name)]
+        assert ends[-4:] == [("RecordingFinished", name), ("StasisEnd", snoop),
+                             ("ChannelDestroyed", spied), ("ChannelDestroyed", snoop)], ends
     assert sim.live_channels() == []
 
 
@@ -89,7 +101,7 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
     first_bridge = caller.bridge_id
     start = len(watcher.events)
     outcome = sim.blind_transfer(callee.id, "300", context="xfer")
-    await sim.settle()
+    await sim.advance(0.01)  # the snoop's next tick: it ends, then 201 is destroyed
     assert outcome.result == "Success" and outcome.local_one is None
     steps = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("id"),
               e.get("variable") or e.get("dialplan_app") or e.get("dialstatus"))
@@ -106,9 +118,6 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
         ("ChannelLeftBridge", caller.id, None),
         ("ChannelLeftBridge", callee.id, None),
         ("BridgeDestroyed", None, None),
-        ("ChannelDestroyed", callee.id, None),
-        ("StasisEnd", snoop_b.id, None),
-        ("ChannelDestroyed", snoop_b.id, None),
         ("ChannelVarset", caller.id, "DIALSTATUS"),
         ("ChannelDialplan", caller.id, "Dial"),
         ("ChannelVarset", caller.id, "DIALSTATUS"),
@@ -118,6 +127,11 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
         ("Dial", target.id, ""),
         ("Dial", target.id, "RINGING"),
         ("ChannelStateChange", target.id, None),
+        # 201's snoop notices on its next tick that 201 hung up: it ends, then 201 is
+        # destroyed (the snoop held it), then the snoop (observed/hook_mode_blind_transfer)
+        ("StasisEnd", snoop_b.id, None),
+        ("ChannelDestroyed", callee.id, None),
+        ("ChannelDestroyed", snoop_b.id, None),
     ]
     xfer = next(e for e in watcher.events if e["type"] == "BridgeBlindTransfer")
     assert xfer["result"] == "Success" and xfer["is_external"] is True
@@ -128,9 +142,9 @@ async def test_callee_blind_transfers_the_caller(sim: Simulator, watcher: AriCli
     assert caller.dialplan.context == "xfer" and caller.dialplan.exten == "300"
     await sim.advance(1.0)
     assert target.bridge_id == caller.bridge_id and caller.bridge_id != first_bridge
-    await sim.advance(2.0)
+    await sim.advance(1.99)
     sim.hangup(caller.id)
-    await sim.settle()
+    await sim.advance(0.01)
     assert _tones(sim, "caller") == [{CALLER}, {CALLER, CALLEE}, {CALLER, CALLEE}, {CALLER},
                                      {CALLER, TARGET}, {CALLER, TARGET}]
     assert _tones(sim, "callee") == [{CALLER, CALLEE}] * 2
@@ -172,7 +186,7 @@ async def test_caller_blind_transfers_the_callee(sim: Simulator, watcher: AriCli
         assert target.bridge_id == callee.bridge_id is not None
         await sim.advance(2.0)
         sim.hangup(target.id)
-        await sim.settle()
+        await sim.advance(0.01)  # the snoop on 201 ends on its next tick
     assert _tones(sim, "callee") == [{CALLER, CALLEE}, {CALLER, CALLEE}, {CALLEE},
                                      {CALLEE, TARGET}, {CALLEE, TARGET}]
     xfer = next(e for e in watcher.events if e["type"] == "BridgeBlindTransfer")

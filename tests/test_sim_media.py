@@ -228,6 +228,7 @@ async def test_channel_recordings_and_snoop(sim: Simulator, ari: AriClient) -> N
     await ari.call("POST", "/channels/snoop-1/record", name="spy", format="wav")
     await sim.advance(2.0)
     await ari.call("DELETE", f"/channels/{caller}")
+    await sim.advance(0.01)  # the snoop notices on its next tick
     assert [r["duration"] for r in _finished(ari, "spy")] == [2]
     assert tones_per_second(sim.spool_dir / "spy.wav", FREQS) == [{CALLER}, {CALLER}]
     assert ari.types("snoop-1") == ["StasisStart", "StasisEnd"]

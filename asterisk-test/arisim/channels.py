@@ -9,7 +9,10 @@ Event order and subscriptions follow the traces and res/res_stasis.c / res/stasi
 * a hangup gives ChannelHangupRequest, ChannelLeftBridge, StasisEnd, then ChannelDestroyed;
   DELETE /channels is a soft hangup (cause 32 = AST_SOFTHANGUP_EXPLICIT, soft: true); a far-end
   hangup queues one with the hangup cause (Local: `cause`; PJSIP BYE: no cause, as traced);
-* hanging up one half of a Local pair hangs up the other with the same cause (blind_transfer).
+* hanging up one half of a Local pair hangs up the other with the same cause (blind_transfer);
+* a channel spied by snoops is destroyed only after they end, each on its next tick: the snoop's
+  RecordingFinished and StasisEnd come before the spied channel's ChannelDestroyed
+  (destroy_channel; observed/hook_mode_*).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ LOCAL_HANGUP_DELAY = 0.002
 # after its StasisEnd: only then is the hangup queued on the other half (trace blind_transfer:
 # the app's DELETE of ";2" 2 ms after its DELETE of ";1" found ";2" with no hangup queued).
 STASIS_EXIT_DELAY = 0.003
+# A Snoop channel is driven by a 20-ms timer (res_stasis_snoop.c: ast_timer_set_rate 50/s): it
+# notices that its spied channel hung up on its next tick, 0-20 ms later (traced: 0-17 ms;
+# record_channel_in_bridge: 12 ms after the DELETE). Half a tick, as on average.
+SNOOP_TICK = 0.01
 
 
 class ChannelOps(Core):
@@ -102,7 +109,7 @@ class ChannelOps(Core):
 
     def find_channel(self, uid: str) -> Channel | None:
         ch = self.channels.get(uid)
-        if ch is None or ch.destroyed:
+        if ch is None or ch.destroyed or ch.unlinked:
             return None
         return ch
 
@@ -236,7 +243,7 @@ class ChannelOps(Core):
         was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)
         self.dial_hung_up(ch)
-        if self.hold_destroy(ch):
+        if self.hold_destroy(ch) or self._held_by_spied(ch):
             # An application still owns the channel (a FastAGI session): it is destroyed when
             # that ends (ast_hangup runs after the application returns).
             ch.destroy_pending = True
@@ -253,25 +260,47 @@ class ChannelOps(Core):
         """Hook for agi.py: True when the hung-up channel must stay until its AGI ends."""
         return False
 
+    def _held_by_spied(self, snoop: Channel) -> bool:
+        """A snoop ending because its spied channel hangs up: destroyed after that channel
+        (snoop_destroy releases the spyee's reference before the snoop channel's own)."""
+        spied = self.channels.get(snoop.snoop_of or "")
+        return spied is not None and spied.unlinked and not spied.destroyed
+
     def destroy_channel(self, ch: Channel, peer_delay: float = 0.0) -> None:
-        if ch.destroyed:
+        """ast_hangup (main/channel.c), then the channel's ChannelDestroyed.
+
+        ast_hangup unlinks the channel (ARI answers 404 from now on) and detaches its
+        audiohooks (destroy_hooks → ast_audiohook_detach_list: status DONE), then its tech's
+        hangup queues one on the other Local half. A snoop spying on it notices on its next
+        tick (res_stasis_snoop.c snoop_read returns NULL): its recording finishes
+        (res_stasis_recording.c record_file: RecordingFinished, state done), it leaves Stasis
+        (StasisEnd) and snoop_stasis_thread hangs it up, without a ChannelHangupRequest. The
+        snoop held a reference to the spied channel (spyee_chan, released in snoop_destroy), so
+        only then is the spied channel's ChannelDestroyed published, the snoop's after it
+        (observed/hook_mode_*: RecordingFinished of each leg's snoop before the leg's
+        ChannelDestroyed, even for a callee that got no ChannelHangupRequest at all).
+        """
+        if ch.destroyed or ch.unlinked:
             return
         ch.hungup = True
+        ch.unlinked = True
         ch.destroy_pending = False
         ch.cancel_timers()
         ch.dialplan.app_name = ""
         ch.dialplan.app_data = ""
-        ch.destroyed = True
-        fields: dict[str, object] = {"cause": ch.hangup_cause,
-                                     "cause_txt": cause_text(ch.hangup_cause)}
-        if ch.tech_cause is not None:
-            fields["tech_cause"] = ch.tech_cause
-        fields["channel"] = ch.json()
-        self.emit("ChannelDestroyed", fields, channels=[ch])
-        self.mixmonitors_on_channel_gone(ch)
-        for other in list(self.channels.values()):
-            if other.snoop_of == ch.id and not other.destroyed:
-                self.hangup_channel(other, CAUSE_NORMAL, quiet=True)
+        spies = [c for c in self.channels.values() if c.snoop_of == ch.id and not c.hungup]
+        if spies:
+            def tick() -> None:
+                for snoop in spies:
+                    self.hangup_channel(snoop, CAUSE_NORMAL, quiet=True)
+                self._publish_destroyed(ch)
+                for snoop in spies:
+                    if snoop.destroy_pending:
+                        self.destroy_channel(snoop)
+
+            self.schedule(SNOOP_TICK, tick, f"snoops of {ch.name} end")
+        else:
+            self._publish_destroyed(ch)
         peer = self.peer(ch)
         if peer is not None:
             # core_local.c: the other half gets a hangup queued with the same cause
@@ -281,6 +310,19 @@ class ChannelOps(Core):
                     peer, cause, delay=LOCAL_HANGUP_DELAY), f"local hangup {peer.name}")
             else:
                 self.hangup_channel(peer, cause, delay=LOCAL_HANGUP_DELAY)
+
+    def _publish_destroyed(self, ch: Channel) -> None:
+        ch.destroyed = True
+        fields: dict[str, object] = {"cause": ch.hangup_cause,
+                                     "cause_txt": cause_text(ch.hangup_cause)}
+        if ch.tech_cause is not None:
+            fields["tech_cause"] = ch.tech_cause
+        fields["channel"] = ch.json()
+        self.emit("ChannelDestroyed", fields, channels=[ch])
+        self.mixmonitors_on_channel_gone(ch)
+        for other in list(self.channels.values()):
+            if other.snoop_of == ch.id and not other.hungup:  # one made after the tick
+                self.hangup_channel(other, CAUSE_NORMAL, quiet=True)
 
     def far_hangup(self, ch: Channel, cause: int = CAUSE_NORMAL) -> None:
         """The party hangs up (BYE, or the Local dialplan ends)."""

@@ -233,7 +233,7 @@ class Core:
 
     # ------------------------------------------------------------ state reads
     def live_channels(self) -> list[Channel]:
-        return [c for c in self.channels.values() if not c.destroyed]
+        return [c for c in self.channels.values() if not c.destroyed and not c.unlinked]
 
     def state(self) -> dict[str, Any]:
         """Snapshot for tests: channels, bridges with members, live and stored recordings."""

@@ -167,7 +167,16 @@ class DialOps(ChannelOps):
             return
         other = self.peer(ch)
         if other is not None:
+            self._unreal_call_setup(ch, other)
             self.run_dialplan(other, other.dialplan.context, other.dialplan.exten, 1)
+
+    def _unreal_call_setup(self, one: Channel, two: Channel) -> None:
+        """main/core_unreal.c ast_unreal_call_setup: every variable of the ;1 (what Dial() set,
+        and what it inherited: __VERBATIM_CALL_ID) is copied to the ;2, with a ChannelVarset
+        each under its full name (observed/hook_mode_forward_302)."""
+        for name, value in list(one.variables.items()):
+            level = one.inherit.get(name, 0)
+            self.dp_set_variable(two, "_" * level + name, value)
 
     def _run_behaviour(self, ch: Channel, b: EndpointBehaviour) -> None:
         if b.result == "unavailable":

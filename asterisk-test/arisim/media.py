@@ -171,6 +171,9 @@ class MediaOps(BridgeOps):
         if ch is None or ch.destroyed:
             return False, ()
         if ch.snoop_of is not None:
+            spied = self.channels.get(ch.snoop_of)
+            if spied is not None and spied.unlinked:  # its audiohook is detached: no frames
+                return False, ()
             return True, self._snooped(ch)
         return True, tuple(sorted(self.voice(ch)))
 

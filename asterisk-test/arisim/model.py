@@ -207,6 +207,9 @@ class Channel:
     dp_unwinding: bool = False  # a U() routine ended abnormally: Gosub levels return at once
     agi: AgiSession | None = None  # the FastAGI session running on this channel
     destroy_pending: bool = False  # hung up while an application still owns it
+    # ast_hangup began (main/channel.c ast_channel_unlink): ARI finds it no more (404), though
+    # its ChannelDestroyed waits until the snoops spying on it let it go
+    unlinked: bool = False
     suspended: bool = False  # bridge_channel suspended (running a DTMF feature's app)
     features: list[str] = field(default_factory=list)  # DYNAMIC_FEATURES armed at bridge join
     feature_digits: str = ""  # DTMF collected towards a feature code

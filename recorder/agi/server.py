@@ -220,10 +220,19 @@ class AgiSession:
             return None
         if code > 0:
             return chr(code)  # Asterisk answers the digit's character code
-        # -1: the file could not be opened, or the channel went away (its HANGUP line may follow).
-        if self._hungup:
+        # -1: the file could not be opened, or the channel hung up. res_agi.c answers before it
+        # notices the hangup (run_agi reads the dead channel and sends `HANGUP` next), so ask
+        # once more: after a hangup CHANNEL STATUS follows that HANGUP line, or answers 511.
+        hung_up = self._hungup
+        if not hung_up:
+            try:
+                await self.command("CHANNEL STATUS")
+            except AgiHangup:
+                hung_up = True
+        if hung_up:
             raise AgiHangup("STREAM FILE: channel hung up", response)
-        raise AgiCommandError(f"STREAM FILE {name!r} failed (missing file or hangup)", response)
+        raise AgiCommandError(f"STREAM FILE {name!r} failed (the sound file is missing)",
+                              response)
 
     async def verbose(self, message: str, level: int = 1) -> None:
         _require_ok(await self.command(f"VERBOSE {quote(message)} {int(level)}"), "VERBOSE")

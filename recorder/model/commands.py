@@ -110,6 +110,14 @@ class RecordChannel(Command):
 
 
 @dataclass(frozen=True)
+class CheckChannel(Command):
+    """GET /channels/{id}: whether Asterisk still has the channel, answered as a
+    ChannelChecked input (hook mode: a snoop recording ended; a gap only if its leg lives)."""
+
+    channel_id: str
+
+
+@dataclass(frozen=True)
 class PauseRecording(Command):
     """POST (pause) or DELETE (resume) /recordings/live/{name}/pause."""
 

@@ -56,6 +56,7 @@ from recorder.model.decisions import take_path_args
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
+    ChannelChecked,
     CommandFailed,
     ControlRequested,
     HookCalled,
@@ -67,6 +68,7 @@ from recorder.model.segments import close_recording, on_filed
 from recorder.model.sessions import answer_waiting, reply
 from recorder.model.settings import DIRECTIONS, CallSettings
 from recorder.model.snooping import (
+    check_answered,
     snoop_ended,
     snoop_gone,
     snoop_leg,
@@ -111,6 +113,11 @@ def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
     inherited = e.args[at] if at is not None and len(e.args) > at else ""
     if call_id is None and inherited in state.calls and state.calls[inherited].mode == "hook":
         call_id = inherited
+    if call_id is None and e.hook == "record":
+        # Dial() followed a 302 to Local/<target>@<context> and that context calls the record
+        # hook on the ;2 (a dialplan that does not pass the inherited id): its ;1 is our leg
+        call_id = next((c.call_id for c in state.calls.values()
+                        if c.mode == "hook" and local_partner(c, e.channel)), None)
     call = state.calls.get(call_id or "")
     if e.hook == "record" and call is None:
         return new_hooked_call(state, e, settings)
@@ -223,11 +230,20 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
 
 
 def record_leg_hook(s: Step, e: HookCalled) -> None:
-    """`record` again on a channel of a call we follow (a transfer context, a queue member)."""
+    """`record` again on a channel of a call we follow (a transfer context, a queue member, the
+    ;2 of a forward Dial() followed through Local/<target>@<context>)."""
     call = s.call
-    leg = call.legs.get(e.channel.id) or add_leg(s, e.channel, LEG_UP)
+    leg = call.legs.get(e.channel.id) or add_leg(
+        s, e.channel, LEG_UP, role="local" if local_two(e.channel) else "callee")
     if leg.state == LEG_GONE:
         reply(s, call.call_id, e.session, "ERROR", VERBATIM_ERROR="the channel has ended")
+        return
+    if leg.role == "local":
+        # A conduit: the caller is recorded and announced already, and nothing is played here
+        # (it would answer the caller's Dial through the ;1); the phone it dials is followed
+        # and hears what policy requires of a joining party by its answered hook.
+        reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED",
+              __VERBATIM_CALL_ID=call.call_id)
         return
     start_or_answer(s, e.session, leg.channel_id)
 
@@ -241,6 +257,8 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     mark_answered(s, leg)
     if leg.channel_id == call.callee_channel:
         prompt = due_for(call, "callee", "on-answer") if call.record else None
+    elif conduit(call, leg):  # a followed forward's ;1: the phone behind it had its own hook
+        prompt = None
     else:  # a transfer's (or forward's) target: what policy requires when a party joins
         prompt = join_prompt(s, leg)
     if prompt is None:
@@ -371,11 +389,21 @@ def local_base(name: str) -> str | None:
     return name[:-2] if name.startswith("Local/") and name[-2:] in (";1", ";2") else None
 
 
+def local_two(channel: ev.ChannelInfo) -> bool:
+    return local_base(channel.name) is not None and channel.name.endswith(";2")
+
+
 def local_partner(call: Call, channel: ev.ChannelInfo) -> bool:
     """Whether `channel` is the ;2 half of a Local ;1 that is a leg of this call."""
     base = local_base(channel.name)
-    return base is not None and channel.name.endswith(";2") and any(
-        leg.local_base == base for leg in call.legs.values())
+    return local_two(channel) and any(leg.local_base == base for leg in call.legs.values())
+
+
+def conduit(call: Call, leg: Leg) -> bool:
+    """Whether `leg` is the ;1 of a Local pair whose ;2 this call follows as a conduit."""
+    return leg.local_base is not None and any(
+        x.role == "local" and x.local_base == leg.local_base and x is not leg
+        for x in call.legs.values())
 
 
 def mark_answered(s: Step, leg: Leg) -> None:
@@ -526,7 +554,7 @@ def on_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
         if cid in call.snoops:
             if isinstance(e, ev.StasisStart):
                 snoop_ready(s, cid)
-            elif isinstance(e, ev.ChannelDestroyed):
+            elif isinstance(e, ev.StasisEnd | ev.ChannelDestroyed):
                 snoop_gone(s, cid)
             return
         leg = call.legs.get(cid)
@@ -574,9 +602,11 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
     if not call.live_legs() and call.phase == FOLLOWING:
         call.phase = ENDING
         if call.outcome is None:
-            callees = [x for x in call.legs.values() if x.role == "callee"]
+            # nobody answered: the dial failed, or the caller gave up (Dial cancelled them)
+            failed = [x for x in call.legs.values() if x.role == "callee"
+                      and x.outcome not in (None, "cancelled", "forwarded")]
             call.outcome = ("answered" if call.answered_at else
-                            dial_outcome(call) if callees else "abandoned")
+                            dial_outcome(call) if failed else "abandoned")
         if call.bridged_at is not None:
             call.unbridged_at = call.unbridged_at or s.at
         for rec in call.live_recordings():  # each snoop dies with its channel; to be sure
@@ -603,6 +633,12 @@ def on_recording(state: ModelState, e: ev.RecordingEvent, settings: CallSettings
                 answer_waiting(s, snooped_leg(rec) or "", "FAILED")
 
     return for_call(state, call_id, e, settings, body)
+
+
+def on_checked(state: ModelState, e: ChannelChecked, settings: CallSettings,
+               call_id: str) -> Result:
+    return for_call(state, call_id, e, settings,
+                    lambda s: check_answered(s, e.channel_id, e.exists))
 
 
 def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
@@ -690,6 +726,8 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
         ids.append(state.by_recording.get(e.name))
     elif isinstance(e, CommandFailed) and e.command is not None:
         ids.append(e.command.call_id)
+    elif isinstance(e, ChannelChecked):
+        ids.append(e.call_id)
     for call_id in ids:
         call = state.calls.get(call_id or "")
         if call is not None and call.mode == "hook":
@@ -719,6 +757,7 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
     ev.RecordingFinished: on_recording,
     ev.RecordingFailed: on_recording,
     CommandFailed: on_failed,
+    ChannelChecked: on_checked,
     RecordingFiled: _shared(on_filed),
     RecordingFileFailed: _shared(on_filed),
 }

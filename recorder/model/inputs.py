@@ -20,6 +20,17 @@ class CommandFailed(Event):
 
 
 @dataclass(frozen=True)
+class ChannelChecked(Event):
+    """The answer to a CheckChannel: Asterisk has the channel (`exists`) or answered 404.
+    A channel being hung up is already gone for ARI (main/channel.c ast_hangup unlinks it
+    before its audiohooks are detached and its snoops end)."""
+
+    call_id: str = ""
+    channel_id: str = ""
+    exists: bool = True
+
+
+@dataclass(frozen=True)
 class RecordingFiled(Event):
     name: str = ""
     path: str = ""

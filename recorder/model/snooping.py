@@ -9,6 +9,16 @@ record_channel_in_bridge) and dies with its channel, which finishes the recordin
 Each leg gets its own snoop when it first talks, so a transfer that takes one party away leaves
 the other's recording running. A snoop recording that ends while its leg is still up is
 replaced at once (the gap is logged), as a bridge recording is in Stasis mode.
+
+When a channel hangs up, Asterisk ends its snoops before the channel's own ChannelDestroyed:
+ast_hangup (main/channel.c) unlinks the channel and detaches its audiohooks; the snoop notices
+on its next 20-ms tick (res_stasis_snoop.c snoop_read), its recording finishes
+(res_stasis_recording.c: RecordingFinished), it leaves the app, and only then, the snoop's
+reference released, is the channel destroyed. A callee that Dial() hangs up, or a transferer,
+gets no ChannelHangupRequest first (observed/hook_mode_*). So a snoop recording that ends
+while its leg is not yet known gone is no gap by itself: Asterisk is asked whether the leg
+lives (GET /channels/{id}, which answers 404 from the moment ast_hangup began); only a leg
+that lives on has a gap, replaced at once.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from recorder.model.flow import Step
 from recorder.model.segments import close_recording
 from recorder.model.sessions import answer_waiting
 from recorder.model.state import (
+    FOLLOWING,
     LEG_GONE,
     REC_LIVE,
     REC_RECORDING,
@@ -86,9 +97,15 @@ def wanted(s: Step, rec: Recording) -> bool:
 
 
 def snoop_gone(s: Step, snoop_id: str) -> None:
-    """A snoop died before its recording was even asked for: nothing will come of it."""
+    """A snoop left the app (StasisEnd) or was destroyed; one that died before its recording
+    was even asked for: nothing will come of it."""
     rec = s.call.recordings.get(s.call.snoops.get(snoop_id, ""))
-    if rec is not None and rec.status == REC_REQUESTED and rec.started_at is None:
+    if rec is None:
+        return
+    if not rec.snoop_left:
+        rec.snoop_left = True
+        s.save()
+    if rec.status == REC_REQUESTED and rec.started_at is None:
         snoop_ended(s, rec, True, "snoop channel ended before recording")
 
 
@@ -108,8 +125,8 @@ def snoop_started(s: Step, rec: Recording) -> None:
 
 
 def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
-    """A snoop recording finished or failed: file what exists; if its leg is still up and
-    recording is wanted, snoop again at once and report the gap."""
+    """A snoop recording finished or failed: file what exists; if its leg may live on and
+    recording is wanted, ask Asterisk whether it does (check_answered)."""
     call = s.call
     if rec.status not in REC_LIVE:
         return
@@ -117,18 +134,42 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.recording == rec.name:
         leg.recording = None
-        if leg.state != LEG_GONE and call.phase == "following" and not stopped(s):
-            s.log("recording.gap", "warning", channel_id=leg.channel_id, recording=rec.name,
-                  reason=rec.error or "snoop recording ended while the leg was up")
-            s.record("recording.gap", leg.channel_id, recording=rec.name,
-                     reason=rec.error or "ended mid-call")
-            call.gaps += 1
-            old = call.snoop_of(rec.name)
-            if old is not None:
-                s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
-            snoop_leg(s, leg)
+        if to_be_recorded(s, leg):
+            leg.checking = rec.name
+            s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
     s.save()
     maybe_finish(s)
+
+
+def check_answered(s: Step, channel_id: str, exists: bool) -> None:
+    """Asterisk said whether the leg whose snoop recording ended lives on: if it does, that
+    was a gap (logged) and the leg is snooped again at once; if not, it is being hung up and
+    its snoop's end was the leg's end."""
+    call = s.call
+    leg = call.legs.get(channel_id)
+    if leg is None or leg.checking is None:
+        return
+    ended = call.recordings.get(leg.checking)
+    leg.checking = None
+    s.save()
+    if not exists or leg.recording is not None or not to_be_recorded(s, leg):
+        return
+    name = ended.name if ended is not None else ""
+    reason = (ended.error if ended is not None else None) or "snoop recording ended mid-call"
+    s.log("recording.gap", "warning", channel_id=leg.channel_id, recording=name,
+          reason=reason)
+    s.record("recording.gap", leg.channel_id, recording=name, reason=reason)
+    call.gaps += 1
+    old = call.snoop_of(name)
+    if old is not None and ended is not None and not ended.snoop_left:
+        s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
+    snoop_leg(s, leg)
+    s.save()
+
+
+def to_be_recorded(s: Step, leg: Leg) -> bool:
+    """Whether the leg, if it lives, should be recorded now (not gone, recording on)."""
+    return leg.state != LEG_GONE and s.call.phase == FOLLOWING and not stopped(s)
 
 
 def live_recordings_of(s: Step) -> list[Recording]:

@@ -82,6 +82,9 @@ class Leg:
     # and the extension a blind transfer sent it to (whom its next Dial reaches).
     recording: str | None = None
     transferred_to: str | None = None
+    # Hook mode: its snoop recording that ended while Asterisk is asked whether the leg lives
+    # on (a gap then) or is being hung up (the usual end: its snoop ends first).
+    checking: str | None = None
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Recording:
     error: str | None = None
     file_pending: bool = False  # asked the adapter to file it; waiting for the result
     legs: list[str] = field(default_factory=list)  # channel ids in the bridge during it
+    snoop_left: bool = False  # hook mode: its snoop channel left the app (StasisEnd)
 
     @property
     def done(self) -> bool:
