@@ -442,3 +442,154 @@ async def test_a_call_forwarded_to_a_do_not_record_number_keeps_none_of_its_audi
         assert (call.recorded, call.decided_by) == (False, "do_not_record 'Court clerk'")
         assert any(leg.answered_at for leg in legs if leg.role == "callee")  # they did talk
         assert await st.repo.gaps(call.started_at, call_id) == []
+
+
+# --- hook mode: the same paths through the shipped dialplan/verbatim-hooks.conf ----------------
+
+HOOK_ROWS = [r for r in ROWS if r.attended is None]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hooked_dialplan(st: Stack, row: Row) -> None:
+    """The shipped hooks conf, called as its header shows: [hook-in] runs verbatim-record then
+    Dial() with the answered hook; Dial() follows a 302 into [from-internal], which does the
+    same; blind transfers land in [verbatim-hook-transfer]."""
+    assert st.running.agi_address is not None
+    port = st.running.agi_address[1]
+    st.sim.load_dialplan((ROOT / "dialplan" / "verbatim-hooks.conf").read_text(),
+                         {"127.0.0.1:4573": f"127.0.0.1:{port}"})
+    answered = "U(verbatim-answered^${VERBATIM_CALL_ID})"
+    if row.answered_by:
+        dial = "&".join(f"PJSIP/{m}" for m in RING_GROUPS[row.target])
+    else:
+        dial = "PJSIP/${EXTEN}@trunk" if row.direction == "outbound" else "PJSIP/${EXTEN}"
+    st.sim.add_extension("hook-in", "_X.", [
+        ("Gosub", f"verbatim-record,s,1({row.direction},${{EXTEN}})"),
+        ("Dial", f"{dial},30,{answered}")])
+    st.sim.add_extension("from-internal", "_X.", [
+        ("Gosub", "verbatim-record,s,1(internal,${EXTEN})"),
+        ("Dial", f"PJSIP/${{EXTEN}},30,{answered}")])
+
+
+def talking_with(st: Stack, channel_id: str) -> list[Any]:
+    ch = st.sim.channels[channel_id]
+    return [c for c in st.sim.channels.values() if c.bridge_id and c.bridge_id == ch.bridge_id
+            and c.id != channel_id and not c.destroyed and c.snoop_of is None]
+
+
+async def run_hooked(row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path) -> dict[str, Any]:
+    async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy_file,
+                             departments=DEPARTMENTS, start_epoch=row.at.timestamp()) as st:
+        hooked_dialplan(st, row)
+        tones = iter(TONES)
+        parties = {"caller": CALLER_HZ}
+        callee = row.answered_by or row.target
+        if row.answered_by:
+            for member in RING_GROUPS[row.target]:
+                if member != row.answered_by:
+                    st.sim.set_endpoint(endpoint(row, member), result="manual", tone_hz=2900)
+        if row.forward_to:
+            st.sim.set_endpoint(endpoint(row, row.target), result="forward",
+                                forward_to=row.forward_to, answer_after=0.5)
+            callee = row.forward_to
+        parties["callee" if not row.forward_to else "target1"] = hz = next(tones)
+        st.sim.set_endpoint(endpoint(row, callee), result="answer", answer_after=1.0,
+                            tone_hz=hz)
+        for i, target in enumerate(row.transfers):
+            parties[f"target{i + 1 + bool(row.forward_to)}"] = hz = next(tones)
+            st.sim.set_endpoint(endpoint(row, target), result="answer", answer_after=1.0,
+                                tone_hz=hz)
+        caller_endpoint = f"PJSIP/{row.trunk}" if row.direction == "inbound" else (
+            f"PJSIP/{row.caller}")
+        caller = st.sim.start_dialplan_call(row.target, context="hook-in",
+                                            endpoint=caller_endpoint, caller_number=row.caller,
+                                            dnid=row.did or "", tone_hz=CALLER_HZ)
+        await st.settle()
+        call_id = next(iter(st.daemon.state.calls))
+        ended = await act_in_prompt(st, row, "caller") and row.hangup_during == "caller"
+        if not ended and await act_in_prompt(st, row, "callee"):
+            ended = row.hangup_during == "callee"
+        if not ended:
+            await until(st, lambda: bool(talking_with(st, caller.id)) and not any(
+                c.prompts for c in st.daemon.state.calls.values()))
+            await st.advance(2.0)
+        for i, target in enumerate(row.transfers if not ended else ()):
+            label = f"target{i + 1 + bool(row.forward_to)}"
+            if row.direction == "outbound":
+                firm, transferee = caller.id, talking_with(st, caller.id)[0].id
+            else:
+                firm, transferee = talking_with(st, caller.id)[0].id, caller.id
+            st.sim.blind_transfer(firm, target, context="verbatim-hook-transfer")
+            await st.settle()
+            await act_in_prompt(st, row, label)
+            await until(st, lambda t=transferee, x=target: any(
+                c.name.startswith(f"PJSIP/{x}") for c in talking_with(st, t)) and not any(
+                c.prompts for c in st.daemon.state.calls.values()))
+            await st.advance(2.0)
+        for ch in list(st.sim.channels.values()):
+            if ch.name.startswith("PJSIP/") and not ch.hungup:
+                st.sim.hangup(ch.id)
+                await st.settle()
+        await st.advance(0.5)
+        row_, _legs, recs, events = await st.call_rows(call_id)
+        assert len(await st.repo.recent_calls(5)) == 1  # one call, whatever joined it
+        return {
+            "call": row_, "recordings": recs, "events": events, "parties": parties,
+            "consent": await consent_rows(st.repo.pool, call_id),
+        }
+
+
+@pytest.mark.parametrize("row", HOOK_ROWS, ids=[r.name for r in HOOK_ROWS])
+async def test_explain_and_hook_mode_agree(
+    row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path
+) -> None:
+    """Hook mode decides as explain does. What it cannot do, it says: a prompt due to a party
+    already in a Dial() bridge is not played but logged as consent.not_announced, and a call
+    policy would record only from a join whose present parties cannot hear the announcement is
+    not recorded (consent.recording_not_started) rather than recorded unannounced."""
+    e = explained(row, policy_file)
+    got = await run_hooked(row, tmp_path, pg_dsn, policy_file)
+    call, events = got["call"], got["events"]
+    decisions = [ev.detail for ev in events if ev.kind == "consent.decision"]
+    assert [d["action"] for d in decisions] == [s.decision.action for s in e.stages]
+    # the announcements hook mode can play: the caller's before Dial(), each answering or
+    # joining party's own by its answered hook; the others are named as not announced
+    newcomers = ["caller", "callee", *(f"target{i}" for i in range(1, len(e.stages)))]
+    playable: list[tuple[str, str]] = []
+    unplayable: list[tuple[str, str]] = []
+    for i, stage in enumerate(e.stages):
+        for a in stage.announcements:
+            own = a.to in (("caller", "callee") if i == 0 else (newcomers[i + 1]
+                                                                if i + 1 < len(newcomers) else ""))
+            if row.answered_by and i == 1:
+                own = a.to == "callee"
+            (playable if own else unplayable).append((a.to, a.prompt))
+    not_started = any(ev.kind == "consent.recording_not_started" for ev in events)
+    heard = sorted((r.party, r.prompt) for r in got["consent"])
+    if not not_started:
+        assert heard == sorted(playable)
+    missed = [p for ev in events if ev.kind == "consent.not_announced"
+              for p in ev.detail.get("prompts", [])]
+    assert len(missed) == len(unplayable), (missed, unplayable)
+    final = e.final.decision
+    recorded = final.record and not not_started
+    assert (call.recorded, call.decided_by, call.retention_class) == (
+        recorded, ", ".join(final.decided_by), final.retention)
+    tones = got["parties"]
+    allowed = {label: False for label in tones}
+    for stage in e.stages:
+        for label, _j in stage.parties:
+            # (recorded until an opt-out: only the refusing party must be in no file)
+            if label in allowed and (stage.decision.record or stage.decision.opted_out) \
+                    and not not_started:
+                allowed[label] = True
+    heard_tones: set[int] = set()
+    for rec in got["recordings"]:
+        if rec.path:
+            for window in tone_map(Path(rec.path), list(tones.values())):
+                heard_tones |= window
+    for label, hz in tones.items():
+        if not allowed[label] or label == row.opt_out:
+            assert hz not in heard_tones, f"{label} is in a recording policy did not allow"
+    if recorded and not e.hung_up:
+        assert got["recordings"] and tones["caller"] in heard_tones

@@ -52,7 +52,7 @@ from recorder.model.controls import (
     on_control,
     pause_refused,
 )
-from recorder.model.decisions import take_path_args
+from recorder.model.decisions import path_changed, take_path_args
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
@@ -89,7 +89,16 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
-from recorder.policy import Announcement, Party, announcements_on_join
+from recorder.numbers import is_extension
+from recorder.policy import (
+    Announcement,
+    Join,
+    Party,
+    announcements_on_join,
+    announcements_on_start,
+)
+from recorder.policy.model import Via
+from recorder.policy.rules import target_label
 
 Handler = Callable[[ModelState, Any, CallSettings], Result]
 HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
@@ -255,16 +264,17 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     if leg is None:  # its Dial event is not here yet: the inherited call id placed it
         leg = add_leg(s, e.channel, LEG_UP)
     mark_answered(s, leg)
-    if leg.channel_id == call.callee_channel:
+    if leg.channel_id == call.callee_channel and call.answered_by is None and leg.party is None:
         prompt = due_for(call, "callee", "on-answer") if call.record else None
     elif conduit(call, leg):  # a followed forward's ;1: the phone behind it had its own hook
         prompt = None
-    else:  # a transfer's (or forward's) target: what policy requires when a party joins
+    else:  # a joining party (a transfer's or forward's target, a ring group's member)
         prompt = join_prompt(s, leg)
     if prompt is None:
+        start_due(s)
         reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
         return
-    playback_id = note_prompt(s, leg.channel_id, prompt, number=call.target)
+    playback_id = note_prompt(s, leg.channel_id, prompt, number=leg.number or call.target)
     call.hook_sessions[e.session] = {"hook": "answered", "leg": leg.channel_id,
                                      "prompt": playback_id}
     s.add(cmd.HookReply(call.call_id, e.session, (),
@@ -275,19 +285,45 @@ def answered_hook(s: Step, e: HookCalled) -> None:
 
 def join_prompt(s: Step, leg: Leg) -> Announcement | None:
     """The announcement a joining party hears by its hook. Those due to parties already in
-    a Dial() bridge cannot be played there (no Stasis): logged for the dialplan's author."""
+    a Dial() bridge cannot be played there (no Stasis): logged for the dialplan's author; and
+    when policy would start recording only now, it does not (nobody is recorded unannounced)."""
     call, policy = s.call, s.settings.policy
     if policy is None or not call.record:
         return None
-    leg.party = leg.party or f"target{sum(1 for x in call.legs.values() if x.party) + 1}"
-    before = [p for p in present_parties(call) if p.label != leg.party]
-    plays = announcements_on_join(before, Party(leg.party, leg.number), policy)
-    unplayed = [str(a) for a in plays if a.to != leg.party]
+    label = leg.party or "callee"
+    before = [p for p in present_parties(call) if p.label != label]
+    newcomer = Party(label, leg.number)
+    if call.recording_due():
+        plays = announcements_on_start([*before, newcomer], policy)
+    else:
+        plays = announcements_on_join(before, newcomer, policy)
+    unplayed = [str(a) for a in plays if a.to != label]
     if unplayed:
         s.log("consent.not_announced", "warning", channel_id=leg.channel_id, prompts=unplayed,
               reason="parties in a Dial() bridge cannot hear a prompt from the recorder")
         s.record("consent.not_announced", leg.channel_id, prompts=unplayed)
-    return next((a for a in plays if a.to == leg.party), None)
+        if call.recording_due():  # it would start recording them unannounced: it does not
+            call.record = False
+            why = ("policy records the call from this join, but parties already talking "
+                   "cannot hear the announcement in hook mode")
+            s.log("consent.recording_not_started", "warning", channel_id=leg.channel_id,
+                  reason=why)
+            s.record("consent.recording_not_started", leg.channel_id, reason=why)
+            return None
+    return next((a for a in plays if a.to == label), None)
+
+
+def start_due(s: Step) -> None:
+    """Policy records the call from a join and every announcement due was heard: record each
+    party talking now (its snoop), from now on."""
+    call = s.call
+    if not call.recording_due() or call.prompts:
+        return
+    call.recorded_from(s.at)
+    for leg in call.legs.values():
+        if leg.state != LEG_GONE and leg.role != "local" and (
+                leg.in_bridge or leg.role == "caller" or leg.answered_at is not None):
+            snoop_leg(s, leg)
 
 
 def department_hook(s: Step, e: HookCalled) -> None:
@@ -334,6 +370,7 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
             if session["hook"] == "record":
                 start_or_answer(s, e.session, leg_id)
             else:
+                start_due(s)
                 reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
             s.save()
             return
@@ -415,10 +452,23 @@ def mark_answered(s: Step, leg: Leg) -> None:
     leg.outcome = None
     if leg.role == "callee":
         call.answered_at = call.answered_at or s.at
+        first = call.callee_channel is None
         call.callee_channel = call.callee_channel or leg.channel_id
         s.record("call.answered", leg.channel_id)
         s.log("call.answered", channel_id=leg.channel_id)
+        member = endpoint_extension(leg.channel_name, s.settings.extension_pattern)
+        if first and leg.party is None and member not in (None, call.target):
+            # Dial() of a ring group or a queue: the member who answered is the callee now
+            path_changed(s, "ring group answer", leg.channel_id, answered_by=member)
+            leg.number = member
     s.save()
+
+
+def endpoint_extension(channel_name: str, pattern: str) -> str | None:
+    """PJSIP/202-00000007 -> "202", when the endpoint is named as an extension."""
+    tech, _, resource = channel_name.partition("/")
+    endpoint = resource.rsplit("-", 1)[0]
+    return endpoint if tech != "Local" and is_extension(endpoint, pattern) else None
 
 
 def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str) -> Result:
@@ -433,9 +483,15 @@ def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str)
                     return
                 # the ;2 half of a followed forward dials the phone: a conduit, not a party
                 add_leg(s, e.caller, LEG_UP, role="local")
-            number = transfer_exten(call, e.caller.id) or call.target
+            transferred = transfer_exten(call, e.caller.id)
+            forwarded = forward_exten(call, e.caller)
+            number = transferred or forwarded or call.target
             leg = add_leg(s, e.peer, LEG_DIALING, number)
             s.record("dial.started", leg.channel_id, caller=e.caller.id, dialstring=e.dialstring)
+            if transferred or forwarded:  # a party joins the call's path: decide again
+                via: Via = "transfer" if transferred else "forward"
+                path_changed(s, via, leg.channel_id, join=Join(number, via))
+                leg.party = target_label(len(call.joins) - 1)
         status = e.dialstatus
         if status:
             leg.dialstatus = status
@@ -451,6 +507,16 @@ def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str)
         s.save()
 
     return for_call(state, call_id, e, settings, body)
+
+
+def forward_exten(call: Call, channel: ev.ChannelInfo) -> str | None:
+    """Dial() followed a 302 through Local/<target>@<context>: its ;2, a conduit of this call,
+    dials the phone; <target> is whom the forward reaches."""
+    leg = call.legs.get(channel.id)
+    base = local_base(channel.name)
+    if leg is None or leg.role != "local" or base is None or not channel.name.endswith(";2"):
+        return None
+    return base.split("/", 1)[1].split("@", 1)[0] or None
 
 
 def transfer_exten(call: Call, channel_id: str) -> str | None:

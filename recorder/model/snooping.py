@@ -47,9 +47,10 @@ def snooped_leg(rec: Recording) -> str | None:
 
 
 def stopped(s: Step) -> bool:
-    """Recording is off on purpose now: a stop control, or policy/consent said no."""
+    """Recording is off on purpose now: a stop control, or policy/consent said no (or says
+    yes only once the announcements now due are heard: hooks.start_due)."""
     call = s.call
-    return not call.record or call.open_pause("stop") is not None
+    return not call.record or call.open_pause("stop") is not None or call.recording_due()
 
 
 def snoop_leg(s: Step, leg: Leg) -> None:
