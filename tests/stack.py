@@ -180,3 +180,11 @@ async def running_stack(
         assert not violations, "requests the ARI spec does not allow:\n" + "\n".join(violations)
     finally:
         await sim.stop()
+
+
+def extensions_announced(tmp_path: Path) -> Path:
+    """A policy file: the built-in policy, but the firm's extensions hear their prompts too
+    (announcements.to_extensions: true), for tests about an extension's announcement."""
+    path = tmp_path / "policy-extensions-announced.yaml"
+    path.write_text("announcements:\n  to_extensions: true\n", encoding="utf-8")
+    return path

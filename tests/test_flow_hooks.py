@@ -15,7 +15,7 @@ from arisim.audio import tones_per_second
 
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, extensions_announced, running_stack
 from tests.test_flow_controls import control_by_api, control_by_dtmf
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
@@ -206,7 +206,8 @@ async def test_the_hook_fails_over_to_the_dialplan_when_the_recorder_cannot_reco
 async def test_the_callee_hears_its_announcement_before_it_is_bridged(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+    policy = extensions_announced(tmp_path)
+    async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy) as st:
         st.sim.add_extension("verbatim-answered", "s", [
             ("AGI", f"{agi(st, 'answered')},${{ARG1}}"),
             ("Return", ""),

@@ -8,9 +8,10 @@
   it, the new party included. So a one-party call into which an all-party party is transferred
   is announced to everyone; an all-party call announces only to the newcomer.
 - Nothing is announced on a call that is not recorded.
-- `announcements.to_extensions: false` spares the firm's own extensions every prompt (staff
-  consent through their employment; an outbound caller then hears nothing before the bridge),
-  never an outside party.
+- The firm's own extensions are spared every prompt (staff consent through their employment;
+  an outbound caller then hears nothing before the bridge, an extension answering hears
+  nothing before it joins), never an outside party. `announcements.to_extensions: true`
+  announces to them too.
 """
 
 from __future__ import annotations
