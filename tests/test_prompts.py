@@ -41,7 +41,17 @@ def test_committed_prompts_match_their_manifest() -> None:
         duration, _ = wav_facts(DEFAULT_DIRECTORY / p["file"])  # raises unless 8 kHz mono 16-bit
         assert duration == p["duration_s"] and 2 < duration < 20
         assert p["opt_out_dtmf"] == "9"
-        assert ("press 9" if p["language"] == "en" else "oprima 9") in p["text"]
+        assert ("press 9" if p["language"] == "en" else "oprima 9") in p["text"].lower()
+
+
+@pytest.mark.parametrize(
+    "prompt", read_manifest(DEFAULT_DIRECTORY)["prompts"], ids=lambda p: str(p["id"])
+)
+def test_each_built_prompt_is_under_7_seconds(prompt: dict[str, object]) -> None:
+    """A party waits through its prompt (words, opt-out offer and the breath around them)
+    before anyone can speak: keep each one short."""
+    duration, _ = wav_facts(DEFAULT_DIRECTORY / str(prompt["file"]))
+    assert duration == prompt["duration_s"] and duration < 7.0, prompt["text"]
 
 
 @needs_tools
@@ -66,7 +76,7 @@ def test_the_opt_out_key_is_spoken_and_recorded(tmp_path: Path) -> None:
     en = next(p for p in manifest["prompts"] if p["id"] == "consent-one-party-en")
     assert (en["opt_out_dtmf"], en["text"]) == (
         "#",
-        "This call may be recorded. To ask that it not be recorded, press # now.",
+        "This call may be recorded. Press # to decline.",
     )
     plain = build(DEFAULT_DIRECTORY, None, tmp_path / "none")
     en = next(p for p in plain["prompts"] if p["id"] == "consent-one-party-en")
