@@ -22,6 +22,7 @@ from recorder.policy.loader import load_policy, numbering_from
 from recorder.policy.model import DIRECTIONS, Direction, Policy, Via
 from recorder.policy.prompts import (
     DEFAULT_DIRECTORY,
+    FALLBACK,
     MANIFEST,
     PromptsError,
     build,
@@ -97,6 +98,10 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--dir", type=Path, default=DEFAULT_DIRECTORY, help="prompts folder")
     i.add_argument(
         "--sounds-dir", type=Path, required=True, help="e.g. /var/lib/asterisk/sounds/en/verbatim"
+    )
+    i.add_argument("--config", "-c", help="verbatim.yaml, for its policy's language")
+    i.add_argument(
+        "--policy", help="policy file, for announcements.language: the fallback's (default en)"
     )
 
 
@@ -198,11 +203,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def run_prompts(args: argparse.Namespace) -> int:
     try:
+        policy = policy_for(_config(args.config), args.policy)
         if args.prompts_command == "install":
-            for name, media in install(args.dir, args.sounds_dir):
-                print(f"{args.sounds_dir / name}  {media}")
+            for name, media in install(args.dir, args.sounds_dir, policy.announcements.language):
+                note = ""
+                if Path(name).stem == FALLBACK:  # what the dialplan's Playback() must name
+                    note = f"  (fallback announcement: Playback({media.removeprefix('sound:')}))"
+                print(f"{args.sounds_dir / name}  {media}{note}")
             return 0
-        dtmf = policy_for(_config(args.config), args.policy).opt_out.dtmf
+        dtmf = policy.opt_out.dtmf
         if args.check:
             with tempfile.TemporaryDirectory(prefix="verbatim-prompts-check-") as tmp:
                 problems = _differences(read_manifest(args.dir), build(args.dir, dtmf, Path(tmp)))
