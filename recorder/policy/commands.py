@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ from recorder.policy.prompts import (
     build,
     install,
     opt_out_keys,
+    prompt_lengths,
     read_manifest,
 )
 from recorder.policy.rules import CallFacts, Join
+from recorder.policy.timing import time_to_talk
 
 # explain needs no secret: these stand in for unset ones so a config can be read without them.
 _PLACEHOLDERS = {"VERBATIM_ARI_PASSWORD": "unused", "VERBATIM_DATABASE_DSN": "postgresql://unused"}
@@ -85,6 +88,13 @@ def add_parsers(sub: Any) -> None:
         help="a party that presses the opt-out key: caller, callee, target1, ...",
     )
     e.add_argument("--prompts", type=Path, help=f"prompts folder (default {DEFAULT_DIRECTORY})")
+    e.add_argument(
+        "--ring-time",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the callee rings, for the time before the parties can talk (default 0)",
+    )
     e.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("prompts", help="build or install the consent announcements")
     ps = p.add_subparsers(dest="prompts_command", required=True)
@@ -103,6 +113,16 @@ def add_parsers(sub: Any) -> None:
     i.add_argument(
         "--policy", help="policy file, for announcements.language: the fallback's (default en)"
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 3600, got {text!r}")
+    return value
 
 
 def _config(path: str | None) -> Config | None:
@@ -175,10 +195,15 @@ def run_explain(args: argparse.Namespace) -> int:
         opted_out=frozenset(args.opt_out),
     )
     folder = args.prompts or DEFAULT_DIRECTORY
-    prompts = None
+    prompts = manifest = None
     if args.prompts is not None or (folder / MANIFEST).is_file():
-        prompts = opt_out_keys(read_manifest(folder))
+        manifest = read_manifest(folder)
+        prompts = opt_out_keys(manifest)
     result = explain(facts, policy, at, prompts=prompts)
+    if manifest is not None:
+        lengths = prompt_lengths(manifest)
+        wait = time_to_talk(result.stages[0].announcements, args.ring_time, lengths)
+        result = replace(result, wait=wait)
     print(
         json.dumps(to_json(result), indent=2) if args.json else render(result),
         end="" if not args.json else "\n",

@@ -25,6 +25,7 @@ from recorder.policy.announce import (
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
 from recorder.policy.model import Mode, Policy
 from recorder.policy.rules import CallFacts, Decision, Step, decide, target_label
+from recorder.policy.timing import Wait
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Explanation:
     policy: str  # the policy file, or "built-in defaults"
     stages: tuple[Stage, ...]
     warnings: tuple[str, ...] = ()
+    wait: Wait | None = None  # time before the parties can talk, when prompt lengths are known
 
     @property
     def final(self) -> Stage:
@@ -153,6 +155,7 @@ def to_json(e: Explanation) -> dict[str, Any]:
             for s in e.stages
         ],
         "warnings": list(e.warnings),
+        "time_before_talk": None if e.wait is None else e.wait.json(),
     }
 
 
@@ -181,6 +184,8 @@ def render(e: Explanation) -> str:
     ]
     if f.opted_out:
         lines.append(f"Opted out  {', '.join(sorted(f.opted_out))}")
+    if e.wait is not None:
+        lines.append(f"Time before the parties can talk  {e.wait}")
     for s in e.stages:
         d = s.decision
         verdict = "RECORD" if d.record else "DO NOT RECORD"

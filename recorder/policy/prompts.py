@@ -210,6 +210,11 @@ def opt_out_keys(manifest: dict[str, Any]) -> dict[str, str | None]:
     return {str(p["id"]): p.get("opt_out_dtmf") for p in manifest["prompts"]}
 
 
+def prompt_lengths(manifest: dict[str, Any]) -> dict[str, float]:
+    """prompt id -> its length in seconds: how long a party waits through it."""
+    return {str(p["id"]): float(p["duration_s"]) for p in manifest["prompts"]}
+
+
 def verify(directory: Path) -> list[str]:
     """Problems with the files of a prompts folder against its manifest; [] when all match."""
     problems = []
