@@ -215,6 +215,18 @@ def prompt_lengths(manifest: dict[str, Any]) -> dict[str, float]:
     return {str(p["id"]): float(p["duration_s"]) for p in manifest["prompts"]}
 
 
+def sound_lengths(
+    manifest: dict[str, Any], language: str, folder: str = "verbatim"
+) -> dict[str, float]:
+    """What `install` puts in a sounds folder, as Asterisk names the sounds: "verbatim/<id>" and
+    the fallback "verbatim/consent" -> length in seconds (for the ARI simulator)."""
+    lengths = {f"{folder}/{pid}": s for pid, s in prompt_lengths(manifest).items()}
+    strictest = f"{folder}/{prompt_id('all-party', language)}"
+    if strictest in lengths:
+        lengths[f"{folder}/{FALLBACK}"] = lengths[strictest]
+    return lengths
+
+
 def verify(directory: Path) -> list[str]:
     """Problems with the files of a prompts folder against its manifest; [] when all match."""
     problems = []
