@@ -201,7 +201,7 @@ def hook_dialplan(sim: object, agi: str) -> None:
     sim.add_extension("demo-hooked", "_X.", [
         ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"),
         ("AGI", f"{agi}/record,inbound,${{EXTEN}}"),
-        ("Dial", "PJSIP/${EXTEN},30"),
+        ("Dial", "PJSIP/${EXTEN},30,r"),  # the caller hears ringing until it is connected
     ])
 
 

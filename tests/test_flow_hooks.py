@@ -214,8 +214,8 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         ])
         st.sim.add_extension("hook-in", "_X.", [
             ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
-            ("Dial", "PJSIP/${EXTEN},30,U(verbatim-answered^${VERBATIM_CALL_ID})"),
-        ])
+            ("Dial", "PJSIP/${EXTEN},30,rU(verbatim-answered^${VERBATIM_CALL_ID})"),
+        ])  # as dialplan/verbatim-hooks.conf
         st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
         caller, call_id = await start_hooked(st, "+14155550100")  # CA: all-party
         await st.advance(1.0)  # 201 answers and runs the answered hook: its announcement
@@ -223,6 +223,7 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         session = await st.sim.wait_agi(callee.id, "playing")
         assert call_id in session.args  # the inherited __VERBATIM_CALL_ID
         assert callee.bridge_id is None  # not bridged while it hears it
+        assert caller.waiting_hears == "ringing"  # the r option: never silence meanwhile
         await st.advance(PROMPT_S)
         await st.sim.wait_agi(callee.id, "done")
         await st.settle()
