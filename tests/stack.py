@@ -33,6 +33,8 @@ from recorder.config import (
 from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.policy.model import Announcements
+from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 
 PASSWORD = "test-ari-secret"
 
@@ -152,11 +154,18 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
-    hooks: bool = False, **calls: Any
+    hooks: bool = False, start_epoch: float | None = None, shipped_prompts: bool = False,
+    **calls: Any
 ) -> AsyncIterator[Stack]:
+    """`start_epoch`: the simulated Asterisk's clock at the start (default: now), for a test
+    that depends on the time of day; `shipped_prompts`: each verbatim/ prompt lasts as long as
+    the shipped file (consent_prompts/manifest.json), not 3 s; `calls`: CallsConfig fields."""
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
-    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+    sounds = {"verbatim/consent": 3.0}  # and every other sound: 3 s
+    if shipped_prompts:
+        sounds = sound_lengths(read_manifest(DEFAULT_DIRECTORY), Announcements().language)
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds, start_epoch=start_epoch)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
                          **calls)
