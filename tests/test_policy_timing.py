@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import MappingProxyType
 
@@ -15,9 +12,9 @@ from recorder.policy import Party, Policy, announcements_at_start
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, prompt_lengths, read_manifest
 from recorder.policy.timing import Wait, time_to_talk
+from tests.test_explain import verbatim as explain_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "config" / "policy.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "policy.example.yaml"
 LENGTHS = {"consent-all-party-en": 6.5, "consent-one-party-en": 4.25, "consent-all-party-es": 7.0}
 BUILT_IN = Policy()
 TO_EXTENSIONS = Policy(announcements=Announcements(to_extensions=True))
@@ -74,22 +71,12 @@ def test_wait_in_words_and_json() -> None:
     }
 
 
-def explain_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "explain", "--policy", str(EXAMPLE), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, "VERBATIM_CONFIG": "/nonexistent/verbatim.yaml"},
-    )
-
-
 def test_explain_prints_the_time_before_the_parties_can_talk() -> None:
     """With the shipped prompts: a New York caller to the New York office (one-party), whose
     extension hears no prompt."""
     one_party = prompt_lengths(read_manifest(DEFAULT_DIRECTORY))["consent-one-party-en"]
-    call = ("--from", "+12125550100", "--to", "301", "--at", "2026-11-25T10:00")
+    call = ("--policy", str(EXAMPLE), "--from", "+12125550100", "--to", "301",
+            "--at", "2026-11-25T10:00")
     result = explain_cli(*call, "--ring-time", "2", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["time_before_talk"] == {
