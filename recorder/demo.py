@@ -12,8 +12,9 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,10 @@ from recorder.config import (
     StorageConfig,
 )
 from recorder.db.migrate import migrate
+from recorder.db.rows import EventRow
 from recorder.pgcluster import PrivateCluster
+from recorder.policy.model import Announcements
+from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 from recorder.report import format_calls, format_story
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +95,9 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
         dsn = cluster.dsn()
         await migrate(dsn)
         spool, archive = root / "spool", root / "archive"
-        sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+        # the prompts last as long as the shipped files do
+        sounds = sound_lengths(read_manifest(DEFAULT_DIRECTORY), Announcements().language)
+        sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds)
         url = await sim.start()
         print(f"PostgreSQL: {dsn}\nARI simulator: {url}")
         config = Config(
@@ -136,6 +142,10 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                     for c in reversed(calls)
                 ]
                 story = format_story(rows[0][0], await running.repo.events(rows[0][0].call_id))
+                waits = [
+                    (c.call_id, talk_after(await running.repo.events(c.call_id)))
+                    for c, _, _ in rows
+                ]
                 await running.daemon.stop()
                 await task
         finally:
@@ -152,6 +162,9 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                         for s in seconds
                     )
                     print(f"  {call.call_id} {rec.name}: {marks}")
+        print("\nTime before the parties could talk (from the call's start to its bridge):")
+        for call_id, wait in waits:
+            print(f"  {call_id}  " + ("never connected" if wait is None else f"{wait:.1f} s"))
         print(f"\nThe first call's story:\n{story}")
         print(f"\nArchive: {archive}")
         if keep:
@@ -166,6 +179,18 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
             await asyncio.to_thread(cluster.stop)
 
 
+def talk_after(events: Sequence[EventRow]) -> float | None:
+    """Seconds from the call's start (the caller's StasisStart, or its record hook: the caller
+    is answered) until the parties were first bridged; None if they never were."""
+    def first(kind: str) -> datetime | None:
+        return next((e.at for e in events if e.kind == kind), None)
+
+    started, bridged = first("call.started"), first("call.bridged")
+    if started is None or bridged is None:
+        return None
+    return round((bridged - started).total_seconds(), 3)
+
+
 def hook_dialplan(sim: object, agi: str) -> None:
     """[demo-hooked] as dialplan/verbatim-hooks.conf shows it (without its fallback)."""
     from arisim.server import Simulator
@@ -176,7 +201,7 @@ def hook_dialplan(sim: object, agi: str) -> None:
     sim.add_extension("demo-hooked", "_X.", [
         ("Set", "__DYNAMIC_FEATURES=verbatim-pause#verbatim-resume"),
         ("AGI", f"{agi}/record,inbound,${{EXTEN}}"),
-        ("Dial", "PJSIP/${EXTEN},30"),
+        ("Dial", "PJSIP/${EXTEN},30,r"),  # the caller hears ringing until it is connected
     ])
 
 
@@ -198,9 +223,20 @@ async def place(
         caller = sim.start_call(caller_number=item.caller_number, args=list(item.args),
                                 tone_hz=CALLER_HZ)
     await settle()
-    await advance(3.0)  # the consent announcement
+
+    def dialled() -> bool:
+        return any(c.name.startswith(item.endpoint) for c in sim.channels.values())
+
+    def connected() -> bool:
+        ch = sim.channels[caller.id]
+        bridge = sim.bridges.get(ch.bridge_id or "")
+        return ch.hungup or (bridge is not None and len(bridge.channels) >= 2)
+
+    await until(dialled, advance)  # the caller's announcement, then the dial
     if item.hooked:
-        await advance(item.ring_s + 2.0)
+        await advance(item.ring_s)
+        await until(connected, advance)  # the callee's announcement, if one is due
+        await advance(2.0)
         callee = next(c for c in sim.channels.values()
                       if c.name.startswith(item.endpoint) and not c.destroyed)
         for code in ("*1", "*2"):  # the applicationmap runs the pause, then the resume hook
@@ -210,7 +246,9 @@ async def place(
             await advance(PAUSED_S if code == "*1" else item.talk_s - 2.0 - PAUSED_S)
         sim.hangup(caller.id)
     elif item.result == "answer":
-        await advance(item.ring_s + item.talk_s)
+        await advance(item.ring_s)
+        await until(connected, advance)
+        await advance(item.talk_s)
         sim.hangup(caller.id)
     elif item.abandon:
         await advance(item.talk_s)
@@ -218,3 +256,13 @@ async def place(
     else:
         await advance(22.0 if item.result == "noanswer" else 2.0)
     await settle()
+
+
+async def until(
+    done: Callable[[], bool], advance: Callable[[float], Awaitable[None]], limit_s: float = 30.0
+) -> None:
+    """Advance virtual time in small steps until `done()` (or `limit_s` has passed)."""
+    waited = 0.0
+    while not done() and waited < limit_s:
+        await advance(0.1)
+        waited += 0.1

@@ -33,6 +33,8 @@ from recorder.config import (
 from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.policy.model import Announcements
+from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 
 PASSWORD = "test-ari-secret"
 
@@ -158,15 +160,19 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
-    hooks: bool = False, start_epoch: float | None = None,
+    hooks: bool = False, start_epoch: float | None = None, shipped_prompts: bool = False,
     storage: dict[str, Any] | None = None, **calls: Any
 ) -> AsyncIterator[Stack]:
-    """The stack; `start_epoch` sets the simulated Asterisk's clock (policy's time windows),
-    `storage` overrides storage settings (StorageConfig fields)."""
+    """`start_epoch`: the simulated Asterisk's clock at the start (default: now), for a test
+    that depends on the time of day (policy's time windows); `shipped_prompts`: each verbatim/
+    prompt lasts as long as the shipped file (consent_prompts/manifest.json), not 3 s;
+    `storage`: StorageConfig fields; `calls`: CallsConfig fields."""
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
-    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0},
-                    start_epoch=start_epoch)
+    sounds = {"verbatim/consent": 3.0}  # and every other sound: 3 s
+    if shipped_prompts:
+        sounds = sound_lengths(read_manifest(DEFAULT_DIRECTORY), Announcements().language)
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds, start_epoch=start_epoch)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
                          storage, **calls)
@@ -190,3 +196,11 @@ async def running_stack(
         assert not violations, "requests the ARI spec does not allow:\n" + "\n".join(violations)
     finally:
         await sim.stop()
+
+
+def extensions_announced(tmp_path: Path) -> Path:
+    """A policy file: the built-in policy, but the firm's extensions hear their prompts too
+    (announcements.to_extensions: true), for tests about an extension's announcement."""
+    path = tmp_path / "policy-extensions-announced.yaml"
+    path.write_text("announcements:\n  to_extensions: true\n", encoding="utf-8")
+    return path

@@ -75,12 +75,19 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
         assert outcome in out
     marks = [line.split(": ", 1)[1].split() for line in out.splitlines() if "-s" in line
              and ": " in line and line.rstrip().endswith(("CA", "C-", "-A", "--"))]
-    # two calls in the app: both parties every second of their bridge recording
-    assert marks[0] == ["CA"] * 9 and marks[1] == ["CA"] * 5, marks
+    # two calls in the app: both parties every second of their bridge recording (12 s and 8 s
+    # of talk: the last mark is the hang-up's part second)
+    assert marks[0] == ["CA"] * 13 and marks[1] == ["CA"] * 9, marks
     # hook mode: the caller's snoop from before Dial() (alone while 305 rings), the callee's
     # from its answer; neither holds the 3 s paused while the card number was read
-    assert marks[2] == ["C-"] * 2 + ["CA"] * 6 and marks[3] == ["CA"] * 6, marks
+    assert marks[2] == ["C-"] * 2 + ["CA"] * 7 and marks[3] == ["CA"] * 7, marks
     assert len(marks) == 4
+    # the shipped prompts' lengths: the caller's all-party prompt (6.5 s) + 2 s of ringing;
+    # outbound, the outside party's prompt after 3 s of ringing; extensions hear none
+    waits = out.split("Time before the parties could talk", 1)[1].split("\n\n", 1)[0]
+    assert [line.split()[-2:] for line in waits.splitlines()[1:]] == [
+        ["8.5", "s"], ["9.5", "s"], ["never", "connected"], ["never", "connected"],
+        ["never", "connected"], ["8.5", "s"]]
     assert "Traceback" not in result.stderr
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import running_stack
+from tests.stack import extensions_announced, running_stack
 from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
 
 
@@ -18,7 +18,8 @@ def times(sim: object, etype: str) -> list[float]:
 async def test_all_party_caller_and_callee_hear_the_prompt_before_recording(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    async with running_stack(tmp_path, pg_dsn) as st:
+    policy = extensions_announced(tmp_path)  # 201 hears its prompt too
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
         st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
         caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
                                    tone_hz=CALLER_HZ)  # San Francisco: all-party (CA)

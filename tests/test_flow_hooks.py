@@ -15,7 +15,7 @@ from arisim.audio import tones_per_second
 
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, extensions_announced, running_stack
 from tests.test_flow_controls import control_by_api, control_by_dtmf
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
@@ -206,15 +206,16 @@ async def test_the_hook_fails_over_to_the_dialplan_when_the_recorder_cannot_reco
 async def test_the_callee_hears_its_announcement_before_it_is_bridged(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+    policy = extensions_announced(tmp_path)
+    async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy) as st:
         st.sim.add_extension("verbatim-answered", "s", [
             ("AGI", f"{agi(st, 'answered')},${{ARG1}}"),
             ("Return", ""),
         ])
         st.sim.add_extension("hook-in", "_X.", [
             ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
-            ("Dial", "PJSIP/${EXTEN},30,U(verbatim-answered^${VERBATIM_CALL_ID})"),
-        ])
+            ("Dial", "PJSIP/${EXTEN},30,rU(verbatim-answered^${VERBATIM_CALL_ID})"),
+        ])  # as dialplan/verbatim-hooks.conf
         st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
         caller, call_id = await start_hooked(st, "+14155550100")  # CA: all-party
         await st.advance(1.0)  # 201 answers and runs the answered hook: its announcement
@@ -222,6 +223,7 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         session = await st.sim.wait_agi(callee.id, "playing")
         assert call_id in session.args  # the inherited __VERBATIM_CALL_ID
         assert callee.bridge_id is None  # not bridged while it hears it
+        assert caller.waiting_hears == "ringing"  # the r option: never silence meanwhile
         await st.advance(PROMPT_S)
         await st.sim.wait_agi(callee.id, "done")
         await st.settle()

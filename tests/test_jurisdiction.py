@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -91,6 +92,23 @@ def test_jurisdiction_of(
     j = jurisdiction_of(number, POLICY)
     assert (j.place, j.mode, j.source, j.detail) == (place, mode, source, detail)
     assert j.internal == (source == "extension" or detail == "extension of no office")
+
+
+@pytest.mark.parametrize(
+    ("number", "place", "detail"),
+    [
+        ("201", "US-CA", "office 'San Francisco'"),  # its own office still wins
+        ("399", "US-FL", "jurisdiction.extensions"),
+        ("500", "US-NY", "default office 'New York'"),
+        ("+14155550100", "US-CA", "'San Francisco, CA'"),  # outside numbers are not affected
+    ],
+)
+def test_an_extension_of_no_office_takes_the_default_office(
+    number: str, place: str, detail: str
+) -> None:
+    policy = replace(POLICY, jurisdiction=replace(POLICY.jurisdiction, default_office="New York"))
+    j = jurisdiction_of(number, policy)
+    assert (j.place, j.detail, j.internal) == (place, detail, not number.startswith("+"))
 
 
 def test_table_and_default_mode_come_from_the_policy() -> None:

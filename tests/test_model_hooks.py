@@ -244,10 +244,16 @@ def test_tag_department_and_policy_hooks() -> None:
 
 
 def policy_settings() -> CallSettings:
+    """The built-in policy, with the firm's extensions announced to (to_extensions: true): the
+    tests using it are about the prompts of extension 201 and of transfer targets."""
+    from dataclasses import replace
+
     from recorder.config import CallsConfig
     from recorder.policy import load_policy, numbering_from
 
-    return CallSettings(policy=load_policy(None, numbering_from(CallsConfig())))
+    policy = load_policy(None, numbering_from(CallsConfig()))
+    announced = replace(policy.announcements, to_extensions=True)
+    return CallSettings(policy=replace(policy, announcements=announced))
 
 
 def prompted(t: float, session: str, channel: str, digit: str | None = None) -> HookPrompted:

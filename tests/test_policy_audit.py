@@ -23,6 +23,7 @@ from recorder.policy import (
     decide,
     jurisdiction_of,
 )
+from recorder.policy.model import Announcements
 
 T0 = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
 CALL = "20261125T183000-aa11bb22"
@@ -40,7 +41,7 @@ async def _call(pool: Any) -> None:
 
 
 def _rows() -> list[ConsentRow]:
-    policy = Policy()
+    policy = Policy(announcements=Announcements(to_extensions=True))  # 201 hears its prompt
     facts = CallFacts("inbound", "+14155550100", "201", opted_out=frozenset({"caller"}))
     decision = decide(facts, policy, T0)
     caller, callee = Party("caller", "+14155550100"), Party("callee", "201")

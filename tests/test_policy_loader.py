@@ -31,6 +31,18 @@ def test_no_file_means_the_built_in_policy() -> None:
     assert (p.default_action, p.rules, p.do_not_record, p.path) == ("yes", (), (), None)
     assert p.jurisdiction.all_party_states == DEFAULT_ALL_PARTY_STATES
     assert (p.jurisdiction.default_mode, p.opt_out.dtmf) == ("all-party", "9")
+    # the firm's own extensions hear no prompt unless the policy says so
+    assert (p.announcements.to_extensions, p.jurisdiction.default_office) == (False, None)
+
+
+def test_default_office_names_one_of_the_offices(tmp_path: Path) -> None:
+    p = load(
+        tmp_path,
+        "jurisdiction:\n  default_office: New York\n  offices:\n"
+        "    - {name: San Francisco, state: CA, extensions: [{regex: '^2'}]}\n"
+        "    - {name: New York, state: NY, extensions: [{regex: '^3'}]}\n",
+    )
+    assert p.jurisdiction.default_office == "New York"
 
 
 def test_example_file_loads_and_says_what_it_means() -> None:
@@ -53,12 +65,12 @@ def test_example_file_loads_and_says_what_it_means() -> None:
 def test_yaml_quirks_are_read_as_written(tmp_path: Path) -> None:
     p = load(
         tmp_path,
-        "defaults:\n  action: no\nopt_out:\n  dtmf: 9\nannouncements:\n  to_extensions: no\n"
+        "defaults:\n  action: no\nopt_out:\n  dtmf: 9\nannouncements:\n  to_extensions: yes\n"
         "rules:\n  - name: R\n    action: yes\n    match:\n"
         "      time: [{days: [mon, wed-fri], hours: 08:00-18:00}]\n"
         "  - {name: S, action: NEVER, match: {extension: '201', direction: outbound}}\n",
     )
-    assert (p.default_action, p.opt_out.dtmf, p.announcements.to_extensions) == ("no", "9", False)
+    assert (p.default_action, p.opt_out.dtmf, p.announcements.to_extensions) == ("no", "9", True)
     assert p.rules[0].action == "yes" and p.rules[0].match.times[0].days == {0, 2, 3, 4}
     assert (p.rules[1].action, p.rules[1].at) == ("never", "extension")
 
@@ -190,6 +202,19 @@ ERRORS = [
         3,
         "office 'SF'.state",
         "required key is missing",
+    ),
+    (
+        "jurisdiction:\n  offices:\n    - {name: SF, state: CA, extensions: ['201']}\n"
+        "  default_office: Sf\n",
+        4,
+        "jurisdiction.default_office",
+        "no office named 'Sf' (offices: 'SF'); did you mean 'SF'?",
+    ),
+    (
+        "jurisdiction:\n  default_office: New York\n",
+        2,
+        "jurisdiction.default_office",
+        "no office named 'New York' (offices: none: add jurisdiction.offices)",
     ),
     (
         "jurisdiction:\n  default_mode: two-party\n",

@@ -41,7 +41,17 @@ def test_committed_prompts_match_their_manifest() -> None:
         duration, _ = wav_facts(DEFAULT_DIRECTORY / p["file"])  # raises unless 8 kHz mono 16-bit
         assert duration == p["duration_s"] and 2 < duration < 20
         assert p["opt_out_dtmf"] == "9"
-        assert ("press 9" if p["language"] == "en" else "oprima 9") in p["text"]
+        assert ("press 9" if p["language"] == "en" else "oprima 9") in p["text"].lower()
+
+
+@pytest.mark.parametrize(
+    "prompt", read_manifest(DEFAULT_DIRECTORY)["prompts"], ids=lambda p: str(p["id"])
+)
+def test_each_built_prompt_is_under_7_seconds(prompt: dict[str, object]) -> None:
+    """A party waits through its prompt (words, opt-out offer and the breath around them)
+    before anyone can speak: keep each one short."""
+    duration, _ = wav_facts(DEFAULT_DIRECTORY / str(prompt["file"]))
+    assert duration == prompt["duration_s"] and duration < 7.0, prompt["text"]
 
 
 @needs_tools
@@ -66,7 +76,7 @@ def test_the_opt_out_key_is_spoken_and_recorded(tmp_path: Path) -> None:
     en = next(p for p in manifest["prompts"] if p["id"] == "consent-one-party-en")
     assert (en["opt_out_dtmf"], en["text"]) == (
         "#",
-        "This call may be recorded. To ask that it not be recorded, press # now.",
+        "This call may be recorded. Press # to decline.",
     )
     plain = build(DEFAULT_DIRECTORY, None, tmp_path / "none")
     en = next(p for p in plain["prompts"] if p["id"] == "consent-one-party-en")
@@ -158,12 +168,53 @@ def test_media_prefix_for_a_sounds_folder(folder: str, prefix: str) -> None:
     assert media_prefix_for(Path(folder)) == prefix
 
 
-def test_install_copies_verified_files_and_the_manifest(tmp_path: Path) -> None:
-    sounds = tmp_path / "sounds" / "en" / "verbatim"
-    done = install(DEFAULT_DIRECTORY, sounds)
+def debian_sounds(tmp_path: Path) -> Path:
+    """Debian's layout: /var/lib/asterisk/sounds is a link to /usr/share/asterisk/sounds, whose
+    language folder `en` is a link to the voice folder en_US_f_Allison."""
+    share = tmp_path / "usr" / "share" / "asterisk" / "sounds"
+    (share / "en_US_f_Allison").mkdir(parents=True)
+    (share / "en").symlink_to("en_US_f_Allison")
+    var = tmp_path / "var" / "lib" / "asterisk"
+    var.mkdir(parents=True)
+    (var / "sounds").symlink_to(share)
+    return var / "sounds"
+
+
+@pytest.mark.parametrize(
+    "below", ["en/verbatim", "en_US_f_Allison/verbatim", "verbatim"], ids=lambda b: b
+)
+def test_media_prefix_does_not_follow_the_language_link(tmp_path: Path, below: str) -> None:
+    sounds = debian_sounds(tmp_path)
+    assert media_prefix_for(sounds / below) == "sound:verbatim/"
+    # the same folder reached through the other root
+    share = tmp_path / "usr" / "share" / "asterisk" / "sounds"
+    assert media_prefix_for(share / below) == "sound:verbatim/"
+
+
+def test_install_copies_verified_files_the_fallback_and_the_manifest(tmp_path: Path) -> None:
+    sounds = debian_sounds(tmp_path) / "en" / "verbatim"
+    done = install(DEFAULT_DIRECTORY, sounds, "en")
     assert ("consent-all-party-en.wav", "sound:verbatim/consent-all-party-en") in done
     assert verify(sounds) == []
     assert all((sounds / name).stat().st_mode & 0o777 == 0o644 for name, _ in done)
+    # the dialplan's fallback (Playback(verbatim/consent)): the strictest wording
+    assert done[-1] == ("consent.wav", "sound:verbatim/consent")
+    all_party = DEFAULT_DIRECTORY / "consent-all-party-en.wav"
+    assert (sounds / "consent.wav").read_bytes() == all_party.read_bytes()
+    installed = json.loads((sounds / MANIFEST).read_text(encoding="utf-8"))
+    assert installed["fallback"] == {"file": "consent.wav", "copy_of": "consent-all-party-en"}
+    # found where Asterisk looks: sounds/<language>/verbatim/consent.wav
+    share = tmp_path / "usr" / "share" / "asterisk" / "sounds"
+    assert (share / "en_US_f_Allison" / "verbatim" / "consent.wav").is_file()
+
+
+def test_the_fallback_is_in_the_policys_language(tmp_path: Path) -> None:
+    done = install(DEFAULT_DIRECTORY, tmp_path / "sounds" / "es" / "verbatim", "es")
+    assert done[-1] == ("consent.wav", "sound:verbatim/consent")
+    spanish = (DEFAULT_DIRECTORY / "consent-all-party-es.wav").read_bytes()
+    assert (tmp_path / "sounds" / "es" / "verbatim" / "consent.wav").read_bytes() == spanish
+    with pytest.raises(PromptsError, match=r"no consent-all-party-fr in .*announcements.language"):
+        install(DEFAULT_DIRECTORY, tmp_path / "fr", "fr")
 
 
 def test_install_refuses_files_that_do_not_match(tmp_path: Path) -> None:
@@ -174,7 +225,7 @@ def test_install_refuses_files_that_do_not_match(tmp_path: Path) -> None:
     data[-1] ^= 1
     wav.write_bytes(bytes(data))
     with pytest.raises(PromptsError, match=r"consent-one-party-en\.wav: SHA-256 differs"):
-        install(copy, tmp_path / "sounds")
+        install(copy, tmp_path / "sounds", "en")
     assert not (tmp_path / "sounds").exists()
 
 
@@ -190,9 +241,13 @@ def verbatim(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def test_cli_install_and_missing_tool(tmp_path: Path) -> None:
-    result = verbatim("install", "--sounds-dir", str(tmp_path / "en" / "verbatim"))
+    sounds = debian_sounds(tmp_path) / "en" / "verbatim"
+    result = verbatim("install", "--sounds-dir", str(sounds))
     assert result.returncode == 0, result.stderr
     assert "sound:verbatim/consent-all-party-es" in result.stdout
+    assert "Allison" not in result.stdout
+    fallback = f"{sounds / 'consent.wav'}  sound:verbatim/consent"
+    assert f"{fallback}  (fallback announcement: Playback(verbatim/consent))" in result.stdout
     (tmp_path / "bin").mkdir()
     result = verbatim("build", "--out", str(tmp_path / "o"), env={"PATH": str(tmp_path / "bin")})
     assert result.returncode == 1 and "sox not found on PATH" in result.stderr

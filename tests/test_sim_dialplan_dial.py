@@ -201,6 +201,38 @@ async def test_u_option_runs_agi_on_callee_before_bridging(sim: Simulator,
     assert callee.dialplan.app_name == "AppDial"  # the routine returned
 
 
+@pytest.mark.parametrize(
+    ("options", "line_rings", "hears"),
+    [
+        ("r", False, "ringing"),  # r: ringing whatever the called line signals
+        ("r", True, "ringing"),
+        ("m", True, "moh"),  # m: music on hold, the line's ringing not passed on
+        ("", True, "ringing"),  # the line's ringing, passed on
+        ("", False, None),  # a line that answers without ringing: silence
+    ],
+)
+async def test_what_the_caller_hears_while_the_u_routine_runs(
+    sim: Simulator, watcher: AriClient, options: str, line_rings: bool, hears: str | None
+) -> None:
+    """apps/app_dial.c: the caller's MOH (m) or ringing (r, or passed on from the called line)
+    goes on while the called channel runs its U() routine (a 3-s announcement here), and
+    stops only just before the bridge."""
+    sim.set_endpoint("PJSIP/201", answer_after=1.0, ringing=line_rings)
+    sim.add_extension("callee-prompt", "s", [("Wait", "3"), ("Return", "")])
+    sim.add_extension("hook-in", "_X.", [
+        ("Dial", f"PJSIP/${{EXTEN}},30,{options}U(callee-prompt)")])
+    caller = sim.start_dialplan_call("201", context="hook-in")
+    await sim.advance(0.5)  # ringing
+    assert caller.waiting_hears == hears
+    await sim.advance(1.5)  # answered, in its routine
+    callee = only_channel(sim, "PJSIP/201")
+    assert callee.state == "Up" and callee.bridge_id is None
+    assert caller.waiting_hears == hears
+    await sim.advance(3.0)
+    assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
+    assert caller.waiting_hears is None
+
+
 async def test_g_option_continues_after_the_bridge(sim: Simulator, watcher: AriClient) -> None:
     sim.set_endpoint("PJSIP/201", answer_after=0.5, hangup_after=1.0)
     sim.add_extension("hook-in", "_X.", [("Dial", "PJSIP/${EXTEN},30,g"),

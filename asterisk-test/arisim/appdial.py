@@ -18,7 +18,10 @@ channel outside Stasis:
 * on answer (wait_for_answer): Dial CANCEL to the other lines (hung up, cause 26), DIALSTATUS
   ANSWER, DIALEDPEERNAME, DIALEDPEERNUMBER; U(context[^arg...]) runs context's `s` extension on
   the called channel (a Gosub: ARGn variables, until Return() or the end — AGI() included) while
-  the caller waits; then Dial ANSWER, and ast_bridge_call: the caller is answered if it was not,
+  the caller waits — hearing (Channel.waiting_hears) music on hold with `m`, ringing with `r` or
+  once a called line rang (passed on; the core plays it in-band to an answered caller), else
+  silence: the tone goes on through the routine and stops only just before the bridge; then
+  Dial ANSWER, and ast_bridge_call: the caller is answered if it was not,
   a new basic bridge (BridgeCreated, class "basic", creator "", name ""), the called channel enters
   first (imparted), then the caller;
 * when a party leaves a basic bridge (hangup, transfer) the bridge dissolves
@@ -68,6 +71,8 @@ class DialAppOps(AgiOps):
         options = parse_options(args[2]) if len(args) > 2 else {}
         run = DialRun(caller_id=ch.id, data=data, options=options)
         ch.dial_run = run
+        # m: music on hold, r: ringing, from the start until the bridge
+        ch.waiting_hears = "moh" if "m" in options else "ringing" if "r" in options else None
         self.dp_set_variable(ch, "DIALSTATUS", "")
         callees = []
         for target in targets:
@@ -168,6 +173,7 @@ class DialAppOps(AgiOps):
         if run.timer is not None:
             run.timer.cancel()
         caller = self.channels[run.caller_id]
+        caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
         if caller.hungup or caller.destroyed:
@@ -347,6 +353,7 @@ class DialAppOps(AgiOps):
         peer.dialed_by = None
         self.hangup_channel(peer, CAUSE_NORMAL, quiet=True)  # ast_autoservice_chan_hangup_peer
         run.done = True
+        caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
         self.dp_set_variable(caller, "DIALSTATUS", run.status)
@@ -377,6 +384,7 @@ class DialAppOps(AgiOps):
             return
         if caller.state != "Up":
             self.answer_channel(caller)
+        caller.waiting_hears = None  # MOH or ringing stopped just before ast_bridge_call
         bridge = self.create_basic_bridge()
         peer.after_bridge = "hangup"
         caller.after_bridge = "dial"

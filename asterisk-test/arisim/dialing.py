@@ -136,6 +136,8 @@ class DialOps(ChannelOps):
             # app_dial.c: ast_channel_publish_dial(in, c, ...) names the caller too; its ANSWER
             # comes only once the called channel is ready to be bridged (appdial.py).
             caller = self.channels.get(run.caller_id)
+            if status == "RINGING" and caller is not None and "m" not in run.options:
+                caller.waiting_hears = "ringing"  # passed on (played in-band once it is Up)
             if status != "ANSWER" and caller is not None:
                 self.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
                                    "dialstatus": status, "forward": forward,

@@ -197,6 +197,10 @@ class Channel:
     # ast_channel_inherit_variables copies them into the channels Dial() creates
     inherit: dict[str, int] = field(default_factory=dict)
     dial_run: DialRun | None = None  # the Dial() this channel runs (caller)
+    # What the caller of a Dial() hears while it waits, until it is bridged (U() routine
+    # included): "ringing" (the r option, or the called line's ringing passed on), "moh" (m),
+    # or None: silence.
+    waiting_hears: str | None = None
     dialed_by: DialRun | None = None  # the Dial() that dialled this channel (callee)
     # what the channel does when it leaves a basic bridge: "dial" (its Dial() returns to the
     # dialplan), "hangup" (an imparted callee: ast_bridge_run_after_goto finds no goto)

@@ -11,9 +11,10 @@
   what it did not), every party present that has not heard the governing prompt hears it first,
   one-party wording included: nobody is recorded before an announcement.
 - Nothing is announced on a call that is not recorded.
-- `announcements.to_extensions: false` spares the firm's own extensions every prompt (staff
-  consent through their employment; an outbound caller then hears nothing before the bridge),
-  never an outside party.
+- The firm's own extensions are spared every prompt (staff consent through their employment;
+  an outbound caller then hears nothing before the bridge, an extension answering hears
+  nothing before it joins), never an outside party. `announcements.to_extensions: true`
+  announces to them too.
 """
 
 from __future__ import annotations

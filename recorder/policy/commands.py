@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,17 @@ from recorder.policy.loader import load_policy, numbering_from
 from recorder.policy.model import DIRECTIONS, Direction, Policy, Via
 from recorder.policy.prompts import (
     DEFAULT_DIRECTORY,
+    FALLBACK,
     MANIFEST,
     PromptsError,
     build,
     install,
     opt_out_keys,
+    prompt_lengths,
     read_manifest,
 )
 from recorder.policy.rules import Join, call_facts
+from recorder.policy.timing import time_to_talk
 
 # explain needs no secret: these stand in for unset ones so a config can be read without them.
 _PLACEHOLDERS = {"VERBATIM_ARI_PASSWORD": "unused", "VERBATIM_DATABASE_DSN": "postgresql://unused"}
@@ -89,6 +93,13 @@ def add_parsers(sub: Any) -> None:
         help="a party that presses the opt-out key: caller, callee, target1, ...",
     )
     e.add_argument("--prompts", type=Path, help=f"prompts folder (default {DEFAULT_DIRECTORY})")
+    e.add_argument(
+        "--ring-time",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the callee rings, for the time before the parties can talk (default 0)",
+    )
     e.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("prompts", help="build or install the consent announcements")
     ps = p.add_subparsers(dest="prompts_command", required=True)
@@ -103,6 +114,20 @@ def add_parsers(sub: Any) -> None:
     i.add_argument(
         "--sounds-dir", type=Path, required=True, help="e.g. /var/lib/asterisk/sounds/en/verbatim"
     )
+    i.add_argument("--config", "-c", help="verbatim.yaml, for its policy's language")
+    i.add_argument(
+        "--policy", help="policy file, for announcements.language: the fallback's (default en)"
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 3600, got {text!r}")
+    return value
 
 
 def _config(path: str | None) -> Config | None:
@@ -180,10 +205,15 @@ def run_explain(args: argparse.Namespace) -> int:
         opted_out=args.opt_out,
     )
     folder = args.prompts or DEFAULT_DIRECTORY
-    prompts = None
+    prompts = manifest = None
     if args.prompts is not None or (folder / MANIFEST).is_file():
-        prompts = opt_out_keys(read_manifest(folder))
+        manifest = read_manifest(folder)
+        prompts = opt_out_keys(manifest)
     result = explain(facts, policy, at, prompts=prompts, hangup_during=args.hangup_during)
+    if manifest is not None:
+        lengths = prompt_lengths(manifest)
+        wait = time_to_talk(result.stages[0].announcements, args.ring_time, lengths)
+        result = replace(result, wait=wait)
     print(
         json.dumps(to_json(result), indent=2) if args.json else render(result),
         end="" if not args.json else "\n",
@@ -208,11 +238,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def run_prompts(args: argparse.Namespace) -> int:
     try:
+        policy = policy_for(_config(args.config), args.policy)
         if args.prompts_command == "install":
-            for name, media in install(args.dir, args.sounds_dir):
-                print(f"{args.sounds_dir / name}  {media}")
+            for name, media in install(args.dir, args.sounds_dir, policy.announcements.language):
+                note = ""
+                if Path(name).stem == FALLBACK:  # what the dialplan's Playback() must name
+                    note = f"  (fallback announcement: Playback({media.removeprefix('sound:')}))"
+                print(f"{args.sounds_dir / name}  {media}{note}")
             return 0
-        dtmf = policy_for(_config(args.config), args.policy).opt_out.dtmf
+        dtmf = policy.opt_out.dtmf
         if args.check:
             with tempfile.TemporaryDirectory(prefix="verbatim-prompts-check-") as tmp:
                 problems = _differences(read_manifest(args.dir), build(args.dir, dtmf, Path(tmp)))

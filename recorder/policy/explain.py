@@ -28,6 +28,7 @@ from recorder.policy.announce import (
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
 from recorder.policy.model import Mode, Policy
 from recorder.policy.rules import CallFacts, Decision, Step, decide, target_label
+from recorder.policy.timing import Wait
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Explanation:
     stages: tuple[Stage, ...]
     warnings: tuple[str, ...] = ()
     hung_up: str | None = None  # the party that hung up during its announcement: the call ends
+    wait: Wait | None = None  # time before the parties can talk, when prompt lengths are known
 
     @property
     def final(self) -> Stage:
@@ -201,6 +203,7 @@ def to_json(e: Explanation) -> dict[str, Any]:
         ],
         "warnings": list(e.warnings),
         "hung_up": e.hung_up,
+        "time_before_talk": None if e.wait is None else e.wait.json(),
     }
 
 
@@ -230,6 +233,8 @@ def render(e: Explanation) -> str:
     ]
     if f.opted_out:
         lines.append(f"Opted out  {', '.join(sorted(f.opted_out))}")
+    if e.wait is not None:
+        lines.append(f"Time before the parties can talk  {e.wait}")
     for s in e.stages:
         d = s.decision
         verdict = "RECORD" if d.record else "DO NOT RECORD"

@@ -5,7 +5,8 @@ may live in California. So config can name a number's (or prefix's) or an extens
 explicitly, and those entries win over the geocoder. Resolution order:
  1. withheld or empty                       -> default mode        (source "default")
  2. an extension: jurisdiction.extensions,
-    then the office whose list matches it   -> that state          (source "extension")
+    then the office whose list matches it,
+    then jurisdiction.default_office        -> that state          (source "extension")
     an extension of no office               -> default mode        (source "default")
  3. not a valid number after stripping the
     outside-line prefix                     -> default mode        (source "default")
@@ -78,6 +79,9 @@ def jurisdiction_of(number: str | None, policy: Policy) -> Jurisdiction:
         for office in j.offices:
             if any(p.matches(None, raw) for p in office.extensions):
                 return state(office.state, "extension", f"office '{office.name}'")
+        fallback = next((o for o in j.offices if o.name == j.default_office), None)
+        if fallback is not None:
+            return state(fallback.state, "extension", f"default office '{fallback.name}'")
         return default("extension of no office")
     e164 = normalise(raw, default_region=n.default_region, strip_prefix=n.outside_line_prefix)
     if e164 is None:

@@ -17,7 +17,7 @@ from typing import Final
 import phonenumbers
 import yaml
 
-from recorder.config._reader import Invalid, Section, kind, line_of, parse_yaml
+from recorder.config._reader import Invalid, Section, kind, line_of, parse_yaml, suggest
 from recorder.config.model import CallsConfig, ConfigError
 from recorder.policy import _fields as f
 from recorder.policy.model import (
@@ -52,6 +52,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "default_mode",
         "regions",
         "offices",
+        "default_office",
         "extensions",
         "numbers",
     ),
@@ -254,6 +255,14 @@ def _jurisdiction(s: Section, numbering: Numbering) -> JurisdictionConfig:
             )
         )
 
+    names = [o.name for o in offices]
+
+    def office_name(value: str) -> str:
+        if value not in names:
+            known = ", ".join(f"'{n}'" for n in names) or "none: add jurisdiction.offices"
+            raise Invalid(f"no office named '{value}' (offices: {known}){suggest(value, names)}")
+        return value
+
     def extension(value: str) -> str:
         if not re.fullmatch(numbering.extension_pattern, value):
             raise Invalid(
@@ -266,6 +275,7 @@ def _jurisdiction(s: Section, numbering: Numbering) -> JurisdictionConfig:
         default_mode=f.choice(s, "default_mode", MODES, d.default_mode),
         regions=MappingProxyType(regions),
         offices=tuple(offices),
+        default_office=s.optional_text("default_office", None, office_name),
         extensions=_state_map(s, "extensions", extension),
         numbers=_state_map(s, "numbers", f.e164_prefix),
     )

@@ -135,7 +135,9 @@ class Announcements:
     # E.164 prefix -> language of the prompts that party hears; the longest prefix wins.
     languages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     media_prefix: str = "sound:verbatim/"  # + prompt id = the ARI media URI
-    to_extensions: bool = True  # whether the firm's own extensions hear on-answer/on-join prompts
+    # Whether the firm's own extensions hear prompts. Off by default: staff consent through
+    # their employment, and each prompt spared is seconds before anyone can talk.
+    to_extensions: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class JurisdictionConfig:
     default_mode: Mode = "all-party"
     regions: Mapping[str, Mode] = field(default_factory=lambda: MappingProxyType({}))
     offices: tuple[Office, ...] = ()
+    # The office whose state an extension of no office takes; None: the default mode.
+    default_office: str | None = None
     extensions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     numbers: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({})

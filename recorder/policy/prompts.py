@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -209,6 +210,23 @@ def opt_out_keys(manifest: dict[str, Any]) -> dict[str, str | None]:
     return {str(p["id"]): p.get("opt_out_dtmf") for p in manifest["prompts"]}
 
 
+def prompt_lengths(manifest: dict[str, Any]) -> dict[str, float]:
+    """prompt id -> its length in seconds: how long a party waits through it."""
+    return {str(p["id"]): float(p["duration_s"]) for p in manifest["prompts"]}
+
+
+def sound_lengths(
+    manifest: dict[str, Any], language: str, folder: str = "verbatim"
+) -> dict[str, float]:
+    """What `install` puts in a sounds folder, as Asterisk names the sounds: "verbatim/<id>" and
+    the fallback "verbatim/consent" -> length in seconds (for the ARI simulator)."""
+    lengths = {f"{folder}/{pid}": s for pid, s in prompt_lengths(manifest).items()}
+    strictest = f"{folder}/{prompt_id('all-party', language)}"
+    if strictest in lengths:
+        lengths[f"{folder}/{FALLBACK}"] = lengths[strictest]
+    return lengths
+
+
 def verify(directory: Path) -> list[str]:
     """Problems with the files of a prompts folder against its manifest; [] when all match."""
     problems = []
@@ -226,33 +244,79 @@ def verify(directory: Path) -> list[str]:
     return problems
 
 
+_LANGUAGE_FOLDER: Final = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2})?")
+# The announcement the dialplan plays when the daemon is down (Playback(verbatim/consent) in
+# dialplan/verbatim.conf and verbatim-hooks.conf): who is on the call is not known there, so it
+# is a copy of the strictest (all-party) prompt.
+FALLBACK: Final = "consent"
+
+
+def _language_folder(root: Path, name: str) -> bool:
+    """Whether sounds/<name> is a language folder: "en", "en_US", or a voice folder a language
+    links to (Debian: sounds/en -> en_US_f_Allison)."""
+    if _LANGUAGE_FOLDER.fullmatch(name):
+        return True
+    try:
+        target = (root / name).resolve()
+        return any(
+            link.is_symlink() and _LANGUAGE_FOLDER.fullmatch(link.name) is not None
+            and link.resolve() == target
+            for link in root.iterdir()
+        )  # fmt: skip
+    except OSError:
+        return False
+
+
 def media_prefix_for(sounds_dir: Path) -> str:
-    """sound:verbatim/ for /var/lib/asterisk/sounds/en/verbatim (the part below sounds/<lang>)."""
-    parts = sounds_dir.resolve().parts
+    """sound:verbatim/ for /var/lib/asterisk/sounds/en/verbatim (the part below sounds/<lang>).
+
+    The path is read as written, not resolved: Asterisk finds a prompt as
+    sounds/<channel language>/verbatim/..., so following the language symlink (sounds/en ->
+    en_US_f_Allison) would print a prefix Asterisk cannot find from its configuration."""
+    parts = Path(os.path.abspath(sounds_dir)).parts
     if "sounds" in parts:
-        below = list(parts[len(parts) - parts[::-1].index("sounds") :])
-        if below and re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2})?", below[0]):
+        at = len(parts) - parts[::-1].index("sounds")
+        below = list(parts[at:])
+        if below and _language_folder(Path(*parts[:at]), below[0]):
             below = below[1:]  # the language folder Asterisk picks by channel language
         return "sound:" + "".join(f"{b}/" for b in below)
     return f"sound:{sounds_dir.name}/"
 
 
-def install(directory: Path, sounds_dir: Path) -> list[tuple[str, str]]:
-    """Copy the verified prompts and the manifest into `sounds_dir`: [(file, media URI)]."""
+def _copy(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    target.chmod(0o644)  # Asterisk reads them; the words are not secret
+
+
+def install(directory: Path, sounds_dir: Path, language: str) -> list[tuple[str, str]]:
+    """Copy the verified prompts, the fallback announcement (the all-party prompt in
+    `language`, the policy's default) and the manifest into `sounds_dir`: [(file, media URI)].
+    The installed manifest names the prompt the fallback is a copy of."""
     problems = verify(directory)
     if problems:
         raise PromptsError(
             "not installing, the prompts do not match their manifest:\n  " + "\n  ".join(problems)
         )
     manifest = read_manifest(directory)
+    strictest = prompt_id("all-party", language)
+    source = next((p for p in manifest["prompts"] if p["id"] == strictest), None)
+    if source is None:
+        raise PromptsError(
+            f"no {strictest} in {directory / MANIFEST} for the fallback announcement: add the "
+            f"all-party prompt in '{language}' (announcements.language) to {SOURCE} and build"
+        )
     sounds_dir.mkdir(parents=True, exist_ok=True)
     prefix = media_prefix_for(sounds_dir)
     done = []
     for p in manifest["prompts"]:
         name = str(p["file"])
-        shutil.copyfile(directory / name, sounds_dir / name)
-        (sounds_dir / name).chmod(0o644)  # Asterisk reads them; the words are not secret
+        _copy(directory / name, sounds_dir / name)
         done.append((name, prefix + Path(name).stem))
-    shutil.copyfile(directory / MANIFEST, sounds_dir / MANIFEST)
+    fallback = f"{FALLBACK}.wav"
+    _copy(directory / str(source["file"]), sounds_dir / fallback)
+    done.append((fallback, prefix + FALLBACK))
+    installed = {**manifest, "fallback": {"file": fallback, "copy_of": strictest}}
+    text = json.dumps(installed, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    (sounds_dir / MANIFEST).write_text(text, encoding="utf-8")
     (sounds_dir / MANIFEST).chmod(0o644)
     return done
