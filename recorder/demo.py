@@ -255,7 +255,7 @@ async def place(
         sim.hangup(caller.id)
     else:
         await advance(22.0 if item.result == "noanswer" else 2.0)
-    await settle()
+    await advance(0.5)  # Asterisk ends a hung-up channel's snoops a moment before the channel
 
 
 async def until(

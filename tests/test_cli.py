@@ -79,15 +79,22 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
     # of talk: the last mark is the hang-up's part second)
     assert marks[0] == ["CA"] * 13 and marks[1] == ["CA"] * 9, marks
     # hook mode: the caller's snoop from before Dial() (alone while 305 rings), the callee's
-    # from its answer; neither holds the 3 s paused while the card number was read
-    assert marks[2] == ["C-"] * 2 + ["CA"] * 7 and marks[3] == ["CA"] * 7, marks
+    # from its answer to its hang-up; neither holds the 3 s paused while the card number was
+    # read. 6 s of talk: whether a part second of the hang-up shows depends on where in its
+    # second the hook's (real-time) AGI exchange landed the answer
+    assert marks[2][:2] == ["C-"] * 2 and marks[2][2:] in (["CA"] * 6, ["CA"] * 7), marks
+    assert marks[3] in (["CA"] * 6, ["CA"] * 7), marks
     assert len(marks) == 4
     # the shipped prompts' lengths: the caller's all-party prompt (6.5 s) + 2 s of ringing;
     # outbound, the outside party's prompt after 3 s of ringing; extensions hear none
     waits = out.split("Time before the parties could talk", 1)[1].split("\n\n", 1)[0]
-    assert [line.split()[-2:] for line in waits.splitlines()[1:]] == [
+    seen = [line.split()[-2:] for line in waits.splitlines()[1:]]
+    assert seen[:5] == [
         ["8.5", "s"], ["9.5", "s"], ["never", "connected"], ["never", "connected"],
-        ["never", "connected"], ["8.5", "s"]]
+        ["never", "connected"]]
+    # hook mode: the same 8.5 s, or one of the demo's 0.5-s steps later when the hook's
+    # real-time AGI exchange had not finished within the step
+    assert seen[5] in (["8.5", "s"], ["9.0", "s"]), seen
     assert "Traceback" not in result.stderr
 
 
