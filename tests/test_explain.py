@@ -125,3 +125,30 @@ def test_cli_text_with_built_in_policy_and_opt_out() -> None:
     assert "DO NOT RECORD (yes): caller opted out: not recorded; the call goes on unrecorded" in (
         result.stdout
     )
+
+
+def test_cli_refuses_an_opt_out_the_policy_does_not_offer(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("opt_out:\n  dtmf: null\n")
+    result = verbatim("--policy", str(policy), "--from", "+14155550100", "--to", "201",
+                      "--opt-out", "caller")  # fmt: skip
+    assert result.returncode == 2
+    assert "--opt-out: this policy offers no opt-out (opt_out.dtmf is null)" in result.stderr
+
+
+def test_cli_ring_group_answer_and_hang_up_during_the_announcement(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "announcements: {to_extensions: true}\n"
+        "rules:\n  - {name: Desk 210, match: {extension: ['210']}, action: never}\n")
+    result = verbatim("--policy", str(policy), "--from", "+12125550100", "--to", "600",
+                      "--answered-by", "210", "--at", "2026-11-25T10:00:00Z", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [(s["stage"], s["record"]) for s in out["stages"]] == [
+        ("start", True), ("answered by 210 (ring group 600)", False)]
+    assert out["stages"][1]["decision"]["decided_by"] == ["rule 'Desk 210'"]
+    result = verbatim("--policy", str(policy), "--from", "+14155550100", "--to", "201",
+                      "--hangup-during", "callee", "--at", "2026-11-25T10:00:00Z")
+    assert result.returncode == 0, result.stderr
+    assert "The callee hangs up during its announcement: the call ends there" in result.stdout

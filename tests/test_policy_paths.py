@@ -176,6 +176,28 @@ def endpoint(row: Row, number: str) -> str:
     return f"PJSIP/{number}" if len(number) <= 6 else f"PJSIP/{number}@trunk"
 
 
+def set_up_parties(st: Stack, row: Row) -> dict[str, int]:
+    """How each phone of the row behaves when dialled; party label -> its tone."""
+    tones = iter(TONES)
+    parties = {"caller": CALLER_HZ}
+    callee = row.answered_by or row.target
+    for member in RING_GROUPS[row.target] if row.answered_by else ():
+        if member != row.answered_by:  # the others ring until the call is answered elsewhere
+            st.sim.set_endpoint(endpoint(row, member), result="manual", tone_hz=2900)
+    if row.forward_to:
+        st.sim.set_endpoint(endpoint(row, row.target), result="forward",
+                            forward_to=row.forward_to, answer_after=0.5)
+        callee = row.forward_to
+    later = [*row.transfers, *([row.attended] if row.attended else [])]
+    labels = ["callee" if not row.forward_to else "target1"] + [
+        f"target{i + 1 + bool(row.forward_to)}" for i in range(len(later))]
+    for label, number in zip(labels, [callee, *later], strict=True):
+        parties[label] = hz = next(tones)
+        st.sim.set_endpoint(endpoint(row, number), result="answer", answer_after=1.0,
+                            tone_hz=hz)
+    return parties
+
+
 async def until(st: Stack, done: Any, limit_s: float = 30.0) -> None:
     """Advance virtual time until done() (or the call ended)."""
     waited = 0.0
@@ -227,31 +249,7 @@ async def run_on_simulator(row: Row, tmp_path: Path, pg_dsn: str, policy_file: P
         str, Any]:
     async with running_stack(tmp_path, pg_dsn, policy_file=policy_file, departments=DEPARTMENTS,
                              ring_groups=RING_GROUPS, start_epoch=row.at.timestamp()) as st:
-        tones = iter(TONES)
-        parties = {"caller": CALLER_HZ}
-        callee = row.answered_by or row.target
-        if row.answered_by:
-            for member in RING_GROUPS[row.target]:
-                st.sim.set_endpoint(endpoint(row, member), result=(
-                    "answer" if member == row.answered_by else "manual"), answer_after=1.5,
-                    tone_hz=2900 if member != row.answered_by else None)
-        if row.forward_to:
-            st.sim.set_endpoint(endpoint(row, row.target), result="forward",
-                                forward_to=row.forward_to, answer_after=0.5)
-            callee = row.forward_to
-        parties["callee" if not row.forward_to else "target1"] = hz = next(tones)
-        st.sim.set_endpoint(endpoint(row, callee), result="answer", answer_after=1.0,
-                            tone_hz=hz)
-        for i, target in enumerate(row.transfers):
-            label = f"target{i + 1 + bool(row.forward_to)}"
-            parties[label] = hz = next(tones)
-            st.sim.set_endpoint(endpoint(row, target), result="answer", answer_after=1.0,
-                                tone_hz=hz)
-        attended = f"target{len(parties) - 1}"
-        if row.attended:
-            parties[attended] = hz = next(tones)
-            st.sim.set_endpoint(endpoint(row, row.attended), result="answer", answer_after=1.0,
-                                tone_hz=hz)
+        parties = set_up_parties(st, row)
         args = [row.direction, row.target] + ([f"did={row.did}"] if row.did else [])
         caller_endpoint = f"PJSIP/{row.trunk}" if row.direction == "inbound" else (
             f"PJSIP/{row.caller}")
@@ -481,24 +479,7 @@ async def run_hooked(row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path) -
     async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy_file,
                              departments=DEPARTMENTS, start_epoch=row.at.timestamp()) as st:
         hooked_dialplan(st, row)
-        tones = iter(TONES)
-        parties = {"caller": CALLER_HZ}
-        callee = row.answered_by or row.target
-        if row.answered_by:
-            for member in RING_GROUPS[row.target]:
-                if member != row.answered_by:
-                    st.sim.set_endpoint(endpoint(row, member), result="manual", tone_hz=2900)
-        if row.forward_to:
-            st.sim.set_endpoint(endpoint(row, row.target), result="forward",
-                                forward_to=row.forward_to, answer_after=0.5)
-            callee = row.forward_to
-        parties["callee" if not row.forward_to else "target1"] = hz = next(tones)
-        st.sim.set_endpoint(endpoint(row, callee), result="answer", answer_after=1.0,
-                            tone_hz=hz)
-        for i, target in enumerate(row.transfers):
-            parties[f"target{i + 1 + bool(row.forward_to)}"] = hz = next(tones)
-            st.sim.set_endpoint(endpoint(row, target), result="answer", answer_after=1.0,
-                                tone_hz=hz)
+        parties = set_up_parties(st, row)
         caller_endpoint = f"PJSIP/{row.trunk}" if row.direction == "inbound" else (
             f"PJSIP/{row.caller}")
         caller = st.sim.start_dialplan_call(row.target, context="hook-in",
