@@ -20,7 +20,16 @@ from structlog.testing import capture_logs
 
 from recorder.policy import consent_rows
 from tests.stack import Stack, running_stack
-from tests.test_flow_hooks import CALLEE, CALLER, PROMPT_S, TARGET, agi, channel, start_hooked
+from tests.test_flow_hooks import (
+    CALLEE,
+    CALLER,
+    PROMPT_S,
+    TARGET,
+    agi,
+    at,
+    channel,
+    start_hooked,
+)
 
 ALARMS = ("recording.gap", "recording.failed", "recording.missing", "ari.request_failed")
 
@@ -275,3 +284,67 @@ async def test_a_302_into_a_context_that_calls_the_record_hook_stays_one_call(
         target_rec = next(r for r in recs if r.target == f"snoop:{target.id}")
         seconds = tones_per_second(Path(target_rec.path or ""), [CALLER, CALLEE, TARGET])
         assert len(seconds) >= 3 and all(x == {CALLER, TARGET} for x in seconds), seconds
+
+
+async def test_an_attended_transfer_links_the_two_calls_and_proves_their_coverage(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """201 talks with the caller, holds it, calls 300 through the record hook (a second call,
+    the consultation), then transfers: the Dial() bridges swap (destination "bridge") and the
+    caller talks with 300. The two calls are linked, and each one's coverage proof counts the
+    seconds its party talked with the other call's, covered by its own snoop."""
+    async with running_stack(tmp_path, pg_dsn, hooks=True) as st:
+        dialplan(st)
+        answered = "U(verbatim-answered^${VERBATIM_CALL_ID})"
+        st.sim.add_extension("hook-out", "_X.", [
+            ("AGI", f"{agi(st, 'record')},internal,${{EXTEN}}"),
+            ("Dial", f"PJSIP/${{EXTEN}},30,{answered}")])
+        with capture_logs() as logs:
+            caller, call_a = await start_hooked(st)
+            await st.advance(1.0 + PROMPT_S + 2.0)
+            first = channel(st, "PJSIP/201")
+            st.sim.hold(first.id)
+            second = st.sim.start_dialplan_call("300", context="hook-out", endpoint="PJSIP/201",
+                                                tone_hz=CALLEE, caller_number="201")
+            await st.advance(PROMPT_S + 1.0 + PROMPT_S + 1.0)  # announced; 300 too
+            target = channel(st, "PJSIP/300")
+            assert second.bridge_id == target.bridge_id is not None
+            call_b = st.daemon.state.by_channel[second.id]
+            assert call_b != call_a
+            assert st.sim.attended_transfer(first.id, second.id).result == "Success"
+            await st.advance(3.0)
+            assert caller.bridge_id == target.bridge_id
+            await hang_up(st, caller.id)
+        entered = {(e["channel"]["id"], e["bridge"]["id"]): at(e)
+                   for e in st.sim.events("ChannelEnteredBridge")}
+        left = {(e["channel"]["id"], e["bridge"]["id"]): at(e)
+                for e in st.sim.events("ChannelLeftBridge")}
+        (b1, b2) = {b for _c, b in entered}
+        if entered[(caller.id, b1)] > entered[(caller.id, b2)]:
+            b1, b2 = b2, b1
+        assert [(e["event"], e["log_level"]) for e in troubles(logs)] == []
+        rows = {c: await st.call_rows(c) for c in (call_a, call_b)}
+        assert rows[call_a][0].linked_calls == [call_b]
+        assert rows[call_b][0].linked_calls == [call_a]
+        for call_id, (call, legs, recs, events) in rows.items():
+            assert (call.status, call.outcome) == ("ended", "answered")
+            line = summary(logs, call_id)
+            assert (line["missing"], line["gaps"], line["segments_replaced"]) == (0, 0, 0)
+            assert await st.repo.gaps(call.started_at, call_id) == []
+            assert {r.status for r in recs} == {"filed"}
+            assert "transfer.attended" in [e.kind for e in events]
+            for leg in legs:
+                assert (leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250, leg
+        by_a = {leg.channel_id: leg for leg in rows[call_a][1]}
+        by_b = {leg.channel_id: leg for leg in rows[call_b][1]}
+        # the caller talked in both bridges (201's hold included: held, not a gap), 300 from
+        # its answer to the end: with 201, then with the caller
+        assert abs((by_a[caller.id].talked_ms or 0) / 1000
+                   - (left[(caller.id, b1)] - entered[(caller.id, b1)])
+                   - (left[(caller.id, b2)] - entered[(caller.id, b2)])) <= 0.15, by_a[caller.id]
+        assert (by_a[caller.id].held_ms or 0) > 0
+        assert abs((by_b[target.id].talked_ms or 0) / 1000
+                   - (left[(target.id, b2)] - entered[(target.id, b2)])) <= 0.15, by_b[target.id]
+        caller_rec = next(r for r in rows[call_a][2] if r.target == f"snoop:{caller.id}")
+        seconds = tones_per_second(Path(caller_rec.path or ""), [CALLER, CALLEE, TARGET])
+        assert seconds[-3:] == [{CALLER, TARGET}] * 3, seconds

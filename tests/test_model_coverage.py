@@ -79,3 +79,32 @@ def test_interval_helpers() -> None:
         (t, t + 3 * s), (t + 5 * s, t + 6 * s)]
     assert subtract([(t, t + 10 * s)], [(t + 2 * s, t + 3 * s), (t + 9 * s, t + 12 * s)]) == [
         (t, t + 2 * s), (t + 3 * s, t + 9 * s)]
+
+
+PEER_CASES = [
+    ("alone in the other call's bridge: no talk", None, 5.0),
+    ("with the other call's party: talk, covered by the snoop", (5, 9), 9.0),
+    ("the peer left early: talk only while it was there", (5, 7), 7.0),
+]
+
+
+@pytest.mark.parametrize(("title", "peer", "talked"), PEER_CASES, ids=[c[0] for c in PEER_CASES])
+def test_a_party_of_a_linked_call_is_someone_to_talk_with(
+    title: str, peer: tuple[float, float] | None, talked: float
+) -> None:
+    """Hook mode, attended transfer: the caller (a) talks with b in B until 5 s, then is
+    swapped into bridge X of the other call, whose party is a peer of this call there; a's
+    snoop runs all along (9 s)."""
+    call = Call("c", "ast", "inbound", "201", at(0), "a", "", mode="hook")
+    caller = Leg("a", "caller", "PJSIP/a", at(0), ended_at=at(9))
+    caller.spans = [[B, at(0), at(5)], ["X", at(5), at(9)]]
+    callee = Leg("b", "callee", "PJSIP/b", at(0), ended_at=at(5))
+    callee.spans = [[B, at(0), at(5)]]
+    call.legs = {"a": caller, "b": callee}
+    if peer is not None:
+        call.peers = [["X", "z", at(peer[0]), at(peer[1])]]
+    call.recordings["s1"] = Recording("s1", 1, "snoop:a", "wav", at(0), status="filed",
+                                      started_at=at(0), ended_at=at(9), duration_ms=9000)
+    call.ended_at = at(9)
+    leg = coverage(call).legs["a"]
+    assert (leg.talked_ms, leg.covered_ms, leg.gaps) == (talked * 1000, talked * 1000, ())

@@ -205,3 +205,63 @@ async def test_refer_to_missing_extension_is_refused(sim: Simulator,
     await sim.settle()
     assert outcome.result == "Fail" and watcher.events[start:] == []
     assert callee.bridge_id == caller.bridge_id is not None
+
+
+async def test_attended_transfer_between_dial_bridges_swaps_the_transferee(
+    sim: Simulator, watcher: AriClient
+) -> None:
+    """201 talks with the caller, places a consultation call to 300 (its own Dial()), then
+    REFERs with Replaces: the two basic bridges swap (destination_type "bridge"): the caller
+    takes the consultation leg's place beside 300, both of 201's legs are hung up, and the
+    caller's snoop follows it (observed/hook_mode_attended_transfer_refer)."""
+    caller, _ = await _call(sim)
+    await _snoop(watcher, caller.id, "caller")
+    await sim.advance(1.0)
+    first = only_channel(sim, "PJSIP/201")
+    b1 = caller.bridge_id
+    second = sim.start_dialplan_call("300", context="xfer", endpoint="PJSIP/201",
+                                     tone_hz=CALLEE, caller_number="201")
+    await sim.advance(1.0)
+    target = only_channel(sim, "PJSIP/300")
+    b2 = second.bridge_id
+    assert b1 and b2 and target.bridge_id == b2 != b1
+    for leg, name in ((first, "first"), (second, "second"), (target, "target")):
+        await _snoop(watcher, leg.id, name)
+    start = len(watcher.events)
+    outcome = sim.attended_transfer(first.id, second.id)
+    await sim.advance(0.01)
+    assert outcome.result == "Success"
+    steps = [(e["type"], (e.get("channel") or {}).get("id"),
+              (e.get("bridge") or {}).get("id") or e.get("cause"))
+             for e in watcher.events[start:]
+             if e["type"] in ("ChannelUnhold", "ChannelLeftBridge", "ChannelEnteredBridge",
+                              "ChannelHangupRequest", "BridgeAttendedTransfer",
+                              "BridgeDestroyed", "ChannelDestroyed")]
+    assert steps == [
+        ("ChannelUnhold", first.id, None),
+        ("ChannelUnhold", second.id, None),
+        ("ChannelLeftBridge", caller.id, b1),
+        ("ChannelLeftBridge", second.id, b2),
+        ("ChannelEnteredBridge", caller.id, b2),
+        ("ChannelHangupRequest", second.id, 1),
+        ("BridgeAttendedTransfer", None, None),
+        ("ChannelHangupRequest", second.id, 16),
+        ("ChannelLeftBridge", first.id, b1),
+        ("BridgeDestroyed", None, b1),
+        # each snoop ends on its next tick, then the leg it held
+        ("ChannelDestroyed", second.id, 16),
+        ("ChannelDestroyed", "snoop-second", 0),
+        ("ChannelDestroyed", first.id, 16),
+        ("ChannelDestroyed", "snoop-first", 0),
+    ]
+    (xfer,) = [e for e in watcher.events if e["type"] == "BridgeAttendedTransfer"]
+    assert (xfer["destination_type"], xfer["destination_bridge"]) == ("bridge", b2)
+    assert xfer["transferee"]["id"] == caller.id and xfer["transfer_target"]["id"] == target.id
+    assert caller.bridge_id == target.bridge_id == b2
+    await sim.advance(1.99)
+    sim.hangup(caller.id)  # the bridge dissolves: 300, imparted by 201's Dial(), is hung up
+    await sim.advance(0.01)
+    assert target.destroyed and sim.live_channels() == []
+    # the caller's snoop followed it: alone, with 201, then with 300
+    assert _tones(sim, "caller") == [{CALLER}, {CALLER, CALLEE}, {CALLER, TARGET},
+                                     {CALLER, TARGET}]

@@ -8,6 +8,9 @@ ast_bridge_transfer_attended. What follows, per that function and the traces:
   leg, no ChannelHold needed) and ATTENDEDTRANSFER is set on the first bridge's channels
   (set_transfer_variables_all); a `Local/_attended@transfer` pair is requested at once
   (attended_transfer_bridge) and the rest came about 0.5 s later in both traces (`delay`);
+* both legs in Dial() bridges (hook mode; `destination_type: bridge`, trace
+  observed/hook_mode_attended_transfer_refer): the transferee is swapped into the consultation
+  bridge in the consultation leg's place, no Local pair (_swap_attended);
 * both legs bridged (`destination_type: link`, trace sip_attended_transfer_refer): Stasis bridges
   inhibit merges and swaps (res/res_stasis.c: MERGE_INHIBIT_*, SWAP_INHIBIT_*), so
   two_bridge_attended_transfer links them: ast_local_setup_bridge puts `;2` (Up) into the second
@@ -82,6 +85,10 @@ class AttendedOps(TransferOps):
             self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return TransferOutcome("Fail")
+        if (b1 is not None and b2 is not None and b1.bridge_class == b2.bridge_class == "basic"
+                and len(b1.channels) == 2):
+            self._swap_attended(base, first, second, b1, b2)
+            return TransferOutcome("Success")
         one, two = self.new_local_pair("_attended@transfer")
         one.variables["ATTENDEDTRANSFER"] = first.name
 
@@ -140,6 +147,32 @@ class AttendedOps(TransferOps):
         self._publish_attended(base, "Success", "link", first, second, b1, b2,
                                destination_link_first_leg=one.json(),
                                destination_link_second_leg=two.json())
+
+    def _swap_attended(self, base: dict[str, Any], first: Channel, second: Channel,
+                       b1: Bridge, b2: Bridge) -> None:
+        """Two Dial() bridges (hook mode): main/bridge.c two_bridge_attended_transfer may
+        optimise, ast_bridges_allow_optimization → bridges_allow_swap_optimization: with two
+        parties in the first bridge (equal merge priorities) it swaps to the peer bridge (the
+        other shapes, a merge or a swap the other way, are not simulated).
+        bridge_swap_attended_transfer moves the transferee into the consultation bridge in the
+        consultation leg's place (bridge_do_move with a swap channel) and kicks the first leg
+        out of its bridge (END_NO_DISSOLVE); then `end:` soft-hangs-up the consultation leg
+        (AST_SOFTHANGUP_DEV) and publishes destination_type "bridge" with the final bridge. As
+        traced (observed/hook_mode_attended_transfer_refer): LeftBridge of the transferee, of
+        the consultation leg, EnteredBridge of the transferee, ChannelHangupRequest (1, soft),
+        BridgeAttendedTransfer, ChannelHangupRequest (16, soft) of the consultation leg, then
+        the first leg leaves its bridge (destroyed) and, its part of the Dial() over, is hung
+        up."""
+        transferee = self.bridge_peer(b1, first)
+        assert transferee is not None
+        self.bridge_remove(b1, transferee, swapping=True)
+        self.bridge_swap(b2, transferee, second)
+        self.emit_channel("ChannelHangupRequest", second, cause=SOFTHANGUP_DEV, soft=True)
+        self._publish_attended(base, "Success", "bridge", first, second, b1, b2,
+                               destination_bridge=b2.id)
+        self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
+        if first.bridge_id == b1.id:
+            self.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
 
     def _masquerade(self, two: Channel, leg: Channel) -> None:
         """`;2` takes `leg`'s place in Stasis (res_stasis.c channel_replaced_cb)."""

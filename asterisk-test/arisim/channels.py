@@ -291,8 +291,8 @@ class ChannelOps(Core):
         spies = [c for c in self.channels.values() if c.snoop_of == ch.id and not c.hungup]
         if spies:
             def tick() -> None:
-                for snoop in spies:
-                    self.hangup_channel(snoop, CAUSE_NORMAL, quiet=True)
+                for snoop in spies:  # ast_hangup with no cause set: 0 (traced)
+                    self.hangup_channel(snoop, 0, quiet=True)
                 self._publish_destroyed(ch)
                 for snoop in spies:
                     if snoop.destroy_pending:

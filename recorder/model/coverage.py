@@ -10,6 +10,8 @@ ARI's whole-second `duration` is not used at all: an empty or short file is a ga
 
 Bridges joined by a Local pair (a transfer) are one conversation: a recording of either covers
 talk in both, so the conversation is neither missed nor counted twice.
+A party of another recorded call in the same bridge (hook mode, after an attended transfer)
+counts as someone to talk with: the leg's own snoop covers that talk.
 
 Time a leg spent on hold is reported as held, not as a gap. A recording Asterisk reported failed
 is kept as evidence but covers nothing: what it spanned is a gap.
@@ -118,6 +120,10 @@ def mixing_spans(call: Call, bridge_id: str, end: datetime) -> list[Span]:
             span = _closed(raw, leg.ended_at or end)
             if span and span[0] == bridge_id:
                 edges += [(span[1], 1), (span[2], -1)]
+    for peer in call.peers:  # another recorded call's party there (recorder.model.sharing)
+        span = _closed([peer[0], peer[2], peer[3]], end)
+        if span and span[0] == bridge_id:
+            edges += [(span[1], 1), (span[2], -1)]
     out: list[Span] = []
     count, since = 0, None
     for at, delta in sorted(edges, key=lambda x: (x[0], x[1])):

@@ -67,6 +67,7 @@ from recorder.model.inputs import (
 from recorder.model.segments import close_recording, on_filed
 from recorder.model.sessions import answer_waiting, reply
 from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.sharing import peers_entered, peers_left
 from recorder.model.snooping import (
     check_answered,
     snoop_ended,
@@ -545,17 +546,31 @@ def on_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: Ca
 
 
 def on_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
-                         settings: CallSettings, call_id: str) -> Result:
-    """Kept as an event row. The parties joined are followed as they enter the bridge they
-    end up in; prompts policy would play to them cannot be played in a Dial() bridge."""
+                         settings: CallSettings, _call_id: str) -> Result:
+    """Kept as an event row in each of the transferer's calls, which are linked, as in Stasis
+    mode, when it succeeded: the caller of one now talks with the target of the other
+    (recorder.model.sharing), each recorded by its own snoop. The parties are followed as they
+    enter the bridge they end up in; prompts policy would play to them cannot be played in a
+    Dial() bridge."""
+    calls = [state.by_channel.get(e.first_leg), state.by_channel.get(e.second_leg)]
+    out: list[cmd.Command] = []
+    for mine, other in ((calls[0], calls[1]), (calls[1], calls[0])):
+        if mine is None or (mine == other and mine == calls[1]):
+            continue
+        linked = other if e.result == "Success" and other != mine else None
 
-    def body(s: Step) -> None:
-        s.record("transfer.attended", e.first_leg, second_leg=e.second_leg,
-                 destination=e.destination_type, result=e.result)
-        s.log("transfer.attended", channel_id=e.first_leg, second_leg=e.second_leg,
-              destination=e.destination_type, result=e.result)
+        def body(s: Step, linked: str | None = linked) -> None:
+            s.record("transfer.attended", e.first_leg, second_leg=e.second_leg,
+                     destination=e.destination_type, result=e.result, linked_call=linked)
+            s.log("transfer.attended", channel_id=e.first_leg, second_leg=e.second_leg,
+                  destination=e.destination_type, result=e.result, linked_call=linked)
+            if linked is not None and linked not in s.call.linked_calls:
+                s.call.linked_calls.append(linked)
+                s.save()
 
-    return for_call(state, call_id, e, settings, body)
+        state, commands = for_call(state, mine, e, settings, body)
+        out += commands
+    return state, out
 
 
 def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSettings,
@@ -801,6 +816,13 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
     return None
 
 
+def chain(first: Result, e: Any, settings: CallSettings, then: Handler) -> Result:
+    """`then` after a handler's result, on the state it left; both steps' commands."""
+    state, out = first
+    state, more = then(state, e, settings)
+    return state, out + more
+
+
 def _shared(handler: Handler) -> Callable[[ModelState, Any, CallSettings, str], Result]:
     return lambda state, e, settings, _call_id: handler(state, e, settings)
 
@@ -815,8 +837,10 @@ HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
     ev.ChannelHold: _shared(on_hold),
     ev.ChannelUnhold: _shared(on_hold),
     ev.Dial: on_dial,
-    ev.ChannelEnteredBridge: on_entered,
-    ev.ChannelLeftBridge: on_left,
+    ev.ChannelEnteredBridge: lambda st, e, settings, call_id: chain(
+        on_entered(st, e, settings, call_id), e, settings, peers_entered),
+    ev.ChannelLeftBridge: lambda st, e, settings, call_id: chain(
+        on_left(st, e, settings, call_id), e, settings, peers_left),
     ev.BridgeBlindTransfer: on_blind_transfer,
     ev.BridgeAttendedTransfer: on_attended_transfer,
     ev.RecordingStarted: on_recording,

@@ -145,6 +145,10 @@ class Call:
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
+    # [bridge_id, channel_id, entered, left or None]: a channel of another recorded call in a
+    # bridge with this call's legs (hook mode: an attended transfer swaps the transferee into
+    # the consultation call's bridge). Someone to talk with, for the coverage proof.
+    peers: list[list[Any]] = field(default_factory=list)
     # [start, end or None, kind]: not recorded on purpose (kind "pause", "stop", "unrecorded").
     pauses: list[list[Any]] = field(default_factory=list)
     dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)
@@ -190,6 +194,7 @@ class Call:
             prompts={k: dict(v) for k, v in self.prompts.items()},
             heard=dict(self.heard),
             pauses=[list(p) for p in self.pauses],
+            peers=[list(p) for p in self.peers],
             dtmf=dict(self.dtmf),
             snoops=dict(self.snoops),
             hook_sessions={k: dict(v) for k, v in self.hook_sessions.items()},
