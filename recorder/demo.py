@@ -245,7 +245,6 @@ async def place(
             await settle()
             await advance(PAUSED_S if code == "*1" else item.talk_s - 2.0 - PAUSED_S)
         sim.hangup(caller.id)
-        await advance(0.05)  # each snoop ends on its next tick (20 ms), then its leg
     elif item.result == "answer":
         await advance(item.ring_s)
         await until(connected, advance)
