@@ -1,8 +1,13 @@
 """The daemon: feeds ARI events through the call model and executes the commands it returns.
 
 One consumer task handles events (and reconciliations) one at a time, in the order Asterisk sent
-them, so the pure model never sees concurrent changes. Work that may be slow and touches no call
-state — filing a recording into the archive — runs in its own task and reports back as an event.
+them, so the pure model never sees concurrent changes. What a step asks for is carried out in a
+lane per call: each call's requests and writes in the order the model gave them, and no call ever
+waits on another's (an ARI request that takes its full timeout stalls only its own call, not the
+next caller's answer). Lanes exist while they have work; at most MAX_BACKLOG steps' commands wait
+in all of them together, after which the consumer waits (backpressure, not an unbounded queue).
+Work that may be slow and touches no call state — filing a recording into the archive — runs in
+its own task and reports back as an event.
 
 What happens to a call in flight when a part fails:
 - Asterisk unreachable / WebSocket dropped: Asterisk keeps bridging and recording. On reconnect
@@ -100,6 +105,10 @@ class AsteriskClock:
         return self._base + timedelta(seconds=time.monotonic() - self._at)
 
 
+# Steps whose commands may wait in the call lanes at once before the consumer stops taking events.
+MAX_BACKLOG = 10_000
+
+
 class _Reconcile:
     """Queue marker: the WebSocket (re)connected; compare the model with Asterisk."""
 
@@ -131,6 +140,9 @@ class Daemon:
         self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
+        # call id ("" for commands of no call) -> the batches its lane has yet to carry out
+        self._lanes: dict[str, asyncio.Queue[list[cmd.Command]]] = {}
+        self._backlog = asyncio.Semaphore(MAX_BACKLOG)
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
         # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
@@ -188,7 +200,7 @@ class Daemon:
                     await self._reconcile()
                 else:
                     self.state, commands = step(self.state, item, self.settings)
-                    await self._execute(commands)
+                    await self._dispatch(commands)
                     if isinstance(item, ChannelDestroyed) and self.client.subscribe_all:
                         self._spawn(self._import_fallback(item.channel.id))
             except Exception:  # one bad event or bug must not stop every other call
@@ -212,7 +224,7 @@ class Daemon:
             log.error("ari.reconcile_failed", error=str(exc))
             return
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
-        await self._execute(commands)
+        await self._dispatch(commands)
         self.ready.set()
         if self.sweeper is not None:
             await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
@@ -300,6 +312,34 @@ class Daemon:
         return ABSENT
 
     # --- executing commands ------------------------------------------------------------------
+
+    async def _dispatch(self, commands: list[cmd.Command]) -> None:
+        """Hand a step's commands to their calls' lanes (one step may touch two calls: an
+        attended transfer; a reconciliation, many), each call's in the model's order."""
+        by_call: dict[str, list[cmd.Command]] = {}
+        for command in commands:
+            by_call.setdefault(command.call_id, []).append(command)
+        for call_id, batch in by_call.items():
+            await self._backlog.acquire()
+            lane = self._lanes.get(call_id)
+            if lane is None:
+                lane = self._lanes[call_id] = asyncio.Queue()
+                self._spawn(self._run_lane(call_id, lane))
+            lane.put_nowait(batch)
+
+    async def _run_lane(self, call_id: str, lane: asyncio.Queue[list[cmd.Command]]) -> None:
+        try:
+            while not lane.empty():
+                batch = lane.get_nowait()
+                try:
+                    await self._execute(batch)
+                except Exception:  # a bug in one call's effects must not stop its lane
+                    log.exception("daemon.commands_failed", call_id=call_id or None)
+                finally:
+                    self._backlog.release()
+        finally:
+            if self._lanes.get(call_id) is lane:  # empty: nothing was added since the check
+                del self._lanes[call_id]
 
     async def _execute(self, commands: list[cmd.Command]) -> None:
         refused: list[str] = []  # ARI requests of this step Asterisk refused

@@ -31,13 +31,13 @@ REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
 async def _write(
-    kind: str, pending: list[Any], write: Callable[[list[Any]], Awaitable[Any]]
+    kind: str, pending: list[Any], write: Callable[[list[Any]], Awaitable[Any]], upto: int
 ) -> None:
-    """Write `pending` in one batch; if PostgreSQL rejects a row, one by one, dropping (and
-    logging) the rows it rejects. What was written leaves `pending`."""
-    if not pending:
+    """Write the first `upto` rows of `pending` in one batch; if PostgreSQL rejects a row, one
+    by one, dropping (and logging) the rows it rejects. What was written leaves `pending`."""
+    if not upto:
         return
-    batch = list(pending)
+    batch = pending[:upto]
     try:
         await write(batch)
     except REJECTED:
@@ -66,6 +66,9 @@ class Writer:
         self._timeout = timeout_s
         self._failing_since: float | None = None
         self._next_try = 0.0
+        # Calls' lanes flush concurrently; one flush at a time, or two would write (and drop
+        # from pending) the same rows.
+        self._flushing = asyncio.Lock()
 
     @property
     def pending(self) -> tuple[int, int]:
@@ -91,8 +94,17 @@ class Writer:
         """Write what is pending; False (and it stays pending) if the database is unavailable."""
         if not (self._calls or self._events or self._gaps or self._consent or self._tags):
             return True
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
+        if not (self._calls or self._events or self._gaps or self._consent or self._tags):
+            return True  # written by the flush this one waited for
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
+        # Only what was staged before this flush began: rows staged meanwhile (by another call's
+        # lane) may belong to a call whose row is not in this flush; the next flush has both.
+        upto = len(self._events), len(self._gaps), len(self._consent), len(self._tags)
         try:
             async with asyncio.timeout(self._timeout):
                 for call_id in list(self._calls):
@@ -103,12 +115,12 @@ class Writer:
                         _rejected("call", exc, call_id)
                     if self._calls.get(call_id) is save:
                         del self._calls[call_id]
-                await _write("event", self._events, self.repo.add_events)
-                await _write("gap", self._gaps, self.repo.add_gaps)
+                await _write("event", self._events, self.repo.add_events, upto[0])
+                await _write("gap", self._gaps, self.repo.add_gaps, upto[1])
                 await _write("consent", self._consent,
-                             lambda rows: add_consent_rows(self.repo.pool, rows))
+                             lambda rows: add_consent_rows(self.repo.pool, rows), upto[2])
                 # after the calls: a tag row refers to its call's
-                await _write("tag", self._tags, self.repo.add_tags)
+                await _write("tag", self._tags, self.repo.add_tags, upto[3])
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -123,7 +135,7 @@ class Writer:
         if self._failing_since is not None:
             log.warning("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
             self._failing_since = None
-        return True
+        return True  # (what was staged meanwhile: its stager's own flush waits on this one)
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
         return await self.repo.open_calls(asterisk_id)

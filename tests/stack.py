@@ -126,6 +126,17 @@ class Stack:
             waited += 0.1
         raise TimeoutError("the call was not bridged")
 
+    async def until_bridged_call(self, caller_channel: str, limit_s: float = 30.0) -> str:
+        """Advance until the call of `caller_channel` has its parties bridged; its call id."""
+        waited = 0.0
+        while waited < limit_s:
+            for call in self.daemon.state.calls.values():
+                if call.caller_channel == caller_channel and call.phase == "bridged":
+                    return str(call.call_id)
+            await self.advance(0.1, step=0.1)
+            waited += 0.1
+        raise TimeoutError(f"the call of {caller_channel} was not bridged")
+
     async def connected(self) -> None:
         await asyncio.wait_for(self.daemon.stream.connected.wait(), 5)
         await self.settle()

@@ -169,7 +169,22 @@ class Simulator(Engine):
         return result
 
     # ----------------------------------------------------------------- REST
+    def stall(self, method: str, path: str) -> asyncio.Event:
+        """Hold every `method` request to the ARI `path` (e.g. "/channels/X/answer") until the
+        returned event is set: an Asterisk slow to answer one request. A held request does not
+        count as in flight, so the rest of the simulator goes on and settles meanwhile."""
+        release = asyncio.Event()
+        self._stalls.append((method, path, release))
+        return release
+
     async def _ari(self, request: web.Request) -> web.StreamResponse:
+        for method, path, release in self._stalls:
+            if request.method == method and request.rel_url.raw_path[4:] == path:
+                self.stalled += 1
+                try:
+                    await release.wait()
+                finally:
+                    self.stalled -= 1
         self.inflight += 1
         self._bump()
         try:
