@@ -20,6 +20,7 @@ from recorder.daemon import Daemon
 from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
+from recorder.journal import Journal
 from recorder.model.settings import CallSettings
 from recorder.persistence import Writer
 from recorder.policy import load_policy, numbering_from
@@ -125,10 +126,15 @@ async def build(config: Config) -> AsyncIterator[Running]:
                     config.ari.reconnect_max_s,
                 )
 
+            # Rows a previous run could not write (PostgreSQL was away when it died) first: the
+            # calls they describe are adopted as they stood, not taken for new ones.
+            writer = Writer(repo, journal=Journal(config.storage.journal,
+                                                  config.storage.journal_max_mb * 1024 * 1024))
+            await writer.replay()
             daemon = Daemon(
                 client=client,
                 stream_factory=stream_factory,
-                writer=Writer(repo),
+                writer=writer,
                 archive=archive,
                 settings=call_settings(config),
                 spool_dir=spool,

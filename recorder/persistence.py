@@ -3,7 +3,9 @@
 The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
 kept while the database is away; event rows are kept in order. Both are retried before each ARI
 request and every few seconds. While PostgreSQL is down calls go on and are recorded; what is
-pending lives in memory (a disk journal that also survives a crash during an outage is planned).
+pending lives in memory and in the write-ahead journal on disk (recorder.journal), written
+before Asterisk hears of anything it names, so a crash during the outage loses no row. Each row
+carries a key given when it was staged: a row replayed from the journal is inserted once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +23,7 @@ import structlog
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, GapRow
+from recorder.journal import Entry, Journal
 from recorder.model.commands import SaveCall
 from recorder.policy import add_consent_rows
 
@@ -31,21 +35,22 @@ REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
 async def _write(
-    kind: str, pending: list[Any], write: Callable[[list[Any]], Awaitable[Any]], upto: int
+    kind: str, pending: list[Entry], write: Callable[[list[Any], list[str]], Awaitable[Any]],
+    upto: int,
 ) -> None:
-    """Write the first `upto` rows of `pending` in one batch; if PostgreSQL rejects a row, one
-    by one, dropping (and logging) the rows it rejects. What was written leaves `pending`."""
+    """Write the first `upto` entries of `pending` in one batch; if PostgreSQL rejects a row,
+    one by one, dropping (and logging) the rows it rejects. What was written leaves `pending`."""
     if not upto:
         return
     batch = pending[:upto]
     try:
-        await write(batch)
+        await write([e.row for e in batch], [e.key for e in batch])
     except REJECTED:
-        for row in batch:
+        for entry in batch:
             try:
-                await write([row])
+                await write([entry.row], [entry.key])
             except REJECTED as exc:
-                _rejected(kind, exc, getattr(row, "call_id", None))
+                _rejected(kind, exc, getattr(entry.row, "call_id", None))
     del pending[: len(batch)]
 
 
@@ -55,13 +60,19 @@ def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
 
 
 class Writer:
-    def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0):
+    """Rows for PostgreSQL, written in batches; while it is away, kept in memory and in the
+    journal (recorder.journal) so a crash during the outage loses none of them."""
+
+    def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0,
+                 journal: Journal | None = None):
         self.repo = repo
+        self.journal = journal
         self._calls: dict[str, SaveCall] = {}
-        self._events: list[EventRow] = []
-        self._gaps: list[GapRow] = []
-        self._consent: list[Any] = []  # recorder.policy.ConsentRow
-        self._tags: list[tuple[str, str, str]] = []  # (call_id, tag, by)
+        self._events: list[Entry] = []
+        self._gaps: list[Entry] = []
+        self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
+        self._tags: list[Entry] = []  # rows: (call_id, tag, by)
+        self._unjournaled: list[Entry] = []  # staged since the journal was last written
         self._retry_every = retry_every_s
         self._timeout = timeout_s
         self._failing_since: float | None = None
@@ -74,31 +85,77 @@ class Writer:
     def pending(self) -> tuple[int, int]:
         return len(self._calls), len(self._events)
 
+    def _stage(self, entry: Entry, into: list[Entry]) -> None:
+        into.append(entry)
+        self._unjournaled.append(entry)
+
     def stage_call(self, save: SaveCall) -> None:
         self._calls.pop(save.call_id, None)
         self._calls[save.call_id] = save
+        self._unjournaled.append(Entry("call", save.call_id, save))
 
     def stage_event(self, row: EventRow) -> None:
-        self._events.append(row)
+        self._stage(Entry("event", uuid.uuid4().hex, row), self._events)
 
     def stage_gaps(self, rows: tuple[GapRow, ...]) -> None:
-        self._gaps.extend(rows)
+        for row in rows:
+            self._stage(Entry("gap", uuid.uuid4().hex, row), self._gaps)
 
     def stage_consent(self, rows: tuple[Any, ...]) -> None:
-        self._consent.extend(rows)
+        for row in rows:
+            self._stage(Entry("consent", uuid.uuid4().hex, row), self._consent)
 
     def stage_tags(self, call_id: str, tags: tuple[str, ...], by: str) -> None:
-        self._tags.extend((call_id, tag, by) for tag in tags)
+        for tag in tags:  # (call_id, tag) is unique in call_tags: a replay adds nothing
+            self._stage(Entry("tag", f"{call_id}/{tag}", (call_id, tag, by)), self._tags)
+
+    async def replay(self) -> int:
+        """At start: stage again what the journal holds (a previous run died with rows
+        PostgreSQL had not taken), then write it. The number of entries replayed."""
+        if self.journal is None:
+            return 0
+        entries = await asyncio.to_thread(self.journal.read)
+        lists = {"event": self._events, "gap": self._gaps, "consent": self._consent,
+                 "tag": self._tags}
+        for entry in entries:
+            if entry.kind == "call":
+                self._calls.pop(entry.key, None)
+                self._calls[entry.key] = entry.row
+            else:
+                lists[entry.kind].append(entry)
+        if entries:
+            log.warning("journal.replayed", entries=len(entries),
+                        calls=len({e.key for e in entries if e.kind == "call"}))
+            await self.flush()
+        return len(entries)
 
     async def flush(self) -> bool:
-        """Write what is pending; False (and it stays pending) if the database is unavailable."""
+        """Write what is pending; False (and it stays pending, journaled) if the database is
+        unavailable."""
         if not (self._calls or self._events or self._gaps or self._consent or self._tags):
             return True
         async with self._flushing:
-            return await self._flush()
+            written = await self._flush()
+            if not written:
+                await self._journal()
+            elif self.journal is not None and not self._has_pending():
+                self._unjournaled.clear()
+                await asyncio.to_thread(self.journal.clear)
+            return written
+
+    def _has_pending(self) -> bool:
+        return bool(self._calls or self._events or self._gaps or self._consent or self._tags)
+
+    async def _journal(self) -> None:
+        """Before Asterisk hears of rows PostgreSQL could not take: on disk, fsync'd."""
+        if self.journal is None or not self._unjournaled:
+            return
+        entries, self._unjournaled = self._unjournaled, []
+        if not await asyncio.to_thread(self.journal.append, entries):
+            self._unjournaled = entries + self._unjournaled  # retried at the next flush
 
     async def _flush(self) -> bool:
-        if not (self._calls or self._events or self._gaps or self._consent or self._tags):
+        if not self._has_pending():
             return True  # written by the flush this one waited for
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
@@ -118,9 +175,11 @@ class Writer:
                 await _write("event", self._events, self.repo.add_events, upto[0])
                 await _write("gap", self._gaps, self.repo.add_gaps, upto[1])
                 await _write("consent", self._consent,
-                             lambda rows: add_consent_rows(self.repo.pool, rows), upto[2])
+                             lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
+                             upto[2])
                 # after the calls: a tag row refers to its call's
-                await _write("tag", self._tags, self.repo.add_tags, upto[3])
+                await _write("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
+                             upto[3])
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -138,7 +197,21 @@ class Writer:
         return True  # (what was staged meanwhile: its stager's own flush waits on this one)
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
-        return await self.repo.open_calls(asterisk_id)
+        """This server's calls in progress: PostgreSQL's, with the newer snapshots still
+        waiting to be written (replayed from the journal) taking precedence; only those when
+        the database cannot be read."""
+        try:
+            rows = {r.call_id: r for r in await self.repo.open_calls(asterisk_id)}
+        except Exception as exc:  # adopt what the journal knows rather than nothing
+            log.error("db.read_failed", error=f"{type(exc).__name__}: {exc}")
+            rows = {}
+        for save in self._calls.values():
+            if save.call.asterisk_id == asterisk_id:
+                if save.call.status == "active":
+                    rows[save.call_id] = save.call
+                else:
+                    rows.pop(save.call_id, None)
+        return list(rows.values())
 
     async def close_orphan(self, row: CallRow) -> None:
         """An open row whose state cannot be adopted: close it as interrupted, loudly."""

@@ -91,3 +91,16 @@ def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -
     (call,) = state.calls.values()
     assert call.caller_channel == "1700.9" and call.caller_e164 == "+12125550111"
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.10"]
+
+
+def test_an_orphan_leg_talking_in_a_bridge_is_never_hung_up() -> None:
+    run = Run()
+    talking = b.chan("1700.12", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")
+    peer = b.chan("1700.13", "Up", app_data="otherapp,x")
+    ringing = b.chan("1700.14", "Ringing", app_data="verbatim,dialed,20260101T000000-deadbeef")
+    _state, out = reconcile(
+        run.state, snapshot([talking, peer, ringing], {"b1": ("1700.12", "1700.13")}, {}),
+        SETTINGS, b.at(0))
+    assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.14"]
+    (kept,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "call.orphan_left_talking"]
+    assert kept.level == "error" and kept.fields["channel_id"] == "1700.12"

@@ -54,6 +54,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "database": ("dsn", "pool_min", "pool_max"),
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
+        "journal_dir", "journal_max_mb",
     ),
     "calls": (
         "dial_timeout_s",
@@ -133,6 +134,7 @@ def _read_storage(s: Section) -> StorageConfig:
     spool = s.optional_text(
         "spool_dir", str(_default(d, "spool_dir")), check.absolute_path, nullable=True
     )
+    journal = s.optional_text("journal_dir", None, check.absolute_path, nullable=True)
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
@@ -140,6 +142,8 @@ def _read_storage(s: Section) -> StorageConfig:
         min_free_mb=s.integer("min_free_mb", _default(d, "min_free_mb"), 0),
         spool_settle_s=s.seconds("spool_settle_s", _default(d, "spool_settle_s")),
         spool_sweep_s=s.seconds("spool_sweep_s", _default(d, "spool_sweep_s")),
+        journal_dir=None if journal is None else Path(journal),
+        journal_max_mb=s.integer("journal_max_mb", _default(d, "journal_max_mb"), 1),
     )
 
 

@@ -109,6 +109,15 @@ class StorageConfig:
     # How often the spool is swept for files no call of the daemon's holds: the dialplan
     # fallback's (hook mode also imports each one soon after its channel is destroyed).
     spool_sweep_s: float = 15.0
+    # The write-ahead journal of rows PostgreSQL has not taken (recorder.journal): local disk,
+    # owner-only. None: beside the archive, <archive_dir>.journal (not in it: the archive holds
+    # recordings only).
+    journal_dir: Path | None = None
+    journal_max_mb: int = 256
+
+    @property
+    def journal(self) -> Path:
+        return self.journal_dir or self.archive_dir.with_name(self.archive_dir.name + ".journal")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,9 @@ _UPSERT_RECORDING = _upsert(
     "recording_status_may_change(recordings.status, EXCLUDED.status)",
 )
 _INSERT_EVENT = (
-    f"INSERT INTO call_events ({', '.join(EVENT_COLS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLS) + 1))})"
+    f"INSERT INTO call_events ({', '.join(EVENT_COLS)}, row_key) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLS) + 2))}) "
+    "ON CONFLICT (row_key) DO NOTHING"  # replayed from the daemon's journal: written once
 )
 
 
@@ -92,8 +93,9 @@ SELECT_RECORDINGS = _select("recordings", RECORDING_COLS)
 SELECT_EVENTS = _select("call_events", EVENT_COLS)
 SELECT_GAPS = _select("coverage_gaps", GAP_COLS)
 _INSERT_GAP = (
-    f"INSERT INTO coverage_gaps ({', '.join(GAP_COLS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(GAP_COLS) + 1))})"
+    f"INSERT INTO coverage_gaps ({', '.join(GAP_COLS)}, row_key) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(GAP_COLS) + 2))}) "
+    "ON CONFLICT (row_key) DO NOTHING"
 )
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
@@ -168,10 +170,13 @@ class Repository:
         )
         return result is True
 
-    async def add_gaps(self, gaps: Sequence[GapRow]) -> None:
+    async def add_gaps(self, gaps: Sequence[GapRow],
+                       keys: Sequence[str | None] | None = None) -> None:
+        """`keys`: each row's key, so that writing it again adds nothing (None: no key)."""
+        keys = keys or [None] * len(gaps)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
-                _INSERT_GAP, [_values(g, GAP_COLS) for g in gaps]
+                _INSERT_GAP, [(*_values(g, GAP_COLS), k) for g, k in zip(gaps, keys, strict=True)]
             )
 
     async def add_tags(self, tags: Sequence[tuple[str, str, str]]) -> None:
@@ -209,10 +214,13 @@ class Repository:
             for r in records
         ]
 
-    async def add_events(self, events: Sequence[EventRow]) -> None:
+    async def add_events(self, events: Sequence[EventRow],
+                         keys: Sequence[str | None] | None = None) -> None:
+        """`keys`: each row's key, so that writing it again adds nothing (None: no key)."""
         if not events:
             return
-        args = [_values(e, EVENT_COLS) for e in events]
+        keys = keys or [None] * len(events)
+        args = [(*_values(e, EVENT_COLS), k) for e, k in zip(events, keys, strict=True)]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(_INSERT_EVENT, args)
 

@@ -75,7 +75,8 @@ def reconcile(
             feed(event)
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
-    # (the daemon died first) is taken on now; a dialled leg of a lost call is released.
+    # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
+    # it only rings, and left alone once it talks in a bridge.
     known = set(state.by_channel) | {ch.id for ch, _ in state.pending_locals.values()}
     for channel in snap.channels.values():
         if channel.id in known or channel.dialplan_app != "Stasis":
@@ -87,6 +88,13 @@ def reconcile(
         if args and args[0] in DIRECTIONS:
             out.append(cmd.Log("", "call.adopt_orphan", "warning", {"channel_id": channel.id}))
             feed(ev.StasisStart(**base, channel=channel, args=args))
+        elif any(channel.id in bridge.channels and len(bridge.channels) > 1
+                 for bridge in snap.bridges.values()):
+            # A party talking with someone in a call nobody can place (its rows are lost):
+            # never cut it; it goes on as it stands, and whatever Asterisk records is filed.
+            out.append(cmd.Log("", "call.orphan_left_talking", "error", {
+                "channel_id": channel.id, "args": list(args),
+                "reason": "a bridged party of a call this daemon has no record of"}))
         else:
             out.append(cmd.Log("", "call.release_orphan", "warning", {"channel_id": channel.id}))
             out.append(cmd.Hangup("", channel.id))

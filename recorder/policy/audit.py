@@ -51,8 +51,9 @@ class ConsentRow:
 
 COLUMNS: Final = [f.name for f in fields(ConsentRow)]
 _INSERT: Final = (
-    f"INSERT INTO consent_audit ({', '.join(COLUMNS)}) "  # noqa: S608 - our own identifiers
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
+    f"INSERT INTO consent_audit ({', '.join(COLUMNS)}, row_key) "  # noqa: S608 - our own
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 2))}) "
+    "ON CONFLICT (row_key) DO NOTHING"  # replayed from the daemon's journal: written once
 )
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM consent_audit WHERE call_id = $1 ORDER BY id"  # noqa: S608
 
@@ -115,11 +116,14 @@ def _values(row: ConsentRow) -> list[Any]:
     return values
 
 
-async def add_consent_rows(pool_or_conn: Any, rows: Sequence[ConsentRow]) -> None:
-    """Insert `rows` (all or none). `pool_or_conn`: an asyncpg pool or connection."""
+async def add_consent_rows(pool_or_conn: Any, rows: Sequence[ConsentRow],
+                           keys: Sequence[str | None] | None = None) -> None:
+    """Insert `rows` (all or none). `pool_or_conn`: an asyncpg pool or connection; `keys`: each
+    row's key, so that writing it again adds nothing (None: no key)."""
     if not rows:
         return
-    args = [_values(r) for r in rows]
+    keys = keys or [None] * len(rows)
+    args = [(*_values(r), k) for r, k in zip(rows, keys, strict=True)]
     if hasattr(pool_or_conn, "acquire"):
         async with pool_or_conn.acquire() as conn, conn.transaction():
             await conn.executemany(_INSERT, args)

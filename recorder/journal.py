@@ -1,0 +1,171 @@
+"""The daemon's write-ahead journal: rows PostgreSQL has not taken yet, on local disk.
+
+While PostgreSQL is away every row the call model produced waits in memory (recorder.persistence)
+and, before Asterisk hears of anything those rows name, is appended here and fsync'd. A daemon
+killed during the outage (kill -9, OOM, power cut) replays the journal at its next start: the
+calls it was recording are adopted from their newest snapshots, never taken for new calls, and
+every row reaches PostgreSQL once (rows carry the key they were given when staged; a replayed row
+PostgreSQL already has is skipped). In normal operation nothing is written here: rows go straight
+to PostgreSQL, and the journal is emptied once the database has everything.
+
+One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "v": row}.
+A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
+past 80 % a warning, past the bound an error and rows wait in memory only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
+from recorder.model.commands import SaveCall
+from recorder.policy.audit import ConsentRow
+
+log = structlog.get_logger("verbatim.journal")
+
+FILE = "journal.jsonl"
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # call | event | gap | consent | tag
+    key: str  # the row's key (a SaveCall's: its call id; a tag's: call id + tag)
+    row: Any  # SaveCall | EventRow | GapRow | ConsentRow | (call_id, tag, by)
+
+
+# A row's datetime fields. Not "$dt": a call's state (CallRow.state) carries that marker in
+# its own JSON, to be stored as it is.
+_DT = "$journal-dt"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_DT: value.isoformat()}
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _DT in obj:
+        return datetime.fromisoformat(obj[_DT])
+    return obj
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def encode(entry: Entry) -> str:
+    row = entry.row
+    if isinstance(row, SaveCall):
+        value: Any = {"call": asdict(row.call), "legs": [asdict(x) for x in row.legs],
+                      "recordings": [asdict(x) for x in row.recordings]}
+    elif isinstance(row, tuple):
+        value = list(row)
+    else:
+        value = asdict(row)
+    return json.dumps({"t": entry.kind, "k": entry.key, "v": value}, default=_default,
+                      separators=(",", ":"))
+
+
+def decode(line: str) -> Entry:
+    """One journal line as the entry it was (ValueError, KeyError or TypeError if it is not)."""
+    data = json.loads(line, object_hook=_hook)
+    kind, key, value = data["t"], str(data["k"]), data["v"]
+    if kind == "call":
+        call = _build(CallRow, value["call"])
+        row: Any = SaveCall(call.call_id, call,
+                            tuple(_build(LegRow, x) for x in value["legs"]),
+                            tuple(_build(RecordingRow, x) for x in value["recordings"]))
+    elif kind == "event":
+        row = _build(EventRow, value)
+    elif kind == "gap":
+        row = _build(GapRow, value)
+    elif kind == "consent":
+        row = _build(ConsentRow, value)
+    elif kind == "tag":
+        call_id, tag, by = value
+        row = (str(call_id), str(tag), str(by))
+    else:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    return Entry(kind, key, row)
+
+
+class Journal:
+    def __init__(self, directory: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.path = directory / FILE
+        self.max_bytes = max_bytes
+        self._warned = False
+
+    @property
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append(self, entries: Iterable[Entry]) -> bool:
+        """Append and fsync; False if the journal is full or cannot be written (logged)."""
+        text = "".join(encode(e) + "\n" for e in entries)
+        if not text:
+            return True
+        size = self.size
+        if size + len(text) > self.max_bytes:
+            log.error("journal.full", path=str(self.path), bytes=size, max_bytes=self.max_bytes)
+            return False
+        try:
+            fresh = not self.path.exists()
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if fresh:  # the new name itself must survive a power cut
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            log.error("journal.write_failed", path=str(self.path), error=str(exc))
+            return False
+        if not self._warned and size + len(text) > self.max_bytes * 0.8:
+            self._warned = True
+            log.warning("journal.filling", path=str(self.path), bytes=size + len(text),
+                        max_bytes=self.max_bytes)
+        return True
+
+    def read(self) -> list[Entry]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for n, line in enumerate(lines, 1):
+            try:
+                entries.append(decode(line))
+            except (ValueError, KeyError, TypeError) as exc:  # a torn line: the crash's own
+                log.warning("journal.line_skipped", path=str(self.path), line=n, error=str(exc))
+        return entries
+
+    def clear(self) -> None:
+        """PostgreSQL has every row: start afresh."""
+        if not self.path.exists():
+            return
+        self.path.unlink()
+        _fsync_dir(self.path.parent)
+        self._warned = False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,127 @@
+"""PostgreSQL away, then the daemon killed (kill -9) while calls are up: nothing is lost.
+
+The daemon runs as a real process against its own PostgreSQL (stopped and started by the test)
+and the simulator. While the database is away the calls are answered and recorded, their rows
+wait in memory and in the journal on disk; after the kill and a restart (once the database is
+back) the journal is replayed: the calls are adopted under their own ids, no party is hung up or
+dialled again, every segment is filed under its call, and each row is in PostgreSQL once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from arisim.server import Simulator
+
+from recorder.db.migrate import migrate
+from recorder.db.repository import Repository
+from recorder.pgcluster import PrivateCluster
+from tests.stack import PASSWORD
+from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
+from tests.test_flow_crash import CONFIG, Proc, connected, until
+
+CALLS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PrivateCluster]:
+    """A PostgreSQL of this test's own (on a fixed port, so it comes back where it was)."""
+    base = Path(tempfile.mkdtemp(prefix="verbatim-outage-"))
+    os.chmod(base, 0o711)  # noqa: S103 - the postgres user passes through (as conftest's)
+    cluster = PrivateCluster(base / "data", port=free_port(), fsync=False)
+    cluster.start()
+    try:
+        asyncio.run(migrate(cluster.dsn()))
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_a_crash_during_a_database_outage_cuts_no_call(
+    tmp_path: Path, own_cluster: PrivateCluster
+) -> None:
+    dsn = own_cluster.dsn()
+    spool, archive, journal = tmp_path / "spool", tmp_path / "archive", tmp_path / "journal"
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
+    url = await sim.start()
+    config = tmp_path / "verbatim.yaml"
+    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive).replace(
+        "storage:\n", f"storage:\n  journal_dir: \"{journal}\"\n"))
+    proc = Proc(config, dsn, tmp_path / "daemon.log")
+    try:
+        proc.start()
+        await connected(sim)
+        await asyncio.to_thread(own_cluster.stop)  # PostgreSQL goes away
+        callers = []
+        for n in range(CALLS):
+            sim.set_endpoint(f"PJSIP/{201 + n}", answer_after=1.0, tone_hz=CALLEE_HZ)
+            callers.append(sim.start_call(caller_number=f"+1415555010{n}",
+                                          args=["inbound", str(201 + n)], tone_hz=CALLER_HZ))
+        await sim.settle()
+
+        async def all_bridged() -> bool:
+            return len(sim.events("ChannelEnteredBridge")) >= 2 * CALLS
+
+        await until(all_bridged, sim)  # announced, dialled, answered, recorded: no database
+        await sim.advance(2.0)
+        assert (journal / "journal.jsonl").stat().st_size > 0  # on disk before Asterisk heard
+        proc.kill9()
+        await sim.advance(3.0)  # the conversations go on in Asterisk
+        await asyncio.to_thread(own_cluster.start)
+        proc.start()
+        await connected(sim)
+        await sim.advance(2.0)
+        for caller in callers:
+            sim.hangup(caller.id)
+        await sim.settle()
+        repo = await Repository.connect(dsn, max_size=2)
+        try:
+            async def all_closed() -> bool:
+                calls = await repo.recent_calls(10)
+                return len(calls) == CALLS and all(c.status == "ended" for c in calls)
+
+            await until(all_closed, sim)
+            log = proc.log.read_text()
+            assert "call.adopt_orphan" not in log and "call.release_orphan" not in log
+            assert "journal.replayed" in log
+            # nobody was hung up by the daemon, nor dialled twice
+            created = [r for r in sim.requests if r.path == "/channels/create"]
+            assert len(created) == CALLS
+            hangups = [r.path for r in sim.requests if r.method == "DELETE"
+                       and r.path.startswith("/channels/")]
+            for call in await repo.recent_calls(10):
+                assert call.outcome == "answered", call
+                recs = await repo.recordings(call.call_id)
+                assert [r.status for r in recs] == ["filed"], recs  # one segment, its own call
+                events = [e.kind for e in await repo.events(call.call_id)]
+                assert events.count("call.started") == 1 and events.count("call.answered") == 1
+                callee = f"/channels/{call.call_id}-l2"
+                caller_id = next(leg.channel_id for leg in await repo.legs(call.call_id)
+                                 if leg.role == "caller")
+                hung = event_time(sim, "ChannelHangupRequest", channel__id=caller_id)
+                joined = event_time(sim, "ChannelEnteredBridge",
+                                    channel__id=f"{call.call_id}-l2")
+                assert_both_tones(Path(recs[0].path or ""), hung - joined)  # every second
+                assert hangups.count(callee) <= 1  # only after its caller hung up
+            assert not (journal / "journal.jsonl").exists()  # emptied once all was written
+        finally:
+            await repo.close()
+    finally:
+        await proc.stop()
+        await sim.stop()
+        if os.environ.get("KEEP_LOG"):
+            shutil.copy(proc.log, "/tmp/outage.log")
