@@ -73,7 +73,7 @@ from recorder.model.settings import CallSettings
 from recorder.model.state import Call, ModelState
 from recorder.persistence import Writer
 from recorder.recovery import SpoolSweeper
-from recorder.storage.archive import Archive
+from recorder.storage.archive import Archive, ArchiveFull
 
 log = structlog.get_logger("verbatim.daemon")
 
@@ -150,6 +150,7 @@ class Daemon:
                                 lambda: self.asterisk_id, hook_timeout_s,
                                 ready=self.ready.is_set)
         self.controls = controls  # HTTP API control requests (control_requests rows)
+        self.archive_full = False  # archive.full was logged; cleared when a filing succeeds
 
     @property
     def quiet(self) -> bool:
@@ -480,6 +481,9 @@ class Daemon:
                     fmt=c.format,
                 )
                 await self.client.delete_stored(c.name)
+            if self.archive_full:
+                self.archive_full = False
+                log.info("archive.space_back", archive=str(self.archive.root))
             event: Event = RecordingFiled(
                 timestamp=now,
                 asterisk_id=self.asterisk_id,
@@ -490,6 +494,16 @@ class Daemon:
                 duration_ms=filed.duration_ms,
                 audio_error=filed.audio_error,
             )
+        except ArchiveFull as exc:  # safe in the spool: filed by a sweep once space returns
+            if not self.archive_full:
+                self.archive_full = True
+                log.error("archive.full", archive=str(self.archive.root), error=str(exc),
+                          action="recordings wait in the spool; each is filed when space returns")
+            m = exc.filed
+            event = RecordingFileFailed(
+                timestamp=now, asterisk_id=self.asterisk_id, name=c.name, error=str(exc),
+                waiting=True, duration_ms=m.duration_ms if m else None,
+                sha256=m.sha256 if m else None, bytes=m.bytes if m else None)
         except Exception as exc:  # any failure is reported on the recording, never dropped
             log.error("recording.file_failed", call_id=c.call_id, recording=c.name, error=str(exc))
             event = RecordingFileFailed(

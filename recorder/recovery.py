@@ -118,6 +118,8 @@ class SpoolSweeper:
             dataclasses.replace(
                 row,
                 status=status,
+                # (a recording that waited for space in the archive: no longer waiting)
+                error=None if row.status == "finished" else row.error,
                 path=str(result.path),
                 sha256=result.sha256,
                 bytes=result.bytes,

@@ -44,6 +44,12 @@ class RecordingFiled(Event):
 class RecordingFileFailed(Event):
     name: str = ""
     error: str = ""
+    # The archive is full: the file waits in the spool (measured here) to be filed when space
+    # returns (the spool sweep files it). Not missing, and what it holds counts as recorded.
+    waiting: bool = False
+    duration_ms: int | None = None
+    sha256: str | None = None
+    bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,15 @@ def on_filed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
                 duration_ms=e.duration_ms,
             )
             s.log("recording.filed", recording=rec.name, path=e.path, duration_ms=e.duration_ms)
+        elif e.waiting and rec.status == REC_FINISHED:
+            # Safe in the spool, measured; the spool sweep files it when space returns. The
+            # alert is the daemon's (archive.full), once: not a missing recording per call.
+            rec.waiting = True
+            rec.duration_ms, rec.sha256, rec.bytes = e.duration_ms, e.sha256, e.bytes
+            rec.error = f"waiting to be filed: {e.error}"
+            s.record("recording.waiting", recording=rec.name, error=e.error, sha256=e.sha256,
+                     duration_ms=e.duration_ms)
+            s.log("recording.waiting", recording=rec.name, reason=e.error)
         else:
             if rec.status == REC_FINISHED:
                 rec.status = REC_MISSING

@@ -105,10 +105,13 @@ class Recording:
     file_pending: bool = False  # asked the adapter to file it; waiting for the result
     legs: list[str] = field(default_factory=list)  # channel ids in the bridge during it
     snoop_left: bool = False  # hook mode: its snoop channel left the app (StasisEnd)
+    waiting: bool = False  # finished and safe in the spool; the archive was full (filed later)
 
     @property
     def done(self) -> bool:
-        return self.status not in (*REC_LIVE, REC_FINISHED) and not self.file_pending
+        if self.file_pending:
+            return False
+        return self.status not in (*REC_LIVE, REC_FINISHED) or self.waiting
 
 
 @dataclass

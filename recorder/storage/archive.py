@@ -46,6 +46,11 @@ class ArchiveError(Exception):
         self.filed = filed
 
 
+class ArchiveFull(ArchiveError):
+    """The archive's filesystem is full (or over quota): the recording stays in the spool,
+    safe, measured in `filed` (its path the spool file), to be filed when space returns."""
+
+
 @dataclass(frozen=True)
 class FiledRecording:
     path: Path
@@ -110,6 +115,20 @@ class _Temp:
 def _write_all(temp: _Temp, chunks: Iterable[bytes]) -> None:
     for chunk in chunks:
         temp.write(chunk)
+
+
+def _raise_if_full(e: OSError, src: Path) -> None:
+    """Out of space (or quota) in the archive: ArchiveFull, with the spool file measured."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return
+    try:
+        info = probe(src)
+        duration: int | None = info.duration_ms
+        audio_error: str | None = None
+    except AudioError as exc:
+        duration, audio_error = None, str(exc)
+    measured = FiledRecording(src, _hash_file(src), src.stat().st_size, duration, audio_error)
+    raise ArchiveFull(f"archive full: {e.strerror or e}", measured) from e
 
 
 class Archive:
@@ -193,13 +212,21 @@ class Archive:
             os.close(fd)
             raise ArchiveError(f"not a regular file: {src}")
         with os.fdopen(fd, "rb") as f:
-            self._makedirs(target.parent)
-            temp = _Temp(target.parent, target.name)
+            try:
+                self._makedirs(target.parent)
+                temp = _Temp(target.parent, target.name)
+            except OSError as e:
+                _raise_if_full(e, src)
+                raise
             try:
                 while chunk := f.read(_CHUNK):
                     temp.write(chunk)
                 temp.finish()
                 filed = self._place(temp, target)
+            except OSError as e:
+                temp.discard()
+                _raise_if_full(e, src)
+                raise
             except BaseException:
                 temp.discard()
                 raise
