@@ -85,8 +85,8 @@ async def test_login_search_open_a_call(web: World) -> None:
     assert call.status == 200
     assert html.count('<audio controls preload="none"') == 2
     assert f'src="/api/calls/{web.calls["A"]}/recordings/{web.rec("A")}/audio"' in html
-    assert "Download segment 1" in html  # managers may download
-    assert "transfer.blind" in html and "matter:2026-0113" in html
+    assert "Download Segment 1" in html  # managers may download
+    assert "Transferred by 201 to 202" in html and "matter:2026-0113" in html
     actions = [(r["action"], r["via"]) for r in await web.access_rows()]
     assert actions == [("search", "session"), ("view", "session")]
 

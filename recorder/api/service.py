@@ -28,17 +28,23 @@ log = structlog.get_logger(__name__)
 # A call's parts, by call_id (the columns of 0001; later migrations may add more).
 _LEGS = (
     "SELECT channel_id, channel_name, role, caller_name, caller_number, started_at, "
-    "answered_at, ended_at, hangup_cause, outcome FROM legs WHERE call_id = $1 "
+    "answered_at, ended_at, hangup_cause, outcome, talked_ms, covered_ms, held_ms "
+    "FROM legs WHERE call_id = $1 "
     "ORDER BY started_at, channel_id"
 )
 _RECORDINGS = (
     "SELECT asterisk_id, name, segment, format, status, requested_at, started_at, ended_at, "
-    "duration_ms, bytes, sha256, error, fallback FROM recordings WHERE call_id = $1 "
+    "duration_ms, bytes, sha256, error, fallback, target, legs FROM recordings "
+    "WHERE call_id = $1 "
     "ORDER BY segment, requested_at, name"
 )
 _EVENTS = (
     "SELECT id, at, kind, channel_id, recording_name, detail FROM call_events "
     "WHERE call_id = $1 ORDER BY at, id"
+)
+_GAPS = (
+    "SELECT channel_id, starts_at, ends_at, duration_ms, reason FROM coverage_gaps "
+    "WHERE call_id = $1 ORDER BY starts_at, id"
 )
 _TAGS = "SELECT coalesce(array_agg(tag ORDER BY tag), '{}') FROM call_tags WHERE call_id = $1"
 
@@ -91,6 +97,15 @@ class CallService:
         return Page(page, cursor)
 
     async def detail(self, principal: Principal, call_id: str, origin: Origin) -> dict[str, Any]:
+        found = await self.parts(principal, call_id, "view", origin)
+        await self.access_log.record(principal, "view", origin, call_id=call_id)
+        return found
+
+    async def parts(
+        self, principal: Principal, call_id: str, action: str, origin: Origin
+    ) -> dict[str, Any]:
+        """The call's rows if it is in the user's scope (else the attempt is logged as
+        `action` and 404); the caller logs the access itself."""
         args = Params()
         cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
         sql = (
@@ -99,14 +114,13 @@ class CallService:
         )
         call = await self.pool.fetchrow(sql, *args.values)
         if call is None:
-            await self._denied(principal, "view", origin, call_id)
+            await self._denied(principal, action, origin, call_id)
             raise not_found("call", call_id=call_id)
         legs = await self.pool.fetch(_LEGS, call_id)
         recordings = await self.pool.fetch(_RECORDINGS, call_id)
         events = await self.pool.fetch(_EVENTS, call_id)
         tags = await self.pool.fetchval(_TAGS, call_id)
         event_rows = [dict(e.items()) for e in events]
-        await self.access_log.record(principal, "view", origin, call_id=call_id)
         return {
             "call": dict(call.items()),
             "legs": [dict(r.items()) for r in legs],
@@ -117,6 +131,39 @@ class CallService:
             "consent": await self._consent(call_id),
             "tags": list(tags),
         }
+
+    async def story(self, principal: Principal, call_id: str) -> dict[str, Any]:
+        """What the call's page draws besides its rows: the call model's last state (None
+        for calls recorded before it was kept), the stored gaps, and the linked calls the
+        user may see. Only for a call `parts` has just found in scope."""
+        row = await self.pool.fetchrow(
+            "SELECT state, linked_calls FROM calls WHERE call_id = $1", call_id)
+        gaps = await self.pool.fetch(_GAPS, call_id)
+        args = Params()
+        linked = args.add(list(row["linked_calls"] or []) if row else [])
+        others = await self.pool.fetch(
+            "SELECT c.call_id, c.started_at, c.caller_number, c.callee_number FROM calls c "  # noqa: S608
+            f"WHERE c.call_id = ANY({linked}::text[]) AND {call_scope(principal, args)} "
+            "ORDER BY c.started_at", *args.values)  # fmt: skip
+        state = row["state"] if row else None
+        return {
+            "state": state,
+            "gaps": [dict(g.items()) for g in gaps],
+            "linked": [dict(r.items()) for r in others],
+        }
+
+    async def archive_files(self, call_id: str) -> dict[str, Path]:
+        """name -> the real path of each filed recording of the call that is in the archive
+        (for a call `parts` has just found in scope; never sent to a client)."""
+        rows = await self.pool.fetch(
+            "SELECT name, path FROM recordings WHERE call_id = $1 AND status = 'filed' "
+            "AND path IS NOT NULL", call_id)  # fmt: skip
+        out: dict[str, Path] = {}
+        for row in rows:
+            real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
+            if real is not None:
+                out[row["name"]] = real
+        return out
 
     async def audio_file(
         self, principal: Principal, call_id: str, name: str, action: str, origin: Origin

@@ -8,24 +8,30 @@ session's token after; a cross-site Origin header is refused as well.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 from multidict import MultiDict
 
 from recorder.api.audit import ACTIONS, parse_access_query
-from recorder.api.auth import Permission, Principal, new_secret, principal_of
+from recorder.api.auth import Permission, Principal, new_secret, principal_of, require
 from recorder.api.errors import ApiError, forbidden
-from recorder.api.routes import deps, origin, path_id
+from recorder.api.routes import deps, origin, path_id, range_start
 from recorder.api.search import DIRECTIONS, parse_search
 from recorder.api.server import secure_cookies, session_cookie_name
 from recorder.db.rows import OUTCOMES
-from recorder.web import render
+from recorder.storage.audio import AudioError
+from recorder.web import callpage, callview, playback, render
 
+log = structlog.get_logger(__name__)
 STATIC: Final = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE: Final = "vb_login_csrf"
 
@@ -181,9 +187,55 @@ async def calls(request: web.Request) -> web.StreamResponse:
 async def call_page(request: web.Request) -> web.StreamResponse:
     principal = _signed_in(request, Permission.CALLS_READ)
     call_id = path_id(request, "call_id")
-    detail = await deps(request).calls.detail(principal, call_id, origin(request))
-    body = render.call_detail(detail, principal.may(Permission.RECORDINGS_DOWNLOAD))
-    return _html(f"Call of {render.when(detail['call']['started_at'])}", body, principal)
+    d = deps(request)
+    view = await callview.load(d.calls, principal, call_id, origin(request), "view")
+    await d.access_log.record(principal, "view", origin(request), call_id=call_id)
+    waves = await callview.waveforms(view, d.calls.archive_root)
+    body = callpage.call_page(
+        view, can_play=principal.may(Permission.RECORDINGS_PLAY),
+        can_download=principal.may(Permission.RECORDINGS_DOWNLOAD),
+        admin=principal.role == "admin", waves=waves,
+    )  # fmt: skip
+    html = render.page(f"Call of {render.when(view.parts['call']['started_at'])}", body,
+                       principal, scripts=("/static/call.js",))  # fmt: skip
+    return web.Response(text=html, content_type="text/html")
+
+
+async def whole_call_audio(request: web.Request) -> web.StreamResponse:
+    """The whole call as one WAV (recorder.web.playback), with HTTP Range; one access-log
+    row per playback, as for a recording."""
+    principal = require(request, Permission.RECORDINGS_PLAY)
+    call_id = path_id(request, "call_id")
+    d = deps(request)
+    view = await callview.load(d.calls, principal, call_id, origin(request), "play")
+    if not view.pieces:
+        raise ApiError(404, "nothing_recorded", f"call {call_id} has no recorded audio",
+                       {"call_id": call_id})  # fmt: skip
+    try:
+        path = await asyncio.to_thread(playback.whole_call, d.calls.archive_root, call_id,
+                                       view.pieces)  # fmt: skip
+    except (AudioError, OSError, subprocess.SubprocessError) as exc:
+        log.error("recording.whole_call_failed", call_id=call_id, error=str(exc))
+        raise ApiError(503, "whole_call_unavailable", "the whole call could not be assembled; "
+                       "play its recordings one by one", {"call_id": call_id}) from None
+    usable, start = range_start(request)
+    call = view.parts["call"]
+    key = (call["asterisk_id"], f"{call_id}:whole-call")
+    if request.method == "GET" and usable and d.playback.starts_playback(
+        principal, "play", key, start
+    ):
+        used = sorted({name for name, p in view.files.items()
+                       if str(p) in {x.path for x in view.pieces}})  # fmt: skip
+        await d.access_log.record(
+            principal, "play", origin(request), call_id=call_id,
+            asterisk_id=call["asterisk_id"],
+            detail={"whole_call": True, "recordings": used,
+                    "range": request.headers.get("Range")},
+        )  # fmt: skip
+    filename = re.sub(r"[^A-Za-z0-9._+-]", "_", call_id)
+    return web.FileResponse(path, headers={
+        "Content-Type": "audio/wav", "Content-Disposition": f'inline; filename="{filename}.wav"',
+    })  # fmt: skip
 
 
 async def access_log_page(request: web.Request) -> web.StreamResponse:
@@ -211,5 +263,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/logout", logout)
     app.router.add_get("/calls", calls)
     app.router.add_get("/calls/{call_id}", call_page)
+    app.router.add_get("/api/calls/{call_id}/audio", whole_call_audio)
     app.router.add_get("/access-log", access_log_page)
     app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)

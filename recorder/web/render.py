@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from recorder.api.auth import Permission, Principal
-from recorder.api.serialize import recording_urls
 
 TITLE = "Verbatim"
 
@@ -42,7 +41,8 @@ def seconds(value: int | None) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def page(title: str, body: str, principal: Principal | None = None) -> str:
+def page(title: str, body: str, principal: Principal | None = None,
+         scripts: Sequence[str] = ()) -> str:  # fmt: skip
     nav = ""
     if principal is not None:
         links = []
@@ -65,7 +65,9 @@ def page(title: str, body: str, principal: Principal | None = None) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} – {TITLE}</title>"
-        '<link rel="stylesheet" href="/static/style.css"></head><body>'
+        '<link rel="stylesheet" href="/static/style.css">'
+        + "".join(f'<script src="{e(src)}" defer></script>' for src in scripts)
+        + "</head><body>"
         '<a class="skip" href="#main">Skip to content</a>'
         f'<header><p class="brand">{TITLE}</p>{nav}</header>'
         f'<main id="main"><h1>{e(title)}</h1>{body}</main></body></html>'
@@ -158,84 +160,6 @@ def results(calls: list[dict[str, Any]], next_url: str | None) -> str:
         + "".join(f'<th scope="col">{h}</th>' for h in heads)
         + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
-
-
-def _facts(call: Mapping[str, Any]) -> str:
-    items = [
-        ("Call id", e(call["call_id"])), ("Started", _time(call["started_at"])),
-        ("Answered", _time(call["answered_at"])), ("Ended", _time(call["ended_at"])),
-        ("Length", seconds(call["duration_s"])), ("Direction", e(call["direction"])),
-        ("From", _party(call["caller_number"], call["caller_e164"])),
-        ("To", _party(call["callee_number"], call["callee_e164"])),
-        ("Extension", e(call["extension"] or "–")), ("Department", e(call["department"] or "–")),
-        ("Outcome", e(call["outcome"] or call["status"])),
-    ]  # fmt: skip
-    return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-
-
-def _recording(call_id: str, rec: Mapping[str, Any], can_download: bool) -> str:
-    label = f"Segment {rec['segment']}"
-    length = seconds((rec["duration_ms"] or 0) // 1000)
-    head = f"<h3>{e(label)} <small>({e(rec['status'])}, {length})</small></h3>"
-    if rec["status"] != "filed":
-        return f'<li>{head}<p>{e(rec["error"] or "No file in the archive.")}</p></li>'
-    urls = recording_urls(call_id, rec["name"])
-    download = (
-        f'<a href="{e(urls["download_url"])}" download>Download {e(label.lower())}</a>'
-        if can_download
-        else ""
-    )
-    return (
-        f"<li>{head}"
-        f'<audio controls preload="none" src="{e(urls["audio_url"])}" '
-        f'aria-label="{e(label)} of the call"></audio> {download}'
-        f'<p class="hash">SHA-256 <code>{e(rec["sha256"])}</code></p></li>'
-    )
-
-
-def _events(events: Sequence[Mapping[str, Any]], caption: str) -> str:
-    if not events:
-        return ""
-    items = []
-    for ev in events:
-        detail = " ".join(f"{k}={v}" for k, v in (ev["detail"] or {}).items())
-        who = ev["channel_id"] or ev["recording_name"] or ""
-        items.append(
-            f"<li>{_time(ev['at'])} <strong>{e(ev['kind'])}</strong> {e(who)} "
-            f"<span class=\"detail\">{e(detail)}</span></li>"
-        )
-    return f'<section><h2>{e(caption)}</h2><ol class="timeline">{"".join(items)}</ol></section>'
-
-
-def call_detail(detail: Mapping[str, Any], can_download: bool) -> str:
-    call = detail["call"]
-    recs = "".join(_recording(call["call_id"], r, can_download) for r in detail["recordings"])
-    legs = "".join(
-        f"<tr><td>{e(leg['role'])}</td><td>{e(leg['caller_number'] or '–')}</td>"
-        f"<td>{e(leg['channel_name'])}</td><td>{_time(leg['answered_at'])}</td>"
-        f"<td>{_time(leg['ended_at'])}</td><td>{e(leg['outcome'] or '–')}</td></tr>"
-        for leg in detail["legs"]
-    )
-    consent = detail["consent"]
-    consent_html = ""
-    if consent:
-        items = "".join(f"<li><code>{e(row)}</code></li>" for row in consent)
-        consent_html = f"<section><h2>Consent</h2><ul>{items}</ul></section>"
-    tags = ", ".join(e(t) for t in detail["tags"]) or "none"
-    return (
-        _facts(call)
-        + f"<p>Tags: {tags}</p>"
-        + "<section><h2>Recordings</h2>"
-        + (f'<ol class="recordings">{recs}</ol>' if recs else "<p>No recordings.</p>")
-        + "</section><section><h2>Legs</h2>"
-        '<table><caption>Parties on the call</caption><thead><tr>'
-        + "".join(f'<th scope="col">{h}</th>'
-                  for h in ("Role", "Number", "Channel", "Answered", "Ended", "Outcome"))
-        + f"</tr></thead><tbody>{legs}</tbody></table></section>"
-        + _events(detail["transfers"], "Transfers")
-        + consent_html
-        + _events(detail["events"], "Timeline")
-    )  # fmt: skip
 
 
 def access_form(values: Mapping[str, str], actions: Iterable[str]) -> str:
