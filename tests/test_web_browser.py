@@ -65,7 +65,7 @@ async def test_log_in_search_open_and_play(web: World) -> None:
             rows = page.locator("table.calls tbody tr")
             assert await rows.count() == 1
             await rows.first.get_by_role("link").click()
-            await page.wait_for_url(f"{base}/calls/{web.calls['A']}")
+            await page.wait_for_url(re.compile(rf".*/calls/{web.calls['A']}\?back=.*"))
 
             audio = page.locator("audio").first
             await audio.focus()  # keyboard, as a person without a mouse would

@@ -17,7 +17,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts" / "web"
 
 async def _axe(page: Any) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page (axe-playwright-python)."""
-    from axe_playwright_python.async_playwright import Axe
+    from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 
     results = await Axe().run(page)
     assert len(results.response["passes"]) > 10  # axe ran its rules on the page
@@ -53,7 +53,8 @@ async def test_call_pages_in_a_browser(pg_dsn: str, tmp_path: Path) -> None:
                 arrow = page.locator("svg#timeline line.arrow")
                 box = await arrow.bounding_box()  # from 201's lane down to 300's
                 assert await arrow.count() == 1 and box is not None and box["height"] > 40
-                assert "Transferred by 201 to 300" in await arrow.locator("title").text_content() or ""
+                said = await arrow.locator("title").text_content() or ""
+                assert "Transferred by 201 to 300" in said
                 await _shot(page, "call-transferred")
                 assert await _axe(page) == []
 

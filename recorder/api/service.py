@@ -21,7 +21,7 @@ from recorder.api.auth import Principal
 from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
-from recorder.api.search import CALL_COLUMNS, SearchQuery, search_sql
+from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +53,7 @@ _TAGS = "SELECT coalesce(array_agg(tag ORDER BY tag), '{}') FROM call_tags WHERE
 class Page:
     calls: list[dict[str, Any]]
     next_cursor: str | None
+    total: int | None = None  # matches counted up to search.COUNT_CAP + 1 (None: not asked)
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,37 @@ class CallService:
         self.access_log = access_log
         self._consent_sql: str | bool | None = False  # False: not looked up yet
 
-    async def search(self, principal: Principal, q: SearchQuery, origin: Origin) -> Page:
+    async def search(self, principal: Principal, q: SearchQuery, origin: Origin,
+                     *, count: bool = False, export: str | None = None) -> Page:  # fmt: skip
+        """One page of matches (logged as a search; `export`: the format it was sent in);
+        `count`: also how many match, up to search.COUNT_CAP + 1."""
         sql, args = search_sql(principal, q)
         rows = [dict(r.items()) for r in await self.pool.fetch(sql, *args)]
         page, more = rows[: q.limit], len(rows) > q.limit
-        detail = {"filters": q.filters(), "results": len(page), "page": q.after is not None}
+        total = None
+        if count:
+            counting, count_args = count_sql(principal, q)
+            total = await self.pool.fetchval(counting, *count_args)
+        detail: dict[str, Any] = {"filters": q.filters(), "results": len(page),
+                                  "page": q.after is not None}  # fmt: skip
+        if export:
+            detail["export"] = export
         await self.access_log.record(principal, "search", origin, detail=detail)
         last = page[-1] if page else None
-        cursor = encode_cursor(last["started_at"], last["call_id"]) if more and last else None
-        return Page(page, cursor)
+        return Page(page, self._cursor(q, last) if more and last else None, total)
+
+    async def search_more(self, principal: Principal, q: SearchQuery) -> Page:
+        """A further page of a search already logged (a CSV export's next rows)."""
+        sql, args = search_sql(principal, q)
+        rows = [dict(r.items()) for r in await self.pool.fetch(sql, *args)]
+        page, more = rows[: q.limit], len(rows) > q.limit
+        last = page[-1] if page else None
+        return Page(page, self._cursor(q, last) if more and last else None)
+
+    def _cursor(self, q: SearchQuery, last: dict[str, Any]) -> str:
+        key = last["started_at"] if q.sort == "started" else (
+            -1 if last["duration_s"] is None else last["duration_s"])
+        return encode_cursor(key, last["call_id"])
 
     async def detail(self, principal: Principal, call_id: str, origin: Origin) -> dict[str, Any]:
         found = await self.parts(principal, call_id, "view", origin)

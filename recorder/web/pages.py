@@ -9,7 +9,10 @@ session's token after; a cross-site Origin header is refused as well.
 from __future__ import annotations
 
 import asyncio
+import csv
+import dataclasses
 import hmac
+import io
 import re
 import subprocess
 import time
@@ -25,7 +28,7 @@ from recorder.api.audit import ACTIONS, parse_access_query
 from recorder.api.auth import Permission, Principal, new_secret, principal_of, require
 from recorder.api.errors import ApiError, forbidden
 from recorder.api.routes import deps, origin, path_id, range_start
-from recorder.api.search import DIRECTIONS, parse_search
+from recorder.api.search import COUNT_CAP, DIRECTIONS, parse_search
 from recorder.api.server import secure_cookies, session_cookie_name
 from recorder.db.rows import OUTCOMES
 from recorder.storage.audio import AudioError
@@ -166,11 +169,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _search_values(request: web.Request) -> dict[str, str]:
+    # An empty form field means "any": drop it instead of rejecting it like the API does.
+    return {k: v for k, v in request.query.items() if v.strip() and k not in ("cursor",)}
+
+
 async def calls(request: web.Request) -> web.StreamResponse:
     principal = _signed_in(request, Permission.CALLS_SEARCH)
     d = deps(request)
-    # An empty form field means "any": drop it instead of rejecting it like the API does.
-    values = {k: v for k, v in request.query.items() if v.strip() and k != "cursor"}
+    values = _search_values(request)
     form = render.search_form(values, d.departments, DIRECTIONS, OUTCOMES)
     query_values = dict(values)
     if "cursor" in request.query:
@@ -179,9 +186,51 @@ async def calls(request: web.Request) -> web.StreamResponse:
         query = parse_search(MultiDict(query_values), d.region)
     except ApiError as err:
         return _html("Calls", form + render.alert(err.message), principal, err.status)
-    found = await d.calls.search(principal, query, origin(request))
+    found = await d.calls.search(principal, query, origin(request), count=True)
     more = render.next_link("/calls", values, found.next_cursor)
-    return _html("Calls", form + render.results(found.calls, more), principal)
+    return _html("Calls", form + render.results(found.calls, more, values, found.total,
+                                                COUNT_CAP), principal)  # fmt: skip
+
+
+CSV_ROWS: Final = 10_000  # one export; narrow the search for more
+CSV_COLUMNS: Final = (
+    "call_id", "started_at", "answered_at", "ended_at", "duration_s", "direction",
+    "caller_number", "caller_e164", "callee_number", "callee_e164", "extension", "department",
+    "outcome", "recordings", "recorded_ms", "tags",
+)  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    out = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    # A spreadsheet runs a cell starting with = + - @ as a formula: keep it text.
+    return "'" + out if out[:1] in ("=", "+", "-", "@", "\t", "\r") else out
+
+
+async def calls_csv(request: web.Request) -> web.StreamResponse:
+    """The search's matches as CSV (at most CSV_ROWS), logged as a search like any other."""
+    principal = _signed_in(request, Permission.CALLS_SEARCH)
+    d = deps(request)
+    values = {k: v for k, v in _search_values(request).items() if k != "limit"}
+    query = parse_search(MultiDict(values), d.region)
+    rows: list[dict[str, object]] = []
+    page = dataclasses.replace(query, limit=min(CSV_ROWS, 1000))
+    found = await d.calls.search(principal, page, origin(request), export="csv")
+    rows += found.calls
+    while found.next_cursor and len(rows) < CSV_ROWS:  # the rest, page by page (one log row)
+        after = parse_search(MultiDict({**values, "cursor": found.next_cursor}), d.region).after
+        found = await d.calls.search_more(principal, dataclasses.replace(page, after=after))
+        rows += found.calls
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows[:CSV_ROWS]:
+        writer.writerow([_cell(row.get(col)) for col in CSV_COLUMNS])
+    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="calls.csv"'})  # fmt: skip
 
 
 async def call_page(request: web.Request) -> web.StreamResponse:
@@ -191,7 +240,11 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     view = await callview.load(d.calls, principal, call_id, origin(request), "view")
     await d.access_log.record(principal, "view", origin(request), call_id=call_id)
     waves = await callview.waveforms(view, d.calls.archive_root)
-    body = callpage.call_page(
+    back = request.query.get("back", "")
+    back_link = ""
+    if back.startswith("/calls") and _safe_next(back) == back and "/calls/" not in back:
+        back_link = f'<p><a href="{render.e(back)}">Back to the calls found</a></p>'
+    body = back_link + callpage.call_page(
         view, can_play=principal.may(Permission.RECORDINGS_PLAY),
         can_download=principal.may(Permission.RECORDINGS_DOWNLOAD),
         admin=principal.role == "admin", waves=waves,
@@ -262,6 +315,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
     app.router.add_get("/calls", calls)
+    app.router.add_get("/calls.csv", calls_csv)
     app.router.add_get("/calls/{call_id}", call_page)
     app.router.add_get("/api/calls/{call_id}/audio", whole_call_audio)
     app.router.add_get("/access-log", access_log_page)

@@ -136,29 +136,60 @@ def _party(number: str | None, e164: str | None) -> str:
     return e(e164 or number or "–")
 
 
-def results(calls: list[dict[str, Any]], next_url: str | None) -> str:
+def _sort_link(label: str, sort: str, values: Mapping[str, str]) -> str:
+    """A column header that sorts by it (the filters kept), and says how it is sorted now."""
+    now_sort, now_order = values.get("sort", "started"), values.get("order", "desc")
+    current = now_sort == sort
+    order = ("asc" if now_order == "desc" else "desc") if current else "desc"
+    href = "/calls?" + urlencode({**values, "sort": sort, "order": order})
+    aria = f' aria-sort="{"descending" if now_order == "desc" else "ascending"}"' if current \
+        else ""  # fmt: skip
+    arrow = (" ↓" if now_order == "desc" else " ↑") if current else ""
+    hint = "descending" if order == "desc" else "ascending"
+    return (f'<th scope="col"{aria}><a href="{e(href)}" title="Sort {hint}">{e(label)}'
+            f"{arrow}</a></th>")  # fmt: skip
+
+
+def count_words(total: int | None, cap: int) -> str:
+    if total is None:
+        return ""
+    if total > cap:
+        return f"More than {cap} calls match."
+    return "1 call matches." if total == 1 else f"{total} calls match."
+
+
+def results(calls: list[dict[str, Any]], next_url: str | None,
+            values: Mapping[str, str] | None = None, total: int | None = None,
+            cap: int = 1000) -> str:  # fmt: skip
+    values = dict(values or {})
     if not calls:
         return '<p role="status">No calls match.</p>'
+    back = "/calls" + (f"?{urlencode(values)}" if values else "")
     rows = []
     for c in calls:
-        href = "/calls/" + quote(c["call_id"], safe="")
+        href = "/calls/" + quote(c["call_id"], safe="") + "?" + urlencode({"back": back})
         rows.append(
             f'<tr><td><a href="{e(href)}">{_time(c["started_at"])}</a></td>'
             f"<td>{e(c['direction'])}</td>"
             f"<td>{_party(c['caller_number'], c['caller_e164'])}</td>"
             f"<td>{_party(c['callee_number'], c['callee_e164'])}</td>"
             f"<td>{e(c['extension'] or '–')}</td><td>{e(c['department'] or '–')}</td>"
-            f"<td>{e(c['outcome'] or c['status'])}</td><td>{seconds(c['duration_s'])}</td>"
-            f"<td>{e(c['recordings'])}</td></tr>"
+            f"<td>{e((c['outcome'] or c['status']).replace('_', ' '))}</td>"
+            f"<td>{seconds(c['duration_s'])}</td><td>{e(c['recordings'])}</td></tr>"
         )
-    more = f'<p><a href="{e(next_url)}" rel="next">Older calls</a></p>' if next_url else ""
-    heads = ("Started", "Direction", "From", "To", "Extension", "Department", "Outcome",
-             "Length", "Recordings")  # fmt: skip
+    more = f'<p><a href="{e(next_url)}" rel="next">More calls</a></p>' if next_url else ""
+    csv = "/calls.csv" + (f"?{urlencode(values)}" if values else "")
+    summary = (f'<p class="found" role="status">{e(count_words(total, cap))} '
+               f'<a href="{e(csv)}" download>Export these calls as CSV</a></p>')  # fmt: skip
+    plain = ("Direction", "From", "To", "Extension", "Department", "Outcome")
+    heads = (_sort_link("Started", "started", values)
+             + "".join(f'<th scope="col">{h}</th>' for h in plain)
+             + _sort_link("Length", "length", values)
+             + '<th scope="col">Recordings</th>')  # fmt: skip
     return (
-        '<table class="calls"><caption>Calls found (select a start time to open a call)'
-        "</caption><thead><tr>"
-        + "".join(f'<th scope="col">{h}</th>' for h in heads)
-        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        summary + '<table class="calls"><caption>Calls found (select a start time to open a '
+        "call; select a column's title to sort by it)</caption><thead><tr>"
+        + heads + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
 
 
