@@ -75,6 +75,9 @@ async def test_bad_search_parameters(world: World, query: str, parameter: str) -
 async def test_recording_names_are_looked_up_never_used_as_paths(world: World, name: str) -> None:
     for kind in ("audio", "download"):
         resp = await world.get(f"/api/calls/{world.calls['A']}/recordings/{name}/{kind}", "admin")
+        if name == ".." and kind == "audio":  # the client made it the whole call's own URL
+            assert resp.url.path == f"/api/calls/{world.calls['A']}/audio"
+            continue
         assert resp.status == 404, name
         assert (await resp.json())["error_id"] in ("recording_not_found", "not_found")
 

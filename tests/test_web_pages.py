@@ -76,7 +76,7 @@ async def test_login_search_open_a_call(web: World) -> None:
     page = await web.client.get("/calls?number=555-0100")
     html = await page.text()
     assert page.status == 200
-    assert f'href="/calls/{web.calls["A"]}"' in html
+    assert f'href="/calls/{web.calls["A"]}?back=%2Fcalls%3Fnumber%3D555-0100"' in html
     assert web.calls["C"] not in html  # filtered out by number
     assert '<label for="f-number">' in html and "<caption>" in html
 
@@ -85,8 +85,8 @@ async def test_login_search_open_a_call(web: World) -> None:
     assert call.status == 200
     assert html.count('<audio controls preload="none"') == 2
     assert f'src="/api/calls/{web.calls["A"]}/recordings/{web.rec("A")}/audio"' in html
-    assert "Download segment 1" in html  # managers may download
-    assert "transfer.blind" in html and "matter:2026-0113" in html
+    assert "Download Segment 1" in html  # managers may download
+    assert "Transferred by 201 to 202" in html and "matter:2026-0113" in html
     actions = [(r["action"], r["via"]) for r in await web.access_rows()]
     assert actions == [("search", "session"), ("view", "session")]
 
@@ -205,3 +205,37 @@ async def test_secure_cookies_behind_tls(pg_dsn: str, tmp_path: Path) -> None:
     finally:
         await w.client.close()
         await w.pool.close()
+
+
+async def test_results_count_sort_export_and_keep_the_filters(web: World) -> None:
+    await login(web, "intake")
+    html = await (await web.client.get("/calls?direction=inbound")).text()
+    assert "2 calls match." in html  # A and E: Intake's inbound calls
+    # sorted by length, longest first, the filters kept in every link
+    assert 'href="/calls?direction=inbound&amp;sort=length&amp;order=desc"' in html
+    longest = await (await web.client.get("/calls?direction=inbound&sort=length")).text()
+    assert longest.index(web.calls["A"]) < longest.index(web.calls["E"])  # 95 s, 15 s
+    shortest = await (await web.client.get(
+        "/calls?direction=inbound&sort=length&order=asc")).text()
+    assert shortest.index(web.calls["E"]) < shortest.index(web.calls["A"])
+    assert 'aria-sort="ascending"' in shortest
+    paged = await (await web.client.get("/calls?sort=length&limit=1")).text()
+    more = re.search(r'href="([^"]+)" rel="next"', paged)
+    assert more and "sort=length" in more.group(1)
+    second = await (await web.client.get(more.group(1).replace("&amp;", "&"))).text()
+    assert web.calls["A"] not in second and "More calls" in second  # C (40 s) after A (95 s)
+    # the call's page links back to the results it was opened from
+    link = re.search(r'href="(/calls/[^"]+)"', longest)
+    assert link
+    page = await (await web.client.get(link.group(1).replace("&amp;", "&"))).text()
+    assert 'href="/calls?direction=inbound&amp;sort=length">Back to the calls found' in page
+    # CSV export of the result, logged like any search
+    resp = await web.client.get("/calls.csv?direction=inbound&sort=length")
+    body = await resp.text()
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    lines = body.splitlines()
+    assert lines[0].startswith("call_id,started_at") and len(lines) == 3
+    assert lines[1].startswith(web.calls["A"]) and ",'+14155550100," in lines[1]
+    exports = [r for r in await web.access_rows() if r["detail"].get("export") == "csv"]
+    assert len(exports) == 1 and exports[0]["detail"]["results"] == 2
+    assert exports[0]["detail"]["filters"] == {"direction": "inbound"}

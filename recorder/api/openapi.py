@@ -232,6 +232,12 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "getCall", "parameters": [_CALL_ID],
                 "responses": {"200": _ok("CallDetail", "The call"),
                               **_errors(400, 401, 403, 404, 503)}}},
+            "/api/calls/{call_id}/audio": {"get": {
+                "summary": "Stream the whole call as one WAV, its recordings placed as on its "
+                           "timeline, with HTTP Range (recordings.play)",
+                "operationId": "playCall", "parameters": [_CALL_ID, _RANGE],
+                "responses": {"200": _AUDIO, "206": _AUDIO,
+                              **_errors(400, 401, 403, 404, 416, 503)}}},
             "/api/calls/{call_id}/recordings/{name}/audio": {"get": {
                 "summary": "Stream a recording, with HTTP Range (recordings.play)",
                 "operationId": "playRecording", "parameters": [_CALL_ID, _NAME, _RANGE],

@@ -132,7 +132,7 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return json_ok(openapi_document())
 
 
-def _range_start(request: web.Request) -> tuple[bool, int | None]:
+def range_start(request: web.Request) -> tuple[bool, int | None]:
     """(whether the Range header is usable, the first byte asked for or None without one).
     aiohttp answers a malformed Range with 416 and sends nothing, so nothing is logged."""
     if "Range" not in request.headers:
@@ -151,7 +151,7 @@ async def _send_recording(
     call_id, name = path_id(request, "call_id"), path_id(request, "name")
     d = deps(request)
     audio = await d.calls.audio_file(principal, call_id, name, action, origin(request))
-    usable, start = _range_start(request)
+    usable, start = range_start(request)
     key = (audio.asterisk_id, audio.name)
     if (
         request.method == "GET"

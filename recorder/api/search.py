@@ -27,11 +27,13 @@ from recorder.numbers import digits, normalise
 
 DIRECTIONS: Final = ("inbound", "outbound", "internal")
 ORDERS: Final = ("desc", "asc")
+SORTS: Final = ("started", "length")  # newest/oldest first, or longest/shortest first
+COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "more than"
 MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
-    "min_duration", "max_duration", "tag", "case", "order", "limit", "cursor",
+    "min_duration", "max_duration", "tag", "case", "order", "sort", "limit", "cursor",
 )  # fmt: skip
 # A call id, as the daemon makes them (time plus hash) or as a fallback import names them.
 _CALL_ID: Final = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
@@ -69,13 +71,16 @@ class SearchQuery:
     case: str | None = None  # a call id: that call and the calls linked to it (one case)
     order: str = "desc"
     limit: int = p.DEFAULT_LIMIT
-    after: tuple[datetime, str] | None = None  # the cursor: the last row of the previous page
+    # the cursor: the last row of the previous page, (started_at, call_id), or for
+    # sort=length (its length in seconds or -1, call_id)
+    after: tuple[Any, str] | None = None
+    sort: str = "started"
 
     def filters(self) -> dict[str, Any]:
         """What was asked, for the access log (no cursor/limit noise)."""
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
-            if key in ("limit", "after", "order") or value is None:
+            if key in ("limit", "after", "order", "sort") or value is None:
                 continue
             if key == "number":
                 value = value["given"]
@@ -103,7 +108,8 @@ def parse_search(query: p.Query, region: str) -> SearchQuery:
     high = p.integer(query, "max_duration", 0, MAX_DURATION_S)
     if low is not None and high is not None and high < low:
         raise invalid("max_duration", "must be at least min_duration", high)
-    cursor = p.decode_cursor(query, (datetime, str))
+    sort = p.choice(query, "sort", SORTS) or "started"
+    cursor = p.decode_cursor(query, (datetime, str) if sort == "started" else (int, str))
     return SearchQuery(
         start=start,
         stop=stop,
@@ -117,15 +123,14 @@ def parse_search(query: p.Query, region: str) -> SearchQuery:
         tag=p.text(query, "tag"),
         case=p.text(query, "case", 128, _CALL_ID),
         order=p.choice(query, "order", ORDERS) or "desc",
+        sort=sort,
         limit=p.limit(query),
         after=None if cursor is None else (cursor[0], cursor[1]),
     )
 
 
-def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
-    """One page (limit + 1 rows: the extra one says whether there is a next page), with each
-    call's filed-recording count and length and its tags."""
-    args = Params()
+def _where(principal: Principal, q: SearchQuery, args: Params) -> list[str]:
+    """The search's conditions on `c` (calls), scope first; no cursor."""
     where = [call_scope(principal, args)]
     if q.start is not None:
         where.append(f"c.started_at >= {args.add(q.start)}")
@@ -156,24 +161,45 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     if q.case is not None:
         case = args.add(q.case)
         where.append(f"(c.call_id = {case} OR {case} = ANY(c.linked_calls))")
+    return where
+
+
+def count_sql(principal: Principal, q: SearchQuery, cap: int = COUNT_CAP) -> tuple[str, list[Any]]:
+    """How many calls match, counted up to cap + 1 (more is "more than cap": a count of
+    millions would read every match)."""
+    args = Params()
+    where = _where(principal, q, args)
+    sql = (f"SELECT count(*) FROM (SELECT 1 FROM calls c WHERE {' AND '.join(where)} "  # noqa: S608
+           f"LIMIT {int(cap) + 1}) found")  # fmt: skip
+    return sql, args.values
+
+
+def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
+    """One page (limit + 1 rows: the extra one says whether there is a next page), with each
+    call's filed-recording count and length and its tags."""
+    args = Params()
+    where = _where(principal, q, args)
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
+    # sort=length: by length (a call without one, -1, sorts as the shortest), ties by call_id
+    key = "c.started_at" if q.sort == "started" else "coalesce(c.duration_s, -1)"
     if q.after is not None:
         at, call_id = args.add(q.after[0]), args.add(q.after[1])
-        # The plain bound on started_at lets a (x, started_at) index range-scan; the row
+        # The plain bound on the key lets a (x, started_at) index range-scan; the row
         # comparison then breaks ties between calls of the same instant.
-        where.append(f"c.started_at {cmp}= {at}")
-        where.append(f"(c.started_at, c.call_id) {cmp} ({at}, {call_id})")
+        where.append(f"{key} {cmp}= {at}")
+        where.append(f"({key}, c.call_id) {cmp} ({at}, {call_id})")
     cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
+    outer = "page.started_at" if q.sort == "started" else "coalesce(page.duration_s, -1)"
     # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
     sql = (
         f"WITH page AS (SELECT {cols} FROM calls c WHERE {' AND '.join(where)} "  # noqa: S608
-        f"ORDER BY c.started_at {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}) "
+        f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}) "
         "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
         "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
         "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "
         "WHERE r.call_id = page.call_id AND r.status = 'filed') rec ON true "
         "LEFT JOIN LATERAL (SELECT coalesce(array_agg(t.tag ORDER BY t.tag), '{}') AS tags "
         "FROM call_tags t WHERE t.call_id = page.call_id) tags ON true "
-        f"ORDER BY page.started_at {direction}, page.call_id {direction}"
+        f"ORDER BY {outer} {direction}, page.call_id {direction}"
     )
     return sql, args.values

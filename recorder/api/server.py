@@ -33,7 +33,8 @@ log = structlog.get_logger("verbatim.http")
 
 MAX_TOKEN_LENGTH: Final = 200
 _CSP = (
-    "default-src 'none'; style-src 'self'; media-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; "
+    "img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 

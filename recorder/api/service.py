@@ -21,24 +21,30 @@ from recorder.api.auth import Principal
 from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
-from recorder.api.search import CALL_COLUMNS, SearchQuery, search_sql
+from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
 
 log = structlog.get_logger(__name__)
 
 # A call's parts, by call_id (the columns of 0001; later migrations may add more).
 _LEGS = (
     "SELECT channel_id, channel_name, role, caller_name, caller_number, started_at, "
-    "answered_at, ended_at, hangup_cause, outcome FROM legs WHERE call_id = $1 "
+    "answered_at, ended_at, hangup_cause, outcome, talked_ms, covered_ms, held_ms "
+    "FROM legs WHERE call_id = $1 "
     "ORDER BY started_at, channel_id"
 )
 _RECORDINGS = (
     "SELECT asterisk_id, name, segment, format, status, requested_at, started_at, ended_at, "
-    "duration_ms, bytes, sha256, error, fallback FROM recordings WHERE call_id = $1 "
+    "duration_ms, bytes, sha256, error, fallback, target, legs FROM recordings "
+    "WHERE call_id = $1 "
     "ORDER BY segment, requested_at, name"
 )
 _EVENTS = (
     "SELECT id, at, kind, channel_id, recording_name, detail FROM call_events "
     "WHERE call_id = $1 ORDER BY at, id"
+)
+_GAPS = (
+    "SELECT channel_id, starts_at, ends_at, duration_ms, reason FROM coverage_gaps "
+    "WHERE call_id = $1 ORDER BY starts_at, id"
 )
 _TAGS = "SELECT coalesce(array_agg(tag ORDER BY tag), '{}') FROM call_tags WHERE call_id = $1"
 
@@ -47,6 +53,7 @@ _TAGS = "SELECT coalesce(array_agg(tag ORDER BY tag), '{}') FROM call_tags WHERE
 class Page:
     calls: list[dict[str, Any]]
     next_cursor: str | None
+    total: int | None = None  # matches counted up to search.COUNT_CAP + 1 (None: not asked)
 
 
 @dataclass(frozen=True)
@@ -80,17 +87,48 @@ class CallService:
         self.access_log = access_log
         self._consent_sql: str | bool | None = False  # False: not looked up yet
 
-    async def search(self, principal: Principal, q: SearchQuery, origin: Origin) -> Page:
+    async def search(self, principal: Principal, q: SearchQuery, origin: Origin,
+                     *, count: bool = False, export: str | None = None) -> Page:  # fmt: skip
+        """One page of matches (logged as a search; `export`: the format it was sent in);
+        `count`: also how many match, up to search.COUNT_CAP + 1."""
         sql, args = search_sql(principal, q)
         rows = [dict(r.items()) for r in await self.pool.fetch(sql, *args)]
         page, more = rows[: q.limit], len(rows) > q.limit
-        detail = {"filters": q.filters(), "results": len(page), "page": q.after is not None}
+        total = None
+        if count:
+            counting, count_args = count_sql(principal, q)
+            total = await self.pool.fetchval(counting, *count_args)
+        detail: dict[str, Any] = {"filters": q.filters(), "results": len(page),
+                                  "page": q.after is not None}  # fmt: skip
+        if export:
+            detail["export"] = export
         await self.access_log.record(principal, "search", origin, detail=detail)
         last = page[-1] if page else None
-        cursor = encode_cursor(last["started_at"], last["call_id"]) if more and last else None
-        return Page(page, cursor)
+        return Page(page, self._cursor(q, last) if more and last else None, total)
+
+    async def search_more(self, principal: Principal, q: SearchQuery) -> Page:
+        """A further page of a search already logged (a CSV export's next rows)."""
+        sql, args = search_sql(principal, q)
+        rows = [dict(r.items()) for r in await self.pool.fetch(sql, *args)]
+        page, more = rows[: q.limit], len(rows) > q.limit
+        last = page[-1] if page else None
+        return Page(page, self._cursor(q, last) if more and last else None)
+
+    def _cursor(self, q: SearchQuery, last: dict[str, Any]) -> str:
+        key = last["started_at"] if q.sort == "started" else (
+            -1 if last["duration_s"] is None else last["duration_s"])
+        return encode_cursor(key, last["call_id"])
 
     async def detail(self, principal: Principal, call_id: str, origin: Origin) -> dict[str, Any]:
+        found = await self.parts(principal, call_id, "view", origin)
+        await self.access_log.record(principal, "view", origin, call_id=call_id)
+        return found
+
+    async def parts(
+        self, principal: Principal, call_id: str, action: str, origin: Origin
+    ) -> dict[str, Any]:
+        """The call's rows if it is in the user's scope (else the attempt is logged as
+        `action` and 404); the caller logs the access itself."""
         args = Params()
         cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
         sql = (
@@ -99,14 +137,13 @@ class CallService:
         )
         call = await self.pool.fetchrow(sql, *args.values)
         if call is None:
-            await self._denied(principal, "view", origin, call_id)
+            await self._denied(principal, action, origin, call_id)
             raise not_found("call", call_id=call_id)
         legs = await self.pool.fetch(_LEGS, call_id)
         recordings = await self.pool.fetch(_RECORDINGS, call_id)
         events = await self.pool.fetch(_EVENTS, call_id)
         tags = await self.pool.fetchval(_TAGS, call_id)
         event_rows = [dict(e.items()) for e in events]
-        await self.access_log.record(principal, "view", origin, call_id=call_id)
         return {
             "call": dict(call.items()),
             "legs": [dict(r.items()) for r in legs],
@@ -117,6 +154,39 @@ class CallService:
             "consent": await self._consent(call_id),
             "tags": list(tags),
         }
+
+    async def story(self, principal: Principal, call_id: str) -> dict[str, Any]:
+        """What the call's page draws besides its rows: the call model's last state (None
+        for calls recorded before it was kept), the stored gaps, and the linked calls the
+        user may see. Only for a call `parts` has just found in scope."""
+        row = await self.pool.fetchrow(
+            "SELECT state, linked_calls FROM calls WHERE call_id = $1", call_id)
+        gaps = await self.pool.fetch(_GAPS, call_id)
+        args = Params()
+        linked = args.add(list(row["linked_calls"] or []) if row else [])
+        others = await self.pool.fetch(
+            "SELECT c.call_id, c.started_at, c.caller_number, c.callee_number FROM calls c "  # noqa: S608
+            f"WHERE c.call_id = ANY({linked}::text[]) AND {call_scope(principal, args)} "
+            "ORDER BY c.started_at", *args.values)  # fmt: skip
+        state = row["state"] if row else None
+        return {
+            "state": state,
+            "gaps": [dict(g.items()) for g in gaps],
+            "linked": [dict(r.items()) for r in others],
+        }
+
+    async def archive_files(self, call_id: str) -> dict[str, Path]:
+        """name -> the real path of each filed recording of the call that is in the archive
+        (for a call `parts` has just found in scope; never sent to a client)."""
+        rows = await self.pool.fetch(
+            "SELECT name, path FROM recordings WHERE call_id = $1 AND status = 'filed' "
+            "AND path IS NOT NULL", call_id)  # fmt: skip
+        out: dict[str, Path] = {}
+        for row in rows:
+            real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
+            if real is not None:
+                out[row["name"]] = real
+        return out
 
     async def audio_file(
         self, principal: Principal, call_id: str, name: str, action: str, origin: Origin

@@ -200,10 +200,27 @@ def linked_bridges(call: Call) -> dict[str, set[str]]:
     return group
 
 
-def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
-    end = call.ended_at or max(
+@dataclass(frozen=True)
+class LegSpans:
+    """The coverage proof's intervals for one leg (what `coverage` sums): when it talked, what
+    of that a file holds, what was on hold, what was not recorded on purpose, what is missing."""
+
+    talked: list[Span]
+    covered: list[Span]
+    held: list[Span]
+    unrecorded: list[Span]
+    missing: list[Span]
+
+
+def call_end(call: Call) -> datetime:
+    return call.ended_at or max(
         (leg.ended_at for leg in call.legs.values() if leg.ended_at), default=call.started_at
     )
+
+
+def leg_spans(call: Call) -> dict[str, LegSpans]:
+    """Per party leg that talked (Local halves are conduits, not parties): its intervals."""
+    end = call_end(call)
     recorded: dict[str, list[Span]] = {}
     for rec in call.recordings.values():
         spans = recording_spans(call, rec, end)
@@ -224,7 +241,7 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
     unrecorded = [(call.unrecorded_since, end)] if call.unrecorded_since else []
     # Paused or stopped by an in-call control (a card number read out): never a gap.
     unrecorded += pause_spans(call, end)
-    result: dict[str, LegCoverage] = {}
+    result: dict[str, LegSpans] = {}
     for leg in call.legs.values():
         talked = talk_spans(call, leg, end)
         if not talked or leg.role == "local":  # Local halves are conduits, not parties
@@ -233,12 +250,21 @@ def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
         covered = intersect(talked, [s for b in bridges for s in recorded.get(b, [])])
         held = intersect(talked, on_hold)
         missing = subtract(subtract(subtract(talked, covered), held), unrecorded)
+        result[leg.channel_id] = LegSpans(
+            talked, covered, held, intersect(talked, unrecorded), missing
+        )
+    return result
+
+
+def coverage(call: Call, threshold_ms: int = 250) -> CallCoverage:
+    result: dict[str, LegCoverage] = {}
+    for channel_id, spans in leg_spans(call).items():
         gaps = tuple(
-            Gap(leg.channel_id, a, b, "not in any recording")
-            for a, b in missing
+            Gap(channel_id, a, b, "not in any recording")
+            for a, b in spans.missing
             if (b - a) >= timedelta(milliseconds=threshold_ms)
         )
-        result[leg.channel_id] = LegCoverage(
-            leg.channel_id, _ms(talked), _ms(covered), _ms(held), gaps
+        result[channel_id] = LegCoverage(
+            channel_id, _ms(spans.talked), _ms(spans.covered), _ms(spans.held), gaps
         )
     return CallCoverage(call.call_id, result)

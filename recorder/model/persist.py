@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from recorder.db.rows import CallRow, LegRow, RecordingRow
 from recorder.model.state import Call
+
+
+def final_snapshot(call: Call) -> dict[str, Any]:
+    """An ended call's last state, kept for its page (recorder.web.timeline reads the coverage
+    proof's intervals from it); never adopted again. The digits its parties keyed are not kept:
+    a card number may have been typed."""
+    data = call.to_json()
+    data.update(dtmf={}, prompts={}, hook_sessions={})
+    return data
 
 
 def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow, ...]]:
@@ -22,7 +33,7 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
         ended_at=call.ended_at,
         outcome=call.outcome if call.status == "ended" else None,
         status=call.status,
-        state=None if call.status == "ended" else call.to_json(),
+        state=call.to_json() if call.status != "ended" else final_snapshot(call),
         recorded=call.record if call.decision is not None else None,
         retention_class=(call.decision or {}).get("retention"),
         decided_by=", ".join((call.decision or {}).get("decided_by") or []) or None,

@@ -221,6 +221,18 @@ def _rule(step: Step) -> str:
     return f"rule '{step.rule}'" + (f" (line {step.line})" if step.line else "")
 
 
+def decision_lines(d: Decision) -> list[str]:
+    """A decision as `explain` prints it (the call's page shows the stored one the same way)."""
+    verdict = "RECORD" if d.record else "DO NOT RECORD"
+    lines = [
+        f"Decision   {verdict} ({d.action}): {d.reason}",
+        f"Decided by {', '.join(d.decided_by)}; retention class {d.retention}",
+    ]
+    if d.route_to:
+        lines.append(f"Route to   {d.route_to}")
+    return lines
+
+
 def render(e: Explanation) -> str:
     f = e.facts
     lines = [
@@ -237,11 +249,7 @@ def render(e: Explanation) -> str:
         lines.append(f"Time before the parties can talk  {e.wait}")
     for s in e.stages:
         d = s.decision
-        verdict = "RECORD" if d.record else "DO NOT RECORD"
-        lines += ["", s.title.capitalize(), f"  Decision   {verdict} ({d.action}): {d.reason}"]
-        lines.append(f"  Decided by {', '.join(d.decided_by)}; retention class {d.retention}")
-        if d.route_to:
-            lines.append(f"  Route to   {d.route_to}")
+        lines += ["", s.title.capitalize(), *(f"  {line}" for line in decision_lines(d))]
         lines.append("  Path")
         path = [[st.point, st.subject, _rule(st), st.effect] for st in d.steps]
         lines += _table(path, "    ")

@@ -8,24 +8,33 @@ session's token after; a cross-site Origin header is refused as well.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import dataclasses
 import hmac
+import io
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 from multidict import MultiDict
 
 from recorder.api.audit import ACTIONS, parse_access_query
-from recorder.api.auth import Permission, Principal, new_secret, principal_of
+from recorder.api.auth import Permission, Principal, new_secret, principal_of, require
 from recorder.api.errors import ApiError, forbidden
-from recorder.api.routes import deps, origin, path_id
-from recorder.api.search import DIRECTIONS, parse_search
+from recorder.api.routes import deps, origin, path_id, range_start
+from recorder.api.search import COUNT_CAP, DIRECTIONS, parse_search
 from recorder.api.server import secure_cookies, session_cookie_name
 from recorder.db.rows import OUTCOMES
-from recorder.web import render
+from recorder.storage.audio import AudioError
+from recorder.web import callpage, callview, playback, render
 
+log = structlog.get_logger(__name__)
 STATIC: Final = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE: Final = "vb_login_csrf"
 
@@ -160,11 +169,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _search_values(request: web.Request) -> dict[str, str]:
+    # An empty form field means "any": drop it instead of rejecting it like the API does.
+    return {k: v for k, v in request.query.items() if v.strip() and k not in ("cursor",)}
+
+
 async def calls(request: web.Request) -> web.StreamResponse:
     principal = _signed_in(request, Permission.CALLS_SEARCH)
     d = deps(request)
-    # An empty form field means "any": drop it instead of rejecting it like the API does.
-    values = {k: v for k, v in request.query.items() if v.strip() and k != "cursor"}
+    values = _search_values(request)
     form = render.search_form(values, d.departments, DIRECTIONS, OUTCOMES)
     query_values = dict(values)
     if "cursor" in request.query:
@@ -173,17 +186,109 @@ async def calls(request: web.Request) -> web.StreamResponse:
         query = parse_search(MultiDict(query_values), d.region)
     except ApiError as err:
         return _html("Calls", form + render.alert(err.message), principal, err.status)
-    found = await d.calls.search(principal, query, origin(request))
+    found = await d.calls.search(principal, query, origin(request), count=True)
     more = render.next_link("/calls", values, found.next_cursor)
-    return _html("Calls", form + render.results(found.calls, more), principal)
+    return _html("Calls", form + render.results(found.calls, more, values, found.total,
+                                                COUNT_CAP), principal)  # fmt: skip
+
+
+CSV_ROWS: Final = 10_000  # one export; narrow the search for more
+CSV_COLUMNS: Final = (
+    "call_id", "started_at", "answered_at", "ended_at", "duration_s", "direction",
+    "caller_number", "caller_e164", "callee_number", "callee_e164", "extension", "department",
+    "outcome", "recordings", "recorded_ms", "tags",
+)  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    out = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    # A spreadsheet runs a cell starting with = + - @ as a formula: keep it text.
+    return "'" + out if out[:1] in ("=", "+", "-", "@", "\t", "\r") else out
+
+
+async def calls_csv(request: web.Request) -> web.StreamResponse:
+    """The search's matches as CSV (at most CSV_ROWS), logged as a search like any other."""
+    principal = _signed_in(request, Permission.CALLS_SEARCH)
+    d = deps(request)
+    values = {k: v for k, v in _search_values(request).items() if k != "limit"}
+    query = parse_search(MultiDict(values), d.region)
+    rows: list[dict[str, object]] = []
+    page = dataclasses.replace(query, limit=min(CSV_ROWS, 1000))
+    found = await d.calls.search(principal, page, origin(request), export="csv")
+    rows += found.calls
+    while found.next_cursor and len(rows) < CSV_ROWS:  # the rest, page by page (one log row)
+        after = parse_search(MultiDict({**values, "cursor": found.next_cursor}), d.region).after
+        found = await d.calls.search_more(principal, dataclasses.replace(page, after=after))
+        rows += found.calls
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows[:CSV_ROWS]:
+        writer.writerow([_cell(row.get(col)) for col in CSV_COLUMNS])
+    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="calls.csv"'})  # fmt: skip
 
 
 async def call_page(request: web.Request) -> web.StreamResponse:
     principal = _signed_in(request, Permission.CALLS_READ)
     call_id = path_id(request, "call_id")
-    detail = await deps(request).calls.detail(principal, call_id, origin(request))
-    body = render.call_detail(detail, principal.may(Permission.RECORDINGS_DOWNLOAD))
-    return _html(f"Call of {render.when(detail['call']['started_at'])}", body, principal)
+    d = deps(request)
+    view = await callview.load(d.calls, principal, call_id, origin(request), "view")
+    await d.access_log.record(principal, "view", origin(request), call_id=call_id)
+    waves = await callview.waveforms(view, d.calls.archive_root)
+    back = request.query.get("back", "")
+    back_link = ""
+    if back.startswith("/calls") and _safe_next(back) == back and "/calls/" not in back:
+        back_link = f'<p><a href="{render.e(back)}">Back to the calls found</a></p>'
+    body = back_link + callpage.call_page(
+        view, can_play=principal.may(Permission.RECORDINGS_PLAY),
+        can_download=principal.may(Permission.RECORDINGS_DOWNLOAD),
+        admin=principal.role == "admin", waves=waves,
+    )  # fmt: skip
+    html = render.page(f"Call of {render.when(view.parts['call']['started_at'])}", body,
+                       principal, scripts=("/static/call.js",))  # fmt: skip
+    return web.Response(text=html, content_type="text/html")
+
+
+async def whole_call_audio(request: web.Request) -> web.StreamResponse:
+    """The whole call as one WAV (recorder.web.playback), with HTTP Range; one access-log
+    row per playback, as for a recording."""
+    principal = require(request, Permission.RECORDINGS_PLAY)
+    call_id = path_id(request, "call_id")
+    d = deps(request)
+    view = await callview.load(d.calls, principal, call_id, origin(request), "play")
+    if not view.pieces:
+        raise ApiError(404, "nothing_recorded", f"call {call_id} has no recorded audio",
+                       {"call_id": call_id})  # fmt: skip
+    try:
+        path = await asyncio.to_thread(playback.whole_call, d.calls.archive_root, call_id,
+                                       view.pieces)  # fmt: skip
+    except (AudioError, OSError, subprocess.SubprocessError) as exc:
+        log.error("recording.whole_call_failed", call_id=call_id, error=str(exc))
+        raise ApiError(503, "whole_call_unavailable", "the whole call could not be assembled; "
+                       "play its recordings one by one", {"call_id": call_id}) from None
+    usable, start = range_start(request)
+    call = view.parts["call"]
+    key = (call["asterisk_id"], f"{call_id}:whole-call")
+    if request.method == "GET" and usable and d.playback.starts_playback(
+        principal, "play", key, start
+    ):
+        used = sorted({name for name, p in view.files.items()
+                       if str(p) in {x.path for x in view.pieces}})  # fmt: skip
+        await d.access_log.record(
+            principal, "play", origin(request), call_id=call_id,
+            asterisk_id=call["asterisk_id"],
+            detail={"whole_call": True, "recordings": used,
+                    "range": request.headers.get("Range")},
+        )  # fmt: skip
+    filename = re.sub(r"[^A-Za-z0-9._+-]", "_", call_id)
+    return web.FileResponse(path, headers={
+        "Content-Type": "audio/wav", "Content-Disposition": f'inline; filename="{filename}.wav"',
+    })  # fmt: skip
 
 
 async def access_log_page(request: web.Request) -> web.StreamResponse:
@@ -210,6 +315,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
     app.router.add_get("/calls", calls)
+    app.router.add_get("/calls.csv", calls_csv)
     app.router.add_get("/calls/{call_id}", call_page)
+    app.router.add_get("/api/calls/{call_id}/audio", whole_call_audio)
     app.router.add_get("/access-log", access_log_page)
     app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from recorder.api.auth import Permission, Principal
-from recorder.api.serialize import recording_urls
 
 TITLE = "Verbatim"
 
@@ -42,7 +41,8 @@ def seconds(value: int | None) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def page(title: str, body: str, principal: Principal | None = None) -> str:
+def page(title: str, body: str, principal: Principal | None = None,
+         scripts: Sequence[str] = ()) -> str:  # fmt: skip
     nav = ""
     if principal is not None:
         links = []
@@ -65,7 +65,9 @@ def page(title: str, body: str, principal: Principal | None = None) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} – {TITLE}</title>"
-        '<link rel="stylesheet" href="/static/style.css"></head><body>'
+        '<link rel="stylesheet" href="/static/style.css">'
+        + "".join(f'<script src="{e(src)}" defer></script>' for src in scripts)
+        + "</head><body>"
         '<a class="skip" href="#main">Skip to content</a>'
         f'<header><p class="brand">{TITLE}</p>{nav}</header>'
         f'<main id="main"><h1>{e(title)}</h1>{body}</main></body></html>'
@@ -134,108 +136,61 @@ def _party(number: str | None, e164: str | None) -> str:
     return e(e164 or number or "–")
 
 
-def results(calls: list[dict[str, Any]], next_url: str | None) -> str:
+def _sort_link(label: str, sort: str, values: Mapping[str, str]) -> str:
+    """A column header that sorts by it (the filters kept), and says how it is sorted now."""
+    now_sort, now_order = values.get("sort", "started"), values.get("order", "desc")
+    current = now_sort == sort
+    order = ("asc" if now_order == "desc" else "desc") if current else "desc"
+    href = "/calls?" + urlencode({**values, "sort": sort, "order": order})
+    aria = f' aria-sort="{"descending" if now_order == "desc" else "ascending"}"' if current \
+        else ""  # fmt: skip
+    arrow = (" ↓" if now_order == "desc" else " ↑") if current else ""
+    hint = "descending" if order == "desc" else "ascending"
+    return (f'<th scope="col"{aria}><a href="{e(href)}" title="Sort {hint}">{e(label)}'
+            f"{arrow}</a></th>")  # fmt: skip
+
+
+def count_words(total: int | None, cap: int) -> str:
+    if total is None:
+        return ""
+    if total > cap:
+        return f"More than {cap} calls match."
+    return "1 call matches." if total == 1 else f"{total} calls match."
+
+
+def results(calls: list[dict[str, Any]], next_url: str | None,
+            values: Mapping[str, str] | None = None, total: int | None = None,
+            cap: int = 1000) -> str:  # fmt: skip
+    values = dict(values or {})
     if not calls:
         return '<p role="status">No calls match.</p>'
+    back = "/calls" + (f"?{urlencode(values)}" if values else "")
     rows = []
     for c in calls:
-        href = "/calls/" + quote(c["call_id"], safe="")
+        href = "/calls/" + quote(c["call_id"], safe="") + "?" + urlencode({"back": back})
         rows.append(
             f'<tr><td><a href="{e(href)}">{_time(c["started_at"])}</a></td>'
             f"<td>{e(c['direction'])}</td>"
             f"<td>{_party(c['caller_number'], c['caller_e164'])}</td>"
             f"<td>{_party(c['callee_number'], c['callee_e164'])}</td>"
             f"<td>{e(c['extension'] or '–')}</td><td>{e(c['department'] or '–')}</td>"
-            f"<td>{e(c['outcome'] or c['status'])}</td><td>{seconds(c['duration_s'])}</td>"
-            f"<td>{e(c['recordings'])}</td></tr>"
+            f"<td>{e((c['outcome'] or c['status']).replace('_', ' '))}</td>"
+            f"<td>{seconds(c['duration_s'])}</td><td>{e(c['recordings'])}</td></tr>"
         )
-    more = f'<p><a href="{e(next_url)}" rel="next">Older calls</a></p>' if next_url else ""
-    heads = ("Started", "Direction", "From", "To", "Extension", "Department", "Outcome",
-             "Length", "Recordings")  # fmt: skip
+    more = f'<p><a href="{e(next_url)}" rel="next">More calls</a></p>' if next_url else ""
+    csv = "/calls.csv" + (f"?{urlencode(values)}" if values else "")
+    summary = (f'<p class="found" role="status">{e(count_words(total, cap))} '
+               f'<a href="{e(csv)}" download>Export these calls as CSV</a></p>')  # fmt: skip
+    plain = ("Direction", "From", "To", "Extension", "Department", "Outcome")
+    heads = (_sort_link("Started", "started", values)
+             + "".join(f'<th scope="col">{h}</th>' for h in plain)
+             + _sort_link("Length", "length", values)
+             + '<th scope="col">Recordings</th>')  # fmt: skip
     return (
-        '<table class="calls"><caption>Calls found (select a start time to open a call)'
-        "</caption><thead><tr>"
-        + "".join(f'<th scope="col">{h}</th>' for h in heads)
-        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        summary + '<table class="calls"><caption>Calls found (select a start time to open a '
+        "call; select a column's title to sort by it)</caption><thead><tr>"
+        + heads + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
-
-
-def _facts(call: Mapping[str, Any]) -> str:
-    items = [
-        ("Call id", e(call["call_id"])), ("Started", _time(call["started_at"])),
-        ("Answered", _time(call["answered_at"])), ("Ended", _time(call["ended_at"])),
-        ("Length", seconds(call["duration_s"])), ("Direction", e(call["direction"])),
-        ("From", _party(call["caller_number"], call["caller_e164"])),
-        ("To", _party(call["callee_number"], call["callee_e164"])),
-        ("Extension", e(call["extension"] or "–")), ("Department", e(call["department"] or "–")),
-        ("Outcome", e(call["outcome"] or call["status"])),
-    ]  # fmt: skip
-    return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-
-
-def _recording(call_id: str, rec: Mapping[str, Any], can_download: bool) -> str:
-    label = f"Segment {rec['segment']}"
-    length = seconds((rec["duration_ms"] or 0) // 1000)
-    head = f"<h3>{e(label)} <small>({e(rec['status'])}, {length})</small></h3>"
-    if rec["status"] != "filed":
-        return f'<li>{head}<p>{e(rec["error"] or "No file in the archive.")}</p></li>'
-    urls = recording_urls(call_id, rec["name"])
-    download = (
-        f'<a href="{e(urls["download_url"])}" download>Download {e(label.lower())}</a>'
-        if can_download
-        else ""
-    )
-    return (
-        f"<li>{head}"
-        f'<audio controls preload="none" src="{e(urls["audio_url"])}" '
-        f'aria-label="{e(label)} of the call"></audio> {download}'
-        f'<p class="hash">SHA-256 <code>{e(rec["sha256"])}</code></p></li>'
-    )
-
-
-def _events(events: Sequence[Mapping[str, Any]], caption: str) -> str:
-    if not events:
-        return ""
-    items = []
-    for ev in events:
-        detail = " ".join(f"{k}={v}" for k, v in (ev["detail"] or {}).items())
-        who = ev["channel_id"] or ev["recording_name"] or ""
-        items.append(
-            f"<li>{_time(ev['at'])} <strong>{e(ev['kind'])}</strong> {e(who)} "
-            f"<span class=\"detail\">{e(detail)}</span></li>"
-        )
-    return f'<section><h2>{e(caption)}</h2><ol class="timeline">{"".join(items)}</ol></section>'
-
-
-def call_detail(detail: Mapping[str, Any], can_download: bool) -> str:
-    call = detail["call"]
-    recs = "".join(_recording(call["call_id"], r, can_download) for r in detail["recordings"])
-    legs = "".join(
-        f"<tr><td>{e(leg['role'])}</td><td>{e(leg['caller_number'] or '–')}</td>"
-        f"<td>{e(leg['channel_name'])}</td><td>{_time(leg['answered_at'])}</td>"
-        f"<td>{_time(leg['ended_at'])}</td><td>{e(leg['outcome'] or '–')}</td></tr>"
-        for leg in detail["legs"]
-    )
-    consent = detail["consent"]
-    consent_html = ""
-    if consent:
-        items = "".join(f"<li><code>{e(row)}</code></li>" for row in consent)
-        consent_html = f"<section><h2>Consent</h2><ul>{items}</ul></section>"
-    tags = ", ".join(e(t) for t in detail["tags"]) or "none"
-    return (
-        _facts(call)
-        + f"<p>Tags: {tags}</p>"
-        + "<section><h2>Recordings</h2>"
-        + (f'<ol class="recordings">{recs}</ol>' if recs else "<p>No recordings.</p>")
-        + "</section><section><h2>Legs</h2>"
-        '<table><caption>Parties on the call</caption><thead><tr>'
-        + "".join(f'<th scope="col">{h}</th>'
-                  for h in ("Role", "Number", "Channel", "Answered", "Ended", "Outcome"))
-        + f"</tr></thead><tbody>{legs}</tbody></table></section>"
-        + _events(detail["transfers"], "Transfers")
-        + consent_html
-        + _events(detail["events"], "Timeline")
-    )  # fmt: skip
 
 
 def access_form(values: Mapping[str, str], actions: Iterable[str]) -> str:
