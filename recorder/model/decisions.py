@@ -57,12 +57,13 @@ def path_changed(
         "channel_id": channel_id, "why": why, "decided_by": list(decision.decided_by),
         "reason": decision.reason, "retention": decision.retention,
     }
+    kind = "consent.recording_stopped" if was else "consent.recording_due"
     if was:
         call.unrecorded_since = s.at
         stop_recordings(s)
-        s.log("consent.recording_stopped", **fields)
-    else:
-        s.log("consent.recording_due", **fields)
+    s.log(kind, **fields)
+    s.record(kind, channel_id, why=why, decided_by=fields["decided_by"],
+             reason=decision.reason, retention=decision.retention)
 
 
 # did=<number>, trunk=<endpoint name>: what the dialplan may add after a call's target.
