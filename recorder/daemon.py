@@ -143,6 +143,8 @@ class Daemon:
         # call id ("" for commands of no call) -> the batches its lane has yet to carry out
         self._lanes: dict[str, asyncio.Queue[list[cmd.Command]]] = {}
         self._backlog = asyncio.Semaphore(MAX_BACKLOG)
+        self._drained = asyncio.Event()  # set while no lane has work
+        self._drained.set()
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
         # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
@@ -170,13 +172,17 @@ class Daemon:
         try:
             await self.stream.run()
         finally:
-            # Filing tasks are let finish (a file half-moved is worse than a slower stop).
+            consumer = helpers[0]
+            consumer.cancel()  # no new steps, so no new lanes
+            await asyncio.gather(consumer, return_exceptions=True)
+            # Lanes and filing tasks are let finish (a file half-moved is worse than a slower
+            # stop), then what they staged is written (or journaled).
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=30)
             await self.writer.flush()
-            for task in helpers:
+            for task in helpers[1:]:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.gather(*helpers[1:], return_exceptions=True)
 
     async def stop(self) -> None:
         await self.stream.stop()
@@ -210,6 +216,10 @@ class Daemon:
     # --- reconciliation ------------------------------------------------------------------------
 
     async def _reconcile(self) -> None:
+        # What the model has asked of Asterisk is carried out first: a snapshot taken while a
+        # lane still holds a request would miss what that request makes (a recording taken
+        # for absent, replaced, and then started all the same where nothing can stop it).
+        await self._lanes_drained()
         try:
             info = await self.client.info()
             self.asterisk_id = str(info.get("system", {}).get("entity_id") or self.asterisk_id)
@@ -314,6 +324,15 @@ class Daemon:
 
     # --- executing commands ------------------------------------------------------------------
 
+    async def _lanes_drained(self, limit_s: float = 30.0) -> None:
+        """Until every lane has carried out its commands (a request that never returns is cut
+        by the client's own timeout; `limit_s` is a last resort, logged)."""
+        try:
+            async with asyncio.timeout(limit_s):
+                await self._drained.wait()
+        except TimeoutError:
+            log.error("daemon.lanes_busy", calls=sorted(k for k in self._lanes if k)[:20])
+
     async def _dispatch(self, commands: list[cmd.Command]) -> None:
         """Hand a step's commands to their calls' lanes (one step may touch two calls: an
         attended transfer; a reconciliation, many), each call's in the model's order."""
@@ -325,6 +344,7 @@ class Daemon:
             lane = self._lanes.get(call_id)
             if lane is None:
                 lane = self._lanes[call_id] = asyncio.Queue()
+                self._drained.clear()
                 self._spawn(self._run_lane(call_id, lane))
             lane.put_nowait(batch)
 
@@ -341,6 +361,8 @@ class Daemon:
         finally:
             if self._lanes.get(call_id) is lane:  # empty: nothing was added since the check
                 del self._lanes[call_id]
+            if not self._lanes:
+                self._drained.set()
 
     async def _execute(self, commands: list[cmd.Command]) -> None:
         refused: list[str] = []  # ARI requests of this step Asterisk refused

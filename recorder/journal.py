@@ -103,6 +103,7 @@ class Journal:
     def __init__(self, directory: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = directory / FILE
         self.max_bytes = max_bytes
+        self.full = False  # it refused a write for want of room: rows wait in memory only
         self._warned = False
 
     @property
@@ -113,13 +114,18 @@ class Journal:
             return 0
 
     def append(self, entries: Iterable[Entry]) -> bool:
-        """Append and fsync; False if the journal is full or cannot be written (logged)."""
+        """Append and fsync; False if the journal is full or cannot be written (logged). Once
+        full it takes nothing more (rows then wait in memory only) until it is rewritten."""
+        if self.full:
+            return False
         text = "".join(encode(e) + "\n" for e in entries)
         if not text:
             return True
         size = self.size
         if size + len(text) > self.max_bytes:
-            log.error("journal.full", path=str(self.path), bytes=size, max_bytes=self.max_bytes)
+            self.full = True
+            log.error("journal.full", path=str(self.path), bytes=size, max_bytes=self.max_bytes,
+                      action="rows wait in memory only until PostgreSQL takes them")
             return False
         try:
             fresh = not self.path.exists()
@@ -156,11 +162,28 @@ class Journal:
 
     def clear(self) -> None:
         """PostgreSQL has every row: start afresh."""
+        self.full = self._warned = False
         if not self.path.exists():
             return
         self.path.unlink()
         _fsync_dir(self.path.parent)
-        self._warned = False
+
+    def rewrite(self, entries: list[Entry]) -> None:
+        """PostgreSQL took part of what the journal held: replace it, atomically, by `entries`
+        (what is still pending), so no row it took is replayed, older snapshots included."""
+        if not entries:
+            self.clear()
+            return
+        temp = self.path.with_name(self.path.name + ".new")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, "".join(encode(e) + "\n" for e in entries).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, self.path)
+        _fsync_dir(self.path.parent)
+        self.full = self._warned = False
 
 
 def _fsync_dir(path: Path) -> None:

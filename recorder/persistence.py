@@ -85,14 +85,16 @@ class Writer:
     def pending(self) -> tuple[int, int]:
         return len(self._calls), len(self._events)
 
-    def _stage(self, entry: Entry, into: list[Entry]) -> None:
-        into.append(entry)
-        self._unjournaled.append(entry)
+    def _stage(self, entry: Entry, into: list[Entry] | None) -> None:
+        if into is not None:
+            into.append(entry)
+        if self.journal is not None and not self.journal.full:
+            self._unjournaled.append(entry)
 
     def stage_call(self, save: SaveCall) -> None:
         self._calls.pop(save.call_id, None)
         self._calls[save.call_id] = save
-        self._unjournaled.append(Entry("call", save.call_id, save))
+        self._stage(Entry("call", save.call_id, save), None)
 
     def stage_event(self, row: EventRow) -> None:
         self._stage(Entry("event", uuid.uuid4().hex, row), self._events)
@@ -136,12 +138,21 @@ class Writer:
             return True
         async with self._flushing:
             written = await self._flush()
-            if not written:
-                await self._journal()
-            elif self.journal is not None and not self._has_pending():
-                self._unjournaled.clear()
-                await asyncio.to_thread(self.journal.clear)
+            try:
+                if not written:
+                    await self._journal()
+                elif self.journal is not None and self.journal.size:
+                    # PostgreSQL took what the journal held: keep only what is still pending
+                    # (a replay must never put an older snapshot back over a newer one)
+                    await asyncio.to_thread(self.journal.rewrite, self._pending_entries())
+                    self._unjournaled.clear()
+            except OSError as exc:  # the disk's failure must not become the call's either
+                log.error("journal.write_failed", error=f"{type(exc).__name__}: {exc}")
             return written
+
+    def _pending_entries(self) -> list[Entry]:
+        calls = [Entry("call", k, v) for k, v in self._calls.items()]
+        return calls + self._events + self._gaps + self._consent + self._tags
 
     def _has_pending(self) -> bool:
         return bool(self._calls or self._events or self._gaps or self._consent or self._tags)
@@ -151,7 +162,7 @@ class Writer:
         if self.journal is None or not self._unjournaled:
             return
         entries, self._unjournaled = self._unjournaled, []
-        if not await asyncio.to_thread(self.journal.append, entries):
+        if not await asyncio.to_thread(self.journal.append, entries) and not self.journal.full:
             self._unjournaled = entries + self._unjournaled  # retried at the next flush
 
     async def _flush(self) -> bool:

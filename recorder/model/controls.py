@@ -168,15 +168,19 @@ def _start(s: Step) -> tuple[str, str]:
 
 
 def _unannounced(s: Step) -> bool:
-    """Whether policy would require announcements had the call been recorded from its start."""
-    from recorder.policy import Party, announcements_at_start
+    """Whether a party on the call now has not heard the announcement policy requires of a
+    recorded call: those at its start, and whoever joined while it was not recorded."""
+    from recorder.model.consent import present_parties
+    from recorder.policy import Party, announcements_at_start, announcements_on_start
 
     call, policy = s.call, s.settings.policy
     if policy is None:
         return False
     due = announcements_at_start(Party("caller", call.caller_number),
                                  Party("callee", call.target), policy, recording=True)
-    return any(call.heard.get(a.to) is None for a in due)
+    if any(call.heard.get(a.to) is None for a in due):
+        return True
+    return bool(announcements_on_start(present_parties(call), policy))
 
 
 def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:

@@ -458,7 +458,7 @@ def start_if_due(s: Step) -> None:
     """Policy records the bridged call from now: start once every announcement due is over."""
     call = s.call
     if (call.recording_due() and not call.prompts and call.phase == BRIDGED
-            and call.current_recording is None):
+            and call.current_recording is None and call.open_pause("stop") is None):
         start_segment(s)
 
 

@@ -505,6 +505,8 @@ def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str)
             s.record("dial.failed", leg.channel_id, dialstatus=status)
         elif status == "CANCEL" and leg.answered_at is None:
             leg.outcome = "forwarded" if e.forward else "cancelled"
+            if e.forward:  # Dial() follows it through Local/<forward>@<context>
+                leg.forwarded_to = e.forward
         s.save()
 
     return for_call(state, call_id, e, settings, body)
@@ -517,7 +519,11 @@ def forward_exten(call: Call, channel: ev.ChannelInfo) -> str | None:
     base = local_base(channel.name)
     if leg is None or leg.role != "local" or base is None or not channel.name.endswith(";2"):
         return None
-    return base.split("/", 1)[1].split("@", 1)[0] or None
+    exten = base.split("/", 1)[1].split("@", 1)[0]
+    # Only a Local pair a 302 made: a ring group or a queue dials its members through Local
+    # channels too, and a member ringing is no one joining (the one who answers is the callee).
+    forwarded = any(x.forwarded_to == exten for x in call.legs.values())
+    return exten if exten and forwarded else None
 
 
 def transfer_exten(call: Call, channel_id: str) -> str | None:
