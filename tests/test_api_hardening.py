@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from recorder.web.pages import _safe_next
 from tests import rawhttp
-from tests.test_api_fixtures import PASSWORD, World, start_world
-
-
-@pytest.fixture
-async def world(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
-    w = await start_world(pg_dsn, tmp_path, passwords=True)
-    try:
-        yield w
-    finally:
-        await w.client.close()
-        await w.pool.close()
+from tests.test_api_fixtures import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
 
 
 async def _raw(w: World, method: str, target: str, headers: rawhttp.Headers,
@@ -54,30 +42,30 @@ async def _login_form(w: World) -> str:
 
 
 @pytest.mark.parametrize("value", [b"Bearer \xff\xfe", b"Bearer vbt_\xc3\xa9t\xc3\xa9"])
-async def test_authorization_not_utf8_or_not_ascii(world: World, value: bytes) -> None:
-    _, body = await _raw(world, "GET", "/api/calls", [(b"Authorization", value)])
+async def test_authorization_not_utf8_or_not_ascii(web: World, value: bytes) -> None:
+    _, body = await _raw(web, "GET", "/api/calls", [(b"Authorization", value)])
     assert "Bearer <token>" in _api_error(body, 401, "unauthenticated")["message"]
 
 
-async def test_session_cookie_not_utf8(world: World) -> None:
+async def test_session_cookie_not_utf8(web: World) -> None:
     cookie = (b"Cookie", b"vb_session=\xff\xfeabc")
-    status, body = await _raw(world, "GET", "/api/calls", [cookie])
+    status, body = await _raw(web, "GET", "/api/calls", [cookie])
     _api_error(body, 401, "unauthenticated")
-    status, _ = await _raw(world, "GET", "/calls", [cookie])
+    status, _ = await _raw(web, "GET", "/calls", [cookie])
     assert status == 303  # to the login form, like any unknown session
 
 
-async def test_user_agent_not_utf8_is_refused_before_anything_is_logged(world: World) -> None:
+async def test_user_agent_not_utf8_is_refused_before_anything_is_logged(web: World) -> None:
     status, body = await _raw(
-        world, "GET", "/api/calls", [_bearer(world), (b"User-Agent", b"curl/8 \xff\xfe")]
+        web, "GET", "/api/calls", [_bearer(web), (b"User-Agent", b"curl/8 \xff\xfe")]
     )
     found = _api_error(body, 400, "invalid_header")
     assert found["details"] == {"header": "User-Agent"}
     status, _ = await _raw(
-        world, "GET", f"/calls/{world.calls['A']}", [_bearer(world), (b"User-Agent", b"\xc0")]
+        web, "GET", f"/calls/{web.calls['A']}", [_bearer(web), (b"User-Agent", b"\xc0")]
     )
     assert status == 400
-    assert await world.access_rows() == []
+    assert await web.access_rows() == []
 
 
 @pytest.mark.parametrize(
@@ -92,9 +80,9 @@ async def test_user_agent_not_utf8_is_refused_before_anything_is_logged(world: W
          b"Content-Type: text/plain\r\n\r\nadmin\r\n--XX--\r\n"),
     ],
 )  # fmt: skip
-async def test_form_bodies_not_utf8(world: World, content_type: bytes, body: bytes) -> None:
+async def test_form_bodies_not_utf8(web: World, content_type: bytes, body: bytes) -> None:
     for path in ("/login", "/logout"):
-        status, page = await _raw(world, "POST", path, [(b"Content-Type", content_type)], body)
+        status, page = await _raw(web, "POST", path, [(b"Content-Type", content_type)], body)
         assert status == 400, (path, page[-300:])
         assert b"form" in page
 
@@ -107,35 +95,35 @@ async def test_form_bodies_not_utf8(world: World, content_type: bytes, body: byt
     ],
 )
 async def test_login_fields_a_database_or_compare_cannot_take(
-    world: World, fields: dict[str, str]
+    web: World, fields: dict[str, str]
 ) -> None:
-    data = {"name": "admin", "password": PASSWORD, "csrf": await _login_form(world), **fields}
-    resp = await world.client.post("/login", data=data, allow_redirects=False)
+    data = {"name": "admin", "password": PASSWORD, "csrf": await _login_form(web), **fields}
+    resp = await web.client.post("/login", data=data, allow_redirects=False)
     assert resp.status == 400, await resp.text()
-    assert await world.pool.fetchval("SELECT count(*) FROM web_sessions") == 0
+    assert await web.pool.fetchval("SELECT count(*) FROM web_sessions") == 0
 
 
 @pytest.mark.parametrize("next_url", ["/calls\r\nSet-Cookie: x=1", "/calls\x00", "/c\u2028"])
 async def test_login_next_with_control_characters_goes_to_calls(
-    world: World, next_url: str
+    web: World, next_url: str
 ) -> None:
-    data = {"name": "admin", "password": PASSWORD, "csrf": await _login_form(world),
+    data = {"name": "admin", "password": PASSWORD, "csrf": await _login_form(web),
             "next": next_url}  # fmt: skip
-    resp = await world.client.post("/login", data=data, allow_redirects=False)
+    resp = await web.client.post("/login", data=data, allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/calls"
 
 
-async def test_logout_csrf_not_ascii(world: World) -> None:
-    resp = await world.client.post(
+async def test_logout_csrf_not_ascii(web: World) -> None:
+    resp = await web.client.post(
         "/login",
-        data={"name": "admin", "password": PASSWORD, "csrf": await _login_form(world)},
+        data={"name": "admin", "password": PASSWORD, "csrf": await _login_form(web)},
         allow_redirects=False,
     )
     assert resp.status == 303
-    resp = await world.client.post("/logout", data={"csrf": "\u00e9t\u00e9"},
+    resp = await web.client.post("/logout", data={"csrf": "\u00e9t\u00e9"},
                                    allow_redirects=False)  # fmt: skip
     assert resp.status == 400
-    assert await world.pool.fetchval("SELECT count(*) FROM web_sessions") == 1
+    assert await web.pool.fetchval("SELECT count(*) FROM web_sessions") == 1
 
 
 # Times Python takes but PostgreSQL's timestamptz (or asyncpg's encoder) does not; strings with
@@ -155,22 +143,19 @@ _BAD_ACCESS_CURSORS = [
 ]
 
 
-@pytest.mark.parametrize("cursor", _BAD_SEARCH_CURSORS)
-async def test_search_cursor_out_of_range(world: World, cursor: str) -> None:
-    resp = await world.get(f"/api/calls?cursor={cursor}", "admin")
+@pytest.mark.parametrize(
+    ("api", "page", "user", "cursor"),
+    [("/api/calls", "/calls", "admin", c) for c in _BAD_SEARCH_CURSORS]
+    + [("/api/access-log", "/access-log", "auditor", c) for c in _BAD_ACCESS_CURSORS],
+)
+async def test_hand_made_cursor_out_of_range(
+    web: World, api: str, page: str, user: str, cursor: str
+) -> None:
+    resp = await web.get(f"{api}?cursor={cursor}", user)
     body = await resp.json()
     assert (resp.status, body["details"]["parameter"]) == (400, "cursor")
-    page = await world.get(f"/calls?cursor={cursor}", "admin")
-    assert page.status == 400 and "cursor: is not a cursor" in await page.text()
-
-
-@pytest.mark.parametrize("cursor", _BAD_ACCESS_CURSORS)
-async def test_access_log_cursor_out_of_range(world: World, cursor: str) -> None:
-    resp = await world.get(f"/api/access-log?cursor={cursor}", "auditor")
-    body = await resp.json()
-    assert (resp.status, body["details"]["parameter"]) == (400, "cursor")
-    page = await world.get(f"/access-log?cursor={cursor}", "auditor")
-    assert page.status == 400 and "cursor: is not a cursor" in await page.text()
+    html = await web.get(f"{page}?cursor={cursor}", user)
+    assert html.status == 400 and "cursor: is not a cursor" in await html.text()
 
 
 _FAIL_ACCESS_LOG = """
@@ -181,19 +166,19 @@ FOR EACH ROW EXECUTE FUNCTION test_refuse_access_log();
 """
 
 
-async def test_failed_access_log_write_is_503_and_sends_nothing(world: World) -> None:
-    await world.pool.execute(_FAIL_ACCESS_LOG)
+async def test_failed_access_log_write_is_503_and_sends_nothing(web: World) -> None:
+    await web.pool.execute(_FAIL_ACCESS_LOG)
     try:
-        resp = await world.get(f"/api/calls/{world.calls['A']}", "admin")
+        resp = await web.get(f"/api/calls/{web.calls['A']}", "admin")
         body = await resp.json()
         assert (resp.status, body["error_id"]) == (503, "access_log_failed")
         assert "legs" not in body
-        audio = await world.get(world.audio("A"), "admin")
+        audio = await web.get(web.audio("A"), "admin")
         assert audio.status == 503 and audio.headers["Content-Type"].startswith("application/json")
-        page = await world.get("/calls", "admin")
-        assert page.status == 503 and world.calls["A"] not in await page.text()
+        page = await web.get("/calls", "admin")
+        assert page.status == 503 and web.calls["A"] not in await page.text()
     finally:
-        await world.pool.execute(
+        await web.pool.execute(
             "DROP TRIGGER test_refuse_access_log ON access_log; "
             "DROP FUNCTION test_refuse_access_log()"
         )
