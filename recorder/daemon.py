@@ -156,6 +156,11 @@ class Daemon:
         self.recording_refusal = recording_refusal
 
     @property
+    def backlog(self) -> int:
+        """Steps' commands waiting in the calls' lanes (MAX_BACKLOG: the consumer waits)."""
+        return sum(lane.qsize() for lane in self._lanes.values())
+
+    @property
     def quiet(self) -> bool:
         """Nothing queued, nothing being handled, no file being filed (tests and the demo wait
         on this before moving the simulator's clock)."""

@@ -3,9 +3,10 @@ listener (`metrics:`), the free-space watermarks checked, and a `recording.healt
 
 Every figure is read when asked, from what the daemon keeps anyway: its model state (calls and
 their recordings), the writer (rows waiting for PostgreSQL, event rows staged by kind, time spent
-writing), the ARI event stream (connected), the hook broker and the FastAGI server, and the disk
-watch. So the daemon's event path does no extra work for them. Not here yet, because the daemon
-has neither: a journal's depth and uploads waiting (issue 14, items 1 and 2).
+writing, its journal's size), the event queue and the calls' lanes, the ARI event stream
+(connected), the hook broker and the FastAGI server, and the disk watch. So the daemon's event
+path does no extra work for them. Not here: uploads waiting (recordings are filed into a local
+archive; there is no upload).
 
 /metrics  Prometheus text format; `verbatim_*` as listed in README "When a part fails", and the
           process' own (`process_*`).
@@ -57,6 +58,10 @@ class Figures:
     db_writes_failing: bool
     db_write_seconds_total: float
     db_writes_total: int
+    journal_bytes: int
+    journal_max_bytes: int
+    event_queue: int
+    lane_backlog: int
     agi_sessions: int
     hook_sessions_waiting: int
     hook_timeouts_total: int
@@ -91,6 +96,10 @@ def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch) -> Fig
         db_writes_failing=writer.failing,
         db_write_seconds_total=writer.write_seconds,
         db_writes_total=writer.writes,
+        journal_bytes=0 if writer.journal is None else writer.journal.size,
+        journal_max_bytes=0 if writer.journal is None else writer.journal.max_bytes,
+        event_queue=daemon.queue.qsize(),
+        lane_backlog=daemon.backlog,
         agi_sessions=0 if agi is None else agi.sessions,
         hook_sessions_waiting=daemon.hooks.waiting,
         hook_timeouts_total=daemon.hooks.timeouts,
@@ -122,6 +131,13 @@ def metric_families(f: Figures) -> Iterator[Metric]:
         "verbatim_db_write_seconds", "Time the writes that reached PostgreSQL took",
         count_value=f.db_writes_total, sum_value=f.db_write_seconds_total,
     )  # fmt: skip
+    yield gauge("journal_bytes", "Size of the write-ahead journal (rows PostgreSQL has not "
+                "taken)", f.journal_bytes)  # fmt: skip
+    yield gauge("journal_max_bytes", "The journal's bound (storage.journal_max_mb)",
+                f.journal_max_bytes)  # fmt: skip
+    yield gauge("event_queue", "ARI events and results waiting for the call model",
+                f.event_queue)  # fmt: skip
+    yield gauge("lane_backlog", "Steps' commands waiting in the calls' lanes", f.lane_backlog)
     yield gauge("agi_sessions", "FastAGI connections being served (hook mode)", f.agi_sessions)
     yield gauge("hook_sessions_waiting", "Hooks waiting for the recorder's answer",
                 f.hook_sessions_waiting)  # fmt: skip

@@ -89,6 +89,9 @@ async def test_metrics_follow_a_call(tmp_path: Path, pg_dsn: str) -> None:
         assert value(after, "verbatim_db_write_seconds_count") > 0
         assert value(after, "verbatim_db_write_seconds_sum") > 0
         assert value(after, "verbatim_hook_timeouts_total") == 0
+        assert value(after, "verbatim_journal_bytes") == 0  # PostgreSQL took every row
+        assert value(after, "verbatim_journal_max_bytes") == 256 * 1024 * 1024
+        assert value(after, "verbatim_event_queue") == value(after, "verbatim_lane_backlog") == 0
 
         # The same figures as one log line.
         assert stack.running.monitor is not None
