@@ -21,6 +21,7 @@ from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
 from recorder.journal import Journal
+from recorder.metrics import Monitor, disk_watch
 from recorder.model.settings import CallSettings
 from recorder.persistence import Writer
 from recorder.policy import load_policy, numbering_from
@@ -93,6 +94,8 @@ class Running:
     session: aiohttp.ClientSession
     agi: AgiServer | None = None  # the hooks' FastAGI server, when hooks.enabled
     agi_address: tuple[str, int] | None = None  # where it listens (port 0 in tests: chosen)
+    monitor: Monitor | None = None  # metrics, watermarks, the health line (recorder.metrics)
+    metrics_address: tuple[str, int] | None = None  # where /metrics listens, when enabled
 
 
 @contextlib.asynccontextmanager
@@ -131,6 +134,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
             writer = Writer(repo, journal=Journal(config.storage.journal,
                                                   config.storage.journal_max_mb * 1024 * 1024))
             await writer.replay()
+            watch = disk_watch(config)
             daemon = Daemon(
                 client=client,
                 stream_factory=stream_factory,
@@ -141,15 +145,19 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 sweeper=sweeper,
                 hook_timeout_s=config.hooks.reply_timeout_s,
                 controls=ControlQueue(repo.pool, listen_dsn=config.database.dsn.reveal()),
+                recording_refusal=watch.refusal,
             )
             agi, address = None, None
             if config.hooks.enabled:
                 agi = AgiServer(daemon.hooks.handlers, config.hooks.host, config.hooks.port)
                 address = await agi.start()
                 log.info("hooks.listening", host=address[0], port=address[1])
+            monitor = Monitor(config, daemon, repo, agi, watch)
             try:
-                yield Running(daemon, repo, session, agi, address)
+                metrics_address = await monitor.start()
+                yield Running(daemon, repo, session, agi, address, monitor, metrics_address)
             finally:
+                await monitor.stop()
                 if agi is not None:
                     await agi.stop()
         finally:

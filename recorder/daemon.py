@@ -70,7 +70,7 @@ from recorder.model.reconcile import (
     recordings_to_check,
 )
 from recorder.model.settings import CallSettings
-from recorder.model.state import Call, ModelState
+from recorder.model.state import RECORDING_PENDING, Call, ModelState
 from recorder.persistence import Writer
 from recorder.recovery import SpoolSweeper
 from recorder.storage.archive import Archive, ArchiveFull
@@ -126,6 +126,7 @@ class Daemon:
         sweeper: SpoolSweeper | None = None,
         hook_timeout_s: float = 10.0,
         controls: ControlQueue | None = None,
+        recording_refusal: Callable[[], str | None] | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -153,6 +154,14 @@ class Daemon:
                                 ready=self.ready.is_set)
         self.controls = controls  # HTTP API control requests (control_requests rows)
         self.archive_full = False  # archive.full was logged; cleared when a filing succeeds
+        # Why no new recording may start now (storage.on_critical: refuse_new and a directory
+        # below its critical mark: storage/watermarks.py), or None.
+        self.recording_refusal = recording_refusal
+
+    @property
+    def backlog(self) -> int:
+        """Steps' commands waiting in the calls' lanes (MAX_BACKLOG: the consumer waits)."""
+        return sum(lane.qsize() for lane in self._lanes.values())
 
     @property
     def quiet(self) -> bool:
@@ -405,6 +414,9 @@ class Daemon:
 
     async def _request(self, c: cmd.Command) -> str | None:
         """Run one ARI request; None, or what Asterisk answered when it refused."""
+        refusal = self._refusal(c)
+        if refusal is not None:
+            return await self._failed(c, 507, refusal)  # 507: Insufficient Storage
         ari = self.client
         try:
             match c:
@@ -453,15 +465,7 @@ class Daemon:
                 status=exc.status,
                 error=exc.message,
             )
-            failed = CommandFailed(
-                timestamp=self.clock.now(),
-                asterisk_id=self.asterisk_id,
-                command=c,
-                status=exc.status,
-                message=exc.message,
-            )
-            await self.queue.put(failed)
-            return f"{type(c).__name__} {exc.status} {exc.message}".strip()
+            return await self._failed(c, exc.status, exc.message)
         return None
 
     async def _check_channel(self, c: cmd.CheckChannel) -> ChannelChecked:
@@ -479,6 +483,32 @@ class Daemon:
                             command=type(c).__name__, status=exc.status, error=exc.message)
         return ChannelChecked(timestamp=self.clock.now(), asterisk_id=self.asterisk_id,
                               call_id=c.call_id, channel_id=c.channel_id, exists=exists)
+
+    async def _failed(self, c: cmd.Command, status: int, message: str) -> str:
+        """The model hears that request `c` was refused; what to tell a control about it."""
+        await self.queue.put(CommandFailed(timestamp=self.clock.now(),
+                                           asterisk_id=self.asterisk_id, command=c,
+                                           status=status, message=message))  # fmt: skip
+        return f"{type(c).__name__} {status} {message}".strip()
+
+    def _refusal(self, c: cmd.Command) -> str | None:
+        """Why recording `c` must not be started (None: go ahead). Refused: a Stasis call's
+        first recording (its later segments never: it is being recorded) and hook mode's snoop
+        recordings. The model treats it as Asterisk refusing it: a few tries, then the call goes
+        on unrecorded (`recording.unavailable`), or the hook answers FAILED."""
+        if self.recording_refusal is None:
+            return None
+        if isinstance(c, cmd.StartRecording):
+            call = self.state.calls.get(c.call_id)
+            if call is None or call.phase != RECORDING_PENDING:
+                return None
+        elif not isinstance(c, cmd.RecordChannel):
+            return None
+        reason = self.recording_refusal()
+        if reason is not None:
+            log.error("recording.refused", call_id=c.call_id or None, recording=c.name,
+                      reason=reason)  # fmt: skip
+        return reason
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

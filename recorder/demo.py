@@ -26,6 +26,7 @@ from recorder.config import (
     DatabaseConfig,
     DialStrings,
     HooksConfig,
+    MetricsConfig,
     Secret,
     StorageConfig,
 )
@@ -110,6 +111,7 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                 departments={"Intake": ("201", "202"), "Litigation": ("305",)},
             ),
             hooks=HooksConfig(enabled=True, port=0),  # FastAGI on a free loopback port
+            metrics=MetricsConfig(port=0),  # and /metrics too
         )
         try:
             async with build(config) as running:

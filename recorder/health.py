@@ -1,7 +1,11 @@
-"""`verbatim health`: is each part the daemon depends on there and usable?
+"""`verbatim health`: is each part the daemon depends on there and usable, and how is the
+running daemon doing?
 
-The same report backs the HTTP API's health endpoint (a later issue). It never prints secrets:
-the ARI URL is shown, the password and DSN are not.
+Its own probes (ARI, the fallback prompt, PostgreSQL, the spool and the archive), then, when the
+daemon's metrics listener answers (`metrics:`), its figures from /metrics and its /readyz under
+"daemon". A daemon that is not running is reported as not reachable and does not fail the
+report: `verbatim health` is also how one checks a host before starting it. It never prints
+secrets: the ARI URL is shown, the password and DSN are not.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import asdict
 from typing import Any, Final
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.app import ari_client
 from recorder.ari.client import AriClient, AriError
@@ -53,8 +58,51 @@ async def check_health(config: Config) -> dict[str, Any]:
     for key, path in dirs.items():
         health = check_dir(path, config.storage.min_free_mb)
         report[key] = {"path": str(path), **asdict(health)}
-    report["ok"] = all(part.get("ok") for part in report.values() if isinstance(part, dict))
+    report["daemon"] = await daemon_figures(config)
+    report["ok"] = all(
+        part.get("ok") for part in report.values()
+        if isinstance(part, dict) and part.get("reachable", True)
+    )  # fmt: skip
     return report
+
+
+async def daemon_figures(config: Config) -> dict[str, Any]:
+    """The running daemon's /metrics (its `verbatim_*` figures) and /readyz."""
+    m = config.metrics
+    host = "127.0.0.1" if m.host in ("0.0.0.0", "::") else m.host  # noqa: S104 (we connect)
+    base = f"http://{f'[{host}]' if ':' in host else host}:{m.port}"
+    url = f"{base}/metrics"
+    if not m.enabled:
+        return {"reachable": False, "url": url, "error": "metrics.enabled is false"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(url) as resp:
+                resp.raise_for_status()
+                text = await resp.text()
+            async with http.get(f"{base}/readyz") as resp:
+                ok, ready = resp.status == 200, await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return {"reachable": False, "url": url, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": ok, "reachable": True, "url": url, "ready": ready, "figures": _figures(text)}
+
+
+def _figures(text: str) -> dict[str, Any]:
+    """`verbatim_*` samples, readably: a plain value, or by the label that tells them apart
+    (a disk's level as its name)."""
+    found: dict[str, Any] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith("verbatim_"):
+                continue
+            labels = {k: v for k, v in sample.labels.items() if k != "path"}
+            if sample.name == "verbatim_disk_level":
+                if sample.value == 1:
+                    found.setdefault(sample.name, {})[labels["dir"]] = labels["level"]
+            elif labels:
+                found.setdefault(sample.name, {})[next(iter(labels.values()))] = sample.value
+            else:
+                found[sample.name] = sample.value
+    return found
 
 
 async def _fallback_prompt(client: AriClient) -> dict[str, Any]:

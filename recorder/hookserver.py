@@ -46,6 +46,12 @@ class HookBroker:
         # for a session of the previous run can never reach one of this run.
         self._prefix = f"agi-{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
+        self.timeouts = 0  # hooks answered FAILED for want of the recorder's reply (metrics)
+
+    @property
+    def waiting(self) -> int:
+        """Hook sessions waiting for the recorder's reply now."""
+        return len(self._waiting)
 
     @property
     def handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
@@ -87,6 +93,7 @@ class HookBroker:
                 try:
                     reply = await asyncio.wait_for(queue.get(), self._timeout)
                 except TimeoutError:
+                    self.timeouts += 1
                     log.error("hook.timeout", hook=req.script, channel_id=req.uniqueid,
                               session=sid, waited_s=self._timeout)
                     await session.set_variable("VERBATIM_STATUS", "FAILED")

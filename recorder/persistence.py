@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,11 @@ class Writer:
         # Calls' lanes flush concurrently; one flush at a time, or two would write (and drop
         # from pending) the same rows.
         self._flushing = asyncio.Lock()
+        # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
+        # writes that reached PostgreSQL took.
+        self.staged: Counter[str] = Counter()
+        self.write_seconds = 0.0
+        self.writes = 0
 
     @property
     def pending(self) -> tuple[int, int]:
@@ -91,6 +97,17 @@ class Writer:
         if self.journal is not None and not self.journal.full:
             self._unjournaled.append(entry)
 
+    @property
+    def pending_rows(self) -> int:
+        """Every row waiting for PostgreSQL (a call's snapshot counts once)."""
+        return (len(self._calls) + len(self._events) + len(self._gaps) + len(self._consent)
+                + len(self._tags))  # fmt: skip
+
+    @property
+    def failing(self) -> bool:
+        """The last write failed: PostgreSQL is away (rows wait in memory)."""
+        return self._failing_since is not None
+
     def stage_call(self, save: SaveCall) -> None:
         self._calls.pop(save.call_id, None)
         self._calls[save.call_id] = save
@@ -98,6 +115,7 @@ class Writer:
 
     def stage_event(self, row: EventRow) -> None:
         self._stage(Entry("event", uuid.uuid4().hex, row), self._events)
+        self.staged[row.kind] += 1
 
     def stage_gaps(self, rows: tuple[GapRow, ...]) -> None:
         for row in rows:
@@ -173,6 +191,7 @@ class Writer:
         # Only what was staged before this flush began: rows staged meanwhile (by another call's
         # lane) may belong to a call whose row is not in this flush; the next flush has both.
         upto = len(self._events), len(self._gaps), len(self._consent), len(self._tags)
+        began = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 for call_id in list(self._calls):
@@ -202,6 +221,8 @@ class Writer:
                 )
             self._next_try = time.monotonic() + self._retry_every
             return False
+        self.write_seconds += time.monotonic() - began
+        self.writes += 1
         if self._failing_since is not None:
             log.warning("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
             self._failing_since = None

@@ -27,6 +27,7 @@ from recorder.config import (
     DialStrings,
     HooksConfig,
     LoggingConfig,
+    MetricsConfig,
     Secret,
     StorageConfig,
 )
@@ -41,7 +42,7 @@ PASSWORD = "test-ari-secret"
 
 def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
                 hooks: bool = False, storage: dict[str, Any] | None = None,
-                **calls: Any) -> Config:
+                metrics: dict[str, Any] | None = None, **calls: Any) -> Config:
     return Config(
         ari=AriConfig(
             url=base_url,
@@ -63,6 +64,8 @@ def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
         logging=LoggingConfig(level="info", format="json"),
         # hook mode: the FastAGI server on a port of its own choosing (Running.agi_address)
         hooks=HooksConfig(enabled=hooks, port=0, reply_timeout_s=5.0),
+        # a free port (Running.metrics_address)
+        metrics=MetricsConfig(**({"port": 0} | (metrics or {}))),
     )
 
 
@@ -84,6 +87,7 @@ class Stack:
     archive: Path
     task: asyncio.Task[None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    config: Config | None = None  # what the daemon was built from
 
     @property
     def daemon(self) -> Any:
@@ -172,12 +176,13 @@ class Stack:
 async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
     hooks: bool = False, start_epoch: float | None = None, shipped_prompts: bool = False,
-    storage: dict[str, Any] | None = None, **calls: Any
+    storage: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+    **calls: Any
 ) -> AsyncIterator[Stack]:
     """`start_epoch`: the simulated Asterisk's clock at the start (default: now), for a test
     that depends on the time of day (policy's time windows); `shipped_prompts`: each verbatim/
     prompt lasts as long as the shipped file (consent_prompts/manifest.json), not 3 s;
-    `storage`: StorageConfig fields; `calls`: CallsConfig fields."""
+    `storage`, `metrics`: StorageConfig, MetricsConfig fields; `calls`: CallsConfig fields."""
     spool = tmp_path / "spool"
     archive = tmp_path / "archive"
     sounds = {"verbatim/consent": 3.0}  # and every other sound: 3 s
@@ -186,13 +191,13 @@ async def running_stack(
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds, start_epoch=start_epoch)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
-                         storage, **calls)
+                         storage, metrics, **calls)
     try:
         async with build(config) as running:
             # What the daemon observes itself (an API control, a hook) is stamped with the
             # simulated Asterisk's time, as a real one's would be with its wall clock.
             running.daemon.clock = AsteriskClock(lambda: parse_timestamp(sim.clock.timestamp()))
-            stack = Stack(sim, running, running.repo, spool, archive)
+            stack = Stack(sim, running, running.repo, spool, archive, config=config)
             if start:
                 stack.task = asyncio.create_task(running.daemon.run())
                 await stack.connected()

@@ -216,3 +216,15 @@ async def world_fixture(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
     finally:
         await w.client.close()
         await w.pool.close()
+
+
+@pytest.fixture(name="web")
+async def web_fixture(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
+    """The seeded world whose users also have PASSWORD, for the web page's logins (import
+    `web_fixture` to use `web`)."""
+    w = await start_world(pg_dsn, tmp_path, passwords=True)
+    try:
+        yield w
+    finally:
+        await w.client.close()
+        await w.pool.close()

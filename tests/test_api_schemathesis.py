@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -42,6 +42,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = 25
+T = TypeVar("T")
 
 
 class _Server:
@@ -55,11 +56,12 @@ class _Server:
         self.calls: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._pool: Any = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        pool = await create_pool(self.dsn, 1, 4)
+        pool = self._pool = await create_pool(self.dsn, 1, 4)
         try:
             self.calls = await seed_calls(Repository(pool), self.archive)
             self.tokens = await add_users(UserStore(pool))
@@ -73,6 +75,11 @@ class _Server:
         finally:
             self.ready.set()
             await pool.close()
+
+    def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+        """Run `work(pool)` on the server's loop (the pool belongs to it), from the test."""
+        assert self._loop is not None and self._pool is not None
+        return asyncio.run_coroutine_threadsafe(work(self._pool), self._loop).result(30)
 
     def __enter__(self) -> _Server:
         self._thread.start()

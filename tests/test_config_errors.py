@@ -573,6 +573,36 @@ CASES: list[tuple[str, int, str, str]] = [
         "hooks.enable",
         "unknown key; did you mean 'enabled'?",
     ),
+    # ops: metrics and free-space watermarks
+    (
+        "metrics:\n  host: 192.0.2.10\n" + STORAGE,
+        2,
+        "metrics.host",
+        "'192.0.2.10' is not a loopback address: /metrics has no authentication and tells who "
+        "is on the phone how often; keep it on 127.0.0.1 (scrape through a proxy or an SSH "
+        "tunnel), or set metrics.allow_non_loopback on a trusted network",
+    ),
+    ("metrics:\n  port: 0\n" + STORAGE, 2, "metrics.port", "must be between 1 and 65535, got 0"),
+    (
+        "metrics:\n  health_log_s: -1\n" + STORAGE,
+        2,
+        "metrics.health_log_s",
+        "must be a finite number greater than 0, got -1",
+    ),
+    ("metric:\n  port: 9480\n" + STORAGE, 1, "metric", "unknown key; did you mean 'metrics'?"),
+    (
+        "storage:\n  archive_dir: /a\n  min_free_mb: 1000\n  low_free_mb: 500\n",
+        4,
+        "storage.low_free_mb",
+        "low_free_mb (500) is the warning mark: it must be at least min_free_mb (1000), the "
+        "critical one",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  on_critical: stop\n",
+        3,
+        "storage.on_critical",
+        "must be one of keep_recording, refuse_new, got 'stop'",
+    ),
 ]
 
 

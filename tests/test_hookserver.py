@@ -73,6 +73,7 @@ async def test_a_recorder_that_does_not_answer_lets_the_dialplan_go_on(
         await fake.send_env("record")
         called = await model.next()
         assert isinstance(called, HookCalled)
+        assert (model.broker.waiting, model.broker.timeouts) == (1, 0)  # what /metrics shows
         await fake.expect('SET VARIABLE VERBATIM_STATUS "FAILED"', "200 result=1")
         await fake.expect('SET VARIABLE VERBATIM_ERROR "the recorder did not answer"',
                           "200 result=1")
@@ -81,6 +82,7 @@ async def test_a_recorder_that_does_not_answer_lets_the_dialplan_go_on(
         model.broker.deliver(HookReply("c1", called.session, (("VERBATIM_STATUS", "OK"),)))
     assert [e["event"] for e in logs if e["event"].startswith("hook.")] == [
         "hook.called", "hook.timeout", "hook.reply_late"]
+    assert (model.broker.waiting, model.broker.timeouts) == (0, 1)
     await fake.close()
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_api_fixtures import PASSWORD, World, start_world
+from tests.test_api_fixtures import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
     reason="Debian's chromium is not installed (bash .ci/setup installs it)",
 )
-
-
-@pytest.fixture
-async def web(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
-    w = await start_world(pg_dsn, tmp_path, passwords=True)
-    try:
-        yield w
-    finally:
-        await w.client.close()
-        await w.pool.close()
 
 
 async def test_log_in_search_open_and_play(web: World) -> None:

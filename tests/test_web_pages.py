@@ -4,7 +4,6 @@ roles, logout, expiry and the security headers."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,13 @@ import pytest
 
 from recorder.api.auth import digest
 from recorder.config import HttpConfig
-from tests.test_api_fixtures import PASSWORD, World, password_hash, start_world
-
-
-@pytest.fixture
-async def web(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
-    w = await start_world(pg_dsn, tmp_path, passwords=True)
-    try:
-        yield w
-    finally:
-        await w.client.close()
-        await w.pool.close()
+from tests.test_api_fixtures import (  # noqa: F401 (web_fixture: the `web` fixture)
+    PASSWORD,
+    World,
+    password_hash,
+    start_world,
+    web_fixture,
+)
 
 
 def _csrf(html: str) -> str:

@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg
+import structlog
+
 from recorder.api import params as p
 from recorder.api.auth import Principal
+from recorder.api.errors import UNAVAILABLE, ApiError
+
+log = structlog.get_logger(__name__)
 
 ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control")
 PARAMETERS: Final = ("from", "to", "user", "call_id", "action", "limit", "cursor")
@@ -87,6 +93,31 @@ class AccessLog:
         asterisk_id: str | None = None,
         recording_name: str | None = None,
         detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the row, or fail the request: 503 when PostgreSQL refuses it (a full disk,
+        a trigger, a permission), as when it cannot be reached."""
+        try:
+            await self._insert(principal, action, origin, call_id, asterisk_id, recording_name,
+                               detail)  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, UNAVAILABLE):
+                raise
+            log.error("access_log.write_failed", action=action, user=principal.name,
+                      error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            raise ApiError(
+                503, "access_log_failed",
+                "the access could not be written to the access log, so it was not done; retry",
+            ) from None  # fmt: skip
+
+    async def _insert(
+        self,
+        principal: Principal,
+        action: str,
+        origin: Origin,
+        call_id: str | None,
+        asterisk_id: str | None,
+        recording_name: str | None,
+        detail: dict[str, Any] | None,
     ) -> None:
         await self.pool.execute(
             "INSERT INTO access_log (user_id, user_name, role, via, action, call_id, "

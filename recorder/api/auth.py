@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -95,6 +97,23 @@ def require(request: web.Request, permission: Permission) -> Principal:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+# What new_secret and new_token make (base64url, the token's prefix), with room to spare. A
+# presented token or session id of other characters (bytes that were not UTF-8 included) cannot
+# be one of ours: it is refused without hashing it or asking the database.
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def well_formed_secret(value: str) -> bool:
+    return _SECRET_SHAPE.fullmatch(value) is not None
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of whatever was sent (hmac refuses non-ASCII str)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def new_token() -> str:

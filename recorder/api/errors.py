@@ -3,7 +3,8 @@
 Each error has an HTTP status, a stable `error_id` scripts can match on, a message for people and
 `details` naming the offending value. Handlers raise; only `error_middleware` renders: JSON
 {status, error_id, message, details} under /api/, a small HTML page elsewhere. The database being
-unreachable is a 503 (retry later), never a 500: a 500 means a bug.
+unreachable is a 503 (retry later), and so is an access-log row PostgreSQL refuses (audit.py):
+never a 500, which means a bug.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def forbidden(permission: str) -> ApiError:
 
 
 # Errors that mean "PostgreSQL is not reachable or not accepting us right now".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
+UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
@@ -111,7 +112,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise  # redirects are answers, not errors
         error_id = _HTTP_IDS.get(exc.status, "http_error")
         return _render(request, ApiError(exc.status, error_id, exc.reason, {}))
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         log.warning("api.database_unavailable", error=type(exc).__name__, path=request.path)
         unavailable = ApiError(
             503, "database_unavailable", "the call database is not reachable; retry"

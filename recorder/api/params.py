@@ -20,7 +20,18 @@ from recorder.api.errors import invalid
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 _INT = re.compile(r"^[0-9]{1,9}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (PostgreSQL's text cannot hold a NUL) and lone surrogates (how aiohttp
+# decodes bytes of a header that were not UTF-8; asyncpg cannot encode them).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# What PostgreSQL's timestamptz and asyncpg's encoder take, as UTC years: the same bounds as
+# `when`, so a time in a hand-made cursor is refused like one in `from`.
+_YEARS = range(1970, 9999)
+_BIGINT = range(-(2**63), 2**63)
+
+
+def printable(value: str) -> bool:
+    """Whether `value` is text we may keep or compare: UTF-8 (no surrogates), no controls."""
+    return not _UNPRINTABLE.search(value)
 
 
 class Query(Protocol):
@@ -49,7 +60,7 @@ def text(query: Query, name: str, max_len: int = 100, pattern: str | None = None
     value = single(query, name)
     if value is None:
         return None
-    if not value or len(value) > max_len or _CONTROL.search(value):
+    if not value or len(value) > max_len or not printable(value):
         raise invalid(name, f"must be 1 to {max_len} printable characters", value)
     if pattern is not None and not re.fullmatch(pattern, value):
         raise invalid(name, f"must match {pattern}", value)
@@ -96,7 +107,7 @@ def when(query: Query, name: str, *, end: bool = False) -> datetime | None:
         raise invalid(
             name, "must be a date (2026-03-01) or date-time (2026-03-01T09:30:00+01:00)", value
         ) from None
-    if not 1970 <= found.year <= 9998:
+    if found.year not in _YEARS:
         raise invalid(name, "must be between 1970 and 9998", value)
     return found
 
@@ -114,7 +125,8 @@ def encode_cursor(*values: Any) -> str:
 
 
 def decode_cursor(query: Query, kinds: tuple[type, ...]) -> tuple[Any, ...] | None:
-    """The values of an opaque `cursor` (as given to encode_cursor), checked against `kinds`."""
+    """The values of an opaque `cursor` (as given to encode_cursor), checked against `kinds`
+    and against what the database can take (a cursor can be made by hand)."""
     value = single(query, "cursor")
     if value is None:
         return None
@@ -124,17 +136,23 @@ def decode_cursor(query: Query, kinds: tuple[type, ...]) -> tuple[Any, ...] | No
         raw = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
         if not isinstance(raw, list) or len(raw) != len(kinds):
             raise ValueError("wrong shape")
-        out: list[Any] = []
-        for item, kind in zip(raw, kinds, strict=True):
-            if kind is datetime:
-                found = datetime.fromisoformat(item)
-                if found.tzinfo is None:
-                    raise ValueError("naive time")
-                out.append(found)
-            elif isinstance(item, kind) and not isinstance(item, bool):
-                out.append(item)
-            else:
-                raise ValueError("wrong type")
-        return tuple(out)
+        return tuple(_cursor_value(item, kind) for item, kind in zip(raw, kinds, strict=True))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise invalid("cursor", "is not a cursor this API handed out", value) from None
+
+
+def _cursor_value(item: Any, kind: type) -> Any:
+    if kind is datetime:
+        found = datetime.fromisoformat(item)
+        if found.tzinfo is None:
+            raise ValueError("naive time")
+        if found.astimezone(UTC).year not in _YEARS:  # OverflowError near year 1 or 9999
+            raise ValueError("time out of range")
+        return found
+    if not isinstance(item, kind) or isinstance(item, bool):
+        raise ValueError("wrong type")
+    if isinstance(item, str) and (len(item) > 200 or not printable(item)):
+        raise ValueError("unprintable text")
+    if isinstance(item, int) and item not in _BIGINT:
+        raise ValueError("integer out of range")
+    return item

@@ -12,10 +12,11 @@ from typing import Final
 
 from aiohttp import web
 
+from recorder.api import params
 from recorder.api.audit import AccessLog, Origin, PlaybackTracker, parse_access_query
 from recorder.api.auth import Permission, principal_of, require
 from recorder.api.controls import ControlService, answer, control_id, read_control, state_json
-from recorder.api.errors import not_found, unauthenticated
+from recorder.api.errors import ApiError, not_found, unauthenticated
 from recorder.api.openapi import openapi_document
 from recorder.api.search import parse_search
 from recorder.api.serialize import detail_json, json_ok, page_json
@@ -67,7 +68,13 @@ def deps(request: web.Request) -> Deps:
 
 
 def origin(request: web.Request) -> Origin:
-    return Origin(request.remote, request.headers.get("User-Agent"))
+    """Who asks, for the access log. A User-Agent that is not printable UTF-8 is refused (400)
+    rather than stored altered or left out: the row keeps what the client said it was."""
+    agent = request.headers.get("User-Agent")
+    if agent is not None and not params.printable(agent):
+        raise ApiError(400, "invalid_header", "the User-Agent header must be printable UTF-8",
+                       {"header": "User-Agent"})  # fmt: skip
+    return Origin(request.remote, agent)
 
 
 async def search_calls(request: web.Request) -> web.StreamResponse:

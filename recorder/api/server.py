@@ -13,14 +13,14 @@ import contextlib
 import signal
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
 import structlog
 from aiohttp import web
 
 from recorder.api.audit import AccessLog, PlaybackTracker
-from recorder.api.auth import PRINCIPAL
+from recorder.api.auth import PRINCIPAL, well_formed_secret
 from recorder.api.controls import ControlService
 from recorder.api.errors import Handler, error_middleware, unauthenticated
 from recorder.api.routes import DEPS, Deps, add_routes
@@ -31,7 +31,6 @@ from recorder.db.repository import Repository
 
 log = structlog.get_logger("verbatim.http")
 
-MAX_TOKEN_LENGTH: Final = 200
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; "
     "img-src 'self'; "
@@ -58,14 +57,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if header is not None:
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        if scheme.lower() != "bearer" or not well_formed_secret(token):
             raise unauthenticated("the Authorization header must be 'Bearer <token>'")
         principal = await d.users.by_token(token)
         if principal is None:
             raise unauthenticated("unknown, revoked or disabled token")
     else:
         session = request.cookies.get(session_cookie_name(d.http))
-        if session and len(session) <= MAX_TOKEN_LENGTH:
+        if session and well_formed_secret(session):
             principal = await d.users.by_session(session, d.http.session_idle_s)
     if principal is not None:
         request[PRINCIPAL] = principal

@@ -21,6 +21,7 @@ from recorder.config.model import (
     ENV_DATABASE_DSN,
     LOG_FORMATS,
     LOG_LEVELS,
+    ON_CRITICAL,
     RECORDING_FORMATS,
     AriConfig,
     AsteriskConfig,
@@ -32,6 +33,7 @@ from recorder.config.model import (
     HooksConfig,
     HttpConfig,
     LoggingConfig,
+    MetricsConfig,
     Secret,
     StorageConfig,
 )
@@ -40,7 +42,8 @@ _T = TypeVar("_T")
 
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks"),
+    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks",
+         "metrics"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -54,7 +57,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "database": ("dsn", "pool_min", "pool_max"),
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
-        "journal_dir", "journal_max_mb",
+        "journal_dir", "journal_max_mb", "low_free_mb", "on_critical",
     ),
     "calls": (
         "dial_timeout_s",
@@ -72,6 +75,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "calls.controls": ("pause", "resume", "start", "stop"),
     "hooks": ("enabled", "host", "port", "allow_non_loopback", "reply_timeout_s"),
+    "metrics": ("enabled", "host", "port", "allow_non_loopback", "health_log_s"),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
     "logging": ("level", "format"),
     "http": (
@@ -135,11 +139,19 @@ def _read_storage(s: Section) -> StorageConfig:
         "spool_dir", str(_default(d, "spool_dir")), check.absolute_path, nullable=True
     )
     journal = s.optional_text("journal_dir", None, check.absolute_path, nullable=True)
+    critical = s.integer("min_free_mb", _default(d, "min_free_mb"), 0)
+    low = s.integer("low_free_mb", max(critical, _default(d, "low_free_mb")), 0)
+    if low < critical:
+        key = "low_free_mb" if "low_free_mb" in s.entries else "min_free_mb"
+        raise s.error(key, f"low_free_mb ({low}) is the warning mark: it must be at least "
+                      f"min_free_mb ({critical}), the critical one")  # fmt: skip
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
         format=s.text("format", _default(d, "format"), check.one_of(RECORDING_FORMATS)),
-        min_free_mb=s.integer("min_free_mb", _default(d, "min_free_mb"), 0),
+        min_free_mb=critical,
+        low_free_mb=low,
+        on_critical=s.text("on_critical", _default(d, "on_critical"), check.one_of(ON_CRITICAL)),
         spool_settle_s=s.seconds("spool_settle_s", _default(d, "spool_settle_s")),
         spool_sweep_s=s.seconds("spool_sweep_s", _default(d, "spool_sweep_s")),
         journal_dir=None if journal is None else Path(journal),
@@ -301,20 +313,42 @@ def _read_http(s: Section) -> HttpConfig:
     )
 
 
+def _local_host(s: Section, default: str, why: str) -> tuple[str, bool]:
+    """`host` and `allow_non_loopback` of a listener without authentication: loopback unless
+    allowed. `why` says what a stranger reaching it could do, and the safe way."""
+    host = s.text("host", default, check.non_empty)
+    allow = s.boolean("allow_non_loopback", False)
+    if not allow and not check.is_loopback(host):
+        raise s.error("host", f"'{host}' is not a loopback address: {why}, or set "
+                      f"{s.key_path('allow_non_loopback')} on a trusted network")  # fmt: skip
+    return host, allow
+
+
 def _read_hooks(s: Section) -> HooksConfig:
     d = HooksConfig
-    host = s.text("host", _default(d, "host"), check.non_empty)
-    allow = s.boolean("allow_non_loopback", _default(d, "allow_non_loopback"))
-    if not allow and not check.is_loopback(host):
-        raise s.error("host", f"'{host}' is not a loopback address: FastAGI has no "
-                      "authentication, so anyone who reaches it could stop recordings; keep "
-                      "Asterisk on this host, or set hooks.allow_non_loopback on a trusted network")
+    host, allow = _local_host(s, _default(d, "host"), "FastAGI has no authentication, so "
+                              "anyone who reaches it could stop recordings; keep Asterisk on "
+                              "this host")  # fmt: skip
     return HooksConfig(
         enabled=s.boolean("enabled", _default(d, "enabled")),
         host=host,
         port=s.integer("port", _default(d, "port"), 1, 65535),
         allow_non_loopback=allow,
         reply_timeout_s=s.seconds("reply_timeout_s", _default(d, "reply_timeout_s")),
+    )
+
+
+def _read_metrics(s: Section) -> MetricsConfig:
+    d = MetricsConfig
+    host, allow = _local_host(s, _default(d, "host"), "/metrics has no authentication and "
+                              "tells who is on the phone how often; keep it on 127.0.0.1 "
+                              "(scrape through a proxy or an SSH tunnel)")  # fmt: skip
+    return MetricsConfig(
+        enabled=s.boolean("enabled", _default(d, "enabled")),
+        host=host,
+        port=s.integer("port", _default(d, "port"), 1, 65535),
+        allow_non_loopback=allow,
+        health_log_s=s.seconds("health_log_s", _default(d, "health_log_s")),
     )
 
 
@@ -335,5 +369,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         logging=read("logging", _read_logging),
         http=read("http", _read_http),
         hooks=read("hooks", _read_hooks),
+        metrics=read("metrics", _read_metrics),
         path=path,
     )

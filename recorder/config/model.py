@@ -15,6 +15,9 @@ from types import MappingProxyType
 from typing import Final
 
 RECORDING_FORMATS: Final = ("wav", "gsm", "ulaw", "alaw", "sln16")  # what Asterisk can record
+# What happens below storage.min_free_mb: recordings go on (Asterisk writes until the disk is
+# full), or no new call's recording is started (docs: README "When a part fails").
+ON_CRITICAL: Final = ("keep_recording", "refuse_new")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("json", "console")
 MEDIA_SCHEMES: Final = ("sound:", "recording:", "tone:")
@@ -102,7 +105,12 @@ class StorageConfig:
     # None: Asterisk runs on another host, so recordings are fetched over ARI, not from disk.
     spool_dir: Path | None = Path("/var/spool/asterisk/recording")
     format: str = "wav"
+    # Free-space watermarks, for each of the spool and the archive: below low_free_mb a warning
+    # (disk.low); below min_free_mb (the critical mark; `verbatim health` fails) an error
+    # (disk.critical) every minute, and on_critical says what happens to new recordings.
     min_free_mb: int = 500
+    low_free_mb: int = 2000
+    on_critical: str = "keep_recording"  # or "refuse_new" (ON_CRITICAL)
     # A spool file is filed only once unmodified this long (Asterisk may still be writing it;
     # MixMonitor closes its file just after the channel is destroyed).
     spool_settle_s: float = 5.0
@@ -192,6 +200,20 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Health for ops, served by `verbatim run` whether or not the HTTP API is: Prometheus
+    /metrics, /healthz, /readyz. Unauthenticated, so loopback unless allow_non_loopback."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9480
+    allow_non_loopback: bool = False
+    # A `recording.health` JSON line with the same figures, this often (logged also when the
+    # listener is off).
+    health_log_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     ari: AriConfig
     database: DatabaseConfig
@@ -201,6 +223,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     path: Path | None = None  # the file it was loaded from
 
 

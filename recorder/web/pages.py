@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
-import hmac
 import io
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
@@ -25,8 +25,16 @@ from aiohttp import web
 from multidict import MultiDict
 
 from recorder.api.audit import ACTIONS, parse_access_query
-from recorder.api.auth import Permission, Principal, new_secret, principal_of, require
+from recorder.api.auth import (
+    Permission,
+    Principal,
+    new_secret,
+    principal_of,
+    require,
+    same_secret,
+)
 from recorder.api.errors import ApiError, forbidden
+from recorder.api.params import printable
 from recorder.api.routes import deps, origin, path_id, range_start
 from recorder.api.search import COUNT_CAP, DIRECTIONS, parse_search
 from recorder.api.server import secure_cookies, session_cookie_name
@@ -67,11 +75,29 @@ class LoginThrottle:
 THROTTLE: Final = web.AppKey("verbatim_login_throttle", LoginThrottle)
 
 
+# A path on this site as request.path_qs gives it (percent-encoded, so printable ASCII): no
+# scheme, no host, no //evil.example, nothing a Location header cannot carry (CR, LF, NUL).
+_LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site: no scheme, no host, no //evil.example."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/calls"
-    return value
+    return value if value and _LOCAL_PATH.fullmatch(value) else "/calls"
+
+
+async def _form(request: web.Request) -> Mapping[str, str]:
+    """The posted form's text fields. Bytes that are not UTF-8, an unknown charset or a file
+    where text belongs are a 400, not a decoding error."""
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, LookupError, ValueError):
+        raise ApiError(400, "invalid_form", "the form could not be read as UTF-8 text") from None
+    fields: dict[str, str] = {}
+    for key, value in form.items():
+        if not isinstance(value, str):
+            raise ApiError(400, "invalid_form", f"the form field {key[:50]} must be text",
+                           {"field": key[:50]})  # fmt: skip
+        fields.setdefault(key, value)
+    return fields
 
 
 def _same_origin(request: web.Request) -> None:
@@ -126,11 +152,14 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     _same_origin(request)
-    form = await request.post()
-    name, password = str(form.get("name", "")), str(form.get("password", ""))
-    next_url = _safe_next(str(form.get("next", "")))
+    form = await _form(request)
+    name, password = form.get("name", ""), form.get("password", "")
+    next_url = _safe_next(form.get("next"))
+    if not printable(name):  # a NUL PostgreSQL cannot take; no user name has one
+        return _login_page(request, 400, "", "A user name is letters, digits and . _ @ -",
+                           next_url)  # fmt: skip
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, str(form.get("csrf", ""))):
+    if not cookie or not same_secret(cookie, form.get("csrf", "")):
         return _login_page(request, 400, name, "The form expired; please try again.", next_url)
     d, throttle = deps(request), request.app[THROTTLE]
     if throttle.blocked(name):
@@ -156,12 +185,12 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     _same_origin(request)
-    form = await request.post()
+    form = await _form(request)
     principal = principal_of(request)
     session = request.cookies.get(session_cookie_name(deps(request).http))
     if principal is None or session is None or principal.csrf_token is None:
         raise web.HTTPSeeOther("/login")
-    if not hmac.compare_digest(principal.csrf_token, str(form.get("csrf", ""))):
+    if not same_secret(form.get("csrf", ""), principal.csrf_token):
         raise ApiError(400, "csrf_mismatch", "the form expired; reload the page and try again")
     await deps(request).users.close_session(session)
     response = _redirect("/login")
