@@ -212,6 +212,10 @@ SENTENCES: Final[Mapping[str, Sentence]] = {
     "recording.missing": lambda d, who, n: (
         f"{n.segment(d.get('recording')).capitalize()} is missing"
         + (f": {text(d.get('error'))}" if d.get("error") else "")),
+    "recording.waiting": lambda d, who, n: (
+        f"{n.segment(d.get('recording')).capitalize()} kept safe in Asterisk's spool until the "
+        "archive has room again" + (f" ({seconds(d.get('duration_ms'))})"
+                                    if d.get("duration_ms") is not None else "")),
     "recording.recovered": lambda d, who, n: (
         f"{n.segment(d.get('recording')).capitalize()} recovered after a restart"),
     "recording.paused": _paused("paused"),
