@@ -22,9 +22,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from recorder.resources import shipped
+
 log = structlog.get_logger(__name__)
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+DEFAULT_DIRECTORY = shipped("migrations")
 # Arbitrary constant identifying "verbatim schema migration" among advisory locks.
 LOCK_KEY = 0x7665726261_7469
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
