@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 from arisim.ami import AmiServer
 from arisim.server import Simulator
@@ -27,6 +28,7 @@ from recorder.config import (
     Secret,
     StorageConfig,
 )
+from recorder.db.migrate import migrate
 from recorder.doctor import NAMES, Check, diagnose, shipped_contexts
 from recorder.pgcluster import PrivateCluster, free_port
 from recorder.resources import shipped
@@ -229,3 +231,17 @@ async def test_a_spool_the_daemon_cannot_write_names_owner_and_mode(site: Site) 
     spool = _by_name(await diagnose(config))["spool"]
     assert spool.ok is False and "not writable" in spool.detail, spool
     assert "root:root mode 555" in spool.detail and "usermod -aG asterisk" in (spool.fix or "")
+
+
+async def test_a_newer_schema_is_fine_after_a_rollback(site: Site) -> None:
+    config = await _fresh_database(site)
+    dsn = config.database.dsn.reveal()
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO schema_migrations (version, name, sha256) "
+                           "VALUES (9999, '9999_later', 'x')")
+    finally:
+        await conn.close()
+    check = _by_name(await diagnose(config))["migrations"]
+    assert check.ok is True and "9999_later from a newer Verbatim" in check.detail
