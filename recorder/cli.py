@@ -1,6 +1,8 @@
-"""`verbatim` command line: run, migrate, check-config, calls, health, demo, explain, prompts.
+"""`verbatim` command line: run, migrate, check-config, calls, health, doctor, demo, explain,
+prompts.
 
-Exit status: 0 success, 1 a check failed (health) or a runtime error, 2 bad usage or bad config.
+Exit status: 0 success, 1 a check failed (health, doctor) or a runtime error, 2 bad usage or bad
+config.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     cov = with_config("coverage", "per leg: seconds talked vs recorded, and every gap")
     cov.add_argument("--since", default="24h", help="24h, 7d, 90m or an ISO date")
     with_config("health", "check ARI, PostgreSQL, spool and archive")
+    doctor = with_config("doctor", "everything wrong with this installation, each with a fix")
+    doctor.add_argument("--json", action="store_true")
     with_config("serve", "serve the call-search API and web page (see http: in the config)")
     from recorder.api.cli import add_users_parser
 
@@ -114,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.api.cli import run_users
 
         return asyncio.run(run_users(config, args))
+    if args.command == "doctor":
+        from recorder.doctor import diagnose, render, summary
+
+        checks = asyncio.run(diagnose(config))
+        found = summary(checks)
+        print(json.dumps(found, indent=2) if args.json else render(checks), end="\n" * args.json)
+        return 0 if found["ok"] else 1
     if args.command == "health":
         from recorder.health import check_health
 

@@ -1,16 +1,16 @@
 """`verbatim demo`: the whole product on one machine, with nothing to install beyond setup.
 
 A private PostgreSQL (initdb + pg_ctl in a folder of its own, loopback only), the ARI simulator
-from asterisk-test/ (Asterisk 22's behaviour, each party sending its own tone), and the daemon as
-`verbatim run` builds it. A script places a handful of calls; the demo then prints the calls
-table, where each recording is, and what each recording holds second by second.
+`arisim` (asterisk-test/arisim, shipped in the wheel: Asterisk 22's behaviour, each party sending
+its own tone), and the daemon as `verbatim run` builds it. A script places a handful of calls;
+the demo then prints the calls table, where each recording is, and what each recording holds
+second by second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +37,6 @@ from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 from recorder.report import format_calls, format_story
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "demo-only-secret"  # noqa: S105 - the simulator's, on loopback, for this run only
 CALLER_HZ, CALLEE_HZ = 440, 1300
 DEMO_CONFIG = """\
@@ -82,7 +81,7 @@ PAUSED_S = 3.0
 
 
 async def run_demo(directory: Path | None, *, keep: bool) -> int:
-    sys.path.insert(0, str(ROOT / "asterisk-test"))
+    # the simulator ships in the wheel as its own package (asterisk-test/arisim in a checkout)
     from arisim.audio import tones_per_second
     from arisim.server import Simulator
 

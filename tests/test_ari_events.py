@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from arisim.replay import TRACE_DIR
 
 from recorder.ari import events as ev
-
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "ari-traces"
 
 
 def trace_events() -> list[dict[str, Any]]:
     found = []
-    for path in sorted(TRACES.glob("*.jsonl")):
+    for path in sorted(TRACE_DIR.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             item = json.loads(line)
             if item["kind"] == "event":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,25 @@ async def test_older_daemon_tolerates_newer_schema(fresh_dsn: str, mig_dir: Path
     older.mkdir()
     shutil.copy(mig_dir / "0001_first.sql", older)
     assert await migrate(fresh_dsn, older) == []
+
+
+async def test_a_migration_waits_for_a_lock_only_briefly(fresh_dsn: str, mig_dir: Path) -> None:
+    """Online: an ALTER behind a long transaction fails at lock_timeout instead of queueing
+    every later query on the table behind it; nothing is applied, and it runs once free."""
+    await migrate(fresh_dsn, mig_dir)
+    (mig_dir / "0003_alter.sql").write_text("ALTER TABLE a ADD COLUMN w text;")
+    holder = await asyncpg.connect(fresh_dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT * FROM a")  # holds ACCESS SHARE until it ends
+            started = time.monotonic()
+            with pytest.raises(MigrationError, match=r"0003_alter\.sql failed: .*lock timeout"):
+                await migrate(fresh_dsn, mig_dir, lock_timeout_s=0.3)
+            assert time.monotonic() - started < 3
+            assert await holder.fetchval("SELECT count(*) FROM schema_migrations") == 2
+    finally:
+        await holder.close()
+    assert await migrate(fresh_dsn, mig_dir) == ["0003_alter"]
 
 
 # -- the real schema --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Dialplan and endpoint behaviour: what the far end of a simulated channel does.
 
-The contexts of /work/shared/ari-traces/asterisk-etc/extensions.conf are built in (as data), so a
+The contexts of asterisk-test/traces/asterisk-etc/extensions.conf are built in (as data), so a
 Local channel such as `Local/200@targets` behaves as in the traces: `targets` answers after 1 s,
 `busy` is Busy(5), `noanswer` rings, `slow-targets` rings 6 s then answers, `silent` answers at once
 and stays silent; `inbound-test`/`from-trunk` enter Stasis(verbatim,inbound,EXTEN).

@@ -1,6 +1,6 @@
 """Objects the simulator keeps — channels, bridges, live recordings, playbacks — and their JSON.
 
-The JSON shapes follow the traces in /work/shared/ari-traces (field order included) and the models
+The JSON shapes follow the traces in asterisk-test/traces (field order included) and the models
 of the api-docs: Channel (channels.json), Bridge (bridges.json), LiveRecording (recordings.json),
 Playback (playbacks.json).
 """

@@ -1,4 +1,4 @@
-"""Replay a capture of /work/shared/ari-traces against the simulator and compare.
+"""Replay a capture of asterisk-test/traces (Asterisk 22.10.1) on the simulator and compare.
 
 The requests the reference app made are sent again at the same virtual times (the manual clock
 advances by the trace's `t` deltas), with the capture's channel and bridge ids replaced by the
@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 
 from .server import Simulator
-from .spec import SHARED
 
-TRACE_DIR = Path(os.environ.get("ARISIM_TRACE_DIR", str(SHARED / "ari-traces")))
+# The real captures, copied into the project (asterisk-test/traces/README.md says from where).
+TRACE_DIR = Path(os.environ.get("ARISIM_TRACE_DIR", str(Path(__file__).parents[1] / "traces")))
 IGNORED_EVENTS = {"ChannelVarset", "ChannelConnectedLine"}
 _ID_RE = re.compile(r"\d{9,11}\.\d+")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

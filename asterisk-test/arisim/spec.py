@@ -1,10 +1,12 @@
-"""The ARI Swagger 1.1 spec of Asterisk 22: routing, parameter typing, request and event checks.
+"""The ARI spec of Asterisk 22.10.1: routing, parameter typing, request and event checks.
 
-The simulator routes every REST call through this module, so what it accepts is exactly what the
-spec declares; tests use `check_request` to catch a client calling something Asterisk does not have
-and `check_event` to hold every emitted event to the models in events.json (and the Channel,
-Bridge, LiveRecording, Playback models of the other api-docs), as Asterisk's own generated
-validators do (res/ari/ari_model_validators.c: required fields, types, no undocumented field).
+The spec is read from its generated table (ari_spec.json, see spec_table.py), which ships with
+the simulator. The simulator routes every REST call through this module, so what it accepts is
+exactly what the spec declares; tests use `check_request` to catch a client calling something
+Asterisk does not have and `check_event` to hold every emitted event to the models in events.json
+(and the Channel, Bridge, LiveRecording, Playback models of the other api-docs), as Asterisk's own
+generated validators do (res/ari/ari_model_validators.c: required fields, types, no undocumented
+field).
 
 Routing follows res/res_ari.c `ast_ari_invoke`: the path is split on "/", each segment URL-decoded;
 an explicit segment wins over a `{wildcard}`; no handler → 404 "Resource not found"; a known path
@@ -13,7 +15,6 @@ with another method → 405 "Invalid method".
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,9 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-# shared/ beside the project root (as laid for sessions and CI)
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-DEFAULT_SPEC_DIR = Path(os.environ.get("ARISIM_SPEC_DIR", str(SHARED / "asterisk-ari")))
+from .spec_table import build_table, read_table
 
 # res/res_ari_model.c ISO8601_PATTERN
 _DATE_RE = re.compile(
@@ -99,42 +98,37 @@ def split_path(path: str) -> list[str]:
 
 
 class Spec:
-    """One loaded copy of the api-docs; `load_spec()` caches it."""
+    """The ARI spec from its table (spec_table.py); `load_spec()` caches it."""
 
-    def __init__(self, spec_dir: Path) -> None:
-        self.spec_dir = spec_dir
-        self.models: dict[str, dict[str, Any]] = {}
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.asterisk_version: str = table["asterisk_version"]
+        self.models: dict[str, dict[str, Any]] = table["models"]
         self.operations: list[Operation] = []
         self._root = _Node("")
-        resources = json.loads((spec_dir / "resources.json").read_text())
-        for api in resources["apis"]:
-            stem = api["path"].split("/")[-1].split(".")[0]
-            doc = json.loads((spec_dir / "api-docs" / f"{stem}.json").read_text())
-            self.models.update(doc.get("models", {}))
-            for api_def in doc["apis"]:
-                for op in api_def["operations"]:
-                    self._add(stem, api_def["path"], op)
+        for op in table["operations"]:
+            self._add(op)
 
-    def _add(self, resource: str, path: str, op: dict[str, Any]) -> None:
+    def _add(self, op: dict[str, Any]) -> None:
         params = tuple(
             Param(
                 name=p["name"],
-                param_type=p["paramType"],
-                required=bool(p.get("required", False)),
-                data_type=p["dataType"],
-                allow_multiple=bool(p.get("allowMultiple", False)),
-                allowable=p.get("allowableValues"),
-                default=p.get("defaultValue"),
+                param_type=p["param_type"],
+                required=p["required"],
+                data_type=p["data_type"],
+                allow_multiple=p["allow_multiple"],
+                allowable=p["allowable"],
+                default=p["default"],
             )
-            for p in op.get("parameters", [])
+            for p in op["params"]
         )
+        path: str = op["path"]
         operation = Operation(
-            method=op["httpMethod"].upper(),
+            method=op["method"],
             path=path,
             nickname=op["nickname"],
-            resource=resource,
+            resource=op["resource"],
             params=params,
-            websocket=op.get("upgrade") == "websocket",
+            websocket=op["websocket"],
         )
         self.operations.append(operation)
         node = self._root
@@ -318,9 +312,10 @@ def _check_param_value(p: Param, value: Any) -> str | None:
 
 @lru_cache(maxsize=4)
 def load_spec(spec_dir: str | None = None) -> Spec:
-    """The spec from `spec_dir` (default: ../shared/asterisk-ari beside the project, or
-    $ARISIM_SPEC_DIR), cached."""
-    return Spec(Path(spec_dir) if spec_dir else DEFAULT_SPEC_DIR)
+    """The spec from the shipped table (ari_spec.json), or built from the api-docs in `spec_dir`
+    (or $ARISIM_SPEC_DIR), e.g. another Asterisk release's rest-api/; cached."""
+    spec_dir = spec_dir or os.environ.get("ARISIM_SPEC_DIR")
+    return Spec(build_table(Path(spec_dir)) if spec_dir else read_table())
 
 
 def check_request(method: str, path: str, params: dict[str, Any]) -> str | None:

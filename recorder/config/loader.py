@@ -15,6 +15,7 @@ import yaml
 from recorder.config import _checks as check
 from recorder.config._reader import REQUIRED, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
+    ENV_AMI_SECRET,
     ENV_ARI_PASSWORD,
     ENV_ARI_URL,
     ENV_ARI_USERNAME,
@@ -23,6 +24,7 @@ from recorder.config.model import (
     LOG_LEVELS,
     ON_CRITICAL,
     RECORDING_FORMATS,
+    AmiConfig,
     AriConfig,
     AsteriskConfig,
     CallsConfig,
@@ -43,7 +45,7 @@ _T = TypeVar("_T")
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
     "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks",
-         "metrics"),
+         "metrics", "ami"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -76,6 +78,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "calls.controls": ("pause", "resume", "start", "stop"),
     "hooks": ("enabled", "host", "port", "allow_non_loopback", "reply_timeout_s"),
     "metrics": ("enabled", "host", "port", "allow_non_loopback", "health_log_s"),
+    "ami": ("host", "port", "username", "secret"),
     "calls.dial_strings": ("inbound", "outbound", "internal"),
     "logging": ("level", "format"),
     "http": (
@@ -352,6 +355,20 @@ def _read_metrics(s: Section) -> MetricsConfig:
     )
 
 
+def _read_ami(s: Section) -> AmiConfig:
+    d = AmiConfig
+    username = s.optional_text("username", None, check.username, nullable=True)
+    secret = s.optional_text("secret", None, None, env_var=ENV_AMI_SECRET, secret=True)
+    if username is not None and not secret:
+        raise s.error("username", f"an AMI user needs its secret: set {ENV_AMI_SECRET}")
+    return AmiConfig(
+        host=s.text("host", _default(d, "host"), check.non_empty),
+        port=s.integer("port", _default(d, "port"), 1, 65535),
+        username=username,
+        secret=Secret(secret or ""),
+    )
+
+
 def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
     path = Path(path)
@@ -370,5 +387,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         http=read("http", _read_http),
         hooks=read("hooks", _read_hooks),
         metrics=read("metrics", _read_metrics),
+        ami=read("ami", _read_ami),
         path=path,
     )

@@ -25,6 +25,7 @@ ENV_ARI_PASSWORD: Final = "VERBATIM_ARI_PASSWORD"  # noqa: S105 - the variable's
 ENV_ARI_URL: Final = "VERBATIM_ARI_URL"
 ENV_ARI_USERNAME: Final = "VERBATIM_ARI_USERNAME"
 ENV_DATABASE_DSN: Final = "VERBATIM_DATABASE_DSN"
+ENV_AMI_SECRET: Final = "VERBATIM_AMI_SECRET"  # noqa: S105 - the variable's name, not a secret
 
 
 class ConfigError(Exception):
@@ -214,6 +215,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AmiConfig:
+    """Asterisk's manager interface, used only by `verbatim doctor` to list the dialplan (ARI
+    cannot); no username means doctor says it could not check the dialplan."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str | None = None
+    secret: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
 class Config:
     ari: AriConfig
     database: DatabaseConfig
@@ -224,6 +236,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
     path: Path | None = None  # the file it was loaded from
 
 

@@ -8,6 +8,10 @@ repository, and silently ignoring it hides a real schema drift.
 
 A file whose first line is `-- migrate: no-transaction` runs outside a transaction (needed for
 CREATE INDEX CONCURRENTLY on a large table); it must then be safe to re-run.
+
+Migrations run online, beside running daemons: a transactional file waits at most
+`lock_timeout_s` (5 s) for each lock it needs and then fails (nothing applied; run it again),
+rather than queue every call's writes behind it while a long transaction holds the table.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from recorder.resources import shipped
+
 log = structlog.get_logger(__name__)
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+DEFAULT_DIRECTORY = shipped("migrations")
 # Arbitrary constant identifying "verbatim schema migration" among advisory locks.
 LOCK_KEY = 0x7665726261_7469
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -78,7 +84,9 @@ def load(directory: Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def migrate(dsn_or_conn: str | Any, directory: Path | None = None) -> list[str]:
+async def migrate(
+    dsn_or_conn: str | Any, directory: Path | None = None, *, lock_timeout_s: float = 5.0
+) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date).
 
     `dsn_or_conn` is a DSN or an open asyncpg connection (left open, outside a transaction).
@@ -87,10 +95,10 @@ async def migrate(dsn_or_conn: str | Any, directory: Path | None = None) -> list
     if isinstance(dsn_or_conn, str):
         conn = await asyncpg.connect(dsn_or_conn)
         try:
-            return await _migrate(conn, migrations)
+            return await _migrate(conn, migrations, lock_timeout_s)
         finally:
             await conn.close()
-    return await _migrate(dsn_or_conn, migrations)
+    return await _migrate(dsn_or_conn, migrations, lock_timeout_s)
 
 
 async def pending_migrations(pool_or_conn: Any, directory: Path | None = None) -> list[str]:
@@ -103,7 +111,7 @@ async def pending_migrations(pool_or_conn: Any, directory: Path | None = None) -
     return [n for n in names if n not in applied]
 
 
-async def _migrate(conn: Any, migrations: list[Migration]) -> list[str]:
+async def _migrate(conn: Any, migrations: list[Migration], lock_timeout_s: float) -> list[str]:
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:
         await conn.execute(_CREATE_TABLE)
@@ -127,6 +135,8 @@ async def _migrate(conn: Any, migrations: list[Migration]) -> list[str]:
             try:
                 if m.transactional:
                     async with conn.transaction():
+                        # SET LOCAL: ends with the transaction, a caller's connection keeps its own
+                        await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_s * 1000)}")
                         await conn.execute(m.sql)
                         await _record(conn, m)
                 else:

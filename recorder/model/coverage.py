@@ -3,7 +3,7 @@
 Pure: computed from the call's state once its files are filed. A leg *talks* while it is in a
 bridge with at least one other party. A recording *covers* what its file really holds: Asterisk's
 bridge recorder writes frames only while the bridge mixes media (two or more parties; see
-../shared/ari-traces README: a lone silent party gives an empty file), so the file's audio length
+asterisk-test/traces/README.md: a lone silent party gives an empty file), so the file's audio length
 is laid, in order, over the times its bridge had two or more parties between RecordingStarted and
 its end. Event timestamps bound the search, but never count as recorded time by themselves, and
 ARI's whole-second `duration` is not used at all: an empty or short file is a gap.

@@ -25,8 +25,9 @@ import yaml
 
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES
+from recorder.resources import shipped
 
-DEFAULT_DIRECTORY: Final = Path(__file__).resolve().parents[2] / "consent_prompts"
+DEFAULT_DIRECTORY: Final = shipped("consent_prompts")
 SOURCE: Final = "prompts.yaml"
 MANIFEST: Final = "manifest.json"
 FORMAT: Final = "WAV, PCM signed 16-bit, 8000 Hz, mono"
