@@ -99,6 +99,8 @@ TABLE: list[tuple[str, str | None, dict[str, Any], str]] = [
      "Segment 1 is missing: 404"),
     ("recording.recovered", None, {"recording": "r-s1", "sha256": "ab"},
      "Segment 1 recovered after a restart"),
+    ("recording.waiting", None, {"recording": "r-s1", "duration_ms": 4000, "error": "full"},
+     "Segment 1 kept safe in Asterisk's spool until the archive has room again (4 s)"),
     ("recording.paused", "l2", {"by": "dtmf", "recordings": ["r-s1"]},
      "Recording paused by 201 with a keypad code"),
     ("recording.resumed", "l2", {"by": "agi"}, "Recording resumed by 201 with the phone's "
