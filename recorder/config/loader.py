@@ -31,6 +31,7 @@ from recorder.config.model import (
     DialStrings,
     HooksConfig,
     HttpConfig,
+    KeepingConfig,
     LoggingConfig,
     Secret,
     StorageConfig,
@@ -40,7 +41,9 @@ _T = TypeVar("_T")
 
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks"),
+    "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks",
+         "keeping"),
+    "keeping": ("purge_at", "purge_batch", "verify_every_s", "verify_sample_percent"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -314,6 +317,18 @@ def _read_hooks(s: Section) -> HooksConfig:
     )
 
 
+def _read_keeping(s: Section) -> KeepingConfig:
+    d = KeepingConfig
+    return KeepingConfig(
+        purge_at=s.optional_text("purge_at", _default(d, "purge_at"), check.hh_mm, nullable=True),
+        purge_batch=s.integer("purge_batch", _default(d, "purge_batch"), 1, 100_000),
+        verify_every_s=s.integer("verify_every_s", _default(d, "verify_every_s"), 0),
+        verify_sample_percent=s.integer(
+            "verify_sample_percent", _default(d, "verify_sample_percent"), 1, 100
+        ),
+    )
+
+
 def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
     path = Path(path)
@@ -331,5 +346,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         logging=read("logging", _read_logging),
         http=read("http", _read_http),
         hooks=read("hooks", _read_hooks),
+        keeping=read("keeping", _read_keeping),
         path=path,
     )

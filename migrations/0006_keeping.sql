@@ -1,0 +1,96 @@
+-- 0006_keeping: keeping recordings as long as the policy says and no longer (retention), and
+-- proving it (tombstones). Python side: recorder/keeping/.
+--
+-- Retention: a call's class (calls.retention_class, from the deciding rule) names a length in
+-- the policy file; the length is looked up when the purge runs, so changing a class's length
+-- moves the expiry of every call already in it. Nothing here stores an expiry.
+--
+-- A purge deletes a recording's file and its row in two steps that survive a crash anywhere:
+--  1. one transaction writes a tombstone per recording, status 'purging' (the row and file are
+--     still there; the tombstone says they are going);
+--  2. the files are deleted, then one transaction deletes the rows and marks the tombstones
+--     'purged'. A crash before its commit leaves 'purging' tombstones whose files may be gone:
+--     the next run finishes them first (a missing file is then fine). So no file outlives its
+--     row, and no row names a gone file without a 'purging' tombstone saying why.
+
+CREATE TABLE tombstones (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job             text NOT NULL,   -- which run: "daily-<id>" (the daemon) or "cli-<id>"
+    what            text NOT NULL CHECK (what IN ('audio', 'metadata')),
+    call_id         text NOT NULL,   -- no foreign key: the call's rows may go (metadata)
+    asterisk_id     text NOT NULL,
+    recording_name  text,            -- audio: the recording; metadata: NULL
+    retention_class text NOT NULL,
+    rule            text,            -- calls.decided_by: the rule that chose the class
+    -- audio: the file's SHA-256 as filed; metadata: of the call's row (to_jsonb) as deleted
+    sha256          text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    path            text,            -- audio: the file deleted
+    bytes           bigint,
+    call_ended_at   timestamptz NOT NULL,  -- the length counts from here
+    expired_at      timestamptz NOT NULL,  -- call_ended_at + the class's length at the time
+    marked_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- purging: step 1 done; purged: gone; kept: a legal hold arrived before step 2
+    status          text NOT NULL DEFAULT 'purging' CHECK (status IN ('purging', 'purged', 'kept')),
+    done_at         timestamptz,
+    file_found      boolean,         -- audio: whether step 2 found the file (false after a crash)
+    CONSTRAINT tombstones_done CHECK ((status = 'purging') = (done_at IS NULL)),
+    CONSTRAINT tombstones_audio CHECK ((what = 'audio') = (recording_name IS NOT NULL))
+);
+-- Unfinished purges (a run finishes them before marking new ones), and "is this recording being
+-- purged already" while marking.
+CREATE UNIQUE INDEX tombstones_purging_idx
+    ON tombstones (asterisk_id, call_id, coalesce(recording_name, ''))
+    WHERE status = 'purging';
+CREATE INDEX tombstones_call_idx ON tombstones (call_id);
+CREATE INDEX tombstones_done_idx ON tombstones (done_at) WHERE done_at IS NOT NULL;
+
+-- A tombstone is evidence: written once, then only finished (purging -> purged | kept).
+CREATE FUNCTION tombstones_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status = 'purging' AND NEW.status IN ('purged', 'kept')
+       AND (to_jsonb(NEW) - ARRAY['status', 'done_at', 'file_found'])
+           = (to_jsonb(OLD) - ARRAY['status', 'done_at', 'file_found']) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'tombstones are append-only: % rejected', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE TRIGGER tombstones_guard
+    BEFORE UPDATE OR DELETE ON tombstones
+    FOR EACH ROW EXECUTE FUNCTION tombstones_guard();
+
+-- The append-only logs of a call (0001 call_events, 0003 consent_audit) go with its metadata,
+-- and only then: a delete is allowed only while a 'purging' metadata tombstone names the call.
+CREATE FUNCTION metadata_purge_allowed(p_call_id text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM tombstones t WHERE t.call_id = p_call_id
+                   AND t.what = 'metadata' AND t.status = 'purging')
+$$;
+
+CREATE OR REPLACE FUNCTION call_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND metadata_purge_allowed(OLD.call_id) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'call_events is append-only: % rejected', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION consent_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND metadata_purge_allowed(OLD.call_id) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'consent_audit is append-only: % rejected', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+-- The purge walks a server's filed recordings in name order (keyset), so each run reads every
+-- row at most once however few have expired.
+CREATE INDEX recordings_filed_idx ON recordings (asterisk_id, name) WHERE status = 'filed';
+-- Metadata purge: a server's ended calls, oldest first.
+CREATE INDEX calls_ended_idx ON calls (asterisk_id, call_id) WHERE status = 'ended';

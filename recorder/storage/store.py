@@ -1,0 +1,136 @@
+"""Where recordings' bytes are kept, as retention and verification need it: read them, hash
+them, delete them, list them. The local archive is one such store; an object store (S3) or an
+encrypting store can be another without the purge or `verify` changing.
+
+A key is what `recordings.path` holds: for the local archive, the file's absolute path. `keys()`
+lists a store's keys in ascending code-point order (what PostgreSQL's COLLATE "C" gives, and
+what S3's ListObjectsV2 returns), so a listing and a query can be merged in bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+_CHUNK = 1 << 20
+_LIST_BATCH = 2000
+
+
+class RecordingStore(Protocol):
+    # Every key of this store starts with it; SQL selects a store's rows by it.
+    prefix: str
+
+    def owns(self, key: str) -> bool:
+        """Whether `key` names something in this store (not another archive's file)."""
+
+    async def delete_many(self, keys: Sequence[str]) -> list[bool]:
+        """Delete each key; for each, whether it existed. Deleting a missing key is not an
+        error: a purge finishing after a crash finds some already gone."""
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """The bytes, in chunks; FileNotFoundError when there is no such key."""
+
+    async def sha256(self, key: str) -> str | None:
+        """The SHA-256 of the bytes (hex), or None when there is no such key."""
+
+    def keys(self, since: str | None = None) -> AsyncIterator[str]:
+        """Every key, ascending; with `since` (a key prefix such as the archive's
+        "<root>/2026/03/01"), only keys at or after it."""
+
+
+class LocalStore:
+    """The archive directory of recorder.storage.archive (<root>/<yyyy>/<mm>/<dd>/<call>/...).
+    Hidden names (the filer's temporary ".name.xxxx.tmp") are not recordings."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.prefix = str(self.root).rstrip("/") + "/"
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(self.prefix) and ".." not in key
+
+    def day_key(self, day: str) -> str:
+        """The key prefix of one archive day ("2026/03/01")."""
+        return self.prefix + day
+
+    async def delete_many(self, keys: Sequence[str]) -> list[bool]:
+        return await asyncio.to_thread(self._delete_many, list(keys))
+
+    def _delete_many(self, keys: list[str]) -> list[bool]:
+        found = []
+        for key in keys:
+            if not self.owns(key):
+                raise ValueError(f"{key} is not in the archive {self.root}")
+            try:
+                os.unlink(key)
+                found.append(True)
+            except FileNotFoundError:
+                found.append(False)
+                continue
+            # The call's folder goes with its last recording; a folder still holding files
+            # (another segment) stays.
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(key))
+        return found
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        f = await asyncio.to_thread(open, key, "rb")
+        try:
+            while chunk := await asyncio.to_thread(f.read, _CHUNK):
+                yield chunk
+        finally:
+            f.close()
+
+    async def sha256(self, key: str) -> str | None:
+        return await asyncio.to_thread(self._sha256, key)
+
+    @staticmethod
+    def _sha256(key: str) -> str | None:
+        h = hashlib.sha256()
+        try:
+            with open(key, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            return None
+        return h.hexdigest()
+
+    async def keys(self, since: str | None = None) -> AsyncIterator[str]:
+        walk = self._walk(str(self.root).rstrip("/"), since)
+        while batch := await asyncio.to_thread(_take, walk, _LIST_BATCH):
+            for key in batch:
+                yield key
+
+    def _walk(self, directory: str, since: str | None) -> Iterator[str]:
+        try:
+            with os.scandir(directory) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # A folder's keys all start with "<name>/": sorting folders by that makes the walk's
+        # order the keys' order ("a.wav" < "a/x.wav" since '.' < '/').
+        entries.sort(key=lambda entry: entry[0] + "/" if entry[1] else entry[0])
+        for name, is_dir in entries:
+            if name.startswith("."):
+                continue
+            path = f"{directory}/{name}"
+            if is_dir:
+                inside = path + "/"
+                if since is None or inside >= since or since.startswith(inside):
+                    yield from self._walk(path, since)
+            elif since is None or path >= since:
+                yield path
+
+
+def _take(it: Iterator[str], n: int) -> list[str]:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
