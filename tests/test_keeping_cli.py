@@ -44,7 +44,7 @@ def config_file(pg_dsn: str, tmp_path: Path) -> Path:
 
 
 def run(config: Path, *args: str) -> int:
-    return main([args[0], "-c", str(config), *args[1:]])
+    return main([*args, "-c", str(config)])
 
 
 def test_purge_dry_run_then_purge(
@@ -74,3 +74,33 @@ def test_purge_needs_the_office_when_several_share_the_database(
     assert run(config_file, "purge") == 2
     assert "several Asterisk servers share this database (pbx1, pbx2)" in capsys.readouterr().err
     assert run(config_file, "purge", "--office", "pbx1") == 0
+
+
+def test_holds_add_list_release(
+    config_file: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def admin(repo: Repository) -> None:
+        from recorder.api.users import UserStore
+
+        await UserStore(repo.pool).add("alice", "admin", [], None)
+        await UserStore(repo.pool).add("mallory", "staff", [], "201")
+
+    sync(pg_dsn, admin)
+    assert run(config_file, "holds", "add", "--by", "alice", "--name", "Smith", "--reason",
+               "discovery", "--tag", "matter:1", "--from", "2026-01-01") == 0  # fmt: skip
+    assert "hold 1 [active] Smith: tag=matter:1, from=2026-01-01T00:00:00+00:00" in \
+        capsys.readouterr().out  # fmt: skip
+    assert run(config_file, "holds", "list", "--by", "alice", "--json") == 0
+    assert [h["name"] for h in json.loads(capsys.readouterr().out)] == ["Smith"]
+    assert run(config_file, "holds", "release", "1", "--by", "alice", "--reason", "done") == 0
+    assert "[released]" in capsys.readouterr().out
+
+    assert run(config_file, "holds", "add", "--by", "mallory", "--name", "x", "--reason", "y",
+               "--call", "c1") == 2  # fmt: skip
+    assert "--by mallory: not an enabled admin" in capsys.readouterr().err
+    assert run(config_file, "holds", "add", "--by", "alice", "--name", "x", "--reason", "y") == 2
+    assert "give at least one of" in capsys.readouterr().err
+    rows = sync(pg_dsn, lambda repo: repo.pool.fetch(
+        "SELECT via, detail->>'hold' AS op FROM access_log ORDER BY id"))  # fmt: skip
+    assert [(r["via"], r["op"]) for r in rows] == [("cli", "place"), ("cli", "list"),
+                                                    ("cli", "release")]  # fmt: skip

@@ -21,7 +21,7 @@ from typing import Any, Final
 from recorder.api import params as p
 from recorder.api.auth import Principal
 
-ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control")
+ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control", "hold")
 PARAMETERS: Final = ("from", "to", "user", "call_id", "action", "limit", "cursor")
 _COLS = (
     "id, at, user_name, role, via, action, call_id, asterisk_id, recording_name, detail, "

@@ -1,4 +1,6 @@
-"""`verbatim purge`: the keeping commands for scripts and cron.
+"""`verbatim purge`, `verbatim holds add|list|release`: the keeping commands for scripts and
+cron. A hold command acts for an admin named with --by (audited as via 'cli'): whoever runs it
+holds the database's credentials already, the name says who answers for the action.
 
 Exit status: 0 done, 1 a check failed or the database is away, 2 bad usage.
 """
@@ -18,7 +20,7 @@ from recorder.policy import load_policy, numbering_from
 from recorder.policy.model import Policy
 from recorder.storage.store import LocalStore
 
-COMMANDS = ("purge",)
+COMMANDS = ("purge", "holds")
 
 
 class UsageError(Exception):
@@ -26,8 +28,9 @@ class UsageError(Exception):
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", default=default_config, help="YAML configuration file")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", "-c", default=default_config, help="YAML configuration file")
+    common = argparse.ArgumentParser(add_help=False, parents=[config])
     common.add_argument("--office", help="the Asterisk server (entity id) whose archive this is "
                         "(needed only when several share the database)")  # fmt: skip
     purge = sub.add_parser("purge", parents=[common],
@@ -35,6 +38,29 @@ def add_parsers(sub: Any, default_config: str) -> None:
     purge.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     purge.add_argument("--batch", type=int, default=1000, help="recordings per transaction")
     purge.add_argument("--json", action="store_true")
+
+    holds = sub.add_parser("holds", help="legal holds: place, list, release")
+    actions = holds.add_subparsers(dest="holds_command", required=True)
+    by = argparse.ArgumentParser(add_help=False, parents=[config])
+    by.add_argument("--by", required=True, metavar="ADMIN",
+                    help="the admin (a user of role admin) this is done for")  # fmt: skip
+    by.add_argument("--json", action="store_true")
+    add = actions.add_parser("add", parents=[by], help="place a hold (at least one criterion)")
+    add.add_argument("--name", required=True, help="what it is for: the matter, the case")
+    add.add_argument("--reason", required=True)
+    for criterion, what in (("tag", "a tag or matter number"), ("call", "a call id"),
+                            ("number", "a phone number (either party)"),
+                            ("department", "a department"), ("extension", "an extension"),
+                            ("from", "calls that started on or after (date or date-time)"),
+                            ("to", "calls that started before (a date: up to its end)")):
+        add.add_argument(f"--{criterion}", help=what)  # fmt: skip
+    listing = actions.add_parser("list", parents=[by], help="list holds")
+    listing.add_argument("--state", choices=("active", "release_pending", "released", "all"),
+                         default="active")  # fmt: skip
+    release = actions.add_parser("release", parents=[by], help="release a hold (or approve its "
+                                 "release, when two admins are needed)")  # fmt: skip
+    release.add_argument("hold_id", type=int)
+    release.add_argument("--reason", required=True)
 
 
 def policy_of(config: Config) -> Policy:
@@ -89,7 +115,46 @@ async def _run(config: Config, args: argparse.Namespace, pool: Any) -> int:
         else:
             print(_purge_text(report.as_dict(), office))
         return 0
+    if args.command == "holds":
+        return await _holds(config, args, pool)
     raise UsageError(f"unknown command {args.command}")
+
+
+async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
+    from recorder.api.audit import Origin
+    from recorder.api.users import UserStore
+    from recorder.keeping.holds import HoldError, Holds, hold_spec
+
+    user = await UserStore(pool).get(args.by)
+    if user is None or user.disabled or user.role != "admin":
+        raise UsageError(f"--by {args.by}: not an enabled admin (see verbatim users roles)")
+    by, here = user.principal("cli"), Origin(None, "verbatim holds")
+    holds = Holds(pool, policy_of(config).retention_policy.release_needs_two)
+    try:
+        if args.holds_command == "add":
+            raw = {"name": args.name, "reason": args.reason, "tag": args.tag,
+                   "call_id": args.call, "number": args.number, "department": args.department,
+                   "extension": args.extension, "from": args.__dict__["from"], "to": args.to}
+            spec = hold_spec({k: v for k, v in raw.items() if v is not None},
+                             config.calls.default_region)  # fmt: skip
+            found = [await holds.add(spec, by, here)]
+        elif args.holds_command == "list":
+            found = await holds.list(by, here, args.state)
+        else:
+            found = [await holds.release(args.hold_id, args.reason, by, here)]
+    except HoldError as exc:
+        print(f"verbatim: {exc.message}", file=sys.stderr)
+        return 2 if exc.status == 400 else 1
+    if args.json:
+        print(json.dumps([h.as_dict() for h in found], indent=2, default=str))
+    for h in [] if args.json else found:
+        criteria = ", ".join(f"{k}={v}" for k, v in h.criteria().items())
+        print(f"hold {h.id} [{h.status}] {h.name}: {criteria} (by {h.created_by}, "
+              f"{h.created_at:%Y-%m-%d %H:%M} UTC; {h.reason})")  # fmt: skip
+        if h.status == "release_pending":
+            print(f"  release asked by {h.release_requested_by}: {h.release_reason}; "
+                  "another admin must approve (verbatim holds release)")  # fmt: skip
+    return 0
 
 
 def _purge_text(r: dict[str, Any], office: str) -> str:

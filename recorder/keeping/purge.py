@@ -43,7 +43,7 @@ _AUDIO_CANDIDATES = f"""
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE r.asterisk_id = $6 AND r.status = 'filed' AND starts_with(r.path, $7)
       AND c.status = 'ended' AND k.audio IS NOT NULL
-      AND {_ENDED} + k.audio::interval <= $5
+      AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = r.asterisk_id AND t.call_id = r.call_id
                       AND coalesce(t.recording_name, '') = r.name)
@@ -55,7 +55,7 @@ _METADATA_CANDIDATES = f"""
     FROM calls c
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE c.asterisk_id = $6 AND c.status = 'ended' AND k.metadata IS NOT NULL
-      AND {_ENDED} + k.metadata::interval <= $5
+      AND {_ENDED} + k.metadata::interval <= $5 AND NOT call_held(c)
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = c.asterisk_id AND t.call_id = c.call_id
                       AND t.recording_name IS NULL)
@@ -232,12 +232,25 @@ class Purger:
     async def _finish(self, what: str, ids: list[int], now: datetime, report: PurgeReport) -> int:
         """Step 2: delete the files, then (one transaction) the rows; the tombstones say done."""
         async with self.pool.acquire() as conn, conn.transaction():
+            # A hold placed since step 1 wins: no hold can be placed or released until this
+            # transaction ends, and what it holds now is kept.
+            await conn.execute("LOCK TABLE holds IN SHARE MODE")
             rows = await conn.fetch(
-                "SELECT id, call_id, recording_name, retention_class, path, bytes "
-                "FROM tombstones WHERE id = ANY($1::bigint[]) AND status = 'purging' "
-                "ORDER BY id FOR UPDATE SKIP LOCKED", ids)  # fmt: skip
+                "SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes, "
+                "coalesce(call_held(c), false) AS held FROM tombstones t "
+                "LEFT JOIN calls c ON c.call_id = t.call_id "
+                "WHERE t.id = ANY($1::bigint[]) AND t.status = 'purging' "
+                "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED", ids)  # fmt: skip
+            kept = [r["id"] for r in rows if r["held"]]
+            if kept:
+                await conn.execute(
+                    "UPDATE tombstones SET status = 'kept', done_at = $2 "
+                    "WHERE id = ANY($1::bigint[])", kept, now)  # fmt: skip
+                report.kept += len(kept)
+                log.info("retention.kept_by_hold", tombstones=len(kept))
+            rows = [r for r in rows if not r["held"]]
             if not rows:
-                return 0
+                return len(kept)
             if what == "audio":
                 found = await self.store.delete_many([r["path"] for r in rows])
                 if self.on_step is not None:
@@ -268,4 +281,4 @@ class Purger:
                 report.missing_files += not ok
             else:
                 report.metadata += 1
-        return len(rows)
+        return len(rows) + len(kept)

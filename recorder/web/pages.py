@@ -212,4 +212,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls", calls)
     app.router.add_get("/calls/{call_id}", call_page)
     app.router.add_get("/access-log", access_log_page)
+    from recorder.web.holds import add_hold_pages
+
+    add_hold_pages(app)  # /holds, for admins
     app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)
