@@ -178,3 +178,145 @@ ALTER TABLE access_log
         CHECK (action IN ('search', 'view', 'play', 'download', 'access_log', 'control', 'hold')),
     DROP CONSTRAINT access_log_via_check,
     ADD CONSTRAINT access_log_via_check CHECK (via IN ('session', 'token', 'cli'));
+
+
+-- Tamper evidence: the custody chain. Each custody event (a recording filed, a hold placed or
+-- released, a recording or a call's metadata purged, a recording played or downloaded) is a row
+-- carrying the SHA-256 of the row before it, so changing, removing or inserting a row breaks
+-- every link after it (`verbatim verify`, recorder/keeping/verify.py, recomputes them without
+-- trusting anything here). One chain per Asterisk server (chain = asterisk_id), so offices never
+-- wait on each other; firm-wide events (legal holds) form the chain '*'.
+--
+-- A row's hash: sha256(prev || f(chain) f(seq) f(at) f(kind) f(call_id) f(asterisk_id)
+-- f(recording_name) f(hold_id) f(access_id) f(subject_sha256) f(detail::text)), UTF-8, hex,
+-- where f(NULL) = '-' and f(v) = <octets of v>:<v>; `at` as YYYY-MM-DDTHH:MM:SS.ffffffZ.
+-- subject_sha256: of the file (filed, purged), of the access_log row (play, download: the read
+-- is chained in, not logged twice), of the call's row (metadata_purged).
+--
+-- Writers append through custody_append, which locks the chain's head row: two writers on one
+-- chain queue there (and (chain, seq) is the primary key besides), so a chain never forks.
+
+CREATE TABLE custody_heads (
+    chain  text PRIMARY KEY,
+    seq    bigint NOT NULL,
+    sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$')
+);
+
+CREATE TABLE custody (
+    chain          text NOT NULL,
+    seq            bigint NOT NULL CHECK (seq >= 1),
+    at             timestamptz NOT NULL,
+    kind           text NOT NULL CHECK (kind IN ('filed', 'held', 'release_asked', 'released',
+                                                 'purged', 'metadata_purged', 'play',
+                                                 'download')),
+    call_id        text,
+    asterisk_id    text,
+    recording_name text,
+    hold_id        bigint,
+    access_id      bigint,
+    subject_sha256 text CHECK (subject_sha256 ~ '^[0-9a-f]{64}$'),
+    detail         jsonb NOT NULL DEFAULT '{}'::jsonb,
+    prev_sha256    text NOT NULL CHECK (prev_sha256 ~ '^[0-9a-f]{64}$'),
+    sha256         text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    PRIMARY KEY (chain, seq)
+);
+-- A recording's custody (verify compares a file with the hash it was filed with).
+CREATE INDEX custody_recording_idx ON custody (asterisk_id, recording_name)
+    WHERE recording_name IS NOT NULL;
+CREATE INDEX custody_at_idx ON custody (chain, at);
+
+CREATE FUNCTION custody_field(v text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN v IS NULL THEN '-' ELSE octet_length(v)::text || ':' || v END
+$$;
+
+CREATE FUNCTION custody_time(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+CREATE FUNCTION custody_append(
+    p_chain text, p_kind text, p_call_id text, p_asterisk_id text, p_recording_name text,
+    p_hold_id bigint, p_access_id bigint, p_subject text, p_detail jsonb
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    head custody_heads;
+    v_at timestamptz := clock_timestamp();
+    v_hash text;
+BEGIN
+    INSERT INTO custody_heads (chain, seq, sha256) VALUES (p_chain, 0, repeat('0', 64))
+        ON CONFLICT (chain) DO NOTHING;
+    SELECT * INTO head FROM custody_heads WHERE chain = p_chain FOR UPDATE;
+    v_hash := encode(sha256(convert_to(
+        head.sha256 || custody_field(p_chain) || custody_field((head.seq + 1)::text)
+        || custody_field(custody_time(v_at)) || custody_field(p_kind)
+        || custody_field(p_call_id) || custody_field(p_asterisk_id)
+        || custody_field(p_recording_name) || custody_field(p_hold_id::text)
+        || custody_field(p_access_id::text) || custody_field(p_subject)
+        || custody_field(coalesce(p_detail, '{}'::jsonb)::text), 'UTF8')), 'hex');
+    INSERT INTO custody (chain, seq, at, kind, call_id, asterisk_id, recording_name, hold_id,
+                         access_id, subject_sha256, detail, prev_sha256, sha256)
+    VALUES (p_chain, head.seq + 1, v_at, p_kind, p_call_id, p_asterisk_id, p_recording_name,
+            p_hold_id, p_access_id, p_subject, coalesce(p_detail, '{}'::jsonb), head.sha256,
+            v_hash);
+    UPDATE custody_heads SET seq = head.seq + 1, sha256 = v_hash WHERE chain = p_chain;
+    RETURN head.seq + 1;
+END
+$$;
+
+CREATE FUNCTION custody_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'custody is append-only: % rejected', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE TRIGGER custody_append_only
+    BEFORE UPDATE OR DELETE ON custody
+    FOR EACH ROW EXECUTE FUNCTION custody_append_only();
+
+-- Filed: whichever path files a recording (the daemon, recovery, the fallback import), the
+-- row's arrival at 'filed' is the event.
+CREATE FUNCTION custody_filed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM custody_append(NEW.asterisk_id, 'filed', NEW.call_id, NEW.asterisk_id, NEW.name,
+                           NULL, NULL, NEW.sha256,
+                           jsonb_build_object('path', NEW.path, 'bytes', NEW.bytes));
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER custody_filed_insert AFTER INSERT ON recordings
+    FOR EACH ROW WHEN (NEW.status = 'filed') EXECUTE FUNCTION custody_filed();
+CREATE TRIGGER custody_filed_update AFTER UPDATE OF status ON recordings
+    FOR EACH ROW WHEN (NEW.status = 'filed' AND OLD.status <> 'filed')
+    EXECUTE FUNCTION custody_filed();
+
+-- A play or download of a recording: the access_log row itself is chained (its digest), on the
+-- recording's server's chain. Searches, views and refused attempts are not custody events.
+CREATE FUNCTION access_digest(a access_log) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT encode(sha256(convert_to(
+        custody_field(a.id::text) || custody_field(custody_time(a.at))
+        || custody_field(a.user_name) || custody_field(a.role) || custody_field(a.via)
+        || custody_field(a.action) || custody_field(a.call_id) || custody_field(a.asterisk_id)
+        || custody_field(a.recording_name) || custody_field(a.detail::text)
+        || custody_field(a.remote) || custody_field(a.user_agent), 'UTF8')), 'hex')
+$$;
+
+CREATE FUNCTION custody_access() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM custody_append(NEW.asterisk_id, NEW.action, NEW.call_id, NEW.asterisk_id,
+                           NEW.recording_name, NULL, NEW.id, access_digest(NEW), NULL);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER custody_access AFTER INSERT ON access_log
+    FOR EACH ROW WHEN (NEW.action IN ('play', 'download') AND NEW.asterisk_id IS NOT NULL
+                       AND NEW.recording_name IS NOT NULL)
+    EXECUTE FUNCTION custody_access();
+
+-- Recordings filed before this migration join their server's chain now, oldest first: the
+-- chain vouches for them from here on, with the hashes they were filed with.
+SELECT custody_append(asterisk_id, 'filed', call_id, asterisk_id, name, NULL, NULL, sha256,
+                      jsonb_build_object('path', path, 'bytes', bytes, 'backfilled', true))
+FROM (SELECT * FROM recordings WHERE status = 'filed'
+      ORDER BY asterisk_id, requested_at, name) r;

@@ -104,3 +104,19 @@ def test_holds_add_list_release(
         "SELECT via, detail->>'hold' AS op FROM access_log ORDER BY id"))  # fmt: skip
     assert [(r["via"], r["op"]) for r in rows] == [("cli", "place"), ("cli", "list"),
                                                     ("cli", "release")]  # fmt: skip
+
+
+def test_verify_exit_status(
+    config_file: Path, pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = sync(pg_dsn, lambda repo: seed_call(repo, tmp_path / "archive", "c1"))
+    assert run(config_file, "verify", "--sample", "100%") == 0
+    out = capsys.readouterr().out
+    assert "OK (pbx1): 1 custody rows in 1 chains, 1 files, 1 re-hashed" in out
+    assert "chain pbx1 head 1:" in out
+    files[0].write_bytes(b"tampered")
+    assert run(config_file, "verify") == 1
+    assert f"mismatch: {files[0]}: c1-s1: SHA-256" in capsys.readouterr().out
+    assert run(config_file, "verify", "--json", "--since", "7d") == 0  # nothing that recent
+    assert json.loads(capsys.readouterr().out)["files"] == 0
+    assert run(config_file, "verify", "--sample", "0%") == 2

@@ -1,6 +1,6 @@
-"""`verbatim purge`, `verbatim holds add|list|release`: the keeping commands for scripts and
-cron. A hold command acts for an admin named with --by (audited as via 'cli'): whoever runs it
-holds the database's credentials already, the name says who answers for the action.
+"""`verbatim purge`, `verbatim holds add|list|release`, `verbatim verify`: the keeping commands
+for scripts and cron. A hold command acts for an admin named with --by (audited as via 'cli'):
+whoever runs it holds the database's credentials already, the name says who answers for it.
 
 Exit status: 0 done, 1 a check failed or the database is away, 2 bad usage.
 """
@@ -20,7 +20,7 @@ from recorder.policy import load_policy, numbering_from
 from recorder.policy.model import Policy
 from recorder.storage.store import LocalStore
 
-COMMANDS = ("purge", "holds")
+COMMANDS = ("purge", "holds", "verify")
 
 
 class UsageError(Exception):
@@ -38,6 +38,14 @@ def add_parsers(sub: Any, default_config: str) -> None:
     purge.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     purge.add_argument("--batch", type=int, default=1000, help="recordings per transaction")
     purge.add_argument("--json", action="store_true")
+
+    verify = sub.add_parser("verify", parents=[common], help="re-hash the archive, check the "
+                            "custody chain; exit 1 on any mismatch, missing or unknown file or "
+                            "broken link")  # fmt: skip
+    verify.add_argument("--since", help="only what happened since: 24h, 7d or an ISO date")
+    verify.add_argument("--sample", default="100%", metavar="N%",
+                        help="re-hash this share of the files (all are checked for presence)")
+    verify.add_argument("--json", action="store_true")
 
     holds = sub.add_parser("holds", help="legal holds: place, list, release")
     actions = holds.add_subparsers(dest="holds_command", required=True)
@@ -117,6 +125,8 @@ async def _run(config: Config, args: argparse.Namespace, pool: Any) -> int:
         return 0
     if args.command == "holds":
         return await _holds(config, args, pool)
+    if args.command == "verify":
+        return await _verify(args, pool, store)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -155,6 +165,37 @@ async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
             print(f"  release asked by {h.release_requested_by}: {h.release_reason}; "
                   "another admin must approve (verbatim holds release)")  # fmt: skip
     return 0
+
+
+def percent(text: str) -> int:
+    value = text.strip().removesuffix("%")
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise UsageError(f"--sample: expected a share such as 10% (1% to 100%), got {text!r}")
+    return int(value)
+
+
+async def _verify(args: argparse.Namespace, pool: Any, store: LocalStore) -> int:
+    from recorder.keeping.verify import verify
+    from recorder.report import parse_since
+
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    office = await resolve_office(pool, store, args.office)
+    report = await verify(pool, store, office, since=since, sample_percent=percent(args.sample))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+        return 0 if report.ok else 1
+    for p in report.problems:
+        print(f"{p.kind}: {p.where}: {p.detail}")
+    counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.counts().items())
+    print(f"{'OK' if report.ok else 'FAILED'} ({office}): {report.links} custody rows in "
+          f"{report.chains} chains, {report.files} files, {report.hashed} re-hashed "
+          f"({report.bytes_hashed} bytes); {counts}")  # fmt: skip
+    for chain, head in sorted(report.heads.items()):
+        print(f"  chain {chain} head {head}")
+    return 0 if report.ok else 1
 
 
 def _purge_text(r: dict[str, Any], office: str) -> str:

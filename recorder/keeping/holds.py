@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from recorder.api.audit import AccessLog, Origin
 from recorder.api.auth import Principal
+from recorder.keeping import custody
 from recorder.numbers import normalise
 from recorder.tags import normal_tag, tag_problem
 
@@ -209,6 +210,10 @@ class Holds:
             )  # fmt: skip
             hold = Hold(**dict(row.items()))
             await self._audit(conn, by, origin, "place", hold)
+            await custody.append(conn, custody.FIRM, "held", call_id=hold.call_id,
+                                 hold_id=hold.id, detail={
+                                     "name": hold.name, "reason": hold.reason, "by": by.name,
+                                     "criteria": hold.criteria()})  # fmt: skip
             return hold
 
     async def list(self, by: Principal, origin: Origin, state: str | None = None) -> list[Hold]:
@@ -266,6 +271,9 @@ class Holds:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM holds WHERE id = $1", hold_id)  # noqa: S608
             hold = Hold(**dict(row.items()))
             await self._audit(conn, by, origin, op, hold, reason)
+            kind = "released" if hold.status == "released" else "release_asked"
+            await custody.append(conn, custody.FIRM, kind, call_id=hold.call_id, hold_id=hold.id,
+                                 detail={"by": by.name, "reason": reason})  # fmt: skip
             return hold
 
     async def _audit(self, conn: Any, by: Principal, origin: Origin, op: str, hold: Hold,

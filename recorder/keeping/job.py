@@ -1,4 +1,9 @@
-"""The daemon's keeping jobs: the daily purge of this server's expired recordings.
+"""The daemon's keeping jobs: the daily purge of this server's expired recordings, and the
+periodic verification of its archive and the custody chains (`verbatim verify`, sampled).
+
+Each verification is logged as `custody.verified` (info; error when it found problems) with
+its figures, then handed to every callable in `Keeper.on_verified`: the hook for the health
+line and metrics (`keeper.on_verified.append(callback)`; a callback must not block).
 
 They start once the daemon knows which Asterisk server it serves (its first reconciliation),
 run beside the calls (their own database connections, files deleted off the event loop), and a
@@ -17,6 +22,7 @@ import structlog
 
 from recorder.config import Config, KeepingConfig
 from recorder.keeping.purge import Purger, PurgeReport
+from recorder.keeping.verify import VerifyReport, verify
 from recorder.policy.model import Policy
 from recorder.storage.store import LocalStore, RecordingStore
 
@@ -52,14 +58,46 @@ class Keeper:
         self.policy = policy
         self.config = config
         self.clock = clock
+        self.on_verified: list[Callable[[VerifyReport], None]] = []
+        self.last_verified: VerifyReport | None = None
 
     async def purge(self, asterisk_id: str) -> PurgeReport:
         purger = Purger(self.pool, self.store, self.policy, asterisk_id,
                         batch=self.config.purge_batch)  # fmt: skip
         return await purger.run(self.clock(), kind="daily")
 
+    async def verify(self, asterisk_id: str) -> VerifyReport:
+        report = await verify(self.pool, self.store, asterisk_id,
+                              sample_percent=self.config.verify_sample_percent)  # fmt: skip
+        figures = report.as_dict()
+        del figures["details"]
+        if report.ok:
+            log.info("custody.verified", **figures)
+        else:
+            log.error("custody.verified", **figures,
+                      first=[f"{p.kind}: {p.where}: {p.detail}" for p in report.problems[:5]])
+        self.last_verified = report
+        for callback in self.on_verified:
+            try:
+                callback(report)
+            except Exception:  # a hook's bug must not stop verification
+                log.exception("custody.hook_failed")
+        return report
+
     async def run(self, asterisk_id: Callable[[], str]) -> None:
-        """Forever: the purge at purge_at each day."""
+        """Forever: the purge at purge_at each day; a verification every verify_every_s."""
+        await asyncio.gather(self._purges(asterisk_id), self._verifications(asterisk_id))
+
+    async def _verifications(self, asterisk_id: Callable[[], str]) -> None:
+        every = self.config.verify_every_s
+        while every:
+            await asyncio.sleep(every)  # not at every start: a full re-hash reads the archive
+            try:
+                await self.verify(asterisk_id())
+            except Exception as exc:
+                log.error("custody.verify_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _purges(self, asterisk_id: Callable[[], str]) -> None:
         at = self.config.purge_at
         if at is None:
             return

@@ -101,6 +101,15 @@ _LEFT_OVER = """
     SELECT id FROM tombstones WHERE status = 'purging' AND asterisk_id = $1 AND what = $2
     ORDER BY id LIMIT $3
 """
+# Each deletion is a custody event on its server's chain, in tombstone order.
+_CUSTODY = """
+    SELECT custody_append(t.asterisk_id, CASE t.what WHEN 'audio' THEN 'purged'
+                          ELSE 'metadata_purged' END, t.call_id, t.asterisk_id, t.recording_name,
+                          NULL, NULL, t.sha256,
+                          jsonb_build_object('tombstone', t.id, 'class', t.retention_class,
+                                             'job', t.job, 'file_found', t.file_found))
+    FROM (SELECT * FROM tombstones WHERE id = ANY($1::bigint[]) ORDER BY id) t
+"""
 # What goes with a call's metadata, children first (control_requests, legs, ... reference it).
 METADATA_TABLES: Final = (
     "call_tags", "control_requests", "coverage_gaps", "consent_audit", "call_events", "legs",
@@ -273,6 +282,7 @@ class Purger:
                 "FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found) WHERE t.id = f.id",
                 [r["id"] for r in rows], now, found if what == "audio" else [None] * len(rows),
             )  # fmt: skip
+            await conn.execute(_CUSTODY, [r["id"] for r in rows])
         for row, ok in zip(rows, found, strict=True):
             report.count(row["retention_class"], what)
             if what == "audio":

@@ -14,11 +14,19 @@ import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 _CHUNK = 1 << 20
 _LIST_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str  # hex
+    size: int  # bytes
 
 
 class RecordingStore(Protocol):
@@ -35,8 +43,11 @@ class RecordingStore(Protocol):
     def read(self, key: str) -> AsyncIterator[bytes]:
         """The bytes, in chunks; FileNotFoundError when there is no such key."""
 
-    async def sha256(self, key: str) -> str | None:
-        """The SHA-256 of the bytes (hex), or None when there is no such key."""
+    async def digest(self, key: str) -> Digest | None:
+        """The SHA-256 and size of the bytes, or None when there is no such key."""
+
+    def day_key(self, when: datetime) -> str:
+        """The first key a recording of that day (UTC) could have."""
 
     def keys(self, since: str | None = None) -> AsyncIterator[str]:
         """Every key, ascending; with `since` (a key prefix such as the archive's
@@ -54,9 +65,8 @@ class LocalStore:
     def owns(self, key: str) -> bool:
         return key.startswith(self.prefix) and ".." not in key
 
-    def day_key(self, day: str) -> str:
-        """The key prefix of one archive day ("2026/03/01")."""
-        return self.prefix + day
+    def day_key(self, when: datetime) -> str:
+        return self.prefix + f"{when.astimezone(UTC):%Y/%m/%d}"
 
     async def delete_many(self, keys: Sequence[str]) -> list[bool]:
         return await asyncio.to_thread(self._delete_many, list(keys))
@@ -86,19 +96,20 @@ class LocalStore:
         finally:
             f.close()
 
-    async def sha256(self, key: str) -> str | None:
-        return await asyncio.to_thread(self._sha256, key)
+    async def digest(self, key: str) -> Digest | None:
+        return await asyncio.to_thread(self._digest, key)
 
     @staticmethod
-    def _sha256(key: str) -> str | None:
-        h = hashlib.sha256()
+    def _digest(key: str) -> Digest | None:
+        h, size = hashlib.sha256(), 0
         try:
             with open(key, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)
+                    size += len(chunk)
         except FileNotFoundError:
             return None
-        return h.hexdigest()
+        return Digest(h.hexdigest(), size)
 
     async def keys(self, since: str | None = None) -> AsyncIterator[str]:
         walk = self._walk(str(self.root).rstrip("/"), since)
