@@ -44,21 +44,28 @@ CREATE UNIQUE INDEX tombstones_purging_idx
 CREATE INDEX tombstones_call_idx ON tombstones (call_id);
 CREATE INDEX tombstones_done_idx ON tombstones (done_at) WHERE done_at IS NOT NULL;
 
--- A tombstone is evidence: written once, then only finished (purging -> purged | kept).
+-- A tombstone is evidence: written once, then only finished (purging -> purged | kept). The
+-- test is the triggers' WHEN (no function call for the allowed update: purges are big).
 CREATE FUNCTION tombstones_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.status = 'purging' AND NEW.status IN ('purged', 'kept')
-       AND (to_jsonb(NEW) - ARRAY['status', 'done_at', 'file_found'])
-           = (to_jsonb(OLD) - ARRAY['status', 'done_at', 'file_found']) THEN
-        RETURN NEW;
-    END IF;
     RAISE EXCEPTION 'tombstones are append-only: % rejected', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 
-CREATE TRIGGER tombstones_guard
-    BEFORE UPDATE OR DELETE ON tombstones
+CREATE TRIGGER tombstones_guard_update
+    BEFORE UPDATE ON tombstones
+    FOR EACH ROW WHEN (OLD.status <> 'purging' OR NEW.status NOT IN ('purged', 'kept')
+        OR (NEW.id, NEW.job, NEW.what, NEW.call_id, NEW.asterisk_id, NEW.recording_name,
+            NEW.retention_class, NEW.rule, NEW.sha256, NEW.path, NEW.bytes, NEW.call_ended_at,
+            NEW.expired_at, NEW.marked_at)
+           IS DISTINCT FROM
+           (OLD.id, OLD.job, OLD.what, OLD.call_id, OLD.asterisk_id, OLD.recording_name,
+            OLD.retention_class, OLD.rule, OLD.sha256, OLD.path, OLD.bytes, OLD.call_ended_at,
+            OLD.expired_at, OLD.marked_at))
+    EXECUTE FUNCTION tombstones_guard();
+CREATE TRIGGER tombstones_guard_delete
+    BEFORE DELETE ON tombstones
     FOR EACH ROW EXECUTE FUNCTION tombstones_guard();
 
 -- The append-only logs of a call (0001 call_events, 0003 consent_audit) go with its metadata,
@@ -259,6 +266,42 @@ BEGIN
             v_hash);
     UPDATE custody_heads SET seq = head.seq + 1, sha256 = v_hash WHERE chain = p_chain;
     RETURN head.seq + 1;
+END
+$$;
+
+-- Many events of one chain at once (a purge batch): the head is locked and moved once, and the
+-- rows are written by one INSERT.
+CREATE FUNCTION custody_append_many(
+    p_chain text, p_kinds text[], p_call_ids text[], p_asterisk_ids text[],
+    p_recording_names text[], p_subjects text[], p_details jsonb[]
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    head custody_heads;
+    v_at timestamptz := clock_timestamp();
+    v_n integer := coalesce(array_length(p_kinds, 1), 0);
+    v_hashes text[] := array_fill(NULL::text, ARRAY[v_n + 1]);
+BEGIN
+    INSERT INTO custody_heads (chain, seq, sha256) VALUES (p_chain, 0, repeat('0', 64))
+        ON CONFLICT (chain) DO NOTHING;
+    SELECT * INTO head FROM custody_heads WHERE chain = p_chain FOR UPDATE;
+    v_hashes[1] := head.sha256;  -- v_hashes[i] is the hash before event i, [i + 1] its own
+    FOR i IN 1 .. v_n LOOP
+        v_hashes[i + 1] := encode(sha256(convert_to(
+            v_hashes[i] || custody_field(p_chain) || custody_field((head.seq + i)::text)
+            || custody_field(custody_time(v_at)) || custody_field(p_kinds[i])
+            || custody_field(p_call_ids[i]) || custody_field(p_asterisk_ids[i])
+            || custody_field(p_recording_names[i]) || '--' || custody_field(p_subjects[i])
+            || custody_field(coalesce(p_details[i], '{}'::jsonb)::text), 'UTF8')), 'hex');
+    END LOOP;
+    INSERT INTO custody (chain, seq, at, kind, call_id, asterisk_id, recording_name,
+                         subject_sha256, detail, prev_sha256, sha256)
+    SELECT p_chain, head.seq + i, v_at, p_kinds[i], p_call_ids[i], p_asterisk_ids[i],
+           p_recording_names[i], p_subjects[i], coalesce(p_details[i], '{}'::jsonb),
+           v_hashes[i], v_hashes[i + 1]
+    FROM generate_series(1, v_n) AS i;
+    UPDATE custody_heads SET seq = head.seq + v_n, sha256 = v_hashes[v_n + 1]
+    WHERE chain = p_chain;
+    RETURN head.seq + v_n;
 END
 $$;
 

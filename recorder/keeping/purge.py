@@ -13,6 +13,8 @@ migrations/0006_keeping.sql. A run first finishes what an earlier run left 'purg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -70,24 +72,47 @@ _TOMBSTONE_COLS = (
     "job, what, call_id, asterisk_id, recording_name, retention_class, rule, sha256, path, "
     "bytes, call_ended_at, expired_at"
 )
-# Params: as the candidates, then $8 after (keyset), $9 batch size, $10 job.
+# Params: as the candidates, then $8 after (keyset), $9 batch size, $10 job. Each batch looks
+# at the next $9 rows in key order (the window, locked: two runs never mark one recording) and
+# marks those that expired, so a run reads every row once however few expire.
 _MARK_AUDIO = f"""
-    WITH {_CLASSES}, batch AS (
-        {_AUDIO_CANDIDATES} AND r.name > $8
-        ORDER BY r.name LIMIT $9 FOR UPDATE OF r SKIP LOCKED)
-    INSERT INTO tombstones ({_TOMBSTONE_COLS})
-    SELECT $10, 'audio', call_id, asterisk_id, name, class, decided_by, sha256, path, bytes,
-           ended, expired FROM batch
-    RETURNING id, recording_name AS key
+    WITH {_CLASSES},
+    win AS MATERIALIZED (
+        SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes FROM recordings r
+        WHERE r.asterisk_id = $6 AND r.status = 'filed' AND r.name > $8
+        ORDER BY r.name LIMIT $9 FOR UPDATE SKIP LOCKED),
+    ins AS (
+        INSERT INTO tombstones ({_TOMBSTONE_COLS})
+        SELECT $10, 'audio', r.call_id, r.asterisk_id, r.name, k.name, c.decided_by, r.sha256,
+               r.path, r.bytes, {_ENDED}, {_ENDED} + k.audio::interval
+        FROM win r
+        JOIN calls c ON c.call_id = r.call_id
+        JOIN k ON k.name = coalesce(c.retention_class, $4)
+        WHERE starts_with(r.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
+          AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)
+          AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
+                          AND t.asterisk_id = r.asterisk_id AND t.call_id = r.call_id
+                          AND coalesce(t.recording_name, '') = r.name)
+        ORDER BY r.name
+        RETURNING id)
+    SELECT (SELECT max(name) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
+           ARRAY(SELECT id FROM ins ORDER BY id) AS ids
 """  # noqa: S608 (constant SQL)
 _MARK_METADATA = f"""
-    WITH {_CLASSES}, batch AS (
-        {_METADATA_CANDIDATES} {_NO_FILES} AND c.call_id > $8
-        ORDER BY c.call_id LIMIT $9 FOR UPDATE OF c SKIP LOCKED)
-    INSERT INTO tombstones ({_TOMBSTONE_COLS})
-    SELECT $10, 'metadata', call_id, asterisk_id, NULL, class, decided_by, sha256, NULL, NULL,
-           ended, expired FROM batch
-    RETURNING id, call_id AS key
+    WITH {_CLASSES},
+    win AS MATERIALIZED (
+        SELECT c.call_id FROM calls c
+        WHERE c.asterisk_id = $6 AND c.status = 'ended' AND c.call_id > $8
+        ORDER BY c.call_id LIMIT $9 FOR UPDATE SKIP LOCKED),
+    ins AS (
+        INSERT INTO tombstones ({_TOMBSTONE_COLS})
+        SELECT $10, 'metadata', call_id, asterisk_id, NULL, class, decided_by, sha256, NULL,
+               NULL, ended, expired
+        FROM ({_METADATA_CANDIDATES} {_NO_FILES}
+              AND c.call_id IN (SELECT call_id FROM win) ORDER BY c.call_id) x
+        RETURNING id)
+    SELECT (SELECT max(call_id) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
+           ARRAY(SELECT id FROM ins ORDER BY id) AS ids
 """  # noqa: S608
 _COUNT = "WITH {classes} SELECT class, count(*) AS n, coalesce(sum({bytes}), 0) AS bytes " \
     "FROM ({candidates}) x GROUP BY class ORDER BY class"  # fmt: skip
@@ -103,12 +128,13 @@ _LEFT_OVER = """
 """
 # Each deletion is a custody event on its server's chain, in tombstone order.
 _CUSTODY = """
-    SELECT custody_append(t.asterisk_id, CASE t.what WHEN 'audio' THEN 'purged'
-                          ELSE 'metadata_purged' END, t.call_id, t.asterisk_id, t.recording_name,
-                          NULL, NULL, t.sha256,
-                          jsonb_build_object('tombstone', t.id, 'class', t.retention_class,
-                                             'job', t.job, 'file_found', t.file_found))
-    FROM (SELECT * FROM tombstones WHERE id = ANY($1::bigint[]) ORDER BY id) t
+    SELECT custody_append_many($2,
+        array_agg(CASE what WHEN 'audio' THEN 'purged' ELSE 'metadata_purged' END ORDER BY id),
+        array_agg(call_id ORDER BY id), array_agg(asterisk_id ORDER BY id),
+        array_agg(recording_name ORDER BY id), array_agg(sha256 ORDER BY id),
+        array_agg(jsonb_build_object('tombstone', id, 'class', retention_class, 'job', job,
+                                     'file_found', file_found) ORDER BY id))
+    FROM tombstones WHERE id = ANY($1::bigint[])
 """
 # What goes with a call's metadata, children first (control_requests, legs, ... reference it).
 METADATA_TABLES: Final = (
@@ -176,6 +202,14 @@ class Purger:
         self.batch = batch
         # Called after each step ("marked", "deleted"): the crash tests stop a run there.
         self.on_step = on_step
+        self._tidying: asyncio.Task[None] | None = None
+
+    async def _tidy(self, keys: list[str]) -> None:
+        """Tidy after the previous batch (waited for: one at a time), then start this one's."""
+        if self._tidying is not None:
+            with contextlib.suppress(OSError):
+                await self._tidying
+        self._tidying = asyncio.create_task(self.store.tidy(keys)) if keys else None
 
     def _params(self, now: datetime) -> list[Any]:
         return [*class_arrays(self.policy), self.policy.retention, now, self.asterisk_id,
@@ -194,15 +228,16 @@ class Purger:
         if dry_run:
             await self._count(now, report)
             return report
-        for what in ("audio", "metadata"):
-            await self._finish_left_over(what, now, report)
-            after = ""
-            while True:
-                marked, after = await self._mark(what, now, after, report.job)
-                if marked:
-                    await self._finish(what, marked, now, report)
-                if len(marked) < self.batch:
-                    break
+        try:
+            for what in ("audio", "metadata"):
+                await self._finish_left_over(what, now, report)
+                after: str | None = ""
+                while after is not None:
+                    marked, after = await self._mark(what, now, after, report.job)
+                    if marked:
+                        await self._finish(what, marked, now, report)
+        finally:
+            await self._tidy([])
         if report.audio or report.metadata or report.kept:
             log.info("retention.purged", **report.as_dict())
         return report
@@ -222,13 +257,15 @@ class Purger:
 
     async def _mark(
         self, what: str, now: datetime, after: str, job: str
-    ) -> tuple[list[int], str]:
-        """Step 1: tombstones for the next batch, committed before anything is deleted."""
+    ) -> tuple[list[int], str | None]:
+        """Step 1: tombstones for the next window's expired rows, committed before anything is
+        deleted; returns their ids and where the next window starts (None: this was the last)."""
         sql = _MARK_AUDIO if what == "audio" else _MARK_METADATA
-        rows = await self.pool.fetch(sql, *self._params(now), after, self.batch, job)
-        if self.on_step is not None and rows:
+        row = await self.pool.fetchrow(sql, *self._params(now), after, self.batch, job)
+        ids = list(row["ids"])
+        if self.on_step is not None and ids:
             await self.on_step("marked")
-        return [r["id"] for r in rows], max((r["key"] for r in rows), default=after)
+        return ids, row["last"] if row["seen"] >= self.batch else None
 
     async def _finish_left_over(self, what: str, now: datetime, report: PurgeReport) -> None:
         while ids := [r["id"] for r in await self.pool.fetch(
@@ -282,7 +319,9 @@ class Purger:
                 "FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found) WHERE t.id = f.id",
                 [r["id"] for r in rows], now, found if what == "audio" else [None] * len(rows),
             )  # fmt: skip
-            await conn.execute(_CUSTODY, [r["id"] for r in rows])
+            await conn.execute(_CUSTODY, [r["id"] for r in rows], self.asterisk_id)
+        if what == "audio":
+            await self._tidy([r["path"] for r in rows])
         for row, ok in zip(rows, found, strict=True):
             report.count(row["retention_class"], what)
             if what == "audio":
