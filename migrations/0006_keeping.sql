@@ -76,25 +76,24 @@ LANGUAGE sql STABLE AS $$
                    AND t.what = 'metadata' AND t.status = 'purging')
 $$;
 
-CREATE OR REPLACE FUNCTION call_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION call_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND metadata_purge_allowed(OLD.call_id) THEN
         RETURN OLD;
     END IF;
-    RAISE EXCEPTION 'call_events is append-only: % rejected', TG_OP
+    RAISE EXCEPTION '% is append-only: % rejected', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 
-CREATE OR REPLACE FUNCTION consent_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' AND metadata_purge_allowed(OLD.call_id) THEN
-        RETURN OLD;
-    END IF;
-    RAISE EXCEPTION 'consent_audit is append-only: % rejected', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$;
+DROP TRIGGER call_events_append_only ON call_events;
+CREATE TRIGGER call_events_append_only
+    BEFORE UPDATE OR DELETE ON call_events
+    FOR EACH ROW EXECUTE FUNCTION call_log_append_only();
+DROP TRIGGER consent_audit_append_only ON consent_audit;
+CREATE TRIGGER consent_audit_append_only
+    BEFORE UPDATE OR DELETE ON consent_audit
+    FOR EACH ROW EXECUTE FUNCTION call_log_append_only();
 
 -- The purge walks a server's filed recordings in name order (keyset), so each run reads every
 -- row at most once however few have expired.
@@ -200,7 +199,8 @@ ALTER TABLE access_log
 -- subject_sha256: of the file (filed, purged), of the access_log row (play, download: the read
 -- is chained in, not logged twice), of the call's row (metadata_purged).
 --
--- Writers append through custody_append, which locks the chain's head row: two writers on one
+-- Writers append through custody_append (or, for a purge's batch, recorder/keeping/custody.py's
+-- append_many, which hashes the same way), locking the chain's head row: two writers on one
 -- chain queue there (and (chain, seq) is the primary key besides), so a chain never forks.
 
 CREATE TABLE custody_heads (
@@ -240,40 +240,12 @@ CREATE FUNCTION custody_time(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE 
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
-CREATE FUNCTION custody_append(
-    p_chain text, p_kind text, p_call_id text, p_asterisk_id text, p_recording_name text,
-    p_hold_id bigint, p_access_id bigint, p_subject text, p_detail jsonb
-) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    head custody_heads;
-    v_at timestamptz := clock_timestamp();
-    v_hash text;
-BEGIN
-    INSERT INTO custody_heads (chain, seq, sha256) VALUES (p_chain, 0, repeat('0', 64))
-        ON CONFLICT (chain) DO NOTHING;
-    SELECT * INTO head FROM custody_heads WHERE chain = p_chain FOR UPDATE;
-    v_hash := encode(sha256(convert_to(
-        head.sha256 || custody_field(p_chain) || custody_field((head.seq + 1)::text)
-        || custody_field(custody_time(v_at)) || custody_field(p_kind)
-        || custody_field(p_call_id) || custody_field(p_asterisk_id)
-        || custody_field(p_recording_name) || custody_field(p_hold_id::text)
-        || custody_field(p_access_id::text) || custody_field(p_subject)
-        || custody_field(coalesce(p_detail, '{}'::jsonb)::text), 'UTF8')), 'hex');
-    INSERT INTO custody (chain, seq, at, kind, call_id, asterisk_id, recording_name, hold_id,
-                         access_id, subject_sha256, detail, prev_sha256, sha256)
-    VALUES (p_chain, head.seq + 1, v_at, p_kind, p_call_id, p_asterisk_id, p_recording_name,
-            p_hold_id, p_access_id, p_subject, coalesce(p_detail, '{}'::jsonb), head.sha256,
-            v_hash);
-    UPDATE custody_heads SET seq = head.seq + 1, sha256 = v_hash WHERE chain = p_chain;
-    RETURN head.seq + 1;
-END
-$$;
-
--- Many events of one chain at once (a purge batch): the head is locked and moved once, and the
--- rows are written by one INSERT.
+-- Events of one chain, in order (a purge appends a whole batch): the head is locked and moved
+-- once, and the rows are written by one INSERT.
 CREATE FUNCTION custody_append_many(
     p_chain text, p_kinds text[], p_call_ids text[], p_asterisk_ids text[],
-    p_recording_names text[], p_subjects text[], p_details jsonb[]
+    p_recording_names text[], p_hold_ids bigint[], p_access_ids bigint[], p_subjects text[],
+    p_details jsonb[]
 ) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     head custody_heads;
@@ -290,19 +262,30 @@ BEGIN
             v_hashes[i] || custody_field(p_chain) || custody_field((head.seq + i)::text)
             || custody_field(custody_time(v_at)) || custody_field(p_kinds[i])
             || custody_field(p_call_ids[i]) || custody_field(p_asterisk_ids[i])
-            || custody_field(p_recording_names[i]) || '--' || custody_field(p_subjects[i])
+            || custody_field(p_recording_names[i]) || custody_field(p_hold_ids[i]::text)
+            || custody_field(p_access_ids[i]::text) || custody_field(p_subjects[i])
             || custody_field(coalesce(p_details[i], '{}'::jsonb)::text), 'UTF8')), 'hex');
     END LOOP;
-    INSERT INTO custody (chain, seq, at, kind, call_id, asterisk_id, recording_name,
-                         subject_sha256, detail, prev_sha256, sha256)
+    INSERT INTO custody (chain, seq, at, kind, call_id, asterisk_id, recording_name, hold_id,
+                         access_id, subject_sha256, detail, prev_sha256, sha256)
     SELECT p_chain, head.seq + i, v_at, p_kinds[i], p_call_ids[i], p_asterisk_ids[i],
-           p_recording_names[i], p_subjects[i], coalesce(p_details[i], '{}'::jsonb),
-           v_hashes[i], v_hashes[i + 1]
+           p_recording_names[i], p_hold_ids[i], p_access_ids[i], p_subjects[i],
+           coalesce(p_details[i], '{}'::jsonb), v_hashes[i], v_hashes[i + 1]
     FROM generate_series(1, v_n) AS i;
     UPDATE custody_heads SET seq = head.seq + v_n, sha256 = v_hashes[v_n + 1]
     WHERE chain = p_chain;
     RETURN head.seq + v_n;
 END
+$$;
+
+-- One event.
+CREATE FUNCTION custody_append(
+    p_chain text, p_kind text, p_call_id text, p_asterisk_id text, p_recording_name text,
+    p_hold_id bigint, p_access_id bigint, p_subject text, p_detail jsonb
+) RETURNS bigint LANGUAGE sql AS $$
+    SELECT custody_append_many(p_chain, ARRAY[p_kind], ARRAY[p_call_id], ARRAY[p_asterisk_id],
+                               ARRAY[p_recording_name], ARRAY[p_hold_id], ARRAY[p_access_id],
+                               ARRAY[p_subject], ARRAY[p_detail])
 $$;
 
 CREATE FUNCTION custody_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import structlog
 
+from recorder.keeping import custody
 from recorder.policy.model import Policy
 from recorder.storage.store import RecordingStore
 
@@ -127,14 +128,12 @@ _LEFT_OVER = """
     ORDER BY id LIMIT $3
 """
 # Each deletion is a custody event on its server's chain, in tombstone order.
-_CUSTODY = """
-    SELECT custody_append_many($2,
-        array_agg(CASE what WHEN 'audio' THEN 'purged' ELSE 'metadata_purged' END ORDER BY id),
-        array_agg(call_id ORDER BY id), array_agg(asterisk_id ORDER BY id),
-        array_agg(recording_name ORDER BY id), array_agg(sha256 ORDER BY id),
-        array_agg(jsonb_build_object('tombstone', id, 'class', retention_class, 'job', job,
-                                     'file_found', file_found) ORDER BY id))
-    FROM tombstones WHERE id = ANY($1::bigint[])
+_CUSTODY_EVENTS = """
+    SELECT CASE what WHEN 'audio' THEN 'purged' ELSE 'metadata_purged' END AS kind, call_id,
+           asterisk_id, recording_name, sha256 AS subject_sha256,
+           jsonb_build_object('tombstone', id, 'class', retention_class, 'job', job,
+                              'file_found', file_found)::text AS detail
+    FROM tombstones WHERE id = ANY($1::bigint[]) ORDER BY id
 """
 # What goes with a call's metadata, children first (control_requests, legs, ... reference it).
 METADATA_TABLES: Final = (
@@ -319,7 +318,8 @@ class Purger:
                 "FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found) WHERE t.id = f.id",
                 [r["id"] for r in rows], now, found if what == "audio" else [None] * len(rows),
             )  # fmt: skip
-            await conn.execute(_CUSTODY, [r["id"] for r in rows], self.asterisk_id)
+            events = await conn.fetch(_CUSTODY_EVENTS, [r["id"] for r in rows])
+            await custody.append_many(conn, self.asterisk_id, [dict(e.items()) for e in events])
         if what == "audio":
             await self._tidy([r["path"] for r in rows])
         for row, ok in zip(rows, found, strict=True):
