@@ -206,3 +206,19 @@ async def test_only_this_servers_files_in_this_archive(repo: Repository, tmp_pat
     report = await purger(repo, tmp_path / "a").run(ENDED + timedelta(days=800))
     assert report.audio == 1 and not ours[0].exists()
     assert theirs[0].exists() and elsewhere[0].exists()
+
+
+async def test_two_runs_at_once_purge_each_recording_once(
+    repo: Repository, tmp_path: Path
+) -> None:
+    import asyncio
+
+    for i in range(12):
+        await seed_call(repo, tmp_path, f"c{i:02d}", segments=2)
+    now = ENDED + timedelta(days=800)
+    reports = await asyncio.gather(*(purger(repo, tmp_path, batch=5).run(now) for _ in range(3)))
+    assert sum(r.audio for r in reports) == 24
+    assert await repo.pool.fetchval("SELECT count(*) FROM tombstones") == 24
+    assert await repo.pool.fetchval("SELECT count(*) FROM recordings") == 0
+    assert await repo.pool.fetchval(
+        "SELECT count(DISTINCT recording_name) FROM tombstones WHERE status = 'purged'") == 24

@@ -74,27 +74,39 @@ _TOMBSTONE_COLS = (
     "bytes, call_ended_at, expired_at"
 )
 # Params: as the candidates, then $8 after (keyset), $9 batch size, $10 job. Each batch looks
-# at the next $9 rows in key order (the window, locked: two runs never mark one recording) and
-# marks those that expired, so a run reads every row once however few expire.
+# at the next $9 rows in key order (the window) and marks those that expired, so a run reads
+# every row once however few expire. Only those are locked (SKIP LOCKED: another run has them;
+# PostgreSQL re-reads a locked row, so one deleted meanwhile drops out), and a tombstone another
+# run wrote meanwhile wins (ON CONFLICT): a recording is never marked twice.
+_ON_CONFLICT = """
+    ON CONFLICT (asterisk_id, call_id, coalesce(recording_name, '')) WHERE status = 'purging'
+    DO NOTHING
+"""
 _MARK_AUDIO = f"""
     WITH {_CLASSES},
     win AS MATERIALIZED (
-        SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes FROM recordings r
+        SELECT r.name, r.call_id, r.path FROM recordings r
         WHERE r.asterisk_id = $6 AND r.status = 'filed' AND r.name > $8
-        ORDER BY r.name LIMIT $9 FOR UPDATE SKIP LOCKED),
+        ORDER BY r.name LIMIT $9),
+    due AS MATERIALIZED (
+        SELECT w.name, k.name AS class, c.decided_by, {_ENDED} AS ended,
+               {_ENDED} + k.audio::interval AS expired
+        FROM win w
+        JOIN calls c ON c.call_id = w.call_id
+        JOIN k ON k.name = coalesce(c.retention_class, $4)
+        WHERE starts_with(w.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
+          AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)),
+    locked AS (
+        SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes FROM recordings r
+        WHERE r.asterisk_id = $6 AND r.name IN (SELECT name FROM due) AND r.status = 'filed'
+        FOR UPDATE SKIP LOCKED),
     ins AS (
         INSERT INTO tombstones ({_TOMBSTONE_COLS})
-        SELECT $10, 'audio', r.call_id, r.asterisk_id, r.name, k.name, c.decided_by, r.sha256,
-               r.path, r.bytes, {_ENDED}, {_ENDED} + k.audio::interval
-        FROM win r
-        JOIN calls c ON c.call_id = r.call_id
-        JOIN k ON k.name = coalesce(c.retention_class, $4)
-        WHERE starts_with(r.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
-          AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)
-          AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
-                          AND t.asterisk_id = r.asterisk_id AND t.call_id = r.call_id
-                          AND coalesce(t.recording_name, '') = r.name)
+        SELECT $10, 'audio', r.call_id, r.asterisk_id, r.name, d.class, d.decided_by, r.sha256,
+               r.path, r.bytes, d.ended, d.expired
+        FROM locked r JOIN due d ON d.name = r.name
         ORDER BY r.name
+        {_ON_CONFLICT}
         RETURNING id)
     SELECT (SELECT max(name) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
            ARRAY(SELECT id FROM ins ORDER BY id) AS ids
@@ -104,13 +116,19 @@ _MARK_METADATA = f"""
     win AS MATERIALIZED (
         SELECT c.call_id FROM calls c
         WHERE c.asterisk_id = $6 AND c.status = 'ended' AND c.call_id > $8
-        ORDER BY c.call_id LIMIT $9 FOR UPDATE SKIP LOCKED),
+        ORDER BY c.call_id LIMIT $9),
+    due AS MATERIALIZED (
+        {_METADATA_CANDIDATES} {_NO_FILES} AND c.call_id IN (SELECT call_id FROM win)),
+    locked AS (
+        SELECT c.call_id FROM calls c WHERE c.call_id IN (SELECT call_id FROM due)
+        AND c.status = 'ended' FOR UPDATE SKIP LOCKED),
     ins AS (
         INSERT INTO tombstones ({_TOMBSTONE_COLS})
-        SELECT $10, 'metadata', call_id, asterisk_id, NULL, class, decided_by, sha256, NULL,
-               NULL, ended, expired
-        FROM ({_METADATA_CANDIDATES} {_NO_FILES}
-              AND c.call_id IN (SELECT call_id FROM win) ORDER BY c.call_id) x
+        SELECT $10, 'metadata', d.call_id, d.asterisk_id, NULL, d.class, d.decided_by, d.sha256,
+               NULL, NULL, d.ended, d.expired
+        FROM due d JOIN locked l ON l.call_id = d.call_id
+        ORDER BY d.call_id
+        {_ON_CONFLICT}
         RETURNING id)
     SELECT (SELECT max(call_id) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
            ARRAY(SELECT id FROM ins ORDER BY id) AS ids
@@ -203,6 +221,11 @@ class Purger:
         self.on_step = on_step
         self._tidying: asyncio.Task[None] | None = None
 
+    def _expires(self, what: str) -> bool:
+        """Whether any class lets `what` (audio, metadata) go: else no need to look."""
+        return any((c.audio if what == "audio" else c.metadata) is not None
+                   for c in self.policy.retention_policy.classes.values())  # fmt: skip
+
     async def _tidy(self, keys: list[str]) -> None:
         """Tidy after the previous batch (waited for: one at a time), then start this one's."""
         if self._tidying is not None:
@@ -230,7 +253,7 @@ class Purger:
         try:
             for what in ("audio", "metadata"):
                 await self._finish_left_over(what, now, report)
-                after: str | None = ""
+                after: str | None = "" if self._expires(what) else None
                 while after is not None:
                     marked, after = await self._mark(what, now, after, report.job)
                     if marked:
