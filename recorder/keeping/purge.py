@@ -97,15 +97,16 @@ _MARK_AUDIO = f"""
         WHERE starts_with(w.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
           AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)),
     locked AS (
-        SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes FROM recordings r
-        WHERE r.asterisk_id = $6 AND r.name IN (SELECT name FROM due) AND r.status = 'filed'
-        FOR UPDATE SKIP LOCKED),
+        SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes, d.class,
+               d.decided_by, d.ended, d.expired
+        FROM due d JOIN recordings r ON r.asterisk_id = $6 AND r.name = d.name
+        WHERE r.status = 'filed'
+        FOR UPDATE OF r SKIP LOCKED),
     ins AS (
         INSERT INTO tombstones ({_TOMBSTONE_COLS})
-        SELECT $10, 'audio', r.call_id, r.asterisk_id, r.name, d.class, d.decided_by, r.sha256,
-               r.path, r.bytes, d.ended, d.expired
-        FROM locked r JOIN due d ON d.name = r.name
-        ORDER BY r.name
+        SELECT $10, 'audio', call_id, asterisk_id, name, class, decided_by, sha256, path, bytes,
+               ended, expired
+        FROM locked ORDER BY name
         {_ON_CONFLICT}
         RETURNING id)
     SELECT (SELECT max(name) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
@@ -120,14 +121,13 @@ _MARK_METADATA = f"""
     due AS MATERIALIZED (
         {_METADATA_CANDIDATES} {_NO_FILES} AND c.call_id IN (SELECT call_id FROM win)),
     locked AS (
-        SELECT c.call_id FROM calls c WHERE c.call_id IN (SELECT call_id FROM due)
-        AND c.status = 'ended' FOR UPDATE SKIP LOCKED),
+        SELECT d.* FROM due d JOIN calls c ON c.call_id = d.call_id
+        WHERE c.status = 'ended' FOR UPDATE OF c SKIP LOCKED),
     ins AS (
         INSERT INTO tombstones ({_TOMBSTONE_COLS})
-        SELECT $10, 'metadata', d.call_id, d.asterisk_id, NULL, d.class, d.decided_by, d.sha256,
-               NULL, NULL, d.ended, d.expired
-        FROM due d JOIN locked l ON l.call_id = d.call_id
-        ORDER BY d.call_id
+        SELECT $10, 'metadata', call_id, asterisk_id, NULL, class, decided_by, sha256, NULL,
+               NULL, ended, expired
+        FROM locked ORDER BY call_id
         {_ON_CONFLICT}
         RETURNING id)
     SELECT (SELECT max(call_id) FROM win) AS last, (SELECT count(*) FROM win) AS seen,
