@@ -176,7 +176,13 @@ async def run(config: Config) -> None:
             "verbatim.started", ari=config.ari.url, app=config.ari.app, office=config.asterisk.label
         )
         from recorder.api.server import http_if_enabled
+        from recorder.keeping.job import keeper_for, keeping
 
-        async with http_if_enabled(config):  # the search API and page, when http.enabled
-            await running.daemon.run()
+        daemon = running.daemon
+        async with (
+            http_if_enabled(config),  # the search API and page, when http.enabled
+            keeping(keeper_for(config, running.repo.pool), daemon.ready,
+                    lambda: daemon.asterisk_id),  # daily purge, periodic verify
+        ):
+            await daemon.run()
         log.info("verbatim.stopped")

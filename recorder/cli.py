@@ -1,5 +1,5 @@
 """`verbatim` command line: run, migrate, check-config, calls, health, doctor, demo, explain,
-prompts.
+prompts, users, purge, holds, verify.
 
 Exit status: 0 success, 1 a check failed (health, doctor) or a runtime error, 2 bad usage or bad
 config.
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     from recorder.policy.commands import add_parsers as add_policy_parsers
 
     add_policy_parsers(sub)  # explain, prompts build|install
+    from recorder.keeping.cli import add_parsers as add_keeping_parsers
+
+    add_keeping_parsers(sub, DEFAULT_CONFIG)  # purge
     demo = sub.add_parser("demo", help="simulator + private PostgreSQL + daemon + scripted calls")
     demo.add_argument("--dir", help="keep everything in this folder (default: a temp folder)")
     demo.add_argument("--keep", action="store_true", help="leave PostgreSQL running at the end")
@@ -125,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         found = summary(checks)
         print(json.dumps(found, indent=2) if args.json else render(checks), end="\n" * args.json)
         return 0 if found["ok"] else 1
+
+    from recorder.keeping.cli import COMMANDS as KEEPING_COMMANDS
+
+    if args.command in KEEPING_COMMANDS:
+        from recorder.keeping.cli import run as run_keeping
+
+        return asyncio.run(run_keeping(config, args))
     if args.command == "health":
         from recorder.health import check_health
 

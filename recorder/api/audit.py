@@ -27,7 +27,7 @@ from recorder.api.errors import UNAVAILABLE, ApiError
 
 log = structlog.get_logger(__name__)
 
-ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control")
+ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control", "hold")
 PARAMETERS: Final = ("from", "to", "user", "call_id", "action", "limit", "cursor")
 _COLS = (
     "id, at, user_name, role, via, action, call_id, asterisk_id, recording_name, detail, "

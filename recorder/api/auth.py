@@ -34,6 +34,8 @@ class Permission(StrEnum):
     # Pause, resume, start or stop the recording of a live call, or tag it (POST
     # /api/calls/{id}/controls), and read such a request's outcome.
     CALLS_CONTROL = "calls.control"
+    # Place, list and release legal holds (admins only: a hold overrides retention).
+    HOLDS_MANAGE = "holds.manage"
 
 
 _LISTEN = frozenset(

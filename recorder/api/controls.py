@@ -9,14 +9,12 @@ control that cannot be logged is never stored. Then the API waits up to `wait_s`
 done -> 200, rejected -> 409, failed -> 502, still pending or taken -> 202 (read it later with
 `GET /api/controls/{id}`, under the same scope).
 
-The body must be `application/json` (415 otherwise) and small; a cookie session's request must
-not come from another site's page (Origin). With SameSite=Strict session cookies this is belt and
-braces against cross-site requests; scripts use bearer tokens.
+The body must be `application/json` (415 otherwise) and small, and a cookie session's request
+must not come from another site's page (recorder/api/body.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,6 +24,7 @@ from aiohttp import web
 
 from recorder.api.audit import AccessLog, Origin
 from recorder.api.auth import Principal
+from recorder.api.body import json_object, read_body
 from recorder.api.errors import ApiError, invalid, not_found
 from recorder.api.scope import Params, call_scope
 from recorder.api.serialize import call_url, json_ok
@@ -52,35 +51,10 @@ class ControlAsk:
     tag: str | None
 
 
-class _Duplicate(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _Duplicate(key)
-        found[key] = value
-    return found
-
-
 def parse_control(raw: bytes) -> ControlAsk:
     """The body's request, or a 400 naming the field (`body` when it is not a JSON object)."""
     shape = 'must be a JSON object: {"action": "pause|resume|start|stop|tag", "tag": "..."}'
-    try:
-        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except _Duplicate as dup:
-        raise invalid(dup.key[:100], "given more than once") from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise invalid("body", shape) from None
-    if not isinstance(body, dict):
-        raise invalid("body", shape)
-    for key in body:
-        if key not in FIELDS:
-            raise invalid(key[:100], f"unknown field; known: {', '.join(FIELDS)}")
+    body = json_object(raw, FIELDS, shape)
     action = body.get("action")
     if action is None:
         raise invalid("action", f"required: one of {', '.join(ACTIONS)}")
@@ -97,25 +71,7 @@ def parse_control(raw: bytes) -> ControlAsk:
 
 
 async def read_control(request: web.Request, principal: Principal) -> ControlAsk:
-    if principal.via == "session":
-        found = request.headers.get("Origin")
-        if found is not None and found != f"{request.scheme}://{request.host}":
-            raise ApiError(403, "cross_origin", "request sent from another site",
-                           {"origin": found[:200]})  # fmt: skip
-    if request.content_type != "application/json":
-        raise ApiError(
-            415, "unsupported_media_type", "send the body as application/json",
-            {"content_type": request.content_type[:100]},
-        )  # fmt: skip
-    too_large = ApiError(
-        413, "request_too_large", f"the body is limited to {MAX_BODY} bytes", {"limit": MAX_BODY}
-    )
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise too_large
-    raw = await request.read()  # bounded by the application's client_max_size (413)
-    if len(raw) > MAX_BODY:
-        raise too_large
-    return parse_control(raw)
+    return parse_control(await read_body(request, principal, MAX_BODY))
 
 
 def control_id(request: web.Request) -> int:

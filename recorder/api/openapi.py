@@ -13,6 +13,7 @@ from recorder.api.params import MAX_LIMIT
 from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS
 from recorder.db import controls
 from recorder.db.rows import OUTCOMES
+from recorder.keeping import holds
 from recorder.tags import MAX_TAG
 
 _S = {"type": "string"}
@@ -161,6 +162,42 @@ _CONTROL = _CONTROL_RESULT | {
     "call_url": _S,
 }  # fmt: skip
 
+_TEXT = {"type": "string", "minLength": 1, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$"}
+_HOLD_ASK = {
+    "type": "object",
+    "required": ["name", "reason"],
+    "description": "At least one criterion (tag, call_id, number, department, extension, from, "
+                   "to); a call is held when every criterion given matches it.",
+    "properties": {
+        "name": {**_TEXT, "maxLength": holds.MAX_NAME, "description": "e.g. the matter"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": holds.MAX_REASON},
+        "tag": {**_TEXT, "maxLength": MAX_TAG, "description": "a tag or matter number"},
+        "call_id": {"type": "string", "maxLength": 128},
+        "number": {"type": "string", "maxLength": 40,
+                   "description": "a phone number (either party), as in search"},
+        "department": {**_TEXT, "maxLength": 100},
+        "extension": {"type": "string", "maxLength": 32},
+        "from": {**_DATE, "description": "calls that started at or after"},
+        "to": {**_DATE, "description": "calls that started before (a date: its end)"},
+    },
+    "additionalProperties": False,
+}  # fmt: skip
+_RELEASE_ASK = {
+    "type": "object", "required": ["reason"], "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": holds.MAX_REASON}},
+}  # fmt: skip
+_HOLD = {
+    "id": {"type": "integer"}, "name": _S, "reason": _S,
+    "status": {"type": "string", "enum": list(holds.STATES)},
+    "tag": _NS, "call_id": _NS, "number": _NS, "department": _NS, "extension": _NS,
+    "from": _NTIME, "to": _NTIME, "created_by": _S, "created_at": _TIME,
+    "release_requested_by": _NS, "release_requested_at": _NTIME, "release_reason": _NS,
+    "released_by": _NS, "released_at": _NTIME, "release_approval": _NS,
+    "url": _S, "call_url": _NS,
+}  # fmt: skip
+_HOLD_ID = {"name": "hold_id", "in": "path", "required": True, "description": "the hold's id",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}}  # fmt: skip
+
 _SCHEMAS = {
     "Error": _obj({"status": {"type": "integer"}, "error_id": _S, "message": _S,
                    "details": {"type": "object"}}, extra=False),
@@ -186,6 +223,8 @@ _SCHEMAS = {
                         "next_cursor": _NS}, extra=False),
     "ControlResult": _obj(_CONTROL_RESULT),
     "Control": _obj(_CONTROL),
+    "Hold": _obj(_HOLD),
+    "HoldList": _obj({"holds": {"type": "array", "items": _ref("Hold")}}, extra=False),
     "Me": _obj({"name": _S, "role": _S, "departments": {"type": "array", "items": _S},
                 "extension": _NS, "permissions": {"type": "array", "items": _S}}),
 }  # fmt: skip
@@ -293,6 +332,43 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "responses": {"200": _ok("AccessPage", "Newest first"),
                               **_errors(400, 401, 403, 503)}}},
+            "/api/holds": {
+                "get": {
+                    "summary": "Legal holds, newest first (holds.manage)",
+                    "operationId": "listHolds",
+                    "parameters": [_q("state", "only holds in this state (default all)",
+                                      {"type": "string", "enum": [*holds.STATES, "all"]})],
+                    "responses": {"200": _ok("HoldList", "The holds"),
+                                  **_errors(400, 401, 403, 503)}},
+                "post": {
+                    "summary": "Place a legal hold (holds.manage): the calls it matches are "
+                               "never purged until it is released",
+                    "operationId": "placeHold",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _HOLD_ASK}}},
+                    "responses": {
+                        "201": {**_ok("Hold", "Placed"),
+                                "headers": {"Location": {"schema": _S}}},
+                        **_errors(400, 401, 403, 413, 415, 503)}}},
+            "/api/holds/{hold_id}": {"get": {
+                "summary": "One legal hold (holds.manage)", "operationId": "getHold",
+                "parameters": [_HOLD_ID],
+                "responses": {"200": _ok("Hold", "The hold"),
+                              **_errors(400, 401, 403, 404, 503)}}},
+            "/api/holds/{hold_id}/release": {"post": {
+                "summary": "Release a legal hold (holds.manage), with a reason",
+                "description": (
+                    "With the policy's retention.release_needs_two, the first admin's release "
+                    "leaves the hold release_pending (it still holds) and a different admin "
+                    "approves it with the same request. 409: released already "
+                    "(hold_released), or the asking admin tried to approve "
+                    "(release_needs_second_admin)."
+                ),
+                "operationId": "releaseHold", "parameters": [_HOLD_ID],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _RELEASE_ASK}}},
+                "responses": {"200": _ok("Hold", "Released, or release_pending"),
+                              **_errors(400, 401, 403, 404, 409, 413, 415, 503)}}},
         },
         "components": {
             "schemas": _SCHEMAS,

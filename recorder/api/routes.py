@@ -23,6 +23,7 @@ from recorder.api.serialize import detail_json, json_ok, page_json
 from recorder.api.service import AudioFile, CallService
 from recorder.api.users import UserStore
 from recorder.config import HttpConfig
+from recorder.keeping.holds import Holds
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Deps:
     http: HttpConfig
     region: str  # calls.default_region: how numbers without +country are read
     departments: tuple[str, ...]  # configured ones, offered by the page's search form
+    holds: Holds  # legal holds (recorder/api/holds.py)
 
 
 DEPS: Final = web.AppKey("verbatim_deps", Deps)

@@ -86,6 +86,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def make_app(deps: Deps) -> web.Application:
+    from recorder.api.holds import add_hold_routes
     from recorder.web.pages import add_routes as add_page_routes
 
     # Requests are small (query strings, a login form, a control's JSON): refuse large bodies
@@ -93,6 +94,7 @@ def make_app(deps: Deps) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=65536)
     app[DEPS] = deps
     add_routes(app)
+    add_hold_routes(app)
     add_page_routes(app)
     app.on_response_prepare.append(_security_headers)
     return app
@@ -112,7 +114,11 @@ async def create_pool(dsn: str, min_size: int = 0, max_size: int = 5) -> Any:
 
 
 def build_deps(config: Config, pool: Any) -> Deps:
+    from recorder.keeping.holds import Holds
+    from recorder.policy import load_policy, numbering_from
+
     access = AccessLog(pool)
+    policy = load_policy(config.calls.policy_file, numbering_from(config.calls))
     return Deps(
         users=UserStore(pool),
         calls=CallService(pool, config.storage.archive_dir, access),
@@ -122,6 +128,7 @@ def build_deps(config: Config, pool: Any) -> Deps:
         http=config.http,
         region=config.calls.default_region,
         departments=tuple(config.calls.departments),
+        holds=Holds(pool, policy.retention_policy.release_needs_two),
     )
 
 

@@ -26,6 +26,12 @@ def one_of(choices: Sequence[str], *, fold_case: bool = False) -> Check:
     return check
 
 
+def hh_mm(value: str) -> str:
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise Invalid(f"expected a time of day HH:MM (00:00 to 23:59), got '{value}'")
+    return value
+
+
 def non_empty(value: str) -> str:
     if not value.strip():
         raise Invalid("must not be empty")

@@ -34,6 +34,7 @@ from recorder.config.model import (
     DialStrings,
     HooksConfig,
     HttpConfig,
+    KeepingConfig,
     LoggingConfig,
     MetricsConfig,
     Secret,
@@ -45,7 +46,8 @@ _T = TypeVar("_T")
 # The keys each section may have: anything else is a typo, reported with a suggestion.
 KEYS: Final[dict[str, tuple[str, ...]]] = {
     "": ("asterisk", "ari", "database", "storage", "calls", "logging", "http", "hooks",
-         "metrics", "ami"),
+         "metrics", "ami", "keeping"),
+    "keeping": ("purge_at", "purge_batch", "verify_every_s", "verify_sample_percent"),
     "asterisk": ("label",),
     "ari": (
         "url",
@@ -369,6 +371,18 @@ def _read_ami(s: Section) -> AmiConfig:
     )
 
 
+def _read_keeping(s: Section) -> KeepingConfig:
+    d = KeepingConfig
+    return KeepingConfig(
+        purge_at=s.optional_text("purge_at", _default(d, "purge_at"), check.hh_mm, nullable=True),
+        purge_batch=s.integer("purge_batch", _default(d, "purge_batch"), 1, 100_000),
+        verify_every_s=s.integer("verify_every_s", _default(d, "verify_every_s"), 0),
+        verify_sample_percent=s.integer(
+            "verify_sample_percent", _default(d, "verify_sample_percent"), 1, 100
+        ),
+    )
+
+
 def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     """Read, validate and freeze the configuration; raises ConfigError on the first problem."""
     path = Path(path)
@@ -388,5 +402,6 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
         hooks=read("hooks", _read_hooks),
         metrics=read("metrics", _read_metrics),
         ami=read("ami", _read_ami),
+        keeping=read("keeping", _read_keeping),
         path=path,
     )

@@ -226,6 +226,16 @@ class AmiConfig:
 
 
 @dataclass(frozen=True)
+class KeepingConfig:
+    """What the daemon does for retention and tamper evidence (docs/keeping.md)."""
+
+    purge_at: str | None = "03:30"  # daily purge time, HH:MM UTC; None: no daily purge
+    purge_batch: int = 1000  # recordings per transaction
+    verify_every_s: int = 86400  # periodic `verify` of this server's archive; 0: never
+    verify_sample_percent: int = 100  # of the files, re-hashed each time (all are listed)
+
+
+@dataclass(frozen=True)
 class Config:
     ari: AriConfig
     database: DatabaseConfig
@@ -237,6 +247,7 @@ class Config:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ami: AmiConfig = field(default_factory=AmiConfig)
+    keeping: KeepingConfig = field(default_factory=KeepingConfig)
     path: Path | None = None  # the file it was loaded from
 
 

@@ -41,9 +41,14 @@ from recorder.policy.model import (
     PolicyError,
     Rule,
 )
+from recorder.policy.retention import KEYS as RETENTION_KEYS
+from recorder.policy.retention import check_classes, read_retention
 
 KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "": ("defaults", "opt_out", "announcements", "do_not_record", "rules", "jurisdiction"),
+    "": (
+        "defaults", "opt_out", "announcements", "do_not_record", "rules", "jurisdiction",
+        "retention",
+    ),
     "defaults": ("action", "retention", "time_zone"),
     "opt_out": ("dtmf", "then", "when_forced", "route_to"),
     "announcements": ("language", "languages", "media_prefix", "to_extensions"),
@@ -292,7 +297,7 @@ def load_policy(path: Path | None, numbering: Numbering | None = None) -> Policy
         defaults = root.section("defaults", KEYS["defaults"])
         zone = defaults.text("time_zone", Policy.time_zone, f.time_zone)
         default_action = f.choice(defaults, "action", ("yes", "no"), Policy.default_action)
-        return Policy(
+        policy = Policy(
             default_action=default_action,
             retention=_retention(defaults) or Policy.retention,
             time_zone=zone,
@@ -304,8 +309,11 @@ def load_policy(path: Path | None, numbering: Numbering | None = None) -> Policy
                 root.section("jurisdiction", KEYS["jurisdiction"]), numbering
             ),
             numbering=numbering,
+            retention_policy=read_retention(root.section("retention", RETENTION_KEYS)),
             path=path,
         )
+        check_classes(policy, defaults)
+        return policy
     except PolicyError:
         raise
     except ConfigError as exc:

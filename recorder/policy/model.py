@@ -175,6 +175,48 @@ class Numbering:
 
 
 @dataclass(frozen=True)
+class Length:
+    """How long something is kept after its call ended: calendar years plus days (weeks are
+    written as days). `forever` is None where a Length is expected."""
+
+    years: int = 0
+    days: int = 0
+
+    @property
+    def sql(self) -> str:
+        """A PostgreSQL interval literal: calendar arithmetic (2 years after Feb 29 is Feb 28)."""
+        return f"{self.years} years {self.days} days"
+
+    @property
+    def approx_days(self) -> float:
+        return self.years * 365.25 + self.days
+
+    def __str__(self) -> str:
+        parts = [f"{self.years}y"] if self.years else []
+        if self.days or not parts:
+            parts.append(f"{self.days}d")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RetentionClass:
+    """How long a class's audio and metadata (the call's rows) are kept; None: forever."""
+
+    name: str
+    audio: Length | None
+    metadata: Length | None = None  # metadata is kept unless the class says otherwise
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """The policy file's `retention:` section. No classes: nothing ever expires."""
+
+    classes: Mapping[str, RetentionClass] = field(default_factory=lambda: MappingProxyType({}))
+    release_needs_two: bool = False  # releasing a legal hold takes a second admin
+
+
+@dataclass(frozen=True)
 class Policy:
     default_action: Action = "yes"  # when no point of the call path decided
     retention: str = "standard"  # retention class when the deciding rule names none
@@ -185,4 +227,5 @@ class Policy:
     announcements: Announcements = field(default_factory=Announcements)
     jurisdiction: JurisdictionConfig = field(default_factory=JurisdictionConfig)
     numbering: Numbering = field(default_factory=Numbering)
+    retention_policy: RetentionPolicy = field(default_factory=RetentionPolicy)
     path: Path | None = None  # the file it was loaded from; None: built-in defaults

@@ -348,4 +348,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls/{call_id}", call_page)
     app.router.add_get("/api/calls/{call_id}/audio", whole_call_audio)
     app.router.add_get("/access-log", access_log_page)
+    from recorder.web.holds import add_hold_pages
+
+    add_hold_pages(app)  # /holds, for admins
     app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)

@@ -50,6 +50,8 @@ def page(title: str, body: str, principal: Principal | None = None,
             links.append('<a href="/calls">Calls</a>')
         if principal.may(Permission.ACCESS_LOG_READ):
             links.append('<a href="/access-log">Access log</a>')
+        if principal.may(Permission.HOLDS_MANAGE):
+            links.append('<a href="/holds">Legal holds</a>')
         logout = ""
         if principal.csrf_token:
             logout = (

@@ -1,0 +1,198 @@
+"""`verbatim verify`: prove the archive and its custody chain are as they were written.
+
+Four checks, each reporting every problem it finds (nothing stops at the first):
+- broken_link: a custody row whose hash, recomputed here from its fields, is not the one stored,
+  or whose `prev_sha256` is not the previous row's hash, a gap in its sequence, a chain head
+  that is not its last row, or a played/downloaded access_log row changed or gone;
+- mismatch: a file whose SHA-256 is not its row's, or a row whose hash is not the one its
+  recording was filed with (the custody chain's 'filed' event);
+- missing_file: a filed recording whose file is not in the archive;
+- orphan_file: a file in the archive that no recording of this server names.
+
+Memory stays flat: chains are read with a cursor, and files are checked by merging the store's
+sorted listing with the recordings ordered the same way. `since` limits every check to what
+happened (chain rows) or was recorded (archive days) since then; `sample` re-hashes only that
+share of the files (each is still checked for presence).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from recorder.keeping.custody import GENESIS, access_digest, row_hash
+from recorder.storage.store import RecordingStore
+
+KINDS: Final = ("broken_link", "mismatch", "missing_file", "orphan_file")
+_CHAIN_ROWS = """
+    SELECT c.chain, c.seq, c.at, c.kind, c.call_id, c.asterisk_id, c.recording_name, c.hold_id,
+           c.access_id, c.subject_sha256, c.detail::text AS detail, c.prev_sha256, c.sha256,
+           a.id AS a_id, a.at AS a_at, a.user_name AS a_user_name, a.role AS a_role,
+           a.via AS a_via, a.action AS a_action, a.call_id AS a_call_id,
+           a.asterisk_id AS a_asterisk_id, a.recording_name AS a_recording_name,
+           a.detail::text AS a_detail, a.remote AS a_remote, a.user_agent AS a_user_agent
+    FROM custody c LEFT JOIN access_log a ON a.id = c.access_id
+    WHERE c.chain = $1 AND c.seq >= $2 AND c.seq <= $3 ORDER BY c.seq
+"""
+_FILES = """
+    SELECT r.name, r.path, r.sha256,
+           (SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
+            AND f.recording_name = r.name AND f.kind = 'filed'
+            ORDER BY f.chain, f.seq LIMIT 1) AS filed_sha256,
+           EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
+                   AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging
+    FROM recordings r
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.path >= $2
+    ORDER BY r.path COLLATE "C"
+"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # one of KINDS
+    where: str  # "chain pbx1 seq 12", a file's key
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    chains: int = 0
+    links: int = 0  # custody rows checked
+    files: int = 0  # recordings checked for presence
+    hashed: int = 0  # files re-hashed
+    bytes_hashed: int = 0
+    heads: dict[str, str] = field(default_factory=dict)  # chain -> "seq:sha256", to note down
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def counts(self) -> dict[str, int]:
+        return {k: sum(p.kind == k for p in self.problems) for k in KINDS}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "chains": self.chains, "links": self.links, "files": self.files,
+                "hashed": self.hashed, "bytes_hashed": self.bytes_hashed, "heads": self.heads,
+                "problems": self.counts(),
+                "details": [p.__dict__ for p in self.problems]}  # fmt: skip
+
+
+async def verify(
+    pool: Any, store: RecordingStore, asterisk_id: str, *, since: datetime | None = None,
+    sample_percent: int = 100, rng: random.Random | None = None,
+) -> VerifyReport:  # fmt: skip
+    report = VerifyReport()
+    await verify_chains(pool, report, since)
+    await verify_files(pool, store, asterisk_id, report, since, sample_percent, rng)
+    return report
+
+
+async def verify_chains(pool: Any, report: VerifyReport, since: datetime | None) -> None:
+    heads = {r["chain"]: (r["seq"], r["sha256"])
+             for r in await pool.fetch("SELECT chain, seq, sha256 FROM custody_heads")}  # fmt: skip
+    chains = sorted(set(heads) | {r["chain"] for r in await pool.fetch(
+        "SELECT DISTINCT chain FROM custody")})  # fmt: skip
+    for chain in chains:
+        report.chains += 1
+        start = 1
+        if since is not None:
+            first = await pool.fetchval(
+                "SELECT min(seq) FROM custody WHERE chain = $1 AND at >= $2", chain, since)
+            start = max(1, (first or heads.get(chain, (0, ""))[0] + 1) - 1)  # one row before
+        head = heads.get(chain)
+        # Up to the head as read: rows appended meanwhile are the next run's.
+        last_seq, last_hash = await _walk(pool, chain, start, head[0] if head else 2**62,
+                                          report)  # fmt: skip
+        where = f"chain {chain} head"
+        if head is None:
+            report.problems.append(Problem("broken_link", where, "the chain has no head row"))
+        elif head != (last_seq, last_hash):
+            report.problems.append(Problem(
+                "broken_link", where, f"the head says seq {head[0]} {head[1][:12]}…, the last row "
+                f"is seq {last_seq} {last_hash[:12]}…"))  # fmt: skip
+        if head is not None:
+            report.heads[chain] = f"{head[0]}:{head[1]}"
+
+
+async def _walk(
+    pool: Any, chain: str, start: int, stop: int, report: VerifyReport
+) -> tuple[int, str]:
+    """Check the rows of `chain` from seq `start`; returns the last (seq, hash) seen. With a
+    `start` above 1, that first row is the anchor: its own hash is checked, not its link."""
+    prev_seq, prev_hash = start - 1, GENESIS if start == 1 else None
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        async for row in conn.cursor(_CHAIN_ROWS, chain, start, stop, prefetch=1000):
+            report.links += 1
+            where = f"chain {chain} seq {row['seq']}"
+            if row["seq"] != prev_seq + 1:
+                report.problems.append(Problem(
+                    "broken_link", where, f"rows {prev_seq + 1}..{row['seq'] - 1} are missing"))
+            elif prev_hash is not None and row["prev_sha256"] != prev_hash:
+                report.problems.append(Problem(
+                    "broken_link", where, "prev_sha256 is not the previous row's hash"))
+            if row_hash(row["prev_sha256"], row) != row["sha256"]:
+                report.problems.append(Problem(
+                    "broken_link", where, f"the row was changed after it was written "
+                    f"({row['kind']} {row['recording_name'] or row['hold_id'] or ''})"))
+            if row["access_id"] is not None:
+                _check_access(row, where, report)
+            prev_seq, prev_hash = row["seq"], row["sha256"]
+    return prev_seq, prev_hash or ""
+
+
+def _check_access(row: Any, where: str, report: VerifyReport) -> None:
+    if row["a_id"] is None:
+        report.problems.append(Problem(
+            "broken_link", where, f"access_log row {row['access_id']} ({row['kind']}) is gone"))
+    elif access_digest({k.removeprefix("a_"): v for k, v in row.items()
+                        if k.startswith("a_")}) != row["subject_sha256"]:  # fmt: skip
+        report.problems.append(Problem(
+            "broken_link", where, f"access_log row {row['access_id']} was changed"))
+
+
+async def verify_files(
+    pool: Any, store: RecordingStore, asterisk_id: str, report: VerifyReport,
+    since: datetime | None, sample_percent: int = 100, rng: random.Random | None = None,
+) -> None:  # fmt: skip
+    rng = rng or random.Random()  # noqa: S311 (a sample, not a secret)
+    first = store.day_key(since) if since is not None else ""
+    keys = store.keys(first or None).__aiter__()
+    key = await anext(keys, None)
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        async for row in conn.cursor(_FILES, asterisk_id, first, prefetch=1000):
+            path = row["path"]
+            if not store.owns(path):
+                report.problems.append(Problem("missing_file", path,
+                                               f"{row['name']}: not in this archive"))
+                continue
+            while key is not None and key < path:
+                report.problems.append(Problem("orphan_file", key, "no recording names it"))
+                key = await anext(keys, None)
+            report.files += 1
+            if key != path:
+                if not row["purging"]:  # a purge deleted it and will drop the row
+                    report.problems.append(Problem("missing_file", path, row["name"]))
+                continue
+            key = await anext(keys, None)
+            if row["filed_sha256"] is not None and row["filed_sha256"] != row["sha256"]:
+                report.problems.append(Problem(
+                    "mismatch", path, f"{row['name']}: the row's SHA-256 is not the one it was "
+                    "filed with"))  # fmt: skip
+            if sample_percent >= 100 or rng.random() * 100 < sample_percent:
+                digest = await store.digest(path)
+                report.hashed += 1
+                if digest is None:
+                    report.problems.append(Problem("missing_file", path, row["name"]))
+                    continue
+                report.bytes_hashed += digest.size
+                if digest.sha256 != row["sha256"]:
+                    report.problems.append(Problem(
+                        "mismatch", path, f"{row['name']}: SHA-256 {digest.sha256[:12]}…, filed "
+                        f"as {row['sha256'][:12]}…"))  # fmt: skip
+    while key is not None:
+        report.problems.append(Problem("orphan_file", key, "no recording names it"))
+        key = await anext(keys, None)
+

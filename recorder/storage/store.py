@@ -1,0 +1,157 @@
+"""Where recordings' bytes are kept, as retention and verification need it: read them, hash
+them, delete them, list them. The local archive is one such store; an object store (S3) or an
+encrypting store can be another without the purge or `verify` changing.
+
+A key is what `recordings.path` holds: for the local archive, the file's absolute path. `keys()`
+lists a store's keys in ascending code-point order (what PostgreSQL's COLLATE "C" gives, and
+what S3's ListObjectsV2 returns), so a listing and a query can be merged in bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+_CHUNK = 1 << 20
+_LIST_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str  # hex
+    size: int  # bytes
+
+
+class RecordingStore(Protocol):
+    # Every key of this store starts with it; SQL selects a store's rows by it.
+    prefix: str
+
+    def owns(self, key: str) -> bool:
+        """Whether `key` names something in this store (not another archive's file)."""
+
+    async def delete_many(self, keys: Sequence[str]) -> list[bool]:
+        """Delete each key; for each, whether it existed. Deleting a missing key is not an
+        error: a purge finishing after a crash finds some already gone."""
+
+    async def tidy(self, keys: Sequence[str]) -> None:
+        """After deleting `keys`: remove what that left empty (the local archive's call
+        folders). Best effort, and never needed for correctness."""
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """The bytes, in chunks; FileNotFoundError when there is no such key."""
+
+    async def digest(self, key: str) -> Digest | None:
+        """The SHA-256 and size of the bytes, or None when there is no such key."""
+
+    def day_key(self, when: datetime) -> str:
+        """The first key a recording of that day (UTC) could have."""
+
+    def keys(self, since: str | None = None) -> AsyncIterator[str]:
+        """Every key, ascending; with `since` (a key prefix such as the archive's
+        "<root>/2026/03/01"), only keys at or after it."""
+
+
+class LocalStore:
+    """The archive directory of recorder.storage.archive (<root>/<yyyy>/<mm>/<dd>/<call>/...).
+    Hidden names (the filer's temporary ".name.xxxx.tmp") are not recordings."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.prefix = str(self.root).rstrip("/") + "/"
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(self.prefix) and ".." not in key
+
+    def day_key(self, when: datetime) -> str:
+        return self.prefix + f"{when.astimezone(UTC):%Y/%m/%d}"
+
+    async def delete_many(self, keys: Sequence[str]) -> list[bool]:
+        return await asyncio.to_thread(self._delete_many, list(keys))
+
+    def _delete_many(self, keys: list[str]) -> list[bool]:
+        found = []
+        for key in keys:
+            if not self.owns(key):
+                raise ValueError(f"{key} is not in the archive {self.root}")
+            try:
+                os.unlink(key)
+                found.append(True)
+            except FileNotFoundError:
+                found.append(False)
+        return found
+
+    async def tidy(self, keys: Sequence[str]) -> None:
+        # A call's folder goes with its last recording; one still holding files stays. rmdir
+        # costs ext4 ten times an unlink: the purge runs this beside its next batch.
+        await asyncio.to_thread(self._tidy, sorted({os.path.dirname(k) for k in keys}))
+
+    def _tidy(self, folders: list[str]) -> None:
+        for folder in folders:
+            if self.owns(folder + "/"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        f = await asyncio.to_thread(open, key, "rb")
+        try:
+            while chunk := await asyncio.to_thread(f.read, _CHUNK):
+                yield chunk
+        finally:
+            f.close()
+
+    async def digest(self, key: str) -> Digest | None:
+        return await asyncio.to_thread(self._digest, key)
+
+    @staticmethod
+    def _digest(key: str) -> Digest | None:
+        h, size = hashlib.sha256(), 0
+        try:
+            with open(key, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            return None
+        return Digest(h.hexdigest(), size)
+
+    async def keys(self, since: str | None = None) -> AsyncIterator[str]:
+        walk = self._walk(str(self.root).rstrip("/"), since)
+        while batch := await asyncio.to_thread(_take, walk, _LIST_BATCH):
+            for key in batch:
+                yield key
+
+    def _walk(self, directory: str, since: str | None) -> Iterator[str]:
+        try:
+            with os.scandir(directory) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # A folder's keys all start with "<name>/": sorting folders by that makes the walk's
+        # order the keys' order ("a.wav" < "a/x.wav" since '.' < '/').
+        entries.sort(key=lambda entry: entry[0] + "/" if entry[1] else entry[0])
+        for name, is_dir in entries:
+            if name.startswith("."):
+                continue
+            path = f"{directory}/{name}"
+            if is_dir:
+                inside = path + "/"
+                if since is None or inside >= since or since.startswith(inside):
+                    yield from self._walk(path, since)
+            elif since is None or path >= since:
+                yield path
+
+
+def _take(it: Iterator[str], n: int) -> list[str]:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
