@@ -36,7 +36,11 @@ async def test_a_call_past_its_class_is_purged_with_a_tombstone(
 ) -> None:
     old = await seed_call(repo, tmp_path, "old-call", segments=2)
     young = await seed_call(repo, tmp_path, "young-call", started=T0 + timedelta(days=400))
+    mix = tmp_path / ".derived" / "old-call" / "call-1.wav"  # the call page's whole-call mix
+    mix.parent.mkdir(parents=True)
+    mix.write_bytes(b"RIFF")
     report = await purger(repo, tmp_path).run(ENDED + timedelta(days=731), kind="daily")
+    assert not mix.parent.exists()  # no copy of the audio outlives its class
 
     assert (report.audio, report.metadata, report.missing_files) == (2, 0, 0)
     assert not any(f.exists() for f in old) and not old[0].parent.exists()

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 _CHUNK = 1 << 20
 _LIST_BATCH = 2000
@@ -58,6 +59,10 @@ class RecordingStore(Protocol):
         "<root>/2026/03/01"), only keys at or after it."""
 
 
+# Files made from a call's recordings (recorder.web.playback), under <archive>/.derived/<call>/.
+DERIVED: Final = ".derived"
+
+
 class LocalStore:
     """The archive directory of recorder.storage.archive (<root>/<yyyy>/<mm>/<dd>/<call>/...).
     Hidden names (the filer's temporary ".name.xxxx.tmp") are not recordings."""
@@ -85,6 +90,10 @@ class LocalStore:
                 found.append(True)
             except FileNotFoundError:
                 found.append(False)
+            # What was made from the call's audio (the call page's whole-call mix, waveforms)
+            # goes with it: no copy of a recording outlives its class.
+            derived = self.root / DERIVED / os.path.basename(os.path.dirname(key))
+            shutil.rmtree(derived, ignore_errors=True)
         return found
 
     async def tidy(self, keys: Sequence[str]) -> None:

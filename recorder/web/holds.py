@@ -6,17 +6,16 @@ cross-site Origin is refused.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
-from recorder.api.auth import Permission, Principal
+from recorder.api.auth import Permission, Principal, same_secret
 from recorder.api.errors import ApiError
 from recorder.api.routes import deps, origin
 from recorder.keeping.holds import CRITERIA, Hold, HoldError, hold_spec, reason_of
 from recorder.web import render
-from recorder.web.pages import _signed_in
+from recorder.web.pages import _signed_in, read_form
 from recorder.web.render import e
 
 _LABELS = {
@@ -32,13 +31,12 @@ async def _form(request: web.Request, principal: Principal) -> dict[str, str]:
     found = request.headers.get("Origin")
     if found is not None and found != f"{request.scheme}://{request.host}":
         raise ApiError(403, "cross_origin", "form posted from another site", {"origin": found})
-    form = await request.post()
-    if principal.csrf_token is None or not hmac.compare_digest(
-        principal.csrf_token, str(form.get("csrf", ""))
-    ):
+    form = await read_form(request)  # bytes that are not UTF-8 text: a 400
+    if principal.csrf_token is None or not same_secret(principal.csrf_token,
+                                                       form.get("csrf", "")):
         raise ApiError(400, "csrf_mismatch", "the form expired; reload the page and try again")
     # An empty field means "not this criterion".
-    return {k: str(v) for k, v in form.items() if k != "csrf" and str(v).strip()}
+    return {k: v for k, v in form.items() if k != "csrf" and v.strip()}
 
 
 async def _page(request: web.Request, principal: Principal, message: str | None = None,

@@ -84,7 +84,7 @@ def _safe_next(value: str | None) -> str:
     return value if value and _LOCAL_PATH.fullmatch(value) else "/calls"
 
 
-async def _form(request: web.Request) -> Mapping[str, str]:
+async def read_form(request: web.Request) -> Mapping[str, str]:
     """The posted form's text fields. Bytes that are not UTF-8, an unknown charset or a file
     where text belongs are a 400, not a decoding error."""
     try:
@@ -152,7 +152,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     _same_origin(request)
-    form = await _form(request)
+    form = await read_form(request)
     name, password = form.get("name", ""), form.get("password", "")
     next_url = _safe_next(form.get("next"))
     if not printable(name):  # a NUL PostgreSQL cannot take; no user name has one
@@ -185,7 +185,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     _same_origin(request)
-    form = await _form(request)
+    form = await read_form(request)
     principal = principal_of(request)
     session = request.cookies.get(session_cookie_name(deps(request).http))
     if principal is None or session is None or principal.csrf_token is None:

@@ -31,9 +31,9 @@ from pydub.utils import get_encoder_name
 
 from recorder.model.coverage import Span, subtract
 from recorder.storage.audio import AudioError, probe
+from recorder.storage.store import DERIVED
 from recorder.web.timeline import Track
 
-DERIVED: Final = ".derived"
 PEAKS: Final = 160  # bars per waveform
 _TIMEOUT_S: Final = 120.0
 
