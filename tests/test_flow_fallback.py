@@ -67,7 +67,12 @@ async def announced_and_recorded_call(st: Stack, context: str, talk_s: float = 4
     (path,) = spool_fallbacks(st)
     assert path.name.startswith("fallback-") and f"-{caller.id}-inbound-+14155550100-201." \
         in path.name
-    await st.advance(1.0 + talk_s)  # 201 rings 1 s, answers, they talk
+    await st.advance(1.0 + PROMPT_S + talk_s)  # 201 rings 1 s, answers, hears it, they talk
+    # the called party heard the announcement too, before it was connected: Dial's A() (Stasis
+    # mode's fallback) or the answered hook's own fallback Playback (hook mode)
+    callee = next(c for c in st.sim.channels.values() if c.name.startswith("PJSIP/201"))
+    assert [(n, f) for n, f in st.sim.dial_announcements] == [(callee.name, "verbatim/consent")] \
+        or callee.variables.get("PLAYBACKSTATUS") == "SUCCESS"
     st.sim.hangup(caller.id)
     await st.settle()
     assert caller.destroyed
@@ -85,9 +90,10 @@ def assert_imported(call: CallRow, rec: RecordingRow, caller: Any) -> None:
     assert (call.direction, call.caller_number, call.callee_number) == (
         "inbound", "+14155550100", "201")
     assert rec.target == f"mixmonitor:{caller.id}"
-    # what the file holds: the caller while 201 rang, then both parties every second
-    assert tones_per_second(Path(rec.path or ""), [CALLER, CALLEE]) == (
-        [{CALLER}] + [{CALLER, CALLEE}] * 4)
+    # what the file holds: the caller while 201 rang and heard its announcement, then both
+    # parties every second
+    seconds = tones_per_second(Path(rec.path or ""), [CALLER, CALLEE])
+    assert seconds == [{CALLER}] * 4 + [{CALLER, CALLEE}] * 4, seconds
 
 
 async def refused_call(st: Stack, context: str) -> Any:
@@ -141,7 +147,7 @@ async def test_a_call_still_up_is_imported_by_the_sweep_after_it_ends(
         load_stasis_dialplan(st)
         caller = st.sim.start_dialplan_call("201", context="verbatim-inbound", tone_hz=CALLER)
         await st.settle()
-        await st.advance(PROMPT_S + 1.0 + 2.0)
+        await st.advance(PROMPT_S + 1.0 + PROMPT_S + 2.0)  # the callee hears it too
         await asyncio.sleep(0.2)
         st.task = asyncio.create_task(st.daemon.run())
         await st.connected()

@@ -303,6 +303,19 @@ class DialAppOps(AgiOps):
         self.dp_set_variable(caller, "DIALSTATUS", "ANSWER")
         self.dp_set_variable(caller, "DIALEDPEERNAME", ch.name)
         self.dp_set_variable(caller, "DIALEDPEERNUMBER", run.dialstrings.get(ch.id, ""))
+        announce = run.options.get("A", "").split(":", 1)[0]
+        if announce:
+            # A(called[:caller]): the called party hears the file once answered, before the U()
+            # routine and the bridge (app_dial.c, OPT_ANNOUNCE; a missing file is only logged)
+            self.dial_announcements.append((ch.name, announce))
+            self.schedule(self.playback_length(announce),
+                          lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
+            return
+        self._dial_after_answer(run, ch)
+
+    def _dial_after_answer(self, run: DialRun, ch: Channel) -> None:
+        if run.done or ch.hungup:
+            return
         sub = run.options.get("U")
         if sub:
             self._dial_gosub(run, ch, sub)

@@ -90,6 +90,7 @@ class Core:
         self.activity = 0
         self.inflight = 0
         self.stalled = 0  # requests held by `stall` (server.py)
+        self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
         self._stalls: list[tuple[str, str, asyncio.Event]] = []
         self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps,
                             app_in_use=self._app_in_use)
