@@ -142,7 +142,9 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                      await running.repo.recordings(c.call_id))
                     for c in reversed(calls)
                 ]
-                story = format_story(rows[0][0], await running.repo.events(rows[0][0].call_id))
+                first, legs, recordings = rows[0]
+                story = format_story(first, await running.repo.events(first.call_id), legs,
+                                     recordings)
                 waits = [
                     (c.call_id, talk_after(await running.repo.events(c.call_id)))
                     for c, _, _ in rows

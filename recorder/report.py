@@ -47,13 +47,27 @@ def format_calls(rows: list[tuple[CallRow, list[LegRow], list[RecordingRow]]]) -
     return "\n".join(lines)
 
 
-def format_story(call: CallRow, events: list[EventRow]) -> str:
+def format_story(call: CallRow, events: list[EventRow], legs: list[LegRow] | None = None,
+                 recordings: list[RecordingRow] | None = None) -> str:
+    """The call event by event: the kind (for grep) and the sentence the call page shows."""
+    from recorder.web.words import Names, sentence  # the page's words, not a second set
+
+    parties = {leg.channel_id: _party(leg) for leg in legs or ()}
+    segments = {r.name: f"segment {r.segment}" for r in recordings or ()}
+    names = Names(parties, segments)
     lines = [f"call {call.call_id} ({call.direction}, {call.outcome or call.status})"]
     for e in events:
-        detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
-        who = e.channel_id or e.recording_name or ""
-        lines.append(f"  {e.at:%H:%M:%S.%f}"[:-3] + f"  {e.kind:<22} {who} {detail}".rstrip())
+        said = sentence({"kind": e.kind, "channel_id": e.channel_id,
+                         "recording_name": e.recording_name, "detail": e.detail}, names)
+        lines.append(f"  {e.at:%H:%M:%S.%f}"[:-3] + f"  {e.kind:<24} {said}".rstrip())
     return "\n".join(lines)
+
+
+def _party(leg: LegRow) -> str:
+    endpoint = leg.channel_name.split("/", 1)[-1].rsplit("-", 1)[0] if leg.channel_name else ""
+    if leg.role == "caller":
+        return "the caller" + (f" {leg.caller_number}" if leg.caller_number else "")
+    return f"the {leg.role} ({endpoint})" if endpoint else f"the {leg.role}"
 
 
 async def print_calls(config: Config, limit: int, call_id: str | None, as_json: bool) -> int:
@@ -82,7 +96,8 @@ async def print_calls(config: Config, limit: int, call_id: str | None, as_json: 
         else:
             print(format_calls(rows))
             if call_id:
-                print(format_story(calls[0], await repo.events(call_id)))
+                print(format_story(calls[0], await repo.events(call_id),
+                                   await repo.legs(call_id), await repo.recordings(call_id)))
         return 0
     finally:
         await repo.close()
