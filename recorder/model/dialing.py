@@ -24,6 +24,7 @@ from recorder.model.flow import (
     make_call_id,
     play,
 )
+from recorder.model.phases import transition
 from recorder.model.segments import (
     connect_callee,
     start_segment,
@@ -189,7 +190,7 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
 
 def dial(s: Step) -> None:
     call = s.call
-    call.phase = DIALING
+    transition(s, DIALING)
     play(s, call.caller_channel, "ringback", s.settings.ringback_media)
     members = s.settings.ring_groups.get(call.target)
     if not members:
@@ -382,7 +383,7 @@ def answered(s: Step, leg: Leg) -> None:
         return
     leg.state = LEG_UP
     leg.answered_at = call.answered_at = s.at
-    call.phase = RECORDING_PENDING
+    transition(s, RECORDING_PENDING)
     call.callee_channel = leg.channel_id
     for other in other_dialled_legs(call, leg):  # a ring group: the others stop ringing
         other.outcome = "cancelled"
@@ -396,7 +397,7 @@ def answered(s: Step, leg: Leg) -> None:
     if plays:
         # The callee hears its announcement before it joins the recorded bridge (the caller
         # keeps hearing ringback meanwhile, unless it has one to hear too).
-        call.phase = CALLEE_CONSENT
+        transition(s, CALLEE_CONSENT)
         for ann in plays:
             if ann.to == "caller":
                 stop_ringback(s)
@@ -449,7 +450,7 @@ def after_prompt(s: Step, label: str, leg_id: str) -> None:
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
     elif call.phase == CALLEE_CONSENT and not any(
             p.get("at_answer") for p in call.prompts.values()):
-        call.phase = RECORDING_PENDING  # every announcement due at the answer is over
+        transition(s, RECORDING_PENDING)  # every announcement due at the answer is over
         connect_answered(s)
     start_if_due(s)
 

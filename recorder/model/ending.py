@@ -22,6 +22,7 @@ from recorder.model.flow import (
     Step,
     for_call,
 )
+from recorder.model.phases import transition
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
@@ -52,7 +53,7 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
         leg.in_bridge = True
         leg.spans.append([e.bridge.id, s.at, None])
         if len(call.bridged_parties()) >= 2 and call.phase == CONNECTING:
-            call.phase = BRIDGED
+            transition(s, BRIDGED)
             if call.bridged_at is None:
                 call.bridged_at = s.at
             s.record("call.bridged", channel_id)
@@ -246,7 +247,7 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
                     callee.outcome = "cancelled"
         else:
             call.outcome = dial_outcome(call)
-    call.phase = ENDING
+    transition(s, ENDING)
     for prompt in list(call.prompts.values()):  # hung up during an announcement: interrupted
         s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
         audit(s, prompt, "interrupted")
@@ -274,7 +275,7 @@ def maybe_finish(s: Step) -> None:
         call.bridge_destroyed = True  # a 404 means Asterisk already destroyed it
     if not all(r.done for r in call.recordings.values()):
         return
-    call.phase = ENDED
+    transition(s, ENDED)
     call.status = "ended"
     call.ended_at = max((leg.ended_at for leg in call.legs.values() if leg.ended_at), default=s.at)
     proof = coverage(call, s.settings.gap_threshold_ms)

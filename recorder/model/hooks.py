@@ -64,6 +64,7 @@ from recorder.model.inputs import (
     RecordingFiled,
     RecordingFileFailed,
 )
+from recorder.model.phases import transition
 from recorder.model.segments import close_recording, on_filed
 from recorder.model.sessions import answer_waiting, reply
 from recorder.model.settings import DIRECTIONS, CallSettings
@@ -687,7 +688,7 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
                 audit(s, prompt, "interrupted")
             reply(s, call.call_id, session, "FAILED", VERBATIM_ERROR="the channel ended")
     if not call.live_legs() and call.phase == FOLLOWING:
-        call.phase = ENDING
+        transition(s, ENDING)
         if call.outcome is None:
             # nobody answered: the dial failed, or the caller gave up (Dial cancelled them)
             failed = [x for x in call.legs.values() if x.role == "callee"

@@ -17,6 +17,7 @@ from recorder.model.flow import (
     for_call,
 )
 from recorder.model.inputs import RecordingFiled, RecordingFileFailed
+from recorder.model.phases import transition
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
@@ -91,7 +92,7 @@ def recording_started(s: Step, rec: Recording) -> None:
 
 def connect_callee(s: Step) -> None:
     call = s.call
-    call.phase = CONNECTING
+    transition(s, CONNECTING)
     callee = call.legs.get(call.callee_channel or "")
     if callee is not None and callee.originated and not callee.in_stasis:
         callee.waiting = True  # it joins on its StasisStart (dialing.dialled_leg_ready)
