@@ -17,6 +17,7 @@ from recorder.ari.connection import EventStream
 from recorder.ari.events import Event
 from recorder.config import Config
 from recorder.daemon import Daemon
+from recorder.db.connect import connect_database
 from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
@@ -63,28 +64,6 @@ def call_settings(config: Config) -> CallSettings:
         controls=dict(calls.controls),
         policy=load_policy(calls.policy_file, numbering_from(calls)),
     )
-
-
-async def connect_database(config: Config, *, wait: bool = True) -> Repository:
-    """Connect, waiting (with a logged reason) while PostgreSQL is not up yet.
-
-    While the daemon waits, the app is not registered with Asterisk, so `Stasis()` fails and
-    the dialplan's fallback records the calls: nothing goes unrecorded.
-    """
-    delay = 1.0
-    while True:
-        try:
-            return await Repository.connect(
-                config.database.dsn.reveal(),
-                min_size=config.database.pool_min,
-                max_size=config.database.pool_max,
-            )
-        except (TimeoutError, OSError, Exception) as exc:  # asyncpg raises many kinds
-            if not wait:
-                raise
-            log.warning("db.unavailable", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 @dataclass

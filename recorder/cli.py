@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
 from recorder.config import Config, ConfigError, load_config
+from recorder.config.model import default_config_path
 from recorder.logs import configure_logging
 
-DEFAULT_CONFIG = os.environ.get("VERBATIM_CONFIG", "/etc/verbatim/verbatim.yaml")
+DEFAULT_CONFIG = default_config_path()
 
 
 def _load(path: str) -> Config:

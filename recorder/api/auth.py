@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from recorder.api.errors import forbidden, unauthenticated
+from recorder.config import HttpConfig
 
 
 class Permission(StrEnum):
@@ -156,3 +157,12 @@ def _verify(encoded: str | None, password: str) -> bool:
 async def verify_password(encoded: str | None, password: str) -> bool:
     """argon2 costs ~50 ms of CPU and 64 MiB: off the event loop."""
     return await asyncio.to_thread(_verify, encoded, password)
+
+
+def session_cookie_name(http: HttpConfig) -> str:
+    # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and host-only.
+    return "__Host-vb_session" if secure_cookies(http) else "vb_session"
+
+
+def secure_cookies(http: HttpConfig) -> bool:
+    return http.tls or http.secure_cookies

@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from recorder.api.audit import AccessLog, PlaybackTracker
-from recorder.api.auth import PRINCIPAL, well_formed_secret
+from recorder.api.auth import PRINCIPAL, session_cookie_name, well_formed_secret
 from recorder.api.controls import ControlService
 from recorder.api.errors import Handler, error_middleware, unauthenticated
 from recorder.api.routes import DEPS, Deps, add_routes
@@ -36,15 +36,6 @@ _CSP = (
     "img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def session_cookie_name(http: HttpConfig) -> str:
-    # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and host-only.
-    return "__Host-vb_session" if secure_cookies(http) else "vb_session"
-
-
-def secure_cookies(http: HttpConfig) -> bool:
-    return http.tls or http.secure_cookies
 
 
 @web.middleware
@@ -177,7 +168,7 @@ async def http_if_enabled(config: Config) -> AsyncIterator[None]:
 
 async def serve(config: Config) -> None:
     """`verbatim serve`: the API and page alone (no ARI), until SIGTERM/SIGINT."""
-    from recorder.app import connect_database
+    from recorder.db.connect import connect_database
     from recorder.db.migrate import pending_migrations
 
     repo = await connect_database(config)  # waits, logging why, while PostgreSQL is down

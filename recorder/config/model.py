@@ -7,6 +7,7 @@ Config in a test and loading one from YAML cannot disagree about them.
 from __future__ import annotations
 
 import hmac
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -257,3 +258,8 @@ def department_of(config: Config, extension: str) -> str | None:
         if extension in extensions:
             return name
     return None
+
+
+def default_config_path() -> str:
+    """$VERBATIM_CONFIG, else /etc/verbatim/verbatim.yaml."""
+    return os.environ.get("VERBATIM_CONFIG", "/etc/verbatim/verbatim.yaml")

@@ -21,13 +21,13 @@ from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.consent import on_dtmf
 from recorder.model.controls import pause_refused
 from recorder.model.dialing import (
     dial,
     dialled_leg_ready,
     new_call,
     on_dial,
+    on_dtmf,
     on_playback_finished,
     on_state_change,
 )

@@ -15,11 +15,9 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.flow import Result, Step, for_call, stop_recordings
-from recorder.model.settings import CallSettings
-from recorder.model.state import Call, Leg, ModelState
+from recorder.model.flow import Step, stop_recordings
+from recorder.model.state import Call, Leg
 from recorder.policy import (
     Announcement,
     CallFacts,
@@ -27,6 +25,7 @@ from recorder.policy import (
     Join,
     Party,
     Policy,
+    announcements_at_start,
     announcements_on_join,
     announcements_on_start,
     call_facts,
@@ -75,8 +74,6 @@ def remember(call: Call, decision: Decision) -> None:
 
 def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
     """Decide the call's recording and return the announcements due at its start."""
-    from recorder.policy import announcements_at_start
-
     call, policy = s.call, s.settings.policy
     assert policy is not None
     decision = decision_of(call, policy)
@@ -227,46 +224,20 @@ def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
     return None
 
 
-def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
-    """The opt-out key pressed while that party's prompt plays: decide again, then act."""
-    assert isinstance(e, ev.ChannelDtmfReceived)
-    # Imported here: dialing and ending import this module (announcements), not the reverse.
-    from recorder.model.controls import control_digit
-    from recorder.model.dialing import after_prompt
-    from recorder.model.ending import begin_end
-
-    def body(s: Step) -> None:
-        call = s.call
-        prompt = prompt_playing_to(call, e.channel.id)
-        if prompt is None:  # not during an announcement: an in-call control, perhaps
-            control_digit(s, e)
-            return
-        if not prompt.get("opt_out_dtmf") or e.digit != prompt["opt_out_dtmf"]:
-            return
-        label = str(prompt["to"])
-        call.opted_out.append(label)
-        policy = s.settings.policy
-        assert policy is not None
-        decision = decision_of(call, policy)
-        remember(call, decision)
-        call.record = False
-        call.unrecorded_since = call.unrecorded_since or s.at
-        stop_recordings(s)  # a joining party refused: nothing more of the call is kept
-        s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
-        audit(s, prompt, "interrupted", dtmf=e.digit, opted_out=True)
-        s.log("consent.opted_out", "warning", channel_id=e.channel.id, party=label,
-              then=decision.then)
-        leg = call.legs[e.channel.id]
-        if decision.then == "end":
-            call.outcome = "rejected"
-            begin_end(s, leg, "rejected")
-        elif decision.then == "route" and decision.route_to:
-            context, _, rest = decision.route_to.partition(",")
-            exten, _, priority = rest.partition(",")
-            s.add(cmd.ContinueInDialplan(call.call_id, call.caller_channel, context, exten,
-                                         int(priority or 1)))
-        else:
-            after_prompt(s, label, str(prompt["leg"]))
-        s.save()
-
-    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
+def refuse(s: Step, prompt: dict[str, Any], digit: str | None, channel_id: str) -> Decision:
+    """The party of `prompt` pressed the opt-out key during it (either mode): policy decides
+    again, nothing of the call is recorded from now, the prompt's audit row says so. The
+    caller then acts on `Decision.then` (continue, route or end) as its mode can."""
+    call, policy = s.call, s.settings.policy
+    assert policy is not None  # prompts come from policy
+    label = str(prompt["to"])
+    call.opted_out.append(label)
+    decision = decision_of(call, policy)
+    remember(call, decision)
+    call.record = False
+    call.unrecorded_since = call.unrecorded_since or s.at
+    stop_recordings(s)  # a joining party refused: nothing more of the call is kept
+    audit(s, prompt, "interrupted", dtmf=digit, opted_out=True)
+    # a party's choice, not a fault: info, and an event row for the call's story
+    s.log("consent.opted_out", channel_id=channel_id, party=label, then=decision.then)
+    return decision

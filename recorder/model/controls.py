@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model.consent import present_parties
 from recorder.model.flow import Result, Step, for_call, stop_recordings
 from recorder.model.inputs import ControlRequested
 from recorder.model.segments import start_segment
@@ -34,6 +35,7 @@ from recorder.model.state import (
     REC_LIVE,
     ModelState,
 )
+from recorder.policy import Party, announcements_at_start, announcements_on_start
 from recorder.tags import MAX_TAGS_PER_CALL, normal_tag, tag_problem
 
 MAX_CODE = 4  # digits kept per channel to match a control code
@@ -170,9 +172,6 @@ def _start(s: Step) -> tuple[str, str]:
 def _unannounced(s: Step) -> bool:
     """Whether a party on the call now has not heard the announcement policy requires of a
     recorded call: those at its start, and whoever joined while it was not recorded."""
-    from recorder.model.consent import present_parties
-    from recorder.policy import Party, announcements_at_start, announcements_on_start
-
     call, policy = s.call, s.settings.policy
     if policy is None:
         return False

@@ -8,7 +8,16 @@ from dataclasses import asdict
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.consent import announce_join, audit, decide_at_start, due_for, start_prompt
+from recorder.model.consent import (
+    announce_join,
+    audit,
+    decide_at_start,
+    due_for,
+    prompt_playing_to,
+    refuse,
+    start_prompt,
+)
+from recorder.model.controls import control_digit
 from recorder.model.decisions import path_changed, take_path_args
 from recorder.model.ending import (
     begin_end,
@@ -472,3 +481,34 @@ def connect_answered(s: Step) -> None:
         start_segment(s)
     else:
         connect_callee(s)
+
+
+def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+    """A digit from a party in the app: the opt-out key while its prompt plays, else perhaps
+    an in-call control."""
+    assert isinstance(e, ev.ChannelDtmfReceived)
+
+    def body(s: Step) -> None:
+        call = s.call
+        prompt = prompt_playing_to(call, e.channel.id)
+        if prompt is None:  # not during an announcement: an in-call control, perhaps
+            control_digit(s, e)
+            return
+        if not prompt.get("opt_out_dtmf") or e.digit != prompt["opt_out_dtmf"]:
+            return
+        s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
+        decision = refuse(s, prompt, e.digit, e.channel.id)
+        leg = call.legs[e.channel.id]
+        if decision.then == "end":
+            call.outcome = "rejected"
+            begin_end(s, leg, "rejected")
+        elif decision.then == "route" and decision.route_to:
+            context, _, rest = decision.route_to.partition(",")
+            exten, _, priority = rest.partition(",")
+            s.add(cmd.ContinueInDialplan(call.call_id, call.caller_channel, context, exten,
+                                         int(priority or 1)))
+        else:
+            after_prompt(s, str(prompt["to"]), str(prompt["leg"]))
+        s.save()
+
+    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)

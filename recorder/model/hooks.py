@@ -38,11 +38,10 @@ from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
     decide_at_start,
-    decision_of,
     due_for,
     note_prompt,
     present_parties,
-    remember,
+    refuse,
 )
 from recorder.model.controls import (
     ACTIONS,
@@ -53,6 +52,7 @@ from recorder.model.controls import (
     pause_refused,
 )
 from recorder.model.decisions import path_changed, take_path_args
+from recorder.model.dialing import fill_numbers
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, on_hold
 from recorder.model.flow import DIAL_FAILURES, TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.inputs import (
@@ -172,8 +172,6 @@ def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
 
 
 def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
-    from recorder.model.dialing import fill_numbers  # dialing is Stasis mode's; one helper
-
     ch = e.channel
     direction = e.args[0] if e.args else ""
     target = e.args[1] if len(e.args) > 1 and e.args[1] else e.exten
@@ -376,21 +374,7 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
                 reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
             s.save()
             return
-        label = str(prompt["to"])
-        call.opted_out.append(label)
-        policy = s.settings.policy
-        assert policy is not None  # prompts come from policy
-        decision = decision_of(call, policy)
-        remember(call, decision)
-        call.record = False
-        call.unrecorded_since = call.unrecorded_since or s.at
-        audit(s, prompt, "interrupted", dtmf=e.digit, opted_out=True)
-        s.log("consent.opted_out", "warning", channel_id=leg_id, party=label, then=decision.then)
-        for leg in call.legs.values():  # nothing of the refusing party is kept
-            leg.recording = None
-        for rec in call.recordings.values():
-            if rec.status in REC_LIVE:
-                s.add(cmd.StopRecording(call.call_id, rec.name))
+        decision = refuse(s, prompt, e.digit, leg_id)
         if decision.then == "end":
             call.outcome = "rejected"
             reply(s, call.call_id, e.session, "HANGUP", VERBATIM_DETAIL="recording refused")

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from recorder.config import Config, ConfigError, load_config
+from recorder.config.model import default_config_path
 from recorder.numbers import is_extension
 from recorder.policy.explain import explain, render, to_json
 from recorder.policy.loader import load_policy, numbering_from
@@ -132,11 +133,10 @@ def _seconds(text: str) -> float:
 
 def _config(path: str | None) -> Config | None:
     if path is None:
-        from recorder.cli import DEFAULT_CONFIG
-
-        if not Path(DEFAULT_CONFIG).is_file():
+        default = default_config_path()
+        if not Path(default).is_file():
             return None
-        path = DEFAULT_CONFIG
+        path = default
     return load_config(Path(path), {**_PLACEHOLDERS, **{k: v for k, v in os.environ.items() if v}})
 
 

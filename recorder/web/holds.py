@@ -15,7 +15,7 @@ from recorder.api.errors import ApiError
 from recorder.api.routes import deps, origin
 from recorder.keeping.holds import CRITERIA, Hold, HoldError, hold_spec, reason_of
 from recorder.web import render
-from recorder.web.pages import _signed_in, read_form
+from recorder.web.forms import read_form, signed_in
 from recorder.web.render import e
 
 _LABELS = {
@@ -49,7 +49,7 @@ async def _page(request: web.Request, principal: Principal, message: str | None 
 
 
 def _signed_in_admin(request: web.Request) -> Principal:
-    return _signed_in(request, Permission.HOLDS_MANAGE)
+    return signed_in(request, Permission.HOLDS_MANAGE)
 
 
 async def holds_page(request: web.Request) -> web.StreamResponse:

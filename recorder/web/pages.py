@@ -15,10 +15,8 @@ import io
 import re
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -32,15 +30,18 @@ from recorder.api.auth import (
     principal_of,
     require,
     same_secret,
+    secure_cookies,
+    session_cookie_name,
 )
-from recorder.api.errors import ApiError, forbidden
+from recorder.api.errors import ApiError
 from recorder.api.params import printable
 from recorder.api.routes import deps, origin, path_id, range_start
 from recorder.api.search import COUNT_CAP, DIRECTIONS, parse_search
-from recorder.api.server import secure_cookies, session_cookie_name
 from recorder.db.rows import OUTCOMES
 from recorder.storage.audio import AudioError
 from recorder.web import callpage, callview, playback, render
+from recorder.web.forms import read_form, signed_in
+from recorder.web.holds import add_hold_pages
 
 log = structlog.get_logger(__name__)
 STATIC: Final = Path(__file__).parent / "static"
@@ -84,22 +85,6 @@ def _safe_next(value: str | None) -> str:
     return value if value and _LOCAL_PATH.fullmatch(value) else "/calls"
 
 
-async def read_form(request: web.Request) -> Mapping[str, str]:
-    """The posted form's text fields. Bytes that are not UTF-8, an unknown charset or a file
-    where text belongs are a 400, not a decoding error."""
-    try:
-        form = await request.post()
-    except (UnicodeDecodeError, LookupError, ValueError):
-        raise ApiError(400, "invalid_form", "the form could not be read as UTF-8 text") from None
-    fields: dict[str, str] = {}
-    for key, value in form.items():
-        if not isinstance(value, str):
-            raise ApiError(400, "invalid_form", f"the form field {key[:50]} must be text",
-                           {"field": key[:50]})  # fmt: skip
-        fields.setdefault(key, value)
-    return fields
-
-
 def _same_origin(request: web.Request) -> None:
     found = request.headers.get("Origin")
     if found is not None and found != f"{request.scheme}://{request.host}":
@@ -116,15 +101,6 @@ def _login_page(request: web.Request, status: int = 200, name: str = "",
         secure=secure_cookies(deps(request).http), max_age=3600,
     )  # fmt: skip
     return response
-
-
-def _signed_in(request: web.Request, permission: Permission) -> Principal:
-    principal = principal_of(request)
-    if principal is None:
-        raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
-    if not principal.may(permission):
-        raise forbidden(permission.value)
-    return principal
 
 
 def _redirect(location: str) -> web.Response:
@@ -204,7 +180,7 @@ def _search_values(request: web.Request) -> dict[str, str]:
 
 
 async def calls(request: web.Request) -> web.StreamResponse:
-    principal = _signed_in(request, Permission.CALLS_SEARCH)
+    principal = signed_in(request, Permission.CALLS_SEARCH)
     d = deps(request)
     values = _search_values(request)
     form = render.search_form(values, d.departments, DIRECTIONS, OUTCOMES)
@@ -241,7 +217,7 @@ def _cell(value: object) -> str:
 
 async def calls_csv(request: web.Request) -> web.StreamResponse:
     """The search's matches as CSV (at most CSV_ROWS), logged as a search like any other."""
-    principal = _signed_in(request, Permission.CALLS_SEARCH)
+    principal = signed_in(request, Permission.CALLS_SEARCH)
     d = deps(request)
     values = {k: v for k, v in _search_values(request).items() if k != "limit"}
     query = parse_search(MultiDict(values), d.region)
@@ -263,7 +239,7 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def call_page(request: web.Request) -> web.StreamResponse:
-    principal = _signed_in(request, Permission.CALLS_READ)
+    principal = signed_in(request, Permission.CALLS_READ)
     call_id = path_id(request, "call_id")
     d = deps(request)
     view = await callview.load(d.calls, principal, call_id, origin(request), "view")
@@ -321,7 +297,7 @@ async def whole_call_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def access_log_page(request: web.Request) -> web.StreamResponse:
-    principal = _signed_in(request, Permission.ACCESS_LOG_READ)
+    principal = signed_in(request, Permission.ACCESS_LOG_READ)
     d = deps(request)
     values = {k: v for k, v in request.query.items() if v.strip() and k != "cursor"}
     query_values = dict(values)
@@ -348,7 +324,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls/{call_id}", call_page)
     app.router.add_get("/api/calls/{call_id}/audio", whole_call_audio)
     app.router.add_get("/access-log", access_log_page)
-    from recorder.web.holds import add_hold_pages
 
     add_hold_pages(app)  # /holds, for admins
     app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)
