@@ -69,6 +69,7 @@ from recorder.model.reconcile import (
     reconcile,
     recordings_to_check,
 )
+from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
 from recorder.model.state import RECORDING_PENDING, Call, ModelState
 from recorder.persistence import Writer
@@ -237,14 +238,13 @@ class Daemon:
                     await self.client.subscribe_everything()
                 except AriError as exc:  # hook mode would miss its calls' Dial/bridge events
                     log.error("ari.subscribe_failed", error=str(exc))
-            if not self.adopted:
-                await self._adopt_open_calls()
+            refile = [] if self.adopted else await self._adopt_open_calls()
             snapshot = await self._snapshot()
         except AriError as exc:
             log.error("ari.reconcile_failed", error=str(exc))
             return
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
-        await self._dispatch(commands)
+        await self._dispatch(refile + commands)
         self.ready.set()
         if self.sweeper is not None:
             await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
@@ -277,8 +277,10 @@ class Daemon:
                 log.exception("spool.sweep_failed", uniqueid=uniqueid)
                 return
 
-    async def _adopt_open_calls(self) -> None:
-        """After a crash: take back the calls this server's rows say were in progress."""
+    async def _adopt_open_calls(self) -> list[cmd.Command]:
+        """After a crash: take back the calls this server's rows say were in progress; the
+        filing they had asked for (its result died with the previous run) is asked again."""
+        refile: list[cmd.Command] = []
         for row in await self.writer.open_calls(self.asterisk_id):
             if row.state is None:
                 await self.writer.close_orphan(row)
@@ -292,7 +294,9 @@ class Daemon:
                 continue
             self.state = self.state.with_call(call)
             log.info("call.adopted", call_id=call.call_id, phase=call.phase)
+            refile += filing_asked(call)
         self.adopted = True
+        return refile
 
     async def _snapshot(self) -> AriSnapshot:
         channels: dict[str, ChannelInfo] = {}
@@ -521,7 +525,9 @@ class Daemon:
         try:
             if self.spool_dir is not None:
                 src = self.spool_dir / f"{c.name}.{c.format}"
-                filed = await self.archive.file(
+                before = None if src.exists() else await self.archive.already_filed(
+                    call_id=c.call_id, name=c.name, started_at=started_at, fmt=c.format)
+                filed = before or await self.archive.file(
                     src, call_id=c.call_id, name=c.name, started_at=started_at, fmt=c.format
                 )
             else:

@@ -140,6 +140,20 @@ class PrivateCluster:
         if (self.data_dir / "PG_VERSION").exists() and self.running:
             self._pg(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"])
 
+    def clone(self, primary: PrivateCluster) -> None:
+        """Make this (empty) directory a streaming standby of `primary`: pg_basebackup -R
+        writes standby.signal and primary_conninfo; start() then runs it read-only."""
+        if primary.port is None:
+            raise ClusterError(f"cluster in {primary.data_dir} is not started")
+        self._prepare_dir()
+        self._pg(["pg_basebackup", "-D", str(self.data_dir), "-h", "127.0.0.1",
+                  "-p", str(primary.port), "-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast"]
+                 + ([] if self.fsync else ["--no-sync"]))
+
+    def promote(self) -> None:
+        """A standby becomes a primary (takes writes); waits until it does."""
+        self._pg(["pg_ctl", "promote", "-D", str(self.data_dir), "-w", "-t", "60"])
+
     def dsn(self, db: str = "verbatim") -> str:
         if self.port is None:
             raise ClusterError(f"cluster in {self.data_dir} is not started")

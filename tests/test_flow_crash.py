@@ -74,10 +74,12 @@ class Proc:
         return self.proc.returncode
 
 
-async def until(cond: Callable[[], Awaitable[bool]], sim: Simulator | None = None) -> None:
-    """Wait (real time) for `cond`; with `sim`, advance its clock 0.1 s between looks, so a
-    daemon in another process that reacts late still sees time go on (and timers fire)."""
-    async with asyncio.timeout(10):
+async def until(
+    cond: Callable[[], Awaitable[bool]], sim: Simulator | None = None, limit: float = 10.0
+) -> None:
+    """Wait (real time, at most `limit` s) for `cond`; with `sim`, advance its clock 0.1 s
+    between looks, so a daemon in another process that reacts late still sees time go on."""
+    async with asyncio.timeout(limit):
         while not await cond():  # polls another process's database writes
             if sim is not None:
                 await sim.advance(0.1)

@@ -10,11 +10,13 @@ dialled again, every segment is filed under its call, and each row is in Postgre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,10 +53,9 @@ def own_cluster() -> Iterator[PrivateCluster]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def test_a_crash_during_a_database_outage_cuts_no_call(
-    tmp_path: Path, own_cluster: PrivateCluster
-) -> None:
-    dsn = own_cluster.dsn()
+@contextlib.asynccontextmanager
+async def journalled_daemon(tmp_path: Path, dsn: str) -> AsyncIterator[tuple[Simulator, Proc]]:
+    """The simulator and a daemon (not yet started) whose journal is in tmp_path/journal."""
     spool, archive, journal = tmp_path / "spool", tmp_path / "archive", tmp_path / "journal"
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
     url = await sim.start()
@@ -63,6 +64,20 @@ async def test_a_crash_during_a_database_outage_cuts_no_call(
         "storage:\n", f"storage:\n  journal_dir: \"{journal}\"\n"))
     proc = Proc(config, dsn, tmp_path / "daemon.log")
     try:
+        yield sim, proc
+    finally:
+        if proc.proc is not None:
+            await proc.stop()
+        await sim.stop()
+        if os.environ.get("KEEP_LOG"):
+            shutil.copy(proc.log, "/tmp/outage.log")
+
+
+async def test_a_crash_during_a_database_outage_cuts_no_call(
+    tmp_path: Path, own_cluster: PrivateCluster
+) -> None:
+    dsn, journal = own_cluster.dsn(), tmp_path / "journal"
+    async with journalled_daemon(tmp_path, dsn) as (sim, proc):
         proc.start()
         await connected(sim)
         await asyncio.to_thread(own_cluster.stop)  # PostgreSQL goes away
@@ -120,8 +135,106 @@ async def test_a_crash_during_a_database_outage_cuts_no_call(
             assert not (journal / "journal.jsonl").exists()  # emptied once all was written
         finally:
             await repo.close()
-    finally:
-        await proc.stop()
-        await sim.stop()
-        if os.environ.get("KEEP_LOG"):
-            shutil.copy(proc.log, "/tmp/outage.log")
+
+
+MANY = 50
+
+
+async def test_fifty_calls_through_a_minute_long_outage_and_a_crash(
+    tmp_path: Path, own_cluster: PrivateCluster
+) -> None:
+    """20 calls set up with the database there, 30 more while it is away; during the outage
+    (60 s of the simulator's clock) some callers hang up, the daemon is killed (-9), a few more
+    hang up while no daemon runs; the database returns, the daemon restarts, the rest hang up.
+    Every call, leg, recording and event is in PostgreSQL once, each recording under its call,
+    and no party was hung up by the daemon."""
+    dsn = own_cluster.dsn()
+    async with journalled_daemon(tmp_path, dsn) as (sim, proc):
+        proc.start()
+        await connected(sim)
+        callers = []
+
+        async def bridged(n: int) -> bool:
+            return len(sim.events("ChannelEnteredBridge")) >= 2 * n
+
+        def call(n: int) -> None:
+            sim.set_endpoint(f"PJSIP/{300 + n}", answer_after=1.0, tone_hz=CALLEE_HZ)
+            callers.append(sim.start_call(caller_number=f"+14155551{n:03d}",
+                                          args=["inbound", str(300 + n)], tone_hz=CALLER_HZ))
+
+        for n in range(20):
+            call(n)
+        await sim.settle()
+        await until(lambda: bridged(20), sim, limit=60)
+        outage_from = sim.clock.now()
+        await asyncio.to_thread(own_cluster.stop)  # PostgreSQL goes away
+        for n in range(20, MANY):
+            call(n)
+        await sim.settle()
+        await until(lambda: bridged(MANY), sim, limit=60)
+        await sim.advance(5.0)
+        for caller in callers[:5] + callers[20:25]:  # ended while only the journal has them
+            sim.hangup(caller.id)
+        await sim.settle()
+        await sim.advance(10.0)
+        proc.kill9()  # during the outage
+        for caller in callers[5:8] + callers[25:28]:  # ended while no daemon runs
+            sim.hangup(caller.id)
+        await sim.settle()
+        await sim.advance(outage_from + 60.0 - sim.clock.now())
+        await asyncio.to_thread(own_cluster.start)
+        proc.start()
+        await connected(sim)
+        await sim.advance(2.0)
+        for caller in callers[8:20] + callers[28:]:
+            sim.hangup(caller.id)
+        await sim.settle()
+        repo = await Repository.connect(dsn, max_size=2)
+        try:
+            async def all_closed() -> bool:
+                calls = await repo.recent_calls(2 * MANY)
+                return len(calls) == MANY and all(c.status == "ended" for c in calls)
+
+            await until(all_closed, sim, limit=60)
+            await assert_each_row_once(repo, sim, [c.id for c in callers])
+        finally:
+            await repo.close()
+        log = proc.log.read_text()
+        assert "call.adopt_orphan" not in log and "call.release_orphan" not in log
+        assert '"daemon.event_failed"' not in log
+        assert not (tmp_path / "journal" / "journal.jsonl").exists()
+        assert not list((tmp_path / "spool").iterdir())
+        assert not sim.request_problems(), sim.request_problems()
+
+
+async def assert_each_row_once(repo: Repository, sim: Simulator, callers: list[str]) -> None:
+    """Each caller has one call (answered, ended) with its two legs; no event kind twice in a
+    call; each recording Asterisk made is one filed row under the call whose bridge it recorded;
+    the daemon hung up no one before their caller had."""
+    calls = await repo.recent_calls(2 * len(callers))
+    by_caller: dict[str, str] = {}
+    for row in calls:
+        assert (row.status, row.outcome) == ("ended", "answered"), row
+        legs = await repo.legs(row.call_id)
+        assert sorted(leg.role for leg in legs) == ["callee", "caller"], legs
+        by_caller |= {leg.channel_id: row.call_id for leg in legs if leg.role == "caller"}
+        twice = [k for k, n in Counter((e.kind, e.channel_id, e.recording_name)
+                                       for e in await repo.events(row.call_id)).items() if n > 1]
+        assert not twice, (row.call_id, twice)
+    assert sorted(by_caller) == sorted(callers)  # one call per caller, no adopted second
+    bridge_call = {e["bridge"]["id"]: by_caller[e["channel"]["id"]]
+                   for e in sim.events("ChannelEnteredBridge") if e["channel"]["id"] in by_caller}
+    made = [*sim.finished_recordings, *sim.recordings.values()]
+    assert len(made) == len(callers)
+    for rec in made:
+        filed = await repo.recording(sim.asterisk_id, rec.name)
+        assert filed is not None and filed.status == "filed", (rec.name, filed)
+        assert filed.call_id == bridge_call[rec.target_id], rec.name
+        assert Path(filed.path or "").is_file()
+    for caller in callers:
+        call_id = by_caller[caller]
+        hung = next(r.at for r in sim.event_log if r.event["type"] == "ChannelHangupRequest"
+                    and r.event["channel"]["id"] == caller)  # the clock requests are logged on
+        early = [r for r in sim.requests if r.method == "DELETE" and r.at < hung
+                 and r.path in (f"/channels/{caller}", f"/channels/{call_id}-l2")]
+        assert not early, early

@@ -88,6 +88,12 @@ class VirtualClock:
     def timestamp(self) -> str:
         return format_timestamp(self.epoch())
 
+    def cancel_all(self) -> None:
+        """Every timer dropped (the process they belonged to is gone)."""
+        for timer in self._heap:
+            timer.cancel()
+        self._heap.clear()
+
     def pending(self) -> list[Timer]:
         return sorted(t for t in self._heap if not t.cancelled)
 

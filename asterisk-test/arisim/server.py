@@ -80,6 +80,33 @@ class Simulator(Engine):
         """Close every events WebSocket; channels stay in their apps (events meanwhile lost)."""
         await self.hub.drop_all()
 
+    async def restart(self) -> None:
+        """Asterisk dies and comes back: the events WebSocket drops, every channel, bridge,
+        playback and live recording is gone without an event (nothing is left to send one),
+        and what the recordings had written stays in the spool as stored recordings."""
+        with self.action():
+            self.render_media(self.clock.now())
+            self.clock.cancel_all()
+            for rec in list(self.recordings.values()):
+                if rec.writer is not None:
+                    rec.writer.close()
+                    rec.writer = None
+                rec.state = "failed"
+                self.finished_recordings.append(rec)
+            for mix in self.mixmonitors:
+                mix.writer.close()
+            self.finished_mixmonitors += self.mixmonitors
+            for ch in self.channels.values():
+                ch.destroyed = True
+            for bridge in self.bridges.values():
+                bridge.destroyed = True
+            self.recordings.clear()
+            self.mixmonitors.clear()
+            self.playbacks.clear()
+            self.channels.clear()
+            self.bridges.clear()
+        await self.hub.drop_all()
+
     def request_problems(self) -> list[str]:
         """check_request over every REST request received: calls the spec does not allow."""
         problems = (self.spec.check_request(r.method, r.path, r.params) for r in self.requests)

@@ -118,8 +118,17 @@ def close_recording(s: Step, rec: Recording, failed: bool, error: str,
     if not failed or rec.started_at is not None:
         # Whatever Asterisk wrote is evidence, even from a failed recording: file it.
         rec.file_pending = True
-        began = rec.started_at or rec.requested_at
-        s.add(cmd.FileRecording(call.call_id, rec.name, rec.format, began.isoformat()))
+        s.add(_file_command(call, rec))
+
+
+def filing_asked(call: Call) -> list[cmd.Command]:
+    """The FileRecording commands a call is still waiting on (after a crash, asked again)."""
+    return [_file_command(call, rec) for rec in call.recordings.values() if rec.file_pending]
+
+
+def _file_command(call: Call, rec: Recording) -> cmd.FileRecording:
+    began = rec.started_at or rec.requested_at
+    return cmd.FileRecording(call.call_id, rec.name, rec.format, began.isoformat())
 
 
 def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:

@@ -76,6 +76,20 @@ def _hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _measure(path: Path) -> FiledRecording | None:
+    try:
+        size = path.stat().st_size
+        sha = _hash_file(path)
+    except FileNotFoundError:
+        return None
+    try:
+        duration: int | None = probe(path).duration_ms
+        audio_error: str | None = None
+    except AudioError as e:
+        duration, audio_error = None, str(e)
+    return FiledRecording(path, sha, size, duration, audio_error, already_filed=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -158,6 +172,14 @@ class Archive:
         """Copy a spool file into the archive, then delete the spool copy."""
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
         return await asyncio.to_thread(self._file_sync, Path(src), target, delete_source)
+
+    async def already_filed(
+        self, *, call_id: str, name: str, started_at: datetime, fmt: str
+    ) -> FiledRecording | None:
+        """What the archive holds under this recording's name, if anything: a filer asked
+        again after a crash (the spool copy is gone) finds it filed, not lost."""
+        target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
+        return await asyncio.to_thread(_measure, target)
 
     async def file_bytes(
         self,
