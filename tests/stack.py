@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arisim.core import DEFAULT_ASTERISK_ID
 from arisim.server import Simulator
 
 from recorder.app import Running, build
@@ -177,7 +178,7 @@ async def running_stack(
     tmp_path: Path, dsn: str, *, spool_shared: bool = True, start: bool = True,
     hooks: bool = False, start_epoch: float | None = None, shipped_prompts: bool = False,
     storage: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-    **calls: Any
+    asterisk_id: str | None = None, **calls: Any
 ) -> AsyncIterator[Stack]:
     """`start_epoch`: the simulated Asterisk's clock at the start (default: now), for a test
     that depends on the time of day (policy's time windows); `shipped_prompts`: each verbatim/
@@ -188,7 +189,8 @@ async def running_stack(
     sounds = {"verbatim/consent": 3.0}  # and every other sound: 3 s
     if shipped_prompts:
         sounds = sound_lengths(read_manifest(DEFAULT_DIRECTORY), Announcements().language)
-    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds, start_epoch=start_epoch)
+    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds=sounds, start_epoch=start_epoch,
+                    asterisk_id=asterisk_id or DEFAULT_ASTERISK_ID)
     base_url = await sim.start()
     config = make_config(base_url, dsn, spool if spool_shared else None, archive, hooks,
                          storage, metrics, **calls)
