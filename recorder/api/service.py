@@ -22,6 +22,7 @@ from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
 from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
+from recorder.storage.objects import SCHEME, S3Store
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,8 @@ class AudioFile:
     asterisk_id: str
     name: str
     format: str
-    path: Path  # resolved, inside the archive
+    path: Path | None  # resolved, inside the archive; None when in the object store
+    key: str | None = None  # its object's key (recordings.path) when in the object store
 
 
 def _inside_archive(root: Path, stored: str) -> Path | None:
@@ -81,9 +83,13 @@ def _inside_archive(root: Path, stored: str) -> Path | None:
 
 
 class CallService:
-    def __init__(self, pool: Any, archive_root: Path, access_log: AccessLog) -> None:
+    def __init__(
+        self, pool: Any, archive_root: Path, access_log: AccessLog,
+        objects: S3Store | None = None,
+    ) -> None:  # fmt: skip
         self.pool = pool
         self.archive_root = archive_root
+        self.objects = objects  # the whole bucket (every office's recordings), when configured
         self.access_log = access_log
         self._consent_sql: str | bool | None = False  # False: not looked up yet
 
@@ -210,9 +216,16 @@ class CallService:
                 f"recording {name} has no file in the archive (status {rec['status']})",
                 {"call_id": call_id, "name": name, "status": rec["status"]},
             )
-        real = await asyncio.to_thread(_inside_archive, self.archive_root, rec["path"])
+        stored = rec["path"]
+        if stored.startswith(SCHEME) and self.objects is not None and self.objects.owns(stored):
+            # Moved to the object store (a missing object is a 404 when it is read).
+            return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], None,
+                             stored)  # fmt: skip
+        real = None if stored.startswith(SCHEME) else \
+            await asyncio.to_thread(_inside_archive, self.archive_root, stored)  # fmt: skip
         if real is None:
-            # The database names a file we will not serve: gone, or outside the archive.
+            # The database names a file we will not serve: gone, outside the archive, or in
+            # an object store this server is not configured for.
             log.error("recording.unservable", call_id=call_id, recording=name)
             raise ApiError(
                 404,
