@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,14 @@ from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
 from recorder.config import StorageConfig
 from recorder.db.repository import Repository
+from recorder.keeping.purge import Purger
+from recorder.keeping.verify import verify
+from recorder.policy.model import Length
 from recorder.storage.objects import S3Store, StoreError, s3_store
 from recorder.storage.store import LocalStore
+from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader, uploading
-from tests.keeping_world import seed_call
+from tests.keeping_world import T0, policy, seed_call
 from tests.seaweedfs import SeaweedFS
 from tests.test_api_fixtures import add_users, config_for
 
@@ -234,3 +238,34 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     assert not any(f.exists() for f in files)
     assert await pool.fetchval("SELECT count(*) FROM custody WHERE chain = $1 AND kind = "
                                "'moved'", ast) == len(files)  # fmt: skip
+
+
+async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
+    moving: Office, bucket: S3Store
+) -> None:
+    ast, pool = moving.asterisk_id, moving.repo.pool
+    for n in range(3):
+        await seed_call(moving.repo, moving.archive, f"both-{n}", asterisk_id=ast)
+    moving.uploader.batch = 2
+    assert (await moving.uploader.move_round()).moved == 2  # both-0, both-1; both-2 waits
+    store = TieredStore(LocalStore(moving.archive), moving.uploader.store)
+    assert (await verify(pool, store, ast)).ok
+
+    # A changed object in the bucket and an object no recording names are found.
+    moved = [r["path"] for r in await rows(pool, ast) if r["path"].startswith("s3://")]
+    name = moved[0].removeprefix("s3://recordings/")
+    await bucket.client.put_object(Bucket="recordings", Key=name, Body=b"tampered")
+    await bucket.client.put_object(Bucket="recordings", Key=f"{ast}/2024/01/10/x/extra.wav",
+                                   Body=b"extra")  # fmt: skip
+    report = await verify(pool, store, ast)
+    assert sorted((p.kind, p.where) for p in report.problems) == [
+        ("mismatch", moved[0]), ("orphan_file", f"s3://recordings/{ast}/2024/01/10/x/extra.wav")]
+
+    # Past its class, each goes wherever it is: two objects and one local file.
+    done = await Purger(pool, store, policy(standard=Length(days=1)), ast).run(
+        T0 + timedelta(days=30))  # fmt: skip
+    assert done.audio == 3 and done.missing_files == 0
+    assert await rows(pool, ast) == []
+    assert await listing(moving.uploader.store) == [
+        f"s3://recordings/{ast}/2024/01/10/x/extra.wav"]
+    assert not any(p.is_file() for p in moving.archive.rglob("*"))

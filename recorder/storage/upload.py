@@ -26,7 +26,7 @@ import structlog
 
 from recorder.config.model import Config
 from recorder.keeping import custody
-from recorder.storage.objects import S3Store, s3_store
+from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore
 
 log = structlog.get_logger("verbatim.upload")
@@ -162,25 +162,26 @@ async def uploading(
 
 @contextlib.asynccontextmanager
 async def uploads_if_s3(
-    config: Config, pool: Any, ready: asyncio.Event, office: Callable[[], str],
+    config: Config, pool: Any, bucket: S3Store | None, ready: asyncio.Event,
+    office: Callable[[], str],
 ) -> AsyncIterator[None]:  # fmt: skip
-    """For `verbatim run` with storage.backend s3: move filed recordings to the bucket beside
-    the block."""
+    """For `verbatim run` with storage.backend s3: move filed recordings into `bucket` (the
+    whole bucket, open) beside the block."""
     s3 = config.storage.s3
-    if config.storage.backend != "s3" or s3 is None:
+    if config.storage.backend != "s3" or s3 is None or bucket is None:
         yield
         return
     archive = LocalStore(config.storage.archive_dir)
-    async with s3_store(s3) as bucket:
-        def uploader_for(asterisk_id: str) -> Uploader:
-            store = S3Store(bucket.client, bucket.bucket, asterisk_id)
-            return Uploader(pool, archive, store, asterisk_id)
 
-        task = asyncio.create_task(uploading(uploader_for, ready, office,
-                                             retry_max_s=s3.retry_max_s), name="verbatim-uploads")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def uploader_for(asterisk_id: str) -> Uploader:
+        store = S3Store(bucket.client, bucket.bucket, asterisk_id)
+        return Uploader(pool, archive, store, asterisk_id)
+
+    task = asyncio.create_task(uploading(uploader_for, ready, office,
+                                         retry_max_s=s3.retry_max_s), name="verbatim-uploads")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
