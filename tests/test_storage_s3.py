@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,37 +23,13 @@ from recorder.db.repository import Repository
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
-from recorder.storage.objects import S3Store, StoreError, s3_store
+from recorder.storage.objects import S3Store, StoreError
 from recorder.storage.store import LocalStore
 from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader, uploading
 from tests.keeping_world import T0, policy, seed_call
 from tests.seaweedfs import SeaweedFS
 from tests.test_api_fixtures import add_users, config_for
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def bucket(seaweed: SeaweedFS) -> AsyncIterator[S3Store]:
-    """The whole bucket (office ""), as the API reads it."""
-    if seaweed.proc is None:  # a test stopped it and failed before starting it again
-        seaweed.start()
-    async with s3_store(seaweed.config()) as store:
-        for _ in range(100):  # `weed mini -bucket` creates it just after S3 answers
-            with contextlib.suppress(Exception):
-                await store.client.head_bucket(Bucket=store.bucket)
-                break
-            await asyncio.sleep(0.1)
-        yield store
 
 
 def office() -> str:
@@ -269,3 +244,30 @@ async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
     assert await listing(moving.uploader.store) == [
         f"s3://recordings/{ast}/2024/01/10/x/extra.wav"]
     assert not any(p.is_file() for p in moving.archive.rglob("*"))
+
+
+async def test_a_move_cut_short_anywhere_finishes_once(moving: Office) -> None:
+    """As a kill -9 would leave it: uploaded but not committed; committed but the local copy
+    still there. The next round finishes each, with one object and one custody event each."""
+    ast, pool = moving.asterisk_id, moving.repo.pool
+    first = (await seed_call(moving.repo, moving.archive, "cut-1", asterisk_id=ast))[0]
+    second = (await seed_call(moving.repo, moving.archive, "cut-2", asterisk_id=ast))[0]
+    # cut-1: the object is in the bucket, the database never heard of it.
+    key = moving.uploader.store.key_for(str(first.relative_to(moving.archive)))
+    await moving.uploader.store.put(key, first, sha(first.read_bytes()))
+    # cut-2: moved and committed, then the daemon died before removing the local file.
+    moving.uploader.batch = 1
+    kept = second.read_bytes()
+    assert (await moving.uploader.move_round()).moved == 1  # cut-1 (names in order)
+    assert (await moving.uploader.move_round()).moved == 1
+    second.parent.mkdir(parents=True, exist_ok=True)
+    second.write_bytes(kept)
+    await pool.execute("UPDATE uploads SET local_removed_at = NULL WHERE name = 'cut-2-s1'")
+
+    assert (await moving.uploader.move_round()).moved == 0
+    assert not first.exists() and not second.exists()
+    assert len(await listing(moving.uploader.store)) == 2
+    assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1 AND "
+                               "local_removed_at IS NOT NULL", ast) == 2  # fmt: skip
+    assert await pool.fetchval("SELECT count(*) FROM custody WHERE chain = $1 AND kind = "
+                               "'moved'", ast) == 2  # fmt: skip

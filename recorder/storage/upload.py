@@ -163,7 +163,7 @@ async def uploading(
 @contextlib.asynccontextmanager
 async def uploads_if_s3(
     config: Config, pool: Any, bucket: S3Store | None, ready: asyncio.Event,
-    office: Callable[[], str],
+    office: Callable[[], str], *, idle_s: float = 5.0,
 ) -> AsyncIterator[None]:  # fmt: skip
     """For `verbatim run` with storage.backend s3: move filed recordings into `bucket` (the
     whole bucket, open) beside the block."""
@@ -177,7 +177,7 @@ async def uploads_if_s3(
         store = S3Store(bucket.client, bucket.bucket, asterisk_id)
         return Uploader(pool, archive, store, asterisk_id)
 
-    task = asyncio.create_task(uploading(uploader_for, ready, office,
+    task = asyncio.create_task(uploading(uploader_for, ready, office, idle_s=idle_s,
                                          retry_max_s=s3.retry_max_s), name="verbatim-uploads")
     try:
         yield
