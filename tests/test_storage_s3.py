@@ -146,8 +146,8 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
 
     config = dataclasses.replace(config_for(pg_dsn, moving.archive), storage=StorageConfig(
         archive_dir=moving.archive, spool_dir=None, backend="s3", s3=None))  # fmt: skip
-    client: TestClient[Any, Any] = TestClient(TestServer(make_app(
-        build_deps(config, pool, bucket))))  # fmt: skip
+    deps = build_deps(config, pool, bucket)
+    client: TestClient[Any, Any] = TestClient(TestServer(make_app(deps)))
     await client.start_server()
     try:
         tokens = await add_users(UserStore(pool))
@@ -166,6 +166,11 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
         download = await client.get(url.replace("/audio", "/download"), headers=auth)
         assert await download.read() == data[1]
         assert download.headers["Content-Disposition"].startswith("attachment")
+        # The call page's whole-call mix and waveforms are made from files: a checked copy
+        # beside them, which a purge deletes with them.
+        copies = await deps.calls.archive_files("call-1")
+        assert [p.read_bytes() for p in copies.values()] == data
+        assert all(p.parent == moving.archive / ".derived" / "call-1" for p in copies.values())
         # Gone from the bucket: a 404 saying so, not a 500.
         await bucket.delete_many([keys[0]])
         gone = await client.get(url.replace("-s2", "-s1"), headers=auth)
@@ -236,14 +241,18 @@ async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
     assert sorted((p.kind, p.where) for p in report.problems) == [
         ("mismatch", moved[0]), ("orphan_file", f"s3://recordings/{ast}/2024/01/10/x/extra.wav")]
 
-    # Past its class, each goes wherever it is: two objects and one local file.
+    # Past its class, each goes wherever it is: two objects and one local file; and the call
+    # page's copy of a moved one.
+    copy = moving.archive / ".derived" / "both-1" / "both-1-s1-0123456789abcdef.wav"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"copy")
     done = await Purger(pool, store, policy(standard=Length(days=1)), ast).run(
         T0 + timedelta(days=30))  # fmt: skip
     assert done.audio == 3 and done.missing_files == 0
     assert await rows(pool, ast) == []
     assert await listing(moving.uploader.store) == [
         f"s3://recordings/{ast}/2024/01/10/x/extra.wav"]
-    assert not any(p.is_file() for p in moving.archive.rglob("*"))
+    assert not any(p.is_file() for p in moving.archive.rglob("*"))  # .derived/ copies too
 
 
 async def test_a_move_cut_short_anywhere_finishes_once(moving: Office) -> None:

@@ -23,6 +23,7 @@ from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
 from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
 from recorder.storage.objects import SCHEME, S3Store
+from recorder.storage.store import DERIVED
 
 log = structlog.get_logger(__name__)
 
@@ -185,14 +186,33 @@ class CallService:
         """name -> the real path of each filed recording of the call that is in the archive
         (for a call `parts` has just found in scope; never sent to a client)."""
         rows = await self.pool.fetch(
-            "SELECT name, path FROM recordings WHERE call_id = $1 AND status = 'filed' "
-            "AND path IS NOT NULL", call_id)  # fmt: skip
+            "SELECT name, path, format, sha256 FROM recordings WHERE call_id = $1 "
+            "AND status = 'filed' AND path IS NOT NULL", call_id)  # fmt: skip
         out: dict[str, Path] = {}
         for row in rows:
-            real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
+            if row["path"].startswith(SCHEME):
+                real = await self._local_copy(call_id, row)
+            else:
+                real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
             if real is not None:
                 out[row["name"]] = real
         return out
+
+    async def _local_copy(self, call_id: str, row: Any) -> Path | None:
+        """A recording moved to the object store, copied beside the call's other derived files
+        (the whole-call mix and waveforms are made from files; a purge deletes them all)."""
+        if self.objects is None or not self.objects.owns(row["path"]):
+            return None
+        folder = self.archive_root / DERIVED / call_id
+        target = folder / f"{row['name']}-{row['sha256'][:16]}.{row['format']}"
+        if await asyncio.to_thread(target.is_file):
+            return target
+        await asyncio.to_thread(folder.mkdir, 0o750, True, True)
+        if await self.objects.copy_to(row["path"], target, row["sha256"]):
+            return target
+        log.error("recording.unservable", call_id=call_id, recording=row["name"],
+                  detail="not in the object store with its SHA-256")  # fmt: skip
+        return None
 
     async def audio_file(
         self, principal: Principal, call_id: str, name: str, action: str, origin: Origin

@@ -20,6 +20,8 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import os
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -172,6 +174,27 @@ class S3Store:
         part = await self.get(key)
         async for chunk in part.chunks():
             yield chunk
+
+    async def copy_to(self, key: str, target: Path, sha256: str) -> bool:
+        """Download `key` to `target` (mode 0640, through a temporary file beside it) if its
+        bytes hash to `sha256`; False (and no file) when they do not or it is missing."""
+        fd, tmp = await asyncio.to_thread(tempfile.mkstemp, dir=target.parent, prefix=".tmp-")
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in self.read(key):
+                    h.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            if h.hexdigest() != sha256:
+                return False
+            await asyncio.to_thread(os.chmod, tmp, 0o640)
+            await asyncio.to_thread(os.replace, tmp, target)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.unlink, tmp)
 
     async def digest(self, key: str) -> Digest | None:
         h, size = hashlib.sha256(), 0

@@ -9,7 +9,9 @@ are absolute paths ("/..."), and '/' sorts before 's' of "s3://".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import posixpath
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
@@ -42,6 +44,9 @@ class TieredStore:
             mine = [k for k in keys if self._of(k) is store]
             if mine:
                 found.update(zip(mine, await store.delete_many(mine), strict=True))
+        # What the call page made from a moved recording is local (recorder.api.service).
+        calls = {posixpath.basename(posixpath.dirname(k)) for k in keys if self.bucket.owns(k)}
+        await asyncio.to_thread(self.local.forget_derived, sorted(calls))
         return [found[k] for k in keys]
 
     async def tidy(self, keys: Sequence[str]) -> None:
