@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import structlog
 
+from recorder.background import beside
 from recorder.config import Config, KeepingConfig
 from recorder.keeping.purge import Purger, PurgeReport
 from recorder.keeping.verify import VerifyReport, verify
@@ -136,10 +137,5 @@ async def keeping(keeper: Keeper, ready: asyncio.Event,
         await ready.wait()
         await keeper.run(asterisk_id)
 
-    task = asyncio.create_task(start(), name="verbatim-keeping")
-    try:
+    async with beside(start(), "verbatim-keeping"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

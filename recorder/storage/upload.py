@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from recorder.background import beside
 from recorder.config.model import Config
 from recorder.keeping import custody
 from recorder.storage.objects import S3Store
@@ -177,11 +178,6 @@ async def uploads_if_s3(
         store = S3Store(bucket.client, bucket.bucket, asterisk_id)
         return Uploader(pool, archive, store, asterisk_id)
 
-    task = asyncio.create_task(uploading(uploader_for, ready, office, idle_s=idle_s,
-                                         retry_max_s=s3.retry_max_s), name="verbatim-uploads")
-    try:
+    work = uploading(uploader_for, ready, office, idle_s=idle_s, retry_max_s=s3.retry_max_s)
+    async with beside(work, "verbatim-uploads"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
