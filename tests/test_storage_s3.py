@@ -186,19 +186,27 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     ast, pool = moving.asterisk_id, moving.repo.pool
     ready = asyncio.Event()
     ready.set()
-    seaweed.stop()
-    files = []
-    for n in range(6):
-        files += await seed_call(moving.repo, moving.archive, f"down-{n}", asterisk_id=ast)
-    data = {f.stem: f.read_bytes() for f in files}
     task = asyncio.create_task(uploading(lambda _: moving.uploader, ready, lambda: ast,
                                          idle_s=0.1, retry_max_s=0.5))  # fmt: skip
+    files = []
     try:
-        await asyncio.sleep(2.0)  # several failed rounds
-        assert all(f.exists() for f in files)
-        assert all(r["path"].startswith(str(moving.archive)) for r in await rows(pool, ast))
+        files += await seed_call(moving.repo, moving.archive, "before", asterisk_id=ast)
+        for _ in range(50):
+            if not files[0].exists():
+                break
+            await asyncio.sleep(0.1)
+        assert not files[0].exists()  # moved while the store was up
+        seaweed.stop()
+        for n in range(20):  # filed while the store is down
+            files += await seed_call(moving.repo, moving.archive, f"down-{n:02}",
+                                     asterisk_id=ast)  # fmt: skip
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # more failed rounds
+        assert all(f.exists() for f in files[1:])
+        waiting = [r for r in await rows(pool, ast) if not r["path"].startswith("s3://")]
+        assert len(waiting) == 20
         assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1",
-                                   ast) == 0  # fmt: skip
+                                   ast) == 1  # fmt: skip
         seaweed.start()
         for _ in range(200):
             if all(r["path"].startswith("s3://") for r in await rows(pool, ast)):
@@ -214,7 +222,7 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     for r in await rows(pool, ast):
         assert r["path"] in keys
         digest = await store.digest(r["path"])
-        assert digest is not None and digest.sha256 == r["sha256"] == sha(data[r["name"]])
+        assert digest is not None and (digest.sha256, digest.size) == (r["sha256"], r["bytes"])
     assert not any(f.exists() for f in files)
     assert await pool.fetchval("SELECT count(*) FROM custody WHERE chain = $1 AND kind = "
                                "'moved'", ast) == len(files)  # fmt: skip
