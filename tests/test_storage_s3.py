@@ -156,6 +156,8 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
         whole = await client.get(url, headers=auth)
         assert whole.status == 200 and await whole.read() == data[1]
         assert whole.headers["Accept-Ranges"] == "bytes"
+        head = await client.head(url, headers=auth)
+        assert head.status == 200 and head.headers["Content-Length"] == str(len(data[1]))
         part = await client.get(url, headers={**auth, "Range": "bytes=10-99"})
         assert part.status == 206 and await part.read() == data[1][10:100]
         assert part.headers["Content-Range"] == f"bytes 10-99/{len(data[1])}"
