@@ -188,7 +188,8 @@ async def run(config: Config) -> None:
                     lambda: daemon.asterisk_id),  # daily purge, periodic verify
             # storage.backend s3: filed recordings moved to the bucket
             uploads_if_s3(config, running.repo.pool, bucket, daemon.ready,
-                          lambda: daemon.asterisk_id),
+                          lambda: daemon.asterisk_id,
+                          status=running.monitor.uploads if running.monitor else None),
         ):
             await daemon.run()
         log.info("verbatim.stopped")

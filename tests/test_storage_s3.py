@@ -190,6 +190,7 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     ready.set()
     task = asyncio.create_task(uploading(lambda _: moving.uploader, ready, lambda: ast,
                                          idle_s=0.1, retry_max_s=0.5))  # fmt: skip
+    status = moving.uploader.status  # what /metrics and the health line show
     files = []
     try:
         files += await seed_call(moving.repo, moving.archive, "before", asterisk_id=ast)
@@ -207,17 +208,20 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
         assert all(f.exists() for f in files[1:])
         waiting = [r for r in await rows(pool, ast) if not r["path"].startswith("s3://")]
         assert len(waiting) == 20
+        assert status.failing and status.moved_total == 1
         assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1",
                                    ast) == 1  # fmt: skip
         seaweed.start()
         for _ in range(200):
-            if all(r["path"].startswith("s3://") for r in await rows(pool, ast)):
+            moved = all(r["path"].startswith("s3://") for r in await rows(pool, ast))
+            if moved and status.waiting == 0:  # (counted at the end of the round)
                 break
             await asyncio.sleep(0.1)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    assert (status.waiting, status.failing, status.moved_total) == (0, False, 21)
     store = S3Store(bucket.client, bucket.bucket, ast)
     keys = await listing(store)
     assert len(keys) == len(files) == len(set(keys))

@@ -53,6 +53,11 @@ _UPLOADED = """
         key = EXCLUDED.key, sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes,
         uploaded_at = clock_timestamp(), local_removed_at = NULL
 """
+_WAITING = """
+    SELECT count(*) FROM (SELECT 1 FROM recordings
+        WHERE asterisk_id = $1 AND status = 'filed' AND path NOT LIKE 's3://%'
+          AND starts_with(path, $2) LIMIT 100000) w
+"""
 _REMOVED = """
     UPDATE uploads SET local_removed_at = clock_timestamp() WHERE asterisk_id = $1 AND name = $2
 """
@@ -64,11 +69,21 @@ class Round:
     waiting: bool = False  # more to move than one round takes
 
 
+@dataclass
+class UploadStatus:
+    """For the health line and /metrics (recorder.metrics)."""
+
+    waiting: int = 0  # filed recordings still in the archive, after the last round (capped)
+    failing: bool = False  # the last round failed: the store (or the database) is away
+    moved_total: int = 0  # since the process started
+
+
 class Uploader:
     def __init__(
         self, pool: Any, archive: LocalStore, store: S3Store, asterisk_id: str, *,
-        batch: int = 50,
+        batch: int = 50, status: UploadStatus | None = None,
     ) -> None:  # fmt: skip
+        self.status = status or UploadStatus()
         self.pool = pool
         self.archive = archive
         self.store = store
@@ -92,6 +107,10 @@ class Uploader:
         for row in rows:
             if await self._move(row):
                 done.moved += 1
+                self.status.moved_total += 1
+        async with self.pool.acquire() as conn:
+            self.status.waiting = await conn.fetchval(_WAITING, self.asterisk_id,
+                                                      self.archive.prefix)  # fmt: skip
         return done
 
     async def _move(self, row: Any) -> bool:
@@ -147,6 +166,7 @@ async def uploading(
         try:
             done = await uploader.move_round()
         except Exception as exc:  # the store or the database is away: the recordings wait
+            uploader.status.failing = True
             if not failing:
                 log.warning("upload.failed", error=f"{type(exc).__name__}: {exc}",
                             action="recordings wait in the archive; retrying")  # fmt: skip
@@ -157,6 +177,7 @@ async def uploading(
         if failing:
             log.info("upload.resumed")
         wait, failing = 1.0, False
+        uploader.status.failing = False
         if not done.waiting:
             await asyncio.sleep(idle_s)
 
@@ -164,7 +185,7 @@ async def uploading(
 @contextlib.asynccontextmanager
 async def uploads_if_s3(
     config: Config, pool: Any, bucket: S3Store | None, ready: asyncio.Event,
-    office: Callable[[], str], *, idle_s: float = 5.0,
+    office: Callable[[], str], *, idle_s: float = 5.0, status: UploadStatus | None = None,
 ) -> AsyncIterator[None]:  # fmt: skip
     """For `verbatim run` with storage.backend s3: move filed recordings into `bucket` (the
     whole bucket, open) beside the block."""
@@ -176,7 +197,7 @@ async def uploads_if_s3(
 
     def uploader_for(asterisk_id: str) -> Uploader:
         store = S3Store(bucket.client, bucket.bucket, asterisk_id)
-        return Uploader(pool, archive, store, asterisk_id)
+        return Uploader(pool, archive, store, asterisk_id, status=status)
 
     work = uploading(uploader_for, ready, office, idle_s=idle_s, retry_max_s=s3.retry_max_s)
     async with beside(work, "verbatim-uploads"):
