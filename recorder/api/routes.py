@@ -222,9 +222,12 @@ async def _object_response(
         part.close()
         await response.prepare(request)
         return response
-    await response.prepare(request)
-    async for chunk in part.chunks():
-        await response.write(chunk)
+    try:
+        await response.prepare(request)
+        async for chunk in part.chunks():
+            await response.write(chunk)
+    finally:
+        part.close()  # also when the client went away mid-stream
     await response.write_eof()
     return response
 
