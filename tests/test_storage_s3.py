@@ -204,11 +204,15 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
             files += await seed_call(moving.repo, moving.archive, f"down-{n:02}",
                                      asterisk_id=ast)  # fmt: skip
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # more failed rounds
+        for _ in range(100):  # a round fails (botocore's own retry comes first)
+            if status.failing:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # and more rounds
+        assert status.failing and status.moved_total == 1
         assert all(f.exists() for f in files[1:])
         waiting = [r for r in await rows(pool, ast) if not r["path"].startswith("s3://")]
         assert len(waiting) == 20
-        assert status.failing and status.moved_total == 1
         assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1",
                                    ast) == 1  # fmt: skip
         seaweed.start()
