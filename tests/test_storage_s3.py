@@ -4,6 +4,7 @@ the store is down) and playback from the bucket through the API."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -20,6 +21,7 @@ from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
 from recorder.config import StorageConfig
 from recorder.db.repository import Repository
+from recorder.keeping import cli as keeping_cli
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
@@ -239,7 +241,7 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
 
 
 async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
-    moving: Office, bucket: S3Store
+    moving: Office, bucket: S3Store, seaweed: SeaweedFS, pg_dsn: str
 ) -> None:
     ast, pool = moving.asterisk_id, moving.repo.pool
     for n in range(3):
@@ -248,6 +250,12 @@ async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
     assert (await moving.uploader.move_round()).moved == 2  # both-0, both-1; both-2 waits
     store = TieredStore(LocalStore(moving.archive), moving.uploader.store)
     assert (await verify(pool, store, ast)).ok
+    # `verbatim verify` with storage.s3 configured checks the same.
+    config = dataclasses.replace(config_for(pg_dsn, moving.archive), storage=StorageConfig(
+        archive_dir=moving.archive, spool_dir=None, backend="s3", s3=seaweed.config()))
+    command = argparse.Namespace(command="verify", office=ast, since=None, sample="100%",
+                                 json=True)  # fmt: skip
+    assert await keeping_cli.run(config, command) == 0
 
     # A changed object in the bucket and an object no recording names are found.
     moved = [r["path"] for r in await rows(pool, ast) if r["path"].startswith("s3://")]
@@ -255,6 +263,7 @@ async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
     await bucket.client.put_object(Bucket="recordings", Key=name, Body=b"tampered")
     await bucket.client.put_object(Bucket="recordings", Key=f"{ast}/2024/01/10/x/extra.wav",
                                    Body=b"extra")  # fmt: skip
+    assert await keeping_cli.run(config, command) == 1
     report = await verify(pool, store, ast)
     assert sorted((p.kind, p.where) for p in report.problems) == [
         ("mismatch", moved[0]), ("orphan_file", f"s3://recordings/{ast}/2024/01/10/x/extra.wav")]
