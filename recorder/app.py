@@ -156,12 +156,19 @@ async def run(config: Config) -> None:
         )
         from recorder.api.server import http_if_enabled
         from recorder.keeping.job import keeper_for, keeping
+        from recorder.storage.tiered import bucket_if_configured
+        from recorder.storage.upload import uploads_if_s3
 
         daemon = running.daemon
         async with (
             http_if_enabled(config),  # the search API and page, when http.enabled
-            keeping(keeper_for(config, running.repo.pool), daemon.ready,
+            bucket_if_configured(config) as bucket,  # storage.s3's, or None
+            keeping(keeper_for(config, running.repo.pool, bucket), daemon.ready,
                     lambda: daemon.asterisk_id),  # daily purge, periodic verify
+            # storage.backend s3: filed recordings moved to the bucket
+            uploads_if_s3(config, running.repo.pool, bucket, daemon.ready,
+                          lambda: daemon.asterisk_id,
+                          status=running.monitor.uploads if running.monitor else None),
         ):
             await daemon.run()
         log.info("verbatim.stopped")

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import hashlib
 import os
 import pwd
 import re
+import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +39,7 @@ from recorder.health import FALLBACK_SOUND
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES, Policy
 from recorder.resources import shipped
+from recorder.storage.objects import SCHEME, s3_store
 from recorder.storage.space import check_dir
 
 MAX_SKEW_S: Final = 2.0  # beyond this, event times and file times disagree visibly
@@ -75,6 +79,7 @@ async def diagnose(config: Config) -> list[Check]:
     checks.append(await _dialplan(config))
     checks.append(await _fastagi(config))
     checks += _storage(config)
+    checks.append(await _object_store(config))
     checks += await _database(config)
     checks.append(_policy_check(config))
     order = {name: i for i, name in enumerate(NAMES)}
@@ -82,7 +87,8 @@ async def diagnose(config: Config) -> list[Check]:
 
 
 NAMES: Final = ("ari", "credentials", "application", "dialplan", "fastagi", "spool", "archive",
-                "free_space", "database", "migrations", "policy", "prompts", "clock")
+                "free_space", "object_store", "database", "migrations", "policy", "prompts",
+                "clock")
 
 
 async def _ari(client: AriClient, config: Config) -> list[Check]:
@@ -288,6 +294,36 @@ def _storage(config: Config) -> list[Check]:
         out.append(passed("free_space", f"{free or 'not measured'} free "
                           f"(minimum {storage.min_free_mb} MB)"))
     return out
+
+
+async def _object_store(config: Config) -> Check:
+    """storage.s3's bucket takes, confirms and deletes an object as the uploads will."""
+    s3 = config.storage.s3
+    if s3 is None:
+        return passed("object_store", "not used: storage.backend is local")
+    probe = f"{SCHEME}{s3.bucket}/verbatim-doctor/{uuid.uuid4().hex}"
+    body = b"verbatim doctor probe"
+    sha = hashlib.sha256(body).hexdigest()
+    try:
+        async with s3_store(s3) as store:
+            with tempfile.NamedTemporaryFile() as f:
+                f.write(body)
+                f.flush()
+                await asyncio.wait_for(store.put(probe, Path(f.name), sha), TIMEOUT_S * 2)
+            confirmed = await asyncio.wait_for(store.confirm(probe, sha, len(body)), TIMEOUT_S)
+            await asyncio.wait_for(store.delete_many([probe]), TIMEOUT_S)
+    except Exception as exc:  # unreachable, refused, denied: all say what to fix alike
+        return failed("object_store", f"{s3.endpoint or 'AWS S3'} bucket {s3.bucket}: "
+                      f"{type(exc).__name__}: {exc}",
+                      "check storage.s3 (endpoint, bucket, region) and its keys "
+                      "(VERBATIM_S3_ACCESS_KEY, VERBATIM_S3_SECRET_KEY); the bucket must exist "
+                      "and the keys allow GetObject, PutObject, DeleteObject and ListBucket on "
+                      "it")  # fmt: skip
+    if not confirmed:
+        return failed("object_store", f"bucket {s3.bucket} did not keep a probe's bytes",
+                      "the store must keep what it takes and report it: check its health")
+    return passed("object_store", f"bucket {s3.bucket} at {s3.endpoint or 'AWS S3'} takes, "
+                  "confirms and deletes recordings")
 
 
 async def _database(config: Config) -> list[Check]:

@@ -4,9 +4,9 @@ listener (`metrics:`), the free-space watermarks checked, and a `recording.healt
 Every figure is read when asked, from what the daemon keeps anyway: its model state (calls and
 their recordings), the writer (rows waiting for PostgreSQL, event rows staged by kind, time spent
 writing, its journal's size), the event queue and the calls' lanes, the ARI event stream
-(connected), the hook broker and the FastAGI server, and the disk watch. So the daemon's event
-path does no extra work for them. Not here: uploads waiting (recordings are filed into a local
-archive; there is no upload).
+(connected), the hook broker and the FastAGI server, the disk watch, and with storage.backend
+s3 the uploads' status (recorder.storage.upload, counted once per upload round). So the
+daemon's event path does no extra work for them.
 
 /metrics  Prometheus text format; `verbatim_*` as listed in README "When a part fails", and the
           process' own (`process_*`).
@@ -39,6 +39,7 @@ from recorder.config import Config
 from recorder.daemon import Daemon
 from recorder.db.repository import Repository
 from recorder.model.state import REC_LIVE
+from recorder.storage.upload import UploadStatus
 from recorder.storage.watermarks import LEVELS, DiskState, DiskWatch
 
 log = structlog.get_logger("verbatim.health")
@@ -72,6 +73,9 @@ class Figures:
     recordings_failed_total: int
     recordings_missing_total: int
     recordings_refused_total: int
+    uploads_waiting: int  # storage.backend s3 (recorder.storage.upload); 0 with local
+    uploads_failing: bool
+    uploads_moved_total: int
     disks: tuple[DiskState, ...]
 
     def log_fields(self) -> dict[str, Any]:
@@ -83,7 +87,9 @@ class Figures:
         return fields
 
 
-def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch) -> Figures:
+def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch,
+                 uploads: UploadStatus | None = None) -> Figures:  # fmt: skip
+    uploads = uploads or UploadStatus()
     calls = daemon.state.calls.values()
     staged, writer = daemon.writer.staged, daemon.writer
     return Figures(
@@ -110,6 +116,9 @@ def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch) -> Fig
         recordings_failed_total=staged["recording.failed"],
         recordings_missing_total=staged["recording.missing"],
         recordings_refused_total=watch.refused,
+        uploads_waiting=uploads.waiting,
+        uploads_failing=uploads.failing,
+        uploads_moved_total=uploads.moved_total,
         disks=tuple(watch.states.values()),
     )
 
@@ -157,6 +166,12 @@ def metric_families(f: Figures) -> Iterator[Metric]:
                           ("refused", f.recordings_refused_total)):  # fmt: skip
         recordings.add_metric([result], value)
     yield recordings
+    yield gauge("uploads_waiting", "Filed recordings waiting in the archive to be moved to the "
+                "object store (storage.backend s3)", f.uploads_waiting)  # fmt: skip
+    yield gauge("uploads_failing", "1 while moving recordings to the object store fails",
+                f.uploads_failing)  # fmt: skip
+    yield counter("uploads_moved", "Recordings moved to the object store, hash confirmed",
+                  f.uploads_moved_total)  # fmt: skip
     free = GaugeMetricFamily("verbatim_disk_free_bytes", "Free space for recordings",
                              labels=["dir", "path"])  # fmt: skip
     level = GaugeMetricFamily(
@@ -193,9 +208,10 @@ class Monitor:
         ProcessCollector(registry=self.registry)
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
+        self.uploads = UploadStatus()  # filled by the uploads when storage.backend is s3
 
     def figures(self) -> Figures:
-        return read_figures(self.daemon, self.agi, self.watch)
+        return read_figures(self.daemon, self.agi, self.watch, self.uploads)
 
     async def start(self) -> tuple[str, int] | None:
         await asyncio.to_thread(self.watch.check)  # levels known before the first call

@@ -8,6 +8,7 @@ once. `pg_dsn` gives each test empty tables (TRUNCATE of every table but schema_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ import pytest
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
 from recorder.pgcluster import PrivateCluster
+from recorder.storage.objects import S3Store, s3_store
+from tests.seaweedfs import SeaweedFS
 
 # Set to reuse a cluster directory between runs (faster local iterations); default: a new one.
 PG_DIR_ENV = "VERBATIM_TEST_PGDIR"
@@ -150,3 +153,28 @@ async def watcher(sim: Any) -> AsyncIterator[Any]:
     await client.connect()
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real SeaweedFS (S3 on loopback) for the session, started when a test first asks."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def bucket(seaweed: SeaweedFS) -> AsyncIterator[S3Store]:
+    """The whole bucket (office ""), as the API reads it."""
+    if seaweed.proc is None:  # a test stopped it and failed before starting it again
+        seaweed.start()
+    async with s3_store(seaweed.config()) as store:
+        for _ in range(100):  # `weed mini -bucket` creates it just after S3 answers
+            with contextlib.suppress(Exception):
+                await store.client.head_bucket(Bucket=store.bucket)
+                break
+            await asyncio.sleep(0.1)
+        yield store

@@ -207,6 +207,23 @@ def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
     assert c.ari.url == "http://127.0.0.1:8088"
 
 
+def test_object_storage(tmp_path: Path) -> None:
+    text = ("ari:\n  username: u\nstorage:\n  archive_dir: /a\n  backend: s3\n  s3:\n"
+            "    bucket: firm.recordings\n    endpoint: http://seaweed.office:8333/\n"
+            "    region: eu-west-1\n    access_key: from-file\n    retry_max_s: 30\n")
+    env = {**ENV, "VERBATIM_S3_SECRET_KEY": "s3-secret", "VERBATIM_S3_ACCESS_KEY": "from-env"}
+    s = _load(tmp_path, text, env).storage
+    assert s.backend == "s3" and s.s3 is not None
+    assert (s.s3.bucket, s.s3.endpoint, s.s3.region, s.s3.retry_max_s) == (
+        "firm.recordings", "http://seaweed.office:8333", "eu-west-1", 30.0)
+    assert (s.s3.access_key.reveal(), s.s3.secret_key.reveal()) == ("from-env", "s3-secret")
+    assert "s3-secret" not in repr(s)
+    # No keys at all: the AWS default credential chain (instance role, ~/.aws).
+    aws = _load(tmp_path, text.replace("    access_key: from-file\n", ""), ENV).storage.s3
+    assert aws is not None and aws.access_key.reveal() == aws.secret_key.reveal() == ""
+    assert _load(tmp_path, MINIMAL, ENV).storage.backend == "local"
+
+
 def test_null_secret_in_file_is_filled_from_environment(tmp_path: Path) -> None:
     text = "ari:\n  username: u\n  password:\ndatabase:\n  dsn:\nstorage:\n  archive_dir: /a\n"
     c = _load(tmp_path, text, ENV)

@@ -341,6 +341,62 @@ CASES: list[tuple[str, int, str, str]] = [
         "expected a string, got nothing (null)",
     ),
     ("storage:\n  format: wav\n", 1, "storage.archive_dir", "required key is missing"),
+    # storage.backend and its object store
+    (
+        "storage:\n  archive_dir: /a\n  backend: S3\n",
+        3,
+        "storage.backend",
+        "must be one of local, s3, got 'S3'; did you mean 's3'?",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  backend: s3\n",
+        3,
+        "storage.backend",
+        "backend s3 needs an s3: section (bucket, endpoint, keys)",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  backend: s3\n  s3:\n    endpoint: http://h:8333\n",
+        4,
+        "storage.s3.bucket",
+        "required key is missing",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: Rec_Archive\n",
+        4,
+        "storage.s3.bucket",
+        "must be an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and "
+        "ending with a letter or digit, got 'Rec_Archive'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    endpoint: h:8333\n",
+        5,
+        "storage.s3.endpoint",
+        "must be an http:// or https:// URL, got 'h:8333'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    endpoint: http://h/rec\n",
+        5,
+        "storage.s3.endpoint",
+        "must be scheme://host[:port] only (the bucket is its own key), got 'http://h/rec'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    access_key: AK\n",
+        5,
+        "storage.s3.access_key",
+        "access_key needs secret_key: set it or VERBATIM_S3_SECRET_KEY",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    retry_max_s: 0\n",
+        5,
+        "storage.s3.retry_max_s",
+        "must be a finite number greater than 0, got 0",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    regoin: eu\n",
+        5,
+        "storage.s3.regoin",
+        "unknown key; did you mean 'region'?",
+    ),
     ("asterisk:\n  label: sf\n", 1, "storage.archive_dir", "required key is missing"),
     (
         "# comment\n\nasterisk:\n  label: sf\nstorage:\n  format: wav\n",

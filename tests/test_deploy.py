@@ -84,7 +84,7 @@ def test_its_commands_are_verbatims() -> None:
 
 def test_the_environment_file_names_every_variable() -> None:
     text = ENV_EXAMPLE.read_text()
-    names = set(re.findall(r"^(VERBATIM_[A-Z_]+)=", text, re.MULTILINE))
+    names = set(re.findall(r"^(VERBATIM_[A-Z0-9_]+)=", text, re.MULTILINE))
     variables = {v for k, v in vars(model).items() if k.startswith("ENV_")}
     assert names == variables
     assert "/etc/verbatim/verbatim.env" in text and "0600" in text

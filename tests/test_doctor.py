@@ -25,6 +25,7 @@ from recorder.config import (
     Config,
     DatabaseConfig,
     HooksConfig,
+    S3Config,
     Secret,
     StorageConfig,
 )
@@ -32,6 +33,7 @@ from recorder.db.migrate import migrate
 from recorder.doctor import NAMES, Check, diagnose, shipped_contexts
 from recorder.pgcluster import PrivateCluster, free_port
 from recorder.resources import shipped
+from tests.seaweedfs import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("verbatim/consent-all-party-en", "verbatim/consent-one-party-en", "verbatim/consent")
@@ -99,6 +101,12 @@ async def test_a_healthy_installation_passes_every_check(site: Site) -> None:
     assert no_ami["dialplan"].ok is None and "could not check" in no_ami["dialplan"].detail
 
 
+async def test_a_working_object_store_passes(site: Site, seaweed: SeaweedFS) -> None:
+    config = _config(site, **{"storage.backend": "s3", "storage.s3": seaweed.config()})
+    check = _by_name(await diagnose(config))["object_store"]
+    assert check.ok is True and "takes, confirms and deletes" in check.detail, check
+
+
 def _config(site: Site, **changes: object) -> Config:
     """site.config with section fields changed: {"storage.min_free_mb": 10**9}."""
     config = site.config
@@ -161,6 +169,9 @@ BROKEN: dict[str, tuple[Breaker, str]] = {
     "spool": (_changed(**{"storage.spool_dir": Path("/nonexistent/spool")}), "spool_dir: null"),
     "archive": (_archive_is_a_file, "install -d"),
     "free_space": (_changed(**{"storage.min_free_mb": 10**9}), "free space"),
+    "object_store": (_changed(**{"storage.backend": "s3", "storage.s3": S3Config(
+        "recordings", f"http://127.0.0.1:{free_port()}", access_key=Secret("k"),
+        secret_key=Secret("s"))}), "VERBATIM_S3_SECRET_KEY"),
     "database": (_changed(**{"database.dsn": Secret(f"postgresql://x@127.0.0.1:{free_port()}/x")}),
                  "VERBATIM_DATABASE_DSN"),
     "migrations": (_fresh_database, "verbatim migrate"),

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+import structlog
 from aiohttp import web
 
 from recorder.api import params
@@ -24,6 +25,7 @@ from recorder.api.service import AudioFile, CallService
 from recorder.api.users import UserStore
 from recorder.config import HttpConfig
 from recorder.keeping.holds import Holds
+from recorder.storage.objects import RangeNotSatisfiable
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Deps:
     departments: tuple[str, ...]  # configured ones, offered by the page's search form
     holds: Holds  # legal holds (recorder/api/holds.py)
 
+
+log = structlog.get_logger(__name__)
 
 DEPS: Final = web.AppKey("verbatim_deps", Deps)
 MEDIA_TYPES: Final = {
@@ -176,19 +180,56 @@ async def _send_recording(
             recording_name=audio.name,
             detail={"range": request.headers.get("Range")},
         )
-    return _file_response(audio, attachment=action == "download")
+    attachment = action == "download"
+    if audio.key is not None:
+        return await _object_response(request, d.calls, audio, usable, attachment=attachment)
+    assert audio.path is not None
+    return web.FileResponse(audio.path, headers=_audio_headers(audio, attachment))
 
 
-def _file_response(audio: AudioFile, *, attachment: bool) -> web.FileResponse:
+def _audio_headers(audio: AudioFile, attachment: bool) -> dict[str, str]:
     filename = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{audio.name}.{audio.format}")
     disposition = "attachment" if attachment else "inline"
-    return web.FileResponse(
-        audio.path,
-        headers={
-            "Content-Type": MEDIA_TYPES.get(audio.format, "application/octet-stream"),
-            "Content-Disposition": f'{disposition}; filename="{filename}"',
-        },
-    )
+    return {
+        "Content-Type": MEDIA_TYPES.get(audio.format, "application/octet-stream"),
+        "Content-Disposition": f'{disposition}; filename="{filename}"',
+    }
+
+
+async def _object_response(
+    request: web.Request, calls: CallService, audio: AudioFile, usable: bool, *,
+    attachment: bool,
+) -> web.StreamResponse:  # fmt: skip
+    """The recording from the object store, streamed; the store answers the Range itself."""
+    assert audio.key is not None and calls.objects is not None
+    if not usable:
+        raise web.HTTPRequestRangeNotSatisfiable()  # as FileResponse answers a malformed Range
+    try:
+        part = await calls.objects.get(audio.key, request.headers.get("Range"))
+    except FileNotFoundError:
+        log.error("recording.unservable", call_id=audio.call_id, recording=audio.name)
+        raise ApiError(404, "recording_file_missing",
+                       f"the file of recording {audio.name} is not in the object store",
+                       {"call_id": audio.call_id, "name": audio.name}) from None  # fmt: skip
+    except RangeNotSatisfiable:
+        raise web.HTTPRequestRangeNotSatisfiable() from None
+    headers = {**_audio_headers(audio, attachment), "Accept-Ranges": "bytes",
+               "Content-Length": str(part.length)}  # fmt: skip
+    if part.content_range:
+        headers["Content-Range"] = part.content_range
+    response = web.StreamResponse(status=part.status, headers=headers)
+    if request.method == "HEAD":
+        part.close()
+        await response.prepare(request)
+        return response
+    try:
+        await response.prepare(request)
+        async for chunk in part.chunks():
+            await response.write(chunk)
+    finally:
+        part.close()  # also when the client went away mid-stream
+    await response.write_eof()
+    return response
 
 
 def add_routes(app: web.Application) -> None:

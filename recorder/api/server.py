@@ -28,6 +28,7 @@ from recorder.api.service import CallService
 from recorder.api.users import UserStore
 from recorder.config import Config, HttpConfig
 from recorder.db.repository import Repository
+from recorder.storage.objects import S3Store, s3_store
 
 log = structlog.get_logger("verbatim.http")
 
@@ -104,7 +105,9 @@ async def create_pool(dsn: str, min_size: int = 0, max_size: int = 5) -> Any:
     )
 
 
-def build_deps(config: Config, pool: Any) -> Deps:
+def build_deps(config: Config, pool: Any, objects: S3Store | None = None) -> Deps:
+    """`objects`: the bucket of storage.s3 (s3_store with no office), for recordings moved
+    there."""
     from recorder.keeping.holds import Holds
     from recorder.policy import load_policy, numbering_from
 
@@ -112,7 +115,7 @@ def build_deps(config: Config, pool: Any) -> Deps:
     policy = load_policy(config.calls.policy_file, numbering_from(config.calls))
     return Deps(
         users=UserStore(pool),
-        calls=CallService(pool, config.storage.archive_dir, access),
+        calls=CallService(pool, config.storage.archive_dir, access, objects),
         controls=ControlService(pool, access),
         access_log=access,
         playback=PlaybackTracker(),
@@ -136,7 +139,17 @@ def ssl_context(http: HttpConfig) -> ssl.SSLContext | None:
 @contextlib.asynccontextmanager
 async def serving(config: Config, pool: Any) -> AsyncIterator[web.AppRunner]:
     """The API and page listening on http.host:http.port until the block ends."""
-    runner = web.AppRunner(make_app(build_deps(config, pool)), access_log=None)
+    async with contextlib.AsyncExitStack() as stack:
+        objects = None
+        if config.storage.s3 is not None:  # also after a switch back to local: moved ones play
+            objects = await stack.enter_async_context(s3_store(config.storage.s3))
+        async with _listening(config, build_deps(config, pool, objects)) as runner:
+            yield runner
+
+
+@contextlib.asynccontextmanager
+async def _listening(config: Config, deps: Deps) -> AsyncIterator[web.AppRunner]:
+    runner = web.AppRunner(make_app(deps), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(

@@ -22,6 +22,8 @@ from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
 from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
+from recorder.storage.objects import SCHEME, S3Store
+from recorder.storage.store import DERIVED
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +64,8 @@ class AudioFile:
     asterisk_id: str
     name: str
     format: str
-    path: Path  # resolved, inside the archive
+    path: Path | None  # resolved, inside the archive; None when in the object store
+    key: str | None = None  # its object's key (recordings.path) when in the object store
 
 
 def _inside_archive(root: Path, stored: str) -> Path | None:
@@ -81,9 +84,13 @@ def _inside_archive(root: Path, stored: str) -> Path | None:
 
 
 class CallService:
-    def __init__(self, pool: Any, archive_root: Path, access_log: AccessLog) -> None:
+    def __init__(
+        self, pool: Any, archive_root: Path, access_log: AccessLog,
+        objects: S3Store | None = None,
+    ) -> None:  # fmt: skip
         self.pool = pool
         self.archive_root = archive_root
+        self.objects = objects  # the whole bucket (every office's recordings), when configured
         self.access_log = access_log
         self._consent_sql: str | bool | None = False  # False: not looked up yet
 
@@ -179,14 +186,33 @@ class CallService:
         """name -> the real path of each filed recording of the call that is in the archive
         (for a call `parts` has just found in scope; never sent to a client)."""
         rows = await self.pool.fetch(
-            "SELECT name, path FROM recordings WHERE call_id = $1 AND status = 'filed' "
-            "AND path IS NOT NULL", call_id)  # fmt: skip
+            "SELECT name, path, format, sha256 FROM recordings WHERE call_id = $1 "
+            "AND status = 'filed' AND path IS NOT NULL", call_id)  # fmt: skip
         out: dict[str, Path] = {}
         for row in rows:
-            real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
+            if row["path"].startswith(SCHEME):
+                real = await self._local_copy(call_id, row)
+            else:
+                real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
             if real is not None:
                 out[row["name"]] = real
         return out
+
+    async def _local_copy(self, call_id: str, row: Any) -> Path | None:
+        """A recording moved to the object store, copied beside the call's other derived files
+        (the whole-call mix and waveforms are made from files; a purge deletes them all)."""
+        if self.objects is None or not self.objects.owns(row["path"]):
+            return None
+        folder = self.archive_root / DERIVED / call_id
+        target = folder / f"{row['name']}-{row['sha256'][:16]}.{row['format']}"
+        if await asyncio.to_thread(target.is_file):
+            return target
+        await asyncio.to_thread(folder.mkdir, 0o750, True, True)
+        if await self.objects.copy_to(row["path"], target, row["sha256"]):
+            return target
+        log.error("recording.unservable", call_id=call_id, recording=row["name"],
+                  detail="not in the object store with its SHA-256")  # fmt: skip
+        return None
 
     async def audio_file(
         self, principal: Principal, call_id: str, name: str, action: str, origin: Origin
@@ -210,9 +236,16 @@ class CallService:
                 f"recording {name} has no file in the archive (status {rec['status']})",
                 {"call_id": call_id, "name": name, "status": rec["status"]},
             )
-        real = await asyncio.to_thread(_inside_archive, self.archive_root, rec["path"])
+        stored = rec["path"]
+        if stored.startswith(SCHEME) and self.objects is not None and self.objects.owns(stored):
+            # Moved to the object store (a missing object is a 404 when it is read).
+            return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], None,
+                             stored)  # fmt: skip
+        real = None if stored.startswith(SCHEME) else \
+            await asyncio.to_thread(_inside_archive, self.archive_root, stored)  # fmt: skip
         if real is None:
-            # The database names a file we will not serve: gone, or outside the archive.
+            # The database names a file we will not serve: gone, outside the archive, or in
+            # an object store this server is not configured for.
             log.error("recording.unservable", call_id=call_id, recording=name)
             raise ApiError(
                 404,

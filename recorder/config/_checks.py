@@ -65,6 +65,23 @@ def ari_url(value: str) -> str:
     return url
 
 
+def endpoint_url(value: str) -> str:
+    """An S3 endpoint: http(s)://host[:port], no credentials, path or query."""
+    url = ari_url(value)
+    if urlsplit(url).path:
+        raise Invalid("must be scheme://host[:port] only (the bucket is its own key), "
+                      f"got '{value}'")
+    return url
+
+
+def bucket(value: str) -> str:
+    # S3's bucket naming rules (what every S3-compatible store accepts).
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value:
+        raise Invalid("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', "
+                      f"starting and ending with a letter or digit, got '{value}'")
+    return value
+
+
 def app_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise Invalid(f"must be letters, digits, '_' or '-' only, got '{value}'")

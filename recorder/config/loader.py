@@ -20,10 +20,13 @@ from recorder.config.model import (
     ENV_ARI_URL,
     ENV_ARI_USERNAME,
     ENV_DATABASE_DSN,
+    ENV_S3_ACCESS_KEY,
+    ENV_S3_SECRET_KEY,
     LOG_FORMATS,
     LOG_LEVELS,
     ON_CRITICAL,
     RECORDING_FORMATS,
+    STORAGE_BACKENDS,
     AmiConfig,
     AriConfig,
     AsteriskConfig,
@@ -37,6 +40,7 @@ from recorder.config.model import (
     KeepingConfig,
     LoggingConfig,
     MetricsConfig,
+    S3Config,
     Secret,
     StorageConfig,
 )
@@ -61,8 +65,9 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "database": ("dsn", "pool_min", "pool_max"),
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
-        "journal_dir", "journal_max_mb", "low_free_mb", "on_critical",
+        "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3",
     ),
+    "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s"),
     "calls": (
         "dial_timeout_s",
         "dial_method",
@@ -150,6 +155,10 @@ def _read_storage(s: Section) -> StorageConfig:
         key = "low_free_mb" if "low_free_mb" in s.entries else "min_free_mb"
         raise s.error(key, f"low_free_mb ({low}) is the warning mark: it must be at least "
                       f"min_free_mb ({critical}), the critical one")  # fmt: skip
+    backend = s.text("backend", _default(d, "backend"), check.one_of(STORAGE_BACKENDS))
+    s3 = _read_s3(s.section("s3", KEYS["storage.s3"])) if "s3" in s.entries else None
+    if backend == "s3" and s3 is None:
+        raise s.error("backend", "backend s3 needs an s3: section (bucket, endpoint, keys)")
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
@@ -161,6 +170,26 @@ def _read_storage(s: Section) -> StorageConfig:
         spool_sweep_s=s.seconds("spool_sweep_s", _default(d, "spool_sweep_s")),
         journal_dir=None if journal is None else Path(journal),
         journal_max_mb=s.integer("journal_max_mb", _default(d, "journal_max_mb"), 1),
+        backend=backend,
+        s3=s3,
+    )
+
+
+def _read_s3(s: Section) -> S3Config:
+    d = S3Config
+    access = s.optional_text("access_key", None, check.non_empty, env_var=ENV_S3_ACCESS_KEY)
+    secret = s.optional_text("secret_key", None, None, env_var=ENV_S3_SECRET_KEY, secret=True)
+    if bool(access) != bool(secret):  # pointed at the one given, missing its partner
+        given, missing = ("access_key", "secret_key") if access else ("secret_key", "access_key")
+        env = ENV_S3_SECRET_KEY if access else ENV_S3_ACCESS_KEY
+        raise s.error(given, f"{given} needs {missing}: set it or {env}")
+    return S3Config(
+        bucket=s.text("bucket", REQUIRED, check.bucket),
+        endpoint=s.optional_text("endpoint", None, check.endpoint_url, nullable=True),
+        region=s.text("region", _default(d, "region"), check.non_empty),
+        access_key=Secret(access or ""),
+        secret_key=Secret(secret or ""),
+        retry_max_s=s.seconds("retry_max_s", _default(d, "retry_max_s")),
     )
 
 

@@ -27,6 +27,8 @@ ENV_ARI_URL: Final = "VERBATIM_ARI_URL"
 ENV_ARI_USERNAME: Final = "VERBATIM_ARI_USERNAME"
 ENV_DATABASE_DSN: Final = "VERBATIM_DATABASE_DSN"
 ENV_AMI_SECRET: Final = "VERBATIM_AMI_SECRET"  # noqa: S105 - the variable's name, not a secret
+ENV_S3_ACCESS_KEY: Final = "VERBATIM_S3_ACCESS_KEY"
+ENV_S3_SECRET_KEY: Final = "VERBATIM_S3_SECRET_KEY"  # noqa: S105 - the variable's name
 
 
 class ConfigError(Exception):
@@ -101,6 +103,22 @@ class DatabaseConfig:
     pool_max: int = 5
 
 
+STORAGE_BACKENDS: Final = ("local", "s3")
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """An S3-compatible bucket (AWS, SeaweedFS, MinIO, Ceph RGW) for storage.backend: s3."""
+
+    bucket: str
+    endpoint: str | None = None  # None: AWS's own endpoint for the region
+    region: str = "us-east-1"
+    access_key: Secret = field(default_factory=lambda: Secret(""))
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    # Uploads are retried after a failure, waiting twice as long each time up to this.
+    retry_max_s: float = 60.0
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     archive_dir: Path
@@ -124,6 +142,10 @@ class StorageConfig:
     # recordings only).
     journal_dir: Path | None = None
     journal_max_mb: int = 256
+    # "local": recordings stay in archive_dir. "s3": filed there first, then uploaded to s3's
+    # bucket and removed locally once the store confirms their SHA-256.
+    backend: str = "local"
+    s3: S3Config | None = None
 
     @property
     def journal(self) -> Path:

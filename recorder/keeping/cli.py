@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,8 @@ import asyncpg
 from recorder.config import Config
 from recorder.policy import load_policy, numbering_from
 from recorder.policy.model import Policy
-from recorder.storage.store import LocalStore
+from recorder.storage.store import LocalStore, RecordingStore
+from recorder.storage.tiered import bucket_if_configured, store_for
 
 COMMANDS = ("purge", "holds", "verify")
 
@@ -109,14 +111,20 @@ async def run(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace, pool: Any) -> int:
+    async with bucket_if_configured(config) as bucket:
+        return await _command(config, args, pool, store_for(config, bucket))
+
+
+async def _command(config: Config, args: argparse.Namespace, pool: Any,
+                   store_of: Callable[[str], RecordingStore]) -> int:  # fmt: skip
     from recorder.keeping.purge import Purger
 
-    store = LocalStore(config.storage.archive_dir)
+    local = LocalStore(config.storage.archive_dir)
     if args.command == "purge":
         if args.batch < 1:
             raise UsageError("--batch must be at least 1")
-        office = await resolve_office(pool, store, args.office)
-        purger = Purger(pool, store, policy_of(config), office, batch=args.batch)
+        office = await resolve_office(pool, local, args.office)
+        purger = Purger(pool, store_of(office), policy_of(config), office, batch=args.batch)
         report = await purger.run(datetime.now(UTC), kind="cli", dry_run=args.dry_run)
         if args.json:
             print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
@@ -126,7 +134,7 @@ async def _run(config: Config, args: argparse.Namespace, pool: Any) -> int:
     if args.command == "holds":
         return await _holds(config, args, pool)
     if args.command == "verify":
-        return await _verify(args, pool, store)
+        return await _verify(args, pool, local, store_of)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -174,7 +182,8 @@ def percent(text: str) -> int:
     return int(value)
 
 
-async def _verify(args: argparse.Namespace, pool: Any, store: LocalStore) -> int:
+async def _verify(args: argparse.Namespace, pool: Any, local: LocalStore,
+                  store_of: Callable[[str], RecordingStore]) -> int:  # fmt: skip
     from recorder.keeping.verify import verify
     from recorder.report import parse_since
 
@@ -182,8 +191,9 @@ async def _verify(args: argparse.Namespace, pool: Any, store: LocalStore) -> int
         since = parse_since(args.since, datetime.now(UTC)) if args.since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    office = await resolve_office(pool, store, args.office)
-    report = await verify(pool, store, office, since=since, sample_percent=percent(args.sample))
+    office = await resolve_office(pool, local, args.office)
+    report = await verify(pool, store_of(office), office, since=since,
+                          sample_percent=percent(args.sample))  # fmt: skip
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
         return 0 if report.ok else 1

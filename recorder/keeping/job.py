@@ -20,11 +20,14 @@ from typing import Any, Final
 
 import structlog
 
+from recorder.background import beside
 from recorder.config import Config, KeepingConfig
 from recorder.keeping.purge import Purger, PurgeReport
 from recorder.keeping.verify import VerifyReport, verify
 from recorder.policy.model import Policy
+from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore, RecordingStore
+from recorder.storage.tiered import store_for
 
 log = structlog.get_logger("verbatim.keeping")
 
@@ -52,9 +55,12 @@ class Keeper:
         policy: Policy,
         config: KeepingConfig,
         clock: Clock = _utcnow,
+        store_for: Callable[[str], RecordingStore] | None = None,
     ) -> None:
         self.pool = pool
         self.store = store
+        # An office's store when it depends on the office (the bucket's part of storage.s3).
+        self.store_for = store_for or (lambda _: store)
         self.policy = policy
         self.config = config
         self.clock = clock
@@ -62,12 +68,12 @@ class Keeper:
         self.last_verified: VerifyReport | None = None
 
     async def purge(self, asterisk_id: str) -> PurgeReport:
-        purger = Purger(self.pool, self.store, self.policy, asterisk_id,
+        purger = Purger(self.pool, self.store_for(asterisk_id), self.policy, asterisk_id,
                         batch=self.config.purge_batch)  # fmt: skip
         return await purger.run(self.clock(), kind="daily")
 
     async def verify(self, asterisk_id: str) -> VerifyReport:
-        report = await verify(self.pool, self.store, asterisk_id,
+        report = await verify(self.pool, self.store_for(asterisk_id), asterisk_id,
                               sample_percent=self.config.verify_sample_percent)  # fmt: skip
         figures = report.as_dict()
         del figures["details"]
@@ -113,11 +119,13 @@ class Keeper:
                 due = self.clock() + timedelta(seconds=RETRY_S)
 
 
-def keeper_for(config: Config, pool: Any) -> Keeper:
+def keeper_for(config: Config, pool: Any, bucket: S3Store | None = None) -> Keeper:
+    """`bucket`: storage.s3's whole bucket, open (recorder.storage.tiered)."""
     from recorder.policy import load_policy, numbering_from
 
     policy = load_policy(config.calls.policy_file, numbering_from(config.calls))
-    return Keeper(pool, LocalStore(config.storage.archive_dir), policy, config.keeping)
+    return Keeper(pool, LocalStore(config.storage.archive_dir), policy, config.keeping,
+                  store_for=store_for(config, bucket))  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -129,10 +137,5 @@ async def keeping(keeper: Keeper, ready: asyncio.Event,
         await ready.wait()
         await keeper.run(asterisk_id)
 
-    task = asyncio.create_task(start(), name="verbatim-keeping")
-    try:
+    async with beside(start(), "verbatim-keeping"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -92,9 +92,14 @@ class LocalStore:
                 found.append(False)
             # What was made from the call's audio (the call page's whole-call mix, waveforms)
             # goes with it: no copy of a recording outlives its class.
-            derived = self.root / DERIVED / os.path.basename(os.path.dirname(key))
-            shutil.rmtree(derived, ignore_errors=True)
+            self.forget_derived([os.path.basename(os.path.dirname(key))])
         return found
+
+    def forget_derived(self, call_ids: Sequence[str]) -> None:
+        """Delete what the call page made from these calls' audio. Blocking."""
+        for call_id in call_ids:
+            if call_id and call_id not in (".", ".."):
+                shutil.rmtree(self.root / DERIVED / call_id, ignore_errors=True)
 
     async def tidy(self, keys: Sequence[str]) -> None:
         # A call's folder goes with its last recording; one still holding files stays. rmdir
