@@ -50,6 +50,8 @@ storage:
 logging:
   level: "info"
   format: "json"
+metrics:
+  port: {metrics_port}
 """
 
 
@@ -68,6 +70,8 @@ class Figures:
     rss_peak_kb: int
     wall_s: float
     rss_end_kb: int
+    stuck: int  # calls still up 30 s after they should have ended (hung up by the bench)
+    warnings: int  # warning and error lines the recorder logged
 
     @property
     def latency_ms(self) -> list[float]:
@@ -82,7 +86,8 @@ class Figures:
                 f"{self.transactions / n:7.1f} {self.requests / n:6.1f} {self.log_bytes / n:8.0f} "
                 f"{self.setups_per_s:8.1f} {p50:6.1f} {p99:7.1f} {self.rss_peak_kb / 1024:7.1f} "
                 f"{(self.rss_peak_kb - self.rss_start_kb) / n:7.1f} "
-                f"{(self.rss_end_kb - self.rss_start_kb) / n:7.1f} {self.wall_s:6.0f}")
+                f"{(self.rss_end_kb - self.rss_start_kb) / n:7.1f} {self.wall_s:6.0f} "
+                f"{self.stuck:5} {self.warnings:5}")
 
     def slowest(self) -> str:
         """p99 per event type, slowest first."""
@@ -93,7 +98,13 @@ class Figures:
 
 
 HEADER = ("recorder  calls  cpu ms/c  pg ms/c  xact/c  ari/c  log B/c  setup/s  p50ms   p99ms "
-          " peakMB  KB/call  KB/c end  wall s")
+          " peakMB  KB/call  KB/c end  wall s  stuck  warn")
+
+
+def warnings(log: Path, offset: int) -> int:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return sum(1 for line in f if b'"level": "warning"' in line or b'"level": "error"' in line)
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -181,8 +192,8 @@ async def place_calls(ctl: SimControl, n: int, rate: float, speed: float) -> Non
         if kind == "transfer":
             await asyncio.sleep((setup + talk / 2) / speed)
             with contextlib.suppress(aiohttp.ClientError, LookupError):
-                await ctl.blind_transfer(caller, "301")
-                return
+                if (await ctl.blind_transfer(caller, "301")).get("result") == "Success":
+                    return  # 301 hangs up 15 s later
         await asyncio.sleep((setup + talk) / speed)
         with contextlib.suppress(aiohttp.ClientError, LookupError):
             await ctl.hangup(caller)
@@ -230,16 +241,25 @@ def latencies(events: list[dict[str, Any]], requests: list[dict[str, Any]],
     return by_type
 
 
-async def quiet(pid: int, ctl: SimControl) -> None:
-    """Until the simulator has no channels and the recorder's CPU stands still for 1 s."""
-    while (await ctl.state()).get("channels"):  # noqa: ASYNC110 - another process
+async def quiet(pid: int, ctl: SimControl, patience_s: float) -> int:
+    """Until the simulator has no channels and the recorder's CPU stands still for 1 s. Channels
+    still there after `patience_s` (calls the recorder lost) are hung up; returns how many."""
+    deadline = time.monotonic() + patience_s
+    stuck = 0
+    while channels := (await ctl.state()).get("channels"):
+        if time.monotonic() > deadline:
+            stuck = len(channels)
+            for ch in channels:
+                with contextlib.suppress(aiohttp.ClientError, LookupError):
+                    await ctl.hangup(ch["id"])
+            deadline = time.monotonic() + patience_s
         await asyncio.sleep(0.5)
     last = cpu_ticks(pid)
     while True:
         await asyncio.sleep(1.0)
         now = cpu_ticks(pid)
         if now - last <= 1:
-            return
+            return stuck
         last = now
 
 
@@ -255,7 +275,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() != 1 else []
     if kind == "daemon":
         conf = work / "verbatim.yaml"
-        conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive))
+        conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive,
+                                      metrics_port=free_port()))
         rec_cmd = [*pin, sys.executable, "-m", "recorder.cli", "run", "-c", str(conf)]
     else:
         rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,
@@ -273,7 +294,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
             log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
             start = time.monotonic()
             await place_calls(ctl, n, args.rate, args.speed)
-            await quiet(proc.pid, ctl)
+            stuck = await quiet(proc.pid, ctl, 30.0 / args.speed)
             wall = time.monotonic() - start
             await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
             cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
@@ -292,7 +313,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     span = (max(answers) - min(callers.values())) / args.speed if answers else 0.0
     return Figures(kind, n, (cpu - cpu0) * 1000 / TICK, (pg - pg0) * 1000 / TICK, xacts - x0,
                    len(requests), log_bytes, len(answers) / span if span else 0.0,
-                   latencies(events, requests, args.speed), rss0, peak, wall, end)
+                   latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
+                   warnings(log, log0))
 
 
 async def bench(args: argparse.Namespace) -> None:
