@@ -32,6 +32,14 @@ class Flaky:
             self.during_save = None
         await self.repo.save_call(*a)
 
+    async def save_calls(self, *a: Any) -> None:  # the writer's flush: calls and events
+        if self.down:
+            raise ConnectionError("away")
+        if self.during_save is not None:
+            self.during_save()
+            self.during_save = None
+        await self.repo.save_calls(*a)
+
     async def add_events(self, *a: Any) -> None:
         if self.down:
             raise ConnectionError("away")
