@@ -194,15 +194,22 @@ class Writer:
         began = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
-                for call_id in list(self._calls):
-                    save = self._calls[call_id]
-                    try:
-                        await self.repo.save_call(save.call, save.legs, save.recordings)
-                    except REJECTED as exc:  # the next snapshot of the call may be fine
-                        _rejected("call", exc, call_id)
-                    if self._calls.get(call_id) is save:
-                        del self._calls[call_id]
-                await _write("event", self._events, self.repo.add_events, upto[0])
+                saves = list(self._calls.values())
+                events = self._events[: upto[0]]
+                try:  # the calls and their events in one transaction: one pool acquire
+                    await self.repo.save_calls([(s.call, s.legs, s.recordings) for s in saves],
+                                               [e.row for e in events], [e.key for e in events])
+                    del self._events[: len(events)]
+                except REJECTED:  # one by one, dropping what PostgreSQL refuses
+                    for save in saves:
+                        try:
+                            await self.repo.save_call(save.call, save.legs, save.recordings)
+                        except REJECTED as exc:  # the next snapshot of the call may be fine
+                            _rejected("call", exc, save.call_id)
+                    await _write("event", self._events, self.repo.add_events, upto[0])
+                for save in saves:  # a newer snapshot staged meanwhile stays pending
+                    if self._calls.get(save.call_id) is save:
+                        del self._calls[save.call_id]
                 await _write("gap", self._gaps, self.repo.add_gaps, upto[1])
                 await _write("consent", self._consent,
                              lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),

@@ -24,13 +24,20 @@ class Flaky:
         self.during_save: Callable[[], None] | None = None
         self.pool = repo.pool
 
-    async def save_call(self, *a: Any) -> None:
+    def _saving(self) -> None:
         if self.down:
             raise ConnectionError("away")
         if self.during_save is not None:
             self.during_save()
             self.during_save = None
+
+    async def save_call(self, *a: Any) -> None:
+        self._saving()
         await self.repo.save_call(*a)
+
+    async def save_calls(self, *a: Any) -> None:  # the writer's flush: calls and events
+        self._saving()
+        await self.repo.save_calls(*a)
 
     async def add_events(self, *a: Any) -> None:
         if self.down:

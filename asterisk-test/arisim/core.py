@@ -64,6 +64,8 @@ class Core:
         settle_real_s: float = 0.01,
         create_stasis_delay: float = 0.0,
         agi_patience_s: float = 0.5,
+        checks: bool = True,
+        render_audio: bool = True,
     ) -> None:
         self.username = username
         self.password = password
@@ -85,6 +87,10 @@ class Core:
         # `settle` also waits (real seconds, at most this long after its last reply) for a
         # FastAGI server to send its next command: virtual time stands still while it thinks.
         self.agi_patience_s = agi_patience_s
+        # Load benchmarks (bench/load.py) turn these off so the simulator's time goes to the
+        # client: no event checked against the spec, recordings written as silence (right
+        # length, no tone synthesis). Tests keep both on.
+        self.render_audio = render_audio
         self.agi_sessions: list[AgiSession] = []
         self.agi_stopped = False
         self.activity = 0
@@ -93,7 +99,7 @@ class Core:
         self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
         self._stalls: list[tuple[str, str, asyncio.Event]] = []
         self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps,
-                            app_in_use=self._app_in_use)
+                            app_in_use=self._app_in_use, checks=checks)
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
         self.recordings: dict[str, LiveRecording] = {}  # live, by name

@@ -250,7 +250,8 @@ class MediaOps(BridgeOps):
                 continue
             s0, s1 = round(start * RATE), round(t * RATE)
             tones = () if rec.muted else rec.mix
-            rec.writer.write(tone_samples(tones, s0, s1 - s0) if tones else silence(s1 - s0))
+            synth = tones and self.render_audio  # silence of the same length when off
+            rec.writer.write(tone_samples(tones, s0, s1 - s0) if synth else silence(s1 - s0))
             if tones:
                 rec.silence_run = 0.0
             else:

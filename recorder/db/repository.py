@@ -146,22 +146,35 @@ class Repository:
         self, call: CallRow, legs: Sequence[LegRow], recordings: Sequence[RecordingRow]
     ) -> None:
         """Upsert a call snapshot with its legs and recordings, all or nothing."""
-        call_args = _values(call, CALL_COLS)
+        await self.save_calls([(call, legs, recordings)])
+
+    async def save_calls(
+        self,
+        snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
+        events: Sequence[EventRow] = (),
+        event_keys: Sequence[str | None] | None = None,
+    ) -> None:
+        """Upsert call snapshots (with their legs and recordings) and add event rows, all in
+        one transaction on one connection: the writer's whole flush in one round trip's worth
+        of statements. All or nothing."""
         # Rows are written in key order so concurrent saves lock them in the same order.
-        leg_args = [
-            _values(leg, LEG_COLS)
-            for leg in sorted(legs, key=lambda r: (r.asterisk_id, r.channel_id))
-        ]
-        rec_args = [
-            _values(rec, RECORDING_COLS)
-            for rec in sorted(recordings, key=lambda r: (r.asterisk_id, r.name))
-        ]
+        calls = sorted((s[0] for s in snapshots), key=lambda r: r.call_id)
+        legs = sorted((leg for s in snapshots for leg in s[1]),
+                      key=lambda r: (r.asterisk_id, r.channel_id))
+        recordings = sorted((rec for s in snapshots for rec in s[2]),
+                            key=lambda r: (r.asterisk_id, r.name))
+        keys = event_keys or [None] * len(events)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_UPSERT_CALL, *call_args)
-            if leg_args:
-                await conn.executemany(_UPSERT_LEG, leg_args)
-            if rec_args:
-                await conn.executemany(_UPSERT_RECORDING, rec_args)
+            if calls:
+                await conn.executemany(_UPSERT_CALL, [_values(c, CALL_COLS) for c in calls])
+            if legs:
+                await conn.executemany(_UPSERT_LEG, [_values(x, LEG_COLS) for x in legs])
+            if recordings:
+                await conn.executemany(_UPSERT_RECORDING,
+                                       [_values(r, RECORDING_COLS) for r in recordings])
+            if events:
+                await conn.executemany(_INSERT_EVENT, [
+                    (*_values(e, EVENT_COLS), k) for e, k in zip(events, keys, strict=True)])
 
     async def save_recording(self, row: RecordingRow) -> bool:
         """Upsert one recording; False if refused because its status would move backwards."""
@@ -217,12 +230,8 @@ class Repository:
     async def add_events(self, events: Sequence[EventRow],
                          keys: Sequence[str | None] | None = None) -> None:
         """`keys`: each row's key, so that writing it again adds nothing (None: no key)."""
-        if not events:
-            return
-        keys = keys or [None] * len(events)
-        args = [(*_values(e, EVENT_COLS), k) for e, k in zip(events, keys, strict=True)]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(_INSERT_EVENT, args)
+        if events:
+            await self.save_calls([], events, keys)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -1,0 +1,367 @@
+"""What the daemon costs per call under load, against a minimal ARI recorder (issue 15).
+
+Run: PYTHONPATH=.:asterisk-test .venv/bin/python -m bench.load [--calls 100 1000] [--big]
+Prints figures; it is not a test. Each run starts the simulator (`python -m arisim --bench`: no
+spec checks, recordings written as silence) and the recorder under test as processes of their
+own (the recorder pinned to core 0 with taskset when there is one), against a private
+PostgreSQL. N calls arrive at --rate per second; each plays the consent prompt, rings 3 s, talks
+20-60 s (virtual, at --speed), one in ten is forwarded (302 to another phone), one in ten is
+blind-transferred by the caller to a phone that hangs up 15 s later, the rest end with the
+caller hanging up. Per call: recorder CPU, PostgreSQL CPU (postmaster, its children and the
+children that exited), PostgreSQL transactions, ARI requests, bytes logged; per run: set-ups/s,
+event→request latency (the simulator's time of an event to its time of the recorder's next
+request about the same channel/bridge/playback/recording), peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from arisim.control import SimControl
+
+from recorder.db.migrate import migrate
+from recorder.pgcluster import PrivateCluster, free_port
+
+PASSWORD = "bench-secret"  # noqa: S105 - the private simulator's ARI user
+TICK = os.sysconf("SC_CLK_TCK")
+CONFIG = """\
+ari:
+  url: "{url}"
+  username: "verbatim"
+storage:
+  spool_dir: "{spool}"
+  archive_dir: "{archive}"
+logging:
+  level: "info"
+  format: "json"
+metrics:
+  port: {metrics_port}
+"""
+
+
+@dataclass
+class Figures:
+    recorder: str
+    calls: int
+    cpu_ms: float  # recorder, whole run
+    pg_cpu_ms: float
+    transactions: int
+    requests: int
+    log_bytes: int
+    setups_per_s: float
+    latency_by_type: dict[str, list[float]]
+    rss_start_kb: int
+    rss_peak_kb: int
+    wall_s: float
+    rss_end_kb: int
+    stuck: int  # calls still up 30 s after they should have ended (hung up by the bench)
+    warnings: int  # warning and error lines the recorder logged
+
+    @property
+    def latency_ms(self) -> list[float]:
+        return [ms for values in self.latency_by_type.values() for ms in values]
+
+    def row(self) -> str:
+        n = self.calls
+        lat = sorted(self.latency_ms) or [0.0]
+        p50 = lat[len(lat) // 2]
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        return (f"{self.recorder:8} {n:6} {self.cpu_ms / n:8.1f} {self.pg_cpu_ms / n:8.1f} "
+                f"{self.transactions / n:7.1f} {self.requests / n:6.1f} {self.log_bytes / n:8.0f} "
+                f"{self.setups_per_s:8.1f} {p50:6.1f} {p99:7.1f} {self.rss_peak_kb / 1024:7.1f} "
+                f"{(self.rss_peak_kb - self.rss_start_kb) / n:7.1f} "
+                f"{(self.rss_end_kb - self.rss_start_kb) / n:7.1f} {self.wall_s:6.0f} "
+                f"{self.stuck:5} {self.warnings:5}")
+
+    def slowest(self) -> str:
+        """p99 per event type, slowest first."""
+        p99 = {k: sorted(v)[min(len(v) - 1, int(len(v) * 0.99))]
+               for k, v in self.latency_by_type.items()}
+        return ", ".join(f"{k} {ms:.0f}" for k, ms in
+                         sorted(p99.items(), key=lambda kv: -kv[1])[:5])
+
+
+HEADER = ("recorder  calls  cpu ms/c  pg ms/c  xact/c  ari/c  log B/c  setup/s  p50ms   p99ms "
+          " peakMB  KB/call  KB/c end  wall s  stuck  warn")
+
+
+def warnings(log: Path, offset: int) -> int:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return sum(1 for line in f if b'"level": "warning"' in line or b'"level": "error"' in line)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def cpu_ticks(pid: int, children: bool = True) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[11..14] are utime, stime, cutime, cstime (stat(5) numbers 14-17)
+    used = int(fields[11]) + int(fields[12])
+    return used + (int(fields[13]) + int(fields[14]) if children else 0)
+
+
+def rss_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def pg_ticks(data_dir: Path) -> int:
+    """The postmaster with its exited children (cutime/cstime) and its live ones."""
+    master = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_ticks(master)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master:
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def transactions(cluster: PrivateCluster) -> int:
+    out = cluster.psql("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                       "WHERE datname = 'verbatim'")
+    return int(out.strip().splitlines()[-1].strip())
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=out, env={**os.environ, **env})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+async def wait_http(url: str, headers: dict[str, str] | None = None,
+                    timeout: float = 30) -> None:  # noqa: ASYNC109 - a polling deadline
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url, headers=headers) as r:
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+async def place_calls(ctl: SimControl, n: int, rate: float, speed: float) -> None:
+    await ctl.set_endpoint("PJSIP/201", answer_after=3.0, tone_hz=700)
+    await ctl.set_endpoint("PJSIP/400", result="forward", forward_to="300", answer_after=3.0)
+    await ctl.set_endpoint("PJSIP/300", answer_after=2.0, tone_hz=800)
+    await ctl.set_endpoint("PJSIP/301", answer_after=2.0, tone_hz=900, hangup_after=15.0)
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(i / rate)
+        kind = {3: "transfer", 7: "forward"}.get(i % 10, "plain")
+        target = "400" if kind == "forward" else "201"
+        caller = await ctl.start_call(caller_number=f"+1415555{i % 10000:04d}",
+                                      args=["inbound", target], tone_hz=440)
+        setup = 3.0 + 3.0 + (2.0 if kind == "forward" else 0.0)  # prompt, ringing, 302
+        talk = 20.0 + (i * 7919) % 41
+        if kind == "transfer":
+            await asyncio.sleep((setup + talk / 2) / speed)
+            with contextlib.suppress(aiohttp.ClientError, LookupError):
+                if (await ctl.blind_transfer(caller, "301")).get("result") == "Success":
+                    return  # 301 hangs up 15 s later
+        await asyncio.sleep((setup + talk) / speed)
+        with contextlib.suppress(aiohttp.ClientError, LookupError):
+            await ctl.hangup(caller)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def ids_of(event: dict[str, Any]) -> set[str]:
+    ids = {event.get(k, {}).get("id") for k in ("channel", "peer", "bridge")}
+    for k in ("playback", "recording"):
+        obj = event.get(k, {})
+        ids.add(obj.get("id") or obj.get("name"))
+        ids.add(str(obj.get("target_uri", "")).partition(":")[2] or None)
+    return {i for i in ids if i}
+
+
+def latencies(events: list[dict[str, Any]], requests: list[dict[str, Any]],
+              speed: float) -> dict[str, list[float]]:
+    """Real ms from each event to the recorder's first request about one of its ids, if that
+    request came before the next event about that id (else it answered something later)."""
+    timeline: dict[str, list[tuple[float, int, int]]] = {}  # id -> (t, 0 event/1 request, n)
+    for n, rec in enumerate(events):
+        if rec["delivered"]:
+            for i in ids_of(rec["event"]):
+                timeline.setdefault(i, []).append((rec["at"], 0, n))
+    for n, req in enumerate(requests):
+        words = set(req["path"].split("/")) | {str(v) for v in req["params"].values()}
+        for i in words & timeline.keys():
+            timeline[i].append((req["at"], 1, n))
+    best: dict[int, float] = {}
+    for items in timeline.values():
+        items.sort()
+        pending: tuple[float, int] | None = None
+        for t, kind, n in items:
+            if kind == 0:
+                pending = (t, n)
+            elif pending is not None:
+                dt = (t - pending[0]) / speed * 1000
+                if dt < 2000:  # a reaction, not a timer of the recorder
+                    best[pending[1]] = min(dt, best.get(pending[1], dt))
+                pending = None
+    by_type: dict[str, list[float]] = {}
+    for n, ms in best.items():
+        by_type.setdefault(events[n]["event"]["type"], []).append(ms)
+    return by_type
+
+
+async def quiet(pid: int, ctl: SimControl, patience_s: float) -> int:
+    """Until the simulator has no channels and the recorder's CPU stands still for 1 s. Channels
+    still there after `patience_s` (calls the recorder lost) are hung up; returns how many."""
+    deadline = time.monotonic() + patience_s
+    stuck = 0
+    while channels := (await ctl.state()).get("channels"):
+        if time.monotonic() > deadline:
+            stuck = len(channels)
+            for ch in channels:
+                with contextlib.suppress(aiohttp.ClientError, LookupError):
+                    await ctl.hangup(ch["id"])
+            deadline = time.monotonic() + patience_s
+        await asyncio.sleep(0.5)
+    last = cpu_ticks(pid)
+    while True:
+        await asyncio.sleep(1.0)
+        now = cpu_ticks(pid)
+        if now - last <= 1:
+            return stuck
+        last = now
+
+
+async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
+                  cluster: PrivateCluster) -> Figures:
+    work = root / f"{kind}-{n}"
+    spool, archive = work / "spool", work / "archive"
+    spool.mkdir(parents=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim_cmd = [sys.executable, "-m", "arisim", "--bench", "--port", str(port), "--spool",
+               str(spool), "--speed", str(args.speed), "--password", PASSWORD]
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() != 1 else []
+    if kind == "daemon":
+        conf = work / "verbatim.yaml"
+        conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive,
+                                      metrics_port=free_port()))
+        rec_cmd = [*pin, sys.executable, "-m", "recorder.cli", "run", "-c", str(conf)]
+    else:
+        rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,
+                   "--password", PASSWORD]
+    env = {"VERBATIM_ARI_PASSWORD": PASSWORD, "VERBATIM_DATABASE_DSN": cluster.dsn()}
+    log = work / "recorder.log"
+    with process(sim_cmd, work / "sim.log", env), contextlib.ExitStack() as stack:
+        await wait_http(f"{url}/_sim/clock")
+        proc = stack.enter_context(process(rec_cmd, log, env))
+        await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD))
+        await asyncio.sleep(1.0)  # the daemon's start-up work (recovery, first writes)
+        async with SimControl(url) as ctl:
+            ev0, req0 = len(await ctl.events()), len(await ctl.requests())
+            cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+            log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
+            start = time.monotonic()
+            await place_calls(ctl, n, args.rate, args.speed)
+            stuck = await quiet(proc.pid, ctl, 30.0 / args.speed)
+            wall = time.monotonic() - start
+            await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
+            cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+            events, requests = await ctl.events(ev0), await ctl.requests(req0)
+            peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
+        log_bytes = log.stat().st_size - log0
+    callers = {r["event"]["channel"]["id"]: r["at"] for r in events
+               if r["event"]["type"] == "StasisStart"
+               and r["event"].get("args", [""])[:1] == ["inbound"]}
+    first: dict[str, float] = {}
+    for r in requests:
+        for word in r["path"].split("/"):
+            if word in callers:
+                first.setdefault(word, r["at"])
+    answers = list(first.values())
+    span = (max(answers) - min(callers.values())) / args.speed if answers else 0.0
+    return Figures(kind, n, (cpu - cpu0) * 1000 / TICK, (pg - pg0) * 1000 / TICK, xacts - x0,
+                   len(requests), log_bytes, len(answers) / span if span else 0.0,
+                   latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
+                   warnings(log, log0))
+
+
+async def bench(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="verbatim-load-"))
+    os.chmod(root, 0o711)  # noqa: S103 - the postgres user must reach its data folder
+    sizes = [*args.calls, *([5000] if args.big else [])]
+    results: list[Figures] = []
+    with PrivateCluster(root / "pg", fsync=False) as cluster:
+        await migrate(cluster.dsn())
+        print(HEADER, flush=True)
+        for n in sizes:
+            for kind in args.recorders:
+                results.append(await run_one(kind, n, args, root, cluster))
+                print(results[-1].row(), flush=True)
+                print(f"    p99 ms by event type: {results[-1].slowest()}", flush=True)
+    print("\nper call, daemon / minimal:")
+    for n in sizes:
+        d = next((r for r in results if r.calls == n and r.recorder == "daemon"), None)
+        m = next((r for r in results if r.calls == n and r.recorder == "minimal"), None)
+        if d and m and m.cpu_ms:
+            print(f"  N={n}: CPU {d.cpu_ms / m.cpu_ms:.1f}x, CPU + PostgreSQL "
+                  f"{(d.cpu_ms + d.pg_cpu_ms) / (m.cpu_ms + m.pg_cpu_ms):.1f}x, "
+                  f"ARI requests {d.requests / max(1, m.requests):.1f}x")
+    for kind in args.recorders:
+        rows = [r for r in results if r.recorder == kind]
+        if len(rows) > 1:
+            a, b = rows[0], rows[-1]
+            print(f"{kind} growth N={a.calls}->{b.calls}: CPU/call "
+                  f"{(b.cpu_ms / b.calls) / max(1e-9, a.cpu_ms / a.calls):.2f}x, PostgreSQL/call "
+                  f"{(b.pg_cpu_ms / b.calls) / max(1e-9, a.pg_cpu_ms / a.calls):.2f}x, p99 "
+                  f"{statistics.quantiles(b.latency_ms, n=100)[98]:.1f} ms vs "
+                  f"{statistics.quantiles(a.latency_ms, n=100)[98]:.1f} ms, peak RSS "
+                  f"{b.rss_peak_kb / max(1, a.rss_peak_kb):.2f}x")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calls", type=int, nargs="+", default=[100, 1000])
+    p.add_argument("--big", action="store_true", help="also N = 5,000")
+    p.add_argument("--rate", type=float, default=200.0, help="arrivals per real second")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second")
+    p.add_argument("--recorders", nargs="+", default=["daemon", "minimal"],
+                   choices=["daemon", "minimal"])
+    asyncio.run(bench(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
