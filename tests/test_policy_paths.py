@@ -302,6 +302,28 @@ async def link_by_attended_transfer(st: Stack, call_id: str, firm: str, target: 
     await st.advance(2.0)
 
 
+def assert_only_allowed_audio(e: Explanation, row: Row, got: dict[str, Any],
+                              recorded: bool) -> set[int]:
+    """No party's tone is in a file unless a stage it was present in was recorded (until an
+    opt-out: only the refusing party must be in no file); the tones heard, returned."""
+    tones: dict[str, int] = got["parties"]
+    allowed = {label: False for label in tones}
+    for stage in e.stages:
+        for label, _j in stage.parties:
+            if label in allowed and recorded and (
+                    stage.decision.record or stage.decision.opted_out):
+                allowed[label] = True
+    heard: set[int] = set()
+    for rec in got["recordings"]:
+        if rec.path:
+            for window in tone_map(Path(rec.path), list(tones.values())):
+                heard |= window
+    for label, hz in tones.items():
+        if not allowed[label] or label == row.opt_out:
+            assert hz not in heard, f"{label} is in a recording policy did not allow"
+    return heard
+
+
 @pytest.fixture(scope="module")
 def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
@@ -337,19 +359,7 @@ async def test_explain_and_the_daemon_agree(
     # the audio: a party policy never recorded is in no file; nothing is recorded once policy
     # stopped; a recorded call's present parties are in its files
     tones = got["parties"]
-    recorded_when = {label: False for label in tones}
-    for stage in e.stages:
-        for label, _j in stage.parties:
-            if label in recorded_when and stage.decision.record:
-                recorded_when[label] = True
-    heard_tones: set[int] = set()
-    for rec in got["recordings"]:
-        if rec.path:
-            for window in tone_map(Path(rec.path), list(tones.values())):
-                heard_tones |= window
-    for label, hz in tones.items():
-        if not recorded_when[label] or label in (row.opt_out or "",):
-            assert hz not in heard_tones, f"{label} is in a recording policy did not allow"
+    heard_tones = assert_only_allowed_audio(e, row, got, recorded=True)
     flips = [ev.at for ev, d in zip([x for x in events if x.kind == "consent.decision"],
                                      decisions, strict=True) if not d["record"]]
     for rec in got["recordings"]:
@@ -557,20 +567,6 @@ async def test_explain_and_hook_mode_agree(
     assert (call.recorded, call.decided_by, call.retention_class) == (
         recorded, ", ".join(final.decided_by), final.retention)
     tones = got["parties"]
-    allowed = {label: False for label in tones}
-    for stage in e.stages:
-        for label, _j in stage.parties:
-            # (recorded until an opt-out: only the refusing party must be in no file)
-            if label in allowed and (stage.decision.record or stage.decision.opted_out) \
-                    and not not_started:
-                allowed[label] = True
-    heard_tones: set[int] = set()
-    for rec in got["recordings"]:
-        if rec.path:
-            for window in tone_map(Path(rec.path), list(tones.values())):
-                heard_tones |= window
-    for label, hz in tones.items():
-        if not allowed[label] or label == row.opt_out:
-            assert hz not in heard_tones, f"{label} is in a recording policy did not allow"
+    heard_tones = assert_only_allowed_audio(e, row, got, recorded=not not_started)
     if recorded and not e.hung_up:
         assert got["recordings"] and tones["caller"] in heard_tones
