@@ -26,8 +26,7 @@ from recorder.policy import (
     Party,
     Policy,
     announcements_at_start,
-    announcements_on_join,
-    announcements_on_start,
+    announcements_on_answer,
     call_facts,
     consent_row,
     decide,
@@ -175,10 +174,8 @@ def announce_join(s: Step, leg: Leg) -> bool:
         return False
     before = [p for p in present_parties(call) if p.label != leg.party]
     newcomer = Party(leg.party or "target", leg.number, heard=None)
-    if call.recording_due():  # policy records only from now: whoever heard nothing hears it
-        plays = announcements_on_start([*before, newcomer], policy)
-    else:
-        plays = announcements_on_join(before, newcomer, policy, recording=call.record)
+    plays = announcements_on_answer(before, newcomer, policy,
+                                    recorded_before=not call.recording_due())
     waits = False
     for ann in plays:
         if ann.to == newcomer.label:
@@ -202,10 +199,8 @@ def announce_linked(s: Step, joining: list[Party]) -> None:
     if policy is None or not call.record:
         return
     for newcomer in joining:
-        if call.recording_due():  # policy records only from now: whoever heard nothing hears it
-            plays = announcements_on_start([*present_parties(call), newcomer], policy)
-        else:
-            plays = announcements_on_join(present_parties(call), newcomer, policy)
+        plays = announcements_on_answer(present_parties(call), newcomer, policy,
+                                        recorded_before=not call.recording_due())
         for ann in plays:
             if ann.to == newcomer.label:
                 continue  # the newcomer hears it in its own call

@@ -60,8 +60,7 @@ from recorder.policy import (
     Announcement,
     Join,
     Party,
-    announcements_on_join,
-    announcements_on_start,
+    announcements_on_answer,
 )
 from recorder.policy.rules import target_label
 
@@ -432,9 +431,8 @@ def answer_prompts(s: Step, leg: Leg) -> list[Announcement]:
         return [prompt] if prompt is not None else []
     caller = Party("caller", call.caller_number, heard=call.heard.get("caller"))  # type: ignore[arg-type]
     newcomer = Party(leg.party or "callee", leg.number)
-    if call.recording_due():
-        return announcements_on_start([caller, newcomer], policy)
-    return announcements_on_join([caller], newcomer, policy)
+    return announcements_on_answer([caller], newcomer, policy,
+                                   recorded_before=not call.recording_due())
 
 
 def stop_ringback(s: Step) -> None:

@@ -97,8 +97,7 @@ from recorder.model.state import (
 from recorder.policy import (
     Announcement,
     Party,
-    announcements_on_join,
-    announcements_on_start,
+    announcements_on_answer,
 )
 
 Handler = Callable[[ModelState, Any, CallSettings], Result]
@@ -292,10 +291,8 @@ def join_prompt(s: Step, leg: Leg) -> Announcement | None:
     label = leg.party or "callee"
     before = [p for p in present_parties(call) if p.label != label]
     newcomer = Party(label, leg.number)
-    if call.recording_due():
-        plays = announcements_on_start([*before, newcomer], policy)
-    else:
-        plays = announcements_on_join(before, newcomer, policy)
+    plays = announcements_on_answer(before, newcomer, policy,
+                                    recorded_before=not call.recording_due())
     unplayed = [str(a) for a in plays if a.to != label]
     if unplayed:
         s.log("consent.not_announced", "warning", channel_id=leg.channel_id, prompts=unplayed,

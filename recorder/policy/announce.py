@@ -128,3 +128,15 @@ def announcements_on_start(parties: Sequence[Party], policy: Policy) -> list[Ann
         if (p.heard is None or (mode == "all-party" and p.heard != "all-party"))
         and not _spared(p, policy)
     ]
+
+
+def announcements_on_answer(
+    before: Sequence[Party], newcomer: Party, policy: Policy, *, recorded_before: bool
+) -> list[Announcement]:
+    """What plays when `newcomer` answers on a recorded call (a transfer's or forward's target,
+    a ring group's member): the join prompts while the call was being recorded; every party's,
+    one-party wording included, when policy records it only from now (`recorded_before`
+    False). The call model and `explain` both ask this."""
+    if recorded_before:
+        return announcements_on_join(before, newcomer, policy)
+    return announcements_on_start([*before, newcomer], policy)

@@ -21,8 +21,7 @@ from recorder.policy.announce import (
     Announcement,
     Party,
     announcements_at_start,
-    announcements_on_join,
-    announcements_on_start,
+    announcements_on_answer,
     mode_of,
 )
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
@@ -57,18 +56,6 @@ class Explanation:
 
 def _firm_side(facts: CallFacts) -> str:
     return "caller" if facts.direction == "outbound" else "callee"
-
-
-def _due(
-    was: bool, now: bool, before: list[Party], new: Party, policy: Policy
-) -> list[Announcement]:
-    """What plays when `new` answers, as the call model does (recorder.model.decisions): the
-    join prompts on a call being recorded; every party's on a call policy records only now."""
-    if not now:
-        return []
-    if was:
-        return announcements_on_join(before, new, policy)
-    return announcements_on_start([*before, new], policy)
 
 
 def explain(
@@ -125,8 +112,9 @@ def explain(
     if going and facts.answered_by is not None:
         f = replace(start, answered_by=facts.answered_by)
         member = party("callee", facts.answered_by)
-        anns = _due(stages[-1].decision.record, records(f), [party("caller", facts.caller)],
-                    member, policy)
+        anns = (announcements_on_answer([party("caller", facts.caller)], member, policy,
+                                        recorded_before=stages[-1].decision.record)
+                if records(f) else [])
         going = stage(f"answered by {facts.answered_by} (ring group {facts.callee})", f,
                       [party("caller", facts.caller), member], anns)
     present = [party("caller", facts.caller), party("callee", facts.answered_by or facts.callee)]
@@ -139,7 +127,9 @@ def explain(
         new = party(label, join.target)
         # a party that forwards before answering never hears a prompt
         answers = not (i + 1 < len(joins) and joins[i + 1].via == "forward")
-        anns = _due(stages[-1].decision.record, records(f), before, new, policy) if answers else []
+        anns = (announcements_on_answer(before, new, policy,
+                                        recorded_before=stages[-1].decision.record)
+                if answers and records(f) else [])
         present = [*before, new]
         if leaving == firm:
             firm = label
