@@ -68,12 +68,18 @@ def _check(value: str, what: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
+def file_digest(path: Path | str) -> tuple[str, int]:
+    """The file's SHA-256 (hex) and size, read in chunks. Blocking."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _hash_file(path: Path) -> str:
+    return file_digest(path)[0]
 
 
 def _measure(path: Path) -> FiledRecording | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
+
+from recorder.storage.archive import file_digest
 
 _CHUNK = 1 << 20
 _LIST_BATCH = 2000
@@ -125,15 +126,11 @@ class LocalStore:
 
     @staticmethod
     def _digest(key: str) -> Digest | None:
-        h, size = hashlib.sha256(), 0
         try:
-            with open(key, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
+            sha, size = file_digest(key)
         except FileNotFoundError:
             return None
-        return Digest(h.hexdigest(), size)
+        return Digest(sha, size)
 
     async def keys(self, since: str | None = None) -> AsyncIterator[str]:
         walk = self._walk(str(self.root).rstrip("/"), since)
