@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m bench.search_bench [--calls 1000000] [--runs 200] [--dir DIR --keep]
      [--explain]
 
-Starts a private PostgreSQL (recorder.pgcluster, fsync on as in production), applies the
+Starts a private PostgreSQL (recorder.devtools.pgcluster, fsync on as in production), applies the
 migrations, seeds calls with a law office's distributions (bench/search_seed.py), then times
 each search as the API runs it: CallService.search (scoped SQL + its access-log row) on a pool
 configured like the server's. Prints figures; it is not a test. Target: p95 < 50 ms at 1 M.
@@ -31,7 +31,7 @@ from recorder.api.search import NumberFilter, SearchQuery
 from recorder.api.server import create_pool
 from recorder.api.service import CallService
 from recorder.db.migrate import migrate
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 
 FIRST, LAST = datetime(2024, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
 ADMIN = Principal(1, "bench-admin", "admin", (), None, "token")

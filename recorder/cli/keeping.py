@@ -184,8 +184,8 @@ def percent(text: str) -> int:
 
 async def _verify(args: argparse.Namespace, pool: Any, local: LocalStore,
                   store_of: Callable[[str], RecordingStore]) -> int:  # fmt: skip
+    from recorder.cli.report import parse_since
     from recorder.keeping.verify import verify
-    from recorder.report import parse_since
 
     try:
         since = parse_since(args.since, datetime.now(UTC)) if args.since else None

@@ -1,4 +1,4 @@
-"""The `verbatim explain` and `verbatim prompts build|install` commands (recorder/cli.py wires
+"""The `verbatim explain` and `verbatim prompts build|install` commands (cli/main.py wires
 them in). Exit status as for the other commands: 0 done, 1 a check failed or a tool failed,
 2 bad usage or a bad configuration/policy file.
 """
@@ -266,7 +266,7 @@ def run_prompts(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry from recorder.cli for `explain` and `prompts`."""
+    """Entry from recorder.cli.main for `explain` and `prompts`."""
     try:
         return run_explain(args) if args.command == "explain" else run_prompts(args)
     except ConfigError as exc:  # PolicyError included
