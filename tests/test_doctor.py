@@ -20,6 +20,7 @@ from arisim.server import Simulator
 from arisim.testing import AriClient, running_simulator
 
 from recorder.cli.doctor import NAMES, Check, diagnose, shipped_contexts
+from recorder.common.resources import shipped
 from recorder.config import (
     AmiConfig,
     AriConfig,
@@ -32,7 +33,6 @@ from recorder.config import (
 )
 from recorder.db.migrate import migrate
 from recorder.devtools.pgcluster import PrivateCluster, free_port
-from recorder.resources import shipped
 from tests.seaweedfs import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from recorder.api import params as p
 from recorder.api.auth import Principal
 from recorder.api.errors import invalid
 from recorder.api.scope import Params, call_scope
+from recorder.common.numbers import digits, normalise
 from recorder.db.rows import OUTCOMES
-from recorder.numbers import digits, normalise
 
 DIRECTIONS: Final = ("inbound", "outbound", "internal")
 ORDERS: Final = ("desc", "asc")

@@ -33,11 +33,11 @@ from recorder.ari.client import AriClient, AriError
 from recorder.ari.events import parse_timestamp
 from recorder.cli.ami import AmiError, existing_contexts
 from recorder.cli.health import FALLBACK_SOUND
+from recorder.common.resources import shipped
 from recorder.config import Config, ConfigError
 from recorder.db.migrate import DEFAULT_DIRECTORY, load
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES, Policy
-from recorder.resources import shipped
 from recorder.service.app import ari_client
 from recorder.storage.objects import SCHEME, s3_store
 from recorder.storage.space import check_dir

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from recorder.common.logs import configure_logging
 from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import default_config_path
-from recorder.logs import configure_logging
 
 DEFAULT_CONFIG = default_config_path()
 

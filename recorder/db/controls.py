@@ -30,7 +30,7 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from recorder.tags import normal_tag, tag_problem
+from recorder.common.tags import normal_tag, tag_problem
 
 log = structlog.get_logger(__name__)
 

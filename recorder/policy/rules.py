@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from recorder.numbers import is_extension, normalise
+from recorder.common.numbers import is_extension, normalise
 from recorder.policy.model import (
     Action,
     AfterOptOut,

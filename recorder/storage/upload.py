@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from recorder.background import beside
+from recorder.common.background import beside
 from recorder.config.model import Config
 from recorder.keeping import custody
 from recorder.storage.objects import S3Store
