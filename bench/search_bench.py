@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.search_seed import DEPARTMENTS, seed
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.search import NumberFilter, SearchQuery
 from recorder.api.server import create_pool

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from recorder.api.audit import ACTIONS
+from recorder.api.access_log import ACTIONS
 from recorder.api.controls import MAX_BODY
 from recorder.api.params import MAX_LIMIT
 from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS

@@ -139,7 +139,7 @@ async def _command(config: Config, args: argparse.Namespace, pool: Any,
 
 
 async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
-    from recorder.api.audit import Origin
+    from recorder.api.access_log import Origin
     from recorder.api.users import UserStore
     from recorder.keeping.holds import HoldError, Holds, hold_spec
 

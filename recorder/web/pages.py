@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict
 
-from recorder.api.audit import ACTIONS, parse_access_query
+from recorder.api.access_log import ACTIONS, parse_access_query
 from recorder.api.auth import (
     Permission,
     Principal,
