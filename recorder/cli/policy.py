@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from recorder.common.direction import DIRECTIONS, Direction
 from recorder.common.numbers import is_extension
 from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import default_config_path
 from recorder.policy.explain import explain, render, to_json
 from recorder.policy.loader import load_policy, numbering_from
-from recorder.policy.model import DIRECTIONS, Direction, Policy, Via
+from recorder.policy.model import Policy, Via
 from recorder.policy.prompts import (
     DEFAULT_DIRECTORY,
     FALLBACK,
