@@ -36,7 +36,7 @@ import aiohttp
 from arisim.control import SimControl
 
 from recorder.db.migrate import migrate
-from recorder.pgcluster import PrivateCluster, free_port
+from recorder.devtools.pgcluster import PrivateCluster, free_port
 
 PASSWORD = "bench-secret"  # noqa: S105 - the private simulator's ARI user
 TICK = os.sysconf("SC_CLK_TCK")

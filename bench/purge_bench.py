@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench.purge_bench [--recordings 100000] [--batch 1000] [--dir DIR]
 
-Starts a private PostgreSQL (recorder.pgcluster, fsync on as in production), applies the
+Starts a private PostgreSQL (recorder.devtools.pgcluster, fsync on as in production), applies the
 migrations, seeds N ended calls of one server, each with one filed recording whose file (4 KiB)
 is in an archive laid out as the daemon files it, all past their class; then runs the purge as
 the daemon does (recorder/keeping/purge.py: tombstones, files, rows, custody events, in
@@ -26,8 +26,8 @@ from typing import Any
 
 from recorder.api.server import create_pool
 from recorder.db.migrate import migrate
+from recorder.devtools.pgcluster import PrivateCluster
 from recorder.keeping.purge import Purger
-from recorder.pgcluster import PrivateCluster
 from recorder.policy.model import Length, Policy, RetentionClass, RetentionPolicy
 from recorder.storage.store import LocalStore
 

@@ -3,7 +3,7 @@
 Run: PYTHONPATH=.:asterisk-test .venv/bin/python -m bench.search_bench [--calls 1000000]
      [--runs 200] [--dir DIR --keep] [--explain] [--writer 50]
 
-Starts a private PostgreSQL (recorder.pgcluster, fsync on as in production), applies the
+Starts a private PostgreSQL (recorder.devtools.pgcluster, fsync on as in production), applies the
 migrations, seeds calls with a law office's distributions (bench/search_seed.py), then times
 each search as the API runs it: CallService.search (scoped SQL + its access-log row) on a pool
 configured like the server's. Prints figures; it is not a test. Target: p99 < 50 ms at 10 M.
@@ -32,13 +32,13 @@ from typing import Any
 
 from bench.load import CONFIG, PASSWORD, basic_auth, process, wait_http
 from bench.search_seed import DEPARTMENTS, seed
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.search import NumberFilter, SearchQuery
 from recorder.api.server import create_pool
 from recorder.api.service import CallService
 from recorder.db.migrate import migrate
-from recorder.pgcluster import PrivateCluster, free_port
+from recorder.devtools.pgcluster import PrivateCluster, free_port
 
 FIRST, LAST = datetime(2024, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
 ADMIN = Principal(1, "bench-admin", "admin", (), None, "token")

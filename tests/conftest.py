@@ -22,7 +22,7 @@ import pytest
 
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 from recorder.storage.objects import S3Store, s3_store
 from tests.seaweedfs import SeaweedFS
 

@@ -1,8 +1,9 @@
 """The whole product in one process for integration tests: simulator + daemon + real PostgreSQL.
 
-The daemon is built by `recorder.app.build` from a real Config, exactly as `verbatim run` builds
-it; only the Asterisk is simulated. `settle()` waits until the simulator, the daemon's event queue
-and its filing tasks are all quiet, so a test can advance the virtual clock step by step.
+The daemon is built by `recorder.service.app.build` from a real Config, exactly as `verbatim run`
+builds it; only the Asterisk is simulated. `settle()` waits until the simulator, the daemon's
+event queue and its filing tasks are all quiet, so a test can advance the virtual clock step by
+step.
 Every REST request the daemon made is checked against Asterisk 22's spec when the stack closes.
 """
 
@@ -18,7 +19,6 @@ from typing import Any
 from arisim.core import DEFAULT_ASTERISK_ID
 from arisim.server import Simulator
 
-from recorder.app import Running, build
 from recorder.ari.events import parse_timestamp
 from recorder.config import (
     AriConfig,
@@ -37,6 +37,7 @@ from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
+from recorder.service.app import Running, build
 
 PASSWORD = "test-ari-secret"
 

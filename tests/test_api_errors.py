@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from recorder.api.server import build_deps, create_pool, make_app
-from recorder.pgcluster import free_port
+from recorder.devtools.pgcluster import free_port
 from tests.test_api_fixtures import World, config_for, world_fixture  # noqa: F401 (fixture)
 
 

@@ -32,7 +32,7 @@ from recorder.api.openapi import openapi_document
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
 from recorder.db.repository import Repository
-from recorder.pgcluster import free_port
+from recorder.devtools.pgcluster import free_port
 from tests.test_api_fixtures import ROLES_OF, add_users, config_for, seed_calls
 
 CHECKS = [

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from recorder.api.audit import AccessLog, Origin, PlaybackTracker
+from recorder.api.access_log import AccessLog, Origin, PlaybackTracker
 from recorder.api.auth import Principal
 from recorder.api.routes import DEPS
 from tests.test_api_fixtures import World, world_fixture  # noqa: F401 (fixture)

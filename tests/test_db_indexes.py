@@ -14,7 +14,7 @@ import pytest
 
 from recorder.db import repository as r
 from recorder.db.migrate import migrate
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 
 # 20 000 calls over 200 days, 50 extensions, 5 big departments and a small one ('tax', 0.2 %),
 # 1 % active; every call has a recording, 1 % of them not yet filed; events for 2 000 calls.

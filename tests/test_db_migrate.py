@@ -15,7 +15,7 @@ import pytest
 
 from recorder.db import rows
 from recorder.db.migrate import DEFAULT_DIRECTORY, MigrationError, load, migrate
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from recorder.db.rows import EventRow
-from recorder.demo import talk_after
+from recorder.devtools.demo import talk_after
 
 T0 = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
 

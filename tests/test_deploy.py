@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from recorder.cli import _parser
+from recorder.cli.main import _parser
 from recorder.config import model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import jsonschema_rs
 import yaml
 
-from recorder.cli import _parser
+from recorder.cli.main import _parser
 from recorder.config import load_config, model
 from recorder.policy.prompts import media_prefix_for
 
@@ -243,7 +243,7 @@ def test_the_image_runs_as_non_root_on_a_read_only_root() -> None:
     assert url is not None
     metrics = config()["metrics"]
     assert url[0] == f"http://{metrics['host']}:{metrics['port']}/healthz" and metrics["enabled"]
-    assert '"/healthz"' in (ROOT / "recorder" / "metrics.py").read_text()
+    assert '"/healthz"' in (ROOT / "recorder" / "service" / "metrics.py").read_text()
 
 
 def test_the_env_example_names_every_variable() -> None:

@@ -19,6 +19,8 @@ from arisim.ami import AmiServer
 from arisim.server import Simulator
 from arisim.testing import AriClient, running_simulator
 
+from recorder.cli.doctor import NAMES, Check, diagnose, shipped_contexts
+from recorder.common.resources import shipped
 from recorder.config import (
     AmiConfig,
     AriConfig,
@@ -30,9 +32,7 @@ from recorder.config import (
     StorageConfig,
 )
 from recorder.db.migrate import migrate
-from recorder.doctor import NAMES, Check, diagnose, shipped_contexts
-from recorder.pgcluster import PrivateCluster, free_port
-from recorder.resources import shipped
+from recorder.devtools.pgcluster import PrivateCluster, free_port
 from tests.seaweedfs import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]

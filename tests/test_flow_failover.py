@@ -19,7 +19,7 @@ import pytest
 
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
 from tests.test_flow_crash import both_bridged, connected, until
 from tests.test_flow_outage_crash import assert_each_row_once, free_port, journalled_daemon

@@ -194,7 +194,7 @@ async def test_hook_mode_fallback_without_its_announcement_refuses_the_call(
 
 
 def test_the_fallbacks_play_the_sound_health_checks() -> None:
-    from recorder.health import FALLBACK_SOUND
+    from recorder.cli.health import FALLBACK_SOUND
 
     for name in ("verbatim.conf", "verbatim-hooks.conf"):
         text = (ROOT / "dialplan" / name).read_text()
@@ -204,7 +204,7 @@ def test_the_fallbacks_play_the_sound_health_checks() -> None:
 async def test_health_fails_naming_a_missing_fallback_prompt(tmp_path: Path, pg_dsn: str) -> None:
     from arisim.testing import running_simulator
 
-    from recorder.health import check_health
+    from recorder.cli.health import check_health
     from tests.stack import PASSWORD, make_config
 
     (tmp_path / "archive").mkdir()

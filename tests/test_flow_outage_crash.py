@@ -24,7 +24,7 @@ from arisim.server import Simulator
 
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 from tests.stack import PASSWORD
 from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
 from tests.test_flow_crash import CONFIG, Proc, connected, until

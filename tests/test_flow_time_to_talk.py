@@ -12,7 +12,7 @@ import pytest
 
 from recorder.ari.events import parse_timestamp
 from recorder.config import CallsConfig, load_config
-from recorder.demo import talk_after
+from recorder.devtools.demo import talk_after
 from recorder.policy import Party, announcements_at_start, consent_rows, load_policy
 from recorder.policy.loader import numbering_from
 from recorder.policy.prompts import DEFAULT_DIRECTORY, prompt_lengths, read_manifest

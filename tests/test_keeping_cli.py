@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from recorder.cli import main
+from recorder.cli.main import main
 from recorder.db.repository import Repository
 from tests.keeping_world import seed_call
 

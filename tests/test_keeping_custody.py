@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.users import UserStore
 from recorder.config import KeepingConfig
 from recorder.db.repository import Repository

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from recorder.api.audit import Origin
+from recorder.api.access_log import Origin
 from recorder.api.auth import Principal
 from recorder.api.users import UserStore
 from recorder.db.repository import Repository

@@ -1,4 +1,4 @@
-"""recorder.logs: JSON lines on the stream, contextvars, stdlib routing, redaction."""
+"""recorder.common.logs: JSON lines on the stream, contextvars, stdlib routing, redaction."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 from structlog.testing import capture_logs
 
+from recorder.common.logs import configure_logging, redact_secrets
 from recorder.config import Secret
-from recorder.logs import configure_logging, redact_secrets
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from recorder.health import check_health
+from recorder.cli.health import check_health
 from recorder.storage.watermarks import CRITICAL, LOW, OK, DiskWatch, level_of
 from tests.stack import Stack, running_stack
 

@@ -553,7 +553,7 @@ def test_tags_are_stored_in_one_spelling_and_odd_ones_refused(tag: str, stored: 
 
 
 def test_a_call_holds_at_most_fifty_tags() -> None:
-    from recorder.tags import MAX_TAGS_PER_CALL
+    from recorder.common.tags import MAX_TAGS_PER_CALL
 
     run = Run()
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))

@@ -1,4 +1,4 @@
-"""recorder.numbers: literal cases, each written out by hand (not derived from the code)."""
+"""recorder.common.numbers: literal cases, each written out by hand (not derived from the code)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from recorder.numbers import digits, is_extension, normalise
+from recorder.common.numbers import digits, is_extension, normalise
 
 
 @pytest.mark.parametrize(

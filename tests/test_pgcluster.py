@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from recorder.pgcluster import ClusterError, PrivateCluster, find_bindir
+from recorder.devtools.pgcluster import ClusterError, PrivateCluster, find_bindir
 
 
 @pytest.fixture

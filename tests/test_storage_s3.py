@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
+from recorder.cli import keeping as keeping_cli
 from recorder.config import StorageConfig
 from recorder.db.repository import Repository
-from recorder.keeping import cli as keeping_cli
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length

@@ -13,7 +13,7 @@ import pytest
 from recorder.api.auth import digest, verify_password
 from recorder.api.server import create_pool
 from recorder.api.users import UserStore
-from recorder.cli import main
+from recorder.cli.main import main
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_set_password(
 
 
 def test_database_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from recorder.pgcluster import free_port
+    from recorder.devtools.pgcluster import free_port
 
     config = tmp_path / "verbatim.yaml"
     dsn = f"postgresql://verbatim:hunter22@127.0.0.1:{free_port()}/verbatim"

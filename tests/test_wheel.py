@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from recorder.pgcluster import PrivateCluster, free_port
+from recorder.devtools.pgcluster import PrivateCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(300)

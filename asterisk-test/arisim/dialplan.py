@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual", "forward"]
-# Dialplan step: (application, data). Data may use ${EXTEN}.
-Step = tuple[str, str]
+# One priority of an extension, as Asterisk calls it: (application, data). Data may use ${EXTEN}.
+Priority = tuple[str, str]
 
 # Distinct frequencies for parties, far enough apart for tone_map's 0.1-s windows.
 TONE_FREQUENCIES = (440, 700, 1000, 1300, 1600, 1900, 2200, 2500, 2800, 3100, 3400, 550, 850)
@@ -60,7 +60,7 @@ class EndpointBehaviour:
 
 
 # extensions.conf of the traces: context → [(exten pattern, steps)]
-BUILTIN_DIALPLAN: dict[str, list[tuple[str, list[Step]]]] = {
+BUILTIN_DIALPLAN: dict[str, list[tuple[str, list[Priority]]]] = {
     "from-trunk": [
         ("_X.", [("NoOp", "inbound call to ${EXTEN}"),
                  ("Stasis", "verbatim,inbound,${EXTEN}"), ("Hangup", "")]),
@@ -145,7 +145,7 @@ class Dialplan:
     """Contexts (built-ins plus any a test adds), endpoint behaviours, sound lengths and the
     features.conf applicationmap."""
 
-    contexts: dict[str, list[tuple[str, list[Step]]]] = field(
+    contexts: dict[str, list[tuple[str, list[Priority]]]] = field(
         default_factory=lambda: {k: list(v) for k, v in BUILTIN_DIALPLAN.items()}
     )
     endpoints: dict[str, EndpointBehaviour] = field(default_factory=dict)
@@ -157,7 +157,7 @@ class Dialplan:
     # (context, pattern) -> label -> priority, for Goto/GotoIf/Gosub targets
     labels: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
-    def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
+    def add_extension(self, context: str, pattern: str, steps: list[Priority]) -> None:
         """Add (first in order) an extension to a context."""
         self.contexts.setdefault(context, []).insert(0, (pattern, steps))
 
@@ -183,7 +183,7 @@ class Dialplan:
                 return self.labels.get((context, pattern), {}).get(target)
         return None
 
-    def lookup(self, context: str, exten: str) -> list[Step] | None:
+    def lookup(self, context: str, exten: str) -> list[Priority] | None:
         for pattern, steps in self.contexts.get(context, []):
             if pattern_matches(pattern, exten):
                 return [(app, data.replace("${EXTEN}", exten)) for app, data in steps]
@@ -211,7 +211,7 @@ class Dialplan:
         return self.endpoints.get(endpoint)
 
 
-ConfExtension = tuple[str, list[Step], dict[str, int]]  # pattern, steps, labels
+ConfExtension = tuple[str, list[Priority], dict[str, int]]  # pattern, steps, labels
 _CONF_LINE = re.compile(r"^(exten|same)\s*=>?\s*(.*)$")
 _PRIORITY = re.compile(r"^(\d+|n)(?:\(([A-Za-z0-9_-]+)\))?$")
 

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
-from .dialplan import EndpointBehaviour, Result, Step
+from .dialplan import EndpointBehaviour, Priority, Result
 from .mixmonitor import AST_SPOOL_DIR
 from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
@@ -57,7 +57,7 @@ class Engine(AttendedOps):
         self.dialplan.endpoints[endpoint] = b
         return b
 
-    def add_extension(self, context: str, pattern: str, steps: list[Step]) -> None:
+    def add_extension(self, context: str, pattern: str, steps: list[Priority]) -> None:
         """Add an extension (first in order) to a dialplan context, e.g. the transfer context:
         add_extension("transfer-target", "_X.", [("Stasis", "verbatim,transfer,${EXTEN}")])."""
         self.dialplan.add_extension(context, pattern, [(str(a), str(d)) for a, d in steps])

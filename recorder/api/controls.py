@@ -22,7 +22,7 @@ from typing import Any, Final
 import asyncpg
 from aiohttp import web
 
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.body import json_object, read_body
 from recorder.api.errors import ApiError, invalid, not_found

@@ -3,7 +3,7 @@
 Each error has an HTTP status, a stable `error_id` scripts can match on, a message for people and
 `details` naming the offending value. Handlers raise; only `error_middleware` renders: JSON
 {status, error_id, message, details} under /api/, a small HTML page elsewhere. The database being
-unreachable is a 503 (retry later), and so is an access-log row PostgreSQL refuses (audit.py):
+unreachable is a 503 (retry later), and so is an access-log row PostgreSQL refuses (access_log.py):
 never a 500, which means a bug.
 """
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from recorder.api.audit import ACTIONS
+from recorder.api.access_log import ACTIONS
 from recorder.api.controls import MAX_BODY
 from recorder.api.params import MAX_LIMIT
-from recorder.api.search import DIRECTIONS, MAX_DURATION_S, ORDERS
+from recorder.api.search import MAX_DURATION_S, ORDERS
+from recorder.common.direction import DIRECTIONS
+from recorder.common.tags import MAX_TAG
 from recorder.db import controls
 from recorder.db.rows import OUTCOMES
 from recorder.keeping import holds
-from recorder.tags import MAX_TAG
 
 _S = {"type": "string"}
 _NS = {"type": "string", "nullable": True}

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from recorder.api import params
-from recorder.api.audit import AccessLog, Origin, PlaybackTracker, parse_access_query
+from recorder.api.access_log import AccessLog, Origin, PlaybackTracker, parse_access_query
 from recorder.api.auth import Permission, principal_of, require
 from recorder.api.controls import ControlService, answer, control_id, read_control, state_json
 from recorder.api.errors import ApiError, not_found, unauthenticated

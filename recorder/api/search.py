@@ -22,10 +22,10 @@ from recorder.api import params as p
 from recorder.api.auth import Principal
 from recorder.api.errors import invalid
 from recorder.api.scope import Params, call_scope
+from recorder.common.direction import DIRECTIONS
+from recorder.common.numbers import digits, normalise
 from recorder.db.rows import OUTCOMES
-from recorder.numbers import digits, normalise
 
-DIRECTIONS: Final = ("inbound", "outbound", "internal")
 ORDERS: Final = ("desc", "asc")
 SORTS: Final = ("started", "length")  # newest/oldest first, or longest/shortest first
 COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "more than"

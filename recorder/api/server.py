@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from recorder.api.audit import AccessLog, PlaybackTracker
+from recorder.api.access_log import AccessLog, PlaybackTracker
 from recorder.api.auth import PRINCIPAL, session_cookie_name, well_formed_secret
 from recorder.api.controls import ControlService
 from recorder.api.errors import Handler, error_middleware, unauthenticated

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor

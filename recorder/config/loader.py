@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 
 import yaml
 
+from recorder.common.direction import DIRECTIONS
 from recorder.config import _checks as check
 from recorder.config._reader import REQUIRED, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
@@ -86,7 +87,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "hooks": ("enabled", "host", "port", "allow_non_loopback", "reply_timeout_s"),
     "metrics": ("enabled", "host", "port", "allow_non_loopback", "health_log_s"),
     "ami": ("host", "port", "username", "secret"),
-    "calls.dial_strings": ("inbound", "outbound", "internal"),
+    "calls.dial_strings": DIRECTIONS,
     "logging": ("level", "format"),
     "http": (
         "enabled",

@@ -30,11 +30,13 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from recorder.tags import normal_tag, tag_problem
+from recorder.common.tags import normal_tag, tag_problem
+
+# The queue takes the call model's control actions (its one list; 0005_controls.sql checks it).
+from recorder.model.controls import ACTIONS as ACTIONS
 
 log = structlog.get_logger(__name__)
 
-ACTIONS: Final = ("pause", "resume", "start", "stop", "tag")
 STATUSES: Final = ("pending", "taken", "done", "rejected", "failed")
 FINAL_STATUSES: Final = ("done", "rejected", "failed")
 CHANNEL: Final = "verbatim_controls"  # NOTIFY channel; the payload is the asterisk_id

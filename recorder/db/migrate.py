@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from recorder.resources import shipped
+from recorder.common.resources import shipped
 
 log = structlog.get_logger(__name__)
 

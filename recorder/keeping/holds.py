@@ -15,11 +15,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from recorder.api.audit import AccessLog, Origin
+from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
+from recorder.common.numbers import normalise
+from recorder.common.tags import normal_tag, tag_problem
 from recorder.keeping import custody
-from recorder.numbers import normalise
-from recorder.tags import normal_tag, tag_problem
 
 STATES: Final = ("active", "release_pending", "released")
 CRITERIA: Final = ("tag", "call_id", "number", "department", "extension", "from", "to")

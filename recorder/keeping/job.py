@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import structlog
 
-from recorder.background import beside
+from recorder.common.background import beside
 from recorder.config import Config, KeepingConfig
 from recorder.keeping.purge import Purger, PurgeReport
 from recorder.keeping.verify import VerifyReport, verify

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recorder.ari import events as ev
+from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.controls import pause_refused
 from recorder.model.dialing import (
@@ -53,7 +54,7 @@ from recorder.model.segments import (
     on_recording,
     recording_ended,
 )
-from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.settings import CallSettings
 from recorder.model.state import (
     CONSENT,
     ENDED,

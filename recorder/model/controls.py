@@ -19,6 +19,7 @@ what must not be kept (card numbers).
 from __future__ import annotations
 
 from recorder.ari import events as ev
+from recorder.common.tags import MAX_TAGS_PER_CALL, normal_tag, tag_problem
 from recorder.model import commands as cmd
 from recorder.model.consent import present_parties
 from recorder.model.flow import Result, Step, for_call, stop_recordings
@@ -36,7 +37,6 @@ from recorder.model.state import (
     ModelState,
 )
 from recorder.policy import Party, announcements_at_start, announcements_on_start
-from recorder.tags import MAX_TAGS_PER_CALL, normal_tag, tag_problem
 
 MAX_CODE = 4  # digits kept per channel to match a control code
 ACTIONS = ("pause", "resume", "start", "stop", "tag")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from recorder.ari import events as ev
+from recorder.common.numbers import is_extension, normalise
 from recorder.model import commands as cmd
 from recorder.model.consent import (
     announce_join,
@@ -55,7 +56,6 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
-from recorder.numbers import is_extension, normalise
 from recorder.policy import (
     Announcement,
     Join,

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from recorder.ari import events as ev
+from recorder.db.mapping import rows_of
 from recorder.db.rows import EventRow
 from recorder.model import commands as cmd
-from recorder.model.persist import rows_of
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     Call,

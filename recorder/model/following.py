@@ -10,6 +10,7 @@ followed here. The AGI hooks themselves (record, answered, controls) are recorde
 from __future__ import annotations
 
 from recorder.ari import events as ev
+from recorder.common.numbers import is_extension
 from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
@@ -52,7 +53,6 @@ from recorder.model.state import (
     Leg,
     ModelState,
 )
-from recorder.numbers import is_extension
 from recorder.policy import (
     Join,
 )

@@ -35,6 +35,7 @@ from dataclasses import asdict
 from typing import Any
 
 from recorder.ari import events as ev
+from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
@@ -81,7 +82,7 @@ from recorder.model.inputs import (
 )
 from recorder.model.segments import on_filed
 from recorder.model.sessions import reply
-from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.settings import CallSettings
 from recorder.model.sharing import peers_entered, peers_left
 from recorder.model.snooping import (
     snoop_leg,

@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import TypedDict
 
 from recorder.ari import events as ev
+from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.calls import step
-from recorder.model.settings import DIRECTIONS, CallSettings
+from recorder.model.settings import CallSettings
 from recorder.model.state import (
     LEG_DIALING,
     LEG_GONE,

@@ -71,13 +71,14 @@ from recorder.policy.explain import Explanation, Stage, explain
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
 from recorder.policy.loader import load_policy, numbering_from
 from recorder.policy.model import Numbering, Policy, PolicyError
-from recorder.policy.rules import CallFacts, Decision, Join, Step, call_facts, decide
+from recorder.policy.rules import CallFacts, Decision, DecisionStep, Join, call_facts, decide
 
 __all__ = [
     "Announcement",
     "CallFacts",
     "ConsentRow",
     "Decision",
+    "DecisionStep",
     "Explanation",
     "Join",
     "Jurisdiction",
@@ -86,7 +87,6 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Stage",
-    "Step",
     "add_consent_rows",
     "announcements_at_start",
     "announcements_on_answer",

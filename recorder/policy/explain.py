@@ -26,7 +26,7 @@ from recorder.policy.announce import (
 )
 from recorder.policy.jurisdiction import Jurisdiction, jurisdiction_of, strictest
 from recorder.policy.model import Mode, Policy
-from recorder.policy.rules import CallFacts, Decision, Step, decide, target_label
+from recorder.policy.rules import CallFacts, Decision, DecisionStep, decide, target_label
 from recorder.policy.timing import Wait
 
 
@@ -205,7 +205,7 @@ def _table(rows: list[list[str]], indent: str) -> list[str]:
     ]
 
 
-def _rule(step: Step) -> str:
+def _rule(step: DecisionStep) -> str:
     if step.rule is None:
         return "-"
     return f"rule '{step.rule}'" + (f" (line {step.line})" if step.line else "")

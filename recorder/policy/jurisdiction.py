@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 import phonenumbers
 
-from recorder.numbers import is_extension, normalise
+from recorder.common.numbers import is_extension, normalise
 from recorder.policy.model import Mode, Policy
 from recorder.policy.states import state_from_geocoder
 

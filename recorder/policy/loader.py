@@ -17,13 +17,13 @@ from typing import Final
 import phonenumbers
 import yaml
 
+from recorder.common.direction import DIRECTIONS
 from recorder.config._reader import Invalid, Section, kind, line_of, parse_yaml, suggest
 from recorder.config.model import CallsConfig, ConfigError
 from recorder.policy import _fields as f
 from recorder.policy.model import (
     ACTIONS,
     AFTER_OPT_OUT,
-    DIRECTIONS,
     MODES,
     POINTS,
     VIAS,

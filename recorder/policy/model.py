@@ -25,8 +25,6 @@ MODES: Final[tuple[Mode, ...]] = ("all-party", "one-party")
 # The points of a call's path, in the order they are evaluated.
 Point = Literal["route", "department", "extension", "transfer"]
 POINTS: Final[tuple[Point, ...]] = ("route", "department", "extension", "transfer")
-Direction = Literal["inbound", "outbound", "internal"]
-DIRECTIONS: Final[tuple[Direction, ...]] = ("inbound", "outbound", "internal")
 Via = Literal["transfer", "forward"]
 VIAS: Final[tuple[Via, ...]] = ("transfer", "forward")
 # What happens to a call after a party opted out: it goes on unrecorded, is sent to a

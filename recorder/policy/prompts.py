@@ -23,9 +23,9 @@ from typing import Any, Final
 
 import yaml
 
+from recorder.common.resources import shipped
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES
-from recorder.resources import shipped
 
 DEFAULT_DIRECTORY: Final = shipped("consent_prompts")
 SOURCE: Final = "prompts.yaml"

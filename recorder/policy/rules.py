@@ -24,11 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from recorder.numbers import is_extension, normalise
+from recorder.common.direction import Direction
+from recorder.common.numbers import is_extension, normalise
 from recorder.policy.model import (
     Action,
     AfterOptOut,
-    Direction,
     DoNotRecord,
     Match,
     NumberPattern,
@@ -99,7 +99,7 @@ def call_facts(
 
 
 @dataclass(frozen=True)
-class Step:
+class DecisionStep:
     """One point of the path: what it matched and what that did to the running decision."""
 
     point: Point
@@ -118,7 +118,7 @@ class Decision:
     retention: str
     decided_by: tuple[str, ...]  # e.g. ("rule 'Litigation'",), ("default",)
     reason: str
-    steps: tuple[Step, ...] = ()
+    steps: tuple[DecisionStep, ...] = ()
     locked: bool = False  # force/never: no later point can change the action
     do_not_record: str | None = None  # name of the matching do-not-record entry
     opted_out: tuple[str, ...] = ()  # parties that refused
@@ -243,7 +243,7 @@ def decide(facts: CallFacts, policy: Policy, now: datetime) -> Decision:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
     action: Action | None = None
     rule_by: Rule | None = None
-    steps: list[Step] = []
+    steps: list[DecisionStep] = []
     for at in _points(facts, policy):
         rule = _rule_at(at, facts, policy, now)
         name = rule.name if rule else None
@@ -263,7 +263,9 @@ def decide(facts: CallFacts, policy: Policy, now: datetime) -> Decision:
             action, rule_by = rule.action, rule
         line = rule.line or None if rule else None
         steps.append(
-            Step(at.point, at.subject, name, rule.action if rule else None, effect, action, line)
+            DecisionStep(
+                at.point, at.subject, name, rule.action if rule else None, effect, action, line
+            )
         )
 
     locked = action in ("force", "never")

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from recorder.background import beside
+from recorder.common.background import beside
 from recorder.config.model import Config
 from recorder.keeping import custody
 from recorder.storage.objects import S3Store
@@ -71,7 +71,7 @@ class Round:
 
 @dataclass
 class UploadStatus:
-    """For the health line and /metrics (recorder.metrics)."""
+    """For the health line and /metrics (recorder.service.metrics)."""
 
     waiting: int = 0  # filed recordings still in the archive, after the last round (capped)
     failing: bool = False  # the last round failed: the store (or the database) is away

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from recorder.api.audit import Origin
+from recorder.api.access_log import Origin
 from recorder.api.auth import Principal
 from recorder.api.service import CallService
 from recorder.model.state import Call

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict
 
-from recorder.api.audit import ACTIONS, parse_access_query
+from recorder.api.access_log import ACTIONS, parse_access_query
 from recorder.api.auth import (
     Permission,
     Principal,
@@ -36,7 +36,8 @@ from recorder.api.auth import (
 from recorder.api.errors import ApiError
 from recorder.api.params import printable
 from recorder.api.routes import deps, origin, path_id, range_start
-from recorder.api.search import COUNT_CAP, DIRECTIONS, parse_search
+from recorder.api.search import COUNT_CAP, parse_search
+from recorder.common.direction import DIRECTIONS
 from recorder.db.rows import OUTCOMES
 from recorder.storage.audio import AudioError
 from recorder.web import callpage, callview, playback, render

@@ -1,6 +1,6 @@
 """A call's timeline for its page: one lane per party, what each did when, what was recorded.
 
-Built from the call's last state (kept with its row, recorder.model.persist.final_snapshot) with
+Built from the call's last state (kept with its row, recorder.db.mapping.final_snapshot) with
 the coverage proof's own intervals (recorder.model.coverage.leg_spans): talked, covered, held,
 not recorded on purpose, missing. A call without a snapshot (recorded before it was kept, or a
 fallback import) gets lanes from its rows: legs, recordings and the stored gaps.

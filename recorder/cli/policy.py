@@ -1,4 +1,4 @@
-"""The `verbatim explain` and `verbatim prompts build|install` commands (recorder/cli.py wires
+"""The `verbatim explain` and `verbatim prompts build|install` commands (cli/main.py wires
 them in). Exit status as for the other commands: 0 done, 1 a check failed or a tool failed,
 2 bad usage or a bad configuration/policy file.
 """
@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from recorder.common.direction import DIRECTIONS, Direction
+from recorder.common.numbers import is_extension
 from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import default_config_path
-from recorder.numbers import is_extension
 from recorder.policy.explain import explain, render, to_json
 from recorder.policy.loader import load_policy, numbering_from
-from recorder.policy.model import DIRECTIONS, Direction, Policy, Via
+from recorder.policy.model import Policy, Via
 from recorder.policy.prompts import (
     DEFAULT_DIRECTORY,
     FALLBACK,
@@ -266,7 +267,7 @@ def run_prompts(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry from recorder.cli for `explain` and `prompts`."""
+    """Entry from recorder.cli.main for `explain` and `prompts`."""
     try:
         return run_explain(args) if args.command == "explain" else run_prompts(args)
     except ConfigError as exc:  # PolicyError included

@@ -139,7 +139,7 @@ async def _command(config: Config, args: argparse.Namespace, pool: Any,
 
 
 async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
-    from recorder.api.audit import Origin
+    from recorder.api.access_log import Origin
     from recorder.api.users import UserStore
     from recorder.keeping.holds import HoldError, Holds, hold_spec
 
@@ -184,8 +184,8 @@ def percent(text: str) -> int:
 
 async def _verify(args: argparse.Namespace, pool: Any, local: LocalStore,
                   store_of: Callable[[str], RecordingStore]) -> int:  # fmt: skip
+    from recorder.cli.report import parse_since
     from recorder.keeping.verify import verify
-    from recorder.report import parse_since
 
     try:
         since = parse_since(args.since, datetime.now(UTC)) if args.since else None

@@ -22,11 +22,11 @@ from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
 from recorder.journal import Journal
-from recorder.metrics import Monitor, disk_watch
 from recorder.model.settings import CallSettings
 from recorder.persistence import Writer
 from recorder.policy import load_policy, numbering_from
 from recorder.recovery import SpoolSweeper
+from recorder.service.metrics import Monitor, disk_watch
 from recorder.storage.archive import Archive
 
 log = structlog.get_logger("verbatim")
@@ -73,7 +73,7 @@ class Running:
     session: aiohttp.ClientSession
     agi: AgiServer | None = None  # the hooks' FastAGI server, when hooks.enabled
     agi_address: tuple[str, int] | None = None  # where it listens (port 0 in tests: chosen)
-    monitor: Monitor | None = None  # metrics, watermarks, the health line (recorder.metrics)
+    monitor: Monitor | None = None  # metrics, watermarks, the health line (service.metrics)
     metrics_address: tuple[str, int] | None = None  # where /metrics listens, when enabled
 
 

@@ -16,10 +16,10 @@ from typing import Any, Final
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from recorder.app import ari_client
 from recorder.ari.client import AriClient, AriError
 from recorder.config import Config
 from recorder.db.repository import Repository
+from recorder.service.app import ari_client
 from recorder.storage.space import check_dir
 
 # What the dialplan's fallbacks (dialplan/*.conf) play before they record; without it they refuse

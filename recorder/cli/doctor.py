@@ -29,16 +29,16 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 
-from recorder.ami import AmiError, existing_contexts
-from recorder.app import ari_client
 from recorder.ari.client import AriClient, AriError
 from recorder.ari.events import parse_timestamp
+from recorder.cli.ami import AmiError, existing_contexts
+from recorder.cli.health import FALLBACK_SOUND
+from recorder.common.resources import shipped
 from recorder.config import Config, ConfigError
 from recorder.db.migrate import DEFAULT_DIRECTORY, load
-from recorder.health import FALLBACK_SOUND
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES, Policy
-from recorder.resources import shipped
+from recorder.service.app import ari_client
 from recorder.storage.objects import SCHEME, s3_store
 from recorder.storage.space import check_dir
 
@@ -363,7 +363,7 @@ async def _migrations(conn: Any, config: Config) -> Check:
 
 
 def _policy(config: Config) -> Policy:
-    from recorder.policy.commands import policy_for  # the CLI's own reading of the policy
+    from recorder.cli.policy import policy_for  # the CLI's own reading of the policy
 
     return policy_for(config, None)
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from recorder.app import build
+from recorder.cli.report import format_calls, format_story
 from recorder.config import (
     AriConfig,
     CallsConfig,
@@ -32,10 +32,10 @@ from recorder.config import (
 )
 from recorder.db.migrate import migrate
 from recorder.db.rows import EventRow
-from recorder.pgcluster import PrivateCluster
+from recorder.devtools.pgcluster import PrivateCluster
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
-from recorder.report import format_calls, format_story
+from recorder.service.app import build
 
 PASSWORD = "demo-only-secret"  # noqa: S105 - the simulator's, on loopback, for this run only
 CALLER_HZ, CALLEE_HZ = 440, 1300

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from recorder.common.logs import configure_logging
 from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import default_config_path
-from recorder.logs import configure_logging
 
 DEFAULT_CONFIG = default_config_path()
 
@@ -51,13 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     doctor = with_config("doctor", "everything wrong with this installation, each with a fix")
     doctor.add_argument("--json", action="store_true")
     with_config("serve", "serve the call-search API and web page (see http: in the config)")
-    from recorder.api.cli import add_users_parser
+    from recorder.cli.users import add_users_parser
 
     add_users_parser(sub, DEFAULT_CONFIG)
-    from recorder.policy.commands import add_parsers as add_policy_parsers
+    from recorder.cli.policy import add_parsers as add_policy_parsers
 
     add_policy_parsers(sub)  # explain, prompts build|install
-    from recorder.keeping.cli import add_parsers as add_keeping_parsers
+    from recorder.cli.keeping import add_parsers as add_keeping_parsers
 
     add_keeping_parsers(sub, DEFAULT_CONFIG)  # purge
     demo = sub.add_parser("demo", help="simulator + private PostgreSQL + daemon + scripted calls")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         config = _load(args.file)
-        from recorder.policy.commands import check_config_policy
+        from recorder.cli.policy import check_config_policy
 
         try:
             policy = check_config_policy(config)  # calls.policy_file, validated too
@@ -83,18 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.file}: {policy}")
         return 0
     if args.command in ("explain", "prompts"):
-        from recorder.policy.commands import run as run_policy_command
+        from recorder.cli.policy import run as run_policy_command
 
         return run_policy_command(args)
     if args.command == "demo":
-        from recorder.demo import run_demo
+        from recorder.devtools.demo import run_demo
 
         configure_logging("warning", "console")
         return asyncio.run(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
     config = _load(args.config)
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "run":
-        from recorder.app import run
+        from recorder.service.app import run
 
         asyncio.run(run(config))
         return 0
@@ -105,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
         return 0
     if args.command == "calls":
-        from recorder.report import print_calls
+        from recorder.cli.report import print_calls
 
         return asyncio.run(print_calls(config, args.limit, args.call_id, args.json))
     if args.command == "coverage":
-        from recorder.report import print_coverage
+        from recorder.cli.report import print_coverage
 
         return asyncio.run(print_coverage(config, args.since))
     if args.command == "serve":
@@ -118,25 +118,25 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(config))
         return 0
     if args.command == "users":
-        from recorder.api.cli import run_users
+        from recorder.cli.users import run_users
 
         return asyncio.run(run_users(config, args))
     if args.command == "doctor":
-        from recorder.doctor import diagnose, render, summary
+        from recorder.cli.doctor import diagnose, render, summary
 
         checks = asyncio.run(diagnose(config))
         found = summary(checks)
         print(json.dumps(found, indent=2) if args.json else render(checks), end="\n" * args.json)
         return 0 if found["ok"] else 1
 
-    from recorder.keeping.cli import COMMANDS as KEEPING_COMMANDS
+    from recorder.cli.keeping import COMMANDS as KEEPING_COMMANDS
 
     if args.command in KEEPING_COMMANDS:
-        from recorder.keeping.cli import run as run_keeping
+        from recorder.cli.keeping import run as run_keeping
 
         return asyncio.run(run_keeping(config, args))
     if args.command == "health":
-        from recorder.health import check_health
+        from recorder.cli.health import check_health
 
         report = asyncio.run(check_health(config))
         print(json.dumps(report, indent=2))

@@ -1,0 +1,1 @@
+"""Development tools shipped in the wheel: `verbatim demo` and the private PostgreSQL cluster."""
