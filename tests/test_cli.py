@@ -99,8 +99,8 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
 
 
 async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn: str) -> None:
-    from tests.stack import running_stack
-    from tests.test_flow_resilience import bridged_call
+    from tests.harness.calls import bridged_call
+    from tests.harness.stack import running_stack
 
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)
@@ -124,8 +124,8 @@ async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn:
 
 
 async def test_coverage_reports_legs_and_gaps(tmp_path: Path, pg_dsn: str) -> None:
-    from tests.stack import running_stack
-    from tests.test_flow_resilience import bridged_call
+    from tests.harness.calls import bridged_call
+    from tests.harness.stack import running_stack
 
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)

@@ -33,7 +33,7 @@ from recorder.db.migrate import migrate
 from recorder.doctor import NAMES, Check, diagnose, shipped_contexts
 from recorder.pgcluster import PrivateCluster, free_port
 from recorder.resources import shipped
-from tests.seaweedfs import SeaweedFS
+from tests.harness.seaweedfs import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("verbatim/consent-all-party-en", "verbatim/consent-one-party-en", "verbatim/consent")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -13,8 +10,8 @@ from types import MappingProxyType
 from recorder.policy import CallFacts, Join, Policy, explain, load_policy
 from recorder.policy.explain import render, to_json
 from recorder.policy.model import Announcements, OptOut
+from tests.harness.cli import ROOT, verbatim
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "policy.example.yaml"
 AT = datetime.fromisoformat("2026-11-25T10:30:00-08:00")
 OFFICE = EXAMPLE.read_text(encoding="utf-8").splitlines().index("  - name: Office hours") + 1
@@ -75,17 +72,6 @@ def test_warnings_for_missing_or_mismatched_prompts() -> None:
         "rebuild the prompts (verbatim prompts build)",
     )
     assert explain(FACTS, Policy(), AT, prompts={"consent-all-party-en": "9"}).warnings == ()
-
-
-def verbatim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "explain", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, "VERBATIM_CONFIG": "/nonexistent/verbatim.yaml"},
-    )
 
 
 def test_cli_infers_direction_reads_local_times_and_orders_joins() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import extensions_announced, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ
+from tests.harness.stack import extensions_announced, running_stack
 
 
 def times(sim: object, etype: str) -> list[float]:

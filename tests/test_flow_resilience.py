@@ -9,22 +9,10 @@ from pathlib import Path
 from arisim.audio import tone_map
 from structlog.testing import capture_logs
 
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, event_time
+from tests.harness.stack import running_stack
 
 BOTH = {CALLER_HZ, CALLEE_HZ}
-
-
-async def bridged_call(st: Stack) -> tuple[str, str]:
-    """Start an inbound call and bring it to two parties bridged; returns (caller id, call id)."""
-    st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-    caller = st.sim.start_call(
-        caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
-    )
-    await st.settle()
-    call_id = await st.until_bridged()
-    await st.advance(0.5)
-    return caller.id, call_id
 
 
 def covered_seconds(paths: list[Path]) -> float:

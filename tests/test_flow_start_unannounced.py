@@ -7,10 +7,8 @@ from pathlib import Path
 
 from recorder.model.inputs import ControlRequested
 from recorder.policy import consent_rows
-from tests.stack import running_stack
-from tests.test_policy_paths import CALLER_HZ, DAY, DEPARTMENTS, SF, policy_file
-
-__all__ = ["policy_file"]
+from tests.harness.policy_paths import CALLER_HZ, DAY, DEPARTMENTS, SF
+from tests.harness.stack import running_stack
 
 
 async def test_start_after_a_flip_records_the_unannounced_target(

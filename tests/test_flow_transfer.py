@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from arisim.audio import tone_map
 
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
-from tests.test_flow_resilience import bridged_call
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, event_time
+from tests.harness.stack import Stack, running_stack
 
 TARGET_HZ = 1900
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot, reconcile
-from recorder.model.state import Call
-from tests import builders as b
-from tests.test_model_calls import CALLER, SETTINGS, Run, start_inbound, to_bridged
+from tests.harness import builders as b
+from tests.harness.model import CALLER, SETTINGS, Run, to_bridged, to_dialling
 
 
 def snapshot(
@@ -25,7 +24,7 @@ def test_nothing_changed_means_no_requests() -> None:
     run = Run()
     call_id, callee, name = to_bridged(run)
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: LIVE}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: LIVE}
     )
     state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
     assert [c for c in out if not isinstance(c, cmd.Log)] == []
@@ -34,13 +33,14 @@ def test_nothing_changed_means_no_requests() -> None:
 
 def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
     run = Run()
-    call_id, callee, name = to_bridged(run)
+    _call_id, callee, name = to_bridged(run)
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: STORED}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: STORED}
     )
     _state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s2"]
+    assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
+        (run.bridge(), True)]  # a new segment, of the call's bridge
     assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
 
 
@@ -58,26 +58,23 @@ def test_call_that_ended_while_away_is_closed() -> None:
 
 def test_answer_missed_while_away_is_caught_up() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
-    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {f"{call_id}-b1": (CALLER,)}, {})
+    _call_id, callee = to_dialling(run)
+    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {run.bridge(): (CALLER,)}, {})
     _state, out = reconcile(run.state, snap, SETTINGS, b.at(9))
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s1"]
+    assert [r.bridge_id for r in out if isinstance(r, cmd.StartRecording)] == [run.bridge()]
 
 
 def test_recording_absent_after_restart_is_a_gap_and_a_new_segment() -> None:
     run = Run()
     call_id, callee, name = to_bridged(run)
-    adopted = Run()
-    adopted.state = adopted.state.with_call(Call.from_json(run.call.to_json()))
+    adopted = run.restarted()
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: ABSENT}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: ABSENT}
     )
     state, out = reconcile(adopted.state, snap, SETTINGS, b.at(40))
     assert state.calls[call_id].recordings[name].status == "failed"
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s2"]
+    assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
+        (run.bridge(), True)]  # a new segment, of the call's bridge
 
 
 def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -> None:

@@ -22,12 +22,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
 from recorder.db.repository import Repository
-from tests.stack import Stack, running_stack
-from tests.test_api_fixtures import World, add_users, config_for
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
-from tests.test_flow_controls import control_by_dtmf
-from tests.test_flow_hooks import channel, hooked_dialplan, start_hooked
-from tests.test_flow_resilience import bridged_call
+from tests.harness.api_world import World, add_users, config_for
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, control_by_dtmf
+from tests.harness.hooked import channel, hooked_dialplan, start_hooked
+from tests.harness.stack import Stack, running_stack
 
 TARGET_HZ = 1900
 POLICY = """\
@@ -138,7 +136,7 @@ async def place_calls(tmp_path: Path, dsn: str, which: tuple[str, ...] = SCENARI
 async def call_world(tmp_path: Path, dsn: str,
                      which: tuple[str, ...] = SCENARIOS) -> AsyncIterator[World]:  # fmt: skip
     """The scenarios' calls, then the web app on their database and archive, with the users
-    of tests.test_api_fixtures (passwords set)."""
+    of tests.harness.api_world (passwords set)."""
     ids, archive = await place_calls(tmp_path, dsn, which)
     pool = await create_pool(dsn, 1, 4)
     config = config_for(dsn, archive)
