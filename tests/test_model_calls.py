@@ -6,7 +6,6 @@ import pytest
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.calls import step
 from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
 from recorder.model.settings import CallSettings
 from recorder.model.state import Call
@@ -260,8 +259,9 @@ def test_step_never_changes_the_state_it_was_given() -> None:
     call_id, callee, _ = to_bridged(run)
     before = run.state
     snapshot = run.call.to_json()
-    step(before, b.hangup_request(9, callee), SETTINGS)
+    run.feed(b.hangup_request(9, callee))
     assert before.calls[call_id].to_json() == snapshot
+    assert run.call.to_json() != snapshot  # the step did change the call, in a new state
 
 
 def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot, reconcile
+from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot
 from tests.harness import builders as b
-from tests.harness.model import CALLER, SETTINGS, Run, to_bridged, to_dialling
+from tests.harness.model import CALLER, Run, to_bridged, to_dialling
 
 
 def snapshot(
@@ -26,9 +26,9 @@ def test_nothing_changed_means_no_requests() -> None:
     snap = snapshot(
         [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: LIVE}
     )
-    state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
+    out = run.reconcile(snap, b.at(40))
     assert [c for c in out if not isinstance(c, cmd.Log)] == []
-    assert state.calls[call_id].phase == "bridged"
+    assert run.state.calls[call_id].phase == "bridged"
 
 
 def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
@@ -37,7 +37,7 @@ def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
     snap = snapshot(
         [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: STORED}
     )
-    _state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
+    out = run.reconcile(snap, b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
     assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
         (run.bridge(), True)]  # a new segment, of the call's bridge
@@ -47,10 +47,10 @@ def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
 def test_call_that_ended_while_away_is_closed() -> None:
     run = Run()
     call_id, _callee, name = to_bridged(run)
-    state, out = reconcile(run.state, snapshot([], {}, {name: STORED}), SETTINGS, b.at(40))
+    out = run.reconcile(snapshot([], {}, {name: STORED}), b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
     assert not any(isinstance(c, cmd.StartRecording) for c in out)
-    call = state.calls[call_id]
+    call = run.state.calls[call_id]
     assert call.phase == "ending"  # waiting only for the file
     assert all(leg.state == "gone" for leg in call.legs.values())
     assert call.outcome == "answered"
@@ -60,7 +60,7 @@ def test_answer_missed_while_away_is_caught_up() -> None:
     run = Run()
     _call_id, callee = to_dialling(run)
     snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {run.bridge(): (CALLER,)}, {})
-    _state, out = reconcile(run.state, snap, SETTINGS, b.at(9))
+    out = run.reconcile(snap, b.at(9))
     assert [r.bridge_id for r in out if isinstance(r, cmd.StartRecording)] == [run.bridge()]
 
 
@@ -71,8 +71,8 @@ def test_recording_absent_after_restart_is_a_gap_and_a_new_segment() -> None:
     snap = snapshot(
         [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: ABSENT}
     )
-    state, out = reconcile(adopted.state, snap, SETTINGS, b.at(40))
-    assert state.calls[call_id].recordings[name].status == "failed"
+    out = adopted.reconcile(snap, b.at(40))
+    assert adopted.state.calls[call_id].recordings[name].status == "failed"
     assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
         (run.bridge(), True)]  # a new segment, of the call's bridge
 
@@ -82,10 +82,8 @@ def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -
     caller = b.chan("1700.9", "Up", number="+12125550111", app_data="verbatim,inbound,201")
     stale = b.chan("1700.10", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")
     other_app = b.chan("1700.11", "Up", app_data="otherapp,inbound,201")
-    state, out = reconcile(
-        run.state, snapshot([caller, stale, other_app], {}, {}), SETTINGS, b.at(0)
-    )
-    (call,) = state.calls.values()
+    out = run.reconcile(snapshot([caller, stale, other_app], {}, {}), b.at(0))
+    (call,) = run.state.calls.values()
     assert call.caller_channel == "1700.9" and call.caller_e164 == "+12125550111"
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.10"]
 
@@ -95,9 +93,8 @@ def test_an_orphan_leg_talking_in_a_bridge_is_never_hung_up() -> None:
     talking = b.chan("1700.12", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")
     peer = b.chan("1700.13", "Up", app_data="otherapp,x")
     ringing = b.chan("1700.14", "Ringing", app_data="verbatim,dialed,20260101T000000-deadbeef")
-    _state, out = reconcile(
-        run.state, snapshot([talking, peer, ringing], {"b1": ("1700.12", "1700.13")}, {}),
-        SETTINGS, b.at(0))
+    snap = snapshot([talking, peer, ringing], {"b1": ("1700.12", "1700.13")}, {})
+    out = run.reconcile(snap, b.at(0))
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.14"]
     (kept,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "call.orphan_left_talking"]
     assert kept.level == "error" and kept.fields["channel_id"] == "1700.12"

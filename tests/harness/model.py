@@ -7,12 +7,14 @@ the recording started, the snoop asked for), never rebuilt from the model's id s
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import UnionType
 from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.calls import step
+from recorder.model.reconcile import AriSnapshot, reconcile
 from recorder.model.settings import CallSettings
 from recorder.model.state import Call, ModelState
 from tests.harness import builders as b
@@ -33,16 +35,25 @@ class Run:
     def feed(self, event: ev.Event) -> list[cmd.Command]:
         """One step of the reducer; its commands (also kept in `commands`)."""
         before = self.state
-        self.state, self.last = step(self.state, event, self.settings)
+        out = self._stepped(*step(self.state, event, self.settings))
         # a step that asks for anything but a log line, a hang-up or an answer to a hook that
         # changes nothing (a bad one) changed the call
         assert (
             before is not self.state
-            or not self.last
-            or all(isinstance(c, cmd.Log | cmd.Hangup | cmd.HookReply) for c in self.last)
+            or not out
+            or all(isinstance(c, cmd.Log | cmd.Hangup | cmd.HookReply) for c in out)
         )
-        self.commands.extend(self.last)
-        return self.last
+        return out
+
+    def reconcile(self, snap: AriSnapshot, now: datetime) -> list[cmd.Command]:
+        """What the daemon does after a reconnect: Asterisk's state, as the events missed."""
+        return self._stepped(*reconcile(self.state, snap, self.settings, now))
+
+    def _stepped(self, state: ModelState, out: list[cmd.Command]) -> list[cmd.Command]:
+        """Every step of every model test ends here, with what the model returned."""
+        self.state, self.last = state, out
+        self.commands.extend(out)
+        return out
 
     def of(self, kind: type[Any] | UnionType, out: list[cmd.Command] | None = None) -> list[Any]:
         """The commands of `kind` (a class, or a union of them) in `out`, or in all so far."""
