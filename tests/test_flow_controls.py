@@ -10,7 +10,14 @@ import pytest
 from arisim.audio import tone_map
 
 from recorder.db.controls import ControlQueue
-from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, control_by_api, control_by_dtmf
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    bridged_call,
+    control_by_api,
+    control_by_dtmf,
+    dialled,
+)
 from tests.harness.stack import running_stack
 
 
@@ -18,7 +25,7 @@ from tests.harness.stack import running_stack
 async def test_pause_and_resume(tmp_path: Path, pg_dsn: str, how: str) -> None:
     async with running_stack(tmp_path, pg_dsn, controls={"pause": "*1", "resume": "*2"}) as st:
         caller_id, call_id = await bridged_call(st)
-        callee_id = f"{call_id}-l2"
+        callee_id = dialled(st.sim, call_id)
         await st.advance(2.0)
         # the attorney pauses: a card number is read out
         if how == "dtmf":

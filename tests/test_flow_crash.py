@@ -13,7 +13,13 @@ from pathlib import Path
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
-from tests.harness.calls import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    assert_both_tones,
+    dialled,
+    event_time,
+)
 from tests.harness.daemon import CONFIG, Proc, both_bridged, connected, free_port, until
 from tests.harness.stack import PASSWORD
 
@@ -83,7 +89,7 @@ async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_d
         assert not list((tmp_path / "spool").iterdir())
         assert await repo.open_calls(sim.asterisk_id) == []
         assert await repo.unfiled_recordings(sim.asterisk_id) == []
-        joined = event_time(sim, "ChannelEnteredBridge", channel__id=f"{call.call_id}-l2")
+        joined = event_time(sim, "ChannelEnteredBridge", channel__id=dialled(sim, call.call_id))
         left = event_time(sim, "ChannelHangupRequest", channel__id=caller.id)
         assert_both_tones(Path(recs[0].path or ""), left - joined)
 

@@ -21,7 +21,13 @@ import pytest
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
 from recorder.pgcluster import PrivateCluster
-from tests.harness.calls import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    assert_both_tones,
+    dialled,
+    event_time,
+)
 from tests.harness.daemon import (
     assert_each_row_once,
     connected,
@@ -99,14 +105,13 @@ async def test_a_crash_during_a_database_outage_cuts_no_call(
                 assert [r.status for r in recs] == ["filed"], recs  # one segment, its own call
                 events = [e.kind for e in await repo.events(call.call_id)]
                 assert events.count("call.started") == 1 and events.count("call.answered") == 1
-                callee = f"/channels/{call.call_id}-l2"
+                callee_id = dialled(sim, call.call_id)
                 caller_id = next(leg.channel_id for leg in await repo.legs(call.call_id)
                                  if leg.role == "caller")
                 hung = event_time(sim, "ChannelHangupRequest", channel__id=caller_id)
-                joined = event_time(sim, "ChannelEnteredBridge",
-                                    channel__id=f"{call.call_id}-l2")
+                joined = event_time(sim, "ChannelEnteredBridge", channel__id=callee_id)
                 assert_both_tones(Path(recs[0].path or ""), hung - joined)  # every second
-                assert hangups.count(callee) <= 1  # only after its caller hung up
+                assert hangups.count(f"/channels/{callee_id}") <= 1  # only after its caller hung up
             assert not (journal / "journal.jsonl").exists()  # emptied once all was written
         finally:
             await repo.close()

@@ -17,6 +17,7 @@ import pytest
 from arisim.audio import tone_map
 
 from recorder.policy import Explanation, consent_rows
+from tests.harness.calls import dialled
 from tests.harness.policy_paths import (
     CALLER_HZ,
     DAY,
@@ -153,7 +154,7 @@ async def link_by_attended_transfer(st: Stack, call_id: str, firm: str, target: 
     await until(st, lambda: len(st.daemon.state.calls) == 2 and all(
         c.phase == "bridged" and not c.prompts for c in st.daemon.state.calls.values()))
     await st.advance(1.0)
-    st.sim.attended_transfer(f"{call_id}-l2", consult.id, delay=0.0)
+    st.sim.attended_transfer(dialled(st.sim, call_id), consult.id, delay=0.0)
     await st.settle()
     await until(st, lambda: not any(c.prompts for c in st.daemon.state.calls.values()))
     await st.advance(2.0)
@@ -261,7 +262,7 @@ async def test_a_forced_call_transferred_into_a_never_department_stops_at_the_jo
         await st.settle()
         call_id = await st.until_bridged()
         await st.advance(3.0)
-        st.sim.blind_transfer(f"{call_id}-l2", "250")
+        st.sim.blind_transfer(dialled(st.sim, call_id), "250")
         await st.settle()
         await st.advance(5.0)  # HR answers and talks with the caller
         st.sim.hangup(caller.id)

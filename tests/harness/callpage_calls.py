@@ -23,7 +23,14 @@ from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
 from recorder.db.repository import Repository
 from tests.harness.api_world import World, add_users, config_for
-from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, control_by_dtmf
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    bridged_call,
+    control_by_dtmf,
+    dialled,
+    recordings,
+)
 from tests.harness.hooked import channel, hooked_dialplan, start_hooked
 from tests.harness.stack import Stack, running_stack
 
@@ -41,7 +48,7 @@ SCENARIOS = ("transferred", "restarted", "paused", "hook", "opted_out", "policy"
 async def _transferred(st: Stack) -> None:
     caller_id, call_id = await bridged_call(st)
     await st.advance(3.0)
-    st.sim.blind_transfer(f"{call_id}-l2", "300")
+    st.sim.blind_transfer(dialled(st.sim, call_id), "300")
     await st.settle()
     await st.advance(5.0)
     st.sim.hangup(caller_id)
@@ -49,9 +56,9 @@ async def _transferred(st: Stack) -> None:
 
 
 async def _restarted(st: Stack) -> None:
-    caller_id, call_id = await bridged_call(st)
+    caller_id, _ = await bridged_call(st)
     await st.advance(2.0)
-    st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+    st.sim.fail_recording(recordings(st.sim)[-1], cause="disk full")  # this call's, the latest
     await st.settle()
     await st.advance(3.0)
     st.sim.hangup(caller_id)
@@ -61,9 +68,9 @@ async def _restarted(st: Stack) -> None:
 async def _paused(st: Stack) -> None:
     caller_id, call_id = await bridged_call(st)
     await st.advance(2.0)
-    await control_by_dtmf(st, f"{call_id}-l2", "*1")
+    await control_by_dtmf(st, dialled(st.sim, call_id), "*1")
     await st.advance(3.0)
-    await control_by_dtmf(st, f"{call_id}-l2", "*2")
+    await control_by_dtmf(st, dialled(st.sim, call_id), "*2")
     await st.advance(2.0)
     st.sim.hangup(caller_id)
     await st.advance(0.5)

@@ -96,3 +96,18 @@ async def advance_around(st: Stack, seconds: float) -> None:
         await st.sim.advance(0.1)
         await st.sim.settle()
         await asyncio.sleep(0.01)
+
+
+def dialled(sim: Simulator, call_id: str, n: int = 0) -> str:
+    """The channel the daemon asked Asterisk to create or originate for `call_id`, the n-th
+    (0: its first callee), read from the requests the simulator answered."""
+    made = [r.params["channelId"] for r in sim.requests
+            if r.method == "POST" and r.path in ("/channels/create", "/channels")
+            and str(r.params.get("appArgs", "")).split(",")[-1] == call_id]
+    return str(made[n])
+
+
+def recordings(sim: Simulator) -> list[str]:
+    """The names of the recordings the daemon asked Asterisk to start, in order."""
+    return [str(r.params["name"]) for r in sim.requests
+            if r.method == "POST" and r.path.endswith("/record")]

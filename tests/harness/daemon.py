@@ -18,6 +18,7 @@ from pathlib import Path
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
+from tests.harness.calls import dialled
 from tests.harness.stack import PASSWORD
 
 CONFIG = """\
@@ -157,5 +158,5 @@ async def assert_each_row_once(repo: Repository, sim: Simulator, callers: list[s
         hung = next(r.at for r in sim.event_log if r.event["type"] == "ChannelHangupRequest"
                     and r.event["channel"]["id"] == caller)  # the clock requests are logged on
         early = [r for r in sim.requests if r.method == "DELETE" and r.at < hung
-                 and r.path in (f"/channels/{caller}", f"/channels/{call_id}-l2")]
+                 and r.path in (f"/channels/{caller}", f"/channels/{dialled(sim, call_id)}")]
         assert not early, early
