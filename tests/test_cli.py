@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def verbatim(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+from tests.harness.cli import ROOT, verbatim
 
 
 def test_bad_config_exits_2_naming_file_key_and_line(tmp_path: Path) -> None:
