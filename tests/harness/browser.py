@@ -12,7 +12,6 @@ from tests.harness.api_world import PASSWORD, World, web_fixture  # noqa: F401 (
 
 CHROMIUM = Path("/usr/bin/chromium")
 
-
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -10,7 +10,6 @@ from tests.harness.stack import Stack
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
 
-
 PROMPT_S = 3.0  # the simulator's length of an unknown sound: the consent prompts
 
 

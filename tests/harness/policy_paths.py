@@ -54,18 +54,15 @@ jurisdiction:
 
 DEPARTMENTS = {"Litigation": ("210", "211"), "HR": ("250", "350")}
 
-
 DAY = datetime.fromisoformat("2026-11-25T10:30:00-05:00")  # a Wednesday, office hours
 
 
 NIGHT = datetime.fromisoformat("2026-11-25T23:30:00-05:00")
 
-
 NY, SF, CHI = "+12125550100", "+14155550100", "+13125550100"
 
 
 COURT, PRIVILEGED = "+12135550150", "+12125550177"
-
 
 HOTLINE, INTAKE = "+12125550199", "+12125550111"
 
@@ -152,7 +149,6 @@ ROWS = [
     Row("internal transferred to litigation", direction="internal", caller="301",
         target="302", trunk="", transfers=("211",)),
 ]
-
 
 CALLER_HZ = 440
 

@@ -9,7 +9,6 @@ from recorder.db.rows import CallRow, LegRow, RecordingRow
 
 T0 = datetime(2026, 11, 25, 19, 14, 25, 123456, tzinfo=UTC)
 
-
 SHA = "ab" * 32
 
 
