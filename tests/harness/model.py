@@ -1,5 +1,6 @@
-"""The model-test driver. Every model test steps the reducer through `Run.feed`, the one place a
-check that must hold after every step belongs, and keeps the state and each command emitted.
+"""The model-test driver. Every model test steps the reducer through `Run.feed` (an event) or
+`Run.reconcile` (a reconnect); both end in `Run._stepped`, the one place for a check that must
+hold after every step. A Run keeps the state and each command emitted.
 
 Ids are read from those commands (the bridge created, the prompt played, the channel dialled,
 the recording started, the snoop asked for), never rebuilt from the model's id scheme.
