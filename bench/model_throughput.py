@@ -15,7 +15,7 @@ from recorder.model.calls import step
 from recorder.model.inputs import RecordingFiled
 from recorder.model.settings import CallSettings
 from recorder.model.state import ModelState
-from tests import builders as b
+from tests.harness import builders as b
 
 
 def call_events(n: int, t0: float) -> list[ev.Event]:

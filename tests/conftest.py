@@ -12,8 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,9 @@ from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
 from recorder.devtools.pgcluster import PrivateCluster
 from recorder.storage.objects import S3Store, s3_store
-from tests.seaweedfs import SeaweedFS
+from tests.harness.policy_paths import POLICY
+from tests.harness.seaweedfs import SeaweedFS
+from tests.harness.wav import WavWriter, write_wav
 
 # Set to reuse a cluster directory between runs (faster local iterations); default: a new one.
 PG_DIR_ENV = "VERBATIM_TEST_PGDIR"
@@ -79,32 +80,6 @@ async def repo(pg_dsn: str) -> AsyncIterator[Repository]:
         yield repository
     finally:
         await repository.close()
-
-
-WavWriter = Callable[..., Path]
-
-
-def write_wav(
-    path: Path,
-    seconds: float = 1.0,
-    *,
-    rate: int = 8000,
-    channels: int = 1,
-    sampwidth: int = 2,
-    frames: int | None = None,
-) -> Path:
-    """A PCM WAV of a quiet sawtooth (not silence, so hashes differ by length and rate)."""
-    n = frames if frames is not None else round(seconds * rate)
-    sample = bytearray()
-    for i in range(n):
-        v = (i % 64) * 2  # fits every sample width
-        sample += v.to_bytes(sampwidth, "little", signed=sampwidth > 1) * channels
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(sampwidth)
-        w.setframerate(rate)
-        w.writeframes(bytes(sample))
-    return path
 
 
 @pytest.fixture
@@ -178,3 +153,11 @@ async def bucket(seaweed: SeaweedFS) -> AsyncIterator[S3Store]:
                 break
             await asyncio.sleep(0.1)
         yield store
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The policy of the call-path table (tests.harness.policy_paths), as a file."""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path

@@ -17,7 +17,7 @@ from recorder.agi import (
     quote,
     starts_multiline,
 )
-from tests.test_agi_server import env_lines
+from tests.harness.agi import env_lines
 
 # As the server tests' fake Asterisk sends it, with a caller name holding ": " (only the first
 # separates key and value).

@@ -26,86 +26,14 @@ from recorder.agi import (
     AgiSession,
     Handler,
 )
+from tests.harness.agi import UNIQUEID, FakeAsterisk, env_lines
 
-UNIQUEID = "1700000000.12"
 USAGE = [
     "520-Invalid command syntax.  Proper usage follows:",
     " Usage: STREAM FILE <filename> <escape_digits> [sample offset]",
     "520 End of proper usage.",
 ]
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
-
-
-def env_lines(
-    script: str = "record", uniqueid: str = UNIQUEID, args: tuple[str, ...] = ("inbound", "201")
-) -> list[str]:
-    return [
-        "agi_network: yes",
-        f"agi_network_script: {script}",
-        f"agi_request: agi://127.0.0.1:4573/{script}",
-        "agi_channel: PJSIP/201-00000001",
-        "agi_language: en",
-        "agi_type: PJSIP",
-        f"agi_uniqueid: {uniqueid}",
-        "agi_version: 22.9.0",
-        "agi_callerid: +14155550100",
-        "agi_calleridname: Alice Private",
-        "agi_callingpres: 0",
-        "agi_callingani2: 0",
-        "agi_callington: 0",
-        "agi_callingtns: 0",
-        "agi_dnid: 201",
-        "agi_rdnis: unknown",
-        "agi_context: from-trunk",
-        "agi_extension: 201",
-        "agi_priority: 3",
-        "agi_enhanced: 0.0",
-        "agi_accountcode: ",
-        "agi_threadid: 140245163063872",
-        *(f"agi_arg_{n}: {arg}" for n, arg in enumerate(args, start=1)),
-    ]
-
-
-class FakeAsterisk:
-    """One FastAGI connection, as res_agi.c makes it."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, port: int) -> FakeAsterisk:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def send(self, *lines: str) -> None:
-        self.writer.write("".join(line + "\n" for line in lines).encode())
-        await self.writer.drain()
-
-    async def send_env(self, script: str = "record", uniqueid: str = UNIQUEID) -> None:
-        await self.send(*env_lines(script, uniqueid), "")
-
-    async def read_line(self) -> str | None:
-        """The next line the server sent, or None when it closed the connection."""
-        try:
-            async with asyncio.timeout(2):
-                line = await self.reader.readline()
-        except ConnectionError:
-            return None
-        return line.decode().removesuffix("\n") if line else None
-
-    async def expect(self, command: str, *reply: str) -> None:
-        assert await self.read_line() == command
-        if reply:
-            await self.send(*reply)
-
-    async def expect_closed(self) -> None:
-        assert await self.read_line() is None
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
 
 
 async def ping(session: AgiSession) -> None:

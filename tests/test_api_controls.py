@@ -20,7 +20,7 @@ from recorder.api.routes import DEPS
 from recorder.api.users import UserStore
 from recorder.db.controls import ControlQueue
 from recorder.db.rows import CallRow
-from tests.test_api_fixtures import AST, T0, World, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import AST, T0, World, world_fixture  # noqa: F401 (fixture)
 
 LIVE = {"F": ("Intake", "201"), "G": ("Family Law", "301"), "H": ("Intake", "202")}
 Decide = Callable[[str, str | None], tuple[str, str]]

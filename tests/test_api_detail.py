@@ -12,7 +12,7 @@ from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.service import CallService
 from recorder.db.repository import Repository
-from tests.test_api_fixtures import World, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import World, world_fixture  # noqa: F401 (fixture)
 
 ADMIN = Principal(1, "admin", "admin", (), None, "token")
 

@@ -11,7 +11,7 @@ from yarl import URL
 
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.devtools.pgcluster import free_port
-from tests.test_api_fixtures import World, config_for, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import World, config_for, world_fixture  # noqa: F401 (fixture)
 
 
 def _error(body: dict[str, Any], status: int, error_id: str) -> None:

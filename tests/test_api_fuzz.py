@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 
 from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
-from tests import rawhttp
-from tests.test_api_fixtures import PASSWORD, config_for, password_hash
-from tests.test_api_schemathesis import _Server
+from tests.harness import rawhttp
+from tests.harness.api_world import PASSWORD, ApiServer, config_for, password_hash
 
 EXAMPLES = 300
 FOCUSED = 100  # more on cursors (four routes take one) and bodies (three routes)
@@ -35,14 +34,14 @@ SEARCH_KEYS = ("from", "to", "number", "extension", "department", "tag", "case",
 
 
 @pytest.fixture(name="server")
-def server_fixture(pg_dsn: str, tmp_path: Path) -> Iterator[_Server]:
+def server_fixture(pg_dsn: str, tmp_path: Path) -> Iterator[ApiServer]:
     archive = tmp_path / "archive"
     archive.mkdir()
-    with _Server(pg_dsn, archive) as running:
+    with ApiServer(pg_dsn, archive) as running:
         yield running
 
 
-def _routes(server: _Server) -> list[tuple[str, str]]:
+def _routes(server: ApiServer) -> list[tuple[str, str]]:
     """Every route the app has, with its path parameters filled by real ids."""
     app = make_app(build_deps(config_for(server.dsn, server.archive), None))
     call = server.calls["A"]
@@ -134,7 +133,7 @@ def _fits(slot: str, route: tuple[str, str]) -> bool:
 
 
 @st.composite
-def _requests(draw: st.DrawFn, server: _Server, routes: list[tuple[str, str]],
+def _requests(draw: st.DrawFn, server: ApiServer, routes: list[tuple[str, str]],
               sessions: dict[str, str], slots: tuple[str, ...] = SLOTS) -> bytes:  # fmt: skip
     slot = draw(st.sampled_from(slots))
     method, path = draw(st.sampled_from([r for r in routes if _fits(slot, r)]))
@@ -184,7 +183,7 @@ def _requests(draw: st.DrawFn, server: _Server, routes: list[tuple[str, str]],
     return rawhttp.request_bytes(method, (path + query).encode(), headers, body)
 
 
-def _open_sessions(server: _Server) -> dict[str, str]:
+def _open_sessions(server: ApiServer) -> dict[str, str]:
     async def work(pool: Any) -> dict[str, str]:
         store = UserStore(pool)
         await pool.execute("UPDATE users SET password_hash = $1", password_hash())
@@ -198,7 +197,7 @@ def _open_sessions(server: _Server) -> dict[str, str]:
     return server.call(work)
 
 
-def test_arbitrary_bytes_never_get_a_server_error(server: _Server) -> None:
+def test_arbitrary_bytes_never_get_a_server_error(server: ApiServer) -> None:
     routes = _routes(server)
     sessions = _open_sessions(server)
     # The generator can reach the real paths: a well-formed request with each credential is

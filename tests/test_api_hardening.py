@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from recorder.web.pages import _safe_next
-from tests import rawhttp
-from tests.test_api_fixtures import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
+from tests.harness import rawhttp
+from tests.harness.api_world import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
 
 
 async def _raw(w: World, method: str, target: str, headers: rawhttp.Headers,

@@ -7,12 +7,12 @@ import re
 from typing import Any
 
 from recorder.api.routes import DEPS
-from tests.test_api_fixtures import (  # noqa: F401 (fixture)
+from tests.harness.api_world import (  # noqa: F401 (fixture)
     World,
+    login,
     web_fixture,
     world_fixture,
 )
-from tests.test_web_pages import login
 
 HOLD = {"name": "Smith v. Jones", "reason": "preserve for discovery",
         "department": "Intake", "from": "2026-03-01", "to": "2026-03-31"}  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 from recorder.api.auth import Principal
 from recorder.api.scope import Params, call_scope
 from recorder.api.search import SearchQuery, search_sql
-from tests.test_api_fixtures import World, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import World, world_fixture  # noqa: F401 (fixture)
 
 
 async def _search(w: World, user: str, query: str = "") -> list[str]:

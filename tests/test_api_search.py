@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_api_fixtures import World, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import World, world_fixture  # noqa: F401 (fixture)
 
 
 async def _ids(w: World, query: str, user: str = "admin") -> list[str]:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from recorder.api.server import create_pool, http_if_enabled, serving
 from recorder.config import ConfigError, HttpConfig, load_config
 from recorder.devtools.pgcluster import free_port
-from tests.test_api_fixtures import config_for
+from tests.harness.api_world import config_for
 
 BASE = """
 ari: {username: verbatim, password: secret}

@@ -12,7 +12,7 @@ import pytest
 from recorder.api.access_log import AccessLog, Origin, PlaybackTracker
 from recorder.api.auth import Principal
 from recorder.api.routes import DEPS
-from tests.test_api_fixtures import World, world_fixture  # noqa: F401 (fixture)
+from tests.harness.api_world import World, world_fixture  # noqa: F401 (fixture)
 
 
 def _summary(rows: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str | None]]:

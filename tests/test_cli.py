@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def verbatim(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+from tests.harness.cli import ROOT, verbatim
 
 
 def test_bad_config_exits_2_naming_file_key_and_line(tmp_path: Path) -> None:
@@ -99,8 +87,8 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
 
 
 async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn: str) -> None:
-    from tests.stack import running_stack
-    from tests.test_flow_resilience import bridged_call
+    from tests.harness.calls import bridged_call, recordings
+    from tests.harness.stack import running_stack
 
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)
@@ -113,7 +101,8 @@ async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn:
     listing = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), env=env)
     assert listing.returncode == 0, listing.stderr
     assert call_id in listing.stdout and "+14155550100" in listing.stdout
-    assert f"{call_id}-s1" in listing.stdout and "filed" in listing.stdout
+    (recording,) = recordings(st.sim)
+    assert recording in listing.stdout and "filed" in listing.stdout
     story = await asyncio.to_thread(verbatim, "calls", "-c", str(conf), "--id", call_id, env=env)
     kinds = [line.split()[1] for line in story.stdout.splitlines() if line.startswith("  ")]
     assert kinds.index("consent.finished") < kinds.index("recording.started") < kinds.index(
@@ -124,13 +113,13 @@ async def test_calls_lists_calls_and_tells_a_calls_story(tmp_path: Path, pg_dsn:
 
 
 async def test_coverage_reports_legs_and_gaps(tmp_path: Path, pg_dsn: str) -> None:
-    from tests.stack import running_stack
-    from tests.test_flow_resilience import bridged_call
+    from tests.harness.calls import bridged_call, recordings
+    from tests.harness.stack import running_stack
 
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)
         await st.advance(2.0)
-        st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+        st.sim.fail_recording(recordings(st.sim)[0], cause="disk full")
         await st.settle()
         await st.advance(1.0)
         st.sim.hangup(caller_id)

@@ -33,7 +33,7 @@ from recorder.config import (
 )
 from recorder.db.migrate import migrate
 from recorder.devtools.pgcluster import PrivateCluster, free_port
-from tests.seaweedfs import SeaweedFS
+from tests.harness.seaweedfs import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("verbatim/consent-all-party-en", "verbatim/consent-one-party-en", "verbatim/consent")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -13,8 +10,8 @@ from types import MappingProxyType
 from recorder.policy import CallFacts, Join, Policy, explain, load_policy
 from recorder.policy.explain import render, to_json
 from recorder.policy.model import Announcements, OptOut
+from tests.harness.cli import ROOT, explain_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "policy.example.yaml"
 AT = datetime.fromisoformat("2026-11-25T10:30:00-08:00")
 OFFICE = EXAMPLE.read_text(encoding="utf-8").splitlines().index("  - name: Office hours") + 1
@@ -77,19 +74,8 @@ def test_warnings_for_missing_or_mismatched_prompts() -> None:
     assert explain(FACTS, Policy(), AT, prompts={"consent-all-party-en": "9"}).warnings == ()
 
 
-def verbatim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "explain", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, "VERBATIM_CONFIG": "/nonexistent/verbatim.yaml"},
-    )
-
-
 def test_cli_infers_direction_reads_local_times_and_orders_joins() -> None:
-    result = verbatim(
+    result = explain_cli(
         "--policy", str(EXAMPLE), "--from", "211", "--to", "914155550100",
         "--at", "2026-11-25T10:00", "--forward-to", "+12125550100",
         "--attended-transfer-to", "301", "--json",
@@ -107,18 +93,18 @@ def test_cli_infers_direction_reads_local_times_and_orders_joins() -> None:
 
 
 def test_cli_usage_errors_exit_2() -> None:
-    result = verbatim("--from", "+14155550100", "--to", "201", "--at", "tomorrow")
+    result = explain_cli("--from", "+14155550100", "--to", "201", "--at", "tomorrow")
     assert result.returncode == 2 and "--at: not an ISO time" in result.stderr
-    result = verbatim("--from", "+14155550100", "--to", "201", "--opt-out", "target1")
+    result = explain_cli("--from", "+14155550100", "--to", "201", "--opt-out", "target1")
     assert result.returncode == 2 and "no party target1" in result.stderr
-    result = verbatim("--from", "+14155550100")
+    result = explain_cli("--from", "+14155550100")
     assert result.returncode == 2 and "--to" in result.stderr
-    result = verbatim("--from", "+14155550100", "--to", "201", "--policy", "/nonexistent.yaml")
+    result = explain_cli("--from", "+14155550100", "--to", "201", "--policy", "/nonexistent.yaml")
     assert result.returncode == 2 and "/nonexistent.yaml: cannot read" in result.stderr
 
 
 def test_cli_text_with_built_in_policy_and_opt_out() -> None:
-    result = verbatim("--from", "+14155550100", "--to", "201", "--at", "2026-11-25T10:00:00Z",
+    result = explain_cli("--from", "+14155550100", "--to", "201", "--at", "2026-11-25T10:00:00Z",
                       "--opt-out", "caller")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Policy     built-in defaults" in result.stdout
@@ -130,7 +116,7 @@ def test_cli_text_with_built_in_policy_and_opt_out() -> None:
 def test_cli_refuses_an_opt_out_the_policy_does_not_offer(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("opt_out:\n  dtmf: null\n")
-    result = verbatim("--policy", str(policy), "--from", "+14155550100", "--to", "201",
+    result = explain_cli("--policy", str(policy), "--from", "+14155550100", "--to", "201",
                       "--opt-out", "caller")  # fmt: skip
     assert result.returncode == 2
     assert "--opt-out: this policy offers no opt-out (opt_out.dtmf is null)" in result.stderr
@@ -141,14 +127,14 @@ def test_cli_ring_group_answer_and_hang_up_during_the_announcement(tmp_path: Pat
     policy.write_text(
         "announcements: {to_extensions: true}\n"
         "rules:\n  - {name: Desk 210, match: {extension: ['210']}, action: never}\n")
-    result = verbatim("--policy", str(policy), "--from", "+12125550100", "--to", "600",
+    result = explain_cli("--policy", str(policy), "--from", "+12125550100", "--to", "600",
                       "--answered-by", "210", "--at", "2026-11-25T10:00:00Z", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert [(s["stage"], s["record"]) for s in out["stages"]] == [
         ("start", True), ("answered by 210 (ring group 600)", False)]
     assert out["stages"][1]["decision"]["decided_by"] == ["rule 'Desk 210'"]
-    result = verbatim("--policy", str(policy), "--from", "+14155550100", "--to", "201",
+    result = explain_cli("--policy", str(policy), "--from", "+14155550100", "--to", "201",
                       "--hangup-during", "callee", "--at", "2026-11-25T10:00:00Z")
     assert result.returncode == 0, result.stderr
     assert "The callee hangs up during its announcement: the call ends there" in result.stdout

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.stack import running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, assert_both_tones
+from tests.harness.stack import running_stack
 
 
 @pytest.fixture

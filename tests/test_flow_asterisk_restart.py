@@ -12,9 +12,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from tests.stack import running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
-from tests.test_flow_resilience import bridged_call
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, assert_both_tones, bridged_call, event_time
+from tests.harness.stack import running_stack
 
 
 async def test_asterisk_restart_mid_call_closes_each_call_and_files_its_part(

@@ -8,53 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arisim.audio import tone_map
 from arisim.dialplan import Result
-from arisim.server import Simulator
 
-from recorder.ari.events import parse_timestamp
-from tests.stack import Stack, running_stack
-
-CALLER_HZ, CALLEE_HZ = 440, 1300
-
-
-def event_time(sim: Simulator, etype: str, **match: Any) -> float:
-    """Virtual seconds (since the epoch) of the first event of `etype` whose fields match."""
-    for e in sim.events(etype):
-        if all(_field(e, k) == v for k, v in match.items()):
-            return parse_timestamp(e["timestamp"]).timestamp()
-    raise AssertionError(f"no {etype} {match}")
-
-
-def _field(event: dict[str, Any], dotted: str) -> Any:
-    value: Any = event
-    for part in dotted.split("__"):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def assert_both_tones(path: Path, seconds: float) -> None:
-    """The file holds both parties' tones in every 100-ms window, for `seconds` (± 100 ms)."""
-    windows = tone_map(path, [CALLER_HZ, CALLEE_HZ])
-    assert abs(len(windows) * 0.1 - seconds) <= 0.1 + 1e-6, (len(windows), seconds)
-    full = windows if len(windows) * 0.1 <= seconds else windows[:-1]
-    missing = [i for i, w in enumerate(full[:-1]) if w != {CALLER_HZ, CALLEE_HZ}]
-    assert not missing, f"windows without both tones: {missing[:10]}"
-
-
-async def run_answered_call(
-    stack: Stack, args: list[str], endpoint: str, number: str, ring_s: float, talk_s: float
-) -> tuple[str, str]:
-    stack.sim.set_endpoint(endpoint, result="answer", answer_after=ring_s, tone_hz=CALLEE_HZ)
-    caller = stack.sim.start_call(caller_number=number, args=args, tone_hz=CALLER_HZ)
-    await stack.settle()
-    await stack.advance(3.0)  # the consent prompt
-    await stack.advance(ring_s)
-    await stack.until_bridged()  # the callee's own announcement, where all-party applies
-    await stack.advance(talk_s)
-    stack.sim.hangup(caller.id)
-    await stack.settle()
-    return caller.id, await stack.only_call_id()
+from tests.harness.calls import assert_both_tones, event_time, run_answered_call
+from tests.harness.stack import running_stack
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import extensions_announced, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, dialled
+from tests.harness.stack import extensions_announced, running_stack
 
 
 def times(sim: object, etype: str) -> list[float]:
@@ -108,7 +108,7 @@ async def test_a_party_joining_from_an_all_party_state_is_announced_to_everyone(
         await st.settle()
         call_id = await st.until_bridged()
         await st.advance(2.0)
-        st.sim.blind_transfer(f"{call_id}-l2", target)
+        st.sim.blind_transfer(dialled(st.sim, call_id), target)
         await st.settle()
         await st.advance(1.5)  # the target answers
         await st.advance(3.5)  # the all-party announcement, to both

@@ -10,37 +10,22 @@ import pytest
 from arisim.audio import tone_map
 
 from recorder.db.controls import ControlQueue
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
-from tests.test_flow_resilience import bridged_call
-
-
-async def control_by_api(st: Stack, call_id: str, action: str) -> None:
-    """As the API does: a control_requests row (NOTIFY); the daemon carries it out."""
-    queue = ControlQueue(st.repo.pool)
-    request_id = await queue.submit(call_id, action, None, "crm")
-    for _ in range(300):
-        await st.settle()
-        state = await queue.get(request_id)
-        assert state is not None
-        if state.final:
-            assert (state.status, state.detail) == ("done", action)
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"control {action} not carried out")
-
-
-async def control_by_dtmf(st: Stack, channel_id: str, code: str) -> None:
-    for digit in code:
-        st.sim.send_dtmf(channel_id, digit)
-    await st.settle()
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    bridged_call,
+    control_by_api,
+    control_by_dtmf,
+    dialled,
+)
+from tests.harness.stack import running_stack
 
 
 @pytest.mark.parametrize("how", ["dtmf", "api"])
 async def test_pause_and_resume(tmp_path: Path, pg_dsn: str, how: str) -> None:
     async with running_stack(tmp_path, pg_dsn, controls={"pause": "*1", "resume": "*2"}) as st:
         caller_id, call_id = await bridged_call(st)
-        callee_id = f"{call_id}-l2"
+        callee_id = dialled(st.sim, call_id)
         await st.advance(2.0)
         # the attorney pauses: a card number is read out
         if how == "dtmf":

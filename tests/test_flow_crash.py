@@ -6,93 +6,22 @@ PostgreSQL stay up, as Asterisk and the database would.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
-from tests.stack import PASSWORD
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
-
-CONFIG = """\
-ari:
-  url: "{url}"
-  username: "verbatim"
-  reconnect_initial_s: 0.05
-  reconnect_max_s: 0.2
-database:
-  pool_max: 2
-storage:
-  spool_dir: "{spool}"
-  archive_dir: "{archive}"
-logging:
-  level: "info"
-  format: "json"
-"""
-
-
-class Proc:
-    def __init__(self, config: Path, dsn: str, log: Path) -> None:
-        self.config, self.dsn, self.log = config, dsn, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "VERBATIM_ARI_PASSWORD": PASSWORD, "VERBATIM_DATABASE_DSN": self.dsn}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "recorder.cli", "run", "--config", str(self.config)],
-                stdout=out,
-                stderr=out,
-                env=env,
-            )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-
-    async def stop(self) -> int:
-        """SIGTERM, waiting without blocking the loop: the in-process simulator must answer
-        the daemon's WebSocket close meanwhile."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            for _ in range(200):
-                if self.proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                self.proc.kill()
-                return self.proc.wait(5)
-        return self.proc.returncode
-
-
-async def until(
-    cond: Callable[[], Awaitable[bool]], sim: Simulator | None = None, limit: float = 10.0
-) -> None:
-    """Wait (real time, at most `limit` s) for `cond`; with `sim`, advance its clock 0.1 s
-    between looks, so a daemon in another process that reacts late still sees time go on."""
-    async with asyncio.timeout(limit):
-        while not await cond():  # polls another process's database writes
-            if sim is not None:
-                await sim.advance(0.1)
-            await asyncio.sleep(0.02)
-
-
-async def both_bridged(sim: Simulator) -> None:
-    """Until the caller and the answered callee are both in the bridge, and recorded."""
-
-    async def done() -> bool:
-        return len(sim.events("ChannelEnteredBridge")) >= 2 and bool(sim.recordings)
-
-    await until(done, sim)  # consent, ringing, answer, recording, bridged
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    assert_both_tones,
+    dialled,
+    event_time,
+)
+from tests.harness.daemon import CONFIG, Proc, both_bridged, connected, free_port, until
+from tests.harness.stack import PASSWORD
 
 
 @contextlib.asynccontextmanager
@@ -117,14 +46,6 @@ async def crash_setup(
         log = proc.log.read_text() if proc.log.exists() else ""
         assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
-
-
-async def connected(sim: Simulator) -> None:
-    async def up() -> bool:
-        return sim.hub.active("verbatim")
-
-    await until(up)
-    await sim.settle()
 
 
 async def crash_then_hang_up(
@@ -168,7 +89,7 @@ async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_d
         assert not list((tmp_path / "spool").iterdir())
         assert await repo.open_calls(sim.asterisk_id) == []
         assert await repo.unfiled_recordings(sim.asterisk_id) == []
-        joined = event_time(sim, "ChannelEnteredBridge", channel__id=f"{call.call_id}-l2")
+        joined = event_time(sim, "ChannelEnteredBridge", channel__id=dialled(sim, call.call_id))
         left = event_time(sim, "ChannelHangupRequest", channel__id=caller.id)
         assert_both_tones(Path(recs[0].path or ""), left - joined)
 
@@ -202,14 +123,6 @@ async def test_kill_9_then_call_ends_while_down_is_closed_at_start(
         assert recs and all(r.status == "filed" for r in recs)
         assert not list((tmp_path / "spool").iterdir())
         assert not [c.name for c in sim.channels.values() if not c.destroyed]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_kill_9_mid_hooked_call_then_restart_files_every_leg(

@@ -20,9 +20,15 @@ import pytest
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
 from recorder.devtools.pgcluster import PrivateCluster
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
-from tests.test_flow_crash import both_bridged, connected, until
-from tests.test_flow_outage_crash import assert_each_row_once, free_port, journalled_daemon
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ
+from tests.harness.daemon import (
+    assert_each_row_once,
+    both_bridged,
+    connected,
+    free_port,
+    journalled_daemon,
+    until,
+)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 from arisim.audio import tones_per_second
 
 from recorder.db.rows import CallRow, RecordingRow
-from tests.stack import Stack, running_stack
+from tests.harness.stack import Stack, running_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLER, CALLEE = 440, 700
@@ -205,7 +205,7 @@ async def test_health_fails_naming_a_missing_fallback_prompt(tmp_path: Path, pg_
     from arisim.testing import running_simulator
 
     from recorder.cli.health import check_health
-    from tests.stack import PASSWORD, make_config
+    from tests.harness.stack import PASSWORD, make_config
 
     (tmp_path / "archive").mkdir()
     async with running_simulator(tmp_path / "spool", password=PASSWORD,

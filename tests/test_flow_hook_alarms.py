@@ -19,17 +19,8 @@ from arisim.audio import tones_per_second
 from structlog.testing import capture_logs
 
 from recorder.policy import consent_rows
-from tests.stack import Stack, running_stack
-from tests.test_flow_hooks import (
-    CALLEE,
-    CALLER,
-    PROMPT_S,
-    TARGET,
-    agi,
-    at,
-    channel,
-    start_hooked,
-)
+from tests.harness.hooked import CALLEE, CALLER, PROMPT_S, TARGET, agi, at, channel, start_hooked
+from tests.harness.stack import Stack, running_stack
 
 ALARMS = ("recording.gap", "recording.failed", "recording.missing", "ari.request_failed")
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.stack import running_stack
-from tests.test_policy_paths import (
+from tests.harness.policy_paths import (
     CALLER_HZ,
     DAY,
     DEPARTMENTS,
@@ -15,12 +14,10 @@ from tests.test_policy_paths import (
     ROOT,
     ROWS,
     explained,
-    policy_file,
     talking_with,
     until,
 )
-
-__all__ = ["policy_file"]
+from tests.harness.stack import running_stack
 
 
 async def test_ring_group_through_local_channels(tmp_path: Path, pg_dsn: str,

@@ -13,63 +13,27 @@ from typing import Any
 import pytest
 from arisim.audio import tones_per_second
 
-from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
-from tests.stack import Stack, extensions_announced, running_stack
-from tests.test_flow_controls import control_by_api, control_by_dtmf
+from tests.harness.calls import control_by_api, control_by_dtmf
+from tests.harness.hooked import (
+    CALLEE,
+    CALLER,
+    PROMPT_S,
+    TARGET,
+    agi,
+    at,
+    channel,
+    hooked_dialplan,
+    start_hooked,
+)
+from tests.harness.stack import Stack, extensions_announced, running_stack
 
-CALLER, CALLEE, TARGET = 440, 700, 1000
 FREQS = [CALLER, CALLEE, TARGET]
-PROMPT_S = 3.0  # the simulator's length of an unknown sound: the consent prompts
-
-
-def agi(st: Stack, hook: str) -> str:
-    assert st.running.agi_address is not None
-    _, port = st.running.agi_address
-    return f"agi://127.0.0.1:{port}/{hook}"
-
-
-def hooked_dialplan(st: Stack, *first: tuple[str, str]) -> None:
-    """[hook-in]: the record hook, then Dial(); [hook-xfer]: where blind transfers dial."""
-    st.sim.add_extension("hook-in", "_X.", [
-        *first,
-        ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
-        ("Dial", "PJSIP/${EXTEN},30"),
-    ])
-    st.sim.add_extension("hook-xfer", "_X.", [("Dial", "PJSIP/${EXTEN},30")])
-    st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
-    st.sim.set_endpoint("PJSIP/300", tone_hz=TARGET, answer_after=1.0)
-
-
-async def start_hooked(st: Stack, number: str = "+12125550100") -> tuple[Any, str]:
-    """A call into [hook-in], past the caller's announcement (played by the AGI) until the
-    record hook answered; the caller's channel and the call's id."""
-    caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
-                                        caller_number=number)
-    await st.settle()
-    session = await st.sim.wait_agi(caller.id, "playing")
-    assert any(c.startswith("STREAM FILE") for c in session.commands)
-    assert caller.state == "Up"  # answered first: a caller not answered would hear nothing
-    await st.advance(PROMPT_S)
-    await st.sim.wait_agi(caller.id, "done")
-    await st.settle()
-    return caller, str(st.daemon.state.by_channel[caller.id])
 
 
 def only_call(st: Stack) -> Any:
     (call,) = st.daemon.state.calls.values()
     return call
-
-
-def channel(st: Stack, prefix: str) -> Any:
-    """The live channel whose name starts with `prefix` (a Local pair: its ;1)."""
-    (ch,) = [c for c in st.sim.channels.values()
-             if c.name.startswith(prefix) and not c.destroyed and not c.name.endswith(";2")]
-    return ch
-
-
-def at(event: dict[str, Any]) -> float:
-    return parse_timestamp(event["timestamp"]).timestamp()
 
 
 async def test_a_dialplan_call_is_recorded_across_a_blind_transfer(

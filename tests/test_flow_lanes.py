@@ -8,21 +8,12 @@ request and every other call waited with it.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from tests.stack import Stack, running_stack
+from tests.harness.calls import advance_around
+from tests.harness.stack import running_stack
 
 OTHERS = 20
-
-
-async def advance_around(st: Stack, seconds: float) -> None:
-    """Advance virtual time without waiting for the daemon to be quiet (a lane is blocked on
-    the held request, so it never is): the simulator settles, the daemon gets a moment."""
-    for _ in range(round(seconds / 0.1)):
-        await st.sim.advance(0.1)
-        await st.sim.settle()
-        await asyncio.sleep(0.01)
 
 
 async def test_a_held_request_of_one_call_does_not_delay_the_others(

@@ -12,9 +12,9 @@ from pathlib import Path
 from recorder.storage.objects import S3Store
 from recorder.storage.tiered import bucket_if_configured
 from recorder.storage.upload import uploads_if_s3
-from tests.seaweedfs import SeaweedFS
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, assert_both_tones
+from tests.harness.seaweedfs import SeaweedFS
+from tests.harness.stack import Stack, running_stack
 
 OFFICES = {"sf": "02:fc:00:00:00:0a", "ny": "02:fc:00:00:00:0b"}
 START = 1_795_600_000.0  # both simulators' clocks: the same instants, the same channel ids

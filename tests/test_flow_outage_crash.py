@@ -10,32 +10,33 @@ dialled again, every segment is filed under its call, and each row is in Postgre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import socket
 import tempfile
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from arisim.server import Simulator
 
 from recorder.db.migrate import migrate
 from recorder.db.repository import Repository
 from recorder.devtools.pgcluster import PrivateCluster
-from tests.stack import PASSWORD
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, assert_both_tones, event_time
-from tests.test_flow_crash import CONFIG, Proc, connected, until
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    assert_both_tones,
+    dialled,
+    event_time,
+)
+from tests.harness.daemon import (
+    assert_each_row_once,
+    connected,
+    free_port,
+    journalled_daemon,
+    until,
+)
 
 CALLS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -51,26 +52,6 @@ def own_cluster() -> Iterator[PrivateCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-
-@contextlib.asynccontextmanager
-async def journalled_daemon(tmp_path: Path, dsn: str) -> AsyncIterator[tuple[Simulator, Proc]]:
-    """The simulator and a daemon (not yet started) whose journal is in tmp_path/journal."""
-    spool, archive, journal = tmp_path / "spool", tmp_path / "archive", tmp_path / "journal"
-    sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
-    url = await sim.start()
-    config = tmp_path / "verbatim.yaml"
-    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive).replace(
-        "storage:\n", f"storage:\n  journal_dir: \"{journal}\"\n"))
-    proc = Proc(config, dsn, tmp_path / "daemon.log")
-    try:
-        yield sim, proc
-    finally:
-        if proc.proc is not None:
-            await proc.stop()
-        await sim.stop()
-        if os.environ.get("KEEP_LOG"):
-            shutil.copy(proc.log, "/tmp/outage.log")
 
 
 async def test_a_crash_during_a_database_outage_cuts_no_call(
@@ -124,14 +105,13 @@ async def test_a_crash_during_a_database_outage_cuts_no_call(
                 assert [r.status for r in recs] == ["filed"], recs  # one segment, its own call
                 events = [e.kind for e in await repo.events(call.call_id)]
                 assert events.count("call.started") == 1 and events.count("call.answered") == 1
-                callee = f"/channels/{call.call_id}-l2"
+                callee_id = dialled(sim, call.call_id)
                 caller_id = next(leg.channel_id for leg in await repo.legs(call.call_id)
                                  if leg.role == "caller")
                 hung = event_time(sim, "ChannelHangupRequest", channel__id=caller_id)
-                joined = event_time(sim, "ChannelEnteredBridge",
-                                    channel__id=f"{call.call_id}-l2")
+                joined = event_time(sim, "ChannelEnteredBridge", channel__id=callee_id)
                 assert_both_tones(Path(recs[0].path or ""), hung - joined)  # every second
-                assert hangups.count(callee) <= 1  # only after its caller hung up
+                assert hangups.count(f"/channels/{callee_id}") <= 1  # only after its caller hung up
             assert not (journal / "journal.jsonl").exists()  # emptied once all was written
         finally:
             await repo.close()
@@ -207,34 +187,3 @@ async def test_fifty_calls_through_a_minute_long_outage_and_a_crash(
         assert not sim.request_problems(), sim.request_problems()
 
 
-async def assert_each_row_once(repo: Repository, sim: Simulator, callers: list[str]) -> None:
-    """Each caller has one call (answered, ended) with its two legs; no event kind twice in a
-    call; each recording Asterisk made is one filed row under the call whose bridge it recorded;
-    the daemon hung up no one before their caller had."""
-    calls = await repo.recent_calls(2 * len(callers))
-    by_caller: dict[str, str] = {}
-    for row in calls:
-        assert (row.status, row.outcome) == ("ended", "answered"), row
-        legs = await repo.legs(row.call_id)
-        assert sorted(leg.role for leg in legs) == ["callee", "caller"], legs
-        by_caller |= {leg.channel_id: row.call_id for leg in legs if leg.role == "caller"}
-        twice = [k for k, n in Counter((e.kind, e.channel_id, e.recording_name)
-                                       for e in await repo.events(row.call_id)).items() if n > 1]
-        assert not twice, (row.call_id, twice)
-    assert sorted(by_caller) == sorted(callers)  # one call per caller, no adopted second
-    bridge_call = {e["bridge"]["id"]: by_caller[e["channel"]["id"]]
-                   for e in sim.events("ChannelEnteredBridge") if e["channel"]["id"] in by_caller}
-    made = [*sim.finished_recordings, *sim.recordings.values()]
-    assert len(made) == len(callers)
-    for rec in made:
-        filed = await repo.recording(sim.asterisk_id, rec.name)
-        assert filed is not None and filed.status == "filed", (rec.name, filed)
-        assert filed.call_id == bridge_call[rec.target_id], rec.name
-        assert Path(filed.path or "").is_file()
-    for caller in callers:
-        call_id = by_caller[caller]
-        hung = next(r.at for r in sim.event_log if r.event["type"] == "ChannelHangupRequest"
-                    and r.event["channel"]["id"] == caller)  # the clock requests are logged on
-        early = [r for r in sim.requests if r.method == "DELETE" and r.at < hung
-                 and r.path in (f"/channels/{caller}", f"/channels/{call_id}-l2")]
-        assert not early, early

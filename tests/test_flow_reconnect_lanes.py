@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.stack import running_stack
-from tests.test_flow_lanes import advance_around
+from tests.harness.calls import advance_around
+from tests.harness.stack import running_stack
 
 
 async def test_reconcile_while_a_lane_holds_start_recording(tmp_path: Path, pg_dsn: str) -> None:

@@ -9,22 +9,17 @@ from pathlib import Path
 from arisim.audio import tone_map
 from structlog.testing import capture_logs
 
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    bridged_call,
+    dialled,
+    event_time,
+    recordings,
+)
+from tests.harness.stack import running_stack
 
 BOTH = {CALLER_HZ, CALLEE_HZ}
-
-
-async def bridged_call(st: Stack) -> tuple[str, str]:
-    """Start an inbound call and bring it to two parties bridged; returns (caller id, call id)."""
-    st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-    caller = st.sim.start_call(
-        caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ
-    )
-    await st.settle()
-    call_id = await st.until_bridged()
-    await st.advance(0.5)
-    return caller.id, call_id
 
 
 def covered_seconds(paths: list[Path]) -> float:
@@ -38,15 +33,12 @@ async def test_recording_ended_mid_call_is_followed_by_a_new_segment(
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)
         await st.advance(3.0)
-        first = f"{call_id}-s1"
+        (first,) = recordings(st.sim)
         with capture_logs() as logs:
             st.sim.finish_recording(first)
             await st.settle()  # no virtual time passes: one event round trip
-        started = [
-            e
-            for e in st.sim.events("RecordingStarted")
-            if e["recording"]["name"] == f"{call_id}-s2"
-        ]
+        _, second = recordings(st.sim)
+        started = [e for e in st.sim.events("RecordingStarted") if e["recording"]["name"] == second]
         assert started, "the next segment must start at once"
         gap_lines = [entry for entry in logs if entry["event"] == "recording.gap"]
         assert gap_lines and gap_lines[0]["call_id"] == call_id
@@ -58,10 +50,10 @@ async def test_recording_ended_mid_call_is_followed_by_a_new_segment(
         assert call.status == "ended"
         assert [(r.name, r.status) for r in sorted(recs, key=lambda r: r.segment)] == [
             (first, "filed"),
-            (f"{call_id}-s2", "filed"),
+            (second, "filed"),
         ]
         assert "recording.gap" in [e.kind for e in events]
-        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=f"{call_id}-l2")
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=dialled(st.sim, call_id))
         left = event_time(st.sim, "ChannelHangupRequest", channel__id=caller_id)
         # two files together cover the conversation (a request round trip may be lost)
         covered = covered_seconds([Path(r.path or "") for r in recs])
@@ -75,22 +67,24 @@ async def test_recording_failed_mid_call_is_a_failed_row_and_a_new_segment(
         caller_id, call_id = await bridged_call(st)
         await st.advance(2.0)
         with capture_logs() as logs:
-            st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+            (first,) = recordings(st.sim)
+            st.sim.fail_recording(first, cause="disk full")
             await st.settle()
         assert any(e["event"] == "recording.failed" and e["log_level"] == "error" for e in logs)
-        assert f"{call_id}-s2" in st.sim.recordings
+        _, second = recordings(st.sim)
+        assert second in st.sim.recordings
         await st.advance(2.0)
         st.sim.hangup(caller_id)
         await st.settle()
         _call, _legs, recs, _events = await st.call_rows(call_id)
         statuses = {r.name: (r.status, r.error) for r in recs}
-        assert statuses[f"{call_id}-s1"][0] == "failed"
-        assert "disk full" in (statuses[f"{call_id}-s1"][1] or "")
-        assert statuses[f"{call_id}-s2"][0] == "filed"
+        assert statuses[first][0] == "failed"
+        assert "disk full" in (statuses[first][1] or "")
+        assert statuses[second][0] == "filed"
         # what the failed recording spanned is a gap for both parties, never covered
         gaps = await st.repo.gaps(datetime.now(UTC) - timedelta(days=1), call_id)
-        assert sorted(g.channel_id for g in gaps) == sorted([caller_id, f"{call_id}-l2"])
-        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=f"{call_id}-l2")
+        assert sorted(g.channel_id for g in gaps) == sorted([caller_id, dialled(st.sim, call_id)])
+        joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=dialled(st.sim, call_id))
         failed = event_time(st.sim, "RecordingFailed")
         assert all(abs(g.duration_ms / 1000 - (failed - joined)) <= 0.1 for g in gaps), gaps
 
@@ -102,11 +96,13 @@ async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(
         caller_id, call_id = await bridged_call(st)
         await st.sim.drop_websockets()
         # While the daemon is away, the recording ends by itself: nobody hears of it.
-        st.sim.finish_recording(f"{call_id}-s1")
+        (first,) = recordings(st.sim)
+        st.sim.finish_recording(first)
         await st.settle()
         await st.connected()  # reconnected (backoff is tens of milliseconds in tests)
         await st.settle()
-        assert f"{call_id}-s2" in st.sim.recordings, "reconcile must start the next segment"
+        assert len(recordings(st.sim)) == 2, "reconcile must start the next segment"
+        assert recordings(st.sim)[1] in st.sim.recordings
         await st.advance(3.0)
         st.sim.hangup(caller_id)
         await st.settle()
@@ -118,8 +114,8 @@ async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(
         assert {
             "/channels",
             "/bridges",
-            f"/recordings/live/{call_id}-s1",
-            f"/recordings/stored/{call_id}-s1",
+            f"/recordings/live/{first}",
+            f"/recordings/stored/{first}",
         } <= paths
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from recorder.storage.objects import S3Store
 from recorder.storage.tiered import bucket_if_configured
 from recorder.storage.upload import uploads_if_s3
-from tests.seaweedfs import SeaweedFS
-from tests.stack import running_stack
-from tests.test_flow_basic import run_answered_call
+from tests.harness.calls import run_answered_call
+from tests.harness.seaweedfs import SeaweedFS
+from tests.harness.stack import running_stack
 
 
 async def test_a_recorded_call_is_filed_then_moved_to_the_bucket(

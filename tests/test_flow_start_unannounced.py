@@ -7,10 +7,9 @@ from pathlib import Path
 
 from recorder.model.inputs import ControlRequested
 from recorder.policy import consent_rows
-from tests.stack import running_stack
-from tests.test_policy_paths import CALLER_HZ, DAY, DEPARTMENTS, SF, policy_file
-
-__all__ = ["policy_file"]
+from tests.harness.calls import dialled
+from tests.harness.policy_paths import CALLER_HZ, DAY, DEPARTMENTS, SF
+from tests.harness.stack import running_stack
 
 
 async def test_start_after_a_flip_records_the_unannounced_target(
@@ -25,7 +24,7 @@ async def test_start_after_a_flip_records_the_unannounced_target(
         await st.settle()
         call_id = await st.until_bridged()
         await st.advance(2.0)
-        st.sim.blind_transfer(f"{call_id}-l2", "305")  # "Into reception": no
+        st.sim.blind_transfer(dialled(st.sim, call_id), "305")  # "Into reception": no
         await st.settle()
         await st.advance(3.0)
         call = st.daemon.state.calls[call_id]

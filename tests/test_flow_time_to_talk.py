@@ -17,8 +17,8 @@ from recorder.policy import Party, announcements_at_start, consent_rows, load_po
 from recorder.policy.loader import numbering_from
 from recorder.policy.prompts import DEFAULT_DIRECTORY, prompt_lengths, read_manifest
 from recorder.policy.timing import time_to_talk
-from tests.stack import running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ
+from tests.harness.stack import running_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = ROOT / "config" / "verbatim.example.yaml"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from arisim.audio import tone_map
 
-from tests.stack import Stack, running_stack
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ, event_time
-from tests.test_flow_resilience import bridged_call
+from tests.harness.calls import CALLEE_HZ, CALLER_HZ, bridged_call, dialled, event_time
+from tests.harness.stack import Stack, running_stack
 
 TARGET_HZ = 1900
 
@@ -29,7 +28,7 @@ async def test_blind_transfer_is_recorded_without_a_gap(
     async with running_stack(tmp_path, pg_dsn) as st:
         st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
         caller_id, call_id = await bridged_call(st)
-        callee_id = f"{call_id}-l2"
+        callee_id = dialled(st.sim, call_id)
         await st.advance(3.0)
         transferer, stayer = (callee_id, caller_id) if by == "callee" else (caller_id, callee_id)
         stayer_hz = CALLER_HZ if by == "callee" else CALLEE_HZ
@@ -88,7 +87,7 @@ async def test_hold_and_resume_stays_recorded_and_is_reported_as_held(
 ) -> None:
     async with running_stack(tmp_path, pg_dsn) as st:
         caller_id, call_id = await bridged_call(st)
-        callee_id = f"{call_id}-l2"
+        callee_id = dialled(st.sim, call_id)
         await st.advance(2.0)
         st.sim.hold(callee_id)
         await st.settle()

@@ -18,7 +18,7 @@ from recorder.ari.events import Event
 from recorder.hookserver import HookBroker
 from recorder.model.commands import HookReply
 from recorder.model.inputs import HookCalled, HookPrompted
-from tests.test_agi_server import UNIQUEID, FakeAsterisk
+from tests.harness.agi import UNIQUEID, FakeAsterisk
 
 
 class Model:

@@ -1,5 +1,6 @@
 """No import cycles in the package, function-level imports included (a cycle broken by an
-import inside a function is still a cycle: the modules cannot be read one before the other)."""
+import inside a function is still a cycle: the modules cannot be read one before the other).
+No test module imports another test module: what tests share lives in tests/harness/."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +77,48 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
+
+
+def _imports_of_test_modules(tests: Path) -> list[str]:
+    """"file: module" for each import, anywhere under `tests`, of a test module (tests.test_*) or
+    of conftest (pytest loads it; its helpers belong in the harness)."""
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        package = ["tests", *path.relative_to(tests).parent.parts]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.startswith(("tests.test_", "tests.conftest"))]
+            found += [f"{path.relative_to(tests)}: {bad[0]}"] if bad else []
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    assert _imports_of_test_modules(ROOT / "tests") == []
+
+
+@pytest.mark.parametrize(("where", "line"), [
+    ("test_x.py", "from tests.test_flow_basic import CALLER_HZ"),
+    ("test_x.py", "import tests.test_flow_basic"),
+    ("test_x.py", "from tests import test_flow_basic"),
+    ("test_x.py", "from .test_flow_basic import CALLER_HZ"),
+    ("test_x.py", "def f() -> None:\n    from tests.test_flow_basic import CALLER_HZ"),
+    ("harness/calls.py", "from ..test_flow_basic import CALLER_HZ"),
+    ("harness/calls.py", "from tests.conftest import write_wav"),
+])
+def test_the_check_finds_a_test_module_imported(tmp_path: Path, where: str, line: str) -> None:
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "stack.py").write_text("from tests.harness.wav import write_wav\n")
+    (tmp_path / "test_y.py").write_text("from tests.harness import builders as b\n")
+    (tmp_path / where).write_text(line + "\n")
+    assert _imports_of_test_modules(tmp_path) == [f"{where}: tests.test_flow_basic"
+                                                  if "flow" in line else f"{where}: tests.conftest"]
 
 
 def test_the_package_has_no_import_cycle() -> None:

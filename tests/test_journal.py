@@ -17,7 +17,7 @@ from recorder.journal import Entry, Journal, decode, encode
 from recorder.model.commands import SaveCall
 from recorder.persistence import Writer
 from recorder.policy.audit import ConsentRow
-from tests.test_db_repository import T0, call_row, leg_row, rec_row
+from tests.harness.rows import T0, call_row, leg_row, rec_row
 
 STATE_WITH_MARKERS = {"started_at": {"$dt": "2026-11-25T19:14:25+00:00"}, "legs": {}}
 

@@ -12,7 +12,7 @@ from recorder.db.rows import EventRow
 from recorder.journal import Journal
 from recorder.model.commands import SaveCall
 from recorder.persistence import Writer
-from tests.test_db_repository import T0, call_row
+from tests.harness.rows import T0, call_row
 
 
 class Flaky:

@@ -13,7 +13,7 @@ import pytest
 
 from recorder.cli.main import main
 from recorder.db.repository import Repository
-from tests.keeping_world import seed_call
+from tests.harness.keeping_world import seed_call
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from recorder.keeping.purge import Purger
 from recorder.keeping.verify import VerifyReport, verify
 from recorder.policy.model import Length
 from recorder.storage.store import LocalStore
-from tests.keeping_world import AST, T0, policy, seed_call
+from tests.harness.keeping_world import AST, T0, policy, seed_call
 
 HERE = Origin("127.0.0.1", "pytest")
 

@@ -20,7 +20,7 @@ from recorder.keeping.holds import Hold, HoldError, Holds, hold_spec
 from recorder.keeping.purge import Purger
 from recorder.policy.model import Length
 from recorder.storage.store import LocalStore
-from tests.keeping_world import AST, T0, policy, seed_call
+from tests.harness.keeping_world import AST, T0, policy, seed_call
 
 ENDED = T0 + timedelta(minutes=2)
 LATER = ENDED + timedelta(days=3000)

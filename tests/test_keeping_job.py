@@ -14,7 +14,7 @@ from recorder.db.repository import Repository
 from recorder.keeping.job import Keeper, keeping, next_purge
 from recorder.policy.model import Length
 from recorder.storage.store import LocalStore
-from tests.keeping_world import AST, policy, seed_call
+from tests.harness.keeping_world import AST, policy, seed_call
 
 
 def at(text: str) -> datetime:

@@ -13,7 +13,7 @@ from recorder.db.repository import Repository
 from recorder.keeping.purge import Purger
 from recorder.policy.model import Length, Policy, RetentionClass
 from recorder.storage.store import LocalStore
-from tests.keeping_world import AST, T0, policy, seed_call
+from tests.harness.keeping_world import AST, T0, policy, seed_call
 
 TWO_YEARS = policy(standard=Length(years=2), training=Length(days=90))
 ENDED = T0 + timedelta(minutes=2)

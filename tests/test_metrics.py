@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from recorder.cli.health import check_health
 from recorder.storage.watermarks import CRITICAL, LOW, OK, DiskWatch, level_of
-from tests.stack import Stack, running_stack
+from tests.harness.stack import Stack, running_stack
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -2,73 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.calls import make_call_id, step
 from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
 from recorder.model.settings import CallSettings
-from recorder.model.state import Call, ModelState
-from tests import builders as b
-
-SETTINGS = CallSettings(departments={"201": "Intake", "305": "Family Law"})
-CALLER = "1700000000.1"
-
-
-class Run:
-    """Feeds events through `step`, keeping the state and every command it produced."""
-
-    def __init__(self, settings: CallSettings = SETTINGS) -> None:
-        self.state = ModelState()
-        self.settings = settings
-        self.commands: list[cmd.Command] = []
-        self.last: list[cmd.Command] = []
-
-    def feed(self, event: ev.Event) -> list[cmd.Command]:
-        before = self.state
-        self.state, self.last = step(self.state, event, self.settings)
-        assert (
-            before is not self.state
-            or not self.last
-            or all(isinstance(c, cmd.Log | cmd.Hangup) for c in self.last)
-        )
-        self.commands.extend(self.last)
-        return self.last
-
-    def of(self, kind: type[Any], commands: list[cmd.Command] | None = None) -> list[Any]:
-        return [c for c in (self.commands if commands is None else commands) if isinstance(c, kind)]
-
-    @property
-    def call(self) -> Call:
-        (call,) = self.state.calls.values()
-        return call
-
-    def logs(self, name: str) -> list[cmd.Log]:
-        return [c for c in self.of(cmd.Log) if c.event == name]
-
-
-def start_inbound(run: Run, target: str = "201", number: str = "+14155550100") -> str:
-    run.feed(b.stasis_start(0, b.chan(CALLER, "Ring", number=number), "inbound", target))
-    call_id = run.call.call_id
-    run.feed(b.entered(0.01, f"{call_id}-b1", CALLER))
-    return call_id
-
-
-def to_bridged(run: Run) -> tuple[str, str, str]:
-    """Drive an inbound call to the point where both parties are bridged and recorded."""
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
-    run.feed(b.dial(3.02, callee, "RINGING"))
-    run.feed(b.dial(5, callee, "ANSWER"))
-    name = f"{call_id}-s1"
-    run.feed(b.recording(5.01, "started", name))
-    run.feed(b.entered(5.02, f"{call_id}-b1", callee))
-    return call_id, callee, name
+from recorder.model.state import Call
+from tests.harness import builders as b
+from tests.harness.model import CALLER, SETTINGS, Run, start_inbound, to_bridged, to_dialling
 
 
 def test_new_inbound_call_answers_bridges_and_plays_consent_before_anything_else() -> None:
@@ -83,13 +25,35 @@ def test_new_inbound_call_answers_bridges_and_plays_consent_before_anything_else
     assert save.call.caller_e164 == "+14155550100"
     assert (save.call.extension, save.call.department) == ("201", "Intake")
     assert save.call.asterisk_id == b.AST
-    assert call_id == make_call_id(b.at(0), b.AST, CALLER)
+    # the call's id: when it began, then a hash of the server and the channel, so the same
+    # StasisStart names the same call after a restart, and another office's channel another
+    assert call_id.startswith(f"{b.T0:%Y%m%dT%H%M%S}-")
+    assert call_id == started_as(CALLER, b.AST)
+    assert call_id not in (started_as("1700000000.2", b.AST), started_as(CALLER, "pbx2"))
+
+
+def started_as(channel_id: str, asterisk_id: str) -> str:
+    """The id of a call whose StasisStart is this channel's on this server."""
+    run = Run()
+    run.feed(ev.StasisStart(timestamp=b.at(0), asterisk_id=asterisk_id,
+                            channel=b.chan(channel_id, "Ring"), args=("inbound", "201")))
+    return run.call.call_id
+
+
+def test_ids_are_the_call_id_with_a_counter_per_kind() -> None:
+    """Bridges, prompts, legs (the caller is leg 1) and segments are named after their call:
+    the names of Asterisk's recordings and files say whose they are."""
+    run = Run()
+    call_id, callee, name = to_bridged(run)
+    run.feed(b.recording(30, "finished", name))  # a second segment follows
+    assert [run.bridge(), run.playback(0), callee, name, run.recording()] == [
+        f"{call_id}-{n}" for n in ("b1", "p1", "l2", "s1", "s2")]
 
 
 def test_dial_happens_after_consent_and_only_after_the_leg_is_in_stasis() -> None:
     run = Run()
     call_id = start_inbound(run)
-    out = run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    out = run.feed(b.playback_finished(3, run.playback()))
     create = run.of(cmd.CreateChannel, out)[0]
     assert create.endpoint == "PJSIP/201"
     assert create.app_args == f"dialed,{call_id}"
@@ -104,19 +68,16 @@ def test_dial_happens_after_consent_and_only_after_the_leg_is_in_stasis() -> Non
 
 def test_answered_party_joins_only_after_recording_started() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    _call_id, callee = to_dialling(run)
     out = run.feed(b.dial(13, callee, "ANSWER"))  # ten seconds of ringing
     (rec,) = run.of(cmd.StartRecording, out)
-    assert rec.name == f"{call_id}-s1" and rec.bridge_id == f"{call_id}-b1"
+    assert rec.bridge_id == run.bridge()
     assert run.of(cmd.StopPlayback, out)  # ringback stops
     assert out.index(run.of(cmd.SaveCall, out)[-1]) < out.index(rec)  # name stored first
     assert not [a for a in run.of(cmd.AddChannel, out) if a.channel_id == callee]
     out = run.feed(b.recording(13.01, "started", rec.name))
     assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
-    run.feed(b.entered(13.02, f"{call_id}-b1", callee))
+    run.feed(b.entered(13.02, run.bridge(), callee))
     assert run.call.phase == "bridged"
 
 
@@ -133,10 +94,7 @@ def test_dial_failure_ends_the_call_with_its_outcome(
     dialstatus: str, outcome: str, reason: str
 ) -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    _call_id, callee = to_dialling(run)
     out = run.feed(b.dial(4, callee, dialstatus))
     assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [(CALLER, reason)]
     run.feed(b.stasis_end(4.1, CALLER))
@@ -152,10 +110,7 @@ def test_dial_failure_ends_the_call_with_its_outcome(
 
 def test_caller_abandoning_while_ringing_hangs_up_the_ringing_leg() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    _call_id, callee = to_dialling(run)
     run.feed(b.dial(3.02, callee, "RINGING"))
     out = run.feed(b.hangup_request(6, CALLER))
     assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [callee]
@@ -171,14 +126,14 @@ def test_caller_abandoning_while_ringing_hangs_up_the_ringing_leg() -> None:
 
 def test_caller_hanging_up_during_consent_leaves_no_recording_and_dials_nobody() -> None:
     run = Run()
-    call_id = start_inbound(run)
+    start_inbound(run)
     out = run.feed(b.hangup_request(1, CALLER))
     assert run.of(cmd.StopPlayback, out)
     run.feed(b.stasis_end(1.01, CALLER))
     assert not run.of(cmd.CreateChannel) and not run.of(cmd.StartRecording)
     assert run.of(cmd.SaveCall)[-1].call.outcome == "abandoned"
     # a PlaybackFinished arriving afterwards changes nothing
-    assert run.feed(b.playback_finished(1.1, f"{call_id}-p1")) == []
+    assert run.feed(b.playback_finished(1.1, run.playback())) == []
 
 
 def test_full_call_files_its_recording_and_logs_a_summary() -> None:
@@ -220,10 +175,10 @@ def test_full_call_files_its_recording_and_logs_a_summary() -> None:
 @pytest.mark.parametrize("kind", ["finished", "failed"])
 def test_recording_ending_mid_call_starts_a_new_segment_at_once(kind: str) -> None:
     run = Run()
-    call_id, _callee, name = to_bridged(run)
+    _call_id, _callee, name = to_bridged(run)
     out = run.feed(b.recording(30, kind, name, cause="disk full" if kind == "failed" else ""))
     (again,) = run.of(cmd.StartRecording, out)
-    assert again.name == f"{call_id}-s2"
+    assert again.name != name and again.bridge_id == run.bridge()
     (gap,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "recording.gap"]
     assert gap.level == "warning" and gap.fields["recording"] == name
     assert run.of(cmd.FileRecording, out)  # whatever was written is kept
@@ -232,10 +187,7 @@ def test_recording_ending_mid_call_starts_a_new_segment_at_once(kind: str) -> No
 
 def test_recording_that_cannot_start_is_retried_then_the_call_is_connected_anyway() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    _call_id, callee = to_dialling(run)
     run.feed(b.dial(4, callee, "ANSWER"))
     for attempt in range(1, 4):
         last = run.of(cmd.StartRecording)[-1]
@@ -307,18 +259,16 @@ def test_step_never_changes_the_state_it_was_given() -> None:
     call_id, callee, _ = to_bridged(run)
     before = run.state
     snapshot = run.call.to_json()
-    step(before, b.hangup_request(9, callee), SETTINGS)
+    run.feed(b.hangup_request(9, callee))
     assert before.calls[call_id].to_json() == snapshot
+    assert run.call.to_json() != snapshot  # the step did change the call, in a new state
 
 
 def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:
     """Trace sip_forward_302_create_dial: HangupRequest (cause 23), then Dial CANCEL with
     `forward` three times, then the leg's end; the caller must not be dropped meanwhile."""
     run = Run()
-    call_id = start_inbound(run, target="400")
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    first = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    call_id, first = to_dialling(run, target="400")
     run.feed(b.dial(3.02, first, ""))
     out = run.feed(b.hangup_request(3.03, first, cause=23))
     assert not run.of(cmd.Hangup, out) and not run.of(cmd.StopPlayback, out)  # caller stays
@@ -334,17 +284,14 @@ def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:
     assert run.call.legs[second].forwarded_from == first
     run.feed(b.stasis_start(3.06, b.chan(second, "Down"), "dialed", call_id))
     run.feed(b.dial(5, second, "ANSWER"))
-    assert [r.name for r in run.of(cmd.StartRecording)] == [f"{call_id}-s1"]
+    assert len(run.of(cmd.StartRecording)) == 1
 
 
 @pytest.mark.parametrize(("forward", "endpoint"), [("+14155550111", "PJSIP/+14155550111@trunk"),
                                                    ("305", "PJSIP/305")])
 def test_forward_to_a_mobile_goes_out_the_trunk(forward: str, endpoint: str) -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    first = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    _call_id, first = to_dialling(run)
     run.feed(b.dial(4, first, "CANCEL", forward=forward))
     assert run.of(cmd.CreateChannel)[-1].endpoint == endpoint
 
@@ -352,7 +299,7 @@ def test_forward_to_a_mobile_goes_out_the_trunk(forward: str, endpoint: str) -> 
 def test_forward_loops_end_the_call_as_failed() -> None:
     run = Run(CallSettings(max_forwards=2))
     call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    run.feed(b.playback_finished(3, run.playback()))
     for hop in range(4):
         leg = run.call.callee_channel
         assert leg is not None
@@ -366,10 +313,7 @@ def test_forward_loops_end_the_call_as_failed() -> None:
 
 def test_unanswered_leg_without_dial_status_takes_its_outcome_from_the_cause() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    _call_id, callee = to_dialling(run)
     run.feed(b.hangup_request(23, callee, cause=32))  # an ARI /dial timeout (no NOANSWER)
     run.feed(b.stasis_end(23.01, callee))
     run.feed(b.destroyed(23.02, callee, cause=19))
@@ -383,7 +327,7 @@ GROUP = CallSettings(ring_groups={"600": ("201", "202", "203")})
 
 def ring(run: Run) -> tuple[str, list[str]]:
     call_id = start_inbound(run, target="600")
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
+    run.feed(b.playback_finished(3, run.playback()))
     creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
     assert [c.endpoint for c in creates] == ["PJSIP/201", "PJSIP/202", "PJSIP/203"]
     legs = [c.channel_id for c in creates]
@@ -395,7 +339,7 @@ def ring(run: Run) -> tuple[str, list[str]]:
 
 def test_ring_group_first_answer_wins_and_the_others_are_cancelled() -> None:
     run = Run(GROUP)
-    call_id, (l1, l2, l3) = ring(run)
+    _call_id, (l1, l2, l3) = ring(run)
     run.feed(b.dial(4, l2, "BUSY"))  # one member busy: the others still ring
     run.feed(b.stasis_end(4.01, l2))
     assert run.call.phase == "dialing" and not run.of(cmd.Hangup)
@@ -403,8 +347,8 @@ def test_ring_group_first_answer_wins_and_the_others_are_cancelled() -> None:
     assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [
         (l1, "answered_elsewhere")]
     run.feed(b.stasis_end(6.01, l1))  # the cancelled member leaving ends nothing
-    assert [r.name for r in run.of(cmd.StartRecording)] == [f"{call_id}-s1"]
-    run.feed(b.recording(6.02, "started", f"{call_id}-s1"))
+    assert len(run.of(cmd.StartRecording)) == 1
+    run.feed(b.recording(6.02, "started", run.recording()))
     assert [a.channel_id for a in run.of(cmd.AddChannel)][-1] == l3
     assert {leg: run.call.legs[leg].outcome for leg in (l1, l2)} == {l1: "cancelled",
                                                                     l2: "busy"}

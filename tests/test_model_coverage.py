@@ -8,7 +8,7 @@ import pytest
 
 from recorder.model.coverage import coverage, merge, subtract
 from recorder.model.state import Call, Leg, Recording
-from tests.builders import at
+from tests.harness.builders import at
 
 B = "c-b1"
 

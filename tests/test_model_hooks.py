@@ -8,7 +8,6 @@ import pytest
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.calls import step
 from recorder.model.inputs import (
     ChannelChecked,
     ControlRequested,
@@ -17,31 +16,11 @@ from recorder.model.inputs import (
     RecordingFiled,
 )
 from recorder.model.settings import CallSettings
-from recorder.model.state import Call, ModelState
-from tests import builders as b
+from tests.harness import builders as b
+from tests.harness.model import Run, to_bridged
 
 A, B, C = "1700000000.1", "1700000000.2", "1700000000.3"
 SETTINGS = CallSettings(controls={"pause": "*1", "resume": "*2"})
-
-
-class Run:
-    def __init__(self, settings: CallSettings = SETTINGS) -> None:
-        self.state = ModelState()
-        self.settings = settings
-        self.commands: list[cmd.Command] = []
-
-    def feed(self, event: ev.Event) -> list[cmd.Command]:
-        self.state, out = step(self.state, event, self.settings)
-        self.commands.extend(out)
-        return out
-
-    def of(self, kind: type[Any], out: list[cmd.Command] | None = None) -> list[Any]:
-        return [c for c in (self.commands if out is None else out) if isinstance(c, kind)]
-
-    @property
-    def call(self) -> Call:
-        (call,) = self.state.calls.values()
-        return call
 
 
 def hook(t: float, hook: str, channel: str, *args: str, session: str = "s1") -> HookCalled:
@@ -79,7 +58,7 @@ def filed(t: float, name: str, ms: int) -> RecordingFiled:
 
 
 def test_record_hook_answers_once_the_snoop_records() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     out = run.feed(hook(0, "record", A, "inbound", "201"))
     assert not run.of(cmd.HookReply, out)  # the dialplan waits: nothing is dialled unrecorded
     (snoop,) = run.of(cmd.Snoop, out)
@@ -97,7 +76,7 @@ def test_record_hook_answers_once_the_snoop_records() -> None:
 
 
 def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(dial(1, A, B, ""))
     run.feed(dial(1.1, A, B, "RINGING"))
@@ -146,7 +125,7 @@ def checked(run: Run, t: float, channel_id: str, exists: bool) -> ChannelChecked
 
 
 def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     s1, s2 = bridged_pair(run)
     out = run.feed(b.recording(4, "failed", s1, cause="disk full"))
     # A's snoop ended: Asterisk is asked whether A lives (a hangup ends the snoop first)
@@ -156,7 +135,7 @@ def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() ->
     assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]  # A is snooped again
     assert gap_logged(out)
     (hangup,) = run.of(cmd.Hangup, out)  # the snoop left without its recording
-    assert hangup.channel_id == f"{run.call.call_id}-n1"
+    assert hangup.channel_id == run.snoop(0)
     assert run.call.gaps == 1 and run.call.legs[A].recording not in (None, s1)
     assert s2 in run.call.recordings
 
@@ -170,9 +149,9 @@ def test_a_leg_hung_up_ends_its_snoop_first_and_that_is_no_gap(order: str) -> No
     """Asterisk's order when Dial() hangs up the callee (observed/hook_mode_basic): B leaves
     the bridge with no ChannelHangupRequest, its snoop's recording finishes and the snoop
     leaves the app, then B is destroyed, then the snoop."""
-    run = Run()
+    run = Run(SETTINGS)
     _s1, s2 = bridged_pair(run)
-    snoop = f"{run.call.call_id}-n2"
+    snoop = run.snoop(1)
     run.feed(b.left(4, "x", A))
     run.feed(b.left(4, "x", B))
     out = run.feed(b.recording(4.01, "finished", s2))
@@ -190,7 +169,7 @@ def test_a_leg_hung_up_ends_its_snoop_first_and_that_is_no_gap(order: str) -> No
 
 
 def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     s1, s2 = bridged_pair(run)
     call_id = run.call.call_id
     out = run.feed(ControlRequested(timestamp=b.at(3), asterisk_id=b.AST, request_id=7,
@@ -217,7 +196,7 @@ def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> No
     ],
 )
 def test_bad_hooks_get_an_error_and_change_nothing(event: HookCalled, error: str) -> None:
-    run = Run()
+    run = Run(SETTINGS)
     out = run.feed(event)
     (answer,) = run.of(cmd.HookReply, out)
     values = dict(answer.variables)
@@ -302,7 +281,7 @@ def test_a_caller_who_refuses_is_routed_as_policy_says() -> None:
 def test_a_refused_snoop_fails_the_hook_so_the_dialplan_falls_back() -> None:
     from recorder.model.inputs import CommandFailed
 
-    run = Run()
+    run = Run(SETTINGS)
     (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
     out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
                                  status=404, message="Channel not found"))
@@ -315,15 +294,15 @@ def test_a_refused_snoop_fails_the_hook_so_the_dialplan_falls_back() -> None:
 
 def test_a_hooked_call_survives_its_stored_snapshot() -> None:
     """A daemon that crashed adopts a hooked call from its row's state, snoops included."""
-    run = Run()
+    run = Run(SETTINGS)
     bridged_pair(run)
     run.feed(ControlRequested(timestamp=b.at(2), asterisk_id=b.AST, request_id=1,
                               call_id=run.call.call_id, action="pause", by="crm"))
     call = run.call
-    again = Call.from_json(call.to_json())
+    adopted = run.restarted()
+    again = adopted.call
     assert again == call and again.mode == "hook" and again.snoops == call.snoops
-    adopted = ModelState().with_call(again)
-    assert set(adopted.by_channel) == {A, B, *call.snoops}
+    assert set(adopted.state.by_channel) == {A, B, *call.snoops}
 
 
 def test_a_callee_bridged_without_its_announcement_is_reported() -> None:
@@ -394,7 +373,7 @@ def test_start_on_demand_respects_what_kept_the_call_unrecorded(
 
 
 def test_a_stop_while_the_snoop_is_being_made_leaves_nothing_recording() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(hook(0.005, "stop", A, session="st"))
     out = run.feed(b.stasis_start(0.01, b.chan(snoop.snoop_id), "snoop"))
@@ -407,7 +386,7 @@ def test_a_stop_while_the_snoop_is_being_made_leaves_nothing_recording() -> None
 
 
 def test_a_recording_that_starts_after_a_stop_is_ended_at_once() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     out = run.feed(hook(0, "record", A, "inbound", "201"))
     (snoop,) = run.of(cmd.Snoop, out)
     (record,) = run.of(cmd.RecordChannel,
@@ -418,7 +397,7 @@ def test_a_recording_that_starts_after_a_stop_is_ended_at_once() -> None:
 
 
 def test_the_record_hook_during_a_stop_is_answered_at_once() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(hook(1, "stop", A, session="st"))
     out = run.feed(hook(2, "record", A, "inbound", "201", session="again"))
@@ -446,7 +425,7 @@ def test_a_prompt_that_cannot_be_played_is_an_error_and_the_call_is_recorded() -
 
 
 def test_a_hooked_channel_sent_into_the_app_is_given_back_to_its_dialplan() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     out = run.feed(b.stasis_start(1, b.chan(A), "transfer", "300"))
     assert run.of(cmd.ContinueInDialplan, out) == [
@@ -471,7 +450,7 @@ def test_odd_events_of_a_hooked_call_do_not_reach_stasis_handlers() -> None:
 def test_a_snoop_refused_by_a_passing_fault_is_tried_again(status: int, retried: bool) -> None:
     from recorder.model.inputs import CommandFailed
 
-    run = Run()
+    run = Run(SETTINGS)
     (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
     out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
                                  status=status, message="x"))
@@ -480,21 +459,18 @@ def test_a_snoop_refused_by_a_passing_fault_is_tried_again(status: int, retried:
 
 
 def test_stasis_mode_a_segment_replacing_one_during_a_pause_is_paused_too() -> None:
-    from tests.test_model_calls import Run as StasisRun
-    from tests.test_model_calls import to_bridged
-
-    run = StasisRun(CallSettings(controls={"pause": "*1", "resume": "*2"}))
-    call_id, _, _ = to_bridged(run)
+    run = Run(SETTINGS)
+    call_id, _, name = to_bridged(run)
     run.feed(ControlRequested(timestamp=b.at(20), asterisk_id=b.AST, request_id=1,
                               call_id=call_id, action="pause", by="crm"))
-    run.feed(b.recording(21, "finished", f"{call_id}-s1"))  # ended by itself mid-pause
-    out = run.feed(b.recording(21.1, "started", f"{call_id}-s2"))
-    assert run.of(cmd.PauseRecording, out) == [cmd.PauseRecording(call_id, f"{call_id}-s2",
-                                                                  True)]
+    run.feed(b.recording(21, "finished", name))  # ended by itself mid-pause
+    out = run.feed(b.recording(21.1, "started", run.recording()))
+    assert run.of(cmd.PauseRecording, out) == [cmd.PauseRecording(call_id, run.recording(), True)]
+    assert run.recording() != name
 
 
 def test_a_channel_that_inherited_the_call_id_joins_the_call_by_the_record_hook() -> None:
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     call_id = run.call.call_id
     out = run.feed(hook(3, "record", C, "internal", "300", call_id, session="s7"))
@@ -543,7 +519,7 @@ def test_every_hook_with_odd_arguments_is_answered_and_never_raises(with_call: b
     ],
 )
 def test_tags_are_stored_in_one_spelling_and_odd_ones_refused(tag: str, stored: str | None) -> None:
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     out = run.feed(hook(1, "tag", A, tag, session="t"))
     saved = [t for c in run.of(cmd.SaveTags, out) for t in c.tags]
@@ -555,7 +531,7 @@ def test_tags_are_stored_in_one_spelling_and_odd_ones_refused(tag: str, stored: 
 def test_a_call_holds_at_most_fifty_tags() -> None:
     from recorder.common.tags import MAX_TAGS_PER_CALL
 
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(hook(1, "tag", A, *[f"t{i}" for i in range(MAX_TAGS_PER_CALL)], session="t"))
     assert len(run.call.tags) == MAX_TAGS_PER_CALL
@@ -567,7 +543,7 @@ def test_a_call_holds_at_most_fifty_tags() -> None:
 def test_a_pause_asterisk_refuses_is_not_kept_as_a_pause() -> None:
     from recorder.model.inputs import CommandFailed
 
-    run = Run()
+    run = Run(SETTINGS)
     s1 = snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     out = run.feed(hook(1, "pause", A, session="p"))
     (pause,) = run.of(cmd.PauseRecording, out)
@@ -585,7 +561,7 @@ def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
     one = ev.ChannelInfo("L1", "Local/300@from-internal-00000026;1", "Up")
     two = ev.ChannelInfo("L2", "Local/300@from-internal-00000026;2", "Up")
     phone = "1700000000.9"
-    run = Run()
+    run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(ev.Dial(timestamp=b.at(1), asterisk_id=b.AST, caller=b.chan(A), peer=one,
                      dialstatus=""))

@@ -24,7 +24,7 @@ from recorder.model.state import (
     RECORDING_PENDING,
     Call,
 )
-from tests import builders as b
+from tests.harness import builders as b
 
 PHASES = {CONSENT, DIALING, CALLEE_CONSENT, RECORDING_PENDING, CONNECTING, BRIDGED, FOLLOWING,
           ENDING, ENDED}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot, reconcile
-from recorder.model.state import Call
-from tests import builders as b
-from tests.test_model_calls import CALLER, SETTINGS, Run, start_inbound, to_bridged
+from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot
+from tests.harness import builders as b
+from tests.harness.model import CALLER, Run, to_bridged, to_dialling
 
 
 def snapshot(
@@ -25,32 +24,33 @@ def test_nothing_changed_means_no_requests() -> None:
     run = Run()
     call_id, callee, name = to_bridged(run)
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: LIVE}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: LIVE}
     )
-    state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
+    out = run.reconcile(snap, b.at(40))
     assert [c for c in out if not isinstance(c, cmd.Log)] == []
-    assert state.calls[call_id].phase == "bridged"
+    assert run.state.calls[call_id].phase == "bridged"
 
 
 def test_recording_that_finished_while_away_is_filed_and_replaced() -> None:
     run = Run()
-    call_id, callee, name = to_bridged(run)
+    _call_id, callee, name = to_bridged(run)
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: STORED}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: STORED}
     )
-    _state, out = reconcile(run.state, snap, SETTINGS, b.at(40))
+    out = run.reconcile(snap, b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s2"]
+    assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
+        (run.bridge(), True)]  # a new segment, of the call's bridge
     assert any(isinstance(c, cmd.Log) and c.event == "recording.gap" for c in out)
 
 
 def test_call_that_ended_while_away_is_closed() -> None:
     run = Run()
     call_id, _callee, name = to_bridged(run)
-    state, out = reconcile(run.state, snapshot([], {}, {name: STORED}), SETTINGS, b.at(40))
+    out = run.reconcile(snapshot([], {}, {name: STORED}), b.at(40))
     assert [f.name for f in out if isinstance(f, cmd.FileRecording)] == [name]
     assert not any(isinstance(c, cmd.StartRecording) for c in out)
-    call = state.calls[call_id]
+    call = run.state.calls[call_id]
     assert call.phase == "ending"  # waiting only for the file
     assert all(leg.state == "gone" for leg in call.legs.values())
     assert call.outcome == "answered"
@@ -58,26 +58,23 @@ def test_call_that_ended_while_away_is_closed() -> None:
 
 def test_answer_missed_while_away_is_caught_up() -> None:
     run = Run()
-    call_id = start_inbound(run)
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    callee = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
-    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {f"{call_id}-b1": (CALLER,)}, {})
-    _state, out = reconcile(run.state, snap, SETTINGS, b.at(9))
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s1"]
+    _call_id, callee = to_dialling(run)
+    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up")], {run.bridge(): (CALLER,)}, {})
+    out = run.reconcile(snap, b.at(9))
+    assert [r.bridge_id for r in out if isinstance(r, cmd.StartRecording)] == [run.bridge()]
 
 
 def test_recording_absent_after_restart_is_a_gap_and_a_new_segment() -> None:
     run = Run()
     call_id, callee, name = to_bridged(run)
-    adopted = Run()
-    adopted.state = adopted.state.with_call(Call.from_json(run.call.to_json()))
+    adopted = run.restarted()
     snap = snapshot(
-        [b.chan(CALLER), b.chan(callee)], {f"{call_id}-b1": (CALLER, callee)}, {name: ABSENT}
+        [b.chan(CALLER), b.chan(callee)], {run.bridge(): (CALLER, callee)}, {name: ABSENT}
     )
-    state, out = reconcile(adopted.state, snap, SETTINGS, b.at(40))
-    assert state.calls[call_id].recordings[name].status == "failed"
-    assert [r.name for r in out if isinstance(r, cmd.StartRecording)] == [f"{call_id}-s2"]
+    out = adopted.reconcile(snap, b.at(40))
+    assert adopted.state.calls[call_id].recordings[name].status == "failed"
+    assert [(r.bridge_id, r.name != name) for r in out if isinstance(r, cmd.StartRecording)] == [
+        (run.bridge(), True)]  # a new segment, of the call's bridge
 
 
 def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -> None:
@@ -85,10 +82,8 @@ def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -
     caller = b.chan("1700.9", "Up", number="+12125550111", app_data="verbatim,inbound,201")
     stale = b.chan("1700.10", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")
     other_app = b.chan("1700.11", "Up", app_data="otherapp,inbound,201")
-    state, out = reconcile(
-        run.state, snapshot([caller, stale, other_app], {}, {}), SETTINGS, b.at(0)
-    )
-    (call,) = state.calls.values()
+    out = run.reconcile(snapshot([caller, stale, other_app], {}, {}), b.at(0))
+    (call,) = run.state.calls.values()
     assert call.caller_channel == "1700.9" and call.caller_e164 == "+12125550111"
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.10"]
 
@@ -98,9 +93,8 @@ def test_an_orphan_leg_talking_in_a_bridge_is_never_hung_up() -> None:
     talking = b.chan("1700.12", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")
     peer = b.chan("1700.13", "Up", app_data="otherapp,x")
     ringing = b.chan("1700.14", "Ringing", app_data="verbatim,dialed,20260101T000000-deadbeef")
-    _state, out = reconcile(
-        run.state, snapshot([talking, peer, ringing], {"b1": ("1700.12", "1700.13")}, {}),
-        SETTINGS, b.at(0))
+    snap = snapshot([talking, peer, ringing], {"b1": ("1700.12", "1700.13")}, {})
+    out = run.reconcile(snap, b.at(0))
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.14"]
     (kept,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "call.orphan_left_talking"]
     assert kept.level == "error" and kept.fields["channel_id"] == "1700.12"

@@ -6,10 +6,9 @@ import pytest
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
-from recorder.model.coverage import coverage
 from recorder.model.inputs import RecordingFiled
-from tests import builders as b
-from tests.test_model_calls import CALLER, Run, start_inbound, to_bridged
+from tests.harness import builders as b
+from tests.harness.model import CALLER, Run, to_bridged, to_dialling
 
 BASE = "Local/300@transfer-target-00000047"
 L1, L2 = "1795631425.154", "1795631425.155"
@@ -23,7 +22,7 @@ def blind(t: float, transferer: str) -> ev.BridgeBlindTransfer:
     )
 
 
-def transfer(run: Run, call_id: str, transferer: str, t: float, half2_first: bool) -> str:
+def transfer(run: Run, transferer: str, t: float, half2_first: bool) -> str:
     """Feed a blind transfer by `transferer`; returns the target leg's id."""
     half1 = ev.StasisStart(timestamp=b.at(t), asterisk_id=b.AST,
                            channel=b.chan(L1, "Down", name=f"{BASE};1"), args=(),
@@ -32,7 +31,7 @@ def transfer(run: Run, call_id: str, transferer: str, t: float, half2_first: boo
     run.feed(ev.ChannelUnhold(timestamp=b.at(t), asterisk_id=b.AST, channel=b.chan(transferer)))
     for e in ([half2, half1] if half2_first else [half1, half2]):
         run.feed(e)
-    bridge = f"{call_id}-b1"
+    bridge = run.bridge(0)  # the call's
     run.feed(b.left(t, bridge, transferer))
     run.feed(b.entered(t, bridge, L1))
     run.feed(blind(t, transferer))
@@ -48,9 +47,9 @@ def test_blind_transfer_keeps_recording_and_dials_the_target(half2_first: bool, 
     call_id, callee, name = to_bridged(run)
     transferer = callee if by == "callee" else CALLER
     stayer = CALLER if by == "callee" else callee
-    target = transfer(run, call_id, transferer, 20, half2_first)
-    b2 = f"{call_id}-b2"
-    assert [c.bridge_id for c in run.of(cmd.CreateBridge)] == [f"{call_id}-b1", b2]
+    target = transfer(run, transferer, 20, half2_first)
+    b1, b2 = [c.bridge_id for c in run.of(cmd.CreateBridge)]  # the call's, then the target's
+    assert b1 != b2
     assert [a.channel_id for a in run.of(cmd.AddChannel) if a.bridge_id == b2] == [L2]
     # the transferer's departure ends nothing: no hangup, no recording stopped
     run.feed(b.hangup_request(20.2, transferer))
@@ -72,7 +71,7 @@ def test_blind_transfer_keeps_recording_and_dials_the_target(half2_first: bool, 
     for t, leg in enumerate([stayer, L1, L2, target]):
         run.feed(b.stasis_end(30.1 + t / 100, leg))
     run.feed(b.recording(30.2, "finished", name))
-    assert {d.bridge_id for d in run.of(cmd.DestroyBridge)} == {f"{call_id}-b1", b2}
+    assert {d.bridge_id for d in run.of(cmd.DestroyBridge)} == {b1, b2}
     run.feed(RecordingFiled(timestamp=b.at(31), name=name, path="/x", sha256="0" * 64,
                             bytes=1, duration_ms=round((30 - 5.02) * 1000)))
     assert not run.state.calls
@@ -84,30 +83,30 @@ def test_blind_transfer_keeps_recording_and_dials_the_target(half2_first: bool, 
 def test_transfer_coverage_counts_the_target_through_the_local_pair() -> None:
     run = Run()
     call_id, callee, name = to_bridged(run)
-    target = transfer(run, call_id, callee, 20, half2_first=True)
+    target = transfer(run, callee, 20, half2_first=True)
     run.feed(b.stasis_end(20.2, callee))
     run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
     run.feed(b.dial(21, target, "ANSWER"))
-    run.feed(b.entered(21.0, f"{call_id}-b2", L2))
-    run.feed(b.entered(21.0, f"{call_id}-b2", target))
+    run.feed(b.entered(21.0, run.bridge(), L2))
+    run.feed(b.entered(21.0, run.bridge(), target))
     run.feed(b.hangup_request(30, CALLER))
     for t, leg in enumerate([CALLER, L1, L2, target]):
         run.feed(b.stasis_end(30 + t / 1000, leg))
     run.feed(b.recording(30.01, "finished", name))
-    call = run.call
-    call.recordings[name].duration_ms = round((30 - 5.02) * 1000)
-    call.recordings[name].status = "filed"
-    proof = coverage(call)
-    assert set(proof.legs) == {CALLER, callee, target}  # Local halves are not parties
-    assert proof.gaps == []
-    assert proof.legs[target].talked_ms == pytest.approx(9000, abs=5)
-    assert proof.legs[target].covered_ms == pytest.approx(proof.legs[target].talked_ms, abs=10)
+    run.feed(RecordingFiled(timestamp=b.at(31), name=name, path="/x", sha256="0" * 64,
+                            bytes=1, duration_ms=round((30 - 5.02) * 1000)))
+    parties = {leg.channel_id: leg for leg in run.of(cmd.SaveCall)[-1].legs
+               if leg.talked_ms is not None}
+    assert set(parties) == {CALLER, callee, target}  # Local halves are not parties
+    assert not run.of(cmd.SaveGaps) and run.logs("call.summary")[0].fields["gaps"] == 0
+    assert parties[target].talked_ms == pytest.approx(9000, abs=5)
+    assert parties[target].covered_ms == pytest.approx(parties[target].talked_ms, abs=10)
 
 
 def test_transfer_target_busy_ends_the_call() -> None:
     run = Run()
     call_id, callee, _name = to_bridged(run)
-    target = transfer(run, call_id, callee, 20, half2_first=False)
+    target = transfer(run, callee, 20, half2_first=False)
     run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
     out = run.feed(b.dial(21, target, "BUSY"))
     assert {h.channel_id for h in run.of(cmd.Hangup, out)} >= {CALLER, L1, L2}
@@ -119,13 +118,12 @@ def test_attended_application_local_half_becomes_the_unbridged_callers_replaceme
     a bridge; it becomes the call's caller and is put in the call bridge."""
     run = Run()
     run.feed(b.stasis_start(0, b.chan(CALLER, "Ring"), "internal", "300"))
-    call_id = run.call.call_id
     half = ev.StasisStart(timestamp=b.at(0.5), asterisk_id=b.AST,
                           channel=b.chan("9.2", "Up", name="Local/_attended@transfer-0001;2"),
                           args=(), replace_channel=b.chan(CALLER))
     out = run.feed(half)
     assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [
-        (f"{call_id}-b1", "9.2")]
+        (run.bridge(), "9.2")]
     assert run.call.caller_channel == "9.2"
     run.feed(b.stasis_end(0.6, CALLER))  # the replaced leg leaving ends nothing
     assert run.call.phase == "consent" and not run.of(cmd.Hangup)
@@ -136,10 +134,7 @@ def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> N
     with (a Local ;1); its ;2 enters the app like a new outbound call. It must become part of
     this call, not a call of its own: ;2 is bridged with the new target, ;1 is the callee."""
     run = Run()
-    call_id = start_inbound(run, target="400")
-    run.feed(b.playback_finished(3, f"{call_id}-p1"))
-    first = f"{call_id}-l2"
-    run.feed(b.stasis_start(3.01, b.chan(first, "Down"), "dialed", call_id))
+    call_id, first = to_dialling(run, target="400")
     base = "Local/300@from-internal-00000042"
     f1 = b.chan("9.1", "Down", name=f"{base};1")
     run.feed(ev.Dial(timestamp=b.at(3.02), asterisk_id=b.AST, peer=b.chan(first, "Down"),
@@ -147,7 +142,8 @@ def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> N
     out = run.feed(b.stasis_start(3.03, b.chan("9.2", "Ring", name=f"{base};2"),
                                   "outbound", "300"))
     assert len(run.state.calls) == 1  # not a new call
-    b2 = f"{call_id}-b2"
+    b1, b2 = run.bridge(0), run.bridge()  # the call's, and one for ;2 and the new target
+    assert b1 != b2
     assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, "9.2")]
     (create,) = run.of(cmd.CreateChannel, out)
     assert (create.endpoint, create.originator) == ("PJSIP/300", "9.2")
@@ -158,12 +154,12 @@ def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> N
     out = run.feed(b.dial(5, target, "ANSWER"))
     assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, target)]
     out = run.feed(b.dial(5.01, "9.1", "ANSWER"))  # ;1 answers once ;2 is answered
-    assert [r.name for r in run.of(cmd.StartRecording, out)] == [f"{call_id}-s1"]
+    (rec,) = run.of(cmd.StartRecording, out)
+    assert rec.bridge_id == b1
     run.feed(b.stasis_start(5.02, b.chan("9.1", "Up", name=f"{base};1"), "dialed", call_id))
-    out = run.feed(b.recording(5.03, "started", f"{call_id}-s1"))
-    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [
-        (f"{call_id}-b1", "9.1")]
-    run.feed(b.entered(5.04, f"{call_id}-b1", "9.1"))
+    out = run.feed(b.recording(5.03, "started", rec.name))
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b1, "9.1")]
+    run.feed(b.entered(5.04, b1, "9.1"))
     run.feed(b.entered(5.04, b2, "9.2"))
     run.feed(b.entered(5.04, b2, target))
     assert run.call.phase == "bridged"

@@ -13,7 +13,7 @@ from recorder.db.repository import Repository
 from recorder.db.rows import EventRow
 from recorder.model.commands import SaveCall
 from recorder.persistence import Writer
-from tests.test_db_repository import T0, call_row
+from tests.harness.rows import T0, call_row
 
 
 def event(call_id: str, kind: str) -> EventRow:

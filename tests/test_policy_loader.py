@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from recorder.config import ConfigError, load_config
 from recorder.policy import Numbering, PolicyError, load_policy
 from recorder.policy.model import Policy
 from recorder.policy.states import DEFAULT_ALL_PARTY_STATES
+from tests.harness import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "policy.example.yaml"
@@ -284,14 +283,7 @@ def test_config_policy_file_key(tmp_path: Path) -> None:
 
 
 def verbatim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-    )
+    return cli.verbatim(*args, env=ENV)
 
 
 def test_cli_check_config_and_explain_exit_2_on_a_bad_policy(tmp_path: Path) -> None:

@@ -10,164 +10,33 @@ call are in its files). Deleting the re-decision at a join, or the DID fact, fai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from arisim.audio import tone_map
 
-from recorder.config import CallsConfig
-from recorder.policy import Explanation, Join, call_facts, consent_rows, explain, load_policy
-from recorder.policy.loader import numbering_from
-from tests.stack import Stack, running_stack
+from recorder.policy import Explanation, consent_rows
+from tests.harness.calls import dialled
+from tests.harness.policy_paths import (
+    CALLER_HZ,
+    DAY,
+    DEPARTMENTS,
+    HOTLINE,
+    NY,
+    ROOT,
+    ROWS,
+    Row,
+    explained,
+    talking_with,
+    until,
+)
+from tests.harness.stack import Stack, running_stack
 
-POLICY = """\
-defaults: {action: yes, retention: standard, time_zone: America/New_York}
-opt_out: {dtmf: "9", then: continue, when_forced: continue}
-announcements: {to_extensions: true}
-do_not_record:
-  - {name: Court clerk, numbers: ["+12135550150"]}
-  - {name: Privileged line, numbers: ["+12125550177"]}
-rules:
-  - {name: Fax trunk, match: {trunk: fax}, action: never}
-  - name: Litigation hotline
-    match: {did: ["+12125550199"]}
-    action: force
-    retention: litigation-10y
-  - {name: Intake line, match: {did: ["+12125550111"]}, action: no}
-  - {name: Internal calls, match: {direction: internal}, action: no}
-  - name: Night
-    match: {direction: inbound, time: [{days: mon-sun, hours: "22:00-06:00"}]}
-    action: no
-  - {name: HR, match: {department: HR}, action: never}
-  - {name: Litigation, match: {department: Litigation}, action: force, retention: litigation-10y}
-  - {name: Into HR, at: transfer, match: {department: HR}, action: never}
-  - name: To litigation
-    at: transfer
-    match: {department: Litigation}
-    action: force
-    retention: litigation-10y
-  - {name: Into reception, at: transfer, match: {extension: ["305"]}, action: no}
-  - name: Forwarded out
-    at: transfer
-    match: {via: forward, target: [{regex: "^\\\\+1"}]}
-    action: yes
-jurisdiction:
-  offices:
-    - {name: San Francisco, state: CA, extensions: [{regex: "^2[0-9]{2}$"}]}
-    - {name: New York, state: NY, extensions: [{regex: "^3[0-9]{2}$"}]}
-"""
-DEPARTMENTS = {"Litigation": ("210", "211"), "HR": ("250", "350")}
 RING_GROUPS = {"600": ("301", "210", "250"), "601": ("201", "202")}
-DAY = datetime.fromisoformat("2026-11-25T10:30:00-05:00")  # a Wednesday, office hours
-NIGHT = datetime.fromisoformat("2026-11-25T23:30:00-05:00")
-
-NY, SF, CHI = "+12125550100", "+14155550100", "+13125550100"
-COURT, PRIVILEGED = "+12135550150", "+12125550177"
-HOTLINE, INTAKE = "+12125550199", "+12125550111"
 
 
-@dataclass(frozen=True)
-class Row:
-    name: str
-    direction: str = "inbound"
-    caller: str = NY
-    target: str = "301"
-    did: str | None = None
-    trunk: str = "carrier"  # inbound: the calling endpoint; outbound: the dial string's
-    at: datetime = DAY
-    forward_to: str | None = None  # the callee answers 302 to this target before answering
-    answered_by: str | None = None  # `target` is a ring group and this member answers
-    transfers: tuple[str, ...] = ()  # blind transfers by the firm's party, in order
-    attended: str | None = None  # then the firm's party consults this extension and links
-    opt_out: str | None = None  # the party pressing the opt-out key during its announcement
-    hangup_during: str | None = None  # the party hanging up during its announcement
-
-
-ROWS = [
-    # the call as it starts: route, department, extension, numbers
-    Row("one-party both ends"),
-    Row("all-party caller", caller=SF),
-    Row("all-party office", target="201"),
-    Row("fax trunk never", trunk="fax"),
-    Row("forced DID", did=HOTLINE),
-    Row("no DID", did=INTAKE),
-    Row("night", at=NIGHT),
-    Row("litigation department", target="210"),
-    Row("HR department", target="250"),
-    Row("court clerk calls", caller=COURT),
-    Row("privileged DID", did=PRIVILEGED),
-    Row("withheld caller", caller=""),
-    Row("Illinois caller to SF", caller=CHI, target="201"),
-    # opt-out and hang-ups during the announcement
-    Row("caller opts out", caller=SF, opt_out="caller"),
-    Row("callee opts out", caller=SF, opt_out="callee"),
-    Row("caller opts out of a forced call", did=HOTLINE, opt_out="caller"),
-    Row("caller hangs up in its prompt", caller=SF, hangup_during="caller"),
-    Row("callee hangs up in its prompt", caller=SF, hangup_during="callee"),
-    # blind transfers
-    Row("transfer within NY", transfers=("302",)),
-    Row("transfer to SF", transfers=("201",)),
-    Row("transfer into HR", transfers=("250",)),
-    Row("forced DID transferred into HR", did=HOTLINE, transfers=("250",)),
-    Row("transfer to reception", transfers=("305",)),
-    Row("no DID transferred to litigation", did=INTAKE, transfers=("210",)),
-    Row("night call transferred to litigation", at=NIGHT, transfers=("211",)),
-    Row("fax never beats a later force", trunk="fax", transfers=("210",)),
-    Row("transfer to the court clerk", transfers=("12135550150",)),
-    Row("SF caller transferred within NY", caller=SF, transfers=("302",)),
-    Row("transfer target opts out", transfers=("201",), opt_out="target1"),
-    Row("forced DID transferred to SF", did=HOTLINE, transfers=("201",)),
-    Row("attended within NY", attended="302"),
-    Row("attended into HR", attended="250"),
-    Row("no DID, attended to litigation", did=INTAKE, attended="210"),
-    # forwards (302 before the callee answers)
-    Row("forward within NY", forward_to="302"),
-    Row("forward to SF", forward_to="201"),
-    Row("forward into HR", forward_to="250"),
-    Row("no DID forwarded to a mobile", did=INTAKE, forward_to="13125550100"),
-    Row("forward to the court clerk", forward_to="12135550150"),
-    Row("forward then transfer", forward_to="302", transfers=("201",)),
-    # ring groups: the member who answers is the callee
-    Row("ring group, NY member", target="600", answered_by="301"),
-    Row("ring group, litigation member", target="600", answered_by="210"),
-    Row("ring group, HR member", target="600", answered_by="250"),
-    Row("no DID ring group, litigation member", did=INTAKE, target="600", answered_by="210"),
-    Row("SF ring group", target="601", answered_by="202"),
-    # outbound (the firm's party is the caller)
-    Row("outbound to NY", direction="outbound", caller="301", target="912125550100",
-        trunk="trunk"),
-    Row("outbound to SF", direction="outbound", caller="301", target="914155550100",
-        trunk="trunk"),
-    Row("outbound from litigation", direction="outbound", caller="210", target="912125550100",
-        trunk="trunk"),
-    Row("outbound to the court clerk", direction="outbound", caller="301",
-        target="912135550150", trunk="trunk"),
-    # internal
-    Row("internal", direction="internal", caller="301", target="302", trunk=""),
-    Row("internal to litigation", direction="internal", caller="301", target="210", trunk=""),
-    Row("internal transferred to litigation", direction="internal", caller="301",
-        target="302", trunk="", transfers=("211",)),
-]
-
-CALLER_HZ = 440
 TONES = [1300, 1700, 2100, 2500]  # the callee (or member, or forward target), then targets
-
-
-def explained(row: Row, policy_file: Path) -> Explanation:
-    calls = CallsConfig(departments=DEPARTMENTS)
-    policy = load_policy(policy_file, numbering_from(calls))
-    joins = ((Join(row.forward_to, "forward"),) if row.forward_to else ()) + tuple(
-        Join(t, "transfer") for t in row.transfers) + (
-        (Join(row.attended, "transfer", attended=True),) if row.attended else ())
-    facts = call_facts(
-        row.direction, row.caller, row.target,  # type: ignore[arg-type]
-        did=row.did, trunk=row.trunk, answered_by=row.answered_by, joins=joins,
-        opted_out=(row.opt_out,) if row.opt_out else (),
-    )
-    return explain(facts, policy, row.at, hangup_during=row.hangup_during)
 
 
 def endpoint(row: Row, number: str) -> str:
@@ -196,17 +65,6 @@ def set_up_parties(st: Stack, row: Row) -> dict[str, int]:
         st.sim.set_endpoint(endpoint(row, number), result="answer", answer_after=1.0,
                             tone_hz=hz)
     return parties
-
-
-async def until(st: Stack, done: Any, limit_s: float = 30.0) -> None:
-    """Advance virtual time until done() (or the call ended)."""
-    waited = 0.0
-    while waited < limit_s:
-        if done() or not st.daemon.state.calls:
-            return
-        await st.advance(0.1, step=0.1)
-        waited += 0.1
-    raise TimeoutError("the call did not get there")
 
 
 def prompt_to(st: Stack, label: str) -> dict[str, Any] | None:
@@ -296,7 +154,7 @@ async def link_by_attended_transfer(st: Stack, call_id: str, firm: str, target: 
     await until(st, lambda: len(st.daemon.state.calls) == 2 and all(
         c.phase == "bridged" and not c.prompts for c in st.daemon.state.calls.values()))
     await st.advance(1.0)
-    st.sim.attended_transfer(f"{call_id}-l2", consult.id, delay=0.0)
+    st.sim.attended_transfer(dialled(st.sim, call_id), consult.id, delay=0.0)
     await st.settle()
     await until(st, lambda: not any(c.prompts for c in st.daemon.state.calls.values()))
     await st.advance(2.0)
@@ -322,13 +180,6 @@ def assert_only_allowed_audio(e: Explanation, row: Row, got: dict[str, Any],
         if not allowed[label] or label == row.opt_out:
             assert hz not in heard, f"{label} is in a recording policy did not allow"
     return heard
-
-
-@pytest.fixture(scope="module")
-def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(POLICY, encoding="utf-8")
-    return path
 
 
 def test_the_table_has_forty_rows_or_more() -> None:
@@ -411,7 +262,7 @@ async def test_a_forced_call_transferred_into_a_never_department_stops_at_the_jo
         await st.settle()
         call_id = await st.until_bridged()
         await st.advance(3.0)
-        st.sim.blind_transfer(f"{call_id}-l2", "250")
+        st.sim.blind_transfer(dialled(st.sim, call_id), "250")
         await st.settle()
         await st.advance(5.0)  # HR answers and talks with the caller
         st.sim.hangup(caller.id)
@@ -455,7 +306,6 @@ async def test_a_call_forwarded_to_a_do_not_record_number_keeps_none_of_its_audi
 # --- hook mode: the same paths through the shipped dialplan/verbatim-hooks.conf ----------------
 
 HOOK_ROWS = [r for r in ROWS if r.attended is None]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def hooked_dialplan(st: Stack, row: Row) -> None:
@@ -477,12 +327,6 @@ def hooked_dialplan(st: Stack, row: Row) -> None:
     st.sim.add_extension("from-internal", "_X.", [
         ("Gosub", "verbatim-record,s,1(internal,${EXTEN})"),
         ("Dial", f"PJSIP/${{EXTEN}},30,{answered}")])
-
-
-def talking_with(st: Stack, channel_id: str) -> list[Any]:
-    ch = st.sim.channels[channel_id]
-    return [c for c in st.sim.channels.values() if c.bridge_id and c.bridge_id == ch.bridge_id
-            and c.id != channel_id and not c.destroyed and c.snoop_of is None]
 
 
 async def run_hooked(row: Row, tmp_path: Path, pg_dsn: str, policy_file: Path) -> dict[str, Any]:

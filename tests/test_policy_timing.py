@@ -12,7 +12,7 @@ from recorder.policy import Party, Policy, announcements_at_start
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, prompt_lengths, read_manifest
 from recorder.policy.timing import Wait, time_to_talk
-from tests.test_explain import verbatim as explain_cli
+from tests.harness.cli import explain_cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "policy.example.yaml"
 LENGTHS = {"consent-all-party-en": 6.5, "consent-one-party-en": 4.25, "consent-all-party-es": 7.0}

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from recorder.policy.prompts import (
     verify,
     wav_facts,
 )
+from tests.harness import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_TOOLS = shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
@@ -230,14 +230,7 @@ def test_install_refuses_files_that_do_not_match(tmp_path: Path) -> None:
 
 
 def verbatim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "prompts", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+    return cli.verbatim("prompts", *args, env=env, timeout=120)
 
 
 def test_cli_install_and_missing_tool(tmp_path: Path) -> None:

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recorder.db.rows import CallRow, RecordingRow
-from tests.conftest import write_wav
-from tests.stack import running_stack
-from tests.test_flow_basic import assert_both_tones
-from tests.test_flow_resilience import bridged_call
+from tests.harness.calls import assert_both_tones, bridged_call
+from tests.harness.stack import running_stack
+from tests.harness.wav import write_wav
 
 AST = "02:fc:00:00:00:01"  # the simulator's entity id
 

@@ -7,7 +7,7 @@ from arisim.audio import tone_map, tones_per_second
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_transfers import CALLEE, CALLER, TARGET, call_with_callee, flow
+from tests.harness.sim_calls import CALLEE, CALLER, TARGET, call_with_callee, flow
 
 CONSULT = 1300  # the transferer's second call
 FREQS = [CALLER, CALLEE, TARGET, CONSULT]

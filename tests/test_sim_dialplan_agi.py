@@ -13,7 +13,7 @@ from typing import Any
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, closed_port, logged
+from tests.harness.agi import AgiCall, FakeAgi, closed_port, logged
 
 CHECK_REQUESTS = True
 

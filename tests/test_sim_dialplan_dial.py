@@ -10,7 +10,7 @@ import pytest
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, flow, only_channel
+from tests.harness.agi import AgiCall, FakeAgi, flow, only_channel
 
 CHECK_REQUESTS = True
 

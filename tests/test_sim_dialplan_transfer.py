@@ -11,7 +11,7 @@ from arisim.audio import tones_per_second
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_dialplan_fakeagi import AgiCall, FakeAgi, only_channel
+from tests.harness.agi import AgiCall, FakeAgi, only_channel
 
 CALLER, CALLEE, TARGET = 440, 700, 1000
 FREQS = [CALLER, CALLEE, TARGET]

@@ -9,7 +9,7 @@ from arisim.engine import ControlError
 from arisim.server import Simulator
 from arisim.testing import AriClient
 
-from tests.test_sim_transfers import CALLEE, CALLER, TARGET, call_with_callee, flow
+from tests.harness.sim_calls import CALLEE, CALLER, TARGET, call_with_callee, flow
 
 FREQS = [CALLER, CALLEE, TARGET]
 

@@ -29,9 +29,9 @@ from recorder.storage.objects import S3Store, StoreError
 from recorder.storage.store import LocalStore
 from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader, uploading
-from tests.keeping_world import T0, policy, seed_call
-from tests.seaweedfs import SeaweedFS
-from tests.test_api_fixtures import add_users, config_for
+from tests.harness.api_world import add_users, config_for
+from tests.harness.keeping_world import T0, policy, seed_call
+from tests.harness.seaweedfs import SeaweedFS
 
 
 def office() -> str:

@@ -8,24 +8,12 @@ used: its Python wheel ships the driver, and the browser is Debian's.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
+from tests.harness.api_world import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
+from tests.harness.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 
-from tests.test_api_fixtures import PASSWORD, World, web_fixture  # noqa: F401 (fixture)
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (bash .ci/setup installs it)",
-)
+pytestmark = NEEDS_CHROMIUM
 
 
 async def test_log_in_search_open_and_play(web: World) -> None:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from recorder.storage.audio import probe
-from tests.callpage_calls import call_world
+from tests.harness.callpage_calls import call_world
 
 REPRS = ("None", "{'", "['")
 GAP_BAR = 'class="bar bar-gap" x='  # a red bar on the timeline (the legend has no x)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.callpage_calls import call_world
-from tests.test_web_browser import ARGS, CHROMIUM, pytestmark  # noqa: F401 (skip without chromium)
+from tests.harness.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
+from tests.harness.callpage_calls import call_world
+
+pytestmark = NEEDS_CHROMIUM
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts" / "web"
 

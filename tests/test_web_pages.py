@@ -13,35 +13,15 @@ import pytest
 
 from recorder.api.auth import digest
 from recorder.config import HttpConfig
-from tests.test_api_fixtures import (  # noqa: F401 (web_fixture: the `web` fixture)
+from tests.harness.api_world import (  # noqa: F401 (web_fixture: the `web` fixture)
     PASSWORD,
     World,
+    _csrf,
+    login,
     password_hash,
     start_world,
     web_fixture,
 )
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-async def login(w: World, name: str, password: str = PASSWORD, next_url: str = "") -> Any:
-    form = await w.client.get("/login" + (f"?next={next_url}" if next_url else ""))
-    csrf = _csrf(await form.text())
-    return await w.client.post(
-        "/login",
-        data={"name": name, "password": password, "csrf": csrf,
-              "next": _next_field(await form.text())},
-        allow_redirects=False,
-    )  # fmt: skip
-
-
-def _next_field(html: str) -> str:
-    found = re.search(r'name="next" value="([^"]*)"', html)
-    return found.group(1) if found else ""
 
 
 def _set_cookie(resp: Any, name: str) -> Any:

@@ -13,14 +13,18 @@ family (manager of Family Law), staff201 (staff, ext 201).
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from recorder.api.auth import hash_password
@@ -37,7 +41,8 @@ from recorder.config import (
 )
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
-from tests.conftest import write_wav
+from recorder.devtools.pgcluster import free_port
+from tests.harness.wav import write_wav
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 DEPARTMENTS = {"Intake": ("201", "202"), "Family Law": ("301",)}
@@ -228,3 +233,75 @@ async def web_fixture(pg_dsn: str, tmp_path: Path) -> AsyncIterator[World]:
     finally:
         await w.client.close()
         await w.pool.close()
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def login(w: World, name: str, password: str = PASSWORD, next_url: str = "") -> Any:
+    form = await w.client.get("/login" + (f"?next={next_url}" if next_url else ""))
+    csrf = _csrf(await form.text())
+    return await w.client.post(
+        "/login",
+        data={"name": name, "password": password, "csrf": csrf,
+              "next": _next_field(await form.text())},
+        allow_redirects=False,
+    )  # fmt: skip
+
+
+def _next_field(html: str) -> str:
+    found = re.search(r'name="next" value="([^"]*)"', html)
+    return found.group(1) if found else ""
+
+
+T = TypeVar("T")
+
+
+class ApiServer:
+    """The app on a real port, in a thread; seeded with the usual world."""
+
+    def __init__(self, dsn: str, archive: Path) -> None:
+        self.dsn, self.archive = dsn, archive
+        self.port = free_port()
+        self.ready = threading.Event()
+        self.tokens: dict[str, str] = {}
+        self.calls: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._pool: Any = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        pool = self._pool = await create_pool(self.dsn, 1, 4)
+        try:
+            self.calls = await seed_calls(Repository(pool), self.archive)
+            self.tokens = await add_users(UserStore(pool))
+            app = make_app(build_deps(config_for(self.dsn, self.archive), pool))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self.ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+        finally:
+            self.ready.set()
+            await pool.close()
+
+    def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+        """Run `work(pool)` on the server's loop (the pool belongs to it), from the test."""
+        assert self._loop is not None and self._pool is not None
+        return asyncio.run_coroutine_threadsafe(work(self._pool), self._loop).result(30)
+
+    def __enter__(self) -> ApiServer:
+        self._thread.start()
+        assert self.ready.wait(30) and self.tokens, "server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)

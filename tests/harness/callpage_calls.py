@@ -22,12 +22,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
 from recorder.db.repository import Repository
-from tests.stack import Stack, running_stack
-from tests.test_api_fixtures import World, add_users, config_for
-from tests.test_flow_basic import CALLEE_HZ, CALLER_HZ
-from tests.test_flow_controls import control_by_dtmf
-from tests.test_flow_hooks import channel, hooked_dialplan, start_hooked
-from tests.test_flow_resilience import bridged_call
+from tests.harness.api_world import World, add_users, config_for
+from tests.harness.calls import (
+    CALLEE_HZ,
+    CALLER_HZ,
+    bridged_call,
+    control_by_dtmf,
+    dialled,
+    recordings,
+)
+from tests.harness.hooked import channel, hooked_dialplan, start_hooked
+from tests.harness.stack import Stack, running_stack
 
 TARGET_HZ = 1900
 POLICY = """\
@@ -43,7 +48,7 @@ SCENARIOS = ("transferred", "restarted", "paused", "hook", "opted_out", "policy"
 async def _transferred(st: Stack) -> None:
     caller_id, call_id = await bridged_call(st)
     await st.advance(3.0)
-    st.sim.blind_transfer(f"{call_id}-l2", "300")
+    st.sim.blind_transfer(dialled(st.sim, call_id), "300")
     await st.settle()
     await st.advance(5.0)
     st.sim.hangup(caller_id)
@@ -51,9 +56,9 @@ async def _transferred(st: Stack) -> None:
 
 
 async def _restarted(st: Stack) -> None:
-    caller_id, call_id = await bridged_call(st)
+    caller_id, _ = await bridged_call(st)
     await st.advance(2.0)
-    st.sim.fail_recording(f"{call_id}-s1", cause="disk full")
+    st.sim.fail_recording(recordings(st.sim)[-1], cause="disk full")  # this call's, the latest
     await st.settle()
     await st.advance(3.0)
     st.sim.hangup(caller_id)
@@ -63,9 +68,9 @@ async def _restarted(st: Stack) -> None:
 async def _paused(st: Stack) -> None:
     caller_id, call_id = await bridged_call(st)
     await st.advance(2.0)
-    await control_by_dtmf(st, f"{call_id}-l2", "*1")
+    await control_by_dtmf(st, dialled(st.sim, call_id), "*1")
     await st.advance(3.0)
-    await control_by_dtmf(st, f"{call_id}-l2", "*2")
+    await control_by_dtmf(st, dialled(st.sim, call_id), "*2")
     await st.advance(2.0)
     st.sim.hangup(caller_id)
     await st.advance(0.5)
@@ -138,7 +143,7 @@ async def place_calls(tmp_path: Path, dsn: str, which: tuple[str, ...] = SCENARI
 async def call_world(tmp_path: Path, dsn: str,
                      which: tuple[str, ...] = SCENARIOS) -> AsyncIterator[World]:  # fmt: skip
     """The scenarios' calls, then the web app on their database and archive, with the users
-    of tests.test_api_fixtures (passwords set)."""
+    of tests.harness.api_world (passwords set)."""
     ids, archive = await place_calls(tmp_path, dsn, which)
     pool = await create_pool(dsn, 1, 4)
     config = config_for(dsn, archive)

@@ -1,0 +1,128 @@
+"""The model-test driver. Every model test steps the reducer through `Run.feed` (an event) or
+`Run.reconcile` (a reconnect); both end in `Run._stepped`, the one place for a check that must
+hold after every step. A Run keeps the state and each command emitted.
+
+Ids are read from those commands (the bridge created, the prompt played, the channel dialled,
+the recording started, the snoop asked for), never rebuilt from the model's id scheme.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import UnionType
+from typing import Any
+
+from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model.calls import step
+from recorder.model.reconcile import AriSnapshot, reconcile
+from recorder.model.settings import CallSettings
+from recorder.model.state import Call, ModelState
+from tests.harness import builders as b
+
+SETTINGS = CallSettings(departments={"201": "Intake", "305": "Family Law"})
+CALLER = "1700000000.1"
+
+
+class Run:
+    """Feeds events through `step`, keeping the state and every command it produced."""
+
+    def __init__(self, settings: CallSettings = SETTINGS, state: ModelState | None = None) -> None:
+        self.state = ModelState() if state is None else state
+        self.settings = settings
+        self.commands: list[cmd.Command] = []
+        self.last: list[cmd.Command] = []
+
+    def feed(self, event: ev.Event) -> list[cmd.Command]:
+        """One step of the reducer; its commands (also kept in `commands`)."""
+        before = self.state
+        out = self._stepped(*step(self.state, event, self.settings))
+        # a step that asks for anything but a log line, a hang-up or an answer to a hook that
+        # changes nothing (a bad one) changed the call
+        assert (
+            before is not self.state
+            or not out
+            or all(isinstance(c, cmd.Log | cmd.Hangup | cmd.HookReply) for c in out)
+        )
+        return out
+
+    def reconcile(self, snap: AriSnapshot, now: datetime) -> list[cmd.Command]:
+        """What the daemon does after a reconnect: Asterisk's state, as the events missed."""
+        return self._stepped(*reconcile(self.state, snap, self.settings, now))
+
+    def _stepped(self, state: ModelState, out: list[cmd.Command]) -> list[cmd.Command]:
+        """Every step of every model test ends here, with what the model returned."""
+        self.state, self.last = state, out
+        self.commands.extend(out)
+        return out
+
+    def of(self, kind: type[Any] | UnionType, out: list[cmd.Command] | None = None) -> list[Any]:
+        """The commands of `kind` (a class, or a union of them) in `out`, or in all so far."""
+        return [c for c in (self.commands if out is None else out) if isinstance(c, kind)]
+
+    @property
+    def call(self) -> Call:
+        (call,) = self.state.calls.values()
+        return call
+
+    def logs(self, name: str) -> list[cmd.Log]:
+        return [c for c in self.of(cmd.Log) if c.event == name]
+
+    def restarted(self) -> Run:
+        """What a daemon started after a crash holds: each call as its stored snapshot gives it
+        back (the daemon's adoption), and no command sent yet."""
+        state = ModelState()
+        for call in self.state.calls.values():
+            state = state.with_call(Call.from_json(call.to_json()))
+        return Run(self.settings, state)
+
+    # Ids from the emitted commands: the latest by default, or the n-th (0: the first).
+
+    def bridge(self, n: int = -1) -> str:
+        """The bridge of a CreateBridge."""
+        return str(self.of(cmd.CreateBridge)[n].bridge_id)
+
+    def playback(self, n: int = -1) -> str:
+        """The playback of a Play (a prompt or ringback)."""
+        return str(self.of(cmd.Play)[n].playback_id)
+
+    def dialled(self, n: int = -1) -> str:
+        """The channel a CreateChannel or Originate made."""
+        return str(self.of(cmd.CreateChannel | cmd.Originate)[n].channel_id)
+
+    def recording(self, n: int = -1) -> str:
+        """The name of a StartRecording (a bridge) or RecordChannel (a snoop)."""
+        return str(self.of(cmd.StartRecording | cmd.RecordChannel)[n].name)
+
+    def snoop(self, n: int = -1) -> str:
+        """The snoop channel a Snoop asked for."""
+        return str(self.of(cmd.Snoop)[n].snoop_id)
+
+
+def start_inbound(run: Run, target: str = "201", number: str = "+14155550100") -> str:
+    """An inbound call from CALLER to `target`, the caller in its bridge; the call's id."""
+    run.feed(b.stasis_start(0, b.chan(CALLER, "Ring", number=number), "inbound", target))
+    run.feed(b.entered(0.01, run.bridge(), CALLER))
+    return run.call.call_id
+
+
+def to_dialling(run: Run, target: str = "201") -> tuple[str, str]:
+    """An inbound call past its announcement, the callee's channel in the app (not yet ringing):
+    the call's id and the callee's channel."""
+    call_id = start_inbound(run, target)
+    run.feed(b.playback_finished(3, run.playback()))
+    callee = run.dialled()
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    return call_id, callee
+
+
+def to_bridged(run: Run) -> tuple[str, str, str]:
+    """Drive an inbound call to the point where both parties are bridged and recorded: the call's
+    id, the callee's channel and the recording's name."""
+    call_id, callee = to_dialling(run)
+    run.feed(b.dial(3.02, callee, "RINGING"))
+    run.feed(b.dial(5, callee, "ANSWER"))
+    name = run.recording()
+    run.feed(b.recording(5.01, "started", name))
+    run.feed(b.entered(5.02, run.bridge(), callee))
+    return call_id, callee, name
