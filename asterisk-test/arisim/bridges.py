@@ -53,10 +53,6 @@ class BridgeOps(ForwardOps):
         self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
         return bridge
 
-    def find_bridge(self, bridge_id: str) -> Bridge | None:
-        bridge = self.bridges.get(bridge_id)
-        return bridge if bridge is not None and not bridge.destroyed else None
-
     def bridge_add(self, bridge: Bridge, ch: Channel) -> None:
         """Channel joins (leaving its previous bridge first, as ast_bridge_impart moves it)."""
         if ch.bridge_id == bridge.id:

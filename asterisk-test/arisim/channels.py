@@ -95,24 +95,6 @@ class ChannelOps(Core):
             sends_media=tech != "Local",
         )
 
-    def new_internal_pair(self, kind: str) -> tuple[str, str, str]:
-        """Ids and the ";2" name of a Recorder/Announcer pair, which Asterisk keeps out of channel
-        lists: they are consumed, not kept ("Recorder/ARI-00000027;2" in the traces)."""
-        name = f"{kind}/ARI-{self.next_unreal()};2"
-        return self.new_uniqueid(), self.new_uniqueid(), name
-
-    def peer(self, ch: Channel) -> Channel | None:
-        if ch.peer_id is None:
-            return None
-        other = self.channels.get(ch.peer_id)
-        return other if other is not None and not other.destroyed else None
-
-    def find_channel(self, uid: str) -> Channel | None:
-        ch = self.channels.get(uid)
-        if ch is None or ch.destroyed or ch.unlinked:
-            return None
-        return ch
-
     # ---------------------------------------------------------------- state
     def set_state(self, ch: Channel, state: str) -> None:
         if ch.state == state or ch.destroyed:
