@@ -3,13 +3,14 @@
 An application learns of a bridge once one of its channels enters it (control.c
 app_subscribe_bridge): BridgeCreated is never sent to it, BridgeDestroyed is (traces). A bridge
 recording's Recorder channel is "lonely" (AST_BRIDGE_CHANNEL_FLAG_LONELY): when the last party
-leaves, it is kicked out and the recording ends at once (caller_abandons), see media.py.
+leaves, it is kicked out and the recording ends at once (caller_abandons), see recordings.py.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from .bus import BridgeDestroying, BridgeEmptied
 from .forwards import ForwardOps
 from .model import Bridge, Channel
 
@@ -82,7 +83,7 @@ class BridgeOps(ForwardOps):
         bridge.settle_technology()
         if not bridge.channels:
             # The lonely Recorder is kicked out: its recording ends now.
-            self.end_bridge_recordings(bridge)
+            self.bus.publish(BridgeEmptied(bridge))
         if bridge.bridge_class == "basic":
             self.basic_bridge_left(bridge, ch)
 
@@ -110,7 +111,7 @@ class BridgeOps(ForwardOps):
         BridgeDestroyed."""
         for cid in list(bridge.channels):
             self.bridge_remove(bridge, self.channels[cid])
-        self.end_bridge_recordings(bridge)
+        self.bus.publish(BridgeDestroying(bridge))
         self.stop_bridge_playbacks(bridge)
         bridge.destroyed = True
         bridge.settle_technology()

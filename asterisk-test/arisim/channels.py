@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 
+from .bus import ChannelHungUp
 from .core import Core
 from .dialplan import DEFAULT_PJSIP_CONTEXT, PJSIP_CONTEXTS, parse_local
 from .model import (
@@ -221,7 +222,7 @@ class ChannelOps(Core):
             bridge = self.bridges.get(ch.bridge_id)
             if bridge is not None:
                 self.bridge_remove(bridge, ch)
-        self.recordings_on_channel_gone(ch)
+        self.bus.publish(ChannelHungUp(ch))
         was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)
         self.dial_hung_up(ch)

@@ -17,7 +17,9 @@ from typing import Any
 from .bus import MediaChanged, Render
 from .clock import ClockMode
 from .dialplan import Dialplan
+from .media import Media
 from .model import AgiSession, Bridge, Channel
+from .recordings import Recorder
 from .world import DEFAULT_ASTERISK_ID, World
 
 
@@ -38,6 +40,10 @@ class RequestRecord:
 
 
 class Core(World):
+    # The parts extracted from the mixin chain (built by server.Simulator).
+    media: Media
+    recorder: Recorder
+
     def __init__(
         self,
         *,
@@ -111,7 +117,7 @@ class Core(World):
             "bridges": [b.json() | {"members": list(b.channels)}
                         for b in self.bridges.values() if not b.destroyed],
             "live_recordings": [r.json() for r in self.recordings.values()],
-            "stored_recordings": self.stored_recordings(),
+            "stored_recordings": self.recorder.stored_recordings(),
             "playbacks": [p.json() for p in self.playbacks.values()],
             "apps": sorted(a for a in self.hub.apps if self.hub.active(a)),
         }
@@ -127,13 +133,7 @@ class Core(World):
     def media_changed(self) -> None:
         raise NotImplementedError
 
-    def stored_recordings(self) -> list[dict[str, str]]:
-        raise NotImplementedError
-
     def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
-        raise NotImplementedError
-
-    def recordings_on_channel_gone(self, ch: Channel) -> None:
         raise NotImplementedError
 
     def playbacks_on_channel_gone(self, ch: Channel) -> None:
@@ -143,9 +143,6 @@ class Core(World):
         raise NotImplementedError
 
     def far_forward(self, ch: Channel, target: str) -> None:
-        raise NotImplementedError
-
-    def end_bridge_recordings(self, bridge: Bridge) -> None:
         raise NotImplementedError
 
     def stop_bridge_playbacks(self, bridge: Bridge) -> None:

@@ -230,7 +230,7 @@ class Engine(AttendedOps):
                     rec.kind == "bridge" and rec.target_id == ch.bridge_id)
                 if heard and rec.state == "recording" and (
                         rec.terminate_on == "any" or rec.terminate_on == digit):
-                    self.end_recording(rec)
+                    self.recorder.end_recording(rec)
 
     # ----------------------------------------------------------- recordings
     def _rec(self, name: str) -> LiveRecording:
@@ -242,12 +242,12 @@ class Engine(AttendedOps):
     def finish_recording(self, name: str) -> None:
         """End a live recording now, as if Asterisk stopped it (RecordingFinished)."""
         with self.action():
-            self.end_recording(self._rec(name))
+            self.recorder.end_recording(self._rec(name))
 
     def fail_recording(self, name: str, cause: str = "Recording failed") -> None:
         """Fail a live recording now (RecordingFailed with `cause`)."""
         with self.action():
-            self.end_recording(self._rec(name), "failed", cause)
+            self.recorder.end_recording(self._rec(name), "failed", cause)
 
     # -------------------------------------------------------------- reading
     def events(self, etype: str | None = None) -> list[dict[str, Any]]:

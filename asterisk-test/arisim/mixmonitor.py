@@ -20,21 +20,22 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from .audio import RATE, WavWriter, silence, tone_samples
+from .bridges import BridgeOps
 from .dialplan import split_app_args
-from .media import MediaOps
 from .model import Channel, MixMonitor
 
 AST_SPOOL_DIR = "/var/spool/asterisk"  # ${ASTSPOOLDIR}
 _RECORDING_DIR = f"{AST_SPOOL_DIR}/recording/"
 
 
-class MixMonitorOps(MediaOps):
+class MixMonitorOps(BridgeOps):
     def start_mixmonitor(self, ch: Channel, data: str) -> None:
         args = split_app_args(data)
         name = args[0].strip() if args else ""
         path = name if name.startswith("/") else f"{AST_SPOOL_DIR}/monitor/{name}"
         rel = path[len(_RECORDING_DIR):] if path.startswith(_RECORDING_DIR) else ""
-        if not name or not rel or self.name_escapes(rel) or PurePosixPath(rel).suffix != ".wav":
+        if not name or not rel or self.recorder.name_escapes(rel) \
+                or PurePosixPath(rel).suffix != ".wav":
             self.warnings.append(f"MixMonitor({data}) on {ch.name}: only .wav files in "
                                  f"{_RECORDING_DIR} are simulated; nothing recorded")
             return
@@ -49,7 +50,6 @@ class MixMonitorOps(MediaOps):
             self.finished_mixmonitors.append(mm)
 
     def render_media(self, t: float) -> None:
-        super().render_media(t)
         for mm in self.mixmonitors:
             if t <= mm.rendered_until:
                 continue
@@ -59,8 +59,8 @@ class MixMonitorOps(MediaOps):
                 mm.writer.write(tone_samples(mm.mix, s0, s1 - s0) if mm.mix else silence(s1 - s0))
 
     def media_changed(self) -> None:
-        super().media_changed()
         for mm in self.mixmonitors:
             ch = self.channels.get(mm.channel_id)
             mm.feeding = ch is not None and not ch.hungup
-            mm.mix = tuple(sorted(self.voice(ch) | self.heard(ch))) if ch and mm.feeding else ()
+            mm.mix = tuple(sorted(self.media.voice(ch) | self.media.heard(ch))) \
+                if ch and mm.feeding else ()

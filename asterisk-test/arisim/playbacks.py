@@ -25,7 +25,7 @@ class PlaybackOps(MixMonitorOps):
         if scheme == "tone":
             return None
         if scheme == "recording":
-            path = self.find_stored(rest)
+            path = self.recorder.find_stored(rest)
             return wav_duration(path) if path is not None and path.suffix == ".wav" else 0.0
         if scheme in ("digits", "characters"):
             return 0.5 * len(rest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .engine import Engine
 from .model import Bridge, Channel
+from .recordings import KNOWN_FORMATS
 from .rest import (
     ApiResponse,
     Args,
@@ -139,8 +140,6 @@ def record(sim: Engine, args: Args) -> ApiResponse:
     found = find_bridge(sim, args.get_str("bridgeId") or "")
     if isinstance(found, ApiResponse):
         return found
-    from .media import KNOWN_FORMATS
-
     if (args.get_str("format") or "") not in KNOWN_FORMATS:
         return error(422, "specified format is unknown on this system")
     return start_recording(sim, "bridge", found.id, args)

@@ -6,8 +6,8 @@ from typing import Any
 
 from .dialplan import parse_callerid
 from .engine import Engine
-from .media import KNOWN_FORMATS
 from .model import HANGUP_REASONS, Bridge, Channel
+from .recordings import KNOWN_FORMATS
 from .rest import (
     ApiResponse,
     Args,
@@ -326,9 +326,10 @@ def check_record_name(
         return error(422, "specified format is unknown on this system")
     if not name or opts["max_duration"] < 0 or opts["max_silence"] < 0:
         return error(500, "Error parsing request")
-    if sim.name_escapes(name):
+    if sim.recorder.name_escapes(name):
         return error(400, "Recording name invalid")
-    exists = name in sim.recordings or (opts["if_exists"] == "fail" and sim.name_exists(name))
+    exists = name in sim.recordings \
+        or (opts["if_exists"] == "fail" and sim.recorder.name_exists(name))
     if exists:
         return error(409, f"Recording '{name}' already exists and can not be overwritten")
     return None
@@ -356,7 +357,7 @@ def start_recording(sim: Engine, kind: str, target_id: str, args: Args) -> ApiRe
     bad = check_record_name(sim, name, fmt, opts)
     if bad is not None:
         return bad
-    rec = sim.new_recording(kind, target_id, name, fmt, **opts)
+    rec = sim.recorder.new_recording(kind, target_id, name, fmt, **opts)
     return created(live_recording_location(name), rec.json())
 
 

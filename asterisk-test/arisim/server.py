@@ -20,8 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
+from .bus import Render
 from .engine import Engine
 from .events import EventRecord
+from .media import Media
+from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
 
@@ -30,10 +33,18 @@ _REALM = "Asterisk REST Interface"
 
 
 class Simulator(Engine):
-    """A simulated Asterisk 22 speaking ARI; the constructor options are Core's."""
+    """A simulated Asterisk 22 speaking ARI; the constructor options are Core's.
+
+    The parts (media, recorder, ...) are built here, each on the world and the parts it
+    needs; the order they are built in is the order they hear the bus."""
 
     _runner: web.AppRunner | None = None
     base_url: str = ""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.media = Media(self)
+        self.recorder = Recorder(self, self.media, self)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""
@@ -85,7 +96,7 @@ class Simulator(Engine):
         playback and live recording is gone without an event (nothing is left to send one),
         and what the recordings had written stays in the spool as stored recordings."""
         with self.action():
-            self.render_media(self.clock.now())
+            self.bus.publish(Render(self.clock.now()))
             self.clock.cancel_all()
             for rec in list(self.recordings.values()):
                 if rec.writer is not None:

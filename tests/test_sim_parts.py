@@ -1,0 +1,141 @@
+"""The simulator's parts, each alone on a bare World: no server, no mixin chain.
+
+Each test builds the world's state by hand (a bridge, two parties), drives one part, and reads
+what it did from the ARI events the world sent and the files it wrote. Other parts a part
+needs are built for real; the bus carries what the rest of the simulator would have told it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from arisim.audio import tones_per_second, wav_duration
+from arisim.bus import BridgeEmptied, ChannelHungUp
+from arisim.media import Media
+from arisim.model import Bridge, Channel
+from arisim.recordings import Recorder
+from arisim.world import World
+
+APP = "verbatim"
+
+
+def _party(world: World, tone: int, bridge: Bridge | None = None) -> Channel:
+    ch = Channel(id=world.new_uniqueid(), name=f"PJSIP/{tone}-{world.next_tech('PJSIP')}",
+                 tech="PJSIP", resource=str(tone), creationtime=world.clock.epoch(),
+                 state="Up", tone_hz=tone, sends_media=True, stasis_app=APP)
+    world.channels[ch.id] = ch
+    if bridge is not None:
+        ch.bridge_id = bridge.id
+        bridge.channels.append(ch.id)
+        bridge.settle_technology()
+    return ch
+
+
+def _bridge(world: World) -> Bridge:
+    bridge = Bridge(id="b1", name="", bridge_type="mixing", creationtime=world.clock.epoch(),
+                    subscribed_apps={APP})
+    world.bridges[bridge.id] = bridge
+    return bridge
+
+
+class _Answers:
+    """The channels part as the Recorder sees it: answering a channel it records."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.answered: list[str] = []
+
+    def answer_channel(self, ch: Channel) -> None:
+        self.answered.append(ch.id)
+        ch.state = "Up"
+
+
+def _events(world: World) -> list[dict[str, Any]]:
+    return [r.event for r in world.hub.log]
+
+
+def _recorder(tmp_path: Path) -> tuple[World, Recorder, _Answers]:
+    world = World(spool_dir=tmp_path)
+    answers = _Answers(world)
+    return world, Recorder(world, Media(world), answers), answers
+
+
+async def test_recorder_start_pause_stop_on_a_bridge(tmp_path: Path) -> None:
+    world, recorder, _ = _recorder(tmp_path)
+    bridge = _bridge(world)
+    _party(world, 440, bridge)
+    _party(world, 700, bridge)
+    with world.action():
+        rec = recorder.new_recording("bridge", bridge.id, "call", "wav", max_duration=0,
+                                     max_silence=0, if_exists="fail", beep=False,
+                                     terminate_on="none")
+    assert bridge.technology == "softmix"  # the Recorder is a third channel
+    await world.clock.advance(2.0)
+    with world.action():
+        recorder.pause_recording(rec, True)
+    await world.clock.advance(1.0)  # paused: nothing written
+    with world.action():
+        recorder.pause_recording(rec, False)
+    await world.clock.advance(1.0)
+    with world.action():
+        recorder.end_recording(rec)
+    assert [e["type"] for e in _events(world)] == ["RecordingStarted", "RecordingFinished"]
+    finished = _events(world)[-1]["recording"]
+    assert finished["state"] == "done" and finished["duration"] == 3
+    assert wav_duration(tmp_path / "call.wav") == 3.0
+    assert tones_per_second(tmp_path / "call.wav", [440, 700]) == [{440, 700}] * 3
+    assert bridge.recorder_ids == [] and bridge.technology == "simple_bridge"
+    assert world.hub.errors == [] and world.errors == []
+
+
+async def test_recorder_ends_a_bridge_recording_when_the_bus_says_the_bridge_emptied(
+        tmp_path: Path) -> None:
+    world, recorder, _ = _recorder(tmp_path)
+    bridge = _bridge(world)
+    _party(world, 440, bridge)
+    with world.action():
+        recorder.new_recording("bridge", bridge.id, "alone", "wav", max_duration=0,
+                               max_silence=0, if_exists="fail", beep=False,
+                               terminate_on="none")
+    await world.clock.advance(1.0)  # one SIP party sends media: 1 s of its tone
+    with world.action():
+        bridge.channels.clear()
+        world.bus.publish(BridgeEmptied(bridge))
+    assert [e["type"] for e in _events(world)] == ["RecordingStarted", "RecordingFinished"]
+    assert world.recordings == {} and [r.name for r in world.finished_recordings] == ["alone"]
+    assert tones_per_second(tmp_path / "alone.wav", [440]) == [{440}]
+
+
+async def test_recorder_answers_the_channel_it_records_and_ends_when_it_hangs_up(
+        tmp_path: Path) -> None:
+    world, recorder, answers = _recorder(tmp_path)
+    ch = _party(world, 440)
+    ch.state = "Ring"
+    with world.action():
+        recorder.new_recording("channel", ch.id, "leg", "wav", max_duration=0,
+                               max_silence=0, if_exists="fail", beep=False,
+                               terminate_on="none")
+    await world.clock.advance(1.5)
+    assert answers.answered == [ch.id]
+    with world.action():
+        ch.hungup = True
+        world.bus.publish(ChannelHungUp(ch))
+    types = [e["type"] for e in _events(world)]
+    assert types == ["RecordingStarted", "RecordingFinished"]
+    assert wav_duration(tmp_path / "leg.wav") == 1.5
+
+
+async def test_recorder_fails_a_channel_recording_of_a_bridged_channel(tmp_path: Path) -> None:
+    world, recorder, answers = _recorder(tmp_path)
+    bridge = _bridge(world)
+    ch = _party(world, 440, bridge)
+    with world.action():
+        recorder.new_recording("channel", ch.id, "leg", "wav", max_duration=0,
+                               max_silence=0, if_exists="fail", beep=False,
+                               terminate_on="none")
+    await world.clock.advance(0.1)
+    failed = _events(world)[-1]
+    assert failed["type"] == "RecordingFailed"
+    assert failed["recording"]["cause"] == "Cannot record channel while in bridge"
+    assert answers.answered == []
