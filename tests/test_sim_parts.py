@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from arisim.audio import tones_per_second, wav_duration
-from arisim.bus import BridgeEmptied, ChannelHungUp
+from arisim.bus import BridgeEmptied, ChannelGone, ChannelHungUp
 from arisim.media import Media
+from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
 from arisim.recordings import Recorder
 from arisim.world import World
@@ -139,3 +140,37 @@ async def test_recorder_fails_a_channel_recording_of_a_bridged_channel(tmp_path:
     assert failed["type"] == "RecordingFailed"
     assert failed["recording"]["cause"] == "Cannot record channel while in bridge"
     assert answers.answered == []
+
+
+class _Variables:
+    """The dialplan part as the Monitor sees it: Set() of MIXMONITOR_FILENAME."""
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None:
+        ch.variables[name] = value
+
+
+async def test_monitor_writes_what_a_party_says_and_hears_until_it_is_gone(
+        tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    media = Media(world)
+    monitor = Monitor(world, media, Recorder(world, media, _Answers(world)), _Variables())
+    bridge = _bridge(world)
+    caller = _party(world, 440, bridge)
+    _party(world, 700, bridge)
+    with world.action():
+        monitor.start_mixmonitor(caller, "/var/spool/asterisk/recording/mm/call.wav,b")
+        monitor.start_mixmonitor(caller, "elsewhere.wav")  # under monitor/: not simulated
+    assert caller.variables["MIXMONITOR_FILENAME"] == "/var/spool/asterisk/recording/mm/call.wav"
+    assert len(world.warnings) == 1 and "elsewhere.wav" in world.warnings[0]
+    await world.clock.advance(1.0)
+    with world.action():
+        caller.on_hold = True  # says nothing, still hears the other party
+    await world.clock.advance(1.0)
+    with world.action():
+        caller.hungup = True
+        world.bus.publish(ChannelGone(caller))
+    await world.clock.advance(1.0)  # closed: nothing more written
+    assert world.mixmonitors == [] and len(world.finished_mixmonitors) == 1
+    path = tmp_path / "mm" / "call.wav"
+    assert wav_duration(path) == 2.0
+    assert tones_per_second(path, [440, 700]) == [{440, 700}, {700}]

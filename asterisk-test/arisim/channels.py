@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 
-from .bus import ChannelHungUp
+from .bus import ChannelGone, ChannelHungUp
 from .core import Core
 from .dialplan import DEFAULT_PJSIP_CONTEXT, PJSIP_CONTEXTS, parse_local
 from .model import (
@@ -236,9 +236,6 @@ class ChannelOps(Core):
     def dial_hung_up(self, ch: Channel) -> None:
         """Hook for dialing.py: a channel being dialled goes away."""
 
-    def mixmonitors_on_channel_gone(self, ch: Channel) -> None:
-        """Hook for mixmonitor.py: the channel's MixMonitor files are closed."""
-
     def hold_destroy(self, ch: Channel) -> bool:
         """Hook for agi.py: True when the hung-up channel must stay until its AGI ends."""
         return False
@@ -302,7 +299,7 @@ class ChannelOps(Core):
             fields["tech_cause"] = ch.tech_cause
         fields["channel"] = ch.json()
         self.emit("ChannelDestroyed", fields, channels=[ch])
-        self.mixmonitors_on_channel_gone(ch)
+        self.bus.publish(ChannelGone(ch))
         for other in list(self.channels.values()):
             if other.snoop_of == ch.id and not other.hungup:  # one made after the tick
                 self.hangup_channel(other, CAUSE_NORMAL, quiet=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bus import MediaChanged, Render
 from .clock import ClockMode
 from .dialplan import Dialplan
 from .media import Media
+from .mixmonitor import Monitor
 from .model import AgiSession, Bridge, Channel
 from .recordings import Recorder
 from .world import DEFAULT_ASTERISK_ID, World
@@ -43,6 +43,7 @@ class Core(World):
     # The parts extracted from the mixin chain (built by server.Simulator).
     media: Media
     recorder: Recorder
+    monitor: Monitor
 
     def __init__(
         self,
@@ -88,8 +89,6 @@ class Core(World):
         self.dialplan_log: list[tuple[str, str, str]] = []  # Log(): channel, level, message
         self.requests: list[RequestRecord] = []
         self.clock.settle = self.settle
-        self.bus.subscribe(Render, lambda m: self.render_media(m.until))
-        self.bus.subscribe(MediaChanged, lambda m: self.media_changed())
 
     async def settle(self) -> None:
         """Let the client react: wait until no request is in flight, no event is queued and
@@ -126,12 +125,6 @@ class Core(World):
     def waiting_on_agi(self) -> bool:
         """A FastAGI session is connecting or its server is about to send a command."""
         return False
-
-    def render_media(self, t: float) -> None:
-        raise NotImplementedError
-
-    def media_changed(self) -> None:
-        raise NotImplementedError
 
     def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
         raise NotImplementedError

@@ -381,7 +381,7 @@ class DialOps(ChannelOps):
                     self.pbx_end(ch)  # pbx_builtin_goto returns -1: the PBX ends
                     return
             elif app == "MixMonitor":
-                self.start_mixmonitor(ch, data)
+                self.monitor.start_mixmonitor(ch, data)
             elif app == "Log":
                 level, _, message = data.partition(",")
                 self.dialplan_log.append((ch.name, level.strip().upper(), message))
@@ -575,9 +575,6 @@ class DialOps(ChannelOps):
 
     # ------------------------------------------------- implemented by mixins
     def start_agi(self, ch: Channel, data: str) -> None:
-        raise NotImplementedError
-
-    def start_mixmonitor(self, ch: Channel, data: str) -> None:
         raise NotImplementedError
 
     def start_dial(self, ch: Channel, data: str) -> None:

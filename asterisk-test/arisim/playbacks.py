@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 
 from .audio import wav_duration
-from .mixmonitor import MixMonitorOps
+from .bridges import BridgeOps
 from .model import Bridge, Channel, Playback
 
 
-class PlaybackOps(MixMonitorOps):
+class PlaybackOps(BridgeOps):
     def media_seconds(self, uri: str) -> float | None:
         """Length of one media URI in seconds; None plays until stopped (tones)."""
         scheme, _, rest = uri.partition(":")

@@ -24,6 +24,7 @@ from .bus import Render
 from .engine import Engine
 from .events import EventRecord
 from .media import Media
+from .mixmonitor import Monitor
 from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
@@ -45,6 +46,7 @@ class Simulator(Engine):
         super().__init__(**options)
         self.media = Media(self)
         self.recorder = Recorder(self, self.media, self)
+        self.monitor = Monitor(self, self.media, self.recorder, self)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""
