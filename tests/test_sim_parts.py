@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from arisim.audio import tones_per_second, wav_duration
-from arisim.bus import BridgeEmptied, ChannelGone, ChannelHungUp
+from arisim.bus import BridgeDestroying, BridgeEmptied, ChannelGone, ChannelHungUp, HangupStarted
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
+from arisim.playbacks import Player
 from arisim.recordings import Recorder
 from arisim.world import World
 
@@ -174,3 +175,53 @@ async def test_monitor_writes_what_a_party_says_and_hears_until_it_is_gone(
     path = tmp_path / "mm" / "call.wav"
     assert wav_duration(path) == 2.0
     assert tones_per_second(path, [440, 700]) == [{440, 700}, {700}]
+
+
+def _player(tmp_path: Path) -> tuple[World, Player]:
+    world = World(spool_dir=tmp_path, sounds={"hello": 2.0, "bye": 1.0})
+    media = Media(world)
+    return world, Player(world, Recorder(world, media, _Answers(world)))
+
+
+def _playback_events(world: World) -> list[tuple[float, str, str]]:
+    return [(r.at, r.event["type"], r.event["playback"]["id"]) for r in world.hub.log
+            if r.event["type"].startswith("Playback")]
+
+
+async def test_player_queues_a_channel_playbacks_pauses_and_flushes_on_hangup(
+        tmp_path: Path) -> None:
+    world, player = _player(tmp_path)
+    ch = _party(world, 440)
+    with world.action():
+        player.new_playback(ch, ["sound:hello", "sound:bye"], None, "p1")
+        player.new_playback(ch, ["sound:hello"], None, "p2")
+        player.new_playback(ch, ["sound:bye"], None, "p3")
+    await world.clock.advance(1.0)
+    with world.action():
+        assert player.control_playback(world.playbacks["p1"], "pause")
+    await world.clock.advance(5.0)  # paused: hello still has 1 s left
+    with world.action():
+        player.control_playback(world.playbacks["p1"], "unpause")
+    await world.clock.advance(2.5)  # hello ends at 7, bye at 8: p2 starts
+    with world.action():
+        ch.hungup = True
+        world.bus.publish(HangupStarted(ch))
+    assert _playback_events(world) == [
+        (0.0, "PlaybackStarted", "p1"), (7.0, "PlaybackContinuing", "p1"),
+        (7.0, "PlaybackStarted", "p1"), (8.0, "PlaybackFinished", "p1"),
+        (8.0, "PlaybackStarted", "p2"), (8.5, "PlaybackFinished", "p2")]
+    assert world.playbacks == {} and ch.playback_queue == [] and ch.playing is None
+
+
+async def test_player_stops_a_bridge_playback_when_the_bridge_is_destroyed(
+        tmp_path: Path) -> None:
+    world, player = _player(tmp_path)
+    bridge = _bridge(world)
+    with world.action():
+        player.new_playback(bridge, ["tone:ring"], None, "t1")  # plays until stopped
+    await world.clock.advance(30.0)
+    with world.action():
+        world.bus.publish(BridgeDestroying(bridge))
+    assert _playback_events(world) == [(0.0, "PlaybackStarted", "t1"),
+                                       (30.0, "PlaybackFinished", "t1")]
+    assert world.playbacks == {}

@@ -38,6 +38,7 @@ import itertools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from .bridges import BridgeOps
 from .dialplan import split_app_args
 from .model import (
     ASTERISK_VERSION,
@@ -46,7 +47,6 @@ from .model import (
     AgiWait,
     Channel,
 )
-from .playbacks import PlaybackOps
 
 AGI_PORT = 4573
 MAX_AGI_CONNECT = 2.0  # seconds (MAX_AGI_CONNECT 2000 ms)
@@ -111,7 +111,7 @@ def parse_agi_url(url: str) -> tuple[str, int, str]:
     return parts.hostname or "127.0.0.1", parts.port or AGI_PORT, script
 
 
-class AgiOps(PlaybackOps):
+class AgiOps(BridgeOps):
     # ----------------------------------------------------------------- start
     def start_agi(self, ch: Channel, data: str) -> None:
         """AGI(...) in the dialplan of `ch`: the dialplan goes on when the session ends (not

@@ -112,7 +112,6 @@ class BridgeOps(ForwardOps):
         for cid in list(bridge.channels):
             self.bridge_remove(bridge, self.channels[cid])
         self.bus.publish(BridgeDestroying(bridge))
-        self.stop_bridge_playbacks(bridge)
         bridge.destroyed = True
         bridge.settle_technology()
         self.emit("BridgeDestroyed", {"bridge": bridge.json()}, bridges=[bridge])

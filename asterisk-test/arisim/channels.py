@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 
-from .bus import ChannelGone, ChannelHungUp
+from .bus import ChannelGone, ChannelHungUp, HangupStarted
 from .core import Core
 from .dialplan import DEFAULT_PJSIP_CONTEXT, PJSIP_CONTEXTS, parse_local
 from .model import (
@@ -217,7 +217,7 @@ class ChannelOps(Core):
             return
         ch.hungup = True
         ch.cancel_timers()
-        self.playbacks_on_channel_gone(ch)
+        self.bus.publish(HangupStarted(ch))
         if ch.bridge_id is not None:
             bridge = self.bridges.get(ch.bridge_id)
             if bridge is not None:

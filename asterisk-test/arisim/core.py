@@ -19,6 +19,7 @@ from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
 from .model import AgiSession, Bridge, Channel
+from .playbacks import Player
 from .recordings import Recorder
 from .world import DEFAULT_ASTERISK_ID, World
 
@@ -44,6 +45,7 @@ class Core(World):
     media: Media
     recorder: Recorder
     monitor: Monitor
+    player: Player
 
     def __init__(
         self,
@@ -129,14 +131,9 @@ class Core(World):
     def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
         raise NotImplementedError
 
-    def playbacks_on_channel_gone(self, ch: Channel) -> None:
-        raise NotImplementedError
-
     def far_answered(self, ch: Channel) -> None:
         raise NotImplementedError
 
     def far_forward(self, ch: Channel, target: str) -> None:
         raise NotImplementedError
 
-    def stop_bridge_playbacks(self, bridge: Bridge) -> None:
-        raise NotImplementedError

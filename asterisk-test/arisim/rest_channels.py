@@ -294,7 +294,7 @@ def queue_playback(sim: Engine, target: Channel | Bridge, args: Args, playback_i
     media = [m for m in args.get_list("media") if m]
     if not media or (playback_id and playback_id in sim.playbacks):
         return error(500, failure)
-    pb = sim.new_playback(target, media, args.get_str("lang"), playback_id)
+    pb = sim.player.new_playback(target, media, args.get_str("lang"), playback_id)
     return created(f"/playbacks/{pb.id}", pb.json())
 
 

@@ -128,7 +128,7 @@ def stop_playback(sim: Engine, args: Args) -> ApiResponse:
     pb = sim.playbacks.get(args.get_str("playbackId") or "")
     if pb is None:
         return error(404, "Playback not found")
-    sim.stop_playback(pb)
+    sim.player.stop_playback(pb)
     return no_content()
 
 
@@ -142,7 +142,7 @@ def control_playback(sim: Engine, args: Args) -> ApiResponse:
     pb = sim.playbacks.get(args.get_str("playbackId") or "")
     if pb is None:
         return error(404, "Playback not found")
-    if not sim.control_playback(pb, operation):
+    if not sim.player.control_playback(pb, operation):
         return error(409, f"Can only {operation} while media is playing")
     return no_content()
 

@@ -25,6 +25,7 @@ from .engine import Engine
 from .events import EventRecord
 from .media import Media
 from .mixmonitor import Monitor
+from .playbacks import Player
 from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
@@ -47,6 +48,7 @@ class Simulator(Engine):
         self.media = Media(self)
         self.recorder = Recorder(self, self.media, self)
         self.monitor = Monitor(self, self.media, self.recorder, self)
+        self.player = Player(self, self.recorder)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""
