@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from arisim.audio import tones_per_second, wav_duration
-from arisim.bus import BridgeDestroying, BridgeEmptied, ChannelGone, ChannelHungUp, HangupStarted
+from arisim.bridges import Bridging
+from arisim.bus import (
+    BridgeDestroying,
+    BridgeEmptied,
+    ChannelGone,
+    ChannelHungUp,
+    HangupStarted,
+    LeftBridge,
+)
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
@@ -225,3 +233,28 @@ async def test_player_stops_a_bridge_playback_when_the_bridge_is_destroyed(
     assert _playback_events(world) == [(0.0, "PlaybackStarted", "t1"),
                                        (30.0, "PlaybackFinished", "t1")]
     assert world.playbacks == {}
+
+
+def test_bridging_joins_swaps_and_tells_the_bus_when_parties_leave(tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    bridging = Bridging(world)
+    heard: list[str] = []
+    world.bus.subscribe(BridgeEmptied, lambda m: heard.append(f"emptied {m.bridge.id}"))
+    world.bus.subscribe(LeftBridge, lambda m: heard.append(f"left {m.channel.resource}"))
+    world.bus.subscribe(BridgeDestroying, lambda m: heard.append(f"destroying {m.bridge.id}"))
+    a, b, c = _party(world, 440), _party(world, 700), _party(world, 900)
+    bridge = bridging.create_bridge("mixing", "talk", "b1")
+    assert bridge is not None and bridging.create_bridge("mixing,holding", None, None) is None
+    bridging.bridge_add(bridge, a)
+    bridging.bridge_add(bridge, b)
+    assert bridging.bridge_peer(bridge, a) is b and bridge.technology == "simple_bridge"
+    bridging.bridge_swap(bridge, c, b)  # c takes b's place: no one "left"
+    assert bridge.channels == [a.id, c.id] and b.bridge_id is None and heard == []
+    bridging.bridge_remove(bridge, a)
+    bridging.bridge_remove(bridge, c)
+    assert heard == ["left 440", f"emptied {bridge.id}", "left 900"]
+    bridging.destroy_bridge(bridge)
+    assert heard[-1] == f"destroying {bridge.id}" and world.find_bridge(bridge.id) is None
+    assert [e["type"] for e in _events(world)] == [
+        "BridgeCreated", "ChannelEnteredBridge", "ChannelEnteredBridge", "ChannelLeftBridge",
+        "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelLeftBridge", "BridgeDestroyed"]

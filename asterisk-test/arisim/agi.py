@@ -38,8 +38,8 @@ import itertools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from .bridges import BridgeOps
 from .dialplan import split_app_args
+from .forwards import ForwardOps
 from .model import (
     ASTERISK_VERSION,
     CAUSE_NORMAL,
@@ -111,7 +111,7 @@ def parse_agi_url(url: str) -> tuple[str, int, str]:
     return parts.hostname or "127.0.0.1", parts.port or AGI_PORT, script
 
 
-class AgiOps(BridgeOps):
+class AgiOps(ForwardOps):
     # ----------------------------------------------------------------- start
     def start_agi(self, ch: Channel, data: str) -> None:
         """AGI(...) in the dialplan of `ch`: the dialplan goes on when the session ends (not

@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .agi import AgiOps
+from .bus import LeftBridge
 from .dialing import hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
 from .forwards import REDIRECTED
@@ -398,7 +399,7 @@ class DialAppOps(AgiOps):
         if caller.state != "Up":
             self.answer_channel(caller)
         caller.waiting_hears = None  # MOH or ringing stopped just before ast_bridge_call
-        bridge = self.create_basic_bridge()
+        bridge = self.bridging.create_basic_bridge()
         peer.after_bridge = "hangup"
         caller.after_bridge = "dial"
         self.join_basic(bridge, peer)
@@ -427,12 +428,15 @@ class DialAppOps(AgiOps):
                 self.warnings.append(f"Unknown DYNAMIC_FEATURES item '{n}' on channel {ch.name}")
         ch.features = [n for n in names if n in self.dialplan.applicationmap]
         ch.feature_digits = ""
-        self.bridge_add(bridge, ch)
+        self.bridging.bridge_add(bridge, ch)
 
-    def basic_bridge_left(self, bridge: Bridge, ch: Channel) -> None:
+    def basic_bridge_left(self, left: LeftBridge) -> None:
         """A party left a basic bridge: its hooks go (REMOVE_ON_PULL), the bridge dissolves
         (the others are kicked, BridgeDestroyed), and each party that is not hung up does what
         follows a bridge for it (after the current change, as its own thread would)."""
+        bridge, ch = left.bridge, left.channel
+        if bridge.bridge_class != "basic":
+            return
         ch.features = []
         ch.feature_digits = ""
         if ch.feature_timer is not None:
@@ -444,8 +448,8 @@ class DialAppOps(AgiOps):
                 other = self.channels[cid]
                 if ch.hungup and other.hangup_cause == CAUSE_NORMAL:
                     other.hangup_cause = ch.hangup_cause or CAUSE_NORMAL
-                self.bridge_remove(bridge, other)
-            self.destroy_bridge(bridge)
+                self.bridging.bridge_remove(bridge, other)
+            self.bridging.destroy_bridge(bridge)
         if not (ch.hungup or ch.destroyed):
             self.schedule(0, lambda: self._after_bridge(ch), f"after bridge {ch.name}")
 

@@ -126,7 +126,7 @@ class AttendedOps(TransferOps):
         self._masquerade(two, unbridged)
         app = bridged.stasis_app or unbridged.stasis_app
         if self.enter_stasis(one, app, [], replace=bridged):
-            self.bridge_swap(bridge, one, bridged)
+            self.bridging.bridge_swap(bridge, one, bridged)
         self._publish_attended(base, "Success", "application", first, second, b1, b2,
                                replace_channel=one.json(), destination_application=app_name)
         self.far_answered(one)
@@ -139,9 +139,9 @@ class AttendedOps(TransferOps):
               b2: Bridge, one: Channel, two: Channel) -> None:
         two.state = "Up"
         if second.stasis_app and self.enter_stasis(two, second.stasis_app, [], replace=second):
-            self.bridge_swap(b2, two, second)
+            self.bridging.bridge_swap(b2, two, second)
         if first.stasis_app and self.enter_stasis(one, first.stasis_app, [], replace=first):
-            self.bridge_swap(b1, one, first)
+            self.bridging.bridge_swap(b1, one, first)
         self.far_answered(one)
         self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
         self._publish_attended(base, "Success", "link", first, second, b1, b2,
@@ -163,16 +163,16 @@ class AttendedOps(TransferOps):
         BridgeAttendedTransfer, ChannelHangupRequest (16, soft) of the consultation leg, then
         the first leg leaves its bridge (destroyed) and, its part of the Dial() over, is hung
         up."""
-        transferee = self.bridge_peer(b1, first)
+        transferee = self.bridging.bridge_peer(b1, first)
         assert transferee is not None
-        self.bridge_remove(b1, transferee, swapping=True)
-        self.bridge_swap(b2, transferee, second)
+        self.bridging.bridge_remove(b1, transferee, swapping=True)
+        self.bridging.bridge_swap(b2, transferee, second)
         self.emit_channel("ChannelHangupRequest", second, cause=SOFTHANGUP_DEV, soft=True)
         self._publish_attended(base, "Success", "bridge", first, second, b1, b2,
                                destination_bridge=b2.id)
         self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
         if first.bridge_id == b1.id:
-            self.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
+            self.bridging.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
 
     def _masquerade(self, two: Channel, leg: Channel) -> None:
         """`;2` takes `leg`'s place in Stasis (res_stasis.c channel_replaced_cb)."""
@@ -198,8 +198,8 @@ class AttendedOps(TransferOps):
         """The snapshots ast_attended_transfer_message_create takes before anything moves."""
         base: dict[str, Any] = {"transferer_first_leg": first.json(),
                                 "transferer_second_leg": second.json()}
-        transferee = self.bridge_peer(b1, first) if b1 is not None else None
-        target = self.bridge_peer(b2, second) if b2 is not None else None
+        transferee = self.bridging.bridge_peer(b1, first) if b1 is not None else None
+        target = self.bridging.bridge_peer(b2, second) if b2 is not None else None
         if transferee is not None:
             base["transferee"] = transferee.json()
         if target is not None:

@@ -72,6 +72,14 @@ class BridgeEmptied:
 
 
 @dataclass(frozen=True)
+class LeftBridge:
+    """`channel` left `bridge`, not by a swap (after `BridgeEmptied` if it was the last)."""
+
+    bridge: Bridge
+    channel: Channel
+
+
+@dataclass(frozen=True)
 class BridgeDestroying:
     """`bridge` is being destroyed: its parties left, BridgeDestroyed comes next."""
 

@@ -221,7 +221,7 @@ class ChannelOps(Core):
         if ch.bridge_id is not None:
             bridge = self.bridges.get(ch.bridge_id)
             if bridge is not None:
-                self.bridge_remove(bridge, ch)
+                self.bridging.bridge_remove(bridge, ch)
         self.bus.publish(ChannelHungUp(ch))
         was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)

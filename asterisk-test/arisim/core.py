@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bridges import Bridging
 from .clock import ClockMode
 from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
-from .model import AgiSession, Bridge, Channel
+from .model import AgiSession, Channel
 from .playbacks import Player
 from .recordings import Recorder
 from .world import DEFAULT_ASTERISK_ID, World
@@ -43,6 +44,7 @@ class RequestRecord:
 class Core(World):
     # The parts extracted from the mixin chain (built by server.Simulator).
     media: Media
+    bridging: Bridging
     recorder: Recorder
     monitor: Monitor
     player: Player
@@ -127,9 +129,6 @@ class Core(World):
     def waiting_on_agi(self) -> bool:
         """A FastAGI session is connecting or its server is about to send a command."""
         return False
-
-    def bridge_remove(self, bridge: Bridge, ch: Channel) -> None:
-        raise NotImplementedError
 
     def far_answered(self, ch: Channel) -> None:
         raise NotImplementedError

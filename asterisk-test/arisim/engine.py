@@ -149,7 +149,7 @@ class Engine(AttendedOps):
         `priority` (res/stasis/control.c stasis_app_control_continue)."""
         bridge = self.find_bridge(ch.bridge_id or "")
         if bridge is not None:
-            self.bridge_remove(bridge, ch)
+            self.bridging.bridge_remove(bridge, ch)
         self.leave_stasis(ch)
         self.defer(lambda: self.run_dialplan(ch, context, exten, priority))
 

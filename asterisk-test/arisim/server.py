@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
-from .bus import Render
+from .bridges import Bridging
+from .bus import LeftBridge, Render
 from .engine import Engine
 from .events import EventRecord
 from .media import Media
@@ -46,6 +47,8 @@ class Simulator(Engine):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.media = Media(self)
+        self.bridging = Bridging(self)
+        self.bus.subscribe(LeftBridge, self.basic_bridge_left)
         self.recorder = Recorder(self, self.media, self)
         self.monitor = Monitor(self, self.media, self.recorder, self)
         self.player = Player(self, self.recorder)

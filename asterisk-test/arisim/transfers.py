@@ -131,7 +131,7 @@ class TransferOps(DialAppOps):
             return self._blind_transfer_basic(transferer, bridge, exten, context, via,
                                               hangup_after, snapshot)
         bridge_snapshot = bridge.json()
-        transferee = self.bridge_peer(bridge, transferer)
+        transferee = self.bridging.bridge_peer(bridge, transferer)
         extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
         self.party_unhold(transferer)
         if len(bridge.channels) + len(bridge.recorder_ids) <= 1:
@@ -151,7 +151,7 @@ class TransferOps(DialAppOps):
         if via == "refer":
             self.run_transfer_dialplan(two)
         if self.enter_stasis(one, app, [], replace=transferer):
-            self.bridge_swap(bridge, one, transferer)
+            self.bridging.bridge_swap(bridge, one, transferer)
         else:  # bridge_stasis_run_cb: Stasis() failed, the deferred swap never runs
             self.hangup_channel(one, CAUSE_NORMAL)
         self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
@@ -176,7 +176,7 @@ class TransferOps(DialAppOps):
         if via == "refer" and self.dialplan.lookup(context, exten) is None:
             return TransferOutcome("Fail")
         bridge_snapshot = bridge.json()
-        transferee = self.bridge_peer(bridge, transferer)
+        transferee = self.bridging.bridge_peer(bridge, transferer)
         extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
         self.party_unhold(transferer)
         if len(bridge.channels) <= 1:
@@ -194,7 +194,7 @@ class TransferOps(DialAppOps):
         self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
                             bridge=bridge_snapshot, **extra)
         transferee.pending_goto = (context, exten)
-        self.bridge_remove(bridge, transferee)
+        self.bridging.bridge_remove(bridge, transferee)
         if via == "refer":  # moot unless the transferer's Dial() had the `g` option
             self.bye_after_refer(transferer, hangup_after)
         return TransferOutcome("Success")
