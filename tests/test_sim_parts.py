@@ -20,6 +20,7 @@ from arisim.bus import (
     HangupStarted,
     LeftBridge,
 )
+from arisim.channels import ChannelLife
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
@@ -258,3 +259,54 @@ def test_bridging_joins_swaps_and_tells_the_bus_when_parties_leave(tmp_path: Pat
     assert [e["type"] for e in _events(world)] == [
         "BridgeCreated", "ChannelEnteredBridge", "ChannelEnteredBridge", "ChannelLeftBridge",
         "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelLeftBridge", "BridgeDestroyed"]
+
+
+class _Neighbours:
+    """The dialling part and the applications as ChannelLife sees them."""
+
+    def __init__(self, holding: frozenset[str] = frozenset()) -> None:
+        self.holding = set(holding)
+        self.answered: list[str] = []
+        self.gone_while_dialled: list[str] = []
+
+    def far_answered(self, ch: Channel) -> None:
+        self.answered.append(ch.name)
+
+    def dial_hung_up(self, ch: Channel) -> None:
+        self.gone_while_dialled.append(ch.name)
+
+    def hold_destroy(self, ch: Channel) -> bool:
+        return ch.id in self.holding
+
+
+def test_channel_life_hangs_up_in_asterisks_order_and_tells_the_bus(tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    bridging = Bridging(world)
+    neighbours = _Neighbours()
+    life = ChannelLife(world, bridging, neighbours, neighbours)
+    heard: list[str] = []
+    for topic in (HangupStarted, ChannelHungUp, ChannelGone):
+        world.bus.subscribe(topic, lambda m: heard.append(type(m).__name__))
+    bridge = _bridge(world)
+    caller = _party(world, 440)
+    life.register(caller)
+    bridging.bridge_add(bridge, caller)
+    one, two = life.new_local_pair("300@transfer-target")
+    life.answer_channel(one)  # the other half is the far end's to answer
+    assert neighbours.answered == [two.name]
+    before = len(world.hub.log)
+    life.hangup_channel(caller, soft=True)
+    caller_events = [r.event["type"] for r in world.hub.log[before:]]
+    assert caller_events == ["ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd",
+                             "ChannelDestroyed"]
+    assert heard == ["HangupStarted", "ChannelHungUp", "ChannelGone"]
+    assert neighbours.gone_while_dialled == [caller.name]
+    assert world.find_channel(caller.id) is None
+    # A Local half hung up takes the other with it, a moment later.
+    neighbours.holding.add(two.id)  # an application (AGI) still runs on ;2
+    life.hangup_channel(one, 16)
+    world.clock.run_due(1.0)
+    assert two.hungup and two.destroy_pending and not two.destroyed
+    life.destroy_channel(two)
+    assert two.destroyed and [r.event["cause"] for r in world.hub.log
+                              if r.event["type"] == "ChannelDestroyed"] == [16, 16, 16]

@@ -240,7 +240,7 @@ class AgiOps(ForwardOps):
             if s.on_done is not None:
                 s.on_done(s)
             if ch.destroy_pending and not ch.destroyed and ch.agi is None:
-                self.destroy_channel(ch)
+                self.life.destroy_channel(ch)
 
     def agi_env(self, s: AgiSession, ch: Channel) -> list[str]:
         """res_agi.c setup_env, in its order."""
@@ -293,7 +293,7 @@ class AgiOps(ForwardOps):
     def _agi_simple(self, s: AgiSession, ch: Channel, name: str, argv: list[str]) -> str:
         if name == "answer":
             if ch.state != "Up":
-                self.answer_channel(ch)
+                self.life.answer_channel(ch)
             return "200 result=0\n"
         if name == "channel status":
             target = ch if len(argv) == 2 else self._by_name(argv[2]) if len(argv) == 3 else None
@@ -329,7 +329,7 @@ class AgiOps(ForwardOps):
         target = ch if len(argv) == 1 else self._by_name(argv[1])
         if target is None:
             return "200 result=-1\n"
-        self.hangup_channel(target, target.hangup_cause or CAUSE_NORMAL, soft=True)
+        self.life.hangup_channel(target, target.hangup_cause or CAUSE_NORMAL, soft=True)
         return "200 result=1\n"
 
     def _by_name(self, name: str) -> Channel | None:
@@ -399,7 +399,7 @@ class AgiOps(ForwardOps):
                     options = data.split(",", 1)[1] if "," in data else ""
                     if not s.dead and ch.state != "Up" and "noanswer" not in options:
                         with self.action():
-                            self.answer_channel(ch)
+                            self.life.answer_channel(ch)
                     seconds = self.playback_length(data)
                 else:
                     try:
@@ -423,7 +423,7 @@ class AgiOps(ForwardOps):
         if app == "answer":
             if s.dead:
                 return -1
-            self.answer_channel(ch)
+            self.life.answer_channel(ch)
             return 0
         if app in ("noop", "verbose", "log"):
             return 0
@@ -433,7 +433,7 @@ class AgiOps(ForwardOps):
             return 0
         if app == "hangup":
             if not s.dead:
-                self.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, soft=True)
+                self.life.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, soft=True)
             return -1
         self.warnings.append(f"AGI EXEC {app} not simulated on {ch.name}")
         return -2

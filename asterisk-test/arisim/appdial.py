@@ -92,8 +92,8 @@ class DialAppOps(AgiOps):
                 run.nochan += 1
                 callee.dialed_by = None
                 callee.peer_id = other.peer_id = None
-                self.hangup_channel(other, 0, quiet=True)
-                self.hangup_channel(callee, 0, quiet=True)
+                self.life.hangup_channel(other, 0, quiet=True)
+                self.life.hangup_channel(callee, 0, quiet=True)
                 continue
             run.going.append(callee.id)
             self.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
@@ -122,9 +122,9 @@ class DialAppOps(AgiOps):
     def _dial_request(self, caller: Channel, run: DialRun, target: str) -> Channel | None:
         tech, _, resource = target.partition("/")
         if tech == "Local":
-            callee, _ = self.new_local_pair(resource)
+            callee, _ = self.life.new_local_pair(resource)
         elif tech in DIAL_TECHS and resource:
-            callee = self.new_tech_channel(tech, resource)
+            callee = self.life.new_tech_channel(tech, resource)
         else:
             self.warnings.append(f"Dial({run.data}) on {caller.name}: {target!r} not simulated")
             return None
@@ -139,7 +139,7 @@ class DialAppOps(AgiOps):
         callee.caller = CallerId("", caller.dialplan.exten)
         callee.connected = CallerId(caller.caller.name, caller.caller.number)
         callee.dialplan.exten = caller.dialplan.exten
-        self.set_dialplan_app(callee, "AppDial", "(Outgoing Line)")
+        self.life.set_dialplan_app(callee, "AppDial", "(Outgoing Line)")
         self.setup_far_party(callee)
         return callee
 
@@ -165,7 +165,7 @@ class DialAppOps(AgiOps):
         for line in lines:
             line.dialed_by = None
             line.dialing = False
-            self.hangup_channel(line, cause, quiet=True)
+            self.life.hangup_channel(line, cause, quiet=True)
 
     def _dial_over(self, run: DialRun, *, continue_dialplan: bool) -> None:
         """Dial() returns without a bridge: DIALSTATUS, then the dialplan's next step (after
@@ -255,7 +255,7 @@ class DialAppOps(AgiOps):
             self._dial_forward_event(run, ch, target, None)
             self._dial_publish(run, ch, "BUSY")
             run.reported[ch.id] = "BUSY"
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
             return
         self.dp_set_variable(new, "FORWARDERNAME", ch.name)
         new.caller_rdnis = ch.caller_rdnis or caller.dialplan.exten
@@ -269,14 +269,14 @@ class DialAppOps(AgiOps):
             new.dialed_by = None
             new.peer_id = other.peer_id = None
             for gone in (other, new):
-                self.hangup_channel(gone, 0, quiet=True)
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+                self.life.hangup_channel(gone, 0, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
             return
         self._dial_forward_event(run, ch, target, new)
         run.going.append(new.id)
         self.dial_event(new, "", dialstring=stuff)
         run.reported[ch.id] = "FORWARD"
-        self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+        self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
         self.schedule(0, self._far_starter(new), f"call {new.name}")
 
     def _dial_forward_event(self, run: DialRun, ch: Channel, target: str,
@@ -365,7 +365,7 @@ class DialAppOps(AgiOps):
             run.status = kind
         self._dial_publish(run, peer, result)
         peer.dialed_by = None
-        self.hangup_channel(peer, CAUSE_NORMAL, quiet=True)  # ast_autoservice_chan_hangup_peer
+        self.life.hangup_channel(peer, CAUSE_NORMAL, quiet=True)  # ast_autoservice_chan_hangup_peer
         run.done = True
         caller.waiting_hears = None
         if caller.dial_run is run:
@@ -390,14 +390,14 @@ class DialAppOps(AgiOps):
             # the caller went away meanwhile: app_dial hangs up the called channel
             run.done = True
             if not (peer.hungup or peer.destroyed):
-                self.hangup_channel(peer, caller.hangup_cause or CAUSE_NORMAL, quiet=True)
+                self.life.hangup_channel(peer, caller.hangup_cause or CAUSE_NORMAL, quiet=True)
             return
         self._dial_publish(run, peer, "ANSWER")
         if peer.hungup or peer.destroyed:
             self._dial_returned(caller, run)
             return
         if caller.state != "Up":
-            self.answer_channel(caller)
+            self.life.answer_channel(caller)
         caller.waiting_hears = None  # MOH or ringing stopped just before ast_bridge_call
         bridge = self.bridging.create_basic_bridge()
         peer.after_bridge = "hangup"
@@ -472,7 +472,7 @@ class DialAppOps(AgiOps):
         elif goto is not None:
             self.run_dialplan(ch, goto[0], goto[1], 1)  # ast_bridge_run_after_goto
         else:
-            self.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, quiet=True)
+            self.life.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, quiet=True)
 
     # -------------------------------------------------------------- features
     def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:

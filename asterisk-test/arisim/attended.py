@@ -82,14 +82,14 @@ class AttendedOps(TransferOps):
         assert anchor is not None
         self.transfer_variables(first if b1 is not None else second, anchor, "ATTENDEDTRANSFER")
         if result == "fail":
-            self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+            self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return TransferOutcome("Fail")
         if (b1 is not None and b2 is not None and b1.bridge_class == b2.bridge_class == "basic"
                 and len(b1.channels) == 2):
             self._swap_attended(base, first, second, b1, b2)
             return TransferOutcome("Success")
-        one, two = self.new_local_pair("_attended@transfer")
+        one, two = self.life.new_local_pair("_attended@transfer")
         one.variables["ATTENDEDTRANSFER"] = first.name
 
         def finish() -> None:
@@ -109,7 +109,7 @@ class AttendedOps(TransferOps):
             # attended_transfer_bridge: "Transfer failed probably due to an early hangup"
             self.hang_up_unseen(one, two)
             if not (second.hungup or second.destroyed):
-                self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+                self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return
         if b1 is not None and b2 is not None:
@@ -125,7 +125,7 @@ class AttendedOps(TransferOps):
             return
         self._masquerade(two, unbridged)
         app = bridged.stasis_app or unbridged.stasis_app
-        if self.enter_stasis(one, app, [], replace=bridged):
+        if self.life.enter_stasis(one, app, [], replace=bridged):
             self.bridging.bridge_swap(bridge, one, bridged)
         self._publish_attended(base, "Success", "application", first, second, b1, b2,
                                replace_channel=one.json(), destination_application=app_name)
@@ -133,17 +133,17 @@ class AttendedOps(TransferOps):
         if bridged is first:
             self.bye_after_refer(first, hangup_after)
         else:  # hangup_target: the consultation leg was the bridged one
-            self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+            self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
 
     def _link(self, base: dict[str, Any], first: Channel, second: Channel, b1: Bridge,
               b2: Bridge, one: Channel, two: Channel) -> None:
         two.state = "Up"
-        if second.stasis_app and self.enter_stasis(two, second.stasis_app, [], replace=second):
+        if second.stasis_app and self.life.enter_stasis(two, second.stasis_app, [], replace=second):
             self.bridging.bridge_swap(b2, two, second)
-        if first.stasis_app and self.enter_stasis(one, first.stasis_app, [], replace=first):
+        if first.stasis_app and self.life.enter_stasis(one, first.stasis_app, [], replace=first):
             self.bridging.bridge_swap(b1, one, first)
         self.far_answered(one)
-        self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+        self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
         self._publish_attended(base, "Success", "link", first, second, b1, b2,
                                destination_link_first_leg=one.json(),
                                destination_link_second_leg=two.json())
@@ -170,7 +170,7 @@ class AttendedOps(TransferOps):
         self.emit_channel("ChannelHangupRequest", second, cause=SOFTHANGUP_DEV, soft=True)
         self._publish_attended(base, "Success", "bridge", first, second, b1, b2,
                                destination_bridge=b2.id)
-        self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
+        self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
         if first.bridge_id == b1.id:
             self.bridging.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
 
@@ -180,17 +180,17 @@ class AttendedOps(TransferOps):
         assert app is not None
         two.state = leg.state
         two.stasis_app, two.stasis_args = app, list(leg.stasis_args)
-        self.unsubscribe_replaced(leg, app)
+        self.life.unsubscribe_replaced(leg, app)
         self.emit("StasisStart", {"args": [], "channel": two.json(),
                                   "replace_channel": leg.json()}, channels=[two])
-        self.leave_stasis(leg)
-        self.hangup_channel(leg, CAUSE_NORMAL, quiet=True)
+        self.life.leave_stasis(leg)
+        self.life.hangup_channel(leg, CAUSE_NORMAL, quiet=True)
         loc = leg.dialplan
         two.dialplan.context, two.dialplan.exten = loc.context, loc.exten
         two.dialplan.priority = loc.priority
         two.creationtime = leg.creationtime
         two.tone_hz = None
-        self.set_dialplan_app(two, "Stasis", ",".join([app, *two.stasis_args]))
+        self.life.set_dialplan_app(two, "Stasis", ",".join([app, *two.stasis_args]))
 
     # -------------------------------------------------------------- publish
     def _attended_base(self, first: Channel, second: Channel, b1: Bridge | None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .bridges import Bridging
+from .channels import ChannelLife
 from .clock import ClockMode
 from .dialplan import Dialplan
 from .media import Media
@@ -45,6 +46,7 @@ class Core(World):
     # The parts extracted from the mixin chain (built by server.Simulator).
     media: Media
     bridging: Bridging
+    life: ChannelLife
     recorder: Recorder
     monitor: Monitor
     player: Player

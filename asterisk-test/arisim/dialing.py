@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .channels import ChannelOps
+from .core import Core
 from .dialplan import SILENT_CONTEXTS, EndpointBehaviour, split_app_args
 from .expr import evaluate, is_true
 from .model import (
@@ -50,7 +50,7 @@ _PJSIP_TECH_CAUSE = {CAUSE_BUSY: 486, CAUSE_SUBSCRIBER_ABSENT: 480, CAUSE_REJECT
                      CAUSE_CONGESTION: 503}
 
 
-class DialOps(ChannelOps):
+class DialOps(Core):
     # ---------------------------------------------------------------- parties
     def behaviour(self, ch: Channel) -> EndpointBehaviour | None:
         """The behaviour a test set for this endpoint, or the default one for phones."""
@@ -87,9 +87,9 @@ class DialOps(ChannelOps):
         """POST /channels/create: a channel that will enter Stasis(app) without being dialled."""
         tech, _, resource = endpoint.partition("/")
         if tech == "Local":
-            ch, _ = self.new_local_pair(resource, channel_id, other_id)
+            ch, _ = self.life.new_local_pair(resource, channel_id, other_id)
         else:
-            ch = self.new_tech_channel(tech, resource, channel_id)
+            ch = self.life.new_tech_channel(tech, resource, channel_id)
         ch.explicit_apps.add(app)
         ch.ari_dialstring = resource
         ch.variables.update(variables or {})
@@ -97,8 +97,8 @@ class DialOps(ChannelOps):
         args = app_args.split(",") if app_args else []
 
         def enter() -> None:
-            if not self.enter_stasis(ch, app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
+            if not self.life.enter_stasis(ch, app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
 
         if self.create_stasis_delay > 0:
             self.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
@@ -127,7 +127,7 @@ class DialOps(ChannelOps):
 
     def _dial_timeout(self, ch: Channel) -> None:
         if ch.state != "Up":
-            self.hangup_channel(ch, CAUSE_NO_ANSWER, soft=True)
+            self.life.hangup_channel(ch, CAUSE_NO_ANSWER, soft=True)
 
     def dial_event(self, ch: Channel, status: str, dialstring: str = "",
                    forward: str = "") -> None:
@@ -195,7 +195,7 @@ class DialOps(ChannelOps):
         if b.result == "answer":
             self.far_answered(ch)
             if b.hangup_after is not None:
-                self.schedule(b.hangup_after, lambda: self.far_hangup(ch), f"far-bye {ch.id}",
+                self.schedule(b.hangup_after, lambda: self.life.far_hangup(ch), f"far-bye {ch.id}",
                               owner=ch)
         elif b.result == "busy":
             self.far_busy(ch, b.busy_hangup_after)
@@ -211,24 +211,24 @@ class DialOps(ChannelOps):
 
     def _far_fail(self, ch: Channel, cause: int) -> None:
         tech_cause = _PJSIP_TECH_CAUSE.get(cause) if ch.tech == "PJSIP" else None
-        self.hangup_channel(ch, cause, tech_cause=tech_cause)
+        self.life.hangup_channel(ch, cause, tech_cause=tech_cause)
 
     def far_ringing(self, ch: Channel) -> None:
         if ch.state not in ("Down", "Rsrved"):
             return
         b = self.behaviour(ch)
         if ch.tech == "Local" or (b is not None and b.state_before_dial):
-            self.set_state(ch, "Ringing")
+            self.life.set_state(ch, "Ringing")
             self.dial_event(ch, "RINGING")
         else:
             self.dial_event(ch, "RINGING")
-            self.set_state(ch, "Ringing")
+            self.life.set_state(ch, "Ringing")
 
     def far_answered(self, ch: Channel) -> None:
         """The far end of `ch` answered: Up, Dial ANSWER, and an originate goes on."""
         if ch.destroyed or ch.hungup or ch.state == "Up":
             return
-        self.set_state(ch, "Up")
+        self.life.set_state(ch, "Up")
         self.dial_event(ch, "ANSWER")
         ch.dialing = False
         if ch.dialed_by is not None:
@@ -269,10 +269,10 @@ class DialOps(ChannelOps):
         """POST /channels: dial `endpoint`; on answer, to Stasis(app) or context/extension."""
         tech, _, resource = endpoint.partition("/")
         if tech == "Local":
-            ch, ch2 = self.new_local_pair(resource, channel_id, other_id)
+            ch, ch2 = self.life.new_local_pair(resource, channel_id, other_id)
             halves = [ch, ch2]
         else:
-            ch = self.new_tech_channel(tech, resource, channel_id)
+            ch = self.life.new_tech_channel(tech, resource, channel_id)
             halves = [ch]
         for h in halves:
             if caller_id is not None:
@@ -316,8 +316,8 @@ class DialOps(ChannelOps):
         ch.originating = False
         if ch.originate_app:
             args = ch.originate_args.split(",") if ch.originate_args else []
-            if not self.enter_stasis(ch, ch.originate_app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL)
+            if not self.life.enter_stasis(ch, ch.originate_app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL)
             return
         target = ch.origin_target or DialplanLocation()
         self.run_dialplan(ch, target.context, target.exten, target.priority)
@@ -327,7 +327,7 @@ class DialOps(ChannelOps):
             return
         self.dial_event(ch, "NOANSWER")
         ch.originating = False
-        self.hangup_channel(ch, 0, quiet=True)
+        self.life.hangup_channel(ch, 0, quiet=True)
 
     # ------------------------------------------------------------ dialplan
     def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
@@ -336,7 +336,7 @@ class DialOps(ChannelOps):
         steps = self.dialplan.lookup(context, exten)
         ch.dialplan.context, ch.dialplan.exten = context, exten
         if steps is None:
-            self.hangup_channel(ch, 1)
+            self.life.hangup_channel(ch, 1)
             return
         ch.dp_steps = steps
         ch.dp_index = max(0, priority - 1)
@@ -351,18 +351,18 @@ class DialOps(ChannelOps):
             ch.dp_index += 1
             ch.dialplan.priority = ch.dp_index
             data = self.substitute(ch, raw)
-            self.set_dialplan_app(ch, app, data)
+            self.life.set_dialplan_app(ch, app, data)
             other = self.peer(ch)
             if app == "Answer":
-                self.answer_channel(ch)
+                self.life.answer_channel(ch)
             elif app == "Ringing":
                 if other is not None:
                     self.far_ringing(other)
             elif app in ("Wait", "Playback", "Busy"):
                 if app == "Playback" and ch.state != "Up":
-                    self.answer_channel(ch)
+                    self.life.answer_channel(ch)
                 if app == "Busy":
-                    self.set_state(ch, "Busy")
+                    self.life.set_state(ch, "Busy")
                     if other is not None:
                         self.far_busy(other)
                 seconds = (self.playback_length(data) if app == "Playback"
@@ -401,7 +401,7 @@ class DialOps(ChannelOps):
                 break
             elif app == "Stasis":
                 name, *args = data.split(",")
-                if self.enter_stasis(ch, name, args):
+                if self.life.enter_stasis(ch, name, args):
                     return
             elif app not in ("NoOp", "Verbose"):
                 self.warnings.append(f"{app}({data}) on {ch.name}: not simulated, skipped")
@@ -416,7 +416,7 @@ class DialOps(ChannelOps):
             ch.dp_unwinding = True
             self.dp_abort(ch)
         elif ch.tech == "Local" or app == "Hangup":
-            self.hangup_channel(ch, CAUSE_NORMAL)
+            self.life.hangup_channel(ch, CAUSE_NORMAL)
         else:
             self.pbx_end(ch)
 
@@ -515,8 +515,8 @@ class DialOps(ChannelOps):
         cause = ch.hangup_cause or CAUSE_NORMAL
         if status in ("BUSY", "CONGESTION", "CHANUNAVAIL") and ch.state != "Up":
             cause = CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION
-            self.set_state(ch, "Busy")
-        self.hangup_channel(ch, cause, quiet=True)
+            self.life.set_state(ch, "Busy")
+        self.life.hangup_channel(ch, cause, quiet=True)
 
     def substitute(self, ch: Channel, data: str) -> str:
         """${VAR} and ${FUNC(arg)} in application data (pbx_substitute_variables_helper);
@@ -571,7 +571,7 @@ class DialOps(ChannelOps):
         raise NotImplementedError
 
     def _busy_done(self, ch: Channel) -> None:
-        self.hangup_channel(ch, CAUSE_BUSY)
+        self.life.hangup_channel(ch, CAUSE_BUSY)
 
     # ------------------------------------------------- implemented by mixins
     def start_agi(self, ch: Channel, data: str) -> None:

@@ -81,7 +81,7 @@ class Engine(AttendedOps):
                    exten: str | None = None, channel_id: str | None = None) -> Channel:
         """An inbound call entering Stasis(app, args) in state Ring; see ChannelOps.start_call."""
         with self.action():
-            return super().start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
+            return self.life.start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
                                       sends_media, exten, channel_id)
 
     def start_dialplan_call(self, exten: str, context: str = "from-trunk",
@@ -96,7 +96,7 @@ class Engine(AttendedOps):
         with subscribeAll=true."""
         with self.action():
             tech, _, resource = endpoint.partition("/")
-            ch = self.build_tech_channel(tech or "PJSIP", resource or "trunk", channel_id,
+            ch = self.life.build_tech_channel(tech or "PJSIP", resource or "trunk", channel_id,
                                          state="Ring")
             if ch.tech == "PJSIP":
                 ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1"
@@ -105,7 +105,7 @@ class Engine(AttendedOps):
             ch.dialplan.context, ch.dialplan.exten = context, exten
             ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
             ch.sends_media = sends_media
-            self._register(ch)
+            self.life.register(ch)
             self.run_dialplan(ch, context, exten, 1)
             return ch
 
@@ -116,14 +116,14 @@ class Engine(AttendedOps):
             if ch.dialing or ch.originating:
                 self.far_answered(ch)
             else:
-                self.answer_channel(ch)
+                self.life.answer_channel(ch)
 
     def busy(self, channel_id: str) -> None:
         with self.action():
             ch = self._chan(channel_id)
             self.far_busy(ch)
             if ch.tech != "PJSIP":
-                self.hangup_channel(ch, 17)
+                self.life.hangup_channel(ch, 17)
 
     def forward(self, channel_id: str, forward_to: str) -> None:
         """The ringing party behind a dialled channel answers 302 to `forward_to` ("300" or
@@ -142,7 +142,7 @@ class Engine(AttendedOps):
         """The party hangs up: ChannelHangupRequest, ChannelLeftBridge, StasisEnd (and
         ChannelDestroyed where the app holds a subscription)."""
         with self.action():
-            self.far_hangup(self._chan(channel_id), cause)
+            self.life.far_hangup(self._chan(channel_id), cause)
 
     def continue_in_dialplan(self, ch: Channel, context: str, exten: str, priority: int) -> None:
         """The channel leaves its bridge and the app (StasisEnd), then runs exten@context from
@@ -150,7 +150,7 @@ class Engine(AttendedOps):
         bridge = self.find_bridge(ch.bridge_id or "")
         if bridge is not None:
             self.bridging.bridge_remove(bridge, ch)
-        self.leave_stasis(ch)
+        self.life.leave_stasis(ch)
         self.defer(lambda: self.run_dialplan(ch, context, exten, priority))
 
     def set_media(self, channel_id: str, *, talking: bool | None = None,
@@ -211,7 +211,7 @@ class Engine(AttendedOps):
         sees no transfer at all (no REFER): no BridgeAttendedTransfer."""
         with self.action():
             first, second = self._chan(first_leg), self._chan(second_leg)
-            self.hangup_channel(second, CAUSE_NORMAL)
+            self.life.hangup_channel(second, CAUSE_NORMAL)
             if first.on_hold:
                 self.party_unhold(first)
 
@@ -270,12 +270,12 @@ class Engine(AttendedOps):
                      resource=target.id, creationtime=self.clock.epoch(), state="Up",
                      snoop_of=target.id, spy=spy, sends_media=True)
         # ast_channel_alloc publishes it (ChannelCreated, seen with subscribeAll)
-        self._register(ch)
+        self.life.register(ch)
         args = app_args.split(",") if app_args else []
 
         def enter() -> None:
-            if not self.enter_stasis(ch, app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
+            if not self.life.enter_stasis(ch, app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
 
         self.defer(enter)
         return ch

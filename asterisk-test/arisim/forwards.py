@@ -78,7 +78,7 @@ class ForwardOps(DialOps):
                 self.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
                                    "peer": ch.json()}, channels=[ch])
             ch.dialing = False
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
 
         ch.cancel_timers()
         self.schedule(FORWARD_TEARDOWN_DELAY, trip, f"302 {ch.name}", owner=ch)
@@ -91,20 +91,20 @@ class ForwardOps(DialOps):
             context = ch.variables.get("FORWARD_CONTEXT") or ch.dialplan.context
             tech, device = "Local", f"{target}@{context}"
         if tech == "Local":
-            new, other = self.new_local_pair(device)
+            new, other = self.life.new_local_pair(device)
             exists = self.dialplan.lookup(other.dialplan.context, other.dialplan.exten)
         else:
-            new = self.new_tech_channel(tech, device)
+            new = self.life.new_tech_channel(tech, device)
             exists = []
         new.dialplan.app_name, new.dialplan.app_data = "AppDial2", "(Outgoing Line)"
         self.setup_far_party(new)
         ch.cancel_timers()
         ch.originating = False
         if exists is None:  # core_local.c local_call: "No such extension/context"
-            self.hangup_channel(new, 0, quiet=True)
+            self.life.hangup_channel(new, 0, quiet=True)
             self.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
                                "peer": ch.json()}, channels=[ch])
-            self.hangup_channel(ch, 0, quiet=True)
+            self.life.hangup_channel(ch, 0, quiet=True)
             return
         new.originating = True
         new.originate_device = device
@@ -118,4 +118,4 @@ class ForwardOps(DialOps):
         new.explicit_apps |= subscribers  # app.c call_forwarded_handler
         self.arm_originate_timeout(new)
         self.start_far_end(new)
-        self.hangup_channel(ch, 0, quiet=True)
+        self.life.hangup_channel(ch, 0, quiet=True)

@@ -162,7 +162,7 @@ def hangup(sim: Engine, args: Args) -> ApiResponse:
         if reason not in HANGUP_REASONS:
             return error(400, "Invalid reason for hangup reason provided")
         cause = HANGUP_REASONS[reason]
-    sim.hangup_channel(ch, cause, soft=True)
+    sim.life.hangup_channel(ch, cause, soft=True)
     return no_content()
 
 
@@ -180,7 +180,7 @@ def answer(sim: Engine, args: Args) -> ApiResponse:
     ch = _controlled(sim, args, check_state=True)
     if isinstance(ch, ApiResponse):
         return ch
-    sim.answer_channel(ch)
+    sim.life.answer_channel(ch)
     return no_content()
 
 
@@ -430,5 +430,5 @@ def set_variable(sim: Engine, args: Args) -> ApiResponse:
     ch = _controlled(sim, args)
     if isinstance(ch, ApiResponse):
         return ch
-    sim.set_variable(ch, name, args.get_str("value") or "")
+    sim.life.set_variable(ch, name, args.get_str("value") or "")
     return no_content()

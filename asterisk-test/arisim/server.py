@@ -22,6 +22,7 @@ from aiohttp import web
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
 from .bridges import Bridging
 from .bus import LeftBridge, Render
+from .channels import ChannelLife
 from .engine import Engine
 from .events import EventRecord
 from .media import Media
@@ -49,7 +50,8 @@ class Simulator(Engine):
         self.media = Media(self)
         self.bridging = Bridging(self)
         self.bus.subscribe(LeftBridge, self.basic_bridge_left)
-        self.recorder = Recorder(self, self.media, self)
+        self.life = ChannelLife(self, self.bridging, self, self)
+        self.recorder = Recorder(self, self.media, self.life)
         self.monitor = Monitor(self, self.media, self.recorder, self)
         self.player = Player(self, self.recorder)
 

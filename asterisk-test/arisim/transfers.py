@@ -96,15 +96,15 @@ class TransferOps(DialAppOps):
                 names = [self.channels[c].name for c in bridge.channels if c != cid]
                 names += [r.recorder_name for r in self.recordings.values()
                           if r.kind == "bridge" and r.target_id == bridge.id]
-                self.set_variable(ch, variable, ",".join(names))
+                self.life.set_variable(ch, variable, ",".join(names))
             else:
-                self.set_variable(ch, variable, transferer.name)
+                self.life.set_variable(ch, variable, transferer.name)
 
     def bye_after_refer(self, ch: Channel, delay: float | None) -> None:
         """The phone that sent the REFER hangs up once told it worked (BYE, cause 16)."""
         if delay is None:
             return
-        self.schedule(delay, lambda: self.hangup_channel(ch, CAUSE_NORMAL),
+        self.schedule(delay, lambda: self.life.hangup_channel(ch, CAUSE_NORMAL),
                       f"bye after REFER {ch.name}", owner=ch)
 
     def run_transfer_dialplan(self, ch: Channel) -> None:
@@ -114,7 +114,7 @@ class TransferOps(DialAppOps):
     def hang_up_unseen(self, *channels: Channel) -> None:
         for ch in channels:
             ch.peer_id = None
-            self.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
+            self.life.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
 
     # ---------------------------------------------------------- blind transfer
     def blind_transfer_channel(self, transferer: Channel, exten: str, context: str,
@@ -139,7 +139,7 @@ class TransferOps(DialAppOps):
                                 bridge=bridge_snapshot, **extra)
             return TransferOutcome("Invalid")
         self.transfer_variables(transferer, bridge, "BLINDTRANSFER")
-        one, two = self.new_local_pair(f"{exten}@{context}")
+        one, two = self.life.new_local_pair(f"{exten}@{context}")
         extra["replace_channel"] = one.json()
         one.variables["BLINDTRANSFER"] = transferer.name
         app = transferer.stasis_app
@@ -150,10 +150,10 @@ class TransferOps(DialAppOps):
             return TransferOutcome("Fail")
         if via == "refer":
             self.run_transfer_dialplan(two)
-        if self.enter_stasis(one, app, [], replace=transferer):
+        if self.life.enter_stasis(one, app, [], replace=transferer):
             self.bridging.bridge_swap(bridge, one, transferer)
         else:  # bridge_stasis_run_cb: Stasis() failed, the deferred swap never runs
-            self.hangup_channel(one, CAUSE_NORMAL)
+            self.life.hangup_channel(one, CAUSE_NORMAL)
         self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
                             bridge=bridge_snapshot, **extra)
         if via == "ami":
