@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from arisim.audio import tones_per_second, wav_duration
 from arisim.bridges import Bridging
 from arisim.bus import (
@@ -21,11 +22,13 @@ from arisim.bus import (
     LeftBridge,
 )
 from arisim.channels import ChannelLife
+from arisim.events import AppState, Session
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
 from arisim.playbacks import Player
 from arisim.recordings import Recorder
+from arisim.transfers import Transfers
 from arisim.world import World
 
 APP = "verbatim"
@@ -310,3 +313,47 @@ def test_channel_life_hangs_up_in_asterisks_order_and_tells_the_bus(tmp_path: Pa
     life.destroy_channel(two)
     assert two.destroyed and [r.event["cause"] for r in world.hub.log
                               if r.event["type"] == "ChannelDestroyed"] == [16, 16, 16]
+
+
+class _Runner:
+    """The dialplan part as Transfers see it."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, str, str, int]] = []
+
+    def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
+        self.ran.append((ch.name, context, exten, priority))
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None:
+        ch.variables[name] = value
+
+
+async def test_transfers_blind_transfer_swaps_a_local_half_in_and_byes_the_transferer(
+        tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    world.hub.apps[APP] = AppState(APP, session=Session(web.WebSocketResponse(), [APP], False))
+    bridging = Bridging(world)
+    neighbours = _Neighbours()
+    life = ChannelLife(world, bridging, neighbours, neighbours)
+    runner = _Runner()
+    transfers = Transfers(world, life, bridging, runner)
+    bridge = _bridge(world)
+    caller, callee = _party(world, 440), _party(world, 700)
+    for ch in (caller, callee):
+        bridging.bridge_add(bridge, ch)
+    before = len(world.hub.log)
+    with world.action():
+        out = transfers.blind_transfer_channel(callee, "300", "transfer-target")
+    assert out.result == "Success" and out.local_one and out.local_two
+    one, two = world.channels[out.local_one], world.channels[out.local_two]
+    assert bridge.channels == [caller.id, one.id] and callee.bridge_id is None
+    assert runner.ran == [(two.name, "transfer-target", "300", 1)]
+    assert caller.variables["BLINDTRANSFER"] == callee.name == one.variables["BLINDTRANSFER"]
+    types = [r.event["type"] for r in world.hub.log[before:]]
+    assert types[types.index("StasisStart"):] == [
+        "StasisStart", "ChannelLeftBridge", "ChannelEnteredBridge", "BridgeBlindTransfer"]
+    assert types[0] == "ChannelUnhold"
+    await world.clock.advance(0.5)  # the phone's BYE once NOTIFY said it worked
+    assert callee.destroyed and not caller.hungup
+    # No bridge: Invalid, and nothing happens.
+    assert transfers.blind_transfer_channel(callee, "300", "transfer-target").result == "Invalid"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .attended import AttendedTransfers
 from .bridges import Bridging
 from .channels import ChannelLife
 from .clock import ClockMode
@@ -23,6 +24,7 @@ from .mixmonitor import Monitor
 from .model import AgiSession, Channel
 from .playbacks import Player
 from .recordings import Recorder
+from .transfers import Transfers
 from .world import DEFAULT_ASTERISK_ID, World
 
 
@@ -50,6 +52,8 @@ class Core(World):
     recorder: Recorder
     monitor: Monitor
     player: Player
+    transfers: Transfers
+    attended: AttendedTransfers
 
     def __init__(
         self,

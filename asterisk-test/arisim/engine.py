@@ -13,7 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
+from .appdial import DialAppOps
+from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedResult
 from .dialplan import EndpointBehaviour, Result, Step
 from .mixmonitor import AST_SPOOL_DIR
 from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
@@ -24,7 +25,7 @@ class ControlError(LookupError):
     """A control action named something that does not exist (or cannot be done)."""
 
 
-class Engine(AttendedOps):
+class Engine(DialAppOps):
     # ------------------------------------------------------------ endpoints
     def set_endpoint(
         self,
@@ -170,12 +171,12 @@ class Engine(AttendedOps):
         """The party puts the call on hold (re-INVITE sendonly): ChannelHold; it sends no
         audio until `unhold` (see transfers.py)."""
         with self.action():
-            self.party_hold(self._chan(channel_id), musicclass)
+            self.transfers.party_hold(self._chan(channel_id), musicclass)
 
     def unhold(self, channel_id: str) -> None:
         """The party resumes the call: ChannelUnhold."""
         with self.action():
-            self.party_unhold(self._chan(channel_id))
+            self.transfers.party_unhold(self._chan(channel_id))
 
     def blind_transfer(self, channel_id: str, exten: str, context: str = "transfer-target",
                        via: Via = "refer",
@@ -188,8 +189,8 @@ class Engine(AttendedOps):
         if via not in ("refer", "ami"):
             raise ControlError(f"via must be 'refer' or 'ami', not {via!r}")
         with self.action():
-            return self.blind_transfer_channel(self._chan(channel_id), exten, context, via,
-                                               hangup_after)
+            return self.transfers.blind_transfer_channel(self._chan(channel_id), exten, context,
+                                                         via, hangup_after)
 
     def attended_transfer(self, first_leg: str, second_leg: str, *,
                           result: AttendedResult = "success",
@@ -201,7 +202,7 @@ class Engine(AttendedOps):
         if result not in ("success", "fail"):
             raise ControlError(f"result must be 'success' or 'fail', not {result!r}")
         with self.action():
-            return self.attended_transfer_channels(
+            return self.attended.attended_transfer_channels(
                 self._chan(first_leg), self._chan(second_leg), result=result, delay=delay,
                 hangup_after=hangup_after)
 
@@ -213,7 +214,7 @@ class Engine(AttendedOps):
             first, second = self._chan(first_leg), self._chan(second_leg)
             self.life.hangup_channel(second, CAUSE_NORMAL)
             if first.on_hold:
-                self.party_unhold(first)
+                self.transfers.party_unhold(first)
 
     def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
         """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone). The channel

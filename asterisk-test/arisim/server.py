@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
+from .attended import AttendedTransfers
 from .bridges import Bridging
 from .bus import LeftBridge, Render
 from .channels import ChannelLife
@@ -31,6 +32,7 @@ from .playbacks import Player
 from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
+from .transfers import Transfers
 
 log = logging.getLogger("arisim")
 _REALM = "Asterisk REST Interface"
@@ -54,6 +56,8 @@ class Simulator(Engine):
         self.recorder = Recorder(self, self.media, self.life)
         self.monitor = Monitor(self, self.media, self.recorder, self)
         self.player = Player(self, self.recorder)
+        self.transfers = Transfers(self, self.life, self.bridging, self)
+        self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers, self)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""
