@@ -7,10 +7,12 @@ needs are built for real; the bus carries what the rest of the simulator would h
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from arisim.agi import Agi
 from arisim.audio import tones_per_second, wav_duration
 from arisim.bridges import Bridging
 from arisim.bus import (
@@ -357,3 +359,67 @@ async def test_transfers_blind_transfer_swaps_a_local_half_in_and_byes_the_trans
     assert callee.destroyed and not caller.hungup
     # No bridge: Invalid, and nothing happens.
     assert transfers.blind_transfer_channel(callee, "300", "transfer-target").result == "Invalid"
+
+
+class _Pbx:
+    """The dialplan interpreter as an AGI session sees it: variables only, no functions."""
+
+    def __init__(self) -> None:
+        self.continued: list[str] = []
+        self.aborted: list[str] = []
+
+    def dp_continue(self, ch: Channel) -> None:
+        self.continued.append(ch.name)
+
+    def dp_abort(self, ch: Channel) -> None:
+        self.aborted.append(ch.name)
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None:
+        ch.variables[name] = value
+
+    def read_variable(self, ch: Channel, name: str) -> str | None:
+        return ch.variables.get(name)
+
+    def substitute(self, ch: Channel, data: str) -> str:
+        return data
+
+    def playback_length(self, data: str) -> float:
+        return 1.0
+
+    def playback_status(self, data: str) -> str:
+        return "SUCCESS"
+
+
+async def test_agi_runs_a_fastagi_session_and_the_dialplan_goes_on_after_it(
+        tmp_path: Path) -> None:
+    env: list[str] = []
+    replies: list[str] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (line := (await reader.readline()).decode()) != "\n":
+            env.append(line.strip())
+        for command in ("ANSWER", "SET VARIABLE FOO bar", "GET VARIABLE FOO", "GET VARIABLE NO"):
+            writer.write(f"{command}\n".encode())
+            await writer.drain()
+            replies.append((await reader.readline()).decode().strip())
+        writer.close()
+
+    listening = await asyncio.start_server(server, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    world = World(spool_dir=tmp_path)
+    bridging = Bridging(world)
+    neighbours = _Neighbours()
+    life = ChannelLife(world, bridging, neighbours, neighbours)
+    pbx = _Pbx()
+    agi = Agi(world, life, pbx, patience_s=0.5)
+    ch = _party(world, 440)
+    ch.state = "Ring"
+    with world.action():
+        agi.start_agi(ch, f"agi://127.0.0.1:{port}/record,one")
+    session = await agi.wait_agi(ch.id, "done")
+    listening.close()
+    assert "agi_network_script: record" in env and "agi_arg_1: one" in env
+    assert replies == ["200 result=0", "200 result=1", "200 result=1 (bar)", "200 result=0"]
+    assert ch.state == "Up" and pbx.continued == [ch.name] and pbx.aborted == []
+    assert session.result == "SUCCESS" and ch.variables["AGISTATUS"] == "SUCCESS"
+    assert not agi.waiting_on_agi()

@@ -44,11 +44,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .agi import AgiOps
 from .bus import LeftBridge
 from .dialing import hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
-from .forwards import REDIRECTED
+from .forwards import REDIRECTED, ForwardOps
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -64,7 +63,7 @@ FEATURE_DIGIT_TIMEOUT = 1.0  # features.conf featuredigittimeout (1000 ms)
 DIAL_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI"}
 
 
-class DialAppOps(AgiOps):
+class DialAppOps(ForwardOps):
     # ----------------------------------------------------------------- Dial()
     def start_dial(self, ch: Channel, data: str) -> None:
         args = split_app_args(data)
@@ -540,7 +539,7 @@ class DialAppOps(AgiOps):
 
         app = feature.app.lower()
         if app == "agi":
-            self.run_agi(ch, self.substitute(ch, feature.app_data), "feature",
+            self.agi.run_agi(ch, self.substitute(ch, feature.app_data), "feature",
                          lambda s: done())
         elif app in ("playback", "wait"):
             seconds = (self.playback_length(feature.app_data) if app == "playback"

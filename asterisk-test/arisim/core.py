@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .agi import Agi
 from .attended import AttendedTransfers
 from .bridges import Bridging
 from .channels import ChannelLife
@@ -21,7 +22,7 @@ from .clock import ClockMode
 from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
-from .model import AgiSession, Channel
+from .model import Channel
 from .playbacks import Player
 from .recordings import Recorder
 from .transfers import Transfers
@@ -54,6 +55,7 @@ class Core(World):
     player: Player
     transfers: Transfers
     attended: AttendedTransfers
+    agi: Agi
 
     def __init__(
         self,
@@ -89,9 +91,7 @@ class Core(World):
         self.create_stasis_delay = create_stasis_delay
         # `settle` also waits (real seconds, at most this long after its last reply) for a
         # FastAGI server to send its next command: virtual time stands still while it thinks.
-        self.agi_patience_s = agi_patience_s
-        self.agi_sessions: list[AgiSession] = []
-        self.agi_stopped = False
+        self.agi_patience_s = agi_patience_s  # the Agi part's (built by server.Simulator)
         self.inflight = 0
         self.stalled = 0  # requests held by `stall` (server.py)
         self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
@@ -108,7 +108,7 @@ class Core(World):
             await asyncio.sleep(0)
         started = loop.time()
         while loop.time() - started < 2.0:
-            busy = self.inflight > 0 or self.hub.pending() > 0 or self.waiting_on_agi()
+            busy = self.inflight > 0 or self.hub.pending() > 0 or self.agi.waiting_on_agi()
             if not busy and loop.time() - self._last_activity >= self.settle_real_s:
                 return
             await asyncio.sleep(min(0.002, self.settle_real_s / 2))
@@ -132,10 +132,6 @@ class Core(World):
         }
 
     # ------------------------------------------------- implemented by mixins
-    def waiting_on_agi(self) -> bool:
-        """A FastAGI session is connecting or its server is about to send a command."""
-        return False
-
     def far_answered(self, ch: Channel) -> None:
         raise NotImplementedError
 

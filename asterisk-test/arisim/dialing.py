@@ -389,7 +389,7 @@ class DialOps(Core):
                 name, _, value = data.partition("=")
                 self.dp_set_variable(ch, name.strip(), value)
             elif app == "AGI":
-                self.start_agi(ch, data)
+                self.agi.start_agi(ch, data)
                 return
             elif app == "Dial":
                 self.start_dial(ch, data)
@@ -574,9 +574,6 @@ class DialOps(Core):
         self.life.hangup_channel(ch, CAUSE_BUSY)
 
     # ------------------------------------------------- implemented by mixins
-    def start_agi(self, ch: Channel, data: str) -> None:
-        raise NotImplementedError
-
     def start_dial(self, ch: Channel, data: str) -> None:
         raise NotImplementedError
 

@@ -11,13 +11,14 @@ sample-accurate around it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .appdial import DialAppOps
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedResult
 from .dialplan import EndpointBehaviour, Result, Step
 from .mixmonitor import AST_SPOOL_DIR
-from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
+from .model import CAUSE_NORMAL, AgiSession, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
 
@@ -223,7 +224,7 @@ class Engine(DialAppOps):
         with self.action():
             ch = self._chan(channel_id)
             self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
-            if not self.agi_dtmf(ch, digit):
+            if not self.agi.agi_dtmf(ch, digit):
                 self.feature_dtmf(ch, digit)
             # terminateOn: the recorder hears the digit (main/app.c acceptdtmf)
             for rec in list(self.recordings.values()):
@@ -249,6 +250,25 @@ class Engine(DialAppOps):
         """Fail a live recording now (RecordingFailed with `cause`)."""
         with self.action():
             self.recorder.end_recording(self._rec(name), "failed", cause)
+
+    # ------------------------------------------------------------------ AGI
+    @property
+    def agi_sessions(self) -> list[AgiSession]:
+        """Every FastAGI session so far, in start order (agi.py)."""
+        return self.agi.sessions
+
+    async def wait_agi(
+        self,
+        match: str | Callable[[AgiSession], bool] | None = None,
+        state: str = "done",
+        timeout: float = 5.0,  # noqa: ASYNC109 - polling deadline, as tests expect
+    ) -> AgiSession:
+        """See Agi.wait_agi."""
+        return await self.agi.wait_agi(match, state, timeout)
+
+    def hold_destroy(self, ch: Channel) -> bool:
+        """ChannelLife asks whether an application still runs on a hung-up channel."""
+        return self.agi.hold_destroy(ch)
 
     # -------------------------------------------------------------- reading
     def events(self, etype: str | None = None) -> list[dict[str, Any]]:

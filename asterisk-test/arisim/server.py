@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
+from .agi import Agi
 from .attended import AttendedTransfers
 from .bridges import Bridging
 from .bus import LeftBridge, Render
@@ -53,6 +54,7 @@ class Simulator(Engine):
         self.bridging = Bridging(self)
         self.bus.subscribe(LeftBridge, self.basic_bridge_left)
         self.life = ChannelLife(self, self.bridging, self, self)
+        self.agi = Agi(self, self.life, self, self.agi_patience_s)
         self.recorder = Recorder(self, self.media, self.life)
         self.monitor = Monitor(self, self.media, self.recorder, self)
         self.player = Player(self, self.recorder)
@@ -84,7 +86,7 @@ class Simulator(Engine):
         return self.base_url
 
     async def stop(self) -> None:
-        await self.stop_agi()
+        await self.agi.stop_agi()
         await self.clock.stop()
         with self.action():
             for rec in list(self.recordings.values()):
