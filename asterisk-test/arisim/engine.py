@@ -81,7 +81,7 @@ class Engine(DialAppOps):
                    caller_name: str = "Client", args: list[str] | None = None,
                    app: str = "verbatim", tone_hz: int | None = None, sends_media: bool = True,
                    exten: str | None = None, channel_id: str | None = None) -> Channel:
-        """An inbound call entering Stasis(app, args) in state Ring; see ChannelOps.start_call."""
+        """An inbound call entering Stasis(app, args) in state Ring; see ChannelLife.start_call."""
         with self.action():
             return self.life.start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
                                       sends_media, exten, channel_id)
