@@ -28,6 +28,7 @@ from arisim.events import AppState, Session
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
 from arisim.model import Bridge, Channel
+from arisim.pbx import Pbx
 from arisim.playbacks import Player
 from arisim.recordings import Recorder
 from arisim.transfers import Transfers
@@ -423,3 +424,60 @@ async def test_agi_runs_a_fastagi_session_and_the_dialplan_goes_on_after_it(
     assert ch.state == "Up" and pbx.continued == [ch.name] and pbx.aborted == []
     assert session.result == "SUCCESS" and ch.variables["AGISTATUS"] == "SUCCESS"
     assert not agi.waiting_on_agi()
+
+
+class _Apps:
+    """Dialling's far-end signals and the dialplan applications as the Pbx sees them."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, str]] = []
+
+    def far_ringing(self, ch: Channel) -> None:
+        self.started.append(("ringing", ch.name, ""))
+
+    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
+        self.started.append(("busy", ch.name, ""))
+
+    def start_agi(self, ch: Channel, data: str) -> None:
+        self.started.append(("AGI", ch.name, data))
+
+    def start_dial(self, ch: Channel, data: str) -> None:
+        self.started.append(("Dial", ch.name, data))
+
+    def start_mixmonitor(self, ch: Channel, data: str) -> None:
+        self.started.append(("MixMonitor", ch.name, data))
+
+
+async def test_pbx_runs_set_gotoif_gosub_wait_and_hands_dial_to_the_application(
+        tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    bridging = Bridging(world)
+    neighbours = _Neighbours()
+    life = ChannelLife(world, bridging, neighbours, neighbours)
+    apps = _Apps()
+    pbx = Pbx(world, life, apps, apps)
+    world.dialplan.add_extension("unit", "100", [
+        ("Set", "__CALL=abc"),
+        ("GotoIf", "$[${CALL} = abc]?4:3"),
+        ("Log", "ERROR,not reached"),
+        ("Gosub", "sub,s,1(${CALLERID(num)})"),
+        ("Log", "NOTICE,back in ${CONTEXT}"),
+        ("Wait", "2"),
+        ("MixMonitor", "/var/spool/asterisk/recording/${UNIQUEID}.wav"),
+        ("Dial", "PJSIP/200,30"),
+    ])
+    world.dialplan.add_extension("sub", "s", [("Log", "NOTICE,in sub ${ARG1}"), ("Return", "")])
+    ch = _party(world, 440)
+    ch.caller.number = "4155550100"
+    ch.stasis_app = None  # a call the dialplan keeps
+    with world.action():
+        pbx.run_dialplan(ch, "unit", "100")
+    assert world.dialplan_log == [(ch.name, "NOTICE", "in sub 4155550100"),
+                                  (ch.name, "NOTICE", "back in unit")]
+    assert ch.inherit == {"CALL": 2} and apps.started == []  # Wait(2) is running
+    await world.clock.advance(2.0)
+    assert apps.started == [
+        ("MixMonitor", ch.name, f"/var/spool/asterisk/recording/{ch.id}.wav"),
+        ("Dial", ch.name, "PJSIP/200,30")]
+    assert ch.dialplan.priority == 8 and not ch.hungup
+    assert pbx.read_variable(ch, "FILTER(0-9,+1 (415))") == "1415"

@@ -10,7 +10,7 @@ a live channel), NOTFOUND (not an agi:// URL: no local scripts here) or HANGUP �
 dialplan stops (agi_exec returns -1).
 
 Commands (parse_args: blanks separate, double quotes group, backslash escapes):
-ANSWER, CHANNEL STATUS, GET VARIABLE (channel variables and the functions Engine.read_variable
+ANSWER, CHANNEL STATUS, GET VARIABLE (channel variables and the functions Pbx.read_variable
 knows), GET FULL VARIABLE, SET VARIABLE, STREAM FILE <file> <escape digits> [offset] (plays for the
 sound's length on the virtual clock: `200 result=0 endpos=<samples>`, or `result=<ASCII of the
 digit>` when an escape digit arrives — Engine.send_dtmf —, PLAYBACKSTATUS set), VERBOSE, NOOP,

@@ -73,7 +73,7 @@ class DialAppOps(ForwardOps):
         ch.dial_run = run
         # m: music on hold, r: ringing, from the start until the bridge
         ch.waiting_hears = "moh" if "m" in options else "ringing" if "r" in options else None
-        self.dp_set_variable(ch, "DIALSTATUS", "")
+        self.pbx.dp_set_variable(ch, "DIALSTATUS", "")
         callees = []
         for target in targets:
             run.requested += 1
@@ -130,7 +130,7 @@ class DialAppOps(ForwardOps):
         callee.dialed_by = run
         callee.dialing = True
         run.dialstrings[callee.id] = resource
-        self.dp_set_variable(callee, "DIALEDPEERNUMBER", resource)
+        self.pbx.dp_set_variable(callee, "DIALEDPEERNUMBER", resource)
         for name, level in caller.inherit.items():  # ast_channel_inherit_variables
             callee.variables[name] = caller.variables.get(name, "")
             if level == 2:
@@ -178,9 +178,9 @@ class DialAppOps(ForwardOps):
             caller.dial_run = None
         if caller.hungup or caller.destroyed:
             return
-        self.dp_set_variable(caller, "DIALSTATUS", run.status)
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status)
         if continue_dialplan:
-            self.schedule(0, lambda: self.dp_continue(caller), f"after Dial {caller.name}")
+            self.schedule(0, lambda: self.pbx.dp_continue(caller), f"after Dial {caller.name}")
 
     def app_dial_busy(self, ch: Channel, status: str) -> None:
         """A line answered BUSY/CONGESTION (its Dial event is out): app_dial hangs it up."""
@@ -199,14 +199,14 @@ class DialAppOps(ForwardOps):
             run.done = True
             if run.timer is not None:
                 run.timer.cancel()
-            self.dp_set_variable(ch, "DIALSTATUS", "CANCEL")
+            self.pbx.dp_set_variable(ch, "DIALSTATUS", "CANCEL")
         run = ch.dialed_by
         if run is None:
             return
         if run.peer_id == ch.id:
             # hung up while its U() routine runs: the routine ends (now, or when its AGI does)
             if ch.dp_return is not None and ch.agi is None:
-                self.schedule(0, lambda: self.dp_abort(ch), f"Gosub abort {ch.name}")
+                self.schedule(0, lambda: self.pbx.dp_abort(ch), f"Gosub abort {ch.name}")
             return
         if ch.id not in run.going:
             return
@@ -256,7 +256,7 @@ class DialAppOps(ForwardOps):
             run.reported[ch.id] = "BUSY"
             self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
             return
-        self.dp_set_variable(new, "FORWARDERNAME", ch.name)
+        self.pbx.dp_set_variable(new, "FORWARDERNAME", ch.name)
         new.caller_rdnis = ch.caller_rdnis or caller.dialplan.exten
         other = self.peer(new)
         if other is not None and self.dialplan.lookup(other.dialplan.context,
@@ -300,15 +300,15 @@ class DialAppOps(ForwardOps):
             run.going.remove(ch.id)
         self._drop_lines(run, "CANCEL", ANSWERED_ELSEWHERE)
         run.status = "ANSWER"
-        self.dp_set_variable(caller, "DIALSTATUS", "ANSWER")
-        self.dp_set_variable(caller, "DIALEDPEERNAME", ch.name)
-        self.dp_set_variable(caller, "DIALEDPEERNUMBER", run.dialstrings.get(ch.id, ""))
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", "ANSWER")
+        self.pbx.dp_set_variable(caller, "DIALEDPEERNAME", ch.name)
+        self.pbx.dp_set_variable(caller, "DIALEDPEERNUMBER", run.dialstrings.get(ch.id, ""))
         announce = run.options.get("A", "").split(":", 1)[0]
         if announce:
             # A(called[:caller]): the called party hears the file once answered, before the U()
             # routine and the bridge (app_dial.c, OPT_ANNOUNCE; a missing file is only logged)
             self.dial_announcements.append((ch.name, announce))
-            self.schedule(self.playback_length(announce),
+            self.schedule(self.pbx.playback_length(announce),
                           lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
             return
         self._dial_after_answer(run, ch)
@@ -333,11 +333,11 @@ class DialAppOps(ForwardOps):
         loc = peer.dialplan
         peer.dp_saved = (loc.context, loc.exten, loc.priority, loc.app_name, loc.app_data)
         for i, value in enumerate(sub_args, 1):
-            self.dp_set_variable(peer, f"ARG{i}", value)
+            self.pbx.dp_set_variable(peer, f"ARG{i}", value)
         loc.context, loc.exten = context, "s"
         peer.dp_steps, peer.dp_index = steps, 0
         peer.dp_return = lambda: self._dial_gosub_returned(run)
-        self.dp_continue(peer)
+        self.pbx.dp_continue(peer)
 
     def _dial_gosub_returned(self, run: DialRun) -> None:
         """The U() routine returned. GOSUB_RESULT on the called channel (app_dial.c): BUSY,
@@ -369,15 +369,15 @@ class DialAppOps(ForwardOps):
         caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
-        self.dp_set_variable(caller, "DIALSTATUS", run.status)
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status)
         if kind.startswith("GOTO:"):
             context, exten, prio = ([*result[5:].split("^"), "", ""])[:3]
-            self.run_dialplan(caller, context or caller.dialplan.context,
+            self.pbx.run_dialplan(caller, context or caller.dialplan.context,
                               exten or caller.dialplan.exten, int(prio or 1))
         elif go_on:
-            self.dp_continue(caller)
+            self.pbx.dp_continue(caller)
         else:
-            self.pbx_end(caller)
+            self.pbx.pbx_end(caller)
 
     def _dial_bridge(self, run: DialRun) -> None:
         """Dial ANSWER, then ast_bridge_call: answer the caller, a new basic bridge, the called
@@ -411,11 +411,11 @@ class DialAppOps(ForwardOps):
             run.done = True
         if caller.dial_run is run:
             caller.dial_run = None
-        self.dp_set_variable(caller, "DIALSTATUS", run.status if run else "ANSWER")
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status if run else "ANSWER")
         if run is not None and "g" in run.options:
-            self.dp_continue(caller)
+            self.pbx.dp_continue(caller)
         else:
-            self.pbx_end(caller)
+            self.pbx.pbx_end(caller)
 
     # ----------------------------------------------------------- basic bridge
     def join_basic(self, bridge: Bridge, ch: Channel) -> None:
@@ -464,12 +464,12 @@ class DialAppOps(ForwardOps):
                 if run is not None:
                     run.done = True
                     ch.dial_run = None
-                self.dp_set_variable(ch, "DIALSTATUS", run.status if run else "ANSWER")
-                self.run_dialplan(ch, goto[0], goto[1], 1)
+                self.pbx.dp_set_variable(ch, "DIALSTATUS", run.status if run else "ANSWER")
+                self.pbx.run_dialplan(ch, goto[0], goto[1], 1)
             else:
                 self._dial_returned(ch, run)
         elif goto is not None:
-            self.run_dialplan(ch, goto[0], goto[1], 1)  # ast_bridge_run_after_goto
+            self.pbx.run_dialplan(ch, goto[0], goto[1], 1)  # ast_bridge_run_after_goto
         else:
             self.life.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, quiet=True)
 
@@ -523,8 +523,8 @@ class DialAppOps(ForwardOps):
 
     def _run_feature(self, ch: Channel, activator: Channel, feature: Feature) -> None:
         """dynamic_dtmf_hook_callback → ast_bridge_channel_run_app, bridge channel suspended."""
-        self.dp_set_variable(ch, "DYNAMIC_FEATURENAME", feature.name)
-        self.dp_set_variable(ch, "DYNAMIC_WHO_ACTIVATED", activator.name)
+        self.pbx.dp_set_variable(ch, "DYNAMIC_FEATURENAME", feature.name)
+        self.pbx.dp_set_variable(ch, "DYNAMIC_WHO_ACTIVATED", activator.name)
         ch.suspended = True
         saved = (ch.dialplan.app_name, ch.dialplan.app_data)
         # pbx_exec: the snapshot shows the application; same location, so no ChannelDialplan
@@ -539,16 +539,16 @@ class DialAppOps(ForwardOps):
 
         app = feature.app.lower()
         if app == "agi":
-            self.agi.run_agi(ch, self.substitute(ch, feature.app_data), "feature",
+            self.agi.run_agi(ch, self.pbx.substitute(ch, feature.app_data), "feature",
                          lambda s: done())
         elif app in ("playback", "wait"):
-            seconds = (self.playback_length(feature.app_data) if app == "playback"
+            seconds = (self.pbx.playback_length(feature.app_data) if app == "playback"
                        else float(feature.app_data or 0))
             self.schedule(seconds, done, f"feature {feature.name} {ch.name}")
         else:
             if app == "set":
                 name, _, value = feature.app_data.partition("=")
-                self.dp_set_variable(ch, name.strip(), value)
+                self.pbx.dp_set_variable(ch, name.strip(), value)
             elif app != "noop":
                 self.warnings.append(f"feature {feature.name}: {feature.app} not simulated")
             done()

@@ -23,6 +23,7 @@ from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
 from .model import Channel
+from .pbx import Pbx
 from .playbacks import Player
 from .recordings import Recorder
 from .transfers import Transfers
@@ -56,6 +57,7 @@ class Core(World):
     transfers: Transfers
     attended: AttendedTransfers
     agi: Agi
+    pbx: Pbx
 
     def __init__(
         self,
@@ -96,7 +98,6 @@ class Core(World):
         self.stalled = 0  # requests held by `stall` (server.py)
         self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
         self._stalls: list[tuple[str, str, asyncio.Event]] = []
-        self.dialplan_log: list[tuple[str, str, str]] = []  # Log(): channel, level, message
         self.requests: list[RequestRecord] = []
         self.clock.settle = self.settle
 

@@ -17,7 +17,6 @@ from typing import Any
 from .appdial import DialAppOps
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedResult
 from .dialplan import EndpointBehaviour, Result, Step
-from .mixmonitor import AST_SPOOL_DIR
 from .model import CAUSE_NORMAL, AgiSession, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
@@ -108,7 +107,7 @@ class Engine(DialAppOps):
             ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
             ch.sends_media = sends_media
             self.life.register(ch)
-            self.run_dialplan(ch, context, exten, 1)
+            self.pbx.run_dialplan(ch, context, exten, 1)
             return ch
 
     def answer(self, channel_id: str) -> None:
@@ -153,7 +152,7 @@ class Engine(DialAppOps):
         if bridge is not None:
             self.bridging.bridge_remove(bridge, ch)
         self.life.leave_stasis(ch)
-        self.defer(lambda: self.run_dialplan(ch, context, exten, priority))
+        self.defer(lambda: self.pbx.run_dialplan(ch, context, exten, priority))
 
     def set_media(self, channel_id: str, *, talking: bool | None = None,
                   sends_media: bool | None = None, tone_hz: int | None = None) -> None:
@@ -266,6 +265,14 @@ class Engine(DialAppOps):
         """See Agi.wait_agi."""
         return await self.agi.wait_agi(match, state, timeout)
 
+    def start_agi(self, ch: Channel, data: str) -> None:
+        """AGI() in the dialplan (the Pbx part's DialplanApps)."""
+        self.agi.start_agi(ch, data)
+
+    def start_mixmonitor(self, ch: Channel, data: str) -> None:
+        """MixMonitor() in the dialplan (the Pbx part's DialplanApps)."""
+        self.monitor.start_mixmonitor(ch, data)
+
     def hold_destroy(self, ch: Channel) -> bool:
         """ChannelLife asks whether an application still runs on a hung-up channel."""
         return self.agi.hold_destroy(ch)
@@ -300,52 +307,3 @@ class Engine(DialAppOps):
 
         self.defer(enter)
         return ch
-
-    def read_variable(self, ch: Channel, name: str) -> str | None:
-        """A channel variable, or one of the few dialplan functions the simulator knows."""
-        functions = {
-            "CALLERID(num)": ch.caller.number,
-            "CALLERID(name)": ch.caller.name,
-            "CALLERID(dnid)": ch.dnid,
-            "CONNECTEDLINE(num)": ch.connected.number,
-            "CONNECTEDLINE(name)": ch.connected.name,
-            "CHANNEL(name)": ch.name,
-            "CHANNEL(uniqueid)": ch.id,
-            "CHANNEL(state)": ch.state,
-            "CHANNEL(language)": ch.language,
-            "CALLERID(all)": (f'"{ch.caller.name}" <{ch.caller.number}>' if ch.caller.name
-                              else ch.caller.number),
-        }
-        if name in functions:
-            return functions[name]
-        if name.startswith("FILTER(") and name.endswith(")"):
-            allowed, _, text = name[len("FILTER("):-1].partition(",")
-            return filter_chars(allowed, text)
-        builtins = {  # pbx_retrieve_variable
-            "EPOCH": str(int(self.clock.epoch())),
-            "ASTSPOOLDIR": AST_SPOOL_DIR,
-            "UNIQUEID": ch.id,
-            "CHANNEL": ch.name,
-            "EXTEN": ch.dialplan.exten,
-            "CONTEXT": ch.dialplan.context,
-            "PRIORITY": str(ch.dialplan.priority),
-            "HANGUPCAUSE": str(ch.hangup_cause) if ch.hungup else "0",
-        }
-        if name in builtins:
-            return builtins[name]
-        return ch.variables.get(name)
-
-
-def filter_chars(allowed: str, text: str) -> str:
-    """FILTER(allowed,text) (func_strings.c filter): the characters of `text` in `allowed`,
-    where `a-z` is a range."""
-    keep: set[str] = set()
-    i = 0
-    while i < len(allowed):
-        if i + 2 < len(allowed) and allowed[i + 1] == "-":
-            keep |= {chr(c) for c in range(ord(allowed[i]), ord(allowed[i + 2]) + 1)}
-            i += 3
-        else:
-            keep.add(allowed[i])
-            i += 1
-    return "".join(c for c in text if c in keep)

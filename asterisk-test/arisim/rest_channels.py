@@ -416,7 +416,7 @@ def get_variable(sim: Engine, args: Args) -> ApiResponse:
     ch = sim.find_channel(args.get_str("channelId") or "")
     if ch is None:
         return error(404, "Provided channel was not found")
-    value = sim.read_variable(ch, name)
+    value = sim.pbx.read_variable(ch, name)
     if value is None:
         return error(404, "Provided variable was not found")
     return ok({"value": value})

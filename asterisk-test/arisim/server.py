@@ -29,6 +29,7 @@ from .engine import Engine
 from .events import EventRecord
 from .media import Media
 from .mixmonitor import Monitor
+from .pbx import Pbx
 from .playbacks import Player
 from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
@@ -54,11 +55,12 @@ class Simulator(Engine):
         self.bridging = Bridging(self)
         self.bus.subscribe(LeftBridge, self.basic_bridge_left)
         self.life = ChannelLife(self, self.bridging, self, self)
-        self.agi = Agi(self, self.life, self, self.agi_patience_s)
+        self.pbx = Pbx(self, self.life, self, self)
+        self.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
         self.recorder = Recorder(self, self.media, self.life)
-        self.monitor = Monitor(self, self.media, self.recorder, self)
+        self.monitor = Monitor(self, self.media, self.recorder, self.pbx)
         self.player = Player(self, self.recorder)
-        self.transfers = Transfers(self, self.life, self.bridging, self)
+        self.transfers = Transfers(self, self.life, self.bridging, self.pbx)
         self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers, self)
 
     def make_app(self) -> web.Application:
