@@ -24,6 +24,8 @@ from arisim.bus import (
     LeftBridge,
 )
 from arisim.channels import ChannelLife
+from arisim.dialing import Dialling
+from arisim.dialplan import EndpointBehaviour
 from arisim.events import AppState, Session
 from arisim.media import Media
 from arisim.mixmonitor import Monitor
@@ -481,3 +483,71 @@ async def test_pbx_runs_set_gotoif_gosub_wait_and_hands_dial_to_the_application(
         ("Dial", ch.name, "PJSIP/200,30")]
     assert ch.dialplan.priority == 8 and not ch.hungup
     assert pbx.read_variable(ch, "FILTER(0-9,+1 (415))") == "1415"
+
+
+class _NoDialApp:
+    """Dial() in the dialplan, which these legs (created by the app) never meet."""
+
+    def app_dial_answered(self, ch: Channel) -> None:
+        raise AssertionError(ch.name)
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None:
+        raise AssertionError(ch.name)
+
+    def app_dial_gone(self, ch: Channel) -> None:
+        raise AssertionError(ch.name)
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None:
+        raise AssertionError(ch.name)
+
+
+def _dialling(tmp_path: Path) -> tuple[World, ChannelLife, Dialling]:
+    world = World(spool_dir=tmp_path)
+    world.hub.apps[APP] = AppState(APP, session=Session(web.WebSocketResponse(), [APP], False))
+    bridging = Bridging(world)
+    neighbours = _Neighbours()
+    life = ChannelLife(world, bridging, neighbours, neighbours)
+    apps = _Apps()
+    dialling = Dialling(world, life, Pbx(world, life, apps, apps), _NoDialApp())
+    return world, life, dialling
+
+
+def _dial_statuses(world: World, ch: Channel) -> list[tuple[float, str]]:
+    return [(r.at, r.event["dialstatus"]) for r in world.hub.log
+            if r.event["type"] == "Dial" and r.event["peer"]["id"] == ch.id]
+
+
+async def test_dialling_a_created_leg_rings_answers_and_times_out_unanswered(
+        tmp_path: Path) -> None:
+    world, _, dialling = _dialling(tmp_path)
+    world.dialplan.endpoints["PJSIP/200"] = EndpointBehaviour(answer_after=1.5, tone_hz=700)
+    world.dialplan.endpoints["PJSIP/201"] = EndpointBehaviour(result="noanswer")
+    with world.action():
+        answered = dialling.create_channel("PJSIP/200", APP, None)
+        ringing = dialling.create_channel("PJSIP/201", APP, None)
+    await world.clock.advance(0.1)  # StasisStart, after the create's reply
+    with world.action():
+        dialling.ari_dial(answered, None, 30)
+        dialling.ari_dial(ringing, None, 5)
+    await world.clock.advance(10.0)
+    assert _dial_statuses(world, answered) == [(0.1, ""), (0.1, "RINGING"), (1.6, "ANSWER")]
+    assert answered.state == "Up" and answered.tone_hz == 700
+    assert _dial_statuses(world, ringing) == [(0.1, ""), (0.1, "RINGING")]
+    assert ringing.destroyed and ringing.hangup_cause == 19  # control.c: no NOANSWER Dial
+
+
+async def test_dialling_follows_a_302_of_an_originated_leg_through_a_local_pair(
+        tmp_path: Path) -> None:
+    world, _, dialling = _dialling(tmp_path)
+    world.dialplan.endpoints["PJSIP/400"] = EndpointBehaviour(
+        result="forward", forward_to="300", answer_after=0.5)
+    with world.action():
+        ch = dialling.originate("PJSIP/400", app=APP, app_args="outbound", context=None,
+                                extension=None, priority=1, caller_id=None, timeout=30,
+                                channel_id=None, other_id=None, variables={})
+    await world.clock.advance(1.0)
+    cancel = [r.event for r in world.hub.log if r.event["type"] == "Dial"
+              and r.event["dialstatus"] == "CANCEL"]
+    assert len(cancel) == 1 and cancel[0]["forward"] == "300"
+    assert cancel[0]["forwarded"]["name"].startswith("Local/300@")
+    assert ch.destroyed and ch.caller_rdnis == "400"

@@ -380,7 +380,7 @@ class Agi:
         s.set_state("playing")
         s.working = False
         wait.timer = self.world.schedule(max(0.0, seconds), lambda: self._agi_resolve(s, "done", 0),
-                                   f"AGI play {s.channel_name}")
+                                         f"AGI play {s.channel_name}")
         self.world._bump()
         how, result = await wait.future
         s.wait = None

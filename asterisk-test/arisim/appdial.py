@@ -45,9 +45,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .bus import LeftBridge
+from .core import Core
 from .dialing import hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
-from .forwards import REDIRECTED, ForwardOps
+from .forwards import REDIRECTED
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -63,7 +64,7 @@ FEATURE_DIGIT_TIMEOUT = 1.0  # features.conf featuredigittimeout (1000 ms)
 DIAL_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI"}
 
 
-class DialAppOps(ForwardOps):
+class DialAppOps(Core):
     # ----------------------------------------------------------------- Dial()
     def start_dial(self, ch: Channel, data: str) -> None:
         args = split_app_args(data)
@@ -95,7 +96,7 @@ class DialAppOps(ForwardOps):
                 self.life.hangup_channel(callee, 0, quiet=True)
                 continue
             run.going.append(callee.id)
-            self.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
+            self.dialling.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
             # ast_call: the phone is INVITEd / the Local ";2" PBX starts in its own thread
             self.schedule(0, self._far_starter(callee), f"call {callee.name}")
         if not run.going and run.peer_id is None and not run.done:
@@ -114,7 +115,7 @@ class DialAppOps(ForwardOps):
     def _far_starter(self, callee: Channel) -> Callable[[], None]:
         def start() -> None:
             if callee.dialed_by is not None and not (callee.hungup or callee.destroyed):
-                self.start_far_end(callee)
+                self.dialling.start_far_end(callee)
 
         return start
 
@@ -139,7 +140,7 @@ class DialAppOps(ForwardOps):
         callee.connected = CallerId(caller.caller.name, caller.caller.number)
         callee.dialplan.exten = caller.dialplan.exten
         self.life.set_dialplan_app(callee, "AppDial", "(Outgoing Line)")
-        self.setup_far_party(callee)
+        self.dialling.setup_far_party(callee)
         return callee
 
     def _dial_publish(self, run: DialRun, callee: Channel, status: str) -> None:
@@ -187,7 +188,7 @@ class DialAppOps(ForwardOps):
         run = ch.dialed_by
         if run is not None:
             run.reported[ch.id] = status
-        self._far_fail(ch, CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION)
+        self.dialling.far_fail(ch, CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION)
 
     def app_dial_gone(self, ch: Channel) -> None:
         """A channel Dial() rings, or runs on, hangs up."""
@@ -239,7 +240,7 @@ class DialAppOps(ForwardOps):
         is refused: Dial CANCEL with `forward`, then BUSY."""
         run = ch.dialed_by
         assert run is not None
-        tech_cause = self.moved_temporarily(ch)
+        tech_cause = self.dialling.forwards.moved_temporarily(ch)
         ch.cancel_timers()
         caller = self.channels[run.caller_id]
         if "/" in target:
@@ -273,7 +274,7 @@ class DialAppOps(ForwardOps):
             return
         self._dial_forward_event(run, ch, target, new)
         run.going.append(new.id)
-        self.dial_event(new, "", dialstring=stuff)
+        self.dialling.dial_event(new, "", dialstring=stuff)
         run.reported[ch.id] = "FORWARD"
         self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
         self.schedule(0, self._far_starter(new), f"call {new.name}")

@@ -197,7 +197,7 @@ class AttendedTransfers:
         two.stasis_app, two.stasis_args = app, list(leg.stasis_args)
         self.life.unsubscribe_replaced(leg, app)
         self.world.emit("StasisStart", {"args": [], "channel": two.json(),
-                                  "replace_channel": leg.json()}, channels=[two])
+                                        "replace_channel": leg.json()}, channels=[two])
         self.life.leave_stasis(leg)
         self.life.hangup_channel(leg, CAUSE_NORMAL, quiet=True)
         loc = leg.dialplan
@@ -247,5 +247,5 @@ class AttendedTransfers:
         links = [self.world.channels[c["id"]] for k, c in dest.items()
                  if k.startswith("destination_link")]
         self.world.emit("BridgeAttendedTransfer", fields,
-                  channels=[first, second, *involved, *links],
-                  bridges=[b for b in (b1, b2) if b is not None])
+                        channels=[first, second, *involved, *links],
+                        bridges=[b for b in (b1, b2) if b is not None])

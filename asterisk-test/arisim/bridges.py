@@ -77,7 +77,7 @@ class Bridging:
         bridge.channels.append(ch.id)
         # The snapshot shows the technology from before the change (traces: simple_bridge).
         self.world.emit("ChannelEnteredBridge", {"bridge": bridge.json(), "channel": ch.json()},
-                  channels=[ch], bridges=[bridge])
+                        channels=[ch], bridges=[bridge])
         bridge.settle_technology()
 
     def bridge_remove(self, bridge: Bridge, ch: Channel, swapping: bool = False) -> None:
@@ -86,7 +86,7 @@ class Bridging:
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
         self.world.emit("ChannelLeftBridge", {"bridge": bridge.json(), "channel": ch.json()},
-                  channels=[ch], bridges=[bridge])
+                        channels=[ch], bridges=[bridge])
         if swapping:
             return
         bridge.settle_technology()

@@ -19,10 +19,10 @@ from .attended import AttendedTransfers
 from .bridges import Bridging
 from .channels import ChannelLife
 from .clock import ClockMode
+from .dialing import Dialling
 from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
-from .model import Channel
 from .pbx import Pbx
 from .playbacks import Player
 from .recordings import Recorder
@@ -58,6 +58,7 @@ class Core(World):
     attended: AttendedTransfers
     agi: Agi
     pbx: Pbx
+    dialling: Dialling
 
     def __init__(
         self,
@@ -133,9 +134,4 @@ class Core(World):
         }
 
     # ------------------------------------------------- implemented by mixins
-    def far_answered(self, ch: Channel) -> None:
-        raise NotImplementedError
-
-    def far_forward(self, ch: Channel, target: str) -> None:
-        raise NotImplementedError
 

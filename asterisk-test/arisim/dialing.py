@@ -22,8 +22,11 @@ blind_transfer, sip_attended_transfer_refer).
 
 from __future__ import annotations
 
-from .core import Core
+from typing import Protocol
+
+from .channels import ChannelLife
 from .dialplan import SILENT_CONTEXTS, EndpointBehaviour
+from .forwards import Forwards
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -35,18 +38,44 @@ from .model import (
     Channel,
     DialplanLocation,
 )
+from .pbx import Pbx
+from .world import World
 
 _PJSIP_TECH_CAUSE = {CAUSE_BUSY: 486, CAUSE_SUBSCRIBER_ABSENT: 480, CAUSE_REJECTED: 603,
                      CAUSE_CONGESTION: 503}
 
 
-class DialOps(Core):
+class AppDial(Protocol):
+    """Dial() in the dialplan (appdial.py) as the far end's signals reach it."""
+
+    def app_dial_answered(self, ch: Channel) -> None: ...
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None: ...
+
+    def app_dial_gone(self, ch: Channel) -> None: ...
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None: ...
+
+
+class Dialling:
+    """Outgoing legs on one World, and the parties behind them; a 302 is its `forwards`'.
+    `create_stasis_delay`: virtual seconds between a /channels/create reply and StasisStart."""
+
+    def __init__(self, world: World, life: ChannelLife, pbx: Pbx, app_dial: AppDial,
+                 create_stasis_delay: float = 0.0) -> None:
+        self.world = world
+        self.life = life
+        self.pbx = pbx
+        self.app_dial = app_dial
+        self.create_stasis_delay = create_stasis_delay
+        self.forwards = Forwards(world, life, self, app_dial)
+
     # ---------------------------------------------------------------- parties
     def behaviour(self, ch: Channel) -> EndpointBehaviour | None:
         """The behaviour a test set for this endpoint, or the default one for phones."""
-        b = self.dialplan.behaviour_for(ch.behaviour_key or f"{ch.tech}/{ch.resource}")
+        b = self.world.dialplan.behaviour_for(ch.behaviour_key or f"{ch.tech}/{ch.resource}")
         if b is None and ch.tech != "Local":
-            return self.dialplan.default_behaviour
+            return self.world.dialplan.default_behaviour
         return b
 
     def setup_far_party(self, ch: Channel) -> None:
@@ -55,13 +84,13 @@ class DialOps(Core):
         b = self.behaviour(ch)
         if b is not None:
             ch.talking = b.talking
-            ch.tone_hz = b.tone_hz if b.tone_hz is not None else self.fresh_tone()
+            ch.tone_hz = b.tone_hz if b.tone_hz is not None else self.world.fresh_tone()
             ch.sends_media = b.sends_media
             return
-        other = self.peer(ch)
+        other = self.world.peer(ch)
         loc = other.dialplan if other is not None else ch.dialplan
         silent = (loc.context, loc.exten) in SILENT_CONTEXTS
-        ch.tone_hz = None if silent else self.fresh_tone()
+        ch.tone_hz = None if silent else self.world.fresh_tone()
         ch.sends_media = False
 
     # ------------------------------------------------------------- create
@@ -91,9 +120,9 @@ class DialOps(Core):
                 self.life.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
 
         if self.create_stasis_delay > 0:
-            self.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
+            self.world.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
         else:
-            self.defer(enter)
+            self.world.defer(enter)
         return ch
 
     # ---------------------------------------------------------------- dial
@@ -109,11 +138,11 @@ class DialOps(Core):
                 return
             self.dial_event(ch, "", dialstring=ch.ari_dialstring or ch.resource)
             if timeout > 0:
-                self.schedule(timeout, lambda: self._dial_timeout(ch), f"dial-timeout {ch.id}",
-                              owner=ch)
+                self.world.schedule(timeout, lambda: self._dial_timeout(ch),
+                                    f"dial-timeout {ch.id}", owner=ch)
             self.start_far_end(ch)
 
-        self.defer(start)
+        self.world.defer(start)
 
     def _dial_timeout(self, ch: Channel) -> None:
         if ch.state != "Up":
@@ -125,19 +154,19 @@ class DialOps(Core):
         if run is not None:
             # app_dial.c: ast_channel_publish_dial(in, c, ...) names the caller too; its ANSWER
             # comes only once the called channel is ready to be bridged (appdial.py).
-            caller = self.channels.get(run.caller_id)
+            caller = self.world.channels.get(run.caller_id)
             if status == "RINGING" and caller is not None and "m" not in run.options:
                 caller.waiting_hears = "ringing"  # passed on (played in-band once it is Up)
             if status != "ANSWER" and caller is not None:
-                self.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
-                                   "dialstatus": status, "forward": forward,
-                                   "dialstring": dialstring}, channels=[caller, ch])
+                self.world.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
+                                         "dialstatus": status, "forward": forward,
+                                         "dialstring": dialstring}, channels=[caller, ch])
             return
         if ch.originating and status and not dialstring:
             dialstring = ch.originate_device
         if ch.dialing or ch.originating or ch.bridge_id is not None:
-            self.emit("Dial", {"dialstatus": status, "forward": forward,
-                               "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
+            self.world.emit("Dial", {"dialstatus": status, "forward": forward,
+                                     "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
 
     def dial_hung_up(self, ch: Channel) -> None:
         """A channel that Dial() rings or runs goes away (appdial.py); and main/dial.c
@@ -146,7 +175,7 @@ class DialOps(Core):
         NULL, and a Dial with ast_hangup_cause_to_dial_status of its cause is published before it
         is destroyed (17 BUSY, 34 CONGESTION, 3/20 CHANUNAVAIL, else NOANSWER)."""
         if ch.dialed_by is not None or ch.dial_run is not None:
-            self.app_dial_gone(ch)
+            self.app_dial.app_dial_gone(ch)
         if ch.originating:
             self.dial_event(ch, hangup_dial_status(ch.hangup_cause))
             ch.originating = False
@@ -157,7 +186,7 @@ class DialOps(Core):
         if b is not None:
             self._run_behaviour(ch, b)
             return
-        other = self.peer(ch)
+        other = self.world.peer(ch)
         if other is not None:
             self._unreal_call_setup(ch, other)
             self.pbx.run_dialplan(other, other.dialplan.context, other.dialplan.exten, 1)
@@ -172,34 +201,34 @@ class DialOps(Core):
 
     def _run_behaviour(self, ch: Channel, b: EndpointBehaviour) -> None:
         if b.result == "unavailable":
-            self.schedule(0, lambda: self._far_fail(ch, CAUSE_SUBSCRIBER_ABSENT),
-                          f"unavailable {ch.id}", owner=ch)
+            self.world.schedule(0, lambda: self.far_fail(ch, CAUSE_SUBSCRIBER_ABSENT),
+                                f"unavailable {ch.id}", owner=ch)
             return
         if b.ringing:
             self.far_ringing(ch)
         if b.result in ("answer", "busy", "congestion", "forward"):
-            self.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
-                          owner=ch)
+            self.world.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
+                                owner=ch)
 
     def _far_result(self, ch: Channel, b: EndpointBehaviour) -> None:
         if b.result == "answer":
             self.far_answered(ch)
             if b.hangup_after is not None:
-                self.schedule(b.hangup_after, lambda: self.life.far_hangup(ch), f"far-bye {ch.id}",
-                              owner=ch)
+                self.world.schedule(b.hangup_after, lambda: self.life.far_hangup(ch),
+                                    f"far-bye {ch.id}", owner=ch)
         elif b.result == "busy":
             self.far_busy(ch, b.busy_hangup_after)
         elif b.result == "forward":
-            self.far_forward(ch, b.forward_to or "")
+            self.forwards.far_forward(ch, b.forward_to or "")
         else:
             self.dial_event(ch, "CONGESTION")
             ch.originating = False  # dial.c handle_frame drops the owner after BUSY/CONGESTION
             if ch.dialed_by is not None:
-                self.app_dial_busy(ch, "CONGESTION")
+                self.app_dial.app_dial_busy(ch, "CONGESTION")
                 return
-            self._far_fail(ch, CAUSE_CONGESTION)
+            self.far_fail(ch, CAUSE_CONGESTION)
 
-    def _far_fail(self, ch: Channel, cause: int) -> None:
+    def far_fail(self, ch: Channel, cause: int) -> None:
         tech_cause = _PJSIP_TECH_CAUSE.get(cause) if ch.tech == "PJSIP" else None
         self.life.hangup_channel(ch, cause, tech_cause=tech_cause)
 
@@ -222,7 +251,7 @@ class DialOps(Core):
         self.dial_event(ch, "ANSWER")
         ch.dialing = False
         if ch.dialed_by is not None:
-            self.app_dial_answered(ch)
+            self.app_dial.app_dial_answered(ch)
         if ch.originating:
             self._originate_answered(ch)
 
@@ -231,14 +260,14 @@ class DialOps(Core):
         ch.dialing = False
         ch.originating = False
         if ch.dialed_by is not None:
-            self.app_dial_busy(ch, "BUSY")
+            self.app_dial.app_dial_busy(ch, "BUSY")
             return
         if ch.tech == "PJSIP":
-            self.schedule(hangup_after, lambda: self._far_fail(ch, CAUSE_BUSY),
-                          f"busy-hangup {ch.id}", owner=ch)
+            self.world.schedule(hangup_after, lambda: self.far_fail(ch, CAUSE_BUSY),
+                                f"busy-hangup {ch.id}", owner=ch)
 
     def far_reject(self, ch: Channel) -> None:
-        self._far_fail(ch, CAUSE_REJECTED)
+        self.far_fail(ch, CAUSE_REJECTED)
 
     # ----------------------------------------------------------- originate
     def originate(
@@ -276,7 +305,7 @@ class DialOps(Core):
         if tech == "Local" and not app:
             ctx, ext = context or "default", extension or "s"
             ch2 = halves[1]
-            ch2.tone_hz = None if (ctx, ext) in SILENT_CONTEXTS else self.fresh_tone()
+            ch2.tone_hz = None if (ctx, ext) in SILENT_CONTEXTS else self.world.fresh_tone()
         ch.originate_app = app
         ch.originate_args = app_args or ""
         target = DialplanLocation(context or "default", extension or "s", priority or 1)
@@ -289,18 +318,18 @@ class DialOps(Core):
                 return
             self.dial_event(ch, "", dialstring=resource)
             if timeout > 0:
-                ch.originate_deadline = self.clock.now() + timeout
+                ch.originate_deadline = self.world.clock.now() + timeout
                 self.arm_originate_timeout(ch)
             self.start_far_end(ch)
 
-        self.defer(start)
+        self.world.defer(start)
         return ch
 
     def arm_originate_timeout(self, ch: Channel) -> None:
         if ch.originate_deadline is not None:
-            self.schedule(max(0.0, ch.originate_deadline - self.clock.now()),
-                          lambda: self._originate_timeout(ch), f"originate-timeout {ch.id}",
-                          owner=ch)
+            self.world.schedule(max(0.0, ch.originate_deadline - self.world.clock.now()),
+                                lambda: self._originate_timeout(ch), f"originate-timeout {ch.id}",
+                                owner=ch)
 
     def _originate_answered(self, ch: Channel) -> None:
         ch.originating = False
@@ -318,16 +347,6 @@ class DialOps(Core):
         self.dial_event(ch, "NOANSWER")
         ch.originating = False
         self.life.hangup_channel(ch, 0, quiet=True)
-
-    # ------------------------------------------------- implemented by mixins
-    def app_dial_answered(self, ch: Channel) -> None:
-        raise NotImplementedError
-
-    def app_dial_busy(self, ch: Channel, status: str) -> None:
-        raise NotImplementedError
-
-    def app_dial_gone(self, ch: Channel) -> None:
-        raise NotImplementedError
 
 
 def hangup_dial_status(cause: int) -> str:

@@ -115,14 +115,14 @@ class Engine(DialAppOps):
         with self.action():
             ch = self._chan(channel_id)
             if ch.dialing or ch.originating:
-                self.far_answered(ch)
+                self.dialling.far_answered(ch)
             else:
                 self.life.answer_channel(ch)
 
     def busy(self, channel_id: str) -> None:
         with self.action():
             ch = self._chan(channel_id)
-            self.far_busy(ch)
+            self.dialling.far_busy(ch)
             if ch.tech != "PJSIP":
                 self.life.hangup_channel(ch, 17)
 
@@ -133,11 +133,11 @@ class Engine(DialAppOps):
             ch = self._chan(channel_id)
             if not (ch.dialing or ch.originating):
                 raise ControlError(f"channel {channel_id} is not being dialled")
-            self.far_forward(ch, forward_to)
+            self.dialling.forwards.far_forward(ch, forward_to)
 
     def reject(self, channel_id: str) -> None:
         with self.action():
-            self.far_reject(self._chan(channel_id))
+            self.dialling.far_reject(self._chan(channel_id))
 
     def hangup(self, channel_id: str, cause: int = CAUSE_NORMAL) -> None:
         """The party hangs up: ChannelHangupRequest, ChannelLeftBridge, StasisEnd (and
@@ -264,6 +264,23 @@ class Engine(DialAppOps):
     ) -> AgiSession:
         """See Agi.wait_agi."""
         return await self.agi.wait_agi(match, state, timeout)
+
+    # ------------------------------------- glue for parts built before Dialling
+    def far_answered(self, ch: Channel) -> None:
+        """ChannelLife and AttendedTransfers answer a Local half's far end (FarEnd)."""
+        self.dialling.far_answered(ch)
+
+    def dial_hung_up(self, ch: Channel) -> None:
+        """ChannelLife: a channel that may be dialled went away (FarEnd)."""
+        self.dialling.dial_hung_up(ch)
+
+    def far_ringing(self, ch: Channel) -> None:
+        """Pbx: Ringing() on the other Local half (FarSignals)."""
+        self.dialling.far_ringing(ch)
+
+    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
+        """Pbx: Busy() on the other Local half (FarSignals)."""
+        self.dialling.far_busy(ch, hangup_after)
 
     def start_agi(self, ch: Channel, data: str) -> None:
         """AGI() in the dialplan (the Pbx part's DialplanApps)."""

@@ -115,7 +115,7 @@ class Recorder:
             rec.end_timer.cancel()
         left = max(0.0, rec.max_duration - rec.active_seconds)
         rec.end_timer = self.world.schedule(left, lambda: self.end_recording(rec),
-                                      f"maxDuration {rec.name}")
+                                            f"maxDuration {rec.name}")
 
     def _emit_recording(self, etype: str, rec: LiveRecording) -> None:
         fields = {"recording": rec.json()}

@@ -90,7 +90,7 @@ def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     timeout = args.get_int("timeout", 30)
     timeout = 30 if timeout == 0 else (0 if timeout < 0 else timeout)
     cid = args.get_str("callerId")
-    ch = sim.originate(
+    ch = sim.dialling.originate(
         endpoint,
         app=app or None,
         app_args=args.get_str("appArgs"),
@@ -133,7 +133,7 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
-    ch = sim.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
+    ch = sim.dialling.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
                             channel_id, other_id, variables)
     return ok(ch.json())
 
@@ -373,7 +373,7 @@ def dial(sim: Engine, args: Args) -> ApiResponse:
     if ch.ari_dialstring is None:
         return error(409, "Dialing a channel not created by ARI")
     if not ch.dialed:
-        sim.ari_dial(ch, caller, args.get_int("timeout"))
+        sim.dialling.ari_dial(ch, caller, args.get_int("timeout"))
     return no_content()
 
 

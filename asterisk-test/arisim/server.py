@@ -25,6 +25,7 @@ from .attended import AttendedTransfers
 from .bridges import Bridging
 from .bus import LeftBridge, Render
 from .channels import ChannelLife
+from .dialing import Dialling
 from .engine import Engine
 from .events import EventRecord
 from .media import Media
@@ -57,11 +58,13 @@ class Simulator(Engine):
         self.life = ChannelLife(self, self.bridging, self, self)
         self.pbx = Pbx(self, self.life, self, self)
         self.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
+        self.dialling = Dialling(self, self.life, self.pbx, self, self.create_stasis_delay)
         self.recorder = Recorder(self, self.media, self.life)
         self.monitor = Monitor(self, self.media, self.recorder, self.pbx)
         self.player = Player(self, self.recorder)
         self.transfers = Transfers(self, self.life, self.bridging, self.pbx)
-        self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers, self)
+        self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers,
+                                          self.dialling)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""

@@ -125,7 +125,7 @@ class Transfers:
         if delay is None:
             return
         self.world.schedule(delay, lambda: self.life.hangup_channel(ch, CAUSE_NORMAL),
-                      f"bye after REFER {ch.name}", owner=ch)
+                            f"bye after REFER {ch.name}", owner=ch)
 
     def run_transfer_dialplan(self, ch: Channel) -> None:
         """The `;2` half runs exten@context from priority 1 (main/core_local.c local_call)."""
@@ -231,4 +231,4 @@ class Transfers:
                 fields[key] = extra[key]
         involved = [self.world.channels[c] for c in in_bridge.channels] if in_bridge else []
         self.world.emit("BridgeBlindTransfer", fields, channels=[transferer, *involved],
-                  bridges=[in_bridge] if in_bridge else [])
+                        bridges=[in_bridge] if in_bridge else [])
