@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 from arisim.agi import Agi
+from arisim.appdial import DialApp
 from arisim.audio import tones_per_second, wav_duration
 from arisim.bridges import Bridging
 from arisim.bus import (
@@ -551,3 +552,79 @@ async def test_dialling_follows_a_302_of_an_originated_leg_through_a_local_pair(
     assert len(cancel) == 1 and cancel[0]["forward"] == "300"
     assert cancel[0]["forwarded"]["name"].startswith("Local/300@")
     assert ch.destroyed and ch.caller_rdnis == "400"
+
+
+class _Wiring:
+    """What the Simulator does for parts built before the ones they call: forward to them."""
+
+    dialling: Dialling
+    dial_app: DialApp
+
+    def far_answered(self, ch: Channel) -> None:
+        self.dialling.far_answered(ch)
+
+    def dial_hung_up(self, ch: Channel) -> None:
+        self.dialling.dial_hung_up(ch)
+
+    def hold_destroy(self, ch: Channel) -> bool:
+        return False
+
+    def far_ringing(self, ch: Channel) -> None:
+        self.dialling.far_ringing(ch)
+
+    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
+        self.dialling.far_busy(ch, hangup_after)
+
+    def start_dial(self, ch: Channel, data: str) -> None:
+        self.dial_app.start_dial(ch, data)
+
+    def start_agi(self, ch: Channel, data: str) -> None:
+        raise AssertionError(data)
+
+    def start_mixmonitor(self, ch: Channel, data: str) -> None:
+        raise AssertionError(data)
+
+    def app_dial_answered(self, ch: Channel) -> None:
+        self.dial_app.app_dial_answered(ch)
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None:
+        self.dial_app.app_dial_busy(ch, status)
+
+    def app_dial_gone(self, ch: Channel) -> None:
+        self.dial_app.app_dial_gone(ch)
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None:
+        self.dial_app.app_dial_forward(ch, target)
+
+
+async def test_dial_app_bridges_the_answered_line_and_the_dialplan_goes_on_after_it(
+        tmp_path: Path) -> None:
+    world = World(spool_dir=tmp_path)
+    wiring = _Wiring()
+    bridging = Bridging(world)
+    life = ChannelLife(world, bridging, wiring, wiring)
+    pbx = Pbx(world, life, wiring, wiring)
+    agi = Agi(world, life, pbx, patience_s=0.5)
+    wiring.dialling = Dialling(world, life, pbx, wiring)
+    wiring.dial_app = DialApp(world, life, bridging, wiring.dialling, pbx, agi)
+    world.dialplan.endpoints["PJSIP/200"] = EndpointBehaviour(answer_after=1.0, tone_hz=700)
+    world.dialplan.add_extension("unit", "200", [
+        ("Dial", "PJSIP/200,30,g"), ("Log", "NOTICE,${DIALSTATUS}")])
+    caller = _party(world, 440)
+    caller.stasis_app = None
+    caller.state = "Ring"
+    with world.action():
+        pbx.run_dialplan(caller, "unit", "200")
+    await world.clock.advance(1.5)
+    bridge = world.find_bridge(caller.bridge_id or "")
+    assert bridge is not None and bridge.bridge_class == "basic" and len(bridge.channels) == 2
+    (callee,) = [world.channels[c] for c in bridge.channels if c != caller.id]
+    assert caller.state == "Up" and callee.name.startswith("PJSIP/200-")
+    dials = [(r.event["caller"]["id"], r.event["dialstatus"]) for r in world.hub.log
+             if r.event["type"] == "Dial" and "caller" in r.event]
+    assert dials == [(caller.id, ""), (caller.id, "RINGING"), (caller.id, "ANSWER")]
+    with world.action():
+        life.far_hangup(callee)  # the bridge dissolves; with g the caller goes on
+    await world.clock.advance(0.1)
+    assert bridge.destroyed and world.dialplan_log == [(caller.name, "NOTICE", "ANSWER")]
+    assert caller.destroyed  # its dialplan ran out: the PBX hung it up

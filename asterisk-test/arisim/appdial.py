@@ -44,9 +44,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .agi import Agi
+from .bridges import Bridging
 from .bus import LeftBridge
-from .core import Core
-from .dialing import hangup_dial_status
+from .channels import ChannelLife
+from .dialing import Dialling, hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
 from .forwards import REDIRECTED
 from .model import (
@@ -58,13 +60,29 @@ from .model import (
     Channel,
     DialRun,
 )
+from .pbx import Pbx
+from .world import World
 
 ANSWERED_ELSEWHERE = 26  # AST_CAUSE_ANSWERED_ELSEWHERE: hanguptree for the losing lines
 FEATURE_DIGIT_TIMEOUT = 1.0  # features.conf featuredigittimeout (1000 ms)
 DIAL_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI"}
 
 
-class DialAppOps(Core):
+class DialApp:
+    """Dial() and the applicationmap's DTMF features on one World; it dials through the
+    Dialling part, runs U() routines on the Pbx and features' AGI() on the Agi part, and hears
+    `LeftBridge` (a basic bridge dissolves)."""
+
+    def __init__(self, world: World, life: ChannelLife, bridging: Bridging, dialling: Dialling,
+                 pbx: Pbx, agi: Agi) -> None:
+        self.world = world
+        self.life = life
+        self.bridging = bridging
+        self.dialling = dialling
+        self.pbx = pbx
+        self.agi = agi
+        world.bus.subscribe(LeftBridge, self.basic_bridge_left)
+
     # ----------------------------------------------------------------- Dial()
     def start_dial(self, ch: Channel, data: str) -> None:
         args = split_app_args(data)
@@ -84,9 +102,9 @@ class DialAppOps(Core):
             else:
                 callees.append(callee)
         for callee in callees:
-            other = self.peer(callee)
-            if other is not None and self.dialplan.behaviour_for(
-                    callee.behaviour_key or "") is None and self.dialplan.lookup(
+            other = self.world.peer(callee)
+            if other is not None and self.world.dialplan.behaviour_for(
+                    callee.behaviour_key or "") is None and self.world.dialplan.lookup(
                     other.dialplan.context, other.dialplan.exten) is None:
                 # core_local.c local_call: "No such extension/context" — ast_call fails
                 run.nochan += 1
@@ -98,7 +116,7 @@ class DialAppOps(Core):
             run.going.append(callee.id)
             self.dialling.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
             # ast_call: the phone is INVITEd / the Local ";2" PBX starts in its own thread
-            self.schedule(0, self._far_starter(callee), f"call {callee.name}")
+            self.world.schedule(0, self._far_starter(callee), f"call {callee.name}")
         if not run.going and run.peer_id is None and not run.done:
             run.status = "CHANUNAVAIL"
             self._dial_over(run, continue_dialplan=True)
@@ -109,8 +127,8 @@ class DialAppOps(Core):
         except ValueError:
             seconds = 0.0
         if seconds > 0 and not run.done and run.peer_id is None:
-            run.timer = self.schedule(seconds, lambda: self._dial_timeout_app(run),
-                                      f"Dial timeout {ch.name}")
+            run.timer = self.world.schedule(seconds, lambda: self._dial_timeout_app(run),
+                                            f"Dial timeout {ch.name}")
 
     def _far_starter(self, callee: Channel) -> Callable[[], None]:
         def start() -> None:
@@ -126,7 +144,8 @@ class DialAppOps(Core):
         elif tech in DIAL_TECHS and resource:
             callee = self.life.new_tech_channel(tech, resource)
         else:
-            self.warnings.append(f"Dial({run.data}) on {caller.name}: {target!r} not simulated")
+            self.world.warnings.append(
+                f"Dial({run.data}) on {caller.name}: {target!r} not simulated")
             return None
         callee.dialed_by = run
         callee.dialing = True
@@ -144,9 +163,10 @@ class DialAppOps(Core):
         return callee
 
     def _dial_publish(self, run: DialRun, callee: Channel, status: str) -> None:
-        caller = self.channels[run.caller_id]
-        self.emit("Dial", {"caller": caller.json(), "peer": callee.json(), "dialstatus": status,
-                           "forward": "", "dialstring": ""}, channels=[caller, callee])
+        caller = self.world.channels[run.caller_id]
+        self.world.emit("Dial", {"caller": caller.json(), "peer": callee.json(),
+                                 "dialstatus": status, "forward": "", "dialstring": ""},
+                        channels=[caller, callee])
 
     def _dial_timeout_app(self, run: DialRun) -> None:
         if run.done or run.peer_id is not None:
@@ -157,7 +177,7 @@ class DialAppOps(Core):
 
     def _drop_lines(self, run: DialRun, status: str, cause: int) -> None:
         """publish_dial_end_event to the lines still ringing, then hanguptree."""
-        lines = [self.channels[c] for c in run.going]
+        lines = [self.world.channels[c] for c in run.going]
         run.going.clear()
         for line in lines:
             run.reported[line.id] = status
@@ -173,7 +193,7 @@ class DialAppOps(Core):
         run.done = True
         if run.timer is not None:
             run.timer.cancel()
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
@@ -181,7 +201,8 @@ class DialAppOps(Core):
             return
         self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status)
         if continue_dialplan:
-            self.schedule(0, lambda: self.pbx.dp_continue(caller), f"after Dial {caller.name}")
+            self.world.schedule(0, lambda: self.pbx.dp_continue(caller),
+                                f"after Dial {caller.name}")
 
     def app_dial_busy(self, ch: Channel, status: str) -> None:
         """A line answered BUSY/CONGESTION (its Dial event is out): app_dial hangs it up."""
@@ -207,7 +228,7 @@ class DialAppOps(Core):
         if run.peer_id == ch.id:
             # hung up while its U() routine runs: the routine ends (now, or when its AGI does)
             if ch.dp_return is not None and ch.agi is None:
-                self.schedule(0, lambda: self.pbx.dp_abort(ch), f"Gosub abort {ch.name}")
+                self.world.schedule(0, lambda: self.pbx.dp_abort(ch), f"Gosub abort {ch.name}")
             return
         if ch.id not in run.going:
             return
@@ -242,7 +263,7 @@ class DialAppOps(Core):
         assert run is not None
         tech_cause = self.dialling.forwards.moved_temporarily(ch)
         ch.cancel_timers()
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         if "/" in target:
             tech, stuff = target.split("/", 1)
         else:
@@ -259,9 +280,9 @@ class DialAppOps(Core):
             return
         self.pbx.dp_set_variable(new, "FORWARDERNAME", ch.name)
         new.caller_rdnis = ch.caller_rdnis or caller.dialplan.exten
-        other = self.peer(new)
-        if other is not None and self.dialplan.lookup(other.dialplan.context,
-                                                      other.dialplan.exten) is None:
+        other = self.world.peer(new)
+        if other is not None and self.world.dialplan.lookup(other.dialplan.context,
+                                                            other.dialplan.exten) is None:
             # ast_call fails: Dial CONGESTION for the original, both hung up
             self._dial_publish(run, ch, "CONGESTION")
             run.reported[ch.id] = "FORWARD"
@@ -277,22 +298,22 @@ class DialAppOps(Core):
         self.dialling.dial_event(new, "", dialstring=stuff)
         run.reported[ch.id] = "FORWARD"
         self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
-        self.schedule(0, self._far_starter(new), f"call {new.name}")
+        self.world.schedule(0, self._far_starter(new), f"call {new.name}")
 
     def _dial_forward_event(self, run: DialRun, ch: Channel, target: str,
                             new: Channel | None) -> None:
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         fields: dict[str, object] = {"caller": caller.json(), "peer": ch.json()}
         if new is not None:
             fields["forwarded"] = new.json()
         fields.update(dialstatus="CANCEL", forward=target, dialstring="")
-        self.emit("Dial", fields, channels=[caller, ch, *([new] if new else [])])
+        self.world.emit("Dial", fields, channels=[caller, ch, *([new] if new else [])])
 
     def app_dial_answered(self, ch: Channel) -> None:
         run = ch.dialed_by
         if run is None or run.done or run.peer_id is not None:
             return
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         run.peer_id = ch.id
         ch.dialing = False
         if run.timer is not None:
@@ -308,9 +329,9 @@ class DialAppOps(Core):
         if announce:
             # A(called[:caller]): the called party hears the file once answered, before the U()
             # routine and the bridge (app_dial.c, OPT_ANNOUNCE; a missing file is only logged)
-            self.dial_announcements.append((ch.name, announce))
-            self.schedule(self.pbx.playback_length(announce),
-                          lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
+            self.world.dial_announcements.append((ch.name, announce))
+            self.world.schedule(self.pbx.playback_length(announce),
+                                lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
             return
         self._dial_after_answer(run, ch)
 
@@ -326,9 +347,9 @@ class DialAppOps(Core):
     def _dial_gosub(self, run: DialRun, peer: Channel, sub: str) -> None:
         """U(context[^arg^...]): Gosub(context,s,1(args)) on the called channel."""
         context, *sub_args = sub.split("^")
-        steps = self.dialplan.lookup(context, "s")
+        steps = self.world.dialplan.lookup(context, "s")
         if steps is None:
-            self.warnings.append(f"Dial U({sub}): no extension s in {context!r}")
+            self.world.warnings.append(f"Dial U({sub}): no extension s in {context!r}")
             self._dial_bridge(run)
             return
         loc = peer.dialplan
@@ -346,7 +367,7 @@ class DialAppOps(Core):
         dialplan goes on; ABORT hangs it up and the caller's Dial returns -1 (its PBX ends
         unless `g`); GOTO:context^exten^priority goes on there. Each is published as the Dial
         status instead of ANSWER."""
-        peer = self.channels[run.peer_id or ""]
+        peer = self.world.channels[run.peer_id or ""]
         peer.dp_unwinding = False
         if peer.dp_saved is not None and not peer.destroyed:
             loc = peer.dialplan
@@ -354,7 +375,7 @@ class DialAppOps(Core):
         peer.dp_saved = None
         peer.dp_steps, peer.dp_index = [], 0
         result = peer.variables.get("GOSUB_RESULT", "") if not peer.hungup else ""
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         kind = result.upper()
         if not result or not (kind in ("BUSY", "CONGESTION", "CHANUNAVAIL", "CONTINUE",
                                        "ABORT") or kind.startswith("GOTO:")) or caller.hungup:
@@ -383,8 +404,8 @@ class DialAppOps(Core):
     def _dial_bridge(self, run: DialRun) -> None:
         """Dial ANSWER, then ast_bridge_call: answer the caller, a new basic bridge, the called
         channel imparted first, then the caller joins."""
-        caller = self.channels[run.caller_id]
-        peer = self.channels[run.peer_id or ""]
+        caller = self.world.channels[run.caller_id]
+        peer = self.world.channels[run.peer_id or ""]
         peer.dialed_by = None
         if caller.hungup or caller.destroyed:
             # the caller went away meanwhile: app_dial hangs up the called channel
@@ -424,9 +445,10 @@ class DialAppOps(Core):
         (bridge_basic_setup_features)."""
         names = [n for n in ch.variables.get("DYNAMIC_FEATURES", "").split("#") if n]
         for n in names:
-            if n not in self.dialplan.applicationmap:
-                self.warnings.append(f"Unknown DYNAMIC_FEATURES item '{n}' on channel {ch.name}")
-        ch.features = [n for n in names if n in self.dialplan.applicationmap]
+            if n not in self.world.dialplan.applicationmap:
+                self.world.warnings.append(
+                    f"Unknown DYNAMIC_FEATURES item '{n}' on channel {ch.name}")
+        ch.features = [n for n in names if n in self.world.dialplan.applicationmap]
         ch.feature_digits = ""
         self.bridging.bridge_add(bridge, ch)
 
@@ -445,13 +467,13 @@ class DialAppOps(Core):
         if not bridge.dissolved:
             bridge.dissolved = True
             for cid in list(bridge.channels):
-                other = self.channels[cid]
+                other = self.world.channels[cid]
                 if ch.hungup and other.hangup_cause == CAUSE_NORMAL:
                     other.hangup_cause = ch.hangup_cause or CAUSE_NORMAL
                 self.bridging.bridge_remove(bridge, other)
             self.bridging.destroy_bridge(bridge)
         if not (ch.hungup or ch.destroyed):
-            self.schedule(0, lambda: self._after_bridge(ch), f"after bridge {ch.name}")
+            self.world.schedule(0, lambda: self._after_bridge(ch), f"after bridge {ch.name}")
 
     def _after_bridge(self, ch: Channel) -> None:
         if ch.hungup or ch.destroyed or ch.bridge_id is not None or ch.suspended:
@@ -486,16 +508,16 @@ class DialAppOps(Core):
             app, data = parse_app_call(call)
             amap[name] = Feature(name, dtmf, "self" if activate_on == "self" else "peer",
                                  app, data)
-        self.dialplan.applicationmap = amap
+        self.world.dialplan.applicationmap = amap
 
     def feature_dtmf(self, ch: Channel, digit: str) -> None:
         """A digit read by a channel in a basic bridge (bridge_channel.c bridge_handle_dtmf,
         ast_bridge_channel_feature_digit)."""
-        bridge = self.find_bridge(ch.bridge_id or "")
+        bridge = self.world.find_bridge(ch.bridge_id or "")
         if bridge is None or bridge.bridge_class != "basic" or not ch.features or ch.suspended:
             return
-        items = [self.dialplan.applicationmap[n] for n in ch.features
-                 if n in self.dialplan.applicationmap]
+        items = [self.world.dialplan.applicationmap[n] for n in ch.features
+                 if n in self.world.dialplan.applicationmap]
         collected = ch.feature_digits + digit
         if ch.feature_timer is not None:
             ch.feature_timer.cancel()
@@ -513,12 +535,12 @@ class DialAppOps(Core):
                 ch.feature_digits = ""
                 ch.feature_timer = None
 
-            ch.feature_timer = self.schedule(FEATURE_DIGIT_TIMEOUT, timed_out,
-                                             f"feature digits {ch.name}")
+            ch.feature_timer = self.world.schedule(FEATURE_DIGIT_TIMEOUT, timed_out,
+                                                   f"feature digits {ch.name}")
             return
         ch.feature_digits = ""
         targets = [ch] if hook.activate_on == "self" else [
-            self.channels[c] for c in bridge.channels if c != ch.id]
+            self.world.channels[c] for c in bridge.channels if c != ch.id]
         for target in targets:
             self._run_feature(target, ch, hook)
 
@@ -545,11 +567,11 @@ class DialAppOps(Core):
         elif app in ("playback", "wait"):
             seconds = (self.pbx.playback_length(feature.app_data) if app == "playback"
                        else float(feature.app_data or 0))
-            self.schedule(seconds, done, f"feature {feature.name} {ch.name}")
+            self.world.schedule(seconds, done, f"feature {feature.name} {ch.name}")
         else:
             if app == "set":
                 name, _, value = feature.app_data.partition("=")
                 self.pbx.dp_set_variable(ch, name.strip(), value)
             elif app != "noop":
-                self.warnings.append(f"feature {feature.name}: {feature.app} not simulated")
+                self.world.warnings.append(f"feature {feature.name}: {feature.app} not simulated")
             done()

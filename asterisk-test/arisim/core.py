@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .agi import Agi
+from .appdial import DialApp
 from .attended import AttendedTransfers
 from .bridges import Bridging
 from .channels import ChannelLife
@@ -59,6 +60,7 @@ class Core(World):
     agi: Agi
     pbx: Pbx
     dialling: Dialling
+    dial_app: DialApp
 
     def __init__(
         self,
@@ -97,7 +99,6 @@ class Core(World):
         self.agi_patience_s = agi_patience_s  # the Agi part's (built by server.Simulator)
         self.inflight = 0
         self.stalled = 0  # requests held by `stall` (server.py)
-        self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
         self._stalls: list[tuple[str, str, asyncio.Event]] = []
         self.requests: list[RequestRecord] = []
         self.clock.settle = self.settle

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .appdial import DialAppOps
 from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedResult
+from .core import Core
 from .dialplan import EndpointBehaviour, Result, Step
 from .model import CAUSE_NORMAL, AgiSession, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
@@ -25,7 +25,7 @@ class ControlError(LookupError):
     """A control action named something that does not exist (or cannot be done)."""
 
 
-class Engine(DialAppOps):
+class Engine(Core):
     # ------------------------------------------------------------ endpoints
     def set_endpoint(
         self,
@@ -224,7 +224,7 @@ class Engine(DialAppOps):
             ch = self._chan(channel_id)
             self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
             if not self.agi.agi_dtmf(ch, digit):
-                self.feature_dtmf(ch, digit)
+                self.dial_app.feature_dtmf(ch, digit)
             # terminateOn: the recorder hears the digit (main/app.c acceptdtmf)
             for rec in list(self.recordings.values()):
                 heard = (rec.kind == "channel" and rec.target_id == ch.id) or (
@@ -265,7 +265,7 @@ class Engine(DialAppOps):
         """See Agi.wait_agi."""
         return await self.agi.wait_agi(match, state, timeout)
 
-    # ------------------------------------- glue for parts built before Dialling
+    # ------------------------- glue: parts built before the ones they call
     def far_answered(self, ch: Channel) -> None:
         """ChannelLife and AttendedTransfers answer a Local half's far end (FarEnd)."""
         self.dialling.far_answered(ch)
@@ -281,6 +281,30 @@ class Engine(DialAppOps):
     def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
         """Pbx: Busy() on the other Local half (FarSignals)."""
         self.dialling.far_busy(ch, hangup_after)
+
+    def start_dial(self, ch: Channel, data: str) -> None:
+        """Dial() in the dialplan (the Pbx part's DialplanApps)."""
+        self.dial_app.start_dial(ch, data)
+
+    def app_dial_answered(self, ch: Channel) -> None:
+        """Dialling: a line Dial() rings answered (AppDial)."""
+        self.dial_app.app_dial_answered(ch)
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None:
+        """Dialling: a line Dial() rings is busy or congested (AppDial)."""
+        self.dial_app.app_dial_busy(ch, status)
+
+    def app_dial_gone(self, ch: Channel) -> None:
+        """Dialling: a channel Dial() rings or runs went away (AppDial)."""
+        self.dial_app.app_dial_gone(ch)
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None:
+        """Dialling: a line Dial() rings answered 302 (AppDial)."""
+        self.dial_app.app_dial_forward(ch, target)
+
+    def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:
+        """See DialApp.set_applicationmap."""
+        self.dial_app.set_applicationmap(items)
 
     def start_agi(self, ch: Channel, data: str) -> None:
         """AGI() in the dialplan (the Pbx part's DialplanApps)."""

@@ -21,9 +21,10 @@ from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
 from .agi import Agi
+from .appdial import DialApp
 from .attended import AttendedTransfers
 from .bridges import Bridging
-from .bus import LeftBridge, Render
+from .bus import Render
 from .channels import ChannelLife
 from .dialing import Dialling
 from .engine import Engine
@@ -54,11 +55,12 @@ class Simulator(Engine):
         super().__init__(**options)
         self.media = Media(self)
         self.bridging = Bridging(self)
-        self.bus.subscribe(LeftBridge, self.basic_bridge_left)
         self.life = ChannelLife(self, self.bridging, self, self)
         self.pbx = Pbx(self, self.life, self, self)
         self.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
         self.dialling = Dialling(self, self.life, self.pbx, self, self.create_stasis_delay)
+        self.dial_app = DialApp(self, self.life, self.bridging, self.dialling, self.pbx,
+                                self.agi)
         self.recorder = Recorder(self, self.media, self.life)
         self.monitor = Monitor(self, self.media, self.recorder, self.pbx)
         self.player = Player(self, self.recorder)

@@ -75,6 +75,7 @@ class World:
         self.errors: list[str] = []  # simulator bugs (a timer raised)
         self.warnings: list[str] = []  # things Asterisk would log (e.g. Stasis app inactive)
         self.dialplan_log: list[tuple[str, str, str]] = []  # Log(): channel, level, message
+        self.dial_announcements: list[tuple[str, str]] = []  # Dial A(): (called channel, file)
         self._uniqueint = itertools.count(1)
         self._unreal_counter = itertools.count(0x26)
         self._tech_counters: dict[str, itertools.count[int]] = {}
