@@ -1,9 +1,9 @@
-"""The root of the simulator's mixin chain: the World (world.py) plus what the server needs.
+"""The Simulator's base: the World (world.py) plus what belongs to it as a server.
 
-`Core` adds to the world what belongs to the simulator as a server rather than to Asterisk's
-state: credentials, the request log, `settle` (letting the client react), FastAGI sessions. The
-behaviour not yet extracted into parts lives in the mixins above it (channels.py, dialing.py,
-...), which call each other through the stubs declared here; extracted parts talk over the bus.
+`Core` adds to the world what is the simulator's rather than Asterisk's state: credentials, the
+request log, `settle` (letting the client react), the `state()` snapshot, and the parts, which
+server.Simulator builds (see asterisk-test/README.md, "Parts and the bus"). engine.py adds the
+control actions tests use, server.py the HTTP side.
 """
 
 from __future__ import annotations
@@ -133,6 +133,3 @@ class Core(World):
             "playbacks": [p.json() for p in self.playbacks.values()],
             "apps": sorted(a for a in self.hub.apps if self.hub.active(a)),
         }
-
-    # ------------------------------------------------- implemented by mixins
-

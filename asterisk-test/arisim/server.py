@@ -26,6 +26,7 @@ from .attended import AttendedTransfers
 from .bridges import Bridging
 from .bus import Render
 from .channels import ChannelLife
+from .core import RequestRecord
 from .dialing import Dialling
 from .engine import Engine
 from .events import EventRecord
@@ -309,8 +310,6 @@ class Simulator(Engine):
 
     def _log(self, method: str, path: str, params: dict[str, Any], status: int,
              body: Any = None) -> None:
-        from .core import RequestRecord
-
         self.requests.append(RequestRecord(method, path.split("?")[0], params, status,
                                            self.clock.now(), body))
 
