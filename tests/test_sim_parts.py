@@ -35,6 +35,7 @@ from arisim.pbx import Pbx
 from arisim.playbacks import Player
 from arisim.recordings import Recorder
 from arisim.transfers import Transfers
+from arisim.wiring import Wiring
 from arisim.world import World
 
 APP = "verbatim"
@@ -554,57 +555,14 @@ async def test_dialling_follows_a_302_of_an_originated_leg_through_a_local_pair(
     assert ch.destroyed and ch.caller_rdnis == "400"
 
 
-class _Wiring:
-    """What the Simulator does for parts built before the ones they call: forward to them."""
-
-    dialling: Dialling
-    dial_app: DialApp
-
-    def far_answered(self, ch: Channel) -> None:
-        self.dialling.far_answered(ch)
-
-    def dial_hung_up(self, ch: Channel) -> None:
-        self.dialling.dial_hung_up(ch)
-
-    def hold_destroy(self, ch: Channel) -> bool:
-        return False
-
-    def far_ringing(self, ch: Channel) -> None:
-        self.dialling.far_ringing(ch)
-
-    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
-        self.dialling.far_busy(ch, hangup_after)
-
-    def start_dial(self, ch: Channel, data: str) -> None:
-        self.dial_app.start_dial(ch, data)
-
-    def start_agi(self, ch: Channel, data: str) -> None:
-        raise AssertionError(data)
-
-    def start_mixmonitor(self, ch: Channel, data: str) -> None:
-        raise AssertionError(data)
-
-    def app_dial_answered(self, ch: Channel) -> None:
-        self.dial_app.app_dial_answered(ch)
-
-    def app_dial_busy(self, ch: Channel, status: str) -> None:
-        self.dial_app.app_dial_busy(ch, status)
-
-    def app_dial_gone(self, ch: Channel) -> None:
-        self.dial_app.app_dial_gone(ch)
-
-    def app_dial_forward(self, ch: Channel, target: str) -> None:
-        self.dial_app.app_dial_forward(ch, target)
-
-
 async def test_dial_app_bridges_the_answered_line_and_the_dialplan_goes_on_after_it(
         tmp_path: Path) -> None:
     world = World(spool_dir=tmp_path)
-    wiring = _Wiring()
+    wiring = Wiring()  # as the Simulator builds them: parts calling each other both ways
     bridging = Bridging(world)
     life = ChannelLife(world, bridging, wiring, wiring)
     pbx = Pbx(world, life, wiring, wiring)
-    agi = Agi(world, life, pbx, patience_s=0.5)
+    wiring.agi = agi = Agi(world, life, pbx, patience_s=0.5)
     wiring.dialling = Dialling(world, life, pbx, wiring)
     wiring.dial_app = DialApp(world, life, bridging, wiring.dialling, pbx, agi)
     world.dialplan.endpoints["PJSIP/200"] = EndpointBehaviour(answer_after=1.0, tone_hz=700)

@@ -265,58 +265,10 @@ class Engine(Core):
         """See Agi.wait_agi."""
         return await self.agi.wait_agi(match, state, timeout)
 
-    # ------------------------- glue: parts built before the ones they call
-    def far_answered(self, ch: Channel) -> None:
-        """ChannelLife and AttendedTransfers answer a Local half's far end (FarEnd)."""
-        self.dialling.far_answered(ch)
-
-    def dial_hung_up(self, ch: Channel) -> None:
-        """ChannelLife: a channel that may be dialled went away (FarEnd)."""
-        self.dialling.dial_hung_up(ch)
-
-    def far_ringing(self, ch: Channel) -> None:
-        """Pbx: Ringing() on the other Local half (FarSignals)."""
-        self.dialling.far_ringing(ch)
-
-    def far_busy(self, ch: Channel, hangup_after: float = 0.0) -> None:
-        """Pbx: Busy() on the other Local half (FarSignals)."""
-        self.dialling.far_busy(ch, hangup_after)
-
-    def start_dial(self, ch: Channel, data: str) -> None:
-        """Dial() in the dialplan (the Pbx part's DialplanApps)."""
-        self.dial_app.start_dial(ch, data)
-
-    def app_dial_answered(self, ch: Channel) -> None:
-        """Dialling: a line Dial() rings answered (AppDial)."""
-        self.dial_app.app_dial_answered(ch)
-
-    def app_dial_busy(self, ch: Channel, status: str) -> None:
-        """Dialling: a line Dial() rings is busy or congested (AppDial)."""
-        self.dial_app.app_dial_busy(ch, status)
-
-    def app_dial_gone(self, ch: Channel) -> None:
-        """Dialling: a channel Dial() rings or runs went away (AppDial)."""
-        self.dial_app.app_dial_gone(ch)
-
-    def app_dial_forward(self, ch: Channel, target: str) -> None:
-        """Dialling: a line Dial() rings answered 302 (AppDial)."""
-        self.dial_app.app_dial_forward(ch, target)
-
+    # ------------------------------------------------------------ features
     def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:
         """See DialApp.set_applicationmap."""
         self.dial_app.set_applicationmap(items)
-
-    def start_agi(self, ch: Channel, data: str) -> None:
-        """AGI() in the dialplan (the Pbx part's DialplanApps)."""
-        self.agi.start_agi(ch, data)
-
-    def start_mixmonitor(self, ch: Channel, data: str) -> None:
-        """MixMonitor() in the dialplan (the Pbx part's DialplanApps)."""
-        self.monitor.start_mixmonitor(ch, data)
-
-    def hold_destroy(self, ch: Channel) -> bool:
-        """ChannelLife asks whether an application still runs on a hung-up channel."""
-        return self.agi.hold_destroy(ch)
 
     # -------------------------------------------------------------- reading
     def events(self, etype: str | None = None) -> list[dict[str, Any]]:

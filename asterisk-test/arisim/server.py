@@ -38,6 +38,7 @@ from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
 from .transfers import Transfers
+from .wiring import Wiring
 
 log = logging.getLogger("arisim")
 _REALM = "Asterisk REST Interface"
@@ -54,16 +55,19 @@ class Simulator(Engine):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        # Parts that call each other both ways get `wiring` (wiring.py), set as the rest is built.
+        wiring = Wiring()
         self.media = Media(self)
         self.bridging = Bridging(self)
-        self.life = ChannelLife(self, self.bridging, self, self)
-        self.pbx = Pbx(self, self.life, self, self)
-        self.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
-        self.dialling = Dialling(self, self.life, self.pbx, self, self.create_stasis_delay)
-        self.dial_app = DialApp(self, self.life, self.bridging, self.dialling, self.pbx,
-                                self.agi)
+        self.life = ChannelLife(self, self.bridging, wiring, wiring)
+        self.pbx = Pbx(self, self.life, wiring, wiring)
+        self.agi = wiring.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
+        self.dialling = wiring.dialling = Dialling(self, self.life, self.pbx, wiring,
+                                                   self.create_stasis_delay)
+        self.dial_app = wiring.dial_app = DialApp(self, self.life, self.bridging, self.dialling,
+                                                  self.pbx, self.agi)
         self.recorder = Recorder(self, self.media, self.life)
-        self.monitor = Monitor(self, self.media, self.recorder, self.pbx)
+        self.monitor = wiring.monitor = Monitor(self, self.media, self.recorder, self.pbx)
         self.player = Player(self, self.recorder)
         self.transfers = Transfers(self, self.life, self.bridging, self.pbx)
         self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers,
