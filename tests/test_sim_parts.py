@@ -289,11 +289,21 @@ class _Neighbours:
         return ch.id in self.holding
 
 
-def test_channel_life_hangs_up_in_asterisks_order_and_tells_the_bus(tmp_path: Path) -> None:
+def _life(tmp_path: Path, *, app_active: bool = False
+          ) -> tuple[World, Bridging, ChannelLife, _Neighbours]:
+    """A World with Bridging and ChannelLife; `app_active`: APP has a WebSocket, so a channel
+    can enter Stasis."""
     world = World(spool_dir=tmp_path)
+    if app_active:
+        world.hub.apps[APP] = AppState(APP, session=Session(web.WebSocketResponse(), [APP],
+                                                            False))
     bridging = Bridging(world)
     neighbours = _Neighbours()
-    life = ChannelLife(world, bridging, neighbours, neighbours)
+    return world, bridging, ChannelLife(world, bridging, neighbours, neighbours), neighbours
+
+
+def test_channel_life_hangs_up_in_asterisks_order_and_tells_the_bus(tmp_path: Path) -> None:
+    world, bridging, life, neighbours = _life(tmp_path)
     heard: list[str] = []
     for topic in (HangupStarted, ChannelHungUp, ChannelGone):
         world.bus.subscribe(topic, lambda m: heard.append(type(m).__name__))
@@ -337,11 +347,7 @@ class _Runner:
 
 async def test_transfers_blind_transfer_swaps_a_local_half_in_and_byes_the_transferer(
         tmp_path: Path) -> None:
-    world = World(spool_dir=tmp_path)
-    world.hub.apps[APP] = AppState(APP, session=Session(web.WebSocketResponse(), [APP], False))
-    bridging = Bridging(world)
-    neighbours = _Neighbours()
-    life = ChannelLife(world, bridging, neighbours, neighbours)
+    world, bridging, life, _ = _life(tmp_path, app_active=True)
     runner = _Runner()
     transfers = Transfers(world, life, bridging, runner)
     bridge = _bridge(world)
@@ -411,10 +417,7 @@ async def test_agi_runs_a_fastagi_session_and_the_dialplan_goes_on_after_it(
 
     listening = await asyncio.start_server(server, "127.0.0.1", 0)
     port = listening.sockets[0].getsockname()[1]
-    world = World(spool_dir=tmp_path)
-    bridging = Bridging(world)
-    neighbours = _Neighbours()
-    life = ChannelLife(world, bridging, neighbours, neighbours)
+    world, _, life, _ = _life(tmp_path)
     pbx = _Pbx()
     agi = Agi(world, life, pbx, patience_s=0.5)
     ch = _party(world, 440)
@@ -454,10 +457,7 @@ class _Apps:
 
 async def test_pbx_runs_set_gotoif_gosub_wait_and_hands_dial_to_the_application(
         tmp_path: Path) -> None:
-    world = World(spool_dir=tmp_path)
-    bridging = Bridging(world)
-    neighbours = _Neighbours()
-    life = ChannelLife(world, bridging, neighbours, neighbours)
+    world, _, life, _ = _life(tmp_path)
     apps = _Apps()
     pbx = Pbx(world, life, apps, apps)
     world.dialplan.add_extension("unit", "100", [
@@ -504,11 +504,7 @@ class _NoDialApp:
 
 
 def _dialling(tmp_path: Path) -> tuple[World, ChannelLife, Dialling]:
-    world = World(spool_dir=tmp_path)
-    world.hub.apps[APP] = AppState(APP, session=Session(web.WebSocketResponse(), [APP], False))
-    bridging = Bridging(world)
-    neighbours = _Neighbours()
-    life = ChannelLife(world, bridging, neighbours, neighbours)
+    world, _, life, _ = _life(tmp_path, app_active=True)
     apps = _Apps()
     dialling = Dialling(world, life, Pbx(world, life, apps, apps), _NoDialApp())
     return world, life, dialling

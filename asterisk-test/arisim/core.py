@@ -9,9 +9,7 @@ control actions tests use, server.py the HTTP side.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .agi import Agi
@@ -19,16 +17,14 @@ from .appdial import DialApp
 from .attended import AttendedTransfers
 from .bridges import Bridging
 from .channels import ChannelLife
-from .clock import ClockMode
 from .dialing import Dialling
-from .dialplan import Dialplan
 from .media import Media
 from .mixmonitor import Monitor
 from .pbx import Pbx
 from .playbacks import Player
 from .recordings import Recorder
 from .transfers import Transfers
-from .world import DEFAULT_ASTERISK_ID, World
+from .world import World
 
 
 @dataclass
@@ -48,7 +44,7 @@ class RequestRecord:
 
 
 class Core(World):
-    # The parts extracted from the mixin chain (built by server.Simulator).
+    # The parts, built by server.Simulator (README: "Parts and the bus").
     media: Media
     bridging: Bridging
     life: ChannelLife
@@ -67,25 +63,14 @@ class Core(World):
         *,
         username: str = "verbatim",
         password: str = "verbatim-secret",  # noqa: S107 - ari.conf of the traces
-        apps: Iterable[str] | None = None,
-        spool_dir: str | Path | None = None,
-        sounds: dict[str, float] | None = None,
-        dialplan: Dialplan | None = None,
-        clock_mode: ClockMode = "manual",
-        speed: float = 1.0,
-        start_epoch: float | None = None,
-        asterisk_id: str = DEFAULT_ASTERISK_ID,
-        spec_dir: str | None = None,
         settle_real_s: float = 0.01,
         create_stasis_delay: float = 0.0,
         agi_patience_s: float = 0.5,
-        checks: bool = True,
-        render_audio: bool = True,
+        **world: Any,
     ) -> None:
-        super().__init__(apps=apps, spool_dir=spool_dir, sounds=sounds, dialplan=dialplan,
-                         clock_mode=clock_mode, speed=speed, start_epoch=start_epoch,
-                         asterisk_id=asterisk_id, spec_dir=spec_dir, checks=checks,
-                         render_audio=render_audio)
+        """`world`: World's options (apps, spool_dir, sounds, dialplan, clock_mode, speed,
+        start_epoch, asterisk_id, spec_dir, checks, render_audio)."""
+        super().__init__(**world)
         self.username = username
         self.password = password
         # `settle` (after each timer in `advance`) waits until nothing happened for this long
