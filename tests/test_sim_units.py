@@ -155,7 +155,7 @@ def test_dialplan_conditions(cond: str, true: bool) -> None:
     ("a-c", "abcdef", "abc"),
 ])
 def test_filter_function(allowed: str, text: str, kept: str) -> None:
-    from arisim.engine import filter_chars
+    from arisim.pbx import filter_chars
 
     assert filter_chars(allowed, text) == kept
 

@@ -10,7 +10,7 @@ a live channel), NOTFOUND (not an agi:// URL: no local scripts here) or HANGUP �
 dialplan stops (agi_exec returns -1).
 
 Commands (parse_args: blanks separate, double quotes group, backslash escapes):
-ANSWER, CHANNEL STATUS, GET VARIABLE (channel variables and the functions Engine.read_variable
+ANSWER, CHANNEL STATUS, GET VARIABLE (channel variables and the functions Pbx.read_variable
 knows), GET FULL VARIABLE, SET VARIABLE, STREAM FILE <file> <escape digits> [offset] (plays for the
 sound's length on the virtual clock: `200 result=0 endpos=<samples>`, or `result=<ASCII of the
 digit>` when an escape digit arrives — Engine.send_dtmf —, PLAYBACKSTATUS set), VERBOSE, NOOP,
@@ -28,6 +28,9 @@ destroyed only when the session ends (ast_hangup runs after the application retu
 Virtual time stands still while a server thinks: `settle` waits for a session that is connecting
 or whose server has not sent its next command yet (at most `agi_patience_s` real seconds after
 the last reply). Tests await sessions with `wait_agi` and read them in `agi_sessions`.
+
+The part (`Agi`) runs on the World and ChannelLife; the dialplan it continues or stops, its
+variables and functions, and the sounds' lengths are the dialplan interpreter's (`Pbx`).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
+from .channels import ChannelLife
 from .dialplan import split_app_args
 from .model import (
     ASTERISK_VERSION,
@@ -46,7 +51,7 @@ from .model import (
     AgiWait,
     Channel,
 )
-from .playbacks import PlaybackOps
+from .world import World
 
 AGI_PORT = 4573
 MAX_AGI_CONNECT = 2.0  # seconds (MAX_AGI_CONNECT 2000 ms)
@@ -111,7 +116,35 @@ def parse_agi_url(url: str) -> tuple[str, int, str]:
     return parts.hostname or "127.0.0.1", parts.port or AGI_PORT, script
 
 
-class AgiOps(PlaybackOps):
+class Pbx(Protocol):
+    """The dialplan interpreter as an AGI session sees it."""
+
+    def dp_continue(self, ch: Channel) -> None: ...
+
+    def dp_abort(self, ch: Channel) -> None: ...
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None: ...
+
+    def read_variable(self, ch: Channel, name: str) -> str | None: ...
+
+    def substitute(self, ch: Channel, data: str) -> str: ...
+
+    def playback_length(self, data: str) -> float: ...
+
+    def playback_status(self, data: str) -> str: ...
+
+
+class Agi:
+    """FastAGI sessions on one World; `patience_s`: see `settle` above."""
+
+    def __init__(self, world: World, life: ChannelLife, pbx: Pbx, patience_s: float) -> None:
+        self.world = world
+        self.life = life
+        self.pbx = pbx
+        self.patience_s = patience_s
+        self.sessions: list[AgiSession] = []
+        self.stopped = False
+
     # ----------------------------------------------------------------- start
     def start_agi(self, ch: Channel, data: str) -> None:
         """AGI(...) in the dialplan of `ch`: the dialplan goes on when the session ends (not
@@ -121,9 +154,9 @@ class AgiOps(PlaybackOps):
 
     def _agi_dialplan_done(self, ch: Channel, s: AgiSession) -> None:
         if ch.hungup or ch.destroyed or s.status == "HANGUP":
-            self.dp_abort(ch)
+            self.pbx.dp_abort(ch)
             return
-        self.dp_continue(ch)
+        self.pbx.dp_continue(ch)
 
     def run_agi(self, ch: Channel, data: str, kind: str,
                 on_done: Callable[[AgiSession], None]) -> AgiSession:
@@ -131,17 +164,17 @@ class AgiOps(PlaybackOps):
         args = split_app_args(data)
         url = args[0].strip() if args else ""
         script = url[len("agi://"):].partition("/")[2] if url.startswith("agi://") else url
-        s = AgiSession(id=len(self.agi_sessions) + 1, channel_id=ch.id, channel_name=ch.name,
+        s = AgiSession(id=len(self.sessions) + 1, channel_id=ch.id, channel_name=ch.name,
                        url=url, script=script, args=args[1:], kind=kind,
-                       started_at=self.clock.now(), dead=ch.hungup)
+                       started_at=self.world.clock.now(), dead=ch.hungup)
         s.on_done = on_done
-        self.agi_sessions.append(s)
+        self.sessions.append(s)
         ch.agi = s
         if not url.startswith("agi://"):
             # launch_script: a local script, which the simulator does not have
-            self.warnings.append(f"AGI({data}) on {ch.name}: only agi:// is simulated")
+            self.world.warnings.append(f"AGI({data}) on {ch.name}: only agi:// is simulated")
             s.result = "NOTFOUND"
-            self.schedule(0, lambda: self._agi_finish(s), f"AGI notfound {ch.name}")
+            self.world.schedule(0, lambda: self._agi_finish(s), f"AGI notfound {ch.name}")
             return s
         s.task = asyncio.get_running_loop().create_task(self._agi_main(s, ch))
         return s
@@ -156,7 +189,7 @@ class AgiOps(PlaybackOps):
                                                         MAX_AGI_CONNECT)
             except (OSError, TimeoutError) as exc:
                 s.error = f"{type(exc).__name__}: {exc}"
-                self.warnings.append(f"FastAGI connection to '{s.url}' failed: {s.error}")
+                self.world.warnings.append(f"FastAGI connection to '{s.url}' failed: {s.error}")
                 s.result = "FAILURE"
                 return
             s.writer = writer
@@ -175,7 +208,7 @@ class AgiOps(PlaybackOps):
                 if not raw:
                     break  # "Program terminated"
                 s.working = True
-                self._bump()
+                self.world._bump()
                 text = raw.decode("utf-8", "replace")
                 if text.endswith("\n"):
                     text = text[:-1]
@@ -190,7 +223,7 @@ class AgiOps(PlaybackOps):
                 s.set_state("waiting")
                 s.working = False
                 s.idle_since = loop.time()
-                self._bump()
+                self.world._bump()
         except (ConnectionError, OSError) as exc:
             s.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -202,7 +235,7 @@ class AgiOps(PlaybackOps):
                 with contextlib.suppress(ConnectionError, OSError, RuntimeError,
                                          asyncio.CancelledError):
                     await writer_.wait_closed()
-            if not self.agi_stopped:
+            if not self.stopped:
                 self._agi_finish(s)
 
     def _agi_send(self, s: AgiSession, text: str) -> None:
@@ -212,7 +245,7 @@ class AgiOps(PlaybackOps):
             s.replies.extend(text.splitlines())
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
             s.writer.write(text.encode())
-        self._bump()
+        self.world._bump()
 
     def _agi_send_hangup(self, s: AgiSession) -> None:
         s.hangup_sent = True
@@ -228,19 +261,19 @@ class AgiOps(PlaybackOps):
         s.working = False
         s.status = s.result
         s.set_state("done")
-        s.ended_at = self.clock.now()
-        ch = self.channels.get(s.channel_id)
-        with self.action():
+        s.ended_at = self.world.clock.now()
+        ch = self.world.channels.get(s.channel_id)
+        with self.world.action():
             if ch is None:
                 return
             if ch.agi is s:
                 ch.agi = None
             if not ch.destroyed:
-                self.dp_set_variable(ch, "AGISTATUS", s.status)
+                self.pbx.dp_set_variable(ch, "AGISTATUS", s.status)
             if s.on_done is not None:
                 s.on_done(s)
             if ch.destroy_pending and not ch.destroyed and ch.agi is None:
-                self.destroy_channel(ch)
+                self.life.destroy_channel(ch)
 
     def agi_env(self, s: AgiSession, ch: Channel) -> list[str]:
         """res_agi.c setup_env, in its order."""
@@ -278,7 +311,7 @@ class AgiOps(PlaybackOps):
                       if words[:len(c)] == c), None)
         if found is None:
             if argv:
-                self.warnings.append(f"AGI command not simulated: {text!r}")
+                self.world.warnings.append(f"AGI command not simulated: {text!r}")
             return UNKNOWN
         if s.dead and not COMMANDS[found]:
             return DEAD_CHANNEL
@@ -287,13 +320,13 @@ class AgiOps(PlaybackOps):
             return await self._agi_stream_file(s, ch, argv)
         if name == "exec":
             return await self._agi_exec(s, ch, argv)
-        with self.action():
+        with self.world.action():
             return self._agi_simple(s, ch, name, argv)
 
     def _agi_simple(self, s: AgiSession, ch: Channel, name: str, argv: list[str]) -> str:
         if name == "answer":
             if ch.state != "Up":
-                self.answer_channel(ch)
+                self.life.answer_channel(ch)
             return "200 result=0\n"
         if name == "channel status":
             target = ch if len(argv) == 2 else self._by_name(argv[2]) if len(argv) == 3 else None
@@ -305,7 +338,7 @@ class AgiOps(PlaybackOps):
         if name == "get variable":
             if len(argv) != 3:
                 return USAGE
-            value = self.read_variable(ch, argv[2])
+            value = self.pbx.read_variable(ch, argv[2])
             return "200 result=0\n" if value is None else f"200 result=1 ({value})\n"
         if name == "get full variable":
             if len(argv) not in (4, 5):
@@ -313,11 +346,11 @@ class AgiOps(PlaybackOps):
             other = ch if len(argv) == 4 else self._by_name(argv[4])
             if other is None:
                 return "200 result=0\n"
-            return f"200 result=1 ({self.substitute(other, argv[3])})\n"
+            return f"200 result=1 ({self.pbx.substitute(other, argv[3])})\n"
         if name == "set variable":
             if len(argv) != 4:
                 return USAGE
-            self.dp_set_variable(ch, argv[2], argv[3])
+            self.pbx.dp_set_variable(ch, argv[2], argv[3])
             return "200 result=1\n"
         if name == "verbose":
             return USAGE if len(argv) < 2 else "200 result=1\n"
@@ -329,11 +362,11 @@ class AgiOps(PlaybackOps):
         target = ch if len(argv) == 1 else self._by_name(argv[1])
         if target is None:
             return "200 result=-1\n"
-        self.hangup_channel(target, target.hangup_cause or CAUSE_NORMAL, soft=True)
+        self.life.hangup_channel(target, target.hangup_cause or CAUSE_NORMAL, soft=True)
         return "200 result=1\n"
 
     def _by_name(self, name: str) -> Channel | None:
-        return next((c for c in self.live_channels() if c.name == name or c.id == name), None)
+        return next((c for c in self.world.live_channels() if c.name == name or c.id == name), None)
 
     async def _agi_wait(self, s: AgiSession, seconds: float,
                         escape: str = "") -> tuple[str, int, float]:
@@ -342,13 +375,13 @@ class AgiOps(PlaybackOps):
         if s.dead:
             return "hangup", -1, 0.0
         loop = asyncio.get_running_loop()
-        wait = AgiWait(future=loop.create_future(), started=self.clock.now(), escape=escape)
+        wait = AgiWait(future=loop.create_future(), started=self.world.clock.now(), escape=escape)
         s.wait = wait
         s.set_state("playing")
         s.working = False
-        wait.timer = self.schedule(max(0.0, seconds), lambda: self._agi_resolve(s, "done", 0),
-                                   f"AGI play {s.channel_name}")
-        self._bump()
+        wait.timer = self.world.schedule(max(0.0, seconds), lambda: self._agi_resolve(s, "done", 0),
+                                         f"AGI play {s.channel_name}")
+        self.world._bump()
         how, result = await wait.future
         s.wait = None
         return how, result, wait.elapsed if how != "done" else seconds
@@ -359,10 +392,10 @@ class AgiOps(PlaybackOps):
             return
         if wait.timer is not None:
             wait.timer.cancel()
-        wait.elapsed = self.clock.now() - wait.started
+        wait.elapsed = self.world.clock.now() - wait.started
         wait.future.set_result((how, result))
         s.working = True
-        self._bump()
+        self.world._bump()
 
     async def _agi_stream_file(self, s: AgiSession, ch: Channel, argv: list[str]) -> str:
         if not 4 <= len(argv) <= 5:
@@ -373,15 +406,15 @@ class AgiOps(PlaybackOps):
                 offset = int(argv[4])
             except ValueError:
                 return USAGE
-        length = round(self.dialplan.stream_seconds(argv[2]) * RATE)
+        length = round(self.world.dialplan.stream_seconds(argv[2]) * RATE)
         offset = max(0, min(offset, length))
         how, result, played = await self._agi_wait(s, (length - offset) / RATE, argv[3])
         endpos = length if how == "done" else min(length, offset + round(played * RATE))
-        with self.action():
+        with self.world.action():
             if how == "hangup":
                 s.result = s.result if ch.hungup else "FAILURE"
             elif not ch.destroyed:
-                self.dp_set_variable(ch, "PLAYBACKSTATUS", "FAILED" if result else "SUCCESS")
+                self.pbx.dp_set_variable(ch, "PLAYBACKSTATUS", "FAILED" if result else "SUCCESS")
         return f"200 result={result} endpos={endpos}\n"
 
     async def _agi_exec(self, s: AgiSession, ch: Channel, argv: list[str]) -> str:
@@ -398,9 +431,9 @@ class AgiOps(PlaybackOps):
                 if lower == "playback":
                     options = data.split(",", 1)[1] if "," in data else ""
                     if not s.dead and ch.state != "Up" and "noanswer" not in options:
-                        with self.action():
-                            self.answer_channel(ch)
-                    seconds = self.playback_length(data)
+                        with self.world.action():
+                            self.life.answer_channel(ch)
+                    seconds = self.pbx.playback_length(data)
                 else:
                     try:
                         seconds = float(data or 0)
@@ -409,10 +442,11 @@ class AgiOps(PlaybackOps):
                 how, _, _ = await self._agi_wait(s, seconds)
                 res = -1 if how == "hangup" else 0
                 if lower == "playback" and res == 0:
-                    with self.action():
-                        self.dp_set_variable(ch, "PLAYBACKSTATUS", self.playback_status(data))
+                    with self.world.action():
+                        status = self.pbx.playback_status(data)
+                        self.pbx.dp_set_variable(ch, "PLAYBACKSTATUS", status)
                 return f"200 result={res}\n"
-            with self.action():
+            with self.world.action():
                 res = self._agi_exec_now(s, ch, lower, data)
             return f"200 result={res}\n"
         finally:
@@ -423,19 +457,19 @@ class AgiOps(PlaybackOps):
         if app == "answer":
             if s.dead:
                 return -1
-            self.answer_channel(ch)
+            self.life.answer_channel(ch)
             return 0
         if app in ("noop", "verbose", "log"):
             return 0
         if app == "set":
             name, _, value = data.partition("=")
-            self.dp_set_variable(ch, name.strip(), value)
+            self.pbx.dp_set_variable(ch, name.strip(), value)
             return 0
         if app == "hangup":
             if not s.dead:
-                self.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, soft=True)
+                self.life.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, soft=True)
             return -1
-        self.warnings.append(f"AGI EXEC {app} not simulated on {ch.name}")
+        self.world.warnings.append(f"AGI EXEC {app} not simulated on {ch.name}")
         return -2
 
     # ------------------------------------------------------------ the channel
@@ -467,12 +501,12 @@ class AgiOps(PlaybackOps):
             now = asyncio.get_running_loop().time()
         except RuntimeError:
             return False
-        for s in self.agi_sessions:
+        for s in self.sessions:
             if s.state == "done":
                 continue
             if s.state == "connecting" or s.working:
                 return True
-            if s.state == "waiting" and now - s.idle_since < self.agi_patience_s:
+            if s.state == "waiting" and now - s.idle_since < self.patience_s:
                 return True
         return False
 
@@ -497,7 +531,7 @@ class AgiOps(PlaybackOps):
             return match(s)
 
         while True:
-            for s in self.agi_sessions:
+            for s in self.sessions:
                 if matches(s) and (s.state == state or state in s.visited):
                     return s
             if loop.time() > deadline:
@@ -507,8 +541,8 @@ class AgiOps(PlaybackOps):
 
     async def stop_agi(self) -> None:
         """Close every FastAGI connection (simulator shutdown)."""
-        self.agi_stopped = True
-        tasks = [s.task for s in self.agi_sessions if s.task is not None and not s.task.done()]
+        self.stopped = True
+        tasks = [s.task for s in self.sessions if s.task is not None and not s.task.done()]
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -44,8 +44,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .agi import AgiOps
-from .dialing import hangup_dial_status
+from .agi import Agi
+from .bridges import Bridging
+from .bus import LeftBridge
+from .channels import ChannelLife
+from .dialing import Dialling, hangup_dial_status
 from .dialplan import Feature, parse_app_call, parse_options, split_app_args
 from .forwards import REDIRECTED
 from .model import (
@@ -57,13 +60,29 @@ from .model import (
     Channel,
     DialRun,
 )
+from .pbx import Pbx
+from .world import World
 
 ANSWERED_ELSEWHERE = 26  # AST_CAUSE_ANSWERED_ELSEWHERE: hanguptree for the losing lines
 FEATURE_DIGIT_TIMEOUT = 1.0  # features.conf featuredigittimeout (1000 ms)
 DIAL_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI"}
 
 
-class DialAppOps(AgiOps):
+class DialApp:
+    """Dial() and the applicationmap's DTMF features on one World; it dials through the
+    Dialling part, runs U() routines on the Pbx and features' AGI() on the Agi part, and hears
+    `LeftBridge` (a basic bridge dissolves)."""
+
+    def __init__(self, world: World, life: ChannelLife, bridging: Bridging, dialling: Dialling,
+                 pbx: Pbx, agi: Agi) -> None:
+        self.world = world
+        self.life = life
+        self.bridging = bridging
+        self.dialling = dialling
+        self.pbx = pbx
+        self.agi = agi
+        world.bus.subscribe(LeftBridge, self.basic_bridge_left)
+
     # ----------------------------------------------------------------- Dial()
     def start_dial(self, ch: Channel, data: str) -> None:
         args = split_app_args(data)
@@ -73,7 +92,7 @@ class DialAppOps(AgiOps):
         ch.dial_run = run
         # m: music on hold, r: ringing, from the start until the bridge
         ch.waiting_hears = "moh" if "m" in options else "ringing" if "r" in options else None
-        self.dp_set_variable(ch, "DIALSTATUS", "")
+        self.pbx.dp_set_variable(ch, "DIALSTATUS", "")
         callees = []
         for target in targets:
             run.requested += 1
@@ -83,21 +102,21 @@ class DialAppOps(AgiOps):
             else:
                 callees.append(callee)
         for callee in callees:
-            other = self.peer(callee)
-            if other is not None and self.dialplan.behaviour_for(
-                    callee.behaviour_key or "") is None and self.dialplan.lookup(
+            other = self.world.peer(callee)
+            if other is not None and self.world.dialplan.behaviour_for(
+                    callee.behaviour_key or "") is None and self.world.dialplan.lookup(
                     other.dialplan.context, other.dialplan.exten) is None:
                 # core_local.c local_call: "No such extension/context" — ast_call fails
                 run.nochan += 1
                 callee.dialed_by = None
                 callee.peer_id = other.peer_id = None
-                self.hangup_channel(other, 0, quiet=True)
-                self.hangup_channel(callee, 0, quiet=True)
+                self.life.hangup_channel(other, 0, quiet=True)
+                self.life.hangup_channel(callee, 0, quiet=True)
                 continue
             run.going.append(callee.id)
-            self.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
+            self.dialling.dial_event(callee, "", dialstring=run.dialstrings[callee.id])
             # ast_call: the phone is INVITEd / the Local ";2" PBX starts in its own thread
-            self.schedule(0, self._far_starter(callee), f"call {callee.name}")
+            self.world.schedule(0, self._far_starter(callee), f"call {callee.name}")
         if not run.going and run.peer_id is None and not run.done:
             run.status = "CHANUNAVAIL"
             self._dial_over(run, continue_dialplan=True)
@@ -108,29 +127,30 @@ class DialAppOps(AgiOps):
         except ValueError:
             seconds = 0.0
         if seconds > 0 and not run.done and run.peer_id is None:
-            run.timer = self.schedule(seconds, lambda: self._dial_timeout_app(run),
-                                      f"Dial timeout {ch.name}")
+            run.timer = self.world.schedule(seconds, lambda: self._dial_timeout_app(run),
+                                            f"Dial timeout {ch.name}")
 
     def _far_starter(self, callee: Channel) -> Callable[[], None]:
         def start() -> None:
             if callee.dialed_by is not None and not (callee.hungup or callee.destroyed):
-                self.start_far_end(callee)
+                self.dialling.start_far_end(callee)
 
         return start
 
     def _dial_request(self, caller: Channel, run: DialRun, target: str) -> Channel | None:
         tech, _, resource = target.partition("/")
         if tech == "Local":
-            callee, _ = self.new_local_pair(resource)
+            callee, _ = self.life.new_local_pair(resource)
         elif tech in DIAL_TECHS and resource:
-            callee = self.new_tech_channel(tech, resource)
+            callee = self.life.new_tech_channel(tech, resource)
         else:
-            self.warnings.append(f"Dial({run.data}) on {caller.name}: {target!r} not simulated")
+            self.world.warnings.append(
+                f"Dial({run.data}) on {caller.name}: {target!r} not simulated")
             return None
         callee.dialed_by = run
         callee.dialing = True
         run.dialstrings[callee.id] = resource
-        self.dp_set_variable(callee, "DIALEDPEERNUMBER", resource)
+        self.pbx.dp_set_variable(callee, "DIALEDPEERNUMBER", resource)
         for name, level in caller.inherit.items():  # ast_channel_inherit_variables
             callee.variables[name] = caller.variables.get(name, "")
             if level == 2:
@@ -138,14 +158,15 @@ class DialAppOps(AgiOps):
         callee.caller = CallerId("", caller.dialplan.exten)
         callee.connected = CallerId(caller.caller.name, caller.caller.number)
         callee.dialplan.exten = caller.dialplan.exten
-        self.set_dialplan_app(callee, "AppDial", "(Outgoing Line)")
-        self.setup_far_party(callee)
+        self.life.set_dialplan_app(callee, "AppDial", "(Outgoing Line)")
+        self.dialling.setup_far_party(callee)
         return callee
 
     def _dial_publish(self, run: DialRun, callee: Channel, status: str) -> None:
-        caller = self.channels[run.caller_id]
-        self.emit("Dial", {"caller": caller.json(), "peer": callee.json(), "dialstatus": status,
-                           "forward": "", "dialstring": ""}, channels=[caller, callee])
+        caller = self.world.channels[run.caller_id]
+        self.world.emit("Dial", {"caller": caller.json(), "peer": callee.json(),
+                                 "dialstatus": status, "forward": "", "dialstring": ""},
+                        channels=[caller, callee])
 
     def _dial_timeout_app(self, run: DialRun) -> None:
         if run.done or run.peer_id is not None:
@@ -156,7 +177,7 @@ class DialAppOps(AgiOps):
 
     def _drop_lines(self, run: DialRun, status: str, cause: int) -> None:
         """publish_dial_end_event to the lines still ringing, then hanguptree."""
-        lines = [self.channels[c] for c in run.going]
+        lines = [self.world.channels[c] for c in run.going]
         run.going.clear()
         for line in lines:
             run.reported[line.id] = status
@@ -164,7 +185,7 @@ class DialAppOps(AgiOps):
         for line in lines:
             line.dialed_by = None
             line.dialing = False
-            self.hangup_channel(line, cause, quiet=True)
+            self.life.hangup_channel(line, cause, quiet=True)
 
     def _dial_over(self, run: DialRun, *, continue_dialplan: bool) -> None:
         """Dial() returns without a bridge: DIALSTATUS, then the dialplan's next step (after
@@ -172,22 +193,23 @@ class DialAppOps(AgiOps):
         run.done = True
         if run.timer is not None:
             run.timer.cancel()
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
         if caller.hungup or caller.destroyed:
             return
-        self.dp_set_variable(caller, "DIALSTATUS", run.status)
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status)
         if continue_dialplan:
-            self.schedule(0, lambda: self.dp_continue(caller), f"after Dial {caller.name}")
+            self.world.schedule(0, lambda: self.pbx.dp_continue(caller),
+                                f"after Dial {caller.name}")
 
     def app_dial_busy(self, ch: Channel, status: str) -> None:
         """A line answered BUSY/CONGESTION (its Dial event is out): app_dial hangs it up."""
         run = ch.dialed_by
         if run is not None:
             run.reported[ch.id] = status
-        self._far_fail(ch, CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION)
+        self.dialling.far_fail(ch, CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION)
 
     def app_dial_gone(self, ch: Channel) -> None:
         """A channel Dial() rings, or runs on, hangs up."""
@@ -199,14 +221,14 @@ class DialAppOps(AgiOps):
             run.done = True
             if run.timer is not None:
                 run.timer.cancel()
-            self.dp_set_variable(ch, "DIALSTATUS", "CANCEL")
+            self.pbx.dp_set_variable(ch, "DIALSTATUS", "CANCEL")
         run = ch.dialed_by
         if run is None:
             return
         if run.peer_id == ch.id:
             # hung up while its U() routine runs: the routine ends (now, or when its AGI does)
             if ch.dp_return is not None and ch.agi is None:
-                self.schedule(0, lambda: self.dp_abort(ch), f"Gosub abort {ch.name}")
+                self.world.schedule(0, lambda: self.pbx.dp_abort(ch), f"Gosub abort {ch.name}")
             return
         if ch.id not in run.going:
             return
@@ -239,9 +261,9 @@ class DialAppOps(AgiOps):
         is refused: Dial CANCEL with `forward`, then BUSY."""
         run = ch.dialed_by
         assert run is not None
-        tech_cause = self.moved_temporarily(ch)
+        tech_cause = self.dialling.forwards.moved_temporarily(ch)
         ch.cancel_timers()
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         if "/" in target:
             tech, stuff = target.split("/", 1)
         else:
@@ -254,13 +276,13 @@ class DialAppOps(AgiOps):
             self._dial_forward_event(run, ch, target, None)
             self._dial_publish(run, ch, "BUSY")
             run.reported[ch.id] = "BUSY"
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
             return
-        self.dp_set_variable(new, "FORWARDERNAME", ch.name)
+        self.pbx.dp_set_variable(new, "FORWARDERNAME", ch.name)
         new.caller_rdnis = ch.caller_rdnis or caller.dialplan.exten
-        other = self.peer(new)
-        if other is not None and self.dialplan.lookup(other.dialplan.context,
-                                                      other.dialplan.exten) is None:
+        other = self.world.peer(new)
+        if other is not None and self.world.dialplan.lookup(other.dialplan.context,
+                                                            other.dialplan.exten) is None:
             # ast_call fails: Dial CONGESTION for the original, both hung up
             self._dial_publish(run, ch, "CONGESTION")
             run.reported[ch.id] = "FORWARD"
@@ -268,30 +290,30 @@ class DialAppOps(AgiOps):
             new.dialed_by = None
             new.peer_id = other.peer_id = None
             for gone in (other, new):
-                self.hangup_channel(gone, 0, quiet=True)
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+                self.life.hangup_channel(gone, 0, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
             return
         self._dial_forward_event(run, ch, target, new)
         run.going.append(new.id)
-        self.dial_event(new, "", dialstring=stuff)
+        self.dialling.dial_event(new, "", dialstring=stuff)
         run.reported[ch.id] = "FORWARD"
-        self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
-        self.schedule(0, self._far_starter(new), f"call {new.name}")
+        self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+        self.world.schedule(0, self._far_starter(new), f"call {new.name}")
 
     def _dial_forward_event(self, run: DialRun, ch: Channel, target: str,
                             new: Channel | None) -> None:
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         fields: dict[str, object] = {"caller": caller.json(), "peer": ch.json()}
         if new is not None:
             fields["forwarded"] = new.json()
         fields.update(dialstatus="CANCEL", forward=target, dialstring="")
-        self.emit("Dial", fields, channels=[caller, ch, *([new] if new else [])])
+        self.world.emit("Dial", fields, channels=[caller, ch, *([new] if new else [])])
 
     def app_dial_answered(self, ch: Channel) -> None:
         run = ch.dialed_by
         if run is None or run.done or run.peer_id is not None:
             return
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         run.peer_id = ch.id
         ch.dialing = False
         if run.timer is not None:
@@ -300,16 +322,16 @@ class DialAppOps(AgiOps):
             run.going.remove(ch.id)
         self._drop_lines(run, "CANCEL", ANSWERED_ELSEWHERE)
         run.status = "ANSWER"
-        self.dp_set_variable(caller, "DIALSTATUS", "ANSWER")
-        self.dp_set_variable(caller, "DIALEDPEERNAME", ch.name)
-        self.dp_set_variable(caller, "DIALEDPEERNUMBER", run.dialstrings.get(ch.id, ""))
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", "ANSWER")
+        self.pbx.dp_set_variable(caller, "DIALEDPEERNAME", ch.name)
+        self.pbx.dp_set_variable(caller, "DIALEDPEERNUMBER", run.dialstrings.get(ch.id, ""))
         announce = run.options.get("A", "").split(":", 1)[0]
         if announce:
             # A(called[:caller]): the called party hears the file once answered, before the U()
             # routine and the bridge (app_dial.c, OPT_ANNOUNCE; a missing file is only logged)
-            self.dial_announcements.append((ch.name, announce))
-            self.schedule(self.playback_length(announce),
-                          lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
+            self.world.dial_announcements.append((ch.name, announce))
+            self.world.schedule(self.pbx.playback_length(announce),
+                                lambda: self._dial_after_answer(run, ch), f"Dial A() {ch.name}")
             return
         self._dial_after_answer(run, ch)
 
@@ -325,19 +347,19 @@ class DialAppOps(AgiOps):
     def _dial_gosub(self, run: DialRun, peer: Channel, sub: str) -> None:
         """U(context[^arg^...]): Gosub(context,s,1(args)) on the called channel."""
         context, *sub_args = sub.split("^")
-        steps = self.dialplan.lookup(context, "s")
+        steps = self.world.dialplan.lookup(context, "s")
         if steps is None:
-            self.warnings.append(f"Dial U({sub}): no extension s in {context!r}")
+            self.world.warnings.append(f"Dial U({sub}): no extension s in {context!r}")
             self._dial_bridge(run)
             return
         loc = peer.dialplan
         peer.dp_saved = (loc.context, loc.exten, loc.priority, loc.app_name, loc.app_data)
         for i, value in enumerate(sub_args, 1):
-            self.dp_set_variable(peer, f"ARG{i}", value)
+            self.pbx.dp_set_variable(peer, f"ARG{i}", value)
         loc.context, loc.exten = context, "s"
         peer.dp_steps, peer.dp_index = steps, 0
         peer.dp_return = lambda: self._dial_gosub_returned(run)
-        self.dp_continue(peer)
+        self.pbx.dp_continue(peer)
 
     def _dial_gosub_returned(self, run: DialRun) -> None:
         """The U() routine returned. GOSUB_RESULT on the called channel (app_dial.c): BUSY,
@@ -345,7 +367,7 @@ class DialAppOps(AgiOps):
         dialplan goes on; ABORT hangs it up and the caller's Dial returns -1 (its PBX ends
         unless `g`); GOTO:context^exten^priority goes on there. Each is published as the Dial
         status instead of ANSWER."""
-        peer = self.channels[run.peer_id or ""]
+        peer = self.world.channels[run.peer_id or ""]
         peer.dp_unwinding = False
         if peer.dp_saved is not None and not peer.destroyed:
             loc = peer.dialplan
@@ -353,7 +375,7 @@ class DialAppOps(AgiOps):
         peer.dp_saved = None
         peer.dp_steps, peer.dp_index = [], 0
         result = peer.variables.get("GOSUB_RESULT", "") if not peer.hungup else ""
-        caller = self.channels[run.caller_id]
+        caller = self.world.channels[run.caller_id]
         kind = result.upper()
         if not result or not (kind in ("BUSY", "CONGESTION", "CHANUNAVAIL", "CONTINUE",
                                        "ABORT") or kind.startswith("GOTO:")) or caller.hungup:
@@ -364,41 +386,41 @@ class DialAppOps(AgiOps):
             run.status = kind
         self._dial_publish(run, peer, result)
         peer.dialed_by = None
-        self.hangup_channel(peer, CAUSE_NORMAL, quiet=True)  # ast_autoservice_chan_hangup_peer
+        self.life.hangup_channel(peer, CAUSE_NORMAL, quiet=True)  # ast_autoservice_chan_hangup_peer
         run.done = True
         caller.waiting_hears = None
         if caller.dial_run is run:
             caller.dial_run = None
-        self.dp_set_variable(caller, "DIALSTATUS", run.status)
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status)
         if kind.startswith("GOTO:"):
             context, exten, prio = ([*result[5:].split("^"), "", ""])[:3]
-            self.run_dialplan(caller, context or caller.dialplan.context,
+            self.pbx.run_dialplan(caller, context or caller.dialplan.context,
                               exten or caller.dialplan.exten, int(prio or 1))
         elif go_on:
-            self.dp_continue(caller)
+            self.pbx.dp_continue(caller)
         else:
-            self.pbx_end(caller)
+            self.pbx.pbx_end(caller)
 
     def _dial_bridge(self, run: DialRun) -> None:
         """Dial ANSWER, then ast_bridge_call: answer the caller, a new basic bridge, the called
         channel imparted first, then the caller joins."""
-        caller = self.channels[run.caller_id]
-        peer = self.channels[run.peer_id or ""]
+        caller = self.world.channels[run.caller_id]
+        peer = self.world.channels[run.peer_id or ""]
         peer.dialed_by = None
         if caller.hungup or caller.destroyed:
             # the caller went away meanwhile: app_dial hangs up the called channel
             run.done = True
             if not (peer.hungup or peer.destroyed):
-                self.hangup_channel(peer, caller.hangup_cause or CAUSE_NORMAL, quiet=True)
+                self.life.hangup_channel(peer, caller.hangup_cause or CAUSE_NORMAL, quiet=True)
             return
         self._dial_publish(run, peer, "ANSWER")
         if peer.hungup or peer.destroyed:
             self._dial_returned(caller, run)
             return
         if caller.state != "Up":
-            self.answer_channel(caller)
+            self.life.answer_channel(caller)
         caller.waiting_hears = None  # MOH or ringing stopped just before ast_bridge_call
-        bridge = self.create_basic_bridge()
+        bridge = self.bridging.create_basic_bridge()
         peer.after_bridge = "hangup"
         caller.after_bridge = "dial"
         self.join_basic(bridge, peer)
@@ -411,11 +433,11 @@ class DialAppOps(AgiOps):
             run.done = True
         if caller.dial_run is run:
             caller.dial_run = None
-        self.dp_set_variable(caller, "DIALSTATUS", run.status if run else "ANSWER")
+        self.pbx.dp_set_variable(caller, "DIALSTATUS", run.status if run else "ANSWER")
         if run is not None and "g" in run.options:
-            self.dp_continue(caller)
+            self.pbx.dp_continue(caller)
         else:
-            self.pbx_end(caller)
+            self.pbx.pbx_end(caller)
 
     # ----------------------------------------------------------- basic bridge
     def join_basic(self, bridge: Bridge, ch: Channel) -> None:
@@ -423,16 +445,20 @@ class DialAppOps(AgiOps):
         (bridge_basic_setup_features)."""
         names = [n for n in ch.variables.get("DYNAMIC_FEATURES", "").split("#") if n]
         for n in names:
-            if n not in self.dialplan.applicationmap:
-                self.warnings.append(f"Unknown DYNAMIC_FEATURES item '{n}' on channel {ch.name}")
-        ch.features = [n for n in names if n in self.dialplan.applicationmap]
+            if n not in self.world.dialplan.applicationmap:
+                self.world.warnings.append(
+                    f"Unknown DYNAMIC_FEATURES item '{n}' on channel {ch.name}")
+        ch.features = [n for n in names if n in self.world.dialplan.applicationmap]
         ch.feature_digits = ""
-        self.bridge_add(bridge, ch)
+        self.bridging.bridge_add(bridge, ch)
 
-    def basic_bridge_left(self, bridge: Bridge, ch: Channel) -> None:
+    def basic_bridge_left(self, left: LeftBridge) -> None:
         """A party left a basic bridge: its hooks go (REMOVE_ON_PULL), the bridge dissolves
         (the others are kicked, BridgeDestroyed), and each party that is not hung up does what
         follows a bridge for it (after the current change, as its own thread would)."""
+        bridge, ch = left.bridge, left.channel
+        if bridge.bridge_class != "basic":
+            return
         ch.features = []
         ch.feature_digits = ""
         if ch.feature_timer is not None:
@@ -441,13 +467,13 @@ class DialAppOps(AgiOps):
         if not bridge.dissolved:
             bridge.dissolved = True
             for cid in list(bridge.channels):
-                other = self.channels[cid]
+                other = self.world.channels[cid]
                 if ch.hungup and other.hangup_cause == CAUSE_NORMAL:
                     other.hangup_cause = ch.hangup_cause or CAUSE_NORMAL
-                self.bridge_remove(bridge, other)
-            self.destroy_bridge(bridge)
+                self.bridging.bridge_remove(bridge, other)
+            self.bridging.destroy_bridge(bridge)
         if not (ch.hungup or ch.destroyed):
-            self.schedule(0, lambda: self._after_bridge(ch), f"after bridge {ch.name}")
+            self.world.schedule(0, lambda: self._after_bridge(ch), f"after bridge {ch.name}")
 
     def _after_bridge(self, ch: Channel) -> None:
         if ch.hungup or ch.destroyed or ch.bridge_id is not None or ch.suspended:
@@ -461,14 +487,14 @@ class DialAppOps(AgiOps):
                 if run is not None:
                     run.done = True
                     ch.dial_run = None
-                self.dp_set_variable(ch, "DIALSTATUS", run.status if run else "ANSWER")
-                self.run_dialplan(ch, goto[0], goto[1], 1)
+                self.pbx.dp_set_variable(ch, "DIALSTATUS", run.status if run else "ANSWER")
+                self.pbx.run_dialplan(ch, goto[0], goto[1], 1)
             else:
                 self._dial_returned(ch, run)
         elif goto is not None:
-            self.run_dialplan(ch, goto[0], goto[1], 1)  # ast_bridge_run_after_goto
+            self.pbx.run_dialplan(ch, goto[0], goto[1], 1)  # ast_bridge_run_after_goto
         else:
-            self.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, quiet=True)
+            self.life.hangup_channel(ch, ch.hangup_cause or CAUSE_NORMAL, quiet=True)
 
     # -------------------------------------------------------------- features
     def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:
@@ -482,16 +508,16 @@ class DialAppOps(AgiOps):
             app, data = parse_app_call(call)
             amap[name] = Feature(name, dtmf, "self" if activate_on == "self" else "peer",
                                  app, data)
-        self.dialplan.applicationmap = amap
+        self.world.dialplan.applicationmap = amap
 
     def feature_dtmf(self, ch: Channel, digit: str) -> None:
         """A digit read by a channel in a basic bridge (bridge_channel.c bridge_handle_dtmf,
         ast_bridge_channel_feature_digit)."""
-        bridge = self.find_bridge(ch.bridge_id or "")
+        bridge = self.world.find_bridge(ch.bridge_id or "")
         if bridge is None or bridge.bridge_class != "basic" or not ch.features or ch.suspended:
             return
-        items = [self.dialplan.applicationmap[n] for n in ch.features
-                 if n in self.dialplan.applicationmap]
+        items = [self.world.dialplan.applicationmap[n] for n in ch.features
+                 if n in self.world.dialplan.applicationmap]
         collected = ch.feature_digits + digit
         if ch.feature_timer is not None:
             ch.feature_timer.cancel()
@@ -509,19 +535,19 @@ class DialAppOps(AgiOps):
                 ch.feature_digits = ""
                 ch.feature_timer = None
 
-            ch.feature_timer = self.schedule(FEATURE_DIGIT_TIMEOUT, timed_out,
-                                             f"feature digits {ch.name}")
+            ch.feature_timer = self.world.schedule(FEATURE_DIGIT_TIMEOUT, timed_out,
+                                                   f"feature digits {ch.name}")
             return
         ch.feature_digits = ""
         targets = [ch] if hook.activate_on == "self" else [
-            self.channels[c] for c in bridge.channels if c != ch.id]
+            self.world.channels[c] for c in bridge.channels if c != ch.id]
         for target in targets:
             self._run_feature(target, ch, hook)
 
     def _run_feature(self, ch: Channel, activator: Channel, feature: Feature) -> None:
         """dynamic_dtmf_hook_callback → ast_bridge_channel_run_app, bridge channel suspended."""
-        self.dp_set_variable(ch, "DYNAMIC_FEATURENAME", feature.name)
-        self.dp_set_variable(ch, "DYNAMIC_WHO_ACTIVATED", activator.name)
+        self.pbx.dp_set_variable(ch, "DYNAMIC_FEATURENAME", feature.name)
+        self.pbx.dp_set_variable(ch, "DYNAMIC_WHO_ACTIVATED", activator.name)
         ch.suspended = True
         saved = (ch.dialplan.app_name, ch.dialplan.app_data)
         # pbx_exec: the snapshot shows the application; same location, so no ChannelDialplan
@@ -536,16 +562,16 @@ class DialAppOps(AgiOps):
 
         app = feature.app.lower()
         if app == "agi":
-            self.run_agi(ch, self.substitute(ch, feature.app_data), "feature",
+            self.agi.run_agi(ch, self.pbx.substitute(ch, feature.app_data), "feature",
                          lambda s: done())
         elif app in ("playback", "wait"):
-            seconds = (self.playback_length(feature.app_data) if app == "playback"
+            seconds = (self.pbx.playback_length(feature.app_data) if app == "playback"
                        else float(feature.app_data or 0))
-            self.schedule(seconds, done, f"feature {feature.name} {ch.name}")
+            self.world.schedule(seconds, done, f"feature {feature.name} {ch.name}")
         else:
             if app == "set":
                 name, _, value = feature.app_data.partition("=")
-                self.dp_set_variable(ch, name.strip(), value)
+                self.pbx.dp_set_variable(ch, name.strip(), value)
             elif app != "noop":
-                self.warnings.append(f"feature {feature.name}: {feature.app} not simulated")
+                self.world.warnings.append(f"feature {feature.name}: {feature.app} not simulated")
             done()

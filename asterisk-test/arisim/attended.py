@@ -50,8 +50,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from .bridges import Bridging
+from .channels import ChannelLife, FarEnd
 from .model import CAUSE_NORMAL, Bridge, Channel
-from .transfers import TransferOps, TransferOutcome
+from .transfers import TransferOutcome, Transfers
+from .world import World
 
 # The traced REFERs: ChannelUnhold, then 0.502 s until the Local channels joined.
 ATTENDED_SETUP_DELAY = 0.502
@@ -61,7 +64,18 @@ SOFTHANGUP_DEV = 1  # AST_SOFTHANGUP_DEV
 AttendedResult = Literal["success", "fail"]
 
 
-class AttendedOps(TransferOps):
+class AttendedTransfers:
+    """Attended transfers on one World; hold and the helpers shared with blind transfers are
+    the Transfers part's, answering the Local pair's far half is the dialling part's."""
+
+    def __init__(self, world: World, life: ChannelLife, bridging: Bridging,
+                 transfers: Transfers, far_end: FarEnd) -> None:
+        self.world = world
+        self.life = life
+        self.bridging = bridging
+        self.transfers = transfers
+        self.far_end = far_end
+
     def attended_transfer_channels(
         self, first: Channel, second: Channel, *, result: AttendedResult = "success",
         delay: float = ATTENDED_SETUP_DELAY, hangup_after: float | None = ATTENDED_BYE_DELAY,
@@ -69,33 +83,34 @@ class AttendedOps(TransferOps):
         """ast_bridge_transfer_attended(first, second); see the module docstring. The work after
         the ChannelUnholds runs `delay` virtual seconds later; the outcome returned names the
         Local pair (its result is what Asterisk will publish unless a leg goes away meanwhile)."""
-        b1 = self.find_bridge(first.bridge_id or "")
-        b2 = self.find_bridge(second.bridge_id or "")
+        b1 = self.world.find_bridge(first.bridge_id or "")
+        b2 = self.world.find_bridge(second.bridge_id or "")
         base = self._attended_base(first, second, b1, b2)
         if b1 is None and b2 is None:
             self._publish_attended(base, "Invalid", "fail", first, second, b1, b2)
             return TransferOutcome("Invalid")
         for leg, bridge in ((first, b1), (second, b2)):
             if bridge is not None:
-                self.party_unhold(leg)
+                self.transfers.party_unhold(leg)
         anchor = b1 if b1 is not None else b2
         assert anchor is not None
-        self.transfer_variables(first if b1 is not None else second, anchor, "ATTENDEDTRANSFER")
+        transferer = first if b1 is not None else second
+        self.transfers.transfer_variables(transferer, anchor, "ATTENDEDTRANSFER")
         if result == "fail":
-            self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+            self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return TransferOutcome("Fail")
         if (b1 is not None and b2 is not None and b1.bridge_class == b2.bridge_class == "basic"
                 and len(b1.channels) == 2):
             self._swap_attended(base, first, second, b1, b2)
             return TransferOutcome("Success")
-        one, two = self.new_local_pair("_attended@transfer")
+        one, two = self.life.new_local_pair("_attended@transfer")
         one.variables["ATTENDEDTRANSFER"] = first.name
 
         def finish() -> None:
             self._finish_attended(base, first, second, b1, b2, one, two, hangup_after)
 
-        self.schedule(delay, finish, f"attended transfer {first.name}")
+        self.world.schedule(delay, finish, f"attended transfer {first.name}")
         return TransferOutcome("Success", one.id, two.id)
 
     # ----------------------------------------------------------------- work
@@ -107,43 +122,43 @@ class AttendedOps(TransferOps):
             b2 is not None and second.bridge_id != b2.id)
         if gone or moved:
             # attended_transfer_bridge: "Transfer failed probably due to an early hangup"
-            self.hang_up_unseen(one, two)
+            self.transfers.hang_up_unseen(one, two)
             if not (second.hungup or second.destroyed):
-                self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+                self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return
         if b1 is not None and b2 is not None:
             self._link(base, first, second, b1, b2, one, two)
-            self.bye_after_refer(first, hangup_after)
+            self.transfers.bye_after_refer(first, hangup_after)
             return
         bridged, unbridged, bridge = (first, second, b1) if b1 is not None else (second, first, b2)
         assert bridge is not None
         app_name = unbridged.dialplan.app_name or "unknown"
         if unbridged.stasis_app is None:
-            self.hang_up_unseen(one, two)
+            self.transfers.hang_up_unseen(one, two)
             self._publish_attended(base, "Fail", "fail", first, second, b1, b2)
             return
         self._masquerade(two, unbridged)
         app = bridged.stasis_app or unbridged.stasis_app
-        if self.enter_stasis(one, app, [], replace=bridged):
-            self.bridge_swap(bridge, one, bridged)
+        if self.life.enter_stasis(one, app, [], replace=bridged):
+            self.bridging.bridge_swap(bridge, one, bridged)
         self._publish_attended(base, "Success", "application", first, second, b1, b2,
                                replace_channel=one.json(), destination_application=app_name)
-        self.far_answered(one)
+        self.far_end.far_answered(one)
         if bridged is first:
-            self.bye_after_refer(first, hangup_after)
+            self.transfers.bye_after_refer(first, hangup_after)
         else:  # hangup_target: the consultation leg was the bridged one
-            self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+            self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
 
     def _link(self, base: dict[str, Any], first: Channel, second: Channel, b1: Bridge,
               b2: Bridge, one: Channel, two: Channel) -> None:
         two.state = "Up"
-        if second.stasis_app and self.enter_stasis(two, second.stasis_app, [], replace=second):
-            self.bridge_swap(b2, two, second)
-        if first.stasis_app and self.enter_stasis(one, first.stasis_app, [], replace=first):
-            self.bridge_swap(b1, one, first)
-        self.far_answered(one)
-        self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
+        if second.stasis_app and self.life.enter_stasis(two, second.stasis_app, [], replace=second):
+            self.bridging.bridge_swap(b2, two, second)
+        if first.stasis_app and self.life.enter_stasis(one, first.stasis_app, [], replace=first):
+            self.bridging.bridge_swap(b1, one, first)
+        self.far_end.far_answered(one)
+        self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=SOFTHANGUP_DEV)
         self._publish_attended(base, "Success", "link", first, second, b1, b2,
                                destination_link_first_leg=one.json(),
                                destination_link_second_leg=two.json())
@@ -163,16 +178,16 @@ class AttendedOps(TransferOps):
         BridgeAttendedTransfer, ChannelHangupRequest (16, soft) of the consultation leg, then
         the first leg leaves its bridge (destroyed) and, its part of the Dial() over, is hung
         up."""
-        transferee = self.bridge_peer(b1, first)
+        transferee = self.bridging.bridge_peer(b1, first)
         assert transferee is not None
-        self.bridge_remove(b1, transferee, swapping=True)
-        self.bridge_swap(b2, transferee, second)
-        self.emit_channel("ChannelHangupRequest", second, cause=SOFTHANGUP_DEV, soft=True)
+        self.bridging.bridge_remove(b1, transferee, swapping=True)
+        self.bridging.bridge_swap(b2, transferee, second)
+        self.world.emit_channel("ChannelHangupRequest", second, cause=SOFTHANGUP_DEV, soft=True)
         self._publish_attended(base, "Success", "bridge", first, second, b1, b2,
                                destination_bridge=b2.id)
-        self.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
+        self.life.hangup_channel(second, CAUSE_NORMAL, soft=True, soft_flag=CAUSE_NORMAL)
         if first.bridge_id == b1.id:
-            self.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
+            self.bridging.bridge_remove(b1, first)  # the bridge dissolves; its Dial() hangs it up
 
     def _masquerade(self, two: Channel, leg: Channel) -> None:
         """`;2` takes `leg`'s place in Stasis (res_stasis.c channel_replaced_cb)."""
@@ -180,17 +195,17 @@ class AttendedOps(TransferOps):
         assert app is not None
         two.state = leg.state
         two.stasis_app, two.stasis_args = app, list(leg.stasis_args)
-        self.unsubscribe_replaced(leg, app)
-        self.emit("StasisStart", {"args": [], "channel": two.json(),
-                                  "replace_channel": leg.json()}, channels=[two])
-        self.leave_stasis(leg)
-        self.hangup_channel(leg, CAUSE_NORMAL, quiet=True)
+        self.life.unsubscribe_replaced(leg, app)
+        self.world.emit("StasisStart", {"args": [], "channel": two.json(),
+                                        "replace_channel": leg.json()}, channels=[two])
+        self.life.leave_stasis(leg)
+        self.life.hangup_channel(leg, CAUSE_NORMAL, quiet=True)
         loc = leg.dialplan
         two.dialplan.context, two.dialplan.exten = loc.context, loc.exten
         two.dialplan.priority = loc.priority
         two.creationtime = leg.creationtime
         two.tone_hz = None
-        self.set_dialplan_app(two, "Stasis", ",".join([app, *two.stasis_args]))
+        self.life.set_dialplan_app(two, "Stasis", ",".join([app, *two.stasis_args]))
 
     # -------------------------------------------------------------- publish
     def _attended_base(self, first: Channel, second: Channel, b1: Bridge | None,
@@ -198,8 +213,8 @@ class AttendedOps(TransferOps):
         """The snapshots ast_attended_transfer_message_create takes before anything moves."""
         base: dict[str, Any] = {"transferer_first_leg": first.json(),
                                 "transferer_second_leg": second.json()}
-        transferee = self.bridge_peer(b1, first) if b1 is not None else None
-        target = self.bridge_peer(b2, second) if b2 is not None else None
+        transferee = self.bridging.bridge_peer(b1, first) if b1 is not None else None
+        target = self.bridging.bridge_peer(b2, second) if b2 is not None else None
         if transferee is not None:
             base["transferee"] = transferee.json()
         if target is not None:
@@ -228,9 +243,9 @@ class AttendedOps(TransferOps):
             fields["replace_channel"] = dest.pop("replace_channel")
         fields["destination_type"] = destination
         fields.update(dest)
-        involved = [self.channels[c] for b in (b1, b2) if b is not None for c in b.channels]
-        links = [self.channels[c["id"]] for k, c in dest.items()
+        involved = [self.world.channels[c] for b in (b1, b2) if b is not None for c in b.channels]
+        links = [self.world.channels[c["id"]] for k, c in dest.items()
                  if k.startswith("destination_link")]
-        self.emit("BridgeAttendedTransfer", fields,
-                  channels=[first, second, *involved, *links],
-                  bridges=[b for b in (b1, b2) if b is not None])
+        self.world.emit("BridgeAttendedTransfer", fields,
+                        channels=[first, second, *involved, *links],
+                        bridges=[b for b in (b1, b2) if b is not None])

@@ -3,21 +3,31 @@
 An application learns of a bridge once one of its channels enters it (control.c
 app_subscribe_bridge): BridgeCreated is never sent to it, BridgeDestroyed is (traces). A bridge
 recording's Recorder channel is "lonely" (AST_BRIDGE_CHANNEL_FLAG_LONELY): when the last party
-leaves, it is kicked out and the recording ends at once (caller_abandons), see media.py.
+leaves, it is kicked out and the recording ends at once (caller_abandons), see recordings.py.
+
+The part publishes on the bus: `BridgeEmptied` (the last party left, not by a swap),
+`LeftBridge` (a party left, not by a swap; Dial()'s basic bridges dissolve) and
+`BridgeDestroying`.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from .forwards import ForwardOps
+from .bus import BridgeDestroying, BridgeEmptied, LeftBridge
 from .model import Bridge, Channel
+from .world import World
 
 BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single",
                 "sdp_label"}
 
 
-class BridgeOps(ForwardOps):
+class Bridging:
+    """Bridges on one World: create, join, leave, swap, destroy."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
     def create_bridge(self, type_str: str | None, name: str | None,
                       bridge_id: str | None) -> Bridge | None:
         """None when the type combination is invalid (res_stasis.c bridge_create_common)."""
@@ -34,35 +44,31 @@ class BridgeOps(ForwardOps):
             id=bridge_id or str(uuid.uuid4()),
             name=name or "",
             bridge_type="holding" if holding else "mixing",
-            creationtime=self.clock.epoch(),
+            creationtime=self.world.clock.epoch(),
             video_mode=video_mode if not holding else "none",
         )
         bridge.settle_technology()
-        self.bridges[bridge.id] = bridge
-        self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
+        self.world.bridges[bridge.id] = bridge
+        self.world.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
         return bridge
 
     def create_basic_bridge(self) -> Bridge:
         """ast_bridge_basic_new (main/bridge_basic.c), as ast_bridge_call makes for Dial():
         class "basic", no creator or name, video mode none, dissolved when a party leaves."""
         bridge = Bridge(id=str(uuid.uuid4()), name="", bridge_type="mixing",
-                        creationtime=self.clock.epoch(), video_mode="none",
+                        creationtime=self.world.clock.epoch(), video_mode="none",
                         bridge_class="basic")
         bridge.settle_technology()
-        self.bridges[bridge.id] = bridge
-        self.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
+        self.world.bridges[bridge.id] = bridge
+        self.world.emit("BridgeCreated", {"bridge": bridge.json()}, bridges=[bridge])
         return bridge
-
-    def find_bridge(self, bridge_id: str) -> Bridge | None:
-        bridge = self.bridges.get(bridge_id)
-        return bridge if bridge is not None and not bridge.destroyed else None
 
     def bridge_add(self, bridge: Bridge, ch: Channel) -> None:
         """Channel joins (leaving its previous bridge first, as ast_bridge_impart moves it)."""
         if ch.bridge_id == bridge.id:
             return
         if ch.bridge_id is not None:
-            old = self.bridges.get(ch.bridge_id)
+            old = self.world.bridges.get(ch.bridge_id)
             if old is not None:
                 self.bridge_remove(old, ch)
         if ch.stasis_app:
@@ -70,8 +76,8 @@ class BridgeOps(ForwardOps):
         ch.bridge_id = bridge.id
         bridge.channels.append(ch.id)
         # The snapshot shows the technology from before the change (traces: simple_bridge).
-        self.emit("ChannelEnteredBridge", {"bridge": bridge.json(), "channel": ch.json()},
-                  channels=[ch], bridges=[bridge])
+        self.world.emit("ChannelEnteredBridge", {"bridge": bridge.json(), "channel": ch.json()},
+                        channels=[ch], bridges=[bridge])
         bridge.settle_technology()
 
     def bridge_remove(self, bridge: Bridge, ch: Channel, swapping: bool = False) -> None:
@@ -79,19 +85,15 @@ class BridgeOps(ForwardOps):
             return
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
-        self.emit("ChannelLeftBridge", {"bridge": bridge.json(), "channel": ch.json()},
-                  channels=[ch], bridges=[bridge])
+        self.world.emit("ChannelLeftBridge", {"bridge": bridge.json(), "channel": ch.json()},
+                        channels=[ch], bridges=[bridge])
         if swapping:
             return
         bridge.settle_technology()
         if not bridge.channels:
             # The lonely Recorder is kicked out: its recording ends now.
-            self.end_bridge_recordings(bridge)
-        if bridge.bridge_class == "basic":
-            self.basic_bridge_left(bridge, ch)
-
-    def basic_bridge_left(self, bridge: Bridge, ch: Channel) -> None:
-        """Hook for appdial.py: a party left a basic bridge (it dissolves)."""
+            self.world.bus.publish(BridgeEmptied(bridge))
+        self.world.bus.publish(LeftBridge(bridge, ch))
 
     def bridge_swap(self, bridge: Bridge, ch: Channel, swap: Channel) -> None:
         """`ch` takes `swap`'s place (ast_bridge_impart with a swap channel, main/bridge.c
@@ -107,15 +109,14 @@ class BridgeOps(ForwardOps):
         if len(bridge.channels) + len(bridge.recorder_ids) != 2 or ch.id not in bridge.channels:
             return None
         others = [c for c in bridge.channels if c != ch.id]
-        return self.channels.get(others[0]) if others else None
+        return self.world.channels.get(others[0]) if others else None
 
     def destroy_bridge(self, bridge: Bridge) -> None:
         """DELETE /bridges: channels leave (they stay in Stasis), recordings end, then
         BridgeDestroyed."""
         for cid in list(bridge.channels):
-            self.bridge_remove(bridge, self.channels[cid])
-        self.end_bridge_recordings(bridge)
-        self.stop_bridge_playbacks(bridge)
+            self.bridge_remove(bridge, self.world.channels[cid])
+        self.world.bus.publish(BridgeDestroying(bridge))
         bridge.destroyed = True
         bridge.settle_technology()
-        self.emit("BridgeDestroyed", {"bridge": bridge.json()}, bridges=[bridge])
+        self.world.emit("BridgeDestroyed", {"bridge": bridge.json()}, bridges=[bridge])

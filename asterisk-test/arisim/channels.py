@@ -13,13 +13,19 @@ Event order and subscriptions follow the traces and res/res_stasis.c / res/stasi
 * a channel spied by snoops is destroyed only after they end, each on its next tick: the snoop's
   RecordingFinished and StasisEnd come before the spied channel's ChannelDestroyed
   (destroy_channel; observed/hook_mode_*).
+
+The part publishes `HangupStarted`, `ChannelHungUp` and `ChannelGone` on the bus; the far end of
+a Local half it answers and a dialled channel that hangs up are the dialling part's (`FarEnd`),
+and a channel an application still runs on (FastAGI) is kept until it returns (`Applications`).
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
-from .core import Core
+from .bridges import Bridging
+from .bus import ChannelGone, ChannelHungUp, HangupStarted
 from .dialplan import DEFAULT_PJSIP_CONTEXT, PJSIP_CONTEXTS, parse_local
 from .model import (
     CAUSE_NORMAL,
@@ -29,6 +35,7 @@ from .model import (
     DialplanLocation,
     cause_text,
 )
+from .world import World
 
 # Virtual seconds a hangup queued on the other Local half takes to be read (traces busy,
 # atxfer_ami_in_stasis_bridge: about 1-2 ms).
@@ -43,11 +50,30 @@ STASIS_EXIT_DELAY = 0.003
 SNOOP_TICK = 0.01
 
 
-class ChannelOps(Core):
+class FarEnd(Protocol):
+    def far_answered(self, ch: Channel) -> None: ...
+
+    def dial_hung_up(self, ch: Channel) -> None: ...
+
+
+class Applications(Protocol):
+    def hold_destroy(self, ch: Channel) -> bool: ...
+
+
+class ChannelLife:
+    """Channels on one World: made, put in and out of Stasis, answered, hung up, destroyed."""
+
+    def __init__(self, world: World, bridging: Bridging, far_end: FarEnd,
+                 apps: Applications) -> None:
+        self.world = world
+        self.bridging = bridging
+        self.far_end = far_end
+        self.apps = apps
+
     # -------------------------------------------------------------- creation
-    def _register(self, ch: Channel) -> Channel:
-        self.channels[ch.id] = ch
-        self.emit("ChannelCreated", {"channel": ch.json()}, channels=[ch])
+    def register(self, ch: Channel) -> Channel:
+        self.world.channels[ch.id] = ch
+        self.world.emit("ChannelCreated", {"channel": ch.json()}, channels=[ch])
         return ch
 
     def new_local_pair(
@@ -56,10 +82,10 @@ class ChannelOps(Core):
         """Both halves of `Local/<exten>@<context>`: ";1" is the outgoing side, ";2" runs the
         dialplan at exten@context (main/core_local.c)."""
         exten, context = parse_local(resource)
-        suffix = self.next_unreal()
-        now = self.clock.epoch()
-        uid1 = id1 or self.new_uniqueid()
-        uid2 = id2 or self.new_uniqueid()
+        suffix = self.world.next_unreal()
+        now = self.world.clock.epoch()
+        uid1 = id1 or self.world.new_uniqueid()
+        uid2 = id2 or self.world.new_uniqueid()
         base = f"Local/{resource}-{suffix}"
         ch1 = Channel(id=uid1, name=f"{base};1", tech="Local", resource=resource,
                       creationtime=now, half=1, sends_media=False,
@@ -68,76 +94,58 @@ class ChannelOps(Core):
                       creationtime=now, half=2, state="Ring", sends_media=False,
                       dialplan=DialplanLocation(context, exten, 1))
         ch1.peer_id, ch2.peer_id = uid2, uid1
-        self._register(ch1)
-        self._register(ch2)
+        self.register(ch1)
+        self.register(ch2)
         return ch1, ch2
 
     def new_tech_channel(
         self, tech: str, resource: str, uid: str | None = None, state: str = "Down"
     ) -> Channel:
         """A channel of a phone technology (PJSIP/...), named like "PJSIP/200-00000000"."""
-        return self._register(self.build_tech_channel(tech, resource, uid, state))
+        return self.register(self.build_tech_channel(tech, resource, uid, state))
 
     def build_tech_channel(
         self, tech: str, resource: str, uid: str | None = None, state: str = "Down"
     ) -> Channel:
-        """new_tech_channel without publishing it yet (ChannelCreated comes at _register)."""
+        """new_tech_channel without publishing it yet (ChannelCreated comes at register)."""
         context = PJSIP_CONTEXTS.get(resource, DEFAULT_PJSIP_CONTEXT)
         return Channel(
-            id=uid or self.new_uniqueid(),
-            name=f"{tech}/{resource}-{self.next_tech(tech)}",
+            id=uid or self.world.new_uniqueid(),
+            name=f"{tech}/{resource}-{self.world.next_tech(tech)}",
             tech=tech,
             resource=resource,
-            creationtime=self.clock.epoch(),
+            creationtime=self.world.clock.epoch(),
             state=state,
             protocol_id=str(uuid.uuid4()) if tech == "PJSIP" else "",
             dialplan=DialplanLocation(context, "s", 1),
             sends_media=tech != "Local",
         )
 
-    def new_internal_pair(self, kind: str) -> tuple[str, str, str]:
-        """Ids and the ";2" name of a Recorder/Announcer pair, which Asterisk keeps out of channel
-        lists: they are consumed, not kept ("Recorder/ARI-00000027;2" in the traces)."""
-        name = f"{kind}/ARI-{self.next_unreal()};2"
-        return self.new_uniqueid(), self.new_uniqueid(), name
-
-    def peer(self, ch: Channel) -> Channel | None:
-        if ch.peer_id is None:
-            return None
-        other = self.channels.get(ch.peer_id)
-        return other if other is not None and not other.destroyed else None
-
-    def find_channel(self, uid: str) -> Channel | None:
-        ch = self.channels.get(uid)
-        if ch is None or ch.destroyed or ch.unlinked:
-            return None
-        return ch
-
     # ---------------------------------------------------------------- state
     def set_state(self, ch: Channel, state: str) -> None:
         if ch.state == state or ch.destroyed:
             return
         ch.state = state
-        self.emit_channel("ChannelStateChange", ch)
+        self.world.emit_channel("ChannelStateChange", ch)
 
     def set_dialplan_app(self, ch: Channel, app: str, data: str) -> None:
         """Moving to a dialplan application publishes ChannelDialplan (to current subscribers)."""
         ch.dialplan.app_name = app
         ch.dialplan.app_data = data
-        self.emit_channel("ChannelDialplan", ch, dialplan_app=app, dialplan_app_data=data)
+        self.world.emit_channel("ChannelDialplan", ch, dialplan_app=app, dialplan_app_data=data)
 
     def answer_channel(self, ch: Channel) -> None:
         """The channel goes Up; for a Local half the other half is answered too."""
         if ch.state == "Up" or ch.destroyed:
             return
         self.set_state(ch, "Up")
-        other = self.peer(ch)
+        other = self.world.peer(ch)
         if other is not None and other.state != "Up":
-            self.far_answered(other)
+            self.far_end.far_answered(other)
 
     def set_variable(self, ch: Channel, name: str, value: str) -> None:
         ch.variables[name] = value
-        self.emit_channel("ChannelVarset", ch, variable=name, value=value)
+        self.world.emit_channel("ChannelVarset", ch, variable=name, value=value)
 
     # --------------------------------------------------------------- Stasis
     def enter_stasis(self, ch: Channel, app: str, args: list[str],
@@ -149,8 +157,9 @@ class ChannelOps(Core):
         data = ",".join([app, *args])
         if ch.dialplan.app_name != "Stasis" or ch.dialplan.app_data != data:
             self.set_dialplan_app(ch, "Stasis", data)
-        if not self.hub.active(app):
-            self.warnings.append(f"channel {ch.name} entered Stasis({data}) with {app!r} inactive")
+        if not self.world.hub.active(app):
+            self.world.warnings.append(
+                f"channel {ch.name} entered Stasis({data}) with {app!r} inactive")
             ch.variables["STASISSTATUS"] = "FAILED"
             return False
         ch.stasis_app = app
@@ -160,7 +169,7 @@ class ChannelOps(Core):
         if replace is not None:
             fields["replace_channel"] = replace.json()
             self.unsubscribe_replaced(replace, app)
-        self.emit("StasisStart", fields, channels=[ch])
+        self.world.emit("StasisStart", fields, channels=[ch])
         return True
 
     def unsubscribe_replaced(self, ch: Channel, app: str) -> None:
@@ -181,7 +190,7 @@ class ChannelOps(Core):
         app = ch.stasis_app
         if app is None:
             return
-        self.emit("StasisEnd", {"channel": ch.json()}, channels=[ch], apps=[app])
+        self.world.emit("StasisEnd", {"channel": ch.json()}, channels=[ch], apps=[app])
         ch.stasis_app = None
         ch.stasis_unsubscribed = False
         ch.variables["STASISSTATUS"] = "SUCCESS"
@@ -223,9 +232,9 @@ class ChannelOps(Core):
                 fields = {"cause": cause}
                 if tech_cause is not None:
                     fields["tech_cause"] = tech_cause
-            self.emit_channel("ChannelHangupRequest", ch, **fields)
+            self.world.emit_channel("ChannelHangupRequest", ch, **fields)
         if delay > 0 and ch.in_stasis:
-            self.schedule(delay, lambda: self._teardown(ch), f"hangup {ch.name}", owner=ch)
+            self.world.schedule(delay, lambda: self._teardown(ch), f"hangup {ch.name}", owner=ch)
             return
         self._teardown(ch)
 
@@ -234,36 +243,26 @@ class ChannelOps(Core):
             return
         ch.hungup = True
         ch.cancel_timers()
-        self.playbacks_on_channel_gone(ch)
+        self.world.bus.publish(HangupStarted(ch))
         if ch.bridge_id is not None:
-            bridge = self.bridges.get(ch.bridge_id)
+            bridge = self.world.bridges.get(ch.bridge_id)
             if bridge is not None:
-                self.bridge_remove(bridge, ch)
-        self.recordings_on_channel_gone(ch)
+                self.bridging.bridge_remove(bridge, ch)
+        self.world.bus.publish(ChannelHungUp(ch))
         was_in_stasis = ch.in_stasis
         self.leave_stasis(ch)
-        self.dial_hung_up(ch)
-        if self.hold_destroy(ch) or self._held_by_spied(ch):
+        self.far_end.dial_hung_up(ch)
+        if self.apps.hold_destroy(ch) or self._held_by_spied(ch):
             # An application still owns the channel (a FastAGI session): it is destroyed when
             # that ends (ast_hangup runs after the application returns).
             ch.destroy_pending = True
             return
         self.destroy_channel(ch, STASIS_EXIT_DELAY if was_in_stasis else 0.0)
 
-    def dial_hung_up(self, ch: Channel) -> None:
-        """Hook for dialing.py: a channel being dialled goes away."""
-
-    def mixmonitors_on_channel_gone(self, ch: Channel) -> None:
-        """Hook for mixmonitor.py: the channel's MixMonitor files are closed."""
-
-    def hold_destroy(self, ch: Channel) -> bool:
-        """Hook for agi.py: True when the hung-up channel must stay until its AGI ends."""
-        return False
-
     def _held_by_spied(self, snoop: Channel) -> bool:
         """A snoop ending because its spied channel hangs up: destroyed after that channel
         (snoop_destroy releases the spyee's reference before the snoop channel's own)."""
-        spied = self.channels.get(snoop.snoop_of or "")
+        spied = self.world.channels.get(snoop.snoop_of or "")
         return spied is not None and spied.unlinked and not spied.destroyed
 
     def destroy_channel(self, ch: Channel, peer_delay: float = 0.0) -> None:
@@ -288,7 +287,7 @@ class ChannelOps(Core):
         ch.cancel_timers()
         ch.dialplan.app_name = ""
         ch.dialplan.app_data = ""
-        spies = [c for c in self.channels.values() if c.snoop_of == ch.id and not c.hungup]
+        spies = [c for c in self.world.channels.values() if c.snoop_of == ch.id and not c.hungup]
         if spies:
             def tick() -> None:
                 for snoop in spies:  # ast_hangup with no cause set: 0 (traced)
@@ -298,15 +297,15 @@ class ChannelOps(Core):
                     if snoop.destroy_pending:
                         self.destroy_channel(snoop)
 
-            self.schedule(SNOOP_TICK, tick, f"snoops of {ch.name} end")
+            self.world.schedule(SNOOP_TICK, tick, f"snoops of {ch.name} end")
         else:
             self._publish_destroyed(ch)
-        peer = self.peer(ch)
+        peer = self.world.peer(ch)
         if peer is not None:
             # core_local.c: the other half gets a hangup queued with the same cause
             cause = ch.hangup_cause
             if peer_delay > 0:
-                self.schedule(peer_delay, lambda: self.hangup_channel(
+                self.world.schedule(peer_delay, lambda: self.hangup_channel(
                     peer, cause, delay=LOCAL_HANGUP_DELAY), f"local hangup {peer.name}")
             else:
                 self.hangup_channel(peer, cause, delay=LOCAL_HANGUP_DELAY)
@@ -318,9 +317,9 @@ class ChannelOps(Core):
         if ch.tech_cause is not None:
             fields["tech_cause"] = ch.tech_cause
         fields["channel"] = ch.json()
-        self.emit("ChannelDestroyed", fields, channels=[ch])
-        self.mixmonitors_on_channel_gone(ch)
-        for other in list(self.channels.values()):
+        self.world.emit("ChannelDestroyed", fields, channels=[ch])
+        self.world.bus.publish(ChannelGone(ch))
+        for other in list(self.world.channels.values()):
             if other.snoop_of == ch.id and not other.hungup:  # one made after the tick
                 self.hangup_channel(other, CAUSE_NORMAL, quiet=True)
 
@@ -348,7 +347,7 @@ class ChannelOps(Core):
         ch = self.new_tech_channel(tech or "PJSIP", resource or "trunk", channel_id, state="Ring")
         ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1" if ch.tech == "PJSIP" else ""
         ch.caller = CallerId(caller_name, caller_number)
-        ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
+        ch.tone_hz = tone_hz if tone_hz is not None else self.world.fresh_tone()
         ch.sends_media = sends_media
         ch.dialplan.exten = exten or (args[1] if len(args) > 1 else "s")
         ch.dialplan.priority = 2

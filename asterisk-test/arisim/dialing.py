@@ -1,4 +1,4 @@
-"""Outgoing legs: /channels/create + /dial, originate, the far end's answer, and the dialplan.
+"""Outgoing legs: /channels/create + /dial, originate, the far end's answer.
 
 ARI dial (res/stasis/control.c app_control_dial) publishes Dial with the dial string and no
 caller, then one Dial per control frame the callee sends (main/bridge_channel.c: RINGING, BUSY,
@@ -12,14 +12,7 @@ timeout a Dial NOANSWER is published and the channel hung up. dial.c publishes i
 the device as `dialstring` (handle_frame); a dialled channel the app hangs up is read as NULL by
 monitor_dial, which publishes ast_hangup_cause_to_dial_status of its cause first.
 
-Channels outside Stasis run a small dialplan interpreter (dp_continue): Answer, Ringing, Wait,
-Playback (PLAYBACKSTATUS), Busy, Set (with "_"/"__" inheritance), NoOp, Log, Hangup, Stasis
-(STASISSTATUS), AGI (agi.py), Dial (appdial.py), MixMonitor (mixmonitor.py), Gosub, Return, Goto
-and GotoIf with numbered or labelled priorities. ${VAR}, the few ${FUNC(...)} that
-Engine.read_variable knows and $[...] expressions (ast_expr: = != < > <= >= & |) are
-substituted. When the steps run out, a Local half is hung up (as before); any other channel's PBX
-ends with ast_hangup (no ChannelHangupRequest), an unanswered one told busy/congestion first if
-its DIALSTATUS says so.
+Channels outside Stasis run the dialplan interpreter (pbx.py, the Pbx part).
 
 Any channel in a bridge publishes a Dial for the control frames it reads (main/bridge_channel.c
 bridge_handle_trip: RINGING, PROGRESS, PROCEEDING, ANSWER, BUSY, CONGESTION) — e.g. the Local ";1"
@@ -29,11 +22,11 @@ blind_transfer, sip_attended_transfer_refer).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
-from .channels import ChannelOps
-from .dialplan import SILENT_CONTEXTS, EndpointBehaviour, split_app_args
-from .expr import evaluate, is_true
+from .channels import ChannelLife
+from .dialplan import SILENT_CONTEXTS, EndpointBehaviour
+from .forwards import Forwards
 from .model import (
     CAUSE_BUSY,
     CAUSE_CONGESTION,
@@ -45,18 +38,44 @@ from .model import (
     Channel,
     DialplanLocation,
 )
+from .pbx import Pbx
+from .world import World
 
 _PJSIP_TECH_CAUSE = {CAUSE_BUSY: 486, CAUSE_SUBSCRIBER_ABSENT: 480, CAUSE_REJECTED: 603,
                      CAUSE_CONGESTION: 503}
 
 
-class DialOps(ChannelOps):
+class AppDial(Protocol):
+    """Dial() in the dialplan (appdial.py) as the far end's signals reach it."""
+
+    def app_dial_answered(self, ch: Channel) -> None: ...
+
+    def app_dial_busy(self, ch: Channel, status: str) -> None: ...
+
+    def app_dial_gone(self, ch: Channel) -> None: ...
+
+    def app_dial_forward(self, ch: Channel, target: str) -> None: ...
+
+
+class Dialling:
+    """Outgoing legs on one World, and the parties behind them; a 302 is its `forwards`'.
+    `create_stasis_delay`: virtual seconds between a /channels/create reply and StasisStart."""
+
+    def __init__(self, world: World, life: ChannelLife, pbx: Pbx, app_dial: AppDial,
+                 create_stasis_delay: float = 0.0) -> None:
+        self.world = world
+        self.life = life
+        self.pbx = pbx
+        self.app_dial = app_dial
+        self.create_stasis_delay = create_stasis_delay
+        self.forwards = Forwards(world, life, self, app_dial)
+
     # ---------------------------------------------------------------- parties
     def behaviour(self, ch: Channel) -> EndpointBehaviour | None:
         """The behaviour a test set for this endpoint, or the default one for phones."""
-        b = self.dialplan.behaviour_for(ch.behaviour_key or f"{ch.tech}/{ch.resource}")
+        b = self.world.dialplan.behaviour_for(ch.behaviour_key or f"{ch.tech}/{ch.resource}")
         if b is None and ch.tech != "Local":
-            return self.dialplan.default_behaviour
+            return self.world.dialplan.default_behaviour
         return b
 
     def setup_far_party(self, ch: Channel) -> None:
@@ -65,13 +84,13 @@ class DialOps(ChannelOps):
         b = self.behaviour(ch)
         if b is not None:
             ch.talking = b.talking
-            ch.tone_hz = b.tone_hz if b.tone_hz is not None else self.fresh_tone()
+            ch.tone_hz = b.tone_hz if b.tone_hz is not None else self.world.fresh_tone()
             ch.sends_media = b.sends_media
             return
-        other = self.peer(ch)
+        other = self.world.peer(ch)
         loc = other.dialplan if other is not None else ch.dialplan
         silent = (loc.context, loc.exten) in SILENT_CONTEXTS
-        ch.tone_hz = None if silent else self.fresh_tone()
+        ch.tone_hz = None if silent else self.world.fresh_tone()
         ch.sends_media = False
 
     # ------------------------------------------------------------- create
@@ -87,9 +106,9 @@ class DialOps(ChannelOps):
         """POST /channels/create: a channel that will enter Stasis(app) without being dialled."""
         tech, _, resource = endpoint.partition("/")
         if tech == "Local":
-            ch, _ = self.new_local_pair(resource, channel_id, other_id)
+            ch, _ = self.life.new_local_pair(resource, channel_id, other_id)
         else:
-            ch = self.new_tech_channel(tech, resource, channel_id)
+            ch = self.life.new_tech_channel(tech, resource, channel_id)
         ch.explicit_apps.add(app)
         ch.ari_dialstring = resource
         ch.variables.update(variables or {})
@@ -97,13 +116,13 @@ class DialOps(ChannelOps):
         args = app_args.split(",") if app_args else []
 
         def enter() -> None:
-            if not self.enter_stasis(ch, app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
+            if not self.life.enter_stasis(ch, app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL, report_cause=False)
 
         if self.create_stasis_delay > 0:
-            self.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
+            self.world.schedule(self.create_stasis_delay, enter, f"stasis-entry {ch.id}", owner=ch)
         else:
-            self.defer(enter)
+            self.world.defer(enter)
         return ch
 
     # ---------------------------------------------------------------- dial
@@ -119,15 +138,15 @@ class DialOps(ChannelOps):
                 return
             self.dial_event(ch, "", dialstring=ch.ari_dialstring or ch.resource)
             if timeout > 0:
-                self.schedule(timeout, lambda: self._dial_timeout(ch), f"dial-timeout {ch.id}",
-                              owner=ch)
+                self.world.schedule(timeout, lambda: self._dial_timeout(ch),
+                                    f"dial-timeout {ch.id}", owner=ch)
             self.start_far_end(ch)
 
-        self.defer(start)
+        self.world.defer(start)
 
     def _dial_timeout(self, ch: Channel) -> None:
         if ch.state != "Up":
-            self.hangup_channel(ch, CAUSE_NO_ANSWER, soft=True)
+            self.life.hangup_channel(ch, CAUSE_NO_ANSWER, soft=True)
 
     def dial_event(self, ch: Channel, status: str, dialstring: str = "",
                    forward: str = "") -> None:
@@ -135,19 +154,19 @@ class DialOps(ChannelOps):
         if run is not None:
             # app_dial.c: ast_channel_publish_dial(in, c, ...) names the caller too; its ANSWER
             # comes only once the called channel is ready to be bridged (appdial.py).
-            caller = self.channels.get(run.caller_id)
+            caller = self.world.channels.get(run.caller_id)
             if status == "RINGING" and caller is not None and "m" not in run.options:
                 caller.waiting_hears = "ringing"  # passed on (played in-band once it is Up)
             if status != "ANSWER" and caller is not None:
-                self.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
-                                   "dialstatus": status, "forward": forward,
-                                   "dialstring": dialstring}, channels=[caller, ch])
+                self.world.emit("Dial", {"caller": caller.json(), "peer": ch.json(),
+                                         "dialstatus": status, "forward": forward,
+                                         "dialstring": dialstring}, channels=[caller, ch])
             return
         if ch.originating and status and not dialstring:
             dialstring = ch.originate_device
         if ch.dialing or ch.originating or ch.bridge_id is not None:
-            self.emit("Dial", {"dialstatus": status, "forward": forward,
-                               "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
+            self.world.emit("Dial", {"dialstatus": status, "forward": forward,
+                                     "dialstring": dialstring, "peer": ch.json()}, channels=[ch])
 
     def dial_hung_up(self, ch: Channel) -> None:
         """A channel that Dial() rings or runs goes away (appdial.py); and main/dial.c
@@ -156,7 +175,7 @@ class DialOps(ChannelOps):
         NULL, and a Dial with ast_hangup_cause_to_dial_status of its cause is published before it
         is destroyed (17 BUSY, 34 CONGESTION, 3/20 CHANUNAVAIL, else NOANSWER)."""
         if ch.dialed_by is not None or ch.dial_run is not None:
-            self.app_dial_gone(ch)
+            self.app_dial.app_dial_gone(ch)
         if ch.originating:
             self.dial_event(ch, hangup_dial_status(ch.hangup_cause))
             ch.originating = False
@@ -167,10 +186,10 @@ class DialOps(ChannelOps):
         if b is not None:
             self._run_behaviour(ch, b)
             return
-        other = self.peer(ch)
+        other = self.world.peer(ch)
         if other is not None:
             self._unreal_call_setup(ch, other)
-            self.run_dialplan(other, other.dialplan.context, other.dialplan.exten, 1)
+            self.pbx.run_dialplan(other, other.dialplan.context, other.dialplan.exten, 1)
 
     def _unreal_call_setup(self, one: Channel, two: Channel) -> None:
         """main/core_unreal.c ast_unreal_call_setup: every variable of the ;1 (what Dial() set,
@@ -178,61 +197,61 @@ class DialOps(ChannelOps):
         each under its full name (observed/hook_mode_forward_302)."""
         for name, value in list(one.variables.items()):
             level = one.inherit.get(name, 0)
-            self.dp_set_variable(two, "_" * level + name, value)
+            self.pbx.dp_set_variable(two, "_" * level + name, value)
 
     def _run_behaviour(self, ch: Channel, b: EndpointBehaviour) -> None:
         if b.result == "unavailable":
-            self.schedule(0, lambda: self._far_fail(ch, CAUSE_SUBSCRIBER_ABSENT),
-                          f"unavailable {ch.id}", owner=ch)
+            self.world.schedule(0, lambda: self.far_fail(ch, CAUSE_SUBSCRIBER_ABSENT),
+                                f"unavailable {ch.id}", owner=ch)
             return
         if b.ringing:
             self.far_ringing(ch)
         if b.result in ("answer", "busy", "congestion", "forward"):
-            self.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
-                          owner=ch)
+            self.world.schedule(b.answer_after, lambda: self._far_result(ch, b), f"far-end {ch.id}",
+                                owner=ch)
 
     def _far_result(self, ch: Channel, b: EndpointBehaviour) -> None:
         if b.result == "answer":
             self.far_answered(ch)
             if b.hangup_after is not None:
-                self.schedule(b.hangup_after, lambda: self.far_hangup(ch), f"far-bye {ch.id}",
-                              owner=ch)
+                self.world.schedule(b.hangup_after, lambda: self.life.far_hangup(ch),
+                                    f"far-bye {ch.id}", owner=ch)
         elif b.result == "busy":
             self.far_busy(ch, b.busy_hangup_after)
         elif b.result == "forward":
-            self.far_forward(ch, b.forward_to or "")
+            self.forwards.far_forward(ch, b.forward_to or "")
         else:
             self.dial_event(ch, "CONGESTION")
             ch.originating = False  # dial.c handle_frame drops the owner after BUSY/CONGESTION
             if ch.dialed_by is not None:
-                self.app_dial_busy(ch, "CONGESTION")
+                self.app_dial.app_dial_busy(ch, "CONGESTION")
                 return
-            self._far_fail(ch, CAUSE_CONGESTION)
+            self.far_fail(ch, CAUSE_CONGESTION)
 
-    def _far_fail(self, ch: Channel, cause: int) -> None:
+    def far_fail(self, ch: Channel, cause: int) -> None:
         tech_cause = _PJSIP_TECH_CAUSE.get(cause) if ch.tech == "PJSIP" else None
-        self.hangup_channel(ch, cause, tech_cause=tech_cause)
+        self.life.hangup_channel(ch, cause, tech_cause=tech_cause)
 
     def far_ringing(self, ch: Channel) -> None:
         if ch.state not in ("Down", "Rsrved"):
             return
         b = self.behaviour(ch)
         if ch.tech == "Local" or (b is not None and b.state_before_dial):
-            self.set_state(ch, "Ringing")
+            self.life.set_state(ch, "Ringing")
             self.dial_event(ch, "RINGING")
         else:
             self.dial_event(ch, "RINGING")
-            self.set_state(ch, "Ringing")
+            self.life.set_state(ch, "Ringing")
 
     def far_answered(self, ch: Channel) -> None:
         """The far end of `ch` answered: Up, Dial ANSWER, and an originate goes on."""
         if ch.destroyed or ch.hungup or ch.state == "Up":
             return
-        self.set_state(ch, "Up")
+        self.life.set_state(ch, "Up")
         self.dial_event(ch, "ANSWER")
         ch.dialing = False
         if ch.dialed_by is not None:
-            self.app_dial_answered(ch)
+            self.app_dial.app_dial_answered(ch)
         if ch.originating:
             self._originate_answered(ch)
 
@@ -241,14 +260,14 @@ class DialOps(ChannelOps):
         ch.dialing = False
         ch.originating = False
         if ch.dialed_by is not None:
-            self.app_dial_busy(ch, "BUSY")
+            self.app_dial.app_dial_busy(ch, "BUSY")
             return
         if ch.tech == "PJSIP":
-            self.schedule(hangup_after, lambda: self._far_fail(ch, CAUSE_BUSY),
-                          f"busy-hangup {ch.id}", owner=ch)
+            self.world.schedule(hangup_after, lambda: self.far_fail(ch, CAUSE_BUSY),
+                                f"busy-hangup {ch.id}", owner=ch)
 
     def far_reject(self, ch: Channel) -> None:
-        self._far_fail(ch, CAUSE_REJECTED)
+        self.far_fail(ch, CAUSE_REJECTED)
 
     # ----------------------------------------------------------- originate
     def originate(
@@ -269,10 +288,10 @@ class DialOps(ChannelOps):
         """POST /channels: dial `endpoint`; on answer, to Stasis(app) or context/extension."""
         tech, _, resource = endpoint.partition("/")
         if tech == "Local":
-            ch, ch2 = self.new_local_pair(resource, channel_id, other_id)
+            ch, ch2 = self.life.new_local_pair(resource, channel_id, other_id)
             halves = [ch, ch2]
         else:
-            ch = self.new_tech_channel(tech, resource, channel_id)
+            ch = self.life.new_tech_channel(tech, resource, channel_id)
             halves = [ch]
         for h in halves:
             if caller_id is not None:
@@ -286,7 +305,7 @@ class DialOps(ChannelOps):
         if tech == "Local" and not app:
             ctx, ext = context or "default", extension or "s"
             ch2 = halves[1]
-            ch2.tone_hz = None if (ctx, ext) in SILENT_CONTEXTS else self.fresh_tone()
+            ch2.tone_hz = None if (ctx, ext) in SILENT_CONTEXTS else self.world.fresh_tone()
         ch.originate_app = app
         ch.originate_args = app_args or ""
         target = DialplanLocation(context or "default", extension or "s", priority or 1)
@@ -299,314 +318,38 @@ class DialOps(ChannelOps):
                 return
             self.dial_event(ch, "", dialstring=resource)
             if timeout > 0:
-                ch.originate_deadline = self.clock.now() + timeout
+                ch.originate_deadline = self.world.clock.now() + timeout
                 self.arm_originate_timeout(ch)
             self.start_far_end(ch)
 
-        self.defer(start)
+        self.world.defer(start)
         return ch
 
     def arm_originate_timeout(self, ch: Channel) -> None:
         if ch.originate_deadline is not None:
-            self.schedule(max(0.0, ch.originate_deadline - self.clock.now()),
-                          lambda: self._originate_timeout(ch), f"originate-timeout {ch.id}",
-                          owner=ch)
+            self.world.schedule(max(0.0, ch.originate_deadline - self.world.clock.now()),
+                                lambda: self._originate_timeout(ch), f"originate-timeout {ch.id}",
+                                owner=ch)
 
     def _originate_answered(self, ch: Channel) -> None:
         ch.originating = False
         if ch.originate_app:
             args = ch.originate_args.split(",") if ch.originate_args else []
-            if not self.enter_stasis(ch, ch.originate_app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL)
+            if not self.life.enter_stasis(ch, ch.originate_app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL)
             return
         target = ch.origin_target or DialplanLocation()
-        self.run_dialplan(ch, target.context, target.exten, target.priority)
+        self.pbx.run_dialplan(ch, target.context, target.exten, target.priority)
 
     def _originate_timeout(self, ch: Channel) -> None:
         if ch.state == "Up" or ch.hungup:
             return
         self.dial_event(ch, "NOANSWER")
         ch.originating = False
-        self.hangup_channel(ch, 0, quiet=True)
-
-    # ------------------------------------------------------------ dialplan
-    def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
-        """Run `exten@context` on a channel outside Stasis (a Local ";2", an answered ";1", a
-        call the dialplan keeps)."""
-        steps = self.dialplan.lookup(context, exten)
-        ch.dialplan.context, ch.dialplan.exten = context, exten
-        if steps is None:
-            self.hangup_channel(ch, 1)
-            return
-        ch.dp_steps = steps
-        ch.dp_index = max(0, priority - 1)
-        self.dp_continue(ch)
-
-    def dp_continue(self, ch: Channel) -> None:
-        """Run the channel's dialplan from where it stands until an application waits (a timer,
-        an AGI session, a Dial) or the steps run out (main/pbx.c __ast_pbx_run)."""
-        app = ""
-        while not (ch.hungup or ch.destroyed) and ch.dp_index < len(ch.dp_steps):
-            app, raw = ch.dp_steps[ch.dp_index]
-            ch.dp_index += 1
-            ch.dialplan.priority = ch.dp_index
-            data = self.substitute(ch, raw)
-            self.set_dialplan_app(ch, app, data)
-            other = self.peer(ch)
-            if app == "Answer":
-                self.answer_channel(ch)
-            elif app == "Ringing":
-                if other is not None:
-                    self.far_ringing(other)
-            elif app in ("Wait", "Playback", "Busy"):
-                if app == "Playback" and ch.state != "Up":
-                    self.answer_channel(ch)
-                if app == "Busy":
-                    self.set_state(ch, "Busy")
-                    if other is not None:
-                        self.far_busy(other)
-                seconds = (self.playback_length(data) if app == "Playback"
-                           else float(data or 0))
-                self.schedule(seconds, self._dp_after(ch, app, data), f"{app}({data}) {ch.name}",
-                              owner=ch)
-                return
-            elif app in ("Goto", "GotoIf"):
-                target = data
-                if app == "GotoIf":
-                    cond, _, branches = data.partition("?")
-                    yes, _, no = branches.partition(":")
-                    target = yes if is_true(cond) else no
-                if target and not self.dp_goto(ch, target):
-                    self.warnings.append(f"{app}({data}) on {ch.name}: no such destination")
-                    self.pbx_end(ch)  # pbx_builtin_goto returns -1: the PBX ends
-                    return
-            elif app == "MixMonitor":
-                self.start_mixmonitor(ch, data)
-            elif app == "Log":
-                level, _, message = data.partition(",")
-                self.dialplan_log.append((ch.name, level.strip().upper(), message))
-            elif app == "Set":
-                name, _, value = data.partition("=")
-                self.dp_set_variable(ch, name.strip(), value)
-            elif app == "AGI":
-                self.start_agi(ch, data)
-                return
-            elif app == "Dial":
-                self.start_dial(ch, data)
-                return
-            elif app == "Gosub":
-                self.dp_gosub(ch, data)
-                return
-            elif app in ("Return", "Hangup"):
-                break
-            elif app == "Stasis":
-                name, *args = data.split(",")
-                if self.enter_stasis(ch, name, args):
-                    return
-            elif app not in ("NoOp", "Verbose"):
-                self.warnings.append(f"{app}({data}) on {ch.name}: not simulated, skipped")
-        if ch.hungup or ch.destroyed or ch.in_stasis:
-            return
-        if app == "Return" and ch.dp_return is not None:
-            back, ch.dp_return = ch.dp_return, None
-            back()
-        elif app != "Hangup" and ch.dp_saved is not None and ch.dp_return is not None:
-            # a Dial U() routine ran off its end (app_stack.c gosub_run: abnormal exit): every
-            # level returns at once to app_dial
-            ch.dp_unwinding = True
-            self.dp_abort(ch)
-        elif ch.tech == "Local" or app == "Hangup":
-            self.hangup_channel(ch, CAUSE_NORMAL)
-        else:
-            self.pbx_end(ch)
-
-    def dp_gosub(self, ch: Channel, data: str) -> None:
-        """Gosub([[context,]exten,]priority[(arg1[,...])]) (apps/app_stack.c): ARGn set, the
-        routine runs until Return() (or its end), then the step after the Gosub. A hangup in
-        the routine unwinds every level (dp_abort). Labels are not simulated (priority 1)."""
-        target, args = data, ""
-        if data.endswith(")") and "(" in data:
-            target, _, args = data[:-1].partition("(")
-        loc = ch.dialplan
-        context, exten, prio = self.dp_destination(ch, target)
-        steps = self.dialplan.lookup(context, exten)
-        if steps is None or prio is None:
-            self.warnings.append(f"Gosub({data}) on {ch.name}: no such destination")
-            self.pbx_end(ch)  # gosub_exec returns -1: the PBX ends
-            return
-        saved = (ch.dp_steps, ch.dp_index, loc.context, loc.exten, ch.dp_return)
-
-        def back() -> None:
-            ch.dp_steps, ch.dp_index = saved[0], saved[1]
-            ch.dialplan.context, ch.dialplan.exten = saved[2], saved[3]
-            ch.dialplan.priority = saved[1]
-            ch.dp_return = saved[4]
-            if ch.hungup or ch.destroyed or ch.dp_unwinding:
-                self.dp_abort(ch)
-            else:
-                self.dp_continue(ch)
-
-        ch.dp_return = back
-        for i, value in enumerate(split_app_args(args) if args else [], 1):
-            self.dp_set_variable(ch, f"ARG{i}", value)
-        loc.context, loc.exten = context, exten
-        ch.dp_steps, ch.dp_index = steps, prio - 1
-        self.dp_continue(ch)
-
-    def dp_destination(self, ch: Channel, target: str) -> tuple[str, str, int | None]:
-        """`[[context,]exten,]priority` from the channel's location (priority a number or a
-        label of the extension): (context, exten, priority or None)."""
-        parts = [p.strip() for p in target.split(",")]
-        loc = ch.dialplan
-        context, exten = loc.context, loc.exten
-        if len(parts) >= 2:
-            exten = parts[-2]
-        if len(parts) >= 3:
-            context = parts[-3]
-        return context, exten, self.dialplan.priority_of(context, exten, parts[-1])
-
-    def dp_goto(self, ch: Channel, target: str) -> bool:
-        """Goto (pbx_builtin_goto → ast_parseable_goto): the dialplan goes on at `target`; False
-        when it does not exist."""
-        context, exten, prio = self.dp_destination(ch, target)
-        steps = self.dialplan.lookup(context, exten)
-        if steps is None or prio is None or not 0 < prio <= len(steps):
-            return False
-        ch.dialplan.context, ch.dialplan.exten = context, exten
-        ch.dp_steps, ch.dp_index = steps, prio - 1
-        return True
-
-    def dp_abort(self, ch: Channel) -> None:
-        """The channel's PBX stops (hangup): a Gosub in progress returns to its caller."""
-        back, ch.dp_return = ch.dp_return, None
-        if back is not None:
-            back()
-
-    def playback_length(self, data: str) -> float:
-        """Playback(file[&file2][,options]): the files' lengths (missing ones: 0 s)."""
-        files = data.split(",", 1)[0]
-        return sum(self.dialplan.playback_seconds(f) for f in files.split("&") if f)
-
-    def playback_status(self, data: str) -> str:
-        """PLAYBACKSTATUS after Playback(data) ran to its end (apps/app_playback.c
-        playback_exec): FAILED when a file is missing — the others still play and the dialplan
-        goes on —, else SUCCESS."""
-        files = [f for f in data.split(",", 1)[0].split("&") if f]
-        known = self.dialplan.dialplan_sounds.keys() | self.dialplan.sounds.keys()
-        return "FAILED" if any(f not in known for f in files) else "SUCCESS"
-
-    def _dp_after(self, ch: Channel, app: str, data: str) -> Callable[[], None]:
-        """What follows Wait, Playback or Busy once its time is up."""
-        if app == "Busy":
-            return lambda: self._busy_done(ch)
-        if app == "Playback":
-            def played() -> None:
-                self.dp_set_variable(ch, "PLAYBACKSTATUS", self.playback_status(data))
-                self.dp_continue(ch)
-            return played
-        return lambda: self.dp_continue(ch)
-
-    def pbx_end(self, ch: Channel) -> None:
-        """The dialplan of a channel the PBX runs ends (no Local half): __ast_pbx_run's
-        auto-fallthrough hangs it up with ast_hangup — no ChannelHangupRequest. A BUSY or
-        CONGESTION/CHANUNAVAIL DIALSTATUS is indicated first (pbx_builtins.c indicate_busy,
-        indicate_congestion: state Busy and that cause if not answered)."""
-        status = ch.variables.get("DIALSTATUS", "")
-        cause = ch.hangup_cause or CAUSE_NORMAL
-        if status in ("BUSY", "CONGESTION", "CHANUNAVAIL") and ch.state != "Up":
-            cause = CAUSE_BUSY if status == "BUSY" else CAUSE_CONGESTION
-            self.set_state(ch, "Busy")
-        self.hangup_channel(ch, cause, quiet=True)
-
-    def substitute(self, ch: Channel, data: str) -> str:
-        """${VAR} and ${FUNC(arg)} in application data (pbx_substitute_variables_helper);
-        unknown names give ""."""
-        out: list[str] = []
-        i = 0
-        while i < len(data):
-            if data.startswith("$[", i):
-                end = _closing(data, i + 2, "[", "]")
-                if end < 0:
-                    out.append(data[i:])
-                    break
-                out.append(evaluate(self.substitute(ch, data[i + 2 : end])))
-                i = end + 1
-            elif data.startswith("${", i):
-                depth, j = 1, i + 2
-                while j < len(data) and depth:
-                    if data.startswith("${", j):
-                        depth += 1
-                        j += 2
-                        continue
-                    if data[j] == "}":
-                        depth -= 1
-                    j += 1
-                if depth:
-                    out.append(data[i:])
-                    break
-                name = self.substitute(ch, data[i + 2 : j - 1])
-                out.append(self.read_variable(ch, name) or "")
-                i = j
-            else:
-                out.append(data[i])
-                i += 1
-        return "".join(out)
-
-    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None:
-        """Set(NAME=value) (pbx_builtin_setvar_helper): a leading "_" makes the variable
-        inherited by channels this one dials (once), "__" always; ChannelVarset shows the full
-        name."""
-        if not name:
-            return
-        bare = name.lstrip("_")
-        level = min(2, len(name) - len(bare))
-        if level:
-            ch.inherit[bare] = level
-        else:
-            ch.inherit.pop(bare, None)
-        ch.variables[bare] = value
-        self.emit_channel("ChannelVarset", ch, variable=name, value=value)
-
-    def read_variable(self, ch: Channel, name: str) -> str | None:
-        raise NotImplementedError
-
-    def _busy_done(self, ch: Channel) -> None:
-        self.hangup_channel(ch, CAUSE_BUSY)
-
-    # ------------------------------------------------- implemented by mixins
-    def start_agi(self, ch: Channel, data: str) -> None:
-        raise NotImplementedError
-
-    def start_mixmonitor(self, ch: Channel, data: str) -> None:
-        raise NotImplementedError
-
-    def start_dial(self, ch: Channel, data: str) -> None:
-        raise NotImplementedError
-
-    def app_dial_answered(self, ch: Channel) -> None:
-        raise NotImplementedError
-
-    def app_dial_busy(self, ch: Channel, status: str) -> None:
-        raise NotImplementedError
-
-    def app_dial_gone(self, ch: Channel) -> None:
-        raise NotImplementedError
+        self.life.hangup_channel(ch, 0, quiet=True)
 
 
 def hangup_dial_status(cause: int) -> str:
     """main/channel.c ast_hangup_cause_to_dial_status (20 is AST_CAUSE_UNREGISTERED too)."""
     return {CAUSE_BUSY: "BUSY", CAUSE_CONGESTION: "CONGESTION", 3: "CHANUNAVAIL",
             CAUSE_SUBSCRIBER_ABSENT: "CHANUNAVAIL"}.get(cause, "NOANSWER")
-
-
-def _closing(text: str, start: int, opening: str, closing: str) -> int:
-    """Index of the `closing` that ends a group opened just before `start` (-1: none)."""
-    depth = 1
-    for j in range(start, len(text)):
-        if text[j] == opening:
-            depth += 1
-        elif text[j] == closing:
-            depth -= 1
-            if depth == 0:
-                return j
-    return -1

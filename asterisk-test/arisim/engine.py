@@ -11,12 +11,13 @@ sample-accurate around it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedOps, AttendedResult
+from .attended import ATTENDED_BYE_DELAY, ATTENDED_SETUP_DELAY, AttendedResult
+from .core import Core
 from .dialplan import EndpointBehaviour, Priority, Result
-from .mixmonitor import AST_SPOOL_DIR
-from .model import CAUSE_NORMAL, CallerId, Channel, LiveRecording
+from .model import CAUSE_NORMAL, AgiSession, CallerId, Channel, LiveRecording
 from .transfers import REFER_BYE_DELAY, TransferOutcome, Via
 
 
@@ -24,7 +25,7 @@ class ControlError(LookupError):
     """A control action named something that does not exist (or cannot be done)."""
 
 
-class Engine(AttendedOps):
+class Engine(Core):
     # ------------------------------------------------------------ endpoints
     def set_endpoint(
         self,
@@ -79,9 +80,9 @@ class Engine(AttendedOps):
                    caller_name: str = "Client", args: list[str] | None = None,
                    app: str = "verbatim", tone_hz: int | None = None, sends_media: bool = True,
                    exten: str | None = None, channel_id: str | None = None) -> Channel:
-        """An inbound call entering Stasis(app, args) in state Ring; see ChannelOps.start_call."""
+        """An inbound call entering Stasis(app, args) in state Ring; see ChannelLife.start_call."""
         with self.action():
-            return super().start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
+            return self.life.start_call(endpoint, caller_number, caller_name, args, app, tone_hz,
                                       sends_media, exten, channel_id)
 
     def start_dialplan_call(self, exten: str, context: str = "from-trunk",
@@ -96,7 +97,7 @@ class Engine(AttendedOps):
         with subscribeAll=true."""
         with self.action():
             tech, _, resource = endpoint.partition("/")
-            ch = self.build_tech_channel(tech or "PJSIP", resource or "trunk", channel_id,
+            ch = self.life.build_tech_channel(tech or "PJSIP", resource or "trunk", channel_id,
                                          state="Ring")
             if ch.tech == "PJSIP":
                 ch.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1"
@@ -105,8 +106,8 @@ class Engine(AttendedOps):
             ch.dialplan.context, ch.dialplan.exten = context, exten
             ch.tone_hz = tone_hz if tone_hz is not None else self.fresh_tone()
             ch.sends_media = sends_media
-            self._register(ch)
-            self.run_dialplan(ch, context, exten, 1)
+            self.life.register(ch)
+            self.pbx.run_dialplan(ch, context, exten, 1)
             return ch
 
     def answer(self, channel_id: str) -> None:
@@ -114,16 +115,16 @@ class Engine(AttendedOps):
         with self.action():
             ch = self._chan(channel_id)
             if ch.dialing or ch.originating:
-                self.far_answered(ch)
+                self.dialling.far_answered(ch)
             else:
-                self.answer_channel(ch)
+                self.life.answer_channel(ch)
 
     def busy(self, channel_id: str) -> None:
         with self.action():
             ch = self._chan(channel_id)
-            self.far_busy(ch)
+            self.dialling.far_busy(ch)
             if ch.tech != "PJSIP":
-                self.hangup_channel(ch, 17)
+                self.life.hangup_channel(ch, 17)
 
     def forward(self, channel_id: str, forward_to: str) -> None:
         """The ringing party behind a dialled channel answers 302 to `forward_to` ("300" or
@@ -132,26 +133,26 @@ class Engine(AttendedOps):
             ch = self._chan(channel_id)
             if not (ch.dialing or ch.originating):
                 raise ControlError(f"channel {channel_id} is not being dialled")
-            self.far_forward(ch, forward_to)
+            self.dialling.forwards.far_forward(ch, forward_to)
 
     def reject(self, channel_id: str) -> None:
         with self.action():
-            self.far_reject(self._chan(channel_id))
+            self.dialling.far_reject(self._chan(channel_id))
 
     def hangup(self, channel_id: str, cause: int = CAUSE_NORMAL) -> None:
         """The party hangs up: ChannelHangupRequest, ChannelLeftBridge, StasisEnd (and
         ChannelDestroyed where the app holds a subscription)."""
         with self.action():
-            self.far_hangup(self._chan(channel_id), cause)
+            self.life.far_hangup(self._chan(channel_id), cause)
 
     def continue_in_dialplan(self, ch: Channel, context: str, exten: str, priority: int) -> None:
         """The channel leaves its bridge and the app (StasisEnd), then runs exten@context from
         `priority` (res/stasis/control.c stasis_app_control_continue)."""
         bridge = self.find_bridge(ch.bridge_id or "")
         if bridge is not None:
-            self.bridge_remove(bridge, ch)
-        self.leave_stasis(ch)
-        self.defer(lambda: self.run_dialplan(ch, context, exten, priority))
+            self.bridging.bridge_remove(bridge, ch)
+        self.life.leave_stasis(ch)
+        self.defer(lambda: self.pbx.run_dialplan(ch, context, exten, priority))
 
     def set_media(self, channel_id: str, *, talking: bool | None = None,
                   sends_media: bool | None = None, tone_hz: int | None = None) -> None:
@@ -170,12 +171,12 @@ class Engine(AttendedOps):
         """The party puts the call on hold (re-INVITE sendonly): ChannelHold; it sends no
         audio until `unhold` (see transfers.py)."""
         with self.action():
-            self.party_hold(self._chan(channel_id), musicclass)
+            self.transfers.party_hold(self._chan(channel_id), musicclass)
 
     def unhold(self, channel_id: str) -> None:
         """The party resumes the call: ChannelUnhold."""
         with self.action():
-            self.party_unhold(self._chan(channel_id))
+            self.transfers.party_unhold(self._chan(channel_id))
 
     def blind_transfer(self, channel_id: str, exten: str, context: str = "transfer-target",
                        via: Via = "refer",
@@ -188,8 +189,8 @@ class Engine(AttendedOps):
         if via not in ("refer", "ami"):
             raise ControlError(f"via must be 'refer' or 'ami', not {via!r}")
         with self.action():
-            return self.blind_transfer_channel(self._chan(channel_id), exten, context, via,
-                                               hangup_after)
+            return self.transfers.blind_transfer_channel(self._chan(channel_id), exten, context,
+                                                         via, hangup_after)
 
     def attended_transfer(self, first_leg: str, second_leg: str, *,
                           result: AttendedResult = "success",
@@ -201,7 +202,7 @@ class Engine(AttendedOps):
         if result not in ("success", "fail"):
             raise ControlError(f"result must be 'success' or 'fail', not {result!r}")
         with self.action():
-            return self.attended_transfer_channels(
+            return self.attended.attended_transfer_channels(
                 self._chan(first_leg), self._chan(second_leg), result=result, delay=delay,
                 hangup_after=hangup_after)
 
@@ -211,9 +212,9 @@ class Engine(AttendedOps):
         sees no transfer at all (no REFER): no BridgeAttendedTransfer."""
         with self.action():
             first, second = self._chan(first_leg), self._chan(second_leg)
-            self.hangup_channel(second, CAUSE_NORMAL)
+            self.life.hangup_channel(second, CAUSE_NORMAL)
             if first.on_hold:
-                self.party_unhold(first)
+                self.transfers.party_unhold(first)
 
     def send_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
         """The party presses a key: ChannelDtmfReceived (RFC 4733 from a phone). The channel
@@ -222,15 +223,15 @@ class Engine(AttendedOps):
         with self.action():
             ch = self._chan(channel_id)
             self.emit_channel("ChannelDtmfReceived", ch, digit=digit, duration_ms=duration_ms)
-            if not self.agi_dtmf(ch, digit):
-                self.feature_dtmf(ch, digit)
+            if not self.agi.agi_dtmf(ch, digit):
+                self.dial_app.feature_dtmf(ch, digit)
             # terminateOn: the recorder hears the digit (main/app.c acceptdtmf)
             for rec in list(self.recordings.values()):
                 heard = (rec.kind == "channel" and rec.target_id == ch.id) or (
                     rec.kind == "bridge" and rec.target_id == ch.bridge_id)
                 if heard and rec.state == "recording" and (
                         rec.terminate_on == "any" or rec.terminate_on == digit):
-                    self.end_recording(rec)
+                    self.recorder.end_recording(rec)
 
     # ----------------------------------------------------------- recordings
     def _rec(self, name: str) -> LiveRecording:
@@ -242,12 +243,32 @@ class Engine(AttendedOps):
     def finish_recording(self, name: str) -> None:
         """End a live recording now, as if Asterisk stopped it (RecordingFinished)."""
         with self.action():
-            self.end_recording(self._rec(name))
+            self.recorder.end_recording(self._rec(name))
 
     def fail_recording(self, name: str, cause: str = "Recording failed") -> None:
         """Fail a live recording now (RecordingFailed with `cause`)."""
         with self.action():
-            self.end_recording(self._rec(name), "failed", cause)
+            self.recorder.end_recording(self._rec(name), "failed", cause)
+
+    # ------------------------------------------------------------------ AGI
+    @property
+    def agi_sessions(self) -> list[AgiSession]:
+        """Every FastAGI session so far, in start order (agi.py)."""
+        return self.agi.sessions
+
+    async def wait_agi(
+        self,
+        match: str | Callable[[AgiSession], bool] | None = None,
+        state: str = "done",
+        timeout: float = 5.0,  # noqa: ASYNC109 - polling deadline, as tests expect
+    ) -> AgiSession:
+        """See Agi.wait_agi."""
+        return await self.agi.wait_agi(match, state, timeout)
+
+    # ------------------------------------------------------------ features
+    def set_applicationmap(self, items: dict[str, tuple[str, str, str]]) -> None:
+        """See DialApp.set_applicationmap."""
+        self.dial_app.set_applicationmap(items)
 
     # -------------------------------------------------------------- reading
     def events(self, etype: str | None = None) -> list[dict[str, Any]]:
@@ -270,61 +291,12 @@ class Engine(AttendedOps):
                      resource=target.id, creationtime=self.clock.epoch(), state="Up",
                      snoop_of=target.id, spy=spy, sends_media=True)
         # ast_channel_alloc publishes it (ChannelCreated, seen with subscribeAll)
-        self._register(ch)
+        self.life.register(ch)
         args = app_args.split(",") if app_args else []
 
         def enter() -> None:
-            if not self.enter_stasis(ch, app, args):
-                self.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
+            if not self.life.enter_stasis(ch, app, args):
+                self.life.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
 
         self.defer(enter)
         return ch
-
-    def read_variable(self, ch: Channel, name: str) -> str | None:
-        """A channel variable, or one of the few dialplan functions the simulator knows."""
-        functions = {
-            "CALLERID(num)": ch.caller.number,
-            "CALLERID(name)": ch.caller.name,
-            "CALLERID(dnid)": ch.dnid,
-            "CONNECTEDLINE(num)": ch.connected.number,
-            "CONNECTEDLINE(name)": ch.connected.name,
-            "CHANNEL(name)": ch.name,
-            "CHANNEL(uniqueid)": ch.id,
-            "CHANNEL(state)": ch.state,
-            "CHANNEL(language)": ch.language,
-            "CALLERID(all)": (f'"{ch.caller.name}" <{ch.caller.number}>' if ch.caller.name
-                              else ch.caller.number),
-        }
-        if name in functions:
-            return functions[name]
-        if name.startswith("FILTER(") and name.endswith(")"):
-            allowed, _, text = name[len("FILTER("):-1].partition(",")
-            return filter_chars(allowed, text)
-        builtins = {  # pbx_retrieve_variable
-            "EPOCH": str(int(self.clock.epoch())),
-            "ASTSPOOLDIR": AST_SPOOL_DIR,
-            "UNIQUEID": ch.id,
-            "CHANNEL": ch.name,
-            "EXTEN": ch.dialplan.exten,
-            "CONTEXT": ch.dialplan.context,
-            "PRIORITY": str(ch.dialplan.priority),
-            "HANGUPCAUSE": str(ch.hangup_cause) if ch.hungup else "0",
-        }
-        if name in builtins:
-            return builtins[name]
-        return ch.variables.get(name)
-
-
-def filter_chars(allowed: str, text: str) -> str:
-    """FILTER(allowed,text) (func_strings.c filter): the characters of `text` in `allowed`,
-    where `a-z` is a range."""
-    keep: set[str] = set()
-    i = 0
-    while i < len(allowed):
-        if i + 2 < len(allowed) and allowed[i + 1] == "-":
-            keep |= {chr(c) for c in range(ord(allowed[i]), ord(allowed[i + 2]) + 1)}
-            i += 3
-        else:
-            keep.add(allowed[i])
-            i += 1
-    return "".join(c for c in text if c in keep)

@@ -29,8 +29,11 @@ What happens next depends on how the leg was dialled:
 
 from __future__ import annotations
 
-from .dialing import DialOps
+from typing import Protocol
+
+from .channels import ChannelLife
 from .model import Channel
+from .world import World
 
 REDIRECTED = 23  # AST_CAUSE_REDIRECTED_TO_NEW_DESTINATION
 SIP_MOVED_TEMPORARILY = 302
@@ -40,21 +43,44 @@ DIAL_BRIDGE_TRIPS = 3
 FORWARD_TEARDOWN_DELAY = 0.002
 
 
-class ForwardOps(DialOps):
+class Legs(Protocol):
+    """The Dialling part as a forward uses it to dial the new target."""
+
+    def setup_far_party(self, ch: Channel) -> None: ...
+
+    def dial_event(self, ch: Channel, status: str, dialstring: str = "",
+                   forward: str = "") -> None: ...
+
+    def arm_originate_timeout(self, ch: Channel) -> None: ...
+
+    def start_far_end(self, ch: Channel) -> None: ...
+
+
+class DialForward(Protocol):
+    def app_dial_forward(self, ch: Channel, target: str) -> None: ...
+
+
+class Forwards:
+    """302s on one World, for the Dialling part that owns it."""
+
+    def __init__(self, world: World, life: ChannelLife, dialling: Legs,
+                 app_dial: DialForward) -> None:
+        self.world = world
+        self.life = life
+        self.dialling = dialling
+        self.app_dial = app_dial
+
     def far_forward(self, ch: Channel, target: str) -> None:
         """The party behind `ch` answers 302 to `target` ("300" or "PJSIP/300")."""
         if ch.hungup or ch.destroyed or not target:
             return
         ch.caller_rdnis = ch.caller.number or ch.resource
         if ch.dialed_by is not None:
-            self.app_dial_forward(ch, target)
+            self.app_dial.app_dial_forward(ch, target)
         elif ch.originating:
             self._follow_forward(ch, target)
         else:
             self._refuse_forward(ch, target)
-
-    def app_dial_forward(self, ch: Channel, target: str) -> None:
-        raise NotImplementedError  # appdial.py
 
     # ---------------------------------------------------------- ARI /dial
     def moved_temporarily(self, ch: Channel) -> int | None:
@@ -65,7 +91,7 @@ class ForwardOps(DialOps):
         fields: dict[str, object] = {"cause": REDIRECTED}
         if tech_cause is not None:
             fields["tech_cause"] = tech_cause
-        self.emit_channel("ChannelHangupRequest", ch, **fields)
+        self.world.emit_channel("ChannelHangupRequest", ch, **fields)
         return tech_cause
 
     def _refuse_forward(self, ch: Channel, target: str) -> None:
@@ -75,13 +101,13 @@ class ForwardOps(DialOps):
             if ch.destroyed:
                 return
             for _ in range(DIAL_BRIDGE_TRIPS):
-                self.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
-                                   "peer": ch.json()}, channels=[ch])
+                self.world.emit("Dial", {"dialstatus": "CANCEL", "forward": target,
+                                         "dialstring": "", "peer": ch.json()}, channels=[ch])
             ch.dialing = False
-            self.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
+            self.life.hangup_channel(ch, REDIRECTED, tech_cause=tech_cause, quiet=True)
 
         ch.cancel_timers()
-        self.schedule(FORWARD_TEARDOWN_DELAY, trip, f"302 {ch.name}", owner=ch)
+        self.world.schedule(FORWARD_TEARDOWN_DELAY, trip, f"302 {ch.name}", owner=ch)
 
     # ----------------------------------------------------------- originate
     def _follow_forward(self, ch: Channel, target: str) -> None:
@@ -91,31 +117,31 @@ class ForwardOps(DialOps):
             context = ch.variables.get("FORWARD_CONTEXT") or ch.dialplan.context
             tech, device = "Local", f"{target}@{context}"
         if tech == "Local":
-            new, other = self.new_local_pair(device)
-            exists = self.dialplan.lookup(other.dialplan.context, other.dialplan.exten)
+            new, other = self.life.new_local_pair(device)
+            exists = self.world.dialplan.lookup(other.dialplan.context, other.dialplan.exten)
         else:
-            new = self.new_tech_channel(tech, device)
+            new = self.life.new_tech_channel(tech, device)
             exists = []
         new.dialplan.app_name, new.dialplan.app_data = "AppDial2", "(Outgoing Line)"
-        self.setup_far_party(new)
+        self.dialling.setup_far_party(new)
         ch.cancel_timers()
         ch.originating = False
         if exists is None:  # core_local.c local_call: "No such extension/context"
-            self.hangup_channel(new, 0, quiet=True)
-            self.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
-                               "peer": ch.json()}, channels=[ch])
-            self.hangup_channel(ch, 0, quiet=True)
+            self.life.hangup_channel(new, 0, quiet=True)
+            self.world.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
+                                     "peer": ch.json()}, channels=[ch])
+            self.life.hangup_channel(ch, 0, quiet=True)
             return
         new.originating = True
         new.originate_device = device
         new.originate_app, new.originate_args = ch.originate_app, ch.originate_args
         new.origin_target = ch.origin_target
         new.originate_deadline = ch.originate_deadline
-        self.dial_event(new, "", dialstring=device)  # before anyone is subscribed to it
+        self.dialling.dial_event(new, "", dialstring=device)  # before anyone is subscribed to it
         subscribers = ch.subscribers()
-        self.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
-                           "peer": ch.json(), "forwarded": new.json()}, channels=[ch])
+        self.world.emit("Dial", {"dialstatus": "CANCEL", "forward": target, "dialstring": "",
+                                 "peer": ch.json(), "forwarded": new.json()}, channels=[ch])
         new.explicit_apps |= subscribers  # app.c call_forwarded_handler
-        self.arm_originate_timeout(new)
-        self.start_far_end(new)
-        self.hangup_channel(ch, 0, quiet=True)
+        self.dialling.arm_originate_timeout(new)
+        self.dialling.start_far_end(new)
+        self.life.hangup_channel(ch, 0, quiet=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .engine import Engine
 from .model import Bridge, Channel
+from .recordings import KNOWN_FORMATS
 from .rest import (
     ApiResponse,
     Args,
@@ -52,7 +53,8 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     bridge_id = args.get_str("bridgeId")
     if bridge_id and sim.find_bridge(bridge_id) is not None:
         return error(409, f"Bridge with id '{bridge_id}' already exists")
-    bridge = sim.create_bridge(args.get_str("type"), args.get_str("name"), bridge_id or None)
+    bridge = sim.bridging.create_bridge(args.get_str("type"), args.get_str("name"),
+                                        bridge_id or None)
     if bridge is None:
         return error(500, "Unable to create bridge. Possible duplicate bridge id "
                           f"'{bridge_id or '(null)'}'")
@@ -64,7 +66,7 @@ def create_with_id(sim: Engine, args: Args) -> ApiResponse:
     bridge_id = args.get_str("bridgeId") or ""
     if sim.find_bridge(bridge_id) is not None:
         return error(409, f"Bridge with id '{bridge_id}' already exists")
-    bridge = sim.create_bridge(args.get_str("type"), args.get_str("name"), bridge_id)
+    bridge = sim.bridging.create_bridge(args.get_str("type"), args.get_str("name"), bridge_id)
     if bridge is None:
         return error(500, "Unable to create bridge")
     return ok(bridge.json())
@@ -82,7 +84,7 @@ def destroy(sim: Engine, args: Args) -> ApiResponse:
     found = find_bridge(sim, args.get_str("bridgeId") or "")
     if isinstance(found, ApiResponse):
         return found
-    sim.destroy_bridge(found)
+    sim.bridging.destroy_bridge(found)
     return no_content()
 
 
@@ -100,7 +102,7 @@ def add_channel(sim: Engine, args: Args) -> ApiResponse:
     for ch in channels:
         if args.get_bool("mute"):
             ch.muted_in = True
-        sim.bridge_add(found, ch)
+        sim.bridging.bridge_add(found, ch)
     return no_content()
 
 
@@ -115,7 +117,7 @@ def remove_channel(sim: Engine, args: Args) -> ApiResponse:
     if any(ch.bridge_id != found.id for ch in channels):
         return error(422, "Channel not in this bridge")
     for ch in channels:
-        sim.bridge_remove(found, ch)
+        sim.bridging.bridge_remove(found, ch)
     return no_content()
 
 
@@ -139,8 +141,6 @@ def record(sim: Engine, args: Args) -> ApiResponse:
     found = find_bridge(sim, args.get_str("bridgeId") or "")
     if isinstance(found, ApiResponse):
         return found
-    from .media import KNOWN_FORMATS
-
     if (args.get_str("format") or "") not in KNOWN_FORMATS:
         return error(422, "specified format is unknown on this system")
     return start_recording(sim, "bridge", found.id, args)

@@ -6,8 +6,8 @@ from typing import Any
 
 from .dialplan import parse_callerid
 from .engine import Engine
-from .media import KNOWN_FORMATS
 from .model import HANGUP_REASONS, Bridge, Channel
+from .recordings import KNOWN_FORMATS
 from .rest import (
     ApiResponse,
     Args,
@@ -90,7 +90,7 @@ def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     timeout = args.get_int("timeout", 30)
     timeout = 30 if timeout == 0 else (0 if timeout < 0 else timeout)
     cid = args.get_str("callerId")
-    ch = sim.originate(
+    ch = sim.dialling.originate(
         endpoint,
         app=app or None,
         app_args=args.get_str("appArgs"),
@@ -133,7 +133,7 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
-    ch = sim.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
+    ch = sim.dialling.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
                             channel_id, other_id, variables)
     return ok(ch.json())
 
@@ -162,7 +162,7 @@ def hangup(sim: Engine, args: Args) -> ApiResponse:
         if reason not in HANGUP_REASONS:
             return error(400, "Invalid reason for hangup reason provided")
         cause = HANGUP_REASONS[reason]
-    sim.hangup_channel(ch, cause, soft=True)
+    sim.life.hangup_channel(ch, cause, soft=True)
     return no_content()
 
 
@@ -180,7 +180,7 @@ def answer(sim: Engine, args: Args) -> ApiResponse:
     ch = _controlled(sim, args, check_state=True)
     if isinstance(ch, ApiResponse):
         return ch
-    sim.answer_channel(ch)
+    sim.life.answer_channel(ch)
     return no_content()
 
 
@@ -294,7 +294,7 @@ def queue_playback(sim: Engine, target: Channel | Bridge, args: Args, playback_i
     media = [m for m in args.get_list("media") if m]
     if not media or (playback_id and playback_id in sim.playbacks):
         return error(500, failure)
-    pb = sim.new_playback(target, media, args.get_str("lang"), playback_id)
+    pb = sim.player.new_playback(target, media, args.get_str("lang"), playback_id)
     return created(f"/playbacks/{pb.id}", pb.json())
 
 
@@ -326,9 +326,10 @@ def check_record_name(
         return error(422, "specified format is unknown on this system")
     if not name or opts["max_duration"] < 0 or opts["max_silence"] < 0:
         return error(500, "Error parsing request")
-    if sim.name_escapes(name):
+    if sim.recorder.name_escapes(name):
         return error(400, "Recording name invalid")
-    exists = name in sim.recordings or (opts["if_exists"] == "fail" and sim.name_exists(name))
+    exists = name in sim.recordings \
+        or (opts["if_exists"] == "fail" and sim.recorder.name_exists(name))
     if exists:
         return error(409, f"Recording '{name}' already exists and can not be overwritten")
     return None
@@ -356,7 +357,7 @@ def start_recording(sim: Engine, kind: str, target_id: str, args: Args) -> ApiRe
     bad = check_record_name(sim, name, fmt, opts)
     if bad is not None:
         return bad
-    rec = sim.new_recording(kind, target_id, name, fmt, **opts)
+    rec = sim.recorder.new_recording(kind, target_id, name, fmt, **opts)
     return created(live_recording_location(name), rec.json())
 
 
@@ -372,7 +373,7 @@ def dial(sim: Engine, args: Args) -> ApiResponse:
     if ch.ari_dialstring is None:
         return error(409, "Dialing a channel not created by ARI")
     if not ch.dialed:
-        sim.ari_dial(ch, caller, args.get_int("timeout"))
+        sim.dialling.ari_dial(ch, caller, args.get_int("timeout"))
     return no_content()
 
 
@@ -415,7 +416,7 @@ def get_variable(sim: Engine, args: Args) -> ApiResponse:
     ch = sim.find_channel(args.get_str("channelId") or "")
     if ch is None:
         return error(404, "Provided channel was not found")
-    value = sim.read_variable(ch, name)
+    value = sim.pbx.read_variable(ch, name)
     if value is None:
         return error(404, "Provided variable was not found")
     return ok({"value": value})
@@ -429,5 +430,5 @@ def set_variable(sim: Engine, args: Args) -> ApiResponse:
     ch = _controlled(sim, args)
     if isinstance(ch, ApiResponse):
         return ch
-    sim.set_variable(ch, name, args.get_str("value") or "")
+    sim.life.set_variable(ch, name, args.get_str("value") or "")
     return no_content()

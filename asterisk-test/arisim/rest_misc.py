@@ -30,15 +30,15 @@ def _operation(sim: Engine, args: Args, op: str) -> ApiResponse:
         return rec
     if rec.state == "queued":
         if op in ("cancel", "stop"):
-            sim.end_recording(rec, delete=op == "cancel")
+            sim.recorder.end_recording(rec, delete=op == "cancel")
             return no_content()
         return error(409, "Recording not in session")
     if op == "stop":
-        sim.end_recording(rec)
+        sim.recorder.end_recording(rec)
     elif op == "cancel":
-        sim.end_recording(rec, delete=True)
+        sim.recorder.end_recording(rec, delete=True)
     elif op in ("pause", "unpause"):
-        sim.pause_recording(rec, op == "pause")
+        sim.recorder.pause_recording(rec, op == "pause")
     elif op in ("mute", "unmute"):
         rec.muted = op == "mute"
     return no_content()
@@ -65,11 +65,11 @@ for _key, _op in _OPERATIONS.items():
 
 @route("GET /recordings/stored")
 def list_stored(sim: Engine, args: Args) -> ApiResponse:
-    return ok(sim.stored_recordings())
+    return ok(sim.recorder.stored_recordings())
 
 
 def _stored_json(sim: Engine, name: str) -> dict[str, str] | None:
-    path = sim.find_stored(name)
+    path = sim.recorder.find_stored(name)
     return {"name": name, "format": path.suffix[1:]} if path is not None else None
 
 
@@ -81,7 +81,7 @@ def get_stored(sim: Engine, args: Args) -> ApiResponse:
 
 @route("DELETE /recordings/stored/{recordingName}")
 def delete_stored(sim: Engine, args: Args) -> ApiResponse:
-    path = sim.find_stored(args.get_str("recordingName") or "")
+    path = sim.recorder.find_stored(args.get_str("recordingName") or "")
     if path is None:
         return error(404, "Recording not found")
     path.unlink()
@@ -90,7 +90,7 @@ def delete_stored(sim: Engine, args: Args) -> ApiResponse:
 
 @route("GET /recordings/stored/{recordingName}/file")
 def get_stored_file(sim: Engine, args: Args) -> ApiResponse:
-    path = sim.find_stored(args.get_str("recordingName") or "")
+    path = sim.recorder.find_stored(args.get_str("recordingName") or "")
     if path is None:
         return error(404, "Recording not found")
     return ApiResponse(200, raw=path.read_bytes(), content_type=f"audio/{path.suffix[1:]}")
@@ -98,7 +98,7 @@ def get_stored_file(sim: Engine, args: Args) -> ApiResponse:
 
 @route("POST /recordings/stored/{recordingName}/copy")
 def copy_stored(sim: Engine, args: Args) -> ApiResponse:
-    path = sim.find_stored(args.get_str("recordingName") or "")
+    path = sim.recorder.find_stored(args.get_str("recordingName") or "")
     if path is None:
         return error(404, "Recording not found")
     dest = args.get_str("destinationRecordingName") or ""
@@ -106,9 +106,9 @@ def copy_stored(sim: Engine, args: Args) -> ApiResponse:
         dest = dest.rsplit(".", 1)[0]
     if not dest:
         return error(400, "Invalid destination recording name")
-    if sim.name_escapes(dest):
+    if sim.recorder.name_escapes(dest):
         return error(403, "Destination file path is forbidden")
-    if sim.find_stored(dest) is not None:
+    if sim.recorder.find_stored(dest) is not None:
         return error(409, "A recording with the same name already exists on the system")
     target = sim.spool_dir / f"{dest}{path.suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def stop_playback(sim: Engine, args: Args) -> ApiResponse:
     pb = sim.playbacks.get(args.get_str("playbackId") or "")
     if pb is None:
         return error(404, "Playback not found")
-    sim.stop_playback(pb)
+    sim.player.stop_playback(pb)
     return no_content()
 
 
@@ -142,7 +142,7 @@ def control_playback(sim: Engine, args: Args) -> ApiResponse:
     pb = sim.playbacks.get(args.get_str("playbackId") or "")
     if pb is None:
         return error(404, "Playback not found")
-    if not sim.control_playback(pb, operation):
+    if not sim.player.control_playback(pb, operation):
         return error(409, f"Can only {operation} while media is playing")
     return no_content()
 

@@ -20,20 +20,58 @@ from typing import Any
 from aiohttp import web
 
 from . import rest_bridges, rest_channels, rest_misc  # noqa: F401 - they register handlers
+from .agi import Agi
+from .appdial import DialApp
+from .attended import AttendedTransfers
+from .bridges import Bridging
+from .bus import Render
+from .channels import ChannelLife
+from .core import RequestRecord
+from .dialing import Dialling
 from .engine import Engine
 from .events import EventRecord
+from .media import Media
+from .mixmonitor import Monitor
+from .pbx import Pbx
+from .playbacks import Player
+from .recordings import Recorder
 from .rest import HANDLERS, ApiResponse, Args, error
 from .spec import ast_true
+from .transfers import Transfers
+from .wiring import Wiring
 
 log = logging.getLogger("arisim")
 _REALM = "Asterisk REST Interface"
 
 
 class Simulator(Engine):
-    """A simulated Asterisk 22 speaking ARI; the constructor options are Core's."""
+    """A simulated Asterisk 22 speaking ARI; the constructor options are Core's.
+
+    The parts (media, recorder, ...) are built here, each on the world and the parts it
+    needs; the order they are built in is the order they hear the bus."""
 
     _runner: web.AppRunner | None = None
     base_url: str = ""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Parts that call each other both ways get `wiring` (wiring.py), set as the rest is built.
+        wiring = Wiring()
+        self.media = Media(self)
+        self.bridging = Bridging(self)
+        self.life = ChannelLife(self, self.bridging, wiring, wiring)
+        self.pbx = Pbx(self, self.life, wiring, wiring)
+        self.agi = wiring.agi = Agi(self, self.life, self.pbx, self.agi_patience_s)
+        self.dialling = wiring.dialling = Dialling(self, self.life, self.pbx, wiring,
+                                                   self.create_stasis_delay)
+        self.dial_app = wiring.dial_app = DialApp(self, self.life, self.bridging, self.dialling,
+                                                  self.pbx, self.agi)
+        self.recorder = Recorder(self, self.media, self.life)
+        self.monitor = wiring.monitor = Monitor(self, self.media, self.recorder, self.pbx)
+        self.player = Player(self, self.recorder)
+        self.transfers = Transfers(self, self.life, self.bridging, self.pbx)
+        self.attended = AttendedTransfers(self, self.life, self.bridging, self.transfers,
+                                          self.dialling)
 
     def make_app(self) -> web.Application:
         """The aiohttp application: /ari (REST, events WebSocket) and /_sim/ control."""
@@ -60,7 +98,7 @@ class Simulator(Engine):
         return self.base_url
 
     async def stop(self) -> None:
-        await self.stop_agi()
+        await self.agi.stop_agi()
         await self.clock.stop()
         with self.action():
             for rec in list(self.recordings.values()):
@@ -85,7 +123,7 @@ class Simulator(Engine):
         playback and live recording is gone without an event (nothing is left to send one),
         and what the recordings had written stays in the spool as stored recordings."""
         with self.action():
-            self.render_media(self.clock.now())
+            self.bus.publish(Render(self.clock.now()))
             self.clock.cancel_all()
             for rec in list(self.recordings.values()):
                 if rec.writer is not None:
@@ -276,8 +314,6 @@ class Simulator(Engine):
 
     def _log(self, method: str, path: str, params: dict[str, Any], status: int,
              body: Any = None) -> None:
-        from .core import RequestRecord
-
         self.requests.append(RequestRecord(method, path.split("?")[0], params, status,
                                            self.clock.now(), body))
 

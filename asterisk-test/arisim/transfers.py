@@ -50,10 +50,12 @@ transferer is then hung up by Asterisk at once (no ChannelHangupRequest).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from .appdial import DialAppOps
+from .bridges import Bridging
+from .channels import ChannelLife
 from .model import CAUSE_NORMAL, Bridge, Channel
+from .world import World
 
 Via = Literal["refer", "ami"]
 # A sipp phone sent BYE 200 ms after the NOTIFY 200 (trace sip_blind_transfer_refer: 3.040 → 3.248)
@@ -72,49 +74,67 @@ class TransferOutcome:
         return {"result": self.result, "local_one": self.local_one, "local_two": self.local_two}
 
 
-class TransferOps(DialAppOps):
+class DialplanRunner(Protocol):
+    """The dialplan part as transfers see it: the `;2` half runs exten@context, a REFER's
+    callback sets variables on the transferee."""
+
+    def run_dialplan(self, ch: Channel, context: str, exten: str, priority: int = 1) -> None: ...
+
+    def dp_set_variable(self, ch: Channel, name: str, value: str) -> None: ...
+
+
+class Transfers:
+    """Hold and blind transfers on one World (attended ones: attended.py)."""
+
+    def __init__(self, world: World, life: ChannelLife, bridging: Bridging,
+                 dialplan: DialplanRunner) -> None:
+        self.world = world
+        self.life = life
+        self.bridging = bridging
+        self.runner = dialplan
+
     # ------------------------------------------------------------------ hold
     def party_hold(self, ch: Channel, musicclass: str | None = None) -> None:
         """The phone puts the call on hold: ChannelHold; it sends no audio until resumed."""
         ch.on_hold = True
         fields = {"musicclass": musicclass} if musicclass else {}
-        self.emit_channel("ChannelHold", ch, **fields)
+        self.world.emit_channel("ChannelHold", ch, **fields)
 
     def party_unhold(self, ch: Channel) -> None:
         """ChannelUnhold (also what ast_bridge_channel_write_unhold publishes at a transfer,
         whether or not the channel was held)."""
         ch.on_hold = False
-        self.emit_channel("ChannelUnhold", ch)
+        self.world.emit_channel("ChannelUnhold", ch)
 
     # --------------------------------------------------------------- helpers
     def transfer_variables(self, transferer: Channel, bridge: Bridge, variable: str) -> None:
         """main/bridge.c set_transfer_variables_all: the transferer gets its bridge peers'
         names, every other channel the transferer's name."""
         for cid in list(bridge.channels):
-            ch = self.channels[cid]
+            ch = self.world.channels[cid]
             if ch is transferer:
-                names = [self.channels[c].name for c in bridge.channels if c != cid]
-                names += [r.recorder_name for r in self.recordings.values()
+                names = [self.world.channels[c].name for c in bridge.channels if c != cid]
+                names += [r.recorder_name for r in self.world.recordings.values()
                           if r.kind == "bridge" and r.target_id == bridge.id]
-                self.set_variable(ch, variable, ",".join(names))
+                self.life.set_variable(ch, variable, ",".join(names))
             else:
-                self.set_variable(ch, variable, transferer.name)
+                self.life.set_variable(ch, variable, transferer.name)
 
     def bye_after_refer(self, ch: Channel, delay: float | None) -> None:
         """The phone that sent the REFER hangs up once told it worked (BYE, cause 16)."""
         if delay is None:
             return
-        self.schedule(delay, lambda: self.hangup_channel(ch, CAUSE_NORMAL),
-                      f"bye after REFER {ch.name}", owner=ch)
+        self.world.schedule(delay, lambda: self.life.hangup_channel(ch, CAUSE_NORMAL),
+                            f"bye after REFER {ch.name}", owner=ch)
 
     def run_transfer_dialplan(self, ch: Channel) -> None:
         """The `;2` half runs exten@context from priority 1 (main/core_local.c local_call)."""
-        self.run_dialplan(ch, ch.dialplan.context, ch.dialplan.exten, 1)
+        self.runner.run_dialplan(ch, ch.dialplan.context, ch.dialplan.exten, 1)
 
     def hang_up_unseen(self, *channels: Channel) -> None:
         for ch in channels:
             ch.peer_id = None
-            self.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
+            self.life.hangup_channel(ch, CAUSE_NORMAL, quiet=True)
 
     # ---------------------------------------------------------- blind transfer
     def blind_transfer_channel(self, transferer: Channel, exten: str, context: str,
@@ -123,7 +143,7 @@ class TransferOps(DialAppOps):
         """ast_bridge_transfer_blind of `transferer` to exten@context (see the module doc).
         `hangup_after`: seconds until the SIP transferer's BYE (REFER only; None: it stays)."""
         snapshot = transferer.json()
-        bridge = self.find_bridge(transferer.bridge_id or "")
+        bridge = self.world.find_bridge(transferer.bridge_id or "")
         if bridge is None:
             self._publish_blind(snapshot, exten, context, "Invalid", transferer)
             return TransferOutcome("Invalid")
@@ -131,7 +151,7 @@ class TransferOps(DialAppOps):
             return self._blind_transfer_basic(transferer, bridge, exten, context, via,
                                               hangup_after, snapshot)
         bridge_snapshot = bridge.json()
-        transferee = self.bridge_peer(bridge, transferer)
+        transferee = self.bridging.bridge_peer(bridge, transferer)
         extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
         self.party_unhold(transferer)
         if len(bridge.channels) + len(bridge.recorder_ids) <= 1:
@@ -139,21 +159,21 @@ class TransferOps(DialAppOps):
                                 bridge=bridge_snapshot, **extra)
             return TransferOutcome("Invalid")
         self.transfer_variables(transferer, bridge, "BLINDTRANSFER")
-        one, two = self.new_local_pair(f"{exten}@{context}")
+        one, two = self.life.new_local_pair(f"{exten}@{context}")
         extra["replace_channel"] = one.json()
         one.variables["BLINDTRANSFER"] = transferer.name
         app = transferer.stasis_app
-        if app is None or self.dialplan.lookup(context, exten) is None:
+        if app is None or self.world.dialplan.lookup(context, exten) is None:
             self.hang_up_unseen(one, two)
             self._publish_blind(snapshot, exten, context, "Fail", transferer, bridge,
                                 bridge=bridge_snapshot, **extra)
             return TransferOutcome("Fail")
         if via == "refer":
             self.run_transfer_dialplan(two)
-        if self.enter_stasis(one, app, [], replace=transferer):
-            self.bridge_swap(bridge, one, transferer)
+        if self.life.enter_stasis(one, app, [], replace=transferer):
+            self.bridging.bridge_swap(bridge, one, transferer)
         else:  # bridge_stasis_run_cb: Stasis() failed, the deferred swap never runs
-            self.hangup_channel(one, CAUSE_NORMAL)
+            self.life.hangup_channel(one, CAUSE_NORMAL)
         self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
                             bridge=bridge_snapshot, **extra)
         if via == "ami":
@@ -173,10 +193,10 @@ class TransferOps(DialAppOps):
         Asterisk (its Dial() returns -1 / an imparted channel has no goto; see appdial.py) — the
         phone's BYE after the NOTIFY finds it gone. res_pjsip_refer refuses a REFER to an
         extension that does not exist (404: nothing happens); AMI goes ahead."""
-        if via == "refer" and self.dialplan.lookup(context, exten) is None:
+        if via == "refer" and self.world.dialplan.lookup(context, exten) is None:
             return TransferOutcome("Fail")
         bridge_snapshot = bridge.json()
-        transferee = self.bridge_peer(bridge, transferer)
+        transferee = self.bridging.bridge_peer(bridge, transferer)
         extra: dict[str, Any] = {"transferee": transferee.json()} if transferee else {}
         self.party_unhold(transferer)
         if len(bridge.channels) <= 1:
@@ -189,12 +209,12 @@ class TransferOps(DialAppOps):
                                 bridge=bridge_snapshot, **extra)
             return TransferOutcome("Fail")
         if via == "refer":  # res_pjsip_refer.c refer_blind_callback on the transferee
-            self.dp_set_variable(transferee, "SIPTRANSFER", "yes")
-            self.dp_set_variable(transferee, "SIPREFERRINGCONTEXT", context)
+            self.runner.dp_set_variable(transferee, "SIPTRANSFER", "yes")
+            self.runner.dp_set_variable(transferee, "SIPREFERRINGCONTEXT", context)
         self._publish_blind(snapshot, exten, context, "Success", transferer, bridge,
                             bridge=bridge_snapshot, **extra)
         transferee.pending_goto = (context, exten)
-        self.bridge_remove(bridge, transferee)
+        self.bridging.bridge_remove(bridge, transferee)
         if via == "refer":  # moot unless the transferer's Dial() had the `g` option
             self.bye_after_refer(transferer, hangup_after)
         return TransferOutcome("Success")
@@ -209,6 +229,6 @@ class TransferOps(DialAppOps):
         for key in ("transferee", "replace_channel", "bridge"):
             if key in extra:
                 fields[key] = extra[key]
-        involved = [self.channels[c] for c in in_bridge.channels] if in_bridge else []
-        self.emit("BridgeBlindTransfer", fields, channels=[transferer, *involved],
-                  bridges=[in_bridge] if in_bridge else [])
+        involved = [self.world.channels[c] for c in in_bridge.channels] if in_bridge else []
+        self.world.emit("BridgeBlindTransfer", fields, channels=[transferer, *involved],
+                        bridges=[in_bridge] if in_bridge else [])

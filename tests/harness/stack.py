@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arisim.core import DEFAULT_ASTERISK_ID
 from arisim.server import Simulator
+from arisim.world import DEFAULT_ASTERISK_ID
 
 from recorder.ari.events import parse_timestamp
 from recorder.config import (
