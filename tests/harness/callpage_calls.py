@@ -52,6 +52,7 @@ async def _transferred(st: Stack) -> None:
     await st.settle()
     await st.advance(5.0)
     st.sim.hangup(caller_id)
+    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
     await st.advance(0.5)
 
 
@@ -62,6 +63,7 @@ async def _restarted(st: Stack) -> None:
     await st.settle()
     await st.advance(3.0)
     st.sim.hangup(caller_id)
+    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
     await st.advance(0.5)
 
 
@@ -73,6 +75,7 @@ async def _paused(st: Stack) -> None:
     await control_by_dtmf(st, dialled(st.sim, call_id), "*2")
     await st.advance(2.0)
     st.sim.hangup(caller_id)
+    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
     await st.advance(0.5)
 
 
