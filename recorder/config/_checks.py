@@ -172,3 +172,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def key_id(value: str) -> str:
+    # Stored with every wrapped data key and shown by `verbatim keys`: a short plain name.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise Invalid("must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                      f"or digit, got '{value}'")
+    return value
+
+
+def env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise Invalid(f"must be an environment variable's name, got '{value}'")
+    return value
+
+
+def key_location(value: str) -> str:
+    """A master key's place: an absolute file path, or env:NAME."""
+    if value.startswith("env:"):
+        env_name(value.removeprefix("env:"))
+        return value
+    try:
+        return absolute_path(value)
+    except Invalid:
+        raise Invalid("must be an absolute file path or env:NAME (an environment variable), "
+                      f"got '{value}'") from None

@@ -1,0 +1,120 @@
+"""Recordings' wrapped data keys in PostgreSQL (table recording_keys, migration 0010), and
+`verbatim keys rotate`: every data key re-wrapped under the current master key.
+
+The filer asks for a recording's key before it writes the file, and the key's row is committed
+by then: a file is never placed whose key a crash could lose. Asked again for the same recording
+(a filing retried after a crash), it gets the same key back, so whatever file a previous attempt
+placed still decrypts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+
+from recorder.config import Config
+from recorder.keeping import custody
+from recorder.storage.crypt import CryptError, DataKey, Keyring, WrappedKey, keyring_for
+
+log = structlog.get_logger("verbatim.keys")
+
+_GET: Final = "SELECT key_id, wrapped_key FROM recording_keys WHERE call_id = $1 AND name = $2"
+_CREATE: Final = """
+    INSERT INTO recording_keys (call_id, name, key_id, wrapped_key) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (call_id, name) DO NOTHING
+"""
+_STORED: Final = """
+    UPDATE recording_keys SET stored_sha256 = $3, stored_bytes = $4
+    WHERE call_id = $1 AND name = $2
+"""
+# Keyset pagination in key order, so a rotation resumed after a crash skips what is done.
+_TO_REWRAP: Final = """
+    SELECT k.call_id, k.name, k.key_id, k.wrapped_key, r.asterisk_id, r.sha256
+    FROM recording_keys k LEFT JOIN recordings r ON r.call_id = k.call_id AND r.name = k.name
+    WHERE k.key_id <> $1 AND (k.call_id, k.name) > ($2, $3)
+    ORDER BY k.call_id, k.name LIMIT $4
+"""
+_REWRAP: Final = """
+    UPDATE recording_keys SET key_id = $3, wrapped_key = $4, rekeyed_at = clock_timestamp()
+    WHERE call_id = $1 AND name = $2 AND key_id = $5 AND wrapped_key = $6
+"""
+
+
+def open_keyring(config: Config) -> Keyring | None:
+    """storage.encryption's master keys, read at start; a key that cannot be read stops the
+    program with what is wrong and where (never the key). None: encryption is off."""
+    try:
+        return keyring_for(config.storage.encryption)
+    except CryptError as exc:
+        raise SystemExit(f"storage.encryption: {exc}") from None
+
+
+class RecordingKeys:
+    def __init__(self, pool: Any, keyring: Keyring) -> None:
+        self.pool = pool
+        self.keyring = keyring
+
+    async def wrapped(self, call_id: str, name: str) -> WrappedKey | None:
+        row = await self.pool.fetchrow(_GET, call_id, name)
+        return None if row is None else WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
+
+    async def for_filing(self, call_id: str, name: str) -> DataKey:
+        """The recording's data key: the one it has, or a new one, stored before returning."""
+        found = await self.wrapped(call_id, name)
+        if found is None:
+            key, wrapped = self.keyring.new_data_key(call_id, name)
+            await self.pool.execute(_CREATE, call_id, name, wrapped.key_id, wrapped.wrapped)
+            found = await self.wrapped(call_id, name)  # another filer's, if it won the race
+            if found == wrapped:
+                return key
+            assert found is not None
+        return self.keyring.data_key(found, call_id, name)
+
+    async def for_reading(self, call_id: str, name: str) -> DataKey | None:
+        """The recording's data key; None when it is not encrypted (filed without)."""
+        found = await self.wrapped(call_id, name)
+        return None if found is None else self.keyring.data_key(found, call_id, name)
+
+    async def placed(self, call_id: str, name: str, sha256: str, size: int) -> None:
+        """The ciphertext's hash and size, once its file is in the archive."""
+        await self.pool.execute(_STORED, call_id, name, sha256, size)
+
+
+@dataclass
+class Rotation:
+    rewrapped: int = 0
+    batches: int = 0
+
+
+async def rotate(pool: Any, keyring: Keyring, *, batch: int = 500) -> Rotation:
+    """Re-wrap every data key not wrapped by the current master key, in batches of `batch`,
+    each one transaction with a 're-keyed' custody event per recording (on its office's chain).
+    Safe to stop anywhere: a batch is all or nothing, and a run re-wraps only what is left.
+    Raises CryptError (nothing of that batch changed) for a key no configured master unwraps."""
+    done = Rotation()
+    after = ("", "")
+    target = keyring.current.key_id
+    while True:
+        rows = await pool.fetch(_TO_REWRAP, target, *after, batch)
+        if not rows:
+            return done
+        async with pool.acquire() as conn, conn.transaction():
+            for row in rows:
+                old = WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
+                new = keyring.rewrap(old, row["call_id"], row["name"])
+                changed = await conn.execute(_REWRAP, row["call_id"], row["name"], new.key_id,
+                                             new.wrapped, old.key_id, old.wrapped)  # fmt: skip
+                if changed != "UPDATE 1":
+                    continue  # re-wrapped meanwhile by another run
+                done.rewrapped += 1
+                if row["asterisk_id"] is None:
+                    continue  # a key whose recording row was never written: no chain to join
+                await custody.append(conn, row["asterisk_id"], "re-keyed",
+                                     call_id=row["call_id"], asterisk_id=row["asterisk_id"],
+                                     recording_name=row["name"], subject_sha256=row["sha256"],
+                                     detail={"from": old.key_id, "to": new.key_id})  # fmt: skip
+        done.batches += 1
+        log.info("keys.rotated_batch", rewrapped=done.rewrapped, to=target)
+        after = (rows[-1]["call_id"], rows[-1]["name"])
