@@ -166,7 +166,8 @@ async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) ->
     pool = await create_pool(pg_dsn, 1, 4)
     try:
         await _file_call(config, pool, spool)
-        wrong = _encrypted(config, MasterKeySource("k1", _key_file(tmp_path, "wrong.key")))
+        bad = MasterKeySource("k1", _key_file(tmp_path, "wrong.key"))
+        wrong = _encrypted(config, bad)
         client: TestClient[Any, Any] = TestClient(TestServer(make_app(build_deps(wrong, pool))))
         await client.start_server()
         try:
@@ -181,8 +182,7 @@ async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) ->
             await client.close()
         # Rotating to k2 with a wrong k1: refused, nothing changed.
         k2 = MasterKeySource("k2", _key_file(tmp_path, "k2.key"))
-        keyring = keyring_for(_encrypted(config, k2, wrong.storage.encryption.current)
-                              .storage.encryption)  # fmt: skip
+        keyring = keyring_for(EncryptionConfig(k2, (bad,)))
         assert keyring is not None
         with pytest.raises(CryptError, match="does not unwrap"):
             await rotate(pool, keyring)
