@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,18 @@ from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import EncryptionConfig, MasterKeySource, StorageConfig
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, RecordingRow
+from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
+from recorder.policy.model import Length
 from recorder.storage.archive import Archive
 from recorder.storage.crypt import CryptError, keyring_for, load_master, new_master_key
 from recorder.storage.keys import RecordingKeys, rotate
+from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore
+from recorder.storage.tiered import TieredStore
+from recorder.storage.upload import Uploader
 from tests.conftest import write_wav
+from tests.keeping_world import policy
 from tests.test_api_fixtures import add_users, config_for
 
 AST = "pbx1"
@@ -47,7 +54,8 @@ def _encrypted(config: Config, current: MasterKeySource,
     return dataclasses.replace(config, storage=storage)
 
 
-async def _file_call(config: Config, pool: Any, spool: Path) -> tuple[bytes, Path]:
+async def _file_call(config: Config, pool: Any, spool: Path,
+                     ast: str = AST) -> tuple[bytes, Path]:  # fmt: skip
     """One ended call whose recording (70 s of WAV: more than one 1 MiB segment) is filed
     through the archive as the daemon files it, then its row written."""
     keyring = keyring_for(config.storage.encryption)
@@ -62,20 +70,21 @@ async def _file_call(config: Config, pool: Any, spool: Path) -> tuple[bytes, Pat
     repo = Repository(pool)
     end = T0 + timedelta(seconds=70)
     await repo.save_call(CallRow(
-        call_id=CALL, asterisk_id=AST, direction="inbound", caller_number="201",
+        call_id=CALL, asterisk_id=ast, direction="inbound", caller_number="201",
         caller_e164=None, callee_number="202", callee_e164=None, extension="202",
         department=None, started_at=T0, answered_at=T0, ended_at=end, outcome="answered",
-        status="ended", recorded=True), [], [RecordingRow(
-        asterisk_id=AST, name=NAME, call_id=CALL, segment=1, target="bridge:b1", format="wav",
+        status="ended", recorded=True, retention_class="standard"), [], [RecordingRow(
+        asterisk_id=ast, name=NAME, call_id=CALL, segment=1, target="bridge:b1", format="wav",
         status="filed", requested_at=T0, started_at=T0, ended_at=end, path=str(filed.path),
         duration_ms=filed.duration_ms, bytes=filed.bytes, sha256=filed.sha256)])  # fmt: skip
     return plain, filed.path
 
 
-async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, str]) -> None:
+async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, str],
+                      objects: S3Store | None = None) -> None:  # fmt: skip
     """Whole, HEAD, and Ranges (first byte, middle, suffix, open-ended, across the first
     1 MiB ciphertext segment's end, past the end) are the plaintext's bytes exactly."""
-    deps = build_deps(config, pool)
+    deps = build_deps(config, pool, objects)
     client: TestClient[Any, Any] = TestClient(TestServer(make_app(deps)))
     await client.start_server()
     try:
@@ -265,3 +274,40 @@ def test_encryption_config_read(tmp_path: Path) -> None:
     off = path.read_text().replace("  encryption:\n", "  encryption:\n    enabled: false\n")
     path.write_text(off)
     assert load_config(path, {}).storage.encryption is None
+
+
+async def test_the_bucket_holds_the_ciphertext_and_the_purge_forgets_the_key(
+    pg_dsn: str, tmp_path: Path, bucket: S3Store
+) -> None:
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    archive.mkdir()
+    ast = f"pbx-{uuid.uuid4().hex[:8]}"  # the session's bucket is shared
+    config = _encrypted(config_for(pg_dsn, archive),
+                        MasterKeySource("k1", _key_file(tmp_path, "k1.key")))  # fmt: skip
+    pool = await create_pool(pg_dsn, 1, 4)
+    try:
+        plain, path = await _file_call(config, pool, spool, ast)
+        sealed = path.read_bytes()
+        office = S3Store(bucket.client, bucket.bucket, ast)
+        assert (await Uploader(pool, LocalStore(archive), office, ast).move_round()).moved == 1
+        key = await pool.fetchval("SELECT path FROM recordings")
+        assert key.startswith("s3://") and not path.exists()
+        assert b"".join([c async for c in bucket.read(key)]) == sealed  # ciphertext only
+        tokens = await add_users(UserStore(pool))
+        await _plays_back(config, pool, plain, {"Authorization": f"Bearer {tokens['admin']}"},
+                          bucket)  # fmt: skip
+        store = TieredStore(LocalStore(archive), office)
+        keyring = keyring_for(config.storage.encryption)
+        assert (await verify(pool, store, ast, keyring=keyring)).ok
+
+        done = await Purger(pool, store, policy(standard=Length(days=1)), ast).run(
+            T0 + timedelta(days=30))  # fmt: skip
+        assert done.audio == 1
+        tomb = await pool.fetchval("SELECT sha256 FROM tombstones WHERE what = 'audio'")
+        assert tomb == hashlib.sha256(plain).hexdigest()  # the plaintext's, as filed
+        assert await pool.fetchval("SELECT count(*) FROM recording_keys") == 0
+        listed = office.keys()
+        assert [k async for k in listed] == []
+    finally:
+        await pool.close()
