@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,15 +25,25 @@ from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
 from recorder.storage.archive import Archive
-from recorder.storage.crypt import CryptError, keyring_for, load_master, new_master_key
+from recorder.storage.audio import probe
+from recorder.storage.crypt import (
+    CryptError,
+    WrappedKey,
+    keyring_for,
+    load_master,
+    new_master_key,
+)
 from recorder.storage.keys import RecordingKeys, rotate
 from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore
 from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader
+from tests.callpage_calls import PLACERS, TARGET_HZ
 from tests.conftest import write_wav
 from tests.keeping_world import policy
+from tests.stack import running_stack
 from tests.test_api_fixtures import add_users, config_for
+from tests.test_flow_resilience import bridged_call
 
 AST = "pbx1"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -311,3 +322,81 @@ async def test_the_bucket_holds_the_ciphertext_and_the_purge_forgets_the_key(
         assert [k async for k in listed] == []
     finally:
         await pool.close()
+
+
+async def test_the_daemon_files_encrypted_and_a_hook_call_plays_whole(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The daemon (hook mode: a file per party's snoop) files each recording encrypted; each
+    plays back as the plaintext it was filed with, and the whole-call mix is made from them
+    without a decrypted file left in the archive."""
+    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
+    async with running_stack(tmp_path, pg_dsn, hooks=True, storage={"encryption": enc},
+                             departments={"Intake": ("201", "202")}) as st:  # fmt: skip
+        st.sim.set_endpoint("PJSIP/300", result="answer", answer_after=1.0, tone_hz=TARGET_HZ)
+        await PLACERS["hook"](st)
+        await st.settle()
+        call_id = await st.only_call_id()
+        archive, config = st.archive, st.config
+    pool = await create_pool(pg_dsn, 1, 4)
+    try:
+        recs = await pool.fetch("SELECT name, path, sha256, duration_ms FROM recordings "
+                                "WHERE call_id = $1 AND status = 'filed'", call_id)  # fmt: skip
+        assert len(recs) >= 2
+        for rec in recs:  # on disk: not the bytes the row's hash names
+            assert hashlib.sha256(Path(rec["path"]).read_bytes()).hexdigest() != rec["sha256"]
+        assert await pool.fetchval("SELECT count(*) FROM recording_keys WHERE call_id = $1 "
+                                   "AND stored_sha256 IS NOT NULL", call_id) == len(recs)
+        client: TestClient[Any, Any] = TestClient(TestServer(make_app(build_deps(config, pool))))
+        await client.start_server()
+        try:
+            tokens = await add_users(UserStore(pool))
+            auth = {"Authorization": f"Bearer {tokens['admin']}"}
+            for rec in recs:
+                got = await client.get(f"/api/calls/{call_id}/recordings/{rec['name']}/audio",
+                                       headers=auth)  # fmt: skip
+                assert hashlib.sha256(await got.read()).hexdigest() == rec["sha256"]
+            whole = await client.get(f"/api/calls/{call_id}/audio", headers=auth)
+            assert whole.status == 200 and whole.headers["Content-Type"] == "audio/wav"
+            mixed = tmp_path / "whole.wav"
+            mixed.write_bytes(await whole.read())
+            assert probe(mixed).duration_ms == max(r["duration_ms"] for r in recs)
+            part = await client.get(f"/api/calls/{call_id}/audio",
+                                    headers={**auth, "Range": "bytes=100-"})  # fmt: skip
+            assert part.status == 206 and await part.read() == mixed.read_bytes()[100:]
+        finally:
+            await client.close()
+        # Nothing decrypted in the archive: every file in it is a recording's ciphertext.
+        assert sorted(str(p) for p in archive.rglob("*") if p.is_file()) == \
+            sorted(r["path"] for r in recs)  # fmt: skip
+        keyring = keyring_for(enc)
+        office = await pool.fetchval("SELECT asterisk_id FROM calls WHERE call_id = $1", call_id)
+        assert (await verify(pool, LocalStore(archive), office, keyring=keyring)).ok
+    finally:
+        await pool.close()
+
+
+async def test_a_recording_fetched_over_ari_is_filed_encrypted(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Asterisk on another host (no shared spool): the stream from ARI is measured, encrypted,
+    and no plaintext is left beside the archive's files."""
+    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
+    async with running_stack(tmp_path, pg_dsn, spool_shared=False,
+                             storage={"encryption": enc}) as st:  # fmt: skip
+        caller_id, call_id = await bridged_call(st)
+        await st.advance(3.0)
+        st.sim.hangup(caller_id)
+        await st.advance(0.5)
+        await st.settle()
+        rec = await st.repo.pool.fetchrow(
+            "SELECT r.name, r.path, r.sha256, r.bytes, r.duration_ms, k.key_id, k.wrapped_key "
+            "FROM recordings r JOIN recording_keys k USING (call_id, name) "
+            "WHERE r.call_id = $1 AND r.status = 'filed'", call_id)  # fmt: skip
+        assert rec is not None and rec["duration_ms"] >= 2500
+        keyring = keyring_for(enc)
+        assert keyring is not None
+        key = keyring.data_key(WrappedKey(rec["key_id"], rec["wrapped_key"]), call_id, rec["name"])
+        sealed = io.BytesIO(Path(rec["path"]).read_bytes())
+        assert key.plain_digest(sealed) == (rec["sha256"], rec["bytes"])
+        assert [p.name for p in Path(rec["path"]).parent.iterdir()] == [Path(rec["path"]).name]
