@@ -338,6 +338,7 @@ async def test_the_daemon_files_encrypted_and_a_hook_call_plays_whole(
         await st.settle()
         call_id = await st.only_call_id()
         archive, config = st.archive, st.config
+    assert config is not None
     pool = await create_pool(pg_dsn, 1, 4)
     try:
         recs = await pool.fetch("SELECT name, path, sha256, duration_ms FROM recordings "
