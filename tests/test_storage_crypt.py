@@ -4,6 +4,7 @@ disk is not the plaintext; a wrong master key is a clear error; verify finds a f
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import io
@@ -21,6 +22,7 @@ from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import EncryptionConfig, MasterKeySource, StorageConfig
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, RecordingRow
+from recorder.keeping import cli as keeping_cli
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
@@ -130,7 +132,7 @@ async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, s
 
 
 async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
-    pg_dsn: str, tmp_path: Path
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spool, archive = tmp_path / "spool", tmp_path / "archive"
     spool.mkdir()
@@ -157,8 +159,9 @@ async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
         rotating = _encrypted(config, k2, k1)
         keyring = keyring_for(rotating.storage.encryption)
         assert keyring is not None
-        done = await rotate(pool, keyring, batch=1)
-        assert done.rewrapped == 1
+        command = argparse.Namespace(command="keys", keys_command="rotate", batch=1)
+        assert await keeping_cli.run(rotating, command) == 0
+        assert "re-wrapped 1 data keys under k2" in capsys.readouterr().out
         assert (await rotate(pool, keyring)).rewrapped == 0  # resumable: nothing twice
         row = await pool.fetchrow("SELECT key_id, wrapped_key, rekeyed_at FROM recording_keys")
         assert row["key_id"] == "k2" and row["wrapped_key"] != key_row["wrapped_key"]
@@ -401,3 +404,31 @@ async def test_a_recording_fetched_over_ari_is_filed_encrypted(
         sealed = io.BytesIO(Path(rec["path"]).read_bytes())
         assert key.plain_digest(sealed) == (rec["sha256"], rec["bytes"])
         assert [p.name for p in Path(rec["path"]).parent.iterdir()] == [Path(rec["path"]).name]
+
+
+async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: Path) -> None:
+    """A filer asked again (the spool copy still there, or gone) finds the same plaintext
+    already filed under the key it was filed with; other audio under the name is kept apart."""
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
+    keyring = keyring_for(enc)
+    assert keyring is not None
+    pool = await create_pool(pg_dsn, 1, 4)
+    try:
+        store = Archive(archive, RecordingKeys(pool, keyring))
+        where = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}
+        first = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        wrapped = await pool.fetchval("SELECT wrapped_key FROM recording_keys")
+        again = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        assert again.already_filed and again.path == first.path
+        assert (again.sha256, again.stored_sha256) == (first.sha256, first.stored_sha256)
+        assert await pool.fetchval("SELECT wrapped_key FROM recording_keys") == wrapped
+        found = await store.already_filed(**where)  # type: ignore[arg-type]
+        assert found is not None and found.sha256 == first.sha256
+        assert found.duration_ms == 2000 and found.stored_sha256 == first.stored_sha256
+        other = await store.file(write_wav(spool / "b.wav", 3.0), **where)  # type: ignore[arg-type]
+        assert other.conflict_with == first.path and other.path != first.path
+        assert not any(p.name.startswith(".") for p in first.path.parent.iterdir())
+    finally:
+        await pool.close()
