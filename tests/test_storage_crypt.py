@@ -60,6 +60,14 @@ def _key_file(folder: Path, name: str) -> Path:
     return path
 
 
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A spool and an archive."""
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    archive.mkdir()
+    return spool, archive
+
+
 def _encrypted(config: Config, current: MasterKeySource,
                *previous: MasterKeySource) -> Config:  # fmt: skip
     storage = dataclasses.replace(config.storage,
@@ -134,9 +142,7 @@ async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, s
 async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
     pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
-    archive.mkdir()
+    spool, archive = _folders(tmp_path)
     k1 = MasterKeySource("k1", _key_file(tmp_path, "k1.key"))
     config = _encrypted(config_for(pg_dsn, archive), k1)
     pool = await create_pool(pg_dsn, 1, 4)
@@ -181,9 +187,7 @@ async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
 
 
 async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) -> None:
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
-    archive.mkdir()
+    spool, archive = _folders(tmp_path)
     right = MasterKeySource("k1", _key_file(tmp_path, "right.key"))
     config = _encrypted(config_for(pg_dsn, archive), right)
     pool = await create_pool(pg_dsn, 1, 4)
@@ -215,9 +219,7 @@ async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) ->
 
 
 async def test_verify_finds_a_flipped_ciphertext_byte(pg_dsn: str, tmp_path: Path) -> None:
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
-    archive.mkdir()
+    spool, archive = _folders(tmp_path)
     config = _encrypted(config_for(pg_dsn, archive),
                         MasterKeySource("k1", _key_file(tmp_path, "k1.key")))  # fmt: skip
     pool = await create_pool(pg_dsn, 1, 4)
@@ -293,9 +295,7 @@ def test_encryption_config_read(tmp_path: Path) -> None:
 async def test_the_bucket_holds_the_ciphertext_and_the_purge_forgets_the_key(
     pg_dsn: str, tmp_path: Path, bucket: S3Store
 ) -> None:
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
-    archive.mkdir()
+    spool, archive = _folders(tmp_path)
     ast = f"pbx-{uuid.uuid4().hex[:8]}"  # the session's bucket is shared
     config = _encrypted(config_for(pg_dsn, archive),
                         MasterKeySource("k1", _key_file(tmp_path, "k1.key")))  # fmt: skip
