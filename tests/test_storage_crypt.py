@@ -18,8 +18,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
-from recorder.config import Config, ConfigError, load_config
-from recorder.config.model import EncryptionConfig, MasterKeySource, StorageConfig
+from recorder.config import (
+    Config,
+    ConfigError,
+    EncryptionConfig,
+    MasterKeySource,
+    StorageConfig,
+    load_config,
+)
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, RecordingRow
 from recorder.keeping import cli as keeping_cli
