@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import hashlib
 import io
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,6 +140,12 @@ async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, s
         copies = await deps.calls.archive_files(CALL)
         assert [p.read_bytes() for p in copies.values()] == [plain]
         assert not copies[NAME].is_relative_to(config.storage.archive_dir)
+        # A call's copies unused for a while go (none outlives a purge for long).
+        stale = deps.calls.derived_root / ".derived" / "other-call"
+        stale.mkdir()
+        (stale / "x.wav").write_bytes(b"plain")
+        os.utime(stale, (1, 1))
+        assert await deps.calls.archive_files(CALL) == copies and not stale.exists()
         plays = await pool.fetchval("SELECT count(*) FROM access_log WHERE action = 'play'")
         assert plays >= 1  # audited as for any recording
     finally:

@@ -8,15 +8,19 @@ inside the configured archive root; nothing in a request becomes part of a path.
 An encrypted recording (storage.encryption) is decrypted as it is served. The call page's
 whole-call mix and waveforms are made from plaintext files: for an encrypted archive those are
 decrypted copies, kept with everything made from them in a private temporary directory of this
-process (`derived_root`, mode 0700, removed when it ends), never in the archive.
+process (`derived_root`, mode 0700, removed when it ends), never in the archive, and each call's
+removed once unused for SCRATCH_KEEP_S (so none outlives a purge by long).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,8 @@ from recorder.storage.objects import SCHEME, S3Store
 from recorder.storage.store import DERIVED
 
 log = structlog.get_logger(__name__)
+
+SCRATCH_KEEP_S = 900.0
 
 # A call's parts, by call_id (the columns of 0001; later migrations may add more).
 _LEGS = (
@@ -208,6 +214,8 @@ class CallService:
             "ON k.call_id = r.call_id AND k.name = r.name WHERE r.call_id = $1 "
             "AND r.status = 'filed' AND r.path IS NOT NULL", call_id)  # fmt: skip
         out: dict[str, Path] = {}
+        if self._scratch is not None:
+            await asyncio.to_thread(self._sweep_scratch, call_id)
         for row in rows:
             if row["key_id"] is not None:
                 real = await self._plain_copy(call_id, row)
@@ -234,6 +242,19 @@ class CallService:
         log.error("recording.unservable", call_id=call_id, recording=row["name"],
                   detail="not in the object store with its SHA-256")  # fmt: skip
         return None
+
+    def _sweep_scratch(self, using: str) -> None:
+        """Remove the decrypted copies (and mixes) of calls unused for SCRATCH_KEEP_S; mark
+        `using`'s as used now. Blocking."""
+        folder = self.derived_root / DERIVED
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(folder / using)
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > SCRATCH_KEEP_S:
+                        shutil.rmtree(entry.path, ignore_errors=True)
 
     async def _plain_copy(self, call_id: str, row: Any) -> Path | None:
         """An encrypted recording, decrypted beside the call's other derived files (in this
