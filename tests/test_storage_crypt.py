@@ -445,3 +445,40 @@ async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: 
         assert not any(p.name.startswith(".") for p in first.path.parent.iterdir())
     finally:
         await pool.close()
+
+
+class _AwayAtFirst:
+    """The real pool, but the first `away` requests find PostgreSQL unreachable."""
+
+    def __init__(self, pool: Any, away: int) -> None:
+        self.pool, self.away = pool, away
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.pool, name)
+
+        async def call(*args: Any) -> Any:
+            if self.away > 0:
+                self.away -= 1
+                raise ConnectionRefusedError(111, "Connection refused")
+            return await method(*args)
+
+        return call
+
+
+async def test_filing_waits_for_the_database_to_store_the_key(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
+    keyring = keyring_for(enc)
+    assert keyring is not None
+    pool = await create_pool(pg_dsn, 1, 2)
+    try:
+        keys = RecordingKeys(_AwayAtFirst(pool, 2), keyring)
+        key = await keys.for_filing(CALL, NAME)
+        assert await RecordingKeys(pool, keyring).for_reading(CALL, NAME) is not None
+        assert key.subject == f"{CALL}/{NAME}".encode()
+        gone = RecordingKeys(_AwayAtFirst(pool, 99), keyring)
+        with pytest.raises(ConnectionRefusedError):
+            await gone.for_filing(CALL, "other", wait_s=1.0)
+    finally:
+        await pool.close()

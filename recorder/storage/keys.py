@@ -9,9 +9,11 @@ placed still decrypts.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
+import asyncpg
 import structlog
 
 from recorder.config import Config
@@ -60,8 +62,26 @@ class RecordingKeys:
         row = await self.pool.fetchrow(_GET, call_id, name)
         return None if row is None else WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
 
-    async def for_filing(self, call_id: str, name: str) -> DataKey:
-        """The recording's data key: the one it has, or a new one, stored before returning."""
+    async def for_filing(self, call_id: str, name: str, wait_s: float = 300.0) -> DataKey:
+        """The recording's data key: the one it has, or a new one, stored before returning.
+        While PostgreSQL is away it retries (1 s, 2 s, 4 s … for up to `wait_s`): the file waits
+        in the spool meanwhile, as no file may be placed whose key is not stored."""
+        delay, waited = 1.0, 0.0
+        while True:
+            try:
+                return await self._for_filing(call_id, name)
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                if waited >= wait_s:
+                    raise
+                if waited == 0:
+                    log.warning("keys.database_away", call_id=call_id, recording=name,
+                                error=f"{type(exc).__name__}: {exc}",
+                                action="the recording waits in the spool; retrying")  # fmt: skip
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 30.0)
+
+    async def _for_filing(self, call_id: str, name: str) -> DataKey:
         found = await self.wrapped(call_id, name)
         if found is None:
             key, wrapped = self.keyring.new_data_key(call_id, name)
