@@ -182,6 +182,9 @@ async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
         assert await keeping_cli.run(rotating, command) == 0
         assert "re-wrapped 1 data keys under k2" in capsys.readouterr().out
         assert (await rotate(pool, keyring)).rewrapped == 0  # resumable: nothing twice
+        listing = argparse.Namespace(command="keys", keys_command="list")
+        assert await keeping_cli.run(rotating, listing) == 0
+        assert capsys.readouterr().out == "k2: 1 recordings\n"
         row = await pool.fetchrow("SELECT key_id, wrapped_key, rekeyed_at FROM recording_keys")
         assert row["key_id"] == "k2" and row["wrapped_key"] != key_row["wrapped_key"]
         assert path.read_bytes() == sealed
