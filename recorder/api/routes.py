@@ -280,12 +280,14 @@ async def _decrypted_response(
         raise ApiError(404, "recording_file_missing",
                        f"the file of recording {audio.name} is not in the archive",
                        {"call_id": audio.call_id, "name": audio.name}) from None  # fmt: skip
-    await response.prepare(request)
-    if request.method != "HEAD":
-        await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    await chunks.aclose()
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+    finally:
+        await chunks.aclose()  # also when the client went away mid-stream: the file closes
     await response.write_eof()
     return response
 
