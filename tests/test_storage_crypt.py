@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
+from recorder.app import build
 from recorder.config import (
     Config,
     ConfigError,
@@ -202,7 +203,9 @@ async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
         await pool.close()
 
 
-async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) -> None:
+async def test_wrong_master_key_is_a_clear_error(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spool, archive = _folders(tmp_path)
     right = MasterKeySource("k1", _key_file(tmp_path, "right.key"))
     config = _encrypted(config_for(pg_dsn, archive), right)
@@ -223,6 +226,14 @@ async def test_wrong_master_key_is_a_clear_error(pg_dsn: str, tmp_path: Path) ->
             assert "master key 'k1' does not unwrap" in body["message"]
         finally:
             await client.close()
+        # The daemon refuses to start with it (it would wrap new recordings' keys with it),
+        # and so does a rotation to it.
+        with pytest.raises(SystemExit, match="master key 'k1' does not unwrap"):
+            async with build(wrong):
+                pass
+        command = argparse.Namespace(command="keys", keys_command="rotate", batch=10)
+        assert await keeping_cli.run(wrong, command) == 1
+        assert "does not unwrap" in capsys.readouterr().err
         # Rotating to k2 with a wrong k1: refused, nothing changed.
         k2 = MasterKeySource("k2", _key_file(tmp_path, "k2.key"))
         keyring = keyring_for(EncryptionConfig(k2, (bad,)))

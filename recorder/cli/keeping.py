@@ -21,7 +21,7 @@ from recorder.config import Config
 from recorder.policy import load_policy, numbering_from
 from recorder.policy.model import Policy
 from recorder.storage.crypt import CryptError, Keyring
-from recorder.storage.keys import open_keyring, rotate
+from recorder.storage.keys import check_keyring, open_keyring, rotate
 from recorder.storage.store import LocalStore, RecordingStore
 from recorder.storage.tiered import bucket_if_configured, store_for
 
@@ -204,6 +204,7 @@ async def _keys(config: Config, args: argparse.Namespace, pool: Any) -> int:
     if keyring is None:
         raise UsageError("storage.encryption is not configured: nothing to rotate to")
     try:
+        await check_keyring(pool, keyring)  # a wrong current key must not wrap anything
         done = await rotate(pool, keyring, batch=args.batch)
     except CryptError as exc:
         print(f"verbatim: {exc}; the keys re-wrapped so far stay so, run it again once the "

@@ -28,7 +28,8 @@ from recorder.policy import load_policy, numbering_from
 from recorder.recovery import SpoolSweeper
 from recorder.service.metrics import Monitor, disk_watch
 from recorder.storage.archive import Archive
-from recorder.storage.keys import RecordingKeys, open_keyring
+from recorder.storage.crypt import CryptError
+from recorder.storage.keys import RecordingKeys, check_keyring, open_keyring
 
 log = structlog.get_logger("verbatim")
 
@@ -89,6 +90,11 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 f"database schema is not up to date (missing {', '.join(missing)}): "
                 "run `verbatim migrate` first"
             )
+        if keyring is not None:
+            try:
+                await check_keyring(repo.pool, keyring)
+            except CryptError as exc:
+                raise SystemExit(f"storage.encryption: {exc}") from None
         session = aiohttp.ClientSession()
         try:
             client = ari_client(session, config)

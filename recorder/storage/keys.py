@@ -53,6 +53,18 @@ def open_keyring(config: Config) -> Keyring | None:
         raise SystemExit(f"storage.encryption: {exc}") from None
 
 
+async def check_keyring(pool: Any, keyring: Keyring) -> None:
+    """CryptError unless each configured master key unwraps a data key stored under its id
+    (when there is one): a different key given the same key_id would otherwise wrap new
+    recordings' keys beside old ones it cannot open."""
+    for key_id in keyring.key_ids:
+        row = await pool.fetchrow("SELECT call_id, name, wrapped_key FROM recording_keys "
+                                  "WHERE key_id = $1 LIMIT 1", key_id)  # fmt: skip
+        if row is not None:
+            keyring.data_key(WrappedKey(key_id, bytes(row["wrapped_key"])), row["call_id"],
+                             row["name"])  # fmt: skip
+
+
 class RecordingKeys:
     def __init__(self, pool: Any, keyring: Keyring) -> None:
         self.pool = pool
