@@ -32,15 +32,23 @@ _STORED: Final = """
     WHERE call_id = $1 AND name = $2
 """
 # Keyset pagination in key order, so a rotation resumed after a crash skips what is done.
+# detail: the custody event's, as PostgreSQL prints it (custody.append_many hashes that text).
 _TO_REWRAP: Final = """
-    SELECT k.call_id, k.name, k.key_id, k.wrapped_key, r.asterisk_id, r.sha256
+    SELECT k.call_id, k.name, k.key_id, k.wrapped_key, r.asterisk_id, r.sha256,
+           jsonb_build_object('from', k.key_id, 'to', $1::text)::text AS detail
     FROM recording_keys k LEFT JOIN recordings r ON r.call_id = k.call_id AND r.name = k.name
     WHERE k.key_id <> $1 AND (k.call_id, k.name) > ($2, $3)
     ORDER BY k.call_id, k.name LIMIT $4
 """
+# Only where the row is still what was read: another run's re-wrap is not re-done.
 _REWRAP: Final = """
-    UPDATE recording_keys SET key_id = $3, wrapped_key = $4, rekeyed_at = clock_timestamp()
-    WHERE call_id = $1 AND name = $2 AND key_id = $5 AND wrapped_key = $6
+    UPDATE recording_keys k SET key_id = $1, wrapped_key = w.wrapped,
+                                rekeyed_at = clock_timestamp()
+    FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[])
+         AS w(call_id, name, wrapped, old_id, old_wrapped)
+    WHERE k.call_id = w.call_id AND k.name = w.name AND k.key_id = w.old_id
+      AND k.wrapped_key = w.old_wrapped
+    RETURNING k.call_id, k.name
 """
 
 
@@ -122,9 +130,10 @@ class Rotation:
 
 async def rotate(pool: Any, keyring: Keyring, *, batch: int = 500) -> Rotation:
     """Re-wrap every data key not wrapped by the current master key, in batches of `batch`,
-    each one transaction with a 're-keyed' custody event per recording (on its office's chain).
-    Safe to stop anywhere: a batch is all or nothing, and a run re-wraps only what is left.
-    Raises CryptError (nothing of that batch changed) for a key no configured master unwraps."""
+    each one transaction (one UPDATE, and a 're-keyed' custody event per recording appended to
+    its office's chain at once). Safe to stop anywhere: a batch is all or nothing, and a run
+    re-wraps only what is left. Raises CryptError (nothing of that batch changed) for a key no
+    configured master unwraps."""
     done = Rotation()
     after = ("", "")
     target = keyring.current.key_id
@@ -132,21 +141,22 @@ async def rotate(pool: Any, keyring: Keyring, *, batch: int = 500) -> Rotation:
         rows = await pool.fetch(_TO_REWRAP, target, *after, batch)
         if not rows:
             return done
+        new = [keyring.rewrap(WrappedKey(r["key_id"], bytes(r["wrapped_key"])), r["call_id"],
+                              r["name"]).wrapped for r in rows]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
-            for row in rows:
-                old = WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
-                new = keyring.rewrap(old, row["call_id"], row["name"])
-                changed = await conn.execute(_REWRAP, row["call_id"], row["name"], new.key_id,
-                                             new.wrapped, old.key_id, old.wrapped)  # fmt: skip
-                if changed != "UPDATE 1":
-                    continue  # re-wrapped meanwhile by another run
-                done.rewrapped += 1
-                if row["asterisk_id"] is None:
-                    continue  # a key whose recording row was never written: no chain to join
-                await custody.append(conn, row["asterisk_id"], "re-keyed",
-                                     call_id=row["call_id"], asterisk_id=row["asterisk_id"],
-                                     recording_name=row["name"], subject_sha256=row["sha256"],
-                                     detail={"from": old.key_id, "to": new.key_id})  # fmt: skip
+            changed = {(c["call_id"], c["name"]) for c in await conn.fetch(
+                _REWRAP, target, [r["call_id"] for r in rows], [r["name"] for r in rows], new,
+                [r["key_id"] for r in rows], [r["wrapped_key"] for r in rows])}  # fmt: skip
+            done.rewrapped += len(changed)
+            events: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:  # a key whose recording row was never written joins no chain
+                if (r["call_id"], r["name"]) in changed and r["asterisk_id"] is not None:
+                    events.setdefault(r["asterisk_id"], []).append({
+                        "kind": "re-keyed", "call_id": r["call_id"],
+                        "asterisk_id": r["asterisk_id"], "recording_name": r["name"],
+                        "subject_sha256": r["sha256"], "detail": r["detail"]})  # fmt: skip
+            for office, chained in sorted(events.items()):
+                await custody.append_many(conn, office, chained)
         done.batches += 1
         log.info("keys.rotated_batch", rewrapped=done.rewrapped, to=target)
         after = (rows[-1]["call_id"], rows[-1]["name"])
