@@ -123,10 +123,13 @@ async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, s
         assert whole.headers["Accept-Ranges"] == "bytes"
         head = await client.head(url, headers=auth)
         assert head.status == 200 and head.headers["Content-Length"] == str(len(plain))
-        size, seam = len(plain), (1 << 20) - 40  # Tink's first segment holds less than 1 MiB
+        # Where the first 1 MiB ciphertext segment ends in the plaintext: less its header (40
+        # bytes: a length byte, the 32-byte salt, the 7-byte nonce prefix) and GCM tag (16).
+        size, seam = len(plain), (1 << 20) - 40 - 16
         for asked, start, stop in (("0-0", 0, 1), ("10-99", 10, 100), ("-7", size - 7, size),
                                    (f"{size - 100}-", size - 100, size),
                                    (f"{seam - 500}-{seam + 500}", seam - 500, seam + 501),
+                                   (f"{seam - 10}-{seam - 1}", seam - 10, seam),
                                    (f"{seam}-{size + 999}", seam, size),
                                    ("-99999999", 0, size)):  # fmt: skip
             part = await client.get(url, headers={**auth, "Range": f"bytes={asked}"})
