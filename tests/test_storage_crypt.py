@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recorder.api.server import build_deps, create_pool, make_app
 from recorder.api.users import UserStore
-from recorder.app import build
+from recorder.cli import keeping as keeping_cli
 from recorder.config import (
     Config,
     ConfigError,
@@ -30,10 +30,10 @@ from recorder.config import (
 )
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, RecordingRow
-from recorder.keeping import cli as keeping_cli
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
+from recorder.service.app import build
 from recorder.storage.archive import Archive
 from recorder.storage.audio import probe
 from recorder.storage.crypt import (
@@ -48,12 +48,12 @@ from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore
 from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader
-from tests.callpage_calls import PLACERS, TARGET_HZ
-from tests.conftest import write_wav
-from tests.keeping_world import policy
-from tests.stack import running_stack
-from tests.test_api_fixtures import add_users, config_for
-from tests.test_flow_resilience import bridged_call
+from tests.harness.api_world import add_users, config_for
+from tests.harness.callpage_calls import PLACERS, TARGET_HZ
+from tests.harness.calls import bridged_call
+from tests.harness.keeping_world import policy
+from tests.harness.stack import running_stack
+from tests.harness.wav import write_wav
 
 AST = "pbx1"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
