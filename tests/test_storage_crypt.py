@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,6 @@ from tests.harness.keeping_world import policy
 from tests.harness.stack import running_stack
 from tests.harness.wav import write_wav
 
-AST = "pbx1"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CALL = "20260302T090000-cryptcall"
 NAME = f"{CALL}-s1"
@@ -68,14 +68,6 @@ def _key_file(folder: Path, name: str) -> Path:
     return path
 
 
-def _folders(tmp_path: Path) -> tuple[Path, Path]:
-    """A spool and an archive."""
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
-    archive.mkdir()
-    return spool, archive
-
-
 def _encrypted(config: Config, current: MasterKeySource,
                *previous: MasterKeySource) -> Config:  # fmt: skip
     storage = dataclasses.replace(config.storage,
@@ -84,7 +76,7 @@ def _encrypted(config: Config, current: MasterKeySource,
 
 
 async def _file_call(config: Config, pool: Any, spool: Path,
-                     ast: str = AST) -> tuple[bytes, Path]:  # fmt: skip
+                     ast: str) -> tuple[bytes, Path]:  # fmt: skip
     """One ended call whose recording (70 s of WAV: more than one 1 MiB segment) is filed
     through the archive as the daemon files it, then its row written."""
     keyring = keyring_for(config.storage.encryption)
@@ -156,119 +148,130 @@ async def _plays_back(config: Config, pool: Any, plain: bytes, auth: dict[str, s
         await client.close()
 
 
-async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
-    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    spool, archive = _folders(tmp_path)
+@dataclasses.dataclass
+class Filed:
+    """One encrypted recording filed under master key k1, its call's rows written."""
+
+    config: Config
+    pool: Any
+    archive: Path
+    ast: str
+    k1: MasterKeySource
+    plain: bytes
+    path: Path
+    tmp: Path
+
+    def key(self, key_id: str, name: str) -> MasterKeySource:
+        return MasterKeySource(key_id, _key_file(self.tmp, name))
+
+
+@pytest.fixture
+async def filed(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Filed]:
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    archive.mkdir()
     k1 = MasterKeySource("k1", _key_file(tmp_path, "k1.key"))
     config = _encrypted(config_for(pg_dsn, archive), k1)
+    ast = f"pbx-{uuid.uuid4().hex[:8]}"  # the session's bucket is shared
     pool = await create_pool(pg_dsn, 1, 4)
     try:
-        plain, path = await _file_call(config, pool, spool)
-        tokens = await add_users(UserStore(pool))
-        auth = {"Authorization": f"Bearer {tokens['admin']}"}
-        sealed = path.read_bytes()
-        assert sealed != plain and plain[:4000] not in sealed  # the file is ciphertext
-        assert len(sealed) > len(plain)
-        key_row = await pool.fetchrow("SELECT * FROM recording_keys")
-        assert key_row["key_id"] == "k1"
-        assert key_row["stored_sha256"] == hashlib.sha256(sealed).hexdigest()
-        filed = await pool.fetchval("SELECT subject_sha256 FROM custody WHERE kind = 'filed'")
-        assert filed == hashlib.sha256(plain).hexdigest()  # custody names the plaintext
-        await _plays_back(config, pool, plain, auth)
-
-        # Rotation: k2 becomes current, k1 only unwraps; the audio file is not touched.
-        k2 = MasterKeySource("k2", _key_file(tmp_path, "k2.key"))
-        rotating = _encrypted(config, k2, k1)
-        keyring = keyring_for(rotating.storage.encryption)
-        assert keyring is not None
-        command = argparse.Namespace(command="keys", keys_command="rotate", batch=1)
-        assert await keeping_cli.run(rotating, command) == 0
-        assert "re-wrapped 1 data keys under k2" in capsys.readouterr().out
-        assert (await rotate(pool, keyring)).rewrapped == 0  # resumable: nothing twice
-        listing = argparse.Namespace(command="keys", keys_command="list")
-        assert await keeping_cli.run(rotating, listing) == 0
-        assert capsys.readouterr().out == "k2: 1 recordings\n"
-        row = await pool.fetchrow("SELECT key_id, wrapped_key, rekeyed_at FROM recording_keys")
-        assert row["key_id"] == "k2" and row["wrapped_key"] != key_row["wrapped_key"]
-        assert path.read_bytes() == sealed
-        events = await pool.fetch("SELECT recording_name, detail FROM custody "
-                                  "WHERE kind = 're-keyed'")  # fmt: skip
-        assert [(e["recording_name"], e["detail"]) for e in events] == [
-            (NAME, {"to": "k2", "from": "k1"})]
-        # k1 forgotten: played with k2 alone.
-        after = _encrypted(config, k2)
-        await _plays_back(after, pool, plain, auth)
-        report = await verify(pool, LocalStore(archive), AST,
-                              keyring=keyring_for(after.storage.encryption))  # fmt: skip
-        assert report.ok, report.problems
+        plain, path = await _file_call(config, pool, spool, ast)
+        yield Filed(config, pool, archive, ast, k1, plain, path, tmp_path)
     finally:
         await pool.close()
+
+
+async def test_encrypted_recording_plays_back_exactly_before_and_after_rotation(
+    filed: Filed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, pool, plain, path, k1 = filed.config, filed.pool, filed.plain, filed.path, filed.k1
+    tokens = await add_users(UserStore(pool))
+    auth = {"Authorization": f"Bearer {tokens['admin']}"}
+    sealed = path.read_bytes()
+    assert sealed != plain and plain[:4000] not in sealed  # the file is ciphertext
+    assert len(sealed) > len(plain)
+    key_row = await pool.fetchrow("SELECT * FROM recording_keys")
+    assert key_row["key_id"] == "k1"
+    assert key_row["stored_sha256"] == hashlib.sha256(sealed).hexdigest()
+    as_filed = await pool.fetchval("SELECT subject_sha256 FROM custody WHERE kind = 'filed'")
+    assert as_filed == hashlib.sha256(plain).hexdigest()  # custody names the plaintext
+    await _plays_back(config, pool, plain, auth)
+
+    # Rotation: k2 becomes current, k1 only unwraps; the audio file is not touched.
+    k2 = filed.key("k2", "k2.key")
+    rotating = _encrypted(config, k2, k1)
+    keyring = keyring_for(rotating.storage.encryption)
+    assert keyring is not None
+    command = argparse.Namespace(command="keys", keys_command="rotate", batch=1)
+    assert await keeping_cli.run(rotating, command) == 0
+    assert "re-wrapped 1 data keys under k2" in capsys.readouterr().out
+    assert (await rotate(pool, keyring)).rewrapped == 0  # resumable: nothing twice
+    listing = argparse.Namespace(command="keys", keys_command="list")
+    assert await keeping_cli.run(rotating, listing) == 0
+    assert capsys.readouterr().out == "k2: 1 recordings\n"
+    row = await pool.fetchrow("SELECT key_id, wrapped_key, rekeyed_at FROM recording_keys")
+    assert row["key_id"] == "k2" and row["wrapped_key"] != key_row["wrapped_key"]
+    assert path.read_bytes() == sealed
+    events = await pool.fetch("SELECT recording_name, detail FROM custody "
+                              "WHERE kind = 're-keyed'")  # fmt: skip
+    assert [(e["recording_name"], e["detail"]) for e in events] == [
+        (NAME, {"to": "k2", "from": "k1"})]
+    # k1 forgotten: played with k2 alone.
+    after = _encrypted(config, k2)
+    await _plays_back(after, pool, plain, auth)
+    report = await verify(pool, LocalStore(filed.archive), filed.ast,
+                          keyring=keyring_for(after.storage.encryption))  # fmt: skip
+    assert report.ok, report.problems
 
 
 async def test_wrong_master_key_is_a_clear_error(
-    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    filed: Filed, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool, archive = _folders(tmp_path)
-    right = MasterKeySource("k1", _key_file(tmp_path, "right.key"))
-    config = _encrypted(config_for(pg_dsn, archive), right)
-    pool = await create_pool(pg_dsn, 1, 4)
+    config, pool = filed.config, filed.pool
+    bad = filed.key("k1", "wrong.key")
+    wrong = _encrypted(config, bad)
+    client: TestClient[Any, Any] = TestClient(TestServer(make_app(build_deps(wrong, pool))))
+    await client.start_server()
     try:
-        await _file_call(config, pool, spool)
-        bad = MasterKeySource("k1", _key_file(tmp_path, "wrong.key"))
-        wrong = _encrypted(config, bad)
-        client: TestClient[Any, Any] = TestClient(TestServer(make_app(build_deps(wrong, pool))))
-        await client.start_server()
-        try:
-            tokens = await add_users(UserStore(pool))
-            answer = await client.get(f"/api/calls/{CALL}/recordings/{NAME}/audio",
-                                      headers={"Authorization": f"Bearer {tokens['admin']}"})
-            assert answer.status == 503
-            body = await answer.json()
-            assert body["error_id"] == "recording_undecryptable"
-            assert "master key 'k1' does not unwrap" in body["message"]
-        finally:
-            await client.close()
-        # The daemon refuses to start with it (it would wrap new recordings' keys with it),
-        # and so does a rotation to it.
-        with pytest.raises(SystemExit, match="master key 'k1' does not unwrap"):
-            async with build(wrong):
-                pass
-        command = argparse.Namespace(command="keys", keys_command="rotate", batch=10)
-        assert await keeping_cli.run(wrong, command) == 1
-        assert "does not unwrap" in capsys.readouterr().err
-        # Rotating to k2 with a wrong k1: refused, nothing changed.
-        k2 = MasterKeySource("k2", _key_file(tmp_path, "k2.key"))
-        keyring = keyring_for(EncryptionConfig(k2, (bad,)))
-        assert keyring is not None
-        with pytest.raises(CryptError, match="does not unwrap"):
-            await rotate(pool, keyring)
-        assert await pool.fetchval("SELECT key_id FROM recording_keys") == "k1"
+        tokens = await add_users(UserStore(pool))
+        answer = await client.get(f"/api/calls/{CALL}/recordings/{NAME}/audio",
+                                  headers={"Authorization": f"Bearer {tokens['admin']}"})
+        assert answer.status == 503
+        body = await answer.json()
+        assert body["error_id"] == "recording_undecryptable"
+        assert "master key 'k1' does not unwrap" in body["message"]
     finally:
-        await pool.close()
+        await client.close()
+    # The daemon refuses to start with it (it would wrap new recordings' keys with it),
+    # and so does a rotation to it.
+    with pytest.raises(SystemExit, match="master key 'k1' does not unwrap"):
+        async with build(wrong):
+            pass
+    command = argparse.Namespace(command="keys", keys_command="rotate", batch=10)
+    assert await keeping_cli.run(wrong, command) == 1
+    assert "does not unwrap" in capsys.readouterr().err
+    # Rotating to k2 with a wrong k1: refused, nothing changed.
+    keyring = keyring_for(EncryptionConfig(filed.key("k2", "k2.key"), (bad,)))
+    assert keyring is not None
+    with pytest.raises(CryptError, match="does not unwrap"):
+        await rotate(pool, keyring)
+    assert await pool.fetchval("SELECT key_id FROM recording_keys") == "k1"
 
 
-async def test_verify_finds_a_flipped_ciphertext_byte(pg_dsn: str, tmp_path: Path) -> None:
-    spool, archive = _folders(tmp_path)
-    config = _encrypted(config_for(pg_dsn, archive),
-                        MasterKeySource("k1", _key_file(tmp_path, "k1.key")))  # fmt: skip
-    pool = await create_pool(pg_dsn, 1, 4)
-    try:
-        _, path = await _file_call(config, pool, spool)
-        keyring = keyring_for(config.storage.encryption)
-        assert (await verify(pool, LocalStore(archive), AST, keyring=keyring)).ok
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0x01
-        path.chmod(0o640)
-        path.write_bytes(bytes(data))
-        for ring in (keyring, None):  # with the master key, and by the ciphertext hash alone
-            report = await verify(pool, LocalStore(archive), AST, keyring=ring)
-            assert [p.kind for p in report.problems] == ["mismatch"] * (2 if ring else 1)
-            assert "ciphertext SHA-256" in report.problems[0].detail
-        report = await verify(pool, LocalStore(archive), AST, keyring=keyring)
-        assert "does not decrypt" in report.problems[1].detail
-    finally:
-        await pool.close()
+async def test_verify_finds_a_flipped_ciphertext_byte(filed: Filed) -> None:
+    pool, path, store, ast = filed.pool, filed.path, LocalStore(filed.archive), filed.ast
+    keyring = keyring_for(filed.config.storage.encryption)
+    assert (await verify(pool, store, ast, keyring=keyring)).ok
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.chmod(0o640)
+    path.write_bytes(bytes(data))
+    for ring in (keyring, None):  # with the master key, and by the ciphertext hash alone
+        report = await verify(pool, store, ast, keyring=ring)
+        assert [p.kind for p in report.problems] == ["mismatch"] * (2 if ring else 1)
+        assert "ciphertext SHA-256" in report.problems[0].detail
+    report = await verify(pool, store, ast, keyring=keyring)
+    assert "does not decrypt" in report.problems[1].detail
 
 
 def test_master_key_errors_name_the_source_never_the_key(tmp_path: Path) -> None:
@@ -323,38 +326,31 @@ def test_encryption_config_read(tmp_path: Path) -> None:
 
 
 async def test_the_bucket_holds_the_ciphertext_and_the_purge_forgets_the_key(
-    pg_dsn: str, tmp_path: Path, bucket: S3Store
+    filed: Filed, bucket: S3Store
 ) -> None:
-    spool, archive = _folders(tmp_path)
-    ast = f"pbx-{uuid.uuid4().hex[:8]}"  # the session's bucket is shared
-    config = _encrypted(config_for(pg_dsn, archive),
-                        MasterKeySource("k1", _key_file(tmp_path, "k1.key")))  # fmt: skip
-    pool = await create_pool(pg_dsn, 1, 4)
-    try:
-        plain, path = await _file_call(config, pool, spool, ast)
-        sealed = path.read_bytes()
-        office = S3Store(bucket.client, bucket.bucket, ast)
-        assert (await Uploader(pool, LocalStore(archive), office, ast).move_round()).moved == 1
-        key = await pool.fetchval("SELECT path FROM recordings")
-        assert key.startswith("s3://") and not path.exists()
-        assert b"".join([c async for c in bucket.read(key)]) == sealed  # ciphertext only
-        tokens = await add_users(UserStore(pool))
-        await _plays_back(config, pool, plain, {"Authorization": f"Bearer {tokens['admin']}"},
-                          bucket)  # fmt: skip
-        store = TieredStore(LocalStore(archive), office)
-        keyring = keyring_for(config.storage.encryption)
-        assert (await verify(pool, store, ast, keyring=keyring)).ok
+    config, pool, plain, path, archive, ast = (filed.config, filed.pool, filed.plain,
+                                                filed.path, filed.archive, filed.ast)
+    sealed = path.read_bytes()
+    office = S3Store(bucket.client, bucket.bucket, ast)
+    assert (await Uploader(pool, LocalStore(archive), office, ast).move_round()).moved == 1
+    key = await pool.fetchval("SELECT path FROM recordings")
+    assert key.startswith("s3://") and not path.exists()
+    assert b"".join([c async for c in bucket.read(key)]) == sealed  # ciphertext only
+    tokens = await add_users(UserStore(pool))
+    await _plays_back(config, pool, plain, {"Authorization": f"Bearer {tokens['admin']}"},
+                      bucket)  # fmt: skip
+    store = TieredStore(LocalStore(archive), office)
+    keyring = keyring_for(config.storage.encryption)
+    assert (await verify(pool, store, ast, keyring=keyring)).ok
 
-        done = await Purger(pool, store, policy(standard=Length(days=1)), ast).run(
-            T0 + timedelta(days=30))  # fmt: skip
-        assert done.audio == 1
-        tomb = await pool.fetchval("SELECT sha256 FROM tombstones WHERE what = 'audio'")
-        assert tomb == hashlib.sha256(plain).hexdigest()  # the plaintext's, as filed
-        assert await pool.fetchval("SELECT count(*) FROM recording_keys") == 0
-        listed = office.keys()
-        assert [k async for k in listed] == []
-    finally:
-        await pool.close()
+    done = await Purger(pool, store, policy(standard=Length(days=1)), ast).run(
+        T0 + timedelta(days=30))  # fmt: skip
+    assert done.audio == 1
+    tomb = await pool.fetchval("SELECT sha256 FROM tombstones WHERE what = 'audio'")
+    assert tomb == hashlib.sha256(plain).hexdigest()  # the plaintext's, as filed
+    assert await pool.fetchval("SELECT count(*) FROM recording_keys") == 0
+    listed = office.keys()
+    assert [k async for k in listed] == []
 
 
 async def test_the_daemon_files_encrypted_and_a_hook_call_plays_whole(
