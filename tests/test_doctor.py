@@ -26,7 +26,9 @@ from recorder.config import (
     AriConfig,
     Config,
     DatabaseConfig,
+    EncryptionConfig,
     HooksConfig,
+    MasterKeySource,
     S3Config,
     Secret,
     StorageConfig,
@@ -172,6 +174,8 @@ BROKEN: dict[str, tuple[Breaker, str]] = {
     "object_store": (_changed(**{"storage.backend": "s3", "storage.s3": S3Config(
         "recordings", f"http://127.0.0.1:{free_port()}", access_key=Secret("k"),
         secret_key=Secret("s"))}), "VERBATIM_S3_SECRET_KEY"),
+    "encryption": (_changed(**{"storage.encryption": EncryptionConfig(MasterKeySource(
+        "k1", Path("/nonexistent/master.key")))}), "verbatim keys new"),
     "database": (_changed(**{"database.dsn": Secret(f"postgresql://x@127.0.0.1:{free_port()}/x")}),
                  "VERBATIM_DATABASE_DSN"),
     "migrations": (_fresh_database, "verbatim migrate"),

@@ -53,7 +53,9 @@ _ERROR_TEXT = {
     401: "Not authenticated", 403: "Role lacks the permission",
     404: "Not found, or outside your scope", 409: "Conflict", 413: "Body too large",
     415: "The body must be application/json", 416: "Range not satisfiable",
-    502: "The recorder could not carry it out", 503: "Database unavailable: retry",
+    502: "The recorder could not carry it out",
+    503: "Database unavailable: retry (or, error_id recording_undecryptable: the configured "
+         "master key cannot decrypt the recording)",
 }  # fmt: skip
 
 

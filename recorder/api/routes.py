@@ -181,6 +181,8 @@ async def _send_recording(
             detail={"range": request.headers.get("Range")},
         )
     attachment = action == "download"
+    if audio.sealed is not None:
+        return await _decrypted_response(request, d.calls, audio, usable, attachment=attachment)
     if audio.key is not None:
         return await _object_response(request, d.calls, audio, usable, attachment=attachment)
     assert audio.path is not None
@@ -228,6 +230,64 @@ async def _object_response(
             await response.write(chunk)
     finally:
         part.close()  # also when the client went away mid-stream
+    await response.write_eof()
+    return response
+
+
+def byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The [start, stop) an HTTP Range header asks for within `size` bytes (None: no Range,
+    all of it); 416 for one that is malformed or outside them, as FileResponse answers."""
+    if "Range" not in request.headers:
+        return None
+    unsatisfiable = web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    try:
+        asked = request.http_range
+    except ValueError:
+        raise unsatisfiable from None
+    start, stop = asked.start, asked.stop
+    if start is None:
+        return None
+    if start < 0:  # a suffix: the last -start bytes
+        start, stop = max(size + start, 0), size
+    stop = size if stop is None else min(stop, size)
+    if start >= size or start >= stop:
+        raise unsatisfiable
+    return start, stop
+
+
+async def _decrypted_response(
+    request: web.Request, calls: CallService, audio: AudioFile, usable: bool, *,
+    attachment: bool,
+) -> web.StreamResponse:  # fmt: skip
+    """An encrypted recording, decrypted as it is sent; a Range is answered exactly (the bytes
+    before it are decrypted and dropped: recordings are a few MB)."""
+    stored = str(audio.path) if audio.path is not None else audio.key
+    assert stored is not None and audio.size is not None
+    if not usable:
+        raise web.HTTPRequestRangeNotSatisfiable()
+    asked = byte_range(request, audio.size)
+    start, stop = asked or (0, audio.size)
+    headers = {**_audio_headers(audio, attachment), "Accept-Ranges": "bytes",
+               "Content-Length": str(stop - start)}  # fmt: skip
+    if asked is not None:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{audio.size}"
+    response = web.StreamResponse(status=206 if asked else 200, headers=headers)
+    chunks = calls.plaintext(stored, audio.sealed, start, stop)
+    try:
+        first = await anext(chunks, b"")  # a file gone or undecryptable fails before the headers
+    except FileNotFoundError:
+        log.error("recording.unservable", call_id=audio.call_id, recording=audio.name)
+        raise ApiError(404, "recording_file_missing",
+                       f"the file of recording {audio.name} is not in the archive",
+                       {"call_id": audio.call_id, "name": audio.name}) from None  # fmt: skip
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+    finally:
+        await chunks.aclose()  # also when the client went away mid-stream: the file closes
     await response.write_eof()
     return response
 

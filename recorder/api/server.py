@@ -110,12 +110,15 @@ def build_deps(config: Config, pool: Any, objects: S3Store | None = None) -> Dep
     there."""
     from recorder.keeping.holds import Holds
     from recorder.policy import load_policy, numbering_from
+    from recorder.storage.keys import RecordingKeys, open_keyring
 
     access = AccessLog(pool)
     policy = load_policy(config.calls.policy_file, numbering_from(config.calls))
+    keyring = open_keyring(config)
+    keys = None if keyring is None else RecordingKeys(pool, keyring)
     return Deps(
         users=UserStore(pool),
-        calls=CallService(pool, config.storage.archive_dir, access, objects),
+        calls=CallService(pool, config.storage.archive_dir, access, objects, keys),
         controls=ControlService(pool, access),
         access_log=access,
         playback=PlaybackTracker(),

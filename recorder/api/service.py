@@ -4,11 +4,24 @@ Every read goes through the user's scope in SQL (scope.call_scope), so a call ou
 404 exactly like one that does not exist. Audio files are only ever paths read from the
 recordings table, and are served only if they resolve (symlinks followed) to a regular file
 inside the configured archive root; nothing in a request becomes part of a path.
+
+An encrypted recording (storage.encryption) is decrypted as it is served. The call page's
+whole-call mix and waveforms are made from plaintext files: for an encrypted archive those are
+decrypted copies, kept with everything made from them in a private temporary directory of this
+process (`derived_root`, mode 0700, removed when it ends), never in the archive, and each call's
+removed once unused for SCRATCH_KEEP_S (so none outlives a purge by long).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +35,14 @@ from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
 from recorder.api.scope import Params, call_scope
 from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
+from recorder.storage.crypt import CryptError, DataKey, WrappedKey
+from recorder.storage.keys import RecordingKeys
 from recorder.storage.objects import SCHEME, S3Store
 from recorder.storage.store import DERIVED
 
 log = structlog.get_logger(__name__)
+
+SCRATCH_KEEP_S = 900.0
 
 # A call's parts, by call_id (the columns of 0001; later migrations may add more).
 _LEGS = (
@@ -66,6 +83,8 @@ class AudioFile:
     format: str
     path: Path | None  # resolved, inside the archive; None when in the object store
     key: str | None = None  # its object's key (recordings.path) when in the object store
+    sealed: DataKey | None = None  # encrypted at rest: its data key
+    size: int | None = None  # the recording's (plaintext) bytes
 
 
 def _inside_archive(root: Path, stored: str) -> Path | None:
@@ -86,12 +105,16 @@ def _inside_archive(root: Path, stored: str) -> Path | None:
 class CallService:
     def __init__(
         self, pool: Any, archive_root: Path, access_log: AccessLog,
-        objects: S3Store | None = None,
+        objects: S3Store | None = None, keys: RecordingKeys | None = None,
     ) -> None:  # fmt: skip
         self.pool = pool
         self.archive_root = archive_root
         self.objects = objects  # the whole bucket (every office's recordings), when configured
         self.access_log = access_log
+        self.keys = keys  # storage.encryption's master keys, when configured
+        self._scratch = tempfile.TemporaryDirectory(prefix="verbatim-derived-") if keys else None
+        # Where the call page's derived files go (recorder.web.playback: <root>/.derived/...).
+        self.derived_root = Path(self._scratch.name) if self._scratch else archive_root
         self._consent_sql: str | bool | None = False  # False: not looked up yet
 
     async def search(self, principal: Principal, q: SearchQuery, origin: Origin,
@@ -186,11 +209,17 @@ class CallService:
         """name -> the real path of each filed recording of the call that is in the archive
         (for a call `parts` has just found in scope; never sent to a client)."""
         rows = await self.pool.fetch(
-            "SELECT name, path, format, sha256 FROM recordings WHERE call_id = $1 "
-            "AND status = 'filed' AND path IS NOT NULL", call_id)  # fmt: skip
+            "SELECT r.name, r.path, r.format, r.sha256, k.key_id, k.wrapped_key "
+            "FROM recordings r LEFT JOIN recording_keys k "
+            "ON k.call_id = r.call_id AND k.name = r.name WHERE r.call_id = $1 "
+            "AND r.status = 'filed' AND r.path IS NOT NULL", call_id)  # fmt: skip
         out: dict[str, Path] = {}
+        if self._scratch is not None:
+            await asyncio.to_thread(self._sweep_scratch, call_id)
         for row in rows:
-            if row["path"].startswith(SCHEME):
+            if row["key_id"] is not None:
+                real = await self._plain_copy(call_id, row)
+            elif row["path"].startswith(SCHEME):
                 real = await self._local_copy(call_id, row)
             else:
                 real = await asyncio.to_thread(_inside_archive, self.archive_root, row["path"])
@@ -214,14 +243,92 @@ class CallService:
                   detail="not in the object store with its SHA-256")  # fmt: skip
         return None
 
+    def _sweep_scratch(self, using: str) -> None:
+        """Remove the decrypted copies (and mixes) of calls unused for SCRATCH_KEEP_S; mark
+        `using`'s as used now. Blocking."""
+        folder = self.derived_root / DERIVED
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(folder / using)
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > SCRATCH_KEEP_S:
+                        shutil.rmtree(entry.path, ignore_errors=True)
+
+    async def _plain_copy(self, call_id: str, row: Any) -> Path | None:
+        """An encrypted recording, decrypted beside the call's other derived files (in this
+        process's private directory)."""
+        target = self.derived_root / DERIVED / call_id / \
+            f"{row['name']}-{row['sha256'][:16]}.{row['format']}"  # fmt: skip
+        if await asyncio.to_thread(target.is_file):
+            return target
+        try:
+            key = self._data_key(call_id, row["name"], row)
+            chunks = [c async for c in self.plaintext(row["path"], key, 0, None)]
+        except (ApiError, FileNotFoundError):
+            return None  # logged; the page shows the recording without its audio
+
+        def write() -> None:
+            target.parent.mkdir(0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as out:
+                out.writelines(chunks)
+            os.replace(tmp, target)
+
+        await asyncio.to_thread(write)
+        return target
+
+    def _data_key(self, call_id: str, name: str, row: Any) -> DataKey | None:
+        """The data key of a recording whose row carries recording_keys' key_id and
+        wrapped_key (None when it is not encrypted); ApiError 503 when it cannot be had."""
+        if row["key_id"] is None:
+            return None
+        if self.keys is None:
+            problem = "it is encrypted, and storage.encryption is not configured here"
+        else:
+            try:
+                wrapped = WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
+                return self.keys.keyring.data_key(wrapped, call_id, name)
+            except CryptError as exc:
+                problem = str(exc)
+        log.error("recording.undecryptable", call_id=call_id, recording=name, error=problem)
+        raise ApiError(503, "recording_undecryptable",
+                       f"recording {name} cannot be decrypted: {problem}",
+                       {"call_id": call_id, "name": name})  # fmt: skip
+
+    async def plaintext(
+        self, stored: str, key: DataKey | None, start: int, stop: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        """Plaintext bytes [start, stop) of the encrypted recording at `stored` (a real path
+        in the archive or an object key), decrypted from its beginning. FileNotFoundError when
+        it is gone; ApiError when it does not decrypt."""
+        assert key is not None
+        if stored.startswith(SCHEME):
+            assert self.objects is not None
+            source: Any = io.BytesIO(b"".join([c async for c in self.objects.read(stored)]))
+        else:
+            source = await asyncio.to_thread(open, stored, "rb")
+        try:
+            parts = key.plain_range(source, start, stop)
+            while chunk := await asyncio.to_thread(next, parts, b""):
+                yield chunk
+        except CryptError as exc:
+            log.error("recording.undecryptable", path=stored, error=str(exc))
+            raise ApiError(503, "recording_undecryptable", f"the recording cannot be "
+                           f"decrypted: {exc}", {}) from None  # fmt: skip
+        finally:
+            source.close()
+
     async def audio_file(
         self, principal: Principal, call_id: str, name: str, action: str, origin: Origin
     ) -> AudioFile:
         """The recording's file, if the call is in scope and the file is in the archive."""
         args = Params()
         sql = (
-            "SELECT r.asterisk_id, r.name, r.format, r.status, r.path FROM recordings r "  # noqa: S608
-            "JOIN calls c ON c.call_id = r.call_id "
+            "SELECT r.asterisk_id, r.name, r.format, r.status, r.path, r.bytes, k.key_id, "  # noqa: S608
+            "k.wrapped_key FROM recordings r JOIN calls c ON c.call_id = r.call_id "
+            "LEFT JOIN recording_keys k ON k.call_id = r.call_id AND k.name = r.name "
             f"WHERE r.call_id = {args.add(call_id)} AND r.name = {args.add(name)} "
             f"AND {call_scope(principal, args)}"
         )
@@ -237,10 +344,11 @@ class CallService:
                 {"call_id": call_id, "name": name, "status": rec["status"]},
             )
         stored = rec["path"]
+        sealed = self._data_key(call_id, name, rec)
         if stored.startswith(SCHEME) and self.objects is not None and self.objects.owns(stored):
             # Moved to the object store (a missing object is a 404 when it is read).
             return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], None,
-                             stored)  # fmt: skip
+                             stored, sealed, rec["bytes"])  # fmt: skip
         real = None if stored.startswith(SCHEME) else \
             await asyncio.to_thread(_inside_archive, self.archive_root, stored)  # fmt: skip
         if real is None:
@@ -253,7 +361,8 @@ class CallService:
                 f"the file of recording {name} is not in the archive",
                 {"call_id": call_id, "name": name},
             )
-        return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], real)
+        return AudioFile(call_id, rec["asterisk_id"], rec["name"], rec["format"], real,
+                         None, sealed, rec["bytes"])  # fmt: skip
 
     async def _denied(
         self, principal: Principal, action: str, origin: Origin, call_id: str,

@@ -39,6 +39,7 @@ from recorder.db.migrate import DEFAULT_DIRECTORY, load
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES, Policy
 from recorder.service.app import ari_client
+from recorder.storage.crypt import CryptError, keyring_for
 from recorder.storage.objects import SCHEME, s3_store
 from recorder.storage.space import check_dir
 
@@ -80,6 +81,7 @@ async def diagnose(config: Config) -> list[Check]:
     checks.append(await _fastagi(config))
     checks += _storage(config)
     checks.append(await _object_store(config))
+    checks.append(_encryption(config))
     checks += await _database(config)
     checks.append(_policy_check(config))
     order = {name: i for i, name in enumerate(NAMES)}
@@ -87,8 +89,8 @@ async def diagnose(config: Config) -> list[Check]:
 
 
 NAMES: Final = ("ari", "credentials", "application", "dialplan", "fastagi", "spool", "archive",
-                "free_space", "object_store", "database", "migrations", "policy", "prompts",
-                "clock")
+                "free_space", "object_store", "encryption", "database", "migrations", "policy",
+                "prompts", "clock")
 
 
 async def _ari(client: AriClient, config: Config) -> list[Check]:
@@ -324,6 +326,19 @@ async def _object_store(config: Config) -> Check:
                       "the store must keep what it takes and report it: check its health")
     return passed("object_store", f"bucket {s3.bucket} at {s3.endpoint or 'AWS S3'} takes, "
                   "confirms and deletes recordings")
+
+
+def _encryption(config: Config) -> Check:
+    if config.storage.encryption is None:
+        return passed("encryption", "not configured: recordings are kept as recorded")
+    try:
+        keyring = keyring_for(config.storage.encryption)
+    except CryptError as exc:
+        return failed("encryption", str(exc), "point storage.encryption at the master key "
+                      "(`verbatim keys new` makes one; a lost key cannot be recovered)")
+    assert keyring is not None
+    return passed("encryption", f"master key {keyring.current.key_id!r} readable "
+                  f"(unwraps with: {', '.join(keyring.key_ids)})")
 
 
 async def _database(config: Config) -> list[Check]:

@@ -1,5 +1,6 @@
-"""`verbatim purge`, `verbatim holds add|list|release`, `verbatim verify`: the keeping commands
-for scripts and cron. A hold command acts for an admin named with --by (audited as via 'cli'):
+"""`verbatim purge`, `verbatim holds add|list|release`, `verbatim verify`, `verbatim keys
+list|rotate` (`keys new` needs no configuration: recorder/cli.py): the keeping commands for
+scripts and cron. A hold command acts for an admin named with --by (audited as via 'cli'):
 whoever runs it holds the database's credentials already, the name says who answers for it.
 
 Exit status: 0 done, 1 a check failed or the database is away, 2 bad usage.
@@ -19,10 +20,12 @@ import asyncpg
 from recorder.config import Config
 from recorder.policy import load_policy, numbering_from
 from recorder.policy.model import Policy
+from recorder.storage.crypt import CryptError, Keyring
+from recorder.storage.keys import check_keyring, open_keyring, rotate
 from recorder.storage.store import LocalStore, RecordingStore
 from recorder.storage.tiered import bucket_if_configured, store_for
 
-COMMANDS = ("purge", "holds", "verify")
+COMMANDS = ("purge", "holds", "verify", "keys")
 
 
 class UsageError(Exception):
@@ -71,6 +74,17 @@ def add_parsers(sub: Any, default_config: str) -> None:
                                  "release, when two admins are needed)")  # fmt: skip
     release.add_argument("hold_id", type=int)
     release.add_argument("--reason", required=True)
+
+    keys = sub.add_parser("keys", help="encryption at rest: master keys and their rotation")
+    keys_actions = keys.add_subparsers(dest="keys_command", required=True)
+    keys_actions.add_parser("new", help="print a new master key (32 random bytes, base64), "
+                            "for a file of mode 0400 or an environment variable")  # fmt: skip
+    keys_actions.add_parser("list", parents=[config],
+                            help="how many recordings each master key wraps")  # fmt: skip
+    rotating = keys_actions.add_parser(
+        "rotate", parents=[config], help="re-wrap every data key under storage.encryption's "
+        "key_id (its previous_keys unwrap the others); the audio is not re-encrypted")  # fmt: skip
+    rotating.add_argument("--batch", type=int, default=500, help="keys per transaction")
 
 
 def policy_of(config: Config) -> Policy:
@@ -134,7 +148,9 @@ async def _command(config: Config, args: argparse.Namespace, pool: Any,
     if args.command == "holds":
         return await _holds(config, args, pool)
     if args.command == "verify":
-        return await _verify(args, pool, local, store_of)
+        return await _verify(args, pool, local, store_of, open_keyring(config))
+    if args.command == "keys":
+        return await _keys(config, args, pool)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -175,6 +191,30 @@ async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
     return 0
 
 
+async def _keys(config: Config, args: argparse.Namespace, pool: Any) -> int:
+    counts = await pool.fetch("SELECT key_id, count(*) AS n FROM recording_keys "
+                              "GROUP BY key_id ORDER BY key_id")  # fmt: skip
+    if args.keys_command == "list":
+        for row in counts:
+            print(f"{row['key_id']}: {row['n']} recordings")
+        return 0
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    keyring = open_keyring(config)
+    if keyring is None:
+        raise UsageError("storage.encryption is not configured: nothing to rotate to")
+    try:
+        await check_keyring(pool, keyring)  # a wrong current key must not wrap anything
+        done = await rotate(pool, keyring, batch=args.batch)
+    except CryptError as exc:
+        print(f"verbatim: {exc}; the keys re-wrapped so far stay so, run it again once the "
+              "master key is configured (storage.encryption.previous_keys)", file=sys.stderr)
+        return 1
+    print(f"re-wrapped {done.rewrapped} data keys under {keyring.current.key_id} "
+          f"({done.batches} batches); the audio is unchanged")  # fmt: skip
+    return 0
+
+
 def percent(text: str) -> int:
     value = text.strip().removesuffix("%")
     if not value.isdigit() or not 1 <= int(value) <= 100:
@@ -183,7 +223,8 @@ def percent(text: str) -> int:
 
 
 async def _verify(args: argparse.Namespace, pool: Any, local: LocalStore,
-                  store_of: Callable[[str], RecordingStore]) -> int:  # fmt: skip
+                  store_of: Callable[[str], RecordingStore],
+                  keyring: Keyring | None) -> int:  # fmt: skip
     from recorder.cli.report import parse_since
     from recorder.keeping.verify import verify
 
@@ -193,7 +234,7 @@ async def _verify(args: argparse.Namespace, pool: Any, local: LocalStore,
         raise UsageError(str(exc)) from None
     office = await resolve_office(pool, local, args.office)
     report = await verify(pool, store_of(office), office, since=since,
-                          sample_percent=percent(args.sample))  # fmt: skip
+                          sample_percent=percent(args.sample), keyring=keyring)  # fmt: skip
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
         return 0 if report.ok else 1

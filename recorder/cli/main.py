@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging("warning", "console")
         return asyncio.run(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
+    if args.command == "keys" and args.keys_command == "new":
+        from recorder.storage.crypt import new_master_key
+
+        print(new_master_key())
+        return 0
     config = _load(args.config)
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "run":

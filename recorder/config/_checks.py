@@ -74,18 +74,22 @@ def endpoint_url(value: str) -> str:
     return url
 
 
+def _matching(pattern: str, value: str, must: str) -> str:
+    """`value` if all of it matches `pattern`, else Invalid("must <must>, got '<value>'")."""
+    if not re.fullmatch(pattern, value):
+        raise Invalid(f"must {must}, got '{value}'")
+    return value
+
+
 def bucket(value: str) -> str:
     # S3's bucket naming rules (what every S3-compatible store accepts).
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value:
-        raise Invalid("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', "
-                      f"starting and ending with a letter or digit, got '{value}'")
-    return value
+    return _matching(r"(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value,
+                     "be an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', "
+                     "starting and ending with a letter or digit")  # fmt: skip
 
 
 def app_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-        raise Invalid(f"must be letters, digits, '_' or '-' only, got '{value}'")
-    return value
+    return _matching(r"[A-Za-z0-9_-]+", value, "be letters, digits, '_' or '-' only")
 
 
 def dsn(value: str) -> str:
@@ -172,3 +176,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def key_id(value: str) -> str:
+    # Stored with every wrapped data key and shown by `verbatim keys`: a short plain name.
+    return _matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value, "be 1-64 letters, digits, "
+                     "'.', '_' or '-', starting with a letter or digit")  # fmt: skip
+
+
+def env_name(value: str) -> str:
+    return _matching(r"[A-Za-z_][A-Za-z0-9_]*", value, "be an environment variable's name")
+
+
+def key_location(value: str) -> str:
+    """A master key's place: an absolute file path, or env:NAME."""
+    if value.startswith("env:"):
+        env_name(value.removeprefix("env:"))
+        return value
+    try:
+        return absolute_path(value)
+    except Invalid:
+        raise Invalid("must be an absolute file path or env:NAME (an environment variable), "
+                      f"got '{value}'") from None

@@ -14,7 +14,7 @@ import yaml
 
 from recorder.common.direction import DIRECTIONS
 from recorder.config import _checks as check
-from recorder.config._reader import REQUIRED, Section, kind, line_of, parse_yaml
+from recorder.config._reader import REQUIRED, Invalid, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
     ENV_AMI_SECRET,
     ENV_ARI_PASSWORD,
@@ -36,10 +36,12 @@ from recorder.config.model import (
     ConfigError,
     DatabaseConfig,
     DialStrings,
+    EncryptionConfig,
     HooksConfig,
     HttpConfig,
     KeepingConfig,
     LoggingConfig,
+    MasterKeySource,
     MetricsConfig,
     S3Config,
     Secret,
@@ -67,7 +69,10 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
         "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3",
+        "encryption",
     ),
+    "storage.encryption": ("enabled", "key_id", "master_key_file", "master_key_env",
+                           "previous_keys"),
     "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s"),
     "calls": (
         "dial_timeout_s",
@@ -160,6 +165,9 @@ def _read_storage(s: Section) -> StorageConfig:
     s3 = _read_s3(s.section("s3", KEYS["storage.s3"])) if "s3" in s.entries else None
     if backend == "s3" and s3 is None:
         raise s.error("backend", "backend s3 needs an s3: section (bucket, endpoint, keys)")
+    encryption = None
+    if "encryption" in s.entries:
+        encryption = _read_encryption(s.section("encryption", KEYS["storage.encryption"]))
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
@@ -173,7 +181,38 @@ def _read_storage(s: Section) -> StorageConfig:
         journal_max_mb=s.integer("journal_max_mb", _default(d, "journal_max_mb"), 1),
         backend=backend,
         s3=s3,
+        encryption=encryption,
     )
+
+
+def _read_encryption(s: Section) -> EncryptionConfig | None:
+    if not s.boolean("enabled", True):
+        return None
+    given = [k for k in ("master_key_file", "master_key_env") if k in s.entries]
+    if len(given) != 1:
+        raise s.error(given[-1] if given else None,
+                      "give exactly one of master_key_file (a file holding the master key) "
+                      "or master_key_env (the environment variable holding it)")  # fmt: skip
+    current = _key_source(s, s.text("key_id", REQUIRED, check.key_id), given[0])
+    previous = []
+    ps = s.section("previous_keys", None)
+    for key_id in ps.entries:
+        try:
+            check.key_id(key_id)
+        except Invalid as exc:
+            raise ps.error(key_id, str(exc)) from None
+        if key_id == current.key_id:
+            raise ps.error(key_id, "is the current key_id; a previous key needs another id")
+        where = ps.text(key_id, REQUIRED, check.key_location)
+        previous.append(MasterKeySource(key_id, None, where.removeprefix("env:"))
+                        if where.startswith("env:") else MasterKeySource(key_id, Path(where)))
+    return EncryptionConfig(current, tuple(previous))
+
+
+def _key_source(s: Section, key_id: str, key: str) -> MasterKeySource:
+    if key == "master_key_file":
+        return MasterKeySource(key_id, Path(s.text(key, REQUIRED, check.absolute_path)))
+    return MasterKeySource(key_id, None, s.text(key, REQUIRED, check.env_name))
 
 
 def _read_s3(s: Section) -> S3Config:

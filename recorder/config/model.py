@@ -120,6 +120,29 @@ class S3Config:
 
 
 @dataclass(frozen=True)
+class MasterKeySource:
+    """Where a master key is read from: a file, or an environment variable (never the config
+    itself, never the database). Its content: 32 random bytes in base64."""
+
+    key_id: str
+    file: Path | None = None
+    env: str | None = None
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file is not None else f"environment variable {self.env}"
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    """storage.encryption: each recording encrypted at rest under its own data key, wrapped by
+    the master key `current` (recorder/storage/crypt.py). `previous`: older master keys still
+    able to unwrap data keys until `verbatim keys rotate` has re-wrapped them all."""
+
+    current: MasterKeySource
+    previous: tuple[MasterKeySource, ...] = ()
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     archive_dir: Path
     # None: Asterisk runs on another host, so recordings are fetched over ARI, not from disk.
@@ -146,6 +169,7 @@ class StorageConfig:
     # bucket and removed locally once the store confirms their SHA-256.
     backend: str = "local"
     s3: S3Config | None = None
+    encryption: EncryptionConfig | None = None  # None: recordings are filed as recorded
 
     @property
     def journal(self) -> Path:

@@ -25,6 +25,7 @@ from recorder.config import Config, KeepingConfig
 from recorder.keeping.purge import Purger, PurgeReport
 from recorder.keeping.verify import VerifyReport, verify
 from recorder.policy.model import Policy
+from recorder.storage.crypt import Keyring
 from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore, RecordingStore
 from recorder.storage.tiered import store_for
@@ -56,12 +57,14 @@ class Keeper:
         config: KeepingConfig,
         clock: Clock = _utcnow,
         store_for: Callable[[str], RecordingStore] | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.pool = pool
         self.store = store
         # An office's store when it depends on the office (the bucket's part of storage.s3).
         self.store_for = store_for or (lambda _: store)
         self.policy = policy
+        self.keyring = keyring  # storage.encryption: verify checks encrypted files' plaintext
         self.config = config
         self.clock = clock
         self.on_verified: list[Callable[[VerifyReport], None]] = []
@@ -74,7 +77,8 @@ class Keeper:
 
     async def verify(self, asterisk_id: str) -> VerifyReport:
         report = await verify(self.pool, self.store_for(asterisk_id), asterisk_id,
-                              sample_percent=self.config.verify_sample_percent)  # fmt: skip
+                              sample_percent=self.config.verify_sample_percent,
+                              keyring=self.keyring)  # fmt: skip
         figures = report.as_dict()
         del figures["details"]
         if report.ok:
@@ -122,10 +126,11 @@ class Keeper:
 def keeper_for(config: Config, pool: Any, bucket: S3Store | None = None) -> Keeper:
     """`bucket`: storage.s3's whole bucket, open (recorder.storage.tiered)."""
     from recorder.policy import load_policy, numbering_from
+    from recorder.storage.keys import open_keyring
 
     policy = load_policy(config.calls.policy_file, numbering_from(config.calls))
     return Keeper(pool, LocalStore(config.storage.archive_dir), policy, config.keeping,
-                  store_for=store_for(config, bucket))  # fmt: skip
+                  store_for=store_for(config, bucket), keyring=open_keyring(config))  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,10 @@ Four checks, each reporting every problem it finds (nothing stops at the first):
   or whose `prev_sha256` is not the previous row's hash, a gap in its sequence, a chain head
   that is not its last row, or a played/downloaded access_log row changed or gone;
 - mismatch: a file whose SHA-256 is not its row's, or a row whose hash is not the one its
-  recording was filed with (the custody chain's 'filed' event);
+  recording was filed with (the custody chain's 'filed' event); for an encrypted recording
+  (storage.encryption), a file whose ciphertext SHA-256 is not the one it was placed with, or
+  whose plaintext (decrypted here, when the master key is configured) does not decrypt or is not
+  the recording's SHA-256;
 - missing_file: a filed recording whose file is not in the archive;
 - orphan_file: a file in the archive that no recording of this server names.
 
@@ -17,12 +20,14 @@ share of the files (each is still checked for presence).
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from recorder.keeping.custody import GENESIS, access_digest, row_hash
+from recorder.storage.crypt import CryptError, Keyring, WrappedKey
 from recorder.storage.store import RecordingStore
 
 KINDS: Final = ("broken_link", "mismatch", "missing_file", "orphan_file")
@@ -37,13 +42,14 @@ _CHAIN_ROWS = """
     WHERE c.chain = $1 AND c.seq >= $2 AND c.seq <= $3 ORDER BY c.seq
 """
 _FILES = """
-    SELECT r.name, r.path, r.sha256,
+    SELECT r.name, r.call_id, r.path, r.sha256, k.key_id, k.wrapped_key, k.stored_sha256,
            (SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
             AND f.recording_name = r.name AND f.kind = 'filed'
             ORDER BY f.chain, f.seq LIMIT 1) AS filed_sha256,
            EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                    AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging
     FROM recordings r
+    LEFT JOIN recording_keys k ON k.call_id = r.call_id AND k.name = r.name
     WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.path >= $2
     ORDER BY r.path COLLATE "C"
 """
@@ -82,11 +88,13 @@ class VerifyReport:
 
 async def verify(
     pool: Any, store: RecordingStore, asterisk_id: str, *, since: datetime | None = None,
-    sample_percent: int = 100, rng: random.Random | None = None,
+    sample_percent: int = 100, rng: random.Random | None = None, keyring: Keyring | None = None,
 ) -> VerifyReport:  # fmt: skip
+    """`keyring`: storage.encryption's master keys, to check encrypted files' plaintext too
+    (without, their ciphertext's hash only)."""
     report = VerifyReport()
     await verify_chains(pool, report, since)
-    await verify_files(pool, store, asterisk_id, report, since, sample_percent, rng)
+    await verify_files(pool, store, asterisk_id, report, since, sample_percent, rng, keyring)
     return report
 
 
@@ -156,6 +164,7 @@ def _check_access(row: Any, where: str, report: VerifyReport) -> None:
 async def verify_files(
     pool: Any, store: RecordingStore, asterisk_id: str, report: VerifyReport,
     since: datetime | None, sample_percent: int = 100, rng: random.Random | None = None,
+    keyring: Keyring | None = None,
 ) -> None:  # fmt: skip
     rng = rng or random.Random()  # noqa: S311 (a sample, not a secret)
     first = store.day_key(since) if since is not None else ""
@@ -188,7 +197,9 @@ async def verify_files(
                     report.problems.append(Problem("missing_file", path, row["name"]))
                     continue
                 report.bytes_hashed += digest.size
-                if digest.sha256 != row["sha256"]:
+                if row["key_id"] is not None:
+                    await _check_sealed(store, row, digest.sha256, keyring, report)
+                elif digest.sha256 != row["sha256"]:
                     report.problems.append(Problem(
                         "mismatch", path, f"{row['name']}: SHA-256 {digest.sha256[:12]}…, filed "
                         f"as {row['sha256'][:12]}…"))  # fmt: skip
@@ -196,3 +207,27 @@ async def verify_files(
         report.problems.append(Problem("orphan_file", key, "no recording names it"))
         key = await anext(keys, None)
 
+
+
+async def _check_sealed(store: RecordingStore, row: Any, stored_sha256: str,
+                        keyring: Keyring | None, report: VerifyReport) -> None:  # fmt: skip
+    """An encrypted file: its ciphertext's hash, then (with the master key) its plaintext's."""
+    path, name = row["path"], row["name"]
+    if row["stored_sha256"] is not None and stored_sha256 != row["stored_sha256"]:
+        report.problems.append(Problem(
+            "mismatch", path, f"{name}: ciphertext SHA-256 {stored_sha256[:12]}…, placed as "
+            f"{row['stored_sha256'][:12]}…"))  # fmt: skip
+    if keyring is None:
+        return
+    try:
+        key = keyring.data_key(WrappedKey(row["key_id"], bytes(row["wrapped_key"])),
+                               row["call_id"], name)  # fmt: skip
+        sealed = io.BytesIO(b"".join([c async for c in store.read(path)]))  # a few MB
+        plain_sha, _ = key.plain_digest(sealed)
+    except CryptError as exc:
+        report.problems.append(Problem("mismatch", path, f"{name}: {exc}"))
+        return
+    if plain_sha != row["sha256"]:
+        report.problems.append(Problem(
+            "mismatch", path, f"{name}: plaintext SHA-256 {plain_sha[:12]}…, filed as "
+            f"{row['sha256'][:12]}…"))  # fmt: skip

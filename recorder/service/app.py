@@ -28,6 +28,8 @@ from recorder.policy import load_policy, numbering_from
 from recorder.recovery import SpoolSweeper
 from recorder.service.metrics import Monitor, disk_watch
 from recorder.storage.archive import Archive
+from recorder.storage.crypt import CryptError
+from recorder.storage.keys import RecordingKeys, check_keyring, open_keyring
 
 log = structlog.get_logger("verbatim")
 
@@ -79,6 +81,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def build(config: Config) -> AsyncIterator[Running]:
+    keyring = open_keyring(config)  # before anything starts: a bad master key stops here
     repo = await connect_database(config)
     try:
         missing = await pending_migrations(repo.pool)
@@ -87,10 +90,16 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 f"database schema is not up to date (missing {', '.join(missing)}): "
                 "run `verbatim migrate` first"
             )
+        if keyring is not None:
+            try:
+                await check_keyring(repo.pool, keyring)
+            except CryptError as exc:
+                raise SystemExit(f"storage.encryption: {exc}") from None
         session = aiohttp.ClientSession()
         try:
             client = ari_client(session, config)
-            archive = Archive(config.storage.archive_dir)
+            keys = None if keyring is None else RecordingKeys(repo.pool, keyring)
+            archive = Archive(config.storage.archive_dir, keys)
             spool = config.storage.spool_dir
             sweeper = None if spool is None else SpoolSweeper(
                 spool, archive, repo, config.storage.spool_settle_s, config.storage.spool_sweep_s)

@@ -8,6 +8,12 @@ the archive's modes (dirs 0750, files 0640) are the access control, a stray copy
 Filing is idempotent: the same content already under the target name just drops the source. Other
 content under that name is never overwritten; the new file gets a suffix from its own hash and
 FiledRecording.conflict_with names the file it collided with, for the caller to report.
+
+With storage.encryption (an Archive given RecordingKeys), the file is the recording's Tink
+ciphertext (recorder/storage/crypt.py): the plaintext is hashed and measured as it is read and
+encrypted, the ciphertext hashed as it is written. "The same content" is then the same plaintext
+(a file already there is decrypted to compare). A filing from ARI's stream (no spool file) lands
+as plaintext in a hidden temporary file first, to be measured, and is encrypted from it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from recorder.storage.audio import AudioError, probe
+
+if TYPE_CHECKING:
+    from recorder.storage.crypt import DataKey
+    from recorder.storage.keys import RecordingKeys
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
@@ -60,6 +70,28 @@ class FiledRecording:
     audio_error: str | None = None  # filed anyway: the bytes are evidence even if undecodable
     already_filed: bool = False  # the same content was already in the archive
     conflict_with: Path | None = None  # different content held the target name: kept both
+    # Encrypted: the file's own (ciphertext) SHA-256 and size; sha256 and bytes are the
+    # plaintext's. None when the file is the recording as recorded.
+    stored_sha256: str | None = None
+    stored_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class _Content:
+    """The recording as recorded: what its row will say, whatever the file holds."""
+
+    sha256: str
+    size: int
+    duration_ms: int | None
+    audio_error: str | None
+
+
+def _content(path: Path, sha256: str, size: int, shown: Path) -> _Content:
+    """Measure the plaintext at `path`; errors name `shown` (where the recording goes)."""
+    try:
+        return _Content(sha256, size, probe(path).duration_ms, None)
+    except AudioError as e:
+        return _Content(sha256, size, None, str(e).replace(str(path), str(shown)))
 
 
 def _check(value: str, what: str, pattern: re.Pattern[str]) -> str:
@@ -82,7 +114,9 @@ def _hash_file(path: Path) -> str:
     return file_digest(path)[0]
 
 
-def _measure(path: Path) -> FiledRecording | None:
+def _measure(path: Path, key: DataKey | None) -> FiledRecording | None:
+    if key is not None:
+        return _measure_sealed(path, key)
     try:
         size = path.stat().st_size
         sha = _hash_file(path)
@@ -94,6 +128,42 @@ def _measure(path: Path) -> FiledRecording | None:
     except AudioError as e:
         duration, audio_error = None, str(e)
     return FiledRecording(path, sha, size, duration, audio_error, already_filed=True)
+
+
+def _measure_sealed(path: Path, key: DataKey) -> FiledRecording | None:
+    """An encrypted file, measured from its plaintext (decrypted beside it for a moment)."""
+    try:
+        stored_sha, stored_size = file_digest(path)
+    except FileNotFoundError:
+        return None
+    plain = _Temp(path.parent, path.name)
+    try:
+        with open(path, "rb") as f:
+            for chunk in key.plain_range(f, 0, None):
+                plain.write(chunk)
+        plain.finish()
+        c = _content(plain.path, plain.hash.hexdigest(), plain.size, path)
+    finally:
+        plain.discard()
+    return FiledRecording(path, c.sha256, c.size, c.duration_ms, c.audio_error, True,
+                          stored_sha256=stored_sha, stored_bytes=stored_size)  # fmt: skip
+
+
+def _same_plaintext(path: Path, sha256: str, key: DataKey) -> bool:
+    from recorder.storage.crypt import CryptError
+
+    try:
+        with open(path, "rb") as f:
+            return key.plain_digest(f)[0] == sha256
+    except CryptError:
+        return False
+
+
+def _seal(key: DataKey, plain: BinaryIO, temp: _Temp) -> tuple[str, int]:
+    """Encrypt `plain` into `temp` (fsynced); the plaintext's SHA-256 and size."""
+    sha, size = key.encrypt(plain, temp)
+    temp.finish()
+    return sha, size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -152,8 +222,15 @@ def _raise_if_full(e: OSError, src: Path) -> None:
 
 
 class Archive:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keys: RecordingKeys | None = None) -> None:
         self.root = Path(root)
+        self.keys = keys  # storage.encryption: each recording's data key
+
+    async def _placed(self, call_id: str, name: str, filed: FiledRecording) -> FiledRecording:
+        if self.keys is not None and filed.stored_sha256 is not None:
+            assert filed.stored_bytes is not None
+            await self.keys.placed(call_id, name, filed.stored_sha256, filed.stored_bytes)
+        return filed
 
     def target(self, *, call_id: str, name: str, started_at: datetime, fmt: str) -> Path:
         """Where a recording belongs; raises ArchiveError for unsafe names."""
@@ -177,7 +254,15 @@ class Archive:
     ) -> FiledRecording:
         """Copy a spool file into the archive, then delete the spool copy."""
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
-        return await asyncio.to_thread(self._file_sync, Path(src), target, delete_source)
+        key = None if self.keys is None else await self.keys.for_filing(call_id, name)
+        try:
+            filed = await asyncio.to_thread(self._file_sync, Path(src), target, delete_source,
+                                            key)  # fmt: skip
+        except ArchiveError as e:
+            if e.filed is not None and not isinstance(e, ArchiveFull):
+                await self._placed(call_id, name, e.filed)
+            raise
+        return await self._placed(call_id, name, filed)
 
     async def already_filed(
         self, *, call_id: str, name: str, started_at: datetime, fmt: str
@@ -185,7 +270,9 @@ class Archive:
         """What the archive holds under this recording's name, if anything: a filer asked
         again after a crash (the spool copy is gone) finds it filed, not lost."""
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
-        return await asyncio.to_thread(_measure, target)
+        key = None if self.keys is None else await self.keys.for_reading(call_id, name)
+        found = await asyncio.to_thread(_measure, target, key)
+        return found if found is None else await self._placed(call_id, name, found)
 
     async def file_bytes(
         self,
@@ -198,6 +285,7 @@ class Archive:
     ) -> FiledRecording:
         """File a recording streamed from elsewhere (ARI's /recordings/stored/{name}/file)."""
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
+        key = None if self.keys is None else await self.keys.for_filing(call_id, name)
         await asyncio.to_thread(self._makedirs, target.parent)
         temp = await asyncio.to_thread(_Temp, target.parent, target.name)
         try:
@@ -207,7 +295,10 @@ class Archive:
             else:
                 await asyncio.to_thread(_write_all, temp, chunks)
             await asyncio.to_thread(temp.finish)
-            return await asyncio.to_thread(self._place, temp, target)
+            if key is None:
+                return await asyncio.to_thread(self._place, temp, target)
+            filed = await asyncio.to_thread(self._place_sealed, temp, target, key)
+            return await self._placed(call_id, name, filed)
         except BaseException:
             await asyncio.to_thread(temp.discard)
             raise
@@ -228,7 +319,22 @@ class Archive:
         if not directory.is_dir():
             raise ArchiveError(f"archive directory {directory} is not a directory")
 
-    def _file_sync(self, src: Path, target: Path, delete_source: bool) -> FiledRecording:
+    def _place_sealed(self, plain: _Temp, target: Path, key: DataKey) -> FiledRecording:
+        """The plaintext `plain` measured, encrypted into another temporary file, and gone."""
+        content = _content(plain.path, plain.hash.hexdigest(), plain.size, target)
+        sealed = _Temp(target.parent, target.name)
+        try:
+            with open(plain.path, "rb") as f:
+                _seal(key, f, sealed)
+            plain.discard()
+            return self._place(sealed, target, content, key)
+        except BaseException:
+            sealed.discard()
+            raise
+
+    def _file_sync(
+        self, src: Path, target: Path, delete_source: bool, key: DataKey | None = None
+    ) -> FiledRecording:
         # O_NOFOLLOW: a symlink planted in the spool must not pull another file into the archive.
         # O_NONBLOCK: opening a FIFO must not hang the filer (no effect on regular files).
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -247,10 +353,14 @@ class Archive:
                 _raise_if_full(e, src)
                 raise
             try:
-                while chunk := f.read(_CHUNK):
-                    temp.write(chunk)
-                temp.finish()
-                filed = self._place(temp, target)
+                if key is None:
+                    while chunk := f.read(_CHUNK):
+                        temp.write(chunk)
+                    temp.finish()
+                    filed = self._place(temp, target)
+                else:
+                    sha, size = _seal(key, f, temp)
+                    filed = self._place(temp, target, _content(src, sha, size, target), key)
             except OSError as e:
                 temp.discard()
                 _raise_if_full(e, src)
@@ -268,26 +378,34 @@ class Archive:
                 ) from e
         return filed
 
-    def _place(self, temp: _Temp, target: Path) -> FiledRecording:
-        """Give the fsynced temp file its final name without ever replacing a file."""
-        sha = temp.hash.hexdigest()
-        try:
-            info = probe(temp.path)
-            duration: int | None = info.duration_ms
-            audio_error: str | None = None
-        except AudioError as e:
-            duration, audio_error = None, str(e).replace(str(temp.path), str(target))
+    def _place(
+        self, temp: _Temp, target: Path, content: _Content | None = None,
+        key: DataKey | None = None,
+    ) -> FiledRecording:  # fmt: skip
+        """Give the fsynced temp file its final name without ever replacing a file. `content`
+        and `key`: the temp file is `content` encrypted under `key`."""
+        c = content or _content(temp.path, temp.hash.hexdigest(), temp.size, target)
+        sha = c.sha256
         conflict: Path | None = None
         candidates = [target, target.with_name(f"{target.stem}.{sha[:12]}{target.suffix}")]
+
+        def filed(dest: Path, already: bool) -> FiledRecording:
+            stored: tuple[str | None, int | None] = (None, None)
+            if key is not None:
+                stored = file_digest(dest) if already else (temp.hash.hexdigest(), temp.size)
+            return FiledRecording(dest, sha, c.size, c.duration_ms, c.audio_error, already,
+                                  conflict, *stored)  # fmt: skip
+
+        def same(dest: Path) -> bool:
+            return _hash_file(dest) == sha if key is None else _same_plaintext(dest, sha, key)
+
         for dest in candidates:
             try:
                 os.link(temp.path, dest)
             except FileExistsError:
-                if _hash_file(dest) == sha:
+                if same(dest):
                     temp.discard()
-                    return FiledRecording(
-                        dest, sha, temp.size, duration, audio_error, True, conflict
-                    )
+                    return filed(dest, True)
                 conflict = conflict or dest
                 continue
             except OSError as e:
@@ -296,15 +414,13 @@ class Archive:
                 # No hard links on this filesystem: check-then-rename, racy only between
                 # two filers of the same name, which the caller serialises anyway.
                 if dest.exists():
-                    if _hash_file(dest) == sha:
+                    if same(dest):
                         temp.discard()
-                        return FiledRecording(
-                            dest, sha, temp.size, duration, audio_error, True, conflict
-                        )
+                        return filed(dest, True)
                     conflict = conflict or dest
                     continue
                 os.rename(temp.path, dest)
             temp.discard()
             _fsync_dir(dest.parent)
-            return FiledRecording(dest, sha, temp.size, duration, audio_error, False, conflict)
+            return filed(dest, False)
         raise ArchiveError(f"{target} and {candidates[1].name} both hold other content")

@@ -32,11 +32,15 @@ from recorder.storage.store import LocalStore
 
 log = structlog.get_logger("verbatim.upload")
 
+# stored_*: the file's own bytes, the ciphertext's when it is encrypted (recording_keys).
 _PENDING = """
-    SELECT name, call_id, path, sha256, bytes FROM recordings
-    WHERE asterisk_id = $1 AND status = 'filed' AND path NOT LIKE 's3://%'
-      AND starts_with(path, $2) AND name <> ALL($3::text[])
-    ORDER BY name LIMIT $4
+    SELECT r.name, r.call_id, r.path, r.sha256, r.bytes,
+           coalesce(k.stored_sha256, r.sha256) AS stored_sha256,
+           coalesce(k.stored_bytes, r.bytes) AS stored_bytes
+    FROM recordings r LEFT JOIN recording_keys k ON k.call_id = r.call_id AND k.name = r.name
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.path NOT LIKE 's3://%'
+      AND starts_with(r.path, $2) AND r.name <> ALL($3::text[])
+    ORDER BY r.name LIMIT $4
 """
 _UNREMOVED = """
     SELECT name, local_path FROM uploads WHERE asterisk_id = $1 AND local_removed_at IS NULL
@@ -117,11 +121,11 @@ class Uploader:
         local, name, sha = row["path"], row["name"], row["sha256"]
         key = self.store.key_for(local[len(self.archive.prefix):])
         try:
-            await self.store.put(key, Path(local), sha)
+            await self.store.put(key, Path(local), row["stored_sha256"])
         except FileNotFoundError:
             self._skip(name, local, "the local file is gone")
             return False
-        if not await self.store.confirm(key, sha, row["bytes"]):
+        if not await self.store.confirm(key, row["stored_sha256"], row["stored_bytes"]):
             self._skip(name, local, "the store holds other bytes than were filed")
             return False
         async with self.pool.acquire() as conn, conn.transaction():

@@ -245,7 +245,7 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     d = deps(request)
     view = await callview.load(d.calls, principal, call_id, origin(request), "view")
     await d.access_log.record(principal, "view", origin(request), call_id=call_id)
-    waves = await callview.waveforms(view, d.calls.archive_root)
+    waves = await callview.waveforms(view, d.calls.derived_root)
     back = request.query.get("back", "")
     back_link = ""
     if back.startswith("/calls") and _safe_next(back) == back and "/calls/" not in back:
@@ -271,7 +271,7 @@ async def whole_call_audio(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "nothing_recorded", f"call {call_id} has no recorded audio",
                        {"call_id": call_id})  # fmt: skip
     try:
-        path = await asyncio.to_thread(playback.whole_call, d.calls.archive_root, call_id,
+        path = await asyncio.to_thread(playback.whole_call, d.calls.derived_root, call_id,
                                        view.pieces)  # fmt: skip
     except (AudioError, OSError, subprocess.SubprocessError) as exc:
         log.error("recording.whole_call_failed", call_id=call_id, error=str(exc))
