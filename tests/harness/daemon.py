@@ -78,11 +78,19 @@ async def until(
     cond: Callable[[], Awaitable[bool]], sim: Simulator | None = None, limit: float = 10.0
 ) -> None:
     """Wait (real time, at most `limit` s) for `cond`; with `sim`, advance its clock 0.1 s
-    between looks, so a daemon in another process that reacts late still sees time go on."""
+    between looks once the daemon in the other process has gone quiet (no event out, no
+    request in, for 0.1 s of real time): it reacts late under load, and virtual time that went
+    on meanwhile would be time it never had against a real Asterisk."""
+    loop = asyncio.get_running_loop()
+    seen, still_since = -1, loop.time()
     async with asyncio.timeout(limit):
         while not await cond():  # polls another process's database writes
             if sim is not None:
-                await sim.advance(0.1)
+                activity = len(sim.hub.log) + len(sim.requests)
+                if activity != seen:
+                    seen, still_since = activity, loop.time()
+                elif loop.time() - still_since >= 0.1:
+                    await sim.advance(0.1)
             await asyncio.sleep(0.02)
 
 
