@@ -52,6 +52,7 @@ from recorder.ari.events import (
 from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.hookserver import HookBroker
 from recorder.model import commands as cmd
+from recorder.model import snapshot
 from recorder.model.calls import step
 from recorder.model.inputs import (
     ChannelChecked,
@@ -71,7 +72,7 @@ from recorder.model.reconcile import (
 )
 from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
-from recorder.model.state import RECORDING_PENDING, Call, ModelState
+from recorder.model.state import RECORDING_PENDING, ModelState
 from recorder.persistence import Writer
 from recorder.recovery import SpoolSweeper
 from recorder.storage.archive import Archive, ArchiveFull
@@ -286,7 +287,7 @@ class Daemon:
                 await self.writer.close_orphan(row)
                 continue
             try:
-                call = Call.from_json(row.state)
+                call = snapshot.decode(row.state)
                 call.hook_sessions = {}  # the AGI sessions of the previous run are gone
             except (TypeError, ValueError, KeyError) as exc:
                 log.error("call.adopt_failed", call_id=row.call_id, error=str(exc))

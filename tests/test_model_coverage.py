@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from recorder.model.coverage import coverage, merge, subtract
-from recorder.model.state import Call, Leg, Recording
+from recorder.model.records import OnHold, Peer, Stay
+from recorder.model.state import Call, CallMode, Leg, Recording, RecStatus
 from tests.harness.builders import at
 
 B = "c-b1"
@@ -21,16 +22,16 @@ def make_call(
     """Caller in the bridge from 0 to the callee's leave time; recs: (start, end, ms, status)."""
     call = Call("c", "ast", "inbound", "201", at(0), "a", B)
     caller = Leg("a", "caller", "PJSIP/a", at(0), ended_at=at(callee_in[1]))
-    caller.spans = [[B, at(0), at(callee_in[1])]]
+    caller.spans = [Stay(B, at(0), at(callee_in[1]))]
     callee = Leg("b", "callee", "PJSIP/b", at(callee_in[0]), ended_at=at(callee_in[1]))
-    callee.spans = [[B, at(callee_in[0]), at(callee_in[1])]]
+    callee.spans = [Stay(B, at(callee_in[0]), at(callee_in[1]))]
     if hold:
-        callee.holds = [[at(hold[0]), at(hold[1])]]
+        callee.holds = [OnHold(at(hold[0]), at(hold[1]))]
     call.legs = {"a": caller, "b": callee}
     for i, (start, end, ms, status) in enumerate(recs, 1):
         call.recordings[f"s{i}"] = Recording(
-            f"s{i}", i, f"bridge:{B}", "wav", at(start), status=status, started_at=at(start),
-            ended_at=at(end), duration_ms=ms)
+            f"s{i}", i, f"bridge:{B}", "wav", at(start), status=RecStatus(status),
+            started_at=at(start), ended_at=at(end), duration_ms=ms)
     call.ended_at = at(callee_in[1])
     return call
 
@@ -95,15 +96,15 @@ def test_a_party_of_a_linked_call_is_someone_to_talk_with(
     """Hook mode, attended transfer: the caller (a) talks with b in B until 5 s, then is
     swapped into bridge X of the other call, whose party is a peer of this call there; a's
     snoop runs all along (9 s)."""
-    call = Call("c", "ast", "inbound", "201", at(0), "a", "", mode="hook")
+    call = Call("c", "ast", "inbound", "201", at(0), "a", "", mode=CallMode.HOOK)
     caller = Leg("a", "caller", "PJSIP/a", at(0), ended_at=at(9))
-    caller.spans = [[B, at(0), at(5)], ["X", at(5), at(9)]]
+    caller.spans = [Stay(B, at(0), at(5)), Stay("X", at(5), at(9))]
     callee = Leg("b", "callee", "PJSIP/b", at(0), ended_at=at(5))
-    callee.spans = [[B, at(0), at(5)]]
+    callee.spans = [Stay(B, at(0), at(5))]
     call.legs = {"a": caller, "b": callee}
     if peer is not None:
-        call.peers = [["X", "z", at(peer[0]), at(peer[1])]]
-    call.recordings["s1"] = Recording("s1", 1, "snoop:a", "wav", at(0), status="filed",
+        call.peers = [Peer("X", "z", at(peer[0]), at(peer[1]))]
+    call.recordings["s1"] = Recording("s1", 1, "snoop:a", "wav", at(0), status=RecStatus.FILED,
                                       started_at=at(0), ended_at=at(9), duration_ms=9000)
     call.ended_at = at(9)
     leg = coverage(call).legs["a"]

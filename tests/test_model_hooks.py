@@ -183,7 +183,7 @@ def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> No
     out = run.feed(hook(6, "resume", A, session="s10"))
     assert {(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)} == {(s1, False),
                                                                             (s2, False)}
-    assert run.call.pauses[0][:2] == [b.at(3), b.at(6)]
+    assert run.call.pauses[0][:2] == (b.at(3), b.at(6))
 
 
 @pytest.mark.parametrize(

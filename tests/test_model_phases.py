@@ -23,6 +23,7 @@ from recorder.model.state import (
     FOLLOWING,
     RECORDING_PENDING,
     Call,
+    Phase,
 )
 from tests.harness import builders as b
 
@@ -30,7 +31,7 @@ PHASES = {CONSENT, DIALING, CALLEE_CONSENT, RECORDING_PENDING, CONNECTING, BRIDG
           ENDING, ENDED}
 
 
-def step_in(phase: str) -> Step:
+def step_in(phase: Phase) -> Step:
     call = Call(call_id="c1", asterisk_id=b.AST, direction="inbound", target="201",
                 started_at=b.T0, caller_channel="ch1", bridge_id="c1-b1", phase=phase)
     return Step(call, b.T0, CallSettings())
@@ -58,7 +59,8 @@ def test_the_table_names_every_phase_and_only_phases() -> None:
     (FOLLOWING, BRIDGED, False),
     (CONSENT, BRIDGED, False),
 ])  # fmt: skip
-def test_a_change_is_made_and_an_illegal_one_is_an_error(was: str, to: str, legal: bool) -> None:
+def test_a_change_is_made_and_an_illegal_one_is_an_error(was: Phase, to: Phase,
+                                                        legal: bool) -> None:
     s = step_in(was)
     transition(s, to)
     assert s.call.phase == to and s.dirty

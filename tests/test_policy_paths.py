@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from arisim.audio import tone_map
 
+from recorder.model.records import Prompt
 from recorder.policy import Explanation, consent_rows
 from tests.harness.calls import dialled
 from tests.harness.policy_paths import (
@@ -67,12 +68,10 @@ def set_up_parties(st: Stack, row: Row) -> dict[str, int]:
     return parties
 
 
-def prompt_to(st: Stack, label: str) -> dict[str, Any] | None:
-    for call in st.daemon.state.calls.values():
-        for prompt in call.prompts.values():
-            if prompt["to"] == label:
-                return dict(prompt)
-    return None
+def prompt_to(st: Stack, label: str) -> Prompt | None:
+    prompts: list[Prompt] = [p for call in st.daemon.state.calls.values()
+                             for p in call.prompts.values()]
+    return next((p for p in prompts if p.to == label), None)
 
 
 async def act_in_prompt(st: Stack, row: Row, label: str) -> bool:
@@ -85,9 +84,9 @@ async def act_in_prompt(st: Stack, row: Row, label: str) -> bool:
         return False
     await st.advance(1.0)
     if row.opt_out == label:
-        st.sim.send_dtmf(prompt["channel_id"], "9")
+        st.sim.send_dtmf(prompt.channel_id, "9")
     else:
-        st.sim.hangup(prompt["channel_id"])
+        st.sim.hangup(prompt.channel_id)
     await st.settle()
     return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recorder.db.rows import CallRow, LegRow, RecordingRow
+from recorder.model.snapshot import encode
 from recorder.model.state import Call
 
 
@@ -12,7 +13,7 @@ def final_snapshot(call: Call) -> dict[str, Any]:
     """An ended call's last state, kept for its page (recorder.web.timeline reads the coverage
     proof's intervals from it); never adopted again. The digits its parties keyed are not kept:
     a card number may have been typed."""
-    data = call.to_json()
+    data = encode(call)
     data.update(dtmf={}, prompts={}, hook_sessions={})
     return data
 
@@ -33,10 +34,10 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
         ended_at=call.ended_at,
         outcome=call.outcome if call.status == "ended" else None,
         status=call.status,
-        state=call.to_json() if call.status != "ended" else final_snapshot(call),
+        state=encode(call) if call.status != "ended" else final_snapshot(call),
         recorded=call.record if call.decision is not None else None,
-        retention_class=(call.decision or {}).get("retention"),
-        decided_by=", ".join((call.decision or {}).get("decided_by") or []) or None,
+        retention_class=call.decision.retention if call.decision else None,
+        decided_by=", ".join(call.decision.decided_by if call.decision else ()) or None,
         linked_calls=list(call.linked_calls) or None,
     )
     legs = tuple(

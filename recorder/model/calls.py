@@ -12,6 +12,9 @@ add the answered party, so no word is missed and no recording starts with one pa
 long (a lone, silent party makes Asterisk end the recording after ~4 s with an empty file).
 Whenever a recording ends while the call is still up, a new segment starts at once and the gap
 is logged: one recording is never assumed to cover a call.
+
+Each event goes to one handler of HANDLERS, by the mode of the call it belongs to (Stasis, hook,
+or none yet: recorder.model.routing.place) and its type; what the table lacks changes nothing.
 """
 
 from __future__ import annotations
@@ -20,160 +23,134 @@ from collections.abc import Callable
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.common.direction import DIRECTIONS
-from recorder.model import commands as cmd
-from recorder.model.controls import pause_refused
-from recorder.model.dialing import (
-    dial,
-    dialled_leg_ready,
-    new_call,
-    on_dial,
-    on_dtmf,
-    on_playback_finished,
-    on_state_change,
-)
+from recorder.model.controls import on_control
+from recorder.model.dialing import dialled_leg_ready
 from recorder.model.ending import (
-    begin_end,
-    leg_gone,
     on_bridge_destroyed,
     on_entered,
     on_hangup,
     on_hold,
     on_left,
 )
-from recorder.model.flow import (
-    Result,
-    Step,
-    for_call,
-    make_call_id,
+from recorder.model.failures import hooked_request_failed, stasis_request_failed
+from recorder.model.flow import Result, Step, for_call, make_call_id
+from recorder.model.following import (
+    hooked_attended_transfer,
+    hooked_blind_transfer,
+    hooked_channel,
+    hooked_dial,
+    hooked_entered,
+    hooked_left,
 )
-from recorder.model.hooks import route
-from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
-from recorder.model.segments import (
-    on_filed,
-    on_recording,
-    recording_ended,
+from recorder.model.hookrecordings import checked, hooked_recording
+from recorder.model.hooks import first_hook, on_hook, on_prompted, stasis_hook
+from recorder.model.inputs import (
+    ChannelChecked,
+    CommandFailed,
+    ControlRequested,
+    HookCalled,
+    HookPrompted,
+    RecordingFiled,
+    RecordingFileFailed,
 )
+from recorder.model.outcomes import dial_status, on_state_change
+from recorder.model.routing import place
+from recorder.model.segments import on_filed, on_recording
 from recorder.model.settings import CallSettings
-from recorder.model.state import (
-    CONSENT,
-    ENDED,
-    REC_FILED,
-    REC_LIVE,
-    ModelState,
-)
-from recorder.model.transfers import (
-    attach_forward_half,
-    forward_half,
-    local_replaces,
-    on_attended_transfer,
-    on_blind_transfer,
-    transfer_half,
-)
+from recorder.model.sharing import peers_entered, peers_left
+from recorder.model.starting import on_dtmf, on_new_channel, playback_done
+from recorder.model.state import ENDED, REC_FILED, CallMode, ModelState
+from recorder.model.transfers import on_attended_transfer, on_blind_transfer
+
+# A handler gets the id of the call the event belongs to ("" for none yet).
+Handler = Callable[[ModelState, Any, CallSettings, str], Result]
 
 
 def step(state: ModelState, event: ev.Event, settings: CallSettings) -> Result:
     """Apply one event; return the new state and the commands to run, in order."""
-    hooked = route(state, event)  # calls the dialplan keeps (hook mode), and hook inputs
-    if hooked is not None:
-        return hooked(state, event, settings)
-    handler = HANDLERS.get(type(event))
+    mode, call_id = place(state, event)
+    handler = HANDLERS.get((mode, type(event)))
     if handler is None:
         return state, []
-    return handler(state, event, settings)
+    return handler(state, event, settings, call_id)
 
 
-def on_stasis_start(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
-    assert isinstance(e, ev.StasisStart)
-    call_id = state.by_channel.get(e.channel.id)
-    if call_id is not None:
-        return for_call(state, call_id, e, settings, lambda s: dialled_leg_ready(s, e))
-    if e.replace_channel is not None and e.replace_channel.id in state.by_channel:
-        return local_replaces(state, e, settings)
-    kind = e.args[0] if e.args else ""
-    followed = forward_half(state, e)
-    if followed is not None:  # a 302 followed by Asterisk (originate form): not a new call
-        return attach_forward_half(state, e, followed, settings)
-    if kind == "transfer" and e.channel.name.endswith(";2"):
-        return transfer_half(state, e, settings)
-    if kind in DIRECTIONS:
-        return new_call(state, e, settings)
-    # A channel we did not create and cannot place: never leave it stuck in the app.
-    reason = "stale dialled leg" if kind == "dialed" else f"unknown Stasis args {list(e.args)!r}"
-    return state, [
-        cmd.Log("", "call.rejected", "error", {"channel_id": e.channel.id, "reason": reason}),
-        cmd.Hangup("", e.channel.id),
-    ]
+def per_call(body: Callable[[Step, Any], None]) -> Handler:
+    """The handler that runs `body` on the event's call (a copy, applied with its commands)."""
+
+    def handler(state: ModelState, e: Any, settings: CallSettings, call_id: str) -> Result:
+        return for_call(state, call_id, e, settings, lambda s: body(s, e))
+
+    return handler
 
 
-def on_command_failed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
-    assert isinstance(e, CommandFailed)
-    failed = e.command
-    if failed is None:
-        return state, []
+def then(first: Handler, second: Callable[[ModelState, Any, CallSettings], Result]) -> Handler:
+    """`second` after `first`, on the state it left; both steps' commands."""
 
-    def body(s: Step) -> None:
-        call = s.call
-        what = type(failed).__name__
-        gone = e.status == 404
-        if isinstance(failed, cmd.StartRecording):
-            rec = call.recordings.get(failed.name)
-            if rec is not None and rec.status in REC_LIVE:
-                recording_ended(s, rec, True, f"{e.status} {e.message}".strip())
-            return
-        if isinstance(failed, cmd.StopRecording | cmd.StopPlayback | cmd.DestroyBridge):
-            return  # already over: the event that says so comes, or came, by itself
-        if isinstance(failed, cmd.Hangup):
-            leg = call.legs.get(failed.channel_id)
-            if gone and leg is not None:
-                leg_gone(s, leg)  # its destruction was missed (e.g. while disconnected)
-            return
-        s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
-        s.record("ari.request_failed", command=what, status=e.status, message=e.message)
-        if isinstance(failed, cmd.PauseRecording):
-            pause_refused(s, failed)
-        elif isinstance(failed, cmd.Play) and call.phase == CONSENT:
-            s.record("consent.failed", call.caller_channel, media=failed.media)
-            call.playback_id = call.playback_kind = None
-            dial(s)
-        elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
-            leg = call.legs.get(failed.channel_id)
-            call.outcome = "failed"
-            if leg is not None:
-                leg.outcome = "failed"
-                begin_end(s, leg, "congestion")
-                if isinstance(failed, cmd.CreateChannel | cmd.Originate):  # it never existed
-                    leg_gone(s, leg)
-        elif isinstance(failed, cmd.CreateBridge):
-            call.outcome = "failed"
-            begin_end(s, call.legs[call.caller_channel], "congestion")
-        s.save()
+    def both(state: ModelState, e: Any, settings: CallSettings, call_id: str) -> Result:
+        state, out = first(state, e, settings, call_id)
+        state, more = second(state, e, settings)
+        return state, out + more
 
-    return for_call(state, failed.call_id, e, settings, body)
+    return both
 
 
-HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings], Result]] = {
-    ev.StasisStart: on_stasis_start,
-    ev.PlaybackFinished: on_playback_finished,
-    ev.Dial: on_dial,
-    ev.ChannelStateChange: on_state_change,
-    ev.RecordingStarted: on_recording,
-    ev.RecordingFinished: on_recording,
-    ev.RecordingFailed: on_recording,
-    ev.ChannelEnteredBridge: on_entered,
-    ev.ChannelLeftBridge: on_left,
-    ev.BridgeDestroyed: on_bridge_destroyed,
-    ev.BridgeBlindTransfer: on_blind_transfer,
-    ev.BridgeAttendedTransfer: on_attended_transfer,
-    ev.ChannelDtmfReceived: on_dtmf,
-    ev.ChannelHold: on_hold,
-    ev.ChannelUnhold: on_hold,
-    ev.ChannelHangupRequest: on_hangup,
-    ev.StasisEnd: on_hangup,
-    ev.ChannelDestroyed: on_hangup,
-    CommandFailed: on_command_failed,
-    RecordingFiled: on_filed,
-    RecordingFileFailed: on_filed,
+STASIS, HOOK, NO_CALL = CallMode.STASIS, CallMode.HOOK, None
+
+# Every (mode of the event's call, event type) the model acts on; anything else changes nothing.
+HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
+    # a channel entering the app: a new call, a transfer's or forward's Local half, or stray
+    (NO_CALL, ev.StasisStart): on_new_channel,
+    (NO_CALL, HookCalled): first_hook,
+    (NO_CALL, ControlRequested): on_control,
+    # calls in the Stasis app
+    (STASIS, ev.StasisStart): per_call(dialled_leg_ready),
+    (STASIS, ev.PlaybackFinished): per_call(playback_done),
+    (STASIS, ev.Dial): per_call(dial_status),
+    (STASIS, ev.ChannelStateChange): on_state_change,
+    (STASIS, ev.RecordingStarted): on_recording,
+    (STASIS, ev.RecordingFinished): on_recording,
+    (STASIS, ev.RecordingFailed): on_recording,
+    (STASIS, ev.ChannelEnteredBridge): on_entered,
+    (STASIS, ev.ChannelLeftBridge): on_left,
+    (STASIS, ev.BridgeDestroyed): on_bridge_destroyed,
+    (STASIS, ev.BridgeBlindTransfer): on_blind_transfer,
+    (STASIS, ev.BridgeAttendedTransfer): on_attended_transfer,
+    (STASIS, ev.ChannelDtmfReceived): on_dtmf,
+    (STASIS, ev.ChannelHold): on_hold,
+    (STASIS, ev.ChannelUnhold): on_hold,
+    (STASIS, ev.ChannelHangupRequest): on_hangup,
+    (STASIS, ev.StasisEnd): on_hangup,
+    (STASIS, ev.ChannelDestroyed): on_hangup,
+    (STASIS, CommandFailed): stasis_request_failed,
+    (STASIS, RecordingFiled): on_filed,
+    (STASIS, RecordingFileFailed): on_filed,
+    (STASIS, ControlRequested): on_control,
+    (STASIS, HookCalled): stasis_hook,
+    # calls the dialplan keeps (hook mode)
+    (HOOK, HookCalled): on_hook,
+    (HOOK, HookPrompted): on_prompted,
+    (HOOK, ControlRequested): on_control,
+    (HOOK, ev.StasisStart): hooked_channel,
+    (HOOK, ev.StasisEnd): hooked_channel,
+    (HOOK, ev.ChannelStateChange): hooked_channel,
+    (HOOK, ev.ChannelDtmfReceived): hooked_channel,
+    (HOOK, ev.ChannelHangupRequest): hooked_channel,
+    (HOOK, ev.ChannelDestroyed): hooked_channel,
+    (HOOK, ev.ChannelHold): on_hold,
+    (HOOK, ev.ChannelUnhold): on_hold,
+    (HOOK, ev.Dial): hooked_dial,
+    (HOOK, ev.ChannelEnteredBridge): then(hooked_entered, peers_entered),
+    (HOOK, ev.ChannelLeftBridge): then(hooked_left, peers_left),
+    (HOOK, ev.BridgeBlindTransfer): hooked_blind_transfer,
+    (HOOK, ev.BridgeAttendedTransfer): hooked_attended_transfer,
+    (HOOK, ev.RecordingStarted): hooked_recording,
+    (HOOK, ev.RecordingFinished): hooked_recording,
+    (HOOK, ev.RecordingFailed): hooked_recording,
+    (HOOK, CommandFailed): hooked_request_failed,
+    (HOOK, ChannelChecked): per_call(checked),
+    (HOOK, RecordingFiled): on_filed,
+    (HOOK, RecordingFileFailed): on_filed,
 }
 
 __all__ = ["ENDED", "REC_FILED", "CallSettings", "make_call_id", "step"]

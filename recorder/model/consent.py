@@ -11,18 +11,18 @@ or refused) becomes a consent audit row.
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from recorder.model import commands as cmd
 from recorder.model.flow import Step, stop_recordings
+from recorder.model.records import CallDecision, Prompt
 from recorder.model.state import Call, Leg
 from recorder.policy import (
     Announcement,
     CallFacts,
     Decision,
-    Join,
     Party,
     Policy,
     announcements_at_start,
@@ -46,7 +46,7 @@ def facts_of(call: Call) -> CallFacts:
         trunk=call.trunk,
         department=call.given_department,
         answered_by=call.answered_by,
-        joins=(Join(**j) for j in call.joins),
+        joins=call.joins,
         opted_out=call.opted_out,
     )
 
@@ -57,18 +57,19 @@ def decision_of(call: Call, policy: Policy) -> Decision:
     return decide(facts_of(call), policy, call.started_at)
 
 
-def remember(call: Call, decision: Decision) -> None:
+def remember(call: Call, decision: Decision) -> CallDecision:
     call.record = decision.record
-    call.decision = {
-        "action": decision.action,
-        "record": decision.record,
-        "retention": decision.retention,
-        "decided_by": list(decision.decided_by),
-        "reason": decision.reason,
-        "then": decision.then,
-        "route_to": decision.route_to,
-        "do_not_record": decision.do_not_record,
-    }
+    kept = call.decision = CallDecision(
+        action=decision.action,
+        record=decision.record,
+        retention=decision.retention,
+        decided_by=tuple(decision.decided_by),
+        reason=decision.reason,
+        then=decision.then,
+        route_to=decision.route_to,
+        do_not_record=decision.do_not_record,
+    )
+    return kept
 
 
 def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
@@ -76,10 +77,10 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
     call, policy = s.call, s.settings.policy
     assert policy is not None
     decision = decision_of(call, policy)
-    remember(call, decision)
+    detail: dict[str, Any] = remember(call, decision).detail()
     if not decision.record:
         call.unrecorded_since = at
-    s.record("consent.decision", call.caller_channel, **(call.decision or {}))
+    s.record("consent.decision", call.caller_channel, **detail)
     s.log("consent.decision", record=decision.record, action=decision.action,
           decided_by=list(decision.decided_by), retention=decision.retention)
     return announcements_at_start(
@@ -107,11 +108,12 @@ def note_prompt(
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1
-    call.prompts[playback_id] = {
-        "playback_id": playback_id, "channel_id": channel_id, "leg": leg_id or channel_id,
-        "number": number if number is not None else _number_of(call, ann.to),
-        "started_at": s.at, **dataclasses.asdict(ann),
-    }
+    call.prompts[playback_id] = Prompt(
+        playback_id=playback_id, channel_id=channel_id, leg=leg_id or channel_id,
+        number=number if number is not None else _number_of(call, ann.to),
+        started_at=s.at, to=ann.to, when=ann.when, mode=ann.mode, language=ann.language,
+        prompt=ann.prompt, media=ann.media, opt_out_dtmf=ann.opt_out_dtmf,
+    )
     return playback_id
 
 
@@ -120,34 +122,30 @@ def _number_of(call: Call, label: str) -> str | None:
 
 
 def due_for(call: Call, label: str, when: str) -> Announcement | None:
-    for raw in call.announcements:
-        if raw["to"] == label and raw["when"] == when:
-            return Announcement(**raw)
-    return None
+    return next((a for a in call.announcements if a.to == label and a.when == when), None)
 
 
-def audit(s: Step, prompt: dict[str, Any], played: str, dtmf: str | None = None,
+def audit(s: Step, prompt: Prompt, played: str, dtmf: str | None = None,
           opted_out: bool = False) -> None:
     """The consent row of a prompt that just ended (finished, interrupted or refused)."""
     call, policy = s.call, s.settings.policy
-    if call.prompts.pop(str(prompt["playback_id"]), None) is None or policy is None:
+    if call.prompts.pop(prompt.playback_id, None) is None or policy is None:
         return
-    label = str(prompt["to"])
-    ann = Announcement(**{k: prompt[k] for k in (
-        "to", "when", "mode", "language", "prompt", "media", "opt_out_dtmf")})
+    label = prompt.to
+    ann = prompt.announcement
     if played == "finished" and (call.heard.get(label) != "all-party"):
         call.heard[label] = ann.mode
-    number = prompt.get("number")
+    number = prompt.number
     row = consent_row(
-        call_id=call.call_id, asterisk_id=call.asterisk_id, channel_id=str(prompt["channel_id"]),
+        call_id=call.call_id, asterisk_id=call.asterisk_id, channel_id=prompt.channel_id,
         party=label, jurisdiction=jurisdiction_of(number, policy),
         governing_mode=mode_of(present_parties(call), policy),
         decision=decision_of(call, policy), announcement=ann,
-        started_at=prompt["started_at"], ended_at=s.at, played=played,  # type: ignore[arg-type]
+        started_at=prompt.started_at, ended_at=s.at, played=played,  # type: ignore[arg-type]
         dtmf=dtmf, opted_out=opted_out,
     )
     s.add(cmd.SaveConsent(call.call_id, (row,)))
-    s.record(f"consent.{played}", str(prompt["channel_id"]), party=label, media=ann.media,
+    s.record(f"consent.{played}", prompt.channel_id, party=label, media=ann.media,
              mode=ann.mode, dtmf=dtmf)
 
 
@@ -161,7 +159,7 @@ def present_parties(call: Call) -> list[Party]:
             continue
         label = leg.party or ("caller" if leg.role == "caller" else "callee")
         number = call.caller_number if label == "caller" else (leg.number or call.target)
-        parties.append(Party(label, number, heard=call.heard.get(label)))  # type: ignore[arg-type]
+        parties.append(Party(label, number, heard=call.heard.get(label)))
     return parties
 
 
@@ -212,20 +210,17 @@ def announce_linked(s: Step, joining: list[Party]) -> None:
             s.log("consent.on_join", joining=newcomer.number, prompts=[str(a) for a in plays])
 
 
-def prompt_playing_to(call: Call, channel_id: str) -> dict[str, Any] | None:
-    for prompt in call.prompts.values():
-        if prompt["channel_id"] == channel_id:
-            return prompt
-    return None
+def prompt_playing_to(call: Call, channel_id: str) -> Prompt | None:
+    return next((p for p in call.prompts.values() if p.channel_id == channel_id), None)
 
 
-def refuse(s: Step, prompt: dict[str, Any], digit: str | None, channel_id: str) -> Decision:
+def refuse(s: Step, prompt: Prompt, digit: str | None, channel_id: str) -> Decision:
     """The party of `prompt` pressed the opt-out key during it (either mode): policy decides
     again, nothing of the call is recorded from now, the prompt's audit row says so. The
     caller then acts on `Decision.then` (continue, route or end) as its mode can."""
     call, policy = s.call, s.settings.policy
     assert policy is not None  # prompts come from policy
-    label = str(prompt["to"])
+    label = prompt.to
     call.opted_out.append(label)
     decision = decision_of(call, policy)
     remember(call, decision)
@@ -236,3 +231,20 @@ def refuse(s: Step, prompt: dict[str, Any], digit: str | None, channel_id: str) 
     # a party's choice, not a fault: info, and an event row for the call's story
     s.log("consent.opted_out", channel_id=channel_id, party=label, then=decision.then)
     return decision
+
+
+def opt_out(s: Step, prompt: Prompt, digit: str | None, channel_id: str,
+            end: Callable[[], None], route: Callable[[str], None],
+            go_on: Callable[[], None]) -> None:
+    """The one opt-out path of both modes: `refuse`, then what policy says next, each done
+    the way the party's mode can (Stasis mode hangs up or redirects the channel itself; hook
+    mode answers its AGI session and the dialplan acts)."""
+    decision = refuse(s, prompt, digit, channel_id)
+    if decision.then == "end":
+        s.call.outcome = "rejected"
+        end()
+    elif decision.then == "route" and decision.route_to:
+        route(decision.route_to)
+    else:
+        go_on()
+    s.save()

@@ -24,18 +24,11 @@ from recorder.model import commands as cmd
 from recorder.model.consent import present_parties
 from recorder.model.flow import Result, Step, for_call, stop_recordings
 from recorder.model.inputs import ControlRequested
+from recorder.model.records import Pause
 from recorder.model.segments import start_segment
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import live_recordings_of, snoop_leg
-from recorder.model.state import (
-    BRIDGED,
-    ENDED,
-    ENDING,
-    FOLLOWING,
-    LEG_GONE,
-    REC_LIVE,
-    ModelState,
-)
+from recorder.model.state import BRIDGED, ENDED, ENDING, FOLLOWING, LEG_GONE, REC_LIVE, ModelState
 from recorder.policy import Party, announcements_at_start, announcements_on_start
 
 MAX_CODE = 4  # digits kept per channel to match a control code
@@ -90,17 +83,16 @@ def _pause(s: Step) -> tuple[str, str]:
     live = live_recordings_of(s)
     if not live:
         return REJECTED, "nothing is being recorded"
-    s.call.pauses.append([s.at, None, "pause"])
+    s.call.pauses.append(Pause(s.at, None, "pause"))
     for rec in live:
         s.add(cmd.PauseRecording(s.call.call_id, rec.name, True))
     return DONE, ""
 
 
 def _resume(s: Step) -> tuple[str, str]:
-    pause = s.call.open_pause("pause")
-    if pause is None:
+    if s.call.open_pause("pause") is None:
         return DONE, "not paused"
-    pause[1] = s.at
+    s.call.close_pause("pause", s.at)
     for rec in live_recordings_of(s):
         s.add(cmd.PauseRecording(s.call.call_id, rec.name, False))
     return DONE, ""
@@ -121,7 +113,7 @@ def pause_refused(s: Step, failed: cmd.PauseRecording) -> None:
 
 
 def _policy_action(s: Step) -> str | None:
-    return (s.call.decision or {}).get("action")
+    return s.call.decision.action if s.call.decision else None
 
 
 def _stop(s: Step) -> tuple[str, str]:
@@ -130,10 +122,8 @@ def _stop(s: Step) -> tuple[str, str]:
         return DONE, "not recording"
     if _policy_action(s) == "force":
         return REJECTED, "policy requires this call to be recorded"
-    pause = s.call.open_pause("pause")
-    if pause is not None:
-        pause[1] = s.at  # the stop takes over from the pause
-    call.pauses.append([s.at, None, "stop"])
+    call.close_pause("pause", s.at)  # the stop takes over from the pause
+    call.pauses.append(Pause(s.at, None, "stop"))
     stop_recordings(s)
     return DONE, ""
 
@@ -144,7 +134,7 @@ def _start(s: Step) -> tuple[str, str]:
         return REJECTED, f"refused by {', '.join(call.opted_out)}"
     if _policy_action(s) == "never":
         return REJECTED, "policy forbids recording this call"
-    listed = (call.decision or {}).get("do_not_record")
+    listed = call.decision.do_not_record if call.decision else None
     if listed:
         return REJECTED, f"on the do-not-record list ({listed})"
     stop = s.call.open_pause("stop")
@@ -154,8 +144,7 @@ def _start(s: Step) -> tuple[str, str]:
         # Policy did not record it, so nobody heard an announcement: recording now would be
         # recording without one (a prompt cannot be played into a call already talking).
         return REJECTED, "no announcement was played on this call, and policy requires one"
-    if stop is not None:
-        stop[1] = s.at
+    call.close_pause("stop", s.at)
     if not call.record:  # policy said no at the start; on demand it is recorded from now
         call.record = True
         call.recorded_from(s.at)
@@ -199,7 +188,8 @@ def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:
     return DONE, "tagged"
 
 
-def on_control(state: ModelState, e: ControlRequested, settings: CallSettings) -> Result:
+def on_control(state: ModelState, e: ControlRequested, settings: CallSettings,
+               _call_id: str) -> Result:
     """An HTTP API control request: act, and answer it (a call we do not hold is rejected)."""
     if e.call_id not in state.calls:
         return state, [cmd.ControlDone(e.call_id, e.request_id, REJECTED,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from recorder.model.records import Stay
 from recorder.model.state import REC_FAILED, REC_MISSING, Call, Leg, Recording
 
 Span = tuple[datetime, datetime]
@@ -105,11 +106,8 @@ def subtract(xs: list[Span], ys: list[Span]) -> list[Span]:
     return out
 
 
-def _closed(span: list[object], end: datetime) -> tuple[str, datetime, datetime] | None:
-    bridge, entered, left = span
-    if not isinstance(bridge, str) or not isinstance(entered, datetime):
-        return None
-    return bridge, entered, left if isinstance(left, datetime) else end
+def _closed(stay: Stay, end: datetime) -> tuple[str, datetime, datetime]:
+    return stay.bridge, stay.entered, stay.left if stay.left is not None else end
 
 
 def mixing_spans(call: Call, bridge_id: str, end: datetime) -> list[Span]:
@@ -121,7 +119,7 @@ def mixing_spans(call: Call, bridge_id: str, end: datetime) -> list[Span]:
             if span and span[0] == bridge_id:
                 edges += [(span[1], 1), (span[2], -1)]
     for peer in call.peers:  # another recorded call's party there (recorder.model.sharing)
-        span = _closed([peer[0], peer[2], peer[3]], end)
+        span = _closed(Stay(peer.bridge, peer.entered, peer.left), end)
         if span and span[0] == bridge_id:
             edges += [(span[1], 1), (span[2], -1)]
     out: list[Span] = []
@@ -173,15 +171,13 @@ def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
 
 def pause_spans(call: Call, end: datetime) -> list[Span]:
     """Not recorded on purpose by an in-call control (pause, stop) or by policy."""
-    return [(p[0], p[1] if isinstance(p[1], datetime) else end)
-            for p in call.pauses if isinstance(p[0], datetime)]
+    return [(p.start, p.end if p.end is not None else end) for p in call.pauses]
 
 
 def hold_spans(leg: Leg, end: datetime) -> list[Span]:
     spans: list[Span] = []
     for start, stop in leg.holds:
-        if isinstance(start, datetime):
-            spans.append((start, stop if isinstance(stop, datetime) else (leg.ended_at or end)))
+        spans.append((start, stop if stop is not None else (leg.ended_at or end)))
     return merge(spans)
 
 
@@ -192,7 +188,7 @@ def linked_bridges(call: Call) -> dict[str, set[str]]:
     halves: dict[str, set[str]] = {}
     for leg in call.legs.values():
         if leg.local_base:  # both halves of a pair, whatever their role in the call
-            halves.setdefault(leg.local_base, set()).update(str(x[0]) for x in leg.spans)
+            halves.setdefault(leg.local_base, set()).update(x.bridge for x in leg.spans)
     for bridges in halves.values():
         joined = set().union(*(group.get(b, {b}) for b in bridges))
         for b in joined:

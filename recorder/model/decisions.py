@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from recorder.model.consent import decision_of, remember
@@ -41,7 +40,7 @@ def path_changed(
     now (starting again waits for the announcements: `Call.recording_due`)."""
     call, policy = s.call, s.settings.policy
     if join is not None:
-        call.joins.append(asdict(join))
+        call.joins.append(join)
     if answered_by is not None:
         call.answered_by = answered_by
     s.save()
@@ -50,7 +49,8 @@ def path_changed(
     was = call.record
     decision = decision_of(call, policy)
     remember(call, decision)
-    s.record("consent.decision", channel_id, why=why, **(call.decision or {}))
+    detail: dict[str, Any] = call.decision.detail() if call.decision else {}
+    s.record("consent.decision", channel_id, why=why, **detail)
     if was == decision.record:
         return
     fields: dict[str, Any] = {

@@ -23,6 +23,7 @@ from recorder.model.flow import (
     for_call,
 )
 from recorder.model.phases import transition
+from recorder.model.records import OnHold, Stay
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     BRIDGED,
@@ -39,7 +40,8 @@ from recorder.model.state import (
 )
 
 
-def on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_entered(state: ModelState, e: ev.Event, settings: CallSettings,
+               call_id: str) -> Result:
     assert isinstance(e, ev.ChannelEnteredBridge)
     if e.channel is None:
         return state, []
@@ -51,7 +53,7 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
         if leg is None or e.bridge.id not in call.all_bridges() or leg.in_bridge:
             return
         leg.in_bridge = True
-        leg.spans.append([e.bridge.id, s.at, None])
+        leg.spans.append(Stay(e.bridge.id, s.at))
         if len(call.bridged_parties()) >= 2 and call.phase == CONNECTING:
             transition(s, BRIDGED)
             if call.bridged_at is None:
@@ -60,7 +62,7 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings) -> Result
             s.log("call.bridged", channel_id=channel_id, recording=call.current_recording)
         s.save()
 
-    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
 def leave_bridge(call: Call, leg: Leg, at: datetime) -> None:
@@ -69,12 +71,11 @@ def leave_bridge(call: Call, leg: Leg, at: datetime) -> None:
     if len(call.bridged_parties()) == 2 and call.bridged_at and call.unbridged_at is None:
         call.unbridged_at = at
     leg.in_bridge = False
-    for span in leg.spans:
-        if span[2] is None:
-            span[2] = at
+    leg.spans = [span._replace(left=at) if span.left is None else span for span in leg.spans]
 
 
-def on_left(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_left(state: ModelState, e: ev.Event, settings: CallSettings,
+            call_id: str) -> Result:
     assert isinstance(e, ev.ChannelLeftBridge)
 
     def body(s: Step) -> None:
@@ -83,41 +84,44 @@ def on_left(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
             leave_bridge(s.call, leg, s.at)
             s.save()
 
-    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
-def on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings,
+                        call_id: str) -> Result:
     assert isinstance(e, ev.BridgeDestroyed)
 
     def body(s: Step) -> None:
         s.call.bridge_destroyed = True
         maybe_finish(s)
 
-    return for_call(state, state.by_bridge.get(e.bridge.id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
-def on_hold(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_hold(state: ModelState, e: ev.Event, settings: CallSettings,
+            call_id: str) -> Result:
     assert isinstance(e, ev.ChannelHold | ev.ChannelUnhold)
 
     def body(s: Step) -> None:
         leg = s.call.legs.get(e.channel.id)
         if leg is None:
             return
-        open_hold = next((h for h in leg.holds if h[1] is None), None)
+        open_hold = next((i for i, h in enumerate(leg.holds) if h.end is None), None)
         if isinstance(e, ev.ChannelHold):
             if open_hold is None:
-                leg.holds.append([s.at, None])
+                leg.holds.append(OnHold(s.at))
                 s.record("leg.hold", leg.channel_id, musicclass=e.musicclass)
                 s.save()
         elif open_hold is not None:  # Asterisk sends a lone Unhold at each transfer: not a hold
-            open_hold[1] = s.at
+            leg.holds[open_hold] = leg.holds[open_hold]._replace(end=s.at)
             s.record("leg.unhold", leg.channel_id)
             s.save()
 
-    return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
-def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings,
+              call_id: str) -> Result:
     assert isinstance(e, ev.ChannelEvent)
     channel_id = e.channel.id
 
@@ -143,7 +147,7 @@ def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
             refine_unanswered(s, leg)
         leg_gone(s, leg)
 
-    return for_call(state, state.by_channel.get(channel_id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
 def leg_outcome(call: Call, leg: Leg) -> str:
@@ -249,7 +253,7 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
             call.outcome = dial_outcome(call)
     transition(s, ENDING)
     for prompt in list(call.prompts.values()):  # hung up during an announcement: interrupted
-        s.add(cmd.StopPlayback(call.call_id, str(prompt["playback_id"])))
+        s.add(cmd.StopPlayback(call.call_id, prompt.playback_id))
         audit(s, prompt, "interrupted")
     if call.bridged_at is not None and call.unbridged_at is None:
         call.unbridged_at = s.at

@@ -3,8 +3,9 @@
 A Dial from one of the call's legs adds the dialled channel as a leg (so do forwards, and the
 Dial a blind transfer's transferee makes from the transfer context); a channel that enters a
 bridge holding one of its legs joins it; each leg is snooped and recorded from the moment it
-first talks (recorder.model.snooping); hang-ups, hold, DTMF and the snoops' recordings are
-followed here. The AGI hooks themselves (record, answered, controls) are recorder.model.hooks'.
+first talks (recorder.model.snooping); hang-ups, hold and DTMF are followed here, the snoops'
+recordings in recorder.model.hookrecordings. The AGI hooks themselves (record, answered,
+controls) are recorder.model.hooks'.
 """
 
 from __future__ import annotations
@@ -18,27 +19,18 @@ from recorder.model.consent import (
 )
 from recorder.model.controls import (
     control_digit,
-    pause_refused,
 )
 from recorder.model.decisions import path_changed
 from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish
 from recorder.model.flow import DIAL_FAILURES, Result, Step, for_call
-from recorder.model.inputs import (
-    ChannelChecked,
-    CommandFailed,
-)
 from recorder.model.phases import transition
-from recorder.model.segments import close_recording
-from recorder.model.sessions import answer_waiting, reply
+from recorder.model.records import Stay
+from recorder.model.sessions import reply
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import (
-    check_answered,
-    snoop_ended,
     snoop_gone,
     snoop_leg,
     snoop_ready,
-    snoop_started,
-    snooped_leg,
 )
 from recorder.model.state import (
     ENDING,
@@ -47,10 +39,9 @@ from recorder.model.state import (
     LEG_GONE,
     LEG_RINGING,
     LEG_UP,
-    REC_FAILED,
-    REC_LIVE,
     Call,
     Leg,
+    LegState,
     ModelState,
 )
 from recorder.policy import (
@@ -60,7 +51,7 @@ from recorder.policy.model import Via
 from recorder.policy.rules import target_label
 
 
-def add_leg(s: Step, channel: ev.ChannelInfo, state: str, number: str | None = None,
+def add_leg(s: Step, channel: ev.ChannelInfo, state: LegState, number: str | None = None,
             role: str = "callee") -> Leg:
     call = s.call
     leg = Leg(
@@ -127,7 +118,7 @@ def endpoint_extension(channel_name: str, pattern: str) -> str | None:
     return endpoint if tech != "Local" and is_extension(endpoint, pattern) else None
 
 
-def on_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str) -> Result:
+def hooked_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: str) -> Result:
     def body(s: Step) -> None:
         call = s.call
         leg = call.legs.get(e.peer.id)
@@ -187,7 +178,7 @@ def transfer_exten(call: Call, channel_id: str) -> str | None:
     return leg.transferred_to if leg is not None else None
 
 
-def on_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: CallSettings,
+def hooked_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: CallSettings,
                       call_id: str) -> Result:
     """Asterisk sends the transferee to exten@context (the same channel): its next Dial is
     followed as a new leg. Kept as an event row, as in Stasis mode."""
@@ -206,7 +197,7 @@ def on_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: Ca
     return for_call(state, call_id, e, settings, body)
 
 
-def on_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
+def hooked_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
                          settings: CallSettings, _call_id: str) -> Result:
     """Kept as an event row in each of the transferer's calls, which are linked, as in Stasis
     mode, when it succeeded: the caller of one now talks with the target of the other
@@ -234,7 +225,7 @@ def on_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
     return state, out
 
 
-def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSettings,
+def hooked_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSettings,
                call_id: str) -> Result:
     assert e.channel is not None
     channel = e.channel
@@ -247,11 +238,11 @@ def on_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: CallSett
         if leg.in_bridge or leg.state == LEG_GONE:
             return
         leg.in_bridge = True
-        leg.spans.append([e.bridge.id, s.at, None])
+        leg.spans.append(Stay(e.bridge.id, s.at))
         mark_answered(s, leg)
         unannounced(s, leg)
         together = [x for x in call.legs.values()
-                    if x.in_bridge and x.spans and x.spans[-1][0] == e.bridge.id]
+                    if x.in_bridge and x.spans and x.spans[-1].bridge == e.bridge.id]
         if len(together) >= 2:
             call.bridged_at = call.bridged_at or s.at
             s.record("call.bridged", channel.id, bridge=e.bridge.id)
@@ -275,18 +266,18 @@ def unannounced(s: Step, leg: Leg) -> None:
     s.record("consent.not_announced", leg.channel_id, party="callee")
 
 
-def on_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettings,
+def hooked_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettings,
             call_id: str) -> Result:
     def body(s: Step) -> None:
         leg = s.call.legs.get(e.channel.id)
-        if leg is not None and leg.in_bridge and leg.spans and leg.spans[-1][0] == e.bridge.id:
+        if leg is not None and leg.in_bridge and leg.spans and leg.spans[-1].bridge == e.bridge.id:
             leave_bridge(s.call, leg, s.at)
             s.save()
 
     return for_call(state, call_id, e, settings, body)
 
 
-def on_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
+def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings,
                call_id: str) -> Result:
     """Hangups, state changes, snoops entering the app, DTMF, hold."""
 
@@ -335,9 +326,9 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
                        "answered" if leg.answered_at else "failed")
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
     for session, info in list(call.hook_sessions.items()):
-        if info.get("leg") == leg.channel_id:  # an AGI still waiting on a channel now gone
+        if info.leg == leg.channel_id:  # an AGI still waiting on a channel now gone
             del call.hook_sessions[session]
-            prompt = call.prompts.get(str(info.get("prompt")))
+            prompt = call.prompts.get(info.prompt or "")
             if prompt is not None:  # hung up during its announcement
                 audit(s, prompt, "interrupted")
             reply(s, call.call_id, session, "FAILED", VERBATIM_ERROR="the channel ended")
@@ -358,65 +349,3 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
     maybe_finish(s)
 
 
-def on_recording(state: ModelState, e: ev.RecordingEvent, settings: CallSettings,
-                 call_id: str) -> Result:
-    def body(s: Step) -> None:
-        call = s.call
-        rec = call.recordings.get(e.recording.name)
-        if rec is None:
-            return
-        if isinstance(e, ev.RecordingStarted):
-            snoop_started(s, rec)
-            answer_waiting(s, snooped_leg(rec) or "", "RECORDING")
-        else:
-            failed = isinstance(e, ev.RecordingFailed)
-            snoop_ended(s, rec, failed, e.recording.cause or ("failed" if failed else ""))
-            if failed:
-                answer_waiting(s, snooped_leg(rec) or "", "FAILED")
-
-    return for_call(state, call_id, e, settings, body)
-
-
-def on_checked(state: ModelState, e: ChannelChecked, settings: CallSettings,
-               call_id: str) -> Result:
-    return for_call(state, call_id, e, settings,
-                    lambda s: check_answered(s, e.channel_id, e.exists))
-
-
-def on_failed(state: ModelState, e: CommandFailed, settings: CallSettings,
-              call_id: str) -> Result:
-    failed = e.command
-
-    def body(s: Step) -> None:
-        call = s.call
-        if isinstance(failed, cmd.Snoop | cmd.RecordChannel):
-            name = call.snoops.get(failed.snoop_id if isinstance(failed, cmd.Snoop)
-                                   else failed.channel_id, "")
-            rec = call.recordings.get(name)
-            if rec is not None and rec.status in REC_LIVE:
-                close_recording(s, rec, True, f"{e.status} {e.message}".strip(),
-                                snooped_leg(rec))
-                leg = call.legs.get(snooped_leg(rec) or "")
-                if leg is not None and leg.recording == rec.name:
-                    leg.recording = None
-                if isinstance(failed, cmd.RecordChannel):
-                    s.add(cmd.Hangup(call.call_id, failed.channel_id))
-                # Asterisk unreachable or in trouble: try again, a few times. A 404 (the
-                # channel is gone) or 409 would only be refused again.
-                attempts = sum(1 for r in call.recordings.values()
-                               if r.target == rec.target and r.status == REC_FAILED)
-                if (leg is not None and e.status not in (404, 409)
-                        and attempts < s.settings.max_recording_attempts):
-                    snoop_leg(s, leg)
-                else:
-                    answer_waiting(s, snooped_leg(rec) or "", "FAILED")
-                s.save()
-                maybe_finish(s)
-        elif not isinstance(failed, cmd.StopRecording | cmd.Hangup):
-            what = type(failed).__name__
-            s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
-            s.record("ari.request_failed", command=what, status=e.status, message=e.message)
-            if isinstance(failed, cmd.PauseRecording):
-                pause_refused(s, failed)
-
-    return for_call(state, call_id, e, settings, body)

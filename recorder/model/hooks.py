@@ -30,11 +30,6 @@ VERBATIM_ERROR or VERBATIM_DETAIL saying why.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
-
-from recorder.ari import events as ev
 from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.consent import (
@@ -42,18 +37,16 @@ from recorder.model.consent import (
     decide_at_start,
     due_for,
     note_prompt,
+    opt_out,
     present_parties,
-    refuse,
 )
 from recorder.model.controls import (
     ACTIONS,
     DONE,
     apply,
-    on_control,
 )
 from recorder.model.decisions import take_path_args
 from recorder.model.dialing import fill_numbers
-from recorder.model.ending import on_hold
 from recorder.model.flow import TARGET_RE, Result, Step, for_call, make_call_id
 from recorder.model.following import (
     add_leg,
@@ -61,47 +54,24 @@ from recorder.model.following import (
     local_partner,
     local_two,
     mark_answered,
-    on_attended_transfer,
-    on_blind_transfer,
-    on_channel,
-    on_checked,
-    on_dial,
-    on_entered,
-    on_failed,
-    on_left,
-    on_recording,
 )
 from recorder.model.inputs import (
-    ChannelChecked,
-    CommandFailed,
-    ControlRequested,
     HookCalled,
     HookPrompted,
-    RecordingFiled,
-    RecordingFileFailed,
 )
-from recorder.model.segments import on_filed
+from recorder.model.records import HookSession
 from recorder.model.sessions import reply
 from recorder.model.settings import CallSettings
-from recorder.model.sharing import peers_entered, peers_left
 from recorder.model.snooping import (
     snoop_leg,
 )
-from recorder.model.state import (
-    FOLLOWING,
-    LEG_GONE,
-    LEG_UP,
-    Call,
-    Leg,
-    ModelState,
-)
+from recorder.model.state import FOLLOWING, LEG_GONE, LEG_UP, Call, CallMode, Leg, ModelState
 from recorder.policy import (
     Announcement,
     Party,
     announcements_on_answer,
 )
 
-Handler = Callable[[ModelState, Any, CallSettings], Result]
 HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
 
 
@@ -115,7 +85,8 @@ def _refuse(session: str, channel_id: str, why: str) -> list[cmd.Command]:
 # --- the hooks -------------------------------------------------------------------------------
 
 
-def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
+def hook_call_of(state: ModelState, e: HookCalled) -> str | None:
+    """The call a hook's channel belongs to (either mode), if any."""
     call_id = state.by_channel.get(e.channel.id)
     # A channel the call made (a Dial, a Local half, a queue member) inherited
     # __VERBATIM_CALL_ID: `answered,<id>` or `record,<direction>,<target>,<id>` joins it.
@@ -128,19 +99,31 @@ def on_hook(state: ModelState, e: HookCalled, settings: CallSettings) -> Result:
         # hook on the ;2 (a dialplan that does not pass the inherited id): its ;1 is our leg
         call_id = next((c.call_id for c in state.calls.values()
                         if c.mode == "hook" and local_partner(c, e.channel)), None)
-    call = state.calls.get(call_id or "")
-    if e.hook == "record" and call is None:
+    return call_id if call_id in state.calls else None
+
+
+def first_hook(state: ModelState, e: HookCalled, settings: CallSettings, _call_id: str) -> Result:
+    """A hook on a channel of no call: `record` starts one; any other is refused."""
+    if e.hook == "record":
         return new_hooked_call(state, e, settings)
-    why = None
+    why = (f"unknown hook {e.hook!r}" if e.hook not in HOOKS else
+           "no call is being recorded on this channel (call the record hook first)")
+    return state, _refuse(e.session, e.channel.id, why)
+
+
+def stasis_hook(state: ModelState, e: HookCalled, _settings: CallSettings,
+                _call_id: str) -> Result:
+    """A hook on a channel of a call in the Stasis app: refused."""
+    why = (f"unknown hook {e.hook!r}" if e.hook not in HOOKS else
+           "this channel's call is in the Stasis app: use DTMF or the HTTP API")
+    return state, _refuse(e.session, e.channel.id, why)
+
+
+def on_hook(state: ModelState, e: HookCalled, settings: CallSettings, call_id: str) -> Result:
+    """A hook on a channel of a call the dialplan keeps."""
     if e.hook not in HOOKS:
-        why = f"unknown hook {e.hook!r}"
-    elif call is None:
-        why = "no call is being recorded on this channel (call the record hook first)"
-    elif call.mode != "hook":
-        why = "this channel's call is in the Stasis app: use DTMF or the HTTP API"
-    if why is not None:
-        return state, _refuse(e.session, e.channel.id, why)
-    assert call is not None
+        return state, _refuse(e.session, e.channel.id, f"unknown hook {e.hook!r}")
+    call = state.calls[call_id]
 
     def body(s: Step) -> None:
         if e.hook == "record":
@@ -184,7 +167,7 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
     call = Call(
         call_id=call_id, asterisk_id=e.asterisk_id, direction=direction, target=target,
         started_at=e.timestamp, caller_channel=ch.id, bridge_id="", phase=FOLLOWING,
-        mode="hook",
+        mode=CallMode.HOOK,
     )
     fill_numbers(call, ch.caller_number, settings)
     call.legs[ch.id] = Leg(
@@ -200,13 +183,13 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
     s.record("call.started", ch.id, direction=direction, target=target, mode="hook")
     s.log("call.started", channel_id=ch.id, direction=direction, target=target, mode="hook")
     if settings.policy is not None:
-        call.announcements = [asdict(a) for a in decide_at_start(s, e.timestamp)]
+        call.announcements = decide_at_start(s, e.timestamp)
         prompt = due_for(call, "caller", "before-bridge")
     else:
         prompt = None
     if prompt is not None:
         playback_id = note_prompt(s, ch.id, prompt)
-        call.hook_sessions[e.session] = {"hook": "record", "leg": ch.id, "prompt": playback_id}
+        call.hook_sessions[e.session] = HookSession("record", ch.id, playback_id)
         s.add(cmd.HookReply(call_id, e.session, (("__VERBATIM_CALL_ID", call_id),),
                             ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                             final=False))
@@ -222,7 +205,7 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
     leg = call.legs[leg_id]
     if not call.record:
         reply(s, call.call_id, session, "NOT_RECORDED", __VERBATIM_CALL_ID=call.call_id,
-              VERBATIM_DETAIL=(call.decision or {}).get("reason") or "not recorded")
+              VERBATIM_DETAIL=(call.decision.reason if call.decision else "") or "not recorded")
         return
     snoop_leg(s, leg)
     rec = call.recordings.get(leg.recording or "")
@@ -233,7 +216,7 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
     if rec.started_at is not None:
         reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
         return
-    call.hook_sessions[session] = {"hook": "record", "leg": leg_id}
+    call.hook_sessions[session] = HookSession("record", leg_id)
     s.save()
 
 
@@ -274,8 +257,7 @@ def answered_hook(s: Step, e: HookCalled) -> None:
         reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
         return
     playback_id = note_prompt(s, leg.channel_id, prompt, number=leg.number or call.target)
-    call.hook_sessions[e.session] = {"hook": "answered", "leg": leg.channel_id,
-                                     "prompt": playback_id}
+    call.hook_sessions[e.session] = HookSession("answered", leg.channel_id, playback_id)
     s.add(cmd.HookReply(call.call_id, e.session, (),
                         ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                         final=False))
@@ -337,7 +319,8 @@ def department_hook(s: Step, e: HookCalled) -> None:
     reply(s, call.call_id, e.session, "OK", VERBATIM_DETAIL=name)
 
 
-def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> Result:
+def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
+                call_id: str) -> Result:
     """The AGI session played a prompt: audit it, and act on a refusal or go on recording."""
 
     def body(s: Step) -> None:
@@ -345,8 +328,8 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
         session = call.hook_sessions.pop(e.session, None)
         if session is None:
             return
-        prompt = call.prompts.get(str(session.get("prompt")))
-        leg_id = str(session["leg"])
+        prompt = call.prompts.get(session.prompt or "")
+        leg_id = session.leg
         if prompt is None:
             return
         if e.hung_up:
@@ -356,121 +339,31 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
         if e.error is not None:
             # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
             # failure), and the missing announcement is an error for ops to mend.
-            call.prompts.pop(str(prompt["playback_id"]), None)
-            s.record("consent.failed", leg_id, media=prompt.get("media"), error=e.error)
-            s.log("consent.failed", "error", channel_id=leg_id, media=prompt.get("media"),
+            call.prompts.pop(prompt.playback_id, None)
+            s.record("consent.failed", leg_id, media=prompt.media, error=e.error)
+            s.log("consent.failed", "error", channel_id=leg_id, media=prompt.media,
                   error=e.error)
-        refused = e.digit is not None and e.digit == prompt.get("opt_out_dtmf")
+        refused = e.digit is not None and e.digit == prompt.opt_out_dtmf
         if not refused:
             if e.error is None:
                 audit(s, prompt, "finished")
-            if session["hook"] == "record":
+            if session.hook == "record":
                 start_or_answer(s, e.session, leg_id)
             else:
                 start_due(s)
                 reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
             s.save()
             return
-        decision = refuse(s, prompt, e.digit, leg_id)
-        if decision.then == "end":
-            call.outcome = "rejected"
-            reply(s, call.call_id, e.session, "HANGUP", VERBATIM_DETAIL="recording refused")
-        elif decision.then == "route" and decision.route_to:
-            reply(s, call.call_id, e.session, "ROUTE", VERBATIM_ROUTE=decision.route_to)
-        else:
-            reply(s, call.call_id, e.session, "NOT_RECORDED", VERBATIM_DETAIL="refused")
-        s.save()
+        opt_out(s, prompt, e.digit, leg_id,
+                end=lambda: reply(s, call.call_id, e.session, "HANGUP",
+                                  VERBATIM_DETAIL="recording refused"),
+                route=lambda to: reply(s, call.call_id, e.session, "ROUTE", VERBATIM_ROUTE=to),
+                go_on=lambda: reply(s, call.call_id, e.session, "NOT_RECORDED",
+                                    VERBATIM_DETAIL="refused"))
 
-    return for_call(state, state.by_channel.get(e.channel_id), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
 # --- routing -------------------------------------------------------------------------------
 
 
-def route(state: ModelState, event: ev.Event) -> Callable[[ModelState, Any, CallSettings],
-                                                          Result] | None:
-    """The handler for an event of a hook-mode call (or a hook/control input); None: Stasis
-    mode's handlers take it."""
-    if isinstance(event, HookCalled):
-        return on_hook
-    if isinstance(event, HookPrompted):
-        return on_prompted
-    if isinstance(event, ControlRequested):
-        return on_control
-    call_id = _hooked_call_of(state, event)
-    if call_id is None:
-        return None
-    handler = HANDLERS.get(type(event))
-    if handler is None:
-        return lambda st, _e, _s: (st, [])  # nothing a hook-mode call needs from it
-    return lambda st, e, settings: handler(st, e, settings, call_id)
-
-
-def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
-    ids: list[str | None] = []
-    if isinstance(e, ev.StasisStart | ev.ChannelEvent | ev.BridgeBlindTransfer):
-        ids.append(state.by_channel.get(e.channel.id))
-    elif isinstance(e, ev.Dial):
-        ids += [state.by_channel.get(e.peer.id),
-                state.by_channel.get(e.caller.id) if e.caller else None]
-        if e.caller is not None and e.caller.name.startswith("Local/"):
-            ids += [c.call_id for c in state.calls.values()
-                    if c.mode == "hook" and local_partner(c, e.caller)]
-    elif isinstance(e, ev.ChannelEnteredBridge) and e.channel is not None:
-        # a channel joining a bridge where a leg of ours talks belongs to that call
-        ids += [state.by_channel.get(e.channel.id),
-                *(state.by_channel.get(c) for c in e.bridge.channels)]
-    elif isinstance(e, ev.BridgeAttendedTransfer):
-        ids += [state.by_channel.get(e.first_leg), state.by_channel.get(e.second_leg)]
-    elif isinstance(e, ev.ChannelLeftBridge):
-        ids.append(state.by_channel.get(e.channel.id))
-    elif isinstance(e, ev.RecordingEvent):
-        ids.append(state.by_recording.get(e.recording.name))
-    elif isinstance(e, RecordingFiled | RecordingFileFailed):
-        ids.append(state.by_recording.get(e.name))
-    elif isinstance(e, CommandFailed) and e.command is not None:
-        ids.append(e.command.call_id)
-    elif isinstance(e, ChannelChecked):
-        ids.append(e.call_id)
-    for call_id in ids:
-        call = state.calls.get(call_id or "")
-        if call is not None and call.mode == "hook":
-            return call.call_id
-    return None
-
-
-def chain(first: Result, e: Any, settings: CallSettings, then: Handler) -> Result:
-    """`then` after a handler's result, on the state it left; both steps' commands."""
-    state, out = first
-    state, more = then(state, e, settings)
-    return state, out + more
-
-
-def _shared(handler: Handler) -> Callable[[ModelState, Any, CallSettings, str], Result]:
-    return lambda state, e, settings, _call_id: handler(state, e, settings)
-
-
-HANDLERS: dict[type, Callable[[ModelState, Any, CallSettings, str], Result]] = {
-    ev.StasisStart: on_channel,
-    ev.StasisEnd: on_channel,
-    ev.ChannelStateChange: on_channel,
-    ev.ChannelDtmfReceived: on_channel,
-    ev.ChannelHangupRequest: on_channel,
-    ev.ChannelDestroyed: on_channel,
-    ev.ChannelHold: _shared(on_hold),
-    ev.ChannelUnhold: _shared(on_hold),
-    ev.Dial: on_dial,
-    ev.ChannelEnteredBridge: lambda st, e, settings, call_id: chain(
-        on_entered(st, e, settings, call_id), e, settings, peers_entered),
-    ev.ChannelLeftBridge: lambda st, e, settings, call_id: chain(
-        on_left(st, e, settings, call_id), e, settings, peers_left),
-    ev.BridgeBlindTransfer: on_blind_transfer,
-    ev.BridgeAttendedTransfer: on_attended_transfer,
-    ev.RecordingStarted: on_recording,
-    ev.RecordingFinished: on_recording,
-    ev.RecordingFailed: on_recording,
-    CommandFailed: on_failed,
-    ChannelChecked: on_checked,
-    RecordingFiled: _shared(on_filed),
-    RecordingFileFailed: _shared(on_filed),
-}

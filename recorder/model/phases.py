@@ -24,10 +24,11 @@ from recorder.model.state import (
     ENDING,
     FOLLOWING,
     RECORDING_PENDING,
+    Phase,
 )
 
 # phase -> the phases it may change to
-ALLOWED: Final[dict[str, frozenset[str]]] = {
+ALLOWED: Final[dict[Phase, frozenset[Phase]]] = {
     CONSENT: frozenset({DIALING, ENDING}),
     DIALING: frozenset({RECORDING_PENDING, CALLEE_CONSENT, ENDING}),
     CALLEE_CONSENT: frozenset({RECORDING_PENDING, ENDING}),
@@ -40,7 +41,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
 }
 
 
-def transition(s: Step, to: str) -> None:
+def transition(s: Step, to: Phase) -> None:
     """Move the call to phase `to` (nothing if it is there already)."""
     call = s.call
     was = call.phase

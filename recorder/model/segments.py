@@ -52,7 +52,8 @@ def start_segment(s: Step) -> None:
     s.add(cmd.StartRecording(call.call_id, call.bridge_id, name, s.settings.format))
 
 
-def on_recording(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_recording(state: ModelState, e: ev.Event, settings: CallSettings,
+                 call_id: str) -> Result:
     assert isinstance(e, ev.RecordingEvent)
     name = e.recording.name
 
@@ -66,7 +67,7 @@ def on_recording(state: ModelState, e: ev.Event, settings: CallSettings) -> Resu
             failed = isinstance(e, ev.RecordingFailed)
             recording_ended(s, rec, failed, e.recording.cause or ("failed" if failed else ""))
 
-    return for_call(state, state.by_recording.get(name), e, settings, body)
+    return for_call(state, call_id, e, settings, body)
 
 
 def recording_started(s: Step, rec: Recording) -> None:
@@ -192,7 +193,8 @@ def replace_segment(s: Step, ended: Recording) -> None:
     start_segment(s)
 
 
-def on_filed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_filed(state: ModelState, e: ev.Event, settings: CallSettings,
+             call_id: str) -> Result:
     assert isinstance(e, RecordingFiled | RecordingFileFailed)
 
     def body(s: Step) -> None:
@@ -234,4 +236,4 @@ def on_filed(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
         s.save()
         maybe_finish(s)
 
-    return for_call(state, state.by_recording.get(e.name), e, settings, body)
+    return for_call(state, call_id, e, settings, body)

@@ -21,7 +21,7 @@ def answer_waiting(s: Step, leg_id: str, status: str) -> None:
     """Hook sessions waiting for this leg's recording to run get their answer."""
     call = s.call
     for session, info in list(call.hook_sessions.items()):
-        if info.get("leg") == leg_id and "prompt" not in info:
+        if info.leg == leg_id and info.prompt is None:
             del call.hook_sessions[session]
             reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
             s.save()

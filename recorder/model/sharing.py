@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from recorder.ari import events as ev
 from recorder.model.flow import Result, Step, for_call
+from recorder.model.records import Peer
 from recorder.model.settings import CallSettings
 from recorder.model.state import ModelState
 
@@ -48,7 +49,7 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
     """`e.channel` left a bridge: it is no longer a peer there of any other call."""
     out = []
     for call in list(state.calls.values()):
-        if any(p[0] == e.bridge.id and p[1] == e.channel.id and p[3] is None
+        if any(p.bridge == e.bridge.id and p.channel == e.channel.id and p.left is None
                for p in call.peers):
             state, commands = for_call(state, call.call_id, e, settings,
                                        lambda s: _close(s, e.bridge.id, e.channel.id))
@@ -58,12 +59,12 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
 
 def _add(s: Step, bridge_id: str, channel_ids: list[str]) -> None:
     for cid in channel_ids:
-        s.call.peers.append([bridge_id, cid, s.at, None])
+        s.call.peers.append(Peer(bridge_id, cid, s.at))
     s.save()
 
 
 def _close(s: Step, bridge_id: str, channel_id: str) -> None:
-    for p in s.call.peers:
-        if p[0] == bridge_id and p[1] == channel_id and p[3] is None:
-            p[3] = s.at
+    s.call.peers = [p._replace(left=s.at)
+                    if p.bridge == bridge_id and p.channel == channel_id and p.left is None else p
+                    for p in s.call.peers]
     s.save()

@@ -1,44 +1,89 @@
 """The call model's state: calls, their legs, bridge and recording segments.
 
-Plain dataclasses that serialise to JSON, so a call's state is stored with its row and a daemon
-that crashed can adopt the call where it left it. The reducer copies a call before changing it,
-so a state handed to `step` is never modified.
+Typed dataclasses, enums and small immutable records, stored as JSON with the call's row
+(recorder.model.snapshot) so a daemon that crashed can adopt the call where it left it. The
+reducer copies a call before changing it, so a state handed to `step` is never modified.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from enum import StrEnum
+from typing import TypeVar
+
+from recorder.ari.events import ChannelInfo
+from recorder.model.records import CallDecision, HookSession, OnHold, Pause, Peer, Prompt, Stay
+from recorder.policy.announce import Announcement
+from recorder.policy.model import Mode as ConsentMode
+from recorder.policy.rules import Join
 
 T = TypeVar("T")
 
-# Call phases, in the order a connected call passes through them.
-CONSENT = "consent"  # caller in the bridge, hearing the announcement
-DIALING = "dialing"  # target dialled, caller hears ringback
-RECORDING_PENDING = "recording_pending"  # target answered; waiting for RecordingStarted
-CALLEE_CONSENT = "callee_consent"  # the answered callee hears its announcement first
-CONNECTING = "connecting"  # recording runs; answered leg being added to the bridge
-BRIDGED = "bridged"  # two parties in the bridge, recorded
-FOLLOWING = "following"  # hook mode: the dialplan keeps the call; we follow and record its legs
-ENDING = "ending"  # a party left: tearing down, waiting for legs and recordings to close
-ENDED = "ended"
 
-# Leg states.
-LEG_NEW = "new"  # created, not yet in Stasis
-LEG_DIALING = "dialing"
-LEG_RINGING = "ringing"
-LEG_UP = "up"
-LEG_GONE = "gone"
+class CallMode(StrEnum):
+    """How a call is recorded: in the Stasis app, or kept by the dialplan (hook mode)."""
 
-# Recording states (as in recorder.db.rows.RECORDING_STATUSES).
-REC_REQUESTED = "requested"
-REC_RECORDING = "recording"
-REC_FINISHED = "finished"
-REC_FILED = "filed"
-REC_FAILED = "failed"
-REC_MISSING = "missing"
+    STASIS = "stasis"
+    HOOK = "hook"
+
+class Phase(StrEnum):
+    """A call's phase, in the order a connected call passes through them."""
+
+    CONSENT = "consent"  # caller in the bridge, hearing the announcement
+    DIALING = "dialing"  # target dialled, caller hears ringback
+    RECORDING_PENDING = "recording_pending"  # target answered; waiting for RecordingStarted
+    CALLEE_CONSENT = "callee_consent"  # the answered callee hears its announcement first
+    CONNECTING = "connecting"  # recording runs; answered leg being added to the bridge
+    BRIDGED = "bridged"  # two parties in the bridge, recorded
+    FOLLOWING = "following"  # hook mode: the dialplan keeps the call; we follow and record its legs
+    ENDING = "ending"  # a party left: tearing down, waiting for legs and recordings to close
+    ENDED = "ended"
+
+
+CONSENT = Phase.CONSENT
+DIALING = Phase.DIALING
+RECORDING_PENDING = Phase.RECORDING_PENDING
+CALLEE_CONSENT = Phase.CALLEE_CONSENT
+CONNECTING = Phase.CONNECTING
+BRIDGED = Phase.BRIDGED
+FOLLOWING = Phase.FOLLOWING
+ENDING = Phase.ENDING
+ENDED = Phase.ENDED
+
+
+class LegState(StrEnum):
+    NEW = "new"  # created, not yet in Stasis
+    DIALING = "dialing"
+    RINGING = "ringing"
+    UP = "up"
+    GONE = "gone"
+
+
+LEG_NEW = LegState.NEW
+LEG_DIALING = LegState.DIALING
+LEG_RINGING = LegState.RINGING
+LEG_UP = LegState.UP
+LEG_GONE = LegState.GONE
+
+
+class RecStatus(StrEnum):
+    """A recording's status (as in recorder.db.rows.RECORDING_STATUSES)."""
+
+    REQUESTED = "requested"
+    RECORDING = "recording"
+    FINISHED = "finished"
+    FILED = "filed"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+REC_REQUESTED = RecStatus.REQUESTED
+REC_RECORDING = RecStatus.RECORDING
+REC_FINISHED = RecStatus.FINISHED
+REC_FILED = RecStatus.FILED
+REC_FAILED = RecStatus.FAILED
+REC_MISSING = RecStatus.MISSING
 REC_LIVE = (REC_REQUESTED, REC_RECORDING)
 REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
 
@@ -51,7 +96,7 @@ class Leg:
     started_at: datetime
     caller_name: str = ""
     caller_number: str = ""
-    state: str = LEG_NEW
+    state: LegState = LEG_NEW
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     hangup_cause: int | None = None
@@ -71,10 +116,8 @@ class Leg:
     party: str | None = None  # policy's label for a joining party ("target1"…)
     number: str | None = None  # what was dialled to reach this leg (consent: its jurisdiction)
     in_bridge: bool = False
-    # [bridge_id, entered, left or None] per stay in a bridge: the coverage proof's input.
-    spans: list[list[Any]] = field(default_factory=list)
-    # [start, end or None] per hold (ChannelHold … ChannelUnhold): reported, never a gap.
-    holds: list[list[Any]] = field(default_factory=list)
+    spans: list[Stay] = field(default_factory=list)
+    holds: list[OnHold] = field(default_factory=list)
     talked_ms: int | None = None  # the coverage proof, filled when the call ends
     covered_ms: int | None = None
     held_ms: int | None = None
@@ -94,7 +137,7 @@ class Recording:
     target: str
     format: str
     requested_at: datetime
-    status: str = REC_REQUESTED
+    status: RecStatus = REC_REQUESTED
     started_at: datetime | None = None
     ended_at: datetime | None = None
     path: str | None = None
@@ -136,8 +179,8 @@ class Call:
     trunk: str | None = None
     given_department: str | None = None
     answered_by: str | None = None
-    joins: list[dict[str, Any]] = field(default_factory=list)
-    phase: str = CONSENT
+    joins: list[Join] = field(default_factory=list)
+    phase: Phase = CONSENT
     callee_channel: str | None = None
     playback_id: str | None = None
     playback_kind: str | None = None  # consent | ringback
@@ -148,21 +191,18 @@ class Call:
     gaps: int = 0  # times a recording ended while the call was still up
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
-    # [bridge_id, channel_id, entered, left or None]: a channel of another recorded call in a
-    # bridge with this call's legs (hook mode: an attended transfer swaps the transferee into
-    # the consultation call's bridge). Someone to talk with, for the coverage proof.
-    peers: list[list[Any]] = field(default_factory=list)
-    # [start, end or None, kind]: not recorded on purpose (kind "pause", "stop", "unrecorded").
-    pauses: list[list[Any]] = field(default_factory=list)
+    peers: list[Peer] = field(default_factory=list)
+    pauses: list[Pause] = field(default_factory=list)
     dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)
     # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
     # playing now, and since when the call is deliberately not recorded (never a gap).
     record: bool = True
-    decision: dict[str, Any] | None = None
-    announcements: list[dict[str, Any]] = field(default_factory=list)
+    decision: CallDecision | None = None
+    announcements: list[Announcement] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)
-    prompts: dict[str, dict[str, Any]] = field(default_factory=dict)  # playing, by playback id
-    heard: dict[str, str] = field(default_factory=dict)  # party label -> strictest mode heard
+    prompts: dict[str, Prompt] = field(default_factory=dict)  # playing, by playback id
+    # party label -> the strictest announcement it heard
+    heard: dict[str, ConsentMode] = field(default_factory=dict)
     unrecorded_since: datetime | None = None
     bridge_created: bool = False
     bridge_destroyed: bool = False
@@ -173,43 +213,32 @@ class Call:
     outcome: str | None = None
     status: str = "active"
     # Hook mode (calls the dialplan keeps, recorded through snoop channels).
-    mode: str = "stasis"  # stasis | hook
+    mode: CallMode = CallMode.STASIS
     snoops: dict[str, str] = field(default_factory=dict)  # snoop channel id -> recording name
-    hook_sessions: dict[str, dict[str, Any]] = field(default_factory=dict)  # AGI awaiting reply
+    hook_sessions: dict[str, HookSession] = field(default_factory=dict)  # AGI awaiting reply
     tags: list[str] = field(default_factory=list)
     legs: dict[str, Leg] = field(default_factory=dict)
     recordings: dict[str, Recording] = field(default_factory=dict)
 
     def copy(self) -> Call:
-        # Shallow copies of each leg and recording, plus their small span lists (deepcopy made
-        # this the model's hottest path).
-        return dataclasses.replace(
-            self,
-            legs={
-                k: dataclasses.replace(
-                    v, spans=[list(x) for x in v.spans], holds=[list(x) for x in v.holds]
-                )
-                for k, v in self.legs.items()
-            },
-            recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
-            opted_out=list(self.opted_out),
-            joins=list(self.joins),
-            prompts={k: dict(v) for k, v in self.prompts.items()},
-            heard=dict(self.heard),
-            pauses=[list(p) for p in self.pauses],
-            peers=[list(p) for p in self.peers],
-            dtmf=dict(self.dtmf),
-            snoops=dict(self.snoops),
-            hook_sessions={k: dict(v) for k, v in self.hook_sessions.items()},
-            tags=list(self.tags),
-        )
+        """A copy a step may change without touching this call: new Call, Leg and Recording
+        objects, each list and map a new one holding the same values. The records in them
+        (Stay, Pause, Prompt...) are immutable, so they are shared, never copied."""
+        new = _fresh(self)
+        new.legs = {k: _fresh(v) for k, v in self.legs.items()}
+        new.recordings = {k: _fresh(v) for k, v in self.recordings.items()}
+        return new
 
-    def open_pause(self, kind: str) -> list[Any] | None:
-        """The interval of that kind not yet closed (pauses stored before kinds were: "pause")."""
-        for p in self.pauses:
-            if p[1] is None and (p[2] if len(p) > 2 else "pause") == kind:
-                return p
-        return None
+    def open_pause(self, kind: str) -> Pause | None:
+        """The interval of that kind not yet closed."""
+        return next((p for p in self.pauses if p.end is None and p.kind == kind), None)
+
+    def close_pause(self, kind: str, at: datetime) -> None:
+        """End the open interval of that kind at `at` (if there is one)."""
+        for i, p in enumerate(self.pauses):
+            if p.end is None and p.kind == kind:
+                self.pauses[i] = p._replace(end=at)
+                return
 
     def snoop_of(self, name: str) -> str | None:
         """Hook mode: the snoop channel whose recording is `name`."""
@@ -223,7 +252,7 @@ class Call:
     def recorded_from(self, at: datetime) -> None:
         """A recording runs from `at`: the time policy left unrecorded ends there."""
         if self.unrecorded_since is not None:
-            self.pauses.append([self.unrecorded_since, at, "unrecorded"])
+            self.pauses.append(Pause(self.unrecorded_since, at, "unrecorded"))
             self.unrecorded_since = None
 
     def all_bridges(self) -> list[str]:
@@ -238,67 +267,26 @@ class Call:
     def live_recordings(self) -> list[Recording]:
         return [r for r in self.recordings.values() if r.status in REC_LIVE]
 
-    def to_json(self) -> dict[str, Any]:
-        data = _flat(self)
-        data["legs"] = {k: _flat(v) for k, v in self.legs.items()}
-        data["recordings"] = {k: _flat(v) for k, v in self.recordings.items()}
-        return data
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Call:
-        raw = dict(data)
-        legs = {k: _build(Leg, v) for k, v in raw.pop("legs", {}).items()}
-        recs = {k: _build(Recording, v) for k, v in raw.pop("recordings", {}).items()}
-        call = _build(cls, raw)
-        call.legs = legs
-        call.recordings = recs
-        return call
-
-
-_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _flat(obj: Any) -> dict[str, Any]:
-    # Every change of a call writes its snapshot: this is the model's hottest path, so the
-    # field names are looked up once per class and plain values skip the encoder.
-    names = _NAMES.get(type(obj))
-    if names is None:  # legs and recordings are encoded by the caller, as maps of their own
-        names = _NAMES[type(obj)] = tuple(
-            f.name for f in fields(obj) if f.name not in ("legs", "recordings"))
-    values = obj.__dict__
-    return {n: v if v is None or type(v) in _PLAIN else _enc(v)
-            for n in names for v in (values[n],)}
+def _fresh(obj: T) -> T:
+    """A shallow copy of a dataclass with its own lists and maps: the per-step copy is the
+    model's hottest path (dataclasses.replace, re-running __init__ over 50 fields, was most of
+    it, issue 15)."""
+    cls = type(obj)
+    names = _CONTAINERS.get(cls)
+    if names is None:
+        names = _CONTAINERS[cls] = tuple(
+            f.name for f in fields(cls)  # type: ignore[arg-type]
+            if f.default_factory in (list, dict))
+    new = object.__new__(cls)
+    values = obj.__dict__.copy()
+    for name in names:
+        values[name] = values[name].copy()
+    new.__dict__ = values
+    return new
 
 
-_PLAIN = frozenset({str, int, bool, float})
-
-
-def _enc(value: Any) -> Any:
-    if type(value) in _PLAIN or value is None:
-        return value
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, list):
-        return [_enc(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _enc(v) for k, v in value.items()}
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$dt"}:
-            return datetime.fromisoformat(value["$dt"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-def _build(cls: type[T], data: dict[str, Any]) -> T:
-    # Unknown keys are dropped so a snapshot written by an older/newer daemon still loads.
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: _decode(v) for k, v in data.items() if k in names})
+_CONTAINERS: dict[type, tuple[str, ...]] = {}  # a dataclass's list and map fields
 
 
 @dataclass
@@ -312,7 +300,7 @@ class ModelState:
     by_playback: dict[str, str] = field(default_factory=dict)
     # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
     # base name -> (channel, exten), claimed when the ;1 arrives.
-    pending_locals: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    pending_locals: dict[str, tuple[ChannelInfo, str]] = field(default_factory=dict)
 
     def copy(self) -> ModelState:
         """A copy of this state, to change its own maps without touching the original."""

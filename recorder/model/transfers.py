@@ -137,7 +137,8 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str, forwarded: bool = F
     leg.party = target_label(len(call.joins) - 1)
 
 
-def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings,
+                         _call_id: str) -> Result:
     """BridgeAttendedTransfer: the transferer's two calls are joined (trace
     sip_attended_transfer_refer, destination_type "link": a Local/_attended pair replaced each of
     its legs, both bridges and both recordings go on). Each call's story says so and names the
@@ -199,9 +200,9 @@ def joined_number(state: ModelState, other: str | None,
     return None
 
 
-def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
+def on_blind_transfer(state: ModelState, e: ev.Event, settings: CallSettings,
+                      call_id: str) -> Result:
     assert isinstance(e, ev.BridgeBlindTransfer)
-    call_id = state.by_channel.get(e.channel.id)
 
     def body(s: Step) -> None:
         s.record(

@@ -14,6 +14,7 @@ import structlog
 from recorder.api.access_log import Origin
 from recorder.api.auth import Principal
 from recorder.api.service import CallService
+from recorder.model import snapshot
 from recorder.model.state import Call
 from recorder.storage.audio import AudioError
 from recorder.web import playback, timeline
@@ -37,7 +38,7 @@ def _state(raw: Any, call_id: str) -> Call | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return Call.from_json(raw)
+        return snapshot.decode(raw)
     except (TypeError, ValueError, KeyError) as exc:  # a snapshot of another version
         log.warning("call.state_unreadable", call_id=call_id, error=str(exc))
         return None

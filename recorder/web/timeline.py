@@ -208,8 +208,7 @@ def _unrecorded_reason(state: Call, names: Names) -> str:
     if state.opted_out:
         who = ", ".join(state.opted_out)
         return f"declined by the {who} (opt-out)"
-    decision = state.decision or {}
-    reason = decision.get("reason")
+    reason = state.decision.reason if state.decision else None
     return f"policy: {reason}" if reason else "policy"
 
 
@@ -244,11 +243,8 @@ def _from_state(call: Mapping[str, Any], legs: Sequence[Mapping[str, Any]],
         if mine is not None:
             bars += [Bar("connected", a, b, "Connected") for a, b in mine.talked]
             bars += [Bar("hold", a, b, "On hold") for a, b in mine.held]
-            for p in state.pauses:
-                kind = p[2] if len(p) > 2 else "pause"
-                if not isinstance(p[0], datetime):
-                    continue
-                span = [(p[0], p[1] if isinstance(p[1], datetime) else end)]
+            for start, stop, kind in state.pauses:
+                span = [(start, stop if stop is not None else end)]
                 for a, b in intersect(mine.talked, span):
                     if kind == "unrecorded":
                         bars.append(Bar("unrecorded", a, b, f"Not recorded: {why_unrecorded}"))

@@ -8,12 +8,14 @@ the recording started, the snoop asked for), never rebuilt from the model's id s
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from types import UnionType
 from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model import snapshot
 from recorder.model.calls import step
 from recorder.model.reconcile import AriSnapshot, reconcile
 from recorder.model.settings import CallSettings
@@ -73,7 +75,9 @@ class Run:
         back (the daemon's adoption), and no command sent yet."""
         state = ModelState()
         for call in self.state.calls.values():
-            state = state.with_call(Call.from_json(call.to_json()))
+            # through JSON text, as the JSONB column keeps it
+            stored = json.loads(json.dumps(snapshot.encode(call)))
+            state = state.with_call(snapshot.decode(stored))
         return Run(self.settings, state)
 
     # Ids from the emitted commands: the latest by default, or the n-th (0: the first).

@@ -1,0 +1,124 @@
+"""A request Asterisk refused (CommandFailed), in either mode: one path. Each mode first settles
+what only it asks for (a recording, a snoop, a hang-up); every other refusal is reported the
+same way (a log line and an event row), a refused pause is not kept as one, and Stasis mode then
+goes on with the call as best it can (it owns the channels: a failed dial ends the call)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from recorder.model import commands as cmd
+from recorder.model.controls import pause_refused
+from recorder.model.dialing import dial
+from recorder.model.ending import begin_end, leg_gone, maybe_finish
+from recorder.model.flow import Result, Step, for_call
+from recorder.model.inputs import CommandFailed
+from recorder.model.segments import close_recording, recording_ended
+from recorder.model.sessions import answer_waiting
+from recorder.model.settings import CallSettings
+from recorder.model.snooping import snoop_leg, snooped_leg
+from recorder.model.state import CONSENT, REC_FAILED, REC_LIVE, ModelState
+
+# Settles a refusal only its mode knows about; True: nothing more to report.
+Settle = Callable[[Step, cmd.Command, CommandFailed], bool]
+# What the mode does after a refusal was reported.
+Then = Callable[[Step, cmd.Command], None]
+Handler = Callable[[ModelState, CommandFailed, CallSettings, str], Result]
+
+
+def failed_request(settle: Settle, then: Then | None = None) -> Handler:
+    """The handler of CommandFailed for a mode, from its own two parts."""
+
+    def handler(state: ModelState, e: CommandFailed, settings: CallSettings,
+                call_id: str) -> Result:
+        failed = e.command
+        if failed is None:
+            return state, []
+
+        def body(s: Step) -> None:
+            if settle(s, failed, e):
+                return
+            what = type(failed).__name__
+            s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
+            s.record("ari.request_failed", command=what, status=e.status, message=e.message)
+            if isinstance(failed, cmd.PauseRecording):
+                pause_refused(s, failed)
+            if then is not None:
+                then(s, failed)
+
+        return for_call(state, call_id, e, settings, body)
+
+    return handler
+
+
+def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
+    call = s.call
+    if isinstance(failed, cmd.StartRecording):
+        rec = call.recordings.get(failed.name)
+        if rec is not None and rec.status in REC_LIVE:
+            recording_ended(s, rec, True, f"{e.status} {e.message}".strip())
+        return True
+    if isinstance(failed, cmd.StopRecording | cmd.StopPlayback | cmd.DestroyBridge):
+        return True  # already over: the event that says so comes, or came, by itself
+    if isinstance(failed, cmd.Hangup):
+        leg = call.legs.get(failed.channel_id)
+        if e.status == 404 and leg is not None:
+            leg_gone(s, leg)  # its destruction was missed (e.g. while disconnected)
+        return True
+    return False
+
+
+def stasis_then(s: Step, failed: cmd.Command) -> None:
+    call = s.call
+    if isinstance(failed, cmd.Play) and call.phase == CONSENT:
+        s.record("consent.failed", call.caller_channel, media=failed.media)
+        call.playback_id = call.playback_kind = None
+        dial(s)
+    elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
+        leg = call.legs.get(failed.channel_id)
+        call.outcome = "failed"
+        if leg is not None:
+            leg.outcome = "failed"
+            begin_end(s, leg, "congestion")
+            if isinstance(failed, cmd.CreateChannel | cmd.Originate):  # it never existed
+                leg_gone(s, leg)
+    elif isinstance(failed, cmd.CreateBridge):
+        call.outcome = "failed"
+        begin_end(s, call.legs[call.caller_channel], "congestion")
+    s.save()
+
+
+def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
+    """A snoop or its recording refused: closed as failed, and tried again a few times."""
+    call = s.call
+    if isinstance(failed, cmd.StopRecording | cmd.Hangup):
+        return True
+    if not isinstance(failed, cmd.Snoop | cmd.RecordChannel):
+        return False
+    name = call.snoops.get(failed.snoop_id if isinstance(failed, cmd.Snoop)
+                           else failed.channel_id, "")
+    rec = call.recordings.get(name)
+    if rec is None or rec.status not in REC_LIVE:
+        return True
+    close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec))
+    leg = call.legs.get(snooped_leg(rec) or "")
+    if leg is not None and leg.recording == rec.name:
+        leg.recording = None
+    if isinstance(failed, cmd.RecordChannel):
+        s.add(cmd.Hangup(call.call_id, failed.channel_id))
+    # Asterisk unreachable or in trouble: try again, a few times. A 404 (the channel is gone)
+    # or 409 would only be refused again.
+    attempts = sum(1 for r in call.recordings.values()
+                   if r.target == rec.target and r.status == REC_FAILED)
+    if (leg is not None and e.status not in (404, 409)
+            and attempts < s.settings.max_recording_attempts):
+        snoop_leg(s, leg)
+    else:
+        answer_waiting(s, snooped_leg(rec) or "", "FAILED")
+    s.save()
+    maybe_finish(s)
+    return True
+
+
+stasis_request_failed = failed_request(stasis_settle, stasis_then)
+hooked_request_failed = failed_request(hook_settle)
