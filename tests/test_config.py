@@ -210,12 +210,14 @@ def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
 def test_object_storage(tmp_path: Path) -> None:
     text = ("ari:\n  username: u\nstorage:\n  archive_dir: /a\n  backend: s3\n  s3:\n"
             "    bucket: firm.recordings\n    endpoint: http://seaweed.office:8333/\n"
-            "    region: eu-west-1\n    access_key: from-file\n    retry_max_s: 30\n")
+            "    region: eu-west-1\n    access_key: from-file\n    retry_max_s: 30\n"
+            "    multipart_threshold_mb: 100\n    part_size_mb: 16\n")
     env = {**ENV, "VERBATIM_S3_SECRET_KEY": "s3-secret", "VERBATIM_S3_ACCESS_KEY": "from-env"}
     s = _load(tmp_path, text, env).storage
     assert s.backend == "s3" and s.s3 is not None
     assert (s.s3.bucket, s.s3.endpoint, s.s3.region, s.s3.retry_max_s) == (
         "firm.recordings", "http://seaweed.office:8333", "eu-west-1", 30.0)
+    assert (s.s3.multipart_threshold_mb, s.s3.part_size_mb) == (100, 16)
     assert (s.s3.access_key.reveal(), s.s3.secret_key.reveal()) == ("from-env", "s3-secret")
     assert "s3-secret" not in repr(s)
     # No keys at all: the AWS default credential chain (instance role, ~/.aws).

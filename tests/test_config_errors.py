@@ -392,6 +392,18 @@ CASES: list[tuple[str, int, str, str]] = [
         "must be a finite number greater than 0, got 0",
     ),
     (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    part_size_mb: 4\n",
+        5,
+        "storage.s3.part_size_mb",
+        "must be between 5 and 5120, got 4",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    multipart_threshold_mb: 0\n",
+        5,
+        "storage.s3.multipart_threshold_mb",
+        "must be at least 1, got 0",
+    ),
+    (
         "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    regoin: eu\n",
         5,
         "storage.s3.regoin",

@@ -67,7 +67,8 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
         "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3",
     ),
-    "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s"),
+    "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s",
+                   "multipart_threshold_mb", "part_size_mb"),
     "calls": (
         "dial_timeout_s",
         "dial_method",
@@ -190,6 +191,10 @@ def _read_s3(s: Section) -> S3Config:
         access_key=Secret(access or ""),
         secret_key=Secret(secret or ""),
         retry_max_s=s.seconds("retry_max_s", _default(d, "retry_max_s")),
+        multipart_threshold_mb=s.integer("multipart_threshold_mb",
+                                         _default(d, "multipart_threshold_mb"), 1),
+        # S3 refuses parts under 5 MB (but the last) and over 5 GB.
+        part_size_mb=s.integer("part_size_mb", _default(d, "part_size_mb"), 5, 5120),
     )
 
 

@@ -117,6 +117,10 @@ class S3Config:
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     # Uploads are retried after a failure, waiting twice as long each time up to this.
     retry_max_s: float = 60.0
+    # A recording larger than this goes up in parts of part_size_mb (S3's multipart upload:
+    # no whole file in memory, a failed part is sent again alone); smaller ones in one PUT.
+    multipart_threshold_mb: int = 64
+    part_size_mb: int = 8  # S3's minimum for all but the last part is 5
 
 
 @dataclass(frozen=True)
