@@ -76,6 +76,7 @@ class UploadStatus:
     waiting: int = 0  # filed recordings still in the archive, after the last round (capped)
     failing: bool = False  # the last round failed: the store (or the database) is away
     moved_total: int = 0  # since the process started
+    failed_rounds: int = 0  # since the process started: each retry while the store is away
 
 
 class Uploader:
@@ -174,6 +175,7 @@ async def uploading(
             done = await uploader.move_round()
         except Exception as exc:  # the store or the database is away: the recordings wait
             uploader.status.failing = True
+            uploader.status.failed_rounds += 1
             if not failing:
                 log.warning("upload.failed", error=f"{type(exc).__name__}: {exc}",
                             action="recordings wait in the archive; retrying")  # fmt: skip
