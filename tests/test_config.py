@@ -12,6 +12,7 @@ import pytest
 
 from recorder.config import (
     AriConfig,
+    CompactConfig,
     Config,
     ConfigError,
     DatabaseConfig,
@@ -205,6 +206,16 @@ def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
     c = _load(tmp_path, MINIMAL, env)
     assert c.ari.password.reveal() == PASSWORD
     assert c.ari.url == "http://127.0.0.1:8088"
+
+
+def test_compact_copies(tmp_path: Path) -> None:
+    base = "ari:\n  username: u\nstorage:\n  archive_dir: /a\n"
+    assert _load(tmp_path, base, ENV).storage.compact is None
+    s = _load(tmp_path, base + "  compact:\n    format: mp3\n", ENV).storage
+    assert s.compact == CompactConfig("mp3", 32, keep_original=True)  # MP3's own default
+    s = _load(tmp_path, base + "  compact:\n    format: opus\n    bitrate: 16k\n"
+              "    keep_original: false\n", ENV).storage  # fmt: skip
+    assert s.compact == CompactConfig("opus", 16, keep_original=False)
 
 
 def test_object_storage(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import yaml
 from recorder.config import _checks as check
 from recorder.config._reader import REQUIRED, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
+    COMPACT_FORMATS,
     ENV_AMI_SECRET,
     ENV_ARI_PASSWORD,
     ENV_ARI_URL,
@@ -31,6 +32,7 @@ from recorder.config.model import (
     AriConfig,
     AsteriskConfig,
     CallsConfig,
+    CompactConfig,
     Config,
     ConfigError,
     DatabaseConfig,
@@ -65,8 +67,9 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "database": ("dsn", "pool_min", "pool_max"),
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
-        "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3",
+        "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3", "compact",
     ),
+    "storage.compact": ("format", "bitrate", "keep_original"),
     "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s",
                    "multipart_threshold_mb", "part_size_mb"),
     "calls": (
@@ -160,6 +163,12 @@ def _read_storage(s: Section) -> StorageConfig:
     s3 = _read_s3(s.section("s3", KEYS["storage.s3"])) if "s3" in s.entries else None
     if backend == "s3" and s3 is None:
         raise s.error("backend", "backend s3 needs an s3: section (bucket, endpoint, keys)")
+    compact = None
+    if "compact" in s.entries:
+        compact = _read_compact(s.section("compact", KEYS["storage.compact"]))
+        if backend == "s3":
+            raise s.error("compact", "compact copies are made in the local archive only: "
+                          "not with backend s3 (yet)")  # fmt: skip
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
@@ -173,7 +182,17 @@ def _read_storage(s: Section) -> StorageConfig:
         journal_max_mb=s.integer("journal_max_mb", _default(d, "journal_max_mb"), 1),
         backend=backend,
         s3=s3,
+        compact=compact,
     )
+
+
+def _read_compact(s: Section) -> CompactConfig:
+    fmt = s.text("format", CompactConfig.format, check.one_of(tuple(COMPACT_FORMATS)))
+    _, _, low, high = COMPACT_FORMATS[fmt]
+    default = CompactConfig.bitrate_kbps if fmt == "opus" else 32
+    bitrate = s.text("bitrate", f"{default}k", check.kbit_rate(low, high))
+    return CompactConfig(format=fmt, bitrate_kbps=int(bitrate[:-1]),
+                         keep_original=s.boolean("keep_original", CompactConfig.keep_original))
 
 
 def _read_s3(s: Section) -> S3Config:

@@ -36,17 +36,35 @@ _CHAIN_ROWS = """
     FROM custody c LEFT JOIN access_log a ON a.id = c.access_id
     WHERE c.chain = $1 AND c.seq >= $2 AND c.seq <= $3 ORDER BY c.seq
 """
-_FILES = """
-    SELECT r.name, r.path, r.sha256,
-           (SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
-            AND f.recording_name = r.name AND f.kind = 'filed'
-            ORDER BY f.chain, f.seq LIMIT 1) AS filed_sha256,
-           EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
-                   AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging
+# Each file the office's filed recordings name, with the hash its custody event gave it: the
+# recording's own (an original: 'filed'; a compact copy that replaced it: 'compacted', and then
+# the original's kept hash must still be the filed one), a kept original's compact copy, and a
+# dropped original not deleted yet (migration 0010).
+_EVENT = """(SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
+            AND f.recording_name = r.name AND f.kind = '{}' ORDER BY f.chain, f.seq LIMIT 1)"""
+_FILED, _COMPACTED = _EVENT.format("filed"), _EVENT.format("compacted")
+_PURGING = """EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
+              AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging"""
+_FILES = f"""
+    SELECT * FROM (
+    SELECT r.name, r.path, r.sha256, {_PURGING},
+           CASE WHEN r.original_sha256 IS NULL THEN {_FILED}
+                WHEN r.original_sha256 IS DISTINCT FROM {_FILED} THEN {_FILED}
+                ELSE {_COMPACTED} END AS filed_sha256
     FROM recordings r
     WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.path >= $2
-    ORDER BY r.path COLLATE "C"
-"""
+    UNION ALL
+    SELECT r.name, r.compact_path, r.compact_sha256, {_PURGING}, {_COMPACTED}
+    FROM recordings r
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.compact_path IS NOT NULL
+      AND r.compact_path <> r.path AND r.compact_path >= $2
+    UNION ALL
+    SELECT r.name, r.original_path, r.original_sha256, {_PURGING}, {_FILED}
+    FROM recordings r
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.original_path IS NOT NULL
+      AND r.original_path >= $2
+    ) files ORDER BY path COLLATE "C"
+"""  # noqa: S608 (constant SQL)
 
 
 @dataclass(frozen=True)
