@@ -12,6 +12,7 @@ import pytest
 
 from recorder.config import (
     AriConfig,
+    CompactConfig,
     Config,
     ConfigError,
     DatabaseConfig,
@@ -207,15 +208,27 @@ def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
     assert c.ari.url == "http://127.0.0.1:8088"
 
 
+def test_compact_copies(tmp_path: Path) -> None:
+    base = "ari:\n  username: u\nstorage:\n  archive_dir: /a\n"
+    assert _load(tmp_path, base, ENV).storage.compact is None
+    s = _load(tmp_path, base + "  compact:\n    format: mp3\n", ENV).storage
+    assert s.compact == CompactConfig("mp3", 32, keep_original=True)  # MP3's own default
+    s = _load(tmp_path, base + "  compact:\n    format: opus\n    bitrate: 16k\n"
+              "    keep_original: false\n", ENV).storage  # fmt: skip
+    assert s.compact == CompactConfig("opus", 16, keep_original=False)
+
+
 def test_object_storage(tmp_path: Path) -> None:
     text = ("ari:\n  username: u\nstorage:\n  archive_dir: /a\n  backend: s3\n  s3:\n"
             "    bucket: firm.recordings\n    endpoint: http://seaweed.office:8333/\n"
-            "    region: eu-west-1\n    access_key: from-file\n    retry_max_s: 30\n")
+            "    region: eu-west-1\n    access_key: from-file\n    retry_max_s: 30\n"
+            "    multipart_threshold_mb: 100\n    part_size_mb: 16\n")
     env = {**ENV, "VERBATIM_S3_SECRET_KEY": "s3-secret", "VERBATIM_S3_ACCESS_KEY": "from-env"}
     s = _load(tmp_path, text, env).storage
     assert s.backend == "s3" and s.s3 is not None
     assert (s.s3.bucket, s.s3.endpoint, s.s3.region, s.s3.retry_max_s) == (
         "firm.recordings", "http://seaweed.office:8333", "eu-west-1", 30.0)
+    assert (s.s3.multipart_threshold_mb, s.s3.part_size_mb) == (100, 16)
     assert (s.s3.access_key.reveal(), s.s3.secret_key.reveal()) == ("from-env", "s3-secret")
     assert "s3-secret" not in repr(s)
     # No keys at all: the AWS default credential chain (instance role, ~/.aws).

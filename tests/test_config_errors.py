@@ -392,6 +392,49 @@ CASES: list[tuple[str, int, str, str]] = [
         "must be a finite number greater than 0, got 0",
     ),
     (
+        "storage:\n  archive_dir: /a\n  compact:\n    format: aac\n",
+        4,
+        "storage.compact.format",
+        "must be one of opus, mp3, got 'aac'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  compact:\n    format: mp3\n    bitrate: 500k\n",
+        5,
+        "storage.compact.bitrate",
+        "must be a bitrate from 8k to 320k (kbit/s), got '500k'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  compact:\n    bitrate: 24 kbps\n",
+        4,
+        "storage.compact.bitrate",
+        "must be a bitrate from 6k to 510k (kbit/s), got '24 kbps'",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  compact:\n    keep_orignal: false\n",
+        4,
+        "storage.compact.keep_orignal",
+        "unknown key; did you mean 'keep_original'?",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  backend: s3\n  s3:\n    bucket: rec\n"
+        "  compact:\n    format: opus\n",
+        6,
+        "storage.compact",
+        "compact copies are made in the local archive only: not with backend s3 (yet)",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    part_size_mb: 4\n",
+        5,
+        "storage.s3.part_size_mb",
+        "must be between 5 and 5120, got 4",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    multipart_threshold_mb: 0\n",
+        5,
+        "storage.s3.multipart_threshold_mb",
+        "must be at least 1, got 0",
+    ),
+    (
         "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    regoin: eu\n",
         5,
         "storage.s3.regoin",

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from botocore.exceptions import ClientError
 
 from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
@@ -25,7 +27,7 @@ from recorder.db.repository import Repository
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
-from recorder.storage.objects import S3Store, StoreError
+from recorder.storage.objects import Multipart, S3Store, StoreError, checksum
 from recorder.storage.store import LocalStore
 from recorder.storage.tiered import TieredStore
 from recorder.storage.upload import Uploader, uploading
@@ -184,9 +186,18 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
         await client.close()
 
 
+# The issue's outage is 30 s. With retry_max_s 0.5 (the loop waits 1 s, then 0.5 s; botocore's
+# own second attempt, up to 2 s later, comes first in each round) 10 s are already 4 or more
+# failed rounds, each one a real attempt against the port the stopped SeaweedFS listened on
+# (on a busy machine the store stays down longer, until there were 4).
+OUTAGE_S = 10.0
+
+
 async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     moving: Office, bucket: S3Store, seaweed: SeaweedFS
 ) -> None:
+    """SeaweedFS stopped while 20 recordings are filed, then started again on its port and data:
+    all 20 arrive, with their hashes, once each."""
     ast, pool = moving.asterisk_id, moving.repo.pool
     ready = asyncio.Event()
     ready.set()
@@ -202,23 +213,25 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
             await asyncio.sleep(0.1)
         assert not files[0].exists()  # moved while the store was up
         seaweed.stop()
-        for n in range(20):  # filed while the store is down
+        down = asyncio.get_running_loop().time()
+        for n in range(20):  # filed across the outage
             files += await seed_call(moving.repo, moving.archive, f"down-{n:02}",
                                      asterisk_id=ast)  # fmt: skip
-            await asyncio.sleep(0.05)
-        for _ in range(100):  # a round fails (botocore's own retry comes first)
-            if status.failing:
+            await asyncio.sleep(OUTAGE_S / 20)
+        await asyncio.sleep(max(0.0, down + OUTAGE_S - asyncio.get_running_loop().time()))
+        for _ in range(600):  # (a busy machine makes rounds slower: down for 4 at least)
+            if status.failed_rounds >= 4:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # and more rounds
         assert status.failing and status.moved_total == 1
+        assert status.failed_rounds >= 4  # retried again and again, not given up
         assert all(f.exists() for f in files[1:])
         waiting = [r for r in await rows(pool, ast) if not r["path"].startswith("s3://")]
         assert len(waiting) == 20
         assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1",
                                    ast) == 1  # fmt: skip
         seaweed.start()
-        for _ in range(200):
+        for _ in range(600):
             moved = all(r["path"].startswith("s3://") for r in await rows(pool, ast))
             if moved and status.waiting == 0:  # (counted at the end of the round)
                 break
@@ -238,6 +251,8 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
     assert not any(f.exists() for f in files)
     assert await pool.fetchval("SELECT count(*) FROM custody WHERE chain = $1 AND kind = "
                                "'moved'", ast) == len(files)  # fmt: skip
+    assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1 AND "
+                               "local_removed_at IS NOT NULL", ast) == len(files)  # fmt: skip
 
 
 async def test_verify_and_purge_see_the_archive_and_the_bucket_as_one(
@@ -307,3 +322,47 @@ async def test_a_move_cut_short_anywhere_finishes_once(moving: Office) -> None:
                                "local_removed_at IS NOT NULL", ast) == 2  # fmt: skip
     assert await pool.fetchval("SELECT count(*) FROM custody WHERE chain = $1 AND kind = "
                                "'moved'", ast) == 2  # fmt: skip
+
+
+async def test_a_long_recording_goes_up_in_parts_and_a_dead_runs_parts_are_aborted(
+    moving: Office, bucket: S3Store
+) -> None:
+    ast, pool = moving.asterisk_id, moving.repo.pool
+    mb = 1 << 20
+    store = S3Store(bucket.client, bucket.bucket, ast, Multipart(threshold=6 * mb, part=5 * mb))
+    moving.uploader.store = store
+    (small,) = await seed_call(moving.repo, moving.archive, "short", asterisk_id=ast)
+    (long,) = await seed_call(moving.repo, moving.archive, "long", asterisk_id=ast)
+    data = os.urandom(12 * mb + 123)  # three parts: 5 MB, 5 MB and the rest
+    long.write_bytes(data)
+    await pool.execute("UPDATE recordings SET sha256 = $1, bytes = $2 WHERE name = 'long-s1'",
+                       sha(data), len(data))  # fmt: skip
+    # A run that died mid-upload left a multipart upload with one part in the store.
+    dead = store.key_for("2024/01/10/dead/dead-s1.wav")
+    name = dead.removeprefix("s3://recordings/")
+    started = await bucket.client.create_multipart_upload(Bucket="recordings", Key=name)
+    await bucket.client.upload_part(Bucket="recordings", Key=name, PartNumber=1,
+                                    UploadId=started["UploadId"], Body=data[:5 * mb])
+    left = await bucket.client.list_multipart_uploads(Bucket="recordings", Prefix=f"{ast}/")
+    assert [u["Key"] for u in left.get("Uploads", ())] == [name]
+
+    assert (await moving.uploader.move_round()).moved == 2
+    left = await bucket.client.list_multipart_uploads(Bucket="recordings", Prefix=f"{ast}/")
+    assert left.get("Uploads", []) == []
+    key = store.key_for(str(long.relative_to(moving.archive)))
+    head = await bucket.client.head_object(Bucket="recordings", Key=key.removeprefix(
+        "s3://recordings/"), ChecksumMode="ENABLED")  # fmt: skip
+    assert head["ContentLength"] == len(data) and head["ChecksumSHA256"].endswith("-3")
+    assert b"".join([c async for c in store.read(key)]) == data
+    assert await listing(store) == sorted([key, store.key_for(
+        str(small.relative_to(moving.archive)))])  # fmt: skip
+    assert not long.exists() and not small.exists()
+    assert [r["path"] for r in await rows(pool, ast)] == sorted(await listing(store))
+    # A part whose bytes are not what was sent is refused by its checksum.
+    started = await bucket.client.create_multipart_upload(Bucket="recordings", Key=name,
+                                                          ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError):
+        await bucket.client.upload_part(Bucket="recordings", Key=name, PartNumber=1,
+                                        UploadId=started["UploadId"], Body=b"x" * 100,
+                                        ChecksumSHA256=checksum(sha(b"y" * 100)))
+    assert await store.abort_unfinished() == [dead]

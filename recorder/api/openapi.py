@@ -234,7 +234,9 @@ _SCHEMAS = {
 
 _AUDIO = {
     "description": "The recording (206 for a Range request)",
-    "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+    # WAV as filed; Ogg (Opus) or MPEG for a compact copy that replaced it (storage.compact).
+    "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in ("audio/wav", "audio/ogg", "audio/mpeg")},
 }
 _RANGE = {"name": "Range", "in": "header", "required": False, "schema": _S,
           "description": "bytes=START-[END]; a playback is logged once, not per range"}

@@ -52,6 +52,8 @@ MEDIA_TYPES: Final = {
     "ulaw": "audio/basic",
     "alaw": "audio/x-alaw-basic",
     "sln16": "audio/L16;rate=16000",
+    "opus": "audio/ogg",  # storage.compact's copies (Opus in Ogg, MP3)
+    "mp3": "audio/mpeg",
 }
 
 

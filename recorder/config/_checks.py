@@ -198,3 +198,13 @@ def key_location(value: str) -> str:
     except Invalid:
         raise Invalid("must be an absolute file path or env:NAME (an environment variable), "
                       f"got '{value}'") from None
+def kbit_rate(low: int, high: int) -> Check:
+    """A bitrate in ffmpeg's notation, "24k" (kbit/s), from low to high."""
+
+    def check(value: str) -> str:
+        found = re.fullmatch(r"([0-9]{1,4})k", value)
+        if found is None or not low <= int(found[1]) <= high:
+            raise Invalid(f"must be a bitrate from {low}k to {high}k (kbit/s), got '{value}'")
+        return value
+
+    return check

@@ -16,6 +16,7 @@ from recorder.common.direction import DIRECTIONS
 from recorder.config import _checks as check
 from recorder.config._reader import REQUIRED, Invalid, Section, kind, line_of, parse_yaml
 from recorder.config.model import (
+    COMPACT_FORMATS,
     ENV_AMI_SECRET,
     ENV_ARI_PASSWORD,
     ENV_ARI_URL,
@@ -32,6 +33,7 @@ from recorder.config.model import (
     AriConfig,
     AsteriskConfig,
     CallsConfig,
+    CompactConfig,
     Config,
     ConfigError,
     DatabaseConfig,
@@ -69,11 +71,13 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "storage": (
         "spool_dir", "archive_dir", "format", "min_free_mb", "spool_settle_s", "spool_sweep_s",
         "journal_dir", "journal_max_mb", "low_free_mb", "on_critical", "backend", "s3",
-        "encryption",
+        "encryption", "compact",
     ),
     "storage.encryption": ("enabled", "key_id", "master_key_file", "master_key_env",
                            "previous_keys"),
-    "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s"),
+    "storage.compact": ("format", "bitrate", "keep_original"),
+    "storage.s3": ("endpoint", "bucket", "region", "access_key", "secret_key", "retry_max_s",
+                   "multipart_threshold_mb", "part_size_mb"),
     "calls": (
         "dial_timeout_s",
         "dial_method",
@@ -168,6 +172,15 @@ def _read_storage(s: Section) -> StorageConfig:
     encryption = None
     if "encryption" in s.entries:
         encryption = _read_encryption(s.section("encryption", KEYS["storage.encryption"]))
+    compact = None
+    if "compact" in s.entries:
+        compact = _read_compact(s.section("compact", KEYS["storage.compact"]))
+        if backend == "s3":
+            raise s.error("compact", "compact copies are made in the local archive only: "
+                          "not with backend s3 (yet)")  # fmt: skip
+        if encryption is not None:  # ffmpeg reads the filed file, which is then ciphertext
+            raise s.error("compact", "compact copies are not made of encrypted recordings "
+                          "(yet): use storage.compact or storage.encryption, not both")  # fmt: skip
     return StorageConfig(
         spool_dir=None if spool is None else Path(spool),
         archive_dir=Path(s.text("archive_dir", REQUIRED, check.absolute_path)),
@@ -182,6 +195,7 @@ def _read_storage(s: Section) -> StorageConfig:
         backend=backend,
         s3=s3,
         encryption=encryption,
+        compact=compact,
     )
 
 
@@ -213,6 +227,17 @@ def _key_source(s: Section, key_id: str, key: str) -> MasterKeySource:
     if key == "master_key_file":
         return MasterKeySource(key_id, Path(s.text(key, REQUIRED, check.absolute_path)))
     return MasterKeySource(key_id, None, s.text(key, REQUIRED, check.env_name))
+        compact=compact,
+    )
+
+
+def _read_compact(s: Section) -> CompactConfig:
+    fmt = s.text("format", CompactConfig.format, check.one_of(tuple(COMPACT_FORMATS)))
+    _, _, low, high = COMPACT_FORMATS[fmt]
+    default = CompactConfig.bitrate_kbps if fmt == "opus" else 32
+    bitrate = s.text("bitrate", f"{default}k", check.kbit_rate(low, high))
+    return CompactConfig(format=fmt, bitrate_kbps=int(bitrate[:-1]),
+                         keep_original=s.boolean("keep_original", CompactConfig.keep_original))
 
 
 def _read_s3(s: Section) -> S3Config:
@@ -230,6 +255,10 @@ def _read_s3(s: Section) -> S3Config:
         access_key=Secret(access or ""),
         secret_key=Secret(secret or ""),
         retry_max_s=s.seconds("retry_max_s", _default(d, "retry_max_s")),
+        multipart_threshold_mb=s.integer("multipart_threshold_mb",
+                                         _default(d, "multipart_threshold_mb"), 1),
+        # S3 refuses parts under 5 MB (but the last) and over 5 GB.
+        part_size_mb=s.integer("part_size_mb", _default(d, "part_size_mb"), 5, 5120),
     )
 
 

@@ -104,6 +104,8 @@ class DatabaseConfig:
 
 
 STORAGE_BACKENDS: Final = ("local", "s3")
+# storage.compact's formats -> the ffmpeg encoder, the file's suffix, its bitrates (kbit/s).
+COMPACT_FORMATS: Final = {"opus": ("libopus", "opus", 6, 510), "mp3": ("libmp3lame", "mp3", 8, 320)}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,22 @@ class S3Config:
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     # Uploads are retried after a failure, waiting twice as long each time up to this.
     retry_max_s: float = 60.0
+    # A recording larger than this goes up in parts of part_size_mb (S3's multipart upload:
+    # no whole file in memory, a failed part is sent again alone); smaller ones in one PUT.
+    multipart_threshold_mb: int = 64
+    part_size_mb: int = 8  # S3's minimum for all but the last part is 5
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    """A compact copy of each filed recording (Opus in Ogg, or MP3), made by ffmpeg after the
+    original's SHA-256 was taken; both hashes are kept (recorder/storage/compact.py)."""
+
+    format: str = "opus"  # COMPACT_FORMATS
+    bitrate_kbps: int = 24  # 24 kbit/s Opus is clear speech; MP3 needs about 32
+    # False: the compact copy becomes the recording (played, moved, purged, verified) and the
+    # original is deleted once the copy's row is committed; its hash stays (original_sha256).
+    keep_original: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,7 @@ class StorageConfig:
     backend: str = "local"
     s3: S3Config | None = None
     encryption: EncryptionConfig | None = None  # None: recordings are filed as recorded
+    compact: CompactConfig | None = None  # None: no compact copies
 
     @property
     def journal(self) -> Path:

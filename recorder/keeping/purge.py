@@ -305,8 +305,10 @@ class Purger:
             await conn.execute("LOCK TABLE holds IN SHARE MODE")
             rows = await conn.fetch(
                 "SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes, "
-                "coalesce(call_held(c), false) AS held FROM tombstones t "
-                "LEFT JOIN calls c ON c.call_id = t.call_id "
+                "coalesce(call_held(c), false) AS held, r.compact_path, r.original_path "
+                "FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id "
+                "LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id "
+                "AND r.name = t.recording_name "
                 "WHERE t.id = ANY($1::bigint[]) AND t.status = 'purging' "
                 "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED", ids)  # fmt: skip
             kept = [r["id"] for r in rows if r["held"]]
@@ -321,6 +323,12 @@ class Purger:
                 return len(kept)
             if what == "audio":
                 found = await self.store.delete_many([r["path"] for r in rows])
+                # A kept original's compact copy, a dropped original not deleted yet (0011):
+                # the recording's other files go with it, before its row.
+                others = [p for r in rows for p in (r["compact_path"], r["original_path"])
+                          if p is not None and p != r["path"]]  # fmt: skip
+                if others:
+                    await self.store.delete_many(others)
                 if self.on_step is not None:
                     await self.on_step("deleted")
                 await conn.execute(

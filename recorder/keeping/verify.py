@@ -41,18 +41,41 @@ _CHAIN_ROWS = """
     FROM custody c LEFT JOIN access_log a ON a.id = c.access_id
     WHERE c.chain = $1 AND c.seq >= $2 AND c.seq <= $3 ORDER BY c.seq
 """
-_FILES = """
+# Each file the office's filed recordings name, with the hash its custody event gave it: the
+# recording's own (an original: 'filed'; a compact copy that replaced it: 'compacted', and then
+# the original's kept hash must still be the filed one), a kept original's compact copy, and a
+# dropped original not deleted yet (migration 0011); an encrypted recording's wrapped key and
+# ciphertext hash with it (migration 0010: compact copies are never made of encrypted files).
+_EVENT = """(SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
+            AND f.recording_name = r.name AND f.kind = '{}' ORDER BY f.chain, f.seq LIMIT 1)"""
+_FILED, _COMPACTED = _EVENT.format("filed"), _EVENT.format("compacted")
+_PURGING = """EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
+              AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging"""
+_NO_KEY = "NULL::text, NULL::bytea, NULL::text"
+_FILES = f"""
+    SELECT * FROM (
     SELECT r.name, r.call_id, r.path, r.sha256, k.key_id, k.wrapped_key, k.stored_sha256,
-           (SELECT f.subject_sha256 FROM custody f WHERE f.asterisk_id = r.asterisk_id
-            AND f.recording_name = r.name AND f.kind = 'filed'
-            ORDER BY f.chain, f.seq LIMIT 1) AS filed_sha256,
-           EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
-                   AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging
+           {_PURGING},
+           CASE WHEN r.original_sha256 IS NULL THEN {_FILED}
+                WHEN r.original_sha256 IS DISTINCT FROM {_FILED} THEN {_FILED}
+                ELSE {_COMPACTED} END AS filed_sha256
     FROM recordings r
     LEFT JOIN recording_keys k ON k.call_id = r.call_id AND k.name = r.name
     WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.path >= $2
-    ORDER BY r.path COLLATE "C"
-"""
+    UNION ALL
+    SELECT r.name, r.call_id, r.compact_path, r.compact_sha256, {_NO_KEY}, {_PURGING},
+           {_COMPACTED}
+    FROM recordings r
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.compact_path IS NOT NULL
+      AND r.compact_path <> r.path AND r.compact_path >= $2
+    UNION ALL
+    SELECT r.name, r.call_id, r.original_path, r.original_sha256, {_NO_KEY}, {_PURGING},
+           {_FILED}
+    FROM recordings r
+    WHERE r.asterisk_id = $1 AND r.status = 'filed' AND r.original_path IS NOT NULL
+      AND r.original_path >= $2
+    ) files ORDER BY path COLLATE "C"
+"""  # noqa: S608 (constant SQL)
 
 
 @dataclass(frozen=True)

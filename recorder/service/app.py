@@ -165,6 +165,7 @@ async def run(config: Config) -> None:
         )
         from recorder.api.server import http_if_enabled
         from recorder.keeping.job import keeper_for, keeping
+        from recorder.storage.compact import compacts_if_configured
         from recorder.storage.tiered import bucket_if_configured
         from recorder.storage.upload import uploads_if_s3
 
@@ -178,6 +179,9 @@ async def run(config: Config) -> None:
             uploads_if_s3(config, running.repo.pool, bucket, daemon.ready,
                           lambda: daemon.asterisk_id,
                           status=running.monitor.uploads if running.monitor else None),
+            # storage.compact: Opus or MP3 copies of filed recordings
+            compacts_if_configured(config, running.repo.pool, daemon.ready,
+                                   lambda: daemon.asterisk_id),
         ):
             await daemon.run()
         log.info("verbatim.stopped")

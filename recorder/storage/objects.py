@@ -12,6 +12,12 @@ office's recordings).
 An upload sends the SHA-256 the recording was filed with (x-amz-checksum-sha256): the store
 refuses bytes that do not match it, and HEAD reports the one it stored, which `confirm` checks
 before the local copy may go. A store that keeps no checksum is read back and hashed instead.
+
+A recording above the multipart threshold goes up in parts (S3's multipart upload), each with
+its own SHA-256 the store checks; the whole object's stored checksum is then a composite of the
+parts', so `confirm` reads it back and hashes it. A part at a time is in memory. A crash leaves
+an unfinished multipart upload in the store (invisible, but holding space): the uploader aborts
+its office's unfinished ones when it starts (`abort_unfinished`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ SCHEME: Final = "s3://"
 _CHUNK = 1 << 20
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_MB = 1 << 20
 
 
 class StoreError(Exception):
@@ -77,12 +84,27 @@ class ObjectPart:
         self.body.close()
 
 
+@dataclass(frozen=True)
+class Multipart:
+    """When an upload goes in parts, and how large they are (storage.s3's)."""
+
+    threshold: int = 64 * _MB  # bytes: a file larger than this goes in parts
+    part: int = 8 * _MB
+
+    @classmethod
+    def of(cls, config: S3Config) -> Multipart:
+        return cls(config.multipart_threshold_mb * _MB, config.part_size_mb * _MB)
+
+
 class S3Store:
-    def __init__(self, client: Any, bucket: str, office: str = "") -> None:
+    def __init__(
+        self, client: Any, bucket: str, office: str = "", multipart: Multipart = Multipart()
+    ) -> None:
         if "/" in office or ".." in office:
             raise ValueError(f"unsafe office for an object key: {office!r}")
         self.client = client
         self.bucket = bucket
+        self.multipart = multipart
         self._bucket_prefix = f"{SCHEME}{bucket}/"
         self._office = f"{office}/" if office else ""
         self.prefix = self._bucket_prefix + self._office
@@ -105,13 +127,54 @@ class S3Store:
         return key[len(self._bucket_prefix):]
 
     async def put(self, key: str, path: Path, sha256: str) -> None:
-        """Upload a local file as `key`; the store checks its bytes against `sha256`."""
-        body = await asyncio.to_thread(path.read_bytes)  # recordings are a few MB: one PUT
+        """Upload a local file as `key`; the store checks its bytes against `sha256` (in one
+        PUT) or each part's against the part's (multipart)."""
+        size = (await asyncio.to_thread(path.stat)).st_size
         try:
+            if size > self.multipart.threshold:
+                await self._put_parts(self._name(key), path)
+                return
+            body = await asyncio.to_thread(path.read_bytes)  # recordings are a few MB: one PUT
             await self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=body,
                                          ChecksumSHA256=checksum(sha256))  # fmt: skip
         except ClientError as exc:
             raise StoreError(f"upload of {key} refused: {exc}") from exc
+
+    async def _put_parts(self, name: str, path: Path) -> None:
+        where = {"Bucket": self.bucket, "Key": name}
+        created = await self.client.create_multipart_upload(**where, ChecksumAlgorithm="SHA256")
+        where["UploadId"] = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            with path.open("rb") as f:
+                while body := await asyncio.to_thread(f.read, self.multipart.part):
+                    part = {"PartNumber": len(parts) + 1,
+                            "ChecksumSHA256": checksum(hashlib.sha256(body).hexdigest())}
+                    answer = await self.client.upload_part(**where, **part, Body=body)
+                    parts.append({**part, "ETag": answer["ETag"]})
+            await self.client.complete_multipart_upload(**where,
+                                                        MultipartUpload={"Parts": parts})
+        except Exception:
+            # Best effort: with the store away this fails too, and the next start aborts it.
+            with contextlib.suppress(Exception):
+                await self.client.abort_multipart_upload(**where)
+            raise
+
+    async def abort_unfinished(self) -> list[str]:
+        """Abort the multipart uploads left unfinished under this store's prefix (a crash
+        mid-upload leaves one); the keys they were for."""
+        aborted = []
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self._office)  # fmt: skip
+        try:
+            async for page in pages:
+                for upload in page.get("Uploads", ()):
+                    await self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted.append(self._bucket_prefix + upload["Key"])
+        except ClientError as exc:
+            raise StoreError(f"cannot list or abort unfinished uploads: {exc}") from exc
+        return aborted
 
     async def confirm(self, key: str, sha256: str, size: int) -> bool:
         """Whether the store holds exactly these bytes under `key`."""
@@ -239,4 +302,4 @@ async def s3_store(config: S3Config, office: str = "") -> AsyncIterator[S3Store]
     async with session.create_client("s3", endpoint_url=config.endpoint,
                                      region_name=config.region, config=boto,
                                      **keys) as client:  # fmt: skip
-        yield S3Store(client, config.bucket, office)
+        yield S3Store(client, config.bucket, office, Multipart.of(config))

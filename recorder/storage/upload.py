@@ -80,6 +80,7 @@ class UploadStatus:
     waiting: int = 0  # filed recordings still in the archive, after the last round (capped)
     failing: bool = False  # the last round failed: the store (or the database) is away
     moved_total: int = 0  # since the process started
+    failed_rounds: int = 0  # since the process started: each retry while the store is away
 
 
 class Uploader:
@@ -96,10 +97,17 @@ class Uploader:
         # Recordings this run could not move for a reason retrying will not fix (the local
         # file is gone or not what was filed): reported once, left for `verify`.
         self.skipped: set[str] = set()
+        self._tidied = False  # unfinished multipart uploads aborted, once per run
 
     async def move_round(self) -> Round:
         """Finish interrupted removals, then move up to `batch` recordings. Raises when the
         store or the database fails; nothing is lost then, the next round goes on."""
+        if not self._tidied:
+            # Before this run's first upload: every unfinished one is a dead run's.
+            aborted = await self.store.abort_unfinished()
+            if aborted:
+                log.info("upload.unfinished_aborted", count=len(aborted), keys=aborted[:5])
+            self._tidied = True
         async with self.pool.acquire() as conn:
             unremoved = await conn.fetch(_UNREMOVED, self.asterisk_id, self.batch)
         for row in unremoved:
@@ -171,6 +179,7 @@ async def uploading(
             done = await uploader.move_round()
         except Exception as exc:  # the store or the database is away: the recordings wait
             uploader.status.failing = True
+            uploader.status.failed_rounds += 1
             if not failing:
                 log.warning("upload.failed", error=f"{type(exc).__name__}: {exc}",
                             action="recordings wait in the archive; retrying")  # fmt: skip
@@ -200,7 +209,7 @@ async def uploads_if_s3(
     archive = LocalStore(config.storage.archive_dir)
 
     def uploader_for(asterisk_id: str) -> Uploader:
-        store = S3Store(bucket.client, bucket.bucket, asterisk_id)
+        store = S3Store(bucket.client, bucket.bucket, asterisk_id, bucket.multipart)
         return Uploader(pool, archive, store, asterisk_id, status=status)
 
     work = uploading(uploader_for, ready, office, idle_s=idle_s, retry_max_s=s3.retry_max_s)
