@@ -423,6 +423,14 @@ CASES: list[tuple[str, int, str, str]] = [
         "compact copies are made in the local archive only: not with backend s3 (yet)",
     ),
     (
+        "storage:\n  archive_dir: /a\n  encryption:\n    key_id: k1\n"
+        "    master_key_env: VERBATIM_MASTER_KEY\n  compact:\n    format: opus\n",
+        6,
+        "storage.compact",
+        "compact copies are not made of encrypted recordings (yet): use storage.compact or "
+        "storage.encryption, not both",
+    ),
+    (
         "storage:\n  archive_dir: /a\n  s3:\n    bucket: rec\n    part_size_mb: 4\n",
         5,
         "storage.s3.part_size_mb",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from recorder.config.model import CompactConfig
 from recorder.storage.compact import compacts_if_configured
-from tests.stack import running_stack
-from tests.test_flow_basic import run_answered_call
+from tests.harness.calls import run_answered_call
+from tests.harness.stack import running_stack
 
 
 async def test_a_recorded_call_is_filed_then_compacted(pg_dsn: str, tmp_path: Path) -> None:

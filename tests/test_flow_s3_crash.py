@@ -21,10 +21,10 @@ from arisim.server import Simulator
 
 from recorder.db.repository import Repository
 from recorder.storage.objects import S3Store
-from tests.keeping_world import seed_call
-from tests.seaweedfs import ACCESS, BUCKET, SECRET, SeaweedFS
-from tests.stack import PASSWORD
-from tests.test_flow_crash import Proc, connected, until
+from tests.harness.daemon import Proc, connected, until
+from tests.harness.keeping_world import seed_call
+from tests.harness.seaweedfs import ACCESS, BUCKET, SECRET, SeaweedFS
+from tests.harness.stack import PASSWORD
 
 MB = 1 << 20
 CONFIG = """\

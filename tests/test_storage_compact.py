@@ -26,8 +26,8 @@ from recorder.keeping.verify import verify
 from recorder.policy.model import Length
 from recorder.storage.compact import Compactor, ffmpeg_args
 from recorder.storage.store import LocalStore
-from tests.keeping_world import AST, T0, policy, seed_call
-from tests.test_api_fixtures import add_users, config_for
+from tests.harness.api_world import add_users, config_for
+from tests.harness.keeping_world import AST, T0, policy, seed_call
 
 
 def tone_wav(path: Path, seconds: float = 2.0, hz: float = 440.0) -> bytes:

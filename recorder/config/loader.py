@@ -227,8 +227,6 @@ def _key_source(s: Section, key_id: str, key: str) -> MasterKeySource:
     if key == "master_key_file":
         return MasterKeySource(key_id, Path(s.text(key, REQUIRED, check.absolute_path)))
     return MasterKeySource(key_id, None, s.text(key, REQUIRED, check.env_name))
-        compact=compact,
-    )
 
 
 def _read_compact(s: Section) -> CompactConfig:

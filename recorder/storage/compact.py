@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import structlog
 
-from recorder.background import beside
+from recorder.common.background import beside
 from recorder.config.model import COMPACT_FORMATS, CompactConfig, Config
 from recorder.keeping import custody
 from recorder.storage.archive import FILE_MODE, file_digest
