@@ -26,10 +26,12 @@ class Run:
         self.settings = settings
         self.commands: list[cmd.Command] = []
         self.last: list[cmd.Command] = []
+        self.persisted = b.Persisted()
 
     def feed(self, event: ev.Event) -> list[cmd.Command]:
         before = self.state
         self.state, self.last = step(self.state, event, self.settings)
+        self.persisted.check(self.state, self.last)
         assert (
             before is not self.state
             or not self.last

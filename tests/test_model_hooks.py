@@ -29,9 +29,11 @@ class Run:
         self.state = ModelState()
         self.settings = settings
         self.commands: list[cmd.Command] = []
+        self.persisted = b.Persisted()
 
     def feed(self, event: ev.Event) -> list[cmd.Command]:
         self.state, out = step(self.state, event, self.settings)
+        self.persisted.check(self.state, out)
         self.commands.extend(out)
         return out
 

@@ -146,7 +146,6 @@ def on_command_failed(state: ModelState, e: ev.Event, settings: CallSettings) ->
         elif isinstance(failed, cmd.CreateBridge):
             call.outcome = "failed"
             begin_end(s, call.legs[call.caller_channel], "congestion")
-        s.save()
 
     return for_call(state, failed.call_id, e, settings, body)
 

@@ -80,7 +80,6 @@ def apply(s: Step, action: str, by: str, *, channel_id: str | None = None,
         names = [r.name for r in s.call.recordings.values() if r.status in REC_LIVE]
         s.record(kind, channel_id, by=by, recordings=names)
         s.log(kind, channel_id=channel_id, by=by, recordings=names)
-        s.save()
     return status, detail or action
 
 
@@ -117,7 +116,6 @@ def pause_refused(s: Step, failed: cmd.PauseRecording) -> None:
             call.pauses.remove(opened)
     s.log(what, "error", recording=failed.name)
     s.record(what, recording=failed.name)
-    s.save()
 
 
 def _policy_action(s: Step) -> str | None:
@@ -195,7 +193,6 @@ def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:
         s.add(cmd.SaveTags(call.call_id, (tag,), by))
         s.record("call.tagged", tag=tag, by=by)
         s.log("call.tagged", tag=tag, by=by)
-        s.save()
     return DONE, "tagged"
 
 

@@ -75,7 +75,6 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
         if call.phase == CONNECTING and leg.channel_id == call.callee_channel and leg.waiting:
             leg.waiting = False
             s.add(cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id))
-        s.save()
         return
     if leg is None or leg.state != LEG_NEW:
         return
@@ -88,7 +87,6 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     caller = leg.via or call.caller_channel
     s.add(cmd.DialChannel(call.call_id, leg.channel_id, caller, s.settings.dial_timeout_s))
     s.record("dial.started", leg.channel_id, target=call.target)
-    s.save()
 
 
 def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
@@ -128,7 +126,6 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
         answered_at=e.timestamp if ch.state == "Up" else None,
     )
     s = Step(call, e.timestamp, settings)
-    s.save()
     s.record("call.started", ch.id, direction=direction, target=target)
     s.log("call.started", channel_id=ch.id, direction=direction, target=target)
     if ch.state != "Up":
@@ -234,7 +231,6 @@ def dial_leg(
     )
     call.legs[leg_id] = leg
     call.callee_channel = leg_id
-    s.save()  # the leg's id is stored before Asterisk hears of it
     dial_string, args = endpoint(s.settings, call, target), f"dialed,{call.call_id}"
     if s.settings.dial_method == "originate":
         leg.originated = True
@@ -277,7 +273,6 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         leg.dialstatus = status
     if status in ("RINGING", "PROGRESS") and leg.state in (LEG_NEW, LEG_DIALING):
         leg.state = LEG_RINGING
-        s.save()
     elif status == "ANSWER":
         answered(s, leg)
     elif status in DIAL_FAILURES and leg.join_bridge and call.phase == BRIDGED:
@@ -320,7 +315,6 @@ def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) 
     call.callee_channel = forwarded.id
     s.record("dial.forwarded", leg.channel_id, forward=target, followed_by=forwarded.id)
     s.log("dial.forwarded", channel_id=leg.channel_id, forward=target, followed=True)
-    s.save()
 
 
 def forward(s: Step, leg: Leg, target: str) -> None:
@@ -357,7 +351,6 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings) -> R
         if leg.role == "caller":
             if leg.answered_at is None:
                 leg.answered_at = s.at
-                s.save()
         elif leg.role == "callee":  # an answer whose Dial event was lost still connects
             answered(s, leg)
 
@@ -385,7 +378,6 @@ def answered(s: Step, leg: Leg) -> None:
             start_if_due(s)
         else:  # nothing due: it joins at once
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
-        s.save()
         return
     if call.phase != DIALING or leg.state == LEG_GONE:
         return
@@ -507,6 +499,5 @@ def on_dtmf(state: ModelState, e: ev.Event, settings: CallSettings) -> Result:
                                          int(priority or 1)))
         else:
             after_prompt(s, str(prompt["to"]), str(prompt["leg"]))
-        s.save()
 
     return for_call(state, state.by_channel.get(e.channel.id), e, settings, body)

@@ -192,7 +192,6 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
         answered_at=e.timestamp if ch.state == "Up" else None,
     )
     s = Step(call, e.timestamp, settings)
-    s.save()
     dnid = "".join(c for c in e.dnid if c.isdigit() or c == "+")
     take_path_args(s, ([f"did={dnid}"] if direction == "inbound" and dnid else []) + [
         *e.args[2:]], ch.name)
@@ -233,7 +232,6 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
         reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
         return
     call.hook_sessions[session] = {"hook": "record", "leg": leg_id}
-    s.save()
 
 
 def record_leg_hook(s: Step, e: HookCalled) -> None:
@@ -278,7 +276,6 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     s.add(cmd.HookReply(call.call_id, e.session, (),
                         ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                         final=False))
-    s.save()
 
 
 def join_prompt(s: Step, leg: Leg) -> Announcement | None:
@@ -332,7 +329,6 @@ def department_hook(s: Step, e: HookCalled) -> None:
         return
     call.department = name
     s.record("call.department", e.channel.id, department=name)
-    s.save()
     reply(s, call.call_id, e.session, "OK", VERBATIM_DETAIL=name)
 
 
@@ -350,7 +346,6 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
             return
         if e.hung_up:
             audit(s, prompt, "interrupted")
-            s.save()
             return
         if e.error is not None:
             # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
@@ -368,7 +363,6 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
             else:
                 start_due(s)
                 reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
-            s.save()
             return
         decision = refuse(s, prompt, e.digit, leg_id)
         if decision.then == "end":
@@ -378,7 +372,6 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings) -> R
             reply(s, call.call_id, e.session, "ROUTE", VERBATIM_ROUTE=decision.route_to)
         else:
             reply(s, call.call_id, e.session, "NOT_RECORDED", VERBATIM_DETAIL="refused")
-        s.save()
 
     return for_call(state, state.by_channel.get(e.channel_id), e, settings, body)
 

@@ -50,4 +50,3 @@ def transition(s: Step, to: str) -> None:
         s.log("call.phase_illegal", "error", was=was, to=to)
     call.phase = to
     s.log("call.phase", "debug", was=was, to=to)
-    s.save()

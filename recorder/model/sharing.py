@@ -59,11 +59,9 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
 def _add(s: Step, bridge_id: str, channel_ids: list[str]) -> None:
     for cid in channel_ids:
         s.call.peers.append([bridge_id, cid, s.at, None])
-    s.save()
 
 
 def _close(s: Step, bridge_id: str, channel_id: str) -> None:
     for p in s.call.peers:
         if p[0] == bridge_id and p[1] == channel_id and p[3] is None:
             p[3] = s.at
-    s.save()

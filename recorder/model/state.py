@@ -191,7 +191,8 @@ class Call:
                 )
                 for k, v in self.legs.items()
             },
-            recordings={k: dataclasses.replace(v) for k, v in self.recordings.items()},
+            recordings={k: dataclasses.replace(v, legs=list(v.legs))
+                        for k, v in self.recordings.items()},
             opted_out=list(self.opted_out),
             joins=list(self.joins),
             prompts={k: dict(v) for k, v in self.prompts.items()},
@@ -263,8 +264,9 @@ def _flat(obj: Any) -> dict[str, Any]:
     # field names are looked up once per class and plain values skip the encoder.
     names = _NAMES.get(type(obj))
     if names is None:  # legs and recordings are encoded by the caller, as maps of their own
-        names = _NAMES[type(obj)] = tuple(
-            f.name for f in fields(obj) if f.name not in ("legs", "recordings"))
+        names = _NAMES[type(obj)] = tuple(  # (a recording's own `legs` are kept)
+            f.name for f in fields(obj)
+            if not (type(obj) is Call and f.name in ("legs", "recordings")))
     values = obj.__dict__
     return {n: v if v is None or type(v) in _PLAIN else _enc(v)
             for n in names for v in (values[n],)}
