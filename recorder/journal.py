@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,13 +65,15 @@ def _build(cls: type[Any], data: dict[str, Any]) -> Any:
 
 def encode(entry: Entry) -> str:
     row = entry.row
+    # vars(), not asdict(): rows hold plain values, dicts and lists (asdict copies them all
+    # deeply, and every snapshot is journaled before its requests)
     if isinstance(row, SaveCall):
-        value: Any = {"call": asdict(row.call), "legs": [asdict(x) for x in row.legs],
-                      "recordings": [asdict(x) for x in row.recordings]}
+        value: Any = {"call": vars(row.call), "legs": [vars(x) for x in row.legs],
+                      "recordings": [vars(x) for x in row.recordings]}
     elif isinstance(row, tuple):
         value = list(row)
     else:
-        value = asdict(row)
+        value = vars(row)
     return json.dumps({"t": entry.kind, "k": entry.key, "v": value}, default=_default,
                       separators=(",", ":"))
 
