@@ -1,12 +1,12 @@
 """The daemon's write-ahead journal: rows PostgreSQL has not taken yet, on local disk.
 
-While PostgreSQL is away every row the call model produced waits in memory (recorder.persistence)
-and, before Asterisk hears of anything those rows name, is appended here and fsync'd. A daemon
-killed during the outage (kill -9, OOM, power cut) replays the journal at its next start: the
-calls it was recording are adopted from their newest snapshots, never taken for new calls, and
-every row reaches PostgreSQL once (rows carry the key they were given when staged; a replayed row
-PostgreSQL already has is skipped). In normal operation nothing is written here: rows go straight
-to PostgreSQL, and the journal is emptied once the database has everything.
+Every row the call model produced is appended here and fsync'd before Asterisk hears of anything
+it names (recorder.persistence), and waits in memory until PostgreSQL takes it, in the background
+(or, while PostgreSQL is away, when it is back). A daemon killed (kill -9, OOM, power cut)
+replays the journal at its next start: the calls it was recording are adopted from their newest
+snapshots, never taken for new calls, and every row reaches PostgreSQL once (rows carry the key
+they were given when staged; a replayed row PostgreSQL already has is skipped). The journal is
+emptied once the database has everything, and rewritten with what is pending as it grows.
 
 One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "v": row}.
 A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
