@@ -14,11 +14,13 @@ What happens to a call in flight when a part fails:
   the daemon reads channels, bridges and each live recording's fate, and `reconcile` turns every
   difference into the event it missed (a hangup, an answer, a finished recording → new segment).
 - PostgreSQL down: calls go on and are recorded; writes wait in memory (the newest snapshot of
-  each call, and every event row) and are retried every few seconds and before each request.
-  (A journal on disk that survives a crash during the outage is a later issue.)
-- The daemon crashes: each call's model state is stored with its row at every change; at start
-  the daemon adopts open calls of this Asterisk server and reconciles them, files recordings left
-  in the spool, and imports the dialplan's fallback (MixMonitor) recordings.
+  each call, and every event row) and in the write-ahead journal, and are retried every few
+  seconds (recorder.persistence).
+- The daemon crashes: each call's model state, as of its last change, is journaled before
+  Asterisk hears of anything it names (and reaches its row in PostgreSQL in the background); at
+  start the journal is replayed, and the daemon adopts open calls of this Asterisk server and
+  reconciles them, files recordings left in the spool, and imports the dialplan's fallback
+  (MixMonitor) recordings.
 
 Fallback recordings (the dialplan recorded a call itself: the app or a hook was away) are
 imported at start and on every spool sweep; in hook mode, where the daemon sees every channel,
@@ -169,7 +171,8 @@ class Daemon:
     def quiet(self) -> bool:
         """Nothing queued, nothing being handled, no file being filed (tests and the demo wait
         on this before moving the simulator's clock)."""
-        return self.queue.empty() and self.idle.is_set() and not self._tasks
+        return (self.queue.empty() and self.idle.is_set() and not self._tasks
+                and self.writer.settled)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -177,6 +180,7 @@ class Daemon:
         helpers = [
             asyncio.create_task(self._consume(), name="verbatim-consumer"),
             asyncio.create_task(self._periodic(), name="verbatim-periodic"),
+            asyncio.create_task(self.writer.run(), name="verbatim-writer"),
         ]
         if self.controls is not None:
             helpers.append(asyncio.create_task(self._control_feed(), name="verbatim-controls"))
@@ -392,7 +396,7 @@ class Daemon:
             elif isinstance(command, cmd.SaveTags):
                 self.writer.stage_tags(command.call_id, command.tags, command.by)
             elif isinstance(command, cmd.HookReply):
-                await self.writer.flush()  # what the dialplan is told is stored first
+                await self.writer.durable()  # what the dialplan is told is stored first
                 self.hooks.deliver(command)
             elif isinstance(command, cmd.ControlDone):
                 if command.status == "done" and refused:
@@ -401,21 +405,21 @@ class Daemon:
                     command = dataclasses.replace(
                         command, status="failed",
                         detail=f"Asterisk refused: {'; '.join(refused)}"[:500])
-                await self.writer.flush()
+                await self.writer.flush()  # the API shows what the control did once "done"
                 self._spawn(self._control_done(command))
             elif isinstance(command, cmd.Log):
                 _write_log(command)
             elif isinstance(command, cmd.CheckChannel):
                 await self.queue.put(await self._check_channel(command))
             elif isinstance(command, cmd.FileRecording):
-                await self.writer.flush()
+                await self.writer.durable()
                 self._spawn(self._file(command))
             else:
-                await self.writer.flush()  # names and ids are stored before Asterisk hears them
+                await self.writer.durable()  # names and ids are stored before Asterisk hears them
                 problem = await self._request(command)
                 if problem is not None:
                     refused.append(problem)
-        await self.writer.flush()
+        await self.writer.durable()  # PostgreSQL gets it in the background (Writer.run)
 
     async def _request(self, c: cmd.Command) -> str | None:
         """Run one ARI request; None, or what Asterisk answered when it refused."""

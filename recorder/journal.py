@@ -1,12 +1,12 @@
 """The daemon's write-ahead journal: rows PostgreSQL has not taken yet, on local disk.
 
-While PostgreSQL is away every row the call model produced waits in memory (recorder.persistence)
-and, before Asterisk hears of anything those rows name, is appended here and fsync'd. A daemon
-killed during the outage (kill -9, OOM, power cut) replays the journal at its next start: the
-calls it was recording are adopted from their newest snapshots, never taken for new calls, and
-every row reaches PostgreSQL once (rows carry the key they were given when staged; a replayed row
-PostgreSQL already has is skipped). In normal operation nothing is written here: rows go straight
-to PostgreSQL, and the journal is emptied once the database has everything.
+Every row the call model produced is appended here and fsync'd before Asterisk hears of anything
+it names (recorder.persistence), and waits in memory until PostgreSQL takes it, in the background
+(or, while PostgreSQL is away, when it is back). A daemon killed (kill -9, OOM, power cut)
+replays the journal at its next start: the calls it was recording are adopted from their newest
+snapshots, never taken for new calls, and every row reaches PostgreSQL once (rows carry the key
+they were given when staged; a replayed row PostgreSQL already has is skipped). The journal is
+emptied once the database has everything, and rewritten with what is pending as it grows.
 
 One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "v": row}.
 A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,13 +65,15 @@ def _build(cls: type[Any], data: dict[str, Any]) -> Any:
 
 def encode(entry: Entry) -> str:
     row = entry.row
+    # vars(), not asdict(): rows hold plain values, dicts and lists (asdict copies them all
+    # deeply, and every snapshot is journaled before its requests)
     if isinstance(row, SaveCall):
-        value: Any = {"call": asdict(row.call), "legs": [asdict(x) for x in row.legs],
-                      "recordings": [asdict(x) for x in row.recordings]}
+        value: Any = {"call": vars(row.call), "legs": [vars(x) for x in row.legs],
+                      "recordings": [vars(x) for x in row.recordings]}
     elif isinstance(row, tuple):
         value = list(row)
     else:
-        value = asdict(row)
+        value = vars(row)
     return json.dumps({"t": entry.kind, "k": entry.key, "v": value}, default=_default,
                       separators=(",", ":"))
 

@@ -1,11 +1,17 @@
 """Database writes as the daemon needs them: never blocking a call on PostgreSQL.
 
 The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
-kept while the database is away; event rows are kept in order. Both are retried before each ARI
-request and every few seconds. While PostgreSQL is down calls go on and are recorded; what is
-pending lives in memory and in the write-ahead journal on disk (recorder.journal), written
-before Asterisk hears of anything it names, so a crash during the outage loses no row. Each row
-carries a key given when it was staged: a row replayed from the journal is inserted once.
+kept until it is written; event rows are kept in order. Two rules:
+- What a restarted daemon needs (the newest snapshots, and every row staged so far) is durable
+  before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal on
+  local disk (recorder.journal) and fsync'd, once for every lane waiting at that moment (group
+  commit); without a journal, or when it cannot be written, written to PostgreSQL instead.
+- PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
+  changed since the last write, at most once every `linger_s` under load (at once when quiet),
+  and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
+  once PostgreSQL has everything, and rewritten with what is still pending when it grows.
+A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
+staged: a row replayed from the journal is inserted once.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from recorder.model.commands import SaveCall
 from recorder.policy import add_consent_rows
 
 log = structlog.get_logger("verbatim.db")
+
+# The journal is rewritten with only what is still pending once it is this large (under steady
+# load PostgreSQL rarely has everything at the moment it could be emptied).
+COMPACT_BYTES = 4 * 1024 * 1024
 
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
@@ -65,7 +75,7 @@ class Writer:
     journal (recorder.journal) so a crash during the outage loses none of them."""
 
     def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0,
-                 journal: Journal | None = None):
+                 journal: Journal | None = None, linger_s: float = 0.2):
         self.repo = repo
         self.journal = journal
         self._calls: dict[str, SaveCall] = {}
@@ -81,6 +91,10 @@ class Writer:
         # Calls' lanes flush concurrently; one flush at a time, or two would write (and drop
         # from pending) the same rows.
         self._flushing = asyncio.Lock()
+        self._journaling = asyncio.Lock()  # one append (or rewrite) at a time
+        self._staged = asyncio.Event()  # something waits for PostgreSQL (`run` wakes)
+        self._linger = linger_s
+        self._last_write = 0.0
         # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
         # writes that reached PostgreSQL took.
         self.staged: Counter[str] = Counter()
@@ -94,6 +108,7 @@ class Writer:
     def _stage(self, entry: Entry, into: list[Entry] | None) -> None:
         if into is not None:
             into.append(entry)
+        self._staged.set()
         if self.journal is not None and not self.journal.full:
             self._unjournaled.append(entry)
 
@@ -102,6 +117,11 @@ class Writer:
         """Every row waiting for PostgreSQL (a call's snapshot counts once)."""
         return (len(self._calls) + len(self._events) + len(self._gaps) + len(self._consent)
                 + len(self._tags))  # fmt: skip
+
+    @property
+    def settled(self) -> bool:
+        """Nothing waits for PostgreSQL, or it is away (what waits is journaled)."""
+        return not self._has_pending() or self._failing_since is not None
 
     @property
     def failing(self) -> bool:
@@ -149,24 +169,58 @@ class Writer:
             await self.flush()
         return len(entries)
 
+    async def run(self) -> None:
+        """Write what is staged to PostgreSQL in the background: at once when the last write
+        is `linger_s` old, else when it is (what is staged meanwhile goes in the same write)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._staged.wait()
+            wait = self._last_write + self._linger - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._staged.clear()
+            self._last_write = loop.time()
+            await self.flush()
+
+    async def durable(self) -> None:
+        """Until what was staged so far would survive a crash: journaled (one fsync for every
+        caller waiting meanwhile), or, without a journal, written to PostgreSQL."""
+        if self.journal is None or self.journal.full:
+            await self.flush()
+        elif not await self._journal():
+            await self.flush()  # the disk refused it: PostgreSQL, if it can
+
     async def flush(self) -> bool:
-        """Write what is pending; False (and it stays pending, journaled) if the database is
-        unavailable."""
-        if not (self._calls or self._events or self._gaps or self._consent or self._tags):
+        """Write what is pending (journaled first: the journal is never behind PostgreSQL);
+        False (and it stays pending, journaled) if the database is unavailable."""
+        if not self._has_pending():
             return True
         async with self._flushing:
+            if self.journal is not None:
+                await self._journal()
             written = await self._flush()
-            try:
-                if not written:
-                    await self._journal()
-                elif self.journal is not None and self.journal.size:
-                    # PostgreSQL took what the journal held: keep only what is still pending
-                    # (a replay must never put an older snapshot back over a newer one)
-                    await asyncio.to_thread(self.journal.rewrite, self._pending_entries())
-                    self._unjournaled.clear()
-            except OSError as exc:  # the disk's failure must not become the call's either
-                log.error("journal.write_failed", error=f"{type(exc).__name__}: {exc}")
+            if written and self.journal is not None:
+                try:
+                    await self._compact()
+                except OSError as exc:  # the disk's failure must not become the call's either
+                    log.error("journal.write_failed", error=f"{type(exc).__name__}: {exc}")
             return written
+
+    async def _compact(self) -> None:
+        """PostgreSQL took what the journal held: empty it, or, once it has grown, keep only
+        what is still pending (a replay must never put an older snapshot back over a newer
+        one, and must not replay much)."""
+        assert self.journal is not None
+        async with self._journaling:
+            size = self.journal.size
+            if size and (not self._has_pending() or size > COMPACT_BYTES or self.journal.full):
+                # what is staged while the file is rewritten is appended after it
+                entries, self._unjournaled = self._pending_entries(), []
+                try:
+                    await asyncio.to_thread(self.journal.rewrite, entries)
+                except OSError:
+                    self._unjournaled = entries + self._unjournaled  # appended next time
+                    raise
 
     def _pending_entries(self) -> list[Entry]:
         calls = [Entry("call", k, v) for k, v in self._calls.items()]
@@ -175,13 +229,23 @@ class Writer:
     def _has_pending(self) -> bool:
         return bool(self._calls or self._events or self._gaps or self._consent or self._tags)
 
-    async def _journal(self) -> None:
-        """Before Asterisk hears of rows PostgreSQL could not take: on disk, fsync'd."""
-        if self.journal is None or not self._unjournaled:
-            return
-        entries, self._unjournaled = self._unjournaled, []
-        if not await asyncio.to_thread(self.journal.append, entries) and not self.journal.full:
-            self._unjournaled = entries + self._unjournaled  # retried at the next flush
+    async def _journal(self) -> bool:
+        """On disk, fsync'd: what was staged so far and is not yet there. False if the journal
+        could not take it (full, or the disk failed: logged)."""
+        assert self.journal is not None
+        if not self._unjournaled and not self._journaling.locked():
+            return True
+        # An append under way may hold this caller's rows: wait for it. Whoever waited here
+        # finds its rows written, or writes them with every other waiter's.
+        async with self._journaling:
+            if not self._unjournaled:
+                return True
+            entries, self._unjournaled = self._unjournaled, []
+            if await asyncio.to_thread(self.journal.append, entries):
+                return True
+            if not self.journal.full:
+                self._unjournaled = entries + self._unjournaled  # retried at the next flush
+            return False
 
     async def _flush(self) -> bool:
         if not self._has_pending():

@@ -34,7 +34,7 @@ PHASES = {CONSENT, DIALING, CALLEE_CONSENT, RECORDING_PENDING, CONNECTING, BRIDG
 def step_in(phase: Phase) -> Step:
     call = Call(call_id="c1", asterisk_id=b.AST, direction="inbound", target="201",
                 started_at=b.T0, caller_channel="ch1", bridge_id="c1-b1", phase=phase)
-    return Step(call, b.T0, CallSettings())
+    return Step(call.copy(), b.T0, CallSettings(), stored=call)
 
 
 def logs(s: Step) -> list[tuple[str, str]]:
@@ -63,7 +63,7 @@ def test_a_change_is_made_and_an_illegal_one_is_an_error(was: Phase, to: Phase,
                                                         legal: bool) -> None:
     s = step_in(was)
     transition(s, to)
-    assert s.call.phase == to and s.dirty
+    assert s.call.phase == to and s.changed()
     expected = [] if legal else [("call.phase_illegal", "error")]
     assert [x for x in logs(s) if x[1] != "debug"] == expected
     assert ("call.phase", "debug") in logs(s)
@@ -72,7 +72,7 @@ def test_a_change_is_made_and_an_illegal_one_is_an_error(was: Phase, to: Phase,
 def test_staying_in_a_phase_is_no_change() -> None:
     s = step_in(BRIDGED)
     transition(s, BRIDGED)
-    assert logs(s) == [] and not s.dirty
+    assert logs(s) == [] and not s.changed()
 
 
 def test_no_module_sets_the_phase_but_the_phase_module() -> None:

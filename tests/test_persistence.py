@@ -1,16 +1,20 @@
 """The daemon's writer against real PostgreSQL: a row the database refuses is logged and
-dropped, and never holds back the writes after it; the clock it stamps rows with never goes
-back."""
+dropped, and never holds back the writes after it; what must survive a crash is journaled first,
+once for every caller waiting meanwhile, and PostgreSQL gets it later; the clock it stamps rows
+with never goes back."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 from structlog.testing import capture_logs
 
 from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import EventRow
+from recorder.journal import Journal
 from recorder.model.commands import SaveCall
 from recorder.persistence import Writer
 from tests.harness.rows import T0, call_row
@@ -41,6 +45,37 @@ async def test_a_rejected_row_is_dropped_and_the_rest_is_written(repo: Repositor
     writer.stage_event(event(call.call_id, "call.ended"))  # and later writes go on
     assert await writer.flush() is True
     assert [e.kind for e in await repo.events(call.call_id)][-1] == "call.ended"
+
+
+async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    appends = 0
+    append = journal.append
+
+    def counted(entries: object) -> bool:
+        nonlocal appends
+        appends += 1
+        return append(entries)  # type: ignore[arg-type]
+
+    journal.append = counted  # type: ignore[method-assign]
+    calls = [call_row(f"c{n}") for n in range(5)]
+    for call in calls:
+        writer.stage_call(SaveCall(call.call_id, call, (), ()))
+        writer.stage_event(event(call.call_id, "call.started"))
+    await asyncio.gather(*(writer.durable() for _ in calls))  # five lanes before a request
+    assert appends == 1
+    assert sorted(e.key for e in journal.read() if e.kind == "call") == [c.call_id for c in calls]
+    assert await repo.call("c0") is None  # PostgreSQL has not been written yet
+    assert not writer.settled
+    assert await writer.flush() is True
+    assert writer.settled and (await repo.call("c4")) is not None
+    assert [e.kind for e in await repo.events("c4")] == ["call.started"]
+    assert not journal.path.exists()  # PostgreSQL has everything: emptied
+    await writer.durable()
+    assert appends == 1  # nothing new: no write
 
 
 def test_the_clock_never_goes_back() -> None:

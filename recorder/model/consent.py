@@ -247,4 +247,3 @@ def opt_out(s: Step, prompt: Prompt, digit: str | None, channel_id: str,
         route(decision.route_to)
     else:
         go_on()
-    s.save()

@@ -73,7 +73,6 @@ def apply(s: Step, action: str, by: str, *, channel_id: str | None = None,
         names = [r.name for r in s.call.recordings.values() if r.status in REC_LIVE]
         s.record(kind, channel_id, by=by, recordings=names)
         s.log(kind, channel_id=channel_id, by=by, recordings=names)
-        s.save()
     return status, detail or action
 
 
@@ -109,7 +108,6 @@ def pause_refused(s: Step, failed: cmd.PauseRecording) -> None:
             call.pauses.remove(opened)
     s.log(what, "error", recording=failed.name)
     s.record(what, recording=failed.name)
-    s.save()
 
 
 def _policy_action(s: Step) -> str | None:
@@ -184,7 +182,6 @@ def _tag(s: Step, tag: str | None, by: str) -> tuple[str, str]:
         s.add(cmd.SaveTags(call.call_id, (tag,), by))
         s.record("call.tagged", tag=tag, by=by)
         s.log("call.tagged", tag=tag, by=by)
-        s.save()
     return DONE, "tagged"
 
 

@@ -43,7 +43,6 @@ def path_changed(
         call.joins.append(join)
     if answered_by is not None:
         call.answered_by = answered_by
-    s.save()
     if policy is None:
         return
     was = call.record

@@ -39,7 +39,6 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
         if call.phase == CONNECTING and leg.channel_id == call.callee_channel and leg.waiting:
             leg.waiting = False
             s.add(cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id))
-        s.save()
         return
     if leg is None or leg.state != LEG_NEW:
         return
@@ -52,7 +51,6 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     caller = leg.via or call.caller_channel
     s.add(cmd.DialChannel(call.call_id, leg.channel_id, caller, s.settings.dial_timeout_s))
     s.record("dial.started", leg.channel_id, target=call.target)
-    s.save()
 
 
 def fill_numbers(call: Call, caller_number: str, settings: CallSettings) -> None:
@@ -116,7 +114,6 @@ def dial_leg(
     )
     call.legs[leg_id] = leg
     call.callee_channel = leg_id
-    s.save()  # the leg's id is stored before Asterisk hears of it
     dial_string, args = endpoint(s.settings, call, target), f"dialed,{call.call_id}"
     if s.settings.dial_method == "originate":
         leg.originated = True

@@ -60,7 +60,6 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings,
                 call.bridged_at = s.at
             s.record("call.bridged", channel_id)
             s.log("call.bridged", channel_id=channel_id, recording=call.current_recording)
-        s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -82,7 +81,6 @@ def on_left(state: ModelState, e: ev.Event, settings: CallSettings,
         leg = s.call.legs.get(e.channel.id)
         if leg is not None and e.bridge.id in s.call.all_bridges():
             leave_bridge(s.call, leg, s.at)
-            s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -111,11 +109,9 @@ def on_hold(state: ModelState, e: ev.Event, settings: CallSettings,
             if open_hold is None:
                 leg.holds.append(OnHold(s.at))
                 s.record("leg.hold", leg.channel_id, musicclass=e.musicclass)
-                s.save()
         elif open_hold is not None:  # Asterisk sends a lone Unhold at each transfer: not a hold
             leg.holds[open_hold] = leg.holds[open_hold]._replace(end=s.at)
             s.record("leg.unhold", leg.channel_id)
-            s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -133,12 +129,10 @@ def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings,
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
             if leg.replaced_by is not None:  # a transferer leaving: the call goes on
-                s.save()
                 return
             if leg.role == "callee" and leg.answered_at is None:
                 # Not yet the end: a 302 (cause 23) is followed by Dial CANCEL with `forward`
                 # (trace sip_forward_302_create_dial); the leg's end decides when it goes.
-                s.save()
                 return
             begin_end(s, leg, "normal")
             return
@@ -180,7 +174,6 @@ def refine_unanswered(s: Step, leg: Leg) -> None:
     ):
         return
     leg.outcome = call.outcome = outcome
-    s.save()
 
 
 def leg_gone(s: Step, leg: Leg) -> None:
@@ -194,7 +187,6 @@ def leg_gone(s: Step, leg: Leg) -> None:
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
     if not superseded(s.call, leg):
         begin_end(s, leg, "normal")
-    s.save()
     maybe_finish(s)
 
 
@@ -266,7 +258,6 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
         if other.channel_id != leg.channel_id:  # a leg not yet created answers 404: then gone
             s.add(cmd.Hangup(call.call_id, other.channel_id, reason))
     s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
-    s.save()
 
 
 def maybe_finish(s: Step) -> None:
@@ -313,7 +304,6 @@ def maybe_finish(s: Step) -> None:
             )
         )
     s.record("call.ended", outcome=call.outcome)
-    s.save()
     s.log(
         "call.summary",
         direction=call.direction,

@@ -85,7 +85,6 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
     elif isinstance(failed, cmd.CreateBridge):
         call.outcome = "failed"
         begin_end(s, call.legs[call.caller_channel], "congestion")
-    s.save()
 
 
 def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
@@ -115,7 +114,6 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
         snoop_leg(s, leg)
     else:
         answer_waiting(s, snooped_leg(rec) or "", "FAILED")
-    s.save()
     maybe_finish(s)
     return True
 

@@ -1,7 +1,14 @@
 """Shared pieces of the call model's steps: the per-step collector, call ids, playbacks.
 
 A step copies the one call it changes into a `Step`, which collects the commands (requests,
-saves, event rows, log lines) in order; `for_call` applies it and returns the new state.
+event rows, log lines) in order; `for_call` applies it and returns the new state.
+
+No handler says when the call must be stored: the step compares the call with the one
+persistence last had and, if the step changed it, puts one snapshot of the call as the step
+leaves it (`SaveCall`) before the first request made after a change (what Asterisk is about to
+hear of is stored first), or at the end. A snapshot a few requests ahead of Asterisk is what a
+crash just before those requests leaves too, which recovery handles (every name is stored before
+its request). When and how the snapshot is written is recorder.persistence's business.
 """
 
 from __future__ import annotations
@@ -48,17 +55,23 @@ def make_call_id(at: datetime, asterisk_id: str, channel_id: str) -> str:
 
 @dataclass
 class Step:
-    """Collects the commands of one step for one call."""
+    """Collects the commands of one step for one call. `stored` is the call as persistence last
+    had it (None: never, a call this step creates)."""
 
     call: Call
     at: datetime
     settings: CallSettings
+    stored: Call | None = None
     out: list[cmd.Command] = field(default_factory=list)
-    dirty: bool = False
+    save_at: int | None = None  # where the snapshot goes: before the first request after a change
 
     def add(self, command: cmd.Command) -> None:
-        self.flush()  # what Asterisk is about to hear of is stored first
+        if self.save_at is None and self.changed():
+            self.save_at = len(self.out)  # what Asterisk is about to hear of is stored first
         self.out.append(command)
+
+    def changed(self) -> bool:
+        return self.stored is None or self.call != self.stored
 
     def log(self, event: str, level: str = "info", **fields: Any) -> None:
         self.out.append(cmd.Log(self.call.call_id, event, level, fields))
@@ -81,15 +94,19 @@ class Step:
         )
         self.out.append(cmd.RecordEvent(self.call.call_id, row))
 
-    def save(self) -> None:
-        """Mark the call changed; one snapshot is written before the next request, or at the end."""
-        self.dirty = True
-
     def flush(self) -> None:
-        if self.dirty:
-            self.dirty = False
-            call_row, legs, recs = rows_of(self.call)
-            self.out.append(cmd.SaveCall(self.call.call_id, call_row, legs, recs))
+        """The step's end: its snapshot, if it changed the call, where `add` said."""
+        if self.save_at is None and not self.changed():
+            return
+        self.out.insert(len(self.out) if self.save_at is None else self.save_at,
+                        snapshot(self.call))
+        self.save_at, self.stored = None, self.call
+
+
+def snapshot(call: Call) -> cmd.SaveCall:
+    """The call as persistence stores it (one place that encodes it: recorder.model.persist)."""
+    call_row, legs, recs = rows_of(call)
+    return cmd.SaveCall(call.call_id, call_row, legs, recs)
 
 
 Result = tuple[ModelState, list[cmd.Command]]
@@ -104,7 +121,8 @@ def for_call(
 ) -> Result:
     if call_id is None or call_id not in state.calls:
         return state, []
-    s = Step(state.calls[call_id].copy(), event.timestamp, settings)
+    before = state.calls[call_id]
+    s = Step(before.copy(), event.timestamp, settings, stored=before)
     body(s)
     s.flush()
     return state.with_call(s.call), s.out

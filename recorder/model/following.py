@@ -65,7 +65,6 @@ def add_leg(s: Step, channel: ev.ChannelInfo, state: LegState, number: str | Non
     call.legs[channel.id] = leg
     s.record("leg.found", channel.id, channel=channel.name)
     s.log("leg.found", channel_id=channel.id, channel=channel.name)
-    s.save()
     return leg
 
 
@@ -108,7 +107,6 @@ def mark_answered(s: Step, leg: Leg) -> None:
             # Dial() of a ring group or a queue: the member who answered is the callee now
             path_changed(s, "ring group answer", leg.channel_id, answered_by=member)
             leg.number = member
-    s.save()
 
 
 def endpoint_extension(channel_name: str, pattern: str) -> str | None:
@@ -153,7 +151,6 @@ def hooked_dial(state: ModelState, e: ev.Dial, settings: CallSettings, call_id: 
             leg.outcome = "forwarded" if e.forward else "cancelled"
             if e.forward:  # Dial() follows it through Local/<forward>@<context>
                 leg.forwarded_to = e.forward
-        s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -192,7 +189,6 @@ def hooked_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings
               transferee=transferee)
         if transferee in call.legs and e.result == "Success":
             call.legs[transferee].transferred_to = e.exten
-        s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -218,7 +214,6 @@ def hooked_attended_transfer(state: ModelState, e: ev.BridgeAttendedTransfer,
                   destination=e.destination_type, result=e.result, linked_call=linked)
             if linked is not None and linked not in s.call.linked_calls:
                 s.call.linked_calls.append(linked)
-                s.save()
 
         state, commands = for_call(state, mine, e, settings, body)
         out += commands
@@ -249,7 +244,6 @@ def hooked_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: Call
             s.log("call.bridged", channel_id=channel.id, bridge=e.bridge.id)
         if leg.role != "local":  # a Local half is heard through its partner's bridge
             snoop_leg(s, leg)
-        s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -272,7 +266,6 @@ def hooked_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettin
         leg = s.call.legs.get(e.channel.id)
         if leg is not None and leg.in_bridge and leg.spans and leg.spans[-1].bridge == e.bridge.id:
             leave_bridge(s.call, leg, s.at)
-            s.save()
 
     return for_call(state, call_id, e, settings, body)
 
@@ -306,7 +299,6 @@ def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings
         elif isinstance(e, ev.ChannelHangupRequest):
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
-                s.save()
         elif isinstance(e, ev.ChannelDestroyed):
             leg.hangup_cause = e.cause
             hooked_leg_gone(s, leg)
@@ -345,7 +337,6 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
         for rec in call.live_recordings():  # each snoop dies with its channel; to be sure
             s.add(cmd.StopRecording(call.call_id, rec.name))
         s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
-    s.save()
     maybe_finish(s)
 
 

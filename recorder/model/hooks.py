@@ -176,7 +176,6 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
         answered_at=e.timestamp if ch.state == "Up" else None,
     )
     s = Step(call, e.timestamp, settings)
-    s.save()
     dnid = "".join(c for c in e.dnid if c.isdigit() or c == "+")
     take_path_args(s, ([f"did={dnid}"] if direction == "inbound" and dnid else []) + [
         *e.args[2:]], ch.name)
@@ -217,7 +216,6 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
         reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
         return
     call.hook_sessions[session] = HookSession("record", leg_id)
-    s.save()
 
 
 def record_leg_hook(s: Step, e: HookCalled) -> None:
@@ -261,7 +259,6 @@ def answered_hook(s: Step, e: HookCalled) -> None:
     s.add(cmd.HookReply(call.call_id, e.session, (),
                         ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                         final=False))
-    s.save()
 
 
 def join_prompt(s: Step, leg: Leg) -> Announcement | None:
@@ -315,7 +312,6 @@ def department_hook(s: Step, e: HookCalled) -> None:
         return
     call.department = name
     s.record("call.department", e.channel.id, department=name)
-    s.save()
     reply(s, call.call_id, e.session, "OK", VERBATIM_DETAIL=name)
 
 
@@ -334,7 +330,6 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
             return
         if e.hung_up:
             audit(s, prompt, "interrupted")
-            s.save()
             return
         if e.error is not None:
             # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
@@ -352,7 +347,6 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
             else:
                 start_due(s)
                 reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
-            s.save()
             return
         opt_out(s, prompt, e.digit, leg_id,
                 end=lambda: reply(s, call.call_id, e.session, "HANGUP",

@@ -68,7 +68,6 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         leg.dialstatus = status
     if status in ("RINGING", "PROGRESS") and leg.state in (LEG_NEW, LEG_DIALING):
         leg.state = LEG_RINGING
-        s.save()
     elif status == "ANSWER":
         answered(s, leg)
     elif status in DIAL_FAILURES and leg.join_bridge and call.phase == BRIDGED:
@@ -111,7 +110,6 @@ def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) 
     call.callee_channel = forwarded.id
     s.record("dial.forwarded", leg.channel_id, forward=target, followed_by=forwarded.id)
     s.log("dial.forwarded", channel_id=leg.channel_id, forward=target, followed=True)
-    s.save()
 
 
 def forward(s: Step, leg: Leg, target: str) -> None:
@@ -149,7 +147,6 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings,
         if leg.role == "caller":
             if leg.answered_at is None:
                 leg.answered_at = s.at
-                s.save()
         elif leg.role == "callee":  # an answer whose Dial event was lost still connects
             answered(s, leg)
 
@@ -177,7 +174,6 @@ def answered(s: Step, leg: Leg) -> None:
             start_if_due(s)
         else:  # nothing due: it joins at once
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
-        s.save()
         return
     if call.phase != DIALING or leg.state == LEG_GONE:
         return

@@ -51,4 +51,3 @@ def transition(s: Step, to: Phase) -> None:
         s.log("call.phase_illegal", "error", was=was, to=to)
     call.phase = to
     s.log("call.phase", "debug", was=was, to=to)
-    s.save()

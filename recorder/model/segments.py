@@ -48,7 +48,6 @@ def start_segment(s: Step) -> None:
     )
     call.next_segment += 1
     call.current_recording = name
-    s.save()  # the name is stored before the request: nothing Asterisk writes is nameless
     s.add(cmd.StartRecording(call.call_id, call.bridge_id, name, s.settings.format))
 
 
@@ -88,7 +87,6 @@ def recording_started(s: Step, rec: Recording) -> None:
             # a joining party policy records from now on: it joins once the recording runs
             leg.waiting = False
             s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
-    s.save()
 
 
 def connect_callee(s: Step) -> None:
@@ -141,7 +139,6 @@ def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
         call.current_recording = None
         if call.phase in (RECORDING_PENDING, CONNECTING, BRIDGED):
             replace_segment(s, rec)
-    s.save()
     maybe_finish(s)
 
 
@@ -233,7 +230,6 @@ def on_filed(state: ModelState, e: ev.Event, settings: CallSettings,
             rec.error = e.error
             s.record("recording.missing", recording=rec.name, error=e.error)
             s.log("recording.missing", "error", recording=rec.name, error=e.error)
-        s.save()
         maybe_finish(s)
 
     return for_call(state, call_id, e, settings, body)

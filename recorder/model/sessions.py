@@ -24,4 +24,3 @@ def answer_waiting(s: Step, leg_id: str, status: str) -> None:
         if info.leg == leg_id and info.prompt is None:
             del call.hook_sessions[session]
             reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)
-            s.save()

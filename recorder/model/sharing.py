@@ -60,11 +60,9 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
 def _add(s: Step, bridge_id: str, channel_ids: list[str]) -> None:
     for cid in channel_ids:
         s.call.peers.append(Peer(bridge_id, cid, s.at))
-    s.save()
 
 
 def _close(s: Step, bridge_id: str, channel_id: str) -> None:
     s.call.peers = [p._replace(left=s.at)
                     if p.bridge == bridge_id and p.channel == channel_id and p.left is None else p
                     for p in s.call.peers]
-    s.save()

@@ -67,7 +67,6 @@ def snoop_leg(s: Step, leg: Leg) -> None:
     )
     call.snoops[snoop_id] = name
     leg.recording = name
-    s.save()  # names stored before Asterisk hears them
     s.add(cmd.Snoop(call.call_id, leg.channel_id, snoop_id, f"snoop,{call.call_id}"))
     s.log("recording.snoop", channel_id=leg.channel_id, recording=name, snoop=snoop_id)
 
@@ -81,7 +80,6 @@ def snoop_ready(s: Step, snoop_id: str) -> None:
         close_recording(s, rec, True, "cancelled before it started (stop, refusal or hangup)",
                         snooped_leg(rec))
         answer_waiting(s, snooped_leg(rec) or "", "NOT_RECORDED" if stopped(s) else "FAILED")
-        s.save()
         maybe_finish(s)
     if rec is None or rec.status != REC_REQUESTED:
         s.add(cmd.Hangup(call.call_id, snoop_id))
@@ -105,7 +103,6 @@ def snoop_gone(s: Step, snoop_id: str) -> None:
         return
     if not rec.snoop_left:
         rec.snoop_left = True
-        s.save()
     if rec.status == REC_REQUESTED and rec.started_at is None:
         snoop_ended(s, rec, True, "snoop channel ended before recording")
 
@@ -122,7 +119,6 @@ def snoop_started(s: Step, rec: Recording) -> None:
         s.add(cmd.StopRecording(call.call_id, rec.name))
     elif call.open_pause("pause") is not None:
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))  # started during a pause
-    s.save()
 
 
 def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
@@ -138,7 +134,6 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
         if to_be_recorded(s, leg):
             leg.checking = rec.name
             s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
-    s.save()
     maybe_finish(s)
 
 
@@ -152,7 +147,6 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
         return
     ended = call.recordings.get(leg.checking)
     leg.checking = None
-    s.save()
     if not exists or leg.recording is not None or not to_be_recorded(s, leg):
         return
     name = ended.name if ended is not None else ""
@@ -165,7 +159,6 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
     if old is not None and ended is not None and not ended.snoop_left:
         s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
     snoop_leg(s, leg)
-    s.save()
 
 
 def to_be_recorded(s: Step, leg: Leg) -> bool:

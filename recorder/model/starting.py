@@ -90,7 +90,6 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
         answered_at=e.timestamp if ch.state == "Up" else None,
     )
     s = Step(call, e.timestamp, settings)
-    s.save()
     s.record("call.started", ch.id, direction=direction, target=target)
     s.log("call.started", channel_id=ch.id, direction=direction, target=target)
     if ch.state != "Up":

@@ -69,7 +69,6 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
         s.log("transfer.replaced", channel_id=e.channel.id, replaces=replaced_id)
         if pending is not None:
             attach_target(s, pending[0], pending[1])
-        s.save()
 
     new_state, out = for_call(state, state.by_channel[replaced_id], e, settings, body)
     if pending is not None and base is not None:
@@ -127,7 +126,6 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str, forwarded: bool = F
         return
     bridge_id = f"{call.call_id}-b{len(call.extra_bridges) + 2}"
     call.extra_bridges.append(bridge_id)
-    s.save()
     s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
     s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
     s.record("transfer.dialing", half.id, exten=exten)
@@ -169,7 +167,6 @@ def on_attended_transfer(state: ModelState, e: ev.Event, settings: CallSettings,
                   destination_type=e.destination_type, linked_call=other, result=e.result)
             if other and other not in s.call.linked_calls:
                 s.call.linked_calls.append(other)
-                s.save()
             number = reached.get(mine)
             if number is not None:
                 path_changed(s, "attended transfer", leg,

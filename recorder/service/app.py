@@ -25,6 +25,7 @@ from recorder.journal import Journal
 from recorder.model.settings import CallSettings
 from recorder.persistence import Writer
 from recorder.policy import load_policy, numbering_from
+from recorder.policy.jurisdiction import load_geocoder
 from recorder.recovery import SpoolSweeper
 from recorder.service.metrics import Monitor, disk_watch
 from recorder.storage.archive import Archive
@@ -122,6 +123,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
             writer = Writer(repo, journal=Journal(config.storage.journal,
                                                   config.storage.journal_max_mb * 1024 * 1024))
             await writer.replay()
+            await asyncio.to_thread(load_geocoder)  # policy asks where callers are
             watch = disk_watch(config)
             daemon = Daemon(
                 client=client,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from recorder.ari import events as ev
+from recorder.model import commands as cmd
+from recorder.model import snapshot
+from recorder.model.state import ModelState
 
 T0 = datetime(2026, 11, 25, 15, 0, 0, tzinfo=UTC)
 AST = "00:11:22:33:44:55"
@@ -90,3 +95,25 @@ def left(t: float, bridge_id: str, channel_id: str) -> ev.ChannelLeftBridge:
 
 def bridge_destroyed(t: float, bridge_id: str) -> ev.BridgeDestroyed:
     return ev.BridgeDestroyed(timestamp=at(t), asterisk_id=AST, bridge=ev.BridgeInfo(bridge_id))
+
+
+class Persisted:
+    """What the model handed persistence (its `SaveCall`s), call by call, as the database would
+    hold it. `check` after every step: what was stored gives back each call's state exactly, so
+    no change of a call is left unstored (a crash would lose it)."""
+
+    def __init__(self, adopted: ModelState | None = None) -> None:
+        """`adopted`: calls a test starts from, as stored (a restarted daemon's)."""
+        self.snapshots: dict[str, dict[str, Any]] = {
+            call_id: json.loads(json.dumps(snapshot.encode(call)))
+            for call_id, call in (adopted.calls.items() if adopted else ())}
+
+    def check(self, state: ModelState, out: list[cmd.Command]) -> None:
+        for c in out:
+            if isinstance(c, cmd.SaveCall):
+                assert c.call.state is not None, f"{c.call_id}: a snapshot without its state"
+                self.snapshots[c.call_id] = json.loads(json.dumps(c.call.state))
+        for call_id, call in state.calls.items():
+            stored = self.snapshots.get(call_id)
+            assert stored is not None, f"{call_id}: never stored"
+            assert snapshot.decode(stored) == call, f"{call_id}: what was stored is behind"

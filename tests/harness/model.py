@@ -34,6 +34,7 @@ class Run:
         self.settings = settings
         self.commands: list[cmd.Command] = []
         self.last: list[cmd.Command] = []
+        self.persisted = b.Persisted(self.state)
 
     def feed(self, event: ev.Event) -> list[cmd.Command]:
         """One step of the reducer; its commands (also kept in `commands`)."""
@@ -53,7 +54,9 @@ class Run:
         return self._stepped(*reconcile(self.state, snap, self.settings, now))
 
     def _stepped(self, state: ModelState, out: list[cmd.Command]) -> list[cmd.Command]:
-        """Every step of every model test ends here, with what the model returned."""
+        """Every step of every model test ends here, with what the model returned; what it
+        gave persistence must give back every call's state (`Persisted`)."""
+        self.persisted.check(state, out)
         self.state, self.last = state, out
         self.commands.extend(out)
         return out
