@@ -1,4 +1,5 @@
-"""recorder.hookserver over real TCP: an AGI session becomes model inputs, and replies go back.
+"""recorder.service.hookserver over real TCP: an AGI session becomes model inputs, and
+replies go back.
 
 The test plays both Asterisk (FakeAsterisk, from the FastAGI server tests) and the call model
 (reading the broker's events and delivering HookReply commands).
@@ -15,9 +16,9 @@ from structlog.testing import capture_logs
 
 from recorder.agi import AgiServer
 from recorder.ari.events import Event
-from recorder.hookserver import HookBroker
 from recorder.model.commands import HookReply
 from recorder.model.inputs import HookCalled, HookPrompted
+from recorder.service.hookserver import HookBroker
 from tests.harness.agi import UNIQUEID, FakeAsterisk
 
 

@@ -13,10 +13,10 @@ from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
 from recorder.db.rows import EventRow, GapRow
-from recorder.journal import Entry, Journal, decode, encode
 from recorder.model.commands import SaveCall
-from recorder.persistence import Writer
 from recorder.policy.audit import ConsentRow
+from recorder.service.journal import Entry, Journal, decode, encode
+from recorder.service.writer import Writer
 from tests.harness.rows import T0, call_row, leg_row, rec_row
 
 STATE_WITH_MARKERS = {"started_at": {"$dt": "2026-11-25T19:14:25+00:00"}, "legs": {}}

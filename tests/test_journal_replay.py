@@ -9,9 +9,9 @@ from typing import Any
 
 from recorder.db.repository import Repository
 from recorder.db.rows import EventRow
-from recorder.journal import Journal
 from recorder.model.commands import SaveCall
-from recorder.persistence import Writer
+from recorder.service.journal import Journal
+from recorder.service.writer import Writer
 from tests.harness.rows import T0, call_row
 
 
@@ -75,7 +75,7 @@ async def test_a_replay_after_recovery_writes_an_older_snapshot_over_a_newer_one
 
 async def test_journal_full_re_encodes_the_whole_backlog_at_every_flush(tmp_path: Path,
                                                                         repo: Repository) -> None:
-    import recorder.journal as jmod
+    import recorder.service.journal as jmod
 
     flaky = Flaky(repo)
     flaky.down = True

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import EventRow
-from recorder.journal import Journal
 from recorder.model.commands import SaveCall
-from recorder.persistence import Writer
+from recorder.service.daemon import AsteriskClock
+from recorder.service.journal import Journal
+from recorder.service.writer import Writer
 from tests.harness.rows import T0, call_row
 
 

@@ -178,9 +178,9 @@ class StorageConfig:
     # How often the spool is swept for files no call of the daemon's holds: the dialplan
     # fallback's (hook mode also imports each one soon after its channel is destroyed).
     spool_sweep_s: float = 15.0
-    # The write-ahead journal of rows PostgreSQL has not taken (recorder.journal): local disk,
-    # owner-only. None: beside the archive, <archive_dir>.journal (not in it: the archive holds
-    # recordings only).
+    # The write-ahead journal of rows PostgreSQL has not taken (recorder.service.journal):
+    # local disk, owner-only. None: beside the archive, <archive_dir>.journal (not in it: the
+    # archive holds recordings only).
     journal_dir: Path | None = None
     journal_max_mb: int = 256
     # "local": recordings stay in archive_dir. "s3": filed there first, then uploaded to s3's

@@ -8,7 +8,7 @@ persistence last had and, if the step changed it, puts one snapshot of the call 
 leaves it (`SaveCall`) before the first request made after a change (what Asterisk is about to
 hear of is stored first), or at the end. A snapshot a few requests ahead of Asterisk is what a
 crash just before those requests leaves too, which recovery handles (every name is stored before
-its request). When and how the snapshot is written is recorder.persistence's business.
+its request). When and how the snapshot is written is recorder.service.writer's business.
 """
 
 from __future__ import annotations

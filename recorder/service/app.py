@@ -16,18 +16,18 @@ from recorder.ari.client import AriClient
 from recorder.ari.connection import EventStream
 from recorder.ari.events import Event
 from recorder.config import Config
-from recorder.daemon import Daemon
 from recorder.db.connect import connect_database
 from recorder.db.controls import ControlQueue
 from recorder.db.migrate import pending_migrations
 from recorder.db.repository import Repository
-from recorder.journal import Journal
 from recorder.model.settings import CallSettings
-from recorder.persistence import Writer
 from recorder.policy import load_policy, numbering_from
 from recorder.policy.jurisdiction import load_geocoder
-from recorder.recovery import SpoolSweeper
+from recorder.service.daemon import Daemon
+from recorder.service.journal import Journal
 from recorder.service.metrics import Monitor, disk_watch
+from recorder.service.recovery import SpoolSweeper
+from recorder.service.writer import Writer
 from recorder.storage.archive import Archive
 from recorder.storage.crypt import CryptError
 from recorder.storage.keys import RecordingKeys, check_keyring, open_keyring

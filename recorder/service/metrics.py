@@ -36,9 +36,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from recorder.agi import AgiServer
 from recorder.config import Config
-from recorder.daemon import Daemon
 from recorder.db.repository import Repository
 from recorder.model.state import REC_LIVE
+from recorder.service.daemon import Daemon
 from recorder.storage.upload import UploadStatus
 from recorder.storage.watermarks import LEVELS, DiskState, DiskWatch
 

@@ -32,12 +32,12 @@ from recorder.config import (
     Secret,
     StorageConfig,
 )
-from recorder.daemon import AsteriskClock
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 from recorder.service.app import Running, build
+from recorder.service.daemon import AsteriskClock
 
 PASSWORD = "test-ari-secret"
 

@@ -15,7 +15,7 @@ What happens to a call in flight when a part fails:
   difference into the event it missed (a hangup, an answer, a finished recording → new segment).
 - PostgreSQL down: calls go on and are recorded; writes wait in memory (the newest snapshot of
   each call, and every event row) and in the write-ahead journal, and are retried every few
-  seconds (recorder.persistence).
+  seconds (recorder.service.writer).
 - The daemon crashes: each call's model state, as of its last change, is journaled before
   Asterisk hears of anything it names (and reaches its row in PostgreSQL in the background); at
   start the journal is replayed, and the daemon adopts open calls of this Asterisk server and
@@ -52,7 +52,6 @@ from recorder.ari.events import (
     parse_channel,
 )
 from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
-from recorder.hookserver import HookBroker
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
@@ -75,8 +74,9 @@ from recorder.model.reconcile import (
 from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
 from recorder.model.state import RECORDING_PENDING, ModelState
-from recorder.persistence import Writer
-from recorder.recovery import SpoolSweeper
+from recorder.service.hookserver import HookBroker
+from recorder.service.recovery import SpoolSweeper
+from recorder.service.writer import Writer
 from recorder.storage.archive import Archive, ArchiveFull
 
 log = structlog.get_logger("verbatim.daemon")
@@ -152,7 +152,7 @@ class Daemon:
         self._drained.set()
         self.idle = asyncio.Event()  # set whenever the queue is drained (tests wait on it)
         self.clock = AsteriskClock()
-        # FastAGI sessions (hook mode) in, their answers out: see recorder.hookserver.
+        # FastAGI sessions (hook mode) in, their answers out: see recorder.service.hookserver.
         self.hooks = HookBroker(self.queue.put, lambda: self.clock.now(),
                                 lambda: self.asterisk_id, hook_timeout_s,
                                 ready=self.ready.is_set)

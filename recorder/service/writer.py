@@ -3,9 +3,10 @@
 The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
 kept until it is written; event rows are kept in order. Two rules:
 - What a restarted daemon needs (the newest snapshots, and every row staged so far) is durable
-  before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal on
-  local disk (recorder.journal) and fsync'd, once for every lane waiting at that moment (group
-  commit); without a journal, or when it cannot be written, written to PostgreSQL instead.
+  before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal
+  on local disk (recorder.service.journal) and fsync'd, once for every lane waiting at that
+  moment (group commit); without a journal, or when it cannot be written, written to
+  PostgreSQL instead.
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
@@ -30,9 +31,9 @@ import structlog
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, GapRow
-from recorder.journal import Entry, Journal
 from recorder.model.commands import SaveCall
 from recorder.policy import add_consent_rows
+from recorder.service.journal import Entry, Journal
 
 log = structlog.get_logger("verbatim.db")
 
@@ -72,7 +73,7 @@ def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
 
 class Writer:
     """Rows for PostgreSQL, written in batches; while it is away, kept in memory and in the
-    journal (recorder.journal) so a crash during the outage loses none of them."""
+    journal (recorder.service.journal) so a crash during the outage loses none of them."""
 
     def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0,
                  journal: Journal | None = None, linger_s: float = 0.2):

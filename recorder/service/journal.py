@@ -1,7 +1,7 @@
 """The daemon's write-ahead journal: rows PostgreSQL has not taken yet, on local disk.
 
 Every row the call model produced is appended here and fsync'd before Asterisk hears of anything
-it names (recorder.persistence), and waits in memory until PostgreSQL takes it, in the background
+it names (recorder.service.writer), and waits in memory until PostgreSQL takes it, in the background
 (or, while PostgreSQL is away, when it is back). A daemon killed (kill -9, OOM, power cut)
 replays the journal at its next start: the calls it was recording are adopted from their newest
 snapshots, never taken for new calls, and every row reaches PostgreSQL once (rows carry the key
