@@ -45,15 +45,21 @@ rules:
 SCENARIOS = ("transferred", "restarted", "paused", "hook", "opted_out", "policy")
 
 
+async def _hang_up(st: Stack, caller_id: str) -> None:
+    """The caller hangs up; the daemon reacts at once, as against a real Asterisk, then time
+    goes on for the recordings to close."""
+    st.sim.hangup(caller_id)
+    await st.settle()
+    await st.advance(0.5)
+
+
 async def _transferred(st: Stack) -> None:
     caller_id, call_id = await bridged_call(st)
     await st.advance(3.0)
     st.sim.blind_transfer(dialled(st.sim, call_id), "300")
     await st.settle()
     await st.advance(5.0)
-    st.sim.hangup(caller_id)
-    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
-    await st.advance(0.5)
+    await _hang_up(st, caller_id)
 
 
 async def _restarted(st: Stack) -> None:
@@ -62,9 +68,7 @@ async def _restarted(st: Stack) -> None:
     st.sim.fail_recording(recordings(st.sim)[-1], cause="disk full")  # this call's, the latest
     await st.settle()
     await st.advance(3.0)
-    st.sim.hangup(caller_id)
-    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
-    await st.advance(0.5)
+    await _hang_up(st, caller_id)
 
 
 async def _paused(st: Stack) -> None:
@@ -74,9 +78,7 @@ async def _paused(st: Stack) -> None:
     await st.advance(3.0)
     await control_by_dtmf(st, dialled(st.sim, call_id), "*2")
     await st.advance(2.0)
-    st.sim.hangup(caller_id)
-    await st.settle()  # the daemon reacts at once, as against a real Asterisk; then time goes on
-    await st.advance(0.5)
+    await _hang_up(st, caller_id)
 
 
 async def _hook(st: Stack) -> None:
