@@ -18,6 +18,7 @@ import pytest
 
 from recorder.api.routes import DEPS
 from recorder.api.users import UserStore
+from recorder.common.background import beside
 from recorder.db.controls import ControlQueue
 from recorder.db.rows import CallRow
 from tests.harness.api_world import AST, T0, World, world_fixture  # noqa: F401 (fixture)
@@ -64,13 +65,10 @@ async def daemon(w: World, decide: Decide = _default_decision) -> AsyncIterator[
                 await asyncio.wait_for(woken.wait(), 2)
             woken.clear()
 
-    task = asyncio.create_task(run())
     try:
-        yield
+        async with beside(run(), "controls daemon"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await queue.unlisten(listener)
 
 
