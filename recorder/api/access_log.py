@@ -27,7 +27,7 @@ from recorder.api.errors import UNAVAILABLE, ApiError
 
 log = structlog.get_logger(__name__)
 
-ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control", "hold")
+ACCESS_ACTIONS: Final = ("search", "view", "play", "download", "access_log", "control", "hold")
 PARAMETERS: Final = ("from", "to", "user", "call_id", "action", "limit", "cursor")
 _COLS = (
     "id, at, user_name, role, via, action, call_id, asterisk_id, recording_name, detail, "
@@ -73,7 +73,7 @@ def parse_access_query(query: p.Query) -> AccessQuery:
         stop=stop,
         user=p.text(query, "user", 64),
         call_id=p.text(query, "call_id", 128),
-        action=p.choice(query, "action", ACTIONS),
+        action=p.choice(query, "action", ACCESS_ACTIONS),
         limit=p.limit(query),
         after=None if cursor is None else (cursor[0], cursor[1]),
     )

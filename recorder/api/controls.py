@@ -29,7 +29,7 @@ from recorder.api.errors import ApiError, invalid, not_found
 from recorder.api.scope import Params, call_scope
 from recorder.api.serialize import call_url, json_ok
 from recorder.db.controls import (
-    ACTIONS,
+    CONTROL_ACTIONS,
     STATE_COLUMNS,
     CallEnded,
     CallNotFound,
@@ -57,9 +57,9 @@ def parse_control(raw: bytes) -> ControlAsk:
     body = json_object(raw, FIELDS, shape)
     action = body.get("action")
     if action is None:
-        raise invalid("action", f"required: one of {', '.join(ACTIONS)}")
-    if not isinstance(action, str) or action not in ACTIONS:
-        raise invalid("action", f"must be one of {', '.join(ACTIONS)}", action)
+        raise invalid("action", f"required: one of {', '.join(CONTROL_ACTIONS)}")
+    if not isinstance(action, str) or action not in CONTROL_ACTIONS:
+        raise invalid("action", f"must be one of {', '.join(CONTROL_ACTIONS)}", action)
     tag = body.get("tag")
     if tag is not None and not isinstance(tag, str):
         raise invalid("tag", "must be a string", tag)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from recorder.api.access_log import ACTIONS
+from recorder.api.access_log import ACCESS_ACTIONS
 from recorder.api.controls import MAX_BODY
 from recorder.api.params import MAX_LIMIT
 from recorder.api.search import MAX_DURATION_S, ORDERS
@@ -132,11 +132,9 @@ _RECORDING = {
 }  # fmt: skip
 _EVENT = {"id": {"type": "integer"}, "at": _TIME, "kind": _S, "channel_id": _NS,
           "recording_name": _NS, "detail": {"type": "object"}}  # fmt: skip
-# 'control' (requests and reads of in-call controls) is written since migration 0005.
-_ACCESS_ACTIONS = [*ACTIONS, *(["control"] if "control" not in ACTIONS else [])]
 _ACCESS = {
     "id": {"type": "integer"}, "at": _TIME, "user_name": _S, "role": _S, "via": _S,
-    "action": {"type": "string", "enum": _ACCESS_ACTIONS}, "call_id": _NS, "asterisk_id": _NS,
+    "action": {"type": "string", "enum": list(ACCESS_ACTIONS)}, "call_id": _NS, "asterisk_id": _NS,
     "recording_name": _NS, "detail": {"type": "object"}, "remote": _NS, "user_agent": _NS,
 }  # fmt: skip
 
@@ -144,7 +142,7 @@ _CONTROL_ASK = {
     "type": "object",
     "required": ["action"],
     "properties": {
-        "action": {"type": "string", "enum": list(controls.ACTIONS),
+        "action": {"type": "string", "enum": list(controls.CONTROL_ACTIONS),
                    "description": "pause/resume the recording, start/stop recording the call, "
                    "or tag the call"},
         "tag": {"type": "string", "minLength": 1, "maxLength": MAX_TAG,
@@ -160,7 +158,7 @@ _CONTROL_RESULT = {
     "detail": _NS, "url": _S,
 }  # fmt: skip
 _CONTROL = _CONTROL_RESULT | {
-    "call_id": _S, "action": {"type": "string", "enum": list(controls.ACTIONS)}, "tag": _NS,
+    "call_id": _S, "action": {"type": "string", "enum": list(controls.CONTROL_ACTIONS)}, "tag": _NS,
     "requested_by": _S, "requested_at": _TIME, "taken_at": _NTIME, "handled_at": _NTIME,
     "call_url": _S,
 }  # fmt: skip
@@ -332,7 +330,8 @@ def openapi_document() -> dict[str, Any]:
                     _q("from", "at or after", _DATE), _q("to", "before", _DATE),
                     _q("user", "user name", {"type": "string", "maxLength": 64}),
                     _q("call_id", "call id", {"type": "string", "maxLength": 128}),
-                    _q("action", "kind of access", {"type": "string", "enum": list(ACTIONS)}),
+                    _q("action", "kind of access",
+                       {"type": "string", "enum": list(ACCESS_ACTIONS)}),
                     _LIMIT, _CURSOR,
                 ],
                 "responses": {"200": _ok("AccessPage", "Newest first"),

@@ -33,7 +33,7 @@ import structlog
 from recorder.common.tags import normal_tag, tag_problem
 
 # The queue takes the call model's control actions (its one list; 0005_controls.sql checks it).
-from recorder.model.controls import ACTIONS as ACTIONS
+from recorder.model.controls import CONTROL_ACTIONS as CONTROL_ACTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class ControlRequest:
 
     id: int
     call_id: str
-    action: str  # one of ACTIONS
+    action: str  # one of CONTROL_ACTIONS
     tag: str | None  # set exactly when action == "tag"
     requested_by: str
     requested_at: datetime
@@ -116,8 +116,8 @@ STATE_COLUMNS: Final = (
 
 def check_control(action: str, tag: str | None) -> None:
     """Raise InvalidControl unless (action, tag) is a request the table accepts."""
-    if action not in ACTIONS:
-        raise InvalidControl("action", f"must be one of {', '.join(ACTIONS)}")
+    if action not in CONTROL_ACTIONS:
+        raise InvalidControl("action", f"must be one of {', '.join(CONTROL_ACTIONS)}")
     if action == "tag":
         if tag is None:
             raise InvalidControl("tag", "required with action tag")

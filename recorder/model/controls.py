@@ -32,7 +32,7 @@ from recorder.model.state import BRIDGED, ENDED, ENDING, FOLLOWING, LEG_GONE, RE
 from recorder.policy import Party, announcements_at_start, announcements_on_start
 
 MAX_CODE = 4  # digits kept per channel to match a control code
-ACTIONS = ("pause", "resume", "start", "stop", "tag")
+CONTROL_ACTIONS = ("pause", "resume", "start", "stop", "tag")
 
 DONE, REJECTED = "done", "rejected"
 # Event rows and log lines (the interval's ends, as stored and grepped).
@@ -50,7 +50,7 @@ def control_digit(s: Step, e: ev.ChannelDtmfReceived) -> None:
     typed = (call.dtmf.get(leg.channel_id, "") + e.digit)[-MAX_CODE:]
     call.dtmf[leg.channel_id] = typed
     for action, code in codes.items():
-        if code and typed.endswith(code) and action in ACTIONS:
+        if code and typed.endswith(code) and action in CONTROL_ACTIONS:
             call.dtmf[leg.channel_id] = ""
             apply(s, action, "dtmf", channel_id=leg.channel_id)
             return
@@ -64,7 +64,7 @@ def apply(s: Step, action: str, by: str, *, channel_id: str | None = None,
         return REJECTED, "the call has ended"
     if action == "tag":
         return _tag(s, tag, by)
-    if action not in ACTIONS:
+    if action not in CONTROL_ACTIONS:
         return REJECTED, f"unknown control {action!r}"
     status, detail = {"pause": _pause, "resume": _resume, "stop": _stop, "start": _start}[
         action](s)

@@ -41,7 +41,7 @@ from recorder.model.consent import (
     present_parties,
 )
 from recorder.model.controls import (
-    ACTIONS,
+    CONTROL_ACTIONS,
     DONE,
     apply,
 )
@@ -72,7 +72,7 @@ from recorder.policy import (
     announcements_on_answer,
 )
 
-HOOKS = ("record", "answered", "tag", "department", "policy", *ACTIONS)
+HOOKS = ("record", "answered", "tag", "department", "policy", *CONTROL_ACTIONS)
 
 
 def _refuse(session: str, channel_id: str, why: str) -> list[cmd.Command]:

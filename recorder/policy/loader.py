@@ -22,10 +22,10 @@ from recorder.config._reader import Invalid, Section, kind, line_of, parse_yaml,
 from recorder.config.model import CallsConfig, ConfigError
 from recorder.policy import _fields as f
 from recorder.policy.model import (
-    ACTIONS,
     AFTER_OPT_OUT,
     MODES,
     POINTS,
+    RULE_ACTIONS,
     VIAS,
     Action,
     Announcements,
@@ -160,7 +160,7 @@ def _rules(root: Section, zone: str) -> tuple[Rule, ...]:
             raise s.error(
                 None, "required key 'action' is missing (force, yes, dontcare, no, never)"
             )
-        action: Action = f.choice(s, "action", ACTIONS, "dontcare")
+        action: Action = f.choice(s, "action", RULE_ACTIONS, "dontcare")
         match = _match(s.section("match", KEYS["match"]), zone)
         rules.append(Rule(name, _point(s, match), action, match, _retention(s), line))
     return tuple(rules)

@@ -19,7 +19,7 @@ from recorder.config.model import ConfigError
 from recorder.policy.states import DEFAULT_ALL_PARTY_STATES
 
 Action = Literal["force", "yes", "dontcare", "no", "never"]
-ACTIONS: Final[tuple[Action, ...]] = ("force", "yes", "dontcare", "no", "never")
+RULE_ACTIONS: Final[tuple[Action, ...]] = ("force", "yes", "dontcare", "no", "never")
 Mode = Literal["all-party", "one-party"]
 MODES: Final[tuple[Mode, ...]] = ("all-party", "one-party")
 # The points of a call's path, in the order they are evaluated.

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict
 
-from recorder.api.access_log import ACTIONS, parse_access_query
+from recorder.api.access_log import ACCESS_ACTIONS, parse_access_query
 from recorder.api.auth import (
     Permission,
     Principal,
@@ -304,7 +304,7 @@ async def access_log_page(request: web.Request) -> web.StreamResponse:
     query_values = dict(values)
     if "cursor" in request.query:
         query_values["cursor"] = request.query["cursor"]
-    form = render.access_form(values, ACTIONS)
+    form = render.access_form(values, ACCESS_ACTIONS)
     try:
         query = parse_access_query(MultiDict(query_values))
     except ApiError as err:
