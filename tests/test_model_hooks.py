@@ -107,7 +107,7 @@ def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
     run.feed(filed(12.1, s2, 3180))
     out = run.feed(filed(12.1, s3, 4980))
     assert not run.state.calls  # ended
-    (save,) = [c for c in run.of(cmd.SaveCall, out)]
+    (save,) = run.saved(out)
     legs = {leg.channel_id: leg for leg in save.legs}
     assert legs[A].talked_ms == 8000 and legs[A].covered_ms == 8000
     assert legs[B].talked_ms == 3000 and legs[B].covered_ms == 3000
@@ -596,7 +596,7 @@ def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
     last: list[cmd.Command] = []
     for target, name in names.items():
         last = run.feed(filed(9.1, name, ms[target]))
-    (save,) = run.of(cmd.SaveCall, last)
+    (save,) = run.saved(last)
     legs = {leg.channel_id: leg for leg in save.legs}
     assert legs[phone].talked_ms == 7000 and legs[phone].covered_ms == 7000
     assert legs[A].talked_ms == 7000 and legs[A].covered_ms == 7000

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from recorder.db.mapping import call_rows
 from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.coverage import leg_spans
@@ -104,7 +105,7 @@ def test_a_stasis_call_in_flight_is_adopted_from_an_old_snapshot_and_ends() -> N
                                             sha256="0" * 64, bytes=16, duration_ms=13_000),
                       SETTINGS)
     assert not state.calls
-    final = [c for c in out if isinstance(c, cmd.SaveCall)][-1]
+    final = call_rows([c for c in out if isinstance(c, cmd.SaveCall)][-1].call)
     assert final.call.status == "ended" and final.call.outcome == "answered"
     assert final.call.state is not None and decode(final.call.state).phase == "ended"
 
@@ -141,7 +142,7 @@ def test_a_hooked_call_is_adopted_from_an_old_snapshot_and_its_proof_is_whole() 
         feed(RecordingFiled(timestamp=at(9), name=name, path=f"/a/{name}", sha256="0" * 64,
                             bytes=16, duration_ms=7000))
     assert not state.calls
-    final = [c for c in out if isinstance(c, cmd.SaveCall)][-1].call
+    final = call_rows([c for c in out if isinstance(c, cmd.SaveCall)][-1].call).call
     assert final.status == "ended" and final.state is not None
     proofs = leg_spans(decode(json.loads(json.dumps(final.state))))
     for leg in (CALLER, CALLEE):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from recorder.ari import events as ev
-from recorder.db.rows import GapRow
 from recorder.model import commands as cmd
 from recorder.model.consent import audit
 from recorder.model.coverage import coverage
@@ -292,17 +291,7 @@ def maybe_finish(s: Step) -> None:
             reason=gap.reason,
         )
     if proof.gaps:
-        s.add(
-            cmd.SaveGaps(
-                call.call_id,
-                tuple(
-                    GapRow(
-                        call.call_id, call.asterisk_id, g.channel_id, g.start, g.end, g.ms, g.reason
-                    )
-                    for g in proof.gaps
-                ),
-            )
-        )
+        s.add(cmd.SaveGaps(call.call_id, call.asterisk_id, tuple(proof.gaps)))
     s.record("call.ended", outcome=call.outcome)
     s.log(
         "call.summary",

@@ -1,7 +1,7 @@
 """Shared pieces of the call model's steps: the per-step collector, call ids, playbacks.
 
 A step copies the one call it changes into a `Step`, which collects the commands (requests,
-event rows, log lines) in order; `for_call` applies it and returns the new state.
+events, log lines) in order; `for_call` applies it and returns the new state.
 
 No handler says when the call must be stored: the step compares the call with the one
 persistence last had and, if the step changed it, puts one snapshot of the call as the step
@@ -21,8 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.db.mapping import rows_of
-from recorder.db.rows import EventRow
 from recorder.model import commands as cmd
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
@@ -83,16 +81,9 @@ class Step:
         recording: str | None = None,
         **detail: Any,
     ) -> None:
-        row = EventRow(
-            call_id=self.call.call_id,
-            asterisk_id=self.call.asterisk_id,
-            at=self.at,
-            kind=kind,
-            channel_id=channel_id,
-            recording_name=recording,
-            detail=detail,
-        )
-        self.out.append(cmd.RecordEvent(self.call.call_id, row))
+        event = cmd.CallEvent(self.call.call_id, self.call.asterisk_id, self.at, kind, channel_id,
+                              recording, detail)
+        self.out.append(cmd.RecordEvent(self.call.call_id, event))
 
     def flush(self) -> None:
         """The step's end: its snapshot, if it changed the call, where `add` said."""
@@ -104,9 +95,8 @@ class Step:
 
 
 def snapshot(call: Call) -> cmd.SaveCall:
-    """The call as persistence stores it (one place that encodes it: recorder.model.persist)."""
-    call_row, legs, recs = rows_of(call)
-    return cmd.SaveCall(call.call_id, call_row, legs, recs)
+    """The call as persistence stores it (its rows: recorder.db.mapping)."""
+    return cmd.SaveCall(call.call_id, call)
 
 
 Result = tuple[ModelState, list[cmd.Command]]
