@@ -284,7 +284,7 @@ def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:
     assert not run.of(cmd.Hangup) and run.call.phase == "dialing"
     second = creates[1].channel_id
     assert run.call.legs[first].outcome == "forwarded"
-    assert run.call.legs[second].forwarded_from == first
+    assert run.call.legs[second].stasis.forwarded_from == first
     run.feed(b.stasis_start(3.06, b.chan(second, "Down"), "dialed", call_id))
     run.feed(b.dial(5, second, "ANSWER"))
     assert len(run.of(cmd.StartRecording)) == 1

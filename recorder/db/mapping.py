@@ -17,7 +17,8 @@ def final_snapshot(call: Call) -> dict[str, Any]:
     proof's intervals from it); never adopted again. The digits its parties keyed are not kept:
     a card number may have been typed."""
     data = encode(call)
-    data.update(dtmf={}, prompts={}, hook_sessions={})
+    data.update(dtmf={}, prompts={})
+    data["hook"]["sessions"] = {}
     return data
 
 

@@ -122,8 +122,8 @@ def play(s: Step, channel_id: str, kind: str, media: str) -> None:
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1
-    call.playback_id = playback_id
-    call.playback_kind = kind
+    call.stasis.playback_id = playback_id
+    call.stasis.playback_kind = kind
     s.add(cmd.Play(call.call_id, channel_id, playback_id, media))
 
 
@@ -131,9 +131,9 @@ def stop_recordings(s: Step) -> None:
     """Stop every live recording of the call, in either mode, as a deliberate stop (an in-call
     control, an opt-out, policy): none of their ends is a gap to replace, and no snoop is kept."""
     call = s.call
-    call.current_recording = None  # Stasis mode: its end is not a gap to replace
+    call.stasis.current_recording = None  # Stasis mode: its end is not a gap to replace
     for leg in call.legs.values():
-        leg.recording = None  # hook mode: likewise for each leg's snoop
+        leg.hook.recording = None  # hook mode: likewise for each leg's snoop
     for rec in call.live_recordings():
         s.add(cmd.StopRecording(call.call_id, rec.name))
         snoop = call.snoop_of(rec.name)

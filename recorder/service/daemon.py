@@ -293,7 +293,7 @@ class Daemon:
                 continue
             try:
                 call = snapshot.decode(row.state)
-                call.hook_sessions = {}  # the AGI sessions of the previous run are gone
+                call.hook.sessions = {}  # the AGI sessions of the previous run are gone
             except (TypeError, ValueError, KeyError) as exc:
                 log.error("call.adopt_failed", call_id=row.call_id, error=str(exc))
                 await self.writer.close_orphan(row)
