@@ -174,7 +174,7 @@ async def test_a_snoop_that_ends_while_its_leg_lives_is_a_gap_replaced_at_once(
         caller, call_id = await start_hooked(st)
         await st.advance(1.0 + PROMPT_S + 1.0)
         callee = channel(st, "PJSIP/201")
-        first = st.daemon.state.calls[call_id].legs[callee.id].recording
+        first = st.daemon.state.calls[call_id].legs[callee.id].hook.recording
         with capture_logs() as logs:
             if how == "finished":
                 st.sim.finish_recording(first)
@@ -182,8 +182,8 @@ async def test_a_snoop_that_ends_while_its_leg_lives_is_a_gap_replaced_at_once(
                 st.sim.fail_recording(first, cause="disk full")
             await st.settle()  # no virtual time passes: replaced at once
         leg = st.daemon.state.calls[call_id].legs[callee.id]
-        assert leg.recording not in (None, first)
-        assert st.sim.recordings[leg.recording].state == "recording"
+        assert leg.hook.recording not in (None, first)
+        assert st.sim.recordings[leg.hook.recording].state == "recording"
         gap_lines = [e for e in logs if e["event"] == "recording.gap"]
         assert [(e["log_level"], e["recording"]) for e in gap_lines] == [("warning", first)]
         old_snoop = next(c for c in st.sim.channels.values()

@@ -220,7 +220,7 @@ async def test_a_transfer_while_the_daemon_is_away_is_followed_after_it_reconnec
         await st.settle()
         call = only_call(st)
         assert target.id in call.legs and call.legs[callee.id].state == "gone"
-        assert call.legs[target.id].recording is not None  # found, and snooped
+        assert call.legs[target.id].hook.recording is not None  # found, and snooped
         await st.advance(2.0)
         row, legs, recs, _ = await st.hang_up(caller.id, call_id)
         assert (row.status, row.outcome) == ("ended", "answered")

@@ -12,8 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
-from recorder.db.rows import EventRow, GapRow
-from recorder.model.commands import SaveCall
+from recorder.db.rows import CallRows, EventRow, GapRow
 from recorder.policy.audit import ConsentRow
 from recorder.service.journal import Entry, Journal, decode, encode
 from recorder.service.writer import Writer
@@ -34,7 +33,7 @@ def consent() -> ConsentRow:
 
 
 ENTRIES: list[Entry] = [
-    Entry("call", "c1", SaveCall("c1", call_row("c1", state=STATE_WITH_MARKERS),
+    Entry("call", "c1", CallRows("c1", call_row("c1", state=STATE_WITH_MARKERS),
                                  (leg_row("a", "c1"),), (rec_row("c1-s1", call_id="c1"),))),
     Entry("event", "k1", EventRow("c1", "pbx1", T0, "call.started", "a", None,
                                   {"since": T0.isoformat(), "n": [1, None]})),
@@ -48,6 +47,25 @@ ENTRIES: list[Entry] = [
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.kind for e in ENTRIES])
 def test_each_kind_of_row_round_trips_exactly(entry: Entry) -> None:
     assert decode(encode(entry)) == entry
+
+
+# A call's line as daemons wrote it before the model stopped handing over rows (SaveCall then
+# carried them): a journal left by one still replays.
+OLD_CALL_LINE = (
+    '{"t":"call","k":"c1","v":{"call":{"call_id":"c1","asterisk_id":"pbx1","direction":"inbound",'
+    '"caller_number":null,"caller_e164":null,"callee_number":"214","callee_e164":null,'
+    '"extension":"214","department":null,"started_at":{"$journal-dt":"2026-11-25T19:14:25+00:00"},'
+    '"answered_at":null,"ended_at":null,"outcome":null,"status":"active","fallback":false,'
+    '"state":{"v":1},"recorded":null,"retention_class":null,"decided_by":null,"linked_calls":null},'
+    '"legs":[],"recordings":[]}}')
+
+
+def test_a_call_line_of_an_older_daemon_replays() -> None:
+    entry = decode(OLD_CALL_LINE)
+    assert entry.kind == "call" and isinstance(entry.row, CallRows)
+    assert (entry.row.call_id, entry.row.call.started_at, entry.row.call.state) == (
+        "c1", T0.replace(microsecond=0), {"v": 1})
+    assert encode(entry) == OLD_CALL_LINE  # and is written the same way
 
 
 def test_a_call_state_keeps_its_own_markers() -> None:
@@ -85,7 +103,7 @@ async def test_rows_the_database_cannot_take_are_journaled_and_replayed_once(
     journal = Journal(tmp_path / "j")
     writer = Writer(away, journal=journal)
     call = call_row("c1")
-    writer.stage_call(SaveCall("c1", call, (leg_row("a", "c1"),), ()))
+    writer.stage_call(CallRows("c1", call, (leg_row("a", "c1"),), ()))
     writer.stage_event(EventRow("c1", "pbx1", T0, "call.started"))
     writer.stage_tags("c1", ("matter:1",), "agi")
     assert await writer.flush() is False
@@ -116,8 +134,8 @@ async def test_open_calls_prefer_the_journal_s_newer_snapshot(
 ) -> None:
     await repo.save_call(call_row("c1", state={"v": 1}), [], [])
     writer = Writer(repo, journal=Journal(tmp_path / "j"))
-    writer.stage_call(SaveCall("c1", call_row("c1", state={"v": 2}), (), ()))
-    writer.stage_call(SaveCall("c2", call_row("c2", status="ended", state=None), (), ()))
+    writer.stage_call(CallRows("c1", call_row("c1", state={"v": 2}), (), ()))
+    writer.stage_call(CallRows("c2", call_row("c2", status="ended", state=None), (), ()))
     await repo.save_call(call_row("c2", state={"v": 1}), [], [])
     rows = {c.call_id: c for c in await writer.open_calls("pbx1")}
     assert set(rows) == {"c1"} and rows["c1"].state == {"v": 2}  # c2 ended meanwhile

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.db.repository import Repository
-from recorder.db.rows import EventRow
-from recorder.model.commands import SaveCall
+from recorder.db.rows import CallRows, EventRow
 from recorder.service.journal import Journal
 from recorder.service.writer import Writer
 from tests.harness.rows import T0, call_row
@@ -59,11 +58,11 @@ async def test_a_replay_after_recovery_writes_an_older_snapshot_over_a_newer_one
     writer = Writer(flaky, journal=journal, retry_every_s=0)  # type: ignore[arg-type]
     # PostgreSQL away: call A's snapshot v1 is journaled before Asterisk hears of it.
     flaky.down = True
-    writer.stage_call(SaveCall("A", call_row("A", state={"v": 1}), (), ()))
+    writer.stage_call(CallRows("A", call_row("A", state={"v": 1}), (), ()))
     assert await writer.flush() is False
     # PostgreSQL back: A's snapshot v2 is written, while call B's lane stages an event.
     flaky.down = False
-    writer.stage_call(SaveCall("A", call_row("A", state={"v": 2}), (), ()))
+    writer.stage_call(CallRows("A", call_row("A", state={"v": 2}), (), ()))
     flaky.during_save = lambda: writer.stage_event(EventRow("A", "pbx1", T0, "call.bridged"))
     assert await writer.flush() is True
     assert (await repo.call("A")).state == {"v": 2}  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ def test_new_inbound_call_answers_bridges_and_plays_consent_before_anything_else
     play = run.of(cmd.Play)[0]
     assert (play.channel_id, play.media) == (CALLER, SETTINGS.consent_media)
     assert not run.of(cmd.CreateChannel)  # nobody is dialled before the announcement ends
-    save = run.of(cmd.SaveCall)[0]
+    save = run.saved()[0]
     assert save.call.caller_e164 == "+14155550100"
     assert (save.call.extension, save.call.department) == ("201", "Intake")
     assert save.call.asterisk_id == b.AST
@@ -104,7 +104,7 @@ def test_dial_failure_ends_the_call_with_its_outcome(
     assert run.of(cmd.DestroyBridge)  # once no leg is left
     assert run.feed(b.destroyed(4.3, CALLER)) == []
     assert not run.state.calls  # ended and forgotten
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert (final.call.status, final.call.outcome) == ("ended", outcome)
     assert final.recordings == ()  # no orphan recording: none was ever started
     assert not run.of(cmd.StartRecording)
@@ -118,7 +118,7 @@ def test_caller_abandoning_while_ringing_hangs_up_the_ringing_leg() -> None:
     assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [callee]
     run.feed(b.stasis_end(6.01, CALLER))
     run.feed(b.stasis_end(6.02, callee))
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert (final.call.outcome, final.call.status) == ("abandoned", "ended")
     assert {leg.role: leg.outcome for leg in final.legs} == {
         "caller": "hangup",
@@ -133,7 +133,7 @@ def test_caller_hanging_up_during_consent_leaves_no_recording_and_dials_nobody()
     assert run.of(cmd.StopPlayback, out)
     run.feed(b.stasis_end(1.01, CALLER))
     assert not run.of(cmd.CreateChannel) and not run.of(cmd.StartRecording)
-    assert run.of(cmd.SaveCall)[-1].call.outcome == "abandoned"
+    assert run.saved()[-1].call.outcome == "abandoned"
     # a PlaybackFinished arriving afterwards changes nothing
     assert run.feed(b.playback_finished(1.1, run.playback())) == []
 
@@ -167,7 +167,7 @@ def test_full_call_files_its_recording_and_logs_a_summary() -> None:
     assert summary.fields["seconds_bridged"] == pytest.approx(59.99)
     assert summary.fields["seconds_recorded"] == pytest.approx(59.99)
     assert summary.fields["gaps"] == 0
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert final.call.outcome == "answered" and final.call.state is not None
     assert final.call.state["status"] == "ended"  # kept for the call's page, never adopted
     (rec,) = final.recordings
@@ -231,7 +231,7 @@ def test_numbers_extension_and_department(
 ) -> None:
     run = Run()
     run.feed(b.stasis_start(0, b.chan(CALLER, "Ring", number=caller), direction, target))
-    row = run.of(cmd.SaveCall)[0].call
+    row = run.saved()[0].call
     assert (row.caller_e164, row.callee_e164, row.extension, row.department) == expect
     assert row.direction == direction
 
@@ -244,7 +244,7 @@ def test_filing_failure_marks_the_recording_missing_and_still_ends_the_call() ->
     run.feed(b.stasis_end(20.02, callee))
     run.feed(b.recording(20.03, "finished", name))
     run.feed(RecordingFileFailed(timestamp=b.at(21), name=name, error="no such file"))
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert final.call.status == "ended"
     assert [(r.status, r.error) for r in final.recordings] == [("missing", "no such file")]
 
@@ -284,7 +284,7 @@ def test_302_forward_of_a_created_leg_is_dialled_once_as_a_new_leg() -> None:
     assert not run.of(cmd.Hangup) and run.call.phase == "dialing"
     second = creates[1].channel_id
     assert run.call.legs[first].outcome == "forwarded"
-    assert run.call.legs[second].forwarded_from == first
+    assert run.call.legs[second].stasis.forwarded_from == first
     run.feed(b.stasis_start(3.06, b.chan(second, "Down"), "dialed", call_id))
     run.feed(b.dial(5, second, "ANSWER"))
     assert len(run.of(cmd.StartRecording)) == 1
@@ -321,7 +321,7 @@ def test_unanswered_leg_without_dial_status_takes_its_outcome_from_the_cause() -
     run.feed(b.stasis_end(23.01, callee))
     run.feed(b.destroyed(23.02, callee, cause=19))
     run.feed(b.stasis_end(23.03, CALLER))
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert (final.call.status, final.call.outcome) == ("ended", "no_answer")
 
 
@@ -369,7 +369,7 @@ def test_ring_group_nobody_answers(statuses: tuple[str, ...], outcome: str) -> N
         run.feed(b.dial(5 + i, leg, status))
         run.feed(b.stasis_end(5.01 + i, leg))
     run.feed(b.stasis_end(9, CALLER))
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert (final.call.status, final.call.outcome) == ("ended", outcome)
     assert not run.of(cmd.StartRecording)
 
@@ -381,7 +381,7 @@ def test_caller_giving_up_cancels_every_member() -> None:
     assert sorted(h.channel_id for h in run.of(cmd.Hangup, out)) == sorted(legs)
     for leg in [CALLER, *legs]:
         run.feed(b.stasis_end(8.1, leg))
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert final.call.outcome == "abandoned"
     assert {x.outcome for x in final.legs if x.role == "callee"} == {"cancelled"}
 
@@ -399,8 +399,8 @@ def test_an_empty_or_short_file_is_a_gap_row_and_a_log_line(file_ms: int) -> Non
     (saved,) = run.of(cmd.SaveGaps)
     assert sorted(g.channel_id for g in saved.gaps) == sorted([CALLER, callee])
     talked_ms = round((65 - 5.02) * 1000)
-    assert all(g.duration_ms == talked_ms - file_ms for g in saved.gaps)
+    assert all(g.ms == talked_ms - file_ms for g in saved.gaps)
     gap_logs = [c for c in run.logs("recording.gap") if "duration_ms" in c.fields]
     assert len(gap_logs) == 2 and all(c.level == "warning" for c in gap_logs)
-    final = run.of(cmd.SaveCall)[-1]
+    final = run.saved()[-1]
     assert {leg.covered_ms for leg in final.legs} == {file_ms}

@@ -103,7 +103,7 @@ def test_a_party_of_a_linked_call_is_someone_to_talk_with(
     callee.spans = [Stay(B, at(0), at(5))]
     call.legs = {"a": caller, "b": callee}
     if peer is not None:
-        call.peers = [Peer("X", "z", at(peer[0]), at(peer[1]))]
+        call.hook.peers = [Peer("X", "z", at(peer[0]), at(peer[1]))]
     call.recordings["s1"] = Recording("s1", 1, "snoop:a", "wav", at(0), status=RecStatus.FILED,
                                       started_at=at(0), ended_at=at(9), duration_ms=9000)
     call.ended_at = at(9)

@@ -107,7 +107,7 @@ def test_followed_across_a_blind_transfer_with_full_coverage() -> None:
     run.feed(filed(12.1, s2, 3180))
     out = run.feed(filed(12.1, s3, 4980))
     assert not run.state.calls  # ended
-    (save,) = [c for c in run.of(cmd.SaveCall, out)]
+    (save,) = run.saved(out)
     legs = {leg.channel_id: leg for leg in save.legs}
     assert legs[A].talked_ms == 8000 and legs[A].covered_ms == 8000
     assert legs[B].talked_ms == 3000 and legs[B].covered_ms == 3000
@@ -136,7 +136,7 @@ def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() ->
     assert gap_logged(out)
     (hangup,) = run.of(cmd.Hangup, out)  # the snoop left without its recording
     assert hangup.channel_id == run.snoop(0)
-    assert run.call.gaps == 1 and run.call.legs[A].recording not in (None, s1)
+    assert run.call.gaps == 1 and run.call.legs[A].hook.recording not in (None, s1)
     assert s2 in run.call.recordings
 
 
@@ -301,8 +301,8 @@ def test_a_hooked_call_survives_its_stored_snapshot() -> None:
     call = run.call
     adopted = run.restarted()
     again = adopted.call
-    assert again == call and again.mode == "hook" and again.snoops == call.snoops
-    assert set(adopted.state.by_channel) == {A, B, *call.snoops}
+    assert again == call and again.mode == "hook" and again.hook.snoops == call.hook.snoops
+    assert set(adopted.state.by_channel) == {A, B, *call.hook.snoops}
 
 
 def test_a_callee_bridged_without_its_announcement_is_reported() -> None:
@@ -403,7 +403,7 @@ def test_the_record_hook_during_a_stop_is_answered_at_once() -> None:
     out = run.feed(hook(2, "record", A, "inbound", "201", session="again"))
     (answer,) = run.of(cmd.HookReply, out)
     assert answer.final and dict(answer.variables)["VERBATIM_STATUS"] == "NOT_RECORDED"
-    assert not run.call.hook_sessions
+    assert not run.call.hook.sessions
 
 
 def test_a_hang_up_during_the_announcement_is_audited() -> None:
@@ -502,7 +502,7 @@ def test_every_hook_with_odd_arguments_is_answered_and_never_raises(with_call: b
             session = f"odd{n}"
             out = run.feed(hook(5, name, A if with_call else C, *args, session=session))
             replies = [c for c in run.of(cmd.HookReply, out) if c.session == session]
-            waiting = any(session in c.hook_sessions for c in run.state.calls.values())
+            waiting = any(session in c.hook.sessions for c in run.state.calls.values())
             assert replies or waiting, (name, args)  # answered, or waiting for a recording
             for r in replies:
                 assert r.prompts or dict(r.variables)["VERBATIM_STATUS"]
@@ -586,7 +586,7 @@ def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
     run.feed(b.destroyed(5, "L1"))
     run.feed(b.destroyed(5, "L2"))
     assert run.call.phase == "following" and not run.of(cmd.Hangup)
-    assert run.call.legs[phone].recording is not None  # its snoop goes on, in bridge x
+    assert run.call.legs[phone].hook.recording is not None  # its snoop goes on, in bridge x
     run.feed(b.destroyed(9, phone))
     run.feed(b.destroyed(9, A))
     names = {r.target: r.name for r in run.call.recordings.values()}
@@ -596,7 +596,7 @@ def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
     last: list[cmd.Command] = []
     for target, name in names.items():
         last = run.feed(filed(9.1, name, ms[target]))
-    (save,) = run.of(cmd.SaveCall, last)
+    (save,) = run.saved(last)
     legs = {leg.channel_id: leg for leg in save.legs}
     assert legs[phone].talked_ms == 7000 and legs[phone].covered_ms == 7000
     assert legs[A].talked_ms == 7000 and legs[A].covered_ms == 7000

@@ -1,5 +1,6 @@
 """Call snapshots (calls.state, the journal): the msgspec codec, and snapshots written by the
-previous codec ("$dt" tags, tests/data/snapshots_v1.json) adopted after an upgrade."""
+previous codec ("$dt" tags, tests/data/snapshots_v1.json) or before each mode's data had its own
+record (flat) adopted after an upgrade; tests/data/snapshots_v2.json is the form written now."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from recorder.db.mapping import call_rows
 from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.coverage import leg_spans
@@ -23,7 +25,10 @@ from tests.harness import builders as b
 
 OLD: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "snapshots_v1.json").read_text(encoding="utf-8"))
+NEW: dict[str, dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "data" / "snapshots_v2.json").read_text(encoding="utf-8"))
 CALLER, CALLEE = "1700000000.1", "1700000000.2"
+ID = "20261125T150000-b5abddca"  # the call's id in every snapshot there
 STASIS_CALLEE = "20261125T150000-b5abddca-l2"
 SETTINGS = CallSettings()  # the snapshots driven on here were taken without a policy
 
@@ -45,7 +50,7 @@ def test_an_old_snapshot_decodes_to_typed_state_and_round_trips(name: str) -> No
     assert all(isinstance(r.status, RecStatus) for r in call.recordings.values())
     assert call.decision is None or isinstance(call.decision, CallDecision)
     assert all(isinstance(p, Prompt) for p in call.prompts.values())
-    assert all(isinstance(h, HookSession) for h in call.hook_sessions.values())
+    assert all(isinstance(h, HookSession) for h in call.hook.sessions.values())
     stored = json.loads(json.dumps(encode(call)))  # as PostgreSQL's JSONB keeps it
     assert decode(stored) == call
     assert "$dt" not in json.dumps(stored)
@@ -58,9 +63,9 @@ def test_an_old_snapshot_decodes_to_typed_state_and_round_trips(name: str) -> No
             c.phase, c.legs[STASIS_CALLEE].spans[0].entered, c.legs[STASIS_CALLEE].holds,
             c.pauses)),
         ("hook_bridged_paused", lambda c: (
-            c.phase, c.mode, len(c.snoops), c.legs[CALLEE].spans, c.pauses)),
+            c.phase, c.mode, len(c.hook.snoops), c.legs[CALLEE].spans, c.pauses)),
         ("hook_callee_prompt", lambda c: (
-            c.hook_sessions, c.decision.record if c.decision else None,
+            c.hook.sessions, c.decision.record if c.decision else None,
             [(p.to, p.opt_out_dtmf, p.at_answer) for p in c.prompts.values()])),
         ("stasis_forwarded", lambda c: ([(j.target, j.via) for j in c.joins], c.phase)),
     ],
@@ -78,6 +83,45 @@ def test_what_an_old_snapshot_says_is_kept(name: str, facts: Any) -> None:
         "stasis_forwarded": ([("300", "forward")], "dialing"),
     }[name]
     assert facts(decode(copy.deepcopy(OLD[name]))) == expected
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    """A v2 call or leg as the msgspec codec wrote it before the per-mode records."""
+    out = {k: v for k, v in record.items() if k not in ("stasis", "hook")}
+    out.update(record["stasis"])
+    out.update({"hook_sessions" if k == "sessions" else k: v for k, v in record["hook"].items()})
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(OLD))
+def test_every_form_of_a_snapshot_gives_the_same_call_and_v2_is_written(name: str) -> None:
+    call = decode(copy.deepcopy(OLD[name]))
+    assert sorted(NEW) == sorted(OLD)
+    assert json.loads(json.dumps(encode(call))) == NEW[name]
+    assert decode(copy.deepcopy(NEW[name])) == call
+    flat = _flat(NEW[name])
+    flat["legs"] = {k: _flat(leg) for k, leg in flat["legs"].items()}
+    assert "stasis" not in flat and all("hook" not in leg for leg in flat["legs"].values())
+    assert decode(flat) == call
+
+
+@pytest.mark.parametrize(("name", "mode_facts", "expected"), [
+    ("hook_bridged_paused", lambda c: (
+        sorted(c.hook.snoops.values()), [leg.hook.recording for leg in c.legs.values()],
+        c.stasis.bridge_created), ([f"{ID}-s1", f"{ID}-s2"], [f"{ID}-s1", f"{ID}-s2"], False)),
+    ("hook_callee_prompt", lambda c: (sorted(c.hook.sessions), c.stasis.current_recording),
+     (["s2"], None)),
+    ("stasis_bridged_paused", lambda c: (
+        c.stasis.bridge_created, c.stasis.current_recording, c.hook.snoops),
+     (True, f"{ID}-s1", {})),
+    ("stasis_forwarded", lambda c: (
+        [(leg.stasis.forwarded_from, leg.stasis.in_stasis) for leg in c.legs.values()],
+        c.hook.sessions), ([(None, False), (None, True), (f"{ID}-l2", False)], {})),
+])
+def test_an_old_snapshot_puts_each_mode_field_in_its_record(
+    name: str, mode_facts: Any, expected: Any,
+) -> None:
+    assert mode_facts(decode(copy.deepcopy(OLD[name]))) == expected
 
 
 def test_a_pause_stored_before_pauses_had_kinds_is_a_pause() -> None:
@@ -104,7 +148,7 @@ def test_a_stasis_call_in_flight_is_adopted_from_an_old_snapshot_and_ends() -> N
                                             sha256="0" * 64, bytes=16, duration_ms=13_000),
                       SETTINGS)
     assert not state.calls
-    final = [c for c in out if isinstance(c, cmd.SaveCall)][-1]
+    final = call_rows([c for c in out if isinstance(c, cmd.SaveCall)][-1].call)
     assert final.call.status == "ended" and final.call.outcome == "answered"
     assert final.call.state is not None and decode(final.call.state).phase == "ended"
 
@@ -115,7 +159,7 @@ def test_a_hooked_call_is_adopted_from_an_old_snapshot_and_its_proof_is_whole() 
     recorded on purpose, the rest covered."""
     call = decode(copy.deepcopy(OLD["hook_bridged_paused"]))
     state = ModelState().with_call(call)
-    snoop_of = {rec: sid for sid, rec in call.snoops.items()}
+    snoop_of = {rec: sid for sid, rec in call.hook.snoops.items()}
     out: list[cmd.Command] = []
 
     def feed(event: Any) -> list[cmd.Command]:
@@ -141,7 +185,7 @@ def test_a_hooked_call_is_adopted_from_an_old_snapshot_and_its_proof_is_whole() 
         feed(RecordingFiled(timestamp=at(9), name=name, path=f"/a/{name}", sha256="0" * 64,
                             bytes=16, duration_ms=7000))
     assert not state.calls
-    final = [c for c in out if isinstance(c, cmd.SaveCall)][-1].call
+    final = call_rows([c for c in out if isinstance(c, cmd.SaveCall)][-1].call).call
     assert final.status == "ended" and final.state is not None
     proofs = leg_spans(decode(json.loads(json.dumps(final.state))))
     for leg in (CALLER, CALLEE):
@@ -157,7 +201,7 @@ def test_no_step_changes_the_state_it_was_given() -> None:
     from bench.model_throughput import call_events
 
     hooked = decode(copy.deepcopy(OLD["hook_bridged_paused"]))
-    snoop_of = {rec: sid for sid, rec in hooked.snoops.items()}
+    snoop_of = {rec: sid for sid, rec in hooked.hook.snoops.items()}
     events: list[Any] = [*call_events(1, 100.0)]
     for t, action in ((4.0, "resume"), (5.0, "pause"), (6.0, "resume")):
         events.append(ControlRequested(timestamp=at(t), asterisk_id=b.AST, request_id=1,

@@ -75,7 +75,7 @@ def test_blind_transfer_keeps_recording_and_dials_the_target(half2_first: bool, 
     run.feed(RecordingFiled(timestamp=b.at(31), name=name, path="/x", sha256="0" * 64,
                             bytes=1, duration_ms=round((30 - 5.02) * 1000)))
     assert not run.state.calls
-    saved = run.of(cmd.SaveCall)[-1]
+    saved = run.saved()[-1]
     roles = sorted(leg.role for leg in saved.legs)
     assert roles == ["callee", "callee", "caller", "local", "local"]
 
@@ -95,7 +95,7 @@ def test_transfer_coverage_counts_the_target_through_the_local_pair() -> None:
     run.feed(b.recording(30.01, "finished", name))
     run.feed(RecordingFiled(timestamp=b.at(31), name=name, path="/x", sha256="0" * 64,
                             bytes=1, duration_ms=round((30 - 5.02) * 1000)))
-    parties = {leg.channel_id: leg for leg in run.of(cmd.SaveCall)[-1].legs
+    parties = {leg.channel_id: leg for leg in run.saved()[-1].legs
                if leg.talked_ms is not None}
     assert set(parties) == {CALLER, callee, target}  # Local halves are not parties
     assert not run.of(cmd.SaveGaps) and run.logs("call.summary")[0].fields["gaps"] == 0

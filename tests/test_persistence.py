@@ -12,8 +12,7 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
-from recorder.db.rows import EventRow
-from recorder.model.commands import SaveCall
+from recorder.db.rows import CallRows, EventRow
 from recorder.service.daemon import AsteriskClock
 from recorder.service.journal import Journal
 from recorder.service.writer import Writer
@@ -28,7 +27,7 @@ def event(call_id: str, kind: str) -> EventRow:
 async def test_a_rejected_row_is_dropped_and_the_rest_is_written(repo: Repository) -> None:
     writer = Writer(repo)
     call = call_row()
-    writer.stage_call(SaveCall(call.call_id, call, (), ()))
+    writer.stage_call(CallRows(call.call_id, call, (), ()))
     writer.stage_event(event(call.call_id, "call.started"))
     writer.stage_event(event("no-such-call", "call.started"))  # refused: no such call
     writer.stage_event(event(call.call_id, "call.bridged"))
@@ -63,7 +62,7 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
     journal.append = counted  # type: ignore[method-assign]
     calls = [call_row(f"c{n}") for n in range(5)]
     for call in calls:
-        writer.stage_call(SaveCall(call.call_id, call, (), ()))
+        writer.stage_call(CallRows(call.call_id, call, (), ()))
         writer.stage_event(event(call.call_id, "call.started"))
     await asyncio.gather(*(writer.durable() for _ in calls))  # five lanes before a request
     assert appends == 1

@@ -1,10 +1,13 @@
-"""The call model's state as database rows (recorder.db.rows), written as one snapshot."""
+"""The call model's data as database rows (recorder.db.rows): a call's state as one snapshot
+(its call, leg and recording rows), its events and its coverage gaps. The model never sees a row;
+the daemon maps what it hands over as it stages it (recorder.service.daemon)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recorder.db.rows import CallRow, LegRow, RecordingRow
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
+from recorder.model.commands import CallEvent, SaveGaps
 from recorder.model.snapshot import encode
 from recorder.model.state import Call
 
@@ -14,11 +17,22 @@ def final_snapshot(call: Call) -> dict[str, Any]:
     proof's intervals from it); never adopted again. The digits its parties keyed are not kept:
     a card number may have been typed."""
     data = encode(call)
-    data.update(dtmf={}, prompts={}, hook_sessions={})
+    data.update(dtmf={}, prompts={})
+    data["hook"]["sessions"] = {}
     return data
 
 
-def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow, ...]]:
+def event_row(event: CallEvent) -> EventRow:
+    return EventRow(event.call_id, event.asterisk_id, event.at, event.kind, event.channel_id,
+                    event.recording_name, event.detail)
+
+
+def gap_rows(save: SaveGaps) -> tuple[GapRow, ...]:
+    return tuple(GapRow(save.call_id, save.asterisk_id, g.channel_id, g.start, g.end, g.ms,
+                        g.reason) for g in save.gaps)
+
+
+def call_rows(call: Call) -> CallRows:
     call_row = CallRow(
         call_id=call.call_id,
         asterisk_id=call.asterisk_id,
@@ -81,4 +95,4 @@ def rows_of(call: Call) -> tuple[CallRow, tuple[LegRow, ...], tuple[RecordingRow
         )
         for rec in call.recordings.values()
     )
-    return call_row, legs, recordings
+    return CallRows(call.call_id, call_row, legs, recordings)

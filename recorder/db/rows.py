@@ -1,7 +1,8 @@
 """Rows the daemon writes: the contract between the call model and the database.
 
-The call model turns its state into these frozen rows; the repository upserts them. Keeping the
-rows plain (no asyncpg types) lets the model stay pure and the schema change in one place.
+recorder.db.mapping turns the call model's data (its calls, events and gaps) into these frozen
+rows; the writer stages them and the repository upserts them. Keeping the rows plain (no asyncpg
+types) lets the schema change in one place, never in the model.
 Times are timezone-aware UTC datetimes. `asterisk_id` is the Asterisk server's entity id:
 channel ids and recording names are unique only per server, and several offices share a database.
 """
@@ -116,3 +117,14 @@ class GapRow:
     ends_at: datetime
     duration_ms: int
     reason: str
+
+
+@dataclass(frozen=True)
+class CallRows:
+    """One snapshot of a call as rows, upserted whole: a later one repairs an earlier that failed
+    (what the writer stages and journals for a model's SaveCall)."""
+
+    call_id: str
+    call: CallRow
+    legs: tuple[LegRow, ...]
+    recordings: tuple[RecordingRow, ...]

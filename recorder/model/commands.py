@@ -7,9 +7,11 @@ resulting commands compared with what a real run did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
+from recorder.model.coverage import Gap
+from recorder.model.state import Call
 
 
 @dataclass(frozen=True)
@@ -141,16 +143,29 @@ class Hangup(Command):
 
 @dataclass(frozen=True)
 class SaveCall(Command):
-    """Upsert the call's whole snapshot: a later save repairs any earlier one that failed."""
+    """Upsert the call's whole snapshot: a later save repairs any earlier one that failed. The
+    call as the step left it (the reducer never changes a call it handed out: a step changes a
+    copy); recorder.db.mapping makes its rows."""
 
-    call: CallRow
-    legs: tuple[LegRow, ...]
-    recordings: tuple[RecordingRow, ...]
+    call: Call
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """Something that happened to a call, for its story (recorder.db.mapping: a call_events row)."""
+
+    call_id: str
+    asterisk_id: str
+    at: datetime
+    kind: str  # e.g. consent.played, recording.started, recording.gap, leg.hangup
+    channel_id: str | None = None
+    recording_name: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RecordEvent(Command):
-    event: EventRow
+    event: CallEvent
 
 
 @dataclass(frozen=True)
@@ -199,9 +214,11 @@ class SaveConsent(Command):
 
 @dataclass(frozen=True)
 class SaveGaps(Command):
-    """The coverage proof's uncovered intervals, flagged for ops."""
+    """The coverage proof's uncovered intervals, flagged for ops (the server's: channel ids are
+    unique only per Asterisk)."""
 
-    gaps: tuple[GapRow, ...]
+    asterisk_id: str
+    gaps: tuple[Gap, ...]
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def present_parties(call: Call) -> list[Party]:
     """The parties on the call now (not the Local conduits, not who left or was replaced)."""
     parties = []
     for leg in call.legs.values():
-        if leg.state == "gone" or leg.role == "local" or leg.replaced_by is not None:
+        if leg.state == "gone" or leg.role == "local" or leg.stasis.replaced_by is not None:
             continue
         if leg.answered_at is None and leg.role == "callee":
             continue
@@ -182,7 +182,7 @@ def announce_join(s: Step, leg: Leg) -> bool:
             continue
         for other in call.legs.values():  # a present party hears it on its own channel
             if (other.party or ("caller" if other.role == "caller" else "callee")) == ann.to \
-                    and other.state != "gone" and other.replaced_by is None:
+                    and other.state != "gone" and other.stasis.replaced_by is None:
                 start_prompt(s, other.channel_id, ann, leg_id=other.channel_id)
     if plays:
         s.log("consent.on_join", channel_id=leg.channel_id, prompts=[str(a) for a in plays])
@@ -204,7 +204,7 @@ def announce_linked(s: Step, joining: list[Party]) -> None:
                 continue  # the newcomer hears it in its own call
             for leg in call.legs.values():
                 label = leg.party or ("caller" if leg.role == "caller" else "callee")
-                if label == ann.to and leg.state != "gone" and leg.replaced_by is None:
+                if label == ann.to and leg.state != "gone" and leg.stasis.replaced_by is None:
                     start_prompt(s, leg.channel_id, ann, leg_id=leg.channel_id)
         if plays:
             s.log("consent.on_join", joining=newcomer.number, prompts=[str(a) for a in plays])

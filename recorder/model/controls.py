@@ -151,7 +151,7 @@ def _start(s: Step) -> tuple[str, str]:
             if leg.state != LEG_GONE and leg.role != "local" and (
                     leg.in_bridge or leg.role == "caller"):
                 snoop_leg(s, leg)
-    elif call.phase == BRIDGED and call.current_recording is None:
+    elif call.phase == BRIDGED and call.stasis.current_recording is None:
         start_segment(s)
     return DONE, ""
 

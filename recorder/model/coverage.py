@@ -118,7 +118,7 @@ def mixing_spans(call: Call, bridge_id: str, end: datetime) -> list[Span]:
             span = _closed(raw, leg.ended_at or end)
             if span and span[0] == bridge_id:
                 edges += [(span[1], 1), (span[2], -1)]
-    for peer in call.peers:  # another recorded call's party there (recorder.model.sharing)
+    for peer in call.hook.peers:  # another recorded call's party there (recorder.model.sharing)
         span = _closed(Stay(peer.bridge, peer.entered, peer.left), end)
         if span and span[0] == bridge_id:
             edges += [(span[1], 1), (span[2], -1)]

@@ -26,6 +26,7 @@ from recorder.model.state import (
     LEG_NEW,
     Call,
     Leg,
+    StasisLeg,
 )
 
 
@@ -33,22 +34,23 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     call = s.call
     leg = call.legs.get(e.channel.id)
     if leg is not None:
-        leg.in_stasis = True
-    if leg is not None and leg.originated:
+        leg.stasis.in_stasis = True
+    if leg is not None and leg.stasis.originated:
         # An originated leg enters the app once answered: join now if its turn has come.
-        if call.phase == CONNECTING and leg.channel_id == call.callee_channel and leg.waiting:
-            leg.waiting = False
+        if (call.phase == CONNECTING and leg.channel_id == call.callee_channel
+                and leg.stasis.waiting):
+            leg.stasis.waiting = False
             s.add(cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id))
         return
     if leg is None or leg.state != LEG_NEW:
         return
     leg.channel_name = e.channel.name
-    wanted = call.phase == DIALING or (leg.join_bridge is not None and call.phase == BRIDGED)
+    wanted = call.phase == DIALING or (leg.stasis.join_bridge is not None and call.phase == BRIDGED)
     if not wanted:  # the caller gave up while the leg was being created
         s.add(cmd.Hangup(call.call_id, leg.channel_id))
         return
     leg.state = LEG_DIALING
-    caller = leg.via or call.caller_channel
+    caller = leg.stasis.via or call.caller_channel
     s.add(cmd.DialChannel(call.call_id, leg.channel_id, caller, s.settings.dial_timeout_s))
     s.record("dial.started", leg.channel_id, target=call.target)
 
@@ -106,23 +108,24 @@ def dial_leg(
         role="callee",
         channel_name="",
         started_at=s.at,
-        forwarded_from=forwarded_from,
         number=target,  # its jurisdiction, for consent when it answers
         party=previous.party if previous else None,
-        via=via or (previous.via if previous else None),
-        join_bridge=join_bridge or (previous.join_bridge if previous else None),
+        stasis=StasisLeg(
+            forwarded_from=forwarded_from,
+            via=via or (previous.stasis.via if previous else None),
+            join_bridge=join_bridge or (previous.stasis.join_bridge if previous else None)),
     )
     call.legs[leg_id] = leg
     call.callee_channel = leg_id
     dial_string, args = endpoint(s.settings, call, target), f"dialed,{call.call_id}"
     if s.settings.dial_method == "originate":
-        leg.originated = True
+        leg.stasis.originated = True
         leg.state = LEG_DIALING
         s.add(cmd.Originate(call.call_id, leg_id, dial_string, args,
-                            leg.via or call.caller_channel, s.settings.dial_timeout_s))
+                            leg.stasis.via or call.caller_channel, s.settings.dial_timeout_s))
     else:
         s.add(cmd.CreateChannel(call.call_id, leg_id, dial_string, args,
-                                leg.via or call.caller_channel))
+                                leg.stasis.via or call.caller_channel))
     return leg
 
 
@@ -140,16 +143,16 @@ def endpoint(settings: CallSettings, call: Call, target: str) -> str:
 
 def stop_ringback(s: Step) -> None:
     call = s.call
-    if call.playback_id:
-        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
-        call.playback_id = call.playback_kind = None
+    if call.stasis.playback_id:
+        s.add(cmd.StopPlayback(call.call_id, call.stasis.playback_id))
+        call.stasis.playback_id = call.stasis.playback_kind = None
 
 
 def start_if_due(s: Step) -> None:
     """Policy records the bridged call from now: start once every announcement due is over."""
     call = s.call
     if (call.recording_due() and not call.prompts and call.phase == BRIDGED
-            and call.current_recording is None and call.open_pause("stop") is None):
+            and call.stasis.current_recording is None and call.open_pause("stop") is None):
         start_segment(s)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from recorder.ari import events as ev
-from recorder.db.rows import GapRow
 from recorder.model import commands as cmd
 from recorder.model.consent import audit
 from recorder.model.coverage import coverage
@@ -59,7 +58,7 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings,
             if call.bridged_at is None:
                 call.bridged_at = s.at
             s.record("call.bridged", channel_id)
-            s.log("call.bridged", channel_id=channel_id, recording=call.current_recording)
+            s.log("call.bridged", channel_id=channel_id, recording=call.stasis.current_recording)
 
     return for_call(state, call_id, e, settings, body)
 
@@ -90,7 +89,7 @@ def on_bridge_destroyed(state: ModelState, e: ev.Event, settings: CallSettings,
     assert isinstance(e, ev.BridgeDestroyed)
 
     def body(s: Step) -> None:
-        s.call.bridge_destroyed = True
+        s.call.stasis.bridge_destroyed = True
         maybe_finish(s)
 
     return for_call(state, call_id, e, settings, body)
@@ -128,7 +127,7 @@ def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings,
         if isinstance(e, ev.ChannelHangupRequest):
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
-            if leg.replaced_by is not None:  # a transferer leaving: the call goes on
+            if leg.stasis.replaced_by is not None:  # a transferer leaving: the call goes on
                 return
             if leg.role == "callee" and leg.answered_at is None:
                 # Not yet the end: a 302 (cause 23) is followed by Dial CANCEL with `forward`
@@ -194,7 +193,7 @@ def superseded(call: Call, leg: Leg) -> bool:
     """Whether a leg's end leaves the call going: a transferer replaced by a Local channel, a
     dialled leg that forwarded or lost a ring group while another still rings, or one that was
     not chosen once another answered."""
-    if leg.replaced_by is not None:
+    if leg.stasis.replaced_by is not None:
         return True
     if leg.role != "callee":
         return False
@@ -249,9 +248,9 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
         audit(s, prompt, "interrupted")
     if call.bridged_at is not None and call.unbridged_at is None:
         call.unbridged_at = s.at
-    if call.playback_id:
-        s.add(cmd.StopPlayback(call.call_id, call.playback_id))
-        call.playback_id = call.playback_kind = None
+    if call.stasis.playback_id:
+        s.add(cmd.StopPlayback(call.call_id, call.stasis.playback_id))
+        call.stasis.playback_id = call.stasis.playback_kind = None
     for rec in call.live_recordings():
         s.add(cmd.StopRecording(call.call_id, rec.name))
     for other in call.live_legs():
@@ -264,10 +263,10 @@ def maybe_finish(s: Step) -> None:
     call = s.call
     if call.phase != ENDING or call.live_legs():
         return
-    if call.bridge_created and not call.bridge_destroyed:
+    if call.stasis.bridge_created and not call.stasis.bridge_destroyed:
         for bridge_id in call.all_bridges():
             s.add(cmd.DestroyBridge(call.call_id, bridge_id))
-        call.bridge_destroyed = True  # a 404 means Asterisk already destroyed it
+        call.stasis.bridge_destroyed = True  # a 404 means Asterisk already destroyed it
     if not all(r.done for r in call.recordings.values()):
         return
     transition(s, ENDED)
@@ -292,17 +291,7 @@ def maybe_finish(s: Step) -> None:
             reason=gap.reason,
         )
     if proof.gaps:
-        s.add(
-            cmd.SaveGaps(
-                call.call_id,
-                tuple(
-                    GapRow(
-                        call.call_id, call.asterisk_id, g.channel_id, g.start, g.end, g.ms, g.reason
-                    )
-                    for g in proof.gaps
-                ),
-            )
-        )
+        s.add(cmd.SaveGaps(call.call_id, call.asterisk_id, tuple(proof.gaps)))
     s.record("call.ended", outcome=call.outcome)
     s.log(
         "call.summary",

@@ -72,7 +72,7 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
     call = s.call
     if isinstance(failed, cmd.Play) and call.phase == CONSENT:
         s.record("consent.failed", call.caller_channel, media=failed.media)
-        call.playback_id = call.playback_kind = None
+        call.stasis.playback_id = call.stasis.playback_kind = None
         dial(s)
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
         leg = call.legs.get(failed.channel_id)
@@ -94,15 +94,15 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
         return True
     if not isinstance(failed, cmd.Snoop | cmd.RecordChannel):
         return False
-    name = call.snoops.get(failed.snoop_id if isinstance(failed, cmd.Snoop)
+    name = call.hook.snoops.get(failed.snoop_id if isinstance(failed, cmd.Snoop)
                            else failed.channel_id, "")
     rec = call.recordings.get(name)
     if rec is None or rec.status not in REC_LIVE:
         return True
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec))
     leg = call.legs.get(snooped_leg(rec) or "")
-    if leg is not None and leg.recording == rec.name:
-        leg.recording = None
+    if leg is not None and leg.hook.recording == rec.name:
+        leg.hook.recording = None
     if isinstance(failed, cmd.RecordChannel):
         s.add(cmd.Hangup(call.call_id, failed.channel_id))
     # Asterisk unreachable or in trouble: try again, a few times. A 404 (the channel is gone)

@@ -1,7 +1,7 @@
 """Shared pieces of the call model's steps: the per-step collector, call ids, playbacks.
 
 A step copies the one call it changes into a `Step`, which collects the commands (requests,
-event rows, log lines) in order; `for_call` applies it and returns the new state.
+events, log lines) in order; `for_call` applies it and returns the new state.
 
 No handler says when the call must be stored: the step compares the call with the one
 persistence last had and, if the step changed it, puts one snapshot of the call as the step
@@ -21,8 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.db.mapping import rows_of
-from recorder.db.rows import EventRow
 from recorder.model import commands as cmd
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
@@ -83,16 +81,9 @@ class Step:
         recording: str | None = None,
         **detail: Any,
     ) -> None:
-        row = EventRow(
-            call_id=self.call.call_id,
-            asterisk_id=self.call.asterisk_id,
-            at=self.at,
-            kind=kind,
-            channel_id=channel_id,
-            recording_name=recording,
-            detail=detail,
-        )
-        self.out.append(cmd.RecordEvent(self.call.call_id, row))
+        event = cmd.CallEvent(self.call.call_id, self.call.asterisk_id, self.at, kind, channel_id,
+                              recording, detail)
+        self.out.append(cmd.RecordEvent(self.call.call_id, event))
 
     def flush(self) -> None:
         """The step's end: its snapshot, if it changed the call, where `add` said."""
@@ -104,9 +95,8 @@ class Step:
 
 
 def snapshot(call: Call) -> cmd.SaveCall:
-    """The call as persistence stores it (one place that encodes it: recorder.model.persist)."""
-    call_row, legs, recs = rows_of(call)
-    return cmd.SaveCall(call.call_id, call_row, legs, recs)
+    """The call as persistence stores it (its rows: recorder.db.mapping)."""
+    return cmd.SaveCall(call.call_id, call)
 
 
 Result = tuple[ModelState, list[cmd.Command]]
@@ -132,8 +122,8 @@ def play(s: Step, channel_id: str, kind: str, media: str) -> None:
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1
-    call.playback_id = playback_id
-    call.playback_kind = kind
+    call.stasis.playback_id = playback_id
+    call.stasis.playback_kind = kind
     s.add(cmd.Play(call.call_id, channel_id, playback_id, media))
 
 
@@ -141,9 +131,9 @@ def stop_recordings(s: Step) -> None:
     """Stop every live recording of the call, in either mode, as a deliberate stop (an in-call
     control, an opt-out, policy): none of their ends is a gap to replace, and no snoop is kept."""
     call = s.call
-    call.current_recording = None  # Stasis mode: its end is not a gap to replace
+    call.stasis.current_recording = None  # Stasis mode: its end is not a gap to replace
     for leg in call.legs.values():
-        leg.recording = None  # hook mode: likewise for each leg's snoop
+        leg.hook.recording = None  # hook mode: likewise for each leg's snoop
     for rec in call.live_recordings():
         s.add(cmd.StopRecording(call.call_id, rec.name))
         snoop = call.snoop_of(rec.name)

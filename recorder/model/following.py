@@ -172,7 +172,7 @@ def forward_exten(call: Call, channel: ev.ChannelInfo) -> str | None:
 def transfer_exten(call: Call, channel_id: str) -> str | None:
     """A blind transfer sent this leg to dial an extension: that is whom it reaches."""
     leg = call.legs.get(channel_id)
-    return leg.transferred_to if leg is not None else None
+    return leg.hook.transferred_to if leg is not None else None
 
 
 def hooked_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings: CallSettings,
@@ -188,7 +188,7 @@ def hooked_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings
         s.log("transfer.blind", channel_id=e.channel.id, exten=e.exten, result=e.result,
               transferee=transferee)
         if transferee in call.legs and e.result == "Success":
-            call.legs[transferee].transferred_to = e.exten
+            call.legs[transferee].hook.transferred_to = e.exten
 
     return for_call(state, call_id, e, settings, body)
 
@@ -227,7 +227,7 @@ def hooked_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: Call
 
     def body(s: Step) -> None:
         call = s.call
-        if channel.id in call.snoops:
+        if channel.id in call.hook.snoops:
             return
         leg = call.legs.get(channel.id) or add_leg(s, channel, LEG_UP)
         if leg.in_bridge or leg.state == LEG_GONE:
@@ -277,7 +277,7 @@ def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings
     def body(s: Step) -> None:
         call = s.call
         cid = e.channel.id
-        if cid in call.snoops:
+        if cid in call.hook.snoops:
             if isinstance(e, ev.StasisStart):
                 snoop_ready(s, cid)
             elif isinstance(e, ev.StasisEnd | ev.ChannelDestroyed):
@@ -317,9 +317,9 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
         leg.outcome = ("hangup" if leg.role == "caller" else
                        "answered" if leg.answered_at else "failed")
     s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
-    for session, info in list(call.hook_sessions.items()):
+    for session, info in list(call.hook.sessions.items()):
         if info.leg == leg.channel_id:  # an AGI still waiting on a channel now gone
-            del call.hook_sessions[session]
+            del call.hook.sessions[session]
             prompt = call.prompts.get(info.prompt or "")
             if prompt is not None:  # hung up during its announcement
                 audit(s, prompt, "interrupted")

@@ -188,7 +188,7 @@ def new_hooked_call(state: ModelState, e: HookCalled, settings: CallSettings) ->
         prompt = None
     if prompt is not None:
         playback_id = note_prompt(s, ch.id, prompt)
-        call.hook_sessions[e.session] = HookSession("record", ch.id, playback_id)
+        call.hook.sessions[e.session] = HookSession("record", ch.id, playback_id)
         s.add(cmd.HookReply(call_id, e.session, (("__VERBATIM_CALL_ID", call_id),),
                             ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                             final=False))
@@ -207,7 +207,7 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
               VERBATIM_DETAIL=(call.decision.reason if call.decision else "") or "not recorded")
         return
     snoop_leg(s, leg)
-    rec = call.recordings.get(leg.recording or "")
+    rec = call.recordings.get(leg.hook.recording or "")
     if rec is None:  # recording is stopped (an in-call control): nothing to wait for
         reply(s, call.call_id, session, "NOT_RECORDED", __VERBATIM_CALL_ID=call.call_id,
               VERBATIM_DETAIL="recording is stopped on this call")
@@ -215,7 +215,7 @@ def start_or_answer(s: Step, session: str, leg_id: str) -> None:
     if rec.started_at is not None:
         reply(s, call.call_id, session, "RECORDING", __VERBATIM_CALL_ID=call.call_id)
         return
-    call.hook_sessions[session] = HookSession("record", leg_id)
+    call.hook.sessions[session] = HookSession("record", leg_id)
 
 
 def record_leg_hook(s: Step, e: HookCalled) -> None:
@@ -255,7 +255,7 @@ def answered_hook(s: Step, e: HookCalled) -> None:
         reply(s, call.call_id, e.session, "RECORDING" if call.record else "NOT_RECORDED")
         return
     playback_id = note_prompt(s, leg.channel_id, prompt, number=leg.number or call.target)
-    call.hook_sessions[e.session] = HookSession("answered", leg.channel_id, playback_id)
+    call.hook.sessions[e.session] = HookSession("answered", leg.channel_id, playback_id)
     s.add(cmd.HookReply(call.call_id, e.session, (),
                         ((prompt.media.removeprefix("sound:"), prompt.opt_out_dtmf or ""),),
                         final=False))
@@ -321,7 +321,7 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
 
     def body(s: Step) -> None:
         call = s.call
-        session = call.hook_sessions.pop(e.session, None)
+        session = call.hook.sessions.pop(e.session, None)
         if session is None:
             return
         prompt = call.prompts.get(session.prompt or "")

@@ -47,6 +47,7 @@ from recorder.model.state import (
     RECORDING_PENDING,
     Leg,
     ModelState,
+    StasisLeg,
 )
 from recorder.policy import (
     Announcement,
@@ -70,7 +71,7 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         leg.state = LEG_RINGING
     elif status == "ANSWER":
         answered(s, leg)
-    elif status in DIAL_FAILURES and leg.join_bridge and call.phase == BRIDGED:
+    elif status in DIAL_FAILURES and leg.stasis.join_bridge and call.phase == BRIDGED:
         # A blind transfer's target did not answer: as with Asterisk's own transfer, the
         # transferee's call ends (hearing the failure is a later refinement).
         leg.outcome = DIAL_FAILURES[status][0]
@@ -87,7 +88,7 @@ def dial_status(s: Step, e: ev.Dial) -> None:
             begin_end(s, leg, reason)
     elif status == "CANCEL" and e.forwarded is not None and call.phase == DIALING:
         forward_followed(s, leg, e.forward, e.forwarded)
-    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.join_bridge):
+    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.stasis.join_bridge):
         forward(s, leg, e.forward)
 
 
@@ -104,7 +105,7 @@ def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) 
     path_changed(s, "forward", leg.channel_id, join=Join(target, "forward"))
     call.legs[forwarded.id] = Leg(
         channel_id=forwarded.id, role="callee", channel_name=forwarded.name, started_at=s.at,
-        state=LEG_DIALING, forwarded_from=leg.channel_id, number=target,
+        state=LEG_DIALING, number=target, stasis=StasisLeg(forwarded_from=leg.channel_id),
         local_base=forwarded.name[:-2] if forwarded.name.endswith(";1") else None,
     )
     call.callee_channel = forwarded.id
@@ -156,24 +157,24 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings,
 def answered(s: Step, leg: Leg) -> None:
     call = s.call
     joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
-    if leg.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
+    if leg.stasis.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
         return  # a transfer/forward target joins its own bridge once; it never is "the" answer
-    if leg.join_bridge:
+    if leg.stasis.join_bridge:
         # A transfer (or followed forward) target: the call's recording runs in the call
         # bridge, which hears this bridge through the Local pair, so it joins at once.
         leg.state = LEG_UP
         leg.answered_at = s.at
         s.record("transfer.answered", leg.channel_id)
         s.log("transfer.answered", channel_id=leg.channel_id)
-        if leg.via:  # the Local ;2 it is reached through answers too, so its ;1 comes Up
-            s.add(cmd.Answer(call.call_id, leg.via))
+        if leg.stasis.via:  # the Local ;2 it is reached through answers too, so its ;1 comes Up
+            s.add(cmd.Answer(call.call_id, leg.stasis.via))
         if announce_join(s, leg):
             pass  # it joins once its announcement is over (after_prompt)
         elif call.recording_due():
-            leg.waiting = True  # it joins once the recording runs
+            leg.stasis.waiting = True  # it joins once the recording runs
             start_if_due(s)
         else:  # nothing due: it joins at once
-            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+            s.add(cmd.AddChannel(call.call_id, leg.stasis.join_bridge, leg.channel_id))
         return
     if call.phase != DIALING or leg.state == LEG_GONE:
         return

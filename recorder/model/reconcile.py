@@ -161,7 +161,7 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
                     ),
                 )
             )
-    if bridge is None and call.bridge_created and not call.bridge_destroyed:
+    if bridge is None and call.stasis.bridge_created and not call.stasis.bridge_destroyed:
         events.append(ev.BridgeDestroyed(**base, bridge=ev.BridgeInfo(call.bridge_id)))
     return events
 

@@ -47,7 +47,7 @@ def start_segment(s: Step) -> None:
         requested_at=s.at,
     )
     call.next_segment += 1
-    call.current_recording = name
+    call.stasis.current_recording = name
     s.add(cmd.StartRecording(call.call_id, call.bridge_id, name, s.settings.format))
 
 
@@ -80,21 +80,22 @@ def recording_started(s: Step, rec: Recording) -> None:
     call.recorded_from(s.at)
     if call.open_pause("pause") is not None:  # a segment replacing one during a pause
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))
-    if call.phase == RECORDING_PENDING and rec.name == call.current_recording:
+    if call.phase == RECORDING_PENDING and rec.name == call.stasis.current_recording:
         connect_callee(s)
     for leg in call.legs.values():
-        if leg.waiting and leg.join_bridge and not leg.in_bridge and leg.state == LEG_UP:
+        bridge = leg.stasis.join_bridge
+        if leg.stasis.waiting and bridge and not leg.in_bridge and leg.state == LEG_UP:
             # a joining party policy records from now on: it joins once the recording runs
-            leg.waiting = False
-            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+            leg.stasis.waiting = False
+            s.add(cmd.AddChannel(call.call_id, bridge, leg.channel_id))
 
 
 def connect_callee(s: Step) -> None:
     call = s.call
     transition(s, CONNECTING)
     callee = call.legs.get(call.callee_channel or "")
-    if callee is not None and callee.originated and not callee.in_stasis:
-        callee.waiting = True  # it joins on its StasisStart (dialing.dialled_leg_ready)
+    if callee is not None and callee.stasis.originated and not callee.stasis.in_stasis:
+        callee.stasis.waiting = True  # it joins on its StasisStart (dialing.dialled_leg_ready)
         return
     if call.callee_channel:
         s.add(cmd.AddChannel(call.call_id, call.bridge_id, call.callee_channel))
@@ -135,8 +136,8 @@ def recording_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
     if rec.status not in REC_LIVE:
         return
     close_recording(s, rec, failed, error)
-    if rec.name == call.current_recording:
-        call.current_recording = None
+    if rec.name == call.stasis.current_recording:
+        call.stasis.current_recording = None
         if call.phase in (RECORDING_PENDING, CONNECTING, BRIDGED):
             replace_segment(s, rec)
     maybe_finish(s)
@@ -181,10 +182,10 @@ def replace_segment(s: Step, ended: Recording) -> None:
     s.record("recording.gap", recording=ended.name, reason=ended.error or "ended mid-call")
     call.gaps += 1
     if call.phase == RECORDING_PENDING:
-        call.recording_retries += 1
-        if call.recording_retries >= s.settings.max_recording_attempts:
-            s.log("recording.unavailable", "error", attempts=call.recording_retries)
-            s.record("recording.unavailable", attempts=call.recording_retries)
+        call.stasis.recording_retries += 1
+        if call.stasis.recording_retries >= s.settings.max_recording_attempts:
+            s.log("recording.unavailable", "error", attempts=call.stasis.recording_retries)
+            s.record("recording.unavailable", attempts=call.stasis.recording_retries)
             connect_callee(s)
             return
     start_segment(s)

@@ -1,6 +1,6 @@
 """AGI hook sessions waiting on the model (hook mode): their final answers.
 
-A session is kept in `Call.hook_sessions` while the dialplan waits for it (a record hook waits
+A session is kept in `Call.hook.sessions` while the dialplan waits for it (a record hook waits
 for its leg's recording to run); these put its answer — VERBATIM_STATUS and other channel
 variables — in the step's commands.
 """
@@ -20,7 +20,7 @@ def reply(s: Step, call_id: str, session: str, status: str, **variables: str) ->
 def answer_waiting(s: Step, leg_id: str, status: str) -> None:
     """Hook sessions waiting for this leg's recording to run get their answer."""
     call = s.call
-    for session, info in list(call.hook_sessions.items()):
+    for session, info in list(call.hook.sessions.items()):
         if info.leg == leg_id and info.prompt is None:
-            del call.hook_sessions[session]
+            del call.hook.sessions[session]
             reply(s, call.call_id, session, status, __VERBATIM_CALL_ID=call.call_id)

@@ -4,7 +4,7 @@ An attended transfer between two Dial() bridges swaps the transferee into the co
 call's bridge in the transferer's place (main/bridge.c bridge_swap_attended_transfer,
 destination_type "bridge"; observed/hook_mode_attended_transfer_refer): the caller of one call
 now talks with the target of the other, each still a leg of its own call and recorded by its
-own snoop. Each call notes, in `Call.peers`, when a channel of the other shared a bridge with
+own snoop. Each call notes, in `Call.hook.peers`, when a channel of the other shared a bridge with
 its legs; the coverage proof counts that as talking (coverage.mixing_spans), so the seconds
 after the transfer are in both calls' proofs, covered by each leg's own snoop.
 """
@@ -50,7 +50,7 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
     out = []
     for call in list(state.calls.values()):
         if any(p.bridge == e.bridge.id and p.channel == e.channel.id and p.left is None
-               for p in call.peers):
+               for p in call.hook.peers):
             state, commands = for_call(state, call.call_id, e, settings,
                                        lambda s: _close(s, e.bridge.id, e.channel.id))
             out += commands
@@ -59,10 +59,10 @@ def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSetting
 
 def _add(s: Step, bridge_id: str, channel_ids: list[str]) -> None:
     for cid in channel_ids:
-        s.call.peers.append(Peer(bridge_id, cid, s.at))
+        s.call.hook.peers.append(Peer(bridge_id, cid, s.at))
 
 
 def _close(s: Step, bridge_id: str, channel_id: str) -> None:
-    s.call.peers = [p._replace(left=s.at)
+    s.call.hook.peers = [p._replace(left=s.at)
                     if p.bridge == bridge_id and p.channel == channel_id and p.left is None else p
-                    for p in s.call.peers]
+                    for p in s.call.hook.peers]

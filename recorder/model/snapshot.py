@@ -6,7 +6,8 @@ RFC 3339 strings, the enums as their values, the small records (Stay, Pause...) 
 the others (Prompt, CallDecision...) as objects. Unknown keys are ignored and missing ones take
 their defaults, so a snapshot of an older or newer daemon loads. Snapshots written before this
 codec (datetimes as {"$dt": iso}) still decode: a daemon upgraded with calls in flight adopts
-them.
+them. So do snapshots written before each mode's data had its own record (Call.stasis and
+Call.hook, Leg.stasis and Leg.hook): their flat fields are moved there (`_by_mode`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from recorder.model.state import Call
+from recorder.model.state import Call, HookCall, HookLeg, StasisCall, StasisLeg
 
 _LEGACY_DT = "$dt"
 
@@ -32,6 +33,8 @@ def decode(data: dict[str, Any]) -> Call:
         raise ValueError(f"not a call snapshot: a {type(data).__name__}")
     if isinstance(data.get("started_at"), dict):  # the form before msgspec
         data = _untag(data)
+    if "stasis" not in data:  # the form before the per-mode records
+        data = _by_mode(data)
     try:
         return msgspec.convert(data, Call, strict=False)
     except msgspec.ValidationError as exc:
@@ -46,3 +49,29 @@ def _untag(value: Any) -> Any:
     if isinstance(value, list):
         return [_untag(v) for v in value]
     return value
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(cls.__dataclass_fields__)
+
+
+# Where the flat form kept each mode's fields (its name: the record's, but for one renamed).
+_CALL = {"stasis": {n: n for n in _names(StasisCall)},
+         "hook": {**{n: n for n in _names(HookCall)}, "hook_sessions": "sessions"}}
+_LEG = {"stasis": {n: n for n in _names(StasisLeg)}, "hook": {n: n for n in _names(HookLeg)}}
+
+
+def _by_mode(data: dict[str, Any]) -> dict[str, Any]:
+    """A flat snapshot's mode fields moved into their records (a new dict: `data` is kept)."""
+    out = _moved(data, _CALL)
+    legs = out.get("legs")
+    if isinstance(legs, dict):
+        out["legs"] = {k: _moved(v, _LEG) if isinstance(v, dict) else v for k, v in legs.items()}
+    return out
+
+
+def _moved(flat: dict[str, Any], where: dict[str, dict[str, str]]) -> dict[str, Any]:
+    out = dict(flat)
+    for record, names in where.items():
+        out[record] = {new: out.pop(old) for old, new in names.items() if old in out}
+    return out

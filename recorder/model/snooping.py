@@ -56,7 +56,7 @@ def stopped(s: Step) -> bool:
 def snoop_leg(s: Step, leg: Leg) -> None:
     """Start recording `leg` (nothing if it is already recorded, gone, or recording is off)."""
     call = s.call
-    if leg.recording is not None or leg.state == LEG_GONE or stopped(s):
+    if leg.hook.recording is not None or leg.state == LEG_GONE or stopped(s):
         return
     n = call.next_segment
     call.next_segment += 1
@@ -65,8 +65,8 @@ def snoop_leg(s: Step, leg: Leg) -> None:
         name=name, segment=n, target=f"{SNOOP_PREFIX}{leg.channel_id}",
         format=s.settings.format, requested_at=s.at,
     )
-    call.snoops[snoop_id] = name
-    leg.recording = name
+    call.hook.snoops[snoop_id] = name
+    leg.hook.recording = name
     s.add(cmd.Snoop(call.call_id, leg.channel_id, snoop_id, f"snoop,{call.call_id}"))
     s.log("recording.snoop", channel_id=leg.channel_id, recording=name, snoop=snoop_id)
 
@@ -74,7 +74,7 @@ def snoop_leg(s: Step, leg: Leg) -> None:
 def snoop_ready(s: Step, snoop_id: str) -> None:
     """The snoop channel entered our app: record it (or let it go, if no longer wanted)."""
     call = s.call
-    rec = call.recordings.get(call.snoops.get(snoop_id, ""))
+    rec = call.recordings.get(call.hook.snoops.get(snoop_id, ""))
     if rec is not None and rec.status == REC_REQUESTED and not wanted(s, rec):
         # stopped, refused or hung up while the snoop was being made: it records nothing
         close_recording(s, rec, True, "cancelled before it started (stop, refusal or hangup)",
@@ -91,14 +91,14 @@ def wanted(s: Step, rec: Recording) -> bool:
     """Whether this snoop recording should run: its leg is up, it is the leg's recording,
     and recording is on."""
     leg = s.call.legs.get(snooped_leg(rec) or "")
-    return (leg is not None and leg.state != LEG_GONE and leg.recording == rec.name
+    return (leg is not None and leg.state != LEG_GONE and leg.hook.recording == rec.name
             and not stopped(s))
 
 
 def snoop_gone(s: Step, snoop_id: str) -> None:
     """A snoop left the app (StasisEnd) or was destroyed; one that died before its recording
     was even asked for: nothing will come of it."""
-    rec = s.call.recordings.get(s.call.snoops.get(snoop_id, ""))
+    rec = s.call.recordings.get(s.call.hook.snoops.get(snoop_id, ""))
     if rec is None:
         return
     if not rec.snoop_left:
@@ -129,10 +129,10 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
         return
     close_recording(s, rec, failed, error, snooped_leg(rec))
     leg = call.legs.get(snooped_leg(rec) or "")
-    if leg is not None and leg.recording == rec.name:
-        leg.recording = None
+    if leg is not None and leg.hook.recording == rec.name:
+        leg.hook.recording = None
         if to_be_recorded(s, leg):
-            leg.checking = rec.name
+            leg.hook.checking = rec.name
             s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
     maybe_finish(s)
 
@@ -143,11 +143,11 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
     its snoop's end was the leg's end."""
     call = s.call
     leg = call.legs.get(channel_id)
-    if leg is None or leg.checking is None:
+    if leg is None or leg.hook.checking is None:
         return
-    ended = call.recordings.get(leg.checking)
-    leg.checking = None
-    if not exists or leg.recording is not None or not to_be_recorded(s, leg):
+    ended = call.recordings.get(leg.hook.checking)
+    leg.hook.checking = None
+    if not exists or leg.hook.recording is not None or not to_be_recorded(s, leg):
         return
     name = ended.name if ended is not None else ""
     reason = (ended.error if ended is not None else None) or "snoop recording ended mid-call"

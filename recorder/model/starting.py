@@ -95,7 +95,7 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
     if ch.state != "Up":
         s.add(cmd.Answer(call_id, ch.id))
     s.add(cmd.CreateBridge(call_id, call.bridge_id, call_id))
-    call.bridge_created = True
+    call.stasis.bridge_created = True
     s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
     take_path_args(s, e.args[2:], ch.name)
     if settings.policy is None:
@@ -118,10 +118,10 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
         audit(s, prompt, "finished")
         after_prompt(s, prompt.to, prompt.leg)
         return
-    if e.playback.id != call.playback_id:
+    if e.playback.id != call.stasis.playback_id:
         return
-    kind = call.playback_kind
-    call.playback_id = call.playback_kind = None
+    kind = call.stasis.playback_kind
+    call.stasis.playback_id = call.stasis.playback_kind = None
     if kind == "consent" and call.phase == CONSENT:
         s.record("consent.played", call.caller_channel, media=s.settings.consent_media)
         dial(s)
@@ -133,13 +133,13 @@ def after_prompt(s: Step, label: str, leg_id: str) -> None:
     leg = call.legs.get(leg_id)
     if label == "caller" and call.phase == CONSENT:
         dial(s)
-    elif leg is not None and leg.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
+    elif leg is not None and leg.stasis.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
         # a transfer target, announced to: now it joins (and is heard in the recording), or,
         # when policy records only from now, once the recording runs
         if call.recording_due():
-            leg.waiting = True
+            leg.stasis.waiting = True
         else:
-            s.add(cmd.AddChannel(call.call_id, leg.join_bridge, leg.channel_id))
+            s.add(cmd.AddChannel(call.call_id, leg.stasis.join_bridge, leg.channel_id))
     elif call.phase == CALLEE_CONSENT and not any(
             p.at_answer for p in call.prompts.values()):
         transition(s, RECORDING_PENDING)  # every announcement due at the answer is over

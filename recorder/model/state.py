@@ -3,6 +3,10 @@
 Typed dataclasses, enums and small immutable records, stored as JSON with the call's row
 (recorder.model.snapshot) so a daemon that crashed can adopt the call where it left it. The
 reducer copies a call before changing it, so a state handed to `step` is never modified.
+
+What only one mode uses has its own record, on the call and on each leg: `stasis` (the app
+answers, bridges, dials and transfers) and `hook` (the dialplan keeps the call; snoop channels
+record it). A call's record of the other mode stays at its defaults.
 """
 
 from __future__ import annotations
@@ -89,6 +93,32 @@ REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
 
 
 @dataclass
+class StasisLeg:
+    """What only Stasis mode keeps of a leg: the app dials it, bridges it and transfers it."""
+
+    originated: bool = False  # made with POST /channels: in the app only once answered
+    in_stasis: bool = False
+    waiting: bool = False  # answered and recorded, to join the bridge on its StasisStart
+    forwarded_from: str | None = None  # this leg dials where that leg forwarded
+    # Transfers: a Local half replaces a party in a bridge, or links to a new one.
+    replaces: str | None = None  # the leg this Local ;1 took the place of
+    replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
+    join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
+    via: str | None = None  # a transfer target: the Local ;2 it is connected through
+
+
+@dataclass
+class HookLeg:
+    """What only hook mode keeps of a leg (the dialplan keeps it; a snoop channel records it)."""
+
+    recording: str | None = None  # its snoop's recording now (None: not being recorded)
+    transferred_to: str | None = None  # the extension a blind transfer sent it to
+    # its snoop recording that ended while Asterisk is asked whether the leg lives on (a gap
+    # then) or is being hung up (the usual end: its snoop ends first)
+    checking: str | None = None
+
+
+@dataclass
 class Leg:
     channel_id: str
     role: str  # caller | callee
@@ -103,16 +133,7 @@ class Leg:
     outcome: str | None = None
     dialstatus: str = ""  # the last Dial status Asterisk reported for this leg
     forwarded_to: str | None = None  # this leg answered 302 to that target
-    forwarded_from: str | None = None  # this leg dials where that leg forwarded
-    # Transfers: a Local half ("local") replaces a party in a bridge, or links to a new one.
-    local_base: str | None = None  # "Local/300@transfer-target-00000047" for both halves
-    replaces: str | None = None  # the leg this Local ;1 took the place of
-    replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
-    join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
-    via: str | None = None  # a transfer target: the Local ;2 it is connected through
-    originated: bool = False  # made with POST /channels: in the app only once answered
-    in_stasis: bool = False
-    waiting: bool = False  # answered and recorded, to join the bridge on its StasisStart
+    local_base: str | None = None  # a Local half: "Local/300@transfer-target-00000047"
     party: str | None = None  # policy's label for a joining party ("target1"…)
     number: str | None = None  # what was dialled to reach this leg (consent: its jurisdiction)
     in_bridge: bool = False
@@ -121,13 +142,8 @@ class Leg:
     talked_ms: int | None = None  # the coverage proof, filled when the call ends
     covered_ms: int | None = None
     held_ms: int | None = None
-    # Hook mode: the recording of this leg's snoop channel now (None: not being recorded),
-    # and the extension a blind transfer sent it to (whom its next Dial reaches).
-    recording: str | None = None
-    transferred_to: str | None = None
-    # Hook mode: its snoop recording that ended while Asterisk is asked whether the leg lives
-    # on (a gap then) or is being hung up (the usual end: its snoop ends first).
-    checking: str | None = None
+    stasis: StasisLeg = field(default_factory=StasisLeg)
+    hook: HookLeg = field(default_factory=HookLeg)
 
 
 @dataclass
@@ -158,6 +174,30 @@ class Recording:
 
 
 @dataclass
+class StasisCall:
+    """What only Stasis mode keeps of a call: its consent or ringback playing, the bridge
+    recording now and its retries, its bridges."""
+
+    playback_id: str | None = None  # the consent or ringback the app plays to the caller
+    playback_kind: str | None = None  # consent | ringback
+    current_recording: str | None = None
+    recording_retries: int = 0
+    bridge_created: bool = False
+    bridge_destroyed: bool = False
+    extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
+
+
+@dataclass
+class HookCall:
+    """What only hook mode keeps of a call: its snoop channels, the AGI sessions waiting for an
+    answer, and the other recorded calls' channels its legs shared a bridge with."""
+
+    snoops: dict[str, str] = field(default_factory=dict)  # snoop channel id -> recording name
+    sessions: dict[str, HookSession] = field(default_factory=dict)  # AGI awaiting reply
+    peers: list[Peer] = field(default_factory=list)
+
+
+@dataclass
 class Call:
     call_id: str
     asterisk_id: str
@@ -182,16 +222,10 @@ class Call:
     joins: list[Join] = field(default_factory=list)
     phase: Phase = CONSENT
     callee_channel: str | None = None
-    playback_id: str | None = None
-    playback_kind: str | None = None  # consent | ringback
     next_playback: int = 1
     next_segment: int = 1
-    current_recording: str | None = None
-    recording_retries: int = 0
     gaps: int = 0  # times a recording ended while the call was still up
-    extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
-    peers: list[Peer] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
     dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)
     # Consent (recorder.policy): the decision, the announcements due, who refused, the prompt
@@ -204,28 +238,27 @@ class Call:
     # party label -> the strictest announcement it heard
     heard: dict[str, ConsentMode] = field(default_factory=dict)
     unrecorded_since: datetime | None = None
-    bridge_created: bool = False
-    bridge_destroyed: bool = False
     answered_at: datetime | None = None
     bridged_at: datetime | None = None  # when the call first had two parties bridged
     unbridged_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: str | None = None
     status: str = "active"
-    # Hook mode (calls the dialplan keeps, recorded through snoop channels).
     mode: CallMode = CallMode.STASIS
-    snoops: dict[str, str] = field(default_factory=dict)  # snoop channel id -> recording name
-    hook_sessions: dict[str, HookSession] = field(default_factory=dict)  # AGI awaiting reply
     tags: list[str] = field(default_factory=list)
     legs: dict[str, Leg] = field(default_factory=dict)
     recordings: dict[str, Recording] = field(default_factory=dict)
+    stasis: StasisCall = field(default_factory=StasisCall)
+    hook: HookCall = field(default_factory=HookCall)
 
     def copy(self) -> Call:
         """A copy a step may change without touching this call: new Call, Leg and Recording
-        objects, each list and map a new one holding the same values. The records in them
-        (Stay, Pause, Prompt...) are immutable, so they are shared, never copied."""
+        objects and mode records, each list and map a new one holding the same values. The
+        records in them (Stay, Pause, Prompt...) are immutable, so they are shared, never
+        copied."""
         new = _fresh(self)
-        new.legs = {k: _fresh(v) for k, v in self.legs.items()}
+        new.stasis, new.hook = _fresh(self.stasis), _fresh(self.hook)
+        new.legs = {k: _fresh_leg(v) for k, v in self.legs.items()}
         new.recordings = {k: _fresh(v) for k, v in self.recordings.items()}
         return new
 
@@ -242,7 +275,7 @@ class Call:
 
     def snoop_of(self, name: str) -> str | None:
         """Hook mode: the snoop channel whose recording is `name`."""
-        return next((sid for sid, rec in self.snoops.items() if rec == name), None)
+        return next((sid for sid, rec in self.hook.snoops.items() if rec == name), None)
 
     def recording_due(self) -> bool:
         """Policy now records a call it did not (recorder.model.decisions): the announcements
@@ -256,7 +289,7 @@ class Call:
             self.unrecorded_since = None
 
     def all_bridges(self) -> list[str]:
-        return [self.bridge_id, *self.extra_bridges]
+        return [self.bridge_id, *self.stasis.extra_bridges]
 
     def live_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.state != LEG_GONE]
@@ -287,6 +320,12 @@ def _fresh(obj: T) -> T:
 
 
 _CONTAINERS: dict[type, tuple[str, ...]] = {}  # a dataclass's list and map fields
+
+
+def _fresh_leg(leg: Leg) -> Leg:
+    new = _fresh(leg)
+    new.stasis, new.hook = _fresh(leg.stasis), _fresh(leg.hook)
+    return new
 
 
 @dataclass
@@ -334,14 +373,14 @@ class ModelState:
             new.by_channel[leg_id] = call.call_id
         if call.bridge_id:  # hook-mode calls have no bridge of ours
             new.by_bridge[call.bridge_id] = call.call_id
-        for bridge_id in call.extra_bridges:
+        for bridge_id in call.stasis.extra_bridges:
             new.by_bridge[bridge_id] = call.call_id
         for name in call.recordings:
             new.by_recording[name] = call.call_id
-        for snoop_id in call.snoops:
+        for snoop_id in call.hook.snoops:
             new.by_channel[snoop_id] = call.call_id
-        if call.playback_id:
-            new.by_playback[call.playback_id] = call.call_id
+        if call.stasis.playback_id:
+            new.by_playback[call.stasis.playback_id] = call.call_id
         for playback_id in call.prompts:
             new.by_playback[playback_id] = call.call_id
         return new

@@ -30,6 +30,7 @@ from recorder.model.state import (
     LEG_UP,
     Leg,
     ModelState,
+    StasisLeg,
 )
 from recorder.policy import Join
 from recorder.policy.rules import target_label
@@ -54,9 +55,9 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             started_at=s.at,
             state=LEG_UP,
             local_base=base,
-            replaces=replaced_id,
+            stasis=StasisLeg(replaces=replaced_id),
         )
-        replaced.replaced_by = e.channel.id
+        replaced.stasis.replaced_by = e.channel.id
         if replaced.channel_id == call.caller_channel and not replaced.in_bridge:
             # Attended transfer, destination "application" (trace
             # sip_attended_transfer_unbridged): the consultation leg was in the app but not in a
@@ -124,8 +125,8 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str, forwarded: bool = F
         s.log("transfer.refused", "warning", channel_id=half.id, exten=exten, phase=call.phase)
         s.add(cmd.Hangup(call.call_id, half.id))
         return
-    bridge_id = f"{call.call_id}-b{len(call.extra_bridges) + 2}"
-    call.extra_bridges.append(bridge_id)
+    bridge_id = f"{call.call_id}-b{len(call.stasis.extra_bridges) + 2}"
+    call.stasis.extra_bridges.append(bridge_id)
     s.add(cmd.CreateBridge(call.call_id, bridge_id, call.call_id))
     s.add(cmd.AddChannel(call.call_id, bridge_id, half.id))
     s.record("transfer.dialing", half.id, exten=exten)
@@ -188,7 +189,7 @@ def joined_number(state: ModelState, other: str | None,
         return None
     for leg in call.legs.values():
         if (leg.channel_id in (e.first_leg, e.second_leg) or leg.state == "gone"
-                or leg.role == "local" or leg.replaced_by is not None):
+                or leg.role == "local" or leg.stasis.replaced_by is not None):
             continue
         if leg.role == "caller":
             return call.caller_number

@@ -51,6 +51,7 @@ from recorder.ari.events import (
     parse_bridge,
     parse_channel,
 )
+from recorder.db import mapping
 from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
 from recorder.model import snapshot
@@ -292,7 +293,7 @@ class Daemon:
                 continue
             try:
                 call = snapshot.decode(row.state)
-                call.hook_sessions = {}  # the AGI sessions of the previous run are gone
+                call.hook.sessions = {}  # the AGI sessions of the previous run are gone
             except (TypeError, ValueError, KeyError) as exc:
                 log.error("call.adopt_failed", call_id=row.call_id, error=str(exc))
                 await self.writer.close_orphan(row)
@@ -386,11 +387,11 @@ class Daemon:
         refused: list[str] = []  # ARI requests of this step Asterisk refused
         for command in commands:
             if isinstance(command, cmd.SaveCall):
-                self.writer.stage_call(command)
+                self.writer.stage_call(mapping.call_rows(command.call))
             elif isinstance(command, cmd.RecordEvent):
-                self.writer.stage_event(command.event)
+                self.writer.stage_event(mapping.event_row(command.event))
             elif isinstance(command, cmd.SaveGaps):
-                self.writer.stage_gaps(command.gaps)
+                self.writer.stage_gaps(mapping.gap_rows(command))
             elif isinstance(command, cmd.SaveConsent):
                 self.writer.stage_consent(command.rows)
             elif isinstance(command, cmd.SaveTags):

@@ -25,8 +25,7 @@ from typing import Any
 
 import structlog
 
-from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
-from recorder.model.commands import SaveCall
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
 from recorder.policy.audit import ConsentRow
 
 log = structlog.get_logger("verbatim.journal")
@@ -37,8 +36,8 @@ FILE = "journal.jsonl"
 @dataclass(frozen=True)
 class Entry:
     kind: str  # call | event | gap | consent | tag
-    key: str  # the row's key (a SaveCall's: its call id; a tag's: call id + tag)
-    row: Any  # SaveCall | EventRow | GapRow | ConsentRow | (call_id, tag, by)
+    key: str  # the row's key (a call's snapshot: its call id; a tag's: call id + tag)
+    row: Any  # CallRows | EventRow | GapRow | ConsentRow | (call_id, tag, by)
 
 
 # A row's datetime fields. Not "$dt": a call's state (CallRow.state) carries that marker in
@@ -67,7 +66,7 @@ def encode(entry: Entry) -> str:
     row = entry.row
     # vars(), not asdict(): rows hold plain values, dicts and lists (asdict copies them all
     # deeply, and every snapshot is journaled before its requests)
-    if isinstance(row, SaveCall):
+    if isinstance(row, CallRows):
         value: Any = {"call": vars(row.call), "legs": [vars(x) for x in row.legs],
                       "recordings": [vars(x) for x in row.recordings]}
     elif isinstance(row, tuple):
@@ -84,7 +83,7 @@ def decode(line: str) -> Entry:
     kind, key, value = data["t"], str(data["k"]), data["v"]
     if kind == "call":
         call = _build(CallRow, value["call"])
-        row: Any = SaveCall(call.call_id, call,
+        row: Any = CallRows(call.call_id, call,
                             tuple(_build(LegRow, x) for x in value["legs"]),
                             tuple(_build(RecordingRow, x) for x in value["recordings"]))
     elif kind == "event":

@@ -30,8 +30,7 @@ import asyncpg
 import structlog
 
 from recorder.db.repository import Repository
-from recorder.db.rows import CallRow, EventRow, GapRow
-from recorder.model.commands import SaveCall
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow
 from recorder.policy import add_consent_rows
 from recorder.service.journal import Entry, Journal
 
@@ -79,7 +78,7 @@ class Writer:
                  journal: Journal | None = None, linger_s: float = 0.2):
         self.repo = repo
         self.journal = journal
-        self._calls: dict[str, SaveCall] = {}
+        self._calls: dict[str, CallRows] = {}
         self._events: list[Entry] = []
         self._gaps: list[Entry] = []
         self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
@@ -129,7 +128,7 @@ class Writer:
         """The last write failed: PostgreSQL is away (rows wait in memory)."""
         return self._failing_since is not None
 
-    def stage_call(self, save: SaveCall) -> None:
+    def stage_call(self, save: CallRows) -> None:
         self._calls.pop(save.call_id, None)
         self._calls[save.call_id] = save
         self._stage(Entry("call", save.call_id, save), None)

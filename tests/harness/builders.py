@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recorder.ari import events as ev
+from recorder.db.mapping import call_rows
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.state import ModelState
@@ -111,8 +112,9 @@ class Persisted:
     def check(self, state: ModelState, out: list[cmd.Command]) -> None:
         for c in out:
             if isinstance(c, cmd.SaveCall):
-                assert c.call.state is not None, f"{c.call_id}: a snapshot without its state"
-                self.snapshots[c.call_id] = json.loads(json.dumps(c.call.state))
+                row = call_rows(c.call).call  # as the daemon stages it
+                assert row.state is not None, f"{c.call_id}: a snapshot without its state"
+                self.snapshots[c.call_id] = json.loads(json.dumps(row.state))
         for call_id, call in state.calls.items():
             stored = self.snapshots.get(call_id)
             assert stored is not None, f"{call_id}: never stored"

@@ -14,6 +14,8 @@ from types import UnionType
 from typing import Any
 
 from recorder.ari import events as ev
+from recorder.db.mapping import call_rows
+from recorder.db.rows import CallRows
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
@@ -64,6 +66,11 @@ class Run:
     def of(self, kind: type[Any] | UnionType, out: list[cmd.Command] | None = None) -> list[Any]:
         """The commands of `kind` (a class, or a union of them) in `out`, or in all so far."""
         return [c for c in (self.commands if out is None else out) if isinstance(c, kind)]
+
+    def saved(self, out: list[cmd.Command] | None = None) -> list[CallRows]:
+        """The call's snapshots (its `SaveCall`s in `out`, or in all so far) as the rows the
+        daemon stages for them (recorder.db.mapping)."""
+        return [call_rows(c.call) for c in self.of(cmd.SaveCall, out)]
 
     @property
     def call(self) -> Call:
