@@ -516,7 +516,7 @@ async def test_plaintext_never_rests_in_the_archive(
         return [p for p in files if any(piece in p.read_bytes() for piece in pieces)]
 
     probed: list[Path] = []
-    real_probe = archive_module.probe
+    real_probe = probe  # what the archive calls
 
     def watching_probe(path: Path) -> Any:
         probed.append(Path(path))
