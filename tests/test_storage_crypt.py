@@ -5,6 +5,7 @@ disk is not the plaintext; a wrong master key is a clear error; verify finds a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -433,32 +434,40 @@ async def test_a_recording_fetched_over_ari_is_filed_encrypted(
         assert [p.name for p in Path(rec["path"]).parent.iterdir()] == [Path(rec["path"]).name]
 
 
-async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: Path) -> None:
-    """A filer asked again (the spool copy still there, or gone) finds the same plaintext
-    already filed under the key it was filed with; other audio under the name is kept apart."""
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
+WHERE = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}  # Archive.file's
+
+
+@contextlib.asynccontextmanager
+async def encrypted_archive(pg_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Archive, Any]]:
+    """An archive in tmp_path/archive that encrypts under a new master key; its pool."""
     enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
     keyring = keyring_for(enc)
     assert keyring is not None
     pool = await create_pool(pg_dsn, 1, 4)
     try:
-        store = Archive(archive, RecordingKeys(pool, keyring))
-        where = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}
-        first = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        yield Archive(tmp_path / "archive", RecordingKeys(pool, keyring)), pool
+    finally:
+        await pool.close()
+
+
+async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: Path) -> None:
+    """A filer asked again (the spool copy still there, or gone) finds the same plaintext
+    already filed under the key it was filed with; other audio under the name is kept apart."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, pool):
+        first = await store.file(write_wav(spool / "a.wav", 2.0), **WHERE)  # type: ignore[arg-type]
         wrapped = await pool.fetchval("SELECT wrapped_key FROM recording_keys")
-        again = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        again = await store.file(write_wav(spool / "a.wav", 2.0), **WHERE)  # type: ignore[arg-type]
         assert again.already_filed and again.path == first.path
         assert (again.sha256, again.stored_sha256) == (first.sha256, first.stored_sha256)
         assert await pool.fetchval("SELECT wrapped_key FROM recording_keys") == wrapped
-        found = await store.already_filed(**where)  # type: ignore[arg-type]
+        found = await store.already_filed(**WHERE)  # type: ignore[arg-type]
         assert found is not None and found.sha256 == first.sha256
         assert found.duration_ms == 2000 and found.stored_sha256 == first.stored_sha256
-        other = await store.file(write_wav(spool / "b.wav", 3.0), **where)  # type: ignore[arg-type]
+        other = await store.file(write_wav(spool / "b.wav", 3.0), **WHERE)  # type: ignore[arg-type]
         assert other.conflict_with == first.path and other.path != first.path
         assert not any(p.name.startswith(".") for p in first.path.parent.iterdir())
-    finally:
-        await pool.close()
 
 
 class _AwayAtFirst:
@@ -530,20 +539,12 @@ async def test_plaintext_never_rests_in_the_archive(
             yield data[i:i + 64 * 1024]
             assert plaintext_in_archive() == []  # what was yielded is written by now
 
-    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
-    keyring = keyring_for(enc)
-    assert keyring is not None
-    pool = await create_pool(pg_dsn, 1, 4)
-    try:
-        store = Archive(archive, RecordingKeys(pool, keyring))
-        where = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}
-        filed = await store.file_bytes(from_ari(), **where)  # type: ignore[arg-type]
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, _):
+        filed = await store.file_bytes(from_ari(), **WHERE)  # type: ignore[arg-type]
         assert (filed.sha256, filed.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
         assert filed.duration_ms == 70_000
-        again = await store.already_filed(**where)  # type: ignore[arg-type]
+        again = await store.already_filed(**WHERE)  # type: ignore[arg-type]
         assert again is not None and again.duration_ms == 70_000
-    finally:
-        await pool.close()
     assert len(probed) == 2 and not any(p.is_relative_to(archive) for p in probed)
     assert not any(p.parent.exists() for p in probed)  # the private copies went at once
     assert [p for p in archive.rglob("*") if p.is_file()] == [filed.path]
