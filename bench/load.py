@@ -36,23 +36,11 @@ import aiohttp
 from arisim.control import SimControl
 
 from recorder.db.migrate import migrate
+from recorder.devtools.config import config_text
 from recorder.devtools.pgcluster import PrivateCluster, free_port
 
 PASSWORD = "bench-secret"  # noqa: S105 - the private simulator's ARI user
 TICK = os.sysconf("SC_CLK_TCK")
-CONFIG = """\
-ari:
-  url: "{url}"
-  username: "verbatim"
-storage:
-  spool_dir: "{spool}"
-  archive_dir: "{archive}"
-logging:
-  level: "info"
-  format: "json"
-metrics:
-  port: {metrics_port}
-"""
 
 
 @dataclass
@@ -275,8 +263,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() != 1 else []
     if kind == "daemon":
         conf = work / "verbatim.yaml"
-        conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive,
-                                      metrics_port=free_port()))
+        conf.write_text(config_text(url=url, spool=spool, archive=archive,
+                                    metrics_port=free_port()))
         rec_cmd = [*pin, sys.executable, "-m", "recorder.cli", "run", "-c", str(conf)]
     else:
         rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.load import CONFIG, PASSWORD, basic_auth, process, wait_http
+from bench.load import PASSWORD, basic_auth, process, wait_http
 from bench.search_seed import DEPARTMENTS, seed
 from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
@@ -38,6 +38,7 @@ from recorder.api.search import NumberFilter, SearchQuery
 from recorder.api.server import create_pool
 from recorder.api.service import CallService
 from recorder.db.migrate import migrate
+from recorder.devtools.config import config_text
 from recorder.devtools.pgcluster import PrivateCluster, free_port
 
 FIRST, LAST = datetime(2024, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
@@ -162,8 +163,8 @@ async def daemon_writing(dsn: str, rate: float, folder: Path) -> AsyncIterator[N
     port, speed = free_port(), 10.0
     url = f"http://127.0.0.1:{port}"
     conf = work / "verbatim.yaml"
-    conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive,
-                                  metrics_port=free_port()))
+    conf.write_text(config_text(url=url, spool=spool, archive=archive,
+                                metrics_port=free_port()))
     env = {"VERBATIM_ARI_PASSWORD": PASSWORD, "VERBATIM_DATABASE_DSN": dsn}
     sim = [sys.executable, "-m", "arisim", "--bench", "--port", str(port), "--spool", str(spool),
            "--speed", str(speed), "--password", PASSWORD]

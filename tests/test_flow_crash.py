@@ -13,6 +13,7 @@ from pathlib import Path
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
+from recorder.devtools.config import config_text
 from tests.harness.calls import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -20,7 +21,7 @@ from tests.harness.calls import (
     dialled,
     event_time,
 )
-from tests.harness.daemon import CONFIG, Proc, both_bridged, connected, free_port, until
+from tests.harness.daemon import Proc, both_bridged, connected, free_port, until
 from tests.harness.stack import PASSWORD
 
 
@@ -32,7 +33,8 @@ async def crash_setup(
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
     url = await sim.start()
     config = tmp_path / "verbatim.yaml"
-    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive))
+    config.write_text(config_text(url=url, spool=spool, archive=archive, fast_reconnect=True,
+                                  pool_max=2))  # fmt: skip
     proc = Proc(config, dsn, tmp_path / "daemon.log")
     repo = await Repository.connect(dsn, max_size=2)
     try:

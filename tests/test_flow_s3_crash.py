@@ -20,6 +20,7 @@ from pathlib import Path
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
+from recorder.devtools.config import config_text
 from recorder.storage.objects import S3Store
 from tests.harness.daemon import Proc, connected, until
 from tests.harness.keeping_world import seed_call
@@ -27,28 +28,6 @@ from tests.harness.seaweedfs import ACCESS, BUCKET, SECRET, SeaweedFS
 from tests.harness.stack import PASSWORD
 
 MB = 1 << 20
-CONFIG = """\
-ari:
-  url: "{url}"
-  username: "verbatim"
-database:
-  pool_max: 2
-storage:
-  spool_dir: "{spool}"
-  archive_dir: "{archive}"
-  backend: s3
-  s3:
-    bucket: "{bucket}"
-    endpoint: "{endpoint}"
-    access_key: "{access}"
-    secret_key: "{secret}"
-    retry_max_s: 0.5
-    multipart_threshold_mb: 8
-    part_size_mb: 5
-logging:
-  level: "info"
-  format: "json"
-"""
 
 
 class Throttle:
@@ -107,8 +86,10 @@ async def daemon_on_a_slow_store(
     throttle = Throttle(seaweed.ports["s3.port"], rate=4 * MB)
     endpoint = await throttle.start()
     config = tmp_path / "verbatim.yaml"
-    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive, bucket=BUCKET,
-                                    endpoint=endpoint, access=ACCESS, secret=SECRET))  # fmt: skip
+    s3 = {"bucket": BUCKET, "endpoint": endpoint, "access_key": ACCESS, "secret_key": SECRET,
+          "retry_max_s": 0.5, "multipart_threshold_mb": 8, "part_size_mb": 5}
+    config.write_text(config_text(url=url, spool=spool, archive=archive, pool_max=2,
+                                  s3=s3))  # fmt: skip
     proc = Proc(config, dsn, tmp_path / "daemon.log")
     repo = await Repository.connect(dsn, max_size=2)
     try:

@@ -5,7 +5,9 @@ the free-space watermarks (refuse_new and keep_recording at the critical mark), 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from recorder.cli.health import check_health
+from recorder.config import S3Config, Secret
+from recorder.storage.tiered import bucket_if_configured
+from recorder.storage.upload import uploads_if_s3
 from recorder.storage.watermarks import CRITICAL, LOW, OK, DiskWatch, level_of
 from tests.harness.stack import Stack, running_stack
 
@@ -119,6 +124,37 @@ async def test_health_line_is_logged_periodically(tmp_path: Path, pg_dsn: str) -
         assert set(line["disks"]) == {"spool", "archive"}
         stack.sim.hangup(caller.id)
         await stack.settle()
+
+
+async def test_failed_upload_rounds_are_counted_in_metrics_and_the_health_line(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """storage.backend s3 with the store unreachable (nothing listens on its port): every
+    failed round is counted, and /metrics and the health line say so."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections to it are refused
+    s3 = S3Config(bucket="recordings", endpoint=f"http://127.0.0.1:{port}",
+                  access_key=Secret("k"), secret_key=Secret("s"), retry_max_s=0.2)  # fmt: skip
+    async with running_stack(tmp_path, pg_dsn, storage={"backend": "s3", "s3": s3}) as stack:
+        monitor = stack.running.monitor
+        assert stack.config is not None and monitor is not None
+        status = monitor.uploads
+        async with (
+            bucket_if_configured(stack.config) as bucket,
+            uploads_if_s3(stack.config, stack.repo.pool, bucket, stack.daemon.ready,
+                          lambda: stack.daemon.asterisk_id, idle_s=0.1, status=status),
+        ):  # fmt: skip
+            for _ in range(300):
+                if status.failed_rounds >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            found = await samples(stack)
+        assert value(found, "verbatim_uploads_failed_rounds_total") >= 2
+        assert value(found, "verbatim_uploads_failing") == 1
+        assert value(found, "verbatim_uploads_moved_total") == 0
+        fields = monitor.figures().log_fields()  # the health line's
+        assert fields["uploads_failed_rounds_total"] >= 2 and fields["uploads_failing"] is True
 
 
 async def test_healthz_and_readyz(tmp_path: Path, pg_dsn: str) -> None:

@@ -24,7 +24,7 @@ from recorder.db.rows import RecordingRow
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
-from recorder.storage.compact import Compactor, ffmpeg_args
+from recorder.storage.compact import Compactor, encode, ffmpeg_args
 from recorder.storage.store import LocalStore
 from tests.harness.api_world import add_users, config_for
 from tests.harness.keeping_world import AST, T0, policy, seed_call
@@ -125,6 +125,26 @@ async def test_a_kept_original_gets_a_verified_compact_copy_purged_with_it(
         T0 + timedelta(days=30))  # fmt: skip
     assert done.audio == 1
     assert not original.exists() and not copy.exists()
+
+
+async def test_a_copy_left_by_a_crash_before_its_commit_is_found_by_verify(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """ffmpeg wrote the copy, then the daemon died before the commit; the recording was purged
+    before a compactor came back to it. No row names the copy: verify reports it as an orphan
+    (and the purge left the original's row and file gone, nothing else)."""
+    archive = tmp_path / "archive"
+    original, _ = await filed_tone(repo, archive, "crash-1")
+    copy = original.with_suffix(".opus")
+    await encode(original, "wav", copy, CompactConfig("opus", 24))  # what _compact does first
+    store = LocalStore(archive)
+    report = await verify(repo.pool, store, AST)
+    assert [(p.kind, p.where) for p in report.problems] == [("orphan_file", str(copy))]
+    done = await Purger(repo.pool, store, policy(standard=Length(days=1)), AST).run(
+        T0 + timedelta(days=30))  # fmt: skip
+    assert done.audio == 1 and not original.exists() and copy.exists()
+    report = await verify(repo.pool, store, AST)
+    assert [(p.kind, p.where) for p in report.problems] == [("orphan_file", str(copy))]
 
 
 async def test_a_dropped_original_leaves_the_copy_as_the_recording(

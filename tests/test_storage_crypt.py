@@ -5,6 +5,7 @@ disk is not the plaintext; a wrong master key is a clear error; verify finds a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -35,6 +36,7 @@ from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
 from recorder.service.app import build
+from recorder.storage import archive as archive_module
 from recorder.storage.archive import Archive
 from recorder.storage.audio import probe
 from recorder.storage.crypt import (
@@ -432,32 +434,40 @@ async def test_a_recording_fetched_over_ari_is_filed_encrypted(
         assert [p.name for p in Path(rec["path"]).parent.iterdir()] == [Path(rec["path"]).name]
 
 
-async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: Path) -> None:
-    """A filer asked again (the spool copy still there, or gone) finds the same plaintext
-    already filed under the key it was filed with; other audio under the name is kept apart."""
-    spool, archive = tmp_path / "spool", tmp_path / "archive"
-    spool.mkdir()
+WHERE = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}  # Archive.file's
+
+
+@contextlib.asynccontextmanager
+async def encrypted_archive(pg_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Archive, Any]]:
+    """An archive in tmp_path/archive that encrypts under a new master key; its pool."""
     enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
     keyring = keyring_for(enc)
     assert keyring is not None
     pool = await create_pool(pg_dsn, 1, 4)
     try:
-        store = Archive(archive, RecordingKeys(pool, keyring))
-        where = {"call_id": CALL, "name": NAME, "started_at": T0, "fmt": "wav"}
-        first = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        yield Archive(tmp_path / "archive", RecordingKeys(pool, keyring)), pool
+    finally:
+        await pool.close()
+
+
+async def test_filing_again_after_a_crash_finds_it_filed(pg_dsn: str, tmp_path: Path) -> None:
+    """A filer asked again (the spool copy still there, or gone) finds the same plaintext
+    already filed under the key it was filed with; other audio under the name is kept apart."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, pool):
+        first = await store.file(write_wav(spool / "a.wav", 2.0), **WHERE)  # type: ignore[arg-type]
         wrapped = await pool.fetchval("SELECT wrapped_key FROM recording_keys")
-        again = await store.file(write_wav(spool / "a.wav", 2.0), **where)  # type: ignore[arg-type]
+        again = await store.file(write_wav(spool / "a.wav", 2.0), **WHERE)  # type: ignore[arg-type]
         assert again.already_filed and again.path == first.path
         assert (again.sha256, again.stored_sha256) == (first.sha256, first.stored_sha256)
         assert await pool.fetchval("SELECT wrapped_key FROM recording_keys") == wrapped
-        found = await store.already_filed(**where)  # type: ignore[arg-type]
+        found = await store.already_filed(**WHERE)  # type: ignore[arg-type]
         assert found is not None and found.sha256 == first.sha256
         assert found.duration_ms == 2000 and found.stored_sha256 == first.stored_sha256
-        other = await store.file(write_wav(spool / "b.wav", 3.0), **where)  # type: ignore[arg-type]
+        other = await store.file(write_wav(spool / "b.wav", 3.0), **WHERE)  # type: ignore[arg-type]
         assert other.conflict_with == first.path and other.path != first.path
         assert not any(p.name.startswith(".") for p in first.path.parent.iterdir())
-    finally:
-        await pool.close()
 
 
 class _AwayAtFirst:
@@ -495,3 +505,47 @@ async def test_filing_waits_for_the_database_to_store_the_key(
             await gone.for_filing(CALL, "other", wait_s=1.0)
     finally:
         await pool.close()
+
+
+async def test_plaintext_never_rests_in_the_archive(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording streamed from ARI with encryption on is encrypted as it arrives; measuring it
+    (and measuring it again, as after a crash) reads a private copy outside the archive, removed
+    at once. Checked while the stream comes in and whenever audio is probed: no file under the
+    archive, temporary ones included, holds any of the plaintext."""
+    archive = tmp_path / "archive"
+    plain = bytearray(write_wav(tmp_path / "a.wav", 70.0).read_bytes())  # > one 1 MiB segment
+    plain[44:] = os.urandom(len(plain) - 44)  # audio no ciphertext can contain by chance
+    data = bytes(plain)
+    pieces = [data[:44]] + [data[i:i + 64] for i in range(1000, len(data), 40_000)]
+
+    def plaintext_in_archive() -> list[Path]:
+        files = [p for p in archive.rglob("*") if p.is_file()]
+        return [p for p in files if any(piece in p.read_bytes() for piece in pieces)]
+
+    probed: list[Path] = []
+    real_probe = probe  # what the archive calls
+
+    def watching_probe(path: Path) -> Any:
+        probed.append(Path(path))
+        assert plaintext_in_archive() == []
+        return real_probe(path)
+
+    monkeypatch.setattr(archive_module, "probe", watching_probe)
+
+    async def from_ari() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 64 * 1024):
+            yield data[i:i + 64 * 1024]
+            assert plaintext_in_archive() == []  # what was yielded is written by now
+
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, _):
+        filed = await store.file_bytes(from_ari(), **WHERE)  # type: ignore[arg-type]
+        assert (filed.sha256, filed.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert filed.duration_ms == 70_000
+        again = await store.already_filed(**WHERE)  # type: ignore[arg-type]
+        assert again is not None and again.duration_ms == 70_000
+    assert len(probed) == 2 and not any(p.is_relative_to(archive) for p in probed)
+    assert not any(p.parent.exists() for p in probed)  # the private copies went at once
+    assert [p for p in archive.rglob("*") if p.is_file()] == [filed.path]
+    assert plaintext_in_archive() == []

@@ -186,11 +186,15 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
         await client.close()
 
 
-# The outage is 30 s. With retry_max_s 0.5 (the loop waits 1 s, then 0.5 s; botocore's
-# own second attempt, up to 2 s later, comes first in each round) 10 s are already 4 or more
-# failed rounds, each one a real attempt against the port the stopped SeaweedFS listened on
-# (on a busy machine the store stays down longer, until there were 4).
-OUTAGE_S = 10.0
+# The acceptance: the store down for 30 s. The wait is idle (one failing round every
+# half second: retry_max_s 0.5, and botocore's own second attempt, up to 2 s later, comes first in
+# each round), so it costs the suite its 30 s and no CPU. 30 s are 10 or more failed rounds, each a
+# real attempt against the port the stopped SeaweedFS listened on (on a busy machine the store
+# stays down longer, until there were that many). Once it is back the bounded backoff moves
+# everything within a few seconds.
+OUTAGE_S = 30.0
+FAILED_ROUNDS = 10
+RECOVERY_S = 20.0
 
 
 async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
@@ -219,28 +223,32 @@ async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(
                                      asterisk_id=ast)  # fmt: skip
             await asyncio.sleep(OUTAGE_S / 20)
         await asyncio.sleep(max(0.0, down + OUTAGE_S - asyncio.get_running_loop().time()))
-        for _ in range(600):  # (a busy machine makes rounds slower: down for 4 at least)
-            if status.failed_rounds >= 4:
+        for _ in range(600):  # (a busy machine makes rounds slower: down for enough of them)
+            if status.failed_rounds >= FAILED_ROUNDS:
                 break
             await asyncio.sleep(0.1)
         assert status.failing and status.moved_total == 1
-        assert status.failed_rounds >= 4  # retried again and again, not given up
+        assert status.failed_rounds >= FAILED_ROUNDS  # retried again and again, not given up
         assert all(f.exists() for f in files[1:])
         waiting = [r for r in await rows(pool, ast) if not r["path"].startswith("s3://")]
         assert len(waiting) == 20
         assert await pool.fetchval("SELECT count(*) FROM uploads WHERE asterisk_id = $1",
                                    ast) == 1  # fmt: skip
         seaweed.start()
+        back = asyncio.get_running_loop().time()
         for _ in range(600):
             moved = all(r["path"].startswith("s3://") for r in await rows(pool, ast))
-            if moved and status.waiting == 0:  # (counted at the end of the round)
+            # (a row is moved at its commit; the counts at the end of the round that did it)
+            if moved and status.moved_total == 21 and not status.failing:
                 break
             await asyncio.sleep(0.1)
+        resumed_in = asyncio.get_running_loop().time() - back
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert (status.waiting, status.failing, status.moved_total) == (0, False, 21)
+    assert resumed_in < RECOVERY_S  # the backoff stayed bounded: no minute-long last wait
     store = S3Store(bucket.client, bucket.bucket, ast)
     keys = await listing(store)
     assert len(keys) == len(files) == len(set(keys))

@@ -32,6 +32,7 @@ from recorder.config import (
 )
 from recorder.db.migrate import migrate
 from recorder.db.rows import EventRow
+from recorder.devtools.config import config_text
 from recorder.devtools.pgcluster import PrivateCluster
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
@@ -39,14 +40,6 @@ from recorder.service.app import build
 
 PASSWORD = "demo-only-secret"  # noqa: S105 - the simulator's, on loopback, for this run only
 CALLER_HZ, CALLEE_HZ = 440, 1300
-DEMO_CONFIG = """\
-ari:
-  url: "http://127.0.0.1:8088"
-  username: "verbatim"
-storage:
-  spool_dir: "{spool}"
-  archive_dir: "{archive}"
-"""
 
 
 @dataclass(frozen=True)
@@ -172,7 +165,9 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
         print(f"\nArchive: {archive}")
         if keep:
             conf = root / "verbatim.yaml"
-            conf.write_text(DEMO_CONFIG.format(spool=spool, archive=archive))
+            # for the command line against the kept database (no daemon runs with it)
+            conf.write_text(config_text(url="http://127.0.0.1:8088", spool=spool,
+                                        archive=archive))  # fmt: skip
             print(f"PostgreSQL keeps running. Try:\n  VERBATIM_DATABASE_DSN={dsn} "
                   f"VERBATIM_ARI_PASSWORD=x .venv/bin/verbatim calls -c {conf}\n"
                   f"Stop it with: pg_ctl stop -D {root / 'pg'} (as the postgres user when root)")

@@ -76,6 +76,7 @@ class Figures:
     uploads_waiting: int  # storage.backend s3 (recorder.storage.upload); 0 with local
     uploads_failing: bool
     uploads_moved_total: int
+    uploads_failed_rounds_total: int  # rounds that failed: each retry while the store is away
     disks: tuple[DiskState, ...]
 
     def log_fields(self) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch,
         uploads_waiting=uploads.waiting,
         uploads_failing=uploads.failing,
         uploads_moved_total=uploads.moved_total,
+        uploads_failed_rounds_total=uploads.failed_rounds,
         disks=tuple(watch.states.values()),
     )
 
@@ -172,6 +174,8 @@ def metric_families(f: Figures) -> Iterator[Metric]:
                 f.uploads_failing)  # fmt: skip
     yield counter("uploads_moved", "Recordings moved to the object store, hash confirmed",
                   f.uploads_moved_total)  # fmt: skip
+    yield counter("uploads_failed_rounds", "Upload rounds that failed (the object store or the "
+                  "database away; each is retried)", f.uploads_failed_rounds_total)  # fmt: skip
     free = GaugeMetricFamily("verbatim_disk_free_bytes", "Free space for recordings",
                              labels=["dir", "path"])  # fmt: skip
     level = GaugeMetricFamily(

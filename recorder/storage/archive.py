@@ -12,8 +12,10 @@ FiledRecording.conflict_with names the file it collided with, for the caller to 
 With storage.encryption (an Archive given RecordingKeys), the file is the recording's Tink
 ciphertext (recorder/storage/crypt.py): the plaintext is hashed and measured as it is read and
 encrypted, the ciphertext hashed as it is written. "The same content" is then the same plaintext
-(a file already there is decrypted to compare). A filing from ARI's stream (no spool file) lands
-as plaintext in a hidden temporary file first, to be measured, and is encrypted from it.
+(a file already there is decrypted to compare). A filing from ARI's stream (no spool file) is
+encrypted as it arrives. Plaintext never rests in the archive: what has to be measured from a
+file (its duration, by probe or ffmpeg) is a copy in a private temporary directory (mode 0700,
+outside the archive), removed as soon as it is measured.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import stat
-from collections.abc import AsyncIterable, Iterable
+import tempfile
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,21 +134,31 @@ def _measure(path: Path, key: DataKey | None) -> FiledRecording | None:
     return FiledRecording(path, sha, size, duration, audio_error, already_filed=True)
 
 
+@contextlib.contextmanager
+def _private_plain(name: str) -> Iterator[Path]:
+    """Where plaintext may be written to be measured: `name` in a new directory of mode 0700
+    outside the archive, removed with all it holds when the block ends."""
+    folder = tempfile.mkdtemp(prefix="verbatim-plain-")  # mode 0700
+    try:
+        yield Path(folder) / name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _measure_sealed(path: Path, key: DataKey) -> FiledRecording | None:
-    """An encrypted file, measured from its plaintext (decrypted beside it for a moment)."""
+    """An encrypted file, measured from its plaintext (decrypted into a private directory for
+    a moment)."""
     try:
         stored_sha, stored_size = file_digest(path)
     except FileNotFoundError:
         return None
-    plain = _Temp(path.parent, path.name)
-    try:
+    with _private_plain(path.name) as plain_path:
+        plain = _Temp(plain_path.parent, plain_path.name, exact=True)
         with open(path, "rb") as f:
             for chunk in key.plain_range(f, 0, None):
                 plain.write(chunk)
         plain.finish()
         c = _content(plain.path, plain.hash.hexdigest(), plain.size, path)
-    finally:
-        plain.discard()
     return FiledRecording(path, c.sha256, c.size, c.duration_ms, c.audio_error, True,
                           stored_sha256=stored_sha, stored_bytes=stored_size)  # fmt: skip
 
@@ -177,10 +191,12 @@ def _fsync_dir(path: Path) -> None:
 class _Temp:
     """A new file in the target directory, hashed as it is written."""
 
-    def __init__(self, directory: Path, name: str) -> None:
-        self.path = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+    def __init__(self, directory: Path, name: str, *, exact: bool = False) -> None:
+        # exact: `name` itself (in a private directory: its suffix tells probe the format)
+        self.path = directory / (name if exact else f".{name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.fchmod(fd, FILE_MODE)  # explicit: the umask must not decide who can read recordings
+        if not exact:  # explicit: the umask must not decide who can read recordings
+            os.fchmod(fd, FILE_MODE)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.hash = hashlib.sha256()
         self.size = 0
@@ -202,9 +218,44 @@ class _Temp:
             self.path.unlink()
 
 
-def _write_all(temp: _Temp, chunks: Iterable[bytes]) -> None:
+def _write_all(temp: _Temp | _Sealing, chunks: Iterable[bytes]) -> None:
     for chunk in chunks:
         temp.write(chunk)
+
+
+class _Sealing:
+    """A recording arriving in pieces, encrypted as it comes into a temporary file in the
+    target directory; the plaintext also goes, to be measured, to a private directory
+    (`_private_plain`) that `close()` removes."""
+
+    def __init__(self, target: Path, key: DataKey) -> None:
+        self._private = _private_plain(target.name)
+        plain_path = self._private.__enter__()
+        try:
+            self.plain = _Temp(plain_path.parent, plain_path.name, exact=True)
+            self.sealed = _Temp(target.parent, target.name)
+        except BaseException:
+            self._private.__exit__(None, None, None)
+            raise
+        self._out = key.encrypting(self.sealed)
+        self._stream = self._out.__enter__()
+
+    def write(self, data: bytes) -> None:
+        self.plain.write(data)
+        self._stream.write(data)
+
+    def finish(self, target: Path) -> _Content:
+        """Both files complete (the ciphertext fsynced); the plaintext measured."""
+        self._out.__exit__(None, None, None)
+        self.sealed.finish()
+        self.plain.file.close()
+        return _content(self.plain.path, self.plain.hash.hexdigest(), self.plain.size, target)
+
+    def close(self) -> None:
+        """The plaintext gone; the ciphertext's temporary name too (placed or not)."""
+        self.plain.discard()
+        self._private.__exit__(None, None, None)
+        self.sealed.discard()
 
 
 def _raise_if_full(e: OSError, src: Path) -> None:
@@ -287,21 +338,25 @@ class Archive:
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
         key = None if self.keys is None else await self.keys.for_filing(call_id, name)
         await asyncio.to_thread(self._makedirs, target.parent)
-        temp = await asyncio.to_thread(_Temp, target.parent, target.name)
+        temp: _Temp | _Sealing
+        if key is None:
+            temp = await asyncio.to_thread(_Temp, target.parent, target.name)
+        else:
+            temp = await asyncio.to_thread(_Sealing, target, key)
         try:
             if isinstance(chunks, AsyncIterable):
                 async for chunk in chunks:
                     await asyncio.to_thread(temp.write, chunk)
             else:
                 await asyncio.to_thread(_write_all, temp, chunks)
-            await asyncio.to_thread(temp.finish)
-            if key is None:
+            if isinstance(temp, _Temp):
+                await asyncio.to_thread(temp.finish)
                 return await asyncio.to_thread(self._place, temp, target)
-            filed = await asyncio.to_thread(self._place_sealed, temp, target, key)
+            content = await asyncio.to_thread(temp.finish, target)
+            filed = await asyncio.to_thread(self._place, temp.sealed, target, content, key)
             return await self._placed(call_id, name, filed)
-        except BaseException:
-            await asyncio.to_thread(temp.discard)
-            raise
+        finally:
+            await asyncio.to_thread(temp.close if isinstance(temp, _Sealing) else temp.discard)
 
     # -- blocking parts, run in a worker thread ---------------------------------------------
 
@@ -318,19 +373,6 @@ class Archive:
                 _fsync_dir(d.parent)  # the new directory's name must be durable too
         if not directory.is_dir():
             raise ArchiveError(f"archive directory {directory} is not a directory")
-
-    def _place_sealed(self, plain: _Temp, target: Path, key: DataKey) -> FiledRecording:
-        """The plaintext `plain` measured, encrypted into another temporary file, and gone."""
-        content = _content(plain.path, plain.hash.hexdigest(), plain.size, target)
-        sealed = _Temp(target.parent, target.name)
-        try:
-            with open(plain.path, "rb") as f:
-                _seal(key, f, sealed)
-            plain.discard()
-            return self._place(sealed, target, content, key)
-        except BaseException:
-            sealed.discard()
-            raise
 
     def _file_sync(
         self, src: Path, target: Path, delete_source: bool, key: DataKey | None = None

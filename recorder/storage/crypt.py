@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import secrets
@@ -127,6 +128,13 @@ class DataKey:
                 size += len(chunk)
                 out.write(chunk)
         return h.hexdigest(), size
+
+    def encrypting(self, dst: Writable) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A stream whose writes are encrypted into `dst` (left open), complete when closed:
+        for plaintext that arrives in pieces (ARI's stream), never kept whole."""
+        stream: contextlib.AbstractContextManager[BinaryIO] = (
+            self.primitive.new_encrypting_stream(_Unclosed(dst), self.subject))
+        return stream
 
     def decrypting(self, src: BinaryIO) -> _Checked:
         """The plaintext of the ciphertext `src`, read as it is decrypted: a segment that

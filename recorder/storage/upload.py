@@ -170,10 +170,12 @@ async def uploading(
     *, idle_s: float = 5.0, retry_max_s: float = 60.0,
 ) -> None:  # fmt: skip
     """Run until cancelled: a round every idle_s (at once while a backlog lasts); after a failure,
-    again after 1 s, 2 s, 4 s … up to retry_max_s, with one warning per outage."""
+    again after 1 s, 2 s, 4 s … up to retry_max_s (so the first round once the store is back
+    comes at most retry_max_s after it), with one warning per outage."""
     await ready.wait()  # the daemon knows its asterisk_id
     uploader = uploader_for(office())
-    wait, failing = 1.0, False
+    first = min(1.0, retry_max_s)  # a bound below 1 s bounds the first wait too
+    wait, failing = first, False
     while True:
         try:
             done = await uploader.move_round()
@@ -189,7 +191,7 @@ async def uploading(
             continue
         if failing:
             log.info("upload.resumed")
-        wait, failing = 1.0, False
+        wait, failing = first, False
         uploader.status.failing = False
         if not done.waiting:
             await asyncio.sleep(idle_s)

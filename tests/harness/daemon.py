@@ -18,24 +18,9 @@ from pathlib import Path
 from arisim.server import Simulator
 
 from recorder.db.repository import Repository
+from recorder.devtools.config import config_text
 from tests.harness.calls import dialled
 from tests.harness.stack import PASSWORD
-
-CONFIG = """\
-ari:
-  url: "{url}"
-  username: "verbatim"
-  reconnect_initial_s: 0.05
-  reconnect_max_s: 0.2
-database:
-  pool_max: 2
-storage:
-  spool_dir: "{spool}"
-  archive_dir: "{archive}"
-logging:
-  level: "info"
-  format: "json"
-"""
 
 
 class Proc:
@@ -124,8 +109,8 @@ async def journalled_daemon(tmp_path: Path, dsn: str) -> AsyncIterator[tuple[Sim
     sim = Simulator(spool_dir=spool, password=PASSWORD, sounds={"verbatim/consent": 3.0})
     url = await sim.start()
     config = tmp_path / "verbatim.yaml"
-    config.write_text(CONFIG.format(url=url, spool=spool, archive=archive).replace(
-        "storage:\n", f"storage:\n  journal_dir: \"{journal}\"\n"))
+    config.write_text(config_text(url=url, spool=spool, archive=archive, fast_reconnect=True,
+                                  pool_max=2, journal_dir=journal))  # fmt: skip
     proc = Proc(config, dsn, tmp_path / "daemon.log")
     try:
         yield sim, proc

@@ -34,6 +34,7 @@ from recorder.config import (
 )
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
+from recorder.devtools.config import FAST_RECONNECT
 from recorder.policy.model import Announcements
 from recorder.policy.prompts import DEFAULT_DIRECTORY, read_manifest, sound_lengths
 from recorder.service.app import Running, build
@@ -50,8 +51,9 @@ def make_config(base_url: str, dsn: str, spool: Path | None, archive: Path,
             url=base_url,
             username="verbatim",
             password=Secret(PASSWORD),
-            reconnect_initial_s=0.05,
-            reconnect_max_s=0.2,
+            # as the tests' daemon processes (recorder.devtools.config)
+            reconnect_initial_s=FAST_RECONNECT["reconnect_initial_s"],
+            reconnect_max_s=FAST_RECONNECT["reconnect_max_s"],
         ),
         database=DatabaseConfig(dsn=Secret(dsn)),
         storage=StorageConfig(archive_dir=archive, spool_dir=spool, **(storage or {})),
