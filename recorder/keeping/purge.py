@@ -145,6 +145,26 @@ _LEFT_OVER = """
     SELECT id FROM tombstones WHERE status = 'purging' AND asterisk_id = $1 AND what = $2
     ORDER BY id LIMIT $3
 """
+# Step 2's statements find a batch's rows by primary key (id = ANY, name = ANY), so a batch
+# costs the same however many tombstones, dead index entries and recordings the tables hold.
+# `done_at IS NULL` is `status = 'purging'` (constraint tombstones_done) in a form that does not
+# match tombstones_purging_idx's predicate: that index also holds an entry for every tombstone
+# finished since the last vacuum, and the planner, thinking it holds one row, would walk all of
+# them for each batch.
+_TAKE = """
+    SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes,
+           coalesce(call_held(c), false) AS held, r.compact_path, r.original_path
+    FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id
+    LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id AND r.name = t.recording_name
+    WHERE t.id = ANY($1::bigint[]) AND t.done_at IS NULL
+    ORDER BY t.id FOR UPDATE OF t SKIP LOCKED
+"""
+# `t.id = ANY($1)` beside the join: else the planner hashes the whole table for 1,000 rows.
+_DONE = """
+    UPDATE tombstones t SET status = 'purged', done_at = $2, file_found = f.found
+    FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found)
+    WHERE t.id = ANY($1::bigint[]) AND t.id = f.id
+"""
 # Each deletion is a custody event on its server's chain, in tombstone order.
 _CUSTODY_EVENTS = """
     SELECT CASE what WHEN 'audio' THEN 'purged' ELSE 'metadata_purged' END AS kind, call_id,
@@ -303,14 +323,7 @@ class Purger:
             # A hold placed since step 1 wins: no hold can be placed or released until this
             # transaction ends, and what it holds now is kept.
             await conn.execute("LOCK TABLE holds IN SHARE MODE")
-            rows = await conn.fetch(
-                "SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes, "
-                "coalesce(call_held(c), false) AS held, r.compact_path, r.original_path "
-                "FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id "
-                "LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id "
-                "AND r.name = t.recording_name "
-                "WHERE t.id = ANY($1::bigint[]) AND t.status = 'purging' "
-                "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED", ids)  # fmt: skip
+            rows = await conn.fetch(_TAKE, ids)
             kept = [r["id"] for r in rows if r["held"]]
             if kept:
                 await conn.execute(
@@ -332,9 +345,8 @@ class Purger:
                 if self.on_step is not None:
                     await self.on_step("deleted")
                 await conn.execute(
-                    "DELETE FROM recordings r USING tombstones t WHERE t.id = ANY($1::bigint[]) "
-                    "AND r.asterisk_id = t.asterisk_id AND r.name = t.recording_name",
-                    [r["id"] for r in rows])  # fmt: skip
+                    "DELETE FROM recordings WHERE asterisk_id = $1 AND name = ANY($2::text[])",
+                    self.asterisk_id, [r["recording_name"] for r in rows])  # fmt: skip
             else:
                 found = [True] * len(rows)
                 calls = [r["call_id"] for r in rows]
@@ -344,12 +356,9 @@ class Purger:
                     )
                 if self.on_step is not None:
                     await self.on_step("deleted")
-            await conn.execute(
-                "UPDATE tombstones t SET status = 'purged', done_at = $2, file_found = f.found "
-                "FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found) WHERE t.id = f.id",
-                [r["id"] for r in rows], now, found if what == "audio" else [None] * len(rows),
-            )  # fmt: skip
-            events = await conn.fetch(_CUSTODY_EVENTS, [r["id"] for r in rows])
+            gone = [r["id"] for r in rows]
+            await conn.execute(_DONE, gone, now, found if what == "audio" else [None] * len(gone))
+            events = await conn.fetch(_CUSTODY_EVENTS, gone)
             await custody.append_many(conn, self.asterisk_id, [dict(e.items()) for e in events])
         if what == "audio":
             await self._tidy([r["path"] for r in rows])
