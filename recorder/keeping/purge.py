@@ -237,7 +237,8 @@ class Purger:
         self.policy = policy
         self.asterisk_id = asterisk_id
         self.batch = batch
-        # Called after each step ("marked", "deleted"): the crash tests stop a run there.
+        # Called after each step ("marked", "deleted", "purged": committed): the crash tests
+        # stop a run there, the bench times them.
         self.on_step = on_step
         self._tidying: asyncio.Task[None] | None = None
 
@@ -273,11 +274,8 @@ class Purger:
         try:
             for what in ("audio", "metadata"):
                 await self._finish_left_over(what, now, report)
-                after: str | None = "" if self._expires(what) else None
-                while after is not None:
-                    marked, after = await self._mark(what, now, after, report.job)
-                    if marked:
-                        await self._finish(what, marked, now, report)
+                if self._expires(what):
+                    await self._batches(what, now, report)
         finally:
             await self._tidy([])
         if report.audio or report.metadata or report.kept:
@@ -309,6 +307,30 @@ class Purger:
             await self.on_step("marked")
         return ids, row["last"] if row["seen"] >= self.batch else None
 
+    async def _batches(self, what: str, now: datetime, report: PurgeReport) -> None:
+        """Mark and finish every window, two batches at a time: while one batch's rows go and
+        its commit waits on the disk, the next is marked and its files deleted (the file system
+        and PostgreSQL wait on different things). Each batch is its own two transactions as
+        before; the custody events stay in batch order (a batch appends only once the one before
+        has committed), and at most two step-2 transactions are open."""
+        after: str | None = ""
+        running: asyncio.Task[int] | None = None  # the latest batch's step 2
+        try:
+            while after is not None:
+                marked, after = await self._mark(what, now, after, report.job)
+                if marked:
+                    previous, running = running, asyncio.create_task(
+                        self._finish(what, marked, now, report, previous=running))  # fmt: skip
+                    if previous is not None:
+                        await previous
+            if running is not None:
+                await running
+        finally:
+            if running is not None and not running.done():
+                running.cancel()  # rolled back: its tombstones stay 'purging' for the next run
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await running
+
     async def _finish_left_over(self, what: str, now: datetime, report: PurgeReport) -> None:
         while ids := [r["id"] for r in await self.pool.fetch(
                 _LEFT_OVER, self.asterisk_id, what, self.batch)]:  # fmt: skip
@@ -317,8 +339,12 @@ class Purger:
             if not done:
                 break  # another run holds them
 
-    async def _finish(self, what: str, ids: list[int], now: datetime, report: PurgeReport) -> int:
-        """Step 2: delete the files, then (one transaction) the rows; the tombstones say done."""
+    async def _finish(
+        self, what: str, ids: list[int], now: datetime, report: PurgeReport,
+        previous: asyncio.Task[int] | None = None,
+    ) -> int:  # fmt: skip
+        """Step 2: delete the files, then (one transaction) the rows; the tombstones say done.
+        `previous`: the batch before, whose custody events must go first."""
         async with self.pool.acquire() as conn, conn.transaction():
             # A hold placed since step 1 wins: no hold can be placed or released until this
             # transaction ends, and what it holds now is kept.
@@ -358,8 +384,13 @@ class Purger:
                     await self.on_step("deleted")
             gone = [r["id"] for r in rows]
             await conn.execute(_DONE, gone, now, found if what == "audio" else [None] * len(gone))
+            if previous is not None:
+                await asyncio.wait([previous])  # not `await`: cancelling us must not cancel it
+                previous.result()  # it failed: roll back too, leaving no gap in the chain
             events = await conn.fetch(_CUSTODY_EVENTS, gone)
             await custody.append_many(conn, self.asterisk_id, [dict(e.items()) for e in events])
+        if self.on_step is not None:
+            await self.on_step("purged")
         if what == "audio":
             await self._tidy([r["path"] for r in rows])
         for row, ok in zip(rows, found, strict=True):
