@@ -128,18 +128,14 @@ def batch_times(marks: list[float]) -> str:
                        for i in range(10)) + " ms")  # fmt: skip
 
 
-def phase_times(phases: list[tuple[float, float, float]]) -> str:
-    """Where a batch's time goes, first ten against last ten: the mark (from the previous
-    batch's commit: its folders' tidying, then step 1), the files (step 2 up to the rows'
-    deletion), the rows (deletion, tombstones, custody, commit)."""
-    if len(phases) < 20:
+def step2_times(marks: list[float], committed: list[float]) -> str:
+    """Each batch's step 2, from its tombstones' commit to its rows' (two batches overlap, so
+    this is longer than a batch's share of the run), first ten against last ten."""
+    times = [c - m for m, c in zip(marks, committed, strict=False)]
+    if len(times) < 20:
         return ""
-
-    def ms(part: list[tuple[float, float, float]]) -> str:
-        return " / ".join(f"{mean(p[i] for p in part) * 1000:.0f}" for i in range(3))
-
-    return f"ms per batch, mark / files / rows: first 10 {ms(phases[:10])}, " \
-        f"last 10 {ms(phases[-11:-1])}"  # fmt: skip
+    first, last = mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000
+    return f"step 2 (files, rows, custody, commit): first 10 {first:.0f} ms, last 10 {last:.0f} ms"
 
 
 async def run(n: int, batch: int, folder: Path, explain: bool) -> None:
@@ -162,18 +158,14 @@ async def run(n: int, batch: int, folder: Path, explain: bool) -> None:
         batches = -(-n // batch)
         # Plans logged around these batches (their mark, then the whole of the next one).
         explained = {2: True, 4: False, batches - 2: True, batches: False} if explain else {}
-        marks: list[float] = []  # each batch's "marked"
-        phases: list[tuple[float, float, float]] = []  # each batch's mark, files, rows
-        last = {"purged": time.perf_counter()}
+        marks: list[float] = []  # each batch's "marked", in batch order
+        committed: list[float] = []  # each batch's "purged" (step 2 committed), likewise
 
         async def on_step(step: str) -> None:
-            last[step] = time.perf_counter()
             if step == "purged":
-                phases.append((last["marked"] - last["before"], last["deleted"] - last["marked"],
-                               last["purged"] - last["deleted"]))  # fmt: skip
+                committed.append(time.perf_counter())
             if step != "marked":
                 return
-            last["before"] = last["purged"]
             marks.append(time.perf_counter())
             if (on := explained.get(len(marks))) is not None:
                 await _explain(pool, on)
@@ -203,7 +195,7 @@ async def run(n: int, batch: int, folder: Path, explain: bool) -> None:
         print(f"RSS {before:.0f} MB before the purge, peak {peak:.0f} MB during it")
         print(f"left: {left} rows, {files} files; {links:,} custody events 'purged'")
         print(batch_times([*marks, t0 + elapsed]))
-        print(phase_times(phases))
+        print(step2_times(marks, committed))
         if explain:
             print(f"plans: {cluster.log_file}")
     finally:
