@@ -1,6 +1,7 @@
 """Purge rate and memory: N expired recordings (files and rows) deleted by `verbatim purge`.
 
 Run: .venv/bin/python -m bench.purge_bench [--recordings 100000] [--batch 1000] [--dir DIR]
+     [--explain]
 
 Starts a private PostgreSQL (recorder.devtools.pgcluster, fsync on as in production), applies the
 migrations, seeds N ended calls of one server, each with one filed recording whose file (4 KiB)
@@ -9,6 +10,14 @@ the daemon does (recorder/keeping/purge.py: tombstones, files, rows, custody eve
 batches) and prints its rate and the process's resident memory before and at its peak during
 the purge (sampled every 50 ms), to show it stays flat. It is not a test. Target: >= 5,000
 recordings/s on the 2-core machine, memory flat.
+
+It also prints the batches' times, first ten against last ten: on a shared machine the rate
+moves with the load, but a batch that costs more as the tables grow shows here whatever the
+load. --explain writes EXPLAIN (ANALYZE, BUFFERS) of every statement of two batches near the
+start and two near the end (auto_explain) to the cluster's server.log (kept with --dir).
+
+The seeded files are flushed to disk (sync) before the purge, as a recording past its class
+long has been: deleting a file still in the page cache frees no blocks and costs ext4 a tenth.
 """
 
 from __future__ import annotations
@@ -16,12 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from recorder.api.server import create_pool
@@ -85,21 +96,81 @@ async def seed(pool: Any, archive: Path, n: int) -> None:
     print()
 
 
-async def run(n: int, batch: int, folder: Path) -> None:
+async def _explain(pool: Any, on: bool) -> None:
+    """Turn auto_explain's logging of every statement on or off, for every session."""
+    await pool.execute(f"ALTER SYSTEM SET auto_explain.log_min_duration = {0 if on else -1}")
+    await pool.execute("SELECT pg_reload_conf()")
+
+
+async def _setup_explain(pool: Any) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("LOAD 'auto_explain'")  # its settings are known once loaded
+        for setting, value in (("session_preload_libraries", "'auto_explain'"),
+                               ("auto_explain.log_analyze", "on"),
+                               ("auto_explain.log_buffers", "on"),
+                               # Off: call_held's plan per row would drown the rest.
+                               ("auto_explain.log_nested_statements", "off"),
+                               ("auto_explain.log_min_duration", "-1")):  # fmt: skip
+            await conn.execute(f"ALTER SYSTEM SET {setting} = {value}")
+        await conn.execute("SELECT pg_reload_conf()")
+    await pool.expire_connections()  # session_preload_libraries: new sessions only
+
+
+def batch_times(marks: list[float]) -> str:
+    """Each batch's time (one mark to the next), the first ten against the last ten."""
+    times = [b - a for a, b in itertools.pairwise(marks)]
+    if len(times) < 20:
+        return f"batches: {len(times)} (too few to compare first and last ten)"
+    first, last = mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000  # the last may be short
+    return (f"batches: {len(times)}, first 10 {first:.0f} ms each, last 10 {last:.0f} ms each "
+            f"({last / first:.2f}x); by tenth: "
+            + " ".join(f"{mean(times[i * len(times) // 10:(i + 1) * len(times) // 10]) * 1000:.0f}"
+                       for i in range(10)) + " ms")  # fmt: skip
+
+
+def step2_times(marks: list[float], committed: list[float]) -> str:
+    """Each batch's step 2, from its tombstones' commit to its rows' (two batches overlap, so
+    this is longer than a batch's share of the run), first ten against last ten."""
+    times = [c - m for m, c in zip(marks, committed, strict=False)]
+    if len(times) < 20:
+        return ""
+    first, last = mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000
+    return f"step 2 (files, rows, custody, commit): first 10 {first:.0f} ms, last 10 {last:.0f} ms"
+
+
+async def run(n: int, batch: int, folder: Path, explain: bool) -> None:
     cluster = PrivateCluster(folder / "data")
     cluster.start()
     try:
         dsn = cluster.dsn()
         await migrate(dsn)
         pool = await create_pool(dsn, 1, 2)
+        if explain:
+            await _setup_explain(pool)
         archive = folder / "archive"
         t0 = time.perf_counter()
         await seed(pool, archive, n)
+        await asyncio.to_thread(os.sync)
         print(f"seeded {n:,} recordings (files and rows) in {time.perf_counter() - t0:.0f} s")
 
         policy = Policy(retention_policy=RetentionPolicy(
             {"standard": RetentionClass("standard", Length(days=1))}))  # fmt: skip
-        purger = Purger(pool, LocalStore(archive), policy, SERVER, batch=batch)
+        batches = -(-n // batch)
+        # Plans logged around these batches (their mark, then the whole of the next one).
+        explained = {2: True, 4: False, batches - 2: True, batches: False} if explain else {}
+        marks: list[float] = []  # each batch's "marked", in batch order
+        committed: list[float] = []  # each batch's "purged" (step 2 committed), likewise
+
+        async def on_step(step: str) -> None:
+            if step == "purged":
+                committed.append(time.perf_counter())
+            if step != "marked":
+                return
+            marks.append(time.perf_counter())
+            if (on := explained.get(len(marks))) is not None:
+                await _explain(pool, on)
+
+        purger = Purger(pool, LocalStore(archive), policy, SERVER, batch=batch, on_step=on_step)
         before, peak = rss_mb(), rss_mb()
         done = asyncio.Event()
 
@@ -123,6 +194,10 @@ async def run(n: int, batch: int, folder: Path) -> None:
               f"{report.audio / elapsed:,.0f} recordings/s (batch {batch})")  # fmt: skip
         print(f"RSS {before:.0f} MB before the purge, peak {peak:.0f} MB during it")
         print(f"left: {left} rows, {files} files; {links:,} custody events 'purged'")
+        print(batch_times([*marks, t0 + elapsed]))
+        print(step2_times(marks, committed))
+        if explain:
+            print(f"plans: {cluster.log_file}")
     finally:
         cluster.stop()
 
@@ -132,12 +207,14 @@ def main() -> None:
     ap.add_argument("--recordings", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--dir", help="work folder (default: a temporary one, removed after)")
+    ap.add_argument("--explain", action="store_true",
+                    help="log the plans of two batches at the start and two at the end")
     args = ap.parse_args()
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="verbatim-purge-"))
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o711)  # noqa: S103 (the postgres user passes through when we are root)
     try:
-        asyncio.run(run(args.recordings, args.batch, folder))
+        asyncio.run(run(args.recordings, args.batch, folder, args.explain))
     finally:
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)

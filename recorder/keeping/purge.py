@@ -9,6 +9,11 @@ Each run works on one Asterisk server's recordings in one store (the files are o
 disk), in batches (memory stays flat whatever the archive's size), walking recordings by name
 (keyset) so each row is read at most once. Crash safety is in two transactions per batch; see
 migrations/0006_keeping.sql. A run first finishes what an earlier run left 'purging'.
+
+A batch costs the same however large the tables are: every statement reaches its rows through
+an index by key (the keyset window, primary keys), never by a scan that grows with the tables
+or with the dead entries of rows already purged. Two batches overlap (see `_batches`), and
+the files go on threads of the store's own (recorder.storage.store).
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ _CLASSES = (
     "k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(name, audio, metadata))"
 )
 _ENDED = "coalesce(c.ended_at, c.started_at)"
+# call_held(c) runs as a function call per row (~20 us; it cannot be inlined): asked only when
+# some hold is active, which the uncorrelated EXISTS (an InitPlan) answers once per statement.
+_ANY_HOLD = "EXISTS (SELECT 1 FROM holds WHERE released_at IS NULL)"
+_NOT_HELD = f"(NOT {_ANY_HOLD} OR NOT call_held(c))"
 # Params $1..$3 classes, $4 default class, $5 now, $6 server, $7 store prefix.
 _AUDIO_CANDIDATES = f"""
     SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes, k.name AS class,
@@ -46,7 +55,7 @@ _AUDIO_CANDIDATES = f"""
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE r.asterisk_id = $6 AND r.status = 'filed' AND starts_with(r.path, $7)
       AND c.status = 'ended' AND k.audio IS NOT NULL
-      AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)
+      AND {_ENDED} + k.audio::interval <= $5 AND {_NOT_HELD}
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = r.asterisk_id AND t.call_id = r.call_id
                       AND coalesce(t.recording_name, '') = r.name)
@@ -58,7 +67,7 @@ _METADATA_CANDIDATES = f"""
     FROM calls c
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE c.asterisk_id = $6 AND c.status = 'ended' AND k.metadata IS NOT NULL
-      AND {_ENDED} + k.metadata::interval <= $5 AND NOT call_held(c)
+      AND {_ENDED} + k.metadata::interval <= $5 AND {_NOT_HELD}
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = c.asterisk_id AND t.call_id = c.call_id
                       AND t.recording_name IS NULL)
@@ -95,7 +104,7 @@ _MARK_AUDIO = f"""
         JOIN calls c ON c.call_id = w.call_id
         JOIN k ON k.name = coalesce(c.retention_class, $4)
         WHERE starts_with(w.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
-          AND {_ENDED} + k.audio::interval <= $5 AND NOT call_held(c)),
+          AND {_ENDED} + k.audio::interval <= $5 AND {_NOT_HELD}),
     locked AS (
         SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes, d.class,
                d.decided_by, d.ended, d.expired
@@ -144,6 +153,27 @@ _UNKNOWN = """
 _LEFT_OVER = """
     SELECT id FROM tombstones WHERE status = 'purging' AND asterisk_id = $1 AND what = $2
     ORDER BY id LIMIT $3
+"""
+# Step 2's statements find a batch's rows by primary key (id = ANY, name = ANY), so a batch
+# costs the same however many tombstones, dead index entries and recordings the tables hold.
+# `done_at IS NULL` is `status = 'purging'` (constraint tombstones_done) in a form that does not
+# match tombstones_purging_idx's predicate: that index also holds an entry for every tombstone
+# finished since the last vacuum, and the planner, thinking it holds one row, would walk all of
+# them for each batch.
+_TAKE = f"""
+    SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes,
+           ({_ANY_HOLD} AND coalesce(call_held(c), false)) AS held, r.compact_path,
+           r.original_path
+    FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id
+    LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id AND r.name = t.recording_name
+    WHERE t.id = ANY($1::bigint[]) AND t.done_at IS NULL
+    ORDER BY t.id FOR UPDATE OF t SKIP LOCKED
+"""  # noqa: S608 (constant SQL)
+# `t.id = ANY($1)` beside the join: else the planner hashes the whole table for 1,000 rows.
+_DONE = """
+    UPDATE tombstones t SET status = 'purged', done_at = $2, file_found = f.found
+    FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found)
+    WHERE t.id = ANY($1::bigint[]) AND t.id = f.id
 """
 # Each deletion is a custody event on its server's chain, in tombstone order.
 _CUSTODY_EVENTS = """
@@ -217,7 +247,8 @@ class Purger:
         self.policy = policy
         self.asterisk_id = asterisk_id
         self.batch = batch
-        # Called after each step ("marked", "deleted"): the crash tests stop a run there.
+        # Called after each step ("marked", "deleted", "purged": committed): the crash tests
+        # stop a run there, the bench times them.
         self.on_step = on_step
         self._tidying: asyncio.Task[None] | None = None
 
@@ -253,11 +284,8 @@ class Purger:
         try:
             for what in ("audio", "metadata"):
                 await self._finish_left_over(what, now, report)
-                after: str | None = "" if self._expires(what) else None
-                while after is not None:
-                    marked, after = await self._mark(what, now, after, report.job)
-                    if marked:
-                        await self._finish(what, marked, now, report)
+                if self._expires(what):
+                    await self._batches(what, now, report)
         finally:
             await self._tidy([])
         if report.audio or report.metadata or report.kept:
@@ -289,6 +317,30 @@ class Purger:
             await self.on_step("marked")
         return ids, row["last"] if row["seen"] >= self.batch else None
 
+    async def _batches(self, what: str, now: datetime, report: PurgeReport) -> None:
+        """Mark and finish every window, two batches at a time: while one batch's rows go and
+        its commit waits on the disk, the next is marked and its files deleted (the file system
+        and PostgreSQL wait on different things). Each batch is its own two transactions as
+        before; the custody events stay in batch order (a batch appends only once the one before
+        has committed), and at most two step-2 transactions are open."""
+        after: str | None = ""
+        running: asyncio.Task[int] | None = None  # the latest batch's step 2
+        try:
+            while after is not None:
+                marked, after = await self._mark(what, now, after, report.job)
+                if marked:
+                    previous, running = running, asyncio.create_task(
+                        self._finish(what, marked, now, report, previous=running))  # fmt: skip
+                    if previous is not None:
+                        await previous
+            if running is not None:
+                await running
+        finally:
+            if running is not None and not running.done():
+                running.cancel()  # rolled back: its tombstones stay 'purging' for the next run
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await running
+
     async def _finish_left_over(self, what: str, now: datetime, report: PurgeReport) -> None:
         while ids := [r["id"] for r in await self.pool.fetch(
                 _LEFT_OVER, self.asterisk_id, what, self.batch)]:  # fmt: skip
@@ -297,20 +349,17 @@ class Purger:
             if not done:
                 break  # another run holds them
 
-    async def _finish(self, what: str, ids: list[int], now: datetime, report: PurgeReport) -> int:
-        """Step 2: delete the files, then (one transaction) the rows; the tombstones say done."""
+    async def _finish(
+        self, what: str, ids: list[int], now: datetime, report: PurgeReport,
+        previous: asyncio.Task[int] | None = None,
+    ) -> int:  # fmt: skip
+        """Step 2: delete the files, then (one transaction) the rows; the tombstones say done.
+        `previous`: the batch before, whose custody events must go first."""
         async with self.pool.acquire() as conn, conn.transaction():
             # A hold placed since step 1 wins: no hold can be placed or released until this
             # transaction ends, and what it holds now is kept.
             await conn.execute("LOCK TABLE holds IN SHARE MODE")
-            rows = await conn.fetch(
-                "SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes, "
-                "coalesce(call_held(c), false) AS held, r.compact_path, r.original_path "
-                "FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id "
-                "LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id "
-                "AND r.name = t.recording_name "
-                "WHERE t.id = ANY($1::bigint[]) AND t.status = 'purging' "
-                "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED", ids)  # fmt: skip
+            rows = await conn.fetch(_TAKE, ids)
             kept = [r["id"] for r in rows if r["held"]]
             if kept:
                 await conn.execute(
@@ -332,9 +381,8 @@ class Purger:
                 if self.on_step is not None:
                     await self.on_step("deleted")
                 await conn.execute(
-                    "DELETE FROM recordings r USING tombstones t WHERE t.id = ANY($1::bigint[]) "
-                    "AND r.asterisk_id = t.asterisk_id AND r.name = t.recording_name",
-                    [r["id"] for r in rows])  # fmt: skip
+                    "DELETE FROM recordings WHERE asterisk_id = $1 AND name = ANY($2::text[])",
+                    self.asterisk_id, [r["recording_name"] for r in rows])  # fmt: skip
             else:
                 found = [True] * len(rows)
                 calls = [r["call_id"] for r in rows]
@@ -344,13 +392,15 @@ class Purger:
                     )
                 if self.on_step is not None:
                     await self.on_step("deleted")
-            await conn.execute(
-                "UPDATE tombstones t SET status = 'purged', done_at = $2, file_found = f.found "
-                "FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found) WHERE t.id = f.id",
-                [r["id"] for r in rows], now, found if what == "audio" else [None] * len(rows),
-            )  # fmt: skip
-            events = await conn.fetch(_CUSTODY_EVENTS, [r["id"] for r in rows])
+            gone = [r["id"] for r in rows]
+            await conn.execute(_DONE, gone, now, found if what == "audio" else [None] * len(gone))
+            if previous is not None:
+                await asyncio.wait([previous])  # not `await`: cancelling us must not cancel it
+                previous.result()  # it failed: roll back too, leaving no gap in the chain
+            events = await conn.fetch(_CUSTODY_EVENTS, gone)
             await custody.append_many(conn, self.asterisk_id, [dict(e.items()) for e in events])
+        if self.on_step is not None:
+            await self.on_step("purged")
         if what == "audio":
             await self._tidy([r["path"] for r in rows])
         for row, ok in zip(rows, found, strict=True):

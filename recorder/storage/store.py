@@ -13,16 +13,36 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from recorder.storage.archive import file_digest
 
 _CHUNK = 1 << 20
 _LIST_BATCH = 2000
+# Deleting a file or a folder waits on the file system's journal far more than it uses the CPU
+# (on ext4 under load ~1.5 ms each, 40 us of CPU): a purge's batch is spread over this many
+# threads of their own, so it neither waits on one at a time nor fills the event loop's
+# default pool that the daemon's other work uses.
+_FILE_THREADS: Final = 8
+T = TypeVar("T")
+R = TypeVar("R")
+_file_pool: ThreadPoolExecutor | None = None
+
+
+async def _spread(work: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
+    """work(items) on the file threads, in up to _FILE_THREADS slices; results in order."""
+    global _file_pool
+    if _file_pool is None:
+        _file_pool = ThreadPoolExecutor(_FILE_THREADS, thread_name_prefix="verbatim-files")
+    loop = asyncio.get_running_loop()
+    slices = [items[i::_FILE_THREADS] for i in range(min(_FILE_THREADS, len(items)))]
+    done = await asyncio.gather(*(loop.run_in_executor(_file_pool, work, s) for s in slices))
+    return [done[i % len(slices)][i // len(slices)] for i in range(len(items))]
 
 
 @dataclass(frozen=True)
@@ -79,13 +99,14 @@ class LocalStore:
         return self.prefix + f"{when.astimezone(UTC):%Y/%m/%d}"
 
     async def delete_many(self, keys: Sequence[str]) -> list[bool]:
-        return await asyncio.to_thread(self._delete_many, list(keys))
+        for key in keys:
+            if not self.owns(key):
+                raise ValueError(f"{key} is not in the archive {self.root}")
+        return await _spread(self._delete_many, list(keys))
 
     def _delete_many(self, keys: list[str]) -> list[bool]:
         found = []
         for key in keys:
-            if not self.owns(key):
-                raise ValueError(f"{key} is not in the archive {self.root}")
             try:
                 os.unlink(key)
                 found.append(True)
@@ -105,13 +126,14 @@ class LocalStore:
     async def tidy(self, keys: Sequence[str]) -> None:
         # A call's folder goes with its last recording; one still holding files stays. rmdir
         # costs ext4 ten times an unlink: the purge runs this beside its next batch.
-        await asyncio.to_thread(self._tidy, sorted({os.path.dirname(k) for k in keys}))
+        await _spread(self._tidy, sorted({os.path.dirname(k) for k in keys}))
 
-    def _tidy(self, folders: list[str]) -> None:
+    def _tidy(self, folders: list[str]) -> list[None]:
         for folder in folders:
             if self.owns(folder + "/"):
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
+        return [None] * len(folders)
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         f = await asyncio.to_thread(open, key, "rb")
