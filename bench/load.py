@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,7 +298,8 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
         conf = work / "verbatim.yaml"
         conf.write_text(CONFIG.format(url=url, spool=spool, archive=archive,
                                       metrics_port=free_port()))
-        rec_cmd = [*pin, sys.executable, "-m", "recorder.cli", "run", "-c", str(conf)]
+        daemon = ["bench.traced_daemon", str(work)] if args.trace else ["recorder.cli"]
+        rec_cmd = [*pin, sys.executable, "-m", *daemon, "run", "-c", str(conf)]
     else:
         rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,
                    "--password", PASSWORD]
@@ -306,7 +308,8 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
     with process(sim_cmd, work / "sim.log", env) as sim, contextlib.ExitStack() as stack:
         await wait_http(f"{url}/_sim/clock")
         proc = stack.enter_context(process(rec_cmd, log, env))
-        await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD))
+        await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD),
+                        timeout=300 if args.trace else 30)  # its imports under tracemalloc
         await asyncio.sleep(1.0)  # the daemon's start-up work (recovery, first writes)
         async with SimControl(url) as ctl:
             yield Running(proc, ctl, log, sim.pid)
@@ -352,6 +355,17 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
+def print_growth(work: Path) -> None:
+    """What the daemon holds after every call ended that it did not hold after the ramp."""
+    before = tracemalloc.Snapshot.load(str(work / "snapshot-1.bin"))
+    after = tracemalloc.Snapshot.load(str(work / "snapshot-2.bin"))
+    print("tracemalloc, every call ended against after the ramp (top 12 by growth):")
+    for stat in after.compare_to(before, "traceback")[:12]:
+        print(f"  {stat.size_diff / 1024:+9.1f} KB {stat.count_diff:+7} blocks")
+        for line in stat.traceback.format(limit=4, most_recent_first=True)[:8]:
+            print(f"      {line.strip()}")
+
+
 async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) -> None:
     """Calls arriving at --rate for --soak minutes, ending as they do in the mix: the daemon's
     RSS each minute, per active call, and its growth per call ended once the load is steady."""
@@ -393,8 +407,14 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
                   f"{rss_kb(run.sim_pid, 'VmRSS') / 1024:7.1f}", flush=True)
             if minute >= args.ramp and not feeder.done():
                 steady.append((ended, rss))
+                if args.trace and len(steady) == 1:
+                    run.proc.send_signal(signal.SIGUSR1)  # snapshot-1.bin: after the ramp
         await feeder
         stuck = await quiet(pid, ctl, 30.0 / args.speed)
+        if args.trace:
+            run.proc.send_signal(signal.SIGUSR1)  # snapshot-2.bin: every call ended
+            await asyncio.sleep(10.0)
+            print_growth(root / "soak")
         rss_end = rss_kb(pid, "VmRSS")
         growth = slope(steady) if len(steady) > 1 else 0.0
         grown = rss_end - rss0
@@ -453,6 +473,8 @@ def main() -> None:
     p.add_argument("--core", type=int, default=0, help="the core the recorder is pinned to")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                    help="instead: the daemon under a steady load for MINUTES (use --rate 10)")
+    p.add_argument("--trace", action="store_true",
+                   help="soak: the daemon under tracemalloc; print what grew after the ramp")
     p.add_argument("--ramp", type=int, default=5,
                    help="soak: minutes before the load is steady (not in the growth figure)")
     p.add_argument("--recorders", nargs="+", default=["daemon", "minimal"],
