@@ -308,8 +308,7 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
     with process(sim_cmd, work / "sim.log", env) as sim, contextlib.ExitStack() as stack:
         await wait_http(f"{url}/_sim/clock")
         proc = stack.enter_context(process(rec_cmd, log, env))
-        await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD),
-                        timeout=300 if args.trace else 30)  # its imports under tracemalloc
+        await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD))
         await asyncio.sleep(1.0)  # the daemon's start-up work (recovery, first writes)
         async with SimControl(url) as ctl:
             yield Running(proc, ctl, log, sim.pid)
@@ -356,7 +355,7 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def print_growth(work: Path) -> None:
-    """What the daemon holds after every call ended that it did not hold after the ramp."""
+    """What the daemon allocated after the ramp and still holds after every call ended."""
     before = tracemalloc.Snapshot.load(str(work / "snapshot-1.bin"))
     after = tracemalloc.Snapshot.load(str(work / "snapshot-2.bin"))
     print("tracemalloc, every call ended against after the ramp (top 12 by growth):")
@@ -408,12 +407,13 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
             if minute >= args.ramp and not feeder.done():
                 steady.append((ended, rss))
                 if args.trace and len(steady) == 1:
-                    run.proc.send_signal(signal.SIGUSR1)  # snapshot-1.bin: after the ramp
+                    run.proc.send_signal(signal.SIGUSR1)  # tracing from the ramp's end
         await feeder
         stuck = await quiet(pid, ctl, 30.0 / args.speed)
         if args.trace:
             run.proc.send_signal(signal.SIGUSR1)  # snapshot-2.bin: every call ended
-            await asyncio.sleep(10.0)
+            while not (root / "soak" / "snapshot-2.bin").exists():
+                await asyncio.sleep(1.0)
             print_growth(root / "soak")
         rss_end = rss_kb(pid, "VmRSS")
         growth = slope(steady) if len(steady) > 1 else 0.0

@@ -1,7 +1,10 @@
-"""The daemon under tracemalloc, for bench/load.py --soak --trace: SIGUSR1 writes a snapshot.
+"""The daemon under tracemalloc, for bench/load.py --soak --trace.
 
 Run: python -m bench.traced_daemon DIR run -c verbatim.yaml (the daemon's own arguments after
-DIR). Each SIGUSR1 dumps DIR/snapshot-N.bin (N = 1, 2, ...), for `tracemalloc.Snapshot.load`.
+DIR). The first SIGUSR1 starts tracing (not from the start: the daemon's imports under
+tracemalloc take minutes); each SIGUSR1 dumps DIR/snapshot-N.bin (N = 1, 2, ...), for
+`tracemalloc.Snapshot.load`: snapshot-2 against snapshot-1 is what was allocated in between and
+is still held.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ def main() -> int:
     def dump(_signum: int, _frame: FrameType | None) -> None:
         nonlocal taken
         taken += 1
-        tracemalloc.take_snapshot().dump(str(out / f"snapshot-{taken}.bin"))
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(8)
+        part = out / f"snapshot-{taken}.part"
+        tracemalloc.take_snapshot().dump(str(part))
+        part.rename(out / f"snapshot-{taken}.bin")  # complete when it has its name
 
-    tracemalloc.start(8)
     signal.signal(signal.SIGUSR1, dump)
     return daemon_main(sys.argv[2:])
 
