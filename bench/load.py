@@ -412,7 +412,7 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         stuck = await quiet(pid, ctl, 30.0 / args.speed)
         if args.trace:
             run.proc.send_signal(signal.SIGUSR1)  # snapshot-2.bin: every call ended
-            while not (root / "soak" / "snapshot-2.bin").exists():
+            while not (root / "soak" / "snapshot-2.bin").exists():  # noqa: ASYNC110 - another process writes it
                 await asyncio.sleep(1.0)
             print_growth(root / "soak")
         rss_end = rss_kb(pid, "VmRSS")
