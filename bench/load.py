@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,28 +164,37 @@ async def wait_http(url: str, headers: dict[str, str] | None = None,
             await asyncio.sleep(0.1)
 
 
-async def place_calls(ctl: SimControl, n: int, rate: float, speed: float) -> None:
+async def set_endpoints(ctl: SimControl) -> None:
     await ctl.set_endpoint("PJSIP/201", answer_after=3.0, tone_hz=700)
     await ctl.set_endpoint("PJSIP/400", result="forward", forward_to="300", answer_after=3.0)
     await ctl.set_endpoint("PJSIP/300", answer_after=2.0, tone_hz=800)
     await ctl.set_endpoint("PJSIP/301", answer_after=2.0, tone_hz=900, hangup_after=15.0)
 
+
+async def one_call(ctl: SimControl, i: int, speed: float) -> None:
+    """Call number i of the mix, from its arrival to its end."""
+    kind = {3: "transfer", 7: "forward"}.get(i % 10, "plain")
+    target = "400" if kind == "forward" else "201"
+    caller = await ctl.start_call(caller_number=f"+1415555{i % 10000:04d}",
+                                  args=["inbound", target], tone_hz=440)
+    setup = 3.0 + 3.0 + (2.0 if kind == "forward" else 0.0)  # prompt, ringing, 302
+    talk = 20.0 + (i * 7919) % 41
+    if kind == "transfer":
+        await asyncio.sleep((setup + talk / 2) / speed)
+        with contextlib.suppress(aiohttp.ClientError, LookupError):
+            if (await ctl.blind_transfer(caller, "301")).get("result") == "Success":
+                return  # 301 hangs up 15 s later
+    await asyncio.sleep((setup + talk) / speed)
+    with contextlib.suppress(aiohttp.ClientError, LookupError):
+        await ctl.hangup(caller)
+
+
+async def place_calls(ctl: SimControl, n: int, rate: float, speed: float) -> None:
+    await set_endpoints(ctl)
+
     async def one(i: int) -> None:
         await asyncio.sleep(i / rate)
-        kind = {3: "transfer", 7: "forward"}.get(i % 10, "plain")
-        target = "400" if kind == "forward" else "201"
-        caller = await ctl.start_call(caller_number=f"+1415555{i % 10000:04d}",
-                                      args=["inbound", target], tone_hz=440)
-        setup = 3.0 + 3.0 + (2.0 if kind == "forward" else 0.0)  # prompt, ringing, 302
-        talk = 20.0 + (i * 7919) % 41
-        if kind == "transfer":
-            await asyncio.sleep((setup + talk / 2) / speed)
-            with contextlib.suppress(aiohttp.ClientError, LookupError):
-                if (await ctl.blind_transfer(caller, "301")).get("result") == "Success":
-                    return  # 301 hangs up 15 s later
-        await asyncio.sleep((setup + talk) / speed)
-        with contextlib.suppress(aiohttp.ClientError, LookupError):
-            await ctl.hangup(caller)
+        await one_call(ctl, i, speed)
 
     await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -251,43 +261,62 @@ async def quiet(pid: int, ctl: SimControl, patience_s: float) -> int:
         last = now
 
 
-async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
-                  cluster: PrivateCluster) -> Figures:
-    work = root / f"{kind}-{n}"
+@dataclass
+class Running:
+    """A simulator and a recorder under test, both started and answering."""
+
+    proc: subprocess.Popen[bytes]  # the recorder
+    ctl: SimControl
+    log: Path  # the recorder's output
+    sim_pid: int
+
+
+@contextlib.asynccontextmanager
+async def running(kind: str, work: Path, args: argparse.Namespace,
+                  cluster: PrivateCluster) -> AsyncIterator[Running]:
     spool, archive = work / "spool", work / "archive"
     spool.mkdir(parents=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     sim_cmd = [sys.executable, "-m", "arisim", "--bench", "--port", str(port), "--spool",
                str(spool), "--speed", str(args.speed), "--password", PASSWORD]
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() != 1 else []
+    pinned = shutil.which("taskset") and os.cpu_count() != 1
+    pin = ["taskset", "-c", str(args.core)] if pinned else []
     if kind == "daemon":
         conf = work / "verbatim.yaml"
         conf.write_text(config_text(url=url, spool=spool, archive=archive,
                                     metrics_port=free_port()))
-        rec_cmd = [*pin, sys.executable, "-m", "recorder.cli", "run", "-c", str(conf)]
+        daemon = ["bench.traced_daemon", str(work)] if args.trace else ["recorder.cli"]
+        rec_cmd = [*pin, sys.executable, "-m", *daemon, "run", "-c", str(conf)]
     else:
         rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,
                    "--password", PASSWORD]
     env = {"VERBATIM_ARI_PASSWORD": PASSWORD, "VERBATIM_DATABASE_DSN": cluster.dsn()}
     log = work / "recorder.log"
-    with process(sim_cmd, work / "sim.log", env), contextlib.ExitStack() as stack:
+    with process(sim_cmd, work / "sim.log", env) as sim, contextlib.ExitStack() as stack:
         await wait_http(f"{url}/_sim/clock")
         proc = stack.enter_context(process(rec_cmd, log, env))
         await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD))
         await asyncio.sleep(1.0)  # the daemon's start-up work (recovery, first writes)
         async with SimControl(url) as ctl:
-            ev0, req0 = len(await ctl.events()), len(await ctl.requests())
-            cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
-            log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
-            start = time.monotonic()
-            await place_calls(ctl, n, args.rate, args.speed)
-            stuck = await quiet(proc.pid, ctl, 30.0 / args.speed)
-            wall = time.monotonic() - start
-            await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
-            cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
-            events, requests = await ctl.events(ev0), await ctl.requests(req0)
-            peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
+            yield Running(proc, ctl, log, sim.pid)
+
+
+async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
+                  cluster: PrivateCluster) -> Figures:
+    async with running(kind, root / f"{kind}-{n}", args, cluster) as run:
+        proc, ctl, log = run.proc, run.ctl, run.log
+        ev0, req0 = len(await ctl.events()), len(await ctl.requests())
+        cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
+        start = time.monotonic()
+        await place_calls(ctl, n, args.rate, args.speed)
+        stuck = await quiet(proc.pid, ctl, 30.0 / args.speed)
+        wall = time.monotonic() - start
+        await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
+        cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        events, requests = await ctl.events(ev0), await ctl.requests(req0)
+        peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
     callers = {r["event"]["channel"]["id"]: r["at"] for r in events
                if r["event"]["type"] == "StasisStart"
@@ -305,6 +334,85 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
                    warnings(log, log0))
 
 
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y on x (0 with fewer than two distinct x)."""
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+
+
+def print_growth(work: Path) -> None:
+    """What the daemon allocated after the ramp and still holds after every call ended."""
+    before = tracemalloc.Snapshot.load(str(work / "snapshot-1.bin"))
+    after = tracemalloc.Snapshot.load(str(work / "snapshot-2.bin"))
+    print("tracemalloc, every call ended against after the ramp (top 12 by growth):")
+    for stat in after.compare_to(before, "traceback")[:12]:
+        print(f"  {stat.size_diff / 1024:+9.1f} KB {stat.count_diff:+7} blocks")
+        for line in stat.traceback.format(limit=4, most_recent_first=True)[:8]:
+            print(f"      {line.strip()}")
+
+
+async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) -> None:
+    """Calls arriving at --rate for --soak minutes, ending as they do in the mix: the daemon's
+    RSS each minute, per active call, and its growth per call ended once the load is steady."""
+    async with running("daemon", root / "soak", args, cluster) as run:
+        pid, ctl = run.proc.pid, run.ctl
+        await set_endpoints(ctl)
+        rss0, log0 = rss_kb(pid, "VmRSS"), run.log.stat().st_size
+        start = time.monotonic()
+        duration = args.soak * 60.0
+        calls: set[asyncio.Task[None]] = set()
+        started = ended = 0
+        steady: list[tuple[float, float]] = []  # (calls ended, RSS KB) after the ramp
+
+        def done(task: asyncio.Task[None]) -> None:
+            nonlocal ended
+            calls.discard(task)
+            ended += 1
+
+        async def arrivals() -> None:
+            nonlocal started
+            while (at := started / args.rate) < duration:
+                await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+                task = asyncio.create_task(one_call(ctl, started, args.speed))
+                task.add_done_callback(done)
+                calls.add(task)
+                started += 1
+
+        print(f"soak: {args.rate:g} arrivals/s for {args.soak:g} min; daemon RSS {rss0 / 1024:.1f} "
+              "MB at the start", flush=True)
+        print(" min  started   ended  active  rss MB  KB/active  sim MB", flush=True)
+        feeder = asyncio.create_task(arrivals())
+        minute = 0
+        while not feeder.done() or calls:
+            minute += 1
+            await asyncio.sleep(max(0.0, start + 60.0 * minute - time.monotonic()))
+            rss, active = rss_kb(pid, "VmRSS"), started - ended
+            per = (rss - rss0) / active if active else 0.0
+            print(f"{minute:4} {started:8} {ended:7} {active:7} {rss / 1024:7.1f} {per:10.1f} "
+                  f"{rss_kb(run.sim_pid, 'VmRSS') / 1024:7.1f}", flush=True)
+            if minute >= args.ramp and not feeder.done():
+                steady.append((ended, rss))
+                if args.trace and len(steady) == 1:
+                    run.proc.send_signal(signal.SIGUSR1)  # tracing from the ramp's end
+        await feeder
+        stuck = await quiet(pid, ctl, 30.0 / args.speed)
+        if args.trace:
+            run.proc.send_signal(signal.SIGUSR1)  # snapshot-2.bin: every call ended
+            while not (root / "soak" / "snapshot-2.bin").exists():  # noqa: ASYNC110 - another process writes it
+                await asyncio.sleep(1.0)
+            print_growth(root / "soak")
+        rss_end = rss_kb(pid, "VmRSS")
+        growth = slope(steady) if len(steady) > 1 else 0.0
+        grown = rss_end - rss0
+        print(f"after the last call: RSS {rss_end / 1024:.1f} MB ({grown / 1024:+.1f} MB over "
+              f"the start, {grown * 1024 / max(1, ended):.0f} B per call ended); "
+              f"steady part (minute {args.ramp} on): {growth * 1024:.0f} B RSS per call ended; "
+              f"peak {rss_kb(pid, 'VmHWM') / 1024:.1f} MB; stuck {stuck}; warnings "
+              f"{warnings(run.log, log0)}", flush=True)
+
+
 async def bench(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="verbatim-load-"))
     os.chmod(root, 0o711)  # noqa: S103 - the postgres user must reach its data folder
@@ -312,6 +420,10 @@ async def bench(args: argparse.Namespace) -> None:
     results: list[Figures] = []
     with PrivateCluster(root / "pg", fsync=False) as cluster:
         await migrate(cluster.dsn())
+        if args.soak:
+            await soak(args, root, cluster)
+            shutil.rmtree(root, ignore_errors=True)
+            return
         print(HEADER, flush=True)
         for n in sizes:
             for kind in args.recorders:
@@ -346,6 +458,13 @@ def main() -> None:
     p.add_argument("--big", action="store_true", help="also N = 5,000")
     p.add_argument("--rate", type=float, default=200.0, help="arrivals per real second")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second")
+    p.add_argument("--core", type=int, default=0, help="the core the recorder is pinned to")
+    p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                   help="instead: the daemon under a steady load for MINUTES (use --rate 10)")
+    p.add_argument("--trace", action="store_true",
+                   help="soak: the daemon under tracemalloc; print what grew after the ramp")
+    p.add_argument("--ramp", type=int, default=5,
+                   help="soak: minutes before the load is steady (not in the growth figure)")
     p.add_argument("--recorders", nargs="+", default=["daemon", "minimal"],
                    choices=["daemon", "minimal"])
     asyncio.run(bench(p.parse_args()))

@@ -90,6 +90,24 @@ def test_tones_and_wav_writer(tmp_path: Path) -> None:
     assert tones_per_second(path, [440, 1000]) == [{440}, {440, 1000}]
 
 
+def test_wav_writer_silence_added_later(tmp_path: Path) -> None:
+    """--bench's silence: counted at once, in the file (zeros) at the next write or close."""
+    path = tmp_path / "s.wav"
+    writer = WavWriter(path)
+    writer.add_silence(8000)
+    assert writer.samples == 8000
+    writer.write(tone_samples([440], 8000, 4000))
+    writer.add_silence(4000)
+    writer.close()
+    assert wav_duration(path) == pytest.approx(2.0)
+    assert tone_map(path, [440], window_s=0.5) == [set(), set(), {440}, set()]
+    trimmed = WavWriter(path, append=True)
+    trimmed.add_silence(8000)
+    trimmed.truncate(12000)  # the silence trim at a recording's end
+    trimmed.close()
+    assert wav_duration(path) == pytest.approx(1.5)
+
+
 def test_format_timestamp_and_clock() -> None:
     assert format_timestamp(1795631195.3994) == "2026-11-25T18:26:35.399+0000"
     clock = VirtualClock("manual", start_epoch=1795631195.0)

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--asterisk-id", default="02:fc:00:00:00:01")
     p.add_argument("--bench", action="store_true",
                    help="for load benchmarks: no spec check of events, recordings written as "
-                        "silence (no tone synthesis), warnings only in the log")
+                        "silence (no tone synthesis), media re-evaluated once per 20-ms step, "
+                        "warnings only in the log")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.bench else logging.INFO)
     asyncio.run(_serve(args))
@@ -35,7 +36,8 @@ async def _serve(args: argparse.Namespace) -> None:
     sim = Simulator(username=args.user, password=args.password, apps=args.app,
                     spool_dir=args.spool, clock_mode="manual" if args.manual else "auto",
                     speed=args.speed, asterisk_id=args.asterisk_id,
-                    checks=not args.bench, render_audio=not args.bench)
+                    checks=not args.bench, render_audio=not args.bench,
+                    media_step=0.02 if args.bench else 0.0)
     url = await sim.start(args.host, args.port)
     logging.getLogger("arisim").info("ARI simulator at %s/ari (control at %s/_sim/)", url, url)
     stop = asyncio.Event()

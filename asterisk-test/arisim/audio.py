@@ -96,6 +96,7 @@ class WavWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.samples = 0
+        self._unwritten = 0  # trailing silence counted in `samples` but not yet in the file
         if append and path.exists() and path.stat().st_size >= _HEADER_SIZE:
             self.samples = (path.stat().st_size - _HEADER_SIZE) // 2
             self._f = open(path, "r+b")  # noqa: SIM115 - kept open for the recording's life
@@ -112,13 +113,28 @@ class WavWriter:
     def write(self, samples: array[int]) -> None:
         if not samples or self._f.closed:
             return
+        self._write_silence()
         self._f.seek(0, os.SEEK_END)
         self._f.write(samples.tobytes())
         self.samples += len(samples)
         self._fix_header()
 
+    def add_silence(self, count: int) -> None:
+        """`count` samples of silence, put in the file only at the next write, truncate or
+        close (load benchmarks: one file extension instead of a write and a header per step;
+        until then the file is shorter than `samples`)."""
+        if count > 0 and not self._f.closed:
+            self.samples += count
+            self._unwritten += count
+
+    def _write_silence(self) -> None:
+        if self._unwritten:
+            self._unwritten = 0
+            self._f.truncate(_HEADER_SIZE + 2 * self.samples)  # extends with zero bytes
+
     def truncate(self, samples: int) -> None:
         """Drop audio after `samples` (silence trimming at the end of a recording)."""
+        self._write_silence()
         if self._f.closed or samples >= self.samples:
             return
         self.samples = samples
@@ -132,6 +148,7 @@ class WavWriter:
 
     def close(self) -> None:
         if not self._f.closed:
+            self._write_silence()
             self._fix_header()
             self._f.close()
 

@@ -108,7 +108,7 @@ class Recorder:
         self._emit_recording("RecordingStarted", rec)
         if rec.max_duration > 0:
             self._arm_duration(rec)
-        self.media_changed()
+        self._media_changed(rec)  # only this one: the others heard nothing new
 
     def _arm_duration(self, rec: LiveRecording) -> None:
         if rec.end_timer is not None:
@@ -219,8 +219,10 @@ class Recorder:
                 continue
             s0, s1 = round(start * RATE), round(t * RATE)
             tones = () if rec.muted else rec.mix
-            synth = tones and self.world.render_audio  # silence of the same length when off
-            rec.writer.write(tone_samples(tones, s0, s1 - s0) if synth else silence(s1 - s0))
+            if not self.world.render_audio:  # load benchmarks: silence of the same length
+                rec.writer.add_silence(s1 - s0)
+            else:
+                rec.writer.write(tone_samples(tones, s0, s1 - s0) if tones else silence(s1 - s0))
             if tones:
                 rec.silence_run = 0.0
             else:
@@ -231,25 +233,28 @@ class Recorder:
         """Recompute what each recording receives; arm or cancel the 4-s starvation and the
         maxSilenceSeconds timers."""
         for rec in list(self.world.recordings.values()):
-            if rec.state not in ("recording", "paused"):
-                continue
-            rec.feeding, rec.mix = self._mix_for(rec)
-            if rec.kind == "bridge" and not rec.feeding:
-                if rec.starve_timer is None:
-                    rec.starve_timer = self.world.schedule(
-                        STARVE_SECONDS, self._ender(rec), f"no audio {rec.name}")
-            elif rec.starve_timer is not None:
-                rec.starve_timer.cancel()
-                rec.starve_timer = None
-            if rec.max_silence > 0 and rec.state == "recording":
-                silent = rec.feeding and (rec.muted or not rec.mix)
-                if silent and rec.silence_timer is None:
-                    left = max(0.0, rec.max_silence - rec.silence_run)
-                    rec.silence_timer = self.world.schedule(
-                        left, self._ender(rec, by_silence=True), f"maxSilence {rec.name}")
-                elif not silent and rec.silence_timer is not None:
-                    rec.silence_timer.cancel()
-                    rec.silence_timer = None
+            self._media_changed(rec)
+
+    def _media_changed(self, rec: LiveRecording) -> None:
+        if rec.state not in ("recording", "paused"):
+            return
+        rec.feeding, rec.mix = self._mix_for(rec)
+        if rec.kind == "bridge" and not rec.feeding:
+            if rec.starve_timer is None:
+                rec.starve_timer = self.world.schedule(
+                    STARVE_SECONDS, self._ender(rec), f"no audio {rec.name}")
+        elif rec.starve_timer is not None:
+            rec.starve_timer.cancel()
+            rec.starve_timer = None
+        if rec.max_silence > 0 and rec.state == "recording":
+            silent = rec.feeding and (rec.muted or not rec.mix)
+            if silent and rec.silence_timer is None:
+                left = max(0.0, rec.max_silence - rec.silence_run)
+                rec.silence_timer = self.world.schedule(
+                    left, self._ender(rec, by_silence=True), f"maxSilence {rec.name}")
+            elif not silent and rec.silence_timer is not None:
+                rec.silence_timer.cancel()
+                rec.silence_timer = None
 
     def _ender(self, rec: LiveRecording, by_silence: bool = False) -> Callable[[], None]:
         return lambda: self.end_recording(rec, by_silence=by_silence)

@@ -47,6 +47,7 @@ class World:
         spec_dir: str | None = None,
         checks: bool = True,
         render_audio: bool = True,
+        media_step: float = 0.0,
     ) -> None:
         self.allowed_apps = set(apps) if apps is not None else None
         self.spool_dir = Path(spool_dir) if spool_dir else Path(tempfile.mkdtemp(prefix="arisim-"))
@@ -59,8 +60,13 @@ class World:
         self.clock = VirtualClock(clock_mode, speed, start_epoch)
         # Load benchmarks (bench/load.py) turn these off so the simulator's time goes to the
         # client: no event checked against the spec, recordings written as silence (right
-        # length, no tone synthesis). Tests keep both on.
+        # length, no tone synthesis), and `media_step` > 0: recordings rendered and what they
+        # hear re-evaluated at most once per step of virtual time (0.02: one 20-ms frame), not
+        # around every change, which costs O(live recordings) each. Tests keep the defaults.
         self.render_audio = render_audio
+        self.media_step = media_step
+        self._media_at = -media_step
+        self._media_timer: Timer | None = None
         self.bus = Bus()
         self.activity = 0
         self.hub = EventHub(self.clock, asterisk_id, self.spec, self._bump, self.allowed_apps,
@@ -84,7 +90,7 @@ class World:
         self._tone_cursor = 0
         self._last_activity = 0.0
         self.clock.runner = self._run_timer
-        self.clock.before_time_change = lambda t: self.bus.publish(Render(t))
+        self.clock.before_time_change = self._before_time_change
 
     # ------------------------------------------------------------------ ids
     def _bump(self) -> None:
@@ -136,16 +142,39 @@ class World:
     def action(self) -> Iterator[None]:
         """Wrap a change: render recordings up to now first, re-evaluate media after."""
         outer = self._depth == 0
-        if outer:
+        media = outer and self._media_due()
+        if media:
             self.bus.publish(Render(self.clock.now()))
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
-            if outer:
+            if media:
                 self.bus.publish(MediaChanged())
+            if outer:
                 self._bump()
+
+    def _media_due(self) -> bool:
+        """Whether this change renders and re-evaluates media: always, unless `media_step`;
+        then once per step, a change within a step taken in by a timer at its end."""
+        if not self.media_step:
+            return True
+        now = self.clock.now()
+        if now - self._media_at >= self.media_step - 1e-9:
+            self._media_at = now
+            if self._media_timer is not None:
+                self._media_timer.cancel()
+                self._media_timer = None
+            return True
+        if self._media_timer is None:  # its action() renders and re-evaluates
+            self._media_timer = self.clock.call_at(
+                self._media_at + self.media_step, lambda: None, "media step")
+        return False
+
+    def _before_time_change(self, t: float) -> None:
+        if not self.media_step:
+            self.bus.publish(Render(t))
 
     def defer(self, fn: Callable[[], None]) -> None:
         """Run `fn` after the current REST reply is written (e.g. StasisStart after create)."""
