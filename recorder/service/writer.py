@@ -23,8 +23,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -36,6 +37,8 @@ from recorder.policy import add_consent_rows
 from recorder.service.journal import Entry, Journal
 
 log = structlog.get_logger("verbatim.db")
+
+T = TypeVar("T")
 
 # The journal is rewritten with only what is still pending once it is this large (under steady
 # load PostgreSQL rarely has everything at the moment it could be emptied).
@@ -93,6 +96,9 @@ class Writer:
         # from pending) the same rows.
         self._flushing = asyncio.Lock()
         self._journaling = asyncio.Lock()  # one append (or rewrite) at a time
+        # The journal's own thread: its fsyncs never queue behind the archive's file work in
+        # the default pool, and a hand-off costs no context copy (asyncio.to_thread's).
+        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="verbatim-journal")
         self._staged = asyncio.Event()  # something waits for PostgreSQL (`run` wakes)
         self._linger = linger_s
         self._last_write = 0.0
@@ -218,7 +224,7 @@ class Writer:
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
                 try:
-                    await asyncio.to_thread(self.journal.rewrite, entries)
+                    await self._in_journal_thread(self.journal.rewrite, entries)
                 except OSError:
                     self._unjournaled = entries + self._unjournaled  # appended next time
                     raise
@@ -242,11 +248,15 @@ class Writer:
             if not self._unjournaled:
                 return True
             entries, self._unjournaled = self._unjournaled, []
-            if await asyncio.to_thread(self.journal.append, entries):
+            if await self._in_journal_thread(self.journal.append, entries):
                 return True
             if not self.journal.full:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
+
+    def _in_journal_thread(self, fn: Callable[[list[Entry]], T], entries: list[Entry],
+                           ) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._journal_thread, fn, entries)
 
     async def _flush(self) -> bool:
         if not self._has_pending():
