@@ -6,7 +6,8 @@ kept until it is written; event rows are kept in order. Two rules:
   before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal
   on local disk (recorder.service.journal) and fsync'd, once for every lane waiting at that
   moment (group commit); without a journal, or when it cannot be written, written to
-  PostgreSQL instead.
+  PostgreSQL instead. Rows no ARI request waits on (`durable_soon`) are journaled with the next
+  lane's, or within JOURNAL_LINGER_S: nothing Asterisk hears of depends on them.
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
@@ -43,6 +44,10 @@ T = TypeVar("T")
 # The journal is rewritten with only what is still pending once it is this large (under steady
 # load PostgreSQL rarely has everything at the moment it could be emptied).
 COMPACT_BYTES = 4 * 1024 * 1024
+
+# Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
+# (recorder.service.daemon: a step that only stores rows).
+JOURNAL_LINGER_S = 0.02
 
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
@@ -100,6 +105,8 @@ class Writer:
         # the default pool, and a hand-off costs no context copy (asyncio.to_thread's).
         self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="verbatim-journal")
         self._staged = asyncio.Event()  # something waits for PostgreSQL (`run` wakes)
+        self._soon: asyncio.TimerHandle | None = None  # durable_soon's pending journal append
+        self._soon_tasks: set[asyncio.Task[bool]] = set()
         self._linger = linger_s
         self._last_write = 0.0
         # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
@@ -127,8 +134,11 @@ class Writer:
 
     @property
     def settled(self) -> bool:
-        """Nothing waits for PostgreSQL, or it is away (what waits is journaled)."""
-        return not self._has_pending() or self._failing_since is not None
+        """Nothing waits for PostgreSQL, or it is away and what waits is journaled."""
+        if not self._has_pending():
+            return True
+        return (self._failing_since is not None and not self._unjournaled
+                and not self._journaling.locked())
 
     @property
     def failing(self) -> bool:
@@ -196,6 +206,23 @@ class Writer:
             await self.flush()
         elif not await self._journal():
             await self.flush()  # the disk refused it: PostgreSQL, if it can
+
+    def durable_soon(self) -> None:
+        """What was staged will be journaled within `JOURNAL_LINGER_S`, with whatever is staged
+        meanwhile (a step whose rows no request waits on: nothing Asterisk hears of depends on
+        them, so they need not cost an fsync of their own; the next lane's `durable`, or this
+        timer, takes them)."""
+        if self.journal is None or self.journal.full:
+            return
+        if self._unjournaled and self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(JOURNAL_LINGER_S, self._journal_soon)
+
+    def _journal_soon(self) -> None:
+        self._soon = None
+        if self._unjournaled:
+            task = asyncio.ensure_future(self._journal())
+            self._soon_tasks.add(task)
+            task.add_done_callback(self._soon_tasks.discard)
 
     async def flush(self) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
