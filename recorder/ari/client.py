@@ -76,12 +76,14 @@ class AriClient:
                 headers=self._headers,
                 timeout=self._timeout,
             ) as resp:
-                text = await resp.text()
+                body = await resp.read()
                 if resp.status >= 400:
-                    raise AriError(resp.status, _message(text), method, path)
-                if not text or resp.content_type != "application/json":
-                    return text or None
-                return await resp.json()
+                    raise AriError(resp.status, _message(_text(body)), method, path)
+                if not body:  # most requests: 204 No Content
+                    return None
+                if resp.content_type != "application/json":
+                    return _text(body)
+                return json.loads(body)  # once (resp.json() would decode the text again)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AriError(0, f"{type(exc).__name__}: {exc}", method, path) from exc
 
@@ -253,6 +255,10 @@ def _param(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")  # ARI speaks UTF-8
 
 
 def _message(text: str) -> str:

@@ -11,6 +11,7 @@ record it). A call's record of the other mode stays at its defaults.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -353,34 +354,46 @@ class ModelState:
         )
 
     def with_call(self, call: Call) -> ModelState:
-        """A new state holding `call` (replacing its old version) and its indexes."""
-        new = ModelState(
-            calls=dict(self.calls),
-            by_channel=dict(self.by_channel),
-            by_bridge=dict(self.by_bridge),
-            by_recording=dict(self.by_recording),
-            by_playback=dict(self.by_playback),
-            pending_locals=dict(self.pending_locals),
-        )
+        """A new state holding `call` (replacing its old version) and its indexes. An index
+        the call adds nothing to is shared with this state, not copied (most steps add no id:
+        the per-step cost then does not grow with every index's size)."""
+        call_id = call.call_id
+        calls = dict(self.calls)
         if call.status == "ended":
-            new.calls.pop(call.call_id, None)
-            for index in (new.by_channel, new.by_bridge, new.by_recording, new.by_playback):
-                for key in [k for k, v in index.items() if v == call.call_id]:
-                    del index[key]
-            return new
-        new.calls[call.call_id] = call
-        for leg_id in call.legs:
-            new.by_channel[leg_id] = call.call_id
-        if call.bridge_id:  # hook-mode calls have no bridge of ours
-            new.by_bridge[call.bridge_id] = call.call_id
-        for bridge_id in call.stasis.extra_bridges:
-            new.by_bridge[bridge_id] = call.call_id
-        for name in call.recordings:
-            new.by_recording[name] = call.call_id
-        for snoop_id in call.hook.snoops:
-            new.by_channel[snoop_id] = call.call_id
-        if call.stasis.playback_id:
-            new.by_playback[call.stasis.playback_id] = call.call_id
-        for playback_id in call.prompts:
-            new.by_playback[playback_id] = call.call_id
-        return new
+            calls.pop(call_id, None)
+            return ModelState(
+                calls,
+                by_channel=_without(self.by_channel, call_id),
+                by_bridge=_without(self.by_bridge, call_id),
+                by_recording=_without(self.by_recording, call_id),
+                by_playback=_without(self.by_playback, call_id),
+                pending_locals=dict(self.pending_locals),
+            )
+        calls[call_id] = call
+        bridges = [call.bridge_id] if call.bridge_id else []  # hook mode: no bridge of ours
+        playbacks = [call.stasis.playback_id] if call.stasis.playback_id else []
+        return ModelState(
+            calls,
+            by_channel=_with(self.by_channel, (*call.legs, *call.hook.snoops), call_id),
+            by_bridge=_with(self.by_bridge, (*bridges, *call.stasis.extra_bridges), call_id),
+            by_recording=_with(self.by_recording, call.recordings, call_id),
+            by_playback=_with(self.by_playback, (*playbacks, *call.prompts), call_id),
+            pending_locals=dict(self.pending_locals),  # small; a caller may change it
+        )
+
+
+def _with(index: dict[str, str], keys: Iterable[str], call_id: str) -> dict[str, str]:
+    """`index` with every key mapped to `call_id`: the same dict when it has them already."""
+    missing = [k for k in keys if index.get(k) != call_id]
+    if not missing:
+        return index
+    new = dict(index)
+    new.update(dict.fromkeys(missing, call_id))
+    return new
+
+
+def _without(index: dict[str, str], call_id: str) -> dict[str, str]:
+    """`index` without the keys of `call_id`: the same dict when it has none."""
+    if call_id not in index.values():
+        return index
+    return {k: v for k, v in index.items() if v != call_id}

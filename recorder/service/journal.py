@@ -101,50 +101,74 @@ def decode(line: str) -> Entry:
 
 
 class Journal:
+    """The journal file, kept open between appends (one write and one fdatasync per append:
+    no open, stat or close per batch); emptied by truncation, so the file and its name stay."""
+
     def __init__(self, directory: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = directory / FILE
         self.max_bytes = max_bytes
         self.full = False  # it refused a write for want of room: rows wait in memory only
         self._warned = False
+        self._fd: int | None = None
+        self._size = 0  # the file's size while it is open
 
     @property
     def size(self) -> int:
+        if self._fd is not None:
+            return self._size
         try:
             return self.path.stat().st_size
         except FileNotFoundError:
             return 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            fresh = not self.path.exists()
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                if fresh:  # the new name itself must survive a power cut
+                    _fsync_dir(self.path.parent)
+                self._size = os.fstat(fd).st_size
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def append(self, entries: Iterable[Entry]) -> bool:
         """Append and fsync; False if the journal is full or cannot be written (logged). Once
         full it takes nothing more (rows then wait in memory only) until it is rewritten."""
         if self.full:
             return False
-        text = "".join(encode(e) + "\n" for e in entries)
-        if not text:
+        data = "".join(encode(e) + "\n" for e in entries).encode()
+        if not data:
             return True
         size = self.size
-        if size + len(text) > self.max_bytes:
+        if size + len(data) > self.max_bytes:
             self.full = True
             log.error("journal.full", path=str(self.path), bytes=size, max_bytes=self.max_bytes,
                       action="rows wait in memory only until PostgreSQL takes them")
             return False
         try:
-            fresh = not self.path.exists()
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, text.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if fresh:  # the new name itself must survive a power cut
-                _fsync_dir(self.path.parent)
+            fd = self._open()
+            written = os.write(fd, data)
+            self._size += written
+            if written != len(data):
+                raise OSError(f"short write: {written} of {len(data)} bytes")
+            os.fdatasync(fd)  # the data and the file's new size: all a replay reads
         except OSError as exc:
+            self.close()  # reopened (and its size read again) at the next append
             log.error("journal.write_failed", path=str(self.path), error=str(exc))
             return False
-        if not self._warned and size + len(text) > self.max_bytes * 0.8:
+        if not self._warned and size + len(data) > self.max_bytes * 0.8:
             self._warned = True
-            log.warning("journal.filling", path=str(self.path), bytes=size + len(text),
+            log.warning("journal.filling", path=str(self.path), bytes=size + len(data),
                         max_bytes=self.max_bytes)
         return True
 
@@ -162,12 +186,22 @@ class Journal:
         return entries
 
     def clear(self) -> None:
-        """PostgreSQL has every row: start afresh."""
+        """PostgreSQL has every row: start afresh (the file is truncated, not removed: the
+        next append needs no new name made durable)."""
         self.full = self._warned = False
-        if not self.path.exists():
-            return
-        self.path.unlink()
-        _fsync_dir(self.path.parent)
+        if self._fd is None:
+            if not self.path.exists():
+                return
+            self._open()
+        assert self._fd is not None
+        if self._size:
+            try:
+                os.ftruncate(self._fd, 0)
+                os.fdatasync(self._fd)
+            except OSError:
+                self.close()
+                raise
+            self._size = 0
 
     def rewrite(self, entries: list[Entry]) -> None:
         """PostgreSQL took part of what the journal held: replace it, atomically, by `entries`
@@ -182,6 +216,7 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.close()  # appends go to the new file
         os.replace(temp, self.path)
         _fsync_dir(self.path.parent)
         self.full = self._warned = False

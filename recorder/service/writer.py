@@ -6,7 +6,8 @@ kept until it is written; event rows are kept in order. Two rules:
   before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal
   on local disk (recorder.service.journal) and fsync'd, once for every lane waiting at that
   moment (group commit); without a journal, or when it cannot be written, written to
-  PostgreSQL instead.
+  PostgreSQL instead. Rows no ARI request waits on (`durable_soon`) are journaled with the next
+  lane's, or within JOURNAL_LINGER_S: nothing Asterisk hears of depends on them.
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
@@ -23,8 +24,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -36,9 +38,15 @@ from recorder.service.journal import Entry, Journal
 
 log = structlog.get_logger("verbatim.db")
 
+T = TypeVar("T")
+
 # The journal is rewritten with only what is still pending once it is this large (under steady
 # load PostgreSQL rarely has everything at the moment it could be emptied).
 COMPACT_BYTES = 4 * 1024 * 1024
+
+# Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
+# (recorder.service.daemon: a step that only stores rows).
+JOURNAL_LINGER_S = 0.02
 
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
@@ -92,7 +100,12 @@ class Writer:
         # from pending) the same rows.
         self._flushing = asyncio.Lock()
         self._journaling = asyncio.Lock()  # one append (or rewrite) at a time
+        # The journal's own thread: its fsyncs never queue behind the archive's file work in
+        # the default pool, and a hand-off costs no context copy (asyncio.to_thread's).
+        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="verbatim-journal")
         self._staged = asyncio.Event()  # something waits for PostgreSQL (`run` wakes)
+        self._soon: asyncio.TimerHandle | None = None  # durable_soon's pending journal append
+        self._soon_tasks: set[asyncio.Task[bool]] = set()
         self._linger = linger_s
         self._last_write = 0.0
         # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
@@ -120,8 +133,11 @@ class Writer:
 
     @property
     def settled(self) -> bool:
-        """Nothing waits for PostgreSQL, or it is away (what waits is journaled)."""
-        return not self._has_pending() or self._failing_since is not None
+        """Nothing waits for PostgreSQL, or it is away and what waits is journaled."""
+        if not self._has_pending():
+            return True
+        return (self._failing_since is not None and not self._unjournaled
+                and not self._journaling.locked())
 
     @property
     def failing(self) -> bool:
@@ -190,6 +206,23 @@ class Writer:
         elif not await self._journal():
             await self.flush()  # the disk refused it: PostgreSQL, if it can
 
+    def durable_soon(self) -> None:
+        """What was staged will be journaled within `JOURNAL_LINGER_S`, with whatever is staged
+        meanwhile (a step whose rows no request waits on: nothing Asterisk hears of depends on
+        them, so they need not cost an fsync of their own; the next lane's `durable`, or this
+        timer, takes them)."""
+        if self.journal is None or self.journal.full:
+            return
+        if self._unjournaled and self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(JOURNAL_LINGER_S, self._journal_soon)
+
+    def _journal_soon(self) -> None:
+        self._soon = None
+        if self._unjournaled:
+            task = asyncio.ensure_future(self._journal())
+            self._soon_tasks.add(task)
+            task.add_done_callback(self._soon_tasks.discard)
+
     async def flush(self) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
         False (and it stays pending, journaled) if the database is unavailable."""
@@ -217,7 +250,7 @@ class Writer:
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
                 try:
-                    await asyncio.to_thread(self.journal.rewrite, entries)
+                    await self._in_journal_thread(self.journal.rewrite, entries)
                 except OSError:
                     self._unjournaled = entries + self._unjournaled  # appended next time
                     raise
@@ -241,11 +274,15 @@ class Writer:
             if not self._unjournaled:
                 return True
             entries, self._unjournaled = self._unjournaled, []
-            if await asyncio.to_thread(self.journal.append, entries):
+            if await self._in_journal_thread(self.journal.append, entries):
                 return True
             if not self.journal.full:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
+
+    def _in_journal_thread(self, fn: Callable[[list[Entry]], T], entries: list[Entry],
+                           ) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._journal_thread, fn, entries)
 
     async def _flush(self) -> bool:
         if not self._has_pending():
