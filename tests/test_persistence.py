@@ -6,13 +6,16 @@ with never goes back."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRows, EventRow
+from recorder.service import writer as writer_module
 from recorder.service.daemon import AsteriskClock
 from recorder.service.journal import Journal
 from recorder.service.writer import Writer
@@ -75,6 +78,32 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
     assert journal.size == 0 and journal.read() == []  # PostgreSQL has everything: emptied
     await writer.durable()
     assert appends == 1  # nothing new: no write
+
+
+async def test_a_backlog_is_written_in_pieces_that_each_fit_the_timeout(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an outage the backlog is larger than one write can carry in time: written whole it
+    would time out at every retry for ever (seen in bench/load.py's soak); in pieces it goes."""
+    monkeypatch.setattr(writer_module, "BATCH_ROWS", 4)
+    save_calls, sizes = repo.save_calls, []
+
+    async def slow(snapshots: Sequence[object], *args: object) -> None:
+        sizes.append(len(snapshots))
+        await asyncio.sleep(0.05 * len(snapshots))  # a database slow per row, as under load
+        await save_calls(snapshots, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repo, "save_calls", slow)
+    writer = Writer(repo, timeout_s=0.5)  # 30 calls at once would take 1.5 s
+    calls = [call_row(f"b{n:02}") for n in range(30)]
+    for call in calls:
+        writer.stage_call(CallRows(call.call_id, call, (), ()))
+        writer.stage_event(event(call.call_id, "call.started"))
+    assert await writer.flush() is True
+    assert writer.pending == (0, 0)
+    assert max(sizes) == 4 and sum(sizes) == 30
+    for call in calls:
+        assert [e.kind for e in await repo.events(call.call_id)] == ["call.started"]
 
 
 def test_the_clock_never_goes_back() -> None:

@@ -48,6 +48,10 @@ COMPACT_BYTES = 4 * 1024 * 1024
 # (recorder.service.daemon: a step that only stores rows).
 JOURNAL_LINGER_S = 0.02
 
+# Calls (or rows of one kind) per transaction: a backlog left by an outage is written in pieces
+# that each fit the write timeout, so the writer catches up rather than timing out for ever.
+BATCH_ROWS = 500
+
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
 REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
@@ -294,30 +298,23 @@ class Writer:
         upto = len(self._events), len(self._gaps), len(self._consent), len(self._tags)
         began = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
-                saves = list(self._calls.values())
-                events = self._events[: upto[0]]
-                try:  # the calls and their events in one transaction: one pool acquire
-                    await self.repo.save_calls([(s.call, s.legs, s.recordings) for s in saves],
-                                               [e.row for e in events], [e.key for e in events])
-                    del self._events[: len(events)]
-                except REJECTED:  # one by one, dropping what PostgreSQL refuses
-                    for save in saves:
-                        try:
-                            await self.repo.save_call(save.call, save.legs, save.recordings)
-                        except REJECTED as exc:  # the next snapshot of the call may be fine
-                            _rejected("call", exc, save.call_id)
-                    await _write("event", self._events, self.repo.add_events, upto[0])
-                for save in saves:  # a newer snapshot staged meanwhile stays pending
+            saves, events_left = list(self._calls.values()), upto[0]
+            while saves or events_left:  # the calls first: an event row refers to its call's
+                chunk, saves = saves[:BATCH_ROWS], saves[BATCH_ROWS:]
+                n_events = 0 if saves else min(events_left, BATCH_ROWS)
+                async with asyncio.timeout(self._timeout):
+                    await self._save_calls(chunk, n_events)
+                events_left -= n_events
+                for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
-                await _write("gap", self._gaps, self.repo.add_gaps, upto[1])
-                await _write("consent", self._consent,
-                             lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
-                             upto[2])
-                # after the calls: a tag row refers to its call's
-                await _write("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
-                             upto[3])
+            await self._write_all("gap", self._gaps, self.repo.add_gaps, upto[1])
+            await self._write_all("consent", self._consent,
+                                  lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
+                                  upto[2])
+            # after the calls: a tag row refers to its call's
+            await self._write_all("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
+                                  upto[3])
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -335,6 +332,32 @@ class Writer:
             log.warning("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
             self._failing_since = None
         return True  # (what was staged meanwhile: its stager's own flush waits on this one)
+
+    async def _save_calls(self, saves: list[CallRows], n_events: int) -> None:
+        """Some calls and the first `n_events` events in one transaction (one pool acquire)."""
+        events = self._events[:n_events]
+        try:
+            await self.repo.save_calls([(s.call, s.legs, s.recordings) for s in saves],
+                                       [e.row for e in events], [e.key for e in events])
+            del self._events[: len(events)]
+        except REJECTED:  # one by one, dropping what PostgreSQL refuses
+            for save in saves:
+                try:
+                    await self.repo.save_call(save.call, save.legs, save.recordings)
+                except REJECTED as exc:  # the next snapshot of the call may be fine
+                    _rejected("call", exc, save.call_id)
+            await _write("event", self._events, self.repo.add_events, n_events)
+
+    async def _write_all(
+        self, kind: str, pending: list[Entry],
+        write: Callable[[list[Any], list[str]], Awaitable[Any]], upto: int,
+    ) -> None:
+        """The first `upto` entries of `pending`, BATCH_ROWS per transaction, each in time."""
+        while upto > 0:
+            n = min(upto, BATCH_ROWS)
+            async with asyncio.timeout(self._timeout):
+                await _write(kind, pending, write, n)
+            upto -= n
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
         """This server's calls in progress: PostgreSQL's, with the newer snapshots still
