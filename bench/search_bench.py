@@ -113,11 +113,11 @@ async def run(calls: int, runs: int, folder: Path, keep: bool, explain: bool,
         dsn = cluster.dsn()
         pool = await create_pool(dsn, 1, 2)
         try:
+            await migrate(dsn)  # also a kept cluster: migrations newer than its seed
             async with pool.acquire() as conn:
                 if not await seeded(conn, calls):
-                    await migrate(dsn)
                     t0 = time.perf_counter()
-                    await seed(conn, calls)
+                    await seed(conn, dsn, calls)
                     print(f"seeded {calls:,} calls in {time.perf_counter() - t0:.0f} s", flush=True)
             if not writer:
                 await _measure(pool, runs, explain)

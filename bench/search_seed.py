@@ -18,9 +18,12 @@ segments); 8 % of calls carry a matter tag out of 20 000 matters.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+
+import asyncpg
 
 DEPARTMENTS = (  # name, share of extensions (%) -- also roughly its share of calls
     ("Intake", 33), ("Litigation", 18), ("Family Law", 14), ("Estates", 10),
@@ -113,8 +116,9 @@ async def seeded(conn: Any, calls: int) -> bool:
     return bool(await conn.fetchval("SELECT done FROM bench_seed WHERE calls = $1", calls))
 
 
-async def seed(conn: Any, calls: int, log: Callable[[str], None] | None = None) -> None:
-    """Insert `calls` calls with recordings and tags into a migrated database: empty, or holding
+async def seed(conn: Any, dsn: str, calls: int, log: Callable[[str], None] | None = None) -> None:
+    """Insert `calls` calls with recordings and tags into the migrated database at `dsn` (`conn`
+    is a connection to it): empty, or holding
     an unfinished seed of the same size (bench_seed* tables), which is carried on from its
     last finished day."""
     log = log or (lambda line: print(line, flush=True))
@@ -139,27 +143,43 @@ async def seed(conn: Any, calls: int, log: Callable[[str], None] | None = None) 
     elif started != calls:
         raise ValueError(f"seed: this database holds an unfinished seed of {started:,} calls, "
                          f"not {calls:,}: use another --dir")  # fmt: skip
-    # A lost commit is only a day to redo (the day's row goes with it), and a larger WAL keeps
-    # checkpoints from running every few days' worth of rows.
-    await conn.execute("SET synchronous_commit = off")
+    # A larger WAL keeps checkpoints from running every few days' worth of rows.
     await conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
     await conn.execute("SELECT pg_reload_conf()")
     done = {r[0] for r in await conn.fetch("SELECT day FROM bench_seed_days")}
+    todo = iter([day for day in range(DAYS) if day not in done])
     names = [d for d, _ in DEPARTMENTS]
     shares = [s for _, s in DEPARTMENTS]
     t0, last = time.perf_counter(), 0.0
-    for day in range(DAYS):
-        if day in done:
-            continue
-        first, end = calls * day // DAYS, calls * (day + 1) // DAYS
-        async with conn.transaction():
-            await conn.execute("SELECT setseed($1)", (day + 1) / (DAYS + 1))
-            await conn.execute(_DAY, end - first, names, shares, EXTENSIONS, NUMBERS, first,
-                               day, MATTERS)  # fmt: skip
-            await conn.execute("INSERT INTO bench_seed_days VALUES ($1)", day)
-        if time.perf_counter() - last > 30 or day == DAYS - 1:
-            last = time.perf_counter()
-            log(f"seed: {end:,} of {calls:,} calls ({last - t0:.0f} s)")
+
+    async def load(conn: Any) -> None:
+        nonlocal last
+        # A lost commit is only a day to redo (the day's row goes with it). Foreign keys are
+        # not checked (replica role): every recording and tag refers to a call of the same
+        # statement, and the checks were a quarter of the load's time.
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute("SET session_replication_role = replica")
+        for day in todo:  # shared by the workers: days are taken in time order
+            first, end = calls * day // DAYS, calls * (day + 1) // DAYS
+            async with conn.transaction():
+                await conn.execute("SELECT setseed($1)", (day + 1) / (DAYS + 1))
+                await conn.execute(_DAY, end - first, names, shares, EXTENSIONS, NUMBERS, first,
+                                   day, MATTERS)  # fmt: skip
+                await conn.execute("INSERT INTO bench_seed_days VALUES ($1)", day)
+            if time.perf_counter() - last > 30:
+                last = time.perf_counter()
+                log(f"seed: day {day + 1} of {DAYS}, {end:,} of {calls:,} calls "
+                    f"({last - t0:.0f} s)")  # fmt: skip
+        await conn.execute("RESET session_replication_role")
+
+    # One more connection: two days load at once, one per core (a day's rows stay together,
+    # so the table's order still follows started_at within a day and nearly across days).
+    extra = await asyncpg.connect(dsn)
+    try:
+        await asyncio.gather(load(conn), load(extra))
+    finally:
+        await extra.close()
+    log(f"seed: {calls:,} calls loaded ({time.perf_counter() - t0:.0f} s)")
     await conn.execute("SET maintenance_work_mem = '1GB'")
     await conn.execute("SET max_parallel_maintenance_workers = 2")
     for (indexdef,) in await conn.fetch("SELECT indexdef FROM bench_seed_indexes"):
