@@ -191,9 +191,17 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
     outer = "page.started_at" if q.sort == "started" else "coalesce(page.duration_s, -1)"
     # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
+    matches = (f"FROM calls c WHERE {' AND '.join(where)} "
+               f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}")
+    if q.number is not None and q.number.e164 is None and q.sort == "started":
+        # A partial number: the page's ids first, so the newest-first walk testing each call's
+        # digits can be an index-only scan (calls_started_idx carries them), then only their rows.
+        ids = f"SELECT c.call_id {matches}"
+        page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
+    else:
+        page = f"SELECT {cols} {matches}"
     sql = (
-        f"WITH page AS (SELECT {cols} FROM calls c WHERE {' AND '.join(where)} "  # noqa: S608
-        f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}) "
+        f"WITH page AS ({page}) "  # noqa: S608
         "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
         "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
         "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "
