@@ -11,3 +11,13 @@
 CREATE INDEX calls_started_digits_idx ON calls (started_at, call_id) INCLUDE (number_digits);
 DROP INDEX calls_started_idx;
 ALTER INDEX calls_started_digits_idx RENAME TO calls_started_idx;
+
+-- An index-only scan reads the heap for every page the visibility map does not mark all-visible,
+-- and those are the newest pages, the ones every search starts from. By default autovacuum
+-- visits calls after 20 % of the table is new (2 M calls at 10 M: months); every 10 000 new or
+-- changed calls keeps the map current (1 M calls, 2,000 new: 8,800 heap reads in one walk).
+-- Each run reads only pages changed since the last (the map skips the rest).
+ALTER TABLE calls SET (autovacuum_vacuum_insert_scale_factor = 0,
+                       autovacuum_vacuum_insert_threshold = 10000,
+                       autovacuum_vacuum_scale_factor = 0,
+                       autovacuum_vacuum_threshold = 10000);
