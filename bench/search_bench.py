@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import PASSWORD, basic_auth, process, wait_http
-from bench.search_seed import DEPARTMENTS, seed
+from bench.search_seed import DEPARTMENTS, seed, seeded
 from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.search import NumberFilter, SearchQuery
@@ -114,18 +114,12 @@ async def run(calls: int, runs: int, folder: Path, keep: bool, explain: bool,
         dsn = cluster.dsn()
         pool = await create_pool(dsn, 1, 2)
         try:
-            if not await _seeded(pool, calls):
-                await migrate(dsn)
-                t0 = time.perf_counter()
-                async with pool.acquire() as conn:
-                    await seed(conn, calls)
-                    await conn.execute(
-                        "INSERT INTO users (id, name, role, departments, extension) "
-                        "OVERRIDING SYSTEM VALUE VALUES (1, 'bench-admin', 'admin', '{}', NULL), "
-                        "(2, 'bench-manager', 'manager', '{Intake}', NULL), "
-                        "(3, 'bench-staff', 'staff', '{}', '201')"
-                    )
-                print(f"seeded {calls:,} calls in {time.perf_counter() - t0:.0f} s")
+            await migrate(dsn)  # also a kept cluster: migrations newer than its seed
+            async with pool.acquire() as conn:
+                if not await seeded(conn, calls):
+                    t0 = time.perf_counter()
+                    await seed(conn, dsn, calls)
+                    print(f"seeded {calls:,} calls in {time.perf_counter() - t0:.0f} s", flush=True)
             if not writer:
                 await _measure(pool, runs, explain)
                 return
@@ -202,17 +196,12 @@ async def daemon_writing(dsn: str, rate: float, folder: Path) -> AsyncIterator[N
     shutil.rmtree(work, ignore_errors=True)
 
 
-async def _seeded(pool: Any, calls: int) -> bool:
-    exists = await pool.fetchval("SELECT to_regclass('calls') IS NOT NULL")
-    return bool(exists) and await pool.fetchval("SELECT count(*) FROM calls") == calls
-
-
 async def _measure(pool: Any, runs: int, explain: bool) -> None:
     numbers = [r[0] for r in await pool.fetch(
         "SELECT caller_e164 FROM calls TABLESAMPLE SYSTEM (1) WHERE caller_e164 IS NOT NULL "
         "LIMIT 2000")]  # fmt: skip
     matters = [r[0] for r in await pool.fetch(
-        "SELECT DISTINCT tag FROM call_tags TABLESAMPLE SYSTEM (5) LIMIT 2000")]  # fmt: skip
+        "SELECT DISTINCT tag FROM call_tags TABLESAMPLE BERNOULLI (5) LIMIT 2000")]  # fmt: skip
     service = CallService(pool, Path("/nonexistent"), AccessLog(pool))
     origin = Origin("127.0.0.1", "search_bench")
     rng = random.Random(7)

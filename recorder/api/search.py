@@ -14,7 +14,7 @@ a partial number matched as a substring of the digits of every number on the cal
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -178,7 +178,8 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     """One page (limit + 1 rows: the extra one says whether there is a next page), with each
     call's filed-recording count and length and its tags."""
     args = Params()
-    where = _where(principal, q, args)
+    full = q.number.e164 if q.number is not None and q.sort == "started" else None
+    where = _where(principal, q if full is None else replace(q, number=None), args)
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
     # sort=length: by length (a call without one, -1, sorts as the shortest), ties by call_id
     key = "c.started_at" if q.sort == "started" else "coalesce(c.duration_s, -1)"
@@ -191,9 +192,28 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
     outer = "page.started_at" if q.sort == "started" else "coalesce(page.duration_s, -1)"
     # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
+    limit = f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}"
+    matches = f"FROM calls c WHERE {' AND '.join(where)} {limit}"
+    if full is not None:
+        # A full number: its calls as caller and as callee, each newest first on its own
+        # (number, started_at) index, merged; an OR would read all of the number's calls (a
+        # client's thousands) and sort them for one page.
+        n = args.add(full)
+        conds = " AND ".join(where)
+        caller = f"SELECT {cols} FROM calls c WHERE {conds} AND c.caller_e164 = {n} {limit}"  # noqa: S608
+        callee = (f"SELECT {cols} FROM calls c WHERE {conds} AND c.callee_e164 = {n} "  # noqa: S608
+                  f"AND c.caller_e164 IS DISTINCT FROM {n} {limit}")  # fmt: skip
+        page = (f"SELECT * FROM (({caller}) UNION ALL ({callee})) c "  # noqa: S608
+                f"{limit}")  # fmt: skip
+    elif q.number is not None and q.sort == "started":
+        # A partial number: the page's ids first, so the newest-first walk testing each call's
+        # digits can be an index-only scan (calls_started_idx carries them), then only their rows.
+        ids = f"SELECT c.call_id {matches}"
+        page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
+    else:
+        page = f"SELECT {cols} {matches}"
     sql = (
-        f"WITH page AS (SELECT {cols} FROM calls c WHERE {' AND '.join(where)} "  # noqa: S608
-        f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}) "
+        f"WITH page AS ({page}) "  # noqa: S608
         "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
         "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
         "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "
