@@ -8,6 +8,7 @@ beside it, so returning None for something unparseable loses nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote
 
@@ -54,6 +55,7 @@ def _parse(text: str, region: str) -> str | None:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # a call's numbers are read again at every decision and dial
 def normalise(raw: str | None, *, default_region: str = "US", strip_prefix: str = "") -> str | None:
     """E.164 form of `raw`, or None when it is withheld, empty or not a valid number.
 

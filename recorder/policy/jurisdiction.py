@@ -22,6 +22,7 @@ mode is all-party unless configured: when in doubt, announce.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -98,22 +99,32 @@ def jurisdiction_of(number: str | None, policy: Policy) -> Jurisdiction:
     prefix = max((p for p in j.numbers if e164.startswith(p)), key=len, default=None)
     if prefix is not None:
         return state(j.numbers[prefix], "override", f"{prefix} in jurisdiction.numbers", e164)
-    parsed = phonenumbers.parse(e164)
-    region = phonenumbers.region_code_for_number(parsed)  # "001" for +800 and the like
+    region, text, toll_free = _place_of(e164)
     if region != "US":
         regional = j.regions.get(region) if region else None
         if regional is not None:
             detail = "jurisdiction.regions"
             return Jurisdiction(number, e164, False, region, None, regional, "region", detail)
         return default(f"outside the US ({region})", e164, region)
+    found = state_from_geocoder(text)
+    if found is not None:
+        return state(found, "geocoder", f"'{text}'", e164)
+    if toll_free:
+        return default("toll-free number", e164, "US")
+    return default(f"geocoder gave '{text}': no single state" if text else "no area", e164, "US")
+
+
+@functools.lru_cache(maxsize=4096)  # a call's parties are looked up at every decision
+def _place_of(e164: str) -> tuple[str | None, str, bool]:
+    """The region of a valid E.164 number ("001" for +800 and the like) and, in the US, the
+    geocoder's place and whether it is toll-free."""
+    parsed = phonenumbers.parse(e164)
+    region = phonenumbers.region_code_for_number(parsed)
+    if region != "US":
+        return region, "", False
     # Imported here: loading the geocoder's index takes ~0.3 s, which every `verbatim` command
     # (the daemon's restart included) would otherwise pay whether it resolves numbers or not.
     from phonenumbers import geocoder
 
-    text = geocoder.description_for_number(parsed, "en")
-    found = state_from_geocoder(text)
-    if found is not None:
-        return state(found, "geocoder", f"'{text}'", e164)
-    if phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.TOLL_FREE:
-        return default("toll-free number", e164, "US")
-    return default(f"geocoder gave '{text}': no single state" if text else "no area", e164, "US")
+    toll_free = phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.TOLL_FREE
+    return region, geocoder.description_for_number(parsed, "en"), toll_free
