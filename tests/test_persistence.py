@@ -6,6 +6,7 @@ with never goes back."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -104,6 +105,24 @@ async def test_a_backlog_is_written_in_pieces_that_each_fit_the_timeout(
     assert max(sizes) == 4 and sum(sizes) == 30
     for call in calls:
         assert [e.kind for e in await repo.events(call.call_id)] == ["call.started"]
+
+
+async def test_close_journals_what_is_left_and_releases_the_file(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    call = call_row("c-close")
+    writer.stage_call(CallRows(call.call_id, call, (), ()))
+    writer.durable_soon()  # not yet written: its timer is cancelled by close
+    await writer.close()
+    assert [e.key for e in journal.read()] == ["c-close"]
+    assert journal.path not in _open_files()
+
+
+def _open_files() -> list[Path]:
+    fds = Path("/proc/self/fd")
+    return [Path(os.readlink(fds / fd)) for fd in os.listdir(fds) if (fds / fd).is_symlink()]
 
 
 def test_the_clock_never_goes_back() -> None:

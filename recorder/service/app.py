@@ -151,6 +151,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 await monitor.stop()
                 if agi is not None:
                     await agi.stop()
+                await writer.close()
         finally:
             await session.close()
     finally:

@@ -220,6 +220,19 @@ class Writer:
         if self._unjournaled and self._soon is None:
             self._soon = asyncio.get_running_loop().call_later(JOURNAL_LINGER_S, self._journal_soon)
 
+    async def close(self) -> None:
+        """At the daemon's stop, after its last flush: what is still unjournaled goes to the
+        journal, then its file and thread are closed."""
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        if self.journal is not None:
+            await self._journal()
+            await asyncio.gather(*self._soon_tasks, return_exceptions=True)
+        self._journal_thread.shutdown(wait=True)
+        if self.journal is not None:
+            self.journal.close()
+
     def _journal_soon(self) -> None:
         self._soon = None
         if self._unjournaled:
