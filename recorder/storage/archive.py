@@ -229,16 +229,14 @@ class _Sealing:
     (`_private_plain`) that `close()` removes."""
 
     def __init__(self, target: Path, key: DataKey) -> None:
-        self._private = _private_plain(target.name)
-        plain_path = self._private.__enter__()
-        try:
+        self._private = contextlib.ExitStack()  # the private directory, until close()
+        with self._private as private:
+            plain_path = private.enter_context(_private_plain(target.name))
             self.plain = _Temp(plain_path.parent, plain_path.name, exact=True)
             self.sealed = _Temp(target.parent, target.name)
-        except BaseException:
-            self._private.__exit__(None, None, None)
-            raise
-        self._out = key.encrypting(self.sealed)
-        self._stream = self._out.__enter__()
+            self._private = private.pop_all()  # made: kept past this block
+        self._out = contextlib.ExitStack()  # the encrypting stream, until finish()
+        self._stream = self._out.enter_context(key.encrypting(self.sealed))
 
     def write(self, data: bytes) -> None:
         self.plain.write(data)
@@ -246,7 +244,7 @@ class _Sealing:
 
     def finish(self, target: Path) -> _Content:
         """Both files complete (the ciphertext fsynced); the plaintext measured."""
-        self._out.__exit__(None, None, None)
+        self._out.close()
         self.sealed.finish()
         self.plain.file.close()
         return _content(self.plain.path, self.plain.hash.hexdigest(), self.plain.size, target)
@@ -254,7 +252,7 @@ class _Sealing:
     def close(self) -> None:
         """The plaintext gone; the ciphertext's temporary name too (placed or not)."""
         self.plain.discard()
-        self._private.__exit__(None, None, None)
+        self._private.close()
         self.sealed.discard()
 
 
