@@ -193,13 +193,13 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     outer = "page.started_at" if q.sort == "started" else "coalesce(page.duration_s, -1)"
     # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
     limit = f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}"
-    matches = f"FROM calls c WHERE {' AND '.join(where)} {limit}"
+    conds = " AND ".join(where)
+    matches = f"FROM calls c WHERE {conds} {limit}"
     if full is not None:
         # A full number: its calls as caller and as callee, each newest first on its own
         # (number, started_at) index, merged; an OR would read all of the number's calls (a
         # client's thousands) and sort them for one page.
         n = args.add(full)
-        conds = " AND ".join(where)
         caller = f"SELECT {cols} FROM calls c WHERE {conds} AND c.caller_e164 = {n} {limit}"  # noqa: S608
         callee = (f"SELECT {cols} FROM calls c WHERE {conds} AND c.callee_e164 = {n} "  # noqa: S608
                   f"AND c.caller_e164 IS DISTINCT FROM {n} {limit}")  # fmt: skip
