@@ -71,6 +71,7 @@ SCRIPT = (
              "+1 212 555 0188", "PJSIP/305", "answer", 2.0, 9.0, hooked=True),
 )
 PAUSED_S = 3.0
+SETTLE_S = 10.0  # how long a step waits for the daemon to finish what it is doing
 
 
 async def run_demo(directory: Path | None, *, keep: bool) -> int:
@@ -113,10 +114,13 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
                 hook_dialplan(sim, f"agi://127.0.0.1:{running.agi_address[1]}")
 
                 async def settle() -> None:
-                    for _ in range(100):
+                    # Bounded by time, not by rounds: on a loaded host the daemon may need more
+                    # than a second to finish a step, and moving the clock before it has would
+                    # lose seconds of the demo's recordings.
+                    deadline = asyncio.get_running_loop().time() + SETTLE_S
+                    while True:
                         await sim.settle()
-                        d = running.daemon
-                        if d.quiet:
+                        if running.daemon.quiet or asyncio.get_running_loop().time() > deadline:
                             return
                         await asyncio.sleep(0.01)
 
