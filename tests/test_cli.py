@@ -64,8 +64,12 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
     marks = [line.split(": ", 1)[1].split() for line in out.splitlines() if "-s" in line
              and ": " in line and line.rstrip().endswith(("CA", "C-", "-A", "--"))]
     # two calls in the app: both parties every second of their bridge recording (12 s and 8 s
-    # of talk: the last mark is the hang-up's part second)
-    assert marks[0] == ["CA"] * 13 and marks[1] == ["CA"] * 9, marks
+    # of talk). After the hang-up the recording runs until the daemon's stop reaches the
+    # simulator, whose clock ticks on meanwhile: a part second may follow, with both parties
+    # or the one left; how long it is depends on the host's load.
+    for talk_s, seen_marks in ((12, marks[0]), (8, marks[1])):
+        assert seen_marks[:talk_s] == ["CA"] * talk_s, marks
+        assert seen_marks[talk_s:] in ([], ["CA"], ["-A"]), marks
     # hook mode: the caller's snoop from before Dial() (alone while 305 rings), the callee's
     # from its answer to its hang-up; neither holds the 3 s paused while the card number was
     # read. 6 s of talk: whether a part second of the hang-up shows depends on where in its
@@ -80,10 +84,10 @@ def test_demo_runs_calls_and_shows_recordings() -> None:
     assert seen[:5] == [
         ["8.5", "s"], ["9.5", "s"], ["never", "connected"], ["never", "connected"],
         ["never", "connected"]]
-    # hook mode: the same 8.5 s, or up to one of the demo's 0.5-s steps later when the hook's
-    # real-time AGI exchange had not finished when the step began (the simulator's clock moves
-    # through a step in ticks, so the answer lands on one of them)
-    assert seen[5][1] == "s" and 8.5 <= float(seen[5][0]) <= 9.0, seen
+    # hook mode: the same 8.5 s within one of the demo's 0.5-s steps: the hook's AGI exchange is
+    # real time while the simulator's clock ticks through a step, so the start and the answer
+    # are each stamped on one of its ticks
+    assert seen[5][1] == "s" and 8.0 <= float(seen[5][0]) <= 9.0, seen
     assert "Traceback" not in result.stderr
 
 

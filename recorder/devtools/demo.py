@@ -115,12 +115,13 @@ async def run_demo(directory: Path | None, *, keep: bool) -> int:
 
                 async def settle() -> None:
                     # Bounded by time, not by rounds: on a loaded host the daemon may need more
-                    # than a second to finish a step, and moving the clock before it has would
-                    # lose seconds of the demo's recordings.
+                    # than a second to finish a step (or to answer a hook's AGI exchange), and
+                    # moving the clock before it has would shift the demo's figures.
                     deadline = asyncio.get_running_loop().time() + SETTLE_S
                     while True:
                         await sim.settle()
-                        if running.daemon.quiet or asyncio.get_running_loop().time() > deadline:
+                        done = running.daemon.quiet and not sim.agi.waiting_on_agi()
+                        if done or asyncio.get_running_loop().time() > deadline:
                             return
                         await asyncio.sleep(0.01)
 
