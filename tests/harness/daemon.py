@@ -89,8 +89,15 @@ async def both_bridged(sim: Simulator) -> None:
 
 
 async def connected(sim: Simulator) -> None:
+    """Until the daemon just started has connected and reconciled: its hooks answer only from
+    then on (`hook.not_ready` before), and under load that can be well after its WebSocket is
+    up. Its snapshot's GET /bridges is the last request of that work; it comes after this is
+    called (a new process takes longer than this to start making requests)."""
+    since = len(sim.requests)
+
     async def up() -> bool:
-        return sim.hub.active("verbatim")
+        return sim.hub.active("verbatim") and any(
+            r.method == "GET" and r.path == "/bridges" for r in sim.requests[since:])
 
     await until(up)
     await sim.settle()
