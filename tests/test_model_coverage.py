@@ -109,3 +109,40 @@ def test_a_party_of_a_linked_call_is_someone_to_talk_with(
     call.ended_at = at(9)
     leg = coverage(call).legs["a"]
     assert (leg.talked_ms, leg.covered_ms, leg.gaps) == (talked * 1000, talked * 1000, ())
+
+
+# A forward's target behind a Local pair (Asterisk follows a 302 of an originated leg itself):
+# the target waits in its own bridge with ;2 until ;1 joins the recorded call bridge.
+LOCAL_CASES = [
+    # (title, ;1 joins the call bridge at, target joins ;2's bridge at, expected talk s for
+    #  the target and the caller)
+    ("both at once", 5.0, 5.0, 10.0),
+    ("the target first: it talks to no one until ;1 joins", 5.3, 5.0, 9.7),
+    (";1 first: the caller talks to no one until the target joins", 5.0, 5.4, 9.6),
+]
+
+
+@pytest.mark.parametrize(("title", "half_in", "target_in", "talk_s"), LOCAL_CASES,
+                         ids=[c[0] for c in LOCAL_CASES])
+def test_a_local_half_is_no_party(title: str, half_in: float, target_in: float,
+                                  talk_s: float) -> None:
+    call = Call("c", "ast", "inbound", "300", at(0), "a", B)
+    caller = Leg("a", "caller", "PJSIP/a", at(0), ended_at=at(15))
+    caller.spans = [Stay(B, at(0), at(15))]
+    base = "Local/300@from-internal-00000026"
+    one = Leg("l1", "callee", f"{base};1", at(4), ended_at=at(15), local_base=base)
+    one.spans = [Stay(B, at(half_in), at(15))]
+    two = Leg("l2", "local", f"{base};2", at(4), ended_at=at(15), local_base=base)
+    two.spans = [Stay("c-b2", at(4), at(15))]
+    target = Leg("t", "callee", "PJSIP/300", at(4), ended_at=at(15))
+    target.spans = [Stay("c-b2", at(target_in), at(15))]
+    call.legs = {leg.channel_id: leg for leg in (caller, one, two, target)}
+    call.recordings["s1"] = Recording("s1", 1, f"bridge:{B}", "wav", at(half_in),
+                                      status=RecStatus("filed"), started_at=at(half_in),
+                                      ended_at=at(15), duration_ms=round((15 - half_in) * 1000))
+    call.ended_at = at(15)
+    proof = coverage(call)
+    for channel in ("a", "t"):
+        leg = proof.legs[channel]
+        assert leg.talked_ms == pytest.approx(talk_s * 1000), (channel, leg)
+        assert leg.covered_ms == leg.talked_ms and not leg.gaps, (channel, leg)

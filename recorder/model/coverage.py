@@ -1,7 +1,8 @@
 """The coverage proof: for each leg, was every second it spent talking in a recording?
 
 Pure: computed from the call's state once its files are filed. A leg *talks* while it is in a
-bridge with at least one other party. A recording *covers* what its file really holds: Asterisk's
+bridge with at least one other party (a Local half is a conduit to whoever is behind its other
+half, not a party). A recording *covers* what its file really holds: Asterisk's
 bridge recorder writes frames only while the bridge mixes media (two or more parties; see
 asterisk-test/traces/README.md: a lone silent party gives an empty file), so the file's audio length
 is laid, in order, over the times its bridge had two or more parties between RecordingStarted and
@@ -140,8 +141,45 @@ def talk_spans(call: Call, leg: Leg, end: datetime) -> list[Span]:
     for raw in leg.spans:
         span = _closed(raw, leg.ended_at or end)
         if span:
-            spans += intersect([(span[1], span[2])], mixing_spans(call, span[0], end))
+            spans += _others_in(call, span[0], [(span[1], span[2])], end, {leg.channel_id})
     return merge(spans)
+
+
+def _others_in(call: Call, bridge: str, window: list[Span], end: datetime,
+               seen: set[str]) -> list[Span]:
+    """When, within `window`, `bridge` held a party other than the legs in `seen`. A Local half
+    whose other half the call knows is no party itself: through it, whoever is then in the
+    other half's bridge is (a forward's or transfer's target behind ;2 → ;1 — until both halves
+    are in their bridges, the target talks to no one)."""
+    out: list[Span] = []
+    for other in call.legs.values():
+        if other.channel_id in seen:
+            continue
+        partner = _other_half(call, other)
+        for raw in other.spans:
+            stay = _closed(raw, other.ended_at or end)
+            if not stay or stay[0] != bridge:
+                continue
+            there = intersect(window, [(stay[1], stay[2])])
+            if partner is None:
+                out += there
+                continue
+            for far in partner.spans:
+                reach = _closed(far, partner.ended_at or end)
+                if reach and there:
+                    out += _others_in(call, reach[0], intersect(there, [(reach[1], reach[2])]),
+                                      end, seen | {other.channel_id, partner.channel_id})
+    for peer in call.hook.peers:  # another recorded call's party there (recorder.model.sharing)
+        if peer.bridge == bridge:
+            out += intersect(window, [(peer.entered, peer.left or end)])
+    return merge(out)
+
+
+def _other_half(call: Call, leg: Leg) -> Leg | None:
+    if not leg.local_base:
+        return None
+    return next((x for x in call.legs.values()
+                 if x.local_base == leg.local_base and x.channel_id != leg.channel_id), None)
 
 
 def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:

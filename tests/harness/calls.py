@@ -41,6 +41,19 @@ def assert_both_tones(path: Path, seconds: float) -> None:
     assert not missing, f"windows without both tones: {missing[:10]}"
 
 
+def assert_talked_throughout(windows: list[set[int]], caller_hz: int, other_hz: int) -> None:
+    """Both parties in every 100-ms window of a bridge recording once the other party is heard,
+    to the last (the hang-up's part) window. Before that the caller may be alone: the recording
+    starts before the other party is added to the bridge (so no word of theirs can go
+    unrecorded), and under load the simulator's clock ticks on between the two requests."""
+    assert windows[:-1], windows
+    first = next((i for i, w in enumerate(windows) if other_hz in w), len(windows))
+    assert all(w == {caller_hz} for w in windows[:first]), windows
+    missing = [i for i, w in enumerate(windows[first:-1], first) if w != {caller_hz, other_hz}]
+    assert first < len(windows) - 1 and not missing, (
+        f"windows without both tones: {missing[:10]} of {len(windows)}; heard from {first}")
+
+
 async def run_answered_call(
     stack: Stack, args: list[str], endpoint: str, number: str, ring_s: float, talk_s: float
 ) -> tuple[str, str]:
