@@ -98,3 +98,20 @@ def test_an_orphan_leg_talking_in_a_bridge_is_never_hung_up() -> None:
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.14"]
     (kept,) = [c for c in out if isinstance(c, cmd.Log) and c.event == "call.orphan_left_talking"]
     assert kept.level == "error" and kept.fields["channel_id"] == "1700.12"
+
+
+def test_a_teardown_lost_in_a_crash_is_carried_out_after_it() -> None:
+    """The caller hung up; the daemon asked for the callee's hang-up and died before Asterisk
+    saw it: after the restart the callee still talks to no one in the call bridge. The call's
+    end is resumed — the callee released — instead of the call staying open."""
+    run = Run()
+    call_id, callee, name = to_bridged(run)
+    out = run.feed(b.destroyed(30, CALLER))
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [callee]  # lost with the crash
+    bridge = run.bridge()
+    run = run.restarted()
+    snap = snapshot([b.chan(callee)], {bridge: (callee,)}, {name: LIVE})
+    out = run.reconcile(snap, b.at(40))
+    assert [(h.call_id, h.channel_id) for h in run.of(cmd.Hangup, out)] == [(call_id, callee)]
+    run.feed(b.destroyed(41, callee))
+    assert run.state.calls[call_id].phase == "ending"  # its recording's file still to come

@@ -20,12 +20,14 @@ from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
+    ENDING,
     LEG_DIALING,
     LEG_GONE,
     LEG_NEW,
     LEG_RINGING,
     REC_REQUESTED,
     Call,
+    CallMode,
     Leg,
     ModelState,
 )
@@ -74,6 +76,7 @@ def reconcile(
         out.append(cmd.Log(call_id, "call.reconcile", "info", {"phase": call.phase}))
         for event in _call_differences(call, snap, base):
             feed(event)
+        out += _teardown_resumed(state.calls.get(call_id), snap)
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
@@ -164,6 +167,17 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
     if bridge is None and call.stasis.bridge_created and not call.stasis.bridge_destroyed:
         events.append(ev.BridgeDestroyed(**base, bridge=ev.BridgeInfo(call.bridge_id)))
     return events
+
+
+def _teardown_resumed(call: Call | None, snap: AriSnapshot) -> list[cmd.Command]:
+    """A Stasis call already ending had asked for every other party's hang-up (`begin_end`);
+    asked again, since the previous run may have died before Asterisk heard it — else that
+    party stays in a bridge with no one, and the call open, until they hang up themselves.
+    A hang-up Asterisk did carry out shows as the channel gone (ChannelDestroyed above)."""
+    if call is None or call.mode != CallMode.STASIS or call.phase != ENDING:
+        return []
+    return [cmd.Hangup(call.call_id, leg.channel_id) for leg in call.live_legs()
+            if leg.channel_id in snap.channels]
 
 
 def _hooked_bridging(
