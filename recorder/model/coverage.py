@@ -176,10 +176,19 @@ def _others_in(call: Call, bridge: str, window: list[Span], end: datetime,
 
 
 def _other_half(call: Call, leg: Leg) -> Leg | None:
+    """The other half of a Local pair, when the call knows what is behind it: the half was in
+    a bridge where a leg of the call (or a peer) was too. Otherwise None, and `leg` counts as a
+    party itself — reporting too much talk rather than hiding talk the model cannot see."""
     if not leg.local_base:
         return None
-    return next((x for x in call.legs.values()
-                 if x.local_base == leg.local_base and x.channel_id != leg.channel_id), None)
+    other = next((x for x in call.legs.values()
+                  if x.local_base == leg.local_base and x.channel_id != leg.channel_id), None)
+    if other is None:
+        return None
+    far = {str(stay[0]) for stay in other.spans}
+    known = any(str(stay[0]) in far for x in call.legs.values() if x is not other
+                for stay in x.spans) or any(p.bridge in far for p in call.hook.peers)
+    return other if known else None
 
 
 def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
