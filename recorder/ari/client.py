@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 
 class AriError(Exception):
@@ -47,8 +49,9 @@ class AriClient:
         self.subscribe_all = subscribe_all
         self._base = base_url.rstrip("/") + "/ari"
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        # A header rather than aiohttp.BasicAuth (deprecated); it never appears in logs.
-        self._headers = {"Authorization": f"Basic {token}"}
+        # A header rather than aiohttp.BasicAuth (deprecated); it never appears in logs. Built
+        # once as aiohttp's own header type: it is merged into every request as it stands.
+        self._headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Basic {token}"}))
         self.app = app
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
@@ -63,23 +66,25 @@ class AriClient:
         return f"{ws}/events?app={_q(self.app)}{every}"
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> CIMultiDictProxy[str]:
         return self._headers
 
     async def request(self, method: str, path: str, params: Params | None = None) -> Any:
-        query = {k: _param(v) for k, v in (params or {}).items()}
+        # The URL is built here, already encoded (every id and value through `_q`), and handed
+        # over as such: aiohttp would otherwise parse, re-quote and extend it on every request.
+        url = self._base + path
+        if params:
+            url += "?" + "&".join(f"{k}={_q(_param(v))}" for k, v in params.items())
         try:
             async with self._session.request(
-                method,
-                self._base + path,
-                params=query,
-                headers=self._headers,
-                timeout=self._timeout,
+                method, URL(url, encoded=True), headers=self._headers, timeout=self._timeout
             ) as resp:
+                if resp.status == 204:  # most requests: nothing to read
+                    return None
                 body = await resp.read()
                 if resp.status >= 400:
                     raise AriError(resp.status, _message(_text(body)), method, path)
-                if not body:  # most requests: 204 No Content
+                if not body:
                     return None
                 if resp.content_type != "application/json":
                     return _text(body)
