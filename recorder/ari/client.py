@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -52,6 +52,8 @@ class AriClient:
         # A header rather than aiohttp.BasicAuth (deprecated); it never appears in logs. Built
         # once as aiohttp's own header type: it is merged into every request as it stands.
         self._headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Basic {token}"}))
+        self._json_headers = CIMultiDictProxy(
+            CIMultiDict({**self._headers, "Content-Type": "application/json"}))
         self.app = app
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
@@ -69,15 +71,22 @@ class AriClient:
     def headers(self) -> CIMultiDictProxy[str]:
         return self._headers
 
-    async def request(self, method: str, path: str, params: Params | None = None) -> Any:
+    async def request(
+        self, method: str, path: str, params: Params | None = None, body: Any = None
+    ) -> Any:
+        """`body`: a JSON body, for the one operation whose parameter is the body (eventFilter);
+        every other parameter goes in the query."""
         # The URL is built here, already encoded (every id and value through `_q`), and handed
         # over as such: aiohttp would otherwise parse, re-quote and extend it on every request.
         url = self._base + path
         if params:
             url += "?" + "&".join(f"{k}={_q(_param(v))}" for k, v in params.items())
+        data = None if body is None else json.dumps(body).encode()
         try:
             async with self._session.request(
-                method, URL(url, encoded=True), headers=self._headers, timeout=self._timeout
+                method, URL(url, encoded=True), data=data,
+                headers=self._headers if data is None else self._json_headers,
+                timeout=self._timeout,
             ) as resp:
                 if resp.status == 204:  # most requests: nothing to read
                     return None
@@ -214,6 +223,12 @@ class AriClient:
         a reconnect) keeps what it had, so the subscription is asked for explicitly."""
         await self.request("POST", f"/applications/{_q(self.app)}/subscription",
                            {"eventSource": "channel:,bridge:"})
+
+    async def filter_events(self, disallowed: Iterable[str]) -> None:
+        """Asterisk is not to send the app these event types at all (it would build, send and
+        the daemon decode them, only to skip them). Kept by the app while it exists."""
+        await self.request("PUT", f"/applications/{_q(self.app)}/eventFilter",
+                           body={"disallowed": [{"type": t} for t in sorted(disallowed)]})
 
     async def snoop(self, channel_id: str, snoop_id: str, app_args: str) -> None:
         """A Snoop channel hearing both directions of `channel_id`, into our app."""

@@ -43,6 +43,7 @@ import structlog
 from recorder.ari.client import AriClient, AriError
 from recorder.ari.connection import EventStream, StreamFactory
 from recorder.ari.events import (
+    IGNORED,
     BridgeInfo,
     ChannelDestroyed,
     ChannelInfo,
@@ -244,6 +245,10 @@ class Daemon:
                     await self.client.subscribe_everything()
                 except AriError as exc:  # hook mode would miss its calls' Dial/bridge events
                     log.error("ari.subscribe_failed", error=str(exc))
+            try:
+                await self.client.filter_events(IGNORED)
+            except AriError as exc:  # the daemon skips them itself: only their cost remains
+                log.warning("ari.filter_failed", error=str(exc))
             refile = [] if self.adopted else await self._adopt_open_calls()
             snapshot = await self._snapshot()
         except AriError as exc:
