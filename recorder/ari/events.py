@@ -356,25 +356,14 @@ class _StasisStart(_Wire, tag="StasisStart", kw_only=True):
 
 
 class _ChannelWire(_Wire, kw_only=True):
-    """Events that carry only a channel: `kind` is the daemon's event of the same name."""
+    """Events that carry only a channel: `kind` is the daemon's event of the same name (one
+    subclass per kind, from `_kinds`)."""
 
     kind: ClassVar[type[ChannelEvent]]
     channel: _Channel
 
     def event(self, ts: datetime, asterisk_id: str) -> Event:
         return self.kind(timestamp=ts, asterisk_id=asterisk_id, channel=self.channel.info())
-
-
-class _StasisEnd(_ChannelWire, tag="StasisEnd", kw_only=True):
-    kind = StasisEnd
-
-
-class _ChannelStateChange(_ChannelWire, tag="ChannelStateChange", kw_only=True):
-    kind = ChannelStateChange
-
-
-class _ChannelUnhold(_ChannelWire, tag="ChannelUnhold", kw_only=True):
-    kind = ChannelUnhold
 
 
 class _ChannelHold(_Wire, tag="ChannelHold", kw_only=True):
@@ -499,32 +488,12 @@ class _RecordingWire(_Wire, kw_only=True):
         return self.kind(timestamp=ts, asterisk_id=asterisk_id, recording=self.recording.info())
 
 
-class _RecordingStarted(_RecordingWire, tag="RecordingStarted", kw_only=True):
-    kind = RecordingStarted
-
-
-class _RecordingFinished(_RecordingWire, tag="RecordingFinished", kw_only=True):
-    kind = RecordingFinished
-
-
-class _RecordingFailed(_RecordingWire, tag="RecordingFailed", kw_only=True):
-    kind = RecordingFailed
-
-
 class _PlaybackWire(_Wire, kw_only=True):
     kind: ClassVar[type[PlaybackEvent]]
     playback: _Playback
 
     def event(self, ts: datetime, asterisk_id: str) -> Event:
         return self.kind(timestamp=ts, asterisk_id=asterisk_id, playback=self.playback.info())
-
-
-class _PlaybackStarted(_PlaybackWire, tag="PlaybackStarted", kw_only=True):
-    kind = PlaybackStarted
-
-
-class _PlaybackFinished(_PlaybackWire, tag="PlaybackFinished", kw_only=True):
-    kind = PlaybackFinished
 
 
 class _Skipped(msgspec.Struct, tag_field="type"):
@@ -537,12 +506,20 @@ class _Envelope(msgspec.Struct):
     type: Any = None
 
 
+def _kinds(base: type[_Wire], kinds: tuple[type[Event], ...]) -> tuple[type[_Wire], ...]:
+    """A tagged subclass of `base` for each of the daemon's event classes, named as it is."""
+    made: list[Any] = [msgspec.defstruct(f"_{k.__name__}", [], bases=(base,), tag=k.__name__,
+                                         namespace={"kind": k}, kw_only=True) for k in kinds]
+    return tuple(made)
+
+
 _HANDLED: tuple[type[_Wire], ...] = (
-    _StasisStart, _StasisEnd, _ChannelStateChange, _ChannelHold, _ChannelUnhold,
-    _ChannelDtmfReceived, _ChannelHangupRequest, _ChannelDestroyed, _Dial,
-    _ChannelEnteredBridge, _ChannelLeftBridge, _BridgeBlindTransfer, _BridgeAttendedTransfer,
-    _BridgeDestroyed, _RecordingStarted, _RecordingFinished, _RecordingFailed,
-    _PlaybackStarted, _PlaybackFinished,
+    _StasisStart, _ChannelHold, _ChannelDtmfReceived, _ChannelHangupRequest, _ChannelDestroyed,
+    _Dial, _ChannelEnteredBridge, _ChannelLeftBridge, _BridgeBlindTransfer,
+    _BridgeAttendedTransfer, _BridgeDestroyed,
+    *_kinds(_ChannelWire, (StasisEnd, ChannelStateChange, ChannelUnhold)),
+    *_kinds(_RecordingWire, (RecordingStarted, RecordingFinished, RecordingFailed)),
+    *_kinds(_PlaybackWire, (PlaybackStarted, PlaybackFinished)),
 )  # fmt: skip
 _SKIPPED = tuple(
     msgspec.defstruct(name, [], bases=(_Skipped,), tag=name) for name in sorted(IGNORED)
