@@ -90,14 +90,14 @@ class AriClient:
             ) as resp:
                 if resp.status == 204:  # most requests: nothing to read
                     return None
-                body = await resp.read()
+                raw = await resp.read()
                 if resp.status >= 400:
-                    raise AriError(resp.status, _message(_text(body)), method, path)
-                if not body:
+                    raise AriError(resp.status, _message(_text(raw)), method, path)
+                if not raw:
                     return None
                 if resp.content_type != "application/json":
-                    return _text(body)
-                return json.loads(body)  # once (resp.json() would decode the text again)
+                    return _text(raw)
+                return json.loads(raw)  # once (resp.json() would decode the text again)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AriError(0, f"{type(exc).__name__}: {exc}", method, path) from exc
 
