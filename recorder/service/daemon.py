@@ -245,10 +245,6 @@ class Daemon:
                     await self.client.subscribe_everything()
                 except AriError as exc:  # hook mode would miss its calls' Dial/bridge events
                     log.error("ari.subscribe_failed", error=str(exc))
-            try:
-                await self.client.filter_events(IGNORED)
-            except AriError as exc:  # the daemon skips them itself: only their cost remains
-                log.warning("ari.filter_failed", error=str(exc))
             refile = [] if self.adopted else await self._adopt_open_calls()
             snapshot = await self._snapshot()
         except AriError as exc:
@@ -257,6 +253,12 @@ class Daemon:
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
         await self._dispatch(refile + commands)
         self.ready.set()
+        # After the snapshot, not before: a cost saving must not widen the window in which
+        # calls arrive between the connection and the snapshot (they are then adopted).
+        try:
+            await self.client.filter_events(IGNORED)
+        except AriError as exc:  # the daemon skips them itself: only their cost remains
+            log.warning("ari.filter_failed", error=str(exc))
         if self.sweeper is not None:
             await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
                                      self._channel_gone)
