@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -29,10 +30,21 @@ def test_every_captured_event_parses() -> None:
     assert {"StasisStart", "Dial", "RecordingFinished", "ChannelEnteredBridge"} <= kinds
 
 
+def test_the_text_decodes_as_its_json_parses() -> None:
+    """decode_event (the WebSocket's text, the daemon's path) agrees with parse_event."""
+    captured = trace_events()
+    assert [ev.decode_event(json.dumps(e)) for e in captured] == [
+        ev.parse_event(e) for e in captured
+    ]
+
+
 def test_timestamp_as_asterisk_writes_it() -> None:
     ts = ev.parse_timestamp("2026-11-25T18:26:35.399+0000")
     assert ts.isoformat() == "2026-11-25T18:26:35.399000+00:00"
     assert ev.parse_timestamp("2026-11-25T19:26:35.399+0100") == ts
+    assert ev.parse_timestamp(" 2026-11-25T19:26:35.399+0100\n") == ts
+    assert ev.parse_timestamp("2026-11-25T18:26:35.399") == ts  # no offset: taken as UTC
+    assert ev.parse_timestamp("2026-11-25T19:26:35.399+01:00").tzinfo is UTC
 
 
 CHANNEL = {
@@ -97,8 +109,41 @@ def test_malformed_events_name_the_field(raw: Any, where: str) -> None:
     with pytest.raises(ev.EventError) as info:
         ev.parse_event(raw)
     assert info.value.path == where
+    with pytest.raises(ev.EventError) as decoded:
+        ev.decode_event(json.dumps(raw))
+    assert str(decoded.value) == str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"type": "StasisEnd", "timestamp": ', "?: $: not JSON: "),
+        ("[1, 2]", "?: $: event is not a JSON object"),
+        ('{"type": 7}', "?: $.type: missing or not a string"),
+        (
+            '{"type": "Dial", "timestamp": "2026-11-25T18:26:35.399+0000", "dialstatus": "",'
+            ' "peer": {"id": "1.2", "name": "PJSIP/200-1"}}',
+            "Dial: $.peer.state: missing",
+        ),
+        (
+            '{"type": "RecordingFinished", "timestamp": "2026-11-25T18:26:35.399+0000",'
+            ' "recording": {"name": "r", "format": "wav", "state": "done", "duration": true}}',
+            "RecordingFinished: $.recording.duration: Expected `int | null`, got `bool`",
+        ),
+        (
+            '{"type": "ChannelEnteredBridge", "timestamp": "2026-11-25T18:26:35.399+0000",'
+            ' "bridge": {"id": "b", "channels": ["1.2", 3]}}',
+            "ChannelEnteredBridge: $.bridge.channels[1]: Expected `str`, got `int`",
+        ),
+    ],
+)
+def test_bad_text_is_named(text: str, message: str) -> None:
+    with pytest.raises(ev.EventError) as info:
+        ev.decode_event(text)
+    assert str(info.value).startswith(message)
 
 
 def test_ignored_types_are_none() -> None:
     raw = {"type": "ChannelVarset", "timestamp": "2026-11-25T18:26:35.399+0000"}
     assert ev.parse_event(raw) is None
+    assert ev.decode_event('{"type": "ChannelVarset", "variable": "X", "value": 5}') is None

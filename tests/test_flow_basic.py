@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from arisim.dialplan import Result
 
+from recorder.ari.events import IGNORED
 from tests.harness.calls import assert_both_tones, event_time, run_answered_call
 from tests.harness.stack import running_stack
 
@@ -86,6 +87,23 @@ async def test_call_is_recorded_in_full_and_indexed(
             "call.ended",
         ):
             assert kind in kinds, kinds
+
+
+async def test_asterisk_is_told_not_to_send_what_the_daemon_ignores(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The app's event filter (set at every connection: a re-created app has none) keeps
+    the types the daemon skips off the WebSocket; calls are recorded as before."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        app = st.sim.hub.apps["verbatim"]
+        assert app.events_disallowed == [{"type": t} for t in sorted(IGNORED)]
+        start = len(st.sim.hub.log)
+        await run_answered_call(st, ["inbound", "201"], "PJSIP/201", "4155550100", 2.0, 3.0)
+        sent = [r for r in st.sim.hub.log[start:] if r.app == "verbatim"]
+        assert {r.event["type"] for r in sent if not r.delivered} & IGNORED  # some were held
+        assert not [r for r in sent if r.delivered and r.event["type"] in IGNORED]
+        assert [r for r in sent if r.delivered and r.event["type"] == "RecordingFinished"]
+        assert st.sim.request_problems() == []
 
 
 async def test_recording_starts_before_the_answered_party_joins(

@@ -66,3 +66,38 @@ async def test_subscription_errors(sim: Simulator, ari: AriClient) -> None:
                            eventSource="channel:no-such"))[0] == 422
     assert (await ari.call("POST", "/applications/verbatim/subscription",
                            eventSource="carrier:x"))[0] == 400
+
+
+async def test_event_filter_as_res_stasis_applies_it(sim: Simulator) -> None:
+    """PUT /applications/{app}/eventFilter (res/stasis/app.c): disallowed types are not sent;
+    an allowed list sends only those; an object names the lists it sets; {} clears both."""
+    client = AriClient(sim)
+    await client.connect()
+    try:
+        path = "/applications/verbatim/eventFilter"
+        quiet = {"disallowed": [{"type": "StasisStart"}]}
+        status, body = await client.call("PUT", path, quiet)
+        assert status == 200 and body["events_disallowed"] == quiet["disallowed"]
+        assert body["events_allowed"] == []
+        sim.start_call(args=["inbound", "201"])
+        await sim.settle()
+        assert "StasisStart" not in client.types()
+        assert [r.delivered for r in sim.hub.log if r.event["type"] == "StasisStart"] == [False]
+        status, body = await client.call("PUT", path, {"allowed": [{"type": "StasisEnd"}]})
+        assert body["events_disallowed"] == quiet["disallowed"]  # not named: left as it was
+        ch = sim.start_call(args=["inbound", "201"])
+        await sim.settle()
+        sim.hangup(ch.id)
+        await sim.settle()
+        seen = client.types(ch.id)
+        assert seen == ["StasisEnd"], seen
+        status, body = await client.call("PUT", path, {})
+        assert (body["events_allowed"], body["events_disallowed"]) == ([], [])
+        for bad in ({"allowed": [{"kind": "Dial"}]}, {"disallowed": "Dial"}):
+            status, body = await client.call("PUT", path, bad)
+            assert status == 400 and body["message"] == "Invalid format definition"
+        status, _ = await client.call("PUT", "/applications/nobody/eventFilter", {})
+        assert status == 404
+    finally:
+        await client.close()
+    assert sim.request_problems() == []

@@ -55,6 +55,20 @@ class AppState:
     session: Session | None = None
     subscribe_all: bool = False
     created_all: bool = False  # created with subscribeAll: holds no per-channel subscriptions
+    # PUT /applications/{app}/eventFilter (res/stasis/app.c events_allowed/_disallowed): lists
+    # of {"type": ...}; None or empty: no filter of that kind. Kept while the app exists.
+    events_allowed: list[dict[str, Any]] | None = None
+    events_disallowed: list[dict[str, Any]] | None = None
+
+    def allows(self, event: dict[str, Any]) -> bool:
+        """stasis_app_event_allowed, asked for every message its WebSocket would send
+        (res/ari/ari_websockets.c): not disallowed, and allowed when there is an allowed list."""
+        def listed(filters: list[dict[str, Any]] | None, empty: bool) -> bool:
+            if not filters:
+                return empty
+            return any(f.get("type") == event.get("type") for f in filters)
+
+        return not listed(self.events_disallowed, False) and listed(self.events_allowed, True)
 
 
 class EventHub:
@@ -108,7 +122,8 @@ class EventHub:
         if problems:
             self.errors.extend(f"event {out.get('type')}: {p}" for p in problems)
         state = self.apps.get(app)
-        delivered = state is not None and state.session is not None and not state.session.closed
+        delivered = (state is not None and state.session is not None
+                     and not state.session.closed and state.allows(out))
         self.log.append(EventRecord(self.clock.now(), app, out, delivered))
         if delivered and state is not None and state.session is not None:
             state.session.queue.put_nowait(json.dumps(out))
@@ -128,7 +143,8 @@ class EventHub:
                 # res/stasis/app.c app_update: the previous owner learns it was replaced.
                 replaced = {"type": "ApplicationReplaced", "timestamp": self.clock.timestamp(),
                             "application": name}
-                old.queue.put_nowait(json.dumps(replaced))
+                if state.allows(replaced):
+                    old.queue.put_nowait(json.dumps(replaced))
                 if name in old.apps:
                     old.apps.remove(name)
             state.session = session

@@ -55,6 +55,7 @@ class Args:
                  body: Any) -> None:
         self.op = op
         self.path = dict(path_vars)
+        self.raw_body = body  # as sent: an operation whose body parameter is the whole body
         self.body = body if isinstance(body, dict) else {}
         self.query: dict[str, str] = {}
         for name, value in query:
@@ -111,9 +112,16 @@ class Args:
         return v if isinstance(v, dict) else None
 
     def logged(self) -> dict[str, Any]:
-        """The parameters as sent (query and body merged; body wins), for the request log."""
+        """The parameters as sent (query and body merged; body wins), for the request log. A body
+        that is the operation's body parameter itself (as eventFilter's `filter`: Asterisk
+        hands the whole body to it) is logged under that parameter's name."""
         out: dict[str, Any] = dict(self.query)
-        out.update(self.body)
+        whole = next((p.name for p in self.op.params
+                      if p.param_type == "body" and p.data_type == "object"), None)
+        if whole is not None and self.raw_body is not None:
+            out[whole] = self.raw_body
+        else:
+            out.update(self.body)
         return out
 
 

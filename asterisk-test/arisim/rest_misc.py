@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 from .clock import format_timestamp
 from .engine import Engine
@@ -184,6 +185,7 @@ def ping(sim: Engine, args: Args) -> ApiResponse:
 
 # ---------------------------------------------------------------- applications
 def _application(sim: Engine, name: str) -> dict[str, object]:
+    state = sim.hub.apps.get(name)
     return {
         "name": name,
         "channel_ids": sorted(c.id for c in sim.live_channels() if name in c.subscribers()),
@@ -191,8 +193,8 @@ def _application(sim: Engine, name: str) -> dict[str, object]:
                              if not b.destroyed and name in b.subscribed_apps),
         "endpoint_ids": [],
         "device_names": [],
-        "events_allowed": [],
-        "events_disallowed": [],
+        "events_allowed": list((state and state.events_allowed) or []),
+        "events_disallowed": list((state and state.events_disallowed) or []),
     }
 
 
@@ -239,4 +241,37 @@ def subscribe(sim: Engine, args: Args) -> ApiResponse:
             bridge.subscribed_apps.add(name)
         else:
             return error(422, "Event source does not exist")
+    return ok(_application(sim, name))
+
+
+@route("PUT /applications/{applicationName}/eventFilter")
+def event_filter(sim: Engine, args: Args) -> ApiResponse:
+    """res/ari/resource_applications.c ast_ari_applications_filter → res/stasis/app.c
+    stasis_app_event_filter_set: the body is the filter. No body or {}: both lists cleared; an
+    object sets the lists it names ("allowed", "disallowed"), leaving the other; a list (not an
+    object) is taken for both. Every entry needs a "type"; anything else is 400."""
+    name = args.get_str("applicationName") or ""
+    state = sim.hub.apps.get(name)
+    if state is None:
+        return error(404, "Application not found")
+    body = args.raw_body
+    lists: dict[str, Any] = {}
+    for kind in ("disallowed", "allowed"):
+        value: Any = body
+        if isinstance(body, dict):
+            if not body:
+                value = None
+            elif kind not in body:
+                continue
+            else:
+                value = body[kind]
+        if value is not None and (not isinstance(value, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("type"), str) and f["type"]
+                for f in value)):
+            return error(400, "Invalid format definition")
+        lists[kind] = value
+    if "disallowed" in lists:
+        state.events_disallowed = lists["disallowed"]
+    if "allowed" in lists:
+        state.events_allowed = lists["allowed"]
     return ok(_application(sim, name))

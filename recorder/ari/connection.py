@@ -9,16 +9,14 @@ replay the events sent while nobody listened.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import structlog
 
 from recorder.ari.client import AriClient
-from recorder.ari.events import Event, EventError, parse_event
+from recorder.ari.events import Event, EventError, decode_event
 
 log = structlog.get_logger("verbatim.ari")
 
@@ -80,11 +78,7 @@ class EventStream:
 
     async def _dispatch(self, text: str) -> None:
         try:
-            data: Any = json.loads(text)
-            event = parse_event(data)
-        except json.JSONDecodeError as exc:
-            log.error("ari.bad_event", error=f"not JSON: {exc}", raw=text[:200])
-            return
+            event = decode_event(text)  # the text straight to a typed event, checked
         except EventError as exc:
             log.error("ari.bad_event", error=str(exc), event_type=exc.event_type, raw=text[:500])
             return

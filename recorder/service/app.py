@@ -97,7 +97,8 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 await check_keyring(repo.pool, keyring)
             except CryptError as exc:
                 raise SystemExit(f"storage.encryption: {exc}") from None
-        session = aiohttp.ClientSession()
+        # Asterisk sets no cookies: a jar would be searched before every request for nothing.
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         try:
             client = ari_client(session, config)
             keys = None if keyring is None else RecordingKeys(repo.pool, keyring)

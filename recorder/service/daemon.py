@@ -43,6 +43,7 @@ import structlog
 from recorder.ari.client import AriClient, AriError
 from recorder.ari.connection import EventStream, StreamFactory
 from recorder.ari.events import (
+    IGNORED,
     BridgeInfo,
     ChannelDestroyed,
     ChannelInfo,
@@ -252,6 +253,12 @@ class Daemon:
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
         await self._dispatch(refile + commands)
         self.ready.set()
+        # After the snapshot, not before: a cost saving must not widen the window in which
+        # calls arrive between the connection and the snapshot (they are then adopted).
+        try:
+            await self.client.filter_events(IGNORED)
+        except AriError as exc:  # the daemon skips them itself: only their cost remains
+            log.warning("ari.filter_failed", error=str(exc))
         if self.sweeper is not None:
             await self.sweeper.sweep(self.asterisk_id, set(self.state.by_recording),
                                      self._channel_gone)
