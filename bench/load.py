@@ -388,7 +388,7 @@ def print_probe_growth(first: dict[str, Any], last: dict[str, Any]) -> None:
     print("gc objects by type, after every call ended against the ramp's end: "
           + (", ".join(f"{t} {n:+}" for n, t in top) or "no change"))
     if "rss_after_trim_kb" in last:
-        print(f"malloc_trim(0) after every call ended: RSS "
+        print(f"malloc_trim(0) after every call ended ({last['trim_ms']} ms): RSS "
               f"{last['smaps_rollup_kb']['Rss'] / 1024:.1f} -> "
               f"{last['rss_after_trim_kb'] / 1024:.1f} MB")
     print_slow(last)
@@ -403,6 +403,8 @@ def print_slow(p: dict[str, Any]) -> None:
 async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) -> None:
     """Calls arriving at --rate for --soak minutes, ending as they do in the mix: the daemon's
     RSS each minute, per active call, and its growth per call ended once the load is steady."""
+    if args.ramp is None:
+        args.ramp = max(1, round(args.soak / 3))
     async with running("daemon", root / "soak", args, cluster) as run:
         pid, ctl = run.proc.pid, run.ctl
         await set_endpoints(ctl)
@@ -466,7 +468,8 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         grown = rss_end - rss0
         print(f"after the last call: RSS {rss_end / 1024:.1f} MB ({grown / 1024:+.1f} MB over "
               f"the start, {grown * 1024 / max(1, ended):.0f} B per call ended); "
-              f"steady part (minute {args.ramp} on): {growth * 1024:.0f} B RSS per call ended; "
+              f"after the warm-up (minute {args.ramp} on): {growth * 1024:.0f} B RSS per call "
+              f"ended; "
               f"peak {rss_kb(pid, 'VmHWM') / 1024:.1f} MB; stuck {stuck}; warnings "
               f"{warnings(run.log, log0)}", flush=True)
 
@@ -524,8 +527,9 @@ def main() -> None:
                    "--calls: print the daemon's loop callbacks and collections over 5 ms")
     p.add_argument("--probe", action="store_true",
                    help="soak: each minute, what holds the daemon's memory (bench.traced_daemon)")
-    p.add_argument("--ramp", type=int, default=5,
-                   help="soak: minutes before the load is steady (not in the growth figure)")
+    p.add_argument("--ramp", type=int, default=None,
+                   help="soak: minutes of warm-up, not in the growth figure (default: a third "
+                   "of the soak: the calls' own ramp, then the caches and pools filling)")
     p.add_argument("--recorders", nargs="+", default=["daemon", "minimal"],
                    choices=["daemon", "minimal"])
     asyncio.run(bench(p.parse_args()))

@@ -5,8 +5,8 @@ DIR). The first SIGUSR1 starts tracing (not from the start: the daemon's imports
 tracemalloc take minutes); each SIGUSR1 dumps DIR/snapshot-N.bin (N = 1, 2, ...), for
 `tracemalloc.Snapshot.load`: snapshot-2 against snapshot-1 is what was allocated in between and
 is still held. Each SIGUSR2 writes DIR/probe-N.json: what holds the process's memory (see
-`probe`; memory glibc holds free is given back first if DIR/trim exists), without tracemalloc's
-cost. Loop callbacks and garbage collections longer than
+`probe`; if DIR/trim exists, the last: frozen objects searched too, then memory glibc holds
+free given back), without tracemalloc's cost. Loop callbacks and garbage collections over
 SLOW_MS of CPU (the loop thread's: not the time another process had the core) are counted by
 what ran, and written with each probe.
 """
@@ -19,6 +19,7 @@ import ctypes.util
 import functools
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from recorder.cli.main import main as daemon_main
+from recorder.service import heap
 
 SLOW_MS = 5.0
 
@@ -148,8 +150,13 @@ def probe(trim: bool) -> dict[str, Any]:
         "slow_ms": {k: [slow[k], slow_ms[k]] for k in slow},
     }
     del objects
-    if trim:
+    if trim:  # the last probe: start-up's frozen objects looked through too, then trimmed
+        gc.unfreeze()
+        out["large"] = _large(gc.get_objects())
+        gc.freeze()
+        t = time.perf_counter()
         _libc.malloc_trim(0)
+        out["trim_ms"] = round((time.perf_counter() - t) * 1000, 1)
         out["rss_after_trim_kb"] = _kb("/proc/self/status", ("VmRSS",))["VmRSS"]
     return out
 
@@ -174,6 +181,8 @@ def main() -> int:
         part.write_text(json.dumps(probe(trim=(out / "trim").exists())))
         part.rename(out / f"probe-{probes}.json")
 
+    if every := os.environ.get("BENCH_FULL_COLLECTION_EVERY"):  # to compare: 10 is Python's
+        heap.FULL_COLLECTION_EVERY = int(every)
     signal.signal(signal.SIGUSR1, dump)
     signal.signal(signal.SIGUSR2, write_probe)
     gc.callbacks.append(_on_gc)
