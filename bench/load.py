@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -286,7 +287,8 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
         conf = work / "verbatim.yaml"
         conf.write_text(config_text(url=url, spool=spool, archive=archive,
                                     metrics_port=free_port()))
-        daemon = ["bench.traced_daemon", str(work)] if args.trace else ["recorder.cli"]
+        traced = args.trace or args.probe
+        daemon = ["bench.traced_daemon", str(work)] if traced else ["recorder.cli"]
         rec_cmd = [*pin, sys.executable, "-m", *daemon, "run", "-c", str(conf)]
     else:
         rec_cmd = [*pin, sys.executable, "-m", "bench.minimal_recorder", "--url", url,
@@ -318,6 +320,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         events, requests = await ctl.events(ev0), await ctl.requests(req0)
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
+        if args.trace and kind == "daemon":
+            print_slow(await take_probe(run, root / f"{kind}-{n}", 1))
     callers = {r["event"]["channel"]["id"]: r["at"] for r in events
                if r["event"]["type"] == "StasisStart"
                and r["event"].get("args", [""])[:1] == ["inbound"]}
@@ -353,9 +357,54 @@ def print_growth(work: Path) -> None:
             print(f"      {line.strip()}")
 
 
+async def take_probe(run: Running, work: Path, n: int) -> dict[str, Any]:
+    """The n-th probe of a daemon run under bench.traced_daemon (SIGUSR2)."""
+    run.proc.send_signal(signal.SIGUSR2)
+    path = work / f"probe-{n}.json"
+    while not path.exists():  # noqa: ASYNC110 - another process writes it
+        await asyncio.sleep(0.2)
+    found: dict[str, Any] = json.loads(path.read_text())
+    return found
+
+
+PROBE_HEADER = ("      anon MB  malloc used/free/mmap MB  pymalloc k-blocks  gc k-objects  "
+                "threads  caches; objects of 256 KB or more")
+
+
+def probe_row(p: dict[str, Any]) -> str:
+    m = p["malloc_kb"]
+    caches = " ".join(f"{k} {v}" for k, v in p["caches"].items() if v)
+    return (f"      {p['smaps_rollup_kb']['Anonymous'] / 1024:7.1f}  {m['in_use'] / 1024:9.1f} "
+            f"{m['free'] / 1024:6.1f} {m['mmap'] / 1024:6.1f}  "
+            f"{p['pymalloc_blocks'] / 1000:17.1f}  "
+            f"{p['gc_objects'] / 1000:12.1f}  {p['threads']:7}  {caches}; "
+            + ("; ".join(p["large"]) or "none"))
+
+
+def print_probe_growth(first: dict[str, Any], last: dict[str, Any]) -> None:
+    """Objects the collector sees, by type, that grew from the ramp's end to the end."""
+    grown = {t: n - first["types"].get(t, 0) for t, n in last["types"].items()}
+    top = sorted(((n, t) for t, n in grown.items() if n), reverse=True)[:12]
+    print("gc objects by type, after every call ended against the ramp's end: "
+          + (", ".join(f"{t} {n:+}" for n, t in top) or "no change"))
+    if "rss_after_trim_kb" in last:
+        print(f"malloc_trim(0) after every call ended ({last['trim_ms']} ms): RSS "
+              f"{last['smaps_rollup_kb']['Rss'] / 1024:.1f} -> "
+              f"{last['rss_after_trim_kb'] / 1024:.1f} MB")
+    print_slow(last)
+
+
+def print_slow(p: dict[str, Any]) -> None:
+    slow = sorted(p["slow_ms"].items(), key=lambda kv: -kv[1][1])[:12]
+    print("loop callbacks / collections over 5 ms of CPU (times, total ms): "
+          + (", ".join(f"{k} {n}x {ms} ms" for k, (n, ms) in slow) or "none"), flush=True)
+
+
 async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) -> None:
     """Calls arriving at --rate for --soak minutes, ending as they do in the mix: the daemon's
     RSS each minute, per active call, and its growth per call ended once the load is steady."""
+    if args.ramp is None:
+        args.ramp = max(1, round(args.soak / 3))
     async with running("daemon", root / "soak", args, cluster) as run:
         pid, ctl = run.proc.pid, run.ctl
         await set_endpoints(ctl)
@@ -365,6 +414,7 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         calls: set[asyncio.Task[None]] = set()
         started = ended = 0
         steady: list[tuple[float, float]] = []  # (calls ended, RSS KB) after the ramp
+        work, probes = root / "soak", list[dict[str, Any]]()
 
         def done(task: asyncio.Task[None]) -> None:
             nonlocal ended
@@ -383,6 +433,8 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         print(f"soak: {args.rate:g} arrivals/s for {args.soak:g} min; daemon RSS {rss0 / 1024:.1f} "
               "MB at the start", flush=True)
         print(" min  started   ended  active  rss MB  KB/active  sim MB", flush=True)
+        if args.probe:
+            print(PROBE_HEADER, flush=True)
         feeder = asyncio.create_task(arrivals())
         minute = 0
         while not feeder.done() or calls:
@@ -392,6 +444,9 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
             per = (rss - rss0) / active if active else 0.0
             print(f"{minute:4} {started:8} {ended:7} {active:7} {rss / 1024:7.1f} {per:10.1f} "
                   f"{rss_kb(run.sim_pid, 'VmRSS') / 1024:7.1f}", flush=True)
+            if args.probe:
+                probes.append(await take_probe(run, work, len(probes) + 1))
+                print(probe_row(probes[-1]), flush=True)
             if minute >= args.ramp and not feeder.done():
                 steady.append((ended, rss))
                 if args.trace and len(steady) == 1:
@@ -404,11 +459,17 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
                 await asyncio.sleep(1.0)
             print_growth(root / "soak")
         rss_end = rss_kb(pid, "VmRSS")
+        if args.probe:
+            (work / "trim").touch()
+            last = await take_probe(run, work, len(probes) + 1)
+            print(probe_row(last))
+            print_probe_growth(probes[min(args.ramp, len(probes)) - 1], last)
         growth = slope(steady) if len(steady) > 1 else 0.0
         grown = rss_end - rss0
         print(f"after the last call: RSS {rss_end / 1024:.1f} MB ({grown / 1024:+.1f} MB over "
               f"the start, {grown * 1024 / max(1, ended):.0f} B per call ended); "
-              f"steady part (minute {args.ramp} on): {growth * 1024:.0f} B RSS per call ended; "
+              f"after the warm-up (minute {args.ramp} on): {growth * 1024:.0f} B RSS per call "
+              f"ended; "
               f"peak {rss_kb(pid, 'VmHWM') / 1024:.1f} MB; stuck {stuck}; warnings "
               f"{warnings(run.log, log0)}", flush=True)
 
@@ -462,9 +523,13 @@ def main() -> None:
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                    help="instead: the daemon under a steady load for MINUTES (use --rate 10)")
     p.add_argument("--trace", action="store_true",
-                   help="soak: the daemon under tracemalloc; print what grew after the ramp")
-    p.add_argument("--ramp", type=int, default=5,
-                   help="soak: minutes before the load is steady (not in the growth figure)")
+                   help="soak: the daemon under tracemalloc, print what grew after the ramp; "
+                   "--calls: print the daemon's loop callbacks and collections over 5 ms")
+    p.add_argument("--probe", action="store_true",
+                   help="soak: each minute, what holds the daemon's memory (bench.traced_daemon)")
+    p.add_argument("--ramp", type=int, default=None,
+                   help="soak: minutes of warm-up, not in the growth figure (default: a third "
+                   "of the soak: the calls' own ramp, then the caches and pools filling)")
     p.add_argument("--recorders", nargs="+", default=["daemon", "minimal"],
                    choices=["daemon", "minimal"])
     asyncio.run(bench(p.parse_args()))

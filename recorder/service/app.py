@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from recorder.db.repository import Repository
 from recorder.model.settings import CallSettings
 from recorder.policy import load_policy, numbering_from
 from recorder.policy.jurisdiction import load_geocoder
+from recorder.service import heap
 from recorder.service.daemon import Daemon
 from recorder.service.journal import Journal
 from recorder.service.metrics import Monitor, disk_watch
@@ -188,10 +188,11 @@ async def run(config: Config) -> None:
             compacts_if_configured(config, running.repo.pool, daemon.ready,
                                    lambda: daemon.asterisk_id),
         ):
-            # What start-up loaded (modules, phone number metadata, the geocoder) lives as long
-            # as the process: out of the collector's sight, so its full collections no longer
-            # walk it (they cost ~0.1 s each, a pause taken on some call's step).
-            gc.collect()
-            gc.freeze()
-            await daemon.run()
+            heap.settle()
+            trimming = asyncio.create_task(heap.trim_periodically(), name="verbatim-heap-trim")
+            try:
+                await daemon.run()
+            finally:
+                trimming.cancel()
+                await asyncio.gather(trimming, return_exceptions=True)
         log.info("verbatim.stopped")
