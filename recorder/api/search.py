@@ -8,10 +8,11 @@ Phone numbers, "matched on the normalised form": input that normalises to a vali
 (any common format: "+1 415 555 0100", "(415) 555-0100", "0044 20 7946 0958") matches
 caller_e164/callee_e164 exactly, on their btree indexes; anything else with at least 3 digits is
 a partial number matched as a substring of the digits of every number on the call
-(calls.number_digits). A page of a partial number with 4 or more digits walks the weeks newest
-first on migration 0014's index of (week, 4-digit run) keys and stops at a full page; 3 digits
-(common: the walk of calls_started_idx finds a page soon), counts and sort=length use the
-trigram index.
+(calls.number_digits). A page of a partial number with 4 or more digits tests the newest 3,000
+calls, then walks the weeks newest first on migration 0014's index of (week, 4-digit run) keys,
+stopping at a full page; one extension's walks that extension's calls (their index carries the
+digits); 3 digits (common: the walk of calls_started_idx finds a page soon), counts and
+sort=length use the trigram index. docs/search.md has what each kind of search walks.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def digit_runs(digits: str) -> list[int]:
     return sorted({int(digits[i : i + RUN]) for i in starts})
 
 
-def _partial_ids(q: SearchQuery, conds: str, args: Params) -> tuple[str, str]:
+def _partial_ids(q: SearchQuery, number: str, conds: str, args: Params) -> tuple[str, str]:
     """A partial number's page of call ids, newest (oldest) first, and the CTE it needs.
 
     First the newest WINDOW calls of the range, walked on calls_started_idx (it carries
@@ -187,7 +188,6 @@ def _partial_ids(q: SearchQuery, conds: str, args: Params) -> tuple[str, str]:
     posting lists, then their rows tested; the outer LIMIT stops the walk at a full page, so a
     rare number costs a probe per week, not a scan.
     """
-    assert q.number is not None
     desc = q.order == "desc"
     direction, behind = ("DESC", "<") if desc else ("ASC", ">")
     order = f"ORDER BY c.started_at {direction}, c.call_id {direction}"
@@ -209,11 +209,11 @@ def _partial_ids(q: SearchQuery, conds: str, args: Params) -> tuple[str, str]:
               f"WHERE (SELECT count(*) FROM recent) = {WINDOW} "
               f"ORDER BY r.started_at {'ASC' if desc else 'DESC'}, r.call_id "
               f"{'ASC' if desc else 'DESC'} LIMIT 1)")  # fmt: skip
-    digits = args.add(q.number.digits)
+    digits = args.add(number)
     first = (f"SELECT c.call_id FROM recent r JOIN calls c USING (call_id) "  # noqa: S608
              f"WHERE strpos(r.number_digits, {digits}) > 0 AND {conds} "
              f"ORDER BY r.started_at {direction}, r.call_id {direction} {limit}")  # fmt: skip
-    keys = ", ".join(f"w.week * 10000 + {args.add(run)}" for run in digit_runs(q.number.digits))
+    keys = ", ".join(f"w.week * 10000 + {args.add(run)}" for run in digit_runs(number))
     # OFFSET 0 keeps each week's candidates a plan of their own: the GIN index alone (no walk
     # of calls_started_idx for the ORDER BY, testing every call's keys, as the planner picks
     # for want of an estimate of a week's keys; no AND with an index of a scope read whole
@@ -261,7 +261,6 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
     # sort=length: by length (a call without one, -1, sorts as the shortest), ties by call_id
     key = "c.started_at" if q.sort == "started" else "coalesce(c.duration_s, -1)"
-    at = None
     if q.after is not None:
         at, call_id = args.add(q.after[0]), args.add(q.after[1])
         # The plain bound on the key lets a (x, started_at) index range-scan; the row
@@ -290,10 +289,10 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
                   f"{limit}")  # fmt: skip
         ids = f"SELECT c.call_id FROM (({caller}) UNION ALL ({callee})) c {limit}"  # noqa: S608
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
-    elif partial and not one_extension:
+    elif partial and not one_extension and q.number is not None:
         # strpos and the span are in conds too: a few rows tested twice
-        ids, edge = _partial_ids(q, conds, args)
-        ctes = f"{edge}, "
+        ids, recent = _partial_ids(q, q.number.digits, conds, args)
+        ctes = f"{recent}, "
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
     elif q.number is not None and q.sort == "started":
         # A partial number: the page's ids first, so the walk testing each call's digits can be
