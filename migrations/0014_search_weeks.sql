@@ -66,13 +66,14 @@ BEGIN
     END LOOP;
 END $$;
 
--- The build sorts its keys in maintenance_work_mem (default 64 MB): fewer, larger runs.
+-- The builds sort in maintenance_work_mem (default 64 MB): fewer, larger runs. This session
+-- only; reset at the end.
 SET maintenance_work_mem = '256MB';
 CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_digit_keys_idx
     ON calls USING gin (calls_digit_keys(number_digits, started_at));
 -- New keys wait in the index's pending list, which every probe reads whole: a search probes
 -- ~100 weeks, and at the default 4 MB (10 M calls, the daemon writing 50/s) each probe took
--- 2 ms instead of 0.07. 64 kB (the least) is flushed every ~20 calls written.
+-- 2 ms instead of 0.07. 64 kB (the least allowed) is merged after a few hundred new rows.
 ALTER INDEX calls_digit_keys_idx SET (gin_pending_list_limit = 64);
 
 CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_caller_e164_page_idx
@@ -87,3 +88,4 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_extension_page_idx
     ON calls (extension, started_at) INCLUDE (call_id, number_digits)
     WHERE extension IS NOT NULL;
 DROP INDEX CONCURRENTLY IF EXISTS calls_extension_started_idx;
+RESET maintenance_work_mem;
