@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ ANALYZE calls; ANALYZE recordings; ANALYZE call_events;
 
 SEARCHES: dict[str, tuple[str, list[Any]]] = {
     "calls_started_idx": (r.SELECT_CALLS + "ORDER BY started_at DESC, call_id DESC LIMIT 50", []),
-    "calls_extension_started_idx": (
+    "calls_extension_page_idx": (
         r.SELECT_CALLS + "WHERE extension = $1 AND started_at >= $2 AND started_at < $3 "
         "ORDER BY started_at DESC LIMIT 50",
         ["214", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)],
@@ -56,7 +57,7 @@ SEARCHES: dict[str, tuple[str, list[Any]]] = {
         r.SELECT_CALLS + "WHERE department = $1 AND started_at >= $2 ORDER BY started_at LIMIT 50",
         ["tax", datetime(2026, 3, 1, tzinfo=UTC)],
     ),
-    "calls_caller_e164_started_idx calls_callee_e164_started_idx": (
+    "calls_caller_e164_page_idx calls_callee_e164_page_idx": (
         r.SELECT_CALLS + "WHERE caller_e164 = $1 OR callee_e164 = $1 ORDER BY started_at DESC",
         ["+49301001234"],
     ),
@@ -123,19 +124,89 @@ async def test_query_uses_index(seeded_dsn: str, indexes: str) -> None:
     assert set(indexes.split()) <= used, f"{indexes}: plan used {used}\n{plan}"
 
 
-async def test_partial_number_walk_reads_no_call_rows(seeded_dsn: str) -> None:
-    """A partial number that 2 % of calls have: newest first through calls_started_idx, which
-    carries number_digits (0013), so the walk is index-only and only the page's calls are read."""
-    admin = Principal(1, "admin", "admin", (), None, "token")
-    sql, args = search_sql(admin, SearchQuery(number=NumberFilter("10042", None, "10042")))
-    conn = await asyncpg.connect(seeded_dsn)
+async def _plan(dsn: str, principal: Principal, q: SearchQuery) -> Any:
+    sql, args = search_sql(principal, q)
+    conn = await asyncpg.connect(dsn)
     try:
-        plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))
+        return json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))
     finally:
         await conn.close()
-    walks = _nodes(plan, "Index Only Scan")
+
+
+async def test_three_digits_walk_reads_no_call_rows(seeded_dsn: str) -> None:
+    """3 digits that ~3 % of calls have: newest first through calls_started_idx, which carries
+    number_digits (0013), so the walk is index-only and only the page's calls are read."""
+    plan = await _plan(seeded_dsn, ADMIN, SearchQuery(number=NumberFilter("042", None, "042")))
+    walks = [n for n in _nodes(plan, "Index Only Scan") if "number_digits" in n.get("Filter", "")]
     assert [n["Index Name"] for n in walks] == ["calls_started_idx"], plan
-    assert "number_digits" in walks[0]["Filter"]
+
+
+async def test_partial_number_walks_the_newest_calls_then_weeks(seeded_dsn: str) -> None:
+    """4 digits or more: the newest calls index-only on calls_started_idx, then week by week on
+    calls_digit_keys_idx (0014); never the trigram index."""
+    for digits in ("10042", "0420", "1234567"):
+        q = SearchQuery(number=NumberFilter(digits, None, digits))
+        for principal in (ADMIN, TAX):
+            plan = await _plan(seeded_dsn, principal, q)
+            used = _index_names(plan)
+            assert "calls_digit_keys_idx" in used and "calls_number_digits_trgm_idx" not in used
+            walks = {n["Index Name"] for n in _nodes(plan, "Index Only Scan")}
+            assert "calls_started_idx" in walks, plan  # the newest calls, and the oldest's week
+            tested = [n for n in _nodes(plan, "CTE Scan") if "strpos" in n.get("Filter", "")]
+            assert [n["CTE Name"] for n in tested] == ["recent"], plan
+            (weeks,) = _nodes(plan, "Function Scan")
+            assert weeks["Function Name"] == "generate_series", plan
+
+
+async def test_staff_partial_number_walks_their_calls_index_only(seeded_dsn: str) -> None:
+    """A staff member's (or one extension's) partial number: along that extension's calls,
+    which calls_extension_page_idx carries with their digits (0014), so index-only."""
+    q = SearchQuery(number=NumberFilter("10042", None, "10042"))
+    for principal, query in ((STAFF, q), (ADMIN, replace(q, extension="214"))):
+        plan = await _plan(seeded_dsn, principal, query)
+        walks = [n["Index Name"] for n in _nodes(plan, "Index Only Scan")]
+        assert walks[:1] == ["calls_extension_page_idx"], plan
+
+
+ADMIN = Principal(1, "admin", "admin", (), None, "token")
+TAX = Principal(2, "manager", "manager", ("tax", "dept3"), None, "token")
+STAFF = Principal(3, "staff", "staff", (), "214", "token")
+T0, T1 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("digits", ["10042", "0420", "4930100", "1234567", "99999", "0301004999"])
+@pytest.mark.parametrize("principal", [ADMIN, TAX, STAFF], ids=["admin", "manager", "staff"])
+async def test_week_walk_finds_what_a_scan_finds(
+    seeded_dsn: str, digits: str, principal: Principal
+) -> None:
+    """The week walk's pages (either order, a date range, a cursor, the user's scope) are the
+    ones a plain scan of every call's digits gives."""
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        for order, start, stop in (("desc", None, None), ("asc", None, None), ("desc", T0, T1)):
+            q = SearchQuery(number=NumberFilter(digits, None, digits), order=order, limit=20,
+                            start=start, stop=stop)  # fmt: skip
+            for _ in range(3):  # three pages, each after the last one's final call
+                sql, args = search_sql(principal, q)
+                got = [r["call_id"] for r in await conn.fetch(sql, *args)]
+                scope = {"admin": "true", "manager": "department IN ('tax', 'dept3')",
+                         "staff": "extension = '214'"}[principal.role]  # fmt: skip
+                cmp = "<" if order == "desc" else ">"
+                after = "true" if q.after is None else f"(started_at, call_id) {cmp} ($4, $5)"
+                want = await conn.fetch(
+                    f"SELECT call_id, started_at FROM calls WHERE number_digits LIKE $1 "  # noqa: S608
+                    f"AND {scope} AND started_at >= coalesce($2::timestamptz, '-infinity') "
+                    f"AND started_at < coalesce($3::timestamptz, 'infinity') AND {after} "
+                    f"ORDER BY started_at {order}, call_id {order} LIMIT 21",
+                    f"%{digits}%", start, stop, *(q.after or ()),
+                )
+                assert got == [r["call_id"] for r in want], (order, start, q.after)
+                if len(want) < 21:
+                    break
+                last = want[19]
+                q = replace(q, after=(last["started_at"], last["call_id"]))
+    finally:
+        await conn.close()
 
 
 def _nodes(plan: Any, node_type: str) -> list[dict[str, Any]]:
@@ -147,19 +218,52 @@ def _nodes(plan: Any, node_type: str) -> list[dict[str, Any]]:
     return []
 
 
-async def test_full_number_merges_two_ordered_walks(seeded_dsn: str) -> None:
+@pytest.mark.parametrize("principal", [ADMIN, TAX], ids=["admin", "manager"])
+async def test_full_number_merges_two_index_only_walks(
+    seeded_dsn: str, principal: Principal
+) -> None:
     """A full number: a page from the caller index and one from the callee index, merged; not a
-    BitmapOr of all the number's calls sorted for one page (10 M calls: 3,800 pages read)."""
-    admin = Principal(1, "admin", "admin", (), None, "token")
+    BitmapOr of all the number's calls sorted for one page (10 M calls: 3,800 pages read). The
+    indexes carry call_id and department (0014): at 10 M, a manager's walks are index-only (here,
+    with 4 calls a number, the planner rightly reads them by bitmap)."""
     number = NumberFilter("+49301001234", "+49301001234", "49301001234")
-    sql, args = search_sql(admin, SearchQuery(number=number))
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
-        plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))
-    finally:
-        await conn.close()
-    (merge,) = _nodes(plan, "Merge Append")
-    assert {"calls_caller_e164_started_idx", "calls_callee_e164_started_idx"} <= _index_names(
-        merge
-    ), plan
+    plan = await _plan(seeded_dsn, principal, SearchQuery(number=number))
+    walks = {"calls_caller_e164_page_idx", "calls_callee_e164_page_idx"}
+    if principal is ADMIN:
+        (merge,) = _nodes(plan, "Merge Append")
+        assert _index_names(merge) == walks, plan
+    # a manager's: never with the department's index (a BitmapAnd reading all its calls)
+    assert _index_names(plan) & {*walks, "calls_department_started_idx"} == walks, plan
     assert not _nodes(plan, "BitmapOr"), plan
+
+
+@pytest.mark.parametrize("number", ["+49301000014", "+49301001233", "+4930999"])
+@pytest.mark.parametrize("principal", [ADMIN, TAX, STAFF], ids=["admin", "manager", "staff"])
+async def test_full_number_finds_what_a_scan_finds(
+    seeded_dsn: str, number: str, principal: Principal
+) -> None:
+    """Caller or callee (one call of +49301000014 is to itself), in the user's scope, newest
+    first; the seed's callee numbers set in a transaction rolled back after."""
+    conn = await asyncpg.connect(seeded_dsn)
+    changes = conn.transaction()
+    await changes.start()
+    try:
+        await conn.execute("UPDATE calls SET callee_e164 = '+4930' || (1000000 + (i + 1) % 5000) "
+                           "FROM (SELECT call_id, ('x' || right(call_id, 8))::bit(32)::int AS i "
+                           "FROM calls) n WHERE n.call_id = calls.call_id")  # fmt: skip
+        await conn.execute("UPDATE calls SET callee_e164 = caller_e164 WHERE extension = '214' "
+                           "AND started_at < '2026-02-01'")  # fmt: skip
+        q = SearchQuery(number=NumberFilter(number, number, number[1:]), limit=20)
+        sql, args = search_sql(principal, q)
+        got = [r["call_id"] for r in await conn.fetch(sql, *args)]
+        scope = {"admin": "true", "manager": "department IN ('tax', 'dept3')",
+                 "staff": "extension = '214'"}[principal.role]  # fmt: skip
+        want = await conn.fetch(
+            f"SELECT call_id FROM calls WHERE $1 IN (caller_e164, callee_e164) AND {scope} "  # noqa: S608
+            "ORDER BY started_at DESC, call_id DESC LIMIT 21",
+            number,
+        )
+        assert got == [r["call_id"] for r in want]
+    finally:
+        await changes.rollback()
+        await conn.close()

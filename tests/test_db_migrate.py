@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from recorder.db import rows
-from recorder.db.migrate import DEFAULT_DIRECTORY, MigrationError, load, migrate
+from recorder.db.migrate import DEFAULT_DIRECTORY, MigrationError, load, migrate, statements
 from recorder.devtools.pgcluster import PrivateCluster
 
 
@@ -85,11 +85,32 @@ async def test_concurrent_daemons_do_not_race(fresh_dsn: str, mig_dir: Path) -> 
 
 
 async def test_no_transaction_marker(fresh_dsn: str, mig_dir: Path) -> None:
+    """Statement by statement: CREATE INDEX CONCURRENTLY after a function it indexes."""
     await migrate(fresh_dsn, mig_dir)
     (mig_dir / "0003_idx.sql").write_text(
-        "-- migrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_x ON a (x);\n"
+        "-- migrate: no-transaction\n-- a comment;\n"
+        "CREATE FUNCTION twice(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$\n"
+        "BEGIN\n    RETURN v * 2;\nEND $$;\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_x ON a (twice(x));\n"
     )
     assert await migrate(fresh_dsn, mig_dir) == ["0003_idx"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 1;", ["SELECT 1;"]),
+        ("SELECT 1;\nSELECT 2", ["SELECT 1;", "SELECT 2"]),  # the last one's ';' may be missing
+        ("-- one;\nSELECT 1;\n-- trailing comment\n", ["-- one;\nSELECT 1;"]),
+        ("DO $$ BEGIN\n  PERFORM 1;\nEND $$;\nSELECT 2;", ["DO $$ BEGIN\n  PERFORM 1;\nEND $$;",
+                                                          "SELECT 2;"]),
+        ("CREATE FUNCTION f() RETURNS int\n  AS $$ SELECT 1; $$ LANGUAGE sql;",
+         ["CREATE FUNCTION f() RETURNS int\n  AS $$ SELECT 1; $$ LANGUAGE sql;"]),
+        ("SELECT 1,\n  2;", ["SELECT 1,\n  2;"]),
+    ],
+)  # fmt: skip
+def test_statements_of_a_no_transaction_file(sql: str, expected: list[str]) -> None:
+    assert statements(sql) == expected
 
 
 def test_bad_directory_contents(tmp_path: Path, mig_dir: Path) -> None:

@@ -3,7 +3,7 @@
 Every query that reads calls, recordings or their files ANDs `call_scope(...)` into its WHERE
 clause, so rows outside a user's scope are never read, counted or paginated over; a call out of
 scope is indistinguishable from one that does not exist (404). The conditions match the leading
-columns of calls_department_started_idx / calls_extension_started_idx (migration 0001).
+columns of calls_department_started_idx / calls_extension_page_idx (migrations 0001, 0014).
 """
 
 from __future__ import annotations

@@ -8,7 +8,11 @@ Phone numbers, "matched on the normalised form": input that normalises to a vali
 (any common format: "+1 415 555 0100", "(415) 555-0100", "0044 20 7946 0958") matches
 caller_e164/callee_e164 exactly, on their btree indexes; anything else with at least 3 digits is
 a partial number matched as a substring of the digits of every number on the call
-(calls.number_digits, trigram index).
+(calls.number_digits). A page of a partial number with 4 or more digits tests the newest 3,000
+calls, then walks the weeks newest first on migration 0014's index of (week, 4-digit run) keys,
+stopping at a full page; one extension's walks that extension's calls (their index carries the
+digits); 3 digits (common: the walk of calls_started_idx finds a page soon), counts and
+sort=length use the trigram index. docs/search.md has what each kind of search walks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ SORTS: Final = ("started", "length")  # newest/oldest first, or longest/shortest
 COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "more than"
 MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
+RUN: Final = 4  # calls_digit_keys (migration 0014) indexes each run of 4 digits per week
+WINDOW: Final = 3_000  # newest calls a partial number's search tests before the weeks' index
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
     "min_duration", "max_duration", "tag", "case", "order", "sort", "limit", "cursor",
@@ -164,6 +170,68 @@ def _where(principal: Principal, q: SearchQuery, args: Params) -> list[str]:
     return where
 
 
+def digit_runs(digits: str) -> list[int]:
+    """Runs of RUN digits that every call containing `digits` holds: every RUN-th one and the
+    last, which together cover it. Each is a posting list a week's probe reads (at 10 M calls,
+    all 4 runs of 7 digits made the probes twice as slow, for no fewer rows)."""
+    starts = sorted({*range(0, len(digits) - RUN + 1, RUN), len(digits) - RUN})
+    return sorted({int(digits[i : i + RUN]) for i in starts})
+
+
+def _partial_ids(q: SearchQuery, number: str, conds: str, args: Params) -> tuple[str, str]:
+    """A partial number's page of call ids, newest (oldest) first, and the CTE it needs.
+
+    First the newest WINDOW calls of the range, walked on calls_started_idx (it carries
+    number_digits, 0013; index-only where the visibility map is current): a number many calls
+    have (a frequent client's) fills the page there. Past them, week by week on
+    calls_digit_keys_idx (0014): each week's calls holding every run of the digits, a few tiny
+    posting lists, then their rows tested; the outer LIMIT stops the walk at a full page, so a
+    rare number costs a probe per week, not a scan.
+    """
+    desc = q.order == "desc"
+    direction, behind = ("DESC", "<") if desc else ("ASC", ">")
+    order = f"ORDER BY c.started_at {direction}, c.call_id {direction}"
+    limit = f"LIMIT {int(q.limit) + 1}"
+    span = ["true"]
+    if q.start is not None:
+        span.append(f"c.started_at >= {args.add(q.start)}")
+    if q.stop is not None:
+        span.append(f"c.started_at < {args.add(q.stop)}")
+    if q.after is not None:
+        at, call_id = args.add(q.after[0]), args.add(q.after[1])
+        span.append(f"(c.started_at, c.call_id) {'<' if desc else '>'} ({at}, {call_id})")
+    within = " AND ".join(span)
+    # One walk of the newest WINDOW calls; the edge is the last of them, when there were that
+    # many (else the window held every call of the range, and no week is walked).
+    recent = (f"recent AS MATERIALIZED (SELECT c.call_id, c.started_at, c.number_digits "  # noqa: S608
+              f"FROM calls c WHERE {within} {order} LIMIT {WINDOW}), "
+              f"edge AS MATERIALIZED (SELECT r.started_at AS at, r.call_id AS id FROM recent r "
+              f"WHERE (SELECT count(*) FROM recent) = {WINDOW} "
+              f"ORDER BY r.started_at {'ASC' if desc else 'DESC'}, r.call_id "
+              f"{'ASC' if desc else 'DESC'} LIMIT 1)")  # fmt: skip
+    digits = args.add(number)
+    first = (f"SELECT c.call_id FROM recent r JOIN calls c USING (call_id) "  # noqa: S608
+             f"WHERE strpos(r.number_digits, {digits}) > 0 AND {conds} "
+             f"ORDER BY r.started_at {direction}, r.call_id {direction} {limit}")  # fmt: skip
+    keys = ", ".join(f"w.week * 10000 + {args.add(run)}" for run in digit_runs(number))
+    # OFFSET 0 keeps each week's candidates a plan of their own: the GIN index alone (no walk
+    # of calls_started_idx for the ORDER BY, testing every call's keys, as the planner picks
+    # for want of an estimate of a week's keys; no AND with an index of a scope read whole
+    # each week); the conditions then test those few rows.
+    found = (f"SELECT * FROM calls c WHERE calls_digit_keys(c.number_digits, c.started_at) "  # noqa: S608
+             f"@> ARRAY[{keys}] OFFSET 0")
+    week = (f"SELECT c.call_id FROM ({found}) c WHERE {conds} AND (c.started_at, c.call_id) "  # noqa: S608
+            f"{behind} (SELECT at, id FROM edge) {order} {limit}")
+    # the weeks from the edge's to the range's other end (or the oldest/newest call's)
+    bound, towards, step = ("min", q.start, ", -1") if desc else ("max", q.stop, "")
+    end = f"(SELECT {bound}(started_at) FROM calls)"  # noqa: S608
+    if towards is not None:
+        end = f"{'greatest' if desc else 'least'}({args.add(towards)}, {end})"
+    weeks = f"generate_series(calls_week((SELECT at FROM edge)), calls_week({end}){step})"  # noqa: S608
+    older = f"SELECT c.call_id FROM {weeks} AS w(week) CROSS JOIN LATERAL ({week}) c"  # noqa: S608
+    return f"SELECT * FROM (({first}) UNION ALL ({older})) ids {limit}", recent  # noqa: S608
+
+
 def count_sql(principal: Principal, q: SearchQuery, cap: int = COUNT_CAP) -> tuple[str, list[Any]]:
     """How many calls match, counted up to cap + 1 (more is "more than cap": a count of
     millions would read every match)."""
@@ -179,7 +247,17 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     call's filed-recording count and length and its tags."""
     args = Params()
     full = q.number.e164 if q.number is not None and q.sort == "started" else None
-    where = _where(principal, q if full is None else replace(q, number=None), args)
+    # A partial number of RUN digits or more, newest (oldest) first: by weeks (_partial_ids),
+    # or for one extension (a staff member's scope, or asked) along its calls.
+    partial = (q.number is not None and full is None and q.sort == "started"
+               and len(q.number.digits) >= RUN)  # fmt: skip
+    one_extension = q.extension is not None or principal.role == "staff"
+    where = _where(principal, q if full is None and not partial else replace(q, number=None),
+                   args)  # fmt: skip
+    if partial and q.number is not None:
+        # strpos, not LIKE: the same test, but one the planner cannot answer with the trigram
+        # index (10 M calls: its scan alone took 35 ms for 7 digits) and AND in
+        where.append(f"strpos(c.number_digits, {args.add(q.number.digits)}) > 0")
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
     # sort=length: by length (a call without one, -1, sorts as the shortest), ties by call_id
     key = "c.started_at" if q.sort == "started" else "coalesce(c.duration_s, -1)"
@@ -195,25 +273,37 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     limit = f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}"
     conds = " AND ".join(where)
     matches = f"FROM calls c WHERE {conds} {limit}"
+    ctes = ""
     if full is not None:
         # A full number: its calls as caller and as callee, each newest first on its own
         # (number, started_at) index, merged; an OR would read all of the number's calls (a
-        # client's thousands) and sort them for one page.
+        # client's thousands) and sort them for one page. The indexes carry call_id and
+        # department (0014), so an admin's or a manager's walks are index-only (the callee's
+        # also the caller's number: a call to its own number is listed once); then only the
+        # page's calls are read.
         n = args.add(full)
-        caller = f"SELECT {cols} FROM calls c WHERE {conds} AND c.caller_e164 = {n} {limit}"  # noqa: S608
-        callee = (f"SELECT {cols} FROM calls c WHERE {conds} AND c.callee_e164 = {n} "  # noqa: S608
-                  f"AND c.caller_e164 IS DISTINCT FROM {n} {limit}")  # fmt: skip
-        page = (f"SELECT * FROM (({caller}) UNION ALL ({callee})) c "  # noqa: S608
-                f"{limit}")  # fmt: skip
+        caller = (f"SELECT c.started_at, c.call_id FROM calls c WHERE {conds} "  # noqa: S608
+                  f"AND c.caller_e164 = {n} {limit}")  # fmt: skip
+        callee = (f"SELECT c.started_at, c.call_id FROM calls c WHERE {conds} "  # noqa: S608
+                  f"AND c.callee_e164 = {n} AND c.caller_e164 IS DISTINCT FROM {n} "
+                  f"{limit}")  # fmt: skip
+        ids = f"SELECT c.call_id FROM (({caller}) UNION ALL ({callee})) c {limit}"  # noqa: S608
+        page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
+    elif partial and not one_extension and q.number is not None:
+        # strpos and the span are in conds too: a few rows tested twice
+        ids, recent = _partial_ids(q, q.number.digits, conds, args)
+        ctes = f"{recent}, "
+        page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
     elif q.number is not None and q.sort == "started":
-        # A partial number: the page's ids first, so the newest-first walk testing each call's
-        # digits can be an index-only scan (calls_started_idx carries them), then only their rows.
+        # A partial number: the page's ids first, so the walk testing each call's digits can be
+        # index-only: 3 digits newest first on calls_started_idx (it carries them, 0013), one
+        # extension's calls on calls_extension_page_idx (0014); then only the page's rows.
         ids = f"SELECT c.call_id {matches}"
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
     else:
         page = f"SELECT {cols} {matches}"
     sql = (
-        f"WITH page AS ({page}) "  # noqa: S608
+        f"WITH {ctes}page AS ({page}) "  # noqa: S608
         "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
         "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
         "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "

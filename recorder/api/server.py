@@ -95,13 +95,15 @@ def make_app(deps: Deps) -> web.Application:
 async def create_pool(dsn: str, min_size: int = 0, max_size: int = 5) -> Any:
     """A pool for the API. min_size 0: the server starts and answers 503 while PostgreSQL is
     down. Custom plans always: search parameters are skewed (a small department, a rare
-    number), and a cached generic plan picked for one would be slow for another."""
+    number), and a cached generic plan picked for one would be slow for another. No JIT: every
+    API query is short, and a plan whose estimate crosses jit_above_cost (the partial-number
+    week walk's, costed as if every week were walked) would pay ~100 ms compiling."""
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=Repository.init_connection,
-        server_settings={"plan_cache_mode": "force_custom_plan"},
+        server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"},
     )
 
 

@@ -7,7 +7,8 @@ A file that changed after it was applied is an error: the database would no long
 repository, and silently ignoring it hides a real schema drift.
 
 A file whose first line is `-- migrate: no-transaction` runs outside a transaction (needed for
-CREATE INDEX CONCURRENTLY on a large table); it must then be safe to re-run.
+CREATE INDEX CONCURRENTLY on a large table), one statement at a time (PostgreSQL runs a
+multi-statement string as one implicit transaction); it must then be safe to re-run.
 
 Migrations run online, beside running daemons: a transactional file waits at most
 `lock_timeout_s` (5 s) for each lock it needs and then fails (nothing applied; run it again),
@@ -140,7 +141,8 @@ async def _migrate(conn: Any, migrations: list[Migration], lock_timeout_s: float
                         await conn.execute(m.sql)
                         await _record(conn, m)
                 else:
-                    await conn.execute(m.sql)
+                    for statement in statements(m.sql):
+                        await conn.execute(statement)
                     await _record(conn, m)
             except asyncpg.PostgresError as e:
                 raise MigrationError(f"migration {m.path} failed: {e}") from e
@@ -151,6 +153,25 @@ async def _migrate(conn: Any, migrations: list[Migration], lock_timeout_s: float
         # A dead connection released the lock with itself; don't mask the original error.
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+def statements(sql: str) -> list[str]:
+    """A no-transaction file's statements: each ends with ';' at the end of a line that is not
+    a comment, outside a $$-quoted body (the form our migrations are written in; not a general
+    SQL parser). Comments stay with the statement they precede."""
+    found: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for line in sql.splitlines():
+        current.append(line)
+        quoted ^= line.count("$$") % 2 == 1
+        code = line.strip()
+        if not quoted and code.endswith(";") and not code.startswith("--"):
+            found.append("\n".join(current).strip())
+            current = []
+    if any(r.strip() and not r.strip().startswith("--") for r in current):
+        found.append("\n".join(current).strip())  # the last statement without its ';'
+    return found
 
 
 async def _record(conn: Any, m: Migration) -> None:
