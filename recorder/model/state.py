@@ -12,18 +12,16 @@ record it). A call's record of the other mode stays at its defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
 
 from recorder.ari.events import ChannelInfo
+from recorder.model.fields import Fields, fresh
 from recorder.model.records import CallDecision, HookSession, OnHold, Pause, Peer, Prompt, Stay
 from recorder.policy.announce import Announcement
 from recorder.policy.model import Mode as ConsentMode
 from recorder.policy.rules import Join
-
-T = TypeVar("T")
 
 
 class CallMode(StrEnum):
@@ -93,8 +91,8 @@ REC_LIVE = (REC_REQUESTED, REC_RECORDING)
 REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
 
 
-@dataclass
-class StasisLeg:
+@dataclass(eq=False)
+class StasisLeg(Fields):
     """What only Stasis mode keeps of a leg: the app dials it, bridges it and transfers it."""
 
     originated: bool = False  # made with POST /channels: in the app only once answered
@@ -108,8 +106,8 @@ class StasisLeg:
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
 
 
-@dataclass
-class HookLeg:
+@dataclass(eq=False)
+class HookLeg(Fields):
     """What only hook mode keeps of a leg (the dialplan keeps it; a snoop channel records it)."""
 
     recording: str | None = None  # its snoop's recording now (None: not being recorded)
@@ -119,8 +117,8 @@ class HookLeg:
     checking: str | None = None
 
 
-@dataclass
-class Leg:
+@dataclass(eq=False)
+class Leg(Fields):
     channel_id: str
     role: str  # caller | callee
     channel_name: str
@@ -147,8 +145,8 @@ class Leg:
     hook: HookLeg = field(default_factory=HookLeg)
 
 
-@dataclass
-class Recording:
+@dataclass(eq=False)
+class Recording(Fields):
     name: str
     segment: int
     target: str
@@ -174,8 +172,8 @@ class Recording:
         return self.status not in (*REC_LIVE, REC_FINISHED) or self.waiting
 
 
-@dataclass
-class StasisCall:
+@dataclass(eq=False)
+class StasisCall(Fields):
     """What only Stasis mode keeps of a call: its consent or ringback playing, the bridge
     recording now and its retries, its bridges."""
 
@@ -188,8 +186,8 @@ class StasisCall:
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
 
 
-@dataclass
-class HookCall:
+@dataclass(eq=False)
+class HookCall(Fields):
     """What only hook mode keeps of a call: its snoop channels, the AGI sessions waiting for an
     answer, and the other recorded calls' channels its legs shared a bridge with."""
 
@@ -198,8 +196,8 @@ class HookCall:
     peers: list[Peer] = field(default_factory=list)
 
 
-@dataclass
-class Call:
+@dataclass(eq=False)
+class Call(Fields):
     call_id: str
     asterisk_id: str
     direction: str
@@ -257,10 +255,10 @@ class Call:
         objects and mode records, each list and map a new one holding the same values. The
         records in them (Stay, Pause, Prompt...) are immutable, so they are shared, never
         copied."""
-        new = _fresh(self)
-        new.stasis, new.hook = _fresh(self.stasis), _fresh(self.hook)
+        new = fresh(self)
+        new.stasis, new.hook = fresh(self.stasis), fresh(self.hook)
         new.legs = {k: _fresh_leg(v) for k, v in self.legs.items()}
-        new.recordings = {k: _fresh(v) for k, v in self.recordings.items()}
+        new.recordings = {k: fresh(v) for k, v in self.recordings.items()}
         return new
 
     def open_pause(self, kind: str) -> Pause | None:
@@ -302,30 +300,9 @@ class Call:
         return [r for r in self.recordings.values() if r.status in REC_LIVE]
 
 
-def _fresh(obj: T) -> T:
-    """A shallow copy of a dataclass with its own lists and maps: the per-step copy is the
-    model's hottest path (dataclasses.replace, re-running __init__ over 50 fields, was most of
-    it, issue 15)."""
-    cls = type(obj)
-    names = _CONTAINERS.get(cls)
-    if names is None:
-        names = _CONTAINERS[cls] = tuple(
-            f.name for f in fields(cls)  # type: ignore[arg-type]
-            if f.default_factory in (list, dict))
-    new = object.__new__(cls)
-    values = obj.__dict__.copy()
-    for name in names:
-        values[name] = values[name].copy()
-    new.__dict__ = values
-    return new
-
-
-_CONTAINERS: dict[type, tuple[str, ...]] = {}  # a dataclass's list and map fields
-
-
 def _fresh_leg(leg: Leg) -> Leg:
-    new = _fresh(leg)
-    new.stasis, new.hook = _fresh(leg.stasis), _fresh(leg.hook)
+    new = fresh(leg)
+    new.stasis, new.hook = fresh(leg.stasis), fresh(leg.hook)
     return new
 
 
@@ -341,6 +318,9 @@ class ModelState:
     # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
     # base name -> (channel, exten), claimed when the ;1 arrives.
     pending_locals: dict[str, tuple[ChannelInfo, str]] = field(default_factory=dict)
+    # call id -> every id the indexes were given for it: what its end takes out of them, with
+    # no pass over every call's entries (a call drops ids the indexes keep, e.g. playbacks)
+    owned: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def copy(self) -> ModelState:
         """A copy of this state, to change its own maps without touching the original."""
@@ -351,6 +331,7 @@ class ModelState:
             by_recording=dict(self.by_recording),
             by_playback=dict(self.by_playback),
             pending_locals=dict(self.pending_locals),
+            owned=dict(self.owned),
         )
 
     def with_call(self, call: Call) -> ModelState:
@@ -361,39 +342,56 @@ class ModelState:
         calls = dict(self.calls)
         if call.status == "ended":
             calls.pop(call_id, None)
+            owned = dict(self.owned)
+            keys = owned.pop(call_id, ())
             return ModelState(
                 calls,
-                by_channel=_without(self.by_channel, call_id),
-                by_bridge=_without(self.by_bridge, call_id),
-                by_recording=_without(self.by_recording, call_id),
-                by_playback=_without(self.by_playback, call_id),
+                by_channel=_without(self.by_channel, keys, call_id),
+                by_bridge=_without(self.by_bridge, keys, call_id),
+                by_recording=_without(self.by_recording, keys, call_id),
+                by_playback=_without(self.by_playback, keys, call_id),
                 pending_locals=dict(self.pending_locals),
+                owned=owned,
             )
         calls[call_id] = call
         bridges = [call.bridge_id] if call.bridge_id else []  # hook mode: no bridge of ours
         playbacks = [call.stasis.playback_id] if call.stasis.playback_id else []
-        return ModelState(
+        added: list[str] = []
+        state = ModelState(
             calls,
-            by_channel=_with(self.by_channel, (*call.legs, *call.hook.snoops), call_id),
-            by_bridge=_with(self.by_bridge, (*bridges, *call.stasis.extra_bridges), call_id),
-            by_recording=_with(self.by_recording, call.recordings, call_id),
-            by_playback=_with(self.by_playback, (*playbacks, *call.prompts), call_id),
+            by_channel=_with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
+            by_bridge=_with(self.by_bridge, (*bridges, *call.stasis.extra_bridges), call_id,
+                            added),
+            by_recording=_with(self.by_recording, call.recordings, call_id, added),
+            by_playback=_with(self.by_playback, (*playbacks, *call.prompts), call_id, added),
             pending_locals=dict(self.pending_locals),  # small; a caller may change it
+            owned=self.owned,
         )
+        if added:
+            state.owned = {**self.owned, call_id: (*self.owned.get(call_id, ()), *added)}
+        return state
 
 
-def _with(index: dict[str, str], keys: Iterable[str], call_id: str) -> dict[str, str]:
-    """`index` with every key mapped to `call_id`: the same dict when it has them already."""
+def _with(index: dict[str, str], keys: Iterable[str], call_id: str,
+          added: list[str]) -> dict[str, str]:
+    """`index` with every key mapped to `call_id` (those it lacked appended to `added`): the
+    same dict when it has them already."""
     missing = [k for k in keys if index.get(k) != call_id]
     if not missing:
         return index
+    added += missing
     new = dict(index)
     new.update(dict.fromkeys(missing, call_id))
     return new
 
 
-def _without(index: dict[str, str], call_id: str) -> dict[str, str]:
-    """`index` without the keys of `call_id`: the same dict when it has none."""
-    if call_id not in index.values():
+def _without(index: dict[str, str], keys: tuple[str, ...], call_id: str) -> dict[str, str]:
+    """`index` without those of `keys` it maps to `call_id` (another call may have taken one
+    since): the same dict when it has none."""
+    gone = [k for k in keys if index.get(k) == call_id]
+    if not gone:
         return index
-    return {k: v for k, v in index.items() if v != call_id}
+    new = dict(index)
+    for k in gone:
+        del new[k]
+    return new
