@@ -91,8 +91,8 @@ REC_LIVE = (REC_REQUESTED, REC_RECORDING)
 REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
 
 
-@dataclass(eq=False)
-class StasisLeg(Fields):
+@dataclass(frozen=True)
+class StasisLeg:
     """What only Stasis mode keeps of a leg: the app dials it, bridges it and transfers it."""
 
     originated: bool = False  # made with POST /channels: in the app only once answered
@@ -106,8 +106,8 @@ class StasisLeg(Fields):
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
 
 
-@dataclass(eq=False)
-class HookLeg(Fields):
+@dataclass(frozen=True)
+class HookLeg:
     """What only hook mode keeps of a leg (the dialplan keeps it; a snoop channel records it)."""
 
     recording: str | None = None  # its snoop's recording now (None: not being recorded)
@@ -257,7 +257,7 @@ class Call(Fields):
         copied."""
         new = fresh(self)
         new.stasis, new.hook = fresh(self.stasis), fresh(self.hook)
-        new.legs = {k: _fresh_leg(v) for k, v in self.legs.items()}
+        new.legs = {k: fresh(v) for k, v in self.legs.items()}  # mode records frozen: shared
         new.recordings = {k: fresh(v) for k, v in self.recordings.items()}
         return new
 
@@ -298,12 +298,6 @@ class Call(Fields):
 
     def live_recordings(self) -> list[Recording]:
         return [r for r in self.recordings.values() if r.status in REC_LIVE]
-
-
-def _fresh_leg(leg: Leg) -> Leg:
-    new = fresh(leg)
-    new.stasis, new.hook = fresh(leg.stasis), fresh(leg.hook)
-    return new
 
 
 @dataclass

@@ -57,7 +57,7 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             local_base=base,
             stasis=StasisLeg(replaces=replaced_id),
         )
-        replaced.stasis.replaced_by = e.channel.id
+        replaced.stasis = dataclasses.replace(replaced.stasis, replaced_by=e.channel.id)
         if replaced.channel_id == call.caller_channel and not replaced.in_bridge:
             # Attended transfer, destination "application" (trace
             # sip_attended_transfer_unbridged): the consultation leg was in the app but not in a
