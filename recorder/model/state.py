@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from itertools import repeat
 
 from recorder.ari.events import ChannelInfo
 from recorder.model.fields import Fields, fresh
@@ -331,35 +332,33 @@ class ModelState:
     def with_call(self, call: Call) -> ModelState:
         """A new state holding `call` (replacing its old version) and its indexes. An index
         the call adds nothing to is shared with this state, not copied (most steps add no id:
-        the per-step cost then does not grow with every index's size)."""
+        the per-step cost then does not grow with every index's size), and so are the maps no
+        step changes in place (pending_locals: recorder.model.transfers replaces it)."""
         call_id = call.call_id
-        calls = dict(self.calls)
+        calls = self.calls.copy()
         if call.status == "ended":
             calls.pop(call_id, None)
-            owned = dict(self.owned)
+            owned = self.owned.copy()
             keys = owned.pop(call_id, ())
-            return ModelState(
-                calls,
-                by_channel=_without(self.by_channel, keys, call_id),
-                by_bridge=_without(self.by_bridge, keys, call_id),
-                by_recording=_without(self.by_recording, keys, call_id),
-                by_playback=_without(self.by_playback, keys, call_id),
-                pending_locals=dict(self.pending_locals),
-                owned=owned,
-            )
+            return ModelState(calls, _without(self.by_channel, keys, call_id),
+                              _without(self.by_bridge, keys, call_id),
+                              _without(self.by_recording, keys, call_id),
+                              _without(self.by_playback, keys, call_id), self.pending_locals,
+                              owned)
         calls[call_id] = call
-        bridges = [call.bridge_id] if call.bridge_id else []  # hook mode: no bridge of ours
-        playbacks = [call.stasis.playback_id] if call.stasis.playback_id else []
+        stasis = call.stasis
+        extra = stasis.extra_bridges
+        bridges = (call.bridge_id, *extra) if call.bridge_id else extra  # hook mode: none
+        playbacks = (stasis.playback_id, *call.prompts) if stasis.playback_id else call.prompts
         added: list[str] = []
         state = ModelState(
             calls,
-            by_channel=_with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
-            by_bridge=_with(self.by_bridge, (*bridges, *call.stasis.extra_bridges), call_id,
-                            added),
-            by_recording=_with(self.by_recording, call.recordings, call_id, added),
-            by_playback=_with(self.by_playback, (*playbacks, *call.prompts), call_id, added),
-            pending_locals=dict(self.pending_locals),  # small; a caller may change it
-            owned=self.owned,
+            _with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
+            _with(self.by_bridge, bridges, call_id, added),
+            _with(self.by_recording, call.recordings, call_id, added),
+            _with(self.by_playback, playbacks, call_id, added),
+            self.pending_locals,
+            self.owned,
         )
         if added:
             state.owned = {**self.owned, call_id: (*self.owned.get(call_id, ()), *added)}
@@ -368,13 +367,13 @@ class ModelState:
 
 def _with(index: dict[str, str], keys: Iterable[str], call_id: str,
           added: list[str]) -> dict[str, str]:
-    """`index` with every key mapped to `call_id` (those it lacked appended to `added`): the
-    same dict when it has them already."""
-    missing = [k for k in keys if index.get(k) != call_id]
-    if not missing:
+    """`index` with every key mapped to `call_id`, those it lacked appended to `added`: the
+    same dict when it has them already (checked in C: most steps)."""
+    if all(map(call_id.__eq__, map(index.get, keys, repeat("")))):
         return index
+    missing = [k for k in keys if index.get(k) != call_id]
     added += missing
-    new = dict(index)
+    new = index.copy()
     new.update(dict.fromkeys(missing, call_id))
     return new
 

@@ -72,8 +72,9 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             attach_target(s, pending[0], pending[1])
 
     new_state, out = for_call(state, state.by_channel[replaced_id], e, settings, body)
-    if pending is not None and base is not None:
-        new_state.pending_locals.pop(base, None)
+    if pending is not None and base is not None:  # a new map: the old state shares it
+        rest = {k: v for k, v in new_state.pending_locals.items() if k != base}
+        new_state = dataclasses.replace(new_state, pending_locals=rest)
     return new_state, out
 
 
