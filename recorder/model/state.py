@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
+from typing import TypeVar
+
+from immutables import Map
 
 from recorder.ari.events import ChannelInfo
 from recorder.model.fields import Fields, fresh
@@ -23,6 +26,8 @@ from recorder.model.records import CallDecision, HookSession, OnHold, Pause, Pee
 from recorder.policy.announce import Announcement
 from recorder.policy.model import Mode as ConsentMode
 from recorder.policy.rules import Join
+
+T = TypeVar("T")
 
 
 class CallMode(StrEnum):
@@ -303,56 +308,45 @@ class Call(Fields):
 
 @dataclass
 class ModelState:
-    """Every call the daemon handles, with indexes from ARI object ids to their call."""
+    """Every call the daemon handles, with indexes from ARI object ids to their call.
 
-    calls: dict[str, Call] = field(default_factory=dict)
-    by_channel: dict[str, str] = field(default_factory=dict)
-    by_bridge: dict[str, str] = field(default_factory=dict)
-    by_recording: dict[str, str] = field(default_factory=dict)
-    by_playback: dict[str, str] = field(default_factory=dict)
+    The maps are persistent (immutables.Map, a hash array mapped trie): a step's new state is
+    its old one with one call set, in O(log n), and shares everything else with it, so the
+    state a step was handed stays as it was without a copy of every call's entries per step
+    (issue 15: the copy grew with the active calls)."""
+
+    calls: Map[str, Call] = field(default_factory=Map)
+    by_channel: Map[str, str] = field(default_factory=Map)
+    by_bridge: Map[str, str] = field(default_factory=Map)
+    by_recording: Map[str, str] = field(default_factory=Map)
+    by_playback: Map[str, str] = field(default_factory=Map)
     # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
-    # base name -> (channel, exten), claimed when the ;1 arrives.
+    # base name -> (channel, exten), claimed when the ;1 arrives (a new dict then, never
+    # changed in place: states share it).
     pending_locals: dict[str, tuple[ChannelInfo, str]] = field(default_factory=dict)
     # call id -> every id the indexes were given for it: what its end takes out of them, with
     # no pass over every call's entries (a call drops ids the indexes keep, e.g. playbacks)
-    owned: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def copy(self) -> ModelState:
-        """A copy of this state, to change its own maps without touching the original."""
-        return ModelState(
-            calls=dict(self.calls),
-            by_channel=dict(self.by_channel),
-            by_bridge=dict(self.by_bridge),
-            by_recording=dict(self.by_recording),
-            by_playback=dict(self.by_playback),
-            pending_locals=dict(self.pending_locals),
-            owned=dict(self.owned),
-        )
+    owned: Map[str, tuple[str, ...]] = field(default_factory=Map)
 
     def with_call(self, call: Call) -> ModelState:
         """A new state holding `call` (replacing its old version) and its indexes. An index
-        the call adds nothing to is shared with this state, not copied (most steps add no id:
-        the per-step cost then does not grow with every index's size), and so are the maps no
-        step changes in place (pending_locals: recorder.model.transfers replaces it)."""
+        the call adds nothing to is the same map (most steps add no id)."""
         call_id = call.call_id
-        calls = self.calls.copy()
         if call.status == "ended":
-            calls.pop(call_id, None)
-            owned = self.owned.copy()
-            keys = owned.pop(call_id, ())
-            return ModelState(calls, _without(self.by_channel, keys, call_id),
+            keys = self.owned.get(call_id, ())
+            return ModelState(_deleted(self.calls, call_id),
+                              _without(self.by_channel, keys, call_id),
                               _without(self.by_bridge, keys, call_id),
                               _without(self.by_recording, keys, call_id),
                               _without(self.by_playback, keys, call_id), self.pending_locals,
-                              owned)
-        calls[call_id] = call
+                              _deleted(self.owned, call_id))
         stasis = call.stasis
         extra = stasis.extra_bridges
         bridges = (call.bridge_id, *extra) if call.bridge_id else extra  # hook mode: none
         playbacks = (stasis.playback_id, *call.prompts) if stasis.playback_id else call.prompts
         added: list[str] = []
         state = ModelState(
-            calls,
+            self.calls.set(call_id, call),
             _with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
             _with(self.by_bridge, bridges, call_id, added),
             _with(self.by_recording, call.recordings, call_id, added),
@@ -361,30 +355,35 @@ class ModelState:
             self.owned,
         )
         if added:
-            state.owned = {**self.owned, call_id: (*self.owned.get(call_id, ()), *added)}
+            state.owned = self.owned.set(call_id, (*self.owned.get(call_id, ()), *added))
         return state
 
 
-def _with(index: dict[str, str], keys: Iterable[str], call_id: str,
-          added: list[str]) -> dict[str, str]:
+def _deleted(m: Map[str, T], key: str) -> Map[str, T]:
+    return m.delete(key) if key in m else m
+
+
+def _with(index: Map[str, str], keys: Iterable[str], call_id: str,
+          added: list[str]) -> Map[str, str]:
     """`index` with every key mapped to `call_id`, those it lacked appended to `added`: the
-    same dict when it has them already (checked in C: most steps)."""
+    same map when it has them already (checked in C: most steps)."""
     if all(map(call_id.__eq__, map(index.get, keys, repeat("")))):
         return index
     missing = [k for k in keys if index.get(k) != call_id]
     added += missing
-    new = index.copy()
-    new.update(dict.fromkeys(missing, call_id))
-    return new
+    new = index.mutate()
+    for k in missing:
+        new[k] = call_id
+    return new.finish()
 
 
-def _without(index: dict[str, str], keys: tuple[str, ...], call_id: str) -> dict[str, str]:
+def _without(index: Map[str, str], keys: tuple[str, ...], call_id: str) -> Map[str, str]:
     """`index` without those of `keys` it maps to `call_id` (another call may have taken one
-    since): the same dict when it has none."""
+    since): the same map when it has none."""
     gone = [k for k in keys if index.get(k) == call_id]
     if not gone:
         return index
-    new = dict(index)
+    new = index.mutate()
     for k in gone:
         del new[k]
-    return new
+    return new.finish()

@@ -104,8 +104,8 @@ def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) 
             return for_call(
                 state, call.call_id, e, settings, lambda s: attach_target(s, e.channel, exten)
             )
-    new_state = state.copy()
-    new_state.pending_locals[base] = (e.channel, exten)
+    new_state = dataclasses.replace(
+        state, pending_locals={**state.pending_locals, base: (e.channel, exten)})
     return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
 
 
