@@ -320,6 +320,7 @@ class ModelState:
     by_bridge: Map[str, str] = field(default_factory=Map)
     by_recording: Map[str, str] = field(default_factory=Map)
     by_playback: Map[str, str] = field(default_factory=Map)
+    by_local: Map[str, str] = field(default_factory=Map)  # a Local pair's base name (transfers)
     # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
     # base name -> (channel, exten), claimed when the ;1 arrives (a new dict then, never
     # changed in place: states share it).
@@ -338,7 +339,8 @@ class ModelState:
                               _without(self.by_channel, keys, call_id),
                               _without(self.by_bridge, keys, call_id),
                               _without(self.by_recording, keys, call_id),
-                              _without(self.by_playback, keys, call_id), self.pending_locals,
+                              _without(self.by_playback, keys, call_id),
+                              _without(self.by_local, keys, call_id), self.pending_locals,
                               _deleted(self.owned, call_id))
         stasis = call.stasis
         extra = stasis.extra_bridges
@@ -351,6 +353,8 @@ class ModelState:
             _with(self.by_bridge, bridges, call_id, added),
             _with(self.by_recording, call.recordings, call_id, added),
             _with(self.by_playback, playbacks, call_id, added),
+            _with(self.by_local, {g.local_base for g in call.legs.values() if g.local_base},
+                  call_id, added),
             self.pending_locals,
             self.owned,
         )
@@ -380,7 +384,7 @@ def _with(index: Map[str, str], keys: Iterable[str], call_id: str,
 def _without(index: Map[str, str], keys: tuple[str, ...], call_id: str) -> Map[str, str]:
     """`index` without those of `keys` it maps to `call_id` (another call may have taken one
     since): the same map when it has none."""
-    gone = [k for k in keys if index.get(k) == call_id]
+    gone = {k for k in keys if index.get(k) == call_id}
     if not gone:
         return index
     new = index.mutate()

@@ -83,9 +83,10 @@ def forward_half(state: ModelState, e: ev.StasisStart) -> str | None:
     if not e.channel.name.endswith(";2"):
         return None
     base = e.channel.name[:-2]
-    for call in state.calls.values():
-        if any(leg.local_base == base and leg.role == "callee" for leg in call.legs.values()):
-            return call.call_id
+    call = state.calls.get(state.by_local.get(base, ""))
+    if call is not None and any(leg.local_base == base and leg.role == "callee"
+                                for leg in call.legs.values()):
+        return call.call_id
     return None
 
 
@@ -99,11 +100,9 @@ def attach_forward_half(state: ModelState, e: ev.StasisStart, call_id: str,
 def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
     base = e.channel.name[:-2]
     exten = e.args[1] if len(e.args) > 1 else ""
-    for call in state.calls.values():
-        if any(leg.local_base == base for leg in call.legs.values()):
-            return for_call(
-                state, call.call_id, e, settings, lambda s: attach_target(s, e.channel, exten)
-            )
+    call_id = state.by_local.get(base)
+    if call_id is not None:
+        return for_call(state, call_id, e, settings, lambda s: attach_target(s, e.channel, exten))
     new_state = dataclasses.replace(
         state, pending_locals={**state.pending_locals, base: (e.channel, exten)})
     return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
