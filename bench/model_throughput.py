@@ -48,15 +48,34 @@ def filed(t: float, name: str) -> RecordingFiled:
                           sha256="0" * 64, bytes=1, duration_ms=55_000)
 
 
-def bridged(n: int, t0: float, seen: Seen, target: str = "201") -> Script:
-    """An inbound Stasis call up to both parties bridged and recorded (its caller, callee, call
-    id, bridge and recording are left on `seen`)."""
+def announced(n: int, t0: float, seen: Seen, target: str) -> Script:
+    """An inbound Stasis call up to its announcement's end: the target is being dialled."""
     caller = f"{n}.1"
     seen.add((yield b.stasis_start(t0, b.chan(caller, "Ring", number="+14155550100"),
                                    "inbound", target)))
     bridge = seen.last(cmd.CreateBridge).bridge_id
     seen.add((yield b.entered(t0 + 0.01, bridge, caller)))
     seen.add((yield b.playback_finished(t0 + 3, seen.last(cmd.Play).playback_id)))
+
+
+def hung_up(n: int, t0: float, seen: Seen, callee: str) -> Script:
+    """The caller hangs up at 60 s; both leave, the recording ends and is filed."""
+    caller = f"{n}.1"
+    bridge, rec = seen.last(cmd.CreateBridge).bridge_id, seen.last(cmd.StartRecording).name
+    yield b.hangup_request(t0 + 60, caller)
+    yield b.left(t0 + 60.01, bridge, caller)
+    yield b.stasis_end(t0 + 60.02, caller)
+    yield b.left(t0 + 60.03, bridge, callee)
+    yield b.stasis_end(t0 + 60.04, callee)
+    yield b.recording(t0 + 60.05, "finished", rec)
+    yield filed(t0 + 61, rec)
+
+
+def bridged(n: int, t0: float, seen: Seen) -> Script:
+    """An inbound Stasis call up to both parties bridged and recorded (its caller, callee, call
+    id, bridge and recording are left on `seen`)."""
+    yield from announced(n, t0, seen, "201")
+    bridge = seen.last(cmd.CreateBridge).bridge_id
     callee = seen.last(cmd.CreateChannel).channel_id
     call_id = seen.last(cmd.SaveCall).call_id
     seen.add((yield b.stasis_start(t0 + 3.01, b.chan(callee, "Down"), "dialed", call_id)))
@@ -69,15 +88,7 @@ def bridged(n: int, t0: float, seen: Seen, target: str = "201") -> Script:
 def plain(n: int, t0: float) -> Script:
     seen = Seen()
     yield from bridged(n, t0, seen)
-    caller, callee = f"{n}.1", seen.last(cmd.CreateChannel).channel_id
-    bridge, rec = seen.last(cmd.CreateBridge).bridge_id, seen.last(cmd.StartRecording).name
-    yield b.hangup_request(t0 + 60, caller)
-    yield b.left(t0 + 60.01, bridge, caller)
-    yield b.stasis_end(t0 + 60.02, caller)
-    yield b.left(t0 + 60.03, bridge, callee)
-    yield b.stasis_end(t0 + 60.04, callee)
-    yield b.recording(t0 + 60.05, "finished", rec)
-    yield filed(t0 + 61, rec)
+    yield from hung_up(n, t0, seen, seen.last(cmd.CreateChannel).channel_id)
 
 
 def blind_transfer(n: int, t0: float) -> Script:
@@ -117,12 +128,8 @@ def blind_transfer(n: int, t0: float) -> Script:
 def forwarded(n: int, t0: float) -> Script:
     """The dialled phone answers 302 to 300 (the create-and-dial form of the real capture)."""
     seen = Seen()
-    caller = f"{n}.1"
-    seen.add((yield b.stasis_start(t0, b.chan(caller, "Ring", number="+14155550100"),
-                                   "inbound", "400")))
+    yield from announced(n, t0, seen, "400")
     bridge = seen.last(cmd.CreateBridge).bridge_id
-    seen.add((yield b.entered(t0 + 0.01, bridge, caller)))
-    seen.add((yield b.playback_finished(t0 + 3, seen.last(cmd.Play).playback_id)))
     first, call_id = seen.last(cmd.CreateChannel).channel_id, seen.last(cmd.SaveCall).call_id
     yield b.stasis_start(t0 + 3.01, b.chan(first, "Down"), "dialed", call_id)
     yield b.dial(t0 + 3.02, first, "")
@@ -137,13 +144,7 @@ def forwarded(n: int, t0: float) -> Script:
     rec = seen.last(cmd.StartRecording).name
     yield b.recording(t0 + 5.01, "started", rec)
     yield b.entered(t0 + 5.02, bridge, second)
-    yield b.hangup_request(t0 + 60, caller)
-    yield b.left(t0 + 60.01, bridge, caller)
-    yield b.stasis_end(t0 + 60.02, caller)
-    yield b.left(t0 + 60.03, bridge, second)
-    yield b.stasis_end(t0 + 60.04, second)
-    yield b.recording(t0 + 60.05, "finished", rec)
-    yield filed(t0 + 61, rec)
+    yield from hung_up(n, t0, seen, second)
 
 
 def hooked(n: int, t0: float) -> Script:
@@ -160,6 +161,13 @@ def hooked(n: int, t0: float) -> Script:
         seen.add((yield b.stasis_start(t0 + t, b.chan(snoop), "snoop")))
         seen.add((yield b.recording(t0 + t + 0.01, "started", seen.last(cmd.RecordChannel).name)))
 
+    def joined(t: float, bridge: str, peer: str) -> Script:
+        """`peer` answers and is bridged with A at `t`; its snoop records."""
+        yield dial(t, peer, "ANSWER")
+        yield b.entered(t0 + t, bridge, a)
+        seen.add((yield b.entered(t0 + t, bridge, peer)))
+        yield from snooped(t + 0.01)
+
     seen.add((yield HookCalled(timestamp=b.at(t0), asterisk_id=b.AST, session=f"s{n}",
                                hook="record", channel=b.chan(a, number="+14155550100"),
                                args=("inbound", "201"), exten="201")))
@@ -167,10 +175,7 @@ def hooked(n: int, t0: float) -> Script:
     s1 = seen.last(cmd.RecordChannel).name
     yield dial(1, b_, "")
     yield dial(1.1, b_, "RINGING")
-    yield dial(2, b_, "ANSWER")
-    yield b.entered(t0 + 2, f"x{n}", a)
-    seen.add((yield b.entered(t0 + 2, f"x{n}", b_)))
-    yield from snooped(2.01)
+    yield from joined(2, f"x{n}", b_)
     s2 = seen.last(cmd.RecordChannel).name
     yield ev.BridgeBlindTransfer(timestamp=b.at(t0 + 5), asterisk_id=b.AST, channel=b.chan(b_),
                                  exten="300", context="transfer", result="Success",
@@ -180,10 +185,7 @@ def hooked(n: int, t0: float) -> Script:
     yield b.destroyed(t0 + 5.2, b_)
     yield b.recording(t0 + 5.2, "finished", s2)
     yield dial(5.5, c, "")
-    yield dial(7, c, "ANSWER")
-    yield b.entered(t0 + 7, f"y{n}", a)
-    seen.add((yield b.entered(t0 + 7, f"y{n}", c)))
-    yield from snooped(7.01)
+    yield from joined(7, f"y{n}", c)
     s3 = seen.last(cmd.RecordChannel).name
     yield b.destroyed(t0 + 60, c)
     yield b.destroyed(t0 + 60, a)
