@@ -261,10 +261,13 @@ class Call(Fields):
         objects and mode records, each list and map a new one holding the same values. The
         records in them (Stay, Pause, Prompt...) are immutable, so they are shared, never
         copied."""
-        new = fresh(self)
+        new = fresh(self)  # its own maps of legs and recordings: their values replaced here
         new.stasis, new.hook = fresh(self.stasis), fresh(self.hook)
-        new.legs = {k: fresh(v) for k, v in self.legs.items()}  # mode records frozen: shared
-        new.recordings = {k: fresh(v) for k, v in self.recordings.items()}
+        legs, recordings = new.legs, new.recordings
+        for k, leg in legs.items():
+            legs[k] = fresh(leg)  # its mode records are frozen: shared
+        for k, rec in recordings.items():
+            recordings[k] = fresh(rec)
         return new
 
     def open_pause(self, kind: str) -> Pause | None:
