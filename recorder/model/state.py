@@ -6,7 +6,8 @@ reducer copies a call before changing it, so a state handed to `step` is never m
 
 What only one mode uses has its own record, on the call and on each leg: `stasis` (the app
 answers, bridges, dials and transfers) and `hook` (the dialplan keeps the call; snoop channels
-record it). A call's record of the other mode stays at its defaults.
+record it). A call's record of the other mode stays at its defaults. A leg's are frozen (a step
+replaces one with dataclasses.replace): the per-step copy shares them.
 """
 
 from __future__ import annotations
