@@ -195,14 +195,15 @@ def test_a_hooked_call_is_adopted_from_an_old_snapshot_and_its_proof_is_whole() 
 
 
 def test_no_step_changes_the_state_it_was_given() -> None:
-    """The per-step copy shares the immutable records and copies every list and map: a whole
-    Stasis call, and an adopted hook-mode call through a pause, a resume and its end, each
-    leave every state they were handed as it was."""
-    from bench.model_throughput import call_events
+    """The per-step copy shares the immutable records and copies every list and map: the
+    model bench's calls (Stasis calls plain, transferred and forwarded, hook-mode calls), and
+    an adopted hook-mode call through a pause, a resume and its end, each leave every state
+    they were handed as it was."""
+    from bench.model_throughput import recorded
 
     hooked = decode(copy.deepcopy(OLD["hook_bridged_paused"]))
     snoop_of = {rec: sid for sid, rec in hooked.hook.snoops.items()}
-    events: list[Any] = [*call_events(1, 100.0)]
+    events: list[Any] = recorded(10, 10, SETTINGS)
     for t, action in ((4.0, "resume"), (5.0, "pause"), (6.0, "resume")):
         events.append(ControlRequested(timestamp=at(t), asterisk_id=b.AST, request_id=1,
                                        call_id=hooked.call_id, action=action, by="crm"))

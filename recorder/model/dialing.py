@@ -5,6 +5,8 @@ call), recorder.model.outcomes (what the dial did) and recorder.model.transfers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recorder.ari import events as ev
 from recorder.common.numbers import is_extension, normalise
 from recorder.model import commands as cmd
@@ -34,12 +36,12 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     call = s.call
     leg = call.legs.get(e.channel.id)
     if leg is not None:
-        leg.stasis.in_stasis = True
+        leg.stasis = replace(leg.stasis, in_stasis=True)
     if leg is not None and leg.stasis.originated:
         # An originated leg enters the app once answered: join now if its turn has come.
         if (call.phase == CONNECTING and leg.channel_id == call.callee_channel
                 and leg.stasis.waiting):
-            leg.stasis.waiting = False
+            leg.stasis = replace(leg.stasis, waiting=False)
             s.add(cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id))
         return
     if leg is None or leg.state != LEG_NEW:
@@ -119,7 +121,7 @@ def dial_leg(
     call.callee_channel = leg_id
     dial_string, args = endpoint(s.settings, call, target), f"dialed,{call.call_id}"
     if s.settings.dial_method == "originate":
-        leg.stasis.originated = True
+        leg.stasis = replace(leg.stasis, originated=True)
         leg.state = LEG_DIALING
         s.add(cmd.Originate(call.call_id, leg_id, dial_string, args,
                             leg.stasis.via or call.caller_channel, s.settings.dial_timeout_s))

@@ -6,6 +6,7 @@ goes on with the call as best it can (it owns the channels: a failed dial ends t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from recorder.model import commands as cmd
 from recorder.model.controls import pause_refused
@@ -102,7 +103,7 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec))
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.hook.recording == rec.name:
-        leg.hook.recording = None
+        leg.hook = replace(leg.hook, recording=None)
     if isinstance(failed, cmd.RecordChannel):
         s.add(cmd.Hangup(call.call_id, failed.channel_id))
     # Asterisk unreachable or in trouble: try again, a few times. A 404 (the channel is gone)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -133,7 +133,8 @@ def stop_recordings(s: Step) -> None:
     call = s.call
     call.stasis.current_recording = None  # Stasis mode: its end is not a gap to replace
     for leg in call.legs.values():
-        leg.hook.recording = None  # hook mode: likewise for each leg's snoop
+        if leg.hook.recording is not None:  # hook mode: likewise for each leg's snoop
+            leg.hook = replace(leg.hook, recording=None)
     for rec in call.live_recordings():
         s.add(cmd.StopRecording(call.call_id, rec.name))
         snoop = call.snoop_of(rec.name)

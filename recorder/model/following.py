@@ -10,6 +10,8 @@ controls) are recorder.model.hooks'.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recorder.ari import events as ev
 from recorder.common.numbers import is_extension
 from recorder.model import commands as cmd
@@ -188,7 +190,8 @@ def hooked_blind_transfer(state: ModelState, e: ev.BridgeBlindTransfer, settings
         s.log("transfer.blind", channel_id=e.channel.id, exten=e.exten, result=e.result,
               transferee=transferee)
         if transferee in call.legs and e.result == "Success":
-            call.legs[transferee].hook.transferred_to = e.exten
+            leg = call.legs[transferee]
+            leg.hook = replace(leg.hook, transferred_to=e.exten)
 
     return for_call(state, call_id, e, settings, body)
 

@@ -159,7 +159,7 @@ def answered(s: Step, leg: Leg) -> None:
     joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
     if leg.stasis.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
         return  # a transfer/forward target joins its own bridge once; it never is "the" answer
-    if leg.stasis.join_bridge:
+    if bridge := leg.stasis.join_bridge:
         # A transfer (or followed forward) target: the call's recording runs in the call
         # bridge, which hears this bridge through the Local pair, so it joins at once.
         leg.state = LEG_UP
@@ -171,10 +171,10 @@ def answered(s: Step, leg: Leg) -> None:
         if announce_join(s, leg):
             pass  # it joins once its announcement is over (after_prompt)
         elif call.recording_due():
-            leg.stasis.waiting = True  # it joins once the recording runs
+            leg.stasis = replace(leg.stasis, waiting=True)  # it joins once the recording runs
             start_if_due(s)
         else:  # nothing due: it joins at once
-            s.add(cmd.AddChannel(call.call_id, leg.stasis.join_bridge, leg.channel_id))
+            s.add(cmd.AddChannel(call.call_id, bridge, leg.channel_id))
         return
     if call.phase != DIALING or leg.state == LEG_GONE:
         return

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.model.following import local_partner
+from recorder.model.following import local_base, local_partner
 from recorder.model.hooks import hook_call_of
 from recorder.model.inputs import (
     ChannelChecked,
@@ -42,7 +42,8 @@ def _hooked_call_of(state: ModelState, e: ev.Event) -> str | None:
     elif isinstance(e, ev.Dial):
         ids += [state.by_channel.get(e.peer.id),
                 state.by_channel.get(e.caller.id) if e.caller else None]
-        if e.caller is not None and e.caller.name.startswith("Local/"):
+        # a Local ;2 dialling for a hook-mode call (ring groups): only when a call has its pair
+        if e.caller is not None and local_base(e.caller.name) in state.by_local:
             ids += [c.call_id for c in state.calls.values()
                     if c.mode == "hook" and local_partner(c, e.caller)]
     elif isinstance(e, ev.ChannelEnteredBridge) and e.channel is not None:

@@ -4,6 +4,7 @@ ends while the call is up (the gap is logged), and take in the filed file's fact
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from recorder.ari import events as ev
@@ -86,7 +87,7 @@ def recording_started(s: Step, rec: Recording) -> None:
         bridge = leg.stasis.join_bridge
         if leg.stasis.waiting and bridge and not leg.in_bridge and leg.state == LEG_UP:
             # a joining party policy records from now on: it joins once the recording runs
-            leg.stasis.waiting = False
+            leg.stasis = replace(leg.stasis, waiting=False)
             s.add(cmd.AddChannel(call.call_id, bridge, leg.channel_id))
 
 
@@ -95,7 +96,8 @@ def connect_callee(s: Step) -> None:
     transition(s, CONNECTING)
     callee = call.legs.get(call.callee_channel or "")
     if callee is not None and callee.stasis.originated and not callee.stasis.in_stasis:
-        callee.stasis.waiting = True  # it joins on its StasisStart (dialing.dialled_leg_ready)
+        # it joins on its StasisStart (dialing.dialled_leg_ready)
+        callee.stasis = replace(callee.stasis, waiting=True)
         return
     if call.callee_channel:
         s.add(cmd.AddChannel(call.call_id, call.bridge_id, call.callee_channel))

@@ -48,7 +48,7 @@ def peers_entered(state: ModelState, e: ev.ChannelEnteredBridge,
 def peers_left(state: ModelState, e: ev.ChannelLeftBridge, settings: CallSettings) -> Result:
     """`e.channel` left a bridge: it is no longer a peer there of any other call."""
     out = []
-    for call in list(state.calls.values()):
+    for call in [c for c in state.calls.values() if c.hook.peers]:  # most have none
         if any(p.bridge == e.bridge.id and p.channel == e.channel.id and p.left is None
                for p in call.hook.peers):
             state, commands = for_call(state, call.call_id, e, settings,

@@ -23,6 +23,8 @@ that lives on has a gap, replaced at once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
@@ -66,7 +68,7 @@ def snoop_leg(s: Step, leg: Leg) -> None:
         format=s.settings.format, requested_at=s.at,
     )
     call.hook.snoops[snoop_id] = name
-    leg.hook.recording = name
+    leg.hook = replace(leg.hook, recording=name)
     s.add(cmd.Snoop(call.call_id, leg.channel_id, snoop_id, f"snoop,{call.call_id}"))
     s.log("recording.snoop", channel_id=leg.channel_id, recording=name, snoop=snoop_id)
 
@@ -130,9 +132,9 @@ def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
     close_recording(s, rec, failed, error, snooped_leg(rec))
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.hook.recording == rec.name:
-        leg.hook.recording = None
+        leg.hook = replace(leg.hook, recording=None)
         if to_be_recorded(s, leg):
-            leg.hook.checking = rec.name
+            leg.hook = replace(leg.hook, checking=rec.name)
             s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
     maybe_finish(s)
 
@@ -146,7 +148,7 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
     if leg is None or leg.hook.checking is None:
         return
     ended = call.recordings.get(leg.hook.checking)
-    leg.hook.checking = None
+    leg.hook = replace(leg.hook, checking=None)
     if not exists or leg.hook.recording is not None or not to_be_recorded(s, leg):
         return
     name = ended.name if ended is not None else ""

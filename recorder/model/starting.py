@@ -4,6 +4,8 @@ the opt-out key while a prompt plays.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recorder.ari import events as ev
 from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
@@ -133,13 +135,14 @@ def after_prompt(s: Step, label: str, leg_id: str) -> None:
     leg = call.legs.get(leg_id)
     if label == "caller" and call.phase == CONSENT:
         dial(s)
-    elif leg is not None and leg.stasis.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
+    elif leg is not None and (bridge := leg.stasis.join_bridge) and leg.state == LEG_UP \
+            and not leg.in_bridge:
         # a transfer target, announced to: now it joins (and is heard in the recording), or,
         # when policy records only from now, once the recording runs
         if call.recording_due():
-            leg.stasis.waiting = True
+            leg.stasis = replace(leg.stasis, waiting=True)
         else:
-            s.add(cmd.AddChannel(call.call_id, leg.stasis.join_bridge, leg.channel_id))
+            s.add(cmd.AddChannel(call.call_id, bridge, leg.channel_id))
     elif call.phase == CALLEE_CONSENT and not any(
             p.at_answer for p in call.prompts.values()):
         transition(s, RECORDING_PENDING)  # every announcement due at the answer is over

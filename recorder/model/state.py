@@ -6,18 +6,23 @@ reducer copies a call before changing it, so a state handed to `step` is never m
 
 What only one mode uses has its own record, on the call and on each leg: `stasis` (the app
 answers, bridges, dials and transfers) and `hook` (the dialplan keeps the call; snoop channels
-record it). A call's record of the other mode stays at its defaults.
+record it). A call's record of the other mode stays at its defaults. A leg's are frozen (a step
+replaces one with dataclasses.replace): the per-step copy shares them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from itertools import repeat
 from typing import TypeVar
 
+from immutables import Map
+
 from recorder.ari.events import ChannelInfo
+from recorder.model.fields import Fields, fresh
 from recorder.model.records import CallDecision, HookSession, OnHold, Pause, Peer, Prompt, Stay
 from recorder.policy.announce import Announcement
 from recorder.policy.model import Mode as ConsentMode
@@ -93,7 +98,7 @@ REC_LIVE = (REC_REQUESTED, REC_RECORDING)
 REC_DONE = (REC_FILED, REC_FAILED, REC_MISSING)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StasisLeg:
     """What only Stasis mode keeps of a leg: the app dials it, bridges it and transfers it."""
 
@@ -108,7 +113,7 @@ class StasisLeg:
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
 
 
-@dataclass
+@dataclass(frozen=True)
 class HookLeg:
     """What only hook mode keeps of a leg (the dialplan keeps it; a snoop channel records it)."""
 
@@ -119,8 +124,8 @@ class HookLeg:
     checking: str | None = None
 
 
-@dataclass
-class Leg:
+@dataclass(eq=False)
+class Leg(Fields):
     channel_id: str
     role: str  # caller | callee
     channel_name: str
@@ -147,8 +152,8 @@ class Leg:
     hook: HookLeg = field(default_factory=HookLeg)
 
 
-@dataclass
-class Recording:
+@dataclass(eq=False)
+class Recording(Fields):
     name: str
     segment: int
     target: str
@@ -174,8 +179,8 @@ class Recording:
         return self.status not in (*REC_LIVE, REC_FINISHED) or self.waiting
 
 
-@dataclass
-class StasisCall:
+@dataclass(eq=False)
+class StasisCall(Fields):
     """What only Stasis mode keeps of a call: its consent or ringback playing, the bridge
     recording now and its retries, its bridges."""
 
@@ -188,8 +193,8 @@ class StasisCall:
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
 
 
-@dataclass
-class HookCall:
+@dataclass(eq=False)
+class HookCall(Fields):
     """What only hook mode keeps of a call: its snoop channels, the AGI sessions waiting for an
     answer, and the other recorded calls' channels its legs shared a bridge with."""
 
@@ -198,8 +203,8 @@ class HookCall:
     peers: list[Peer] = field(default_factory=list)
 
 
-@dataclass
-class Call:
+@dataclass(eq=False)
+class Call(Fields):
     call_id: str
     asterisk_id: str
     direction: str
@@ -257,10 +262,13 @@ class Call:
         objects and mode records, each list and map a new one holding the same values. The
         records in them (Stay, Pause, Prompt...) are immutable, so they are shared, never
         copied."""
-        new = _fresh(self)
-        new.stasis, new.hook = _fresh(self.stasis), _fresh(self.hook)
-        new.legs = {k: _fresh_leg(v) for k, v in self.legs.items()}
-        new.recordings = {k: _fresh(v) for k, v in self.recordings.items()}
+        new = fresh(self)  # its own maps of legs and recordings: their values replaced here
+        new.stasis, new.hook = fresh(self.stasis), fresh(self.hook)
+        legs, recordings = new.legs, new.recordings
+        for k, leg in legs.items():
+            legs[k] = fresh(leg)  # its mode records are frozen: shared
+        for k, rec in recordings.items():
+            recordings[k] = fresh(rec)
         return new
 
     def open_pause(self, kind: str) -> Pause | None:
@@ -302,98 +310,88 @@ class Call:
         return [r for r in self.recordings.values() if r.status in REC_LIVE]
 
 
-def _fresh(obj: T) -> T:
-    """A shallow copy of a dataclass with its own lists and maps: the per-step copy is the
-    model's hottest path (dataclasses.replace, re-running __init__ over 50 fields, was most of
-    it, issue 15)."""
-    cls = type(obj)
-    names = _CONTAINERS.get(cls)
-    if names is None:
-        names = _CONTAINERS[cls] = tuple(
-            f.name for f in fields(cls)  # type: ignore[arg-type]
-            if f.default_factory in (list, dict))
-    new = object.__new__(cls)
-    values = obj.__dict__.copy()
-    for name in names:
-        values[name] = values[name].copy()
-    new.__dict__ = values
-    return new
-
-
-_CONTAINERS: dict[type, tuple[str, ...]] = {}  # a dataclass's list and map fields
-
-
-def _fresh_leg(leg: Leg) -> Leg:
-    new = _fresh(leg)
-    new.stasis, new.hook = _fresh(leg.stasis), _fresh(leg.hook)
-    return new
-
-
 @dataclass
 class ModelState:
-    """Every call the daemon handles, with indexes from ARI object ids to their call."""
+    """Every call the daemon handles, with indexes from ARI object ids to their call.
 
-    calls: dict[str, Call] = field(default_factory=dict)
-    by_channel: dict[str, str] = field(default_factory=dict)
-    by_bridge: dict[str, str] = field(default_factory=dict)
-    by_recording: dict[str, str] = field(default_factory=dict)
-    by_playback: dict[str, str] = field(default_factory=dict)
+    The maps are persistent (immutables.Map, a hash array mapped trie): a step's new state is
+    its old one with one call set, in O(log n), and shares everything else with it, so the
+    state a step was handed stays as it was without a copy of every call's entries per step
+    (issue 15: the copy grew with the active calls)."""
+
+    calls: Map[str, Call] = field(default_factory=Map)
+    by_channel: Map[str, str] = field(default_factory=Map)
+    by_bridge: Map[str, str] = field(default_factory=Map)
+    by_recording: Map[str, str] = field(default_factory=Map)
+    by_playback: Map[str, str] = field(default_factory=Map)
+    by_local: Map[str, str] = field(default_factory=Map)  # a Local pair's base name (transfers)
     # A transfer's Local ;2 that entered the app before its ;1 (either order happens):
-    # base name -> (channel, exten), claimed when the ;1 arrives.
+    # base name -> (channel, exten), claimed when the ;1 arrives (a new dict then, never
+    # changed in place: states share it).
     pending_locals: dict[str, tuple[ChannelInfo, str]] = field(default_factory=dict)
-
-    def copy(self) -> ModelState:
-        """A copy of this state, to change its own maps without touching the original."""
-        return ModelState(
-            calls=dict(self.calls),
-            by_channel=dict(self.by_channel),
-            by_bridge=dict(self.by_bridge),
-            by_recording=dict(self.by_recording),
-            by_playback=dict(self.by_playback),
-            pending_locals=dict(self.pending_locals),
-        )
+    # call id -> every id the indexes were given for it: what its end takes out of them, with
+    # no pass over every call's entries (a call drops ids the indexes keep, e.g. playbacks)
+    owned: Map[str, tuple[str, ...]] = field(default_factory=Map)
 
     def with_call(self, call: Call) -> ModelState:
         """A new state holding `call` (replacing its old version) and its indexes. An index
-        the call adds nothing to is shared with this state, not copied (most steps add no id:
-        the per-step cost then does not grow with every index's size)."""
+        the call adds nothing to is the same map (most steps add no id)."""
         call_id = call.call_id
-        calls = dict(self.calls)
         if call.status == "ended":
-            calls.pop(call_id, None)
-            return ModelState(
-                calls,
-                by_channel=_without(self.by_channel, call_id),
-                by_bridge=_without(self.by_bridge, call_id),
-                by_recording=_without(self.by_recording, call_id),
-                by_playback=_without(self.by_playback, call_id),
-                pending_locals=dict(self.pending_locals),
-            )
-        calls[call_id] = call
-        bridges = [call.bridge_id] if call.bridge_id else []  # hook mode: no bridge of ours
-        playbacks = [call.stasis.playback_id] if call.stasis.playback_id else []
-        return ModelState(
-            calls,
-            by_channel=_with(self.by_channel, (*call.legs, *call.hook.snoops), call_id),
-            by_bridge=_with(self.by_bridge, (*bridges, *call.stasis.extra_bridges), call_id),
-            by_recording=_with(self.by_recording, call.recordings, call_id),
-            by_playback=_with(self.by_playback, (*playbacks, *call.prompts), call_id),
-            pending_locals=dict(self.pending_locals),  # small; a caller may change it
+            keys = self.owned.get(call_id, ())
+            return ModelState(_deleted(self.calls, call_id),
+                              _without(self.by_channel, keys, call_id),
+                              _without(self.by_bridge, keys, call_id),
+                              _without(self.by_recording, keys, call_id),
+                              _without(self.by_playback, keys, call_id),
+                              _without(self.by_local, keys, call_id), self.pending_locals,
+                              _deleted(self.owned, call_id))
+        stasis = call.stasis
+        extra = stasis.extra_bridges
+        bridges = (call.bridge_id, *extra) if call.bridge_id else extra  # hook mode: none
+        playbacks = (stasis.playback_id, *call.prompts) if stasis.playback_id else call.prompts
+        added: list[str] = []
+        state = ModelState(
+            self.calls.set(call_id, call),
+            _with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
+            _with(self.by_bridge, bridges, call_id, added),
+            _with(self.by_recording, call.recordings, call_id, added),
+            _with(self.by_playback, playbacks, call_id, added),
+            _with(self.by_local, {g.local_base for g in call.legs.values() if g.local_base},
+                  call_id, added),
+            self.pending_locals,
+            self.owned,
         )
+        if added:
+            state.owned = self.owned.set(call_id, (*self.owned.get(call_id, ()), *added))
+        return state
 
 
-def _with(index: dict[str, str], keys: Iterable[str], call_id: str) -> dict[str, str]:
-    """`index` with every key mapped to `call_id`: the same dict when it has them already."""
+def _deleted(m: Map[str, T], key: str) -> Map[str, T]:
+    return m.delete(key) if key in m else m
+
+
+def _with(index: Map[str, str], keys: Iterable[str], call_id: str,
+          added: list[str]) -> Map[str, str]:
+    """`index` with every key mapped to `call_id`, those it lacked appended to `added`: the
+    same map when it has them already (checked in C: most steps)."""
+    if all(map(call_id.__eq__, map(index.get, keys, repeat("")))):
+        return index
     missing = [k for k in keys if index.get(k) != call_id]
-    if not missing:
-        return index
-    new = dict(index)
-    new.update(dict.fromkeys(missing, call_id))
-    return new
+    added += missing
+    new = index.mutate()
+    for k in missing:
+        new[k] = call_id
+    return new.finish()
 
 
-def _without(index: dict[str, str], call_id: str) -> dict[str, str]:
-    """`index` without the keys of `call_id`: the same dict when it has none."""
-    if call_id not in index.values():
+def _without(index: Map[str, str], keys: tuple[str, ...], call_id: str) -> Map[str, str]:
+    """`index` without those of `keys` it maps to `call_id` (another call may have taken one
+    since): the same map when it has none."""
+    gone = {k for k in keys if index.get(k) == call_id}
+    if not gone:
         return index
-    return {k: v for k, v in index.items() if v != call_id}
+    new = index.mutate()
+    for k in gone:
+        del new[k]
+    return new.finish()

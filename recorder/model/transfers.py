@@ -57,7 +57,7 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             local_base=base,
             stasis=StasisLeg(replaces=replaced_id),
         )
-        replaced.stasis.replaced_by = e.channel.id
+        replaced.stasis = dataclasses.replace(replaced.stasis, replaced_by=e.channel.id)
         if replaced.channel_id == call.caller_channel and not replaced.in_bridge:
             # Attended transfer, destination "application" (trace
             # sip_attended_transfer_unbridged): the consultation leg was in the app but not in a
@@ -72,8 +72,9 @@ def local_replaces(state: ModelState, e: ev.StasisStart, settings: CallSettings)
             attach_target(s, pending[0], pending[1])
 
     new_state, out = for_call(state, state.by_channel[replaced_id], e, settings, body)
-    if pending is not None and base is not None:
-        new_state.pending_locals.pop(base, None)
+    if pending is not None and base is not None:  # a new map: the old state shares it
+        rest = {k: v for k, v in new_state.pending_locals.items() if k != base}
+        new_state = dataclasses.replace(new_state, pending_locals=rest)
     return new_state, out
 
 
@@ -82,9 +83,10 @@ def forward_half(state: ModelState, e: ev.StasisStart) -> str | None:
     if not e.channel.name.endswith(";2"):
         return None
     base = e.channel.name[:-2]
-    for call in state.calls.values():
-        if any(leg.local_base == base and leg.role == "callee" for leg in call.legs.values()):
-            return call.call_id
+    call = state.calls.get(state.by_local.get(base, ""))
+    if call is not None and any(leg.local_base == base and leg.role == "callee"
+                                for leg in call.legs.values()):
+        return call.call_id
     return None
 
 
@@ -98,13 +100,11 @@ def attach_forward_half(state: ModelState, e: ev.StasisStart, call_id: str,
 def transfer_half(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Result:
     base = e.channel.name[:-2]
     exten = e.args[1] if len(e.args) > 1 else ""
-    for call in state.calls.values():
-        if any(leg.local_base == base for leg in call.legs.values()):
-            return for_call(
-                state, call.call_id, e, settings, lambda s: attach_target(s, e.channel, exten)
-            )
-    new_state = state.copy()
-    new_state.pending_locals[base] = (e.channel, exten)
+    call_id = state.by_local.get(base)
+    if call_id is not None:
+        return for_call(state, call_id, e, settings, lambda s: attach_target(s, e.channel, exten))
+    new_state = dataclasses.replace(
+        state, pending_locals={**state.pending_locals, base: (e.channel, exten)})
     return new_state, [cmd.Log("", "transfer.pending", "info", {"channel_id": e.channel.id})]
 
 
