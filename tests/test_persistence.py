@@ -56,14 +56,14 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
     journal = Journal(tmp_path / "j")
     writer = Writer(repo, journal=journal)
     appends = 0
-    append = journal.append
+    write = journal.write
 
-    def counted(entries: object) -> bool:
+    def counted(data: bytes) -> bool:
         nonlocal appends
         appends += 1
-        return append(entries)  # type: ignore[arg-type]
+        return write(data)
 
-    journal.append = counted  # type: ignore[method-assign]
+    journal.write = counted  # type: ignore[method-assign]
     calls = [call_row(f"c{n}") for n in range(5)]
     for call in calls:
         writer.stage_call(CallRows(call.call_id, call, (), ()))

@@ -77,6 +77,11 @@ def encode(entry: Entry) -> str:
                       separators=(",", ":"))
 
 
+def lines(entries: Iterable[Entry]) -> bytes:
+    """Entries as the journal's lines."""
+    return "".join(encode(e) + "\n" for e in entries).encode()
+
+
 def decode(line: str) -> Entry:
     """One journal line as the entry it was (ValueError, KeyError or TypeError if it is not)."""
     data = json.loads(line, object_hook=_hook)
@@ -144,9 +149,13 @@ class Journal:
     def append(self, entries: Iterable[Entry]) -> bool:
         """Append and fsync; False if the journal is full or cannot be written (logged). Once
         full it takes nothing more (rows then wait in memory only) until it is rewritten."""
+        return self.write(lines(entries))
+
+    def write(self, data: bytes) -> bool:
+        """`append` of entries already encoded (`lines`): the writer encodes on its event loop,
+        so this thread holds the GIL only between the write and the fdatasync."""
         if self.full:
             return False
-        data = "".join(encode(e) + "\n" for e in entries).encode()
         if not data:
             return True
         size = self.size
@@ -195,9 +204,11 @@ class Journal:
             self._open()
         assert self._fd is not None
         if self._size:
+            # No fdatasync: until the next append's, a crash may leave the old lines, which
+            # PostgreSQL has (the journal is never behind it) and a replay writes once; that
+            # fdatasync makes the new size, and so the truncation, durable with its lines.
             try:
                 os.ftruncate(self._fd, 0)
-                os.fdatasync(self._fd)
             except OSError:
                 self.close()
                 raise
@@ -212,7 +223,7 @@ class Journal:
         temp = self.path.with_name(self.path.name + ".new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, "".join(encode(e) + "\n" for e in entries).encode())
+            os.write(fd, lines(entries))
             os.fsync(fd)
         finally:
             os.close(fd)
