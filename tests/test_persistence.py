@@ -81,6 +81,45 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
     assert appends == 1  # nothing new: no write
 
 
+async def test_a_lane_waits_for_the_journal_up_to_its_own_rows_only(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A call's lane (a task) waits for the rows it staged and every row staged before them;
+    rows another lane staged later cost it no fsync. A task that staged nothing waits for all."""
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    appends = 0
+    write = journal.write
+
+    def counted(data: bytes) -> bool:
+        nonlocal appends
+        appends += 1
+        return write(data)
+
+    journal.write = counted  # type: ignore[method-assign]
+    first_done, b_staged = asyncio.Event(), asyncio.Event()
+
+    async def lane_a() -> None:
+        call = call_row("a")
+        writer.stage_call(CallRows(call.call_id, call, (), ()))
+        await writer.durable()  # its first request
+        first_done.set()
+        await b_staged.wait()
+        await writer.durable()  # its second request: its rows are on disk already
+
+    async def lane_b() -> None:
+        await first_done.wait()
+        writer.stage_event(event("b", "call.started"))
+        b_staged.set()
+
+    await asyncio.gather(asyncio.create_task(lane_a()), asyncio.create_task(lane_b()))
+    assert appends == 1
+    assert [e.key for e in journal.read()] == ["a"]
+    await writer.durable()  # this task staged nothing: every row staged so far
+    assert appends == 2
+    assert [e.kind for e in journal.read()] == ["call", "event"]
+
+
 async def test_a_backlog_is_written_in_pieces_that_each_fit_the_timeout(
     repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
