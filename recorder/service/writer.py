@@ -2,12 +2,13 @@
 
 The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
 kept until it is written; event rows are kept in order. Two rules:
-- What a restarted daemon needs (the newest snapshots, and every row staged so far) is durable
-  before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal
-  on local disk (recorder.service.journal) and fsync'd, once for every lane waiting at that
-  moment (group commit); without a journal, or when it cannot be written, written to
-  PostgreSQL instead. Rows no ARI request waits on (`durable_soon`) are journaled with the next
-  lane's, or within JOURNAL_LINGER_S: nothing Asterisk hears of depends on them.
+- What a restarted daemon needs (the newest snapshots, and every row staged so far by the lane
+  asking, and before it) is durable before Asterisk hears of anything it names (`durable`):
+  appended to the write-ahead journal on local disk (recorder.service.journal) and fsync'd,
+  once for every lane waiting at that moment (group commit); without a journal, or when it
+  cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
+  (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
+  Asterisk hears of depends on them.
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
