@@ -91,10 +91,15 @@ HEADER = ("recorder  calls  cpu ms/c  pg ms/c  xact/c  ari/c  log B/c  setup/s  
           " peakMB  KB/call  KB/c end  wall s  stuck  warn")
 
 
+# The recorder's lines at warning and error (the daemon's JSON is compact; older daemons' not).
+WARNING_LEVELS = (b'"level":"warning"', b'"level":"error"', b'"level": "warning"',
+                  b'"level": "error"')
+
+
 def warnings(log: Path, offset: int) -> int:
     with log.open("rb") as f:
         f.seek(offset)
-        return sum(1 for line in f if b'"level": "warning"' in line or b'"level": "error"' in line)
+        return sum(1 for line in f if any(w in line for w in WARNING_LEVELS))
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:

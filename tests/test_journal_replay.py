@@ -83,7 +83,7 @@ async def test_journal_full_re_encodes_the_whole_backlog_at_every_flush(tmp_path
     encoded = 0
     real = jmod.encode
 
-    def counting(entry: Any) -> str:
+    def counting(entry: Any) -> bytes:
         nonlocal encoded
         encoded += 1
         return real(entry)

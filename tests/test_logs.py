@@ -284,3 +284,27 @@ def test_capture_logs_sees_events_contextvars_and_redaction() -> None:
             "legs": 1,
         }
     ]
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Zoë Müller", "Zoë Müller"),  # written \u-escaped: the line stays ASCII
+        (_Opaque(), "<opaque>"),  # no JSON form: its repr
+        ({1: "a", "b": [2.5, None, True]}, {"1": "a", "b": [2.5, None, True]}),
+        (datetime(2026, 12, 6, 18, 0, tzinfo=UTC), "2026-12-06T18:00:00Z"),
+        (2**70, 2**70),  # past 64 bits
+        (("a", 1), ["a", 1]),
+    ],
+)
+def test_field_values_render_as_json(value: object, expected: object) -> None:
+    stream = _configure()
+    structlog.get_logger("verbatim.test").info("x", field=value)
+    [line] = _lines(stream)
+    assert line["field"] == expected
+    assert stream.getvalue().isascii()

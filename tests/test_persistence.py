@@ -28,6 +28,19 @@ def event(call_id: str, kind: str) -> EventRow:
                     recording_name=None, detail={})
 
 
+class Appends:
+    """Counts a journal's appends (each one write and one fdatasync)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.n = 0
+        self._write = journal.write
+        journal.write = self  # type: ignore[method-assign]
+
+    def __call__(self, data: bytes) -> bool:
+        self.n += 1
+        return self._write(data)
+
+
 async def test_a_rejected_row_is_dropped_and_the_rest_is_written(repo: Repository) -> None:
     writer = Writer(repo)
     call = call_row()
@@ -55,21 +68,13 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
 ) -> None:
     journal = Journal(tmp_path / "j")
     writer = Writer(repo, journal=journal)
-    appends = 0
-    append = journal.append
-
-    def counted(entries: object) -> bool:
-        nonlocal appends
-        appends += 1
-        return append(entries)  # type: ignore[arg-type]
-
-    journal.append = counted  # type: ignore[method-assign]
+    appends = Appends(journal)
     calls = [call_row(f"c{n}") for n in range(5)]
     for call in calls:
         writer.stage_call(CallRows(call.call_id, call, (), ()))
         writer.stage_event(event(call.call_id, "call.started"))
     await asyncio.gather(*(writer.durable() for _ in calls))  # five lanes before a request
-    assert appends == 1
+    assert appends.n == 1
     assert sorted(e.key for e in journal.read() if e.kind == "call") == [c.call_id for c in calls]
     assert await repo.call("c0") is None  # PostgreSQL has not been written yet
     assert not writer.settled
@@ -78,7 +83,38 @@ async def test_durable_journals_once_for_every_waiter_and_postgresql_follows(
     assert [e.kind for e in await repo.events("c4")] == ["call.started"]
     assert journal.size == 0 and journal.read() == []  # PostgreSQL has everything: emptied
     await writer.durable()
-    assert appends == 1  # nothing new: no write
+    assert appends.n == 1  # nothing new: no write
+
+
+async def test_a_lane_waits_for_the_journal_up_to_its_own_rows_only(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A call's lane (a task) waits for the rows it staged and every row staged before them;
+    rows another lane staged later cost it no fsync. A task that staged nothing waits for all."""
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    appends = Appends(journal)
+    first_done, b_staged = asyncio.Event(), asyncio.Event()
+
+    async def lane_a() -> None:
+        call = call_row("a")
+        writer.stage_call(CallRows(call.call_id, call, (), ()))
+        await writer.durable()  # its first request
+        first_done.set()
+        await b_staged.wait()
+        await writer.durable()  # its second request: its rows are on disk already
+
+    async def lane_b() -> None:
+        await first_done.wait()
+        writer.stage_event(event("b", "call.started"))
+        b_staged.set()
+
+    await asyncio.gather(asyncio.create_task(lane_a()), asyncio.create_task(lane_b()))
+    assert appends.n == 1
+    assert [e.key for e in journal.read()] == ["a"]
+    await writer.durable()  # this task staged nothing: every row staged so far
+    assert appends.n == 2
+    assert [e.kind for e in journal.read()] == ["call", "event"]
 
 
 async def test_a_backlog_is_written_in_pieces_that_each_fit_the_timeout(

@@ -8,7 +8,8 @@ snapshots, never taken for new calls, and every row reaches PostgreSQL once (row
 they were given when staged; a replayed row PostgreSQL already has is skipped). The journal is
 emptied once the database has everything, and rewritten with what is pending as it grows.
 
-One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "v": row}.
+One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "r": row}
+(lines of older daemons: "v", datetimes tagged; both are read).
 A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
 past 80 % a warning, past the bound an error and rows wait in memory only.
 """
@@ -23,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
 from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
@@ -40,15 +42,13 @@ class Entry:
     row: Any  # CallRows | EventRow | GapRow | ConsentRow | (call_id, tag, by)
 
 
-# A row's datetime fields. Not "$dt": a call's state (CallRow.state) carries that marker in
-# its own JSON, to be stored as it is.
+# How lines of daemons before this one held a row ("v"): datetimes as {"$journal-dt": iso}. Not
+# "$dt": a call's state (CallRow.state) carries that marker in its own JSON, to be stored as is.
 _DT = "$journal-dt"
 
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {_DT: value.isoformat()}
-    raise TypeError(f"cannot journal {type(value).__name__}")
+# Rows are encoded by msgspec from their dataclasses ("r"): datetimes as RFC 3339 strings.
+_ENCODER = msgspec.json.Encoder()
+_ROW_TYPES: dict[str, type[Any]] = {"event": EventRow, "gap": GapRow, "consent": ConsentRow}
 
 
 def _hook(obj: dict[str, Any]) -> Any:
@@ -57,41 +57,50 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _times(cls: type[Any]) -> frozenset[str]:
+    """The row type's datetime fields (annotations are strings here: `datetime | None`)."""
+    return frozenset(f.name for f in fields(cls) if "datetime" in str(f.type))
+
+
+_TIMES = {cls: _times(cls) for cls in (CallRow, LegRow, RecordingRow, EventRow, GapRow,
+                                       ConsentRow)}
+
+
 def _build(cls: type[Any], data: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """The row from its fields as read, unchecked (PostgreSQL checks them when it takes the
+    row: a line must not be dropped at replay for a type the database would accept)."""
+    names, times = {f.name for f in fields(cls)}, _TIMES[cls]
+    return cls(**{k: datetime.fromisoformat(v) if k in times and isinstance(v, str) else v
+                  for k, v in data.items() if k in names})
 
 
-def encode(entry: Entry) -> str:
+def encode(entry: Entry) -> bytes:
+    """The entry as one journal line (without its newline)."""
     row = entry.row
-    # vars(), not asdict(): rows hold plain values, dicts and lists (asdict copies them all
-    # deeply, and every snapshot is journaled before its requests)
-    if isinstance(row, CallRows):
-        value: Any = {"call": vars(row.call), "legs": [vars(x) for x in row.legs],
-                      "recordings": [vars(x) for x in row.recordings]}
-    elif isinstance(row, tuple):
-        value = list(row)
-    else:
-        value = vars(row)
-    return json.dumps({"t": entry.kind, "k": entry.key, "v": value}, default=_default,
-                      separators=(",", ":"))
+    return _ENCODER.encode({"t": entry.kind, "k": entry.key,
+                            "r": list(row) if isinstance(row, tuple) else row})
 
 
-def decode(line: str) -> Entry:
+def lines(entries: Iterable[Entry]) -> bytes:
+    """Entries as the journal's lines."""
+    return b"".join(encode(e) + b"\n" for e in entries)
+
+
+def decode(line: str | bytes) -> Entry:
     """One journal line as the entry it was (ValueError, KeyError or TypeError if it is not)."""
-    data = json.loads(line, object_hook=_hook)
-    kind, key, value = data["t"], str(data["k"]), data["v"]
+    if isinstance(line, bytes):
+        line = line.decode()
+    data = json.loads(line)
+    # "v": an older daemon's line, its datetimes tagged
+    value = data["r"] if "r" in data else json.loads(line, object_hook=_hook)["v"]
+    kind, key = data["t"], str(data["k"])
     if kind == "call":
         call = _build(CallRow, value["call"])
         row: Any = CallRows(call.call_id, call,
                             tuple(_build(LegRow, x) for x in value["legs"]),
                             tuple(_build(RecordingRow, x) for x in value["recordings"]))
-    elif kind == "event":
-        row = _build(EventRow, value)
-    elif kind == "gap":
-        row = _build(GapRow, value)
-    elif kind == "consent":
-        row = _build(ConsentRow, value)
+    elif kind in _ROW_TYPES:
+        row = _build(_ROW_TYPES[kind], value)
     elif kind == "tag":
         call_id, tag, by = value
         row = (str(call_id), str(tag), str(by))
@@ -144,9 +153,13 @@ class Journal:
     def append(self, entries: Iterable[Entry]) -> bool:
         """Append and fsync; False if the journal is full or cannot be written (logged). Once
         full it takes nothing more (rows then wait in memory only) until it is rewritten."""
+        return self.write(lines(entries))
+
+    def write(self, data: bytes) -> bool:
+        """`append` of entries already encoded (`lines`): the writer encodes on its event loop,
+        so this thread holds the GIL only between the write and the fdatasync."""
         if self.full:
             return False
-        data = "".join(encode(e) + "\n" for e in entries).encode()
         if not data:
             return True
         size = self.size
@@ -174,11 +187,11 @@ class Journal:
 
     def read(self) -> list[Entry]:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            text = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
         entries = []
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(text, 1):
             try:
                 entries.append(decode(line))
             except (ValueError, KeyError, TypeError) as exc:  # a torn line: the crash's own
@@ -195,9 +208,11 @@ class Journal:
             self._open()
         assert self._fd is not None
         if self._size:
+            # No fdatasync: until the next append's, a crash may leave the old lines, which
+            # PostgreSQL has (the journal is never behind it) and a replay writes once; that
+            # fdatasync makes the new size, and so the truncation, durable with its lines.
             try:
                 os.ftruncate(self._fd, 0)
-                os.fdatasync(self._fd)
             except OSError:
                 self.close()
                 raise
@@ -212,7 +227,7 @@ class Journal:
         temp = self.path.with_name(self.path.name + ".new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, "".join(encode(e) + "\n" for e in entries).encode())
+            os.write(fd, lines(entries))
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -2,12 +2,13 @@
 
 The call model hands over whole snapshots, so only the newest snapshot of each call needs to be
 kept until it is written; event rows are kept in order. Two rules:
-- What a restarted daemon needs (the newest snapshots, and every row staged so far) is durable
-  before Asterisk hears of anything it names (`durable`): appended to the write-ahead journal
-  on local disk (recorder.service.journal) and fsync'd, once for every lane waiting at that
-  moment (group commit); without a journal, or when it cannot be written, written to
-  PostgreSQL instead. Rows no ARI request waits on (`durable_soon`) are journaled with the next
-  lane's, or within JOURNAL_LINGER_S: nothing Asterisk hears of depends on them.
+- What a restarted daemon needs (the newest snapshots, and every row staged so far by the lane
+  asking, and before it) is durable before Asterisk hears of anything it names (`durable`):
+  appended to the write-ahead journal on local disk (recorder.service.journal) and fsync'd,
+  once for every lane waiting at that moment (group commit); without a journal, or when it
+  cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
+  (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
+  Asterisk hears of depends on them.
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
@@ -19,12 +20,15 @@ staged: a row replayed from the journal is inserted once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -34,7 +38,7 @@ import structlog
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, CallRows, EventRow, GapRow
 from recorder.policy import add_consent_rows
-from recorder.service.journal import Entry, Journal
+from recorder.service.journal import Entry, Journal, lines
 
 log = structlog.get_logger("verbatim.db")
 
@@ -51,6 +55,13 @@ JOURNAL_LINGER_S = 0.02
 # Calls (or rows of one kind) per transaction: a backlog left by an outage is written in pieces
 # that each fit the write timeout, so the writer catches up rather than timing out for ever.
 BATCH_ROWS = 500
+
+# The writer (its id) and number of the last row the current task (a call's lane:
+# recorder.service.daemon) staged: what its requests wait for in `durable`. Rows other lanes
+# stage meanwhile belong to their own calls' steps; an fsync for them is theirs to wait for.
+# Unset: every row staged so far.
+_lane_staged: ContextVar[tuple[int, int] | None] = ContextVar("verbatim_lane_staged",
+                                                              default=None)
 
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
@@ -82,6 +93,52 @@ def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
     log.error("db.row_rejected", kind=kind, call_id=call_id, error=error)
 
 
+class _JournalThread:
+    """The journal's own thread: its fsyncs never queue behind the archive's file work in the
+    default pool. A hand-off is one queue put and one call_soon_threadsafe (an executor's
+    bookkeeping cost twice that per fsync); started at the first job, a daemon thread so that
+    a writer never closed (tests) does not hold the interpreter at exit."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="verbatim-journal",
+                                            daemon=True)
+            self._thread.start()
+        self._jobs.put((fn, done))
+        return done
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, done = job
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the awaiting task, raised there
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                done.get_loop().call_soon_threadsafe(_settle, done, result, error)
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.cancelled():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
 class Writer:
     """Rows for PostgreSQL, written in batches; while it is away, kept in memory and in the
     journal (recorder.service.journal) so a crash during the outage loses none of them."""
@@ -104,9 +161,15 @@ class Writer:
         # from pending) the same rows.
         self._flushing = asyncio.Lock()
         self._journaling = asyncio.Lock()  # one append (or rewrite) at a time
-        # The journal's own thread: its fsyncs never queue behind the archive's file work in
-        # the default pool, and a hand-off costs no context copy (asyncio.to_thread's).
-        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="verbatim-journal")
+        self._journal_thread = _JournalThread()
+        # Rows are numbered as they are staged for the journal; those up to `_on_disk` are in
+        # it (appended, or kept by a rewrite), in staging order.
+        self._numbered = 0
+        self._on_disk = 0
+        # Row keys: unique across runs (a replayed row is inserted once), with no random
+        # bytes (a getrandom call) per row.
+        self._key_prefix = uuid.uuid4().hex
+        self._keys = 0
         self._staged = asyncio.Event()  # something waits for PostgreSQL (`run` wakes)
         self._soon: asyncio.TimerHandle | None = None  # durable_soon's pending journal append
         self._soon_tasks: set[asyncio.Task[bool]] = set()
@@ -128,6 +191,12 @@ class Writer:
         self._staged.set()
         if self.journal is not None and not self.journal.full:
             self._unjournaled.append(entry)
+            self._numbered += 1
+            _lane_staged.set((id(self), self._numbered))
+
+    def _key(self) -> str:
+        self._keys += 1
+        return f"{self._key_prefix}-{self._keys}"
 
     @property
     def pending_rows(self) -> int:
@@ -154,16 +223,16 @@ class Writer:
         self._stage(Entry("call", save.call_id, save), None)
 
     def stage_event(self, row: EventRow) -> None:
-        self._stage(Entry("event", uuid.uuid4().hex, row), self._events)
+        self._stage(Entry("event", self._key(), row), self._events)
         self.staged[row.kind] += 1
 
     def stage_gaps(self, rows: tuple[GapRow, ...]) -> None:
         for row in rows:
-            self._stage(Entry("gap", uuid.uuid4().hex, row), self._gaps)
+            self._stage(Entry("gap", self._key(), row), self._gaps)
 
     def stage_consent(self, rows: tuple[Any, ...]) -> None:
         for row in rows:
-            self._stage(Entry("consent", uuid.uuid4().hex, row), self._consent)
+            self._stage(Entry("consent", self._key(), row), self._consent)
 
     def stage_tags(self, call_id: str, tags: tuple[str, ...], by: str) -> None:
         for tag in tags:  # (call_id, tag) is unique in call_tags: a replay adds nothing
@@ -203,12 +272,17 @@ class Writer:
             await self.flush()
 
     async def durable(self) -> None:
-        """Until what was staged so far would survive a crash: journaled (one fsync for every
-        caller waiting meanwhile), or, without a journal, written to PostgreSQL."""
+        """Until what this task staged (a call's lane: see `_lane_staged`), and every row staged
+        before it, would survive a crash: journaled (one fsync for every caller waiting
+        meanwhile), or, without a journal, written to PostgreSQL."""
         if self.journal is None or self.journal.full:
             await self.flush()
-        elif not await self._journal():
+        elif not await self._journal(self._lane_upto()):
             await self.flush()  # the disk refused it: PostgreSQL, if it can
+
+    def _lane_upto(self) -> int | None:
+        mark = _lane_staged.get()
+        return mark[1] if mark is not None and mark[0] == id(self) else None
 
     def durable_soon(self) -> None:
         """What was staged will be journaled within `JOURNAL_LINGER_S`, with whatever is staged
@@ -229,7 +303,7 @@ class Writer:
         if self.journal is not None:
             await self._journal()
             await asyncio.gather(*self._soon_tasks, return_exceptions=True)
-        self._journal_thread.shutdown(wait=True)
+        self._journal_thread.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -260,17 +334,23 @@ class Writer:
         """PostgreSQL took what the journal held: empty it, or, once it has grown, keep only
         what is still pending (a replay must never put an older snapshot back over a newer
         one, and must not replay much)."""
-        assert self.journal is not None
+        journal = self.journal
+        assert journal is not None
         async with self._journaling:
-            size = self.journal.size
-            if size and (not self._has_pending() or size > COMPACT_BYTES or self.journal.full):
+            size = journal.size
+            if size and (not self._has_pending() or size > COMPACT_BYTES or journal.full):
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
+                numbered = self._numbered
                 try:
-                    await self._in_journal_thread(self.journal.rewrite, entries)
+                    if entries:
+                        await self._journal_thread.run(lambda: journal.rewrite(entries))
+                    else:  # a truncation, no fsync (Journal.clear): not worth a thread's hop
+                        journal.clear()
                 except OSError:
                     self._unjournaled = entries + self._unjournaled  # appended next time
                     raise
+                self._on_disk = numbered
 
     def _pending_entries(self) -> list[Entry]:
         calls = [Entry("call", k, v) for k, v in self._calls.items()]
@@ -279,27 +359,30 @@ class Writer:
     def _has_pending(self) -> bool:
         return bool(self._calls or self._events or self._gaps or self._consent or self._tags)
 
-    async def _journal(self) -> bool:
-        """On disk, fsync'd: what was staged so far and is not yet there. False if the journal
-        could not take it (full, or the disk failed: logged)."""
-        assert self.journal is not None
-        if not self._unjournaled and not self._journaling.locked():
+    async def _journal(self, upto: int | None = None) -> bool:
+        """On disk, fsync'd: the rows staged up to number `upto` (None: all staged so far),
+        with every other row not yet there. False if the journal could not take them (full,
+        or the disk failed: logged)."""
+        journal = self.journal
+        assert journal is not None
+        if upto is None:
+            upto = self._numbered
+        if self._on_disk >= upto or (not self._unjournaled and not self._journaling.locked()):
             return True
         # An append under way may hold this caller's rows: wait for it. Whoever waited here
         # finds its rows written, or writes them with every other waiter's.
         async with self._journaling:
-            if not self._unjournaled:
+            if self._on_disk >= upto or not self._unjournaled:
                 return True
             entries, self._unjournaled = self._unjournaled, []
-            if await self._in_journal_thread(self.journal.append, entries):
+            numbered = self._numbered
+            data = lines(entries)  # encoded here: the thread then needs the GIL only briefly
+            if await self._journal_thread.run(lambda: journal.write(data)):
+                self._on_disk = max(self._on_disk, numbered)
                 return True
-            if not self.journal.full:
+            if not journal.full:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
-
-    def _in_journal_thread(self, fn: Callable[[list[Entry]], T], entries: list[Entry],
-                           ) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._journal_thread, fn, entries)
 
     async def _flush(self) -> bool:
         if not self._has_pending():
