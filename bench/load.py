@@ -311,7 +311,8 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
 
 async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
                   cluster: PrivateCluster) -> Figures:
-    async with running(kind, root / f"{kind}-{n}", args, cluster) as run:
+    work = root / f"{kind}-{n}"
+    async with running(kind, work, args, cluster) as run:
         proc, ctl, log = run.proc, run.ctl, run.log
         ev0, req0 = len(await ctl.events()), len(await ctl.requests())
         cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
@@ -326,7 +327,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
         if args.trace and kind == "daemon":
-            print_slow(await take_probe(run, root / f"{kind}-{n}", 1))
+            print_slow(await take_probe(run, work, 1))
     callers = {r["event"]["channel"]["id"]: r["at"] for r in events
                if r["event"]["type"] == "StasisStart"
                and r["event"].get("args", [""])[:1] == ["inbound"]}
@@ -366,10 +367,15 @@ async def take_probe(run: Running, work: Path, n: int) -> dict[str, Any]:
     """The n-th probe of a daemon run under bench.traced_daemon (SIGUSR2)."""
     run.proc.send_signal(signal.SIGUSR2)
     path = work / f"probe-{n}.json"
-    while not path.exists():  # noqa: ASYNC110 - another process writes it
-        await asyncio.sleep(0.2)
+    await appeared(path, 0.2)
     found: dict[str, Any] = json.loads(path.read_text())
     return found
+
+
+async def appeared(path: Path, every: float) -> None:
+    """Until another process (the traced daemon) has written `path`."""
+    while not path.exists():  # noqa: ASYNC110, ASYNC240 - another process writes it
+        await asyncio.sleep(every)
 
 
 PROBE_HEADER = ("      anon MB  malloc used/free/mmap MB  pymalloc k-blocks  gc k-objects  "
@@ -410,7 +416,8 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
     RSS each minute, per active call, and its growth per call ended once the load is steady."""
     if args.ramp is None:
         args.ramp = max(1, round(args.soak / 3))
-    async with running("daemon", root / "soak", args, cluster) as run:
+    work = root / "soak"
+    async with running("daemon", work, args, cluster) as run:
         pid, ctl = run.proc.pid, run.ctl
         await set_endpoints(ctl)
         rss0, log0 = rss_kb(pid, "VmRSS"), run.log.stat().st_size
@@ -419,7 +426,7 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         calls: set[asyncio.Task[None]] = set()
         started = ended = 0
         steady: list[tuple[float, float]] = []  # (calls ended, RSS KB) after the ramp
-        work, probes = root / "soak", list[dict[str, Any]]()
+        probes = list[dict[str, Any]]()
 
         def done(task: asyncio.Task[None]) -> None:
             nonlocal ended
@@ -460,9 +467,8 @@ async def soak(args: argparse.Namespace, root: Path, cluster: PrivateCluster) ->
         stuck = await quiet(pid, ctl, 30.0 / args.speed)
         if args.trace:
             run.proc.send_signal(signal.SIGUSR1)  # snapshot-2.bin: every call ended
-            while not (root / "soak" / "snapshot-2.bin").exists():  # noqa: ASYNC110 - another process writes it
-                await asyncio.sleep(1.0)
-            print_growth(root / "soak")
+            await appeared(work / "snapshot-2.bin", 1.0)
+            print_growth(work)
         rss_end = rss_kb(pid, "VmRSS")
         if args.probe:
             (work / "trim").touch()

@@ -116,12 +116,20 @@ async def _setup_explain(pool: Any) -> None:
     await pool.expire_connections()  # session_preload_libraries: new sessions only
 
 
+def _first_last(times: list[float]) -> tuple[float, float] | None:
+    """Mean ms of the first ten and of the last ten but one (the last batch may be short)."""
+    if len(times) < 20:
+        return None
+    return mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000
+
+
 def batch_times(marks: list[float]) -> str:
     """Each batch's time (one mark to the next), the first ten against the last ten."""
     times = [b - a for a, b in itertools.pairwise(marks)]
-    if len(times) < 20:
+    ends = _first_last(times)
+    if ends is None:
         return f"batches: {len(times)} (too few to compare first and last ten)"
-    first, last = mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000  # the last may be short
+    first, last = ends
     return (f"batches: {len(times)}, first 10 {first:.0f} ms each, last 10 {last:.0f} ms each "
             f"({last / first:.2f}x); by tenth: "
             + " ".join(f"{mean(times[i * len(times) // 10:(i + 1) * len(times) // 10]) * 1000:.0f}"
@@ -131,10 +139,10 @@ def batch_times(marks: list[float]) -> str:
 def step2_times(marks: list[float], committed: list[float]) -> str:
     """Each batch's step 2, from its tombstones' commit to its rows' (two batches overlap, so
     this is longer than a batch's share of the run), first ten against last ten."""
-    times = [c - m for m, c in zip(marks, committed, strict=False)]
-    if len(times) < 20:
+    ends = _first_last([c - m for m, c in zip(marks, committed, strict=False)])
+    if ends is None:
         return ""
-    first, last = mean(times[:10]) * 1000, mean(times[-11:-1]) * 1000
+    first, last = ends
     return f"step 2 (files, rows, custody, commit): first 10 {first:.0f} ms, last 10 {last:.0f} ms"
 
 

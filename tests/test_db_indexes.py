@@ -172,6 +172,8 @@ ADMIN = Principal(1, "admin", "admin", (), None, "token")
 TAX = Principal(2, "manager", "manager", ("tax", "dept3"), None, "token")
 STAFF = Principal(3, "staff", "staff", (), "214", "token")
 T0, T1 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 20, tzinfo=UTC)
+# What each principal above may see, as the plain scans the walks are checked against say it.
+SCOPE = {"admin": "true", "manager": "department IN ('tax', 'dept3')", "staff": "extension = '214'"}
 
 
 @pytest.mark.parametrize("digits", ["10042", "0420", "4930100", "1234567", "99999", "0301004999"])
@@ -189,8 +191,7 @@ async def test_week_walk_finds_what_a_scan_finds(
             for _ in range(3):  # three pages, each after the last one's final call
                 sql, args = search_sql(principal, q)
                 got = [r["call_id"] for r in await conn.fetch(sql, *args)]
-                scope = {"admin": "true", "manager": "department IN ('tax', 'dept3')",
-                         "staff": "extension = '214'"}[principal.role]  # fmt: skip
+                scope = SCOPE[principal.role]
                 cmp = "<" if order == "desc" else ">"
                 after = "true" if q.after is None else f"(started_at, call_id) {cmp} ($4, $5)"
                 want = await conn.fetch(
@@ -256,8 +257,7 @@ async def test_full_number_finds_what_a_scan_finds(
         q = SearchQuery(number=NumberFilter(number, number, number[1:]), limit=20)
         sql, args = search_sql(principal, q)
         got = [r["call_id"] for r in await conn.fetch(sql, *args)]
-        scope = {"admin": "true", "manager": "department IN ('tax', 'dept3')",
-                 "staff": "extension = '214'"}[principal.role]  # fmt: skip
+        scope = SCOPE[principal.role]
         want = await conn.fetch(
             f"SELECT call_id FROM calls WHERE $1 IN (caller_e164, callee_e164) AND {scope} "  # noqa: S608
             "ORDER BY started_at DESC, call_id DESC LIMIT 21",

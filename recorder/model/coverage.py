@@ -139,9 +139,8 @@ def talk_spans(call: Call, leg: Leg, end: datetime) -> list[Span]:
     """When `leg` was in a bridge with at least one other party."""
     spans: list[Span] = []
     for raw in leg.spans:
-        span = _closed(raw, leg.ended_at or end)
-        if span:
-            spans += _others_in(call, span[0], [(span[1], span[2])], end, {leg.channel_id})
+        bridge, a, b = _closed(raw, leg.ended_at or end)
+        spans += _others_in(call, bridge, [(a, b)], end, {leg.channel_id})
     return merge(spans)
 
 
@@ -157,21 +156,22 @@ def _others_in(call: Call, bridge: str, window: list[Span], end: datetime,
             continue
         partner = _other_half(call, other)
         for raw in other.spans:
-            stay = _closed(raw, other.ended_at or end)
-            if not stay or stay[0] != bridge:
+            where, a, b = _closed(raw, other.ended_at or end)
+            if where != bridge:
                 continue
-            there = intersect(window, [(stay[1], stay[2])])
+            there = intersect(window, [(a, b)])
             if partner is None:
                 out += there
                 continue
             for far in partner.spans:
-                reach = _closed(far, partner.ended_at or end)
-                if reach and there:
-                    out += _others_in(call, reach[0], intersect(there, [(reach[1], reach[2])]),
-                                      end, seen | {other.channel_id, partner.channel_id})
+                reach, c, d = _closed(far, partner.ended_at or end)
+                if there:
+                    out += _others_in(call, reach, intersect(there, [(c, d)]), end,
+                                      seen | {other.channel_id, partner.channel_id})
     for peer in call.hook.peers:  # another recorded call's party there (recorder.model.sharing)
-        if peer.bridge == bridge:
-            out += intersect(window, [(peer.entered, peer.left or end)])
+        where, a, b = _closed(Stay(peer.bridge, peer.entered, peer.left), end)
+        if where == bridge:
+            out += intersect(window, [(a, b)])
     return merge(out)
 
 
@@ -185,8 +185,8 @@ def _other_half(call: Call, leg: Leg) -> Leg | None:
                   if x.local_base == leg.local_base and x.channel_id != leg.channel_id), None)
     if other is None:
         return None
-    far = {str(stay[0]) for stay in other.spans}
-    known = any(str(stay[0]) in far for x in call.legs.values() if x is not other
+    far = {stay.bridge for stay in other.spans}
+    known = any(stay.bridge in far for x in call.legs.values() if x is not other and x is not leg
                 for stay in x.spans) or any(p.bridge in far for p in call.hook.peers)
     return other if known else None
 
@@ -286,8 +286,10 @@ def leg_spans(call: Call) -> dict[str, LegSpans]:
     unrecorded += pause_spans(call, end)
     result: dict[str, LegSpans] = {}
     for leg in call.legs.values():
+        if leg.role == "local":  # Local halves are conduits, not parties
+            continue
         talked = talk_spans(call, leg, end)
-        if not talked or leg.role == "local":  # Local halves are conduits, not parties
+        if not talked:
             continue
         bridges = {b for span in leg.spans for b in group.get(str(span[0]), {str(span[0])})}
         covered = intersect(talked, [s for b in bridges for s in recorded.get(b, [])])
