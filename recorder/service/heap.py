@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 from collections.abc import Callable
 
@@ -40,6 +41,7 @@ def settle() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
+@functools.cache  # find_library runs `ldconfig -p`: once per process, not at every trim
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
     try:

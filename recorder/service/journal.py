@@ -64,12 +64,13 @@ def _times(cls: type[Any]) -> frozenset[str]:
 
 _TIMES = {cls: _times(cls) for cls in (CallRow, LegRow, RecordingRow, EventRow, GapRow,
                                        ConsentRow)}
+_NAMES = {cls: frozenset(f.name for f in fields(cls)) for cls in _TIMES}
 
 
 def _build(cls: type[Any], data: dict[str, Any]) -> Any:
     """The row from its fields as read, unchecked (PostgreSQL checks them when it takes the
     row: a line must not be dropped at replay for a type the database would accept)."""
-    names, times = {f.name for f in fields(cls)}, _TIMES[cls]
+    names, times = _NAMES[cls], _TIMES[cls]
     return cls(**{k: datetime.fromisoformat(v) if k in times and isinstance(v, str) else v
                   for k, v in data.items() if k in names})
 
