@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from recorder.storage.archive import Archive
 from recorder.storage.audio import probe
 from recorder.storage.crypt import (
     CryptError,
+    DataKey,
     WrappedKey,
     keyring_for,
     load_master,
@@ -549,3 +551,24 @@ async def test_plaintext_never_rests_in_the_archive(
     assert not any(p.parent.exists() for p in probed)  # the private copies went at once
     assert [p for p in archive.rglob("*") if p.is_file()] == [filed.path]
     assert plaintext_in_archive() == []
+
+
+async def test_a_filing_that_cannot_start_encrypting_leaves_nothing(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encrypting stream failing to open (after the private plaintext folder and both
+    temporary files are made) raises, and leaves no folder or file behind, in the archive or
+    the private place."""
+    private = tmp_path / "private"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # where mkdtemp puts the folder
+
+    def broken(self: DataKey, dst: Any) -> Any:
+        raise CryptError("no stream today")
+
+    monkeypatch.setattr(DataKey, "encrypting", broken)
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, _):
+        with pytest.raises(CryptError, match="no stream today"):
+            await store.file_bytes([b"RIFF plain audio"], **WHERE)  # type: ignore[arg-type]
+    assert list(private.iterdir()) == []
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []

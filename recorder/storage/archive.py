@@ -229,14 +229,17 @@ class _Sealing:
     (`_private_plain`) that `close()` removes."""
 
     def __init__(self, target: Path, key: DataKey) -> None:
-        self._private = contextlib.ExitStack()  # the private directory, until close()
-        with self._private as private:
-            plain_path = private.enter_context(_private_plain(target.name))
+        # Both files and the private directory, removed by close() -- or here, if any step
+        # of making them fails (the caller has nothing to close then).
+        with contextlib.ExitStack() as made:
+            plain_path = made.enter_context(_private_plain(target.name))
             self.plain = _Temp(plain_path.parent, plain_path.name, exact=True)
+            made.callback(self.plain.discard)
             self.sealed = _Temp(target.parent, target.name)
-            self._private = private.pop_all()  # made: kept past this block
-        self._out = contextlib.ExitStack()  # the encrypting stream, until finish()
-        self._stream = self._out.enter_context(key.encrypting(self.sealed))
+            made.callback(self.sealed.discard)
+            self._out = contextlib.ExitStack()  # the encrypting stream, until finish()
+            self._stream = self._out.enter_context(key.encrypting(self.sealed))
+            self._files = made.pop_all()  # made: kept past this block, until close()
 
     def write(self, data: bytes) -> None:
         self.plain.write(data)
@@ -251,9 +254,7 @@ class _Sealing:
 
     def close(self) -> None:
         """The plaintext gone; the ciphertext's temporary name too (placed or not)."""
-        self.plain.discard()
-        self._private.close()
-        self.sealed.discard()
+        self._files.close()
 
 
 def _raise_if_full(e: OSError, src: Path) -> None:
