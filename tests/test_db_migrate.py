@@ -152,6 +152,30 @@ async def test_a_migration_waits_for_a_lock_only_briefly(fresh_dsn: str, mig_dir
     assert await migrate(fresh_dsn, mig_dir) == ["0003_alter"]
 
 
+async def test_a_file_rewritten_to_the_same_schema_accepts_its_earlier_form(
+    fresh_dsn: str, mig_dir: Path
+) -> None:
+    """A database that applied the form a file names as replaced is up to date, and its row
+    keeps that form's hash (the daemon it may be rolled back to knows that one)."""
+    await migrate(fresh_dsn, mig_dir)
+    first = load(mig_dir)[1].sha256
+    (mig_dir / "0002_second.sql").write_text(
+        f"-- migrate: no-transaction\n-- migrate: also applied as sha256 {first}\n"
+        "CREATE TABLE IF NOT EXISTS b (y int);\nINSERT INTO b VALUES (1);\n"
+    )
+    assert await migrate(fresh_dsn, mig_dir) == []
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        kept = await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE version = 2")
+        assert kept == first
+    finally:
+        await conn.close()
+    other = "0" * 64  # a form it does not name
+    (mig_dir / "0002_second.sql").write_text(f"-- migrate: also applied as sha256 {other}\n")
+    with pytest.raises(MigrationError, match=r"0002_second\.sql changed after it was applied"):
+        await migrate(fresh_dsn, mig_dir)
+
+
 # -- the real schema --------------------------------------------------------------------------
 
 
@@ -191,3 +215,42 @@ async def test_checks_follow_rows_vocabulary(fresh_dsn: str) -> None:
         await conn.close()
     for word in (*rows.OUTCOMES, *rows.RECORDING_STATUSES):
         assert f"'{word}'" in defs
+
+
+async def test_0013_rebuilds_its_index_without_holding_up_inserts(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    """0013 replaces calls_started_idx on a table the daemons keep inserting into: while its
+    steps wait for an open transaction on calls (a long search, say), a call is still saved."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for m in load(DEFAULT_DIRECTORY):
+        if m.version < 13:
+            shutil.copy(m.path, folder)
+    await migrate(fresh_dsn, folder)
+    shutil.copy(DEFAULT_DIRECTORY / "0013_search_digits.sql", folder)
+    reader, writer = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
+    migrating: asyncio.Task[list[str]] | None = None
+    try:
+        async with reader.transaction():
+            await reader.execute("SELECT count(*) FROM calls")  # ACCESS SHARE until it ends
+            migrating = asyncio.create_task(migrate(fresh_dsn, folder))
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            deadline = time.monotonic() + 10
+            while not await writer.fetchval(f"{waiting} AND datname = current_database()"):
+                assert time.monotonic() < deadline, "0013 never waited for the open transaction"
+                await asyncio.sleep(0.02)
+            await writer.execute("SET statement_timeout = '2s'")
+            await writer.execute(
+                "INSERT INTO calls (call_id, asterisk_id, direction, started_at, status) "
+                "VALUES ('20261206T200000-0013', 'pbx1', 'inbound', now(), 'active')"
+            )
+        assert await migrating == ["0013_search_digits"]
+        index = await writer.fetchval("SELECT indexdef FROM pg_indexes "
+                                      "WHERE indexname = 'calls_started_idx'")  # fmt: skip
+        assert index.endswith("USING btree (started_at, call_id) INCLUDE (number_digits)")
+    finally:
+        if migrating is not None and not migrating.done():
+            migrating.cancel()
+        await reader.close()
+        await writer.close()

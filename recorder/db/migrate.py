@@ -10,6 +10,11 @@ A file whose first line is `-- migrate: no-transaction` runs outside a transacti
 CREATE INDEX CONCURRENTLY on a large table), one statement at a time (PostgreSQL runs a
 multi-statement string as one implicit transaction); it must then be safe to re-run.
 
+A file rewritten into a form that makes the same schema (0013, once transactional, now built
+concurrently) names each earlier form it replaces in a line `-- migrate: also applied as sha256
+<hex>`: a database that applied that form is up to date, and its row keeps that form's hash (an
+older daemon, rolled back to, still finds the hash it knows).
+
 Migrations run online, beside running daemons: a transactional file waits at most
 `lock_timeout_s` (5 s) for each lock it needs and then fails (nothing applied; run it again),
 rather than queue every call's writes behind it while a long transaction holds the table.
@@ -36,6 +41,7 @@ DEFAULT_DIRECTORY = shipped("migrations")
 LOCK_KEY = 0x7665726261_7469
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _NO_TX = "-- migrate: no-transaction"
+_EARLIER = re.compile(r"^-- migrate: also applied as sha256 ([0-9a-f]{64})$", re.MULTILINE)
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -62,6 +68,10 @@ class Migration:
     @property
     def transactional(self) -> bool:
         return not self.sql.lstrip().startswith(_NO_TX)
+
+    def applied_as(self, sha256: str) -> bool:
+        """Whether a database that applied the file with this hash has this file's schema."""
+        return sha256 == self.sha256 or sha256 in _EARLIER.findall(self.sql)
 
 
 def load(directory: Path) -> list[Migration]:
@@ -126,7 +136,7 @@ async def _migrate(conn: Any, migrations: list[Migration], lock_timeout_s: float
         for m in migrations:
             if m.version in applied:
                 name, sha = applied[m.version]
-                if name != m.name or sha != m.sha256:
+                if name != m.name or not m.applied_as(sha):
                     raise MigrationError(
                         f"migration {m.path} changed after it was applied as {name} "
                         f"(sha256 {sha[:12]}… in schema_migrations, {m.sha256[:12]}… on disk): "
