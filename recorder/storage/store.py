@@ -31,6 +31,11 @@ _LIST_BATCH = 2000
 _FILE_THREADS: Final = 8
 T = TypeVar("T")
 R = TypeVar("R")
+# One pool for the process, made at the first batch and never shut down, on purpose: every
+# store of the process shares it (the daemon's purges, the CLI's, a test's several daemons),
+# so no one store's stop may close it under another's batch; idle threads cost nothing; and
+# at interpreter exit concurrent.futures' own hook lets queued deletes finish and joins the
+# threads (a delete is idempotent: a purge stopped meanwhile finds the file gone next time).
 _file_pool: ThreadPoolExecutor | None = None
 
 
