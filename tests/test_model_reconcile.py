@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot
@@ -115,3 +117,40 @@ def test_a_teardown_lost_in_a_crash_is_carried_out_after_it() -> None:
     assert [(h.call_id, h.channel_id) for h in run.of(cmd.Hangup, out)] == [(call_id, callee)]
     run.feed(b.destroyed(41, callee))
     assert run.state.calls[call_id].phase == "ending"  # its recording's file still to come
+
+
+# What a Stasis call's end had asked before the crash, what Asterisk still holds after it, and
+# what the restarted daemon asks (StopRecording, Hangup, DestroyBridge, in order). "caller":
+# the caller hung up (the recording's stop and the callee's hang-up asked); "both": the callee
+# went too (the bridge's destruction asked); "none": the call was talking at the crash.
+@pytest.mark.parametrize(
+    ("ended", "callee_there", "bridge_there", "recording", "asked"),
+    [
+        ("caller", True, True, LIVE, ["stop", "hangup"]),  # nothing reached Asterisk
+        ("caller", True, True, STORED, ["hangup"]),  # the stop did
+        ("both", False, True, LIVE, ["stop", "destroy"]),  # a Recorder alone in the bridge
+        ("both", False, True, STORED, ["destroy"]),
+        ("both", False, False, STORED, []),  # all of it did
+        # ended while no daemon ran: the end begun now asks each once (not again on top)
+        ("none", True, True, LIVE, ["stop", "hangup"]),
+    ],
+)
+def test_what_an_ending_call_asked_before_a_crash_is_asked_again(
+    ended: str, callee_there: bool, bridge_there: bool, recording: str, asked: list[str]
+) -> None:
+    run = Run()
+    call_id, callee, name = to_bridged(run)
+    bridge = run.bridge()
+    if ended != "none":
+        run.feed(b.destroyed(30, CALLER))
+    if ended == "both":
+        run.feed(b.destroyed(31, callee))
+        assert [d.bridge_id for d in run.of(cmd.DestroyBridge)] == [bridge]  # lost with the crash
+    run = run.restarted()
+    channels = [b.chan(callee)] if callee_there else []  # the caller gone, in every row
+    bridges = {bridge: tuple(c.id for c in channels)} if bridge_there else {}
+    out = run.reconcile(snapshot(channels, bridges, {name: recording}), b.at(40))
+    want = {"stop": cmd.StopRecording(call_id, name), "hangup": cmd.Hangup(call_id, callee),
+            "destroy": cmd.DestroyBridge(call_id, bridge)}
+    resent = cmd.StopRecording | cmd.Hangup | cmd.DestroyBridge
+    assert [c for c in out if isinstance(c, resent)] == [want[k] for k in asked]

@@ -76,7 +76,7 @@ def reconcile(
         out.append(cmd.Log(call_id, "call.reconcile", "info", {"phase": call.phase}))
         for event in _call_differences(call, snap, base):
             feed(event)
-        out += _teardown_resumed(state.calls.get(call_id), snap)
+        out += _ending_resumed(call, state.calls.get(call_id), snap)
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
@@ -169,15 +169,27 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
     return events
 
 
-def _teardown_resumed(call: Call | None, snap: AriSnapshot) -> list[cmd.Command]:
-    """A Stasis call already ending had asked for every other party's hang-up (`begin_end`);
-    asked again, since the previous run may have died before Asterisk heard it — else that
-    party stays in a bridge with no one, and the call open, until they hang up themselves.
-    A hang-up Asterisk did carry out shows as the channel gone (ChannelDestroyed above)."""
-    if call is None or call.mode != CallMode.STASIS or call.phase != ENDING:
+def _ending_resumed(adopted: Call, call: Call | None, snap: AriSnapshot) -> list[cmd.Command]:
+    """A Stasis call that was already ending had asked Asterisk to stop its recordings, hang up
+    every other party (`begin_end`) and, once no party was left, destroy its bridges
+    (`maybe_finish`); the previous run may have died before Asterisk heard any of it. What
+    Asterisk still holds of that is asked again, in the same order — else the recording goes
+    on with a party alone (and a bridge's Recorder outlives its parties), that party stays with
+    no one, and the call stays open. What Asterisk did carry out shows as gone (the events
+    above); a call that only began to end while we were away asked all of it just now.
+    `adopted`: the call as it was before those events; `call`: after them (None once ended)."""
+    if adopted.mode != CallMode.STASIS or adopted.phase != ENDING:
         return []
-    return [cmd.Hangup(call.call_id, leg.channel_id) for leg in call.live_legs()
-            if leg.channel_id in snap.channels]
+    out: list[cmd.Command] = []
+    if call is not None and call.phase == ENDING:
+        out += [cmd.StopRecording(call.call_id, rec.name) for rec in call.live_recordings()
+                if snap.recordings.get(rec.name) in (LIVE, QUEUED)]
+        out += [cmd.Hangup(call.call_id, leg.channel_id) for leg in call.live_legs()
+                if leg.channel_id in snap.channels]
+    if adopted.stasis.bridge_destroyed:  # asked (no party was left), yet Asterisk still has it
+        out += [cmd.DestroyBridge(adopted.call_id, bridge_id)
+                for bridge_id in adopted.all_bridges() if bridge_id in snap.bridges]
+    return out
 
 
 def _hooked_bridging(
