@@ -21,7 +21,14 @@ from tests.harness.calls import (
     dialled,
     event_time,
 )
-from tests.harness.daemon import Proc, both_bridged, connected, free_port, until
+from tests.harness.daemon import (
+    Proc,
+    both_bridged,
+    connected,
+    free_port,
+    journalled_daemon,
+    until,
+)
 from tests.harness.stack import PASSWORD
 
 
@@ -162,3 +169,56 @@ async def test_kill_9_mid_hooked_call_then_restart_files_every_leg(
         assert all((leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250 for leg in legs)
         assert sum(leg.talked_ms or 0 for leg in legs) >= 2 * 7000
         assert not list((tmp_path / "spool").iterdir())
+
+
+async def test_kill_9_before_an_ending_call_was_carried_out_asks_it_again(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The caller hangs up; the daemon asks for the recording's stop, which Asterisk is slow to
+    take, and is killed before it (or the callee's hang-up, queued behind it) reached Asterisk.
+    Restarted, it asks for both again, the stop first: the recording does not go on with the
+    callee alone, nor the callee with no one; the call closes, its recording filed."""
+    async with journalled_daemon(tmp_path, pg_dsn) as (sim, proc):
+        repo = await Repository.connect(pg_dsn, max_size=2)
+        try:
+            proc.start()
+            await connected(sim)
+            sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+            caller = sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                                    tone_hz=CALLER_HZ)  # fmt: skip
+            await sim.settle()
+            await both_bridged(sim)
+            (call,) = await repo.recent_calls(5)
+            (name,) = sim.recordings
+            callee = dialled(sim, call.call_id)
+            stop = f"/recordings/live/{name}/stop"
+            held = sim.stall("POST", stop)
+            await sim.advance(2.0)
+            sim.hangup(caller.id)
+
+            async def stop_held() -> bool:
+                return sim.stalled == 1
+
+            await until(stop_held)
+            proc.kill9()
+            await sim.advance(2.0)  # the callee alone with the recording, no daemon
+            sim.unstall(held)  # what the dead daemon sent is never heard
+            asked_before = len(sim.requests)
+            proc.start()
+            await connected(sim)
+
+            async def closed() -> bool:
+                row = await repo.call(call.call_id)
+                return row is not None and row.status == "ended"
+
+            await until(closed, sim)
+            asked = [(r.method, r.path) for r in sim.requests[asked_before:]]
+            assert [(r.method, r.path) for r in sim.requests].count(("POST", stop)) == 1
+            assert asked.count(("POST", stop)) == 1  # asked by the restarted daemon
+            assert asked.index(("POST", stop)) < asked.index(("DELETE", f"/channels/{callee}"))
+            recs = await repo.recordings(call.call_id)
+            assert [r.status for r in recs] == ["filed"]
+            assert not [b.id for b in sim.bridges.values() if not b.destroyed]
+            assert not sim.request_problems(), sim.request_problems()
+        finally:
+            await repo.close()

@@ -242,6 +242,12 @@ class Simulator(Engine):
         self._stalls.append((method, path, release))
         return release
 
+    def unstall(self, release: asyncio.Event) -> None:
+        """Requests from now on go through, and those `release` held are carried out — but not
+        one whose client is gone meanwhile (a daemon killed before Asterisk heard it)."""
+        self._stalls = [stall for stall in self._stalls if stall[2] is not release]
+        release.set()
+
     async def _ari(self, request: web.Request) -> web.StreamResponse:
         for method, path, release in self._stalls:
             if request.method == method and request.rel_url.raw_path[4:] == path:
@@ -250,6 +256,8 @@ class Simulator(Engine):
                     await release.wait()
                 finally:
                     self.stalled -= 1
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)  # nobody to answer: never carried out
         self.inflight += 1
         self._bump()
         try:
