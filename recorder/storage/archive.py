@@ -137,7 +137,9 @@ def _measure(path: Path, key: DataKey | None) -> FiledRecording | None:
 @contextlib.contextmanager
 def _private_plain(name: str) -> Iterator[Path]:
     """Where plaintext may be written to be measured: `name` in a new directory of mode 0700
-    outside the archive, removed with all it holds when the block ends."""
+    outside the archive, removed with all it holds when the block ends. A process killed
+    meanwhile leaves it: the shipped unit's PrivateTmp=yes and the container's tmpfs /tmp go
+    with the stopped service."""
     folder = tempfile.mkdtemp(prefix="verbatim-plain-")  # mode 0700
     try:
         yield Path(folder) / name
