@@ -147,20 +147,20 @@ async def test_three_digits_walk_reads_no_call_rows(seeded_dsn: str) -> None:
 
 async def test_partial_number_walks_the_newest_calls_then_weeks(seeded_dsn: str) -> None:
     """4 digits or more: the newest calls index-only on calls_started_idx, then batches of weeks
-    on calls_digit_keys_idx (0014); never the trigram index."""
+    on calls_run_keys_idx (0015); never the trigram index."""
     for digits in ("10042", "0420", "1234567"):
         q = SearchQuery(number=NumberFilter(digits, None, digits))
         for principal in (ADMIN, TAX):
             plan = await _plan(seeded_dsn, principal, q)
             used = _index_names(plan)
-            assert "calls_digit_keys_idx" in used and "calls_number_digits_trgm_idx" not in used
+            assert "calls_run_keys_idx" in used and "calls_number_digits_trgm_idx" not in used
             walks = {n["Index Name"] for n in _nodes(plan, "Index Only Scan")}
             assert "calls_started_idx" in walks, plan  # the newest calls, and the oldest's week
             tested = [n for n in _nodes(plan, "CTE Scan") if "strpos" in n.get("Filter", "")]
             assert [n["CTE Name"] for n in tested] == ["recent"], plan
             # one GIN scan a batch of weeks: the calls holding each run in one of its weeks
             scans = _nodes(plan, "Bitmap Index Scan")
-            (batch,) = [n for n in scans if n["Index Name"] == "calls_digit_keys_idx"]
+            (batch,) = [n for n in scans if n["Index Name"] == "calls_run_keys_idx"]
             assert batch["Index Cond"].count("&&") == len(digit_runs(digits)), plan
 
 

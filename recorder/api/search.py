@@ -9,10 +9,11 @@ Phone numbers, "matched on the normalised form": input that normalises to a vali
 caller_e164/callee_e164 exactly, on their btree indexes; anything else with at least 3 digits is
 a partial number matched as a substring of the digits of every number on the call
 (calls.number_digits). A page of a partial number with 4 or more digits tests the newest 3,000
-calls, then walks the weeks newest first on migration 0014's index of (week, 4-digit run) keys,
-stopping at a full page; one extension's walks that extension's calls (their index carries the
-digits); 3 digits (common: the walk of calls_started_idx finds a page soon), counts and
-sort=length use the trigram index. docs/search.md has what each kind of search walks.
+calls, then the weeks newest first, in batches twice as long each time, on migration 0015's
+index of (4-digit run, week) keys, stopping at a full page; one extension's walks that
+extension's calls (their index carries the digits); 3 digits (common: the walk of
+calls_started_idx finds a page soon), counts and sort=length use the trigram index.
+docs/search.md has what each kind of search walks.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ SORTS: Final = ("started", "length")  # newest/oldest first, or longest/shortest
 COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "more than"
 MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
-RUN: Final = 4  # calls_digit_keys (migration 0014) indexes each run of 4 digits per week
+RUN: Final = 4  # calls_run_keys (migration 0015) indexes each run of 4 digits per week
+WEEKS: Final = 100_000  # its keys: run * WEEKS + week
 WINDOW: Final = 3_000  # newest calls a partial number's search tests before the weeks' index
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
@@ -183,7 +185,7 @@ def _filters(q: SearchQuery, args: Params) -> list[str]:
 
 def digit_runs(digits: str) -> list[int]:
     """Runs of RUN digits that every call containing `digits` holds: every RUN-th one and the
-    last, which together cover it. Each is a posting list a week's probe reads (at 10 M calls,
+    last, which together cover it. Each is a posting list per week a batch reads (at 10 M calls,
     all 4 runs of 7 digits made the probes twice as slow, for no fewer rows)."""
     starts = {*range(0, len(digits) - RUN + 1, RUN), len(digits) - RUN}
     return sorted({int(digits[i : i + RUN]) for i in starts})
@@ -197,12 +199,12 @@ def _partial_page(
     `rest` is the search's conditions but the date range and cursor (`span`) and the digits.
     First the newest WINDOW calls of the span, walked on calls_started_idx (it carries
     number_digits, 0013; index-only where the visibility map is current): a number many calls
-    have (a frequent client's) fills the page there. Past them, on calls_digit_keys_idx (0014)
-    in batches of weeks growing twice as long (1, 2, 4, ... weeks from the window's last call):
+    have (a frequent client's) fills the page there. Past them, on calls_run_keys_idx (0015) in
+    batches of weeks growing twice as long (1, 2, 4, ... weeks from the window's last call):
     one GIN scan a batch, for the calls holding every run of the digits in one of its weeks
-    (their keys all carry their own week), then those rows tested; the outer LIMIT stops at a
+    (a call's keys all carry its own week), then those rows tested; the outer LIMIT stops at a
     full page. A common number fills it in the first week or two; a rare one costs ~8 scans
-    for two years instead of a probe per week.
+    for two years, reading a few of the index's pages (a run's weeks are side by side).
     """
     desc = q.order == "desc"
     direction, behind, back = ("DESC", "<", "ASC") if desc else ("ASC", ">", "DESC")
@@ -233,11 +235,11 @@ def _partial_page(
     bounds = (f"SELECT {lo} AS lo, {hi} AS hi FROM (SELECT calls_week((SELECT at FROM edge)) "  # noqa: S608
               f"AS e, calls_week({end}) AS f) x, generate_series(0, 20) k "
               f"WHERE (1 << k) - 1 <= {weeks} ORDER BY k")  # fmt: skip
-    runs = [args.add(run) for run in digit_runs(number)]
-    keys = ", ".join(f"(SELECT array_agg(w * 10000 + {run}) FROM generate_series(s.lo, s.hi) w) "  # noqa: S608
+    runs = [args.add(run * WEEKS) for run in digit_runs(number)]
+    keys = ", ".join(f"(SELECT array_agg({run} + w) FROM generate_series(s.lo, s.hi) w) "  # noqa: S608
                      f"AS k{i}" for i, run in enumerate(runs))  # fmt: skip
-    batches = f"SELECT {keys} FROM ({bounds}) s"  # noqa: S608
-    holds = " AND ".join(f"calls_digit_keys(c.number_digits, c.started_at) && b.k{i}"
+    batches = f"SELECT {keys} FROM ({bounds}) s OFFSET 0"  # noqa: S608
+    holds = " AND ".join(f"calls_run_keys(c.number_digits, c.started_at) && b.k{i}"
                          for i in range(len(runs)))  # fmt: skip
     # OFFSET 0 keeps each batch's candidates a plan of their own: the GIN index alone (no walk
     # of calls_started_idx for the ORDER BY, testing every call's keys, as the planner picks
