@@ -222,6 +222,7 @@ async def _measure(pool: Any, runs: int, explain: bool, only: list[str]) -> None
     service = CallService(pool, Path("/nonexistent"), AccessLog(pool))
     origin = Origin("127.0.0.1", "search_bench")
     rng = random.Random(7)
+    print(f"load average {os.getloadavg()[0]:.1f} (others' work inflates every figure)")
     print(f"{'search':<30} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'rows':>6}")
     worst = worst99 = 0.0
     for name, make in searches(numbers, matters).items():
@@ -243,7 +244,8 @@ async def _measure(pool: Any, runs: int, explain: bool, only: list[str]) -> None
         if explain:
             await _explain(pool, *make(rng))
     print(f"worst p95: {worst:.1f} ms, worst p99: {worst99:.1f} ms "
-          "(each figure includes the search's access-log insert)")
+          "(each figure includes the search's access-log insert); "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 async def _explain(pool: Any, principal: Principal, query: SearchQuery) -> None:
