@@ -238,6 +238,9 @@ def _partial_page(
     runs = [args.add(run * WEEKS) for run in digit_runs(number)]
     keys = ", ".join(f"(SELECT array_agg({run} + w) FROM generate_series(s.lo, s.hi) w) "  # noqa: S608
                      f"AS k{i}" for i, run in enumerate(runs))  # fmt: skip
+    # OFFSET 0: each batch's arrays are values the GIN scan is given; flattened into it, the
+    # planner evaluated them as an InitPlan below a parallel Gather (10 M calls: 4 digits p50
+    # 3.5 -> 31 ms, the workers' start-up)
     batches = f"SELECT {keys} FROM ({bounds}) s OFFSET 0"  # noqa: S608
     holds = " AND ".join(f"calls_run_keys(c.number_digits, c.started_at) && b.k{i}"
                          for i in range(len(runs)))  # fmt: skip
@@ -320,7 +323,7 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
         # The page's ids first, so the walk testing each call can be index-only; then only the
         # page's rows. A partial number: 3 digits newest first on calls_started_idx (it carries
         # them, 0013), one extension's calls on calls_extension_page_idx (0014). A least length
-        # (few calls are long): calls_duration_started_idx, which carries call_id and the
+        # (few calls are long): calls_duration_page_idx, which carries call_id and the
         # scope's columns (0015), sorted by start.
         ids = f"SELECT c.call_id {matches}"
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
