@@ -1,7 +1,7 @@
 """p50/p95/p99 of the common call searches on 1 M (or 10 M) seeded calls.
 
 Run: PYTHONPATH=.:asterisk-test .venv/bin/python -m bench.search_bench [--calls 1000000]
-     [--runs 200] [--dir DIR --keep] [--explain] [--writer 50]
+     [--runs 200] [--dir DIR --keep] [--explain] [--writer 50] [--only partial --only longer]
 
 Starts a private PostgreSQL (recorder.devtools.pgcluster, fsync on as in production), applies the
 migrations, seeds calls with a law office's distributions (bench/search_seed.py), then times
@@ -107,7 +107,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run(calls: int, runs: int, folder: Path, keep: bool, explain: bool,
-              writer: float) -> None:
+              writer: float, only: list[str]) -> None:
     cluster = PrivateCluster(folder / "data")
     cluster.start()
     try:
@@ -121,13 +121,13 @@ async def run(calls: int, runs: int, folder: Path, keep: bool, explain: bool,
                     await seed(conn, dsn, calls)
                     print(f"seeded {calls:,} calls in {time.perf_counter() - t0:.0f} s", flush=True)
             if not writer:
-                await _measure(pool, runs, explain)
+                await _measure(pool, runs, explain, only)
                 return
             since = datetime.now(UTC) - timedelta(minutes=1)  # the simulator's clock: ours
             async with daemon_writing(dsn, writer, folder):
                 before = await _inserted(pool)
                 t0 = time.perf_counter()
-                await _measure(pool, runs, explain)
+                await _measure(pool, runs, explain, only)
                 wall = time.perf_counter() - t0
                 wrote = await _inserted(pool) - before
             print(f"meanwhile the daemon wrote {wrote:,} new calls in {wall:.0f} s "
@@ -213,7 +213,7 @@ async def daemon_writing(dsn: str, rate: float, folder: Path) -> AsyncIterator[N
     shutil.rmtree(work, ignore_errors=True)
 
 
-async def _measure(pool: Any, runs: int, explain: bool) -> None:
+async def _measure(pool: Any, runs: int, explain: bool, only: list[str]) -> None:
     numbers = [r[0] for r in await pool.fetch(
         "SELECT caller_e164 FROM calls TABLESAMPLE SYSTEM (1) WHERE caller_e164 IS NOT NULL "
         "LIMIT 2000")]  # fmt: skip
@@ -222,9 +222,12 @@ async def _measure(pool: Any, runs: int, explain: bool) -> None:
     service = CallService(pool, Path("/nonexistent"), AccessLog(pool))
     origin = Origin("127.0.0.1", "search_bench")
     rng = random.Random(7)
+    print(f"load average {os.getloadavg()[0]:.1f} (others' work inflates every figure)")
     print(f"{'search':<30} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'rows':>6}")
     worst = worst99 = 0.0
     for name, make in searches(numbers, matters).items():
+        if only and not any(part in name for part in only):
+            continue
         for _ in range(5):  # warm the cache and the connection's catalog
             await service.search(*make(rng), origin)
         times, rows = [], []
@@ -241,7 +244,8 @@ async def _measure(pool: Any, runs: int, explain: bool) -> None:
         if explain:
             await _explain(pool, *make(rng))
     print(f"worst p95: {worst:.1f} ms, worst p99: {worst99:.1f} ms "
-          "(each figure includes the search's access-log insert)")
+          "(each figure includes the search's access-log insert); "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 async def _explain(pool: Any, principal: Principal, query: SearchQuery) -> None:
@@ -259,6 +263,8 @@ def main() -> None:
     ap.add_argument("--dir", help="cluster folder; reused (not reseeded) when it has the calls")
     ap.add_argument("--keep", action="store_true", help="leave PostgreSQL running")
     ap.add_argument("--explain", action="store_true", help="print a plan per search kind")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="only the kinds whose name contains TEXT (repeatable)")
     ap.add_argument("--writer", type=float, default=0.0, metavar="RATE",
                     help="meanwhile the daemon records RATE new calls/s into the same database")
     args = ap.parse_args()
@@ -266,7 +272,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o711)  # noqa: S103 - the postgres user (when we are root) must pass through
     try:
-        asyncio.run(run(args.calls, args.runs, folder, args.keep, args.explain, args.writer))
+        asyncio.run(run(args.calls, args.runs, folder, args.keep, args.explain, args.writer,
+                        args.only))
     finally:
         if not args.dir and not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,24 +14,27 @@ import asyncpg
 import pytest
 
 from recorder.api.auth import Principal
-from recorder.api.search import NumberFilter, SearchQuery, search_sql
+from recorder.api.search import NumberFilter, SearchQuery, digit_runs, search_sql
 from recorder.db import repository as r
 from recorder.db.migrate import migrate
 from recorder.devtools.pgcluster import PrivateCluster
 
 # 20 000 calls over 200 days, 50 extensions, 5 big departments and a small one ('tax', 0.2 %),
-# 1 % active; every call has a recording, 1 % of them not yet filed; events for 2 000 calls.
+# 1 % active; 1 in 1,000 calls longer than 20 minutes (the others up to 10); every call has a
+# recording, 1 % of them not yet filed; events for 2 000 calls.
 # (A big department's date search is rightly served by calls_started_idx plus a filter.)
 SEED = """
 INSERT INTO calls (call_id, asterisk_id, direction, caller_number, caller_e164, callee_number,
-                   callee_e164, extension, department, started_at, status, outcome)
+                   callee_e164, extension, department, started_at, status, outcome, ended_at)
 SELECT to_char(t, 'YYYYMMDD"T"HH24MISS') || '-' || lpad(to_hex(i), 8, '0'),
        'pbx' || (i % 2), (ARRAY['inbound', 'outbound', 'internal'])[1 + i % 3],
        '030' || (1000000 + i % 5000), '+4930' || (1000000 + i % 5000),
        (200 + i % 50)::text, NULL, (200 + i % 50)::text,
        CASE WHEN i % 500 = 0 THEN 'tax' ELSE 'dept' || (i % 5) END, t,
        CASE WHEN i % 100 = 0 THEN 'active' ELSE 'ended' END,
-       CASE WHEN i % 100 = 0 THEN NULL ELSE 'answered' END
+       CASE WHEN i % 100 = 0 THEN NULL ELSE 'answered' END,
+       CASE WHEN i % 100 = 0 THEN NULL
+            ELSE t + (CASE WHEN i % 1000 = 7 THEN 1500 ELSE i % 600 END) * interval '1 second' END
 FROM generate_series(1, 20000) AS i,
      LATERAL (SELECT timestamptz '2026-01-01 UTC' + i * interval '864 seconds' AS t) AS x;
 INSERT INTO recordings (asterisk_id, name, call_id, segment, target, format, status, requested_at,
@@ -73,7 +76,7 @@ SEARCHES: dict[str, tuple[str, list[Any]]] = {
         r.SELECT_RECORDINGS + f"WHERE asterisk_id = $1 AND {r.UNFILED_PREDICATE}",
         ["pbx1"],
     ),
-    "recordings_call_idx": (r.SELECT_RECORDINGS + "WHERE call_id = $1", ["x"]),
+    "recordings_call_page_idx": (r.SELECT_RECORDINGS + "WHERE call_id = $1", ["x"]),
     "legs_call_idx": (r.SELECT_LEGS + "WHERE call_id = $1", ["x"]),
     "call_events_call_idx": (r.SELECT_EVENTS + "WHERE call_id = $1 ORDER BY at, id", ["x"]),
 }
@@ -104,6 +107,7 @@ def seeded_dsn(pg_cluster: PrivateCluster) -> Iterator[str]:
         try:
             await conn.execute(SEED)
             await conn.execute("VACUUM calls")  # as autovacuum would: index-only scans pay
+            await conn.execute("VACUUM recordings")
         finally:
             await conn.close()
 
@@ -142,36 +146,42 @@ async def test_three_digits_walk_reads_no_call_rows(seeded_dsn: str) -> None:
 
 
 async def test_partial_number_walks_the_newest_calls_then_weeks(seeded_dsn: str) -> None:
-    """4 digits or more: the newest calls index-only on calls_started_idx, then week by week on
-    calls_digit_keys_idx (0014); never the trigram index."""
+    """4 digits or more: the newest calls index-only on calls_started_idx, then batches of weeks
+    on calls_run_keys_idx (0015); never the trigram index."""
     for digits in ("10042", "0420", "1234567"):
         q = SearchQuery(number=NumberFilter(digits, None, digits))
         for principal in (ADMIN, TAX):
             plan = await _plan(seeded_dsn, principal, q)
             used = _index_names(plan)
-            assert "calls_digit_keys_idx" in used and "calls_number_digits_trgm_idx" not in used
+            assert "calls_run_keys_idx" in used and "calls_number_digits_trgm_idx" not in used
             walks = {n["Index Name"] for n in _nodes(plan, "Index Only Scan")}
             assert "calls_started_idx" in walks, plan  # the newest calls, and the oldest's week
             tested = [n for n in _nodes(plan, "CTE Scan") if "strpos" in n.get("Filter", "")]
             assert [n["CTE Name"] for n in tested] == ["recent"], plan
-            (weeks,) = _nodes(plan, "Function Scan")
-            assert weeks["Function Name"] == "generate_series", plan
+            # one GIN scan a batch of weeks: the calls holding each run in one of its weeks
+            scans = _nodes(plan, "Bitmap Index Scan")
+            (batch,) = [n for n in scans if n["Index Name"] == "calls_run_keys_idx"]
+            assert batch["Index Cond"].count("&&") == len(digit_runs(digits)), plan
 
 
-async def test_staff_partial_number_walks_their_calls_index_only(seeded_dsn: str) -> None:
-    """A staff member's (or one extension's) partial number: along that extension's calls,
-    which calls_extension_page_idx carries with their digits (0014), so index-only."""
-    q = SearchQuery(number=NumberFilter("10042", None, "10042"))
-    for principal, query in ((STAFF, q), (ADMIN, replace(q, extension="214"))):
-        plan = await _plan(seeded_dsn, principal, query)
-        walks = [n["Index Name"] for n in _nodes(plan, "Index Only Scan")]
-        assert walks[:1] == ["calls_extension_page_idx"], plan
+async def test_long_calls_are_taken_from_the_length_index(seeded_dsn: str) -> None:
+    """"Longer than 20 minutes" (few calls, of every date): from calls_duration_page_idx, which
+    carries call_id and the scope's columns (0015; at 10 M the walk is index-only), not a walk
+    of every call newest first reading its row; each page call's recordings are counted
+    index-only on recordings_call_page_idx."""
+    for principal in (ADMIN, TAX, STAFF):
+        plan = await _plan(seeded_dsn, principal, SearchQuery(min_duration_s=1200))
+        used = _index_names(plan)
+        assert "calls_duration_page_idx" in used and "calls_started_idx" not in used, plan
+        counted = {n["Index Name"] for n in _nodes(plan, "Index Only Scan")}
+        assert "recordings_call_page_idx" in counted, plan
 
 
 ADMIN = Principal(1, "admin", "admin", (), None, "token")
 TAX = Principal(2, "manager", "manager", ("tax", "dept3"), None, "token")
 STAFF = Principal(3, "staff", "staff", (), "214", "token")
 T0, T1 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 20, tzinfo=UTC)
+EARLY = datetime(2026, 1, 10, tzinfo=UTC)  # to T1: ~7,000 calls, past the newest 3,000
 # What each principal above may see, as the plain scans the walks are checked against say it.
 SCOPE = {"admin": "true", "manager": "department IN ('tax', 'dept3')", "staff": "extension = '214'"}
 
@@ -185,7 +195,8 @@ async def test_week_walk_finds_what_a_scan_finds(
     ones a plain scan of every call's digits gives."""
     conn = await asyncpg.connect(seeded_dsn)
     try:
-        for order, start, stop in (("desc", None, None), ("asc", None, None), ("desc", T0, T1)):
+        for order, start, stop in (("desc", None, None), ("asc", None, None), ("desc", T0, T1),
+                                   ("desc", EARLY, T1), ("asc", EARLY, T1)):
             q = SearchQuery(number=NumberFilter(digits, None, digits), order=order, limit=20,
                             start=start, stop=stop)  # fmt: skip
             for _ in range(3):  # three pages, each after the last one's final call

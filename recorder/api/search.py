@@ -9,10 +9,11 @@ Phone numbers, "matched on the normalised form": input that normalises to a vali
 caller_e164/callee_e164 exactly, on their btree indexes; anything else with at least 3 digits is
 a partial number matched as a substring of the digits of every number on the call
 (calls.number_digits). A page of a partial number with 4 or more digits tests the newest 3,000
-calls, then walks the weeks newest first on migration 0014's index of (week, 4-digit run) keys,
-stopping at a full page; one extension's walks that extension's calls (their index carries the
-digits); 3 digits (common: the walk of calls_started_idx finds a page soon), counts and
-sort=length use the trigram index. docs/search.md has what each kind of search walks.
+calls, then the weeks newest first, in batches twice as long each time, on migration 0015's
+index of (4-digit run, week) keys, stopping at a full page; one extension's walks that
+extension's calls (their index carries the digits); 3 digits (common: the walk of
+calls_started_idx finds a page soon), counts and sort=length use the trigram index.
+docs/search.md has what each kind of search walks.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ SORTS: Final = ("started", "length")  # newest/oldest first, or longest/shortest
 COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "more than"
 MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
-RUN: Final = 4  # calls_digit_keys (migration 0014) indexes each run of 4 digits per week
+RUN: Final = 4  # calls_run_keys (migration 0015) indexes each run of 4 digits per week
+WEEKS: Final = 100_000  # its keys: run * WEEKS + week
 WINDOW: Final = 3_000  # newest calls a partial number's search tests before the weeks' index
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
@@ -137,11 +139,22 @@ def parse_search(query: p.Query, region: str) -> SearchQuery:
 
 def _where(principal: Principal, q: SearchQuery, args: Params) -> list[str]:
     """The search's conditions on `c` (calls), scope first; no cursor."""
-    where = [call_scope(principal, args)]
+    return [call_scope(principal, args), *_span(q, args), *_filters(q, args)]
+
+
+def _span(q: SearchQuery, args: Params) -> list[str]:
+    """The date range's conditions on `c`."""
+    span = []
     if q.start is not None:
-        where.append(f"c.started_at >= {args.add(q.start)}")
+        span.append(f"c.started_at >= {args.add(q.start)}")
     if q.stop is not None:
-        where.append(f"c.started_at < {args.add(q.stop)}")
+        span.append(f"c.started_at < {args.add(q.stop)}")
+    return span
+
+
+def _filters(q: SearchQuery, args: Params) -> list[str]:
+    """The conditions on `c` other than the scope and the date range."""
+    where = []
     for column, value in (
         ("extension", q.extension),
         ("department", q.department),
@@ -172,63 +185,76 @@ def _where(principal: Principal, q: SearchQuery, args: Params) -> list[str]:
 
 def digit_runs(digits: str) -> list[int]:
     """Runs of RUN digits that every call containing `digits` holds: every RUN-th one and the
-    last, which together cover it. Each is a posting list a week's probe reads (at 10 M calls,
+    last, which together cover it. Each is a posting list per week a batch reads (at 10 M calls,
     all 4 runs of 7 digits made the probes twice as slow, for no fewer rows)."""
     starts = {*range(0, len(digits) - RUN + 1, RUN), len(digits) - RUN}
     return sorted({int(digits[i : i + RUN]) for i in starts})
 
 
-def _partial_ids(q: SearchQuery, number: str, conds: str, args: Params) -> tuple[str, str]:
-    """A partial number's page of call ids, newest (oldest) first, and the CTE it needs.
+def _partial_page(
+    q: SearchQuery, number: str, rest: str, span: list[str], cols: str, args: Params
+) -> tuple[str, str]:
+    """A partial number's page of calls, newest (oldest) first, and the CTEs it needs.
 
-    First the newest WINDOW calls of the range, walked on calls_started_idx (it carries
+    `rest` is the search's conditions but the date range and cursor (`span`) and the digits.
+    First the newest WINDOW calls of the span, walked on calls_started_idx (it carries
     number_digits, 0013; index-only where the visibility map is current): a number many calls
-    have (a frequent client's) fills the page there. Past them, week by week on
-    calls_digit_keys_idx (0014): each week's calls holding every run of the digits, a few tiny
-    posting lists, then their rows tested; the outer LIMIT stops the walk at a full page, so a
-    rare number costs a probe per week, not a scan.
+    have (a frequent client's) fills the page there. Past them, on calls_run_keys_idx (0015) in
+    batches of weeks growing twice as long (1, 2, 4, ... weeks from the window's last call):
+    one GIN scan a batch, for the calls holding every run of the digits in one of its weeks
+    (a call's keys all carry its own week), then those rows tested; the outer LIMIT stops at a
+    full page. A common number fills it in the first week or two; a rare one costs ~8 scans
+    for two years, reading a few of the index's pages (a run's weeks are side by side).
     """
     desc = q.order == "desc"
     direction, behind, back = ("DESC", "<", "ASC") if desc else ("ASC", ">", "DESC")
     order = f"ORDER BY c.started_at {direction}, c.call_id {direction}"
     limit = f"LIMIT {int(q.limit) + 1}"
-    span = ["true"]
-    if q.start is not None:
-        span.append(f"c.started_at >= {args.add(q.start)}")
-    if q.stop is not None:
-        span.append(f"c.started_at < {args.add(q.stop)}")
-    if q.after is not None:
-        at, call_id = args.add(q.after[0]), args.add(q.after[1])
-        span.append(f"(c.started_at, c.call_id) {behind} ({at}, {call_id})")
-    within = " AND ".join(span)
+    within = " AND ".join(span or ["true"])
     # One walk of the newest WINDOW calls; the edge is the last of them, when there were that
-    # many (else the window held every call of the range, and no week is walked).
+    # many (else the window held every call of the span, and no week is walked).
     recent = (f"recent AS MATERIALIZED (SELECT c.call_id, c.started_at, c.number_digits "  # noqa: S608
               f"FROM calls c WHERE {within} {order} LIMIT {WINDOW}), "
               f"edge AS MATERIALIZED (SELECT r.started_at AS at, r.call_id AS id FROM recent r "
               f"WHERE (SELECT count(*) FROM recent) = {WINDOW} "
               f"ORDER BY r.started_at {back}, r.call_id {back} LIMIT 1)")  # fmt: skip
     digits = args.add(number)
-    first = (f"SELECT c.call_id FROM recent r JOIN calls c USING (call_id) "  # noqa: S608
-             f"WHERE strpos(r.number_digits, {digits}) > 0 AND {conds} "
+    first = (f"SELECT {cols} FROM recent r JOIN calls c USING (call_id) "  # noqa: S608
+             f"WHERE strpos(r.number_digits, {digits}) > 0 AND {rest} "
              f"ORDER BY r.started_at {direction}, r.call_id {direction} {limit}")  # fmt: skip
-    keys = ", ".join(f"w.week * 10000 + {args.add(run)}" for run in digit_runs(number))
-    # OFFSET 0 keeps each week's candidates a plan of their own: the GIN index alone (no walk
-    # of calls_started_idx for the ORDER BY, testing every call's keys, as the planner picks
-    # for want of an estimate of a week's keys; no AND with an index of a scope read whole
-    # each week); the conditions then test those few rows.
-    found = (f"SELECT * FROM calls c WHERE calls_digit_keys(c.number_digits, c.started_at) "  # noqa: S608
-             f"@> ARRAY[{keys}] OFFSET 0")
-    week = (f"SELECT c.call_id FROM ({found}) c WHERE {conds} AND (c.started_at, c.call_id) "  # noqa: S608
-            f"{behind} (SELECT at, id FROM edge) {order} {limit}")
-    # the weeks from the edge's to the range's other end (or the oldest/newest call's)
-    bound, towards, step = ("min", q.start, ", -1") if desc else ("max", q.stop, "")
+    # Batch k: the weeks 2^k - 1 to 2^(k+1) - 2 away from the edge's, up to the range's other
+    # end (or the oldest/newest call's).
+    bound, towards, sign, clamp = ("min", q.start, "-", "greatest") if desc else (
+        "max", q.stop, "+", "least")  # fmt: skip
     end = f"(SELECT {bound}(started_at) FROM calls)"  # noqa: S608
     if towards is not None:
         end = f"{'greatest' if desc else 'least'}({args.add(towards)}, {end})"
-    weeks = f"generate_series(calls_week((SELECT at FROM edge)), calls_week({end}){step})"  # noqa: S608
-    older = f"SELECT c.call_id FROM {weeks} AS w(week) CROSS JOIN LATERAL ({week}) c"  # noqa: S608
-    return f"SELECT * FROM (({first}) UNION ALL ({older})) ids {limit}", recent  # noqa: S608
+    near, far = f"x.e {sign} ((1 << k) - 1)", f"{clamp}(x.e {sign} ((2 << k) - 2), x.f)"
+    lo, hi = (far, near) if desc else (near, far)
+    weeks = "x.e - x.f" if desc else "x.f - x.e"  # from the edge's to the end's
+    bounds = (f"SELECT {lo} AS lo, {hi} AS hi FROM (SELECT calls_week((SELECT at FROM edge)) "  # noqa: S608
+              f"AS e, calls_week({end}) AS f) x, generate_series(0, 20) k "
+              f"WHERE (1 << k) - 1 <= {weeks} ORDER BY k")  # fmt: skip
+    runs = [args.add(run * WEEKS) for run in digit_runs(number)]
+    keys = ", ".join(f"(SELECT array_agg({run} + w) FROM generate_series(s.lo, s.hi) w) "  # noqa: S608
+                     f"AS k{i}" for i, run in enumerate(runs))  # fmt: skip
+    # OFFSET 0: each batch's arrays are values the GIN scan is given; flattened into it, the
+    # planner evaluated them as an InitPlan below a parallel Gather (10 M calls: 4 digits p50
+    # 3.5 -> 31 ms, the workers' start-up)
+    batches = f"SELECT {keys} FROM ({bounds}) s OFFSET 0"  # noqa: S608
+    holds = " AND ".join(f"calls_run_keys(c.number_digits, c.started_at) && b.k{i}"
+                         for i in range(len(runs)))  # fmt: skip
+    # OFFSET 0 keeps each batch's candidates a plan of their own: the GIN index alone (no walk
+    # of calls_started_idx for the ORDER BY, testing every call's keys, as the planner picks
+    # for want of an estimate of a batch's keys; no AND with an index of a scope read whole
+    # each time); the conditions then test those few rows, which become the page's.
+    found = f"SELECT * FROM calls c WHERE {holds} OFFSET 0"  # noqa: S608
+    batch = (f"SELECT {cols} FROM ({found}) c WHERE {rest} AND {within} "  # noqa: S608
+             f"AND strpos(c.number_digits, {digits}) > 0 "
+             f"AND (c.started_at, c.call_id) {behind} (SELECT at, id FROM edge) "
+             f"{order} {limit}")  # fmt: skip
+    older = f"SELECT p.* FROM ({batches}) b CROSS JOIN LATERAL ({batch}) p"  # noqa: S608
+    return f"SELECT * FROM (({first}) UNION ALL ({older})) page {limit}", recent  # noqa: S608
 
 
 def count_sql(principal: Principal, q: SearchQuery, cap: int = COUNT_CAP) -> tuple[str, list[Any]]:
@@ -246,17 +272,18 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
     call's filed-recording count and length and its tags."""
     args = Params()
     full = q.number.e164 if q.number is not None and q.sort == "started" else None
-    # A partial number of RUN digits or more, newest (oldest) first: by weeks (_partial_ids),
+    # A partial number of RUN digits or more, newest (oldest) first: by weeks (_partial_page),
     # or for one extension (a staff member's scope, or asked) along its calls.
     partial = (q.number is not None and full is None and q.sort == "started"
                and len(q.number.digits) >= RUN)  # fmt: skip
-    one_extension = q.extension is not None or principal.role == "staff"
-    where = _where(principal, q if full is None and not partial else replace(q, number=None),
-                   args)  # fmt: skip
-    if partial and q.number is not None:
+    by_weeks = partial and q.extension is None and principal.role != "staff"
+    scope = call_scope(principal, args)
+    span = _span(q, args)  # and the cursor, below: what bounds a walk of calls_started_idx
+    filters = _filters(q if full is None and not partial else replace(q, number=None), args)
+    if partial and not by_weeks and q.number is not None:
         # strpos, not LIKE: the same test, but one the planner cannot answer with the trigram
         # index (10 M calls: its scan alone took 35 ms for 7 digits) and AND in
-        where.append(f"strpos(c.number_digits, {args.add(q.number.digits)}) > 0")
+        filters.append(f"strpos(c.number_digits, {args.add(q.number.digits)}) > 0")
     direction, cmp = ("DESC", "<") if q.order == "desc" else ("ASC", ">")
     # sort=length: by length (a call without one, -1, sorts as the shortest), ties by call_id
     key = "c.started_at" if q.sort == "started" else "coalesce(c.duration_s, -1)"
@@ -264,13 +291,13 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
         at, call_id = args.add(q.after[0]), args.add(q.after[1])
         # The plain bound on the key lets a (x, started_at) index range-scan; the row
         # comparison then breaks ties between calls of the same instant.
-        where.append(f"{key} {cmp}= {at}")
-        where.append(f"({key}, c.call_id) {cmp} ({at}, {call_id})")
+        span.append(f"{key} {cmp}= {at}")
+        span.append(f"({key}, c.call_id) {cmp} ({at}, {call_id})")
     cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
     outer = "page.started_at" if q.sort == "started" else "coalesce(page.duration_s, -1)"
     # Identifiers and keywords are ours; every value went through `args`. LIMIT is an int.
     limit = f"ORDER BY {key} {direction}, c.call_id {direction} LIMIT {int(q.limit) + 1}"
-    conds = " AND ".join(where)
+    conds = " AND ".join([scope, *span, *filters])
     matches = f"FROM calls c WHERE {conds} {limit}"
     ctes = ""
     if full is not None:
@@ -288,15 +315,16 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
                   f"{limit}")  # fmt: skip
         ids = f"SELECT c.call_id FROM (({caller}) UNION ALL ({callee})) c {limit}"  # noqa: S608
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
-    elif partial and not one_extension and q.number is not None:
-        # strpos and the span are in conds too: a few rows tested twice
-        ids, recent = _partial_ids(q, q.number.digits, conds, args)
+    elif by_weeks and q.number is not None:
+        page, recent = _partial_page(q, q.number.digits, " AND ".join([scope, *filters]), span,
+                                     cols, args)  # fmt: skip
         ctes = f"{recent}, "
-        page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
-    elif q.number is not None and q.sort == "started":
-        # A partial number: the page's ids first, so the walk testing each call's digits can be
-        # index-only: 3 digits newest first on calls_started_idx (it carries them, 0013), one
-        # extension's calls on calls_extension_page_idx (0014); then only the page's rows.
+    elif q.sort == "started" and (q.number is not None or q.min_duration_s is not None):
+        # The page's ids first, so the walk testing each call can be index-only; then only the
+        # page's rows. A partial number: 3 digits newest first on calls_started_idx (it carries
+        # them, 0013), one extension's calls on calls_extension_page_idx (0014). A least length
+        # (few calls are long): calls_duration_page_idx, which carries call_id and the
+        # scope's columns (0015), sorted by start.
         ids = f"SELECT c.call_id {matches}"
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
     else:
