@@ -425,6 +425,15 @@ class Daemon:
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.durable()
                 self._spawn(self._file(command))
+            elif isinstance(command, cmd.Answer) and self._answers_caller(command):
+                # Answering the caller names nothing: a crash before its new call is journaled
+                # leaves a caller in the app that no call knows, Up or not, taken on as an
+                # orphan either way (recorder.model.reconcile). So the answer does not wait for
+                # the fsync; it overlaps it, and the step's next request waits for it.
+                self.writer.durable_begin()
+                problem = await self._request(command)
+                if problem is not None:
+                    refused.append(problem)
             else:
                 await self.writer.durable()  # names and ids are stored before Asterisk hears them
                 problem = await self._request(command)
@@ -433,6 +442,10 @@ class Daemon:
         # Rows no request of this step waited on: journaled with the next lane's (or within
         # 20 ms); PostgreSQL gets them in the background (Writer.run).
         self.writer.durable_soon()
+
+    def _answers_caller(self, c: cmd.Answer) -> bool:
+        call = self.state.calls.get(c.call_id)
+        return call is not None and call.caller_channel == c.channel_id
 
     async def _request(self, c: cmd.Command) -> str | None:
         """Run one ARI request; None, or what Asterisk answered when it refused."""

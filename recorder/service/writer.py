@@ -307,8 +307,17 @@ class Writer:
         if self.journal is not None:
             self.journal.close()
 
+    def durable_begin(self) -> None:
+        """Start journaling what was staged, without waiting for it: for a request that may
+        go before its rows are durable (recorder.service.daemon), so that its round trip and
+        their fsync overlap; the next `durable` waits for this append."""
+        if self.journal is not None and not self.journal.full:
+            self._journal_soon()
+
     def _journal_soon(self) -> None:
-        self._soon = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         if self._unjournaled:
             task = asyncio.ensure_future(self._journal())
             self._soon_tasks.add(task)
