@@ -8,7 +8,8 @@ kept until it is written; event rows are kept in order. Two rules:
   once for every lane waiting at that moment (group commit); without a journal, or when it
   cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
-  Asterisk hears of depends on them.
+  Asterisk hears of depends on them. `durable_begin` starts an append without waiting for it
+  (a request that names nothing, a new caller's answer, overlaps the fsync).
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
