@@ -90,6 +90,23 @@ def test_orphan_caller_in_the_app_becomes_a_call_and_stale_legs_are_released() -
     assert [h.channel_id for h in out if isinstance(h, cmd.Hangup)] == ["1700.10"]
 
 
+@pytest.mark.parametrize(("state", "answers"), [("Ring", ["1700.9"]), ("Up", [])])
+def test_an_orphan_caller_is_taken_on_whether_or_not_its_answer_went_out(
+    state: str, answers: list[str]
+) -> None:
+    """The daemon answers a new caller before the call is journaled (the fsync overlaps the
+    answer): a crash in between leaves the caller Up in the app, no call knowing it. It is taken
+    on as a crash before the answer leaves it, only not answered again."""
+    run = Run()
+    caller = b.chan("1700.9", state, number="+12125550111", app_data="verbatim,inbound,201")
+    out = run.reconcile(snapshot([caller], {}, {}), b.at(0))
+    (call,) = run.state.calls.values()
+    assert call.caller_channel == "1700.9"
+    assert [c.channel_id for c in out if isinstance(c, cmd.Answer)] == answers
+    assert [c.bridge_id for c in out if isinstance(c, cmd.CreateBridge)] == [call.bridge_id]
+    assert [c.channel_id for c in out if isinstance(c, cmd.Play)] == ["1700.9"]
+
+
 def test_an_orphan_leg_talking_in_a_bridge_is_never_hung_up() -> None:
     run = Run()
     talking = b.chan("1700.12", "Up", app_data="verbatim,dialed,20260101T000000-deadbeef")

@@ -58,7 +58,8 @@ def on_entered(state: ModelState, e: ev.Event, settings: CallSettings,
             if call.bridged_at is None:
                 call.bridged_at = s.at
             s.record("call.bridged", channel_id)
-            s.log("call.bridged", channel_id=channel_id, recording=call.stasis.current_recording)
+            s.log("call.bridged", "debug", channel_id=channel_id,
+                  recording=call.stasis.current_recording)
 
     return for_call(state, call_id, e, settings, body)
 
@@ -256,7 +257,7 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
     for other in call.live_legs():
         if other.channel_id != leg.channel_id:  # a leg not yet created answers 404: then gone
             s.add(cmd.Hangup(call.call_id, other.channel_id, reason))
-    s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
+    s.log("call.ending", "debug", channel_id=leg.channel_id, outcome=call.outcome)
 
 
 def maybe_finish(s: Step) -> None:

@@ -103,7 +103,7 @@ def mark_answered(s: Step, leg: Leg) -> None:
         first = call.callee_channel is None
         call.callee_channel = call.callee_channel or leg.channel_id
         s.record("call.answered", leg.channel_id)
-        s.log("call.answered", channel_id=leg.channel_id)
+        s.log("call.answered", "debug", channel_id=leg.channel_id)
         member = endpoint_extension(leg.channel_name, s.settings.extension_pattern)
         if first and leg.party is None and member not in (None, call.target):
             # Dial() of a ring group or a queue: the member who answered is the callee now
@@ -244,7 +244,7 @@ def hooked_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: Call
         if len(together) >= 2:
             call.bridged_at = call.bridged_at or s.at
             s.record("call.bridged", channel.id, bridge=e.bridge.id)
-            s.log("call.bridged", channel_id=channel.id, bridge=e.bridge.id)
+            s.log("call.bridged", "debug", channel_id=channel.id, bridge=e.bridge.id)
         if leg.role != "local":  # a Local half is heard through its partner's bridge
             snoop_leg(s, leg)
 
@@ -339,7 +339,7 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
             call.unbridged_at = call.unbridged_at or s.at
         for rec in call.live_recordings():  # each snoop dies with its channel; to be sure
             s.add(cmd.StopRecording(call.call_id, rec.name))
-        s.log("call.ending", channel_id=leg.channel_id, outcome=call.outcome)
+        s.log("call.ending", "debug", channel_id=leg.channel_id, outcome=call.outcome)
     maybe_finish(s)
 
 

@@ -186,7 +186,7 @@ def answered(s: Step, leg: Leg) -> None:
         other.outcome = "cancelled"
         s.add(cmd.Hangup(call.call_id, other.channel_id, "answered_elsewhere"))
     s.record("call.answered", leg.channel_id)
-    s.log("call.answered", channel_id=leg.channel_id)
+    s.log("call.answered", "debug", channel_id=leg.channel_id)
     if s.settings.ring_groups.get(call.target) and leg.party is None:
         # a ring group's member answered: it is the callee now (its extension, department)
         path_changed(s, "ring group answer", leg.channel_id, answered_by=leg.number)

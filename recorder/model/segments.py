@@ -77,7 +77,7 @@ def recording_started(s: Step, rec: Recording) -> None:
     rec.status = REC_RECORDING
     rec.started_at = s.at
     s.record("recording.started", recording=rec.name, segment=rec.segment)
-    s.log("recording.started", recording=rec.name, segment=rec.segment)
+    s.log("recording.started", "debug", recording=rec.name, segment=rec.segment)
     call.recorded_from(s.at)
     if call.open_pause("pause") is not None:  # a segment replacing one during a pause
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))

@@ -116,7 +116,7 @@ def snoop_started(s: Step, rec: Recording) -> None:
     rec.status = REC_RECORDING
     rec.started_at = s.at
     s.record("recording.started", snooped_leg(rec), recording=rec.name, segment=rec.segment)
-    s.log("recording.started", channel_id=snooped_leg(rec), recording=rec.name)
+    s.log("recording.started", "debug", channel_id=snooped_leg(rec), recording=rec.name)
     if not wanted(s, rec):  # stopped or refused while it was being started: end it now
         s.add(cmd.StopRecording(call.call_id, rec.name))
     elif call.open_pause("pause") is not None:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,7 +149,9 @@ class Daemon:
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
         # call id ("" for commands of no call) -> the batches its lane has yet to carry out
-        self._lanes: dict[str, asyncio.Queue[list[cmd.Command]]] = {}
+        # (a deque: only the lane's task takes from it, so an asyncio.Queue's waiters and
+        # loop binding would be paid per step for nothing)
+        self._lanes: dict[str, deque[list[cmd.Command]]] = {}
         self._backlog = asyncio.Semaphore(MAX_BACKLOG)
         self._drained = asyncio.Event()  # set while no lane has work
         self._drained.set()
@@ -167,7 +170,7 @@ class Daemon:
     @property
     def backlog(self) -> int:
         """Steps' commands waiting in the calls' lanes (MAX_BACKLOG: the consumer waits)."""
-        return sum(lane.qsize() for lane in self._lanes.values())
+        return sum(len(lane) for lane in self._lanes.values())
 
     @property
     def quiet(self) -> bool:
@@ -369,15 +372,15 @@ class Daemon:
             await self._backlog.acquire()
             lane = self._lanes.get(call_id)
             if lane is None:
-                lane = self._lanes[call_id] = asyncio.Queue()
+                lane = self._lanes[call_id] = deque()
                 self._drained.clear()
                 self._spawn(self._run_lane(call_id, lane))
-            lane.put_nowait(batch)
+            lane.append(batch)
 
-    async def _run_lane(self, call_id: str, lane: asyncio.Queue[list[cmd.Command]]) -> None:
+    async def _run_lane(self, call_id: str, lane: deque[list[cmd.Command]]) -> None:
         try:
-            while not lane.empty():
-                batch = lane.get_nowait()
+            while lane:
+                batch = lane.popleft()
                 try:
                     await self._execute(batch)
                 except Exception:  # a bug in one call's effects must not stop its lane
@@ -422,6 +425,15 @@ class Daemon:
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.durable()
                 self._spawn(self._file(command))
+            elif isinstance(command, cmd.Answer) and self._answers_caller(command):
+                # Answering the caller names nothing: a crash before its new call is journaled
+                # leaves a caller in the app that no call knows, Up or not, taken on as an
+                # orphan either way (recorder.model.reconcile). So the answer does not wait for
+                # the fsync; it overlaps it, and the step's next request waits for it.
+                self.writer.durable_begin()
+                problem = await self._request(command)
+                if problem is not None:
+                    refused.append(problem)
             else:
                 await self.writer.durable()  # names and ids are stored before Asterisk hears them
                 problem = await self._request(command)
@@ -430,6 +442,10 @@ class Daemon:
         # Rows no request of this step waited on: journaled with the next lane's (or within
         # 20 ms); PostgreSQL gets them in the background (Writer.run).
         self.writer.durable_soon()
+
+    def _answers_caller(self, c: cmd.Answer) -> bool:
+        call = self.state.calls.get(c.call_id)
+        return call is not None and call.caller_channel == c.channel_id
 
     async def _request(self, c: cmd.Command) -> str | None:
         """Run one ARI request; None, or what Asterisk answered when it refused."""

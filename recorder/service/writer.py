@@ -8,7 +8,8 @@ kept until it is written; event rows are kept in order. Two rules:
   once for every lane waiting at that moment (group commit); without a journal, or when it
   cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
-  Asterisk hears of depends on them.
+  Asterisk hears of depends on them. `durable_begin` starts an append without waiting for it
+  (a request that names nothing, a new caller's answer, overlaps the fsync).
 - PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
   changed since the last write, at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
@@ -307,8 +308,17 @@ class Writer:
         if self.journal is not None:
             self.journal.close()
 
+    def durable_begin(self) -> None:
+        """Start journaling what was staged, without waiting for it: for a request that may
+        go before its rows are durable (recorder.service.daemon), so that its round trip and
+        their fsync overlap; the next `durable` waits for this append."""
+        if self.journal is not None and not self.journal.full:
+            self._journal_soon()
+
     def _journal_soon(self) -> None:
-        self._soon = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         if self._unjournaled:
             task = asyncio.ensure_future(self._journal())
             self._soon_tasks.add(task)
