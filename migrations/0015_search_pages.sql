@@ -23,6 +23,11 @@
 -- Built concurrently like 0014 (10 M calls: see docs/search.md for the time), so outside a
 -- transaction, statement by statement, and safe to re-run: an index left invalid by an
 -- interrupted build is dropped and built again. The new indexes are built before the old go.
+--
+-- 0014's calls_digit_keys_idx and its function stay: the previous version's partial-number
+-- searches use them, and it must run on this schema (README, Rolling back; without the
+-- function its searches fail, without the index they scan every call). A later release,
+-- once no supported version reads them, drops both.
 
 -- Each run of 4 digits in number_digits (its words are the call's numbers; runs never span
 -- two) * 100000 + the week the call started (since 1970-01-01; below 100,000 until the year
@@ -63,8 +68,6 @@ SET maintenance_work_mem = '256MB';
 CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_run_keys_idx
     ON calls USING gin (calls_run_keys(number_digits, started_at))
     WITH (gin_pending_list_limit = 64);
-DROP INDEX CONCURRENTLY IF EXISTS calls_digit_keys_idx;
-DROP FUNCTION IF EXISTS calls_digit_keys(text, timestamptz);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_duration_page_idx
     ON calls (duration_s, started_at) INCLUDE (call_id, department, extension)
     WHERE duration_s IS NOT NULL;
