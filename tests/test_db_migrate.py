@@ -176,6 +176,51 @@ async def test_a_file_rewritten_to_the_same_schema_accepts_its_earlier_form(
         await migrate(fresh_dsn, mig_dir)
 
 
+async def test_a_rewritten_file_applied_anew_records_its_first_form(
+    fresh_dsn: str, mig_dir: Path
+) -> None:
+    """A database that runs the rewritten form keeps the first form's hash too: an older
+    version sharing the database (or rolled back to) ships the first form and checks it."""
+    first = load(mig_dir)[1].sha256
+    (mig_dir / "0002_second.sql").write_text(
+        f"-- migrate: no-transaction\n-- migrate: also applied as sha256 {first}\n"
+        "CREATE TABLE IF NOT EXISTS b (y int);\n"
+    )
+    assert await migrate(fresh_dsn, mig_dir) == ["0001_first", "0002_second"]
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        assert await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE version = 2") \
+            == first
+    finally:
+        await conn.close()
+    assert await migrate(fresh_dsn, mig_dir) == []
+
+
+async def test_a_no_transaction_files_plain_statement_gives_up_on_a_held_lock(
+    fresh_dsn: str, mig_dir: Path
+) -> None:
+    """Outside a transaction, a plain ALTER/DROP waiting for a long transaction would queue
+    every insert behind itself: it fails after the lock timeout (run it again), nothing
+    recorded; the connection's own lock_timeout is back to its default after."""
+    await migrate(fresh_dsn, mig_dir)
+    (mig_dir / "0003_alter.sql").write_text(
+        "-- migrate: no-transaction\nALTER TABLE a ADD COLUMN IF NOT EXISTS z int;\n")
+    holder, conn = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT count(*) FROM a")  # ACCESS SHARE until it ends
+            started = time.monotonic()
+            with pytest.raises(MigrationError, match=r"0003_alter.*lock timeout"):
+                await migrate(conn, mig_dir, lock_timeout_s=0.3)
+            assert time.monotonic() - started < 5
+        assert await conn.fetchval("SHOW lock_timeout") == "0"
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 2
+    finally:
+        await holder.close()
+        await conn.close()
+    assert await migrate(fresh_dsn, mig_dir) == ["0003_alter"]
+
+
 # -- the real schema --------------------------------------------------------------------------
 
 

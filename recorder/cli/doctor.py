@@ -366,7 +366,7 @@ async def _migrations(conn: Any, config: Config) -> Check:
     pending = [m.name for v, m in sorted(shipped_.items()) if v not in applied]
     newer = [r["name"] for v, r in sorted(applied.items()) if v not in shipped_]
     changed = [m.name for v, m in sorted(shipped_.items())
-               if v in applied and applied[v]["sha256"] != m.sha256]
+               if v in applied and not m.applied_as(applied[v]["sha256"])]
     if changed:
         return failed("migrations", f"applied migrations differ from the shipped files: "
                       f"{', '.join(changed)}", "reinstall this version's wheel unchanged")

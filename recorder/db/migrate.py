@@ -12,12 +12,15 @@ multi-statement string as one implicit transaction); it must then be safe to re-
 
 A file rewritten into a form that makes the same schema (0013, once transactional, now built
 concurrently) names each earlier form it replaces in a line `-- migrate: also applied as sha256
-<hex>`: a database that applied that form is up to date, and its row keeps that form's hash (an
-older daemon, rolled back to, still finds the hash it knows).
+<hex>`: a database that applied that form is up to date, and a row keeps the first form's hash
+whichever form ran (an older daemon, rolled back to or sharing the database, finds the hash it
+knows).
 
-Migrations run online, beside running daemons: a transactional file waits at most
-`lock_timeout_s` (5 s) for each lock it needs and then fails (nothing applied; run it again),
-rather than queue every call's writes behind it while a long transaction holds the table.
+Migrations run online, beside running daemons: a transactional file, and each statement of a
+no-transaction file but its CONCURRENTLY builds and drops (they wait for older transactions by
+design, without blocking writes), waits at most `lock_timeout_s` (5 s) for each lock it needs
+and then fails (run it again), rather than queue every call's writes behind it while a long
+transaction holds the table.
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ class Migration:
     def applied_as(self, sha256: str) -> bool:
         """Whether a database that applied the file with this hash has this file's schema."""
         return sha256 == self.sha256 or sha256 in _EARLIER.findall(self.sql)
+
+    @property
+    def recorded_sha256(self) -> str:
+        """The hash its schema_migrations row keeps: the first form's, when the file names
+        earlier ones, so that an older version sharing the database (or rolled back to) finds
+        the hash of the file it ships; this version accepts every form (`applied_as`)."""
+        earlier = _EARLIER.findall(self.sql)
+        return earlier[0] if earlier else self.sha256
 
 
 def load(directory: Path) -> list[Migration]:
@@ -152,7 +163,7 @@ async def _migrate(conn: Any, migrations: list[Migration], lock_timeout_s: float
                         await _record(conn, m)
                 else:
                     for statement in statements(m.sql):
-                        await conn.execute(statement)
+                        await _run_alone(conn, statement, lock_timeout_s)
                     await _record(conn, m)
             except asyncpg.PostgresError as e:
                 raise MigrationError(f"migration {m.path} failed: {e}") from e
@@ -184,10 +195,26 @@ def statements(sql: str) -> list[str]:
     return found
 
 
+async def _run_alone(conn: Any, statement: str, lock_timeout_s: float) -> None:
+    """One statement of a no-transaction file. A plain DROP INDEX (an invalid index's) or
+    ALTER TABLE queues every insert behind itself while it waits for a long transaction: it
+    gives up after the lock timeout instead. The timeout is set for the statement alone and
+    reset after it (the caller's connection keeps its own)."""
+    if re.search(r"\bCONCURRENTLY\b", statement, re.IGNORECASE):
+        await conn.execute(statement)
+        return
+    await conn.execute(f"SET lock_timeout = {int(lock_timeout_s * 1000)}")
+    try:
+        await conn.execute(statement)
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("RESET lock_timeout")
+
+
 async def _record(conn: Any, m: Migration) -> None:
     await conn.execute(
         "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
         m.version,
         m.name,
-        m.sha256,
+        m.recorded_sha256,
     )
