@@ -9,8 +9,9 @@ kept until it is written; event rows are kept in order. Two rules:
   cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
   Asterisk hears of depends on them.
-- PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
-  changed since the last write, at most once every `linger_s` under load (at once when quiet),
+- PostgreSQL gets what is pending in the background (`run`), in one transaction (every call
+  changed since the last write, with the event, gap, consent and tag rows) on the writer's own
+  connection (Repository.write), at most once every `linger_s` under load (at once when quiet),
   and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
   once PostgreSQL has everything, and rewritten with what is still pending when it grows.
 A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
@@ -32,12 +33,12 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import asyncpg
 import structlog
 
-from recorder.db.repository import Repository
+from recorder.db.repository import REFUSED, Repository
 from recorder.db.rows import CallRow, CallRows, EventRow, GapRow
 from recorder.policy import add_consent_rows
+from recorder.policy.audit import insert_consent_rows
 from recorder.service.journal import Entry, Journal, lines
 
 log = structlog.get_logger("verbatim.db")
@@ -65,7 +66,7 @@ _lane_staged: ContextVar[tuple[int, int] | None] = ContextVar("verbatim_lane_sta
 
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help, and one such row must not hold back every write after it.
-REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+REJECTED = REFUSED
 
 
 async def _write(
@@ -391,26 +392,21 @@ class Writer:
             return False
         # Only what was staged before this flush began: rows staged meanwhile (by another call's
         # lane) may belong to a call whose row is not in this flush; the next flush has both.
-        upto = len(self._events), len(self._gaps), len(self._consent), len(self._tags)
+        left = [len(rows) for rows in self._rows]
         began = time.monotonic()
         try:
-            saves, events_left = list(self._calls.values()), upto[0]
-            while saves or events_left:  # the calls first: an event row refers to its call's
+            saves = list(self._calls.values())
+            while True:  # one transaction per BATCH_ROWS calls; the other rows with the last
                 chunk, saves = saves[:BATCH_ROWS], saves[BATCH_ROWS:]
-                n_events = 0 if saves else min(events_left, BATCH_ROWS)
+                counts = [0] * len(left) if saves else [min(n, BATCH_ROWS) for n in left]
                 async with asyncio.timeout(self._timeout):
-                    await self._save_calls(chunk, n_events)
-                events_left -= n_events
+                    await self._write_batch(chunk, counts)
+                left = [n - c for n, c in zip(left, counts, strict=True)]
                 for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
-            await self._write_all("gap", self._gaps, self.repo.add_gaps, upto[1])
-            await self._write_all("consent", self._consent,
-                                  lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
-                                  upto[2])
-            # after the calls: a tag row refers to its call's
-            await self._write_all("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
-                                  upto[3])
+                if not saves and not any(left):
+                    break
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -429,31 +425,44 @@ class Writer:
             self._failing_since = None
         return True  # (what was staged meanwhile: its stager's own flush waits on this one)
 
-    async def _save_calls(self, saves: list[CallRows], n_events: int) -> None:
-        """Some calls and the first `n_events` events in one transaction (one pool acquire)."""
-        events = self._events[:n_events]
+    @property
+    def _rows(self) -> tuple[list[Entry], list[Entry], list[Entry], list[Entry]]:
+        """The pending rows that refer to calls, in the order a flush writes them."""
+        return self._events, self._gaps, self._consent, self._tags
+
+    async def _write_batch(self, saves: list[CallRows], counts: list[int]) -> None:
+        """Some calls and the first `counts` events, gaps, consent and tag rows in one
+        transaction (Repository.write); if PostgreSQL refuses a row, one by one, dropping (and
+        logging) the rows it refuses. What was written leaves the pending lists."""
+        events, gaps, consent, tags = (rows[:n] for rows, n in zip(self._rows, counts,
+                                                                  strict=True))
         try:
-            await self.repo.save_calls([(s.call, s.legs, s.recordings) for s in saves],
-                                       [e.row for e in events], [e.key for e in events])
-            del self._events[: len(events)]
-        except REJECTED:  # one by one, dropping what PostgreSQL refuses
+            await self.repo.write(
+                [(s.call, s.legs, s.recordings) for s in saves],
+                [e.row for e in events], [e.key for e in events],
+                [e.row for e in gaps], [e.key for e in gaps],
+                [e.row for e in tags],
+                also=[lambda conn: insert_consent_rows(conn, [e.row for e in consent],
+                                                       [e.key for e in consent])]
+                if consent else (),
+            )
+        except REJECTED:
             for save in saves:
                 try:
                     await self.repo.save_call(save.call, save.legs, save.recordings)
                 except REJECTED as exc:  # the next snapshot of the call may be fine
                     _rejected("call", exc, save.call_id)
-            await _write("event", self._events, self.repo.add_events, n_events)
-
-    async def _write_all(
-        self, kind: str, pending: list[Entry],
-        write: Callable[[list[Any], list[str]], Awaitable[Any]], upto: int,
-    ) -> None:
-        """The first `upto` entries of `pending`, BATCH_ROWS per transaction, each in time."""
-        while upto > 0:
-            n = min(upto, BATCH_ROWS)
-            async with asyncio.timeout(self._timeout):
-                await _write(kind, pending, write, n)
-            upto -= n
+            await _write("event", self._events, self.repo.add_events, counts[0])
+            await _write("gap", self._gaps, self.repo.add_gaps, counts[1])
+            await _write("consent", self._consent,
+                         lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
+                         counts[2])
+            # after the calls: a tag row refers to its call's
+            await _write("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
+                         counts[3])
+            return
+        for rows, n in zip(self._rows, counts, strict=True):
+            del rows[:n]
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
         """This server's calls in progress: PostgreSQL's, with the newer snapshots still
