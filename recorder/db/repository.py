@@ -130,6 +130,15 @@ def _layout(row_type: type[Any]) -> tuple[Any, list[str], tuple[int, ...]]:
 _LAYOUTS = {t: _layout(t) for t in (CallRow, LegRow, RecordingRow, EventRow, GapRow)}
 
 
+def _gone(conn: Any) -> bool:
+    """A pool's connection that died: closed, or (once its server went away) already back in
+    the pool, which then refuses any call on it."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 async def _save(
     conn: Any,
     snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
@@ -237,7 +246,7 @@ class Repository:
         calls (events, gaps, tags; `also`: more statements, given the connection, e.g.
         consent rows). Keys: each row's, so that writing it again adds nothing."""
         conn = self._writes
-        if conn is None or conn.is_closed():
+        if conn is None or _gone(conn):
             conn = self._writes = await self.pool.acquire()
         try:
             async with conn.transaction():
