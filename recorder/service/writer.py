@@ -9,11 +9,16 @@ kept until it is written; event rows are kept in order. Two rules:
   cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
   Asterisk hears of depends on them.
-- PostgreSQL gets what is pending in the background (`run`), in one transaction (every call
-  changed since the last write, with the event, gap, consent and tag rows) on the writer's own
-  connection (Repository.write), at most once every `linger_s` under load (at once when quiet),
-  and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
-  once PostgreSQL has everything, and rewritten with what is still pending when it grows.
+- PostgreSQL gets what is pending in the background (`run`) once a call reaches a milestone
+  (`is_milestone`: started, answered, recording started or filed, transferred, ended), in one
+  transaction (those calls' newest snapshots, with every event, gap, consent and tag row
+  pending) on the writer's own connection (Repository.write), at most once every `linger_s`
+  under load (at once when quiet); a full `flush` (every 5 s: Daemon._periodic; a control's
+  completion; the daemon's stop) writes the other snapshots too. So PostgreSQL (and what the API
+  shows of a call in progress) is at most one milestone or 5 s behind the model; the journal
+  holds the rest. While PostgreSQL is away, it is retried every few seconds. The journal is
+  never behind PostgreSQL: it is emptied once PostgreSQL has everything, and rewritten with what
+  is still pending when it grows.
 A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
 staged: a row replayed from the journal is inserted once.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import operator
 import queue
 import threading
 import time
@@ -36,7 +42,7 @@ from typing import Any, TypeVar
 import structlog
 
 from recorder.db.repository import REFUSED, Repository
-from recorder.db.rows import CallRow, CallRows, EventRow, GapRow
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, RecordingRow
 from recorder.policy import add_consent_rows
 from recorder.policy.audit import insert_consent_rows
 from recorder.service.journal import Entry, Journal, lines
@@ -87,6 +93,14 @@ async def _write(
             except REJECTED as exc:
                 _rejected(kind, exc, getattr(entry.row, "call_id", None))
     del pending[: len(batch)]
+
+
+def _newest(entries: list[Entry]) -> list[Entry]:
+    """Entries as the journal takes them: a call's snapshot as its rows, and only the newest of
+    each call's (a replay keeps the newest of each call's anyway)."""
+    last = {e.key: i for i, e in enumerate(entries) if e.kind == "call"}
+    return [Entry("call", e.key, e.row.rows) if e.kind == "call" else e
+            for i, e in enumerate(entries) if e.kind != "call" or last[e.key] == i]
 
 
 def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
@@ -140,6 +154,53 @@ def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None)
         done.set_result(result)
 
 
+class Snapshot:
+    """A call as a step left it, mapped to its rows (recorder.db.mapping) only when first
+    needed, journaled or written: a call changed by several steps before either is mapped once.
+    The call is never changed after its step (the next step changes a copy)."""
+
+    __slots__ = ("_rows", "_source", "_to_rows", "call_id", "milestone")
+
+    def __init__(self, call_id: str, source: Any,
+                 to_rows: Callable[[Any], CallRows] | None = None) -> None:
+        self.call_id = call_id
+        self._source, self._to_rows = source, to_rows
+        self._rows: CallRows | None = source if to_rows is None else None
+        # Whether PostgreSQL must have it soon (Writer._milestone), once known
+        self.milestone: bool | None = None
+
+    @property
+    def rows(self) -> CallRows:
+        if self._rows is None:
+            assert self._to_rows is not None
+            self._rows, self._source = self._to_rows(self._source), None
+        return self._rows
+
+
+def _stages(recordings: tuple[RecordingRow, ...]) -> set[tuple[str, str]]:
+    # "finished" (Asterisk closed the file) is no milestone: "filed" follows it at once
+    return {(r.name, "recording" if r.status == "finished" else r.status) for r in recordings}
+
+
+# A call row's columns but its snapshot (`state`)
+_COLUMNS = operator.attrgetter(*(f.name for f in dataclasses.fields(CallRow) if f.name != "state"))
+
+
+def is_milestone(new: CallRows, old: CallRows | None) -> bool:
+    """Whether `new` is a milestone of the call since `old` (what PostgreSQL last got of it):
+    the call started (no `old`), a column of its row changed (answered, decided, linked by a
+    transfer, ended), a recording was requested or changed status (started, filed, failed,
+    missing), or a party joined a call already answered (a transfer's or forward's target).
+    Anything else (a prompt, ringing, a leg answered or ended, the model's own bookkeeping)
+    waits for the next milestone."""
+    if old is None or _COLUMNS(new.call) != _COLUMNS(old.call):
+        return True
+    if _stages(new.recordings) != _stages(old.recordings):
+        return True
+    return (new.call.answered_at is not None
+            and not {x.channel_id for x in new.legs} <= {x.channel_id for x in old.legs})
+
+
 class Writer:
     """Rows for PostgreSQL, written in batches; while it is away, kept in memory and in the
     journal (recorder.service.journal) so a crash during the outage loses none of them."""
@@ -148,7 +209,9 @@ class Writer:
                  journal: Journal | None = None, linger_s: float = 0.2):
         self.repo = repo
         self.journal = journal
-        self._calls: dict[str, CallRows] = {}
+        self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
+        # What PostgreSQL last got of each call still active (`_milestone` compares with it)
+        self._written: dict[str, CallRows] = {}
         self._events: list[Entry] = []
         self._gaps: list[Entry] = []
         self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
@@ -175,7 +238,6 @@ class Writer:
         self._soon: asyncio.TimerHandle | None = None  # durable_soon's pending journal append
         self._soon_tasks: set[asyncio.Task[bool]] = set()
         self._linger = linger_s
-        self._last_write = 0.0
         # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
         # writes that reached PostgreSQL took.
         self.staged: Counter[str] = Counter()
@@ -210,8 +272,13 @@ class Writer:
         """Nothing waits for PostgreSQL, or it is away and what waits is journaled."""
         if not self._has_pending():
             return True
-        return (self._failing_since is not None and not self._unjournaled
-                and not self._journaling.locked())
+        journaled = not self._unjournaled and not self._journaling.locked()
+        return journaled and (self._failing_since is not None or self._only_deferred())
+
+    def _only_deferred(self) -> bool:
+        """What waits for PostgreSQL waits for a milestone (or the next full flush)."""
+        return self.journal is not None and not any(self._milestone(s)
+                                                    for s in self._calls.values())
 
     @property
     def failing(self) -> bool:
@@ -219,9 +286,27 @@ class Writer:
         return self._failing_since is not None
 
     def stage_call(self, save: CallRows) -> None:
-        self._calls.pop(save.call_id, None)
-        self._calls[save.call_id] = save
-        self._stage(Entry("call", save.call_id, save), None)
+        self._stage_snapshot(Snapshot(save.call_id, save))
+
+    def stage_snapshot(self, call_id: str, call: Any, to_rows: Callable[[Any], CallRows]) -> None:
+        """The call as a step left it; `to_rows(call)` its rows, called when first needed."""
+        self._stage_snapshot(Snapshot(call_id, call, to_rows))
+
+    def _stage_snapshot(self, snapshot: Snapshot) -> None:
+        self._calls.pop(snapshot.call_id, None)
+        self._calls[snapshot.call_id] = snapshot
+        self._stage(Entry("call", snapshot.call_id, snapshot), None)
+
+    def _milestone(self, snapshot: Snapshot) -> bool:
+        """Whether PostgreSQL must have the snapshot soon: a milestone (`is_milestone`), or
+        nothing else holds it (no journal, or a full one). Any other snapshot waits in memory
+        and in the journal for the call's next milestone, or the next full `flush`
+        (Daemon._periodic: every 5 s); a restart replays it from the journal."""
+        if self.journal is None or self.journal.full:
+            return True
+        if snapshot.milestone is None:
+            snapshot.milestone = is_milestone(snapshot.rows, self._written.get(snapshot.call_id))
+        return snapshot.milestone
 
     def stage_event(self, row: EventRow) -> None:
         self._stage(Entry("event", self._key(), row), self._events)
@@ -250,7 +335,7 @@ class Writer:
         for entry in entries:
             if entry.kind == "call":
                 self._calls.pop(entry.key, None)
-                self._calls[entry.key] = entry.row
+                self._calls[entry.key] = Snapshot(entry.key, entry.row)
             else:
                 lists[entry.kind].append(entry)
         if entries:
@@ -260,17 +345,16 @@ class Writer:
         return len(entries)
 
     async def run(self) -> None:
-        """Write what is staged to PostgreSQL in the background: at once when the last write
-        is `linger_s` old, else when it is (what is staged meanwhile goes in the same write)."""
-        loop = asyncio.get_running_loop()
+        """Write what is staged to PostgreSQL in the background, `linger_s` after it was staged
+        (what is staged meanwhile goes in the same write). Snapshots that are no milestone
+        (`_milestone`) wait for a full `flush`."""
         while True:
             await self._staged.wait()
-            wait = self._last_write + self._linger - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            # what the next linger_s stages goes in the same write (a call's answer and its
+            # recording's start; the steps of a hang-up)
+            await asyncio.sleep(self._linger)
             self._staged.clear()
-            self._last_write = loop.time()
-            await self.flush()
+            await self.flush(milestones=True)
 
     async def durable(self) -> None:
         """Until what this task staged (a call's lane: see `_lane_staged`), and every row staged
@@ -315,15 +399,16 @@ class Writer:
             self._soon_tasks.add(task)
             task.add_done_callback(self._soon_tasks.discard)
 
-    async def flush(self) -> bool:
+    async def flush(self, milestones: bool = False) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
-        False (and it stays pending, journaled) if the database is unavailable."""
+        False (and it stays pending, journaled) if the database is unavailable. `milestones`:
+        of the call snapshots, only those PostgreSQL must have soon (`_milestone`)."""
         if not self._has_pending():
             return True
         async with self._flushing:
             if self.journal is not None:
                 await self._journal()
-            written = await self._flush()
+            written = await self._flush(milestones)
             if written and self.journal is not None:
                 try:
                     await self._compact()
@@ -354,7 +439,7 @@ class Writer:
                 self._on_disk = numbered
 
     def _pending_entries(self) -> list[Entry]:
-        calls = [Entry("call", k, v) for k, v in self._calls.items()]
+        calls = [Entry("call", k, v.rows) for k, v in self._calls.items()]
         return calls + self._events + self._gaps + self._consent + self._tags
 
     def _has_pending(self) -> bool:
@@ -377,7 +462,8 @@ class Writer:
                 return True
             entries, self._unjournaled = self._unjournaled, []
             numbered = self._numbered
-            data = lines(entries)  # encoded here: the thread then needs the GIL only briefly
+            # encoded here: the thread then needs the GIL only briefly
+            data = lines(_newest(entries))
             if await self._journal_thread.run(lambda: journal.write(data)):
                 self._on_disk = max(self._on_disk, numbered)
                 return True
@@ -385,7 +471,7 @@ class Writer:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
 
-    async def _flush(self) -> bool:
+    async def _flush(self, milestones: bool) -> bool:
         if not self._has_pending():
             return True  # written by the flush this one waited for
         if self._failing_since is not None and time.monotonic() < self._next_try:
@@ -393,9 +479,11 @@ class Writer:
         # Only what was staged before this flush began: rows staged meanwhile (by another call's
         # lane) may belong to a call whose row is not in this flush; the next flush has both.
         left = [len(rows) for rows in self._rows]
+        saves = [s for s in self._calls.values() if not milestones or self._milestone(s)]
+        if milestones and not saves:
+            return True  # what is pending waits for a milestone
         began = time.monotonic()
         try:
-            saves = list(self._calls.values())
             while True:  # one transaction per BATCH_ROWS calls; the other rows with the last
                 chunk, saves = saves[:BATCH_ROWS], saves[BATCH_ROWS:]
                 counts = [0] * len(left) if saves else [min(n, BATCH_ROWS) for n in left]
@@ -405,6 +493,10 @@ class Writer:
                 for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
+                    if save.rows.call.status == "active":
+                        self._written[save.call_id] = save.rows
+                    else:
+                        self._written.pop(save.call_id, None)
                 if not saves and not any(left):
                     break
         except Exception as exc:  # the database's failure must not become the call's failure
@@ -430,7 +522,7 @@ class Writer:
         """The pending rows that refer to calls, in the order a flush writes them."""
         return self._events, self._gaps, self._consent, self._tags
 
-    async def _write_batch(self, saves: list[CallRows], counts: list[int]) -> None:
+    async def _write_batch(self, saves: list[Snapshot], counts: list[int]) -> None:
         """Some calls and the first `counts` events, gaps, consent and tag rows in one
         transaction (Repository.write); if PostgreSQL refuses a row, one by one, dropping (and
         logging) the rows it refuses. What was written leaves the pending lists."""
@@ -438,7 +530,7 @@ class Writer:
                                                                   strict=True))
         try:
             await self.repo.write(
-                [(s.call, s.legs, s.recordings) for s in saves],
+                [(s.rows.call, s.rows.legs, s.rows.recordings) for s in saves],
                 [e.row for e in events], [e.key for e in events],
                 [e.row for e in gaps], [e.key for e in gaps],
                 [e.row for e in tags],
@@ -448,8 +540,9 @@ class Writer:
             )
         except REJECTED:
             for save in saves:
+                snap = save.rows
                 try:
-                    await self.repo.save_call(save.call, save.legs, save.recordings)
+                    await self.repo.save_call(snap.call, snap.legs, snap.recordings)
                 except REJECTED as exc:  # the next snapshot of the call may be fine
                     _rejected("call", exc, save.call_id)
             await _write("event", self._events, self.repo.add_events, counts[0])
@@ -473,12 +566,13 @@ class Writer:
         except Exception as exc:  # adopt what the journal knows rather than nothing
             log.error("db.read_failed", error=f"{type(exc).__name__}: {exc}")
             rows = {}
-        for save in self._calls.values():
-            if save.call.asterisk_id == asterisk_id:
-                if save.call.status == "active":
-                    rows[save.call_id] = save.call
+        for snapshot in self._calls.values():
+            call = snapshot.rows.call
+            if call.asterisk_id == asterisk_id:
+                if call.status == "active":
+                    rows[call.call_id] = call
                 else:
-                    rows.pop(save.call_id, None)
+                    rows.pop(call.call_id, None)
         return list(rows.values())
 
     async def close_orphan(self, row: CallRow) -> None:
