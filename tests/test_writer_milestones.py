@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ ANSWERED = CallRows("c1", call_row("c1", state={"v": 2}),
 
 
 def _with(rows: CallRows, *, state: int | None = None, rec: str | None = None,
-          legs: tuple[str, ...] = (), ended_leg: str | None = None, **call: object) -> CallRows:
+          legs: tuple[str, ...] = (), ended_leg: str | None = None, **call: Any) -> CallRows:
     """`rows` changed: its state's "v", its recording's status, legs added or one ended, the
     call row's columns."""
     recs = tuple(replace(r, status=rec) for r in rows.recordings) if rec else rows.recordings
