@@ -14,7 +14,7 @@ import pytest
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRows, EventRow
 from recorder.service.journal import Journal
-from recorder.service.writer import Writer, is_milestone
+from recorder.service.writer import Writer, is_milestone, shown
 from tests.harness.rows import T0, call_row, leg_row, rec_row
 
 RINGING = CallRows("c1", call_row("c1", answered_at=None, state={"v": 1}),
@@ -52,7 +52,7 @@ def _with(rows: CallRows, *, state: int | None = None, rec: str | None = None,
     (_with(ANSWERED, status="ended", outcome="answered", ended_at=T0), ANSWERED, True),
 ])
 def test_milestones(new: CallRows, old: CallRows | None, milestone: bool) -> None:
-    assert is_milestone(new, old) is milestone
+    assert is_milestone(new, None if old is None else shown(old)) is milestone
 
 
 def event(kind: str) -> EventRow:

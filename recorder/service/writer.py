@@ -177,28 +177,35 @@ class Snapshot:
         return self._rows
 
 
-def _stages(recordings: tuple[RecordingRow, ...]) -> set[tuple[str, str]]:
+def _stages(recordings: tuple[RecordingRow, ...]) -> frozenset[tuple[str, str]]:
     # "finished" (Asterisk closed the file) is no milestone: "filed" follows it at once
-    return {(r.name, "recording" if r.status == "finished" else r.status) for r in recordings}
+    return frozenset((r.name, "recording" if r.status == "finished" else r.status)
+                     for r in recordings)
 
 
 # A call row's columns but its snapshot (`state`)
 _COLUMNS = operator.attrgetter(*(f.name for f in dataclasses.fields(CallRow) if f.name != "state"))
 
+# What milestones change of a call's rows: its row's columns, its recordings' stages, its legs
+Shown = tuple[tuple[Any, ...], frozenset[tuple[str, str]], frozenset[str]]
 
-def is_milestone(new: CallRows, old: CallRows | None) -> bool:
-    """Whether `new` is a milestone of the call since `old` (what PostgreSQL last got of it):
-    the call started (no `old`), a column of its row changed (answered, decided, linked by a
-    transfer, ended), a recording was requested or changed status (started, filed, failed,
-    missing), or a party joined a call already answered (a transfer's or forward's target).
-    Anything else (a prompt, ringing, a leg answered or ended, the model's own bookkeeping)
-    waits for the next milestone."""
-    if old is None or _COLUMNS(new.call) != _COLUMNS(old.call):
+
+def shown(rows: CallRows) -> Shown:
+    return _COLUMNS(rows.call), _stages(rows.recordings), frozenset(x.channel_id for x in rows.legs)
+
+
+def is_milestone(new: CallRows, old: Shown | None) -> bool:
+    """Whether `new` is a milestone of the call since `old` (`shown` of what PostgreSQL last
+    got of it): the call started (no `old`), a column of its row changed (answered, decided,
+    linked by a transfer, ended), a recording was requested or changed status (started, filed,
+    failed, missing), or a party joined a call already answered (a transfer's or forward's
+    target). Anything else (a prompt, ringing, a leg answered or ended, the model's own
+    bookkeeping) waits for the next milestone."""
+    if old is None:
         return True
-    if _stages(new.recordings) != _stages(old.recordings):
-        return True
-    return (new.call.answered_at is not None
-            and not {x.channel_id for x in new.legs} <= {x.channel_id for x in old.legs})
+    columns, stages, legs = shown(new)
+    return (columns != old[0] or stages != old[1]
+            or (new.call.answered_at is not None and not legs <= old[2]))
 
 
 class Writer:
@@ -211,7 +218,7 @@ class Writer:
         self.journal = journal
         self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
         # What PostgreSQL last got of each call still active (`_milestone` compares with it)
-        self._written: dict[str, CallRows] = {}
+        self._written: dict[str, Shown] = {}
         self._events: list[Entry] = []
         self._gaps: list[Entry] = []
         self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
@@ -494,7 +501,7 @@ class Writer:
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
                     if save.rows.call.status == "active":
-                        self._written[save.call_id] = save.rows
+                        self._written[save.call_id] = shown(save.rows)
                     else:
                         self._written.pop(save.call_id, None)
                 if not saves and not any(left):
