@@ -133,3 +133,27 @@ async def test_a_snapshot_is_mapped_once_however_many_steps_changed_the_call(
     assert mapped == [3]  # PostgreSQL gets the rows the journal took
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 3}
+
+
+async def test_a_write_leaves_out_the_legs_and_recordings_postgresql_has(
+    repo: Repository, tmp_path: Path
+) -> None:
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(ANSWERED)
+    await writer.flush()
+
+    async def versions() -> dict[str, int]:  # a row's xmin changes with every update
+        rows = await repo.pool.fetch(
+            "SELECT channel_id AS k, xmin::text::bigint AS v FROM legs WHERE call_id = 'c1' "
+            "UNION ALL SELECT name, xmin::text::bigint FROM recordings WHERE call_id = 'c1'")
+        return {r["k"]: r["v"] for r in rows}
+
+    before = await versions()
+    writer.stage_call(_with(ANSWERED, ended_leg="b", rec="recording"))
+    await writer.flush()
+    after = await versions()
+    assert after["a"] == before["a"], "a leg PostgreSQL had as it is was written again"
+    assert after["b"] != before["b"] and after["r1"] != before["r1"]
+    legs = {x.channel_id: x for x in await repo.legs("c1")}
+    assert legs["b"].ended_at is not None and legs["a"].answered_at == T0
+    assert [r.status for r in await repo.recordings("c1")] == ["recording"]

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import structlog
 
 from recorder.db.repository import REFUSED, Repository
-from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, RecordingRow
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
 from recorder.policy import add_consent_rows
 from recorder.policy.audit import insert_consent_rows
 from recorder.service.journal import Entry, Journal, lines
@@ -194,6 +194,20 @@ def shown(rows: CallRows) -> Shown:
     return _COLUMNS(rows.call), _stages(rows.recordings), frozenset(x.channel_id for x in rows.legs)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    """What PostgreSQL last got of a call still active."""
+
+    shown: Shown
+    legs: dict[str, LegRow]
+    recordings: dict[str, RecordingRow]
+
+    @classmethod
+    def of(cls, rows: CallRows) -> _Written:
+        return cls(shown(rows), {x.channel_id: x for x in rows.legs},
+                   {r.name: r for r in rows.recordings})
+
+
 def is_milestone(new: CallRows, old: Shown | None) -> bool:
     """Whether `new` is a milestone of the call since `old` (`shown` of what PostgreSQL last
     got of it): the call started (no `old`), a column of its row changed (answered, decided,
@@ -217,8 +231,9 @@ class Writer:
         self.repo = repo
         self.journal = journal
         self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
-        # What PostgreSQL last got of each call still active (`_milestone` compares with it)
-        self._written: dict[str, Shown] = {}
+        # What PostgreSQL last got of each call still active: `_milestone` compares with it,
+        # and a write leaves out the legs and recordings it has as they are
+        self._written: dict[str, _Written] = {}
         self._events: list[Entry] = []
         self._gaps: list[Entry] = []
         self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
@@ -312,7 +327,8 @@ class Writer:
         if self.journal is None or self.journal.full:
             return True
         if snapshot.milestone is None:
-            snapshot.milestone = is_milestone(snapshot.rows, self._written.get(snapshot.call_id))
+            last = self._written.get(snapshot.call_id)
+            snapshot.milestone = is_milestone(snapshot.rows, None if last is None else last.shown)
         return snapshot.milestone
 
     def stage_event(self, row: EventRow) -> None:
@@ -495,14 +511,14 @@ class Writer:
                 chunk, saves = saves[:BATCH_ROWS], saves[BATCH_ROWS:]
                 counts = [0] * len(left) if saves else [min(n, BATCH_ROWS) for n in left]
                 async with asyncio.timeout(self._timeout):
-                    await self._write_batch(chunk, counts)
+                    refused = await self._write_batch(chunk, counts)
                 left = [n - c for n, c in zip(left, counts, strict=True)]
                 for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
-                    if save.rows.call.status == "active":
-                        self._written[save.call_id] = shown(save.rows)
-                    else:
+                    if save.rows.call.status == "active" and save.call_id not in refused:
+                        self._written[save.call_id] = _Written.of(save.rows)
+                    else:  # over, or refused: its next snapshot is written whole
                         self._written.pop(save.call_id, None)
                 if not saves and not any(left):
                     break
@@ -529,15 +545,17 @@ class Writer:
         """The pending rows that refer to calls, in the order a flush writes them."""
         return self._events, self._gaps, self._consent, self._tags
 
-    async def _write_batch(self, saves: list[Snapshot], counts: list[int]) -> None:
+    async def _write_batch(self, saves: list[Snapshot], counts: list[int]) -> set[str]:
         """Some calls and the first `counts` events, gaps, consent and tag rows in one
         transaction (Repository.write); if PostgreSQL refuses a row, one by one, dropping (and
-        logging) the rows it refuses. What was written leaves the pending lists."""
+        logging) the rows it refuses. What was written leaves the pending lists. The calls
+        whose snapshots PostgreSQL refused."""
         events, gaps, consent, tags = (rows[:n] for rows, n in zip(self._rows, counts,
                                                                   strict=True))
+        refused: set[str] = set()
         try:
             await self.repo.write(
-                [(s.rows.call, s.rows.legs, s.rows.recordings) for s in saves],
+                [self._changed(s.rows) for s in saves],
                 [e.row for e in events], [e.key for e in events],
                 [e.row for e in gaps], [e.key for e in gaps],
                 [e.row for e in tags],
@@ -552,6 +570,7 @@ class Writer:
                     await self.repo.save_call(snap.call, snap.legs, snap.recordings)
                 except REJECTED as exc:  # the next snapshot of the call may be fine
                     _rejected("call", exc, save.call_id)
+                    refused.add(save.call_id)
             await _write("event", self._events, self.repo.add_events, counts[0])
             await _write("gap", self._gaps, self.repo.add_gaps, counts[1])
             await _write("consent", self._consent,
@@ -560,9 +579,19 @@ class Writer:
             # after the calls: a tag row refers to its call's
             await _write("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
                          counts[3])
-            return
+            return refused
         for rows, n in zip(self._rows, counts, strict=True):
             del rows[:n]
+        return refused
+
+    def _changed(self, rows: CallRows) -> tuple[CallRow, list[LegRow], list[RecordingRow]]:
+        """The call's row, with the legs and recordings PostgreSQL does not have as they are
+        (a snapshot upserts two legs, but a step changes one at most)."""
+        last = self._written.get(rows.call_id)
+        if last is None:
+            return rows.call, list(rows.legs), list(rows.recordings)
+        return (rows.call, [x for x in rows.legs if last.legs.get(x.channel_id) != x],
+                [r for r in rows.recordings if last.recordings.get(r.name) != r])
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
         """This server's calls in progress: PostgreSQL's, with the newer snapshots still
