@@ -102,7 +102,8 @@ _INSERT_GAP = (
 )
 _INSERT_TAG = ("INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2, $3) "
                "ON CONFLICT (call_id, tag) DO NOTHING")
-# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away.
+# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
+# retrying cannot help (recorder.service.writer drops such a row, so it holds back no other).
 REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"

@@ -12,13 +12,15 @@ kept until it is written; event rows are kept in order. Two rules:
 - PostgreSQL gets what is pending in the background (`run`) once a call reaches a milestone
   (`is_milestone`: started, answered, recording started or filed, transferred, ended), in one
   transaction (those calls' newest snapshots, with every event, gap, consent and tag row
-  pending) on the writer's own connection (Repository.write), at most once every `linger_s`
-  under load (at once when quiet); a full `flush` (every 5 s: Daemon._periodic; a control's
-  completion; the daemon's stop) writes the other snapshots too. So PostgreSQL (and what the API
-  shows of a call in progress) is at most one milestone or 5 s behind the model; the journal
-  holds the rest. While PostgreSQL is away, it is retried every few seconds. The journal is
-  never behind PostgreSQL: it is emptied once PostgreSQL has everything, and rewritten with what
-  is still pending when it grows.
+  pending; of a call's legs and recordings, those PostgreSQL does not have as they are) on the
+  writer's own connection (Repository.write), `linger_s` after the first row staged since the
+  last write; a full `flush` (every 5 s: Daemon._periodic; a control's completion; the daemon's
+  stop) writes the other snapshots too. So PostgreSQL (and what the API shows of a call in
+  progress) is at most one milestone or 5 s behind the model; the journal holds the rest.
+  While PostgreSQL is away, it is retried every few seconds; a row it refuses (REFUSED: a retry
+  cannot help) is logged and dropped, so that none holds back the writes after it. The journal
+  is never behind PostgreSQL: it is emptied once PostgreSQL has everything, and rewritten with
+  what is still pending when it grows.
 A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
 staged: a row replayed from the journal is inserted once.
 """
@@ -70,11 +72,6 @@ BATCH_ROWS = 500
 _lane_staged: ContextVar[tuple[int, int] | None] = ContextVar("verbatim_lane_staged",
                                                               default=None)
 
-# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
-# retrying cannot help, and one such row must not hold back every write after it.
-REJECTED = REFUSED
-
-
 async def _write(
     kind: str, pending: list[Entry], write: Callable[[list[Any], list[str]], Awaitable[Any]],
     upto: int,
@@ -86,11 +83,11 @@ async def _write(
     batch = pending[:upto]
     try:
         await write([e.row for e in batch], [e.key for e in batch])
-    except REJECTED:
+    except REFUSED:
         for entry in batch:
             try:
                 await write([entry.row], [entry.key])
-            except REJECTED as exc:
+            except REFUSED as exc:
                 _rejected(kind, exc, getattr(entry.row, "call_id", None))
     del pending[: len(batch)]
 
@@ -563,12 +560,12 @@ class Writer:
                                                        [e.key for e in consent])]
                 if consent else (),
             )
-        except REJECTED:
+        except REFUSED:
             for save in saves:
                 snap = save.rows
                 try:
                     await self.repo.save_call(snap.call, snap.legs, snap.recordings)
-                except REJECTED as exc:  # the next snapshot of the call may be fine
+                except REFUSED as exc:  # the next snapshot of the call may be fine
                     _rejected("call", exc, save.call_id)
                     refused.add(save.call_id)
             await _write("event", self._events, self.repo.add_events, counts[0])
