@@ -62,6 +62,7 @@ class Figures:
     rss_end_kb: int
     stuck: int  # calls still up 30 s after they should have ended (hung up by the bench)
     warnings: int  # warning and error lines the recorder logged
+    row_writes: dict[str, int]  # rows inserted or updated, by table (the daemon's tables)
 
     @property
     def latency_ms(self) -> list[float]:
@@ -78,6 +79,10 @@ class Figures:
                 f"{(self.rss_peak_kb - self.rss_start_kb) / n:7.1f} "
                 f"{(self.rss_end_kb - self.rss_start_kb) / n:7.1f} {self.wall_s:6.0f} "
                 f"{self.stuck:5} {self.warnings:5}")
+
+    def writes(self) -> str:
+        """Rows written per call, by table."""
+        return ", ".join(f"{t} {n / self.calls:.1f}" for t, n in self.row_writes.items())
 
     def slowest(self) -> str:
         """p99 per event type, slowest first."""
@@ -132,6 +137,18 @@ def pg_ticks(data_dir: Path) -> int:
             if int(fields[1]) == master:
                 total += int(fields[11]) + int(fields[12])
     return total
+
+
+WRITTEN_TABLES = ("calls", "legs", "recordings", "call_events", "consent_audit")
+
+
+def row_writes(cluster: PrivateCluster) -> dict[str, int]:
+    """Rows inserted or updated so far, by table (an upsert that updates counts once)."""
+    names = ", ".join(repr(t) for t in WRITTEN_TABLES)  # our own names
+    out = cluster.psql("SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables "  # noqa: S608
+                       f"WHERE relname IN ({names})")
+    found = dict(line.split("|") for line in out.strip().splitlines() if "|" in line)
+    return {t: int(found.get(t, "0")) for t in WRITTEN_TABLES}
 
 
 def transactions(cluster: PrivateCluster) -> int:
@@ -316,6 +333,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         proc, ctl, log = run.proc, run.ctl, run.log
         ev0, req0 = len(await ctl.events()), len(await ctl.requests())
         cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        rows0 = row_writes(cluster)
         log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
         start = time.monotonic()
         await place_calls(ctl, n, args.rate, args.speed)
@@ -323,6 +341,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         wall = time.monotonic() - start
         await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
         cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        rows = {t: n - rows0[t] for t, n in row_writes(cluster).items()}
         events, requests = await ctl.events(ev0), await ctl.requests(req0)
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
@@ -341,7 +360,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     return Figures(kind, n, (cpu - cpu0) * 1000 / TICK, (pg - pg0) * 1000 / TICK, xacts - x0,
                    len(requests), log_bytes, len(answers) / span if span else 0.0,
                    latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
-                   warnings(log, log0))
+                   warnings(log, log0), rows)
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -502,6 +521,7 @@ async def bench(args: argparse.Namespace) -> None:
                 results.append(await run_one(kind, n, args, root, cluster))
                 print(results[-1].row(), flush=True)
                 print(f"    p99 ms by event type: {results[-1].slowest()}", flush=True)
+                print(f"    rows written per call: {results[-1].writes()}", flush=True)
     print("\nper call, daemon / minimal:")
     for n in sizes:
         d = next((r for r in results if r.calls == n and r.recorder == "daemon"), None)

@@ -34,9 +34,9 @@ class Flaky:
         self._saving()
         await self.repo.save_call(*a)
 
-    async def save_calls(self, *a: Any) -> None:  # the writer's flush: calls and events
+    async def write(self, *a: Any, **kw: Any) -> None:  # the writer's flush: every row
         self._saving()
-        await self.repo.save_calls(*a)
+        await self.repo.write(*a, **kw)
 
     async def add_events(self, *a: Any) -> None:
         if self.down:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -123,14 +124,14 @@ async def test_a_backlog_is_written_in_pieces_that_each_fit_the_timeout(
     """After an outage the backlog is larger than one write can carry in time: written whole it
     would time out at every retry for ever (seen in bench/load.py's soak); in pieces it goes."""
     monkeypatch.setattr(writer_module, "BATCH_ROWS", 4)
-    save_calls, sizes = repo.save_calls, []
+    write, sizes = repo.write, []
 
-    async def slow(snapshots: Sequence[object], *args: object) -> None:
+    async def slow(snapshots: Sequence[object], *args: Any, **kw: Any) -> None:
         sizes.append(len(snapshots))
         await asyncio.sleep(0.05 * len(snapshots))  # a database slow per row, as under load
-        await save_calls(snapshots, *args)  # type: ignore[arg-type]
+        await write(snapshots, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(repo, "save_calls", slow)
+    monkeypatch.setattr(repo, "write", slow)
     writer = Writer(repo, timeout_s=0.5)  # 30 calls at once would take 1.5 s
     calls = [call_row(f"b{n:02}") for n in range(30)]
     for call in calls:

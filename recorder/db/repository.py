@@ -8,9 +8,10 @@ silently take it as UTC).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -99,6 +100,11 @@ _INSERT_GAP = (
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(GAP_COLS) + 2))}) "
     "ON CONFLICT (row_key) DO NOTHING"
 )
+_INSERT_TAG = ("INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2, $3) "
+               "ON CONFLICT (call_id, tag) DO NOTHING")
+# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
+# retrying cannot help (recorder.service.writer drops such a row, so it holds back no other).
+REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
 
@@ -125,6 +131,40 @@ def _layout(row_type: type[Any]) -> tuple[Any, list[str], tuple[int, ...]]:
 _LAYOUTS = {t: _layout(t) for t in (CallRow, LegRow, RecordingRow, EventRow, GapRow)}
 
 
+def _gone(conn: Any) -> bool:
+    """A pool's connection that died: closed, or (once its server went away) already back in
+    the pool, which then refuses any call on it."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
+async def _save(
+    conn: Any,
+    snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
+    events: Sequence[EventRow],
+    event_keys: Sequence[str | None] | None,
+) -> None:
+    """Upsert call snapshots and add event rows, in the caller's transaction."""
+    # Rows are written in key order so concurrent saves lock them in the same order.
+    calls = sorted((s[0] for s in snapshots), key=lambda r: r.call_id)
+    legs = sorted((leg for s in snapshots for leg in s[1]),
+                  key=lambda r: (r.asterisk_id, r.channel_id))
+    recordings = sorted((rec for s in snapshots for rec in s[2]),
+                        key=lambda r: (r.asterisk_id, r.name))
+    if calls:
+        await conn.executemany(_UPSERT_CALL, [_values(c) for c in calls])
+    if legs:
+        await conn.executemany(_UPSERT_LEG, [_values(x) for x in legs])
+    if recordings:
+        await conn.executemany(_UPSERT_RECORDING, [_values(r) for r in recordings])
+    if events:
+        keys = event_keys or [None] * len(events)
+        await conn.executemany(_INSERT_EVENT, [
+            (*_values(e), k) for e, k in zip(events, keys, strict=True)])
+
+
 def _row(row_type: type[T], record: Any) -> T:
     return row_type(**dict(record.items()))
 
@@ -148,6 +188,10 @@ class Repository:
     def __init__(self, pool: Any) -> None:
         """`pool` is an asyncpg pool whose connections were set up by `init_connection`."""
         self.pool = pool
+        # The writer's own connection (`write`), taken from the pool at its first write and
+        # kept: a pool's acquire and release cost a reset query (a round trip and a transaction
+        # of its own) per write. Given back by `close`, or when a write fails for want of it.
+        self._writes: Any = None
 
     init_connection = staticmethod(_init_connection)
 
@@ -159,6 +203,10 @@ class Repository:
         return cls(pool)
 
     async def close(self) -> None:
+        if self._writes is not None:
+            conn, self._writes = self._writes, None
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn, timeout=5)
         await self.pool.close()
 
     async def ping(self) -> None:
@@ -181,24 +229,44 @@ class Repository:
         """Upsert call snapshots (with their legs and recordings) and add event rows, all in
         one transaction on one connection: the writer's whole flush in one round trip's worth
         of statements. All or nothing."""
-        # Rows are written in key order so concurrent saves lock them in the same order.
-        calls = sorted((s[0] for s in snapshots), key=lambda r: r.call_id)
-        legs = sorted((leg for s in snapshots for leg in s[1]),
-                      key=lambda r: (r.asterisk_id, r.channel_id))
-        recordings = sorted((rec for s in snapshots for rec in s[2]),
-                            key=lambda r: (r.asterisk_id, r.name))
-        keys = event_keys or [None] * len(events)
         async with self.pool.acquire() as conn, conn.transaction():
-            if calls:
-                await conn.executemany(_UPSERT_CALL, [_values(c) for c in calls])
-            if legs:
-                await conn.executemany(_UPSERT_LEG, [_values(x) for x in legs])
-            if recordings:
-                await conn.executemany(_UPSERT_RECORDING,
-                                       [_values(r) for r in recordings])
-            if events:
-                await conn.executemany(_INSERT_EVENT, [
-                    (*_values(e), k) for e, k in zip(events, keys, strict=True)])
+            await _save(conn, snapshots, events, event_keys)
+
+    async def write(
+        self,
+        snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
+        events: Sequence[EventRow] = (),
+        event_keys: Sequence[str | None] | None = None,
+        gaps: Sequence[GapRow] = (),
+        gap_keys: Sequence[str | None] | None = None,
+        tags: Sequence[tuple[str, str, str]] = (),
+        also: Sequence[Callable[[Any], Awaitable[Any]]] = (),
+    ) -> None:
+        """The daemon writer's flush, all or nothing, in one transaction on the writer's own
+        connection: call snapshots (with their legs and recordings), then rows that refer to
+        calls (events, gaps, tags; `also`: more statements, given the connection, e.g.
+        consent rows). Keys: each row's, so that writing it again adds nothing."""
+        conn = self._writes
+        if conn is None or _gone(conn):
+            conn = self._writes = await self.pool.acquire()
+        try:
+            async with conn.transaction():
+                await _save(conn, snapshots, events, event_keys)
+                if gaps:
+                    keys = gap_keys or [None] * len(gaps)
+                    await conn.executemany(
+                        _INSERT_GAP, [(*_values(g), k) for g, k in zip(gaps, keys, strict=True)])
+                if tags:
+                    await conn.executemany(_INSERT_TAG, list(tags))
+                for more in also:
+                    await more(conn)
+        except REFUSED:  # the rows', not the connection's: rolled back, the connection is fine
+            raise
+        except BaseException:  # lost, cancelled mid-statement, timed out: a fresh one next time
+            self._writes = None
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn, timeout=1)
+            raise
 
     async def save_recording(self, row: RecordingRow) -> bool:
         """Upsert one recording; False if refused because its status would move backwards."""
@@ -218,11 +286,7 @@ class Repository:
 
     async def add_tags(self, tags: Sequence[tuple[str, str, str]]) -> None:
         """(call_id, tag, by) rows; a tag a call already has is kept as it was."""
-        await self.pool.executemany(
-            "INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2, $3) "
-            "ON CONFLICT (call_id, tag) DO NOTHING",
-            list(tags),
-        )
+        await self.pool.executemany(_INSERT_TAG, list(tags))
 
     async def gaps(self, since: datetime, call_id: str | None = None) -> list[GapRow]:
         sql = SELECT_GAPS + "WHERE starts_at >= $1"

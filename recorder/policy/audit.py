@@ -122,14 +122,24 @@ async def add_consent_rows(pool_or_conn: Any, rows: Sequence[ConsentRow],
     row's key, so that writing it again adds nothing (None: no key)."""
     if not rows:
         return
-    keys = keys or [None] * len(rows)
-    args = [(*_values(r), k) for r, k in zip(rows, keys, strict=True)]
+    args = _args(rows, keys)  # a naive time is refused before the database is used
     if hasattr(pool_or_conn, "acquire"):
         async with pool_or_conn.acquire() as conn, conn.transaction():
             await conn.executemany(_INSERT, args)
     else:
         async with pool_or_conn.transaction():
             await pool_or_conn.executemany(_INSERT, args)
+
+
+async def insert_consent_rows(conn: Any, rows: Sequence[ConsentRow],
+                              keys: Sequence[str | None] | None = None) -> None:
+    """`add_consent_rows` in the caller's transaction on `conn` (the daemon writer's flush)."""
+    await conn.executemany(_INSERT, _args(rows, keys))
+
+
+def _args(rows: Sequence[ConsentRow], keys: Sequence[str | None] | None) -> list[tuple[Any, ...]]:
+    keys = keys or [None] * len(rows)
+    return [(*_values(r), k) for r, k in zip(rows, keys, strict=True)]
 
 
 async def consent_rows(pool_or_conn: Any, call_id: str) -> list[ConsentRow]:

@@ -10,10 +10,18 @@ kept until it is written; event rows are kept in order. Two rules:
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
   Asterisk hears of depends on them. `durable_begin` starts an append without waiting for it
   (a request that names nothing, a new caller's answer, overlaps the fsync).
-- PostgreSQL gets what is pending in the background (`run`), in one transaction for every call
-  changed since the last write, at most once every `linger_s` under load (at once when quiet),
-  and every few seconds while it is away. The journal is never behind PostgreSQL: it is emptied
-  once PostgreSQL has everything, and rewritten with what is still pending when it grows.
+- PostgreSQL gets what is pending in the background (`run`) once a call reaches a milestone
+  (`is_milestone`: started, answered, recording started or filed, transferred, ended), in one
+  transaction (those calls' newest snapshots, with every event, gap, consent and tag row
+  pending; of a call's legs and recordings, those PostgreSQL does not have as they are) on the
+  writer's own connection (Repository.write), `linger_s` after the first row staged since the
+  last write; a full `flush` (every 5 s: Daemon._periodic; a control's completion; the daemon's
+  stop) writes the other snapshots too. So PostgreSQL (and what the API shows of a call in
+  progress) is at most one milestone or 5 s behind the model; the journal holds the rest.
+  While PostgreSQL is away, it is retried every few seconds; a row it refuses (REFUSED: a retry
+  cannot help) is logged and dropped, so that none holds back the writes after it. The journal
+  is never behind PostgreSQL: it is emptied once PostgreSQL has everything, and rewritten with
+  what is still pending when it grows.
 A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
 staged: a row replayed from the journal is inserted once.
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import operator
 import queue
 import threading
 import time
@@ -33,12 +42,12 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import asyncpg
 import structlog
 
-from recorder.db.repository import Repository
-from recorder.db.rows import CallRow, CallRows, EventRow, GapRow
+from recorder.db.repository import REFUSED, Repository
+from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
 from recorder.policy import add_consent_rows
+from recorder.policy.audit import insert_consent_rows
 from recorder.service.journal import Entry, Journal, lines
 
 log = structlog.get_logger("verbatim.db")
@@ -64,11 +73,6 @@ BATCH_ROWS = 500
 _lane_staged: ContextVar[tuple[int, int] | None] = ContextVar("verbatim_lane_staged",
                                                               default=None)
 
-# What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
-# retrying cannot help, and one such row must not hold back every write after it.
-REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
-
-
 async def _write(
     kind: str, pending: list[Entry], write: Callable[[list[Any], list[str]], Awaitable[Any]],
     upto: int,
@@ -80,13 +84,21 @@ async def _write(
     batch = pending[:upto]
     try:
         await write([e.row for e in batch], [e.key for e in batch])
-    except REJECTED:
+    except REFUSED:
         for entry in batch:
             try:
                 await write([entry.row], [entry.key])
-            except REJECTED as exc:
+            except REFUSED as exc:
                 _rejected(kind, exc, getattr(entry.row, "call_id", None))
     del pending[: len(batch)]
+
+
+def _newest(entries: list[Entry]) -> list[Entry]:
+    """Entries as the journal takes them: a call's snapshot as its rows, and only the newest of
+    each call's (a replay keeps the newest of each call's anyway)."""
+    last = {e.key: i for i, e in enumerate(entries) if e.kind == "call"}
+    return [Entry("call", e.key, e.row.rows) if e.kind == "call" else e
+            for i, e in enumerate(entries) if e.kind != "call" or last[e.key] == i]
 
 
 def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
@@ -140,6 +152,74 @@ def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None)
         done.set_result(result)
 
 
+class Snapshot:
+    """A call as a step left it, mapped to its rows (recorder.db.mapping) only when first
+    needed, journaled or written: a call changed by several steps before either is mapped once.
+    The call is never changed after its step (the next step changes a copy)."""
+
+    __slots__ = ("_rows", "_source", "_to_rows", "call_id", "milestone")
+
+    def __init__(self, call_id: str, source: Any,
+                 to_rows: Callable[[Any], CallRows] | None = None) -> None:
+        self.call_id = call_id
+        self._source, self._to_rows = source, to_rows
+        self._rows: CallRows | None = source if to_rows is None else None
+        # Whether PostgreSQL must have it soon (Writer._milestone), once known
+        self.milestone: bool | None = None
+
+    @property
+    def rows(self) -> CallRows:
+        if self._rows is None:
+            assert self._to_rows is not None
+            self._rows, self._source = self._to_rows(self._source), None
+        return self._rows
+
+
+def _stages(recordings: tuple[RecordingRow, ...]) -> frozenset[tuple[str, str]]:
+    # "finished" (Asterisk closed the file) is no milestone: "filed" follows it at once
+    return frozenset((r.name, "recording" if r.status == "finished" else r.status)
+                     for r in recordings)
+
+
+# A call row's columns but its snapshot (`state`)
+_COLUMNS = operator.attrgetter(*(f.name for f in dataclasses.fields(CallRow) if f.name != "state"))
+
+# What milestones change of a call's rows: its row's columns, its recordings' stages, its legs
+Shown = tuple[tuple[Any, ...], frozenset[tuple[str, str]], frozenset[str]]
+
+
+def shown(rows: CallRows) -> Shown:
+    return _COLUMNS(rows.call), _stages(rows.recordings), frozenset(x.channel_id for x in rows.legs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    """What PostgreSQL last got of a call still active."""
+
+    shown: Shown
+    legs: dict[str, LegRow]
+    recordings: dict[str, RecordingRow]
+
+    @classmethod
+    def of(cls, rows: CallRows) -> _Written:
+        return cls(shown(rows), {x.channel_id: x for x in rows.legs},
+                   {r.name: r for r in rows.recordings})
+
+
+def is_milestone(new: CallRows, old: Shown | None) -> bool:
+    """Whether `new` is a milestone of the call since `old` (`shown` of what PostgreSQL last
+    got of it): the call started (no `old`), a column of its row changed (answered, decided,
+    linked by a transfer, ended), a recording was requested or changed status (started, filed,
+    failed, missing), or a party joined a call already answered (a transfer's or forward's
+    target). Anything else (a prompt, ringing, a leg answered or ended, the model's own
+    bookkeeping) waits for the next milestone."""
+    if old is None:
+        return True
+    columns, stages, legs = shown(new)
+    return (columns != old[0] or stages != old[1]
+            or (new.call.answered_at is not None and not legs <= old[2]))
+
+
 class Writer:
     """Rows for PostgreSQL, written in batches; while it is away, kept in memory and in the
     journal (recorder.service.journal) so a crash during the outage loses none of them."""
@@ -148,7 +228,10 @@ class Writer:
                  journal: Journal | None = None, linger_s: float = 0.2):
         self.repo = repo
         self.journal = journal
-        self._calls: dict[str, CallRows] = {}
+        self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
+        # What PostgreSQL last got of each call still active: `_milestone` compares with it,
+        # and a write leaves out the legs and recordings it has as they are
+        self._written: dict[str, _Written] = {}
         self._events: list[Entry] = []
         self._gaps: list[Entry] = []
         self._consent: list[Entry] = []  # rows: recorder.policy.ConsentRow
@@ -175,7 +258,6 @@ class Writer:
         self._soon: asyncio.TimerHandle | None = None  # durable_soon's pending journal append
         self._soon_tasks: set[asyncio.Task[bool]] = set()
         self._linger = linger_s
-        self._last_write = 0.0
         # For ops (recorder.metrics): event rows staged since start, by kind, and how long the
         # writes that reached PostgreSQL took.
         self.staged: Counter[str] = Counter()
@@ -210,8 +292,13 @@ class Writer:
         """Nothing waits for PostgreSQL, or it is away and what waits is journaled."""
         if not self._has_pending():
             return True
-        return (self._failing_since is not None and not self._unjournaled
-                and not self._journaling.locked())
+        journaled = not self._unjournaled and not self._journaling.locked()
+        return journaled and (self._failing_since is not None or self._only_deferred())
+
+    def _only_deferred(self) -> bool:
+        """What waits for PostgreSQL waits for a milestone (or the next full flush)."""
+        return self.journal is not None and not any(self._milestone(s)
+                                                    for s in self._calls.values())
 
     @property
     def failing(self) -> bool:
@@ -219,9 +306,28 @@ class Writer:
         return self._failing_since is not None
 
     def stage_call(self, save: CallRows) -> None:
-        self._calls.pop(save.call_id, None)
-        self._calls[save.call_id] = save
-        self._stage(Entry("call", save.call_id, save), None)
+        self._stage_snapshot(Snapshot(save.call_id, save))
+
+    def stage_snapshot(self, call_id: str, call: Any, to_rows: Callable[[Any], CallRows]) -> None:
+        """The call as a step left it; `to_rows(call)` its rows, called when first needed."""
+        self._stage_snapshot(Snapshot(call_id, call, to_rows))
+
+    def _stage_snapshot(self, snapshot: Snapshot) -> None:
+        self._calls.pop(snapshot.call_id, None)
+        self._calls[snapshot.call_id] = snapshot
+        self._stage(Entry("call", snapshot.call_id, snapshot), None)
+
+    def _milestone(self, snapshot: Snapshot) -> bool:
+        """Whether PostgreSQL must have the snapshot soon: a milestone (`is_milestone`), or
+        nothing else holds it (no journal, or a full one). Any other snapshot waits in memory
+        and in the journal for the call's next milestone, or the next full `flush`
+        (Daemon._periodic: every 5 s); a restart replays it from the journal."""
+        if self.journal is None or self.journal.full:
+            return True
+        if snapshot.milestone is None:
+            last = self._written.get(snapshot.call_id)
+            snapshot.milestone = is_milestone(snapshot.rows, None if last is None else last.shown)
+        return snapshot.milestone
 
     def stage_event(self, row: EventRow) -> None:
         self._stage(Entry("event", self._key(), row), self._events)
@@ -250,7 +356,7 @@ class Writer:
         for entry in entries:
             if entry.kind == "call":
                 self._calls.pop(entry.key, None)
-                self._calls[entry.key] = entry.row
+                self._calls[entry.key] = Snapshot(entry.key, entry.row)
             else:
                 lists[entry.kind].append(entry)
         if entries:
@@ -260,17 +366,16 @@ class Writer:
         return len(entries)
 
     async def run(self) -> None:
-        """Write what is staged to PostgreSQL in the background: at once when the last write
-        is `linger_s` old, else when it is (what is staged meanwhile goes in the same write)."""
-        loop = asyncio.get_running_loop()
+        """Write what is staged to PostgreSQL in the background, `linger_s` after it was staged
+        (what is staged meanwhile goes in the same write). Snapshots that are no milestone
+        (`_milestone`) wait for a full `flush`."""
         while True:
             await self._staged.wait()
-            wait = self._last_write + self._linger - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            # what the next linger_s stages goes in the same write (a call's answer and its
+            # recording's start; the steps of a hang-up)
+            await asyncio.sleep(self._linger)
             self._staged.clear()
-            self._last_write = loop.time()
-            await self.flush()
+            await self.flush(milestones=True)
 
     async def durable(self) -> None:
         """Until what this task staged (a call's lane: see `_lane_staged`), and every row staged
@@ -324,15 +429,16 @@ class Writer:
             self._soon_tasks.add(task)
             task.add_done_callback(self._soon_tasks.discard)
 
-    async def flush(self) -> bool:
+    async def flush(self, milestones: bool = False) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
-        False (and it stays pending, journaled) if the database is unavailable."""
+        False (and it stays pending, journaled) if the database is unavailable. `milestones`:
+        of the call snapshots, only those PostgreSQL must have soon (`_milestone`)."""
         if not self._has_pending():
             return True
         async with self._flushing:
             if self.journal is not None:
                 await self._journal()
-            written = await self._flush()
+            written = await self._flush(milestones)
             if written and self.journal is not None:
                 try:
                     await self._compact()
@@ -363,7 +469,7 @@ class Writer:
                 self._on_disk = numbered
 
     def _pending_entries(self) -> list[Entry]:
-        calls = [Entry("call", k, v) for k, v in self._calls.items()]
+        calls = [Entry("call", k, v.rows) for k, v in self._calls.items()]
         return calls + self._events + self._gaps + self._consent + self._tags
 
     def _has_pending(self) -> bool:
@@ -386,7 +492,8 @@ class Writer:
                 return True
             entries, self._unjournaled = self._unjournaled, []
             numbered = self._numbered
-            data = lines(entries)  # encoded here: the thread then needs the GIL only briefly
+            # encoded here: the thread then needs the GIL only briefly
+            data = lines(_newest(entries))
             if await self._journal_thread.run(lambda: journal.write(data)):
                 self._on_disk = max(self._on_disk, numbered)
                 return True
@@ -394,33 +501,34 @@ class Writer:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
 
-    async def _flush(self) -> bool:
+    async def _flush(self, milestones: bool) -> bool:
         if not self._has_pending():
             return True  # written by the flush this one waited for
         if self._failing_since is not None and time.monotonic() < self._next_try:
             return False
         # Only what was staged before this flush began: rows staged meanwhile (by another call's
         # lane) may belong to a call whose row is not in this flush; the next flush has both.
-        upto = len(self._events), len(self._gaps), len(self._consent), len(self._tags)
+        left = [len(rows) for rows in self._rows]
+        saves = [s for s in self._calls.values() if not milestones or self._milestone(s)]
+        if milestones and not saves:
+            return True  # what is pending waits for a milestone
         began = time.monotonic()
         try:
-            saves, events_left = list(self._calls.values()), upto[0]
-            while saves or events_left:  # the calls first: an event row refers to its call's
+            while True:  # one transaction per BATCH_ROWS calls; the other rows with the last
                 chunk, saves = saves[:BATCH_ROWS], saves[BATCH_ROWS:]
-                n_events = 0 if saves else min(events_left, BATCH_ROWS)
+                counts = [0] * len(left) if saves else [min(n, BATCH_ROWS) for n in left]
                 async with asyncio.timeout(self._timeout):
-                    await self._save_calls(chunk, n_events)
-                events_left -= n_events
+                    refused = await self._write_batch(chunk, counts)
+                left = [n - c for n, c in zip(left, counts, strict=True)]
                 for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
-            await self._write_all("gap", self._gaps, self.repo.add_gaps, upto[1])
-            await self._write_all("consent", self._consent,
-                                  lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
-                                  upto[2])
-            # after the calls: a tag row refers to its call's
-            await self._write_all("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
-                                  upto[3])
+                    if save.rows.call.status == "active" and save.call_id not in refused:
+                        self._written[save.call_id] = _Written.of(save.rows)
+                    else:  # over, or refused: its next snapshot is written whole
+                        self._written.pop(save.call_id, None)
+                if not saves and not any(left):
+                    break
         except Exception as exc:  # the database's failure must not become the call's failure
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -439,31 +547,58 @@ class Writer:
             self._failing_since = None
         return True  # (what was staged meanwhile: its stager's own flush waits on this one)
 
-    async def _save_calls(self, saves: list[CallRows], n_events: int) -> None:
-        """Some calls and the first `n_events` events in one transaction (one pool acquire)."""
-        events = self._events[:n_events]
-        try:
-            await self.repo.save_calls([(s.call, s.legs, s.recordings) for s in saves],
-                                       [e.row for e in events], [e.key for e in events])
-            del self._events[: len(events)]
-        except REJECTED:  # one by one, dropping what PostgreSQL refuses
-            for save in saves:
-                try:
-                    await self.repo.save_call(save.call, save.legs, save.recordings)
-                except REJECTED as exc:  # the next snapshot of the call may be fine
-                    _rejected("call", exc, save.call_id)
-            await _write("event", self._events, self.repo.add_events, n_events)
+    @property
+    def _rows(self) -> tuple[list[Entry], list[Entry], list[Entry], list[Entry]]:
+        """The pending rows that refer to calls, in the order a flush writes them."""
+        return self._events, self._gaps, self._consent, self._tags
 
-    async def _write_all(
-        self, kind: str, pending: list[Entry],
-        write: Callable[[list[Any], list[str]], Awaitable[Any]], upto: int,
-    ) -> None:
-        """The first `upto` entries of `pending`, BATCH_ROWS per transaction, each in time."""
-        while upto > 0:
-            n = min(upto, BATCH_ROWS)
-            async with asyncio.timeout(self._timeout):
-                await _write(kind, pending, write, n)
-            upto -= n
+    async def _write_batch(self, saves: list[Snapshot], counts: list[int]) -> set[str]:
+        """Some calls and the first `counts` events, gaps, consent and tag rows in one
+        transaction (Repository.write); if PostgreSQL refuses a row, one by one, dropping (and
+        logging) the rows it refuses. What was written leaves the pending lists. The calls
+        whose snapshots PostgreSQL refused."""
+        events, gaps, consent, tags = (rows[:n] for rows, n in zip(self._rows, counts,
+                                                                  strict=True))
+        refused: set[str] = set()
+        try:
+            await self.repo.write(
+                [self._changed(s.rows) for s in saves],
+                [e.row for e in events], [e.key for e in events],
+                [e.row for e in gaps], [e.key for e in gaps],
+                [e.row for e in tags],
+                also=[lambda conn: insert_consent_rows(conn, [e.row for e in consent],
+                                                       [e.key for e in consent])]
+                if consent else (),
+            )
+        except REFUSED:
+            for save in saves:
+                snap = save.rows
+                try:
+                    await self.repo.save_call(snap.call, snap.legs, snap.recordings)
+                except REFUSED as exc:  # the next snapshot of the call may be fine
+                    _rejected("call", exc, save.call_id)
+                    refused.add(save.call_id)
+            await _write("event", self._events, self.repo.add_events, counts[0])
+            await _write("gap", self._gaps, self.repo.add_gaps, counts[1])
+            await _write("consent", self._consent,
+                         lambda rows, keys: add_consent_rows(self.repo.pool, rows, keys),
+                         counts[2])
+            # after the calls: a tag row refers to its call's
+            await _write("tag", self._tags, lambda rows, _keys: self.repo.add_tags(rows),
+                         counts[3])
+            return refused
+        for rows, n in zip(self._rows, counts, strict=True):
+            del rows[:n]
+        return refused
+
+    def _changed(self, rows: CallRows) -> tuple[CallRow, list[LegRow], list[RecordingRow]]:
+        """The call's row, with the legs and recordings PostgreSQL does not have as they are
+        (a snapshot upserts two legs, but a step changes one at most)."""
+        last = self._written.get(rows.call_id)
+        if last is None:
+            return rows.call, list(rows.legs), list(rows.recordings)
+        return (rows.call, [x for x in rows.legs if last.legs.get(x.channel_id) != x],
+                [r for r in rows.recordings if last.recordings.get(r.name) != r])
 
     async def open_calls(self, asterisk_id: str) -> list[CallRow]:
         """This server's calls in progress: PostgreSQL's, with the newer snapshots still
@@ -474,12 +609,13 @@ class Writer:
         except Exception as exc:  # adopt what the journal knows rather than nothing
             log.error("db.read_failed", error=f"{type(exc).__name__}: {exc}")
             rows = {}
-        for save in self._calls.values():
-            if save.call.asterisk_id == asterisk_id:
-                if save.call.status == "active":
-                    rows[save.call_id] = save.call
+        for snapshot in self._calls.values():
+            call = snapshot.rows.call
+            if call.asterisk_id == asterisk_id:
+                if call.status == "active":
+                    rows[call.call_id] = call
                 else:
-                    rows.pop(save.call_id, None)
+                    rows.pop(call.call_id, None)
         return list(rows.values())
 
     async def close_orphan(self, row: CallRow) -> None:

@@ -106,6 +106,8 @@ class Stack:
         for _ in range(200):
             await self.sim.settle()
             d = self.daemon
+            if d.quiet:  # tests read PostgreSQL: what waits for a milestone is written too
+                await d.writer.flush()
             if d.quiet and not d.writer.pending[0]:
                 await asyncio.sleep(0.005)
                 if d.quiet:

@@ -1,0 +1,159 @@
+"""Call snapshots reach PostgreSQL at milestones (recorder.service.writer): what a step changes
+besides them waits in memory and in the journal, and a crash before the next milestone loses
+none of it (the journal is replayed at start). Against real PostgreSQL; nothing is mocked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.db.repository import Repository
+from recorder.db.rows import CallRows, EventRow
+from recorder.service.journal import Journal
+from recorder.service.writer import Writer, is_milestone, shown
+from tests.harness.rows import T0, call_row, leg_row, rec_row
+
+RINGING = CallRows("c1", call_row("c1", answered_at=None, state={"v": 1}),
+                   (leg_row("a", "c1"),), ())
+ANSWERED = CallRows("c1", call_row("c1", state={"v": 2}),
+                    (leg_row("a", "c1", answered_at=T0), leg_row("b", "c1", role="callee")),
+                    (rec_row("r1", call_id="c1"),))
+
+
+def _with(rows: CallRows, *, state: int | None = None, rec: str | None = None,
+          legs: tuple[str, ...] = (), ended_leg: str | None = None, **call: Any) -> CallRows:
+    """`rows` changed: its state's "v", its recording's status, legs added or one ended, the
+    call row's columns."""
+    recs = tuple(replace(r, status=rec) for r in rows.recordings) if rec else rows.recordings
+    old = tuple(replace(x, ended_at=T0 + timedelta(seconds=9)) if x.channel_id == ended_leg
+                else x for x in rows.legs)
+    new = tuple(leg_row(x, "c1", role="callee") for x in legs)
+    row = replace(rows.call, **call, state={"v": state} if state else rows.call.state)
+    return CallRows(rows.call_id, row, old + new, recs)
+
+
+@pytest.mark.parametrize(("new", "old", "milestone"), [
+    (RINGING, None, True),  # the call started
+    (_with(RINGING, state=5), RINGING, False),  # the model's bookkeeping (a prompt, ringing)
+    (_with(RINGING, legs=("b",)), RINGING, False),  # the callee dialled, not yet answered
+    (_with(RINGING, ended_leg="a"), RINGING, False),  # a party hung up, the call not ended
+    (_with(RINGING, answered_at=T0), RINGING, True),  # answered
+    (_with(RINGING, recorded=True, decided_by="rule 'All'"), RINGING, True),  # decided
+    (_with(ANSWERED, rec="recording"), ANSWERED, True),  # the recording started
+    (_with(ANSWERED, rec="finished"), _with(ANSWERED, rec="recording"), False),  # filed next
+    (_with(ANSWERED, rec="filed"), _with(ANSWERED, rec="finished"), True),  # filed
+    (_with(ANSWERED, rec="failed"), _with(ANSWERED, rec="recording"), True),
+    (_with(ANSWERED, legs=("t",)), ANSWERED, True),  # a transfer's target joined
+    (_with(ANSWERED, linked_calls=["c0"]), ANSWERED, True),  # linked by a transfer
+    (_with(ANSWERED, status="ended", outcome="answered", ended_at=T0), ANSWERED, True),
+])
+def test_milestones(new: CallRows, old: CallRows | None, milestone: bool) -> None:
+    assert is_milestone(new, None if old is None else shown(old)) is milestone
+
+
+def event(kind: str) -> EventRow:
+    return EventRow("c1", "pbx1", T0, kind, None, None, {})
+
+
+async def test_what_waits_for_a_milestone_is_journaled_and_replayed_after_a_crash(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    writer.stage_call(RINGING)
+    assert await writer.flush(milestones=True) is True  # the call started: written
+    writer.stage_call(_with(RINGING, state=3, legs=("b",)))  # the callee rings: no milestone
+    writer.stage_event(event("call.dialling"))
+    assert await writer.flush(milestones=True) is True
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 1}, "written before its milestone"
+    assert [x.channel_id for x in await repo.legs("c1")] == ["a"]
+    assert await repo.events("c1") == []
+    assert writer.settled  # what waits is journaled: nothing for the daemon to wait on
+    # kill -9 here: the next start replays the journal, and PostgreSQL gets what waited
+    assert await Writer(repo, journal=Journal(tmp_path / "j")).replay() == 2
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 3}
+    assert [x.channel_id for x in await repo.legs("c1")] == ["a", "b"]
+    assert [e.kind for e in await repo.events("c1")] == ["call.dialling"]
+
+
+async def test_a_milestone_takes_what_waited_and_a_full_flush_takes_the_rest(
+    repo: Repository, tmp_path: Path
+) -> None:
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(RINGING)
+    await writer.flush(milestones=True)
+    writer.stage_call(_with(RINGING, state=3))
+    writer.stage_event(event("call.ringing"))
+    await writer.flush(milestones=True)
+    writer.stage_call(_with(RINGING, state=4, answered_at=T0))  # answered: a milestone
+    await writer.flush(milestones=True)
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 4} and row.answered_at == T0
+    assert [e.kind for e in await repo.events("c1")] == ["call.ringing"]
+    writer.stage_call(_with(RINGING, state=5, answered_at=T0))
+    await writer.flush()  # Daemon._periodic's, a control's, the stop's: everything
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 5}
+    assert writer.pending == (0, 0)
+
+
+async def test_without_a_journal_every_snapshot_is_written(repo: Repository) -> None:
+    writer = Writer(repo)  # nothing else would hold what waits
+    writer.stage_call(RINGING)
+    await writer.flush(milestones=True)
+    writer.stage_call(_with(RINGING, state=3))
+    await writer.flush(milestones=True)
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 3}
+
+
+async def test_a_snapshot_is_mapped_once_however_many_steps_changed_the_call(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    mapped: list[int] = []
+
+    def to_rows(v: int) -> CallRows:
+        mapped.append(v)
+        return _with(RINGING, state=v)
+
+    for v in (1, 2, 3):  # three steps' snapshots before the journal's next write
+        writer.stage_snapshot("c1", v, to_rows)
+    await writer.durable()
+    assert mapped == [3]
+    assert [(e.kind, e.row.call.state) for e in journal.read()] == [("call", {"v": 3})]
+    await writer.flush()
+    assert mapped == [3]  # PostgreSQL gets the rows the journal took
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 3}
+
+
+async def test_a_write_leaves_out_the_legs_and_recordings_postgresql_has(
+    repo: Repository, tmp_path: Path
+) -> None:
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(ANSWERED)
+    await writer.flush()
+
+    async def versions() -> dict[str, int]:  # a row's xmin changes with every update
+        rows = await repo.pool.fetch(
+            "SELECT channel_id AS k, xmin::text::bigint AS v FROM legs WHERE call_id = 'c1' "
+            "UNION ALL SELECT name, xmin::text::bigint FROM recordings WHERE call_id = 'c1'")
+        return {r["k"]: r["v"] for r in rows}
+
+    before = await versions()
+    writer.stage_call(_with(ANSWERED, ended_leg="b", rec="recording"))
+    await writer.flush()
+    after = await versions()
+    assert after["a"] == before["a"], "a leg PostgreSQL had as it is was written again"
+    assert after["b"] != before["b"] and after["r1"] != before["r1"]
+    legs = {x.channel_id: x for x in await repo.legs("c1")}
+    assert legs["b"].ended_at is not None and legs["a"].answered_at == T0
+    assert [r.status for r in await repo.recordings("c1")] == ["recording"]
