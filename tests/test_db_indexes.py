@@ -164,6 +164,17 @@ async def test_partial_number_walks_the_newest_calls_then_weeks(seeded_dsn: str)
             assert batch["Index Cond"].count("&&") == len(digit_runs(digits)), plan
 
 
+async def test_staff_partial_number_walks_their_calls_index_only(seeded_dsn: str) -> None:
+    """A staff member's (or one extension's) partial number: along that extension's calls,
+    which calls_extension_page_idx carries with their digits (0014), so index-only; not the
+    batches of weeks, which would read every extension's calls with those digits."""
+    q = SearchQuery(number=NumberFilter("10042", None, "10042"))
+    for principal, query in ((STAFF, q), (ADMIN, replace(q, extension="214"))):
+        plan = await _plan(seeded_dsn, principal, query)
+        walks = [n["Index Name"] for n in _nodes(plan, "Index Only Scan")]
+        assert walks[:1] == ["calls_extension_page_idx"], plan
+
+
 async def test_long_calls_are_taken_from_the_length_index(seeded_dsn: str) -> None:
     """"Longer than 20 minutes" (few calls, of every date): from calls_duration_page_idx, which
     carries call_id and the scope's columns (0015; at 10 M the walk is index-only), not a walk
