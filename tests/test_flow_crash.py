@@ -192,7 +192,7 @@ async def test_kill_9_before_an_ending_call_was_carried_out_asks_it_again(
             (name,) = sim.recordings
             callee = dialled(sim, call.call_id)
             stop = f"/recordings/live/{name}/stop"
-            held = sim.stall("POST", stop)
+            held = sim.stall("POST", stop, unsent_if_client_gone=True)  # the kill comes first
             await sim.advance(2.0)
             sim.hangup(caller.id)
 

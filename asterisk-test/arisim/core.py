@@ -84,7 +84,7 @@ class Core(World):
         self.agi_patience_s = agi_patience_s  # the Agi part's (built by server.Simulator)
         self.inflight = 0
         self.stalled = 0  # requests held by `stall` (server.py)
-        self._stalls: list[tuple[str, str, asyncio.Event]] = []
+        self._stalls: list[tuple[str, str, asyncio.Event, bool]] = []
         self.requests: list[RequestRecord] = []
         self.clock.settle = self.settle
 

@@ -234,30 +234,34 @@ class Simulator(Engine):
         return result
 
     # ----------------------------------------------------------------- REST
-    def stall(self, method: str, path: str) -> asyncio.Event:
+    def stall(self, method: str, path: str, *, unsent_if_client_gone: bool = False
+              ) -> asyncio.Event:
         """Hold every `method` request to the ARI `path` (e.g. "/channels/X/answer") until the
         returned event is set: an Asterisk slow to answer one request. A held request does not
-        count as in flight, so the rest of the simulator goes on and settles meanwhile."""
+        count as in flight, so the rest of the simulator goes on and settles meanwhile.
+        Asterisk carries out a request it has read even if its client then goes; with
+        `unsent_if_client_gone` a held request whose client is gone by its release is dropped
+        instead: one the client never sent (a daemon killed before the request left it)."""
         release = asyncio.Event()
-        self._stalls.append((method, path, release))
+        self._stalls.append((method, path, release, unsent_if_client_gone))
         return release
 
     def unstall(self, release: asyncio.Event) -> None:
-        """Requests from now on go through, and those `release` held are carried out — but not
-        one whose client is gone meanwhile (a daemon killed before Asterisk heard it)."""
+        """Requests from now on go through, and those `release` held are carried out."""
         self._stalls = [stall for stall in self._stalls if stall[2] is not release]
         release.set()
 
     async def _ari(self, request: web.Request) -> web.StreamResponse:
-        for method, path, release in self._stalls:
+        for method, path, release, unsent_if_client_gone in self._stalls:
             if request.method == method and request.rel_url.raw_path[4:] == path:
                 self.stalled += 1
                 try:
                     await release.wait()
                 finally:
                     self.stalled -= 1
-                if request.transport is None or request.transport.is_closing():
-                    return web.Response(status=499)  # nobody to answer: never carried out
+                gone = request.transport is None or request.transport.is_closing()
+                if unsent_if_client_gone and gone:
+                    return web.Response(status=499)  # never sent: never carried out
         self.inflight += 1
         self._bump()
         try:
