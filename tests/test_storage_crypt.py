@@ -5,12 +5,14 @@ disk is not the plaintext; a wrong master key is a clear error; verify finds a f
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
 import io
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -570,5 +572,40 @@ async def test_a_filing_that_cannot_start_encrypting_leaves_nothing(
     async with encrypted_archive(pg_dsn, tmp_path) as (store, _):
         with pytest.raises(CryptError, match="no stream today"):
             await store.file_bytes([b"RIFF plain audio"], **WHERE)  # type: ignore[arg-type]
+    assert list(private.iterdir()) == []
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []
+
+
+async def test_a_filing_cancelled_while_its_files_are_made_leaves_nothing(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon stopping (its filing task cancelled) while a worker thread makes the private
+    plaintext folder and the temporary files: the thread goes on, and what it made is removed
+    once it is done, in the archive and the private place."""
+    private = tmp_path / "private"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    entered, go_on = threading.Event(), threading.Event()
+    opening = DataKey.encrypting
+
+    def slow(self: DataKey, dst: Any) -> Any:
+        entered.set()
+        go_on.wait(10)
+        return opening(self, dst)
+
+    monkeypatch.setattr(DataKey, "encrypting", slow)
+    async with encrypted_archive(pg_dsn, tmp_path) as (store, _):
+        filing = asyncio.create_task(
+            store.file_bytes([b"RIFF plain audio"], **WHERE))  # type: ignore[arg-type]
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert list(private.iterdir()) != []  # the plaintext folder is there now
+        filing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await filing
+        go_on.set()
+        for _ in range(200):  # the thread finishes, then what it made goes
+            if not list(private.iterdir()):
+                break
+            await asyncio.sleep(0.01)
     assert list(private.iterdir()) == []
     assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []

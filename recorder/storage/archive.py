@@ -30,7 +30,7 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,6 +259,28 @@ class _Sealing:
         self._files.close()
 
 
+async def _made(make: Callable[[], _Temp | _Sealing]) -> _Temp | _Sealing:
+    """`make()` in a worker thread. A caller cancelled meanwhile (the daemon stopping) cannot
+    take what the thread goes on to make, so it is removed when the thread is done: else a
+    temporary file stays in the archive, and the private plaintext folder in /tmp."""
+    making = asyncio.ensure_future(asyncio.to_thread(make))
+    try:
+        return await asyncio.shield(making)
+    except asyncio.CancelledError:
+        making.add_done_callback(_undo_made)
+        raise
+
+
+def _undo_made(making: asyncio.Future[_Temp | _Sealing]) -> None:
+    if making.cancelled() or making.exception() is not None:
+        return  # nothing made (the thread never ran), or it removed what it made
+    temp = making.result()
+    if isinstance(temp, _Sealing):
+        temp.close()
+    else:
+        temp.discard()
+
+
 def _raise_if_full(e: OSError, src: Path) -> None:
     """Out of space (or quota) in the archive: ArchiveFull, with the spool file measured."""
     if e.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -339,11 +361,8 @@ class Archive:
         target = self.target(call_id=call_id, name=name, started_at=started_at, fmt=fmt)
         key = None if self.keys is None else await self.keys.for_filing(call_id, name)
         await asyncio.to_thread(self._makedirs, target.parent)
-        temp: _Temp | _Sealing
-        if key is None:
-            temp = await asyncio.to_thread(_Temp, target.parent, target.name)
-        else:
-            temp = await asyncio.to_thread(_Sealing, target, key)
+        temp = await _made(lambda: _Temp(target.parent, target.name) if key is None
+                           else _Sealing(target, key))
         try:
             if isinstance(chunks, AsyncIterable):
                 async for chunk in chunks:
