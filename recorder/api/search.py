@@ -37,7 +37,7 @@ COUNT_CAP: Final = 1000  # counted exactly up to this many matches; past it, "mo
 MAX_DURATION_S: Final = 7 * 24 * 3600
 MIN_PARTIAL_DIGITS: Final = 3  # fewer match nearly every call, and trigrams need 3
 RUN: Final = 4  # calls_run_keys (migration 0015) indexes each run of 4 digits per week
-WEEKS: Final = 100_000  # its keys: run * WEEKS + week
+WEEKS: Final = 100_000  # its keys: run * WEEKS + week (weeks since 1970 stay below it)
 WINDOW: Final = 3_000  # newest calls a partial number's search tests before the weeks' index
 PARAMETERS: Final = (
     "from", "to", "extension", "number", "department", "direction", "outcome",
@@ -254,6 +254,8 @@ def _partial_page(
              f"AND (c.started_at, c.call_id) {behind} (SELECT at, id FROM edge) "
              f"{order} {limit}")  # fmt: skip
     older = f"SELECT p.* FROM ({batches}) b CROSS JOIN LATERAL ({batch}) p"  # noqa: S608
+    # No ORDER BY over the two (it would read every batch): a serial Append gives the window's
+    # rows, then each batch's in order, and the API's pool allows no parallel plan (server.py).
     return f"SELECT * FROM (({first}) UNION ALL ({older})) page {limit}", recent  # noqa: S608
 
 
