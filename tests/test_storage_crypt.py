@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -609,3 +610,18 @@ async def test_a_filing_cancelled_while_its_files_are_made_leaves_nothing(
             await asyncio.sleep(0.01)
     assert list(private.iterdir()) == []
     assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []
+
+
+def test_a_killed_runs_plaintext_folder_is_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
+    """The private plaintext folders are named after their process: the daemon's start removes
+    those of processes no longer running (decrypted audio a kill -9 left), keeps the others."""
+    ended = subprocess.Popen(["true"])  # a process that has ended (and been reaped)
+    ended.wait()
+    left = tmp_path / f"verbatim-plain-{ended.pid}-abc123"
+    mine = tmp_path / f"verbatim-plain-{os.getpid()}-def456"
+    other = tmp_path / "verbatim-plain-notapid"
+    for folder in (left, mine, other):
+        folder.mkdir(mode=0o700)
+        (folder / "a.wav").write_bytes(b"RIFF plain audio")
+    assert archive_module.remove_stale_plain(tmp_path) == [left]
+    assert not left.exists() and (mine / "a.wav").exists() and (other / "a.wav").exists()

@@ -29,7 +29,7 @@ from recorder.service.journal import Journal
 from recorder.service.metrics import Monitor, disk_watch
 from recorder.service.recovery import SpoolSweeper
 from recorder.service.writer import Writer
-from recorder.storage.archive import Archive
+from recorder.storage.archive import Archive, remove_stale_plain
 from recorder.storage.crypt import CryptError
 from recorder.storage.keys import RecordingKeys, check_keyring, open_keyring
 
@@ -103,6 +103,9 @@ async def build(config: Config) -> AsyncIterator[Running]:
             client = ari_client(session, config)
             keys = None if keyring is None else RecordingKeys(repo.pool, keyring)
             archive = Archive(config.storage.archive_dir, keys)
+            if stale := await asyncio.to_thread(remove_stale_plain):
+                # decrypted audio a killed run left outside the archive: gone now
+                log.warning("archive.stale_plaintext_removed", folders=len(stale))
             spool = config.storage.spool_dir
             sweeper = None if spool is None else SpoolSweeper(
                 spool, archive, repo, config.storage.spool_settle_s, config.storage.spool_sweep_s)

@@ -134,17 +134,50 @@ def _measure(path: Path, key: DataKey | None) -> FiledRecording | None:
     return FiledRecording(path, sha, size, duration, audio_error, already_filed=True)
 
 
+_PLAIN_PREFIX = "verbatim-plain-"
+
+
 @contextlib.contextmanager
 def _private_plain(name: str) -> Iterator[Path]:
     """Where plaintext may be written to be measured: `name` in a new directory of mode 0700
     outside the archive, removed with all it holds when the block ends. A process killed
     meanwhile leaves it: the shipped unit's PrivateTmp=yes and the container's tmpfs /tmp go
-    with the stopped service."""
-    folder = tempfile.mkdtemp(prefix="verbatim-plain-")  # mode 0700
+    with the stopped service, and the next daemon's start removes it (`remove_stale_plain`:
+    the folder is named after the process)."""
+    folder = tempfile.mkdtemp(prefix=f"{_PLAIN_PREFIX}{os.getpid()}-")  # mode 0700
     try:
         yield Path(folder) / name
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_plain(directory: Path | None = None) -> list[Path]:
+    """The private plaintext folders (`_private_plain`) of this user's processes that are no
+    longer running — a daemon killed while it measured an encrypted recording left decrypted
+    audio there — removed; those removed. A running process's folder (another daemon's or
+    `verbatim` command's on this host) is its own to remove."""
+    removed: list[Path] = []
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{_PLAIN_PREFIX}*-*"):
+        pid = folder.name[len(_PLAIN_PREFIX):].split("-", 1)[0]
+        try:
+            if (not pid.isdigit() or folder.is_symlink() or not folder.is_dir()
+                    or folder.stat().st_uid != os.getuid() or _running(int(pid))):
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: not ours to judge
+        return True
+    return True
 
 
 def _measure_sealed(path: Path, key: DataKey) -> FiledRecording | None:
