@@ -27,7 +27,7 @@ import structlog
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRow, EventRow, RecordingRow
-from recorder.storage.archive import Archive
+from recorder.storage.archive import Archive, ArchiveFull
 from recorder.storage.spool import FallbackRecording, OwnRecording, UnknownFile, scan
 
 log = structlog.get_logger("verbatim.recovery")
@@ -95,6 +95,9 @@ class SpoolSweeper:
                         filed += await self._file_own(asterisk_id, entry)
                 elif isinstance(entry, FallbackRecording) and await channel_gone(entry.uniqueid):
                     filed += await self._file_fallback(asterisk_id, entry)
+            except ArchiveFull as exc:  # the designed wait: safe in the spool, filed by a
+                # later sweep; the disk's own alarms (disk.critical, archive.full) say it once
+                log.debug("spool.waiting_for_space", path=str(entry.path), error=str(exc))
             except Exception as exc:  # one bad file must not stop the others
                 log.error("spool.file_failed", path=str(entry.path), error=str(exc))
         return filed
