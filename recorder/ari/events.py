@@ -205,6 +205,12 @@ class PlaybackStarted(PlaybackEvent):
 
 
 @dataclass(frozen=True)
+class PlaybackContinuing(PlaybackEvent):
+    """One media of a playback's list is over and the next starts (res_stasis_playback.c
+    `playback_final_update`: also when that media failed to play)."""
+
+
+@dataclass(frozen=True)
 class PlaybackFinished(PlaybackEvent):
     pass
 
@@ -222,7 +228,6 @@ IGNORED = frozenset(
         "ChannelTalkingStarted",
         "ChannelTalkingFinished",
         "ChannelToneDetected",
-        "PlaybackContinuing",
         "ApplicationRegistered",
         "ApplicationReplaced",
         "ApplicationMoveFailed",
@@ -519,7 +524,7 @@ _HANDLED: tuple[type[_Wire], ...] = (
     _BridgeAttendedTransfer, _BridgeDestroyed,
     *_kinds(_ChannelWire, (StasisEnd, ChannelStateChange, ChannelUnhold)),
     *_kinds(_RecordingWire, (RecordingStarted, RecordingFinished, RecordingFailed)),
-    *_kinds(_PlaybackWire, (PlaybackStarted, PlaybackFinished)),
+    *_kinds(_PlaybackWire, (PlaybackStarted, PlaybackContinuing, PlaybackFinished)),
 )  # fmt: skip
 _SKIPPED = tuple(
     msgspec.defstruct(name, [], bases=(_Skipped,), tag=name) for name in sorted(IGNORED)
