@@ -1,0 +1,321 @@
+"""ARI's REST requests over plain HTTP/1.1 keep-alive connections (issue 15).
+
+aiohttp's client machinery (request and response objects, tracing, per-request timers, header
+multidicts, the connector's bookkeeping) was most of an ARI request's CPU in the daemon. What
+ARI needs is small: a request line and a few fixed headers out; a status, a Content-Type and a
+body in. Asterisk answers every request with Content-Length (main/http.c `ast_http_send`) and
+says `Connection: close` when it will close; chunked bodies and bodies up to the close are read
+too, for whatever a site puts in front of Asterisk.
+
+Connections are kept alive and reused most recent first; one idle for `idle_s` is closed by us
+before Asterisk's own idle limit (http.conf session_keep_alive, 15 s by default) can close it
+under a request. A request that finds its reused connection closed before any of the answer
+came is sent again on a new one when its method is idempotent (RFC 9112 §9.3.1, as aiohttp
+does); a POST is not, and fails as "Disconnected". At most `limit` connections are open at once
+(Asterisk's session_limit is 100, the events WebSocket included); more requests wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_HEAD: Final = 64 * 1024  # a response head larger than this is not ARI's
+
+
+class Disconnected(ConnectionError):
+    """The server closed the connection before its answer was complete."""
+
+
+class BadResponse(ConnectionError):
+    """What came back is not an HTTP/1.x response this client can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str  # without parameters, lower case; "" when absent
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection, one exchange at a time."""
+
+    def __init__(self, on_lost: _Pool) -> None:
+        self._pool = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Response] | None = None
+        self.buffer = bytearray()
+        self.lost = False  # closed by either side, or failed: never reused
+        self.received = False  # a byte of the current answer arrived
+        self.keep = True  # the server keeps the connection open after this answer
+        self.idle_since = 0.0
+        self._no_body = False  # the request was HEAD
+        self._head_end = -1  # where the current answer's body starts, once its head is read
+        self._status = 0
+        self._type = ""
+        self._length: int | None = None  # Content-Length; None: chunked or up to the close
+        self._chunked = False
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # nothing was asked: the connection cannot be trusted
+            self.close()
+            return
+        self.received = True
+        self.buffer += data
+        try:
+            response = self._parse(final=False)
+        except BadResponse as exc:
+            self._fail(exc)
+            self.close()
+            return
+        if response is not None:
+            self._done(response)
+
+    def eof_received(self) -> bool:
+        self.lost = True
+        if self.waiter is not None and self.received:
+            try:  # an answer without a length ends with the connection
+                response = self._parse(final=True)
+            except BadResponse as exc:
+                self._fail(exc)
+                return False
+            if response is not None:
+                self._done(response)
+                return False
+        self._fail(Disconnected("the server closed the connection"))
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(Disconnected(f"connection lost: {exc}") if exc
+                   else Disconnected("the server closed the connection"))
+        self._pool.forget(self)
+
+    # --- one exchange ---
+    def send(self, request: bytes, no_body: bool) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
+        self.received = False
+        self._no_body = no_body
+        self._head_end = -1
+        self.transport.write(request)
+        return waiter
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _done(self, response: Response) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _parse(self, final: bool) -> Response | None:
+        """The answer, once the buffer holds all of it (`final`: the server closed)."""
+        buf = self.buffer
+        if self._head_end < 0:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD or final:
+                    raise BadResponse("incomplete or oversized response head")
+                return None
+            self._read_head(bytes(buf[:end]))
+            self._head_end = end + 4
+        start = self._head_end
+        status = self._status
+        if self._no_body or status in (204, 304) or 100 <= status < 200:
+            body, used = b"", start
+        elif self._chunked:
+            found = _dechunk(buf, start)
+            if found is None:
+                if final:
+                    raise BadResponse("the connection closed inside a chunked body")
+                return None
+            body, used = found
+        elif self._length is not None:
+            used = start + self._length
+            if len(buf) < used:
+                if final:
+                    raise BadResponse("the connection closed inside the body")
+                return None
+            body = bytes(buf[start:used])
+        else:  # neither length nor chunks: the body is what comes until the close
+            if not final:
+                return None
+            body, used = bytes(buf[start:]), len(buf)
+            self.keep = False
+        if 100 <= status < 200:  # an interim answer (Asterisk sends none): the real one follows
+            del buf[:used]
+            self._head_end = -1
+            return self._parse(final)
+        if len(buf) > used:  # more than was answered: a confused server
+            self.keep = False
+        buf.clear()
+        return Response(status, self._type, body)
+
+    def _read_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        status_line = lines[0]
+        if not status_line.startswith(b"HTTP/1.") or len(status_line) < 12:
+            raise BadResponse(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        try:
+            self._status = int(status_line[9:12])
+        except ValueError:
+            raise BadResponse(f"no status code: {status_line[:80]!r}") from None
+        self._type, self._length, self._chunked = "", None, False
+        self.keep = status_line[7:8] == b"1"  # HTTP/1.0 closes unless told otherwise
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            key = name.strip().lower()
+            if key == b"content-length":
+                try:
+                    self._length = int(value)
+                except ValueError:
+                    raise BadResponse(f"bad Content-Length: {value[:40]!r}") from None
+            elif key == b"content-type":
+                self._type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+            elif key == b"transfer-encoding":
+                self._chunked = b"chunked" in value.lower()
+            elif key == b"connection":
+                word = value.strip().lower()
+                if word == b"close":
+                    self.keep = False
+                elif word == b"keep-alive":
+                    self.keep = True
+        if self._chunked:
+            self._length = None
+
+
+def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
+    """A chunked body from `start`: (body, where it ends), or None while incomplete."""
+    parts: list[bytes] = []
+    pos = start
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        try:
+            size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
+        except ValueError:
+            raise BadResponse(f"bad chunk size: {bytes(buf[pos:eol])[:40]!r}") from None
+        if size == 0:  # the last chunk, then trailer lines up to an empty one
+            if buf[eol + 2:eol + 4] == b"\r\n":
+                return b"".join(parts), eol + 4
+            end = buf.find(b"\r\n\r\n", eol + 2)
+            if end < 0:
+                if len(buf) - eol > MAX_HEAD:
+                    raise BadResponse("oversized chunked trailer")
+                return None
+            return b"".join(parts), end + 4
+        data_end = eol + 2 + size
+        if len(buf) < data_end + 2:
+            return None
+        parts.append(bytes(buf[eol + 2:data_end]))
+        pos = data_end + 2
+
+
+class _Pool:
+    """Connections to one server: the idle ones (most recent last), and a slot per request
+    (at most `limit` connections are in use)."""
+
+    def __init__(self, limit: int) -> None:
+        self.idle: list[_Connection] = []
+        self.slots = asyncio.Semaphore(limit)
+
+    def forget(self, conn: _Connection) -> None:
+        if conn in self.idle:  # closed while idle (Asterisk's keep-alive limit): not reused
+            self.idle.remove(conn)
+
+
+class HttpClient:
+    """HTTP/1.1 requests to one server (`base_url`: scheme, host, port, path prefix)."""
+
+    def __init__(self, base_url: str, *, limit: int = 99, idle_s: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self._tls = parts.scheme == "https"
+        self._ssl = (ssl_context or ssl.create_default_context()) if self._tls else None
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        self.prefix = parts.path.rstrip("/")
+        default_port = self._port == (443 if self._tls else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        authority = host if default_port else f"{host}:{self._port}"
+        self._fixed = f"Host: {authority}\r\nUser-Agent: verbatim\r\n".encode()
+        self._idle_s = idle_s
+        self._pool = _Pool(limit)
+        self._closed = False
+
+    async def request(self, method: str, target: str, headers: bytes = b"",
+                      body: bytes | None = None) -> Response:
+        """`target`: the path and query, already encoded; `headers`: whole header lines
+        (b"Name: value\\r\\n" each). No timeout here: the caller bounds the whole exchange."""
+        if self._closed:
+            raise Disconnected("the client is closed")
+        length = b"" if body is None and method in ("GET", "HEAD") else (
+            b"Content-Length: %d\r\n" % (len(body) if body else 0))
+        message = b"".join((f"{method} {self.prefix}{target} HTTP/1.1\r\n".encode(),
+                            self._fixed, headers, length, b"\r\n", body or b""))
+        pool = self._pool
+        async with pool.slots:
+            for retry in (method in IDEMPOTENT, False):
+                conn, reused = await self._connection()
+                try:
+                    response = await conn.send(message, method == "HEAD")
+                except Disconnected:
+                    conn.close()
+                    if retry and reused and not conn.received:
+                        continue  # the server had closed it as we sent: once more, anew
+                    raise
+                except BaseException:  # timed out, cancelled, malformed: the state is unknown
+                    conn.close()
+                    raise
+                if conn.keep and not conn.lost and not self._closed:
+                    conn.idle_since = time.monotonic()
+                    pool.idle.append(conn)
+                else:
+                    conn.close()
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        """An idle connection still usable (True), or a new one (False)."""
+        idle = self._pool.idle
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.lost and now - conn.idle_since < self._idle_s:
+                return conn, True
+            conn.close()
+        loop = asyncio.get_running_loop()
+        _transport, conn = await loop.create_connection(
+            lambda: _Connection(self._pool), self._host, self._port, ssl=self._ssl)
+        return conn, False
+
+    async def close(self) -> None:
+        """Close every idle connection; one in use closes when its request is over."""
+        self._closed = True
+        idle, self._pool.idle = self._pool.idle, []
+        for conn in idle:
+            conn.close()
+        await asyncio.sleep(0)  # the transports' close callbacks run
