@@ -9,7 +9,6 @@ WebSocket over aiohttp's session.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -34,8 +33,13 @@ class AriError(Exception):
 Params = Mapping[str, str | int | bool]
 
 
+# What `quote` leaves as it is. Ids (channels, bridges, calls) are made of these alone, so most
+# values skip it (its work was a tenth of a request's CPU in the daemon).
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
 def _q(value: str) -> str:
-    return quote(value, safe="")
+    return value if not value.strip(_UNRESERVED) else quote(value, safe="")
 
 
 class AriClient:
@@ -91,9 +95,9 @@ class AriClient:
             target += "?" + "&".join(f"{k}={_q(_param(v))}" for k, v in params.items())
         data = None if body is None else json.dumps(body).encode()
         try:
-            async with asyncio.timeout(self._timeout_s):
-                resp = await self._http.request(
-                    method, target, self._auth if data is None else self._json_auth, data)
+            resp = await self._http.request(
+                method, target, self._auth if data is None else self._json_auth, data,
+                self._timeout_s)
         except OSError as exc:  # refused, reset, closed, unreadable, TimeoutError: not there
             raise AriError(0, f"{type(exc).__name__}: {exc}", method, path) from exc
         status, raw = resp.status, resp.body

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -117,6 +117,11 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         if self.transport is not None:
             self.transport.close()
+
+    def expire(self, timeout: float) -> None:
+        """The exchange's deadline passed: it fails, and the connection is not reused."""
+        self._fail(TimeoutError(f"no answer within {timeout:g} s"))
+        self.close()
 
     def _done(self, response: Response) -> None:
         waiter, self.waiter = self.waiter, None
@@ -234,15 +239,50 @@ def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
 
 class _Pool:
     """Connections to one server: the idle ones (most recent last), and a slot per request
-    (at most `limit` connections are in use)."""
+    in flight (at most `limit`: one connection each); beyond that, requests wait in turn."""
 
     def __init__(self, limit: int) -> None:
         self.idle: list[_Connection] = []
-        self.slots = asyncio.Semaphore(limit)
+        self.free = limit
+        self.waiting: deque[asyncio.Future[None]] = deque()
 
     def forget(self, conn: _Connection) -> None:
         if conn in self.idle:  # closed while idle (Asterisk's keep-alive limit): not reused
             self.idle.remove(conn)
+
+    async def acquire(self, deadline: float, seconds: float) -> None:
+        """A slot, waiting in turn until `deadline` (TimeoutError: `seconds` were given)."""
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self.waiting.append(turn)
+        timer = loop.call_at(deadline, _expire_turn, turn, seconds)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.release()  # handed a slot as it was cancelled: pass it on
+            elif turn in self.waiting:
+                self.waiting.remove(turn)
+            raise
+        finally:
+            timer.cancel()
+
+    def release(self) -> None:
+        """A slot is free: to the first request still waiting, or kept."""
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
+def _expire_turn(turn: asyncio.Future[None], seconds: float) -> None:
+    if not turn.done():
+        turn.set_exception(TimeoutError(f"no connection free within {seconds:g} s"))
 
 
 class HttpClient:
@@ -267,19 +307,26 @@ class HttpClient:
         self._closed = False
 
     async def request(self, method: str, target: str, headers: bytes = b"",
-                      body: bytes | None = None) -> Response:
+                      body: bytes | None = None,
+                      timeout: float = 10.0) -> Response:  # noqa: ASYNC109 - see below
         """`target`: the path and query, already encoded; `headers`: whole header lines
-        (b"Name: value\\r\\n" each). No timeout here: the caller bounds the whole exchange."""
+        (b"Name: value\\r\\n" each); `timeout`: seconds for the whole exchange (a free slot,
+        connecting, the answer), TimeoutError after. One timer per request on the loop, no
+        timeout context: its task bookkeeping was a quarter of this path's CPU."""
         if self._closed:
             raise Disconnected("the client is closed")
         length = b"" if body is None and method in ("GET", "HEAD") else (
             b"Content-Length: %d\r\n" % (len(body) if body else 0))
         message = b"".join((f"{method} {self.prefix}{target} HTTP/1.1\r\n".encode(),
                             self._fixed, headers, length, b"\r\n", body or b""))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         pool = self._pool
-        async with pool.slots:
+        await pool.acquire(deadline, timeout)
+        try:
             for retry in (method in IDEMPOTENT, False):
-                conn, reused = await self._connection()
+                conn, reused = await self._connection(loop, deadline)
+                timer = loop.call_at(deadline, conn.expire, timeout)
                 try:
                     response = await conn.send(message, method == "HEAD")
                 except Disconnected:
@@ -290,26 +337,31 @@ class HttpClient:
                 except BaseException:  # timed out, cancelled, malformed: the state is unknown
                     conn.close()
                     raise
+                finally:
+                    timer.cancel()
                 if conn.keep and not conn.lost and not self._closed:
-                    conn.idle_since = time.monotonic()
+                    conn.idle_since = loop.time()
                     pool.idle.append(conn)
                 else:
                     conn.close()
                 return response
+        finally:
+            pool.release()
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    async def _connection(self) -> tuple[_Connection, bool]:
+    async def _connection(self, loop: asyncio.AbstractEventLoop,
+                          deadline: float) -> tuple[_Connection, bool]:
         """An idle connection still usable (True), or a new one (False)."""
         idle = self._pool.idle
-        now = time.monotonic()
+        now = loop.time()
         while idle:
             conn = idle.pop()
             if not conn.lost and now - conn.idle_since < self._idle_s:
                 return conn, True
             conn.close()
-        loop = asyncio.get_running_loop()
-        _transport, conn = await loop.create_connection(
-            lambda: _Connection(self._pool), self._host, self._port, ssl=self._ssl)
+        async with asyncio.timeout_at(deadline):
+            _transport, conn = await loop.create_connection(
+                lambda: _Connection(self._pool), self._host, self._port, ssl=self._ssl)
         return conn, False
 
     async def close(self) -> None:
