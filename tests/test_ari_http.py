@@ -249,7 +249,7 @@ async def test_an_unreadable_answer_is_named_and_its_connection_dropped() -> Non
             await ari.answer("c1")
         await ari.answer("c1")
     assert caught.value.status == 0
-    assert caught.value.message.startswith("BadResponse: not an HTTP/1.x status line")
+    assert caught.value.message.startswith("BadResponse: HttpParserError")
     assert server.connections == 2
 
 

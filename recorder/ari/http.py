@@ -3,7 +3,8 @@
 aiohttp's client machinery (request and response objects, tracing, per-request timers, header
 multidicts, the connector's bookkeeping) was most of an ARI request's CPU in the daemon. What
 ARI needs is small: a request line and a few fixed headers out; a status, a Content-Type and a
-body in. Asterisk answers every request with Content-Length (main/http.c `ast_http_send`) and
+body in. The answer is parsed by httptools (llhttp, a maintained C parser); the connections
+are ours. Asterisk answers every request with Content-Length (main/http.c `ast_http_send`) and
 says `Connection: close` when it will close; chunked bodies and bodies up to the close are read
 too, for whatever a site puts in front of Asterisk.
 
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+import httptools
+
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-MAX_HEAD: Final = 64 * 1024  # a response head larger than this is not ARI's
 
 
 class Disconnected(ConnectionError):
@@ -44,23 +46,23 @@ class Response:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection, one exchange at a time."""
+    """One keep-alive connection, one exchange at a time. The answer is parsed by httptools
+    (llhttp: Content-Length, chunked bodies and trailers, interim answers); this class keeps
+    what the daemon reads of it."""
 
-    def __init__(self, on_lost: _Pool) -> None:
-        self._pool = on_lost
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[Response] | None = None
-        self.buffer = bytearray()
         self.lost = False  # closed by either side, or failed: never reused
         self.received = False  # a byte of the current answer arrived
         self.keep = True  # the server keeps the connection open after this answer
         self.idle_since = 0.0
-        self._no_body = False  # the request was HEAD
-        self._head_end = -1  # where the current answer's body starts, once its head is read
-        self._status = 0
+        self._parser = httptools.HttpResponseParser(self)
+        self._body: list[bytes] = []
         self._type = ""
-        self._length: int | None = None  # Content-Length; None: chunked or up to the close
-        self._chunked = False
+        self._headers_done = False
+        self._framed = False  # Content-Length or chunked: the parser finds the body's end
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,27 +74,18 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.received = True
-        self.buffer += data
         try:
-            response = self._parse(final=False)
-        except BadResponse as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"{type(exc).__name__}: {exc}"))
             self.close()
-            return
-        if response is not None:
-            self._done(response)
 
     def eof_received(self) -> bool:
         self.lost = True
-        if self.waiter is not None and self.received:
-            try:  # an answer without a length ends with the connection
-                response = self._parse(final=True)
-            except BadResponse as exc:
-                self._fail(exc)
-                return False
-            if response is not None:
-                self._done(response)
-                return False
+        if self.waiter is not None and self._headers_done and not self._framed:
+            # neither length nor chunks: the body was what came until the close
+            self._done(Response(self._parser.get_status_code(), self._type,
+                                b"".join(self._body)))
         self._fail(Disconnected("the server closed the connection"))
         return False  # close our side too
 
@@ -102,14 +95,38 @@ class _Connection(asyncio.Protocol):
                    else Disconnected("the server closed the connection"))
         self._pool.forget(self)
 
+    # --- httptools' callbacks ---
+    def on_message_begin(self) -> None:
+        if self.waiter is None:  # more than was asked for: a confused server
+            self.lost = True
+        self._body, self._type, self._headers_done, self._framed = [], "", False, False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        if key == b"content-type":
+            self._type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+        elif key in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:  # an interim answer (Asterisk sends none): the real one follows
+            return
+        self.keep = self._parser.should_keep_alive()
+        self._done(Response(status, self._type, b"".join(self._body)))
+
     # --- one exchange ---
-    def send(self, request: bytes, no_body: bool) -> asyncio.Future[Response]:
+    def send(self, request: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
         self.received = False
-        self._no_body = no_body
-        self._head_end = -1
         self.transport.write(request)
         return waiter
 
@@ -132,109 +149,6 @@ class _Connection(asyncio.Protocol):
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-
-    def _parse(self, final: bool) -> Response | None:
-        """The answer, once the buffer holds all of it (`final`: the server closed)."""
-        buf = self.buffer
-        if self._head_end < 0:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD or final:
-                    raise BadResponse("incomplete or oversized response head")
-                return None
-            self._read_head(bytes(buf[:end]))
-            self._head_end = end + 4
-        start = self._head_end
-        status = self._status
-        if self._no_body or status in (204, 304) or 100 <= status < 200:
-            body, used = b"", start
-        elif self._chunked:
-            found = _dechunk(buf, start)
-            if found is None:
-                if final:
-                    raise BadResponse("the connection closed inside a chunked body")
-                return None
-            body, used = found
-        elif self._length is not None:
-            used = start + self._length
-            if len(buf) < used:
-                if final:
-                    raise BadResponse("the connection closed inside the body")
-                return None
-            body = bytes(buf[start:used])
-        else:  # neither length nor chunks: the body is what comes until the close
-            if not final:
-                return None
-            body, used = bytes(buf[start:]), len(buf)
-            self.keep = False
-        if 100 <= status < 200:  # an interim answer (Asterisk sends none): the real one follows
-            del buf[:used]
-            self._head_end = -1
-            return self._parse(final)
-        if len(buf) > used:  # more than was answered: a confused server
-            self.keep = False
-        buf.clear()
-        return Response(status, self._type, body)
-
-    def _read_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        if not status_line.startswith(b"HTTP/1.") or len(status_line) < 12:
-            raise BadResponse(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        try:
-            self._status = int(status_line[9:12])
-        except ValueError:
-            raise BadResponse(f"no status code: {status_line[:80]!r}") from None
-        self._type, self._length, self._chunked = "", None, False
-        self.keep = status_line[7:8] == b"1"  # HTTP/1.0 closes unless told otherwise
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            key = name.strip().lower()
-            if key == b"content-length":
-                try:
-                    self._length = int(value)
-                except ValueError:
-                    raise BadResponse(f"bad Content-Length: {value[:40]!r}") from None
-            elif key == b"content-type":
-                self._type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
-            elif key == b"transfer-encoding":
-                self._chunked = b"chunked" in value.lower()
-            elif key == b"connection":
-                word = value.strip().lower()
-                if word == b"close":
-                    self.keep = False
-                elif word == b"keep-alive":
-                    self.keep = True
-        if self._chunked:
-            self._length = None
-
-
-def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
-    """A chunked body from `start`: (body, where it ends), or None while incomplete."""
-    parts: list[bytes] = []
-    pos = start
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        try:
-            size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise BadResponse(f"bad chunk size: {bytes(buf[pos:eol])[:40]!r}") from None
-        if size == 0:  # the last chunk, then trailer lines up to an empty one
-            if buf[eol + 2:eol + 4] == b"\r\n":
-                return b"".join(parts), eol + 4
-            end = buf.find(b"\r\n\r\n", eol + 2)
-            if end < 0:
-                if len(buf) - eol > MAX_HEAD:
-                    raise BadResponse("oversized chunked trailer")
-                return None
-            return b"".join(parts), end + 4
-        data_end = eol + 2 + size
-        if len(buf) < data_end + 2:
-            return None
-        parts.append(bytes(buf[eol + 2:data_end]))
-        pos = data_end + 2
 
 
 class _Pool:
@@ -328,7 +242,7 @@ class HttpClient:
                 conn, reused = await self._connection(loop, deadline)
                 timer = loop.call_at(deadline, conn.expire, timeout)
                 try:
-                    response = await conn.send(message, method == "HEAD")
+                    response = await conn.send(message)
                 except Disconnected:
                     conn.close()
                     if retry and reused and not conn.received:
