@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 from arisim.control import SimControl
+from arisim.spec import load_spec
 
 from recorder.db.migrate import migrate
 from recorder.devtools.config import config_text
@@ -63,6 +64,7 @@ class Figures:
     stuck: int  # calls still up 30 s after they should have ended (hung up by the bench)
     warnings: int  # warning and error lines the recorder logged
     row_writes: dict[str, int]  # rows inserted or updated, by table (the daemon's tables)
+    by_kind: dict[str, int]  # ARI requests by "METHOD /template" (the spec's path)
 
     @property
     def latency_ms(self) -> list[float]:
@@ -360,7 +362,33 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     return Figures(kind, n, (cpu - cpu0) * 1000 / TICK, (pg - pg0) * 1000 / TICK, xacts - x0,
                    len(requests), log_bytes, len(answers) / span if span else 0.0,
                    latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
-                   warnings(log, log0), rows)
+                   warnings(log, log0), rows, request_kinds(requests))
+
+
+def request_kinds(requests: list[dict[str, Any]]) -> dict[str, int]:
+    """How many requests of each operation (method and the spec's path template), those
+    Asterisk refused counted apart with their status."""
+    spec = load_spec()
+    kinds: dict[str, int] = {}
+    for r in requests:
+        op = spec.route(r["method"], r["path"]).operation
+        key = op.key if op is not None else f"{r['method']} {r['path']} (not in the spec)"
+        if r["status"] >= 400:  # refused: a request that did nothing
+            key += f" -> {r['status']}"
+        kinds[key] = kinds.get(key, 0) + 1
+    return kinds
+
+
+def print_kinds(rows: list[Figures]) -> None:
+    """Requests per call by operation, one column per recorder, most frequent first."""
+    keys = sorted({k for r in rows for k in r.by_kind},
+                  key=lambda k: (-sum(r.by_kind.get(k, 0) / r.calls for r in rows), k))
+    print(f"ARI requests per call by operation, N={rows[0].calls}:")
+    print(f"  {'':48}" + "".join(f"{r.recorder:>9}" for r in rows))
+    for k in keys:
+        print(f"  {k:48}" + "".join(
+            f"{r.by_kind[k] / r.calls:9.2f}" if k in r.by_kind else f"{'-':>9}" for r in rows))
+    print(f"  {'total':48}" + "".join(f"{r.requests / r.calls:9.2f}" for r in rows), flush=True)
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -522,6 +550,7 @@ async def bench(args: argparse.Namespace) -> None:
                 print(results[-1].row(), flush=True)
                 print(f"    p99 ms by event type: {results[-1].slowest()}", flush=True)
                 print(f"    rows written per call: {results[-1].writes()}", flush=True)
+            print_kinds([r for r in results if r.calls == n])
     print("\nper call, daemon / minimal:")
     for n in sizes:
         d = next((r for r in results if r.calls == n and r.recorder == "daemon"), None)

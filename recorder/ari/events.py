@@ -200,8 +200,9 @@ class PlaybackEvent(Event):
 
 
 @dataclass(frozen=True)
-class PlaybackStarted(PlaybackEvent):
-    pass
+class PlaybackContinuing(PlaybackEvent):
+    """One media of a playback's list is over and the next starts (res_stasis_playback.c
+    `playback_final_update`: also when that media failed to play)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ IGNORED = frozenset(
         "ChannelTalkingStarted",
         "ChannelTalkingFinished",
         "ChannelToneDetected",
-        "PlaybackContinuing",
+        "PlaybackStarted",  # a prompt's end is what matters (Continuing, Finished)
         "ApplicationRegistered",
         "ApplicationReplaced",
         "ApplicationMoveFailed",
@@ -519,7 +520,7 @@ _HANDLED: tuple[type[_Wire], ...] = (
     _BridgeAttendedTransfer, _BridgeDestroyed,
     *_kinds(_ChannelWire, (StasisEnd, ChannelStateChange, ChannelUnhold)),
     *_kinds(_RecordingWire, (RecordingStarted, RecordingFinished, RecordingFailed)),
-    *_kinds(_PlaybackWire, (PlaybackStarted, PlaybackFinished)),
+    *_kinds(_PlaybackWire, (PlaybackContinuing, PlaybackFinished)),
 )  # fmt: skip
 _SKIPPED = tuple(
     msgspec.defstruct(name, [], bases=(_Skipped,), tag=name) for name in sorted(IGNORED)

@@ -72,11 +72,14 @@ async def diagnose(config: Config) -> list[Check]:
     checks: list[Check] = []
     async with aiohttp.ClientSession() as session:
         client = ari_client(session, config, min(config.ari.request_timeout_s, TIMEOUT_S))
-        checks += await _ari(client, config)
-        ari_ok = all(c.ok for c in checks)
-        for ari_check in (_application, _prompts, _clock):
-            checks.append(await ari_check(client, config) if ari_ok
-                          else skipped(ari_check.__name__[1:], "not checked: ARI is not usable"))
+        try:
+            checks += await _ari(client, config)
+            ari_ok = all(c.ok for c in checks)
+            for ari_check in (_application, _prompts, _clock):
+                checks.append(await ari_check(client, config) if ari_ok else
+                              skipped(ari_check.__name__[1:], "not checked: ARI is not usable"))
+        finally:
+            await client.close()
     checks.append(await _dialplan(config))
     checks.append(await _fastagi(config))
     checks += _storage(config)

@@ -43,6 +43,8 @@ async def check_health(config: Config) -> dict[str, Any]:
             report["ari"] = {"ok": False, "url": config.ari.url, "error": str(exc)}
         else:
             report["fallback_prompt"] = await _fallback_prompt(client)
+        finally:
+            await client.close()
     try:
         repo = await Repository.connect(config.database.dsn.reveal(), min_size=1, max_size=1)
         try:

@@ -46,9 +46,12 @@ class DestroyBridge(Command):
 
 @dataclass(frozen=True)
 class Play(Command):
+    """One playback of one or more media, in order (ARI's `media` list): a prompt with the
+    ringback behind it is one request, and the prompt's end is PlaybackContinuing."""
+
     channel_id: str
     playback_id: str
-    media: str
+    media: tuple[str, ...]
 
 
 @dataclass(frozen=True)

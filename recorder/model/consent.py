@@ -91,12 +91,14 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
 
 def start_prompt(
     s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
-    number: str | None = None,
+    number: str | None = None, then: tuple[str, ...] = (),
 ) -> str:
     """Play `ann` to one channel (the party's own; a bridge is never used, so a prompt is
-    heard only by whom it is for and never lands in a recording); its playback id."""
+    heard only by whom it is for and never lands in a recording); its playback id. `then`:
+    media queued behind it in the same playback (the caller's ringback: one request less),
+    so the prompt's end is that playback's PlaybackContinuing."""
     playback_id = note_prompt(s, channel_id, ann, leg_id=leg_id, number=number)
-    s.add(cmd.Play(s.call.call_id, channel_id, playback_id, ann.media))
+    s.add(cmd.Play(s.call.call_id, channel_id, playback_id, (ann.media, *then)))
     return playback_id
 
 

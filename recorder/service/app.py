@@ -99,8 +99,8 @@ async def build(config: Config) -> AsyncIterator[Running]:
                 raise SystemExit(f"storage.encryption: {exc}") from None
         # Asterisk sets no cookies: a jar would be searched before every request for nothing.
         session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        client = ari_client(session, config)  # cannot fail: ari.url was checked at load
         try:
-            client = ari_client(session, config)
             keys = None if keyring is None else RecordingKeys(repo.pool, keyring)
             archive = Archive(config.storage.archive_dir, keys)
             if stale := await asyncio.to_thread(remove_stale_plain):
@@ -157,6 +157,7 @@ async def build(config: Config) -> AsyncIterator[Running]:
                     await agi.stop()
                 await writer.close()
         finally:
+            await client.close()
             await session.close()
     finally:
         await repo.close()
