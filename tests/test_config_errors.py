@@ -535,12 +535,6 @@ CASES: list[tuple[str, int, str, str]] = [
         "calls.ringback",
         "must be an ARI media URI starting with sound:, recording:, tone:, got 'sound:'",
     ),
-    (  # the prompt and the ringback are one play, whose media list Asterisk splits on commas
-        "calls:\n  ringback: 'tone:ring,sound:beep'\n" + STORAGE,
-        2,
-        "calls.ringback",
-        "must be one ARI media URI (no comma), got 'tone:ring,sound:beep'",
-    ),
     (
         "calls:\n  default_region: us\n" + STORAGE,
         2,

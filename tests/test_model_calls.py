@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from recorder.ari import events as ev
-from recorder.config import CallsConfig
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
 from recorder.model.settings import CallSettings
-from recorder.policy import load_policy, numbering_from
 from tests.harness import builders as b
 from tests.harness.model import CALLER, SETTINGS, Run, start_inbound, to_bridged, to_dialling
 
@@ -24,9 +21,7 @@ def test_new_inbound_call_answers_bridges_and_plays_consent_before_anything_else
     kinds = [type(c) for c in run.commands if not isinstance(c, cmd.Log | cmd.RecordEvent)]
     assert kinds[:5] == [cmd.SaveCall, cmd.Answer, cmd.CreateBridge, cmd.AddChannel, cmd.Play]
     play = run.of(cmd.Play)[0]
-    # the ringback queued behind the announcement, in the same playback: one request
-    assert (play.channel_id, play.media) == (
-        CALLER, (SETTINGS.consent_media, SETTINGS.ringback_media))
+    assert (play.channel_id, play.media) == (CALLER, SETTINGS.consent_media)
     assert not run.of(cmd.CreateChannel)  # nobody is dialled before the announcement ends
     save = run.saved()[0]
     assert save.call.caller_e164 == "+14155550100"
@@ -60,87 +55,17 @@ def test_ids_are_the_call_id_with_a_counter_per_kind() -> None:
 def test_dial_happens_after_consent_and_only_after_the_leg_is_in_stasis() -> None:
     run = Run()
     call_id = start_inbound(run)
-    consent = run.playback()
-    # the announcement is over, the ringback queued behind it plays: no request for it
-    out = run.feed(b.playback_continuing(3, consent))
+    out = run.feed(b.playback_finished(3, run.playback()))
     create = run.of(cmd.CreateChannel, out)[0]
     assert create.endpoint == "PJSIP/201"
     assert create.app_args == f"dialed,{call_id}"
     # the leg's id is saved before the request that creates it
     assert out.index(run.of(cmd.SaveCall, out)[-1]) < out.index(create)
-    assert not run.of(cmd.Play, out)
-    assert [r.event.kind for r in run.of(cmd.RecordEvent, out)][:1] == ["consent.played"]
+    assert [p.media for p in run.of(cmd.Play, out)] == [SETTINGS.ringback_media]
     assert not run.of(cmd.DialChannel)
     out = run.feed(b.stasis_start(3.01, b.chan(create.channel_id, "Down"), "dialed", call_id))
     (dial,) = run.of(cmd.DialChannel, out)
     assert (dial.channel_id, dial.caller_id, dial.timeout_s) == (create.channel_id, CALLER, 30)
-
-
-POLICY = CallSettings(policy=load_policy(None, numbering_from(CallsConfig())))  # the built-in
-
-
-@pytest.mark.parametrize("settings", [SETTINGS, POLICY], ids=["no policy", "built-in policy"])
-@pytest.mark.parametrize(
-    ("ended_by", "ringback_played", "stopped"),
-    [
-        # Asterisk goes on to the ringback queued behind the prompt: the same playback rings
-        (b.playback_continuing, [], 0),
-        # the playback ended before its ringback (the prompt failed, or was stopped): anew
-        (b.playback_finished, [(SETTINGS.ringback_media,)], 1),
-    ],
-    ids=["continuing", "finished"],
-)
-def test_the_ringback_plays_behind_the_prompt_or_anew_when_the_playback_ended(
-    settings: CallSettings, ended_by: Any, ringback_played: list[tuple[str, ...]],
-    stopped: int,
-) -> None:
-    run = Run(settings)
-    start_inbound(run)
-    (prompt,) = run.of(cmd.Play)
-    assert prompt.media[1:] == (SETTINGS.ringback_media,)
-    out = run.feed(ended_by(3, prompt.playback_id))
-    assert [p.media for p in run.of(cmd.Play, out)] == ringback_played
-    assert run.of(cmd.CreateChannel, out)
-    if settings.policy is not None:  # the prompt's audit row: heard to its end either way
-        (row,) = [r for c in run.of(cmd.SaveConsent, out) for r in c.rows]
-        assert (row.played, row.ended_at) == ("finished", b.at(3))
-    callee = run.dialled()
-    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", run.call.call_id))
-    out = run.feed(b.dial(5, callee, "ANSWER"))
-    # the ringback stops at the answer: the prompt's own playback, or the one played anew
-    (stop,) = run.of(cmd.StopPlayback, out)
-    assert stop.playback_id == run.playback(stopped)
-    assert run.feed(b.playback_finished(5.01, stop.playback_id)) == []  # what that stop says
-
-
-def test_an_opt_out_stops_the_prompt_with_its_ringback_and_the_ringback_plays_anew() -> None:
-    run = Run(POLICY)
-    start_inbound(run)
-    prompt = run.playback()
-    out = run.feed(ev.ChannelDtmfReceived(timestamp=b.at(1), asterisk_id=b.AST,
-                                          channel=b.chan(CALLER), digit="9"))
-    # one stop ends the whole playback (res_stasis_playback.c: the list is not played on)
-    assert [s.playback_id for s in run.of(cmd.StopPlayback, out)] == [prompt]
-    assert [p.media for p in run.of(cmd.Play, out)] == [(SETTINGS.ringback_media,)]
-    assert run.of(cmd.CreateChannel, out) and run.call.record is False
-    # the stopped playback's own end, however it is told, changes nothing
-    assert not run.of(cmd.Play | cmd.CreateChannel, run.feed(b.playback_finished(1.01, prompt)))
-    assert run.call.stasis.playback_id == run.playback()
-
-
-@pytest.mark.parametrize("settings", [SETTINGS, POLICY], ids=["no policy", "built-in policy"])
-@pytest.mark.parametrize("after_prompt", [False, True], ids=["during prompt", "during ringback"])
-def test_a_caller_hanging_up_stops_the_playback_once(
-    settings: CallSettings, after_prompt: bool
-) -> None:
-    run = Run(settings)
-    start_inbound(run)
-    if after_prompt:
-        run.feed(b.playback_continuing(3, run.playback()))
-    out = run.feed(b.hangup_request(4, CALLER))
-    assert [s.playback_id for s in run.of(cmd.StopPlayback, out)] == [run.playback()]
-    late = b.playback_continuing(4.01, run.playback())  # sent before Asterisk saw the stop
-    assert not run.of(cmd.Play | cmd.CreateChannel, run.feed(late))
 
 
 def test_answered_party_joins_only_after_recording_started() -> None:
@@ -377,7 +302,7 @@ def test_forward_to_a_mobile_goes_out_the_trunk(forward: str, endpoint: str) -> 
 def test_forward_loops_end_the_call_as_failed() -> None:
     run = Run(CallSettings(max_forwards=2))
     call_id = start_inbound(run)
-    run.feed(b.playback_continuing(3, run.playback()))
+    run.feed(b.playback_finished(3, run.playback()))
     for hop in range(4):
         leg = run.call.callee_channel
         assert leg is not None
@@ -405,7 +330,7 @@ GROUP = CallSettings(ring_groups={"600": ("201", "202", "203")})
 
 def ring(run: Run) -> tuple[str, list[str]]:
     call_id = start_inbound(run, target="600")
-    run.feed(b.playback_continuing(3, run.playback()))
+    run.feed(b.playback_finished(3, run.playback()))
     creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
     assert [c.endpoint for c in creates] == ["PJSIP/201", "PJSIP/202", "PJSIP/203"]
     legs = [c.channel_id for c in creates]

@@ -248,12 +248,6 @@ ERRORS = [
         "announcements.languages.+52",
         "expected a language code",
     ),
-    (
-        "announcements:\n  media_prefix: 'sound:a,b/'\n",
-        2,
-        "announcements.media_prefix",
-        "expected no comma (ARI splits a play's media on commas), got 'sound:a,b/'",
-    ),
     ("rules:\n  - name: X\n    action: [yes]\n", 3, "rule 'X'.action", "got a list"),
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -195,13 +195,9 @@ class AriClient:
             "POST", f"/channels/{_q(channel_id)}/dial", {"caller": caller, "timeout": timeout_s}
         )
 
-    async def play(self, channel_id: str, playback_id: str, media: Sequence[str]) -> None:
-        """`media` in order, as one playback: Asterisk splits the parameter on commas
-        (res_ari_channels.c, `ast_app_separate_args`; a repeated parameter would keep only the
-        last), so no URI may hold one (config and policy checks refuse it)."""
+    async def play(self, channel_id: str, playback_id: str, media: str) -> None:
         await self.request(
-            "POST", f"/channels/{_q(channel_id)}/play/{_q(playback_id)}",
-            {"media": ",".join(media)},
+            "POST", f"/channels/{_q(channel_id)}/play/{_q(playback_id)}", {"media": media}
         )
 
     async def stop_playback(self, playback_id: str) -> None:

@@ -200,12 +200,6 @@ class PlaybackEvent(Event):
 
 
 @dataclass(frozen=True)
-class PlaybackContinuing(PlaybackEvent):
-    """One media of a playback's list is over and the next starts (res_stasis_playback.c
-    `playback_final_update`: also when that media failed to play)."""
-
-
-@dataclass(frozen=True)
 class PlaybackFinished(PlaybackEvent):
     pass
 
@@ -223,7 +217,8 @@ IGNORED = frozenset(
         "ChannelTalkingStarted",
         "ChannelTalkingFinished",
         "ChannelToneDetected",
-        "PlaybackStarted",  # a prompt's end is what matters (Continuing, Finished)
+        "PlaybackStarted",  # a prompt's end is what matters (PlaybackFinished)
+        "PlaybackContinuing",  # each playback has one media
         "ApplicationRegistered",
         "ApplicationReplaced",
         "ApplicationMoveFailed",
@@ -520,7 +515,7 @@ _HANDLED: tuple[type[_Wire], ...] = (
     _BridgeAttendedTransfer, _BridgeDestroyed,
     *_kinds(_ChannelWire, (StasisEnd, ChannelStateChange, ChannelUnhold)),
     *_kinds(_RecordingWire, (RecordingStarted, RecordingFinished, RecordingFailed)),
-    *_kinds(_PlaybackWire, (PlaybackContinuing, PlaybackFinished)),
+    *_kinds(_PlaybackWire, (PlaybackFinished,)),
 )  # fmt: skip
 _SKIPPED = tuple(
     msgspec.defstruct(name, [], bases=(_Skipped,), tag=name) for name in sorted(IGNORED)

@@ -109,8 +109,6 @@ def media_uri(value: str) -> str:
     if not value.startswith(MEDIA_SCHEMES) or value.endswith(":"):
         schemes = ", ".join(MEDIA_SCHEMES)
         raise Invalid(f"must be an ARI media URI starting with {schemes}, got '{value}'")
-    if "," in value:  # a play's media list is split on commas: it would be two media
-        raise Invalid(f"must be one ARI media URI (no comma), got '{value}'")
     return value
 
 

@@ -58,7 +58,7 @@ from recorder.model.routing import place
 from recorder.model.segments import on_filed, on_recording
 from recorder.model.settings import CallSettings
 from recorder.model.sharing import peers_entered, peers_left
-from recorder.model.starting import on_dtmf, on_new_channel, playback_continuing, playback_done
+from recorder.model.starting import on_dtmf, on_new_channel, playback_done
 from recorder.model.state import ENDED, REC_FILED, CallMode, ModelState
 from recorder.model.transfers import on_attended_transfer, on_blind_transfer
 
@@ -105,7 +105,6 @@ HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
     (NO_CALL, ControlRequested): on_control,
     # calls in the Stasis app
     (STASIS, ev.StasisStart): per_call(dialled_leg_ready),
-    (STASIS, ev.PlaybackContinuing): per_call(playback_continuing),
     (STASIS, ev.PlaybackFinished): per_call(playback_done),
     (STASIS, ev.Dial): per_call(dial_status),
     (STASIS, ev.ChannelStateChange): on_state_change,

@@ -46,12 +46,9 @@ class DestroyBridge(Command):
 
 @dataclass(frozen=True)
 class Play(Command):
-    """One playback of one or more media, in order (ARI's `media` list): a prompt with the
-    ringback behind it is one request, and the prompt's end is PlaybackContinuing."""
-
     channel_id: str
     playback_id: str
-    media: tuple[str, ...]
+    media: str
 
 
 @dataclass(frozen=True)

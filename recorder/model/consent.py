@@ -91,14 +91,12 @@ def decide_at_start(s: Step, at: datetime) -> list[Announcement]:
 
 def start_prompt(
     s: Step, channel_id: str, ann: Announcement, *, leg_id: str | None = None,
-    number: str | None = None, then: tuple[str, ...] = (),
+    number: str | None = None,
 ) -> str:
     """Play `ann` to one channel (the party's own; a bridge is never used, so a prompt is
-    heard only by whom it is for and never lands in a recording); its playback id. `then`:
-    media queued behind it in the same playback (the caller's ringback: one request less),
-    so the prompt's end is that playback's PlaybackContinuing."""
+    heard only by whom it is for and never lands in a recording); its playback id."""
     playback_id = note_prompt(s, channel_id, ann, leg_id=leg_id, number=number)
-    s.add(cmd.Play(s.call.call_id, channel_id, playback_id, (ann.media, *then)))
+    s.add(cmd.Play(s.call.call_id, channel_id, playback_id, ann.media))
     return playback_id
 
 

@@ -83,8 +83,7 @@ def fill_numbers(call: Call, caller_number: str, settings: CallSettings) -> None
 def dial(s: Step) -> None:
     call = s.call
     transition(s, DIALING)
-    if call.stasis.playback_kind != "ringback":  # else queued behind the prompt, playing now
-        play(s, call.caller_channel, "ringback", s.settings.ringback_media)
+    play(s, call.caller_channel, "ringback", s.settings.ringback_media)
     members = s.settings.ring_groups.get(call.target)
     if not members:
         dial_leg(s, call.target)

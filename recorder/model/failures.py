@@ -72,7 +72,7 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
 def stasis_then(s: Step, failed: cmd.Command) -> None:
     call = s.call
     if isinstance(failed, cmd.Play) and call.phase == CONSENT:
-        s.record("consent.failed", call.caller_channel, media=failed.media[0])
+        s.record("consent.failed", call.caller_channel, media=failed.media)
         call.stasis.playback_id = call.stasis.playback_kind = None
         dial(s)
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):

@@ -118,7 +118,7 @@ def for_call(
     return state.with_call(s.call), s.out
 
 
-def play(s: Step, channel_id: str, kind: str, *media: str) -> None:
+def play(s: Step, channel_id: str, kind: str, media: str) -> None:
     call = s.call
     playback_id = f"{call.call_id}-p{call.next_playback}"
     call.next_playback += 1

@@ -106,7 +106,6 @@ _KEYS: dict[type, Callable[[ModelState, Any], str | None]] = {
     ev.BridgeBlindTransfer: _channel,
     ev.BridgeAttendedTransfer: _attended,
     ev.Dial: lambda state, e: state.by_channel.get(e.peer.id),
-    ev.PlaybackContinuing: lambda state, e: state.by_playback.get(e.playback.id),
     ev.PlaybackFinished: lambda state, e: state.by_playback.get(e.playback.id),
     ev.ChannelEnteredBridge: _bridge,
     ev.ChannelLeftBridge: _bridge,

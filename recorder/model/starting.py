@@ -100,17 +100,13 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
     call.stasis.bridge_created = True
     s.add(cmd.AddChannel(call_id, call.bridge_id, ch.id))
     take_path_args(s, e.args[2:], ch.name)
-    # The ringback the caller hears while the target is dialled is queued behind the prompt,
-    # in the same playback: it starts as the prompt ends (PlaybackContinuing, when dialling
-    # starts) with no request of its own.
-    ringback = settings.ringback_media
     if settings.policy is None:
-        play(s, ch.id, "consent", settings.consent_media, ringback)
+        play(s, ch.id, "consent", settings.consent_media)
     else:
         call.announcements = decide_at_start(s, e.timestamp)
         first = due_for(call, "caller", "before-bridge")
         if first is not None:
-            start_prompt(s, ch.id, first, then=(ringback,))
+            start_prompt(s, ch.id, first)
         else:  # nothing to announce (not recorded): straight to dialling
             dial(s)
     s.flush()
@@ -118,42 +114,19 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
 
 
 def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
-    """A playback is over, with whatever was queued behind its first media: a prompt that
-    ends here ended before its ringback started, so dialling plays the ringback anew."""
     call = s.call
-    if e.playback.id == call.stasis.playback_id:
-        kind = call.stasis.playback_kind
-        call.stasis.playback_id = call.stasis.playback_kind = None
-    else:
-        kind = None
     prompt = call.prompts.get(e.playback.id)
     if prompt is not None:
         audit(s, prompt, "finished")
         after_prompt(s, prompt.to, prompt.leg)
-    elif kind == "consent" and call.phase == CONSENT:
-        consent_played(s)
-
-
-def playback_continuing(s: Step, e: ev.PlaybackContinuing) -> None:
-    """The caller's announcement is over and the ringback queued behind it plays now
-    (`new_call`): the prompt is done, dialling starts, and the playback is the ringback."""
-    call = s.call
-    prompt = call.prompts.get(e.playback.id)
-    consent = e.playback.id == call.stasis.playback_id and call.stasis.playback_kind == "consent"
-    if prompt is None and not consent:
         return
-    call.stasis.playback_id, call.stasis.playback_kind = e.playback.id, "ringback"
-    if prompt is not None:
-        audit(s, prompt, "finished")
-        after_prompt(s, prompt.to, prompt.leg)
-    elif call.phase == CONSENT:
-        consent_played(s)
-
-
-def consent_played(s: Step) -> None:
-    """The built-in consent announcement (no policy) is over: dial."""
-    s.record("consent.played", s.call.caller_channel, media=s.settings.consent_media)
-    dial(s)
+    if e.playback.id != call.stasis.playback_id:
+        return
+    kind = call.stasis.playback_kind
+    call.stasis.playback_id = call.stasis.playback_kind = None
+    if kind == "consent" and call.phase == CONSENT:
+        s.record("consent.played", call.caller_channel, media=s.settings.consent_media)
+        dial(s)
 
 
 def after_prompt(s: Step, label: str, leg_id: str) -> None:

@@ -119,8 +119,6 @@ def media_prefix(value: str) -> str:
         raise Invalid(
             f"expected the start of an ARI media URI such as sound:verbatim/, got '{value}'"
         )
-    if "," in value:  # a play's media list is split on commas: it would be two media
-        raise Invalid(f"expected no comma (ARI splits a play's media on commas), got '{value}'")
     return value
 
 

@@ -67,12 +67,6 @@ def state_change(t: float, channel_id: str, state: str) -> ev.ChannelStateChange
     return ev.ChannelStateChange(timestamp=at(t), asterisk_id=AST, channel=chan(channel_id, state))
 
 
-def playback_continuing(t: float, playback_id: str) -> ev.PlaybackContinuing:
-    """The playback's first media is over and the next plays (a prompt, then its ringback)."""
-    info = ev.PlaybackInfo(playback_id, "sound:x", "channel:x", "continuing")
-    return ev.PlaybackContinuing(timestamp=at(t), asterisk_id=AST, playback=info)
-
-
 def playback_finished(t: float, playback_id: str) -> ev.PlaybackFinished:
     info = ev.PlaybackInfo(playback_id, "sound:x", "channel:x", "done")
     return ev.PlaybackFinished(timestamp=at(t), asterisk_id=AST, playback=info)

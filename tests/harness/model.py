@@ -121,10 +121,10 @@ def start_inbound(run: Run, target: str = "201", number: str = "+14155550100") -
 
 
 def to_dialling(run: Run, target: str = "201") -> tuple[str, str]:
-    """An inbound call past its announcement (the ringback queued behind it playing), the
-    callee's channel in the app (not yet ringing): the call's id and the callee's channel."""
+    """An inbound call past its announcement, the callee's channel in the app (not yet ringing):
+    the call's id and the callee's channel."""
     call_id = start_inbound(run, target)
-    run.feed(b.playback_continuing(3, run.playback()))
+    run.feed(b.playback_finished(3, run.playback()))
     callee = run.dialled()
     run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
     return call_id, callee
