@@ -34,6 +34,10 @@ class Flaky:
         self._saving()
         await self.repo.save_call(*a)
 
+    @property
+    def writes_connected(self) -> bool:
+        return not self.down and self.repo.writes_connected
+
     async def write(self, *a: Any, **kw: Any) -> None:  # the writer's flush: every row
         self._saving()
         await self.repo.write(*a, **kw)

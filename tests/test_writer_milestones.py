@@ -4,6 +4,7 @@ none of it (the journal is replayed at start). Against real PostgreSQL; nothing 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -157,3 +158,37 @@ async def test_a_write_leaves_out_the_legs_and_recordings_postgresql_has(
     legs = {x.channel_id: x for x in await repo.legs("c1")}
     assert legs["b"].ended_at is not None and legs["a"].answered_at == T0
     assert [r.status for r in await repo.recordings("c1")] == ["recording"]
+
+
+async def test_a_new_connection_gets_every_leg_and_recording_again(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """What PostgreSQL acknowledged may be gone with its connection (a failover to a standby
+    that had not replayed it, a crash without synchronous commit): the first write over a new
+    connection sends each call whole, not only what changed since."""
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(ANSWERED)
+    await writer.flush()
+    await repo.pool.execute("DELETE FROM legs WHERE call_id = 'c1' AND channel_id = 'a'")  # lost
+    writes = repo._writes.get_server_pid()  # the writer's connection dies with its server
+    await repo.pool.execute("SELECT pg_terminate_backend($1)", writes)
+    writer.stage_call(_with(ANSWERED, rec="recording"))
+    for _ in range(3):  # the first try may meet the dead connection; the next makes a new one
+        if await writer.flush():
+            break
+        writer._next_try = 0.0  # no 5 s wait between tries in a test
+    assert sorted(x.channel_id for x in await repo.legs("c1")) == ["a", "b"]
+
+
+async def test_the_writers_connection_leaves_the_whole_pool_to_the_rest(pg_dsn: str) -> None:
+    """database.pool_max: 1 (a small site) still leaves the daemon's other readers a
+    connection once the writer has written: the writer's is one of its own."""
+    small = await Repository.connect(pg_dsn, min_size=1, max_size=1)
+    try:
+        writer = Writer(small)
+        writer.stage_call(ANSWERED)
+        assert await writer.flush() is True
+        async with asyncio.timeout(2):  # waited for ever when the writer kept the pool's one
+            assert await small.pool.fetchval("SELECT 1") == 1
+    finally:
+        await small.close()

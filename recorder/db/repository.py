@@ -104,7 +104,9 @@ _INSERT_TAG = ("INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2,
                "ON CONFLICT (call_id, tag) DO NOTHING")
 # What PostgreSQL refuses for the row itself (a CHECK, a bad value), as opposed to being away:
 # retrying cannot help (recorder.service.writer drops such a row, so it holds back no other).
-REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+# ValueError: a value asyncpg cannot encode (its client-side DataError), or one our own row
+# code rejects (a naive time) -- the row's fault as much.
+REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, ValueError)
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
 
@@ -185,13 +187,25 @@ async def _init_connection(conn: Any) -> None:
 
 
 class Repository:
-    def __init__(self, pool: Any) -> None:
-        """`pool` is an asyncpg pool whose connections were set up by `init_connection`."""
+    def __init__(self, pool: Any, dsn: str | None = None) -> None:
+        """`pool` is an asyncpg pool whose connections were set up by `init_connection`;
+        `dsn`, its database, for the writer's own connection (without it, one of the pool's)."""
         self.pool = pool
-        # The writer's own connection (`write`), taken from the pool at its first write and
-        # kept: a pool's acquire and release cost a reset query (a round trip and a transaction
-        # of its own) per write. Given back by `close`, or when a write fails for want of it.
+        self._dsn = dsn
+        # The writer's own connection (`write`), made at its first write and kept: a pool's
+        # acquire and release cost a reset query (a round trip and a transaction of its own)
+        # per write. Outside the pool, so that the pool's size (database.pool_max) is all the
+        # rest of the daemon's (adoption, controls, sweeps, readiness), and one more
+        # connection in all. Closed by `close`, or when a write fails for want of it.
         self._writes: Any = None
+        self._pooled = False  # `_writes` came from the pool (no dsn)
+
+    @property
+    def writes_connected(self) -> bool:
+        """Whether the next `write` goes over the connection the last one used: when not, the
+        server may be another (a failover) or may have lost what it acknowledged (a crash
+        without synchronous commit), so the writer sends its calls whole again."""
+        return self._writes is not None and not _gone(self._writes)
 
     init_connection = staticmethod(_init_connection)
 
@@ -200,14 +214,38 @@ class Repository:
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=_init_connection
         )
-        return cls(pool)
+        return cls(pool, dsn)
 
     async def close(self) -> None:
-        if self._writes is not None:
-            conn, self._writes = self._writes, None
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn, timeout=5)
+        await self._drop_writes(gracefully=True)
         await self.pool.close()
+
+    async def _connect_writes(self) -> Any:
+        if self._dsn is None:
+            self._pooled = True
+            return await self.pool.acquire()
+        self._pooled = False
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await _init_connection(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    async def _drop_writes(self, gracefully: bool = False) -> None:
+        """The writer's connection gone: closed at the end, or terminated after a failure (its
+        state, or its server's, is unknown: a fenced old primary would be found again)."""
+        conn, self._writes = self._writes, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if not gracefully:
+                conn.terminate()
+            if self._pooled:
+                await self.pool.release(conn, timeout=1)
+            elif gracefully:
+                await conn.close(timeout=5)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -248,7 +286,8 @@ class Repository:
         consent rows). Keys: each row's, so that writing it again adds nothing."""
         conn = self._writes
         if conn is None or _gone(conn):
-            conn = self._writes = await self.pool.acquire()
+            await self._drop_writes()
+            conn = self._writes = await self._connect_writes()
         try:
             async with conn.transaction():
                 await _save(conn, snapshots, events, event_keys)
@@ -263,9 +302,7 @@ class Repository:
         except REFUSED:  # the rows', not the connection's: rolled back, the connection is fine
             raise
         except BaseException:  # lost, cancelled mid-statement, timed out: a fresh one next time
-            self._writes = None
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn, timeout=1)
+            await self._drop_writes()
             raise
 
     async def save_recording(self, row: RecordingRow) -> bool:

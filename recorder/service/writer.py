@@ -530,6 +530,8 @@ class Writer:
                 if not saves and not any(left):
                     break
         except Exception as exc:  # the database's failure must not become the call's failure
+            # what PostgreSQL acknowledged before may be lost with it: calls go whole again
+            self._written.clear()
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
                 log.error(
@@ -560,6 +562,8 @@ class Writer:
         events, gaps, consent, tags = (rows[:n] for rows, n in zip(self._rows, counts,
                                                                   strict=True))
         refused: set[str] = set()
+        if not self.repo.writes_connected:  # a new connection, maybe a new server: all again
+            self._written.clear()
         try:
             await self.repo.write(
                 [self._changed(s.rows) for s in saves],
