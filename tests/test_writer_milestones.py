@@ -192,3 +192,19 @@ async def test_the_writers_connection_leaves_the_whole_pool_to_the_rest(pg_dsn: 
             assert await small.pool.fetchval("SELECT 1") == 1
     finally:
         await small.close()
+
+
+async def test_a_snapshot_written_again_keeps_an_uploaded_recordings_place(
+    repo: Repository,
+) -> None:
+    """The uploader moved a filed recording of a call still going on to the bucket; the call's
+    snapshot written again (a journal replay, the first write after a restart) still names the
+    archive file that is gone: the row keeps the bucket's (trigger recordings_keep_moved, 0009)."""
+    filed = _with(ANSWERED, rec="filed")
+    (rec,) = filed.recordings
+    filed = replace(filed, recordings=(replace(rec, path="/archive/r1.wav", sha256="ab" * 32,
+                                               bytes=1000, duration_ms=62),))
+    await repo.save_call(filed.call, filed.legs, filed.recordings)
+    await repo.pool.execute("UPDATE recordings SET path = 's3://bucket/r1.wav' WHERE name = 'r1'")
+    await repo.save_call(filed.call, filed.legs, filed.recordings)
+    assert [r.path for r in await repo.recordings("c1")] == ["s3://bucket/r1.wav"]
