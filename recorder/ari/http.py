@@ -13,7 +13,9 @@ before Asterisk's own idle limit (http.conf session_keep_alive, 15 s by default)
 under a request. A request that finds its reused connection closed before any of the answer
 came is sent again on a new one when its method is idempotent (RFC 9112 §9.3.1, as aiohttp
 does); a POST is not, and fails as "Disconnected". At most `limit` connections are open at once
-(Asterisk's session_limit is 100, the events WebSocket included); more requests wait their turn.
+(32; more requests wait their turn): Asterisk's http.conf session_limit (100 by default) counts
+every HTTP session of the server — the events WebSocket, recording downloads, other ARI apps,
+WebRTC phones — and past it Asterisk closes new ones unanswered, while ours idle up to `idle_s`.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ def _expire_turn(turn: asyncio.Future[None], seconds: float) -> None:
 class HttpClient:
     """HTTP/1.1 requests to one server (`base_url`: scheme, host, port, path prefix)."""
 
-    def __init__(self, base_url: str, *, limit: int = 99, idle_s: float = 10.0,
+    def __init__(self, base_url: str, *, limit: int = 32, idle_s: float = 10.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
