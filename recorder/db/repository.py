@@ -8,7 +8,6 @@ silently take it as UTC).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
 from collections.abc import Awaitable, Callable, Sequence
@@ -199,6 +198,7 @@ class Repository:
         # connection in all. Closed by `close`, or when a write fails for want of it.
         self._writes: Any = None
         self._pooled = False  # `_writes` came from the pool (no dsn)
+        self._closed = False  # by `close`: no new connection for a late write
 
     @property
     def writes_connected(self) -> bool:
@@ -217,6 +217,7 @@ class Repository:
         return cls(pool, dsn)
 
     async def close(self) -> None:
+        self._closed = True
         await self._drop_writes(gracefully=True)
         await self.pool.close()
 
@@ -239,13 +240,16 @@ class Repository:
         conn, self._writes = self._writes, None
         if conn is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             if not gracefully:
                 conn.terminate()
             if self._pooled:
                 await self.pool.release(conn, timeout=1)
             elif gracefully:
                 await conn.close(timeout=5)
+        except Exception:  # a close that fails must not leave the socket open
+            if not self._pooled:
+                conn.terminate()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -284,6 +288,8 @@ class Repository:
         connection: call snapshots (with their legs and recordings), then rows that refer to
         calls (events, gaps, tags; `also`: more statements, given the connection, e.g.
         consent rows). Keys: each row's, so that writing it again adds nothing."""
+        if self._closed:  # as a closed pool would: the writer keeps the rows pending
+            raise ConnectionError("the repository is closed")
         conn = self._writes
         if conn is None or _gone(conn):
             await self._drop_writes()
