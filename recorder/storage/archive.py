@@ -261,10 +261,10 @@ def _write_all(temp: _Temp | _Sealing, chunks: Iterable[bytes]) -> None:
 class _Sealing:
     """A recording arriving in pieces, encrypted as it comes into a temporary file in the
     target directory; the plaintext also goes, to be measured, to a private directory
-    (`_private_plain`) that `close()` removes."""
+    (`_private_plain`) that `discard()` removes."""
 
     def __init__(self, target: Path, key: DataKey) -> None:
-        # Both files and the private directory, removed by close() -- or here, if any step
+        # Both files and the private directory, removed by discard() -- or here, if any step
         # of making them fails (the caller has nothing to close then).
         with contextlib.ExitStack() as made:
             plain_path = made.enter_context(_private_plain(target.name))
@@ -274,7 +274,7 @@ class _Sealing:
             made.callback(self.sealed.discard)
             self._out = contextlib.ExitStack()  # the encrypting stream, until finish()
             self._stream = self._out.enter_context(key.encrypting(self.sealed))
-            self._files = made.pop_all()  # made: kept past this block, until close()
+            self._files = made.pop_all()  # made: kept past this block, until discard()
 
     def write(self, data: bytes) -> None:
         self.plain.write(data)
@@ -287,8 +287,9 @@ class _Sealing:
         self.plain.file.close()
         return _content(self.plain.path, self.plain.hash.hexdigest(), self.plain.size, target)
 
-    def close(self) -> None:
-        """The plaintext gone; the ciphertext's temporary name too (placed or not)."""
+    def discard(self) -> None:
+        """The plaintext gone; the ciphertext's temporary name too (placed or not): as
+        `_Temp.discard`, so a filing removes either kind the same way."""
         self._files.close()
 
 
@@ -307,11 +308,7 @@ async def _made(make: Callable[[], _Temp | _Sealing]) -> _Temp | _Sealing:
 def _undo_made(making: asyncio.Future[_Temp | _Sealing]) -> None:
     if making.cancelled() or making.exception() is not None:
         return  # nothing made (the thread never ran), or it removed what it made
-    temp = making.result()
-    if isinstance(temp, _Sealing):
-        temp.close()
-    else:
-        temp.discard()
+    making.result().discard()
 
 
 def _raise_if_full(e: OSError, src: Path) -> None:
@@ -409,7 +406,7 @@ class Archive:
             filed = await asyncio.to_thread(self._place, temp.sealed, target, content, key)
             return await self._placed(call_id, name, filed)
         finally:
-            await asyncio.to_thread(temp.close if isinstance(temp, _Sealing) else temp.discard)
+            await asyncio.to_thread(temp.discard)
 
     # -- blocking parts, run in a worker thread ---------------------------------------------
 
