@@ -72,17 +72,21 @@ class Migration:
     def transactional(self) -> bool:
         return not self.sql.lstrip().startswith(_NO_TX)
 
+    @property
+    def earlier_forms(self) -> list[str]:
+        """The hashes of the forms this file replaces (`-- migrate: also applied as`)."""
+        return _EARLIER.findall(self.sql)
+
     def applied_as(self, sha256: str) -> bool:
         """Whether a database that applied the file with this hash has this file's schema."""
-        return sha256 == self.sha256 or sha256 in _EARLIER.findall(self.sql)
+        return sha256 == self.sha256 or sha256 in self.earlier_forms
 
     @property
     def recorded_sha256(self) -> str:
         """The hash its schema_migrations row keeps: the first form's, when the file names
         earlier ones, so that an older version sharing the database (or rolled back to) finds
         the hash of the file it ships; this version accepts every form (`applied_as`)."""
-        earlier = _EARLIER.findall(self.sql)
-        return earlier[0] if earlier else self.sha256
+        return next(iter(self.earlier_forms), self.sha256)
 
 
 def load(directory: Path) -> list[Migration]:
