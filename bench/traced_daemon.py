@@ -155,7 +155,7 @@ def probe(trim: bool) -> dict[str, Any]:
         out["large"] = _large(gc.get_objects())
         gc.freeze()
         t = time.perf_counter()
-        _libc.malloc_trim(0)
+        heap.trim()
         out["trim_ms"] = round((time.perf_counter() - t) * 1000, 1)
         out["rss_after_trim_kb"] = _kb("/proc/self/status", ("VmRSS",))["VmRSS"]
     return out

@@ -228,7 +228,7 @@ def _partial_page(
         "max", q.stop, "+", "least")  # fmt: skip
     end = f"(SELECT {bound}(started_at) FROM calls)"  # noqa: S608
     if towards is not None:
-        end = f"{'greatest' if desc else 'least'}({args.add(towards)}, {end})"
+        end = f"{clamp}({args.add(towards)}, {end})"
     near, far = f"x.e {sign} ((1 << k) - 1)", f"{clamp}(x.e {sign} ((2 << k) - 2), x.f)"
     lo, hi = (far, near) if desc else (near, far)
     weeks = "x.e - x.f" if desc else "x.f - x.e"  # from the edge's to the end's

@@ -141,6 +141,13 @@ def _gone(conn: Any) -> bool:
         return True
 
 
+async def _insert_gaps(conn: Any, gaps: Sequence[GapRow],
+                       keys: Sequence[str | None] | None) -> None:
+    keys = keys or [None] * len(gaps)
+    await conn.executemany(
+        _INSERT_GAP, [(*_values(g), k) for g, k in zip(gaps, keys, strict=True)])
+
+
 async def _save(
     conn: Any,
     snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
@@ -298,9 +305,7 @@ class Repository:
             async with conn.transaction():
                 await _save(conn, snapshots, events, event_keys)
                 if gaps:
-                    keys = gap_keys or [None] * len(gaps)
-                    await conn.executemany(
-                        _INSERT_GAP, [(*_values(g), k) for g, k in zip(gaps, keys, strict=True)])
+                    await _insert_gaps(conn, gaps, gap_keys)
                 if tags:
                     await conn.executemany(_INSERT_TAG, list(tags))
                 for more in also:
@@ -321,11 +326,8 @@ class Repository:
     async def add_gaps(self, gaps: Sequence[GapRow],
                        keys: Sequence[str | None] | None = None) -> None:
         """`keys`: each row's key, so that writing it again adds nothing (None: no key)."""
-        keys = keys or [None] * len(gaps)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                _INSERT_GAP, [(*_values(g), k) for g, k in zip(gaps, keys, strict=True)]
-            )
+            await _insert_gaps(conn, gaps, keys)
 
     async def add_tags(self, tags: Sequence[tuple[str, str, str]]) -> None:
         """(call_id, tag, by) rows; a tag a call already has is kept as it was."""

@@ -163,11 +163,12 @@ def _others_in(call: Call, bridge: str, window: list[Span], end: datetime,
             if partner is None:
                 out += there
                 continue
+            if not there:
+                continue
             for far in partner.spans:
                 reach, c, d = _closed(far, partner.ended_at or end)
-                if there:
-                    out += _others_in(call, reach, intersect(there, [(c, d)]), end,
-                                      seen | {other.channel_id, partner.channel_id})
+                out += _others_in(call, reach, intersect(there, [(c, d)]), end,
+                                  seen | {other.channel_id, partner.channel_id})
     for peer in call.hook.peers:  # another recorded call's party there (recorder.model.sharing)
         where, a, b = _closed(Stay(peer.bridge, peer.entered, peer.left), end)
         if where == bridge:

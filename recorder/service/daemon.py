@@ -425,17 +425,15 @@ class Daemon:
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.durable()
                 self._spawn(self._file(command))
-            elif isinstance(command, cmd.Answer) and self._answers_caller(command):
-                # Answering the caller names nothing: a crash before its new call is journaled
-                # leaves a caller in the app that no call knows, Up or not, taken on as an
-                # orphan either way (recorder.model.reconcile). So the answer does not wait for
-                # the fsync; it overlaps it, and the step's next request waits for it.
-                self.writer.durable_begin()
-                problem = await self._request(command)
-                if problem is not None:
-                    refused.append(problem)
             else:
-                await self.writer.durable()  # names and ids are stored before Asterisk hears them
+                if isinstance(command, cmd.Answer) and self._answers_caller(command):
+                    # Answering the caller names nothing: a crash before its new call is
+                    # journaled leaves a caller in the app that no call knows, Up or not, taken
+                    # on as an orphan either way (recorder.model.reconcile). So the answer does
+                    # not wait for the fsync; it overlaps it, and the next request waits for it.
+                    self.writer.durable_begin()
+                else:  # names and ids are stored before Asterisk hears them
+                    await self.writer.durable()
                 problem = await self._request(command)
                 if problem is not None:
                     refused.append(problem)
