@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from recorder.cli.main import main as daemon_main
+from recorder.common import loop
 from recorder.service import heap
 
 SLOW_MS = 5.0
@@ -187,6 +188,7 @@ def main() -> int:
     signal.signal(signal.SIGUSR2, write_probe)
     gc.callbacks.append(_on_gc)
     _time_callbacks()
+    os.environ[loop.ENV] = "asyncio"  # the probes time asyncio's own Handle._run
     return daemon_main(sys.argv[2:])
 
 

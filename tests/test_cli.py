@@ -23,6 +23,16 @@ def test_bad_config_exits_2_naming_file_key_and_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "ari.usrname" in result.stderr
 
 
+def test_unknown_event_loop_exits_2_naming_the_variable() -> None:
+    conf = str(ROOT / "config" / "verbatim.example.yaml")
+    result = verbatim("run", "--config", conf, env={
+        "VERBATIM_EVENT_LOOP": "tokio", "VERBATIM_ARI_PASSWORD": "x",
+        "VERBATIM_DATABASE_DSN": "postgresql://u@127.0.0.1:9/v"})
+    assert result.returncode == 2
+    assert "VERBATIM_EVENT_LOOP='tokio': expected one of asyncio, uvloop" in result.stderr
+    assert "Traceback" not in result.stderr and "never awaited" not in result.stderr
+
+
 def test_example_config_is_valid_and_secrets_stay_out_of_output() -> None:
     secrets = {"VERBATIM_ARI_PASSWORD": "hunter2-ari",
                "VERBATIM_DATABASE_DSN": "postgresql://u:hunter2-db@127.0.0.1/v"}

@@ -7,6 +7,7 @@ PostgreSQL stay up, as Asterisk and the database would.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,6 +56,9 @@ async def crash_setup(
         log = proc.log.read_text() if proc.log.exists() else ""
         assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
+        # `verbatim run` (this subprocess) runs on uvloop (recorder.common.loop)
+        started = [json.loads(x) for x in log.splitlines() if '"verbatim.started"' in x]
+        assert started and all(x["event_loop"] == "uvloop" for x in started), started
 
 
 async def crash_then_hang_up(

@@ -11,13 +11,26 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
+from recorder.common import loop
 from recorder.common.logs import configure_logging
 from recorder.config import Config, ConfigError, load_config
 from recorder.config.model import default_config_path
 
 DEFAULT_CONFIG = default_config_path()
+T = TypeVar("T")
+
+
+def _serve(main: Coroutine[Any, Any, T]) -> T:
+    """A long-running command's coroutine, on the chosen event loop (recorder.common.loop)."""
+    try:
+        return loop.run(main)
+    except loop.LoopChoiceError as exc:
+        print(f"verbatim: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def _load(path: str) -> Config:
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.devtools.demo import run_demo
 
         configure_logging("warning", "console")
-        return asyncio.run(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
+        return _serve(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
     if args.command == "keys" and args.keys_command == "new":
         from recorder.storage.crypt import new_master_key
 
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from recorder.service.app import run
 
-        asyncio.run(run(config))
+        _serve(run(config))
         return 0
     if args.command == "migrate":
         from recorder.db.migrate import migrate
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from recorder.api.server import serve
 
-        asyncio.run(serve(config))
+        _serve(serve(config))
         return 0
     if args.command == "users":
         from recorder.cli.users import run_users
