@@ -65,6 +65,7 @@ class Figures:
     warnings: int  # warning and error lines the recorder logged
     row_writes: dict[str, int]  # rows inserted or updated, by table (the daemon's tables)
     by_kind: dict[str, int]  # ARI requests by "METHOD /template" (the spec's path)
+    loop_cpu_ms: float  # of cpu_ms, the main thread's: the event loop
 
     @property
     def latency_ms(self) -> list[float]:
@@ -81,6 +82,13 @@ class Figures:
                 f"{(self.rss_peak_kb - self.rss_start_kb) / n:7.1f} "
                 f"{(self.rss_end_kb - self.rss_start_kb) / n:7.1f} {self.wall_s:6.0f} "
                 f"{self.stuck:5} {self.warnings:5}")
+
+    def threads(self) -> str:
+        """CPU per call: the event loop's thread, and the others (the daemon's: the journal's
+        fsyncs, the archive's copy, hash and fsyncs; child processes)."""
+        n = self.calls
+        return (f"event loop {self.loop_cpu_ms / n:.1f} ms, other threads "
+                f"{(self.cpu_ms - self.loop_cpu_ms) / n:.1f} ms")
 
     def writes(self) -> str:
         """Rows written per call, by table."""
@@ -118,6 +126,12 @@ def cpu_ticks(pid: int, children: bool = True) -> int:
     # fields[11..14] are utime, stime, cutime, cstime (stat(5) numbers 14-17)
     used = int(fields[11]) + int(fields[12])
     return used + (int(fields[13]) + int(fields[14]) if children else 0)
+
+
+def main_thread_ticks(pid: int) -> int:
+    """CPU ticks of the process's main thread (the thread whose id is the process's)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def rss_kb(pid: int, key: str) -> int:
@@ -335,6 +349,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         proc, ctl, log = run.proc, run.ctl, run.log
         ev0, req0 = len(await ctl.events()), len(await ctl.requests())
         cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        loop0 = main_thread_ticks(proc.pid)
         rows0 = row_writes(cluster)
         log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
         start = time.monotonic()
@@ -343,6 +358,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         wall = time.monotonic() - start
         await asyncio.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
         cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
+        loop = main_thread_ticks(proc.pid)
         rows = {t: n - rows0[t] for t, n in row_writes(cluster).items()}
         events, requests = await ctl.events(ev0), await ctl.requests(req0)
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
@@ -362,7 +378,8 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
     return Figures(kind, n, (cpu - cpu0) * 1000 / TICK, (pg - pg0) * 1000 / TICK, xacts - x0,
                    len(requests), log_bytes, len(answers) / span if span else 0.0,
                    latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
-                   warnings(log, log0), rows, request_kinds(requests))
+                   warnings(log, log0), rows, request_kinds(requests),
+                   (loop - loop0) * 1000 / TICK)
 
 
 def request_kinds(requests: list[dict[str, Any]]) -> dict[str, int]:
@@ -550,6 +567,7 @@ async def bench(args: argparse.Namespace) -> None:
                 print(results[-1].row(), flush=True)
                 print(f"    p99 ms by event type: {results[-1].slowest()}", flush=True)
                 print(f"    rows written per call: {results[-1].writes()}", flush=True)
+                print(f"    CPU per call by thread: {results[-1].threads()}", flush=True)
             print_kinds([r for r in results if r.calls == n])
     print("\nper call, daemon / minimal:")
     for n in sizes:
