@@ -76,7 +76,7 @@ from recorder.model.reconcile import (
 )
 from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
-from recorder.model.state import ENDING, RECORDING_PENDING, ModelState
+from recorder.model.state import RECORDING_PENDING, ModelState
 from recorder.service.hookserver import HookBroker
 from recorder.service.recovery import SpoolSweeper
 from recorder.service.writer import Writer
@@ -432,8 +432,8 @@ class Daemon:
                     # on as an orphan either way (recorder.model.reconcile). So the answer does
                     # not wait for the fsync; it overlaps it, and the next request waits for it.
                     self.writer.durable_begin()
-                elif not winds_down(self.state, command):  # names and ids are stored before
-                    await self.writer.durable()  # Asterisk hears them
+                else:  # names and ids are stored before Asterisk hears them
+                    await self.writer.durable()
                 problem = await self._request(command)
                 if problem is not None:
                     refused.append(problem)
@@ -673,21 +673,6 @@ class Daemon:
                                              self._channel_gone)
                 except Exception:  # the sweep is a safety net: it must not stop the daemon
                     log.exception("spool.sweep_failed")
-
-
-def winds_down(state: ModelState, c: cmd.Command) -> bool:
-    """Whether request `c` is one of a call that is ending (or of no call) that names nothing
-    new: a hang-up, a recording's stop, a bridge's destruction. It goes without waiting for
-    the journal; its step's rows follow within JOURNAL_LINGER_S, with other calls' (one fsync
-    for several). A crash in between restarts from the call as it was before the step, and
-    reconciliation finds the channels gone and the recordings stored, so the call ends the same
-    way (`_ending_resumed` asks again for what Asterisk may not have done). A stop while the
-    call goes on (an opt-out, a control) still waits: replayed from before it, the recording's
-    end would look like a gap to replace."""
-    if not isinstance(c, (cmd.Hangup, cmd.StopRecording, cmd.DestroyBridge)):
-        return False
-    call = state.calls.get(c.call_id)
-    return call is None or call.phase == ENDING
 
 
 def _write_log(c: cmd.Log) -> None:

@@ -1,14 +1,12 @@
 """The daemon's write-ahead journal: rows PostgreSQL has not taken yet, on local disk.
 
 Every row the call model produced is appended here and fsync'd before Asterisk hears of anything
-new it names (recorder.service.writer: the exceptions, a new caller's answer and an ending call's
-hang-ups, are journaled within milliseconds), and waits in memory until PostgreSQL takes it, in
-the background (or, while PostgreSQL is away, when it is back). A daemon killed (kill -9, OOM,
-power cut) replays the journal at its next start: the calls it was recording are adopted from
-their newest snapshots, never taken for new calls, and every row reaches PostgreSQL once (rows
-carry the key they were given when staged; a replayed row PostgreSQL already has is skipped).
-The journal is emptied once the database has everything, and rewritten with what is pending as
-it grows.
+it names (recorder.service.writer), and waits in memory until PostgreSQL takes it, in the background
+(or, while PostgreSQL is away, when it is back). A daemon killed (kill -9, OOM, power cut)
+replays the journal at its next start: the calls it was recording are adopted from their newest
+snapshots, never taken for new calls, and every row reaches PostgreSQL once (rows carry the key
+they were given when staged; a replayed row PostgreSQL already has is skipped). The journal is
+emptied once the database has everything, and rewritten with what is pending as it grows.
 
 One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "r": row}
 (lines of older daemons: "v", datetimes tagged; both are read).

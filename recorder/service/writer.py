@@ -9,8 +9,7 @@ kept until it is written; event rows are kept in order. Two rules:
   cannot be written, written to PostgreSQL instead. Rows no ARI request waits on
   (`durable_soon`) are journaled with the next lane's, or within JOURNAL_LINGER_S: nothing
   Asterisk hears of depends on them. `durable_begin` starts an append without waiting for it
-  (a request that names nothing, a new caller's answer, overlaps the fsync); an ending call's
-  requests (recorder.service.daemon.winds_down) wait for neither.
+  (a request that names nothing, a new caller's answer, overlaps the fsync).
 - PostgreSQL gets what is pending in the background (`run`) once a call reaches a milestone
   (`is_milestone`: started, answered, recording started or filed, transferred, ended), in one
   transaction (those calls' newest snapshots, with every event, gap, consent and tag row
