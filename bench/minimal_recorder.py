@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from recorder.common import loop
+
 
 async def run(url: str, user: str, password: str, app: str) -> None:
     auth = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
@@ -66,7 +68,8 @@ def main() -> None:
     p.add_argument("--password", default="verbatim-secret")
     p.add_argument("--app", default="verbatim")
     args = p.parse_args()
-    asyncio.run(run(args.url, args.user, args.password, args.app))
+    # The daemon's loop (uvloop, or VERBATIM_EVENT_LOOP's): the ratio compares work, not loops
+    loop.run(run(args.url, args.user, args.password, args.app))
 
 
 if __name__ == "__main__":

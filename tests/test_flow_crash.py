@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from arisim.server import Simulator
 
+from recorder.common.loop import ENV
 from recorder.db.repository import Repository
 from recorder.devtools.config import config_text
 from tests.harness.calls import (
@@ -56,9 +58,10 @@ async def crash_setup(
         log = proc.log.read_text() if proc.log.exists() else ""
         assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
-        # `verbatim run` (this subprocess) runs on uvloop (recorder.common.loop)
+        # `verbatim run` (this subprocess) runs on uvloop unless told otherwise
+        chosen = os.environ.get(ENV, "uvloop")
         started = [json.loads(x) for x in log.splitlines() if '"verbatim.started"' in x]
-        assert started and all(x["event_loop"] == "uvloop" for x in started), started
+        assert started and all(x["event_loop"] == chosen for x in started), started
 
 
 async def crash_then_hang_up(

@@ -24,7 +24,7 @@ DEFAULT_CONFIG = default_config_path()
 T = TypeVar("T")
 
 
-def _serve(main: Coroutine[Any, Any, T]) -> T:
+def _long_running(main: Coroutine[Any, Any, T]) -> T:
     """A long-running command's coroutine, on the chosen event loop (recorder.common.loop)."""
     try:
         return loop.run(main)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.devtools.demo import run_demo
 
         configure_logging("warning", "console")
-        return _serve(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
+        return _long_running(run_demo(Path(args.dir) if args.dir else None, keep=args.keep))
     if args.command == "keys" and args.keys_command == "new":
         from recorder.storage.crypt import new_master_key
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from recorder.service.app import run
 
-        _serve(run(config))
+        _long_running(run(config))
         return 0
     if args.command == "migrate":
         from recorder.db.migrate import migrate
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from recorder.api.server import serve
 
-        _serve(serve(config))
+        _long_running(serve(config))
         return 0
     if args.command == "users":
         from recorder.cli.users import run_users
