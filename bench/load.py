@@ -121,17 +121,20 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def cpu_ticks(pid: int, children: bool = True) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _ticks(stat: str, children: bool) -> int:
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     # fields[11..14] are utime, stime, cutime, cstime (stat(5) numbers 14-17)
     used = int(fields[11]) + int(fields[12])
     return used + (int(fields[13]) + int(fields[14]) if children else 0)
 
 
+def cpu_ticks(pid: int, children: bool = True) -> int:
+    return _ticks(f"/proc/{pid}/stat", children)
+
+
 def main_thread_ticks(pid: int) -> int:
     """CPU ticks of the process's main thread (the thread whose id is the process's)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    return _ticks(f"/proc/{pid}/task/{pid}/stat", children=False)
 
 
 def rss_kb(pid: int, key: str) -> int:

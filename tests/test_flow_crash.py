@@ -14,7 +14,7 @@ from pathlib import Path
 
 from arisim.server import Simulator
 
-from recorder.common.loop import ENV
+from recorder.common.loop import DEFAULT, ENV
 from recorder.db.repository import Repository
 from recorder.devtools.config import config_text
 from tests.harness.calls import (
@@ -59,7 +59,7 @@ async def crash_setup(
         assert code in (0, -9), f"daemon exited {code}:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
         # `verbatim run` (this subprocess) runs on uvloop unless told otherwise
-        chosen = os.environ.get(ENV, "uvloop")
+        chosen = os.environ.get(ENV, DEFAULT)
         started = [json.loads(x) for x in log.splitlines() if '"verbatim.started"' in x]
         assert started and all(x["event_loop"] == chosen for x in started), started
 

@@ -17,6 +17,7 @@ import uvloop
 T = TypeVar("T")
 
 ENV = "VERBATIM_EVENT_LOOP"
+DEFAULT = "uvloop"
 _FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop] | None] = {
     "uvloop": uvloop.new_event_loop,
     "asyncio": None,  # asyncio.Runner's default: the stdlib loop
@@ -29,7 +30,7 @@ class LoopChoiceError(ValueError):
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The chosen loop's factory (None: asyncio's default)."""
-    choice = os.environ.get(ENV, "uvloop")
+    choice = os.environ.get(ENV, DEFAULT)
     if choice not in _FACTORIES:
         raise LoopChoiceError(
             f"{ENV}={choice!r}: expected one of {', '.join(sorted(_FACTORIES))}")

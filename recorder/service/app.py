@@ -15,7 +15,7 @@ from recorder.agi import AgiServer
 from recorder.ari.client import AriClient
 from recorder.ari.connection import EventStream
 from recorder.ari.events import Event
-from recorder.common import loop as event_loop
+from recorder.common.loop import name_of
 from recorder.config import Config
 from recorder.db.connect import connect_database
 from recorder.db.controls import ControlQueue
@@ -171,7 +171,7 @@ async def run(config: Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(running.daemon.stop()))
         log.info("verbatim.started", ari=config.ari.url, app=config.ari.app,
-                 office=config.asterisk.label, event_loop=event_loop.name_of(loop))
+                 office=config.asterisk.label, event_loop=name_of(loop))
         from recorder.api.server import http_if_enabled
         from recorder.keeping.job import keeper_for, keeping
         from recorder.storage.compact import compacts_if_configured
