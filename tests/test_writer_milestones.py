@@ -208,3 +208,51 @@ async def test_a_snapshot_written_again_keeps_an_uploaded_recordings_place(
     await repo.pool.execute("UPDATE recordings SET path = 's3://bucket/r1.wav' WHERE name = 'r1'")
     await repo.save_call(filed.call, filed.legs, filed.recordings)
     assert [r.path for r in await repo.recordings("c1")] == ["s3://bucket/r1.wav"]
+
+
+async def test_a_journal_whose_pending_rows_are_large_is_not_rewritten_at_every_write(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots waiting for a milestone stay in the journal across writes; once they alone
+    exceed the compaction size, a rewrite after every write would copy them all each time
+    (1,000 calls up: ~5 MB per write). The journal is rewritten once it has doubled instead,
+    and still replays every call's newest snapshot."""
+    import recorder.service.writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "COMPACT_BYTES", 4096)
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    waiting = [CallRows(f"w{n}", call_row(f"w{n}", answered_at=None, state={"v": 1}), (), ())
+               for n in range(20)]
+    for rows in waiting:
+        writer.stage_call(rows)
+    assert await writer.flush(milestones=True) is True  # started: written, journal emptied
+    for rows in waiting:  # their bookkeeping changes: no milestone, pending and journaled
+        writer.stage_call(replace(rows, call=replace(rows.call, state={"v": 2, "pad": "x" * 300})))
+    rewrites, appended, rewritten = 0, 0, 0
+    real_rewrite, real_write = journal.rewrite, journal.write
+
+    def counted_rewrite(entries: Any) -> None:
+        nonlocal rewrites, rewritten
+        rewrites += 1
+        real_rewrite(entries)
+        rewritten += journal.size
+
+    def counted_write(data: bytes) -> bool:
+        nonlocal appended
+        appended += len(data)
+        return real_write(data)
+
+    monkeypatch.setattr(journal, "rewrite", counted_rewrite)
+    monkeypatch.setattr(journal, "write", counted_write)
+    for n in range(200):  # other calls start (milestones), one write each
+        writer.stage_call(CallRows(f"n{n}", call_row(f"n{n}", state={"pad": "y" * 300}), (), ()))
+        assert await writer.flush(milestones=True) is True
+    assert 0 < rewrites <= 10, f"{rewrites} rewrites for 200 writes"
+    assert rewritten <= 2 * appended, f"{rewritten} bytes rewritten for {appended} appended"
+    assert journal.size <= 2 * max(4096, rewritten)  # bounded all the same
+    # kill -9: the waiting calls' newest snapshots are replayed
+    assert await Writer(repo, journal=Journal(tmp_path / "j")).replay() >= len(waiting)
+    for rows in waiting:
+        row = await repo.call(rows.call_id)
+        assert row is not None and row.state == {"v": 2, "pad": "x" * 300}

@@ -55,7 +55,9 @@ log = structlog.get_logger("verbatim.db")
 T = TypeVar("T")
 
 # The journal is rewritten with only what is still pending once it is this large (under steady
-# load PostgreSQL rarely has everything at the moment it could be emptied).
+# load PostgreSQL rarely has everything at the moment it could be emptied) and twice what its
+# last rewrite left: what is pending may itself be this large (a thousand calls' snapshots wait
+# for their next milestone), and rewriting it after every write would cost more than appending.
 COMPACT_BYTES = 4 * 1024 * 1024
 
 # Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
@@ -250,6 +252,7 @@ class Writer:
         # it (appended, or kept by a rewrite), in staging order.
         self._numbered = 0
         self._on_disk = 0
+        self._compacted = 0  # the journal's size as its last rewrite left it
         # Row keys: unique across runs (a replayed row is inserted once), with no random
         # bytes (a getrandom call) per row.
         self._key_prefix = uuid.uuid4().hex
@@ -454,7 +457,8 @@ class Writer:
         assert journal is not None
         async with self._journaling:
             size = journal.size
-            if size and (not self._has_pending() or size > COMPACT_BYTES or journal.full):
+            grown = size > max(COMPACT_BYTES, 2 * self._compacted)
+            if size and (not self._has_pending() or grown or journal.full):
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
                 numbered = self._numbered
@@ -463,6 +467,7 @@ class Writer:
                         await self._journal_thread.run(lambda: journal.rewrite(entries))
                     else:  # a truncation, no fsync (Journal.clear): not worth a thread's hop
                         journal.clear()
+                    self._compacted = journal.size
                 except OSError:
                     self._unjournaled = entries + self._unjournaled  # appended next time
                     raise
