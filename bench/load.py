@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 from arisim.control import SimControl
 from arisim.spec import load_spec
+from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.db.migrate import migrate
 from recorder.devtools.config import config_text
@@ -66,6 +67,9 @@ class Figures:
     row_writes: dict[str, int]  # rows inserted or updated, by table (the daemon's tables)
     by_kind: dict[str, int]  # ARI requests by "METHOD /template" (the spec's path)
     loop_cpu_ms: float  # of cpu_ms, the main thread's: the event loop
+    # The daemon's own reaction times (verbatim_event_reaction_seconds): steps by bucket's upper
+    # bound in seconds (not cumulative), for this run; empty for the minimal recorder
+    reactions: dict[float, int]
 
     @property
     def latency_ms(self) -> list[float]:
@@ -89,6 +93,23 @@ class Figures:
         n = self.calls
         return (f"event loop {self.loop_cpu_ms / n:.1f} ms, other threads "
                 f"{(self.cpu_ms - self.loop_cpu_ms) / n:.1f} ms")
+
+    def reacted(self) -> str:
+        """The daemon's own p50 and p99 reaction (an event's arrival to its first request),
+        as the bounds of the buckets they fall in: without the simulator's own delays, which
+        the event->request figures include."""
+        total = sum(self.reactions.values())
+        if not total:
+            return "none measured"
+        seen, bounds = 0, {}
+        for bound, n in sorted(self.reactions.items()):
+            seen += n
+            for q in (0.5, 0.99):
+                if q not in bounds and seen >= q * total:
+                    bounds[q] = bound
+        within = sum(n for b, n in self.reactions.items() if b <= 0.01) / total * 100
+        return (f"p50 <= {bounds[0.5] * 1000:g} ms, p99 <= {bounds[0.99] * 1000:g} ms, "
+                f"{within:.1f} % within 10 ms ({total} steps)")
 
     def writes(self) -> str:
         """Rows written per call, by table."""
@@ -311,6 +332,7 @@ class Running:
     ctl: SimControl
     log: Path  # the recorder's output
     sim_pid: int
+    metrics: str | None  # the daemon's /metrics
 
 
 @contextlib.asynccontextmanager
@@ -324,10 +346,13 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
                str(spool), "--speed", str(args.speed), "--password", PASSWORD]
     pinned = shutil.which("taskset") and os.cpu_count() != 1
     pin = ["taskset", "-c", str(args.core)] if pinned else []
+    metrics = None
     if kind == "daemon":
         conf = work / "verbatim.yaml"
+        metrics_port = free_port()
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         conf.write_text(config_text(url=url, spool=spool, archive=archive,
-                                    metrics_port=free_port()))
+                                    metrics_port=metrics_port))
         traced = args.trace or args.probe
         daemon = ["bench.traced_daemon", str(work)] if traced else ["recorder.cli"]
         rec_cmd = [*pin, sys.executable, "-m", *daemon, "run", "-c", str(conf)]
@@ -342,7 +367,7 @@ async def running(kind: str, work: Path, args: argparse.Namespace,
         await wait_http(f"{url}/ari/applications/verbatim", basic_auth("verbatim", PASSWORD))
         await asyncio.sleep(1.0)  # the daemon's start-up work (recovery, first writes)
         async with SimControl(url) as ctl:
-            yield Running(proc, ctl, log, sim.pid)
+            yield Running(proc, ctl, log, sim.pid, metrics)
 
 
 async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
@@ -354,6 +379,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         cpu0, pg0, x0 = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
         loop0 = main_thread_ticks(proc.pid)
         rows0 = row_writes(cluster)
+        reactions0 = await reactions(run.metrics)
         log0, rss0 = log.stat().st_size, rss_kb(proc.pid, "VmRSS")
         start = time.monotonic()
         await place_calls(ctl, n, args.rate, args.speed)
@@ -363,6 +389,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
         loop = main_thread_ticks(proc.pid)
         rows = {t: n - rows0[t] for t, n in row_writes(cluster).items()}
+        reacted = {b: n - reactions0.get(b, 0) for b, n in (await reactions(run.metrics)).items()}
         events, requests = await ctl.events(ev0), await ctl.requests(req0)
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
@@ -382,7 +409,24 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
                    len(requests), log_bytes, len(answers) / span if span else 0.0,
                    latencies(events, requests, args.speed), rss0, peak, wall, end, stuck,
                    warnings(log, log0), rows, request_kinds(requests),
-                   (loop - loop0) * 1000 / TICK)
+                   (loop - loop0) * 1000 / TICK, reacted)
+
+
+async def reactions(url: str | None) -> dict[float, int]:
+    """The daemon's reaction times so far: steps by bucket's upper bound (not cumulative)."""
+    if url is None:
+        return {}
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        text = await r.text()
+    cumulative = sorted(
+        (float(s.labels["le"]), int(s.value))
+        for family in text_string_to_metric_families(text)
+        if family.name == "verbatim_event_reaction_seconds"
+        for s in family.samples if s.name.endswith("_bucket"))
+    out, below = {}, 0
+    for bound, total in cumulative:
+        out[bound], below = total - below, total
+    return out
 
 
 def request_kinds(requests: list[dict[str, Any]]) -> dict[str, int]:
@@ -571,6 +615,8 @@ async def bench(args: argparse.Namespace) -> None:
                 print(f"    p99 ms by event type: {results[-1].slowest()}", flush=True)
                 print(f"    rows written per call: {results[-1].writes()}", flush=True)
                 print(f"    CPU per call by thread: {results[-1].threads()}", flush=True)
+                if kind == "daemon":
+                    print(f"    the daemon's own reaction: {results[-1].reacted()}", flush=True)
             print_kinds([r for r in results if r.calls == n])
     print("\nper call, daemon / minimal:")
     for n in sizes:

@@ -70,6 +70,7 @@ async def test_metrics_follow_a_call(tmp_path: Path, pg_dsn: str) -> None:
                     if n == "verbatim_disk_free_bytes" and ("dir", name) in labels]  # fmt: skip
             assert len(free) == 1 and free[0] > 0
         assert any(n == "process_resident_memory_bytes" for n, _ in before)
+        assert value(before, "verbatim_event_reaction_seconds_count") == 0
 
         caller = await start_call(stack)
         await stack.until_bridged()
@@ -97,6 +98,12 @@ async def test_metrics_follow_a_call(tmp_path: Path, pg_dsn: str) -> None:
         assert value(after, "verbatim_journal_bytes") == 0  # PostgreSQL took every row
         assert value(after, "verbatim_journal_max_bytes") == 256 * 1024 * 1024
         assert value(after, "verbatim_event_queue") == value(after, "verbatim_lane_backlog") == 0
+        # the caller's arrival (answered), the prompt's end (dialled), the answer (bridged),
+        # the hang-up (the other party hung up): each event a request answered was timed
+        reactions = value(after, "verbatim_event_reaction_seconds_count")
+        assert reactions >= 4
+        assert value(after, "verbatim_event_reaction_seconds_bucket", le="+Inf") == reactions
+        assert 0 < value(after, "verbatim_event_reaction_seconds_sum") < reactions * 5.0
 
         # The same figures as one log line.
         assert stack.running.monitor is not None

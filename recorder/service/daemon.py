@@ -78,6 +78,7 @@ from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
 from recorder.model.state import RECORDING_PENDING, ModelState
 from recorder.service.hookserver import HookBroker
+from recorder.service.reaction import Reactions
 from recorder.service.recovery import SpoolSweeper
 from recorder.service.writer import Writer
 from recorder.storage.archive import Archive, ArchiveFull
@@ -116,6 +117,11 @@ class AsteriskClock:
 MAX_BACKLOG = 10_000
 
 
+# When a step's event arrived (time.monotonic), until its first request takes it: shared by the
+# step's lanes (one step may touch two calls), empty once taken or for a step of no event.
+_Clock = list[float]
+
+
 class _Reconcile:
     """Queue marker: the WebSocket (re)connected; compare the model with Asterisk."""
 
@@ -148,10 +154,14 @@ class Daemon:
         self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
-        # call id ("" for commands of no call) -> the batches its lane has yet to carry out
-        # (a deque: only the lane's task takes from it, so an asyncio.Queue's waiters and
-        # loop binding would be paid per step for nothing)
-        self._lanes: dict[str, deque[list[cmd.Command]]] = {}
+        # call id ("" for commands of no call) -> the batches its lane has yet to carry out,
+        # each with its step's reaction clock (a deque: only the lane's task takes from it, so
+        # an asyncio.Queue's waiters and loop binding would be paid per step for nothing)
+        self._lanes: dict[str, deque[tuple[list[cmd.Command], _Clock]]] = {}
+        # When each ARI event waiting in the queue arrived (by id: the event is alive until
+        # its step takes it), and how long steps took to send their first request.
+        self._arrived: dict[int, float] = {}
+        self.reactions = Reactions()
         self._backlog = asyncio.Semaphore(MAX_BACKLOG)
         self._drained = asyncio.Event()  # set while no lane has work
         self._drained.set()
@@ -214,6 +224,7 @@ class Daemon:
         if not event.asterisk_id and self.asterisk_id:
             event = dataclasses.replace(event, asterisk_id=self.asterisk_id)
         self.clock.seen(event.timestamp)
+        self._arrived[id(event)] = time.monotonic()
         await self.queue.put(event)
 
     async def _consume(self) -> None:
@@ -222,12 +233,13 @@ class Daemon:
                 self.idle.set()
             item = await self.queue.get()
             self.idle.clear()
+            arrived = self._arrived.pop(id(item), None)
             try:
                 if isinstance(item, _Reconcile):
                     await self._reconcile()
                 else:
                     self.state, commands = step(self.state, item, self.settings)
-                    await self._dispatch(commands)
+                    await self._dispatch(commands, [] if arrived is None else [arrived])
                     if isinstance(item, ChannelDestroyed) and self.client.subscribe_all:
                         self._spawn(self._import_fallback(item.channel.id))
             except Exception:  # one bad event or bug must not stop every other call
@@ -362,9 +374,11 @@ class Daemon:
         except TimeoutError:
             log.error("daemon.lanes_busy", calls=sorted(k for k in self._lanes if k)[:20])
 
-    async def _dispatch(self, commands: list[cmd.Command]) -> None:
+    async def _dispatch(self, commands: list[cmd.Command], clock: _Clock | None = None) -> None:
         """Hand a step's commands to their calls' lanes (one step may touch two calls: an
-        attended transfer; a reconciliation, many), each call's in the model's order."""
+        attended transfer; a reconciliation, many), each call's in the model's order. `clock`:
+        when the step's event arrived, taken by whichever lane sends the step's first request."""
+        clock = [] if clock is None else clock
         by_call: dict[str, list[cmd.Command]] = {}
         for command in commands:
             by_call.setdefault(command.call_id, []).append(command)
@@ -375,14 +389,15 @@ class Daemon:
                 lane = self._lanes[call_id] = deque()
                 self._drained.clear()
                 self._spawn(self._run_lane(call_id, lane))
-            lane.append(batch)
+            lane.append((batch, clock))
 
-    async def _run_lane(self, call_id: str, lane: deque[list[cmd.Command]]) -> None:
+    async def _run_lane(self, call_id: str,
+                        lane: deque[tuple[list[cmd.Command], _Clock]]) -> None:
         try:
             while lane:
-                batch = lane.popleft()
+                batch, clock = lane.popleft()
                 try:
-                    await self._execute(batch)
+                    await self._execute(batch, clock)
                 except Exception:  # a bug in one call's effects must not stop its lane
                     log.exception("daemon.commands_failed", call_id=call_id or None)
                 finally:
@@ -393,7 +408,7 @@ class Daemon:
             if not self._lanes:
                 self._drained.set()
 
-    async def _execute(self, commands: list[cmd.Command]) -> None:
+    async def _execute(self, commands: list[cmd.Command], clock: _Clock) -> None:
         refused: list[str] = []  # ARI requests of this step Asterisk refused
         for command in commands:
             if isinstance(command, cmd.SaveCall):
@@ -434,6 +449,8 @@ class Daemon:
                     self.writer.durable_begin()
                 else:  # names and ids are stored before Asterisk hears them
                     await self.writer.durable()
+                if clock:  # the step's first request: its event's reaction time
+                    self.reactions.observe(time.monotonic() - clock.pop())
                 problem = await self._request(command)
                 if problem is not None:
                     refused.append(problem)

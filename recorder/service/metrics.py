@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -78,11 +79,17 @@ class Figures:
     uploads_moved_total: int
     uploads_failed_rounds_total: int  # rounds that failed: each retry while the store is away
     disks: tuple[DiskState, ...]
+    # From an ARI event's arrival to its step's first request (recorder.service.reaction):
+    # cumulative counts by upper bound in seconds, "+Inf" last, and their sum
+    reaction_buckets: tuple[tuple[str, int], ...] = ()
+    reaction_seconds_sum: float = 0.0
 
     def log_fields(self) -> dict[str, Any]:
         """The figures as one JSON log line's fields."""
         fields = asdict(self)
         fields["db_write_seconds_total"] = round(self.db_write_seconds_total, 3)
+        # a histogram since start reads as noise in a line: /metrics has it
+        del fields["reaction_buckets"], fields["reaction_seconds_sum"]
         fields["disks"] = {d.name: {"path": str(d.path), "free_mb": d.free_mb, "level": d.level}
                            for d in self.disks}  # fmt: skip
         return fields
@@ -122,6 +129,8 @@ def read_figures(daemon: Daemon, agi: AgiServer | None, watch: DiskWatch,
         uploads_moved_total=uploads.moved_total,
         uploads_failed_rounds_total=uploads.failed_rounds,
         disks=tuple(watch.states.values()),
+        reaction_buckets=tuple(daemon.reactions.buckets()),
+        reaction_seconds_sum=daemon.reactions.sum_s,
     )
 
 
@@ -149,6 +158,11 @@ def metric_families(f: Figures) -> Iterator[Metric]:
     yield gauge("event_queue", "ARI events and results waiting for the call model",
                 f.event_queue)  # fmt: skip
     yield gauge("lane_backlog", "Steps' commands waiting in the calls' lanes", f.lane_backlog)
+    yield HistogramMetricFamily(
+        "verbatim_event_reaction_seconds", "From an ARI event's arrival to the first request "
+        "its step sent to Asterisk (the journal's fsync included)",
+        buckets=list(f.reaction_buckets), sum_value=f.reaction_seconds_sum,
+    )  # fmt: skip
     yield gauge("agi_sessions", "FastAGI connections being served (hook mode)", f.agi_sessions)
     yield gauge("hook_sessions_waiting", "Hooks waiting for the recorder's answer",
                 f.hook_sessions_waiting)  # fmt: skip
