@@ -42,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from recorder.db.migrate import migrate
 from recorder.devtools.config import config_text
 from recorder.devtools.pgcluster import PrivateCluster, free_port
+from recorder.service.reaction import Reactions
 
 PASSWORD = "bench-secret"  # noqa: S105 - the private simulator's ARI user
 TICK = os.sysconf("SC_CLK_TCK")
@@ -67,9 +68,9 @@ class Figures:
     row_writes: dict[str, int]  # rows inserted or updated, by table (the daemon's tables)
     by_kind: dict[str, int]  # ARI requests by "METHOD /template" (the spec's path)
     loop_cpu_ms: float  # of cpu_ms, the main thread's: the event loop
-    # The daemon's own reaction times (verbatim_event_reaction_seconds): steps by bucket's upper
-    # bound in seconds (not cumulative), for this run; empty for the minimal recorder
-    reactions: dict[float, int]
+    # The daemon's own reaction times (verbatim_event_reaction_seconds) in this run; none
+    # counted for the minimal recorder
+    reactions: Reactions
 
     @property
     def latency_ms(self) -> list[float]:
@@ -98,18 +99,13 @@ class Figures:
         """The daemon's own p50 and p99 reaction (an event's arrival to its first request),
         as the bounds of the buckets they fall in: without the simulator's own delays, which
         the event->request figures include."""
-        total = sum(self.reactions.values())
-        if not total:
+        r = self.reactions
+        p50, p99 = r.quantile(0.5), r.quantile(0.99)
+        if p50 is None or p99 is None:
             return "none measured"
-        seen, bounds = 0, {}
-        for bound, n in sorted(self.reactions.items()):
-            seen += n
-            for q in (0.5, 0.99):
-                if q not in bounds and seen >= q * total:
-                    bounds[q] = bound
-        within = sum(n for b, n in self.reactions.items() if b <= 0.01) / total * 100
-        return (f"p50 <= {bounds[0.5] * 1000:g} ms, p99 <= {bounds[0.99] * 1000:g} ms, "
-                f"{within:.1f} % within 10 ms ({total} steps)")
+        within = r.within(0.01) / r.count * 100
+        return (f"p50 <= {p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms, "
+                f"{within:.1f} % within 10 ms ({r.count} steps)")
 
     def writes(self) -> str:
         """Rows written per call, by table."""
@@ -389,7 +385,7 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
         cpu, pg, xacts = cpu_ticks(proc.pid), pg_ticks(cluster.data_dir), transactions(cluster)
         loop = main_thread_ticks(proc.pid)
         rows = {t: n - rows0[t] for t, n in row_writes(cluster).items()}
-        reacted = {b: n - reactions0.get(b, 0) for b, n in (await reactions(run.metrics)).items()}
+        reacted = (await reactions(run.metrics)).since(reactions0)
         events, requests = await ctl.events(ev0), await ctl.requests(req0)
         peak, end = rss_kb(proc.pid, "VmHWM"), rss_kb(proc.pid, "VmRSS")
         log_bytes = log.stat().st_size - log0
@@ -412,21 +408,17 @@ async def run_one(kind: str, n: int, args: argparse.Namespace, root: Path,
                    (loop - loop0) * 1000 / TICK, reacted)
 
 
-async def reactions(url: str | None) -> dict[float, int]:
-    """The daemon's reaction times so far: steps by bucket's upper bound (not cumulative)."""
+async def reactions(url: str | None) -> Reactions:
+    """The daemon's reaction times so far, from its /metrics (none without one)."""
     if url is None:
-        return {}
+        return Reactions()
     async with aiohttp.ClientSession() as http, http.get(url) as r:
         text = await r.text()
-    cumulative = sorted(
-        (float(s.labels["le"]), int(s.value))
+    return Reactions.of_buckets([
+        (s.labels["le"], int(s.value))
         for family in text_string_to_metric_families(text)
         if family.name == "verbatim_event_reaction_seconds"
-        for s in family.samples if s.name.endswith("_bucket"))
-    out, below = {}, 0
-    for bound, total in cumulative:
-        out[bound], below = total - below, total
-    return out
+        for s in family.samples if s.name.endswith("_bucket")])
 
 
 def request_kinds(requests: list[dict[str, Any]]) -> dict[str, int]:

@@ -43,3 +43,20 @@ def test_a_quantile_is_the_upper_bound_of_its_bucket(times: list[float], q: floa
     for t in times:
         r.observe(t)
     assert r.quantile(q) == bound
+
+
+def test_buckets_read_back_from_metrics_give_the_same_counts() -> None:
+    r = Reactions()
+    for t in (0.0002, 0.004, 0.004, 0.012, 0.3, 9.0):
+        r.observe(t)
+    earlier = Reactions.of_buckets(r.buckets())
+    assert earlier.counts == r.counts
+    r.observe(0.004)
+    assert Reactions.of_buckets(r.buckets()).since(earlier).counts == (
+        Reactions.of_buckets([(b, 1 if float(b) >= 0.005 else 0) for b, _ in r.buckets()]).counts)
+    assert r.within(0.01) == 4 and r.within(0.0005) == 1
+
+
+def test_buckets_of_other_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="not the reaction buckets"):
+        Reactions.of_buckets([("0.1", 1), ("+Inf", 1)])

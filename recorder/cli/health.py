@@ -94,8 +94,8 @@ def _figures(text: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if not sample.name.startswith("verbatim_"):
-                continue
+            if not sample.name.startswith("verbatim_") or sample.name.endswith("_bucket"):
+                continue  # a histogram's buckets read as noise here: its count and sum stay
             labels = {k: v for k, v in sample.labels.items() if k != "path"}
             if sample.name == "verbatim_disk_level":
                 if sample.value == 1:

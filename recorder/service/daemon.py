@@ -158,8 +158,8 @@ class Daemon:
         # each with its step's reaction clock (a deque: only the lane's task takes from it, so
         # an asyncio.Queue's waiters and loop binding would be paid per step for nothing)
         self._lanes: dict[str, deque[tuple[list[cmd.Command], _Clock]]] = {}
-        # When each ARI event waiting in the queue arrived (by id: the event is alive until
-        # its step takes it), and how long steps took to send their first request.
+        # When each ARI event arrived, while it is queued (by id: the queue keeps it alive
+        # until its step pops it), and how long steps took to send their first request.
         self._arrived: dict[int, float] = {}
         self.reactions = Reactions()
         self._backlog = asyncio.Semaphore(MAX_BACKLOG)
@@ -449,9 +449,7 @@ class Daemon:
                     self.writer.durable_begin()
                 else:  # names and ids are stored before Asterisk hears them
                     await self.writer.durable()
-                if clock:  # the step's first request: its event's reaction time
-                    self.reactions.observe(time.monotonic() - clock.pop())
-                problem = await self._request(command)
+                problem = await self._request(command, clock)
                 if problem is not None:
                     refused.append(problem)
         # Rows no request of this step waited on: journaled with the next lane's (or within
@@ -462,11 +460,14 @@ class Daemon:
         call = self.state.calls.get(c.call_id)
         return call is not None and call.caller_channel == c.channel_id
 
-    async def _request(self, c: cmd.Command) -> str | None:
-        """Run one ARI request; None, or what Asterisk answered when it refused."""
+    async def _request(self, c: cmd.Command, clock: _Clock) -> str | None:
+        """Run one ARI request; None, or what Asterisk answered when it refused. The step's
+        first request sent takes its `clock`: the event's reaction time."""
         refusal = self._refusal(c)
         if refusal is not None:
             return await self._failed(c, 507, refusal)  # 507: Insufficient Storage
+        if clock:
+            self.reactions.observe(time.monotonic() - clock.pop())
         ari = self.client
         try:
             match c:

@@ -228,7 +228,10 @@ class Journal:
         temp = self.path.with_name(self.path.name + ".new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, lines(entries))
+            data = lines(entries)
+            written = os.write(fd, data)
+            if written != len(data):  # a full disk: never put a truncated file in place
+                raise OSError(f"short write: {written} of {len(data)} bytes")
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -81,8 +81,8 @@ class Figures:
     disks: tuple[DiskState, ...]
     # From an ARI event's arrival to its step's first request (recorder.service.reaction):
     # cumulative counts by upper bound in seconds, "+Inf" last, and their sum
-    reaction_buckets: tuple[tuple[str, int], ...] = ()
-    reaction_seconds_sum: float = 0.0
+    reaction_buckets: tuple[tuple[str, int], ...]
+    reaction_seconds_sum: float
 
     def log_fields(self) -> dict[str, Any]:
         """The figures as one JSON log line's fields."""

@@ -31,6 +31,29 @@ class Reactions:
         self.counts[bisect.bisect_left(BOUNDS_S, seconds)] += 1
         self.sum_s += seconds
 
+    @classmethod
+    def of_buckets(cls, cumulative: list[tuple[str, int]]) -> Reactions:
+        """From `buckets`' form, as read back from /metrics (bench.load); the sum is not
+        kept there and is left 0. ValueError if the bounds are not these."""
+        bounds = [str(float(le)) if le != "+Inf" else le for le, _ in cumulative]
+        if bounds != [*map(str, BOUNDS_S), "+Inf"]:
+            raise ValueError(f"not the reaction buckets: {bounds}")
+        r, below = cls(), 0
+        for i, (_, total) in enumerate(cumulative):
+            r.counts[i], below = total - below, total
+        return r
+
+    def since(self, earlier: Reactions) -> Reactions:
+        """What was counted after `earlier` was read."""
+        r = Reactions()
+        r.counts = [a - b for a, b in zip(self.counts, earlier.counts, strict=True)]
+        r.sum_s = self.sum_s - earlier.sum_s
+        return r
+
+    def within(self, seconds: float) -> int:
+        """Reactions counted in buckets whose bound is `seconds` or less."""
+        return sum(n for bound, n in zip(BOUNDS_S, self.counts, strict=False) if bound <= seconds)
+
     def buckets(self) -> list[tuple[str, int]]:
         """Cumulative counts by upper bound, "+Inf" last (Prometheus' form)."""
         out, total = [], 0

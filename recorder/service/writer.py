@@ -253,6 +253,9 @@ class Writer:
         self._numbered = 0
         self._on_disk = 0
         self._compacted = 0  # the journal's size as its last rewrite left it
+        # PostgreSQL took rows the journal could not (a disk error): the journal may hold an
+        # older snapshot of a call than PostgreSQL, to be rewritten away at the next chance
+        self._behind = False
         # Row keys: unique across runs (a replayed row is inserted once), with no random
         # bytes (a getrandom call) per row.
         self._key_prefix = uuid.uuid4().hex
@@ -439,8 +442,8 @@ class Writer:
         if not self._has_pending():
             return True
         async with self._flushing:
-            if self.journal is not None:
-                await self._journal()
+            if self.journal is not None and not await self._journal():
+                self._behind = True
             written = await self._flush(milestones)
             if written and self.journal is not None:
                 try:
@@ -457,8 +460,9 @@ class Writer:
         assert journal is not None
         async with self._journaling:
             size = journal.size
-            grown = size > max(COMPACT_BYTES, 2 * self._compacted)
-            if size and (not self._has_pending() or grown or journal.full):
+            # twice the last rewrite, but never so far that the bound is reached first
+            grown = size > max(COMPACT_BYTES, min(2 * self._compacted, journal.max_bytes // 2))
+            if size and (not self._has_pending() or grown or journal.full or self._behind):
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
                 numbered = self._numbered
@@ -467,7 +471,7 @@ class Writer:
                         await self._journal_thread.run(lambda: journal.rewrite(entries))
                     else:  # a truncation, no fsync (Journal.clear): not worth a thread's hop
                         journal.clear()
-                    self._compacted = journal.size
+                    self._compacted, self._behind = journal.size, False
                 except OSError:
                     self._unjournaled = entries + self._unjournaled  # appended next time
                     raise
