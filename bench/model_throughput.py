@@ -8,7 +8,9 @@ The calls are a mix, as bench.load's: of every ten, six plain Stasis calls (anno
 dial, answer, talk, hang-up), one blind transfer, one 302 forward, and two hook-mode calls (the
 dialplan keeps them; a snoop records each leg, one blind transfer). Each call is a script that
 reads the ids it needs from the model's commands, as a simulator would; the scripts are run once
-to record the event order, then that order is timed through a fresh state.
+to record the event order, then that order is timed through a fresh state. The model runs with
+the built-in policy (what a daemon with no policy_file decides and announces) and each call has
+its own caller, so each new number's parse and jurisdiction is in the figure.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.calls import step
-from recorder.model.inputs import HookCalled, RecordingFiled
+from recorder.model.inputs import HookCalled, HookPrompted, RecordingFiled
 from recorder.model.settings import CallSettings
 from recorder.model.state import ModelState
+from recorder.policy import load_policy
+from recorder.policy.jurisdiction import load_geocoder
 from tests.harness import builders as b
 
 # A call's script: yields its events, is sent the commands each one produced.
@@ -43,6 +47,12 @@ class Seen:
         return [c for c in self.commands if isinstance(c, kind)][-1]
 
 
+def _number(n: int) -> str:
+    """Call n's caller: distinct numbers, as bench.load's (a new one costs its parse and
+    jurisdiction once)."""
+    return f"+1415555{n % 10000:04d}"
+
+
 def filed(t: float, name: str) -> RecordingFiled:
     return RecordingFiled(timestamp=b.at(t), asterisk_id=b.AST, name=name, path=f"/a/{name}",
                           sha256="0" * 64, bytes=1, duration_ms=55_000)
@@ -51,7 +61,7 @@ def filed(t: float, name: str) -> RecordingFiled:
 def announced(n: int, t0: float, seen: Seen, target: str) -> Script:
     """An inbound Stasis call up to its announcement's end: the target is being dialled."""
     caller = f"{n}.1"
-    seen.add((yield b.stasis_start(t0, b.chan(caller, "Ring", number="+14155550100"),
+    seen.add((yield b.stasis_start(t0, b.chan(caller, "Ring", number=_number(n)),
                                    "inbound", target)))
     bridge = seen.last(cmd.CreateBridge).bridge_id
     seen.add((yield b.entered(t0 + 0.01, bridge, caller)))
@@ -169,8 +179,12 @@ def hooked(n: int, t0: float) -> Script:
         yield from snooped(t + 0.01)
 
     seen.add((yield HookCalled(timestamp=b.at(t0), asterisk_id=b.AST, session=f"s{n}",
-                               hook="record", channel=b.chan(a, number="+14155550100"),
+                               hook="record", channel=b.chan(a, number=_number(n)),
                                args=("inbound", "201"), exten="201")))
+    replies = [c for c in seen.commands if isinstance(c, cmd.HookReply)]
+    if replies and replies[-1].prompts and not replies[-1].final:  # the policy's announcement
+        seen.add((yield HookPrompted(timestamp=b.at(t0 + 0.005), asterisk_id=b.AST,
+                                     session=f"s{n}", channel_id=a)))
     yield from snooped(0.01)
     s1 = seen.last(cmd.RecordChannel).name
     yield dial(1, b_, "")
@@ -228,7 +242,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--concurrent", type=int, default=50)
     args = ap.parse_args()
-    settings = CallSettings()
+    load_geocoder()  # as the daemon does at start: its first caller does not pay for it
+    settings = CallSettings(policy=load_policy(None))  # a daemon's with no policy_file
     order = recorded(args.calls, args.concurrent, settings)
     state = ModelState()
     commands = 0
