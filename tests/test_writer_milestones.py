@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRows, EventRow
@@ -284,9 +285,43 @@ async def test_a_journal_that_missed_a_write_postgresql_took_is_rewritten_at_onc
                                                    state={"v": 2})))
     assert await writer.flush(milestones=True) is True  # PostgreSQL took a v2 all the same
     monkeypatch.undo()
+    rewrites = 0
+    real_rewrite = journal.rewrite
+
+    def counted(entries: Any) -> None:
+        nonlocal rewrites
+        rewrites += 1
+        real_rewrite(entries)
+
+    monkeypatch.setattr(journal, "rewrite", counted)
+    writer.stage_call(CallRows("b", call_row("b", state={"v": 1}), (), ()))
+    assert await writer.flush(milestones=True) is True
+    assert rewrites == 0, "rewritten again: the journal was caught up already"
     # kill -9, then the replay
     await Writer(repo, journal=Journal(tmp_path / "j")).replay()
     row = await repo.call("a")
     assert row is not None and row.state == {"v": 2}, "the replay put back an older snapshot"
     row = await repo.call("w")
     assert row is not None and row.state == {"v": 2}
+
+
+async def test_a_small_journal_is_compacted_before_it_fills(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """storage.journal_max_mb may be below the compaction size: the journal is rewritten on
+    its way to the bound, never left to fill (rows in memory only, an error logged)."""
+    journal = Journal(tmp_path / "j", max_bytes=16 * 1024)
+    writer = Writer(repo, journal=journal)
+    waiting = [CallRows(f"w{n}", call_row(f"w{n}", answered_at=None, state={"v": 1}), (), ())
+               for n in range(8)]
+    for rows in waiting:
+        writer.stage_call(rows)
+    assert await writer.flush(milestones=True) is True
+    for rows in waiting:  # pending, journaled: ~4 KB
+        writer.stage_call(replace(rows, call=replace(rows.call, state={"v": 2, "pad": "x" * 300})))
+    with capture_logs() as logs:
+        for n in range(100):  # ~60 KB appended in all
+            writer.stage_call(CallRows(f"n{n}", call_row(f"n{n}", state={"p": "y" * 300}), (), ()))
+            assert await writer.flush(milestones=True) is True
+            assert not journal.full, f"the journal filled at write {n}"
+    assert [x for x in logs if x["log_level"] in ("warning", "error")] == []

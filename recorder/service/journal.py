@@ -16,6 +16,7 @@ past 80 % a warning, past the bound an error and rows wait in memory only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -228,15 +229,20 @@ class Journal:
         temp = self.path.with_name(self.path.name + ".new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            data = lines(entries)
-            written = os.write(fd, data)
-            if written != len(data):  # a full disk: never put a truncated file in place
-                raise OSError(f"short write: {written} of {len(data)} bytes")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.close()  # appends go to the new file
-        os.replace(temp, self.path)
+            try:
+                data = lines(entries)
+                written = os.write(fd, data)
+                if written != len(data):  # a full disk: never put a truncated file in place
+                    raise OSError(f"short write: {written} of {len(data)} bytes")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.close()  # appends go to the new file
+            os.replace(temp, self.path)
+        except BaseException:  # a full disk must not also keep the half-written copy
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
         _fsync_dir(self.path.parent)
         self.full = self._warned = False
 

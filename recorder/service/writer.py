@@ -439,12 +439,12 @@ class Writer:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
         False (and it stays pending, journaled) if the database is unavailable. `milestones`:
         of the call snapshots, only those PostgreSQL must have soon (`_milestone`)."""
-        if not self._has_pending():
+        if not self._has_pending() and not self._behind:
             return True
         async with self._flushing:
-            if self.journal is not None and not await self._journal():
-                self._behind = True
+            missed = self.journal is not None and not await self._journal()
             written = await self._flush(milestones)
+            self._behind |= missed and written
             if written and self.journal is not None:
                 try:
                     await self._compact()
@@ -460,8 +460,10 @@ class Writer:
         assert journal is not None
         async with self._journaling:
             size = journal.size
-            # twice the last rewrite, but never so far that the bound is reached first
-            grown = size > max(COMPACT_BYTES, min(2 * self._compacted, journal.max_bytes // 2))
+            # twice the last rewrite, but never so far that the bound is reached first: at
+            # most halfway from the last rewrite to the bound
+            last = self._compacted
+            grown = size > min(max(COMPACT_BYTES, 2 * last), last + (journal.max_bytes - last) // 2)
             if size and (not self._has_pending() or grown or journal.full or self._behind):
                 # what is staged while the file is rewritten is appended after it
                 entries, self._unjournaled = self._pending_entries(), []
