@@ -20,8 +20,9 @@ kept until it is written; event rows are kept in order. Two rules:
   progress) is at most one milestone or 5 s behind the model; the journal holds the rest.
   While PostgreSQL is away, it is retried every few seconds; a row it refuses (REFUSED: a retry
   cannot help) is logged and dropped, so that none holds back the writes after it. The journal
-  is never behind PostgreSQL: it is emptied once PostgreSQL has everything, and rewritten with
-  what is still pending when it grows.
+  is never behind PostgreSQL (but when the disk refused an append PostgreSQL then took: it is
+  rewritten after that write): it is emptied once PostgreSQL has everything, and rewritten
+  with what is still pending when it grows.
 A crash loses no row: the journal is replayed at start. Each row carries a key given when it was
 staged: a row replayed from the journal is inserted once.
 """
@@ -58,6 +59,7 @@ T = TypeVar("T")
 # load PostgreSQL rarely has everything at the moment it could be emptied) and twice what its
 # last rewrite left: what is pending may itself be this large (a thousand calls' snapshots wait
 # for their next milestone), and rewriting it after every write would cost more than appending.
+# Under a smaller bound (storage.journal_max_mb), halfway from its last rewrite to the bound.
 COMPACT_BYTES = 4 * 1024 * 1024
 
 # Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
