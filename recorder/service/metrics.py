@@ -160,7 +160,7 @@ def metric_families(f: Figures) -> Iterator[Metric]:
     yield gauge("lane_backlog", "Steps' commands waiting in the calls' lanes", f.lane_backlog)
     yield HistogramMetricFamily(
         "verbatim_event_reaction_seconds", "From an ARI event's arrival to the first request "
-        "its step sent to Asterisk (the journal's fsync included)",
+        "its step sent to Asterisk (the journal's fsync included when it waits for one)",
         buckets=list(f.reaction_buckets), sum_value=f.reaction_seconds_sum,
     )  # fmt: skip
     yield gauge("agi_sessions", "FastAGI connections being served (hook mode)", f.agi_sessions)

@@ -14,6 +14,7 @@ from typing import Final
 # Fine around 10 ms, the figure a daemon is held to.
 BOUNDS_S: Final = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
                    0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_LABELS: Final = (*map(str, BOUNDS_S), "+Inf")  # the buckets' "le" labels, in order
 
 
 class Reactions:
@@ -36,7 +37,7 @@ class Reactions:
         """From `buckets`' form, as read back from /metrics (bench.load); the sum is not
         kept there and is left 0. ValueError if the bounds are not these."""
         bounds = [str(float(le)) if le != "+Inf" else le for le, _ in cumulative]
-        if bounds != [*map(str, BOUNDS_S), "+Inf"]:
+        if bounds != list(_LABELS):
             raise ValueError(f"not the reaction buckets: {bounds}")
         r, below = cls(), 0
         for i, (_, total) in enumerate(cumulative):
@@ -57,7 +58,7 @@ class Reactions:
     def buckets(self) -> list[tuple[str, int]]:
         """Cumulative counts by upper bound, "+Inf" last (Prometheus' form)."""
         out, total = [], 0
-        for bound, n in zip((*map(str, BOUNDS_S), "+Inf"), self.counts, strict=True):
+        for bound, n in zip(_LABELS, self.counts, strict=True):
             total += n
             out.append((bound, total))
         return out
