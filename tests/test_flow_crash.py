@@ -100,7 +100,7 @@ async def test_kill_9_mid_call_then_restart_adopts_the_call(tmp_path: Path, pg_d
         await crash_then_hang_up(sim, proc, repo, caller.id, call.call_id)
         row, recs = await repo.call(call.call_id), await repo.recordings(call.call_id)
         assert row is not None and row.outcome == "answered" and row.status == "ended"
-        assert row.state is not None and row.state["dtmf"] == {}  # its page's, never adopted
+        assert isinstance(row.state, dict) and row.state["dtmf"] == {}  # its page's, never adopted
         assert [r.status for r in recs] == ["filed"]
         assert not list((tmp_path / "spool").iterdir())
         assert await repo.open_calls(sim.asterisk_id) == []

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -66,6 +67,21 @@ def test_a_call_line_of_an_older_daemon_replays() -> None:
     assert (entry.row.call_id, entry.row.call.started_at, entry.row.call.state) == (
         "c1", T0.replace(microsecond=0), {"v": 1})
     assert decode(encode(entry)) == entry  # and is written in today's form
+
+
+@pytest.mark.parametrize(("line", "row"), [
+    (b'{"t":"state","k":"c1","r":{"call_id":"c1","$dt":1}}', {"call_id": "c1", "$dt": 1}),
+    (b'{"t":"state","k":"c1","r":[1]}', ValueError),  # a snapshot is an object
+    (b'{"t":"state","k":"c1"}', KeyError),
+])
+def test_a_state_line_reads_back_as_the_snapshot_written(line: bytes, row: Any) -> None:
+    if isinstance(row, type):
+        with pytest.raises(row):
+            decode(line)
+        return
+    entry = decode(line)
+    assert (entry.kind, entry.key, entry.row) == ("state", "c1", row)
+    assert encode(Entry("state", "c1", msgspec.Raw(msgspec.json.encode(row)))) == line
 
 
 def test_a_call_state_keeps_its_own_markers() -> None:

@@ -73,7 +73,7 @@ async def test_a_replay_after_recovery_writes_an_older_snapshot_over_a_newer_one
     # kill -9 here; the next start replays the journal.
     await Writer(repo, journal=journal).replay()
     state = (await repo.call("A")).state  # type: ignore[union-attr]
-    assert state == {"v": 2}, f"the replay put back an older snapshot of A: {state}"
+    assert state == {"v": 2}, f"the replay put back an older snapshot of A: {state!r}"
 
 
 async def test_journal_full_re_encodes_the_whole_backlog_at_every_flush(tmp_path: Path,

@@ -168,7 +168,7 @@ def test_full_call_files_its_recording_and_logs_a_summary() -> None:
     assert summary.fields["seconds_recorded"] == pytest.approx(59.99)
     assert summary.fields["gaps"] == 0
     final = run.saved()[-1]
-    assert final.call.outcome == "answered" and final.call.state is not None
+    assert final.call.outcome == "answered" and isinstance(final.call.state, dict)
     assert final.call.state["status"] == "ended"  # kept for the call's page, never adopted
     (rec,) = final.recordings
     assert (rec.status, rec.sha256, rec.duration_ms) == ("filed", "ab" * 32, 60_000)

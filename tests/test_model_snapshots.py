@@ -10,9 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from recorder.db.mapping import call_rows
+from recorder.db.mapping import call_rows, call_state, revive
 from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.coverage import leg_spans
@@ -218,3 +219,21 @@ def test_no_step_changes_the_state_it_was_given() -> None:
         given = state
         state, _ = step(state, event, SETTINGS)
         assert {cid: encode(c) for cid, c in given.calls.items()} == before, event
+
+
+@pytest.mark.parametrize("name", sorted(NEW))
+@pytest.mark.parametrize("ended", [False, True])
+def test_the_journaled_snapshot_is_the_stored_one_and_revives_the_same_rows(
+    name: str, ended: bool
+) -> None:
+    call = decode(copy.deepcopy(NEW[name]))
+    if ended:  # its final snapshot: the digits keyed and the AGI sessions left out
+        call.status = "ended"
+    state = call_state(call)
+    rows = call_rows(call, state)
+    assert rows.call.state is state  # encoded once, for the journal and the row
+    as_builtins = call_rows(call)
+    assert msgspec.json.decode(state) == json.loads(json.dumps(as_builtins.call.state))
+    revived = revive(msgspec.json.decode(state))  # a replay: the rows from the snapshot
+    assert (revived.call, revived.legs, revived.recordings) == (
+        as_builtins.call, as_builtins.legs, as_builtins.recordings)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -115,26 +116,78 @@ async def test_without_a_journal_every_snapshot_is_written(repo: Repository) -> 
     assert row is not None and row.state == {"v": 3}
 
 
-async def test_a_snapshot_is_mapped_once_however_many_steps_changed_the_call(
+class _Codec:
+    """A call that is (its id, its state's "v"); what was encoded and mapped, in order."""
+
+    def __init__(self) -> None:
+        self.encoded: list[Any] = []
+        self.mapped: list[Any] = []
+
+    def call_state(self, call: Any) -> msgspec.Raw:
+        self.encoded.append(call[1])
+        return msgspec.Raw(msgspec.json.encode({"id": call[0], "v": call[1]}))
+
+    def call_rows(self, call: Any, state: msgspec.Raw | None = None) -> CallRows:
+        self.mapped.append(call[1])
+        return CallRows(call[0], call_row(call[0], state=state), (), ())
+
+    def revive(self, state: Any) -> CallRows:
+        if not isinstance(state.get("v"), int):
+            raise ValueError("no v")
+        return CallRows(state["id"], call_row(state["id"], state=state), (), ())
+
+
+async def test_a_snapshot_is_encoded_once_and_mapped_only_for_postgresql(
     repo: Repository, tmp_path: Path
 ) -> None:
     journal = Journal(tmp_path / "j")
-    writer = Writer(repo, journal=journal)
-    mapped: list[int] = []
-
-    def to_rows(v: int) -> CallRows:
-        mapped.append(v)
-        return _with(RINGING, state=v)
-
+    codec = _Codec()
+    writer = Writer(repo, journal=journal, codec=codec)
     for v in (1, 2, 3):  # three steps' snapshots before the journal's next write
-        writer.stage_snapshot("c1", v, to_rows)
+        writer.stage_snapshot("c1", ("c1", v))
     await writer.durable()
-    assert mapped == [3]
-    assert [(e.kind, e.row.call.state) for e in journal.read()] == [("call", {"v": 3})]
+    assert (codec.encoded, codec.mapped) == ([3], [])  # the journal keeps the snapshot only
+    assert [(e.kind, e.row) for e in journal.read()] == [("state", {"id": "c1", "v": 3})]
     await writer.flush()
-    assert mapped == [3]  # PostgreSQL gets the rows the journal took
+    assert (codec.encoded, codec.mapped) == ([3], [3])  # its rows, around the same JSON
     row = await repo.call("c1")
-    assert row is not None and row.state == {"v": 3}
+    assert row is not None and row.state == {"id": "c1", "v": 3}
+
+
+async def test_a_replay_maps_the_rows_from_the_journaled_snapshot(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal, codec=_Codec())
+    writer.stage_snapshot("c1", ("c1", 4))
+    writer.stage_snapshot("c2", ("c2", 5))
+    await writer.durable()
+    journal.close()  # the daemon dies here: PostgreSQL has neither
+    assert await repo.call("c1") is None
+    replayed = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
+    assert await replayed.replay() == 2
+    for call_id, v in (("c1", 4), ("c2", 5)):
+        row = await repo.call(call_id)
+        assert row is not None and row.state == {"id": call_id, "v": v}
+
+
+async def test_a_snapshot_the_codec_cannot_read_is_logged_and_the_rest_replayed(
+    repo: Repository, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal, codec=_Codec())
+    writer.stage_snapshot("c1", ("c1", "not a number"))
+    writer.stage_snapshot("c2", ("c2", 6))
+    await writer.durable()
+    journal.close()
+    with capture_logs() as logs:
+        replayed = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
+        assert await replayed.replay() == 2
+    assert [(x["event"], x["call_id"]) for x in logs if x["log_level"] == "error"] == [
+        ("journal.snapshot_unreadable", "c1")]
+    assert await repo.call("c1") is None
+    row = await repo.call("c2")
+    assert row is not None and row.state == {"id": "c2", "v": 6}
 
 
 async def test_a_write_leaves_out_the_legs_and_recordings_postgresql_has(

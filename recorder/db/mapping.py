@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
 from recorder.model.commands import CallEvent, SaveGaps
-from recorder.model.snapshot import encode
+from recorder.model.snapshot import decode, encode
 from recorder.model.state import Call
+
+_JSON = msgspec.json.Encoder()
 
 
 def final_snapshot(call: Call) -> dict[str, Any]:
@@ -22,6 +26,20 @@ def final_snapshot(call: Call) -> dict[str, Any]:
     return data
 
 
+def call_state(call: Call) -> msgspec.Raw:
+    """The call's snapshot as stored (`calls.state`) and journaled, already JSON: encoded once
+    for both, without the builtins `encode` makes (a tenth of a step's cost, at every step)."""
+    if call.status == "ended":
+        return msgspec.Raw(_JSON.encode(final_snapshot(call)))
+    return msgspec.Raw(_JSON.encode(call))
+
+
+def revive(state: Any) -> CallRows:
+    """A call's rows from its journaled snapshot (`call_state`, as read back): ValueError if it
+    is not one."""
+    return call_rows(decode(state))
+
+
 def event_row(event: CallEvent) -> EventRow:
     return EventRow(event.call_id, event.asterisk_id, event.at, event.kind, event.channel_id,
                     event.recording_name, event.detail)
@@ -32,7 +50,14 @@ def gap_rows(save: SaveGaps) -> tuple[GapRow, ...]:
                         g.reason) for g in save.gaps)
 
 
-def call_rows(call: Call) -> CallRows:
+def call_rows(call: Call, state: msgspec.Raw | None = None) -> CallRows:
+    """The call's rows; `state`: its `call_state`, when the caller has it already (without it,
+    the snapshot as builtins)."""
+    if state is None:
+        state_value: dict[str, Any] | msgspec.Raw = (
+            encode(call) if call.status != "ended" else final_snapshot(call))
+    else:
+        state_value = state
     call_row = CallRow(
         call_id=call.call_id,
         asterisk_id=call.asterisk_id,
@@ -48,7 +73,7 @@ def call_rows(call: Call) -> CallRows:
         ended_at=call.ended_at,
         outcome=call.outcome if call.status == "ended" else None,
         status=call.status,
-        state=encode(call) if call.status != "ended" else final_snapshot(call),
+        state=state_value,
         recorded=call.record if call.decision is not None else None,
         retention_class=call.decision.retention if call.decision else None,
         decided_by=", ".join(call.decision.decided_by if call.decision else ()) or None,

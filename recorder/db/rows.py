@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 # Call.status: 'active' while the daemon handles it, 'ended' once every leg and recording is closed.
 # Call.outcome: None while in progress, then one of OUTCOMES.
 OUTCOMES = (
@@ -48,7 +50,8 @@ class CallRow:
     outcome: str | None
     status: str  # active | ended
     fallback: bool = False  # recorded by the dialplan's MixMonitor fallback, not by the app
-    state: dict[str, Any] | None = None  # the call model's snapshot, for adoption after a crash
+    # the call model's snapshot, for adoption after a crash (msgspec.Raw: already JSON)
+    state: dict[str, Any] | msgspec.Raw | None = None
     recorded: bool | None = None  # what recording policy decided (False: metadata only)
     retention_class: str | None = None  # from the deciding rule, for retention (later)
     decided_by: str | None = None  # the rule(s) that decided, e.g. "rule 'Litigation'"

@@ -27,8 +27,8 @@ def encode(call: Call) -> dict[str, Any]:
     return out
 
 
-def decode(data: dict[str, Any]) -> Call:
-    """A call from its snapshot (either form); ValueError if it is not one."""
+def decode(data: Any) -> Call:
+    """A call from its snapshot (either form, as builtins); ValueError if it is not one."""
     if not isinstance(data, dict):
         raise ValueError(f"not a call snapshot: a {type(data).__name__}")
     if isinstance(data.get("started_at"), dict):  # the form before msgspec

@@ -412,7 +412,7 @@ class Daemon:
         refused: list[str] = []  # ARI requests of this step Asterisk refused
         for command in commands:
             if isinstance(command, cmd.SaveCall):
-                self.writer.stage_snapshot(command.call_id, command.call, mapping.call_rows)
+                self.writer.stage_snapshot(command.call_id, command.call)
             elif isinstance(command, cmd.RecordEvent):
                 self.writer.stage_event(mapping.event_row(command.event))
             elif isinstance(command, cmd.SaveGaps):

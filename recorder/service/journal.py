@@ -8,8 +8,11 @@ snapshots, never taken for new calls, and every row reaches PostgreSQL once (row
 they were given when staged; a replayed row PostgreSQL already has is skipped). The journal is
 emptied once the database has everything, and rewritten with what is pending as it grows.
 
-One JSON object per line: {"t": "call" | "event" | "gap" | "consent" | "tag", "k": key, "r": row}
-(lines of older daemons: "v", datetimes tagged; both are read).
+One JSON object per line: {"t": "state" | "call" | "event" | "gap" | "consent" | "tag", "k": key,
+"r": row}. A call is journaled as its snapshot ("state": the call model's, as `calls.state` keeps
+it; its rows are mapped from it at replay), or, staged as rows (a fallback recording's), as its
+rows ("call"; every call in lines of older daemons). Lines of older daemons still: "v",
+datetimes tagged; all are read.
 A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
 past 80 % a warning, past the bound an error and rows wait in memory only.
 """
@@ -38,9 +41,11 @@ FILE = "journal.jsonl"
 
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # call | event | gap | consent | tag
+    kind: str  # state | call | event | gap | consent | tag
     key: str  # the row's key (a call's snapshot: its call id; a tag's: call id + tag)
-    row: Any  # CallRows | EventRow | GapRow | ConsentRow | (call_id, tag, by)
+    # state: the call's snapshot (msgspec.Raw written, a dict read) | call: CallRows |
+    # EventRow | GapRow | ConsentRow | (call_id, tag, by)
+    row: Any
 
 
 # How lines of daemons before this one held a row ("v"): datetimes as {"$journal-dt": iso}. Not
@@ -96,11 +101,15 @@ def decode(line: str | bytes) -> Entry:
     # "v": an older daemon's line, its datetimes tagged
     value = data["r"] if "r" in data else json.loads(line, object_hook=_hook)["v"]
     kind, key = data["t"], str(data["k"])
-    if kind == "call":
+    if kind == "state":
+        if not isinstance(value, dict):
+            raise ValueError(f"a call's snapshot is an object, not a {type(value).__name__}")
+        row: Any = value
+    elif kind == "call":
         call = _build(CallRow, value["call"])
-        row: Any = CallRows(call.call_id, call,
-                            tuple(_build(LegRow, x) for x in value["legs"]),
-                            tuple(_build(RecordingRow, x) for x in value["recordings"]))
+        row = CallRows(call.call_id, call,
+                       tuple(_build(LegRow, x) for x in value["legs"]),
+                       tuple(_build(RecordingRow, x) for x in value["recordings"]))
     elif kind in _ROW_TYPES:
         row = _build(_ROW_TYPES[kind], value)
     elif kind == "tag":

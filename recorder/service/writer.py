@@ -41,10 +41,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import msgspec
 import structlog
 
+from recorder.db import mapping
 from recorder.db.repository import REFUSED, Repository
 from recorder.db.rows import CallRow, CallRows, EventRow, GapRow, LegRow, RecordingRow
 from recorder.policy import add_consent_rows
@@ -101,7 +103,7 @@ def _newest(entries: list[Entry]) -> list[Entry]:
     """Entries as the journal takes them: a call's snapshot as its rows, and only the newest of
     each call's (a replay keeps the newest of each call's anyway)."""
     last = {e.key: i for i, e in enumerate(entries) if e.kind == "call"}
-    return [Entry("call", e.key, e.row.rows) if e.kind == "call" else e
+    return [e.row.entry() if e.kind == "call" else e
             for i, e in enumerate(entries) if e.kind != "call" or last[e.key] == i]
 
 
@@ -156,27 +158,54 @@ def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None)
         done.set_result(result)
 
 
+class SnapshotCodec(Protocol):
+    """How a call the model left is stored (recorder.db.mapping, or a test's own)."""
+
+    def call_state(self, call: Any) -> msgspec.Raw:
+        """Its snapshot, as JSON: what the journal keeps of it."""
+
+    def call_rows(self, call: Any, state: msgspec.Raw | None = None) -> CallRows:
+        """Its rows for PostgreSQL, `state` their snapshot."""
+
+    def revive(self, state: Any) -> CallRows:
+        """Its rows from its journaled snapshot, as read back (ValueError if it is none)."""
+
+
 class Snapshot:
-    """A call as a step left it, mapped to its rows (recorder.db.mapping) only when first
-    needed, journaled or written: a call changed by several steps before either is mapped once.
-    The call is never changed after its step (the next step changes a copy)."""
+    """A call as a step left it. What the journal keeps of it is its snapshot's JSON (encoded
+    once, also the row's `state`); its rows are mapped only when PostgreSQL needs them, and a
+    replay maps them from the snapshot. A call changed by several steps before it is journaled
+    or written is encoded once. The call is never changed after its step (the next step changes
+    a copy). Rows staged as rows (no call: a fallback recording's) are journaled as rows."""
 
-    __slots__ = ("_rows", "_source", "_to_rows", "call_id", "milestone")
+    __slots__ = ("_call", "_codec", "_rows", "_state", "call_id", "milestone")
 
-    def __init__(self, call_id: str, source: Any,
-                 to_rows: Callable[[Any], CallRows] | None = None) -> None:
+    def __init__(self, call_id: str, rows: CallRows | None = None, *, call: Any = None,
+                 codec: SnapshotCodec | None = None) -> None:
         self.call_id = call_id
-        self._source, self._to_rows = source, to_rows
-        self._rows: CallRows | None = source if to_rows is None else None
+        self._rows, self._call, self._codec = rows, call, codec
+        self._state: msgspec.Raw | None = None
         # Whether PostgreSQL must have it soon (Writer._milestone), once known
         self.milestone: bool | None = None
 
     @property
     def rows(self) -> CallRows:
         if self._rows is None:
-            assert self._to_rows is not None
-            self._rows, self._source = self._to_rows(self._source), None
+            assert self._codec is not None
+            self._rows, self._call = self._codec.call_rows(self._call, self._encoded()), None
         return self._rows
+
+    def _encoded(self) -> msgspec.Raw:
+        if self._state is None:
+            assert self._codec is not None
+            self._state = self._codec.call_state(self._call)
+        return self._state
+
+    def entry(self) -> Entry:
+        """As the journal takes it."""
+        if self._codec is None:
+            return Entry("call", self.call_id, self.rows)
+        return Entry("state", self.call_id, self._encoded())
 
 
 def _stages(recordings: tuple[RecordingRow, ...]) -> frozenset[tuple[str, str]]:
@@ -229,8 +258,10 @@ class Writer:
     journal (recorder.service.journal) so a crash during the outage loses none of them."""
 
     def __init__(self, repo: Repository, retry_every_s: float = 5.0, timeout_s: float = 5.0,
-                 journal: Journal | None = None, linger_s: float = 0.2):
+                 journal: Journal | None = None, linger_s: float = 0.2,
+                 codec: SnapshotCodec = mapping):
         self.repo = repo
+        self._codec = codec
         self.journal = journal
         self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
         # What PostgreSQL last got of each call still active: `_milestone` compares with it,
@@ -316,9 +347,9 @@ class Writer:
     def stage_call(self, save: CallRows) -> None:
         self._stage_snapshot(Snapshot(save.call_id, save))
 
-    def stage_snapshot(self, call_id: str, call: Any, to_rows: Callable[[Any], CallRows]) -> None:
-        """The call as a step left it; `to_rows(call)` its rows, called when first needed."""
-        self._stage_snapshot(Snapshot(call_id, call, to_rows))
+    def stage_snapshot(self, call_id: str, call: Any) -> None:
+        """The call as a step left it (encoded and mapped by the codec when first needed)."""
+        self._stage_snapshot(Snapshot(call_id, call=call, codec=self._codec))
 
     def _stage_snapshot(self, snapshot: Snapshot) -> None:
         self._calls.pop(snapshot.call_id, None)
@@ -362,9 +393,12 @@ class Writer:
         lists = {"event": self._events, "gap": self._gaps, "consent": self._consent,
                  "tag": self._tags}
         for entry in entries:
-            if entry.kind == "call":
+            if entry.kind in ("call", "state"):
+                rows = entry.row if entry.kind == "call" else self._revive(entry.key, entry.row)
+                if rows is None:
+                    continue
                 self._calls.pop(entry.key, None)
-                self._calls[entry.key] = Snapshot(entry.key, entry.row)
+                self._calls[entry.key] = Snapshot(entry.key, rows)
             else:
                 lists[entry.kind].append(entry)
         if entries:
@@ -372,6 +406,14 @@ class Writer:
                         calls=len({e.key for e in entries if e.kind == "call"}))
             await self.flush()
         return len(entries)
+
+    def _revive(self, call_id: str, state: Any) -> CallRows | None:
+        try:
+            return self._codec.revive(state)
+        except (ValueError, TypeError, KeyError) as exc:  # a daemon's own line: a bug, not a tear
+            log.error("journal.snapshot_unreadable", call_id=call_id,
+                      error=f"{type(exc).__name__}: {exc}"[:500])
+            return None
 
     async def run(self) -> None:
         """Write what is staged to PostgreSQL in the background, `linger_s` after it was staged
@@ -482,7 +524,7 @@ class Writer:
                 self._on_disk = numbered
 
     def _pending_entries(self) -> list[Entry]:
-        calls = [Entry("call", k, v.rows) for k, v in self._calls.items()]
+        calls = [v.entry() for v in self._calls.values()]
         return calls + self._events + self._gaps + self._consent + self._tags
 
     def _has_pending(self) -> bool:
