@@ -14,6 +14,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 from structlog.testing import capture_logs
 
+from recorder.common import logs
 from recorder.common.logs import configure_logging, redact_secrets
 from recorder.config import Secret
 
@@ -308,3 +309,17 @@ def test_field_values_render_as_json(value: object, expected: object) -> None:
     [line] = _lines(stream)
     assert line["field"] == expected
     assert stream.getvalue().isascii()
+
+
+def test_a_bound_logger_follows_each_configuration() -> None:
+    first = _configure("info")
+    logs.bound("verbatim.test").debug("filtered")
+    logs.bound("verbatim.test").info("one")
+    second = _configure("debug")  # a new stream and level: bound again
+    logs.bound("verbatim.test").debug("two")
+    with capture_logs() as captured:  # the processors' list changed in place
+        logs.bound("verbatim.test").info("captured")
+    logs.bound("verbatim.test").warning("three")
+    assert [(x["logger"], x["event"]) for x in _lines(first)] == [("verbatim.test", "one")]
+    assert [x["event"] for x in _lines(second)] == ["two", "three"]
+    assert [x["event"] for x in captured] == ["captured"]

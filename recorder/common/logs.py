@@ -24,7 +24,7 @@ import msgspec
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "REDACTED", "configure_logging", "redact_secrets"]
+__all__ = ["LEVELS", "REDACTED", "bound", "configure_logging", "redact_secrets"]
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -192,6 +192,26 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO = s
     root.addHandler(handler)
     root.setLevel(max(threshold, _FOREIGN_LEVEL))
     _handler = handler
+
+
+# name -> (the configuration it was bound under: processors, wrapper class, logger factory; the
+# logger bound)
+_BOUND: dict[str, tuple[object, object, object, Any]] = {}
+
+
+def bound(name: str) -> Any:
+    """structlog's logger `name`, bound once per configuration (configure_logging; a test's
+    capture_logs changes the processors' list in place, which a bound logger shares). For what
+    logs at every step: a module's `get_logger` proxy binds a new logger at each call, as
+    loggers are not cached (see configure_logging), which costs more than a line whose level
+    is filtered out (the call model's debug lines: ten a call)."""
+    config = structlog.get_config()
+    made = _BOUND.get(name)
+    if (made is None or made[0] is not config["processors"]
+            or made[1] is not config["wrapper_class"] or made[2] is not config["logger_factory"]):
+        made = _BOUND[name] = (config["processors"], config["wrapper_class"],
+                               config["logger_factory"], structlog.get_logger(name).bind())
+    return made[3]
 
 
 def _is_tty(stream: TextIO) -> bool:

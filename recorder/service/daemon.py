@@ -53,6 +53,7 @@ from recorder.ari.events import (
     parse_bridge,
     parse_channel,
 )
+from recorder.common import logs
 from recorder.db import mapping
 from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
@@ -694,7 +695,9 @@ class Daemon:
 
 
 def _write_log(c: cmd.Log) -> None:
-    fields = dict(c.fields)
-    if c.call_id:
-        fields.setdefault("call_id", c.call_id)
-    getattr(log, c.level, log.info)(c.event, **fields)
+    logger = logs.bound("verbatim.daemon")
+    method = getattr(logger, c.level, logger.info)
+    if c.call_id and "call_id" not in c.fields:
+        method(c.event, call_id=c.call_id, **c.fields)
+    else:
+        method(c.event, **c.fields)
