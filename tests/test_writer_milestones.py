@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRows, EventRow
+from recorder.service import writer as writer_module
 from recorder.service.journal import Journal
 from recorder.service.writer import Writer, is_milestone, shown
 from tests.harness.rows import T0, call_row, leg_row, rec_row
@@ -176,18 +177,54 @@ async def test_a_snapshot_the_codec_cannot_read_is_logged_and_the_rest_replayed(
 ) -> None:
     journal = Journal(tmp_path / "j")
     writer = Writer(repo, journal=journal, codec=_Codec())
-    writer.stage_snapshot("c1", ("c1", "not a number"))
+    writer.stage_snapshot("c1", ("c1", 1))
+    await writer.durable()
+    writer.stage_snapshot("c1", ("c1", "not a number"))  # the newer, unreadable
     writer.stage_snapshot("c2", ("c2", 6))
     await writer.durable()
     journal.close()
     with capture_logs() as logs:
         replayed = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
-        assert await replayed.replay() == 2
+        assert await replayed.replay() == 3
     assert [(x["event"], x["call_id"]) for x in logs if x["log_level"] == "error"] == [
         ("journal.snapshot_unreadable", "c1")]
-    assert await repo.call("c1") is None
+    assert await repo.call("c1") is None  # and no older snapshot of it stands in
     row = await repo.call("c2")
     assert row is not None and row.state == {"id": "c2", "v": 6}
+
+
+async def test_open_calls_give_a_staged_snapshot_as_postgresql_would(
+    repo: Repository, tmp_path: Path
+) -> None:
+    writer = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
+    writer.stage_snapshot("c1", ("c1", 7))  # not yet in PostgreSQL: adoption reads it here
+    (row,) = await writer.open_calls("pbx1")
+    assert row.state == {"id": "c1", "v": 7}
+
+
+async def test_a_failed_rewrite_puts_back_what_the_next_append_takes(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal, codec=_Codec())
+    writer.stage_call(RINGING)  # a call staged as rows (as a replay's are)
+    await writer.flush()  # PostgreSQL has it; the journal is emptied
+    writer.stage_call(_with(RINGING, state=3))  # no milestone: it stays pending
+    writer.stage_snapshot("c2", ("c2", 1))  # a new call: a milestone
+    await writer.durable()
+
+    def broken(entries: Any) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(writer_module, "COMPACT_BYTES", 1)  # the journal is due a rewrite...
+    monkeypatch.setattr(journal, "rewrite", broken)  # ...which fails
+    with capture_logs() as logs:
+        assert await writer.flush(milestones=True)
+    assert [x["event"] for x in logs if x["log_level"] == "error"] == ["journal.write_failed"]
+    monkeypatch.undo()
+    writer.stage_snapshot("c3", ("c3", 4))
+    await writer.durable()  # what was put back goes with it
+    assert [(e.kind, e.key) for e in journal.read()][-2:] == [("call", "c1"), ("state", "c3")]
 
 
 async def test_a_write_leaves_out_the_legs_and_recordings_postgresql_has(

@@ -10,9 +10,9 @@ emptied once the database has everything, and rewritten with what is pending as 
 
 One JSON object per line: {"t": "state" | "call" | "event" | "gap" | "consent" | "tag", "k": key,
 "r": row}. A call is journaled as its snapshot ("state": the call model's, as `calls.state` keeps
-it; its rows are mapped from it at replay), or, staged as rows (a fallback recording's), as its
-rows ("call"; every call in lines of older daemons). Lines of older daemons still: "v",
-datetimes tagged; all are read.
+it; its rows are mapped from it at replay), or, staged as rows (a fallback recording's, or kept
+from a replay), as its rows ("call"; every call in lines of older daemons). Lines of older
+daemons still: "v", datetimes tagged; all are read.
 A torn last line (a crash mid-write) is skipped and logged. The file is bounded (`max_bytes`):
 past 80 % a warning, past the bound an error and rows wait in memory only.
 """

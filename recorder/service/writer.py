@@ -100,11 +100,16 @@ async def _write(
 
 
 def _newest(entries: list[Entry]) -> list[Entry]:
-    """Entries as the journal takes them: a call's snapshot as its rows, and only the newest of
-    each call's (a replay keeps the newest of each call's anyway)."""
-    last = {e.key: i for i, e in enumerate(entries) if e.kind == "call"}
-    return [e.row.entry() if e.kind == "call" else e
-            for i, e in enumerate(entries) if e.kind != "call" or last[e.key] == i]
+    """Entries as the journal takes them: a call's staged snapshot as its journal entry
+    (`Snapshot.entry`), and only the newest of each call's (a replay keeps the newest of each
+    call's anyway). Entries put back after a failed rewrite are journal entries already."""
+    last = {e.key: i for i, e in enumerate(entries) if e.kind in _CALL_KINDS}
+    return [e.row.entry() if isinstance(e.row, Snapshot) else e
+            for i, e in enumerate(entries) if e.kind not in _CALL_KINDS or last[e.key] == i]
+
+
+# A call's entry: its snapshot as staged ("call", a Snapshot), or as the journal holds it
+_CALL_KINDS = frozenset({"call", "state"})
 
 
 def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
@@ -176,7 +181,8 @@ class Snapshot:
     once, also the row's `state`); its rows are mapped only when PostgreSQL needs them, and a
     replay maps them from the snapshot. A call changed by several steps before it is journaled
     or written is encoded once. The call is never changed after its step (the next step changes
-    a copy). Rows staged as rows (no call: a fallback recording's) are journaled as rows."""
+    a copy). Rows staged as rows (no call: a fallback recording's; a replayed snapshot's) are
+    journaled as rows."""
 
     __slots__ = ("_call", "_codec", "_rows", "_state", "call_id", "milestone")
 
@@ -395,15 +401,14 @@ class Writer:
         for entry in entries:
             if entry.kind in ("call", "state"):
                 rows = entry.row if entry.kind == "call" else self._revive(entry.key, entry.row)
-                if rows is None:
-                    continue
-                self._calls.pop(entry.key, None)
-                self._calls[entry.key] = Snapshot(entry.key, rows)
+                self._calls.pop(entry.key, None)  # an older one must not stand for it
+                if rows is not None:
+                    self._calls[entry.key] = Snapshot(entry.key, rows)
             else:
                 lists[entry.kind].append(entry)
         if entries:
             log.warning("journal.replayed", entries=len(entries),
-                        calls=len({e.key for e in entries if e.kind == "call"}))
+                        calls=len({e.key for e in entries if e.kind in _CALL_KINDS}))
             await self.flush()
         return len(entries)
 
@@ -670,6 +675,8 @@ class Writer:
             rows = {}
         for snapshot in self._calls.values():
             call = snapshot.rows.call
+            if isinstance(call.state, msgspec.Raw):  # as PostgreSQL would give it back
+                call = dataclasses.replace(call, state=msgspec.json.decode(call.state))
             if call.asterisk_id == asterisk_id:
                 if call.status == "active":
                     rows[call.call_id] = call
