@@ -171,3 +171,38 @@ def test_what_an_ending_call_asked_before_a_crash_is_asked_again(
             "destroy": cmd.DestroyBridge(call_id, bridge)}
     resent = cmd.StopRecording | cmd.Hangup | cmd.DestroyBridge
     assert [c for c in out if isinstance(c, resent)] == [want[k] for k in asked]
+
+
+def test_a_callee_left_outside_the_bridge_by_a_crash_is_added_again() -> None:
+    """The step that asks for the callee's join (its recording started) was journaled, and the
+    daemon died before Asterisk heard of it: the callee talks to no one until it is added."""
+    run = Run()
+    call_id, callee = to_dialling(run)
+    run.feed(b.dial(3.02, callee, "RINGING"))
+    run.feed(b.dial(5, callee, "ANSWER"))
+    name = run.recording()
+    run.feed(b.recording(5.01, "started", name))  # asks for the join; the daemon dies
+    adopted = run.restarted()
+    assert adopted.state.calls[call_id].phase == "connecting"
+    in_app = b.chan(callee, "Up", app_data=f"verbatim,dialed,{call_id}")
+    snap = snapshot([b.chan(CALLER), in_app], {run.bridge(): (CALLER,)}, {name: LIVE})
+    out = adopted.reconcile(snap, b.at(9))
+    assert [(c.bridge_id, c.channel_id) for c in out if isinstance(c, cmd.AddChannel)] == [
+        (run.bridge(), callee)]
+    adopted.feed(b.entered(9.01, run.bridge(), callee))
+    assert adopted.state.calls[call_id].phase == "bridged"
+
+
+def test_a_callee_already_joined_is_not_added_again() -> None:
+    run = Run()
+    call_id, callee = to_dialling(run)
+    run.feed(b.dial(3.02, callee, "RINGING"))
+    run.feed(b.dial(5, callee, "ANSWER"))
+    name = run.recording()
+    run.feed(b.recording(5.01, "started", name))
+    adopted = run.restarted()
+    in_app = b.chan(callee, "Up", app_data=f"verbatim,dialed,{call_id}")
+    snap = snapshot([b.chan(CALLER), in_app], {run.bridge(): (CALLER, callee)}, {name: LIVE})
+    out = adopted.reconcile(snap, b.at(9))
+    assert not [c for c in out if isinstance(c, cmd.AddChannel)]
+    assert adopted.state.calls[call_id].phase == "bridged"

@@ -20,6 +20,7 @@ from recorder.model import commands as cmd
 from recorder.model.calls import step
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
+    CONNECTING,
     ENDING,
     LEG_DIALING,
     LEG_GONE,
@@ -77,6 +78,7 @@ def reconcile(
         for event in _call_differences(call, snap, base):
             feed(event)
         out += _ending_resumed(call, state.calls.get(call_id), snap)
+        out += _connecting_resumed(state.calls.get(call_id), snap)
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
@@ -190,6 +192,26 @@ def _ending_resumed(adopted: Call, call: Call | None, snap: AriSnapshot) -> list
         out += [cmd.DestroyBridge(adopted.call_id, bridge_id)
                 for bridge_id in adopted.all_bridges() if bridge_id in snap.bridges]
     return out
+
+
+def _connecting_resumed(call: Call | None, snap: AriSnapshot) -> list[cmd.Command]:
+    """A Stasis call connecting its callee (the recording started: `connect_callee`) had asked
+    Asterisk to add the callee to the bridge; the previous run may have died after journaling
+    that and before Asterisk heard it. A callee up in the app and still outside the bridge is
+    added again: else it talks to no one and the call stays connecting. One that joined while
+    we were away showed as entered (the events above) and the call is bridged by now; one that
+    waits for its StasisStart to join (`waiting`) is added then."""
+    if call is None or call.mode != CallMode.STASIS or call.phase != CONNECTING:
+        return []
+    leg = call.legs.get(call.callee_channel or "")
+    bridge = snap.bridges.get(call.bridge_id)
+    if leg is None or leg.state == LEG_GONE or leg.stasis.waiting or bridge is None:
+        return []
+    channel = snap.channels.get(leg.channel_id)
+    if (channel is None or channel.state != "Up" or channel.dialplan_app != "Stasis"
+            or leg.channel_id in bridge.channels):
+        return []
+    return [cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id)]
 
 
 def _hooked_bridging(
