@@ -7,8 +7,9 @@ import pytest
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot
+from recorder.model.settings import CallSettings
 from tests.harness import builders as b
-from tests.harness.model import CALLER, Run, to_bridged, to_dialling
+from tests.harness.model import CALLER, Run, start_inbound, to_bridged, to_dialling
 
 
 def snapshot(
@@ -206,3 +207,21 @@ def test_a_callee_already_joined_is_not_added_again() -> None:
     out = adopted.reconcile(snap, b.at(9))
     assert not [c for c in out if isinstance(c, cmd.AddChannel)]
     assert adopted.state.calls[call_id].phase == "bridged"
+
+
+def test_an_originated_callee_that_entered_the_app_while_away_joins() -> None:
+    """dial_method: originate: the callee enters the app once answered, and joins the bridge
+    then. Its StasisStart (and the recording's start) came while the daemon was away: it is
+    taken as entered, so the recording's start adds it, not a StasisStart that never comes."""
+    run = Run(CallSettings(dial_method="originate"))
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, run.playback()))
+    callee = run.dialled()
+    run.feed(b.dial(5, callee, "ANSWER"))  # recording asked; the daemon dies
+    name = run.recording()
+    adopted = run.restarted()
+    in_app = b.chan(callee, "Up", app_data=f"verbatim,dialed,{call_id}")
+    snap = snapshot([b.chan(CALLER), in_app], {run.bridge(): (CALLER,)}, {name: LIVE})
+    out = adopted.reconcile(snap, b.at(9))
+    assert [(c.bridge_id, c.channel_id) for c in out if isinstance(c, cmd.AddChannel)] == [
+        (run.bridge(), callee)]

@@ -75,10 +75,11 @@ def reconcile(
         if call is None:
             continue
         out.append(cmd.Log(call_id, "call.reconcile", "info", {"phase": call.phase}))
+        asked = len(out)
         for event in _call_differences(call, snap, base):
             feed(event)
         out += _ending_resumed(call, state.calls.get(call_id), snap)
-        out += _connecting_resumed(state.calls.get(call_id), snap)
+        out += _connecting_resumed(state.calls.get(call_id), snap, out[asked:])
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
@@ -126,7 +127,10 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
                 )
             )
             continue
-        if leg.state == LEG_NEW and channel.dialplan_app == "Stasis":
+        if channel.dialplan_app == "Stasis" and (
+                leg.state == LEG_NEW or (leg.stasis.originated and not leg.stasis.in_stasis)):
+            # a created leg's, or an originated one's (it enters the app once answered, and
+            # joins the bridge then: without it, it would wait for a StasisStart long past)
             events.append(ev.StasisStart(**base, channel=channel, args=("dialed", call.call_id)))
         if leg.state in (LEG_NEW, LEG_DIALING, LEG_RINGING) and channel.state == "Up":
             events.append(ev.Dial(**base, peer=channel, dialstatus="ANSWER"))
@@ -194,13 +198,15 @@ def _ending_resumed(adopted: Call, call: Call | None, snap: AriSnapshot) -> list
     return out
 
 
-def _connecting_resumed(call: Call | None, snap: AriSnapshot) -> list[cmd.Command]:
+def _connecting_resumed(call: Call | None, snap: AriSnapshot,
+                        asked: list[cmd.Command]) -> list[cmd.Command]:
     """A Stasis call connecting its callee (the recording started: `connect_callee`) had asked
     Asterisk to add the callee to the bridge; the previous run may have died after journaling
     that and before Asterisk heard it. A callee up in the app and still outside the bridge is
     added again: else it talks to no one and the call stays connecting. One that joined while
     we were away showed as entered (the events above) and the call is bridged by now; one that
-    waits for its StasisStart to join (`waiting`) is added then."""
+    waits for its StasisStart to join (`waiting`) is added then. `asked`: what those events
+    asked already (the recording's start missed while away connects the callee itself)."""
     if call is None or call.mode != CallMode.STASIS or call.phase != CONNECTING:
         return []
     leg = call.legs.get(call.callee_channel or "")
@@ -209,7 +215,9 @@ def _connecting_resumed(call: Call | None, snap: AriSnapshot) -> list[cmd.Comman
         return []
     channel = snap.channels.get(leg.channel_id)
     if (channel is None or channel.state != "Up" or channel.dialplan_app != "Stasis"
-            or leg.channel_id in bridge.channels):
+            or leg.channel_id in bridge.channels
+            or any(isinstance(c, cmd.AddChannel) and c.channel_id == leg.channel_id
+                   for c in asked)):
         return []
     return [cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id)]
 
