@@ -6,6 +6,7 @@ import pytest
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
+from recorder.model.inputs import CommandFailed
 from recorder.model.reconcile import ABSENT, LIVE, STORED, AriSnapshot
 from recorder.model.settings import CallSettings
 from tests.harness import builders as b
@@ -225,3 +226,30 @@ def test_an_originated_callee_that_entered_the_app_while_away_joins() -> None:
     out = adopted.reconcile(snap, b.at(9))
     assert [(c.bridge_id, c.channel_id) for c in out if isinstance(c, cmd.AddChannel)] == [
         (run.bridge(), callee)]
+
+
+def test_a_transfer_target_in_its_own_bridge_is_not_pulled_into_the_call() -> None:
+    """The callee's join was refused (the call stays connecting); the caller blind-transfers,
+    and the target joins the transfer's bridge while the daemon is away: it stays there."""
+    run = Run()
+    call_id, callee = to_dialling(run)
+    run.feed(b.dial(5, callee, "ANSWER"))
+    name = run.recording()
+    (add,) = run.of(cmd.AddChannel, run.feed(b.recording(5.01, "started", name)))
+    run.feed(CommandFailed(b.at(5.02), b.AST, add, 409, "refused"))
+    l1 = b.chan("L1", "Up", name="Local/300@transfer-0001;1")
+    l2 = b.chan("L2", "Up", name="Local/300@transfer-0001;2")
+    run.feed(ev.StasisStart(timestamp=b.at(6), asterisk_id=b.AST, channel=l1, args=(),
+                            replace_channel=b.chan(CALLER)))
+    run.feed(b.stasis_start(6.01, l2, "transfer", "300"))
+    target, transfer_bridge = run.dialled(), run.bridge()
+    assert run.call.callee_channel == target and run.call.phase == "connecting"
+    run.feed(b.stasis_start(6.02, b.chan(target, "Down"), "dialed", call_id))
+    run.feed(b.dial(8, target, "ANSWER"))  # joins its bridge; that event is lost
+    in_app = f"verbatim,dialed,{call_id}"
+    snap = snapshot([b.chan(CALLER), b.chan(callee, "Up", app_data=in_app), l1, l2,
+                     b.chan(target, "Up", app_data=in_app)],
+                    {run.bridge(0): ("L1",), transfer_bridge: ("L2", target)}, {name: LIVE})
+    out = run.reconcile(snap, b.at(20))
+    assert (run.bridge(0), target) not in [(c.bridge_id, c.channel_id)
+                                           for c in out if isinstance(c, cmd.AddChannel)]

@@ -210,12 +210,13 @@ def _connecting_resumed(call: Call | None, snap: AriSnapshot,
     if call is None or call.mode != CallMode.STASIS or call.phase != CONNECTING:
         return []
     leg = call.legs.get(call.callee_channel or "")
-    bridge = snap.bridges.get(call.bridge_id)
-    if leg is None or leg.state == LEG_GONE or leg.stasis.waiting or bridge is None:
+    if (leg is None or leg.state == LEG_GONE or leg.stasis.waiting
+            or leg.stasis.join_bridge is not None  # a transfer's target: it joins its own
+            or call.bridge_id not in snap.bridges):
         return []
     channel = snap.channels.get(leg.channel_id)
     if (channel is None or channel.state != "Up" or channel.dialplan_app != "Stasis"
-            or leg.channel_id in bridge.channels
+            or any(leg.channel_id in b.channels for b in snap.bridges.values())  # ours or not
             or any(isinstance(c, cmd.AddChannel) and c.channel_id == leg.channel_id
                    for c in asked)):
         return []
