@@ -155,15 +155,23 @@ async def test_a_snapshot_is_encoded_once_and_mapped_only_for_postgresql(
     assert row is not None and row.state == {"id": "c1", "v": 3}
 
 
+async def _journaled_then_died(repo: Repository, directory: Path,
+                               *steps: tuple[tuple[str, Any], ...]) -> None:
+    """Each step's snapshots (call id, "v") staged and journaled; then the daemon dies, with
+    none of them in PostgreSQL."""
+    journal = Journal(directory)
+    writer = Writer(repo, journal=journal, codec=_Codec())
+    for snapshots in steps:
+        for call_id, v in snapshots:
+            writer.stage_snapshot(call_id, (call_id, v))
+        await writer.durable()
+    journal.close()
+
+
 async def test_a_replay_maps_the_rows_from_the_journaled_snapshot(
     repo: Repository, tmp_path: Path
 ) -> None:
-    journal = Journal(tmp_path / "j")
-    writer = Writer(repo, journal=journal, codec=_Codec())
-    writer.stage_snapshot("c1", ("c1", 4))
-    writer.stage_snapshot("c2", ("c2", 5))
-    await writer.durable()
-    journal.close()  # the daemon dies here: PostgreSQL has neither
+    await _journaled_then_died(repo, tmp_path / "j", (("c1", 4), ("c2", 5)))
     assert await repo.call("c1") is None
     replayed = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
     assert await replayed.replay() == 2
@@ -175,14 +183,8 @@ async def test_a_replay_maps_the_rows_from_the_journaled_snapshot(
 async def test_a_snapshot_the_codec_cannot_read_is_logged_and_the_rest_replayed(
     repo: Repository, tmp_path: Path
 ) -> None:
-    journal = Journal(tmp_path / "j")
-    writer = Writer(repo, journal=journal, codec=_Codec())
-    writer.stage_snapshot("c1", ("c1", 1))
-    await writer.durable()
-    writer.stage_snapshot("c1", ("c1", "not a number"))  # the newer, unreadable
-    writer.stage_snapshot("c2", ("c2", 6))
-    await writer.durable()
-    journal.close()
+    await _journaled_then_died(repo, tmp_path / "j", (("c1", 1),),
+                               (("c1", "not a number"), ("c2", 6)))  # c1's newer: unreadable
     with capture_logs() as logs:
         replayed = Writer(repo, journal=Journal(tmp_path / "j"), codec=_Codec())
         assert await replayed.replay() == 3
