@@ -253,3 +253,25 @@ def test_a_transfer_target_in_its_own_bridge_is_not_pulled_into_the_call() -> No
     out = run.reconcile(snap, b.at(20))
     assert (run.bridge(0), target) not in [(c.bridge_id, c.channel_id)
                                            for c in out if isinstance(c, cmd.AddChannel)]
+
+
+def test_ring_group_members_cancelled_before_a_crash_are_hung_up_again() -> None:
+    """A member answered and the others were to stop ringing; the daemon died before Asterisk
+    heard the hang-ups: they would ring on, unanswerable, until the call ends."""
+    run = Run(CallSettings(ring_groups={"600": ("201", "202", "203")}))
+    call_id = start_inbound(run, target="600")
+    run.feed(b.playback_finished(3, run.playback()))
+    l1, l2, l3 = (c.channel_id for c in run.of(cmd.CreateChannel))
+    for i, leg in enumerate((l1, l2, l3)):
+        run.feed(b.stasis_start(3.01 + i / 100, b.chan(leg, "Down"), "dialed", call_id))
+        run.feed(b.dial(3.1, leg, "RINGING"))
+    run.feed(b.dial(6, l3, "ANSWER"))  # asks l1 and l2 hung up; the daemon dies
+    name = run.recording()
+    adopted = run.restarted()
+    in_app = f"verbatim,dialed,{call_id}"
+    snap = snapshot([b.chan(CALLER), *(b.chan(x, "Ringing", app_data=in_app) for x in (l1, l2)),
+                     b.chan(l3, "Up", app_data=in_app)], {run.bridge(): (CALLER,)}, {name: LIVE})
+    out = adopted.reconcile(snap, b.at(9))
+    assert sorted((h.channel_id, h.reason) for h in out if isinstance(h, cmd.Hangup)) == [
+        (l1, "answered_elsewhere"), (l2, "answered_elsewhere")]
+    assert [a.channel_id for a in out if isinstance(a, cmd.AddChannel)] == [l3]

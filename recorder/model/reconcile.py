@@ -80,6 +80,7 @@ def reconcile(
             feed(event)
         out += _ending_resumed(call, state.calls.get(call_id), snap)
         out += _connecting_resumed(state.calls.get(call_id), snap, out[asked:])
+        out += _cancelled_resumed(state.calls.get(call_id), snap, out[asked:])
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while
@@ -221,6 +222,21 @@ def _connecting_resumed(call: Call | None, snap: AriSnapshot,
                    for c in asked)):
         return []
     return [cmd.AddChannel(call.call_id, call.bridge_id, leg.channel_id)]
+
+
+def _cancelled_resumed(call: Call | None, snap: AriSnapshot,
+                       asked: list[cmd.Command]) -> list[cmd.Command]:
+    """A ring group's members the call stopped once another answered (`answered`): the
+    previous run may have died before Asterisk heard their hang-ups. One Asterisk still holds
+    is hung up again, else it rings on, unanswerable, until the call ends. `asked`: what the
+    events above asked already (an ending call's own hang-ups)."""
+    if call is None or call.mode != CallMode.STASIS:
+        return []
+    hung = {c.channel_id for c in asked if isinstance(c, cmd.Hangup)}
+    return [cmd.Hangup(call.call_id, leg.channel_id, "answered_elsewhere")
+            for leg in call.legs.values()
+            if leg.role == "callee" and leg.outcome == "cancelled" and leg.state != LEG_GONE
+            and leg.channel_id in snap.channels and leg.channel_id not in hung]
 
 
 def _hooked_bridging(
