@@ -78,9 +78,10 @@ def reconcile(
         asked = len(out)
         for event in _call_differences(call, snap, base):
             feed(event)
-        out += _ending_resumed(call, state.calls.get(call_id), snap)
-        out += _connecting_resumed(state.calls.get(call_id), snap, out[asked:])
-        out += _cancelled_resumed(state.calls.get(call_id), snap, out[asked:])
+        after = state.calls.get(call_id)  # after those events (None once ended)
+        out += _ending_resumed(call, after, snap)
+        out += _connecting_resumed(after, snap, out[asked:])
+        out += _cancelled_resumed(after, snap, out[asked:])
 
     # Channels in our app that no call knows: a caller whose StasisStart we never handled
     # (the daemon died first) is taken on now; a dialled leg of a lost call is released while

@@ -99,6 +99,10 @@ async def _write(
     del pending[: len(batch)]
 
 
+# A call's entry: its snapshot as staged ("call", a Snapshot), or as the journal holds it
+_CALL_KINDS = frozenset({"call", "state"})
+
+
 def _newest(entries: list[Entry]) -> list[Entry]:
     """Entries as the journal takes them: a call's staged snapshot as its journal entry
     (`Snapshot.entry`), and only the newest of each call's (a replay keeps the newest of each
@@ -106,10 +110,6 @@ def _newest(entries: list[Entry]) -> list[Entry]:
     last = {e.key: i for i, e in enumerate(entries) if e.kind in _CALL_KINDS}
     return [e.row.entry() if isinstance(e.row, Snapshot) else e
             for i, e in enumerate(entries) if e.kind not in _CALL_KINDS or last[e.key] == i]
-
-
-# A call's entry: its snapshot as staged ("call", a Snapshot), or as the journal holds it
-_CALL_KINDS = frozenset({"call", "state"})
 
 
 def _rejected(kind: str, exc: Exception, call_id: str | None) -> None:
@@ -399,7 +399,7 @@ class Writer:
         lists = {"event": self._events, "gap": self._gaps, "consent": self._consent,
                  "tag": self._tags}
         for entry in entries:
-            if entry.kind in ("call", "state"):
+            if entry.kind in _CALL_KINDS:
                 rows = entry.row if entry.kind == "call" else self._revive(entry.key, entry.row)
                 self._calls.pop(entry.key, None)  # an older one must not stand for it
                 if rows is not None:
