@@ -42,6 +42,25 @@ async def test_save_call_updates_snapshot(repo: Repository) -> None:
     assert [r.status for r in await repo.recordings(ended.call_id)] == ["finished"]
 
 
+async def test_one_write_of_many_calls_keeps_each_rows_values(repo: Repository) -> None:
+    """The writer's flush: each table's rows in one statement (arrays unnested). Array columns
+    keep their elements whatever they hold; a leg in two snapshots of one flush (one statement
+    may change a row once) is written as the later one has it, as when each was its own."""
+    first, second = "20261125T191425-3fa9c2d1", "20261125T191426-3fa9c2d2"
+    odd = ['a,"b}', "{c}", "d\\e", "", "NULL"]
+    calls = [call_row(first, linked_calls=[second]), call_row(second, linked_calls=None,
+                                                               caller_number=None)]
+    shared = leg_row("shared", call_id=first)
+    later = leg_row("shared", call_id=second, role="callee", outcome="answered")
+    recs = [rec_row(legs=odd), rec_row(f"{second}-s1", call_id=second, legs=[])]
+    await repo.write([(calls[0], [shared, leg_row("c1")], recs[:1]),
+                      (calls[1], [later], recs[1:])])
+    assert [await repo.call(c.call_id) for c in calls] == calls
+    assert await repo.legs(first) == [leg_row("c1")]
+    assert await repo.legs(second) == [later]
+    assert [await repo.recording("pbx1", r.name) for r in recs] == recs
+
+
 async def test_save_call_is_all_or_nothing(repo: Repository) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await repo.save_call(call_row(), [leg_row("c1"), leg_row("c2", role="bystander")], [])

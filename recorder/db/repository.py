@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import fields
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ import msgspec
 from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _cols(row_type: type[Any]) -> list[str]:
@@ -34,14 +35,16 @@ EVENT_COLS = _cols(EventRow)
 GAP_COLS = _cols(GapRow)
 
 
-def _upsert(table: str, cols: list[str], key: tuple[str, ...], set_sql: str, where: str) -> str:
+def _conflict(key: tuple[str, ...], set_sql: str, where: str) -> str:
+    return (f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {set_sql}, updated_at = now() "
+            f"WHERE {where}")
+
+
+def _upsert(table: str, cols: list[str], tail: str) -> str:
+    """One row's upsert (the writes' own are `_Batches`)."""
     values = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
     # Identifiers come from our own dataclasses, never from input.
-    return (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "  # noqa: S608
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {set_sql}, updated_at = now() "
-        f"WHERE {where}"
-    )
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) {tail}"  # noqa: S608
 
 
 def _set_all(cols: list[str], key: tuple[str, ...]) -> str:
@@ -50,26 +53,15 @@ def _set_all(cols: list[str], key: tuple[str, ...]) -> str:
 
 # An ended call never becomes active again: a late, older snapshot must not reopen it (recovery
 # would then adopt a call that is over).
-_UPSERT_CALL = _upsert(
-    "calls",
-    CALL_COLS,
-    ("call_id",),
-    _set_all(CALL_COLS, ("call_id",)),
-    "NOT (calls.status = 'ended' AND EXCLUDED.status = 'active')",
-)
-_UPSERT_LEG = _upsert(
-    "legs",
-    LEG_COLS,
-    ("asterisk_id", "channel_id"),
-    _set_all(LEG_COLS, ("asterisk_id", "channel_id")),
-    "true",
-)
+_UPSERT_CALL_TAIL = _conflict(
+    ("call_id",), _set_all(CALL_COLS, ("call_id",)),
+    "NOT (calls.status = 'ended' AND EXCLUDED.status = 'active')")
+_UPSERT_LEG_TAIL = _conflict(
+    ("asterisk_id", "channel_id"), _set_all(LEG_COLS, ("asterisk_id", "channel_id")), "true")
 # Facts about the file, once known, stay known (COALESCE); the status rule lives in the database
 # (recording_status_may_change, migration 0001) so an older snapshot is skipped as a whole.
 _KEEP = ("started_at", "ended_at", "path", "duration_ms", "bytes", "sha256")
-_UPSERT_RECORDING = _upsert(
-    "recordings",
-    RECORDING_COLS,
+_UPSERT_RECORDING_TAIL = _conflict(
     ("asterisk_id", "name"),
     ", ".join(
         f"{c} = COALESCE(EXCLUDED.{c}, recordings.{c})" if c in _KEEP else f"{c} = EXCLUDED.{c}"
@@ -78,11 +70,9 @@ _UPSERT_RECORDING = _upsert(
     ),
     "recording_status_may_change(recordings.status, EXCLUDED.status)",
 )
-_INSERT_EVENT = (
-    f"INSERT INTO call_events ({', '.join(EVENT_COLS)}, row_key) "  # noqa: S608
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLS) + 2))}) "
-    "ON CONFLICT (row_key) DO NOTHING"  # replayed from the daemon's journal: written once
-)
+_UPSERT_RECORDING = _upsert("recordings", RECORDING_COLS, _UPSERT_RECORDING_TAIL)
+# replayed from the daemon's journal: written once
+_INSERT_EVENT_TAIL = "ON CONFLICT (row_key) DO NOTHING"
 
 
 def _select(table: str, cols: list[str]) -> str:
@@ -150,27 +140,108 @@ async def _insert_gaps(conn: Any, gaps: Sequence[GapRow],
 
 async def _save(
     conn: Any,
+    statements: _Batches,
     snapshots: Sequence[tuple[CallRow, Sequence[LegRow], Sequence[RecordingRow]]],
     events: Sequence[EventRow],
     event_keys: Sequence[str | None] | None,
 ) -> None:
-    """Upsert call snapshots and add event rows, in the caller's transaction."""
-    # Rows are written in key order so concurrent saves lock them in the same order.
-    calls = sorted((s[0] for s in snapshots), key=lambda r: r.call_id)
-    legs = sorted((leg for s in snapshots for leg in s[1]),
-                  key=lambda r: (r.asterisk_id, r.channel_id))
-    recordings = sorted((rec for s in snapshots for rec in s[2]),
-                        key=lambda r: (r.asterisk_id, r.name))
+    """Upsert call snapshots and add event rows, in the caller's transaction: one statement a
+    table, its rows as arrays (`_Batches`)."""
+    # Rows are written in key order so concurrent saves lock them in the same order; of two
+    # rows with one key (one statement may not change a row twice), the later wins, as when
+    # each was its own statement.
+    calls = _last_by_key((s[0] for s in snapshots), lambda r: r.call_id)
+    legs = _last_by_key((leg for s in snapshots for leg in s[1]),
+                        lambda r: (r.asterisk_id, r.channel_id))
+    recordings = _last_by_key((rec for s in snapshots for rec in s[2]),
+                              lambda r: (r.asterisk_id, r.name))
     if calls:
-        await conn.executemany(_UPSERT_CALL, [_values(c) for c in calls])
+        await statements.calls.run(conn, [_values(c) for c in calls])
     if legs:
-        await conn.executemany(_UPSERT_LEG, [_values(x) for x in legs])
+        await statements.legs.run(conn, [_values(x) for x in legs])
     if recordings:
-        await conn.executemany(_UPSERT_RECORDING, [_values(r) for r in recordings])
+        await statements.recordings.run(conn, [_values(r) for r in recordings])
     if events:
         keys = event_keys or [None] * len(events)
-        await conn.executemany(_INSERT_EVENT, [
+        await statements.events.run(conn, [
             (*_values(e), k) for e, k in zip(events, keys, strict=True)])
+
+
+def _last_by_key(rows: Iterable[R], key: Callable[[R], Any]) -> list[R]:
+    return [row for _, row in sorted({key(r): r for r in rows}.items(), key=lambda kv: kv[0])]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One table's write of many rows in one statement: each column's values as one array
+    parameter, `unnest` making rows of them again. An array column's values go as JSON text
+    (an array of arrays would be one array of more dimensions to unnest: flattened)."""
+
+    sql: str
+    as_json: tuple[int, ...]  # the array columns
+
+    @classmethod
+    def of(cls, table: str, cols: list[str], types: list[str], tail: str) -> _Batch:
+        arrays = [t.endswith("[]") for t in types]
+        params = ", ".join(f"${i}::{'text' if a else t}[]"
+                           for i, (t, a) in enumerate(zip(types, arrays, strict=True), 1))
+        names = ", ".join(f"c{i}" for i in range(1, len(cols) + 1))
+        values = ", ".join(
+            f"CASE WHEN c{i} IS NULL THEN NULL "
+            f"ELSE ARRAY(SELECT jsonb_array_elements_text(c{i}::jsonb))::{t} END" if a
+            else f"c{i}" for i, (t, a) in enumerate(zip(types, arrays, strict=True), 1))
+        # Identifiers and types come from our own dataclasses and the catalog.
+        return cls(f"INSERT INTO {table} ({', '.join(cols)}) "  # noqa: S608
+                   f"SELECT {values} FROM unnest({params}) AS u({names}) {tail}",
+                   tuple(i for i, a in enumerate(arrays) if a))
+
+    async def run(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i in self.as_json:
+            columns[i] = [None if v is None else _json_text(v) for v in columns[i]]
+        await conn.execute(self.sql, *columns)
+
+
+@dataclass(frozen=True)
+class _Batches:
+    """The writes' statements (`_Batch`): one execution a table instead of one a row, so the
+    server prepares the insert (its CHECKs and generated columns read back from the catalog,
+    its indexes opened) once a flush, not once a row (with `executemany`, 40 % of
+    PostgreSQL's CPU under bench/load.py). The arrays' types are the columns' own, read from
+    the catalog at the first write."""
+
+    calls: _Batch
+    legs: _Batch
+    recordings: _Batch
+    events: _Batch
+
+    @classmethod
+    async def read(cls, conn: Any) -> _Batches:
+        types: dict[tuple[str, str], str] = {
+            (r["tab"], r["col"]): r["type"] for r in await conn.fetch(_COLUMN_TYPES, _TABLES)}
+
+        def batch(table: str, cols: list[str], tail: str) -> _Batch:
+            try:
+                kinds = [types[table, c] for c in cols]
+            except KeyError as exc:  # a schema older than this code: migrations not applied
+                raise RuntimeError(f"table {table} has no column {exc.args[0][1]}") from exc
+            return _Batch.of(table, cols, kinds, tail)
+
+        return cls(
+            calls=batch("calls", CALL_COLS, _UPSERT_CALL_TAIL),
+            legs=batch("legs", LEG_COLS, _UPSERT_LEG_TAIL),
+            recordings=batch("recordings", RECORDING_COLS, _UPSERT_RECORDING_TAIL),
+            events=batch("call_events", [*EVENT_COLS, "row_key"], _INSERT_EVENT_TAIL),
+        )
+
+
+_TABLES = ["calls", "legs", "recordings", "call_events"]
+_COLUMN_TYPES = """
+SELECT c.relname AS tab, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+WHERE c.oid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
 
 
 def _row(row_type: type[T], record: Any) -> T:
@@ -206,6 +277,12 @@ class Repository:
         self._writes: Any = None
         self._pooled = False  # `_writes` came from the pool (no dsn)
         self._closed = False  # by `close`: no new connection for a late write
+        self._batches: _Batches | None = None  # read at the first write
+
+    async def _statements(self, conn: Any) -> _Batches:
+        if self._batches is None:
+            self._batches = await _Batches.read(conn)
+        return self._batches
 
     @property
     def writes_connected(self) -> bool:
@@ -279,7 +356,7 @@ class Repository:
         one transaction on one connection: the writer's whole flush in one round trip's worth
         of statements. All or nothing."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await _save(conn, snapshots, events, event_keys)
+            await _save(conn, await self._statements(conn), snapshots, events, event_keys)
 
     async def write(
         self,
@@ -302,8 +379,9 @@ class Repository:
             await self._drop_writes()
             conn = self._writes = await self._connect_writes()
         try:
+            statements = await self._statements(conn)
             async with conn.transaction():
-                await _save(conn, snapshots, events, event_keys)
+                await _save(conn, statements, snapshots, events, event_keys)
                 if gaps:
                     await _insert_gaps(conn, gaps, gap_keys)
                 if tags:
