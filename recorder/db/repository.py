@@ -147,9 +147,9 @@ async def _save(
 ) -> None:
     """Upsert call snapshots and add event rows, in the caller's transaction: one statement a
     table, its rows as arrays (`_Batches`)."""
-    # Rows are written in key order so concurrent saves lock them in the same order; of two
-    # rows with one key (one statement may not change a row twice), the later wins, as when
-    # each was its own statement.
+    # Rows are written in key order so concurrent saves lock them in the same order. One
+    # statement may not change a row twice: of two rows with one key (a party two calls'
+    # snapshots share), the later is written, as it was the last one written before.
     calls = _last_by_key((s[0] for s in snapshots), lambda r: r.call_id)
     legs = _last_by_key((leg for s in snapshots for leg in s[1]),
                         lambda r: (r.asterisk_id, r.channel_id))
