@@ -61,6 +61,26 @@ async def test_one_write_of_many_calls_keeps_each_rows_values(repo: Repository) 
     assert [await repo.recording("pbx1", r.name) for r in recs] == recs
 
 
+async def test_rows_of_one_key_in_one_write_each_meet_their_rule(repo: Repository) -> None:
+    """A key twice in one write (each table's rows go in one statement, which may change a
+    row only once): each row meets its table's rule as if written alone, in order: an ended
+    call is not reopened by a later active row, a filed recording keeps its file."""
+    ended = call_row(status="ended", outcome="answered", ended_at=T0 + timedelta(minutes=1))
+    filed = rec_row(status="filed")
+    await repo.write([(ended, [leg_row("c1")], [filed]),
+                      (call_row(), [leg_row("c1", outcome="answered")], [rec_row()])])
+    assert await repo.call(ended.call_id) == ended
+    assert await repo.recording("pbx1", filed.name) == filed
+    assert await repo.legs(ended.call_id) == [leg_row("c1", outcome="answered")]
+    # and a second write of both calls' rows updates each
+    other = "20261125T191426-3fa9c2d2"
+    await repo.write([(call_row(other), [leg_row("c2", call_id=other)], [])])
+    later = [call_row(other, status="ended", outcome="answered", linked_calls=[ended.call_id]),
+             dataclasses.replace(ended, department="tax")]
+    await repo.write([(c, [], []) for c in later])
+    assert [await repo.call(c.call_id) for c in later] == later
+
+
 async def test_save_call_is_all_or_nothing(repo: Repository) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await repo.save_call(call_row(), [leg_row("c1"), leg_row("c2", role="bystander")], [])

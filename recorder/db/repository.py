@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -147,59 +147,80 @@ async def _save(
 ) -> None:
     """Upsert call snapshots and add event rows, in the caller's transaction: one statement a
     table, its rows as arrays (`_Batches`)."""
-    # Rows are written in key order so concurrent saves lock them in the same order. One
-    # statement may not change a row twice: of two rows with one key (a party two calls'
-    # snapshots share), the later is written, as it was the last one written before.
-    calls = _last_by_key((s[0] for s in snapshots), lambda r: r.call_id)
-    legs = _last_by_key((leg for s in snapshots for leg in s[1]),
-                        lambda r: (r.asterisk_id, r.channel_id))
-    recordings = _last_by_key((rec for s in snapshots for rec in s[2]),
-                              lambda r: (r.asterisk_id, r.name))
-    if calls:
-        await statements.calls.run(conn, [_values(c) for c in calls])
-    if legs:
-        await statements.legs.run(conn, [_values(x) for x in legs])
-    if recordings:
-        await statements.recordings.run(conn, [_values(r) for r in recordings])
-    if events:
+    # Rows are written in key order so concurrent saves lock them in the same order.
+    calls = [s[0] for s in snapshots]
+    legs = [leg for s in snapshots for leg in s[1]]
+    recordings = [rec for s in snapshots for rec in s[2]]
+    for some_calls in _rounds(calls, lambda r: r.call_id):
+        await statements.calls.run(conn, [_values(c) for c in some_calls])
+    for some_legs in _rounds(legs, lambda r: (r.asterisk_id, r.channel_id)):
+        await statements.legs.run(conn, [_values(x) for x in some_legs])
+    for some_recordings in _rounds(recordings, lambda r: (r.asterisk_id, r.name)):
+        await statements.recordings.run(conn, [_values(r) for r in some_recordings])
+    if events:  # ON CONFLICT DO NOTHING: a key twice in one statement is no error
         keys = event_keys or [None] * len(events)
         await statements.events.run(conn, [
             (*_values(e), k) for e, k in zip(events, keys, strict=True)])
 
 
-def _last_by_key(rows: Iterable[R], key: Callable[[R], Any]) -> list[R]:
-    return [row for _, row in sorted({key(r): r for r in rows}.items(), key=lambda kv: kv[0])]
+def _rounds(rows: list[R], key: Callable[[R], Any]) -> list[list[R]]:
+    """`rows` in statements that change a row once each (PostgreSQL refuses one that would
+    change a row twice): each key's first row in the first, its second (a party two calls'
+    snapshots share) in the next, and so on, each sorted by key; so every row meets its
+    conflict rule (an older status refused, a known path kept) as when each was its own
+    statement. `key` must be the table's conflict key."""
+    rounds: list[dict[Any, R]] = []
+    for row in rows:
+        k = key(row)
+        for round_ in rounds:
+            if k not in round_:
+                round_[k] = row
+                break
+        else:
+            rounds.append({k: row})
+    return [[r[k] for k in sorted(r)] for r in rounds]
 
 
 @dataclass(frozen=True)
 class _Batch:
     """One table's write of many rows in one statement: each column's values as one array
-    parameter, `unnest` making rows of them again. An array column's values go as JSON text
-    (an array of arrays would be one array of more dimensions to unnest: flattened)."""
+    parameter, `unnest` making rows of them again. Values of a jsonb or an array column go as
+    JSON text, encoded here: asyncpg would take a list among them for one more dimension of
+    the array, which unnest flattens."""
 
     sql: str
-    as_json: tuple[int, ...]  # the array columns
+    cols: tuple[str, ...]
+    as_json: tuple[int, ...]  # the jsonb and array columns
 
     @classmethod
     def of(cls, table: str, cols: list[str], types: list[str], tail: str) -> _Batch:
-        arrays = [t.endswith("[]") for t in types]
-        params = ", ".join(f"${i}::{'text' if a else t}[]"
-                           for i, (t, a) in enumerate(zip(types, arrays, strict=True), 1))
+        json = [t == "jsonb" or t.endswith("[]") for t in types]
+        params = ", ".join(f"${i}::{'text' if j else t}[]"
+                           for i, (t, j) in enumerate(zip(types, json, strict=True), 1))
         names = ", ".join(f"c{i}" for i in range(1, len(cols) + 1))
-        values = ", ".join(
-            f"CASE WHEN c{i} IS NULL THEN NULL "
-            f"ELSE ARRAY(SELECT jsonb_array_elements_text(c{i}::jsonb))::{t} END" if a
-            else f"c{i}" for i, (t, a) in enumerate(zip(types, arrays, strict=True), 1))
+        values = ", ".join(_from_json(f"c{i}", t) if j else f"c{i}"
+                           for i, (t, j) in enumerate(zip(types, json, strict=True), 1))
         # Identifiers and types come from our own dataclasses and the catalog.
         return cls(f"INSERT INTO {table} ({', '.join(cols)}) "  # noqa: S608
                    f"SELECT {values} FROM unnest({params}) AS u({names}) {tail}",
-                   tuple(i for i, a in enumerate(arrays) if a))
+                   tuple(cols), tuple(i for i, j in enumerate(json) if j))
 
     async def run(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
         for i in self.as_json:
-            columns[i] = [None if v is None else _json_text(v) for v in columns[i]]
+            try:
+                columns[i] = [None if v is None else _json_text(v) for v in columns[i]]
+            except (TypeError, msgspec.EncodeError) as exc:  # the row's fault: REFUSED
+                raise ValueError(f"{self.cols[i]}: {exc}") from exc
         await conn.execute(self.sql, *columns)
+
+
+def _from_json(name: str, column_type: str) -> str:
+    if column_type == "jsonb":
+        return f"{name}::jsonb"
+    return (f"CASE WHEN {name} IS NULL THEN NULL ELSE ARRAY("  # noqa: S608 (ours, as above)
+            f"SELECT e FROM jsonb_array_elements_text({name}::jsonb) WITH ORDINALITY AS x(e, n) "
+            f"ORDER BY n)::{column_type} END")
 
 
 @dataclass(frozen=True)
@@ -208,7 +229,8 @@ class _Batches:
     server prepares the insert (its CHECKs and generated columns read back from the catalog,
     its indexes opened) once a flush, not once a row (with `executemany`, 40 % of
     PostgreSQL's CPU under bench/load.py). The arrays' types are the columns' own, read from
-    the catalog at the first write."""
+    the catalog at the first write over a connection (again after a new one), without their
+    length limits (a cast would cut a value short; the insert refuses it)."""
 
     calls: _Batch
     legs: _Batch
@@ -237,7 +259,7 @@ class _Batches:
 
 _TABLES = ["calls", "legs", "recordings", "call_events"]
 _COLUMN_TYPES = """
-SELECT c.relname AS tab, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
+SELECT c.relname AS tab, a.attname AS col, format_type(a.atttypid, NULL) AS type
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 WHERE c.oid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)
   AND a.attnum > 0 AND NOT a.attisdropped
@@ -322,6 +344,7 @@ class Repository:
         """The writer's connection gone: closed at the end, or terminated after a failure (its
         state, or its server's, is unknown: a fenced old primary would be found again)."""
         conn, self._writes = self._writes, None
+        self._batches = None  # a new connection may be to another server: its types read again
         if conn is None:
             return
         try:
