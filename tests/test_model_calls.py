@@ -404,3 +404,33 @@ def test_an_empty_or_short_file_is_a_gap_row_and_a_log_line(file_ms: int) -> Non
     assert len(gap_logs) == 2 and all(c.level == "warning" for c in gap_logs)
     final = run.saved()[-1]
     assert {leg.covered_ms for leg in final.legs} == {file_ms}
+
+
+@pytest.mark.parametrize("announced", [False, True])
+def test_an_originated_callee_is_taken_as_answered_once_in_the_app(announced: bool) -> None:
+    """dial_method: originate. Asterisk publishes the callee's Dial ANSWER (and its state Up)
+    before the channel runs the app: a request to play to it or bridge it then could be
+    refused (422, not in Stasis). Its answer is taken at its StasisStart: the announcement
+    due to it (extensions announced to) or its join, only then."""
+    from dataclasses import replace
+
+    from tests.test_model_hooks import policy_settings
+
+    settings = policy_settings() if announced else CallSettings()
+    run = Run(replace(settings, dial_method="originate"))
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, run.playback()))
+    callee = run.dialled()
+    early = run.feed(b.dial(5, callee, "ANSWER")) + run.feed(b.state_change(5, callee, "Up"))
+    assert not [c for c in early if getattr(c, "channel_id", None) == callee
+                and isinstance(c, cmd.Play | cmd.AddChannel)]
+    assert run.call.answered_at is None
+    out = run.feed(b.stasis_start(5.01, b.chan(callee, "Up"), "dialed", call_id))
+    assert run.call.answered_at == b.at(5.01)
+    if announced:
+        assert [p.channel_id for p in run.of(cmd.Play, out)] == [callee]
+    else:
+        assert run.of(cmd.StartRecording, out)
+        name = run.recording()
+        out = run.feed(b.recording(5.1, "started", name))
+        assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]

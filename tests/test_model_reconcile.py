@@ -211,19 +211,20 @@ def test_a_callee_already_joined_is_not_added_again() -> None:
 
 
 def test_an_originated_callee_that_entered_the_app_while_away_joins() -> None:
-    """dial_method: originate: the callee enters the app once answered, and joins the bridge
-    then. Its StasisStart (and the recording's start) came while the daemon was away: it is
-    taken as entered, so the recording's start adds it, not a StasisStart that never comes."""
+    """dial_method: originate: the callee enters the app once answered, and its answer is
+    taken then. It answered and entered the app while the daemon was away: taken as entered,
+    the call goes on as if its StasisStart had been seen (recorded, then joined)."""
     run = Run(CallSettings(dial_method="originate"))
     call_id = start_inbound(run)
     run.feed(b.playback_finished(3, run.playback()))
     callee = run.dialled()
-    run.feed(b.dial(5, callee, "ANSWER"))  # recording asked; the daemon dies
-    name = run.recording()
+    run.feed(b.dial(5, callee, "ANSWER"))  # not in the app yet; the daemon dies
     adopted = run.restarted()
     in_app = b.chan(callee, "Up", app_data=f"verbatim,dialed,{call_id}")
-    snap = snapshot([b.chan(CALLER), in_app], {run.bridge(): (CALLER,)}, {name: LIVE})
-    out = adopted.reconcile(snap, b.at(9))
+    snap = snapshot([b.chan(CALLER), in_app], {run.bridge(): (CALLER,)}, {})
+    adopted.reconcile(snap, b.at(9))
+    name = adopted.recording()
+    out = adopted.feed(b.recording(9.1, "started", name))
     assert [(c.bridge_id, c.channel_id) for c in out if isinstance(c, cmd.AddChannel)] == [
         (run.bridge(), callee)]
 

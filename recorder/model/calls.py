@@ -24,7 +24,6 @@ from typing import Any
 
 from recorder.ari import events as ev
 from recorder.model.controls import on_control
-from recorder.model.dialing import dialled_leg_ready
 from recorder.model.ending import (
     on_bridge_destroyed,
     on_entered,
@@ -53,7 +52,7 @@ from recorder.model.inputs import (
     RecordingFiled,
     RecordingFileFailed,
 )
-from recorder.model.outcomes import dial_status, on_state_change
+from recorder.model.outcomes import dial_status, dialled_leg_entered, on_state_change
 from recorder.model.routing import place
 from recorder.model.segments import on_filed, on_recording
 from recorder.model.settings import CallSettings
@@ -104,7 +103,7 @@ HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
     (NO_CALL, HookCalled): first_hook,
     (NO_CALL, ControlRequested): on_control,
     # calls in the Stasis app
-    (STASIS, ev.StasisStart): per_call(dialled_leg_ready),
+    (STASIS, ev.StasisStart): per_call(dialled_leg_entered),
     (STASIS, ev.PlaybackFinished): per_call(playback_done),
     (STASIS, ev.Dial): per_call(dial_status),
     (STASIS, ev.ChannelStateChange): on_state_change,

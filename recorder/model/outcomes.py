@@ -17,6 +17,7 @@ from recorder.model.decisions import path_changed
 from recorder.model.dialing import (
     connect_answered,
     dial_leg,
+    dialled_leg_ready,
     start_if_due,
     stop_ringback,
 )
@@ -154,8 +155,23 @@ def on_state_change(state: ModelState, e: ev.Event, settings: CallSettings,
     return for_call(state, call_id, e, settings, body)
 
 
+def dialled_leg_entered(s: Step, e: ev.StasisStart) -> None:
+    """A dialled leg entered the app. One made by originate (`calls.dial_method: originate`)
+    enters once answered, after its answer was seen (dial.c publishes Dial ANSWER, then the
+    channel runs the app): its answer is taken from here (`answered` waits for it)."""
+    dialled_leg_ready(s, e)
+    leg = s.call.legs.get(e.channel.id)
+    if leg is not None and leg.stasis.originated and e.channel.state == "Up":
+        answered(s, leg)
+
+
 def answered(s: Step, leg: Leg) -> None:
     call = s.call
+    if leg.stasis.originated and not leg.stasis.in_stasis:
+        # Not in the app yet: a request to join it to a bridge, or to play it an announcement,
+        # would be refused (422) if Asterisk had not yet handed it over; its StasisStart
+        # follows at once (dialled_leg_entered).
+        return
     joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
     if leg.stasis.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
         return  # a transfer/forward target joins its own bridge once; it never is "the" answer
