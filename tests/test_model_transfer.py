@@ -154,9 +154,11 @@ def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> N
     out = run.feed(b.dial(5, target, "ANSWER"))
     assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, target)]
     out = run.feed(b.dial(5.01, "9.1", "ANSWER"))  # ;1 answers once ;2 is answered
+    assert not run.of(cmd.StartRecording, out)  # not in the app yet: taken at its StasisStart
+    out = run.feed(b.stasis_start(5.02, b.chan("9.1", "Up", name=f"{base};1"), "dialed",
+                                  call_id))
     (rec,) = run.of(cmd.StartRecording, out)
     assert rec.bridge_id == b1
-    run.feed(b.stasis_start(5.02, b.chan("9.1", "Up", name=f"{base};1"), "dialed", call_id))
     out = run.feed(b.recording(5.03, "started", rec.name))
     assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b1, "9.1")]
     run.feed(b.entered(5.04, b1, "9.1"))

@@ -106,7 +106,9 @@ def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) 
     path_changed(s, "forward", leg.channel_id, join=Join(target, "forward"))
     call.legs[forwarded.id] = Leg(
         channel_id=forwarded.id, role="callee", channel_name=forwarded.name, started_at=s.at,
-        state=LEG_DIALING, number=target, stasis=StasisLeg(forwarded_from=leg.channel_id),
+        state=LEG_DIALING, number=target,
+        # the originate's own channel now: in the app once answered (dialled_leg_entered)
+        stasis=StasisLeg(forwarded_from=leg.channel_id, originated=True),
         local_base=forwarded.name[:-2] if forwarded.name.endswith(";1") else None,
     )
     call.callee_channel = forwarded.id
@@ -168,9 +170,9 @@ def dialled_leg_entered(s: Step, e: ev.StasisStart) -> None:
 def answered(s: Step, leg: Leg) -> None:
     call = s.call
     if leg.stasis.originated and not leg.stasis.in_stasis:
-        # Not in the app yet: a request to join it to a bridge, or to play it an announcement,
-        # would be refused (422) if Asterisk had not yet handed it over; its StasisStart
-        # follows at once (dialled_leg_entered).
+        # Not in the app yet: a request to join it to a bridge (422) or to play it an
+        # announcement (409) would be refused if Asterisk had not yet handed it over; its
+        # StasisStart follows at once (dialled_leg_entered).
         return
     joinable = call.phase in (DIALING, RECORDING_PENDING, CONNECTING, BRIDGED)
     if leg.stasis.join_bridge and (not joinable or leg.state in (LEG_UP, LEG_GONE)):
