@@ -414,9 +414,14 @@ def test_an_originated_callee_is_taken_as_answered_once_in_the_app(announced: bo
     due to it (extensions announced to) or its join, only then."""
     from dataclasses import replace
 
-    from tests.test_model_hooks import policy_settings
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
 
-    settings = policy_settings() if announced else CallSettings()
+    settings = CallSettings()
+    if announced:  # the built-in policy, the firm's extensions announced to (201 is one)
+        policy = load_policy(None, numbering_from(CallsConfig()))
+        to_extensions = replace(policy.announcements, to_extensions=True)
+        settings = CallSettings(policy=replace(policy, announcements=to_extensions))
     run = Run(replace(settings, dial_method="originate"))
     call_id = start_inbound(run)
     run.feed(b.playback_finished(3, run.playback()))
