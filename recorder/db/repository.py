@@ -227,7 +227,7 @@ def _from_json(name: str, column_type: str) -> str:
 class _Batches:
     """The writes' statements (`_Batch`): one execution a table instead of one a row, so the
     server prepares the insert (its CHECKs and generated columns read back from the catalog,
-    its indexes opened) once a flush, not once a row (with `executemany`, 40 % of
+    its indexes opened) once a flush, not once a row (with `executemany`, a quarter of
     PostgreSQL's CPU under bench/load.py). The arrays' types are the columns' own, read from
     the catalog at the first write over a connection (again after a new one), without their
     length limits (a cast would cut a value short; the insert refuses it)."""
