@@ -115,7 +115,7 @@ def for_call(
     s = Step(before.copy(), event.timestamp, settings, stored=before)
     body(s)
     s.flush()
-    return state.with_call(s.call), s.out
+    return state.with_call(s.call, before), s.out
 
 
 def play(s: Step, channel_id: str, kind: str, media: str) -> None:

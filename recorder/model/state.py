@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
+from operator import attrgetter
 from typing import TypeVar
 
 from immutables import Map
@@ -332,10 +333,16 @@ class ModelState:
     # call id -> every id the indexes were given for it: what its end takes out of them, with
     # no pass over every call's entries (a call drops ids the indexes keep, e.g. playbacks)
     owned: Map[str, tuple[str, ...]] = field(default_factory=Map)
+    # Calls another call took an index entry from (the two calls an attended transfer links
+    # share a Local pair's base; each step of either points it at its own): their next
+    # `with_call` points every id at them again, as it does for any call not given `before`.
+    robbed: frozenset[str] = frozenset()
 
-    def with_call(self, call: Call) -> ModelState:
+    def with_call(self, call: Call, before: Call | None = None) -> ModelState:
         """A new state holding `call` (replacing its old version) and its indexes. An index
-        the call adds nothing to is the same map (most steps add no id)."""
+        the call adds nothing to is the same map (most steps add no id). `before`: the call as
+        this state holds it; when `call` has no id `before` lacked and no other call took one
+        since (most steps), the indexes are kept without a look at them."""
         call_id = call.call_id
         if call.status == "ended":
             keys = self.owned.get(call_id, ())
@@ -345,26 +352,54 @@ class ModelState:
                               _without(self.by_recording, keys, call_id),
                               _without(self.by_playback, keys, call_id),
                               _without(self.by_local, keys, call_id), self.pending_locals,
-                              _deleted(self.owned, call_id))
+                              _deleted(self.owned, call_id), self.robbed - {call_id})
+        if before is not None and call_id not in self.robbed and _no_new_ids(call, before):
+            return ModelState(self.calls.set(call_id, call), self.by_channel, self.by_bridge,
+                              self.by_recording, self.by_playback, self.by_local,
+                              self.pending_locals, self.owned, self.robbed)
         stasis = call.stasis
         extra = stasis.extra_bridges
         bridges = (call.bridge_id, *extra) if call.bridge_id else extra  # hook mode: none
         playbacks = (stasis.playback_id, *call.prompts) if stasis.playback_id else call.prompts
         added: list[str] = []
+        robbed: set[str] = set()
         state = ModelState(
             self.calls.set(call_id, call),
-            _with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added),
-            _with(self.by_bridge, bridges, call_id, added),
-            _with(self.by_recording, call.recordings, call_id, added),
-            _with(self.by_playback, playbacks, call_id, added),
+            _with(self.by_channel, (*call.legs, *call.hook.snoops), call_id, added, robbed),
+            _with(self.by_bridge, bridges, call_id, added, robbed),
+            _with(self.by_recording, call.recordings, call_id, added, robbed),
+            _with(self.by_playback, playbacks, call_id, added, robbed),
             _with(self.by_local, {g.local_base for g in call.legs.values() if g.local_base},
-                  call_id, added),
+                  call_id, added, robbed),
             self.pending_locals,
             self.owned,
+            self.robbed,
         )
         if added:
             state.owned = self.owned.set(call_id, (*self.owned.get(call_id, ()), *added))
+        if robbed or call_id in self.robbed:
+            state.robbed = (self.robbed | robbed) - {call_id}
         return state
+
+
+_LOCAL_BASE = attrgetter("local_base")
+
+
+def _no_new_ids(call: Call, before: Call) -> bool:
+    """Whether every id `call` gives the indexes is one `before` gave them (cheap checks,
+    mostly in C: False may also mean only that they could not tell)."""
+    stasis, was = call.stasis, before.stasis
+    return (call.legs.keys() <= before.legs.keys()
+            and call.recordings.keys() <= before.recordings.keys()
+            and call.prompts.keys() <= before.prompts.keys()
+            and call.hook.snoops.keys() <= before.hook.snoops.keys()
+            and call.bridge_id == before.bridge_id
+            and stasis.extra_bridges == was.extra_bridges
+            and stasis.playback_id in (None, was.playback_id)
+            # a leg's Local base is set when it is made; a leg made again under its id could
+            # bring another
+            and list(map(_LOCAL_BASE, call.legs.values()))
+            == list(map(_LOCAL_BASE, map(before.legs.__getitem__, call.legs))))
 
 
 def _deleted(m: Map[str, T], key: str) -> Map[str, T]:
@@ -372,13 +407,15 @@ def _deleted(m: Map[str, T], key: str) -> Map[str, T]:
 
 
 def _with(index: Map[str, str], keys: Iterable[str], call_id: str,
-          added: list[str]) -> Map[str, str]:
-    """`index` with every key mapped to `call_id`, those it lacked appended to `added`: the
-    same map when it has them already (checked in C: most steps)."""
+          added: list[str], robbed: set[str]) -> Map[str, str]:
+    """`index` with every key mapped to `call_id`, those it lacked appended to `added` and the
+    calls it took one from added to `robbed`: the same map when it has them already (checked
+    in C: most steps)."""
     if all(map(call_id.__eq__, map(index.get, keys, repeat("")))):
         return index
     missing = [k for k in keys if index.get(k) != call_id]
     added += missing
+    robbed.update(owner for owner in map(index.get, missing) if owner is not None)
     new = index.mutate()
     for k in missing:
         new[k] = call_id
