@@ -1,7 +1,10 @@
 """Rows the daemon writes: the contract between the call model and the database.
 
-recorder.db.mapping turns the call model's data (its calls, events and gaps) into these frozen
-rows; the writer stages them and the repository upserts them. Keeping the rows plain (no asyncpg
+recorder.db.mapping turns the call model's data (its calls, events and gaps) into these rows;
+the writer stages them and the repository upserts them. A row is never changed once made (a
+changed row is a new one: dataclasses.replace), but the classes are not frozen: a frozen
+dataclass sets each field through object.__setattr__, five times the cost of making a row,
+and a call's rows are made at every write of it (issue 15). Keeping the rows plain (no asyncpg
 types) lets the schema change in one place, never in the model.
 Times are timezone-aware UTC datetimes. `asterisk_id` is the Asterisk server's entity id:
 channel ids and recording names are unique only per server, and several offices share a database.
@@ -33,7 +36,7 @@ LEG_OUTCOMES = (*OUTCOMES[:-1], "cancelled", "hangup", "forwarded")
 RECORDING_STATUSES = ("requested", "recording", "finished", "filed", "failed", "missing")
 
 
-@dataclass(frozen=True)
+@dataclass
 class CallRow:
     call_id: str
     asterisk_id: str
@@ -58,7 +61,7 @@ class CallRow:
     linked_calls: list[str] | None = None  # joined by an attended transfer: one case
 
 
-@dataclass(frozen=True)
+@dataclass
 class LegRow:
     asterisk_id: str
     channel_id: str
@@ -77,7 +80,7 @@ class LegRow:
     held_ms: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordingRow:
     asterisk_id: str
     name: str
@@ -98,7 +101,7 @@ class RecordingRow:
     legs: list[str] | None = None  # channel ids present in the bridge during this segment
 
 
-@dataclass(frozen=True)
+@dataclass
 class EventRow:
     call_id: str
     asterisk_id: str
@@ -109,7 +112,7 @@ class EventRow:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass
 class GapRow:
     """An interval a leg talked that no recording holds (the coverage proof), flagged for ops."""
 
@@ -122,7 +125,7 @@ class GapRow:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class CallRows:
     """One snapshot of a call as rows, upserted whole: a later one repairs an earlier that failed
     (what the writer stages and journals for a model's SaveCall)."""
