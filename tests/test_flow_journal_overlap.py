@@ -46,3 +46,45 @@ async def test_the_answer_goes_out_while_the_journal_syncs_and_the_bridge_waits_
         await st.settle()
         (row,) = await st.repo.recent_calls(5)
         assert row.call_id == call_id and row.status == "ended"
+
+
+async def test_the_answered_party_joins_while_the_journal_syncs_but_its_recording_waited(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Bridging a party names a channel and bridge the journal has (recorder.service.daemon
+    _NAMES_NOTHING): it does not wait for its step's rows, while the recording it follows,
+    which names something new, was journaled before Asterisk heard of it."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        journal: Journal | None = st.daemon.writer.journal
+        assert journal is not None
+        disk, blocked = threading.Event(), threading.Event()
+        real_write = journal.write
+        recorded_before: list[bool] = []
+
+        def slow_write(data: bytes) -> bool:
+            # every append once Asterisk was asked to record waits for a slow disk
+            asked = any(r.path.endswith("/record") for r in st.sim.requests)
+            recorded_before.append(asked)
+            if asked:
+                blocked.set()
+                disk.wait(10.0)
+            return real_write(data)
+
+        journal.write = slow_write  # type: ignore[method-assign]
+        try:
+            st.sim.start_call(caller_number="+12125550100", args=["inbound", "201"])
+            joins: list[str] = []
+            for _ in range(300):  # the prompt, the ringing, the answer: virtual time
+                joins = [r.path for r in st.sim.requests if r.path.endswith("/addChannel")]
+                if len(joins) == 2 and blocked.is_set():
+                    break
+                await st.sim.advance(0.1)
+                await asyncio.sleep(0.01)
+            assert blocked.is_set() and not disk.is_set()
+            assert len(joins) == 2  # the caller, then the answered party: not held back
+            assert recorded_before[0] is False  # the recording's name was journaled first
+        finally:
+            disk.set()
+        await st.settle()
+        (call,) = st.daemon.state.calls.values()
+        assert call.phase == "bridged"

@@ -378,12 +378,24 @@ class Daemon:
     async def _dispatch(self, commands: list[cmd.Command], clock: _Clock | None = None) -> None:
         """Hand a step's commands to their calls' lanes (one step may touch two calls: an
         attended transfer; a reconciliation, many), each call's in the model's order. `clock`:
-        when the step's event arrived, taken by whichever lane sends the step's first request."""
+        when the step's event arrived, taken by whichever lane sends the step's first request.
+        A call's commands that only store rows and log, with no lane of its own waiting, are
+        carried out at once: nothing of the call's is queued to go before them, and nothing
+        in them waits (most steps: a leg's state, a bridge entered or left)."""
         clock = [] if clock is None else clock
         by_call: dict[str, list[cmd.Command]] = {}
         for command in commands:
             by_call.setdefault(command.call_id, []).append(command)
         for call_id, batch in by_call.items():
+            lane = self._lanes.get(call_id)
+            if lane is None and all(isinstance(c, _STORED) for c in batch):
+                try:
+                    for command in batch:
+                        self._store(command)
+                except Exception:  # as in a lane: a bug in one call's effects stops no other
+                    log.exception("daemon.commands_failed", call_id=call_id or None)
+                self.writer.durable_soon()
+                continue
             await self._backlog.acquire()
             lane = self._lanes.get(call_id)
             if lane is None:
@@ -412,16 +424,8 @@ class Daemon:
     async def _execute(self, commands: list[cmd.Command], clock: _Clock) -> None:
         refused: list[str] = []  # ARI requests of this step Asterisk refused
         for command in commands:
-            if isinstance(command, cmd.SaveCall):
-                self.writer.stage_snapshot(command.call_id, command.call)
-            elif isinstance(command, cmd.RecordEvent):
-                self.writer.stage_event(mapping.event_row(command.event))
-            elif isinstance(command, cmd.SaveGaps):
-                self.writer.stage_gaps(mapping.gap_rows(command))
-            elif isinstance(command, cmd.SaveConsent):
-                self.writer.stage_consent(command.rows)
-            elif isinstance(command, cmd.SaveTags):
-                self.writer.stage_tags(command.call_id, command.tags, command.by)
+            if isinstance(command, _STORED):
+                self._store(command)
             elif isinstance(command, cmd.HookReply):
                 await self.writer.durable()  # what the dialplan is told is stored first
                 self.hooks.deliver(command)
@@ -434,8 +438,6 @@ class Daemon:
                         detail=f"Asterisk refused: {'; '.join(refused)}"[:500])
                 await self.writer.flush()  # the API shows what the control did once "done"
                 self._spawn(self._control_done(command))
-            elif isinstance(command, cmd.Log):
-                _write_log(command)
             elif isinstance(command, cmd.CheckChannel):
                 await self.queue.put(await self._check_channel(command))
             elif isinstance(command, cmd.FileRecording):
@@ -448,14 +450,29 @@ class Daemon:
                     # on as an orphan either way (recorder.model.reconcile). So the answer does
                     # not wait for the fsync; it overlaps it, and the next request waits for it.
                     self.writer.durable_begin()
-                else:  # names and ids are stored before Asterisk hears them
-                    await self.writer.durable()
+                elif not isinstance(command, _NAMES_NOTHING):  # names and ids are stored
+                    await self.writer.durable()  # before Asterisk hears them
                 problem = await self._request(command, clock)
                 if problem is not None:
                     refused.append(problem)
         # Rows no request of this step waited on: journaled with the next lane's (or within
         # 20 ms); PostgreSQL gets them in the background (Writer.run).
         self.writer.durable_soon()
+
+    def _store(self, c: cmd.Command) -> None:
+        """One of the commands in _STORED: rows staged for the writer, or a log line."""
+        if isinstance(c, cmd.SaveCall):
+            self.writer.stage_snapshot(c.call_id, c.call)
+        elif isinstance(c, cmd.RecordEvent):
+            self.writer.stage_event(mapping.event_row(c.event))
+        elif isinstance(c, cmd.Log):
+            _write_log(c)
+        elif isinstance(c, cmd.SaveGaps):
+            self.writer.stage_gaps(mapping.gap_rows(c))
+        elif isinstance(c, cmd.SaveConsent):
+            self.writer.stage_consent(c.rows)
+        elif isinstance(c, cmd.SaveTags):
+            self.writer.stage_tags(c.call_id, c.tags, c.by)
 
     def _answers_caller(self, c: cmd.Answer) -> bool:
         call = self.state.calls.get(c.call_id)
@@ -692,6 +709,19 @@ class Daemon:
                                              self._channel_gone)
                 except Exception:  # the sweep is a safety net: it must not stop the daemon
                     log.exception("spool.sweep_failed")
+
+
+# Requests that name nothing a stored request did not name first (a channel or bridge
+# already known): they go without waiting for their step's rows to be journaled (they are,
+# within JOURNAL_LINGER_S). A crash before that leaves a state Asterisk has moved past (a
+# leg not yet dialled, a party not yet bridged, a call not yet hung up), which reconciliation
+# turns into the events it missed, as for any event missed while the daemon was away. What
+# stops a recording or a prompt is not among them: a state that lost an opt-out could record
+# again.
+_NAMES_NOTHING = (cmd.AddChannel, cmd.DialChannel, cmd.DestroyBridge, cmd.Hangup)
+
+# Commands that store rows or log a line: nothing in them waits (Daemon._store)
+_STORED = (cmd.SaveCall, cmd.RecordEvent, cmd.Log, cmd.SaveGaps, cmd.SaveConsent, cmd.SaveTags)
 
 
 def _write_log(c: cmd.Log) -> None:
