@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import time
 from collections import deque
@@ -389,12 +390,9 @@ class Daemon:
         for call_id, batch in by_call.items():
             lane = self._lanes.get(call_id)
             if lane is None and all(isinstance(c, _STORED) for c in batch):
-                try:
-                    for command in batch:
-                        self._store(command)
-                except Exception:  # as in a lane: a bug in one call's effects stops no other
-                    log.exception("daemon.commands_failed", call_id=call_id or None)
-                self.writer.durable_soon()
+                # in a context of their own: what they stage is no lane's to wait for
+                # (recorder.service.writer's mark of the rows a lane staged)
+                contextvars.copy_context().run(self._store_now, call_id, batch)
                 continue
             await self._backlog.acquire()
             lane = self._lanes.get(call_id)
@@ -450,13 +448,21 @@ class Daemon:
                     # on as an orphan either way (recorder.model.reconcile). So the answer does
                     # not wait for the fsync; it overlaps it, and the next request waits for it.
                     self.writer.durable_begin()
-                elif not isinstance(command, _NAMES_NOTHING):  # names and ids are stored
-                    await self.writer.durable()  # before Asterisk hears them
+                else:  # names and ids are stored before Asterisk hears them
+                    await self.writer.durable()
                 problem = await self._request(command, clock)
                 if problem is not None:
                     refused.append(problem)
         # Rows no request of this step waited on: journaled with the next lane's (or within
         # 20 ms); PostgreSQL gets them in the background (Writer.run).
+        self.writer.durable_soon()
+
+    def _store_now(self, call_id: str, batch: list[cmd.Command]) -> None:
+        try:
+            for command in batch:
+                self._store(command)
+        except Exception:  # as in a lane: a bug in one call's effects stops no other
+            log.exception("daemon.commands_failed", call_id=call_id or None)
         self.writer.durable_soon()
 
     def _store(self, c: cmd.Command) -> None:
@@ -710,15 +716,6 @@ class Daemon:
                 except Exception:  # the sweep is a safety net: it must not stop the daemon
                     log.exception("spool.sweep_failed")
 
-
-# Requests that name nothing a stored request did not name first (a channel or bridge
-# already known): they go without waiting for their step's rows to be journaled (they are,
-# within JOURNAL_LINGER_S). A crash before that leaves a state Asterisk has moved past (a
-# leg not yet dialled, a party not yet bridged, a call not yet hung up), which reconciliation
-# turns into the events it missed, as for any event missed while the daemon was away. What
-# stops a recording or a prompt is not among them: a state that lost an opt-out could record
-# again.
-_NAMES_NOTHING = (cmd.AddChannel, cmd.DialChannel, cmd.DestroyBridge, cmd.Hangup)
 
 # Commands that store rows or log a line: nothing in them waits (Daemon._store)
 _STORED = (cmd.SaveCall, cmd.RecordEvent, cmd.Log, cmd.SaveGaps, cmd.SaveConsent, cmd.SaveTags)
