@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+from recorder.ari import events as ev
+from recorder.ari.events import ChannelInfo
+from recorder.model import commands as cmd
+from recorder.model.calls import step
+from recorder.model.settings import CallSettings
 from recorder.model.snapshot import decode
 from recorder.model.state import Call, Leg, ModelState, Recording
 
@@ -82,6 +87,19 @@ def test_a_step_indexes_what_it_added_as_a_state_built_anew_would(
     if change is nothing:
         assert indexes(stepped) == indexes(state)
         assert all(getattr(stepped, n) is getattr(state, n) for n in indexes(state))
+
+
+def test_a_step_that_changes_nothing_leaves_the_state_as_it_was() -> None:
+    """A repeated Dial status: no snapshot, no new state (the step's copy is dropped)."""
+    call = stasis_call()
+    state = ModelState().with_call(call)
+    callee = next(leg for leg in call.legs.values() if leg.role == "callee")
+    dial = ev.Dial(timestamp=callee.started_at, asterisk_id=call.asterisk_id,
+                   peer=ChannelInfo(callee.channel_id, callee.channel_name, "Up"),
+                   dialstatus=callee.dialstatus)
+    stepped, out = step(state, dial, CallSettings())
+    assert not [c for c in out if isinstance(c, cmd.SaveCall)]
+    assert stepped is state
 
 
 def test_a_call_another_took_an_id_from_takes_it_back_at_its_next_step() -> None:

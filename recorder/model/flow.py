@@ -115,6 +115,8 @@ def for_call(
     s = Step(before.copy(), event.timestamp, settings, stored=before)
     body(s)
     s.flush()
+    if s.stored is before and call_id not in state.robbed:
+        return state, s.out  # the call is as it was (no snapshot): so is the state
     return state.with_call(s.call, before), s.out
 
 
