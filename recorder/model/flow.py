@@ -1,7 +1,8 @@
 """Shared pieces of the call model's steps: the per-step collector, call ids, playbacks.
 
 A step copies the one call it changes into a `Step`, which collects the commands (requests,
-events, log lines) in order; `for_call` applies it and returns the new state.
+events, log lines) in order; `for_call` applies it and returns the new state (the state it
+was given when the step left the call as it was).
 
 No handler says when the call must be stored: the step compares the call with the one
 persistence last had and, if the step changed it, puts one snapshot of the call as the step

@@ -29,12 +29,13 @@ CALLER = "1700000000.1"
 
 
 def _known(state: ModelState, c: cmd.Command) -> bool:
-    """Whether every id `c` names is in the state's indexes (a log line, an event row or an
-    answer to a hook names none)."""
-    ids = [v for a in ("channel_id", "bridge_id", "playback_id", "snoop_id", "name")
-           if isinstance(v := getattr(c, a, None), str) and v]
-    indexes = (state.by_channel, state.by_bridge, state.by_playback, state.by_recording)
-    return all(any(i in m for m in indexes) for i in ids)
+    """Whether every id `c` names is one the state's index of its kind gives to `c`'s own call
+    (a log line, an event row or an answer to a hook names none)."""
+    kinds = (("channel_id", state.by_channel), ("snoop_id", state.by_channel),
+             ("bridge_id", state.by_bridge), ("playback_id", state.by_playback),
+             ("name", state.by_recording))
+    return all(index.get(v) == c.call_id for attr, index in kinds
+               if isinstance(v := getattr(c, attr, None), str) and v)
 
 
 class Run:
