@@ -21,7 +21,6 @@ import msgspec
 from recorder.db.rows import CallRow, EventRow, GapRow, LegRow, RecordingRow
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 
 def _cols(row_type: type[Any]) -> list[str]:
@@ -163,13 +162,13 @@ async def _save(
             (*_values(e), k) for e, k in zip(events, keys, strict=True)])
 
 
-def _rounds(rows: list[R], key: Callable[[R], Any]) -> list[list[R]]:
+def _rounds(rows: list[T], key: Callable[[T], Any]) -> list[list[T]]:
     """`rows` in statements that change a row once each (PostgreSQL refuses one that would
     change a row twice): each key's first row in the first, its second (a party two calls'
     snapshots share) in the next, and so on, each sorted by key; so every row meets its
     conflict rule (an older status refused, a known path kept) as when each was its own
     statement. `key` must be the table's conflict key."""
-    rounds: list[dict[Any, R]] = []
+    rounds: list[dict[Any, T]] = []
     for row in rows:
         k = key(row)
         for round_ in rounds:
@@ -249,15 +248,17 @@ class _Batches:
                 raise RuntimeError(f"table {table} has no column {exc.args[0][1]}") from exc
             return _Batch.of(table, cols, kinds, tail)
 
-        return cls(
-            calls=batch("calls", CALL_COLS, _UPSERT_CALL_TAIL),
-            legs=batch("legs", LEG_COLS, _UPSERT_LEG_TAIL),
-            recordings=batch("recordings", RECORDING_COLS, _UPSERT_RECORDING_TAIL),
-            events=batch("call_events", [*EVENT_COLS, "row_key"], _INSERT_EVENT_TAIL),
-        )
+        return cls(*(batch(*spec) for spec in _BATCHED))
 
 
-_TABLES = ["calls", "legs", "recordings", "call_events"]
+# Each batched table, its columns and its conflict rule, in `_Batches`' fields' order
+_BATCHED = (
+    ("calls", CALL_COLS, _UPSERT_CALL_TAIL),
+    ("legs", LEG_COLS, _UPSERT_LEG_TAIL),
+    ("recordings", RECORDING_COLS, _UPSERT_RECORDING_TAIL),
+    ("call_events", [*EVENT_COLS, "row_key"], _INSERT_EVENT_TAIL),
+)
+_TABLES = [table for table, _, _ in _BATCHED]
 _COLUMN_TYPES = """
 SELECT c.relname AS tab, a.attname AS col, format_type(a.atttypid, NULL) AS type
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid

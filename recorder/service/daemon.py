@@ -388,8 +388,7 @@ class Daemon:
         for command in commands:
             by_call.setdefault(command.call_id, []).append(command)
         for call_id, batch in by_call.items():
-            lane = self._lanes.get(call_id)
-            if lane is None and all(isinstance(c, _STORED) for c in batch):
+            if call_id not in self._lanes and all(isinstance(c, _STORED) for c in batch):
                 # in a context of their own: what they stage is no lane's to wait for
                 # (recorder.service.writer's mark of the rows a lane staged)
                 contextvars.copy_context().run(self._store_now, call_id, batch)
