@@ -107,6 +107,41 @@ async def test_a_milestone_takes_what_waited_and_a_full_flush_takes_the_rest(
     assert writer.pending == (0, 0)
 
 
+async def test_a_tick_takes_the_rows_and_what_waited_since_the_tick_before(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Most snapshots that are no milestone are soon overtaken by one (ringing, then the
+    answer): the periodic tick writes them only once they have waited a whole tick."""
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(RINGING)
+    await writer.flush(milestones=True)
+    writer.stage_call(_with(RINGING, state=3))  # ringing: no milestone
+    writer.stage_event(event("call.ringing"))
+    assert await writer.tick() is True
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 1}, "written at its first tick"
+    assert [e.kind for e in await repo.events("c1")] == ["call.ringing"]  # rows: every tick
+    assert writer.pending == (1, 0)
+    writer.stage_call(_with(RINGING, state=4))  # still no milestone: it waits since before
+    assert await writer.tick() is True
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 4}
+    assert writer.pending == (0, 0)
+    # a milestone does not wait for a tick; one staged after a write waits anew
+    writer.stage_call(_with(RINGING, state=5, answered_at=T0))
+    writer.stage_call(_with(RINGING, state=6, answered_at=T0, legs=("b",)))  # a milestone too
+    await writer.tick()
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 6}
+    writer.stage_call(_with(RINGING, state=7, answered_at=T0, legs=("b",)))  # not one
+    await writer.tick()
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 6}
+    await writer.tick()
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 7}
+
+
 async def test_without_a_journal_every_snapshot_is_written(repo: Repository) -> None:
     writer = Writer(repo)  # nothing else would hold what waits
     writer.stage_call(RINGING)

@@ -696,7 +696,8 @@ class Daemon:
                 await asyncio.sleep(min(2.0**attempt, 10.0))
 
     async def _periodic(self, every_s: float = 5.0) -> None:
-        """Retry pending database writes every `every_s`; every `spool_sweep_s`, file what the
+        """Write what waits for PostgreSQL every `every_s` (Writer.tick; retried while it is
+        away); every `spool_sweep_s`, file what the
         spool holds (fallback recordings written while the app was away keep arriving)."""
         loop = asyncio.get_running_loop()
         sweep_s = self.sweeper.sweep_s if self.sweeper is not None else every_s
@@ -704,7 +705,7 @@ class Daemon:
         last_sweep = loop.time()
         while True:
             await asyncio.sleep(tick)
-            await self.writer.flush()
+            await self.writer.tick()
             if self.sweeper is None or not self.ready.is_set():
                 continue
             if loop.time() - last_sweep >= sweep_s - tick / 2:

@@ -15,9 +15,12 @@ kept until it is written; event rows are kept in order. Two rules:
   transaction (those calls' newest snapshots, with every event, gap, consent and tag row
   pending; of a call's legs and recordings, those PostgreSQL does not have as they are) on the
   writer's own connection (Repository.write), `linger_s` after the first row staged since the
-  last write; a full `flush` (every 5 s: Daemon._periodic; a control's completion; the daemon's
-  stop) writes the other snapshots too. So PostgreSQL (and what the API shows of a call in
-  progress) is at most one milestone or 5 s behind the model; the journal holds the rest.
+  last write. The periodic `tick` (every 5 s: Daemon._periodic) writes every other row, and
+  the snapshots that were waiting at the tick before: most that are no milestone (a call
+  ringing its callee) are soon overtaken by one (the answer), and are never written on their
+  own. A full `flush` (a control's completion; the daemon's stop) writes every snapshot. So
+  PostgreSQL (and what the API shows of a call in progress) is at most one milestone or two
+  ticks (10 s) behind the model; the journal holds the rest.
   While PostgreSQL is away, it is retried every few seconds; a row it refuses (REFUSED: a retry
   cannot help) is logged and dropped, so that none holds back the writes after it. The journal
   is never behind PostgreSQL (but when the disk refused an append PostgreSQL then took: it is
@@ -270,6 +273,9 @@ class Writer:
         self._codec = codec
         self.journal = journal
         self._calls: dict[str, Snapshot] = {}  # the newest not yet written, per call
+        # The `tick` each call's snapshot has been waiting since (unwritten ones only)
+        self._since: dict[str, int] = {}
+        self._ticks = 0
         # What PostgreSQL last got of each call still active: `_milestone` compares with it,
         # and a write leaves out the legs and recordings it has as they are
         self._written: dict[str, _Written] = {}
@@ -360,12 +366,13 @@ class Writer:
     def _stage_snapshot(self, snapshot: Snapshot) -> None:
         self._calls.pop(snapshot.call_id, None)
         self._calls[snapshot.call_id] = snapshot
+        self._since.setdefault(snapshot.call_id, self._ticks)
         self._stage(Entry("call", snapshot.call_id, snapshot), None)
 
     def _milestone(self, snapshot: Snapshot) -> bool:
         """Whether PostgreSQL must have the snapshot soon: a milestone (`is_milestone`), or
         nothing else holds it (no journal, or a full one). Any other snapshot waits in memory
-        and in the journal for the call's next milestone, or the next full `flush`
+        and in the journal for the call's next milestone, or the second `tick` after it
         (Daemon._periodic: every 5 s); a restart replays it from the journal."""
         if self.journal is None or self.journal.full:
             return True
@@ -423,7 +430,7 @@ class Writer:
     async def run(self) -> None:
         """Write what is staged to PostgreSQL in the background, `linger_s` after it was staged
         (what is staged meanwhile goes in the same write). Snapshots that are no milestone
-        (`_milestone`) wait for a full `flush`."""
+        (`_milestone`) wait for a `tick`."""
         while True:
             await self._staged.wait()
             # what the next linger_s stages goes in the same write (a call's answer and its
@@ -484,15 +491,23 @@ class Writer:
             self._soon_tasks.add(task)
             task.add_done_callback(self._soon_tasks.discard)
 
-    async def flush(self, milestones: bool = False) -> bool:
+    async def tick(self) -> bool:
+        """The periodic write (Daemon._periodic): every row pending; of the call snapshots,
+        the milestones and those already waiting at the previous tick. As `flush`."""
+        self._ticks += 1
+        return await self.flush(older_than=self._ticks - 1)
+
+    async def flush(self, milestones: bool = False, older_than: int | None = None) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
         False (and it stays pending, journaled) if the database is unavailable. `milestones`:
-        of the call snapshots, only those PostgreSQL must have soon (`_milestone`)."""
+        of the call snapshots, only those PostgreSQL must have soon (`_milestone`), and no
+        other row without one of them. `older_than`: of the call snapshots, the milestones and
+        those waiting since a tick before that one (`tick`)."""
         if not self._has_pending() and not self._behind:
             return True
         async with self._flushing:
             missed = self.journal is not None and not await self._journal()
-            written = await self._flush(milestones)
+            written = await self._flush(milestones, older_than)
             self._behind |= missed and written
             if written and self.journal is not None:
                 try:
@@ -561,7 +576,12 @@ class Writer:
                 self._unjournaled = entries + self._unjournaled  # retried at the next flush
             return False
 
-    async def _flush(self, milestones: bool) -> bool:
+    def _due(self, snapshot: Snapshot, milestones: bool, older_than: int | None) -> bool:
+        if older_than is not None:
+            return self._since.get(snapshot.call_id, -1) < older_than or self._milestone(snapshot)
+        return not milestones or self._milestone(snapshot)
+
+    async def _flush(self, milestones: bool, older_than: int | None = None) -> bool:
         if not self._has_pending():
             return True  # written by the flush this one waited for
         if self._failing_since is not None and time.monotonic() < self._next_try:
@@ -569,9 +589,9 @@ class Writer:
         # Only what was staged before this flush began: rows staged meanwhile (by another call's
         # lane) may belong to a call whose row is not in this flush; the next flush has both.
         left = [len(rows) for rows in self._rows]
-        saves = [s for s in self._calls.values() if not milestones or self._milestone(s)]
-        if milestones and not saves:
-            return True  # what is pending waits for a milestone
+        saves = [s for s in self._calls.values() if self._due(s, milestones, older_than)]
+        if (milestones and not saves) or not (saves or any(left)):
+            return True  # what is pending waits for a milestone, or for a later tick
         began = time.monotonic()
         try:
             while True:  # one transaction per BATCH_ROWS calls; the other rows with the last
@@ -583,6 +603,9 @@ class Writer:
                 for save in chunk:  # a newer snapshot staged meanwhile stays pending
                     if self._calls.get(save.call_id) is save:
                         del self._calls[save.call_id]
+                        self._since.pop(save.call_id, None)  # (a replayed one has none)
+                    elif save.call_id in self._calls:  # the newer waits from this tick
+                        self._since[save.call_id] = self._ticks
                     if save.rows.call.status == "active" and save.call_id not in refused:
                         self._written[save.call_id] = _Written.of(save.rows)
                     else:  # over, or refused: its next snapshot is written whole
