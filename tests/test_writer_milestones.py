@@ -101,7 +101,7 @@ async def test_a_milestone_takes_what_waited_and_a_full_flush_takes_the_rest(
     assert row is not None and row.state == {"v": 4} and row.answered_at == T0
     assert [e.kind for e in await repo.events("c1")] == ["call.ringing"]
     writer.stage_call(_with(RINGING, state=5, answered_at=T0))
-    await writer.flush()  # Daemon._periodic's, a control's, the stop's: everything
+    await writer.flush()  # a control's, the stop's: everything
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 5}
     assert writer.pending == (0, 0)
@@ -119,7 +119,7 @@ async def test_a_tick_takes_the_rows_and_what_waited_since_the_tick_before(
     writer.stage_event(event("call.ringing"))
     assert await writer.tick() is True
     row = await repo.call("c1")
-    assert row is not None and row.state == {"v": 1}, "written at its first tick"
+    assert row is not None and row.state == {"v": 1}, "no milestone, written at its first tick"
     assert [e.kind for e in await repo.events("c1")] == ["call.ringing"]  # rows: every tick
     assert writer.pending == (1, 0)
     writer.stage_call(_with(RINGING, state=4))  # still no milestone: it waits since before
@@ -140,6 +140,20 @@ async def test_a_tick_takes_the_rows_and_what_waited_since_the_tick_before(
     await writer.tick()
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 7}
+
+
+async def test_a_tick_writes_every_snapshot_the_journal_could_not_take(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j")
+    writer = Writer(repo, journal=journal)
+    writer.stage_call(RINGING)
+    await writer.flush(milestones=True)
+    monkeypatch.setattr(journal, "write", lambda data: False)  # the disk refuses (logged)
+    writer.stage_call(_with(RINGING, state=3))  # no milestone, and only in memory
+    assert await writer.tick() is True
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 3}
 
 
 async def test_without_a_journal_every_snapshot_is_written(repo: Repository) -> None:

@@ -697,8 +697,8 @@ class Daemon:
 
     async def _periodic(self, every_s: float = 5.0) -> None:
         """Write what waits for PostgreSQL every `every_s` (Writer.tick; retried while it is
-        away); every `spool_sweep_s`, file what the
-        spool holds (fallback recordings written while the app was away keep arriving)."""
+        away); every `spool_sweep_s`, file what the spool holds (fallback recordings written
+        while the app was away keep arriving)."""
         loop = asyncio.get_running_loop()
         sweep_s = self.sweeper.sweep_s if self.sweeper is not None else every_s
         tick = min(every_s, sweep_s)

@@ -347,7 +347,7 @@ class Writer:
         return journaled and (self._failing_since is not None or self._only_deferred())
 
     def _only_deferred(self) -> bool:
-        """What waits for PostgreSQL waits for a milestone (or the next full flush)."""
+        """What waits for PostgreSQL waits for a milestone (or a later `tick`)."""
         return self.journal is not None and not any(self._milestone(s)
                                                     for s in self._calls.values())
 
@@ -494,20 +494,22 @@ class Writer:
     async def tick(self) -> bool:
         """The periodic write (Daemon._periodic): every row pending; of the call snapshots,
         the milestones and those already waiting at the previous tick. As `flush`."""
-        self._ticks += 1
-        return await self.flush(older_than=self._ticks - 1)
+        return await self.flush(tick=True)
 
-    async def flush(self, milestones: bool = False, older_than: int | None = None) -> bool:
+    async def flush(self, milestones: bool = False, *, tick: bool = False) -> bool:
         """Write what is pending (journaled first: the journal is never behind PostgreSQL);
         False (and it stays pending, journaled) if the database is unavailable. `milestones`:
         of the call snapshots, only those PostgreSQL must have soon (`_milestone`), and no
-        other row without one of them. `older_than`: of the call snapshots, the milestones and
-        those waiting since a tick before that one (`tick`)."""
+        other row without one of them; `tick`: see `tick`. When the journal could not take
+        what is pending, every snapshot: nothing else holds them."""
         if not self._has_pending() and not self._behind:
             return True
         async with self._flushing:
+            if tick:  # counted here: a tick waiting behind a long write still sees one tick
+                self._ticks += 1
             missed = self.journal is not None and not await self._journal()
-            written = await self._flush(milestones, older_than)
+            older_than = self._ticks - 1 if tick and not missed else None
+            written = await self._flush(milestones and not missed, older_than)
             self._behind |= missed and written
             if written and self.journal is not None:
                 try:
