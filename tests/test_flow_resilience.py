@@ -119,6 +119,37 @@ async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(
         } <= paths
 
 
+async def test_an_announcement_that_ended_while_disconnected_is_played_again(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """No event can say whether a playback that is gone ended or never started: the caller
+    hears the announcement again, then is put through (before: left in silence for good)."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        caller = st.sim.start_call(
+            caller_number="4155550100", args=["inbound", "201"], tone_hz=CALLER_HZ)
+        await st.settle()
+        (announcement,) = st.sim.playbacks.values()
+        await st.sim.drop_websockets()
+        with capture_logs() as logs:
+            st.sim.player.stop_playback(announcement)  # its end is an event nobody hears
+            await st.settle()
+            await st.connected()
+            await st.settle()
+        replayed = [x for x in logs if x["event"] == "consent.prompt_replayed"]
+        assert [(x["log_level"], x["lost"]) for x in replayed] == [("warning", announcement.id)]
+        plays = [r.path for r in st.sim.requests if r.method == "POST" and "/play/" in r.path]
+        assert len(plays) == 2 and plays[0].endswith(announcement.id), plays
+        assert f"/playbacks/{announcement.id}" in {
+            r.path for r in st.sim.requests if r.method == "GET"}
+        call_id = await st.until_bridged()
+        st.sim.hangup(caller.id)
+        await st.settle()
+        call, _legs, recs, _ = await st.call_rows(call_id)
+        assert (call.status, call.outcome) == ("ended", "answered")
+        assert [r.status for r in recs] == ["filed"]
+
+
 async def test_hangup_while_disconnected_closes_the_call_after_reconnect(
     tmp_path: Path, pg_dsn: str
 ) -> None:

@@ -276,3 +276,33 @@ def test_ring_group_members_cancelled_before_a_crash_are_hung_up_again() -> None
     assert sorted((h.channel_id, h.reason) for h in out if isinstance(h, cmd.Hangup)) == [
         (l1, "answered_elsewhere"), (l2, "answered_elsewhere")]
     assert [a.channel_id for a in out if isinstance(a, cmd.AddChannel)] == [l3]
+
+
+@pytest.mark.parametrize(("gone", "replayed"), [
+    (False, False),  # still playing: nothing to do
+    (True, True),  # ended, or never started: played again from the start
+])
+def test_an_announcement_gone_while_away_is_played_again(gone: bool, replayed: bool) -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    lost = run.playback()
+    snap = AriSnapshot(b.AST, {CALLER: b.chan(CALLER)}, {run.bridge(): ev.BridgeInfo(
+        run.bridge(), (CALLER,))}, {}, frozenset({lost} if gone else ()))
+    out = run.reconcile(snap, b.at(20))
+    plays = [c for c in out if isinstance(c, cmd.Play)]
+    assert [(p.channel_id, p.playback_id != lost) for p in plays] == (
+        [(CALLER, True)] if replayed else [])
+    assert not any(isinstance(c, cmd.CreateChannel | cmd.DialChannel) for c in out)
+    if replayed:  # its end is now the new playback's: then the callee is dialled
+        run.feed(b.playback_finished(30, plays[0].playback_id))
+        assert run.of(cmd.DialChannel) or run.of(cmd.CreateChannel)
+        assert run.state.calls[call_id].phase != "consent"
+
+
+def test_an_announcement_whose_party_is_gone_is_not_played_again() -> None:
+    run = Run()
+    call_id = start_inbound(run)
+    lost = run.playback()
+    out = run.reconcile(AriSnapshot(b.AST, {}, {}, {}, frozenset({lost})), b.at(20))
+    assert not any(isinstance(c, cmd.Play) for c in out)
+    assert call_id not in run.state.calls or run.state.calls[call_id].phase in ("ending", "ended")

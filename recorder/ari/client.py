@@ -253,6 +253,10 @@ class AriClient:
             {"name": name, "format": fmt, "ifExists": "fail"},
         )
 
+    async def playback(self, playback_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/playbacks/{_q(playback_id)}")
+        return result
+
     # --- recordings ---
     async def live_recording(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", f"/recordings/live/{_q(name)}")

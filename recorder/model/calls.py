@@ -49,6 +49,7 @@ from recorder.model.inputs import (
     ControlRequested,
     HookCalled,
     HookPrompted,
+    PlaybackLost,
     RecordingFiled,
     RecordingFileFailed,
 )
@@ -57,7 +58,7 @@ from recorder.model.routing import place
 from recorder.model.segments import on_filed, on_recording
 from recorder.model.settings import CallSettings
 from recorder.model.sharing import peers_entered, peers_left
-from recorder.model.starting import on_dtmf, on_new_channel, playback_done
+from recorder.model.starting import on_dtmf, on_new_channel, playback_done, playback_lost
 from recorder.model.state import ENDED, REC_FILED, CallMode, ModelState
 from recorder.model.transfers import on_attended_transfer, on_blind_transfer
 
@@ -105,6 +106,7 @@ HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
     # calls in the Stasis app
     (STASIS, ev.StasisStart): per_call(dialled_leg_entered),
     (STASIS, ev.PlaybackFinished): per_call(playback_done),
+    (STASIS, PlaybackLost): per_call(playback_lost),
     (STASIS, ev.Dial): per_call(dial_status),
     (STASIS, ev.ChannelStateChange): on_state_change,
     (STASIS, ev.RecordingStarted): on_recording,

@@ -31,6 +31,15 @@ class ChannelChecked(Event):
 
 
 @dataclass(frozen=True)
+class PlaybackLost(Event):
+    """Reconciliation (recorder.model.reconcile): a playback the model waits on is not in
+    Asterisk (404), and no event said how it ended: it ended while the daemon was away, or it
+    never started (the daemon died after journaling it, before asking for it)."""
+
+    playback_id: str = ""
+
+
+@dataclass(frozen=True)
 class RecordingFiled(Event):
     name: str = ""
     path: str = ""

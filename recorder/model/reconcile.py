@@ -3,9 +3,11 @@
 Events are lost while the WebSocket is down, and a daemon that crashed lost everything after its
 last snapshot. ARI offers no event replay, so the adapter reads Asterisk's current state
 (GET /channels, GET /bridges, GET /recordings/live/{name} per recording we hold as live, with
-/recordings/stored as the fallback — ARI has no list of live recordings) and this module turns
-each difference into the event that would have told us, then runs it through `step`. So a call in
-flight keeps its state and nothing is handled by a second code path.
+/recordings/stored as the fallback — ARI has no list of live recordings — and GET
+/playbacks/{id} per playback a call waits on) and this module turns each difference into the
+event that would have told us, then runs it through `step`. So a call in flight keeps its state
+and nothing is handled by a second code path. A playback that is gone is the one exception: no
+event can say whether it ended or never started, so it is `PlaybackLost` (played again).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from recorder.ari import events as ev
 from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.calls import step
+from recorder.model.inputs import PlaybackLost
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     CONNECTING,
@@ -52,11 +55,26 @@ class AriSnapshot:
     channels: dict[str, ev.ChannelInfo] = field(default_factory=dict)
     bridges: dict[str, ev.BridgeInfo] = field(default_factory=dict)
     recordings: dict[str, str] = field(default_factory=dict)  # name -> LIVE|QUEUED|STORED|ABSENT
+    # Of `playbacks_to_check`, those Asterisk does not have (404)
+    lost_playbacks: frozenset[str] = frozenset()
 
 
 def recordings_to_check(state: ModelState) -> list[str]:
     """The names whose fate the adapter must look up before calling `reconcile`."""
     return [r.name for c in state.calls.values() for r in c.live_recordings()]
+
+
+def _playbacks(call: Call) -> list[str]:
+    """The ARI playbacks the call waits on (a hook-mode call's prompts are the dialplan's)."""
+    if call.mode == "hook":
+        return []
+    waiting = [call.stasis.playback_id] if call.stasis.playback_id else []
+    return waiting + list(call.prompts)
+
+
+def playbacks_to_check(state: ModelState) -> list[str]:
+    """The playback ids the adapter must look up (GET /playbacks/{id}) before `reconcile`."""
+    return [p for c in state.calls.values() for p in _playbacks(c)]
 
 
 def reconcile(
@@ -78,6 +96,9 @@ def reconcile(
         asked = len(out)
         for event in _call_differences(call, snap, base):
             feed(event)
+        for playback_id in _playbacks(call):
+            if playback_id in snap.lost_playbacks and call_id in state.calls:
+                feed(PlaybackLost(**base, playback_id=playback_id))
         after = state.calls.get(call_id)  # after those events (None once ended)
         out += _ending_resumed(call, after, snap)
         out += _connecting_resumed(after, snap, out[asked:])

@@ -19,6 +19,7 @@ from recorder.model.inputs import (
     ControlRequested,
     HookCalled,
     HookPrompted,
+    PlaybackLost,
     RecordingFiled,
     RecordingFileFailed,
 )
@@ -107,6 +108,7 @@ _KEYS: dict[type, Callable[[ModelState, Any], str | None]] = {
     ev.BridgeAttendedTransfer: _attended,
     ev.Dial: lambda state, e: state.by_channel.get(e.peer.id),
     ev.PlaybackFinished: lambda state, e: state.by_playback.get(e.playback.id),
+    PlaybackLost: lambda state, e: state.by_playback.get(e.playback_id),
     ev.ChannelEnteredBridge: _bridge,
     ev.ChannelLeftBridge: _bridge,
     ev.BridgeDestroyed: _bridge,

@@ -36,11 +36,13 @@ from recorder.model.flow import (
     make_call_id,
     play,
 )
+from recorder.model.inputs import PlaybackLost
 from recorder.model.phases import transition
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     CALLEE_CONSENT,
     CONSENT,
+    LEG_GONE,
     LEG_UP,
     RECORDING_PENDING,
     Call,
@@ -127,6 +129,35 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
     if kind == "consent" and call.phase == CONSENT:
         s.record("consent.played", call.caller_channel, media=s.settings.consent_media)
         dial(s)
+
+
+def playback_lost(s: Step, e: PlaybackLost) -> None:
+    """A playback the call waits on is gone from Asterisk, and no event said how it ended
+    (recorder.model.reconcile): it is played again, from the start. An announcement heard
+    twice is better than one never heard (it may never have started), and without its end
+    the call would wait for it for good: a caller in silence, never put through."""
+    call = s.call
+    prompt = call.prompts.pop(e.playback_id, None)
+    if prompt is not None:
+        leg = call.legs.get(prompt.leg)
+        if leg is None or leg.state == LEG_GONE:
+            return  # its party is gone: nothing to play to
+        playback_id = f"{call.call_id}-p{call.next_playback}"
+        call.next_playback += 1
+        call.prompts[playback_id] = replace(prompt, playback_id=playback_id, started_at=s.at)
+        s.log("consent.prompt_replayed", "warning", channel_id=prompt.channel_id,
+              lost=e.playback_id, playback=playback_id, prompt=prompt.prompt)
+        s.add(cmd.Play(call.call_id, prompt.channel_id, playback_id, prompt.media))
+        return
+    kind = call.stasis.playback_kind
+    caller = call.legs.get(call.caller_channel)
+    if e.playback_id != call.stasis.playback_id or kind is None or caller is None \
+            or caller.state == LEG_GONE:
+        return
+    media = s.settings.consent_media if kind == "consent" else s.settings.ringback_media
+    s.log("playback.replayed", "warning", channel_id=call.caller_channel, lost=e.playback_id,
+          kind=kind)
+    play(s, call.caller_channel, kind, media)
 
 
 def after_prompt(s: Step, label: str, leg_id: str) -> None:

@@ -73,6 +73,7 @@ from recorder.model.reconcile import (
     QUEUED,
     STORED,
     AriSnapshot,
+    playbacks_to_check,
     reconcile,
     recordings_to_check,
 )
@@ -348,7 +349,18 @@ class Daemon:
         fates: dict[str, str] = {}
         for name in recordings_to_check(self.state):
             fates[name] = await self._recording_fate(name)
-        return AriSnapshot(self.asterisk_id, channels, bridges, fates)
+        lost = frozenset([p for p in playbacks_to_check(self.state)
+                          if await self._playback_gone(p)])
+        return AriSnapshot(self.asterisk_id, channels, bridges, fates, lost)
+
+    async def _playback_gone(self, playback_id: str) -> bool:
+        try:
+            await self.client.playback(playback_id)
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+            return True
+        return False
 
     async def _recording_fate(self, name: str) -> str:
         try:
