@@ -306,3 +306,60 @@ def test_an_announcement_whose_party_is_gone_is_not_played_again() -> None:
     out = run.reconcile(AriSnapshot(b.AST, {}, {}, {}, frozenset({lost})), b.at(20))
     assert not any(isinstance(c, cmd.Play) for c in out)
     assert call_id not in run.state.calls or run.state.calls[call_id].phase in ("ending", "ended")
+
+
+def _policy_run() -> Run:
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    return Run(CallSettings(policy=load_policy(None, numbering_from(CallsConfig()))))
+
+
+def _caller_only(run: Run, lost: str, *others: ev.ChannelInfo) -> AriSnapshot:
+    channels = {c.id: c for c in (b.chan(CALLER), *others)}
+    return AriSnapshot(b.AST, channels, {run.bridge(): ev.BridgeInfo(
+        run.bridge(), (CALLER,))}, {}, frozenset({lost}))
+
+
+def test_a_caller_announcement_lost_while_away_is_played_again_under_a_new_id() -> None:
+    run = _policy_run()
+    call_id = start_inbound(run)
+    lost = run.playback()
+    assert lost in run.state.calls[call_id].prompts
+    out = run.reconcile(_caller_only(run, lost), b.at(20))
+    (again,) = [c for c in out if isinstance(c, cmd.Play)]
+    prompts = run.state.calls[call_id].prompts
+    assert again.playback_id in prompts and lost not in prompts
+    assert again.channel_id == CALLER and again.media == prompts[again.playback_id].media
+    run.feed(b.playback_finished(30, again.playback_id))
+    assert run.of(cmd.CreateChannel | cmd.Originate)  # then the callee is dialled
+
+
+def test_an_announcement_the_call_went_on_without_is_never_played_in_mid_call() -> None:
+    run = _policy_run()
+    call_id = start_inbound(run)
+    (play,) = run.of(cmd.Play)
+    run.feed(CommandFailed(timestamp=b.at(1), asterisk_id=b.AST, command=play, status=0))
+    assert run.of(cmd.CreateChannel | cmd.Originate)  # dialled without it (as before)
+    ringing = b.chan(run.dialled(), "Ringing")
+    out = run.reconcile(_caller_only(run, play.playback_id, ringing), b.at(20))
+    assert not any(isinstance(c, cmd.Play) for c in out)
+    assert run.state.calls[call_id].phase == "dialing"
+    assert play.playback_id not in run.state.calls[call_id].prompts
+
+
+@pytest.mark.parametrize(("answered", "replayed"), [(False, True), (True, False)])
+def test_a_ringback_lost_while_away_rings_again_unless_the_callee_answered(
+    answered: bool, replayed: bool
+) -> None:
+    run = Run()
+    _call_id, callee = to_dialling(run)
+    run.feed(b.dial(3.5, callee, "RINGING"))
+    ringback = run.playback()
+    assert run.state.calls[_call_id].stasis.playback_kind == "ringback"
+    snap = AriSnapshot(b.AST, {CALLER: b.chan(CALLER), callee: b.chan(
+        callee, "Up" if answered else "Ringing")}, {run.bridge(): ev.BridgeInfo(
+            run.bridge(), (CALLER,))}, {}, frozenset({ringback}))
+    out = run.reconcile(snap, b.at(9))
+    plays = [c for c in out if isinstance(c, cmd.Play)]
+    assert [p.media for p in plays] == (["tone:ring"] if replayed else [])

@@ -354,12 +354,14 @@ class Daemon:
         return AriSnapshot(self.asterisk_id, channels, bridges, fates, lost)
 
     async def _playback_gone(self, playback_id: str) -> bool:
+        """Whether Asterisk has no such playback (404). Unknown (an error) counts as still
+        playing: the rest of the reconciliation must not wait on it, and its end may come."""
         try:
             await self.client.playback(playback_id)
         except AriError as exc:
-            if exc.status != 404:
-                raise
-            return True
+            if exc.status == 404:
+                return True
+            log.warning("ari.playback_unknown", playback=playback_id, error=str(exc))
         return False
 
     async def _recording_fate(self, name: str) -> str:
