@@ -197,3 +197,43 @@ async def test_opt_out_routed_by_policy_sends_the_caller_back_to_the_dialplan(
         assert recs == [] and call.recorded is False and call.status == "ended"
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.opted_out) for r in rows] == [("caller", True)]
+
+
+async def test_a_join_announcement_lost_while_disconnected_is_played_again(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A prompt in mid-call (a party joined from an all-party state) whose end was lost: played
+    again, then audited like any other (before: dropped with the call's other prompts)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    target = "14155550123"
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
+        st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.set_endpoint(f"PJSIP/{target}@trunk", result="answer", answer_after=1.0,
+                            tone_hz=1900)
+        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
+                                   tone_hz=CALLER_HZ)
+        await st.settle()
+        call_id = await st.until_bridged()
+        await st.advance(2.0)
+        st.sim.blind_transfer(dialled(st.sim, call_id), target)
+        await st.settle()
+        await st.advance(1.5)  # the target answers: the announcement plays to both
+        (to_caller,) = [p for p in st.sim.playbacks.values()
+                        if p.json()["target_uri"] == f"channel:{caller.id}"]
+        await st.sim.drop_websockets()
+        st.sim.player.stop_playback(to_caller)  # its end is an event nobody hears
+        await st.settle()
+        await st.connected()
+        await st.advance(3.5)  # the target's announcement, and the caller's again
+        await st.advance(2.0)
+        st.sim.hangup(caller.id)
+        await st.settle()
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert sorted((r.party, r.announcement, r.played) for r in rows) == [
+            ("caller", "before-bridge", "finished"),
+            ("caller", "on-join", "finished"),  # the second playing's
+            ("target1", "on-join", "finished"),
+        ]
+        _call, legs, _recs, _ = await st.call_rows(call_id)
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)

@@ -300,12 +300,14 @@ def test_an_announcement_gone_while_away_is_played_again(gone: bool, replayed: b
 
 
 def test_an_announcement_whose_party_is_gone_is_not_played_again() -> None:
-    run = Run()
+    run = _policy_run()
     call_id = start_inbound(run)
     lost = run.playback()
     out = run.reconcile(AriSnapshot(b.AST, {}, {}, {}, frozenset({lost})), b.at(20))
     assert not any(isinstance(c, cmd.Play) for c in out)
-    assert call_id not in run.state.calls or run.state.calls[call_id].phase in ("ending", "ended")
+    rows = [r for c in out if isinstance(c, cmd.SaveConsent) for r in c.rows]
+    assert [r.played for r in rows] == ["interrupted"]  # its row, once
+    assert call_id not in run.state.calls  # over: nobody is left
 
 
 def _policy_run() -> Run:
@@ -335,12 +337,14 @@ def test_a_caller_announcement_lost_while_away_is_played_again_under_a_new_id() 
     assert run.of(cmd.CreateChannel | cmd.Originate)  # then the callee is dialled
 
 
-def test_an_announcement_the_call_went_on_without_is_never_played_in_mid_call() -> None:
+def test_an_announcement_whose_play_failed_is_audited_and_never_played_again() -> None:
     run = _policy_run()
     call_id = start_inbound(run)
     (play,) = run.of(cmd.Play)
     run.feed(CommandFailed(timestamp=b.at(1), asterisk_id=b.AST, command=play, status=0))
     assert run.of(cmd.CreateChannel | cmd.Originate)  # dialled without it (as before)
+    rows = [r for c in run.last if isinstance(c, cmd.SaveConsent) for r in c.rows]
+    assert [r.played for r in rows] == ["interrupted"]
     ringing = b.chan(run.dialled(), "Ringing")
     out = run.reconcile(_caller_only(run, play.playback_id, ringing), b.at(20))
     assert not any(isinstance(c, cmd.Play) for c in out)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from recorder.model import commands as cmd
+from recorder.model.consent import audit
 from recorder.model.controls import pause_refused
 from recorder.model.dialing import dial
 from recorder.model.ending import begin_end, leg_gone, maybe_finish
@@ -71,6 +72,10 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
 
 def stasis_then(s: Step, failed: cmd.Command) -> None:
     call = s.call
+    if isinstance(failed, cmd.Play) and (prompt := call.prompts.get(failed.playback_id)):
+        # never played: its row says so now, and no reconciliation takes it for one to play
+        # again (recorder.model.starting.playback_lost)
+        audit(s, prompt, "interrupted")
     if isinstance(failed, cmd.Play) and call.phase == CONSENT:
         s.record("consent.failed", call.caller_channel, media=failed.media)
         call.stasis.playback_id = call.stasis.playback_kind = None

@@ -38,7 +38,6 @@ from recorder.model.flow import (
 )
 from recorder.model.inputs import PlaybackLost
 from recorder.model.phases import transition
-from recorder.model.records import Prompt
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
     CALLEE_CONSENT,
@@ -146,10 +145,6 @@ def playback_lost(s: Step, e: PlaybackLost) -> None:
             after_prompt(s, prompt.to, prompt.leg)
             return
         del call.prompts[e.playback_id]
-        if not _waits_on(call, prompt, leg):
-            # one the call went on without (its Play failed): never played in mid-call
-            s.log("consent.prompt_dropped", channel_id=prompt.channel_id, lost=e.playback_id)
-            return
         playback_id = f"{call.call_id}-p{call.next_playback}"
         call.next_playback += 1
         call.prompts[playback_id] = replace(prompt, playback_id=playback_id, started_at=s.at)
@@ -166,17 +161,6 @@ def playback_lost(s: Step, e: PlaybackLost) -> None:
     s.log("playback.replayed", "warning", channel_id=call.caller_channel, lost=e.playback_id,
           kind=kind)
     play(s, call.caller_channel, kind, media)
-
-
-def _waits_on(call: Call, prompt: Prompt, leg: Leg) -> bool:
-    """Whether the call waits for the prompt's end (`after_prompt`'s cases): the caller's
-    before anyone is dialled, a transfer target's before it joins, the callee's at its
-    answer."""
-    if prompt.to == "caller" and call.phase == CONSENT:
-        return True
-    if leg.stasis.join_bridge and leg.state == LEG_UP and not leg.in_bridge:
-        return True
-    return call.phase == CALLEE_CONSENT and prompt.at_answer
 
 
 def after_prompt(s: Step, label: str, leg_id: str) -> None:
