@@ -96,6 +96,9 @@ def reconcile(
         asked = len(out)
         for event in _call_differences(call, snap, base):
             feed(event)
+        # the ids as the call held them before those events: one an event has ended since (a
+        # ringback stopped by a caught-up answer) is no longer waited on, and playback_lost
+        # leaves it
         for playback_id in _playbacks(call):
             if playback_id in snap.lost_playbacks and call_id in state.calls:
                 feed(PlaybackLost(**base, playback_id=playback_id))

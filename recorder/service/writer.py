@@ -579,6 +579,8 @@ class Writer:
             return False
 
     def _due(self, snapshot: Snapshot, milestones: bool, older_than: int | None) -> bool:
+        """Whether this flush writes the snapshot (`flush`'s `milestones`; `older_than`: a
+        tick's, the count of the tick before it)."""
         if older_than is not None:
             return self._since.get(snapshot.call_id, -1) < older_than or self._milestone(snapshot)
         return not milestones or self._milestone(snapshot)
