@@ -7,7 +7,7 @@ from pathlib import Path
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
 from tests.harness.calls import CALLEE_HZ, CALLER_HZ, dialled
-from tests.harness.stack import extensions_announced, running_stack
+from tests.harness.stack import Stack, extensions_announced, running_stack
 
 
 def times(sim: object, etype: str) -> list[float]:
@@ -86,6 +86,9 @@ async def test_hang_up_during_the_prompt_leaves_nothing(tmp_path: Path, pg_dsn: 
         assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]
 
 
+# San Francisco: all-party (a "+" would not match _X. in the dialplan)
+CALIFORNIA = "14155550123"
+
 POLICY = """\
 jurisdiction:
   offices:
@@ -93,27 +96,34 @@ jurisdiction:
 """
 
 
+async def _transferred_to_california(st: Stack) -> tuple[str, str]:
+    """A New York caller talks to extension 301 (one-party), who blind-transfers the call to
+    San Francisco (all-party); the target has just answered. The caller's channel and the
+    call's id."""
+    st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+    st.sim.set_endpoint(f"PJSIP/{CALIFORNIA}@trunk", result="answer", answer_after=1.0,
+                        tone_hz=1900)
+    caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
+                               tone_hz=CALLER_HZ)
+    await st.settle()
+    call_id = await st.until_bridged()
+    await st.advance(2.0)
+    st.sim.blind_transfer(dialled(st.sim, call_id), CALIFORNIA)
+    await st.settle()
+    await st.advance(1.5)  # the target answers
+    return caller.id, call_id
+
+
 async def test_a_party_joining_from_an_all_party_state_is_announced_to_everyone(
     tmp_path: Path, pg_dsn: str
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    target = "14155550123"  # San Francisco: all-party (a "+" would not match _X. in the dialplan)
     async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
-        st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-        st.sim.set_endpoint(f"PJSIP/{target}@trunk", result="answer", answer_after=1.0,
-                            tone_hz=1900)
-        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
-                                   tone_hz=CALLER_HZ)  # New York to New York: one-party
-        await st.settle()
-        call_id = await st.until_bridged()
-        await st.advance(2.0)
-        st.sim.blind_transfer(dialled(st.sim, call_id), target)
-        await st.settle()
-        await st.advance(1.5)  # the target answers
+        caller_id, call_id = await _transferred_to_california(st)
         await st.advance(3.5)  # the all-party announcement, to both
         await st.advance(2.0)
-        st.sim.hangup(caller.id)
+        st.sim.hangup(caller_id)
         await st.settle()
         rows = await consent_rows(st.repo.pool, call_id)
         # (party, its own law, the prompt it heard, when): New York heard the one-party
@@ -206,28 +216,17 @@ async def test_a_join_announcement_lost_while_disconnected_is_played_again(
     again, then audited like any other (before: dropped with the call's other prompts)."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    target = "14155550123"
     async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
-        st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-        st.sim.set_endpoint(f"PJSIP/{target}@trunk", result="answer", answer_after=1.0,
-                            tone_hz=1900)
-        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
-                                   tone_hz=CALLER_HZ)
-        await st.settle()
-        call_id = await st.until_bridged()
-        await st.advance(2.0)
-        st.sim.blind_transfer(dialled(st.sim, call_id), target)
-        await st.settle()
-        await st.advance(1.5)  # the target answers: the announcement plays to both
+        caller_id, call_id = await _transferred_to_california(st)  # announced to both now
         (to_caller,) = [p for p in st.sim.playbacks.values()
-                        if p.json()["target_uri"] == f"channel:{caller.id}"]
+                        if p.json()["target_uri"] == f"channel:{caller_id}"]
         await st.sim.drop_websockets()
         st.sim.player.stop_playback(to_caller)  # its end is an event nobody hears
         await st.settle()
         await st.connected()
         await st.advance(3.5)  # the target's announcement, and the caller's again
         await st.advance(2.0)
-        st.sim.hangup(caller.id)
+        st.sim.hangup(caller_id)
         await st.settle()
         rows = await consent_rows(st.repo.pool, call_id)
         assert sorted((r.party, r.announcement, r.played) for r in rows) == [
