@@ -1,8 +1,8 @@
 """Shared fixtures: a real PostgreSQL per test session, and generic helpers.
 
-PostgreSQL: one PrivateCluster per pytest session (fsync off) in a temporary directory, migrated
-once. `pg_dsn` gives each test empty tables (TRUNCATE of every table but schema_migrations);
-`repo` is a Repository on that database. Nothing is mocked.
+PostgreSQL: one PrivateCluster per pytest session, so one per xdist worker (fsync off), in a
+temporary directory, migrated once. `pg_dsn` gives each test empty tables (TRUNCATE of every
+table but schema_migrations); `repo` is a Repository on that database. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ PG_DIR_ENV = "VERBATIM_TEST_PGDIR"
 def pg_cluster() -> Iterator[PrivateCluster]:
     """A started, migrated private cluster with database "verbatim"."""
     keep = os.environ.get(PG_DIR_ENV)
+    if keep and (worker := os.environ.get("PYTEST_XDIST_WORKER")):
+        keep = f"{keep}-{worker}"  # each xdist worker runs its own cluster
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="verbatim-pg-"))
     # mkdtemp makes 0700 dirs; the postgres user (we may be root) must be able to pass through.
     base.mkdir(parents=True, exist_ok=True)
