@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
+from recorder.db import repository as repository_module
 from recorder.db.repository import Repository
 from recorder.db.rows import CallRows, EventRow
 from recorder.service import writer as writer_module
@@ -319,6 +320,35 @@ async def test_a_new_connection_gets_every_leg_and_recording_again(
         if await writer.flush():
             break
         writer._next_try = 0.0  # no 5 s wait between tries in a test
+    assert sorted(x.channel_id for x in await repo.legs("c1")) == ["a", "b"]
+
+
+async def test_the_writers_connection_is_replaced_once_old_and_sends_calls_whole(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection kept for the daemon's life keeps one server process growing for ever, and
+    a DSN's other hosts are never tried: past WRITES_LIFETIME_S the next write closes it and
+    opens another, and, the server maybe another, sends each call whole."""
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(ANSWERED)
+    await writer.flush()
+    first = repo._writes.get_server_pid()
+    writer.stage_call(_with(ANSWERED, state=3))
+    await writer.flush()
+    assert repo._writes.get_server_pid() == first, "replaced before its time"
+    await repo.pool.execute("DELETE FROM legs WHERE call_id = 'c1' AND channel_id = 'a'")
+    monkeypatch.setattr(repository_module, "WRITES_LIFETIME_S", 0.0)
+    assert not repo.writes_connected
+    writer.stage_call(_with(ANSWERED, rec="recording"))
+    assert await writer.flush()
+    second = repo._writes.get_server_pid()
+    assert second != first
+    for _ in range(50):  # closed, not left behind: its server process ends
+        pids = {r["pid"] for r in await repo.pool.fetch("SELECT pid FROM pg_stat_activity")}
+        if first not in pids:
+            break
+        await asyncio.sleep(0.02)
+    assert first not in pids and second in pids
     assert sorted(x.channel_id for x in await repo.legs("c1")) == ["a", "b"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import operator
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -95,6 +96,11 @@ _INSERT_TAG = ("INSERT INTO call_tags (call_id, tag, created_by) VALUES ($1, $2,
 # ValueError: a value asyncpg cannot encode (its client-side DataError), or one our own row
 # code rejects (a naive time) -- the row's fault as much.
 REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, ValueError)
+# The writer's own connection is replaced at its first write after this long: a server process
+# kept for the daemon's whole life grows its caches for ever, and a DSN's list of hosts is read
+# again (pgbouncer's server_lifetime does the same, at 3,600 s by default).
+WRITES_LIFETIME_S = 3600.0
+
 # Same predicate as the partial index recordings_unfiled_idx, so the planner can use it.
 UNFILED_PREDICATE = "status NOT IN ('filed', 'failed')"
 
@@ -292,12 +298,14 @@ class Repository:
         `dsn`, its database, for the writer's own connection (without it, one of the pool's)."""
         self.pool = pool
         self._dsn = dsn
-        # The writer's own connection (`write`), made at its first write and kept: a pool's
-        # acquire and release cost a reset query (a round trip and a transaction of its own)
-        # per write. Outside the pool, so that the pool's size (database.pool_max) is all the
-        # rest of the daemon's (adoption, controls, sweeps, readiness), and one more
-        # connection in all. Closed by `close`, or when a write fails for want of it.
+        # The writer's own connection (`write`), made at its first write and kept for up to
+        # WRITES_LIFETIME_S: a pool's acquire and release cost a reset query (a round trip and
+        # a transaction of its own) per write. Outside the pool, so that the pool's size
+        # (database.pool_max) is all the rest of the daemon's (adoption, controls, sweeps,
+        # readiness), and one more connection in all. Closed by `close`, or when a write fails
+        # for want of it.
         self._writes: Any = None
+        self._writes_since = 0.0  # time.monotonic() when `_writes` was made
         self._pooled = False  # `_writes` came from the pool (no dsn)
         self._closed = False  # by `close`: no new connection for a late write
         self._batches: _Batches | None = None  # read at the first write
@@ -311,8 +319,12 @@ class Repository:
     def writes_connected(self) -> bool:
         """Whether the next `write` goes over the connection the last one used: when not, the
         server may be another (a failover) or may have lost what it acknowledged (a crash
-        without synchronous commit), so the writer sends its calls whole again."""
-        return self._writes is not None and not _gone(self._writes)
+        without synchronous commit), so the writer sends its calls whole again. Nor when the
+        connection is due to be replaced (WRITES_LIFETIME_S)."""
+        return self._writes is not None and not _gone(self._writes) and not self._writes_old()
+
+    def _writes_old(self) -> bool:
+        return time.monotonic() - self._writes_since >= WRITES_LIFETIME_S
 
     init_connection = staticmethod(_init_connection)
 
@@ -399,9 +411,10 @@ class Repository:
         if self._closed:  # as a closed pool would: the writer keeps the rows pending
             raise ConnectionError("the repository is closed")
         conn = self._writes
-        if conn is None or _gone(conn):
-            await self._drop_writes()
+        if conn is None or _gone(conn) or self._writes_old():
+            await self._drop_writes(gracefully=conn is not None and not _gone(conn))
             conn = self._writes = await self._connect_writes()
+            self._writes_since = time.monotonic()
         try:
             statements = await self._statements(conn)
             async with conn.transaction():
