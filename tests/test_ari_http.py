@@ -100,6 +100,20 @@ async def test_requests_share_one_kept_alive_connection() -> None:
         b"DELETE /ari/channels/1700000000.1?reason=busy HTTP/1.1\r\n")
 
 
+async def test_ids_and_values_are_percent_encoded_where_they_must_be() -> None:
+    """Ids go as they are; a media URI, a number, a space or a slash in an id is encoded (each
+    time the same: the encodings of recurring values are kept)."""
+    async with serving(no_content) as server, client_of(server) as ari:
+        for _ in range(2):
+            await ari.play("1700000000.1", "pb-1", "sound:verbatim/consent-one-party")
+        await ari.play("a b/c", "+1 555", "tone:ring;tonezone=us")
+    first, second, third = (r.split(b" HTTP/1.1")[0] for r in server.requests)
+    assert first == second == (b"POST /ari/channels/1700000000.1/play/pb-1"
+                               b"?media=sound%3Averbatim%2Fconsent-one-party")
+    assert third == (b"POST /ari/channels/a%20b%2Fc/play/%2B1%20555"
+                     b"?media=tone%3Aring%3Btonezone%3Dus")
+
+
 async def test_a_json_body_goes_with_its_type_and_length() -> None:
     async with serving(no_content) as server, client_of(server) as ari:
         await ari.filter_events(["ChannelVarset"])

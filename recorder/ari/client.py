@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +40,14 @@ _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._
 
 
 def _q(value: str) -> str:
-    return value if not value.strip(_UNRESERVED) else quote(value, safe="")
+    return value if not value.strip(_UNRESERVED) else _quoted(value)
+
+
+@lru_cache(maxsize=1024)
+def _quoted(value: str) -> str:
+    # The values that need it recur (a prompt's media URI, an endpoint, a format): quoted once
+    # (quote was 1 % of the daemon's event loop, bench/history.md session 14).
+    return quote(value, safe="")
 
 
 class AriClient:
