@@ -175,6 +175,21 @@ def test_what_an_ending_call_asked_before_a_crash_is_asked_again(
     assert [c for c in out if isinstance(c, resent)] == [want[k] for k in asked]
 
 
+@pytest.mark.parametrize(("status", "reason"), [("BUSY", "busy"), ("CONGESTION", "congestion")])
+def test_a_hang_up_asked_again_after_a_crash_keeps_its_reason(status: str, reason: str) -> None:
+    """The callee was busy: the caller is hung up as busy (the phone plays a busy tone). The
+    daemon died before Asterisk heard it: asked again, still as busy, not as a normal end."""
+    run = Run()
+    call_id, callee = to_dialling(run)
+    out = run.feed(b.dial(4, callee, status))
+    assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [(CALLER, reason)]
+    bridge = run.bridge()
+    run = run.restarted()
+    out = run.reconcile(snapshot([b.chan(CALLER)], {bridge: (CALLER,)}, {}), b.at(10))
+    assert [(h.call_id, h.channel_id, h.reason) for h in run.of(cmd.Hangup, out)] == [
+        (call_id, CALLER, reason)]
+
+
 def test_a_callee_left_outside_the_bridge_by_a_crash_is_added_again() -> None:
     """The step that asks for the callee's join (its recording started) was journaled, and the
     daemon died before Asterisk heard of it: the callee talks to no one until it is added."""

@@ -254,6 +254,7 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
         call.stasis.playback_id = call.stasis.playback_kind = None
     for rec in call.live_recordings():
         s.add(cmd.StopRecording(call.call_id, rec.name))
+    call.stasis.hangup_reason = reason
     for other in call.live_legs():
         if other.channel_id != leg.channel_id:  # a leg not yet created answers 404: then gone
             s.add(cmd.Hangup(call.call_id, other.channel_id, reason))

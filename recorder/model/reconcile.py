@@ -216,8 +216,8 @@ def _ending_resumed(adopted: Call, call: Call | None, snap: AriSnapshot) -> list
     if call is not None and call.phase == ENDING:
         out += [cmd.StopRecording(call.call_id, rec.name) for rec in call.live_recordings()
                 if snap.recordings.get(rec.name) in (LIVE, QUEUED)]
-        out += [cmd.Hangup(call.call_id, leg.channel_id) for leg in call.live_legs()
-                if leg.channel_id in snap.channels]
+        out += [cmd.Hangup(call.call_id, leg.channel_id, call.stasis.hangup_reason)
+                for leg in call.live_legs() if leg.channel_id in snap.channels]
     if adopted.stasis.bridge_destroyed:  # asked (no party was left), yet Asterisk still has it
         out += [cmd.DestroyBridge(adopted.call_id, bridge_id)
                 for bridge_id in adopted.all_bridges() if bridge_id in snap.bridges]

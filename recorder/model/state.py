@@ -192,6 +192,9 @@ class StasisCall(Fields):
     bridge_created: bool = False
     bridge_destroyed: bool = False
     extra_bridges: list[str] = field(default_factory=list)  # e.g. a blind transfer's bridge
+    # Why the call's end hung up its other parties (busy, congestion...): asked again with it
+    # when a crash came between that step and Asterisk hearing it.
+    hangup_reason: str = "normal"
 
 
 @dataclass(eq=False)
