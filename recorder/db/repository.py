@@ -306,6 +306,7 @@ class Repository:
         # for want of it.
         self._writes: Any = None
         self._writes_since = 0.0  # time.monotonic() when `_writes` was made
+        self._retire = False  # `_writes` is due to be replaced (`writes_connected`)
         self._pooled = False  # `_writes` came from the pool (no dsn)
         self._closed = False  # by `close`: no new connection for a late write
         self._batches: _Batches | None = None  # read at the first write
@@ -319,12 +320,13 @@ class Repository:
     def writes_connected(self) -> bool:
         """Whether the next `write` goes over the connection the last one used: when not, the
         server may be another (a failover) or may have lost what it acknowledged (a crash
-        without synchronous commit), so the writer sends its calls whole again. Nor when the
-        connection is due to be replaced (WRITES_LIFETIME_S)."""
-        return self._writes is not None and not _gone(self._writes) and not self._writes_old()
-
-    def _writes_old(self) -> bool:
-        return time.monotonic() - self._writes_since >= WRITES_LIFETIME_S
+        without synchronous commit), so the writer sends its calls whole again. Nor once the
+        connection is due to be replaced (WRITES_LIFETIME_S): this answer decides it, so the
+        next `write` replaces it and what it sends is whole."""
+        if (self._writes is not None and not self._pooled
+                and time.monotonic() - self._writes_since >= WRITES_LIFETIME_S):
+            self._retire = True  # (a pooled one would come back from the pool as it is)
+        return self._writes is not None and not _gone(self._writes) and not self._retire
 
     init_connection = staticmethod(_init_connection)
 
@@ -353,7 +355,7 @@ class Repository:
             raise
         return conn
 
-    async def _drop_writes(self, gracefully: bool = False) -> None:
+    async def _drop_writes(self, gracefully: bool = False, close_s: float = 5) -> None:
         """The writer's connection gone: closed at the end, or terminated after a failure (its
         state, or its server's, is unknown: a fenced old primary would be found again)."""
         conn, self._writes = self._writes, None
@@ -366,7 +368,7 @@ class Repository:
             if self._pooled:
                 await self.pool.release(conn, timeout=1)
             elif gracefully:
-                await conn.close(timeout=5)
+                await conn.close(timeout=close_s)
         except Exception:  # a close that fails must not leave the socket open
             if not self._pooled:
                 conn.terminate()
@@ -411,10 +413,11 @@ class Repository:
         if self._closed:  # as a closed pool would: the writer keeps the rows pending
             raise ConnectionError("the repository is closed")
         conn = self._writes
-        if conn is None or _gone(conn) or self._writes_old():
-            await self._drop_writes(gracefully=conn is not None and not _gone(conn))
+        if conn is None or _gone(conn) or self._retire:
+            # a retired one is closed, not cut off, but within the writer's own timeout
+            await self._drop_writes(gracefully=conn is not None and not _gone(conn), close_s=1)
             conn = self._writes = await self._connect_writes()
-            self._writes_since = time.monotonic()
+            self._writes_since, self._retire = time.monotonic(), False
         try:
             statements = await self._statements(conn)
             async with conn.transaction():
