@@ -12,11 +12,13 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import re
 import shlex
 import shutil
 import socket
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -67,11 +69,48 @@ def find_bindir() -> Path:
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (start() retries if it is taken)."""
+# Ports free_port draws from: a block below the kernel's ephemeral range for each pytest-xdist
+# worker (its name's number), for each other program the first.
+_BLOCK = 1000
+
+
+def free_port(taken: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (start() retries if it is taken),
+    and not one of `taken`. Drawn below the kernel's range of ephemeral ports, which port-0
+    listeners and outgoing connections take: a server stopped and started again on its port
+    (the tests' outages) still finds it free while other tests run beside it. Each
+    pytest-xdist worker draws from a block of its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) % 8 if worker[2:].isdigit() else 0
+    top = _ephemeral_start() - index * _BLOCK
+    if top - _BLOCK >= 1024:
+        start = random.randrange(_BLOCK)  # noqa: S311 (spreads ports; no secret)
+        for i in range(_BLOCK):
+            port = top - _BLOCK + (start + i) % _BLOCK
+            if port not in taken and _bindable(port):
+                return port
+    while True:  # no room below the ephemeral range: any port the kernel gives
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class PrivateCluster:

@@ -126,7 +126,8 @@ async def journalled_daemon(tmp_path: Path, dsn: str) -> AsyncIterator[tuple[Sim
             await proc.stop()
         await sim.stop()
         if os.environ.get("KEEP_LOG"):
-            shutil.copy(proc.log, "/tmp/outage.log")
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # one file per xdist worker
+            shutil.copy(proc.log, f"/tmp/outage{'-' + worker if worker else ''}.log")
 
 
 async def assert_each_row_once(repo: Repository, sim: Simulator, callers: list[str]) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from recorder.config.model import S3Config, Secret
+from recorder.devtools.pgcluster import free_port
 
 ACCESS, SECRET = "verbatim-test", "verbatim-test-secret"
 BUCKET = "recordings"
@@ -35,14 +35,12 @@ def weed_binary() -> str:
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    # Below the ephemeral range (free_port): a test stops the server for 30 s and starts it
+    # again on the same ports while the other xdist worker's tests open listeners.
+    ports: list[int] = []
+    for _ in range(n):
+        ports.append(free_port(ports))
+    return ports
 
 
 class SeaweedFS:
