@@ -356,8 +356,9 @@ class Repository:
         return conn
 
     async def _drop_writes(self, gracefully: bool = False, close_s: float = 5) -> None:
-        """The writer's connection gone: closed at the end, or terminated after a failure (its
-        state, or its server's, is unknown: a fenced old primary would be found again)."""
+        """The writer's connection gone: closed at the end or once retired, or terminated after
+        a failure (its state, or its server's, is unknown: a fenced old primary would be found
+        again)."""
         conn, self._writes = self._writes, None
         self._batches = None  # a new connection may be to another server: its types read again
         if conn is None:

@@ -69,8 +69,8 @@ def find_bindir() -> Path:
     )
 
 
-# Ports free_port draws from: a block below the kernel's ephemeral range for each pytest-xdist
-# worker (its name's number), for each other program the first.
+# free_port's ports: blocks of this many below the kernel's ephemeral range, the n-th for
+# pytest-xdist's worker gw<n> (any other program draws from the first).
 _BLOCK = 1000
 
 
