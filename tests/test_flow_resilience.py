@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+from arisim import rest
 from arisim.audio import tone_map
 from structlog.testing import capture_logs
 
@@ -148,6 +151,40 @@ async def test_an_announcement_that_ended_while_disconnected_is_played_again(
         call, _legs, recs, _ = await st.call_rows(call_id)
         assert (call.status, call.outcome) == ("ended", "answered")
         assert [r.status for r in recs] == ["filed"]
+
+
+async def test_an_announcement_that_ends_as_the_daemon_asks_for_it_is_not_played_again(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The announcement ends just after the events connection is back, as the reconciliation
+    asks for it: Asterisk answers 404, and its PlaybackFinished comes on the other connection.
+    It ended, so the call goes on without it, once (before: the caller heard it twice)."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+        st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                          tone_hz=CALLER_HZ)  # fmt: skip
+        await st.settle()
+        (announcement,) = st.sim.playbacks.values()
+        await st.sim.drop_websockets()
+        key = "GET /playbacks/{playbackId}"
+        asked = rest.HANDLERS[key]
+
+        def ends_first(sim: Any, args: Any) -> Any:
+            if announcement.id in sim.playbacks:
+                sim.player.stop_playback(announcement)  # PlaybackFinished, on the WebSocket
+            return asked(sim, args)
+
+        monkeypatch.setitem(rest.HANDLERS, key, ends_first)
+        with capture_logs() as logs:
+            await st.connected()
+            await st.settle()
+        assert f"/playbacks/{announcement.id}" in {
+            r.path for r in st.sim.requests if r.method == "GET"}
+        assert not [x for x in logs if x["event"] == "consent.prompt_replayed"]
+        media = [r.params.get("media") for r in st.sim.requests
+                 if r.method == "POST" and "/play/" in r.path]  # fmt: skip
+        assert [m for m in media if m != "tone:ring"] == announcement.media, media
+        await st.until_bridged()
 
 
 async def test_hangup_while_disconnected_closes_the_call_after_reconnect(

@@ -51,6 +51,7 @@ from recorder.ari.events import (
     ChannelInfo,
     Event,
     EventError,
+    PlaybackFinished,
     parse_bridge,
     parse_channel,
 )
@@ -119,6 +120,10 @@ class AsteriskClock:
 # Steps whose commands may wait in the call lanes at once before the consumer stops taking events.
 MAX_BACKLOG = 10_000
 
+# How long a reconciliation that found a playback gone waits for its PlaybackFinished, which may
+# come on the events connection just after the GET's 404 (`Daemon._not_lost`).
+LOST_PLAYBACK_GRACE_S = 0.2
+
 
 # When a step's event arrived (time.monotonic), until its first request takes it: shared by the
 # step's lanes (one step may touch two calls), empty once taken or for a step of no event.
@@ -155,6 +160,9 @@ class Daemon:
         self.adopted = False
         self.ready = asyncio.Event()  # set once the first reconciliation has run
         self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
+        # Playbacks whose PlaybackFinished arrived since the events connection came back, while
+        # its reconciliation is due (None otherwise): not lost, whatever their GET answered.
+        self._finished: set[str] | None = None
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
         # call id ("" for commands of no call) -> the batches its lane has yet to carry out,
@@ -221,6 +229,7 @@ class Daemon:
         await self.stream.stop()
 
     async def _on_connected(self) -> None:
+        self._finished = set()
         await self.queue.put(_Reconcile())
 
     async def _on_event(self, event: Event) -> None:
@@ -228,6 +237,8 @@ class Daemon:
             event = dataclasses.replace(event, asterisk_id=self.asterisk_id)
         self.clock.seen(event.timestamp)
         self._arrived[id(event)] = time.monotonic()
+        if self._finished is not None and isinstance(event, PlaybackFinished):
+            self._finished.add(event.playback.id)
         await self.queue.put(event)
 
     async def _consume(self) -> None:
@@ -265,9 +276,13 @@ class Daemon:
                     log.error("ari.subscribe_failed", error=str(exc))
             refile = [] if self.adopted else await self._adopt_open_calls()
             snapshot = await self._snapshot()
+            if snapshot.lost_playbacks:
+                snapshot = await self._not_lost(snapshot)
         except AriError as exc:
             log.error("ari.reconcile_failed", error=str(exc))
             return
+        finally:
+            self._finished = None
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
         await self._dispatch(refile + commands)
         self.ready.set()
@@ -352,6 +367,15 @@ class Daemon:
         lost = frozenset([p for p in playbacks_to_check(self.state)
                           if await self._playback_gone(p)])
         return AriSnapshot(self.asterisk_id, channels, bridges, fates, lost)
+
+    async def _not_lost(self, snapshot: AriSnapshot) -> AriSnapshot:
+        """A playback that ended after the events connection came back is gone (404) too, yet
+        its PlaybackFinished is on its way, or queued behind this reconciliation: it is not
+        played again (the caller would hear it twice). The event and the answer come on two
+        connections, so the event is given LOST_PLAYBACK_GRACE_S to arrive."""
+        await asyncio.sleep(LOST_PLAYBACK_GRACE_S)
+        ended = self._finished or set()
+        return dataclasses.replace(snapshot, lost_playbacks=snapshot.lost_playbacks - ended)
 
     async def _playback_gone(self, playback_id: str) -> bool:
         """Whether Asterisk has no such playback (404). Unknown (an error) counts as still
