@@ -161,8 +161,10 @@ class Daemon:
         self.ready = asyncio.Event()  # set once the first reconciliation has run
         self.queue: asyncio.Queue[Event | _Reconcile] = asyncio.Queue()
         # Playbacks whose PlaybackFinished arrived since the events connection came back, while
-        # its reconciliation is due (None otherwise): not lost, whatever their GET answered.
+        # a reconciliation is due (None otherwise): not lost, whatever their GET answered. Kept
+        # until the last due one has run (a playback's id is never used again).
         self._finished: set[str] | None = None
+        self._reconciles_due = 0
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
         # call id ("" for commands of no call) -> the batches its lane has yet to carry out,
@@ -229,7 +231,9 @@ class Daemon:
         await self.stream.stop()
 
     async def _on_connected(self) -> None:
-        self._finished = set()
+        if self._finished is None:
+            self._finished = set()
+        self._reconciles_due += 1
         await self.queue.put(_Reconcile())
 
     async def _on_event(self, event: Event) -> None:
@@ -282,7 +286,9 @@ class Daemon:
             log.error("ari.reconcile_failed", error=str(exc))
             return
         finally:
-            self._finished = None
+            self._reconciles_due -= 1
+            if self._reconciles_due <= 0:
+                self._finished, self._reconciles_due = None, 0
         self.state, commands = reconcile(self.state, snapshot, self.settings, self.clock.now())
         await self._dispatch(refile + commands)
         self.ready.set()
