@@ -96,22 +96,30 @@ jurisdiction:
 """
 
 
+async def _new_york_caller_talking_to(st: Stack, extension: str,
+                                      outside: str) -> tuple[str, str]:
+    """A New York caller (one-party) talking to `extension`; `outside`, reached over the trunk,
+    answers after a second when dialled. The caller's channel and the call's id."""
+    st.sim.set_endpoint(f"PJSIP/{extension}", result="answer", answer_after=1.0,
+                        tone_hz=CALLEE_HZ)  # fmt: skip
+    st.sim.set_endpoint(f"PJSIP/{outside}@trunk", result="answer", answer_after=1.0,
+                        tone_hz=1900)
+    caller = st.sim.start_call(caller_number="2125550100", args=["inbound", extension],
+                               tone_hz=CALLER_HZ)
+    await st.settle()
+    return caller.id, await st.until_bridged()
+
+
 async def _transferred_to_california(st: Stack) -> tuple[str, str]:
     """A New York caller talks to extension 301 (one-party), who blind-transfers the call to
     San Francisco (all-party); the target has just answered. The caller's channel and the
     call's id."""
-    st.sim.set_endpoint("PJSIP/301", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-    st.sim.set_endpoint(f"PJSIP/{CALIFORNIA}@trunk", result="answer", answer_after=1.0,
-                        tone_hz=1900)
-    caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "301"],
-                               tone_hz=CALLER_HZ)
-    await st.settle()
-    call_id = await st.until_bridged()
+    caller_id, call_id = await _new_york_caller_talking_to(st, "301", CALIFORNIA)
     await st.advance(2.0)
     st.sim.blind_transfer(dialled(st.sim, call_id), CALIFORNIA)
     await st.settle()
     await st.advance(1.5)  # the target answers
-    return caller.id, call_id
+    return caller_id, call_id
 
 
 async def test_a_party_joining_from_an_all_party_state_is_announced_to_everyone(
@@ -155,13 +163,7 @@ async def test_a_party_joining_by_attended_transfer_is_announced_like_any_joiner
     policy.write_text(POLICY.replace('"^3"', '"^[23]"'))
     outside = "14155550123"
     async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
-        st.sim.set_endpoint("PJSIP/200", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-        st.sim.set_endpoint(f"PJSIP/{outside}@trunk", result="answer", answer_after=1.0,
-                            tone_hz=1900)
-        caller = st.sim.start_call(caller_number="2125550100", args=["inbound", "200"],
-                                   tone_hz=CALLER_HZ)
-        await st.settle()
-        first = await st.until_bridged()
+        caller_id, first = await _new_york_caller_talking_to(st, "200", outside)
         await st.advance(1.0)
         consult = st.sim.start_call(endpoint="PJSIP/200", caller_number="200",
                                     args=["outbound", outside], tone_hz=CALLEE_HZ)
@@ -174,7 +176,7 @@ async def test_a_party_joining_by_attended_transfer_is_announced_like_any_joiner
         st.sim.attended_transfer(f"{first}-l2", consult.id)
         await st.settle()
         await st.advance(4.0)
-        st.sim.hangup(caller.id)
+        st.sim.hangup(caller_id)
         await st.settle()
         rows = await consent_rows(st.repo.pool, first)
         assert [(r.party, r.prompt, r.announcement) for r in rows] == [
