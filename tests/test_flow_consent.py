@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from recorder.ari.events import parse_timestamp
 from recorder.policy import consent_rows
 from tests.harness.calls import CALLEE_HZ, CALLER_HZ, dialled
@@ -15,18 +17,24 @@ def times(sim: object, etype: str) -> list[float]:
     return [parse_timestamp(e["timestamp"]).timestamp() for e in events]
 
 
+async def _all_party_caller_to_201(st: Stack) -> tuple[str, str]:
+    """A San Francisco caller (all-party: CA) to 201, who answers after a second: the caller's
+    channel and, once the parties are bridged, the call's id."""
+    st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
+    caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
+                               tone_hz=CALLER_HZ)
+    await st.settle()
+    return caller.id, await st.until_bridged()
+
+
 async def test_all_party_caller_and_callee_hear_the_prompt_before_recording(
     tmp_path: Path, pg_dsn: str
 ) -> None:
     policy = extensions_announced(tmp_path)  # 201 hears its prompt too
     async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
-        st.sim.set_endpoint("PJSIP/201", result="answer", answer_after=1.0, tone_hz=CALLEE_HZ)
-        caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "201"],
-                                   tone_hz=CALLER_HZ)  # San Francisco: all-party (CA)
-        await st.settle()
-        call_id = await st.until_bridged()
+        caller_id, call_id = await _all_party_caller_to_201(st)
         await st.advance(2.0)
-        st.sim.hangup(caller.id)
+        st.sim.hangup(caller_id)
         await st.settle()
         prompts = [e for e in st.sim.events("PlaybackFinished")
                    if "consent-all-party" in e["playback"]["media_uri"]]
@@ -40,6 +48,35 @@ async def test_all_party_caller_and_callee_hear_the_prompt_before_recording(
         assert rows[0].state == "CA"
         call = await st.repo.call(call_id)
         assert call is not None and call.recorded is True and call.retention_class
+
+
+async def test_a_prompt_asterisk_lacks_is_no_consent_and_the_call_is_recorded_anyway(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The all-party prompt is not installed: Asterisk ends each playback at once, "failed".
+    Neither party heard it, so neither row says "finished" (before, both did: the audit trail
+    claimed an announcement nobody heard); ops get an error per prompt; the call is put
+    through and recorded whole (a missed recording is the worse failure, as in hook mode)."""
+    policy = extensions_announced(tmp_path)
+    async with running_stack(tmp_path, pg_dsn, policy_file=policy) as st:
+        st.sim.dialplan.default_sound_seconds = None  # only verbatim/consent is installed
+        with capture_logs() as logs:
+            caller_id, call_id = await _all_party_caller_to_201(st)
+            await st.advance(4.0)
+            st.sim.hangup(caller_id)
+            await st.settle()
+        failed = [e["playback"]["state"] for e in st.sim.events("PlaybackFinished")
+                  if e["playback"]["media_uri"].startswith("sound:")]
+        assert failed == ["failed", "failed"]  # the caller's, then the callee's
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played) for r in rows] == [
+            ("caller", "interrupted"), ("callee", "interrupted")]
+        errors = [(e["event"], e["media"]) for e in logs if e["log_level"] == "error"]
+        assert errors == [("consent.failed", "sound:verbatim/consent-all-party-en")] * 2
+        call, legs, recs, events = await st.call_rows(call_id)
+        assert call.recorded is True and recs
+        assert all(leg.covered_ms == leg.talked_ms for leg in legs if leg.talked_ms)
+        assert [e.kind for e in events].count("consent.failed") == 2
 
 
 async def test_opt_out_during_the_prompt_leaves_no_recording(

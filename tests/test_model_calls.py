@@ -439,3 +439,56 @@ def test_an_originated_callee_is_taken_as_answered_once_in_the_app(announced: bo
         name = run.recording()
         out = run.feed(b.recording(5.1, "started", name))
         assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+
+
+@pytest.mark.parametrize(("state", "hung_up", "played", "errors", "dialled"), [
+    ("done", False, "finished", [], True),
+    # Asterisk could not play the file (missing): never heard, so never "finished"; ops are
+    # told, and the call goes on, recorded (a missed recording is the worse failure)
+    ("failed", False, "interrupted", ["consent.failed"], True),
+    # the caller hung up during it (Asterisk says "failed" then too): no error, nobody dialled
+    ("failed", True, "interrupted", [], False),
+])
+def test_an_announcement_asterisk_could_not_play_is_not_taken_for_heard(
+    state: str, hung_up: bool, played: str, errors: list[str], dialled: bool
+) -> None:
+    run = Run(_announced_to_extensions())
+    start_inbound(run)
+    out = run.feed(b.hangup_request(2, CALLER)) if hung_up else []
+    out += run.feed(b.playback_finished(3, run.playback(0), state))
+    rows = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
+    assert [(r.party, r.played) for r in rows] == [("caller", played)]
+    assert [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"] == errors
+    assert bool(run.of(cmd.CreateChannel)) is dialled
+    assert ("consent.failed" in [c.event.kind for c in run.of(cmd.RecordEvent)]) is bool(errors)
+
+
+def test_a_callee_whose_announcement_asterisk_refuses_is_connected_and_recorded() -> None:
+    """The callee's announcement (extensions announced to) refused: it is not waited for (before,
+    the caller and callee stayed apart for good); the call is recorded, then bridged."""
+    run = Run(_announced_to_extensions())
+    start_inbound(run)
+    run.feed(b.playback_finished(3, run.playback(0)))
+    callee = run.dialled()
+    run.feed(b.dial(5, callee, "ANSWER"))
+    (play,) = [p for p in run.of(cmd.Play) if p.channel_id == callee]
+    out = run.feed(CommandFailed(timestamp=b.at(5.1), command=play, status=500, message="boom"))
+    assert run.of(cmd.StartRecording, out)
+    out = run.feed(b.recording(5.2, "started", run.recording()))
+    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    rows = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
+    assert [(r.party, r.played) for r in rows] == [
+        ("caller", "finished"), ("callee", "interrupted")]
+    assert "consent.failed" in [c.event.kind for c in run.of(cmd.RecordEvent)]
+
+
+def _announced_to_extensions() -> CallSettings:
+    """The built-in policy, the firm's extensions announced to (201 is one)."""
+    from dataclasses import replace
+
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    policy = load_policy(None, numbering_from(CallsConfig()))
+    to_extensions = replace(policy.announcements, to_extensions=True)
+    return CallSettings(policy=replace(policy, announcements=to_extensions))

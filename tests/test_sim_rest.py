@@ -246,6 +246,25 @@ async def test_playbacks(sim: Simulator, ari: AriClient) -> None:
     assert finished["playback"]["state"] == "done"
 
 
+async def test_a_playback_asterisk_cannot_play_or_finish_ends_failed(
+    sim: Simulator, ari: AriClient
+) -> None:
+    """res_stasis_playback.c: a sound Asterisk lacks is "playing", then at once "failed"; so is
+    one whose channel hangs up mid-way (the stream answers -1 on the hangup)."""
+    sim.dialplan.default_sound_seconds = None  # a sound not in the table is not installed
+    sim.dialplan.sounds["hello"] = 2.0
+    caller = await _answered_call(sim, ari)
+    await ari.call("POST", f"/channels/{caller}/play/p1", media="sound:missing")
+    await ari.call("POST", f"/channels/{caller}/play/p2", media="sound:hello")
+    await sim.advance(1.0)
+    sim.hangup(caller)
+    await sim.advance(0.5)
+    assert [(e["type"], e["playback"]["id"], e["playback"]["state"])
+            for e in ari.events if "playback" in e] == [
+        ("PlaybackStarted", "p1", "playing"), ("PlaybackFinished", "p1", "failed"),
+        ("PlaybackStarted", "p2", "playing"), ("PlaybackFinished", "p2", "failed")]
+
+
 async def test_stored_recordings(sim: Simulator, ari: AriClient, tmp_path: Path) -> None:
     caller = await _answered_call(sim, ari)
     await ari.call("POST", "/bridges", bridgeId="b")

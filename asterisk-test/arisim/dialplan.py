@@ -151,7 +151,9 @@ class Dialplan:
     endpoints: dict[str, EndpointBehaviour] = field(default_factory=dict)
     sounds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SOUNDS))
     dialplan_sounds: dict[str, float] = field(default_factory=lambda: dict(DIALPLAN_SOUNDS))
-    default_sound_seconds: float = 3.0
+    # How long an ARI `sound:` playback of a name not in `sounds` lasts; None: such a name is
+    # a file Asterisk lacks, and its playback fails at once (recorder tests of a missing prompt)
+    default_sound_seconds: float | None = 3.0
     default_behaviour: EndpointBehaviour = field(default_factory=EndpointBehaviour)
     applicationmap: dict[str, Feature] = field(default_factory=dict)
     # (context, pattern) -> label -> priority, for Goto/GotoIf/Gosub targets
@@ -189,7 +191,8 @@ class Dialplan:
                 return [(app, data.replace("${EXTEN}", exten)) for app, data in steps]
         return None
 
-    def sound_seconds(self, name: str) -> float:
+    def sound_seconds(self, name: str) -> float | None:
+        """An ARI `sound:` playback's length; None: Asterisk has no such file."""
         return self.sounds.get(name, self.default_sound_seconds)
 
     def playback_seconds(self, name: str) -> float:
@@ -201,10 +204,10 @@ class Dialplan:
 
     def stream_seconds(self, name: str) -> float:
         """AGI STREAM FILE: `dialplan_sounds`, then `sounds` (unknown: default_sound_seconds,
-        as ARI `sound:` media)."""
+        as ARI `sound:` media; 0 s when there is none)."""
         if name in self.dialplan_sounds:
             return self.dialplan_sounds[name]
-        return self.sound_seconds(name)
+        return self.sound_seconds(name) or 0.0
 
     def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""

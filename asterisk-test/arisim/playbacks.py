@@ -1,10 +1,13 @@
 """Playbacks on channels and bridges (res/res_stasis_playback.c).
 
 Per media URI: PlaybackStarted (state playing), then PlaybackContinuing (more media follow) or
-PlaybackFinished (state done). Playbacks on a channel queue behind each other, as commands on the
-channel's control queue do. `sound:` lasts its length from the sounds table (default 3 s),
-`tone:` until stopped, `recording:` the stored file's length. A channel playback is heard by that
-channel only: it never reaches a bridge recording.
+PlaybackFinished (state done). A `sound:` Asterisk has no file for (not in the sounds table, and
+no default length) ends at once in PlaybackFinished state "failed" (play_on_channel publishes
+"playing" before ast_control_streamfile_lang fails), and so does the playback of a channel that
+hangs up (the stream answers -1: playback_final_update makes it "failed"). Playbacks on a
+channel queue behind each other, as commands on the channel's control queue do. `sound:` lasts
+its length from the sounds table, `tone:` until stopped, `recording:` the stored file's length.
+A channel playback is heard by that channel only: it never reaches a bridge recording.
 
 The part hears `HangupStarted` (the channel's control queue is flushed) and `BridgeDestroying`
 on the bus.
@@ -34,7 +37,7 @@ class Player:
         """Length of one media URI in seconds; None plays until stopped (tones)."""
         scheme, _, rest = uri.partition(":")
         if scheme == "sound":
-            return self.world.dialplan.sound_seconds(rest)
+            return self.world.dialplan.sound_seconds(rest) or 0.0
         if scheme == "tone":
             return None
         if scheme == "recording":
@@ -83,6 +86,10 @@ class Player:
     def _start_media(self, pb: Playback) -> None:
         pb.state = "playing"
         self._emit_playback("PlaybackStarted", pb)
+        scheme, _, name = pb.media[pb.index].partition(":")
+        if scheme == "sound" and self.world.dialplan.sound_seconds(name) is None:
+            self._media_done(pb, failed=True)
+            return
         seconds = self.media_seconds(pb.media[pb.index])
         if seconds is not None:
             self._run_for(pb, seconds)
@@ -90,7 +97,7 @@ class Player:
     def _run_for(self, pb: Playback, seconds: float) -> None:
         pb.timer = self.world.schedule(seconds, lambda: self._media_done(pb), f"playback {pb.id}")
 
-    def _media_done(self, pb: Playback) -> None:
+    def _media_done(self, pb: Playback, failed: bool = False) -> None:
         pb.timer = None
         if pb.index < len(pb.media) - 1:
             pb.state = "continuing"
@@ -98,13 +105,13 @@ class Player:
             pb.index += 1
             self._start_media(pb)
         else:
-            self._finish(pb)
+            self._finish(pb, state="failed" if failed else "done")
 
-    def _finish(self, pb: Playback, publish: bool = True) -> None:
+    def _finish(self, pb: Playback, publish: bool = True, state: str = "done") -> None:
         if pb.timer is not None:
             pb.timer.cancel()
             pb.timer = None
-        pb.state = "done"
+        pb.state = state
         self.world.playbacks.pop(pb.id, None)
         if publish:
             self._emit_playback("PlaybackFinished", pb)
@@ -153,7 +160,7 @@ class Player:
             pb = self.world.playbacks.get(ch.playing)
             ch.playing = None
             if pb is not None:
-                self._finish(pb)
+                self._finish(pb, state="failed")
 
     def stop_bridge_playbacks(self, bridge: Bridge) -> None:
         for pb in list(self.world.playbacks.values()):

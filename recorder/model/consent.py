@@ -149,6 +149,13 @@ def audit(s: Step, prompt: Prompt, played: str, dtmf: str | None = None,
              mode=ann.mode, dtmf=dtmf)
 
 
+def consent_failed(s: Step, channel_id: str, media: str, error: str) -> None:
+    """An announcement Asterisk could not play, its party still there: stored for the call's
+    story, and an error for ops (a prompt file to mend before the next call)."""
+    s.record("consent.failed", channel_id, media=media, error=error)
+    s.log("consent.failed", "error", channel_id=channel_id, media=media, error=error)
+
+
 def present_parties(call: Call) -> list[Party]:
     """The parties on the call now (not the Local conduits, not who left or was replaced)."""
     parties = []

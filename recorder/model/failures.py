@@ -19,6 +19,7 @@ from recorder.model.segments import close_recording, recording_ended
 from recorder.model.sessions import answer_waiting
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import snoop_leg, snooped_leg
+from recorder.model.starting import after_prompt
 from recorder.model.state import CONSENT, REC_FAILED, REC_LIVE, ModelState
 
 # Settles a refusal only its mode knows about; True: nothing more to report.
@@ -73,10 +74,14 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
 def stasis_then(s: Step, failed: cmd.Command) -> None:
     call = s.call
     if isinstance(failed, cmd.Play) and (prompt := call.prompts.get(failed.playback_id)):
-        # never played: its row says so now, and no reconciliation takes it for one to play
-        # again (recorder.model.starting.playback_lost)
+        # Never played: its row says so now, and no reconciliation takes it for one to play
+        # again (recorder.model.starting.playback_lost). The call goes on as after any
+        # announcement, recorded (a missed recording is the worse failure): before, a callee
+        # or transfer target whose announcement was refused waited for its end for good.
         audit(s, prompt, "interrupted")
-    if isinstance(failed, cmd.Play) and call.phase == CONSENT:
+        s.record("consent.failed", prompt.channel_id, media=failed.media)
+        after_prompt(s, prompt.to, prompt.leg)
+    elif isinstance(failed, cmd.Play) and call.phase == CONSENT:
         s.record("consent.failed", call.caller_channel, media=failed.media)
         call.stasis.playback_id = call.stasis.playback_kind = None
         dial(s)

@@ -34,6 +34,7 @@ from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
+    consent_failed,
     decide_at_start,
     due_for,
     note_prompt,
@@ -335,9 +336,7 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
             # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
             # failure), and the missing announcement is an error for ops to mend.
             call.prompts.pop(prompt.playback_id, None)
-            s.record("consent.failed", leg_id, media=prompt.media, error=e.error)
-            s.log("consent.failed", "error", channel_id=leg_id, media=prompt.media,
-                  error=e.error)
+            consent_failed(s, leg_id, prompt.media, e.error)
         refused = e.digit is not None and e.digit == prompt.opt_out_dtmf
         if not refused:
             if e.error is None:

@@ -11,6 +11,7 @@ from recorder.common.direction import DIRECTIONS
 from recorder.model import commands as cmd
 from recorder.model.consent import (
     audit,
+    consent_failed,
     decide_at_start,
     due_for,
     opt_out,
@@ -116,10 +117,18 @@ def new_call(state: ModelState, e: ev.StasisStart, settings: CallSettings) -> Re
 
 
 def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
+    """A playback ended. State "failed" (res_stasis_playback.c playback_final_update): Asterisk
+    could not play the file (missing, unreadable), or its channel hung up meanwhile. An
+    announcement that failed was not heard: its row says "interrupted", never "finished", and
+    the call goes on as after any announcement (recorded: a missed recording is the worse
+    failure, as in hook mode); a file that failed, its party still there, is an error."""
     call = s.call
+    failed = e.playback.state == "failed"
     prompt = call.prompts.get(e.playback.id)
     if prompt is not None:
-        audit(s, prompt, "finished")
+        audit(s, prompt, "interrupted" if failed else "finished")
+        if failed and not _hanging_up(call, prompt.leg):
+            consent_failed(s, prompt.channel_id, prompt.media, "Asterisk could not play it")
         after_prompt(s, prompt.to, prompt.leg)
         return
     if e.playback.id != call.stasis.playback_id:
@@ -127,8 +136,17 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
     kind = call.stasis.playback_kind
     call.stasis.playback_id = call.stasis.playback_kind = None
     if kind == "consent" and call.phase == CONSENT:
-        s.record("consent.played", call.caller_channel, media=s.settings.consent_media)
+        media = s.settings.consent_media
+        if not failed:
+            s.record("consent.played", call.caller_channel, media=media)
+        elif not _hanging_up(call, call.caller_channel):
+            consent_failed(s, call.caller_channel, media, "Asterisk could not play it")
         dial(s)
+
+
+def _hanging_up(call: Call, leg_id: str) -> bool:
+    leg = call.legs.get(leg_id)
+    return leg is None or leg.state == LEG_GONE or leg.hangup_cause is not None
 
 
 def playback_lost(s: Step, e: PlaybackLost) -> None:

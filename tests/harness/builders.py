@@ -67,8 +67,8 @@ def state_change(t: float, channel_id: str, state: str) -> ev.ChannelStateChange
     return ev.ChannelStateChange(timestamp=at(t), asterisk_id=AST, channel=chan(channel_id, state))
 
 
-def playback_finished(t: float, playback_id: str) -> ev.PlaybackFinished:
-    info = ev.PlaybackInfo(playback_id, "sound:x", "channel:x", "done")
+def playback_finished(t: float, playback_id: str, state: str = "done") -> ev.PlaybackFinished:
+    info = ev.PlaybackInfo(playback_id, "sound:x", "channel:x", state)
     return ev.PlaybackFinished(timestamp=at(t), asterisk_id=AST, playback=info)
 
 
