@@ -463,23 +463,34 @@ def test_an_announcement_asterisk_could_not_play_is_not_taken_for_heard(
     assert ("consent.failed" in [c.event.kind for c in run.of(cmd.RecordEvent)]) is bool(errors)
 
 
-def test_a_callee_whose_announcement_asterisk_refuses_is_connected_and_recorded() -> None:
+@pytest.mark.parametrize(("status", "connected", "errors"), [
+    (500, True, ["ari.request_failed"]),  # Asterisk in trouble: the call goes on, recorded
+    (404, False, []),  # the callee hung up as it was asked for: no failure, nothing goes on
+])
+def test_a_callee_whose_announcement_asterisk_refuses_is_connected_and_recorded(
+    status: int, connected: bool, errors: list[str]
+) -> None:
     """The callee's announcement (extensions announced to) refused: it is not waited for (before,
-    the caller and callee stayed apart for good); the call is recorded, then bridged."""
+    the caller and callee stayed apart for good); the call is recorded, then bridged. Refused
+    because the callee is gone (404): its row says interrupted, and its hang-up ends the call."""
     run = Run(_announced_to_extensions())
     start_inbound(run)
     run.feed(b.playback_finished(3, run.playback(0)))
     callee = run.dialled()
     run.feed(b.dial(5, callee, "ANSWER"))
     (play,) = [p for p in run.of(cmd.Play) if p.channel_id == callee]
-    out = run.feed(CommandFailed(timestamp=b.at(5.1), command=play, status=500, message="boom"))
-    assert run.of(cmd.StartRecording, out)
-    out = run.feed(b.recording(5.2, "started", run.recording()))
-    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    out = run.feed(CommandFailed(timestamp=b.at(5.1), command=play, status=status,
+                                 message="boom"))
+    assert [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"] == errors
+    assert bool(run.of(cmd.StartRecording, out)) is connected
+    if connected:
+        out = run.feed(b.recording(5.2, "started", run.recording()))
+        assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
     rows = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
     assert [(r.party, r.played) for r in rows] == [
         ("caller", "finished"), ("callee", "interrupted")]
-    assert "consent.failed" in [c.event.kind for c in run.of(cmd.RecordEvent)]
+    kinds = [c.event.kind for c in run.of(cmd.RecordEvent)]
+    assert ("consent.failed" in kinds) is connected
 
 
 def _announced_to_extensions() -> CallSettings:

@@ -63,6 +63,14 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
         return True
     if isinstance(failed, cmd.StopRecording | cmd.StopPlayback | cmd.DestroyBridge):
         return True  # already over: the event that says so comes, or came, by itself
+    if isinstance(failed, cmd.Play) and e.status == 404:
+        # The channel is gone (a party who hung up as its announcement was asked for): no
+        # failure, and nothing goes on for it; its hang-up's events end or carry the call.
+        if (prompt := call.prompts.get(failed.playback_id)) is not None:
+            audit(s, prompt, "interrupted")
+        if failed.playback_id == call.stasis.playback_id:
+            call.stasis.playback_id = call.stasis.playback_kind = None
+        return True
     if isinstance(failed, cmd.Hangup):
         leg = call.legs.get(failed.channel_id)
         if e.status == 404 and leg is not None:

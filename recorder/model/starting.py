@@ -145,8 +145,12 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
 
 
 def _hanging_up(call: Call, leg_id: str) -> bool:
+    """Whether the party is leaving: its playback "failed" for that, not for a missing file.
+    (A hang-up that ends the call audits its prompts first, begin_end; this is for those that
+    outlive one: a transferer's, or an end Asterisk reported before the hang-up.)"""
     leg = call.legs.get(leg_id)
-    return leg is None or leg.state == LEG_GONE or leg.hangup_cause is not None
+    return (leg is None or leg.state == LEG_GONE or leg.hangup_cause is not None
+            or leg.stasis.replaced_by is not None)
 
 
 def playback_lost(s: Step, e: PlaybackLost) -> None:
