@@ -14,7 +14,7 @@ from types import UnionType
 from typing import Any
 
 from recorder.ari import events as ev
-from recorder.db.mapping import call_rows
+from recorder.db.mapping import call_rows, call_state
 from recorder.db.rows import CallRows
 from recorder.model import commands as cmd
 from recorder.model import snapshot
@@ -51,7 +51,12 @@ class Run:
     def feed(self, event: ev.Event) -> list[cmd.Command]:
         """One step of the reducer; its commands (also kept in `commands`)."""
         before = self.state
+        was = _as_stored(before)
         out = self._stepped(*step(self.state, event, self.settings))
+        # The state handed in is never changed (recorder.model.state): the writer tells a
+        # changed call by comparing the new with the old, and a change made to the old in place
+        # would be a snapshot never written.
+        assert _as_stored(before) == was, f"{type(event).__name__} changed the state handed in"
         # a step that changed nothing (the same state back) hangs up, logs, answers a hook, or
         # asks only about what the state knows: a request naming anything new would be one a
         # crash could lose
@@ -62,7 +67,11 @@ class Run:
 
     def reconcile(self, snap: AriSnapshot, now: datetime) -> list[cmd.Command]:
         """What the daemon does after a reconnect: Asterisk's state, as the events missed."""
-        return self._stepped(*reconcile(self.state, snap, self.settings, now))
+        before = self.state
+        was = _as_stored(before)
+        out = self._stepped(*reconcile(self.state, snap, self.settings, now))
+        assert _as_stored(before) == was, "reconcile changed the state handed in"
+        return out
 
     def _stepped(self, state: ModelState, out: list[cmd.Command]) -> list[cmd.Command]:
         """Every step of every model test ends here, with what the model returned; what it
@@ -149,3 +158,10 @@ def to_bridged(run: Run) -> tuple[str, str, str]:
     run.feed(b.recording(5.01, "started", name))
     run.feed(b.entered(5.02, run.bridge(), callee))
     return call_id, callee, name
+
+
+def _as_stored(state: ModelState) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every call of `state` as its stored snapshot, and the pending Local halves: what a
+    step must leave as it found them."""
+    return ({k: bytes(call_state(c)) for k, c in state.calls.items()},
+            dict(state.pending_locals))
