@@ -466,6 +466,7 @@ def test_an_announcement_asterisk_could_not_play_is_not_taken_for_heard(
 @pytest.mark.parametrize(("status", "connected", "errors"), [
     (500, True, ["ari.request_failed"]),  # Asterisk in trouble: the call goes on, recorded
     (404, False, []),  # the callee hung up as it was asked for: no failure, nothing goes on
+    (409, False, []),  # ... and had left the app to be hung up, not yet destroyed
 ])
 def test_a_callee_whose_announcement_asterisk_refuses_is_connected_and_recorded(
     status: int, connected: bool, errors: list[str]
@@ -503,3 +504,27 @@ def _announced_to_extensions() -> CallSettings:
     policy = load_policy(None, numbering_from(CallsConfig()))
     to_extensions = replace(policy.announcements, to_extensions=True)
     return CallSettings(policy=replace(policy, announcements=to_extensions))
+
+
+@pytest.mark.parametrize(("kind", "status", "gone"), [
+    ("play", 404, True), ("play", 409, True), ("play", 500, False),
+    ("answer", 409, True), ("answer", 500, False),
+])
+def test_a_caller_who_hangs_up_as_the_daemon_asks_for_something_is_no_failure(
+    kind: str, status: int, gone: bool
+) -> None:
+    """A request about the caller refused because the caller is gone (404) or leaving the app
+    to be hung up (409) races the hang-up: no error, and nobody is dialled for a caller who
+    left (before, the callee's phone rang for nobody). Any other refusal is an error, and the
+    call goes on as it can."""
+    run = Run(_announced_to_extensions())
+    start_inbound(run)
+    failed = run.of(cmd.Play)[0] if kind == "play" else run.of(cmd.Answer)[0]
+    out = run.feed(CommandFailed(timestamp=b.at(1), command=failed, status=status,
+                                 message="Channel not in Stasis application"))
+    errors = [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"]
+    assert errors == ([] if gone else ["ari.request_failed"])
+    if kind == "play":
+        assert bool(run.of(cmd.CreateChannel)) is not gone  # a refused prompt: dialled anyway
+        rows = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
+        assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]

@@ -54,6 +54,19 @@ def failed_request(settle: Settle, then: Then | None = None) -> Handler:
     return handler
 
 
+def party_gone(c: cmd.Command, status: int) -> bool:
+    """Whether a refusal says only that the channel it names is gone or leaving as it hangs
+    up: a race with a hang-up, whose own events end or carry the call. A channel request
+    answers 404 once the channel is destroyed and 409 ("not in a Stasis application") once it
+    left the app to be hung up; addChannel answers 400 and 422 for the same two moments
+    (resource_channels.c find_control, resource_bridges.c control_find_by_channel_id)."""
+    if isinstance(c, cmd.AddChannel):
+        return status in (400, 422)
+    if isinstance(c, cmd.Play | cmd.Answer | cmd.ContinueInDialplan):
+        return status in (404, 409)
+    return False
+
+
 def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     call = s.call
     if isinstance(failed, cmd.StartRecording):
@@ -63,13 +76,17 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
         return True
     if isinstance(failed, cmd.StopRecording | cmd.StopPlayback | cmd.DestroyBridge):
         return True  # already over: the event that says so comes, or came, by itself
-    if isinstance(failed, cmd.Play) and e.status == 404:
-        # The channel is gone (a party who hung up as its announcement was asked for): no
-        # failure, and nothing goes on for it; its hang-up's events end or carry the call.
-        if (prompt := call.prompts.get(failed.playback_id)) is not None:
-            audit(s, prompt, "interrupted")
-        if failed.playback_id == call.stasis.playback_id:
-            call.stasis.playback_id = call.stasis.playback_kind = None
+    if party_gone(failed, e.status):
+        # No failure, and nothing goes on for it (before, a caller's refused announcement had
+        # the callee dialled after the caller had left): its hang-up's events end or carry
+        # the call. An announcement asked for as its party left was not heard.
+        if isinstance(failed, cmd.Play):
+            if (prompt := call.prompts.get(failed.playback_id)) is not None:
+                audit(s, prompt, "interrupted")
+            if failed.playback_id == call.stasis.playback_id:
+                call.stasis.playback_id = call.stasis.playback_kind = None
+        s.log("ari.request_refused", "debug", command=type(failed).__name__,
+              status=e.status, message=e.message)
         return True
     if isinstance(failed, cmd.Hangup):
         leg = call.legs.get(failed.channel_id)

@@ -61,6 +61,7 @@ from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
+from recorder.model.failures import party_gone
 from recorder.model.inputs import (
     ChannelChecked,
     CommandFailed,
@@ -575,7 +576,8 @@ class Daemon:
                 case _:
                     log.error("daemon.unknown_command", command=type(c).__name__)
         except AriError as exc:
-            level = "info" if exc.status == 404 else "warning"
+            # a request racing a hang-up is no fault (recorder.model.failures.party_gone)
+            level = "info" if exc.status == 404 or party_gone(c, exc.status) else "warning"
             getattr(log, level)(
                 "ari.request_failed",
                 call_id=c.call_id or None,
