@@ -9,7 +9,12 @@ import pytest
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model import snapshot
-from recorder.model.inputs import CommandFailed, RecordingFiled, RecordingFileFailed
+from recorder.model.inputs import (
+    CommandFailed,
+    RecordingFiled,
+    RecordingFileFailed,
+    RecordingRetryDue,
+)
 from recorder.model.settings import CallSettings
 from tests.harness import builders as b
 from tests.harness.model import CALLER, SETTINGS, Run, start_inbound, to_bridged, to_dialling
@@ -528,3 +533,57 @@ def test_a_caller_who_hangs_up_as_the_daemon_asks_for_something_is_no_failure(
         assert bool(run.of(cmd.CreateChannel)) is not gone  # a refused prompt: dialled anyway
         rows = [r for c in run.of(cmd.SaveConsent) for r in c.rows]
         assert [(r.party, r.played) for r in rows] == [("caller", "interrupted")]
+
+
+@pytest.mark.parametrize("how", ["ends at once", "refused"])
+def test_a_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(how: str) -> None:
+    """Asterisk cannot write the file (a full disk: RecordingStarted, then RecordingFinished at
+    once) or refuses the request: after max_recording_attempts segments in a row that could
+    not run, one error, then a try after 5 s, 15 s, then every 60 s (before: replaced at once,
+    for good, a loop of requests and warnings for every live call). A segment that runs again
+    starts the count afresh."""
+    run = Run()
+    call_id, _callee, _name = to_bridged(run)
+    t = 30.0
+    run.feed(b.recording(t, "finished", run.recording()))  # it ran 25 s: replaced at once
+
+    def fail_next() -> list[cmd.Command]:
+        nonlocal t
+        t += 0.1
+        if how == "refused":
+            return run.feed(CommandFailed(timestamp=b.at(t), command=run.of(cmd.StartRecording)[-1],
+                                          status=500, message="Internal Server Error"))
+        run.feed(b.recording(t, "started", run.recording()))
+        return run.feed(b.recording(t, "finished", run.recording()))
+
+    started = len(run.of(cmd.StartRecording))
+    outs = [fail_next() for _ in range(SETTINGS.max_recording_attempts)]
+    assert len(run.of(cmd.StartRecording)) == started + SETTINGS.max_recording_attempts - 1
+    assert [r.after_s for r in run.of(cmd.RetryRecording, outs[-1])] == [5.0]
+    errors = [c for out in outs for c in out if isinstance(c, cmd.Log) and c.level == "error"
+              and c.event == "recording.unavailable"]
+    assert len(errors) == 1
+    waits = []
+    for _ in range(3):  # each retry fails too: slower and slower, no new error line
+        out = run.feed(RecordingRetryDue(timestamp=b.at(t), call_id=call_id))
+        assert len(run.of(cmd.StartRecording, out)) == 1
+        out = fail_next()
+        waits += [r.after_s for r in run.of(cmd.RetryRecording, out)]
+        assert not [c for c in out if isinstance(c, cmd.Log) and c.event == "recording.unavailable"]
+    assert waits == [15.0, 60.0, 60.0]
+    # the disk is mended: the retry's segment runs, and a later gap is replaced at once again
+    run.feed(RecordingRetryDue(timestamp=b.at(t), call_id=call_id))
+    run.feed(b.recording(t + 0.1, "started", run.recording()))
+    out = run.feed(b.recording(t + 40, "finished", run.recording()))
+    assert run.of(cmd.StartRecording, out) and not run.of(cmd.RetryRecording, out)
+    assert run.call.stasis.recording_retries == 0
+
+
+def test_a_retry_due_after_the_call_ended_or_stopped_recording_asks_for_nothing() -> None:
+    run = Run()
+    call_id, _callee, _name = to_bridged(run)
+    out = run.feed(RecordingRetryDue(timestamp=b.at(20), call_id=call_id))
+    assert not run.of(cmd.StartRecording, out)  # it is being recorded
+    run.feed(b.hangup_request(30, CALLER))
+    out = run.feed(RecordingRetryDue(timestamp=b.at(31), call_id=call_id))
+    assert not run.of(cmd.StartRecording, out)

@@ -52,10 +52,11 @@ from recorder.model.inputs import (
     PlaybackLost,
     RecordingFiled,
     RecordingFileFailed,
+    RecordingRetryDue,
 )
 from recorder.model.outcomes import dial_status, dialled_leg_entered, on_state_change
 from recorder.model.routing import place
-from recorder.model.segments import on_filed, on_recording
+from recorder.model.segments import on_filed, on_recording, retry_due
 from recorder.model.settings import CallSettings
 from recorder.model.sharing import peers_entered, peers_left
 from recorder.model.starting import on_dtmf, on_new_channel, playback_done, playback_lost
@@ -107,6 +108,7 @@ HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
     (STASIS, ev.StasisStart): per_call(dialled_leg_entered),
     (STASIS, ev.PlaybackFinished): per_call(playback_done),
     (STASIS, PlaybackLost): per_call(playback_lost),
+    (STASIS, RecordingRetryDue): per_call(retry_due),
     (STASIS, ev.Dial): per_call(dial_status),
     (STASIS, ev.ChannelStateChange): on_state_change,
     (STASIS, ev.RecordingStarted): on_recording,

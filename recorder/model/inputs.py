@@ -31,6 +31,13 @@ class ChannelChecked(Event):
 
 
 @dataclass(frozen=True)
+class RecordingRetryDue(Event):
+    """The time a RetryRecording asked for has come (recorder.model.segments)."""
+
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
 class PlaybackLost(Event):
     """Reconciliation (recorder.model.reconcile): a playback the model waits on is not in
     Asterisk (404), and no event said how it ended: it ended while the daemon was away, or it

@@ -22,6 +22,7 @@ from recorder.model.inputs import (
     PlaybackLost,
     RecordingFiled,
     RecordingFileFailed,
+    RecordingRetryDue,
 )
 from recorder.model.state import CallMode, ModelState
 
@@ -109,6 +110,7 @@ _KEYS: dict[type, Callable[[ModelState, Any], str | None]] = {
     ev.Dial: lambda state, e: state.by_channel.get(e.peer.id),
     ev.PlaybackFinished: lambda state, e: state.by_playback.get(e.playback.id),
     PlaybackLost: lambda state, e: state.by_playback.get(e.playback_id),
+    RecordingRetryDue: lambda _state, e: e.call_id,
     ev.ChannelEnteredBridge: _bridge,
     ev.ChannelLeftBridge: _bridge,
     ev.BridgeDestroyed: _bridge,

@@ -17,7 +17,7 @@ from recorder.model.flow import (
     Step,
     for_call,
 )
-from recorder.model.inputs import RecordingFiled, RecordingFileFailed
+from recorder.model.inputs import RecordingFiled, RecordingFileFailed, RecordingRetryDue
 from recorder.model.phases import transition
 from recorder.model.settings import CallSettings
 from recorder.model.state import (
@@ -35,6 +35,16 @@ from recorder.model.state import (
     ModelState,
     Recording,
 )
+
+# A segment that ran less than this could not run: Asterisk reports a recording whose file it
+# cannot write (a full disk, a spool it may not write) as RecordingStarted then, at once,
+# RecordingFinished (res_stasis_recording.c record_file: "done" however the recording
+# returned), and a refused request fails it before it starts. Such segments are replaced at
+# once at most max_recording_attempts times in a row, then after RETRY_AFTER_S (the last one
+# repeated while the call is up): before, each was replaced at once, in a loop of requests,
+# gap warnings and missing files for every live call until the disk was mended.
+QUICK_SEGMENT_S = 2.0
+RETRY_AFTER_S = (5.0, 15.0, 60.0)
 
 
 def start_segment(s: Step) -> None:
@@ -183,14 +193,43 @@ def replace_segment(s: Step, ended: Recording) -> None:
     )
     s.record("recording.gap", recording=ended.name, reason=ended.error or "ended mid-call")
     call.gaps += 1
+    most = s.settings.max_recording_attempts
     if call.phase == RECORDING_PENDING:
         call.stasis.recording_retries += 1
-        if call.stasis.recording_retries >= s.settings.max_recording_attempts:
+        if call.stasis.recording_retries >= most:
             s.log("recording.unavailable", "error", attempts=call.stasis.recording_retries)
             s.record("recording.unavailable", attempts=call.stasis.recording_retries)
             connect_callee(s)
             return
+    elif _ran(ended):  # a segment that ran: a gap, replaced at once
+        call.stasis.recording_retries = 0
+    else:
+        call.stasis.recording_retries += 1
+        tries = call.stasis.recording_retries
+        if tries >= most:
+            if tries == most:  # said once; the slower tries that follow are info
+                s.log("recording.unavailable", "error", attempts=tries,
+                      error=ended.error or "the recording ended as it started")
+                s.record("recording.unavailable", attempts=tries)
+            after = RETRY_AFTER_S[min(tries - most, len(RETRY_AFTER_S) - 1)]
+            s.add(cmd.RetryRecording(call.call_id, after))
+            return
     start_segment(s)
+
+
+def _ran(rec: Recording) -> bool:
+    return (rec.started_at is not None and rec.ended_at is not None
+            and (rec.ended_at - rec.started_at).total_seconds() >= QUICK_SEGMENT_S)
+
+
+def retry_due(s: Step, e: RecordingRetryDue) -> None:
+    """A RetryRecording's time: a new segment, if the call is still up, to be recorded, and
+    without one."""
+    call = s.call
+    if (call.phase in (CONNECTING, BRIDGED) and call.stasis.current_recording is None
+            and call.record and not call.recording_due()):
+        s.log("recording.retry", attempts=call.stasis.recording_retries)
+        start_segment(s)
 
 
 def on_filed(state: ModelState, e: ev.Event, settings: CallSettings,

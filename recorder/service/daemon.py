@@ -68,6 +68,7 @@ from recorder.model.inputs import (
     ControlRequested,
     RecordingFiled,
     RecordingFileFailed,
+    RecordingRetryDue,
 )
 from recorder.model.reconcile import (
     ABSENT,
@@ -482,6 +483,8 @@ class Daemon:
                 self._spawn(self._control_done(command))
             elif isinstance(command, cmd.CheckChannel):
                 await self.queue.put(await self._check_channel(command))
+            elif isinstance(command, cmd.RetryRecording):
+                self._spawn(self._retry_later(command))
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.durable()
                 self._spawn(self._file(command))
@@ -603,6 +606,13 @@ class Daemon:
                             command=type(c).__name__, status=exc.status, error=exc.message)
         return ChannelChecked(timestamp=self.clock.now(), asterisk_id=self.asterisk_id,
                               call_id=c.call_id, channel_id=c.channel_id, exists=exists)
+
+    async def _retry_later(self, c: cmd.RetryRecording) -> None:
+        """The model's RecordingRetryDue, `after_s` from now (lost if the daemon stops first:
+        the call then stays without a recording, as `recording.unavailable` said)."""
+        await asyncio.sleep(c.after_s)
+        await self.queue.put(RecordingRetryDue(timestamp=self.clock.now(),
+                                               asterisk_id=self.asterisk_id, call_id=c.call_id))
 
     async def _failed(self, c: cmd.Command, status: int, message: str) -> str:
         """The model hears that request `c` was refused; what to tell a control about it."""
