@@ -14,6 +14,7 @@ from recorder.model.inputs import (
     HookCalled,
     HookPrompted,
     RecordingFiled,
+    RecordingRetryDue,
 )
 from recorder.model.settings import CallSettings
 from tests.harness import builders as b
@@ -138,6 +139,27 @@ def test_a_snoop_recording_ending_mid_call_is_replaced_and_the_gap_reported() ->
     assert hangup.channel_id == run.snoop(0)
     assert run.call.gaps == 1 and run.call.legs[A].hook.recording not in (None, s1)
     assert s2 in run.call.recordings
+
+
+def test_a_snoop_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop() -> None:
+    """Hook mode's side of recorder.model.segments.QUICK_SEGMENT_S: A's snoop recordings end
+    as they start (a full disk): after the first (it ran 4 s: replaced at once) three in a row,
+    then one error and a try after 5 s; the retry snoops A again (not B, recorded all along)."""
+    run = Run(SETTINGS)
+    s1, _s2 = bridged_pair(run)
+    name, t, out = s1, 4.0, []
+    for _ in range(1 + SETTINGS.max_recording_attempts):
+        run.feed(b.recording(t, "finished", name))
+        out = run.feed(checked(run, t, A, exists=True))
+        if run.of(cmd.Snoop, out):
+            name = snoop_runs(run, t + 0.01, out)
+        t += 0.1
+    assert len(run.of(cmd.Snoop)) == 2 + SETTINGS.max_recording_attempts
+    assert [r.after_s for r in run.of(cmd.RetryRecording, out)] == [5.0]
+    assert [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"] == [
+        "recording.unavailable"]
+    out = run.feed(RecordingRetryDue(timestamp=b.at(t + 5), call_id=run.call.call_id))
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]
 
 
 def gap_logged(out: list[cmd.Command]) -> bool:

@@ -59,6 +59,7 @@ from recorder.model.routing import place
 from recorder.model.segments import on_filed, on_recording, retry_due
 from recorder.model.settings import CallSettings
 from recorder.model.sharing import peers_entered, peers_left
+from recorder.model.snooping import snoop_retry_due
 from recorder.model.starting import on_dtmf, on_new_channel, playback_done, playback_lost
 from recorder.model.state import ENDED, REC_FILED, CallMode, ModelState
 from recorder.model.transfers import on_attended_transfer, on_blind_transfer
@@ -152,6 +153,7 @@ HANDLERS: dict[tuple[CallMode | None, type], Handler] = {
     (HOOK, ev.RecordingFailed): hooked_recording,
     (HOOK, CommandFailed): hooked_request_failed,
     (HOOK, ChannelChecked): per_call(checked),
+    (HOOK, RecordingRetryDue): per_call(snoop_retry_due),
     (HOOK, RecordingFiled): on_filed,
     (HOOK, RecordingFileFailed): on_filed,
 }

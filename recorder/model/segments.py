@@ -193,33 +193,41 @@ def replace_segment(s: Step, ended: Recording) -> None:
     )
     s.record("recording.gap", recording=ended.name, reason=ended.error or "ended mid-call")
     call.gaps += 1
-    most = s.settings.max_recording_attempts
     if call.phase == RECORDING_PENDING:
         call.stasis.recording_retries += 1
-        if call.stasis.recording_retries >= most:
+        if call.stasis.recording_retries >= s.settings.max_recording_attempts:
             s.log("recording.unavailable", "error", attempts=call.stasis.recording_retries)
             s.record("recording.unavailable", attempts=call.stasis.recording_retries)
             connect_callee(s)
             return
-    elif _ran(ended):  # a segment that ran: a gap, replaced at once
+    elif segment_ran(ended):  # a segment that ran: a gap, replaced at once
         call.stasis.recording_retries = 0
     else:
         call.stasis.recording_retries += 1
-        tries = call.stasis.recording_retries
-        if tries >= most:
-            if tries == most:  # said once; the slower tries that follow are info
-                s.log("recording.unavailable", "error", attempts=tries,
-                      error=ended.error or "the recording ended as it started")
-                s.record("recording.unavailable", attempts=tries)
-            after = RETRY_AFTER_S[min(tries - most, len(RETRY_AFTER_S) - 1)]
-            s.add(cmd.RetryRecording(call.call_id, after))
+        if retry_later(s, ended, call.stasis.recording_retries):
             return
     start_segment(s)
 
 
-def _ran(rec: Recording) -> bool:
+def segment_ran(rec: Recording) -> bool:
+    """Whether an ended recording ran: not one that could not (QUICK_SEGMENT_S)."""
     return (rec.started_at is not None and rec.ended_at is not None
             and (rec.ended_at - rec.started_at).total_seconds() >= QUICK_SEGMENT_S)
+
+
+def retry_later(s: Step, ended: Recording, tries: int) -> bool:
+    """After `tries` recordings in a row that could not run (either mode): True once they are
+    max_recording_attempts, with the error said once and a RetryRecording asked for."""
+    most = s.settings.max_recording_attempts
+    if tries < most:
+        return False
+    if tries == most:  # said once; the slower tries that follow are info
+        s.log("recording.unavailable", "error", recording=ended.name, attempts=tries,
+              error=ended.error or "the recording ended as it started")
+        s.record("recording.unavailable", attempts=tries)
+    after = RETRY_AFTER_S[min(tries - most, len(RETRY_AFTER_S) - 1)]
+    s.add(cmd.RetryRecording(s.call.call_id, after))
+    return True
 
 
 def retry_due(s: Step, e: RecordingRetryDue) -> None:
