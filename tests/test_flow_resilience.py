@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,37 @@ async def test_recording_ended_mid_call_is_followed_by_a_new_segment(
         # two files together cover the conversation (a request round trip may be lost)
         covered = covered_seconds([Path(r.path or "") for r in recs])
         assert (left - joined) - 0.2 <= covered <= (left - joined) + 0.1
+
+
+async def test_recordings_asterisk_cannot_keep_are_tried_again_later_not_in_a_loop(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Each new segment ends as it starts (Asterisk cannot write the file): three in a row, then
+    the daemon stops asking (one recording.unavailable error) until the call's retry time,
+    which its periodic task (every 5 s) finds passed: one more segment, which now runs."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        caller_id, call_id = await bridged_call(st)
+        await st.advance(3.0)  # the first segment ran 3 s: replaced at once when it ends
+        with capture_logs() as logs:
+            for _ in range(4):
+                st.sim.finish_recording(recordings(st.sim)[-1])
+                await st.settle()
+        asked = len(recordings(st.sim))
+        assert asked == 4  # the first, then three that could not run
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+            "recording.unavailable"]
+        await st.advance(6.0)  # the retry time passes (Asterisk's clock)
+        for _ in range(40):  # the periodic task looks every 5 s (real time)
+            if len(recordings(st.sim)) > asked:
+                break
+            await asyncio.sleep(0.25)
+        await st.settle()
+        assert len(recordings(st.sim)) == asked + 1
+        await st.advance(3.0)
+        st.sim.hangup(caller_id)
+        await st.settle()
+        _call, _legs, recs, _events = await st.call_rows(call_id)
+        assert sorted(r.status for r in recs).count("filed") == 5
 
 
 async def test_recording_failed_mid_call_is_a_failed_row_and_a_new_segment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.inputs import (
     CommandFailed,
+    ControlRequested,
     RecordingFiled,
     RecordingFileFailed,
     RecordingRetryDue,
@@ -551,39 +553,60 @@ def test_a_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(how: s
         nonlocal t
         t += 0.1
         if how == "refused":
-            return run.feed(CommandFailed(timestamp=b.at(t), command=run.of(cmd.StartRecording)[-1],
-                                          status=500, message="Internal Server Error"))
+            last = run.of(cmd.StartRecording)[-1]
+            return run.feed(CommandFailed(timestamp=b.at(t), command=last, status=500,
+                                          message="Internal Server Error"))
         run.feed(b.recording(t, "started", run.recording()))
         return run.feed(b.recording(t, "finished", run.recording()))
 
     started = len(run.of(cmd.StartRecording))
     outs = [fail_next() for _ in range(SETTINGS.max_recording_attempts)]
     assert len(run.of(cmd.StartRecording)) == started + SETTINGS.max_recording_attempts - 1
-    assert [r.after_s for r in run.of(cmd.RetryRecording, outs[-1])] == [5.0]
+    assert run.call.retry_at == b.at(t + 5)
     errors = [c for out in outs for c in out if isinstance(c, cmd.Log) and c.level == "error"
               and c.event == "recording.unavailable"]
     assert len(errors) == 1
-    waits = []
+    waits: list[float] = []
     for _ in range(3):  # each retry fails too: slower and slower, no new error line
-        out = run.feed(RecordingRetryDue(timestamp=b.at(t), call_id=call_id))
-        assert len(run.of(cmd.StartRecording, out)) == 1
+        due = run.call.retry_at
+        assert due is not None
+        early = run.feed(RecordingRetryDue(timestamp=due - timedelta(seconds=1), call_id=call_id))
+        assert not run.of(cmd.StartRecording, early)  # not yet
+        out = run.feed(RecordingRetryDue(timestamp=due, call_id=call_id))
+        assert len(run.of(cmd.StartRecording, out)) == 1 and run.call.retry_at is None
+        again = run.feed(RecordingRetryDue(timestamp=due, call_id=call_id))  # asked twice
+        assert not run.of(cmd.StartRecording, again)
+        t = (due - b.at(0)).total_seconds()
         out = fail_next()
-        waits += [r.after_s for r in run.of(cmd.RetryRecording, out)]
-        assert not [c for c in out if isinstance(c, cmd.Log) and c.event == "recording.unavailable"]
+        assert run.call.retry_at is not None
+        waits.append(round((run.call.retry_at - b.at(t)).total_seconds(), 3))
+        assert not [c for c in out if isinstance(c, cmd.Log) and c.level == "error"
+                    and c.event == "recording.unavailable"]
     assert waits == [15.0, 60.0, 60.0]
     # the disk is mended: the retry's segment runs, and a later gap is replaced at once again
-    run.feed(RecordingRetryDue(timestamp=b.at(t), call_id=call_id))
+    run.feed(RecordingRetryDue(timestamp=run.call.retry_at, call_id=call_id))
+    t += 60
     run.feed(b.recording(t + 0.1, "started", run.recording()))
     out = run.feed(b.recording(t + 40, "finished", run.recording()))
-    assert run.of(cmd.StartRecording, out) and not run.of(cmd.RetryRecording, out)
-    assert run.call.stasis.recording_retries == 0
+    assert run.of(cmd.StartRecording, out) and run.call.retry_at is None
 
 
-def test_a_retry_due_after_the_call_ended_or_stopped_recording_asks_for_nothing() -> None:
+def test_a_retry_due_asks_for_nothing_once_stopped_ended_or_recorded() -> None:
+    """A retry that comes due while the call is recorded, after staff stopped recording (a
+    stop control: the retry must not record what they asked not to keep), or after the end,
+    starts no segment."""
     run = Run()
-    call_id, _callee, _name = to_bridged(run)
+    call_id, _callee, name = to_bridged(run)
+    run.call.retry_at = b.at(20)  # as retry_later leaves it
     out = run.feed(RecordingRetryDue(timestamp=b.at(20), call_id=call_id))
     assert not run.of(cmd.StartRecording, out)  # it is being recorded
-    run.feed(b.hangup_request(30, CALLER))
+    run.feed(ControlRequested(timestamp=b.at(21), asterisk_id=b.AST, request_id=1,
+                              call_id=call_id, action="stop", by="crm"))
+    run.feed(b.recording(21.1, "finished", name))
+    run.call.retry_at = b.at(25)
+    out = run.feed(RecordingRetryDue(timestamp=b.at(25), call_id=call_id))
+    assert not run.of(cmd.StartRecording, out)
+    run.call.retry_at = b.at(30)
+    run.feed(b.hangup_request(29, CALLER))
     out = run.feed(RecordingRetryDue(timestamp=b.at(31), call_id=call_id))
     assert not run.of(cmd.StartRecording, out)

@@ -155,11 +155,12 @@ def test_a_snoop_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(
             name = snoop_runs(run, t + 0.01, out)
         t += 0.1
     assert len(run.of(cmd.Snoop)) == 2 + SETTINGS.max_recording_attempts
-    assert [r.after_s for r in run.of(cmd.RetryRecording, out)] == [5.0]
+    assert run.call.retry_at == b.at(t - 0.1 + 5)
     assert [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"] == [
         "recording.unavailable"]
-    out = run.feed(RecordingRetryDue(timestamp=b.at(t + 5), call_id=run.call.call_id))
+    out = run.feed(RecordingRetryDue(timestamp=run.call.retry_at, call_id=run.call.call_id))
     assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]
+    assert run.call.retry_at is None
 
 
 def gap_logged(out: list[cmd.Command]) -> bool:

@@ -112,14 +112,6 @@ class RecordChannel(Command):
 
 
 @dataclass(frozen=True)
-class RetryRecording(Command):
-    """No request: the daemon feeds the model a RecordingRetryDue for the call `after_s` from
-    now (a recording Asterisk ends as soon as it starts is not asked for again in a loop)."""
-
-    after_s: float
-
-
-@dataclass(frozen=True)
 class CheckChannel(Command):
     """GET /channels/{id}: whether Asterisk still has the channel, answered as a
     ChannelChecked input (hook mode: a snoop recording ended; a gap only if its leg lives)."""

@@ -32,7 +32,8 @@ class ChannelChecked(Event):
 
 @dataclass(frozen=True)
 class RecordingRetryDue(Event):
-    """The time a RetryRecording asked for has come (recorder.model.segments)."""
+    """A call's `retry_at` has passed (recorder.model.segments.retry_later): the daemon's
+    periodic task says so."""
 
     call_id: str = ""
 

@@ -5,6 +5,7 @@ ends while the call is up (the gap is logged), and take in the filed file's fact
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from recorder.ari import events as ev
@@ -41,8 +42,9 @@ from recorder.model.state import (
 # RecordingFinished (res_stasis_recording.c record_file: "done" however the recording
 # returned), and a refused request fails it before it starts. Such segments are replaced at
 # once at most max_recording_attempts times in a row, then after RETRY_AFTER_S (the last one
-# repeated while the call is up): before, each was replaced at once, in a loop of requests,
-# gap warnings and missing files for every live call until the disk was mended.
+# repeated while the call is up; the daemon's periodic task, every 5 s, says when): before,
+# each was replaced at once, in a loop of requests, gap warnings and missing files for every
+# live call until the disk was mended.
 QUICK_SEGMENT_S = 2.0
 RETRY_AFTER_S = (5.0, 15.0, 60.0)
 
@@ -200,12 +202,8 @@ def replace_segment(s: Step, ended: Recording) -> None:
             s.record("recording.unavailable", attempts=call.stasis.recording_retries)
             connect_callee(s)
             return
-    elif segment_ran(ended):  # a segment that ran: a gap, replaced at once
-        call.stasis.recording_retries = 0
-    else:
-        call.stasis.recording_retries += 1
-        if retry_later(s, ended, call.stasis.recording_retries):
-            return
+    elif retry_later(s, ended, could_not_run(call, ended.target)):
+        return
     start_segment(s)
 
 
@@ -215,28 +213,43 @@ def segment_ran(rec: Recording) -> bool:
             and (rec.ended_at - rec.started_at).total_seconds() >= QUICK_SEGMENT_S)
 
 
+def could_not_run(call: Call, target: str) -> int:
+    """How many recordings of `target` (the call's bridge, or a leg's snoop), the latest
+    first, ended in a row without running (`segment_ran`)."""
+    ended = sorted((r for r in call.recordings.values()
+                    if r.target == target and r.status not in REC_LIVE),
+                   key=lambda r: r.segment, reverse=True)
+    return next((n for n, rec in enumerate(ended) if segment_ran(rec)), len(ended))
+
+
 def retry_later(s: Step, ended: Recording, tries: int) -> bool:
     """After `tries` recordings in a row that could not run (either mode): True once they are
-    max_recording_attempts, with the error said once and a RetryRecording asked for."""
+    max_recording_attempts, the error said once and the call's `retry_at` set (one retry
+    pending at a time: the earliest stands)."""
     most = s.settings.max_recording_attempts
     if tries < most:
         return False
+    call = s.call
     if tries == most:  # said once; the slower tries that follow are info
         s.log("recording.unavailable", "error", recording=ended.name, attempts=tries,
               error=ended.error or "the recording ended as it started")
         s.record("recording.unavailable", attempts=tries)
     after = RETRY_AFTER_S[min(tries - most, len(RETRY_AFTER_S) - 1)]
-    s.add(cmd.RetryRecording(s.call.call_id, after))
+    if call.retry_at is None:
+        call.retry_at = s.at + timedelta(seconds=after)
     return True
 
 
 def retry_due(s: Step, e: RecordingRetryDue) -> None:
-    """A RetryRecording's time: a new segment, if the call is still up, to be recorded, and
-    without one."""
+    """The call's `retry_at` has passed: a new segment, if the call is still up, to be
+    recorded (no stop control open), and without one."""
     call = s.call
+    if call.retry_at is None or call.retry_at > s.at:
+        return  # asked for twice, or already taken
+    call.retry_at = None
     if (call.phase in (CONNECTING, BRIDGED) and call.stasis.current_recording is None
-            and call.record and not call.recording_due()):
-        s.log("recording.retry", attempts=call.stasis.recording_retries)
+            and call.record and not call.recording_due() and call.open_pause("stop") is None):
+        s.log("recording.retry", attempts=could_not_run(call, f"bridge:{call.bridge_id}"))
         start_segment(s)
 
 

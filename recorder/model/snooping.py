@@ -29,7 +29,7 @@ from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
 from recorder.model.inputs import RecordingRetryDue
-from recorder.model.segments import close_recording, retry_later, segment_ran
+from recorder.model.segments import close_recording, could_not_run, retry_later
 from recorder.model.sessions import answer_waiting
 from recorder.model.state import (
     FOLLOWING,
@@ -161,28 +161,23 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
     old = call.snoop_of(name)
     if old is not None and ended is not None and not ended.snoop_left:
         s.add(cmd.Hangup(call.call_id, old))  # a snoop left without its recording
-    if ended is not None and retry_later(s, ended, could_not_run(s, leg)):
-        return  # not in a loop (recorder.model.segments.QUICK_SEGMENT_S): retry_due
+    if ended is not None and retry_later(s, ended, could_not_run(call, ended.target)):
+        return  # not in a loop (recorder.model.segments.QUICK_SEGMENT_S): snoop_retry_due
     snoop_leg(s, leg)
 
 
-def could_not_run(s: Step, leg: Leg) -> int:
-    """How many of the leg's snoop recordings, the latest first, ended in a row without
-    running (recorder.model.segments.segment_ran)."""
-    target = f"{SNOOP_PREFIX}{leg.channel_id}"
-    ended = sorted((r for r in s.call.recordings.values()
-                    if r.target == target and r.status not in REC_LIVE),
-                   key=lambda r: r.segment, reverse=True)
-    return next((n for n, rec in enumerate(ended) if segment_ran(rec)), len(ended))
-
-
 def snoop_retry_due(s: Step, e: RecordingRetryDue) -> None:
-    """A RetryRecording's time: each leg whose snoop recordings could not run, still up and
-    to be recorded, is snooped again."""
-    for leg in s.call.legs.values():
+    """The call's `retry_at` has passed: each leg whose snoop recordings could not run, still
+    up and to be recorded, is snooped again."""
+    call = s.call
+    if call.retry_at is None or call.retry_at > s.at:
+        return  # asked for twice, or already taken
+    call.retry_at = None
+    for leg in call.legs.values():
+        target = f"{SNOOP_PREFIX}{leg.channel_id}"
         if (leg.hook.recording is None and leg.hook.checking is None
                 and to_be_recorded(s, leg)
-                and could_not_run(s, leg) >= s.settings.max_recording_attempts):
+                and could_not_run(call, target) >= s.settings.max_recording_attempts):
             s.log("recording.retry", channel_id=leg.channel_id)
             snoop_leg(s, leg)
 

@@ -235,6 +235,9 @@ class Call(Fields):
     next_playback: int = 1
     next_segment: int = 1
     gaps: int = 0  # times a recording ended while the call was still up
+    # When recordings that could not run are tried again (recorder.model.segments.retry_later;
+    # the daemon's periodic task feeds RecordingRetryDue once it has passed)
+    retry_at: datetime | None = None
     linked_calls: list[str] = field(default_factory=list)  # joined by an attended transfer
     pauses: list[Pause] = field(default_factory=list)
     dtmf: dict[str, str] = field(default_factory=dict)  # channel -> last digits (controls)

@@ -483,8 +483,6 @@ class Daemon:
                 self._spawn(self._control_done(command))
             elif isinstance(command, cmd.CheckChannel):
                 await self.queue.put(await self._check_channel(command))
-            elif isinstance(command, cmd.RetryRecording):
-                self._spawn(self._retry_later(command))
             elif isinstance(command, cmd.FileRecording):
                 await self.writer.durable()
                 self._spawn(self._file(command))
@@ -606,13 +604,6 @@ class Daemon:
                             command=type(c).__name__, status=exc.status, error=exc.message)
         return ChannelChecked(timestamp=self.clock.now(), asterisk_id=self.asterisk_id,
                               call_id=c.call_id, channel_id=c.channel_id, exists=exists)
-
-    async def _retry_later(self, c: cmd.RetryRecording) -> None:
-        """The model's RecordingRetryDue, `after_s` from now (lost if the daemon stops first:
-        the call then stays without a recording, as `recording.unavailable` said)."""
-        await asyncio.sleep(c.after_s)
-        await self.queue.put(RecordingRetryDue(timestamp=self.clock.now(),
-                                               asterisk_id=self.asterisk_id, call_id=c.call_id))
 
     async def _failed(self, c: cmd.Command, status: int, message: str) -> str:
         """The model hears that request `c` was refused; what to tell a control about it."""
@@ -751,6 +742,15 @@ class Daemon:
                           attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(min(2.0**attempt, 10.0))
 
+    async def _retries_due(self) -> None:
+        """Calls whose recordings could not run and whose `retry_at` has passed are told so
+        (recorder.model.segments.retry_later): from the state, so a restart keeps them."""
+        now = self.clock.now()
+        for call in list(self.state.calls.values()):
+            if call.retry_at is not None and call.retry_at <= now:
+                await self.queue.put(RecordingRetryDue(timestamp=now, call_id=call.call_id,
+                                                       asterisk_id=call.asterisk_id))
+
     async def _periodic(self, every_s: float = 5.0) -> None:
         """Write what waits for PostgreSQL every `every_s` (Writer.tick; retried while it is
         away); every `spool_sweep_s`, file what the spool holds (fallback recordings written
@@ -761,6 +761,7 @@ class Daemon:
         last_sweep = loop.time()
         while True:
             await asyncio.sleep(tick)
+            await self._retries_due()
             await self.writer.tick()
             if self.sweeper is None or not self.ready.is_set():
                 continue
