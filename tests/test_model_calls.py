@@ -209,6 +209,11 @@ def test_recording_that_cannot_start_is_retried_then_the_call_is_connected_anywa
         "recording.failed",
         "recording.unavailable",
     ]
+    # connected unrecorded for now, and tried again later (a full disk may be mended)
+    assert run.call.retry_at == b.at(7 + 5)
+    run.feed(b.entered(7.1, run.bridge(), callee))
+    out = run.feed(RecordingRetryDue(timestamp=b.at(12), call_id=run.call.call_id))
+    assert len(run.of(cmd.StartRecording, out)) == 1
 
 
 @pytest.mark.parametrize(

@@ -197,10 +197,8 @@ def replace_segment(s: Step, ended: Recording) -> None:
     call.gaps += 1
     if call.phase == RECORDING_PENDING:
         call.stasis.recording_retries += 1
-        if call.stasis.recording_retries >= s.settings.max_recording_attempts:
-            s.log("recording.unavailable", "error", attempts=call.stasis.recording_retries)
-            s.record("recording.unavailable", attempts=call.stasis.recording_retries)
-            connect_callee(s)
+        if retry_later(s, ended, call.stasis.recording_retries):
+            connect_callee(s)  # unrecorded for now: tried again at retry_at
             return
     elif retry_later(s, ended, could_not_run(call, ended.target)):
         return

@@ -82,7 +82,7 @@ from recorder.model.reconcile import (
 )
 from recorder.model.segments import filing_asked
 from recorder.model.settings import CallSettings
-from recorder.model.state import RECORDING_PENDING, ModelState
+from recorder.model.state import ModelState
 from recorder.service.hookserver import HookBroker
 from recorder.service.reaction import Reactions
 from recorder.service.recovery import SpoolSweeper
@@ -614,14 +614,17 @@ class Daemon:
 
     def _refusal(self, c: cmd.Command) -> str | None:
         """Why recording `c` must not be started (None: go ahead). Refused: a Stasis call's
-        first recording (its later segments never: it is being recorded) and hook mode's snoop
-        recordings. The model treats it as Asterisk refusing it: a few tries, then the call goes
-        on unrecorded (`recording.unavailable`), or the hook answers FAILED."""
+        recording while none of it has started (its later segments never: it is being
+        recorded) and hook mode's snoop recordings. The model treats it as Asterisk refusing
+        it: a few tries, then the call goes on unrecorded (`recording.unavailable`) and is
+        tried again later, or the hook answers FAILED."""
         if self.recording_refusal is None:
             return None
         if isinstance(c, cmd.StartRecording):
             call = self.state.calls.get(c.call_id)
-            if call is None or call.phase != RECORDING_PENDING:
+            # a call not yet recorded: its first segment, or one tried again later
+            # (recorder.model.segments.retry_later) after none could start
+            if call is None or any(r.started_at is not None for r in call.recordings.values()):
                 return None
         elif not isinstance(c, cmd.RecordChannel):
             return None
@@ -745,6 +748,8 @@ class Daemon:
     async def _retries_due(self) -> None:
         """Calls whose recordings could not run and whose `retry_at` has passed are told so
         (recorder.model.segments.retry_later): from the state, so a restart keeps them."""
+        if not self.ready.is_set():  # Asterisk away: tried once the daemon is back
+            return
         now = self.clock.now()
         for call in list(self.state.calls.values()):
             if call.retry_at is not None and call.retry_at <= now:
