@@ -615,3 +615,21 @@ def test_a_retry_due_asks_for_nothing_once_stopped_ended_or_recorded() -> None:
     run.feed(b.hangup_request(29, CALLER))
     out = run.feed(RecordingRetryDue(timestamp=b.at(31), call_id=call_id))
     assert not run.of(cmd.StartRecording, out)
+
+
+def test_a_recording_stopped_while_asterisk_had_it_queued_is_stopped_again_once_it_starts() -> None:
+    """A stop control while a new segment is requested but not started: Asterisk takes the stop
+    of a queued recording as done and records it all the same (res_stasis_recording.c
+    recording_disregard); so the model stops it again when it starts (before: it recorded the
+    rest of the call that staff had asked not to keep)."""
+    run = Run()
+    call_id, _callee, name = to_bridged(run)
+    run.feed(b.recording(30, "finished", name))  # replaced: the next is requested
+    queued = run.recording()
+    out = run.feed(ControlRequested(timestamp=b.at(30.05), asterisk_id=b.AST, request_id=1,
+                                    call_id=call_id, action="stop", by="crm"))
+    assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]
+    out = run.feed(b.recording(30.1, "started", queued))
+    assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]
+    out = run.feed(b.recording(30.2, "finished", queued))
+    assert not run.of(cmd.StartRecording, out)  # a stop, not a gap

@@ -90,9 +90,15 @@ def recording_started(s: Step, rec: Recording) -> None:
     rec.started_at = s.at
     s.record("recording.started", recording=rec.name, segment=rec.segment)
     s.log("recording.started", "debug", recording=rec.name, segment=rec.segment)
-    call.recorded_from(s.at)
-    if call.open_pause("pause") is not None:  # a segment replacing one during a pause
-        s.add(cmd.PauseRecording(call.call_id, rec.name, True))
+    if rec.name != call.stasis.current_recording:
+        # Stopped (a stop control, an opt-out, policy) while Asterisk still had it queued: a
+        # stop then only marks it, and it records all the same (res_stasis_recording.c
+        # recording_disregard; record_file never looks): so it is stopped again, now.
+        s.add(cmd.StopRecording(call.call_id, rec.name))
+    else:
+        call.recorded_from(s.at)
+        if call.open_pause("pause") is not None:  # a segment replacing one during a pause
+            s.add(cmd.PauseRecording(call.call_id, rec.name, True))
     if call.phase == RECORDING_PENDING and rec.name == call.stasis.current_recording:
         connect_callee(s)
     for leg in call.legs.values():
