@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -633,3 +634,26 @@ def test_a_recording_stopped_while_asterisk_had_it_queued_is_stopped_again_once_
     assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]
     out = run.feed(b.recording(30.2, "finished", queued))
     assert not run.of(cmd.StartRecording, out)  # a stop, not a gap
+
+
+@pytest.mark.parametrize(("status", "dialled"), [(500, True), (409, False)])
+def test_a_caller_whose_opt_out_route_is_refused_is_put_through_unrecorded(
+    tmp_path: Path, status: int, dialled: bool
+) -> None:
+    """Policy routes a caller who refuses recording (`then: route`); Asterisk refuses the
+    route (500): the call goes on as `then: continue` would, unrecorded (before: the caller
+    stayed in the app in silence). Refused because the caller is leaving (409): nothing."""
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    path = tmp_path / "policy.yaml"
+    path.write_text('opt_out:\n  then: route\n  route_to: "verbatim-optout,s,1"\n')
+    run = Run(CallSettings(policy=load_policy(path, numbering_from(CallsConfig()))))
+    start_inbound(run)
+    out = run.feed(ev.ChannelDtmfReceived(timestamp=b.at(1), asterisk_id=b.AST,
+                                          channel=b.chan(CALLER, "Up"), digit="9"))
+    (route,) = run.of(cmd.ContinueInDialplan, out)
+    out = run.feed(CommandFailed(timestamp=b.at(1.1), command=route, status=status,
+                                 message="boom"))
+    assert bool(run.of(cmd.CreateChannel, out)) is dialled
+    assert run.call.record is False and not run.of(cmd.StartRecording)

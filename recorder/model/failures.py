@@ -110,6 +110,11 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
         s.record("consent.failed", call.caller_channel, media=failed.media)
         call.stasis.playback_id = call.stasis.playback_kind = None
         dial(s)
+    elif isinstance(failed, cmd.ContinueInDialplan) and call.phase == CONSENT:
+        # The route policy gives a caller who refused recording could not be taken: the call
+        # goes on as `then: continue` would, unrecorded (they refused), rather than leaving
+        # the caller in the app in silence.
+        dial(s)
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
         leg = call.legs.get(failed.channel_id)
         call.outcome = "failed"
