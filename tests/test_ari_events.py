@@ -38,6 +38,19 @@ def test_the_text_decodes_as_its_json_parses() -> None:
     ]
 
 
+def test_a_hang_up_requests_cause_is_a_q850_cause_or_none() -> None:
+    """In the captures, ARI's DELETE gives ChannelHangupRequest cause 32 with soft: true, the
+    AST_SOFTHANGUP flag (main/channel.c ast_softhangup), not a Q.850 cause: it is kept as none;
+    a far end's hang-up (no `soft`) keeps its cause (16, 17...)."""
+    requests = [e for e in trace_events() if e["type"] == "ChannelHangupRequest"]
+    soft = [e for e in requests if e.get("soft")]
+    assert soft and all(e["cause"] == 32 for e in soft)
+    assert {ev.parse_event(e).cause for e in soft} == {None}  # type: ignore[union-attr]
+    hard = [e for e in requests if not e.get("soft") and e.get("cause") is not None]
+    assert hard and [ev.parse_event(e).cause for e in hard] == [  # type: ignore[union-attr]
+        e["cause"] for e in hard]
+
+
 def test_timestamp_as_asterisk_writes_it() -> None:
     ts = ev.parse_timestamp("2026-11-25T18:26:35.399+0000")
     assert ts.isoformat() == "2026-11-25T18:26:35.399000+00:00"

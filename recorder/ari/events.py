@@ -385,10 +385,15 @@ class _ChannelDtmfReceived(_Wire, tag="ChannelDtmfReceived", kw_only=True):
 class _ChannelHangupRequest(_Wire, tag="ChannelHangupRequest", kw_only=True):
     channel: _Channel
     cause: int | None = None
+    soft: bool = False
 
     def event(self, ts: datetime, asterisk_id: str) -> Event:
+        # A soft hang-up's "cause" is the AST_SOFTHANGUP_* flag (main/channel.c
+        # ast_softhangup: 32 for ARI's DELETE, 1 for a bridge's), not a Q.850 cause: kept as
+        # none, or the legs table would show 32 for every leg the daemon hung up.
         return ChannelHangupRequest(timestamp=ts, asterisk_id=asterisk_id,
-                                    channel=self.channel.info(), cause=self.cause)
+                                    channel=self.channel.info(),
+                                    cause=None if self.soft else self.cause)
 
 
 class _ChannelDestroyed(_Wire, tag="ChannelDestroyed", kw_only=True):
