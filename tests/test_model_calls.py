@@ -657,3 +657,37 @@ def test_a_caller_whose_opt_out_route_is_refused_is_put_through_unrecorded(
                                  message="boom"))
     assert bool(run.of(cmd.CreateChannel, out)) is dialled
     assert run.call.record is False and not run.of(cmd.StartRecording)
+
+
+def _stop_or_start(run: Run, t: float, action: str) -> list[cmd.Command]:
+    return run.feed(ControlRequested(timestamp=b.at(t), asterisk_id=b.AST, request_id=int(t * 10),
+                                     call_id=run.call.call_id, action=action, by="crm"))
+
+
+def test_a_stop_before_the_recording_runs_connects_the_callee_unrecorded() -> None:
+    """A stop control while the callee waits for the first recording to run (RECORDING_PENDING):
+    the callee joins now, unrecorded (before: it waited for a recording that, stopped, never
+    counted, and caller and callee never met), and the queued recording is stopped when it
+    starts."""
+    run = Run()
+    _call_id, callee = to_dialling(run)
+    run.feed(b.dial(5, callee, "ANSWER"))
+    queued = run.recording()
+    out = _stop_or_start(run, 5.05, "stop")
+    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    out = run.feed(b.recording(5.1, "started", queued))
+    assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]
+
+
+def test_a_recording_stopped_while_queued_then_started_again_is_kept() -> None:
+    """Stop, then start, both while a replacing segment is still queued in Asterisk: it is the
+    call's recording after all (a start control before the bridge starts none of its own)."""
+    run = Run()
+    _call_id, callee = to_dialling(run)
+    run.feed(b.dial(5, callee, "ANSWER"))
+    queued = run.recording()
+    _stop_or_start(run, 5.05, "stop")
+    _stop_or_start(run, 5.07, "start")
+    out = run.feed(b.recording(5.1, "started", queued))
+    assert not run.of(cmd.StopRecording, out)
+    assert run.call.stasis.current_recording == queued

@@ -25,10 +25,19 @@ from recorder.model.consent import present_parties
 from recorder.model.flow import Result, Step, for_call, stop_recordings
 from recorder.model.inputs import ControlRequested
 from recorder.model.records import Pause
-from recorder.model.segments import start_segment
+from recorder.model.segments import connect_callee, start_segment
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import live_recordings_of, snoop_leg
-from recorder.model.state import BRIDGED, ENDED, ENDING, FOLLOWING, LEG_GONE, REC_LIVE, ModelState
+from recorder.model.state import (
+    BRIDGED,
+    ENDED,
+    ENDING,
+    FOLLOWING,
+    LEG_GONE,
+    REC_LIVE,
+    RECORDING_PENDING,
+    ModelState,
+)
 from recorder.policy import Party, announcements_at_start, announcements_on_start
 
 MAX_CODE = 4  # digits kept per channel to match a control code
@@ -123,6 +132,10 @@ def _stop(s: Step) -> tuple[str, str]:
     call.close_pause("pause", s.at)  # the stop takes over from the pause
     call.pauses.append(Pause(s.at, None, "stop"))
     stop_recordings(s)
+    if call.mode == "stasis" and call.phase == RECORDING_PENDING:
+        # the callee waited for the recording to run: it joins now, unrecorded (before, it
+        # waited for a recording that, stopped, never counted, and the parties never met)
+        connect_callee(s)
     return DONE, ""
 
 

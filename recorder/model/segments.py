@@ -90,6 +90,12 @@ def recording_started(s: Step, rec: Recording) -> None:
     rec.started_at = s.at
     s.record("recording.started", recording=rec.name, segment=rec.segment)
     s.log("recording.started", "debug", recording=rec.name, segment=rec.segment)
+    if rec.name != call.stasis.current_recording and (
+            call.stasis.current_recording is None and call.record
+            and call.open_pause("stop") is None and not call.recording_due()):
+        # stopped while queued, then wanted again (a start control before the parties are
+        # bridged starts no segment of its own): it is the call's recording after all
+        call.stasis.current_recording = rec.name
     if rec.name != call.stasis.current_recording:
         # Stopped (a stop control, an opt-out, policy) while Asterisk still had it queued: a
         # stop then only marks it, and it records all the same (res_stasis_recording.c
