@@ -427,14 +427,7 @@ def test_an_originated_callee_is_taken_as_answered_once_in_the_app(announced: bo
     due to it (extensions announced to) or its join, only then."""
     from dataclasses import replace
 
-    from recorder.config import CallsConfig
-    from recorder.policy import load_policy, numbering_from
-
-    settings = CallSettings()
-    if announced:  # the built-in policy, the firm's extensions announced to (201 is one)
-        policy = load_policy(None, numbering_from(CallsConfig()))
-        to_extensions = replace(policy.announcements, to_extensions=True)
-        settings = CallSettings(policy=replace(policy, announcements=to_extensions))
+    settings = _announced_to_extensions() if announced else CallSettings()
     run = Run(replace(settings, dial_method="originate"))
     call_id = start_inbound(run)
     run.feed(b.playback_finished(3, run.playback()))
@@ -606,8 +599,7 @@ def test_a_retry_due_asks_for_nothing_once_stopped_ended_or_recorded() -> None:
     run.call.retry_at = b.at(20)  # as retry_later leaves it
     out = run.feed(RecordingRetryDue(timestamp=b.at(20), call_id=call_id))
     assert not run.of(cmd.StartRecording, out)  # it is being recorded
-    run.feed(ControlRequested(timestamp=b.at(21), asterisk_id=b.AST, request_id=1,
-                              call_id=call_id, action="stop", by="crm"))
+    _stop_or_start(run, 21, "stop")
     run.feed(b.recording(21.1, "finished", name))
     run.call.retry_at = b.at(25)
     out = run.feed(RecordingRetryDue(timestamp=b.at(25), call_id=call_id))
@@ -624,11 +616,10 @@ def test_a_recording_stopped_while_asterisk_had_it_queued_is_stopped_again_once_
     recording_disregard); so the model stops it again when it starts (before: it recorded the
     rest of the call that staff had asked not to keep)."""
     run = Run()
-    call_id, _callee, name = to_bridged(run)
+    _call_id, _callee, name = to_bridged(run)
     run.feed(b.recording(30, "finished", name))  # replaced: the next is requested
     queued = run.recording()
-    out = run.feed(ControlRequested(timestamp=b.at(30.05), asterisk_id=b.AST, request_id=1,
-                                    call_id=call_id, action="stop", by="crm"))
+    out = _stop_or_start(run, 30.05, "stop")
     assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]
     out = run.feed(b.recording(30.1, "started", queued))
     assert [c.name for c in run.of(cmd.StopRecording, out)] == [queued]

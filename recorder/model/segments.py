@@ -250,14 +250,22 @@ def retry_later(s: Step, ended: Recording, tries: int) -> bool:
     return True
 
 
+def retry_taken(s: Step) -> bool:
+    """Whether the call's `retry_at` has passed, taking it (either mode's RecordingRetryDue):
+    False when it was asked for twice, early, or already taken."""
+    call = s.call
+    if call.retry_at is None or call.retry_at > s.at:
+        return False
+    call.retry_at = None
+    return True
+
+
 def retry_due(s: Step, e: RecordingRetryDue) -> None:
     """The call's `retry_at` has passed: a new segment, if the call is still up, to be
     recorded (no stop control open), and without one."""
     call = s.call
-    if call.retry_at is None or call.retry_at > s.at:
-        return  # asked for twice, or already taken
-    call.retry_at = None
-    if (call.phase in (CONNECTING, BRIDGED) and call.stasis.current_recording is None
+    if retry_taken(s) and (
+            call.phase in (CONNECTING, BRIDGED) and call.stasis.current_recording is None
             and call.record and not call.recording_due() and call.open_pause("stop") is None):
         s.log("recording.retry", attempts=could_not_run(call, f"bridge:{call.bridge_id}"))
         start_segment(s)

@@ -29,7 +29,7 @@ from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
 from recorder.model.inputs import RecordingRetryDue
-from recorder.model.segments import close_recording, could_not_run, retry_later
+from recorder.model.segments import close_recording, could_not_run, retry_later, retry_taken
 from recorder.model.sessions import answer_waiting
 from recorder.model.state import (
     FOLLOWING,
@@ -170,9 +170,8 @@ def snoop_retry_due(s: Step, e: RecordingRetryDue) -> None:
     """The call's `retry_at` has passed: each leg whose snoop recordings could not run, still
     up and to be recorded, is snooped again."""
     call = s.call
-    if call.retry_at is None or call.retry_at > s.at:
-        return  # asked for twice, or already taken
-    call.retry_at = None
+    if not retry_taken(s):
+        return
     for leg in call.legs.values():
         target = f"{SNOOP_PREFIX}{leg.channel_id}"
         if (leg.hook.recording is None and leg.hook.checking is None
