@@ -239,18 +239,24 @@ async def test_nobody_listening_is_status_0_named() -> None:
     assert caught.value.message.startswith("ConnectionRefusedError: ")
 
 
-async def test_asterisks_refusal_carries_its_status_and_message() -> None:
-    async def not_found(_conn: int, _n: int, _request: bytes) -> bytes:
-        body = b'{"message": "Channel not found"}'
-        return (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+@pytest.mark.parametrize(("status", "body", "message"), [
+    (b"404 Not Found", b'{"message": "Channel not found"}', "Channel not found"),
+    # res_ari.c's oom_json: what create and originate answer when ast_request fails
+    (b"500 Internal Server Error", b'{"error": "Allocation failed"}', "Allocation failed"),
+])
+async def test_asterisks_refusal_carries_its_status_and_message(
+    status: bytes, body: bytes, message: str
+) -> None:
+    async def refused(_conn: int, _n: int, _request: bytes) -> bytes:
+        return (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
 
-    async with serving(not_found) as server, client_of(server) as ari:
+    async with serving(refused) as server, client_of(server) as ari:
         with pytest.raises(AriError) as caught:
             await ari.hangup("gone")
         with pytest.raises(AriError):
             await ari.hangup("gone")
-    assert (caught.value.status, caught.value.message) == (404, "Channel not found")
+    assert (caught.value.status, caught.value.message) == (int(status[:3]), message)
     assert server.connections == 1  # an error answer keeps the connection
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from arisim.audio import tone_map
@@ -161,10 +162,18 @@ async def test_transfer_after_a_forward(tmp_path: Path, pg_dsn: str) -> None:
         assert await st.repo.gaps(call.started_at, call_id) == []
 
 
-async def test_ring_group_of_three_one_answers(tmp_path: Path, pg_dsn: str) -> None:
+@pytest.mark.parametrize(("second", "outcome"), [
+    ("busy", "busy"),
+    # 202 was removed from the PBX but not from the ring group: Asterisk refuses to create its
+    # channel (500). It fails alone, named for ops; before, the whole call ended at once.
+    ("nonexistent", "failed"),
+])
+async def test_ring_group_of_three_one_answers(
+    tmp_path: Path, pg_dsn: str, second: Literal["busy", "nonexistent"], outcome: str
+) -> None:
     async with running_stack(tmp_path, pg_dsn, ring_groups={"600": ("201", "202", "203")}) as st:
         st.sim.set_endpoint("PJSIP/201", result="noanswer")
-        st.sim.set_endpoint("PJSIP/202", result="busy", answer_after=1.0)
+        st.sim.set_endpoint("PJSIP/202", result=second, answer_after=1.0)
         st.sim.set_endpoint("PJSIP/203", result="answer", answer_after=3.0, tone_hz=CALLEE_HZ)
         caller = st.sim.start_call(caller_number="4155550100", args=["inbound", "600"],
                                    tone_hz=CALLER_HZ)
@@ -173,12 +182,16 @@ async def test_ring_group_of_three_one_answers(tmp_path: Path, pg_dsn: str) -> N
         call_id = await st.until_bridged()
         await st.advance(4.0)
         await finish(st, caller.id, call_id)
-        call, legs, recs, _events = await st.call_rows(call_id)
+        call, legs, recs, events = await st.call_rows(call_id)
         assert call.outcome == "answered"
         callees = {leg.channel_name.split("-")[0]: leg.outcome for leg in legs
                    if leg.role == "callee"}
-        assert callees == {"PJSIP/201": "cancelled", "PJSIP/202": "busy",
+        refused_leg = "" if second == "nonexistent" else "PJSIP/202"  # no channel, no name
+        assert callees == {"PJSIP/201": "cancelled", refused_leg: outcome,
                            "PJSIP/203": "answered"}
+        refused = [e for e in events if e.kind == "ari.request_failed"]
+        assert [(e.detail or {}).get("status") for e in refused] == (
+            [500] if second == "nonexistent" else [])
         (rec,) = recs
         windows = tone_map(Path(rec.path or ""), [CALLER_HZ, CALLEE_HZ])
         assert_talked_throughout(windows, CALLER_HZ, CALLEE_HZ)

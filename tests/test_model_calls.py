@@ -399,6 +399,93 @@ def test_caller_giving_up_cancels_every_member() -> None:
     assert {x.outcome for x in final.legs if x.role == "callee"} == {"cancelled"}
 
 
+ALLOCATION_FAILED = "Allocation failed"  # res_ari.c's answer when ast_request fails
+
+
+@pytest.mark.parametrize("refused", ["create", "dial"])
+def test_a_ring_group_member_asterisk_cannot_call_leaves_the_others_ringing(
+    refused: str
+) -> None:
+    """A member whose endpoint is not configured (create answers 500) or whose channel cannot
+    be dialled (409) failed, as a line Dial() could not call: the others ring on and the call
+    is answered by one of them. Before, the whole call ended for one stale member."""
+    run = Run(GROUP)
+    call_id = start_inbound(run, target="600")
+    run.feed(b.playback_finished(3, run.playback()))
+    creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
+    l1, l2, l3 = (c.channel_id for c in creates)
+    for i, leg in enumerate((l1, l2, l3)):
+        run.feed(b.stasis_start(3.01 + i / 100, b.chan(leg, "Down"), "dialed", call_id))
+    if refused == "create":
+        failed: cmd.Command = creates[1]
+        out = run.feed(CommandFailed(timestamp=b.at(3.05), command=failed, status=500,
+                                     message=ALLOCATION_FAILED))
+    else:
+        (failed,) = [d for d in run.of(cmd.DialChannel) if d.channel_id == l2]
+        out = run.feed(CommandFailed(timestamp=b.at(3.05), command=failed, status=409,
+                                     message="Channel cannot be dialed"))
+    # only the refused member is released (a created one is in the app, never dialled)
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == ([l2] if refused == "dial"
+                                                               else [])
+    assert run.call.phase == "dialing" and run.call.outcome is None
+    assert run.call.legs[l2].outcome == "failed"
+    if refused == "dial":
+        run.feed(b.stasis_end(3.06, l2))
+    assert run.call.legs[l2].state == "gone"
+    out = run.feed(b.dial(6, l3, "ANSWER"))
+    assert [h.channel_id for h in run.of(cmd.Hangup, out)] == [l1]
+    run.feed(b.recording(6.02, "started", run.recording()))
+    assert [a.channel_id for a in run.of(cmd.AddChannel)][-1] == l3
+    run.feed(b.hangup_request(30, CALLER))
+    assert run.call.outcome == "answered"
+
+
+def test_a_call_whose_every_member_asterisk_cannot_call_ends_as_failed() -> None:
+    run = Run(GROUP)
+    start_inbound(run, target="600")
+    run.feed(b.playback_finished(3, run.playback()))
+    out: list[cmd.Command] = []
+    for i, create in enumerate(run.of(cmd.CreateChannel)):
+        out = run.feed(CommandFailed(timestamp=b.at(3.1 + i / 10), command=create,
+                                     status=500, message=ALLOCATION_FAILED))
+    assert [(h.channel_id, h.reason) for h in run.of(cmd.Hangup)] == [(CALLER, "congestion")]
+    assert run.of(cmd.Hangup, out)  # by the last refusal, not before
+    run.feed(b.stasis_end(3.5, CALLER))
+    final = run.saved()[-1]
+    assert (final.call.status, final.call.outcome) == ("ended", "failed")
+    assert {x.outcome for x in final.legs if x.role == "callee"} == {"failed"}
+
+
+@pytest.mark.parametrize(("message", "gone"), [
+    ("Provided originator channel was not found", True),
+    ("Invalid endpoint specified", False),
+])
+def test_an_originate_refused_because_the_caller_left_is_no_failure(
+    message: str, gone: bool
+) -> None:
+    """dial_method: originate names the caller as the originator; Asterisk answers 400 once
+    the caller is gone. The caller's own hang-up ends the call, as abandoned, not failed."""
+    from dataclasses import replace
+
+    run = Run(replace(CallSettings(), dial_method="originate"))
+    start_inbound(run)
+    run.feed(b.playback_finished(3, run.playback()))
+    (originate,) = run.of(cmd.Originate)
+    out = run.feed(CommandFailed(timestamp=b.at(3.1), command=originate, status=400,
+                                 message=message))
+    errors = [c.event for c in out if isinstance(c, cmd.Log) and c.level == "error"]
+    assert errors == ([] if gone else ["ari.request_failed"])
+    run.feed(b.hangup_request(3.2, CALLER))
+    run.feed(b.stasis_end(3.21, CALLER))
+    for hangup in run.of(cmd.Hangup):  # the leg that never was: 404
+        if hangup.channel_id == originate.channel_id:
+            run.feed(CommandFailed(timestamp=b.at(3.3), command=hangup, status=404,
+                                   message="Channel not found"))
+    final = run.saved()[-1]
+    assert (final.call.status, final.call.outcome) == (
+        "ended", "abandoned" if gone else "failed")
+
+
 @pytest.mark.parametrize("file_ms", [0, 20_000])
 def test_an_empty_or_short_file_is_a_gap_row_and_a_log_line(file_ms: int) -> None:
     run = Run()

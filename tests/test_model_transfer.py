@@ -103,6 +103,24 @@ def test_transfer_coverage_counts_the_target_through_the_local_pair() -> None:
     assert parties[target].covered_ms == pytest.approx(parties[target].talked_ms, abs=10)
 
 
+def test_a_transfer_target_asterisk_cannot_call_ends_the_call_as_answered() -> None:
+    """A blind transfer to an endpoint that is not configured (create answers 500) fails as
+    a target that did not answer: the transferee's call ends, and it stays an answered call
+    (before, its outcome became "failed", which a search for failed calls then found)."""
+    from recorder.model.inputs import CommandFailed
+
+    run = Run()
+    _call_id, callee, _name = to_bridged(run)
+    target = transfer(run, callee, 20, half2_first=False)
+    (create,) = [c for c in run.of(cmd.CreateChannel) if c.channel_id == target]
+    out = run.feed(CommandFailed(timestamp=b.at(20.1), command=create, status=500,
+                                 message="Allocation failed"))
+    assert run.logs("transfer.failed")
+    assert {h.channel_id for h in run.of(cmd.Hangup, out)} == {CALLER, callee, L1, L2}
+    assert run.call.legs[target].state == "gone"
+    assert run.call.outcome == "answered"
+
+
 def test_transfer_target_busy_ends_the_call() -> None:
     run = Run()
     call_id, callee, _name = to_bridged(run)

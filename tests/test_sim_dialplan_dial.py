@@ -121,6 +121,27 @@ async def test_dial_failures(sim: Simulator, watcher: AriClient, result: str, st
     assert last[-1][0] == "ChannelDestroyed" and last[-1][1] == state
 
 
+@pytest.mark.parametrize("others", [(), ("PJSIP/202",)])
+async def test_a_line_with_no_endpoint_is_not_called(
+    sim: Simulator, watcher: AriClient, others: tuple[str, ...]
+) -> None:
+    """ast_request fails for an endpoint that is not configured: Dial() makes no channel for
+    it, calls the other lines, and alone it is CHANUNAVAIL with no Dial event at all."""
+    sim.set_endpoint("PJSIP/299", result="nonexistent")
+    sim.set_endpoint("PJSIP/202", result="answer", answer_after=1.0)
+    lines = "&".join(("PJSIP/299", *others))
+    sim.add_extension("hook-in", "_X.", [("Dial", f"{lines},5"), ("NoOp", "${DIALSTATUS}")])
+    caller = sim.start_dialplan_call("299", context="hook-in")
+    await sim.advance(2.0)
+    names = {c.name.split("-")[0] for c in sim.channels.values() if c.id != caller.id}
+    assert names == set(others)
+    if others:
+        assert caller.variables["DIALSTATUS"] == "ANSWER"
+    else:
+        assert caller.variables["DIALSTATUS"] == "CHANUNAVAIL"
+        assert not [e for e in watcher.events if e["type"] == "Dial"]
+
+
 async def test_caller_gives_up_while_ringing(sim: Simulator, watcher: AriClient) -> None:
     sim.set_endpoint("PJSIP/201", result="noanswer")
     sim.set_endpoint("PJSIP/202", result="noanswer")

@@ -128,6 +128,23 @@ async def test_channel_misuse(sim: Simulator, ari: AriClient) -> None:
     assert destroyed[-1].event["cause"] == 32 and destroyed[-1].event["soft"] is True
 
 
+async def test_an_endpoint_not_configured_cannot_be_created_or_originated(
+    sim: Simulator, ari: AriClient
+) -> None:
+    """ast_request fails: create and originate answer res_ari.c's oom_json (500), and no
+    channel is made; Dial() in the dialplan calls the other lines."""
+    sim.set_endpoint("PJSIP/299", result="nonexistent")
+    refused = (500, {"error": "Allocation failed"})
+    assert await ari.call("POST", "/channels/create", endpoint="PJSIP/299",
+                          app="verbatim") == refused
+    assert await ari.call("POST", "/channels", endpoint="PJSIP/299", app="verbatim") == refused
+    assert await ari.call("POST", "/channels/x-1", endpoint="PJSIP/299",
+                          app="verbatim") == refused
+    assert sim.live_channels() == []
+    assert (await ari.call("POST", "/channels/create", endpoint="PJSIP/201",
+                           app="verbatim"))[0] == 200
+
+
 async def test_dial_before_stasis_entry_is_409(tmp_path: Path) -> None:
     """With a delay between the create reply and StasisStart, /dial in between gets 409."""
     async with running_simulator(tmp_path, create_stasis_delay=0.05) as sim:

@@ -142,6 +142,9 @@ class DialApp:
         if tech == "Local":
             callee, _ = self.life.new_local_pair(resource)
         elif tech in DIAL_TECHS and resource:
+            b = self.world.dialplan.behaviour_for(target)
+            if b is not None and b.result == "nonexistent":
+                return None  # ast_request failed: no such endpoint
             callee = self.life.new_tech_channel(tech, resource)
         else:
             self.world.warnings.append(

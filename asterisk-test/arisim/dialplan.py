@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual", "forward"]
+Result = Literal["answer", "busy", "noanswer", "unavailable", "congestion", "manual", "forward",
+                 "nonexistent"]
 # One priority of an extension, as Asterisk calls it: (application, data). Data may use ${EXTEN}.
 Priority = tuple[str, str]
 
@@ -38,6 +39,9 @@ class EndpointBehaviour:
     """How a dialled endpoint answers. `ringing`: it sends 180 Ringing first (state Ringing).
 
     `hangup_after`: the party hangs up that many seconds after answering (None: never by itself).
+    `result="nonexistent"`: no such endpoint is configured, so ast_request fails: ARI's create
+    and originate answer 500 {"error": "Allocation failed"} (res_ari.c oom_json) and Dial()
+    counts the line as one it could not call (CHANUNAVAIL when no other line rings).
     `tone_hz` None: a fresh frequency per channel. `sends_media`: frames flow when the party is
     alone in a bridge. `result="forward"`: `answer_after` seconds after the INVITE the phone
     answers 302 Moved Temporarily to `forward_to` ("300", or "PJSIP/300" with a technology;

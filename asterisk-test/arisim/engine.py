@@ -46,8 +46,9 @@ class Engine(Core):
 
         result: answer | busy | noanswer | unavailable | congestion | manual (rings until the
         test calls answer/busy/reject) | forward (answers 302 to `forward_to` after
-        `answer_after` s, e.g. result="forward", forward_to="300"; see forwards.py). Replaces
-        the dialplan for a Local endpoint.
+        `answer_after` s, e.g. result="forward", forward_to="300"; see forwards.py) |
+        nonexistent (not configured: ast_request fails). Replaces the dialplan for a Local
+        endpoint.
         """
         if result == "forward" and not forward_to:
             raise ControlError("result='forward' needs forward_to")

@@ -62,6 +62,16 @@ def list_channels(sim: Engine, args: Args) -> ApiResponse:
     return ok([c.json() for c in sim.live_channels()])
 
 
+# res_ari.c's oom_json, the answer of create and originate when ast_request finds no such
+# endpoint (chan_pjsip answers NULL): not an ast_ari_response_error, so "error", not "message"
+ALLOCATION_FAILED = ApiResponse(500, {"error": "Allocation failed"})
+
+
+def _not_configured(sim: Engine, endpoint: str) -> bool:
+    b = sim.dialplan.behaviour_for(endpoint)
+    return b is not None and b.result == "nonexistent"
+
+
 def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     other_id = args.get_str("otherChannelId")
     for uid in (channel_id, other_id):
@@ -84,6 +94,8 @@ def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
+    if _not_configured(sim, endpoint):  # ast_dial_prerun: ast_request failed
+        return ALLOCATION_FAILED
     variables = _variables(args)
     if isinstance(variables, ApiResponse):
         return variables
@@ -133,6 +145,8 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
+    if _not_configured(sim, endpoint):  # ast_request failed
+        return ALLOCATION_FAILED
     ch = sim.dialling.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
                             channel_id, other_id, variables)
     return ok(ch.json())

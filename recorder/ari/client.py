@@ -306,6 +306,11 @@ def _message(text: str) -> str:
         body = json.loads(text)
     except ValueError:
         return text.strip()[:200]
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
+    if isinstance(body, dict):
+        # {"message": ...} from ast_ari_response_error; {"error": "Allocation failed"} is
+        # res_ari.c's answer when a request could not be carried out (an endpoint that is
+        # not configured, for one)
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
     return text.strip()[:200]

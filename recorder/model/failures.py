@@ -15,12 +15,13 @@ from recorder.model.dialing import dial
 from recorder.model.ending import begin_end, leg_gone, maybe_finish
 from recorder.model.flow import Result, Step, for_call
 from recorder.model.inputs import CommandFailed
+from recorder.model.outcomes import dial_failed
 from recorder.model.segments import close_recording, recording_ended
 from recorder.model.sessions import answer_waiting
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import snoop_leg, snooped_leg
 from recorder.model.starting import after_prompt
-from recorder.model.state import CONSENT, REC_FAILED, REC_LIVE, ModelState
+from recorder.model.state import CONSENT, LEG_GONE, REC_FAILED, REC_LIVE, ModelState
 
 # Settles a refusal only its mode knows about; True: nothing more to report.
 Settle = Callable[[Step, cmd.Command, CommandFailed], bool]
@@ -54,12 +55,16 @@ def failed_request(settle: Settle, then: Then | None = None) -> Handler:
     return handler
 
 
-def party_gone(c: cmd.Command, status: int) -> bool:
+def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
     """Whether a refusal says only that the channel it names is gone or leaving as it hangs
     up: a race with a hang-up, whose own events end or carry the call. A channel request
     answers 404 once the channel is destroyed and 409 ("not in a Stasis application") once it
     left the app to be hung up; addChannel answers 400 and 422 for the same two moments
-    (resource_channels.c find_control, resource_bridges.c control_find_by_channel_id)."""
+    (resource_channels.c find_control, resource_bridges.c control_find_by_channel_id). An
+    originate answers 400 when its originator (the caller) is gone (resource_channels.c
+    ari_originate_dial; 400 is also its answer to bad parameters, hence the message)."""
+    if isinstance(c, cmd.Originate):
+        return status == 400 and "originator channel was not found" in message
     if isinstance(c, cmd.AddChannel):
         return status in (400, 422)
     if isinstance(c, cmd.Play | cmd.Answer | cmd.ContinueInDialplan):
@@ -76,7 +81,7 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
         return True
     if isinstance(failed, cmd.StopRecording | cmd.StopPlayback | cmd.DestroyBridge):
         return True  # already over: the event that says so comes, or came, by itself
-    if party_gone(failed, e.status):
+    if party_gone(failed, e.status, e.message):
         # No failure, and nothing goes on for it (before, a caller's refused announcement had
         # the callee dialled after the caller had left): its hang-up's events end or carry
         # the call. An announcement asked for as its party left was not heard.
@@ -116,13 +121,18 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
         # the caller in the app in silence.
         dial(s)
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
+        # As a line Asterisk's Dial() could not call (ast_request failed: an endpoint that is
+        # not configured answers 500): the leg failed, and only it. Before, the whole call
+        # ended, so a ring group with one stale member never reached the others, and a
+        # transfer target's refusal overwrote an answered call's outcome with "failed".
         leg = call.legs.get(failed.channel_id)
-        call.outcome = "failed"
-        if leg is not None:
-            leg.outcome = "failed"
-            begin_end(s, leg, "congestion")
-            if isinstance(failed, cmd.CreateChannel | cmd.Originate):  # it never existed
-                leg_gone(s, leg)
+        if leg is None or leg.state == LEG_GONE:
+            return
+        dial_failed(s, leg, "CHANUNAVAIL")
+        if isinstance(failed, cmd.DialChannel):  # in the app, never dialled: released
+            s.add(cmd.Hangup(call.call_id, leg.channel_id, "congestion"))
+        else:  # it never existed: no event will say it is gone
+            leg_gone(s, leg)
     elif isinstance(failed, cmd.CreateBridge):
         call.outcome = "failed"
         begin_end(s, call.legs[call.caller_channel], "congestion")

@@ -72,25 +72,33 @@ def dial_status(s: Step, e: ev.Dial) -> None:
         leg.state = LEG_RINGING
     elif status == "ANSWER":
         answered(s, leg)
-    elif status in DIAL_FAILURES and leg.stasis.join_bridge and call.phase == BRIDGED:
-        # A blind transfer's target did not answer: as with Asterisk's own transfer, the
-        # transferee's call ends (hearing the failure is a later refinement).
-        leg.outcome = DIAL_FAILURES[status][0]
+    elif status in DIAL_FAILURES:
+        dial_failed(s, leg, status)
+    elif status == "CANCEL" and e.forwarded is not None and call.phase == DIALING:
+        forward_followed(s, leg, e.forward, e.forwarded)
+    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.stasis.join_bridge):
+        forward(s, leg, e.forward)
+
+
+def dial_failed(s: Step, leg: Leg, status: str) -> None:
+    """A dialled leg failed (`status`, a key of DIAL_FAILURES): its Dial event said so, or
+    Asterisk refused to create or dial it (recorder.model.failures). A blind transfer's target
+    ends the transferee's call, as Asterisk's own transfer does (hearing the failure is a later
+    refinement); a ring group goes on while another member still rings."""
+    call = s.call
+    outcome, reason = DIAL_FAILURES[status]
+    if leg.stasis.join_bridge and call.phase == BRIDGED:
+        leg.outcome = outcome
         s.record("transfer.failed", leg.channel_id, dialstatus=status)
         s.log("transfer.failed", "warning", channel_id=leg.channel_id, dialstatus=status)
-        begin_end(s, leg, DIAL_FAILURES[status][1])
-    elif status in DIAL_FAILURES and call.phase == DIALING:
-        outcome, reason = DIAL_FAILURES[status]
+        begin_end(s, leg, reason)
+    elif call.phase == DIALING:
         leg.outcome = outcome
         s.record("dial.failed", leg.channel_id, dialstatus=status)
         s.log("dial.failed", "info", channel_id=leg.channel_id, dialstatus=status)
         if not other_dialled_legs(call, leg):  # the last of a ring group, or the only one
             call.outcome = dial_outcome(call)
             begin_end(s, leg, reason)
-    elif status == "CANCEL" and e.forwarded is not None and call.phase == DIALING:
-        forward_followed(s, leg, e.forward, e.forwarded)
-    elif status == "CANCEL" and e.forward and (call.phase == DIALING or leg.stasis.join_bridge):
-        forward(s, leg, e.forward)
 
 
 def forward_followed(s: Step, leg: Leg, target: str, forwarded: ev.ChannelInfo) -> None:

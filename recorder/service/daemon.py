@@ -578,7 +578,8 @@ class Daemon:
                     log.error("daemon.unknown_command", command=type(c).__name__)
         except AriError as exc:
             # a request racing a hang-up is no fault (recorder.model.failures.party_gone)
-            level = "info" if exc.status == 404 or party_gone(c, exc.status) else "warning"
+            gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
+            level = "info" if gone else "warning"
             getattr(log, level)(
                 "ari.request_failed",
                 call_id=c.call_id or None,
