@@ -737,6 +737,36 @@ def test_a_caller_whose_opt_out_route_is_refused_is_put_through_unrecorded(
     assert run.call.record is False and not run.of(cmd.StartRecording)
 
 
+def test_a_callee_whose_opt_out_route_is_refused_is_connected_unrecorded(
+    tmp_path: Path
+) -> None:
+    """The callee refuses recording during its announcement and policy routes the caller
+    (`then: route`); Asterisk refuses the route (500): the callee is connected, unrecorded, as
+    `then: continue` would (before: both parties waited in silence until one hung up)."""
+    from recorder.config import CallsConfig
+    from recorder.policy import load_policy, numbering_from
+
+    path = tmp_path / "policy.yaml"
+    path.write_text('opt_out:\n  then: route\n  route_to: "verbatim-optout,s,1"\n'
+                    "announcements:\n  to_extensions: true\n")
+    run = Run(CallSettings(policy=load_policy(path, numbering_from(CallsConfig()))))
+    call_id = start_inbound(run)
+    run.feed(b.playback_finished(3, run.playback()))
+    callee = run.dialled()
+    run.feed(b.stasis_start(3.01, b.chan(callee, "Down"), "dialed", call_id))
+    run.feed(b.dial(5, callee, "ANSWER"))
+    (prompt,) = [p for p in run.of(cmd.Play) if p.channel_id == callee]
+    out = run.feed(ev.ChannelDtmfReceived(timestamp=b.at(6), asterisk_id=b.AST,
+                                          channel=b.chan(callee, "Up"), digit="9"))
+    (route,) = run.of(cmd.ContinueInDialplan, out)
+    out = run.feed(CommandFailed(timestamp=b.at(6.1), command=route, status=500,
+                                 message="boom"))
+    assert [a.channel_id for a in run.of(cmd.AddChannel, out)] == [callee]
+    out = run.feed(b.playback_finished(6.2, prompt.playback_id))  # the stopped announcement
+    assert not run.of(cmd.AddChannel, out)
+    assert run.call.record is False and not run.of(cmd.StartRecording)
+
+
 def _stop_or_start(run: Run, t: float, action: str) -> list[cmd.Command]:
     return run.feed(ControlRequested(timestamp=b.at(t), asterisk_id=b.AST, request_id=int(t * 10),
                                      call_id=run.call.call_id, action=action, by="crm"))

@@ -21,7 +21,7 @@ from recorder.model.sessions import answer_waiting
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import snoop_leg, snooped_leg
 from recorder.model.starting import after_prompt
-from recorder.model.state import CONSENT, LEG_GONE, REC_FAILED, REC_LIVE, ModelState
+from recorder.model.state import CALLEE_CONSENT, CONSENT, LEG_GONE, REC_FAILED, REC_LIVE, ModelState
 
 # Settles a refusal only its mode knows about; True: nothing more to report.
 Settle = Callable[[Step, cmd.Command, CommandFailed], bool]
@@ -115,11 +115,14 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
         s.record("consent.failed", call.caller_channel, media=failed.media)
         call.stasis.playback_id = call.stasis.playback_kind = None
         dial(s)
-    elif isinstance(failed, cmd.ContinueInDialplan) and call.phase == CONSENT:
-        # The route policy gives a caller who refused recording could not be taken: the call
+    elif isinstance(failed, cmd.ContinueInDialplan) and call.phase in (CONSENT, CALLEE_CONSENT):
+        # The route policy gives a party who refused recording could not be taken: the call
         # goes on as `then: continue` would, unrecorded (they refused), rather than leaving
-        # the caller in the app in silence.
-        dial(s)
+        # the caller in the app in silence, or, when the callee refused, both parties apart.
+        if call.phase == CONSENT:
+            dial(s)
+        else:
+            after_prompt(s, "callee", call.callee_channel or "")
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
         # As a line Asterisk's Dial() could not call (ast_request failed: an endpoint that is
         # not configured answers 500): the leg failed, and only it. Before, the whole call
