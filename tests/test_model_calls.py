@@ -677,6 +677,35 @@ def test_a_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(how: s
     assert run.of(cmd.StartRecording, out) and run.call.retry_at is None
 
 
+@pytest.mark.parametrize("awaited", ["a retry", "a queued segment"])
+def test_a_pause_while_the_next_recording_is_awaited_is_taken_and_applied_as_it_starts(
+    awaited: str
+) -> None:
+    """A pause (a card number about to be read) while the call waits for its next recording
+    (Asterisk could not keep the last ones and a retry is due, or the replacement is queued)
+    is taken, and the recording is paused as it starts. Before, it was rejected ("nothing is
+    being recorded") and the recording that then started kept the card number."""
+    run = Run()
+    call_id, _callee, name = to_bridged(run)
+    t = 30.0
+    run.feed(b.recording(t, "finished", name))  # it ran 25 s: its replacement is queued
+    if awaited == "a retry":
+        for _ in range(SETTINGS.max_recording_attempts):  # each ends as it starts
+            t += 0.1
+            run.feed(b.recording(t, "started", run.recording()))
+            run.feed(b.recording(t, "finished", run.recording()))
+        assert run.call.retry_at is not None
+    out = run.feed(ControlRequested(timestamp=b.at(t + 1), asterisk_id=b.AST, request_id=1,
+                                    call_id=call_id, action="pause", by="crm"))
+    assert [(d.status, d.detail) for d in run.of(cmd.ControlDone, out)] == [("done", "pause")]
+    assert not run.of(cmd.PauseRecording, out)  # nothing runs to pause yet
+    if awaited == "a retry":
+        run.feed(RecordingRetryDue(timestamp=run.call.retry_at, call_id=call_id))
+    segment = run.recording()
+    out = run.feed(b.recording(t + 70, "started", segment))
+    assert [(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)] == [(segment, True)]
+
+
 def test_a_retry_due_asks_for_nothing_once_stopped_ended_or_recorded() -> None:
     """A retry that comes due while the call is recorded, after staff stopped recording (a
     stop control: the retry must not record what they asked not to keep), or after the end,

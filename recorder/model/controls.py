@@ -35,7 +35,9 @@ from recorder.model.state import (
     FOLLOWING,
     LEG_GONE,
     REC_LIVE,
+    REC_REQUESTED,
     RECORDING_PENDING,
+    Call,
     ModelState,
 )
 from recorder.policy import Party, announcements_at_start, announcements_on_start
@@ -89,12 +91,22 @@ def _pause(s: Step) -> tuple[str, str]:
     if s.call.open_pause("pause") is not None:
         return DONE, "already paused"
     live = live_recordings_of(s)
-    if not live:
+    if not live and not _recording_awaited(s.call):
         return REJECTED, "nothing is being recorded"
     s.call.pauses.append(Pause(s.at, None, "pause"))
     for rec in live:
         s.add(cmd.PauseRecording(s.call.call_id, rec.name, True))
     return DONE, ""
+
+
+def _recording_awaited(call: Call) -> bool:
+    """Whether the call waits for a recording to run: one Asterisk has queued, or a retry
+    (recorder.model.segments.retry_later). A pause taken meanwhile pauses it as it starts
+    (segments.recording_started, snooping.snoop_started): refused, the recording that then
+    started would keep what the pause was asked for."""
+    return call.record and call.open_pause("stop") is None and (
+        call.retry_at is not None
+        or any(r.status == REC_REQUESTED for r in call.recordings.values()))
 
 
 def _resume(s: Step) -> tuple[str, str]:
