@@ -184,9 +184,22 @@ async def test_critical_disk_with_refuse_new_connects_the_call_unrecorded(
         async with running_stack(tmp_path, pg_dsn, storage=marks) as stack:
             caller = await start_call(stack)
             await stack.until_bridged()
+            first = len(logs)
+            await stack.advance(6.0)  # the call's first retry is due (Asterisk's clock)
+            for _ in range(60):  # the periodic task looks every 5 s (real time)
+                if any(e["event"] == "recording.refused" for e in logs[first:]):
+                    break
+                await asyncio.sleep(0.25)
+            await stack.settle()
+            retried = logs[first:]
             found = await samples(stack)
             call_id = next(iter(stack.daemon.state.calls))
             call, _, recordings, events = await stack.hang_up(caller.id, call_id)
+    # the retry is refused again, but that is no news (said once: recording.unavailable):
+    # not an error and a warning every minute for every call while the disk is critical
+    assert [e["log_level"] for e in retried if e["event"] == "recording.refused"] == ["info"]
+    assert not [e["event"] for e in retried if e["log_level"] in ("error", "warning")
+                and not e["event"].startswith("disk.")]
     critical = [e for e in logs if e["event"] == "disk.critical"]
     assert {e["dir"] for e in critical} == {"spool", "archive"}
     assert all(e["log_level"] == "error" and "refused" in e["then"] for e in critical)

@@ -161,6 +161,13 @@ def test_a_snoop_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(
     out = run.feed(RecordingRetryDue(timestamp=run.call.retry_at, call_id=run.call.call_id))
     assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]
     assert run.call.retry_at is None
+    # the retry's recording ends as it starts too: a gap said at info (said once already)
+    name = snoop_runs(run, t + 5, out)
+    run.feed(b.recording(t + 5.1, "finished", name))
+    out = run.feed(checked(run, t + 5.1, A, exists=True))
+    assert [(c.event, c.level) for c in out if isinstance(c, cmd.Log)
+            and c.event == "recording.gap"] == [("recording.gap", "info")]
+    assert run.call.retry_at is not None
 
 
 def gap_logged(out: list[cmd.Command]) -> bool:

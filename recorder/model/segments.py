@@ -137,7 +137,8 @@ def close_recording(s: Step, rec: Recording, failed: bool, error: str,
         rec.status = REC_FAILED
         rec.error = error or "failed"
         s.record("recording.failed", channel_id, recording=rec.name, error=rec.error)
-        s.log("recording.failed", "error", recording=rec.name, error=rec.error)
+        s.log("recording.failed", "info" if is_retry(call, rec, s.settings) else "error",
+              recording=rec.name, error=rec.error)
     else:
         rec.status = REC_FINISHED
         s.record("recording.finished", channel_id, recording=rec.name)
@@ -200,7 +201,7 @@ def replace_segment(s: Step, ended: Recording) -> None:
     call = s.call
     s.log(
         "recording.gap",
-        "warning",
+        "info" if is_retry(call, ended, s.settings) else "warning",
         recording=ended.name,
         reason=ended.error or "recording ended while the call was up",
         since=s.at.isoformat(),
@@ -223,13 +224,22 @@ def segment_ran(rec: Recording) -> bool:
             and (rec.ended_at - rec.started_at).total_seconds() >= QUICK_SEGMENT_S)
 
 
-def could_not_run(call: Call, target: str) -> int:
+def could_not_run(call: Call, target: str, before: int | None = None) -> int:
     """How many recordings of `target` (the call's bridge, or a leg's snoop), the latest
-    first, ended in a row without running (`segment_ran`)."""
+    first, ended in a row without running (`segment_ran`); `before`: of those older than that
+    segment."""
     ended = sorted((r for r in call.recordings.values()
-                    if r.target == target and r.status not in REC_LIVE),
+                    if r.target == target and r.status not in REC_LIVE
+                    and (before is None or r.segment < before)),
                    key=lambda r: r.segment, reverse=True)
     return next((n for n, rec in enumerate(ended) if segment_ran(rec)), len(ended))
+
+
+def is_retry(call: Call, rec: Recording, settings: CallSettings) -> bool:
+    """Whether `rec` was asked for as a retry (`retry_later`): recording.unavailable said once
+    that its target cannot be recorded, so its own failure is no news (info, not another
+    error and warning every minute for every call while the fault lasts)."""
+    return could_not_run(call, rec.target, rec.segment) >= settings.max_recording_attempts
 
 
 def retry_later(s: Step, ended: Recording, tries: int) -> bool:

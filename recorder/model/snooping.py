@@ -29,7 +29,13 @@ from recorder.model import commands as cmd
 from recorder.model.ending import maybe_finish
 from recorder.model.flow import Step
 from recorder.model.inputs import RecordingRetryDue
-from recorder.model.segments import close_recording, could_not_run, retry_later, retry_taken
+from recorder.model.segments import (
+    close_recording,
+    could_not_run,
+    is_retry,
+    retry_later,
+    retry_taken,
+)
 from recorder.model.sessions import answer_waiting
 from recorder.model.state import (
     FOLLOWING,
@@ -154,8 +160,9 @@ def check_answered(s: Step, channel_id: str, exists: bool) -> None:
         return
     name = ended.name if ended is not None else ""
     reason = (ended.error if ended is not None else None) or "snoop recording ended mid-call"
-    s.log("recording.gap", "warning", channel_id=leg.channel_id, recording=name,
-          reason=reason)
+    retried = ended is not None and is_retry(call, ended, s.settings)
+    s.log("recording.gap", "info" if retried else "warning", channel_id=leg.channel_id,
+          recording=name, reason=reason)
     s.record("recording.gap", leg.channel_id, recording=name, reason=reason)
     call.gaps += 1
     old = call.snoop_of(name)

@@ -80,7 +80,7 @@ from recorder.model.reconcile import (
     reconcile,
     recordings_to_check,
 )
-from recorder.model.segments import filing_asked
+from recorder.model.segments import filing_asked, is_retry
 from recorder.model.settings import CallSettings
 from recorder.model.state import ModelState
 from recorder.service.hookserver import HookBroker
@@ -579,7 +579,7 @@ class Daemon:
         except AriError as exc:
             # a request racing a hang-up is no fault (recorder.model.failures.party_gone)
             gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
-            level = "info" if gone else "warning"
+            level = "info" if gone or self._retry(c) else "warning"
             getattr(log, level)(
                 "ari.request_failed",
                 call_id=c.call_id or None,
@@ -631,9 +631,19 @@ class Daemon:
             return None
         reason = self.recording_refusal()
         if reason is not None:
-            log.error("recording.refused", call_id=c.call_id or None, recording=c.name,
-                      reason=reason)  # fmt: skip
+            level = "info" if self._retry(c) else "error"  # a retry's: said before
+            getattr(log, level)("recording.refused", call_id=c.call_id or None,
+                                recording=c.name, reason=reason)
         return reason
+
+    def _retry(self, c: cmd.Command) -> bool:
+        """Whether `c` starts a recording the model asked for as a retry, after it said
+        `recording.unavailable` (recorder.model.segments.is_retry): its refusal is no news."""
+        if not isinstance(c, cmd.StartRecording | cmd.RecordChannel):
+            return False
+        call = self.state.calls.get(c.call_id)
+        rec = call.recordings.get(c.name) if call is not None else None
+        return call is not None and rec is not None and is_retry(call, rec, self.settings)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
