@@ -703,7 +703,9 @@ def test_a_pause_while_the_next_recording_is_awaited_is_taken_and_applied_as_it_
     assert [(d.status, d.detail) for d in run.of(cmd.ControlDone, out)] == [("done", "pause")]
     assert not run.of(cmd.PauseRecording, out)  # nothing runs to pause yet
     if awaited == "a retry":
-        run.feed(RecordingRetryDue(timestamp=run.call.retry_at, call_id=call_id))
+        due = run.call.retry_at
+        assert due is not None
+        run.feed(RecordingRetryDue(timestamp=due, call_id=call_id))
     segment = run.recording()
     out = run.feed(b.recording(t + 70, "started", segment))
     assert [(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)] == [(segment, True)]
