@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from arisim.audio import tones_per_second
+from structlog.testing import capture_logs
 
 from recorder.policy import consent_rows
 from tests.harness.calls import control_by_api, control_by_dtmf
@@ -167,20 +168,60 @@ async def test_the_hook_fails_over_to_the_dialplan_when_the_recorder_cannot_reco
         assert [e for e in st.sim.events("Dial") if e["dialstatus"] == ""]
 
 
+def _answered_hook_dialplan(st: Stack) -> None:
+    """The record hook, then Dial() with the answered hook, as dialplan/verbatim-hooks.conf."""
+    st.sim.add_extension("verbatim-answered", "s", [
+        ("AGI", f"{agi(st, 'answered')},${{ARG1}}"),
+        ("Return", ""),
+    ])
+    st.sim.add_extension("hook-in", "_X.", [
+        ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
+        ("Dial", "PJSIP/${EXTEN},30,rU(verbatim-answered^${VERBATIM_CALL_ID})"),
+    ])
+    st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
+
+
+async def test_a_prompt_asterisk_lacks_is_no_consent_and_the_call_is_recorded_anyway(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Hook mode's side of test_flow_consent's: the all-party prompt is not installed, so
+    STREAM FILE answers result=-1 at once (res_agi.c handle_streamfile). Neither party heard
+    it: neither row says "finished", ops get an error per prompt, and both parties are
+    connected and recorded (a missed recording is the worse failure)."""
+    policy = extensions_announced(tmp_path)
+    async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy) as st:
+        st.sim.dialplan.default_sound_seconds = None  # only verbatim/consent is installed
+        _answered_hook_dialplan(st)
+        with capture_logs() as logs:
+            caller = st.sim.start_dialplan_call("201", context="hook-in", tone_hz=CALLER,
+                                                caller_number="+14155550100")  # CA: all-party
+            await st.settle()
+            await st.sim.wait_agi(caller.id, "done")  # at once: nothing to play
+            await st.settle()
+            call_id = str(st.daemon.state.by_channel[caller.id])
+            await st.advance(1.0)
+            callee = channel(st, "PJSIP/201")
+            await st.sim.wait_agi(callee.id, "done")
+            await st.settle()
+            assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
+            await st.advance(2.0)
+            _call, legs, recs, events = await st.hang_up(caller.id, call_id)
+        rows = await consent_rows(st.repo.pool, call_id)
+        assert [(r.party, r.played) for r in rows] == [
+            ("caller", "interrupted"), ("callee", "interrupted")]
+        errors = [e["event"] for e in logs if e["log_level"] == "error"]
+        assert errors == ["consent.failed"] * 2  # one a fault, not one per layer
+        assert [e.kind for e in events].count("consent.failed") == 2
+        assert {r.target for r in recs} == {f"snoop:{caller.id}", f"snoop:{callee.id}"}
+        assert all((leg.talked_ms or 0) - (leg.covered_ms or 0) <= 250 for leg in legs)
+
+
 async def test_the_callee_hears_its_announcement_before_it_is_bridged(
     tmp_path: Path, pg_dsn: str
 ) -> None:
     policy = extensions_announced(tmp_path)
     async with running_stack(tmp_path, pg_dsn, hooks=True, policy_file=policy) as st:
-        st.sim.add_extension("verbatim-answered", "s", [
-            ("AGI", f"{agi(st, 'answered')},${{ARG1}}"),
-            ("Return", ""),
-        ])
-        st.sim.add_extension("hook-in", "_X.", [
-            ("AGI", f"{agi(st, 'record')},inbound,${{EXTEN}}"),
-            ("Dial", "PJSIP/${EXTEN},30,rU(verbatim-answered^${VERBATIM_CALL_ID})"),
-        ])  # as dialplan/verbatim-hooks.conf
-        st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
+        _answered_hook_dialplan(st)
         caller, call_id = await start_hooked(st, "+14155550100")  # CA: all-party
         await st.advance(1.0)  # 201 answers and runs the answered hook: its announcement
         callee = channel(st, "PJSIP/201")

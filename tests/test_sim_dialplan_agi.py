@@ -140,6 +140,28 @@ async def test_stream_file_escape_digit(sim: Simulator) -> None:
     assert [e["digit"] for e in logged(sim, "ChannelDtmfReceived")] == ["2", "1"]
 
 
+async def test_stream_file_of_a_sound_asterisk_lacks(sim: Simulator) -> None:
+    """res_agi.c handle_streamfile: ast_openstream fails, "200 result=-1 endpos=<offset>" at
+    once, PLAYBACKSTATUS left as it was; the session goes on, and ends with AGISTATUS
+    FAILURE (a failure while the channel is up)."""
+    sim.dialplan.default_sound_seconds = None
+    got: list[str] = []
+
+    async def script(call: AgiCall) -> None:
+        got.append(await call.send('STREAM FILE verbatim/nowhere "" 800'))
+        got.append(await call.send("SET VARIABLE AFTER yes"))
+
+    async with FakeAgi(script) as agi:
+        sim.add_extension("hook-in", "s", [("Answer", ""), ("AGI", agi.url("in")),
+                                           ("Wait", "1")])
+        ch = sim.start_dialplan_call("s", context="hook-in")
+        session = await sim.wait_agi(ch.id, "done")
+        await sim.settle()
+    assert got == ["200 result=-1 endpos=800", "200 result=1"]
+    assert "PLAYBACKSTATUS" not in ch.variables and ch.variables["AFTER"] == "yes"
+    assert session.status == "FAILURE" and ch.variables["AGISTATUS"] == "FAILURE"
+
+
 async def test_unreachable_server_agistatus_failure(sim: Simulator, ari: AriClient) -> None:
     """Nothing listens: AGISTATUS=FAILURE and the dialplan goes on (here to Dial())."""
     port = closed_port()

@@ -406,7 +406,14 @@ class Agi:
                 offset = int(argv[4])
             except ValueError:
                 return USAGE
-        length = round(self.world.dialplan.stream_seconds(argv[2]) * RATE)
+        seconds = self.world.dialplan.stream_seconds(argv[2])
+        if seconds is None:
+            # res_agi.c handle_streamfile: ast_openstream failed. No PLAYBACKSTATUS; the
+            # session goes on, and AGISTATUS is FAILURE at its end (run_agi: a failure while
+            # the channel is not hung up).
+            s.result = "FAILURE"
+            return f"200 result=-1 endpos={offset}\n"
+        length = round(seconds * RATE)
         offset = max(0, min(offset, length))
         how, result, played = await self._agi_wait(s, (length - offset) / RATE, argv[3])
         endpos = length if how == "done" else min(length, offset + round(played * RATE))

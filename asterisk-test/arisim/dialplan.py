@@ -206,12 +206,12 @@ class Dialplan:
             return self.dialplan_sounds[name]
         return self.sounds.get(name, 0.0)
 
-    def stream_seconds(self, name: str) -> float:
+    def stream_seconds(self, name: str) -> float | None:
         """AGI STREAM FILE: `dialplan_sounds`, then `sounds` (unknown: default_sound_seconds,
-        as ARI `sound:` media; 0 s when there is none)."""
+        as ARI `sound:` media); None: Asterisk has no such file."""
         if name in self.dialplan_sounds:
             return self.dialplan_sounds[name]
-        return self.sound_seconds(name) or 0.0
+        return self.sound_seconds(name)
 
     def behaviour_for(self, endpoint: str) -> EndpointBehaviour | None:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""

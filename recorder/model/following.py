@@ -252,14 +252,16 @@ def hooked_entered(state: ModelState, e: ev.ChannelEnteredBridge, settings: Call
 
 
 def unannounced(s: Step, leg: Leg) -> None:
-    """The called party is bridged, recorded, and policy wanted it announced, but the dialplan
-    ran no `answered` hook (Dial without U()): say so, loudly, when it is first bridged."""
+    """The called party is bridged, recorded, and policy wanted it announced, but it heard
+    none: the dialplan ran no `answered` hook (Dial without U()), or its announcement could
+    not be played (consent.failed said so). Said loudly when it is first bridged."""
     call = s.call
     if (leg.channel_id != call.callee_channel or len(leg.spans) != 1 or not call.record
             or "callee" in call.heard or due_for(call, "callee", "on-answer") is None):
         return
     s.log("consent.not_announced", "warning", channel_id=leg.channel_id, party="callee",
-          reason="no answered hook ran (Dial's U(verbatim-answered) option)")
+          reason="it heard no announcement: no answered hook ran (Dial's "
+                 "U(verbatim-answered) option), or its announcement could not be played")
     s.record("consent.not_announced", leg.channel_id, party="callee")
 
 

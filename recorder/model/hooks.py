@@ -333,9 +333,10 @@ def on_prompted(state: ModelState, e: HookPrompted, settings: CallSettings,
             audit(s, prompt, "interrupted")
             return
         if e.error is not None:
-            # As in Stasis mode: the call is recorded anyway (a missed recording is the worse
+            # As in Stasis mode: its row says it was not heard (before, hook mode wrote no
+            # row at all), the call is recorded anyway (a missed recording is the worse
             # failure), and the missing announcement is an error for ops to mend.
-            call.prompts.pop(prompt.playback_id, None)
+            audit(s, prompt, "interrupted")
             consent_failed(s, leg_id, prompt.media, e.error)
         refused = e.digit is not None and e.digit == prompt.opt_out_dtmf
         if not refused:

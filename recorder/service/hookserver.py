@@ -127,8 +127,9 @@ class HookBroker:
             hung_up = True
         except AgiCommandError as exc:  # e.g. the sound file is missing: result=-1
             error = str(exc)
-            log.error("hook.prompt_failed", channel_id=session.request.uniqueid, media=media,
-                      error=error)
+            # info: the model says it once, as an error (consent.failed, with this error)
+            log.info("hook.prompt_failed", channel_id=session.request.uniqueid, media=media,
+                     error=error)
         await self._put(HookPrompted(
             timestamp=self._now(), asterisk_id=self._asterisk_id(), session=sid,
             channel_id=session.request.uniqueid, digit=digit or None, hung_up=hung_up,
