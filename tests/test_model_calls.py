@@ -116,6 +116,11 @@ def test_dial_failure_ends_the_call_with_its_outcome(
     assert (final.call.status, final.call.outcome) == ("ended", outcome)
     assert final.recordings == ()  # no orphan recording: none was ever started
     assert not run.of(cmd.StartRecording)
+    # the caller's cause is the one the app asked Asterisk to hang it up with (no event says
+    # it: its StasisEnd comes first); the callee's is its ChannelDestroyed's
+    causes = {leg.role: leg.hangup_cause for leg in final.legs}
+    assert causes == {"caller": {"busy": 17, "no_answer": 19, "congestion": 34}[reason],
+                      "callee": 17}
 
 
 def test_caller_abandoning_while_ringing_hangs_up_the_ringing_leg() -> None:
@@ -368,6 +373,7 @@ def test_ring_group_first_answer_wins_and_the_others_are_cancelled() -> None:
     assert [a.channel_id for a in run.of(cmd.AddChannel)][-1] == l3
     assert {leg: run.call.legs[leg].outcome for leg in (l1, l2)} == {l1: "cancelled",
                                                                     l2: "busy"}
+    assert run.call.legs[l1].hangup_cause == 26  # ARI's answered_elsewhere
 
 
 @pytest.mark.parametrize(("statuses", "outcome"), [

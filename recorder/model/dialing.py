@@ -10,6 +10,7 @@ from dataclasses import replace
 from recorder.ari import events as ev
 from recorder.common.numbers import is_extension, normalise
 from recorder.model import commands as cmd
+from recorder.model.ending import hang_up
 from recorder.model.flow import (
     Step,
     play,
@@ -49,7 +50,7 @@ def dialled_leg_ready(s: Step, e: ev.StasisStart) -> None:
     leg.channel_name = e.channel.name
     wanted = call.phase == DIALING or (leg.stasis.join_bridge is not None and call.phase == BRIDGED)
     if not wanted:  # the caller gave up while the leg was being created
-        s.add(cmd.Hangup(call.call_id, leg.channel_id))
+        hang_up(s, leg)
         return
     leg.state = LEG_DIALING
     caller = leg.stasis.via or call.caller_channel

@@ -8,7 +8,9 @@ proof is computed from what the files hold.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from typing import Final
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
@@ -179,6 +181,8 @@ def refine_unanswered(s: Step, leg: Leg) -> None:
 def leg_gone(s: Step, leg: Leg) -> None:
     if leg.state == LEG_GONE:
         return
+    if leg.hangup_cause is None:  # no event said why: the app's own hang-up, if it was that
+        leg.hangup_cause = leg.stasis.hangup_asked
     leave_bridge(s.call, leg, s.at)
     leg.state = LEG_GONE
     leg.ended_at = s.at
@@ -228,6 +232,21 @@ def dial_outcome(call: Call) -> str:
     return "failed"
 
 
+# ARI's hang-up reasons and the Q.850 cause Asterisk sets for each (resource_channels.c
+# convert_reason_to_hangup_code; causes.h): those the model asks for
+REASON_CAUSES: Final = {"normal": 16, "busy": 17, "no_answer": 19, "rejected": 21,
+                        "answered_elsewhere": 26, "congestion": 34, "unallocated": 1}
+
+
+def hang_up(s: Step, leg: Leg, reason: str = "normal") -> None:
+    """Ask Asterisk to hang up a leg of the call, keeping the cause that asks for: ARI sets it
+    on the channel, then hangs it up softly, and the events that reach the app carry no cause
+    (the soft request's is a flag; ChannelDestroyed comes after StasisEnd, if at all)."""
+    s.add(cmd.Hangup(s.call.call_id, leg.channel_id, reason))
+    if (cause := REASON_CAUSES.get(reason)) is not None:
+        leg.stasis = replace(leg.stasis, hangup_asked=cause)
+
+
 def begin_end(s: Step, leg: Leg, reason: str) -> None:
     """A party left or the dial failed: stop recording and release every other leg."""
     call = s.call
@@ -257,7 +276,7 @@ def begin_end(s: Step, leg: Leg, reason: str) -> None:
     call.stasis.hangup_reason = reason
     for other in call.live_legs():
         if other.channel_id != leg.channel_id:  # a leg not yet created answers 404: then gone
-            s.add(cmd.Hangup(call.call_id, other.channel_id, reason))
+            hang_up(s, other, reason)
     s.log("call.ending", "debug", channel_id=leg.channel_id, outcome=call.outcome)
 
 

@@ -12,7 +12,7 @@ from recorder.model import commands as cmd
 from recorder.model.consent import audit
 from recorder.model.controls import pause_refused
 from recorder.model.dialing import dial
-from recorder.model.ending import begin_end, leg_gone, maybe_finish
+from recorder.model.ending import begin_end, hang_up, leg_gone, maybe_finish
 from recorder.model.flow import Result, Step, for_call
 from recorder.model.inputs import CommandFailed
 from recorder.model.outcomes import dial_failed
@@ -133,7 +133,7 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
             return
         dial_failed(s, leg, "CHANUNAVAIL")
         if isinstance(failed, cmd.DialChannel):  # in the app, never dialled: released
-            s.add(cmd.Hangup(call.call_id, leg.channel_id, "congestion"))
+            hang_up(s, leg, "congestion")
         else:  # it never existed: no event will say it is gone
             leg_gone(s, leg)
     elif isinstance(failed, cmd.CreateBridge):

@@ -24,6 +24,7 @@ from recorder.model.dialing import (
 from recorder.model.ending import (
     begin_end,
     dial_outcome,
+    hang_up,
     other_dialled_legs,
 )
 from recorder.model.flow import (
@@ -210,7 +211,7 @@ def answered(s: Step, leg: Leg) -> None:
     call.callee_channel = leg.channel_id
     for other in other_dialled_legs(call, leg):  # a ring group: the others stop ringing
         other.outcome = "cancelled"
-        s.add(cmd.Hangup(call.call_id, other.channel_id, "answered_elsewhere"))
+        hang_up(s, other, "answered_elsewhere")
     s.record("call.answered", leg.channel_id)
     s.log("call.answered", "debug", channel_id=leg.channel_id)
     if s.settings.ring_groups.get(call.target) and leg.party is None:

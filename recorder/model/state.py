@@ -112,6 +112,9 @@ class StasisLeg:
     replaced_by: str | None = None  # the Local ;1 that took this leg's place (transferer)
     join_bridge: str | None = None  # a transfer target: the bridge it joins when it answers
     via: str | None = None  # a transfer target: the Local ;2 it is connected through
+    # The Q.850 cause of the app's own hang-up of the leg (ARI sets it on the channel before
+    # the soft hang-up): its cause when no event carries one (recorder.model.ending.hang_up)
+    hangup_asked: int | None = None
 
 
 @dataclass(frozen=True)
