@@ -421,7 +421,8 @@ def test_a_ring_group_member_asterisk_cannot_call_leaves_the_others_ringing(
     creates: list[cmd.CreateChannel] = run.of(cmd.CreateChannel)
     l1, l2, l3 = (c.channel_id for c in creates)
     for i, leg in enumerate((l1, l2, l3)):
-        run.feed(b.stasis_start(3.01 + i / 100, b.chan(leg, "Down"), "dialed", call_id))
+        if leg != l2 or refused == "dial":  # a refused create made no channel
+            run.feed(b.stasis_start(3.01 + i / 100, b.chan(leg, "Down"), "dialed", call_id))
     if refused == "create":
         failed: cmd.Command = creates[1]
         out = run.feed(CommandFailed(timestamp=b.at(3.05), command=failed, status=500,
@@ -429,7 +430,7 @@ def test_a_ring_group_member_asterisk_cannot_call_leaves_the_others_ringing(
     else:
         (failed,) = [d for d in run.of(cmd.DialChannel) if d.channel_id == l2]
         out = run.feed(CommandFailed(timestamp=b.at(3.05), command=failed, status=409,
-                                     message="Channel cannot be dialed"))
+                                     message="Channel is not in the 'Down' state"))
     # only the refused member is released (a created one is in the app, never dialled)
     assert [h.channel_id for h in run.of(cmd.Hangup, out)] == ([l2] if refused == "dial"
                                                                else [])
@@ -490,6 +491,8 @@ def test_an_originate_refused_because_the_caller_left_is_no_failure(
     final = run.saved()[-1]
     assert (final.call.status, final.call.outcome) == (
         "ended", "abandoned" if gone else "failed")
+    # the leg never existed: its hang-up (404) never happened, so no cause is claimed for it
+    assert [x.hangup_cause for x in final.legs if x.channel_id == originate.channel_id] == [None]
 
 
 @pytest.mark.parametrize("file_ms", [0, 20_000])
@@ -684,6 +687,9 @@ def test_a_recording_asterisk_cannot_keep_is_retried_slowly_not_in_a_loop(how: s
     run.feed(b.recording(t + 0.1, "started", run.recording()))
     out = run.feed(b.recording(t + 40, "finished", run.recording()))
     assert run.of(cmd.StartRecording, out) and run.call.retry_at is None
+    # a retry that ran and then ended mid-call is a gap like any other: news again
+    assert [c.level for c in out if isinstance(c, cmd.Log) and c.event == "recording.gap"] == [
+        "warning"]
 
 
 @pytest.mark.parametrize("awaited", ["a retry", "a queued segment"])
@@ -714,7 +720,19 @@ def test_a_pause_while_the_next_recording_is_awaited_is_taken_and_applied_as_it_
         run.feed(RecordingRetryDue(timestamp=due, call_id=call_id))
     segment = run.recording()
     out = run.feed(b.recording(t + 70, "started", segment))
-    assert [(c.name, c.pause) for c in run.of(cmd.PauseRecording, out)] == [(segment, True)]
+    (pause,) = run.of(cmd.PauseRecording, out)
+    assert (pause.name, pause.pause) == (segment, True)
+    if awaited == "a retry":  # it ends as it starts again; Asterisk refuses the pause of it
+        run.feed(b.recording(t + 70, "finished", segment))
+        out = run.feed(CommandFailed(timestamp=b.at(t + 70.1), command=pause, status=404,
+                                     message="Recording not found"))
+        assert not [c for c in out if isinstance(c, cmd.Log) and c.level == "error"]
+        due = run.call.retry_at
+        assert due is not None and run.call.open_pause("pause") is not None  # still paused
+        run.feed(RecordingRetryDue(timestamp=due, call_id=call_id))
+        out = run.feed(b.recording((due - b.at(0)).total_seconds() + 0.1, "started",
+                                   run.recording()))
+        assert [c.pause for c in run.of(cmd.PauseRecording, out)] == [True]
 
 
 def test_a_retry_due_asks_for_nothing_once_stopped_ended_or_recorded() -> None:

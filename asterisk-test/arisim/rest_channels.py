@@ -91,11 +91,11 @@ def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     originator = args.get_str("originator")
     if originator and sim.find_channel(originator) is None:
         return error(400, "Provided originator channel was not found")
+    if _not_configured(sim, endpoint):  # ast_dial_prerun: ast_request failed, no channel made
+        return ALLOCATION_FAILED
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
-    if _not_configured(sim, endpoint):  # ast_dial_prerun: ast_request failed
-        return ALLOCATION_FAILED
     variables = _variables(args)
     if isinstance(variables, ApiResponse):
         return variables
@@ -142,11 +142,11 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     if not tech or not resource:
         return error(400, "Invalid endpoint specified")
     channel_id, other_id = args.get_str("channelId"), args.get_str("otherChannelId")
+    if _not_configured(sim, endpoint):  # ast_request failed, before any channel is made
+        return ALLOCATION_FAILED
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
             return error(409, "Channel with given unique ID already exists")
-    if _not_configured(sim, endpoint):  # ast_request failed
-        return ALLOCATION_FAILED
     ch = sim.dialling.create_channel(endpoint, args.get_str("app") or "", args.get_str("appArgs"),
                             channel_id, other_id, variables)
     return ok(ch.json())

@@ -21,7 +21,15 @@ from recorder.model.sessions import answer_waiting
 from recorder.model.settings import CallSettings
 from recorder.model.snooping import snoop_leg, snooped_leg
 from recorder.model.starting import after_prompt
-from recorder.model.state import CALLEE_CONSENT, CONSENT, LEG_GONE, REC_FAILED, REC_LIVE, ModelState
+from recorder.model.state import (
+    CALLEE_CONSENT,
+    CONSENT,
+    LEG_GONE,
+    REC_FAILED,
+    REC_LIVE,
+    REC_RECORDING,
+    ModelState,
+)
 
 # Settles a refusal only its mode knows about; True: nothing more to report.
 Settle = Callable[[Step, cmd.Command, CommandFailed], bool]
@@ -41,6 +49,13 @@ def failed_request(settle: Settle, then: Then | None = None) -> Handler:
 
         def body(s: Step) -> None:
             if settle(s, failed, e):
+                return
+            if isinstance(failed, cmd.PauseRecording) and (
+                    (rec := s.call.recordings.get(failed.name)) is None
+                    or rec.status != REC_RECORDING):
+                # It ended meanwhile (Asterisk: 404/409): nothing was recorded unpaused, and
+                # the pause stays open, so the next recording is paused as it starts (before,
+                # a pause during a retry wait was dropped here and the retry kept the audio).
                 return
             what = type(failed).__name__
             s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
@@ -96,7 +111,10 @@ def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     if isinstance(failed, cmd.Hangup):
         leg = call.legs.get(failed.channel_id)
         if e.status == 404 and leg is not None:
-            leg_gone(s, leg)  # its destruction was missed (e.g. while disconnected)
+            # its destruction was missed (e.g. while disconnected), or it never existed: this
+            # hang-up never happened, so its cause is not the leg's
+            leg.stasis = replace(leg.stasis, hangup_asked=None)
+            leg_gone(s, leg)
         return True
     return False
 

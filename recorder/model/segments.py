@@ -239,7 +239,8 @@ def is_retry(call: Call, rec: Recording, settings: CallSettings) -> bool:
     """Whether `rec` was asked for as a retry (`retry_later`): recording.unavailable said once
     that its target cannot be recorded, so its own failure is no news (info, not another
     error and warning every minute for every call while the fault lasts)."""
-    return could_not_run(call, rec.target, rec.segment) >= settings.max_recording_attempts
+    return (could_not_run(call, rec.target, rec.segment) >= settings.max_recording_attempts
+            and not segment_ran(rec))  # one that then ran is news again when it fails
 
 
 def retry_later(s: Step, ended: Recording, tries: int) -> bool:
