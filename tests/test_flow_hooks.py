@@ -14,6 +14,7 @@ import pytest
 from arisim.audio import tones_per_second
 from structlog.testing import capture_logs
 
+from recorder.db.rows import CallRow, EventRow, LegRow, RecordingRow
 from recorder.policy import consent_rows
 from tests.harness.calls import control_by_api, control_by_dtmf
 from tests.harness.hooked import (
@@ -181,6 +182,18 @@ def _answered_hook_dialplan(st: Stack) -> None:
     st.sim.set_endpoint("PJSIP/201", tone_hz=CALLEE, answer_after=1.0)
 
 
+async def _bridged_then_hung_up(
+    st: Stack, caller: Any, callee: Any, call_id: str
+) -> tuple[CallRow, list[LegRow], list[RecordingRow], list[EventRow]]:
+    """Once the callee's answered hook is done: it is bridged with the caller; 2 s later the
+    caller hangs up. The call's rows (Stack.hang_up)."""
+    await st.sim.wait_agi(callee.id, "done")
+    await st.settle()
+    assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
+    await st.advance(2.0)
+    return await st.hang_up(caller.id, call_id)
+
+
 async def test_a_prompt_asterisk_lacks_is_no_consent_and_the_call_is_recorded_anyway(
     tmp_path: Path, pg_dsn: str
 ) -> None:
@@ -201,11 +214,7 @@ async def test_a_prompt_asterisk_lacks_is_no_consent_and_the_call_is_recorded_an
             call_id = str(st.daemon.state.by_channel[caller.id])
             await st.advance(1.0)
             callee = channel(st, "PJSIP/201")
-            await st.sim.wait_agi(callee.id, "done")
-            await st.settle()
-            assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
-            await st.advance(2.0)
-            _call, legs, recs, events = await st.hang_up(caller.id, call_id)
+            _call, legs, recs, events = await _bridged_then_hung_up(st, caller, callee, call_id)
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.played) for r in rows] == [
             ("caller", "interrupted"), ("callee", "interrupted")]
@@ -230,11 +239,7 @@ async def test_the_callee_hears_its_announcement_before_it_is_bridged(
         assert callee.bridge_id is None  # not bridged while it hears it
         assert caller.waiting_hears == "ringing"  # the r option: never silence meanwhile
         await st.advance(PROMPT_S)
-        await st.sim.wait_agi(callee.id, "done")
-        await st.settle()
-        assert callee.bridge_id is not None and callee.bridge_id == caller.bridge_id
-        await st.advance(2.0)
-        call, legs, recs, _ = await st.hang_up(caller.id, call_id)
+        call, legs, recs, _ = await _bridged_then_hung_up(st, caller, callee, call_id)
         rows = await consent_rows(st.repo.pool, call_id)
         assert [(r.party, r.played, r.mode) for r in rows] == [
             ("caller", "finished", "all-party"), ("callee", "finished", "all-party")]

@@ -142,8 +142,7 @@ class DialApp:
         if tech == "Local":
             callee, _ = self.life.new_local_pair(resource)
         elif tech in DIAL_TECHS and resource:
-            b = self.world.dialplan.behaviour_for(target)
-            if b is not None and b.result == "nonexistent":
+            if self.world.dialplan.not_configured(target):
                 return None  # ast_request failed: no such endpoint
             callee = self.life.new_tech_channel(tech, resource)
         else:

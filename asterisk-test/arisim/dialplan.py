@@ -217,6 +217,11 @@ class Dialplan:
         """An explicit behaviour for `PJSIP/201` or `Local/200@targets`, if a test set one."""
         return self.endpoints.get(endpoint)
 
+    def not_configured(self, endpoint: str) -> bool:
+        """Whether a test made `endpoint` one Asterisk has not configured (ast_request fails)."""
+        b = self.endpoints.get(endpoint)
+        return b is not None and b.result == "nonexistent"
+
 
 ConfExtension = tuple[str, list[Priority], dict[str, int]]  # pattern, steps, labels
 _CONF_LINE = re.compile(r"^(exten|same)\s*=>?\s*(.*)$")

@@ -67,11 +67,6 @@ def list_channels(sim: Engine, args: Args) -> ApiResponse:
 ALLOCATION_FAILED = ApiResponse(500, {"error": "Allocation failed"})
 
 
-def _not_configured(sim: Engine, endpoint: str) -> bool:
-    b = sim.dialplan.behaviour_for(endpoint)
-    return b is not None and b.result == "nonexistent"
-
-
 def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     other_id = args.get_str("otherChannelId")
     for uid in (channel_id, other_id):
@@ -91,7 +86,7 @@ def _originate(sim: Engine, args: Args, channel_id: str | None) -> ApiResponse:
     originator = args.get_str("originator")
     if originator and sim.find_channel(originator) is None:
         return error(400, "Provided originator channel was not found")
-    if _not_configured(sim, endpoint):  # ast_dial_prerun: ast_request failed, no channel made
+    if sim.dialplan.not_configured(endpoint):  # ast_dial_prerun: ast_request failed
         return ALLOCATION_FAILED
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):
@@ -142,7 +137,7 @@ def create(sim: Engine, args: Args) -> ApiResponse:
     if not tech or not resource:
         return error(400, "Invalid endpoint specified")
     channel_id, other_id = args.get_str("channelId"), args.get_str("otherChannelId")
-    if _not_configured(sim, endpoint):  # ast_request failed, before any channel is made
+    if sim.dialplan.not_configured(endpoint):  # ast_request failed, before any channel is made
         return ALLOCATION_FAILED
     for uid in (channel_id, other_id):
         if uid and sim.id_in_use(uid):

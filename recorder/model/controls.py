@@ -35,6 +35,7 @@ from recorder.model.state import (
     FOLLOWING,
     LEG_GONE,
     REC_LIVE,
+    REC_RECORDING,
     REC_REQUESTED,
     RECORDING_PENDING,
     Call,
@@ -116,6 +117,15 @@ def _resume(s: Step) -> tuple[str, str]:
     for rec in live_recordings_of(s):
         s.add(cmd.PauseRecording(s.call.call_id, rec.name, False))
     return DONE, ""
+
+
+def pause_outlived(call: Call, failed: cmd.PauseRecording) -> bool:
+    """Whether a refused pause (or resume) was of a recording that ended meanwhile (Asterisk:
+    404/409): nothing was recorded against it, and an open pause stays open, so the next
+    recording is paused as it starts (before, a pause during a retry wait was dropped and the
+    retry kept the audio). No failure then."""
+    rec = call.recordings.get(failed.name)
+    return rec is None or rec.status != REC_RECORDING
 
 
 def pause_refused(s: Step, failed: cmd.PauseRecording) -> None:

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from recorder.model import commands as cmd
 from recorder.model.consent import audit
-from recorder.model.controls import pause_refused
+from recorder.model.controls import pause_outlived, pause_refused
 from recorder.model.dialing import dial
 from recorder.model.ending import begin_end, hang_up, leg_gone, maybe_finish
 from recorder.model.flow import Result, Step, for_call
@@ -27,7 +27,6 @@ from recorder.model.state import (
     LEG_GONE,
     REC_FAILED,
     REC_LIVE,
-    REC_RECORDING,
     ModelState,
 )
 
@@ -50,12 +49,7 @@ def failed_request(settle: Settle, then: Then | None = None) -> Handler:
         def body(s: Step) -> None:
             if settle(s, failed, e):
                 return
-            if isinstance(failed, cmd.PauseRecording) and (
-                    (rec := s.call.recordings.get(failed.name)) is None
-                    or rec.status != REC_RECORDING):
-                # It ended meanwhile (Asterisk: 404/409): nothing was recorded unpaused, and
-                # the pause stays open, so the next recording is paused as it starts (before,
-                # a pause during a retry wait was dropped here and the retry kept the audio).
+            if isinstance(failed, cmd.PauseRecording) and pause_outlived(s.call, failed):
                 return
             what = type(failed).__name__
             s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
