@@ -198,6 +198,24 @@ def test_a_leg_hung_up_ends_its_snoop_first_and_that_is_no_gap(order: str) -> No
     assert run.call.gaps == 0 and run.call.legs[B].state == "gone"
 
 
+def test_a_leg_hung_up_before_its_snoop_entered_is_no_failure_to_log() -> None:
+    """B answers and hangs up while its snoop is being made: the snoop enters the app with
+    nothing to record. That is a normal hang-up, logged as nothing worse than info."""
+    run = Run(SETTINGS)
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    (snoop,) = run.of(cmd.Snoop, run.feed(b.entered(1, "x", B)))
+    run.feed(b.left(1.005, "x", B))
+    run.feed(b.destroyed(1.005, B))
+    out = run.feed(b.stasis_start(1.01, b.chan(snoop.snoop_id), "snoop"))
+    assert run.of(cmd.Hangup, out) == [cmd.Hangup(run.call.call_id, snoop.snoop_id)]
+    assert not run.of(cmd.RecordChannel, out)
+    (rec,) = [r for r in run.call.recordings.values() if r.target == f"snoop:{B}"]
+    assert rec.status == "failed" and rec.started_at is None
+    assert [(c.event, c.level) for c in run.of(cmd.Log, out)] == [("recording.failed", "info")]
+
+
 def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:
     run = Run(SETTINGS)
     s1, s2 = bridged_pair(run)

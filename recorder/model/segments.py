@@ -128,8 +128,10 @@ def connect_callee(s: Step) -> None:
 
 
 def close_recording(s: Step, rec: Recording, failed: bool, error: str,
-                    channel_id: str | None = None) -> None:
-    """A recording finished or failed (either mode): its end, who it heard, and filing."""
+                    channel_id: str | None = None, *, expected: bool = False) -> None:
+    """A recording finished or failed (either mode): its end, who it heard, and filing.
+    `expected`: a failure the call itself caused (a snoop cancelled by its leg's hang-up or a
+    stop), logged at info: nothing is wrong."""
     call = s.call
     rec.ended_at = s.at
     rec.legs = legs_during(call, rec)
@@ -137,7 +139,8 @@ def close_recording(s: Step, rec: Recording, failed: bool, error: str,
         rec.status = REC_FAILED
         rec.error = error or "failed"
         s.record("recording.failed", channel_id, recording=rec.name, error=rec.error)
-        s.log("recording.failed", "info" if is_retry(call, rec, s.settings) else "error",
+        quiet = expected or is_retry(call, rec, s.settings)
+        s.log("recording.failed", "info" if quiet else "error",
               recording=rec.name, error=rec.error)
     else:
         rec.status = REC_FINISHED

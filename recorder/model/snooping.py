@@ -85,9 +85,10 @@ def snoop_ready(s: Step, snoop_id: str) -> None:
     call = s.call
     rec = call.recordings.get(call.hook.snoops.get(snoop_id, ""))
     if rec is not None and rec.status == REC_REQUESTED and not wanted(s, rec):
-        # stopped, refused or hung up while the snoop was being made: it records nothing
+        # stopped, refused or hung up while the snoop was being made: it records nothing, and
+        # nothing went wrong
         close_recording(s, rec, True, "cancelled before it started (stop, refusal or hangup)",
-                        snooped_leg(rec))
+                        snooped_leg(rec), expected=True)
         answer_waiting(s, snooped_leg(rec) or "", "NOT_RECORDED" if stopped(s) else "FAILED")
         maybe_finish(s)
     if rec is None or rec.status != REC_REQUESTED:
