@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recorder.ari import events as ev
@@ -185,3 +187,43 @@ def test_302_followed_by_asterisk_originate_form_links_the_forwarded_pair() -> N
     assert run.call.phase == "bridged"
     out = run.feed(b.hangup_request(20, CALLER))
     assert {h.channel_id for h in run.of(cmd.Hangup, out)} == {"9.1", "9.2", target}
+
+
+def test_a_transfer_target_whose_opt_out_route_is_refused_joins_unrecorded(
+    tmp_path: Path
+) -> None:
+    """The target of a blind transfer refuses recording during its join announcement and
+    policy routes the caller (`then: route`); Asterisk refuses the route (500): the target
+    joins, unrecorded, as `then: continue` would (before: it stayed answered outside its
+    bridge, in silence, until someone hung up)."""
+    from recorder.config import CallsConfig
+    from recorder.model.inputs import CommandFailed
+    from recorder.model.settings import CallSettings
+    from recorder.policy import load_policy, numbering_from
+
+    path = tmp_path / "policy.yaml"
+    path.write_text('opt_out:\n  then: route\n  route_to: "verbatim-optout,s,1"\n'
+                    "announcements:\n  to_extensions: true\n")
+    run = Run(CallSettings(policy=load_policy(path, numbering_from(CallsConfig()))))
+    call_id, callee = to_dialling(run)
+    run.feed(b.dial(5, callee, "ANSWER"))
+    for play in run.of(cmd.Play)[1:]:  # the announcements at the answer, to both
+        run.feed(b.playback_finished(8, play.playback_id))
+    run.feed(b.recording(8.01, "started", run.recording()))
+    run.feed(b.entered(8.02, run.bridge(), callee))
+    target = transfer(run, callee, 20, half2_first=True)
+    b2 = run.bridge()
+    run.feed(b.stasis_end(20.2, callee))
+    run.feed(b.stasis_start(20.3, b.chan(target, "Down"), "dialed", call_id))
+    out = run.feed(b.dial(21, target, "ANSWER"))
+    (prompt,) = [p for p in run.of(cmd.Play, out) if p.channel_id == target]
+    assert not [a for a in run.of(cmd.AddChannel, out) if a.channel_id == target]
+    out = run.feed(ev.ChannelDtmfReceived(timestamp=b.at(22), asterisk_id=b.AST,
+                                          channel=b.chan(target, "Up"), digit="9"))
+    (route,) = run.of(cmd.ContinueInDialplan, out)
+    out = run.feed(CommandFailed(timestamp=b.at(22.1), command=route, status=500,
+                                 message="boom"))
+    assert [(a.bridge_id, a.channel_id) for a in run.of(cmd.AddChannel, out)] == [(b2, target)]
+    out = run.feed(b.playback_finished(22.2, prompt.playback_id))  # the stopped announcement
+    assert not run.of(cmd.AddChannel, out)
+    assert run.call.record is False

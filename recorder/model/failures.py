@@ -25,6 +25,7 @@ from recorder.model.state import (
     CALLEE_CONSENT,
     CONSENT,
     LEG_GONE,
+    LEG_UP,
     REC_FAILED,
     REC_LIVE,
     ModelState,
@@ -135,6 +136,18 @@ def stasis_then(s: Step, failed: cmd.Command) -> None:
             dial(s)
         else:
             after_prompt(s, "callee", call.callee_channel or "")
+    elif isinstance(failed, cmd.ContinueInDialplan):
+        # A transfer target refused during its join announcement, and the route (which names
+        # the caller) was refused: the target joins, unrecorded, rather than waiting answered
+        # outside its bridge. It is the target whose announcement is over and that has not
+        # joined: one that opted out (one still hearing its own announcement, or whose join
+        # is under way, joins by itself).
+        hearing = {p.leg for p in call.prompts.values()}
+        for target in list(call.legs.values()):
+            if target.stasis.join_bridge and target.state == LEG_UP and not target.in_bridge \
+                    and (target.party or "target") in call.opted_out \
+                    and not target.stasis.waiting and target.channel_id not in hearing:
+                after_prompt(s, target.party or "target", target.channel_id)
     elif isinstance(failed, cmd.CreateChannel | cmd.Originate | cmd.DialChannel):
         # As a line Asterisk's Dial() could not call (ast_request failed: an endpoint that is
         # not configured answers 500): the leg failed, and only it. Before, the whole call
