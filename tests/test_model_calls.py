@@ -436,6 +436,10 @@ def test_a_ring_group_member_asterisk_cannot_call_leaves_the_others_ringing(
                                                                else [])
     assert run.call.phase == "dialing" and run.call.outcome is None
     assert run.call.legs[l2].outcome == "failed"
+    # a phone not registered is what Dial() calls CHANUNAVAIL: no alarm (a dial refused for
+    # a channel not in the Down state is something wrong)
+    loud = {(c.event, c.level) for c in run.of(cmd.Log, out) if c.level in ("warning", "error")}
+    assert loud == ({("ari.request_failed", "error")} if refused == "dial" else set())
     if refused == "dial":
         run.feed(b.stasis_end(3.06, l2))
     assert run.call.legs[l2].state == "gone"

@@ -53,7 +53,8 @@ def failed_request(settle: Settle, then: Then | None = None) -> Handler:
             if isinstance(failed, cmd.PauseRecording) and pause_outlived(s.call, failed):
                 return
             what = type(failed).__name__
-            s.log("ari.request_failed", "error", command=what, status=e.status, message=e.message)
+            level = "info" if line_unavailable(failed, e.status) else "error"
+            s.log("ari.request_failed", level, command=what, status=e.status, message=e.message)
             s.record("ari.request_failed", command=what, status=e.status, message=e.message)
             if isinstance(failed, cmd.PauseRecording):
                 pause_refused(s, failed)
@@ -80,6 +81,16 @@ def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
     if isinstance(c, cmd.Play | cmd.Answer | cmd.ContinueInDialplan):
         return status in (404, 409)
     return False
+
+
+def line_unavailable(c: cmd.Command, status: int) -> bool:
+    """Whether a refusal says that the phone or line cannot be called now: a create or an
+    originate whose channel Asterisk could not request (ast_request failed: an endpoint not
+    registered, unreachable, or not configured) answers 500 "Allocation failed"
+    (resource_channels.c ari_channels_handle_create, ari_originate_dial). Dial() calls that
+    CHANUNAVAIL, an everyday status (a phone logged off in a ring group), and so does the
+    model (stasis_then): no alarm."""
+    return isinstance(c, cmd.CreateChannel | cmd.Originate) and status == 500
 
 
 def stasis_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:

@@ -91,7 +91,8 @@ def dial_failed(s: Step, leg: Leg, status: str) -> None:
     if leg.stasis.join_bridge and call.phase == BRIDGED:
         leg.outcome = outcome
         s.record("transfer.failed", leg.channel_id, dialstatus=status)
-        s.log("transfer.failed", "warning", channel_id=leg.channel_id, dialstatus=status)
+        # a target busy or away, as a callee's dial.failed: the call's end, not a fault
+        s.log("transfer.failed", "info", channel_id=leg.channel_id, dialstatus=status)
         begin_end(s, leg, reason)
     elif call.phase == DIALING:
         leg.outcome = outcome

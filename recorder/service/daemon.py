@@ -61,7 +61,7 @@ from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
-from recorder.model.failures import party_gone
+from recorder.model.failures import line_unavailable, party_gone
 from recorder.model.inputs import (
     ChannelChecked,
     CommandFailed,
@@ -577,9 +577,11 @@ class Daemon:
                 case _:
                     log.error("daemon.unknown_command", command=type(c).__name__)
         except AriError as exc:
-            # a request racing a hang-up is no fault (recorder.model.failures.party_gone)
+            # a request racing a hang-up is no fault (recorder.model.failures.party_gone), nor
+            # is a phone that cannot be called now (line_unavailable)
             gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
-            level = "info" if gone or self._retry(c) else "warning"
+            everyday = gone or line_unavailable(c, exc.status)
+            level = "info" if everyday or self._retry(c) else "warning"
             getattr(log, level)(
                 "ari.request_failed",
                 call_id=c.call_id or None,
