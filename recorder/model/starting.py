@@ -170,7 +170,8 @@ def playback_lost(s: Step, e: PlaybackLost) -> None:
         playback_id = f"{call.call_id}-p{call.next_playback}"
         call.next_playback += 1
         call.prompts[playback_id] = replace(prompt, playback_id=playback_id, started_at=s.at)
-        s.log("consent.prompt_replayed", "warning", channel_id=prompt.channel_id,
+        # info: the restart or reconnection that lost its end was the news (ari.disconnected)
+        s.log("consent.prompt_replayed", "info", channel_id=prompt.channel_id,
               lost=e.playback_id, playback=playback_id, prompt=prompt.prompt)
         s.add(cmd.Play(call.call_id, prompt.channel_id, playback_id, prompt.media))
         return
@@ -180,7 +181,7 @@ def playback_lost(s: Step, e: PlaybackLost) -> None:
             or caller.state == LEG_GONE:
         return  # (a ringback is cleared when the callee answers: one still named still rings)
     media = s.settings.consent_media if kind == "consent" else s.settings.ringback_media
-    s.log("playback.replayed", "warning", channel_id=call.caller_channel, lost=e.playback_id,
+    s.log("playback.replayed", "info", channel_id=call.caller_channel, lost=e.playback_id,
           kind=kind)
     play(s, call.caller_channel, kind, media)
 
