@@ -754,8 +754,11 @@ class Daemon:
                 await self.controls.complete(c.request_id, c.status, c.detail)
                 return
             except Exception as exc:  # never a crash here: the row expires if all tries fail
-                log.error("control.complete_failed", control_id=c.request_id,
-                          attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
+                # an error once every try failed (the control's caller then waits in vain);
+                # a try the next one may mend is the database's blip, said by the writer
+                level = "error" if attempt + 1 == tries else "info"
+                getattr(log, level)("control.complete_failed", control_id=c.request_id,
+                                    attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(min(2.0**attempt, 10.0))
 
     async def _retries_due(self) -> None:

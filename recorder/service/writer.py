@@ -632,7 +632,8 @@ class Writer:
         self.write_seconds += time.monotonic() - began
         self.writes += 1
         if self._failing_since is not None:
-            log.warning("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
+            # good news (the outage was the error, db.write_failed): info
+            log.info("db.recovered", outage_s=round(time.monotonic() - self._failing_since, 1))
             self._failing_since = None
         return True  # (what was staged meanwhile: its stager's own flush waits on this one)
 
