@@ -10,6 +10,7 @@ from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.inputs import (
     ChannelChecked,
+    CommandFailed,
     ControlRequested,
     HookCalled,
     HookPrompted,
@@ -214,6 +215,65 @@ def test_a_leg_hung_up_before_its_snoop_entered_is_no_failure_to_log() -> None:
     (rec,) = [r for r in run.call.recordings.values() if r.target == f"snoop:{B}"]
     assert rec.status == "failed" and rec.started_at is None
     assert [(c.event, c.level) for c in run.of(cmd.Log, out)] == [("recording.failed", "info")]
+
+
+def refused(t: float, command: cmd.Command, status: int, message: str) -> CommandFailed:
+    return CommandFailed(timestamp=b.at(t), asterisk_id=b.AST, command=command, status=status,
+                         message=message)
+
+
+def loud(out: list[cmd.Command]) -> list[tuple[str, str]]:
+    return [(c.event, c.level) for c in out
+            if isinstance(c, cmd.Log) and c.level in ("warning", "error")]
+
+
+@pytest.mark.parametrize("race", ["snoop_404", "snoop_left_then_record_409", "record_404"])
+def test_a_hang_up_racing_the_snoops_set_up_raises_no_alarm(race: str) -> None:
+    """B hangs up just as it answered, while its snoop is being made (the order as Asterisk
+    answers it: the Snoop 404 once the leg is unlinked; the snoop leaving the app, and its
+    recording refused, once the snoop ended with its leg): a normal hang-up, no warning or
+    error (before: recording.failed at error each time)."""
+    run = Run(SETTINGS)
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    (snoop,) = run.of(cmd.Snoop, run.feed(b.entered(1, "x", B)))
+    out = run.feed(b.left(1.003, "x", B))
+    if race == "snoop_404":
+        out += run.feed(refused(1.004, snoop, 404, "Provided channel was not found"))
+    else:
+        out += run.feed(b.stasis_start(1.01, b.chan(snoop.snoop_id), "snoop"))
+        (record,) = run.of(cmd.RecordChannel, out)
+        if race == "record_404":
+            out += run.feed(refused(1.013, record, 404, "Channel not found"))
+        else:
+            out += run.feed(b.stasis_end(1.012, snoop.snoop_id))
+            out += run.feed(refused(1.013, record, 409, "Channel not in Stasis application"))
+        out += run.feed(b.stasis_end(1.014, snoop.snoop_id))
+        for check in run.of(cmd.CheckChannel, out):
+            out += run.feed(checked(run, 1.015, check.channel_id, exists=False))
+        out += run.feed(b.destroyed(1.015, snoop.snoop_id))
+    out += run.feed(b.destroyed(1.016, B))
+    assert not loud(out)
+    assert not run.of(cmd.Snoop, out)  # nothing to record again
+    (rec,) = [r for r in run.call.recordings.values() if r.target == f"snoop:{B}"]
+    assert rec.status == "failed"
+
+
+def test_a_snoop_that_ends_before_its_recording_while_its_leg_lives_is_a_gap() -> None:
+    """The same snoop's end with B still up (Asterisk says so) is a fault: a gap, warned, and
+    B is snooped again."""
+    run = Run(SETTINGS)
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    (snoop,) = run.of(cmd.Snoop, run.feed(b.entered(1, "x", B)))
+    run.feed(b.stasis_start(1.01, b.chan(snoop.snoop_id), "snoop"))
+    out = run.feed(b.stasis_end(1.012, snoop.snoop_id))
+    assert run.of(cmd.CheckChannel, out) == [cmd.CheckChannel(run.call.call_id, B)]
+    out = run.feed(checked(run, 1.02, B, exists=True))
+    assert loud(out) == [("recording.gap", "warning")]
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [B]
 
 
 def test_pause_and_resume_act_on_every_live_snoop_and_answer_the_request() -> None:

@@ -70,15 +70,18 @@ def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
     """Whether a refusal says only that the channel it names is gone or leaving as it hangs
     up: a race with a hang-up, whose own events end or carry the call. A channel request
     answers 404 once the channel is destroyed and 409 ("not in a Stasis application") once it
-    left the app to be hung up; addChannel answers 400 and 422 for the same two moments
-    (resource_channels.c find_control, resource_bridges.c control_find_by_channel_id). An
+    left the app to be hung up (a snoop: once its leg is unlinked; its recording: once the
+    snoop channel, which ends with its leg, is gone); addChannel answers 400 and 422 for the
+    same two moments (resource_channels.c find_control, resource_bridges.c
+    control_find_by_channel_id). An
     originate answers 400 when its originator (the caller) is gone (resource_channels.c
     ari_originate_dial; 400 is also its answer to bad parameters, hence the message)."""
     if isinstance(c, cmd.Originate):
         return status == 400 and "originator channel was not found" in message
     if isinstance(c, cmd.AddChannel):
         return status in (400, 422)
-    if isinstance(c, cmd.Play | cmd.Answer | cmd.ContinueInDialplan):
+    if isinstance(c, cmd.Play | cmd.Answer | cmd.ContinueInDialplan | cmd.Snoop
+                  | cmd.RecordChannel):
         return status in (404, 409)
     return False
 
@@ -189,7 +192,12 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     rec = call.recordings.get(name)
     if rec is None or rec.status not in REC_LIVE:
         return True
-    close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec))
+    # 404/409: the leg (Snoop) or its snoop channel (RecordChannel) is gone, the race of a
+    # hang-up just as its recording was being set up; not retried (below). Were the leg to
+    # live on, its time unrecorded is a gap the call's coverage proof reports at its end.
+    gone = party_gone(failed, e.status)
+    close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec),
+                    expected=gone)
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.hook.recording == rec.name:
         leg.hook = replace(leg.hook, recording=None)
@@ -199,7 +207,7 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     # or 409 would only be refused again.
     attempts = sum(1 for r in call.recordings.values()
                    if r.target == rec.target and r.status == REC_FAILED)
-    if (leg is not None and e.status not in (404, 409)
+    if (leg is not None and not gone
             and attempts < s.settings.max_recording_attempts):
         snoop_leg(s, leg)
     else:

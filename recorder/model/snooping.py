@@ -114,7 +114,9 @@ def snoop_gone(s: Step, snoop_id: str) -> None:
     if not rec.snoop_left:
         rec.snoop_left = True
     if rec.status == REC_REQUESTED and rec.started_at is None:
-        snoop_ended(s, rec, True, "snoop channel ended before recording")
+        # most often its leg hung up as it was being set up: whether the leg lives on is
+        # asked (snoop_ended); if it does, that is the gap, logged then (check_answered)
+        snoop_ended(s, rec, True, "snoop channel ended before recording", expected=True)
 
 
 def snoop_started(s: Step, rec: Recording) -> None:
@@ -131,13 +133,15 @@ def snoop_started(s: Step, rec: Recording) -> None:
         s.add(cmd.PauseRecording(call.call_id, rec.name, True))  # started during a pause
 
 
-def snoop_ended(s: Step, rec: Recording, failed: bool, error: str) -> None:
+def snoop_ended(s: Step, rec: Recording, failed: bool, error: str,
+                expected: bool = False) -> None:
     """A snoop recording finished or failed: file what exists; if its leg may live on and
-    recording is wanted, ask Asterisk whether it does (check_answered)."""
+    recording is wanted, ask Asterisk whether it does (check_answered). `expected`: as
+    close_recording's."""
     call = s.call
     if rec.status not in REC_LIVE:
         return
-    close_recording(s, rec, failed, error, snooped_leg(rec))
+    close_recording(s, rec, failed, error, snooped_leg(rec), expected=expected)
     leg = call.legs.get(snooped_leg(rec) or "")
     if leg is not None and leg.hook.recording == rec.name:
         leg.hook = replace(leg.hook, recording=None)
