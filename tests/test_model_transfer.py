@@ -228,3 +228,25 @@ def test_a_transfer_target_whose_opt_out_route_is_refused_joins_unrecorded(
     out = run.feed(b.playback_finished(22.2, prompt.playback_id))  # the stopped announcement
     assert not run.of(cmd.AddChannel, out)
     assert run.call.record is False
+
+
+@pytest.mark.parametrize(("exten", "caller_left", "level"), [
+    ("300", True, "info"),  # the transferee hung up as the transfer happened: a race
+    ("30/0", False, "warning"),  # a target no dial string may carry: a fault
+])
+def test_a_transfer_half_the_call_cannot_take_is_hung_up(
+    exten: str, caller_left: bool, level: str
+) -> None:
+    run = Run()
+    _call_id, callee, _name = to_bridged(run)
+    run.feed(ev.StasisStart(timestamp=b.at(20), asterisk_id=b.AST,
+                            channel=b.chan(L1, "Down", name=f"{BASE};1"), args=(),
+                            replace_channel=b.chan(callee)))
+    if caller_left:
+        run.feed(b.hangup_request(20.001, CALLER))
+    out = run.feed(b.stasis_start(20.002, b.chan(L2, "Ring", name=f"{BASE};2"), "transfer",
+                                  exten))
+    assert L2 in [h.channel_id for h in run.of(cmd.Hangup, out)]
+    assert [c.level for c in run.logs("transfer.refused")] == [level]
+    assert not [c for c in run.of(cmd.Log, out)
+                if c.level in ("warning", "error") and c.event != "transfer.refused"]

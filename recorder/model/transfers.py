@@ -122,7 +122,10 @@ def attach_target(s: Step, half: ev.ChannelInfo, exten: str, forwarded: bool = F
         local_base=base,
     )
     if not TARGET_RE.match(exten) or call.phase in (ENDING, ENDED):
-        s.log("transfer.refused", "warning", channel_id=half.id, exten=exten, phase=call.phase)
+        # a target no dial string may carry is a fault; a call already ending, the race of a
+        # hang-up with the transfer (its Local ;2 came after): no alarm
+        level = "warning" if not TARGET_RE.match(exten) else "info"
+        s.log("transfer.refused", level, channel_id=half.id, exten=exten, phase=call.phase)
         s.add(cmd.Hangup(call.call_id, half.id))
         return
     bridge_id = f"{call.call_id}-b{len(call.stasis.extra_bridges) + 2}"
