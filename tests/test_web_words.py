@@ -35,6 +35,9 @@ TABLE: list[tuple[str, str | None, dict[str, Any], str]] = [
     ("leg.hold", "l2", {"musicclass": None}, "201 put the call on hold"),
     ("leg.unhold", "l2", {}, "201 took the call off hold"),
     ("leg.hangup", "c1", {"cause": None, "role": "caller"}, "The caller +14155550100 hung up"),
+    ("leg.hangup", "l2", {"cause": 0, "role": "callee", "unseen": True},
+     "201 had hung up while the recorder was away (the line's end is taken from its "
+     "recording)"),
     ("dial.started", "l2", {"target": "201"}, "Dialled 201"),
     ("dial.started", "l5", {"caller": "c1", "dialstring": "300"},
      "Dialled 300 (transfer target) for the caller +14155550100"),

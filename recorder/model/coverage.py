@@ -217,6 +217,27 @@ def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
     return out
 
 
+def unseen_end(call: Call, leg: Leg) -> datetime | None:
+    """When a leg found gone by reconciliation (`Leg.end_unseen`; `ended_at` is when it was
+    found so) most likely ended: when the last recording that heard it stopped, as its file
+    measures it (a snoop ends with its leg; a bridge's recording goes on until the bridge
+    does), never before what was seen of the leg. Counting it as talking until it was found
+    gone would report the time the daemon was away as a gap in the recording, with no gap in
+    the audio. (A recording that failed while the daemon was away, its party talking on,
+    looks the same: that gap cannot be seen.) None: no recording heard it, and nothing says
+    better when it ended."""
+    found = leg.ended_at
+    if found is None:
+        return None
+    heard = [b for rec in call.recordings.values() if leg.channel_id in rec.legs
+             for _a, b in recording_spans(call, rec, found)]
+    if not heard:
+        return None
+    seen = max([leg.started_at, *[x for x in (leg.answered_at,) if x is not None],
+                *[stay.entered for stay in leg.spans], *[h.start for h in leg.holds]])
+    return max(seen, min(found, max(heard)))
+
+
 def pause_spans(call: Call, end: datetime) -> list[Span]:
     """Not recorded on purpose by an in-call control (pause, stop) or by policy."""
     return [(p.start, p.end if p.end is not None else end) for p in call.pauses]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from recorder.ari import events as ev
 from recorder.model import commands as cmd
 from recorder.model.consent import audit
-from recorder.model.coverage import coverage
+from recorder.model.coverage import coverage, unseen_end
 from recorder.model.flow import (
     CAUSE_OUTCOMES,
     DIAL_FAILURES,
@@ -32,6 +32,7 @@ from recorder.model.state import (
     DIALING,
     ENDED,
     ENDING,
+    GONE_UNSEEN,
     LEG_GONE,
     REC_FAILED,
     REC_MISSING,
@@ -140,6 +141,7 @@ def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings,
             return
         if isinstance(e, ev.ChannelDestroyed):
             leg.hangup_cause = e.cause
+            leg.end_unseen = e.cause_txt == GONE_UNSEEN
             refine_unanswered(s, leg)
         leg_gone(s, leg)
 
@@ -188,10 +190,33 @@ def leg_gone(s: Step, leg: Leg) -> None:
     leg.ended_at = s.at
     if leg.outcome is None:
         leg.outcome = leg_outcome(s.call, leg)
-    s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
+    record_hangup(s, leg)
     if not superseded(s.call, leg):
         begin_end(s, leg, "normal")
     maybe_finish(s)
+
+
+def record_hangup(s: Step, leg: Leg) -> None:
+    """The leg's hang-up in the call's story (either mode); `unseen`: found gone on a
+    reconnection, at a moment nobody saw."""
+    detail: dict[str, Any] = {"cause": leg.hangup_cause, "role": leg.role}
+    if leg.end_unseen:
+        detail["unseen"] = True
+    s.record("leg.hangup", leg.channel_id, **detail)
+
+
+def end_as_heard(s: Step, leg: Leg) -> None:
+    """A leg found gone by reconciliation ended when its recordings say (coverage.unseen_end),
+    not when it was found gone: its stays and holds end then too."""
+    end = unseen_end(s.call, leg)
+    if end is None or leg.ended_at is None or end >= leg.ended_at:
+        return
+    s.log("leg.end_unseen", channel_id=leg.channel_id, found_gone=leg.ended_at.isoformat(),
+          ended=end.isoformat())
+    leg.ended_at = end
+    leg.spans = [Stay(x.bridge, x.entered, end if x.left is None else min(x.left, end))
+                 for x in leg.spans]
+    leg.holds = [OnHold(h.start, end if h.end is None else min(h.end, end)) for h in leg.holds]
 
 
 def superseded(call: Call, leg: Leg) -> bool:
@@ -292,7 +317,13 @@ def maybe_finish(s: Step) -> None:
         return
     transition(s, ENDED)
     call.status = "ended"
+    for leg in call.legs.values():
+        if leg.end_unseen:
+            end_as_heard(s, leg)
     call.ended_at = max((leg.ended_at for leg in call.legs.values() if leg.ended_at), default=s.at)
+    if call.unbridged_at is not None:  # not later than its parties (end_as_heard)
+        call.unbridged_at = max(call.bridged_at or call.unbridged_at,
+                                min(call.unbridged_at, call.ended_at))
     proof = coverage(call, s.settings.gap_threshold_ms)
     for channel_id, leg_cov in proof.legs.items():
         leg = call.legs[channel_id]

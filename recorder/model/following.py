@@ -23,7 +23,7 @@ from recorder.model.controls import (
     control_digit,
 )
 from recorder.model.decisions import path_changed
-from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish
+from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, record_hangup
 from recorder.model.flow import DIAL_FAILURES, Result, Step, for_call
 from recorder.model.phases import transition
 from recorder.model.records import Stay
@@ -37,6 +37,7 @@ from recorder.model.snooping import (
 from recorder.model.state import (
     ENDING,
     FOLLOWING,
+    GONE_UNSEEN,
     LEG_DIALING,
     LEG_GONE,
     LEG_RINGING,
@@ -306,6 +307,7 @@ def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings
                 leg.hangup_cause = e.cause
         elif isinstance(e, ev.ChannelDestroyed):
             leg.hangup_cause = e.cause
+            leg.end_unseen = e.cause_txt == GONE_UNSEEN
             hooked_leg_gone(s, leg)
 
     return for_call(state, call_id, e, settings, body)
@@ -321,7 +323,7 @@ def hooked_leg_gone(s: Step, leg: Leg) -> None:
     if leg.outcome is None:
         leg.outcome = ("hangup" if leg.role == "caller" else
                        "answered" if leg.answered_at else "failed")
-    s.record("leg.hangup", leg.channel_id, cause=leg.hangup_cause, role=leg.role)
+    record_hangup(s, leg)
     for session, info in list(call.hook.sessions.items()):
         if info.leg == leg.channel_id:  # an AGI still waiting on a channel now gone
             del call.hook.sessions[session]

@@ -25,6 +25,7 @@ from recorder.model.settings import CallSettings
 from recorder.model.state import (
     CONNECTING,
     ENDING,
+    GONE_UNSEEN,
     LEG_DIALING,
     LEG_GONE,
     LEG_NEW,
@@ -149,7 +150,7 @@ def _call_differences(call: Call, snap: AriSnapshot, base: _Base) -> list[ev.Eve
                     **base,
                     channel=_ghost(leg.channel_id),
                     cause=0,
-                    cause_txt="gone while disconnected",
+                    cause_txt=GONE_UNSEEN,
                 )
             )
             continue

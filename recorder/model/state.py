@@ -77,6 +77,10 @@ LEG_RINGING = LegState.RINGING
 LEG_UP = LegState.UP
 LEG_GONE = LegState.GONE
 
+# The cause text of the ChannelDestroyed reconciliation makes for a leg Asterisk no longer has:
+# it ended at a moment nobody saw (recorder.model.reconcile).
+GONE_UNSEEN = "gone while disconnected"
+
 
 class RecStatus(StrEnum):
     """A recording's status (as in recorder.db.rows.RECORDING_STATUSES)."""
@@ -152,6 +156,9 @@ class Leg(Fields):
     talked_ms: int | None = None  # the coverage proof, filled when the call ends
     covered_ms: int | None = None
     held_ms: int | None = None
+    # found gone by reconciliation: `ended_at` is when, until the recordings say when it most
+    # likely ended (recorder.model.coverage.unseen_end)
+    end_unseen: bool = False
     stasis: StasisLeg = field(default_factory=StasisLeg)
     hook: HookLeg = field(default_factory=HookLeg)
 
