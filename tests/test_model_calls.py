@@ -76,6 +76,22 @@ def test_dial_happens_after_consent_and_only_after_the_leg_is_in_stasis() -> Non
     assert (dial.channel_id, dial.caller_id, dial.timeout_s) == (create.channel_id, CALLER, 30)
 
 
+@pytest.mark.parametrize("caller_left", [False, True])
+def test_a_ringback_asterisk_cannot_play_is_warned(caller_left: bool) -> None:
+    """The caller hears silence while the callee rings when Asterisk cannot play the ringback
+    (a calls.ringback it lacks): many take the line for dead and hang up, so ops hear of
+    it. (Before: nothing was logged.) A ringback that fails as the caller hangs up is not."""
+    run = Run()
+    _call_id, _callee = to_dialling(run)
+    ringback = run.playback()
+    if caller_left:
+        run.feed(ev.ChannelHangupRequest(timestamp=b.at(4), asterisk_id=b.AST,
+                                         channel=b.chan(CALLER), cause=16))
+    out = run.feed(b.playback_finished(4.01, ringback, state="failed"))
+    warned = [(c.event, c.level) for c in run.of(cmd.Log, out) if c.level != "debug"]
+    assert warned == ([] if caller_left else [("ringback.failed", "warning")])
+
+
 def test_answered_party_joins_only_after_recording_started() -> None:
     run = Run()
     _call_id, callee = to_dialling(run)

@@ -135,6 +135,11 @@ def playback_done(s: Step, e: ev.PlaybackFinished) -> None:
         return
     kind = call.stasis.playback_kind
     call.stasis.playback_id = call.stasis.playback_kind = None
+    if kind == "ringback" and failed and not _hanging_up(call, call.caller_channel):
+        # the caller hears silence while the callee rings (a media Asterisk lacks): many take
+        # the line for dead and hang up. (One stopped at the answer ends "done", not failed.)
+        s.log("ringback.failed", "warning", channel_id=call.caller_channel,
+              media=s.settings.ringback_media)
     if kind == "consent" and call.phase == CONSENT:
         media = s.settings.consent_media
         if not failed:
