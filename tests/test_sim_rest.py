@@ -322,3 +322,18 @@ async def test_sounds_by_id(sim: Simulator, ari: AriClient) -> None:
         404, {"message": "Sound not found"})
     assert await ari.call("GET", "/sounds/verbatim/consent") == (
         404, {"message": "Resource not found"})
+
+
+@pytest.mark.parametrize("carried_out", [False, True])
+async def test_a_severed_request_gets_no_answer_and_is_carried_out_or_not(
+    sim: Simulator, ari: AriClient, carried_out: bool
+) -> None:
+    """`sever`: the connection of the next such request is cut before any of its answer,
+    once; whether Asterisk carried it out is the test's to say."""
+    ch = sim.start_call(args=["inbound", "201"])
+    sim.sever("POST", f"/channels/{ch.id}/answer", carried_out=carried_out)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await ari.call("POST", f"/channels/{ch.id}/answer")
+    await sim.settle()
+    assert sim.channels[ch.id].state == ("Up" if carried_out else "Ring")
+    assert (await ari.call("POST", f"/channels/{ch.id}/answer"))[0] == 204  # once only

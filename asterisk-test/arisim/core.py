@@ -85,6 +85,8 @@ class Core(World):
         self.inflight = 0
         self.stalled = 0  # requests held by `stall` (server.py)
         self._stalls: list[tuple[str, str, asyncio.Event, bool]] = []
+        # (method, ARI path, carried out): the next such request's connection is cut (`sever`)
+        self._severs: list[tuple[str, str, bool]] = []
         self.requests: list[RequestRecord] = []
         self.clock.settle = self.settle
 

@@ -251,7 +251,23 @@ class Simulator(Engine):
         self._stalls = [stall for stall in self._stalls if stall[2] is not release]
         release.set()
 
+    def sever(self, method: str, path: str, *, carried_out: bool) -> None:
+        """Cut the connection of the next `method` request to the ARI `path` before any of its
+        answer is sent, as a network fault or a proxy's timeout does: the client cannot know
+        whether Asterisk carried it out. `carried_out`: Asterisk did (the answer was lost),
+        or it never heard the request."""
+        self._severs.append((method, path, carried_out))
+
     async def _ari(self, request: web.Request) -> web.StreamResponse:
+        for sever in self._severs:
+            method, path, carried_out = sever
+            if request.method == method and request.rel_url.raw_path[4:] == path:
+                self._severs.remove(sever)
+                if carried_out:
+                    await self._ari_inner(request, answer=False)
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=499)  # written to a closed connection: never read
         for method, path, release, unsent_if_client_gone in self._stalls:
             if request.method == method and request.rel_url.raw_path[4:] == path:
                 self.stalled += 1
@@ -270,7 +286,10 @@ class Simulator(Engine):
             self.inflight -= 1
             self._bump()
 
-    async def _ari_inner(self, request: web.Request) -> web.StreamResponse:
+    async def _ari_inner(self, request: web.Request, answer: bool = True
+                         ) -> web.StreamResponse:
+        """The request carried out, and answered (`answer`: else only carried out, its
+        answer's events included, and the answer left for the caller to drop)."""
         raw_path = request.rel_url.raw_path
         ari_path = raw_path[4:] or "/"
         query = [(k, v) for k, v in request.query.items() if k != "api_key"]
@@ -317,8 +336,9 @@ class Simulator(Engine):
             hooks, self._deferred = self._deferred, None
         response = self._reply(request.method, ari_path, args.logged(), result)
         if hooks:
-            await response.prepare(request)
-            await response.write_eof()
+            if answer:
+                await response.prepare(request)
+                await response.write_eof()
             with self.action():
                 for hook in hooks:
                     hook()

@@ -122,6 +122,10 @@ class AsteriskClock:
 # Steps whose commands may wait in the call lanes at once before the consumer stops taking events.
 MAX_BACKLOG = 10_000
 
+# Reconciliations asked for by requests whose answers were lost (`Daemon._look_again`) are due
+# at least this far apart: each asks Asterisk about every call.
+LOOK_AGAIN_EVERY_S = 5.0
+
 # How long a reconciliation that found a playback gone waits for its PlaybackFinished, which may
 # come on the events connection just after the GET's 404 (`Daemon._not_lost`).
 LOST_PLAYBACK_GRACE_S = 0.2
@@ -167,6 +171,8 @@ class Daemon:
         # until the last due one has run (a playback's id is never used again).
         self._finished: set[str] | None = None
         self._reconciles_due = 0
+        self._look_queued = False  # a reconciliation asked for by a lost answer, not begun
+        self._last_look: float | None = None  # when the last `_look_again` was due (monotonic)
         self.stream: EventStream = stream_factory(self._on_connected, self._on_event)
         self._tasks: set[asyncio.Task[None]] = set()
         # call id ("" for commands of no call) -> the batches its lane has yet to carry out,
@@ -232,6 +238,29 @@ class Daemon:
     async def stop(self) -> None:
         await self.stream.stop()
 
+    async def _look_again(self, c: cmd.Command) -> None:
+        """A request whose answer was lost (its connection cut, or no answer in time):
+        Asterisk may or may not have carried it out. What it holds is looked up, as after a
+        reconnection (reconcile: the events missed, and what the calls asked that did not
+        happen is asked again: a callee still outside its bridge is added), once for all the
+        losses until that look begins. Not while the events connection is down: its own
+        reconnection looks."""
+        if self._look_queued or not self.stream.connected.is_set():
+            return
+        self._look_queued = True
+        log.info("ari.reconcile_asked", call_id=c.call_id or None, command=type(c).__name__)
+        now = time.monotonic()
+        wait = 0.0 if self._last_look is None else self._last_look + LOOK_AGAIN_EVERY_S - now
+        self._last_look = now + max(wait, 0.0)
+        if wait > 0:  # an Asterisk losing answers by the hundred is not asked for everything
+            self._spawn(self._look_later(wait))
+        else:
+            await self._on_connected()
+
+    async def _look_later(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        await self._on_connected()
+
     async def _on_connected(self) -> None:
         if self._finished is None:
             self._finished = set()
@@ -272,6 +301,7 @@ class Daemon:
         # lane still holds a request would miss what that request makes (a recording taken
         # for absent, replaced, and then started all the same where nothing can stop it).
         await self._lanes_drained()
+        self._look_queued = False  # an answer lost from now on is looked for again
         try:
             info = await self.client.info()
             self.asterisk_id = str(info.get("system", {}).get("entity_id") or self.asterisk_id)
@@ -589,7 +619,10 @@ class Daemon:
                 status=exc.status,
                 error=exc.message,
             )
-            return await self._failed(c, exc.status, exc.message)
+            failed = await self._failed(c, exc.status, exc.message)
+            if exc.status == 0:  # no answer at all: whether it was carried out is unknown
+                await self._look_again(c)
+            return failed
         return None
 
     async def _check_channel(self, c: cmd.CheckChannel) -> ChannelChecked:
