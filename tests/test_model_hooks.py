@@ -260,6 +260,26 @@ def test_a_hang_up_racing_the_snoops_set_up_raises_no_alarm(race: str) -> None:
     assert rec.status == "failed"
 
 
+def test_a_snoop_recording_refused_while_its_leg_lives_is_a_gap() -> None:
+    """B's snoop recording is refused 409 (its snoop left the app) while B is up: no alarm
+    yet, but Asterisk is asked whether B lives; it does, so that is a gap, warned, and B is
+    snooped again (before: closed at error and B left unrecorded)."""
+    run = Run(SETTINGS)
+    snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
+    run.feed(dial(1, A, B, "ANSWER"))
+    run.feed(b.entered(1, "x", A))
+    (snoop,) = run.of(cmd.Snoop, run.feed(b.entered(1, "x", B)))
+    (record,) = run.of(cmd.RecordChannel,
+                       run.feed(b.stasis_start(1.01, b.chan(snoop.snoop_id), "snoop")))
+    out = run.feed(refused(1.013, record, 409, "Channel not in Stasis application"))
+    out += run.feed(b.stasis_end(1.014, snoop.snoop_id))
+    assert not loud(out)
+    assert run.of(cmd.CheckChannel, out) == [cmd.CheckChannel(run.call.call_id, B)]
+    out = run.feed(checked(run, 1.02, B, exists=True))
+    assert loud(out) == [("recording.gap", "warning")]
+    assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [B]
+
+
 def test_a_snoop_that_ends_before_its_recording_while_its_leg_lives_is_a_gap() -> None:
     """The same snoop's end with B still up (Asterisk says so) is a fault: a gap, warned, and
     B is snooped again."""

@@ -19,7 +19,7 @@ from recorder.model.outcomes import dial_failed
 from recorder.model.segments import close_recording, recording_ended
 from recorder.model.sessions import answer_waiting
 from recorder.model.settings import CallSettings
-from recorder.model.snooping import snoop_leg, snooped_leg
+from recorder.model.snooping import snoop_leg, snooped_leg, to_be_recorded
 from recorder.model.starting import after_prompt
 from recorder.model.state import (
     CALLEE_CONSENT,
@@ -192,24 +192,34 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     rec = call.recordings.get(name)
     if rec is None or rec.status not in REC_LIVE:
         return True
-    # 404/409: the leg (Snoop) or its snoop channel (RecordChannel) is gone, the race of a
-    # hang-up just as its recording was being set up; not retried (below). Were the leg to
-    # live on, its time unrecorded is a gap the call's coverage proof reports at its end.
+    # 404/409: the leg (Snoop: ast_channel_get_by_name failed, so it is hanging up) or its
+    # snoop channel (RecordChannel) is gone or leaving, most often with its leg: the race of
+    # a hang-up just as its recording was being set up, no alarm; not retried as such (below).
     gone = party_gone(failed, e.status)
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec),
                     expected=gone)
     leg = call.legs.get(snooped_leg(rec) or "")
-    if leg is not None and leg.hook.recording == rec.name:
+    mine = leg is not None and leg.hook.recording == rec.name
+    if leg is not None and mine:
         leg.hook = replace(leg.hook, recording=None)
     if isinstance(failed, cmd.RecordChannel):
         s.add(cmd.Hangup(call.call_id, failed.channel_id))
-    # Asterisk unreachable or in trouble: try again, a few times. A 404 (the channel is gone)
-    # or 409 would only be refused again.
     attempts = sum(1 for r in call.recordings.values()
                    if r.target == rec.target and r.status == REC_FAILED)
+    waiting = any(info.leg == snooped_leg(rec) and info.prompt is None
+                  for info in call.hook.sessions.values())
     if (leg is not None and not gone
             and attempts < s.settings.max_recording_attempts):
+        # Asterisk unreachable or in trouble: try again, a few times
         snoop_leg(s, leg)
+    elif (leg is not None and mine and gone and isinstance(failed, cmd.RecordChannel)
+          and not waiting and to_be_recorded(s, leg)):
+        # its snoop went, which its leg's hang-up does, but need not: whether the leg lives
+        # is asked, as when a snoop ends (check_answered: if it does, a gap, warned, and it
+        # is snooped again). A record hook waiting is answered instead: its dialplan's
+        # fallback records the leg, and a snoop as well would record it twice.
+        leg.hook = replace(leg.hook, checking=rec.name)
+        s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
     else:
         answer_waiting(s, snooped_leg(rec) or "", "FAILED")
     maybe_finish(s)
