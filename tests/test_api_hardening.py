@@ -175,6 +175,13 @@ async def test_failed_access_log_write_is_503_and_sends_nothing(web: World) -> N
         assert "legs" not in body
         audio = await web.get(web.audio("A"), "admin")
         assert audio.status == 503 and audio.headers["Content-Type"].startswith("application/json")
+        # the refused start is no playback to go on with: the rest of the file is refused
+        # too (before: served from byte 1, unlogged, for ten minutes)
+        rest = await web.get(web.audio("A"), "admin", headers={"Range": "bytes=1-"})
+        assert rest.status == 503
+        whole = f"/api/calls/{web.calls['A']}/audio"
+        assert (await web.get(whole, "admin")).status == 503
+        assert (await web.get(whole, "admin", headers={"Range": "bytes=44-"})).status == 503
         page = await web.get("/calls", "admin")
         assert page.status == 503 and web.calls["A"] not in await page.text()
     finally:

@@ -93,14 +93,24 @@ def test_playback_tracker_rules() -> None:
     p = Principal(1, "u", "staff", (), "201", "session")
     t = PlaybackTracker(idle_s=600)
     key = ("pbx1", "rec")
-    assert t.starts_playback(p, "play", key, None, now=0)  # whole file
-    assert not t.starts_playback(p, "play", key, 5000, now=1)  # the same playback, seeking
-    assert t.starts_playback(p, "play", key, 0, now=2)  # from the start again
-    assert t.starts_playback(p, "download", key, 5000, now=3)  # another action: its own row
-    assert not t.starts_playback(p, "play", key, 9000, now=500)
-    assert t.starts_playback(p, "play", key, 9000, now=1200)  # idle > 10 min: a new playback
-    other = dataclasses.replace(p, user_id=2)
-    assert t.starts_playback(other, "play", key, 9000, now=1201)  # never asked byte 0: logged
+
+    def starts(action: str, start: int | None, now: float, who: Principal = p) -> bool:
+        """As the routes use it: a start is logged, then marked."""
+        if not t.starts_playback(who, action, key, start, now=now):
+            return False
+        t.logged(who, action, key, now=now)
+        return True
+
+    assert starts("play", None, 0)  # whole file
+    assert not starts("play", 5000, 1)  # the same playback, seeking
+    assert starts("play", 0, 2)  # from the start again
+    assert starts("download", 5000, 3)  # another action: its own row
+    assert not starts("play", 9000, 500)
+    assert starts("play", 9000, 1200)  # idle > 10 min: a new playback
+    assert starts("play", 9000, 1201, dataclasses.replace(p, user_id=2))  # never asked byte 0
+    # a start whose row could not be written is no playback: the next request starts again
+    assert t.starts_playback(p, "download", ("pbx1", "other"), None, now=1300)
+    assert t.starts_playback(p, "download", ("pbx1", "other"), 1, now=1301)
 
 
 class _BrokenLog(AccessLog):

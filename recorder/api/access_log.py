@@ -190,12 +190,25 @@ class PlaybackTracker:
         self, principal: Principal, action: str, key: tuple[str, str], range_start: int | None,
         now: float | None = None,
     ) -> bool:
-        """`range_start`: the first byte asked for (None: no Range header, the whole file)."""
+        """Whether this request starts a playback, to be logged (then `logged`) before any
+        byte is sent; one that goes on with a playback already logged keeps it going.
+        `range_start`: the first byte asked for (None: no Range header, the whole file).
+        Nothing counts as logged until `logged` says so: a row that could not be written
+        leaves the next request a start too, refused again while the log refuses (before,
+        a request from byte 1 after a refused one was served, unlogged)."""
         now = time.monotonic() if now is None else now
         entry = (principal.user_id, principal.via, action, *key)
         last = self._seen.get(entry)
+        if range_start in (None, 0) or last is None or now - last > self.idle_s:
+            return True
         self._seen[entry] = now
+        return False
+
+    def logged(self, principal: Principal, action: str, key: tuple[str, str],
+               now: float | None = None) -> None:
+        """The playback's row is written: the requests that go on with it are not logged."""
+        now = time.monotonic() if now is None else now
+        self._seen[(principal.user_id, principal.via, action, *key)] = now
         if len(self._seen) > self.max_entries:
             cutoff = now - self.idle_s
             self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
-        return range_start in (None, 0) or last is None or now - last > self.idle_s

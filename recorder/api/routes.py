@@ -182,6 +182,7 @@ async def _send_recording(
             recording_name=audio.name,
             detail={"range": request.headers.get("Range")},
         )
+        d.playback.logged(principal, action, key)
     attachment = action == "download"
     if audio.sealed is not None:
         return await _decrypted_response(request, d.calls, audio, usable, attachment=attachment)

@@ -291,6 +291,7 @@ async def whole_call_audio(request: web.Request) -> web.StreamResponse:
             detail={"whole_call": True, "recordings": used,
                     "range": request.headers.get("Range")},
         )  # fmt: skip
+        d.playback.logged(principal, "play", key)
     filename = re.sub(r"[^A-Za-z0-9._+-]", "_", call_id)
     return web.FileResponse(path, headers={
         "Content-Type": "audio/wav", "Content-Disposition": f'inline; filename="{filename}.wav"',
