@@ -125,4 +125,24 @@ def test_search_sql_always_carries_the_scope() -> None:
     sql, args = search_sql(_principal("staff", ext="201"), SearchQuery(department="Intake"))
     where = sql.split("WHERE", 1)[1]
     assert where.startswith(" c.extension = $1 AND c.department = $2")
-    assert args == ["201", "Intake"]
+    # and the page's linked calls are shown as far as the same scope reaches
+    assert "o.extension = $3" in sql
+    assert args == ["201", "Intake", "201"]
+
+
+async def test_a_linked_call_out_of_scope_is_not_named(world: World) -> None:
+    """An attended transfer linked call A (201, Intake) with call B (Family Law): a user who
+    may see A but not B is not told B's id (it says that B exists, and when it began), in
+    the call's detail or in search; one who may see both is."""
+    a, b = world.calls["A"], world.calls["B"]
+    await world.pool.execute(
+        "UPDATE calls SET linked_calls = $2 WHERE call_id = $1", a, [b])
+    try:
+        for user, named in (("staff201", []), ("intake", []), ("admin", [b])):
+            detail = await (await world.get(f"/api/calls/{a}", user)).json()
+            assert detail["call"]["linked_calls"] == named, user
+            page = await (await world.get("/api/calls", user)).json()
+            (row,) = [c for c in page["calls"] if c["call_id"] == a]
+            assert row["linked_calls"] == named, user
+    finally:
+        await world.pool.execute("UPDATE calls SET linked_calls = NULL WHERE call_id = $1", a)

@@ -34,3 +34,24 @@ def call_scope(principal: Principal, params: Params, alias: str = "c") -> str:
     if principal.role == "staff" and principal.extension:
         return f"{alias}.extension = {params.add(principal.extension)}"
     return "false"  # auditors, and anyone whose scope is empty: no calls
+
+
+def seen_linked(principal: Principal, params: Params, linked: str) -> str:
+    """The expression for a call's linked calls (`linked`: its linked_calls column, an
+    attended transfer's) as far as the user may see them, as the call page shows them: the
+    id of a call out of scope says that it exists, and when it began."""
+    if principal.role == "admin":
+        return linked
+    seen = call_scope(principal, params, "o")
+    # our identifiers; values are $n
+    return (f"ARRAY(SELECT l FROM unnest({linked}) AS l WHERE EXISTS ("  # noqa: S608
+            f"SELECT 1 FROM calls o WHERE o.call_id = l AND {seen}))")
+
+
+def call_columns(principal: Principal, params: Params, columns: tuple[str, ...],
+                 alias: str = "c") -> str:
+    """The select list of `columns` of `alias` for `principal`, linked calls as far as seen
+    (`seen_linked`; for a few rows: it looks each linked call up)."""
+    return ", ".join(
+        f"{seen_linked(principal, params, f'{alias}.{col}')} AS {col}"
+        if col == "linked_calls" else f"{alias}.{col}" for col in columns)

@@ -26,7 +26,7 @@ from typing import Any, Final
 from recorder.api import params as p
 from recorder.api.auth import Principal
 from recorder.api.errors import invalid
-from recorder.api.scope import Params, call_scope
+from recorder.api.scope import Params, call_scope, seen_linked
 from recorder.common.direction import DIRECTIONS
 from recorder.common.numbers import digits, normalise
 from recorder.db.rows import OUTCOMES
@@ -331,9 +331,13 @@ def search_sql(principal: Principal, q: SearchQuery) -> tuple[str, list[Any]]:
         page = f"SELECT {cols} FROM ({ids}) ids JOIN calls c USING (call_id)"  # noqa: S608
     else:
         page = f"SELECT {cols} {matches}"
+    # the page's rows as the user may see them: its linked calls looked up for its rows alone
+    shown = ", ".join(
+        f"{seen_linked(principal, args, 'page.linked_calls')} AS linked_calls"
+        if col == "linked_calls" else f"page.{col}" for col in CALL_COLUMNS)
     sql = (
         f"WITH {ctes}page AS ({page}) "  # noqa: S608
-        "SELECT page.*, rec.recordings, rec.recorded_ms, tags.tags FROM page "
+        f"SELECT {shown}, rec.recordings, rec.recorded_ms, tags.tags FROM page "
         "LEFT JOIN LATERAL (SELECT count(*) AS recordings, "
         "coalesce(sum(r.duration_ms), 0)::bigint AS recorded_ms FROM recordings r "
         "WHERE r.call_id = page.call_id AND r.status = 'filed') rec ON true "

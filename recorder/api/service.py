@@ -33,7 +33,7 @@ from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
 from recorder.api.errors import ApiError, not_found
 from recorder.api.params import encode_cursor
-from recorder.api.scope import Params, call_scope
+from recorder.api.scope import Params, call_columns, call_scope
 from recorder.api.search import CALL_COLUMNS, SearchQuery, count_sql, search_sql
 from recorder.storage.crypt import CryptError, DataKey, WrappedKey
 from recorder.storage.keys import RecordingKeys
@@ -160,7 +160,7 @@ class CallService:
         """The call's rows if it is in the user's scope (else the attempt is logged as
         `action` and 404); the caller logs the access itself."""
         args = Params()
-        cols = ", ".join(f"c.{col}" for col in CALL_COLUMNS)
+        cols = call_columns(principal, args, CALL_COLUMNS)
         sql = (
             f"SELECT {cols} FROM calls c "  # noqa: S608 (our identifiers; values are $n)
             f"WHERE c.call_id = {args.add(call_id)} AND {call_scope(principal, args)}"
