@@ -134,15 +134,21 @@ async def test_a_linked_call_out_of_scope_is_not_named(world: World) -> None:
     """An attended transfer linked call A (201, Intake) with call B (Family Law): a user who
     may see A but not B is not told B's id (it says that B exists, and when it began), in
     the call's detail or in search; one who may see both is."""
-    a, b = world.calls["A"], world.calls["B"]
+    a, b = world.calls["A"], world.calls["B"]  # (the tables are emptied for each test)
     await world.pool.execute(
         "UPDATE calls SET linked_calls = $2 WHERE call_id = $1", a, [b])
-    try:
-        for user, named in (("staff201", []), ("intake", []), ("admin", [b])):
-            detail = await (await world.get(f"/api/calls/{a}", user)).json()
-            assert detail["call"]["linked_calls"] == named, user
-            page = await (await world.get("/api/calls", user)).json()
-            (row,) = [c for c in page["calls"] if c["call_id"] == a]
-            assert row["linked_calls"] == named, user
-    finally:
-        await world.pool.execute("UPDATE calls SET linked_calls = NULL WHERE call_id = $1", a)
+    await world.pool.execute(
+        "INSERT INTO call_events (call_id, asterisk_id, at, kind, channel_id, detail) "
+        "SELECT call_id, asterisk_id, started_at, 'transfer.attended', $2, "
+        "jsonb_build_object('linked_call', $3::text, 'result', 'Success') FROM calls "
+        "WHERE call_id = $1", a, f"{a}-l2", b)
+    for user, named in (("staff201", []), ("intake", []), ("admin", [b])):
+        detail = await (await world.get(f"/api/calls/{a}", user)).json()
+        assert detail["call"]["linked_calls"] == named, user
+        (told,) = [e for e in detail["events"] if e["kind"] == "transfer.attended"]
+        assert told["detail"].get("linked_call") == (named[0] if named else None), user
+        page = await (await world.get("/api/calls", user)).json()
+        (row,) = [c for c in page["calls"] if c["call_id"] == a]
+        assert row["linked_calls"] == named, user
+    html = await (await world.get(f"/calls/{a}", "staff201")).text()
+    assert "Attended transfer" in html and b not in html

@@ -61,6 +61,15 @@ _EVENTS = (
     "SELECT id, at, kind, channel_id, recording_name, detail FROM call_events "
     "WHERE call_id = $1 ORDER BY at, id"
 )
+def _linked_as_seen(event: dict[str, Any], seen: set[str]) -> dict[str, Any]:
+    """An event row naming a linked call (an attended transfer's `linked_call`) names it only
+    if the user may see that call: its id says that it exists, and when it began."""
+    detail = event.get("detail")
+    if isinstance(detail, dict) and detail.get("linked_call") not in (None, *seen):
+        event["detail"] = {k: v for k, v in detail.items() if k != "linked_call"}
+    return event
+
+
 _GAPS = (
     "SELECT channel_id, starts_at, ends_at, duration_ms, reason FROM coverage_gaps "
     "WHERE call_id = $1 ORDER BY starts_at, id"
@@ -173,7 +182,8 @@ class CallService:
         recordings = await self.pool.fetch(_RECORDINGS, call_id)
         events = await self.pool.fetch(_EVENTS, call_id)
         tags = await self.pool.fetchval(_TAGS, call_id)
-        event_rows = [dict(e.items()) for e in events]
+        seen = set(call["linked_calls"] or [])  # as far as the user may see (call_columns)
+        event_rows = [_linked_as_seen(dict(e.items()), seen) for e in events]
         return {
             "call": dict(call.items()),
             "legs": [dict(r.items()) for r in legs],
