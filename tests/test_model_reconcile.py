@@ -410,15 +410,57 @@ def test_a_hooked_call_that_ended_while_away_claims_no_gap() -> None:
 
 
 def test_a_call_that_ended_while_away_ends_when_its_recording_shows_it() -> None:
-    """Stasis mode: the bridge's recording goes on until the bridge goes, so its file runs to
-    the reconnection, and the legs are taken to have talked until then: covered, no gap."""
+    """Stasis mode: the parties hung up at 12 s while the daemon was away (back at 40 s); the
+    bridge's recording stopped writing as they went (one party alone, a Local channel: an
+    empty tail), so its file ends at 12 s: so do the legs, and no gap is claimed."""
     run = Run()
     _call_id, _callee, name = to_bridged(run)  # recorded from 5.01 s, bridged at 5.02 s
     out = run.reconcile(snapshot([], {}, {name: STORED}), b.at(40))
-    out += run.feed(RecordingFiled(timestamp=b.at(41), asterisk_id=b.AST, name=name,
-                                   path="/x", sha256="0" * 64, bytes=1,
-                                   duration_ms=round((40 - 5.01) * 1000)))
+    out += run.feed(_filed(41, name, round((12 - 5.02) * 1000)))  # mixed from 5.02 s
     assert not run.of(cmd.SaveGaps, out)
     save = run.saved(out)[-1]
-    assert {leg.ended_at for leg in save.legs} == {b.at(40)}
+    assert {leg.ended_at for leg in save.legs} == {b.at(12)} and save.call.ended_at == b.at(12)
+
+
+def _filed(t: float, name: str, ms: int) -> RecordingFiled:
+    return RecordingFiled(timestamp=b.at(t), asterisk_id=b.AST, name=name, path="/x",
+                          sha256="0" * 64, bytes=1, duration_ms=ms)
+
+
+def _control(run: Run, t: float, action: str) -> list[cmd.Command]:
+    from recorder.model.inputs import ControlRequested
+
+    return run.feed(ControlRequested(timestamp=b.at(t), asterisk_id=b.AST, request_id=1,
+                                     call_id=run.call.call_id, action=action, by="api"))
+
+
+@pytest.mark.parametrize("before", ["gap_seen", "paused", "stopped"])
+def test_what_the_daemon_saw_before_it_went_away_is_not_undone(before: str) -> None:
+    """Found gone at 20 s, the parties' ends are not moved back to a recording's end that
+    says nothing of when they left: a recording that ended while the daemon watched (a gap
+    it saw and warned, its replacement never run; a stop) or one paused at its end. Before
+    (review), the gap seen live was erased, and a stop or a pause at 10 s became the call's
+    end."""
+    run = Run()
+    _call_id, _callee, name = to_bridged(run)
+    if before == "gap_seen":
+        out = run.feed(b.recording(10, "finished", name))
+        (new,) = [c.name for c in run.of(cmd.StartRecording, out)]
+        run.feed(_filed(10.5, name, 4990))
+        fates = {new: ABSENT}
+    elif before == "paused":
+        _control(run, 10, "pause")
+        fates = {name: STORED}
+    else:
+        assert run.of(cmd.StopRecording, _control(run, 10, "stop"))
+        run.feed(b.recording(10.1, "finished", name))
+        run.feed(_filed(10.5, name, 5080))
+        fates = {}
+    run = run.restarted()
+    out = run.reconcile(snapshot([], {}, fates), b.at(20))
+    if before == "paused":
+        out += run.feed(_filed(20.5, name, 4980))
+    save = run.saved(out)[-1]
+    assert {leg.ended_at for leg in save.legs} == {b.at(20)}
     assert not run.logs("leg.end_unseen")
+    assert bool(run.of(cmd.SaveGaps, out)) is (before == "gap_seen")

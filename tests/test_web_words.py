@@ -36,8 +36,7 @@ TABLE: list[tuple[str, str | None, dict[str, Any], str]] = [
     ("leg.unhold", "l2", {}, "201 took the call off hold"),
     ("leg.hangup", "c1", {"cause": None, "role": "caller"}, "The caller +14155550100 hung up"),
     ("leg.hangup", "l2", {"cause": 0, "role": "callee", "unseen": True},
-     "201 had hung up while the recorder was away (the line's end is taken from its "
-     "recording)"),
+     "201 was found gone when the recorder reconnected"),
     ("dial.started", "l2", {"target": "201"}, "Dialled 201"),
     ("dial.started", "l5", {"caller": "c1", "dialstring": "300"},
      "Dialled 300 (transfer target) for the caller +14155550100"),

@@ -219,23 +219,31 @@ def recording_spans(call: Call, rec: Recording, end: datetime) -> list[Span]:
 
 def unseen_end(call: Call, leg: Leg) -> datetime | None:
     """When a leg found gone by reconciliation (`Leg.end_unseen`; `ended_at` is when it was
-    found so) most likely ended: when the last recording that heard it stopped, as its file
-    measures it (a snoop ends with its leg; a bridge's recording goes on until the bridge
-    does), never before what was seen of the leg. Counting it as talking until it was found
-    gone would report the time the daemon was away as a gap in the recording, with no gap in
-    the audio. (A recording that failed while the daemon was away, its party talking on,
-    looks the same: that gap cannot be seen.) None: no recording heard it, and nothing says
-    better when it ended."""
+    found so) most likely ended: when the audio of the recordings that heard it up to then
+    stops, as their files measure it (a hook-mode snoop ends with its leg; a bridge's
+    recording when its parties go), never before what was seen of the leg. Counting it as
+    talking until it was found gone would report the time the daemon was away as a gap in
+    audio that is all there. Only recordings whose own end was found at the reconnection
+    count, and none paused at its end (a stop, a pause, or a recording that ended while the
+    daemon still watched says nothing of when a party left: a gap it saw stays a gap). (A
+    recording that failed while the daemon was away, its party talking on, looks the same
+    as a hang-up: that gap cannot be seen.) None: nothing says better when it ended."""
     found = leg.ended_at
     if found is None:
         return None
-    heard = [b for rec in call.recordings.values() if leg.channel_id in rec.legs
+    heard = [b for rec in call.recordings.values()
+             if leg.channel_id in rec.legs and rec.ended_at is not None
+             and rec.ended_at >= found and not _paused_at(call, rec.ended_at)
              for _a, b in recording_spans(call, rec, found)]
     if not heard:
         return None
     seen = max([leg.started_at, *[x for x in (leg.answered_at,) if x is not None],
                 *[stay.entered for stay in leg.spans], *[h.start for h in leg.holds]])
     return max(seen, min(found, max(heard)))
+
+
+def _paused_at(call: Call, at: datetime) -> bool:
+    return any(p.start <= at and (p.end is None or p.end >= at) for p in call.pauses)
 
 
 def pause_spans(call: Call, end: datetime) -> list[Span]:

@@ -108,8 +108,7 @@ def _tagged(d: Mapping[str, Any], who: str, n: Names) -> str:
 
 def _hung_up(d: Mapping[str, Any], who: str, n: Names) -> str:
     if d.get("unseen"):  # found gone on a reconnection: this row's time is when
-        return (f"{who or 'A party'} had hung up while the recorder was away "
-                "(the line's end is taken from its recording)")
+        return f"{who or 'A party'} was found gone when the recorder reconnected"
     return f"{who or 'A party'} hung up"
 
 
