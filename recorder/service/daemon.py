@@ -84,6 +84,7 @@ from recorder.model.segments import filing_asked, is_retry
 from recorder.model.settings import CallSettings
 from recorder.model.state import ModelState
 from recorder.service.hookserver import HookBroker
+from recorder.service.lines import RefusedLines
 from recorder.service.reaction import Reactions
 from recorder.service.recovery import SpoolSweeper
 from recorder.service.writer import Writer
@@ -183,6 +184,7 @@ class Daemon:
         # until its step pops it), and how long steps took to send their first request.
         self._arrived: dict[int, float] = {}
         self.reactions = Reactions()
+        self.lines = RefusedLines()
         self._backlog = asyncio.Semaphore(MAX_BACKLOG)
         self._drained = asyncio.Event()  # set while no lane has work
         self._drained.set()
@@ -584,9 +586,11 @@ class Daemon:
                     await ari.stop_playback(c.playback_id)
                 case cmd.CreateChannel():
                     await ari.create_channel(c.channel_id, c.endpoint, c.app_args, c.originator)
+                    self.lines.made_one()
                 case cmd.Originate():
                     await ari.originate(c.channel_id, c.endpoint, c.app_args, c.originator,
                                         c.timeout_s)
+                    self.lines.made_one()
                 case cmd.DialChannel():
                     await ari.dial(c.channel_id, c.caller_id, c.timeout_s)
                 case cmd.StartRecording():
@@ -611,6 +615,9 @@ class Daemon:
             # is a phone that cannot be called now (line_unavailable)
             gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
             everyday = gone or line_unavailable(c, exc.status)
+            if isinstance(c, cmd.CreateChannel | cmd.Originate) and line_unavailable(
+                    c, exc.status):
+                self.lines.refused_one(c.endpoint)  # many in a row: an outage, warned
             level = "info" if everyday or self._retry(c) else "warning"
             getattr(log, level)(
                 "ari.request_failed",
