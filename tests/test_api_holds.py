@@ -81,6 +81,10 @@ async def test_bad_requests_name_the_field(world: World) -> None:
         ({**HOLD, "number": "call me"}, "number"),
         ({**HOLD, "from": "yesterday"}, "from"),
         ([HOLD], "body"),
+        # a lone surrogate, which PostgreSQL cannot store (500 before)
+        ({**HOLD, "name": "a\ud800b"}, "name"),
+        ({**HOLD, "reason": "\udfff"}, "reason"),
+        ({**HOLD, "department": "x\ud800"}, "department"),
     ]
     for body, field in cases:
         resp = await post(world, "/api/holds", body)
@@ -115,6 +119,10 @@ async def test_web_page_for_admins(web: World) -> None:
     assert bad.status == 400 and "give at least one of" in await bad.text()
     no_csrf = await web.client.post("/holds/1/release", data={"reason": "x"})
     assert no_csrf.status == 400
+    # a digit that is no ASCII digit ("²": str.isdigit, not int) is no hold (500 before)
+    odd = await web.client.post("/holds/%C2%B2/release", data={"csrf": form["csrf"],
+                                                              "reason": "x"})
+    assert odd.status == 404
     released = await web.client.post("/holds/1/release", data={"csrf": form["csrf"],
                                                                "reason": "order lifted"})
     assert released.status == 200 and "Hold 1 (Matter 7): released." in await released.text()

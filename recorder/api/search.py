@@ -50,6 +50,8 @@ _CALL_ID: Final = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
 _NUMBER_CHARS = re.compile(r"^[0-9+()./ \-]{1,40}$")
 _EXTENSION = r"[A-Za-z0-9_.+*#-]{1,32}"
 
+_INT4_MAX: Final = 2**31 - 1
+
 CALL_COLUMNS: Final = (
     "call_id", "asterisk_id", "direction", "caller_number", "caller_e164", "callee_number",
     "callee_e164", "extension", "department", "started_at", "answered_at", "ended_at",
@@ -118,6 +120,9 @@ def parse_search(query: p.Query, region: str) -> SearchQuery:
         raise invalid("max_duration", "must be at least min_duration", high)
     sort = p.choice(query, "sort", SORTS) or "started"
     cursor = p.decode_cursor(query, (datetime, str) if sort == "started" else (int, str))
+    if cursor is not None and sort == "length" and not -1 <= cursor[0] <= _INT4_MAX:
+        # a length is an integer column (-1: none): a bigint would fail in the query
+        raise invalid("cursor", "is not a cursor this API handed out", p.single(query, "cursor"))
     return SearchQuery(
         start=start,
         stop=stop,

@@ -29,7 +29,9 @@ MAX_REASON: Final = 2000
 _CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # calls.call_id's CHECK (0001)
 _DIALLED = re.compile(r"^[0-9+*#]{2,32}$")
 _EXTENSION = re.compile(r"^[A-Za-z0-9*#+]{1,32}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # newlines are fine in a reason
+# Controls (newlines are fine in a reason), and lone surrogates: text PostgreSQL cannot store
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _COLUMNS = (
     "id, name, reason, tag, call_id, number, department, extension, starts_at, ends_at, "
@@ -116,7 +118,7 @@ def _text(raw: Mapping[str, Any], key: str, limit: int, *, lines: bool = False) 
     if not isinstance(value, str):
         raise _bad(key, "must be a string")
     value = value.strip()
-    bad = _CONTROL if lines else re.compile(r"[\x00-\x1f\x7f-\x9f]")
+    bad = _CONTROL if lines else _ONE_LINE
     if not value or len(value) > limit or bad.search(value):
         raise _bad(key, f"must be 1 to {limit} printable characters")
     return value

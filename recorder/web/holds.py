@@ -72,7 +72,7 @@ async def release(request: web.Request) -> web.StreamResponse:
     values = await _form(request, principal)
     value = request.match_info["hold_id"]
     try:
-        if not value.isdigit() or len(value) > 18:
+        if not value.isascii() or not value.isdigit() or len(value) > 18:  # not "²"
             raise HoldError(404, "hold_not_found", "no such hold")
         hold = await deps(request).holds.release(int(value), reason_of(values), principal,
                                                  origin(request))  # fmt: skip
