@@ -115,7 +115,7 @@ async def rows(pool: Any, ast: str) -> list[dict[str, Any]]:
 
 
 async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
-    moving: Office, bucket: S3Store, pg_dsn: str, tmp_path: Path
+    moving: Office, bucket: S3Store, pg_dsn: str, tmp_path: Path, seaweed: SeaweedFS
 ) -> None:
     ast, pool = moving.asterisk_id, moving.repo.pool
     files = await seed_call(moving.repo, moving.archive, "call-1", asterisk_id=ast, segments=2)
@@ -182,6 +182,14 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
         gone = await client.get(url.replace("-s2", "-s1"), headers=auth)
         assert gone.status == 404
         assert (await gone.json())["error_id"] == "recording_file_missing"
+        # The store down: a 503 saying so, not a 500 (before: botocore's connection error)
+        seaweed.stop()
+        try:
+            down = await client.get(url, headers=auth)
+            assert down.status == 503
+            assert (await down.json())["error_id"] == "object_store_unavailable"
+        finally:
+            seaweed.start()
     finally:
         await client.close()
 

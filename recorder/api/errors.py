@@ -17,6 +17,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from recorder.storage.objects import StoreError
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,6 +114,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise  # redirects are answers, not errors
         error_id = _HTTP_IDS.get(exc.status, "http_error")
         return _render(request, ApiError(exc.status, error_id, exc.reason, {}))
+    except StoreError as exc:  # before any byte of the recording was sent
+        log.error("api.object_store_unavailable", error=str(exc)[:300], path=request.path)
+        return _render(request, ApiError(
+            503, "object_store_unavailable", "the recordings' object store is not reachable; "
+            "retry", {}))  # fmt: skip
     except UNAVAILABLE as exc:
         log.warning("api.database_unavailable", error=type(exc).__name__, path=request.path)
         unavailable = ApiError(

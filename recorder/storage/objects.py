@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from recorder.config.model import S3Config
 from recorder.storage.store import Digest
@@ -228,6 +228,8 @@ class S3Store:
                 raise FileNotFoundError(key) from exc
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 raise RangeNotSatisfiable(range_header) from exc
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+        except BotoCoreError as exc:  # no answer: the store is down or unreachable
             raise StoreError(f"cannot read {key}: {exc}") from exc
         content_range = answer.get("ContentRange")
         return ObjectPart(206 if content_range else 200, int(answer["ContentLength"]),
