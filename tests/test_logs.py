@@ -245,6 +245,24 @@ def test_console_format_is_for_people_and_still_redacted() -> None:
         json.loads(lines[0])
 
 
+def test_console_tracebacks_show_no_frame_locals() -> None:
+    """rich (installed with the test extras) prints each frame's locals in its tracebacks:
+    a bearer token in a request handler's frame went to the log (API audit)."""
+    stream = _configure(fmt="console")
+
+    def handler(header: str) -> None:
+        raise ValueError("boom")
+
+    token = "-".join(("vbt_secret", "token"))  # not in any source line a traceback quotes
+    try:
+        handler(f"Bearer {token}")
+    except ValueError:
+        structlog.get_logger("verbatim.test").exception("api.internal_error")
+    text = stream.getvalue()
+    assert "ValueError: boom" in text and "Traceback" in text
+    assert "vbt_secret-token" not in text
+
+
 def test_reconfiguring_replaces_the_previous_setup() -> None:
     first = _configure()
     second = _configure()

@@ -167,7 +167,10 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO = s
         shared.append(structlog.processors.format_exc_info)
         render = [_render_json]
     else:  # the console renderer formats exceptions itself (and warns if format_exc_info ran)
-        render = [structlog.dev.ConsoleRenderer(colors=_is_tty(stream))]
+        # plainly: rich's tracebacks (when rich is installed) print every frame's locals,
+        # which hold bearer tokens, session cookies and passwords, past redact_secrets
+        render = [structlog.dev.ConsoleRenderer(
+            colors=_is_tty(stream), exception_formatter=structlog.dev.plain_traceback)]
     shared.append(redact_secrets)
 
     structlog.configure(
