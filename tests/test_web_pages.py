@@ -214,3 +214,21 @@ async def test_results_count_sort_export_and_keep_the_filters(web: World) -> Non
     exports = [r for r in await web.access_rows() if r["detail"].get("export") == "csv"]
     assert len(exports) == 1 and exports[0]["detail"]["results"] == 2
     assert exports[0]["detail"]["filters"] == {"direction": "inbound"}
+
+
+def test_a_flood_of_names_does_not_unlock_a_locked_name() -> None:
+    """Names are the guesser's: the table is bounded, but a name locked out stays locked
+    however many junk names follow (before: past 10,000 names the table was cleared)."""
+    from recorder.web.pages import LoginThrottle
+
+    throttle = LoginThrottle(attempts=5, window_s=900, max_names=100)
+    for i in range(5):
+        throttle.failed("admin", now=i)
+    assert throttle.blocked("admin", now=10)
+    for i in range(1000):  # junk names, one failure each
+        throttle.failed(f"junk{i}", now=10 + i / 100)
+    assert throttle.blocked("admin", now=30)
+    assert len(throttle._failures) <= 100  # bounded all the same
+    assert not throttle.blocked("admin", now=1000)  # the window passed: unlocked
+    throttle.failed("bob", now=1000)
+    assert not throttle.blocked("bob", now=1001)

@@ -51,24 +51,43 @@ LOGIN_CSRF_COOKIE: Final = "vb_login_csrf"
 
 class LoginThrottle:
     """At most `attempts` failed logins per user name in `window_s`: slows password guessing
-    (argon2 already makes each guess cost the server, not just the guesser)."""
+    (argon2 already makes each guess cost the server, not just the guesser). Names are the
+    guesser's to choose, so the table is bounded (`max_names`), but never by forgetting a
+    name that is locked out: before, past 10,000 names the whole table was cleared, and a
+    flood of junk names unlocked the name being guessed."""
 
-    def __init__(self, attempts: int = 5, window_s: float = 900.0) -> None:
-        self.attempts, self.window_s = attempts, window_s
+    def __init__(self, attempts: int = 5, window_s: float = 900.0,
+                 max_names: int = 10_000) -> None:
+        self.attempts, self.window_s, self.max_names = attempts, window_s, max_names
         self._failures: dict[str, list[float]] = {}
 
     def blocked(self, name: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         recent = [t for t in self._failures.get(name.lower(), []) if now - t < self.window_s]
-        self._failures[name.lower()] = recent
+        if recent:
+            self._failures[name.lower()] = recent
+        else:
+            self._failures.pop(name.lower(), None)
         return len(recent) >= self.attempts
 
     def failed(self, name: str, now: float | None = None) -> None:
-        self._failures.setdefault(name.lower(), []).append(
-            time.monotonic() if now is None else now
-        )
-        if len(self._failures) > 10_000:  # names are attacker-chosen: bound the memory
-            self._failures.clear()
+        now = time.monotonic() if now is None else now
+        self._failures.setdefault(name.lower(), []).append(now)
+        if len(self._failures) > self.max_names:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Down to three quarters of the bound (so not at every failure of a flood): failures
+        past the window first, then the names not locked out, the longest idle first."""
+        live = {k: kept for k, v in self._failures.items()
+                if (kept := [t for t in v if now - t < self.window_s])}
+        keep = self.max_names * 3 // 4
+        if len(live) > keep:
+            locked = {k: v for k, v in live.items() if len(v) >= self.attempts}
+            others = sorted((k for k in live if k not in locked), key=lambda k: live[k][-1],
+                            reverse=True)[:max(keep - len(locked), 0)]
+            live = {**locked, **{k: live[k] for k in others}}
+        self._failures = live
 
     def succeeded(self, name: str) -> None:
         self._failures.pop(name.lower(), None)
