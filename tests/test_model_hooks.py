@@ -732,3 +732,28 @@ def test_a_local_pair_optimised_away_keeps_every_leg_recorded() -> None:
     assert legs[phone].talked_ms == 7000 and legs[phone].covered_ms == 7000
     assert legs[A].talked_ms == 7000 and legs[A].covered_ms == 7000
     assert not run.of(cmd.SaveGaps)
+
+
+def test_a_hooked_call_that_ended_while_away_claims_no_gap() -> None:
+    """Hook mode: A and B hung up at 12 s while the daemon was away (back at 20 s); each
+    snoop ended with its leg, so the files end at 12 s. The legs ended then, not when they
+    were found gone: no gap (before: 8 s of each leg reported unrecorded, with a warning,
+    for audio that was all there)."""
+    from recorder.model.reconcile import STORED, AriSnapshot
+
+    run = Run(SETTINGS)
+    s1, s2 = bridged_pair(run)  # A recorded from 0.02 s, B from 1.02 s, bridged at 1 s
+    run = run.restarted()
+    out = run.reconcile(AriSnapshot(b.AST, recordings={s1: STORED, s2: STORED}), b.at(20))
+    out += run.feed(filed(20.5, s1, 11980))
+    out += run.feed(filed(20.5, s2, 10980))
+    assert not [c for c in out if isinstance(c, cmd.Log) and c.level in ("warning", "error")]
+    assert not run.of(cmd.SaveGaps, out)
+    (save,) = run.saved(out)[-1:]
+    legs = {leg.channel_id: leg for leg in save.legs}
+    assert legs[A].ended_at == legs[B].ended_at == b.at(12)
+    assert (legs[B].talked_ms, legs[B].covered_ms) == (11000, 11000)  # A's snoop hears B
+    assert save.call.ended_at == b.at(12)
+    assert [c.fields["ended"] for c in run.logs("leg.end_unseen")] == [b.at(12).isoformat()] * 2
+    hangups = [c.event for c in run.of(cmd.RecordEvent, out) if c.event.kind == "leg.hangup"]
+    assert [h.detail.get("unseen") for h in hangups] == [True, True]
