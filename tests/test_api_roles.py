@@ -152,3 +152,7 @@ async def test_a_linked_call_out_of_scope_is_not_named(world: World) -> None:
         assert row["linked_calls"] == named, user
     html = await (await world.get(f"/calls/{a}", "staff201")).text()
     assert "Attended transfer" in html and b not in html
+    # a call with no links says so alike to everyone (null)
+    for user in ("staff201", "admin"):
+        detail = await (await world.get(f"/api/calls/{world.calls['D']}", user)).json()
+        assert detail["call"]["linked_calls"] is None, user

@@ -43,9 +43,10 @@ def seen_linked(principal: Principal, params: Params, linked: str) -> str:
     if principal.role == "admin":
         return linked
     seen = call_scope(principal, params, "o")
-    # our identifiers; values are $n
-    return (f"ARRAY(SELECT l FROM unnest({linked}) AS l WHERE EXISTS ("  # noqa: S608
-            f"SELECT 1 FROM calls o WHERE o.call_id = l AND {seen}))")
+    # our identifiers; values are $n. NULL (no links) stays NULL, as an admin sees it.
+    return (f"CASE WHEN {linked} IS NULL THEN NULL ELSE ARRAY("  # noqa: S608
+            f"SELECT l FROM unnest({linked}) AS l WHERE EXISTS ("
+            f"SELECT 1 FROM calls o WHERE o.call_id = l AND {seen})) END")
 
 
 def call_columns(principal: Principal, params: Params, columns: tuple[str, ...],
