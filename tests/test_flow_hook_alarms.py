@@ -181,6 +181,11 @@ async def test_a_snoop_that_ends_while_its_leg_lives_is_a_gap_replaced_at_once(
             else:
                 st.sim.fail_recording(first, cause="disk full")
             await st.settle()  # no virtual time passes: replaced at once
+        # asked of the channel as ast_channel_get_by_name finds it (a variable), not of the
+        # snapshot cache (GET /channels/{id}), which keeps a leg its snoop still holds
+        asked = [(r.path, r.params.get("variable"), r.status) for r in st.sim.requests
+                 if r.method == "GET" and r.path.startswith(f"/channels/{callee.id}")]
+        assert asked == [(f"/channels/{callee.id}/variable", "CHANNEL(state)", 200)]
         leg = st.daemon.state.calls[call_id].legs[callee.id]
         assert leg.hook.recording not in (None, first)
         assert st.sim.recordings[leg.hook.recording].state == "recording"

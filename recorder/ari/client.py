@@ -150,6 +150,15 @@ class AriClient:
         result: dict[str, Any] = await self.request("GET", f"/channels/{_q(channel_id)}")
         return result
 
+    async def channel_linked(self, channel_id: str) -> None:
+        """AriError 404 once the channel's hang-up has begun. GET /channels/{id} reads the
+        snapshot cache, which keeps a channel until its destructor runs, and a snoop holds
+        its spied channel until the snoop itself is gone (res_stasis_snoop.c spyee_chan): a
+        channel variable is read through ast_channel_get_by_name, which stops finding it as
+        ast_hangup unlinks it (resource_channels.c ast_ari_channels_get_channel_var)."""
+        await self.request("GET", f"/channels/{_q(channel_id)}/variable",
+                           {"variable": "CHANNEL(state)"})
+
     async def answer(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{_q(channel_id)}/answer")
 

@@ -17,8 +17,9 @@ on its next 20-ms tick (res_stasis_snoop.c snoop_read), its recording finishes
 reference released, is the channel destroyed. A callee that Dial() hangs up, or a transferer,
 gets no ChannelHangupRequest first (observed/hook_mode_*). So a snoop recording that ends
 while its leg is not yet known gone is no gap by itself: Asterisk is asked whether the leg
-lives (GET /channels/{id}, which answers 404 from the moment ast_hangup began); only a leg
-that lives on has a gap, replaced at once.
+lives (a variable of it, read through ast_channel_get_by_name, which answers 404 from the
+moment ast_hangup unlinked it; GET /channels/{id} reads the snapshot cache, which keeps the
+leg until the snoop lets it go); only a leg that lives on has a gap, replaced at once.
 """
 
 from __future__ import annotations

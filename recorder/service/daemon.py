@@ -633,12 +633,13 @@ class Daemon:
         return None
 
     async def _check_channel(self, c: cmd.CheckChannel) -> ChannelChecked:
-        """GET /channels/{id}. A 404 is an answer (the channel is gone or being hung up), not
-        a failure; when Asterisk cannot say, the channel is taken to live on (re-recording a
-        channel that is gone costs a refused request; not re-recording one that lives, audio)."""
+        """Whether the channel is still linked (AriClient.channel_linked). A 404 is an answer
+        (the channel is being hung up or gone), not a failure; when Asterisk cannot say, the
+        channel is taken to live on (re-recording a channel that is gone costs a refused
+        request; not re-recording one that lives, audio)."""
         exists = True
         try:
-            await self.client.channel(c.channel_id)
+            await self.client.channel_linked(c.channel_id)
         except AriError as exc:
             if exc.status == 404:
                 exists = False
