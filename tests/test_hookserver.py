@@ -136,3 +136,25 @@ async def test_session_ids_differ_from_one_run_to_the_next() -> None:
         await fake.close()
         await server.stop()
     assert ids[0] != ids[1]
+
+
+async def test_a_control_character_in_a_reply_costs_nothing_but_its_wording(
+    served: tuple[Model, int]
+) -> None:
+    """A detail carrying a control character (a policy rule's name in the decision's reason,
+    loaded before names were checked) is set with spaces for it, and the status stands:
+    before, SET VARIABLE refused it, the session answered ERROR, and the dialplan's fallback
+    recorded a call policy had said not to record."""
+    model, port = served
+    fake = await FakeAsterisk.connect(port)
+    await fake.send_env("record")
+    called = await model.next()
+    assert isinstance(called, HookCalled)
+    with capture_logs() as logs:
+        model.broker.deliver(HookReply("c1", called.session, (
+            ("VERBATIM_STATUS", "NOT_RECORDED"), ("VERBATIM_DETAIL", "rule 'Legal\tline'"))))
+        await fake.expect('SET VARIABLE VERBATIM_STATUS "NOT_RECORDED"', "200 result=1")
+        await fake.expect("SET VARIABLE VERBATIM_DETAIL \"rule 'Legal line'\"", "200 result=1")
+        await fake.expect_closed()
+    await fake.close()
+    assert not [x for x in logs if x["log_level"] in ("warning", "error")]

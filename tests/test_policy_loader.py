@@ -249,6 +249,12 @@ ERRORS = [
         "expected a language code",
     ),
     ("rules:\n  - name: X\n    action: [yes]\n", 3, "rule 'X'.action", "got a list"),
+    # a name goes into the reason the dialplan is told: a control character in it made the
+    # hook's answer fail (ERROR), and the fallback recorded a call policy said not to
+    ('rules:\n  - name: "Legal\\tline"\n    action: never\n', 2, "rules[0].name",
+     "must not contain control characters"),
+    ('do_not_record:\n  - {name: "CEO\\x7f", numbers: ["+12125550100"]}\n', 2,
+     "do_not_record[0].name", "must not contain control characters"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+import unicodedata
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
@@ -35,6 +36,17 @@ def hh_mm(value: str) -> str:
 def non_empty(value: str) -> str:
     if not value.strip():
         raise Invalid("must not be empty")
+    return value
+
+
+def name(value: str) -> str:
+    """A name shown to people and passed to the dialplan (a rule's, a list entry's): not
+    empty, no control characters (a tab or a line end in one was refused at the first call
+    it decided)."""
+    non_empty(value)
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise Invalid(f"must not contain control characters (found {bad!r})")
     return value
 
 

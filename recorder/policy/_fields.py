@@ -16,13 +16,13 @@ from typing import TypeVar
 
 import yaml
 
-from recorder.config._checks import non_empty, one_of
+from recorder.config._checks import name, non_empty, one_of
 from recorder.config._reader import Check, Invalid, Section, kind, line_of, suggest
 from recorder.config.model import ConfigError
 from recorder.policy.model import DAYS, WITHHELD, NumberPattern, TimeWindow
 from recorder.policy.states import STATES
 
-__all__ = ["Check", "non_empty", "one_of"]  # re-exported for the loader
+__all__ = ["Check", "name", "non_empty", "one_of"]  # re-exported for the loader
 
 T = TypeVar("T")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")

@@ -147,7 +147,7 @@ def _rules(root: Section, zone: str) -> tuple[Rule, ...]:
         if not isinstance(node, yaml.MappingNode):
             raise f.located(root, path, node, f"expected a rule (a mapping), got a {kind(node)}")
         probe = Section(root.file, root.env, path, line, node, None)
-        name = probe.text("name", "", f.non_empty) if "name" in probe.entries else ""
+        name = probe.text("name", "", f.name) if "name" in probe.entries else ""
         if not name:
             raise probe.error(None, "every rule needs a name (decisions cite it)")
         if name in first_line:
@@ -170,7 +170,7 @@ def _do_not_record(root: Section) -> tuple[DoNotRecord, ...]:
     entries = []
     for path, node in f.items(root, "do_not_record"):
         s = Section(root.file, root.env, path, line_of(node), node, KEYS["do_not_record"])
-        name = s.text("name", "", f.non_empty) if "name" in s.entries else ""
+        name = s.text("name", "", f.name) if "name" in s.entries else ""
         if not name:
             raise s.error(None, "every entry needs a name (decisions cite it)")
         s.path = f"do_not_record '{name}'"
@@ -248,7 +248,7 @@ def _jurisdiction(s: Section, numbering: Numbering) -> JurisdictionConfig:
     offices = []
     for path, node in f.items(s, "offices"):
         o = Section(s.file, s.env, path, line_of(node), node, KEYS["office"])
-        name = o.text("name", "", f.non_empty) if "name" in o.entries else ""
+        name = o.text("name", "", f.name) if "name" in o.entries else ""
         if not name:
             raise o.error("name", "every office needs a name")
         o.path = f"office '{name}'"

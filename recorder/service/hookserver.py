@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -25,6 +26,15 @@ from recorder.model.hooks import HOOKS
 from recorder.model.inputs import HookCalled, HookPrompted
 
 log = structlog.get_logger("verbatim.hooks")
+
+
+def one_line(value: str) -> str:
+    """A reply's value as one AGI argument can carry it: its control characters (which
+    AgiSession.set_variable refuses, as they could inject a command) as spaces. A detail's
+    wording (a policy rule's name in a decision's reason) must never cost the reply: before,
+    a tab in a rule's name turned a NOT_RECORDED answer into ERROR, and the dialplan's
+    fallback recorded the call policy had said not to."""
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
 
 
 class HookBroker:
@@ -100,7 +110,7 @@ class HookBroker:
                     await session.set_variable("VERBATIM_ERROR", "the recorder did not answer")
                     return
                 for name, value in reply.variables:
-                    await session.set_variable(name, value)
+                    await session.set_variable(name, one_line(value))
                 if reply.prompts:
                     await self._play(session, sid, reply)
                 if reply.final:
