@@ -710,6 +710,25 @@ CASES: list[tuple[str, int, str, str]] = [
         "storage.on_critical",
         "must be one of keep_recording, refuse_new, got 'stop'",
     ),
+    # numbers too large for Python's conversions: a traceback with no key before
+    (
+        "storage:\n  archive_dir: /a\n  spool_settle_s: " + "9" * 400 + "\n",
+        3,
+        "storage.spool_settle_s",
+        f"is too large, got {'9' * 40}...",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  spool_settle_s: 0x" + "F" * 300 + "\n",
+        3,
+        "storage.spool_settle_s",
+        f"is too large, got 0x{'F' * 38}...",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  min_free_mb: " + "9" * 5000 + "\n",
+        3,
+        "storage.min_free_mb",
+        f"is too large, got {'9' * 40}...",
+    ),
 ]
 
 

@@ -200,7 +200,10 @@ class Section:
         found, node = self._scalar(key, "an integer", False)
         if found != "integer":
             raise self.error(key, f"expected an integer, got {_shown(found, node)}")
-        value = int(_CONSTRUCTOR.construct_yaml_int(node))
+        try:  # Python refuses ints of more than 4,300 digits
+            value = int(_CONSTRUCTOR.construct_yaml_int(node))
+        except ValueError:
+            raise self.error(key, f"is too large, got {node.value[:40]}...") from None
         if value < low or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise self.error(key, f"must be {bounds}, got {value}")
@@ -211,12 +214,15 @@ class Section:
         if key not in self.entries:
             return default
         found, node = self._scalar(key, "a number", False)
-        if found == "integer":
-            value = float(_CONSTRUCTOR.construct_yaml_int(node))
-        elif found == "number":
-            value = float(_CONSTRUCTOR.construct_yaml_float(node))
-        else:
-            raise self.error(key, f"expected a number of seconds, got {_shown(found, node)}")
+        try:
+            if found == "integer":
+                value = float(_CONSTRUCTOR.construct_yaml_int(node))
+            elif found == "number":
+                value = float(_CONSTRUCTOR.construct_yaml_float(node))
+            else:
+                raise self.error(key, f"expected a number of seconds, got {_shown(found, node)}")
+        except (ValueError, OverflowError):  # past a float, or an int of 4,300 digits
+            raise self.error(key, f"is too large, got {node.value[:40]}...") from None
         if not math.isfinite(value) or value <= 0:
             raise self.error(key, f"must be a finite number greater than 0, got {node.value}")
         return value
