@@ -158,3 +158,26 @@ async def test_a_control_character_in_a_reply_costs_nothing_but_its_wording(
         await fake.expect_closed()
     await fake.close()
     assert not [x for x in logs if x["log_level"] in ("warning", "error")]
+
+
+@pytest.mark.parametrize("answer", ["200 result=", "200 result=x endpos=1", "garbage"])
+async def test_an_announcement_answered_with_no_agi_is_over_all_the_same(
+    served: tuple[Model, int], answer: str
+) -> None:
+    """A STREAM FILE answered with what is not AGI ends the session, but the model still
+    hears that the announcement is over, with the error (before: nothing, so its session
+    waited for good and the consent row later said the party hung up)."""
+    model, port = served
+    fake = await FakeAsterisk.connect(port)
+    await fake.send_env("answered")
+    called = await model.next()
+    assert isinstance(called, HookCalled)
+    model.broker.deliver(HookReply("c1", called.session, (), (("verbatim/consent-en", "1"),),
+                                   final=False))
+    await fake.expect("ANSWER", "200 result=0")
+    await fake.expect('STREAM FILE "verbatim/consent-en" "1"', answer)
+    prompted = await model.next()
+    assert isinstance(prompted, HookPrompted)
+    assert (prompted.session, prompted.hung_up) == (called.session, False)
+    assert prompted.error
+    await fake.close()

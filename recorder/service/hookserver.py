@@ -19,7 +19,7 @@ from datetime import datetime
 
 import structlog
 
-from recorder.agi import AgiCommandError, AgiHangup, AgiSession
+from recorder.agi import AgiCommandError, AgiError, AgiHangup, AgiSession
 from recorder.ari.events import ChannelInfo, Event
 from recorder.model.commands import HookReply
 from recorder.model.hooks import HOOKS
@@ -125,6 +125,8 @@ class HookBroker:
         digit: str | None = None
         hung_up = False
         error = None
+        broken: AgiError | ValueError | None = None
+        media = ""
         try:
             # STREAM FILE does not answer, and a SIP caller hears nothing before an answer
             # (or progress): answered as Playback() and Stasis mode would.
@@ -140,6 +142,10 @@ class HookBroker:
             # info: the model says it once, as an error (consent.failed, with this error)
             log.info("hook.prompt_failed", channel_id=session.request.uniqueid, media=media,
                      error=error)
+        except (AgiError, ValueError) as exc:  # an answer that is not AGI, or none in time
+            broken, error = exc, str(exc)
+        # Whatever became of the announcement, the model hears that it is over: else its
+        # session waits for good, and the consent row says what a hang-up would.
         await self._put(HookPrompted(
             timestamp=self._now(), asterisk_id=self._asterisk_id(), session=sid,
             channel_id=session.request.uniqueid, digit=digit or None, hung_up=hung_up,
@@ -147,6 +153,8 @@ class HookBroker:
         ))
         if hung_up:
             raise AgiHangup("the channel hung up during the announcement")
+        if broken is not None:
+            raise broken  # the session cannot go on: the server answers for it
 
 
 def _known(value: str | None) -> str:
