@@ -87,8 +87,9 @@ async def test_a_recorder_that_does_not_answer_lets_the_dialplan_go_on(
     await fake.close()
 
 
-async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, int]) -> None:
-    model, port = served
+async def _announcing(model: Model, port: int) -> tuple[FakeAsterisk, HookCalled]:
+    """An answered hook told to play the announcement: Asterisk has answered the channel
+    and has the STREAM FILE to answer."""
     fake = await FakeAsterisk.connect(port)
     await fake.send_env("answered")
     called = await model.next()
@@ -97,6 +98,12 @@ async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, i
                                    final=False))
     await fake.expect("ANSWER", "200 result=0")
     assert await fake.read_line() == 'STREAM FILE "verbatim/consent-en" "1"'
+    return fake, called
+
+
+async def test_hangup_during_the_announcement_is_reported(served: tuple[Model, int]) -> None:
+    model, port = served
+    fake, _called = await _announcing(model, port)
     await fake.send("HANGUP", "200 result=-1 endpos=0")
     prompted = await model.next()
     assert isinstance(prompted, HookPrompted) and prompted.hung_up
@@ -168,14 +175,8 @@ async def test_an_announcement_answered_with_no_agi_is_over_all_the_same(
     hears that the announcement is over, with the error (before: nothing, so its session
     waited for good and the consent row later said the party hung up)."""
     model, port = served
-    fake = await FakeAsterisk.connect(port)
-    await fake.send_env("answered")
-    called = await model.next()
-    assert isinstance(called, HookCalled)
-    model.broker.deliver(HookReply("c1", called.session, (), (("verbatim/consent-en", "1"),),
-                                   final=False))
-    await fake.expect("ANSWER", "200 result=0")
-    await fake.expect('STREAM FILE "verbatim/consent-en" "1"', answer)
+    fake, called = await _announcing(model, port)
+    await fake.send(answer)
     prompted = await model.next()
     assert isinstance(prompted, HookPrompted)
     assert (prompted.session, prompted.hung_up) == (called.session, False)
