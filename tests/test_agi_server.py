@@ -189,6 +189,18 @@ async def test_connection_closed_inside_the_headers(start_server: StartServer) -
     await assert_serves(port)
 
 
+async def test_a_port_check_is_no_bad_request(start_server: StartServer) -> None:
+    """A connection that closes before a byte (a health check of the port, a scanner) is no
+    AGI client: nothing for ops (before: agi.bad_request, a warning, at every check)."""
+    server, port = await start_server({})
+    fake = await FakeAsterisk.connect(port)
+    with capture_logs() as logs:
+        await fake.close()
+        await wait_idle(server)
+    assert [(x["event"], x["log_level"]) for x in logs] == [("agi.probed", "debug")]
+    await assert_serves(port)
+
+
 async def test_unknown_hook_is_told_to_the_dialplan(start_server: StartServer) -> None:
     server, port = await start_server({"record": ping})
     fake = await FakeAsterisk.connect(port)

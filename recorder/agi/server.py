@@ -35,6 +35,11 @@ __all__ = ["DEFAULT_LIMITS", "AgiLimits", "AgiServer", "AgiSession", "Handler"]
 
 log = structlog.get_logger("verbatim.agi")
 
+
+class _Probed(AgiProtocolError):
+    """The connection closed without a byte: no AGI client (Asterisk always sends its
+    environment first), a TCP check of the port."""
+
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DIGITS = re.compile(r"[0-9*#A-D]*\Z")  # DTMF keys
 # Commands that play or wait for the caller: they may legitimately take minutes to answer.
@@ -335,6 +340,9 @@ class AgiServer:
             error = f"headers not complete within {timeout:g} s ({len(lines)} lines)"
             log.warning("agi.bad_request", peer=peer, error=error, channel_id=_uniqueid(lines))
             return
+        except _Probed:  # a port check (a health probe, a scanner): Asterisk always talks
+            log.debug("agi.probed", peer=peer)
+            return
         except (AgiProtocolError, ConnectionError) as exc:
             log.warning("agi.bad_request", peer=peer, error=str(exc), channel_id=_uniqueid(lines))
             return
@@ -368,6 +376,8 @@ class AgiServer:
         while len(lines) <= self._limits.max_headers:
             line = await _read_line(reader, self._limits.max_line_bytes)
             if line is None:
+                if not lines:
+                    raise _Probed("connection closed before a byte was sent")
                 raise AgiProtocolError(f"connection closed after {len(lines)} header lines")
             if line == "":
                 return
