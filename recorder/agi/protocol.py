@@ -221,6 +221,12 @@ def parse_multiline_response(lines: Sequence[str]) -> AgiResponse:
     )
 
 
+def one_line(value: str) -> str:
+    """`value` with its control characters as spaces: text `quote` takes (a reply's wording
+    must never cost the reply)."""
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+
+
 def quote(value: str) -> str:
     """`value` as one quoted AGI argument; ValueError for control characters (a line end would
     inject a second command, a NUL would cut the line short)."""

@@ -40,6 +40,7 @@ class _Probed(AgiProtocolError):
     """The connection closed without a byte: no AGI client (Asterisk always sends its
     environment first), a TCP check of the port."""
 
+
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DIGITS = re.compile(r"[0-9*#A-D]*\Z")  # DTMF keys
 # Commands that play or wait for the caller: they may legitimately take minutes to answer.

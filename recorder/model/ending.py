@@ -140,8 +140,7 @@ def on_hangup(state: ModelState, e: ev.Event, settings: CallSettings,
             begin_end(s, leg, "normal")
             return
         if isinstance(e, ev.ChannelDestroyed):
-            leg.hangup_cause = e.cause
-            leg.end_unseen = e.cause_txt == GONE_UNSEEN
+            destroyed(leg, e)
             refine_unanswered(s, leg)
         leg_gone(s, leg)
 
@@ -194,6 +193,13 @@ def leg_gone(s: Step, leg: Leg) -> None:
     if not superseded(s.call, leg):
         begin_end(s, leg, "normal")
     maybe_finish(s)
+
+
+def destroyed(leg: Leg, e: ev.ChannelDestroyed) -> None:
+    """What a leg's destruction says of it (either mode): its cause, and whether its end was
+    seen (reconciliation's ghost for a leg found gone: GONE_UNSEEN)."""
+    leg.hangup_cause = e.cause
+    leg.end_unseen = e.cause_txt == GONE_UNSEEN
 
 
 def record_hangup(s: Step, leg: Leg) -> None:

@@ -73,9 +73,9 @@ def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
     left the app to be hung up (a snoop: once its leg is unlinked; its recording: once the
     snoop channel, which ends with its leg, is gone); addChannel answers 400 and 422 for the
     same two moments (resource_channels.c find_control, resource_bridges.c
-    control_find_by_channel_id). An
-    originate answers 400 when its originator (the caller) is gone (resource_channels.c
-    ari_originate_dial; 400 is also its answer to bad parameters, hence the message)."""
+    control_find_by_channel_id). An originate answers 400 when its originator (the caller) is
+    gone (resource_channels.c ari_originate_dial; 400 is also its answer to bad parameters,
+    hence the message)."""
     if isinstance(c, cmd.Originate):
         return status == 400 and "originator channel was not found" in message
     if isinstance(c, cmd.AddChannel):
@@ -200,7 +200,7 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
                     expected=gone)
     leg = call.legs.get(snooped_leg(rec) or "")
     mine = leg is not None and leg.hook.recording == rec.name
-    if leg is not None and mine:
+    if mine and leg is not None:
         leg.hook = replace(leg.hook, recording=None)
     if isinstance(failed, cmd.RecordChannel):
         s.add(cmd.Hangup(call.call_id, failed.channel_id))

@@ -23,7 +23,13 @@ from recorder.model.controls import (
     control_digit,
 )
 from recorder.model.decisions import path_changed
-from recorder.model.ending import dial_outcome, leave_bridge, maybe_finish, record_hangup
+from recorder.model.ending import (
+    destroyed,
+    dial_outcome,
+    leave_bridge,
+    maybe_finish,
+    record_hangup,
+)
 from recorder.model.flow import DIAL_FAILURES, Result, Step, for_call
 from recorder.model.phases import transition
 from recorder.model.records import Stay
@@ -37,7 +43,6 @@ from recorder.model.snooping import (
 from recorder.model.state import (
     ENDING,
     FOLLOWING,
-    GONE_UNSEEN,
     LEG_DIALING,
     LEG_GONE,
     LEG_RINGING,
@@ -306,8 +311,7 @@ def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
         elif isinstance(e, ev.ChannelDestroyed):
-            leg.hangup_cause = e.cause
-            leg.end_unseen = e.cause_txt == GONE_UNSEEN
+            destroyed(leg, e)
             hooked_leg_gone(s, leg)
 
     return for_call(state, call_id, e, settings, body)

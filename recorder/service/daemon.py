@@ -614,11 +614,10 @@ class Daemon:
             # a request racing a hang-up is no fault (recorder.model.failures.party_gone), nor
             # is a phone that cannot be called now (line_unavailable)
             gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
-            everyday = gone or line_unavailable(c, exc.status)
-            if isinstance(c, cmd.CreateChannel | cmd.Originate) and line_unavailable(
-                    c, exc.status):
+            unavailable = line_unavailable(c, exc.status)
+            if unavailable and isinstance(c, cmd.CreateChannel | cmd.Originate):
                 self.lines.refused_one(c.endpoint)  # many in a row: an outage, warned
-            level = "info" if everyday or self._retry(c) else "warning"
+            level = "info" if gone or unavailable or self._retry(c) else "warning"
             getattr(log, level)(
                 "ari.request_failed",
                 call_id=c.call_id or None,

@@ -13,28 +13,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import structlog
 
 from recorder.agi import AgiCommandError, AgiError, AgiHangup, AgiSession
+from recorder.agi.protocol import one_line
 from recorder.ari.events import ChannelInfo, Event
 from recorder.model.commands import HookReply
 from recorder.model.hooks import HOOKS
 from recorder.model.inputs import HookCalled, HookPrompted
 
 log = structlog.get_logger("verbatim.hooks")
-
-
-def one_line(value: str) -> str:
-    """A reply's value as one AGI argument can carry it: its control characters (which
-    AgiSession.set_variable refuses, as they could inject a command) as spaces. A detail's
-    wording (a policy rule's name in a decision's reason) must never cost the reply: before,
-    a tab in a rule's name turned a NOT_RECORDED answer into ERROR, and the dialplan's
-    fallback recorded the call policy had said not to."""
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
 
 
 class HookBroker:
@@ -110,6 +101,9 @@ class HookBroker:
                     await session.set_variable("VERBATIM_ERROR", "the recorder did not answer")
                     return
                 for name, value in reply.variables:
+                    # a detail's wording (a policy name in a decision's reason) must never
+                    # cost the reply: a control character in one made NOT_RECORDED an ERROR,
+                    # and the dialplan's fallback recorded what policy said not to
                     await session.set_variable(name, one_line(value))
                 if reply.prompts:
                     await self._play(session, sid, reply)
