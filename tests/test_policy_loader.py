@@ -276,6 +276,23 @@ def test_yaml_syntax_and_unreadable_file(tmp_path: Path) -> None:
         load_policy(tmp_path / "absent.yaml")
 
 
+def test_aliases_may_share_a_block_but_not_multiply_it(tmp_path: Path) -> None:
+    numbers = ", ".join(f'"+1213555{n:04d}"' for n in range(100))
+    shared = (f"do_not_record:\n  - &court\n    name: Court\n    numbers: &nums [{numbers}]\n"
+              "  - name: Court annex\n    numbers: *nums\n")
+    assert len(load(tmp_path, shared).do_not_record) == 2  # a block shared is read as written
+    # one entry of 100 numbers referenced 3,000 times: each copy's numbers parsed again
+    bomb = shared + "".join("  - *court\n" for _ in range(3000))
+    with pytest.raises(PolicyError) as caught:
+        load(tmp_path, bomb)
+    assert str(caught.value) == (
+        f"{tmp_path / 'policy.yaml'}: holds 315,213 values once its aliases (*name) are "
+        "expanded, more than the 200,000 a file may: an alias may repeat a block, not multiply it")
+    with pytest.raises(PolicyError, match=r"policy\.yaml:3: an alias \(\*name\) is used inside "
+                       "the block it names"):
+        load(tmp_path, 'do_not_record:\n  - name: a\n    numbers: &x ["+12135550150", *x]\n')
+
+
 def test_config_policy_file_key(tmp_path: Path) -> None:
     base = 'ari:\n  username: "v"\nstorage:\n  archive_dir: "/srv/a"\n'
     conf = tmp_path / "v.yaml"

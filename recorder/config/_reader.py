@@ -248,7 +248,7 @@ def parse_yaml(path: Path, error: type[ConfigError]) -> yaml.Node | None:
     except UnicodeDecodeError as exc:
         raise error(path, None, None, f"cannot read: not UTF-8 ({exc.reason})") from None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = int(mark.line) + 1 if mark is not None else None
@@ -256,3 +256,58 @@ def parse_yaml(path: Path, error: type[ConfigError]) -> yaml.Node | None:
         raise error(path, line, None, f"invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
         raise error(path, None, None, f"invalid YAML: {exc}") from None
+    try:
+        values = 0 if root is None else expanded(root)
+    except Endless as exc:
+        raise error(path, line_of(exc.node), None, "an alias (*name) is used inside the block it "
+                    "names: the value would never end") from None
+    if values > MAX_VALUES:
+        raise error(path, None, None,
+                    f"holds {values:,} values once its aliases (*name) are expanded, more than "
+                    f"the {MAX_VALUES:,} a file may: an alias may repeat a block, not multiply it")
+    return root
+
+
+# Aliases make a small file stand for a huge tree (a do-not-record block referenced thousands of
+# times, or nested: "billion laughs"), and every value of it is read and checked: a bound, so a
+# bad file is refused at once instead of taking minutes and gigabytes. A real policy with a
+# long do-not-record list has a few thousand values.
+MAX_VALUES: Final = 200_000
+
+
+class Endless(ValueError):
+    """A node inside itself (`a: &x [1, *x]`)."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__("a node inside itself")
+        self.node = node
+
+
+def expanded(root: yaml.Node) -> int:
+    """How many nodes the tree holds with every alias expanded (each shared node sized once:
+    linear in the file, whatever the expansion); Endless if a node holds itself."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # entered, children not yet sized
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            open_.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_:
+            raise Endless(node)
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
