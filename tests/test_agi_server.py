@@ -554,6 +554,36 @@ async def test_max_sessions_answers_busy(start_server: StartServer) -> None:
     await assert_serves(port)  # the slot is free again
 
 
+async def test_a_flood_past_the_busy_ones_is_closed_unread(start_server: StartServer) -> None:
+    async def hold(session: AgiSession) -> None:
+        await session.get_variable("WAIT")
+
+    server, port = await start_server({"record": hold}, max_sessions=1)
+    first = await FakeAsterisk.connect(port)
+    await first.send_env()
+    await first.expect("GET VARIABLE WAIT")
+    slow = await FakeAsterisk.connect(port)  # over the limit, its headers not yet sent: busy
+    with capture_logs() as logs:
+        flood = [await FakeAsterisk.connect(port) for _ in range(5)]
+        for fake in flood:  # closed without a command: nothing was read
+            await fake.expect_closed()
+            await fake.close()
+    [said] = events(logs, "agi.overloaded")  # once, not once a connection
+    assert (said["log_level"], said["closed_unread"], said["max_sessions"]) == ("warning", 1, 1)
+    assert not events(logs, "agi.busy") and not events(logs, "agi.bad_request")
+
+    await slow.send_env(uniqueid="1700000000.14")  # the one being refused is still told why
+    await slow.expect('SET VARIABLE VERBATIM_STATUS "ERROR"', "200 result=1")
+    await slow.expect('SET VARIABLE VERBATIM_ERROR "busy"', "200 result=1")
+    await slow.expect_closed()
+    await slow.close()
+    await first.send("200 result=0")
+    await first.expect_closed()
+    await first.close()
+    await wait_idle(server)
+    await assert_serves(port)
+
+
 async def test_stop_cancels_sessions_and_stops_listening(start_server: StartServer) -> None:
     async def hold(session: AgiSession) -> None:
         await session.get_variable("WAIT")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -54,6 +56,8 @@ _MEDIA: Final = (
     "WAIT FOR DIGIT ",
     "SAY ",
 )
+# A flood of connections past the busy ones is said at most this often (agi.overloaded)
+OVERLOAD_SAID_EVERY_S: Final = 10.0
 _MAX_BODY_LINES: Final = 200  # a 520 usage text is a few dozen lines
 _HOOK_SHOWN: Final = 64
 
@@ -283,6 +287,8 @@ class AgiServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._refusing: set[asyncio.Task[None]] = set()  # over max_sessions, being told "busy"
+        self._shed = 0  # connections closed unread since `agi.overloaded` last said so
+        self._shed_said = -math.inf  # when (monotonic)
 
     @property
     def sessions(self) -> int:
@@ -315,6 +321,9 @@ class AgiServer:
         task = asyncio.current_task()
         assert task is not None  # start_server runs each connection in its own task
         busy = len(self._sessions) >= self._limits.max_sessions
+        if busy and len(self._refusing) >= self._limits.max_sessions:
+            self._shed_one(writer)
+            return
         group = self._refusing if busy else self._sessions
         group.add(task)
         peer = _peer(writer)
@@ -327,6 +336,19 @@ class AgiServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+    def _shed_one(self, writer: asyncio.StreamWriter) -> None:
+        """As many connections as sessions are being told "busy" already: a flood (a dialplan
+        loop, a scanner) is closed unread, so it costs neither a task nor a log line each.
+        The dialplan finds VERBATIM_STATUS empty and takes its fallback; said once a while."""
+        writer.close()
+        self._shed += 1
+        now = time.monotonic()
+        if now - self._shed_said >= OVERLOAD_SAID_EVERY_S:
+            log.warning("agi.overloaded", closed_unread=self._shed,
+                        max_sessions=self._limits.max_sessions,
+                        action="the dialplan takes its fallback for these calls")
+            self._shed, self._shed_said = 0, now
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, busy: bool
