@@ -157,6 +157,25 @@ CASES: list[tuple[str, int, str, str]] = [
         "expected an integer, got string '30s'",
     ),
     (
+        "calls:\n  dial_timeout_s: 1e2\n" + STORAGE,
+        2,
+        "calls.dial_timeout_s",
+        "expected an integer, got string '1e2' (YAML reads it as text: write the digits alone)",
+    ),
+    (
+        "ari:\n  request_timeout_s: 1e1\n" + STORAGE,
+        2,
+        "ari.request_timeout_s",
+        "expected a number of seconds, got string '1e1' (YAML reads it as text: write the "
+        "digits alone, or an exponent as 1.0e3)",
+    ),
+    (
+        "storage:\n  archive_dir: /a\n  min_free_mb: 1,024\n",
+        3,
+        "storage.min_free_mb",
+        "expected an integer, got string '1,024' (YAML reads it as text: write the digits alone)",
+    ),
+    (
         "storage:\n  archive_dir: /a\n  min_free_mb: no\n",
         3,
         "storage.min_free_mb",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -57,6 +58,20 @@ def suggest(word: str, choices: Sequence[str]) -> str:
 
 def _shown(found: str, node: yaml.ScalarNode) -> str:
     return "nothing (null)" if found == "null" else f"{found} '{node.value}'"
+
+
+# What YAML 1.1 (PyYAML) reads as text though it looks like a number: an exponent without a
+# dot in its mantissa (1e3), or digits grouped with a comma or a space.
+_NUMBER_LIKE: Final = re.compile(r"[-+]?(\d+[eE][-+]?\d+|\d{1,3}([, ]\d{3})+)")
+
+
+def _as_number(found: str, node: yaml.ScalarNode, *, whole: bool) -> str:
+    """`_shown`, with how to write it when a number was meant (`whole`: an integer)."""
+    shown = _shown(found, node)
+    if found == "string" and _NUMBER_LIKE.fullmatch(node.value.strip()):
+        how = "the digits alone" if whole else "the digits alone, or an exponent as 1.0e3"
+        shown += f" (YAML reads it as text: write {how})"
+    return shown
 
 
 def line_of(node: yaml.Node) -> int:
@@ -199,7 +214,7 @@ class Section:
             return default
         found, node = self._scalar(key, "an integer", False)
         if found != "integer":
-            raise self.error(key, f"expected an integer, got {_shown(found, node)}")
+            raise self.error(key, f"expected an integer, got {_as_number(found, node, whole=True)}")
         try:  # Python refuses ints of more than 4,300 digits
             value = int(_CONSTRUCTOR.construct_yaml_int(node))
         except ValueError:
@@ -220,7 +235,8 @@ class Section:
             elif found == "number":
                 value = float(_CONSTRUCTOR.construct_yaml_float(node))
             else:
-                raise self.error(key, f"expected a number of seconds, got {_shown(found, node)}")
+                raise self.error(key, "expected a number of seconds, got "
+                                 f"{_as_number(found, node, whole=False)}")
         except (ValueError, OverflowError):  # past a float, or an int of 4,300 digits
             raise self.error(key, f"is too large, got {node.value[:40]}...") from None
         if not math.isfinite(value) or value <= 0:
