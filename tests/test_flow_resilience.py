@@ -13,6 +13,7 @@ from arisim import rest
 from arisim.audio import tone_map
 from structlog.testing import capture_logs
 
+from recorder.service.lines import IN_A_ROW
 from tests.harness.calls import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -122,6 +123,36 @@ async def test_recording_failed_mid_call_is_a_failed_row_and_a_new_segment(
         joined = event_time(st.sim, "ChannelEnteredBridge", channel__id=dialled(st.sim, call_id))
         failed = event_time(st.sim, "RecordingFailed")
         assert all(abs(g.duration_ms / 1000 - (failed - joined)) <= 0.1 for g in gaps), gaps
+
+
+async def test_phones_asterisk_cannot_call_in_a_row_are_warned_once_then_its_end_said(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """One phone Asterisk cannot call (500) is an everyday call (info); every call's callee
+    refused, none made between, is the line side down: one warning, and its end at info."""
+    async with running_stack(tmp_path, pg_dsn) as st:
+        st.sim.set_endpoint("PJSIP/201", result="nonexistent")
+        with capture_logs() as logs:
+            for n in range(IN_A_ROW + 2):
+                st.sim.start_call(caller_number=f"41555501{n:02d}", args=["inbound", "201"])
+                await st.settle()
+                await st.advance(6.0)  # the announcement, then the refused dial
+            ended = await st.repo.recent_calls(IN_A_ROW + 2)
+            assert [(c.status, c.outcome) for c in ended] == [("ended", "failed")] * (IN_A_ROW + 2)
+            quiet = [(x["event"], x["log_level"]) for x in logs
+                     if x["log_level"] in ("warning", "error")]
+            # the tenth refusal in a row, not before it, and once
+            assert quiet == [("ari.channels_refused", "warning")]
+            [said] = [x for x in logs if x["event"] == "ari.channels_refused"]
+            assert (said["in_a_row"], said["last_endpoint"]) == (IN_A_ROW, "PJSIP/201")
+            assert not [x for x in logs if x["event"] == "ari.channels_made_again"]
+
+            caller_id, call_id = await bridged_call(st)  # the phones are back
+            made = [x for x in logs if x["event"] == "ari.channels_made_again"]
+            assert [(x["log_level"], x["after_refused"]) for x in made] == [
+                ("info", IN_A_ROW + 2)]
+        call, _legs, _recs, _events = await st.hang_up(caller_id, call_id)
+        assert call.outcome == "answered"
 
 
 async def test_websocket_drop_mid_call_reconnects_reconciles_and_completes(
