@@ -227,12 +227,14 @@ def loud(out: list[cmd.Command]) -> list[tuple[str, str]]:
             if isinstance(c, cmd.Log) and c.level in ("warning", "error")]
 
 
-@pytest.mark.parametrize("race", ["snoop_404", "snoop_left_then_record_409", "record_404"])
+@pytest.mark.parametrize("race", ["snoop_404", "snoop_500_zombie", "snoop_left_then_record_409",
+                                  "record_404"])
 def test_a_hang_up_racing_the_snoops_set_up_raises_no_alarm(race: str) -> None:
     """B hangs up just as it answered, while its snoop is being made (the order as Asterisk
-    answers it: the Snoop 404 once the leg is unlinked; the snoop leaving the app, and its
-    recording refused, once the snoop ended with its leg): a normal hang-up, no warning or
-    error (before: recording.failed at error each time)."""
+    answers it: the Snoop 404 once the leg is unlinked, 500 while ast_hangup runs its hang-up
+    handlers before unlinking it; the snoop leaving the app, and its recording refused, once
+    the snoop ended with its leg): a normal hang-up, no warning or error (before:
+    recording.failed at error each time; the 500 tried again at once, three errors)."""
     run = Run(SETTINGS)
     snoop_runs(run, 0.01, run.feed(hook(0, "record", A, "inbound", "201")))
     run.feed(dial(1, A, B, "ANSWER"))
@@ -241,6 +243,9 @@ def test_a_hang_up_racing_the_snoops_set_up_raises_no_alarm(race: str) -> None:
     out = run.feed(b.left(1.003, "x", B))
     if race == "snoop_404":
         out += run.feed(refused(1.004, snoop, 404, "Provided channel was not found"))
+    elif race == "snoop_500_zombie":
+        out += run.feed(b.hangup_request(1.003, B))
+        out += run.feed(refused(1.004, snoop, 500, "Snoop channel could not be created"))
     else:
         out += run.feed(b.stasis_start(1.01, b.chan(snoop.snoop_id), "snoop"))
         (record,) = run.of(cmd.RecordChannel, out)
@@ -577,16 +582,25 @@ def test_odd_events_of_a_hooked_call_do_not_reach_stasis_handlers() -> None:
     assert run.feed(nobody) == []
 
 
-@pytest.mark.parametrize(("status", "retried"), [(500, True), (0, True), (404, False)])
-def test_a_snoop_refused_by_a_passing_fault_is_tried_again(status: int, retried: bool) -> None:
+@pytest.mark.parametrize(("status", "hanging_up", "retried"), [
+    (500, False, True), (0, False, True), (404, False, False),
+    (500, True, False),  # its zombie window: no fault (the hang-up race above)
+    (0, True, True),  # a lost answer says nothing of the leg
+])
+def test_a_snoop_refused_by_a_passing_fault_is_tried_again(
+    status: int, hanging_up: bool, retried: bool
+) -> None:
     from recorder.model.inputs import CommandFailed
 
     run = Run(SETTINGS)
     (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
+    if hanging_up:
+        run.feed(b.hangup_request(0.005, A))
     out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
                                  status=status, message="x"))
     assert bool(run.of(cmd.Snoop, out)) is retried
     assert bool(run.of(cmd.HookReply, out)) is not retried  # waits for the retry instead
+    assert bool(loud(out)) is retried  # a fault, said; the race, not
 
 
 def test_stasis_mode_a_segment_replacing_one_during_a_pause_is_paused_too() -> None:

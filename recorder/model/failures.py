@@ -195,10 +195,15 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     # 404/409: the leg (Snoop: ast_channel_get_by_name failed, so it is hanging up) or its
     # snoop channel (RecordChannel) is gone or leaving, most often with its leg: the race of
     # a hang-up just as its recording was being set up, no alarm; not retried as such (below).
-    gone = party_gone(failed, e.status)
+    # A Snoop refused 500 of a leg being hung up: its zombie window (ast_hangup flags the
+    # channel a zombie, runs its hang-up handlers, only then unlinks it; ast_audiohook_attach
+    # refuses a zombie), the same race a moment earlier.
+    leg = call.legs.get(snooped_leg(rec) or "")
+    gone = party_gone(failed, e.status) or (
+        isinstance(failed, cmd.Snoop) and e.status == 500
+        and leg is not None and leg.hook.hanging_up)
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec),
                     expected=gone)
-    leg = call.legs.get(snooped_leg(rec) or "")
     mine = leg is not None and leg.hook.recording == rec.name
     if mine and leg is not None:
         leg.hook = replace(leg.hook, recording=None)

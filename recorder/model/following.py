@@ -310,6 +310,8 @@ def hooked_channel(state: ModelState, e: ev.ChannelEvent, settings: CallSettings
         elif isinstance(e, ev.ChannelHangupRequest):
             if e.cause is not None and leg.hangup_cause is None:
                 leg.hangup_cause = e.cause
+            if not leg.hook.hanging_up:
+                leg.hook = replace(leg.hook, hanging_up=True)
         elif isinstance(e, ev.ChannelDestroyed):
             destroyed(leg, e)
             hooked_leg_gone(s, leg)

@@ -130,6 +130,9 @@ class HookLeg:
     # its snoop recording that ended while Asterisk is asked whether the leg lives on (a gap
     # then) or is being hung up (the usual end: its snoop ends first)
     checking: str | None = None
+    # Asterisk said the leg is being hung up (ChannelHangupRequest: published by a hang-up
+    # queued or asked for, never by a redirect's soft hang-up)
+    hanging_up: bool = False
 
 
 @dataclass(eq=False)
