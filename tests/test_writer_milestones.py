@@ -47,6 +47,11 @@ def _with(rows: CallRows, *, state: int | None = None, rec: str | None = None,
     (_with(RINGING, legs=("b",)), RINGING, False),  # the callee dialled, not yet answered
     (_with(RINGING, ended_leg="a"), RINGING, False),  # a party hung up, the call not ended
     (_with(RINGING, answered_at=T0), RINGING, True),  # answered
+    # answered, its recording asked for: written with the recording's start, ms later
+    (ANSWERED, RINGING, False),
+    (_with(ANSWERED, rec="recording"), RINGING, True),
+    (_with(ANSWERED, rec="failed"), RINGING, True),  # a start that never came
+    (_with(ANSWERED, recorded=True), RINGING, True),  # decided with it: no waiting
     (_with(RINGING, recorded=True, decided_by="rule 'All'"), RINGING, True),  # decided
     (_with(ANSWERED, rec="recording"), ANSWERED, True),  # the recording started
     (_with(ANSWERED, rec="finished"), _with(ANSWERED, rec="recording"), False),  # filed next
@@ -116,14 +121,14 @@ async def test_a_tick_takes_the_rows_and_what_waited_since_the_tick_before(
     writer = Writer(repo, journal=Journal(tmp_path / "j"))
     writer.stage_call(RINGING)
     await writer.flush(milestones=True)
-    writer.stage_call(_with(RINGING, state=3))  # ringing: no milestone
+    writer.stage_call(_with(RINGING, state=3, legs=("b",)))  # the callee rings: no milestone
     writer.stage_event(event("call.ringing"))
     assert await writer.tick() is True
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 1}, "no milestone, written at its first tick"
     assert [e.kind for e in await repo.events("c1")] == ["call.ringing"]  # rows: every tick
     assert writer.pending == (1, 0)
-    writer.stage_call(_with(RINGING, state=4))  # still no milestone: it waits since before
+    writer.stage_call(_with(RINGING, state=4, legs=("b",)))  # it waits since before
     assert await writer.tick() is True
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 4}
@@ -134,13 +139,40 @@ async def test_a_tick_takes_the_rows_and_what_waited_since_the_tick_before(
     await writer.tick()
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 6}
-    writer.stage_call(_with(RINGING, state=7, answered_at=T0, legs=("b",)))  # not one
+    writer.stage_call(_with(RINGING, state=7, answered_at=T0, legs=("b",), ended_leg="a"))
     await writer.tick()
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 6}
     await writer.tick()
     row = await repo.call("c1")
     assert row is not None and row.state == {"v": 7}
+
+
+async def test_a_change_of_the_state_alone_waits_for_a_row_or_thirty_seconds(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A snapshot that changes none of the call's rows (a prompt's end, a hold) is no reason
+    to rewrite the call row at the next tick: it goes with the next change of a row, or once
+    it has waited STATE_ALONE_TICKS; the journal holds it meanwhile."""
+    writer = Writer(repo, journal=Journal(tmp_path / "j"))
+    writer.stage_call(RINGING)
+    await writer.flush(milestones=True)
+    writer.stage_call(_with(RINGING, state=3))
+    for _ in range(writer_module.STATE_ALONE_TICKS):
+        await writer.tick()
+        row = await repo.call("c1")
+        assert row is not None and row.state == {"v": 1}
+        assert writer.pending == (1, 0) and writer.settled  # journaled: nothing waits on it
+    await writer.tick()  # 30 s: written
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 3}
+    writer.stage_call(_with(RINGING, state=4))
+    await writer.tick()
+    writer.stage_call(_with(RINGING, state=5, ended_leg="a"))  # a row changed: the next tick
+    await writer.tick()
+    row = await repo.call("c1")
+    assert row is not None and row.state == {"v": 5}
+    assert [x.ended_at for x in await repo.legs("c1")] == [T0 + timedelta(seconds=9)]
 
 
 async def test_a_tick_writes_every_snapshot_the_journal_could_not_take(

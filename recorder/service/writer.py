@@ -11,16 +11,19 @@ kept until it is written; event rows are kept in order. Two rules:
   Asterisk hears of depends on them. `durable_begin` starts an append without waiting for it
   (a request that names nothing, a new caller's answer, overlaps the fsync).
 - PostgreSQL gets what is pending in the background (`run`) once a call reaches a milestone
-  (`is_milestone`: started, answered, recording started or filed, transferred, ended), in one
+  (`is_milestone`: started, answered, recording started or filed, transferred, ended; an
+  answer that asks for a recording is written with the recording's start), in one
   transaction (those calls' newest snapshots, with every event, gap, consent and tag row
   pending; of a call's legs and recordings, those PostgreSQL does not have as they are) on the
   writer's own connection (Repository.write), `linger_s` after the first row staged since the
   last write. The periodic `tick` (every 5 s: Daemon._periodic) writes every other row, and
   the snapshots that were waiting at the tick before: most that are no milestone (a call
   ringing its callee) are soon overtaken by one (the answer), and are never written on their
-  own. A full `flush` (a control's completion; the daemon's stop) writes every snapshot. So
-  PostgreSQL (and what the API shows of a call in progress) is at most one milestone or two
-  ticks (10 s) behind the model; the journal holds the rest.
+  own; one that changed only the call's state waits STATE_ALONE_TICKS (30 s). A full `flush`
+  (a control's completion; the daemon's stop) writes every snapshot. So a call in progress's
+  rows in PostgreSQL (what the API lists and searches) are at most one milestone or two ticks
+  (10 s) behind the model, and its state (what the call page draws besides the rows) at most
+  30 s; the journal holds the rest.
   While PostgreSQL is away, it is retried every few seconds; a row it refuses (REFUSED: a retry
   cannot help) is logged and dropped, so that none holds back the writes after it. The journal
   is never behind PostgreSQL (but when the disk refused an append PostgreSQL then took: it is
@@ -67,6 +70,10 @@ T = TypeVar("T")
 # Under a smaller bound (storage.journal_max_mb), halfway from its last rewrite to the bound.
 COMPACT_BYTES = 4 * 1024 * 1024
 
+# A snapshot that changed none of its call's rows, only its state (a prompt's end, a hold, the
+# model's bookkeeping), is written at a tick once it has waited this many (30 s) — or with the
+# next change of a row or milestone: the journal holds it meanwhile
+STATE_ALONE_TICKS = 6
 # Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
 # (recorder.service.daemon: a step that only stores rows).
 JOURNAL_LINGER_S = 0.02
@@ -248,18 +255,31 @@ class _Written:
                    {r.name: r for r in rows.recordings})
 
 
+# Of a call row's columns (`_COLUMNS`), the answer's
+_ANSWERED = [f.name for f in dataclasses.fields(CallRow) if f.name != "state"].index("answered_at")
+
+
 def is_milestone(new: CallRows, old: Shown | None) -> bool:
     """Whether `new` is a milestone of the call since `old` (`shown` of what PostgreSQL last
     got of it): the call started (no `old`), a column of its row changed (answered, decided,
-    linked by a transfer, ended), a recording was requested or changed status (started, filed,
-    failed, missing), or a party joined a call already answered (a transfer's or forward's
-    target). Anything else (a prompt, ringing, a leg answered or ended, the model's own
+    linked by a transfer, ended), a recording changed status (started, filed, failed,
+    missing), or a party joined a call already answered (a transfer's or forward's target).
+    A recording asked for is not one: its start is, milliseconds later (RecordingStarted),
+    and the answer or the party that asked for it is written with it, one write of the call
+    row instead of two (a start that never comes: its failure is a milestone, or the tick
+    writes it). Anything else (a prompt, ringing, a leg answered or ended, the model's own
     bookkeeping) waits for the next milestone."""
     if old is None:
         return True
     columns, stages, legs = shown(new)
-    return (columns != old[0] or stages != old[1]
-            or (new.call.answered_at is not None and not legs <= old[2]))
+    before, had, joined = old
+    asked = stages - had
+    if asked and all(stage == "requested" for _, stage in asked) and all(
+            now == then for n, (now, then) in enumerate(zip(columns, before, strict=True))
+            if n != _ANSWERED):
+        return False
+    return (columns != before or stages != had
+            or (new.call.answered_at is not None and not legs <= joined))
 
 
 class Writer:
@@ -580,10 +600,25 @@ class Writer:
 
     def _due(self, snapshot: Snapshot, milestones: bool, older_than: int | None) -> bool:
         """Whether this flush writes the snapshot (`flush`'s `milestones`; `older_than`: a
-        tick's, the count of the tick before it)."""
-        if older_than is not None:
-            return self._since.get(snapshot.call_id, -1) < older_than or self._milestone(snapshot)
-        return not milestones or self._milestone(snapshot)
+        tick's, the count of the tick before it): at a tick, a snapshot waiting since before
+        it whose rows PostgreSQL does not have as they are, or that changed nothing but the
+        call's state (`calls.state`: what the call page draws besides the rows) and has
+        waited STATE_ALONE_TICKS."""
+        if older_than is None:
+            return not milestones or self._milestone(snapshot)
+        if self._milestone(snapshot):
+            return True
+        since = self._since.get(snapshot.call_id, -1)
+        return since < older_than and (since < older_than - STATE_ALONE_TICKS + 1
+                                       or self._rows_changed(snapshot.rows))
+
+    def _rows_changed(self, rows: CallRows) -> bool:
+        """Whether PostgreSQL lacks any of the call's rows as they are, its state aside."""
+        last = self._written.get(rows.call_id)
+        if last is None:
+            return True
+        _call, legs, recordings = self._changed(rows)
+        return bool(legs or recordings) or shown(rows) != last.shown
 
     async def _flush(self, milestones: bool, older_than: int | None = None) -> bool:
         if not self._has_pending():
