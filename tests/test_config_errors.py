@@ -167,7 +167,14 @@ CASES: list[tuple[str, int, str, str]] = [
         2,
         "ari.request_timeout_s",
         "expected a number of seconds, got string '1e1' (YAML reads it as text: write the "
-        "digits alone, or an exponent as 1.0e3)",
+        "digits alone, or an exponent as 1.0e+3)",
+    ),
+    (
+        "ari:\n  request_timeout_s: 1.0e1\n" + STORAGE,
+        2,
+        "ari.request_timeout_s",
+        "expected a number of seconds, got string '1.0e1' (YAML reads it as text: write the "
+        "digits alone, or an exponent as 1.0e+3)",
     ),
     (
         "storage:\n  archive_dir: /a\n  min_free_mb: 1,024\n",

@@ -61,15 +61,16 @@ def _shown(found: str, node: yaml.ScalarNode) -> str:
 
 
 # What YAML 1.1 (PyYAML) reads as text though it looks like a number: an exponent without a
-# dot in its mantissa (1e3), or digits grouped with a comma or a space.
-_NUMBER_LIKE: Final = re.compile(r"[-+]?(\d+[eE][-+]?\d+|\d{1,3}([, ]\d{3})+)")
+# dot in its mantissa or without a sign (1e3, 1.0e3, 1e+3), or digits grouped with a comma or
+# a space. A float it reads wants both: 1.0e+3.
+_NUMBER_LIKE: Final = re.compile(r"[-+]?(\d+(\.\d*)?[eE][-+]?\d+|\d{1,3}([, ]\d{3})+)")
 
 
 def _as_number(found: str, node: yaml.ScalarNode, *, whole: bool) -> str:
     """`_shown`, with how to write it when a number was meant (`whole`: an integer)."""
     shown = _shown(found, node)
     if found == "string" and _NUMBER_LIKE.fullmatch(node.value.strip()):
-        how = "the digits alone" if whole else "the digits alone, or an exponent as 1.0e3"
+        how = "the digits alone" if whole else "the digits alone, or an exponent as 1.0e+3"
         shown += f" (YAML reads it as text: write {how})"
     return shown
 
