@@ -71,8 +71,8 @@ T = TypeVar("T")
 COMPACT_BYTES = 4 * 1024 * 1024
 
 # A snapshot that changed none of its call's rows, only its state (a prompt's end, a hold, the
-# model's bookkeeping), is written at a tick once it has waited this many (30 s) — or with the
-# next change of a row or milestone: the journal holds it meanwhile
+# model's bookkeeping), is written at this tick after it was staged (within 30 s) — or with
+# the next change of a row or milestone: the journal holds it meanwhile
 STATE_ALONE_TICKS = 6
 # Rows no ARI request waits on are journaled this soon, with what other lanes stage meanwhile
 # (recorder.service.daemon: a step that only stores rows).
@@ -609,7 +609,8 @@ class Writer:
         if self._milestone(snapshot):
             return True
         since = self._since.get(snapshot.call_id, -1)
-        return since < older_than and (since < older_than - STATE_ALONE_TICKS + 1
+        # the second tick after it was staged (5-10 s), or the STATE_ALONE_TICKS-th (25-30 s)
+        return since < older_than and (since <= older_than - STATE_ALONE_TICKS + 1
                                        or self._rows_changed(snapshot.rows))
 
     def _rows_changed(self, rows: CallRows) -> bool:
