@@ -28,6 +28,7 @@ from recorder.model.state import (
     LEG_UP,
     REC_FAILED,
     REC_LIVE,
+    Call,
     ModelState,
 )
 
@@ -84,6 +85,17 @@ def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
                   | cmd.RecordChannel):
         return status in (404, 409)
     return False
+
+
+def snoop_of_a_zombie(call: Call | None, c: cmd.Command, status: int) -> bool:
+    """Whether a refusal is a Snoop's of a leg Asterisk said is being hung up
+    (ChannelHangupRequest) answered 500: its zombie window (ast_hangup flags the channel a
+    zombie, runs its hang-up handlers, only then unlinks it; ast_audiohook_attach refuses a
+    zombie), the race `party_gone` says a moment later with a 404."""
+    if not isinstance(c, cmd.Snoop) or status != 500 or call is None:
+        return False
+    leg = call.legs.get(c.channel_id)
+    return leg is not None and leg.hook.hanging_up
 
 
 def line_unavailable(c: cmd.Command, status: int) -> bool:
@@ -195,15 +207,11 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     # 404/409: the leg (Snoop: ast_channel_get_by_name failed, so it is hanging up) or its
     # snoop channel (RecordChannel) is gone or leaving, most often with its leg: the race of
     # a hang-up just as its recording was being set up, no alarm; not retried as such (below).
-    # A Snoop refused 500 of a leg being hung up: its zombie window (ast_hangup flags the
-    # channel a zombie, runs its hang-up handlers, only then unlinks it; ast_audiohook_attach
-    # refuses a zombie), the same race a moment earlier.
-    leg = call.legs.get(snooped_leg(rec) or "")
-    gone = party_gone(failed, e.status) or (
-        isinstance(failed, cmd.Snoop) and e.status == 500
-        and leg is not None and leg.hook.hanging_up)
+    # A Snoop refused 500 of a leg being hung up: the same race a moment earlier.
+    gone = party_gone(failed, e.status) or snoop_of_a_zombie(call, failed, e.status)
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec),
                     expected=gone)
+    leg = call.legs.get(snooped_leg(rec) or "")
     mine = leg is not None and leg.hook.recording == rec.name
     if mine and leg is not None:
         leg.hook = replace(leg.hook, recording=None)

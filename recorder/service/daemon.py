@@ -61,7 +61,7 @@ from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
-from recorder.model.failures import line_unavailable, party_gone
+from recorder.model.failures import line_unavailable, party_gone, snoop_of_a_zombie
 from recorder.model.inputs import (
     ChannelChecked,
     CommandFailed,
@@ -613,7 +613,8 @@ class Daemon:
         except AriError as exc:
             # a request racing a hang-up is no fault (recorder.model.failures.party_gone), nor
             # is a phone that cannot be called now (line_unavailable)
-            gone = exc.status == 404 or party_gone(c, exc.status, exc.message)
+            gone = (exc.status == 404 or party_gone(c, exc.status, exc.message)
+                    or snoop_of_a_zombie(self.state.calls.get(c.call_id), c, exc.status))
             unavailable = line_unavailable(c, exc.status)
             if unavailable and isinstance(c, cmd.CreateChannel | cmd.Originate):
                 self.lines.refused_one(c.endpoint)  # many in a row: an outage, warned
