@@ -289,6 +289,7 @@ class AgiServer:
         self._refusing: set[asyncio.Task[None]] = set()  # over max_sessions, being told "busy"
         self._shed = 0  # connections closed unread since `agi.overloaded` last said so
         self._shed_said = -math.inf  # when (monotonic)
+        self._shed_later: asyncio.TimerHandle | None = None  # says the rest of a burst
 
     @property
     def sessions(self) -> int:
@@ -311,6 +312,9 @@ class AgiServer:
         if server is None:
             return
         server.close()
+        if self._shed_later is not None:  # what a burst's end has not said yet
+            self._shed_later.cancel()
+            self._say_shed()
         tasks = self._sessions | self._refusing
         for task in tasks:
             task.cancel()
@@ -339,16 +343,24 @@ class AgiServer:
 
     def _shed_one(self, writer: asyncio.StreamWriter) -> None:
         """As many connections as sessions are being told "busy" already: a flood (a dialplan
-        loop, a scanner) is closed unread, so it costs neither a task nor a log line each.
-        The dialplan finds VERBATIM_STATUS empty and takes its fallback; said once a while."""
+        loop, a scanner) is closed unread, so it costs no reading and no log line each. The
+        dialplan finds VERBATIM_STATUS empty and takes its fallback. Said at once, then at
+        most every OVERLOAD_SAID_EVERY_S with how many more (the end of a burst too)."""
         writer.close()
         self._shed += 1
-        now = time.monotonic()
-        if now - self._shed_said >= OVERLOAD_SAID_EVERY_S:
+        wait = self._shed_said + OVERLOAD_SAID_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self._say_shed()
+        elif self._shed_later is None:
+            self._shed_later = asyncio.get_running_loop().call_later(wait, self._say_shed)
+
+    def _say_shed(self) -> None:
+        self._shed_later = None
+        if self._shed:
             log.warning("agi.overloaded", closed_unread=self._shed,
                         max_sessions=self._limits.max_sessions,
                         action="the dialplan takes its fallback for these calls")
-            self._shed, self._shed_said = 0, now
+            self._shed, self._shed_said = 0, time.monotonic()
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, busy: bool
