@@ -583,7 +583,7 @@ def test_odd_events_of_a_hooked_call_do_not_reach_stasis_handlers() -> None:
 
 
 @pytest.mark.parametrize(("status", "hanging_up", "retried"), [
-    (500, False, True), (0, False, True), (404, False, False),
+    (0, False, True), (404, False, False),
     (500, True, False),  # its zombie window: no fault (the hang-up race above)
     (0, True, True),  # a lost answer says nothing of the leg
 ])
@@ -601,6 +601,28 @@ def test_a_snoop_refused_by_a_passing_fault_is_tried_again(
     assert bool(run.of(cmd.Snoop, out)) is retried
     assert bool(run.of(cmd.HookReply, out)) is not retried  # waits for the retry instead
     assert bool(loud(out)) is retried  # a fault, said; the race, not
+
+
+@pytest.mark.parametrize("lives", [True, False])
+def test_a_snoop_refused_500_asks_whether_its_leg_lives(lives: bool) -> None:
+    """A Snoop 500 whose leg Asterisk has not said is being hung up (the refusal outran its
+    ChannelHangupRequest, or it gets none: a callee Dial() hangs up) may still be the zombie
+    window: whether the leg lives is asked before any alarm (before: three errors)."""
+    from recorder.model.inputs import CommandFailed
+
+    run = Run(SETTINGS)
+    (snoop,) = run.of(cmd.Snoop, run.feed(hook(0, "record", A, "inbound", "201")))
+    out = run.feed(CommandFailed(timestamp=b.at(0.01), asterisk_id=b.AST, command=snoop,
+                                 status=500, message="Snoop channel could not be created"))
+    assert run.of(cmd.CheckChannel, out) == [cmd.CheckChannel(run.call.call_id, A)]
+    assert not run.of(cmd.Snoop, out) and not run.of(cmd.HookReply, out) and not loud(out)
+    out = run.feed(checked(run, 0.02, A, exists=lives))
+    if lives:  # a fault after all: a gap, warned, and the leg snooped again
+        assert loud(out) == [("recording.gap", "warning")]
+        assert [c.channel_id for c in run.of(cmd.Snoop, out)] == [A]
+    else:  # it was being hung up: nothing to say, nothing to record
+        out += run.feed(b.destroyed(0.03, A))
+        assert not loud(out) and not run.of(cmd.Snoop, out)
 
 
 def test_stasis_mode_a_segment_replacing_one_during_a_pause_is_paused_too() -> None:

@@ -87,6 +87,15 @@ def party_gone(c: cmd.Command, status: int, message: str = "") -> bool:
     return False
 
 
+def snoop_in_doubt(c: cmd.Command, status: int) -> bool:
+    """Whether a refusal is a Snoop answered 500: most often its leg in its zombie window
+    (`snoop_of_a_zombie`), which Asterisk may not have said yet (the refusal outran the
+    ChannelHangupRequest) or never says (a callee Dial() hangs up gets none). The model asks
+    whether the leg lives (hook_settle): if it does, a gap, warned, and it is snooped again;
+    so the refusal itself is no alarm."""
+    return isinstance(c, cmd.Snoop) and status == 500
+
+
 def snoop_of_a_zombie(call: Call | None, c: cmd.Command, status: int) -> bool:
     """Whether a refusal is a Snoop's of a leg Asterisk said is being hung up
     (ChannelHangupRequest) answered 500: its zombie window (ast_hangup flags the channel a
@@ -207,10 +216,12 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
     # 404/409: the leg (Snoop: ast_channel_get_by_name failed, so it is hanging up) or its
     # snoop channel (RecordChannel) is gone or leaving, most often with its leg: the race of
     # a hang-up just as its recording was being set up, no alarm; not retried as such (below).
-    # A Snoop refused 500 of a leg being hung up: the same race a moment earlier.
+    # A Snoop refused 500 of a leg being hung up: the same race a moment earlier; of another
+    # leg, in doubt: whether it lives is asked (below).
     gone = party_gone(failed, e.status) or snoop_of_a_zombie(call, failed, e.status)
+    doubt = not gone and snoop_in_doubt(failed, e.status)
     close_recording(s, rec, True, f"{e.status} {e.message}".strip(), snooped_leg(rec),
-                    expected=gone)
+                    expected=gone or doubt)
     leg = call.legs.get(snooped_leg(rec) or "")
     mine = leg is not None and leg.hook.recording == rec.name
     if mine and leg is not None:
@@ -221,7 +232,12 @@ def hook_settle(s: Step, failed: cmd.Command, e: CommandFailed) -> bool:
                    if r.target == rec.target and r.status == REC_FAILED)
     waiting = any(info.leg == snooped_leg(rec) and info.prompt is None
                   for info in call.hook.sessions.values())
-    if (leg is not None and not gone
+    if doubt and leg is not None and leg.hook.checking is None and to_be_recorded(s, leg):
+        # the round trip gives Asterisk time to unlink a leg being hung up (then 404: no
+        # alarm); one that lives has a gap, warned, and is snooped again (check_answered)
+        leg.hook = replace(leg.hook, checking=rec.name)
+        s.add(cmd.CheckChannel(call.call_id, leg.channel_id))
+    elif (leg is not None and not gone and not doubt
             and attempts < s.settings.max_recording_attempts):
         # Asterisk unreachable or in trouble: try again, a few times
         snoop_leg(s, leg)

@@ -61,7 +61,7 @@ from recorder.db.controls import DEFAULT_EXPIRY_S, ControlQueue
 from recorder.model import commands as cmd
 from recorder.model import snapshot
 from recorder.model.calls import step
-from recorder.model.failures import line_unavailable, party_gone, snoop_of_a_zombie
+from recorder.model.failures import line_unavailable, party_gone, snoop_in_doubt
 from recorder.model.inputs import (
     ChannelChecked,
     CommandFailed,
@@ -614,7 +614,7 @@ class Daemon:
             # a request racing a hang-up is no fault (recorder.model.failures.party_gone), nor
             # is a phone that cannot be called now (line_unavailable)
             gone = (exc.status == 404 or party_gone(c, exc.status, exc.message)
-                    or snoop_of_a_zombie(self.state.calls.get(c.call_id), c, exc.status))
+                    or snoop_in_doubt(c, exc.status))  # the model asks whether its leg lives
             unavailable = line_unavailable(c, exc.status)
             if unavailable and isinstance(c, cmd.CreateChannel | cmd.Originate):
                 self.lines.refused_one(c.endpoint)  # many in a row: an outage, warned
