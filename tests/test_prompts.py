@@ -146,6 +146,16 @@ def test_missing_tools_give_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
             "  - {mode: all-party, language: en, text: y, voice: en-us}\n",
             "appear twice",
         ),
+        (  # nine levels of nine aliases: the words would be 387 million items long
+            "w: &w0 [a, b, c, d, e, f, g, h, i]\n" + "".join(
+                f"w{n}: &w{n} [{', '.join([f'*w{n - 1}'] * 9)}]\n" for n in range(1, 9))
+            + "prompts:\n  - {mode: all-party, language: en, text: *w8, voice: en}\n",
+            "expand to more than 200,000 values",
+        ),
+        (
+            "prompts: &p\n  - {mode: all-party, language: en, text: *p, voice: en}\n",
+            "used inside the block it names",
+        ),
     ],
 )
 def test_bad_sources_are_refused(tmp_path: Path, text: str, problem: str) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import yaml
 
 from recorder.common.resources import shipped
+from recorder.config._reader import MAX_VALUES, Endless, expanded
 from recorder.policy.announce import prompt_id
 from recorder.policy.model import MODES
 
@@ -62,7 +63,14 @@ class PromptSource:
 def read_sources(directory: Path) -> list[PromptSource]:
     path = directory / SOURCE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and expanded(root) > MAX_VALUES:  # as the config files' bound
+            raise PromptsError(f"{path}: its aliases (*name) expand to more than "
+                               f"{MAX_VALUES:,} values")
+        data = yaml.safe_load(text)
+    except Endless:
+        raise PromptsError(f"{path}: an alias (*name) is used inside the block it names") from None
     except (OSError, yaml.YAMLError) as exc:
         raise PromptsError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
