@@ -293,6 +293,13 @@ def test_aliases_may_share_a_block_but_not_multiply_it(tmp_path: Path) -> None:
         load(tmp_path, 'do_not_record:\n  - name: a\n    numbers: &x ["+12135550150", *x]\n')
 
 
+def test_blocks_nested_too_deeply_are_an_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load(tmp_path, "rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert str(caught.value) == (
+        f"{tmp_path / 'policy.yaml'}: invalid YAML: blocks nested too deeply")
+
+
 def test_config_policy_file_key(tmp_path: Path) -> None:
     base = 'ari:\n  username: "v"\nstorage:\n  archive_dir: "/srv/a"\n'
     conf = tmp_path / "v.yaml"

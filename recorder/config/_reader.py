@@ -273,6 +273,8 @@ def parse_yaml(path: Path, error: type[ConfigError]) -> yaml.Node | None:
         raise error(path, line, None, f"invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
         raise error(path, None, None, f"invalid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested blocks by recursion
+        raise error(path, None, None, "invalid YAML: blocks nested too deeply") from None
     try:
         values = 0 if root is None else expanded(root)
     except Endless as exc:

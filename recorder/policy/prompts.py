@@ -71,6 +71,8 @@ def read_sources(directory: Path) -> list[PromptSource]:
         data = yaml.safe_load(text)
     except Endless:
         raise PromptsError(f"{path}: an alias (*name) is used inside the block it names") from None
+    except RecursionError:
+        raise PromptsError(f"{path}: cannot read: blocks nested too deeply") from None
     except (OSError, yaml.YAMLError) as exc:
         raise PromptsError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
