@@ -89,6 +89,34 @@ def test_the_ffmpeg_command_reads_asterisks_formats_and_encodes_as_configured(
         assert "-f" not in args[: args.index("-i")]  # a WAV says what it is
 
 
+async def test_the_copys_name_is_made_durable_before_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy's folder is fsynced after the copy takes its name: the row that names it is
+    committed next, and a power cut must not leave the row naming a copy that never was."""
+    import os
+    import stat
+
+    source = tmp_path / "in.wav"
+    tone_wav(source)
+    target = tmp_path / "out" / "call-s1.opus"
+    target.parent.mkdir()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append("folder" if stat.S_ISDIR(info.st_mode) else
+                      "copy" if target.exists() and os.path.samestat(info, target.stat())
+                      else "temporary")  # fmt: skip
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    await encode(source, "wav", target, CompactConfig())
+    assert synced == ["temporary", "folder"]
+    assert target.is_file() and not [p for p in target.parent.iterdir() if p != target]
+
+
 async def test_a_kept_original_gets_a_verified_compact_copy_purged_with_it(
     repo: Repository, tmp_path: Path
 ) -> None:

@@ -215,7 +215,7 @@ def _seal(key: DataKey, plain: BinaryIO, temp: _Temp) -> tuple[str, int]:
     return sha, size
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -420,7 +420,7 @@ class Archive:
             with contextlib.suppress(FileExistsError):  # another filer made it meanwhile
                 d.mkdir(mode=DIR_MODE)
                 os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
-                _fsync_dir(d.parent)  # the new directory's name must be durable too
+                fsync_dir(d.parent)  # the new directory's name must be durable too
         if not directory.is_dir():
             raise ArchiveError(f"archive directory {directory} is not a directory")
 
@@ -513,6 +513,6 @@ class Archive:
                     continue
                 os.rename(temp.path, dest)
             temp.discard()
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             return filed(dest, False)
         raise ArchiveError(f"{target} and {candidates[1].name} both hold other content")

@@ -27,7 +27,7 @@ import structlog
 from recorder.common.background import beside
 from recorder.config.model import COMPACT_FORMATS, CompactConfig, Config
 from recorder.keeping import custody
-from recorder.storage.archive import FILE_MODE, file_digest
+from recorder.storage.archive import FILE_MODE, file_digest, fsync_dir
 from recorder.storage.store import LocalStore
 
 log = structlog.get_logger("verbatim.compact")
@@ -115,6 +115,9 @@ def _settle(tmp: Path, target: Path) -> None:
         os.close(fd)
     os.chmod(tmp, FILE_MODE)
     os.replace(tmp, target)
+    # the new name durable before PostgreSQL is told of it: else a power cut could leave a
+    # row pointing at a copy that never was, and its original removed (`_UNREMOVED`)
+    fsync_dir(target.parent)
 
 
 @dataclass
