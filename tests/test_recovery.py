@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from structlog.testing import capture_logs
+
 from recorder.db.rows import CallRow, RecordingRow
-from tests.harness.calls import assert_both_tones, bridged_call
+from tests.harness.calls import assert_both_tones, bridged_call, recordings
 from tests.harness.stack import running_stack
 from tests.harness.wav import write_wav
 
@@ -105,3 +109,38 @@ async def test_recordings_fetched_over_ari_when_the_spool_is_not_shared(
         assert [r.status for r in fetched] == [200] and [r.status for r in deleted] == [204]
         assert not list(st.spool.iterdir())
         assert_both_tones(Path(rec.path), (rec.duration_ms or 0) / 1000)
+@pytest.mark.parametrize("delete", ["gone", "unanswered"])
+async def test_a_recording_filed_over_ari_stays_filed_whatever_its_delete_meets(
+    tmp_path: Path, pg_dsn: str, delete: str
+) -> None:
+    """Once the recording is safe in the archive, the DELETE of Asterisk's stored copy finds
+    it gone (404: removed meanwhile) or gets no answer (ari.request_timeout_s): either way the
+    recording is filed (before: `missing`, with no path and no hash); a copy that may be left
+    on the PBX's disk is a warning."""
+    async with running_stack(tmp_path, pg_dsn, spool_shared=False) as st:
+        caller_id, call_id = await bridged_call(st)
+        (name,) = recordings(st.sim)
+        release = st.sim.stall("DELETE", f"/recordings/stored/{name}")
+        await st.advance(4.0)
+        with capture_logs() as logs:
+            st.sim.hangup(caller_id)
+            async with asyncio.timeout(30):
+                while not st.sim.stalled:  # noqa: ASYNC110 - the held DELETE, bounded
+                    await asyncio.sleep(0.01)
+                if delete == "gone":
+                    for stored in st.spool.glob(f"{name}.*"):
+                        stored.unlink()
+                else:  # held past the daemon's timeout
+                    while not [x for x in logs if x["event"] == "recording.filed"]:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            st.sim.unstall(release)
+            await st.settle()
+        _call, _legs, (rec,), _ = await st.call_rows(call_id)
+        assert (rec.status, rec.name) == ("filed", name) and rec.path and rec.sha256
+        assert_both_tones(Path(rec.path), (rec.duration_ms or 0) / 1000)
+        loud = [(x["event"], x["log_level"], x.get("recording")) for x in logs
+                if x["log_level"] in ("warning", "error")]
+        assert loud == ([] if delete == "gone" else
+                        [("recording.stored_not_deleted", "warning", name)])
+
+

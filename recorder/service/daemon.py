@@ -712,7 +712,7 @@ class Daemon:
                     started_at=started_at,
                     fmt=c.format,
                 )
-                await self.client.delete_stored(c.name)
+                await self._delete_stored(c)
             if self.archive_full:
                 self.archive_full = False
                 log.info("archive.space_back", archive=str(self.archive.root))
@@ -742,6 +742,20 @@ class Daemon:
                 timestamp=now, asterisk_id=self.asterisk_id, name=c.name, error=str(exc)
             )
         await self.queue.put(event)
+
+    async def _delete_stored(self, c: cmd.FileRecording) -> None:
+        """Asterisk's copy of a recording now safe in the archive is not needed: deleted. A
+        refusal leaves the recording filed (the archive has it, hashed) and Asterisk's copy
+        on its disk, which is said: nothing deletes it later."""
+        try:
+            await self.client.delete_stored(c.name)
+        except AriError as exc:
+            if exc.status == 404:  # gone already (another client, or a lost answer's retry)
+                log.info("recording.stored_gone", call_id=c.call_id, recording=c.name)
+                return
+            log.warning("recording.stored_not_deleted", call_id=c.call_id, recording=c.name,
+                        status=exc.status, error=exc.message,
+                        action="Asterisk keeps its copy of a filed recording: remove it there")
 
     async def _control_feed(self, every_s: float = 3.0) -> None:
         """HTTP API controls (control_requests rows) for this server's calls, into the model:
