@@ -108,6 +108,26 @@ async def test_what_a_hold_matches(
     assert await repo.pool.fetchval("SELECT call_held(c) FROM calls c") is held
 
 
+@pytest.mark.parametrize("criteria", [{"call_id": "first"}, {"number": "+14155550100"},
+                                      {"call_id": "second"}])
+async def test_a_hold_on_a_call_keeps_the_calls_a_transfer_linked_to_it(
+    repo: Repository, tmp_path: Path, admins: dict[str, Principal], criteria: dict[str, str]
+) -> None:
+    """After an attended transfer the conversation goes on in the other call's recording: a
+    hold matching either call keeps both (the client's number is only on the first)."""
+    first = await seed_call(repo, tmp_path, "first", caller_e164="+14155550100")
+    second = await seed_call(repo, tmp_path, "second", extension="300")
+    other = await seed_call(repo, tmp_path, "other")
+    await repo.pool.execute("UPDATE calls SET linked_calls = ARRAY['second'] "
+                            "WHERE call_id = 'first'")
+    await repo.pool.execute("UPDATE calls SET linked_calls = ARRAY['first'] "
+                            "WHERE call_id = 'second'")
+    await place(repo, admins["alice"], **criteria)
+    report = await purger(repo, tmp_path).run(LATER)
+    assert report.audio == 1 and first[0].exists() and second[0].exists()
+    assert not other[0].exists()
+
+
 async def test_a_hold_placed_during_a_purge_wins(
     repo: Repository, tmp_path: Path, admins: dict[str, Principal]
 ) -> None:
