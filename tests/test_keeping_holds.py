@@ -108,6 +108,26 @@ async def test_what_a_hold_matches(
     assert await repo.pool.fetchval("SELECT call_held(c) FROM calls c") is held
 
 
+async def test_a_holds_dates_are_the_firms_days(
+    repo: Repository, tmp_path: Path, admins: dict[str, Principal]
+) -> None:
+    """`to: 2025-12-31` in a New York firm holds that evening's calls (before: the day ended
+    at midnight UTC, 19:00 in New York, and a call at 23:00 could be purged)."""
+    spec = hold_spec({"name": "Smith", "reason": "letter", "from": "2025-12-31",
+                      "to": "2025-12-31"}, zone="America/New_York")
+    assert (spec.starts_at, spec.ends_at) == (datetime(2025, 12, 31, 5, tzinfo=UTC),
+                                              datetime(2026, 1, 1, 5, tzinfo=UTC))
+    naive = hold_spec({"name": "Smith", "reason": "letter", "from": "2025-07-01T09:30:00"},
+                      zone="America/New_York")  # a time with no offset: the firm's too
+    assert naive.starts_at == datetime(2025, 7, 1, 13, 30, tzinfo=UTC)
+    evening = datetime(2026, 1, 1, 4, tzinfo=UTC)  # 23:00 on 31 December in New York
+    await seed_call(repo, tmp_path, "evening", started=evening)
+    await seed_call(repo, tmp_path, "next", started=evening + timedelta(hours=2))
+    await Holds(repo.pool, False).add(spec, admins["alice"], HERE)
+    held = dict(await repo.pool.fetch("SELECT call_id, call_held(c) FROM calls c"))
+    assert held == {"evening": True, "next": False}
+
+
 @pytest.mark.parametrize("criteria", [{"call_id": "first"}, {"number": "+14155550100"},
                                       {"call_id": "second"}])
 async def test_a_hold_on_a_call_keeps_the_calls_a_transfer_linked_to_it(

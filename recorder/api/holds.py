@@ -66,7 +66,7 @@ async def place_hold(request: web.Request) -> web.StreamResponse:
     body = json_object(await read_body(request, principal, MAX_BODY), FIELDS, _SHAPE)
     d = deps(request)
     try:
-        hold = await d.holds.add(hold_spec(body, d.region), principal, origin(request))
+        hold = await d.holds.add(hold_spec(body, d.region, d.zone), principal, origin(request))
     except HoldError as exc:
         raise _api_error(exc) from None
     response = json_ok(hold_json(hold), status=201)

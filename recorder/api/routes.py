@@ -41,6 +41,7 @@ class Deps:
     region: str  # calls.default_region: how numbers without +country are read
     departments: tuple[str, ...]  # configured ones, offered by the page's search form
     holds: Holds  # legal holds (recorder/api/holds.py)
+    zone: str = "UTC"  # the policy's time_zone: a hold's bare dates are the firm's days
 
 
 log = structlog.get_logger(__name__)

@@ -133,6 +133,7 @@ def build_deps(config: Config, pool: Any, objects: S3Store | None = None) -> Dep
         region=config.calls.default_region,
         departments=tuple(config.calls.departments),
         holds=Holds(pool, policy.retention_policy.release_needs_two),
+        zone=policy.time_zone,
     )
 
 

@@ -170,7 +170,8 @@ async def _holds(config: Config, args: argparse.Namespace, pool: Any) -> int:
                    "call_id": args.call, "number": args.number, "department": args.department,
                    "extension": args.extension, "from": args.__dict__["from"], "to": args.to}
             spec = hold_spec({k: v for k, v in raw.items() if v is not None},
-                             config.calls.default_region)  # fmt: skip
+                             config.calls.default_region,
+                             policy_of(config).time_zone)  # fmt: skip
             found = [await holds.add(spec, by, here)]
         elif args.holds_command == "list":
             found = await holds.list(by, here, args.state)

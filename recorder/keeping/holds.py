@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from recorder.api.access_log import AccessLog, Origin
 from recorder.api.auth import Principal
@@ -124,8 +125,9 @@ def _text(raw: Mapping[str, Any], key: str, limit: int, *, lines: bool = False) 
     return value
 
 
-def _when(raw: Mapping[str, Any], key: str, *, end: bool) -> datetime | None:
-    """A date (that day in UTC; for `to`, up to its end) or an ISO 8601 date-time."""
+def _when(raw: Mapping[str, Any], key: str, *, end: bool, zone: tzinfo) -> datetime | None:
+    """A date (that day in `zone`, the firm's; for `to`, up to its end) or an ISO 8601
+    date-time (in `zone` when it names no offset), as UTC."""
     value = raw.get(key)
     if value is None:
         return None
@@ -133,11 +135,11 @@ def _when(raw: Mapping[str, Any], key: str, *, end: bool) -> datetime | None:
         raise _bad(key, "must be a date (2026-03-01) or date-time (2026-03-01T09:30:00Z)")
     try:
         if _DAY.fullmatch(value):
-            found = datetime.combine(date.fromisoformat(value), time(), UTC)
-            found += timedelta(days=1) if end else timedelta()
+            day = date.fromisoformat(value) + (timedelta(days=1) if end else timedelta())
+            found = datetime.combine(day, time(), zone).astimezone(UTC)
         else:
             found = datetime.fromisoformat(value)
-            found = found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+            found = (found.replace(tzinfo=zone) if found.tzinfo is None else found).astimezone(UTC)
     except (ValueError, OverflowError):
         raise _bad(key, "must be a date (2026-03-01) or date-time (2026-03-01T09:30:00Z)") \
             from None  # fmt: skip
@@ -146,9 +148,10 @@ def _when(raw: Mapping[str, Any], key: str, *, end: bool) -> datetime | None:
     return found
 
 
-def hold_spec(raw: Mapping[str, Any], region: str = "US") -> HoldSpec:
+def hold_spec(raw: Mapping[str, Any], region: str = "US", zone: str = "UTC") -> HoldSpec:
     """A hold from loose input (a JSON body, a form, the command line); HoldError names the
-    field. `region`: how a number without +country is read (calls.default_region)."""
+    field. `region`: how a number without +country is read (calls.default_region); `zone`:
+    the firm's (the policy's time_zone), whose days a bare date names."""
     for key in raw:
         if key not in FIELDS:
             raise _bad(str(key)[:100], f"unknown field; known: {', '.join(FIELDS)}")
@@ -176,7 +179,9 @@ def hold_spec(raw: Mapping[str, Any], region: str = "US") -> HoldSpec:
     extension = _text(raw, "extension", 32)
     if extension is not None and not _EXTENSION.fullmatch(extension):
         raise _bad("extension", "is not an extension")
-    starts_at, ends_at = _when(raw, "from", end=False), _when(raw, "to", end=True)
+    days = ZoneInfo(zone)  # the policy loader checked the name
+    starts_at = _when(raw, "from", end=False, zone=days)
+    ends_at = _when(raw, "to", end=True, zone=days)
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise _bad("to", "must be after from")
     spec = HoldSpec(name, reason, tag, call_id, number, _text(raw, "department", 100),

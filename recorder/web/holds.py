@@ -61,7 +61,7 @@ async def place(request: web.Request) -> web.StreamResponse:
     values = await _form(request, principal)
     d = deps(request)
     try:
-        hold = await d.holds.add(hold_spec(values, d.region), principal, origin(request))
+        hold = await d.holds.add(hold_spec(values, d.region, d.zone), principal, origin(request))
     except HoldError as exc:
         return await _page(request, principal, exc.message, values, exc.status)
     return await _page(request, principal, f"Hold {hold.id} ({hold.name}) placed.")
