@@ -154,6 +154,28 @@ async def test_batches_walk_every_recording_once(repo: Repository, tmp_path: Pat
     assert await repo.pool.fetchval("SELECT count(*) FROM recordings") == 4
 
 
+async def test_a_recording_moved_between_the_steps_is_deleted_where_it_went(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """The uploader moves a recording (its row repointed, the local copy removed) after the
+    purge marked it: the tombstone names the old copy, and the one the upload made must go
+    too (before: it stayed, in the bucket, named by no row, past its class)."""
+    (local,) = await seed_call(repo, tmp_path, "c1")
+    moved = tmp_path / "bucket" / "c1-s1.wav"
+
+    async def upload(at: str) -> None:
+        if at == "marked":  # as recorder/storage/upload.py's _MOVE, then the local removal
+            moved.parent.mkdir()
+            moved.write_bytes(local.read_bytes())
+            await repo.pool.execute("UPDATE recordings SET path = $1 WHERE name = 'c1-s1'",
+                                    str(moved))
+            local.unlink()
+
+    report = await purger(repo, tmp_path, on_step=upload).run(ENDED + timedelta(days=800))
+    assert report.audio == 1 and not moved.exists()
+    assert await repo.pool.fetchval("SELECT count(*) FROM recordings") == 0
+
+
 @pytest.mark.parametrize("step", ["marked", "deleted"])
 async def test_a_run_killed_between_steps_is_finished_by_the_next(
     repo: Repository, tmp_path: Path, step: str

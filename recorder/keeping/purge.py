@@ -170,6 +170,11 @@ _TAKE = f"""
     ORDER BY t.id FOR UPDATE OF t SKIP LOCKED
 """  # noqa: S608 (constant SQL)
 # `t.id = ANY($1)` beside the join: else the planner hashes the whole table for 1,000 rows.
+_WHERE_NOW = """
+    SELECT name, path FROM recordings WHERE asterisk_id = $1 AND name = ANY($2::text[])
+      AND path IS NOT NULL
+    ORDER BY name FOR UPDATE
+"""
 _DONE = """
     UPDATE tombstones t SET status = 'purged', done_at = $2, file_found = f.found
     FROM unnest($1::bigint[], $3::boolean[]) AS f(id, found)
@@ -371,18 +376,26 @@ class Purger:
             if not rows:
                 return len(kept)
             if what == "audio":
+                names = [r["recording_name"] for r in rows]
+                # Where each row points now, its row locked: an upload to the object store
+                # may have moved it since step 1 (the tombstone names the local copy). A move
+                # under way commits first; one that comes after finds the row gone.
+                now_at = await conn.fetch(_WHERE_NOW, self.asterisk_id, names)
                 found = await self.store.delete_many([r["path"] for r in rows])
-                # A kept original's compact copy, a dropped original not deleted yet (0011):
-                # the recording's other files go with it, before its row.
+                # A kept original's compact copy, a dropped original not deleted yet (0011),
+                # the copy an upload made meanwhile: the recording's other files go with it,
+                # before its row.
+                marked = {r["path"] for r in rows}
                 others = [p for r in rows for p in (r["compact_path"], r["original_path"])
                           if p is not None and p != r["path"]]  # fmt: skip
+                others += [r["path"] for r in now_at if r["path"] not in marked]
                 if others:
                     await self.store.delete_many(others)
                 if self.on_step is not None:
                     await self.on_step("deleted")
                 await conn.execute(
                     "DELETE FROM recordings WHERE asterisk_id = $1 AND name = ANY($2::text[])",
-                    self.asterisk_id, [r["recording_name"] for r in rows])  # fmt: skip
+                    self.asterisk_id, names)  # fmt: skip
             else:
                 found = [True] * len(rows)
                 calls = [r["call_id"] for r in rows]
