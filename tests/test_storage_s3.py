@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import ClientError
+from structlog.testing import capture_logs
 
 from recorder.api.server import build_deps, make_app
 from recorder.api.users import UserStore
@@ -203,6 +204,30 @@ async def test_a_filed_recording_moves_to_the_bucket_and_plays_back_with_range(
 OUTAGE_S = 30.0
 FAILED_ROUNDS = 10
 RECOVERY_S = 20.0
+
+
+async def test_a_local_file_altered_since_filing_stays_and_holds_back_no_other(
+    moving: Office, bucket: S3Store
+) -> None:
+    """One recording's local file no longer matches its filed SHA-256 (bit rot, tampering):
+    it is left for `verify` with one error, and the recordings after it go up (before: the
+    store refused it at every round, first in line, and nothing after it ever moved)."""
+    ast = moving.asterisk_id
+    bad, good = await seed_call(moving.repo, moving.archive, "call-1", asterisk_id=ast,
+                                segments=2)  # fmt: skip
+    with bad.open("r+b") as f:
+        f.seek(5)
+        f.write(b"X")
+    with capture_logs() as logs:
+        assert (await moving.uploader.move_round()).moved == 1
+        assert (await moving.uploader.move_round()).moved == 0  # skipped, not tried again
+    paths = {r["name"]: r["path"] for r in await rows(moving.repo.pool, ast)}
+    assert paths == {"call-1-s1": str(bad),
+                     "call-1-s2": f"s3://recordings/{ast}/{good.relative_to(moving.archive)}"}
+    said = [(x["event"], x["log_level"], x["recording"]) for x in logs
+            if x["log_level"] in ("warning", "error")]
+    assert said == [("upload.impossible", "error", "call-1-s1")]
+    assert bad.exists() and await bucket.digest(paths["call-1-s2"]) is not None
 
 
 async def test_recordings_wait_while_the_store_is_down_and_all_arrive_once(

@@ -27,6 +27,7 @@ import structlog
 from recorder.common.background import beside
 from recorder.config.model import Config
 from recorder.keeping import custody
+from recorder.storage.archive import file_digest
 from recorder.storage.objects import S3Store
 from recorder.storage.store import LocalStore
 
@@ -129,6 +130,13 @@ class Uploader:
         local, name, sha = row["path"], row["name"], row["sha256"]
         key = self.store.key_for(local[len(self.archive.prefix):])
         try:
+            # Hashed first: a file altered or damaged since filing would be refused by the
+            # store at every round, first in line, and hold back every recording after it.
+            found, _size = await asyncio.to_thread(file_digest, local)
+            if found != row["stored_sha256"]:
+                self._skip(name, local, "the local file is not what was filed: its SHA-256 "
+                           f"is {found}, filed as {row['stored_sha256']} (altered or damaged)")
+                return False
             await self.store.put(key, Path(local), row["stored_sha256"])
         except FileNotFoundError:
             self._skip(name, local, "the local file is gone")
