@@ -93,6 +93,45 @@ async def test_an_extra_file_is_an_orphan(
                                                   ("orphan_file", str(late))]  # fmt: skip
 
 
+@pytest.mark.parametrize("meanwhile", ["filed", "moved", "purged"])
+async def test_what_happens_while_verify_runs_raises_no_false_alarm(
+    repo: Repository, tmp_path: Path, filed: list[Path], monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+) -> None:
+    """verify reads the rows in one snapshot and the archive as its listing reaches each file,
+    minutes apart in a real archive: a recording filed, moved (an upload) or purged in between
+    is no orphan and no missing file."""
+    from recorder.storage import store as store_module
+
+    monkeypatch.setattr(store_module, "_LIST_BATCH", 1)  # the listing read as it goes
+    moved = tmp_path / "2031" / "01" / "01" / "c1" / "c1-s1.wav"
+    done: list[str] = []
+
+    class Busy(LocalStore):
+        async def digest(self, key: str) -> Any:
+            if not done:  # the first file re-hashed: the daemon, an upload or a purge acts
+                done.append(key)
+                if meanwhile == "filed":
+                    await seed_call(repo, tmp_path, "new", started=T0 + timedelta(days=1))
+                elif meanwhile == "moved":
+                    moved.parent.mkdir(parents=True)
+                    moved.write_bytes(filed[0].read_bytes())
+                    await repo.pool.execute("UPDATE recordings SET path = $1 WHERE name = "
+                                            "'c1-s1'", str(moved))  # fmt: skip
+                    filed[0].unlink()
+                else:
+                    filed[2].unlink()
+                    await repo.pool.execute("DELETE FROM recordings WHERE name = 'c2-s1'")
+            return await super().digest(key)
+
+    report = await verify(repo.pool, Busy(tmp_path), AST)
+    assert report.ok, report.problems
+    # what is wrong at the end is still said
+    (tmp_path / "2031" / "01" / "01").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "2031" / "01" / "01" / "x.wav").write_bytes(b"planted")
+    assert [p.kind for p in (await check(repo, tmp_path)).problems] == ["orphan_file"]
+
+
 async def test_an_edited_custody_row_breaks_the_chain(
     repo: Repository, tmp_path: Path, filed: list[Path]
 ) -> None:

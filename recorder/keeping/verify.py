@@ -21,6 +21,7 @@ share of the files (each is still checked for presence).
 from __future__ import annotations
 
 import io
+import posixpath
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,6 +191,7 @@ async def verify_files(
     keyring: Keyring | None = None,
 ) -> None:  # fmt: skip
     rng = rng or random.Random()  # noqa: S311 (a sample, not a secret)
+    doubts: list[Problem] = []  # missing or orphaned as the run saw them: asked again at its end
     first = store.day_key(since) if since is not None else ""
     keys = store.keys(first or None).__aiter__()
     key = await anext(keys, None)
@@ -201,12 +203,12 @@ async def verify_files(
                                                f"{row['name']}: not in this archive"))
                 continue
             while key is not None and key < path:
-                report.problems.append(Problem("orphan_file", key, "no recording names it"))
+                doubts.append(Problem("orphan_file", key, "no recording names it"))
                 key = await anext(keys, None)
             report.files += 1
             if key != path:
                 if not row["purging"]:  # a purge deleted it and will drop the row
-                    report.problems.append(Problem("missing_file", path, row["name"]))
+                    doubts.append(Problem("missing_file", path, row["name"]))
                 continue
             key = await anext(keys, None)
             if row["filed_sha256"] is not None and row["filed_sha256"] != row["sha256"]:
@@ -216,8 +218,8 @@ async def verify_files(
             if sample_percent >= 100 or rng.random() * 100 < sample_percent:
                 digest = await store.digest(path)
                 report.hashed += 1
-                if digest is None:
-                    report.problems.append(Problem("missing_file", path, row["name"]))
+                if digest is None:  # listed, gone since
+                    doubts.append(Problem("missing_file", path, row["name"]))
                     continue
                 report.bytes_hashed += digest.size
                 if row["key_id"] is not None:
@@ -227,8 +229,47 @@ async def verify_files(
                         "mismatch", path, f"{row['name']}: SHA-256 {digest.sha256[:12]}…, filed "
                         f"as {row['sha256'][:12]}…"))  # fmt: skip
     while key is not None:
-        report.problems.append(Problem("orphan_file", key, "no recording names it"))
+        doubts.append(Problem("orphan_file", key, "no recording names it"))
         key = await anext(keys, None)
+    report.problems += await _still_so(pool, store, asterisk_id, doubts)
+
+
+# Where a listed file's recording row is, now: by its name, the file's own (a compact copy's
+# too, the extension aside)
+_NOW = """
+    SELECT r.name, r.status, r.path, r.compact_path, r.original_path, EXISTS (
+               SELECT 1 FROM tombstones t WHERE t.status = 'purging'
+               AND t.asterisk_id = r.asterisk_id AND t.recording_name = r.name) AS purging
+    FROM recordings r WHERE r.asterisk_id = $1 AND r.name = ANY($2::text[])
+"""
+
+
+async def _still_so(pool: Any, store: RecordingStore, asterisk_id: str,
+                    doubts: list[Problem]) -> list[Problem]:  # fmt: skip
+    """Of the files found missing or orphaned, those that still are. The rows were read in
+    one snapshot taken at the start, the files as the listing reached them, often minutes
+    later, while the daemon filed, uploads moved and the purge deleted: each is asked again,
+    so that none of those is reported (a daily run beside live calls would otherwise raise
+    errors that mean nothing)."""
+    if not doubts:
+        return []
+    names = [posixpath.splitext(posixpath.basename(p.where))[0] if p.kind == "orphan_file"
+             else p.detail for p in doubts]  # fmt: skip
+    rows = {r["name"]: r for r in await pool.fetch(_NOW, asterisk_id, sorted(set(names)))}
+    still = []
+    for problem, name in zip(doubts, names, strict=True):
+        row = rows.get(name)
+        named = row is not None and row["status"] == "filed" and problem.where in (
+            row["path"], row["compact_path"], row["original_path"])
+        if problem.kind == "orphan_file":
+            # filed meanwhile (its row now names it), or deleted meanwhile (purged)
+            if named or await store.digest(problem.where) is None:
+                continue
+        elif (not named or (row is not None and row["purging"])
+              or await store.digest(problem.where) is not None):
+            continue  # moved, purged or being purged meanwhile, or there after all
+        still.append(problem)
+    return still
 
 
 
