@@ -74,6 +74,24 @@ async def test_only_admins(world: World) -> None:
     assert await world.pool.fetchval("SELECT count(*) FROM holds") == 0
 
 
+async def test_refused_hold_actions_are_audited_too(world: World) -> None:
+    """An attempt refused before it reaches a hold (no permission, a bad body, a release with
+    no reason) is a row of the access log, as docs/keeping.md says (before: none)."""
+    assert (await post(world, "/api/holds", HOLD, "intake")).status == 403
+    assert (await post(world, "/api/holds", {**HOLD, "colour": "red"})).status == 400
+    hold = await (await post(world, "/api/holds", HOLD)).json()
+    assert (await post(world, f"{hold['url']}/release", {}, "auditor")).status == 403
+    assert (await post(world, f"{hold['url']}/release", {})).status == 400
+    assert (await world.client.post("/api/holds", json=HOLD)).status == 401  # nobody to name
+    log = [(r["user_name"], r["detail"]["hold"], r["detail"].get("denied"),
+            r["detail"].get("hold_id")) for r in await world.access_rows()]
+    assert log == [("intake", "place", "permission_denied", None),
+                   ("admin", "place", "invalid_parameter", None),
+                   ("admin", "place", None, hold["id"]),
+                   ("auditor", "release", "permission_denied", hold["id"]),
+                   ("admin", "release", "invalid_parameter", hold["id"])]  # fmt: skip
+
+
 async def test_bad_requests_name_the_field(world: World) -> None:
     cases = [
         ({"name": "X", "reason": "r"}, "tag"),
@@ -128,6 +146,8 @@ async def test_web_page_for_admins(web: World) -> None:
     assert released.status == 200 and "Hold 1 (Matter 7): released." in await released.text()
     actions = [(r["action"], r["via"]) for r in await web.access_rows()]
     assert ("hold", "session") in actions
+    refused = [r["detail"] for r in await web.access_rows() if r["detail"].get("denied")]
+    assert {"hold": "place", "denied": "invalid_parameter"} in refused  # the bad form too
 
 
 async def test_web_page_refuses_others(web: World) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from recorder.api.auth import Permission, require
+from recorder.api.auth import Permission, principal_of, require
 from recorder.api.body import json_object, read_body
 from recorder.api.errors import ApiError, invalid, not_found
 from recorder.api.params import choice, reject_unknown
@@ -61,12 +61,27 @@ async def list_holds(request: web.Request) -> web.StreamResponse:
     return json_ok({"holds": [hold_json(h) for h in holds]})
 
 
+async def _denied(request: web.Request, op: str, exc: ApiError | HoldError,
+                  hold_id: int | None = None) -> None:  # fmt: skip
+    """A hold action refused before Holds took it (no permission, a bad body): audited too.
+    Nobody signed in (401) names no one to audit."""
+    principal = principal_of(request)
+    if principal is not None:
+        await deps(request).holds.refused(principal, origin(request), op, exc.error_id,
+                                          hold_id)  # fmt: skip
+
+
 async def place_hold(request: web.Request) -> web.StreamResponse:
-    principal = require(request, Permission.HOLDS_MANAGE)
-    body = json_object(await read_body(request, principal, MAX_BODY), FIELDS, _SHAPE)
     d = deps(request)
     try:
-        hold = await d.holds.add(hold_spec(body, d.region, d.zone), principal, origin(request))
+        principal = require(request, Permission.HOLDS_MANAGE)
+        body = json_object(await read_body(request, principal, MAX_BODY), FIELDS, _SHAPE)
+        spec = hold_spec(body, d.region, d.zone)
+    except (ApiError, HoldError) as exc:
+        await _denied(request, "place", exc)
+        raise _api_error(exc) if isinstance(exc, HoldError) else exc from None
+    try:
+        hold = await d.holds.add(spec, principal, origin(request))
     except HoldError as exc:
         raise _api_error(exc) from None
     response = json_ok(hold_json(hold), status=201)
@@ -85,13 +100,18 @@ async def get_hold(request: web.Request) -> web.StreamResponse:
 
 
 async def release_hold(request: web.Request) -> web.StreamResponse:
-    principal = require(request, Permission.HOLDS_MANAGE)
-    hold_id = _hold_id(request)
-    body = json_object(await read_body(request, principal, MAX_BODY), ("reason",),
-                       'must be a JSON object: {"reason": "..."}')  # fmt: skip
     try:
-        hold = await deps(request).holds.release(hold_id, reason_of(body), principal,
-                                                 origin(request))  # fmt: skip
+        principal = require(request, Permission.HOLDS_MANAGE)
+        hold_id = _hold_id(request)
+        body = json_object(await read_body(request, principal, MAX_BODY), ("reason",),
+                           'must be a JSON object: {"reason": "..."}')  # fmt: skip
+        reason = reason_of(body)
+    except (ApiError, HoldError) as exc:
+        value = request.match_info["hold_id"]
+        await _denied(request, "release", exc, int(value) if _HOLD_ID.fullmatch(value) else None)
+        raise _api_error(exc) if isinstance(exc, HoldError) else exc from None
+    try:  # Holds audits what it refuses
+        hold = await deps(request).holds.release(hold_id, reason, principal, origin(request))
     except HoldError as exc:
         raise _api_error(exc) from None
     return json_ok(hold_json(hold))

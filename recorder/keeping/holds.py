@@ -293,6 +293,12 @@ class Holds:
 
     async def _refused(self, by: Principal, origin: Origin, hold_id: int, why: str) -> None:
         # Outside the hold's transaction (which rolls back): refused attempts are logged too.
-        await AccessLog(self.pool).record(
-            by, "hold", origin, detail={"hold": "release", "hold_id": hold_id, "denied": why}
-        )
+        await self.refused(by, origin, "release", why, hold_id)
+
+    async def refused(self, by: Principal, origin: Origin, op: str, why: str,
+                      hold_id: int | None = None) -> None:  # fmt: skip
+        """An attempt refused before it reached a hold (no permission, a bad request): in
+        the access log as every hold action is."""
+        detail: dict[str, Any] = {"hold": op, "denied": why}
+        detail |= {} if hold_id is None else {"hold_id": hold_id}
+        await AccessLog(self.pool).record(by, "hold", origin, detail=detail)

@@ -61,7 +61,12 @@ async def place(request: web.Request) -> web.StreamResponse:
     values = await _form(request, principal)
     d = deps(request)
     try:
-        hold = await d.holds.add(hold_spec(values, d.region, d.zone), principal, origin(request))
+        spec = hold_spec(values, d.region, d.zone)
+    except HoldError as exc:  # refused before it reached a hold: audited as Holds audits
+        await d.holds.refused(principal, origin(request), "place", exc.error_id)
+        return await _page(request, principal, exc.message, values, exc.status)
+    try:
+        hold = await d.holds.add(spec, principal, origin(request))
     except HoldError as exc:
         return await _page(request, principal, exc.message, values, exc.status)
     return await _page(request, principal, f"Hold {hold.id} ({hold.name}) placed.")
