@@ -508,6 +508,13 @@ async def test_filing_waits_for_the_database_to_store_the_key(
         gone = RecordingKeys(_AwayAtFirst(pool, 99), keyring)
         with pytest.raises(ConnectionRefusedError):
             await gone.for_filing(CALL, "other", wait_s=1.0)
+        # once the file is placed (its spool copy gone), storing its ciphertext's hash, and
+        # reading the key of a recording found filed already, wait for a blip too (before:
+        # the recording was reported missing, its file in the archive named by no row)
+        await RecordingKeys(_AwayAtFirst(pool, 1), keyring).placed(CALL, NAME, "ab" * 32, 9)
+        assert await pool.fetchval("SELECT stored_bytes FROM recording_keys WHERE name = $1",
+                                   NAME) == 9  # fmt: skip
+        assert await RecordingKeys(_AwayAtFirst(pool, 1), keyring).for_reading(CALL, NAME)
     finally:
         await pool.close()
 

@@ -10,8 +10,9 @@ placed still decrypts.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 import structlog
@@ -73,6 +74,11 @@ async def check_keyring(pool: Any, keyring: Keyring) -> None:
                              row["name"])  # fmt: skip
 
 
+T = TypeVar("T")
+# How long filing waits for PostgreSQL to store or read a recording's key, retrying
+WAIT_S: Final = 300.0
+
+
 class RecordingKeys:
     def __init__(self, pool: Any, keyring: Keyring) -> None:
         self.pool = pool
@@ -82,21 +88,27 @@ class RecordingKeys:
         row = await self.pool.fetchrow(_GET, call_id, name)
         return None if row is None else WrappedKey(row["key_id"], bytes(row["wrapped_key"]))
 
-    async def for_filing(self, call_id: str, name: str, wait_s: float = 300.0) -> DataKey:
+    async def for_filing(self, call_id: str, name: str, wait_s: float = WAIT_S) -> DataKey:
         """The recording's data key: the one it has, or a new one, stored before returning.
-        While PostgreSQL is away it retries (1 s, 2 s, 4 s … for up to `wait_s`): the file waits
-        in the spool meanwhile, as no file may be placed whose key is not stored."""
+        While PostgreSQL is away it retries (`_patiently`): the file waits in the spool
+        meanwhile, as no file may be placed whose key is not stored."""
+        return await self._patiently(lambda: self._for_filing(call_id, name), call_id, name,
+                                     "the recording waits in the spool; retrying", wait_s)
+
+    async def _patiently(self, attempt: Callable[[], Awaitable[T]], call_id: str, name: str,
+                         action: str, wait_s: float = WAIT_S) -> T:  # fmt: skip
+        """`attempt()`, tried again while PostgreSQL is away (1 s, 2 s, 4 s … for up to
+        `wait_s`; said once): filing must not call a recording missing for a blip."""
         delay, waited = 1.0, 0.0
         while True:
             try:
-                return await self._for_filing(call_id, name)
+                return await attempt()
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
                 if waited >= wait_s:
                     raise
                 if waited == 0:
                     log.warning("keys.database_away", call_id=call_id, recording=name,
-                                error=f"{type(exc).__name__}: {exc}",
-                                action="the recording waits in the spool; retrying")  # fmt: skip
+                                error=f"{type(exc).__name__}: {exc}", action=action)
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 30.0)
@@ -113,13 +125,17 @@ class RecordingKeys:
         return self.keyring.data_key(found, call_id, name)
 
     async def for_reading(self, call_id: str, name: str) -> DataKey | None:
-        """The recording's data key; None when it is not encrypted (filed without)."""
-        found = await self.wrapped(call_id, name)
+        """The recording's data key; None when it is not encrypted (filed without). Filing
+        asks it of a recording found filed already: retried as `for_filing` is."""
+        found = await self._patiently(lambda: self.wrapped(call_id, name), call_id, name,
+                                      "retrying")  # fmt: skip
         return None if found is None else self.keyring.data_key(found, call_id, name)
 
     async def placed(self, call_id: str, name: str, sha256: str, size: int) -> None:
-        """The ciphertext's hash and size, once its file is in the archive."""
-        await self.pool.execute(_STORED, call_id, name, sha256, size)
+        """The ciphertext's hash and size, once its file is in the archive (and the spool's
+        copy gone: a blip must not leave the recording reported missing)."""
+        await self._patiently(lambda: self.pool.execute(_STORED, call_id, name, sha256, size),
+                              call_id, name, "the recording is in the archive; retrying")
 
 
 @dataclass
