@@ -493,6 +493,37 @@ class _AwayAtFirst:
         return call
 
 
+async def test_a_full_archive_is_a_full_archive_with_encryption_too(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive's disk fills while a recording is sealed: filing raises ArchiveFull (the
+    recording waits in the spool, filed once space returns), as it does unencrypted, not the
+    TinkError Tink makes of the write's ENOSPC (before: the recording reported missing, and
+    the sweep's error every 15 s)."""
+    import errno
+
+    enc = EncryptionConfig(MasterKeySource("k1", _key_file(tmp_path, "k1.key")))
+    keyring = keyring_for(enc)
+    assert keyring is not None
+    real_write = archive_module._Temp.write
+
+    def full(temp: Any, data: bytes) -> None:
+        if temp.size + len(data) > 200_000 and str(tmp_path / "archive") in str(temp.path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(temp, data)
+
+    monkeypatch.setattr(archive_module._Temp, "write", full)
+    pool = await create_pool(pg_dsn, 1, 2)
+    try:
+        archive = Archive(tmp_path / "archive", RecordingKeys(pool, keyring))
+        src = write_wav(tmp_path / f"{NAME}.wav", 30.0)
+        with pytest.raises(archive_module.ArchiveFull):
+            await archive.file(src, call_id=CALL, name=NAME, started_at=T0, fmt="wav")
+        assert src.exists()  # safe in the spool
+    finally:
+        await pool.close()
+
+
 async def test_filing_waits_for_the_database_to_store_the_key(
     pg_dsn: str, tmp_path: Path
 ) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import secrets
@@ -122,19 +121,18 @@ class DataKey:
     def encrypt(self, src: BinaryIO, dst: Writable) -> tuple[str, int]:
         """Encrypt all of `src` into `dst` (left open); the plaintext's SHA-256 and size."""
         h, size = hashlib.sha256(), 0
-        with self.primitive.new_encrypting_stream(_Unclosed(dst), self.subject) as out:
+        with self.encrypting(dst) as out:
             while chunk := src.read(_CHUNK):
                 h.update(chunk)
                 size += len(chunk)
                 out.write(chunk)
         return h.hexdigest(), size
 
-    def encrypting(self, dst: Writable) -> contextlib.AbstractContextManager[BinaryIO]:
+    def encrypting(self, dst: Writable) -> _Sealed:
         """A stream whose writes are encrypted into `dst` (left open), complete when closed:
         for plaintext that arrives in pieces (ARI's stream), never kept whole."""
-        stream: contextlib.AbstractContextManager[BinaryIO] = (
-            self.primitive.new_encrypting_stream(_Unclosed(dst), self.subject))
-        return stream
+        sink = _Unclosed(dst)
+        return _Sealed(self.primitive.new_encrypting_stream(sink, self.subject), sink)
 
     def decrypting(self, src: BinaryIO) -> _Checked:
         """The plaintext of the ciphertext `src`, read as it is decrypted: a segment that
@@ -170,9 +168,14 @@ class _Unclosed:
 
     def __init__(self, dst: Writable) -> None:
         self._dst = dst
+        self.failed: OSError | None = None  # what `dst` raised, which Tink wraps
 
     def write(self, data: bytes) -> int:
-        self._dst.write(data)
+        try:
+            self._dst.write(data)
+        except OSError as exc:
+            self.failed = exc
+            raise
         return len(data)
 
     def flush(self) -> None:
@@ -187,6 +190,40 @@ class _Unclosed:
 
     def writable(self) -> bool:
         return True
+
+
+class _Sealed:
+    """Tink's encrypting stream, but a write its destination refused (a full disk) is raised
+    as that OSError, not as the TinkError Tink makes of it: filing tells a full archive from
+    a fault by it."""
+
+    def __init__(self, stream: Any, sink: _Unclosed) -> None:
+        self._stream = stream
+        self._sink = sink
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._stream.write(data))
+        except tink.TinkError:
+            self._refused()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except tink.TinkError:
+            self._refused()
+            raise
+
+    def __enter__(self) -> _Sealed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _refused(self) -> None:
+        if self._sink.failed is not None:
+            raise self._sink.failed from None
 
 
 class _Checked:
