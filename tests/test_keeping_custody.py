@@ -93,6 +93,21 @@ async def test_an_extra_file_is_an_orphan(
                                                   ("orphan_file", str(late))]  # fmt: skip
 
 
+async def test_a_row_deleted_with_its_file_is_still_missing(
+    repo: Repository, tmp_path: Path, filed: list[Path]
+) -> None:
+    """Deleting a recording's row and its file together leaves the file check nothing to
+    miss; the chain's 'filed' event remembers it, and no purge says why it went (before:
+    verify said ok). A purge's deletions are accounted for."""
+    filed[0].unlink()
+    await repo.pool.execute("DELETE FROM recordings WHERE name = 'c1-s1'")
+    assert [(p.kind, p.where) for p in (await check(repo, tmp_path)).problems] == [
+        ("missing_file", str(filed[0]))]
+    await Purger(repo.pool, LocalStore(tmp_path), policy(standard=Length(days=1)),
+                 AST).run(T0 + timedelta(days=30))  # fmt: skip
+    assert [p.where for p in (await check(repo, tmp_path)).problems] == [str(filed[0])]
+
+
 @pytest.mark.parametrize("meanwhile", ["filed", "moved", "purged"])
 async def test_what_happens_while_verify_runs_raises_no_false_alarm(
     repo: Repository, tmp_path: Path, filed: list[Path], monkeypatch: pytest.MonkeyPatch,

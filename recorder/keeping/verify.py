@@ -9,7 +9,8 @@ Four checks, each reporting every problem it finds (nothing stops at the first):
   (storage.encryption), a file whose ciphertext SHA-256 is not the one it was placed with, or
   whose plaintext (decrypted here, when the master key is configured) does not decrypt or is not
   the recording's SHA-256;
-- missing_file: a filed recording whose file is not in the archive;
+- missing_file: a filed recording whose file is not in the archive, or whose row is gone
+  too with no purge to say so (the custody chain's 'filed' event remembers it);
 - orphan_file: a file in the archive that no recording of this server names.
 
 Memory stays flat: chains are read with a cursor, and files are checked by merging the store's
@@ -232,8 +233,23 @@ async def verify_files(
         doubts.append(Problem("orphan_file", key, "no recording names it"))
         key = await anext(keys, None)
     report.problems += await _still_so(pool, store, asterisk_id, doubts)
+    for row in await pool.fetch(_UNACCOUNTED, asterisk_id, since):
+        report.problems.append(Problem(
+            "missing_file", row["path"] or row["recording_name"],
+            f"{row['recording_name']}: filed, and its row is gone with no purge that says so"))
 
 
+# Recordings filed (the custody chain says so) whose row is gone with no purge to say why:
+# the row and the file deleted together leave nothing for the file check to miss.
+_UNACCOUNTED = """
+    SELECT f.recording_name, f.detail->>'path' AS path FROM custody f
+    WHERE f.asterisk_id = $1 AND f.kind = 'filed' AND ($2::timestamptz IS NULL OR f.at >= $2)
+      AND NOT EXISTS (SELECT 1 FROM recordings r
+                      WHERE r.asterisk_id = f.asterisk_id AND r.name = f.recording_name)
+      AND NOT EXISTS (SELECT 1 FROM custody p WHERE p.kind = 'purged'
+                      AND p.asterisk_id = f.asterisk_id AND p.recording_name = f.recording_name)
+    ORDER BY f.recording_name
+"""
 # Where a listed file's recording row is, now: by its name, the file's own (a compact copy's
 # too, the extension aside)
 _NOW = """
