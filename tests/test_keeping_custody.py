@@ -136,7 +136,10 @@ async def test_what_happens_while_verify_runs_raises_no_false_alarm(
                     filed[0].unlink()
                 else:
                     filed[2].unlink()
-                    await repo.pool.execute("DELETE FROM recordings WHERE name = 'c2-s1'")
+                    async with repo.pool.acquire() as conn, conn.transaction():
+                        await conn.execute("DELETE FROM recordings WHERE name = 'c2-s1'")
+                        await custody.append(conn, AST, "purged", call_id="c2",
+                                             asterisk_id=AST, recording_name="c2-s1")
             return await super().digest(key)
 
     report = await verify(repo.pool, Busy(tmp_path), AST)

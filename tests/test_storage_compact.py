@@ -21,6 +21,7 @@ from recorder.api.users import UserStore
 from recorder.config.model import CompactConfig
 from recorder.db.repository import Repository
 from recorder.db.rows import RecordingRow
+from recorder.keeping import custody
 from recorder.keeping.purge import Purger
 from recorder.keeping.verify import verify
 from recorder.policy.model import Length
@@ -44,9 +45,14 @@ def tone_wav(path: Path, seconds: float = 2.0, hz: float = 440.0) -> bytes:
 async def filed_tone(repo: Repository, archive: Path, call_id: str) -> tuple[Path, str]:
     """A call as seed_call files it, its recording (<call_id>-s2) a real tone."""
     (stub,) = await seed_call(repo, archive, call_id)  # the call and its stub recording -s1
-    rec = await repo.pool.fetchrow("DELETE FROM recordings WHERE name = $1 RETURNING *",
-                                   f"{call_id}-s1")  # fmt: skip
-    assert rec is not None
+    async with repo.pool.acquire() as conn, conn.transaction():
+        rec = await conn.fetchrow("DELETE FROM recordings WHERE name = $1 RETURNING *",
+                                  f"{call_id}-s1")  # fmt: skip
+        assert rec is not None
+        # gone as a purge takes a recording, or verify finds it missing
+        await custody.append(conn, rec["asterisk_id"], "purged", call_id=call_id,
+                             asterisk_id=rec["asterisk_id"], recording_name=rec["name"],
+                             subject_sha256=rec["sha256"])  # fmt: skip
     stub.unlink()
     path = stub.with_name(f"{call_id}-s2.wav")
     data = tone_wav(path)
