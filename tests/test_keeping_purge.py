@@ -4,7 +4,7 @@ calls already in it, and a run interrupted anywhere is finished by the next one.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,6 +174,27 @@ async def test_a_recording_moved_between_the_steps_is_deleted_where_it_went(
     report = await purger(repo, tmp_path, on_step=upload).run(ENDED + timedelta(days=800))
     assert report.audio == 1 and not moved.exists()
     assert await repo.pool.fetchval("SELECT count(*) FROM recordings") == 0
+
+
+async def test_a_class_is_counted_in_whole_days_whatever_the_servers_zone(
+    repo: Repository, pg_dsn: str, tmp_path: Path
+) -> None:
+    """On a PostgreSQL whose time zone keeps DST, `ended + '1 day'` across the change is 23
+    hours: a one-day recording would be purged an hour early. Counted in UTC it is 24."""
+    import asyncpg
+
+    ended = datetime(2024, 3, 9, 12, 0, tzinfo=UTC)  # New York springs forward on 10 March
+    (file,) = await seed_call(repo, tmp_path, "dst", started=ended - timedelta(minutes=2))
+    one_day = policy(standard=Length(days=1))
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2,
+                                     server_settings={"timezone": "America/New_York"})
+    try:
+        run = Purger(pool, LocalStore(tmp_path), one_day, AST)
+        assert (await run.run(ended + timedelta(hours=23, minutes=30))).audio == 0
+        assert file.exists()
+        assert (await run.run(ended + timedelta(hours=24, minutes=1))).audio == 1
+    finally:
+        await pool.close()
 
 
 @pytest.mark.parametrize("step", ["marked", "deleted"])

@@ -42,6 +42,11 @@ _CLASSES = (
     "k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(name, audio, metadata))"
 )
 _ENDED = "coalesce(c.ended_at, c.started_at)"
+# When a class's length has passed since the call ended, counted in UTC: `timestamptz +
+# interval` adds days in the session's time zone, so on a server whose zone keeps DST a day
+# across the change is 23 hours, and a recording would expire an hour before its class allows.
+_AUDIO_EXPIRES = f"(({_ENDED} AT TIME ZONE 'UTC') + k.audio::interval) AT TIME ZONE 'UTC'"
+_METADATA_EXPIRES = f"(({_ENDED} AT TIME ZONE 'UTC') + k.metadata::interval) AT TIME ZONE 'UTC'"
 # call_held(c) runs as a function call per row (~20 us; it cannot be inlined): asked only when
 # some hold is active, which the uncorrelated EXISTS (an InitPlan) answers once per statement.
 _ANY_HOLD = "EXISTS (SELECT 1 FROM holds WHERE released_at IS NULL)"
@@ -49,13 +54,13 @@ _NOT_HELD = f"(NOT {_ANY_HOLD} OR NOT call_held(c))"
 # Params $1..$3 classes, $4 default class, $5 now, $6 server, $7 store prefix.
 _AUDIO_CANDIDATES = f"""
     SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes, k.name AS class,
-           c.decided_by, {_ENDED} AS ended, {_ENDED} + k.audio::interval AS expired
+           c.decided_by, {_ENDED} AS ended, {_AUDIO_EXPIRES} AS expired
     FROM recordings r
     JOIN calls c ON c.call_id = r.call_id
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE r.asterisk_id = $6 AND r.status = 'filed' AND starts_with(r.path, $7)
       AND c.status = 'ended' AND k.audio IS NOT NULL
-      AND {_ENDED} + k.audio::interval <= $5 AND {_NOT_HELD}
+      AND {_AUDIO_EXPIRES} <= $5 AND {_NOT_HELD}
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = r.asterisk_id AND t.call_id = r.call_id
                       AND coalesce(t.recording_name, '') = r.name)
@@ -63,11 +68,11 @@ _AUDIO_CANDIDATES = f"""
 _METADATA_CANDIDATES = f"""
     SELECT c.call_id, c.asterisk_id, k.name AS class, c.decided_by,
            encode(sha256(convert_to(to_jsonb(c)::text, 'UTF8')), 'hex') AS sha256,
-           {_ENDED} AS ended, {_ENDED} + k.metadata::interval AS expired
+           {_ENDED} AS ended, {_METADATA_EXPIRES} AS expired
     FROM calls c
     JOIN k ON k.name = coalesce(c.retention_class, $4)
     WHERE c.asterisk_id = $6 AND c.status = 'ended' AND k.metadata IS NOT NULL
-      AND {_ENDED} + k.metadata::interval <= $5 AND {_NOT_HELD}
+      AND {_METADATA_EXPIRES} <= $5 AND {_NOT_HELD}
       AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.status = 'purging'
                       AND t.asterisk_id = c.asterisk_id AND t.call_id = c.call_id
                       AND t.recording_name IS NULL)
@@ -99,12 +104,12 @@ _MARK_AUDIO = f"""
         ORDER BY r.name LIMIT $9),
     due AS MATERIALIZED (
         SELECT w.name, k.name AS class, c.decided_by, {_ENDED} AS ended,
-               {_ENDED} + k.audio::interval AS expired
+               {_AUDIO_EXPIRES} AS expired
         FROM win w
         JOIN calls c ON c.call_id = w.call_id
         JOIN k ON k.name = coalesce(c.retention_class, $4)
         WHERE starts_with(w.path, $7) AND c.status = 'ended' AND k.audio IS NOT NULL
-          AND {_ENDED} + k.audio::interval <= $5 AND {_NOT_HELD}),
+          AND {_AUDIO_EXPIRES} <= $5 AND {_NOT_HELD}),
     locked AS (
         SELECT r.asterisk_id, r.name, r.call_id, r.sha256, r.path, r.bytes, d.class,
                d.decided_by, d.ended, d.expired
