@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from structlog.testing import capture_logs
 
 from recorder.api.access_log import Origin
 from recorder.api.auth import Principal
@@ -147,35 +146,6 @@ async def test_a_hold_on_a_call_keeps_the_calls_a_transfer_linked_to_it(
     report = await purger(repo, tmp_path).run(LATER)
     assert report.audio == 1 and first[0].exists() and second[0].exists()
     assert not other[0].exists()
-
-
-@pytest.mark.parametrize("killed_after", ["marked", "deleted"])
-async def test_a_hold_placed_after_a_killed_purge_keeps_what_is_left(
-    repo: Repository, tmp_path: Path, admins: dict[str, Principal], killed_after: str
-) -> None:
-    """A purge killed after marking keeps its tombstones 'purging'; a hold placed before the
-    next run wins where the file is still there. Where the killed run had deleted it, the
-    next run finishes that purge, said, rather than keep a row naming a file that is gone
-    (before: the tombstone said kept, the row filed, and verify found the file missing)."""
-    (file,) = await seed_call(repo, tmp_path, "c1")
-
-    async def kill(at: str) -> None:
-        if at == killed_after:
-            raise RuntimeError(f"killed after {at}")
-
-    with pytest.raises(RuntimeError):
-        await purger(repo, tmp_path, on_step=kill).run(LATER)
-    await place(repo, admins["alice"], call_id="c1")
-    with capture_logs() as logs:
-        await purger(repo, tmp_path).run(LATER)
-    status = await repo.pool.fetchval("SELECT status FROM tombstones")
-    recordings = await repo.pool.fetchval("SELECT count(*) FROM recordings")
-    said = [(x["event"], x["log_level"]) for x in logs if x["log_level"] != "info"]
-    if killed_after == "marked":
-        assert (status, recordings, file.exists(), said) == ("kept", 1, True, [])
-    else:
-        assert (status, recordings, file.exists()) == ("purged", 0, False)
-        assert said == [("retention.purged_before_hold", "warning")]
 
 
 async def test_a_hold_placed_during_a_purge_wins(

@@ -168,7 +168,7 @@ _LEFT_OVER = """
 _TAKE = f"""
     SELECT t.id, t.call_id, t.recording_name, t.retention_class, t.path, t.bytes,
            ({_ANY_HOLD} AND coalesce(call_held(c), false)) AS held, r.compact_path,
-           r.original_path, r.path AS row_path
+           r.original_path
     FROM tombstones t LEFT JOIN calls c ON c.call_id = t.call_id
     LEFT JOIN recordings r ON r.asterisk_id = t.asterisk_id AND r.name = t.recording_name
     WHERE t.id = ANY($1::bigint[]) AND t.done_at IS NULL
@@ -359,18 +359,6 @@ class Purger:
             if not done:
                 break  # another run holds them
 
-    async def _already_gone(self, row: Any) -> Any:
-        """A held recording's tombstone as the hold leaves it: kept, unless a run killed
-        after deleting its file left it 'purging' (the deletion, done before the hold, cannot
-        be undone): that purge is finished, so no row says filed of a file that is gone."""
-        paths = {row["path"], row["row_path"]} - {None}  # the row's own, if moved since
-        if not row["held"] or any([await self.store.digest(p) is not None for p in paths]):
-            return row
-        log.warning("retention.purged_before_hold", call_id=row["call_id"],
-                    recording=row["recording_name"],
-                    detail="a purge killed after deleting the file; finished, not kept")
-        return {**dict(row.items()), "held": False}
-
     async def _finish(
         self, what: str, ids: list[int], now: datetime, report: PurgeReport,
         previous: asyncio.Task[int] | None = None,
@@ -382,8 +370,6 @@ class Purger:
             # transaction ends, and what it holds now is kept.
             await conn.execute("LOCK TABLE holds IN SHARE MODE")
             rows = await conn.fetch(_TAKE, ids)
-            if what == "audio" and any(r["held"] for r in rows):
-                rows = [await self._already_gone(r) for r in rows]
             kept = [r["id"] for r in rows if r["held"]]
             if kept:
                 await conn.execute(
