@@ -240,10 +240,12 @@ async def verify_files(
 
 
 # Recordings filed (the custody chain says so) whose row is gone with no purge to say why:
-# the row and the file deleted together leave nothing for the file check to miss.
+# the row and the file deleted together leave nothing for the file check to miss. A 'filed'
+# event is on its office's chain: `chain` lets custody_at_idx serve `since`.
 _UNACCOUNTED = """
     SELECT f.recording_name, f.detail->>'path' AS path FROM custody f
-    WHERE f.asterisk_id = $1 AND f.kind = 'filed' AND ($2::timestamptz IS NULL OR f.at >= $2)
+    WHERE f.chain = $1 AND f.asterisk_id = $1 AND f.kind = 'filed'
+      AND ($2::timestamptz IS NULL OR f.at >= $2)
       AND NOT EXISTS (SELECT 1 FROM recordings r
                       WHERE r.asterisk_id = f.asterisk_id AND r.name = f.recording_name)
       AND NOT EXISTS (SELECT 1 FROM custody p WHERE p.kind = 'purged'
