@@ -192,7 +192,8 @@ async def verify_files(
     keyring: Keyring | None = None,
 ) -> None:  # fmt: skip
     rng = rng or random.Random()  # noqa: S311 (a sample, not a secret)
-    doubts: list[Problem] = []  # missing or orphaned as the run saw them: asked again at its end
+    # missing or orphaned as the run saw them, with the recording's name: asked again at its end
+    doubts: list[tuple[Problem, str]] = []
     first = store.day_key(since) if since is not None else ""
     keys = store.keys(first or None).__aiter__()
     key = await anext(keys, None)
@@ -204,12 +205,12 @@ async def verify_files(
                                                f"{row['name']}: not in this archive"))
                 continue
             while key is not None and key < path:
-                doubts.append(Problem("orphan_file", key, "no recording names it"))
+                doubts.append((Problem("orphan_file", key, "no recording names it"), _name(key)))
                 key = await anext(keys, None)
             report.files += 1
             if key != path:
                 if not row["purging"]:  # a purge deleted it and will drop the row
-                    doubts.append(Problem("missing_file", path, row["name"]))
+                    doubts.append((Problem("missing_file", path, row["name"]), row["name"]))
                 continue
             key = await anext(keys, None)
             if row["filed_sha256"] is not None and row["filed_sha256"] != row["sha256"]:
@@ -220,7 +221,7 @@ async def verify_files(
                 digest = await store.digest(path)
                 report.hashed += 1
                 if digest is None:  # listed, gone since
-                    doubts.append(Problem("missing_file", path, row["name"]))
+                    doubts.append((Problem("missing_file", path, row["name"]), row["name"]))
                     continue
                 report.bytes_hashed += digest.size
                 if row["key_id"] is not None:
@@ -230,7 +231,7 @@ async def verify_files(
                         "mismatch", path, f"{row['name']}: SHA-256 {digest.sha256[:12]}…, filed "
                         f"as {row['sha256'][:12]}…"))  # fmt: skip
     while key is not None:
-        doubts.append(Problem("orphan_file", key, "no recording names it"))
+        doubts.append((Problem("orphan_file", key, "no recording names it"), _name(key)))
         key = await anext(keys, None)
     report.problems += await _still_so(pool, store, asterisk_id, doubts)
     for row in await pool.fetch(_UNACCOUNTED, asterisk_id, since):
@@ -252,8 +253,7 @@ _UNACCOUNTED = """
                       AND p.asterisk_id = f.asterisk_id AND p.recording_name = f.recording_name)
     ORDER BY f.recording_name
 """
-# Where a listed file's recording row is, now: by its name, the file's own (a compact copy's
-# too, the extension aside)
+# Where a listed file's recording row is, now, by the recording's name
 _NOW = """
     SELECT r.name, r.status, r.path, r.compact_path, r.original_path, EXISTS (
                SELECT 1 FROM tombstones t WHERE t.status = 'purging'
@@ -262,8 +262,13 @@ _NOW = """
 """
 
 
+def _name(key: str) -> str:
+    """The recording a file's key is of: its name, the extension aside (a compact copy's too)."""
+    return posixpath.splitext(posixpath.basename(key))[0]
+
+
 async def _still_so(pool: Any, store: RecordingStore, asterisk_id: str,
-                    doubts: list[Problem]) -> list[Problem]:  # fmt: skip
+                    doubts: list[tuple[Problem, str]]) -> list[Problem]:  # fmt: skip
     """Of the files found missing or orphaned, those that still are. The rows were read in
     one snapshot taken at the start, the files as the listing reached them, often minutes
     later, while the daemon filed, uploads moved and the purge deleted: each is asked again,
@@ -271,11 +276,10 @@ async def _still_so(pool: Any, store: RecordingStore, asterisk_id: str,
     errors that mean nothing)."""
     if not doubts:
         return []
-    names = [posixpath.splitext(posixpath.basename(p.where))[0] if p.kind == "orphan_file"
-             else p.detail for p in doubts]  # fmt: skip
-    rows = {r["name"]: r for r in await pool.fetch(_NOW, asterisk_id, sorted(set(names)))}
+    names = sorted({name for _, name in doubts})
+    rows = {r["name"]: r for r in await pool.fetch(_NOW, asterisk_id, names)}
     still = []
-    for problem, name in zip(doubts, names, strict=True):
+    for problem, name in doubts:
         row = rows.get(name)
         named = row is not None and row["status"] == "filed" and problem.where in (
             row["path"], row["compact_path"], row["original_path"])
